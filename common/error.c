@@ -1,0 +1,55 @@
+#include "error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static _Thread_local char last_error[KMS_ERROR_MAX];
+
+static const char *const status_names[] = {
+	[KMS_OK] = "OK",
+	[KMS_INVALID_ARGUMENT] = "INVALID_ARGUMENT",
+	[KMS_NOT_FOUND] = "NOT_FOUND",
+	[KMS_ALREADY_EXISTS] = "ALREADY_EXISTS",
+	[KMS_FAILED_PRECONDITION] = "FAILED_PRECONDITION",
+	[KMS_INVALID_CIPHERTEXT] = "INVALID_CIPHERTEXT",
+	[KMS_ACCESS_DENIED] = "ACCESS_DENIED",
+	[KMS_THROTTLED] = "THROTTLED",
+	[KMS_HSM_UNAVAILABLE] = "HSM_UNAVAILABLE",
+	[KMS_INTERNAL] = "INTERNAL",
+	[KMS_UNAVAILABLE] = "UNAVAILABLE",
+};
+
+const char *kms_status_name(kms_status status)
+{
+	if ((unsigned)status > KMS_STATUS_MAX)
+		return "UNKNOWN_STATUS";
+	return status_names[status];
+}
+
+kms_status kms_error_set_at(kms_status status, const char *file, int line,
+                            const char *fmt, ...)
+{
+	char what[KMS_ERROR_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof what, fmt, ap);
+	va_end(ap);
+	const char *base = strrchr(file, '/');
+	/* Truncation is fine: the message is one line for a human. */
+	int n = snprintf(last_error, sizeof last_error, "%.200s (%s:%d)", what,
+	                 base ? base + 1 : file, line);
+	(void)n;
+	return status;
+}
+
+const char *kms_error_message(void)
+{
+	return last_error;
+}
+
+void kms_error_clear(void)
+{
+	last_error[0] = '\0';
+}

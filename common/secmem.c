@@ -1,0 +1,59 @@
+#include <kms/secmem.h>
+
+#include <openssl/crypto.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+/*
+ * One mapping per block, so locking and unlocking one secret never touches
+ * another's page. The header in front records the mapping's size.
+ */
+struct secmem_header {
+	size_t map_len;
+	size_t user_len;
+	uint64_t magic;
+	uint64_t pad; /* keeps the user pointer 32-byte aligned */
+};
+
+#define SECMEM_MAGIC 0x6b6d732d73656372ULL /* "kms-secr" */
+
+void kms_wipe(void *p, size_t len)
+{
+	if (p && len)
+		OPENSSL_cleanse(p, len);
+}
+
+void *kms_secure_alloc(size_t len)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	if (len > SIZE_MAX - sizeof(struct secmem_header) - page)
+		return NULL;
+	size_t map_len = (sizeof(struct secmem_header) + len + page - 1) / page * page;
+	void *map = mmap(NULL, map_len, PROT_READ | PROT_WRITE,
+	                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (map == MAP_FAILED)
+		return NULL;
+	(void)madvise(map, map_len, MADV_DONTDUMP);
+	(void)mlock(map, map_len);
+	struct secmem_header *h = map;
+	h->map_len = map_len;
+	h->user_len = len;
+	h->magic = SECMEM_MAGIC;
+	return h + 1;
+}
+
+void kms_secure_free(void *block)
+{
+	if (!block)
+		return;
+	struct secmem_header *h = (struct secmem_header *)block - 1;
+	if (h->magic != SECMEM_MAGIC)
+		abort(); /* programmer error: not ours */
+	size_t map_len = h->map_len;
+	OPENSSL_cleanse(h, map_len);
+	(void)munlock(h, map_len);
+	munmap(h, map_len);
+}
