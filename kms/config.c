@@ -1,0 +1,313 @@
+#include "config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "error.h"
+
+#define DEFAULT_MAX_REQUEST_BYTES (8u << 20)  /* a full batch of 1000 x 4 KiB fits */
+#define DEFAULT_GCM_MAX_ENCRYPTIONS ((1ull << 32) - (1ull << 24))
+#define DEFAULT_GCM_RESERVE_BLOCK 65536u
+
+/* Parsing state: the first error wins and stops the parse. */
+struct config_parse {
+	kmsd_config *cfg;
+	const char *path;
+	kms_status status;
+	char why[KMS_ERROR_MAX]; /* the first error: "[section] key: reason" */
+};
+
+static int parse_fail(struct config_parse *p, const char *section, const char *key,
+                      const char *why)
+{
+	p->status = KMS_INVALID_ARGUMENT;
+	snprintf(p->why, sizeof p->why, "[%.40s] %.60s: %s", section, key, why);
+	return 0;
+}
+
+static bool parse_u64(const char *value, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end = NULL;
+	errno = 0;
+	if (value[0] == '\0' || value[0] == '-')
+		return false;
+	unsigned long long v = strtoull(value, &end, 10);
+	if (errno || *end != '\0' || v < min || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+static bool parse_bool(const char *value, bool *out)
+{
+	if (!strcmp(value, "true") || !strcmp(value, "yes") || !strcmp(value, "1")) {
+		*out = true;
+		return true;
+	}
+	if (!strcmp(value, "false") || !strcmp(value, "no") || !strcmp(value, "0")) {
+		*out = false;
+		return true;
+	}
+	return false;
+}
+
+static bool copy_str(char *dst, size_t cap, const char *value)
+{
+	size_t n = strlen(value);
+	if (n == 0 || n >= cap)
+		return false;
+	memcpy(dst, value, n + 1);
+	return true;
+}
+
+static bool region_ok(const char *region)
+{
+	size_t n = strlen(region);
+	if (n < 1 || n > 32)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = region[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+static int on_kmsd(struct config_parse *p, const char *key, const char *value)
+{
+	kmsd_config *cfg = p->cfg;
+	uint64_t n;
+	if (!strcmp(key, "region")) {
+		if (!copy_str(cfg->region, sizeof cfg->region, value) || !region_ok(value))
+			return parse_fail(p, "kmsd", key, "1 to 32 of [a-z0-9-], e.g. in-mum");
+	} else if (!strcmp(key, "data_dir")) {
+		if (!copy_str(cfg->data_dir, sizeof cfg->data_dir, value))
+			return parse_fail(p, "kmsd", key, "a directory path");
+	} else if (!strcmp(key, "workers")) {
+		if (!parse_u64(value, 1, 256, &n))
+			return parse_fail(p, "kmsd", key, "a number from 1 to 256");
+		cfg->workers = (unsigned)n;
+	} else {
+		return parse_fail(p, "kmsd", key, "unknown key");
+	}
+	return 1;
+}
+
+static int on_listen(struct config_parse *p, const char *key, const char *value)
+{
+	kmsd_config *cfg = p->cfg;
+	if (!strcmp(key, "url")) {
+		if (cfg->n_listen == KMSD_MAX_LISTEN)
+			return parse_fail(p, "listen", key, "too many listen URLs (at most 8)");
+		if (strncmp(value, "ipc://", 6) && strncmp(value, "tls+tcp://", 10) &&
+		    strncmp(value, "tcp://", 6))
+			return parse_fail(p, "listen", key,
+			                  "use ipc:// or tls+tcp:// (tcp:// only with insecure_dev)");
+		if (!copy_str(cfg->listen[cfg->n_listen], KMSD_PATH_MAX, value))
+			return parse_fail(p, "listen", key, "URL too long");
+		cfg->n_listen++;
+	} else if (!strcmp(key, "insecure_dev")) {
+		if (!parse_bool(value, &cfg->insecure_dev))
+			return parse_fail(p, "listen", key, "true or false");
+	} else {
+		return parse_fail(p, "listen", key, "unknown key");
+	}
+	return 1;
+}
+
+static int on_tls(struct config_parse *p, const char *key, const char *value)
+{
+	kmsd_config *cfg = p->cfg;
+	char *dst;
+	size_t cap = KMSD_PATH_MAX;
+	if (!strcmp(key, "cert_file"))
+		dst = cfg->tls_cert_file;
+	else if (!strcmp(key, "key_file"))
+		dst = cfg->tls_key_file;
+	else if (!strcmp(key, "client_ca_file"))
+		dst = cfg->tls_client_ca_file;
+	else
+		return parse_fail(p, "tls", key, "unknown key");
+	if (!copy_str(dst, cap, value))
+		return parse_fail(p, "tls", key, "a file path");
+	return 1;
+}
+
+static int on_hsm(struct config_parse *p, const char *key, const char *value)
+{
+	kmsd_config *cfg = p->cfg;
+	if (!strcmp(key, "module")) {
+		if (!copy_str(cfg->hsm_module, sizeof cfg->hsm_module, value))
+			return parse_fail(p, "hsm", key, "a file path");
+	} else if (!strcmp(key, "token_label")) {
+		if (!copy_str(cfg->hsm_token_label, sizeof cfg->hsm_token_label, value))
+			return parse_fail(p, "hsm", key, "1 to 32 characters");
+	} else if (!strcmp(key, "pin_file")) {
+		if (!copy_str(cfg->hsm_pin_file, sizeof cfg->hsm_pin_file, value))
+			return parse_fail(p, "hsm", key, "a file path");
+	} else if (!strcmp(key, "pin_env")) {
+		if (!copy_str(cfg->hsm_pin_env, sizeof cfg->hsm_pin_env, value))
+			return parse_fail(p, "hsm", key, "an environment variable name");
+	} else {
+		return parse_fail(p, "hsm", key, "unknown key (the PIN never goes in this file)");
+	}
+	return 1;
+}
+
+static int on_limits(struct config_parse *p, const char *key, const char *value)
+{
+	kmsd_config *cfg = p->cfg;
+	uint64_t n;
+	if (!strcmp(key, "max_request_bytes")) {
+		if (!parse_u64(value, 1024, 64u << 20, &n))
+			return parse_fail(p, "limits", key, "1024 to 67108864");
+		cfg->max_request_bytes = (size_t)n;
+	} else if (!strcmp(key, "gcm_max_encryptions")) {
+		if (!parse_u64(value, 1, 1ull << 32, &n))
+			return parse_fail(p, "limits", key, "1 to 4294967296 (NIST SP 800-38D)");
+		cfg->gcm_max_encryptions = n;
+	} else if (!strcmp(key, "gcm_reserve_block")) {
+		if (!parse_u64(value, 1, 1u << 24, &n))
+			return parse_fail(p, "limits", key, "1 to 16777216");
+		cfg->gcm_reserve_block = (uint32_t)n;
+	} else if (!strcmp(key, "tick_seconds")) {
+		if (!parse_u64(value, 1, 3600, &n))
+			return parse_fail(p, "limits", key, "1 to 3600");
+		cfg->tick_seconds = (unsigned)n;
+	} else if (!strcmp(key, "seconds_per_day")) {
+		if (!parse_u64(value, 1, 86400, &n))
+			return parse_fail(p, "limits", key, "1 to 86400 (shorter only for tests)");
+		cfg->seconds_per_day = (uint32_t)n;
+	} else {
+		return parse_fail(p, "limits", key, "unknown key");
+	}
+	return 1;
+}
+
+static int on_ipc_principal(struct config_parse *p, const char *key, const char *value)
+{
+	kmsd_config *cfg = p->cfg;
+	uint64_t uid;
+	if (!parse_u64(key, 0, UINT32_MAX - 1, &uid))
+		return parse_fail(p, "ipc_principals", key, "keys are numeric uids");
+	if (cfg->n_ipc_principals == KMSD_MAX_IPC_PRINCIPALS)
+		return parse_fail(p, "ipc_principals", key, "too many (at most 64)");
+	kmsd_ipc_principal *ip = &cfg->ipc_principals[cfg->n_ipc_principals];
+	if (!copy_str(ip->name, sizeof ip->name, value))
+		return parse_fail(p, "ipc_principals", key, "a principal name of 1 to 63 characters");
+	ip->uid = (uid_t)uid;
+	cfg->n_ipc_principals++;
+	return 1;
+}
+
+static int on_entry(void *user, const char *section, const char *key, const char *value)
+{
+	struct config_parse *p = user;
+	if (!strcmp(section, "kmsd"))
+		return on_kmsd(p, key, value);
+	if (!strcmp(section, "listen"))
+		return on_listen(p, key, value);
+	if (!strcmp(section, "tls"))
+		return on_tls(p, key, value);
+	if (!strcmp(section, "hsm"))
+		return on_hsm(p, key, value);
+	if (!strcmp(section, "limits"))
+		return on_limits(p, key, value);
+	if (!strcmp(section, "ipc_principals"))
+		return on_ipc_principal(p, key, value);
+	return parse_fail(p, section, key, "unknown section");
+}
+
+static kms_status check_readable(const char *path, const char *what)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "config: %s %s: %s", what, path,
+		                strerror(errno));
+	fclose(f);
+	return KMS_OK;
+}
+
+static kms_status check_whole(const char *path, kmsd_config *cfg)
+{
+	if (cfg->data_dir[0] == '\0')
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "config %s: [kmsd] data_dir is required", path);
+	if (cfg->n_listen == 0)
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "config %s: [listen] needs at least one url", path);
+	if (cfg->hsm_token_label[0] == '\0')
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "config %s: [hsm] token_label is required", path);
+	if (cfg->hsm_pin_file[0] == '\0' && cfg->hsm_pin_env[0] == '\0')
+		return KMS_FAIL(KMS_INVALID_ARGUMENT,
+		                "config %s: [hsm] needs pin_file or pin_env (never the PIN itself)", path);
+	if (cfg->hsm_pin_file[0]) {
+		struct stat st;
+		if (stat(cfg->hsm_pin_file, &st) != 0)
+			return KMS_FAIL(KMS_INVALID_ARGUMENT, "config: PIN file %s: %s",
+			                cfg->hsm_pin_file, strerror(errno));
+		if (st.st_mode & (S_IRWXG | S_IRWXO))
+			return KMS_FAIL(KMS_INVALID_ARGUMENT,
+			                "config: PIN file %s has permissions %03o: chmod 600 it",
+			                cfg->hsm_pin_file, (unsigned)(st.st_mode & 0777));
+		KMS_GUARD(check_readable(cfg->hsm_pin_file, "PIN file"));
+	}
+	bool want_tls = false;
+	for (size_t i = 0; i < cfg->n_listen; i++) {
+		if (!strncmp(cfg->listen[i], "tls+tcp://", 10))
+			want_tls = true;
+		if (!strncmp(cfg->listen[i], "tcp://", 6) && !cfg->insecure_dev)
+			return KMS_FAIL(KMS_INVALID_ARGUMENT,
+			                "config %s: %s is plain tcp: use tls+tcp://, or set "
+			                "[listen] insecure_dev = true for development only",
+			                path, cfg->listen[i]);
+	}
+	if (want_tls) {
+		if (!cfg->tls_cert_file[0] || !cfg->tls_key_file[0])
+			return KMS_FAIL(KMS_INVALID_ARGUMENT,
+			                "config %s: tls+tcp:// needs [tls] cert_file and key_file", path);
+		KMS_GUARD(check_readable(cfg->tls_cert_file, "TLS certificate"));
+		KMS_GUARD(check_readable(cfg->tls_key_file, "TLS key"));
+		if (cfg->tls_client_ca_file[0])
+			KMS_GUARD(check_readable(cfg->tls_client_ca_file, "TLS client CA"));
+	}
+	if (cfg->gcm_reserve_block > cfg->gcm_max_encryptions)
+		cfg->gcm_reserve_block = (uint32_t)cfg->gcm_max_encryptions;
+	return KMS_OK;
+}
+
+kms_status kmsd_config_load(const char *path, kmsd_config *cfg)
+{
+	memset(cfg, 0, sizeof *cfg);
+	strcpy(cfg->region, "in-mum");
+	cfg->workers = 8;
+	cfg->max_request_bytes = DEFAULT_MAX_REQUEST_BYTES;
+	cfg->gcm_max_encryptions = DEFAULT_GCM_MAX_ENCRYPTIONS;
+	cfg->gcm_reserve_block = DEFAULT_GCM_RESERVE_BLOCK;
+	cfg->tick_seconds = 10;
+	cfg->seconds_per_day = 86400;
+
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "config %s: %s", path, strerror(errno));
+	struct config_parse p = { .cfg = cfg, .path = path, .status = KMS_OK };
+	int line = ini_parse_file(f, on_entry, &p);
+	fclose(f);
+	if (p.status != KMS_OK)
+		return KMS_FAIL(p.status, "config %s: line %d: %s", path, line, p.why);
+	if (line != 0)
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "config %s: line %d: not INI syntax", path, line);
+	return check_whole(path, cfg);
+}
+
+const char *kmsd_config_ipc_principal(const kmsd_config *cfg, uid_t uid)
+{
+	for (size_t i = 0; i < cfg->n_ipc_principals; i++)
+		if (cfg->ipc_principals[i].uid == uid)
+			return cfg->ipc_principals[i].name;
+	return NULL;
+}

@@ -1,0 +1,65 @@
+/*
+ * config.h: kmsd's one INI file (libinih).
+ *
+ * Every key is known: an unknown section or key, a bad URL, an out-of-range
+ * number, an unreadable or group/other-readable PIN file is refused with one
+ * line naming the file, line and key. See docs/config.md.
+ */
+#ifndef KMS_CONFIG_H
+#define KMS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <kms/status.h>
+
+#define KMSD_MAX_LISTEN 8
+#define KMSD_MAX_IPC_PRINCIPALS 64
+#define KMSD_NAME_MAX 64
+#define KMSD_PATH_MAX 1024
+
+typedef struct kmsd_ipc_principal {
+	uid_t uid;
+	char name[KMSD_NAME_MAX];
+} kmsd_ipc_principal;
+
+typedef struct kmsd_config {
+	/* [kmsd] */
+	char region[33];
+	char data_dir[KMSD_PATH_MAX];
+	unsigned workers;
+	/* [listen] */
+	char listen[KMSD_MAX_LISTEN][KMSD_PATH_MAX];
+	size_t n_listen;
+	bool insecure_dev; /* allows plain tcp:// */
+	/* [tls] */
+	char tls_cert_file[KMSD_PATH_MAX];
+	char tls_key_file[KMSD_PATH_MAX];
+	char tls_client_ca_file[KMSD_PATH_MAX];
+	/* [hsm] */
+	char hsm_module[KMSD_PATH_MAX];
+	char hsm_token_label[33];
+	char hsm_pin_file[KMSD_PATH_MAX];
+	char hsm_pin_env[KMSD_NAME_MAX];
+	/* [limits] */
+	size_t max_request_bytes;
+	uint64_t gcm_max_encryptions;
+	uint32_t gcm_reserve_block;
+	unsigned tick_seconds; /* how often deletion and rotation are checked */
+	uint32_t seconds_per_day; /* 86400; tests shorten "days" to see windows pass */
+	/* [ipc_principals] uid = name */
+	kmsd_ipc_principal ipc_principals[KMSD_MAX_IPC_PRINCIPALS];
+	size_t n_ipc_principals;
+} kmsd_config;
+
+/* Fills cfg from the file at path with defaults for what it omits, then
+ * checks the whole. On failure, the message (kms_error_message) names the
+ * file, line and key. */
+kms_status kmsd_config_load(const char *path, kmsd_config *cfg) KMS_MUST_USE;
+
+/* The principal name for an ipc peer uid, or NULL when the uid is unknown. */
+const char *kmsd_config_ipc_principal(const kmsd_config *cfg, uid_t uid);
+
+#endif

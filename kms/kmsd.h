@@ -1,0 +1,37 @@
+/*
+ * kmsd.h: the daemon's shared state, built at start-up by main.c and read by
+ * every worker. Fields are set before the first worker starts and not
+ * changed after, except `draining` (atomic).
+ */
+#ifndef KMS_KMSD_H
+#define KMS_KMSD_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "config.h"
+
+typedef struct hsm hsm;
+typedef struct keyring keyring;
+typedef struct audit_log audit_log;
+
+#define KMSD_VERSION "0.1.0"
+
+typedef struct kmsd {
+	kmsd_config cfg;
+	hsm *hsm;
+	keyring *keyring;
+	audit_log *audit; /* NULL until the audit log is configured */
+	int64_t started_at; /* unix seconds */
+	atomic_bool draining;
+} kmsd;
+
+/* Wall-clock unix seconds, and a monotonic microsecond clock for latency. */
+int64_t kmsd_now(void);
+uint64_t kmsd_monotonic_us(void);
+
+/* One operational line to stderr: "kmsd: <level>: <message>". Never pass
+ * secret bytes. Thread-safe (one write per line). */
+void kmsd_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,204 @@
+/*
+ * kmsd: the key-management daemon. `kmsd -c FILE` runs in the foreground
+ * (for systemd), logs to stderr, and on SIGTERM or SIGINT drains the requests
+ * in flight and exits 0.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "error.h"
+#include "hsm.h"
+#include "keyring.h"
+#include "kmsd.h"
+#include "server.h"
+
+int64_t kmsd_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec;
+}
+
+uint64_t kmsd_monotonic_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void kmsd_log(const char *level, const char *fmt, ...)
+{
+	char line[512];
+	int n = snprintf(line, sizeof line, "kmsd: %s: ", level);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	size_t len = strlen(line);
+	line[len++] = '\n';
+	ssize_t w = write(STDERR_FILENO, line, len); /* one write: lines never interleave */
+	(void)w;
+}
+
+/* No core dumps (they would hold keys and plaintexts), no ptrace by others. */
+static void harden_process(void)
+{
+	struct rlimit none = { 0, 0 };
+	if (setrlimit(RLIMIT_CORE, &none) != 0)
+		kmsd_log("warn", "cannot disable core dumps: %s", strerror(errno));
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+		kmsd_log("warn", "cannot mark the process undumpable: %s", strerror(errno));
+	umask(077);
+}
+
+static int usage(FILE *to)
+{
+	fprintf(to, "usage: kmsd -c CONFIG [--check]\n"
+	            "  -c CONFIG  the INI config file (see docs/config.md)\n"
+	            "  --check    validate the config, open the HSM and exit\n");
+	return to == stderr ? 2 : 0;
+}
+
+/* The background task: deletion windows and automatic rotation. */
+typedef struct ticker {
+	kmsd *d;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	bool stop;
+} ticker;
+
+static void *ticker_main(void *arg)
+{
+	ticker *t = arg;
+	pthread_mutex_lock(&t->lock);
+	while (!t->stop) {
+		pthread_mutex_unlock(&t->lock);
+		if (keyring_tick(t->d->keyring, kmsd_now(), NULL) != KMS_OK)
+			kmsd_log("error", "background task: %s", kms_error_message());
+		pthread_mutex_lock(&t->lock);
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += t->d->cfg.tick_seconds;
+		while (!t->stop && pthread_cond_timedwait(&t->wake, &t->lock, &until) == 0)
+			;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return NULL;
+}
+
+static kms_status open_keyring(kmsd *d)
+{
+	const kmsd_config *cfg = &d->cfg;
+	keyring_config kc = {
+		.region = cfg->region,
+		.gcm_max_encryptions = cfg->gcm_max_encryptions,
+		.reserve_block = cfg->gcm_reserve_block,
+		.seconds_per_day = cfg->seconds_per_day,
+	};
+	return keyring_open(d->hsm, cfg->data_dir, &kc, &d->keyring);
+}
+
+int main(int argc, char **argv)
+{
+	const char *config_path = NULL;
+	bool check_only = false;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "-c") && i + 1 < argc)
+			config_path = argv[++i];
+		else if (!strcmp(argv[i], "--check"))
+			check_only = true;
+		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
+			return usage(stdout);
+		else
+			return usage(stderr);
+	}
+	if (!config_path)
+		return usage(stderr);
+
+	harden_process();
+	/* Signals are taken by sigwait in this thread only. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	static kmsd d;
+	int exit_code = 1;
+	server *srv = NULL;
+	ticker t = { .d = &d, .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER };
+	bool ticking = false;
+
+	if (kmsd_config_load(config_path, &d.cfg) != KMS_OK) {
+		kmsd_log("fatal", "%s", kms_error_message());
+		return 1;
+	}
+	if (mkdir(d.cfg.data_dir, 0700) != 0 && errno != EEXIST) {
+		kmsd_log("fatal", "data_dir %s: %s", d.cfg.data_dir, strerror(errno));
+		return 1;
+	}
+	hsm_config hc = {
+		.module_path = d.cfg.hsm_module[0] ? d.cfg.hsm_module : NULL,
+		.token_label = d.cfg.hsm_token_label,
+		.pin_file = d.cfg.hsm_pin_file[0] ? d.cfg.hsm_pin_file : NULL,
+		.pin_env = d.cfg.hsm_pin_env[0] ? d.cfg.hsm_pin_env : NULL,
+	};
+	if (hsm_open(&hc, &d.hsm) != KMS_OK) {
+		kmsd_log("fatal", "%s", kms_error_message());
+		goto out;
+	}
+	if (open_keyring(&d) != KMS_OK) {
+		kmsd_log("fatal", "%s", kms_error_message());
+		goto out;
+	}
+	if (check_only) {
+		kmsd_log("info", "config %s is valid; HSM token \"%s\" opened", config_path,
+		         d.cfg.hsm_token_label);
+		exit_code = 0;
+		goto out;
+	}
+	d.started_at = kmsd_now();
+	if (server_start(&d, &srv) != KMS_OK) {
+		kmsd_log("fatal", "%s", kms_error_message());
+		goto out;
+	}
+	if (pthread_create(&t.thread, NULL, ticker_main, &t) != 0) {
+		kmsd_log("fatal", "cannot start the background task thread");
+		goto out;
+	}
+	ticking = true;
+	kmsd_log("info", "ready: region %s, %u workers, token \"%s\"", d.cfg.region,
+	         d.cfg.workers, d.cfg.hsm_token_label);
+
+	int sig = 0;
+	sigwait(&sigs, &sig);
+	kmsd_log("info", "%s: draining requests in flight", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	exit_code = 0;
+out:
+	server_drain_and_close(srv);
+	if (ticking) {
+		pthread_mutex_lock(&t.lock);
+		t.stop = true;
+		pthread_cond_signal(&t.wake);
+		pthread_mutex_unlock(&t.lock);
+		pthread_join(t.thread, NULL);
+	}
+	keyring_close(d.keyring);
+	hsm_close(d.hsm);
+	if (exit_code == 0 && !check_only)
+		kmsd_log("info", "stopped");
+	return exit_code;
+}

@@ -1,0 +1,173 @@
+#include "pipeline.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <kms/kms.pb-c.h>
+#include <kms/secmem.h>
+
+#include "error.h"
+#include "ops.h"
+
+#define REQUEST_ID_MAX 64
+
+static bool request_id_ok(const char *id)
+{
+	size_t n = strlen(id);
+	if (n < 1 || n > REQUEST_ID_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = id[i];
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		          (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+/* Step 1: unpack into the arena and check the envelope and the operation. */
+static kms_status decode(op_ctx *ctx, const uint8_t *bytes, size_t len,
+                         Kms__Request **out)
+{
+	*out = NULL;
+	if (len > ctx->d->cfg.max_request_bytes)
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "request of %zu bytes exceeds the limit of %zu",
+		                len, ctx->d->cfg.max_request_bytes);
+	ProtobufCAllocator al = arena_protobuf_allocator(ctx->arena);
+	Kms__Request *req = kms__request__unpack(&al, len, bytes);
+	if (!req)
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "request is not a valid kms.Request protobuf");
+	if (!request_id_ok(req->request_id))
+		return KMS_FAIL(KMS_INVALID_ARGUMENT,
+		                "request_id must be 1 to 64 of [A-Za-z0-9._-]");
+	ctx->request_id = req->request_id;
+	if (req->schema_version != KMS__SCHEMA_VERSION__SCHEMA_VERSION)
+		return KMS_FAIL(KMS_INVALID_ARGUMENT,
+		                "request %s: schema_version %u is not supported (this daemon speaks %d)",
+		                req->request_id, req->schema_version,
+		                KMS__SCHEMA_VERSION__SCHEMA_VERSION);
+	ctx->op = ops_find(req->op_case);
+	if (!ctx->op)
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "request %s: no operation, or one this daemon "
+		                "does not serve (field %d)", req->request_id, (int)req->op_case);
+	*out = req;
+	if (ctx->op->validate)
+		KMS_GUARD(ctx->op->validate(req));
+	return KMS_OK;
+}
+
+/* Step 2: the principal, from the transport. */
+static kms_status resolve_caller(op_ctx *ctx, const pipeline_peer *peer, caller *who)
+{
+	memset(who, 0, sizeof *who);
+	who->transport = peer->transport;
+	who->has_uid = peer->has_uid;
+	who->uid = peer->uid;
+	who->tls_verified = peer->tls_verified;
+	switch (peer->transport) {
+	case CALLER_IPC: {
+		snprintf(who->source, sizeof who->source, "ipc uid=%llu",
+		         (unsigned long long)peer->uid);
+		const char *name = peer->has_uid
+		        ? kmsd_config_ipc_principal(&ctx->d->cfg, (uid_t)peer->uid)
+		        : NULL;
+		if (name)
+			snprintf(who->principal, sizeof who->principal, "%s", name);
+		else
+			snprintf(who->principal, sizeof who->principal, "uid:%llu",
+			         (unsigned long long)peer->uid);
+		break;
+	}
+	case CALLER_TLS:
+		snprintf(who->source, sizeof who->source, "tls %s", peer->remote);
+		snprintf(who->principal, sizeof who->principal, "anonymous");
+		break;
+	case CALLER_TCP:
+		snprintf(who->source, sizeof who->source, "tcp %s (insecure)", peer->remote);
+		snprintf(who->principal, sizeof who->principal, "anonymous");
+		break;
+	}
+	ctx->caller = who;
+	return KMS_OK;
+}
+
+/* Step 3: may this caller run this operation? Principals, roles and key
+ * policies are enforced here once request signing lands (SPEC section 4);
+ * until then every resolved caller may call every operation. */
+static kms_status authorize(op_ctx *ctx, const Kms__Request *req)
+{
+	(void)req;
+	(void)ctx;
+	return KMS_OK;
+}
+
+/* Step 5: the audit entry, durable before the reply leaves. The audit log
+ * lands with its own module; without one configured there is nothing to
+ * write. */
+static kms_status audit(op_ctx *ctx, kms_status status, const char *message,
+                        uint64_t latency_us)
+{
+	(void)ctx;
+	(void)status;
+	(void)message;
+	(void)latency_us;
+	return KMS_OK;
+}
+
+/* Step 6. */
+static kms_status encode(const Kms__Response *resp, uint8_t **reply, size_t *reply_len)
+{
+	size_t n = kms__response__get_packed_size(resp);
+	uint8_t *buf = malloc(n ? n : 1);
+	if (!buf)
+		return KMS_FAIL(KMS_INTERNAL, "out of memory packing a %zu-byte reply", n);
+	*reply_len = kms__response__pack(resp, buf);
+	*reply = buf;
+	return KMS_OK;
+}
+
+kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
+                           uint8_t *request, size_t len,
+                           uint8_t **reply, size_t *reply_len)
+{
+	uint64_t started = kmsd_monotonic_us();
+	char no_id[] = "";
+	op_ctx ctx = { .d = d, .arena = a, .request_id = no_id, .now = kmsd_now() };
+	caller who;
+	Kms__Request *req = NULL;
+	Kms__Response resp = KMS__RESPONSE__INIT;
+
+	kms_error_clear();
+	kms_status st = decode(&ctx, request, len, &req);
+	kms_wipe(request, len); /* the request may hold plaintext */
+	ctx.audit.request = req;
+	if (st == KMS_OK)
+		st = resolve_caller(&ctx, peer, &who);
+	if (st == KMS_OK)
+		st = authorize(&ctx, req);
+	if (st == KMS_OK && atomic_load(&d->draining))
+		st = KMS_FAIL(KMS_UNAVAILABLE, "kmsd is shutting down: retry on another endpoint");
+	if (st == KMS_OK)
+		st = ctx.op->handle(&ctx, req, &resp);
+
+	char message[KMS_ERROR_MAX] = "";
+	if (st != KMS_OK)
+		snprintf(message, sizeof message, "%s", kms_error_message());
+	kms_status audited = audit(&ctx, st, message, kmsd_monotonic_us() - started);
+	if (audited != KMS_OK) {
+		/* Fail closed: no result leaves without its audit entry. */
+		st = audited;
+		snprintf(message, sizeof message, "%s", kms_error_message());
+	}
+	if (st != KMS_OK)
+		resp.result_case = KMS__RESPONSE__RESULT__NOT_SET;
+	resp.schema_version = KMS__SCHEMA_VERSION__SCHEMA_VERSION;
+	resp.request_id = ctx.request_id;
+	resp.status = (Kms__Status)st;
+	resp.message = message;
+	kms_status packed = encode(&resp, reply, reply_len);
+	arena_reset(a);
+	return packed;
+}

@@ -1,0 +1,45 @@
+/*
+ * pipeline.h: one request, from bytes in to bytes out, in fixed steps:
+ *
+ *   1. decode    size-checked protobuf unpack into the worker's arena, then
+ *                the envelope and the operation's own fields validated
+ *   2. caller    who is asking, from the transport (caller.h)
+ *   3. authorize the caller's role against the operation's row in ops.c
+ *   4. handle    the operation's handler (op_*.c)
+ *   5. audit     the request's entry made durable (audit log); if that
+ *                fails, the reply becomes UNAVAILABLE and carries no result
+ *   6. reply     the response packed for the transport
+ *
+ * Every request gets a reply, malformed ones included (INVALID_ARGUMENT with
+ * an empty request id). Blocks on the HSM and the audit log; called by one
+ * worker thread per request.
+ */
+#ifndef KMS_PIPELINE_H
+#define KMS_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "arena.h"
+#include "caller.h"
+#include "kmsd.h"
+
+/* What the transport knows about a request before it is decoded. */
+typedef struct pipeline_peer {
+	caller_transport transport;
+	bool has_uid;
+	uint64_t uid;
+	bool tls_verified;
+	char remote[64]; /* "127.0.0.1:41234", or "" */
+} pipeline_peer;
+
+/* Handles the request in request[0..len) and returns the packed reply in
+ * *reply (malloc'ed, *reply_len bytes; caller frees). The request bytes are
+ * wiped once decoded. The arena is reset (wiped) before return.
+ * Returns KMS_OK when a reply was produced, or KMS_INTERNAL when even an
+ * error reply could not be built (out of memory): then drop the request. */
+kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
+                           uint8_t *request, size_t len,
+                           uint8_t **reply, size_t *reply_len) KMS_MUST_USE;
+
+#endif

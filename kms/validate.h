@@ -1,0 +1,40 @@
+/*
+ * validate.h: field checks shared by the operations' validators (ops.c).
+ * Each returns KMS_INVALID_ARGUMENT with a message naming the field (never
+ * repeating its bytes) or KMS_OK. Pure and thread-safe.
+ */
+#ifndef KMS_VALIDATE_H
+#define KMS_VALIDATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <kms/kms.pb-c.h>
+#include <kms/status.h>
+
+#define KMS_DESCRIPTION_MAX 256
+#define KMS_POLICY_MAX (32u << 10)
+#define KMS_TAGS_MAX 50
+#define KMS_TAG_KEY_MAX 128
+#define KMS_TAG_VALUE_MAX 256
+#define KMS_RANDOM_MAX 1024
+#define KMS_BATCH_MAX 1000
+#define KMS_LIST_LIMIT_MAX 1000
+#define KMS_PAGE_TOKEN_MAX 128
+#define KMS_ROTATION_DAYS_MAX 3650
+#define KMS_DELETION_DAYS_MIN 7
+#define KMS_DELETION_DAYS_MAX 30
+
+kms_status validate_key_ref(const char *field, const char *key_ref) KMS_MUST_USE;
+kms_status validate_key_id(const char *field, const char *key_id) KMS_MUST_USE;
+kms_status validate_alias(const char *field, const char *alias) KMS_MUST_USE;
+kms_status validate_context(const char *field, size_t n,
+                            Kms__StringPair *const *pairs) KMS_MUST_USE;
+kms_status validate_plaintext(const char *field, ProtobufCBinaryData plaintext) KMS_MUST_USE;
+kms_status validate_blob_size(const char *field, ProtobufCBinaryData blob) KMS_MUST_USE;
+kms_status validate_utf8(const char *field, const char *s, size_t max) KMS_MUST_USE;
+kms_status validate_tags(size_t n, Kms__StringPair *const *tags) KMS_MUST_USE;
+kms_status validate_rotation_days(uint32_t days) KMS_MUST_USE;
+kms_status validate_list(uint32_t limit, const char *page_token) KMS_MUST_USE;
+
+#endif
