@@ -135,7 +135,16 @@ typedef struct hsm_token_info {
 } hsm_token_info;
 
 /* Finds the configured token with libp11, logs in with the configured PIN
- * (when one is given) and fills info. Independent of hsm_open. */
+ * (when one is given) and fills info. Independent of hsm_open. For a CLI:
+ * in a process with an open hsm it closes that hsm's sessions (libp11
+ * closes all of the process's sessions when it lets go of the slots; the
+ * hsm recovers on its next call), so kmsd uses hsm_info instead. On a
+ * failed login, info holds what was read before it. */
 kms_status hsm_token_status(const hsm_config *config, hsm_token_info *info) KMS_MUST_USE;
+
+/* The same information from an open hsm, through the calling thread's own
+ * session: disturbs nothing (for kmsd's Health). logged_in is the
+ * application's login state after the layer's usual re-login. */
+kms_status hsm_info(hsm *h, hsm_token_info *info) KMS_MUST_USE;
 
 #endif

@@ -1,0 +1,14 @@
+/*
+ * admin.c: kms-admin's command table. Usage text and dispatch both come
+ * from it, so they cannot drift apart.
+ */
+#include "admin.h"
+
+const struct cli_command admin_commands[] = {
+	{ .name = "key", .sub = admin_key_commands, .help = "Manage keys" },
+	{ .name = "alias", .sub = admin_alias_commands, .help = "Manage aliases" },
+	{ .name = "health", .run = admin_health,
+	  .help = "Ask kmsd whether it and its HSM are well (exit 1 if the HSM is not)" },
+	{ .name = "hsm", .sub = admin_hsm_commands, .help = "Look at the HSM directly" },
+	{ 0 },
+};

@@ -1,0 +1,619 @@
+/*
+ * admin_key.c: kms-admin key ... (create, list, describe, state changes,
+ * rotation, deletion, tags, policy).
+ */
+#include "admin.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <kms/secmem.h>
+
+#define POLICY_MAX (32 * 1024) /* PutKeyPolicy takes at most 32 KiB */
+#define LIST_PAGES_MAX 100000   /* --all stops here: a server looping tokens */
+
+/* Connects, or returns the exit code from the enclosing command. */
+#define CONNECT_OR_RETURN(cli, client)                                         \
+	do {                                                                   \
+		int connect_code_ = cli_connect((cli), &(client));             \
+		if (connect_code_ != CLI_EXIT_OK)                              \
+			return connect_code_;                                  \
+	} while (0)
+
+/* A policy document from a file ("-": stdin), checked to be JSON here so a
+ * typo fails before it reaches kmsd. *policy is NUL-terminated; free it. */
+static int read_policy(struct cli *cli, const char *path, char **policy)
+{
+	size_t len, total;
+	json_error_t jerr;
+	*policy = malloc(POLICY_MAX + 1);
+	if (!*policy) {
+		fprintf(cli->err, "%s: out of memory\n", cli->prog);
+		return CLI_EXIT_UNREACHABLE;
+	}
+	int code = cli_read_input(cli, path, (uint8_t *)*policy, POLICY_MAX, &len, &total);
+	if (code == CLI_EXIT_OK && total > POLICY_MAX)
+		code = cli_usage_error(cli, "the policy is %zu bytes; at most %d", total,
+		                       POLICY_MAX);
+	if (code == CLI_EXIT_OK) {
+		(*policy)[len] = '\0';
+		json_t *doc = json_loadb(*policy, len, JSON_REJECT_DUPLICATES, &jerr);
+		if (!doc || !json_is_object(doc))
+			code = cli_usage_error(cli, "%s is not a JSON object: %s (line %d)",
+			                       path, doc ? "not an object" : jerr.text,
+			                       jerr.line);
+		json_decref(doc);
+	}
+	if (code != CLI_EXIT_OK) {
+		free(*policy);
+		*policy = NULL;
+	}
+	return code;
+}
+
+/* ---- key create ---- */
+
+enum {
+	OPT_DESCRIPTION = CLI_OPT_COMMAND,
+	OPT_SPEC,
+	OPT_USAGE,
+	OPT_ALIAS,
+	OPT_TAG,
+	OPT_ROTATION_DAYS,
+	OPT_POLICY,
+	OPT_LIMIT,
+	OPT_ALL,
+	OPT_PAGE_TOKEN,
+	OPT_DAYS,
+};
+
+static int key_create(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "description", required_argument, NULL, OPT_DESCRIPTION },
+		{ "spec", required_argument, NULL, OPT_SPEC },
+		{ "usage", required_argument, NULL, OPT_USAGE },
+		{ "alias", required_argument, NULL, OPT_ALIAS },
+		{ "tag", required_argument, NULL, OPT_TAG },
+		{ "rotation-days", required_argument, NULL, OPT_ROTATION_DAYS },
+		{ "policy", required_argument, NULL, OPT_POLICY },
+		CLI_BASE_OPTIONS, CLI_CONN_OPTIONS, { 0 },
+	};
+	kms_create_key_params params;
+	struct cli_pairs tags = { 0 };
+	const char *policy_file = NULL;
+	char *policy = NULL;
+	kms_client *client = NULL;
+	kms_key_metadata md;
+	kms_error err;
+	const char *why;
+	int opt = CLI_GETOPT_DONE, code = CLI_EXIT_OK;
+
+	memset(&params, 0, sizeof params);
+	while (code == CLI_EXIT_OK && (opt = cli_getopt(cli, argc, argv, opts)) >= 0) {
+		switch (opt) {
+		case OPT_DESCRIPTION:
+			params.description = optarg;
+			break;
+		case OPT_SPEC:
+			if (kms_key_spec_parse(optarg, &params.key_spec) != KMS_OK)
+				code = cli_usage_error(cli, "unknown key spec \"%s\"", optarg);
+			break;
+		case OPT_USAGE:
+			if (kms_key_usage_parse(optarg, &params.key_usage) != KMS_OK)
+				code = cli_usage_error(cli, "unknown key usage \"%s\"", optarg);
+			break;
+		case OPT_ALIAS:
+			params.alias = optarg;
+			break;
+		case OPT_TAG:
+			if ((why = cli_pairs_add(&tags, optarg)) != NULL)
+				code = cli_usage_error(cli, "--tag %s: %s", optarg, why);
+			break;
+		case OPT_ROTATION_DAYS:
+			if (!cli_parse_u32(optarg, 0, 3650, &params.rotation_period_days))
+				code = cli_usage_error(cli, "--rotation-days takes 0..3650");
+			break;
+		case OPT_POLICY:
+			policy_file = optarg;
+			break;
+		default:
+			code = cli_usage_error(cli, "option not handled");
+		}
+	}
+	if (code != CLI_EXIT_OK)
+		goto out;
+	if (opt != CLI_GETOPT_DONE) {
+		code = cli_getopt_exit(opt);
+		goto out;
+	}
+	if (!cli_positionals(cli, argc, argv, 0, 0)) {
+		code = CLI_EXIT_USAGE;
+		goto out;
+	}
+	if (policy_file && (code = read_policy(cli, policy_file, &policy)) != CLI_EXIT_OK)
+		goto out;
+	params.policy = policy;
+	params.tags = tags.pairs;
+	params.n_tags = tags.n;
+	if ((code = cli_connect(cli, &client)) != CLI_EXIT_OK)
+		goto out;
+	if (kms_create_key(client, &params, &md, &err) != KMS_OK) {
+		code = cli_report(cli, &err);
+		goto out;
+	}
+	code = admin_show_key(cli, &md);
+	kms_key_metadata_free(&md);
+out:
+	kms_client_close(client);
+	cli_pairs_free(&tags);
+	free(policy);
+	return code;
+}
+
+/* ---- key list ---- */
+
+static int key_list(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "limit", required_argument, NULL, OPT_LIMIT },
+		{ "all", no_argument, NULL, OPT_ALL },
+		{ "page-token", required_argument, NULL, OPT_PAGE_TOKEN },
+		CLI_BASE_OPTIONS, CLI_CONN_OPTIONS, { 0 },
+	};
+	uint32_t limit = 0;
+	bool all = false;
+	const char *first_token = NULL;
+	char *token = NULL;
+	kms_key_metadata *keys = NULL;
+	size_t n_keys = 0, cap = 0;
+	kms_client *client = NULL;
+	kms_error err;
+	int opt, code = CLI_EXIT_OK;
+
+	while ((opt = cli_getopt(cli, argc, argv, opts)) >= 0) {
+		switch (opt) {
+		case OPT_LIMIT:
+			if (!cli_parse_u32(optarg, 1, 1000, &limit))
+				return cli_usage_error(cli, "--limit takes 1..1000");
+			break;
+		case OPT_ALL:
+			all = true;
+			break;
+		case OPT_PAGE_TOKEN:
+			first_token = optarg;
+			break;
+		default:
+			return cli_usage_error(cli, "option not handled");
+		}
+	}
+	if (opt != CLI_GETOPT_DONE)
+		return cli_getopt_exit(opt);
+	if (!cli_positionals(cli, argc, argv, 0, 0))
+		return CLI_EXIT_USAGE;
+	CONNECT_OR_RETURN(cli, client);
+
+	const char *page_token = first_token;
+	for (size_t page = 0;; page++) {
+		kms_key_list list;
+		if (kms_list_keys(client, limit, page_token, &list, &err) != KMS_OK) {
+			code = cli_report(cli, &err);
+			goto out;
+		}
+		if (n_keys + list.n_keys > cap) {
+			size_t grown_cap = (n_keys + list.n_keys) * 2;
+			kms_key_metadata *grown = reallocarray(keys, grown_cap, sizeof *keys);
+			if (!grown) {
+				kms_key_list_free(&list);
+				fprintf(cli->err, "%s: out of memory\n", cli->prog);
+				code = CLI_EXIT_UNREACHABLE;
+				goto out;
+			}
+			keys = grown;
+			cap = grown_cap;
+		}
+		/* Move the keys over; the list keeps only its token. */
+		if (list.n_keys)
+			memcpy(keys + n_keys, list.keys, list.n_keys * sizeof *keys);
+		n_keys += list.n_keys;
+		list.n_keys = 0;
+		bool same = page_token && strcmp(page_token, list.next_page_token) == 0;
+		free(token);
+		token = list.next_page_token;
+		list.next_page_token = NULL;
+		kms_key_list_free(&list);
+		if (!all || !token[0])
+			break;
+		if (same || page >= LIST_PAGES_MAX) {
+			fprintf(cli->err, "%s: kmsd keeps answering with more pages; stopped\n",
+			        cli->prog);
+			code = CLI_EXIT_UNREACHABLE;
+			goto out;
+		}
+		page_token = token;
+	}
+	if (cli->json) {
+		code = cli_json_print(cli, admin_json_keys(keys, n_keys, token));
+	} else {
+		admin_print_keys(cli->out, keys, n_keys);
+		if (token && token[0]) {
+			fprintf(cli->err, "(more keys: use --all, or --page-token ");
+			cli_put_clean(cli->err, token);
+			fprintf(cli->err, ")\n");
+		}
+	}
+out:
+	for (size_t i = 0; i < n_keys; i++)
+		kms_key_metadata_free(&keys[i]);
+	free(keys);
+	free(token);
+	kms_client_close(client);
+	return code;
+}
+
+/* ---- key describe ---- */
+
+static int key_describe(struct cli *cli, int argc, char **argv)
+{
+	kms_client *client;
+	kms_key_metadata md;
+	kms_error err;
+	int code = cli_parse_args(cli, argc, argv, 1, 1);
+	if (code != CLI_PROCEED)
+		return code;
+	CONNECT_OR_RETURN(cli, client);
+	kms_status st = kms_describe_key(client, argv[optind], &md, &err);
+	kms_client_close(client);
+	if (st != KMS_OK)
+		return cli_report(cli, &err);
+	code = admin_show_key(cli, &md);
+	kms_key_metadata_free(&md);
+	return code;
+}
+
+/* ---- state changes ---- */
+
+/* Prints the outcome of a call that returns nothing: a line, or JSON with
+ * the key id and json_field (when not NULL). */
+static int done(struct cli *cli, const char *key_id, const char *what, const char *json_field,
+                const char *json_value)
+{
+	if (cli->json && json_field)
+		return cli_json_print(cli, json_pack("{s:o, s:s}", "key_id", cli_json_str(key_id),
+		                                     json_field, json_value));
+	if (cli->json)
+		return cli_json_print(cli, json_pack("{s:o}", "key_id", cli_json_str(key_id)));
+	cli_put_clean(cli->out, key_id);
+	fprintf(cli->out, ": %s\n", what);
+	return CLI_EXIT_OK;
+}
+
+static int key_enable(struct cli *cli, int argc, char **argv)
+{
+	kms_client *client;
+	kms_error err;
+	int code = cli_parse_args(cli, argc, argv, 1, 1);
+	if (code != CLI_PROCEED)
+		return code;
+	CONNECT_OR_RETURN(cli, client);
+	kms_status st = kms_enable_key(client, argv[optind], &err);
+	kms_client_close(client);
+	if (st != KMS_OK)
+		return cli_report(cli, &err);
+	return done(cli, argv[optind], "enabled", "key_state", "ENABLED");
+}
+
+static int key_disable(struct cli *cli, int argc, char **argv)
+{
+	kms_client *client;
+	kms_error err;
+	int code = cli_parse_args(cli, argc, argv, 1, 1);
+	if (code != CLI_PROCEED)
+		return code;
+	CONNECT_OR_RETURN(cli, client);
+	kms_status st = kms_disable_key(client, argv[optind], &err);
+	kms_client_close(client);
+	if (st != KMS_OK)
+		return cli_report(cli, &err);
+	return done(cli, argv[optind], "disabled", "key_state", "DISABLED");
+}
+
+static int key_rotate(struct cli *cli, int argc, char **argv)
+{
+	kms_client *client;
+	kms_key_metadata md;
+	kms_error err;
+	int code = cli_parse_args(cli, argc, argv, 1, 1);
+	if (code != CLI_PROCEED)
+		return code;
+	CONNECT_OR_RETURN(cli, client);
+	kms_status st = kms_rotate_key(client, argv[optind], &md, &err);
+	kms_client_close(client);
+	if (st != KMS_OK)
+		return cli_report(cli, &err);
+	if (cli->json) {
+		code = cli_json_print(cli, admin_json_key(&md));
+	} else {
+		cli_put_clean(cli->out, md.key_id);
+		fprintf(cli->out, ": rotated; primary version is now v%" PRIu32 "\n",
+		        md.primary_version);
+	}
+	kms_key_metadata_free(&md);
+	return code;
+}
+
+static int key_set_rotation(struct cli *cli, int argc, char **argv)
+{
+	kms_client *client;
+	kms_key_metadata md;
+	kms_error err;
+	uint32_t days;
+	char next[CLI_TIME_MAX];
+	int code = cli_parse_args(cli, argc, argv, 2, 2);
+	if (code != CLI_PROCEED)
+		return code;
+	if (!cli_parse_u32(argv[optind + 1], 0, 3650, &days))
+		return cli_usage_error(cli, "DAYS is 1..3650, or 0 to turn rotation off");
+	CONNECT_OR_RETURN(cli, client);
+	kms_status st = kms_set_rotation_period(client, argv[optind], days, &md, &err);
+	kms_client_close(client);
+	if (st != KMS_OK)
+		return cli_report(cli, &err);
+	if (cli->json) {
+		code = cli_json_print(cli, admin_json_key(&md));
+	} else {
+		cli_put_clean(cli->out, md.key_id);
+		if (days)
+			fprintf(cli->out, ": rotates every %" PRIu32 " days; next %s\n", days,
+			        cli_time(md.next_rotation_at, next));
+		else
+			fprintf(cli->out, ": automatic rotation off\n");
+	}
+	kms_key_metadata_free(&md);
+	return code;
+}
+
+static int key_set_description(struct cli *cli, int argc, char **argv)
+{
+	kms_client *client;
+	kms_error err;
+	int code = cli_parse_args(cli, argc, argv, 2, 2);
+	if (code != CLI_PROCEED)
+		return code;
+	CONNECT_OR_RETURN(cli, client);
+	kms_status st = kms_update_key_description(client, argv[optind], argv[optind + 1], &err);
+	kms_client_close(client);
+	if (st != KMS_OK)
+		return cli_report(cli, &err);
+	if (cli->json)
+		return cli_json_print(cli, json_pack("{s:o, s:o}", "key_id",
+		                                     cli_json_str(argv[optind]), "description",
+		                                     cli_json_str(argv[optind + 1])));
+	return done(cli, argv[optind], "description updated", NULL, NULL);
+}
+
+/* ---- deletion ---- */
+
+static int key_schedule_deletion(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "days", required_argument, NULL, OPT_DAYS },
+		CLI_BASE_OPTIONS, CLI_CONN_OPTIONS, { 0 },
+	};
+	uint32_t days = 0;
+	int64_t deletion_date;
+	kms_key_state state;
+	kms_client *client;
+	kms_error err;
+	char when[CLI_TIME_MAX];
+	int opt;
+
+	while ((opt = cli_getopt(cli, argc, argv, opts)) >= 0) {
+		if (opt != OPT_DAYS || !cli_parse_u32(optarg, 7, 30, &days))
+			return cli_usage_error(cli, "--days takes 7..30");
+	}
+	if (opt != CLI_GETOPT_DONE)
+		return cli_getopt_exit(opt);
+	if (!cli_positionals(cli, argc, argv, 1, 1))
+		return CLI_EXIT_USAGE;
+	const char *key_id = argv[optind];
+	CONNECT_OR_RETURN(cli, client);
+	kms_status st = kms_schedule_key_deletion(client, key_id, days, &deletion_date, &state,
+	                                          &err);
+	kms_client_close(client);
+	if (st != KMS_OK)
+		return cli_report(cli, &err);
+	if (cli->json)
+		return cli_json_print(cli, json_pack("{s:o, s:s, s:I}", "key_id",
+		                                     cli_json_str(key_id), "key_state",
+		                                     kms_key_state_name(state), "deletion_date",
+		                                     (json_int_t)deletion_date));
+	cli_put_clean(cli->out, key_id);
+	fprintf(cli->out, ": %s; destroyed at %s unless cancelled (%s key cancel-deletion)\n",
+	        kms_key_state_name(state), cli_time(deletion_date, when), cli->prog);
+	return CLI_EXIT_OK;
+}
+
+static int key_cancel_deletion(struct cli *cli, int argc, char **argv)
+{
+	kms_client *client;
+	kms_key_state state;
+	kms_error err;
+	int code = cli_parse_args(cli, argc, argv, 1, 1);
+	if (code != CLI_PROCEED)
+		return code;
+	CONNECT_OR_RETURN(cli, client);
+	kms_status st = kms_cancel_key_deletion(client, argv[optind], &state, &err);
+	kms_client_close(client);
+	if (st != KMS_OK)
+		return cli_report(cli, &err);
+	if (cli->json)
+		return cli_json_print(cli, json_pack("{s:o, s:s}", "key_id",
+		                                     cli_json_str(argv[optind]), "key_state",
+		                                     kms_key_state_name(state)));
+	cli_put_clean(cli->out, argv[optind]);
+	fprintf(cli->out, ": deletion cancelled; the key is %s\n", kms_key_state_name(state));
+	return CLI_EXIT_OK;
+}
+
+/* ---- tags ---- */
+
+static int key_tag(struct cli *cli, int argc, char **argv)
+{
+	struct cli_pairs tags = { 0 };
+	kms_client *client;
+	kms_error err;
+	int code = cli_parse_args(cli, argc, argv, 2, 1 + CLI_MAX_PAIRS);
+	if (code != CLI_PROCEED)
+		return code;
+	const char *key_id = argv[optind];
+	for (int i = optind + 1; i < argc; i++) {
+		const char *why = cli_pairs_add(&tags, argv[i]);
+		if (why) {
+			cli_pairs_free(&tags);
+			return cli_usage_error(cli, "%s: %s", argv[i], why);
+		}
+	}
+	if ((code = cli_connect(cli, &client)) != CLI_EXIT_OK) {
+		cli_pairs_free(&tags);
+		return code;
+	}
+	kms_status st = kms_tag_key(client, key_id, tags.pairs, tags.n, &err);
+	kms_client_close(client);
+	size_t n = tags.n;
+	cli_pairs_free(&tags);
+	if (st != KMS_OK)
+		return cli_report(cli, &err);
+	if (cli->json)
+		return cli_json_print(cli, json_pack("{s:o, s:I}", "key_id", cli_json_str(key_id),
+		                                     "tagged", (json_int_t)n));
+	cli_put_clean(cli->out, key_id);
+	fprintf(cli->out, ": %zu tag%s set\n", n, n == 1 ? "" : "s");
+	return CLI_EXIT_OK;
+}
+
+static int key_untag(struct cli *cli, int argc, char **argv)
+{
+	kms_client *client;
+	kms_error err;
+	int code = cli_parse_args(cli, argc, argv, 2, 1 + CLI_MAX_PAIRS);
+	if (code != CLI_PROCEED)
+		return code;
+	const char *key_id = argv[optind];
+	const char *const *tag_keys = (const char *const *)&argv[optind + 1];
+	size_t n = (size_t)(argc - optind - 1);
+	CONNECT_OR_RETURN(cli, client);
+	kms_status st = kms_untag_key(client, key_id, tag_keys, n, &err);
+	kms_client_close(client);
+	if (st != KMS_OK)
+		return cli_report(cli, &err);
+	if (cli->json)
+		return cli_json_print(cli, json_pack("{s:o, s:I}", "key_id", cli_json_str(key_id),
+		                                     "untagged", (json_int_t)n));
+	cli_put_clean(cli->out, key_id);
+	fprintf(cli->out, ": %zu tag%s removed\n", n, n == 1 ? "" : "s");
+	return CLI_EXIT_OK;
+}
+
+/* ---- policy ---- */
+
+static int policy_get(struct cli *cli, int argc, char **argv)
+{
+	kms_client *client;
+	kms_error err;
+	char *policy;
+	int code = cli_parse_args(cli, argc, argv, 1, 1);
+	if (code != CLI_PROCEED)
+		return code;
+	CONNECT_OR_RETURN(cli, client);
+	kms_status st = kms_get_key_policy(client, argv[optind], &policy, &err);
+	kms_client_close(client);
+	if (st != KMS_OK)
+		return cli_report(cli, &err);
+	if (cli->json) {
+		/* The document itself when it parses, else as a string. */
+		json_t *doc = json_loads(policy, JSON_REJECT_DUPLICATES, NULL);
+		code = cli_json_print(cli, json_pack("{s:o, s:o}", "key_id",
+		                                     cli_json_str(argv[optind]), "policy",
+		                                     doc ? doc : cli_json_str(policy)));
+	} else {
+		cli_put_lines(cli->out, policy);
+		fputc('\n', cli->out);
+	}
+	kms_free(policy);
+	return code;
+}
+
+static int policy_put(struct cli *cli, int argc, char **argv)
+{
+	kms_client *client;
+	kms_error err;
+	char *policy;
+	int code = cli_parse_args(cli, argc, argv, 2, 2);
+	if (code != CLI_PROCEED)
+		return code;
+	if ((code = read_policy(cli, argv[optind + 1], &policy)) != CLI_EXIT_OK)
+		return code;
+	if ((code = cli_connect(cli, &client)) != CLI_EXIT_OK) {
+		free(policy);
+		return code;
+	}
+	kms_status st = kms_put_key_policy(client, argv[optind], policy, &err);
+	kms_client_close(client);
+	free(policy);
+	if (st != KMS_OK)
+		return cli_report(cli, &err);
+	if (cli->json)
+		return cli_json_print(cli, json_pack("{s:o, s:b}", "key_id",
+		                                     cli_json_str(argv[optind]), "policy_set", 1));
+	return done(cli, argv[optind], "policy set", NULL, NULL);
+}
+
+static const struct cli_command policy_commands[] = {
+	{ .name = "get", .run = policy_get, .args = "KEY",
+	  .help = "Print a key's policy document" },
+	{ .name = "put", .run = policy_put, .args = "KEY FILE",
+	  .help = "Replace a key's policy with the JSON in FILE ('-': stdin)" },
+	{ 0 },
+};
+
+const struct cli_command admin_key_commands[] = {
+	{ .name = "create", .run = key_create,
+	  .args = "[--description D] [--spec AES_256] [--usage U] [--alias alias/NAME] "
+	          "[--tag k=v]... [--rotation-days N] [--policy FILE]",
+	  .help = "Create a key in the HSM",
+	  .details = "  --description D       free text, at most 256 bytes\n"
+	             "  --spec SPEC           AES_256 (default), HMAC_SHA256, ED25519, ECC_P256\n"
+	             "  --usage USAGE         ENCRYPT_DECRYPT (default), GENERATE_VERIFY_MAC,\n"
+	             "                        SIGN_VERIFY\n"
+	             "  --alias alias/NAME    create this alias for the key too\n"
+	             "  --tag k=v             a tag; repeat for more\n"
+	             "  --rotation-days N     rotate automatically every N days (1..3650)\n"
+	             "  --policy FILE         JSON policy document (default: kmsd's default)\n" },
+	{ .name = "list", .run = key_list, .args = "[--limit N] [--all] [--page-token T]",
+	  .help = "List keys, a page at a time",
+	  .details = "  --limit N             keys per page, 1..1000 (default: kmsd's, 100)\n"
+	             "  --all                 follow the pages to the end\n"
+	             "  --page-token T        start at this page (from a previous list)\n" },
+	{ .name = "describe", .run = key_describe, .args = "KEY",
+	  .help = "Show a key (KEY is a key id or alias/NAME)" },
+	{ .name = "enable", .run = key_enable, .args = "KEY", .help = "Enable a disabled key" },
+	{ .name = "disable", .run = key_disable, .args = "KEY",
+	  .help = "Disable a key: it stops encrypting and decrypting" },
+	{ .name = "rotate", .run = key_rotate, .args = "KEY",
+	  .help = "Make a new primary version now (old versions still decrypt)" },
+	{ .name = "set-rotation", .run = key_set_rotation, .args = "KEY DAYS",
+	  .help = "Rotate automatically every DAYS days (1..3650; 0 turns it off)" },
+	{ .name = "set-description", .run = key_set_description, .args = "KEY TEXT",
+	  .help = "Replace a key's description" },
+	{ .name = "schedule-deletion", .run = key_schedule_deletion, .args = "KEY [--days N]",
+	  .help = "Destroy a key after N days (7..30, default 30) unless cancelled",
+	  .details = "  --days N              waiting period, 7..30 (default 30)\n" },
+	{ .name = "cancel-deletion", .run = key_cancel_deletion, .args = "KEY",
+	  .help = "Cancel a scheduled deletion (the key stays disabled)" },
+	{ .name = "tag", .run = key_tag, .args = "KEY k=v...", .help = "Add or replace tags" },
+	{ .name = "untag", .run = key_untag, .args = "KEY k...", .help = "Remove tags" },
+	{ .name = "policy", .sub = policy_commands, .help = "Read or replace a key's policy" },
+	{ 0 },
+};

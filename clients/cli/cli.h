@@ -1,0 +1,261 @@
+/*
+ * cli.h: what kms-admin and kms share: a {name, fn, help} table that drives
+ * dispatch and usage (wireguard-tools style), the connection flags, exit
+ * codes, strict parsers (base64, k=v pairs, numbers), input/output and the
+ * two output forms (aligned text, JSON via jansson).
+ *
+ * Nothing here prints a secret: plaintexts go only to the chosen output,
+ * errors name ids and files, never bytes.
+ */
+#ifndef KMS_CLI_H
+#define KMS_CLI_H
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include <kms/client.h>
+
+/* Exit codes, the same for every command of both tools. */
+enum cli_exit {
+	CLI_EXIT_OK = 0,
+	CLI_EXIT_REFUSED = 1,     /* kmsd (or the HSM) said no */
+	CLI_EXIT_USAGE = 2,       /* bad command line or input */
+	CLI_EXIT_UNREACHABLE = 3, /* cannot reach kmsd, or no valid answer */
+};
+
+#define CLI_MAX_PAIRS 256
+#define CLI_TIME_MAX 32
+
+/* Defaults, also read from the environment (documented in --help). */
+#define CLI_ENV_ENDPOINT "KMS_ENDPOINT"       /* comma-separated URLs */
+#define CLI_ENV_TIMEOUT "KMS_TIMEOUT_MS"
+#define CLI_ENV_TLS_CA "KMS_TLS_CA"
+#define CLI_ENV_TLS_CERT "KMS_TLS_CERT"
+#define CLI_ENV_TLS_KEY "KMS_TLS_KEY"
+#define CLI_ENV_TLS_SERVER_NAME "KMS_TLS_SERVER_NAME"
+#define CLI_ENV_ACCESS_KEY_ID "KMS_ACCESS_KEY_ID"
+#define CLI_ENV_SECRET_FILE "KMS_SECRET_FILE"
+
+struct cli;
+
+/* One command. A node has sub (a table ending with a NULL name) and no run;
+ * a leaf has run and no sub. run gets argv[0] = its own name, and getopt
+ * already reset (optind = 0). It returns an exit code. */
+struct cli_command {
+	const char *name;
+	int (*run)(struct cli *cli, int argc, char **argv);
+	const struct cli_command *sub;
+	const char *args;    /* synopsis after the command path, or NULL */
+	const char *help;    /* one line */
+	const char *details; /* what the options mean, or NULL */
+	bool local;          /* does not talk to kmsd: no connection flags */
+};
+
+/* Connection flags, shared by every command that talks to kmsd. */
+struct cli_conn {
+	const char *endpoints[KMS_CLIENT_MAX_ENDPOINTS];
+	size_t n_endpoints;
+	char *env_endpoints; /* strdup of $KMS_ENDPOINT, split in place */
+	const char *tls_ca;
+	const char *tls_cert;
+	const char *tls_key;
+	const char *tls_server_name;
+	int timeout_ms;
+	bool insecure_plain_tcp;
+	const char *access_key_id;
+	const char *secret_file;
+};
+
+struct cli {
+	const char *prog;                /* "kms-admin" */
+	const struct cli_command *root;  /* the top table */
+	const char *about;               /* one line under the top usage */
+	char path[128];                  /* "kms-admin key create" */
+	const struct cli_command *cmd;   /* the command being run */
+	struct cli_conn conn;
+	bool json;
+	FILE *out; /* stdout; tests swap in memory streams */
+	FILE *err; /* stderr */
+};
+
+/* Runs the tool: parses global flags, walks the table, runs the command.
+ * out/err NULL mean stdout/stderr. Returns the exit code. */
+int cli_main(const char *prog, const char *about, const struct cli_command *root,
+             int argc, char **argv, FILE *out, FILE *err);
+
+/* ---- options ---- */
+
+enum {
+	CLI_OPT_ENDPOINT = 0x100,
+	CLI_OPT_CA,
+	CLI_OPT_CERT,
+	CLI_OPT_CERT_KEY,
+	CLI_OPT_SERVER_NAME,
+	CLI_OPT_TIMEOUT,
+	CLI_OPT_INSECURE_TCP,
+	CLI_OPT_ACCESS_KEY_ID,
+	CLI_OPT_SECRET_FILE,
+	CLI_OPT_JSON,
+	CLI_OPT_COMMAND = 0x200, /* commands number their own options from here */
+};
+
+/* --help and --json: every command takes them. */
+#define CLI_BASE_OPTIONS                                                       \
+	{ "help", no_argument, NULL, 'h' },                                    \
+	{ "json", no_argument, NULL, CLI_OPT_JSON }
+
+/* The connection flags, for commands that talk to kmsd. */
+#define CLI_CONN_OPTIONS                                                       \
+	{ "endpoint", required_argument, NULL, CLI_OPT_ENDPOINT },             \
+	{ "ca", required_argument, NULL, CLI_OPT_CA },                         \
+	{ "tls-ca", required_argument, NULL, CLI_OPT_CA },                     \
+	{ "cert", required_argument, NULL, CLI_OPT_CERT },                     \
+	{ "tls-cert", required_argument, NULL, CLI_OPT_CERT },                 \
+	{ "cert-key", required_argument, NULL, CLI_OPT_CERT_KEY },             \
+	{ "tls-key", required_argument, NULL, CLI_OPT_CERT_KEY },              \
+	{ "server-name", required_argument, NULL, CLI_OPT_SERVER_NAME },       \
+	{ "timeout", required_argument, NULL, CLI_OPT_TIMEOUT },               \
+	{ "insecure-plain-tcp", no_argument, NULL, CLI_OPT_INSECURE_TCP },     \
+	{ "access-key-id", required_argument, NULL, CLI_OPT_ACCESS_KEY_ID },   \
+	{ "secret-file", required_argument, NULL, CLI_OPT_SECRET_FILE }
+
+#define CLI_GETOPT_DONE (-1) /* no more options: positionals from optind */
+#define CLI_GETOPT_HELP (-2) /* --help was printed: exit 0 */
+#define CLI_GETOPT_BAD (-3)  /* a usage error was printed: exit 2 */
+
+/*
+ * getopt_long over a command's options (which must include CLI_BASE_OPTIONS
+ * and, for kmsd commands, CLI_CONN_OPTIONS). Handles the shared options
+ * itself and returns the command's own ones; permutes, so options may
+ * follow positionals. Returns one of CLI_GETOPT_* when it is done.
+ */
+int cli_getopt(struct cli *cli, int argc, char **argv, const struct option *opts);
+
+/* The exit code for a CLI_GETOPT_HELP or CLI_GETOPT_BAD result. */
+int cli_getopt_exit(int result);
+
+/* For commands with no options of their own: parses the shared ones and
+ * checks min..max positionals (then at argv[optind]). Returns CLI_PROCEED
+ * to go on, or the exit code to return (--help, usage error). */
+#define CLI_PROCEED (-1)
+int cli_parse_args(struct cli *cli, int argc, char **argv, int min, int max);
+
+/* Checks the number of positionals left (argc - optind is in min..max);
+ * prints the usage error itself. */
+bool cli_positionals(struct cli *cli, int argc, char **argv, int min, int max);
+
+/* Prints a usage error "PATH: what" and returns CLI_EXIT_USAGE. */
+int cli_usage_error(struct cli *cli, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Prints the running command's usage (synopsis, help, details). */
+void cli_usage(struct cli *cli, FILE *to);
+
+/* ---- talking to kmsd ---- */
+
+/* Opens a client from the connection flags (and their environment
+ * defaults). Returns an exit code; *out is NULL unless CLI_EXIT_OK. */
+int cli_connect(struct cli *cli, kms_client **out);
+
+/* Reports a failed call and returns its exit code:
+ * "PROG: STATUS: message" and 1 when kmsd said no, "PROG: message" and 3
+ * for transport and protocol failures, 2 for arguments refused locally. */
+int cli_report(struct cli *cli, const kms_error *err);
+
+/* ---- parsing ---- */
+
+/* Pairs from repeated k=v arguments. Keys are copies (freed by
+ * cli_pairs_free); values point into the arguments. */
+struct cli_pairs {
+	kms_context_pair pairs[CLI_MAX_PAIRS];
+	char *keys[CLI_MAX_PAIRS]; /* the copies pairs[i].key points at */
+	size_t n;
+};
+
+/* Adds "k=v" (value may be empty; the first '=' splits). Returns NULL, or
+ * why not: no '=', an empty key, a key given twice, too many pairs. */
+const char *cli_pairs_add(struct cli_pairs *pairs, const char *arg);
+void cli_pairs_free(struct cli_pairs *pairs);
+
+/* Decimal in min..max, nothing else (no sign, no spaces, no trailing text). */
+bool cli_parse_u32(const char *text, uint32_t min, uint32_t max, uint32_t *out);
+
+/* Base64 (RFC 4648, with padding). Encoded length of n bytes, without NUL. */
+size_t cli_b64_len(size_t n);
+
+/* Writes the encoding and a NUL; out_cap must be at least cli_b64_len(n)+1. */
+bool cli_b64_encode(const uint8_t *in, size_t n, char *out, size_t out_cap);
+
+/*
+ * Strict decoding: whitespace (space, tab, CR, LF) is trimmed at the end
+ * only; what is left must be a non-empty multiple of 4 characters from the
+ * alphabet, '=' only as the last one or two, and the bits padding leaves
+ * unused must be zero (one encoding per byte string). out_cap must be at
+ * least 3 * len / 4. False, with *out_len 0, for anything else.
+ */
+bool cli_b64_decode(const char *in, size_t len, uint8_t *out, size_t out_cap,
+                    size_t *out_len);
+
+/* ---- input and output ---- */
+
+/*
+ * Reads path ("-" or NULL: stdin) into buf, at most cap bytes. *total is the
+ * input's full size (more than cap means too large; the excess is not kept).
+ * Returns an exit code, having printed the reason on failure.
+ */
+int cli_read_input(struct cli *cli, const char *path, uint8_t *buf, size_t cap,
+                   size_t *len, size_t *total);
+
+/* Writes bytes to path ("-" or NULL: the command's output stream); a file is
+ * created with mode 0600 (it may hold a plaintext). Returns an exit code. */
+int cli_write_output(struct cli *cli, const char *path, const void *bytes, size_t len);
+
+/* ---- presenting ---- */
+
+/* Writes s with control characters as '?': server strings are untrusted. */
+void cli_put_clean(FILE *to, const char *s);
+
+/* The same, but newlines and tabs pass: multi-line text such as a policy. */
+void cli_put_lines(FILE *to, const char *s);
+
+/* "2024-05-01T12:00:00Z", or "-" for 0. */
+const char *cli_time(int64_t unix_seconds, char buf[CLI_TIME_MAX]);
+
+/* "label:" padded to a column, then the value, cleaned. */
+void cli_field(FILE *to, const char *label, const char *value);
+void cli_field_fmt(FILE *to, const char *label, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* A table printed with aligned columns. Cells are copied. */
+struct cli_table {
+	size_t n_cols;
+	size_t n_rows; /* with the header row */
+	size_t cap_rows;
+	char **cells;  /* n_rows * n_cols */
+};
+
+bool cli_table_init(struct cli_table *t, size_t n_cols, const char *const *headers);
+bool cli_table_add(struct cli_table *t, const char *const *cells);
+void cli_table_print(const struct cli_table *t, FILE *to);
+void cli_table_free(struct cli_table *t);
+
+/* A JSON string of untrusted text (invalid UTF-8 bytes become '?'). */
+json_t *cli_json_str(const char *s);
+
+/* Prints json (taking the reference) and a newline to the output stream;
+ * NULL (out of memory while building) is reported. Returns an exit code. */
+int cli_json_print(struct cli *cli, json_t *json);
+
+/* The same to path ("-" or NULL: the output stream), through a wiped
+ * buffer: for JSON that holds a plaintext. */
+int cli_json_write(struct cli *cli, const char *path, json_t *json);
+
+/* Makes jansson wipe what it frees: JSON output may hold a plaintext. */
+void cli_json_wipe_on_free(void);
+
+#endif

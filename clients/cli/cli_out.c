@@ -1,0 +1,214 @@
+/*
+ * cli_out.c: aligned text and JSON output. Every string that came from the
+ * server is cleaned of control characters before it reaches a terminal.
+ */
+#include "cli.h"
+
+#include <stdalign.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <kms/secmem.h>
+
+#define CLI_FIELD_WIDTH 22
+
+static char clean_char(char ch)
+{
+	unsigned char u = (unsigned char)ch;
+	return (u < 0x20 || u == 0x7f) ? '?' : ch;
+}
+
+void cli_put_clean(FILE *to, const char *s)
+{
+	for (; s && *s; s++)
+		fputc(clean_char(*s), to);
+}
+
+void cli_put_lines(FILE *to, const char *s)
+{
+	for (; s && *s; s++)
+		fputc(*s == '\n' || *s == '\t' ? *s : clean_char(*s), to);
+}
+
+const char *cli_time(int64_t unix_seconds, char buf[CLI_TIME_MAX])
+{
+	struct tm tm;
+	time_t t = (time_t)unix_seconds;
+	if (unix_seconds == 0 || !gmtime_r(&t, &tm) ||
+	    strftime(buf, CLI_TIME_MAX, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, CLI_TIME_MAX, "-");
+	return buf;
+}
+
+void cli_field(FILE *to, const char *label, const char *value)
+{
+	char with_colon[64];
+	/* An empty label continues the field above. */
+	snprintf(with_colon, sizeof with_colon, "%s%s", label, label[0] ? ":" : "");
+	fprintf(to, "%-*s ", CLI_FIELD_WIDTH, with_colon);
+	cli_put_clean(to, value);
+	fputc('\n', to);
+}
+
+void cli_field_fmt(FILE *to, const char *label, const char *fmt, ...)
+{
+	char value[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(value, sizeof value, fmt, ap);
+	va_end(ap);
+	cli_field(to, label, value);
+}
+
+/* ---- tables ---- */
+
+/* Columns on a terminal: UTF-8 code points (wide glyphs are rare in ids). */
+static size_t display_width(const char *s)
+{
+	size_t w = 0;
+	for (; *s; s++)
+		if (((unsigned char)*s & 0xc0) != 0x80)
+			w++;
+	return w;
+}
+
+static char *clean_copy(const char *s)
+{
+	char *copy = strdup(s ? s : "");
+	for (char *p = copy; p && *p; p++)
+		*p = clean_char(*p);
+	return copy;
+}
+
+bool cli_table_init(struct cli_table *t, size_t n_cols, const char *const *headers)
+{
+	memset(t, 0, sizeof *t);
+	t->n_cols = n_cols;
+	return cli_table_add(t, headers);
+}
+
+bool cli_table_add(struct cli_table *t, const char *const *cells)
+{
+	if (t->n_rows == t->cap_rows) {
+		size_t cap = t->cap_rows ? 2 * t->cap_rows : 16;
+		char **grown = reallocarray(t->cells, cap * t->n_cols, sizeof *grown);
+		if (!grown)
+			return false;
+		t->cells = grown;
+		t->cap_rows = cap;
+	}
+	char **row = t->cells + t->n_rows * t->n_cols;
+	for (size_t c = 0; c < t->n_cols; c++) {
+		row[c] = clean_copy(cells[c]);
+		if (!row[c]) {
+			while (c-- > 0)
+				free(row[c]);
+			return false;
+		}
+	}
+	t->n_rows++;
+	return true;
+}
+
+void cli_table_print(const struct cli_table *t, FILE *to)
+{
+	size_t widths[16] = { 0 };
+	size_t n_cols = t->n_cols < 16 ? t->n_cols : 16;
+	for (size_t r = 0; r < t->n_rows; r++)
+		for (size_t c = 0; c < n_cols; c++) {
+			size_t w = display_width(t->cells[r * t->n_cols + c]);
+			if (w > widths[c])
+				widths[c] = w;
+		}
+	for (size_t r = 0; r < t->n_rows; r++) {
+		for (size_t c = 0; c < n_cols; c++) {
+			const char *cell = t->cells[r * t->n_cols + c];
+			fputs(cell, to);
+			if (c + 1 < n_cols)
+				fprintf(to, "%*s", (int)(widths[c] - display_width(cell) + 2), "");
+		}
+		fputc('\n', to);
+	}
+}
+
+void cli_table_free(struct cli_table *t)
+{
+	for (size_t i = 0; i < t->n_rows * t->n_cols; i++)
+		free(t->cells[i]);
+	free(t->cells);
+	memset(t, 0, sizeof *t);
+}
+
+/* ---- JSON ---- */
+
+json_t *cli_json_str(const char *s)
+{
+	json_t *j = json_string(s ? s : "");
+	if (j)
+		return j;
+	/* Not UTF-8: keep the ASCII, mark the rest. */
+	char *ascii = strdup(s);
+	if (!ascii)
+		return NULL;
+	for (char *p = ascii; *p; p++)
+		if ((unsigned char)*p >= 0x80)
+			*p = '?';
+	j = json_string(ascii);
+	free(ascii);
+	return j;
+}
+
+int cli_json_print(struct cli *cli, json_t *json)
+{
+	return cli_json_write(cli, NULL, json);
+}
+
+int cli_json_write(struct cli *cli, const char *path, json_t *json)
+{
+	enum { FLAGS = JSON_INDENT(2) | JSON_ENSURE_ASCII };
+	size_t len = json ? json_dumpb(json, NULL, 0, FLAGS) : 0;
+	char *text = len ? kms_secure_alloc(len + 1) : NULL;
+	if (!text || json_dumpb(json, text, len, FLAGS) != len) {
+		json_decref(json);
+		kms_secure_free(text);
+		fprintf(cli->err, "%s: out of memory\n", cli->prog);
+		return CLI_EXIT_UNREACHABLE;
+	}
+	json_decref(json);
+	text[len] = '\n';
+	int code = cli_write_output(cli, path, text, len + 1);
+	kms_secure_free(text);
+	return code;
+}
+
+#define JSON_HEADER alignof(max_align_t)
+
+static void *json_wiping_malloc(size_t size)
+{
+	if (size > SIZE_MAX - JSON_HEADER)
+		return NULL;
+	unsigned char *block = malloc(JSON_HEADER + size);
+	if (!block)
+		return NULL;
+	memcpy(block, &size, sizeof size);
+	return block + JSON_HEADER;
+}
+
+static void json_wiping_free(void *p)
+{
+	if (!p)
+		return;
+	unsigned char *block = (unsigned char *)p - JSON_HEADER;
+	size_t size;
+	memcpy(&size, block, sizeof size);
+	kms_wipe(p, size);
+	free(block);
+}
+
+void cli_json_wipe_on_free(void)
+{
+	json_set_alloc_funcs(json_wiping_malloc, json_wiping_free);
+}

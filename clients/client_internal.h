@@ -1,0 +1,103 @@
+/*
+ * client_internal.h: what the files of libkmsclient share. Not installed.
+ */
+#ifndef KMS_CLIENT_INTERNAL_H
+#define KMS_CLIENT_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <nng/nng.h>
+
+#include <kms/client.h>
+#include <kms/client_raw.h>
+
+struct kms_client {
+	nng_socket socket;
+	int timeout_ms;
+	int resend_ms;
+	char *access_key_id;  /* NULL: requests go unsigned */
+	uint8_t *secret;      /* KMS_SIGN_SECRET_LEN bytes, kms_secure_alloc */
+	char endpoints_text[160]; /* "ipc:///x, tls+tcp://h:1", for messages */
+};
+
+/* Resets *err (NULL is fine). */
+void client_error_clear(kms_error *err);
+
+/* Records status, origin and a printf-style line in *err; returns status. */
+kms_status client_fail(kms_error *err, kms_status status, kms_error_origin origin,
+                       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Copies untrusted text into dst (cap bytes with the NUL), replacing
+ * control characters with '?' so a peer cannot steer a terminal. */
+void client_copy_clean(char *dst, size_t cap, const char *src);
+
+/*
+ * Request-building memory: every allocation lives until client_arena_free,
+ * which wipes and frees it all. Requests are built on the stack and in an
+ * arena, packed, and dropped; nothing is unpacked into an arena.
+ */
+typedef struct client_arena {
+	struct client_arena_block *blocks;
+} client_arena;
+
+/* size zeroed bytes, or NULL when out of memory. */
+void *client_arena_alloc(client_arena *arena, size_t size);
+void client_arena_free(client_arena *arena);
+
+/*
+ * protobuf-c's generated structs take `char *` and `uint8_t *` even for
+ * fields it only reads while packing. A request built here is only packed,
+ * never freed with free_unpacked, so lending a caller's const string to it
+ * is safe; this is the one place the const goes.
+ */
+static inline char *client_lend(const char *s)
+{
+	return (char *)(uintptr_t)s;
+}
+
+static inline uint8_t *client_lend_bytes(const uint8_t *p)
+{
+	return (uint8_t *)(uintptr_t)p;
+}
+
+/* Fills msg's map<string,string> field `field` with pairs (may be NULL/0).
+ * KMS_INVALID_ARGUMENT for a NULL or empty key, a NULL value or a duplicate
+ * key; KMS_INTERNAL when out of memory. what names the field in messages. */
+kms_status client_set_map(ProtobufCMessage *msg, const char *field,
+                          const kms_context_pair *pairs, size_t n,
+                          client_arena *arena, kms_error *err) KMS_MUST_USE;
+
+/* Checks a required string argument: non-NULL, non-empty. */
+kms_status client_need(const char *value, const char *op, const char *what,
+                       kms_error *err) KMS_MUST_USE;
+
+/*
+ * Sends req (after setting schema_version, a fresh request id and, when the
+ * client has an access key, a credential) and waits for the answer. On
+ * KMS_OK *resp has status OK and its result field `expect` set; otherwise
+ * *resp is NULL and err says why (the server's status and message, or a
+ * transport or protocol failure).
+ */
+kms_status client_roundtrip(kms_client *client, Kms__Request *req,
+                            Kms__Response__ResultCase expect,
+                            Kms__Response **resp, kms_error *err) KMS_MUST_USE;
+
+/* Output copies. Each fails with KMS_INTERNAL: out of memory, or a
+ * protocol error when the server's value does not fit. */
+kms_status client_copy_key_id(char dst[KMS_KEY_ID_MAX + 1], const char *src,
+                              kms_error *err) KMS_MUST_USE;
+kms_status client_dup_str(const char *src, char **out, kms_error *err) KMS_MUST_USE;
+kms_status client_dup_bytes(ProtobufCBinaryData src, uint8_t **out, size_t *out_len,
+                            kms_error *err) KMS_MUST_USE;
+kms_status client_dup_secret(ProtobufCBinaryData src, uint8_t **out, size_t *out_len,
+                             kms_error *err) KMS_MUST_USE;
+
+/* A server status number as a kms_status; unknown numbers are KMS_INTERNAL. */
+kms_status client_status_from_wire(int wire);
+
+/* Protocol failure: "answer to OP ...". */
+kms_status client_protocol_error(kms_error *err, const char *op, const char *what);
+
+#endif

@@ -1,2 +1,0 @@
-/* placeholder until the PKCS#11 layer lands */
-int kms_hsm_placeholder;

@@ -1,0 +1,224 @@
+/*
+ * p11_ed25519.c: Ed25519 key pairs in the HSM (for signing audit
+ * checkpoints): create, export the public key, sign (pure EdDSA).
+ */
+#include <string.h>
+
+#include "cursor.h"
+#include "p11_internal.h"
+
+/* CKA_EC_PARAMS naming the curve, in the two forms PKCS#11 3.0 allows. */
+static const uint8_t ed25519_oid[] = { 0x06, 0x03, 0x2b, 0x65, 0x70 }; /* 1.3.101.112 */
+static const uint8_t ed25519_name[] = { 0x13, 0x0c, 'e', 'd', 'w', 'a', 'r', 'd', 's',
+                                        '2',  '5',  '5', '1', '9' }; /* PrintableString */
+
+/* CKA_EC_POINT as read back: a DER OCTET STRING (04 20 || key) or the raw key. */
+#define EC_POINT_READ_MAX 64
+#define DER_OCTET_STRING 0x04
+
+static CK_RV generate_pair(hsm *h, CK_SESSION_HANDLE s, const hsm_object_id *id,
+                           const char *label, const uint8_t *params, size_t params_len,
+                           CK_OBJECT_HANDLE *public_key, CK_OBJECT_HANDLE *private_key)
+{
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_OBJECT_CLASS public_class = CKO_PUBLIC_KEY, private_class = CKO_PRIVATE_KEY;
+	CK_KEY_TYPE key_type = CKK_EC_EDWARDS;
+	CK_ATTRIBUTE public_tmpl[] = {
+		{ CKA_CLASS, &public_class, sizeof public_class },
+		{ CKA_KEY_TYPE, &key_type, sizeof key_type },
+		{ CKA_EC_PARAMS, hsm_unconst(params), params_len },
+		{ CKA_TOKEN, &yes, sizeof yes },
+		{ CKA_PRIVATE, &no, sizeof no },
+		{ CKA_VERIFY, &yes, sizeof yes },
+		{ CKA_ID, hsm_unconst(id->bytes), id->len },
+		{ CKA_LABEL, hsm_unconst(label), strlen(label) },
+	};
+	CK_ATTRIBUTE private_tmpl[] = {
+		{ CKA_CLASS, &private_class, sizeof private_class },
+		{ CKA_KEY_TYPE, &key_type, sizeof key_type },
+		{ CKA_TOKEN, &yes, sizeof yes },
+		{ CKA_PRIVATE, &yes, sizeof yes },
+		{ CKA_SENSITIVE, &yes, sizeof yes },
+		{ CKA_EXTRACTABLE, &no, sizeof no },
+		{ CKA_SIGN, &yes, sizeof yes },
+		{ CKA_DERIVE, &no, sizeof no },
+		{ CKA_ID, hsm_unconst(id->bytes), id->len },
+		{ CKA_LABEL, hsm_unconst(label), strlen(label) },
+	};
+	CK_MECHANISM mech = { CKM_EC_EDWARDS_KEY_PAIR_GEN, NULL, 0 };
+	return h->p11->C_GenerateKeyPair(s, &mech, public_tmpl,
+	                                 sizeof public_tmpl / sizeof public_tmpl[0], private_tmpl,
+	                                 sizeof private_tmpl / sizeof private_tmpl[0], public_key,
+	                                 private_key);
+}
+
+/* The rvs with which a module says "not this way of naming the curve". */
+static bool curve_form_refused(CK_RV rv)
+{
+	return rv == CKR_CURVE_NOT_SUPPORTED || rv == CKR_ATTRIBUTE_VALUE_INVALID ||
+	       rv == CKR_DOMAIN_PARAMS_INVALID || rv == CKR_TEMPLATE_INCONSISTENT;
+}
+
+kms_status hsm_ed25519_create(hsm *h, const hsm_object_id *id, const char *label)
+{
+	KMS_ENSURE(h != NULL, KMS_INVALID_ARGUMENT, "hsm: no hsm");
+	KMS_GUARD(hsm_id_check(id));
+	KMS_ENSURE(label != NULL && strlen(label) <= HSM_LABEL_MAX, KMS_INVALID_ARGUMENT,
+	           "hsm: Ed25519 label missing or longer than %d bytes", HSM_LABEL_MAX);
+	kms_status st = KMS_OK;
+
+	pthread_mutex_lock(&h->create_lock);
+	for (bool retried = false;; retried = true) {
+		CK_SESSION_HANDLE s;
+		CK_OBJECT_HANDLE public_key = CK_INVALID_HANDLE, private_key = CK_INVALID_HANDLE;
+		bool taken = false, retry = false;
+		const char *call = "C_FindObjects";
+
+		KMS_GUARD_OUT(st, hsm_session_get(h, &s));
+		CK_RV rv = hsm_id_taken(h, s, id, &taken);
+		if (rv == CKR_OK && taken) {
+			st = KMS_FAIL(KMS_ALREADY_EXISTS, "hsm: an object with id %s already exists on "
+			              "token \"%s\"", hsm_id_to_text(id).s, h->token_label);
+			goto out;
+		}
+		if (rv == CKR_OK) {
+			call = "C_GenerateKeyPair";
+			rv = generate_pair(h, s, id, label, ed25519_oid, sizeof ed25519_oid, &public_key,
+			                   &private_key);
+			if (curve_form_refused(rv))
+				rv = generate_pair(h, s, id, label, ed25519_name, sizeof ed25519_name,
+				                   &public_key, &private_key);
+		}
+		if (rv == CKR_OK) {
+			hsm_cache_put(&h->cache, id, HSM_KEY_ED25519_PUBLIC, public_key);
+			hsm_cache_put(&h->cache, id, HSM_KEY_ED25519_PRIVATE, private_key);
+			break;
+		}
+		if (!retried) {
+			KMS_GUARD_OUT(st, hsm_recover(h, s, rv, id, &retry));
+			if (retry)
+				continue;
+		}
+		st = KMS_FAIL(hsm_status_of(rv), "hsm: %s Ed25519 id %s label \"%s\" -> %s", call,
+		              hsm_id_to_text(id).s, label, hsm_rv_name(rv));
+		goto out;
+	}
+out:
+	pthread_mutex_unlock(&h->create_lock);
+	return st;
+}
+
+/* The 32 key bytes out of CKA_EC_POINT, in either form; false if neither. */
+static bool ec_point_parse(const uint8_t *point, size_t len, uint8_t out[HSM_ED25519_PUBLIC_LEN])
+{
+	kms_cursor c = kms_cursor_init(point, len);
+	const uint8_t *key = NULL;
+	if (len == HSM_ED25519_PUBLIC_LEN) {
+		(void)kms_cursor_take(&c, HSM_ED25519_PUBLIC_LEN, &key);
+	} else {
+		uint8_t tag = 0, key_len = 0;
+		(void)kms_cursor_u8(&c, &tag);
+		(void)kms_cursor_u8(&c, &key_len);
+		if (tag != DER_OCTET_STRING || key_len != HSM_ED25519_PUBLIC_LEN)
+			return false;
+		(void)kms_cursor_take(&c, HSM_ED25519_PUBLIC_LEN, &key);
+	}
+	if (!kms_cursor_done(&c) || key == NULL)
+		return false;
+	memcpy(out, key, HSM_ED25519_PUBLIC_LEN);
+	return true;
+}
+
+kms_status hsm_ed25519_public(hsm *h, const hsm_object_id *id,
+                              uint8_t out[HSM_ED25519_PUBLIC_LEN])
+{
+	KMS_ENSURE(h != NULL && out != NULL, KMS_INVALID_ARGUMENT, "hsm: NULL argument");
+	memset(out, 0, HSM_ED25519_PUBLIC_LEN);
+	KMS_GUARD(hsm_id_check(id));
+
+	for (bool retried = false;; retried = true) {
+		CK_SESSION_HANDLE s;
+		CK_OBJECT_HANDLE key;
+		bool retry = false;
+		const char *call = "C_FindObjects";
+		uint8_t point[EC_POINT_READ_MAX];
+		CK_ATTRIBUTE attr = { CKA_EC_POINT, point, sizeof point };
+
+		KMS_GUARD(hsm_session_get(h, &s));
+		CK_RV rv = hsm_key_handle(h, s, id, HSM_KEY_ED25519_PUBLIC, &key);
+		if (rv == CKR_OK && key == CK_INVALID_HANDLE)
+			return KMS_FAIL(KMS_NOT_FOUND, "hsm: no Ed25519 public key with id %s on token "
+			                "\"%s\"", hsm_id_to_text(id).s, h->token_label);
+		if (rv == CKR_OK) {
+			call = "C_GetAttributeValue(CKA_EC_POINT)";
+			rv = h->p11->C_GetAttributeValue(s, key, &attr, 1);
+		}
+		if (rv == CKR_OK) {
+			if (attr.ulValueLen > sizeof point ||
+			    !ec_point_parse(point, attr.ulValueLen, out))
+				return KMS_FAIL(KMS_HSM_UNAVAILABLE, "hsm: Ed25519 id %s: CKA_EC_POINT of "
+				                "%lu bytes is neither a raw key nor a DER OCTET STRING of one",
+				                hsm_id_to_text(id).s, attr.ulValueLen);
+			return KMS_OK;
+		}
+		if (!retried) {
+			KMS_GUARD(hsm_recover(h, s, rv, id, &retry));
+			if (retry)
+				continue;
+		}
+		return KMS_FAIL(hsm_status_of(rv), "hsm: %s Ed25519 id %s -> %s", call,
+		                hsm_id_to_text(id).s, hsm_rv_name(rv));
+	}
+}
+
+kms_status hsm_ed25519_sign(hsm *h, const hsm_object_id *id, const uint8_t *msg, size_t msg_len,
+                            uint8_t sig[HSM_ED25519_SIG_LEN])
+{
+	KMS_ENSURE(h != NULL && sig != NULL, KMS_INVALID_ARGUMENT, "hsm: NULL argument");
+	memset(sig, 0, HSM_ED25519_SIG_LEN);
+	KMS_GUARD(hsm_id_check(id));
+	KMS_ENSURE(msg != NULL || msg_len == 0, KMS_INVALID_ARGUMENT,
+	           "hsm: Ed25519 sign: message is NULL but %zu bytes long", msg_len);
+	static const uint8_t empty_msg[1];
+	CK_BYTE_PTR data = hsm_unconst(msg_len ? msg : empty_msg);
+	CK_MECHANISM mech = { CKM_EDDSA, NULL, 0 };
+
+	for (bool retried = false;; retried = true) {
+		CK_SESSION_HANDLE s;
+		CK_OBJECT_HANDLE key;
+		bool retry = false;
+		const char *call = "C_FindObjects";
+
+		KMS_GUARD(hsm_session_get(h, &s));
+		CK_RV rv = hsm_key_handle(h, s, id, HSM_KEY_ED25519_PRIVATE, &key);
+		if (rv == CKR_OK && key == CK_INVALID_HANDLE)
+			return KMS_FAIL(KMS_NOT_FOUND, "hsm: no Ed25519 private key with id %s on token "
+			                "\"%s\"", hsm_id_to_text(id).s, h->token_label);
+		if (rv == CKR_OK) {
+			call = "C_SignInit";
+			rv = h->p11->C_SignInit(s, &mech, key);
+		}
+		if (rv == CKR_OK) {
+			CK_ULONG sig_len = HSM_ED25519_SIG_LEN;
+			call = "C_Sign";
+			rv = h->p11->C_Sign(s, data, msg_len, sig, &sig_len);
+			if (rv == CKR_BUFFER_TOO_SMALL) {
+				hsm_session_drop(h, true); /* the operation is still active */
+			} else if (rv == CKR_OK && sig_len != HSM_ED25519_SIG_LEN) {
+				memset(sig, 0, HSM_ED25519_SIG_LEN);
+				return KMS_FAIL(KMS_INTERNAL, "hsm: C_Sign Ed25519 id %s gave %lu bytes, "
+				                "not %d", hsm_id_to_text(id).s, sig_len, HSM_ED25519_SIG_LEN);
+			}
+		}
+		if (rv == CKR_OK)
+			return KMS_OK;
+		if (!retried) {
+			KMS_GUARD(hsm_recover(h, s, rv, id, &retry));
+			if (retry)
+				continue;
+		}
+		memset(sig, 0, HSM_ED25519_SIG_LEN);
+		return KMS_FAIL(hsm_status_of(rv), "hsm: %s Ed25519 id %s -> %s", call,
+		                hsm_id_to_text(id).s, hsm_rv_name(rv));
+	}
+}

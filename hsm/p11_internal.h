@@ -1,0 +1,177 @@
+/*
+ * p11_internal.h: what the files of the PKCS#11 layer share. Not for use
+ * outside hsm/.
+ *
+ * The pieces:
+ *   p11_module.c   loading, C_Initialize, finding the token, the PIN, login
+ *   p11_session.c  one session per thread, and recovery from lost sessions
+ *   p11_cache.c    CKA_ID -> object handle, read-mostly
+ *   p11_objects.c  finding, creating, destroying and listing objects
+ *   p11_aes_gcm.c, p11_random.c, p11_ed25519.c: the operations
+ *   p11_rv.c       CK_RV names and their kms_status
+ *   p11_info.c     hsm_info: token status through an open hsm
+ *   token_status.c hsm_token_status, through libp11
+ *
+ * Every operation follows one shape: get the thread's session, look up the
+ * handle, make the calls; when a call fails with an rv that hsm_recover()
+ * knows how to repair, repair and run the whole attempt once more.
+ */
+#ifndef KMS_HSM_P11_INTERNAL_H
+#define KMS_HSM_P11_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <p11-kit/pkcs11.h>
+
+#include "error.h"
+#include "hsm.h"
+
+/* A PIN longer than this is refused (no module takes more). */
+#define HSM_PIN_MAX 256
+
+/* The object classes the layer looks up by CKA_ID. */
+typedef enum hsm_key_class {
+	HSM_KEY_AES,
+	HSM_KEY_ED25519_PRIVATE,
+	HSM_KEY_ED25519_PUBLIC,
+	HSM_KEY_CLASS_COUNT,
+} hsm_key_class;
+
+/*
+ * Internal CK_RV, never returned by a module (vendor-defined range): more
+ * than one object matched an id and class. The layer refuses to guess.
+ */
+#define HSM_CKR_DUPLICATE_ID (CKR_VENDOR_DEFINED | 0x4b4d5301UL)
+
+/* The CKA_ID -> handle cache (p11_cache.c). */
+struct hsm_cache_entry;
+typedef struct hsm_handle_cache {
+	pthread_rwlock_t lock;
+	struct hsm_cache_entry **buckets;
+	size_t bucket_count; /* a power of two */
+	size_t entry_count;
+} hsm_handle_cache;
+
+/* One thread's session (p11_session.c); owned by the hsm's list. */
+typedef struct hsm_thread_session {
+	struct hsm *owner;
+	CK_SESSION_HANDLE handle;
+	bool open;
+	struct hsm_thread_session *prev, *next;
+} hsm_thread_session;
+
+/* A PIN in secure memory and where it came from (for messages). */
+typedef struct hsm_pin {
+	char *bytes; /* kms_secure_alloc, NUL-terminated; NULL when none */
+	size_t len;
+	char source[160]; /* "the PIN file /x/user.pin" or "the environment variable X" */
+} hsm_pin;
+
+struct hsm {
+	void *module;            /* dlopen handle */
+	char *module_path;       /* for messages */
+	CK_FUNCTION_LIST_PTR p11;
+	bool finalize_on_close;  /* this hsm's C_Initialize was the one that counted */
+	CK_SLOT_ID slot;
+	char token_label[33];
+	hsm_pin pin;
+
+	pthread_mutex_t login_lock;  /* serializes C_Login */
+	pthread_mutex_t create_lock; /* makes "check id is free, then create" atomic here */
+
+	pthread_key_t session_key;   /* -> hsm_thread_session of the calling thread */
+	bool session_key_live;
+	pthread_mutex_t sessions_lock; /* guards the list below, not the hot path */
+	hsm_thread_session *sessions;
+
+	hsm_handle_cache cache;
+};
+
+/* --- p11_module.c --- */
+
+/* Reads the configured PIN (file: mode 0600 or stricter, first line; or an
+ * environment variable) into secure memory. KMS_HSM_UNAVAILABLE with a
+ * message naming the file or variable when it cannot. */
+kms_status hsm_pin_load(const hsm_config *config, hsm_pin *pin) KMS_MUST_USE;
+void hsm_pin_free(hsm_pin *pin);
+
+/* C_Login as the user on session s (already logged in is fine). */
+kms_status hsm_login(hsm *h, CK_SESSION_HANDLE s) KMS_MUST_USE;
+
+/* PKCS#11 v2.40 prototypes take non-const input buffers that modules only
+ * read; this is the one place const is dropped for them. */
+static inline CK_BYTE_PTR hsm_unconst(const void *p)
+{
+	return (CK_BYTE_PTR)(uintptr_t)p;
+}
+
+/* An object id for messages: "quoted" when printable, else hex. */
+typedef struct hsm_id_text {
+	char s[2 * HSM_ID_MAX + 3];
+} hsm_id_text;
+hsm_id_text hsm_id_to_text(const hsm_object_id *id);
+
+/* KMS_INVALID_ARGUMENT unless id is non-NULL with 1..HSM_ID_MAX bytes. */
+kms_status hsm_id_check(const hsm_object_id *id) KMS_MUST_USE;
+
+/* --- p11_session.c --- */
+
+kms_status hsm_sessions_init(hsm *h) KMS_MUST_USE;
+/* C_Logout through any open session of the layer (for hsm_close). */
+void hsm_sessions_logout(hsm *h);
+/* Closes every session the layer opened and forgets them. Only when no
+ * other thread uses h any more. */
+void hsm_sessions_close(hsm *h);
+
+/* The calling thread's session, opened (and logged in) on first use. */
+kms_status hsm_session_get(hsm *h, CK_SESSION_HANDLE *out) KMS_MUST_USE;
+
+/* Drops the calling thread's session. close_it: the session may still be
+ * alive (e.g. an operation is left active in it), so close it; otherwise
+ * the module already forgot it and its handle must not be reused. */
+void hsm_session_drop(hsm *h, bool close_it);
+
+/*
+ * After rv from a call on session s: repairs what rv says is broken (the
+ * session, the login, a stale handle for id) and sets *retry when the
+ * attempt should run once more. A failed repair returns its status.
+ */
+kms_status hsm_recover(hsm *h, CK_SESSION_HANDLE s, CK_RV rv,
+                       const hsm_object_id *id, bool *retry) KMS_MUST_USE;
+
+/* --- p11_cache.c --- */
+
+kms_status hsm_cache_init(hsm_handle_cache *c) KMS_MUST_USE;
+void hsm_cache_free(hsm_handle_cache *c);
+bool hsm_cache_get(hsm_handle_cache *c, const hsm_object_id *id, hsm_key_class cls,
+                   CK_OBJECT_HANDLE *out);
+void hsm_cache_put(hsm_handle_cache *c, const hsm_object_id *id, hsm_key_class cls,
+                   CK_OBJECT_HANDLE handle);
+void hsm_cache_drop(hsm_handle_cache *c, const hsm_object_id *id);
+void hsm_cache_clear(hsm_handle_cache *c);
+
+/* --- p11_objects.c --- */
+
+/*
+ * The handle of the object of class cls with CKA_ID id, from the cache or
+ * the token. CKR_OK with *out = CK_INVALID_HANDLE when there is none;
+ * CKR_USER_NOT_LOGGED_IN when there is none because the session lost its
+ * login (so hsm_recover logs in and the caller retries);
+ * HSM_CKR_DUPLICATE_ID when more than one matches.
+ */
+CK_RV hsm_key_handle(hsm *h, CK_SESSION_HANDLE s, const hsm_object_id *id,
+                     hsm_key_class cls, CK_OBJECT_HANDLE *out);
+
+/* Whether any object has CKA_ID id; same CKR_USER_NOT_LOGGED_IN rule. */
+CK_RV hsm_id_taken(hsm *h, CK_SESSION_HANDLE s, const hsm_object_id *id, bool *taken);
+
+/* --- p11_rv.c --- */
+
+/* The kms_status a failed call's rv stands for (session/login trouble and
+ * everything unknown: KMS_HSM_UNAVAILABLE). */
+kms_status hsm_status_of(CK_RV rv);
+
+#endif

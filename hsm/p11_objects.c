@@ -1,0 +1,365 @@
+/*
+ * p11_objects.c: finding objects by CKA_ID (through the handle cache),
+ * creating AES keys, destroying, testing and listing objects.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "p11_internal.h"
+
+/* Handles fetched per C_FindObjects call while listing. */
+#define FIND_BATCH 64
+
+/*
+ * Runs one search on s and always ends it (C_FindObjectsFinal), so no path
+ * leaves a search active in the session. Up to max handles land in out.
+ */
+static CK_RV find_objects(hsm *h, CK_SESSION_HANDLE s, CK_ATTRIBUTE *tmpl, CK_ULONG tmpl_len,
+                          CK_OBJECT_HANDLE *out, CK_ULONG max, CK_ULONG *count)
+{
+	*count = 0;
+	CK_RV rv = h->p11->C_FindObjectsInit(s, tmpl, tmpl_len);
+	if (rv != CKR_OK)
+		return rv;
+	rv = h->p11->C_FindObjects(s, out, max, count);
+	CK_RV final_rv = h->p11->C_FindObjectsFinal(s);
+	return rv != CKR_OK ? rv : final_rv;
+}
+
+/*
+ * Nothing found: true absence, or the login is gone and private objects are
+ * hidden. Tell them apart so the caller can log in and look again.
+ */
+static CK_RV absent_or_logged_out(hsm *h, CK_SESSION_HANDLE s)
+{
+	CK_SESSION_INFO info;
+	CK_RV rv = h->p11->C_GetSessionInfo(s, &info);
+	if (rv != CKR_OK)
+		return rv;
+	if (info.state != CKS_RW_USER_FUNCTIONS && info.state != CKS_RO_USER_FUNCTIONS)
+		return CKR_USER_NOT_LOGGED_IN;
+	return CKR_OK;
+}
+
+CK_RV hsm_key_handle(hsm *h, CK_SESSION_HANDLE s, const hsm_object_id *id, hsm_key_class cls,
+                     CK_OBJECT_HANDLE *out)
+{
+	*out = CK_INVALID_HANDLE;
+	if (hsm_cache_get(&h->cache, id, cls, out))
+		return CKR_OK;
+
+	CK_OBJECT_CLASS object_class = CKO_SECRET_KEY;
+	CK_KEY_TYPE key_type = CKK_AES;
+	switch (cls) {
+	case HSM_KEY_AES:
+		break;
+	case HSM_KEY_ED25519_PRIVATE:
+		object_class = CKO_PRIVATE_KEY;
+		key_type = CKK_EC_EDWARDS;
+		break;
+	case HSM_KEY_ED25519_PUBLIC:
+	default:
+		object_class = CKO_PUBLIC_KEY;
+		key_type = CKK_EC_EDWARDS;
+		break;
+	}
+	CK_BBOOL yes = CK_TRUE;
+	CK_ATTRIBUTE tmpl[] = {
+		{ CKA_ID, hsm_unconst(id->bytes), id->len },
+		{ CKA_CLASS, &object_class, sizeof object_class },
+		{ CKA_KEY_TYPE, &key_type, sizeof key_type },
+		{ CKA_TOKEN, &yes, sizeof yes },
+	};
+	CK_OBJECT_HANDLE found[2];
+	CK_ULONG count = 0;
+	CK_RV rv = find_objects(h, s, tmpl, sizeof tmpl / sizeof tmpl[0], found, 2, &count);
+	if (rv != CKR_OK)
+		return rv;
+	if (count == 0)
+		return absent_or_logged_out(h, s);
+	if (count > 1)
+		return HSM_CKR_DUPLICATE_ID;
+	hsm_cache_put(&h->cache, id, cls, found[0]);
+	*out = found[0];
+	return CKR_OK;
+}
+
+CK_RV hsm_id_taken(hsm *h, CK_SESSION_HANDLE s, const hsm_object_id *id, bool *taken)
+{
+	CK_ATTRIBUTE tmpl[] = { { CKA_ID, hsm_unconst(id->bytes), id->len } };
+	CK_OBJECT_HANDLE found;
+	CK_ULONG count = 0;
+	*taken = false;
+	CK_RV rv = find_objects(h, s, tmpl, 1, &found, 1, &count);
+	if (rv != CKR_OK)
+		return rv;
+	if (count == 0)
+		return absent_or_logged_out(h, s);
+	*taken = true;
+	return CKR_OK;
+}
+
+static kms_status label_check(const char *label)
+{
+	KMS_ENSURE(label != NULL, KMS_INVALID_ARGUMENT, "hsm: object label is NULL");
+	KMS_ENSURE(strlen(label) <= HSM_LABEL_MAX, KMS_INVALID_ARGUMENT,
+	           "hsm: object label is longer than %d bytes", HSM_LABEL_MAX);
+	return KMS_OK;
+}
+
+kms_status hsm_aes_create(hsm *h, const hsm_object_id *id, const char *label)
+{
+	KMS_ENSURE(h != NULL, KMS_INVALID_ARGUMENT, "hsm: no hsm");
+	KMS_GUARD(hsm_id_check(id));
+	KMS_GUARD(label_check(label));
+
+	CK_OBJECT_CLASS object_class = CKO_SECRET_KEY;
+	CK_KEY_TYPE key_type = CKK_AES;
+	CK_ULONG value_len = HSM_AES256_KEY_LEN;
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_ATTRIBUTE tmpl[] = {
+		{ CKA_CLASS, &object_class, sizeof object_class },
+		{ CKA_KEY_TYPE, &key_type, sizeof key_type },
+		{ CKA_VALUE_LEN, &value_len, sizeof value_len },
+		{ CKA_TOKEN, &yes, sizeof yes },
+		{ CKA_PRIVATE, &yes, sizeof yes },
+		{ CKA_SENSITIVE, &yes, sizeof yes },
+		{ CKA_EXTRACTABLE, &no, sizeof no },
+		{ CKA_ENCRYPT, &yes, sizeof yes },
+		{ CKA_DECRYPT, &yes, sizeof yes },
+		/* Only what the key is for: no wrapping, signing or derivation. */
+		{ CKA_WRAP, &no, sizeof no },
+		{ CKA_UNWRAP, &no, sizeof no },
+		{ CKA_SIGN, &no, sizeof no },
+		{ CKA_VERIFY, &no, sizeof no },
+		{ CKA_DERIVE, &no, sizeof no },
+		{ CKA_ID, hsm_unconst(id->bytes), id->len },
+		{ CKA_LABEL, hsm_unconst(label), strlen(label) },
+	};
+	CK_MECHANISM mech = { CKM_AES_KEY_GEN, NULL, 0 };
+	kms_status st = KMS_OK;
+
+	pthread_mutex_lock(&h->create_lock);
+	for (bool retried = false;; retried = true) {
+		CK_SESSION_HANDLE s;
+		CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
+		bool taken = false, retry = false;
+		const char *call = "C_FindObjects";
+
+		KMS_GUARD_OUT(st, hsm_session_get(h, &s));
+		CK_RV rv = hsm_id_taken(h, s, id, &taken);
+		if (rv == CKR_OK && taken) {
+			st = KMS_FAIL(KMS_ALREADY_EXISTS, "hsm: an object with id %s already exists on "
+			              "token \"%s\"", hsm_id_to_text(id).s, h->token_label);
+			goto out;
+		}
+		if (rv == CKR_OK) {
+			call = "C_GenerateKey";
+			rv = h->p11->C_GenerateKey(s, &mech, tmpl, sizeof tmpl / sizeof tmpl[0], &key);
+		}
+		if (rv == CKR_OK) {
+			hsm_cache_put(&h->cache, id, HSM_KEY_AES, key);
+			break;
+		}
+		if (!retried) {
+			KMS_GUARD_OUT(st, hsm_recover(h, s, rv, id, &retry));
+			if (retry)
+				continue;
+		}
+		st = KMS_FAIL(hsm_status_of(rv), "hsm: %s AES key id %s label \"%s\" -> %s", call,
+		              hsm_id_to_text(id).s, label, hsm_rv_name(rv));
+		goto out;
+	}
+out:
+	pthread_mutex_unlock(&h->create_lock);
+	return st;
+}
+
+kms_status hsm_object_destroy(hsm *h, const hsm_object_id *id)
+{
+	KMS_ENSURE(h != NULL, KMS_INVALID_ARGUMENT, "hsm: no hsm");
+	KMS_GUARD(hsm_id_check(id));
+
+	CK_ATTRIBUTE tmpl[] = { { CKA_ID, hsm_unconst(id->bytes), id->len } };
+	kms_status st = KMS_OK;
+
+	/* Whatever happens next, no handle of this id may be used again. */
+	hsm_cache_drop(&h->cache, id);
+	for (bool retried = false;; retried = true) {
+		CK_SESSION_HANDLE s;
+		CK_OBJECT_HANDLE found[FIND_BATCH];
+		CK_ULONG count = 0;
+		bool retry = false;
+		const char *call = "C_FindObjects";
+
+		KMS_GUARD(hsm_session_get(h, &s));
+		/* A key or both halves of a pair, usually; a full batch means look again. */
+		CK_RV rv = find_objects(h, s, tmpl, 1, found, FIND_BATCH, &count);
+		if (rv == CKR_OK && count == 0)
+			rv = absent_or_logged_out(h, s);
+		while (rv == CKR_OK && count > 0) {
+			call = "C_DestroyObject";
+			for (CK_ULONG i = 0; rv == CKR_OK && i < count; i++) {
+				rv = h->p11->C_DestroyObject(s, found[i]);
+				/* Gone already (a concurrent destroy): that is what we wanted. */
+				if (rv == CKR_OBJECT_HANDLE_INVALID)
+					rv = CKR_OK;
+			}
+			if (rv != CKR_OK || count < FIND_BATCH)
+				break;
+			call = "C_FindObjects";
+			rv = find_objects(h, s, tmpl, 1, found, FIND_BATCH, &count);
+		}
+		if (rv == CKR_OK)
+			break;
+		if (!retried) {
+			KMS_GUARD(hsm_recover(h, s, rv, id, &retry));
+			if (retry)
+				continue;
+		}
+		st = KMS_FAIL(hsm_status_of(rv), "hsm: %s id %s -> %s", call, hsm_id_to_text(id).s,
+		              hsm_rv_name(rv));
+		break;
+	}
+	hsm_cache_drop(&h->cache, id);
+	return st;
+}
+
+kms_status hsm_object_exists(hsm *h, const hsm_object_id *id, bool *exists)
+{
+	KMS_ENSURE(h != NULL && exists != NULL, KMS_INVALID_ARGUMENT, "hsm: NULL argument");
+	*exists = false;
+	KMS_GUARD(hsm_id_check(id));
+
+	for (bool retried = false;; retried = true) {
+		CK_SESSION_HANDLE s;
+		bool retry = false;
+
+		KMS_GUARD(hsm_session_get(h, &s));
+		CK_RV rv = hsm_id_taken(h, s, id, exists);
+		if (rv == CKR_OK)
+			return KMS_OK;
+		if (!retried) {
+			KMS_GUARD(hsm_recover(h, s, rv, id, &retry));
+			if (retry)
+				continue;
+		}
+		return KMS_FAIL(hsm_status_of(rv), "hsm: C_FindObjects id %s -> %s",
+		                hsm_id_to_text(id).s, hsm_rv_name(rv));
+	}
+}
+
+/* --- listing --- */
+
+typedef struct handle_list {
+	CK_OBJECT_HANDLE *handles;
+	size_t count, cap;
+} handle_list;
+
+/* Every token object's handle; the search is over before visit runs, so a
+ * visitor may call back into the layer on this thread. */
+static CK_RV collect_token_objects(hsm *h, CK_SESSION_HANDLE s, handle_list *list)
+{
+	CK_BBOOL yes = CK_TRUE;
+	CK_ATTRIBUTE tmpl[] = { { CKA_TOKEN, &yes, sizeof yes } };
+	list->count = 0;
+	CK_RV rv = h->p11->C_FindObjectsInit(s, tmpl, 1);
+	if (rv != CKR_OK)
+		return rv;
+	for (;;) {
+		if (list->cap - list->count < FIND_BATCH) {
+			size_t cap = list->cap ? list->cap * 2 : 4 * FIND_BATCH;
+			CK_OBJECT_HANDLE *grown = realloc(list->handles, cap * sizeof *grown);
+			if (!grown) {
+				rv = CKR_HOST_MEMORY;
+				break;
+			}
+			list->handles = grown;
+			list->cap = cap;
+		}
+		CK_ULONG got = 0;
+		rv = h->p11->C_FindObjects(s, list->handles + list->count, FIND_BATCH, &got);
+		if (rv != CKR_OK || got == 0)
+			break;
+		list->count += got;
+	}
+	CK_RV final_rv = h->p11->C_FindObjectsFinal(s);
+	return rv != CKR_OK ? rv : final_rv;
+}
+
+static hsm_object_kind kind_of(CK_OBJECT_CLASS object_class, CK_KEY_TYPE key_type)
+{
+	if (object_class == CKO_SECRET_KEY && key_type == CKK_AES)
+		return HSM_OBJECT_AES_KEY;
+	if (object_class == CKO_PRIVATE_KEY && key_type == CKK_EC_EDWARDS)
+		return HSM_OBJECT_ED25519_PRIVATE;
+	if (object_class == CKO_PUBLIC_KEY && key_type == CKK_EC_EDWARDS)
+		return HSM_OBJECT_ED25519_PUBLIC;
+	return HSM_OBJECT_OTHER;
+}
+
+kms_status hsm_objects_list(hsm *h, hsm_visit_fn visit, void *ctx)
+{
+	KMS_ENSURE(h != NULL && visit != NULL, KMS_INVALID_ARGUMENT, "hsm: NULL argument");
+	handle_list list = { 0 };
+	kms_status st = KMS_OK;
+	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+
+	for (bool retried = false;; retried = true) {
+		bool retry = false;
+		KMS_GUARD_OUT(st, hsm_session_get(h, &s));
+		CK_RV rv = collect_token_objects(h, s, &list);
+		if (rv == CKR_OK && list.count == 0)
+			rv = absent_or_logged_out(h, s);
+		if (rv == CKR_OK)
+			break;
+		if (!retried) {
+			KMS_GUARD_OUT(st, hsm_recover(h, s, rv, NULL, &retry));
+			if (retry)
+				continue;
+		}
+		st = KMS_FAIL(hsm_status_of(rv), "hsm: C_FindObjects (all) on token \"%s\" -> %s",
+		              h->token_label, hsm_rv_name(rv));
+		goto out;
+	}
+
+	for (size_t i = 0; i < list.count; i++) {
+		hsm_object_id id = { .len = 0 };
+		CK_OBJECT_CLASS object_class = (CK_OBJECT_CLASS)-1;
+		CK_KEY_TYPE key_type = (CK_KEY_TYPE)-1;
+		CK_ATTRIBUTE attrs[] = {
+			{ CKA_ID, id.bytes, sizeof id.bytes },
+			{ CKA_CLASS, &object_class, sizeof object_class },
+			{ CKA_KEY_TYPE, &key_type, sizeof key_type },
+		};
+		KMS_GUARD_OUT(st, hsm_session_get(h, &s));
+		CK_RV rv = h->p11->C_GetAttributeValue(s, list.handles[i], attrs, 3);
+		/*
+		 * Certificates and data objects have no CKA_KEY_TYPE
+		 * (CKR_ATTRIBUTE_TYPE_INVALID); an id longer than HSM_ID_MAX does
+		 * not fit (CKR_BUFFER_TOO_SMALL). The lengths tell which worked.
+		 */
+		if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID && rv != CKR_BUFFER_TOO_SMALL &&
+		    rv != CKR_ATTRIBUTE_SENSITIVE) {
+			/* Destroyed since the search: it is not on the token any more. */
+			if (rv == CKR_OBJECT_HANDLE_INVALID)
+				continue;
+			st = KMS_FAIL(hsm_status_of(rv), "hsm: C_GetAttributeValue (listing) -> %s",
+			              hsm_rv_name(rv));
+			goto out;
+		}
+		/* Objects with no id, or one too long to name, are not ours to reconcile. */
+		if (attrs[0].ulValueLen == CK_UNAVAILABLE_INFORMATION || attrs[0].ulValueLen == 0 ||
+		    attrs[0].ulValueLen > HSM_ID_MAX)
+			continue;
+		id.len = attrs[0].ulValueLen;
+		if (attrs[1].ulValueLen != sizeof object_class)
+			object_class = (CK_OBJECT_CLASS)-1;
+		if (attrs[2].ulValueLen != sizeof key_type)
+			key_type = (CK_KEY_TYPE)-1;
+		KMS_GUARD_OUT(st, visit(ctx, &id, kind_of(object_class, key_type)));
+	}
+out:
+	free(list.handles);
+	return st;
+}

@@ -1,0 +1,29 @@
+/*
+ * fuzz.h: the libFuzzer entry point, and the check the targets use.
+ *
+ * A target is built twice: with clang as a real libFuzzer binary
+ * (-fsanitize=fuzzer), and always as fuzz_replay, a plain main() that feeds
+ * it built-in seeds, corpus files and their simple mutations, so the entry
+ * points compile and run in every ctest lane.
+ */
+#ifndef KMS_TESTS_FORMAT_FUZZ_H
+#define KMS_TESTS_FORMAT_FUZZ_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* A broken invariant is a crash: libFuzzer saves the input, replay fails. */
+#define FUZZ_CHECK(cond)                                                       \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			fprintf(stderr, "%s:%d: invariant failed: %s\n",       \
+			        __FILE__, __LINE__, #cond);                    \
+			abort();                                               \
+		}                                                              \
+	} while (0)
+
+#endif
