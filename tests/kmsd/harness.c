@@ -25,7 +25,7 @@ static void sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
-static int free_port(void)
+int harness_free_port(void)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -80,7 +80,7 @@ bool harness_spawn(harness *h, const harness_options *opts)
 		snprintf(h->config, sizeof h->config, "%s/kmsd.ini", dir);
 		snprintf(h->log, sizeof h->log, "%s/kmsd.log", dir);
 		snprintf(h->ipc_url, sizeof h->ipc_url, "ipc://%s/kms.sock", dir);
-		h->tls_port = free_port();
+		h->tls_port = harness_free_port();
 		snprintf(h->tls_url, sizeof h->tls_url, "tls+tcp://127.0.0.1:%d", h->tls_port);
 	}
 	snprintf(h->region, sizeof h->region, "%s", o->region ? o->region : "in-mum");
@@ -262,6 +262,11 @@ uint8_t *harness_raw(const char *url, const uint8_t *bytes, size_t n, int timeou
 
 bool harness_tls_socket(harness *h, bool with_client_cert, nng_socket *out)
 {
+	return harness_tls_dial(h, h->tls_url, with_client_cert, out);
+}
+
+bool harness_tls_dial(harness *h, const char *url, bool with_client_cert, nng_socket *out)
+{
 	nng_tls_config *cfg = NULL;
 	nng_dialer d;
 	char path[700], key[700];
@@ -287,7 +292,7 @@ bool harness_tls_socket(harness *h, bool with_client_cert, nng_socket *out)
 		if (rv != 0)
 			return false;
 	}
-	bool ok = nng_dialer_create(&d, *out, h->tls_url) == 0 &&
+	bool ok = nng_dialer_create(&d, *out, url) == 0 &&
 	          nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, cfg) == 0 &&
 	          nng_dialer_start(d, NNG_FLAG_NONBLOCK) == 0;
 	nng_tls_config_free(cfg);

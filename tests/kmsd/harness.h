@@ -69,12 +69,18 @@ uint8_t *harness_raw(const char *url, const uint8_t *bytes, size_t n, int timeou
  * without one when with_client_cert is false). */
 bool harness_tls_socket(harness *h, bool with_client_cert, nng_socket *out);
 
+/* The same, dialled to any tls+tcp:// url served with h's certificates. */
+bool harness_tls_dial(harness *h, const char *url, bool with_client_cert, nng_socket *out);
+
 /* harness_call over any REQ socket. */
 Kms__Response *harness_call_on(harness *h, nng_socket s, Kms__Request *req);
 
 /* Convenience: create an AES key, return its id (static buffer per call site
  * is the caller's: out must hold 35 bytes). */
 bool harness_create_key(harness *h, const char *alias, char out[35]);
+
+/* A loopback TCP port that was free a moment ago. */
+int harness_free_port(void);
 
 /* Whether the daemon's log contains needle. */
 bool harness_log_contains(const harness *h, const char *needle);
