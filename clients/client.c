@@ -14,6 +14,7 @@
 
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/tls/tls.h>
+#include <nng/supplemental/util/platform.h>
 #include <openssl/rand.h>
 
 #include "error.h"
@@ -124,65 +125,48 @@ void client_arena_free(client_arena *arena)
 	arena->blocks = NULL;
 }
 
-kms_status client_set_map(ProtobufCMessage *msg, const char *field,
-                          const kms_context_pair *pairs, size_t n,
-                          client_arena *arena, kms_error *err)
+kms_status client_pairs(const kms_context_pair *pairs, size_t n, const char *what,
+                        client_arena *arena, Kms__StringPair ***out, size_t *n_out,
+                        kms_error *err)
 {
-	const ProtobufCFieldDescriptor *f =
-		protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, field);
-	const ProtobufCMessageDescriptor *entry_desc = f ? f->descriptor : NULL;
-	const ProtobufCFieldDescriptor *key_f = entry_desc ?
-		protobuf_c_message_descriptor_get_field_by_name(entry_desc, "key") : NULL;
-	const ProtobufCFieldDescriptor *value_f = entry_desc ?
-		protobuf_c_message_descriptor_get_field_by_name(entry_desc, "value") : NULL;
-	if (!f || f->label != PROTOBUF_C_LABEL_REPEATED ||
-	    f->type != PROTOBUF_C_TYPE_MESSAGE || !key_f || !value_f)
-		return client_fail(err, KMS_INTERNAL, KMS_ERROR_LOCAL,
-		                   "%s is not a map field of %s", field,
-		                   msg->descriptor->name); /* programmer error */
+	*out = NULL;
+	*n_out = 0;
 	if (n == 0)
 		return KMS_OK;
 	if (!pairs)
 		return client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
-		                   "%s: %zu pairs but no array", field, n);
+		                   "%s: %zu pairs but no array", what, n);
 	for (size_t i = 0; i < n; i++) {
 		if (!pairs[i].key || !pairs[i].key[0] || !pairs[i].value)
 			return client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
-			                   "%s: pair %zu has no key or no value", field, i);
-		/* A map with a key twice is ambiguous on the wire (the last one
-		 * wins on decode), so refuse it here. Maps are small. */
+			                   "%s: pair %zu has no key or no value", what, i);
+		/* kmsd refuses a key given twice; say so before sending. The
+		 * lists are small (tens of pairs). */
 		for (size_t j = 0; j < i; j++) {
 			if (strcmp(pairs[i].key, pairs[j].key) == 0) {
 				char key[64];
 				client_copy_clean(key, sizeof key, pairs[i].key);
 				return client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
-				                   "%s: key \"%s\" given twice", field, key);
+				                   "%s: key \"%s\" given twice", what, key);
 			}
 		}
 	}
-	if (n > SIZE_MAX / sizeof(ProtobufCMessage *))
+	if (n > SIZE_MAX / sizeof(Kms__StringPair))
 		return client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
-		                   "%s: too many pairs", field);
-	ProtobufCMessage **entries = client_arena_alloc(arena, n * sizeof *entries);
-	if (!entries)
-		goto oom;
+		                   "%s: too many pairs", what);
+	Kms__StringPair *entries = client_arena_alloc(arena, n * sizeof *entries);
+	Kms__StringPair **ptrs = client_arena_alloc(arena, n * sizeof *ptrs);
+	if (!entries || !ptrs)
+		return client_fail(err, KMS_INTERNAL, KMS_ERROR_LOCAL, "%s: out of memory", what);
 	for (size_t i = 0; i < n; i++) {
-		uint8_t *entry = client_arena_alloc(arena, entry_desc->sizeof_message);
-		if (!entry)
-			goto oom;
-		protobuf_c_message_init(entry_desc, entry);
-		char *key = client_lend(pairs[i].key);
-		char *value = client_lend(pairs[i].value);
-		memcpy(entry + key_f->offset, &key, sizeof key);
-		memcpy(entry + value_f->offset, &value, sizeof value);
-		entries[i] = (ProtobufCMessage *)(void *)entry;
+		kms__string_pair__init(&entries[i]);
+		entries[i].key = client_lend(pairs[i].key);
+		entries[i].value = client_lend(pairs[i].value);
+		ptrs[i] = &entries[i];
 	}
-	/* The same stores protobuf-c's own unpacker makes: count, then array. */
-	memcpy((uint8_t *)msg + f->quantifier_offset, &n, sizeof n);
-	memcpy((uint8_t *)msg + f->offset, &entries, sizeof entries);
+	*out = ptrs;
+	*n_out = n;
 	return KMS_OK;
-oom:
-	return client_fail(err, KMS_INTERNAL, KMS_ERROR_LOCAL, "%s: out of memory", field);
 }
 
 /* ---- output copies ---- */
@@ -709,7 +693,10 @@ static kms_status call(kms_client *c, const Kms__Request *req, Kms__Response **r
 		return client_fail(err, KMS_INTERNAL, KMS_ERROR_PROTOCOL,
 		                   "the answer from %s is not a kms response (%zu bytes)",
 		                   c->endpoints_text, answer_len);
-	if (strcmp(r->request_id, send.request_id) != 0) {
+	/* kmsd answers a request it could not read with an empty id and an
+	 * error: that answer is for us, and its message says what was wrong. */
+	bool unread = !r->request_id[0] && r->status != KMS__STATUS__OK;
+	if (!unread && strcmp(r->request_id, send.request_id) != 0) {
 		char got[KMS_SIGN_REQUEST_ID_MAX + 1];
 		client_copy_clean(got, sizeof got, r->request_id);
 		kms_response_free(r);

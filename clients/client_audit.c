@@ -15,6 +15,7 @@ void kms_checkpoint_free(kms_checkpoint *cp)
 	if (!cp)
 		return;
 	free(cp->checkpoint);
+	free(cp->verifier_key);
 	memset(cp, 0, sizeof *cp);
 }
 
@@ -83,9 +84,12 @@ kms_status kms_get_checkpoint(kms_client *client, kms_checkpoint *out, kms_error
 		goto out;
 	}
 	KMS_GUARD_OUT(st, client_dup_str(r->checkpoint, &out->checkpoint, err));
+	KMS_GUARD_OUT(st, client_dup_str(r->verifier_key, &out->verifier_key, err));
 	memcpy(out->root_hash, r->root_hash.data, KMS_HASH_LEN);
 	out->tree_size = r->tree_size;
 out:
+	if (st != KMS_OK)
+		kms_checkpoint_free(out);
 	kms_response_free(resp);
 	return st;
 }

@@ -134,8 +134,8 @@ static kms_status encrypt_request(Kms__EncryptRequest *op, const char *key_id,
 	op->key_id = client_lend(key_id);
 	op->plaintext.data = client_lend_bytes(plaintext);
 	op->plaintext.len = plaintext_len;
-	return client_set_map(&op->base, "encryption_context", context, n_context,
-	                      arena, err);
+	return client_pairs(context, n_context, "encryption context", arena,
+	                    &op->encryption_context, &op->n_encryption_context, err);
 }
 
 kms_status kms_encrypt(kms_client *client, const char *key_id, const uint8_t *plaintext,
@@ -178,8 +178,8 @@ static kms_status decrypt_request(Kms__DecryptRequest *op, const uint8_t *blob,
 	op->ciphertext_blob.len = blob_len;
 	if (key_id)
 		op->key_id = client_lend(key_id);
-	return client_set_map(&op->base, "encryption_context", context, n_context,
-	                      arena, err);
+	return client_pairs(context, n_context, "encryption context", arena,
+	                    &op->encryption_context, &op->n_encryption_context, err);
 }
 
 kms_status kms_decrypt(kms_client *client, const uint8_t *blob, size_t blob_len,
@@ -236,11 +236,14 @@ kms_status kms_re_encrypt(kms_client *client, const uint8_t *blob, size_t blob_l
 	op.ciphertext_blob.len = blob_len;
 	if (destination_key_id)
 		op.destination_key_id = client_lend(destination_key_id);
-	KMS_GUARD_OUT(st, client_set_map(&op.base, "source_encryption_context",
-	                                 source_context, n_source_context, &arena, err));
-	KMS_GUARD_OUT(st, client_set_map(&op.base, "destination_encryption_context",
-	                                 destination_context, n_destination_context,
-	                                 &arena, err));
+	KMS_GUARD_OUT(st, client_pairs(source_context, n_source_context,
+	                               "source encryption context", &arena,
+	                               &op.source_encryption_context,
+	                               &op.n_source_encryption_context, err));
+	KMS_GUARD_OUT(st, client_pairs(destination_context, n_destination_context,
+	                               "destination encryption context", &arena,
+	                               &op.destination_encryption_context,
+	                               &op.n_destination_encryption_context, err));
 	req.op_case = KMS__REQUEST__OP_RE_ENCRYPT;
 	req.re_encrypt = &op;
 	KMS_GUARD_OUT(st, client_roundtrip(client, &req, KMS__RESPONSE__RESULT_RE_ENCRYPT,
@@ -267,8 +270,8 @@ static kms_status data_key_request(Kms__GenerateDataKeyRequest *op, const char *
 	KMS_GUARD(client_need(key_id, "generate_data_key", "a key id", err));
 	kms__generate_data_key_request__init(op);
 	op->key_id = client_lend(key_id);
-	return client_set_map(&op->base, "encryption_context", context, n_context,
-	                      arena, err);
+	return client_pairs(context, n_context, "encryption context", arena,
+	                    &op->encryption_context, &op->n_encryption_context, err);
 }
 
 kms_status kms_generate_data_key(kms_client *client, const char *key_id,
@@ -321,8 +324,8 @@ kms_status kms_generate_data_key_without_plaintext(kms_client *client, const cha
 	KMS_GUARD_OUT(st, client_need(key_id, "generate_data_key_without_plaintext",
 	                              "a key id", err));
 	op.key_id = client_lend(key_id);
-	KMS_GUARD_OUT(st, client_set_map(&op.base, "encryption_context", context,
-	                                 n_context, &arena, err));
+	KMS_GUARD_OUT(st, client_pairs(context, n_context, "encryption context", &arena,
+	                               &op.encryption_context, &op.n_encryption_context, err));
 	req.op_case = KMS__REQUEST__OP_GENERATE_DATA_KEY_WITHOUT_PLAINTEXT;
 	req.generate_data_key_without_plaintext = &op;
 	KMS_GUARD_OUT(st, client_roundtrip(client, &req,

@@ -62,12 +62,12 @@ static inline uint8_t *client_lend_bytes(const uint8_t *p)
 	return (uint8_t *)(uintptr_t)p;
 }
 
-/* Fills msg's map<string,string> field `field` with pairs (may be NULL/0).
- * KMS_INVALID_ARGUMENT for a NULL or empty key, a NULL value or a duplicate
- * key; KMS_INTERNAL when out of memory. what names the field in messages. */
-kms_status client_set_map(ProtobufCMessage *msg, const char *field,
-                          const kms_context_pair *pairs, size_t n,
-                          client_arena *arena, kms_error *err) KMS_MUST_USE;
+/* A StringPair list (encryption context, tags) from pairs (may be NULL/0),
+ * in the arena. KMS_INVALID_ARGUMENT for a NULL or empty key, a NULL value
+ * or a key given twice; what names the list in the message. */
+kms_status client_pairs(const kms_context_pair *pairs, size_t n, const char *what,
+                        client_arena *arena, Kms__StringPair ***out, size_t *n_out,
+                        kms_error *err) KMS_MUST_USE;
 
 /* Checks a required string argument: non-NULL, non-empty. */
 kms_status client_need(const char *value, const char *op, const char *what,

@@ -193,8 +193,8 @@ kms_status kms_create_key(kms_client *client, const kms_create_key_params *param
 	op.rotation_period_days = params->rotation_period_days;
 	if (params->alias)
 		op.alias = client_lend(params->alias);
-	KMS_GUARD_OUT(st, client_set_map(&op.base, "tags", params->tags, params->n_tags,
-	                                 &arena, err));
+	KMS_GUARD_OUT(st, client_pairs(params->tags, params->n_tags, "tags", &arena,
+	                               &op.tags, &op.n_tags, err));
 	req.op_case = KMS__REQUEST__OP_CREATE_KEY;
 	req.create_key = &op;
 	KMS_GUARD_OUT(st, client_roundtrip(client, &req, KMS__RESPONSE__RESULT_CREATE_KEY,
@@ -641,7 +641,7 @@ kms_status kms_tag_key(kms_client *client, const char *key_id, const kms_context
 	kms__request__init(&req);
 	kms__tag_key_request__init(&op);
 	op.key_id = client_lend(key_id);
-	KMS_GUARD_OUT(st, client_set_map(&op.base, "tags", tags, n_tags, &arena, err));
+	KMS_GUARD_OUT(st, client_pairs(tags, n_tags, "tags", &arena, &op.tags, &op.n_tags, err));
 	req.op_case = KMS__REQUEST__OP_TAG_KEY;
 	req.tag_key = &op;
 	st = client_roundtrip(client, &req, KMS__RESPONSE__RESULT_TAG_KEY, &resp, err);

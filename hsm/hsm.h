@@ -8,10 +8,14 @@
  * never from argv.
  *
  * Sessions: each calling thread gets its own session on first use, kept in a
- * thread-local slot (no lock on the hot path). A call that fails with
- * CKR_SESSION_HANDLE_INVALID, CKR_SESSION_CLOSED, CKR_DEVICE_REMOVED,
- * CKR_TOKEN_NOT_PRESENT or CKR_USER_NOT_LOGGED_IN re-opens the session (and
- * logs in again) and is retried once; a second failure is returned.
+ * thread-local slot (no lock on the hot path) and closed when the thread
+ * exits. Object handles are cached by CKA_ID (a read-mostly lock). A call
+ * that fails with CKR_SESSION_HANDLE_INVALID, CKR_SESSION_CLOSED,
+ * CKR_DEVICE_REMOVED, CKR_TOKEN_NOT_PRESENT or CKR_USER_NOT_LOGGED_IN
+ * re-opens the session (and logs in again), one that fails with a stale
+ * object handle looks the object up again, and either is retried once; a
+ * second failure is returned. Threads that used an hsm must be joined (or
+ * still running) when hsm_close runs.
  *
  * Objects are named by CKA_ID (1..HSM_ID_MAX bytes, chosen by the caller)
  * and carry a CKA_LABEL for humans. All functions block on the HSM, are
@@ -59,7 +63,9 @@ typedef enum hsm_object_kind {
 } hsm_object_kind;
 
 /* Loads the module, finds the token, logs in. On failure *out is NULL and the
- * message says which of module, token, PIN is wrong. */
+ * message says which of module, token, PIN is wrong: KMS_HSM_UNAVAILABLE
+ * (KMS_INVALID_ARGUMENT for a config missing its label or PIN source, or
+ * naming both a PIN file and a PIN variable). */
 kms_status hsm_open(const hsm_config *config, hsm **out) KMS_MUST_USE;
 
 /* Logs out, closes every session, finalizes and unloads the module. Callers

@@ -12,8 +12,10 @@ endif()
 
 add_library(kms_keyring STATIC
   ${CMAKE_CURRENT_LIST_DIR}/store.c
-  ${CMAKE_CURRENT_LIST_DIR}/store_rows.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_keys.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_aliases.c
   ${CMAKE_CURRENT_LIST_DIR}/keyring.c
+  ${CMAKE_CURRENT_LIST_DIR}/keyring_cache.c
   ${CMAKE_CURRENT_LIST_DIR}/keyring_versions.c
   ${CMAKE_CURRENT_LIST_DIR}/keyring_keys.c
   ${CMAKE_CURRENT_LIST_DIR}/keyring_aliases.c

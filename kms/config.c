@@ -190,6 +190,44 @@ static int on_limits(struct config_parse *p, const char *key, const char *value)
 	return 1;
 }
 
+static bool origin_ok(const char *origin)
+{
+	size_t n = strlen(origin);
+	if (n < 1 || n > 128)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)origin[i];
+		if (c <= 0x20 || c >= 0x7f || c == '+')
+			return false; /* a signed-note key name: no space, no '+' */
+	}
+	return true;
+}
+
+static int on_audit(struct config_parse *p, const char *key, const char *value)
+{
+	kmsd_config *cfg = p->cfg;
+	uint64_t n;
+	if (!strcmp(key, "origin")) {
+		if (!copy_str(cfg->audit_origin, sizeof cfg->audit_origin, value) || !origin_ok(value))
+			return parse_fail(p, "audit", key,
+			                  "1 to 128 printable characters, no spaces or '+', "
+			                  "e.g. kms.example.in/audit/in-mum");
+	} else if (!strcmp(key, "checkpoint_ms")) {
+		if (!parse_u64(value, 10, 1000, &n))
+			return parse_fail(p, "audit", key, "10 to 1000 (at least once a second)");
+		cfg->audit_checkpoint_ms = (unsigned)n;
+	} else if (!strcmp(key, "sync")) {
+		if (!parse_bool(value, &cfg->audit_sync))
+			return parse_fail(p, "audit", key, "true or false (false only for benchmarks)");
+	} else if (!strcmp(key, "http")) {
+		if (strncmp(value, "http://", 7) || !copy_str(cfg->http_url, sizeof cfg->http_url, value))
+			return parse_fail(p, "audit", key, "an http:// URL, e.g. http://127.0.0.1:7480");
+	} else {
+		return parse_fail(p, "audit", key, "unknown key");
+	}
+	return 1;
+}
+
 static int on_ipc_principal(struct config_parse *p, const char *key, const char *value)
 {
 	kmsd_config *cfg = p->cfg;
@@ -219,6 +257,8 @@ static int on_entry(void *user, const char *section, const char *key, const char
 		return on_hsm(p, key, value);
 	if (!strcmp(section, "limits"))
 		return on_limits(p, key, value);
+	if (!strcmp(section, "audit"))
+		return on_audit(p, key, value);
 	if (!strcmp(section, "ipc_principals"))
 		return on_ipc_principal(p, key, value);
 	return parse_fail(p, section, key, "unknown section");
@@ -275,6 +315,8 @@ static kms_status check_whole(const char *path, kmsd_config *cfg)
 		if (cfg->tls_client_ca_file[0])
 			KMS_GUARD(check_readable(cfg->tls_client_ca_file, "TLS client CA"));
 	}
+	if (!cfg->audit_origin[0])
+		snprintf(cfg->audit_origin, sizeof cfg->audit_origin, "kms.local/audit/%s", cfg->region);
 	if (cfg->gcm_reserve_block > cfg->gcm_max_encryptions)
 		cfg->gcm_reserve_block = (uint32_t)cfg->gcm_max_encryptions;
 	return KMS_OK;
@@ -290,6 +332,8 @@ kms_status kmsd_config_load(const char *path, kmsd_config *cfg)
 	cfg->gcm_reserve_block = DEFAULT_GCM_RESERVE_BLOCK;
 	cfg->tick_seconds = 10;
 	cfg->seconds_per_day = 86400;
+	cfg->audit_checkpoint_ms = 1000;
+	cfg->audit_sync = true;
 
 	FILE *f = fopen(path, "r");
 	if (!f)

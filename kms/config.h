@@ -49,6 +49,11 @@ typedef struct kmsd_config {
 	uint32_t gcm_reserve_block;
 	unsigned tick_seconds; /* how often deletion and rotation are checked */
 	uint32_t seconds_per_day; /* 86400; tests shorten "days" to see windows pass */
+	/* [audit] */
+	char audit_origin[129];    /* checkpoint origin and signer name */
+	unsigned audit_checkpoint_ms;
+	bool audit_sync;           /* false only for benchmarks */
+	char http_url[KMSD_PATH_MAX]; /* serves the tiles, /healthz, /metrics; "" = off */
 	/* [ipc_principals] uid = name */
 	kmsd_ipc_principal ipc_principals[KMSD_MAX_IPC_PRINCIPALS];
 	size_t n_ipc_principals;

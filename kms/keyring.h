@@ -24,7 +24,7 @@
  * too (not NOT_FOUND: the tombstone exists, DescribeKey shows it), so a
  * blob under a destroyed key fails to decrypt with FAILED_PRECONDITION.
  * Metadata (description, tags, policy, rotation period) can be changed in
- * every state but DESTROYED. Aliases may point only at ENABLED or DISABLED
+ * every state but DESTROYED (nor while keyring_tick is destroying the key). Aliases may point only at ENABLED or DISABLED
  * keys; destroying a key deletes its aliases.
  *
  * Crash safety (SPEC 3: a crash between the HSM and the database must never
@@ -173,12 +173,15 @@ kms_status keyring_tick(keyring *kr, int64_t now, keyring_tick_report *report) K
 /* For one random-IV AES-GCM encryption under key_ref's primary version:
  * checks the key is ENABLED and an AES encrypt key, consumes one use of the
  * version's GCM budget (rotating first if it is spent: that blocks on the
- * HSM), and fills out. */
+ * HSM), and fills out. Call it once per encryption: Encrypt, ReEncrypt,
+ * GenerateDataKey*, each batch item. */
 kms_status keyring_encrypt_key(keyring *kr, const char *key_ref, int64_t now,
                                keyring_key_use *out) KMS_MUST_USE;
 
 /* For decrypting a blob made under key_id / version: the key exists and is
- * ENABLED, the version exists and is active, its HSM object is present. */
+ * ENABLED, the version exists and is active, its HSM object is present.
+ * Unknown key or version: KMS_NOT_FOUND (a blob parser may map it to
+ * INVALID_CIPHERTEXT). key_id may point into *out. */
 kms_status keyring_decrypt_key(keyring *kr, const uint8_t key_id[KMS_KEYID_BYTES],
                                uint32_t version, keyring_key_use *out) KMS_MUST_USE;
 
@@ -198,7 +201,9 @@ kms_status keyring_describe(keyring *kr, const char *key_ref, key_metadata *out)
 /* Keys in id order, limit 0 meaning 100, at most 1000. page_token is NULL or
  * "" for the first page, else the next_page_token of the previous page; a
  * malformed token is KMS_INVALID_ARGUMENT. next_page_token is "" on the last
- * page. *keys is malloc'ed: key_metadata_array_free(*keys, *n_keys). */
+ * page, and may be the same buffer as page_token. *keys is malloc'ed:
+ * key_metadata_array_free(*keys, *n_keys). Keys being destroyed show as
+ * PENDING_DELETION. One read snapshot per page. */
 kms_status keyring_list(keyring *kr, uint32_t limit, const char *page_token,
                         key_metadata **keys, size_t *n_keys,
                         char next_page_token[static KMS_KEYID_TEXT_SIZE]) KMS_MUST_USE;

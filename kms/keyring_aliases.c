@@ -103,23 +103,26 @@ kms_status keyring_alias_list(keyring *kr, const char *key_ref, uint32_t limit,
                               char next_page_token[static KMS_ALIAS_TEXT_MAX + 1])
 {
 	char id_text[KMS_KEYID_TEXT_SIZE] = "";
-	const char *after = "";
+	char after[KMS_ALIAS_TEXT_MAX + 1] = "";
 	store_alias *rows = NULL;
 	size_t got = 0;
 
 	*aliases = NULL;
 	*n = 0;
+	if (page_token && page_token[0]) {
+		/* The token is the last alias of the previous page. Copied before
+		 * next_page_token is written: the caller may pass one buffer. */
+		size_t len = strnlen(page_token, KMS_ALIAS_TEXT_MAX + 1);
+		if (keyid_alias_validate(page_token, len) != KMS_OK) {
+			next_page_token[0] = '\0';
+			return KMS_FAIL(KMS_INVALID_ARGUMENT, "page token: malformed");
+		}
+		memcpy(after, page_token, len + 1);
+	}
 	next_page_token[0] = '\0';
 	KMS_ENSURE(limit <= KEYRING_LIST_LIMIT_MAX, KMS_INVALID_ARGUMENT,
 	           "limit: %u, must be 0..%d", (unsigned)limit, KEYRING_LIST_LIMIT_MAX);
 	size_t cap = limit ? limit : KEYRING_LIST_LIMIT_DEFAULT;
-	if (page_token && page_token[0]) {
-		/* The token is the last alias of the previous page. */
-		KMS_ENSURE(keyid_alias_validate(page_token,
-		                                strnlen(page_token, KMS_ALIAS_TEXT_MAX + 1)) == KMS_OK,
-		           KMS_INVALID_ARGUMENT, "page token: malformed");
-		after = page_token;
-	}
 	if (key_ref && key_ref[0]) {
 		store_key key;
 		KMS_GUARD(keyring_resolve(kr, key_ref, &key));

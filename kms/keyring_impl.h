@@ -1,8 +1,9 @@
 /*
- * keyring_impl.h: the keyring's insides, shared by keyring.c (open, cache,
- * data plane), keyring_versions.c (versions, rollback, destruction, tick),
- * keyring_keys.c and keyring_aliases.c (control plane) and
- * keyring_reconcile.c (start-up). Not for use outside the keyring.
+ * keyring_impl.h: the keyring's insides, shared by keyring.c (open, close,
+ * helpers), keyring_cache.c (caches, data plane), keyring_versions.c
+ * (versions, rollback, destruction, tick), keyring_keys.c and
+ * keyring_aliases.c (control plane) and keyring_reconcile.c (start-up).
+ * Not for use outside the keyring.
  *
  * Locks, always taken in this order, never two stripes at once:
  *   1. stripes[key id byte 0 % KR_STRIPES]: serialises everything that
@@ -24,6 +25,8 @@
 #include "keyring.h"
 
 #define KR_STRIPES 64                /* a power of two */
+#define KR_ENTRY_BUCKETS_INITIAL 64  /* a power of two; doubles as keys are cached */
+#define KR_ALIAS_BUCKETS 1024        /* a power of two */
 #define KR_REGION_MAX KEY_REGION_MAX
 
 typedef enum kr_crash_point {
@@ -105,6 +108,10 @@ kms_status kr_resolve_ref(keyring *kr, const char *key_ref, uint8_t id[KMS_KEYID
 
 /* The key row, refusing CREATING rows (they do not exist for callers). */
 kms_status kr_key_get_visible(keyring *kr, const char *id_text, store_key *out) KMS_MUST_USE;
+
+/* Allocates / frees the caches (keyring_cache.c). */
+kms_status kr_cache_init(keyring *kr) KMS_MUST_USE;
+void kr_cache_free(keyring *kr);
 
 /* Marks the key's cache entry for reload; call with its stripe held, after
  * the change is committed. */

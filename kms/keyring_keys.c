@@ -111,17 +111,20 @@ kms_status keyring_list(keyring *kr, uint32_t limit, const char *page_token, key
 
 	*keys = NULL;
 	*n_keys = 0;
-	next_page_token[0] = '\0';
-	KMS_GUARD(list_limit(limit, &cap));
 	if (page_token && page_token[0]) {
 		/* The token is the last key id of the previous page; nothing else
-		 * passes. */
+		 * passes. Read before next_page_token is written: the caller may
+		 * pass one buffer for both. */
 		uint8_t id[KMS_KEYID_BYTES];
 		size_t len = strnlen(page_token, KMS_KEYID_TEXT_SIZE);
-		KMS_ENSURE(keyid_parse(page_token, len, id) == KMS_OK, KMS_INVALID_ARGUMENT,
-		           "page token: malformed");
+		if (keyid_parse(page_token, len, id) != KMS_OK) {
+			next_page_token[0] = '\0';
+			return KMS_FAIL(KMS_INVALID_ARGUMENT, "page token: malformed");
+		}
 		keyid_format(id, after);
 	}
+	next_page_token[0] = '\0';
+	KMS_GUARD(list_limit(limit, &cap));
 	/* One more than asked, to know whether there is a next page. */
 	rows = calloc(cap + 1, sizeof *rows);
 	KMS_ENSURE(rows, KMS_INTERNAL, "keyring: out of memory listing keys");

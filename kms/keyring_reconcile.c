@@ -51,6 +51,19 @@ static int object_cmp(const void *a, const void *b)
 	return memcmp(a, b, KMS_KEYID_HSM_ID_LEN);
 }
 
+/* qsort and bsearch must not see a NULL base, even for 0 elements. */
+static void sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *))
+{
+	if (n > 1)
+		qsort(base, n, size, cmp);
+}
+
+static const void *find(const void *key, const void *base, size_t n, size_t size,
+                        int (*cmp)(const void *, const void *))
+{
+	return n ? bsearch(key, base, n, size, cmp) : NULL;
+}
+
 static int row_cmp(const void *a, const void *b)
 {
 	const store_version_row *x = a, *y = b;
@@ -144,7 +157,7 @@ static kms_status match_token(keyring *kr, bool store_created)
 
 	KMS_GUARD_OUT(status, hsm_objects_list(kr->hsm, collect, &token));
 	KMS_GUARD_OUT(status, store_versions_all(kr->store, &rows, &n_rows));
-	qsort(token.ids, token.n, sizeof *token.ids, object_cmp);
+	sort(token.ids, token.n, sizeof *token.ids, object_cmp);
 
 	/* A new kms.db beside a token full of key versions is a wrong or lost
 	 * data directory, not a crash: destroying them would destroy data. */
@@ -161,8 +174,7 @@ static kms_status match_token(keyring *kr, bool store_created)
 		KMS_GUARD_OUT(status, keyid_hsm_object_id_parse(token.ids[i], KMS_KEYID_HSM_ID_LEN, id,
 		                                                &probe.v.version));
 		keyid_format(id, probe.key_id);
-		const store_version_row *row =
-		        bsearch(&probe, rows, n_rows, sizeof *rows, row_cmp);
+		const store_version_row *row = find(&probe, rows, n_rows, sizeof *rows, row_cmp);
 		if (row && row->v.state == VERSION_STATE_ACTIVE)
 			continue;
 		KMS_GUARD_OUT(status, kr_object_destroy(kr, id, probe.v.version));
@@ -180,7 +192,7 @@ static kms_status match_token(keyring *kr, bool store_created)
 		hsm_object_id object;
 		KMS_GUARD_OUT(status, keyid_parse(rows[i].key_id, KMS_KEYID_TEXT_LEN, id));
 		KMS_GUARD_OUT(status, kr_object_id(id, rows[i].v.version, &object));
-		if (bsearch(object.bytes, token.ids, token.n, sizeof *token.ids, object_cmp))
+		if (find(object.bytes, token.ids, token.n, sizeof *token.ids, object_cmp))
 			continue;
 		object_name *bigger = realloc(missing, (n_missing + 1) * sizeof *missing);
 		if (!bigger) {
@@ -193,7 +205,7 @@ static kms_status match_token(keyring *kr, bool store_created)
 		       "every use of it fails with HSM_UNAVAILABLE until the token has it again",
 		       rows[i].key_id, (unsigned)rows[i].v.version);
 	}
-	qsort(missing, n_missing, sizeof *missing, object_cmp);
+	sort(missing, n_missing, sizeof *missing, object_cmp);
 	kr->missing = missing;
 	kr->n_missing = n_missing;
 	missing = NULL;

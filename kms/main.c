@@ -21,6 +21,8 @@
 #include "hsm.h"
 #include "keyring.h"
 #include "kmsd.h"
+#include "audit.h"
+#include "http.h"
 #include "server.h"
 
 int64_t kmsd_now(void)
@@ -139,6 +141,7 @@ int main(int argc, char **argv)
 	static kmsd d;
 	int exit_code = 1;
 	server *srv = NULL;
+	http_server *web = NULL;
 	ticker t = { .d = &d, .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER };
 	bool ticking = false;
 
@@ -164,6 +167,22 @@ int main(int argc, char **argv)
 		kmsd_log("fatal", "%s", kms_error_message());
 		goto out;
 	}
+	char audit_dir[KMSD_PATH_MAX + 16];
+	snprintf(audit_dir, sizeof audit_dir, "%s/audit", d.cfg.data_dir);
+	audit_config ac = {
+		.dir = audit_dir,
+		.origin = d.cfg.audit_origin,
+		.hsm = d.hsm,
+		.checkpoint_ms = d.cfg.audit_checkpoint_ms,
+		.sync = d.cfg.audit_sync,
+	};
+	if (!d.cfg.audit_sync)
+		kmsd_log("warn", "audit log without fdatasync ([audit] sync = false): entries can be "
+		         "lost in a crash; for benchmarks only");
+	if (audit_open(&ac, &d.audit) != KMS_OK) {
+		kmsd_log("fatal", "%s", kms_error_message());
+		goto out;
+	}
 	if (check_only) {
 		kmsd_log("info", "config %s is valid; HSM token \"%s\" opened", config_path,
 		         d.cfg.hsm_token_label);
@@ -174,6 +193,14 @@ int main(int argc, char **argv)
 	if (server_start(&d, &srv) != KMS_OK) {
 		kmsd_log("fatal", "%s", kms_error_message());
 		goto out;
+	}
+	if (d.cfg.http_url[0]) {
+		char public_dir[KMSD_PATH_MAX + 32];
+		snprintf(public_dir, sizeof public_dir, "%s/public", audit_dir);
+		if (http_start(&d, d.cfg.http_url, public_dir, &web) != KMS_OK) {
+			kmsd_log("fatal", "%s", kms_error_message());
+			goto out;
+		}
 	}
 	if (pthread_create(&t.thread, NULL, ticker_main, &t) != 0) {
 		kmsd_log("fatal", "cannot start the background task thread");
@@ -189,6 +216,7 @@ int main(int argc, char **argv)
 	exit_code = 0;
 out:
 	server_drain_and_close(srv);
+	http_stop(web);
 	if (ticking) {
 		pthread_mutex_lock(&t.lock);
 		t.stop = true;
@@ -196,6 +224,7 @@ out:
 		pthread_mutex_unlock(&t.lock);
 		pthread_join(t.thread, NULL);
 	}
+	audit_close(d.audit); /* after the workers: their entries are written first */
 	keyring_close(d.keyring);
 	hsm_close(d.hsm);
 	if (exit_code == 0 && !check_only)

@@ -246,6 +246,27 @@ static kms_status v_list_aliases(const Kms__Request *req)
 	return validate_list(r->limit, r->page_token);
 }
 
+static kms_status v_inclusion(const Kms__Request *req)
+{
+	KMS_ENSURE(req->get_inclusion_proof, KMS_INVALID_ARGUMENT, "the operation message is missing");
+	const Kms__GetInclusionProofRequest *r = req->get_inclusion_proof;
+	KMS_ENSURE(r->tree_size == 0 || r->index < r->tree_size, KMS_INVALID_ARGUMENT,
+	           "index %llu is not below tree_size %llu", (unsigned long long)r->index,
+	           (unsigned long long)r->tree_size);
+	return KMS_OK;
+}
+
+static kms_status v_consistency(const Kms__Request *req)
+{
+	KMS_ENSURE(req->get_consistency_proof, KMS_INVALID_ARGUMENT,
+	           "the operation message is missing");
+	const Kms__GetConsistencyProofRequest *r = req->get_consistency_proof;
+	KMS_ENSURE(r->new_size == 0 || r->old_size <= r->new_size, KMS_INVALID_ARGUMENT,
+	           "old_size %llu is above new_size %llu", (unsigned long long)r->old_size,
+	           (unsigned long long)r->new_size);
+	return KMS_OK;
+}
+
 #define OP(field, upper, role, v, h)                                                   \
 	{ KMS__REQUEST__OP_##upper, #field, role, v, h }
 
@@ -285,6 +306,11 @@ static const op_entry op_table[] = {
 	OP(tag_key, TAG_KEY, ROLE_ADMIN, v_tag_key, op_tag_key),
 	OP(untag_key, UNTAG_KEY, ROLE_ADMIN, v_untag_key, op_untag_key),
 	OP(health, HEALTH, ROLE_ANY, NULL, op_health),
+
+	OP(get_checkpoint, GET_CHECKPOINT, ROLE_AUDITOR, NULL, op_get_checkpoint),
+	OP(get_inclusion_proof, GET_INCLUSION_PROOF, ROLE_AUDITOR, v_inclusion, op_get_inclusion_proof),
+	OP(get_consistency_proof, GET_CONSISTENCY_PROOF, ROLE_AUDITOR, v_consistency,
+	   op_get_consistency_proof),
 };
 
 const op_entry *ops_find(Kms__Request__OpCase op)
@@ -293,4 +319,14 @@ const op_entry *ops_find(Kms__Request__OpCase op)
 		if (op_table[i].op == op)
 			return &op_table[i];
 	return NULL;
+}
+
+const op_entry *ops_at(size_t i)
+{
+	return i < sizeof op_table / sizeof op_table[0] ? &op_table[i] : NULL;
+}
+
+size_t ops_index(const op_entry *op)
+{
+	return (size_t)(op - op_table);
 }

@@ -61,6 +61,10 @@ typedef struct op_entry {
 /* The row for an operation, or NULL if the daemon does not serve it. */
 const op_entry *ops_find(Kms__Request__OpCase op);
 
+/* Rows by position (NULL past the end), and a row's position. */
+const op_entry *ops_at(size_t i);
+size_t ops_index(const op_entry *op);
+
 /* Validators of one data-plane item, for the batch handlers. */
 kms_status ops_validate_encrypt_item(const Kms__EncryptRequest *r) KMS_MUST_USE;
 kms_status ops_validate_decrypt_item(const Kms__DecryptRequest *r) KMS_MUST_USE;
@@ -99,5 +103,9 @@ kms_status op_delete_alias(op_ctx *, const Kms__Request *, Kms__Response *) KMS_
 kms_status op_list_aliases(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
 
 kms_status op_health(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+
+kms_status op_get_checkpoint(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_get_inclusion_proof(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_get_consistency_proof(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
 
 #endif

@@ -3,11 +3,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <kms/kms.pb-c.h>
 #include <kms/secmem.h>
 
+#include "audit.h"
+#include "audit_entry.h"
 #include "error.h"
+#include "metrics.h"
 #include "ops.h"
 
 #define REQUEST_ID_MAX 64
@@ -27,7 +31,7 @@ static bool request_id_ok(const char *id)
 	return true;
 }
 
-/* Step 1: unpack into the arena and check the envelope and the operation. */
+/* Step 2: unpack into the arena and check the envelope and the operation. */
 static kms_status decode(op_ctx *ctx, const uint8_t *bytes, size_t len,
                          Kms__Request **out)
 {
@@ -58,7 +62,7 @@ static kms_status decode(op_ctx *ctx, const uint8_t *bytes, size_t len,
 	return KMS_OK;
 }
 
-/* Step 2: the principal, from the transport. */
+/* Step 1: the principal, from the transport. */
 static kms_status resolve_caller(op_ctx *ctx, const pipeline_peer *peer, caller *who)
 {
 	memset(who, 0, sizeof *who);
@@ -103,17 +107,39 @@ static kms_status authorize(op_ctx *ctx, const Kms__Request *req)
 	return KMS_OK;
 }
 
-/* Step 5: the audit entry, durable before the reply leaves. The audit log
- * lands with its own module; without one configured there is nothing to
- * write. */
+/* Before step 4: a log that cannot be written refuses requests before they
+ * change anything. Each refusal still tries to write its own entry, and the
+ * first that succeeds makes the log healthy again. */
+static kms_status audit_gate(op_ctx *ctx)
+{
+	char why[KMS_ERROR_MAX];
+	if (!ctx->d->audit || audit_healthy(ctx->d->audit, why, sizeof why))
+		return KMS_OK;
+	return KMS_FAIL(KMS_UNAVAILABLE, "audit log cannot be written (%s): request %s refused; "
+	                "free the disk and retry", why, ctx->request_id);
+}
+
+/* Step 5: the audit entry, durable before the reply leaves. */
 static kms_status audit(op_ctx *ctx, kms_status status, const char *message,
                         uint64_t latency_us)
 {
-	(void)ctx;
-	(void)status;
-	(void)message;
-	(void)latency_us;
-	return KMS_OK;
+	if (!ctx->d->audit)
+		return KMS_OK;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	audit_facts facts = {
+		.ctx = ctx,
+		.status = status,
+		.error = message,
+		.latency_us = latency_us,
+		.time_us = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000,
+	};
+	char *entry = NULL;
+	size_t len = 0;
+	KMS_GUARD(audit_entry_build(&facts, &entry, &len));
+	kms_status st = audit_append(ctx->d->audit, entry, len);
+	free(entry);
+	return st;
 }
 
 /* Step 6. */
@@ -140,15 +166,19 @@ kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
 	Kms__Response resp = KMS__RESPONSE__INIT;
 
 	kms_error_clear();
-	kms_status st = decode(&ctx, request, len, &req);
+	/* The caller first: even a request that does not decode is recorded
+	 * with where it came from. */
+	kms_status st = resolve_caller(&ctx, peer, &who);
+	if (st == KMS_OK)
+		st = decode(&ctx, request, len, &req);
 	kms_wipe(request, len); /* the request may hold plaintext */
 	ctx.audit.request = req;
-	if (st == KMS_OK)
-		st = resolve_caller(&ctx, peer, &who);
 	if (st == KMS_OK)
 		st = authorize(&ctx, req);
 	if (st == KMS_OK && atomic_load(&d->draining))
 		st = KMS_FAIL(KMS_UNAVAILABLE, "kmsd is shutting down: retry on another endpoint");
+	if (st == KMS_OK)
+		st = audit_gate(&ctx);
 	if (st == KMS_OK)
 		st = ctx.op->handle(&ctx, req, &resp);
 
@@ -163,6 +193,7 @@ kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
 	}
 	if (st != KMS_OK)
 		resp.result_case = KMS__RESPONSE__RESULT__NOT_SET;
+	metrics_record(ctx.op, st, kmsd_monotonic_us() - started);
 	resp.schema_version = KMS__SCHEMA_VERSION__SCHEMA_VERSION;
 	resp.request_id = ctx.request_id;
 	resp.status = (Kms__Status)st;

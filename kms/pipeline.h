@@ -1,13 +1,15 @@
 /*
  * pipeline.h: one request, from bytes in to bytes out, in fixed steps:
  *
- *   1. decode    size-checked protobuf unpack into the worker's arena, then
+ *   1. caller    who is asking, from the transport (caller.h)
+ *   2. decode    size-checked protobuf unpack into the worker's arena, then
  *                the envelope and the operation's own fields validated
- *   2. caller    who is asking, from the transport (caller.h)
  *   3. authorize the caller's role against the operation's row in ops.c
  *   4. handle    the operation's handler (op_*.c)
  *   5. audit     the request's entry made durable (audit log); if that
  *                fails, the reply becomes UNAVAILABLE and carries no result
+ *                (and while the log cannot be written, step 4 is skipped:
+ *                requests are refused before they change anything)
  *   6. reply     the response packed for the transport
  *
  * Every request gets a reply, malformed ones included (INVALID_ARGUMENT with

@@ -1,7 +1,7 @@
 /*
  * store.c: the database file, per-thread connections with their statement
  * caches, transactions and schema migrations. The statements themselves are
- * in store_rows.c.
+ * in store_keys.c and store_aliases.c.
  */
 #include "store.h"
 
@@ -10,9 +10,11 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -29,6 +31,7 @@ typedef struct store_conn {
 
 struct store {
 	char path[PATH_MAX];
+	int lock_fd;             /* data_dir/kms.lock, flock'ed while open */
 	pthread_key_t tls;       /* this thread's store_conn */
 	pthread_mutex_t lock;    /* guards conns */
 	store_conn *conns;       /* every open connection, for store_close */
@@ -302,6 +305,67 @@ bool store_column_text(sqlite3_stmt *s, int col, char *out, size_t cap)
 	return true;
 }
 
+/* ---- statement helpers ---- */
+
+bool store_is_duplicate(int rc)
+{
+	return rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE;
+}
+
+/* Makes room for one more element in a malloc'ed array. */
+bool store_grow(void **array, size_t *cap, size_t used, size_t elem_size)
+{
+	if (used < *cap)
+		return true;
+	size_t next = *cap ? *cap * 2 : 8;
+	if (next > SIZE_MAX / elem_size)
+		return false;
+	void *bigger = realloc(*array, next * elem_size);
+	if (!bigger)
+		return false;
+	*array = bigger;
+	*cap = next;
+	return true;
+}
+
+/* Steps a statement that changes rows; KMS_NOT_FOUND if it changed none
+ * and not_found_ok is false. */
+kms_status store_step_change(sqlite3_stmt *s, const char *what, const char *id,
+                             bool not_found_ok)
+{
+	int rc = sqlite3_step(s);
+	kms_status status = KMS_OK;
+	if (rc != SQLITE_DONE)
+		status = store_fail(s, rc, what, id);
+	else if (!not_found_ok && sqlite3_changes(sqlite3_db_handle(s)) == 0)
+		status = KMS_FAIL(KMS_NOT_FOUND, "store: %s %s: no such row", what, id ? id : "");
+	store_stmt_done(s);
+	return status;
+}
+
+kms_status store_bind_check(sqlite3_stmt *s, int rc, const char *what, const char *id)
+{
+	if (rc == SQLITE_OK)
+		return KMS_OK;
+	kms_status status = store_fail(s, rc, what, id);
+	store_stmt_done(s);
+	return status;
+}
+
+/* Runs a query of one integer column and one row. */
+kms_status store_step_count(sqlite3_stmt *s, const char *what, const char *id, int64_t *out)
+{
+	int rc = sqlite3_step(s);
+	kms_status status = KMS_OK;
+	*out = 0;
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(s, 0);
+	else
+		status = store_fail(s, rc, what, id);
+	store_stmt_done(s);
+	return status;
+}
+
 /* ---- transactions ---- */
 
 static kms_status run_simple(store *st, store_stmt_id id, const char *sql, const char *what)
@@ -437,6 +501,31 @@ out:
 	return status;
 }
 
+/* One process per data directory: a second kmsd would reconcile away the
+ * first one's intents (destroying HSM objects it is about to acknowledge)
+ * and would not see its state changes. */
+static kms_status lock_data_dir(const char *data_dir, int *fd_out)
+{
+	char path[PATH_MAX];
+	int n = snprintf(path, sizeof path, "%s/%s", data_dir, STORE_LOCK_FILE);
+	KMS_ENSURE(n > 0 && (size_t)n < sizeof path, KMS_INVALID_ARGUMENT,
+	           "store: data directory path too long");
+	int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return KMS_FAIL(KMS_INTERNAL, "store: open %s: %s", path, strerror(errno));
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int saved = errno;
+		close(fd);
+		if (saved == EWOULDBLOCK)
+			return KMS_FAIL(KMS_FAILED_PRECONDITION,
+			                "store: %s is in use by another process (%s is locked)",
+			                data_dir, path);
+		return KMS_FAIL(KMS_INTERNAL, "store: flock %s: %s", path, strerror(saved));
+	}
+	*fd_out = fd;
+	return KMS_OK;
+}
+
 kms_status store_open(const char *data_dir, store **out, bool *created)
 {
 	kms_status status = KMS_OK;
@@ -448,11 +537,13 @@ kms_status store_open(const char *data_dir, store **out, bool *created)
 	KMS_ENSURE(data_dir && data_dir[0], KMS_INVALID_ARGUMENT, "store: no data directory");
 	st = calloc(1, sizeof *st);
 	KMS_ENSURE(st, KMS_INTERNAL, "store: out of memory");
+	st->lock_fd = -1;
 	int n = snprintf(st->path, sizeof st->path, "%s/%s", data_dir, STORE_DB_FILE);
 	if (n < 0 || (size_t)n >= sizeof st->path) {
 		status = KMS_FAIL(KMS_INVALID_ARGUMENT, "store: data directory path too long");
 		goto out;
 	}
+	KMS_GUARD_OUT(status, lock_data_dir(data_dir, &st->lock_fd));
 	KMS_GUARD_OUT(status, db_file_check(st->path));
 	if (pthread_key_create(&st->tls, conn_release) != 0) {
 		status = KMS_FAIL(KMS_INTERNAL, "store: pthread_key_create failed");
@@ -482,6 +573,8 @@ out:
 		}
 		if (lock_made)
 			pthread_mutex_destroy(&st->lock);
+		if (st->lock_fd >= 0)
+			close(st->lock_fd);
 		free(st);
 	}
 	return status;
@@ -501,5 +594,6 @@ void store_close(store *st)
 	}
 	pthread_mutex_unlock(&st->lock);
 	pthread_mutex_destroy(&st->lock);
+	close(st->lock_fd); /* releases the data directory */
 	free(st);
 }

@@ -38,6 +38,7 @@
 #include "keyid.h"
 
 #define STORE_DB_FILE "kms.db"
+#define STORE_LOCK_FILE "kms.lock"
 #define STORE_SCHEMA_VERSION 1
 #define STORE_BUSY_TIMEOUT_MS 5000
 
@@ -139,8 +140,10 @@ typedef struct store store;
 /* ---- the database ---- */
 
 /* Opens (creating if needed, mode 0600) data_dir/kms.db and migrates its
- * schema. data_dir must exist. *created is set to whether the database had
- * no schema before this call (a new or empty file). Blocks on disk. */
+ * schema. data_dir must exist. Holds an exclusive flock on data_dir/kms.lock
+ * until store_close: a second opener, in this process or another, gets
+ * KMS_FAILED_PRECONDITION. *created is set to whether the database had no
+ * schema before this call (a new or empty file). Blocks on disk. */
 kms_status store_open(const char *data_dir, store **out, bool *created) KMS_MUST_USE;
 
 /* Closes every thread's connection. Callers must have stopped using st on

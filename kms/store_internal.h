@@ -1,6 +1,7 @@
 /*
- * store_internal.h: what store.c (connections, schema, transactions) shares
- * with store_rows.c (the statements). Not for use outside the store.
+ * store_internal.h: what store.c (connections, schema, transactions,
+ * statement helpers) shares with store_keys.c and store_aliases.c (the
+ * statements). Not for use outside the store.
  */
 #ifndef KMS_STORE_INTERNAL_H
 #define KMS_STORE_INTERNAL_H
@@ -71,5 +72,24 @@ kms_status store_fail_at(sqlite3_stmt *s, int rc, const char *what, const char *
 /* Copies text column col of the current row into out[cap]; false when it is
  * NULL-free text that does not fit (a corrupt or foreign row). */
 bool store_column_text(sqlite3_stmt *s, int col, char *out, size_t cap);
+
+/* True for a uniqueness violation (extended result codes are on). */
+bool store_is_duplicate(int rc);
+
+/* Makes room for one more element in a malloc'ed array. */
+bool store_grow(void **array, size_t *cap, size_t used, size_t elem_size);
+
+/* Steps a statement that changes rows, then resets it; KMS_NOT_FOUND if it
+ * changed none and not_found_ok is false. */
+kms_status store_step_change(sqlite3_stmt *s, const char *what, const char *id,
+                             bool not_found_ok) KMS_MUST_USE;
+
+/* KMS_OK for SQLITE_OK; else records the failure and resets s. */
+kms_status store_bind_check(sqlite3_stmt *s, int rc, const char *what,
+                            const char *id) KMS_MUST_USE;
+
+/* Steps a query of one integer column and one row, then resets it. */
+kms_status store_step_count(sqlite3_stmt *s, const char *what, const char *id,
+                            int64_t *out) KMS_MUST_USE;
 
 #endif

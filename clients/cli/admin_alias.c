@@ -23,6 +23,7 @@ static int alias_point(struct cli *cli, int argc, char **argv, bool create)
 	int code = cli_parse_args(cli, argc, argv, 2, 2);
 	if (code != CLI_PROCEED)
 		return code;
+	code = CLI_EXIT_OK;
 	const char *alias = argv[optind], *key_id = argv[optind + 1];
 	if ((code = cli_connect(cli, &client)) != CLI_EXIT_OK)
 		return code;
@@ -59,6 +60,7 @@ static int alias_delete(struct cli *cli, int argc, char **argv)
 	int code = cli_parse_args(cli, argc, argv, 1, 1);
 	if (code != CLI_PROCEED)
 		return code;
+	code = CLI_EXIT_OK;
 	if ((code = cli_connect(cli, &client)) != CLI_EXIT_OK)
 		return code;
 	kms_status st = kms_delete_alias(client, argv[optind], &err);

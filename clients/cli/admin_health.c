@@ -13,6 +13,7 @@ int admin_health(struct cli *cli, int argc, char **argv)
 	int code = cli_parse_args(cli, argc, argv, 0, 0);
 	if (code != CLI_PROCEED)
 		return code;
+	code = CLI_EXIT_OK;
 	if ((code = cli_connect(cli, &client)) != CLI_EXIT_OK)
 		return code;
 	kms_status st = kms_health_check(client, &h, &err);

@@ -10,14 +10,6 @@
 #include "error.h"
 #include "hsm.h"
 
-/*
- * kms_hsm is being written alongside this tool. Until hsm_token_status
- * lands there the reference is weak, so kms-admin still links and
- * `hsm status` says what is missing; kms-admin links kms_hsm whole so the
- * weak reference binds as soon as the function exists. Drop this line then.
- */
-#pragma weak hsm_token_status
-
 #define ENV_MODULE "KMS_HSM_MODULE"
 #define ENV_TOKEN "KMS_HSM_TOKEN"
 #define ENV_PIN_FILE "KMS_HSM_PIN_FILE"
@@ -78,11 +70,6 @@ static int hsm_status(struct cli *cli, int argc, char **argv)
 	config.pin_file = env_default(config.pin_file, ENV_PIN_FILE);
 	if (!config.token_label)
 		return cli_usage_error(cli, "which token? --token LABEL or $%s", ENV_TOKEN);
-	if (!hsm_token_status) {
-		fprintf(cli->err, "%s: INTERNAL: this build has no PKCS#11 layer yet "
-		        "(hsm_token_status is missing from kms_hsm)\n", cli->prog);
-		return CLI_EXIT_REFUSED;
-	}
 	kms_error_clear();
 	kms_status st = hsm_token_status(&config, &info);
 	if (st != KMS_OK) {

@@ -262,6 +262,7 @@ static int key_describe(struct cli *cli, int argc, char **argv)
 	int code = cli_parse_args(cli, argc, argv, 1, 1);
 	if (code != CLI_PROCEED)
 		return code;
+	code = CLI_EXIT_OK;
 	CONNECT_OR_RETURN(cli, client);
 	kms_status st = kms_describe_key(client, argv[optind], &md, &err);
 	kms_client_close(client);
@@ -296,6 +297,7 @@ static int key_enable(struct cli *cli, int argc, char **argv)
 	int code = cli_parse_args(cli, argc, argv, 1, 1);
 	if (code != CLI_PROCEED)
 		return code;
+	code = CLI_EXIT_OK;
 	CONNECT_OR_RETURN(cli, client);
 	kms_status st = kms_enable_key(client, argv[optind], &err);
 	kms_client_close(client);
@@ -311,6 +313,7 @@ static int key_disable(struct cli *cli, int argc, char **argv)
 	int code = cli_parse_args(cli, argc, argv, 1, 1);
 	if (code != CLI_PROCEED)
 		return code;
+	code = CLI_EXIT_OK;
 	CONNECT_OR_RETURN(cli, client);
 	kms_status st = kms_disable_key(client, argv[optind], &err);
 	kms_client_close(client);
@@ -327,6 +330,7 @@ static int key_rotate(struct cli *cli, int argc, char **argv)
 	int code = cli_parse_args(cli, argc, argv, 1, 1);
 	if (code != CLI_PROCEED)
 		return code;
+	code = CLI_EXIT_OK;
 	CONNECT_OR_RETURN(cli, client);
 	kms_status st = kms_rotate_key(client, argv[optind], &md, &err);
 	kms_client_close(client);
@@ -353,6 +357,7 @@ static int key_set_rotation(struct cli *cli, int argc, char **argv)
 	int code = cli_parse_args(cli, argc, argv, 2, 2);
 	if (code != CLI_PROCEED)
 		return code;
+	code = CLI_EXIT_OK;
 	if (!cli_parse_u32(argv[optind + 1], 0, 3650, &days))
 		return cli_usage_error(cli, "DAYS is 1..3650, or 0 to turn rotation off");
 	CONNECT_OR_RETURN(cli, client);
@@ -381,6 +386,7 @@ static int key_set_description(struct cli *cli, int argc, char **argv)
 	int code = cli_parse_args(cli, argc, argv, 2, 2);
 	if (code != CLI_PROCEED)
 		return code;
+	code = CLI_EXIT_OK;
 	CONNECT_OR_RETURN(cli, client);
 	kms_status st = kms_update_key_description(client, argv[optind], argv[optind + 1], &err);
 	kms_client_close(client);
@@ -443,6 +449,7 @@ static int key_cancel_deletion(struct cli *cli, int argc, char **argv)
 	int code = cli_parse_args(cli, argc, argv, 1, 1);
 	if (code != CLI_PROCEED)
 		return code;
+	code = CLI_EXIT_OK;
 	CONNECT_OR_RETURN(cli, client);
 	kms_status st = kms_cancel_key_deletion(client, argv[optind], &state, &err);
 	kms_client_close(client);
@@ -467,6 +474,7 @@ static int key_tag(struct cli *cli, int argc, char **argv)
 	int code = cli_parse_args(cli, argc, argv, 2, 1 + CLI_MAX_PAIRS);
 	if (code != CLI_PROCEED)
 		return code;
+	code = CLI_EXIT_OK;
 	const char *key_id = argv[optind];
 	for (int i = optind + 1; i < argc; i++) {
 		const char *why = cli_pairs_add(&tags, argv[i]);
@@ -500,6 +508,7 @@ static int key_untag(struct cli *cli, int argc, char **argv)
 	int code = cli_parse_args(cli, argc, argv, 2, 1 + CLI_MAX_PAIRS);
 	if (code != CLI_PROCEED)
 		return code;
+	code = CLI_EXIT_OK;
 	const char *key_id = argv[optind];
 	const char *const *tag_keys = (const char *const *)&argv[optind + 1];
 	size_t n = (size_t)(argc - optind - 1);
@@ -526,6 +535,7 @@ static int policy_get(struct cli *cli, int argc, char **argv)
 	int code = cli_parse_args(cli, argc, argv, 1, 1);
 	if (code != CLI_PROCEED)
 		return code;
+	code = CLI_EXIT_OK;
 	CONNECT_OR_RETURN(cli, client);
 	kms_status st = kms_get_key_policy(client, argv[optind], &policy, &err);
 	kms_client_close(client);
@@ -537,9 +547,12 @@ static int policy_get(struct cli *cli, int argc, char **argv)
 		code = cli_json_print(cli, json_pack("{s:o, s:o}", "key_id",
 		                                     cli_json_str(argv[optind]), "policy",
 		                                     doc ? doc : cli_json_str(policy)));
-	} else {
+	} else if (policy[0]) {
 		cli_put_lines(cli->out, policy);
 		fputc('\n', cli->out);
+	} else {
+		/* Nothing on stdout, so `policy get > file` stays a document. */
+		fprintf(cli->err, "(no policy document: kmsd's default policy applies)\n");
 	}
 	kms_free(policy);
 	return code;
@@ -553,6 +566,7 @@ static int policy_put(struct cli *cli, int argc, char **argv)
 	int code = cli_parse_args(cli, argc, argv, 2, 2);
 	if (code != CLI_PROCEED)
 		return code;
+	code = CLI_EXIT_OK;
 	if ((code = read_policy(cli, argv[optind + 1], &policy)) != CLI_EXIT_OK)
 		return code;
 	if ((code = cli_connect(cli, &client)) != CLI_EXIT_OK) {

@@ -81,7 +81,7 @@ void cli_usage(struct cli *cli, FILE *to)
 			fprintf(to, "%s\n", cmd->help);
 		fprintf(to, "\nCommands:\n");
 		list_commands(to, table, "", widest(table, 0));
-		fprintf(to, "\n");
+		fprintf(to, "\n  --json                JSON output (every command)\n\n");
 		if (any_remote(table))
 			fprintf(to, "%s\n", conn_help);
 		fprintf(to, "%sRun '%s COMMAND --help' for a command's options.\n",
@@ -271,7 +271,13 @@ static int run_node(struct cli *cli, const struct cli_command *node, int argc, c
 		return run_node(cli, c, argc, argv);
 	cli->cmd = c;
 	optind = 0;
-	return c->run(cli, argc, argv);
+	int code = c->run(cli, argc, argv);
+	if (code < CLI_EXIT_OK || code > CLI_EXIT_UNREACHABLE) {
+		/* A command bug; say so rather than exit with a stray status. */
+		fprintf(cli->err, "%s: internal error: exit code %d\n", cli->path, code);
+		code = CLI_EXIT_UNREACHABLE;
+	}
+	return code;
 }
 
 int cli_main(const char *prog, const char *about, const struct cli_command *root,

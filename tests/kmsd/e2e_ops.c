@@ -215,8 +215,8 @@ static bool key_from_wire(const Kms__KeyMetadata *m, e2e_key *out)
 bool e2e_list_keys(harness *h, e2e_key **keys, size_t *n)
 {
 	char page_token[128] = "";
-	e2e_key *all = calloc(E2E_KEYS_MAX, sizeof *all);
-	size_t count = 0;
+	size_t cap = LIST_PAGE, count = 0;
+	e2e_key *all = calloc(cap, sizeof *all);
 	*keys = NULL;
 	*n = 0;
 	if (!all)
@@ -237,9 +237,20 @@ bool e2e_list_keys(harness *h, e2e_key **keys, size_t *n)
 			free(all);
 			return false;
 		}
-		bool ok = true;
+		bool ok = count + resp->list_keys->n_keys <= E2E_KEYS_MAX;
+		if (ok && count + resp->list_keys->n_keys > cap) {
+			size_t bigger = cap * 2 > E2E_KEYS_MAX ? E2E_KEYS_MAX : cap * 2;
+			e2e_key *grown = bigger >= count + resp->list_keys->n_keys
+			                         ? realloc(all, bigger * sizeof *all)
+			                         : NULL;
+			ok = grown != NULL;
+			if (ok) {
+				all = grown;
+				cap = bigger;
+			}
+		}
 		for (size_t i = 0; ok && i < resp->list_keys->n_keys; i++)
-			ok = count < E2E_KEYS_MAX && key_from_wire(resp->list_keys->keys[i], &all[count++]);
+			ok = key_from_wire(resp->list_keys->keys[i], &all[count++]);
 		const char *next = resp->list_keys->next_page_token;
 		ok = ok && next && strlen(next) < sizeof page_token;
 		if (ok)

@@ -17,7 +17,7 @@
 
 #include "harness.h"
 
-#define E2E_VERSIONS_MAX 64
+#define E2E_VERSIONS_MAX 512
 #define E2E_KEYS_MAX 2048
 #define E2E_KEY_ID_SIZE 35
 

@@ -464,6 +464,7 @@ typedef struct kms_checkpoint {
 	char *checkpoint;       /* the signed note, as served at /checkpoint */
 	uint64_t tree_size;
 	uint8_t root_hash[KMS_HASH_LEN];
+	char *verifier_key;     /* the note's verifier key: name+id+base64 key */
 } kms_checkpoint;
 KMS_EXPORT void kms_checkpoint_free(kms_checkpoint *cp);
 
