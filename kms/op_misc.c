@@ -3,6 +3,7 @@
 
 #include <kms/secmem.h>
 
+#include "audit.h"
 #include "error.h"
 #include "hsm.h"
 #include "ops.h"
@@ -25,6 +26,7 @@ kms_status op_health(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
 	int64_t up = ctx->now - ctx->d->started_at;
 	h->uptime_seconds = up > 0 ? (uint64_t)up : 0;
 	h->principal = arena_strdup(ctx->arena, ctx->caller->principal);
+	h->audit_size = ctx->d->audit ? audit_size(ctx->d->audit) : 0;
 	KMS_ENSURE(h->hsm_message && h->principal, KMS_INTERNAL, "out of request memory");
 	resp->result_case = KMS__RESPONSE__RESULT_HEALTH;
 	resp->health = h;

@@ -143,7 +143,7 @@ void admin_print_key(FILE *to, const kms_key_metadata *md)
 	cli_field_fmt(to, "primary version", "%" PRIu32, md->primary_version);
 	for (size_t i = 0; i < md->n_versions; i++)
 		cli_field_fmt(to, i == 0 ? "versions" : "", "v%" PRIu32 "  created %s  %" PRIu64
-		              " encryptions%s", md->versions[i].version,
+		              " GCM uses reserved%s", md->versions[i].version,
 		              cli_time(md->versions[i].created_at, when),
 		              md->versions[i].encryptions,
 		              md->versions[i].version == md->primary_version ? "  (primary)" : "");

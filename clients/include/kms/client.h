@@ -47,8 +47,9 @@ extern "C" {
 
 #define KMS_CLIENT_DEFAULT_ENDPOINT "ipc:///run/kms/kms.sock"
 #define KMS_CLIENT_DEFAULT_TIMEOUT_MS 5000
-/* 1 MiB of payload plus room for the envelope (NNG_OPT_RECVMAXSZ). */
-#define KMS_CLIENT_DEFAULT_MAX_RESPONSE ((size_t)1024 * 1024 + 64 * 1024)
+/* The largest reply kmsd sends (a batch of 1000 items of 4096 bytes) with
+ * room for the envelope (NNG_OPT_RECVMAXSZ). */
+#define KMS_CLIENT_DEFAULT_MAX_RESPONSE ((size_t)8 * 1024 * 1024 + 64 * 1024)
 #define KMS_CLIENT_MAX_ENDPOINTS 16
 
 #define KMS_ENCRYPT_MAX_PLAINTEXT 4096 /* Encrypt takes 1..4096 bytes */
