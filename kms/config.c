@@ -312,8 +312,13 @@ static kms_status check_whole(const char *path, kmsd_config *cfg)
 			                "config %s: tls+tcp:// needs [tls] cert_file and key_file", path);
 		KMS_GUARD(check_readable(cfg->tls_cert_file, "TLS certificate"));
 		KMS_GUARD(check_readable(cfg->tls_key_file, "TLS key"));
-		if (cfg->tls_client_ca_file[0])
-			KMS_GUARD(check_readable(cfg->tls_client_ca_file, "TLS client CA"));
+		/* Until signed requests land, the client certificate is the only
+		 * gate on a network listener: it is required. */
+		if (!cfg->tls_client_ca_file[0])
+			return KMS_FAIL(KMS_INVALID_ARGUMENT,
+			                "config %s: tls+tcp:// needs [tls] client_ca_file: clients must "
+			                "present certificates", path);
+		KMS_GUARD(check_readable(cfg->tls_client_ca_file, "TLS client CA"));
 	}
 	if (!cfg->audit_origin[0])
 		snprintf(cfg->audit_origin, sizeof cfg->audit_origin, "kms.local/audit/%s", cfg->region);

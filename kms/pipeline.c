@@ -97,13 +97,21 @@ static kms_status resolve_caller(op_ctx *ctx, const pipeline_peer *peer, caller 
 	return KMS_OK;
 }
 
-/* Step 3: may this caller run this operation? Principals, roles and key
- * policies are enforced here once request signing lands (SPEC section 4);
- * until then every resolved caller may call every operation. */
+/* Step 3: may this caller run this operation? Until roles, key policies and
+ * signed requests land (SPEC section 4), the rule is the transport's: an
+ * ipc peer must be a uid the config names, and a TLS peer must have shown a
+ * certificate from the client CA (config.c requires one for tls+tcp://). */
 static kms_status authorize(op_ctx *ctx, const Kms__Request *req)
 {
 	(void)req;
-	(void)ctx;
+	const caller *who = ctx->caller;
+	if (who->transport == CALLER_IPC &&
+	    (!who->has_uid || !kmsd_config_ipc_principal(&ctx->d->cfg, (uid_t)who->uid)))
+		return KMS_FAIL(KMS_ACCESS_DENIED, "ipc peer %s is not in [ipc_principals]: map its "
+		                "uid to a principal in the config", who->source);
+	if (who->transport == CALLER_TLS && !who->tls_verified)
+		return KMS_FAIL(KMS_ACCESS_DENIED, "TLS peer %s presented no verified client "
+		                "certificate", who->source);
 	return KMS_OK;
 }
 

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -894,6 +896,55 @@ static void garbage_is_answered_and_the_daemon_keeps_serving(void **state)
 	kms__response__free_unpacked(r, NULL);
 }
 
+/* The other half of unmapped_ipc_uid_is_denied, in a fresh process (NNG
+ * does not survive fork): as uid 65534, ask for Health; exit 0 when refused
+ * with ACCESS_DENIED. */
+static int nobody_client(const char *url)
+{
+	if (setgid(65534) != 0 || setuid(65534) != 0)
+		return 2;
+	Kms__HealthRequest h = KMS__HEALTH_REQUEST__INIT;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.schema_version = 1;
+	req.request_id = "from-nobody";
+	req.op_case = KMS__REQUEST__OP_HEALTH;
+	req.health = &h;
+	uint8_t buf[128];
+	size_t n = kms__request__pack(&req, buf), len = 0;
+	uint8_t *reply = harness_raw(url, buf, n, 5000, &len);
+	Kms__Response *r = reply ? kms__response__unpack(NULL, len, reply) : NULL;
+	if (!r)
+		return 3;
+	return r->status == KMS__STATUS__ACCESS_DENIED && strstr(r->message, "ipc_principals") ? 0 : 4;
+}
+
+static const char *self_path;
+
+/* A local user the config does not name is refused. */
+static void unmapped_ipc_uid_is_denied(void **state)
+{
+	if (getuid() != 0)
+		skip(); /* needs to become another user */
+	/* Let the other uid reach the socket: the token dirs are 0700. */
+	char parent[sizeof H.dir];
+	snprintf(parent, sizeof parent, "%s", H.dir);
+	*strrchr(parent, '/') = '\0';
+	assert_int_equal(chmod(parent, 0711), 0);
+	assert_int_equal(chmod(H.dir, 0711), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		execl(self_path, self_path, "--as-nobody-client", H.ipc_url, (char *)NULL);
+		_exit(127);
+	}
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	chmod(H.dir, 0700);
+	chmod(parent, 0700);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 static void logs_hold_no_secrets(void **state)
 {
 	char *log = harness_read_file(H.log, NULL);
@@ -909,8 +960,11 @@ static void logs_hold_no_secrets(void **state)
 	free(log);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	if (argc == 3 && !strcmp(argv[1], "--as-nobody-client"))
+		return nobody_client(argv[2]);
+	self_path = argv[0];
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(health_over_ipc_names_the_caller),
 		cmocka_unit_test(tls_with_client_certificate_works),
@@ -928,6 +982,7 @@ int main(void)
 		cmocka_unit_test(plaintext_limits),
 		cmocka_unit_test(batches_fail_per_item),
 		cmocka_unit_test(garbage_is_answered_and_the_daemon_keeps_serving),
+		cmocka_unit_test(unmapped_ipc_uid_is_denied),
 		cmocka_unit_test(logs_hold_no_secrets),
 	};
 	return cmocka_run_group_tests(tests, start, stop);
