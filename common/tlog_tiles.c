@@ -183,21 +183,6 @@ kms_status tlog_file_read(const char *dir, const char *path, size_t max, uint8_t
 	return read_path(full, path, max, out, len);
 }
 
-/* mkdir -p for the directories of full below its first dir_len bytes. */
-static kms_status make_parents(char *full, size_t dir_len, const char *name)
-{
-	for (char *slash = strchr(full + dir_len + 1, '/'); slash != NULL;
-	     slash = strchr(slash + 1, '/')) {
-		*slash = '\0';
-		int rc = mkdir(full, TILE_DIR_MODE);
-		int err = errno;
-		*slash = '/';
-		KMS_ENSURE(rc == 0 || err == EEXIST, KMS_INTERNAL,
-		           "%s: cannot create its directory: %s", name, strerror(err));
-	}
-	return KMS_OK;
-}
-
 static kms_status write_all(int fd, const uint8_t *bytes, size_t len, const char *name)
 {
 	size_t done = 0;
@@ -232,6 +217,25 @@ static kms_status sync_parent(const char *full, const char *name)
 	close(fd);
 	KMS_ENSURE(rc == 0, KMS_INTERNAL, "%s: fsync of its directory failed: %s", name,
 	           strerror(err));
+	return KMS_OK;
+}
+
+/* mkdir -p for the directories of full below its first dir_len bytes. A
+ * directory made here is fsync'ed into its parent, so that after a crash
+ * the files written into it are still reachable. */
+static kms_status make_parents(char *full, size_t dir_len, const char *name)
+{
+	for (char *slash = strchr(full + dir_len + 1, '/'); slash != NULL;
+	     slash = strchr(slash + 1, '/')) {
+		*slash = '\0';
+		int rc = mkdir(full, TILE_DIR_MODE);
+		int err = errno;
+		kms_status st = rc == 0 ? sync_parent(full, name) : KMS_OK;
+		*slash = '/';
+		KMS_ENSURE(rc == 0 || err == EEXIST, KMS_INTERNAL,
+		           "%s: cannot create its directory: %s", name, strerror(err));
+		KMS_GUARD(st);
+	}
 	return KMS_OK;
 }
 

@@ -68,6 +68,7 @@ static kms_status seal(op_ctx *ctx, const char *key_ref, const uint8_t *plaintex
 	size_t context_len, aad_len, blob_len;
 
 	KMS_GUARD(encode_context(ctx, pairs, n_pairs, &context, &context_len));
+	note_key(ctx, key_ref, 0); /* what was asked for, until it resolves */
 	KMS_GUARD(keyring_encrypt_key(ctx->d->keyring, key_ref, ctx->now, &use));
 	note_key(ctx, use.key_id_text, use.version);
 	/* IVs must be unique, not secret: OpenSSL's DRBG saves an HSM round trip. */

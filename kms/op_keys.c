@@ -115,6 +115,7 @@ kms_status op_describe_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *
 	Kms__DescribeKeyResponse *d;
 	ALLOC(ctx, d);
 	kms__describe_key_response__init(d);
+	note_key(ctx, req->describe_key->key_id);
 	KMS_GUARD(keyring_describe(ctx->d->keyring, req->describe_key->key_id, &m));
 	KMS_GUARD(metadata_out(ctx, &m, &d->key_metadata));
 	resp->describe_key = d;
@@ -149,14 +150,16 @@ kms_status op_list_keys(op_ctx *ctx, const Kms__Request *req, Kms__Response *res
 	return KMS_OK;
 }
 
-/* Resolves key_ref once more after a change, for the audit entry's key id. */
+/* The audit entry's key id: the key key_ref resolves to, or key_ref itself
+ * when it does not resolve (the request then fails on its own). */
 static void note_ref(op_ctx *ctx, const char *key_ref)
 {
 	store_key k;
 	if (keyring_resolve(ctx->d->keyring, key_ref, &k) == KMS_OK)
 		note_key(ctx, k.id);
 	else
-		kms_error_clear();
+		note_key(ctx, key_ref);
+	kms_error_clear();
 }
 
 kms_status op_update_key_description(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)

@@ -10,5 +10,7 @@ const struct cli_command admin_commands[] = {
 	{ .name = "health", .run = admin_health,
 	  .help = "Ask kmsd whether it and its HSM are well (exit 1 if the HSM is not)" },
 	{ .name = "hsm", .sub = admin_hsm_commands, .help = "Look at the HSM directly" },
+	{ .name = "audit", .sub = admin_audit_commands,
+	  .help = "Check the audit log: verify a copy, read entries, prove them" },
 	{ 0 },
 };

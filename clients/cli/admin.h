@@ -8,12 +8,14 @@
 #include "cli.h"
 
 #define ADMIN_PROG "kms-admin"
-#define ADMIN_ABOUT "Manage kms keys, aliases and policies; check kmsd and the HSM."
+#define ADMIN_ABOUT \
+	"Manage kms keys, aliases and policies; check kmsd and the HSM; verify the audit log."
 
 extern const struct cli_command admin_commands[];       /* admin.c */
 extern const struct cli_command admin_key_commands[];   /* admin_key.c */
 extern const struct cli_command admin_alias_commands[];  /* admin_alias.c */
 extern const struct cli_command admin_hsm_commands[];   /* admin_hsm.c */
+extern const struct cli_command admin_audit_commands[]; /* admin_audit.c */
 int admin_health(struct cli *cli, int argc, char **argv); /* admin_health.c */
 
 /* admin_format.c: one key, a list of keys, aliases, as text or JSON. NULL

@@ -305,7 +305,7 @@ static void key_text_is_aligned_and_clean(void **state)
 	assert_non_null(strstr(text, "key id:                k-0123456789abcdef0123456789abcdef\n"));
 	assert_non_null(strstr(text, "state:                 ENABLED\n"));
 	assert_non_null(strstr(text, "spec:                  AES_256\n"));
-	assert_non_null(strstr(text, "v2  created 2023-11-15T22:13:20Z  3 encryptions  (primary)"));
+	assert_non_null(strstr(text, "v2  created 2023-11-15T22:13:20Z  3 GCM uses reserved  (primary)"));
 	assert_non_null(strstr(text, "rotation:              every 90 days, next 2024-02-12T22:13:20Z"));
 	assert_non_null(strstr(text, "aliases:               alias/app, alias/backup\n"));
 	assert_non_null(strstr(text, "tags:                  team=payments\n"));

@@ -913,9 +913,13 @@ static int nobody_client(const char *url)
 	size_t n = kms__request__pack(&req, buf), len = 0;
 	uint8_t *reply = harness_raw(url, buf, n, 5000, &len);
 	Kms__Response *r = reply ? kms__response__unpack(NULL, len, reply) : NULL;
+	free(reply);
 	if (!r)
 		return 3;
-	return r->status == KMS__STATUS__ACCESS_DENIED && strstr(r->message, "ipc_principals") ? 0 : 4;
+	int code = r->status == KMS__STATUS__ACCESS_DENIED && strstr(r->message, "ipc_principals")
+	                   ? 0 : 4;
+	kms__response__free_unpacked(r, NULL);
+	return code;
 }
 
 static const char *self_path;
