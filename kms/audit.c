@@ -231,9 +231,15 @@ static void *writer_main(void *arg)
 		bool due = audit_now_ms() - log->last_publish_ms >= log->checkpoint_ms;
 		if (due && tlog_tree_size(&log->tree) != log->published_size) {
 			pthread_mutex_unlock(&log->lock);
-			if (audit_publish(log) != KMS_OK)
+			bool published = audit_publish(log) == KMS_OK;
+			if (!published)
 				kmsd_log("error", "audit: publishing a checkpoint: %s", kms_error_message());
 			pthread_mutex_lock(&log->lock);
+			/* A failed publication (disk full) is retried checkpoint_ms
+			 * later, not at once: the wait above would not wait, and the
+			 * writer would spin and flood the log. */
+			if (!published)
+				log->last_publish_ms = audit_now_ms();
 		}
 	}
 	pthread_mutex_unlock(&log->lock);

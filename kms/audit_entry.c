@@ -10,6 +10,7 @@
 
 #include "context.h"
 #include "error.h"
+#include "keyid.h"
 
 /* RFC 3339 with microseconds, UTC: 2026-11-28T00:13:45.123456Z */
 static void format_time(int64_t time_us, char out[32])
@@ -85,6 +86,37 @@ static void request_context(const Kms__Request *req, Kms__StringPair ***pairs, s
 	}
 }
 
+/* The key the request named (its operation's key_id field), for a request
+ * that ended before a handler resolved one: a denied or failed use of a key
+ * must still say which key. "" when there is none, or when it is not a
+ * well-formed key id or alias (a refused request's field may be anything). */
+static const char *requested_key(const Kms__Request *req)
+{
+	if (!req)
+		return "";
+	const ProtobufCFieldDescriptor *op =
+	        protobuf_c_message_descriptor_get_field(&kms__request__descriptor,
+	                                                (unsigned)req->op_case);
+	if (!op || op->type != PROTOBUF_C_TYPE_MESSAGE)
+		return "";
+	const ProtobufCMessage *msg = *(ProtobufCMessage *const *)((const char *)req + op->offset);
+	if (!msg)
+		return "";
+	const ProtobufCFieldDescriptor *field =
+	        protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, "key_id");
+	if (!field || field->type != PROTOBUF_C_TYPE_STRING ||
+	    field->label == PROTOBUF_C_LABEL_REPEATED)
+		return "";
+	const char *ref = *(char *const *)((const char *)msg + field->offset);
+	keyid_ref_kind kind;
+	uint8_t id[KMS_KEYID_BYTES];
+	if (!ref || keyid_ref_classify(ref, strlen(ref), &kind, id) != KMS_OK) {
+		kms_error_clear();
+		return "";
+	}
+	return ref;
+}
+
 static size_t batch_items(const Kms__Request *req)
 {
 	if (!req)
@@ -156,7 +188,9 @@ static kms_status build(const audit_facts *f, bool full_context, char **out, siz
 	                           json_string(ctx->caller ? ctx->caller->principal : ""));
 	bad |= json_object_set_new(e, "source", json_string(ctx->caller ? ctx->caller->source : ""));
 	bad |= json_object_set_new(e, "operation", json_string(ctx->op ? ctx->op->name : ""));
-	bad |= json_object_set_new(e, "key_id", json_string(ctx->audit.key_id));
+	bad |= json_object_set_new(e, "key_id",
+	                           json_string(ctx->audit.key_id[0] ? ctx->audit.key_id
+	                                                            : requested_key(ctx->audit.request)));
 	bad |= json_object_set_new(e, "key_version", json_integer(ctx->audit.key_version));
 	bad |= json_object_set_new(e, "encryption_context", context);
 	size_t items = batch_items(ctx->audit.request);

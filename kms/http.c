@@ -1,8 +1,12 @@
 #include "http.h"
 
+#include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <nng/nng.h>
 #include <nng/supplemental/http/http.h>
@@ -11,11 +15,13 @@
 #include "error.h"
 #include "hsm.h"
 #include "metrics.h"
+#include "tlog_tiles.h"
 
 struct http_server {
 	nng_http_server *srv;
 	nng_url *url;
 	kmsd *d;
+	char public_dir[KMSD_PATH_MAX + 32];
 };
 
 static void reply(nng_aio *aio, uint16_t status, const char *type, const char *body, size_t len)
@@ -67,6 +73,79 @@ static void on_metrics(nng_aio *aio)
 	free(text);
 }
 
+/*
+ * /audit/...: the published tlog-tiles files, and nothing else. NNG's own
+ * directory handler joins the raw URI to the directory, "/audit/../x"
+ * included (seen with Debian's 1.5.2), so paths are checked here: only
+ * "checkpoint" and "tile/..." made of [A-Za-z0-9._-] components, none of
+ * them "." or "..", no percent-escapes, no query; a file is opened without
+ * following links and must be a regular file.
+ */
+#define AUDIT_PREFIX "/audit/"
+#define AUDIT_PATH_MAX 128
+
+static bool tile_path_ok(const char *path)
+{
+	if (!strcmp(path, "checkpoint"))
+		return true;
+	if (strncmp(path, "tile/", 5) != 0 || strlen(path) > AUDIT_PATH_MAX)
+		return false;
+	const char *component = path;
+	for (const char *p = path;; p++) {
+		if (*p == '/' || *p == '\0') {
+			size_t n = (size_t)(p - component);
+			if (n == 0 || (n == 1 && component[0] == '.') ||
+			    (n == 2 && component[0] == '.' && component[1] == '.'))
+				return false;
+			if (*p == '\0')
+				return true;
+			component = p + 1;
+			continue;
+		}
+		char c = *p;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+}
+
+static void on_audit_file(nng_aio *aio)
+{
+	nng_http_req *req = nng_aio_get_input(aio, 0);
+	nng_http_handler *h = nng_aio_get_input(aio, 1);
+	const http_server *s = nng_http_handler_get_data(h);
+	const char *uri = nng_http_req_get_uri(req);
+	const char *path = uri + strlen(AUDIT_PREFIX);
+	if (strncmp(uri, AUDIT_PREFIX, strlen(AUDIT_PREFIX)) != 0 || !tile_path_ok(path)) {
+		reply(aio, 404, "text/plain", "not found\n", 10);
+		return;
+	}
+	char full[sizeof s->public_dir + AUDIT_PATH_MAX + 2];
+	snprintf(full, sizeof full, "%s/%s", s->public_dir, path);
+	int fd = open(full, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    (size_t)st.st_size > TLOG_BUNDLE_BYTES_MAX) {
+		if (fd >= 0)
+			close(fd);
+		reply(aio, 404, "text/plain", "not found\n", 10);
+		return;
+	}
+	size_t len = (size_t)st.st_size;
+	char *body = malloc(len ? len : 1);
+	ssize_t got = body ? pread(fd, body, len, 0) : -1;
+	close(fd);
+	if (got != (ssize_t)len) {
+		free(body);
+		reply(aio, 500, "text/plain", "read failed\n", 12);
+		return;
+	}
+	reply(aio, 200, strcmp(path, "checkpoint") ? "application/octet-stream"
+	                                           : "text/plain; charset=utf-8",
+	      body, len);
+	free(body);
+}
+
 static kms_status add(http_server *s, nng_http_handler *h, const char *what)
 {
 	int rv = nng_http_server_add_handler(s->srv, h);
@@ -106,7 +185,11 @@ kms_status http_start(kmsd *d, const char *url, const char *audit_public_dir, ht
 	KMS_GUARD_OUT(st, add_callback(s, "/metrics", on_metrics));
 	if (audit_public_dir) {
 		nng_http_handler *h;
-		if ((rv = nng_http_handler_alloc_directory(&h, "/audit", audit_public_dir)) != 0) {
+		snprintf(s->public_dir, sizeof s->public_dir, "%s", audit_public_dir);
+		rv = nng_http_handler_alloc(&h, "/audit", on_audit_file);
+		if (rv == 0 && (rv = nng_http_handler_set_tree(h)) == 0)
+			rv = nng_http_handler_set_data(h, s, NULL);
+		if (rv != 0) {
 			st = KMS_FAIL(KMS_INTERNAL, "http: /audit: %s", nng_strerror(rv));
 			goto out;
 		}
