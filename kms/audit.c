@@ -186,22 +186,8 @@ static void *writer_main(void *arg)
 	audit_waiter *batch[AUDIT_QUEUE_MAX];
 	pthread_mutex_lock(&log->lock);
 	for (;;) {
-		while (log->n_queued == 0 && !log->stop) {
-			uint64_t since = audit_now_ms() - log->last_publish_ms;
-			bool behind = tlog_tree_size(&log->tree) != log->published_size;
-			if (behind && since >= log->checkpoint_ms)
-				break;
-			struct timespec until;
-			clock_gettime(CLOCK_REALTIME, &until);
-			uint64_t wait_ms = behind ? log->checkpoint_ms - since : log->checkpoint_ms;
-			until.tv_sec += (time_t)(wait_ms / 1000);
-			until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-			if (until.tv_nsec >= 1000000000L) {
-				until.tv_sec++;
-				until.tv_nsec -= 1000000000L;
-			}
-			pthread_cond_timedwait(&log->queued, &log->lock, &until);
-		}
+		while (log->n_queued == 0 && !log->stop)
+			pthread_cond_wait(&log->queued, &log->lock);
 		if (log->stop && log->n_queued == 0)
 			break;
 		size_t n = log->n_queued;
@@ -209,7 +195,7 @@ static void *writer_main(void *arg)
 		log->n_queued = 0;
 		pthread_mutex_unlock(&log->lock);
 
-		kms_status st = n ? write_batch(log, batch, n) : KMS_OK;
+		kms_status st = write_batch(log, batch, n);
 		char why[200] = "";
 		if (st != KMS_OK) {
 			snprintf(why, sizeof why, "%s", kms_error_message());
@@ -219,28 +205,55 @@ static void *writer_main(void *arg)
 		pthread_mutex_lock(&log->lock);
 		for (size_t i = 0; i < n; i++)
 			batch[i]->state = st == KMS_OK ? AUDIT_DURABLE : AUDIT_FAILED;
-		if (n && st == KMS_OK) {
+		if (st == KMS_OK) {
 			if (!log->healthy)
 				kmsd_log("info", "audit: the log can be written again");
 			log->healthy = true;
-		} else if (n) {
+			pthread_cond_signal(&log->publish_wake);
+		} else {
 			log->healthy = false;
 			snprintf(log->why, sizeof log->why, "%s", why);
 		}
 		pthread_cond_broadcast(&log->done);
-		bool due = audit_now_ms() - log->last_publish_ms >= log->checkpoint_ms;
-		if (due && tlog_tree_size(&log->tree) != log->published_size) {
-			pthread_mutex_unlock(&log->lock);
-			bool published = audit_publish(log) == KMS_OK;
-			if (!published)
-				kmsd_log("error", "audit: publishing a checkpoint: %s", kms_error_message());
-			pthread_mutex_lock(&log->lock);
-			/* A failed publication (disk full) is retried checkpoint_ms
-			 * later, not at once: the wait above would not wait, and the
-			 * writer would spin and flood the log. */
-			if (!published)
-				log->last_publish_ms = audit_now_ms();
+	}
+	pthread_mutex_unlock(&log->lock);
+	return NULL;
+}
+
+/* The publisher: a signed checkpoint at most checkpoint_ms after entries
+ * arrive. It runs beside the writer, so tile and checkpoint fsyncs never
+ * hold up a batch; it reads the tree through short read locks. */
+static void *publisher_main(void *arg)
+{
+	audit_log *log = arg;
+	pthread_mutex_lock(&log->lock);
+	while (!log->stop) {
+		uint64_t since = audit_now_ms() - log->last_publish_ms;
+		pthread_mutex_unlock(&log->lock);
+		bool behind = audit_size(log) != log->published_size;
+		pthread_mutex_lock(&log->lock);
+		if (!behind || since < log->checkpoint_ms) {
+			uint64_t wait_ms = behind ? log->checkpoint_ms - since : log->checkpoint_ms;
+			struct timespec until;
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_sec += (time_t)(wait_ms / 1000);
+			until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+			if (until.tv_nsec >= 1000000000L) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&log->publish_wake, &log->lock, &until);
+			continue;
 		}
+		pthread_mutex_unlock(&log->lock);
+		bool published = audit_publish(log) == KMS_OK;
+		if (!published)
+			kmsd_log("error", "audit: publishing a checkpoint: %s", kms_error_message());
+		pthread_mutex_lock(&log->lock);
+		/* A failed publication (disk full) is retried checkpoint_ms later,
+		 * not at once, so it cannot spin and flood the log. */
+		if (!published)
+			log->last_publish_ms = audit_now_ms();
 	}
 	pthread_mutex_unlock(&log->lock);
 	return NULL;
@@ -371,6 +384,7 @@ kms_status audit_open(const audit_config *cfg, audit_log **out)
 	pthread_mutex_init(&log->lock, NULL);
 	pthread_cond_init(&log->queued, NULL);
 	pthread_cond_init(&log->done, NULL);
+	pthread_cond_init(&log->publish_wake, NULL);
 	pthread_rwlock_init(&log->tree_lock, NULL);
 	tlog_tree_init(&log->tree);
 	log->hsm = cfg->hsm;
@@ -402,6 +416,11 @@ kms_status audit_open(const audit_config *cfg, audit_log **out)
 		goto out;
 	}
 	log->writer_started = true;
+	if (pthread_create(&log->publisher, NULL, publisher_main, log) != 0) {
+		st = KMS_FAIL(KMS_INTERNAL, "audit: cannot start the publisher thread");
+		goto out;
+	}
+	log->publisher_started = true;
 	kmsd_log("info", "audit: %llu entries in %s, origin %s, verifier key %s",
 	         (unsigned long long)tlog_tree_size(&log->tree), path, log->origin, log->verifier_key);
 out:
@@ -419,13 +438,17 @@ void audit_close(audit_log *log)
 {
 	if (!log)
 		return;
-	if (log->writer_started) {
+	if (log->writer_started || log->publisher_started) {
 		pthread_mutex_lock(&log->lock);
 		log->stop = true;
 		pthread_cond_broadcast(&log->queued);
 		pthread_cond_broadcast(&log->done);
+		pthread_cond_broadcast(&log->publish_wake);
 		pthread_mutex_unlock(&log->lock);
-		pthread_join(log->writer, NULL);
+		if (log->publisher_started)
+			pthread_join(log->publisher, NULL);
+		if (log->writer_started)
+			pthread_join(log->writer, NULL);
 		if (tlog_tree_size(&log->tree) != log->published_size &&
 		    audit_publish(log) != KMS_OK)
 			kmsd_log("error", "audit: final checkpoint: %s", kms_error_message());
@@ -438,6 +461,7 @@ void audit_close(audit_log *log)
 	pthread_rwlock_destroy(&log->tree_lock);
 	pthread_cond_destroy(&log->queued);
 	pthread_cond_destroy(&log->done);
+	pthread_cond_destroy(&log->publish_wake);
 	pthread_mutex_destroy(&log->lock);
 	free(log);
 }

@@ -52,6 +52,9 @@ struct audit_log {
 	bool stop;
 	pthread_t writer;
 	bool writer_started;
+	pthread_cond_t publish_wake; /* a batch became durable */
+	pthread_t publisher;
+	bool publisher_started;
 
 	/* Guarded by tree_lock: readers (proofs, publish) share it. */
 	pthread_rwlock_t tree_lock;
@@ -60,7 +63,7 @@ struct audit_log {
 	uint64_t n_offsets_cap;
 	uint64_t durable_bytes;    /* length of log.bin that is durable */
 
-	/* Publishing (writer thread only, except `checkpoint`, under lock). */
+	/* Publishing (publisher thread only; `checkpoint` and the times under lock). */
 	uint64_t published_size;
 	uint64_t last_publish_ms;
 	char *checkpoint;          /* the latest signed note (under lock) */
@@ -73,7 +76,7 @@ struct audit_log {
 kms_status audit_read_entry(audit_log *log, uint64_t i, char **entry, size_t *len) KMS_MUST_USE;
 
 /* Writes tiles, bundles and a signed checkpoint for the current tree size
- * (writer thread, or open/close). */
+ * (publisher thread, or open/close when it is not running). */
 kms_status audit_publish(audit_log *log) KMS_MUST_USE;
 
 /* Finds or creates the HSM signing key and the verifier key string. */

@@ -46,14 +46,17 @@ static kms_status sign_in_hsm(void *ctx, const uint8_t *msg, size_t len,
 	return hsm_ed25519_sign(log->hsm, &log->signing_key, msg, len, sig);
 }
 
-/* Bundles read straight from log.bin. */
+/* Bundles read straight from log.bin; the offsets under a short read lock. */
 static kms_status read_entry_into(void *ctx, uint64_t index, uint8_t *buf, size_t cap,
                                   size_t *len)
 {
 	audit_log *log = ctx;
 	char *entry = NULL;
 	size_t n = 0;
-	KMS_GUARD(audit_read_entry(log, index, &entry, &n));
+	pthread_rwlock_rdlock(&log->tree_lock);
+	kms_status read = audit_read_entry(log, index, &entry, &n);
+	pthread_rwlock_unlock(&log->tree_lock);
+	KMS_GUARD(read);
 	kms_status st = KMS_OK;
 	if (n > cap)
 		st = KMS_FAIL(KMS_INTERNAL, "audit: entry %llu is %zu bytes", (unsigned long long)index, n);
@@ -61,6 +64,18 @@ static kms_status read_entry_into(void *ctx, uint64_t index, uint8_t *buf, size_
 		memcpy(buf, entry, n);
 	free(entry);
 	*len = st == KMS_OK ? n : 0;
+	return st;
+}
+
+/* Hashes of the tree, each under a short read lock: the tree only grows, so
+ * a complete subtree's hash never changes once it exists. */
+static kms_status read_hash_locked(void *ctx, unsigned level, uint64_t index,
+                                   uint8_t out[static TLOG_HASH_SIZE])
+{
+	audit_log *log = ctx;
+	pthread_rwlock_rdlock(&log->tree_lock);
+	kms_status st = tlog_tree_reader(&log->tree, level, index, out);
+	pthread_rwlock_unlock(&log->tree_lock);
 	return st;
 }
 
@@ -72,19 +87,18 @@ kms_status audit_publish(audit_log *log)
 	uint8_t root[TLOG_HASH_SIZE];
 	kms_status st = KMS_OK;
 
-	/* The writer is the only thread that grows the tree, and publishing runs
-	 * on it (or before it starts, or after it stops): a read lock suffices,
-	 * and proofs can be served meanwhile. */
+	/* A snapshot of the size and its root; the files are then written
+	 * without holding the lock through their fsyncs, so the writer keeps
+	 * committing batches meanwhile. */
 	pthread_rwlock_rdlock(&log->tree_lock);
 	uint64_t size = tlog_tree_size(&log->tree);
-	KMS_GUARD_OUT(st, tlog_tree_root(&log->tree, size, root));
-	KMS_GUARD_OUT(st, tlog_bundles_write(log->public_dir, read_entry_into, log,
-	                                     log->published_size, size));
-	KMS_GUARD_OUT(st, tlog_tiles_write(log->public_dir, tlog_tree_reader, &log->tree,
-	                                   log->published_size, size));
-out:
+	st = tlog_tree_root(&log->tree, size, root);
 	pthread_rwlock_unlock(&log->tree_lock);
 	KMS_GUARD(st);
+	KMS_GUARD(tlog_bundles_write(log->public_dir, read_entry_into, log, log->published_size,
+	                             size));
+	KMS_GUARD(tlog_tiles_write(log->public_dir, read_hash_locked, log, log->published_size,
+	                           size));
 	KMS_GUARD(tlog_checkpoint_format(log->origin, size, root, NULL, body, sizeof body, &body_len));
 	KMS_GUARD(tlog_note_sign(body, body_len, log->origin, log->public_key, sign_in_hsm, log, note,
 	                         sizeof note, &note_len));
