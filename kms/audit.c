@@ -203,8 +203,11 @@ static void *writer_main(void *arg)
 		}
 
 		pthread_mutex_lock(&log->lock);
-		for (size_t i = 0; i < n; i++)
+		/* Wake exactly the appenders of this batch, not every waiter. */
+		for (size_t i = 0; i < n; i++) {
 			batch[i]->state = st == KMS_OK ? AUDIT_DURABLE : AUDIT_FAILED;
+			pthread_cond_signal(&batch[i]->settled);
+		}
 		if (st == KMS_OK) {
 			if (!log->healthy)
 				kmsd_log("info", "audit: the log can be written again");
@@ -214,7 +217,7 @@ static void *writer_main(void *arg)
 			log->healthy = false;
 			snprintf(log->why, sizeof log->why, "%s", why);
 		}
-		pthread_cond_broadcast(&log->done);
+		pthread_cond_broadcast(&log->room);
 	}
 	pthread_mutex_unlock(&log->lock);
 	return NULL;
@@ -262,23 +265,26 @@ static void *publisher_main(void *arg)
 kms_status audit_append(audit_log *log, const char *entry, size_t len)
 {
 	KMS_ENSURE(len >= 1 && len <= UINT16_MAX, KMS_INTERNAL, "audit: entry of %zu bytes", len);
-	audit_waiter me = { entry, len, AUDIT_PENDING };
+	audit_waiter me = { .entry = entry, .len = len, .state = AUDIT_PENDING };
+	pthread_cond_init(&me.settled, NULL);
 	pthread_mutex_lock(&log->lock);
 	while (log->n_queued == AUDIT_QUEUE_MAX && !log->stop)
-		pthread_cond_wait(&log->done, &log->lock);
+		pthread_cond_wait(&log->room, &log->lock);
 	if (log->stop) {
 		pthread_mutex_unlock(&log->lock);
+		pthread_cond_destroy(&me.settled);
 		return KMS_FAIL(KMS_UNAVAILABLE, "audit log is closing");
 	}
 	log->queue[log->n_queued++] = &me;
 	pthread_cond_signal(&log->queued);
 	while (me.state == AUDIT_PENDING)
-		pthread_cond_wait(&log->done, &log->lock);
+		pthread_cond_wait(&me.settled, &log->lock);
 	kms_status st = KMS_OK;
 	if (me.state == AUDIT_FAILED)
 		st = KMS_FAIL(KMS_UNAVAILABLE, "audit log cannot be written (%s): the request was "
 		              "not answered; free the disk and retry", log->why);
 	pthread_mutex_unlock(&log->lock);
+	pthread_cond_destroy(&me.settled);
 	return st;
 }
 
@@ -383,7 +389,7 @@ kms_status audit_open(const audit_config *cfg, audit_log **out)
 	log->fd = -1;
 	pthread_mutex_init(&log->lock, NULL);
 	pthread_cond_init(&log->queued, NULL);
-	pthread_cond_init(&log->done, NULL);
+	pthread_cond_init(&log->room, NULL);
 	pthread_cond_init(&log->publish_wake, NULL);
 	pthread_rwlock_init(&log->tree_lock, NULL);
 	tlog_tree_init(&log->tree);
@@ -442,7 +448,7 @@ void audit_close(audit_log *log)
 		pthread_mutex_lock(&log->lock);
 		log->stop = true;
 		pthread_cond_broadcast(&log->queued);
-		pthread_cond_broadcast(&log->done);
+		pthread_cond_broadcast(&log->room);
 		pthread_cond_broadcast(&log->publish_wake);
 		pthread_mutex_unlock(&log->lock);
 		if (log->publisher_started)
@@ -460,7 +466,7 @@ void audit_close(audit_log *log)
 	free(log->checkpoint);
 	pthread_rwlock_destroy(&log->tree_lock);
 	pthread_cond_destroy(&log->queued);
-	pthread_cond_destroy(&log->done);
+	pthread_cond_destroy(&log->room);
 	pthread_cond_destroy(&log->publish_wake);
 	pthread_mutex_destroy(&log->lock);
 	free(log);

@@ -27,6 +27,7 @@ typedef struct audit_waiter {
 	const char *entry;
 	size_t len;
 	audit_waiter_state state;
+	pthread_cond_t settled; /* signalled once, when state leaves PENDING */
 } audit_waiter;
 
 struct audit_log {
@@ -44,7 +45,7 @@ struct audit_log {
 	/* Guarded by lock. */
 	pthread_mutex_t lock;
 	pthread_cond_t queued;     /* writer waits for work */
-	pthread_cond_t done;       /* appenders wait for their batch */
+	pthread_cond_t room;       /* appenders wait for room in a full queue */
 	audit_waiter *queue[AUDIT_QUEUE_MAX];
 	size_t n_queued;
 	bool healthy;
