@@ -7,21 +7,13 @@
 #include "keyring.h"
 #include "ops.h"
 
-#define ALLOC(ctx, p) KMS_ENSURE(((p) = arena_alloc((ctx)->arena, sizeof *(p))), KMS_INTERNAL, \
-                                 "out of request memory")
-
-static void note_key(op_ctx *ctx, const char *key_id)
-{
-	snprintf(ctx->audit.key_id, sizeof ctx->audit.key_id, "%s", key_id);
-}
-
 kms_status op_create_alias(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
 {
 	const Kms__CreateAliasRequest *r = req->create_alias;
 	Kms__CreateAliasResponse *c;
-	ALLOC(ctx, c);
+	OP_ALLOC(ctx, c);
 	kms__create_alias_response__init(c);
-	note_key(ctx, r->target_key_id);
+	op_note_key(ctx, r->target_key_id, 0);
 	KMS_GUARD(keyring_alias_create(ctx->d->keyring, r->alias_name, r->target_key_id, ctx->now));
 	resp->create_alias = c;
 	resp->result_case = KMS__RESPONSE__RESULT_CREATE_ALIAS;
@@ -32,9 +24,9 @@ kms_status op_update_alias(op_ctx *ctx, const Kms__Request *req, Kms__Response *
 {
 	const Kms__UpdateAliasRequest *r = req->update_alias;
 	Kms__UpdateAliasResponse *u;
-	ALLOC(ctx, u);
+	OP_ALLOC(ctx, u);
 	kms__update_alias_response__init(u);
-	note_key(ctx, r->target_key_id);
+	op_note_key(ctx, r->target_key_id, 0);
 	KMS_GUARD(keyring_alias_update(ctx->d->keyring, r->alias_name, r->target_key_id));
 	resp->update_alias = u;
 	resp->result_case = KMS__RESPONSE__RESULT_UPDATE_ALIAS;
@@ -44,11 +36,11 @@ kms_status op_update_alias(op_ctx *ctx, const Kms__Request *req, Kms__Response *
 kms_status op_delete_alias(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
 {
 	Kms__DeleteAliasResponse *d;
-	ALLOC(ctx, d);
+	OP_ALLOC(ctx, d);
 	kms__delete_alias_response__init(d);
 	store_key k;
 	if (keyring_resolve(ctx->d->keyring, req->delete_alias->alias_name, &k) == KMS_OK)
-		note_key(ctx, k.id);
+		op_note_key(ctx, k.id, 0);
 	KMS_GUARD(keyring_alias_delete(ctx->d->keyring, req->delete_alias->alias_name));
 	resp->delete_alias = d;
 	resp->result_case = KMS__RESPONSE__RESULT_DELETE_ALIAS;
@@ -62,7 +54,7 @@ kms_status op_list_aliases(op_ctx *ctx, const Kms__Request *req, Kms__Response *
 	size_t n = 0;
 	char next[KMS_ALIAS_TEXT_MAX + 1] = "";
 	Kms__ListAliasesResponse *l;
-	ALLOC(ctx, l);
+	OP_ALLOC(ctx, l);
 	kms__list_aliases_response__init(l);
 	KMS_GUARD(keyring_alias_list(ctx->d->keyring, r->key_id, r->limit, r->page_token,
 	                             &aliases, &n, next));

@@ -6,9 +6,6 @@
 #include "error.h"
 #include "ops.h"
 
-#define ALLOC(ctx, p) KMS_ENSURE(((p) = arena_alloc((ctx)->arena, sizeof *(p))), KMS_INTERNAL, \
-                                 "out of request memory")
-
 static kms_status need_log(op_ctx *ctx)
 {
 	KMS_ENSURE(ctx->d->audit, KMS_FAILED_PRECONDITION, "this kmsd has no audit log configured");
@@ -36,7 +33,7 @@ kms_status op_get_checkpoint(op_ctx *ctx, const Kms__Request *req, Kms__Response
 	(void)req;
 	KMS_GUARD(need_log(ctx));
 	Kms__GetCheckpointResponse *c;
-	ALLOC(ctx, c);
+	OP_ALLOC(ctx, c);
 	kms__get_checkpoint_response__init(c);
 	char *note = NULL;
 	uint8_t root[AUDIT_HASH_LEN];
@@ -60,7 +57,7 @@ kms_status op_get_inclusion_proof(op_ctx *ctx, const Kms__Request *req, Kms__Res
 	const Kms__GetInclusionProofRequest *r = req->get_inclusion_proof;
 	KMS_GUARD(need_log(ctx));
 	Kms__GetInclusionProofResponse *p;
-	ALLOC(ctx, p);
+	OP_ALLOC(ctx, p);
 	kms__get_inclusion_proof_response__init(p);
 	uint8_t (*hashes)[AUDIT_HASH_LEN] = NULL;
 	size_t n = 0;
@@ -86,7 +83,7 @@ kms_status op_get_consistency_proof(op_ctx *ctx, const Kms__Request *req, Kms__R
 	const Kms__GetConsistencyProofRequest *r = req->get_consistency_proof;
 	KMS_GUARD(need_log(ctx));
 	Kms__GetConsistencyProofResponse *p;
-	ALLOC(ctx, p);
+	OP_ALLOC(ctx, p);
 	kms__get_consistency_proof_response__init(p);
 	uint8_t (*hashes)[AUDIT_HASH_LEN] = NULL;
 	size_t n = 0;

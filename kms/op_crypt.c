@@ -51,12 +51,6 @@ static kms_status encode_context(op_ctx *ctx, Kms__StringPair *const *pairs, siz
 	return context_encode(view, n, *out, size, out_len);
 }
 
-static void note_key(op_ctx *ctx, const char *key_id, uint32_t version)
-{
-	snprintf(ctx->audit.key_id, sizeof ctx->audit.key_id, "%s", key_id);
-	ctx->audit.key_version = version;
-}
-
 static kms_status seal(op_ctx *ctx, const char *key_ref, const uint8_t *plaintext,
                        size_t plaintext_len, Kms__StringPair *const *pairs, size_t n_pairs,
                        sealed *out)
@@ -68,9 +62,9 @@ static kms_status seal(op_ctx *ctx, const char *key_ref, const uint8_t *plaintex
 	size_t context_len, aad_len, blob_len;
 
 	KMS_GUARD(encode_context(ctx, pairs, n_pairs, &context, &context_len));
-	note_key(ctx, key_ref, 0); /* what was asked for, until it resolves */
+	op_note_key(ctx, key_ref, 0); /* what was asked for, until it resolves */
 	KMS_GUARD(keyring_encrypt_key(ctx->d->keyring, key_ref, ctx->now, &use));
-	note_key(ctx, use.key_id_text, use.version);
+	op_note_key(ctx, use.key_id_text, use.version);
 	/* IVs must be unique, not secret: OpenSSL's DRBG saves an HSM round trip. */
 	KMS_ENSURE(RAND_bytes(iv, sizeof iv) == 1, KMS_INTERNAL, "no random bytes for an IV");
 	KMS_GUARD(blob_header_build(use.key_id, use.version, ctx->d->cfg.region,
@@ -108,7 +102,7 @@ static kms_status open_blob(op_ctx *ctx, ProtobufCBinaryData blob_bytes,
 	KMS_GUARD(blob_check_region(&blob, region, strlen(region)));
 	char blob_key[KMS_KEYID_TEXT_SIZE];
 	keyid_format(blob.key_id, blob_key);
-	note_key(ctx, blob_key, blob.key_version);
+	op_note_key(ctx, blob_key, blob.key_version);
 	if (expected_key_ref && expected_key_ref[0]) {
 		store_key expected;
 		KMS_GUARD(keyring_resolve(ctx->d->keyring, expected_key_ref, &expected));

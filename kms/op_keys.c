@@ -13,19 +13,11 @@
 #include "ops.h"
 #include "validate.h"
 
-#define ALLOC(ctx, p) KMS_ENSURE(((p) = arena_alloc((ctx)->arena, sizeof *(p))), KMS_INTERNAL, \
-                                 "out of request memory")
-
-static void note_key(op_ctx *ctx, const char *key_id)
-{
-	snprintf(ctx->audit.key_id, sizeof ctx->audit.key_id, "%s", key_id);
-}
-
 /* key_metadata (keyring) -> Kms__KeyMetadata (wire), in the arena. */
 static kms_status to_wire(op_ctx *ctx, const key_metadata *m, Kms__KeyMetadata **out)
 {
 	Kms__KeyMetadata *w;
-	ALLOC(ctx, w);
+	OP_ALLOC(ctx, w);
 	kms__key_metadata__init(w);
 	const store_key *k = &m->key;
 	w->key_id = arena_strdup(ctx->arena, k->id);
@@ -47,7 +39,7 @@ static kms_status to_wire(op_ctx *ctx, const key_metadata *m, Kms__KeyMetadata *
 	KMS_ENSURE(w->versions && w->aliases && w->tags, KMS_INTERNAL, "out of request memory");
 	for (size_t i = 0; i < m->n_versions; i++) {
 		Kms__KeyVersion *v;
-		ALLOC(ctx, v);
+		OP_ALLOC(ctx, v);
 		kms__key_version__init(v);
 		v->version = m->versions[i].version;
 		v->created_at = m->versions[i].created_at;
@@ -61,7 +53,7 @@ static kms_status to_wire(op_ctx *ctx, const key_metadata *m, Kms__KeyMetadata *
 	}
 	for (size_t i = 0; i < m->n_tags; i++) {
 		Kms__StringPair *t;
-		ALLOC(ctx, t);
+		OP_ALLOC(ctx, t);
 		kms__string_pair__init(t);
 		t->key = arena_strdup(ctx->arena, m->tags[i].key);
 		t->value = arena_strdup(ctx->arena, m->tags[i].value);
@@ -75,8 +67,7 @@ static kms_status to_wire(op_ctx *ctx, const key_metadata *m, Kms__KeyMetadata *
 /* Converts and frees m (keyring memory), whatever happens. */
 static kms_status metadata_out(op_ctx *ctx, key_metadata *m, Kms__KeyMetadata **out)
 {
-	note_key(ctx, m->key.id);
-	ctx->audit.key_version = m->key.primary_version;
+	op_note_key(ctx, m->key.id, m->key.primary_version);
 	kms_status st = to_wire(ctx, m, out);
 	key_metadata_free(m);
 	return st;
@@ -100,7 +91,7 @@ kms_status op_create_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *re
 	};
 	key_metadata m = { 0 };
 	Kms__CreateKeyResponse *c;
-	ALLOC(ctx, c);
+	OP_ALLOC(ctx, c);
 	kms__create_key_response__init(c);
 	KMS_GUARD(keyring_create_key(ctx->d->keyring, &args, ctx->now, &m));
 	KMS_GUARD(metadata_out(ctx, &m, &c->key_metadata));
@@ -113,9 +104,9 @@ kms_status op_describe_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *
 {
 	key_metadata m = { 0 };
 	Kms__DescribeKeyResponse *d;
-	ALLOC(ctx, d);
+	OP_ALLOC(ctx, d);
 	kms__describe_key_response__init(d);
-	note_key(ctx, req->describe_key->key_id);
+	op_note_key(ctx, req->describe_key->key_id, 0);
 	KMS_GUARD(keyring_describe(ctx->d->keyring, req->describe_key->key_id, &m));
 	KMS_GUARD(metadata_out(ctx, &m, &d->key_metadata));
 	resp->describe_key = d;
@@ -130,7 +121,7 @@ kms_status op_list_keys(op_ctx *ctx, const Kms__Request *req, Kms__Response *res
 	size_t n = 0;
 	char next[KMS_KEYID_TEXT_SIZE] = "";
 	Kms__ListKeysResponse *l;
-	ALLOC(ctx, l);
+	OP_ALLOC(ctx, l);
 	kms__list_keys_response__init(l);
 	KMS_GUARD(keyring_list(ctx->d->keyring, r->limit, r->page_token, &keys, &n, next));
 	kms_status st = KMS_OK;
@@ -156,9 +147,9 @@ static void note_ref(op_ctx *ctx, const char *key_ref)
 {
 	store_key k;
 	if (keyring_resolve(ctx->d->keyring, key_ref, &k) == KMS_OK)
-		note_key(ctx, k.id);
+		op_note_key(ctx, k.id, 0);
 	else
-		note_key(ctx, key_ref);
+		op_note_key(ctx, key_ref, 0);
 	kms_error_clear();
 }
 
@@ -166,7 +157,7 @@ kms_status op_update_key_description(op_ctx *ctx, const Kms__Request *req, Kms__
 {
 	const Kms__UpdateKeyDescriptionRequest *r = req->update_key_description;
 	Kms__UpdateKeyDescriptionResponse *u;
-	ALLOC(ctx, u);
+	OP_ALLOC(ctx, u);
 	kms__update_key_description_response__init(u);
 	note_ref(ctx, r->key_id);
 	KMS_GUARD(keyring_update_description(ctx->d->keyring, r->key_id, r->description));
@@ -178,7 +169,7 @@ kms_status op_update_key_description(op_ctx *ctx, const Kms__Request *req, Kms__
 kms_status op_enable_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
 {
 	Kms__EnableKeyResponse *e;
-	ALLOC(ctx, e);
+	OP_ALLOC(ctx, e);
 	kms__enable_key_response__init(e);
 	note_ref(ctx, req->enable_key->key_id);
 	KMS_GUARD(keyring_enable(ctx->d->keyring, req->enable_key->key_id));
@@ -190,7 +181,7 @@ kms_status op_enable_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *re
 kms_status op_disable_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
 {
 	Kms__DisableKeyResponse *d;
-	ALLOC(ctx, d);
+	OP_ALLOC(ctx, d);
 	kms__disable_key_response__init(d);
 	note_ref(ctx, req->disable_key->key_id);
 	KMS_GUARD(keyring_disable(ctx->d->keyring, req->disable_key->key_id));
@@ -203,7 +194,7 @@ kms_status op_rotate_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *re
 {
 	key_metadata m = { 0 };
 	Kms__RotateKeyResponse *r;
-	ALLOC(ctx, r);
+	OP_ALLOC(ctx, r);
 	kms__rotate_key_response__init(r);
 	note_ref(ctx, req->rotate_key->key_id);
 	KMS_GUARD(keyring_rotate(ctx->d->keyring, req->rotate_key->key_id, ctx->now, &m));
@@ -218,7 +209,7 @@ kms_status op_set_rotation_period(op_ctx *ctx, const Kms__Request *req, Kms__Res
 	const Kms__SetRotationPeriodRequest *r = req->set_rotation_period;
 	key_metadata m = { 0 };
 	Kms__SetRotationPeriodResponse *s;
-	ALLOC(ctx, s);
+	OP_ALLOC(ctx, s);
 	kms__set_rotation_period_response__init(s);
 	note_ref(ctx, r->key_id);
 	KMS_GUARD(keyring_set_rotation_period(ctx->d->keyring, r->key_id, r->rotation_period_days,
@@ -234,7 +225,7 @@ kms_status op_schedule_key_deletion(op_ctx *ctx, const Kms__Request *req, Kms__R
 	const Kms__ScheduleKeyDeletionRequest *r = req->schedule_key_deletion;
 	store_key k;
 	Kms__ScheduleKeyDeletionResponse *s;
-	ALLOC(ctx, s);
+	OP_ALLOC(ctx, s);
 	kms__schedule_key_deletion_response__init(s);
 	note_ref(ctx, r->key_id);
 	KMS_GUARD(keyring_schedule_deletion(ctx->d->keyring, r->key_id, r->pending_window_days,
@@ -252,7 +243,7 @@ kms_status op_cancel_key_deletion(op_ctx *ctx, const Kms__Request *req, Kms__Res
 {
 	store_key k;
 	Kms__CancelKeyDeletionResponse *c;
-	ALLOC(ctx, c);
+	OP_ALLOC(ctx, c);
 	kms__cancel_key_deletion_response__init(c);
 	note_ref(ctx, req->cancel_key_deletion->key_id);
 	KMS_GUARD(keyring_cancel_deletion(ctx->d->keyring, req->cancel_key_deletion->key_id, &k));
@@ -268,7 +259,7 @@ kms_status op_get_key_policy(op_ctx *ctx, const Kms__Request *req, Kms__Response
 {
 	char *policy = NULL;
 	Kms__GetKeyPolicyResponse *g;
-	ALLOC(ctx, g);
+	OP_ALLOC(ctx, g);
 	kms__get_key_policy_response__init(g);
 	note_ref(ctx, req->get_key_policy->key_id);
 	KMS_GUARD(keyring_policy_get(ctx->d->keyring, req->get_key_policy->key_id, &policy));
@@ -284,7 +275,7 @@ kms_status op_put_key_policy(op_ctx *ctx, const Kms__Request *req, Kms__Response
 {
 	const Kms__PutKeyPolicyRequest *r = req->put_key_policy;
 	Kms__PutKeyPolicyResponse *p;
-	ALLOC(ctx, p);
+	OP_ALLOC(ctx, p);
 	kms__put_key_policy_response__init(p);
 	note_ref(ctx, r->key_id);
 	KMS_GUARD(keyring_policy_put(ctx->d->keyring, r->key_id, r->policy));
@@ -300,7 +291,7 @@ kms_status op_tag_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
 	for (size_t i = 0; i < r->n_tags; i++) /* <= 50: validated */
 		tags[i] = (keyring_tag_arg){ r->tags[i]->key, r->tags[i]->value };
 	Kms__TagKeyResponse *t;
-	ALLOC(ctx, t);
+	OP_ALLOC(ctx, t);
 	kms__tag_key_response__init(t);
 	note_ref(ctx, r->key_id);
 	KMS_GUARD(keyring_tag(ctx->d->keyring, r->key_id, tags, r->n_tags));
@@ -313,7 +304,7 @@ kms_status op_untag_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *res
 {
 	const Kms__UntagKeyRequest *r = req->untag_key;
 	Kms__UntagKeyResponse *u;
-	ALLOC(ctx, u);
+	OP_ALLOC(ctx, u);
 	kms__untag_key_response__init(u);
 	note_ref(ctx, r->key_id);
 	KMS_GUARD(keyring_untag(ctx->d->keyring, r->key_id, (const char *const *)r->tag_keys,

@@ -5,6 +5,7 @@
  */
 #include "ops.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "error.h"
@@ -329,4 +330,10 @@ const op_entry *ops_at(size_t i)
 size_t ops_index(const op_entry *op)
 {
 	return (size_t)(op - op_table);
+}
+
+void op_note_key(op_ctx *ctx, const char *key_id, uint32_t key_version)
+{
+	snprintf(ctx->audit.key_id, sizeof ctx->audit.key_id, "%s", key_id);
+	ctx->audit.key_version = key_version;
 }

@@ -65,6 +65,14 @@ const op_entry *ops_find(Kms__Request__OpCase op);
 const op_entry *ops_at(size_t i);
 size_t ops_index(const op_entry *op);
 
+/* Records the key a request used (or named) for its audit entry. */
+void op_note_key(op_ctx *ctx, const char *key_id, uint32_t key_version);
+
+/* p = zeroed arena memory for *p, or fail the handler with KMS_INTERNAL. */
+#define OP_ALLOC(ctx, p)                                                          \
+	KMS_ENSURE(((p) = arena_alloc((ctx)->arena, sizeof *(p))), KMS_INTERNAL,  \
+	           "out of request memory")
+
 /* Validators of one data-plane item, for the batch handlers. */
 kms_status ops_validate_encrypt_item(const Kms__EncryptRequest *r) KMS_MUST_USE;
 kms_status ops_validate_decrypt_item(const Kms__DecryptRequest *r) KMS_MUST_USE;
