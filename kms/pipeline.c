@@ -97,13 +97,13 @@ static kms_status resolve_caller(op_ctx *ctx, const pipeline_peer *peer, caller 
 	return KMS_OK;
 }
 
-/* Step 3: may this caller run this operation? Until roles, key policies and
- * signed requests land (SPEC section 4), the rule is the transport's: an
- * ipc peer must be a uid the config names, and a TLS peer must have shown a
- * certificate from the client CA (config.c requires one for tls+tcp://). */
-static kms_status authorize(op_ctx *ctx, const Kms__Request *req)
+/* Step 1b, before a byte is unpacked: is this peer let in at all? An ipc
+ * peer must be a uid the config names, and a TLS peer must have shown a
+ * certificate from the client CA (config.c requires one for tls+tcp://).
+ * A peer that is not gets nothing parsed: the tightest limit before
+ * authentication. */
+static kms_status admit(op_ctx *ctx)
 {
-	(void)req;
 	const caller *who = ctx->caller;
 	if (who->transport == CALLER_IPC &&
 	    (!who->has_uid || !kmsd_config_ipc_principal(&ctx->d->cfg, (uid_t)who->uid)))
@@ -112,6 +112,16 @@ static kms_status authorize(op_ctx *ctx, const Kms__Request *req)
 	if (who->transport == CALLER_TLS && !who->tls_verified)
 		return KMS_FAIL(KMS_ACCESS_DENIED, "TLS peer %s presented no verified client "
 		                "certificate", who->source);
+	return KMS_OK;
+}
+
+/* Step 3: may this caller run this operation on this key? Roles, key
+ * policies and signed requests (SPEC section 4) land here; until then an
+ * admitted caller may call every operation. */
+static kms_status authorize(op_ctx *ctx, const Kms__Request *req)
+{
+	(void)ctx;
+	(void)req;
 	return KMS_OK;
 }
 
@@ -177,6 +187,8 @@ kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
 	/* The caller first: even a request that does not decode is recorded
 	 * with where it came from. */
 	kms_status st = resolve_caller(&ctx, peer, &who);
+	if (st == KMS_OK)
+		st = admit(&ctx);
 	if (st == KMS_OK)
 		st = decode(&ctx, request, len, &req);
 	kms_wipe(request, len); /* the request may hold plaintext */

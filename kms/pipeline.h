@@ -1,7 +1,9 @@
 /*
  * pipeline.h: one request, from bytes in to bytes out, in fixed steps:
  *
- *   1. caller    who is asking, from the transport (caller.h)
+ *   1. caller    who is asking, from the transport (caller.h); a peer the
+ *                transport does not admit (unmapped uid, no client
+ *                certificate) is refused before anything is unpacked
  *   2. decode    size-checked protobuf unpack into the worker's arena, then
  *                the envelope and the operation's own fields validated
  *   3. authorize the caller's role against the operation's row in ops.c
