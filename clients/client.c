@@ -71,6 +71,16 @@ kms_status client_protocol_error(kms_error *err, const char *op, const char *wha
 	                   "answer to %s is malformed: %s", op, what);
 }
 
+kms_status client_begin(void *out, size_t size, const char *op, kms_error *err)
+{
+	client_error_clear(err);
+	if (!out)
+		return client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
+		                   "%s: out is required", op);
+	memset(out, 0, size);
+	return KMS_OK;
+}
+
 kms_status client_need(const char *value, const char *op, const char *what,
                        kms_error *err)
 {

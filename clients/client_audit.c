@@ -67,11 +67,7 @@ kms_status kms_get_checkpoint(kms_client *client, kms_checkpoint *out, kms_error
 	Kms__Response *resp = NULL;
 	kms_status st;
 
-	client_error_clear(err);
-	if (!out)
-		return client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
-		                   "get_checkpoint: out is required");
-	memset(out, 0, sizeof *out);
+	KMS_GUARD(client_begin(out, sizeof *out, "get_checkpoint", err));
 	kms__request__init(&req);
 	kms__get_checkpoint_request__init(&op);
 	req.op_case = KMS__REQUEST__OP_GET_CHECKPOINT;
@@ -102,11 +98,7 @@ kms_status kms_get_inclusion_proof(kms_client *client, uint64_t index, uint64_t 
 	Kms__Response *resp = NULL;
 	kms_status st;
 
-	client_error_clear(err);
-	if (!out)
-		return client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
-		                   "get_inclusion_proof: out is required");
-	memset(out, 0, sizeof *out);
+	KMS_GUARD(client_begin(out, sizeof *out, "get_inclusion_proof", err));
 	kms__request__init(&req);
 	kms__get_inclusion_proof_request__init(&op);
 	op.index = index;
@@ -137,11 +129,7 @@ kms_status kms_get_consistency_proof(kms_client *client, uint64_t old_size,
 	Kms__Response *resp = NULL;
 	kms_status st;
 
-	client_error_clear(err);
-	if (!out)
-		return client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
-		                   "get_consistency_proof: out is required");
-	memset(out, 0, sizeof *out);
+	KMS_GUARD(client_begin(out, sizeof *out, "get_consistency_proof", err));
 	kms__request__init(&req);
 	kms__get_consistency_proof_request__init(&op);
 	op.old_size = old_size;

@@ -111,13 +111,17 @@ static kms_status check_blob(const uint8_t *blob, size_t len, const char *op,
 	return KMS_OK;
 }
 
-static kms_status check_batch(const void *items, size_t n, const void *results,
+/* How a batch starts: resets *err, checks the batch's size and zeroes the
+ * n results (result_size bytes each), so a failed batch leaves nothing. */
+static kms_status batch_begin(const void *items, size_t n, void *results, size_t result_size,
                               const char *op, kms_error *err)
 {
+	client_error_clear(err);
 	if (!items || !results || n == 0 || n > KMS_BATCH_MAX)
 		return client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
 		                   "%s: a batch is 1..%d items with a result array",
 		                   op, KMS_BATCH_MAX);
+	memset(results, 0, n * result_size);
 	return KMS_OK;
 }
 
@@ -148,11 +152,7 @@ kms_status kms_encrypt(kms_client *client, const char *key_id, const uint8_t *pl
 	Kms__Response *resp = NULL;
 	kms_status st;
 
-	client_error_clear(err);
-	if (!out)
-		return client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
-		                   "encrypt: out is required");
-	memset(out, 0, sizeof *out);
+	KMS_GUARD(client_begin(out, sizeof *out, "encrypt", err));
 	kms__request__init(&req);
 	KMS_GUARD_OUT(st, encrypt_request(&op, key_id, plaintext, plaintext_len, context,
 	                                  n_context, &arena, err));
@@ -192,11 +192,7 @@ kms_status kms_decrypt(kms_client *client, const uint8_t *blob, size_t blob_len,
 	Kms__Response *resp = NULL;
 	kms_status st;
 
-	client_error_clear(err);
-	if (!out)
-		return client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
-		                   "decrypt: out is required");
-	memset(out, 0, sizeof *out);
+	KMS_GUARD(client_begin(out, sizeof *out, "decrypt", err));
 	kms__request__init(&req);
 	KMS_GUARD_OUT(st, decrypt_request(&op, blob, blob_len, context, n_context, key_id,
 	                                  &arena, err));
@@ -224,11 +220,7 @@ kms_status kms_re_encrypt(kms_client *client, const uint8_t *blob, size_t blob_l
 	Kms__Response *resp = NULL;
 	kms_status st;
 
-	client_error_clear(err);
-	if (!out)
-		return client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
-		                   "re_encrypt: out is required");
-	memset(out, 0, sizeof *out);
+	KMS_GUARD(client_begin(out, sizeof *out, "re_encrypt", err));
 	kms__request__init(&req);
 	kms__re_encrypt_request__init(&op);
 	KMS_GUARD_OUT(st, check_blob(blob, blob_len, "re_encrypt", err));
@@ -284,11 +276,7 @@ kms_status kms_generate_data_key(kms_client *client, const char *key_id,
 	Kms__Response *resp = NULL;
 	kms_status st;
 
-	client_error_clear(err);
-	if (!out)
-		return client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
-		                   "generate_data_key: out is required");
-	memset(out, 0, sizeof *out);
+	KMS_GUARD(client_begin(out, sizeof *out, "generate_data_key", err));
 	kms__request__init(&req);
 	KMS_GUARD_OUT(st, data_key_request(&op, key_id, context, n_context, &arena, err));
 	req.op_case = KMS__REQUEST__OP_GENERATE_DATA_KEY;
@@ -314,11 +302,7 @@ kms_status kms_generate_data_key_without_plaintext(kms_client *client, const cha
 	Kms__Response *resp = NULL;
 	kms_status st;
 
-	client_error_clear(err);
-	if (!out)
-		return client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
-		                   "generate_data_key_without_plaintext: out is required");
-	memset(out, 0, sizeof *out);
+	KMS_GUARD(client_begin(out, sizeof *out, "generate_data_key_without_plaintext", err));
 	kms__request__init(&req);
 	kms__generate_data_key_without_plaintext_request__init(&op);
 	KMS_GUARD_OUT(st, client_need(key_id, "generate_data_key_without_plaintext",
@@ -384,6 +368,15 @@ out:
 
 /* ---- batches ---- */
 
+/* A batch answer has one result per item, in order. */
+static kms_status check_result_count(size_t n_results, size_t n_items, const char *op,
+                                     kms_error *err)
+{
+	if (n_results != n_items)
+		return client_protocol_error(err, op, "not one result per item");
+	return KMS_OK;
+}
+
 /* The answer's per-item status and message, checked. */
 static kms_status item_status(int wire, const char *message, const void *result,
                               kms_status *status, char out_message[KMS_ERROR_MESSAGE_MAX],
@@ -406,9 +399,7 @@ kms_status kms_batch_encrypt(kms_client *client, const kms_encrypt_item *items,
 	Kms__Response *resp = NULL;
 	kms_status st;
 
-	client_error_clear(err);
-	KMS_GUARD(check_batch(items, n_items, results, "batch_encrypt", err));
-	memset(results, 0, n_items * sizeof *results);
+	KMS_GUARD(batch_begin(items, n_items, results, sizeof *results, "batch_encrypt", err));
 	kms__request__init(&req);
 	kms__batch_encrypt_request__init(&op);
 	Kms__EncryptRequest *subs = client_arena_alloc(&arena, n_items * sizeof *subs);
@@ -431,11 +422,7 @@ kms_status kms_batch_encrypt(kms_client *client, const kms_encrypt_item *items,
 	KMS_GUARD_OUT(st, client_roundtrip(client, &req, KMS__RESPONSE__RESULT_BATCH_ENCRYPT,
 	                                   &resp, err));
 	const Kms__BatchEncryptResponse *r = resp->batch_encrypt;
-	if (r->n_results != n_items) {
-		st = client_protocol_error(err, "batch_encrypt",
-		                           "not one result per item");
-		goto out;
-	}
+	KMS_GUARD_OUT(st, check_result_count(r->n_results, n_items, "batch_encrypt", err));
 	for (size_t i = 0; i < n_items; i++) {
 		const Kms__BatchEncryptResult *item = r->results[i];
 		KMS_GUARD_OUT(st, item_status((int)item->status, item->message, item->result,
@@ -471,9 +458,7 @@ kms_status kms_batch_decrypt(kms_client *client, const kms_decrypt_item *items,
 	Kms__Response *resp = NULL;
 	kms_status st;
 
-	client_error_clear(err);
-	KMS_GUARD(check_batch(items, n_items, results, "batch_decrypt", err));
-	memset(results, 0, n_items * sizeof *results);
+	KMS_GUARD(batch_begin(items, n_items, results, sizeof *results, "batch_decrypt", err));
 	kms__request__init(&req);
 	kms__batch_decrypt_request__init(&op);
 	Kms__DecryptRequest *subs = client_arena_alloc(&arena, n_items * sizeof *subs);
@@ -495,10 +480,7 @@ kms_status kms_batch_decrypt(kms_client *client, const kms_decrypt_item *items,
 	KMS_GUARD_OUT(st, client_roundtrip(client, &req, KMS__RESPONSE__RESULT_BATCH_DECRYPT,
 	                                   &resp, err));
 	const Kms__BatchDecryptResponse *r = resp->batch_decrypt;
-	if (r->n_results != n_items) {
-		st = client_protocol_error(err, "batch_decrypt", "not one result per item");
-		goto out;
-	}
+	KMS_GUARD_OUT(st, check_result_count(r->n_results, n_items, "batch_decrypt", err));
 	for (size_t i = 0; i < n_items; i++) {
 		const Kms__BatchDecryptResult *item = r->results[i];
 		KMS_GUARD_OUT(st, item_status((int)item->status, item->message, item->result,
@@ -534,9 +516,7 @@ kms_status kms_batch_generate_data_key(kms_client *client, const kms_data_key_it
 	Kms__Response *resp = NULL;
 	kms_status st;
 
-	client_error_clear(err);
-	KMS_GUARD(check_batch(items, n_items, results, "batch_generate_data_key", err));
-	memset(results, 0, n_items * sizeof *results);
+	KMS_GUARD(batch_begin(items, n_items, results, sizeof *results, "batch_generate_data_key", err));
 	kms__request__init(&req);
 	kms__batch_generate_data_key_request__init(&op);
 	Kms__GenerateDataKeyRequest *subs = client_arena_alloc(&arena, n_items * sizeof *subs);
@@ -558,11 +538,7 @@ kms_status kms_batch_generate_data_key(kms_client *client, const kms_data_key_it
 	                                   KMS__RESPONSE__RESULT_BATCH_GENERATE_DATA_KEY,
 	                                   &resp, err));
 	const Kms__BatchGenerateDataKeyResponse *r = resp->batch_generate_data_key;
-	if (r->n_results != n_items) {
-		st = client_protocol_error(err, "batch_generate_data_key",
-		                           "not one result per item");
-		goto out;
-	}
+	KMS_GUARD_OUT(st, check_result_count(r->n_results, n_items, "batch_generate_data_key", err));
 	for (size_t i = 0; i < n_items; i++) {
 		const Kms__BatchGenerateDataKeyResult *item = r->results[i];
 		KMS_GUARD_OUT(st, item_status((int)item->status, item->message, item->result,

@@ -69,6 +69,11 @@ kms_status client_pairs(const kms_context_pair *pairs, size_t n, const char *wha
                         client_arena *arena, Kms__StringPair ***out, size_t *n_out,
                         kms_error *err) KMS_MUST_USE;
 
+/* How every call that fills a caller's struct starts: resets *err, then
+ * zeroes out (size bytes) so a failed call leaves nothing to free.
+ * KMS_INVALID_ARGUMENT "OP: out is required" when out is NULL. */
+kms_status client_begin(void *out, size_t size, const char *op, kms_error *err) KMS_MUST_USE;
+
 /* Checks a required string argument: non-NULL, non-empty. */
 kms_status client_need(const char *value, const char *op, const char *what,
                        kms_error *err) KMS_MUST_USE;

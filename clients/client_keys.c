@@ -214,11 +214,7 @@ kms_status kms_describe_key(kms_client *client, const char *key_id,
 	Kms__Response *resp = NULL;
 	kms_status st;
 
-	client_error_clear(err);
-	if (!out)
-		return client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
-		                   "describe_key: out is required");
-	memset(out, 0, sizeof *out);
+	KMS_GUARD(client_begin(out, sizeof *out, "describe_key", err));
 	KMS_GUARD(client_need(key_id, "describe_key", "a key id", err));
 	kms__request__init(&req);
 	kms__describe_key_request__init(&op);
@@ -251,11 +247,7 @@ kms_status kms_list_keys(kms_client *client, uint32_t limit, const char *page_to
 	Kms__Response *resp = NULL;
 	kms_status st;
 
-	client_error_clear(err);
-	if (!out)
-		return client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
-		                   "list_keys: out is required");
-	memset(out, 0, sizeof *out);
+	KMS_GUARD(client_begin(out, sizeof *out, "list_keys", err));
 	kms__request__init(&req);
 	kms__list_keys_request__init(&op);
 	op.limit = limit;
@@ -531,11 +523,7 @@ kms_status kms_list_aliases(kms_client *client, const char *key_id, uint32_t lim
 	Kms__Response *resp = NULL;
 	kms_status st;
 
-	client_error_clear(err);
-	if (!out)
-		return client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
-		                   "list_aliases: out is required");
-	memset(out, 0, sizeof *out);
+	KMS_GUARD(client_begin(out, sizeof *out, "list_aliases", err));
 	kms__request__init(&req);
 	kms__list_aliases_request__init(&op);
 	if (key_id)
@@ -713,11 +701,7 @@ kms_status kms_health_check(kms_client *client, kms_health *out, kms_error *err)
 	Kms__Response *resp = NULL;
 	kms_status st;
 
-	client_error_clear(err);
-	if (!out)
-		return client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
-		                   "health: out is required");
-	memset(out, 0, sizeof *out);
+	KMS_GUARD(client_begin(out, sizeof *out, "health", err));
 	kms__request__init(&req);
 	kms__health_request__init(&op);
 	req.op_case = KMS__REQUEST__OP_HEALTH;
