@@ -30,4 +30,52 @@ void admin_print_aliases(FILE *to, const kms_alias *aliases, size_t n);
 /* Shows one key in the chosen form; returns an exit code. */
 int admin_show_key(struct cli *cli, const kms_key_metadata *md);
 
+/* admin_list.c: the pages of a list (key list, alias list). */
+
+#define ADMIN_LIST_PAGES_MAX 100000 /* --all stops here: a server looping tokens */
+
+/* Items moved out of each page into one array. */
+struct admin_gathered {
+	void *items; /* n items of the caller's type; free() it */
+	size_t n;
+	size_t cap;
+};
+
+/* Appends n items of size bytes (a bytewise move: the caller's page gives
+ * them up). False, with nothing changed, when out of memory. */
+bool admin_gather(struct admin_gathered *g, const void *items, size_t n, size_t size);
+
+/* The paging options, numbered past any command's own. */
+enum {
+	ADMIN_OPT_LIMIT = CLI_OPT_COMMAND + 0x80,
+	ADMIN_OPT_ALL,
+	ADMIN_OPT_PAGE_TOKEN,
+};
+
+#define ADMIN_LIST_OPTIONS                                                     \
+	{ "limit", required_argument, NULL, ADMIN_OPT_LIMIT },                 \
+	{ "all", no_argument, NULL, ADMIN_OPT_ALL },                           \
+	{ "page-token", required_argument, NULL, ADMIN_OPT_PAGE_TOKEN }
+
+struct admin_pages {
+	uint32_t limit;         /* --limit: per page; 0 is kmsd's default */
+	bool all;               /* --all: follow the pages to the end */
+	const char *page_token; /* to ask with: --page-token, then token */
+	char *token;            /* the last page's next_page_token, owned; free() it */
+	size_t page;
+};
+
+/* Takes one of ADMIN_LIST_OPTIONS: CLI_PROCEED, or a usage error (said)
+ * for a bad value or any other option. */
+int admin_list_option(struct cli *cli, int opt, struct admin_pages *pages);
+
+/* Takes the next_page_token of the page just read (owning it). Returns
+ * CLI_PROCEED to read another page (with page_token), CLI_EXIT_OK when
+ * done, or CLI_EXIT_UNREACHABLE, said, when kmsd keeps answering with
+ * more pages. */
+int admin_pages_next(struct cli *cli, struct admin_pages *pages, char *next_page_token);
+
+/* After a list printed as text: on stderr, how to see the rest of "what". */
+void admin_pages_hint(struct cli *cli, const struct admin_pages *pages, const char *what);
+
 #endif

@@ -6,13 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LIST_PAGES_MAX 100000
-
 enum {
 	OPT_KEY = CLI_OPT_COMMAND,
-	OPT_LIMIT,
-	OPT_ALL,
-	OPT_PAGE_TOKEN,
 };
 
 /* create and update differ only in the call. */
@@ -20,13 +15,10 @@ static int alias_point(struct cli *cli, int argc, char **argv, bool create)
 {
 	kms_client *client;
 	kms_error err;
-	int code = cli_parse_args(cli, argc, argv, 2, 2);
+	int code = cli_parse_and_connect(cli, argc, argv, 2, 2, &client);
 	if (code != CLI_PROCEED)
 		return code;
-	code = CLI_EXIT_OK;
 	const char *alias = argv[optind], *key_id = argv[optind + 1];
-	if ((code = cli_connect(cli, &client)) != CLI_EXIT_OK)
-		return code;
 	kms_status st = create ? kms_create_alias(client, alias, key_id, &err)
 	                       : kms_update_alias(client, alias, key_id, &err);
 	kms_client_close(client);
@@ -57,11 +49,8 @@ static int alias_delete(struct cli *cli, int argc, char **argv)
 {
 	kms_client *client;
 	kms_error err;
-	int code = cli_parse_args(cli, argc, argv, 1, 1);
+	int code = cli_parse_and_connect(cli, argc, argv, 1, 1, &client);
 	if (code != CLI_PROCEED)
-		return code;
-	code = CLI_EXIT_OK;
-	if ((code = cli_connect(cli, &client)) != CLI_EXIT_OK)
 		return code;
 	kms_status st = kms_delete_alias(client, argv[optind], &err);
 	kms_client_close(client);
@@ -79,100 +68,61 @@ static int alias_list(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "key", required_argument, NULL, OPT_KEY },
-		{ "limit", required_argument, NULL, OPT_LIMIT },
-		{ "all", no_argument, NULL, OPT_ALL },
-		{ "page-token", required_argument, NULL, OPT_PAGE_TOKEN },
-		CLI_BASE_OPTIONS, CLI_CONN_OPTIONS, { 0 },
+		ADMIN_LIST_OPTIONS, CLI_BASE_OPTIONS, CLI_CONN_OPTIONS, { 0 },
 	};
-	const char *key_id = NULL, *page_token = NULL;
-	uint32_t limit = 0;
-	bool all = false;
-	kms_alias *aliases = NULL;
-	size_t n = 0, cap = 0;
-	char *token = NULL;
+	const char *key_id = NULL;
+	struct admin_pages pages = { 0 };
+	struct admin_gathered gathered = { 0 };
+	kms_alias *aliases;
 	kms_client *client = NULL;
 	kms_error err;
-	int opt, code = CLI_EXIT_OK;
+	int opt, code;
 
 	while ((opt = cli_getopt(cli, argc, argv, opts)) >= 0) {
-		switch (opt) {
-		case OPT_KEY:
+		if (opt == OPT_KEY)
 			key_id = optarg;
-			break;
-		case OPT_LIMIT:
-			if (!cli_parse_u32(optarg, 1, 1000, &limit))
-				return cli_usage_error(cli, "--limit takes 1..1000");
-			break;
-		case OPT_ALL:
-			all = true;
-			break;
-		case OPT_PAGE_TOKEN:
-			page_token = optarg;
-			break;
-		default:
-			return cli_usage_error(cli, "option not handled");
-		}
+		else if ((code = admin_list_option(cli, opt, &pages)) != CLI_PROCEED)
+			return code;
 	}
-	if (opt != CLI_GETOPT_DONE)
-		return cli_getopt_exit(opt);
-	if (!cli_positionals(cli, argc, argv, 0, 0))
-		return CLI_EXIT_USAGE;
+	if ((code = cli_getopt_end(cli, opt, argc, argv, 0, 0)) != CLI_PROCEED)
+		return code;
 	if ((code = cli_connect(cli, &client)) != CLI_EXIT_OK)
 		return code;
-	for (size_t page = 0;; page++) {
+	do {
 		kms_alias_list list;
-		if (kms_list_aliases(client, key_id, limit, page_token, &list, &err) != KMS_OK) {
+		if (kms_list_aliases(client, key_id, pages.limit, pages.page_token, &list,
+		                     &err) != KMS_OK) {
 			code = cli_report(cli, &err);
 			goto out;
 		}
-		if (n + list.n_aliases > cap) {
-			size_t grown_cap = (n + list.n_aliases) * 2;
-			kms_alias *grown = reallocarray(aliases, grown_cap, sizeof *aliases);
-			if (!grown) {
-				kms_alias_list_free(&list);
-				fprintf(cli->err, "%s: out of memory\n", cli->prog);
-				code = CLI_EXIT_UNREACHABLE;
-				goto out;
-			}
-			aliases = grown;
-			cap = grown_cap;
-		}
-		if (list.n_aliases)
-			memcpy(aliases + n, list.aliases, list.n_aliases * sizeof *aliases);
-		n += list.n_aliases;
-		list.n_aliases = 0;
-		bool same = page_token && strcmp(page_token, list.next_page_token) == 0;
-		free(token);
-		token = list.next_page_token;
-		list.next_page_token = NULL;
-		kms_alias_list_free(&list);
-		if (!all || !token[0])
-			break;
-		if (same || page >= LIST_PAGES_MAX) {
-			fprintf(cli->err, "%s: kmsd keeps answering with more pages; stopped\n",
-			        cli->prog);
-			code = CLI_EXIT_UNREACHABLE;
+		if (!admin_gather(&gathered, list.aliases, list.n_aliases, sizeof *list.aliases)) {
+			kms_alias_list_free(&list);
+			code = cli_out_of_memory(cli);
 			goto out;
 		}
-		page_token = token;
-	}
+		/* The aliases moved over; the list keeps only its token. */
+		list.n_aliases = 0;
+		code = admin_pages_next(cli, &pages, list.next_page_token);
+		list.next_page_token = NULL;
+		kms_alias_list_free(&list);
+	} while (code == CLI_PROCEED);
+	if (code != CLI_EXIT_OK)
+		goto out;
 	if (cli->json) {
-		code = cli_json_print(cli, admin_json_aliases(aliases, n, token));
+		code = cli_json_print(cli, admin_json_aliases(gathered.items, gathered.n,
+		                                              pages.token));
 	} else {
-		admin_print_aliases(cli->out, aliases, n);
-		if (token && token[0]) {
-			fprintf(cli->err, "(more aliases: use --all, or --page-token ");
-			cli_put_clean(cli->err, token);
-			fprintf(cli->err, ")\n");
-		}
+		admin_print_aliases(cli->out, gathered.items, gathered.n);
+		admin_pages_hint(cli, &pages, "aliases");
 	}
 out:
-	for (size_t i = 0; i < n; i++) {
+	aliases = gathered.items;
+	for (size_t i = 0; i < gathered.n; i++) {
 		free(aliases[i].alias_name);
 		free(aliases[i].target_key_id);
 	}
-	free(aliases);
-	free(token);
+	free(gathered.items);
+	free(pages.token);
 	kms_client_close(client);
 	return code;
 }

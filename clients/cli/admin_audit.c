@@ -126,12 +126,6 @@ static int audit_failed(struct cli *cli, const char *fmt, ...)
 	return CLI_EXIT_REFUSED;
 }
 
-static int out_of_memory(struct cli *cli)
-{
-	fprintf(cli->err, "%s: out of memory\n", cli->prog);
-	return CLI_EXIT_UNREACHABLE;
-}
-
 static json_t *json_hex(const uint8_t hash[static TLOG_HASH_SIZE])
 {
 	char hex[HASH_HEX_SIZE];
@@ -182,7 +176,7 @@ static int print_entry_pretty(struct cli *cli, const uint8_t *entry, size_t len)
 		return cli_json_print(cli, doc);
 	char *text = strndup((const char *)entry, len);
 	if (!text)
-		return out_of_memory(cli);
+		return cli_out_of_memory(cli);
 	cli_put_clean(cli->out, text);
 	fputc('\n', cli->out);
 	free(text);
@@ -228,29 +222,49 @@ static int read_key_file(struct cli *cli, const char *path, char out[static TLOG
 	return CLI_EXIT_OK;
 }
 
+/* The verifier key a command was given: KEY_OPTIONS as parsed, then what
+ * resolve_key made of them. */
+struct verifier_key {
+	const char *arg;  /* --key */
+	const char *file; /* --key-file */
+	char text[TLOG_VERIFIER_KEY_MAX]; /* "" when none was given */
+	tlog_verifier parsed;
+	bool given;
+};
+
+/* Takes opt when it is one of KEY_OPTIONS; false for any other. */
+static bool key_option(int opt, struct verifier_key *vk)
+{
+	if (opt == OPT_KEY)
+		vk->arg = optarg;
+	else if (opt == OPT_KEY_FILE)
+		vk->file = optarg;
+	else
+		return false;
+	return true;
+}
+
 /*
  * The verifier key from --key, else --key-file, else $KMS_AUDIT_KEY,
- * parsed. *have is false when none was given (then out is ""). A key that
- * does not parse is a usage error: it is the user's input.
+ * parsed. vk->given is false when none was given (then vk->text is ""). A
+ * key that does not parse is a usage error: it is the user's input.
  */
-static int resolve_key(struct cli *cli, const char *key_arg, const char *key_file,
-                       char out[static TLOG_VERIFIER_KEY_MAX], tlog_verifier *parsed,
-                       bool *have)
+static int resolve_key(struct cli *cli, struct verifier_key *vk)
 {
 	char reason[KMS_ERROR_MAX];
 	const char *from = "--key";
 	int code;
-	*have = false;
-	out[0] = '\0';
-	if (key_arg && key_file)
+	vk->given = false;
+	vk->text[0] = '\0';
+	if (vk->arg && vk->file)
 		return cli_usage_error(cli, "give --key or --key-file, not both");
-	if (key_arg) {
-		if (strlen(key_arg) >= TLOG_VERIFIER_KEY_MAX)
+	if (vk->arg) {
+		if (strlen(vk->arg) >= TLOG_VERIFIER_KEY_MAX)
 			return cli_usage_error(cli, "--key: too long for a verifier key");
-		memcpy(out, key_arg, strlen(key_arg) + 1);
-	} else if (key_file) {
+		memcpy(vk->text, vk->arg, strlen(vk->arg) + 1);
+	} else if (vk->file) {
 		from = "--key-file";
-		if ((code = read_key_file(cli, key_file, out)) != CLI_EXIT_OK)
+		if ((code = read_key_file(cli, vk->file, vk->text)) != CLI_EXIT_OK)
 			return code;
 	} else {
 		const char *env = getenv(AUDIT_ENV_KEY);
@@ -259,12 +273,39 @@ static int resolve_key(struct cli *cli, const char *key_arg, const char *key_fil
 		from = "$" AUDIT_ENV_KEY;
 		if (strlen(env) >= TLOG_VERIFIER_KEY_MAX)
 			return cli_usage_error(cli, "%s: too long for a verifier key", from);
-		memcpy(out, env, strlen(env) + 1);
+		memcpy(vk->text, env, strlen(env) + 1);
 	}
-	if (tlog_verifier_key_parse(out, parsed) != KMS_OK)
+	if (tlog_verifier_key_parse(vk->text, &vk->parsed) != KMS_OK)
 		return cli_usage_error(cli, "%s is not a verifier key (NAME+ID+KEY): %s", from,
 		                       tlog_reason(reason));
-	*have = true;
+	vk->given = true;
+	return CLI_EXIT_OK;
+}
+
+/* The parsed key, or NULL when none was given. */
+static const tlog_verifier *given_key(const struct verifier_key *vk)
+{
+	return vk->given ? &vk->parsed : NULL;
+}
+
+/* ---- a checkpoint from a file ---- */
+
+/* A signed checkpoint from a file (--since, --old-checkpoint), read
+ * whole into *note (malloc'ed; free it, also on failure) and
+ * NUL-terminated at *len. Too large or empty is a usage error. */
+static int read_note_file(struct cli *cli, const char *flag, const char *path, char **note,
+                          size_t *len)
+{
+	size_t total;
+	int code;
+	if (!(*note = malloc(TLOG_NOTE_MAX + 1)))
+		return cli_out_of_memory(cli);
+	code = cli_read_input(cli, path, (uint8_t *)*note, TLOG_NOTE_MAX, len, &total);
+	if (code != CLI_EXIT_OK)
+		return code;
+	if (total > *len || *len == 0)
+		return cli_usage_error(cli, "%s %s: not a signed checkpoint", flag, path);
+	(*note)[*len] = '\0';
 	return CLI_EXIT_OK;
 }
 
@@ -542,63 +583,48 @@ static int audit_verify(struct cli *cli, int argc, char **argv)
 		{ "since", required_argument, NULL, OPT_SINCE },
 		CLI_BASE_OPTIONS, { 0 },
 	};
-	const char *key_arg = NULL, *key_file = NULL, *since_file = NULL;
-	char vkey[TLOG_VERIFIER_KEY_MAX];
-	tlog_verifier key;
+	const char *since_file = NULL;
+	struct verifier_key vk = { 0 };
 	tlog_verify_report *report = NULL;
 	char *since = NULL;
 	uint64_t objects = 0;
-	bool have_key;
 	int opt, code;
 
 	while ((opt = cli_getopt(cli, argc, argv, opts)) >= 0) {
-		switch (opt) {
-		case OPT_KEY:
-			key_arg = optarg;
-			break;
-		case OPT_KEY_FILE:
-			key_file = optarg;
-			break;
-		case OPT_SINCE:
-			since_file = optarg;
-			break;
-		default:
+		if (key_option(opt, &vk))
+			continue;
+		if (opt != OPT_SINCE)
 			return cli_usage_error(cli, "option not handled");
-		}
+		since_file = optarg;
 	}
-	if (opt != CLI_GETOPT_DONE)
-		return cli_getopt_exit(opt);
-	if (!cli_positionals(cli, argc, argv, 1, 1))
-		return CLI_EXIT_USAGE;
-	const char *dir = argv[optind];
-	if ((code = resolve_key(cli, key_arg, key_file, vkey, &key, &have_key)) != CLI_EXIT_OK)
+	if ((code = cli_getopt_end(cli, opt, argc, argv, 1, 1)) != CLI_PROCEED)
 		return code;
-	if (!have_key)
+	const char *dir = argv[optind];
+	if ((code = resolve_key(cli, &vk)) != CLI_EXIT_OK)
+		return code;
+	if (!vk.given)
 		return cli_usage_error(cli, "no verifier key: give --key, --key-file or $%s "
 		                       "('kms-admin audit key' prints it)", AUDIT_ENV_KEY);
 	if ((code = check_dir(cli, dir)) != CLI_EXIT_OK)
 		return code;
 	if (since_file) {
-		size_t len, total;
-		if (!(since = malloc(TLOG_NOTE_MAX + 1)))
-			return out_of_memory(cli);
-		code = cli_read_input(cli, since_file, (uint8_t *)since, TLOG_NOTE_MAX, &len,
-		                      &total);
+		size_t len;
+		code = read_note_file(cli, "--since", since_file, &since, &len);
 		if (code != CLI_EXIT_OK)
 			goto out;
-		if (total > len || len == 0 || memchr(since, '\0', len)) {
+		/* tlog_verify_dir takes it as a C string: all of it, or refuse. */
+		if (memchr(since, '\0', len)) {
 			code = cli_usage_error(cli, "--since %s: not a signed checkpoint",
 			                       since_file);
 			goto out;
 		}
-		since[len] = '\0';
 	}
 	if (!(report = calloc(1, sizeof *report))) {
-		code = out_of_memory(cli);
+		code = cli_out_of_memory(cli);
 		goto out;
 	}
 
-	kms_status st = tlog_verify_dir(dir, vkey, since, verify_visit, &objects, report);
+	kms_status st = tlog_verify_dir(dir, vk.text, since, verify_visit, &objects, report);
 	if (st != KMS_OK) {
 		if (cli->json)
 			(void)cli_json_print(cli, json_pack("{s:b, s:o, s:o}", "verified", 0, "dir",
@@ -646,7 +672,7 @@ static int audit_verify(struct cli *cli, int argc, char **argv)
 	if (report->since_checked)
 		cli_field_fmt(cli->out, "since", "the checkpoint of size %" PRIu64
 		              " is a prefix of this log", report->since_size);
-	cli_field(cli->out, "key", vkey);
+	cli_field(cli->out, "key", vk.text);
 	code = CLI_EXIT_OK;
 out:
 	free(report);
@@ -697,6 +723,22 @@ static bool follow_wait(void)
 	return !stop_requested;
 }
 
+/* A checkpoint looked at again (now) against the one followed so far
+ * (then): it must not go back, nor, when compare_roots (it verified),
+ * change the root of the size already shown. what names it. */
+static int check_not_rewound(struct cli *cli, const char *what, const tlog_checkpoint *then,
+                             const tlog_checkpoint *now, bool compare_roots)
+{
+	if (now->tree_size < then->tree_size)
+		return audit_failed(cli, "%s went back from size %" PRIu64 " to %" PRIu64, what,
+		                    then->tree_size, now->tree_size);
+	if (compare_roots && now->tree_size == then->tree_size &&
+	    !hash_equal(now->root, then->root))
+		return audit_failed(cli, "%s of size %" PRIu64 " changed its root", what,
+		                    then->tree_size);
+	return CLI_EXIT_OK;
+}
+
 /* Lines must reach a pipe as they come. */
 static int flush_lines(struct cli *cli)
 {
@@ -714,7 +756,7 @@ static int print_entry_line(struct cli *cli, uint64_t index, const uint8_t *entr
 	json_t *line = value ? json_pack("{s:I, s:o}", "index", (json_int_t)index, "entry", value)
 	                     : NULL;
 	if (!line)
-		return out_of_memory(cli);
+		return cli_out_of_memory(cli);
 	/* json_dumpf, not json_dumps: main() gives jansson its own allocator. */
 	int rc = json_dumpf(line, cli->out, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER);
 	json_decref(line);
@@ -774,7 +816,7 @@ static int tail_dir(struct cli *cli, const char *dir, const tlog_verifier *key, 
 	if ((code = check_dir(cli, dir)) != CLI_EXIT_OK)
 		return code;
 	if (key && !(td.tiles = calloc(1, sizeof *td.tiles)))
-		return out_of_memory(cli);
+		return cli_out_of_memory(cli);
 	if (td.tiles)
 		td.tiles->dir = dir;
 	if ((code = read_dir_checkpoint(cli, dir, key, &head)) != CLI_EXIT_OK) {
@@ -795,13 +837,8 @@ static int tail_dir(struct cli *cli, const char *dir, const tlog_verifier *key, 
 		if ((code = read_dir_checkpoint(cli, dir, key, &next)) != CLI_EXIT_OK)
 			break;
 		const tlog_checkpoint *cp = &next.cp;
-		if (cp->tree_size < size) {
-			code = audit_failed(cli, "the checkpoint went back from size %" PRIu64
-			                    " to %" PRIu64, size, cp->tree_size);
-		} else if (key && cp->tree_size == size && !hash_equal(cp->root, head.cp.root)) {
-			code = audit_failed(cli, "the checkpoint of size %" PRIu64
-			                    " changed its root", size);
-		} else if (cp->tree_size > size) {
+		code = check_not_rewound(cli, "the checkpoint", &head.cp, cp, key != NULL);
+		if (code == CLI_EXIT_OK && cp->tree_size > size) {
 			if (key)
 				code = check_dir_growth(cli, td.tiles, &head.cp, cp);
 			td.cp = cp;
@@ -1032,14 +1069,9 @@ static int tail_daemon(struct cli *cli, const char *pinned_vkey, const tlog_veri
 		/* The key the first checkpoint verified with, from now on: a
 		 * kmsd that changes its key mid-way is not believed. */
 		code = fetch_head(cli, client, head.vkey, &head.key, false, &next);
-		if (code == CLI_EXIT_OK && next.cp.tree_size < size)
-			code = audit_failed(cli, "kmsd's checkpoint went back from size %" PRIu64
-			                    " to %" PRIu64, size, next.cp.tree_size);
-		else if (code == CLI_EXIT_OK && next.cp.tree_size == size &&
-		         !hash_equal(next.cp.root, head.cp.root))
-			code = audit_failed(cli, "kmsd's checkpoint of size %" PRIu64
-			                    " changed its root", size);
-		else if (code == CLI_EXIT_OK && next.cp.tree_size > size) {
+		if (code == CLI_EXIT_OK)
+			code = check_not_rewound(cli, "kmsd's checkpoint", &head.cp, &next.cp, true);
+		if (code == CLI_EXIT_OK && next.cp.tree_size > size) {
 			code = check_prefix_of_head(cli, client, &next, size, head.cp.root, NULL);
 			for (uint64_t i = size; i < next.cp.tree_size && code == CLI_EXIT_OK; i++)
 				code = tail_daemon_entry(cli, client, &next, i);
@@ -1114,21 +1146,15 @@ static int audit_tail_options(struct cli *cli, int argc, char **argv)
 		{ "daemon", no_argument, NULL, OPT_DAEMON },
 		CLI_BASE_OPTIONS, CLI_CONN_OPTIONS, { 0 },
 	};
-	const char *key_arg = NULL, *key_file = NULL;
-	char vkey[TLOG_VERIFIER_KEY_MAX];
-	tlog_verifier key;
+	struct verifier_key vk = { 0 };
 	uint64_t lines = TAIL_DEFAULT;
-	bool follow = false, daemon = false, have_key;
+	bool follow = false, daemon = false;
 	int opt, code;
 
 	while ((opt = cli_getopt(cli, argc, argv, opts)) >= 0) {
+		if (key_option(opt, &vk))
+			continue;
 		switch (opt) {
-		case OPT_KEY:
-			key_arg = optarg;
-			break;
-		case OPT_KEY_FILE:
-			key_file = optarg;
-			break;
 		case OPT_LINES:
 			if (!parse_u64(optarg, TAIL_MAX, &lines))
 				return cli_usage_error(cli, "-n takes 0..%d", TAIL_MAX);
@@ -1143,15 +1169,14 @@ static int audit_tail_options(struct cli *cli, int argc, char **argv)
 			return cli_usage_error(cli, "option not handled");
 		}
 	}
-	if (opt != CLI_GETOPT_DONE)
-		return cli_getopt_exit(opt);
-	if (!cli_positionals(cli, argc, argv, daemon ? 0 : 1, daemon ? 0 : 1))
-		return CLI_EXIT_USAGE;
-	if ((code = resolve_key(cli, key_arg, key_file, vkey, &key, &have_key)) != CLI_EXIT_OK)
+	int n_dirs = daemon ? 0 : 1;
+	if ((code = cli_getopt_end(cli, opt, argc, argv, n_dirs, n_dirs)) != CLI_PROCEED)
+		return code;
+	if ((code = resolve_key(cli, &vk)) != CLI_EXIT_OK)
 		return code;
 	if (daemon)
-		return tail_daemon(cli, vkey, have_key ? &key : NULL, lines, follow);
-	return tail_dir(cli, argv[optind], have_key ? &key : NULL, lines, follow);
+		return tail_daemon(cli, vk.text, given_key(&vk), lines, follow);
+	return tail_dir(cli, argv[optind], given_key(&vk), lines, follow);
 }
 
 static int audit_tail(struct cli *cli, int argc, char **argv)
@@ -1159,7 +1184,7 @@ static int audit_tail(struct cli *cli, int argc, char **argv)
 	char **copies = NULL;
 	char **spelled = spell_short_options(argc, argv, &copies);
 	if (!spelled)
-		return out_of_memory(cli);
+		return cli_out_of_memory(cli);
 	int code = audit_tail_options(cli, argc, spelled);
 	for (size_t i = 0; copies[i]; i++)
 		free(copies[i]);
@@ -1181,7 +1206,7 @@ static int keep_entry(struct cli *cli, void *ctx, uint64_t index, const uint8_t 
 	(void)index;
 	struct shown_entry *shown = ctx;
 	if (!(shown->bytes = malloc(len)))
-		return out_of_memory(cli);
+		return cli_out_of_memory(cli);
 	memcpy(shown->bytes, entry, len);
 	shown->len = len;
 	return CLI_EXIT_OK;
@@ -1194,45 +1219,33 @@ static int audit_show(struct cli *cli, int argc, char **argv)
 		{ "raw", no_argument, NULL, OPT_RAW },
 		CLI_BASE_OPTIONS, { 0 },
 	};
-	const char *key_arg = NULL, *key_file = NULL;
-	char vkey[TLOG_VERIFIER_KEY_MAX];
-	tlog_verifier key;
+	struct verifier_key vk = { 0 };
 	struct dir_checkpoint head;
 	struct dir_tiles *tiles = NULL;
 	struct shown_entry shown = { 0 };
 	uint64_t index;
-	bool raw = false, have_key;
+	bool raw = false;
 	int opt, code;
 
 	while ((opt = cli_getopt(cli, argc, argv, opts)) >= 0) {
-		switch (opt) {
-		case OPT_KEY:
-			key_arg = optarg;
-			break;
-		case OPT_KEY_FILE:
-			key_file = optarg;
-			break;
-		case OPT_RAW:
-			raw = true;
-			break;
-		default:
+		if (key_option(opt, &vk))
+			continue;
+		if (opt != OPT_RAW)
 			return cli_usage_error(cli, "option not handled");
-		}
+		raw = true;
 	}
-	if (opt != CLI_GETOPT_DONE)
-		return cli_getopt_exit(opt);
-	if (!cli_positionals(cli, argc, argv, 2, 2))
-		return CLI_EXIT_USAGE;
+	if ((code = cli_getopt_end(cli, opt, argc, argv, 2, 2)) != CLI_PROCEED)
+		return code;
 	if (!parse_u64(argv[optind], TLOG_TREE_SIZE_MAX - 1, &index))
 		return cli_usage_error(cli, "N is an entry number, 0 or more");
 	const char *dir = argv[optind + 1];
 	if (raw && cli->json)
 		return cli_usage_error(cli, "give --raw or --json, not both");
-	if ((code = resolve_key(cli, key_arg, key_file, vkey, &key, &have_key)) != CLI_EXIT_OK)
+	if ((code = resolve_key(cli, &vk)) != CLI_EXIT_OK)
 		return code;
 	if ((code = check_dir(cli, dir)) != CLI_EXIT_OK)
 		return code;
-	if ((code = read_dir_checkpoint(cli, dir, have_key ? &key : NULL, &head)) != CLI_EXIT_OK)
+	if ((code = read_dir_checkpoint(cli, dir, given_key(&vk), &head)) != CLI_EXIT_OK)
 		return code;
 	if (index >= head.cp.tree_size) {
 		fprintf(cli->err, "%s: no entry %" PRIu64 ": the checkpoint has %" PRIu64
@@ -1243,9 +1256,9 @@ static int audit_show(struct cli *cli, int argc, char **argv)
 	code = read_entries(cli, dir, head.cp.tree_size, index, index + 1, keep_entry, &shown);
 	if (code != CLI_EXIT_OK)
 		goto out;
-	if (have_key) {
+	if (vk.given) {
 		if (!(tiles = calloc(1, sizeof *tiles))) {
-			code = out_of_memory(cli);
+			code = cli_out_of_memory(cli);
 			goto out;
 		}
 		tiles->dir = dir;
@@ -1259,7 +1272,7 @@ static int audit_show(struct cli *cli, int argc, char **argv)
 		code = cli_json_print(cli, json_pack("{s:I, s:I, s:b, s:o}",
 		                                     "index", (json_int_t)index,
 		                                     "tree_size", (json_int_t)head.cp.tree_size,
-		                                     "verified", have_key,
+		                                     "verified", vk.given,
 		                                     "entry", entry_value(shown.bytes, shown.len)));
 	else
 		code = print_entry_pretty(cli, shown.bytes, shown.len);
@@ -1276,10 +1289,8 @@ static int audit_key(struct cli *cli, int argc, char **argv)
 {
 	struct signed_head head;
 	kms_client *client = NULL;
-	int code = cli_parse_args(cli, argc, argv, 0, 0);
+	int code = cli_parse_and_connect(cli, argc, argv, 0, 0, &client);
 	if (code != CLI_PROCEED)
-		return code;
-	if ((code = cli_connect(cli, &client)) != CLI_EXIT_OK)
 		return code;
 	/* The key kmsd sends must at least verify the checkpoint it sends. */
 	code = fetch_head(cli, client, NULL, NULL, false, &head);
@@ -1341,7 +1352,7 @@ static int prove_inclusion(struct cli *cli, kms_client *client, const struct sig
 	if ((code = fetch_inclusion(cli, client, index, tree_size, &p)) != CLI_EXIT_OK)
 		return code;
 	if (tlog_leaf_hash(p.entry, p.entry_len, leaf) != KMS_OK) {
-		code = out_of_memory(cli);
+		code = cli_out_of_memory(cli);
 		goto out;
 	}
 	if (tree_size == head->cp.tree_size) {
@@ -1408,16 +1419,10 @@ static int read_old_checkpoint(struct cli *cli, const char *path, const struct s
 {
 	char reason[KMS_ERROR_MAX];
 	tlog_note_view view;
-	size_t len, total;
+	size_t len;
 	int code;
-	if (!(*note = malloc(TLOG_NOTE_MAX + 1)))
-		return out_of_memory(cli);
-	if ((code = cli_read_input(cli, path, (uint8_t *)*note, TLOG_NOTE_MAX, &len, &total)) !=
-	    CLI_EXIT_OK)
+	if ((code = read_note_file(cli, "--old-checkpoint", path, note, &len)) != CLI_EXIT_OK)
 		return code;
-	if (total > len || len == 0)
-		return cli_usage_error(cli, "--old-checkpoint %s: not a signed checkpoint", path);
-	(*note)[len] = '\0';
 	if (tlog_note_verify(*note, len, &head->key, "old checkpoint", &view) != KMS_OK ||
 	    tlog_checkpoint_parse(view.body, view.body_len, "old checkpoint", out) != KMS_OK)
 		return audit_failed(cli, "%s", tlog_reason(reason));
@@ -1559,23 +1564,18 @@ static int audit_prove(struct cli *cli, int argc, char **argv)
 		{ "old-checkpoint", required_argument, NULL, OPT_OLD_CHECKPOINT },
 		CLI_BASE_OPTIONS, CLI_CONN_OPTIONS, { 0 },
 	};
-	const char *key_arg = NULL, *key_file = NULL, *old_file = NULL;
-	char vkey[TLOG_VERIFIER_KEY_MAX];
-	tlog_verifier key;
+	const char *old_file = NULL;
+	struct verifier_key vk = { 0 };
 	struct signed_head head;
 	kms_client *client = NULL;
 	uint64_t tree_size = 0, new_size = 0, old_size = 0, index = 0;
-	bool consistency = false, have_key;
+	bool consistency = false;
 	int opt, code;
 
 	while ((opt = cli_getopt(cli, argc, argv, opts)) >= 0) {
+		if (key_option(opt, &vk))
+			continue;
 		switch (opt) {
-		case OPT_KEY:
-			key_arg = optarg;
-			break;
-		case OPT_KEY_FILE:
-			key_file = optarg;
-			break;
 		case OPT_TREE_SIZE:
 			if (!parse_u64(optarg, TLOG_TREE_SIZE_MAX, &tree_size) || tree_size == 0)
 				return cli_usage_error(cli, "--tree-size takes 1 or more");
@@ -1613,11 +1613,11 @@ static int audit_prove(struct cli *cli, int argc, char **argv)
 		if (!parse_u64(argv[optind], TLOG_TREE_SIZE_MAX - 1, &index))
 			return cli_usage_error(cli, "N is an entry number, 0 or more");
 	}
-	if ((code = resolve_key(cli, key_arg, key_file, vkey, &key, &have_key)) != CLI_EXIT_OK)
+	if ((code = resolve_key(cli, &vk)) != CLI_EXIT_OK)
 		return code;
 	if ((code = cli_connect(cli, &client)) != CLI_EXIT_OK)
 		return code;
-	code = fetch_head(cli, client, vkey, have_key ? &key : NULL, true, &head);
+	code = fetch_head(cli, client, vk.text, given_key(&vk), true, &head);
 	if (code == CLI_EXIT_OK)
 		code = consistency
 		               ? prove_consistency(cli, client, &head, old_size, new_size, old_file)

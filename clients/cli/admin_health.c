@@ -10,12 +10,10 @@ int admin_health(struct cli *cli, int argc, char **argv)
 	kms_client *client;
 	kms_health h;
 	kms_error err;
-	int code = cli_parse_args(cli, argc, argv, 0, 0);
+	int code = cli_parse_and_connect(cli, argc, argv, 0, 0, &client);
 	if (code != CLI_PROCEED)
 		return code;
 	code = CLI_EXIT_OK;
-	if ((code = cli_connect(cli, &client)) != CLI_EXIT_OK)
-		return code;
 	kms_status st = kms_health_check(client, &h, &err);
 	kms_client_close(client);
 	if (st != KMS_OK)

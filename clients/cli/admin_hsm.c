@@ -44,7 +44,7 @@ static int hsm_status(struct cli *cli, int argc, char **argv)
 	};
 	hsm_config config = { 0 };
 	hsm_token_info info = { 0 };
-	int opt;
+	int opt, code;
 
 	while ((opt = cli_getopt(cli, argc, argv, opts)) >= 0) {
 		switch (opt) {
@@ -61,10 +61,8 @@ static int hsm_status(struct cli *cli, int argc, char **argv)
 			return cli_usage_error(cli, "option not handled");
 		}
 	}
-	if (opt != CLI_GETOPT_DONE)
-		return cli_getopt_exit(opt);
-	if (!cli_positionals(cli, argc, argv, 0, 0))
-		return CLI_EXIT_USAGE;
+	if ((code = cli_getopt_end(cli, opt, argc, argv, 0, 0)) != CLI_PROCEED)
+		return code;
 	config.module_path = env_default(config.module_path, ENV_MODULE);
 	config.token_label = env_default(config.token_label, ENV_TOKEN);
 	config.pin_file = env_default(config.pin_file, ENV_PIN_FILE);

@@ -11,15 +11,6 @@
 #include <kms/secmem.h>
 
 #define POLICY_MAX (32 * 1024) /* PutKeyPolicy takes at most 32 KiB */
-#define LIST_PAGES_MAX 100000   /* --all stops here: a server looping tokens */
-
-/* Connects, or returns the exit code from the enclosing command. */
-#define CONNECT_OR_RETURN(cli, client)                                         \
-	do {                                                                   \
-		int connect_code_ = cli_connect((cli), &(client));             \
-		if (connect_code_ != CLI_EXIT_OK)                              \
-			return connect_code_;                                  \
-	} while (0)
 
 /* A policy document from a file ("-": stdin), checked to be JSON here so a
  * typo fails before it reaches kmsd. *policy is NUL-terminated; free it. */
@@ -28,10 +19,8 @@ static int read_policy(struct cli *cli, const char *path, char **policy)
 	size_t len, total;
 	json_error_t jerr;
 	*policy = malloc(POLICY_MAX + 1);
-	if (!*policy) {
-		fprintf(cli->err, "%s: out of memory\n", cli->prog);
-		return CLI_EXIT_UNREACHABLE;
-	}
+	if (!*policy)
+		return cli_out_of_memory(cli);
 	int code = cli_read_input(cli, path, (uint8_t *)*policy, POLICY_MAX, &len, &total);
 	if (code == CLI_EXIT_OK && total > POLICY_MAX)
 		code = cli_usage_error(cli, "the policy is %zu bytes; at most %d", total,
@@ -62,9 +51,6 @@ enum {
 	OPT_TAG,
 	OPT_ROTATION_DAYS,
 	OPT_POLICY,
-	OPT_LIMIT,
-	OPT_ALL,
-	OPT_PAGE_TOKEN,
 	OPT_DAYS,
 };
 
@@ -122,16 +108,9 @@ static int key_create(struct cli *cli, int argc, char **argv)
 			code = cli_usage_error(cli, "option not handled");
 		}
 	}
-	if (code != CLI_EXIT_OK)
+	if (code != CLI_EXIT_OK ||
+	    (code = cli_getopt_end(cli, opt, argc, argv, 0, 0)) != CLI_PROCEED)
 		goto out;
-	if (opt != CLI_GETOPT_DONE) {
-		code = cli_getopt_exit(opt);
-		goto out;
-	}
-	if (!cli_positionals(cli, argc, argv, 0, 0)) {
-		code = CLI_EXIT_USAGE;
-		goto out;
-	}
 	if (policy_file && (code = read_policy(cli, policy_file, &policy)) != CLI_EXIT_OK)
 		goto out;
 	params.policy = policy;
@@ -157,97 +136,55 @@ out:
 static int key_list(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "limit", required_argument, NULL, OPT_LIMIT },
-		{ "all", no_argument, NULL, OPT_ALL },
-		{ "page-token", required_argument, NULL, OPT_PAGE_TOKEN },
-		CLI_BASE_OPTIONS, CLI_CONN_OPTIONS, { 0 },
+		ADMIN_LIST_OPTIONS, CLI_BASE_OPTIONS, CLI_CONN_OPTIONS, { 0 },
 	};
-	uint32_t limit = 0;
-	bool all = false;
-	const char *first_token = NULL;
-	char *token = NULL;
-	kms_key_metadata *keys = NULL;
-	size_t n_keys = 0, cap = 0;
+	struct admin_pages pages = { 0 };
+	struct admin_gathered gathered = { 0 };
+	kms_key_metadata *keys;
 	kms_client *client = NULL;
 	kms_error err;
-	int opt, code = CLI_EXIT_OK;
+	int opt, code;
 
 	while ((opt = cli_getopt(cli, argc, argv, opts)) >= 0) {
-		switch (opt) {
-		case OPT_LIMIT:
-			if (!cli_parse_u32(optarg, 1, 1000, &limit))
-				return cli_usage_error(cli, "--limit takes 1..1000");
-			break;
-		case OPT_ALL:
-			all = true;
-			break;
-		case OPT_PAGE_TOKEN:
-			first_token = optarg;
-			break;
-		default:
-			return cli_usage_error(cli, "option not handled");
-		}
+		if ((code = admin_list_option(cli, opt, &pages)) != CLI_PROCEED)
+			return code;
 	}
-	if (opt != CLI_GETOPT_DONE)
-		return cli_getopt_exit(opt);
-	if (!cli_positionals(cli, argc, argv, 0, 0))
-		return CLI_EXIT_USAGE;
-	CONNECT_OR_RETURN(cli, client);
+	if ((code = cli_getopt_end(cli, opt, argc, argv, 0, 0)) != CLI_PROCEED)
+		return code;
+	if ((code = cli_connect(cli, &client)) != CLI_EXIT_OK)
+		return code;
 
-	const char *page_token = first_token;
-	for (size_t page = 0;; page++) {
+	do {
 		kms_key_list list;
-		if (kms_list_keys(client, limit, page_token, &list, &err) != KMS_OK) {
+		if (kms_list_keys(client, pages.limit, pages.page_token, &list, &err) != KMS_OK) {
 			code = cli_report(cli, &err);
 			goto out;
 		}
-		if (n_keys + list.n_keys > cap) {
-			size_t grown_cap = (n_keys + list.n_keys) * 2;
-			kms_key_metadata *grown = reallocarray(keys, grown_cap, sizeof *keys);
-			if (!grown) {
-				kms_key_list_free(&list);
-				fprintf(cli->err, "%s: out of memory\n", cli->prog);
-				code = CLI_EXIT_UNREACHABLE;
-				goto out;
-			}
-			keys = grown;
-			cap = grown_cap;
-		}
-		/* Move the keys over; the list keeps only its token. */
-		if (list.n_keys)
-			memcpy(keys + n_keys, list.keys, list.n_keys * sizeof *keys);
-		n_keys += list.n_keys;
-		list.n_keys = 0;
-		bool same = page_token && strcmp(page_token, list.next_page_token) == 0;
-		free(token);
-		token = list.next_page_token;
-		list.next_page_token = NULL;
-		kms_key_list_free(&list);
-		if (!all || !token[0])
-			break;
-		if (same || page >= LIST_PAGES_MAX) {
-			fprintf(cli->err, "%s: kmsd keeps answering with more pages; stopped\n",
-			        cli->prog);
-			code = CLI_EXIT_UNREACHABLE;
+		if (!admin_gather(&gathered, list.keys, list.n_keys, sizeof *list.keys)) {
+			kms_key_list_free(&list);
+			code = cli_out_of_memory(cli);
 			goto out;
 		}
-		page_token = token;
-	}
+		/* The keys moved over; the list keeps only its token. */
+		list.n_keys = 0;
+		code = admin_pages_next(cli, &pages, list.next_page_token);
+		list.next_page_token = NULL;
+		kms_key_list_free(&list);
+	} while (code == CLI_PROCEED);
+	if (code != CLI_EXIT_OK)
+		goto out;
 	if (cli->json) {
-		code = cli_json_print(cli, admin_json_keys(keys, n_keys, token));
+		code = cli_json_print(cli, admin_json_keys(gathered.items, gathered.n, pages.token));
 	} else {
-		admin_print_keys(cli->out, keys, n_keys);
-		if (token && token[0]) {
-			fprintf(cli->err, "(more keys: use --all, or --page-token ");
-			cli_put_clean(cli->err, token);
-			fprintf(cli->err, ")\n");
-		}
+		admin_print_keys(cli->out, gathered.items, gathered.n);
+		admin_pages_hint(cli, &pages, "keys");
 	}
 out:
-	for (size_t i = 0; i < n_keys; i++)
+	keys = gathered.items;
+	for (size_t i = 0; i < gathered.n; i++)
 		kms_key_metadata_free(&keys[i]);
-	free(keys);
-	free(token);
+	free(gathered.items);
+	free(pages.token);
 	kms_client_close(client);
 	return code;
 }
@@ -259,11 +196,9 @@ static int key_describe(struct cli *cli, int argc, char **argv)
 	kms_client *client;
 	kms_key_metadata md;
 	kms_error err;
-	int code = cli_parse_args(cli, argc, argv, 1, 1);
+	int code = cli_parse_and_connect(cli, argc, argv, 1, 1, &client);
 	if (code != CLI_PROCEED)
 		return code;
-	code = CLI_EXIT_OK;
-	CONNECT_OR_RETURN(cli, client);
 	kms_status st = kms_describe_key(client, argv[optind], &md, &err);
 	kms_client_close(client);
 	if (st != KMS_OK)
@@ -290,36 +225,31 @@ static int done(struct cli *cli, const char *key_id, const char *what, const cha
 	return CLI_EXIT_OK;
 }
 
-static int key_enable(struct cli *cli, int argc, char **argv)
+/* enable and disable differ only in the call and the words. */
+static int key_set_enabled(struct cli *cli, int argc, char **argv, bool enable)
 {
 	kms_client *client;
 	kms_error err;
-	int code = cli_parse_args(cli, argc, argv, 1, 1);
+	int code = cli_parse_and_connect(cli, argc, argv, 1, 1, &client);
 	if (code != CLI_PROCEED)
 		return code;
-	code = CLI_EXIT_OK;
-	CONNECT_OR_RETURN(cli, client);
-	kms_status st = kms_enable_key(client, argv[optind], &err);
+	kms_status st = enable ? kms_enable_key(client, argv[optind], &err)
+	                       : kms_disable_key(client, argv[optind], &err);
 	kms_client_close(client);
 	if (st != KMS_OK)
 		return cli_report(cli, &err);
-	return done(cli, argv[optind], "enabled", "key_state", "ENABLED");
+	return enable ? done(cli, argv[optind], "enabled", "key_state", "ENABLED")
+	              : done(cli, argv[optind], "disabled", "key_state", "DISABLED");
+}
+
+static int key_enable(struct cli *cli, int argc, char **argv)
+{
+	return key_set_enabled(cli, argc, argv, true);
 }
 
 static int key_disable(struct cli *cli, int argc, char **argv)
 {
-	kms_client *client;
-	kms_error err;
-	int code = cli_parse_args(cli, argc, argv, 1, 1);
-	if (code != CLI_PROCEED)
-		return code;
-	code = CLI_EXIT_OK;
-	CONNECT_OR_RETURN(cli, client);
-	kms_status st = kms_disable_key(client, argv[optind], &err);
-	kms_client_close(client);
-	if (st != KMS_OK)
-		return cli_report(cli, &err);
-	return done(cli, argv[optind], "disabled", "key_state", "DISABLED");
+	return key_set_enabled(cli, argc, argv, false);
 }
 
 static int key_rotate(struct cli *cli, int argc, char **argv)
@@ -327,11 +257,10 @@ static int key_rotate(struct cli *cli, int argc, char **argv)
 	kms_client *client;
 	kms_key_metadata md;
 	kms_error err;
-	int code = cli_parse_args(cli, argc, argv, 1, 1);
+	int code = cli_parse_and_connect(cli, argc, argv, 1, 1, &client);
 	if (code != CLI_PROCEED)
 		return code;
 	code = CLI_EXIT_OK;
-	CONNECT_OR_RETURN(cli, client);
 	kms_status st = kms_rotate_key(client, argv[optind], &md, &err);
 	kms_client_close(client);
 	if (st != KMS_OK)
@@ -357,10 +286,10 @@ static int key_set_rotation(struct cli *cli, int argc, char **argv)
 	int code = cli_parse_args(cli, argc, argv, 2, 2);
 	if (code != CLI_PROCEED)
 		return code;
-	code = CLI_EXIT_OK;
 	if (!cli_parse_u32(argv[optind + 1], 0, 3650, &days))
 		return cli_usage_error(cli, "DAYS is 1..3650, or 0 to turn rotation off");
-	CONNECT_OR_RETURN(cli, client);
+	if ((code = cli_connect(cli, &client)) != CLI_EXIT_OK)
+		return code;
 	kms_status st = kms_set_rotation_period(client, argv[optind], days, &md, &err);
 	kms_client_close(client);
 	if (st != KMS_OK)
@@ -383,11 +312,9 @@ static int key_set_description(struct cli *cli, int argc, char **argv)
 {
 	kms_client *client;
 	kms_error err;
-	int code = cli_parse_args(cli, argc, argv, 2, 2);
+	int code = cli_parse_and_connect(cli, argc, argv, 2, 2, &client);
 	if (code != CLI_PROCEED)
 		return code;
-	code = CLI_EXIT_OK;
-	CONNECT_OR_RETURN(cli, client);
 	kms_status st = kms_update_key_description(client, argv[optind], argv[optind + 1], &err);
 	kms_client_close(client);
 	if (st != KMS_OK)
@@ -413,18 +340,17 @@ static int key_schedule_deletion(struct cli *cli, int argc, char **argv)
 	kms_client *client;
 	kms_error err;
 	char when[CLI_TIME_MAX];
-	int opt;
+	int opt, code;
 
 	while ((opt = cli_getopt(cli, argc, argv, opts)) >= 0) {
 		if (opt != OPT_DAYS || !cli_parse_u32(optarg, 7, 30, &days))
 			return cli_usage_error(cli, "--days takes 7..30");
 	}
-	if (opt != CLI_GETOPT_DONE)
-		return cli_getopt_exit(opt);
-	if (!cli_positionals(cli, argc, argv, 1, 1))
-		return CLI_EXIT_USAGE;
+	if ((code = cli_getopt_end(cli, opt, argc, argv, 1, 1)) != CLI_PROCEED)
+		return code;
 	const char *key_id = argv[optind];
-	CONNECT_OR_RETURN(cli, client);
+	if ((code = cli_connect(cli, &client)) != CLI_EXIT_OK)
+		return code;
 	kms_status st = kms_schedule_key_deletion(client, key_id, days, &deletion_date, &state,
 	                                          &err);
 	kms_client_close(client);
@@ -446,11 +372,9 @@ static int key_cancel_deletion(struct cli *cli, int argc, char **argv)
 	kms_client *client;
 	kms_key_state state;
 	kms_error err;
-	int code = cli_parse_args(cli, argc, argv, 1, 1);
+	int code = cli_parse_and_connect(cli, argc, argv, 1, 1, &client);
 	if (code != CLI_PROCEED)
 		return code;
-	code = CLI_EXIT_OK;
-	CONNECT_OR_RETURN(cli, client);
 	kms_status st = kms_cancel_key_deletion(client, argv[optind], &state, &err);
 	kms_client_close(client);
 	if (st != KMS_OK)
@@ -474,7 +398,6 @@ static int key_tag(struct cli *cli, int argc, char **argv)
 	int code = cli_parse_args(cli, argc, argv, 2, 1 + CLI_MAX_PAIRS);
 	if (code != CLI_PROCEED)
 		return code;
-	code = CLI_EXIT_OK;
 	const char *key_id = argv[optind];
 	for (int i = optind + 1; i < argc; i++) {
 		const char *why = cli_pairs_add(&tags, argv[i]);
@@ -505,14 +428,12 @@ static int key_untag(struct cli *cli, int argc, char **argv)
 {
 	kms_client *client;
 	kms_error err;
-	int code = cli_parse_args(cli, argc, argv, 2, 1 + CLI_MAX_PAIRS);
+	int code = cli_parse_and_connect(cli, argc, argv, 2, 1 + CLI_MAX_PAIRS, &client);
 	if (code != CLI_PROCEED)
 		return code;
-	code = CLI_EXIT_OK;
 	const char *key_id = argv[optind];
 	const char *const *tag_keys = (const char *const *)&argv[optind + 1];
 	size_t n = (size_t)(argc - optind - 1);
-	CONNECT_OR_RETURN(cli, client);
 	kms_status st = kms_untag_key(client, key_id, tag_keys, n, &err);
 	kms_client_close(client);
 	if (st != KMS_OK)
@@ -532,11 +453,10 @@ static int policy_get(struct cli *cli, int argc, char **argv)
 	kms_client *client;
 	kms_error err;
 	char *policy;
-	int code = cli_parse_args(cli, argc, argv, 1, 1);
+	int code = cli_parse_and_connect(cli, argc, argv, 1, 1, &client);
 	if (code != CLI_PROCEED)
 		return code;
 	code = CLI_EXIT_OK;
-	CONNECT_OR_RETURN(cli, client);
 	kms_status st = kms_get_key_policy(client, argv[optind], &policy, &err);
 	kms_client_close(client);
 	if (st != KMS_OK)
@@ -566,7 +486,6 @@ static int policy_put(struct cli *cli, int argc, char **argv)
 	int code = cli_parse_args(cli, argc, argv, 2, 2);
 	if (code != CLI_PROCEED)
 		return code;
-	code = CLI_EXIT_OK;
 	if ((code = read_policy(cli, argv[optind + 1], &policy)) != CLI_EXIT_OK)
 		return code;
 	if ((code = cli_connect(cli, &client)) != CLI_EXIT_OK) {

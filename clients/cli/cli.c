@@ -215,6 +215,15 @@ bool cli_positionals(struct cli *cli, int argc, char **argv, int min, int max)
 	return true;
 }
 
+int cli_getopt_end(struct cli *cli, int opt, int argc, char **argv, int min, int max)
+{
+	if (opt != CLI_GETOPT_DONE)
+		return cli_getopt_exit(opt);
+	if (!cli_positionals(cli, argc, argv, min, max))
+		return CLI_EXIT_USAGE;
+	return CLI_PROCEED;
+}
+
 int cli_parse_args(struct cli *cli, int argc, char **argv, int min, int max)
 {
 	static const struct option remote[] = { CLI_BASE_OPTIONS, CLI_CONN_OPTIONS, { 0 } };
@@ -222,11 +231,7 @@ int cli_parse_args(struct cli *cli, int argc, char **argv, int min, int max)
 	int opt = cli_getopt(cli, argc, argv, cli->cmd && cli->cmd->local ? local : remote);
 	if (opt >= 0)
 		return cli_usage_error(cli, "option not handled");
-	if (opt != CLI_GETOPT_DONE)
-		return cli_getopt_exit(opt);
-	if (!cli_positionals(cli, argc, argv, min, max))
-		return CLI_EXIT_USAGE;
-	return CLI_PROCEED;
+	return cli_getopt_end(cli, opt, argc, argv, min, max);
 }
 
 /* ---- dispatch ---- */
@@ -332,10 +337,8 @@ static int load_secret(struct cli *cli, const char *path,
 	struct stat st;
 	int code = CLI_EXIT_USAGE;
 	char *text = kms_secure_alloc(TEXT_MAX);
-	if (!text) {
-		fprintf(cli->err, "%s: out of secure memory\n", cli->prog);
-		return CLI_EXIT_UNREACHABLE;
-	}
+	if (!text)
+		return cli_out_of_secure_memory(cli);
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0 || fstat(fd, &st) != 0) {
 		fprintf(cli->err, "%s: secret file %s: %s\n", cli->prog, path, strerror(errno));
@@ -380,10 +383,8 @@ static int env_endpoints(struct cli *cli)
 		return CLI_EXIT_OK;
 	free(conn->env_endpoints);
 	conn->env_endpoints = strdup(env);
-	if (!conn->env_endpoints) {
-		fprintf(cli->err, "%s: out of memory\n", cli->prog);
-		return CLI_EXIT_UNREACHABLE;
-	}
+	if (!conn->env_endpoints)
+		return cli_out_of_memory(cli);
 	char *save = NULL;
 	for (char *tok = strtok_r(conn->env_endpoints, ",", &save); tok;
 	     tok = strtok_r(NULL, ",", &save)) {
@@ -437,10 +438,8 @@ int cli_connect(struct cli *cli, kms_client **out)
 		                       "and --secret-file");
 	if (secret_file) {
 		secret = kms_secure_alloc(KMS_SIGN_SECRET_LEN);
-		if (!secret) {
-			fprintf(cli->err, "%s: out of secure memory\n", cli->prog);
-			return CLI_EXIT_UNREACHABLE;
-		}
+		if (!secret)
+			return cli_out_of_secure_memory(cli);
 		if ((code = load_secret(cli, secret_file, secret)) != CLI_EXIT_OK) {
 			kms_secure_free(secret);
 			return code;
@@ -452,6 +451,18 @@ int cli_connect(struct cli *cli, kms_client **out)
 	if (st != KMS_OK)
 		return cli_report(cli, &err);
 	return CLI_EXIT_OK;
+}
+
+int cli_parse_and_connect(struct cli *cli, int argc, char **argv, int min, int max,
+                          kms_client **client)
+{
+	*client = NULL;
+	int code = cli_parse_args(cli, argc, argv, min, max);
+	if (code != CLI_PROCEED)
+		return code;
+	if ((code = cli_connect(cli, client)) != CLI_EXIT_OK)
+		return code;
+	return CLI_PROCEED;
 }
 
 int cli_report(struct cli *cli, const kms_error *err)
@@ -473,4 +484,16 @@ int cli_report(struct cli *cli, const kms_error *err)
 		        err->message[0] ? err->message : kms_status_name(err->status));
 		return CLI_EXIT_UNREACHABLE;
 	}
+}
+
+int cli_out_of_memory(struct cli *cli)
+{
+	fprintf(cli->err, "%s: out of memory\n", cli->prog);
+	return CLI_EXIT_UNREACHABLE;
+}
+
+int cli_out_of_secure_memory(struct cli *cli)
+{
+	fprintf(cli->err, "%s: out of secure memory\n", cli->prog);
+	return CLI_EXIT_UNREACHABLE;
 }

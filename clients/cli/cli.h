@@ -149,6 +149,11 @@ int cli_parse_args(struct cli *cli, int argc, char **argv, int min, int max);
  * prints the usage error itself. */
 bool cli_positionals(struct cli *cli, int argc, char **argv, int min, int max);
 
+/* Ends a cli_getopt loop whose last result was opt (one of CLI_GETOPT_*):
+ * then checks min..max positionals. Returns CLI_PROCEED to go on, or the
+ * exit code to return (--help, usage error). */
+int cli_getopt_end(struct cli *cli, int opt, int argc, char **argv, int min, int max);
+
 /* Prints a usage error "PATH: what" and returns CLI_EXIT_USAGE. */
 int cli_usage_error(struct cli *cli, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -162,10 +167,21 @@ void cli_usage(struct cli *cli, FILE *to);
  * defaults). Returns an exit code; *out is NULL unless CLI_EXIT_OK. */
 int cli_connect(struct cli *cli, kms_client **out);
 
+/* cli_parse_args, then cli_connect: for commands with no options of their
+ * own that talk to kmsd. Returns CLI_PROCEED with *client open (close it),
+ * or the exit code to return with *client NULL. */
+int cli_parse_and_connect(struct cli *cli, int argc, char **argv, int min, int max,
+                          kms_client **client);
+
 /* Reports a failed call and returns its exit code:
  * "PROG: STATUS: message" and 1 when kmsd said no, "PROG: message" and 3
  * for transport and protocol failures, 2 for arguments refused locally. */
 int cli_report(struct cli *cli, const kms_error *err);
+
+/* "PROG: out of memory" (or "out of secure memory"); returns
+ * CLI_EXIT_UNREACHABLE. */
+int cli_out_of_memory(struct cli *cli);
+int cli_out_of_secure_memory(struct cli *cli);
 
 /* ---- parsing ---- */
 
@@ -190,6 +206,11 @@ size_t cli_b64_len(size_t n);
 
 /* Writes the encoding and a NUL; out_cap must be at least cli_b64_len(n)+1. */
 bool cli_b64_encode(const uint8_t *in, size_t n, char *out, size_t out_cap);
+
+/* The encoding of n bytes in fresh secure memory (kms_secure_free it), NUL
+ * terminated, with room for one more character (a newline) before the NUL:
+ * for a secret's base64. NULL when out of secure memory. */
+char *cli_b64_secure(const uint8_t *in, size_t n);
 
 /*
  * Strict decoding: whitespace (space, tab, CR, LF) is trimmed at the end

@@ -84,6 +84,17 @@ bool cli_b64_encode(const uint8_t *in, size_t n, char *out, size_t out_cap)
 	return true;
 }
 
+char *cli_b64_secure(const uint8_t *in, size_t n)
+{
+	size_t cap = cli_b64_len(n) + 2; /* the newline and the NUL */
+	char *text = kms_secure_alloc(cap);
+	if (text && !cli_b64_encode(in, n, text, cap)) {
+		kms_secure_free(text);
+		text = NULL;
+	}
+	return text;
+}
+
 static int b64_value(char ch)
 {
 	if (ch >= 'A' && ch <= 'Z')

@@ -174,8 +174,7 @@ int cli_json_write(struct cli *cli, const char *path, json_t *json)
 	if (!text || json_dumpb(json, text, len, FLAGS) != len) {
 		json_decref(json);
 		kms_secure_free(text);
-		fprintf(cli->err, "%s: out of memory\n", cli->prog);
-		return CLI_EXIT_UNREACHABLE;
+		return cli_out_of_memory(cli);
 	}
 	json_decref(json);
 	text[len] = '\n';

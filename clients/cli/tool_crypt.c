@@ -68,11 +68,7 @@ static int parse(struct cli *cli, int argc, char **argv, const struct option *op
 			return cli_usage_error(cli, "option not handled");
 		}
 	}
-	if (opt != CLI_GETOPT_DONE)
-		return cli_getopt_exit(opt);
-	if (!cli_positionals(cli, argc, argv, 0, 0))
-		return CLI_EXIT_USAGE;
-	return CLI_PROCEED;
+	return cli_getopt_end(cli, opt, argc, argv, 0, 0);
 }
 
 static void args_free(struct crypt_args *a)
@@ -93,10 +89,8 @@ static int read_blob(struct cli *cli, const char *path, bool raw_in, uint8_t **b
 
 	*blob = NULL;
 	*blob_len = 0;
-	if (!input) {
-		fprintf(cli->err, "%s: out of memory\n", cli->prog);
-		return CLI_EXIT_UNREACHABLE;
-	}
+	if (!input)
+		return cli_out_of_memory(cli);
 	if ((code = cli_read_input(cli, path, input, cap, &len, &total)) != CLI_EXIT_OK)
 		goto fail;
 	if (total > cap || len == 0) {
@@ -111,8 +105,7 @@ static int read_blob(struct cli *cli, const char *path, bool raw_in, uint8_t **b
 	}
 	uint8_t *decoded = malloc(len / 4 * 3 + 3);
 	if (!decoded) {
-		fprintf(cli->err, "%s: out of memory\n", cli->prog);
-		code = CLI_EXIT_UNREACHABLE;
+		code = cli_out_of_memory(cli);
 		goto fail;
 	}
 	if (!cli_b64_decode((const char *)input, len, decoded, len / 4 * 3 + 3, blob_len)) {
@@ -140,8 +133,7 @@ static int write_blob(struct cli *cli, const struct crypt_args *a, const kms_cip
 	int code;
 	if (!text || !cli_b64_encode(ct->blob, ct->blob_len, text, text_cap)) {
 		free(text);
-		fprintf(cli->err, "%s: out of memory\n", cli->prog);
-		return CLI_EXIT_UNREACHABLE;
+		return cli_out_of_memory(cli);
 	}
 	if (cli->json) {
 		json_t *j = json_pack("{s:s, s:o, s:I}", "ciphertext_blob", text, "key_id",
@@ -190,8 +182,7 @@ int tool_encrypt(struct cli *cli, int argc, char **argv)
 	}
 	plaintext = kms_secure_alloc(TOOL_ENCRYPT_MAX);
 	if (!plaintext) {
-		fprintf(cli->err, "%s: out of secure memory\n", cli->prog);
-		code = CLI_EXIT_UNREACHABLE;
+		code = cli_out_of_secure_memory(cli);
 		goto out;
 	}
 	if ((code = cli_read_input(cli, a.in, plaintext, TOOL_ENCRYPT_MAX, &len, &total)) !=
@@ -246,7 +237,6 @@ int tool_decrypt(struct cli *cli, int argc, char **argv)
 	uint8_t *blob = NULL;
 	size_t blob_len;
 	char *text = NULL;
-	size_t text_cap = 0;
 	int code = parse(cli, argc, argv, opts, &a);
 
 	if (code != CLI_PROCEED)
@@ -266,11 +256,8 @@ int tool_decrypt(struct cli *cli, int argc, char **argv)
 	}
 	/* JSON carries the plaintext in base64; both copies are wiped (jansson's
 	 * through the wiping allocator kms installs). */
-	text_cap = cli_b64_len(pt.len) + 1;
-	text = kms_secure_alloc(text_cap);
-	if (!text || !cli_b64_encode(pt.bytes, pt.len, text, text_cap)) {
-		fprintf(cli->err, "%s: out of secure memory\n", cli->prog);
-		code = CLI_EXIT_UNREACHABLE;
+	if (!(text = cli_b64_secure(pt.bytes, pt.len))) {
+		code = cli_out_of_secure_memory(cli);
 		goto out;
 	}
 	code = cli_json_write(cli, a.out,

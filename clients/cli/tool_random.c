@@ -18,18 +18,6 @@ enum {
 	OPT_RAW,
 };
 
-/* base64 of bytes into a fresh secure buffer (kms_secure_free it). */
-static char *b64_secure(const uint8_t *bytes, size_t len)
-{
-	size_t cap = cli_b64_len(len) + 1;
-	char *text = kms_secure_alloc(cap);
-	if (text && !cli_b64_encode(bytes, len, text, cap)) {
-		kms_secure_free(text);
-		text = NULL;
-	}
-	return text;
-}
-
 int tool_data_key(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -67,16 +55,9 @@ int tool_data_key(struct cli *cli, int argc, char **argv)
 			code = cli_usage_error(cli, "option not handled");
 		}
 	}
-	if (code != CLI_EXIT_OK)
+	if (code != CLI_EXIT_OK ||
+	    (code = cli_getopt_end(cli, opt, argc, argv, 0, 0)) != CLI_PROCEED)
 		goto out;
-	if (opt != CLI_GETOPT_DONE) {
-		code = cli_getopt_exit(opt);
-		goto out;
-	}
-	if (!cli_positionals(cli, argc, argv, 0, 0)) {
-		code = CLI_EXIT_USAGE;
-		goto out;
-	}
 	if (!key_id) {
 		code = cli_usage_error(cli, "--key KEY is required");
 		goto out;
@@ -91,11 +72,10 @@ int tool_data_key(struct cli *cli, int argc, char **argv)
 		code = cli_report(cli, &err);
 		goto out;
 	}
-	blob_text = b64_secure(dk.blob, dk.blob_len);
-	key_text = dk.plaintext ? b64_secure(dk.plaintext, dk.plaintext_len) : NULL;
+	blob_text = cli_b64_secure(dk.blob, dk.blob_len);
+	key_text = dk.plaintext ? cli_b64_secure(dk.plaintext, dk.plaintext_len) : NULL;
 	if (!blob_text || (dk.plaintext && !key_text)) {
-		fprintf(cli->err, "%s: out of secure memory\n", cli->prog);
-		code = CLI_EXIT_UNREACHABLE;
+		code = cli_out_of_secure_memory(cli);
 		goto out;
 	}
 	if (cli->json) {
@@ -113,8 +93,7 @@ int tool_data_key(struct cli *cli, int argc, char **argv)
 	size_t key_len = key_text ? strlen(key_text) : 0, blob_len = strlen(blob_text);
 	lines = kms_secure_alloc(key_len + blob_len + 2);
 	if (!lines) {
-		fprintf(cli->err, "%s: out of secure memory\n", cli->prog);
-		code = CLI_EXIT_UNREACHABLE;
+		code = cli_out_of_secure_memory(cli);
 		goto out;
 	}
 	size_t used = 0;
@@ -160,10 +139,8 @@ int tool_random(struct cli *cli, int argc, char **argv)
 		else
 			return cli_usage_error(cli, "option not handled");
 	}
-	if (opt != CLI_GETOPT_DONE)
-		return cli_getopt_exit(opt);
-	if (!cli_positionals(cli, argc, argv, 1, 1))
-		return CLI_EXIT_USAGE;
+	if ((code = cli_getopt_end(cli, opt, argc, argv, 1, 1)) != CLI_PROCEED)
+		return code;
 	if (!cli_parse_u32(argv[optind], 1, KMS_GENERATE_RANDOM_MAX, &n))
 		return cli_usage_error(cli, "N is 1..%d", KMS_GENERATE_RANDOM_MAX);
 	if ((code = cli_connect(cli, &client)) != CLI_EXIT_OK)
@@ -176,11 +153,8 @@ int tool_random(struct cli *cli, int argc, char **argv)
 		code = cli_write_output(cli, out, random, n);
 		goto out;
 	}
-	size_t cap = cli_b64_len(n) + 2;
-	text = kms_secure_alloc(cap);
-	if (!text || !cli_b64_encode(random, n, text, cap)) {
-		fprintf(cli->err, "%s: out of secure memory\n", cli->prog);
-		code = CLI_EXIT_UNREACHABLE;
+	if (!(text = cli_b64_secure(random, n))) {
+		code = cli_out_of_secure_memory(cli);
 		goto out;
 	}
 	if (cli->json) {
