@@ -86,10 +86,27 @@ static void request_context(const Kms__Request *req, Kms__StringPair ***pairs, s
 	}
 }
 
-/* The key the request named (its operation's key_id field), for a request
- * that ended before a handler resolved one: a denied or failed use of a key
- * must still say which key. "" when there is none, or when it is not a
- * well-formed key id or alias (a refused request's field may be anything). */
+/* A batch names its keys in its items: the first item, or NULL. */
+static const ProtobufCMessage *batch_first_item(const Kms__Request *req)
+{
+	switch (req->op_case) {
+	case KMS__REQUEST__OP_BATCH_ENCRYPT:
+		return req->batch_encrypt->n_items ? &req->batch_encrypt->items[0]->base : NULL;
+	case KMS__REQUEST__OP_BATCH_DECRYPT:
+		return req->batch_decrypt->n_items ? &req->batch_decrypt->items[0]->base : NULL;
+	case KMS__REQUEST__OP_BATCH_GENERATE_DATA_KEY:
+		return req->batch_generate_data_key->n_items
+		               ? &req->batch_generate_data_key->items[0]->base : NULL;
+	default:
+		return NULL;
+	}
+}
+
+/* The key the request named (its operation's key_id field; a batch's first
+ * item's), for a request that ended before a handler resolved one: a denied
+ * or failed use of a key must still say which key. "" when there is none,
+ * or when it is not a well-formed key id or alias (a refused request's field
+ * may be anything). */
 static const char *requested_key(const Kms__Request *req)
 {
 	if (!req)
@@ -102,6 +119,11 @@ static const char *requested_key(const Kms__Request *req)
 	const ProtobufCMessage *msg = *(ProtobufCMessage *const *)((const char *)req + op->offset);
 	if (!msg)
 		return "";
+	/* A batch's own message has no key_id: take its first item's, so an
+	 * alias too long for ctx->audit.key_id (op_note_key) is still named. */
+	const ProtobufCMessage *item = batch_first_item(req);
+	if (item)
+		msg = item;
 	const ProtobufCFieldDescriptor *field =
 	        protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, "key_id");
 	if (!field || field->type != PROTOBUF_C_TYPE_STRING ||

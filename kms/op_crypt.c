@@ -269,7 +269,7 @@ kms_status op_generate_data_key_without_plaintext(op_ctx *ctx, const Kms__Reques
 /*
  * Batches: each item is validated and handled alone, so one bad item fails
  * alone with its own status and message. The audit entry records the batch
- * (its first key).
+ * (the first key an item used, not the last: BATCH_HANDLER restores it).
  */
 #define BATCH_HANDLER(fn, ReqT, ResultT, RespT, req_field, item_validate, item_fn, \
                       result_init, resp_init, rcase)                        \
@@ -278,6 +278,9 @@ kms_status op_generate_data_key_without_plaintext(op_ctx *ctx, const Kms__Reques
 		const ReqT *b = req->req_field;                                   \
 		RespT *out = arena_alloc(ctx->arena, sizeof *out);                \
 		ResultT **results = arena_alloc(ctx->arena, b->n_items * sizeof *results); \
+		/* Each item notes its key over the last: keep the first. */      \
+		char first_key[sizeof ctx->audit.key_id] = "";                    \
+		uint32_t first_version = 0;                                       \
 		KMS_ENSURE(out && results, KMS_INTERNAL, "out of request memory"); \
 		resp_init(out);                                                   \
 		for (size_t i = 0; i < b->n_items; i++) {                         \
@@ -296,7 +299,13 @@ kms_status op_generate_data_key_without_plaintext(op_ctx *ctx, const Kms__Reques
 				KMS_ENSURE(r->message, KMS_INTERNAL, "out of request memory"); \
 			}                                                         \
 			results[i] = r;                                           \
+			if (!first_key[0] && ctx->audit.key_id[0]) {              \
+				memcpy(first_key, ctx->audit.key_id, sizeof first_key); \
+				first_version = ctx->audit.key_version;           \
+			}                                                         \
 		}                                                                 \
+		if (first_key[0])                                                 \
+			op_note_key(ctx, first_key, first_version);               \
 		out->n_results = b->n_items;                                      \
 		out->results = results;                                           \
 		resp->req_field = out;                                            \

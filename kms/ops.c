@@ -334,6 +334,14 @@ size_t ops_index(const op_entry *op)
 
 void op_note_key(op_ctx *ctx, const char *key_id, uint32_t key_version)
 {
+	/* The slot holds any valid reference whole; a cut one could name
+	 * another key in the log, so anything longer is recorded as none (the
+	 * entry then takes the request's own, validated, reference). */
+	if (strlen(key_id) >= sizeof ctx->audit.key_id) {
+		ctx->audit.key_id[0] = '\0';
+		ctx->audit.key_version = 0;
+		return;
+	}
 	snprintf(ctx->audit.key_id, sizeof ctx->audit.key_id, "%s", key_id);
 	ctx->audit.key_version = key_version;
 }

@@ -13,6 +13,7 @@
 #include <kms/status.h>
 
 #include "arena.h"
+#include "keyid.h"
 #include "caller.h"
 #include "kmsd.h"
 
@@ -25,7 +26,7 @@ typedef enum op_role {
 
 /* What a handler learns that the audit entry records (never secret bytes). */
 typedef struct op_audit_info {
-	char key_id[40];
+	char key_id[KMS_ALIAS_TEXT_MAX + 1]; /* a key id, or the alias it was asked by */
 	uint32_t key_version;
 	const Kms__Request *request; /* for its encryption context */
 } op_audit_info;
