@@ -29,6 +29,7 @@ typedef struct worker {
 	pthread_mutex_t lock; /* orders "start a receive" against drain's cancel */
 	bool receiving;
 	bool started;
+	bool ctx_open;
 } worker;
 
 typedef struct listener {
@@ -256,6 +257,7 @@ static kms_status start_workers(server *s)
 		w->srv = s;
 		pthread_mutex_init(&w->lock, NULL);
 		int rv = nng_ctx_open(&w->ctx, s->sock);
+		w->ctx_open = rv == 0;
 		if (rv == 0)
 			rv = nng_aio_alloc(&w->aio, NULL, NULL);
 		if (rv != 0)
@@ -322,6 +324,15 @@ void server_drain_and_close(server *s)
 	for (unsigned i = 0; i < s->n_workers; i++)
 		if (s->workers[i].started)
 			pthread_join(s->workers[i].thread, NULL);
+	/* Contexts and their aios first: NNG's socket close waits for every
+	 * context to be released, and could wait forever on one still open. */
+	for (unsigned i = 0; i < s->n_workers; i++) {
+		worker *w = &s->workers[i];
+		if (w->aio)
+			nng_aio_stop(w->aio);
+		if (w->ctx_open)
+			nng_ctx_close(w->ctx);
+	}
 	if (s->sock_open)
 		nng_close(s->sock); /* closes listeners and pipes too */
 	for (unsigned i = 0; i < s->n_workers; i++) {
