@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
@@ -305,6 +306,66 @@ out:
 	return KMS_OK;
 }
 
+/* NNG 1.5.2 can deadlock in nng_close (nanomsg/nng#1543, fixed after
+ * 1.5.2), seen here about once in ten drains under load. The socket is
+ * closed on a thread of its own; if that does not finish in time, kmsd
+ * exits without it: every reply has been sent and every worker has
+ * stopped by then, and the OS releases the rest. */
+#define SOCKET_CLOSE_WAIT_MS 3000
+
+/* A server whose socket never closed: kept reachable, not freed. */
+static server *volatile left_to_the_os;
+
+typedef struct socket_closer {
+	nng_socket sock;
+	pthread_mutex_t lock;
+	pthread_cond_t done_cv;
+	bool done;
+} socket_closer;
+
+static void *close_socket(void *arg)
+{
+	socket_closer *c = arg;
+	nng_close(c->sock);
+	pthread_mutex_lock(&c->lock);
+	c->done = true;
+	pthread_cond_signal(&c->done_cv);
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* True when the socket closed; false when it was left to the OS. */
+static bool close_socket_bounded(nng_socket sock)
+{
+	static socket_closer closer; /* outlives us if the close never returns */
+	closer.sock = sock;
+	pthread_mutex_init(&closer.lock, NULL);
+	pthread_cond_init(&closer.done_cv, NULL);
+	pthread_t thread;
+	if (pthread_create(&thread, NULL, close_socket, &closer) != 0) {
+		nng_close(sock);
+		return true;
+	}
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += SOCKET_CLOSE_WAIT_MS / 1000;
+	pthread_mutex_lock(&closer.lock);
+	while (!closer.done &&
+	       pthread_cond_timedwait(&closer.done_cv, &closer.lock, &until) == 0)
+		;
+	bool done = closer.done;
+	pthread_mutex_unlock(&closer.lock);
+	if (done) {
+		pthread_join(thread, NULL);
+		return true;
+	}
+	pthread_detach(thread);
+	kmsd_log("warn", "the NNG socket did not close within %d ms (NNG 1.5.2 close "
+	         "deadlock); exiting without it: every reply was already sent",
+	         SOCKET_CLOSE_WAIT_MS);
+	return false;
+}
+
 void server_drain_and_close(server *s)
 {
 	if (!s)
@@ -324,8 +385,11 @@ void server_drain_and_close(server *s)
 	for (unsigned i = 0; i < s->n_workers; i++)
 		if (s->workers[i].started)
 			pthread_join(s->workers[i].thread, NULL);
-	/* Contexts and their aios first: NNG's socket close waits for every
-	 * context to be released, and could wait forever on one still open. */
+	/* The workers are gone: wipe their arenas whatever NNG does next. */
+	for (unsigned i = 0; i < s->n_workers; i++) {
+		arena_free(s->workers[i].arena);
+		s->workers[i].arena = NULL;
+	}
 	for (unsigned i = 0; i < s->n_workers; i++) {
 		worker *w = &s->workers[i];
 		if (w->aio)
@@ -333,13 +397,14 @@ void server_drain_and_close(server *s)
 		if (w->ctx_open)
 			nng_ctx_close(w->ctx);
 	}
-	if (s->sock_open)
-		nng_close(s->sock); /* closes listeners and pipes too */
+	if (s->sock_open && !close_socket_bounded(s->sock)) {
+		left_to_the_os = s; /* NNG may still use its aios: keep them */
+		return;
+	}
 	for (unsigned i = 0; i < s->n_workers; i++) {
 		worker *w = &s->workers[i];
 		if (w->aio)
 			nng_aio_free(w->aio);
-		arena_free(w->arena);
 		pthread_mutex_destroy(&w->lock);
 	}
 	free(s->workers);
