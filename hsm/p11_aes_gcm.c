@@ -84,6 +84,15 @@ static kms_status decrypt_failure(hsm *h, const gcm_call *c, const char *call, C
 	 * key and parameters, so a general error there is taken as a tag
 	 * mismatch: failing closed as "not authentic" is the safe reading.
 	 */
+	/* A real device fault must not pass for a bad ciphertext (a client
+	 * could throw good data away): after SoftHSM's CKR_GENERAL_ERROR, one
+	 * C_GenerateRandom on the same thread's session tells them apart. */
+	uint8_t probe[1];
+	if (rv == CKR_GENERAL_ERROR && strcmp(call, "C_Decrypt") == 0 &&
+	    hsm_random(h, probe, sizeof probe) != KMS_OK)
+		return KMS_FAIL(KMS_HSM_UNAVAILABLE, "hsm: C_Decrypt key %s on token \"%s\" -> %s, "
+		                "and the token then failed a random-number probe: HSM fault",
+		                hsm_id_to_text(c->key).s, h->token_label, hsm_rv_name(rv));
 	if (rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE ||
 	    (rv == CKR_GENERAL_ERROR && strcmp(call, "C_Decrypt") == 0))
 		return KMS_FAIL(KMS_INVALID_CIPHERTEXT,

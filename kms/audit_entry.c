@@ -216,8 +216,18 @@ static kms_status build(const audit_facts *f, bool full_context, char **out, siz
 	bad |= json_object_set_new(e, "key_version", json_integer(ctx->audit.key_version));
 	bad |= json_object_set_new(e, "encryption_context", context);
 	size_t items = batch_items(ctx->audit.request);
-	if (items)
+	if (items) {
 		bad |= json_object_set_new(e, "batch_items", json_integer((json_int_t)items));
+		json_t *keys = json_array();
+		for (size_t i = 0; keys && i < ctx->audit.n_batch_keys; i++)
+			bad |= json_array_append_new(keys, json_string(ctx->audit.batch_keys[i]));
+		bad |= json_object_set_new(e, "batch_keys", keys);
+		if (ctx->audit.batch_keys_more)
+			bad |= json_object_set_new(e, "batch_key_uses_unlisted",
+			                           json_integer((json_int_t)ctx->audit.batch_keys_more));
+		bad |= json_object_set_new(e, "batch_failed",
+		                           json_integer((json_int_t)ctx->audit.batch_failed));
+	}
 	bad |= json_object_set_new(e, "status", json_string(kms_status_name(f->status)));
 	bad |= json_object_set_new(e, "error", json_string(f->error));
 	bad |= json_object_set_new(e, "latency_us", json_integer((json_int_t)f->latency_us));

@@ -21,6 +21,8 @@
 #include "hsm.h"
 #include "keyring.h"
 #include "kmsd.h"
+#include <kms/secmem.h>
+
 #include "audit.h"
 #include "http.h"
 #include "server.h"
@@ -159,7 +161,16 @@ int main(int argc, char **argv)
 		.pin_file = d.cfg.hsm_pin_file[0] ? d.cfg.hsm_pin_file : NULL,
 		.pin_env = d.cfg.hsm_pin_env[0] ? d.cfg.hsm_pin_env : NULL,
 	};
-	if (hsm_open(&hc, &d.hsm) != KMS_OK) {
+	kms_status opened = hsm_open(&hc, &d.hsm);
+	if (hc.pin_env) {
+		/* The HSM layer keeps its own locked copy: take the PIN out of the
+		 * environment (and /proc/PID/environ) and away from any child. */
+		char *value = getenv(hc.pin_env);
+		if (value)
+			kms_wipe(value, strlen(value));
+		unsetenv(hc.pin_env);
+	}
+	if (opened != KMS_OK) {
 		kmsd_log("fatal", "%s", kms_error_message());
 		goto out;
 	}

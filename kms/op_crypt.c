@@ -7,7 +7,8 @@
  * the canonical encryption context (docs/ciphertext-format.md), and the HSM
  * does AES-256-GCM. Opening: the blob is parsed strictly, its region must be
  * ours, and the HSM verifies the tag before any plaintext exists. Plaintexts
- * live only in the worker's arena (locked, wiped after the reply).
+ * live in the worker's arena (locked, wiped after the reply) and, once
+ * packed, in the reply NNG sends (freed unwiped: docs/security.md).
  */
 #include <string.h>
 
@@ -35,6 +36,17 @@ typedef struct opened {
 	char *key_id;
 	uint32_t key_version;
 } opened;
+
+/* The keyring said this version is active, so its HSM object missing is an
+ * HSM fault, not a request for an unknown key. */
+static kms_status hsm_missing_is_fault(kms_status st, const keyring_key_use *use)
+{
+	if (st != KMS_NOT_FOUND)
+		return st;
+	return KMS_FAIL(KMS_HSM_UNAVAILABLE, "hsm: the object of key %s version %u is missing "
+	                "from the token: restore the token or destroy the version",
+	                use->key_id_text, use->version);
+}
 
 /* The canonical context encoding, in the arena. */
 static kms_status encode_context(op_ctx *ctx, Kms__StringPair *const *pairs, size_t n,
@@ -75,8 +87,10 @@ static kms_status seal(op_ctx *ctx, const char *key_ref, const uint8_t *plaintex
 	KMS_ENSURE(aad && sealed_bytes && blob, KMS_INTERNAL, "out of request memory");
 	KMS_GUARD(blob_aad_build(header.bytes, header.len, context, context_len, aad,
 	                         blob_aad_len(header.len, context_len), &aad_len));
-	KMS_GUARD(hsm_aes_gcm_encrypt(ctx->d->hsm, &use.object, iv, aad, aad_len, plaintext,
-	                              plaintext_len, sealed_bytes, blob_sealed_len(&header)));
+	KMS_GUARD(hsm_missing_is_fault(hsm_aes_gcm_encrypt(ctx->d->hsm, &use.object, iv, aad,
+	                                                   aad_len, plaintext, plaintext_len,
+	                                                   sealed_bytes, blob_sealed_len(&header)),
+	                               &use));
 	KMS_GUARD(blob_assemble(&header, sealed_bytes, blob_sealed_len(&header), blob,
 	                        blob_total_len(&header), &blob_len));
 	out->blob.data = blob;
@@ -122,6 +136,7 @@ static kms_status open_blob(op_ctx *ctx, ProtobufCBinaryData blob_bytes,
 	                         blob_aad_len(blob.header_len, context_len), &aad_len));
 	st = hsm_aes_gcm_decrypt(ctx->d->hsm, &use.object, blob.iv, aad, aad_len, blob.sealed,
 	                         blob.sealed_len, plaintext, blob.ciphertext_len);
+	st = hsm_missing_is_fault(st, &use);
 	if (st == KMS_INVALID_CIPHERTEXT)
 		return KMS_FAIL(KMS_INVALID_CIPHERTEXT, "blob under key %s version %u does not "
 		                "authenticate: wrong encryption context, or altered", blob_key,
@@ -266,10 +281,28 @@ kms_status op_generate_data_key_without_plaintext(op_ctx *ctx, const Kms__Reques
 	return KMS_OK;
 }
 
+/* Adds the key the last item noted to the batch's audit list, once. */
+static void note_batch_key(op_ctx *ctx)
+{
+	op_audit_info *a = &ctx->audit;
+	if (!a->key_id[0] || !a->batch_keys)
+		return;
+	for (size_t i = 0; i < a->n_batch_keys; i++)
+		if (!strcmp(a->batch_keys[i], a->key_id))
+			return;
+	if (a->n_batch_keys == OP_BATCH_KEYS_MAX) {
+		a->batch_keys_more++; /* counts uses past the list, not distinct keys */
+		return;
+	}
+	memcpy(a->batch_keys[a->n_batch_keys++], a->key_id, sizeof a->key_id);
+}
+
 /*
  * Batches: each item is validated and handled alone, so one bad item fails
- * alone with its own status and message. The audit entry records the batch
- * (the first key an item used, not the last: BATCH_HANDLER restores it).
+ * alone with its own status and message. The audit entry records the batch:
+ * its first key and context (the first an item used, not the last:
+ * BATCH_HANDLER restores it), every distinct key the items used, and how
+ * many items failed.
  */
 #define BATCH_HANDLER(fn, ReqT, ResultT, RespT, req_field, item_validate, item_fn, \
                       result_init, resp_init, rcase)                        \
@@ -281,13 +314,17 @@ kms_status op_generate_data_key_without_plaintext(op_ctx *ctx, const Kms__Reques
 		/* Each item notes its key over the last: keep the first. */      \
 		char first_key[sizeof ctx->audit.key_id] = "";                    \
 		uint32_t first_version = 0;                                       \
-		KMS_ENSURE(out && results, KMS_INTERNAL, "out of request memory"); \
+		ctx->audit.batch_keys = arena_alloc(ctx->arena, OP_BATCH_KEYS_MAX * \
+		                                    sizeof *ctx->audit.batch_keys); \
+		KMS_ENSURE(out && results && ctx->audit.batch_keys, KMS_INTERNAL, \
+		           "out of request memory");                              \
 		resp_init(out);                                                   \
 		for (size_t i = 0; i < b->n_items; i++) {                         \
 			ResultT *r = arena_alloc(ctx->arena, sizeof *r);          \
 			KMS_ENSURE(r, KMS_INTERNAL, "out of request memory");     \
 			result_init(r);                                           \
 			kms_error_clear();                                        \
+			ctx->audit.key_id[0] = '\0'; /* this item's key only */   \
 			kms_status st = item_validate(b->items[i]);               \
 			if (st == KMS_OK)                                         \
 				st = item_fn(ctx, b->items[i], &r->result);       \
@@ -299,6 +336,8 @@ kms_status op_generate_data_key_without_plaintext(op_ctx *ctx, const Kms__Reques
 				KMS_ENSURE(r->message, KMS_INTERNAL, "out of request memory"); \
 			}                                                         \
 			results[i] = r;                                           \
+			ctx->audit.batch_failed += st != KMS_OK;                  \
+			note_batch_key(ctx);                                      \
 			if (!first_key[0] && ctx->audit.key_id[0]) {              \
 				memcpy(first_key, ctx->audit.key_id, sizeof first_key); \
 				first_version = ctx->audit.key_version;           \

@@ -25,10 +25,18 @@ typedef enum op_role {
 } op_role;
 
 /* What a handler learns that the audit entry records (never secret bytes). */
+#define OP_BATCH_KEYS_MAX 32 /* distinct keys a batch's audit entry names */
+
 typedef struct op_audit_info {
 	char key_id[KMS_ALIAS_TEXT_MAX + 1]; /* a key id, or the alias it was asked by */
 	uint32_t key_version;
 	const Kms__Request *request; /* for its encryption context */
+	/* Batches: every distinct key its items used (the first
+	 * OP_BATCH_KEYS_MAX, and how many more), and how many items failed. */
+	char (*batch_keys)[KMS_ALIAS_TEXT_MAX + 1];
+	size_t n_batch_keys;
+	size_t batch_keys_more;
+	size_t batch_failed;
 } op_audit_info;
 
 /* One request in flight on one worker. */

@@ -185,6 +185,11 @@ static kms_status admit(op_ctx *ctx)
 	if (who->transport == CALLER_TLS && !who->tls_verified)
 		return KMS_FAIL(KMS_ACCESS_DENIED, "TLS peer %s presented no verified client "
 		                "certificate", who->source);
+	/* Plain tcp:// exists only with insecure_dev; a pipe whose listener is
+	 * not known is counted as plain tcp, so it is refused here too. */
+	if (who->transport == CALLER_TCP && !ctx->d->cfg.insecure_dev)
+		return KMS_FAIL(KMS_ACCESS_DENIED, "peer %s came over plain tcp without "
+		                "insecure_dev", who->source);
 	return KMS_OK;
 }
 

@@ -241,6 +241,13 @@ static void audit_records_what_was_asked(void **state)
 	entry = only_entry(&e, "hostile-batch-two-keys");
 	assert_string_equal(audit_str(entry, "status"), "OK");
 	assert_string_equal(audit_str(entry, "key_id"), key_a);
+	/* Every key the batch used is named, not only the first. */
+	json_t *keys = json_object_get(entry, "batch_keys");
+	assert_true(json_is_array(keys));
+	assert_int_equal(json_array_size(keys), 2);
+	assert_string_equal(json_string_value(json_array_get(keys, 0)), key_a);
+	assert_string_equal(json_string_value(json_array_get(keys, 1)), key_b);
+	assert_int_equal(json_integer_value(json_object_get(entry, "batch_failed")), 0);
 
 	entry = only_entry(&e, "hostile-nul-context");
 	assert_string_equal(audit_str(entry, "status"), "INVALID_ARGUMENT");
