@@ -3,6 +3,7 @@
  * one dialer per endpoint, one NNG context per call.
  */
 #include "client_internal.h"
+#include "nng_close.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -516,14 +517,22 @@ out:
 	return st;
 }
 
+/* How long kms_client_close waits for NNG (common/nng_close.h). */
+#define CLIENT_CLOSE_WAIT_MS 2000
+
 void kms_client_close(kms_client *client)
 {
 	if (!client)
 		return;
-	nng_close(client->socket);
+	bool closed = kms_nng_close_bounded(client->socket, CLIENT_CLOSE_WAIT_MS);
 	free(client->access_key_id);
-	kms_secure_free(client->secret);
-	free(client);
+	kms_secure_free(client->secret); /* wiped either way */
+	client->access_key_id = NULL;
+	client->secret = NULL;
+	if (closed)
+		free(client);
+	/* else: NNG 1.5.2 hung in nng_close; its thread may still touch the
+	 * socket, so the small struct is left allocated rather than freed. */
 }
 
 /* ---- one exchange ---- */

@@ -16,6 +16,7 @@
 
 #include "arena.h"
 #include "error.h"
+#include "nng_close.h"
 #include "pipeline.h"
 
 #define ARENA_CHUNK (256u << 10)
@@ -306,65 +307,13 @@ out:
 	return KMS_OK;
 }
 
-/* NNG 1.5.2 can deadlock in nng_close (nanomsg/nng#1543, fixed after
- * 1.5.2), seen here about once in ten drains under load. The socket is
- * closed on a thread of its own; if that does not finish in time, kmsd
- * exits without it: every reply has been sent and every worker has
- * stopped by then, and the OS releases the rest. */
+/* nng_close can hang in NNG 1.5.2 (common/nng_close.h): kmsd waits this
+ * long, then exits without it: every reply has been sent and every worker
+ * has stopped by then, and the OS releases the rest. */
 #define SOCKET_CLOSE_WAIT_MS 3000
 
 /* A server whose socket never closed: kept reachable, not freed. */
 static server *volatile left_to_the_os;
-
-typedef struct socket_closer {
-	nng_socket sock;
-	pthread_mutex_t lock;
-	pthread_cond_t done_cv;
-	bool done;
-} socket_closer;
-
-static void *close_socket(void *arg)
-{
-	socket_closer *c = arg;
-	nng_close(c->sock);
-	pthread_mutex_lock(&c->lock);
-	c->done = true;
-	pthread_cond_signal(&c->done_cv);
-	pthread_mutex_unlock(&c->lock);
-	return NULL;
-}
-
-/* True when the socket closed; false when it was left to the OS. */
-static bool close_socket_bounded(nng_socket sock)
-{
-	static socket_closer closer; /* outlives us if the close never returns */
-	closer.sock = sock;
-	pthread_mutex_init(&closer.lock, NULL);
-	pthread_cond_init(&closer.done_cv, NULL);
-	pthread_t thread;
-	if (pthread_create(&thread, NULL, close_socket, &closer) != 0) {
-		nng_close(sock);
-		return true;
-	}
-	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += SOCKET_CLOSE_WAIT_MS / 1000;
-	pthread_mutex_lock(&closer.lock);
-	while (!closer.done &&
-	       pthread_cond_timedwait(&closer.done_cv, &closer.lock, &until) == 0)
-		;
-	bool done = closer.done;
-	pthread_mutex_unlock(&closer.lock);
-	if (done) {
-		pthread_join(thread, NULL);
-		return true;
-	}
-	pthread_detach(thread);
-	kmsd_log("warn", "the NNG socket did not close within %d ms (NNG 1.5.2 close "
-	         "deadlock); exiting without it: every reply was already sent",
-	         SOCKET_CLOSE_WAIT_MS);
-	return false;
-}
 
 void server_drain_and_close(server *s)
 {
@@ -397,7 +346,10 @@ void server_drain_and_close(server *s)
 		if (w->ctx_open)
 			nng_ctx_close(w->ctx);
 	}
-	if (s->sock_open && !close_socket_bounded(s->sock)) {
+	if (s->sock_open && !kms_nng_close_bounded(s->sock, SOCKET_CLOSE_WAIT_MS)) {
+		kmsd_log("warn", "the NNG socket did not close within %d ms (NNG 1.5.2 close "
+		         "deadlock); exiting without it: every reply was already sent",
+		         SOCKET_CLOSE_WAIT_MS);
 		left_to_the_os = s; /* NNG may still use its aios: keep them */
 		return;
 	}

@@ -25,6 +25,7 @@
 
 #include <kms/client.h>
 #include <kms/client_raw.h>
+#include "nng_close.h"
 
 /* ---- the fake server ---- */
 
@@ -150,7 +151,7 @@ static void fake_stop(struct fake *f)
 {
 	atomic_store(&f->stop, true);
 	pthread_join(f->thread, NULL);
-	nng_close(f->socket);
+	(void)kms_nng_close_bounded(f->socket, 2000); /* NNG 1.5.2 close can hang */
 	if (f->last)
 		kms__request__free_unpacked(f->last, NULL);
 	free(f);

@@ -107,7 +107,7 @@ bool e2e_socket(const harness *h, int send_ms, int recv_ms, nng_socket *out)
 	nng_socket_set_ms(*out, NNG_OPT_RECONNMAXT, 50);
 	nng_socket_set_size(*out, NNG_OPT_RECVMAXSZ, 1u << 20);
 	if (nng_dial(*out, h->ipc_url, NULL, 0) != 0) {
-		nng_close(*out);
+		(void)kms_nng_close_bounded(*out, TEST_CLOSE_WAIT_MS);
 		return false;
 	}
 	return true;
@@ -283,7 +283,7 @@ const e2e_key *e2e_find_key(const e2e_key *keys, size_t n, const char *id)
 bool e2e_wait_exit(harness *h, int timeout_ms, int *exit_code)
 {
 	if (h->ipc_open) {
-		nng_close(h->ipc);
+		(void)kms_nng_close_bounded(h->ipc, TEST_CLOSE_WAIT_MS);
 		h->ipc_open = false;
 	}
 	*exit_code = -1;

@@ -138,7 +138,7 @@ static bool open_ipc(harness *h)
 	nng_socket_set_ms(h->ipc, NNG_OPT_REQ_RESENDTIME, 0);
 	nng_socket_set_size(h->ipc, NNG_OPT_RECVMAXSZ, 64u << 20);
 	if (nng_dial(h->ipc, h->ipc_url, NULL, NNG_FLAG_NONBLOCK) != 0) {
-		nng_close(h->ipc);
+		(void)kms_nng_close_bounded(h->ipc, TEST_CLOSE_WAIT_MS);
 		return false;
 	}
 	h->ipc_open = true;
@@ -182,7 +182,7 @@ bool harness_start(harness *h, const harness_options *opts)
 int harness_stop(harness *h)
 {
 	if (h->ipc_open) {
-		nng_close(h->ipc);
+		(void)kms_nng_close_bounded(h->ipc, TEST_CLOSE_WAIT_MS);
 		h->ipc_open = false;
 	}
 	if (h->pid <= 0)
@@ -203,7 +203,7 @@ int harness_stop(harness *h)
 void harness_kill9(harness *h)
 {
 	if (h->ipc_open) {
-		nng_close(h->ipc);
+		(void)kms_nng_close_bounded(h->ipc, TEST_CLOSE_WAIT_MS);
 		h->ipc_open = false;
 	}
 	if (h->pid > 0) {
@@ -267,7 +267,7 @@ uint8_t *harness_raw(const char *url, const uint8_t *bytes, size_t n, int timeou
 			nng_free(reply, *len);
 		}
 	}
-	nng_close(s);
+	(void)kms_nng_close_bounded(s, TEST_CLOSE_WAIT_MS);
 	return out;
 }
 

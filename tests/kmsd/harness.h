@@ -19,6 +19,12 @@
 
 #include <kms/kms.pb-c.h>
 
+#include "nng_close.h"
+
+/* Test sockets close through kms_nng_close_bounded: NNG 1.5.2's nng_close
+ * can hang (common/nng_close.h), and a test must not. */
+#define TEST_CLOSE_WAIT_MS 2000
+
 typedef struct harness {
 	char dir[512];       /* $KMS_TEST_TOKEN_DIR */
 	char config[600];

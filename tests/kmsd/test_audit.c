@@ -267,7 +267,7 @@ static void *burst_main(void *p)
 			break;
 		a->acked++;
 	}
-	nng_close(s);
+	(void)kms_nng_close_bounded(s, TEST_CLOSE_WAIT_MS);
 	return NULL;
 }
 

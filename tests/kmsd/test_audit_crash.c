@@ -195,7 +195,7 @@ static void *client_main(void *arg)
 		if (c->failure[0] || !r)
 			break;
 	}
-	nng_close(s);
+	(void)kms_nng_close_bounded(s, TEST_CLOSE_WAIT_MS);
 	return NULL;
 }
 
@@ -405,7 +405,7 @@ static void torn_tails_are_cut(void **state)
 		assert_non_null(r);
 		assert_int_equal(r->status, KMS__STATUS__OK);
 		kms__response__free_unpacked(r, NULL);
-		nng_close(s);
+		(void)kms_nng_close_bounded(s, TEST_CLOSE_WAIT_MS);
 	}
 	audit_cp cp;
 	audit_get_checkpoint(&H, &cp);

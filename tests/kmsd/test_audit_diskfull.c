@@ -119,7 +119,7 @@ static int encrypt_once(answers *a, const char *id, const char *key)
 	nng_socket s;
 	assert_true(e2e_socket(&H, 5000, 20000, &s));
 	Kms__Response *r = e2e_encrypt_on(s, id, key, (const uint8_t *)"disk-full", 9);
-	nng_close(s);
+	(void)kms_nng_close_bounded(s, TEST_CLOSE_WAIT_MS);
 	if (!r)
 		fail_msg("request %s: no answer (did kmsd die? see %s)", id, H.log);
 	int status = r->status;

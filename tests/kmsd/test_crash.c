@@ -732,7 +732,7 @@ static void test_kill9_loop(void **state)
 		harness_kill9(&g_h);
 		for (int i = 0; i < KILL9_CLIENTS; i++) {
 			pthread_join(clients[i].thread, NULL);
-			nng_close(clients[i].socket);
+			(void)kms_nng_close_bounded(clients[i].socket, TEST_CLOSE_WAIT_MS);
 		}
 		unsigned acked = 0, requests = 0;
 		for (int i = 0; i < KILL9_CLIENTS; i++) {

@@ -80,7 +80,7 @@ static void *client_main(void *arg)
 			c->answered_bad++;
 		kms__response__free_unpacked(r, NULL);
 	}
-	nng_close(s);
+	(void)kms_nng_close_bounded(s, TEST_CLOSE_WAIT_MS);
 	return NULL;
 }
 

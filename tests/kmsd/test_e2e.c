@@ -232,7 +232,7 @@ static void tls_with_client_certificate_works(void **state)
 	assert_memory_equal(r2->decrypt->plaintext.data, "over tls", 8);
 	kms__response__free_unpacked(r, NULL);
 	kms__response__free_unpacked(r2, NULL);
-	nng_close(s);
+	(void)kms_nng_close_bounded(s, TEST_CLOSE_WAIT_MS);
 }
 
 static void tls_without_client_certificate_is_refused(void **state)
@@ -247,7 +247,7 @@ static void tls_without_client_certificate_is_refused(void **state)
 	req.health = &h;
 	Kms__Response *r = harness_call_on(&H, s, &req);
 	assert_null(r); /* the handshake fails: no answer */
-	nng_close(s);
+	(void)kms_nng_close_bounded(s, TEST_CLOSE_WAIT_MS);
 }
 
 static void key_create_describe_list_update(void **state)

@@ -1,0 +1,22 @@
+/*
+ * nng_close.h: closing an NNG socket without risking a hang.
+ *
+ * NNG 1.5.2 (Debian 12) can deadlock in nng_close (nanomsg/nng#1543, fixed
+ * after 1.5.2); seen here in about one close in ten after requests timed
+ * out or a daemon drained under load. kms closes sockets through this.
+ */
+#ifndef KMS_COMMON_NNG_CLOSE_H
+#define KMS_COMMON_NNG_CLOSE_H
+
+#include <stdbool.h>
+
+#include <nng/nng.h>
+
+/* Closes sock on a thread of its own and waits at most wait_ms for it.
+ * True when it closed; false when it did not in time: the thread is left
+ * behind (detached) and the caller must keep everything NNG may still use
+ * (aios, contexts' memory) alive rather than free it. Blocks at most
+ * wait_ms. */
+bool kms_nng_close_bounded(nng_socket sock, unsigned wait_ms);
+
+#endif
