@@ -1,6 +1,7 @@
 #include <kms/secmem.h>
 
 #include <openssl/crypto.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -20,6 +21,13 @@ struct secmem_header {
 
 #define SECMEM_MAGIC 0x6b6d732d73656372ULL /* "kms-secr" */
 
+static atomic_size_t lock_failures;
+
+size_t kms_secure_lock_failures(void)
+{
+	return atomic_load_explicit(&lock_failures, memory_order_relaxed);
+}
+
 void kms_wipe(void *p, size_t len)
 {
 	if (p && len)
@@ -37,7 +45,8 @@ void *kms_secure_alloc(size_t len)
 	if (map == MAP_FAILED)
 		return NULL;
 	(void)madvise(map, map_len, MADV_DONTDUMP);
-	(void)mlock(map, map_len);
+	if (mlock(map, map_len) != 0)
+		atomic_fetch_add_explicit(&lock_failures, 1, memory_order_relaxed);
 	struct secmem_header *h = map;
 	h->map_len = map_len;
 	h->user_len = len;

@@ -218,6 +218,10 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	ticking = true;
+	if (kms_secure_lock_failures())
+		kmsd_log("warn", "%zu blocks of secret memory could not be locked in RAM "
+		         "(RLIMIT_MEMLOCK): secrets may reach swap; raise the limit "
+		         "(systemd: LimitMEMLOCK=)", kms_secure_lock_failures());
 	kmsd_log("info", "ready: region %s, %u workers, token \"%s\"", d.cfg.region,
 	         d.cfg.workers, d.cfg.hsm_token_label);
 

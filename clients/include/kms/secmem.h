@@ -20,6 +20,10 @@ extern "C" {
  * excluded from dumps and wiped. */
 KMS_EXPORT void *kms_secure_alloc(size_t len);
 
+/* How many blocks could not be locked in RAM so far (RLIMIT_MEMLOCK): their
+ * secrets may be swapped out. A daemon reports it at start-up. */
+KMS_EXPORT size_t kms_secure_lock_failures(void);
+
 /* Wipes and releases a block from kms_secure_alloc; NULL is ignored. */
 KMS_EXPORT void kms_secure_free(void *block);
 
