@@ -16,6 +16,17 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* The replay driver (fuzz_replay.c), shared by every target's replay test:
+ * fuzz_replay_run feeds one input (copied to a block of exactly its size);
+ * fuzz_replay_mutations feeds it, every prefix, byte flips and appends. */
+void fuzz_replay_run(const uint8_t *data, size_t len);
+void fuzz_replay_mutations(const uint8_t *data, size_t len);
+
+/* A target's own seeds and options, run before the corpus files: returns -1
+ * to go on, or the exit code to stop with. fuzz_replay.c has a default
+ * that does nothing; a target replaces it by defining this function. */
+int fuzz_replay_target_seeds(int argc, char **argv);
+
 /* A broken invariant is a crash: libFuzzer saves the input, replay fails. */
 #define FUZZ_CHECK(cond)                                                       \
 	do {                                                                   \

@@ -27,7 +27,7 @@
 static const uint8_t flip_masks[] = { 0x01, 0x80, 0xff };
 static size_t runs;
 
-static void run(const uint8_t *data, size_t len)
+void fuzz_replay_run(const uint8_t *data, size_t len)
 {
 	uint8_t *copy = malloc(len ? len : 1);
 	if (!copy) {
@@ -41,24 +41,24 @@ static void run(const uint8_t *data, size_t len)
 	runs++;
 }
 
-static void run_mutations(const uint8_t *data, size_t len)
+void fuzz_replay_mutations(const uint8_t *data, size_t len)
 {
 	static uint8_t work[REPLAY_FILE_MAX + REPLAY_APPEND_MAX];
 
-	run(data, len);
+	fuzz_replay_run(data, len);
 	for (size_t cut = 0; cut < len; cut++)
-		run(data, cut);
+		fuzz_replay_run(data, cut);
 	memcpy(work, data, len);
 	for (size_t i = 0; i < len; i++) {
 		for (size_t m = 0; m < sizeof flip_masks; m++) {
 			work[i] ^= flip_masks[m];
-			run(work, len);
+			fuzz_replay_run(work, len);
 			work[i] ^= flip_masks[m];
 		}
 	}
 	for (size_t extra = 1; extra <= REPLAY_APPEND_MAX; extra++) {
 		work[len + extra - 1] = (uint8_t)(0x41 * extra);
-		run(work, len + extra);
+		fuzz_replay_run(work, len + extra);
 	}
 }
 
@@ -66,20 +66,20 @@ static void run_builtin(void)
 {
 	static uint8_t fill[REPLAY_BUILTIN_FILL + 64];
 
-	run(NULL, 0);
+	fuzz_replay_run(NULL, 0);
 	for (unsigned b = 0; b < 256; b++) {
 		uint8_t one = (uint8_t)b;
-		run(&one, 1);
+		fuzz_replay_run(&one, 1);
 	}
 	memset(fill, 0x00, sizeof fill);
-	run(fill, sizeof fill);
+	fuzz_replay_run(fill, sizeof fill);
 	memset(fill, 0xff, sizeof fill);
-	run(fill, sizeof fill);
+	fuzz_replay_run(fill, sizeof fill);
 	/* Something that starts like a blob, at every length to a small one. */
 	memset(fill, 0x01, sizeof fill);
 	memcpy(fill, "KMS\x01", 4);
 	for (size_t len = 0; len <= 128; len++)
-		run(fill, len);
+		fuzz_replay_run(fill, len);
 }
 
 static int replay_file(const char *path)
@@ -98,8 +98,15 @@ static int replay_file(const char *path)
 		        REPLAY_FILE_MAX);
 		return 1;
 	}
-	run_mutations(data, len);
+	fuzz_replay_mutations(data, len);
 	return 0;
+}
+
+__attribute__((weak)) int fuzz_replay_target_seeds(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	return -1;
 }
 
 static int skip_dots(const struct dirent *e)
@@ -112,6 +119,9 @@ int main(int argc, char **argv)
 	size_t files = 0;
 	int rc = 0;
 
+	int early = fuzz_replay_target_seeds(argc, argv);
+	if (early >= 0)
+		return early;
 	run_builtin();
 	for (int i = 1; i < argc; i++) {
 		struct stat st;

@@ -10,68 +10,27 @@
  * well-formed value by its name), and each is checked to validate. Each
  * seed and each file (a directory: each file in it) is fed whole, then
  * every prefix, every single-byte flip (three masks) and a few appended
- * bytes. Each input is copied to a heap block of exactly its size, so
- * AddressSanitizer catches a read one past the end. --write-seeds writes
+ * bytes, by the shared driver tests/format/fuzz_replay.c (which also feeds
+ * its own generic seeds). --write-seeds writes
  * the seeds as corpus files instead. Exits non-zero if a file cannot be
  * read, if files were named but none was found, or if a seed does not
  * validate; a broken invariant aborts inside the target.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <kms/kms.pb-c.h>
 
 #include "arena.h"
+#include "fuzz.h"
 #include "fuzz_request.h"
 #include "ops.h"
 
-#define REPLAY_FILE_MAX (1u << 20)
-#define REPLAY_APPEND_MAX 3
 #define SEED_ARENA (64u << 10)
 #define SEED_PAIRS 2
 #define SEED_ITEMS 2
-
-static const uint8_t flip_masks[] = { 0x01, 0x80, 0xff };
-static size_t runs;
-
-static void run(const uint8_t *data, size_t len)
-{
-	uint8_t *copy = malloc(len ? len : 1);
-	if (!copy) {
-		fprintf(stderr, "fuzz_request_replay: out of memory\n");
-		exit(1);
-	}
-	if (len)
-		memcpy(copy, data, len);
-	(void)LLVMFuzzerTestOneInput(copy, len);
-	free(copy);
-	runs++;
-}
-
-static void run_mutations(const uint8_t *data, size_t len)
-{
-	static uint8_t work[REPLAY_FILE_MAX + REPLAY_APPEND_MAX];
-
-	run(data, len);
-	for (size_t cut = 0; cut < len; cut++)
-		run(data, cut);
-	memcpy(work, data, len);
-	for (size_t i = 0; i < len; i++) {
-		for (size_t m = 0; m < sizeof flip_masks; m++) {
-			work[i] ^= flip_masks[m];
-			run(work, len);
-			work[i] ^= flip_masks[m];
-		}
-	}
-	for (size_t extra = 1; extra <= REPLAY_APPEND_MAX; extra++) {
-		work[len + extra - 1] = (uint8_t)(0x41 * extra);
-		run(work, len + extra);
-	}
-}
 
 /* ---- seeds: a valid request per operation, from the descriptors ---- */
 
@@ -239,13 +198,13 @@ static int run_seeds(const char *write_dir)
 			if (f)
 				fclose(f);
 		} else {
-			run(bytes, len);
+			fuzz_replay_run(bytes, len);
 			if (fuzz_request_last != FUZZ_REQ_VALID) {
 				fprintf(stderr, "fuzz_request_replay: the seed for %s does not "
 				        "validate (outcome %d)\n", name, (int)fuzz_request_last);
 				rc = 1;
 			}
-			run_mutations(bytes, len);
+			fuzz_replay_mutations(bytes, len);
 		}
 		free(bytes);
 		arena_reset(a);
@@ -254,78 +213,11 @@ static int run_seeds(const char *write_dir)
 	return rc;
 }
 
-static int replay_file(const char *path)
+/* fuzz_replay.c's hook: --write-seeds DIR writes the seeds and stops;
+ * otherwise every seed is fed (and must validate) before the corpus. */
+int fuzz_replay_target_seeds(int argc, char **argv)
 {
-	static uint8_t data[REPLAY_FILE_MAX + 1];
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		fprintf(stderr, "fuzz_request_replay: %s: %s\n", path, strerror(errno));
-		return 1;
-	}
-	size_t len = fread(data, 1, sizeof data, f);
-	int failed = ferror(f);
-	fclose(f);
-	if (failed || len > REPLAY_FILE_MAX) {
-		fprintf(stderr, "fuzz_request_replay: %s: unreadable or over %u bytes\n", path,
-		        REPLAY_FILE_MAX);
-		return 1;
-	}
-	run_mutations(data, len);
-	return 0;
-}
-
-static int skip_dots(const struct dirent *e)
-{
-	return e->d_name[0] != '.';
-}
-
-int main(int argc, char **argv)
-{
-	size_t files = 0;
-	int rc = 0;
-
 	if (argc == 3 && !strcmp(argv[1], "--write-seeds"))
 		return run_seeds(argv[2]);
-	run(NULL, 0);
-	for (unsigned b = 0; b < 256; b++) {
-		uint8_t one = (uint8_t)b;
-		run(&one, 1);
-	}
-	rc |= run_seeds(NULL);
-	for (int i = 1; i < argc; i++) {
-		struct stat st;
-		if (stat(argv[i], &st) != 0) {
-			fprintf(stderr, "fuzz_request_replay: %s: %s\n", argv[i], strerror(errno));
-			return 1;
-		}
-		if (!S_ISDIR(st.st_mode)) {
-			rc |= replay_file(argv[i]);
-			files++;
-			continue;
-		}
-		struct dirent **entries;
-		int n = scandir(argv[i], &entries, skip_dots, alphasort);
-		if (n < 0) {
-			fprintf(stderr, "fuzz_request_replay: %s: %s\n", argv[i], strerror(errno));
-			return 1;
-		}
-		for (int k = 0; k < n; k++) {
-			char path[4096];
-			int w = snprintf(path, sizeof path, "%s/%s", argv[i], entries[k]->d_name);
-			if (w > 0 && (size_t)w < sizeof path) {
-				rc |= replay_file(path);
-				files++;
-			} else {
-				rc = 1;
-			}
-			free(entries[k]);
-		}
-		free(entries);
-	}
-	if (argc > 1 && files == 0) {
-		fprintf(stderr, "fuzz_request_replay: no input files found\n");
-		return 1;
-	}
-	printf("fuzz_request_replay: %zu files, %zu inputs, no invariant broken\n", files, runs);
-	return rc;
+	return run_seeds(NULL) ? 1 : -1;
 }
