@@ -10,7 +10,7 @@ pkg_check_modules(SQLITE REQUIRED IMPORTED_TARGET sqlite3)
 pkg_check_modules(JANSSON REQUIRED IMPORTED_TARGET jansson)
 pkg_check_modules(INIH REQUIRED IMPORTED_TARGET inih)
 pkg_check_modules(CMOCKA REQUIRED IMPORTED_TARGET cmocka)
-pkg_check_modules(NANOMSG IMPORTED_TARGET nanomsg)
+pkg_check_modules(NANOMSG REQUIRED IMPORTED_TARGET nanomsg)
 find_program(PROTOC_C protoc-c REQUIRED)
 
 # The PKCS#11 header: p11-kit ships the OASIS v2.40 definitions.

@@ -1,4 +1,4 @@
-#include "nng_close.h"
+#include "common/nng_close.h"
 
 #include <pthread.h>
 #include <stdlib.h>

@@ -19,7 +19,7 @@
 
 #include <kms/secmem.h>
 
-#include "p11_internal.h"
+#include "hsm/p11_internal.h"
 
 #define GCM_IV_BITS (HSM_GCM_IV_LEN * 8)
 #define GCM_TAG_BITS (HSM_GCM_TAG_LEN * 8)

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "p11_internal.h"
+#include "hsm/p11_internal.h"
 
 #define CACHE_INITIAL_BUCKETS 64
 

@@ -4,8 +4,8 @@
  */
 #include <string.h>
 
-#include "cursor.h"
-#include "p11_internal.h"
+#include "common/cursor.h"
+#include "hsm/p11_internal.h"
 
 /* CKA_EC_PARAMS naming the curve, in the two forms PKCS#11 3.0 allows. */
 static const uint8_t ed25519_oid[] = { 0x06, 0x03, 0x2b, 0x65, 0x70 }; /* 1.3.101.112 */

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "p11_internal.h"
+#include "hsm/p11_internal.h"
 
 /* A blank-padded CK_TOKEN_INFO field as a C string. */
 static void copy_padded(char *out, size_t out_size, const CK_UTF8CHAR *field, size_t field_len)

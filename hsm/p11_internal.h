@@ -26,8 +26,8 @@
 
 #include <p11-kit/pkcs11.h>
 
-#include "error.h"
-#include "hsm.h"
+#include "common/error.h"
+#include "hsm/hsm.h"
 
 /* A PIN longer than this is refused (no module takes more). */
 #define HSM_PIN_MAX 256

@@ -13,7 +13,7 @@
 
 #include <kms/secmem.h>
 
-#include "p11_internal.h"
+#include "hsm/p11_internal.h"
 
 #ifndef KMS_SOFTHSM_MODULE
 #define KMS_SOFTHSM_MODULE "/usr/lib/softhsm/libsofthsm2.so"

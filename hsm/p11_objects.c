@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "p11_internal.h"
+#include "hsm/p11_internal.h"
 
 /* Handles fetched per C_FindObjects call while listing. */
 #define FIND_BATCH 64

@@ -3,7 +3,7 @@
  */
 #include <kms/secmem.h>
 
-#include "p11_internal.h"
+#include "hsm/p11_internal.h"
 
 kms_status hsm_random(hsm *h, uint8_t *out, size_t len)
 {

@@ -4,7 +4,7 @@
  */
 #include <stdio.h>
 
-#include "p11_internal.h"
+#include "hsm/p11_internal.h"
 
 /* PKCS#11 3.0/3.1 codes the v2.40 header lacks: modules may still return them. */
 #ifndef CKR_TOKEN_RESOURCE_EXCEEDED

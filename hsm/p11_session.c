@@ -15,7 +15,7 @@
  */
 #include <stdlib.h>
 
-#include "p11_internal.h"
+#include "hsm/p11_internal.h"
 
 static void list_unlink(hsm *h, hsm_thread_session *ts)
 {

@@ -17,7 +17,7 @@
 #include <libp11.h>
 #include <openssl/err.h>
 
-#include "p11_internal.h"
+#include "hsm/p11_internal.h"
 
 #ifndef KMS_SOFTHSM_MODULE
 #define KMS_SOFTHSM_MODULE "/usr/lib/softhsm/libsofthsm2.so"

@@ -1,4 +1,4 @@
-#include "config.h"
+#include "kms/config.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "error.h"
+#include "common/error.h"
 
 #define DEFAULT_MAX_REQUEST_BYTES (8u << 20)  /* a full batch of 1000 x 4 KiB fits */
 #define DEFAULT_GCM_MAX_ENCRYPTIONS ((1ull << 32) - (1ull << 24))

@@ -9,7 +9,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "kms/config.h"
 
 typedef struct hsm hsm;
 typedef struct keyring keyring;
@@ -25,13 +25,5 @@ typedef struct kmsd {
 	int64_t started_at; /* unix seconds */
 	atomic_bool draining;
 } kmsd;
-
-/* Wall-clock unix seconds, and a monotonic microsecond clock for latency. */
-int64_t kmsd_now(void);
-uint64_t kmsd_monotonic_us(void);
-
-/* One operational line to stderr: "kmsd: <level>: <message>". Never pass
- * secret bytes. Thread-safe (one write per line). */
-void kmsd_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

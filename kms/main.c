@@ -16,53 +16,26 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "error.h"
-#include "hsm.h"
-#include "keyring.h"
-#include "kmsd.h"
+#include "common/log.h"
+#include "kms/config.h"
+#include "common/error.h"
+#include "hsm/hsm.h"
+#include "kms/keys/keyring.h"
+#include "kms/kmsd.h"
 #include <kms/secmem.h>
 
-#include "audit.h"
-#include "http.h"
-#include "server.h"
-
-int64_t kmsd_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec;
-}
-
-uint64_t kmsd_monotonic_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-void kmsd_log(const char *level, const char *fmt, ...)
-{
-	char line[512];
-	int n = snprintf(line, sizeof line, "kmsd: %s: ", level);
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
-	va_end(ap);
-	size_t len = strlen(line);
-	line[len++] = '\n';
-	ssize_t w = write(STDERR_FILENO, line, len); /* one write: lines never interleave */
-	(void)w;
-}
+#include "kms/audit/audit.h"
+#include "kms/transport/http.h"
+#include "kms/transport/server.h"
 
 /* No core dumps (they would hold keys and plaintexts), no ptrace by others. */
 static void harden_process(void)
 {
 	struct rlimit none = { 0, 0 };
 	if (setrlimit(RLIMIT_CORE, &none) != 0)
-		kmsd_log("warn", "cannot disable core dumps: %s", strerror(errno));
+		kms_log("warn", "cannot disable core dumps: %s", strerror(errno));
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
-		kmsd_log("warn", "cannot mark the process undumpable: %s", strerror(errno));
+		kms_log("warn", "cannot mark the process undumpable: %s", strerror(errno));
 	umask(077);
 }
 
@@ -89,8 +62,8 @@ static void *ticker_main(void *arg)
 	pthread_mutex_lock(&t->lock);
 	while (!t->stop) {
 		pthread_mutex_unlock(&t->lock);
-		if (keyring_tick(t->d->keyring, kmsd_now(), NULL) != KMS_OK)
-			kmsd_log("error", "background task: %s", kms_error_message());
+		if (keyring_tick(t->d->keyring, kms_now(), NULL) != KMS_OK)
+			kms_log("error", "background task: %s", kms_error_message());
 		pthread_mutex_lock(&t->lock);
 		struct timespec until;
 		clock_gettime(CLOCK_REALTIME, &until);
@@ -148,11 +121,11 @@ int main(int argc, char **argv)
 	bool ticking = false;
 
 	if (kmsd_config_load(config_path, &d.cfg) != KMS_OK) {
-		kmsd_log("fatal", "%s", kms_error_message());
+		kms_log("fatal", "%s", kms_error_message());
 		return 1;
 	}
 	if (mkdir(d.cfg.data_dir, 0700) != 0 && errno != EEXIST) {
-		kmsd_log("fatal", "data_dir %s: %s", d.cfg.data_dir, strerror(errno));
+		kms_log("fatal", "data_dir %s: %s", d.cfg.data_dir, strerror(errno));
 		return 1;
 	}
 	hsm_config hc = {
@@ -171,11 +144,11 @@ int main(int argc, char **argv)
 		unsetenv(hc.pin_env);
 	}
 	if (opened != KMS_OK) {
-		kmsd_log("fatal", "%s", kms_error_message());
+		kms_log("fatal", "%s", kms_error_message());
 		goto out;
 	}
 	if (open_keyring(&d) != KMS_OK) {
-		kmsd_log("fatal", "%s", kms_error_message());
+		kms_log("fatal", "%s", kms_error_message());
 		goto out;
 	}
 	char audit_dir[KMSD_PATH_MAX + 16];
@@ -188,46 +161,46 @@ int main(int argc, char **argv)
 		.sync = d.cfg.audit_sync,
 	};
 	if (!d.cfg.audit_sync)
-		kmsd_log("warn", "audit log without fdatasync ([audit] sync = false): entries can be "
+		kms_log("warn", "audit log without fdatasync ([audit] sync = false): entries can be "
 		         "lost in a crash; for benchmarks only");
 	if (audit_open(&ac, &d.audit) != KMS_OK) {
-		kmsd_log("fatal", "%s", kms_error_message());
+		kms_log("fatal", "%s", kms_error_message());
 		goto out;
 	}
 	if (check_only) {
-		kmsd_log("info", "config %s is valid; HSM token \"%s\" opened", config_path,
+		kms_log("info", "config %s is valid; HSM token \"%s\" opened", config_path,
 		         d.cfg.hsm_token_label);
 		exit_code = 0;
 		goto out;
 	}
-	d.started_at = kmsd_now();
+	d.started_at = kms_now();
 	if (server_start(&d, &srv) != KMS_OK) {
-		kmsd_log("fatal", "%s", kms_error_message());
+		kms_log("fatal", "%s", kms_error_message());
 		goto out;
 	}
 	if (d.cfg.http_url[0]) {
 		char public_dir[KMSD_PATH_MAX + 32];
 		snprintf(public_dir, sizeof public_dir, "%s/public", audit_dir);
 		if (http_start(&d, d.cfg.http_url, public_dir, &web) != KMS_OK) {
-			kmsd_log("fatal", "%s", kms_error_message());
+			kms_log("fatal", "%s", kms_error_message());
 			goto out;
 		}
 	}
 	if (pthread_create(&t.thread, NULL, ticker_main, &t) != 0) {
-		kmsd_log("fatal", "cannot start the background task thread");
+		kms_log("fatal", "cannot start the background task thread");
 		goto out;
 	}
 	ticking = true;
 	if (kms_secure_lock_failures())
-		kmsd_log("warn", "%zu blocks of secret memory could not be locked in RAM "
+		kms_log("warn", "%zu blocks of secret memory could not be locked in RAM "
 		         "(RLIMIT_MEMLOCK): secrets may reach swap; raise the limit "
 		         "(systemd: LimitMEMLOCK=)", kms_secure_lock_failures());
-	kmsd_log("info", "ready: region %s, %u workers, token \"%s\"", d.cfg.region,
+	kms_log("info", "ready: region %s, %u workers, token \"%s\"", d.cfg.region,
 	         d.cfg.workers, d.cfg.hsm_token_label);
 
 	int sig = 0;
 	sigwait(&sigs, &sig);
-	kmsd_log("info", "%s: draining requests in flight", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	kms_log("info", "%s: draining requests in flight", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	exit_code = 0;
 out:
 	server_drain_and_close(srv);
@@ -243,6 +216,6 @@ out:
 	keyring_close(d.keyring);
 	hsm_close(d.hsm);
 	if (exit_code == 0 && !check_only)
-		kmsd_log("info", "stopped");
+		kms_log("info", "stopped");
 	return exit_code;
 }

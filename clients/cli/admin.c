@@ -2,7 +2,7 @@
  * admin.c: kms-admin's command table. Usage text and dispatch both come
  * from it, so they cannot drift apart.
  */
-#include "admin.h"
+#include "clients/cli/admin.h"
 
 const struct cli_command admin_commands[] = {
 	{ .name = "key", .sub = admin_key_commands, .help = "Manage keys" },

@@ -5,7 +5,7 @@
 #ifndef KMS_ADMIN_H
 #define KMS_ADMIN_H
 
-#include "cli.h"
+#include "clients/cli/cli.h"
 
 #define ADMIN_PROG "kms-admin"
 #define ADMIN_ABOUT \

@@ -1,7 +1,7 @@
 /*
  * admin_alias.c: kms-admin alias ... (create, update, delete, list).
  */
-#include "admin.h"
+#include "clients/cli/admin.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -9,7 +9,7 @@
  * root. tail and show without a key only read; they never print
  * "verified".
  */
-#include "admin.h"
+#include "clients/cli/admin.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -22,11 +22,11 @@
 
 #include <openssl/crypto.h>
 
-#include "error.h"
-#include "tlog_merkle.h"
-#include "tlog_note.h"
-#include "tlog_tiles.h"
-#include "tlog_verify.h"
+#include "common/error.h"
+#include "common/tlog/tlog_merkle.h"
+#include "common/tlog/tlog_note.h"
+#include "common/tlog/tlog_tiles.h"
+#include "common/tlog/tlog_verify.h"
 
 _Static_assert(KMS_HASH_LEN == TLOG_HASH_SIZE, "kmsd's proof hashes are tlog hashes");
 

@@ -3,7 +3,7 @@
  * and as JSON. Times are unix seconds in JSON (0: none) and UTC ISO 8601
  * in text.
  */
-#include "admin.h"
+#include "clients/cli/admin.h"
 
 #include <inttypes.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /*
  * admin_health.c: kms-admin health.
  */
-#include "admin.h"
+#include "clients/cli/admin.h"
 
 #include <inttypes.h>
 

@@ -3,12 +3,12 @@
  * itself (through kms_hsm) and never talks to kmsd, so it works when kmsd
  * is down, which is when it is most wanted.
  */
-#include "admin.h"
+#include "clients/cli/admin.h"
 
 #include <stdlib.h>
 
-#include "error.h"
-#include "hsm.h"
+#include "common/error.h"
+#include "hsm/hsm.h"
 
 #define ENV_MODULE "KMS_HSM_MODULE"
 #define ENV_TOKEN "KMS_HSM_TOKEN"

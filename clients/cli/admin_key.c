@@ -2,7 +2,7 @@
  * admin_key.c: kms-admin key ... (create, list, describe, state changes,
  * rotation, deletion, tags, policy).
  */
-#include "admin.h"
+#include "clients/cli/admin.h"
 
 #include <inttypes.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
  * admin_list.c: following kmsd's list pages (key list, alias list) and
  * gathering what they hold.
  */
-#include "admin.h"
+#include "clients/cli/admin.h"
 
 #include <stdlib.h>
 #include <string.h>

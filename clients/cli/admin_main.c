@@ -1,5 +1,5 @@
 /* kms-admin: see admin.c for the commands. */
-#include "admin.h"
+#include "clients/cli/admin.h"
 
 int main(int argc, char **argv)
 {

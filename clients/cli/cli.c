@@ -2,7 +2,7 @@
  * cli.c: table-driven dispatch, usage, shared options, connecting and
  * reporting errors, for kms-admin and kms.
  */
-#include "cli.h"
+#include "clients/cli/cli.h"
 
 #include <errno.h>
 #include <fcntl.h>

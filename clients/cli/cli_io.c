@@ -2,7 +2,7 @@
  * cli_io.c: strict parsers (k=v pairs, numbers, base64) and reading and
  * writing the commands' inputs and outputs.
  */
-#include "cli.h"
+#include "clients/cli/cli.h"
 
 #include <errno.h>
 #include <fcntl.h>

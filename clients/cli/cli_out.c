@@ -2,7 +2,7 @@
  * cli_out.c: aligned text and JSON output. Every string that came from the
  * server is cleaned of control characters before it reaches a terminal.
  */
-#include "cli.h"
+#include "clients/cli/cli.h"
 
 #include <stdalign.h>
 #include <stdarg.h>

@@ -1,7 +1,7 @@
 /*
  * tool.c: the `kms` tool's command table (dispatch and usage).
  */
-#include "tool.h"
+#include "clients/cli/tool.h"
 
 #define CONTEXT_HELP                                                            \
 	"  --context k=v         encryption context pair; repeat for more. Decrypt\n" \

@@ -5,7 +5,7 @@
 #ifndef KMS_TOOL_H
 #define KMS_TOOL_H
 
-#include "cli.h"
+#include "clients/cli/cli.h"
 
 #define TOOL_PROG "kms"
 #define TOOL_ABOUT "Encrypt and decrypt with kms keys; get data keys and random bytes."

@@ -3,7 +3,7 @@
  * secure memory from the moment they are read to the moment they are
  * written, and go nowhere else.
  */
-#include "tool.h"
+#include "clients/cli/tool.h"
 
 #include <inttypes.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* kms: see tool.c for the commands. */
-#include "tool.h"
+#include "clients/cli/tool.h"
 
 int main(int argc, char **argv)
 {

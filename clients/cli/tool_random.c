@@ -3,7 +3,7 @@
  * handed to the caller. They are printed on the chosen output only, and
  * every copy on the way is in secure memory.
  */
-#include "tool.h"
+#include "clients/cli/tool.h"
 
 #include <stdlib.h>
 #include <string.h>

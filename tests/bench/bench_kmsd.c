@@ -21,7 +21,7 @@
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/tls/tls.h>
 
-#include "harness.h"
+#include "tests/support/harness.h"
 
 #define BENCH_MAX_OPS 100000
 #define BENCH_MAX_SECONDS 4.0

@@ -7,8 +7,8 @@
 
 #include <string.h>
 
-#include "cursor.h"
-#include "error.h"
+#include "common/cursor.h"
+#include "common/error.h"
 
 static void reads_within_bounds(void **state)
 {

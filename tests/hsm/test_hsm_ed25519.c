@@ -1,6 +1,6 @@
 /* Ed25519 in the HSM: signatures verify with OpenSSL against the exported
  * public key, the private half never leaves, CKA_EC_POINT in both forms. */
-#include "hsm_test.h"
+#include "tests/support/hsm_test.h"
 
 #include <string.h>
 

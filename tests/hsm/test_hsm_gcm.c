@@ -1,6 +1,6 @@
 /* AES-256-GCM through the layer: round trips, every kind of tampering is
  * refused with nothing released, sizes are exact, threads do not interfere. */
-#include "hsm_test.h"
+#include "tests/support/hsm_test.h"
 
 #include <pthread.h>
 #include <stdio.h>

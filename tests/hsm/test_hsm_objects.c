@@ -1,6 +1,6 @@
 /* Objects: keys are created non-extractable on the token, ids are unique,
  * destroy is idempotent and really forgets, listing sees what is there. */
-#include "hsm_test.h"
+#include "tests/support/hsm_test.h"
 
 #include <string.h>
 

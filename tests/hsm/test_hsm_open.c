@@ -1,6 +1,6 @@
 /* hsm_open: every misconfiguration fails with one line that names what is
  * wrong (module, token, PIN file, PIN) and never shows a PIN. */
-#include "hsm_test.h"
+#include "tests/support/hsm_test.h"
 
 #include <stdio.h>
 #include <stdlib.h>

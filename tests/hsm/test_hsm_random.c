@@ -1,5 +1,5 @@
 /* Random bytes from the HSM: the sizes the service uses, and they differ. */
-#include "hsm_test.h"
+#include "tests/support/hsm_test.h"
 
 #include <string.h>
 

@@ -1,7 +1,7 @@
 /* Session recovery: sessions closed and the user logged out behind the
  * layer's back (as a crashed peer, an HSM failover or an operator would);
  * the next call repairs and succeeds. */
-#include "hsm_test.h"
+#include "tests/support/hsm_test.h"
 
 #include <string.h>
 

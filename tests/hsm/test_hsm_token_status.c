@@ -1,7 +1,7 @@
 /* hsm_token_status (libp11): fills what `kms-admin hsm status` shows, logs
  * in with the configured PIN, names what is wrong, and does not disturb an
  * hsm open in the same process. */
-#include "hsm_test.h"
+#include "tests/support/hsm_test.h"
 
 #include <string.h>
 

@@ -1,0 +1,87 @@
+/*
+ * audit.h: the audit log, a transparency log of one JSON entry per request
+ * (docs/audit-log.md).
+ *
+ * Durable record: <dir>/log.bin, records of
+ *     u16 BE length | entry (1..65535 bytes) | 32-byte RFC 6962 leaf hash
+ * appended by one writer thread in batches (group commit): a caller of
+ * audit_append waits until the batch holding its entry is written and
+ * fdatasync'ed, so no reply leaves before its entry is durable. A record
+ * whose hash does not match, or that is cut short, can only be a torn write
+ * at the end: audit_open cuts it (and says so); history is never rewritten.
+ *
+ * Published: <dir>/public/ holds C2SP tlog-tiles (tile/..., tile/entries/...)
+ * and a C2SP tlog-checkpoint `checkpoint`, signed as a C2SP signed-note with
+ * an Ed25519 key held in the HSM (created on first start), rewritten at least
+ * every checkpoint_ms while entries arrive. Anyone may mirror public/.
+ *
+ * Fail closed: if a batch cannot be made durable (disk full, I/O error) its
+ * callers get KMS_UNAVAILABLE, the file is cut back to its last durable
+ * length, and the log is marked unhealthy until a later batch succeeds.
+ *
+ * Thread-safe. Blocks on the disk (append) and the HSM (open, publish).
+ */
+#ifndef KMS_AUDIT_H
+#define KMS_AUDIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <kms/status.h>
+
+#include "hsm/hsm.h"
+
+#define AUDIT_HASH_LEN 32
+#define AUDIT_ORIGIN_MAX 128
+#define AUDIT_VERIFIER_KEY_MAX 320
+#define AUDIT_SIGNING_KEY_ID "kms-audit-signing-key-v1"
+
+typedef struct audit_log audit_log;
+
+typedef struct audit_config {
+	const char *dir;           /* created if missing (mode 0700) */
+	const char *origin;        /* checkpoint origin and signer name */
+	hsm *hsm;                  /* holds the signing key */
+	unsigned checkpoint_ms;    /* publish at least this often while entries arrive */
+	bool sync;                 /* fdatasync each batch; false only for benchmarks */
+} audit_config;
+
+/* Opens (or creates) the log, cuts a torn tail, rebuilds the tree, finds or
+ * creates the signing key, publishes a checkpoint and starts the writer. */
+kms_status audit_open(const audit_config *cfg, audit_log **out) KMS_MUST_USE;
+
+/* Stops the writer after the entries already queued, publishes a final
+ * checkpoint and frees everything. NULL is ignored. */
+void audit_close(audit_log *log);
+
+/* Appends one entry and returns once it is durable. KMS_UNAVAILABLE with
+ * the reason if it could not be written. */
+kms_status audit_append(audit_log *log, const char *entry, size_t len) KMS_MUST_USE;
+
+/* False (with the reason in why) while the last batch failed. */
+bool audit_healthy(audit_log *log, char *why, size_t why_cap);
+
+/* Durable entries. */
+uint64_t audit_size(audit_log *log);
+
+/* The latest published checkpoint (signed note text, malloc'ed) with its size
+ * and root. */
+kms_status audit_checkpoint(audit_log *log, char **note, uint64_t *size,
+                            uint8_t root[AUDIT_HASH_LEN]) KMS_MUST_USE;
+
+/* The verifier key in signed-note form, <name>+<8 hex>+<base64(0x01||pub)>. */
+void audit_verifier_key(audit_log *log, char out[AUDIT_VERIFIER_KEY_MAX]);
+
+/* RFC 6962 inclusion proof of entry index in the tree of tree_size entries
+ * (0: the latest checkpoint's size), and the entry itself. *hashes is
+ * malloc'ed (n of them); *entry too. */
+kms_status audit_inclusion_proof(audit_log *log, uint64_t index, uint64_t *tree_size,
+                                 uint8_t (**hashes)[AUDIT_HASH_LEN], size_t *n,
+                                 char **entry, size_t *entry_len) KMS_MUST_USE;
+
+/* RFC 6962 consistency proof between old_size and new_size (0: latest). */
+kms_status audit_consistency_proof(audit_log *log, uint64_t old_size, uint64_t *new_size,
+                                   uint8_t (**hashes)[AUDIT_HASH_LEN], size_t *n) KMS_MUST_USE;
+
+#endif

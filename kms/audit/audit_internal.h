@@ -1,0 +1,88 @@
+/* audit_internal.h: what audit.c (the writer) and audit_publish.c share. */
+#ifndef KMS_AUDIT_INTERNAL_H
+#define KMS_AUDIT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kms/audit/audit.h"
+#include "hsm/hsm.h"
+#include "common/tlog/tlog_merkle.h"
+
+#define AUDIT_RECORD_LEN_BYTES 2
+#define AUDIT_LOG_FILE "log.bin"
+#define AUDIT_PUBLIC_DIR "public"
+#define AUDIT_QUEUE_MAX 4096 /* entries waiting for one batch */
+
+/* One appender's entry, on its own stack while it waits; the writer sets
+ * state (under lock) when the batch holding it is durable or has failed. */
+typedef enum audit_waiter_state {
+	AUDIT_PENDING,
+	AUDIT_DURABLE,
+	AUDIT_FAILED,
+} audit_waiter_state;
+
+typedef struct audit_waiter {
+	const char *entry;
+	size_t len;
+	audit_waiter_state state;
+	pthread_cond_t settled; /* signalled once, when state leaves PENDING */
+} audit_waiter;
+
+struct audit_log {
+	char dir[1024];
+	char public_dir[1100];
+	char origin[AUDIT_ORIGIN_MAX + 1];
+	hsm *hsm;
+	hsm_object_id signing_key;
+	uint8_t public_key[HSM_ED25519_PUBLIC_LEN];
+	char verifier_key[AUDIT_VERIFIER_KEY_MAX];
+	unsigned checkpoint_ms;
+	bool sync;
+	int fd;                    /* log.bin, O_APPEND is not used: we pwrite at `durable_bytes` */
+
+	/* Guarded by lock. */
+	pthread_mutex_t lock;
+	pthread_cond_t queued;     /* writer waits for work */
+	pthread_cond_t room;       /* appenders wait for room in a full queue */
+	audit_waiter *queue[AUDIT_QUEUE_MAX];
+	size_t n_queued;
+	bool healthy;
+	char why[200];             /* why the last batch failed */
+	bool stop;
+	pthread_t writer;
+	bool writer_started;
+	pthread_cond_t publish_wake; /* a batch became durable */
+	pthread_t publisher;
+	bool publisher_started;
+
+	/* Guarded by tree_lock: readers (proofs, publish) share it. */
+	pthread_rwlock_t tree_lock;
+	tlog_tree tree;
+	uint64_t *offsets;         /* offset in log.bin of each entry's record */
+	uint64_t n_offsets_cap;
+	uint64_t durable_bytes;    /* length of log.bin that is durable */
+
+	/* Publishing (publisher thread only; `checkpoint` and the times under lock). */
+	uint64_t published_size;
+	uint64_t last_publish_ms;
+	char *checkpoint;          /* the latest signed note (under lock) */
+	uint64_t checkpoint_size;
+	uint8_t checkpoint_root[AUDIT_HASH_LEN];
+};
+
+/* Reads entry i (i < tree size) into a malloc'ed buffer. Takes no lock: the
+ * caller holds tree_lock (read) or is the writer. */
+kms_status audit_read_entry(audit_log *log, uint64_t i, char **entry, size_t *len) KMS_MUST_USE;
+
+/* Writes tiles, bundles and a signed checkpoint for the current tree size
+ * (publisher thread, or open/close when it is not running). */
+kms_status audit_publish(audit_log *log) KMS_MUST_USE;
+
+/* Finds or creates the HSM signing key and the verifier key string. */
+kms_status audit_signing_key(audit_log *log) KMS_MUST_USE;
+
+uint64_t audit_now_ms(void);
+
+#endif

@@ -1,0 +1,271 @@
+/*
+ * keyring.h: keys and their lifecycle, between the request handlers and the
+ * HSM + key store (store.h).
+ *
+ * Every function is thread-safe and blocks on the database and, where it
+ * says so, on the HSM. On failure it returns a status with one line in
+ * kms_error_message() naming the key id or alias, never a policy, tag value
+ * or key byte. Times are unix seconds passed in by the caller (`now`), so
+ * tests can move the clock instead of sleeping.
+ *
+ * Key references: a key id ("k-" + 32 lowercase hex) or an alias
+ * ("alias/..."), see keyid.h. Unknown: KMS_NOT_FOUND. Keys being created are
+ * invisible until their HSM object exists.
+ *
+ * States and what they allow:
+ *
+ *   state             encrypt  decrypt  enable  disable  rotate  schedule  cancel
+ *   ENABLED           yes      yes      ok      ->DIS    yes     ->PD      -
+ *   DISABLED          -        -        ->EN    ok       -       ->PD      -
+ *   PENDING_DELETION  -        -        -       -        -       -         ->DIS
+ *   DESTROYED         -        -        -       -        -       -         -
+ *
+ * "-" is KMS_FAILED_PRECONDITION, naming the key and its state; DESTROYED
+ * too (not NOT_FOUND: the tombstone exists, DescribeKey shows it), so a
+ * blob under a destroyed key fails to decrypt with FAILED_PRECONDITION.
+ * Metadata (description, tags, policy, rotation period) can be changed in
+ * every state but DESTROYED (nor while keyring_tick is destroying the key). Aliases may point only at ENABLED or DISABLED
+ * keys; destroying a key deletes its aliases.
+ *
+ * Crash safety (SPEC 3: a crash between the HSM and the database must never
+ * leave a key id that answers but cannot decrypt, nor a usable HSM object
+ * with no record). Intent first:
+ *   create/rotate: commit the rows as 'creating' -> create the HSM object ->
+ *                  commit 'ready'/'active' (and, for rotate, the new primary).
+ *   destroy:       commit lifecycle 'destroying' -> destroy every version's
+ *                  HSM object -> commit DESTROYED (versions 'destroyed',
+ *                  aliases deleted, the rest kept as a tombstone).
+ * keyring_open reconciles: 'creating' keys and versions are rolled back (HSM
+ * object destroyed, then rows deleted: they were never acknowledged),
+ * 'destroying' keys are finished, and token AES objects with a key-version
+ * CKA_ID (20 bytes, keyid.h) but no active row are destroyed. An active
+ * version whose HSM object is missing is logged, kept, and every use of it
+ * fails with KMS_HSM_UNAVAILABLE naming the object. Each action is one line
+ * on stderr ("keyring: reconcile: ..."). If kms.db is new but the token
+ * already holds key-version objects, keyring_open refuses
+ * (KMS_FAILED_PRECONDITION) instead of destroying them: that is a wrong or
+ * lost data directory, not a crash.
+ *
+ * The AES-GCM bound (SPEC 3, NIST SP 800-38D): a version is used for at most
+ * gcm_max_encryptions random-IV encryptions. keyring_encrypt_key takes uses
+ * from an in-memory block that was first reserved durably
+ * (encryptions_reserved += block, committed), so a crash wastes the rest of
+ * a block but never hands a use out twice; when a version's reservations
+ * reach the bound, the key is rotated on the spot and the use comes from the
+ * new version.
+ *
+ * Test hook: if the environment variable KMS_TEST_CRASH_AT names a point
+ * when keyring_open runs, the process calls _exit(99) on reaching it:
+ *   "create:after-intent"  rows committed as 'creating', no HSM object yet
+ *   "create:after-hsm"     HSM object made, rows still 'creating'
+ *   "rotate:after-intent"  version row 'creating', no HSM object yet
+ *   "rotate:after-hsm"     HSM object made, version row still 'creating'
+ *   "destroy:after-hsm"    HSM objects destroyed, key still 'destroying'
+ * Any other non-empty value makes keyring_open fail. The variable is read
+ * once, at keyring_open.
+ */
+#ifndef KMS_KEYRING_H
+#define KMS_KEYRING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <kms/status.h>
+
+#include "hsm/hsm.h"
+#include "kms/format/keyid.h"
+#include "kms/store/store.h"
+
+/* 2^32 (NIST SP 800-38D's bound for random 96-bit IVs) less 2^24 of
+ * headroom: the bound is a probability budget, and stopping 0.4% short
+ * costs nothing. */
+#define KEYRING_GCM_MAX_ENCRYPTIONS_DEFAULT ((UINT64_C(1) << 32) - (UINT64_C(1) << 24))
+#define KEYRING_RESERVE_BLOCK_DEFAULT 65536u
+#define KEYRING_DELETION_WINDOW_MIN 7      /* days */
+#define KEYRING_DELETION_WINDOW_MAX 30
+#define KEYRING_DELETION_WINDOW_DEFAULT 30
+#define KEYRING_ROTATION_PERIOD_MAX 3650   /* days; 0 turns rotation off */
+#define KEYRING_LIST_LIMIT_DEFAULT 100
+#define KEYRING_LIST_LIMIT_MAX 1000
+#define KEYRING_SECONDS_PER_DAY 86400
+#define KEYRING_TICK_BATCH 64              /* keys handled per kind per tick */
+#define KEYRING_CRASH_EXIT_CODE 99
+
+typedef struct keyring keyring;
+
+typedef struct keyring_config {
+	const char *region;            /* required: 1..32 of [a-z0-9-]; copied */
+	uint64_t gcm_max_encryptions;  /* per version; 0: the default */
+	uint32_t reserve_block;        /* uses reserved per commit; 0: the default */
+	uint32_t deletion_window_days; /* default window, 7..30; 0: 30 */
+	uint32_t seconds_per_day;      /* 0: 86400; tests shorten days */
+} keyring_config;
+
+/* One tag as a caller gives it: key 1..128 bytes, value 0..256 bytes, both
+ * UTF-8. */
+typedef struct keyring_tag_arg {
+	const char *key;
+	const char *value;
+} keyring_tag_arg;
+
+typedef struct keyring_create_args {
+	const char *description;       /* NULL: "" ; 0..256 bytes of UTF-8 */
+	key_spec spec;                 /* 0: AES_256 (the only one so far) */
+	key_usage usage;               /* 0: ENCRYPT_DECRYPT */
+	const keyring_tag_arg *tags;
+	size_t n_tags;                 /* 0..50, no key twice */
+	const char *policy;            /* NULL or "": the default policy */
+	uint32_t rotation_period_days; /* 0: off; 1..3650 */
+	const char *alias;             /* NULL: none */
+} keyring_create_args;
+
+/* What DescribeKey shows. The arrays are malloc'ed; key_metadata_free. */
+typedef struct key_metadata {
+	store_key key;
+	store_version *versions;       /* active and destroyed, ascending */
+	size_t n_versions;
+	store_alias *aliases;          /* ascending by name */
+	size_t n_aliases;
+	store_tag *tags;               /* ascending by tag key */
+	size_t n_tags;
+} key_metadata;
+
+/* Frees m's arrays and zeroes it (m itself is the caller's). NULL is ok. */
+void key_metadata_free(key_metadata *m);
+/* Frees an array from keyring_list and its elements. NULL is ok. */
+void key_metadata_array_free(key_metadata *keys, size_t n);
+
+/* A key version handed out for one AES-GCM operation. */
+typedef struct keyring_key_use {
+	uint8_t key_id[KMS_KEYID_BYTES];
+	char key_id_text[KMS_KEYID_TEXT_SIZE];
+	uint32_t version;
+	hsm_object_id object;          /* CKA_ID of that version */
+} keyring_key_use;
+
+typedef struct keyring_tick_report {
+	size_t destroyed;              /* keys whose deletion date passed */
+	size_t rotated;                /* keys whose rotation time passed */
+	size_t failed;                 /* keys that failed (logged) */
+} keyring_tick_report;
+
+/* ---- open, close, background work ---- */
+
+/* Opens data_dir/kms.db, reconciles it with the token (see above) and returns
+ * the keyring. h must outlive it. Blocks on the HSM and the disk, O(objects
+ * on the token). */
+kms_status keyring_open(hsm *h, const char *data_dir, const keyring_config *cfg,
+                        keyring **out) KMS_MUST_USE;
+
+/* Frees the keyring and closes the store. Callers must have stopped using kr
+ * on every thread. Unused reserved GCM uses are simply lost. NULL is ok. */
+void keyring_close(keyring *kr);
+
+/* Destroys keys whose deletion date is <= now, finishes destructions that
+ * failed earlier, and rotates ENABLED keys whose next rotation is <= now; at
+ * most KEYRING_TICK_BATCH of each per call. Logs each action to stderr.
+ * Returns the first failure after trying the others. report may be NULL. */
+kms_status keyring_tick(keyring *kr, int64_t now, keyring_tick_report *report) KMS_MUST_USE;
+
+/* ---- data plane (hot path: no disk or HSM access in the common case) ---- */
+
+/* For one random-IV AES-GCM encryption under key_ref's primary version:
+ * checks the key is ENABLED and an AES encrypt key, consumes one use of the
+ * version's GCM budget (rotating first if it is spent: that blocks on the
+ * HSM), and fills out. Call it once per encryption: Encrypt, ReEncrypt,
+ * GenerateDataKey*, each batch item. */
+kms_status keyring_encrypt_key(keyring *kr, const char *key_ref, int64_t now,
+                               keyring_key_use *out) KMS_MUST_USE;
+
+/* For decrypting a blob made under key_id / version: the key exists and is
+ * ENABLED, the version exists and is active, its HSM object is present.
+ * Unknown key or version: KMS_NOT_FOUND (a blob parser may map it to
+ * INVALID_CIPHERTEXT). key_id may point into *out. */
+kms_status keyring_decrypt_key(keyring *kr, const uint8_t key_id[KMS_KEYID_BYTES],
+                               uint32_t version, keyring_key_use *out) KMS_MUST_USE;
+
+/* ---- control plane ---- */
+
+/* Creates a key (random id from the HSM, version 1 in the HSM) with its tags,
+ * policy, rotation period and optional alias, all or nothing. out may be
+ * NULL. Blocks on the HSM. */
+kms_status keyring_create_key(keyring *kr, const keyring_create_args *args, int64_t now,
+                              key_metadata *out) KMS_MUST_USE;
+
+/* The key row key_ref names (an alias is followed to its key). */
+kms_status keyring_resolve(keyring *kr, const char *key_ref, store_key *out) KMS_MUST_USE;
+
+kms_status keyring_describe(keyring *kr, const char *key_ref, key_metadata *out) KMS_MUST_USE;
+
+/* Keys in id order, limit 0 meaning 100, at most 1000. page_token is NULL or
+ * "" for the first page, else the next_page_token of the previous page; a
+ * malformed token is KMS_INVALID_ARGUMENT. next_page_token is "" on the last
+ * page, and may be the same buffer as page_token. *keys is malloc'ed:
+ * key_metadata_array_free(*keys, *n_keys). Keys being destroyed show as
+ * PENDING_DELETION. One read snapshot per page. */
+kms_status keyring_list(keyring *kr, uint32_t limit, const char *page_token,
+                        key_metadata **keys, size_t *n_keys,
+                        char next_page_token[static KMS_KEYID_TEXT_SIZE]) KMS_MUST_USE;
+
+kms_status keyring_update_description(keyring *kr, const char *key_ref,
+                                      const char *description) KMS_MUST_USE;
+kms_status keyring_enable(keyring *kr, const char *key_ref) KMS_MUST_USE;
+kms_status keyring_disable(keyring *kr, const char *key_ref) KMS_MUST_USE;
+
+/* A new HSM version becomes primary; older versions keep decrypting. Only
+ * ENABLED keys. Restarts the rotation period. out may be NULL. Blocks on the
+ * HSM. */
+kms_status keyring_rotate(keyring *kr, const char *key_ref, int64_t now,
+                          key_metadata *out) KMS_MUST_USE;
+
+/* days 1..3650 (next rotation at now + days), or 0 to turn it off. out may be
+ * NULL. */
+kms_status keyring_set_rotation_period(keyring *kr, const char *key_ref, uint32_t days,
+                                       int64_t now, key_metadata *out) KMS_MUST_USE;
+
+/* ENABLED or DISABLED -> PENDING_DELETION, destroyed by keyring_tick at
+ * now + window_days (7..30; 0: the configured default). out may be NULL. */
+kms_status keyring_schedule_deletion(keyring *kr, const char *key_ref, uint32_t window_days,
+                                     int64_t now, store_key *out) KMS_MUST_USE;
+
+/* PENDING_DELETION -> DISABLED. out may be NULL. */
+kms_status keyring_cancel_deletion(keyring *kr, const char *key_ref,
+                                   store_key *out) KMS_MUST_USE;
+
+/* ---- aliases: alias names (keyid.h) point at key ids, never at aliases ---- */
+
+/* KMS_ALREADY_EXISTS if the alias exists; at most KEY_ALIASES_MAX per key. */
+kms_status keyring_alias_create(keyring *kr, const char *alias, const char *target_key_id,
+                                int64_t now) KMS_MUST_USE;
+/* Points an existing alias at another key. */
+kms_status keyring_alias_update(keyring *kr, const char *alias,
+                                const char *target_key_id) KMS_MUST_USE;
+kms_status keyring_alias_delete(keyring *kr, const char *alias) KMS_MUST_USE;
+
+/* Aliases by name, of key_ref's key only unless it is NULL or "". limit and
+ * page tokens as keyring_list (the token is the last alias name returned).
+ * *aliases is malloc'ed: free(). */
+kms_status keyring_alias_list(keyring *kr, const char *key_ref, uint32_t limit,
+                              const char *page_token, store_alias **aliases, size_t *n,
+                              char next_page_token[static KMS_ALIAS_TEXT_MAX + 1]) KMS_MUST_USE;
+
+/* ---- tags and policy ---- */
+
+/* Adds or replaces tags, all or nothing; the key ends with at most 50. */
+kms_status keyring_tag(keyring *kr, const char *key_ref, const keyring_tag_arg *tags,
+                       size_t n) KMS_MUST_USE;
+/* Removes tags by key; absent ones are ignored. */
+kms_status keyring_untag(keyring *kr, const char *key_ref, const char *const *tag_keys,
+                         size_t n) KMS_MUST_USE;
+
+/* Checks a policy document: at most 32 KiB of JSON, no duplicate member
+ * names, an object with a "Version" string and a "Statement" array.
+ * Enforcement is elsewhere. Pure. */
+kms_status keyring_policy_validate(const char *policy) KMS_MUST_USE;
+
+/* The key's policy text, "" for the default policy; malloc'ed, free(). */
+kms_status keyring_policy_get(keyring *kr, const char *key_ref, char **policy) KMS_MUST_USE;
+kms_status keyring_policy_put(keyring *kr, const char *key_ref, const char *policy) KMS_MUST_USE;
+
+#endif

@@ -1,0 +1,165 @@
+/*
+ * keyring_impl.h: the keyring's insides, shared by keyring.c (open, close,
+ * helpers), keyring_cache.c (caches, data plane), keyring_versions.c
+ * (versions, rollback, destruction, tick), keyring_keys.c and
+ * keyring_aliases.c (control plane) and keyring_reconcile.c (start-up).
+ * Not for use outside the keyring.
+ *
+ * Locks, always taken in this order, never two stripes at once:
+ *   1. stripes[key id byte 0 % KR_STRIPES]: serialises everything that
+ *      writes a key's rows or its HSM objects, and every (re)load of its
+ *      cache entry, so a load never installs a state older than a write.
+ *      Held across HSM calls (rotation) and transactions.
+ *   2. cache_lock: the hash tables and every field of every entry. Held
+ *      only for memory work: the hot path takes only this lock.
+ * SQLite transactions (BEGIN IMMEDIATE) order writes to different keys and
+ * to aliases, which need no stripe.
+ */
+#ifndef KMS_KEYRING_IMPL_H
+#define KMS_KEYRING_IMPL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kms/keys/keyring.h"
+
+#define KR_STRIPES 64                /* a power of two */
+#define KR_ENTRY_BUCKETS_INITIAL 64  /* a power of two; doubles as keys are cached */
+#define KR_ALIAS_BUCKETS 1024        /* a power of two */
+#define KR_REGION_MAX KEY_REGION_MAX
+
+typedef enum kr_crash_point {
+	KR_CRASH_NONE = 0,
+	KR_CRASH_CREATE_AFTER_INTENT,
+	KR_CRASH_CREATE_AFTER_HSM,
+	KR_CRASH_ROTATE_AFTER_INTENT,
+	KR_CRASH_ROTATE_AFTER_HSM,
+	KR_CRASH_DESTROY_AFTER_HSM,
+} kr_crash_point;
+
+/* Per-version flags in a cache entry. */
+#define KR_VERSION_ACTIVE 0x1u
+#define KR_VERSION_MISSING 0x2u  /* active, but its HSM object was not on the token */
+
+/* What the data plane needs of one key, cached. Entries are created on first
+ * use and freed only by keyring_close, so a pointer to one stays valid. */
+typedef struct kr_entry {
+	struct kr_entry *next;        /* hash chain */
+	uint8_t id[KMS_KEYID_BYTES];
+	char id_text[KMS_KEYID_TEXT_SIZE];
+	bool valid;                   /* false: reload (under the stripe) before use */
+	key_state state;
+	key_spec spec;
+	key_usage usage;
+	uint32_t primary;
+	uint32_t n_versions;          /* entries in version_flags */
+	uint8_t *version_flags;       /* [v - 1]: KR_VERSION_* */
+	/* Uses of block_version reserved in the database but not handed out.
+	 * Kept across reloads while the primary stays the same. */
+	uint32_t block_version;
+	uint64_t block_left;
+} kr_entry;
+
+typedef struct kr_alias {
+	struct kr_alias *next;
+	uint64_t hash;
+	char name[KMS_ALIAS_TEXT_MAX + 1];
+	char key_id[KMS_KEYID_TEXT_SIZE];
+} kr_alias;
+
+struct keyring {
+	hsm *hsm;
+	store *store;
+	char region[KR_REGION_MAX + 1];
+	uint64_t gcm_max;
+	uint32_t reserve_block;
+	uint32_t deletion_window_days;
+	uint32_t seconds_per_day;
+	kr_crash_point crash_at;
+
+	pthread_mutex_t stripes[KR_STRIPES];
+	pthread_mutex_t cache_lock;
+	kr_entry **entries;            /* hash table by key id */
+	size_t n_entry_buckets;
+	size_t n_entries;
+	kr_alias **aliases;            /* hash table by alias name */
+	size_t n_alias_buckets;
+	size_t n_aliases;
+	uint64_t alias_gen;            /* bumped by every alias change */
+	uint64_t alias_seed;           /* random, for the alias hash */
+
+	/* HSM ids (KMS_KEYID_HSM_ID_LEN bytes each) of active versions whose
+	 * object was missing at start-up; sorted; read-only after open. */
+	uint8_t (*missing)[KMS_KEYID_HSM_ID_LEN];
+	size_t n_missing;
+};
+
+/* _exit(KEYRING_CRASH_EXIT_CODE) if the test hook names this point. */
+void kr_crash_point_reached(const keyring *kr, kr_crash_point point);
+
+/* The stripe that serialises writes to a key. */
+pthread_mutex_t *kr_stripe(keyring *kr, const uint8_t id[KMS_KEYID_BYTES]);
+
+/* Resolves a key reference to a key id (following an alias). Does not check
+ * that the key exists. */
+kms_status kr_resolve_ref(keyring *kr, const char *key_ref, uint8_t id[KMS_KEYID_BYTES],
+                          char id_text[KMS_KEYID_TEXT_SIZE]) KMS_MUST_USE;
+
+/* The key row, refusing CREATING rows (they do not exist for callers). */
+kms_status kr_key_get_visible(keyring *kr, const char *id_text, store_key *out) KMS_MUST_USE;
+
+/* Allocates / frees the caches (keyring_cache.c). */
+kms_status kr_cache_init(keyring *kr) KMS_MUST_USE;
+void kr_cache_free(keyring *kr);
+
+/* Marks the key's cache entry for reload; call with its stripe held, after
+ * the change is committed. */
+void kr_cache_invalidate(keyring *kr, const uint8_t id[KMS_KEYID_BYTES]);
+
+/* Forgets every cached alias; call after an alias change is committed. */
+void kr_alias_cache_clear(keyring *kr);
+
+/* The HSM name and label of a version. */
+kms_status kr_object_id(const uint8_t id[KMS_KEYID_BYTES], uint32_t version,
+                        hsm_object_id *out) KMS_MUST_USE;
+
+/* Creates / destroys the HSM object of a key version (idempotent destroy). */
+kms_status kr_object_create(keyring *kr, const uint8_t id[KMS_KEYID_BYTES],
+                            uint32_t version) KMS_MUST_USE;
+kms_status kr_object_destroy(keyring *kr, const uint8_t id[KMS_KEYID_BYTES],
+                             uint32_t version) KMS_MUST_USE;
+
+/* Creates the next version of a READY, ENABLED key in the HSM, intent
+ * first, and makes it primary; restarts the rotation period from now.
+ * Stripe held. *new_version may be NULL. */
+kms_status kr_version_create_locked(keyring *kr, const uint8_t id[KMS_KEYID_BYTES],
+                                    int64_t now, uint32_t *new_version) KMS_MUST_USE;
+
+/* Finishes destroying a key: marks it DESTROYING if it is READY (then it
+ * must be PENDING_DELETION with its date <= now), destroys every version's
+ * HSM object, then commits the tombstone. Stripe held. */
+kms_status kr_key_destroy_locked(keyring *kr, const uint8_t id[KMS_KEYID_BYTES],
+                                 int64_t now) KMS_MUST_USE;
+
+/* Rolls back a CREATING key: HSM objects of its versions, then its rows.
+ * If the HSM refuses, the rows stay for the next reconciliation. Failures
+ * are logged and the thread's error message is left as it was (it says why
+ * we roll back); the status is for reconciliation's log. */
+kms_status kr_key_rollback(keyring *kr, const uint8_t id[KMS_KEYID_BYTES]);
+
+/* Rolls back one CREATING version the same way. */
+kms_status kr_version_rollback(keyring *kr, const uint8_t id[KMS_KEYID_BYTES],
+                               uint32_t version);
+
+/* Start-up reconciliation of the store with the token (keyring.h).
+ * store_created: kms.db had no schema before this open. */
+kms_status kr_reconcile(keyring *kr, bool store_created) KMS_MUST_USE;
+
+/* One line to stderr, "keyring: ...", in one write. Never secret bytes. */
+void kr_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Strict UTF-8 without NUL, at most max bytes; for descriptions and tags. */
+bool kr_text_ok(const char *s, size_t min, size_t max);
+
+#endif

@@ -1,0 +1,542 @@
+/*
+ * keyring_keys.c: the control plane on keys: create, describe, list, state
+ * changes, rotation, tags and policy. Every change to a key row happens
+ * under the key's stripe in one transaction, then invalidates the key's
+ * cache entry (keyring_impl.h).
+ */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "kms/keys/keyring.h"
+#include "kms/keys/keyring_impl.h"
+
+/* ---- metadata ---- */
+
+void key_metadata_free(key_metadata *m)
+{
+	if (!m)
+		return;
+	free(m->versions);
+	free(m->aliases);
+	free(m->tags);
+	memset(m, 0, sizeof *m);
+}
+
+void key_metadata_array_free(key_metadata *keys, size_t n)
+{
+	if (!keys)
+		return;
+	for (size_t i = 0; i < n; i++)
+		key_metadata_free(&keys[i]);
+	free(keys);
+}
+
+/* Fills out for a visible key row; inside a read transaction. */
+static kms_status metadata_fill(keyring *kr, const store_key *key, key_metadata *out)
+{
+	kms_status status;
+	memset(out, 0, sizeof *out);
+	out->key = *key;
+	KMS_GUARD_OUT(status, store_versions_list(kr->store, key->id, &out->versions,
+	                                          &out->n_versions));
+	/* Versions being created do not exist for callers yet. */
+	size_t kept = 0;
+	for (size_t i = 0; i < out->n_versions; i++)
+		if (out->versions[i].state != VERSION_STATE_CREATING)
+			out->versions[kept++] = out->versions[i];
+	out->n_versions = kept;
+	KMS_GUARD_OUT(status, store_alias_list(kr->store, key->id, NULL, KEY_ALIASES_MAX,
+	                                       &out->aliases, &out->n_aliases));
+	KMS_GUARD_OUT(status, store_tags_list(kr->store, key->id, &out->tags, &out->n_tags));
+	return KMS_OK;
+out:
+	key_metadata_free(out);
+	return status;
+}
+
+static kms_status describe_id(keyring *kr, const char *id_text, key_metadata *out)
+{
+	kms_status status;
+	store_key key;
+
+	memset(out, 0, sizeof *out);
+	KMS_GUARD(store_begin_read(kr->store));
+	KMS_GUARD_OUT(status, kr_key_get_visible(kr, id_text, &key));
+	KMS_GUARD_OUT(status, metadata_fill(kr, &key, out));
+	KMS_GUARD_OUT(status, store_commit(kr->store));
+	return KMS_OK;
+out:
+	store_rollback(kr->store);
+	key_metadata_free(out);
+	return status;
+}
+
+kms_status keyring_resolve(keyring *kr, const char *key_ref, store_key *out)
+{
+	uint8_t id[KMS_KEYID_BYTES];
+	char id_text[KMS_KEYID_TEXT_SIZE];
+	memset(out, 0, sizeof *out);
+	KMS_GUARD(kr_resolve_ref(kr, key_ref, id, id_text));
+	return kr_key_get_visible(kr, id_text, out);
+}
+
+kms_status keyring_describe(keyring *kr, const char *key_ref, key_metadata *out)
+{
+	uint8_t id[KMS_KEYID_BYTES];
+	char id_text[KMS_KEYID_TEXT_SIZE];
+	memset(out, 0, sizeof *out);
+	KMS_GUARD(kr_resolve_ref(kr, key_ref, id, id_text));
+	return describe_id(kr, id_text, out);
+}
+
+static kms_status list_limit(uint32_t limit, size_t *out)
+{
+	KMS_ENSURE(limit <= KEYRING_LIST_LIMIT_MAX, KMS_INVALID_ARGUMENT,
+	           "limit: %u, must be 0..%d", (unsigned)limit, KEYRING_LIST_LIMIT_MAX);
+	*out = limit ? limit : KEYRING_LIST_LIMIT_DEFAULT;
+	return KMS_OK;
+}
+
+kms_status keyring_list(keyring *kr, uint32_t limit, const char *page_token, key_metadata **keys,
+                        size_t *n_keys, char next_page_token[static KMS_KEYID_TEXT_SIZE])
+{
+	kms_status status;
+	size_t cap = 0, n = 0;
+	store_key *rows = NULL;
+	key_metadata *list = NULL;
+	size_t filled = 0;
+	char after[KMS_KEYID_TEXT_SIZE] = "";
+
+	*keys = NULL;
+	*n_keys = 0;
+	if (page_token && page_token[0]) {
+		/* The token is the last key id of the previous page; nothing else
+		 * passes. Read before next_page_token is written: the caller may
+		 * pass one buffer for both. */
+		uint8_t id[KMS_KEYID_BYTES];
+		size_t len = strnlen(page_token, KMS_KEYID_TEXT_SIZE);
+		if (keyid_parse(page_token, len, id) != KMS_OK) {
+			next_page_token[0] = '\0';
+			return KMS_FAIL(KMS_INVALID_ARGUMENT, "page token: malformed");
+		}
+		keyid_format(id, after);
+	}
+	next_page_token[0] = '\0';
+	KMS_GUARD(list_limit(limit, &cap));
+	/* One more than asked, to know whether there is a next page. */
+	rows = calloc(cap + 1, sizeof *rows);
+	KMS_ENSURE(rows, KMS_INTERNAL, "keyring: out of memory listing keys");
+	KMS_GUARD_OUT(status, store_begin_read(kr->store));
+	KMS_GUARD_OUT(status, store_key_list(kr->store, after, cap + 1, rows, &n));
+	bool more = n > cap;
+	if (more)
+		n = cap;
+	if (n) {
+		list = calloc(n, sizeof *list);
+		if (!list) {
+			status = KMS_FAIL(KMS_INTERNAL, "keyring: out of memory listing keys");
+			goto out;
+		}
+	}
+	for (; filled < n; filled++)
+		KMS_GUARD_OUT(status, metadata_fill(kr, &rows[filled], &list[filled]));
+	KMS_GUARD_OUT(status, store_commit(kr->store));
+	if (more)
+		memcpy(next_page_token, rows[n - 1].id, KMS_KEYID_TEXT_SIZE);
+	*keys = list;
+	*n_keys = n;
+	list = NULL;
+out:
+	store_rollback(kr->store);
+	key_metadata_array_free(list, filled);
+	free(rows);
+	return status;
+}
+
+/* ---- validation ---- */
+
+static kms_status tags_validate(const keyring_tag_arg *tags, size_t n)
+{
+	KMS_ENSURE(n <= KEY_TAGS_MAX, KMS_INVALID_ARGUMENT, "tags: %zu, at most %d per key", n,
+	           KEY_TAGS_MAX);
+	KMS_ENSURE(tags || n == 0, KMS_INVALID_ARGUMENT, "tags: missing");
+	for (size_t i = 0; i < n; i++) {
+		KMS_ENSURE(kr_text_ok(tags[i].key, KEY_TAG_KEY_MIN, KEY_TAG_KEY_MAX),
+		           KMS_INVALID_ARGUMENT, "tag %zu: key must be %d..%d bytes of UTF-8", i,
+		           KEY_TAG_KEY_MIN, KEY_TAG_KEY_MAX);
+		KMS_ENSURE(kr_text_ok(tags[i].value, 0, KEY_TAG_VALUE_MAX), KMS_INVALID_ARGUMENT,
+		           "tag %zu: value must be 0..%d bytes of UTF-8", i, KEY_TAG_VALUE_MAX);
+		for (size_t j = 0; j < i; j++)
+			KMS_ENSURE(strcmp(tags[i].key, tags[j].key) != 0, KMS_INVALID_ARGUMENT,
+			           "tags %zu and %zu have the same key", j, i);
+	}
+	return KMS_OK;
+}
+
+static kms_status description_validate(const char *description)
+{
+	KMS_ENSURE(kr_text_ok(description, 0, KEY_DESCRIPTION_MAX), KMS_INVALID_ARGUMENT,
+	           "description: must be 0..%d bytes of UTF-8", KEY_DESCRIPTION_MAX);
+	return KMS_OK;
+}
+
+static kms_status rotation_validate(uint32_t days)
+{
+	KMS_ENSURE(days <= KEYRING_ROTATION_PERIOD_MAX, KMS_INVALID_ARGUMENT,
+	           "rotation period: %u days, must be 1..%d or 0 (off)", (unsigned)days,
+	           KEYRING_ROTATION_PERIOD_MAX);
+	return KMS_OK;
+}
+
+kms_status keyring_policy_validate(const char *policy)
+{
+	KMS_ENSURE(policy, KMS_INVALID_ARGUMENT, "policy: missing");
+	size_t len = strnlen(policy, KEY_POLICY_MAX + 1);
+	KMS_ENSURE(len > 0, KMS_INVALID_ARGUMENT, "policy: empty");
+	KMS_ENSURE(len <= KEY_POLICY_MAX, KMS_INVALID_ARGUMENT, "policy: larger than %u bytes",
+	           (unsigned)KEY_POLICY_MAX);
+
+	/* Duplicate member names are refused: two readers must never see two
+	 * different policies in one document. jansson also refuses bad UTF-8,
+	 * \u0000 and trailing bytes. The message gives a position, never the
+	 * document's text. */
+	json_error_t why;
+	json_t *doc = json_loadb(policy, len, JSON_REJECT_DUPLICATES, &why);
+	KMS_ENSURE(doc, KMS_INVALID_ARGUMENT, "policy: not valid JSON (line %d, column %d)",
+	           why.line, why.column);
+	kms_status status = KMS_OK;
+	if (!json_is_object(doc))
+		status = KMS_FAIL(KMS_INVALID_ARGUMENT, "policy: not a JSON object");
+	else if (!json_is_string(json_object_get(doc, "Version")))
+		status = KMS_FAIL(KMS_INVALID_ARGUMENT, "policy: no \"Version\" string");
+	else if (!json_is_array(json_object_get(doc, "Statement")))
+		status = KMS_FAIL(KMS_INVALID_ARGUMENT, "policy: no \"Statement\" array");
+	json_decref(doc);
+	return status;
+}
+
+/* ---- create ---- */
+
+kms_status keyring_create_key(keyring *kr, const keyring_create_args *args, int64_t now,
+                              key_metadata *out)
+{
+	kms_status status;
+	uint8_t id[KMS_KEYID_BYTES];
+	store_key key;
+
+	if (out)
+		memset(out, 0, sizeof *out);
+	KMS_ENSURE(args, KMS_INVALID_ARGUMENT, "create key: missing arguments");
+	key_spec spec = args->spec ? args->spec : KEY_SPEC_AES_256;
+	key_usage usage = args->usage ? args->usage : KEY_USAGE_ENCRYPT_DECRYPT;
+	KMS_ENSURE(spec == KEY_SPEC_AES_256, KMS_INVALID_ARGUMENT,
+	           "key spec %d: only AES_256 is supported so far", (int)spec);
+	KMS_ENSURE(usage == KEY_USAGE_ENCRYPT_DECRYPT, KMS_INVALID_ARGUMENT,
+	           "key usage %d: an AES_256 key is for ENCRYPT_DECRYPT", (int)usage);
+	KMS_GUARD(description_validate(args->description));
+	KMS_GUARD(tags_validate(args->tags, args->n_tags));
+	KMS_GUARD(rotation_validate(args->rotation_period_days));
+	const char *policy = args->policy && args->policy[0] ? args->policy : "";
+	if (policy[0])
+		KMS_GUARD(keyring_policy_validate(policy));
+	if (args->alias)
+		KMS_GUARD(keyid_alias_validate(args->alias, strnlen(args->alias, KMS_ALIAS_TEXT_MAX + 1)));
+
+	KMS_GUARD(hsm_random(kr->hsm, id, sizeof id));
+	memset(&key, 0, sizeof key);
+	keyid_format(id, key.id);
+	snprintf(key.description, sizeof key.description, "%s",
+	         args->description ? args->description : "");
+	key.spec = spec;
+	key.usage = usage;
+	key.state = KEY_STATE_ENABLED;
+	key.lifecycle = KEY_LIFECYCLE_CREATING;
+	key.primary_version = 1;
+	key.rotation_period_days = args->rotation_period_days;
+	key.created_at = now;
+	key.next_rotation_at = args->rotation_period_days
+	                               ? now + (int64_t)args->rotation_period_days * kr->seconds_per_day
+	                               : 0;
+	memcpy(key.region, kr->region, sizeof key.region);
+
+	/* 1. The intent: every row, 'creating'; the alias is taken now, so a
+	 * clash fails before the HSM is touched. */
+	store_version v1 = { .version = 1, .created_at = now, .state = VERSION_STATE_CREATING };
+	KMS_GUARD(store_begin(kr->store));
+	KMS_GUARD_OUT(status, store_key_insert(kr->store, &key, policy));
+	KMS_GUARD_OUT(status, store_version_insert(kr->store, key.id, &v1));
+	for (size_t i = 0; i < args->n_tags; i++)
+		KMS_GUARD_OUT(status, store_tag_put(kr->store, key.id, args->tags[i].key,
+		                                    args->tags[i].value ? args->tags[i].value : ""));
+	if (args->alias) {
+		store_alias alias = { .created_at = now };
+		snprintf(alias.name, sizeof alias.name, "%s", args->alias);
+		memcpy(alias.key_id, key.id, sizeof alias.key_id);
+		KMS_GUARD_OUT(status, store_alias_insert(kr->store, &alias));
+	}
+	KMS_GUARD_OUT(status, store_commit(kr->store));
+	kr_crash_point_reached(kr, KR_CRASH_CREATE_AFTER_INTENT);
+
+	/* 2. The HSM object of version 1. */
+	status = kr_object_create(kr, id, 1);
+	if (status != KMS_OK)
+		goto undo;
+	kr_crash_point_reached(kr, KR_CRASH_CREATE_AFTER_HSM);
+
+	/* 3. Acknowledged: the key exists from this commit on. */
+	key.lifecycle = KEY_LIFECYCLE_READY;
+	status = store_begin(kr->store);
+	if (status == KMS_OK)
+		status = store_version_set_state(kr->store, key.id, 1, VERSION_STATE_ACTIVE);
+	if (status == KMS_OK)
+		status = store_key_update(kr->store, &key);
+	if (status == KMS_OK)
+		status = store_commit(kr->store);
+	if (status != KMS_OK)
+		goto undo;
+
+	if (out && describe_id(kr, key.id, out) != KMS_OK) {
+		/* The key exists; say so with what we know. */
+		kr_log("key %s created, but describing it failed: %s", key.id, kms_error_message());
+		kms_error_clear();
+		out->key = key;
+	}
+	return KMS_OK;
+undo:
+	store_rollback(kr->store);
+	(void)kr_key_rollback(kr, id);
+	return status;
+out:
+	store_rollback(kr->store);
+	return status;
+}
+
+/* ---- changes to one key ---- */
+
+/* Checks and changes *key (and may write more rows) inside the transaction. */
+typedef kms_status (*mutate_fn)(keyring *kr, store_key *key, const void *arg);
+
+static kms_status key_mutate(keyring *kr, const char *key_ref, mutate_fn fn, const void *arg,
+                             store_key *out)
+{
+	uint8_t id[KMS_KEYID_BYTES];
+	char id_text[KMS_KEYID_TEXT_SIZE];
+	kms_status status;
+	store_key key;
+
+	if (out)
+		memset(out, 0, sizeof *out);
+	KMS_GUARD(kr_resolve_ref(kr, key_ref, id, id_text));
+	pthread_mutex_t *stripe = kr_stripe(kr, id);
+	pthread_mutex_lock(stripe);
+	KMS_GUARD_OUT(status, store_begin(kr->store));
+	KMS_GUARD_OUT(status, kr_key_get_visible(kr, id_text, &key));
+	if (key.lifecycle == KEY_LIFECYCLE_DESTROYING) {
+		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "key %s is being destroyed", id_text);
+		goto out;
+	}
+	if (key.state == KEY_STATE_DESTROYED) {
+		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "key %s is DESTROYED", id_text);
+		goto out;
+	}
+	KMS_GUARD_OUT(status, fn(kr, &key, arg));
+	KMS_GUARD_OUT(status, store_key_update(kr->store, &key));
+	KMS_GUARD_OUT(status, store_commit(kr->store));
+	kr_cache_invalidate(kr, id);
+	if (out)
+		*out = key;
+out:
+	store_rollback(kr->store);
+	pthread_mutex_unlock(stripe);
+	return status;
+}
+
+static kms_status set_description(keyring *kr, store_key *key, const void *arg)
+{
+	snprintf(key->description, sizeof key->description, "%s", (const char *)arg);
+	return KMS_OK;
+}
+
+kms_status keyring_update_description(keyring *kr, const char *key_ref, const char *description)
+{
+	KMS_GUARD(description_validate(description));
+	return key_mutate(kr, key_ref, set_description, description ? description : "", NULL);
+}
+
+static kms_status enable(keyring *kr, store_key *key, const void *arg)
+{
+	KMS_ENSURE(key->state == KEY_STATE_ENABLED || key->state == KEY_STATE_DISABLED,
+	           KMS_FAILED_PRECONDITION, "key %s is %s: only a DISABLED key can be enabled",
+	           key->id, key_state_name(key->state));
+	key->state = KEY_STATE_ENABLED;
+	return KMS_OK;
+}
+
+static kms_status disable(keyring *kr, store_key *key, const void *arg)
+{
+	KMS_ENSURE(key->state == KEY_STATE_ENABLED || key->state == KEY_STATE_DISABLED,
+	           KMS_FAILED_PRECONDITION, "key %s is %s: only an ENABLED key can be disabled",
+	           key->id, key_state_name(key->state));
+	key->state = KEY_STATE_DISABLED;
+	return KMS_OK;
+}
+
+kms_status keyring_enable(keyring *kr, const char *key_ref)
+{
+	return key_mutate(kr, key_ref, enable, NULL, NULL);
+}
+
+kms_status keyring_disable(keyring *kr, const char *key_ref)
+{
+	return key_mutate(kr, key_ref, disable, NULL, NULL);
+}
+
+typedef struct when_days {
+	uint32_t days;
+	int64_t now;
+} when_days;
+
+static kms_status set_rotation(keyring *kr, store_key *key, const void *arg)
+{
+	const when_days *w = arg;
+	key->rotation_period_days = w->days;
+	key->next_rotation_at = w->days ? w->now + (int64_t)w->days * kr->seconds_per_day : 0;
+	return KMS_OK;
+}
+
+kms_status keyring_set_rotation_period(keyring *kr, const char *key_ref, uint32_t days,
+                                       int64_t now, key_metadata *out)
+{
+	when_days w = { days, now };
+	store_key key;
+	if (out)
+		memset(out, 0, sizeof *out);
+	KMS_GUARD(rotation_validate(days));
+	KMS_GUARD(key_mutate(kr, key_ref, set_rotation, &w, &key));
+	return out ? describe_id(kr, key.id, out) : KMS_OK;
+}
+
+static kms_status schedule_deletion(keyring *kr, store_key *key, const void *arg)
+{
+	const when_days *w = arg;
+	KMS_ENSURE(key->state == KEY_STATE_ENABLED || key->state == KEY_STATE_DISABLED,
+	           KMS_FAILED_PRECONDITION, "key %s is %s: deletion can be scheduled only for "
+	           "ENABLED or DISABLED keys", key->id, key_state_name(key->state));
+	key->state = KEY_STATE_PENDING_DELETION;
+	key->deletion_date = w->now + (int64_t)w->days * kr->seconds_per_day;
+	return KMS_OK;
+}
+
+kms_status keyring_schedule_deletion(keyring *kr, const char *key_ref, uint32_t window_days,
+                                     int64_t now, store_key *out)
+{
+	when_days w = { window_days ? window_days : kr->deletion_window_days, now };
+	if (out)
+		memset(out, 0, sizeof *out);
+	KMS_ENSURE(w.days >= KEYRING_DELETION_WINDOW_MIN && w.days <= KEYRING_DELETION_WINDOW_MAX,
+	           KMS_INVALID_ARGUMENT, "pending window: %u days, must be %d..%d", (unsigned)w.days,
+	           KEYRING_DELETION_WINDOW_MIN, KEYRING_DELETION_WINDOW_MAX);
+	return key_mutate(kr, key_ref, schedule_deletion, &w, out);
+}
+
+static kms_status cancel_deletion(keyring *kr, store_key *key, const void *arg)
+{
+	KMS_ENSURE(key->state == KEY_STATE_PENDING_DELETION, KMS_FAILED_PRECONDITION,
+	           "key %s is %s, not PENDING_DELETION", key->id, key_state_name(key->state));
+	key->state = KEY_STATE_DISABLED;
+	key->deletion_date = 0;
+	return KMS_OK;
+}
+
+kms_status keyring_cancel_deletion(keyring *kr, const char *key_ref, store_key *out)
+{
+	return key_mutate(kr, key_ref, cancel_deletion, NULL, out);
+}
+
+kms_status keyring_rotate(keyring *kr, const char *key_ref, int64_t now, key_metadata *out)
+{
+	uint8_t id[KMS_KEYID_BYTES];
+	char id_text[KMS_KEYID_TEXT_SIZE];
+
+	if (out)
+		memset(out, 0, sizeof *out);
+	KMS_GUARD(kr_resolve_ref(kr, key_ref, id, id_text));
+	pthread_mutex_t *stripe = kr_stripe(kr, id);
+	pthread_mutex_lock(stripe);
+	kms_status status = kr_version_create_locked(kr, id, now, NULL);
+	pthread_mutex_unlock(stripe);
+	KMS_GUARD(status);
+	return out ? describe_id(kr, id_text, out) : KMS_OK;
+}
+
+/* ---- tags ---- */
+
+typedef struct tag_change {
+	const keyring_tag_arg *tags;
+	const char *const *tag_keys;
+	size_t n;
+} tag_change;
+
+static kms_status put_tags(keyring *kr, store_key *key, const void *arg)
+{
+	const tag_change *c = arg;
+	size_t count;
+	for (size_t i = 0; i < c->n; i++)
+		KMS_GUARD(store_tag_put(kr->store, key->id, c->tags[i].key,
+		                        c->tags[i].value ? c->tags[i].value : ""));
+	KMS_GUARD(store_tag_count(kr->store, key->id, &count));
+	KMS_ENSURE(count <= KEY_TAGS_MAX, KMS_INVALID_ARGUMENT,
+	           "key %s would have %zu tags, at most %d", key->id, count, KEY_TAGS_MAX);
+	return KMS_OK;
+}
+
+static kms_status delete_tags(keyring *kr, store_key *key, const void *arg)
+{
+	const tag_change *c = arg;
+	for (size_t i = 0; i < c->n; i++)
+		KMS_GUARD(store_tag_delete(kr->store, key->id, c->tag_keys[i]));
+	return KMS_OK;
+}
+
+kms_status keyring_tag(keyring *kr, const char *key_ref, const keyring_tag_arg *tags, size_t n)
+{
+	tag_change c = { .tags = tags, .n = n };
+	KMS_GUARD(tags_validate(tags, n));
+	return key_mutate(kr, key_ref, put_tags, &c, NULL);
+}
+
+kms_status keyring_untag(keyring *kr, const char *key_ref, const char *const *tag_keys, size_t n)
+{
+	tag_change c = { .tag_keys = tag_keys, .n = n };
+	KMS_ENSURE(tag_keys || n == 0, KMS_INVALID_ARGUMENT, "tag keys: missing");
+	KMS_ENSURE(n <= KEY_TAGS_MAX, KMS_INVALID_ARGUMENT, "tag keys: %zu, at most %d", n,
+	           KEY_TAGS_MAX);
+	for (size_t i = 0; i < n; i++)
+		KMS_ENSURE(kr_text_ok(tag_keys[i], KEY_TAG_KEY_MIN, KEY_TAG_KEY_MAX),
+		           KMS_INVALID_ARGUMENT, "tag key %zu: must be %d..%d bytes of UTF-8", i,
+		           KEY_TAG_KEY_MIN, KEY_TAG_KEY_MAX);
+	return key_mutate(kr, key_ref, delete_tags, &c, NULL);
+}
+
+/* ---- policy ---- */
+
+static kms_status put_policy(keyring *kr, store_key *key, const void *arg)
+{
+	return store_policy_set(kr->store, key->id, arg);
+}
+
+kms_status keyring_policy_put(keyring *kr, const char *key_ref, const char *policy)
+{
+	KMS_GUARD(keyring_policy_validate(policy));
+	return key_mutate(kr, key_ref, put_policy, policy, NULL);
+}
+
+kms_status keyring_policy_get(keyring *kr, const char *key_ref, char **policy)
+{
+	store_key key;
+	*policy = NULL;
+	KMS_GUARD(keyring_resolve(kr, key_ref, &key));
+	return store_policy_get(kr->store, key.id, policy);
+}

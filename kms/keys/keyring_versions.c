@@ -1,0 +1,330 @@
+/*
+ * keyring_versions.c: the steps that touch both the HSM and the store, each
+ * intent first (keyring.h): creating a version, rolling back what was never
+ * acknowledged, destroying a key; and keyring_tick, which runs the
+ * time-driven ones.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "kms/keys/keyring.h"
+#include "kms/keys/keyring_impl.h"
+
+/* Keeps the thread's message across cleanup that may overwrite it. */
+typedef struct saved_error {
+	char text[KMS_ERROR_MAX];
+} saved_error;
+
+static void error_save(saved_error *saved)
+{
+	snprintf(saved->text, sizeof saved->text, "%s", kms_error_message());
+}
+
+static void error_restore(const saved_error *saved)
+{
+	if (strcmp(saved->text, kms_error_message()) != 0)
+		(void)KMS_FAIL(KMS_INTERNAL, "%s", saved->text);
+}
+
+kms_status kr_object_create(keyring *kr, const uint8_t id[KMS_KEYID_BYTES], uint32_t version)
+{
+	hsm_object_id object;
+	char label[KMS_KEYID_VERSION_LABEL_SIZE];
+	KMS_GUARD(kr_object_id(id, version, &object));
+	KMS_GUARD(keyid_version_label(id, version, label));
+	return hsm_aes_create(kr->hsm, &object, label);
+}
+
+kms_status kr_object_destroy(keyring *kr, const uint8_t id[KMS_KEYID_BYTES], uint32_t version)
+{
+	hsm_object_id object;
+	KMS_GUARD(kr_object_id(id, version, &object));
+	return hsm_object_destroy(kr->hsm, &object);
+}
+
+kms_status kr_version_rollback(keyring *kr, const uint8_t id[KMS_KEYID_BYTES], uint32_t version)
+{
+	char id_text[KMS_KEYID_TEXT_SIZE];
+	saved_error saved;
+	kms_status status;
+
+	keyid_format(id, id_text);
+	error_save(&saved);
+	/* The object first: a row without an object is harmless, an object
+	 * without a row is what we must never leave. */
+	status = kr_object_destroy(kr, id, version);
+	if (status == KMS_OK)
+		status = store_version_delete(kr->store, id_text, version);
+	if (status != KMS_OK)
+		kr_log("rolling back %s:v%u failed, start-up reconciliation will retry: %s", id_text,
+		       (unsigned)version, kms_error_message());
+	error_restore(&saved);
+	return status;
+}
+
+kms_status kr_key_rollback(keyring *kr, const uint8_t id[KMS_KEYID_BYTES])
+{
+	char id_text[KMS_KEYID_TEXT_SIZE];
+	saved_error saved;
+	kms_status status;
+	store_key key;
+	store_version *versions = NULL;
+	size_t n_versions = 0;
+
+	keyid_format(id, id_text);
+	error_save(&saved);
+	KMS_GUARD_OUT(status, store_key_get(kr->store, id_text, &key));
+	/* Never a key callers have seen: only intents are rolled back. */
+	if (key.lifecycle != KEY_LIFECYCLE_CREATING) {
+		status = KMS_FAIL(KMS_INTERNAL, "keyring: refusing to roll back %s: it is %s", id_text,
+		                  key_lifecycle_name(key.lifecycle));
+		goto out;
+	}
+	KMS_GUARD_OUT(status, store_versions_list(kr->store, id_text, &versions, &n_versions));
+	for (size_t i = 0; i < n_versions; i++)
+		KMS_GUARD_OUT(status, kr_object_destroy(kr, id, versions[i].version));
+	KMS_GUARD_OUT(status, store_key_delete(kr->store, id_text));
+	kr_alias_cache_clear(kr);
+out:
+	if (status != KMS_OK)
+		kr_log("rolling back key %s failed, start-up reconciliation will retry: %s", id_text,
+		       kms_error_message());
+	free(versions);
+	error_restore(&saved);
+	return status;
+}
+
+kms_status kr_version_create_locked(keyring *kr, const uint8_t id[KMS_KEYID_BYTES], int64_t now,
+                                    uint32_t *new_version)
+{
+	char id_text[KMS_KEYID_TEXT_SIZE];
+	kms_status status;
+	store_key key;
+	uint32_t max_version;
+
+	keyid_format(id, id_text);
+	if (new_version)
+		*new_version = 0;
+
+	/* 1. The intent: a 'creating' row under the next number. */
+	KMS_GUARD(store_begin(kr->store));
+	KMS_GUARD_OUT(status, kr_key_get_visible(kr, id_text, &key));
+	if (key.lifecycle != KEY_LIFECYCLE_READY || key.state != KEY_STATE_ENABLED) {
+		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "key %s is %s: only ENABLED keys rotate",
+		                  id_text, key_state_name(key.state));
+		goto out;
+	}
+	KMS_GUARD_OUT(status, store_version_max(kr->store, id_text, &max_version));
+	if (max_version == UINT32_MAX) {
+		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "key %s has no version numbers left", id_text);
+		goto out;
+	}
+	uint32_t version = max_version + 1;
+	store_version intent = {
+		.version = version,
+		.created_at = now,
+		.state = VERSION_STATE_CREATING,
+		.encryptions_reserved = 0,
+	};
+	KMS_GUARD_OUT(status, store_version_insert(kr->store, id_text, &intent));
+	KMS_GUARD_OUT(status, store_commit(kr->store));
+	kr_crash_point_reached(kr, KR_CRASH_ROTATE_AFTER_INTENT);
+
+	/* 2. The HSM object. */
+	status = kr_object_create(kr, id, version);
+	if (status != KMS_OK)
+		goto undo;
+	kr_crash_point_reached(kr, KR_CRASH_ROTATE_AFTER_HSM);
+
+	/* 3. Active and primary, in one commit. The stripe kept other writers
+	 * of this key row out since step 1, so key is current. */
+	key.primary_version = version;
+	key.next_rotation_at = key.rotation_period_days
+	                               ? now + (int64_t)key.rotation_period_days * kr->seconds_per_day
+	                               : 0;
+	status = store_begin(kr->store);
+	if (status == KMS_OK)
+		status = store_version_set_state(kr->store, id_text, version, VERSION_STATE_ACTIVE);
+	if (status == KMS_OK)
+		status = store_key_update(kr->store, &key);
+	if (status == KMS_OK)
+		status = store_commit(kr->store);
+	if (status != KMS_OK)
+		goto undo;
+	kr_cache_invalidate(kr, id);
+	if (new_version)
+		*new_version = version;
+	return KMS_OK;
+undo:
+	store_rollback(kr->store);
+	(void)kr_version_rollback(kr, id, version);
+	return status;
+out:
+	store_rollback(kr->store);
+	return status;
+}
+
+kms_status kr_key_destroy_locked(keyring *kr, const uint8_t id[KMS_KEYID_BYTES], int64_t now)
+{
+	char id_text[KMS_KEYID_TEXT_SIZE];
+	kms_status status;
+	store_key key;
+	store_version *versions = NULL;
+	size_t n_versions = 0;
+
+	keyid_format(id, id_text);
+
+	/* 1. The intent: lifecycle 'destroying' (callers still see
+	 * PENDING_DELETION, which allows no use). */
+	KMS_GUARD(store_begin(kr->store));
+	KMS_GUARD_OUT(status, kr_key_get_visible(kr, id_text, &key));
+	if (key.lifecycle == KEY_LIFECYCLE_DESTROYED) {
+		status = store_commit(kr->store);
+		goto out;
+	}
+	if (key.lifecycle == KEY_LIFECYCLE_READY) {
+		if (key.state != KEY_STATE_PENDING_DELETION || key.deletion_date > now) {
+			status = KMS_FAIL(KMS_FAILED_PRECONDITION,
+			                  "key %s is %s, not due for destruction", id_text,
+			                  key_state_name(key.state));
+			goto out;
+		}
+		key.lifecycle = KEY_LIFECYCLE_DESTROYING;
+		KMS_GUARD_OUT(status, store_key_update(kr->store, &key));
+	}
+	KMS_GUARD_OUT(status, store_commit(kr->store));
+	kr_cache_invalidate(kr, id);
+
+	/* 2. Every version's HSM object (destroy is idempotent). */
+	KMS_GUARD_OUT(status, store_versions_list(kr->store, id_text, &versions, &n_versions));
+	for (size_t i = 0; i < n_versions; i++)
+		KMS_GUARD_OUT(status, kr_object_destroy(kr, id, versions[i].version));
+	kr_crash_point_reached(kr, KR_CRASH_DESTROY_AFTER_HSM);
+
+	/* 3. The tombstone: metadata kept, versions destroyed, aliases gone. */
+	KMS_GUARD_OUT(status, store_begin(kr->store));
+	for (size_t i = 0; i < n_versions; i++) {
+		if (versions[i].state == VERSION_STATE_CREATING)
+			KMS_GUARD_OUT(status,
+			              store_version_delete(kr->store, id_text, versions[i].version));
+		else if (versions[i].state == VERSION_STATE_ACTIVE)
+			KMS_GUARD_OUT(status, store_version_set_state(kr->store, id_text,
+			                                              versions[i].version,
+			                                              VERSION_STATE_DESTROYED));
+	}
+	key.state = KEY_STATE_DESTROYED;
+	key.lifecycle = KEY_LIFECYCLE_DESTROYED;
+	key.next_rotation_at = 0;
+	KMS_GUARD_OUT(status, store_key_update(kr->store, &key));
+	KMS_GUARD_OUT(status, store_aliases_delete_for_key(kr->store, id_text));
+	KMS_GUARD_OUT(status, store_commit(kr->store));
+	kr_cache_invalidate(kr, id);
+	kr_alias_cache_clear(kr);
+out:
+	store_rollback(kr->store);
+	free(versions);
+	return status;
+}
+
+/* ---- keyring_tick ---- */
+
+typedef struct tick_state {
+	kms_status first_failure;
+	char first_message[KMS_ERROR_MAX];
+	keyring_tick_report report;
+} tick_state;
+
+static void tick_failed(tick_state *t, kms_status status, const char *what, const char *id_text)
+{
+	kr_log("%s%s%s failed: %s", what, id_text[0] ? " " : "", id_text, kms_error_message());
+	t->report.failed++;
+	if (t->first_failure == KMS_OK) {
+		t->first_failure = status;
+		snprintf(t->first_message, sizeof t->first_message, "%s", kms_error_message());
+	}
+}
+
+static void tick_destroy(keyring *kr, int64_t now, store_key_query q, tick_state *t)
+{
+	char ids[KEYRING_TICK_BATCH][KMS_KEYID_TEXT_SIZE];
+	size_t n;
+	kms_status status = store_key_ids(kr->store, q, now, KEYRING_TICK_BATCH, ids, &n);
+	if (status != KMS_OK) {
+		tick_failed(t, status, "listing keys due for destruction", "");
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint8_t id[KMS_KEYID_BYTES];
+		status = keyid_parse(ids[i], KMS_KEYID_TEXT_LEN, id);
+		if (status == KMS_OK) {
+			pthread_mutex_t *stripe = kr_stripe(kr, id);
+			pthread_mutex_lock(stripe);
+			status = kr_key_destroy_locked(kr, id, now);
+			pthread_mutex_unlock(stripe);
+		}
+		if (status != KMS_OK) {
+			tick_failed(t, status, "destroying key", ids[i]);
+			continue;
+		}
+		t->report.destroyed++;
+		kr_log("destroyed key %s: its deletion date passed; metadata kept as a tombstone",
+		       ids[i]);
+	}
+}
+
+static void tick_rotate(keyring *kr, int64_t now, tick_state *t)
+{
+	char ids[KEYRING_TICK_BATCH][KMS_KEYID_TEXT_SIZE];
+	size_t n;
+	kms_status status =
+	        store_key_ids(kr->store, STORE_KEYS_ROTATION_DUE, now, KEYRING_TICK_BATCH, ids, &n);
+	if (status != KMS_OK) {
+		tick_failed(t, status, "listing keys due for rotation", "");
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint8_t id[KMS_KEYID_BYTES];
+		uint32_t version = 0;
+		bool due = false;
+		status = keyid_parse(ids[i], KMS_KEYID_TEXT_LEN, id);
+		if (status == KMS_OK) {
+			pthread_mutex_t *stripe = kr_stripe(kr, id);
+			pthread_mutex_lock(stripe);
+			/* Still due? Someone may have rotated it since the query. */
+			store_key key;
+			status = kr_key_get_visible(kr, ids[i], &key);
+			due = status == KMS_OK && key.lifecycle == KEY_LIFECYCLE_READY &&
+			      key.state == KEY_STATE_ENABLED && key.rotation_period_days > 0 &&
+			      key.next_rotation_at <= now;
+			if (due)
+				status = kr_version_create_locked(kr, id, now, &version);
+			pthread_mutex_unlock(stripe);
+		}
+		if (status != KMS_OK) {
+			tick_failed(t, status, "rotating key", ids[i]);
+			continue;
+		}
+		if (due) {
+			t->report.rotated++;
+			kr_log("rotated key %s to v%u: its rotation period passed", ids[i],
+			       (unsigned)version);
+		}
+	}
+}
+
+kms_status keyring_tick(keyring *kr, int64_t now, keyring_tick_report *report)
+{
+	tick_state t;
+	memset(&t, 0, sizeof t);
+
+	tick_destroy(kr, now, STORE_KEYS_DESTROYING, &t);
+	tick_destroy(kr, now, STORE_KEYS_DELETION_DUE, &t);
+	tick_rotate(kr, now, &t);
+	if (report)
+		*report = t.report;
+	if (t.first_failure != KMS_OK)
+		return KMS_FAIL(t.first_failure, "%s", t.first_message);
+	return KMS_OK;
+}

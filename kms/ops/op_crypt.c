@@ -1,0 +1,368 @@
+/*
+ * op_crypt.c: the data plane. Encrypt, Decrypt, ReEncrypt, GenerateDataKey
+ * (with and without plaintext) and their batch forms.
+ *
+ * Sealing: the keyring hands out a key version (and one use of its GCM
+ * budget), the IV is 12 fresh random bytes, the AAD is the blob header ||
+ * the canonical encryption context (docs/ciphertext-format.md), and the HSM
+ * does AES-256-GCM. Opening: the blob is parsed strictly, its region must be
+ * ours, and the HSM verifies the tag before any plaintext exists. Plaintexts
+ * live in the worker's arena (locked, wiped after the reply) and, once
+ * packed, in the reply NNG sends (freed unwiped: docs/security.md).
+ */
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include <kms/secmem.h>
+
+#include "kms/format/blob.h"
+#include "kms/format/context.h"
+#include "common/error.h"
+#include "hsm/hsm.h"
+#include "kms/keys/keyring.h"
+#include "kms/pipeline/ops.h"
+
+#define DATA_KEY_LEN 32
+
+typedef struct sealed {
+	ProtobufCBinaryData blob;
+	char *key_id;
+	uint32_t key_version;
+} sealed;
+
+typedef struct opened {
+	ProtobufCBinaryData plaintext;
+	char *key_id;
+	uint32_t key_version;
+} opened;
+
+/* The keyring said this version is active, so its HSM object missing is an
+ * HSM fault, not a request for an unknown key. */
+static kms_status hsm_missing_is_fault(kms_status st, const keyring_key_use *use)
+{
+	if (st != KMS_NOT_FOUND)
+		return st;
+	return KMS_FAIL(KMS_HSM_UNAVAILABLE, "hsm: the object of key %s version %u is missing "
+	                "from the token: restore the token or destroy the version",
+	                use->key_id_text, use->version);
+}
+
+/* The canonical context encoding, in the arena. */
+static kms_status encode_context(op_ctx *ctx, Kms__StringPair *const *pairs, size_t n,
+                                 uint8_t **out, size_t *out_len)
+{
+	context_pair view[KMS_CONTEXT_MAX_PAIRS];
+	size_t size;
+	KMS_GUARD(context_check_count(n));
+	for (size_t i = 0; i < n; i++)
+		view[i] = context_pair_from_cstr(pairs[i]->key, pairs[i]->value);
+	KMS_GUARD(context_encoded_size(view, n, &size));
+	*out = arena_alloc(ctx->arena, size);
+	KMS_ENSURE(*out, KMS_INTERNAL, "out of request memory");
+	return context_encode(view, n, *out, size, out_len);
+}
+
+static kms_status seal(op_ctx *ctx, const char *key_ref, const uint8_t *plaintext,
+                       size_t plaintext_len, Kms__StringPair *const *pairs, size_t n_pairs,
+                       sealed *out)
+{
+	keyring_key_use use;
+	blob_header header;
+	uint8_t iv[KMS_BLOB_IV_LEN];
+	uint8_t *context, *aad, *sealed_bytes, *blob;
+	size_t context_len, aad_len, blob_len;
+
+	KMS_GUARD(encode_context(ctx, pairs, n_pairs, &context, &context_len));
+	op_note_key(ctx, key_ref, 0); /* what was asked for, until it resolves */
+	KMS_GUARD(keyring_encrypt_key(ctx->d->keyring, key_ref, ctx->now, &use));
+	op_note_key(ctx, use.key_id_text, use.version);
+	/* IVs must be unique, not secret: OpenSSL's DRBG saves an HSM round trip. */
+	KMS_ENSURE(RAND_bytes(iv, sizeof iv) == 1, KMS_INTERNAL, "no random bytes for an IV");
+	KMS_GUARD(blob_header_build(use.key_id, use.version, ctx->d->cfg.region,
+	                            strlen(ctx->d->cfg.region), iv, plaintext_len, &header));
+	aad = arena_alloc(ctx->arena, blob_aad_len(header.len, context_len));
+	sealed_bytes = arena_alloc(ctx->arena, blob_sealed_len(&header));
+	blob = arena_alloc(ctx->arena, blob_total_len(&header));
+	KMS_ENSURE(aad && sealed_bytes && blob, KMS_INTERNAL, "out of request memory");
+	KMS_GUARD(blob_aad_build(header.bytes, header.len, context, context_len, aad,
+	                         blob_aad_len(header.len, context_len), &aad_len));
+	KMS_GUARD(hsm_missing_is_fault(hsm_aes_gcm_encrypt(ctx->d->hsm, &use.object, iv, aad,
+	                                                   aad_len, plaintext, plaintext_len,
+	                                                   sealed_bytes, blob_sealed_len(&header)),
+	                               &use));
+	KMS_GUARD(blob_assemble(&header, sealed_bytes, blob_sealed_len(&header), blob,
+	                        blob_total_len(&header), &blob_len));
+	out->blob.data = blob;
+	out->blob.len = blob_len;
+	out->key_id = arena_strdup(ctx->arena, use.key_id_text);
+	out->key_version = use.version;
+	KMS_ENSURE(out->key_id, KMS_INTERNAL, "out of request memory");
+	return KMS_OK;
+}
+
+/* expected_key_ref: when not empty, the blob must be under that key. */
+static kms_status open_blob(op_ctx *ctx, ProtobufCBinaryData blob_bytes,
+                            const char *expected_key_ref, Kms__StringPair *const *pairs,
+                            size_t n_pairs, opened *out)
+{
+	blob_view blob;
+	keyring_key_use use;
+	uint8_t *context, *aad, *plaintext;
+	size_t context_len, aad_len;
+	const char *region = ctx->d->cfg.region;
+
+	KMS_GUARD(blob_parse(blob_bytes.data, blob_bytes.len, &blob));
+	KMS_GUARD(blob_check_region(&blob, region, strlen(region)));
+	char blob_key[KMS_KEYID_TEXT_SIZE];
+	keyid_format(blob.key_id, blob_key);
+	op_note_key(ctx, blob_key, blob.key_version);
+	if (expected_key_ref && expected_key_ref[0]) {
+		store_key expected;
+		KMS_GUARD(keyring_resolve(ctx->d->keyring, expected_key_ref, &expected));
+		KMS_ENSURE(strcmp(expected.id, blob_key) == 0, KMS_INVALID_CIPHERTEXT,
+		           "the blob is under key %s, not %s", blob_key, expected.id);
+	}
+	kms_status st = keyring_decrypt_key(ctx->d->keyring, blob.key_id, blob.key_version, &use);
+	if (st == KMS_NOT_FOUND)
+		return KMS_FAIL(KMS_INVALID_CIPHERTEXT, "no key %s version %u here: the blob was "
+		                "not made by this service, or was altered", blob_key, blob.key_version);
+	KMS_GUARD(st);
+	KMS_GUARD(encode_context(ctx, pairs, n_pairs, &context, &context_len));
+	aad = arena_alloc(ctx->arena, blob_aad_len(blob.header_len, context_len));
+	plaintext = arena_alloc(ctx->arena, blob.ciphertext_len);
+	KMS_ENSURE(aad && plaintext, KMS_INTERNAL, "out of request memory");
+	KMS_GUARD(blob_aad_build(blob.header, blob.header_len, context, context_len, aad,
+	                         blob_aad_len(blob.header_len, context_len), &aad_len));
+	st = hsm_aes_gcm_decrypt(ctx->d->hsm, &use.object, blob.iv, aad, aad_len, blob.sealed,
+	                         blob.sealed_len, plaintext, blob.ciphertext_len);
+	st = hsm_missing_is_fault(st, &use);
+	if (st == KMS_INVALID_CIPHERTEXT)
+		return KMS_FAIL(KMS_INVALID_CIPHERTEXT, "blob under key %s version %u does not "
+		                "authenticate: wrong encryption context, or altered", blob_key,
+		                blob.key_version);
+	KMS_GUARD(st);
+	out->plaintext.data = plaintext;
+	out->plaintext.len = blob.ciphertext_len;
+	out->key_id = arena_strdup(ctx->arena, blob_key);
+	out->key_version = blob.key_version;
+	KMS_ENSURE(out->key_id, KMS_INTERNAL, "out of request memory");
+	return KMS_OK;
+}
+
+static kms_status encrypt_one(op_ctx *ctx, const Kms__EncryptRequest *r,
+                              Kms__EncryptResponse **out)
+{
+	sealed s;
+	KMS_GUARD(seal(ctx, r->key_id, r->plaintext.data, r->plaintext.len,
+	               r->encryption_context, r->n_encryption_context, &s));
+	Kms__EncryptResponse *e = arena_alloc(ctx->arena, sizeof *e);
+	KMS_ENSURE(e, KMS_INTERNAL, "out of request memory");
+	kms__encrypt_response__init(e);
+	e->ciphertext_blob = s.blob;
+	e->key_id = s.key_id;
+	e->key_version = s.key_version;
+	*out = e;
+	return KMS_OK;
+}
+
+static kms_status decrypt_one(op_ctx *ctx, const Kms__DecryptRequest *r,
+                              Kms__DecryptResponse **out)
+{
+	opened o;
+	KMS_GUARD(open_blob(ctx, r->ciphertext_blob, r->key_id, r->encryption_context,
+	                    r->n_encryption_context, &o));
+	Kms__DecryptResponse *d = arena_alloc(ctx->arena, sizeof *d);
+	KMS_ENSURE(d, KMS_INTERNAL, "out of request memory");
+	kms__decrypt_response__init(d);
+	d->plaintext = o.plaintext;
+	d->key_id = o.key_id;
+	d->key_version = o.key_version;
+	*out = d;
+	return KMS_OK;
+}
+
+/* A fresh data key from the HSM, sealed under key_ref. */
+static kms_status data_key(op_ctx *ctx, const char *key_ref, Kms__StringPair *const *pairs,
+                           size_t n_pairs, ProtobufCBinaryData *plaintext, sealed *s)
+{
+	uint8_t *key = arena_alloc(ctx->arena, DATA_KEY_LEN);
+	KMS_ENSURE(key, KMS_INTERNAL, "out of request memory");
+	KMS_GUARD(hsm_random(ctx->d->hsm, key, DATA_KEY_LEN));
+	KMS_GUARD(seal(ctx, key_ref, key, DATA_KEY_LEN, pairs, n_pairs, s));
+	plaintext->data = key;
+	plaintext->len = DATA_KEY_LEN;
+	return KMS_OK;
+}
+
+static kms_status gdk_one(op_ctx *ctx, const Kms__GenerateDataKeyRequest *r,
+                          Kms__GenerateDataKeyResponse **out)
+{
+	sealed s;
+	ProtobufCBinaryData key;
+	KMS_GUARD(data_key(ctx, r->key_id, r->encryption_context, r->n_encryption_context,
+	                   &key, &s));
+	Kms__GenerateDataKeyResponse *g = arena_alloc(ctx->arena, sizeof *g);
+	KMS_ENSURE(g, KMS_INTERNAL, "out of request memory");
+	kms__generate_data_key_response__init(g);
+	g->plaintext = key;
+	g->ciphertext_blob = s.blob;
+	g->key_id = s.key_id;
+	g->key_version = s.key_version;
+	*out = g;
+	return KMS_OK;
+}
+
+kms_status op_encrypt(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
+{
+	KMS_GUARD(encrypt_one(ctx, req->encrypt, &resp->encrypt));
+	resp->result_case = KMS__RESPONSE__RESULT_ENCRYPT;
+	return KMS_OK;
+}
+
+kms_status op_decrypt(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
+{
+	KMS_GUARD(decrypt_one(ctx, req->decrypt, &resp->decrypt));
+	resp->result_case = KMS__RESPONSE__RESULT_DECRYPT;
+	return KMS_OK;
+}
+
+kms_status op_re_encrypt(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
+{
+	const Kms__ReEncryptRequest *r = req->re_encrypt;
+	opened o;
+	sealed s;
+	KMS_GUARD(open_blob(ctx, r->ciphertext_blob, NULL, r->source_encryption_context,
+	                    r->n_source_encryption_context, &o));
+	/* No destination: the source key's primary version (after a rotation). */
+	const char *dest = r->destination_key_id[0] ? r->destination_key_id : o.key_id;
+	KMS_GUARD(seal(ctx, dest, o.plaintext.data, o.plaintext.len,
+	               r->destination_encryption_context, r->n_destination_encryption_context,
+	               &s));
+	kms_wipe(o.plaintext.data, o.plaintext.len);
+	Kms__ReEncryptResponse *re = arena_alloc(ctx->arena, sizeof *re);
+	KMS_ENSURE(re, KMS_INTERNAL, "out of request memory");
+	kms__re_encrypt_response__init(re);
+	re->ciphertext_blob = s.blob;
+	re->source_key_id = o.key_id;
+	re->source_key_version = o.key_version;
+	re->key_id = s.key_id;
+	re->key_version = s.key_version;
+	resp->re_encrypt = re;
+	resp->result_case = KMS__RESPONSE__RESULT_RE_ENCRYPT;
+	return KMS_OK;
+}
+
+kms_status op_generate_data_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
+{
+	KMS_GUARD(gdk_one(ctx, req->generate_data_key, &resp->generate_data_key));
+	resp->result_case = KMS__RESPONSE__RESULT_GENERATE_DATA_KEY;
+	return KMS_OK;
+}
+
+kms_status op_generate_data_key_without_plaintext(op_ctx *ctx, const Kms__Request *req,
+                                                  Kms__Response *resp)
+{
+	const Kms__GenerateDataKeyWithoutPlaintextRequest *r =
+	        req->generate_data_key_without_plaintext;
+	sealed s;
+	ProtobufCBinaryData key;
+	KMS_GUARD(data_key(ctx, r->key_id, r->encryption_context, r->n_encryption_context,
+	                   &key, &s));
+	kms_wipe(key.data, key.len); /* never leaves the daemon */
+	Kms__GenerateDataKeyWithoutPlaintextResponse *g = arena_alloc(ctx->arena, sizeof *g);
+	KMS_ENSURE(g, KMS_INTERNAL, "out of request memory");
+	kms__generate_data_key_without_plaintext_response__init(g);
+	g->ciphertext_blob = s.blob;
+	g->key_id = s.key_id;
+	g->key_version = s.key_version;
+	resp->generate_data_key_without_plaintext = g;
+	resp->result_case = KMS__RESPONSE__RESULT_GENERATE_DATA_KEY_WITHOUT_PLAINTEXT;
+	return KMS_OK;
+}
+
+/* Adds the key the last item noted to the batch's audit list, once. */
+static void note_batch_key(op_ctx *ctx)
+{
+	op_audit_info *a = &ctx->audit;
+	if (!a->key_id[0] || !a->batch_keys)
+		return;
+	for (size_t i = 0; i < a->n_batch_keys; i++)
+		if (!strcmp(a->batch_keys[i], a->key_id))
+			return;
+	if (a->n_batch_keys == OP_BATCH_KEYS_MAX) {
+		a->batch_keys_more++; /* counts uses past the list, not distinct keys */
+		return;
+	}
+	memcpy(a->batch_keys[a->n_batch_keys++], a->key_id, sizeof a->key_id);
+}
+
+/*
+ * Batches: each item is validated and handled alone, so one bad item fails
+ * alone with its own status and message. The audit entry records the batch:
+ * its first key and context (the first an item used, not the last:
+ * BATCH_HANDLER restores it), every distinct key the items used, and how
+ * many items failed.
+ */
+#define BATCH_HANDLER(fn, ReqT, ResultT, RespT, req_field, item_validate, item_fn, \
+                      result_init, resp_init, rcase)                        \
+	kms_status fn(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)  \
+	{                                                                         \
+		const ReqT *b = req->req_field;                                   \
+		RespT *out = arena_alloc(ctx->arena, sizeof *out);                \
+		ResultT **results = arena_alloc(ctx->arena, b->n_items * sizeof *results); \
+		/* Each item notes its key over the last: keep the first. */      \
+		char first_key[sizeof ctx->audit.key_id] = "";                    \
+		uint32_t first_version = 0;                                       \
+		ctx->audit.batch_keys = arena_alloc(ctx->arena, OP_BATCH_KEYS_MAX * \
+		                                    sizeof *ctx->audit.batch_keys); \
+		KMS_ENSURE(out && results && ctx->audit.batch_keys, KMS_INTERNAL, \
+		           "out of request memory");                              \
+		resp_init(out);                                                   \
+		for (size_t i = 0; i < b->n_items; i++) {                         \
+			ResultT *r = arena_alloc(ctx->arena, sizeof *r);          \
+			KMS_ENSURE(r, KMS_INTERNAL, "out of request memory");     \
+			result_init(r);                                           \
+			kms_error_clear();                                        \
+			ctx->audit.key_id[0] = '\0'; /* this item's key only */   \
+			kms_status st = item_validate(b->items[i]);               \
+			if (st == KMS_OK)                                         \
+				st = item_fn(ctx, b->items[i], &r->result);       \
+			r->status = (Kms__Status)st;                              \
+			if (st != KMS_OK) {                                       \
+				r->result = NULL;                                 \
+				r->message = arena_printf(ctx->arena, "item %zu: %s", i, \
+				                          kms_error_message());   \
+				KMS_ENSURE(r->message, KMS_INTERNAL, "out of request memory"); \
+			}                                                         \
+			results[i] = r;                                           \
+			ctx->audit.batch_failed += st != KMS_OK;                  \
+			note_batch_key(ctx);                                      \
+			if (!first_key[0] && ctx->audit.key_id[0]) {              \
+				memcpy(first_key, ctx->audit.key_id, sizeof first_key); \
+				first_version = ctx->audit.key_version;           \
+			}                                                         \
+		}                                                                 \
+		if (first_key[0])                                                 \
+			op_note_key(ctx, first_key, first_version);               \
+		out->n_results = b->n_items;                                      \
+		out->results = results;                                           \
+		resp->req_field = out;                                            \
+		resp->result_case = rcase;                                        \
+		return KMS_OK;                                                    \
+	}
+
+BATCH_HANDLER(op_batch_encrypt, Kms__BatchEncryptRequest, Kms__BatchEncryptResult,
+              Kms__BatchEncryptResponse, batch_encrypt, ops_validate_encrypt_item,
+              encrypt_one, kms__batch_encrypt_result__init, kms__batch_encrypt_response__init,
+              KMS__RESPONSE__RESULT_BATCH_ENCRYPT)
+BATCH_HANDLER(op_batch_decrypt, Kms__BatchDecryptRequest, Kms__BatchDecryptResult,
+              Kms__BatchDecryptResponse, batch_decrypt, ops_validate_decrypt_item,
+              decrypt_one, kms__batch_decrypt_result__init, kms__batch_decrypt_response__init,
+              KMS__RESPONSE__RESULT_BATCH_DECRYPT)
+BATCH_HANDLER(op_batch_generate_data_key, Kms__BatchGenerateDataKeyRequest,
+              Kms__BatchGenerateDataKeyResult, Kms__BatchGenerateDataKeyResponse,
+              batch_generate_data_key, ops_validate_gdk_item, gdk_one,
+              kms__batch_generate_data_key_result__init,
+              kms__batch_generate_data_key_response__init,
+              KMS__RESPONSE__RESULT_BATCH_GENERATE_DATA_KEY)

@@ -1,0 +1,315 @@
+/*
+ * op_keys.c: the control plane for keys: create, describe, list, the
+ * lifecycle (enable, disable, rotate, rotation period, deletion), tags and
+ * policy. The rules live in the keyring; this file maps requests to it and
+ * its answers to the wire.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "kms/keys/keyring.h"
+#include "kms/pipeline/ops.h"
+#include "kms/pipeline/validate.h"
+
+/* key_metadata (keyring) -> Kms__KeyMetadata (wire), in the arena. */
+static kms_status to_wire(op_ctx *ctx, const key_metadata *m, Kms__KeyMetadata **out)
+{
+	Kms__KeyMetadata *w;
+	OP_ALLOC(ctx, w);
+	kms__key_metadata__init(w);
+	const store_key *k = &m->key;
+	w->key_id = arena_strdup(ctx->arena, k->id);
+	w->description = arena_strdup(ctx->arena, k->description);
+	w->region = arena_strdup(ctx->arena, k->region);
+	KMS_ENSURE(w->key_id && w->description && w->region, KMS_INTERNAL, "out of request memory");
+	w->key_spec = (Kms__KeySpec)k->spec;
+	w->key_usage = (Kms__KeyUsage)k->usage;
+	w->key_state = (Kms__KeyState)k->state;
+	w->primary_version = k->primary_version;
+	w->rotation_period_days = k->rotation_period_days;
+	w->created_at = k->created_at;
+	w->next_rotation_at = k->next_rotation_at;
+	w->deletion_date = k->deletion_date;
+
+	w->versions = arena_alloc(ctx->arena, (m->n_versions + 1) * sizeof *w->versions);
+	w->aliases = arena_alloc(ctx->arena, (m->n_aliases + 1) * sizeof *w->aliases);
+	w->tags = arena_alloc(ctx->arena, (m->n_tags + 1) * sizeof *w->tags);
+	KMS_ENSURE(w->versions && w->aliases && w->tags, KMS_INTERNAL, "out of request memory");
+	for (size_t i = 0; i < m->n_versions; i++) {
+		Kms__KeyVersion *v;
+		OP_ALLOC(ctx, v);
+		kms__key_version__init(v);
+		v->version = m->versions[i].version;
+		v->created_at = m->versions[i].created_at;
+		v->encryptions = m->versions[i].encryptions_reserved;
+		w->versions[w->n_versions++] = v;
+	}
+	for (size_t i = 0; i < m->n_aliases; i++) {
+		w->aliases[i] = arena_strdup(ctx->arena, m->aliases[i].name);
+		KMS_ENSURE(w->aliases[i], KMS_INTERNAL, "out of request memory");
+		w->n_aliases++;
+	}
+	for (size_t i = 0; i < m->n_tags; i++) {
+		Kms__StringPair *t;
+		OP_ALLOC(ctx, t);
+		kms__string_pair__init(t);
+		t->key = arena_strdup(ctx->arena, m->tags[i].key);
+		t->value = arena_strdup(ctx->arena, m->tags[i].value);
+		KMS_ENSURE(t->key && t->value, KMS_INTERNAL, "out of request memory");
+		w->tags[w->n_tags++] = t;
+	}
+	*out = w;
+	return KMS_OK;
+}
+
+/* Converts and frees m (keyring memory), whatever happens. */
+static kms_status metadata_out(op_ctx *ctx, key_metadata *m, Kms__KeyMetadata **out)
+{
+	op_note_key(ctx, m->key.id, m->key.primary_version);
+	kms_status st = to_wire(ctx, m, out);
+	key_metadata_free(m);
+	return st;
+}
+
+kms_status op_create_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
+{
+	const Kms__CreateKeyRequest *r = req->create_key;
+	keyring_tag_arg tags[KMS_TAGS_MAX];
+	for (size_t i = 0; i < r->n_tags; i++) /* <= 50: validated */
+		tags[i] = (keyring_tag_arg){ r->tags[i]->key, r->tags[i]->value };
+	keyring_create_args args = {
+		.description = r->description,
+		.spec = KEY_SPEC_AES_256,
+		.usage = KEY_USAGE_ENCRYPT_DECRYPT,
+		.tags = tags,
+		.n_tags = r->n_tags,
+		.policy = r->policy,
+		.rotation_period_days = r->rotation_period_days,
+		.alias = r->alias[0] ? r->alias : NULL,
+	};
+	key_metadata m = { 0 };
+	Kms__CreateKeyResponse *c;
+	OP_ALLOC(ctx, c);
+	kms__create_key_response__init(c);
+	KMS_GUARD(keyring_create_key(ctx->d->keyring, &args, ctx->now, &m));
+	KMS_GUARD(metadata_out(ctx, &m, &c->key_metadata));
+	resp->create_key = c;
+	resp->result_case = KMS__RESPONSE__RESULT_CREATE_KEY;
+	return KMS_OK;
+}
+
+kms_status op_describe_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
+{
+	key_metadata m = { 0 };
+	Kms__DescribeKeyResponse *d;
+	OP_ALLOC(ctx, d);
+	kms__describe_key_response__init(d);
+	op_note_key(ctx, req->describe_key->key_id, 0);
+	KMS_GUARD(keyring_describe(ctx->d->keyring, req->describe_key->key_id, &m));
+	KMS_GUARD(metadata_out(ctx, &m, &d->key_metadata));
+	resp->describe_key = d;
+	resp->result_case = KMS__RESPONSE__RESULT_DESCRIBE_KEY;
+	return KMS_OK;
+}
+
+kms_status op_list_keys(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
+{
+	const Kms__ListKeysRequest *r = req->list_keys;
+	key_metadata *keys = NULL;
+	size_t n = 0;
+	char next[KMS_KEYID_TEXT_SIZE] = "";
+	Kms__ListKeysResponse *l;
+	OP_ALLOC(ctx, l);
+	kms__list_keys_response__init(l);
+	KMS_GUARD(keyring_list(ctx->d->keyring, r->limit, r->page_token, &keys, &n, next));
+	kms_status st = KMS_OK;
+	l->keys = arena_alloc(ctx->arena, (n + 1) * sizeof *l->keys);
+	l->next_page_token = arena_strdup(ctx->arena, next);
+	if (!l->keys || !l->next_page_token)
+		st = KMS_FAIL(KMS_INTERNAL, "out of request memory");
+	for (size_t i = 0; st == KMS_OK && i < n; i++) {
+		st = to_wire(ctx, &keys[i], &l->keys[i]);
+		if (st == KMS_OK)
+			l->n_keys++;
+	}
+	key_metadata_array_free(keys, n);
+	KMS_GUARD(st);
+	resp->list_keys = l;
+	resp->result_case = KMS__RESPONSE__RESULT_LIST_KEYS;
+	return KMS_OK;
+}
+
+/* The audit entry's key id: the key key_ref resolves to, or key_ref itself
+ * when it does not resolve (the request then fails on its own). */
+static void note_ref(op_ctx *ctx, const char *key_ref)
+{
+	store_key k;
+	if (keyring_resolve(ctx->d->keyring, key_ref, &k) == KMS_OK)
+		op_note_key(ctx, k.id, 0);
+	else
+		op_note_key(ctx, key_ref, 0);
+	kms_error_clear();
+}
+
+kms_status op_update_key_description(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
+{
+	const Kms__UpdateKeyDescriptionRequest *r = req->update_key_description;
+	Kms__UpdateKeyDescriptionResponse *u;
+	OP_ALLOC(ctx, u);
+	kms__update_key_description_response__init(u);
+	note_ref(ctx, r->key_id);
+	KMS_GUARD(keyring_update_description(ctx->d->keyring, r->key_id, r->description));
+	resp->update_key_description = u;
+	resp->result_case = KMS__RESPONSE__RESULT_UPDATE_KEY_DESCRIPTION;
+	return KMS_OK;
+}
+
+kms_status op_enable_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
+{
+	Kms__EnableKeyResponse *e;
+	OP_ALLOC(ctx, e);
+	kms__enable_key_response__init(e);
+	note_ref(ctx, req->enable_key->key_id);
+	KMS_GUARD(keyring_enable(ctx->d->keyring, req->enable_key->key_id));
+	resp->enable_key = e;
+	resp->result_case = KMS__RESPONSE__RESULT_ENABLE_KEY;
+	return KMS_OK;
+}
+
+kms_status op_disable_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
+{
+	Kms__DisableKeyResponse *d;
+	OP_ALLOC(ctx, d);
+	kms__disable_key_response__init(d);
+	note_ref(ctx, req->disable_key->key_id);
+	KMS_GUARD(keyring_disable(ctx->d->keyring, req->disable_key->key_id));
+	resp->disable_key = d;
+	resp->result_case = KMS__RESPONSE__RESULT_DISABLE_KEY;
+	return KMS_OK;
+}
+
+kms_status op_rotate_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
+{
+	key_metadata m = { 0 };
+	Kms__RotateKeyResponse *r;
+	OP_ALLOC(ctx, r);
+	kms__rotate_key_response__init(r);
+	note_ref(ctx, req->rotate_key->key_id);
+	KMS_GUARD(keyring_rotate(ctx->d->keyring, req->rotate_key->key_id, ctx->now, &m));
+	KMS_GUARD(metadata_out(ctx, &m, &r->key_metadata));
+	resp->rotate_key = r;
+	resp->result_case = KMS__RESPONSE__RESULT_ROTATE_KEY;
+	return KMS_OK;
+}
+
+kms_status op_set_rotation_period(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
+{
+	const Kms__SetRotationPeriodRequest *r = req->set_rotation_period;
+	key_metadata m = { 0 };
+	Kms__SetRotationPeriodResponse *s;
+	OP_ALLOC(ctx, s);
+	kms__set_rotation_period_response__init(s);
+	note_ref(ctx, r->key_id);
+	KMS_GUARD(keyring_set_rotation_period(ctx->d->keyring, r->key_id, r->rotation_period_days,
+	                                      ctx->now, &m));
+	KMS_GUARD(metadata_out(ctx, &m, &s->key_metadata));
+	resp->set_rotation_period = s;
+	resp->result_case = KMS__RESPONSE__RESULT_SET_ROTATION_PERIOD;
+	return KMS_OK;
+}
+
+kms_status op_schedule_key_deletion(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
+{
+	const Kms__ScheduleKeyDeletionRequest *r = req->schedule_key_deletion;
+	store_key k;
+	Kms__ScheduleKeyDeletionResponse *s;
+	OP_ALLOC(ctx, s);
+	kms__schedule_key_deletion_response__init(s);
+	note_ref(ctx, r->key_id);
+	KMS_GUARD(keyring_schedule_deletion(ctx->d->keyring, r->key_id, r->pending_window_days,
+	                                    ctx->now, &k));
+	s->key_id = arena_strdup(ctx->arena, k.id);
+	KMS_ENSURE(s->key_id, KMS_INTERNAL, "out of request memory");
+	s->deletion_date = k.deletion_date;
+	s->key_state = (Kms__KeyState)k.state;
+	resp->schedule_key_deletion = s;
+	resp->result_case = KMS__RESPONSE__RESULT_SCHEDULE_KEY_DELETION;
+	return KMS_OK;
+}
+
+kms_status op_cancel_key_deletion(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
+{
+	store_key k;
+	Kms__CancelKeyDeletionResponse *c;
+	OP_ALLOC(ctx, c);
+	kms__cancel_key_deletion_response__init(c);
+	note_ref(ctx, req->cancel_key_deletion->key_id);
+	KMS_GUARD(keyring_cancel_deletion(ctx->d->keyring, req->cancel_key_deletion->key_id, &k));
+	c->key_id = arena_strdup(ctx->arena, k.id);
+	KMS_ENSURE(c->key_id, KMS_INTERNAL, "out of request memory");
+	c->key_state = (Kms__KeyState)k.state;
+	resp->cancel_key_deletion = c;
+	resp->result_case = KMS__RESPONSE__RESULT_CANCEL_KEY_DELETION;
+	return KMS_OK;
+}
+
+kms_status op_get_key_policy(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
+{
+	char *policy = NULL;
+	Kms__GetKeyPolicyResponse *g;
+	OP_ALLOC(ctx, g);
+	kms__get_key_policy_response__init(g);
+	note_ref(ctx, req->get_key_policy->key_id);
+	KMS_GUARD(keyring_policy_get(ctx->d->keyring, req->get_key_policy->key_id, &policy));
+	g->policy = arena_strdup(ctx->arena, policy);
+	free(policy);
+	KMS_ENSURE(g->policy, KMS_INTERNAL, "out of request memory");
+	resp->get_key_policy = g;
+	resp->result_case = KMS__RESPONSE__RESULT_GET_KEY_POLICY;
+	return KMS_OK;
+}
+
+kms_status op_put_key_policy(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
+{
+	const Kms__PutKeyPolicyRequest *r = req->put_key_policy;
+	Kms__PutKeyPolicyResponse *p;
+	OP_ALLOC(ctx, p);
+	kms__put_key_policy_response__init(p);
+	note_ref(ctx, r->key_id);
+	KMS_GUARD(keyring_policy_put(ctx->d->keyring, r->key_id, r->policy));
+	resp->put_key_policy = p;
+	resp->result_case = KMS__RESPONSE__RESULT_PUT_KEY_POLICY;
+	return KMS_OK;
+}
+
+kms_status op_tag_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
+{
+	const Kms__TagKeyRequest *r = req->tag_key;
+	keyring_tag_arg tags[KMS_TAGS_MAX];
+	for (size_t i = 0; i < r->n_tags; i++) /* <= 50: validated */
+		tags[i] = (keyring_tag_arg){ r->tags[i]->key, r->tags[i]->value };
+	Kms__TagKeyResponse *t;
+	OP_ALLOC(ctx, t);
+	kms__tag_key_response__init(t);
+	note_ref(ctx, r->key_id);
+	KMS_GUARD(keyring_tag(ctx->d->keyring, r->key_id, tags, r->n_tags));
+	resp->tag_key = t;
+	resp->result_case = KMS__RESPONSE__RESULT_TAG_KEY;
+	return KMS_OK;
+}
+
+kms_status op_untag_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
+{
+	const Kms__UntagKeyRequest *r = req->untag_key;
+	Kms__UntagKeyResponse *u;
+	OP_ALLOC(ctx, u);
+	kms__untag_key_response__init(u);
+	note_ref(ctx, r->key_id);
+	KMS_GUARD(keyring_untag(ctx->d->keyring, r->key_id, (const char *const *)r->tag_keys,
+	                        r->n_tag_keys));
+	resp->untag_key = u;
+	resp->result_case = KMS__RESPONSE__RESULT_UNTAG_KEY;
+	return KMS_OK;
+}

@@ -1,0 +1,303 @@
+#include "common/log.h"
+#include "kms/pipeline/pipeline.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <kms/kms.pb-c.h>
+#include <kms/secmem.h>
+
+#include "kms/audit/audit.h"
+#include "kms/audit/audit_entry.h"
+#include "common/error.h"
+#include "kms/transport/metrics.h"
+#include "kms/pipeline/ops.h"
+
+#define REQUEST_ID_MAX 64
+
+static bool request_id_ok(const char *id)
+{
+	size_t n = strlen(id);
+	if (n < 1 || n > REQUEST_ID_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = id[i];
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		          (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * protobuf-c hands strings over NUL-terminated and drops their length, so a
+ * string holding U+0000 would reach the validators cut at the NUL: an
+ * encryption context {"k": "a\0b"} would be checked, bound and audited as
+ * {"k": "a"}, and a Decrypt presenting {"k": "a\0anything"} would pass
+ * (context.h forbids U+0000 for exactly this reason). So the wire bytes are
+ * walked once more, by the descriptors, and a string field with a NUL byte
+ * is refused. protobuf-c has accepted the bytes, so they are well-formed;
+ * the walk still checks every length against what is left.
+ */
+#define WIRE_DEPTH_MAX 8 /* Request > Batch > item > StringPair is 4 */
+
+static bool wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	uint64_t x = 0;
+	for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+		x |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*v = x;
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool wire_strings_nul_free(const ProtobufCMessageDescriptor *desc, const uint8_t *p,
+                                  size_t len, unsigned depth)
+{
+	const uint8_t *end = p + len;
+	if (depth > WIRE_DEPTH_MAX)
+		return false;
+	while (p < end) {
+		uint64_t tag, n;
+		if (!wire_varint(&p, end, &tag) || (tag >> 3) > UINT32_MAX)
+			return false;
+		const ProtobufCFieldDescriptor *f =
+		        protobuf_c_message_descriptor_get_field(desc, (unsigned)(tag >> 3));
+		switch (tag & 7) {
+		case 0: /* varint */
+			if (!wire_varint(&p, end, &n))
+				return false;
+			break;
+		case 1: /* 64-bit */
+			if (end - p < 8)
+				return false;
+			p += 8;
+			break;
+		case 5: /* 32-bit */
+			if (end - p < 4)
+				return false;
+			p += 4;
+			break;
+		case 2: /* length-delimited */
+			if (!wire_varint(&p, end, &n) || n > (uint64_t)(end - p))
+				return false;
+			if (f && f->type == PROTOBUF_C_TYPE_STRING && memchr(p, 0, (size_t)n))
+				return false;
+			if (f && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+			    !wire_strings_nul_free(f->descriptor, p, (size_t)n, depth + 1))
+				return false;
+			p += n;
+			break;
+		default: /* groups: kms.proto has none */
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Step 2: unpack into the arena and check the envelope and the operation. */
+static kms_status decode(op_ctx *ctx, const uint8_t *bytes, size_t len,
+                         Kms__Request **out)
+{
+	*out = NULL;
+	if (len > ctx->d->cfg.max_request_bytes)
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "request of %zu bytes exceeds the limit of %zu",
+		                len, ctx->d->cfg.max_request_bytes);
+	ProtobufCAllocator al = arena_protobuf_allocator(ctx->arena);
+	Kms__Request *req = kms__request__unpack(&al, len, bytes);
+	if (!req)
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "request is not a valid kms.Request protobuf");
+	if (!request_id_ok(req->request_id))
+		return KMS_FAIL(KMS_INVALID_ARGUMENT,
+		                "request_id must be 1 to 64 of [A-Za-z0-9._-]");
+	ctx->request_id = req->request_id;
+	if (req->schema_version != KMS__SCHEMA_VERSION__SCHEMA_VERSION)
+		return KMS_FAIL(KMS_INVALID_ARGUMENT,
+		                "request %s: schema_version %u is not supported (this daemon speaks %d)",
+		                req->request_id, req->schema_version,
+		                KMS__SCHEMA_VERSION__SCHEMA_VERSION);
+	ctx->op = ops_find(req->op_case);
+	if (!ctx->op)
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "request %s: no operation, or one this daemon "
+		                "does not serve (field %d)", req->request_id, (int)req->op_case);
+	*out = req;
+	if (!wire_strings_nul_free(&kms__request__descriptor, bytes, len, 0))
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "request %s: a string field contains U+0000",
+		                req->request_id);
+	if (ctx->op->validate)
+		KMS_GUARD(ctx->op->validate(req));
+	return KMS_OK;
+}
+
+/* Step 1: the principal, from the transport. */
+static kms_status resolve_caller(op_ctx *ctx, const pipeline_peer *peer, caller *who)
+{
+	memset(who, 0, sizeof *who);
+	who->transport = peer->transport;
+	who->has_uid = peer->has_uid;
+	who->uid = peer->uid;
+	who->tls_verified = peer->tls_verified;
+	switch (peer->transport) {
+	case CALLER_IPC: {
+		snprintf(who->source, sizeof who->source, "ipc uid=%llu",
+		         (unsigned long long)peer->uid);
+		const char *name = peer->has_uid
+		        ? kmsd_config_ipc_principal(&ctx->d->cfg, (uid_t)peer->uid)
+		        : NULL;
+		if (name)
+			snprintf(who->principal, sizeof who->principal, "%s", name);
+		else
+			snprintf(who->principal, sizeof who->principal, "uid:%llu",
+			         (unsigned long long)peer->uid);
+		break;
+	}
+	case CALLER_TLS:
+		snprintf(who->source, sizeof who->source, "tls %s", peer->remote);
+		snprintf(who->principal, sizeof who->principal, "anonymous");
+		break;
+	case CALLER_TCP:
+		snprintf(who->source, sizeof who->source, "tcp %s (insecure)", peer->remote);
+		snprintf(who->principal, sizeof who->principal, "anonymous");
+		break;
+	}
+	ctx->caller = who;
+	return KMS_OK;
+}
+
+/* Step 1b, before a byte is unpacked: is this peer let in at all? An ipc
+ * peer must be a uid the config names, and a TLS peer must have shown a
+ * certificate from the client CA (config.c requires one for tls+tcp://).
+ * A peer that is not gets nothing parsed: the tightest limit before
+ * authentication. */
+static kms_status admit(op_ctx *ctx)
+{
+	const caller *who = ctx->caller;
+	if (who->transport == CALLER_IPC &&
+	    (!who->has_uid || !kmsd_config_ipc_principal(&ctx->d->cfg, (uid_t)who->uid)))
+		return KMS_FAIL(KMS_ACCESS_DENIED, "ipc peer %s is not in [ipc_principals]: map its "
+		                "uid to a principal in the config", who->source);
+	if (who->transport == CALLER_TLS && !who->tls_verified)
+		return KMS_FAIL(KMS_ACCESS_DENIED, "TLS peer %s presented no verified client "
+		                "certificate", who->source);
+	/* Plain tcp:// exists only with insecure_dev; a pipe whose listener is
+	 * not known is counted as plain tcp, so it is refused here too. */
+	if (who->transport == CALLER_TCP && !ctx->d->cfg.insecure_dev)
+		return KMS_FAIL(KMS_ACCESS_DENIED, "peer %s came over plain tcp without "
+		                "insecure_dev", who->source);
+	return KMS_OK;
+}
+
+/* Step 3: may this caller run this operation on this key? Roles, key
+ * policies and signed requests (SPEC section 4) land here; until then an
+ * admitted caller may call every operation. */
+static kms_status authorize(op_ctx *ctx, const Kms__Request *req)
+{
+	(void)ctx;
+	(void)req;
+	return KMS_OK;
+}
+
+/* Before step 4: a log that cannot be written refuses requests before they
+ * change anything. Each refusal still tries to write its own entry, and the
+ * first that succeeds makes the log healthy again. */
+static kms_status audit_gate(op_ctx *ctx)
+{
+	char why[KMS_ERROR_MAX];
+	if (!ctx->d->audit || audit_healthy(ctx->d->audit, why, sizeof why))
+		return KMS_OK;
+	return KMS_FAIL(KMS_UNAVAILABLE, "audit log cannot be written (%s): request %s refused; "
+	                "free the disk and retry", why, ctx->request_id);
+}
+
+/* Step 5: the audit entry, durable before the reply leaves. */
+static kms_status audit(op_ctx *ctx, kms_status status, const char *message,
+                        uint64_t latency_us)
+{
+	if (!ctx->d->audit)
+		return KMS_OK;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	audit_facts facts = {
+		.ctx = ctx,
+		.status = status,
+		.error = message,
+		.latency_us = latency_us,
+		.time_us = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000,
+	};
+	char *entry = NULL;
+	size_t len = 0;
+	KMS_GUARD(audit_entry_build(&facts, &entry, &len));
+	kms_status st = audit_append(ctx->d->audit, entry, len);
+	free(entry);
+	return st;
+}
+
+/* Step 6. */
+static kms_status encode(const Kms__Response *resp, uint8_t **reply, size_t *reply_len)
+{
+	size_t n = kms__response__get_packed_size(resp);
+	uint8_t *buf = malloc(n ? n : 1);
+	if (!buf)
+		return KMS_FAIL(KMS_INTERNAL, "out of memory packing a %zu-byte reply", n);
+	*reply_len = kms__response__pack(resp, buf);
+	*reply = buf;
+	return KMS_OK;
+}
+
+kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
+                           uint8_t *request, size_t len,
+                           uint8_t **reply, size_t *reply_len)
+{
+	uint64_t started = kms_monotonic_us();
+	char no_id[] = "";
+	op_ctx ctx = { .d = d, .arena = a, .request_id = no_id, .now = kms_now() };
+	caller who;
+	Kms__Request *req = NULL;
+	Kms__Response resp = KMS__RESPONSE__INIT;
+
+	kms_error_clear();
+	/* The caller first: even a request that does not decode is recorded
+	 * with where it came from. */
+	kms_status st = resolve_caller(&ctx, peer, &who);
+	if (st == KMS_OK)
+		st = admit(&ctx);
+	if (st == KMS_OK)
+		st = decode(&ctx, request, len, &req);
+	kms_wipe(request, len); /* the request may hold plaintext */
+	ctx.audit.request = req;
+	if (st == KMS_OK)
+		st = authorize(&ctx, req);
+	if (st == KMS_OK && atomic_load(&d->draining))
+		st = KMS_FAIL(KMS_UNAVAILABLE, "kmsd is shutting down: retry on another endpoint");
+	if (st == KMS_OK)
+		st = audit_gate(&ctx);
+	if (st == KMS_OK)
+		st = ctx.op->handle(&ctx, req, &resp);
+
+	char message[KMS_ERROR_MAX] = "";
+	if (st != KMS_OK)
+		snprintf(message, sizeof message, "%s", kms_error_message());
+	kms_status audited = audit(&ctx, st, message, kms_monotonic_us() - started);
+	if (audited != KMS_OK) {
+		/* Fail closed: no result leaves without its audit entry. */
+		st = audited;
+		snprintf(message, sizeof message, "%s", kms_error_message());
+	}
+	if (st != KMS_OK)
+		resp.result_case = KMS__RESPONSE__RESULT__NOT_SET;
+	metrics_record(ctx.op, st, kms_monotonic_us() - started);
+	resp.schema_version = KMS__SCHEMA_VERSION__SCHEMA_VERSION;
+	resp.request_id = ctx.request_id;
+	resp.status = (Kms__Status)st;
+	resp.message = message;
+	kms_status packed = encode(&resp, reply, reply_len);
+	arena_reset(a);
+	return packed;
+}

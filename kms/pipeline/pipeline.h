@@ -1,0 +1,50 @@
+/*
+ * pipeline.h: one request, from bytes in to bytes out, in fixed steps:
+ *
+ *   1. caller    who is asking, from the transport (caller.h); a peer the
+ *                transport does not admit (unmapped uid, no client
+ *                certificate) is refused before anything is unpacked
+ *   2. decode    size-checked protobuf unpack into the worker's arena, then
+ *                the envelope and the operation's own fields validated
+ *   3. authorize roles and key policies (SPEC section 4): the place they
+ *                land; not enforced yet (docs/security.md)
+ *   4. handle    the operation's handler (op_*.c)
+ *   5. audit     the request's entry made durable (audit log); if that
+ *                fails, the reply becomes UNAVAILABLE and carries no result
+ *                (and while the log cannot be written, step 4 is skipped:
+ *                requests are refused before they change anything)
+ *   6. reply     the response packed for the transport
+ *
+ * Every request gets a reply, malformed ones included (INVALID_ARGUMENT with
+ * an empty request id). Blocks on the HSM and the audit log; called by one
+ * worker thread per request.
+ */
+#ifndef KMS_PIPELINE_H
+#define KMS_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kms/pipeline/arena.h"
+#include "kms/pipeline/caller.h"
+#include "kms/kmsd.h"
+
+/* What the transport knows about a request before it is decoded. */
+typedef struct pipeline_peer {
+	caller_transport transport;
+	bool has_uid;
+	uint64_t uid;
+	bool tls_verified;
+	char remote[64]; /* "127.0.0.1:41234", or "" */
+} pipeline_peer;
+
+/* Handles the request in request[0..len) and returns the packed reply in
+ * *reply (malloc'ed, *reply_len bytes; caller frees). The request bytes are
+ * wiped once decoded. The arena is reset (wiped) before return.
+ * Returns KMS_OK when a reply was produced, or KMS_INTERNAL when even an
+ * error reply could not be built (out of memory): then drop the request. */
+kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
+                           uint8_t *request, size_t len,
+                           uint8_t **reply, size_t *reply_len) KMS_MUST_USE;
+
+#endif

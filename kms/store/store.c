@@ -1,0 +1,599 @@
+/*
+ * store.c: the database file, per-thread connections with their statement
+ * caches, transactions and schema migrations. The statements themselves are
+ * in store_keys.c and store_aliases.c.
+ */
+#include "kms/store/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "kms/store/store_internal.h"
+
+typedef struct store_conn {
+	store *owner;
+	sqlite3 *db;
+	sqlite3_stmt *stmts[S_COUNT];
+	struct store_conn *prev;
+	struct store_conn *next;
+} store_conn;
+
+struct store {
+	char path[PATH_MAX];
+	int lock_fd;             /* data_dir/kms.lock, flock'ed while open */
+	pthread_key_t tls;       /* this thread's store_conn */
+	pthread_mutex_t lock;    /* guards conns */
+	store_conn *conns;       /* every open connection, for store_close */
+};
+
+/*
+ * Schema migrations: migrations[i] takes user_version i to i + 1. Never edit
+ * a released one; append.
+ *
+ * The triggers restate two invariants the GCM bound and the tombstones rest
+ * on, so a bug above cannot break them quietly: a version's reservation
+ * count never goes down, and nothing comes back from destroyed.
+ */
+static const char *const migrations[] = {
+	/* 0 -> 1 */
+	"CREATE TABLE keys ("
+	"  id TEXT PRIMARY KEY NOT NULL CHECK (length(id) = 34 AND substr(id, 1, 2) = 'k-'),"
+	"  description TEXT NOT NULL DEFAULT '' CHECK (length(CAST(description AS BLOB)) <= 256),"
+	"  spec INTEGER NOT NULL CHECK (spec BETWEEN 1 AND 4),"
+	"  usage INTEGER NOT NULL CHECK (usage BETWEEN 1 AND 3),"
+	"  state INTEGER NOT NULL CHECK (state BETWEEN 1 AND 4),"
+	"  primary_version INTEGER NOT NULL CHECK (primary_version >= 0),"
+	"  rotation_period_days INTEGER NOT NULL DEFAULT 0"
+	"    CHECK (rotation_period_days BETWEEN 0 AND 3650),"
+	"  created_at INTEGER NOT NULL,"
+	"  next_rotation_at INTEGER NOT NULL DEFAULT 0,"
+	"  deletion_date INTEGER NOT NULL DEFAULT 0,"
+	"  region TEXT NOT NULL,"
+	"  policy TEXT NOT NULL DEFAULT '' CHECK (length(CAST(policy AS BLOB)) <= 32768),"
+	"  lifecycle TEXT NOT NULL"
+	"    CHECK (lifecycle IN ('creating', 'ready', 'destroying', 'destroyed'))"
+	") STRICT;"
+	"CREATE TABLE key_versions ("
+	"  key_id TEXT NOT NULL REFERENCES keys(id) ON DELETE CASCADE,"
+	"  version INTEGER NOT NULL CHECK (version BETWEEN 1 AND 4294967295),"
+	"  created_at INTEGER NOT NULL,"
+	"  state TEXT NOT NULL CHECK (state IN ('creating', 'active', 'destroyed')),"
+	"  encryptions_reserved INTEGER NOT NULL DEFAULT 0 CHECK (encryptions_reserved >= 0),"
+	"  PRIMARY KEY (key_id, version)"
+	") STRICT, WITHOUT ROWID;"
+	"CREATE TABLE aliases ("
+	"  name TEXT PRIMARY KEY NOT NULL,"
+	"  key_id TEXT NOT NULL REFERENCES keys(id) ON DELETE CASCADE,"
+	"  created_at INTEGER NOT NULL"
+	") STRICT;"
+	"CREATE INDEX aliases_by_key ON aliases(key_id, name);"
+	"CREATE TABLE tags ("
+	"  key_id TEXT NOT NULL REFERENCES keys(id) ON DELETE CASCADE,"
+	"  k TEXT NOT NULL,"
+	"  v TEXT NOT NULL,"
+	"  PRIMARY KEY (key_id, k)"
+	") STRICT, WITHOUT ROWID;"
+	"CREATE INDEX keys_deletion_due ON keys(deletion_date) WHERE state = 3;"
+	"CREATE INDEX keys_rotation_due ON keys(next_rotation_at) WHERE rotation_period_days > 0;"
+	"CREATE INDEX keys_in_flight ON keys(lifecycle)"
+	"  WHERE lifecycle IN ('creating', 'destroying');"
+	"CREATE TRIGGER key_versions_reserved_monotonic"
+	"  BEFORE UPDATE OF encryptions_reserved ON key_versions"
+	"  WHEN NEW.encryptions_reserved < OLD.encryptions_reserved"
+	"  BEGIN SELECT RAISE(ABORT, 'encryptions_reserved must not decrease'); END;"
+	"CREATE TRIGGER key_versions_destroyed_final"
+	"  BEFORE UPDATE OF state ON key_versions"
+	"  WHEN OLD.state = 'destroyed' AND NEW.state <> 'destroyed'"
+	"  BEGIN SELECT RAISE(ABORT, 'a destroyed version stays destroyed'); END;"
+	"CREATE TRIGGER keys_destroyed_final"
+	"  BEFORE UPDATE ON keys"
+	"  WHEN OLD.lifecycle = 'destroyed' AND (NEW.lifecycle <> 'destroyed' OR NEW.state <> 4)"
+	"  BEGIN SELECT RAISE(ABORT, 'a destroyed key stays destroyed'); END;",
+};
+#define MIGRATIONS_COUNT (sizeof migrations / sizeof migrations[0])
+_Static_assert(MIGRATIONS_COUNT == STORE_SCHEMA_VERSION,
+               "one migration per schema version");
+
+const char *key_state_name(key_state state)
+{
+	switch (state) {
+	case KEY_STATE_ENABLED: return "ENABLED";
+	case KEY_STATE_DISABLED: return "DISABLED";
+	case KEY_STATE_PENDING_DELETION: return "PENDING_DELETION";
+	case KEY_STATE_DESTROYED: return "DESTROYED";
+	}
+	return "UNKNOWN_STATE";
+}
+
+const char *key_lifecycle_name(key_lifecycle lifecycle)
+{
+	switch (lifecycle) {
+	case KEY_LIFECYCLE_CREATING: return "creating";
+	case KEY_LIFECYCLE_READY: return "ready";
+	case KEY_LIFECYCLE_DESTROYING: return "destroying";
+	case KEY_LIFECYCLE_DESTROYED: return "destroyed";
+	}
+	return "unknown";
+}
+
+const char *version_state_name(version_state state)
+{
+	switch (state) {
+	case VERSION_STATE_CREATING: return "creating";
+	case VERSION_STATE_ACTIVE: return "active";
+	case VERSION_STATE_DESTROYED: return "destroyed";
+	}
+	return "unknown";
+}
+
+/* ---- connections ---- */
+
+static void conn_free(store_conn *c)
+{
+	for (size_t i = 0; i < S_COUNT; i++)
+		sqlite3_finalize(c->stmts[i]);
+	sqlite3_close_v2(c->db);
+	free(c);
+}
+
+/* pthread key destructor: the thread is exiting. */
+static void conn_release(void *p)
+{
+	store_conn *c = p;
+	store *st = c->owner;
+
+	pthread_mutex_lock(&st->lock);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		st->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	pthread_mutex_unlock(&st->lock);
+	conn_free(c);
+}
+
+static kms_status conn_exec(sqlite3 *db, const char *sql, const char *what)
+{
+	char *why = NULL;
+	int rc = sqlite3_exec(db, sql, NULL, NULL, &why);
+	if (rc != SQLITE_OK) {
+		kms_status status = KMS_FAIL(rc == SQLITE_BUSY ? KMS_UNAVAILABLE : KMS_INTERNAL,
+		                             "store: %s: %s (%s)", what, sqlite3_errstr(rc),
+		                             why ? why : "");
+		sqlite3_free(why);
+		return status;
+	}
+	return KMS_OK;
+}
+
+static kms_status conn_open(store *st, store_conn **out)
+{
+	kms_status status = KMS_OK;
+	store_conn *c = calloc(1, sizeof *c);
+	*out = NULL;
+	if (!c)
+		return KMS_FAIL(KMS_INTERNAL, "store: out of memory opening a connection");
+	c->owner = st;
+
+	/* The file exists (store_open made it); never follow a symlink to it. */
+	int rc = sqlite3_open_v2(st->path, &c->db,
+	                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+	                                 SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_EXRESCODE,
+	                         NULL);
+	if (rc != SQLITE_OK) {
+		status = KMS_FAIL(KMS_INTERNAL, "store: open %s: %s", st->path, sqlite3_errstr(rc));
+		goto out;
+	}
+	sqlite3_extended_result_codes(c->db, 1);
+	sqlite3_busy_timeout(c->db, STORE_BUSY_TIMEOUT_MS);
+	/* Defensive: no writes to the schema or shadow tables through SQL,
+	 * no functions with side effects from within the schema. */
+	sqlite3_db_config(c->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+	sqlite3_db_config(c->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+	KMS_GUARD_OUT(status, conn_exec(c->db,
+	                                "PRAGMA foreign_keys = ON;"
+	                                "PRAGMA synchronous = FULL;",
+	                                "connection pragmas"));
+
+	pthread_mutex_lock(&st->lock);
+	c->next = st->conns;
+	if (st->conns)
+		st->conns->prev = c;
+	st->conns = c;
+	pthread_mutex_unlock(&st->lock);
+	*out = c;
+	c = NULL;
+out:
+	if (c)
+		conn_free(c);
+	return status;
+}
+
+/* This thread's connection, opened on first use. */
+static kms_status conn_get(store *st, store_conn **out)
+{
+	store_conn *c = pthread_getspecific(st->tls);
+	if (!c) {
+		KMS_GUARD(conn_open(st, &c));
+		if (pthread_setspecific(st->tls, c) != 0) {
+			conn_release(c);
+			*out = NULL;
+			return KMS_FAIL(KMS_INTERNAL, "store: pthread_setspecific failed");
+		}
+	}
+	*out = c;
+	return KMS_OK;
+}
+
+kms_status store_stmt(store *st, store_stmt_id id, const char *sql, sqlite3_stmt **out)
+{
+	store_conn *c;
+	*out = NULL;
+	KMS_GUARD(conn_get(st, &c));
+	if (!c->stmts[id]) {
+		int rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+		                            &c->stmts[id], NULL);
+		if (rc != SQLITE_OK)
+			return KMS_FAIL(KMS_INTERNAL, "store: prepare statement %d: %s (%s)", (int)id,
+			                sqlite3_errstr(rc), sqlite3_errmsg(c->db));
+	}
+	sqlite3_reset(c->stmts[id]);
+	sqlite3_clear_bindings(c->stmts[id]);
+	*out = c->stmts[id];
+	return KMS_OK;
+}
+
+void store_stmt_done(sqlite3_stmt *s)
+{
+	if (s)
+		sqlite3_reset(s);
+}
+
+int store_bind(sqlite3_stmt *s, const char *types, ...)
+{
+	va_list ap;
+	int rc = SQLITE_OK;
+
+	va_start(ap, types);
+	for (int i = 0; types[i] != '\0' && rc == SQLITE_OK; i++) {
+		if (types[i] == 't')
+			rc = sqlite3_bind_text(s, i + 1, va_arg(ap, const char *), -1, SQLITE_STATIC);
+		else if (types[i] == 'i')
+			rc = sqlite3_bind_int64(s, i + 1, va_arg(ap, int64_t));
+		else
+			rc = SQLITE_MISUSE;
+	}
+	va_end(ap);
+	return rc;
+}
+
+kms_status store_fail_at(sqlite3_stmt *s, int rc, const char *what, const char *id,
+                         const char *file, int line)
+{
+	int primary = rc & 0xff;
+	kms_status status =
+	        (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) ? KMS_UNAVAILABLE : KMS_INTERNAL;
+	sqlite3 *db = s ? sqlite3_db_handle(s) : NULL;
+	return kms_error_set_at(status, file, line, "store: %s%s%s: %s (%s)", what,
+	                        id ? " " : "", id ? id : "", sqlite3_errstr(rc),
+	                        db ? sqlite3_errmsg(db) : "");
+}
+
+bool store_column_text(sqlite3_stmt *s, int col, char *out, size_t cap)
+{
+	const unsigned char *text = sqlite3_column_text(s, col);
+	int len = sqlite3_column_bytes(s, col);
+	if (cap == 0)
+		return false;
+	out[0] = '\0';
+	if (!text || len < 0 || (size_t)len >= cap || memchr(text, '\0', (size_t)len))
+		return false;
+	memcpy(out, text, (size_t)len);
+	out[len] = '\0';
+	return true;
+}
+
+/* ---- statement helpers ---- */
+
+bool store_is_duplicate(int rc)
+{
+	return rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE;
+}
+
+/* Makes room for one more element in a malloc'ed array. */
+bool store_grow(void **array, size_t *cap, size_t used, size_t elem_size)
+{
+	if (used < *cap)
+		return true;
+	size_t next = *cap ? *cap * 2 : 8;
+	if (next > SIZE_MAX / elem_size)
+		return false;
+	void *bigger = realloc(*array, next * elem_size);
+	if (!bigger)
+		return false;
+	*array = bigger;
+	*cap = next;
+	return true;
+}
+
+/* Steps a statement that changes rows; KMS_NOT_FOUND if it changed none
+ * and not_found_ok is false. */
+kms_status store_step_change(sqlite3_stmt *s, const char *what, const char *id,
+                             bool not_found_ok)
+{
+	int rc = sqlite3_step(s);
+	kms_status status = KMS_OK;
+	if (rc != SQLITE_DONE)
+		status = store_fail(s, rc, what, id);
+	else if (!not_found_ok && sqlite3_changes(sqlite3_db_handle(s)) == 0)
+		status = KMS_FAIL(KMS_NOT_FOUND, "store: %s %s: no such row", what, id ? id : "");
+	store_stmt_done(s);
+	return status;
+}
+
+kms_status store_bind_check(sqlite3_stmt *s, int rc, const char *what, const char *id)
+{
+	if (rc == SQLITE_OK)
+		return KMS_OK;
+	kms_status status = store_fail(s, rc, what, id);
+	store_stmt_done(s);
+	return status;
+}
+
+/* Runs a query of one integer column and one row. */
+kms_status store_step_count(sqlite3_stmt *s, const char *what, const char *id, int64_t *out)
+{
+	int rc = sqlite3_step(s);
+	kms_status status = KMS_OK;
+	*out = 0;
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(s, 0);
+	else
+		status = store_fail(s, rc, what, id);
+	store_stmt_done(s);
+	return status;
+}
+
+/* ---- transactions ---- */
+
+static kms_status run_simple(store *st, store_stmt_id id, const char *sql, const char *what)
+{
+	sqlite3_stmt *s;
+	KMS_GUARD(store_stmt(st, id, sql, &s));
+	int rc = sqlite3_step(s);
+	kms_status status = rc == SQLITE_DONE ? KMS_OK : store_fail(s, rc, what, NULL);
+	store_stmt_done(s);
+	return status;
+}
+
+kms_status store_begin(store *st)
+{
+	return run_simple(st, S_BEGIN, "BEGIN IMMEDIATE", "BEGIN");
+}
+
+kms_status store_begin_read(store *st)
+{
+	return run_simple(st, S_BEGIN_READ, "BEGIN DEFERRED", "BEGIN");
+}
+
+kms_status store_commit(store *st)
+{
+	kms_status status = run_simple(st, S_COMMIT, "COMMIT", "COMMIT");
+	if (status != KMS_OK)
+		store_rollback(st);
+	return status;
+}
+
+void store_rollback(store *st)
+{
+	store_conn *c = pthread_getspecific(st->tls);
+	if (!c || sqlite3_get_autocommit(c->db))
+		return;
+	/* Not through KMS_FAIL: the thread's message must stay the failure
+	 * that made us roll back. */
+	int rc = sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		fprintf(stderr, "store: ROLLBACK failed: %s (%s)\n", sqlite3_errstr(rc),
+		        sqlite3_errmsg(c->db));
+}
+
+/* ---- open, migrate, close ---- */
+
+/* Creates the file 0600 if missing; refuses a file that is not ours or that
+ * others can write (they could lower a reservation count, or revive a key). */
+static kms_status db_file_check(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return KMS_FAIL(KMS_INTERNAL, "store: open %s: %s", path, strerror(errno));
+	struct stat sb;
+	int rc = fstat(fd, &sb);
+	int saved = errno;
+	close(fd);
+	if (rc != 0)
+		return KMS_FAIL(KMS_INTERNAL, "store: stat %s: %s", path, strerror(saved));
+	KMS_ENSURE(S_ISREG(sb.st_mode), KMS_INTERNAL, "store: %s is not a regular file", path);
+	KMS_ENSURE(sb.st_uid == geteuid(), KMS_INTERNAL,
+	           "store: %s belongs to uid %u, not to this process (uid %u)", path,
+	           (unsigned)sb.st_uid, (unsigned)geteuid());
+	KMS_ENSURE((sb.st_mode & (S_IWGRP | S_IWOTH)) == 0, KMS_INTERNAL,
+	           "store: %s is writable by group or others (mode %04o); chmod 600 it", path,
+	           (unsigned)(sb.st_mode & 07777));
+	return KMS_OK;
+}
+
+static kms_status set_wal(store_conn *c)
+{
+	sqlite3_stmt *s = NULL;
+	kms_status status = KMS_OK;
+	int rc = sqlite3_prepare_v2(c->db, "PRAGMA journal_mode = WAL", -1, &s, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		status = KMS_FAIL(KMS_INTERNAL, "store: journal_mode=WAL: %s (%s)", sqlite3_errstr(rc),
+		                  sqlite3_errmsg(c->db));
+	} else {
+		const unsigned char *mode = sqlite3_column_text(s, 0);
+		if (!mode || strcmp((const char *)mode, "wal") != 0)
+			status = KMS_FAIL(KMS_INTERNAL, "store: journal_mode is %s, not wal",
+			                  mode ? (const char *)mode : "NULL");
+	}
+	sqlite3_finalize(s);
+	return status;
+}
+
+static kms_status user_version_get(store_conn *c, int *out)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_prepare_v2(c->db, "PRAGMA user_version", -1, &s, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	*out = rc == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW)
+		return KMS_FAIL(KMS_INTERNAL, "store: read user_version: %s", sqlite3_errstr(rc));
+	return KMS_OK;
+}
+
+static kms_status migrate(store *st, bool *created)
+{
+	store_conn *c;
+	kms_status status;
+	int from;
+
+	KMS_GUARD(conn_get(st, &c));
+	KMS_GUARD(store_begin(st));
+	KMS_GUARD_OUT(status, user_version_get(c, &from));
+	*created = from == 0;
+	if (from < 0 || from > STORE_SCHEMA_VERSION) {
+		status = KMS_FAIL(KMS_FAILED_PRECONDITION,
+		                  "store: %s has schema version %d; this kmsd knows 0..%d", st->path,
+		                  from, STORE_SCHEMA_VERSION);
+		goto out;
+	}
+	for (int v = from; v < STORE_SCHEMA_VERSION; v++) {
+		char what[64];
+		snprintf(what, sizeof what, "schema migration %d -> %d", v, v + 1);
+		KMS_GUARD_OUT(status, conn_exec(c->db, migrations[v], what));
+	}
+	if (from != STORE_SCHEMA_VERSION) {
+		/* A pragma takes no bound parameter; the number is ours. */
+		char sql[64];
+		snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
+		KMS_GUARD_OUT(status, conn_exec(c->db, sql, "set user_version"));
+	}
+	KMS_GUARD_OUT(status, store_commit(st));
+out:
+	if (status != KMS_OK)
+		store_rollback(st);
+	return status;
+}
+
+/* One process per data directory: a second kmsd would reconcile away the
+ * first one's intents (destroying HSM objects it is about to acknowledge)
+ * and would not see its state changes. */
+static kms_status lock_data_dir(const char *data_dir, int *fd_out)
+{
+	char path[PATH_MAX];
+	int n = snprintf(path, sizeof path, "%s/%s", data_dir, STORE_LOCK_FILE);
+	KMS_ENSURE(n > 0 && (size_t)n < sizeof path, KMS_INVALID_ARGUMENT,
+	           "store: data directory path too long");
+	int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return KMS_FAIL(KMS_INTERNAL, "store: open %s: %s", path, strerror(errno));
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int saved = errno;
+		close(fd);
+		if (saved == EWOULDBLOCK)
+			return KMS_FAIL(KMS_FAILED_PRECONDITION,
+			                "store: %s is in use by another process (%s is locked)",
+			                data_dir, path);
+		return KMS_FAIL(KMS_INTERNAL, "store: flock %s: %s", path, strerror(saved));
+	}
+	*fd_out = fd;
+	return KMS_OK;
+}
+
+kms_status store_open(const char *data_dir, store **out, bool *created)
+{
+	kms_status status = KMS_OK;
+	store *st = NULL;
+	bool key_made = false, lock_made = false;
+
+	*out = NULL;
+	*created = false;
+	KMS_ENSURE(data_dir && data_dir[0], KMS_INVALID_ARGUMENT, "store: no data directory");
+	st = calloc(1, sizeof *st);
+	KMS_ENSURE(st, KMS_INTERNAL, "store: out of memory");
+	st->lock_fd = -1;
+	int n = snprintf(st->path, sizeof st->path, "%s/%s", data_dir, STORE_DB_FILE);
+	if (n < 0 || (size_t)n >= sizeof st->path) {
+		status = KMS_FAIL(KMS_INVALID_ARGUMENT, "store: data directory path too long");
+		goto out;
+	}
+	KMS_GUARD_OUT(status, lock_data_dir(data_dir, &st->lock_fd));
+	KMS_GUARD_OUT(status, db_file_check(st->path));
+	if (pthread_key_create(&st->tls, conn_release) != 0) {
+		status = KMS_FAIL(KMS_INTERNAL, "store: pthread_key_create failed");
+		goto out;
+	}
+	key_made = true;
+	if (pthread_mutex_init(&st->lock, NULL) != 0) {
+		status = KMS_FAIL(KMS_INTERNAL, "store: pthread_mutex_init failed");
+		goto out;
+	}
+	lock_made = true;
+
+	store_conn *c;
+	KMS_GUARD_OUT(status, conn_get(st, &c));
+	KMS_GUARD_OUT(status, set_wal(c));
+	KMS_GUARD_OUT(status, migrate(st, created));
+	*out = st;
+	st = NULL;
+out:
+	if (st) {
+		if (key_made)
+			pthread_key_delete(st->tls);
+		while (st->conns) {
+			store_conn *next = st->conns->next;
+			conn_free(st->conns);
+			st->conns = next;
+		}
+		if (lock_made)
+			pthread_mutex_destroy(&st->lock);
+		if (st->lock_fd >= 0)
+			close(st->lock_fd);
+		free(st);
+	}
+	return status;
+}
+
+void store_close(store *st)
+{
+	if (!st)
+		return;
+	/* After this no thread-exit destructor runs for our connections. */
+	pthread_key_delete(st->tls);
+	pthread_mutex_lock(&st->lock);
+	while (st->conns) {
+		store_conn *next = st->conns->next;
+		conn_free(st->conns);
+		st->conns = next;
+	}
+	pthread_mutex_unlock(&st->lock);
+	pthread_mutex_destroy(&st->lock);
+	close(st->lock_fd); /* releases the data directory */
+	free(st);
+}

@@ -1,0 +1,462 @@
+/*
+ * store_keys.c: the statements on keys and their versions. Each function
+ * uses one cached statement of the calling thread's connection and resets
+ * it before returning, so no read snapshot outlives a call.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "kms/store/store.h"
+#include "kms/store/store_internal.h"
+
+#define KEY_COLUMNS                                                            \
+	"id, description, spec, usage, state, lifecycle, primary_version, "    \
+	"rotation_period_days, created_at, next_rotation_at, deletion_date, region"
+
+/* ---- rows <-> types ---- */
+
+
+static const char *lifecycle_text(key_lifecycle lifecycle)
+{
+	return key_lifecycle_name(lifecycle);
+}
+
+static bool lifecycle_parse(const char *text, key_lifecycle *out)
+{
+	for (key_lifecycle l = KEY_LIFECYCLE_CREATING; l <= KEY_LIFECYCLE_DESTROYED; l++)
+		if (strcmp(text, key_lifecycle_name(l)) == 0) {
+			*out = l;
+			return true;
+		}
+	return false;
+}
+
+static bool version_state_parse(const char *text, version_state *out)
+{
+	for (version_state v = VERSION_STATE_CREATING; v <= VERSION_STATE_DESTROYED; v++)
+		if (strcmp(text, version_state_name(v)) == 0) {
+			*out = v;
+			return true;
+		}
+	return false;
+}
+
+static bool in_range(int64_t v, int64_t lo, int64_t hi)
+{
+	return v >= lo && v <= hi;
+}
+
+/* ---- keys ---- */
+
+static kms_status key_read(sqlite3_stmt *s, store_key *out)
+{
+	char lifecycle[16];
+	memset(out, 0, sizeof *out);
+	bool ok = store_column_text(s, 0, out->id, sizeof out->id);
+	ok = store_column_text(s, 1, out->description, sizeof out->description) && ok;
+	ok = store_column_text(s, 11, out->region, sizeof out->region) && ok;
+	ok = store_column_text(s, 5, lifecycle, sizeof lifecycle) && ok;
+	ok = ok && lifecycle_parse(lifecycle, &out->lifecycle);
+
+	int64_t spec = sqlite3_column_int64(s, 2);
+	int64_t usage = sqlite3_column_int64(s, 3);
+	int64_t state = sqlite3_column_int64(s, 4);
+	int64_t primary = sqlite3_column_int64(s, 6);
+	int64_t period = sqlite3_column_int64(s, 7);
+	ok = ok && in_range(spec, KEY_SPEC_AES_256, KEY_SPEC_ECC_P256) &&
+	     in_range(usage, KEY_USAGE_ENCRYPT_DECRYPT, KEY_USAGE_SIGN_VERIFY) &&
+	     in_range(state, KEY_STATE_ENABLED, KEY_STATE_DESTROYED) &&
+	     in_range(primary, 0, UINT32_MAX) && in_range(period, 0, UINT32_MAX);
+	if (!ok)
+		return KMS_FAIL(KMS_INTERNAL, "store: key row %s does not fit its type",
+		                out->id[0] ? out->id : "(unreadable id)");
+	out->spec = (key_spec)spec;
+	out->usage = (key_usage)usage;
+	out->state = (key_state)state;
+	out->primary_version = (uint32_t)primary;
+	out->rotation_period_days = (uint32_t)period;
+	out->created_at = sqlite3_column_int64(s, 8);
+	out->next_rotation_at = sqlite3_column_int64(s, 9);
+	out->deletion_date = sqlite3_column_int64(s, 10);
+	return KMS_OK;
+}
+
+kms_status store_key_insert(store *st, const store_key *key, const char *policy)
+{
+	sqlite3_stmt *s;
+	KMS_GUARD(store_stmt(st, S_KEY_INSERT,
+	                     "INSERT INTO keys (" KEY_COLUMNS ", policy) "
+	                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+	                     &s));
+	int rc = store_bind(s, "ttiiitiiiiitt", key->id, key->description, (int64_t)key->spec,
+	                    (int64_t)key->usage, (int64_t)key->state,
+	                    lifecycle_text(key->lifecycle), (int64_t)key->primary_version,
+	                    (int64_t)key->rotation_period_days, key->created_at,
+	                    key->next_rotation_at, key->deletion_date, key->region,
+	                    policy ? policy : "");
+	KMS_GUARD(store_bind_check(s, rc, "insert key", key->id));
+	rc = sqlite3_step(s);
+	kms_status status = KMS_OK;
+	if (store_is_duplicate(rc))
+		status = KMS_FAIL(KMS_ALREADY_EXISTS, "store: key %s already exists", key->id);
+	else if (rc != SQLITE_DONE)
+		status = store_fail(s, rc, "insert key", key->id);
+	store_stmt_done(s);
+	return status;
+}
+
+kms_status store_key_get(store *st, const char *key_id, store_key *out)
+{
+	sqlite3_stmt *s;
+	memset(out, 0, sizeof *out);
+	KMS_GUARD(store_stmt(st, S_KEY_GET, "SELECT " KEY_COLUMNS " FROM keys WHERE id = ?1", &s));
+	KMS_GUARD(store_bind_check(s, store_bind(s, "t", key_id), "get key", key_id));
+	int rc = sqlite3_step(s);
+	kms_status status;
+	if (rc == SQLITE_ROW)
+		status = key_read(s, out);
+	else if (rc == SQLITE_DONE)
+		status = KMS_FAIL(KMS_NOT_FOUND, "key %s not found", key_id);
+	else
+		status = store_fail(s, rc, "get key", key_id);
+	store_stmt_done(s);
+	return status;
+}
+
+kms_status store_key_update(store *st, const store_key *key)
+{
+	sqlite3_stmt *s;
+	KMS_GUARD(store_stmt(st, S_KEY_UPDATE,
+	                     "UPDATE keys SET description = ?2, state = ?3, lifecycle = ?4, "
+	                     "primary_version = ?5, rotation_period_days = ?6, "
+	                     "next_rotation_at = ?7, deletion_date = ?8 WHERE id = ?1",
+	                     &s));
+	int rc = store_bind(s, "ttitiiii", key->id, key->description, (int64_t)key->state,
+	                    lifecycle_text(key->lifecycle), (int64_t)key->primary_version,
+	                    (int64_t)key->rotation_period_days, key->next_rotation_at,
+	                    key->deletion_date);
+	KMS_GUARD(store_bind_check(s, rc, "update key", key->id));
+	return store_step_change(s, "update key", key->id, false);
+}
+
+kms_status store_key_delete(store *st, const char *key_id)
+{
+	sqlite3_stmt *s;
+	KMS_GUARD(store_stmt(st, S_KEY_DELETE, "DELETE FROM keys WHERE id = ?1", &s));
+	KMS_GUARD(store_bind_check(s, store_bind(s, "t", key_id), "delete key", key_id));
+	return store_step_change(s, "delete key", key_id, true);
+}
+
+kms_status store_key_list(store *st, const char *after_id, size_t cap, store_key *out,
+                          size_t *n)
+{
+	sqlite3_stmt *s;
+	*n = 0;
+	KMS_ENSURE(cap <= INT64_MAX, KMS_INVALID_ARGUMENT, "store: list limit out of range");
+	KMS_GUARD(store_stmt(st, S_KEY_LIST,
+	                     "SELECT " KEY_COLUMNS " FROM keys "
+	                     "WHERE lifecycle <> 'creating' AND id > ?1 ORDER BY id LIMIT ?2",
+	                     &s));
+	KMS_GUARD(store_bind_check(s, store_bind(s, "ti", after_id ? after_id : "", (int64_t)cap),
+	                     "list keys", NULL));
+	kms_status status = KMS_OK;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < cap) {
+		KMS_GUARD_OUT(status, key_read(s, &out[*n]));
+		(*n)++;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		status = store_fail(s, rc, "list keys", NULL);
+out:
+	store_stmt_done(s);
+	if (status != KMS_OK)
+		*n = 0;
+	return status;
+}
+
+kms_status store_key_ids(store *st, store_key_query q, int64_t now, size_t cap,
+                         char (*ids)[KMS_KEYID_TEXT_SIZE], size_t *n)
+{
+	sqlite3_stmt *s = NULL;
+	*n = 0;
+	KMS_ENSURE(cap <= INT64_MAX, KMS_INVALID_ARGUMENT, "store: id list limit out of range");
+	switch (q) {
+	case STORE_KEYS_CREATING:
+		KMS_GUARD(store_stmt(st, S_KEY_IDS_CREATING,
+		                     "SELECT id FROM keys WHERE lifecycle = 'creating' "
+		                     "ORDER BY id LIMIT ?2",
+		                     &s));
+		break;
+	case STORE_KEYS_DESTROYING:
+		KMS_GUARD(store_stmt(st, S_KEY_IDS_DESTROYING,
+		                     "SELECT id FROM keys WHERE lifecycle = 'destroying' "
+		                     "ORDER BY id LIMIT ?2",
+		                     &s));
+		break;
+	case STORE_KEYS_DELETION_DUE:
+		KMS_GUARD(store_stmt(st, S_KEY_IDS_DELETION_DUE,
+		                     "SELECT id FROM keys WHERE state = 3 AND lifecycle = 'ready' "
+		                     "AND deletion_date <= ?1 ORDER BY id LIMIT ?2",
+		                     &s));
+		break;
+	case STORE_KEYS_ROTATION_DUE:
+		KMS_GUARD(store_stmt(st, S_KEY_IDS_ROTATION_DUE,
+		                     "SELECT id FROM keys WHERE rotation_period_days > 0 "
+		                     "AND state = 1 AND lifecycle = 'ready' "
+		                     "AND next_rotation_at <= ?1 ORDER BY id LIMIT ?2",
+		                     &s));
+		break;
+	default:
+		return KMS_FAIL(KMS_INTERNAL, "store: unknown key query %d", (int)q);
+	}
+	/* ?1 (now) is unused by the first two; binding it anyway is allowed. */
+	KMS_GUARD(store_bind_check(s, store_bind(s, "ii", now, (int64_t)cap), "key ids", NULL));
+	kms_status status = KMS_OK;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < cap) {
+		if (!store_column_text(s, 0, ids[*n], KMS_KEYID_TEXT_SIZE)) {
+			status = KMS_FAIL(KMS_INTERNAL, "store: a key id does not fit its type");
+			goto out;
+		}
+		(*n)++;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		status = store_fail(s, rc, "key ids", NULL);
+out:
+	store_stmt_done(s);
+	if (status != KMS_OK)
+		*n = 0;
+	return status;
+}
+
+kms_status store_policy_get(store *st, const char *key_id, char **out)
+{
+	sqlite3_stmt *s;
+	*out = NULL;
+	KMS_GUARD(store_stmt(st, S_POLICY_GET, "SELECT policy FROM keys WHERE id = ?1", &s));
+	KMS_GUARD(store_bind_check(s, store_bind(s, "t", key_id), "get policy", key_id));
+	int rc = sqlite3_step(s);
+	kms_status status = KMS_OK;
+	if (rc == SQLITE_ROW) {
+		const unsigned char *text = sqlite3_column_text(s, 0);
+		int len = sqlite3_column_bytes(s, 0);
+		if (!text || len < 0 || (size_t)len > KEY_POLICY_MAX) {
+			status = KMS_FAIL(KMS_INTERNAL, "store: policy of %s does not fit its type", key_id);
+		} else if (!(*out = malloc((size_t)len + 1))) {
+			status = KMS_FAIL(KMS_INTERNAL, "store: out of memory reading policy of %s", key_id);
+		} else {
+			memcpy(*out, text, (size_t)len);
+			(*out)[len] = '\0';
+		}
+	} else if (rc == SQLITE_DONE) {
+		status = KMS_FAIL(KMS_NOT_FOUND, "key %s not found", key_id);
+	} else {
+		status = store_fail(s, rc, "get policy", key_id);
+	}
+	store_stmt_done(s);
+	return status;
+}
+
+kms_status store_policy_set(store *st, const char *key_id, const char *policy)
+{
+	sqlite3_stmt *s;
+	KMS_GUARD(store_stmt(st, S_POLICY_SET, "UPDATE keys SET policy = ?2 WHERE id = ?1", &s));
+	KMS_GUARD(store_bind_check(s, store_bind(s, "tt", key_id, policy), "set policy", key_id));
+	return store_step_change(s, "set policy", key_id, false);
+}
+
+/* ---- versions ---- */
+
+static kms_status version_read(sqlite3_stmt *s, int first_col, const char *key_id,
+                               store_version *out)
+{
+	char state[16];
+	memset(out, 0, sizeof *out);
+	int64_t version = sqlite3_column_int64(s, first_col);
+	int64_t reserved = sqlite3_column_int64(s, first_col + 3);
+	bool ok = store_column_text(s, first_col + 2, state, sizeof state) &&
+	          version_state_parse(state, &out->state) && in_range(version, 1, UINT32_MAX) &&
+	          reserved >= 0;
+	if (!ok)
+		return KMS_FAIL(KMS_INTERNAL, "store: a version row of %s does not fit its type",
+		                key_id);
+	out->version = (uint32_t)version;
+	out->created_at = sqlite3_column_int64(s, first_col + 1);
+	out->encryptions_reserved = (uint64_t)reserved;
+	return KMS_OK;
+}
+
+kms_status store_version_insert(store *st, const char *key_id, const store_version *v)
+{
+	sqlite3_stmt *s;
+	KMS_ENSURE(v->encryptions_reserved <= INT64_MAX, KMS_INTERNAL,
+	           "store: reservation count of %s out of range", key_id);
+	KMS_GUARD(store_stmt(st, S_VERSION_INSERT,
+	                     "INSERT INTO key_versions "
+	                     "(key_id, version, created_at, state, encryptions_reserved) "
+	                     "VALUES (?1, ?2, ?3, ?4, ?5)",
+	                     &s));
+	int rc = store_bind(s, "tiiti", key_id, (int64_t)v->version, v->created_at,
+	                    version_state_name(v->state), (int64_t)v->encryptions_reserved);
+	KMS_GUARD(store_bind_check(s, rc, "insert version", key_id));
+	rc = sqlite3_step(s);
+	kms_status status = KMS_OK;
+	if (store_is_duplicate(rc))
+		status = KMS_FAIL(KMS_ALREADY_EXISTS, "store: %s:v%u already exists", key_id,
+		                  (unsigned)v->version);
+	else if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+		status = KMS_FAIL(KMS_NOT_FOUND, "key %s not found", key_id);
+	else if (rc != SQLITE_DONE)
+		status = store_fail(s, rc, "insert version", key_id);
+	store_stmt_done(s);
+	return status;
+}
+
+kms_status store_version_get(store *st, const char *key_id, uint32_t version,
+                             store_version *out)
+{
+	sqlite3_stmt *s;
+	memset(out, 0, sizeof *out);
+	KMS_GUARD(store_stmt(st, S_VERSION_GET,
+	                     "SELECT version, created_at, state, encryptions_reserved "
+	                     "FROM key_versions WHERE key_id = ?1 AND version = ?2",
+	                     &s));
+	KMS_GUARD(store_bind_check(s, store_bind(s, "ti", key_id, (int64_t)version), "get version",
+	                     key_id));
+	int rc = sqlite3_step(s);
+	kms_status status;
+	if (rc == SQLITE_ROW)
+		status = version_read(s, 0, key_id, out);
+	else if (rc == SQLITE_DONE)
+		status = KMS_FAIL(KMS_NOT_FOUND, "key %s has no version %u", key_id, (unsigned)version);
+	else
+		status = store_fail(s, rc, "get version", key_id);
+	store_stmt_done(s);
+	return status;
+}
+
+kms_status store_version_set_state(store *st, const char *key_id, uint32_t version,
+                                   version_state state)
+{
+	sqlite3_stmt *s;
+	KMS_GUARD(store_stmt(st, S_VERSION_SET_STATE,
+	                     "UPDATE key_versions SET state = ?3 WHERE key_id = ?1 AND version = ?2",
+	                     &s));
+	int rc = store_bind(s, "tit", key_id, (int64_t)version, version_state_name(state));
+	KMS_GUARD(store_bind_check(s, rc, "set version state", key_id));
+	return store_step_change(s, "set version state", key_id, false);
+}
+
+kms_status store_version_delete(store *st, const char *key_id, uint32_t version)
+{
+	sqlite3_stmt *s;
+	KMS_GUARD(store_stmt(st, S_VERSION_DELETE,
+	                     "DELETE FROM key_versions WHERE key_id = ?1 AND version = ?2", &s));
+	KMS_GUARD(store_bind_check(s, store_bind(s, "ti", key_id, (int64_t)version), "delete version",
+	                     key_id));
+	return store_step_change(s, "delete version", key_id, true);
+}
+
+kms_status store_version_reserve(store *st, const char *key_id, uint32_t version,
+                                 uint64_t reserved)
+{
+	sqlite3_stmt *s;
+	KMS_ENSURE(reserved <= INT64_MAX, KMS_INTERNAL,
+	           "store: reservation count of %s:v%u out of range", key_id, (unsigned)version);
+	KMS_GUARD(store_stmt(st, S_VERSION_RESERVE,
+	                     "UPDATE key_versions SET encryptions_reserved = ?3 "
+	                     "WHERE key_id = ?1 AND version = ?2",
+	                     &s));
+	int rc = store_bind(s, "tii", key_id, (int64_t)version, (int64_t)reserved);
+	KMS_GUARD(store_bind_check(s, rc, "reserve encryptions", key_id));
+	return store_step_change(s, "reserve encryptions", key_id, false);
+}
+
+kms_status store_version_max(store *st, const char *key_id, uint32_t *out)
+{
+	sqlite3_stmt *s;
+	int64_t max;
+	*out = 0;
+	KMS_GUARD(store_stmt(st, S_VERSION_MAX,
+	                     "SELECT coalesce(max(version), 0) FROM key_versions WHERE key_id = ?1",
+	                     &s));
+	KMS_GUARD(store_bind_check(s, store_bind(s, "t", key_id), "max version", key_id));
+	KMS_GUARD(store_step_count(s, "max version", key_id, &max));
+	KMS_ENSURE(in_range(max, 0, UINT32_MAX), KMS_INTERNAL,
+	           "store: versions of %s out of range", key_id);
+	*out = (uint32_t)max;
+	return KMS_OK;
+}
+
+kms_status store_versions_list(store *st, const char *key_id, store_version **out, size_t *n)
+{
+	sqlite3_stmt *s;
+	size_t cap = 0;
+	*out = NULL;
+	*n = 0;
+	KMS_GUARD(store_stmt(st, S_VERSIONS_LIST,
+	                     "SELECT version, created_at, state, encryptions_reserved "
+	                     "FROM key_versions WHERE key_id = ?1 ORDER BY version",
+	                     &s));
+	KMS_GUARD(store_bind_check(s, store_bind(s, "t", key_id), "list versions", key_id));
+	kms_status status = KMS_OK;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (!store_grow((void **)out, &cap, *n, sizeof **out)) {
+			status = KMS_FAIL(KMS_INTERNAL, "store: out of memory listing versions of %s",
+			                  key_id);
+			goto out;
+		}
+		KMS_GUARD_OUT(status, version_read(s, 0, key_id, &(*out)[*n]));
+		(*n)++;
+	}
+	if (rc != SQLITE_DONE)
+		status = store_fail(s, rc, "list versions", key_id);
+out:
+	store_stmt_done(s);
+	if (status != KMS_OK) {
+		free(*out);
+		*out = NULL;
+		*n = 0;
+	}
+	return status;
+}
+
+kms_status store_versions_all(store *st, store_version_row **out, size_t *n)
+{
+	sqlite3_stmt *s;
+	size_t cap = 0;
+	*out = NULL;
+	*n = 0;
+	KMS_GUARD(store_stmt(st, S_VERSIONS_ALL,
+	                     "SELECT key_id, version, created_at, state, encryptions_reserved "
+	                     "FROM key_versions ORDER BY key_id, version",
+	                     &s));
+	kms_status status = KMS_OK;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (!store_grow((void **)out, &cap, *n, sizeof **out)) {
+			status = KMS_FAIL(KMS_INTERNAL, "store: out of memory listing versions");
+			goto out;
+		}
+		store_version_row *row = &(*out)[*n];
+		if (!store_column_text(s, 0, row->key_id, sizeof row->key_id)) {
+			status = KMS_FAIL(KMS_INTERNAL, "store: a version's key id does not fit its type");
+			goto out;
+		}
+		KMS_GUARD_OUT(status, version_read(s, 1, row->key_id, &row->v));
+		(*n)++;
+	}
+	if (rc != SQLITE_DONE)
+		status = store_fail(s, rc, "list all versions", NULL);
+out:
+	store_stmt_done(s);
+	if (status != KMS_OK) {
+		free(*out);
+		*out = NULL;
+		*n = 0;
+	}
+	return status;
+}

@@ -1,0 +1,111 @@
+#include "common/log.h"
+#include "kms/transport/metrics.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kms/audit/audit.h"
+#include "common/error.h"
+#include "kms/pipeline/ops.h"
+
+#define METRICS_OPS_MAX 64 /* rows in the operation table, plus "undecoded" */
+
+static atomic_uint_fast64_t requests[METRICS_OPS_MAX][KMS_STATUS_MAX + 1];
+static atomic_uint_fast64_t latency_sum_us[METRICS_OPS_MAX];
+
+void metrics_record(const struct op_entry *op, kms_status status, uint64_t latency_us)
+{
+	size_t row = op ? ops_index(op) + 1 : 0;
+	if (row >= METRICS_OPS_MAX || (unsigned)status > KMS_STATUS_MAX)
+		return;
+	atomic_fetch_add_explicit(&requests[row][status], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&latency_sum_us[row], latency_us, memory_order_relaxed);
+}
+
+/* A growing text buffer; on overflow of memory it stops and reports. */
+typedef struct text {
+	char *buf;
+	size_t len, cap;
+	bool failed;
+} text;
+
+static void put(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(text *t, const char *fmt, ...)
+{
+	if (t->failed)
+		return;
+	for (;;) {
+		va_list ap;
+		va_start(ap, fmt);
+		int n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			t->failed = true;
+			return;
+		}
+		if ((size_t)n < t->cap - t->len) {
+			t->len += (size_t)n;
+			return;
+		}
+		size_t cap = t->cap * 2 + (size_t)n;
+		char *grown = realloc(t->buf, cap);
+		if (!grown) {
+			t->failed = true;
+			return;
+		}
+		t->buf = grown;
+		t->cap = cap;
+	}
+}
+
+kms_status metrics_render(kmsd *d, char **out, size_t *len)
+{
+	text t = { .buf = malloc(4096), .cap = 4096 };
+	KMS_ENSURE(t.buf, KMS_INTERNAL, "metrics: out of memory");
+	t.buf[0] = '\0';
+	put(&t, "# HELP kms_requests_total Requests answered, by operation and status.\n"
+	        "# TYPE kms_requests_total counter\n");
+	for (size_t row = 0; row < METRICS_OPS_MAX; row++) {
+		const op_entry *op = row ? ops_at(row - 1) : NULL;
+		if (row && !op)
+			break;
+		for (int s = 0; s <= KMS_STATUS_MAX; s++) {
+			uint64_t n = atomic_load_explicit(&requests[row][s], memory_order_relaxed);
+			if (n)
+				put(&t, "kms_requests_total{operation=\"%s\",status=\"%s\"} %llu\n",
+				    op ? op->name : "undecoded", kms_status_name((kms_status)s),
+				    (unsigned long long)n);
+		}
+	}
+	put(&t, "# HELP kms_request_latency_microseconds_sum Time spent answering, by operation.\n"
+	        "# TYPE kms_request_latency_microseconds_sum counter\n");
+	for (size_t row = 1; row < METRICS_OPS_MAX; row++) {
+		const op_entry *op = ops_at(row - 1);
+		if (!op)
+			break;
+		uint64_t us = atomic_load_explicit(&latency_sum_us[row], memory_order_relaxed);
+		if (us)
+			put(&t, "kms_request_latency_microseconds_sum{operation=\"%s\"} %llu\n", op->name,
+			    (unsigned long long)us);
+	}
+	put(&t, "# HELP kms_audit_entries Entries in the audit log.\n# TYPE kms_audit_entries gauge\n"
+	        "kms_audit_entries %llu\n",
+	    (unsigned long long)(d->audit ? audit_size(d->audit) : 0));
+	put(&t, "# HELP kms_audit_writable Whether the audit log can be written.\n"
+	        "# TYPE kms_audit_writable gauge\nkms_audit_writable %d\n",
+	    d->audit ? audit_healthy(d->audit, NULL, 0) : 0);
+	put(&t, "# HELP kms_uptime_seconds Seconds since kmsd started.\n"
+	        "# TYPE kms_uptime_seconds gauge\nkms_uptime_seconds %lld\n",
+	    (long long)(kms_now() - d->started_at));
+	if (t.failed) {
+		free(t.buf);
+		return KMS_FAIL(KMS_INTERNAL, "metrics: out of memory");
+	}
+	*out = t.buf;
+	*len = t.len;
+	return KMS_OK;
+}

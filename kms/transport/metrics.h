@@ -1,0 +1,23 @@
+/*
+ * metrics.h: request counters for /metrics (Prometheus text format).
+ * Lock-free: relaxed atomic counters indexed by operation and status.
+ */
+#ifndef KMS_METRICS_H
+#define KMS_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <kms/status.h>
+
+#include "kms/kmsd.h"
+
+struct op_entry;
+
+/* Counts one finished request; op is NULL for one that did not decode. */
+void metrics_record(const struct op_entry *op, kms_status status, uint64_t latency_us);
+
+/* The whole exposition (malloc'ed, *len bytes). */
+kms_status metrics_render(kmsd *d, char **text, size_t *len) KMS_MUST_USE;
+
+#endif

@@ -1,0 +1,367 @@
+#include "common/log.h"
+#include "kms/transport/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/supplemental/tls/tls.h>
+
+#include <kms/secmem.h>
+
+#include "kms/pipeline/arena.h"
+#include "common/error.h"
+#include "common/nng_close.h"
+#include "kms/pipeline/pipeline.h"
+
+#define ARENA_CHUNK (256u << 10)
+#define PEM_MAX (256u << 10)
+
+typedef struct worker {
+	server *srv;
+	pthread_t thread;
+	nng_ctx ctx;
+	nng_aio *aio;
+	arena *arena;
+	pthread_mutex_t lock; /* orders "start a receive" against drain's cancel */
+	bool receiving;
+	bool started;
+	bool ctx_open;
+} worker;
+
+typedef struct listener {
+	nng_listener l;
+	caller_transport transport;
+} listener;
+
+struct server {
+	kmsd *d;
+	nng_socket sock;
+	bool sock_open;
+	listener listeners[KMSD_MAX_LISTEN];
+	size_t n_listeners;
+	nng_tls_config *tls;
+	worker *workers;
+	unsigned n_workers;
+};
+
+static caller_transport transport_of(const server *s, nng_pipe p)
+{
+	int id = nng_listener_id(nng_pipe_listener(p));
+	for (size_t i = 0; i < s->n_listeners; i++)
+		if (nng_listener_id(s->listeners[i].l) == id)
+			return s->listeners[i].transport;
+	return CALLER_TCP; /* unknown: treat as least trusted */
+}
+
+static void describe_peer(const server *s, nng_pipe p, pipeline_peer *peer)
+{
+	memset(peer, 0, sizeof *peer);
+	peer->transport = transport_of(s, p);
+	if (peer->transport == CALLER_IPC) {
+		peer->has_uid = nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_UID, &peer->uid) == 0;
+		return;
+	}
+	if (peer->transport == CALLER_TLS) {
+		bool verified = false;
+		peer->tls_verified = nng_pipe_get_bool(p, NNG_OPT_TLS_VERIFIED, &verified) == 0 &&
+		                     verified;
+	}
+	nng_sockaddr sa;
+	if (nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) != 0)
+		return;
+	char host[INET6_ADDRSTRLEN] = "?";
+	if (sa.s_family == NNG_AF_INET) {
+		inet_ntop(AF_INET, &sa.s_in.sa_addr, host, sizeof host);
+		snprintf(peer->remote, sizeof peer->remote, "%s:%u", host,
+		         (unsigned)ntohs(sa.s_in.sa_port));
+	} else if (sa.s_family == NNG_AF_INET6) {
+		inet_ntop(AF_INET6, sa.s_in6.sa_addr, host, sizeof host);
+		snprintf(peer->remote, sizeof peer->remote, "[%s]:%u", host,
+		         (unsigned)ntohs(sa.s_in6.sa_port));
+	}
+}
+
+/* Returns false when the worker should stop (draining). */
+static bool receive(worker *w)
+{
+	pthread_mutex_lock(&w->lock);
+	if (atomic_load(&w->srv->d->draining)) {
+		pthread_mutex_unlock(&w->lock);
+		return false;
+	}
+	w->receiving = true;
+	nng_ctx_recv(w->ctx, w->aio);
+	pthread_mutex_unlock(&w->lock);
+
+	nng_aio_wait(w->aio);
+	pthread_mutex_lock(&w->lock);
+	w->receiving = false;
+	pthread_mutex_unlock(&w->lock);
+	return true;
+}
+
+static void serve_one(worker *w, nng_msg *msg)
+{
+	pipeline_peer peer;
+	describe_peer(w->srv, nng_msg_get_pipe(msg), &peer);
+
+	uint8_t *reply = NULL;
+	size_t reply_len = 0;
+	kms_status st = pipeline_handle(w->srv->d, w->arena, &peer, nng_msg_body(msg),
+	                                nng_msg_len(msg), &reply, &reply_len);
+	nng_msg_free(msg); /* its body was wiped by the pipeline */
+	if (st != KMS_OK) {
+		kms_log("error", "dropped a request: %s", kms_error_message());
+		return;
+	}
+	nng_msg *out = NULL;
+	int rv = nng_msg_alloc(&out, 0);
+	if (rv == 0)
+		rv = nng_msg_append(out, reply, reply_len);
+	kms_wipe(reply, reply_len);
+	free(reply);
+	if (rv != 0) {
+		nng_msg_free(out);
+		kms_log("error", "dropped a reply: %s", nng_strerror(rv));
+		return;
+	}
+	/* NNG frees `out` once sent without wiping it: a plaintext in a reply
+	 * stays in freed heap memory until reused (documented in docs/security.md). */
+	nng_aio_set_msg(w->aio, out);
+	nng_ctx_send(w->ctx, w->aio);
+	nng_aio_wait(w->aio);
+	if ((rv = nng_aio_result(w->aio)) != 0) {
+		nng_msg_free(nng_aio_get_msg(w->aio));
+		if (rv != NNG_ECLOSED)
+			kms_log("warn", "reply not sent: %s", nng_strerror(rv));
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	worker *w = arg;
+	while (receive(w)) {
+		int rv = nng_aio_result(w->aio);
+		if (rv == NNG_ECLOSED)
+			break;
+		if (rv != 0)
+			continue; /* cancelled for drain, or a transient receive error */
+		serve_one(w, nng_aio_get_msg(w->aio));
+	}
+	return NULL;
+}
+
+static kms_status read_file(const char *path, char **out, bool secret)
+{
+	*out = NULL;
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "cannot read %s: %s", path, strerror(errno));
+	char *buf = secret ? kms_secure_alloc(PEM_MAX + 1) : calloc(1, PEM_MAX + 1);
+	if (!buf) {
+		fclose(f);
+		return KMS_FAIL(KMS_INTERNAL, "out of memory reading %s", path);
+	}
+	size_t n = fread(buf, 1, PEM_MAX + 1, f);
+	fclose(f);
+	if (n > PEM_MAX) {
+		secret ? kms_secure_free(buf) : free(buf);
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "%s is larger than %u bytes", path, PEM_MAX);
+	}
+	buf[n] = '\0';
+	*out = buf;
+	return KMS_OK;
+}
+
+static kms_status tls_setup(server *s)
+{
+	const kmsd_config *cfg = &s->d->cfg;
+	char *cert = NULL, *key = NULL;
+	kms_status st = KMS_OK;
+	int rv;
+
+	if ((rv = nng_tls_config_alloc(&s->tls, NNG_TLS_MODE_SERVER)) != 0)
+		return KMS_FAIL(KMS_INTERNAL, "tls: %s", nng_strerror(rv));
+	KMS_GUARD_OUT(st, read_file(cfg->tls_cert_file, &cert, false));
+	KMS_GUARD_OUT(st, read_file(cfg->tls_key_file, &key, true));
+	if ((rv = nng_tls_config_own_cert(s->tls, cert, key, NULL)) != 0) {
+		st = KMS_FAIL(KMS_INVALID_ARGUMENT, "tls: certificate %s with key %s: %s",
+		              cfg->tls_cert_file, cfg->tls_key_file, nng_strerror(rv));
+		goto out;
+	}
+	if (cfg->tls_client_ca_file[0]) {
+		if ((rv = nng_tls_config_ca_file(s->tls, cfg->tls_client_ca_file)) != 0) {
+			st = KMS_FAIL(KMS_INVALID_ARGUMENT, "tls: client CA %s: %s",
+			              cfg->tls_client_ca_file, nng_strerror(rv));
+			goto out;
+		}
+		rv = nng_tls_config_auth_mode(s->tls, NNG_TLS_AUTH_MODE_REQUIRED);
+	} else {
+		rv = nng_tls_config_auth_mode(s->tls, NNG_TLS_AUTH_MODE_NONE);
+	}
+	if (rv != 0)
+		st = KMS_FAIL(KMS_INTERNAL, "tls: auth mode: %s", nng_strerror(rv));
+out:
+	free(cert);
+	kms_secure_free(key);
+	return st;
+}
+
+static kms_status listen_on(server *s, const char *url)
+{
+	listener *ln = &s->listeners[s->n_listeners];
+	int rv;
+	if (!strncmp(url, "ipc://", 6))
+		ln->transport = CALLER_IPC;
+	else if (!strncmp(url, "tls+tcp://", 10))
+		ln->transport = CALLER_TLS;
+	else
+		ln->transport = CALLER_TCP;
+
+	if ((rv = nng_listener_create(&ln->l, s->sock, url)) != 0)
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "listen %s: %s", url, nng_strerror(rv));
+	s->n_listeners++;
+	if (ln->transport == CALLER_TLS) {
+		if (!s->tls)
+			KMS_GUARD(tls_setup(s));
+		if ((rv = nng_listener_set_ptr(ln->l, NNG_OPT_TLS_CONFIG, s->tls)) != 0)
+			return KMS_FAIL(KMS_INTERNAL, "listen %s: tls config: %s", url, nng_strerror(rv));
+	}
+	if (ln->transport == CALLER_IPC &&
+	    (rv = nng_listener_set_int(ln->l, NNG_OPT_IPC_PERMISSIONS, 0666)) != 0)
+		return KMS_FAIL(KMS_INTERNAL, "listen %s: permissions: %s", url, nng_strerror(rv));
+	if ((rv = nng_listener_start(ln->l, 0)) != 0)
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "listen %s: %s", url, nng_strerror(rv));
+	if (ln->transport == CALLER_TCP)
+		kms_log("warn", "INSECURE: plain tcp listener %s: traffic and keys in the clear "
+		         "(insecure_dev = true); never use this outside development", url);
+	else
+		kms_log("info", "listening on %s%s", url,
+		         ln->transport == CALLER_TLS && s->d->cfg.tls_client_ca_file[0]
+		                 ? " (client certificates required)" : "");
+	return KMS_OK;
+}
+
+static kms_status start_workers(server *s)
+{
+	s->n_workers = s->d->cfg.workers;
+	s->workers = calloc(s->n_workers, sizeof *s->workers);
+	if (!s->workers)
+		return KMS_FAIL(KMS_INTERNAL, "out of memory for %u workers", s->n_workers);
+	for (unsigned i = 0; i < s->n_workers; i++) {
+		worker *w = &s->workers[i];
+		w->srv = s;
+		pthread_mutex_init(&w->lock, NULL);
+		int rv = nng_ctx_open(&w->ctx, s->sock);
+		w->ctx_open = rv == 0;
+		if (rv == 0)
+			rv = nng_aio_alloc(&w->aio, NULL, NULL);
+		if (rv != 0)
+			return KMS_FAIL(KMS_INTERNAL, "worker %u: %s", i, nng_strerror(rv));
+		if (!(w->arena = arena_new(ARENA_CHUNK)))
+			return KMS_FAIL(KMS_INTERNAL, "worker %u: out of locked memory", i);
+		if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+			return KMS_FAIL(KMS_INTERNAL, "worker %u: cannot start a thread", i);
+		w->started = true;
+	}
+	return KMS_OK;
+}
+
+kms_status server_start(kmsd *d, server **out)
+{
+	*out = NULL;
+	server *s = calloc(1, sizeof *s);
+	if (!s)
+		return KMS_FAIL(KMS_INTERNAL, "out of memory");
+	s->d = d;
+	kms_status st = KMS_OK;
+	int rv = nng_rep0_open(&s->sock);
+	if (rv != 0) {
+		st = KMS_FAIL(KMS_INTERNAL, "nng rep socket: %s", nng_strerror(rv));
+		goto out;
+	}
+	s->sock_open = true;
+	/* The size limit comes before any listener exists. */
+	if ((rv = nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, d->cfg.max_request_bytes)) != 0) {
+		st = KMS_FAIL(KMS_INTERNAL, "nng recv-size-max: %s", nng_strerror(rv));
+		goto out;
+	}
+	KMS_GUARD_OUT(st, start_workers(s));
+	for (size_t i = 0; i < d->cfg.n_listen; i++)
+		KMS_GUARD_OUT(st, listen_on(s, d->cfg.listen[i]));
+out:
+	if (st != KMS_OK) {
+		char why[KMS_ERROR_MAX];
+		snprintf(why, sizeof why, "%s", kms_error_message());
+		atomic_store(&d->draining, true);
+		server_drain_and_close(s);
+		return KMS_FAIL(st, "%s", why);
+	}
+	*out = s;
+	return KMS_OK;
+}
+
+/* nng_close can hang in NNG 1.5.2 (common/nng_close.h): kmsd waits this
+ * long, then exits without it: every reply has been sent and every worker
+ * has stopped by then, and the OS releases the rest. */
+#define SOCKET_CLOSE_WAIT_MS 3000
+
+/* A server whose socket never closed: kept reachable, not freed. */
+static server *volatile left_to_the_os;
+
+void server_drain_and_close(server *s)
+{
+	if (!s)
+		return;
+	atomic_store(&s->d->draining, true);
+	/* Cancel only receives: a worker that holds a request finishes it and
+	 * sends its reply, then sees `draining` and stops. */
+	for (unsigned i = 0; i < s->n_workers; i++) {
+		worker *w = &s->workers[i];
+		if (!w->aio)
+			continue;
+		pthread_mutex_lock(&w->lock);
+		if (w->receiving)
+			nng_aio_cancel(w->aio);
+		pthread_mutex_unlock(&w->lock);
+	}
+	for (unsigned i = 0; i < s->n_workers; i++)
+		if (s->workers[i].started)
+			pthread_join(s->workers[i].thread, NULL);
+	/* The workers are gone: wipe their arenas whatever NNG does next. */
+	for (unsigned i = 0; i < s->n_workers; i++) {
+		arena_free(s->workers[i].arena);
+		s->workers[i].arena = NULL;
+	}
+	for (unsigned i = 0; i < s->n_workers; i++) {
+		worker *w = &s->workers[i];
+		if (w->aio)
+			nng_aio_stop(w->aio);
+		if (w->ctx_open)
+			nng_ctx_close(w->ctx);
+	}
+	if (s->sock_open && !kms_nng_close_bounded(s->sock, SOCKET_CLOSE_WAIT_MS)) {
+		kms_log("warn", "the NNG socket did not close within %d ms (NNG 1.5.2 close "
+		         "deadlock); exiting without it: every reply was already sent",
+		         SOCKET_CLOSE_WAIT_MS);
+		left_to_the_os = s; /* NNG may still use its aios: keep them */
+		return;
+	}
+	for (unsigned i = 0; i < s->n_workers; i++) {
+		worker *w = &s->workers[i];
+		if (w->aio)
+			nng_aio_free(w->aio);
+		pthread_mutex_destroy(&w->lock);
+	}
+	free(s->workers);
+	if (s->tls)
+		nng_tls_config_free(s->tls);
+	free(s);
+}

@@ -1,0 +1,26 @@
+/*
+ * server.h: kmsd's transport. One NNG REP socket, listening on every
+ * configured URL (ipc://, tls+tcp://, and tcp:// only with insecure_dev),
+ * with NNG_OPT_RECVMAXSZ set before any listen, and N worker threads, each
+ * owning one REP context, one arena and (through the HSM layer) one HSM
+ * session. A worker takes a request, runs it through the pipeline and sends
+ * the reply before it takes the next.
+ */
+#ifndef KMS_SERVER_H
+#define KMS_SERVER_H
+
+#include <kms/status.h>
+
+#include "kms/kmsd.h"
+
+typedef struct server server;
+
+/* Opens the socket and listeners and starts the workers. Fails with a
+ * one-line message naming the URL or file at fault. */
+kms_status server_start(kmsd *d, server **out) KMS_MUST_USE;
+
+/* Stops taking requests, waits for the workers to send the replies of those
+ * in flight, then closes everything. Blocks. NULL is ignored. */
+void server_drain_and_close(server *s);
+
+#endif

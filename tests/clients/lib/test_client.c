@@ -1,0 +1,728 @@
+/*
+ * libkmsclient's transport and envelope, against a tiny in-test NNG REP
+ * server on a private ipc:// path: round trips, what the requests carry
+ * (id, version, operation, context, signature), and every way an answer can
+ * be wrong (another id, garbage, the wrong result, too large, too late, no
+ * server at all). The operations' meaning is kmsd's and is tested there.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/supplemental/util/platform.h>
+
+#include <kms/client.h>
+#include <kms/client_raw.h>
+#include "common/nng_close.h"
+
+/* ---- the fake server ---- */
+
+enum fake_mode {
+	FAKE_ANSWER,    /* answer() fills the response */
+	FAKE_WRONG_ID,  /* a valid response for another request id */
+	FAKE_GARBAGE,   /* bytes that are not a Response */
+	FAKE_SLOW,      /* answer after the client gave up */
+	FAKE_HUGE,      /* a response larger than the client accepts */
+};
+
+struct fake;
+/* Fills resp's result (status OK) or status + message; the request is
+ * unpacked. Storage for the result may be static or in f->scratch. */
+typedef void fake_answer_fn(struct fake *f, const Kms__Request *req, Kms__Response *resp);
+
+struct fake {
+	nng_socket socket;
+	pthread_t thread;
+	char url[128];
+	atomic_bool stop;
+	enum fake_mode mode;
+	fake_answer_fn *answer;
+	atomic_int requests;
+	/* What the last request looked like. */
+	Kms__Request *last;
+	/* Credential checking. */
+	bool check_credential;
+	uint8_t secret[KMS_SIGN_SECRET_LEN];
+	atomic_int credentials_ok;
+};
+
+static pthread_mutex_t last_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* cmocka's asserts must not run off the main thread: the server aborts. */
+#define FAKE_CHECK(cond)                                                       \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			fprintf(stderr, "fake server: %s failed\n", #cond);    \
+			abort();                                               \
+		}                                                              \
+	} while (0)
+
+static void *fake_run(void *arg)
+{
+	struct fake *f = arg;
+	while (!atomic_load(&f->stop)) {
+		nng_msg *msg;
+		if (nng_recvmsg(f->socket, &msg, 0) != 0)
+			continue; /* timeout: look at stop again */
+		atomic_fetch_add(&f->requests, 1);
+		Kms__Request *req = kms__request__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
+		nng_msg_free(msg);
+		if (!req)
+			continue;
+		if (f->check_credential && kms_sign_request_verify(req, f->secret) == KMS_OK &&
+		    llabs(req->credential->timestamp_unix - (int64_t)time(NULL)) < 10)
+			atomic_fetch_add(&f->credentials_ok, 1);
+
+		Kms__Response resp;
+		kms__response__init(&resp);
+		resp.schema_version = KMS__SCHEMA_VERSION__SCHEMA_VERSION;
+		resp.request_id = req->request_id;
+		char other_id[] = "r-somebody-else";
+		if (f->mode == FAKE_WRONG_ID)
+			resp.request_id = other_id;
+		if (f->answer)
+			f->answer(f, req, &resp);
+
+		nng_msg *reply;
+		size_t len = kms__response__get_packed_size(&resp);
+		if (f->mode == FAKE_GARBAGE) {
+			static const uint8_t junk[] = { 0xff, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x99 };
+			FAKE_CHECK(nng_msg_alloc(&reply, sizeof junk) == 0);
+			memcpy(nng_msg_body(reply), junk, sizeof junk);
+		} else if (f->mode == FAKE_HUGE) {
+			/* A message string far past the client's limit. */
+			size_t huge = 256 * 1024;
+			char *message = malloc(huge + 1);
+			FAKE_CHECK(message != NULL);
+			memset(message, 'm', huge);
+			message[huge] = '\0';
+			resp.message = message;
+			len = kms__response__get_packed_size(&resp);
+			FAKE_CHECK(nng_msg_alloc(&reply, len) == 0);
+			kms__response__pack(&resp, nng_msg_body(reply));
+			free(message);
+		} else {
+			FAKE_CHECK(nng_msg_alloc(&reply, len) == 0);
+			kms__response__pack(&resp, nng_msg_body(reply));
+		}
+		if (f->mode == FAKE_SLOW)
+			nng_msleep(400);
+		pthread_mutex_lock(&last_lock);
+		if (f->last)
+			kms__request__free_unpacked(f->last, NULL);
+		f->last = req;
+		pthread_mutex_unlock(&last_lock);
+		if (nng_sendmsg(f->socket, reply, 0) != 0)
+			nng_msg_free(reply);
+	}
+	return NULL;
+}
+
+static struct fake *fake_start(enum fake_mode mode, fake_answer_fn *answer)
+{
+	static atomic_int counter;
+	struct fake *f = calloc(1, sizeof *f);
+	assert_non_null(f);
+	f->mode = mode;
+	f->answer = answer;
+	snprintf(f->url, sizeof f->url, "ipc:///tmp/kms-test-client-%d-%d.sock", (int)getpid(),
+	         atomic_fetch_add(&counter, 1));
+	assert_int_equal(nng_rep0_open(&f->socket), 0);
+	assert_int_equal(nng_socket_set_ms(f->socket, NNG_OPT_RECVTIMEO, 50), 0);
+	assert_int_equal(nng_socket_set_size(f->socket, NNG_OPT_RECVMAXSZ, 4 * 1024 * 1024), 0);
+	assert_int_equal(nng_listen(f->socket, f->url, NULL, 0), 0);
+	assert_int_equal(pthread_create(&f->thread, NULL, fake_run, f), 0);
+	return f;
+}
+
+static void fake_stop(struct fake *f)
+{
+	atomic_store(&f->stop, true);
+	pthread_join(f->thread, NULL);
+	(void)kms_nng_close_bounded(f->socket, 2000); /* NNG 1.5.2 close can hang */
+	if (f->last)
+		kms__request__free_unpacked(f->last, NULL);
+	free(f);
+}
+
+static kms_client *client_for(const char *url, int timeout_ms, size_t max_response)
+{
+	const char *endpoints[] = { url };
+	kms_client_options opts = {
+		.endpoints = endpoints, .n_endpoints = 1, .timeout_ms = timeout_ms,
+		.max_response_bytes = max_response,
+	};
+	kms_client *c = NULL;
+	kms_error err;
+	assert_int_equal(kms_client_open(&opts, &c, &err), KMS_OK);
+	assert_int_equal(err.origin, KMS_ERROR_NONE);
+	return c;
+}
+
+/* ---- answers ---- */
+
+static void answer_health(struct fake *f, const Kms__Request *req, Kms__Response *resp)
+{
+	static Kms__HealthResponse health;
+	static char region[] = "in-mum", version[] = "0.1.0", label[] = "kms-dev",
+		    principal[] = "uid:1000";
+	if (req->op_case != KMS__REQUEST__OP_HEALTH) {
+		resp->status = KMS__STATUS__INVALID_ARGUMENT;
+		return;
+	}
+	kms__health_response__init(&health);
+	health.hsm_ok = true;
+	health.region = region;
+	health.version = version;
+	health.uptime_seconds = 42;
+	health.token_label = label;
+	health.audit_size = 7;
+	health.principal = principal;
+	resp->result_case = KMS__RESPONSE__RESULT_HEALTH;
+	resp->health = &health;
+}
+
+static void answer_not_found(struct fake *f, const Kms__Request *req, Kms__Response *resp)
+{
+	static char message[] = "no key k-1\x1b[2J in this region";
+	resp->status = KMS__STATUS__NOT_FOUND;
+	resp->message = message;
+}
+
+/* Status OK, but the result of another operation. */
+static void answer_wrong_result(struct fake *f, const Kms__Request *req, Kms__Response *resp)
+{
+	static Kms__EnableKeyResponse enable;
+	kms__enable_key_response__init(&enable);
+	resp->result_case = KMS__RESPONSE__RESULT_ENABLE_KEY;
+	resp->enable_key = &enable;
+}
+
+static uint8_t fake_blob[] = { 0x01, 0x02, 0x03, 0x04, 0x05 };
+static uint8_t fake_data_key[KMS_DATA_KEY_LEN];
+
+static void answer_data(struct fake *f, const Kms__Request *req, Kms__Response *resp)
+{
+	static Kms__EncryptResponse enc;
+	static Kms__GenerateDataKeyResponse gdk;
+	static Kms__GenerateRandomResponse rnd;
+	static Kms__BatchEncryptResponse batch;
+	static Kms__BatchEncryptResult results[3], *result_ptrs[3];
+	static Kms__EncryptResponse result_enc[3];
+	static uint8_t random_bytes[KMS_GENERATE_RANDOM_MAX];
+	static char key_id[] = "k-0123456789abcdef0123456789abcdef", no_key[] = "no such key";
+	static Kms__GetCheckpointResponse checkpoint;
+	static Kms__GetInclusionProofResponse inclusion;
+	static ProtobufCBinaryData path[2];
+	static uint8_t root[KMS_HASH_LEN];
+	static char note[] = "kms/in-mum\n9\nzc3Nzc3N\n", verifier[] = "kms+01234567+AQ==";
+
+	switch (req->op_case) {
+	case KMS__REQUEST__OP_ENCRYPT:
+		kms__encrypt_response__init(&enc);
+		enc.ciphertext_blob.data = fake_blob;
+		enc.ciphertext_blob.len = sizeof fake_blob;
+		enc.key_id = key_id;
+		enc.key_version = 3;
+		resp->result_case = KMS__RESPONSE__RESULT_ENCRYPT;
+		resp->encrypt = &enc;
+		break;
+	case KMS__REQUEST__OP_GENERATE_DATA_KEY:
+		kms__generate_data_key_response__init(&gdk);
+		memset(fake_data_key, 0xab, sizeof fake_data_key);
+		gdk.plaintext.data = fake_data_key;
+		/* A key id asking for "short" gets a data key of the wrong size. */
+		gdk.plaintext.len = strcmp(req->generate_data_key->key_id, "short") == 0
+		                            ? 16 : sizeof fake_data_key;
+		gdk.ciphertext_blob.data = fake_blob;
+		gdk.ciphertext_blob.len = sizeof fake_blob;
+		gdk.key_id = key_id;
+		gdk.key_version = 1;
+		resp->result_case = KMS__RESPONSE__RESULT_GENERATE_DATA_KEY;
+		resp->generate_data_key = &gdk;
+		break;
+	case KMS__REQUEST__OP_GENERATE_RANDOM:
+		kms__generate_random_response__init(&rnd);
+		memset(random_bytes, 0x5a, sizeof random_bytes);
+		rnd.random.data = random_bytes;
+		rnd.random.len = req->generate_random->number_of_bytes;
+		resp->result_case = KMS__RESPONSE__RESULT_GENERATE_RANDOM;
+		resp->generate_random = &rnd;
+		break;
+	case KMS__REQUEST__OP_BATCH_ENCRYPT:
+		kms__batch_encrypt_response__init(&batch);
+		for (size_t i = 0; i < req->batch_encrypt->n_items && i < 3; i++) {
+			kms__batch_encrypt_result__init(&results[i]);
+			result_ptrs[i] = &results[i];
+			if (i == 1) { /* the middle one fails on its own */
+				results[i].status = KMS__STATUS__NOT_FOUND;
+				results[i].message = no_key;
+				continue;
+			}
+			kms__encrypt_response__init(&result_enc[i]);
+			result_enc[i].ciphertext_blob.data = fake_blob;
+			result_enc[i].ciphertext_blob.len = sizeof fake_blob;
+			result_enc[i].key_id = key_id;
+			result_enc[i].key_version = (uint32_t)i;
+			results[i].result = &result_enc[i];
+		}
+		batch.n_results = req->batch_encrypt->n_items < 3 ? req->batch_encrypt->n_items : 3;
+		batch.results = result_ptrs;
+		resp->result_case = KMS__RESPONSE__RESULT_BATCH_ENCRYPT;
+		resp->batch_encrypt = &batch;
+		break;
+	case KMS__REQUEST__OP_GET_CHECKPOINT:
+		kms__get_checkpoint_response__init(&checkpoint);
+		memset(root, 0xcd, sizeof root);
+		checkpoint.checkpoint = note;
+		checkpoint.tree_size = 9;
+		checkpoint.root_hash.data = root;
+		checkpoint.root_hash.len = sizeof root;
+		checkpoint.verifier_key = verifier;
+		resp->result_case = KMS__RESPONSE__RESULT_GET_CHECKPOINT;
+		resp->get_checkpoint = &checkpoint;
+		break;
+	case KMS__REQUEST__OP_GET_INCLUSION_PROOF:
+		/* The second hash is a byte short: a malformed proof. */
+		kms__get_inclusion_proof_response__init(&inclusion);
+		path[0].data = root;
+		path[0].len = sizeof root;
+		path[1].data = root;
+		path[1].len = sizeof root - 1;
+		inclusion.n_hashes = 2;
+		inclusion.hashes = path;
+		resp->result_case = KMS__RESPONSE__RESULT_GET_INCLUSION_PROOF;
+		resp->get_inclusion_proof = &inclusion;
+		break;
+	default:
+		resp->status = KMS__STATUS__INVALID_ARGUMENT;
+	}
+}
+
+/* ---- tests ---- */
+
+static bool request_id_ok(const char *id)
+{
+	if (strlen(id) != 26 || strncmp(id, "r-", 2) != 0)
+		return false;
+	for (int i = 2; i < 26; i++)
+		if (!strchr("0123456789abcdef", id[i]))
+			return false;
+	return true;
+}
+
+static void health_round_trip(void **state)
+{
+	struct fake *f = fake_start(FAKE_ANSWER, answer_health);
+	kms_client *c = client_for(f->url, 2000, 0);
+	kms_health h;
+	kms_error err;
+
+	assert_int_equal(kms_health_check(c, &h, &err), KMS_OK);
+	assert_true(h.hsm_ok);
+	assert_string_equal(h.region, "in-mum");
+	assert_string_equal(h.version, "0.1.0");
+	assert_string_equal(h.token_label, "kms-dev");
+	assert_string_equal(h.hsm_message, "");
+	assert_string_equal(h.principal, "uid:1000");
+	assert_int_equal(h.uptime_seconds, 42);
+	assert_int_equal(h.audit_size, 7);
+	kms_health_free(&h);
+	assert_null(h.region);
+
+	/* The envelope: current schema, a fresh well-formed id, no credential. */
+	pthread_mutex_lock(&last_lock);
+	assert_int_equal(f->last->schema_version, KMS__SCHEMA_VERSION__SCHEMA_VERSION);
+	assert_true(request_id_ok(f->last->request_id));
+	char first_id[32];
+	snprintf(first_id, sizeof first_id, "%s", f->last->request_id);
+	assert_null(f->last->credential);
+	pthread_mutex_unlock(&last_lock);
+	assert_int_equal(kms_health_check(c, &h, &err), KMS_OK);
+	kms_health_free(&h);
+	pthread_mutex_lock(&last_lock);
+	assert_string_not_equal(f->last->request_id, first_id);
+	pthread_mutex_unlock(&last_lock);
+
+	kms_client_close(c);
+	fake_stop(f);
+}
+
+static void requests_carry_their_arguments(void **state)
+{
+	struct fake *f = fake_start(FAKE_ANSWER, answer_data);
+	kms_client *c = client_for(f->url, 2000, 0);
+	const kms_context_pair context[] = { { "purpose", "backup" }, { "empty", "" } };
+	const uint8_t plaintext[] = "attack at dawn";
+	kms_ciphertext ct;
+	kms_error err;
+
+	assert_int_equal(kms_encrypt(c, "alias/app", plaintext, sizeof plaintext - 1, context, 2,
+	                             &ct, &err),
+	                 KMS_OK);
+	assert_int_equal(ct.blob_len, sizeof fake_blob);
+	assert_memory_equal(ct.blob, fake_blob, sizeof fake_blob);
+	assert_string_equal(ct.key_id, "k-0123456789abcdef0123456789abcdef");
+	assert_int_equal(ct.key_version, 3);
+	kms_ciphertext_free(&ct);
+
+	pthread_mutex_lock(&last_lock);
+	const Kms__EncryptRequest *sent = f->last->encrypt;
+	assert_int_equal(f->last->op_case, KMS__REQUEST__OP_ENCRYPT);
+	assert_string_equal(sent->key_id, "alias/app");
+	assert_int_equal(sent->plaintext.len, sizeof plaintext - 1);
+	assert_memory_equal(sent->plaintext.data, plaintext, sizeof plaintext - 1);
+	assert_int_equal(sent->n_encryption_context, 2);
+	assert_string_equal(sent->encryption_context[0]->key, "purpose");
+	assert_string_equal(sent->encryption_context[0]->value, "backup");
+	assert_string_equal(sent->encryption_context[1]->key, "empty");
+	assert_string_equal(sent->encryption_context[1]->value, "");
+	pthread_mutex_unlock(&last_lock);
+
+	/* Refused before sending: nothing reaches the server. */
+	int before = atomic_load(&f->requests);
+	const kms_context_pair dup[] = { { "a", "1" }, { "a", "2" } };
+	assert_int_equal(kms_encrypt(c, "k", plaintext, 3, dup, 2, &ct, &err),
+	                 KMS_INVALID_ARGUMENT);
+	assert_int_equal(err.origin, KMS_ERROR_LOCAL);
+	assert_non_null(strstr(err.message, "given twice"));
+	uint8_t big[KMS_ENCRYPT_MAX_PLAINTEXT + 1] = { 0 };
+	assert_int_equal(kms_encrypt(c, "k", big, sizeof big, NULL, 0, &ct, &err),
+	                 KMS_INVALID_ARGUMENT);
+	assert_int_equal(kms_encrypt(c, NULL, plaintext, 3, NULL, 0, &ct, &err),
+	                 KMS_INVALID_ARGUMENT);
+	uint8_t *random;
+	assert_int_equal(kms_generate_random(c, 0, &random, &err), KMS_INVALID_ARGUMENT);
+	assert_int_equal(kms_generate_random(c, KMS_GENERATE_RANDOM_MAX + 1, &random, &err),
+	                 KMS_INVALID_ARGUMENT);
+	assert_int_equal(atomic_load(&f->requests), before);
+
+	/* Data keys and random bytes come back in secure memory. */
+	kms_data_key dk;
+	assert_int_equal(kms_generate_data_key(c, "k", NULL, 0, &dk, &err), KMS_OK);
+	assert_int_equal(dk.plaintext_len, KMS_DATA_KEY_LEN);
+	assert_memory_equal(dk.plaintext, fake_data_key, KMS_DATA_KEY_LEN);
+	assert_int_equal(dk.blob_len, sizeof fake_blob);
+	kms_data_key_free(&dk);
+	assert_null(dk.plaintext);
+	assert_int_equal(kms_generate_data_key(c, "short", NULL, 0, &dk, &err), KMS_INTERNAL);
+	assert_int_equal(err.origin, KMS_ERROR_PROTOCOL);
+	assert_null(dk.plaintext);
+	assert_int_equal(kms_generate_random(c, 100, &random, &err), KMS_OK);
+	assert_int_equal(random[0], 0x5a);
+	assert_int_equal(random[99], 0x5a);
+	kms_secure_free(random);
+
+	/* A batch: one result per item, each with its own status. */
+	kms_encrypt_item items[3] = {
+		{ "k-a", plaintext, 1, NULL, 0 },
+		{ "k-missing", plaintext, 2, context, 1 },
+		{ "k-c", plaintext, 3, NULL, 0 },
+	};
+	kms_encrypt_result results[3];
+	assert_int_equal(kms_batch_encrypt(c, items, 3, results, &err), KMS_OK);
+	assert_int_equal(results[0].status, KMS_OK);
+	assert_int_equal(results[0].ciphertext.blob_len, sizeof fake_blob);
+	assert_int_equal(results[1].status, KMS_NOT_FOUND);
+	assert_string_equal(results[1].message, "no such key");
+	assert_null(results[1].ciphertext.blob);
+	assert_int_equal(results[2].ciphertext.key_version, 2);
+	kms_encrypt_results_free(results, 3);
+	pthread_mutex_lock(&last_lock);
+	assert_int_equal(f->last->batch_encrypt->n_items, 3);
+	assert_string_equal(f->last->batch_encrypt->items[1]->key_id, "k-missing");
+	assert_int_equal(f->last->batch_encrypt->items[1]->n_encryption_context, 1);
+	pthread_mutex_unlock(&last_lock);
+
+	/* Audit reads: hashes are 32 bytes or the answer is malformed. */
+	kms_checkpoint cp;
+	assert_int_equal(kms_get_checkpoint(c, &cp, &err), KMS_OK);
+	assert_int_equal(cp.tree_size, 9);
+	assert_int_equal(cp.root_hash[31], 0xcd);
+	assert_string_equal(cp.verifier_key, "kms+01234567+AQ==");
+	assert_non_null(strstr(cp.checkpoint, "kms/in-mum"));
+	kms_checkpoint_free(&cp);
+	kms_inclusion_proof proof;
+	assert_int_equal(kms_get_inclusion_proof(c, 3, 0, &proof, &err), KMS_INTERNAL);
+	assert_int_equal(err.origin, KMS_ERROR_PROTOCOL);
+	assert_null(proof.hashes);
+	pthread_mutex_lock(&last_lock);
+	assert_int_equal(f->last->get_inclusion_proof->index, 3);
+	pthread_mutex_unlock(&last_lock);
+
+	kms_client_close(c);
+	fake_stop(f);
+}
+
+static void server_errors_pass_through_cleaned(void **state)
+{
+	struct fake *f = fake_start(FAKE_ANSWER, answer_not_found);
+	kms_client *c = client_for(f->url, 2000, 0);
+	kms_key_metadata md;
+	kms_error err;
+	assert_int_equal(kms_describe_key(c, "k-1", &md, &err), KMS_NOT_FOUND);
+	assert_int_equal(err.status, KMS_NOT_FOUND);
+	assert_int_equal(err.origin, KMS_ERROR_SERVER);
+	assert_string_equal(err.message, "no key k-1?[2J in this region");
+	assert_null(md.key_id);
+
+	/* The raw call hands over the whole answer, and its status. */
+	Kms__Request req;
+	Kms__DescribeKeyRequest op;
+	Kms__Response *resp = NULL;
+	char key_id[] = "k-1", id[] = "my-own-id.1";
+	kms__request__init(&req);
+	kms__describe_key_request__init(&op);
+	op.key_id = key_id;
+	req.request_id = id;
+	req.op_case = KMS__REQUEST__OP_DESCRIBE_KEY;
+	req.describe_key = &op;
+	assert_int_equal(kms_client_call(c, &req, &resp, &err), KMS_NOT_FOUND);
+	assert_non_null(resp);
+	assert_string_equal(resp->request_id, "my-own-id.1");
+	assert_int_equal(resp->status, KMS__STATUS__NOT_FOUND);
+	kms_response_free(resp);
+	assert_int_equal(req.schema_version, 0); /* the caller's request is untouched */
+
+	kms_client_close(c);
+	fake_stop(f);
+}
+
+static void wrong_answers_are_errors_not_crashes(void **state)
+{
+	kms_health h;
+	kms_error err;
+
+	struct fake *f = fake_start(FAKE_WRONG_ID, answer_health);
+	kms_client *c = client_for(f->url, 2000, 0);
+	assert_int_equal(kms_health_check(c, &h, &err), KMS_INTERNAL);
+	assert_int_equal(err.origin, KMS_ERROR_PROTOCOL);
+	assert_non_null(strstr(err.message, "r-somebody-else"));
+	assert_null(h.region);
+	kms_client_close(c);
+	fake_stop(f);
+
+	f = fake_start(FAKE_GARBAGE, answer_health);
+	c = client_for(f->url, 2000, 0);
+	assert_int_equal(kms_health_check(c, &h, &err), KMS_INTERNAL);
+	assert_int_equal(err.origin, KMS_ERROR_PROTOCOL);
+	assert_non_null(strstr(err.message, "not a kms response"));
+	/* The raw-bytes call returns what came, unjudged. */
+	uint8_t *answer;
+	size_t answer_len;
+	assert_int_equal(kms_client_call_bytes(c, (const uint8_t *)"\x08\x01", 2, &answer,
+	                                       &answer_len, &err),
+	                 KMS_OK);
+	assert_int_equal(answer_len, 7);
+	assert_int_equal(answer[0], 0xff);
+	kms_free(answer);
+	kms_client_close(c);
+	fake_stop(f);
+
+	f = fake_start(FAKE_ANSWER, answer_wrong_result);
+	c = client_for(f->url, 2000, 0);
+	assert_int_equal(kms_health_check(c, &h, &err), KMS_INTERNAL);
+	assert_int_equal(err.origin, KMS_ERROR_PROTOCOL);
+	assert_non_null(strstr(err.message, "answer to health"));
+	kms_client_close(c);
+	fake_stop(f);
+}
+
+static int64_t elapsed_ms(const struct timespec *since)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
+}
+
+static void no_server_is_unavailable_within_the_timeout(void **state)
+{
+	char url[128];
+	struct timespec start;
+	kms_health h;
+	kms_error err;
+	snprintf(url, sizeof url, "ipc:///tmp/kms-test-client-%d-nobody.sock", (int)getpid());
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	kms_client *c = client_for(url, 300, 0); /* a down endpoint does not fail the open */
+	assert_int_equal(kms_health_check(c, &h, &err), KMS_UNAVAILABLE);
+	int64_t took = elapsed_ms(&start);
+	assert_int_equal(err.origin, KMS_ERROR_TRANSPORT);
+	assert_non_null(strstr(err.message, "no answer from"));
+	assert_non_null(strstr(err.message, "within 300 ms: is kmsd running?"));
+	assert_true(took >= 250);
+	assert_true(took < 1500);
+	kms_client_close(c);
+}
+
+static void slow_and_oversized_answers_time_out(void **state)
+{
+	struct timespec start;
+	kms_health h;
+	kms_error err;
+
+	struct fake *f = fake_start(FAKE_SLOW, answer_health);
+	kms_client *c = client_for(f->url, 200, 0);
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	assert_int_equal(kms_health_check(c, &h, &err), KMS_UNAVAILABLE);
+	assert_true(elapsed_ms(&start) < 1000);
+	assert_int_equal(err.origin, KMS_ERROR_TRANSPORT);
+	kms_client_close(c);
+	fake_stop(f);
+
+	/* NNG drops a message past NNG_OPT_RECVMAXSZ (and the pipe with it):
+	 * the client never parses it and reports no answer. */
+	f = fake_start(FAKE_HUGE, answer_health);
+	c = client_for(f->url, 500, 64 * 1024);
+	assert_int_equal(kms_health_check(c, &h, &err), KMS_UNAVAILABLE);
+	kms_client_close(c);
+	fake_stop(f);
+	/* The same answer fits a larger limit. */
+	f = fake_start(FAKE_HUGE, answer_health);
+	c = client_for(f->url, 2000, 1024 * 1024);
+	assert_int_equal(kms_health_check(c, &h, &err), KMS_OK);
+	kms_health_free(&h);
+	kms_client_close(c);
+	fake_stop(f);
+}
+
+static void signed_requests_verify(void **state)
+{
+	struct fake *f = fake_start(FAKE_ANSWER, answer_health);
+	for (int i = 0; i < KMS_SIGN_SECRET_LEN; i++)
+		f->secret[i] = (uint8_t)(0xa0 + i);
+	f->check_credential = true;
+	const char *endpoints[] = { f->url };
+	uint8_t secret[KMS_SIGN_SECRET_LEN];
+	memcpy(secret, f->secret, sizeof secret);
+	kms_client_options opts = {
+		.endpoints = endpoints, .n_endpoints = 1, .timeout_ms = 2000,
+		.access_key_id = "ak-test", .access_key_secret = secret,
+	};
+	kms_client *c;
+	kms_health h;
+	kms_error err;
+	assert_int_equal(kms_client_open(&opts, &c, &err), KMS_OK);
+	kms_wipe(secret, sizeof secret); /* the client keeps its own copy */
+	assert_int_equal(kms_health_check(c, &h, &err), KMS_OK);
+	kms_health_free(&h);
+	assert_int_equal(atomic_load(&f->credentials_ok), 1);
+	pthread_mutex_lock(&last_lock);
+	assert_non_null(f->last->credential);
+	assert_string_equal(f->last->credential->access_key_id, "ak-test");
+	assert_int_equal(f->last->credential->mac.len, KMS_SIGN_MAC_LEN);
+	pthread_mutex_unlock(&last_lock);
+	kms_client_close(c);
+
+	/* A wrong secret signs requests the server cannot verify. */
+	memset(secret, 0x11, sizeof secret);
+	assert_int_equal(kms_client_open(&opts, &c, &err), KMS_OK);
+	assert_int_equal(kms_health_check(c, &h, &err), KMS_OK);
+	kms_health_free(&h);
+	assert_int_equal(atomic_load(&f->credentials_ok), 1);
+	kms_client_close(c);
+	fake_stop(f);
+}
+
+struct worker {
+	kms_client *client;
+	int ok;
+};
+
+static void *hammer(void *arg)
+{
+	struct worker *w = arg;
+	for (int i = 0; i < 50; i++) {
+		kms_health h;
+		kms_error err;
+		if (kms_health_check(w->client, &h, &err) == KMS_OK && h.uptime_seconds == 42)
+			w->ok++;
+		kms_health_free(&h);
+	}
+	return NULL;
+}
+
+static void threads_share_one_client(void **state)
+{
+	struct fake *f = fake_start(FAKE_ANSWER, answer_health);
+	kms_client *c = client_for(f->url, 5000, 0);
+	pthread_t threads[4];
+	struct worker workers[4];
+	for (int i = 0; i < 4; i++) {
+		workers[i] = (struct worker){ .client = c };
+		assert_int_equal(pthread_create(&threads[i], NULL, hammer, &workers[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(threads[i], NULL);
+		assert_int_equal(workers[i].ok, 50);
+	}
+	assert_int_equal(atomic_load(&f->requests), 200);
+	kms_client_close(c);
+	fake_stop(f);
+}
+
+static void open_refuses_bad_options(void **state)
+{
+	static int not_a_client;
+	kms_client *c = (kms_client *)(void *)&not_a_client; /* must be reset to NULL */
+	kms_error err;
+	const char *tcp[] = { "tcp://127.0.0.1:9" };
+	kms_client_options opts = { .endpoints = tcp, .n_endpoints = 1 };
+	assert_int_equal(kms_client_open(&opts, &c, &err), KMS_INVALID_ARGUMENT);
+	assert_null(c);
+	assert_int_equal(err.origin, KMS_ERROR_LOCAL);
+	assert_non_null(strstr(err.message, "plain tcp://"));
+	opts.insecure_plain_tcp = true; /* development flag: allowed, dials lazily */
+	assert_int_equal(kms_client_open(&opts, &c, &err), KMS_OK);
+	kms_client_close(c);
+
+	const char *ws[] = { "ws://127.0.0.1:9/x" };
+	opts = (kms_client_options){ .endpoints = ws, .n_endpoints = 1 };
+	assert_int_equal(kms_client_open(&opts, &c, &err), KMS_INVALID_ARGUMENT);
+	const char *garbage[] = { "not a url" };
+	opts.endpoints = garbage;
+	assert_int_equal(kms_client_open(&opts, &c, &err), KMS_INVALID_ARGUMENT);
+	const char *tls[] = { "tls+tcp://127.0.0.1:9" };
+	opts.endpoints = tls;
+	assert_int_equal(kms_client_open(&opts, &c, &err), KMS_INVALID_ARGUMENT);
+	assert_non_null(strstr(err.message, "CA file"));
+	opts.tls_ca_file = "/nonexistent/ca.crt";
+	assert_int_equal(kms_client_open(&opts, &c, &err), KMS_INVALID_ARGUMENT);
+	assert_non_null(strstr(err.message, "/nonexistent/ca.crt"));
+	opts = (kms_client_options){ .access_key_id = "ak" }; /* no secret */
+	assert_int_equal(kms_client_open(&opts, &c, &err), KMS_INVALID_ARGUMENT);
+	assert_int_equal(kms_client_open(NULL, &c, &err), KMS_INVALID_ARGUMENT);
+	/* Several endpoints, some down: open still succeeds. */
+	const char *several[] = { "ipc:///tmp/kms-test-down-1.sock", "ipc:///tmp/kms-test-down-2.sock" };
+	opts = (kms_client_options){ .endpoints = several, .n_endpoints = 2 };
+	assert_int_equal(kms_client_open(&opts, &c, &err), KMS_OK);
+	kms_client_close(c);
+	kms_client_close(NULL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(health_round_trip),
+		cmocka_unit_test(requests_carry_their_arguments),
+		cmocka_unit_test(server_errors_pass_through_cleaned),
+		cmocka_unit_test(wrong_answers_are_errors_not_crashes),
+		cmocka_unit_test(no_server_is_unavailable_within_the_timeout),
+		cmocka_unit_test(slow_and_oversized_answers_time_out),
+		cmocka_unit_test(signed_requests_verify),
+		cmocka_unit_test(threads_share_one_client),
+		cmocka_unit_test(open_refuses_bad_options),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

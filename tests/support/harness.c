@@ -1,0 +1,357 @@
+#include "tests/support/harness.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/tls/tls.h>
+
+#define CALL_TIMEOUT_MS 20000
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+int harness_free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof sa;
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	int port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+static bool write_config(harness *h, const harness_options *o)
+{
+	const char *pin = getenv("KMS_TEST_PIN_FILE");
+	const char *label = getenv("KMS_TEST_TOKEN_LABEL");
+	const char *module = getenv("KMS_TEST_MODULE");
+	FILE *f = fopen(h->config, "w");
+	if (!f || !pin || !label)
+		return false;
+	fprintf(f, "[kmsd]\nregion = %s\ndata_dir = %s/%s\nworkers = %u\n\n", h->region, h->dir,
+	        o->data_subdir ? o->data_subdir : "data", o->workers ? o->workers : 4);
+	fprintf(f, "[listen]\nurl = %s\n", h->ipc_url);
+	if (o->with_tls)
+		fprintf(f, "url = %s\n", h->tls_url);
+	fprintf(f, "\n[hsm]\nmodule = %s\ntoken_label = %s\npin_file = %s\n\n",
+	        module ? module : "/usr/lib/softhsm/libsofthsm2.so", label, pin);
+	if (o->with_tls)
+		fprintf(f, "[tls]\ncert_file = %s/tls/server.crt\nkey_file = %s/tls/server.key\n"
+		           "client_ca_file = %s/tls/ca.crt\n\n", h->dir, h->dir, h->dir);
+	fprintf(f, "[ipc_principals]\n%u = test-admin\n\n", (unsigned)getuid());
+	if (o->extra_config)
+		fprintf(f, "%s\n", o->extra_config);
+	return fclose(f) == 0;
+}
+
+bool harness_spawn(harness *h, const harness_options *opts)
+{
+	harness_options none = { 0 };
+	const harness_options *o = opts ? opts : &none;
+	const char *dir = getenv("KMS_TEST_TOKEN_DIR");
+	const char *kmsd = getenv("KMS_TEST_KMSD");
+	if (!dir || !kmsd) {
+		fprintf(stderr, "harness: KMS_TEST_TOKEN_DIR and KMS_TEST_KMSD must be set\n");
+		return false;
+	}
+	if (!h->dir[0]) {
+		snprintf(h->dir, sizeof h->dir, "%s", dir);
+		snprintf(h->config, sizeof h->config, "%s/kmsd.ini", dir);
+		snprintf(h->log, sizeof h->log, "%s/kmsd.log", dir);
+		snprintf(h->ipc_url, sizeof h->ipc_url, "ipc://%s/kms.sock", dir);
+		h->tls_port = harness_free_port();
+		snprintf(h->tls_url, sizeof h->tls_url, "tls+tcp://127.0.0.1:%d", h->tls_port);
+	}
+	snprintf(h->region, sizeof h->region, "%s", o->region ? o->region : "in-mum");
+	if (o->with_tls) {
+		char cmd[1200];
+		snprintf(cmd, sizeof cmd, "%s/make-certs %s/tls", getenv("KMS_TEST_SCRIPTS"), h->dir);
+		if (system(cmd) != 0) {
+			fprintf(stderr, "harness: %s failed\n", cmd);
+			return false;
+		}
+	}
+	if (!write_config(h, o)) {
+		fprintf(stderr, "harness: cannot write %s\n", h->config);
+		return false;
+	}
+	pid_t pid = fork();
+	if (pid < 0)
+		return false;
+	if (pid == 0) {
+		int fd = open(h->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		if (fd >= 0) {
+			dup2(fd, STDERR_FILENO);
+			dup2(fd, STDOUT_FILENO);
+		}
+		if (o->crash_at)
+			setenv("KMS_TEST_CRASH_AT", o->crash_at, 1);
+		else
+			unsetenv("KMS_TEST_CRASH_AT");
+		/* Under ASan: LeakSanitizer matches tests/support/lsan.supp's library
+		 * frames (libsofthsm2.so) only if malloc stacks are unwound
+		 * through OpenSSL, which the fast unwinder cannot do. */
+		const char *asan = getenv("ASAN_OPTIONS");
+		if (asan && !strstr(asan, "fast_unwind_on_malloc")) {
+			char options[1024];
+			int n = snprintf(options, sizeof options, "%s%sfast_unwind_on_malloc=0", asan,
+			                 asan[0] ? ":" : "");
+			if (n > 0 && (size_t)n < sizeof options)
+				setenv("ASAN_OPTIONS", options, 1);
+		}
+		execl(kmsd, kmsd, "-c", h->config, (char *)NULL);
+		_exit(127);
+	}
+	h->pid = pid;
+	return true;
+}
+
+static bool open_ipc(harness *h)
+{
+	if (h->ipc_open)
+		return true;
+	if (nng_req0_open(&h->ipc) != 0)
+		return false;
+	nng_socket_set_ms(h->ipc, NNG_OPT_RECVTIMEO, CALL_TIMEOUT_MS);
+	nng_socket_set_ms(h->ipc, NNG_OPT_SENDTIMEO, CALL_TIMEOUT_MS);
+	nng_socket_set_ms(h->ipc, NNG_OPT_REQ_RESENDTIME, 0);
+	nng_socket_set_size(h->ipc, NNG_OPT_RECVMAXSZ, 64u << 20);
+	if (nng_dial(h->ipc, h->ipc_url, NULL, NNG_FLAG_NONBLOCK) != 0) {
+		(void)kms_nng_close_bounded(h->ipc, TEST_CLOSE_WAIT_MS);
+		return false;
+	}
+	h->ipc_open = true;
+	return true;
+}
+
+bool harness_start(harness *h, const harness_options *opts)
+{
+	if (!harness_spawn(h, opts))
+		return false;
+	if (!open_ipc(h))
+		return false;
+	for (int i = 0; i < 300; i++) { /* 15 s */
+		int status;
+		if (waitpid(h->pid, &status, WNOHANG) == h->pid) {
+			fprintf(stderr, "harness: kmsd exited during start-up; see %s\n", h->log);
+			h->pid = 0;
+			return false;
+		}
+		uint8_t *reply;
+		size_t len;
+		Kms__HealthRequest health = KMS__HEALTH_REQUEST__INIT;
+		Kms__Request req = KMS__REQUEST__INIT;
+		req.schema_version = 1;
+		req.request_id = "harness-ready";
+		req.op_case = KMS__REQUEST__OP_HEALTH;
+		req.health = &health;
+		uint8_t buf[256];
+		size_t n = kms__request__pack(&req, buf);
+		reply = harness_raw(h->ipc_url, buf, n, 200, &len);
+		if (reply) {
+			free(reply);
+			return true;
+		}
+		sleep_ms(50);
+	}
+	fprintf(stderr, "harness: kmsd did not answer Health within 15 s; see %s\n", h->log);
+	return false;
+}
+
+int harness_stop(harness *h)
+{
+	if (h->ipc_open) {
+		(void)kms_nng_close_bounded(h->ipc, TEST_CLOSE_WAIT_MS);
+		h->ipc_open = false;
+	}
+	if (h->pid <= 0)
+		return -1;
+	kill(h->pid, SIGTERM);
+	for (int i = 0; i < 1500; i++) {
+		int status;
+		if (waitpid(h->pid, &status, WNOHANG) == h->pid) {
+			h->pid = 0;
+			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+		}
+		sleep_ms(10);
+	}
+	harness_kill9(h);
+	return -1;
+}
+
+void harness_kill9(harness *h)
+{
+	if (h->ipc_open) {
+		(void)kms_nng_close_bounded(h->ipc, TEST_CLOSE_WAIT_MS);
+		h->ipc_open = false;
+	}
+	if (h->pid > 0) {
+		kill(h->pid, SIGKILL);
+		waitpid(h->pid, NULL, 0);
+		h->pid = 0;
+	}
+}
+
+Kms__Response *harness_call_on(harness *h, nng_socket s, Kms__Request *req)
+{
+	char id[32];
+	if (!req->request_id || !req->request_id[0]) {
+		snprintf(id, sizeof id, "t-%u", ++h->request_seq);
+		req->request_id = id;
+	}
+	if (req->schema_version == 0)
+		req->schema_version = KMS__SCHEMA_VERSION__SCHEMA_VERSION;
+	size_t n = kms__request__get_packed_size(req);
+	uint8_t *buf = malloc(n ? n : 1);
+	kms__request__pack(req, buf);
+	int rv = nng_send(s, buf, n, 0);
+	free(buf);
+	Kms__Response *resp = NULL;
+	if (rv == 0) {
+		void *reply = NULL;
+		size_t len = 0;
+		if (nng_recv(s, &reply, &len, NNG_FLAG_ALLOC) == 0) {
+			resp = kms__response__unpack(NULL, len, reply);
+			nng_free(reply, len);
+		}
+	}
+	if (req->request_id == id)
+		req->request_id = NULL;
+	return resp;
+}
+
+Kms__Response *harness_call(harness *h, Kms__Request *req)
+{
+	if (!open_ipc(h))
+		return NULL;
+	return harness_call_on(h, h->ipc, req);
+}
+
+uint8_t *harness_raw(const char *url, const uint8_t *bytes, size_t n, int timeout_ms,
+                     size_t *len)
+{
+	nng_socket s;
+	uint8_t *out = NULL;
+	*len = 0;
+	if (nng_req0_open(&s) != 0)
+		return NULL;
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, timeout_ms);
+	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, timeout_ms);
+	nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 64u << 20);
+	if (nng_dial(s, url, NULL, 0) == 0 && nng_send(s, (void *)(uintptr_t)bytes, n, 0) == 0) {
+		void *reply = NULL;
+		if (nng_recv(s, &reply, len, NNG_FLAG_ALLOC) == 0) {
+			out = malloc(*len ? *len : 1);
+			memcpy(out, reply, *len);
+			nng_free(reply, *len);
+		}
+	}
+	(void)kms_nng_close_bounded(s, TEST_CLOSE_WAIT_MS);
+	return out;
+}
+
+bool harness_tls_socket(harness *h, bool with_client_cert, nng_socket *out)
+{
+	return harness_tls_dial(h, h->tls_url, with_client_cert, out);
+}
+
+bool harness_tls_dial(harness *h, const char *url, bool with_client_cert, nng_socket *out)
+{
+	nng_tls_config *cfg = NULL;
+	nng_dialer d;
+	char path[700], key[700];
+	if (nng_req0_open(out) != 0)
+		return false;
+	nng_socket_set_ms(*out, NNG_OPT_RECVTIMEO, CALL_TIMEOUT_MS);
+	nng_socket_set_ms(*out, NNG_OPT_SENDTIMEO, CALL_TIMEOUT_MS);
+	nng_socket_set_size(*out, NNG_OPT_RECVMAXSZ, 64u << 20);
+	if (nng_tls_config_alloc(&cfg, NNG_TLS_MODE_CLIENT) != 0)
+		return false;
+	snprintf(path, sizeof path, "%s/tls/ca.crt", h->dir);
+	nng_tls_config_ca_file(cfg, path);
+	nng_tls_config_server_name(cfg, "localhost");
+	nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_REQUIRED);
+	if (with_client_cert) {
+		snprintf(path, sizeof path, "%s/tls/client.crt", h->dir);
+		snprintf(key, sizeof key, "%s/tls/client.key", h->dir);
+		char *cert_pem = harness_read_file(path, NULL);
+		char *key_pem = harness_read_file(key, NULL);
+		int rv = cert_pem && key_pem ? nng_tls_config_own_cert(cfg, cert_pem, key_pem, NULL) : -1;
+		free(cert_pem);
+		free(key_pem);
+		if (rv != 0)
+			return false;
+	}
+	bool ok = nng_dialer_create(&d, *out, url) == 0 &&
+	          nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, cfg) == 0 &&
+	          nng_dialer_start(d, NNG_FLAG_NONBLOCK) == 0;
+	nng_tls_config_free(cfg);
+	return ok;
+}
+
+bool harness_create_key(harness *h, const char *alias, char out[35])
+{
+	Kms__CreateKeyRequest ck = KMS__CREATE_KEY_REQUEST__INIT;
+	Kms__Request req = KMS__REQUEST__INIT;
+	ck.description = "test key";
+	if (alias)
+		ck.alias = (char *)(uintptr_t)alias;
+	req.op_case = KMS__REQUEST__OP_CREATE_KEY;
+	req.create_key = &ck;
+	Kms__Response *resp = harness_call(h, &req);
+	bool ok = resp && resp->status == KMS__STATUS__OK &&
+	          resp->result_case == KMS__RESPONSE__RESULT_CREATE_KEY;
+	if (ok)
+		snprintf(out, 35, "%s", resp->create_key->key_metadata->key_id);
+	else
+		fprintf(stderr, "harness: create_key: %s\n", resp ? resp->message : "no answer");
+	if (resp)
+		kms__response__free_unpacked(resp, NULL);
+	return ok;
+}
+
+char *harness_read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	char *buf = malloc((size_t)n + 1);
+	size_t got = fread(buf, 1, (size_t)n, f);
+	fclose(f);
+	buf[got] = '\0';
+	if (len)
+		*len = got;
+	return buf;
+}
+
+bool harness_log_contains(const harness *h, const char *needle)
+{
+	char *log = harness_read_file(h->log, NULL);
+	bool found = log && strstr(log, needle);
+	free(log);
+	return found;
+}
