@@ -100,7 +100,7 @@ typedef struct kms_client_options {
 	const char *tls_key_file;
 	const char *tls_server_name;
 	bool insecure_plain_tcp;    /* allow tcp://: development only */
-	/* Access key to sign every request with (SPEC section 4): NULL for none.
+	/* Access key to sign every request with (kms/sign.h): NULL for none.
 	 * The secret is copied into secure memory; the caller may wipe its own. */
 	const char *access_key_id;
 	const uint8_t *access_key_secret; /* KMS_SIGN_SECRET_LEN bytes */

@@ -1,5 +1,5 @@
 /*
- * kms/sign.h: per-request credentials (SPEC section 4).
+ * kms/sign.h: per-request credentials (docs/security.md, "Who may call").
  *
  * A signed request carries Credential{access_key_id, timestamp_unix, mac}:
  *

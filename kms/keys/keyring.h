@@ -27,7 +27,7 @@
  * every state but DESTROYED (nor while keyring_tick is destroying the key). Aliases may point only at ENABLED or DISABLED
  * keys; destroying a key deletes its aliases.
  *
- * Crash safety (SPEC 3: a crash between the HSM and the database must never
+ * Crash safety (a crash between the HSM and the database must never
  * leave a key id that answers but cannot decrypt, nor a usable HSM object
  * with no record). Intent first:
  *   create/rotate: commit the rows as 'creating' -> create the HSM object ->
@@ -46,7 +46,7 @@
  * (KMS_FAILED_PRECONDITION) instead of destroying them: that is a wrong or
  * lost data directory, not a crash.
  *
- * The AES-GCM bound (SPEC 3, NIST SP 800-38D): a version is used for at most
+ * The AES-GCM bound (docs/gcm-limits.md, NIST SP 800-38D): a version is used for at most
  * gcm_max_encryptions random-IV encryptions. keyring_encrypt_key takes uses
  * from an in-memory block that was first reserved durably
  * (encryptions_reserved += block, committed), so a crash wastes the rest of

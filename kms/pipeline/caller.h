@@ -4,7 +4,7 @@
  * On ipc:// the kernel reports the peer's uid, mapped to a principal by the
  * config's [ipc_principals]. On tls+tcp:// the client certificate is only a
  * gate (Debian's NNG cannot say which certificate a pipe presented), so the
- * principal is proven inside each request (SPEC section 4); until request
+ * principal is proven inside each request (docs/security.md, "Who may call"); until request
  * signing lands a TLS caller is "anonymous".
  */
 #ifndef KMS_CALLER_H

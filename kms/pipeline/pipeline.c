@@ -195,7 +195,7 @@ static kms_status admit(op_ctx *ctx)
 }
 
 /* Step 3: may this caller run this operation on this key? Roles, key
- * policies and signed requests (SPEC section 4) land here; until then an
+ * policies and signed requests (docs/security.md, "Who may call") land here; until then an
  * admitted caller may call every operation. */
 static kms_status authorize(op_ctx *ctx, const Kms__Request *req)
 {

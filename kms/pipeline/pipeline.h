@@ -6,7 +6,7 @@
  *                certificate) is refused before anything is unpacked
  *   2. decode    size-checked protobuf unpack into the worker's arena, then
  *                the envelope and the operation's own fields validated
- *   3. authorize roles and key policies (SPEC section 4): the place they
+ *   3. authorize roles and key policies (docs/security.md, "Who may call"): the place they
  *                land; not enforced yet (docs/security.md)
  *   4. handle    the operation's handler (op_*.c)
  *   5. audit     the request's entry made durable (audit log); if that

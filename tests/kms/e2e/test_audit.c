@@ -1,5 +1,5 @@
 /*
- * test_audit: the audit log (SPEC section 5) end to end, against a real
+ * test_audit: the audit log (docs/audit-log.md) end to end, against a real
  * kmsd on a real SoftHSM token over real sockets.
  *
  * (1) every_request_once: a scripted mix of successful, failed and

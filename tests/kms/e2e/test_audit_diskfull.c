@@ -1,6 +1,6 @@
 /*
  * test_audit_diskfull: the audit log fails closed when its disk is full and
- * recovers when space returns (SPEC section 5), against a real kmsd on a
+ * recovers when space returns (docs/audit-log.md), against a real kmsd on a
  * real SoftHSM token.
  *
  * data/audit is a 1 MiB tmpfs mounted before kmsd first starts (we run as

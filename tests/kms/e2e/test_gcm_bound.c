@@ -1,5 +1,5 @@
 /*
- * test_gcm_bound: the per-version AES-GCM bound (SPEC 3, keyring.h) with a
+ * test_gcm_bound: the per-version AES-GCM bound (docs/gcm-limits.md, keyring.h) with a
  * tiny bound: gcm_max_encryptions = 5 uses per version, reserved durably 2
  * at a time. 23 encryptions, a restart, 7 more: no version ever seals more
  * than 5 blobs, versions only go up, every use was reserved before it was

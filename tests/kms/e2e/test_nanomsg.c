@@ -1,6 +1,6 @@
 /*
  * test_nanomsg: a libnanomsg client, and the nanocat CLI, talk to a real
- * kmsd over ipc:// (SPEC 2: any nanomsg client can). Raw packed protobuf
+ * kmsd over ipc:// (any nanomsg client can). Raw packed protobuf
  * requests, replies unpacked and checked.
  */
 #include <setjmp.h>

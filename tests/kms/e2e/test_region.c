@@ -1,6 +1,6 @@
 /*
  * test_region: a blob names the region that made it, and another region
- * refuses it (SPEC 3). One data dir and one token, the daemon restarted
+ * refuses it (docs/ciphertext-format.md). One data dir and one token, the daemon restarted
  * with region in-mum, then in-del, then in-mum again.
  */
 #include <setjmp.h>
