@@ -1,4 +1,3 @@
-#include "common/log.h"
 #include "kms/pipeline/pipeline.h"
 
 #include <stdio.h>
@@ -11,6 +10,7 @@
 
 #include "kms/audit/audit.h"
 #include "kms/audit/audit_entry.h"
+#include "common/log.h"
 #include "common/error.h"
 #include "kms/transport/metrics.h"
 #include "kms/pipeline/ops.h"

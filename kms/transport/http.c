@@ -1,4 +1,3 @@
-#include "common/log.h"
 #include "kms/transport/http.h"
 
 #include <fcntl.h>
@@ -13,6 +12,7 @@
 #include <nng/supplemental/http/http.h>
 
 #include "kms/audit/audit.h"
+#include "common/log.h"
 #include "common/error.h"
 #include "hsm/hsm.h"
 #include "kms/transport/metrics.h"

@@ -1,4 +1,3 @@
-#include "common/log.h"
 #include "kms/transport/metrics.h"
 
 #include <stdarg.h>
@@ -9,6 +8,7 @@
 #include <string.h>
 
 #include "kms/audit/audit.h"
+#include "common/log.h"
 #include "common/error.h"
 #include "kms/pipeline/ops.h"
 

@@ -1,4 +1,3 @@
-#include "common/log.h"
 #include "kms/transport/server.h"
 
 #include <arpa/inet.h>
@@ -16,6 +15,7 @@
 #include <kms/secmem.h>
 
 #include "kms/pipeline/arena.h"
+#include "common/log.h"
 #include "common/error.h"
 #include "common/nng_close.h"
 #include "kms/pipeline/pipeline.h"
