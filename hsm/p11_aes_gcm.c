@@ -103,7 +103,49 @@ static kms_status decrypt_failure(hsm *h, const gcm_call *c, const char *call, C
 	                hsm_id_to_text(c->key).s, h->token_label, hsm_rv_name(rv));
 }
 
-/* out_buf has room for out_cap bytes: the module's output buffer. */
+/* One attempt of a gcm_call, for hsm_run: everything lives in gcm_run's frame. */
+typedef struct gcm_attempt {
+	const gcm_call *c;
+	CK_MECHANISM *mech;
+	CK_BYTE_PTR in;
+	uint8_t *out_buf; /* room for out_cap bytes: the module's output buffer */
+	size_t out_cap;
+	const char *call; /* the call *rv came from, for the message */
+} gcm_attempt;
+
+static kms_status gcm_step(hsm *h, CK_SESSION_HANDLE s, void *ctx, CK_RV *rv_out)
+{
+	gcm_attempt *a = ctx;
+	const gcm_call *c = a->c;
+	CK_OBJECT_HANDLE key;
+
+	a->call = "C_FindObjects";
+	CK_RV rv = hsm_key_handle(h, s, c->key, HSM_KEY_AES, &key);
+	if (rv == CKR_OK && key == CK_INVALID_HANDLE)
+		return KMS_FAIL(KMS_NOT_FOUND, "hsm: no AES key with id %s on token \"%s\"",
+		                hsm_id_to_text(c->key).s, h->token_label);
+	if (rv == CKR_OK) {
+		a->call = c->decrypt ? "C_DecryptInit" : "C_EncryptInit";
+		rv = c->decrypt ? h->p11->C_DecryptInit(s, a->mech, key)
+		                : h->p11->C_EncryptInit(s, a->mech, key);
+	}
+	if (rv == CKR_OK) {
+		CK_ULONG out_len = a->out_cap;
+		a->call = c->decrypt ? "C_Decrypt" : "C_Encrypt";
+		rv = c->decrypt ? h->p11->C_Decrypt(s, a->in, c->in_len, a->out_buf, &out_len)
+		                : h->p11->C_Encrypt(s, a->in, c->in_len, a->out_buf, &out_len);
+		/* Left active, the operation would fail every later call on this
+		 * session; hsm_recover does not retry this rv, so the attempt ends. */
+		if (rv == CKR_BUFFER_TOO_SMALL)
+			hsm_session_drop(h, true);
+		else if (rv == CKR_OK && out_len != c->out_len)
+			return KMS_FAIL(KMS_INTERNAL, "hsm: %s key %s wrote %lu bytes, not %zu", a->call,
+			                hsm_id_to_text(c->key).s, out_len, c->out_len);
+	}
+	*rv_out = rv;
+	return KMS_OK;
+}
+
 static kms_status gcm_run(hsm *h, const gcm_call *c, uint8_t *out_buf, size_t out_cap)
 {
 	uint8_t iv[HSM_GCM_IV_LEN];
@@ -117,48 +159,25 @@ static kms_status gcm_run(hsm *h, const gcm_call *c, uint8_t *out_buf, size_t ou
 		.ulTagBits = GCM_TAG_BITS,
 	};
 	CK_MECHANISM mech = { CKM_AES_GCM, &params, sizeof params };
-	CK_BYTE_PTR in = hsm_unconst(c->in_len ? c->in : empty_input);
+	gcm_attempt a = {
+		.c = c,
+		.mech = &mech,
+		.in = hsm_unconst(c->in_len ? c->in : empty_input),
+		.out_buf = out_buf,
+		.out_cap = out_cap,
+	};
+	CK_RV rv;
 
-	for (bool retried = false;; retried = true) {
-		CK_SESSION_HANDLE s;
-		CK_OBJECT_HANDLE key;
-		const char *call = "C_FindObjects";
-		bool retry = false;
-
-		KMS_GUARD(hsm_session_get(h, &s));
-		CK_RV rv = hsm_key_handle(h, s, c->key, HSM_KEY_AES, &key);
-		if (rv == CKR_OK && key == CK_INVALID_HANDLE)
-			return KMS_FAIL(KMS_NOT_FOUND, "hsm: no AES key with id %s on token \"%s\"",
-			                hsm_id_to_text(c->key).s, h->token_label);
-		if (rv == CKR_OK) {
-			call = c->decrypt ? "C_DecryptInit" : "C_EncryptInit";
-			rv = c->decrypt ? h->p11->C_DecryptInit(s, &mech, key)
-			                : h->p11->C_EncryptInit(s, &mech, key);
-		}
-		if (rv == CKR_OK) {
-			CK_ULONG out_len = out_cap;
-			call = c->decrypt ? "C_Decrypt" : "C_Encrypt";
-			rv = c->decrypt ? h->p11->C_Decrypt(s, in, c->in_len, out_buf, &out_len)
-			                : h->p11->C_Encrypt(s, in, c->in_len, out_buf, &out_len);
-			if (rv == CKR_BUFFER_TOO_SMALL)
-				hsm_session_drop(h, true); /* the operation is still active */
-			else if (rv == CKR_OK && out_len != c->out_len)
-				return KMS_FAIL(KMS_INTERNAL, "hsm: %s key %s wrote %lu bytes, not %zu", call,
-				                hsm_id_to_text(c->key).s, out_len, c->out_len);
-		}
-		if (rv == CKR_OK)
-			return KMS_OK;
-		/* Only session, login and handle trouble is retried, never a bad tag. */
-		if (!retried) {
-			KMS_GUARD(hsm_recover(h, s, rv, c->key, &retry));
-			if (retry)
-				continue;
-		}
-		if (c->decrypt)
-			return decrypt_failure(h, c, call, rv);
-		return KMS_FAIL(hsm_status_of(rv), "hsm: %s key %s on token \"%s\" -> %s", call,
-		                hsm_id_to_text(c->key).s, h->token_label, hsm_rv_name(rv));
-	}
+	/* The key's id goes along so a stale cached handle for it is dropped and
+	 * looked up again. Only session, login and handle trouble is retried
+	 * (hsm_recover's list), never a bad tag. */
+	KMS_GUARD(hsm_run(h, c->key, gcm_step, &a, &rv));
+	if (rv == CKR_OK)
+		return KMS_OK;
+	if (c->decrypt)
+		return decrypt_failure(h, c, a.call, rv);
+	return KMS_FAIL(hsm_status_of(rv), "hsm: %s key %s on token \"%s\" -> %s", a.call,
+	                hsm_id_to_text(c->key).s, h->token_label, hsm_rv_name(rv));
 }
 
 kms_status hsm_aes_gcm_encrypt(hsm *h, const hsm_object_id *key,

@@ -59,51 +59,56 @@ static bool curve_form_refused(CK_RV rv)
 	       rv == CKR_DOMAIN_PARAMS_INVALID || rv == CKR_TEMPLATE_INCONSISTENT;
 }
 
+typedef struct pair_create_attempt {
+	const hsm_object_id *id;
+	const char *label;
+	const char *call; /* the call *rv came from, for the message */
+} pair_create_attempt;
+
+static kms_status pair_create_step(hsm *h, CK_SESSION_HANDLE s, void *ctx, CK_RV *rv_out)
+{
+	pair_create_attempt *a = ctx;
+	CK_OBJECT_HANDLE public_key = CK_INVALID_HANDLE, private_key = CK_INVALID_HANDLE;
+	bool taken = false;
+
+	a->call = "C_FindObjects";
+	CK_RV rv = hsm_id_taken(h, s, a->id, &taken);
+	if (rv == CKR_OK && taken)
+		return KMS_FAIL(KMS_ALREADY_EXISTS, "hsm: an object with id %s already exists on "
+		                "token \"%s\"", hsm_id_to_text(a->id).s, h->token_label);
+	if (rv == CKR_OK) {
+		a->call = "C_GenerateKeyPair";
+		rv = generate_pair(h, s, a->id, a->label, ed25519_oid, sizeof ed25519_oid,
+		                   &public_key, &private_key);
+		if (curve_form_refused(rv))
+			rv = generate_pair(h, s, a->id, a->label, ed25519_name, sizeof ed25519_name,
+			                   &public_key, &private_key);
+	}
+	/* Both handles are at hand: caching them spares each half's first use a search. */
+	if (rv == CKR_OK) {
+		hsm_cache_put(&h->cache, a->id, HSM_KEY_ED25519_PUBLIC, public_key);
+		hsm_cache_put(&h->cache, a->id, HSM_KEY_ED25519_PRIVATE, private_key);
+	}
+	*rv_out = rv;
+	return KMS_OK;
+}
+
 kms_status hsm_ed25519_create(hsm *h, const hsm_object_id *id, const char *label)
 {
 	KMS_ENSURE(h != NULL, KMS_INVALID_ARGUMENT, "hsm: no hsm");
 	KMS_GUARD(hsm_id_check(id));
 	KMS_ENSURE(label != NULL && strlen(label) <= HSM_LABEL_MAX, KMS_INVALID_ARGUMENT,
 	           "hsm: Ed25519 label missing or longer than %d bytes", HSM_LABEL_MAX);
-	kms_status st = KMS_OK;
+	pair_create_attempt a = { .id = id, .label = label };
+	CK_RV rv;
 
+	/* Held across the retry too: "id is free, then create" stays one step
+	 * for this process even when the session had to be repaired between. */
 	pthread_mutex_lock(&h->create_lock);
-	for (bool retried = false;; retried = true) {
-		CK_SESSION_HANDLE s;
-		CK_OBJECT_HANDLE public_key = CK_INVALID_HANDLE, private_key = CK_INVALID_HANDLE;
-		bool taken = false, retry = false;
-		const char *call = "C_FindObjects";
-
-		KMS_GUARD_OUT(st, hsm_session_get(h, &s));
-		CK_RV rv = hsm_id_taken(h, s, id, &taken);
-		if (rv == CKR_OK && taken) {
-			st = KMS_FAIL(KMS_ALREADY_EXISTS, "hsm: an object with id %s already exists on "
-			              "token \"%s\"", hsm_id_to_text(id).s, h->token_label);
-			goto out;
-		}
-		if (rv == CKR_OK) {
-			call = "C_GenerateKeyPair";
-			rv = generate_pair(h, s, id, label, ed25519_oid, sizeof ed25519_oid, &public_key,
-			                   &private_key);
-			if (curve_form_refused(rv))
-				rv = generate_pair(h, s, id, label, ed25519_name, sizeof ed25519_name,
-				                   &public_key, &private_key);
-		}
-		if (rv == CKR_OK) {
-			hsm_cache_put(&h->cache, id, HSM_KEY_ED25519_PUBLIC, public_key);
-			hsm_cache_put(&h->cache, id, HSM_KEY_ED25519_PRIVATE, private_key);
-			break;
-		}
-		if (!retried) {
-			KMS_GUARD_OUT(st, hsm_recover(h, s, rv, id, &retry));
-			if (retry)
-				continue;
-		}
-		st = KMS_FAIL(hsm_status_of(rv), "hsm: %s Ed25519 id %s label \"%s\" -> %s", call,
+	kms_status st = hsm_run(h, id, pair_create_step, &a, &rv);
+	if (st == KMS_OK && rv != CKR_OK)
+		st = KMS_FAIL(hsm_status_of(rv), "hsm: %s Ed25519 id %s label \"%s\" -> %s", a.call,
 		              hsm_id_to_text(id).s, label, hsm_rv_name(rv));
-		goto out;
-	}
-out:
 	pthread_mutex_unlock(&h->create_lock);
 	return st;
 }
@@ -129,46 +134,97 @@ static bool ec_point_parse(const uint8_t *point, size_t len, uint8_t out[HSM_ED2
 	return true;
 }
 
+typedef struct public_attempt {
+	const hsm_object_id *id;
+	uint8_t *out; /* HSM_ED25519_PUBLIC_LEN bytes */
+	const char *call; /* the call *rv came from, for the message */
+} public_attempt;
+
+static kms_status public_step(hsm *h, CK_SESSION_HANDLE s, void *ctx, CK_RV *rv_out)
+{
+	public_attempt *a = ctx;
+	CK_OBJECT_HANDLE key;
+	/* Per attempt: the module overwrites ulValueLen, and a retry must offer
+	 * the whole buffer again. */
+	uint8_t point[EC_POINT_READ_MAX];
+	CK_ATTRIBUTE attr = { CKA_EC_POINT, point, sizeof point };
+
+	a->call = "C_FindObjects";
+	CK_RV rv = hsm_key_handle(h, s, a->id, HSM_KEY_ED25519_PUBLIC, &key);
+	if (rv == CKR_OK && key == CK_INVALID_HANDLE)
+		return KMS_FAIL(KMS_NOT_FOUND, "hsm: no Ed25519 public key with id %s on token "
+		                "\"%s\"", hsm_id_to_text(a->id).s, h->token_label);
+	if (rv == CKR_OK) {
+		a->call = "C_GetAttributeValue(CKA_EC_POINT)";
+		rv = h->p11->C_GetAttributeValue(s, key, &attr, 1);
+	}
+	/* A malformed point is the token's answer, not session trouble: not retried. */
+	if (rv == CKR_OK &&
+	    (attr.ulValueLen > sizeof point || !ec_point_parse(point, attr.ulValueLen, a->out)))
+		return KMS_FAIL(KMS_HSM_UNAVAILABLE, "hsm: Ed25519 id %s: CKA_EC_POINT of "
+		                "%lu bytes is neither a raw key nor a DER OCTET STRING of one",
+		                hsm_id_to_text(a->id).s, attr.ulValueLen);
+	*rv_out = rv;
+	return KMS_OK;
+}
+
 kms_status hsm_ed25519_public(hsm *h, const hsm_object_id *id,
                               uint8_t out[HSM_ED25519_PUBLIC_LEN])
 {
 	KMS_ENSURE(h != NULL && out != NULL, KMS_INVALID_ARGUMENT, "hsm: NULL argument");
 	memset(out, 0, HSM_ED25519_PUBLIC_LEN);
 	KMS_GUARD(hsm_id_check(id));
+	public_attempt a = { .id = id, .out = out };
+	CK_RV rv;
 
-	for (bool retried = false;; retried = true) {
-		CK_SESSION_HANDLE s;
-		CK_OBJECT_HANDLE key;
-		bool retry = false;
-		const char *call = "C_FindObjects";
-		uint8_t point[EC_POINT_READ_MAX];
-		CK_ATTRIBUTE attr = { CKA_EC_POINT, point, sizeof point };
+	/* out stays zero on every failure: ec_point_parse writes it only when
+	 * the point parsed, and nothing after that can fail. */
+	KMS_GUARD(hsm_run(h, id, public_step, &a, &rv));
+	if (rv == CKR_OK)
+		return KMS_OK;
+	return KMS_FAIL(hsm_status_of(rv), "hsm: %s Ed25519 id %s -> %s", a.call,
+	                hsm_id_to_text(id).s, hsm_rv_name(rv));
+}
 
-		KMS_GUARD(hsm_session_get(h, &s));
-		CK_RV rv = hsm_key_handle(h, s, id, HSM_KEY_ED25519_PUBLIC, &key);
-		if (rv == CKR_OK && key == CK_INVALID_HANDLE)
-			return KMS_FAIL(KMS_NOT_FOUND, "hsm: no Ed25519 public key with id %s on token "
-			                "\"%s\"", hsm_id_to_text(id).s, h->token_label);
-		if (rv == CKR_OK) {
-			call = "C_GetAttributeValue(CKA_EC_POINT)";
-			rv = h->p11->C_GetAttributeValue(s, key, &attr, 1);
-		}
-		if (rv == CKR_OK) {
-			if (attr.ulValueLen > sizeof point ||
-			    !ec_point_parse(point, attr.ulValueLen, out))
-				return KMS_FAIL(KMS_HSM_UNAVAILABLE, "hsm: Ed25519 id %s: CKA_EC_POINT of "
-				                "%lu bytes is neither a raw key nor a DER OCTET STRING of one",
-				                hsm_id_to_text(id).s, attr.ulValueLen);
-			return KMS_OK;
-		}
-		if (!retried) {
-			KMS_GUARD(hsm_recover(h, s, rv, id, &retry));
-			if (retry)
-				continue;
-		}
-		return KMS_FAIL(hsm_status_of(rv), "hsm: %s Ed25519 id %s -> %s", call,
-		                hsm_id_to_text(id).s, hsm_rv_name(rv));
+typedef struct sign_attempt {
+	const hsm_object_id *id;
+	CK_MECHANISM *mech;
+	CK_BYTE_PTR data;
+	size_t data_len;
+	uint8_t *sig; /* HSM_ED25519_SIG_LEN bytes */
+	const char *call; /* the call *rv came from, for the message */
+} sign_attempt;
+
+static kms_status sign_step(hsm *h, CK_SESSION_HANDLE s, void *ctx, CK_RV *rv_out)
+{
+	sign_attempt *a = ctx;
+	CK_OBJECT_HANDLE key;
+
+	a->call = "C_FindObjects";
+	CK_RV rv = hsm_key_handle(h, s, a->id, HSM_KEY_ED25519_PRIVATE, &key);
+	if (rv == CKR_OK && key == CK_INVALID_HANDLE)
+		return KMS_FAIL(KMS_NOT_FOUND, "hsm: no Ed25519 private key with id %s on token "
+		                "\"%s\"", hsm_id_to_text(a->id).s, h->token_label);
+	if (rv == CKR_OK) {
+		a->call = "C_SignInit";
+		rv = h->p11->C_SignInit(s, a->mech, key);
 	}
+	if (rv == CKR_OK) {
+		CK_ULONG sig_len = HSM_ED25519_SIG_LEN;
+		a->call = "C_Sign";
+		rv = h->p11->C_Sign(s, a->data, a->data_len, a->sig, &sig_len);
+		if (rv == CKR_BUFFER_TOO_SMALL) {
+			/* Left active, the operation would fail every later call on this
+			 * session; hsm_recover does not retry this rv, so the attempt ends. */
+			hsm_session_drop(h, true);
+		} else if (rv == CKR_OK && sig_len != HSM_ED25519_SIG_LEN) {
+			memset(a->sig, 0, HSM_ED25519_SIG_LEN);
+			return KMS_FAIL(KMS_INTERNAL, "hsm: C_Sign Ed25519 id %s gave %lu bytes, "
+			                "not %d", hsm_id_to_text(a->id).s, sig_len, HSM_ED25519_SIG_LEN);
+		}
+	}
+	*rv_out = rv;
+	return KMS_OK;
 }
 
 kms_status hsm_ed25519_sign(hsm *h, const hsm_object_id *id, const uint8_t *msg, size_t msg_len,
@@ -180,45 +236,21 @@ kms_status hsm_ed25519_sign(hsm *h, const hsm_object_id *id, const uint8_t *msg,
 	KMS_ENSURE(msg != NULL || msg_len == 0, KMS_INVALID_ARGUMENT,
 	           "hsm: Ed25519 sign: message is NULL but %zu bytes long", msg_len);
 	static const uint8_t empty_msg[1];
-	CK_BYTE_PTR data = hsm_unconst(msg_len ? msg : empty_msg);
 	CK_MECHANISM mech = { CKM_EDDSA, NULL, 0 };
+	sign_attempt a = {
+		.id = id,
+		.mech = &mech,
+		.data = hsm_unconst(msg_len ? msg : empty_msg),
+		.data_len = msg_len,
+		.sig = sig,
+	};
+	CK_RV rv;
 
-	for (bool retried = false;; retried = true) {
-		CK_SESSION_HANDLE s;
-		CK_OBJECT_HANDLE key;
-		bool retry = false;
-		const char *call = "C_FindObjects";
-
-		KMS_GUARD(hsm_session_get(h, &s));
-		CK_RV rv = hsm_key_handle(h, s, id, HSM_KEY_ED25519_PRIVATE, &key);
-		if (rv == CKR_OK && key == CK_INVALID_HANDLE)
-			return KMS_FAIL(KMS_NOT_FOUND, "hsm: no Ed25519 private key with id %s on token "
-			                "\"%s\"", hsm_id_to_text(id).s, h->token_label);
-		if (rv == CKR_OK) {
-			call = "C_SignInit";
-			rv = h->p11->C_SignInit(s, &mech, key);
-		}
-		if (rv == CKR_OK) {
-			CK_ULONG sig_len = HSM_ED25519_SIG_LEN;
-			call = "C_Sign";
-			rv = h->p11->C_Sign(s, data, msg_len, sig, &sig_len);
-			if (rv == CKR_BUFFER_TOO_SMALL) {
-				hsm_session_drop(h, true); /* the operation is still active */
-			} else if (rv == CKR_OK && sig_len != HSM_ED25519_SIG_LEN) {
-				memset(sig, 0, HSM_ED25519_SIG_LEN);
-				return KMS_FAIL(KMS_INTERNAL, "hsm: C_Sign Ed25519 id %s gave %lu bytes, "
-				                "not %d", hsm_id_to_text(id).s, sig_len, HSM_ED25519_SIG_LEN);
-			}
-		}
-		if (rv == CKR_OK)
-			return KMS_OK;
-		if (!retried) {
-			KMS_GUARD(hsm_recover(h, s, rv, id, &retry));
-			if (retry)
-				continue;
-		}
-		memset(sig, 0, HSM_ED25519_SIG_LEN);
-		return KMS_FAIL(hsm_status_of(rv), "hsm: %s Ed25519 id %s -> %s", call,
-		                hsm_id_to_text(id).s, hsm_rv_name(rv));
-	}
+	KMS_GUARD(hsm_run(h, id, sign_step, &a, &rv));
+	if (rv == CKR_OK)
+		return KMS_OK;
+	/* A failed C_Sign may have written part of a signature. */
+	memset(sig, 0, HSM_ED25519_SIG_LEN);
+	return KMS_FAIL(hsm_status_of(rv), "hsm: %s Ed25519 id %s -> %s", a.call,
+	                hsm_id_to_text(id).s, hsm_rv_name(rv));
 }

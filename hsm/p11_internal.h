@@ -14,7 +14,9 @@
  *
  * Every operation follows one shape: get the thread's session, look up the
  * handle, make the calls; when a call fails with an rv that hsm_recover()
- * knows how to repair, repair and run the whole attempt once more.
+ * knows how to repair, repair and run the whole attempt once more. That
+ * shape lives in hsm_run(); an operation supplies one attempt (a step) and
+ * words its own failure message.
  */
 #ifndef KMS_HSM_P11_INTERNAL_H
 #define KMS_HSM_P11_INTERNAL_H
@@ -141,6 +143,32 @@ void hsm_session_drop(hsm *h, bool close_it);
  */
 kms_status hsm_recover(hsm *h, CK_SESSION_HANDLE s, CK_RV rv,
                        const hsm_object_id *id, bool *retry) KMS_MUST_USE;
+
+/*
+ * One attempt of an operation on the calling thread's session s. Sets *rv
+ * to CKR_OK when done, or to the rv of the PKCS#11 call that failed, and
+ * returns KMS_OK: hsm_run decides whether that rv is worth a retry. A step
+ * returns any other status (already recorded with KMS_FAIL) for a verdict
+ * of its own that no retry could change: no such key, id taken, a
+ * malformed answer. A step runs at most twice per hsm_run, so it starts
+ * each attempt from its inputs, not from what the last attempt left.
+ */
+typedef kms_status (*hsm_step_fn)(hsm *h, CK_SESSION_HANDLE s, void *ctx, CK_RV *rv);
+
+/*
+ * Runs step(ctx) on the thread's session; when it fails with an rv that
+ * hsm_recover repairs (id: the object whose cached handles a stale-handle
+ * rv drops; NULL when the step uses no cached handle), repairs and runs it
+ * once more. A second failure is not repaired.
+ *
+ * KMS_OK: *rv holds the step's last rv (CKR_OK: success); the caller names
+ * the failed call in its message. Any other status: the session could not
+ * be had, the repair failed or the step gave its own verdict; the message
+ * is recorded and *rv means nothing. Allocates nothing and takes no lock
+ * of its own: it sits on the AES-GCM hot path.
+ */
+kms_status hsm_run(hsm *h, const hsm_object_id *id, hsm_step_fn step, void *ctx,
+                   CK_RV *rv) KMS_MUST_USE;
 
 /* --- p11_cache.c --- */
 

@@ -107,6 +107,36 @@ static kms_status label_check(const char *label)
 	return KMS_OK;
 }
 
+typedef struct aes_create_attempt {
+	const hsm_object_id *id;
+	CK_MECHANISM *mech;
+	CK_ATTRIBUTE *tmpl;
+	CK_ULONG tmpl_len;
+	const char *call; /* the call *rv came from, for the message */
+} aes_create_attempt;
+
+static kms_status aes_create_step(hsm *h, CK_SESSION_HANDLE s, void *ctx, CK_RV *rv_out)
+{
+	aes_create_attempt *a = ctx;
+	CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
+	bool taken = false;
+
+	a->call = "C_FindObjects";
+	CK_RV rv = hsm_id_taken(h, s, a->id, &taken);
+	if (rv == CKR_OK && taken)
+		return KMS_FAIL(KMS_ALREADY_EXISTS, "hsm: an object with id %s already exists on "
+		                "token \"%s\"", hsm_id_to_text(a->id).s, h->token_label);
+	if (rv == CKR_OK) {
+		a->call = "C_GenerateKey";
+		rv = h->p11->C_GenerateKey(s, a->mech, a->tmpl, a->tmpl_len, &key);
+	}
+	/* The new handle is at hand: caching it spares the key's first use a search. */
+	if (rv == CKR_OK)
+		hsm_cache_put(&h->cache, a->id, HSM_KEY_AES, key);
+	*rv_out = rv;
+	return KMS_OK;
+}
+
 kms_status hsm_aes_create(hsm *h, const hsm_object_id *id, const char *label)
 {
 	KMS_ENSURE(h != NULL, KMS_INVALID_ARGUMENT, "hsm: no hsm");
@@ -137,42 +167,57 @@ kms_status hsm_aes_create(hsm *h, const hsm_object_id *id, const char *label)
 		{ CKA_LABEL, hsm_unconst(label), strlen(label) },
 	};
 	CK_MECHANISM mech = { CKM_AES_KEY_GEN, NULL, 0 };
-	kms_status st = KMS_OK;
+	aes_create_attempt a = {
+		.id = id,
+		.mech = &mech,
+		.tmpl = tmpl,
+		.tmpl_len = sizeof tmpl / sizeof tmpl[0],
+	};
+	CK_RV rv;
 
+	/* Held across the retry too: "id is free, then create" stays one step
+	 * for this process even when the session had to be repaired between. */
 	pthread_mutex_lock(&h->create_lock);
-	for (bool retried = false;; retried = true) {
-		CK_SESSION_HANDLE s;
-		CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
-		bool taken = false, retry = false;
-		const char *call = "C_FindObjects";
-
-		KMS_GUARD_OUT(st, hsm_session_get(h, &s));
-		CK_RV rv = hsm_id_taken(h, s, id, &taken);
-		if (rv == CKR_OK && taken) {
-			st = KMS_FAIL(KMS_ALREADY_EXISTS, "hsm: an object with id %s already exists on "
-			              "token \"%s\"", hsm_id_to_text(id).s, h->token_label);
-			goto out;
-		}
-		if (rv == CKR_OK) {
-			call = "C_GenerateKey";
-			rv = h->p11->C_GenerateKey(s, &mech, tmpl, sizeof tmpl / sizeof tmpl[0], &key);
-		}
-		if (rv == CKR_OK) {
-			hsm_cache_put(&h->cache, id, HSM_KEY_AES, key);
-			break;
-		}
-		if (!retried) {
-			KMS_GUARD_OUT(st, hsm_recover(h, s, rv, id, &retry));
-			if (retry)
-				continue;
-		}
-		st = KMS_FAIL(hsm_status_of(rv), "hsm: %s AES key id %s label \"%s\" -> %s", call,
+	kms_status st = hsm_run(h, id, aes_create_step, &a, &rv);
+	if (st == KMS_OK && rv != CKR_OK)
+		st = KMS_FAIL(hsm_status_of(rv), "hsm: %s AES key id %s label \"%s\" -> %s", a.call,
 		              hsm_id_to_text(id).s, label, hsm_rv_name(rv));
-		goto out;
-	}
-out:
 	pthread_mutex_unlock(&h->create_lock);
 	return st;
+}
+
+typedef struct destroy_attempt {
+	CK_ATTRIBUTE *tmpl; /* CKA_ID */
+	const char *call; /* the call *rv came from, for the message */
+} destroy_attempt;
+
+static kms_status destroy_step(hsm *h, CK_SESSION_HANDLE s, void *ctx, CK_RV *rv_out)
+{
+	destroy_attempt *a = ctx;
+	CK_OBJECT_HANDLE found[FIND_BATCH];
+	CK_ULONG count = 0;
+
+	a->call = "C_FindObjects";
+	/* A key or both halves of a pair, usually; a full batch means look again. */
+	CK_RV rv = find_objects(h, s, a->tmpl, 1, found, FIND_BATCH, &count);
+	/* Nothing found while logged out is not "nothing there": log in, look again. */
+	if (rv == CKR_OK && count == 0)
+		rv = absent_or_logged_out(h, s);
+	while (rv == CKR_OK && count > 0) {
+		a->call = "C_DestroyObject";
+		for (CK_ULONG i = 0; rv == CKR_OK && i < count; i++) {
+			rv = h->p11->C_DestroyObject(s, found[i]);
+			/* Gone already (a concurrent destroy): that is what we wanted. */
+			if (rv == CKR_OBJECT_HANDLE_INVALID)
+				rv = CKR_OK;
+		}
+		if (rv != CKR_OK || count < FIND_BATCH)
+			break;
+		a->call = "C_FindObjects";
+		rv = find_objects(h, s, a->tmpl, 1, found, FIND_BATCH, &count);
+	}
+	*rv_out = rv;
+	return KMS_OK;
 }
 
 kms_status hsm_object_destroy(hsm *h, const hsm_object_id *id)
@@ -181,48 +226,36 @@ kms_status hsm_object_destroy(hsm *h, const hsm_object_id *id)
 	KMS_GUARD(hsm_id_check(id));
 
 	CK_ATTRIBUTE tmpl[] = { { CKA_ID, hsm_unconst(id->bytes), id->len } };
+	destroy_attempt a = { .tmpl = tmpl };
+	CK_RV rv;
 	kms_status st = KMS_OK;
 
 	/* Whatever happens next, no handle of this id may be used again. */
 	hsm_cache_drop(&h->cache, id);
-	for (bool retried = false;; retried = true) {
-		CK_SESSION_HANDLE s;
-		CK_OBJECT_HANDLE found[FIND_BATCH];
-		CK_ULONG count = 0;
-		bool retry = false;
-		const char *call = "C_FindObjects";
-
-		KMS_GUARD(hsm_session_get(h, &s));
-		/* A key or both halves of a pair, usually; a full batch means look again. */
-		CK_RV rv = find_objects(h, s, tmpl, 1, found, FIND_BATCH, &count);
-		if (rv == CKR_OK && count == 0)
-			rv = absent_or_logged_out(h, s);
-		while (rv == CKR_OK && count > 0) {
-			call = "C_DestroyObject";
-			for (CK_ULONG i = 0; rv == CKR_OK && i < count; i++) {
-				rv = h->p11->C_DestroyObject(s, found[i]);
-				/* Gone already (a concurrent destroy): that is what we wanted. */
-				if (rv == CKR_OBJECT_HANDLE_INVALID)
-					rv = CKR_OK;
-			}
-			if (rv != CKR_OK || count < FIND_BATCH)
-				break;
-			call = "C_FindObjects";
-			rv = find_objects(h, s, tmpl, 1, found, FIND_BATCH, &count);
-		}
-		if (rv == CKR_OK)
-			break;
-		if (!retried) {
-			KMS_GUARD(hsm_recover(h, s, rv, id, &retry));
-			if (retry)
-				continue;
-		}
-		st = KMS_FAIL(hsm_status_of(rv), "hsm: %s id %s -> %s", call, hsm_id_to_text(id).s,
+	/* No session, or a failed repair, returns at once without the second
+	 * drop: a handle another thread cached meanwhile is at worst stale, and
+	 * hsm_recover drops and looks up a stale handle on its first use. */
+	KMS_GUARD(hsm_run(h, id, destroy_step, &a, &rv));
+	if (rv != CKR_OK)
+		st = KMS_FAIL(hsm_status_of(rv), "hsm: %s id %s -> %s", a.call, hsm_id_to_text(id).s,
 		              hsm_rv_name(rv));
-		break;
-	}
+	/* Again: another thread may have looked the id up while it was going. */
 	hsm_cache_drop(&h->cache, id);
 	return st;
+}
+
+typedef struct exists_attempt {
+	const hsm_object_id *id;
+	bool *exists;
+} exists_attempt;
+
+static kms_status exists_step(hsm *h, CK_SESSION_HANDLE s, void *ctx, CK_RV *rv)
+{
+	exists_attempt *a = ctx;
+	/* hsm_id_taken tells "logged out" from "absent", so a lost login is
+	 * repaired and the search run again rather than answered with false. */
+	*rv = hsm_id_taken(h, s, a->id, a->exists);
+	return KMS_OK;
 }
 
 kms_status hsm_object_exists(hsm *h, const hsm_object_id *id, bool *exists)
@@ -231,22 +264,13 @@ kms_status hsm_object_exists(hsm *h, const hsm_object_id *id, bool *exists)
 	*exists = false;
 	KMS_GUARD(hsm_id_check(id));
 
-	for (bool retried = false;; retried = true) {
-		CK_SESSION_HANDLE s;
-		bool retry = false;
-
-		KMS_GUARD(hsm_session_get(h, &s));
-		CK_RV rv = hsm_id_taken(h, s, id, exists);
-		if (rv == CKR_OK)
-			return KMS_OK;
-		if (!retried) {
-			KMS_GUARD(hsm_recover(h, s, rv, id, &retry));
-			if (retry)
-				continue;
-		}
-		return KMS_FAIL(hsm_status_of(rv), "hsm: C_FindObjects id %s -> %s",
-		                hsm_id_to_text(id).s, hsm_rv_name(rv));
-	}
+	exists_attempt a = { id, exists };
+	CK_RV rv;
+	KMS_GUARD(hsm_run(h, id, exists_step, &a, &rv));
+	if (rv == CKR_OK)
+		return KMS_OK;
+	return KMS_FAIL(hsm_status_of(rv), "hsm: C_FindObjects id %s -> %s", hsm_id_to_text(id).s,
+	                hsm_rv_name(rv));
 }
 
 /* --- listing --- */
@@ -298,28 +322,31 @@ static hsm_object_kind kind_of(CK_OBJECT_CLASS object_class, CK_KEY_TYPE key_typ
 	return HSM_OBJECT_OTHER;
 }
 
+static kms_status list_step(hsm *h, CK_SESSION_HANDLE s, void *ctx, CK_RV *rv)
+{
+	handle_list *list = ctx;
+	/* collect_token_objects starts the list over (keeping its memory), so a
+	 * retry does not list an object twice. */
+	*rv = collect_token_objects(h, s, list);
+	/* An empty token while logged out hides the private keys: log in, look again. */
+	if (*rv == CKR_OK && list->count == 0)
+		*rv = absent_or_logged_out(h, s);
+	return KMS_OK;
+}
+
 kms_status hsm_objects_list(hsm *h, hsm_visit_fn visit, void *ctx)
 {
 	KMS_ENSURE(h != NULL && visit != NULL, KMS_INVALID_ARGUMENT, "hsm: NULL argument");
 	handle_list list = { 0 };
 	kms_status st = KMS_OK;
 	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+	CK_RV search_rv;
 
-	for (bool retried = false;; retried = true) {
-		bool retry = false;
-		KMS_GUARD_OUT(st, hsm_session_get(h, &s));
-		CK_RV rv = collect_token_objects(h, s, &list);
-		if (rv == CKR_OK && list.count == 0)
-			rv = absent_or_logged_out(h, s);
-		if (rv == CKR_OK)
-			break;
-		if (!retried) {
-			KMS_GUARD_OUT(st, hsm_recover(h, s, rv, NULL, &retry));
-			if (retry)
-				continue;
-		}
-		st = KMS_FAIL(hsm_status_of(rv), "hsm: C_FindObjects (all) on token \"%s\" -> %s",
-		              h->token_label, hsm_rv_name(rv));
+	/* The search uses no cached handle: no id for a repair to drop. */
+	KMS_GUARD_OUT(st, hsm_run(h, NULL, list_step, &list, &search_rv));
+	if (search_rv != CKR_OK) {
+		st = KMS_FAIL(hsm_status_of(search_rv), "hsm: C_FindObjects (all) on token \"%s\" -> %s",
+		              h->token_label, hsm_rv_name(search_rv));
 		goto out;
 	}
 

@@ -1,5 +1,7 @@
 /*
- * p11_session.c: one PKCS#11 session per calling thread, and recovery.
+ * p11_session.c: one PKCS#11 session per calling thread, and recovery:
+ * hsm_recover repairs, hsm_run is the one bounded retry every operation
+ * goes through.
  *
  * A thread's session is found through a pthread key of its hsm, so the hot
  * path takes no lock; the key's destructor closes the session when the
@@ -205,5 +207,24 @@ kms_status hsm_recover(hsm *h, CK_SESSION_HANDLE s, CK_RV rv, const hsm_object_i
 	}
 	default:
 		return KMS_OK;
+	}
+}
+
+kms_status hsm_run(hsm *h, const hsm_object_id *id, hsm_step_fn step, void *ctx, CK_RV *rv)
+{
+	/* A caller that reads *rv despite a failed status sees a failure, not success. */
+	*rv = CKR_GENERAL_ERROR;
+	for (bool retried = false;; retried = true) {
+		CK_SESSION_HANDLE s;
+		bool retry = false;
+
+		KMS_GUARD(hsm_session_get(h, &s));
+		KMS_GUARD(step(h, s, ctx, rv));
+		/* Bounded: after one repair, whatever broke again is the caller's to report. */
+		if (*rv == CKR_OK || retried)
+			return KMS_OK;
+		KMS_GUARD(hsm_recover(h, s, *rv, id, &retry));
+		if (!retry)
+			return KMS_OK;
 	}
 }
