@@ -5,6 +5,7 @@
 #include <string.h>
 
 static _Thread_local char last_error[KMS_ERROR_MAX];
+static _Thread_local char last_where[KMS_ERROR_WHERE_MAX];
 
 static const char *const status_names[] = {
 	[KMS_OK] = "OK",
@@ -30,17 +31,18 @@ const char *kms_status_name(kms_status status)
 kms_status kms_error_set_at(kms_status status, const char *file, int line,
                             const char *fmt, ...)
 {
-	char what[KMS_ERROR_MAX];
+	char what[KMS_ERROR_MAX] = "";
 	va_list ap;
 
+	/* Formatted aside first: an argument may be kms_error_message() itself
+	 * (a message wrapped with more context). */
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof what, fmt, ap);
 	va_end(ap);
-	const char *base = strrchr(file, '/');
 	/* Truncation is fine: the message is one line for a human. */
-	int n = snprintf(last_error, sizeof last_error, "%.200s (%s:%d)", what,
-	                 base ? base + 1 : file, line);
-	(void)n;
+	memcpy(last_error, what, strlen(what) + 1);
+	const char *base = strrchr(file, '/');
+	snprintf(last_where, sizeof last_where, "%s:%d", base ? base + 1 : file, line);
 	return status;
 }
 
@@ -49,7 +51,26 @@ const char *kms_error_message(void)
 	return last_error;
 }
 
+const char *kms_error_where(void)
+{
+	return last_where;
+}
+
 void kms_error_clear(void)
 {
 	last_error[0] = '\0';
+	last_where[0] = '\0';
+}
+
+void kms_error_save(kms_error_saved *out)
+{
+	memcpy(out->message, last_error, sizeof out->message);
+	memcpy(out->where, last_where, sizeof out->where);
+}
+
+kms_status kms_error_restore(kms_status status, const kms_error_saved *saved)
+{
+	memcpy(last_error, saved->message, sizeof last_error);
+	memcpy(last_where, saved->where, sizeof last_where);
+	return status;
 }

@@ -1,11 +1,15 @@
 /*
  * error.h: internal error reporting.
  *
- * A failing function records one line (what failed, with ids and the source
- * position, never secret bytes) in a thread-local slot and returns the
- * status. The request pipeline copies that line into the response. Because
+ * A failing function records one line (what failed, with ids, never secret
+ * bytes) in a thread-local slot and returns the status. The request
+ * pipeline copies that line into the response and the audit entry. Because
  * the slot is per thread, a request must be handled on one thread from
  * decode to reply; kmsd's workers do exactly that.
+ *
+ * The source position of the failure is kept beside the message, not in
+ * it: clients, audit entries and CLI output get the message alone, and only
+ * kmsd's own log adds kms_error_where(), for the operator chasing a bug.
  */
 #ifndef KMS_COMMON_ERROR_H
 #define KMS_COMMON_ERROR_H
@@ -13,17 +17,38 @@
 #include <kms/status.h>
 
 #define KMS_ERROR_MAX 256
+/* "file.c:123": a file's base name and a line. */
+#define KMS_ERROR_WHERE_MAX 64
 
-/* Records status and a printf-style message for this thread; returns status. */
+/* Records status, a printf-style message and where (file's base name and
+ * line) for this thread; returns status. */
 kms_status kms_error_set_at(kms_status status, const char *file, int line,
                             const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-/* The last message recorded on this thread ("" when none). */
+/* The last message recorded on this thread ("" when none): one line for
+ * whoever made the request, without a source position. */
 const char *kms_error_message(void);
+
+/* Where the last message was recorded, "file.c:123" ("" when none). For
+ * kmsd's own log only: never in a response, an audit entry or CLI output. */
+const char *kms_error_where(void);
 
 /* Forgets the last message on this thread. */
 void kms_error_clear(void);
+
+/* A thread's last error, kept across cleanup that may record others, so
+ * that what is reported (and logged with its position) is the first
+ * failure, not the cleanup's. */
+typedef struct kms_error_saved {
+	char message[KMS_ERROR_MAX];
+	char where[KMS_ERROR_WHERE_MAX];
+} kms_error_saved;
+
+void kms_error_save(kms_error_saved *out);
+
+/* Makes the saved error the thread's last again; returns status. */
+kms_status kms_error_restore(kms_status status, const kms_error_saved *saved);
 
 /* Fail with a message: return KMS_FAIL(KMS_NOT_FOUND, "key %s", id); */
 #define KMS_FAIL(status, ...) kms_error_set_at((status), __FILE__, __LINE__, __VA_ARGS__)

@@ -63,7 +63,7 @@ static void *ticker_main(void *arg)
 	while (!t->stop) {
 		pthread_mutex_unlock(&t->lock);
 		if (keyring_tick(t->d->keyring, kms_now(), NULL) != KMS_OK)
-			kms_log("error", "background task: %s", kms_error_message());
+			kms_log("error", "background task: %s (%s)", kms_error_message(), kms_error_where());
 		pthread_mutex_lock(&t->lock);
 		struct timespec until;
 		clock_gettime(CLOCK_REALTIME, &until);
@@ -121,7 +121,7 @@ int main(int argc, char **argv)
 	bool ticking = false;
 
 	if (kmsd_config_load(config_path, &d.cfg) != KMS_OK) {
-		kms_log("fatal", "%s", kms_error_message());
+		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
 		return 1;
 	}
 	if (mkdir(d.cfg.data_dir, 0700) != 0 && errno != EEXIST) {
@@ -144,11 +144,11 @@ int main(int argc, char **argv)
 		unsetenv(hc.pin_env);
 	}
 	if (opened != KMS_OK) {
-		kms_log("fatal", "%s", kms_error_message());
+		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
 		goto out;
 	}
 	if (open_keyring(&d) != KMS_OK) {
-		kms_log("fatal", "%s", kms_error_message());
+		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
 		goto out;
 	}
 	char audit_dir[KMSD_PATH_MAX + 16];
@@ -164,7 +164,7 @@ int main(int argc, char **argv)
 		kms_log("warn", "audit log without fdatasync ([audit] sync = false): entries can be "
 		         "lost in a crash; for benchmarks only");
 	if (audit_open(&ac, &d.audit) != KMS_OK) {
-		kms_log("fatal", "%s", kms_error_message());
+		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
 		goto out;
 	}
 	if (check_only) {
@@ -175,14 +175,14 @@ int main(int argc, char **argv)
 	}
 	d.started_at = kms_now();
 	if (server_start(&d, &srv) != KMS_OK) {
-		kms_log("fatal", "%s", kms_error_message());
+		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
 		goto out;
 	}
 	if (d.cfg.http_url[0]) {
 		char public_dir[KMSD_PATH_MAX + 32];
 		snprintf(public_dir, sizeof public_dir, "%s/public", audit_dir);
 		if (http_start(&d, d.cfg.http_url, public_dir, &web) != KMS_OK) {
-			kms_log("fatal", "%s", kms_error_message());
+			kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
 			goto out;
 		}
 	}

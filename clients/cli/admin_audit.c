@@ -60,19 +60,6 @@ enum {
 
 /* ---- small helpers ---- */
 
-/* The last tlog error without its " (file.c:123)" suffix: users read it. */
-static const char *tlog_reason(char out[static KMS_ERROR_MAX])
-{
-	const char *msg = kms_error_message();
-	size_t n = strlen(msg);
-	const char *open = strrchr(msg, '(');
-	if (n > 0 && msg[n - 1] == ')' && open && open > msg && open[-1] == ' ' &&
-	    strstr(open, ".c:"))
-		n = (size_t)(open - 1 - msg);
-	snprintf(out, KMS_ERROR_MAX, "%.*s", (int)n, msg);
-	return out;
-}
-
 static const char *hash_hex(const uint8_t hash[static TLOG_HASH_SIZE],
                             char out[static HASH_HEX_SIZE])
 {
@@ -251,7 +238,6 @@ static bool key_option(int opt, struct verifier_key *vk)
  */
 static int resolve_key(struct cli *cli, struct verifier_key *vk)
 {
-	char reason[KMS_ERROR_MAX];
 	const char *from = "--key";
 	int code;
 	vk->given = false;
@@ -277,7 +263,7 @@ static int resolve_key(struct cli *cli, struct verifier_key *vk)
 	}
 	if (tlog_verifier_key_parse(vk->text, &vk->parsed) != KMS_OK)
 		return cli_usage_error(cli, "%s is not a verifier key (NAME+ID+KEY): %s", from,
-		                       tlog_reason(reason));
+		                       kms_error_message());
 	vk->given = true;
 	return CLI_EXIT_OK;
 }
@@ -369,13 +355,11 @@ static int check_dir(struct cli *cli, const char *dir)
  * changed). */
 static int dir_failure(struct cli *cli, kms_status st, const char *prefix)
 {
-	char reason[KMS_ERROR_MAX];
-	tlog_reason(reason);
 	if (st == KMS_INTERNAL) {
-		fprintf(cli->err, "%s: %s%s\n", cli->prog, prefix, reason);
+		fprintf(cli->err, "%s: %s%s\n", cli->prog, prefix, kms_error_message());
 		return CLI_EXIT_USAGE;
 	}
-	return audit_failed(cli, "%s%s", prefix, reason);
+	return audit_failed(cli, "%s%s", prefix, kms_error_message());
 }
 
 /* Reads dir's checkpoint, verifying it when key is not NULL. */
@@ -537,7 +521,6 @@ static int check_entry_in_tree(struct cli *cli, struct dir_tiles *tiles,
                                const uint8_t *entry, size_t len)
 {
 	uint8_t proof[TLOG_PROOF_MAX_HASHES][TLOG_HASH_SIZE], leaf[TLOG_HASH_SIZE];
-	char reason[KMS_ERROR_MAX];
 	size_t n = 0;
 	dir_tiles_resize(tiles, cp->tree_size);
 	kms_status st = tlog_leaf_hash(entry, len, leaf);
@@ -547,7 +530,7 @@ static int check_entry_in_tree(struct cli *cli, struct dir_tiles *tiles,
 		return dir_failure(cli, st, "");
 	if (st != KMS_OK)
 		return audit_failed(cli, "entry %" PRIu64 ": no proof from the tiles: %s", index,
-		                    tlog_reason(reason));
+		                    kms_error_message());
 	if (tlog_inclusion_verify(leaf, index, cp->tree_size, (hash_list)proof, n, cp->root) !=
 	    KMS_OK)
 		return audit_failed(cli, "entry %" PRIu64 " is not in the signed tree of %" PRIu64
@@ -884,7 +867,6 @@ struct signed_head {
 static int fetch_head(struct cli *cli, kms_client *client, const char *pinned_vkey,
                       const tlog_verifier *pinned, bool warn, struct signed_head *out)
 {
-	char reason[KMS_ERROR_MAX];
 	tlog_note_view view;
 	kms_error err;
 
@@ -900,7 +882,7 @@ static int fetch_head(struct cli *cli, kms_client *client, const char *pinned_vk
 		    tlog_verifier_key_parse(out->raw.verifier_key, &out->key) != KMS_OK) {
 			fprintf(cli->err, "%s: kmsd sent a verifier key that does not parse: ",
 			        cli->prog);
-			cli_put_clean(cli->err, tlog_reason(reason));
+			cli_put_clean(cli->err, kms_error_message());
 			fputc('\n', cli->err);
 			return CLI_EXIT_UNREACHABLE;
 		}
@@ -915,7 +897,7 @@ static int fetch_head(struct cli *cli, kms_client *client, const char *pinned_vk
 	const char *what = "kmsd's checkpoint";
 	if (tlog_note_verify(note, strlen(note), &out->key, what, &view) != KMS_OK ||
 	    tlog_checkpoint_parse(view.body, view.body_len, what, &out->cp) != KMS_OK)
-		return audit_failed(cli, "%s", tlog_reason(reason));
+		return audit_failed(cli, "%s", kms_error_message());
 	if (out->cp.tree_size != out->raw.tree_size ||
 	    !hash_equal(out->cp.root, out->raw.root_hash))
 		return audit_failed(cli, "kmsd's answer (size %" PRIu64 ") disagrees with the "
@@ -1337,7 +1319,7 @@ static int prove_inclusion(struct cli *cli, kms_client *client, const struct sig
 	kms_inclusion_proof p;
 	kms_consistency_proof c = { 0 };
 	uint8_t leaf[TLOG_HASH_SIZE], root[TLOG_HASH_SIZE];
-	char reason[KMS_ERROR_MAX], hex[HASH_HEX_SIZE];
+	char hex[HASH_HEX_SIZE];
 	int code;
 
 	if (tree_size == 0)
@@ -1359,7 +1341,7 @@ static int prove_inclusion(struct cli *cli, kms_client *client, const struct sig
 		memcpy(root, head->cp.root, TLOG_HASH_SIZE);
 	} else if (inclusion_root(leaf, index, tree_size, (hash_list)p.hashes, p.n_hashes, root) !=
 	           KMS_OK) {
-		code = audit_failed(cli, "entry %" PRIu64 ": %s", index, tlog_reason(reason));
+		code = audit_failed(cli, "entry %" PRIu64 ": %s", index, kms_error_message());
 		goto out;
 	}
 	if (tlog_inclusion_verify(leaf, index, tree_size, (hash_list)p.hashes, p.n_hashes, root) !=
@@ -1417,7 +1399,6 @@ out:
 static int read_old_checkpoint(struct cli *cli, const char *path, const struct signed_head *head,
                                char **note, tlog_checkpoint *out)
 {
-	char reason[KMS_ERROR_MAX];
 	tlog_note_view view;
 	size_t len;
 	int code;
@@ -1425,7 +1406,7 @@ static int read_old_checkpoint(struct cli *cli, const char *path, const struct s
 		return code;
 	if (tlog_note_verify(*note, len, &head->key, "old checkpoint", &view) != KMS_OK ||
 	    tlog_checkpoint_parse(view.body, view.body_len, "old checkpoint", out) != KMS_OK)
-		return audit_failed(cli, "%s", tlog_reason(reason));
+		return audit_failed(cli, "%s", kms_error_message());
 	if (out->origin_len != head->cp.origin_len ||
 	    memcmp(out->origin, head->cp.origin, out->origin_len) != 0)
 		return audit_failed(cli, "old checkpoint is for origin %.*s, kmsd's log is %.*s",
@@ -1442,13 +1423,12 @@ static int claimed_root(struct cli *cli, kms_client *client, uint64_t size,
 {
 	kms_inclusion_proof p;
 	uint8_t leaf[TLOG_HASH_SIZE];
-	char reason[KMS_ERROR_MAX];
 	int code = fetch_inclusion(cli, client, size - 1, size, &p);
 	if (code != CLI_EXIT_OK)
 		return code;
 	if (tlog_leaf_hash(p.entry, p.entry_len, leaf) != KMS_OK ||
 	    inclusion_root(leaf, size - 1, size, (hash_list)p.hashes, p.n_hashes, root) != KMS_OK)
-		code = audit_failed(cli, "entry %" PRIu64 ": %s", size - 1, tlog_reason(reason));
+		code = audit_failed(cli, "entry %" PRIu64 ": %s", size - 1, kms_error_message());
 	kms_inclusion_proof_free(&p);
 	return code;
 }

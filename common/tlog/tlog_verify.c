@@ -27,25 +27,13 @@ static kms_status report_fail_at(tlog_verify_report *report, kms_status status,
 #define REPORT_FAIL(report, status, ...)                                       \
 	report_fail_at((report), (status), __FILE__, __LINE__, __VA_ARGS__)
 
-/* The last error's line without its " (file.c:123)" suffix. */
-static void error_line(char out[static KMS_ERROR_MAX])
-{
-	const char *msg = kms_error_message();
-	size_t n = strlen(msg);
-	const char *open = strrchr(msg, '(');
-	if (n > 0 && msg[n - 1] == ')' && open != NULL && open > msg && open[-1] == ' ' &&
-	    strstr(open, ".c:") != NULL)
-		n = (size_t)(open - 1 - msg);
-	snprintf(out, KMS_ERROR_MAX, "%.*s", (int)n, msg);
-}
-
 /* Passes a failure from another tlog function on into the report,
  * prefixed (prefix may be ""). */
 static kms_status report_from_error(tlog_verify_report *report, kms_status status,
                                     const char *prefix)
 {
 	char line[KMS_ERROR_MAX];
-	error_line(line);
+	snprintf(line, sizeof line, "%s", kms_error_message());
 	return REPORT_FAIL(report, status, "%s%s", prefix, line);
 }
 

@@ -200,7 +200,8 @@ static void *writer_main(void *arg)
 		char why[200] = "";
 		if (st != KMS_OK) {
 			snprintf(why, sizeof why, "%s", kms_error_message());
-			kms_log("error", "audit: %zu entries not written, their requests fail: %s", n, why);
+			kms_log("error", "audit: %zu entries not written, their requests fail: %s (%s)",
+			        n, why, kms_error_where());
 		}
 
 		pthread_mutex_lock(&log->lock);
@@ -252,7 +253,8 @@ static void *publisher_main(void *arg)
 		pthread_mutex_unlock(&log->lock);
 		bool published = audit_publish(log) == KMS_OK;
 		if (!published)
-			kms_log("error", "audit: publishing a checkpoint: %s", kms_error_message());
+			kms_log("error", "audit: publishing a checkpoint: %s (%s)", kms_error_message(),
+			        kms_error_where());
 		pthread_mutex_lock(&log->lock);
 		/* A failed publication (disk full) is retried checkpoint_ms later,
 		 * not at once, so it cannot spin and flood the log. */
@@ -432,10 +434,10 @@ kms_status audit_open(const audit_config *cfg, audit_log **out)
 	         (unsigned long long)tlog_tree_size(&log->tree), path, log->origin, log->verifier_key);
 out:
 	if (st != KMS_OK) {
-		char why[KMS_ERROR_MAX];
-		snprintf(why, sizeof why, "%s", kms_error_message());
+		kms_error_saved why;
+		kms_error_save(&why);
 		audit_close(log);
-		return KMS_FAIL(st, "%s", why);
+		return kms_error_restore(st, &why);
 	}
 	*out = log;
 	return KMS_OK;
@@ -458,7 +460,8 @@ void audit_close(audit_log *log)
 			pthread_join(log->writer, NULL);
 		if (tlog_tree_size(&log->tree) != log->published_size &&
 		    audit_publish(log) != KMS_OK)
-			kms_log("error", "audit: final checkpoint: %s", kms_error_message());
+			kms_log("error", "audit: final checkpoint: %s (%s)", kms_error_message(),
+			        kms_error_where());
 	}
 	if (log->fd >= 0)
 		close(log->fd);

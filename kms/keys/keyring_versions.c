@@ -12,22 +12,6 @@
 #include "kms/keys/keyring.h"
 #include "kms/keys/keyring_impl.h"
 
-/* Keeps the thread's message across cleanup that may overwrite it. */
-typedef struct saved_error {
-	char text[KMS_ERROR_MAX];
-} saved_error;
-
-static void error_save(saved_error *saved)
-{
-	snprintf(saved->text, sizeof saved->text, "%s", kms_error_message());
-}
-
-static void error_restore(const saved_error *saved)
-{
-	if (strcmp(saved->text, kms_error_message()) != 0)
-		(void)KMS_FAIL(KMS_INTERNAL, "%s", saved->text);
-}
-
 kms_status kr_object_create(keyring *kr, const uint8_t id[KMS_KEYID_BYTES], uint32_t version)
 {
 	hsm_object_id object;
@@ -47,34 +31,34 @@ kms_status kr_object_destroy(keyring *kr, const uint8_t id[KMS_KEYID_BYTES], uin
 kms_status kr_version_rollback(keyring *kr, const uint8_t id[KMS_KEYID_BYTES], uint32_t version)
 {
 	char id_text[KMS_KEYID_TEXT_SIZE];
-	saved_error saved;
+	kms_error_saved saved;
 	kms_status status;
 
 	keyid_format(id, id_text);
-	error_save(&saved);
+	kms_error_save(&saved);
 	/* The object first: a row without an object is harmless, an object
 	 * without a row is what we must never leave. */
 	status = kr_object_destroy(kr, id, version);
 	if (status == KMS_OK)
 		status = store_version_delete(kr->store, id_text, version);
 	if (status != KMS_OK)
-		kr_log("rolling back %s:v%u failed, start-up reconciliation will retry: %s", id_text,
-		       (unsigned)version, kms_error_message());
-	error_restore(&saved);
+		kr_log("rolling back %s:v%u failed, start-up reconciliation will retry: %s (%s)",
+		       id_text, (unsigned)version, kms_error_message(), kms_error_where());
+	(void)kms_error_restore(status, &saved);
 	return status;
 }
 
 kms_status kr_key_rollback(keyring *kr, const uint8_t id[KMS_KEYID_BYTES])
 {
 	char id_text[KMS_KEYID_TEXT_SIZE];
-	saved_error saved;
+	kms_error_saved saved;
 	kms_status status;
 	store_key key;
 	store_version *versions = NULL;
 	size_t n_versions = 0;
 
 	keyid_format(id, id_text);
-	error_save(&saved);
+	kms_error_save(&saved);
 	KMS_GUARD_OUT(status, store_key_get(kr->store, id_text, &key));
 	/* Never a key callers have seen: only intents are rolled back. */
 	if (key.lifecycle != KEY_LIFECYCLE_CREATING) {
@@ -89,10 +73,10 @@ kms_status kr_key_rollback(keyring *kr, const uint8_t id[KMS_KEYID_BYTES])
 	kr_alias_cache_clear(kr);
 out:
 	if (status != KMS_OK)
-		kr_log("rolling back key %s failed, start-up reconciliation will retry: %s", id_text,
-		       kms_error_message());
+		kr_log("rolling back key %s failed, start-up reconciliation will retry: %s (%s)",
+		       id_text, kms_error_message(), kms_error_where());
 	free(versions);
-	error_restore(&saved);
+	(void)kms_error_restore(status, &saved);
 	return status;
 }
 
@@ -232,17 +216,18 @@ out:
 
 typedef struct tick_state {
 	kms_status first_failure;
-	char first_message[KMS_ERROR_MAX];
+	kms_error_saved first_error;
 	keyring_tick_report report;
 } tick_state;
 
 static void tick_failed(tick_state *t, kms_status status, const char *what, const char *id_text)
 {
-	kr_log("%s%s%s failed: %s", what, id_text[0] ? " " : "", id_text, kms_error_message());
+	kr_log("%s%s%s failed: %s (%s)", what, id_text[0] ? " " : "", id_text, kms_error_message(),
+	       kms_error_where());
 	t->report.failed++;
 	if (t->first_failure == KMS_OK) {
 		t->first_failure = status;
-		snprintf(t->first_message, sizeof t->first_message, "%s", kms_error_message());
+		kms_error_save(&t->first_error);
 	}
 }
 
@@ -325,6 +310,6 @@ kms_status keyring_tick(keyring *kr, int64_t now, keyring_tick_report *report)
 	if (report)
 		*report = t.report;
 	if (t.first_failure != KMS_OK)
-		return KMS_FAIL(t.first_failure, "%s", t.first_message);
+		return kms_error_restore(t.first_failure, &t.first_error);
 	return KMS_OK;
 }

@@ -118,7 +118,8 @@ static void serve_one(worker *w, nng_msg *msg)
 	                                nng_msg_len(msg), &reply, &reply_len);
 	nng_msg_free(msg); /* its body was wiped by the pipeline */
 	if (st != KMS_OK) {
-		kms_log("error", "dropped a request: %s", kms_error_message());
+		kms_log("error", "dropped a request: %s (%s)", kms_error_message(),
+		        kms_error_where());
 		return;
 	}
 	nng_msg *out = NULL;
@@ -298,11 +299,11 @@ kms_status server_start(kmsd *d, server **out)
 		KMS_GUARD_OUT(st, listen_on(s, d->cfg.listen[i]));
 out:
 	if (st != KMS_OK) {
-		char why[KMS_ERROR_MAX];
-		snprintf(why, sizeof why, "%s", kms_error_message());
+		kms_error_saved why;
+		kms_error_save(&why);
 		atomic_store(&d->draining, true);
 		server_drain_and_close(s);
-		return KMS_FAIL(st, "%s", why);
+		return kms_error_restore(st, &why);
 	}
 	*out = s;
 	return KMS_OK;

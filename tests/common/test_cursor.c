@@ -67,13 +67,25 @@ static void status_names_cover_every_code(void **state)
 	assert_string_equal(kms_status_name(KMS_INVALID_CIPHERTEXT), "INVALID_CIPHERTEXT");
 }
 
-static void error_message_names_position(void **state)
+/* The position is kept beside the message, for kmsd's log: the message
+ * itself goes to clients and audit entries. */
+static void error_position_beside_message(void **state)
 {
 	kms_status st = KMS_FAIL(KMS_NOT_FOUND, "key %s not found", "k-00");
 	assert_int_equal(st, KMS_NOT_FOUND);
-	assert_non_null(strstr(kms_error_message(), "key k-00 not found (test_cursor.c:"));
+	assert_string_equal(kms_error_message(), "key k-00 not found");
+	assert_non_null(strstr(kms_error_where(), "test_cursor.c:"));
+
+	kms_error_saved saved;
+	kms_error_save(&saved);
+	(void)KMS_FAIL(KMS_INTERNAL, "cleanup failed too");
+	assert_int_equal(kms_error_restore(KMS_NOT_FOUND, &saved), KMS_NOT_FOUND);
+	assert_string_equal(kms_error_message(), "key k-00 not found");
+	assert_string_equal(kms_error_where(), saved.where);
+
 	kms_error_clear();
 	assert_string_equal(kms_error_message(), "");
+	assert_string_equal(kms_error_where(), "");
 }
 
 int main(void)
@@ -84,7 +96,7 @@ int main(void)
 		cmocka_unit_test(trailing_bytes_are_not_done),
 		cmocka_unit_test(writer_refuses_overflow),
 		cmocka_unit_test(status_names_cover_every_code),
-		cmocka_unit_test(error_message_names_position),
+		cmocka_unit_test(error_position_beside_message),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
