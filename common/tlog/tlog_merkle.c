@@ -238,16 +238,15 @@ kms_status tlog_consistency_proof(tlog_hash_reader read, void *ctx, uint64_t old
 	return KMS_OK;
 }
 
-static bool hash_equal(const uint8_t a[static TLOG_HASH_SIZE], const uint8_t b[static TLOG_HASH_SIZE])
+bool tlog_hash_equal(const uint8_t a[static TLOG_HASH_SIZE],
+                     const uint8_t b[static TLOG_HASH_SIZE])
 {
-	/* The hashes are public; constant time costs nothing here. */
 	return CRYPTO_memcmp(a, b, TLOG_HASH_SIZE) == 0;
 }
 
-kms_status tlog_inclusion_verify(const uint8_t leaf_hash[static TLOG_HASH_SIZE], uint64_t index,
-                                 uint64_t tree_size,
-                                 const uint8_t (*proof)[TLOG_HASH_SIZE], size_t n,
-                                 const uint8_t root[static TLOG_HASH_SIZE])
+kms_status tlog_inclusion_root(const uint8_t leaf_hash[static TLOG_HASH_SIZE], uint64_t index,
+                               uint64_t tree_size, const uint8_t (*proof)[TLOG_HASH_SIZE],
+                               size_t n, uint8_t root[static TLOG_HASH_SIZE])
 {
 	KMS_ENSURE(proof != NULL || n == 0, KMS_INVALID_ARGUMENT,
 	           WHERE ": inclusion proof: no hashes");
@@ -277,7 +276,18 @@ kms_status tlog_inclusion_verify(const uint8_t leaf_hash[static TLOG_HASH_SIZE],
 	}
 	KMS_ENSURE(sn == 0, KMS_INVALID_CIPHERTEXT,
 	           WHERE ": inclusion proof: %zu hashes is too few", n);
-	KMS_ENSURE(hash_equal(r, root), KMS_INVALID_CIPHERTEXT,
+	memcpy(root, r, TLOG_HASH_SIZE);
+	return KMS_OK;
+}
+
+kms_status tlog_inclusion_verify(const uint8_t leaf_hash[static TLOG_HASH_SIZE], uint64_t index,
+                                 uint64_t tree_size,
+                                 const uint8_t (*proof)[TLOG_HASH_SIZE], size_t n,
+                                 const uint8_t root[static TLOG_HASH_SIZE])
+{
+	uint8_t r[TLOG_HASH_SIZE];
+	KMS_GUARD(tlog_inclusion_root(leaf_hash, index, tree_size, proof, n, r));
+	KMS_ENSURE(tlog_hash_equal(r, root), KMS_INVALID_CIPHERTEXT,
 	           WHERE ": inclusion proof of leaf %llu does not lead to the root",
 	           (unsigned long long)index);
 	return KMS_OK;
@@ -296,14 +306,14 @@ kms_status tlog_consistency_verify(uint64_t old_size, uint64_t new_size,
 	if (old_size == 0) {
 		KMS_ENSURE(n == 0, KMS_INVALID_CIPHERTEXT,
 		           WHERE ": consistency proof from the empty tree must be empty");
-		KMS_ENSURE(hash_equal(old_root, empty_root), KMS_INVALID_CIPHERTEXT,
+		KMS_ENSURE(tlog_hash_equal(old_root, empty_root), KMS_INVALID_CIPHERTEXT,
 		           WHERE ": consistency proof: old root is not the empty tree's");
 		return KMS_OK;
 	}
 	if (old_size == new_size) {
 		KMS_ENSURE(n == 0, KMS_INVALID_CIPHERTEXT,
 		           WHERE ": consistency proof between equal sizes must be empty");
-		KMS_ENSURE(hash_equal(old_root, new_root), KMS_INVALID_CIPHERTEXT,
+		KMS_ENSURE(tlog_hash_equal(old_root, new_root), KMS_INVALID_CIPHERTEXT,
 		           WHERE ": consistency proof: roots differ at equal size %llu",
 		           (unsigned long long)old_size);
 		return KMS_OK;
@@ -344,7 +354,8 @@ kms_status tlog_consistency_verify(uint64_t old_size, uint64_t new_size,
 	}
 	KMS_ENSURE(sn == 0, KMS_INVALID_CIPHERTEXT,
 	           WHERE ": consistency proof: %zu hashes is too few", n);
-	KMS_ENSURE(hash_equal(fr, old_root) && hash_equal(sr, new_root), KMS_INVALID_CIPHERTEXT,
+	KMS_ENSURE(tlog_hash_equal(fr, old_root) && tlog_hash_equal(sr, new_root),
+	           KMS_INVALID_CIPHERTEXT,
 	           WHERE ": consistency proof from size %llu to %llu does not lead to the roots",
 	           (unsigned long long)old_size, (unsigned long long)new_size);
 	return KMS_OK;

@@ -25,6 +25,7 @@
 #ifndef KMS_TLOG_MERKLE_H
 #define KMS_TLOG_MERKLE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -84,6 +85,21 @@ kms_status tlog_consistency_proof(tlog_hash_reader read, void *ctx, uint64_t old
                                   uint64_t new_size,
                                   uint8_t proof[static TLOG_PROOF_MAX_HASHES][TLOG_HASH_SIZE],
                                   size_t *n) KMS_MUST_USE;
+
+/* Whether two hashes are equal, in constant time (they are public, so
+ * this costs nothing and rules out a class of mistakes). */
+bool tlog_hash_equal(const uint8_t a[static TLOG_HASH_SIZE],
+                     const uint8_t b[static TLOG_HASH_SIZE]);
+
+/* The root that proof[0..n) and leaf_hash give for leaf index of a tree of
+ * tree_size leaves: RFC 9162 2.1.3.2 up to, not including, the comparison
+ * with a root. For a tree whose root is not known yet: the root is only
+ * what the proof claims until something else (a consistency proof to a
+ * signed root) confirms it. KMS_INVALID_CIPHERTEXT when index is not in the
+ * tree or the proof has the wrong number of hashes. */
+kms_status tlog_inclusion_root(const uint8_t leaf_hash[static TLOG_HASH_SIZE], uint64_t index,
+                               uint64_t tree_size, const uint8_t (*proof)[TLOG_HASH_SIZE],
+                               size_t n, uint8_t root[static TLOG_HASH_SIZE]) KMS_MUST_USE;
 
 /* KMS_OK when proof[0..n) proves leaf_hash is leaf index of the tree of
  * tree_size leaves with that root (RFC 9162 2.1.3.2); otherwise

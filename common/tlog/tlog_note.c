@@ -392,6 +392,19 @@ static size_t last_blank_line(const char *text, size_t len)
 	return len;
 }
 
+kms_status tlog_note_body(const char *text, size_t len, const char *what, tlog_note_view *out)
+{
+	memset(out, 0, sizeof *out);
+	what = NOTE_WHAT(what);
+	KMS_ENSURE(text != NULL || len == 0, KMS_INVALID_ARGUMENT, "%s: no text", what);
+	size_t split = last_blank_line(text, len);
+	KMS_ENSURE(split < len, KMS_INVALID_CIPHERTEXT,
+	           "%s is malformed: no blank line before the signatures", what);
+	out->body = text;
+	out->body_len = split + 1;
+	return KMS_OK;
+}
+
 kms_status tlog_note_verify(const char *text, size_t len, const tlog_verifier *key,
                             const char *what, tlog_note_view *out)
 {

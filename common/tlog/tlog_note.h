@@ -127,6 +127,14 @@ typedef struct tlog_note_view {
 kms_status tlog_note_verify(const char *text, size_t len, const tlog_verifier *key,
                             const char *what, tlog_note_view *out) KMS_MUST_USE;
 
+/* The body of a signed note, NOT verified: the text up to the last blank
+ * line (signature lines are never empty). Only for reading a log whose key
+ * the reader was not given; nothing read this way may be called verified.
+ * KMS_INVALID_CIPHERTEXT "<what> is malformed: no blank line before the
+ * signatures"; *out is then zeroed. */
+kms_status tlog_note_body(const char *text, size_t len, const char *what,
+                          tlog_note_view *out) KMS_MUST_USE;
+
 /* A parsed checkpoint body: origin and extensions point into the body.
  * extensions is every line after the root, each ending "\n" (length 0 when
  * there are none). */

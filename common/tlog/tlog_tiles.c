@@ -505,3 +505,90 @@ out:
 	memset(out, 0, TLOG_TILE_WIDTH * sizeof out[0]);
 	return st;
 }
+
+/* ---- reading a log directory ---- */
+
+kms_status tlog_bundle_read(const char *dir, uint64_t tree_size, uint64_t k,
+                            char path[static TLOG_TILE_PATH_MAX], uint8_t **bytes,
+                            tlog_entry_span spans[static TLOG_TILE_WIDTH], unsigned *width)
+{
+	size_t len = 0;
+	*bytes = NULL;
+	*width = 0;
+	path[0] = '\0';
+	KMS_ENSURE(tree_size <= TLOG_TREE_SIZE_MAX && k < tlog_bundle_count(tree_size),
+	           KMS_INVALID_ARGUMENT, WHERE ": a tree of %llu has no bundle %llu",
+	           (unsigned long long)tree_size, (unsigned long long)k);
+	*width = tlog_bundle_width(tree_size, k);
+	KMS_GUARD(tlog_bundle_path(k, *width, path));
+	KMS_GUARD(tlog_file_read(dir, path, TLOG_BUNDLE_BYTES_MAX, bytes, &len));
+	return tlog_bundle_parse(*bytes, len, *width, k * TLOG_TILE_WIDTH, path, spans);
+}
+
+void tlog_dir_tiles_init(tlog_dir_tiles *t, const char *dir, uint64_t tree_size)
+{
+	memset(t, 0, sizeof *t);
+	t->dir = dir;
+	t->tree_size = tree_size;
+}
+
+void tlog_dir_tiles_resize(tlog_dir_tiles *t, uint64_t tree_size)
+{
+	if (t->tree_size == tree_size)
+		return;
+	t->tree_size = tree_size;
+	for (unsigned i = 0; i < TLOG_TILE_LEVELS; i++)
+		t->level[i].loaded = false;
+}
+
+kms_status tlog_dir_tile_get(tlog_dir_tiles *t, unsigned level, uint64_t index,
+                             const tlog_dir_tile **out)
+{
+	*out = NULL;
+	KMS_ENSURE(level < TLOG_TILE_LEVELS, KMS_INTERNAL, WHERE ": no tile level %u", level);
+	tlog_dir_tile *tile = &t->level[level];
+	if (tile->loaded && tile->index == index) {
+		*out = tile;
+		return KMS_OK;
+	}
+	tile->loaded = false;
+	uint64_t full = tlog_tile_full_count(t->tree_size, level);
+	unsigned width = index < full ? TLOG_TILE_WIDTH
+	                              : tlog_tile_partial_width(t->tree_size, level);
+	KMS_ENSURE(index <= full && width > 0, KMS_INTERNAL,
+	           "a tree of %llu has no tile %llu at level %u",
+	           (unsigned long long)t->tree_size, (unsigned long long)index, level);
+	KMS_GUARD(tlog_tile_path(level, index, width, tile->path));
+
+	uint8_t *bytes = NULL;
+	size_t len = 0;
+	KMS_GUARD(tlog_file_read(t->dir, tile->path, TLOG_TILE_BYTES, &bytes, &len));
+	if (len != (size_t)width * TLOG_HASH_SIZE) {
+		free(bytes);
+		return KMS_FAIL(KMS_INVALID_CIPHERTEXT, "%s: %zu bytes, expected %u (%u hashes)",
+		                tile->path, len, width * TLOG_HASH_SIZE, width);
+	}
+	memcpy(tile->hashes, bytes, len);
+	free(bytes);
+	tile->loaded = true;
+	tile->index = index;
+	tile->width = width;
+	*out = tile;
+	return KMS_OK;
+}
+
+kms_status tlog_dir_tiles_reader(void *ctx, unsigned level, uint64_t index,
+                                 uint8_t out[static TLOG_HASH_SIZE])
+{
+	tlog_dir_tiles *t = ctx;
+	const tlog_dir_tile *tile;
+	unsigned tile_level = level / TLOG_TILE_HEIGHT;
+	unsigned rise = level % TLOG_TILE_HEIGHT;
+	uint64_t first = index << rise;
+	unsigned count = 1u << rise;
+	KMS_GUARD(tlog_dir_tile_get(t, tile_level, first / TLOG_TILE_WIDTH, &tile));
+	unsigned offset = (unsigned)(first % TLOG_TILE_WIDTH);
+	KMS_ENSURE(offset + count <= tile->width, KMS_INTERNAL, "%s: has no hashes %u..%u",
+	           tile->path, offset, offset + count - 1);
+	return tlog_root((const uint8_t (*)[TLOG_HASH_SIZE])tile->hashes + offset, count, out);
+}

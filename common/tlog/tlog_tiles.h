@@ -136,6 +136,75 @@ kms_status tlog_bundle_parse(const uint8_t *bundle, size_t len, unsigned width,
 kms_status tlog_file_read(const char *dir, const char *path, size_t max, uint8_t **out,
                           size_t *len) KMS_MUST_USE;
 
+/* ---- reading a log directory ---- */
+
+/* Entry bundles a tree of tree_size leaves has (the last may be partial). */
+static inline uint64_t tlog_bundle_count(uint64_t tree_size)
+{
+	return tree_size / TLOG_TILE_WIDTH + (tree_size % TLOG_TILE_WIDTH != 0);
+}
+
+/* Entries in bundle k (< tlog_bundle_count) of a tree of tree_size leaves. */
+static inline unsigned tlog_bundle_width(uint64_t tree_size, uint64_t k)
+{
+	uint64_t left = tree_size - k * TLOG_TILE_WIDTH;
+	return left >= TLOG_TILE_WIDTH ? TLOG_TILE_WIDTH : (unsigned)left;
+}
+
+/* Reads bundle k of a tree of tree_size leaves from dir and parses it
+ * strictly (tlog_bundle_parse): *width entries in spans, pointing into
+ * *bytes, which the caller frees (also on failure). path is set to the
+ * bundle's path first, for the caller's messages. Statuses as
+ * tlog_file_read and tlog_bundle_parse; KMS_INVALID_ARGUMENT for a k the
+ * tree has no bundle for. */
+kms_status tlog_bundle_read(const char *dir, uint64_t tree_size, uint64_t k,
+                            char path[static TLOG_TILE_PATH_MAX], uint8_t **bytes,
+                            tlog_entry_span spans[static TLOG_TILE_WIDTH],
+                            unsigned *width) KMS_MUST_USE;
+
+/* One hash tile as read from a directory. */
+typedef struct tlog_dir_tile {
+	bool loaded;
+	uint64_t index;
+	unsigned width;
+	char path[TLOG_TILE_PATH_MAX];
+	uint8_t hashes[TLOG_TILE_WIDTH][TLOG_HASH_SIZE];
+} tlog_dir_tile;
+
+/*
+ * The hash tiles of a log directory, as of one tree size, for roots and
+ * proofs from the files alone: O(log n) tile reads, no tree rebuilt from
+ * the entries. It keeps the last tile read at each tile level, because a
+ * proof walks up the tree one tile a level. About 66 KB: allocate it.
+ * Treat the fields as private.
+ */
+typedef struct tlog_dir_tiles {
+	const char *dir;
+	uint64_t tree_size;
+	tlog_dir_tile level[TLOG_TILE_LEVELS];
+} tlog_dir_tiles;
+
+/* Reads dir's tiles as of tree_size; dir must outlive t. */
+void tlog_dir_tiles_init(tlog_dir_tiles *t, const char *dir, uint64_t tree_size);
+
+/* Reads the tiles as of tree_size from now on. The tiles kept for another
+ * size are forgotten: a partial tile's name has its width. */
+void tlog_dir_tiles_resize(tlog_dir_tiles *t, uint64_t tree_size);
+
+/* Tile index at tile level `level` of the tree, read (or kept from the last
+ * call) and checked to hold exactly its width in hashes. KMS_NOT_FOUND
+ * ("<path>: missing"), KMS_INVALID_CIPHERTEXT ("<path>: 8160 bytes,
+ * expected 8192 (256 hashes)"), KMS_INTERNAL for a tile the tree does not
+ * have or an I/O error. *out stays valid until the next call for that
+ * level or a resize. */
+kms_status tlog_dir_tile_get(tlog_dir_tiles *t, unsigned level, uint64_t index,
+                             const tlog_dir_tile **out) KMS_MUST_USE;
+
+/* A tlog_hash_reader over a tlog_dir_tiles (ctx): a subtree at tree level
+ * h is the root of 2^(h mod 8) hashes of one tile at tile level h / 8. */
+kms_status tlog_dir_tiles_reader(void *ctx, unsigned level, uint64_t index,
+                                 uint8_t out[static TLOG_HASH_SIZE]) KMS_MUST_USE;
+
 /* Writes dir/path atomically and durably, creating its directories. An
  * immutable file that exists already must hold the same bytes: then
  * nothing is written; otherwise KMS_FAILED_PRECONDITION. A mutable file is

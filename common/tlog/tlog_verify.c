@@ -5,8 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
-
 #include "common/tlog/tlog_tiles.h"
 
 /* Records the report's one line and the thread's error; returns status. */
@@ -46,35 +44,6 @@ static kms_status report_from_error(tlog_verify_report *report, kms_status statu
 		}                                                              \
 	} while (0)
 
-static bool hash_equal(const uint8_t *a, const uint8_t *b)
-{
-	return CRYPTO_memcmp(a, b, TLOG_HASH_SIZE) == 0;
-}
-
-/* Width of bundle (or level-0 tile) k in a tree of tree_size leaves. */
-static unsigned bundle_width(uint64_t tree_size, uint64_t k)
-{
-	uint64_t left = tree_size - k * TLOG_TILE_WIDTH;
-	return left >= TLOG_TILE_WIDTH ? TLOG_TILE_WIDTH : (unsigned)left;
-}
-
-static uint64_t bundle_count(uint64_t tree_size)
-{
-	return tree_size / TLOG_TILE_WIDTH + (tree_size % TLOG_TILE_WIDTH != 0);
-}
-
-/* Reads and strictly parses bundle k; *bytes is the caller's to free. */
-static kms_status bundle_load(const char *dir, uint64_t tree_size, uint64_t k,
-                              char path[static TLOG_TILE_PATH_MAX], uint8_t **bytes,
-                              tlog_entry_span spans[static TLOG_TILE_WIDTH], unsigned *width)
-{
-	size_t len = 0;
-	*width = bundle_width(tree_size, k);
-	KMS_GUARD(tlog_bundle_path(k, *width, path));
-	KMS_GUARD(tlog_file_read(dir, path, TLOG_BUNDLE_BYTES_MAX, bytes, &len));
-	return tlog_bundle_parse(*bytes, len, *width, k * TLOG_TILE_WIDTH, path, spans);
-}
-
 /* Step 2: the tree of the entries. */
 static kms_status read_entries(const char *dir, uint64_t tree_size, tlog_tree *tree,
                                tlog_verify_report *report)
@@ -84,9 +53,10 @@ static kms_status read_entries(const char *dir, uint64_t tree_size, tlog_tree *t
 	kms_status st = KMS_OK;
 	uint8_t *bytes = NULL;
 
-	for (uint64_t k = 0; k < bundle_count(tree_size); k++) {
+	for (uint64_t k = 0; k < tlog_bundle_count(tree_size); k++) {
 		unsigned width;
-		GUARD_REPORT(st, report, "", bundle_load(dir, tree_size, k, path, &bytes, spans, &width));
+		GUARD_REPORT(st, report, "",
+		             tlog_bundle_read(dir, tree_size, k, path, &bytes, spans, &width));
 		for (unsigned i = 0; i < width; i++)
 			GUARD_REPORT(st, report, "",
 			             tlog_tree_append_entry(tree, spans[i].bytes, spans[i].len));
@@ -100,113 +70,43 @@ out:
 	return st;
 }
 
-/* One hash tile at a time, as read from the directory. */
-typedef struct tile_cache {
-	const char *dir;
-	uint64_t tree_size;
-	bool loaded;
-	unsigned level;
-	uint64_t index;
-	unsigned width;
-	char path[TLOG_TILE_PATH_MAX];
-	uint8_t hashes[TLOG_TILE_WIDTH][TLOG_HASH_SIZE];
-} tile_cache;
-
-static kms_status tile_load(tile_cache *tc, unsigned level, uint64_t index)
-{
-	if (tc->loaded && tc->level == level && tc->index == index)
-		return KMS_OK;
-	tc->loaded = false;
-	uint64_t full = tlog_tile_full_count(tc->tree_size, level);
-	unsigned width = index < full ? TLOG_TILE_WIDTH : tlog_tile_partial_width(tc->tree_size, level);
-	KMS_ENSURE(index <= full && width > 0, KMS_INTERNAL,
-	           "a tree of %llu has no tile %llu at level %u",
-	           (unsigned long long)tc->tree_size, (unsigned long long)index, level);
-	KMS_GUARD(tlog_tile_path(level, index, width, tc->path));
-
-	uint8_t *bytes = NULL;
-	size_t len = 0;
-	KMS_GUARD(tlog_file_read(tc->dir, tc->path, TLOG_TILE_BYTES, &bytes, &len));
-	if (len != (size_t)width * TLOG_HASH_SIZE) {
-		free(bytes);
-		return KMS_FAIL(KMS_INVALID_CIPHERTEXT, "%s: %zu bytes, expected %u (%u hashes)",
-		                tc->path, len, width * TLOG_HASH_SIZE, width);
-	}
-	memcpy(tc->hashes, bytes, len);
-	free(bytes);
-	tc->loaded = true;
-	tc->level = level;
-	tc->index = index;
-	tc->width = width;
-	return KMS_OK;
-}
-
-/* A tlog_hash_reader over the tiles: a subtree at tree level h is the fold
- * of 2^(h mod 8) hashes of one tile at tile level h / 8. */
-static kms_status tile_reader(void *ctx, unsigned level, uint64_t index,
-                              uint8_t out[static TLOG_HASH_SIZE])
-{
-	tile_cache *tc = ctx;
-	unsigned tile_level = level / TLOG_TILE_HEIGHT;
-	unsigned rise = level % TLOG_TILE_HEIGHT;
-	uint64_t first = index << rise;
-	unsigned count = 1u << rise;
-	KMS_ENSURE(tile_level < TLOG_TILE_LEVELS, KMS_INTERNAL, "no tile level %u", tile_level);
-	KMS_GUARD(tile_load(tc, tile_level, first / TLOG_TILE_WIDTH));
-	unsigned offset = (unsigned)(first % TLOG_TILE_WIDTH);
-	KMS_ENSURE(offset + count <= tc->width, KMS_INTERNAL,
-	           "%s: has no hashes %u..%u", tc->path, offset, offset + count - 1);
-
-	uint8_t fold[TLOG_TILE_WIDTH / 2][TLOG_HASH_SIZE];
-	if (rise == 0) {
-		memcpy(out, tc->hashes[offset], TLOG_HASH_SIZE);
-		return KMS_OK;
-	}
-	for (unsigned i = 0; i < count / 2; i++)
-		KMS_GUARD(tlog_node_hash(tc->hashes[offset + 2 * i], tc->hashes[offset + 2 * i + 1],
-		                         fold[i]));
-	for (unsigned n = count / 2; n > 1; n /= 2)
-		for (unsigned i = 0; i < n / 2; i++)
-			KMS_GUARD(tlog_node_hash(fold[2 * i], fold[2 * i + 1], fold[i]));
-	memcpy(out, fold[0], TLOG_HASH_SIZE);
-	return KMS_OK;
-}
-
 /* Step 3: every tile of the tree against the tree of the entries. With
  * level0_only, only the level-0 tiles, blaming the entries (their signed
  * hashes are in the tiles). *found is whether a difference was reported. */
-static kms_status compare_tiles(tile_cache *tc, const tlog_tree *tree, bool level0_only,
+static kms_status compare_tiles(tlog_dir_tiles *tiles, const tlog_tree *tree, bool level0_only,
                                 tlog_verify_report *report, bool *found)
 {
 	kms_status st = KMS_OK;
-	unsigned levels = level0_only ? 1 : tlog_tile_levels(tc->tree_size);
+	uint64_t tree_size = tiles->tree_size;
+	unsigned levels = level0_only ? 1 : tlog_tile_levels(tree_size);
 	*found = false;
 	for (unsigned level = 0; level < levels; level++) {
-		uint64_t tiles = tlog_tile_full_count(tc->tree_size, level) +
-		                 (tlog_tile_partial_width(tc->tree_size, level) > 0);
-		for (uint64_t k = 0; k < tiles; k++) {
-			GUARD_REPORT(st, report, "", tile_load(tc, level, k));
+		uint64_t count = tlog_tile_full_count(tree_size, level) +
+		                 (tlog_tile_partial_width(tree_size, level) > 0);
+		for (uint64_t k = 0; k < count; k++) {
+			const tlog_dir_tile *tile;
+			GUARD_REPORT(st, report, "", tlog_dir_tile_get(tiles, level, k, &tile));
 			report->tiles_checked++;
-			for (unsigned i = 0; i < tc->width; i++) {
+			for (unsigned i = 0; i < tile->width; i++) {
 				uint8_t expected[TLOG_HASH_SIZE];
 				uint64_t position = k * TLOG_TILE_WIDTH + i;
 				GUARD_REPORT(st, report, "",
 				             tlog_tree_reader((void *)tree, TLOG_TILE_HEIGHT * level,
 				                              position, expected));
-				if (hash_equal(expected, tc->hashes[i]))
+				if (tlog_hash_equal(expected, tile->hashes[i]))
 					continue;
 				*found = true;
 				if (level0_only) {
 					char bundle[TLOG_TILE_PATH_MAX];
 					GUARD_REPORT(st, report, "",
-					             tlog_bundle_path(k, tc->width, bundle));
+					             tlog_bundle_path(k, tile->width, bundle));
 					return REPORT_FAIL(report, KMS_INVALID_CIPHERTEXT,
 					                   "entry %llu in %s differs from the signed tree "
 					                   "(hash %u of %s)",
-					                   (unsigned long long)position, bundle, i, tc->path);
+					                   (unsigned long long)position, bundle, i, tile->path);
 				}
 				return REPORT_FAIL(report, KMS_INVALID_CIPHERTEXT,
-				                   "%s: hash %u differs from the entries", tc->path, i);
+				                   "%s: hash %u differs from the entries", tile->path, i);
 			}
 		}
 	}
@@ -222,31 +122,31 @@ static kms_status check_tiles_and_root(const char *dir, const tlog_checkpoint *c
 	kms_status st = KMS_OK;
 	bool found = false;
 	uint8_t entries_root[TLOG_HASH_SIZE], tiles_root[TLOG_HASH_SIZE];
-	tile_cache *tc = calloc(1, sizeof *tc);
-	if (tc == NULL)
+	tlog_dir_tiles *tiles = calloc(1, sizeof *tiles);
+	if (tiles == NULL)
 		return REPORT_FAIL(report, KMS_INTERNAL, "out of memory");
-	tc->dir = dir;
-	tc->tree_size = cp->tree_size;
+	tlog_dir_tiles_init(tiles, dir, cp->tree_size);
 
 	GUARD_REPORT(st, report, "", tlog_tree_root(tree, cp->tree_size, entries_root));
-	if (hash_equal(entries_root, cp->root)) {
+	if (tlog_hash_equal(entries_root, cp->root)) {
 		/* The entries are what was signed: any tile that differs is wrong. */
-		st = compare_tiles(tc, tree, false, report, &found);
+		st = compare_tiles(tiles, tree, false, report, &found);
 		goto out;
 	}
-	GUARD_REPORT(st, report, "", tlog_root_at(tile_reader, tc, cp->tree_size, tiles_root));
-	if (hash_equal(tiles_root, cp->root)) {
+	GUARD_REPORT(st, report, "",
+	             tlog_root_at(tlog_dir_tiles_reader, tiles, cp->tree_size, tiles_root));
+	if (tlog_hash_equal(tiles_root, cp->root)) {
 		/* The tiles are what was signed: the entries were changed. */
-		st = compare_tiles(tc, tree, true, report, &found);
+		st = compare_tiles(tiles, tree, true, report, &found);
 		if (st == KMS_OK && !found)
-			st = compare_tiles(tc, tree, false, report, &found);
+			st = compare_tiles(tiles, tree, false, report, &found);
 		if (st != KMS_OK || found)
 			goto out;
 	}
 	st = REPORT_FAIL(report, KMS_INVALID_CIPHERTEXT,
 	                 "checkpoint root differs from the tree of the entries");
 out:
-	free(tc);
+	free(tiles);
 	return st;
 }
 
@@ -282,7 +182,7 @@ static kms_status check_since(const char *since, const tlog_verifier *key,
 	kms_status st = tlog_tree_root(tree, old.tree_size, root);
 	if (st != KMS_OK)
 		return report_from_error(report, st, "");
-	if (!hash_equal(root, old.root))
+	if (!tlog_hash_equal(root, old.root))
 		return REPORT_FAIL(report, KMS_INVALID_CIPHERTEXT,
 		                   "old checkpoint (size %llu) is not a prefix of this log",
 		                   (unsigned long long)old.tree_size);
@@ -302,15 +202,16 @@ static kms_status visit_entries(const char *dir, const tlog_tree *tree, uint64_t
 	kms_status st = KMS_OK;
 	uint8_t *bytes = NULL;
 
-	for (uint64_t k = 0; k < bundle_count(tree_size); k++) {
+	for (uint64_t k = 0; k < tlog_bundle_count(tree_size); k++) {
 		unsigned width;
-		GUARD_REPORT(st, report, "", bundle_load(dir, tree_size, k, path, &bytes, spans, &width));
+		GUARD_REPORT(st, report, "",
+		             tlog_bundle_read(dir, tree_size, k, path, &bytes, spans, &width));
 		for (unsigned i = 0; i < width; i++) {
 			uint64_t index = k * TLOG_TILE_WIDTH + i;
 			uint8_t leaf[TLOG_HASH_SIZE], expected[TLOG_HASH_SIZE];
 			GUARD_REPORT(st, report, "", tlog_leaf_hash(spans[i].bytes, spans[i].len, leaf));
 			GUARD_REPORT(st, report, "", tlog_tree_reader((void *)tree, 0, index, expected));
-			if (!hash_equal(leaf, expected)) {
+			if (!tlog_hash_equal(leaf, expected)) {
 				st = REPORT_FAIL(report, KMS_INVALID_CIPHERTEXT,
 				                 "entry %llu in %s changed while being verified",
 				                 (unsigned long long)index, path);

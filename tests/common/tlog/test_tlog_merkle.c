@@ -401,6 +401,44 @@ static void all_proofs_up_to_seventy(void **state)
 	free(many);
 }
 
+/* The root a proof leads to, for a tree whose root is not known yet: for
+ * every leaf of trees up to 70 it is the tree's root, and a proof one hash
+ * short or long, or a leaf outside the tree, is refused. */
+static void inclusion_root_is_the_trees_root(void **state)
+{
+	uint8_t (*many)[TLOG_HASH_SIZE] = test_leaf_hashes(70);
+	hash_t proof[TLOG_PROOF_MAX_HASHES + 1], want, got;
+	for (uint64_t size = 1; size <= 70; size++) {
+		naive_mth((const hash_t *)many, 0, size, want);
+		for (uint64_t index = 0; index < size; index++) {
+			size_t n = naive_path((const hash_t *)many, index, 0, size, proof);
+			assert_int_equal(tlog_inclusion_root(many[index], index, size,
+			                                     (const hash_t *)proof, n, got),
+			                 KMS_OK);
+			assert_memory_equal(got, want, TLOG_HASH_SIZE);
+			assert_true(tlog_hash_equal(got, want));
+			memcpy(proof[n], want, TLOG_HASH_SIZE);
+			assert_int_equal(tlog_inclusion_root(many[index], index, size,
+			                                     (const hash_t *)proof, n + 1, got),
+			                 KMS_INVALID_CIPHERTEXT);
+			assert_non_null(strstr(kms_error_message(), "is too many"));
+			if (n > 0) {
+				assert_int_equal(tlog_inclusion_root(many[index], index, size,
+				                                     (const hash_t *)proof, n - 1, got),
+				                 KMS_INVALID_CIPHERTEXT);
+				assert_non_null(strstr(kms_error_message(), "is too few"));
+			}
+		}
+		assert_int_equal(tlog_inclusion_root(many[0], size, size, (const hash_t *)proof, 0,
+		                                     got),
+		                 KMS_INVALID_CIPHERTEXT);
+	}
+	memcpy(got, want, TLOG_HASH_SIZE);
+	got[TLOG_HASH_SIZE - 1] ^= 1;
+	assert_false(tlog_hash_equal(got, want));
+	free(many);
+}
+
 static void verify_edge_cases(void **state)
 {
 	hash_t empty, a, b, leaf, proof[1];
@@ -511,6 +549,7 @@ int main(void)
 		cmocka_unit_test(ct_known_proofs),
 		cmocka_unit_test(all_proofs_up_to_eight),
 		cmocka_unit_test(all_proofs_up_to_seventy),
+		cmocka_unit_test(inclusion_root_is_the_trees_root),
 		cmocka_unit_test(verify_edge_cases),
 		cmocka_unit_test(large_trees),
 		cmocka_unit_test(arguments_are_checked),

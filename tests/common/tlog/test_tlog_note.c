@@ -315,6 +315,25 @@ static void doc_vector(void **state)
 	test_key_free(&key);
 }
 
+/* Read without a key, a note's body is what a verified read gives, and a
+ * text with no blank line is refused the same way. */
+static void body_without_a_key(void **state)
+{
+	tlog_note_view verified, unverified;
+	assert_int_equal(open_note(DOC_NOTE, DOC_VKEY, &verified), KMS_OK);
+	assert_int_equal(tlog_note_body(DOC_NOTE, strlen(DOC_NOTE), "checkpoint", &unverified),
+	                 KMS_OK);
+	assert_ptr_equal(unverified.body, DOC_NOTE);
+	assert_int_equal(unverified.body_len, verified.body_len);
+	assert_string_equal(DOC_NOTE + unverified.body_len, DOC_NOTE + verified.body_len);
+
+	static const char no_blank[] = "origin\n8\nroot\n\xe2\x80\x94 key sig\n";
+	assert_int_equal(tlog_note_body(no_blank, strlen(no_blank), "checkpoint", &unverified),
+	                 KMS_INVALID_CIPHERTEXT);
+	assert_null(unverified.body);
+	assert_msg("checkpoint is malformed: no blank line before the signatures");
+}
+
 /* The specs' examples parse as notes (signed by keys we do not have). */
 static void spec_examples(void **state)
 {
@@ -537,6 +556,7 @@ int main(void)
 		cmocka_unit_test(go_open),
 		cmocka_unit_test(spec_examples),
 		cmocka_unit_test(doc_vector),
+		cmocka_unit_test(body_without_a_key),
 		cmocka_unit_test(generated_key_round_trip),
 		cmocka_unit_test(key_names),
 		cmocka_unit_test(checkpoint_round_trip),

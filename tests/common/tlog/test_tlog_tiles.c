@@ -346,6 +346,110 @@ static void file_read_bounds(void **state)
 	test_rmdir(dir);
 }
 
+/* ---- reading a log directory ---- */
+
+/* Every entry read back through tlog_bundle_read is the one written, and
+ * a bundle the tree does not have is refused. */
+static void bundles_read_back(void **state)
+{
+	char dir[4096], entry[ENTRY_CAP], path[TLOG_TILE_PATH_MAX];
+	tlog_entry_span spans[TLOG_TILE_WIDTH];
+	tlog_tree tree;
+	uint8_t *bytes;
+	unsigned width;
+	test_mkdtemp(dir, "bread");
+	build_tree(&tree, 300);
+	write_all(dir, &tree, 0, 300);
+	assert_int_equal(tlog_bundle_count(300), 2);
+	assert_int_equal(tlog_bundle_count(256), 1);
+	assert_int_equal(tlog_bundle_count(0), 0);
+	for (uint64_t k = 0; k < 2; k++) {
+		assert_int_equal(tlog_bundle_read(dir, 300, k, path, &bytes, spans, &width), KMS_OK);
+		assert_int_equal(width, k == 0 ? 256 : 44);
+		assert_string_equal(path, k == 0 ? "tile/entries/000" : "tile/entries/001.p/44");
+		for (unsigned i = 0; i < width; i++) {
+			size_t len = test_entry(k * TLOG_TILE_WIDTH + i, 0, entry, sizeof entry);
+			assert_int_equal(spans[i].len, len);
+			assert_memory_equal(spans[i].bytes, entry, len);
+		}
+		free(bytes);
+	}
+	assert_int_equal(tlog_bundle_read(dir, 300, 2, path, &bytes, spans, &width),
+	                 KMS_INVALID_ARGUMENT);
+	free(bytes);
+	/* As of size 200 the first bundle is a partial one nobody wrote. */
+	assert_int_equal(tlog_bundle_read(dir, 200, 0, path, &bytes, spans, &width), KMS_NOT_FOUND);
+	assert_non_null(strstr(kms_error_message(), "tile/entries/000.p/200: missing"));
+	free(bytes);
+	tlog_tree_free(&tree);
+	test_rmdir(dir);
+}
+
+/* Roots and proofs made from the tiles alone are the tree's, at the size
+ * the tiles were written for and, after a resize, at a later one. */
+static void dir_tiles_serve_roots_and_proofs(void **state)
+{
+	static const uint64_t indices[] = { 0, 1, 255, 256, 299, 511, 599 };
+	uint8_t proof[TLOG_PROOF_MAX_HASHES][TLOG_HASH_SIZE], want[TLOG_PROOF_MAX_HASHES][TLOG_HASH_SIZE];
+	uint8_t root[TLOG_HASH_SIZE], tree_root[TLOG_HASH_SIZE];
+	size_t n, want_n;
+	char dir[4096];
+	tlog_tree tree;
+	test_mkdtemp(dir, "dtiles");
+	build_tree(&tree, 600);
+	write_all(dir, &tree, 0, 300);
+	write_all(dir, &tree, 300, 600);
+	tlog_dir_tiles *tiles = malloc(sizeof *tiles);
+	assert_non_null(tiles);
+	tlog_dir_tiles_init(tiles, dir, 300);
+	static const uint64_t sizes[] = { 300, 600 };
+	for (size_t s = 0; s < 2; s++) {
+		uint64_t size = sizes[s];
+		tlog_dir_tiles_resize(tiles, size);
+		assert_int_equal(tlog_root_at(tlog_dir_tiles_reader, tiles, size, root), KMS_OK);
+		assert_int_equal(tlog_tree_root(&tree, size, tree_root), KMS_OK);
+		assert_memory_equal(root, tree_root, TLOG_HASH_SIZE);
+		for (size_t i = 0; i < sizeof indices / sizeof indices[0]; i++) {
+			if (indices[i] >= size)
+				continue;
+			assert_int_equal(tlog_inclusion_proof(tlog_dir_tiles_reader, tiles, size,
+			                                      indices[i], proof, &n), KMS_OK);
+			assert_int_equal(tlog_inclusion_proof(tlog_tree_reader, &tree, size,
+			                                      indices[i], want, &want_n), KMS_OK);
+			assert_int_equal(n, want_n);
+			assert_memory_equal(proof, want, n * TLOG_HASH_SIZE);
+		}
+	}
+	assert_int_equal(tlog_consistency_proof(tlog_dir_tiles_reader, tiles, 300, 600, proof, &n),
+	                 KMS_OK);
+	assert_int_equal(tlog_consistency_proof(tlog_tree_reader, &tree, 300, 600, want, &want_n),
+	                 KMS_OK);
+	assert_int_equal(n, want_n);
+	assert_memory_equal(proof, want, n * TLOG_HASH_SIZE);
+
+	/* A tile cut short, and one removed, are named. */
+	const tlog_dir_tile *tile;
+	size_t len;
+	uint8_t *bytes = test_read_file(dir, "tile/0/000", &len);
+	test_write_file(dir, "tile/0/000", bytes, len - TLOG_HASH_SIZE);
+	free(bytes);
+	tlog_dir_tiles_init(tiles, dir, 600);
+	assert_int_equal(tlog_dir_tile_get(tiles, 0, 0, &tile), KMS_INVALID_CIPHERTEXT);
+	assert_null(tile);
+	assert_non_null(strstr(kms_error_message(),
+	                       "tile/0/000: 8160 bytes, expected 8192 (256 hashes)"));
+	char full[8192];
+	snprintf(full, sizeof full, "%s/tile/1/000.p/2", dir);
+	assert_int_equal(remove(full), 0);
+	assert_int_equal(tlog_root_at(tlog_dir_tiles_reader, tiles, 600, root), KMS_NOT_FOUND);
+	assert_non_null(strstr(kms_error_message(), "tile/1/000.p/2: missing"));
+	/* A tile the tree does not have is the caller's bug. */
+	assert_int_equal(tlog_dir_tile_get(tiles, 0, 3, &tile), KMS_INTERNAL);
+	free(tiles);
+	tlog_tree_free(&tree);
+	test_rmdir(dir);
+}
+
 /* ---- bundle parsing ---- */
 
 static size_t put_entry(uint8_t *out, const char *s, size_t len)
@@ -410,6 +514,8 @@ int main(void)
 		cmocka_unit_test(writer_refuses_empty_entries),
 		cmocka_unit_test(file_read_bounds),
 		cmocka_unit_test(bundle_parse),
+		cmocka_unit_test(bundles_read_back),
+		cmocka_unit_test(dir_tiles_serve_roots_and_proofs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
