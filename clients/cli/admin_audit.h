@@ -1,0 +1,149 @@
+/*
+ * admin_audit.h: what the files of `kms-admin audit` share.
+ *
+ *   admin_audit.c          the command table, the verifier key, output and
+ *                          following helpers
+ *   admin_audit_verify.c   audit verify: a copied log directory, offline
+ *   admin_audit_read.c     audit tail DIR, audit show: entries from a copy
+ *   admin_audit_prove.c    audit key, audit prove, audit tail --daemon:
+ *                          against kmsd
+ *
+ * The log's formats, proofs and the directory reader are common/tlog/'s;
+ * these files only choose what to check and say what they found.
+ */
+#ifndef KMS_ADMIN_AUDIT_H
+#define KMS_ADMIN_AUDIT_H
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "clients/cli/admin.h"
+#include "common/tlog/tlog_merkle.h"
+#include "common/tlog/tlog_note.h"
+
+#define ADMIN_AUDIT_ENV_KEY "KMS_AUDIT_KEY"
+#define ADMIN_AUDIT_HEX_SIZE (2 * TLOG_HASH_SIZE + 1)
+
+typedef const uint8_t (*admin_audit_hashes)[TLOG_HASH_SIZE];
+
+/* Every audit command's options, numbered once so that the shared
+ * KEY_OPTIONS never collide with a command's own. */
+enum {
+	AUDIT_OPT_KEY = CLI_OPT_COMMAND,
+	AUDIT_OPT_KEY_FILE,
+	AUDIT_OPT_SINCE,
+	AUDIT_OPT_LINES,
+	AUDIT_OPT_FOLLOW,
+	AUDIT_OPT_DAEMON,
+	AUDIT_OPT_RAW,
+	AUDIT_OPT_TREE_SIZE,
+	AUDIT_OPT_CONSISTENCY,
+	AUDIT_OPT_NEW_SIZE,
+	AUDIT_OPT_OLD_CHECKPOINT,
+};
+
+#define AUDIT_KEY_OPTIONS                                                      \
+	{ "key", required_argument, NULL, AUDIT_OPT_KEY },                     \
+	{ "key-file", required_argument, NULL, AUDIT_OPT_KEY_FILE }
+
+/* The verifier key a command was given: AUDIT_KEY_OPTIONS as parsed, then
+ * what admin_audit_resolve_key made of them. */
+struct admin_audit_key {
+	const char *arg;  /* --key */
+	const char *file; /* --key-file */
+	char text[TLOG_VERIFIER_KEY_MAX]; /* "" when none was given */
+	tlog_verifier parsed;
+	bool given;
+};
+
+/* Takes opt when it is one of AUDIT_KEY_OPTIONS; false for any other. */
+bool admin_audit_key_option(int opt, struct admin_audit_key *vk);
+
+/* The verifier key from --key, else --key-file, else $KMS_AUDIT_KEY,
+ * parsed. vk->given is false when none was given (then vk->text is ""). A
+ * key that does not parse is a usage error: it is the user's input. */
+int admin_audit_resolve_key(struct cli *cli, struct admin_audit_key *vk);
+
+/* The parsed key, or NULL when none was given. */
+const tlog_verifier *admin_audit_given_key(const struct admin_audit_key *vk);
+
+/* Decimal, digits only, at most max. */
+bool admin_audit_parse_u64(const char *text, uint64_t max, uint64_t *out);
+
+/* "PATH: verification FAILED: what", one line (what cleaned: it may quote
+ * a checkpoint or an entry); returns exit code 1. */
+int admin_audit_failed(struct cli *cli, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* A directory that is not there, not readable or has no checkpoint is a
+ * usage error (2), said. */
+int admin_audit_check_dir(struct cli *cli, const char *dir);
+
+/* A signed checkpoint from a file (--since, --old-checkpoint), read whole
+ * into *note (malloc'ed; free it, also on failure) and NUL-terminated at
+ * *len. Too large or empty is a usage error. */
+int admin_audit_read_note_file(struct cli *cli, const char *flag, const char *path, char **note,
+                               size_t *len);
+
+/* ---- output ---- */
+
+const char *admin_audit_hex(const uint8_t hash[static TLOG_HASH_SIZE],
+                            char out[static ADMIN_AUDIT_HEX_SIZE]);
+json_t *admin_audit_json_hex(const uint8_t hash[static TLOG_HASH_SIZE]);
+json_t *admin_audit_json_hashes(admin_audit_hashes hashes, size_t n);
+
+/* One hash a line, the first after the label; when_empty for none. */
+void admin_audit_print_hashes(FILE *to, const char *label, admin_audit_hashes hashes, size_t n,
+                              const char *when_empty);
+
+/* An entry for a JSON document: the object, or its bytes as a string
+ * (cleaned) when it is not one. A new reference; NULL when out of memory. */
+json_t *admin_audit_entry_value(const uint8_t *entry, size_t len);
+
+/* The entry pretty-printed, or as cleaned text when it is not JSON. */
+int admin_audit_print_entry(struct cli *cli, const uint8_t *entry, size_t len);
+
+/* One JSON line: {"index":N,"entry":{...}}. */
+int admin_audit_print_entry_line(struct cli *cli, uint64_t index, const uint8_t *entry,
+                                 size_t len);
+
+/* Lines must reach a pipe as they come. */
+int admin_audit_flush_lines(struct cli *cli);
+
+/* ---- following: tail -f ---- */
+
+struct admin_audit_stop_signals {
+	struct sigaction old_int, old_term;
+};
+
+/* SIGINT and SIGTERM end a follow cleanly (exit 0, output flushed). */
+void admin_audit_stop_signals_catch(struct admin_audit_stop_signals *saved);
+void admin_audit_stop_signals_restore(const struct admin_audit_stop_signals *saved);
+
+/* Waits the follow interval; false when a stop signal came. */
+bool admin_audit_follow_wait(void);
+
+/* A checkpoint looked at again (now) against the one followed so far
+ * (then): it must not go back, nor, when compare_roots (it verified),
+ * change the root of the size already shown. what names it. */
+int admin_audit_check_not_rewound(struct cli *cli, const char *what, const tlog_checkpoint *then,
+                                  const tlog_checkpoint *now, bool compare_roots);
+
+/* ---- the commands ---- */
+
+int admin_audit_verify(struct cli *cli, int argc, char **argv);      /* admin_audit_verify.c */
+int admin_audit_tail(struct cli *cli, int argc, char **argv);        /* admin_audit_read.c */
+int admin_audit_show(struct cli *cli, int argc, char **argv);        /* admin_audit_read.c */
+int admin_audit_key_cmd(struct cli *cli, int argc, char **argv);     /* admin_audit_prove.c */
+int admin_audit_prove(struct cli *cli, int argc, char **argv);       /* admin_audit_prove.c */
+
+/* tail --daemon: the last lines entries of kmsd's signed log, each
+ * checked with an inclusion proof; then, with follow, new ones as they
+ * come (admin_audit_prove.c). */
+int admin_audit_tail_daemon(struct cli *cli, const char *pinned_vkey, const tlog_verifier *pinned,
+                            uint64_t lines, bool follow);
+
+#endif

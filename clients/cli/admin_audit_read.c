@@ -1,0 +1,423 @@
+/*
+ * admin_audit_read.c: kms-admin audit tail and show: entries read from a
+ * copy of the log (the entry bundles), and tail's options (tail --daemon
+ * itself asks kmsd: admin_audit_prove.c).
+ *
+ * Without a key these only read. With one, the checkpoint is verified and
+ * each entry printed is checked against its signed root by an inclusion
+ * proof made from the directory's hash tiles (common/tlog/tlog_tiles.h).
+ */
+#include "clients/cli/admin_audit.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "common/tlog/tlog_tiles.h"
+
+#define TAIL_DEFAULT 10
+#define TAIL_MAX 1000000
+
+/* A directory's checkpoint: the note (owned) and its parsed body. */
+struct dir_checkpoint {
+	uint8_t *note;
+	size_t note_len;
+	tlog_checkpoint cp; /* points into note */
+};
+
+static void dir_checkpoint_free(struct dir_checkpoint *dc)
+{
+	free(dc->note);
+	memset(dc, 0, sizeof *dc);
+}
+
+/* Exit code for a tlog failure reading a directory: 2 when a file could
+ * not be read at all, 1 when the log is wrong (missing, malformed,
+ * changed). */
+static int dir_failure(struct cli *cli, kms_status st, const char *prefix)
+{
+	if (st == KMS_INTERNAL) {
+		fprintf(cli->err, "%s: %s%s\n", cli->prog, prefix, kms_error_message());
+		return CLI_EXIT_USAGE;
+	}
+	return admin_audit_failed(cli, "%s%s", prefix, kms_error_message());
+}
+
+/* Reads dir's checkpoint, verifying it when key is not NULL. */
+static int read_dir_checkpoint(struct cli *cli, const char *dir, const tlog_verifier *key,
+                               struct dir_checkpoint *out)
+{
+	tlog_note_view view;
+	kms_status st;
+	memset(out, 0, sizeof *out);
+	st = tlog_file_read(dir, TLOG_CHECKPOINT_PATH, TLOG_NOTE_MAX, &out->note, &out->note_len);
+	if (st != KMS_OK)
+		return dir_failure(cli, st, "");
+	const char *text = (const char *)out->note;
+	if (key)
+		st = tlog_note_verify(text, out->note_len, key, "checkpoint", &view);
+	else
+		st = tlog_note_body(text, out->note_len, "checkpoint", &view);
+	if (st == KMS_OK)
+		st = tlog_checkpoint_parse(view.body, view.body_len, "checkpoint", &out->cp);
+	if (st != KMS_OK) {
+		int code = dir_failure(cli, KMS_INVALID_CIPHERTEXT, "");
+		dir_checkpoint_free(out);
+		return code;
+	}
+	return CLI_EXIT_OK;
+}
+
+typedef int (*entry_fn)(struct cli *cli, void *ctx, uint64_t index, const uint8_t *entry,
+                        size_t len);
+
+/* Calls fn for entries from..to-1 of the tree of tree_size, read from the
+ * entry bundles (each parsed strictly). */
+static int read_entries(struct cli *cli, const char *dir, uint64_t tree_size, uint64_t from,
+                        uint64_t to, entry_fn fn, void *ctx)
+{
+	tlog_entry_span spans[TLOG_TILE_WIDTH];
+	char path[TLOG_TILE_PATH_MAX];
+	int code = CLI_EXIT_OK;
+	if (from >= to)
+		return CLI_EXIT_OK;
+	for (uint64_t k = from / TLOG_TILE_WIDTH; k <= (to - 1) / TLOG_TILE_WIDTH; k++) {
+		uint64_t first = k * TLOG_TILE_WIDTH;
+		uint8_t *bytes = NULL;
+		unsigned width;
+		kms_status st = tlog_bundle_read(dir, tree_size, k, path, &bytes, spans, &width);
+		if (st != KMS_OK) {
+			free(bytes);
+			return dir_failure(cli, st, "");
+		}
+		for (unsigned i = 0; i < width && code == CLI_EXIT_OK; i++) {
+			uint64_t index = first + i;
+			if (index >= from && index < to)
+				code = fn(cli, ctx, index, spans[i].bytes, spans[i].len);
+		}
+		free(bytes);
+		if (code != CLI_EXIT_OK)
+			return code;
+	}
+	return CLI_EXIT_OK;
+}
+
+/* Checks an entry read from the bundles against the signed root, through
+ * an inclusion proof made from the tiles. */
+static int check_entry_in_tree(struct cli *cli, tlog_dir_tiles *tiles, const tlog_checkpoint *cp,
+                               uint64_t index, const uint8_t *entry, size_t len)
+{
+	uint8_t proof[TLOG_PROOF_MAX_HASHES][TLOG_HASH_SIZE], leaf[TLOG_HASH_SIZE];
+	size_t n = 0;
+	tlog_dir_tiles_resize(tiles, cp->tree_size);
+	kms_status st = tlog_leaf_hash(entry, len, leaf);
+	if (st == KMS_OK)
+		st = tlog_inclusion_proof(tlog_dir_tiles_reader, tiles, cp->tree_size, index, proof,
+		                          &n);
+	if (st == KMS_INTERNAL)
+		return dir_failure(cli, st, "");
+	if (st != KMS_OK)
+		return admin_audit_failed(cli, "entry %" PRIu64 ": no proof from the tiles: %s",
+		                          index, kms_error_message());
+	if (tlog_inclusion_verify(leaf, index, cp->tree_size, (admin_audit_hashes)proof, n,
+	                          cp->root) != KMS_OK)
+		return admin_audit_failed(cli, "entry %" PRIu64 " is not in the signed tree of %"
+		                          PRIu64 ": its bundle or the tiles were changed (run "
+		                          "'kms-admin audit verify')",
+		                          index, cp->tree_size);
+	return CLI_EXIT_OK;
+}
+
+/* ---- audit tail DIR ---- */
+
+struct tail_dir {
+	const tlog_checkpoint *cp;
+	tlog_dir_tiles *tiles; /* NULL: no key, nothing verified */
+};
+
+static int tail_dir_entry(struct cli *cli, void *ctx, uint64_t index, const uint8_t *entry,
+                          size_t len)
+{
+	struct tail_dir *td = ctx;
+	int code;
+	if (td->tiles &&
+	    (code = check_entry_in_tree(cli, td->tiles, td->cp, index, entry, len)) != CLI_EXIT_OK)
+		return code;
+	return admin_audit_print_entry_line(cli, index, entry, len);
+}
+
+/* With a key, a newer checkpoint must extend the older one: a consistency
+ * proof from the tiles, against both signed roots. */
+static int check_dir_growth(struct cli *cli, tlog_dir_tiles *tiles, const tlog_checkpoint *old,
+                            const tlog_checkpoint *cp)
+{
+	uint8_t proof[TLOG_PROOF_MAX_HASHES][TLOG_HASH_SIZE];
+	size_t n = 0;
+	tlog_dir_tiles_resize(tiles, cp->tree_size);
+	kms_status st = tlog_consistency_proof(tlog_dir_tiles_reader, tiles, old->tree_size,
+	                                       cp->tree_size, proof, &n);
+	if (st != KMS_OK)
+		return dir_failure(cli, st, "no consistency proof from the tiles: ");
+	if (tlog_consistency_verify(old->tree_size, cp->tree_size, old->root, cp->root,
+	                            (admin_audit_hashes)proof, n) != KMS_OK)
+		return admin_audit_failed(cli, "the checkpoint of size %" PRIu64 " does not extend "
+		                          "the one of size %" PRIu64 " shown before: history was "
+		                          "rewritten", cp->tree_size, old->tree_size);
+	return CLI_EXIT_OK;
+}
+
+static int tail_dir(struct cli *cli, const char *dir, const tlog_verifier *key, uint64_t lines,
+                    bool follow)
+{
+	struct dir_checkpoint head, next;
+	struct tail_dir td = { 0 };
+	struct admin_audit_stop_signals saved;
+	int code;
+
+	if ((code = admin_audit_check_dir(cli, dir)) != CLI_EXIT_OK)
+		return code;
+	if (key && !(td.tiles = malloc(sizeof *td.tiles)))
+		return cli_out_of_memory(cli);
+	if ((code = read_dir_checkpoint(cli, dir, key, &head)) != CLI_EXIT_OK) {
+		free(td.tiles);
+		return code;
+	}
+	uint64_t size = head.cp.tree_size;
+	if (td.tiles)
+		tlog_dir_tiles_init(td.tiles, dir, size);
+	td.cp = &head.cp;
+	code = read_entries(cli, dir, size, size > lines ? size - lines : 0, size,
+	                    tail_dir_entry, &td);
+	if (code != CLI_EXIT_OK || !follow)
+		goto out;
+	if ((code = admin_audit_flush_lines(cli)) != CLI_EXIT_OK)
+		goto out;
+
+	admin_audit_stop_signals_catch(&saved);
+	while (admin_audit_follow_wait()) {
+		if ((code = read_dir_checkpoint(cli, dir, key, &next)) != CLI_EXIT_OK)
+			break;
+		const tlog_checkpoint *cp = &next.cp;
+		code = admin_audit_check_not_rewound(cli, "the checkpoint", &head.cp, cp,
+		                                     key != NULL);
+		if (code == CLI_EXIT_OK && cp->tree_size > size) {
+			if (key)
+				code = check_dir_growth(cli, td.tiles, &head.cp, cp);
+			td.cp = cp;
+			if (code == CLI_EXIT_OK)
+				code = read_entries(cli, dir, cp->tree_size, size, cp->tree_size,
+				                    tail_dir_entry, &td);
+			if (code == CLI_EXIT_OK)
+				code = admin_audit_flush_lines(cli);
+		}
+		if (code != CLI_EXIT_OK) {
+			dir_checkpoint_free(&next);
+			break;
+		}
+		/* The newer checkpoint is the one to compare with from now on. */
+		if (cp->tree_size > size) {
+			size = cp->tree_size;
+			dir_checkpoint_free(&head);
+			head = next;
+		} else {
+			dir_checkpoint_free(&next);
+		}
+		td.cp = &head.cp;
+	}
+	admin_audit_stop_signals_restore(&saved);
+out:
+	dir_checkpoint_free(&head);
+	free(td.tiles);
+	return code;
+}
+
+/* ---- audit tail ---- */
+
+/* cli_getopt takes long options only: -n N, -nN and -f are spelled
+ * --lines and --follow for it. *copies holds what was allocated. */
+static char **spell_short_options(int argc, char **argv, char ***copies)
+{
+	char **out = calloc((size_t)argc + 1, sizeof *out);
+	char **owned = calloc((size_t)argc + 1, sizeof *owned);
+	size_t n_owned = 0;
+	bool options = true;
+	if (!out || !owned)
+		goto fail;
+	for (int i = 0; i < argc; i++) {
+		const char *arg = argv[i];
+		out[i] = argv[i];
+		if (i == 0 || !options)
+			continue;
+		if (strcmp(arg, "--") == 0)
+			options = false;
+		else if (strcmp(arg, "-f") == 0)
+			out[i] = "--follow";
+		else if (strcmp(arg, "-n") == 0)
+			out[i] = "--lines";
+		else if (strncmp(arg, "-n", 2) == 0) {
+			if (asprintf(&owned[n_owned], "--lines=%s", arg + 2) < 0) {
+				owned[n_owned] = NULL;
+				goto fail;
+			}
+			out[i] = owned[n_owned++];
+		}
+	}
+	*copies = owned;
+	return out;
+fail:
+	for (size_t i = 0; owned && i < n_owned; i++)
+		free(owned[i]);
+	free(owned);
+	free(out);
+	*copies = NULL;
+	return NULL;
+}
+
+static int tail_options(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		AUDIT_KEY_OPTIONS,
+		{ "lines", required_argument, NULL, AUDIT_OPT_LINES },
+		{ "follow", no_argument, NULL, AUDIT_OPT_FOLLOW },
+		{ "daemon", no_argument, NULL, AUDIT_OPT_DAEMON },
+		CLI_BASE_OPTIONS, CLI_CONN_OPTIONS, { 0 },
+	};
+	struct admin_audit_key vk = { 0 };
+	uint64_t lines = TAIL_DEFAULT;
+	bool follow = false, daemon = false;
+	int opt, code;
+
+	while ((opt = cli_getopt(cli, argc, argv, opts)) >= 0) {
+		if (admin_audit_key_option(opt, &vk))
+			continue;
+		switch (opt) {
+		case AUDIT_OPT_LINES:
+			if (!admin_audit_parse_u64(optarg, TAIL_MAX, &lines))
+				return cli_usage_error(cli, "-n takes 0..%d", TAIL_MAX);
+			break;
+		case AUDIT_OPT_FOLLOW:
+			follow = true;
+			break;
+		case AUDIT_OPT_DAEMON:
+			daemon = true;
+			break;
+		default:
+			return cli_usage_error(cli, "option not handled");
+		}
+	}
+	int n_dirs = daemon ? 0 : 1;
+	if ((code = cli_getopt_end(cli, opt, argc, argv, n_dirs, n_dirs)) != CLI_PROCEED)
+		return code;
+	if ((code = admin_audit_resolve_key(cli, &vk)) != CLI_EXIT_OK)
+		return code;
+	if (daemon)
+		return admin_audit_tail_daemon(cli, vk.text, admin_audit_given_key(&vk), lines,
+		                               follow);
+	return tail_dir(cli, argv[optind], admin_audit_given_key(&vk), lines, follow);
+}
+
+int admin_audit_tail(struct cli *cli, int argc, char **argv)
+{
+	char **copies = NULL;
+	char **spelled = spell_short_options(argc, argv, &copies);
+	if (!spelled)
+		return cli_out_of_memory(cli);
+	int code = tail_options(cli, argc, spelled);
+	for (size_t i = 0; copies[i]; i++)
+		free(copies[i]);
+	free(copies);
+	free(spelled);
+	return code;
+}
+
+/* ---- audit show ---- */
+
+struct shown_entry {
+	uint8_t *bytes;
+	size_t len;
+};
+
+static int keep_entry(struct cli *cli, void *ctx, uint64_t index, const uint8_t *entry,
+                      size_t len)
+{
+	(void)index;
+	struct shown_entry *shown = ctx;
+	if (!(shown->bytes = malloc(len)))
+		return cli_out_of_memory(cli);
+	memcpy(shown->bytes, entry, len);
+	shown->len = len;
+	return CLI_EXIT_OK;
+}
+
+int admin_audit_show(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		AUDIT_KEY_OPTIONS,
+		{ "raw", no_argument, NULL, AUDIT_OPT_RAW },
+		CLI_BASE_OPTIONS, { 0 },
+	};
+	struct admin_audit_key vk = { 0 };
+	struct dir_checkpoint head;
+	tlog_dir_tiles *tiles = NULL;
+	struct shown_entry shown = { 0 };
+	uint64_t index;
+	bool raw = false;
+	int opt, code;
+
+	while ((opt = cli_getopt(cli, argc, argv, opts)) >= 0) {
+		if (admin_audit_key_option(opt, &vk))
+			continue;
+		if (opt != AUDIT_OPT_RAW)
+			return cli_usage_error(cli, "option not handled");
+		raw = true;
+	}
+	if ((code = cli_getopt_end(cli, opt, argc, argv, 2, 2)) != CLI_PROCEED)
+		return code;
+	if (!admin_audit_parse_u64(argv[optind], TLOG_TREE_SIZE_MAX - 1, &index))
+		return cli_usage_error(cli, "N is an entry number, 0 or more");
+	const char *dir = argv[optind + 1];
+	if (raw && cli->json)
+		return cli_usage_error(cli, "give --raw or --json, not both");
+	if ((code = admin_audit_resolve_key(cli, &vk)) != CLI_EXIT_OK)
+		return code;
+	if ((code = admin_audit_check_dir(cli, dir)) != CLI_EXIT_OK)
+		return code;
+	if ((code = read_dir_checkpoint(cli, dir, admin_audit_given_key(&vk), &head)) !=
+	    CLI_EXIT_OK)
+		return code;
+	if (index >= head.cp.tree_size) {
+		fprintf(cli->err, "%s: no entry %" PRIu64 ": the checkpoint has %" PRIu64
+		        " entries\n", cli->path, index, head.cp.tree_size);
+		code = CLI_EXIT_REFUSED;
+		goto out;
+	}
+	code = read_entries(cli, dir, head.cp.tree_size, index, index + 1, keep_entry, &shown);
+	if (code != CLI_EXIT_OK)
+		goto out;
+	if (vk.given) {
+		if (!(tiles = malloc(sizeof *tiles))) {
+			code = cli_out_of_memory(cli);
+			goto out;
+		}
+		tlog_dir_tiles_init(tiles, dir, head.cp.tree_size);
+		code = check_entry_in_tree(cli, tiles, &head.cp, index, shown.bytes, shown.len);
+		if (code != CLI_EXIT_OK)
+			goto out;
+	}
+	if (raw)
+		code = cli_write_output(cli, NULL, shown.bytes, shown.len);
+	else if (cli->json)
+		code = cli_json_print(cli, json_pack("{s:I, s:I, s:b, s:o}",
+		                                     "index", (json_int_t)index,
+		                                     "tree_size", (json_int_t)head.cp.tree_size,
+		                                     "verified", vk.given,
+		                                     "entry", admin_audit_entry_value(shown.bytes,
+		                                                                      shown.len)));
+	else
+		code = admin_audit_print_entry(cli, shown.bytes, shown.len);
+out:
+	free(shown.bytes);
+	free(tiles);
+	dir_checkpoint_free(&head);
+	return code;
+}
