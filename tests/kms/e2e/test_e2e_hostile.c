@@ -12,7 +12,11 @@
  *     so an encryption context value "acme\0evil" was bound and audited as
  *     "acme", and a key id "k-...\0junk" used as "k-...". Both must be
  *     INVALID_ARGUMENT.
- * (4) audit_records_what_was_asked: after a clean stop the published log
+ * (4) batch_failures_and_many_keys: a batch whose items fail in
+ *     validation and in the keyring, under more distinct keys than its
+ *     audit entry lists: each item has its own status and message, and the
+ *     entry counts the failures and the key uses it could not list.
+ * (5) audit_records_what_was_asked: after a clean stop the published log
  *     verifies, every request above is in it exactly once, with the whole
  *     alias, the batch's first key, and the refusals.
  */
@@ -31,10 +35,14 @@
 
 #define RAW_TIMEOUT_MS 10000
 #define LONG_ALIAS_NAME 70 /* > the old 39-byte slot, < the 250 allowed */
+#define LISTED_KEYS 32      /* OP_BATCH_KEYS_MAX: distinct keys an entry lists */
+#define UNKNOWN_KEYS (LISTED_KEYS + 2)
+#define MIXED_ITEMS (UNKNOWN_KEYS + 3)
 
 static harness H;
 static char key_a[35], key_b[35];
 static char long_alias[8 + LONG_ALIAS_NAME];
+static char unknown[UNKNOWN_KEYS][35]; /* well-formed key ids of no key */
 
 static Kms__Response *call_id(const char *id, Kms__Request *req)
 {
@@ -168,6 +176,60 @@ static void batch_audits_first_key(void **state)
 	kms__response__free_unpacked(r, NULL);
 }
 
+/* Items: key_a (with a context), one with no key_id (refused alone), one
+ * per unknown key (NOT_FOUND, but each names its key), key_a again. */
+static void batch_failures_and_many_keys(void **state)
+{
+	(void)state;
+	Kms__EncryptRequest items[MIXED_ITEMS];
+	Kms__EncryptRequest *ptrs[MIXED_ITEMS];
+	Kms__StringPair pair = KMS__STRING_PAIR__INIT;
+	Kms__StringPair *pairs[1] = { &pair };
+	pair.key = "purpose";
+	pair.value = "first";
+	for (size_t i = 0; i < MIXED_ITEMS; i++) {
+		kms__encrypt_request__init(&items[i]);
+		items[i].plaintext.data = (uint8_t *)"batch item";
+		items[i].plaintext.len = 10;
+		ptrs[i] = &items[i];
+	}
+	items[0].key_id = key_a;
+	items[0].n_encryption_context = 1;
+	items[0].encryption_context = pairs;
+	for (size_t i = 0; i < UNKNOWN_KEYS; i++) {
+		snprintf(unknown[i], sizeof unknown[i], "k-%032zx", i + 1);
+		items[2 + i].key_id = unknown[i];
+	}
+	items[MIXED_ITEMS - 1].key_id = key_a;
+	Kms__BatchEncryptRequest be = KMS__BATCH_ENCRYPT_REQUEST__INIT;
+	be.n_items = MIXED_ITEMS;
+	be.items = ptrs;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_BATCH_ENCRYPT;
+	req.batch_encrypt = &be;
+	Kms__Response *r = call_id("hostile-batch-mixed", &req);
+	assert_int_equal(r->status, KMS__STATUS__OK);
+	assert_int_equal(r->result_case, KMS__RESPONSE__RESULT_BATCH_ENCRYPT);
+	assert_int_equal(r->batch_encrypt->n_results, MIXED_ITEMS);
+	Kms__BatchEncryptResult **res = r->batch_encrypt->results;
+	assert_int_equal(res[0]->status, KMS__STATUS__OK);
+	assert_string_equal(res[0]->result->key_id, key_a);
+	assert_string_equal(res[0]->message, "");
+	assert_int_equal(res[1]->status, KMS__STATUS__INVALID_ARGUMENT);
+	assert_null(res[1]->result);
+	assert_true(strncmp(res[1]->message, "item 1: key_id is required", 26) == 0);
+	for (size_t i = 2; i < 2 + UNKNOWN_KEYS; i++) {
+		char prefix[32];
+		snprintf(prefix, sizeof prefix, "item %zu: ", i);
+		assert_int_equal(res[i]->status, KMS__STATUS__NOT_FOUND);
+		assert_null(res[i]->result);
+		assert_true(strncmp(res[i]->message, prefix, strlen(prefix)) == 0);
+	}
+	assert_int_equal(res[MIXED_ITEMS - 1]->status, KMS__STATUS__OK);
+	assert_string_equal(res[MIXED_ITEMS - 1]->result->key_id, key_a);
+	kms__response__free_unpacked(r, NULL);
+}
+
 static void nul_in_string_refused(void **state)
 {
 	(void)state;
@@ -248,6 +310,26 @@ static void audit_records_what_was_asked(void **state)
 	assert_string_equal(json_string_value(json_array_get(keys, 0)), key_a);
 	assert_string_equal(json_string_value(json_array_get(keys, 1)), key_b);
 	assert_int_equal(json_integer_value(json_object_get(entry, "batch_failed")), 0);
+	assert_null(json_object_get(entry, "batch_key_uses_unlisted"));
+
+	entry = only_entry(&e, "hostile-batch-mixed");
+	assert_string_equal(audit_str(entry, "status"), "OK");
+	assert_string_equal(audit_str(entry, "key_id"), key_a);
+	assert_int_equal(json_integer_value(json_object_get(entry, "key_version")), 1);
+	json_t *context = json_object_get(entry, "encryption_context");
+	assert_int_equal(json_object_size(context), 1);
+	assert_string_equal(json_string_value(json_object_get(context, "purpose")), "first");
+	assert_int_equal(json_integer_value(json_object_get(entry, "batch_items")), MIXED_ITEMS);
+	keys = json_object_get(entry, "batch_keys");
+	assert_int_equal(json_array_size(keys), LISTED_KEYS);
+	assert_string_equal(json_string_value(json_array_get(keys, 0)), key_a);
+	for (size_t i = 1; i < LISTED_KEYS; i++)
+		assert_string_equal(json_string_value(json_array_get(keys, i)), unknown[i - 1]);
+	/* The unknown keys past the list; key_a's second use is listed. */
+	assert_int_equal(json_integer_value(json_object_get(entry, "batch_key_uses_unlisted")),
+	                 UNKNOWN_KEYS - (LISTED_KEYS - 1));
+	assert_int_equal(json_integer_value(json_object_get(entry, "batch_failed")),
+	                 1 + UNKNOWN_KEYS);
 
 	entry = only_entry(&e, "hostile-nul-context");
 	assert_string_equal(audit_str(entry, "status"), "INVALID_ARGUMENT");
@@ -263,6 +345,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(long_alias_audited_whole),
 		cmocka_unit_test(batch_audits_first_key),
+		cmocka_unit_test(batch_failures_and_many_keys),
 		cmocka_unit_test(nul_in_string_refused),
 		cmocka_unit_test(audit_records_what_was_asked),
 	};
