@@ -34,135 +34,35 @@ static size_t utf8_prefix(const char *s, size_t len, size_t max)
 	return n;
 }
 
-/* The request's encryption context, if its operation has one. Batches
- * record their first item's. */
-static void request_context(const Kms__Request *req, Kms__StringPair ***pairs, size_t *n)
+/* The key the request named (the field its row's audit column calls the
+ * key; a batch's first item's), for a request that ended before a handler
+ * resolved one: a denied or failed use of a key must still say which key.
+ * "" when there is none, or when it is not a well-formed key id or alias
+ * (a refused request's field may be anything). It is read from the request,
+ * not from ctx->audit.key_id, so that an alias too long for that slot
+ * (op_note_key) is still named. */
+static const char *requested_key(const op_audit_view *fields)
 {
-	*pairs = NULL;
-	*n = 0;
-	if (!req)
-		return;
-	switch (req->op_case) {
-	case KMS__REQUEST__OP_ENCRYPT:
-		*pairs = req->encrypt->encryption_context;
-		*n = req->encrypt->n_encryption_context;
-		break;
-	case KMS__REQUEST__OP_DECRYPT:
-		*pairs = req->decrypt->encryption_context;
-		*n = req->decrypt->n_encryption_context;
-		break;
-	case KMS__REQUEST__OP_RE_ENCRYPT:
-		*pairs = req->re_encrypt->source_encryption_context;
-		*n = req->re_encrypt->n_source_encryption_context;
-		break;
-	case KMS__REQUEST__OP_GENERATE_DATA_KEY:
-		*pairs = req->generate_data_key->encryption_context;
-		*n = req->generate_data_key->n_encryption_context;
-		break;
-	case KMS__REQUEST__OP_GENERATE_DATA_KEY_WITHOUT_PLAINTEXT:
-		*pairs = req->generate_data_key_without_plaintext->encryption_context;
-		*n = req->generate_data_key_without_plaintext->n_encryption_context;
-		break;
-	case KMS__REQUEST__OP_BATCH_ENCRYPT:
-		if (req->batch_encrypt->n_items) {
-			*pairs = req->batch_encrypt->items[0]->encryption_context;
-			*n = req->batch_encrypt->items[0]->n_encryption_context;
-		}
-		break;
-	case KMS__REQUEST__OP_BATCH_DECRYPT:
-		if (req->batch_decrypt->n_items) {
-			*pairs = req->batch_decrypt->items[0]->encryption_context;
-			*n = req->batch_decrypt->items[0]->n_encryption_context;
-		}
-		break;
-	case KMS__REQUEST__OP_BATCH_GENERATE_DATA_KEY:
-		if (req->batch_generate_data_key->n_items) {
-			*pairs = req->batch_generate_data_key->items[0]->encryption_context;
-			*n = req->batch_generate_data_key->items[0]->n_encryption_context;
-		}
-		break;
-	default:
-		break;
-	}
-}
-
-/* A batch names its keys in its items: the first item, or NULL. */
-static const ProtobufCMessage *batch_first_item(const Kms__Request *req)
-{
-	switch (req->op_case) {
-	case KMS__REQUEST__OP_BATCH_ENCRYPT:
-		return req->batch_encrypt->n_items ? &req->batch_encrypt->items[0]->base : NULL;
-	case KMS__REQUEST__OP_BATCH_DECRYPT:
-		return req->batch_decrypt->n_items ? &req->batch_decrypt->items[0]->base : NULL;
-	case KMS__REQUEST__OP_BATCH_GENERATE_DATA_KEY:
-		return req->batch_generate_data_key->n_items
-		               ? &req->batch_generate_data_key->items[0]->base : NULL;
-	default:
-		return NULL;
-	}
-}
-
-/* The key the request named (its operation's key_id field; a batch's first
- * item's), for a request that ended before a handler resolved one: a denied
- * or failed use of a key must still say which key. "" when there is none,
- * or when it is not a well-formed key id or alias (a refused request's field
- * may be anything). */
-static const char *requested_key(const Kms__Request *req)
-{
-	if (!req)
-		return "";
-	const ProtobufCFieldDescriptor *op =
-	        protobuf_c_message_descriptor_get_field(&kms__request__descriptor,
-	                                                (unsigned)req->op_case);
-	if (!op || op->type != PROTOBUF_C_TYPE_MESSAGE)
-		return "";
-	const ProtobufCMessage *msg = *(ProtobufCMessage *const *)((const char *)req + op->offset);
-	if (!msg)
-		return "";
-	/* A batch's own message has no key_id: take its first item's, so an
-	 * alias too long for ctx->audit.key_id (op_note_key) is still named. */
-	const ProtobufCMessage *item = batch_first_item(req);
-	if (item)
-		msg = item;
-	const ProtobufCFieldDescriptor *field =
-	        protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, "key_id");
-	if (!field || field->type != PROTOBUF_C_TYPE_STRING ||
-	    field->label == PROTOBUF_C_LABEL_REPEATED)
-		return "";
-	const char *ref = *(char *const *)((const char *)msg + field->offset);
 	keyid_ref_kind kind;
 	uint8_t id[KMS_KEYID_BYTES];
-	if (!ref || keyid_ref_classify(ref, strlen(ref), &kind, id) != KMS_OK) {
+	if (!fields->key)
+		return "";
+	if (keyid_ref_classify(fields->key, strlen(fields->key), &kind, id) != KMS_OK) {
 		kms_error_clear();
 		return "";
 	}
-	return ref;
+	return fields->key;
 }
 
-static size_t batch_items(const Kms__Request *req)
+/* The context the row's audit column names (a batch records its first
+ * item's). It is recorded only if it is valid: a refused request's context
+ * may be anything, and the log holds only well-formed UTF-8. */
+static json_t *context_json(const op_audit_view *fields)
 {
-	if (!req)
-		return 0;
-	switch (req->op_case) {
-	case KMS__REQUEST__OP_BATCH_ENCRYPT:
-		return req->batch_encrypt->n_items;
-	case KMS__REQUEST__OP_BATCH_DECRYPT:
-		return req->batch_decrypt->n_items;
-	case KMS__REQUEST__OP_BATCH_GENERATE_DATA_KEY:
-		return req->batch_generate_data_key->n_items;
-	default:
-		return 0;
-	}
-}
-
-/* A context is recorded only if it is valid: a refused request's context may
- * be anything, and the log holds only well-formed UTF-8. */
-static json_t *context_json(const Kms__Request *req)
-{
-	Kms__StringPair **pairs;
-	size_t n;
-	request_context(req, &pairs, &n);
-	context_pair view[KMS_CONTEXT_MAX_PAIRS];
+	Kms__StringPair *const *pairs = fields->context;
+	size_t n = fields->n_context;
+	/* Zeroed only for gcc, which cannot see that just the first n are read. */
+	context_pair view[KMS_CONTEXT_MAX_PAIRS] = { 0 };
 	if (n > KMS_CONTEXT_MAX_PAIRS)
 		return json_string("(invalid)");
 	for (size_t i = 0; i < n; i++)
@@ -194,13 +94,15 @@ static json_t *context_json(const Kms__Request *req)
 static kms_status build(const audit_facts *f, bool full_context, char **out, size_t *len)
 {
 	const op_ctx *ctx = f->ctx;
+	op_audit_view fields;
 	char when[32];
 	*out = NULL;
 	*len = 0;
 	format_time(f->time_us, when);
+	ops_audit_view(ctx->audit.request, &fields);
 
 	json_t *e = json_object();
-	json_t *context = full_context ? context_json(ctx->audit.request)
+	json_t *context = full_context ? context_json(&fields)
 	                               : json_string("(too large to record: see the request)");
 	KMS_ENSURE(e && context, KMS_INTERNAL, "audit: out of memory building an entry");
 	int bad = 0;
@@ -212,10 +114,10 @@ static kms_status build(const audit_facts *f, bool full_context, char **out, siz
 	bad |= json_object_set_new(e, "operation", json_string(ctx->op ? ctx->op->name : ""));
 	bad |= json_object_set_new(e, "key_id",
 	                           json_string(ctx->audit.key_id[0] ? ctx->audit.key_id
-	                                                            : requested_key(ctx->audit.request)));
+	                                                            : requested_key(&fields)));
 	bad |= json_object_set_new(e, "key_version", json_integer(ctx->audit.key_version));
 	bad |= json_object_set_new(e, "encryption_context", context);
-	size_t items = batch_items(ctx->audit.request);
+	size_t items = fields.batch_items;
 	if (items) {
 		bad |= json_object_set_new(e, "batch_items", json_integer((json_int_t)items));
 		json_t *keys = json_array();

@@ -297,72 +297,114 @@ static void note_batch_key(op_ctx *ctx)
 	memcpy(a->batch_keys[a->n_batch_keys++], a->key_id, sizeof a->key_id);
 }
 
-/*
- * Batches: each item is validated and handled alone, so one bad item fails
- * alone with its own status and message. The audit entry records the batch:
- * its first key and context (the first an item used, not the last:
- * BATCH_HANDLER restores it), every distinct key the items used, and how
- * many items failed.
- */
-#define BATCH_HANDLER(fn, ReqT, ResultT, RespT, req_field, item_validate, item_fn, \
-                      result_init, resp_init, rcase)                        \
-	kms_status fn(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)  \
-	{                                                                         \
-		const ReqT *b = req->req_field;                                   \
-		RespT *out = arena_alloc(ctx->arena, sizeof *out);                \
-		ResultT **results = arena_alloc(ctx->arena, b->n_items * sizeof *results); \
-		/* Each item notes its key over the last: keep the first. */      \
-		char first_key[sizeof ctx->audit.key_id] = "";                    \
-		uint32_t first_version = 0;                                       \
-		ctx->audit.batch_keys = arena_alloc(ctx->arena, OP_BATCH_KEYS_MAX * \
-		                                    sizeof *ctx->audit.batch_keys); \
-		KMS_ENSURE(out && results && ctx->audit.batch_keys, KMS_INTERNAL, \
-		           "out of request memory");                              \
-		resp_init(out);                                                   \
-		for (size_t i = 0; i < b->n_items; i++) {                         \
-			ResultT *r = arena_alloc(ctx->arena, sizeof *r);          \
-			KMS_ENSURE(r, KMS_INTERNAL, "out of request memory");     \
-			result_init(r);                                           \
-			kms_error_clear();                                        \
-			ctx->audit.key_id[0] = '\0'; /* this item's key only */   \
-			kms_status st = item_validate(b->items[i]);               \
-			if (st == KMS_OK)                                         \
-				st = item_fn(ctx, b->items[i], &r->result);       \
-			r->status = (Kms__Status)st;                              \
-			if (st != KMS_OK) {                                       \
-				r->result = NULL;                                 \
-				r->message = arena_printf(ctx->arena, "item %zu: %s", i, \
-				                          kms_error_message());   \
-				KMS_ENSURE(r->message, KMS_INTERNAL, "out of request memory"); \
-			}                                                         \
-			results[i] = r;                                           \
-			ctx->audit.batch_failed += st != KMS_OK;                  \
-			note_batch_key(ctx);                                      \
-			if (!first_key[0] && ctx->audit.key_id[0]) {              \
-				memcpy(first_key, ctx->audit.key_id, sizeof first_key); \
-				first_version = ctx->audit.key_version;           \
-			}                                                         \
-		}                                                                 \
-		if (first_key[0])                                                 \
-			op_note_key(ctx, first_key, first_version);               \
-		out->n_results = b->n_items;                                      \
-		out->results = results;                                           \
-		resp->req_field = out;                                            \
-		resp->result_case = rcase;                                        \
-		return KMS_OK;                                                    \
-	}
+/* One item of a batch: does its work (the item has validated) and sets
+ * *result to its response, allocated from ctx->arena. */
+typedef kms_status (*batch_item_fn)(op_ctx *ctx, const ProtobufCMessage *item,
+                                    ProtobufCMessage **result);
 
-BATCH_HANDLER(op_batch_encrypt, Kms__BatchEncryptRequest, Kms__BatchEncryptResult,
-              Kms__BatchEncryptResponse, batch_encrypt, ops_validate_encrypt_item,
-              encrypt_one, kms__batch_encrypt_result__init, kms__batch_encrypt_response__init,
-              KMS__RESPONSE__RESULT_BATCH_ENCRYPT)
-BATCH_HANDLER(op_batch_decrypt, Kms__BatchDecryptRequest, Kms__BatchDecryptResult,
-              Kms__BatchDecryptResponse, batch_decrypt, ops_validate_decrypt_item,
-              decrypt_one, kms__batch_decrypt_result__init, kms__batch_decrypt_response__init,
-              KMS__RESPONSE__RESULT_BATCH_DECRYPT)
-BATCH_HANDLER(op_batch_generate_data_key, Kms__BatchGenerateDataKeyRequest,
-              Kms__BatchGenerateDataKeyResult, Kms__BatchGenerateDataKeyResponse,
-              batch_generate_data_key, ops_validate_gdk_item, gdk_one,
-              kms__batch_generate_data_key_result__init,
-              kms__batch_generate_data_key_response__init,
-              KMS__RESPONSE__RESULT_BATCH_GENERATE_DATA_KEY)
+/*
+ * Batches: each item is validated (the row's validate_item) and handled
+ * alone, so one bad item fails alone with its own status and message. The
+ * audit entry records the batch: its first key and context (the first an
+ * item used, not the last: each item notes its key over the one before, so
+ * the first is restored at the end), every distinct key the items used,
+ * and how many items failed. The request's items and the reply's results
+ * are reached through the descriptors (ops_batch_shape), so one function
+ * serves every batch.
+ */
+static kms_status batch_run(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp,
+                            batch_item_fn run_item)
+{
+	op_batch_shape shape;
+	KMS_GUARD(ops_batch_shape(ctx->op, &shape));
+	const ProtobufCMessageDescriptor *reply_type = shape.reply->descriptor;
+	const ProtobufCMessageDescriptor *result_type = shape.results->descriptor;
+	const ProtobufCMessage *batch = ops_field_get(&req->base, shape.request);
+	size_t n = ops_field_count(batch, shape.items);
+
+	ProtobufCMessage *out = arena_alloc(ctx->arena, reply_type->sizeof_message);
+	void **results = arena_alloc(ctx->arena, n * sizeof *results);
+	char first_key[sizeof ctx->audit.key_id] = "";
+	uint32_t first_version = 0;
+	ctx->audit.batch_keys = arena_alloc(ctx->arena, OP_BATCH_KEYS_MAX *
+	                                    sizeof *ctx->audit.batch_keys);
+	KMS_ENSURE(out && results && ctx->audit.batch_keys, KMS_INTERNAL,
+	           "out of request memory");
+	reply_type->message_init(out);
+	for (size_t i = 0; i < n; i++) {
+		ProtobufCMessage *r = arena_alloc(ctx->arena, result_type->sizeof_message);
+		KMS_ENSURE(r, KMS_INTERNAL, "out of request memory");
+		result_type->message_init(r);
+		kms_error_clear();
+		ctx->audit.key_id[0] = '\0'; /* this item's key only */
+		const ProtobufCMessage *item = ops_field_item(batch, shape.items, i);
+		ProtobufCMessage *done = NULL;
+		kms_status st = ctx->op->validate_item(item);
+		if (st == KMS_OK)
+			st = run_item(ctx, item, &done);
+		ops_field_set_enum(r, shape.status, (int)st);
+		if (st == KMS_OK) {
+			ops_field_set(r, shape.result, done);
+		} else {
+			char *message = arena_printf(ctx->arena, "item %zu: %s", i,
+			                             kms_error_message());
+			KMS_ENSURE(message, KMS_INTERNAL, "out of request memory");
+			ops_field_set(r, shape.message, message);
+		}
+		results[i] = r;
+		ctx->audit.batch_failed += st != KMS_OK;
+		note_batch_key(ctx);
+		if (!first_key[0] && ctx->audit.key_id[0]) {
+			memcpy(first_key, ctx->audit.key_id, sizeof first_key);
+			first_version = ctx->audit.key_version;
+		}
+	}
+	if (first_key[0])
+		op_note_key(ctx, first_key, first_version);
+	ops_field_set_count(out, shape.results, n);
+	ops_field_set(out, shape.results, results);
+	ops_field_set(&resp->base, shape.reply, out);
+	resp->result_case = (Kms__Response__ResultCase)shape.reply->id;
+	return KMS_OK;
+}
+
+static kms_status encrypt_item(op_ctx *ctx, const ProtobufCMessage *item,
+                               ProtobufCMessage **result)
+{
+	Kms__EncryptResponse *e = NULL;
+	KMS_GUARD(encrypt_one(ctx, (const Kms__EncryptRequest *)item, &e));
+	*result = &e->base;
+	return KMS_OK;
+}
+
+static kms_status decrypt_item(op_ctx *ctx, const ProtobufCMessage *item,
+                               ProtobufCMessage **result)
+{
+	Kms__DecryptResponse *d = NULL;
+	KMS_GUARD(decrypt_one(ctx, (const Kms__DecryptRequest *)item, &d));
+	*result = &d->base;
+	return KMS_OK;
+}
+
+static kms_status gdk_item(op_ctx *ctx, const ProtobufCMessage *item, ProtobufCMessage **result)
+{
+	Kms__GenerateDataKeyResponse *g = NULL;
+	KMS_GUARD(gdk_one(ctx, (const Kms__GenerateDataKeyRequest *)item, &g));
+	*result = &g->base;
+	return KMS_OK;
+}
+
+kms_status op_batch_encrypt(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
+{
+	return batch_run(ctx, req, resp, encrypt_item);
+}
+
+kms_status op_batch_decrypt(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
+{
+	return batch_run(ctx, req, resp, decrypt_item);
+}
+
+kms_status op_batch_generate_data_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
+{
+	return batch_run(ctx, req, resp, gdk_item);
+}

@@ -1,18 +1,24 @@
 /*
- * ops.c: the operation table, and each operation's request validator.
- * Validation happens here, before any handler runs: sizes, formats, enums
- * and map sizes. Handlers may then trust the shapes (not the meanings).
+ * ops.c: the operation table, each operation's request validator, and the
+ * readers of the table's audit and batch columns. Validation happens here,
+ * before any handler runs (a batch's items: in the handler, one by one, with
+ * the row's item validator): sizes, formats, enums and map sizes. Handlers
+ * may then trust the shapes (not the meanings).
  */
 #include "kms/pipeline/ops.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "common/error.h"
 #include "kms/pipeline/validate.h"
 
-kms_status ops_validate_encrypt_item(const Kms__EncryptRequest *r)
+/* Item validators take the generic message so that a batch row can name
+ * one (op_validate_item_fn); the single operations pass their own. */
+static kms_status v_encrypt_item(const ProtobufCMessage *item)
 {
+	const Kms__EncryptRequest *r = (const Kms__EncryptRequest *)item;
 	KMS_ENSURE(r, KMS_INVALID_ARGUMENT, "encrypt: the operation message is missing");
 	KMS_GUARD(validate_key_ref("key_id", r->key_id));
 	KMS_GUARD(validate_plaintext("plaintext", r->plaintext));
@@ -20,8 +26,9 @@ kms_status ops_validate_encrypt_item(const Kms__EncryptRequest *r)
 	                        r->encryption_context);
 }
 
-kms_status ops_validate_decrypt_item(const Kms__DecryptRequest *r)
+static kms_status v_decrypt_item(const ProtobufCMessage *item)
 {
+	const Kms__DecryptRequest *r = (const Kms__DecryptRequest *)item;
 	KMS_ENSURE(r, KMS_INVALID_ARGUMENT, "decrypt: the operation message is missing");
 	KMS_GUARD(validate_blob_size("ciphertext_blob", r->ciphertext_blob));
 	if (r->key_id[0])
@@ -30,8 +37,9 @@ kms_status ops_validate_decrypt_item(const Kms__DecryptRequest *r)
 	                        r->encryption_context);
 }
 
-kms_status ops_validate_gdk_item(const Kms__GenerateDataKeyRequest *r)
+static kms_status v_gdk_item(const ProtobufCMessage *item)
 {
+	const Kms__GenerateDataKeyRequest *r = (const Kms__GenerateDataKeyRequest *)item;
 	KMS_ENSURE(r, KMS_INVALID_ARGUMENT, "generate_data_key: the operation message is missing");
 	KMS_GUARD(validate_key_ref("key_id", r->key_id));
 	return validate_context("encryption_context", r->n_encryption_context,
@@ -40,12 +48,12 @@ kms_status ops_validate_gdk_item(const Kms__GenerateDataKeyRequest *r)
 
 static kms_status v_encrypt(const Kms__Request *req)
 {
-	return ops_validate_encrypt_item(req->encrypt);
+	return v_encrypt_item((const ProtobufCMessage *)req->encrypt);
 }
 
 static kms_status v_decrypt(const Kms__Request *req)
 {
-	return ops_validate_decrypt_item(req->decrypt);
+	return v_decrypt_item((const ProtobufCMessage *)req->decrypt);
 }
 
 static kms_status v_re_encrypt(const Kms__Request *req)
@@ -64,7 +72,7 @@ static kms_status v_re_encrypt(const Kms__Request *req)
 
 static kms_status v_gdk(const Kms__Request *req)
 {
-	return ops_validate_gdk_item(req->generate_data_key);
+	return v_gdk_item((const ProtobufCMessage *)req->generate_data_key);
 }
 
 static kms_status v_gdk_without_plaintext(const Kms__Request *req)
@@ -90,8 +98,9 @@ static kms_status v_random(const Kms__Request *req)
 	           KMS_INVALID_ARGUMENT, "%s: a batch holds 1 to %d items", field,     \
 	           KMS_BATCH_MAX)
 
-/* A batch's items are validated one by one in the handler, so that one bad
- * item fails alone; here only the batch's own shape. */
+/* A batch's items are validated one by one in the handler, with the row's
+ * validate_item, so that one bad item fails alone; here only the batch's
+ * own shape. */
 static kms_status v_batch_encrypt(const Kms__Request *req)
 {
 	BATCH_COUNT_OK(req->batch_encrypt, "batch_encrypt");
@@ -110,22 +119,48 @@ static kms_status v_batch_gdk(const Kms__Request *req)
 	return KMS_OK;
 }
 
-/* Operations whose message is just { string key_id = 1; ... }: the key id
- * field is checked by a per-operation accessor. */
-#define KEY_REF_VALIDATOR(fn, member)                                              \
-	static kms_status fn(const Kms__Request *req)                              \
-	{                                                                          \
-		KMS_ENSURE(req->member, KMS_INVALID_ARGUMENT,                      \
-		           #member ": the operation message is missing");          \
-		return validate_key_ref("key_id", req->member->key_id);            \
-	}
+/* Operations whose message is just { string key_id = 1; }. */
+static kms_status v_describe_key(const Kms__Request *req)
+{
+	KMS_ENSURE(req->describe_key, KMS_INVALID_ARGUMENT,
+	           "describe_key: the operation message is missing");
+	return validate_key_ref("key_id", req->describe_key->key_id);
+}
 
-KEY_REF_VALIDATOR(v_describe_key, describe_key)
-KEY_REF_VALIDATOR(v_enable_key, enable_key)
-KEY_REF_VALIDATOR(v_disable_key, disable_key)
-KEY_REF_VALIDATOR(v_rotate_key, rotate_key)
-KEY_REF_VALIDATOR(v_cancel_key_deletion, cancel_key_deletion)
-KEY_REF_VALIDATOR(v_get_key_policy, get_key_policy)
+static kms_status v_enable_key(const Kms__Request *req)
+{
+	KMS_ENSURE(req->enable_key, KMS_INVALID_ARGUMENT,
+	           "enable_key: the operation message is missing");
+	return validate_key_ref("key_id", req->enable_key->key_id);
+}
+
+static kms_status v_disable_key(const Kms__Request *req)
+{
+	KMS_ENSURE(req->disable_key, KMS_INVALID_ARGUMENT,
+	           "disable_key: the operation message is missing");
+	return validate_key_ref("key_id", req->disable_key->key_id);
+}
+
+static kms_status v_rotate_key(const Kms__Request *req)
+{
+	KMS_ENSURE(req->rotate_key, KMS_INVALID_ARGUMENT,
+	           "rotate_key: the operation message is missing");
+	return validate_key_ref("key_id", req->rotate_key->key_id);
+}
+
+static kms_status v_cancel_key_deletion(const Kms__Request *req)
+{
+	KMS_ENSURE(req->cancel_key_deletion, KMS_INVALID_ARGUMENT,
+	           "cancel_key_deletion: the operation message is missing");
+	return validate_key_ref("key_id", req->cancel_key_deletion->key_id);
+}
+
+static kms_status v_get_key_policy(const Kms__Request *req)
+{
+	KMS_ENSURE(req->get_key_policy, KMS_INVALID_ARGUMENT,
+	           "get_key_policy: the operation message is missing");
+	return validate_key_ref("key_id", req->get_key_policy->key_id);
+}
 
 static kms_status v_create_key(const Kms__Request *req)
 {
@@ -268,50 +303,111 @@ static kms_status v_consistency(const Kms__Request *req)
 	return KMS_OK;
 }
 
-#define OP(field, upper, role, v, h)                                                   \
-	{ KMS__REQUEST__OP_##upper, #field, role, v, h }
+/*
+ * The audit columns (ops.h, op_audit_fields). Shared by the rows whose
+ * messages look alike; the names are kms.proto's, and ops_check_row()
+ * (run by the request fuzz target's replay, in every test lane) fails on a
+ * name that is not a field of the right type.
+ */
+static const op_audit_fields audit_none = { 0 };
+/* Operations on one key, named by key_id, which the handler notes. */
+static const op_audit_fields audit_key = { .key = "key_id", .noted = "key_id" };
+/* ListAliases: key_id is a filter; no key is used. */
+static const op_audit_fields audit_key_filter = { .key = "key_id" };
+/* Create/UpdateAlias name the key only as the alias's target. */
+static const op_audit_fields audit_alias_target = { .noted = "target_key_id" };
+/* Sealing under key_id: Encrypt, GenerateDataKey[WithoutPlaintext]. */
+static const op_audit_fields audit_seal = {
+	.key = "key_id", .noted = "key_id", .context = "encryption_context",
+};
+/* Decrypt: the key is the blob's; key_id, when given, is only a check. */
+static const op_audit_fields audit_open = {
+	.key = "key_id", .context = "encryption_context",
+};
+/* ReEncrypt: the context recorded is the one the blob was opened with. */
+static const op_audit_fields audit_re_encrypt = { .context = "source_encryption_context" };
+static const op_audit_fields audit_batch_seal = {
+	.items = "items", .key = "key_id", .noted = "key_id", .context = "encryption_context",
+};
+static const op_audit_fields audit_batch_open = {
+	.items = "items", .key = "key_id", .context = "encryption_context",
+};
+
+/* The wire enum and the name from one proto field name, so they agree. */
+#define OP(field, upper) .op = KMS__REQUEST__OP_##upper, .name = #field
 
 static const op_entry op_table[] = {
-	OP(encrypt, ENCRYPT, ROLE_APP, v_encrypt, op_encrypt),
-	OP(decrypt, DECRYPT, ROLE_APP, v_decrypt, op_decrypt),
-	OP(re_encrypt, RE_ENCRYPT, ROLE_APP, v_re_encrypt, op_re_encrypt),
-	OP(generate_data_key, GENERATE_DATA_KEY, ROLE_APP, v_gdk, op_generate_data_key),
-	OP(generate_data_key_without_plaintext, GENERATE_DATA_KEY_WITHOUT_PLAINTEXT, ROLE_APP,
-	   v_gdk_without_plaintext, op_generate_data_key_without_plaintext),
-	OP(generate_random, GENERATE_RANDOM, ROLE_APP, v_random, op_generate_random),
-	OP(batch_encrypt, BATCH_ENCRYPT, ROLE_APP, v_batch_encrypt, op_batch_encrypt),
-	OP(batch_decrypt, BATCH_DECRYPT, ROLE_APP, v_batch_decrypt, op_batch_decrypt),
-	OP(batch_generate_data_key, BATCH_GENERATE_DATA_KEY, ROLE_APP, v_batch_gdk,
-	   op_batch_generate_data_key),
+	{ OP(encrypt, ENCRYPT), .role = ROLE_APP, .validate = v_encrypt,
+	  .handle = op_encrypt, .audit = &audit_seal },
+	{ OP(decrypt, DECRYPT), .role = ROLE_APP, .validate = v_decrypt,
+	  .handle = op_decrypt, .audit = &audit_open },
+	{ OP(re_encrypt, RE_ENCRYPT), .role = ROLE_APP, .validate = v_re_encrypt,
+	  .handle = op_re_encrypt, .audit = &audit_re_encrypt },
+	{ OP(generate_data_key, GENERATE_DATA_KEY), .role = ROLE_APP, .validate = v_gdk,
+	  .handle = op_generate_data_key, .audit = &audit_seal },
+	{ OP(generate_data_key_without_plaintext, GENERATE_DATA_KEY_WITHOUT_PLAINTEXT),
+	  .role = ROLE_APP, .validate = v_gdk_without_plaintext,
+	  .handle = op_generate_data_key_without_plaintext, .audit = &audit_seal },
+	{ OP(generate_random, GENERATE_RANDOM), .role = ROLE_APP, .validate = v_random,
+	  .handle = op_generate_random, .audit = &audit_none },
+	{ OP(batch_encrypt, BATCH_ENCRYPT), .role = ROLE_APP, .validate = v_batch_encrypt,
+	  .validate_item = v_encrypt_item, .handle = op_batch_encrypt,
+	  .audit = &audit_batch_seal },
+	{ OP(batch_decrypt, BATCH_DECRYPT), .role = ROLE_APP, .validate = v_batch_decrypt,
+	  .validate_item = v_decrypt_item, .handle = op_batch_decrypt,
+	  .audit = &audit_batch_open },
+	{ OP(batch_generate_data_key, BATCH_GENERATE_DATA_KEY), .role = ROLE_APP,
+	  .validate = v_batch_gdk, .validate_item = v_gdk_item,
+	  .handle = op_batch_generate_data_key, .audit = &audit_batch_seal },
 
-	OP(create_key, CREATE_KEY, ROLE_ADMIN, v_create_key, op_create_key),
-	OP(describe_key, DESCRIBE_KEY, ROLE_ADMIN, v_describe_key, op_describe_key),
-	OP(list_keys, LIST_KEYS, ROLE_ADMIN, v_list_keys, op_list_keys),
-	OP(update_key_description, UPDATE_KEY_DESCRIPTION, ROLE_ADMIN, v_update_key_description,
-	   op_update_key_description),
-	OP(enable_key, ENABLE_KEY, ROLE_ADMIN, v_enable_key, op_enable_key),
-	OP(disable_key, DISABLE_KEY, ROLE_ADMIN, v_disable_key, op_disable_key),
-	OP(rotate_key, ROTATE_KEY, ROLE_ADMIN, v_rotate_key, op_rotate_key),
-	OP(set_rotation_period, SET_ROTATION_PERIOD, ROLE_ADMIN, v_set_rotation_period,
-	   op_set_rotation_period),
-	OP(schedule_key_deletion, SCHEDULE_KEY_DELETION, ROLE_ADMIN, v_schedule_key_deletion,
-	   op_schedule_key_deletion),
-	OP(cancel_key_deletion, CANCEL_KEY_DELETION, ROLE_ADMIN, v_cancel_key_deletion,
-	   op_cancel_key_deletion),
-	OP(create_alias, CREATE_ALIAS, ROLE_ADMIN, v_create_alias, op_create_alias),
-	OP(update_alias, UPDATE_ALIAS, ROLE_ADMIN, v_update_alias, op_update_alias),
-	OP(delete_alias, DELETE_ALIAS, ROLE_ADMIN, v_delete_alias, op_delete_alias),
-	OP(list_aliases, LIST_ALIASES, ROLE_ADMIN, v_list_aliases, op_list_aliases),
-	OP(get_key_policy, GET_KEY_POLICY, ROLE_ADMIN, v_get_key_policy, op_get_key_policy),
-	OP(put_key_policy, PUT_KEY_POLICY, ROLE_ADMIN, v_put_key_policy, op_put_key_policy),
-	OP(tag_key, TAG_KEY, ROLE_ADMIN, v_tag_key, op_tag_key),
-	OP(untag_key, UNTAG_KEY, ROLE_ADMIN, v_untag_key, op_untag_key),
-	OP(health, HEALTH, ROLE_ANY, NULL, op_health),
+	{ OP(create_key, CREATE_KEY), .role = ROLE_ADMIN, .validate = v_create_key,
+	  .handle = op_create_key, .audit = &audit_none },
+	{ OP(describe_key, DESCRIBE_KEY), .role = ROLE_ADMIN, .validate = v_describe_key,
+	  .handle = op_describe_key, .audit = &audit_key },
+	{ OP(list_keys, LIST_KEYS), .role = ROLE_ADMIN, .validate = v_list_keys,
+	  .handle = op_list_keys, .audit = &audit_none },
+	{ OP(update_key_description, UPDATE_KEY_DESCRIPTION), .role = ROLE_ADMIN,
+	  .validate = v_update_key_description, .handle = op_update_key_description,
+	  .audit = &audit_key },
+	{ OP(enable_key, ENABLE_KEY), .role = ROLE_ADMIN, .validate = v_enable_key,
+	  .handle = op_enable_key, .audit = &audit_key },
+	{ OP(disable_key, DISABLE_KEY), .role = ROLE_ADMIN, .validate = v_disable_key,
+	  .handle = op_disable_key, .audit = &audit_key },
+	{ OP(rotate_key, ROTATE_KEY), .role = ROLE_ADMIN, .validate = v_rotate_key,
+	  .handle = op_rotate_key, .audit = &audit_key },
+	{ OP(set_rotation_period, SET_ROTATION_PERIOD), .role = ROLE_ADMIN,
+	  .validate = v_set_rotation_period, .handle = op_set_rotation_period,
+	  .audit = &audit_key },
+	{ OP(schedule_key_deletion, SCHEDULE_KEY_DELETION), .role = ROLE_ADMIN,
+	  .validate = v_schedule_key_deletion, .handle = op_schedule_key_deletion,
+	  .audit = &audit_key },
+	{ OP(cancel_key_deletion, CANCEL_KEY_DELETION), .role = ROLE_ADMIN,
+	  .validate = v_cancel_key_deletion, .handle = op_cancel_key_deletion,
+	  .audit = &audit_key },
+	{ OP(create_alias, CREATE_ALIAS), .role = ROLE_ADMIN, .validate = v_create_alias,
+	  .handle = op_create_alias, .audit = &audit_alias_target },
+	{ OP(update_alias, UPDATE_ALIAS), .role = ROLE_ADMIN, .validate = v_update_alias,
+	  .handle = op_update_alias, .audit = &audit_alias_target },
+	{ OP(delete_alias, DELETE_ALIAS), .role = ROLE_ADMIN, .validate = v_delete_alias,
+	  .handle = op_delete_alias, .audit = &audit_none },
+	{ OP(list_aliases, LIST_ALIASES), .role = ROLE_ADMIN, .validate = v_list_aliases,
+	  .handle = op_list_aliases, .audit = &audit_key_filter },
+	{ OP(get_key_policy, GET_KEY_POLICY), .role = ROLE_ADMIN, .validate = v_get_key_policy,
+	  .handle = op_get_key_policy, .audit = &audit_key },
+	{ OP(put_key_policy, PUT_KEY_POLICY), .role = ROLE_ADMIN, .validate = v_put_key_policy,
+	  .handle = op_put_key_policy, .audit = &audit_key },
+	{ OP(tag_key, TAG_KEY), .role = ROLE_ADMIN, .validate = v_tag_key,
+	  .handle = op_tag_key, .audit = &audit_key },
+	{ OP(untag_key, UNTAG_KEY), .role = ROLE_ADMIN, .validate = v_untag_key,
+	  .handle = op_untag_key, .audit = &audit_key },
+	{ OP(health, HEALTH), .role = ROLE_ANY, .handle = op_health, .audit = &audit_none },
 
-	OP(get_checkpoint, GET_CHECKPOINT, ROLE_AUDITOR, NULL, op_get_checkpoint),
-	OP(get_inclusion_proof, GET_INCLUSION_PROOF, ROLE_AUDITOR, v_inclusion, op_get_inclusion_proof),
-	OP(get_consistency_proof, GET_CONSISTENCY_PROOF, ROLE_AUDITOR, v_consistency,
-	   op_get_consistency_proof),
+	{ OP(get_checkpoint, GET_CHECKPOINT), .role = ROLE_AUDITOR,
+	  .handle = op_get_checkpoint, .audit = &audit_none },
+	{ OP(get_inclusion_proof, GET_INCLUSION_PROOF), .role = ROLE_AUDITOR,
+	  .validate = v_inclusion, .handle = op_get_inclusion_proof, .audit = &audit_none },
+	{ OP(get_consistency_proof, GET_CONSISTENCY_PROOF), .role = ROLE_AUDITOR,
+	  .validate = v_consistency, .handle = op_get_consistency_proof, .audit = &audit_none },
 };
 
 const op_entry *ops_find(Kms__Request__OpCase op)
@@ -344,4 +440,163 @@ void op_note_key(op_ctx *ctx, const char *key_id, uint32_t key_version)
 	}
 	snprintf(ctx->audit.key_id, sizeof ctx->audit.key_id, "%s", key_id);
 	ctx->audit.key_version = key_version;
+}
+
+void *ops_field_get(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
+{
+	void *value;
+	memcpy(&value, (const char *)m + f->offset, sizeof value);
+	return value;
+}
+
+ProtobufCMessage *ops_field_item(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f,
+                                 size_t i)
+{
+	ProtobufCMessage *item;
+	memcpy(&item, (const char *)ops_field_get(m, f) + i * sizeof item, sizeof item);
+	return item;
+}
+
+void ops_field_set(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, const void *value)
+{
+	memcpy((char *)m + f->offset, &value, sizeof value);
+}
+
+size_t ops_field_count(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
+{
+	size_t n;
+	memcpy(&n, (const char *)m + f->quantifier_offset, sizeof n);
+	return n;
+}
+
+void ops_field_set_count(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, size_t n)
+{
+	memcpy((char *)m + f->quantifier_offset, &n, sizeof n);
+}
+
+void ops_field_set_enum(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, int value)
+{
+	/* protobuf-c stores every enum as an int-sized member. */
+	memcpy((char *)m + f->offset, &value, sizeof value);
+}
+
+/* The field `name` of messages of type d, if it has that type and
+ * repeatedness; NULL otherwise, and for no name. */
+static const ProtobufCFieldDescriptor *field_named(const ProtobufCMessageDescriptor *d,
+                                                   const char *name, ProtobufCType type,
+                                                   bool repeated)
+{
+	if (!d || !name)
+		return NULL;
+	const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(d, name);
+	if (!f || f->type != type || (f->label == PROTOBUF_C_LABEL_REPEATED) != repeated)
+		return NULL;
+	return f;
+}
+
+static const ProtobufCMessageDescriptor *message_type(const ProtobufCFieldDescriptor *f)
+{
+	return f && f->type == PROTOBUF_C_TYPE_MESSAGE ? f->descriptor : NULL;
+}
+
+/* The Request field that holds op's message. */
+static const ProtobufCFieldDescriptor *request_field(const op_entry *op)
+{
+	return protobuf_c_message_descriptor_get_field(&kms__request__descriptor, (unsigned)op->op);
+}
+
+static const char *string_named(const ProtobufCMessage *m, const char *name)
+{
+	const ProtobufCFieldDescriptor *f =
+	        field_named(m->descriptor, name, PROTOBUF_C_TYPE_STRING, false);
+	return f ? ops_field_get(m, f) : NULL;
+}
+
+void ops_audit_view(const Kms__Request *req, op_audit_view *v)
+{
+	memset(v, 0, sizeof *v);
+	const op_entry *op = req ? ops_find(req->op_case) : NULL;
+	const ProtobufCFieldDescriptor *rf = op ? request_field(op) : NULL;
+	if (!message_type(rf))
+		return;
+	const ProtobufCMessage *msg = ops_field_get(&req->base, rf);
+	const op_audit_fields *a = op->audit;
+	if (msg && a->items) {
+		const ProtobufCFieldDescriptor *items =
+		        field_named(msg->descriptor, a->items, PROTOBUF_C_TYPE_MESSAGE, true);
+		if (!items)
+			return;
+		v->batch_items = ops_field_count(msg, items);
+		msg = v->batch_items ? ops_field_item(msg, items, 0) : NULL;
+	}
+	if (!msg)
+		return;
+	v->subject = msg;
+	v->key = string_named(msg, a->key);
+	v->noted = string_named(msg, a->noted);
+	const ProtobufCFieldDescriptor *c =
+	        field_named(msg->descriptor, a->context, PROTOBUF_C_TYPE_MESSAGE, true);
+	if (c && message_type(c) == &kms__string_pair__descriptor) {
+		v->context = ops_field_get(msg, c);
+		v->n_context = ops_field_count(msg, c);
+	}
+}
+
+kms_status ops_batch_shape(const op_entry *op, op_batch_shape *s)
+{
+	memset(s, 0, sizeof *s);
+	KMS_ENSURE(op->validate_item, KMS_INTERNAL, "%s: a batch needs an item validator",
+	           op->name);
+	s->request = request_field(op);
+	s->items = field_named(message_type(s->request), op->audit->items,
+	                       PROTOBUF_C_TYPE_MESSAGE, true);
+	KMS_ENSURE(s->items, KMS_INTERNAL, "%s: the request has no repeated message field \"%s\"",
+	           op->name, op->audit->items ? op->audit->items : "(none)");
+	s->reply = field_named(&kms__response__descriptor, op->name, PROTOBUF_C_TYPE_MESSAGE, false);
+	s->results = field_named(message_type(s->reply), "results", PROTOBUF_C_TYPE_MESSAGE, true);
+	const ProtobufCMessageDescriptor *result = message_type(s->results);
+	s->status = field_named(result, "status", PROTOBUF_C_TYPE_ENUM, false);
+	s->message = field_named(result, "message", PROTOBUF_C_TYPE_STRING, false);
+	s->result = field_named(result, "result", PROTOBUF_C_TYPE_MESSAGE, false);
+	KMS_ENSURE(s->status && s->message && s->result, KMS_INTERNAL, "%s: the response is not "
+	           "{ repeated { status, message, result } results } in Response.%s", op->name,
+	           op->name);
+	return KMS_OK;
+}
+
+/* A field the audit column names must exist, with its type. */
+static kms_status check_named(const op_entry *op, const ProtobufCMessageDescriptor *d,
+                              const char *name, ProtobufCType type, bool repeated)
+{
+	KMS_ENSURE(!name || field_named(d, name, type, repeated), KMS_INTERNAL,
+	           "%s: %s has no %s%s field \"%s\"", op->name, d->name,
+	           repeated ? "repeated " : "", type == PROTOBUF_C_TYPE_STRING ? "string" : "message",
+	           name);
+	return KMS_OK;
+}
+
+kms_status ops_check_row(const op_entry *op)
+{
+	const ProtobufCFieldDescriptor *rf = request_field(op);
+	KMS_ENSURE(rf && !strcmp(rf->name, op->name) && message_type(rf), KMS_INTERNAL,
+	           "%s: Request has no message field of that name and number", op->name);
+	KMS_ENSURE(op->handle && op->audit, KMS_INTERNAL, "%s: no handler or audit column",
+	           op->name);
+	const op_audit_fields *a = op->audit;
+	const ProtobufCMessageDescriptor *subject = message_type(rf);
+	KMS_ENSURE(a->items || !op->validate_item, KMS_INTERNAL,
+	           "%s: only a batch has an item validator", op->name);
+	if (a->items) {
+		op_batch_shape shape;
+		KMS_GUARD(ops_batch_shape(op, &shape));
+		subject = message_type(shape.items);
+	}
+	KMS_GUARD(check_named(op, subject, a->key, PROTOBUF_C_TYPE_STRING, false));
+	KMS_GUARD(check_named(op, subject, a->noted, PROTOBUF_C_TYPE_STRING, false));
+	KMS_GUARD(check_named(op, subject, a->context, PROTOBUF_C_TYPE_MESSAGE, true));
+	KMS_ENSURE(!a->context || message_type(field_named(subject, a->context,
+	                                                   PROTOBUF_C_TYPE_MESSAGE, true)) ==
+	                                  &kms__string_pair__descriptor,
+	           KMS_INTERNAL, "%s: %s is not a list of StringPair", op->name, a->context);
+	return KMS_OK;
 }

@@ -1,8 +1,29 @@
 /*
- * ops.h: the table of operations. One row per wire operation names it,
- * says which role may call it, and points at its validator and handler; the
- * pipeline dispatches through it and nothing else does. Handlers live in one
- * file per family (op_crypt.c, op_keys.c, op_aliases.c, op_misc.c).
+ * ops.h: the table of operations. One row per wire operation (ops.c) holds
+ * everything the daemon knows about it apart from its handler: its name,
+ * which role may call it, its validator, how a batch's items are checked,
+ * and which of its fields the audit entry records. The pipeline dispatches
+ * through the table, the audit entry and the metrics read it, and the
+ * request fuzz target builds its seeds and checks from it; none of them
+ * names an operation. Handlers live in kms/ops/, one file per family
+ * (op_crypt.c, op_keys.c, op_aliases.c, op_misc.c, op_audit.c).
+ *
+ * How to add an operation:
+ *   1. proto/kms.proto: its request and response messages, and a field of
+ *      the same name in both Request.op and Response.result. A batch's
+ *      request holds `repeated <Item> items`, its response
+ *      `repeated <Result> results`, each result { status, message, result }.
+ *   2. kms/pipeline/ops.c: its validator and one row of op_table, with its
+ *      audit fields (the field naming its key, its encryption context, its
+ *      batch items); the replay test checks that the named fields exist.
+ *   3. kms/ops/op_<family>.c: its handler (declared below); a batch's
+ *      handler is op_crypt.c's batch_run() with a function for one item.
+ *   4. clients/lib/ and include/kms/client.h: the client call.
+ *   5. clients/cli/: its command.
+ *   6. tests: tests/kms/e2e/ (against kmsd), and the client and CLI tests.
+ *      The request fuzz target seeds and checks every row by itself.
+ * Nothing else: no switch on the operation anywhere (audit, metrics and
+ * the fuzz target read the row).
  */
 #ifndef KMS_OPS_H
 #define KMS_OPS_H
@@ -54,17 +75,43 @@ typedef struct op_ctx {
  * On failure returns KMS_INVALID_ARGUMENT with a message naming the field. */
 typedef kms_status (*op_validate_fn)(const Kms__Request *req);
 
+/* Checks one item of a batch (the message in the row's audit.items). The
+ * handler calls it per item, so that one bad item fails alone. */
+typedef kms_status (*op_validate_item_fn)(const ProtobufCMessage *item);
+
 /* Does the work and sets resp->result_case and its result, allocated from
  * ctx->arena. On failure returns the status; the message is the thread's
  * kms_error_message(). */
 typedef kms_status (*op_handle_fn)(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp);
 
+/*
+ * Which fields of an operation's message the audit entry records, by their
+ * names in kms.proto (found through the protobuf-c descriptors; NULL: none).
+ * In a batch, key and context are read from its first item.
+ */
+typedef struct op_audit_fields {
+	/* Batches: the repeated message field holding the items. */
+	const char *items;
+	/* The string field naming the key the request is for: the entry names
+	 * it (when well formed) if the handler noted no key (op_note_key). */
+	const char *key;
+	/* The string field the handler notes as the key before the keyring
+	 * answers, so that a request failing there is logged under it; NULL
+	 * when the handler notes only what the keyring resolved (a blob's
+	 * key). Its value is recorded only through op_note_key. */
+	const char *noted;
+	/* The repeated StringPair field holding the encryption context. */
+	const char *context;
+} op_audit_fields;
+
 typedef struct op_entry {
 	Kms__Request__OpCase op;
 	const char *name; /* the proto field name: "encrypt", "create_key" */
 	op_role role;
-	op_validate_fn validate;
+	op_validate_fn validate;           /* NULL: nothing to check */
+	op_validate_item_fn validate_item; /* batches only */
 	op_handle_fn handle;
+	const op_audit_fields *audit;      /* never NULL */
 } op_entry;
 
 /* The row for an operation, or NULL if the daemon does not serve it. */
@@ -77,15 +124,58 @@ size_t ops_index(const op_entry *op);
 /* Records the key a request used (or named) for its audit entry. */
 void op_note_key(op_ctx *ctx, const char *key_id, uint32_t key_version);
 
+/* A request's fields named by its row's audit column; NULL and 0 where the
+ * operation has none, or the request lacks them. */
+typedef struct op_audit_view {
+	const ProtobufCMessage *subject; /* the operation's message; a batch's first item */
+	size_t batch_items;              /* a batch's item count; 0 when not a batch */
+	const char *key;
+	const char *noted;
+	Kms__StringPair *const *context;
+	size_t n_context;
+} op_audit_view;
+
+void ops_audit_view(const Kms__Request *req, op_audit_view *out);
+
+/* Where a batch operation keeps its items and results, found through the
+ * protobuf-c descriptors by the names kms.proto gives them (the list above);
+ * batch_run() in op_crypt.c reads and fills them. */
+typedef struct op_batch_shape {
+	const ProtobufCFieldDescriptor *request;  /* Request: the batch's message */
+	const ProtobufCFieldDescriptor *items;    /* there: its items */
+	const ProtobufCFieldDescriptor *reply;    /* Response: the batch's result */
+	const ProtobufCFieldDescriptor *results;  /* there: one result per item */
+	const ProtobufCFieldDescriptor *status;   /* in a result: the item's status, */
+	const ProtobufCFieldDescriptor *message;  /* its error message, */
+	const ProtobufCFieldDescriptor *result;   /* and its response */
+} op_batch_shape;
+
+/* KMS_INTERNAL, naming what is missing, for a row that is not a batch or
+ * whose messages do not have that shape. */
+kms_status ops_batch_shape(const op_entry *op, op_batch_shape *out) KMS_MUST_USE;
+
+/* A field of a protobuf-c message, through its descriptor: a pointer
+ * member (a message, a string, a repeated field's array), an item of a
+ * repeated message field, a repeated field's count, an enum. They copy
+ * bytes rather than cast, because the member's declared type is the
+ * generated one (Kms__EncryptRequest **, not ProtobufCMessage **). */
+void *ops_field_get(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f);
+ProtobufCMessage *ops_field_item(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f,
+                                 size_t i);
+void ops_field_set(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, const void *value);
+size_t ops_field_count(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f);
+void ops_field_set_count(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, size_t n);
+void ops_field_set_enum(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, int value);
+
+/* Checks a row against kms.proto: every field its audit column names exists
+ * with the right type, and a batch row has an item validator and the
+ * response shape batch_run() fills. KMS_INTERNAL, naming the field, if not. */
+kms_status ops_check_row(const op_entry *op) KMS_MUST_USE;
+
 /* p = zeroed arena memory for *p, or fail the handler with KMS_INTERNAL. */
 #define OP_ALLOC(ctx, p)                                                          \
 	KMS_ENSURE(((p) = arena_alloc((ctx)->arena, sizeof *(p))), KMS_INTERNAL,  \
 	           "out of request memory")
-
-/* Validators of one data-plane item, for the batch handlers. */
-kms_status ops_validate_encrypt_item(const Kms__EncryptRequest *r) KMS_MUST_USE;
-kms_status ops_validate_decrypt_item(const Kms__DecryptRequest *r) KMS_MUST_USE;
-kms_status ops_validate_gdk_item(const Kms__GenerateDataKeyRequest *r) KMS_MUST_USE;
 
 /* Handlers, by family. */
 kms_status op_encrypt(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;

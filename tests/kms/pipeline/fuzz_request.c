@@ -46,47 +46,19 @@
 
 fuzz_request_outcome fuzz_request_last;
 
-/* The string field `name` of the request's operation message, or NULL. */
-static const char *op_string_field(const Kms__Request *req, const char *name)
-{
-	const ProtobufCFieldDescriptor *op =
-	        protobuf_c_message_descriptor_get_field(&kms__request__descriptor,
-	                                                (unsigned)req->op_case);
-	if (!op || op->type != PROTOBUF_C_TYPE_MESSAGE)
-		return NULL;
-	const ProtobufCMessage *msg = *(ProtobufCMessage *const *)((const char *)req + op->offset);
-	if (!msg)
-		return NULL;
-	const ProtobufCFieldDescriptor *f =
-	        protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, name);
-	if (!f || f->type != PROTOBUF_C_TYPE_STRING || f->label == PROTOBUF_C_LABEL_REPEATED)
-		return NULL;
-	return *(char *const *)((const char *)msg + f->offset);
-}
-
 /* The key reference a handler notes (op_note_key) before the keyring
- * answers, or NULL for operations that note only what the keyring says
- * (decrypt: the blob's key; delete_alias: the alias's target). */
+ * answers: the field its row's audit column calls `noted` (a batch's first
+ * item's, if that item validates, since the handler skips invalid items),
+ * or NULL for operations that note only what the keyring says (decrypt:
+ * the blob's key; delete_alias: the alias's target). */
 static const char *noted_ref(const Kms__Request *req)
 {
-	switch (req->op_case) {
-	case KMS__REQUEST__OP_BATCH_ENCRYPT:
-		return ops_validate_encrypt_item(req->batch_encrypt->items[0]) == KMS_OK
-		               ? req->batch_encrypt->items[0]->key_id : NULL;
-	case KMS__REQUEST__OP_BATCH_GENERATE_DATA_KEY:
-		return ops_validate_gdk_item(req->batch_generate_data_key->items[0]) == KMS_OK
-		               ? req->batch_generate_data_key->items[0]->key_id : NULL;
-	case KMS__REQUEST__OP_CREATE_ALIAS:
-	case KMS__REQUEST__OP_UPDATE_ALIAS:
-		return op_string_field(req, "target_key_id");
-	case KMS__REQUEST__OP_DECRYPT:
-	case KMS__REQUEST__OP_RE_ENCRYPT:
-	case KMS__REQUEST__OP_LIST_ALIASES:
-	case KMS__REQUEST__OP_DELETE_ALIAS:
+	const op_entry *op = ops_find(req->op_case);
+	op_audit_view v;
+	ops_audit_view(req, &v);
+	if (v.noted && op->validate_item && op->validate_item(v.subject) != KMS_OK)
 		return NULL;
-	default:
-		return op_string_field(req, "key_id");
-	}
+	return v.noted;
 }
 
 /* Builds the entry as pipeline.c's audit() does and checks it. */

@@ -7,14 +7,16 @@
  *
  * Built-in seeds: one valid packed kms.Request for every operation kmsd
  * serves, made here with protobuf-c from the descriptors (each field gets a
- * well-formed value by its name), and each is checked to validate. Each
+ * well-formed value by its name), and each is checked to validate; every
+ * row of the table is checked against kms.proto (ops_check_row). Each
  * seed and each file (a directory: each file in it) is fed whole, then
  * every prefix, every single-byte flip (three masks) and a few appended
  * bytes, by the shared driver tests/support/fuzz_replay.c (which also feeds
  * its own generic seeds). --write-seeds writes
  * the seeds as corpus files instead. Exits non-zero if a file cannot be
- * read, if files were named but none was found, or if a seed does not
- * validate; a broken invariant aborts inside the target.
+ * read, if files were named but none was found, if a seed does not
+ * validate or a row does not check; a broken invariant aborts inside the
+ * target.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -23,6 +25,7 @@
 
 #include <kms/kms.pb-c.h>
 
+#include "common/error.h"
 #include "kms/pipeline/arena.h"
 #include "tests/support/fuzz.h"
 #include "tests/kms/pipeline/fuzz_request.h"
@@ -187,6 +190,12 @@ static int run_seeds(const char *write_dir)
 		return 1;
 	for (size_t row = 0; (bytes = seed_for(a, row, &len)); row++) {
 		const char *name = ops_at(row)->name;
+		/* The audit and batch columns name proto fields: a wrong name
+		 * would silently drop a key or context from the log. */
+		if (ops_check_row(ops_at(row)) != KMS_OK) {
+			fprintf(stderr, "fuzz_request_replay: %s\n", kms_error_message());
+			rc = 1;
+		}
 		if (write_dir) {
 			char path[4096];
 			snprintf(path, sizeof path, "%s/seed-%s", write_dir, name);
