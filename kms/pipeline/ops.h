@@ -8,22 +8,26 @@
  * names an operation. Handlers live in kms/ops/, one file per family
  * (op_crypt.c, op_keys.c, op_aliases.c, op_misc.c, op_audit.c).
  *
- * How to add an operation:
- *   1. proto/kms.proto: its request and response messages, and a field of
- *      the same name in both Request.op and Response.result. A batch's
- *      request holds `repeated <Item> items`, its response
- *      `repeated <Result> results`, each result { status, message, result }.
- *   2. kms/pipeline/ops.c: its validator and one row of op_table, with its
- *      audit fields (the field naming its key, its encryption context, its
- *      batch items); the replay test checks that the named fields exist.
- *   3. kms/ops/op_<family>.c: its handler (declared below); a batch's
- *      handler is op_crypt.c's batch_run() with a function for one item.
- *   4. clients/lib/ and include/kms/client.h: the client call.
- *   5. clients/cli/: its command.
- *   6. tests: tests/kms/e2e/ (against kmsd), and the client and CLI tests.
- *      The request fuzz target seeds and checks every row by itself.
- * Nothing else: no switch on the operation anywhere (audit, metrics and
- * the fuzz target read the row).
+ * How to add an operation (the same list as docs/architecture.md):
+ *   1. proto/kms.proto: the request and result messages and the oneof arms
+ *      (Request.op and Response.result, both named as the operation). A
+ *      batch's request holds `repeated <Item> items`, its response
+ *      `repeated <Result> results`, each { status, message, result }.
+ *   2. kms/pipeline/ops.c: one row: name, role, validator, handler, audit
+ *      columns (which field names the key, whether it carries an
+ *      encryption context, its batch items; op_audit_fields below), and a
+ *      batch's item validator. The fuzz replay checks the row against the
+ *      proto (ops_check_row).
+ *   3. kms/ops/op_<family>.c: the handler (and its prototype below); a
+ *      batch's handler is batch_run() (op_crypt.c) with a function for one
+ *      item.
+ *   4. include/kms/client.h and clients/lib/client_<family>.c: the call.
+ *   5. clients/cli/: a row in the tool's command table and its handler.
+ *   6. Tests: tests/kms/e2e/ (success and every documented failure against
+ *      a real kmsd), tests/clients/; the request fuzz target's replay seeds
+ *      and checks the new row from the descriptors by itself.
+ * Nothing else: dispatch, validation, audit entries, metrics and the fuzz
+ * seeds all read the table; nothing switches on the operation.
  */
 #ifndef KMS_OPS_H
 #define KMS_OPS_H
