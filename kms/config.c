@@ -9,9 +9,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <kms/limits.h>
+
 #include "common/error.h"
 
-#define DEFAULT_MAX_REQUEST_BYTES (8u << 20)  /* a full batch of 1000 x 4 KiB fits */
 #define DEFAULT_GCM_MAX_ENCRYPTIONS ((1ull << 32) - (1ull << 24))
 #define DEFAULT_GCM_RESERVE_BLOCK 65536u
 
@@ -332,7 +333,7 @@ kms_status kmsd_config_load(const char *path, kmsd_config *cfg)
 	memset(cfg, 0, sizeof *cfg);
 	strcpy(cfg->region, "in-mum");
 	cfg->workers = 8;
-	cfg->max_request_bytes = DEFAULT_MAX_REQUEST_BYTES;
+	cfg->max_request_bytes = KMS_REQUEST_MAX_DEFAULT;
 	cfg->gcm_max_encryptions = DEFAULT_GCM_MAX_ENCRYPTIONS;
 	cfg->gcm_reserve_block = DEFAULT_GCM_RESERVE_BLOCK;
 	cfg->tick_seconds = 10;

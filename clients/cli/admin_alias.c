@@ -137,7 +137,7 @@ const struct cli_command admin_alias_commands[] = {
 	{ .name = "list", .run = alias_list, .args = "[--key KEY] [--limit N] [--all]",
 	  .help = "List aliases, of one key with --key",
 	  .details = "  --key KEY             only the aliases of this key\n"
-	             "  --limit N             aliases per page, 1..1000\n"
+	             "  --limit N             aliases per page, 1.." CLI_STR(KMS_LIST_LIMIT_MAX) "\n"
 	             "  --all                 follow the pages to the end\n"
 	             "  --page-token T        start at this page\n" },
 	{ 0 },

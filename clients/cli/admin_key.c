@@ -8,9 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <kms/limits.h>
 #include <kms/secmem.h>
-
-#define POLICY_MAX (32 * 1024) /* PutKeyPolicy takes at most 32 KiB */
 
 /* A policy document from a file ("-": stdin), checked to be JSON here so a
  * typo fails before it reaches kmsd. *policy is NUL-terminated; free it. */
@@ -18,13 +17,13 @@ static int read_policy(struct cli *cli, const char *path, char **policy)
 {
 	size_t len, total;
 	json_error_t jerr;
-	*policy = malloc(POLICY_MAX + 1);
+	*policy = malloc(KMS_POLICY_MAX + 1);
 	if (!*policy)
 		return cli_out_of_memory(cli);
-	int code = cli_read_input(cli, path, (uint8_t *)*policy, POLICY_MAX, &len, &total);
-	if (code == CLI_EXIT_OK && total > POLICY_MAX)
-		code = cli_usage_error(cli, "the policy is %zu bytes; at most %d", total,
-		                       POLICY_MAX);
+	int code = cli_read_input(cli, path, (uint8_t *)*policy, KMS_POLICY_MAX, &len, &total);
+	if (code == CLI_EXIT_OK && total > KMS_POLICY_MAX)
+		code = cli_usage_error(cli, "the policy is %zu bytes; at most %u", total,
+		                       KMS_POLICY_MAX);
 	if (code == CLI_EXIT_OK) {
 		(*policy)[len] = '\0';
 		json_t *doc = json_loadb(*policy, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -98,8 +97,10 @@ static int key_create(struct cli *cli, int argc, char **argv)
 				code = cli_usage_error(cli, "--tag %s: %s", optarg, why);
 			break;
 		case OPT_ROTATION_DAYS:
-			if (!cli_parse_u32(optarg, 0, 3650, &params.rotation_period_days))
-				code = cli_usage_error(cli, "--rotation-days takes 0..3650");
+			if (!cli_parse_u32(optarg, 0, KMS_ROTATION_DAYS_MAX,
+			                   &params.rotation_period_days))
+				code = cli_usage_error(cli, "--rotation-days takes 0..%d",
+				                       KMS_ROTATION_DAYS_MAX);
 			break;
 		case OPT_POLICY:
 			policy_file = optarg;
@@ -286,8 +287,9 @@ static int key_set_rotation(struct cli *cli, int argc, char **argv)
 	int code = cli_parse_args(cli, argc, argv, 2, 2);
 	if (code != CLI_PROCEED)
 		return code;
-	if (!cli_parse_u32(argv[optind + 1], 0, 3650, &days))
-		return cli_usage_error(cli, "DAYS is 1..3650, or 0 to turn rotation off");
+	if (!cli_parse_u32(argv[optind + 1], 0, KMS_ROTATION_DAYS_MAX, &days))
+		return cli_usage_error(cli, "DAYS is 1..%d, or 0 to turn rotation off",
+		                       KMS_ROTATION_DAYS_MAX);
 	if ((code = cli_connect(cli, &client)) != CLI_EXIT_OK)
 		return code;
 	kms_status st = kms_set_rotation_period(client, argv[optind], days, &md, &err);
@@ -343,8 +345,10 @@ static int key_schedule_deletion(struct cli *cli, int argc, char **argv)
 	int opt, code;
 
 	while ((opt = cli_getopt(cli, argc, argv, opts)) >= 0) {
-		if (opt != OPT_DAYS || !cli_parse_u32(optarg, 7, 30, &days))
-			return cli_usage_error(cli, "--days takes 7..30");
+		if (opt != OPT_DAYS ||
+		    !cli_parse_u32(optarg, KMS_DELETION_DAYS_MIN, KMS_DELETION_DAYS_MAX, &days))
+			return cli_usage_error(cli, "--days takes %d..%d", KMS_DELETION_DAYS_MIN,
+			                       KMS_DELETION_DAYS_MAX);
 	}
 	if ((code = cli_getopt_end(cli, opt, argc, argv, 1, 1)) != CLI_PROCEED)
 		return code;
@@ -516,17 +520,20 @@ const struct cli_command admin_key_commands[] = {
 	  .args = "[--description D] [--spec AES_256] [--usage U] [--alias alias/NAME] "
 	          "[--tag k=v]... [--rotation-days N] [--policy FILE]",
 	  .help = "Create a key in the HSM",
-	  .details = "  --description D       free text, at most 256 bytes\n"
+	  .details = "  --description D       free text, at most " CLI_STR(KMS_DESCRIPTION_MAX)
+	             " bytes\n"
 	             "  --spec SPEC           AES_256 (default), HMAC_SHA256, ED25519, ECC_P256\n"
 	             "  --usage USAGE         ENCRYPT_DECRYPT (default), GENERATE_VERIFY_MAC,\n"
 	             "                        SIGN_VERIFY\n"
 	             "  --alias alias/NAME    create this alias for the key too\n"
 	             "  --tag k=v             a tag; repeat for more\n"
-	             "  --rotation-days N     rotate automatically every N days (1..3650)\n"
+	             "  --rotation-days N     rotate automatically every N days (1.."
+	             CLI_STR(KMS_ROTATION_DAYS_MAX) ")\n"
 	             "  --policy FILE         JSON policy document (default: kmsd's default)\n" },
 	{ .name = "list", .run = key_list, .args = "[--limit N] [--all] [--page-token T]",
 	  .help = "List keys, a page at a time",
-	  .details = "  --limit N             keys per page, 1..1000 (default: kmsd's, 100)\n"
+	  .details = "  --limit N             keys per page, 1.." CLI_STR(KMS_LIST_LIMIT_MAX)
+	             " (default: kmsd's, 100)\n"
 	             "  --all                 follow the pages to the end\n"
 	             "  --page-token T        start at this page (from a previous list)\n" },
 	{ .name = "describe", .run = key_describe, .args = "KEY",
@@ -537,12 +544,15 @@ const struct cli_command admin_key_commands[] = {
 	{ .name = "rotate", .run = key_rotate, .args = "KEY",
 	  .help = "Make a new primary version now (old versions still decrypt)" },
 	{ .name = "set-rotation", .run = key_set_rotation, .args = "KEY DAYS",
-	  .help = "Rotate automatically every DAYS days (1..3650; 0 turns it off)" },
+	  .help = "Rotate automatically every DAYS days (1.." CLI_STR(KMS_ROTATION_DAYS_MAX)
+	          "; 0 turns it off)" },
 	{ .name = "set-description", .run = key_set_description, .args = "KEY TEXT",
 	  .help = "Replace a key's description" },
 	{ .name = "schedule-deletion", .run = key_schedule_deletion, .args = "KEY [--days N]",
-	  .help = "Destroy a key after N days (7..30, default 30) unless cancelled",
-	  .details = "  --days N              waiting period, 7..30 (default 30)\n" },
+	  .help = "Destroy a key after N days (" CLI_STR(KMS_DELETION_DAYS_MIN) ".."
+	          CLI_STR(KMS_DELETION_DAYS_MAX) ", default 30) unless cancelled",
+	  .details = "  --days N              waiting period, " CLI_STR(KMS_DELETION_DAYS_MIN) ".."
+	             CLI_STR(KMS_DELETION_DAYS_MAX) " (default 30)\n" },
 	{ .name = "cancel-deletion", .run = key_cancel_deletion, .args = "KEY",
 	  .help = "Cancel a scheduled deletion (the key stays disabled)" },
 	{ .name = "tag", .run = key_tag, .args = "KEY k=v...", .help = "Add or replace tags" },

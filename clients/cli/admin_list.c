@@ -28,8 +28,8 @@ int admin_list_option(struct cli *cli, int opt, struct admin_pages *pages)
 {
 	switch (opt) {
 	case ADMIN_OPT_LIMIT:
-		if (!cli_parse_u32(optarg, 1, 1000, &pages->limit))
-			return cli_usage_error(cli, "--limit takes 1..1000");
+		if (!cli_parse_u32(optarg, 1, KMS_LIST_LIMIT_MAX, &pages->limit))
+			return cli_usage_error(cli, "--limit takes 1..%d", KMS_LIST_LIMIT_MAX);
 		return CLI_PROCEED;
 	case ADMIN_OPT_ALL:
 		pages->all = true;

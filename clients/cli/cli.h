@@ -28,8 +28,16 @@ enum cli_exit {
 	CLI_EXIT_UNREACHABLE = 3, /* cannot reach kmsd, or no valid answer */
 };
 
+/* Pairs one command line may give (--context, --tag): more than kmsd takes,
+ * so past its limit the user reads kmsd's own message. */
 #define CLI_MAX_PAIRS 256
+_Static_assert(CLI_MAX_PAIRS > KMS_CONTEXT_MAX_PAIRS && CLI_MAX_PAIRS > KMS_TAGS_MAX,
+               "the CLIs must carry every pair kmsd could take");
 #define CLI_TIME_MAX 32
+
+/* A limit from <kms/limits.h> spelled in a help text. */
+#define CLI_STR_(x) #x
+#define CLI_STR(x) CLI_STR_(x)
 
 /* Defaults, also read from the environment (documented in --help). */
 #define CLI_ENV_ENDPOINT "KMS_ENDPOINT"       /* comma-separated URLs */

@@ -10,7 +10,8 @@
 const struct cli_command tool_commands[] = {
 	{ .name = "encrypt", .run = tool_encrypt,
 	  .args = "--key KEY [--context k=v]... [--in FILE|-] [--out FILE|-] [--raw]",
-	  .help = "Encrypt up to 4096 bytes under a key; print the blob in base64",
+	  .help = "Encrypt up to " CLI_STR(TOOL_ENCRYPT_MAX)
+	          " bytes under a key; print the blob in base64",
 	  .details = "  --key KEY             key id or alias/NAME\n" CONTEXT_HELP
 	             "  --in FILE             plaintext to encrypt (default: stdin)\n"
 	             "  --out FILE            where the blob goes (default: stdout)\n"
@@ -40,7 +41,7 @@ const struct cli_command tool_commands[] = {
 	             "  --no-plaintext        print only the blob\n"
 	             "  --out FILE            write there (mode 0600) instead of stdout\n" },
 	{ .name = "random", .run = tool_random, .args = "N [--raw] [--out FILE]",
-	  .help = "Print N (1..1024) random bytes from the HSM, base64",
+	  .help = "Print N (1.." CLI_STR(KMS_GENERATE_RANDOM_MAX) ") random bytes from the HSM, base64",
 	  .details = "  --raw                 raw bytes, not base64\n"
 	             "  --out FILE            write there (mode 0600) instead of stdout\n" },
 	{ 0 },

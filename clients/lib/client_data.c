@@ -95,10 +95,11 @@ out:
 static kms_status check_plaintext(const uint8_t *plaintext, size_t len, const char *op,
                                   kms_error *err)
 {
-	if (!plaintext || len == 0 || len > KMS_ENCRYPT_MAX_PLAINTEXT)
+	if (!plaintext || len < KMS_ENCRYPT_MIN_PLAINTEXT || len > KMS_ENCRYPT_MAX_PLAINTEXT)
 		return client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
-		                   "%s: plaintext is %zu bytes; it must be 1..%d", op,
-		                   plaintext ? len : 0, KMS_ENCRYPT_MAX_PLAINTEXT);
+		                   "%s: plaintext is %zu bytes; it must be %d..%d", op,
+		                   plaintext ? len : 0, KMS_ENCRYPT_MIN_PLAINTEXT,
+		                   KMS_ENCRYPT_MAX_PLAINTEXT);
 	return KMS_OK;
 }
 

@@ -35,6 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <kms/limits.h>
 #include <kms/secmem.h>
 #include <kms/sign.h>
 #include <kms/status.h>
@@ -47,15 +48,13 @@ extern "C" {
 
 #define KMS_CLIENT_DEFAULT_ENDPOINT "ipc:///run/kms/kms.sock"
 #define KMS_CLIENT_DEFAULT_TIMEOUT_MS 5000
-/* The largest reply kmsd sends (a batch of 1000 items of 4096 bytes) with
- * room for the envelope (NNG_OPT_RECVMAXSZ). */
-#define KMS_CLIENT_DEFAULT_MAX_RESPONSE ((size_t)8 * 1024 * 1024 + 64 * 1024)
+/* The largest reply kmsd sends, with room for the envelope
+ * (NNG_OPT_RECVMAXSZ). */
+#define KMS_CLIENT_DEFAULT_MAX_RESPONSE KMS_RESPONSE_MAX_DEFAULT
 #define KMS_CLIENT_MAX_ENDPOINTS 16
 
-#define KMS_ENCRYPT_MAX_PLAINTEXT 4096 /* Encrypt takes 1..4096 bytes */
-#define KMS_GENERATE_RANDOM_MAX 1024   /* GenerateRandom gives 1..1024 bytes */
-#define KMS_BATCH_MAX 1000             /* items per batch request */
-#define KMS_DATA_KEY_LEN 32            /* AES-256 data keys */
+/* The wire's own limits (plaintext, batch, random, data key) are in
+ * <kms/limits.h>. */
 #define KMS_HASH_LEN 32                /* SHA-256 (RFC 6962 tree hashes) */
 #define KMS_KEY_ID_MAX 64              /* "k-" + 32 hex digits, with room */
 #define KMS_ERROR_MESSAGE_MAX 256

@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <kms/limits.h>
 #include <kms/status.h>
 
 #ifdef __cplusplus
@@ -35,7 +36,7 @@ extern "C" {
 #define KMS_SIGN_SECRET_LEN 32      /* an access key's secret: 256 bits */
 #define KMS_SIGN_MAC_LEN 32         /* HMAC-SHA256 */
 #define KMS_SIGN_MAX_SKEW_SECONDS 300 /* kmsd's window for timestamp_unix */
-#define KMS_SIGN_REQUEST_ID_MAX 64
+#define KMS_SIGN_REQUEST_ID_MAX KMS_REQUEST_ID_MAX
 #define KMS_SIGN_OPERATION_MAX 64
 /* Longest canonical string, with its NUL. */
 #define KMS_SIGN_CANONICAL_MAX                                                 \

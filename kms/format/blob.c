@@ -44,10 +44,10 @@ kms_status blob_header_build(const uint8_t key_id[static KMS_KEYID_BYTES],
 	KMS_ENSURE(key_version >= KMS_KEY_VERSION_MIN, KMS_INVALID_ARGUMENT,
 	           WHERE ": key version 0 (versions start at 1)");
 	KMS_GUARD(blob_region_validate(region, region_len));
-	KMS_ENSURE(plaintext_len >= KMS_BLOB_MIN_PLAINTEXT &&
-	                   plaintext_len <= KMS_BLOB_MAX_PLAINTEXT,
+	KMS_ENSURE(plaintext_len >= KMS_ENCRYPT_MIN_PLAINTEXT &&
+	                   plaintext_len <= KMS_ENCRYPT_MAX_PLAINTEXT,
 	           KMS_INVALID_ARGUMENT, WHERE ": plaintext is %zu bytes, must be %d..%d",
-	           plaintext_len, KMS_BLOB_MIN_PLAINTEXT, KMS_BLOB_MAX_PLAINTEXT);
+	           plaintext_len, KMS_ENCRYPT_MIN_PLAINTEXT, KMS_ENCRYPT_MAX_PLAINTEXT);
 
 	kms_writer w = kms_writer_init(out->bytes, sizeof out->bytes);
 	(void)kms_writer_put(&w, KMS_BLOB_MAGIC, KMS_BLOB_MAGIC_LEN);
@@ -119,8 +119,8 @@ kms_status blob_assemble(const blob_header *header, const uint8_t *sealed, size_
 {
 	*out_len = 0;
 	KMS_ENSURE(header->len >= KMS_BLOB_HEADER_MIN && header->len <= KMS_BLOB_HEADER_MAX &&
-	                   header->ciphertext_len >= KMS_BLOB_MIN_PLAINTEXT &&
-	                   header->ciphertext_len <= KMS_BLOB_MAX_PLAINTEXT,
+	                   header->ciphertext_len >= KMS_ENCRYPT_MIN_PLAINTEXT &&
+	                   header->ciphertext_len <= KMS_ENCRYPT_MAX_PLAINTEXT,
 	           KMS_INVALID_ARGUMENT, WHERE ": assemble: the header was not built");
 	KMS_ENSURE(sealed != NULL && sealed_len == blob_sealed_len(header), KMS_INVALID_ARGUMENT,
 	           WHERE ": assemble: sealed output is %zu bytes, the header says %zu",
@@ -190,9 +190,9 @@ kms_status blob_parse(const uint8_t *blob, size_t len, blob_view *out)
 	      region_bad_char(region, region_len));
 	TAKE(kms_cursor_take(&c, KMS_BLOB_IV_LEN, &v.iv), "IV");
 	TAKE(kms_cursor_u32be(&c, &ciphertext_len), "ciphertext length");
-	CHECK(ciphertext_len >= KMS_BLOB_MIN_PLAINTEXT && ciphertext_len <= KMS_BLOB_MAX_PLAINTEXT,
+	CHECK(ciphertext_len >= KMS_ENCRYPT_MIN_PLAINTEXT && ciphertext_len <= KMS_ENCRYPT_MAX_PLAINTEXT,
 	      "ciphertext length %u, must be %d..%d", (unsigned)ciphertext_len,
-	      KMS_BLOB_MIN_PLAINTEXT, KMS_BLOB_MAX_PLAINTEXT);
+	      KMS_ENCRYPT_MIN_PLAINTEXT, KMS_ENCRYPT_MAX_PLAINTEXT);
 
 	v.header = blob;
 	v.header_len = len - c.left;

@@ -34,6 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <kms/limits.h>
 #include <kms/status.h>
 
 #include "kms/format/context.h"
@@ -50,8 +51,6 @@
 #define KMS_BLOB_IV_LEN 12
 #define KMS_BLOB_CIPHERTEXT_LENGTH_LEN 4
 #define KMS_BLOB_TAG_LEN 16
-#define KMS_BLOB_MIN_PLAINTEXT 1
-#define KMS_BLOB_MAX_PLAINTEXT 4096 /* Encrypt's limit; data keys are 32 */
 
 /* The header without its region: 41 bytes. */
 #define KMS_BLOB_HEADER_FIXED_LEN                                              \
@@ -61,9 +60,9 @@
 #define KMS_BLOB_HEADER_MIN (KMS_BLOB_HEADER_FIXED_LEN + KMS_BLOB_REGION_MIN) /* 42 */
 #define KMS_BLOB_HEADER_MAX (KMS_BLOB_HEADER_FIXED_LEN + KMS_BLOB_REGION_MAX) /* 73 */
 #define KMS_BLOB_MIN_LEN                                                       \
-	(KMS_BLOB_HEADER_MIN + KMS_BLOB_MIN_PLAINTEXT + KMS_BLOB_TAG_LEN) /* 59 */
+	(KMS_BLOB_HEADER_MIN + KMS_ENCRYPT_MIN_PLAINTEXT + KMS_BLOB_TAG_LEN) /* 59 */
 #define KMS_BLOB_MAX_LEN                                                       \
-	(KMS_BLOB_HEADER_MAX + KMS_BLOB_MAX_PLAINTEXT + KMS_BLOB_TAG_LEN) /* 4185 */
+	(KMS_BLOB_HEADER_MAX + KMS_ENCRYPT_MAX_PLAINTEXT + KMS_BLOB_TAG_LEN) /* 4185 */
 #define KMS_BLOB_AAD_MAX (KMS_BLOB_HEADER_MAX + KMS_CONTEXT_ENCODED_MAX)
 
 /* A built header: bytes[0..len), for a plaintext of ciphertext_len bytes. */

@@ -43,12 +43,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <kms/limits.h>
 #include <kms/status.h>
-
-#define KMS_CONTEXT_MAX_PAIRS 64
-#define KMS_CONTEXT_KEY_MIN 1
-#define KMS_CONTEXT_KEY_MAX 256
-#define KMS_CONTEXT_VALUE_MAX 1024
 
 /* Encoding: a u16 BE count, and per pair two u16 BE length prefixes. */
 #define KMS_CONTEXT_COUNT_LEN 2

@@ -126,10 +126,10 @@ static kms_status config_apply(keyring *kr, const keyring_config *cfg)
 		kr->reserve_block = (uint32_t)kr->gcm_max;
 	kr->deletion_window_days = cfg->deletion_window_days ? cfg->deletion_window_days
 	                                                     : KEYRING_DELETION_WINDOW_DEFAULT;
-	KMS_ENSURE(kr->deletion_window_days >= KEYRING_DELETION_WINDOW_MIN &&
-	                   kr->deletion_window_days <= KEYRING_DELETION_WINDOW_MAX,
+	KMS_ENSURE(kr->deletion_window_days >= KMS_DELETION_DAYS_MIN &&
+	                   kr->deletion_window_days <= KMS_DELETION_DAYS_MAX,
 	           KMS_INVALID_ARGUMENT, "keyring: default deletion window must be %d..%d days",
-	           KEYRING_DELETION_WINDOW_MIN, KEYRING_DELETION_WINDOW_MAX);
+	           KMS_DELETION_DAYS_MIN, KMS_DELETION_DAYS_MAX);
 	kr->seconds_per_day = cfg->seconds_per_day ? cfg->seconds_per_day : KEYRING_SECONDS_PER_DAY;
 	return KMS_OK;
 }

@@ -71,6 +71,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <kms/limits.h>
 #include <kms/status.h>
 
 #include "hsm/hsm.h"
@@ -82,12 +83,8 @@
  * costs nothing. */
 #define KEYRING_GCM_MAX_ENCRYPTIONS_DEFAULT ((UINT64_C(1) << 32) - (UINT64_C(1) << 24))
 #define KEYRING_RESERVE_BLOCK_DEFAULT 65536u
-#define KEYRING_DELETION_WINDOW_MIN 7      /* days */
-#define KEYRING_DELETION_WINDOW_MAX 30
 #define KEYRING_DELETION_WINDOW_DEFAULT 30
-#define KEYRING_ROTATION_PERIOD_MAX 3650   /* days; 0 turns rotation off */
 #define KEYRING_LIST_LIMIT_DEFAULT 100
-#define KEYRING_LIST_LIMIT_MAX 1000
 #define KEYRING_SECONDS_PER_DAY 86400
 #define KEYRING_TICK_BATCH 64              /* keys handled per kind per tick */
 #define KEYRING_CRASH_EXIT_CODE 99

@@ -120,8 +120,8 @@ kms_status keyring_alias_list(keyring *kr, const char *key_ref, uint32_t limit,
 		memcpy(after, page_token, len + 1);
 	}
 	next_page_token[0] = '\0';
-	KMS_ENSURE(limit <= KEYRING_LIST_LIMIT_MAX, KMS_INVALID_ARGUMENT,
-	           "limit: %u, must be 0..%d", (unsigned)limit, KEYRING_LIST_LIMIT_MAX);
+	KMS_ENSURE(limit <= KMS_LIST_LIMIT_MAX, KMS_INVALID_ARGUMENT,
+	           "limit: %u, must be 0..%d", (unsigned)limit, KMS_LIST_LIMIT_MAX);
 	size_t cap = limit ? limit : KEYRING_LIST_LIMIT_DEFAULT;
 	if (key_ref && key_ref[0]) {
 		store_key key;

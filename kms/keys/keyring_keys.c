@@ -93,8 +93,8 @@ kms_status keyring_describe(keyring *kr, const char *key_ref, key_metadata *out)
 
 static kms_status list_limit(uint32_t limit, size_t *out)
 {
-	KMS_ENSURE(limit <= KEYRING_LIST_LIMIT_MAX, KMS_INVALID_ARGUMENT,
-	           "limit: %u, must be 0..%d", (unsigned)limit, KEYRING_LIST_LIMIT_MAX);
+	KMS_ENSURE(limit <= KMS_LIST_LIMIT_MAX, KMS_INVALID_ARGUMENT,
+	           "limit: %u, must be 0..%d", (unsigned)limit, KMS_LIST_LIMIT_MAX);
 	*out = limit ? limit : KEYRING_LIST_LIMIT_DEFAULT;
 	return KMS_OK;
 }
@@ -159,15 +159,15 @@ out:
 
 static kms_status tags_validate(const keyring_tag_arg *tags, size_t n)
 {
-	KMS_ENSURE(n <= KEY_TAGS_MAX, KMS_INVALID_ARGUMENT, "tags: %zu, at most %d per key", n,
-	           KEY_TAGS_MAX);
+	KMS_ENSURE(n <= KMS_TAGS_MAX, KMS_INVALID_ARGUMENT, "tags: %zu, at most %d per key", n,
+	           KMS_TAGS_MAX);
 	KMS_ENSURE(tags || n == 0, KMS_INVALID_ARGUMENT, "tags: missing");
 	for (size_t i = 0; i < n; i++) {
-		KMS_ENSURE(kr_text_ok(tags[i].key, KEY_TAG_KEY_MIN, KEY_TAG_KEY_MAX),
+		KMS_ENSURE(kr_text_ok(tags[i].key, KMS_TAG_KEY_MIN, KMS_TAG_KEY_MAX),
 		           KMS_INVALID_ARGUMENT, "tag %zu: key must be %d..%d bytes of UTF-8", i,
-		           KEY_TAG_KEY_MIN, KEY_TAG_KEY_MAX);
-		KMS_ENSURE(kr_text_ok(tags[i].value, 0, KEY_TAG_VALUE_MAX), KMS_INVALID_ARGUMENT,
-		           "tag %zu: value must be 0..%d bytes of UTF-8", i, KEY_TAG_VALUE_MAX);
+		           KMS_TAG_KEY_MIN, KMS_TAG_KEY_MAX);
+		KMS_ENSURE(kr_text_ok(tags[i].value, 0, KMS_TAG_VALUE_MAX), KMS_INVALID_ARGUMENT,
+		           "tag %zu: value must be 0..%d bytes of UTF-8", i, KMS_TAG_VALUE_MAX);
 		for (size_t j = 0; j < i; j++)
 			KMS_ENSURE(strcmp(tags[i].key, tags[j].key) != 0, KMS_INVALID_ARGUMENT,
 			           "tags %zu and %zu have the same key", j, i);
@@ -177,26 +177,26 @@ static kms_status tags_validate(const keyring_tag_arg *tags, size_t n)
 
 static kms_status description_validate(const char *description)
 {
-	KMS_ENSURE(kr_text_ok(description, 0, KEY_DESCRIPTION_MAX), KMS_INVALID_ARGUMENT,
-	           "description: must be 0..%d bytes of UTF-8", KEY_DESCRIPTION_MAX);
+	KMS_ENSURE(kr_text_ok(description, 0, KMS_DESCRIPTION_MAX), KMS_INVALID_ARGUMENT,
+	           "description: must be 0..%d bytes of UTF-8", KMS_DESCRIPTION_MAX);
 	return KMS_OK;
 }
 
 static kms_status rotation_validate(uint32_t days)
 {
-	KMS_ENSURE(days <= KEYRING_ROTATION_PERIOD_MAX, KMS_INVALID_ARGUMENT,
+	KMS_ENSURE(days <= KMS_ROTATION_DAYS_MAX, KMS_INVALID_ARGUMENT,
 	           "rotation period: %u days, must be 1..%d or 0 (off)", (unsigned)days,
-	           KEYRING_ROTATION_PERIOD_MAX);
+	           KMS_ROTATION_DAYS_MAX);
 	return KMS_OK;
 }
 
 kms_status keyring_policy_validate(const char *policy)
 {
 	KMS_ENSURE(policy, KMS_INVALID_ARGUMENT, "policy: missing");
-	size_t len = strnlen(policy, KEY_POLICY_MAX + 1);
+	size_t len = strnlen(policy, KMS_POLICY_MAX + 1);
 	KMS_ENSURE(len > 0, KMS_INVALID_ARGUMENT, "policy: empty");
-	KMS_ENSURE(len <= KEY_POLICY_MAX, KMS_INVALID_ARGUMENT, "policy: larger than %u bytes",
-	           (unsigned)KEY_POLICY_MAX);
+	KMS_ENSURE(len <= KMS_POLICY_MAX, KMS_INVALID_ARGUMENT, "policy: larger than %u bytes",
+	           (unsigned)KMS_POLICY_MAX);
 
 	/* Duplicate member names are refused: two readers must never see two
 	 * different policies in one document. jansson also refuses bad UTF-8,
@@ -436,9 +436,9 @@ kms_status keyring_schedule_deletion(keyring *kr, const char *key_ref, uint32_t 
 	when_days w = { window_days ? window_days : kr->deletion_window_days, now };
 	if (out)
 		memset(out, 0, sizeof *out);
-	KMS_ENSURE(w.days >= KEYRING_DELETION_WINDOW_MIN && w.days <= KEYRING_DELETION_WINDOW_MAX,
+	KMS_ENSURE(w.days >= KMS_DELETION_DAYS_MIN && w.days <= KMS_DELETION_DAYS_MAX,
 	           KMS_INVALID_ARGUMENT, "pending window: %u days, must be %d..%d", (unsigned)w.days,
-	           KEYRING_DELETION_WINDOW_MIN, KEYRING_DELETION_WINDOW_MAX);
+	           KMS_DELETION_DAYS_MIN, KMS_DELETION_DAYS_MAX);
 	return key_mutate(kr, key_ref, schedule_deletion, &w, out);
 }
 
@@ -488,8 +488,8 @@ static kms_status put_tags(keyring *kr, store_key *key, const void *arg)
 		KMS_GUARD(store_tag_put(kr->store, key->id, c->tags[i].key,
 		                        c->tags[i].value ? c->tags[i].value : ""));
 	KMS_GUARD(store_tag_count(kr->store, key->id, &count));
-	KMS_ENSURE(count <= KEY_TAGS_MAX, KMS_INVALID_ARGUMENT,
-	           "key %s would have %zu tags, at most %d", key->id, count, KEY_TAGS_MAX);
+	KMS_ENSURE(count <= KMS_TAGS_MAX, KMS_INVALID_ARGUMENT,
+	           "key %s would have %zu tags, at most %d", key->id, count, KMS_TAGS_MAX);
 	return KMS_OK;
 }
 
@@ -512,12 +512,12 @@ kms_status keyring_untag(keyring *kr, const char *key_ref, const char *const *ta
 {
 	tag_change c = { .tag_keys = tag_keys, .n = n };
 	KMS_ENSURE(tag_keys || n == 0, KMS_INVALID_ARGUMENT, "tag keys: missing");
-	KMS_ENSURE(n <= KEY_TAGS_MAX, KMS_INVALID_ARGUMENT, "tag keys: %zu, at most %d", n,
-	           KEY_TAGS_MAX);
+	KMS_ENSURE(n <= KMS_TAGS_MAX, KMS_INVALID_ARGUMENT, "tag keys: %zu, at most %d", n,
+	           KMS_TAGS_MAX);
 	for (size_t i = 0; i < n; i++)
-		KMS_ENSURE(kr_text_ok(tag_keys[i], KEY_TAG_KEY_MIN, KEY_TAG_KEY_MAX),
+		KMS_ENSURE(kr_text_ok(tag_keys[i], KMS_TAG_KEY_MIN, KMS_TAG_KEY_MAX),
 		           KMS_INVALID_ARGUMENT, "tag key %zu: must be %d..%d bytes of UTF-8", i,
-		           KEY_TAG_KEY_MIN, KEY_TAG_KEY_MAX);
+		           KMS_TAG_KEY_MIN, KMS_TAG_KEY_MAX);
 	return key_mutate(kr, key_ref, delete_tags, &c, NULL);
 }
 

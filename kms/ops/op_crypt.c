@@ -14,6 +14,7 @@
 
 #include <openssl/rand.h>
 
+#include <kms/limits.h>
 #include <kms/secmem.h>
 
 #include "kms/format/blob.h"
@@ -22,8 +23,6 @@
 #include "hsm/hsm.h"
 #include "kms/keys/keyring.h"
 #include "kms/pipeline/ops.h"
-
-#define DATA_KEY_LEN 32
 
 typedef struct sealed {
 	ProtobufCBinaryData blob;
@@ -186,12 +185,12 @@ static kms_status decrypt_one(op_ctx *ctx, const Kms__DecryptRequest *r,
 static kms_status data_key(op_ctx *ctx, const char *key_ref, Kms__StringPair *const *pairs,
                            size_t n_pairs, ProtobufCBinaryData *plaintext, sealed *s)
 {
-	uint8_t *key = arena_alloc(ctx->arena, DATA_KEY_LEN);
+	uint8_t *key = arena_alloc(ctx->arena, KMS_DATA_KEY_LEN);
 	KMS_ENSURE(key, KMS_INTERNAL, "out of request memory");
-	KMS_GUARD(hsm_random(ctx->d->hsm, key, DATA_KEY_LEN));
-	KMS_GUARD(seal(ctx, key_ref, key, DATA_KEY_LEN, pairs, n_pairs, s));
+	KMS_GUARD(hsm_random(ctx->d->hsm, key, KMS_DATA_KEY_LEN));
+	KMS_GUARD(seal(ctx, key_ref, key, KMS_DATA_KEY_LEN, pairs, n_pairs, s));
 	plaintext->data = key;
-	plaintext->len = DATA_KEY_LEN;
+	plaintext->len = KMS_DATA_KEY_LEN;
 	return KMS_OK;
 }
 

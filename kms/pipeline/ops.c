@@ -88,8 +88,8 @@ static kms_status v_gdk_without_plaintext(const Kms__Request *req)
 static kms_status v_random(const Kms__Request *req)
 {
 	const Kms__GenerateRandomRequest *r = req->generate_random;
-	KMS_ENSURE(r && r->number_of_bytes >= 1 && r->number_of_bytes <= KMS_RANDOM_MAX,
-	           KMS_INVALID_ARGUMENT, "number_of_bytes must be 1 to %d", KMS_RANDOM_MAX);
+	KMS_ENSURE(r && r->number_of_bytes >= 1 && r->number_of_bytes <= KMS_GENERATE_RANDOM_MAX,
+	           KMS_INVALID_ARGUMENT, "number_of_bytes must be 1 to %d", KMS_GENERATE_RANDOM_MAX);
 	return KMS_OK;
 }
 

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include <kms/kms.pb-c.h>
+#include <kms/limits.h>
 #include <kms/secmem.h>
 
 #include "kms/audit/audit.h"
@@ -15,12 +16,10 @@
 #include "kms/transport/metrics.h"
 #include "kms/pipeline/ops.h"
 
-#define REQUEST_ID_MAX 64
-
 static bool request_id_ok(const char *id)
 {
 	size_t n = strlen(id);
-	if (n < 1 || n > REQUEST_ID_MAX)
+	if (n < 1 || n > KMS_REQUEST_ID_MAX)
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		char c = id[i];

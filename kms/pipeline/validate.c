@@ -49,9 +49,10 @@ kms_status validate_context(const char *field, size_t n, Kms__StringPair *const 
 
 kms_status validate_plaintext(const char *field, ProtobufCBinaryData plaintext)
 {
-	KMS_ENSURE(plaintext.len >= KMS_BLOB_MIN_PLAINTEXT && plaintext.len <= KMS_BLOB_MAX_PLAINTEXT,
-	           KMS_INVALID_ARGUMENT, "%s is %zu bytes: it must be 1 to %d (use a data key "
-	           "for more)", field, plaintext.len, KMS_BLOB_MAX_PLAINTEXT);
+	KMS_ENSURE(plaintext.len >= KMS_ENCRYPT_MIN_PLAINTEXT &&
+	           plaintext.len <= KMS_ENCRYPT_MAX_PLAINTEXT, KMS_INVALID_ARGUMENT,
+	           "%s is %zu bytes: it must be %d to %d (use a data key for more)", field,
+	           plaintext.len, KMS_ENCRYPT_MIN_PLAINTEXT, KMS_ENCRYPT_MAX_PLAINTEXT);
 	return KMS_OK;
 }
 
@@ -77,8 +78,8 @@ kms_status validate_tags(size_t n, Kms__StringPair *const *tags)
 	           KMS_TAGS_MAX);
 	for (size_t i = 0; i < n; i++) {
 		size_t klen = strlen(tags[i]->key);
-		KMS_ENSURE(klen >= 1 && klen <= KMS_TAG_KEY_MAX, KMS_INVALID_ARGUMENT,
-		           "tag %zu: key must be 1 to %d bytes", i, KMS_TAG_KEY_MAX);
+		KMS_ENSURE(klen >= KMS_TAG_KEY_MIN && klen <= KMS_TAG_KEY_MAX, KMS_INVALID_ARGUMENT,
+		           "tag %zu: key must be %d to %d bytes", i, KMS_TAG_KEY_MIN, KMS_TAG_KEY_MAX);
 		KMS_GUARD(validate_utf8("tag key", tags[i]->key, KMS_TAG_KEY_MAX));
 		KMS_GUARD(validate_utf8("tag value", tags[i]->value, KMS_TAG_VALUE_MAX));
 		for (size_t j = 0; j < i; j++)

@@ -10,20 +10,8 @@
 #include <stdint.h>
 
 #include <kms/kms.pb-c.h>
+#include <kms/limits.h>
 #include <kms/status.h>
-
-#define KMS_DESCRIPTION_MAX 256
-#define KMS_POLICY_MAX (32u << 10)
-#define KMS_TAGS_MAX 50
-#define KMS_TAG_KEY_MAX 128
-#define KMS_TAG_VALUE_MAX 256
-#define KMS_RANDOM_MAX 1024
-#define KMS_BATCH_MAX 1000
-#define KMS_LIST_LIMIT_MAX 1000
-#define KMS_PAGE_TOKEN_MAX 128
-#define KMS_ROTATION_DAYS_MAX 3650
-#define KMS_DELETION_DAYS_MIN 7
-#define KMS_DELETION_DAYS_MAX 30
 
 kms_status validate_key_ref(const char *field, const char *key_ref) KMS_MUST_USE;
 kms_status validate_key_id(const char *field, const char *key_id) KMS_MUST_USE;

@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <kms/limits.h>
 #include <kms/status.h>
 
 #include "kms/format/keyid.h"
@@ -42,13 +43,8 @@
 #define STORE_SCHEMA_VERSION 1
 #define STORE_BUSY_TIMEOUT_MS 5000
 
-#define KEY_DESCRIPTION_MAX 256   /* bytes */
+/* Descriptions, tags and policies are bounded by <kms/limits.h>. */
 #define KEY_REGION_MAX 32         /* bytes of [a-z0-9-] */
-#define KEY_TAGS_MAX 50           /* per key */
-#define KEY_TAG_KEY_MIN 1         /* bytes */
-#define KEY_TAG_KEY_MAX 128
-#define KEY_TAG_VALUE_MAX 256
-#define KEY_POLICY_MAX (32u << 10) /* bytes of JSON */
 #define KEY_ALIASES_MAX 100       /* per key, so DescribeKey stays bounded */
 
 /* Numbers are the wire values of proto/kms.proto's enums. */
@@ -98,7 +94,7 @@ const char *version_state_name(version_state state);
 /* A row of keys (without its policy, which can be 32 KiB). */
 typedef struct store_key {
 	char id[KMS_KEYID_TEXT_SIZE];
-	char description[KEY_DESCRIPTION_MAX + 1];
+	char description[KMS_DESCRIPTION_MAX + 1];
 	key_spec spec;
 	key_usage usage;
 	key_state state;
@@ -131,8 +127,8 @@ typedef struct store_alias {
 } store_alias;
 
 typedef struct store_tag {
-	char key[KEY_TAG_KEY_MAX + 1];
-	char value[KEY_TAG_VALUE_MAX + 1];
+	char key[KMS_TAG_KEY_MAX + 1];
+	char value[KMS_TAG_VALUE_MAX + 1];
 } store_tag;
 
 typedef struct store store;

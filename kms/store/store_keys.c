@@ -242,7 +242,7 @@ kms_status store_policy_get(store *st, const char *key_id, char **out)
 	if (rc == SQLITE_ROW) {
 		const unsigned char *text = sqlite3_column_text(s, 0);
 		int len = sqlite3_column_bytes(s, 0);
-		if (!text || len < 0 || (size_t)len > KEY_POLICY_MAX) {
+		if (!text || len < 0 || (size_t)len > KMS_POLICY_MAX) {
 			status = KMS_FAIL(KMS_INTERNAL, "store: policy of %s does not fit its type", key_id);
 		} else if (!(*out = malloc((size_t)len + 1))) {
 			status = KMS_FAIL(KMS_INTERNAL, "store: out of memory reading policy of %s", key_id);

@@ -107,7 +107,7 @@ size_t t_assert_token_matches(hsm *h, keyring *kr)
 		key_metadata *keys;
 		size_t n;
 		char next[KMS_KEYID_TEXT_SIZE];
-		assert_ok(keyring_list(kr, KEYRING_LIST_LIMIT_MAX, page, &keys, &n, next));
+		assert_ok(keyring_list(kr, KMS_LIST_LIMIT_MAX, page, &keys, &n, next));
 		for (size_t i = 0; i < n; i++) {
 			uint8_t id[KMS_KEYID_BYTES];
 			assert_ok(keyid_parse(keys[i].key.id, KMS_KEYID_TEXT_LEN, id));

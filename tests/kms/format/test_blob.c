@@ -35,7 +35,7 @@ static size_t make_blob(uint32_t key_version, const char *blob_region, size_t pl
                         uint8_t *out, size_t cap)
 {
 	blob_header header;
-	static uint8_t sealed[KMS_BLOB_MAX_PLAINTEXT + KMS_BLOB_TAG_LEN];
+	static uint8_t sealed[KMS_ENCRYPT_MAX_PLAINTEXT + KMS_BLOB_TAG_LEN];
 	size_t len;
 
 	assert_int_equal(blob_header_build(key_id, key_version, blob_region, strlen(blob_region), iv,
@@ -133,10 +133,10 @@ static void round_trip(void **state)
 	assert_memory_equal(v.header, h.bytes, h.len);
 
 	/* Smallest and largest blobs parse too. */
-	len = make_blob(1, "x", KMS_BLOB_MIN_PLAINTEXT, blob, sizeof blob);
+	len = make_blob(1, "x", KMS_ENCRYPT_MIN_PLAINTEXT, blob, sizeof blob);
 	assert_int_equal(len, KMS_BLOB_MIN_LEN);
 	assert_int_equal(blob_parse(blob, len, &v), KMS_OK);
-	len = make_blob(UINT32_MAX, "abcdefghijklmnopqrstuvwxyz-01234", KMS_BLOB_MAX_PLAINTEXT,
+	len = make_blob(UINT32_MAX, "abcdefghijklmnopqrstuvwxyz-01234", KMS_ENCRYPT_MAX_PLAINTEXT,
 	                blob, sizeof blob);
 	assert_int_equal(len, KMS_BLOB_MAX_LEN);
 	assert_int_equal(blob_parse(blob, len, &v), KMS_OK);
@@ -284,7 +284,7 @@ static void builder_rejects_bad_arguments(void **state)
 	assert_int_equal(blob_header_build(key_id, 1, region, REGION_LEN, iv, 0, &h),
 	                 KMS_INVALID_ARGUMENT);
 	assert_int_equal(blob_header_build(key_id, 1, region, REGION_LEN, iv,
-	                                   KMS_BLOB_MAX_PLAINTEXT + 1, &h), KMS_INVALID_ARGUMENT);
+	                                   KMS_ENCRYPT_MAX_PLAINTEXT + 1, &h), KMS_INVALID_ARGUMENT);
 	assert_int_equal(blob_header_build(key_id, 1, "", 0, iv, 1, &h), KMS_INVALID_ARGUMENT);
 	assert_int_equal(blob_header_build(key_id, 1, NULL, 0, iv, 1, &h), KMS_INVALID_ARGUMENT);
 	assert_int_equal(blob_header_build(key_id, 1, "abcdefghijklmnopqrstuvwxyz-012345", 33, iv,

@@ -158,7 +158,7 @@ static void vectors_open_and_parse(void **state)
 	for (size_t i = 0; i < FMT_VECTOR_COUNT; i++) {
 		const fmt_vector *fv = &fmt_vectors[i];
 		uint8_t blob[KMS_BLOB_MAX_LEN], context[FMT_VECTOR_CONTEXT_MAX];
-		uint8_t plaintext[KMS_BLOB_MAX_PLAINTEXT];
+		uint8_t plaintext[KMS_ENCRYPT_MAX_PLAINTEXT];
 		size_t blob_len = unhex(expected[i].blob_hex, blob, sizeof blob);
 		size_t context_len = encode_context_reversed(i, context, sizeof context);
 
@@ -184,7 +184,7 @@ static void changed_context_fails(void **state)
 	for (size_t i = 0; i < FMT_VECTOR_COUNT; i++) {
 		const fmt_vector *fv = &fmt_vectors[i];
 		uint8_t blob[KMS_BLOB_MAX_LEN], context[FMT_VECTOR_CONTEXT_MAX];
-		uint8_t plaintext[KMS_BLOB_MAX_PLAINTEXT];
+		uint8_t plaintext[KMS_ENCRYPT_MAX_PLAINTEXT];
 		size_t blob_len = unhex(expected[i].blob_hex, blob, sizeof blob);
 		context_pair pairs[FMT_VECTOR_MAX_PAIRS + 1];
 		size_t len;
@@ -230,7 +230,7 @@ static void changed_blob_byte_fails(void **state)
 	static const uint8_t masks[] = { 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0xff };
 	for (size_t i = 0; i < FMT_VECTOR_COUNT; i++) {
 		uint8_t blob[KMS_BLOB_MAX_LEN], context[FMT_VECTOR_CONTEXT_MAX];
-		uint8_t plaintext[KMS_BLOB_MAX_PLAINTEXT];
+		uint8_t plaintext[KMS_ENCRYPT_MAX_PLAINTEXT];
 		size_t blob_len = unhex(expected[i].blob_hex, blob, sizeof blob);
 		size_t context_len = encode_context_reversed(i, context, sizeof context);
 		size_t parsed = 0, opened_changed = 0;

@@ -50,7 +50,7 @@ typedef struct fmt_sealed {
 	blob_header header;
 	uint8_t aad[FMT_VECTOR_AAD_MAX];
 	size_t aad_len;
-	uint8_t sealed[KMS_BLOB_MAX_PLAINTEXT + KMS_BLOB_TAG_LEN];
+	uint8_t sealed[KMS_ENCRYPT_MAX_PLAINTEXT + KMS_BLOB_TAG_LEN];
 	size_t sealed_len;
 	uint8_t blob[KMS_BLOB_MAX_LEN];
 	size_t blob_len;

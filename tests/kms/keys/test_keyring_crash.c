@@ -48,7 +48,7 @@ static size_t visible_keys(void)
 		key_metadata *keys;
 		size_t n;
 		char next[KMS_KEYID_TEXT_SIZE];
-		assert_ok(keyring_list(kr, KEYRING_LIST_LIMIT_MAX, page, &keys, &n, next));
+		assert_ok(keyring_list(kr, KMS_LIST_LIMIT_MAX, page, &keys, &n, next));
 		total += n;
 		key_metadata_array_free(keys, n);
 		memcpy(page, next, sizeof page);

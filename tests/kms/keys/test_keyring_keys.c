@@ -487,15 +487,15 @@ static void test_tags(void **state)
 	key_metadata m;
 	t_create(kr, NULL, id);
 
-	keyring_tag_arg tags[KEY_TAGS_MAX + 1];
-	char names[KEY_TAGS_MAX + 1][16];
-	for (int i = 0; i <= KEY_TAGS_MAX; i++) {
+	keyring_tag_arg tags[KMS_TAGS_MAX + 1];
+	char names[KMS_TAGS_MAX + 1][16];
+	for (int i = 0; i <= KMS_TAGS_MAX; i++) {
 		snprintf(names[i], sizeof names[i], "t%02d", i);
 		tags[i].key = names[i];
 		tags[i].value = "v";
 	}
-	assert_status(keyring_tag(kr, id, tags, KEY_TAGS_MAX + 1), KMS_INVALID_ARGUMENT);
-	assert_ok(keyring_tag(kr, id, tags, KEY_TAGS_MAX - 1));
+	assert_status(keyring_tag(kr, id, tags, KMS_TAGS_MAX + 1), KMS_INVALID_ARGUMENT);
+	assert_ok(keyring_tag(kr, id, tags, KMS_TAGS_MAX - 1));
 	/* One new and one existing: 50, fine; then a 51st: refused, nothing kept. */
 	keyring_tag_arg two[] = { { "t48", "changed" }, { "t49", "v" } };
 	assert_ok(keyring_tag(kr, id, two, 2));
@@ -503,7 +503,7 @@ static void test_tags(void **state)
 	assert_status(keyring_tag(kr, id, more, 2), KMS_INVALID_ARGUMENT);
 	t_assert_message(id, "51 tags", NULL);
 	assert_ok(keyring_describe(kr, id, &m));
-	assert_int_equal(m.n_tags, KEY_TAGS_MAX);
+	assert_int_equal(m.n_tags, KMS_TAGS_MAX);
 	assert_string_equal(m.tags[1].key, "t01");
 	assert_string_equal(m.tags[1].value, "v");
 	assert_string_equal(m.tags[48].value, "changed");
@@ -529,7 +529,7 @@ static void test_tags(void **state)
 	assert_ok(keyring_untag(kr, id, drop, 3));
 	assert_ok(keyring_tag(kr, id, longest, 1));
 	assert_ok(keyring_describe(kr, id, &m));
-	assert_int_equal(m.n_tags, KEY_TAGS_MAX - 1);
+	assert_int_equal(m.n_tags, KMS_TAGS_MAX - 1);
 	key_metadata_free(&m);
 
 	assert_ok(keyring_update_description(kr, id, "new words"));
@@ -575,7 +575,7 @@ static void test_policy(void **state)
 	assert_null(strstr(kms_error_message(), "secretword"));
 
 	/* 32 KiB is the most: valid JSON of 32 KiB + 1 is refused. */
-	size_t size = KEY_POLICY_MAX + 1;
+	size_t size = KMS_POLICY_MAX + 1;
 	char *big = malloc(size + 1);
 	assert_non_null(big);
 	const char *head = "{\"Version\":\"1\",\"Statement\":[],\"Pad\":\"";
@@ -588,10 +588,10 @@ static void test_policy(void **state)
 	t_assert_message("32768", NULL);
 	/* One byte less fits. */
 	memcpy(big + size - 3, "\"}", 3);
-	assert_int_equal(strlen(big), KEY_POLICY_MAX);
+	assert_int_equal(strlen(big), KMS_POLICY_MAX);
 	assert_ok(keyring_policy_put(kr, id, big));
 	assert_ok(keyring_policy_get(kr, id, &got));
-	assert_int_equal(strlen(got), KEY_POLICY_MAX);
+	assert_int_equal(strlen(got), KMS_POLICY_MAX);
 	free(got);
 	free(big);
 

@@ -25,6 +25,7 @@
 #include <jansson.h>
 
 #include <kms/kms.pb-c.h>
+#include <kms/limits.h>
 
 #include "kms/pipeline/arena.h"
 #include "kms/audit/audit_entry.h"
@@ -40,7 +41,6 @@
 #include "kms/pipeline/pipeline.c"
 
 /* kmsd's defaults (config.c, server.c): what a worker gets. */
-#define FUZZ_MAX_REQUEST_BYTES (8u << 20)
 #define FUZZ_ARENA_CHUNK (256u << 10)
 #define FUZZ_TIME_US 1795825425123456LL /* 2026-11-28T00:23:45.123456Z */
 
@@ -106,7 +106,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!worker_arena) {
 		worker_arena = arena_new(FUZZ_ARENA_CHUNK);
 		FUZZ_CHECK(worker_arena != NULL);
-		daemon.cfg.max_request_bytes = FUZZ_MAX_REQUEST_BYTES;
+		daemon.cfg.max_request_bytes = KMS_REQUEST_MAX_DEFAULT;
 	}
 	caller who = { .transport = CALLER_IPC, .has_uid = true, .uid = 1000 };
 	snprintf(who.source, sizeof who.source, "ipc uid=1000");
@@ -126,7 +126,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(st != KMS_OK || (req && ctx.op));
 	fuzz_request_last = st == KMS_OK ? FUZZ_REQ_VALID
 	                  : req ? FUZZ_REQ_INVALID
-	                  : size > FUZZ_MAX_REQUEST_BYTES ? FUZZ_REQ_TOO_LARGE
+	                  : size > KMS_REQUEST_MAX_DEFAULT ? FUZZ_REQ_TOO_LARGE
 	                  : FUZZ_REQ_REFUSED;
 
 	/* As audited when the request ends here: refused, or (validated) as if

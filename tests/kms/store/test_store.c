@@ -197,9 +197,9 @@ static void test_invariants(void **state)
 	store_key bad = sample_key("k-short");
 	assert_status(store_key_insert(st, &bad, ""), KMS_INTERNAL);
 	store_key big_policy = sample_key(id_n(5));
-	char *policy = malloc(KEY_POLICY_MAX + 2);
-	memset(policy, ' ', KEY_POLICY_MAX + 1);
-	policy[KEY_POLICY_MAX + 1] = '\0';
+	char *policy = malloc(KMS_POLICY_MAX + 2);
+	memset(policy, ' ', KMS_POLICY_MAX + 1);
+	policy[KMS_POLICY_MAX + 1] = '\0';
 	assert_status(store_key_insert(st, &big_policy, policy), KMS_INTERNAL);
 	free(policy);
 
