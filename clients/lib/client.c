@@ -91,13 +91,6 @@ kms_status client_need(const char *value, const char *op, const char *what,
 	return KMS_OK;
 }
 
-kms_status client_status_from_wire(int wire)
-{
-	if (wire < 0 || wire > KMS_STATUS_MAX)
-		return KMS_INTERNAL;
-	return (kms_status)wire;
-}
-
 void kms_free(void *p)
 {
 	free(p);
@@ -741,7 +734,7 @@ static kms_status server_status(const Kms__Response *r, kms_error *err)
 {
 	if (r->status == KMS__STATUS__OK)
 		return KMS_OK;
-	kms_status st = client_status_from_wire((int)r->status);
+	kms_status st = kms_status_from_wire((int)r->status);
 	char message[KMS_ERROR_MESSAGE_MAX];
 	client_copy_clean(message, sizeof message, r->message);
 	if (st == KMS_INTERNAL && (int)r->status != KMS_INTERNAL)

@@ -383,7 +383,7 @@ static kms_status item_status(int wire, const char *message, const void *result,
                               kms_status *status, char out_message[KMS_ERROR_MESSAGE_MAX],
                               const char *op, kms_error *err)
 {
-	*status = client_status_from_wire(wire);
+	*status = kms_status_from_wire(wire);
 	client_copy_clean(out_message, KMS_ERROR_MESSAGE_MAX, message);
 	if (*status == KMS_OK && !result)
 		return client_protocol_error(err, op, "an OK item has no result");

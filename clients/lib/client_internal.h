@@ -13,6 +13,8 @@
 #include <kms/client.h>
 #include <kms/client_raw.h>
 
+#include "proto/status_wire.h"
+
 struct kms_client {
 	nng_socket socket;
 	int timeout_ms;
@@ -98,9 +100,6 @@ kms_status client_dup_bytes(ProtobufCBinaryData src, uint8_t **out, size_t *out_
                             kms_error *err) KMS_MUST_USE;
 kms_status client_dup_secret(ProtobufCBinaryData src, uint8_t **out, size_t *out_len,
                              kms_error *err) KMS_MUST_USE;
-
-/* A server status number as a kms_status; unknown numbers are KMS_INTERNAL. */
-kms_status client_status_from_wire(int wire);
 
 /* Protocol failure: "answer to OP ...". */
 kms_status client_protocol_error(kms_error *err, const char *op, const char *what);

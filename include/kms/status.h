@@ -3,7 +3,8 @@
  *
  * Every fallible kms function returns a kms_status. The numbers are the wire
  * values of proto/kms.proto's Status enum, one to one, so a status travels
- * from the HSM layer through the daemon to a client unchanged.
+ * from the HSM layer through the daemon to a client unchanged;
+ * proto/status_wire.h asserts it at build time.
  */
 #ifndef KMS_STATUS_H
 #define KMS_STATUS_H

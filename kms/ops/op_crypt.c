@@ -23,6 +23,7 @@
 #include "hsm/hsm.h"
 #include "kms/keys/keyring.h"
 #include "kms/pipeline/ops.h"
+#include "proto/status_wire.h"
 
 typedef struct sealed {
 	ProtobufCBinaryData blob;
@@ -341,7 +342,7 @@ static kms_status batch_run(op_ctx *ctx, const Kms__Request *req, Kms__Response 
 		kms_status st = ctx->op->validate_item(item);
 		if (st == KMS_OK)
 			st = run_item(ctx, item, &done);
-		ops_field_set_enum(r, shape.status, (int)st);
+		ops_field_set_enum(r, shape.status, (int)kms_status_to_wire(st));
 		if (st == KMS_OK) {
 			ops_field_set(r, shape.result, done);
 		} else {

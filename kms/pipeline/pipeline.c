@@ -15,6 +15,7 @@
 #include "common/error.h"
 #include "kms/transport/metrics.h"
 #include "kms/pipeline/ops.h"
+#include "proto/status_wire.h"
 
 static bool request_id_ok(const char *id)
 {
@@ -294,7 +295,7 @@ kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
 	metrics_record(ctx.op, st, kms_monotonic_us() - started);
 	resp.schema_version = KMS__SCHEMA_VERSION__SCHEMA_VERSION;
 	resp.request_id = ctx.request_id;
-	resp.status = (Kms__Status)st;
+	resp.status = kms_status_to_wire(st);
 	resp.message = message;
 	kms_status packed = encode(&resp, reply, reply_len);
 	arena_reset(a);
