@@ -33,7 +33,7 @@ static int print_report(struct cli *cli, const char *dir, const char *vkey,
 {
 	char root_hex[ADMIN_AUDIT_HEX_SIZE], root_b64[TLOG_ROOT_B64_LEN + 1];
 	admin_audit_hex(report->root, root_hex);
-	(void)cli_b64_encode(report->root, TLOG_HASH_SIZE, root_b64, sizeof root_b64);
+	(void)kms_base64_encode(report->root, TLOG_HASH_SIZE, root_b64, sizeof root_b64);
 	if (cli->json) {
 		json_t *since_size = report->since_checked
 		                             ? json_integer((json_int_t)report->since_size)

@@ -20,6 +20,8 @@
 
 #include <kms/client.h>
 
+#include "common/base64.h"
+
 /* Exit codes, the same for every command of both tools. */
 enum cli_exit {
 	CLI_EXIT_OK = 0,
@@ -209,23 +211,11 @@ void cli_pairs_free(struct cli_pairs *pairs);
 /* Decimal in min..max, nothing else (no sign, no spaces, no trailing text). */
 bool cli_parse_u32(const char *text, uint32_t min, uint32_t max, uint32_t *out);
 
-/* Base64 (RFC 4648, with padding). Encoded length of n bytes, without NUL. */
-size_t cli_b64_len(size_t n);
-
-/* Writes the encoding and a NUL; out_cap must be at least cli_b64_len(n)+1. */
-bool cli_b64_encode(const uint8_t *in, size_t n, char *out, size_t out_cap);
-
-/* The encoding of n bytes in fresh secure memory (kms_secure_free it), NUL
- * terminated, with room for one more character (a newline) before the NUL:
- * for a secret's base64. NULL when out of secure memory. */
-char *cli_b64_secure(const uint8_t *in, size_t n);
-
 /*
- * Strict decoding: whitespace (space, tab, CR, LF) is trimmed at the end
- * only; what is left must be a non-empty multiple of 4 characters from the
- * alphabet, '=' only as the last one or two, and the bits padding leaves
- * unused must be zero (one encoding per byte string). out_cap must be at
- * least 3 * len / 4. False, with *out_len 0, for anything else.
+ * Base64 input (common/base64.h encodes, and decodes strictly): whitespace
+ * (space, tab, CR, LF) is trimmed at the end only; what is left must be
+ * strict base64 of at most out_cap bytes. False, with *out_len 0, for
+ * anything else.
  */
 bool cli_b64_decode(const char *in, size_t len, uint8_t *out, size_t out_cap,
                     size_t *out_len);

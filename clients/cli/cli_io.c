@@ -6,13 +6,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <openssl/evp.h>
 
 #include <kms/secmem.h>
 
@@ -71,45 +68,6 @@ bool cli_parse_u32(const char *text, uint32_t min, uint32_t max, uint32_t *out)
 
 /* ---- base64 ---- */
 
-size_t cli_b64_len(size_t n)
-{
-	return (n + 2) / 3 * 4;
-}
-
-bool cli_b64_encode(const uint8_t *in, size_t n, char *out, size_t out_cap)
-{
-	if (n > (size_t)INT_MAX / 4 * 3 || out_cap < cli_b64_len(n) + 1)
-		return false;
-	EVP_EncodeBlock((unsigned char *)out, in, (int)n);
-	return true;
-}
-
-char *cli_b64_secure(const uint8_t *in, size_t n)
-{
-	size_t cap = cli_b64_len(n) + 2; /* the newline and the NUL */
-	char *text = kms_secure_alloc(cap);
-	if (text && !cli_b64_encode(in, n, text, cap)) {
-		kms_secure_free(text);
-		text = NULL;
-	}
-	return text;
-}
-
-static int b64_value(char ch)
-{
-	if (ch >= 'A' && ch <= 'Z')
-		return ch - 'A';
-	if (ch >= 'a' && ch <= 'z')
-		return ch - 'a' + 26;
-	if (ch >= '0' && ch <= '9')
-		return ch - '0' + 52;
-	if (ch == '+')
-		return 62;
-	if (ch == '/')
-		return 63;
-	return -1;
-}
-
 static bool is_space(char ch)
 {
 	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
@@ -118,31 +76,10 @@ static bool is_space(char ch)
 bool cli_b64_decode(const char *in, size_t len, uint8_t *out, size_t out_cap,
                     size_t *out_len)
 {
-	*out_len = 0;
+	/* A file's last line ends with a newline, an editor's maybe with more. */
 	while (len > 0 && is_space(in[len - 1]))
 		len--;
-	if (len == 0 || len % 4 != 0 || len > (size_t)INT_MAX)
-		return false;
-	size_t pad = in[len - 1] != '=' ? 0 : in[len - 2] != '=' ? 1 : 2;
-	/* Everything before the padding is from the alphabet: no '=' inside,
-	 * no whitespace or newline inside, no other characters. */
-	for (size_t i = 0; i < len - pad; i++)
-		if (b64_value(in[i]) < 0)
-			return false;
-	/* One encoding per byte string: the bits padding leaves unused are 0. */
-	if ((pad == 2 && (b64_value(in[len - 3]) & 0x0f)) ||
-	    (pad == 1 && (b64_value(in[len - 2]) & 0x03)))
-		return false;
-	size_t raw = len / 4 * 3;
-	if (out_cap < raw)
-		return false;
-	int n = EVP_DecodeBlock(out, (const unsigned char *)in, (int)len);
-	if (n < 0 || (size_t)n != raw) {
-		kms_wipe(out, raw);
-		return false;
-	}
-	*out_len = raw - pad;
-	return true;
+	return kms_base64_decode(in, len, out, out_cap, out_len);
 }
 
 /* ---- input and output ---- */

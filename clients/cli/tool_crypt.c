@@ -82,7 +82,7 @@ static void args_free(struct crypt_args *a)
 static int read_blob(struct cli *cli, const char *path, bool raw_in, uint8_t **blob,
                      size_t *blob_len)
 {
-	size_t cap = raw_in ? TOOL_BLOB_MAX : cli_b64_len(TOOL_BLOB_MAX) + 2;
+	size_t cap = raw_in ? TOOL_BLOB_MAX : kms_base64_encoded_len(TOOL_BLOB_MAX) + 2;
 	size_t len, total;
 	uint8_t *input = malloc(cap);
 	int code;
@@ -128,10 +128,10 @@ static int write_blob(struct cli *cli, const struct crypt_args *a, const kms_cip
 {
 	if (a->raw)
 		return cli_write_output(cli, a->out, ct->blob, ct->blob_len);
-	size_t text_cap = cli_b64_len(ct->blob_len) + 2;
+	size_t text_cap = kms_base64_encoded_len(ct->blob_len) + 2;
 	char *text = malloc(text_cap);
 	int code;
-	if (!text || !cli_b64_encode(ct->blob, ct->blob_len, text, text_cap)) {
+	if (!text || !kms_base64_encode(ct->blob, ct->blob_len, text, text_cap)) {
 		free(text);
 		return cli_out_of_memory(cli);
 	}
@@ -256,7 +256,7 @@ int tool_decrypt(struct cli *cli, int argc, char **argv)
 	}
 	/* JSON carries the plaintext in base64; both copies are wiped (jansson's
 	 * through the wiping allocator kms installs). */
-	if (!(text = cli_b64_secure(pt.bytes, pt.len))) {
+	if (!(text = kms_base64_encode_secure(pt.bytes, pt.len))) {
 		code = cli_out_of_secure_memory(cli);
 		goto out;
 	}

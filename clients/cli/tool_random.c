@@ -72,8 +72,8 @@ int tool_data_key(struct cli *cli, int argc, char **argv)
 		code = cli_report(cli, &err);
 		goto out;
 	}
-	blob_text = cli_b64_secure(dk.blob, dk.blob_len);
-	key_text = dk.plaintext ? cli_b64_secure(dk.plaintext, dk.plaintext_len) : NULL;
+	blob_text = kms_base64_encode_secure(dk.blob, dk.blob_len);
+	key_text = dk.plaintext ? kms_base64_encode_secure(dk.plaintext, dk.plaintext_len) : NULL;
 	if (!blob_text || (dk.plaintext && !key_text)) {
 		code = cli_out_of_secure_memory(cli);
 		goto out;
@@ -153,7 +153,7 @@ int tool_random(struct cli *cli, int argc, char **argv)
 		code = cli_write_output(cli, out, random, n);
 		goto out;
 	}
-	if (!(text = cli_b64_secure(random, n))) {
+	if (!(text = kms_base64_encode_secure(random, n))) {
 		code = cli_out_of_secure_memory(cli);
 		goto out;
 	}

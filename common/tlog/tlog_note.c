@@ -7,7 +7,9 @@
 #include <openssl/evp.h>
 
 #include "common/cursor.h"
+#include "common/base64.h"
 #include "common/error.h"
+#include "common/utf8.h"
 
 #define NOTE_WHAT(what) ((what) ? (what) : "note")
 #define CHECKPOINT_WHAT(what) ((what) ? (what) : "checkpoint")
@@ -17,46 +19,8 @@
 #define SIGNATURE_DECODED_MAX (TLOG_SIGNATURE_B64_MAX / 4 * 3)
 #define ED25519_SIGNATURE_DECODED (TLOG_KEY_ID_SIZE + TLOG_ED25519_SIGNATURE_SIZE)
 #define PUBLIC_KEY_DECODED (1 + TLOG_ED25519_PUBLIC_KEY_SIZE)
-#define B64_BLOCK 4
-#define B64_BYTES 3
-#define B64_PAD '='
 
 /* ---- text: strict UTF-8, no control characters ---- */
-
-/* Decodes one code point at s[*i], strictly (RFC 3629: shortest form, no
- * surrogates, nothing over U+10FFFF). */
-static bool utf8_next(const uint8_t *s, size_t len, size_t *i, uint32_t *cp)
-{
-	uint8_t b = s[*i];
-	size_t n;
-	uint32_t min, c;
-	if (b < 0x80) {
-		*cp = b;
-		*i += 1;
-		return true;
-	} else if ((b & 0xe0) == 0xc0) {
-		n = 2, min = 0x80, c = b & 0x1f;
-	} else if ((b & 0xf0) == 0xe0) {
-		n = 3, min = 0x800, c = b & 0x0f;
-	} else if ((b & 0xf8) == 0xf0) {
-		n = 4, min = 0x10000, c = b & 0x07;
-	} else {
-		return false;
-	}
-	if (len - *i < n)
-		return false;
-	for (size_t k = 1; k < n; k++) {
-		uint8_t cont = s[*i + k];
-		if ((cont & 0xc0) != 0x80)
-			return false;
-		c = (c << 6) | (cont & 0x3f);
-	}
-	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-		return false;
-	*cp = c;
-	*i += n;
-	return true;
-}
 
 /* What Go's unicode.IsSpace calls a space (the White_Space property). */
 static bool is_unicode_space(uint32_t c)
@@ -81,7 +45,7 @@ static kms_status text_check(const char *text, size_t len, kms_status status, co
 	for (size_t i = 0; i < len;) {
 		size_t at = i;
 		uint32_t c;
-		KMS_ENSURE(utf8_next(s, len, &i, &c), status,
+		KMS_ENSURE(kms_utf8_next(s, len, &i, &c), status,
 		           "%s is malformed: %s: byte %zu is not UTF-8", what, part, at);
 		KMS_ENSURE(c >= 0x20 || c == '\n', status,
 		           "%s is malformed: %s: byte %zu is control character 0x%02x", what, part,
@@ -98,7 +62,7 @@ static bool name_valid(const char *name, size_t len)
 		return false;
 	for (size_t i = 0; i < len;) {
 		uint32_t c;
-		if (!utf8_next(s, len, &i, &c) || c < 0x20 || c == KEY_SEPARATOR ||
+		if (!kms_utf8_next(s, len, &i, &c) || c < 0x20 || c == KEY_SEPARATOR ||
 		    is_unicode_space(c))
 			return false;
 	}
@@ -112,60 +76,6 @@ kms_status tlog_key_name_check(const char *name, size_t len)
 	KMS_ENSURE(name_valid(name, len), KMS_INVALID_ARGUMENT,
 	           "key name: must be UTF-8 without spaces, '+' or control characters");
 	return KMS_OK;
-}
-
-/* ---- base64, standard alphabet, padded, strict ---- */
-
-static int b64_value(uint8_t c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-/* Decodes in[0..len) into out[0..cap): false unless it is canonical
- * base64 (length a multiple of 4, only the alphabet, at most two '=' at the
- * end, zero unused bits) and the decoded bytes fit. cap must be room for
- * len / 4 * 3 bytes, which EVP_DecodeBlock writes, padding included. */
-static bool b64_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *out_len)
-{
-	const uint8_t *s = (const uint8_t *)in;
-	*out_len = 0;
-	if (len == 0 || len % B64_BLOCK != 0 || len / B64_BLOCK * B64_BYTES > cap ||
-	    len > INT32_MAX)
-		return false;
-	size_t pad = 0;
-	while (pad < 2 && s[len - 1 - pad] == B64_PAD)
-		pad++;
-	for (size_t i = 0; i < len - pad; i++)
-		if (b64_value(s[i]) < 0)
-			return false;
-	/* The last character before the padding carries unused low bits. */
-	int last = b64_value(s[len - pad - 1]);
-	if ((pad == 1 && (last & 0x03)) || (pad == 2 && (last & 0x0f)))
-		return false;
-	int n = EVP_DecodeBlock(out, s, (int)len);
-	if (n < 0 || (size_t)n != len / B64_BLOCK * B64_BYTES) {
-		ERR_clear_error();
-		return false;
-	}
-	*out_len = (size_t)n - pad;
-	return true;
-}
-
-/* Encodes in[0..len) into out, NUL-terminated; out has room for
- * 4 * ceil(len / 3) + 1 bytes. Returns the length without the NUL. */
-static size_t b64_encode(const uint8_t *in, size_t len, char *out)
-{
-	return (size_t)EVP_EncodeBlock((unsigned char *)out, in, (int)len);
 }
 
 /* ---- keys ---- */
@@ -205,7 +115,7 @@ kms_status tlog_verifier_key_format(const char *name,
 	KMS_GUARD(tlog_key_id(name, public_key, &key_id));
 	typed[0] = TLOG_SIG_TYPE_ED25519;
 	memcpy(typed + 1, public_key, TLOG_ED25519_PUBLIC_KEY_SIZE);
-	KMS_ENSURE(b64_encode(typed, sizeof typed, b64) == TLOG_PUBLIC_KEY_B64_LEN, KMS_INTERNAL,
+	KMS_ENSURE(kms_base64_encode(typed, sizeof typed, b64, sizeof b64), KMS_INTERNAL,
 	           "verifier key of %s: base64 failed", name);
 	int w = snprintf(out, TLOG_VERIFIER_KEY_MAX, "%s%c%08x%c%s", name, KEY_SEPARATOR,
 	                 (unsigned)key_id, KEY_SEPARATOR, b64);
@@ -255,7 +165,7 @@ kms_status tlog_verifier_key_parse(const char *vkey, tlog_verifier *out)
 	uint8_t typed[PUBLIC_KEY_DECODED];
 	size_t typed_len;
 	KMS_ENSURE(b64_len == TLOG_PUBLIC_KEY_B64_LEN &&
-	                   b64_decode(b64, b64_len, typed, sizeof typed, &typed_len) &&
+	                   kms_base64_decode(b64, b64_len, typed, sizeof typed, &typed_len) &&
 	                   typed_len == PUBLIC_KEY_DECODED,
 	           KMS_INVALID_ARGUMENT, "verifier key: key is not base64 of %d bytes",
 	           PUBLIC_KEY_DECODED);
@@ -341,7 +251,7 @@ kms_status tlog_note_sign(const char *body, size_t body_len, const char *name,
 	KMS_GUARD(st);
 
 	char b64[TLOG_ED25519_SIGNATURE_B64_LEN + 1];
-	KMS_ENSURE(b64_encode(sig, sizeof sig, b64) == TLOG_ED25519_SIGNATURE_B64_LEN,
+	KMS_ENSURE(kms_base64_encode(sig, sizeof sig, b64, sizeof b64),
 	           KMS_INTERNAL, "sign note: base64 failed");
 	size_t name_len = strlen(name);
 	size_t total = body_len + 1 + (sizeof TLOG_EM_DASH_SPACE - 1) + name_len + 1 +
@@ -449,7 +359,7 @@ kms_status tlog_note_verify(const char *text, size_t len, const tlog_verifier *k
 		uint8_t sig[SIGNATURE_DECODED_MAX];
 		size_t sig_len = 0;
 		KMS_ENSURE(b64_len <= TLOG_SIGNATURE_B64_MAX &&
-		                   b64_decode(b64, b64_len, sig, sizeof sig, &sig_len) &&
+		                   kms_base64_decode(b64, b64_len, sig, sizeof sig, &sig_len) &&
 		                   sig_len >= SIGNATURE_MIN_DECODED,
 		           KMS_INVALID_CIPHERTEXT,
 		           "%s is malformed: signature line %u: signature is not base64 of a key id "
@@ -512,7 +422,7 @@ kms_status tlog_checkpoint_format(const char *origin, uint64_t tree_size,
 	char size_text[TLOG_TREE_SIZE_DIGITS_MAX + 1];
 	int size_len = snprintf(size_text, sizeof size_text, "%llu", (unsigned long long)tree_size);
 	char root_b64[TLOG_ROOT_B64_LEN + 1];
-	KMS_ENSURE(size_len > 0 && b64_encode(root, TLOG_HASH_SIZE, root_b64) == TLOG_ROOT_B64_LEN,
+	KMS_ENSURE(size_len > 0 && kms_base64_encode(root, TLOG_HASH_SIZE, root_b64, sizeof root_b64),
 	           KMS_INTERNAL, "checkpoint: cannot encode");
 	size_t total = origin_len + 1 + (size_t)size_len + 1 + TLOG_ROOT_B64_LEN + 1 + ext_len;
 	KMS_ENSURE(total < cap, KMS_INVALID_ARGUMENT,
@@ -579,10 +489,10 @@ kms_status tlog_checkpoint_parse(const char *body, size_t len, const char *what,
 	KMS_GUARD(parse_tree_size(size_line, size_len, what, &cp.tree_size));
 	KMS_ENSURE(take_line(&c, &root_line, &root_len), KMS_INVALID_CIPHERTEXT,
 	           "%s is malformed: no root hash line", what);
-	uint8_t root[TLOG_HASH_SIZE + 1]; /* EVP_DecodeBlock writes the pad byte */
+	uint8_t root[TLOG_HASH_SIZE];
 	size_t root_bytes;
 	KMS_ENSURE(root_len == TLOG_ROOT_B64_LEN &&
-	                   b64_decode(root_line, root_len, root, sizeof root, &root_bytes) &&
+	                   kms_base64_decode(root_line, root_len, root, sizeof root, &root_bytes) &&
 	                   root_bytes == TLOG_HASH_SIZE,
 	           KMS_INVALID_CIPHERTEXT, "%s is malformed: root hash is not base64 of %d bytes",
 	           what, TLOG_HASH_SIZE);

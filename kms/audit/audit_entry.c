@@ -10,6 +10,7 @@
 
 #include "kms/format/context.h"
 #include "common/error.h"
+#include "common/utf8.h"
 #include "kms/format/keyid.h"
 
 /* RFC 3339 with microseconds, UTC: 2026-11-28T00:13:45.123456Z */
@@ -20,18 +21,6 @@ static void format_time(int64_t time_us, char out[32])
 	gmtime_r(&secs, &tm);
 	size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(out + n, 32 - n, ".%06dZ", (int)(time_us % 1000000));
-}
-
-/* The longest prefix of s (at most max bytes) that ends on a UTF-8
- * character boundary. */
-static size_t utf8_prefix(const char *s, size_t len, size_t max)
-{
-	if (len <= max)
-		return len;
-	size_t n = max;
-	while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-		n--;
-	return n;
 }
 
 /* The key the request named (the field its row's audit column calls the
@@ -73,7 +62,7 @@ static json_t *context_json(const op_audit_view *fields)
 	}
 	json_t *obj = json_object();
 	for (size_t i = 0; obj && i < n; i++) {
-		size_t shown = utf8_prefix(view[i].value, view[i].value_len, AUDIT_CONTEXT_VALUE_SHOWN);
+		size_t shown = kms_utf8_prefix(view[i].value, view[i].value_len, AUDIT_CONTEXT_VALUE_SHOWN);
 		json_t *v;
 		if (shown == view[i].value_len) {
 			v = json_stringn(view[i].value, shown);

@@ -4,70 +4,7 @@
 
 #include "common/cursor.h"
 #include "common/error.h"
-
-/* Bounds of the second byte of a multi-byte sequence, by lead byte (Unicode
- * Table 3-7, "Well-Formed UTF-8 Byte Sequences"); later bytes are 80..BF. */
-#define UTF8_CONT_LO 0x80
-#define UTF8_CONT_HI 0xbf
-
-/* Reads one well-formed sequence; false on a bad or truncated one. */
-static bool utf8_sequence_ok(kms_cursor *c)
-{
-	uint8_t lead;
-	size_t more;
-	uint8_t lo = UTF8_CONT_LO, hi = UTF8_CONT_HI;
-
-	if (!kms_cursor_u8(c, &lead))
-		return false;
-	if (lead < 0x80) {
-		return true;
-	} else if (lead >= 0xc2 && lead <= 0xdf) { /* C0, C1 would be overlong ASCII */
-		more = 1;
-	} else if (lead == 0xe0) { /* E0 80..9F would be overlong */
-		more = 2;
-		lo = 0xa0;
-	} else if (lead >= 0xe1 && lead <= 0xec) {
-		more = 2;
-	} else if (lead == 0xed) { /* ED A0..BF would be a surrogate */
-		more = 2;
-		hi = 0x9f;
-	} else if (lead >= 0xee && lead <= 0xef) {
-		more = 2;
-	} else if (lead == 0xf0) { /* F0 80..8F would be overlong */
-		more = 3;
-		lo = 0x90;
-	} else if (lead >= 0xf1 && lead <= 0xf3) {
-		more = 3;
-	} else if (lead == 0xf4) { /* F4 90..BF would be above U+10FFFF */
-		more = 3;
-		hi = 0x8f;
-	} else { /* a continuation byte as lead, C0, C1, F5..FF */
-		return false;
-	}
-	for (size_t i = 0; i < more; i++) {
-		uint8_t cont;
-		if (!kms_cursor_u8(c, &cont) || cont < lo || cont > hi)
-			return false;
-		lo = UTF8_CONT_LO;
-		hi = UTF8_CONT_HI;
-	}
-	return true;
-}
-
-bool context_utf8_valid(const uint8_t *bytes, size_t len, size_t *bad_offset)
-{
-	kms_cursor c = kms_cursor_init(bytes, len);
-	size_t start = 0;
-	bool ok = c.ok;
-
-	while (ok && c.left > 0) {
-		start = len - c.left;
-		ok = utf8_sequence_ok(&c);
-	}
-	if (!ok && bad_offset)
-		*bad_offset = start;
-	return ok;
-}
+#include "common/utf8.h"
 
 /* A context string: strict UTF-8 and no U+0000 (see context.h). */
 static kms_status check_string(const char *what, const char *text, size_t len,
@@ -78,7 +15,7 @@ static kms_status check_string(const char *what, const char *text, size_t len,
 
 	KMS_ENSURE(bytes != NULL || len == 0, KMS_INVALID_ARGUMENT,
 	           "%s: pair %zu %s is missing", where, index, what);
-	KMS_ENSURE(context_utf8_valid(bytes, len, &bad), KMS_INVALID_ARGUMENT,
+	KMS_ENSURE(kms_utf8_valid(bytes, len, &bad), KMS_INVALID_ARGUMENT,
 	           "%s: pair %zu %s is not valid UTF-8 (byte %zu)", where, index, what, bad);
 	for (size_t i = 0; i < len; i++)
 		KMS_ENSURE(bytes[i] != 0, KMS_INVALID_ARGUMENT,

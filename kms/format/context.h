@@ -8,10 +8,10 @@
  *
  * Rules (docs/ciphertext-format.md, "Encryption context"):
  *   - at most 64 pairs; a key is 1..256 bytes, a value 0..1024 bytes;
- *   - keys and values are strict UTF-8 (no overlong forms, no surrogates,
- *     nothing above U+10FFFF) and contain no U+0000, because the wire layer
- *     hands strings over NUL-terminated and must not see a different map
- *     than the one that was authenticated;
+ *   - keys and values are strict UTF-8 (common/utf8.h: no overlong forms,
+ *     no surrogates, nothing above U+10FFFF) and contain no U+0000,
+ *     because the wire layer hands strings over NUL-terminated and must
+ *     not see a different map than the one that was authenticated;
  *   - no key appears twice.
  *
  * Canonical encoding: pairs sorted by key bytes (memcmp order; on a common
@@ -71,12 +71,6 @@ static inline context_pair context_pair_from_cstr(const char *key, const char *v
 	context_pair p = { key, key ? strlen(key) : 0, value, value ? strlen(value) : 0 };
 	return p;
 }
-
-/* True when bytes[0..len) is strict UTF-8 (RFC 3629: shortest form only, no
- * UTF-16 surrogates D800..DFFF, at most U+10FFFF, no truncated sequence).
- * U+0000 is valid UTF-8 and passes here. On false, *bad_offset (if not NULL)
- * is the offset of the first byte of the bad sequence. */
-bool context_utf8_valid(const uint8_t *bytes, size_t len, size_t *bad_offset);
 
 /* KMS_INVALID_ARGUMENT unless n_pairs <= KMS_CONTEXT_MAX_PAIRS: check this
  * before filling a pairs[KMS_CONTEXT_MAX_PAIRS] array from a request. */

@@ -11,8 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "kms/format/context.h"
 #include "common/error.h"
+#include "common/utf8.h"
 #include "kms/keys/keyring_impl.h"
 
 #define KR_LOG_LINE_MAX 512
@@ -75,7 +75,7 @@ bool kr_text_ok(const char *s, size_t min, size_t max)
 	if (!s)
 		return min == 0;
 	size_t len = strnlen(s, max + 1);
-	return len >= min && len <= max && context_utf8_valid((const uint8_t *)s, len, NULL);
+	return len >= min && len <= max && kms_utf8_valid((const uint8_t *)s, len, NULL);
 }
 
 pthread_mutex_t *kr_stripe(keyring *kr, const uint8_t id[KMS_KEYID_BYTES])

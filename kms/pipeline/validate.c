@@ -5,6 +5,7 @@
 #include "kms/format/blob.h"
 #include "kms/format/context.h"
 #include "common/error.h"
+#include "common/utf8.h"
 #include "kms/format/keyid.h"
 
 kms_status validate_key_ref(const char *field, const char *key_ref)
@@ -67,7 +68,7 @@ kms_status validate_utf8(const char *field, const char *s, size_t max)
 {
 	size_t n = strlen(s);
 	KMS_ENSURE(n <= max, KMS_INVALID_ARGUMENT, "%s is %zu bytes: at most %zu", field, n, max);
-	KMS_ENSURE(context_utf8_valid((const uint8_t *)s, n, NULL), KMS_INVALID_ARGUMENT,
+	KMS_ENSURE(kms_utf8_valid((const uint8_t *)s, n, NULL), KMS_INVALID_ARGUMENT,
 	           "%s is not valid UTF-8", field);
 	return KMS_OK;
 }

@@ -78,13 +78,13 @@ static void b64_round_trips(void **state)
 	for (size_t i = 0; i < sizeof bytes; i++)
 		bytes[i] = (uint8_t)(i * 37 + 11);
 	for (size_t n = 1; n <= sizeof bytes; n++) {
-		assert_true(cli_b64_encode(bytes, n, text, sizeof text));
-		assert_int_equal(strlen(text), cli_b64_len(n));
+		assert_true(kms_base64_encode(bytes, n, text, sizeof text));
+		assert_int_equal(strlen(text), kms_base64_encoded_len(n));
 		assert_true(decode(text, back, sizeof back, &len));
 		assert_int_equal(len, n);
 		assert_memory_equal(back, bytes, n);
 	}
-	assert_false(cli_b64_encode(bytes, 3, text, 4)); /* no room for the NUL */
+	assert_false(kms_base64_encode(bytes, 3, text, 4)); /* no room for the NUL */
 }
 
 static void pairs_parse_and_refuse(void **state)

@@ -1,4 +1,5 @@
-/* The encryption context: validation, strict UTF-8, canonical encoding. */
+/* The encryption context: validation, its UTF-8 rule, canonical encoding
+ * (the UTF-8 decoder itself: tests/common/test_utf8.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -223,152 +224,6 @@ static void limits_enforced(void **state)
 	expect_invalid(NULL, 1, "pairs missing");
 }
 
-static bool valid(const char *bytes, size_t len)
-{
-	return context_utf8_valid((const uint8_t *)bytes, len, NULL);
-}
-
-static void utf8_strict(void **state)
-{
-	static const struct {
-		const char *bytes;
-		size_t len;
-	} good[] = {
-		{ "", 0 },
-		{ "plain ascii", 11 },
-		{ "\x7f", 1 },
-		{ "\xc2\x80", 2 },             /* U+0080 */
-		{ "\xdf\xbf", 2 },             /* U+07FF */
-		{ "\xe0\xa0\x80", 3 },         /* U+0800 */
-		{ "\xed\x9f\xbf", 3 },         /* U+D7FF, just below the surrogates */
-		{ "\xee\x80\x80", 3 },         /* U+E000, just above */
-		{ "\xef\xbf\xbf", 3 },         /* U+FFFF */
-		{ "\xf0\x90\x80\x80", 4 },     /* U+10000 */
-		{ "\xf4\x8f\xbf\xbf", 4 },     /* U+10FFFF, the last */
-		{ "\xe0\xa4\xad\xe0\xa4\xbe\xe0\xa4\xb0\xe0\xa4\xa4", 12 }, /* भारत */
-	};
-	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
-		assert_true(valid(good[i].bytes, good[i].len));
-
-	static const struct {
-		const char *bytes;
-		size_t len;
-		size_t bad_at;
-	} bad[] = {
-		{ "\xc0\x80", 2, 0 },             /* overlong U+0000 */
-		{ "\xc1\xbf", 2, 0 },             /* overlong U+007F */
-		{ "\xe0\x80\x80", 3, 0 },         /* overlong, 3 bytes */
-		{ "\xe0\x9f\xbf", 3, 0 },         /* overlong U+07FF */
-		{ "\xf0\x80\x80\x80", 4, 0 },     /* overlong, 4 bytes */
-		{ "\xf0\x8f\xbf\xbf", 4, 0 },     /* overlong U+FFFF */
-		{ "\xed\xa0\x80", 3, 0 },         /* U+D800, a surrogate */
-		{ "\xed\xbf\xbf", 3, 0 },         /* U+DFFF */
-		{ "\xed\xa0\xbd\xed\xb8\x80", 6, 0 }, /* CESU-8 surrogate pair */
-		{ "\xf4\x90\x80\x80", 4, 0 },     /* U+110000 */
-		{ "\xf5\x80\x80\x80", 4, 0 },
-		{ "\xf8\x88\x80\x80\x80", 5, 0 }, /* old 5-byte form */
-		{ "\xff", 1, 0 },
-		{ "\xfe", 1, 0 },
-		{ "\x80", 1, 0 },                 /* lone continuation */
-		{ "ok\xbf", 3, 2 },
-		{ "ab\xe2\x82", 4, 2 },           /* truncated € */
-		{ "ab\xf0\x9f\x98", 5, 2 },       /* truncated emoji */
-		{ "\xc3", 1, 0 },
-		{ "\xc3(", 2, 0 },                /* bad continuation */
-		{ "x\xe2\x28\xa1", 4, 1 },
-		{ "\xe2\x82\xac\xc3", 4, 3 },     /* good €, then truncated */
-	};
-	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		size_t at = 999;
-		if (context_utf8_valid((const uint8_t *)bad[i].bytes, bad[i].len, &at))
-			fail_msg("bad case %zu accepted", i);
-		assert_int_equal(at, bad[i].bad_at);
-	}
-	assert_false(context_utf8_valid(NULL, 1, NULL));
-	assert_true(context_utf8_valid(NULL, 0, NULL));
-}
-
-/* The reference: a sequence is valid iff it is the shortest encoding of a
- * scalar value. Encode every code point; check that exactly those 1-, 2- and
- * 3-byte sequences pass, and a sample of 4-byte ones. */
-static size_t encode_cp(uint32_t cp, uint8_t out[4])
-{
-	if (cp < 0x80) {
-		out[0] = (uint8_t)cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		out[0] = (uint8_t)(0xc0 | cp >> 6);
-		out[1] = (uint8_t)(0x80 | (cp & 0x3f));
-		return 2;
-	}
-	if (cp < 0x10000) {
-		out[0] = (uint8_t)(0xe0 | cp >> 12);
-		out[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
-		out[2] = (uint8_t)(0x80 | (cp & 0x3f));
-		return 3;
-	}
-	out[0] = (uint8_t)(0xf0 | cp >> 18);
-	out[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3f));
-	out[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
-	out[3] = (uint8_t)(0x80 | (cp & 0x3f));
-	return 4;
-}
-
-static bool is_scalar(uint32_t cp)
-{
-	return cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff);
-}
-
-static void utf8_matches_reference_exhaustively(void **state)
-{
-	uint8_t seq[4];
-	/* Every scalar value passes, every surrogate fails. */
-	for (uint32_t cp = 0; cp <= 0x10ffff; cp++) {
-		size_t n = encode_cp(cp, seq);
-		assert_int_equal(context_utf8_valid(seq, n, NULL), is_scalar(cp));
-	}
-	/* Every 2-byte sequence: valid iff lead C2..DF and continuation. */
-	for (unsigned a = 0; a < 256; a++)
-		for (unsigned b = 0; b < 256; b++) {
-			seq[0] = (uint8_t)a, seq[1] = (uint8_t)b;
-			bool want;
-			if (a < 0x80)
-				want = b < 0x80;
-			else
-				want = a >= 0xc2 && a <= 0xdf && b >= 0x80 && b <= 0xbf;
-			assert_int_equal(context_utf8_valid(seq, 2, NULL), want);
-		}
-	/* Every 3-byte sequence with a 3-byte lead: valid iff it decodes to a
-	 * scalar value whose shortest encoding is these bytes. */
-	for (unsigned a = 0xe0; a <= 0xef; a++)
-		for (unsigned b = 0; b < 256; b++)
-			for (unsigned c = 0; c < 256; c++) {
-				seq[0] = (uint8_t)a, seq[1] = (uint8_t)b, seq[2] = (uint8_t)c;
-				bool conts = (b & 0xc0) == 0x80 && (c & 0xc0) == 0x80;
-				uint32_t cp = (uint32_t)(a & 0x0f) << 12 | (uint32_t)(b & 0x3f) << 6 |
-				              (c & 0x3f);
-				bool want = conts && cp >= 0x800 && is_scalar(cp);
-				assert_int_equal(context_utf8_valid(seq, 3, NULL), want);
-			}
-	/* 4-byte leads F0..FF with every second byte, boundary third/fourth. */
-	static const uint8_t edges[] = { 0x00, 0x7f, 0x80, 0x9f, 0xa0, 0xbf, 0xc0, 0xff };
-	for (unsigned a = 0xf0; a <= 0xff; a++)
-		for (unsigned b = 0; b < 256; b++)
-			for (size_t c = 0; c < sizeof edges; c++)
-				for (size_t d = 0; d < sizeof edges; d++) {
-					seq[0] = (uint8_t)a, seq[1] = (uint8_t)b;
-					seq[2] = edges[c], seq[3] = edges[d];
-					bool conts = (b & 0xc0) == 0x80 && (seq[2] & 0xc0) == 0x80 &&
-					             (seq[3] & 0xc0) == 0x80;
-					uint32_t cp = (uint32_t)(a & 0x07) << 18 |
-					              (uint32_t)(b & 0x3f) << 12 |
-					              (uint32_t)(seq[2] & 0x3f) << 6 | (seq[3] & 0x3f);
-					bool want = a <= 0xf4 && conts && cp >= 0x10000 && is_scalar(cp);
-					assert_int_equal(context_utf8_valid(seq, 4, NULL), want);
-				}
-}
-
 static void bad_utf8_in_context_rejected(void **state)
 {
 	const context_pair overlong_key[] = { PAIR("ok", "1"), PAIR("\xc0\xaf", "2") };
@@ -467,8 +322,6 @@ int main(void)
 		cmocka_unit_test(callers_pairs_are_not_reordered),
 		cmocka_unit_test(duplicate_keys_rejected),
 		cmocka_unit_test(limits_enforced),
-		cmocka_unit_test(utf8_strict),
-		cmocka_unit_test(utf8_matches_reference_exhaustively),
 		cmocka_unit_test(bad_utf8_in_context_rejected),
 		cmocka_unit_test(errors_never_echo_the_context),
 		cmocka_unit_test(from_cstr_adapts_protobuf_strings),
