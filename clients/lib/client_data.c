@@ -390,55 +390,122 @@ static kms_status item_status(int wire, const char *message, const void *result,
 	return KMS_OK;
 }
 
+/*
+ * What differs between the batch calls: the wire types on each side and how
+ * one item crosses them. batch_call does the rest for all three.
+ */
+typedef struct batch_kind {
+	const char *op;
+	size_t result_size; /* one caller's result (kms_encrypt_result, ...) */
+	Kms__Response__ResultCase result_case;
+	/* Points req at a fresh batch of n zeroed wire items in the arena; NULL
+	 * when out of memory. Returns the items' array (Kms__EncryptRequest[n],
+	 * ...). */
+	void *(*new_batch)(Kms__Request *req, size_t n, client_arena *arena);
+	/* Fills wire item i from the caller's item i, checking its arguments. */
+	kms_status (*item_request)(void *subs, const void *items, size_t i,
+	                           client_arena *arena, kms_error *err);
+	size_t (*n_answers)(const Kms__Response *resp);
+	/* Answer i into the caller's result i: its status and message and, when
+	 * OK, its output. */
+	kms_status (*take)(const Kms__Response *resp, size_t i, void *results,
+	                   kms_error *err);
+	void (*results_free)(void *results, size_t n);
+} batch_kind;
+
+static kms_status batch_call(kms_client *client, const batch_kind *kind, const void *items,
+                             size_t n_items, void *results, kms_error *err)
+{
+	client_arena arena = { 0 };
+	Kms__Request req;
+	Kms__Response *resp = NULL;
+	kms_status st;
+
+	KMS_GUARD(batch_begin(items, n_items, results, kind->result_size, kind->op, err));
+	kms__request__init(&req);
+	void *subs = kind->new_batch(&req, n_items, &arena);
+	if (!subs) {
+		st = client_fail(err, KMS_INTERNAL, KMS_ERROR_LOCAL, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n_items; i++)
+		KMS_GUARD_OUT(st, kind->item_request(subs, items, i, &arena, err));
+	KMS_GUARD_OUT(st, client_roundtrip(client, &req, kind->result_case, &resp, err));
+	KMS_GUARD_OUT(st, check_result_count(kind->n_answers(resp), n_items, kind->op, err));
+	for (size_t i = 0; i < n_items; i++)
+		KMS_GUARD_OUT(st, kind->take(resp, i, results, err));
+out:
+	if (st != KMS_OK)
+		kind->results_free(results, n_items);
+	kms_response_free(resp);
+	client_arena_free(&arena);
+	return st;
+}
+
+/* ---- batch encrypt ---- */
+
+static void *encrypt_batch_new(Kms__Request *req, size_t n, client_arena *arena)
+{
+	Kms__BatchEncryptRequest *op = client_arena_alloc(arena, sizeof *op);
+	Kms__EncryptRequest *subs = client_arena_alloc(arena, n * sizeof *subs);
+	Kms__EncryptRequest **ptrs = client_arena_alloc(arena, n * sizeof *ptrs);
+	if (!op || !subs || !ptrs)
+		return NULL;
+	kms__batch_encrypt_request__init(op);
+	for (size_t i = 0; i < n; i++)
+		ptrs[i] = &subs[i];
+	op->n_items = n;
+	op->items = ptrs;
+	req->op_case = KMS__REQUEST__OP_BATCH_ENCRYPT;
+	req->batch_encrypt = op;
+	return subs;
+}
+
+static kms_status encrypt_item_request(void *subs, const void *items, size_t i,
+                                       client_arena *arena, kms_error *err)
+{
+	const kms_encrypt_item *item = (const kms_encrypt_item *)items + i;
+	return encrypt_request((Kms__EncryptRequest *)subs + i, item->key_id, item->plaintext,
+	                       item->plaintext_len, item->context, item->n_context, arena, err);
+}
+
+static size_t encrypt_answers(const Kms__Response *resp)
+{
+	return resp->batch_encrypt->n_results;
+}
+
+static kms_status encrypt_take(const Kms__Response *resp, size_t i, void *results,
+                               kms_error *err)
+{
+	const Kms__BatchEncryptResult *item = resp->batch_encrypt->results[i];
+	kms_encrypt_result *out = (kms_encrypt_result *)results + i;
+	KMS_GUARD(item_status((int)item->status, item->message, item->result, &out->status,
+	                      out->message, "batch_encrypt", err));
+	return out->status == KMS_OK ? ciphertext_from(item->result, &out->ciphertext, err)
+	                             : KMS_OK;
+}
+
+static void encrypt_results_free(void *results, size_t n)
+{
+	kms_encrypt_results_free(results, n);
+}
+
+static const batch_kind batch_encrypt = {
+	.op = "batch_encrypt",
+	.result_size = sizeof(kms_encrypt_result),
+	.result_case = KMS__RESPONSE__RESULT_BATCH_ENCRYPT,
+	.new_batch = encrypt_batch_new,
+	.item_request = encrypt_item_request,
+	.n_answers = encrypt_answers,
+	.take = encrypt_take,
+	.results_free = encrypt_results_free,
+};
+
 kms_status kms_batch_encrypt(kms_client *client, const kms_encrypt_item *items,
                              size_t n_items, kms_encrypt_result *results,
                              kms_error *err)
 {
-	client_arena arena = { 0 };
-	Kms__Request req;
-	Kms__BatchEncryptRequest op;
-	Kms__Response *resp = NULL;
-	kms_status st;
-
-	KMS_GUARD(batch_begin(items, n_items, results, sizeof *results, "batch_encrypt", err));
-	kms__request__init(&req);
-	kms__batch_encrypt_request__init(&op);
-	Kms__EncryptRequest *subs = client_arena_alloc(&arena, n_items * sizeof *subs);
-	Kms__EncryptRequest **ptrs = client_arena_alloc(&arena, n_items * sizeof *ptrs);
-	if (!subs || !ptrs) {
-		st = client_fail(err, KMS_INTERNAL, KMS_ERROR_LOCAL, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < n_items; i++) {
-		KMS_GUARD_OUT(st, encrypt_request(&subs[i], items[i].key_id,
-		                                  items[i].plaintext, items[i].plaintext_len,
-		                                  items[i].context, items[i].n_context,
-		                                  &arena, err));
-		ptrs[i] = &subs[i];
-	}
-	op.n_items = n_items;
-	op.items = ptrs;
-	req.op_case = KMS__REQUEST__OP_BATCH_ENCRYPT;
-	req.batch_encrypt = &op;
-	KMS_GUARD_OUT(st, client_roundtrip(client, &req, KMS__RESPONSE__RESULT_BATCH_ENCRYPT,
-	                                   &resp, err));
-	const Kms__BatchEncryptResponse *r = resp->batch_encrypt;
-	KMS_GUARD_OUT(st, check_result_count(r->n_results, n_items, "batch_encrypt", err));
-	for (size_t i = 0; i < n_items; i++) {
-		const Kms__BatchEncryptResult *item = r->results[i];
-		KMS_GUARD_OUT(st, item_status((int)item->status, item->message, item->result,
-		                              &results[i].status, results[i].message,
-		                              "batch_encrypt", err));
-		if (results[i].status == KMS_OK)
-			KMS_GUARD_OUT(st, ciphertext_from(item->result, &results[i].ciphertext,
-			                                  err));
-	}
-out:
-	if (st != KMS_OK)
-		kms_encrypt_results_free(results, n_items);
-	kms_response_free(resp);
-	client_arena_free(&arena);
-	return st;
+	return batch_call(client, &batch_encrypt, items, n_items, results, err);
 }
 
 void kms_encrypt_results_free(kms_encrypt_result *results, size_t n)
@@ -449,54 +516,70 @@ void kms_encrypt_results_free(kms_encrypt_result *results, size_t n)
 	}
 }
 
+/* ---- batch decrypt ---- */
+
+static void *decrypt_batch_new(Kms__Request *req, size_t n, client_arena *arena)
+{
+	Kms__BatchDecryptRequest *op = client_arena_alloc(arena, sizeof *op);
+	Kms__DecryptRequest *subs = client_arena_alloc(arena, n * sizeof *subs);
+	Kms__DecryptRequest **ptrs = client_arena_alloc(arena, n * sizeof *ptrs);
+	if (!op || !subs || !ptrs)
+		return NULL;
+	kms__batch_decrypt_request__init(op);
+	for (size_t i = 0; i < n; i++)
+		ptrs[i] = &subs[i];
+	op->n_items = n;
+	op->items = ptrs;
+	req->op_case = KMS__REQUEST__OP_BATCH_DECRYPT;
+	req->batch_decrypt = op;
+	return subs;
+}
+
+static kms_status decrypt_item_request(void *subs, const void *items, size_t i,
+                                       client_arena *arena, kms_error *err)
+{
+	const kms_decrypt_item *item = (const kms_decrypt_item *)items + i;
+	return decrypt_request((Kms__DecryptRequest *)subs + i, item->blob, item->blob_len,
+	                       item->context, item->n_context, item->key_id, arena, err);
+}
+
+static size_t decrypt_answers(const Kms__Response *resp)
+{
+	return resp->batch_decrypt->n_results;
+}
+
+static kms_status decrypt_take(const Kms__Response *resp, size_t i, void *results,
+                               kms_error *err)
+{
+	const Kms__BatchDecryptResult *item = resp->batch_decrypt->results[i];
+	kms_decrypt_result *out = (kms_decrypt_result *)results + i;
+	KMS_GUARD(item_status((int)item->status, item->message, item->result, &out->status,
+	                      out->message, "batch_decrypt", err));
+	return out->status == KMS_OK ? plaintext_from(item->result, &out->plaintext, err)
+	                             : KMS_OK;
+}
+
+static void decrypt_results_free(void *results, size_t n)
+{
+	kms_decrypt_results_free(results, n);
+}
+
+static const batch_kind batch_decrypt = {
+	.op = "batch_decrypt",
+	.result_size = sizeof(kms_decrypt_result),
+	.result_case = KMS__RESPONSE__RESULT_BATCH_DECRYPT,
+	.new_batch = decrypt_batch_new,
+	.item_request = decrypt_item_request,
+	.n_answers = decrypt_answers,
+	.take = decrypt_take,
+	.results_free = decrypt_results_free,
+};
+
 kms_status kms_batch_decrypt(kms_client *client, const kms_decrypt_item *items,
                              size_t n_items, kms_decrypt_result *results,
                              kms_error *err)
 {
-	client_arena arena = { 0 };
-	Kms__Request req;
-	Kms__BatchDecryptRequest op;
-	Kms__Response *resp = NULL;
-	kms_status st;
-
-	KMS_GUARD(batch_begin(items, n_items, results, sizeof *results, "batch_decrypt", err));
-	kms__request__init(&req);
-	kms__batch_decrypt_request__init(&op);
-	Kms__DecryptRequest *subs = client_arena_alloc(&arena, n_items * sizeof *subs);
-	Kms__DecryptRequest **ptrs = client_arena_alloc(&arena, n_items * sizeof *ptrs);
-	if (!subs || !ptrs) {
-		st = client_fail(err, KMS_INTERNAL, KMS_ERROR_LOCAL, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < n_items; i++) {
-		KMS_GUARD_OUT(st, decrypt_request(&subs[i], items[i].blob, items[i].blob_len,
-		                                  items[i].context, items[i].n_context,
-		                                  items[i].key_id, &arena, err));
-		ptrs[i] = &subs[i];
-	}
-	op.n_items = n_items;
-	op.items = ptrs;
-	req.op_case = KMS__REQUEST__OP_BATCH_DECRYPT;
-	req.batch_decrypt = &op;
-	KMS_GUARD_OUT(st, client_roundtrip(client, &req, KMS__RESPONSE__RESULT_BATCH_DECRYPT,
-	                                   &resp, err));
-	const Kms__BatchDecryptResponse *r = resp->batch_decrypt;
-	KMS_GUARD_OUT(st, check_result_count(r->n_results, n_items, "batch_decrypt", err));
-	for (size_t i = 0; i < n_items; i++) {
-		const Kms__BatchDecryptResult *item = r->results[i];
-		KMS_GUARD_OUT(st, item_status((int)item->status, item->message, item->result,
-		                              &results[i].status, results[i].message,
-		                              "batch_decrypt", err));
-		if (results[i].status == KMS_OK)
-			KMS_GUARD_OUT(st, plaintext_from(item->result, &results[i].plaintext,
-			                                 err));
-	}
-out:
-	if (st != KMS_OK)
-		kms_decrypt_results_free(results, n_items);
-	kms_response_free(resp);
-	client_arena_free(&arena);
-	return st;
+	return batch_call(client, &batch_decrypt, items, n_items, results, err);
 }
 
 void kms_decrypt_results_free(kms_decrypt_result *results, size_t n)
@@ -507,53 +590,70 @@ void kms_decrypt_results_free(kms_decrypt_result *results, size_t n)
 	}
 }
 
+/* ---- batch data keys ---- */
+
+static void *data_key_batch_new(Kms__Request *req, size_t n, client_arena *arena)
+{
+	Kms__BatchGenerateDataKeyRequest *op = client_arena_alloc(arena, sizeof *op);
+	Kms__GenerateDataKeyRequest *subs = client_arena_alloc(arena, n * sizeof *subs);
+	Kms__GenerateDataKeyRequest **ptrs = client_arena_alloc(arena, n * sizeof *ptrs);
+	if (!op || !subs || !ptrs)
+		return NULL;
+	kms__batch_generate_data_key_request__init(op);
+	for (size_t i = 0; i < n; i++)
+		ptrs[i] = &subs[i];
+	op->n_items = n;
+	op->items = ptrs;
+	req->op_case = KMS__REQUEST__OP_BATCH_GENERATE_DATA_KEY;
+	req->batch_generate_data_key = op;
+	return subs;
+}
+
+static kms_status data_key_item_request(void *subs, const void *items, size_t i,
+                                        client_arena *arena, kms_error *err)
+{
+	const kms_data_key_item *item = (const kms_data_key_item *)items + i;
+	return data_key_request((Kms__GenerateDataKeyRequest *)subs + i, item->key_id,
+	                        item->context, item->n_context, arena, err);
+}
+
+static size_t data_key_answers(const Kms__Response *resp)
+{
+	return resp->batch_generate_data_key->n_results;
+}
+
+static kms_status data_key_take(const Kms__Response *resp, size_t i, void *results,
+                                kms_error *err)
+{
+	const Kms__BatchGenerateDataKeyResult *item = resp->batch_generate_data_key->results[i];
+	kms_data_key_result *out = (kms_data_key_result *)results + i;
+	KMS_GUARD(item_status((int)item->status, item->message, item->result, &out->status,
+	                      out->message, "batch_generate_data_key", err));
+	return out->status == KMS_OK ? data_key_from(item->result, &out->data_key, err)
+	                             : KMS_OK;
+}
+
+static void data_key_results_free(void *results, size_t n)
+{
+	kms_data_key_results_free(results, n);
+}
+
+static const batch_kind batch_data_key = {
+	.op = "batch_generate_data_key",
+	.result_size = sizeof(kms_data_key_result),
+	.result_case = KMS__RESPONSE__RESULT_BATCH_GENERATE_DATA_KEY,
+	.new_batch = data_key_batch_new,
+	.item_request = data_key_item_request,
+	.n_answers = data_key_answers,
+	.take = data_key_take,
+	.results_free = data_key_results_free,
+};
+
 kms_status kms_batch_generate_data_key(kms_client *client, const kms_data_key_item *items,
                                        size_t n_items, kms_data_key_result *results,
                                        kms_error *err)
 {
-	client_arena arena = { 0 };
-	Kms__Request req;
-	Kms__BatchGenerateDataKeyRequest op;
-	Kms__Response *resp = NULL;
-	kms_status st;
-
-	KMS_GUARD(batch_begin(items, n_items, results, sizeof *results, "batch_generate_data_key", err));
-	kms__request__init(&req);
-	kms__batch_generate_data_key_request__init(&op);
-	Kms__GenerateDataKeyRequest *subs = client_arena_alloc(&arena, n_items * sizeof *subs);
-	Kms__GenerateDataKeyRequest **ptrs = client_arena_alloc(&arena, n_items * sizeof *ptrs);
-	if (!subs || !ptrs) {
-		st = client_fail(err, KMS_INTERNAL, KMS_ERROR_LOCAL, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < n_items; i++) {
-		KMS_GUARD_OUT(st, data_key_request(&subs[i], items[i].key_id, items[i].context,
-		                                   items[i].n_context, &arena, err));
-		ptrs[i] = &subs[i];
-	}
-	op.n_items = n_items;
-	op.items = ptrs;
-	req.op_case = KMS__REQUEST__OP_BATCH_GENERATE_DATA_KEY;
-	req.batch_generate_data_key = &op;
-	KMS_GUARD_OUT(st, client_roundtrip(client, &req,
-	                                   KMS__RESPONSE__RESULT_BATCH_GENERATE_DATA_KEY,
-	                                   &resp, err));
-	const Kms__BatchGenerateDataKeyResponse *r = resp->batch_generate_data_key;
-	KMS_GUARD_OUT(st, check_result_count(r->n_results, n_items, "batch_generate_data_key", err));
-	for (size_t i = 0; i < n_items; i++) {
-		const Kms__BatchGenerateDataKeyResult *item = r->results[i];
-		KMS_GUARD_OUT(st, item_status((int)item->status, item->message, item->result,
-		                              &results[i].status, results[i].message,
-		                              "batch_generate_data_key", err));
-		if (results[i].status == KMS_OK)
-			KMS_GUARD_OUT(st, data_key_from(item->result, &results[i].data_key, err));
-	}
-out:
-	if (st != KMS_OK)
-		kms_data_key_results_free(results, n_items);
-	kms_response_free(resp);
-	client_arena_free(&arena);
-	return st;
+	return batch_call(client, &batch_data_key, items, n_items, results, err);
 }
 
 void kms_data_key_results_free(kms_data_key_result *results, size_t n)
