@@ -41,9 +41,27 @@ struct admin_gathered {
 	size_t cap;
 };
 
-/* Appends n items of size bytes (a bytewise move: the caller's page gives
- * them up). False, with nothing changed, when out of memory. */
-bool admin_gather(struct admin_gathered *g, const void *items, size_t n, size_t size);
+/* One page of a list taken apart: n items of the list's type, and the token
+ * for the next page ("" on the last). */
+struct admin_page {
+	void *items;
+	size_t n;
+	char *next_page_token;
+};
+
+/* What differs between the lists kms-admin pages through (keys, aliases). */
+struct admin_list_kind {
+	const char *what;  /* "keys", "aliases": for the hint after the list */
+	size_t item_size;  /* sizeof one item: kms_key_metadata, kms_alias */
+	/* Reads the page at page_token (NULL: the first) of limit items; arg is
+	 * the kind's own (an alias list's key). On KMS_OK page and everything
+	 * it points to are the caller's; on failure err says why. */
+	kms_status (*read_page)(kms_client *client, const void *arg, uint32_t limit,
+	                        const char *page_token, struct admin_page *page,
+	                        kms_error *err);
+	/* Frees what one item holds, not the item itself. */
+	void (*item_free)(void *item);
+};
 
 /* The paging options, numbered past any command's own. */
 enum {
@@ -69,13 +87,18 @@ struct admin_pages {
  * for a bad value or any other option. */
 int admin_list_option(struct cli *cli, int opt, struct admin_pages *pages);
 
-/* Takes the next_page_token of the page just read (owning it). Returns
- * CLI_PROCEED to read another page (with page_token), CLI_EXIT_OK when
- * done, or CLI_EXIT_UNREACHABLE, said, when kmsd keeps answering with
- * more pages. */
-int admin_pages_next(struct cli *cli, struct admin_pages *pages, char *next_page_token);
+/* Reads the page pages asks for, or with --all every page from there, into
+ * g. Returns CLI_EXIT_OK, or an exit code having said why (kmsd refused,
+ * out of memory, or kmsd keeps answering with more pages). pages->token is
+ * then the last page's next_page_token. */
+int admin_list_read(struct cli *cli, kms_client *client, const struct admin_list_kind *kind,
+                    const void *arg, struct admin_pages *pages, struct admin_gathered *g);
 
-/* After a list printed as text: on stderr, how to see the rest of "what". */
-void admin_pages_hint(struct cli *cli, const struct admin_pages *pages, const char *what);
+/* Frees the gathered items (kind->item_free each) and the array. */
+void admin_gathered_free(struct admin_gathered *g, const struct admin_list_kind *kind);
+
+/* After a list printed as text: on stderr, how to see the rest of it. */
+void admin_pages_hint(struct cli *cli, const struct admin_pages *pages,
+                      const struct admin_list_kind *kind);
 
 #endif

@@ -64,6 +64,30 @@ static int alias_delete(struct cli *cli, int argc, char **argv)
 	return CLI_EXIT_OK;
 }
 
+static kms_status read_alias_page(kms_client *client, const void *key_id, uint32_t limit,
+                                  const char *page_token, struct admin_page *page,
+                                  kms_error *err)
+{
+	kms_alias_list list;
+	kms_status st = kms_list_aliases(client, key_id, limit, page_token, &list, err);
+	*page = (struct admin_page){ list.aliases, list.n_aliases, list.next_page_token };
+	return st;
+}
+
+static void alias_free(void *item)
+{
+	kms_alias *alias = item;
+	free(alias->alias_name);
+	free(alias->target_key_id);
+}
+
+static const struct admin_list_kind alias_list_kind = {
+	.what = "aliases",
+	.item_size = sizeof(kms_alias),
+	.read_page = read_alias_page,
+	.item_free = alias_free,
+};
+
 static int alias_list(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -73,9 +97,7 @@ static int alias_list(struct cli *cli, int argc, char **argv)
 	const char *key_id = NULL;
 	struct admin_pages pages = { 0 };
 	struct admin_gathered gathered = { 0 };
-	kms_alias *aliases;
 	kms_client *client = NULL;
-	kms_error err;
 	int opt, code;
 
 	while ((opt = cli_getopt(cli, argc, argv, opts)) >= 0) {
@@ -88,40 +110,18 @@ static int alias_list(struct cli *cli, int argc, char **argv)
 		return code;
 	if ((code = cli_connect(cli, &client)) != CLI_EXIT_OK)
 		return code;
-	do {
-		kms_alias_list list;
-		if (kms_list_aliases(client, key_id, pages.limit, pages.page_token, &list,
-		                     &err) != KMS_OK) {
-			code = cli_report(cli, &err);
-			goto out;
-		}
-		if (!admin_gather(&gathered, list.aliases, list.n_aliases, sizeof *list.aliases)) {
-			kms_alias_list_free(&list);
-			code = cli_out_of_memory(cli);
-			goto out;
-		}
-		/* The aliases moved over; the list keeps only its token. */
-		list.n_aliases = 0;
-		code = admin_pages_next(cli, &pages, list.next_page_token);
-		list.next_page_token = NULL;
-		kms_alias_list_free(&list);
-	} while (code == CLI_PROCEED);
-	if (code != CLI_EXIT_OK)
+	if ((code = admin_list_read(cli, client, &alias_list_kind, key_id, &pages, &gathered)) !=
+	    CLI_EXIT_OK)
 		goto out;
 	if (cli->json) {
 		code = cli_json_print(cli, admin_json_aliases(gathered.items, gathered.n,
 		                                              pages.token));
 	} else {
 		admin_print_aliases(cli->out, gathered.items, gathered.n);
-		admin_pages_hint(cli, &pages, "aliases");
+		admin_pages_hint(cli, &pages, &alias_list_kind);
 	}
 out:
-	aliases = gathered.items;
-	for (size_t i = 0; i < gathered.n; i++) {
-		free(aliases[i].alias_name);
-		free(aliases[i].target_key_id);
-	}
-	free(gathered.items);
+	admin_gathered_free(&gathered, &alias_list_kind);
 	free(pages.token);
 	kms_client_close(client);
 	return code;

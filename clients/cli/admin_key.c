@@ -134,6 +134,28 @@ out:
 
 /* ---- key list ---- */
 
+static kms_status read_key_page(kms_client *client, const void *arg, uint32_t limit,
+                                const char *page_token, struct admin_page *page,
+                                kms_error *err)
+{
+	kms_key_list list;
+	kms_status st = kms_list_keys(client, limit, page_token, &list, err);
+	*page = (struct admin_page){ list.keys, list.n_keys, list.next_page_token };
+	return st;
+}
+
+static void key_free(void *item)
+{
+	kms_key_metadata_free(item);
+}
+
+static const struct admin_list_kind key_list_kind = {
+	.what = "keys",
+	.item_size = sizeof(kms_key_metadata),
+	.read_page = read_key_page,
+	.item_free = key_free,
+};
+
 static int key_list(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -141,9 +163,7 @@ static int key_list(struct cli *cli, int argc, char **argv)
 	};
 	struct admin_pages pages = { 0 };
 	struct admin_gathered gathered = { 0 };
-	kms_key_metadata *keys;
 	kms_client *client = NULL;
-	kms_error err;
 	int opt, code;
 
 	while ((opt = cli_getopt(cli, argc, argv, opts)) >= 0) {
@@ -154,37 +174,17 @@ static int key_list(struct cli *cli, int argc, char **argv)
 		return code;
 	if ((code = cli_connect(cli, &client)) != CLI_EXIT_OK)
 		return code;
-
-	do {
-		kms_key_list list;
-		if (kms_list_keys(client, pages.limit, pages.page_token, &list, &err) != KMS_OK) {
-			code = cli_report(cli, &err);
-			goto out;
-		}
-		if (!admin_gather(&gathered, list.keys, list.n_keys, sizeof *list.keys)) {
-			kms_key_list_free(&list);
-			code = cli_out_of_memory(cli);
-			goto out;
-		}
-		/* The keys moved over; the list keeps only its token. */
-		list.n_keys = 0;
-		code = admin_pages_next(cli, &pages, list.next_page_token);
-		list.next_page_token = NULL;
-		kms_key_list_free(&list);
-	} while (code == CLI_PROCEED);
-	if (code != CLI_EXIT_OK)
+	if ((code = admin_list_read(cli, client, &key_list_kind, NULL, &pages, &gathered)) !=
+	    CLI_EXIT_OK)
 		goto out;
 	if (cli->json) {
 		code = cli_json_print(cli, admin_json_keys(gathered.items, gathered.n, pages.token));
 	} else {
 		admin_print_keys(cli->out, gathered.items, gathered.n);
-		admin_pages_hint(cli, &pages, "keys");
+		admin_pages_hint(cli, &pages, &key_list_kind);
 	}
 out:
-	keys = gathered.items;
-	for (size_t i = 0; i < gathered.n; i++)
-		kms_key_metadata_free(&keys[i]);
-	free(gathered.items);
+	admin_gathered_free(&gathered, &key_list_kind);
 	free(pages.token);
 	kms_client_close(client);
 	return code;
