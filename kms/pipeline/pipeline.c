@@ -284,6 +284,11 @@ kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
 	char message[KMS_ERROR_MAX] = "";
 	if (st != KMS_OK)
 		snprintf(message, sizeof message, "%s", kms_error_message());
+	/* The client sees the message alone; a bug's source position is for
+	 * the operator (messages name ids, never secret bytes). */
+	if (st == KMS_INTERNAL)
+		kms_log("error", "request %s (%s): %s (%s)", ctx.request_id,
+		        ctx.op ? ctx.op->name : "undecoded", message, kms_error_where());
 	kms_status audited = audit(&ctx, st, message, kms_monotonic_us() - started);
 	if (audited != KMS_OK) {
 		/* Fail closed: no result leaves without its audit entry. */
