@@ -4,6 +4,14 @@
  * NNG 1.5.2 (Debian 12) can deadlock in nng_close (nanomsg/nng#1543, fixed
  * after 1.5.2); seen here in about one close in ten after requests timed
  * out or a daemon drained under load. kms closes sockets through this.
+ *
+ * One way in, caught by the client library's tests: a peer that drops the
+ * connection while a large message is half written. The ipc transport then
+ * resubmits the rest on a send aio that the pipe's close has already
+ * stopped; it never completes, the pipe's teardown waits on it forever on
+ * NNG's one reaper thread, and from then on no socket in the process
+ * finishes closing. A bounded close that gives up leaves its socket's
+ * memory behind, which LeakSanitizer reports at exit.
  */
 #ifndef KMS_COMMON_NNG_CLOSE_H
 #define KMS_COMMON_NNG_CLOSE_H

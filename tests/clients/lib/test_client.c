@@ -11,11 +11,15 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,7 +38,6 @@ enum fake_mode {
 	FAKE_WRONG_ID,  /* a valid response for another request id */
 	FAKE_GARBAGE,   /* bytes that are not a Response */
 	FAKE_SLOW,      /* answer after the client gave up */
-	FAKE_HUGE,      /* a response larger than the client accepts */
 };
 
 struct fake;
@@ -101,18 +104,6 @@ static void *fake_run(void *arg)
 			static const uint8_t junk[] = { 0xff, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x99 };
 			FAKE_CHECK(nng_msg_alloc(&reply, sizeof junk) == 0);
 			memcpy(nng_msg_body(reply), junk, sizeof junk);
-		} else if (f->mode == FAKE_HUGE) {
-			/* A message string far past the client's limit. */
-			size_t huge = 256 * 1024;
-			char *message = malloc(huge + 1);
-			FAKE_CHECK(message != NULL);
-			memset(message, 'm', huge);
-			message[huge] = '\0';
-			resp.message = message;
-			len = kms__response__get_packed_size(&resp);
-			FAKE_CHECK(nng_msg_alloc(&reply, len) == 0);
-			kms__response__pack(&resp, nng_msg_body(reply));
-			free(message);
 		} else {
 			FAKE_CHECK(nng_msg_alloc(&reply, len) == 0);
 			kms__response__pack(&resp, nng_msg_body(reply));
@@ -309,6 +300,169 @@ static void answer_data(struct fake *f, const Kms__Request *req, Kms__Response *
 	default:
 		resp->status = KMS__STATUS__INVALID_ARGUMENT;
 	}
+}
+
+/* ---- a raw SP server, for answers larger than the client accepts ----
+ *
+ * The client drops the pipe as soon as it reads the length of such an
+ * answer, while the server is still writing it. An NNG 1.5.2 REP socket does
+ * not survive that: when the peer's close lands between two partial writes of
+ * the reply, the ipc transport resubmits the rest on a send aio the close has
+ * already stopped, which never completes; the pipe's teardown then waits on
+ * it forever on NNG's single reaper thread, and every later nng_close in the
+ * process hangs (the bounded closes give up, and what they leave behind is
+ * reported as leaked). So these answers come from a plain Unix socket
+ * speaking the SP framing by hand, which just gets EPIPE. */
+
+struct raw_fake {
+	int fd; /* listening */
+	pthread_t thread;
+	char url[128];
+	struct sockaddr_un addr;
+	atomic_bool stop;
+	atomic_bool huge; /* oversized answers, else ordinary ones */
+};
+
+/* Moves all n bytes, waiting at most 50 ms at a time so that stop is seen.
+ * False on EOF, an error (a client that dropped the pipe) or stop. */
+static bool raw_io(struct raw_fake *r, int fd, uint8_t *buf, size_t n, bool out)
+{
+	while (n > 0) {
+		if (atomic_load(&r->stop))
+			return false;
+		struct pollfd p = { .fd = fd, .events = out ? POLLOUT : POLLIN };
+		int ready = poll(&p, 1, 50);
+		if (ready < 0 && errno != EINTR)
+			return false;
+		if (ready <= 0)
+			continue;
+		ssize_t done = out ? send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT)
+		                   : recv(fd, buf, n, MSG_DONTWAIT);
+		if (done < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+			continue;
+		if (done <= 0)
+			return false;
+		buf += done;
+		n -= (size_t)done;
+	}
+	return true;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* One connection: the SP handshake, then a health answer per request. */
+static void raw_serve(struct raw_fake *r, int conn)
+{
+	/* NNG's ipc framing: an 8-byte hello naming the protocol (REP v0 is
+	 * 0x31, REQ v0 0x30), then messages as type 1, a 64-bit big-endian
+	 * length, and the payload; REQ puts its 4-byte request id before the
+	 * body, and a reply carries it back the same way. */
+	uint8_t hello[8] = { 0, 'S', 'P', 0, 0x00, 0x31, 0, 0 }, peer[8];
+	if (!raw_io(r, conn, hello, sizeof hello, true) || !raw_io(r, conn, peer, sizeof peer, false))
+		return;
+	FAKE_CHECK(memcmp(peer, "\0SP\0\0\x30\0\0", sizeof peer) == 0);
+	for (;;) {
+		uint8_t head[9];
+		if (!raw_io(r, conn, head, sizeof head, false))
+			return;
+		uint64_t len = get_be64(head + 1);
+		FAKE_CHECK(head[0] == 1 && len >= 4 && len <= 1024 * 1024);
+		uint8_t *in = malloc(len);
+		FAKE_CHECK(in != NULL);
+		if (!raw_io(r, conn, in, len, false)) {
+			free(in);
+			return;
+		}
+		Kms__Request *req = kms__request__unpack(NULL, len - 4, in + 4);
+		FAKE_CHECK(req != NULL);
+
+		Kms__Response resp;
+		kms__response__init(&resp);
+		resp.schema_version = KMS__SCHEMA_VERSION__SCHEMA_VERSION;
+		resp.request_id = req->request_id;
+		answer_health(NULL, req, &resp);
+		char *message = NULL;
+		if (atomic_load(&r->huge)) {
+			/* A message string far past the client's limit. */
+			size_t huge = 256 * 1024;
+			message = malloc(huge + 1);
+			FAKE_CHECK(message != NULL);
+			memset(message, 'm', huge);
+			message[huge] = '\0';
+			resp.message = message;
+		}
+		size_t body = kms__response__get_packed_size(&resp);
+		uint8_t *out = malloc(sizeof head + 4 + body);
+		FAKE_CHECK(out != NULL);
+		out[0] = 1;
+		put_be64(out + 1, 4 + body);
+		memcpy(out + sizeof head, in, 4);
+		kms__response__pack(&resp, out + sizeof head + 4);
+		bool sent = raw_io(r, conn, out, sizeof head + 4 + body, true);
+		free(out);
+		free(message);
+		kms__request__free_unpacked(req, NULL);
+		free(in);
+		if (!sent)
+			return;
+	}
+}
+
+static void *raw_run(void *arg)
+{
+	struct raw_fake *r = arg;
+	while (!atomic_load(&r->stop)) {
+		struct pollfd p = { .fd = r->fd, .events = POLLIN };
+		if (poll(&p, 1, 50) != 1)
+			continue;
+		int conn = accept4(r->fd, NULL, NULL, SOCK_CLOEXEC);
+		if (conn < 0)
+			continue;
+		raw_serve(r, conn);
+		close(conn);
+	}
+	return NULL;
+}
+
+static struct raw_fake *raw_start(bool huge)
+{
+	static atomic_int counter;
+	struct raw_fake *r = calloc(1, sizeof *r);
+	assert_non_null(r);
+	atomic_init(&r->huge, huge);
+	r->addr.sun_family = AF_UNIX;
+	int n = snprintf(r->addr.sun_path, sizeof r->addr.sun_path, "/tmp/kms-test-client-%d-raw%d.sock",
+	                 (int)getpid(), atomic_fetch_add(&counter, 1));
+	assert_true(n > 0 && (size_t)n < sizeof r->addr.sun_path);
+	snprintf(r->url, sizeof r->url, "ipc://%s", r->addr.sun_path);
+	(void)unlink(r->addr.sun_path);
+	r->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(r->fd >= 0);
+	assert_int_equal(bind(r->fd, (struct sockaddr *)&r->addr, sizeof r->addr), 0);
+	assert_int_equal(listen(r->fd, 8), 0);
+	assert_int_equal(pthread_create(&r->thread, NULL, raw_run, r), 0);
+	return r;
+}
+
+static void raw_stop(struct raw_fake *r)
+{
+	atomic_store(&r->stop, true);
+	pthread_join(r->thread, NULL);
+	close(r->fd);
+	(void)unlink(r->addr.sun_path);
+	free(r);
 }
 
 /* ---- tests ---- */
@@ -582,19 +736,31 @@ static void slow_and_oversized_answers_time_out(void **state)
 	fake_stop(f);
 
 	/* NNG drops a message past NNG_OPT_RECVMAXSZ (and the pipe with it):
-	 * the client never parses it and reports no answer. */
-	f = fake_start(FAKE_HUGE, answer_health);
-	c = client_for(f->url, 500, 64 * 1024);
+	 * the client never parses it and reports the connection lost. */
+	struct raw_fake *r = raw_start(true);
+	c = client_for(r->url, 5000, 64 * 1024);
 	assert_int_equal(kms_health_check(c, &h, &err), KMS_UNAVAILABLE);
-	kms_client_close(c);
-	fake_stop(f);
-	/* The same answer fits a larger limit. */
-	f = fake_start(FAKE_HUGE, answer_health);
-	c = client_for(f->url, 2000, 1024 * 1024);
+	assert_int_equal(err.origin, KMS_ERROR_TRANSPORT);
+	/* The call fails the moment the pipe drops, and the client's dialer
+	 * redials in the background. Closing the client during that redial's
+	 * SP handshake trips an NNG 1.5.2 race: a connection that completes
+	 * its handshake after the dialer's connect was cancelled, but before
+	 * the dialer's endpoint closed, is never reaped and keeps the endpoint
+	 * alive (LeakSanitizer: 3,328 bytes from nng_dialer_create). So the
+	 * client is closed only once it is provably connected again: it gets
+	 * an ordinary answer, which also shows that it recovers. */
+	atomic_store(&r->huge, false);
 	assert_int_equal(kms_health_check(c, &h, &err), KMS_OK);
 	kms_health_free(&h);
 	kms_client_close(c);
-	fake_stop(f);
+	raw_stop(r);
+	/* The same answer fits a larger limit. */
+	r = raw_start(true);
+	c = client_for(r->url, 2000, 1024 * 1024);
+	assert_int_equal(kms_health_check(c, &h, &err), KMS_OK);
+	kms_health_free(&h);
+	kms_client_close(c);
+	raw_stop(r);
 }
 
 static void signed_requests_verify(void **state)
