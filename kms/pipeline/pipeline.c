@@ -276,6 +276,11 @@ kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
 		st = authorize(&ctx, req);
 	if (st == KMS_OK && atomic_load(&d->draining))
 		st = KMS_FAIL(KMS_UNAVAILABLE, "kmsd is shutting down: retry on another endpoint");
+	/* Past this point a drain no longer refuses the request: it is run and
+	 * answered whatever happens to `draining` now. */
+	bool in_flight = st == KMS_OK;
+	if (in_flight)
+		metrics_in_flight(1);
 	if (st == KMS_OK)
 		st = audit_gate(&ctx);
 	if (st == KMS_OK)
@@ -304,5 +309,7 @@ kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
 	resp.message = message;
 	kms_status packed = encode(&resp, reply, reply_len);
 	arena_reset(a);
+	if (in_flight)
+		metrics_in_flight(-1);
 	return packed;
 }

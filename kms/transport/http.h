@@ -3,7 +3,7 @@
  *   /healthz       200 "ok" when the HSM answers and the audit log is
  *                  writable, else 503 with the reason
  *   /metrics       Prometheus text: requests by operation and status,
- *                  audit entries, uptime
+ *                  requests in flight, audit entries, uptime
  *   /audit/...     the published tlog-tiles directory (checkpoint, tile/...),
  *                  read-only static files any mirror can copy
  */

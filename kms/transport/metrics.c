@@ -16,6 +16,7 @@
 
 static atomic_uint_fast64_t requests[METRICS_OPS_MAX][KMS_STATUS_MAX + 1];
 static atomic_uint_fast64_t latency_sum_us[METRICS_OPS_MAX];
+static atomic_int_fast64_t in_flight;
 
 void metrics_record(const struct op_entry *op, kms_status status, uint64_t latency_us)
 {
@@ -24,6 +25,13 @@ void metrics_record(const struct op_entry *op, kms_status status, uint64_t laten
 		return;
 	atomic_fetch_add_explicit(&requests[row][status], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&latency_sum_us[row], latency_us, memory_order_relaxed);
+}
+
+/* Sequentially consistent, unlike the counters: a reader that sees a request
+ * in flight may rely on its reply not having been sent yet. */
+void metrics_in_flight(int delta)
+{
+	atomic_fetch_add(&in_flight, delta);
 }
 
 /* A growing text buffer; on overflow of memory it stops and reports. */
@@ -92,6 +100,9 @@ kms_status metrics_render(kmsd *d, char **out, size_t *len)
 			put(&t, "kms_request_latency_microseconds_sum{operation=\"%s\"} %llu\n", op->name,
 			    (unsigned long long)us);
 	}
+	put(&t, "# HELP kms_requests_in_flight Requests being executed, which a drain still answers.\n"
+	        "# TYPE kms_requests_in_flight gauge\nkms_requests_in_flight %lld\n",
+	    (long long)atomic_load(&in_flight));
 	put(&t, "# HELP kms_audit_entries Entries in the audit log.\n# TYPE kms_audit_entries gauge\n"
 	        "kms_audit_entries %llu\n",
 	    (unsigned long long)(d->audit ? audit_size(d->audit) : 0));

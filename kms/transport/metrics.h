@@ -17,6 +17,11 @@ struct op_entry;
 /* Counts one finished request; op is NULL for one that did not decode. */
 void metrics_record(const struct op_entry *op, kms_status status, uint64_t latency_us);
 
+/* A request got past the drain gate (+1) or has its reply ready (-1): the
+ * requests counted in between are the ones a drain still answers, which
+ * operators and the drain test need to see (kms_requests_in_flight). */
+void metrics_in_flight(int delta);
+
 /* The whole exposition (malloc'ed, *len bytes). */
 kms_status metrics_render(kmsd *d, char **text, size_t *len) KMS_MUST_USE;
 
