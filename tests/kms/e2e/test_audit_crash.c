@@ -38,11 +38,12 @@
 #include "tests/support/harness.h"
 
 #define KILL9_ITERATIONS 10
+#define KILL9_MIN_ITERATIONS 5
 #define KILL9_CLIENTS 3
 #define KILL9_DELAY_MIN_MS 20
 #define KILL9_DELAY_MAX_MS 300
 #define KILL9_REQUESTS_MAX 3000     /* per client per iteration */
-#define KILL9_BUDGET_MS 120000      /* no new iteration after this */
+#define KILL9_BUDGET_MS 120000      /* no optional iteration starts after this */
 #define CLIENT_SEND_MS 2000
 #define CLIENT_RECV_MS 5000
 #define ID_MAX 48
@@ -229,7 +230,9 @@ static void kill9_under_load(void **state)
 	uint64_t began = e2e_now_ms();
 	for (unsigned it = 0; it < KILL9_ITERATIONS; it++) {
 		if (it > 0) {
-			if (e2e_now_ms() - began > KILL9_BUDGET_MS)
+			/* The budget only cuts the iterations past the minimum,
+			 * so a slow machine takes longer instead of failing. */
+			if (it >= KILL9_MIN_ITERATIONS && e2e_now_ms() - began > KILL9_BUDGET_MS)
 				break;
 			size_t log_at = e2e_log_size(&H);
 			start();
@@ -270,7 +273,7 @@ static void kill9_under_load(void **state)
 	}
 	fprintf(stderr, "kill9_under_load: %u iterations, %zu acknowledged, %u torn tails cut\n",
 	        iterations, g_acked.n, torn);
-	assert_true(iterations >= 5);
+	assert_true(iterations >= KILL9_MIN_ITERATIONS);
 
 	start();
 	stop_clean();

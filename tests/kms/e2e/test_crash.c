@@ -37,14 +37,14 @@
 
 #define CRASH_EXIT_CODE 99 /* KEYRING_CRASH_EXIT_CODE */
 #define EXIT_WAIT_MS 15000
-#define DESTROY_WAIT_MS 25000 /* 7 "days" of 1 s, ticks of 1 s, and slack */
+#define DESTROY_WAIT_MS 60000 /* 7 "days" of 1 s and ticks of 1 s, on a slow machine */
 #define DELETION_WINDOW_DAYS 7
 #define PLAINTEXT_LEN 32
 #define BLOBS_MAX 4096
 
 #define KILL9_ITERATIONS 24
 #define KILL9_MIN_ITERATIONS 20
-#define KILL9_BUDGET_MS 80000      /* stop starting iterations after this */
+#define KILL9_BUDGET_MS 80000      /* no optional iteration starts after this */
 #define KILL9_DELAY_MIN_MS 5
 #define KILL9_DELAY_MAX_MS 120
 #define KILL9_CREATORS 2          /* clients creating keys */
@@ -697,7 +697,10 @@ static void test_kill9_loop(void **state)
 	create_acked_key(hot_key);
 	unsigned total_sealed = 0;
 	for (unsigned it = 0; it < KILL9_ITERATIONS; it++) {
-		if (e2e_now_ms() - t0 > KILL9_BUDGET_MS)
+		/* The budget only cuts the iterations past the minimum: a
+		 * sanitized daemon on a loaded machine (about 4 s an iteration)
+		 * still gets every required kill, later. */
+		if (it >= KILL9_MIN_ITERATIONS && e2e_now_ms() - t0 > KILL9_BUDGET_MS)
 			break;
 		atomic_bool killed = false;
 		atomic_int warm = 0;
