@@ -3,7 +3,8 @@
  * server on a private ipc:// path: round trips, what the requests carry
  * (id, version, operation, context, signature), and every way an answer can
  * be wrong (another id, garbage, the wrong result, too large, too late, no
- * server at all). The operations' meaning is kmsd's and is tested there.
+ * server at all). Answers too large come from a raw SP socket instead (see
+ * raw_fake). The operations' meaning is kmsd's and is tested there.
  */
 #include <setjmp.h>
 #include <stdarg.h>
