@@ -14,6 +14,13 @@ int64_t kms_now(void)
 	return (int64_t)ts.tv_sec;
 }
 
+int64_t kms_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 uint64_t kms_monotonic_us(void)
 {
 	struct timespec ts;

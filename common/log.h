@@ -21,6 +21,9 @@ void kms_log(const char *level, const char *fmt, ...) __attribute__((format(prin
 /* Wall-clock unix seconds (what audit entries and key metadata record). */
 int64_t kms_now(void);
 
+/* Wall-clock unix microseconds (audit entry times). */
+int64_t kms_now_us(void);
+
 /* A monotonic microsecond clock, for latencies and deadlines. */
 uint64_t kms_monotonic_us(void);
 

@@ -2,11 +2,10 @@
  * proto/status_wire.h: kms_status to and from the wire's Status enum.
  *
  * kms_status (<kms/status.h>) and Kms__Status (generated from kms.proto) are
- * two enums with the same numbers, converted by a cast. Nothing in either
- * file ties them, so each value is asserted here: renumbering either side,
- * or adding a kms_status the wire lacks, fails the build of every file that
- * converts (kmsd's pipeline and handlers, the client library). A wire status
- * this build lacks reads as KMS_INTERNAL (kms_status_from_wire).
+ * two enums with the same numbers. Each value is asserted equal here, and
+ * the two conversions below handle every value of each enum, so renumbering
+ * either side or adding a status to one side only fails the build of every
+ * file that converts (kmsd's pipeline and handlers, the client library).
  */
 #ifndef KMS_PROTO_STATUS_WIRE_H
 #define KMS_PROTO_STATUS_WIRE_H
@@ -28,24 +27,49 @@ KMS_STATUS_WIRE_SAME(KMS_THROTTLED, KMS__STATUS__THROTTLED);
 KMS_STATUS_WIRE_SAME(KMS_HSM_UNAVAILABLE, KMS__STATUS__HSM_UNAVAILABLE);
 KMS_STATUS_WIRE_SAME(KMS_INTERNAL, KMS__STATUS__INTERNAL);
 KMS_STATUS_WIRE_SAME(KMS_UNAVAILABLE, KMS__STATUS__UNAVAILABLE);
-/* The last one asserted is the last kms_status: a status added to
- * <kms/status.h> must be added above, and so to the wire. */
-_Static_assert(KMS_STATUS_MAX == KMS_UNAVAILABLE, "a kms_status is not tied to the wire");
-
 #undef KMS_STATUS_WIRE_SAME
 
+/* A status added on one side only must fail the build, not read as another:
+ * both conversions switch over every value of their enum with no default,
+ * so -Wswitch (on in -Wall, an error under -Werror) names the one missing. */
 static inline Kms__Status kms_status_to_wire(kms_status status)
 {
-	return (Kms__Status)status;
+	switch (status) {
+	case KMS_OK: return KMS__STATUS__OK;
+	case KMS_INVALID_ARGUMENT: return KMS__STATUS__INVALID_ARGUMENT;
+	case KMS_NOT_FOUND: return KMS__STATUS__NOT_FOUND;
+	case KMS_ALREADY_EXISTS: return KMS__STATUS__ALREADY_EXISTS;
+	case KMS_FAILED_PRECONDITION: return KMS__STATUS__FAILED_PRECONDITION;
+	case KMS_INVALID_CIPHERTEXT: return KMS__STATUS__INVALID_CIPHERTEXT;
+	case KMS_ACCESS_DENIED: return KMS__STATUS__ACCESS_DENIED;
+	case KMS_THROTTLED: return KMS__STATUS__THROTTLED;
+	case KMS_HSM_UNAVAILABLE: return KMS__STATUS__HSM_UNAVAILABLE;
+	case KMS_INTERNAL: return KMS__STATUS__INTERNAL;
+	case KMS_UNAVAILABLE: return KMS__STATUS__UNAVAILABLE;
+	}
+	return KMS__STATUS__INTERNAL; /* not a kms_status at all */
 }
 
 /* A wire status as a kms_status; a number this build does not know (a newer
  * peer's) is KMS_INTERNAL. */
 static inline kms_status kms_status_from_wire(int wire)
 {
-	if (wire < KMS_OK || wire > KMS_STATUS_MAX)
-		return KMS_INTERNAL;
-	return (kms_status)wire;
+	switch ((Kms__Status)wire) {
+	case KMS__STATUS__OK: return KMS_OK;
+	case KMS__STATUS__INVALID_ARGUMENT: return KMS_INVALID_ARGUMENT;
+	case KMS__STATUS__NOT_FOUND: return KMS_NOT_FOUND;
+	case KMS__STATUS__ALREADY_EXISTS: return KMS_ALREADY_EXISTS;
+	case KMS__STATUS__FAILED_PRECONDITION: return KMS_FAILED_PRECONDITION;
+	case KMS__STATUS__INVALID_CIPHERTEXT: return KMS_INVALID_CIPHERTEXT;
+	case KMS__STATUS__ACCESS_DENIED: return KMS_ACCESS_DENIED;
+	case KMS__STATUS__THROTTLED: return KMS_THROTTLED;
+	case KMS__STATUS__HSM_UNAVAILABLE: return KMS_HSM_UNAVAILABLE;
+	case KMS__STATUS__INTERNAL: return KMS_INTERNAL;
+	case KMS__STATUS__UNAVAILABLE: return KMS_UNAVAILABLE;
+	case _KMS__STATUS_IS_INT_SIZE:
+		break;
+	}
+	return KMS_INTERNAL;
 }
 
 #endif

@@ -17,14 +17,6 @@
 #include "kms/audit/audit_internal.h"
 #include "common/cursor.h"
 #include "common/error.h"
-#include "kms/kmsd.h"
-
-uint64_t audit_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static kms_status offsets_push(audit_log *log, uint64_t offset)
 {
@@ -233,7 +225,7 @@ static void *publisher_main(void *arg)
 	audit_log *log = arg;
 	pthread_mutex_lock(&log->lock);
 	while (!log->stop) {
-		uint64_t since = audit_now_ms() - log->last_publish_ms;
+		uint64_t since = kms_monotonic_us() / 1000 - log->last_publish_ms;
 		pthread_mutex_unlock(&log->lock);
 		bool behind = audit_size(log) != log->published_size;
 		pthread_mutex_lock(&log->lock);
@@ -259,7 +251,7 @@ static void *publisher_main(void *arg)
 		/* A failed publication (disk full) is retried checkpoint_ms later,
 		 * not at once, so it cannot spin and flood the log. */
 		if (!published)
-			log->last_publish_ms = audit_now_ms();
+			log->last_publish_ms = kms_monotonic_us() / 1000;
 	}
 	pthread_mutex_unlock(&log->lock);
 	return NULL;

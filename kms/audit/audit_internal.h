@@ -83,6 +83,5 @@ kms_status audit_publish(audit_log *log) KMS_MUST_USE;
 /* Finds or creates the HSM signing key and the verifier key string. */
 kms_status audit_signing_key(audit_log *log) KMS_MUST_USE;
 
-uint64_t audit_now_ms(void);
 
 #endif

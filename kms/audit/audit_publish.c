@@ -15,7 +15,6 @@
 #include "common/log.h"
 #include "kms/audit/audit_internal.h"
 #include "common/error.h"
-#include "kms/kmsd.h"
 #include "common/tlog/tlog_note.h"
 #include "common/tlog/tlog_tiles.h"
 
@@ -113,7 +112,7 @@ kms_status audit_publish(audit_log *log)
 	log->checkpoint_size = size;
 	memcpy(log->checkpoint_root, root, sizeof root);
 	log->published_size = size;
-	log->last_publish_ms = audit_now_ms();
+	log->last_publish_ms = kms_monotonic_us() / 1000;
 	pthread_mutex_unlock(&log->lock);
 	return KMS_OK;
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "common/log.h"
 #include "common/utf8.h"
 #include "kms/keys/keyring_impl.h"
 
@@ -28,23 +29,15 @@ static const struct {
 	{ "destroy:after-hsm", KR_CRASH_DESTROY_AFTER_HSM },
 };
 
-void kr_log(const char *fmt, ...)
+void kr_log(const char *level, const char *fmt, ...)
 {
-	char line[KR_LOG_LINE_MAX];
-	size_t prefix = sizeof "keyring: " - 1;
+	char body[KR_LOG_LINE_MAX];
 	va_list ap;
 
-	memcpy(line, "keyring: ", prefix);
 	va_start(ap, fmt);
-	int n = vsnprintf(line + prefix, sizeof line - prefix - 1, fmt, ap);
+	vsnprintf(body, sizeof body, fmt, ap);
 	va_end(ap);
-	size_t len = prefix + (n < 0 ? 0 : (size_t)n);
-	if (len > sizeof line - 2)
-		len = sizeof line - 2;
-	line[len++] = '\n';
-	/* One write, so lines from several threads do not interleave. */
-	ssize_t written = write(STDERR_FILENO, line, len);
-	(void)written;
+	kms_log(level, "keyring: %s", body);
 }
 
 void kr_crash_point_reached(const keyring *kr, kr_crash_point point)
@@ -53,7 +46,7 @@ void kr_crash_point_reached(const keyring *kr, kr_crash_point point)
 		return;
 	for (size_t i = 0; i < sizeof crash_points / sizeof crash_points[0]; i++)
 		if (crash_points[i].point == point)
-			kr_log("test hook: KMS_TEST_CRASH_AT=%s: exiting now", crash_points[i].name);
+			kr_log("warn", "test hook: KMS_TEST_CRASH_AT=%s: exiting now", crash_points[i].name);
 	_exit(KEYRING_CRASH_EXIT_CODE);
 }
 

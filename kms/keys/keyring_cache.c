@@ -392,7 +392,7 @@ static kms_status encrypt_slow(keyring *kr, const uint8_t id[KMS_KEYID_BYTES],
 		if (spent) {
 			uint32_t next;
 			KMS_GUARD_OUT(status, kr_version_create_locked(kr, id, now, &next));
-			kr_log("key %s: v%u reached the AES-GCM bound of %llu encryptions; rotated to v%u",
+			kr_log("info", "key %s: v%u reached the AES-GCM bound of %llu encryptions; rotated to v%u",
 			       id_text, (unsigned)primary, (unsigned long long)kr->gcm_max,
 			       (unsigned)next);
 			continue;

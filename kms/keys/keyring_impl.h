@@ -156,8 +156,9 @@ kms_status kr_version_rollback(keyring *kr, const uint8_t id[KMS_KEYID_BYTES],
  * store_created: kms.db had no schema before this open. */
 kms_status kr_reconcile(keyring *kr, bool store_created) KMS_MUST_USE;
 
-/* One line to stderr, "keyring: ...", in one write. Never secret bytes. */
-void kr_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* One kms_log line (common/log.h) at level, its message prefixed "keyring: ".
+ * Never secret bytes. */
+void kr_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Strict UTF-8 without NUL, at most max bytes; for descriptions and tags. */
 bool kr_text_ok(const char *s, size_t min, size_t max);

@@ -299,7 +299,7 @@ kms_status keyring_create_key(keyring *kr, const keyring_create_args *args, int6
 
 	if (out && describe_id(kr, key.id, out) != KMS_OK) {
 		/* The key exists; say so with what we know. */
-		kr_log("key %s created, but describing it failed: %s (%s)", key.id,
+		kr_log("error", "key %s created, but describing it failed: %s (%s)", key.id,
 		       kms_error_message(), kms_error_where());
 		kms_error_clear();
 		out->key = key;

@@ -90,7 +90,7 @@ static kms_status roll_back_created_keys(keyring *kr)
 				return KMS_FAIL(KMS_HSM_UNAVAILABLE,
 				                "keyring: reconcile: could not roll back half-created "
 				                "key %s (the line above says why)", ids[i]);
-			kr_log("reconcile: removed half-created key %s:v%u", ids[i],
+			kr_log("info", "reconcile: removed half-created key %s:v%u", ids[i],
 			       (unsigned)(max_version ? max_version : 1));
 		}
 	} while (n == RECONCILE_BATCH);
@@ -116,7 +116,7 @@ static kms_status roll_back_created_versions(keyring *kr)
 			                  "version %s:v%u (the line above says why)", rows[i].key_id,
 			                  (unsigned)rows[i].v.version);
 		if (status == KMS_OK)
-			kr_log("reconcile: removed half-created version %s:v%u", rows[i].key_id,
+			kr_log("info", "reconcile: removed half-created version %s:v%u", rows[i].key_id,
 			       (unsigned)rows[i].v.version);
 	}
 	free(rows);
@@ -139,7 +139,7 @@ static kms_status finish_destructions(keyring *kr)
 			kms_status status = kr_key_destroy_locked(kr, id, 0);
 			pthread_mutex_unlock(stripe);
 			KMS_GUARD(status);
-			kr_log("reconcile: finished destroying key %s", ids[i]);
+			kr_log("info", "reconcile: finished destroying key %s", ids[i]);
 		}
 	} while (n == RECONCILE_BATCH);
 	return KMS_OK;
@@ -179,7 +179,7 @@ static kms_status match_token(keyring *kr, bool store_created)
 			continue;
 		KMS_GUARD_OUT(status, kr_object_destroy(kr, id, probe.v.version));
 		removed++;
-		kr_log("reconcile: removed orphan HSM object %s:v%u (%s)", probe.key_id,
+		kr_log("info", "reconcile: removed orphan HSM object %s:v%u (%s)", probe.key_id,
 		       (unsigned)probe.v.version,
 		       row ? "its version is destroyed" : "no such version in kms.db");
 	}
@@ -201,7 +201,7 @@ static kms_status match_token(keyring *kr, bool store_created)
 		}
 		missing = bigger;
 		memcpy(missing[n_missing++], object.bytes, KMS_KEYID_HSM_ID_LEN);
-		kr_log("reconcile: MISSING HSM object %s:v%u of an active version; kept in kms.db, "
+		kr_log("error", "reconcile: MISSING HSM object %s:v%u of an active version; kept in kms.db, "
 		       "every use of it fails with HSM_UNAVAILABLE until the token has it again",
 		       rows[i].key_id, (unsigned)rows[i].v.version);
 	}
@@ -210,7 +210,7 @@ static kms_status match_token(keyring *kr, bool store_created)
 	kr->n_missing = n_missing;
 	missing = NULL;
 	if (removed || n_missing)
-		kr_log("reconcile: %zu active versions, %zu orphan objects removed, %zu missing",
+		kr_log("info", "reconcile: %zu active versions, %zu orphan objects removed, %zu missing",
 		       active, removed, n_missing);
 	status = KMS_OK;
 out:

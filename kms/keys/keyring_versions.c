@@ -42,7 +42,7 @@ kms_status kr_version_rollback(keyring *kr, const uint8_t id[KMS_KEYID_BYTES], u
 	if (status == KMS_OK)
 		status = store_version_delete(kr->store, id_text, version);
 	if (status != KMS_OK)
-		kr_log("rolling back %s:v%u failed, start-up reconciliation will retry: %s (%s)",
+		kr_log("error", "rolling back %s:v%u failed, start-up reconciliation will retry: %s (%s)",
 		       id_text, (unsigned)version, kms_error_message(), kms_error_where());
 	(void)kms_error_restore(status, &saved);
 	return status;
@@ -73,7 +73,7 @@ kms_status kr_key_rollback(keyring *kr, const uint8_t id[KMS_KEYID_BYTES])
 	kr_alias_cache_clear(kr);
 out:
 	if (status != KMS_OK)
-		kr_log("rolling back key %s failed, start-up reconciliation will retry: %s (%s)",
+		kr_log("error", "rolling back key %s failed, start-up reconciliation will retry: %s (%s)",
 		       id_text, kms_error_message(), kms_error_where());
 	free(versions);
 	(void)kms_error_restore(status, &saved);
@@ -222,7 +222,7 @@ typedef struct tick_state {
 
 static void tick_failed(tick_state *t, kms_status status, const char *what, const char *id_text)
 {
-	kr_log("%s%s%s failed: %s (%s)", what, id_text[0] ? " " : "", id_text, kms_error_message(),
+	kr_log("error", "%s%s%s failed: %s (%s)", what, id_text[0] ? " " : "", id_text, kms_error_message(),
 	       kms_error_where());
 	t->report.failed++;
 	if (t->first_failure == KMS_OK) {
@@ -254,7 +254,7 @@ static void tick_destroy(keyring *kr, int64_t now, store_key_query q, tick_state
 			continue;
 		}
 		t->report.destroyed++;
-		kr_log("destroyed key %s: its deletion date passed; metadata kept as a tombstone",
+		kr_log("info", "destroyed key %s: its deletion date passed; metadata kept as a tombstone",
 		       ids[i]);
 	}
 }
@@ -293,7 +293,7 @@ static void tick_rotate(keyring *kr, int64_t now, tick_state *t)
 		}
 		if (due) {
 			t->report.rotated++;
-			kr_log("rotated key %s to v%u: its rotation period passed", ids[i],
+			kr_log("info", "rotated key %s to v%u: its rotation period passed", ids[i],
 			       (unsigned)version);
 		}
 	}

@@ -222,14 +222,12 @@ static kms_status audit(op_ctx *ctx, kms_status status, const char *message,
 {
 	if (!ctx->d->audit)
 		return KMS_OK;
-	struct timespec now;
-	clock_gettime(CLOCK_REALTIME, &now);
 	audit_facts facts = {
 		.ctx = ctx,
 		.status = status,
 		.error = message,
 		.latency_us = latency_us,
-		.time_us = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000,
+		.time_us = kms_now_us(),
 	};
 	char *entry = NULL;
 	size_t len = 0;
