@@ -127,7 +127,11 @@ bool harness_spawn(harness *h, const harness_options *opts)
 	return true;
 }
 
-static bool open_ipc(harness *h)
+/* blocking: connect before returning (kmsd is known to listen), so the
+ * socket never sits in NNG's reconnect loop: NNG 1.5.2 leaks the pipe of a
+ * reconnect that completes while the socket is being closed. Otherwise the
+ * dial completes in the background, for calls made while kmsd restarts. */
+static bool open_ipc(harness *h, bool blocking)
 {
 	if (h->ipc_open)
 		return true;
@@ -137,7 +141,7 @@ static bool open_ipc(harness *h)
 	nng_socket_set_ms(h->ipc, NNG_OPT_SENDTIMEO, CALL_TIMEOUT_MS);
 	nng_socket_set_ms(h->ipc, NNG_OPT_REQ_RESENDTIME, 0);
 	nng_socket_set_size(h->ipc, NNG_OPT_RECVMAXSZ, 64u << 20);
-	if (nng_dial(h->ipc, h->ipc_url, NULL, NNG_FLAG_NONBLOCK) != 0) {
+	if (nng_dial(h->ipc, h->ipc_url, NULL, blocking ? 0 : NNG_FLAG_NONBLOCK) != 0) {
 		(void)kms_nng_close_bounded(h->ipc, TEST_CLOSE_WAIT_MS);
 		return false;
 	}
@@ -149,8 +153,8 @@ bool harness_start(harness *h, const harness_options *opts)
 {
 	if (!harness_spawn(h, opts))
 		return false;
-	if (!open_ipc(h))
-		return false;
+	/* Wait for kmsd to answer on a throw-away socket, then dial the
+	 * harness's own socket once, to a listener known to be there. */
 	for (int i = 0; i < 300; i++) { /* 15 s */
 		int status;
 		if (waitpid(h->pid, &status, WNOHANG) == h->pid) {
@@ -171,7 +175,7 @@ bool harness_start(harness *h, const harness_options *opts)
 		reply = harness_raw(h->ipc_url, buf, n, 200, &len);
 		if (reply) {
 			free(reply);
-			return true;
+			return open_ipc(h, true);
 		}
 		sleep_ms(50);
 	}
@@ -243,7 +247,7 @@ Kms__Response *harness_call_on(harness *h, nng_socket s, Kms__Request *req)
 
 Kms__Response *harness_call(harness *h, Kms__Request *req)
 {
-	if (!open_ipc(h))
+	if (!open_ipc(h, false))
 		return NULL;
 	return harness_call_on(h, h->ipc, req);
 }
