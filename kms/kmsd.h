@@ -14,6 +14,7 @@
 typedef struct hsm hsm;
 typedef struct keyring keyring;
 typedef struct audit_log audit_log;
+typedef struct refusals refusals;
 
 #define KMSD_VERSION "0.1.0"
 
@@ -22,6 +23,7 @@ typedef struct kmsd {
 	hsm *hsm;
 	keyring *keyring;
 	audit_log *audit; /* NULL until the audit log is configured */
+	refusals *refusals; /* pre-authentication refusals (pipeline/refusals.h); may be NULL */
 	int64_t started_at; /* unix seconds */
 	atomic_bool draining;
 } kmsd;

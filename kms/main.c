@@ -25,6 +25,7 @@
 #include <kms/secmem.h>
 
 #include "kms/audit/audit.h"
+#include "kms/pipeline/refusals.h"
 #include "kms/transport/http.h"
 #include "kms/transport/server.h"
 
@@ -174,6 +175,10 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	d.started_at = kms_now();
+	if (refusals_open(&d, &d.refusals) != KMS_OK) {
+		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
+		goto out;
+	}
 	if (server_start(&d, &srv) != KMS_OK) {
 		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
 		goto out;
@@ -212,6 +217,7 @@ out:
 		pthread_mutex_unlock(&t.lock);
 		pthread_join(t.thread, NULL);
 	}
+	refusals_close(d.refusals); /* its counts are entries too */
 	audit_close(d.audit); /* after the workers: their entries are written first */
 	keyring_close(d.keyring);
 	hsm_close(d.hsm);

@@ -113,9 +113,31 @@ static kms_status recover(audit_log *log)
 	return KMS_OK;
 }
 
+/* Allocates the batch's bytes in log.bin, and for a batch that is not only
+ * outcomes AUDIT_OUTCOME_RESERVE more past them (not counted in its size), so
+ * that an outcome whose intent is durable always finds room. Nothing is
+ * written here: a failure leaves the file as it was. */
+static kms_status room_for_batch(audit_log *log, size_t total, bool outcomes_only)
+{
+	off_t want = (off_t)total + (outcomes_only ? 0 : (off_t)AUDIT_OUTCOME_RESERVE);
+	if (fallocate(log->fd, FALLOC_FL_KEEP_SIZE, (off_t)log->durable_bytes, want) == 0)
+		return KMS_OK;
+	if (errno == EOPNOTSUPP) {
+		if (!log->no_reserve)
+			kms_log("warn", "audit: %s cannot allocate ahead (fallocate): no room is kept "
+			        "for outcomes of changes (docs/audit-log.md)", log->dir);
+		log->no_reserve = true;
+		return KMS_OK;
+	}
+	return KMS_FAIL(KMS_UNAVAILABLE, "no room in %s/%s for %zu bytes and the %u kept for "
+	                "outcomes: %s", log->dir, AUDIT_LOG_FILE, total,
+	                outcomes_only ? 0u : AUDIT_OUTCOME_RESERVE, strerror(errno));
+}
+
 /* Writes one batch and makes it durable. On failure the file is cut back to
  * what was durable before, so a later batch starts clean. */
-static kms_status write_batch(audit_log *log, audit_waiter *const *batch, size_t n)
+static kms_status write_batch(audit_log *log, audit_waiter *const *batch, size_t n,
+                              bool outcomes_only)
 {
 	size_t total = 0;
 	for (size_t i = 0; i < n; i++)
@@ -136,6 +158,9 @@ static kms_status write_batch(audit_log *log, audit_waiter *const *batch, size_t
 	}
 	if (st != KMS_OK)
 		goto out;
+	st = room_for_batch(log, total, outcomes_only);
+	if (st != KMS_OK)
+		goto out; /* nothing written: the room kept so far stays */
 	size_t done = 0;
 	while (done < total) {
 		ssize_t put = pwrite(log->fd, buf + done, total - done,
@@ -173,6 +198,31 @@ out:
 	return st;
 }
 
+/* Outcomes first, as their own batch that may use the room kept for them,
+ * then the rest; a batch of one kind is written as it is. Each entry's
+ * `written` says how its own part went (the writer turns it into its state
+ * under the lock). */
+static kms_status write_split(audit_log *log, audit_waiter **batch, size_t n)
+{
+	size_t outcomes = 0;
+	for (size_t i = 0; i < n; i++)
+		if (batch[i]->outcome) {
+			audit_waiter *w = batch[outcomes];
+			batch[outcomes++] = batch[i];
+			batch[i] = w;
+		}
+	kms_status st = KMS_OK, rest = KMS_OK;
+	if (outcomes)
+		st = write_batch(log, batch, outcomes, true);
+	for (size_t i = 0; i < outcomes; i++)
+		batch[i]->written = st == KMS_OK;
+	if (n > outcomes)
+		rest = write_batch(log, batch + outcomes, n - outcomes, false);
+	for (size_t i = outcomes; i < n; i++)
+		batch[i]->written = rest == KMS_OK;
+	return st != KMS_OK ? st : rest;
+}
+
 static void *writer_main(void *arg)
 {
 	audit_log *log = arg;
@@ -188,7 +238,7 @@ static void *writer_main(void *arg)
 		log->n_queued = 0;
 		pthread_mutex_unlock(&log->lock);
 
-		kms_status st = write_batch(log, batch, n);
+		kms_status st = write_split(log, batch, n);
 		char why[200] = "";
 		if (st != KMS_OK) {
 			snprintf(why, sizeof why, "%s", kms_error_message());
@@ -199,7 +249,7 @@ static void *writer_main(void *arg)
 		pthread_mutex_lock(&log->lock);
 		/* Wake exactly the appenders of this batch, not every waiter. */
 		for (size_t i = 0; i < n; i++) {
-			batch[i]->state = st == KMS_OK ? AUDIT_DURABLE : AUDIT_FAILED;
+			batch[i]->state = batch[i]->written ? AUDIT_DURABLE : AUDIT_FAILED;
 			pthread_cond_signal(&batch[i]->settled);
 		}
 		if (st == KMS_OK) {
@@ -257,10 +307,11 @@ static void *publisher_main(void *arg)
 	return NULL;
 }
 
-kms_status audit_append(audit_log *log, const char *entry, size_t len)
+static kms_status append(audit_log *log, const char *entry, size_t len, bool outcome)
 {
 	KMS_ENSURE(len >= 1 && len <= UINT16_MAX, KMS_INTERNAL, "audit: entry of %zu bytes", len);
-	audit_waiter me = { .entry = entry, .len = len, .state = AUDIT_PENDING };
+	audit_waiter me = { .entry = entry, .len = len, .outcome = outcome,
+	                    .state = AUDIT_PENDING };
 	pthread_cond_init(&me.settled, NULL);
 	pthread_mutex_lock(&log->lock);
 	while (log->n_queued == AUDIT_QUEUE_MAX && !log->stop)
@@ -281,6 +332,16 @@ kms_status audit_append(audit_log *log, const char *entry, size_t len)
 	pthread_mutex_unlock(&log->lock);
 	pthread_cond_destroy(&me.settled);
 	return st;
+}
+
+kms_status audit_append(audit_log *log, const char *entry, size_t len)
+{
+	return append(log, entry, len, false);
+}
+
+kms_status audit_append_outcome(audit_log *log, const char *entry, size_t len)
+{
+	return append(log, entry, len, true);
 }
 
 bool audit_healthy(audit_log *log, char *why, size_t why_cap)

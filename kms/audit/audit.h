@@ -59,6 +59,13 @@ void audit_close(audit_log *log);
  * the reason if it could not be written. */
 kms_status audit_append(audit_log *log, const char *entry, size_t len) KMS_MUST_USE;
 
+/* As audit_append, for the outcome entry of a control-plane change whose
+ * intent entry is already durable: it may use the room every other batch
+ * leaves free past the end of log.bin (AUDIT_OUTCOME_RESERVE), so a change
+ * that was applied does not lose its outcome to a disk that filled up in
+ * between. Every other entry is refused unless that room is still free. */
+kms_status audit_append_outcome(audit_log *log, const char *entry, size_t len) KMS_MUST_USE;
+
 /* False (with the reason in why) while the last batch failed. */
 bool audit_healthy(audit_log *log, char *why, size_t why_cap);
 

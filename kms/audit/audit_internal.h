@@ -14,6 +14,10 @@
 #define AUDIT_LOG_FILE "log.bin"
 #define AUDIT_PUBLIC_DIR "public"
 #define AUDIT_QUEUE_MAX 4096 /* entries waiting for one batch */
+/* Bytes of log.bin allocated past every batch but an outcomes-only one, so
+ * that the outcome of a change whose intent is durable always has room: 32
+ * outcomes of the largest control-plane entry (well under 2 KiB). */
+#define AUDIT_OUTCOME_RESERVE (64u * 1024)
 
 /* One appender's entry, on its own stack while it waits; the writer sets
  * state (under lock) when the batch holding it is durable or has failed. */
@@ -26,6 +30,8 @@ typedef enum audit_waiter_state {
 typedef struct audit_waiter {
 	const char *entry;
 	size_t len;
+	bool outcome;           /* may use the room kept for outcomes (audit_append_outcome) */
+	bool written;           /* set by the writer alone, outside the lock */
 	audit_waiter_state state;
 	pthread_cond_t settled; /* signalled once, when state leaves PENDING */
 } audit_waiter;
@@ -40,6 +46,7 @@ struct audit_log {
 	char verifier_key[AUDIT_VERIFIER_KEY_MAX];
 	unsigned checkpoint_ms;
 	bool sync;
+	bool no_reserve;           /* the filesystem cannot fallocate: said once */
 	int fd;                    /* log.bin, O_APPEND is not used: we pwrite at `durable_bytes` */
 
 	/* Guarded by lock. */

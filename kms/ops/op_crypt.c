@@ -281,20 +281,20 @@ kms_status op_generate_data_key_without_plaintext(op_ctx *ctx, const Kms__Reques
 	return KMS_OK;
 }
 
-/* Adds the key the last item noted to the batch's audit list, once. */
-static void note_batch_key(op_ctx *ctx)
+/* Records how item i ended for the audit entry: the key it noted (its own
+ * only: the slot is cleared before each item), version and status. */
+static kms_status note_batch_item(op_ctx *ctx, size_t i, kms_status st)
 {
-	op_audit_info *a = &ctx->audit;
-	if (!a->key_id[0] || !a->batch_keys)
-		return;
-	for (size_t i = 0; i < a->n_batch_keys; i++)
-		if (!strcmp(a->batch_keys[i], a->key_id))
-			return;
-	if (a->n_batch_keys == OP_BATCH_KEYS_MAX) {
-		a->batch_keys_more++; /* counts uses past the list, not distinct keys */
-		return;
+	op_audit_item *item = &ctx->audit.items[i];
+	item->status = st;
+	item->key_version = ctx->audit.key_version;
+	if (ctx->audit.key_id[0]) {
+		item->key_id = arena_strdup(ctx->arena, ctx->audit.key_id);
+		KMS_ENSURE(item->key_id, KMS_INTERNAL, "out of request memory");
 	}
-	memcpy(a->batch_keys[a->n_batch_keys++], a->key_id, sizeof a->key_id);
+	ctx->audit.n_items = i + 1;
+	ctx->audit.batch_failed += st != KMS_OK;
+	return KMS_OK;
 }
 
 /* One item of a batch: does its work (the item has validated) and sets
@@ -305,10 +305,9 @@ typedef kms_status (*batch_item_fn)(op_ctx *ctx, const ProtobufCMessage *item,
 /*
  * Batches: each item is validated (the row's validate_item) and handled
  * alone, so one bad item fails alone with its own status and message. The
- * audit entry records the batch: its first key and context (the first an
- * item used, not the last: each item notes its key over the one before, so
- * the first is restored at the end), every distinct key the items used,
- * and how many items failed. The request's items and the reply's results
+ * audit entry records every item (its key, version, context and status)
+ * and, as the request's own key, the first key an item used (each item
+ * notes its key over the one before, so the first is restored at the end). The request's items and the reply's results
  * are reached through the descriptors (ops_batch_shape), so one function
  * serves every batch.
  */
@@ -326,9 +325,8 @@ static kms_status batch_run(op_ctx *ctx, const Kms__Request *req, Kms__Response 
 	void **results = arena_alloc(ctx->arena, n * sizeof *results);
 	char first_key[sizeof ctx->audit.key_id] = "";
 	uint32_t first_version = 0;
-	ctx->audit.batch_keys = arena_alloc(ctx->arena, OP_BATCH_KEYS_MAX *
-	                                    sizeof *ctx->audit.batch_keys);
-	KMS_ENSURE(out && results && ctx->audit.batch_keys, KMS_INTERNAL,
+	ctx->audit.items = arena_alloc(ctx->arena, n * sizeof *ctx->audit.items);
+	KMS_ENSURE(out && results && ctx->audit.items, KMS_INTERNAL,
 	           "out of request memory");
 	reply_type->message_init(out);
 	for (size_t i = 0; i < n; i++) {
@@ -337,6 +335,7 @@ static kms_status batch_run(op_ctx *ctx, const Kms__Request *req, Kms__Response 
 		result_type->message_init(r);
 		kms_error_clear();
 		ctx->audit.key_id[0] = '\0'; /* this item's key only */
+		ctx->audit.key_version = 0;
 		const ProtobufCMessage *item = ops_field_item(batch, shape.items, i);
 		ProtobufCMessage *done = NULL;
 		kms_status st = ctx->op->validate_item(item);
@@ -352,8 +351,7 @@ static kms_status batch_run(op_ctx *ctx, const Kms__Request *req, Kms__Response 
 			ops_field_set(r, shape.message, message);
 		}
 		results[i] = r;
-		ctx->audit.batch_failed += st != KMS_OK;
-		note_batch_key(ctx);
+		KMS_GUARD(note_batch_item(ctx, i, st));
 		if (!first_key[0] && ctx->audit.key_id[0]) {
 			memcpy(first_key, ctx->audit.key_id, sizeof first_key);
 			first_version = ctx->audit.key_version;

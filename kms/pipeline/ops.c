@@ -360,45 +360,45 @@ static const op_entry op_table[] = {
 	  .validate = v_batch_gdk, .validate_item = v_gdk_item,
 	  .handle = op_batch_generate_data_key, .audit = &audit_batch_seal },
 
-	{ OP(create_key, CREATE_KEY), .role = ROLE_ADMIN, .validate = v_create_key,
+	{ OP(create_key, CREATE_KEY), .role = ROLE_ADMIN, .changes_state = true, .validate = v_create_key,
 	  .handle = op_create_key, .audit = &audit_none },
 	{ OP(describe_key, DESCRIBE_KEY), .role = ROLE_ADMIN, .validate = v_describe_key,
 	  .handle = op_describe_key, .audit = &audit_key },
 	{ OP(list_keys, LIST_KEYS), .role = ROLE_ADMIN, .validate = v_list_keys,
 	  .handle = op_list_keys, .audit = &audit_none },
-	{ OP(update_key_description, UPDATE_KEY_DESCRIPTION), .role = ROLE_ADMIN,
+	{ OP(update_key_description, UPDATE_KEY_DESCRIPTION), .role = ROLE_ADMIN, .changes_state = true,
 	  .validate = v_update_key_description, .handle = op_update_key_description,
 	  .audit = &audit_key },
-	{ OP(enable_key, ENABLE_KEY), .role = ROLE_ADMIN, .validate = v_enable_key,
+	{ OP(enable_key, ENABLE_KEY), .role = ROLE_ADMIN, .changes_state = true, .validate = v_enable_key,
 	  .handle = op_enable_key, .audit = &audit_key },
-	{ OP(disable_key, DISABLE_KEY), .role = ROLE_ADMIN, .validate = v_disable_key,
+	{ OP(disable_key, DISABLE_KEY), .role = ROLE_ADMIN, .changes_state = true, .validate = v_disable_key,
 	  .handle = op_disable_key, .audit = &audit_key },
-	{ OP(rotate_key, ROTATE_KEY), .role = ROLE_ADMIN, .validate = v_rotate_key,
+	{ OP(rotate_key, ROTATE_KEY), .role = ROLE_ADMIN, .changes_state = true, .validate = v_rotate_key,
 	  .handle = op_rotate_key, .audit = &audit_key },
-	{ OP(set_rotation_period, SET_ROTATION_PERIOD), .role = ROLE_ADMIN,
+	{ OP(set_rotation_period, SET_ROTATION_PERIOD), .role = ROLE_ADMIN, .changes_state = true,
 	  .validate = v_set_rotation_period, .handle = op_set_rotation_period,
 	  .audit = &audit_key },
-	{ OP(schedule_key_deletion, SCHEDULE_KEY_DELETION), .role = ROLE_ADMIN,
+	{ OP(schedule_key_deletion, SCHEDULE_KEY_DELETION), .role = ROLE_ADMIN, .changes_state = true,
 	  .validate = v_schedule_key_deletion, .handle = op_schedule_key_deletion,
 	  .audit = &audit_key },
-	{ OP(cancel_key_deletion, CANCEL_KEY_DELETION), .role = ROLE_ADMIN,
+	{ OP(cancel_key_deletion, CANCEL_KEY_DELETION), .role = ROLE_ADMIN, .changes_state = true,
 	  .validate = v_cancel_key_deletion, .handle = op_cancel_key_deletion,
 	  .audit = &audit_key },
-	{ OP(create_alias, CREATE_ALIAS), .role = ROLE_ADMIN, .validate = v_create_alias,
+	{ OP(create_alias, CREATE_ALIAS), .role = ROLE_ADMIN, .changes_state = true, .validate = v_create_alias,
 	  .handle = op_create_alias, .audit = &audit_alias_target },
-	{ OP(update_alias, UPDATE_ALIAS), .role = ROLE_ADMIN, .validate = v_update_alias,
+	{ OP(update_alias, UPDATE_ALIAS), .role = ROLE_ADMIN, .changes_state = true, .validate = v_update_alias,
 	  .handle = op_update_alias, .audit = &audit_alias_target },
-	{ OP(delete_alias, DELETE_ALIAS), .role = ROLE_ADMIN, .validate = v_delete_alias,
+	{ OP(delete_alias, DELETE_ALIAS), .role = ROLE_ADMIN, .changes_state = true, .validate = v_delete_alias,
 	  .handle = op_delete_alias, .audit = &audit_none },
 	{ OP(list_aliases, LIST_ALIASES), .role = ROLE_ADMIN, .validate = v_list_aliases,
 	  .handle = op_list_aliases, .audit = &audit_key_filter },
 	{ OP(get_key_policy, GET_KEY_POLICY), .role = ROLE_ADMIN, .validate = v_get_key_policy,
 	  .handle = op_get_key_policy, .audit = &audit_key },
-	{ OP(put_key_policy, PUT_KEY_POLICY), .role = ROLE_ADMIN, .validate = v_put_key_policy,
+	{ OP(put_key_policy, PUT_KEY_POLICY), .role = ROLE_ADMIN, .changes_state = true, .validate = v_put_key_policy,
 	  .handle = op_put_key_policy, .audit = &audit_key },
-	{ OP(tag_key, TAG_KEY), .role = ROLE_ADMIN, .validate = v_tag_key,
+	{ OP(tag_key, TAG_KEY), .role = ROLE_ADMIN, .changes_state = true, .validate = v_tag_key,
 	  .handle = op_tag_key, .audit = &audit_key },
-	{ OP(untag_key, UNTAG_KEY), .role = ROLE_ADMIN, .validate = v_untag_key,
+	{ OP(untag_key, UNTAG_KEY), .role = ROLE_ADMIN, .changes_state = true, .validate = v_untag_key,
 	  .handle = op_untag_key, .audit = &audit_key },
 	{ OP(health, HEALTH), .role = ROLE_ANY, .handle = op_health, .audit = &audit_none },
 
@@ -514,6 +514,11 @@ static const char *string_named(const ProtobufCMessage *m, const char *name)
 
 void ops_audit_view(const Kms__Request *req, op_audit_view *v)
 {
+	ops_audit_view_item(req, 0, v);
+}
+
+void ops_audit_view_item(const Kms__Request *req, size_t i, op_audit_view *v)
+{
 	memset(v, 0, sizeof *v);
 	const op_entry *op = req ? ops_find(req->op_case) : NULL;
 	const ProtobufCFieldDescriptor *rf = op ? request_field(op) : NULL;
@@ -527,7 +532,7 @@ void ops_audit_view(const Kms__Request *req, op_audit_view *v)
 		if (!items)
 			return;
 		v->batch_items = ops_field_count(msg, items);
-		msg = v->batch_items ? ops_field_item(msg, items, 0) : NULL;
+		msg = i < v->batch_items ? ops_field_item(msg, items, i) : NULL;
 	}
 	if (!msg)
 		return;

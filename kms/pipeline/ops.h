@@ -32,6 +32,7 @@
 #ifndef KMS_OPS_H
 #define KMS_OPS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <kms/kms.pb-c.h>
@@ -50,18 +51,31 @@ typedef enum op_role {
 } op_role;
 
 /* What a handler learns that the audit entry records (never secret bytes). */
-#define OP_BATCH_KEYS_MAX 32 /* distinct keys a batch's audit entry names */
+
+/* One batch item as it ended: the key it used (or named, when it failed
+ * before one resolved; NULL: none noted), its version and its status. Its
+ * context is read from the request (ops_audit_view_item). */
+typedef struct op_audit_item {
+	const char *key_id;
+	uint32_t key_version;
+	kms_status status;
+} op_audit_item;
 
 typedef struct op_audit_info {
 	char key_id[KMS_ALIAS_TEXT_MAX + 1]; /* a key id, or the alias it was asked by */
 	uint32_t key_version;
 	const Kms__Request *request; /* for its encryption context */
-	/* Batches: every distinct key its items used (the first
-	 * OP_BATCH_KEYS_MAX, and how many more), and how many items failed. */
-	char (*batch_keys)[KMS_ALIAS_TEXT_MAX + 1];
-	size_t n_batch_keys;
-	size_t batch_keys_more;
+	/* Batches: every item, in order (arena memory), and how many failed. */
+	op_audit_item *items;
+	size_t n_items;
 	size_t batch_failed;
+	/* The request was refused because a string field holds U+0000: its
+	 * strings were cut there by protobuf-c, so the entry records none of
+	 * its context values (a prefix could pass for a real value). */
+	bool string_nul;
+	/* The intent entry of a control-plane change is durable: the outcome
+	 * may use the room kept for it (audit_append_outcome). */
+	bool intent_written;
 } op_audit_info;
 
 /* One request in flight on one worker. */
@@ -112,6 +126,10 @@ typedef struct op_entry {
 	Kms__Request__OpCase op;
 	const char *name; /* the proto field name: "encrypt", "create_key" */
 	op_role role;
+	/* A control-plane change (key or alias state, tags, policy,
+	 * description): its durable intent entry is written before the
+	 * handler runs, its outcome entry after (docs/audit-log.md). */
+	bool changes_state;
 	op_validate_fn validate;           /* NULL: nothing to check */
 	op_validate_item_fn validate_item; /* batches only */
 	op_handle_fn handle;
@@ -140,6 +158,10 @@ typedef struct op_audit_view {
 } op_audit_view;
 
 void ops_audit_view(const Kms__Request *req, op_audit_view *out);
+
+/* The same for item i of a batch (item 0 is what ops_audit_view gives);
+ * subject NULL past the last item or when not a batch. */
+void ops_audit_view_item(const Kms__Request *req, size_t i, op_audit_view *out);
 
 /* Where a batch operation keeps its items and results, found through the
  * protobuf-c descriptors by the names kms.proto gives them (the list above);

@@ -15,6 +15,7 @@
 #include "common/error.h"
 #include "kms/transport/metrics.h"
 #include "kms/pipeline/ops.h"
+#include "kms/pipeline/refusals.h"
 #include "proto/status_wire.h"
 
 static bool request_id_ok(const char *id)
@@ -175,23 +176,40 @@ static kms_status resolve_caller(op_ctx *ctx, const pipeline_peer *peer, caller 
  * peer must be a uid the config names, and a TLS peer must have shown a
  * certificate from the client CA (config.c requires one for tls+tcp://).
  * A peer that is not gets nothing parsed: the tightest limit before
- * authentication. */
-static kms_status admit(op_ctx *ctx)
+ * authentication. The message names the peer; *reason is the same without
+ * its port, for grouping refusals (refusals.h). */
+static kms_status admit(op_ctx *ctx, const char **reason)
 {
 	const caller *who = ctx->caller;
+	*reason = NULL;
 	if (who->transport == CALLER_IPC &&
-	    (!who->has_uid || !kmsd_config_ipc_principal(&ctx->d->cfg, (uid_t)who->uid)))
-		return KMS_FAIL(KMS_ACCESS_DENIED, "ipc peer %s is not in [ipc_principals]: map its "
-		                "uid to a principal in the config", who->source);
-	if (who->transport == CALLER_TLS && !who->tls_verified)
+	    (!who->has_uid || !kmsd_config_ipc_principal(&ctx->d->cfg, (uid_t)who->uid))) {
+		*reason = "ipc peer uid is not in [ipc_principals]: map its uid to a principal "
+		          "in the config";
+		return KMS_FAIL(KMS_ACCESS_DENIED, "ipc peer %s is not in [ipc_principals]: map "
+		                "its uid to a principal in the config", who->source);
+	}
+	if (who->transport == CALLER_TLS && !who->tls_verified) {
+		*reason = "TLS peer presented no verified client certificate";
 		return KMS_FAIL(KMS_ACCESS_DENIED, "TLS peer %s presented no verified client "
 		                "certificate", who->source);
+	}
 	/* Plain tcp:// exists only with insecure_dev; a pipe whose listener is
 	 * not known is counted as plain tcp, so it is refused here too. */
-	if (who->transport == CALLER_TCP && !ctx->d->cfg.insecure_dev)
+	if (who->transport == CALLER_TCP && !ctx->d->cfg.insecure_dev) {
+		*reason = "peer came over plain tcp without insecure_dev";
 		return KMS_FAIL(KMS_ACCESS_DENIED, "peer %s came over plain tcp without "
 		                "insecure_dev", who->source);
+	}
 	return KMS_OK;
+}
+
+kms_status pipeline_refuse_peer(kmsd *d, const pipeline_peer *peer, const char *reason)
+{
+	op_ctx ctx = { .d = d };
+	caller who;
+	KMS_GUARD(resolve_caller(&ctx, peer, &who));
+	return refusals_note(d, &who, reason);
 }
 
 /* Step 3: may this caller run this operation on this key? Roles, key
@@ -216,14 +234,14 @@ static kms_status audit_gate(op_ctx *ctx)
 	                "free the disk and retry", why, ctx->request_id);
 }
 
-/* Step 5: the audit entry, durable before the reply leaves. */
-static kms_status audit(op_ctx *ctx, kms_status status, const char *message,
-                        uint64_t latency_us)
+/* The entry of this request in this phase, durable once this returns. An
+ * outcome whose intent is durable may use the room the log keeps for it. */
+static kms_status audit_write(op_ctx *ctx, audit_phase phase, kms_status status,
+                              const char *message, uint64_t latency_us)
 {
-	if (!ctx->d->audit)
-		return KMS_OK;
 	audit_facts facts = {
 		.ctx = ctx,
+		.phase = phase,
 		.status = status,
 		.error = message,
 		.latency_us = latency_us,
@@ -232,9 +250,42 @@ static kms_status audit(op_ctx *ctx, kms_status status, const char *message,
 	char *entry = NULL;
 	size_t len = 0;
 	KMS_GUARD(audit_entry_build(&facts, &entry, &len));
-	kms_status st = audit_append(ctx->d->audit, entry, len);
+	kms_status st = ctx->audit.intent_written ? audit_append_outcome(ctx->d->audit, entry, len)
+	                                          : audit_append(ctx->d->audit, entry, len);
 	free(entry);
 	return st;
+}
+
+/* Step 4a: a control-plane change writes its intent, durably, before it is
+ * applied; if that cannot be done the change is not applied. So every
+ * change kmsd makes has at least its intent in the log, even when the disk
+ * fills between the change and its outcome entry. */
+static kms_status audit_intent(op_ctx *ctx, uint64_t started)
+{
+	if (!ctx->d->audit || !ctx->op->changes_state)
+		return KMS_OK;
+	if (audit_write(ctx, AUDIT_PHASE_INTENT, KMS_OK, "", kms_monotonic_us() - started) !=
+	    KMS_OK) {
+		char why[KMS_ERROR_MAX / 2] = "the intent entry was not written";
+		(void)audit_healthy(ctx->d->audit, why, sizeof why);
+		return KMS_FAIL(KMS_UNAVAILABLE, "audit log cannot be written (%s): %s of request "
+		                "%s was not applied; free the disk and retry", why, ctx->op->name,
+		                ctx->request_id);
+	}
+	ctx->audit.intent_written = true;
+	return KMS_OK;
+}
+
+/* Step 5: the audit entry (a change's outcome), durable before the reply
+ * leaves. */
+static kms_status audit(op_ctx *ctx, kms_status status, const char *message,
+                        uint64_t latency_us)
+{
+	if (!ctx->d->audit)
+		return KMS_OK;
+	audit_phase phase = ctx->op && ctx->op->changes_state ? AUDIT_PHASE_OUTCOME
+	                                                      : AUDIT_PHASE_NONE;
+	return audit_write(ctx, phase, status, message, latency_us);
 }
 
 /* Step 6. */
@@ -263,11 +314,16 @@ kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
 	kms_error_clear();
 	/* The caller first: even a request that does not decode is recorded
 	 * with where it came from. */
+	const char *refused = NULL;
 	kms_status st = resolve_caller(&ctx, peer, &who);
 	if (st == KMS_OK)
-		st = admit(&ctx);
+		st = admit(&ctx, &refused);
 	if (st == KMS_OK)
 		st = decode(&ctx, request, len, &req);
+	/* A string cut at U+0000 by protobuf-c must not be recorded as if it
+	 * were the value sent. */
+	if (st != KMS_OK && req && !wire_strings_nul_free(&kms__request__descriptor, request, len, 0))
+		ctx.audit.string_nul = true;
 	kms_wipe(request, len); /* the request may hold plaintext */
 	ctx.audit.request = req;
 	if (st == KMS_OK)
@@ -282,6 +338,8 @@ kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
 	if (st == KMS_OK)
 		st = audit_gate(&ctx);
 	if (st == KMS_OK)
+		st = audit_intent(&ctx, started);
+	if (st == KMS_OK)
 		st = ctx.op->handle(&ctx, req, &resp);
 
 	char message[KMS_ERROR_MAX] = "";
@@ -292,7 +350,10 @@ kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
 	if (st == KMS_INTERNAL)
 		kms_log("error", "request %s (%s): %s (%s)", ctx.request_id,
 		        ctx.op ? ctx.op->name : "undecoded", message, kms_error_where());
-	kms_status audited = audit(&ctx, st, message, kms_monotonic_us() - started);
+	/* A peer refused at admit is recorded with the other refusals of its
+	 * burst (refusals.h): a flood of them must not fill the disk. */
+	kms_status audited = refused ? pipeline_refuse_peer(d, peer, refused)
+	                             : audit(&ctx, st, message, kms_monotonic_us() - started);
 	if (audited != KMS_OK) {
 		/* Fail closed: no result leaves without its audit entry. */
 		st = audited;

@@ -47,4 +47,15 @@ kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
                            uint8_t *request, size_t len,
                            uint8_t **reply, size_t *reply_len) KMS_MUST_USE;
 
+/* Records that a peer was refused before authentication for reason (one
+ * line naming no port, no secret, no source position): the admit step
+ * calls it, and so may a listener that turns a connection away before any
+ * request (a per-uid cap, an unmapped uid at connect). Refusals of one peer
+ * and reason are written as one entry per burst (refusals.h), so a flood
+ * cannot fill the disk. Returns KMS_UNAVAILABLE if an entry that had to be
+ * written now could not be (the count is kept and retried). Thread-safe;
+ * may block on the audit log. */
+kms_status pipeline_refuse_peer(kmsd *d, const pipeline_peer *peer,
+                                const char *reason) KMS_MUST_USE;
+
 #endif

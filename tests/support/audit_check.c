@@ -149,11 +149,20 @@ const char *audit_str(json_t *entry, const char *member)
 
 size_t audit_count_id(const audit_entries *e, const char *request_id, json_t **first)
 {
+	return audit_count_phase(e, request_id, NULL, first);
+}
+
+size_t audit_count_phase(const audit_entries *e, const char *request_id, const char *phase,
+                         json_t **first)
+{
 	size_t n = 0;
 	if (first)
 		*first = NULL;
 	for (uint64_t i = 0; i < e->n; i++) {
 		if (strcmp(audit_str(e->items[i], "request_id"), request_id) != 0)
+			continue;
+		const char *has = audit_str(e->items[i], "phase");
+		if (phase ? strcmp(has, phase) != 0 : !strcmp(has, "intent"))
 			continue;
 		if (n++ == 0 && first)
 			*first = e->items[i];

@@ -57,9 +57,14 @@ void audit_wait_checkpoint(harness *h, uint64_t min_size, int timeout_ms, audit_
 void audit_load(const char *public_dir, const char *vkey, const char *since, audit_entries *out);
 void audit_entries_free(audit_entries *e);
 
-/* How many entries have this request id; *first gets the first (may be
+/* How many entries have this request id, intents of control-plane changes
+ * aside (each request has one such entry); *first gets the first (may be
  * NULL). */
 size_t audit_count_id(const audit_entries *e, const char *request_id, json_t **first);
+
+/* The same for the entries with "phase": phase ("intent", "outcome"). */
+size_t audit_count_phase(const audit_entries *e, const char *request_id, const char *phase,
+                         json_t **first);
 
 /* A string member, "" when missing or not a string. */
 const char *audit_str(json_t *entry, const char *member);

@@ -1,0 +1,271 @@
+/*
+ * test_audit_flood: a local account kmsd does not know cannot fill the
+ * audit log's disk with refusals (docs/audit-log.md, "Refusals before
+ * authentication").
+ *
+ * Found: any local uid (unmapped, refused at admit) produced 9,175
+ * denials/s, each its own entry: 3.2 MiB/s of log.bin, until the disk
+ * filled and kmsd closed for everyone. Here a forked child drops to
+ * nobody (65534), connects to kmsd's ipc socket (mode 0666) and sends
+ * requests as fast as it can for FLOOD_MS, speaking NNG's SP framing
+ * itself (no NNG in a forked child of a threaded process), each answered
+ * ACCESS_DENIED before anything is unpacked. Then: entries written per
+ * second stay under ENTRIES_MAX for the whole flood, each carries its
+ * count and span, and, after a clean stop, the counts add up to exactly
+ * the denials the child received.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/support/audit_check.h"
+#include "tests/support/e2e_ops.h"
+#include "tests/support/harness.h"
+
+#define NOBODY 65534
+#define FLOOD_MS 2000
+#define REQUESTS_MAX 200000   /* bound on the loop, whatever the speed */
+#define IO_TIMEOUT_S 5
+#define CHILD_WAIT_MS 20000
+/* One entry starts the burst, one more every 5 s while it lasts, one when
+ * it ends: for a 2 s flood, at most 3 (1 + 2 s/5 s rounded up + 1). */
+#define ENTRIES_MAX 3
+#define SKIPPED_EXIT_CODE 77
+
+static harness H;
+static bool g_skipped;
+static char g_sock_dir[64]; /* nobody's way in: the token dir is root's alone */
+static char g_sock[128];
+
+static int teardown(void **state)
+{
+	(void)state;
+	if (H.pid > 0)
+		harness_kill9(&H);
+	if (g_sock[0])
+		unlink(g_sock);
+	if (g_sock_dir[0])
+		rmdir(g_sock_dir);
+	return 0;
+}
+
+static bool put_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return false;
+		p += w;
+		n -= (size_t)w;
+	}
+	return true;
+}
+
+static bool get_all(int fd, uint8_t *p, size_t n)
+{
+	while (n) {
+		ssize_t r = read(fd, p, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return false;
+		p += r;
+		n -= (size_t)r;
+	}
+	return true;
+}
+
+/* One SP message over ipc: 0x01, u64 BE length, the REQ header (request id
+ * with the top bit set), the body. Returns the reply's status, or -1. */
+static int sp_call(int fd, uint32_t id, const uint8_t *body, size_t n, uint8_t *reply,
+                   size_t cap)
+{
+	uint8_t head[13];
+	uint64_t len = 4 + n;
+	head[0] = 1;
+	for (int i = 0; i < 8; i++)
+		head[1 + i] = (uint8_t)(len >> (56 - 8 * i));
+	id |= 0x80000000u;
+	for (int i = 0; i < 4; i++)
+		head[9 + i] = (uint8_t)(id >> (24 - 8 * i));
+	if (!put_all(fd, head, sizeof head) || !put_all(fd, body, n))
+		return -1;
+	uint8_t rhead[9];
+	if (!get_all(fd, rhead, sizeof rhead) || rhead[0] != 1)
+		return -1;
+	uint64_t rlen = 0;
+	for (int i = 0; i < 8; i++)
+		rlen = rlen << 8 | rhead[1 + i];
+	if (rlen < 4 || rlen > cap)
+		return -1;
+	if (!get_all(fd, reply, (size_t)rlen))
+		return -1;
+	Kms__Response *r = kms__response__unpack(NULL, (size_t)rlen - 4, reply + 4);
+	if (!r)
+		return -1;
+	int status = r->status;
+	kms__response__free_unpacked(r, NULL);
+	return status;
+}
+
+/* The child: nobody, as fast as it can for FLOOD_MS. Writes the number of
+ * requests sent and ACCESS_DENIED replies to out, then exits. */
+static void flood(const char *path, int out)
+{
+	uint64_t counts[2] = { 0, 0 };
+	if (setgroups(0, NULL) != 0 || setgid(NOBODY) != 0 || setuid(NOBODY) != 0)
+		_exit(2);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof sa.sun_path)
+		_exit(7);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	struct timeval tv = { .tv_sec = IO_TIMEOUT_S };
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0 ||
+	    connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+		_exit(3);
+	static const uint8_t hello[8] = { 0, 'S', 'P', 0, 0, 0x30, 0, 0 }; /* REQ v0 */
+	uint8_t peer[8];
+	if (!put_all(fd, hello, sizeof hello) || !get_all(fd, peer, sizeof peer))
+		_exit(4);
+	Kms__HealthRequest health = KMS__HEALTH_REQUEST__INIT;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.schema_version = KMS__SCHEMA_VERSION__SCHEMA_VERSION;
+	req.request_id = "flood";
+	req.op_case = KMS__REQUEST__OP_HEALTH;
+	req.health = &health;
+	uint8_t body[128], reply[4096];
+	size_t n = kms__request__pack(&req, body);
+	uint64_t deadline = e2e_now_ms() + FLOOD_MS;
+	for (uint32_t i = 0; i < REQUESTS_MAX && e2e_now_ms() < deadline; i++) {
+		counts[0]++;
+		int status = sp_call(fd, i, body, n, reply, sizeof reply);
+		if (status != KMS__STATUS__ACCESS_DENIED)
+			_exit(5);
+		counts[1]++;
+	}
+	close(fd);
+	_exit(put_all(out, (const uint8_t *)counts, sizeof counts) ? 0 : 6);
+}
+
+static void unmapped_uid_cannot_fill_the_disk(void **state)
+{
+	(void)state;
+	if (geteuid() != 0) {
+		fprintf(stderr, "SKIPPED: acting as uid %d needs root; the flood is NOT tested\n",
+		        NOBODY);
+		g_skipped = true;
+		skip();
+	}
+	/* A second ipc listener in a directory nobody may search, since the
+	 * test's own directory sits in a root-only one. */
+	snprintf(g_sock_dir, sizeof g_sock_dir, "/tmp/kms-flood-XXXXXX");
+	assert_non_null(mkdtemp(g_sock_dir));
+	assert_int_equal(chmod(g_sock_dir, 0711), 0);
+	snprintf(g_sock, sizeof g_sock, "%s/kms.sock", g_sock_dir);
+	char extra[256];
+	snprintf(extra, sizeof extra, "[listen]\nurl = ipc://%s\n", g_sock);
+	harness_options o = { .extra_config = extra };
+	if (!harness_start(&H, &o))
+		fail_msg("kmsd did not start; see %s", H.log);
+	char log_bin[700];
+	audit_dir(&H, NULL, log_bin, sizeof log_bin - 16);
+	strcat(log_bin, "/log.bin");
+	struct stat before, after;
+	assert_int_equal(stat(log_bin, &before), 0);
+
+	int pipefd[2];
+	assert_int_equal(pipe(pipefd), 0);
+	uint64_t started = e2e_now_ms();
+	pid_t child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		close(pipefd[0]);
+		flood(g_sock, pipefd[1]);
+	}
+	close(pipefd[1]);
+	uint64_t counts[2] = { 0, 0 };
+	bool got = false;
+	for (uint64_t until = started + CHILD_WAIT_MS; !got && e2e_now_ms() < until;) {
+		ssize_t r = read(pipefd[0], counts, sizeof counts);
+		got = r == (ssize_t)sizeof counts;
+		if (r == 0 || (r < 0 && errno != EINTR))
+			break;
+	}
+	close(pipefd[0]);
+	int wstatus = 0;
+	assert_int_equal(waitpid(child, &wstatus, 0), child);
+	uint64_t flood_ms = e2e_now_ms() - started;
+	if (!got || !WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0)
+		fail_msg("the flooding child failed (exit %d): see %s", WEXITSTATUS(wstatus), H.log);
+	assert_int_equal(stat(log_bin, &after), 0);
+	uint64_t grown = (uint64_t)(after.st_size - before.st_size);
+	assert_true(counts[1] > 100); /* it did flood */
+
+	audit_cp cp;
+	audit_get_checkpoint(&H, &cp);
+	int code = harness_stop(&H); /* the last burst's count is written at close */
+	if (code != 0)
+		fail_msg("kmsd exit code %d after SIGTERM; see %s", code, H.log);
+	char pub[700];
+	audit_public_dir(&H, NULL, pub, sizeof pub);
+	audit_entries e;
+	audit_load(pub, cp.vkey, NULL, &e);
+	uint64_t entries = 0, refused = 0;
+	for (uint64_t i = 0; i < e.n; i++) {
+		json_t *entry = e.items[i];
+		if (strcmp(audit_str(entry, "principal"), "uid:65534") != 0)
+			continue;
+		audit_check_common(entry);
+		entries++;
+		assert_string_equal(audit_str(entry, "status"), "ACCESS_DENIED");
+		json_t *count = json_object_get(entry, "refused");
+		assert_true(json_is_integer(count) && json_integer_value(count) >= 1);
+		refused += (uint64_t)json_integer_value(count);
+		const char *first = audit_str(entry, "first"), *last = audit_str(entry, "last");
+		assert_int_equal(strlen(first), 27);
+		assert_true(strcmp(first, last) <= 0);
+		assert_non_null(strstr(audit_str(entry, "error"), "[ipc_principals]"));
+	}
+	double secs = (double)flood_ms / 1000.0;
+	fprintf(stderr, "flood: %llu requests, %llu denials in %llu ms (%.0f denials/s); "
+	        "%llu entries (%.1f entries/s) counting %llu denials; log.bin grew %llu bytes "
+	        "during the flood (%.0f bytes/s)\n",
+	        (unsigned long long)counts[0], (unsigned long long)counts[1],
+	        (unsigned long long)flood_ms, (double)counts[1] / secs,
+	        (unsigned long long)entries, (double)entries / secs, (unsigned long long)refused,
+	        (unsigned long long)grown, (double)grown / secs);
+	if (entries > ENTRIES_MAX)
+		fail_msg("%llu entries for one peer's %llu denials in %llu ms: more than %d",
+		         (unsigned long long)entries, (unsigned long long)counts[1],
+		         (unsigned long long)flood_ms, ENTRIES_MAX);
+	assert_int_equal(refused, counts[1]);
+	audit_entries_free(&e);
+	audit_cp_free(&cp);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(unmapped_uid_cannot_fill_the_disk, teardown),
+	};
+	int failed = cmocka_run_group_tests(tests, NULL, NULL);
+	return failed == 0 && g_skipped ? SKIPPED_EXIT_CODE : failed;
+}
