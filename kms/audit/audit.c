@@ -129,8 +129,8 @@ static kms_status room_for_batch(audit_log *log, size_t total, bool outcomes_onl
 		log->no_reserve = true;
 		return KMS_OK;
 	}
-	return KMS_FAIL(KMS_UNAVAILABLE, "no room in %s/%s for %zu bytes and the %u kept for "
-	                "outcomes: %s", log->dir, AUDIT_LOG_FILE, total,
+	return KMS_FAIL(KMS_UNAVAILABLE, "no room in %s for %zu bytes and the %u kept for "
+	                "outcomes: %s", AUDIT_LOG_FILE, total,
 	                outcomes_only ? 0u : AUDIT_OUTCOME_RESERVE, strerror(errno));
 }
 

@@ -354,8 +354,9 @@ kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
 	 * burst (refusals.h): a flood of them must not fill the disk. */
 	kms_status audited = refused ? pipeline_refuse_peer(d, peer, refused)
 	                             : audit(&ctx, st, message, kms_monotonic_us() - started);
-	if (audited != KMS_OK) {
-		/* Fail closed: no result leaves without its audit entry. */
+	if (audited != KMS_OK && st != KMS_UNAVAILABLE) {
+		/* Fail closed: no result leaves without its audit entry. (A request
+		 * already refused as UNAVAILABLE keeps the message saying why.) */
 		st = audited;
 		snprintf(message, sizeof message, "%s", kms_error_message());
 	}

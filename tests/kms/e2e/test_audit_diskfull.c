@@ -14,6 +14,15 @@
  * exactly once, and no request answered UNAVAILABLE has an entry saying
  * OK. The tmpfs lives in a private mount namespace when one can be had, is
  * unmounted in the teardown, and by an alarm if the test hangs.
+ *
+ * Control-plane changes on the full disk (found: DisableKey answered
+ * UNAVAILABLE, yet the key was DISABLED and the log had no entry, because
+ * the entry was written after the change). Right after the disk fills, a
+ * second key is disabled and enabled in turn until a change is answered
+ * UNAVAILABLE: that change must not have been applied (the key's state,
+ * read once the disk is freed, is the one the OK answers left), and every
+ * change answered OK has its intent and its outcome in the log, the intent
+ * first.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -54,6 +63,7 @@
 #define CHECKPOINT_MS 50
 #define FULL_HOLD_MS 1000
 #define PUBLISH_RETRY_SLACK 10
+#define TOGGLES_MAX 200             /* changes tried until one is refused */
 
 static harness H;
 static char g_mount[800];
@@ -136,6 +146,50 @@ static int encrypt_once(answers *a, const char *id, const char *key)
 	return status;
 }
 
+/* DisableKey (disable) or EnableKey on key; records the answer; fails the
+ * test on anything but OK or UNAVAILABLE naming the audit log. */
+static int toggle_once(answers *a, const char *id, const char *key, bool disable)
+{
+	Kms__DisableKeyRequest dk = KMS__DISABLE_KEY_REQUEST__INIT;
+	Kms__EnableKeyRequest ek = KMS__ENABLE_KEY_REQUEST__INIT;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.request_id = (char *)(uintptr_t)id;
+	if (disable) {
+		dk.key_id = (char *)(uintptr_t)key;
+		req.op_case = KMS__REQUEST__OP_DISABLE_KEY;
+		req.disable_key = &dk;
+	} else {
+		ek.key_id = (char *)(uintptr_t)key;
+		req.op_case = KMS__REQUEST__OP_ENABLE_KEY;
+		req.enable_key = &ek;
+	}
+	Kms__Response *r = harness_call(&H, &req);
+	if (!r)
+		fail_msg("request %s: no answer (did kmsd die? see %s)", id, H.log);
+	int status = r->status;
+	if (status == KMS__STATUS__UNAVAILABLE) {
+		if (!strstr(r->message, "audit log") || !strstr(r->message, id))
+			fail_msg("request %s: UNAVAILABLE without naming the audit log and the "
+			         "request: %s", id, r->message);
+	} else if (status != KMS__STATUS__OK) {
+		fail_msg("request %s: status %d: %s", id, status, r->message);
+	}
+	kms__response__free_unpacked(r, NULL);
+	answers_add(a, id, status);
+	return status;
+}
+
+static Kms__KeyState key_state(const char *key)
+{
+	Kms__Response *r = e2e_describe(&H, key);
+	assert_non_null(r);
+	if (r->status != KMS__STATUS__OK)
+		fail_msg("DescribeKey %s: status %d: %s", key, r->status, r->message);
+	Kms__KeyState state = r->describe_key->key_metadata->key_state;
+	kms__response__free_unpacked(r, NULL);
+	return state;
+}
+
 static void expect_alive(void)
 {
 	int wstatus;
@@ -200,8 +254,9 @@ static void disk_full_fails_closed(void **state)
 	harness_options o = { .extra_config = extra };
 	if (!harness_start(&H, &o))
 		fail_msg("kmsd did not start; see %s", H.log);
-	char key[35];
+	char key[35], key2[35];
 	assert_true(harness_create_key(&H, NULL, key));
+	assert_true(harness_create_key(&H, NULL, key2));
 	answers a = { 0 };
 	for (int i = 0; i < 5; i++) {
 		char id[ID_MAX];
@@ -231,6 +286,23 @@ static void disk_full_fails_closed(void **state)
 	assert_true(filled > FILLER_SLACK);
 	assert_int_equal(ftruncate(fd, filled - FILLER_SLACK), 0);
 	close(fd);
+
+	/* Control-plane changes first, until one is refused. */
+	answers changes = { 0 };
+	bool disabled = false; /* the state the OK answers left key2 in */
+	int toggles_ok = 0;
+	for (int i = 0; i < TOGGLES_MAX; i++) {
+		char id[ID_MAX];
+		snprintf(id, sizeof id, "df-toggle-%d", i);
+		if (toggle_once(&changes, id, key2, !disabled) != KMS__STATUS__OK)
+			break;
+		disabled = !disabled;
+		toggles_ok++;
+	}
+	if (changes.n == 0 || changes.status[changes.n - 1] != KMS__STATUS__UNAVAILABLE)
+		fail_msg("%d changes on a full disk all answered OK", TOGGLES_MAX);
+	fprintf(stderr, "disk full: %d changes answered OK, then %s refused\n", toggles_ok,
+	        changes.ids[changes.n - 1]);
 
 	/* Until the writes fail, and a few refusals after. */
 	uint64_t deadline = e2e_now_ms() + FULL_BUDGET_MS;
@@ -300,6 +372,17 @@ static void disk_full_fails_closed(void **state)
 	}
 	assert_int_equal(audit_wait_healthz(port, 200, HEALTHZ_WAIT_MS), 200);
 	assert_true(metrics_say(port, "kms_audit_writable 1\n"));
+	/* The refused change was not applied. */
+	Kms__KeyState want = disabled ? KMS__KEY_STATE__DISABLED : KMS__KEY_STATE__ENABLED;
+	if (key_state(key2) != want)
+		fail_msg("key %s is %d after %s was answered UNAVAILABLE; the OK answers left it "
+		         "%d", key2, key_state(key2), changes.ids[changes.n - 1], want);
+	for (int i = 0; i < 2; i++) {
+		char id[ID_MAX];
+		snprintf(id, sizeof id, "df-toggle-after-%d", i);
+		assert_int_equal(toggle_once(&changes, id, key2, !disabled), KMS__STATUS__OK);
+		disabled = !disabled;
+	}
 	assert_true(harness_log_contains(&H, "audit: the log can be written again"));
 
 	audit_cp cp;
@@ -358,10 +441,31 @@ static void disk_full_fails_closed(void **state)
 	}
 	fprintf(stderr, "disk full: %zu OK, %zu refused (%zu of them recorded as refused)\n", ok,
 	        a.n - ok, refused_in_log);
+	/* Every change answered OK: its intent, then its outcome saying OK. A
+	 * refused change: no intent, and no outcome saying OK. */
+	for (size_t i = 0; i < changes.n; i++) {
+		json_t *intent = NULL, *outcome = NULL;
+		size_t intents = audit_count_phase(&e, changes.ids[i], "intent", &intent);
+		size_t outcomes = audit_count_phase(&e, changes.ids[i], "outcome", &outcome);
+		if (changes.status[i] == KMS__STATUS__OK) {
+			if (intents != 1 || outcomes != 1)
+				fail_msg("change %s was answered OK: %zu intents, %zu outcomes in the log",
+				         changes.ids[i], intents, outcomes);
+			assert_string_equal(audit_str(outcome, "status"), "OK");
+			assert_string_equal(audit_str(intent, "key_id"), key2);
+			assert_true(strcmp(audit_str(intent, "time"), audit_str(outcome, "time")) <= 0);
+		} else {
+			assert_int_equal(intents, 0);
+			if (outcomes == 1)
+				assert_string_equal(audit_str(outcome, "status"), "UNAVAILABLE");
+		}
+	}
 	audit_entries_free(&e);
 	audit_cp_free(&cp);
 	free(a.ids);
 	free(a.status);
+	free(changes.ids);
+	free(changes.status);
 }
 
 int main(void)
