@@ -15,8 +15,9 @@
  *      `repeated <Result> results`, each { status, message, result }.
  *   2. kms/pipeline/ops.c: one row: name, role, validator, handler, audit
  *      columns (which field names the key, whether it carries an
- *      encryption context, its batch items; op_audit_fields below), and a
- *      batch's item validator. The fuzz replay checks the row against the
+ *      encryption context, its batch items; op_audit_fields below), a
+ *      batch's item validator, and changes_state for an operation that
+ *      changes anything (its intent entry is written before it runs). The fuzz replay checks the row against the
  *      proto (ops_check_row).
  *   3. kms/ops/op_<family>.c: the handler (and its prototype below); a
  *      batch's handler is batch_run() (op_crypt.c) with a function for one

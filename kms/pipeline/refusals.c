@@ -190,12 +190,17 @@ kms_status refusals_note(kmsd *d, const caller *who, const char *reason)
 	return st;
 }
 
+/* A group's count is due when its burst is REFUSALS_FLUSH_MS old, or has
+ * ended (REFUSALS_QUIET_MS without a refusal) at least REFUSALS_FLUSH_MS
+ * after the group's last entry: so no group writes more than one entry per
+ * REFUSALS_FLUSH_MS, however its peer paces its refusals. */
 static bool due(const refusal_group *g, uint64_t now, bool all)
 {
 	if (!g->in_use || !g->pending)
 		return false;
-	return all || now - g->last_mono_ms >= REFUSALS_QUIET_MS ||
-	       now - g->burst_mono_ms >= REFUSALS_FLUSH_MS;
+	bool ended = now - g->last_mono_ms >= REFUSALS_QUIET_MS &&
+	             now - g->written_mono_ms >= REFUSALS_FLUSH_MS;
+	return all || ended || now - g->burst_mono_ms >= REFUSALS_FLUSH_MS;
 }
 
 /* Writes each group's pending count that is due (every one with `all`),

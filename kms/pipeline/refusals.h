@@ -10,9 +10,12 @@
  * entry with "refused": 1; the ones after it are counted, and written as
  * ONE entry with the count and the time span ("first", "last") when the
  * burst has been quiet for REFUSALS_QUIET_MS, or every REFUSALS_FLUSH_MS
- * while it lasts, and at close. At most REFUSALS_SLOTS groups are tracked;
- * past that, refusals are counted in one group for "(other peers)". The
- * counts written add up to the refusals noted, exactly, once closed.
+ * while it lasts, and at close; a group never writes more than one entry
+ * per REFUSALS_FLUSH_MS. At most REFUSALS_SLOTS groups are tracked; past
+ * that, refusals are counted in one group for "(other peers)". So all
+ * refusals together write at most (REFUSALS_SLOTS + 1) entries per
+ * REFUSALS_FLUSH_MS (13 a second), and the counts written add up to the
+ * refusals noted, exactly, once closed.
  *
  * A flusher thread of its own writes the grouped entries (it blocks on the
  * audit log); refusals_note blocks only for the first of a burst.

@@ -478,13 +478,25 @@ static void every_request_once(void **state)
 		}
 	}
 
-	/* Nothing else: the malformed requests, and the harness's probes. */
-	size_t anonymous = 0, probes = 0;
+	/* Nothing else: the malformed requests, the harness's probes, and the
+	 * intents of control-plane changes, each before its outcome. */
+	size_t anonymous = 0, probes = 0, intents = 0;
 	for (uint64_t i = 0; i < e.n; i++) {
 		json_t *entry = e.items[i];
 		const char *id = audit_str(entry, "request_id");
 		audit_check_common(entry);
-		if (id[0] == '\0') {
+		if (!strcmp(audit_str(entry, "phase"), "intent")) {
+			intents++;
+			json_t *outcome = NULL;
+			assert_int_equal(audit_count_phase(&e, id, "outcome", &outcome), 1);
+			assert_string_equal(audit_str(entry, "operation"), audit_str(outcome, "operation"));
+			assert_string_equal(audit_str(entry, "status"), "");
+			uint64_t after = i + 1;
+			while (after < e.n && e.items[after] != outcome)
+				after++;
+			if (after == e.n)
+				fail_msg("request %s: its outcome comes before its intent", id);
+		} else if (id[0] == '\0') {
 			anonymous++;
 			assert_string_equal(audit_str(entry, "status"), "INVALID_ARGUMENT");
 			assert_string_equal(audit_str(entry, "principal"), "test-admin");
@@ -498,7 +510,8 @@ static void every_request_once(void **state)
 	}
 	assert_int_equal(anonymous, n_garbage);
 	assert_true(probes >= 1);
-	assert_int_equal(e.n, s.n + anonymous + probes + BURST_THREADS * BURST_PER_THREAD);
+	assert_true(intents >= 1);
+	assert_int_equal(e.n, s.n + anonymous + probes + intents + BURST_THREADS * BURST_PER_THREAD);
 	audit_entries_free(&e);
 }
 

@@ -41,8 +41,9 @@
 #define REQUESTS_MAX 200000   /* bound on the loop, whatever the speed */
 #define IO_TIMEOUT_S 5
 #define CHILD_WAIT_MS 20000
-/* One entry starts the burst, one more every 5 s while it lasts, one when
- * it ends: for a 2 s flood, at most 3 (1 + 2 s/5 s rounded up + 1). */
+/* A peer's refusals write at most one entry per 5 s: the first at once,
+ * the count of the rest 5 s later or at close. The flood lasts 2 s plus at
+ * most one reply's wait (IO_TIMEOUT_S): at most 3 entries, 2 in practice. */
 #define ENTRIES_MAX 3
 #define SKIPPED_EXIT_CODE 77
 

@@ -14,8 +14,8 @@
  *     INVALID_ARGUMENT.
  * (4) batch_failures_and_many_keys: a batch whose items fail in
  *     validation and in the keyring, under more distinct keys than its
- *     audit entry lists: each item has its own status and message, and the
- *     entry counts the failures and the key uses it could not list.
+ *     audit entry once listed: each item has its own status and message,
+ *     and the entry counts the failures and lists every key and item.
  * (5) audit_records_what_was_asked: after a clean stop the published log
  *     verifies, every request above is in it exactly once, with the whole
  *     alias, the batch's first key, and the refusals.
@@ -331,6 +331,8 @@ static void audit_records_what_was_asked(void **state)
 
 	entry = only_entry(&e, "hostile-nul-context");
 	assert_string_equal(audit_str(entry, "status"), "INVALID_ARGUMENT");
+	/* Not {"tenant":"acme"}: a prefix could pass for a real value. */
+	assert_false(json_is_object(json_object_get(entry, "encryption_context")));
 	entry = only_entry(&e, "hostile-nul-context-control");
 	assert_string_equal(audit_str(entry, "status"), "OK");
 	entry = only_entry(&e, "hostile-nul-key-id");
