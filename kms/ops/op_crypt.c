@@ -307,9 +307,9 @@ typedef kms_status (*batch_item_fn)(op_ctx *ctx, const ProtobufCMessage *item,
  * alone, so one bad item fails alone with its own status and message. The
  * audit entry records every item (its key, version, context and status)
  * and, as the request's own key, the first key an item used (each item
- * notes its key over the one before, so the first is restored at the end). The request's items and the reply's results
- * are reached through the descriptors (ops_batch_shape), so one function
- * serves every batch.
+ * notes its key over the one before, so the first is restored at the end).
+ * The request's items and the reply's results are reached through the
+ * descriptors (ops_batch_shape), so one function serves every batch.
  */
 static kms_status batch_run(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp,
                             batch_item_fn run_item)
