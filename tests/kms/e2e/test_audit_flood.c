@@ -13,6 +13,11 @@
  * second stay under ENTRIES_MAX for the whole flood, each carries its
  * count and span, and, after a clean stop, the counts add up to exactly
  * the denials the child received.
+ *
+ * many_uids_past_the_groups: 70 uids (more than the 64 groups kmsd
+ * tracks) send 20 refusals each: at most 64 of them get entries of their
+ * own, the rest are counted under "(other peers)", and the counts still
+ * add up to exactly the 1,400 refusals.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -61,6 +66,7 @@ static int teardown(void **state)
 		unlink(g_sock);
 	if (g_sock_dir[0])
 		rmdir(g_sock_dir);
+	g_sock[0] = g_sock_dir[0] = '\0';
 	return 0;
 }
 
@@ -125,12 +131,13 @@ static int sp_call(int fd, uint32_t id, const uint8_t *body, size_t n, uint8_t *
 	return status;
 }
 
-/* The child: nobody, as fast as it can for FLOOD_MS. Writes the number of
- * requests sent and ACCESS_DENIED replies to out, then exits. */
-static void flood(const char *path, int out)
+/* The child: uid, as fast as it can for at most ms or requests_max
+ * requests. Writes the number of requests sent and ACCESS_DENIED replies to
+ * out, then exits. */
+static void flood(const char *path, uid_t uid, uint64_t ms, uint32_t requests_max, int out)
 {
 	uint64_t counts[2] = { 0, 0 };
-	if (setgroups(0, NULL) != 0 || setgid(NOBODY) != 0 || setuid(NOBODY) != 0)
+	if (setgroups(0, NULL) != 0 || setgid(uid) != 0 || setuid(uid) != 0)
 		_exit(2);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -154,8 +161,8 @@ static void flood(const char *path, int out)
 	req.health = &health;
 	uint8_t body[128], reply[4096];
 	size_t n = kms__request__pack(&req, body);
-	uint64_t deadline = e2e_now_ms() + FLOOD_MS;
-	for (uint32_t i = 0; i < REQUESTS_MAX && e2e_now_ms() < deadline; i++) {
+	uint64_t deadline = e2e_now_ms() + ms;
+	for (uint32_t i = 0; i < requests_max && e2e_now_ms() < deadline; i++) {
 		counts[0]++;
 		int status = sp_call(fd, i, body, n, reply, sizeof reply);
 		if (status != KMS__STATUS__ACCESS_DENIED)
@@ -166,32 +173,10 @@ static void flood(const char *path, int out)
 	_exit(put_all(out, (const uint8_t *)counts, sizeof counts) ? 0 : 6);
 }
 
-static void unmapped_uid_cannot_fill_the_disk(void **state)
+/* Runs flood() in a child as uid; returns the ACCESS_DENIED replies it got
+ * (and the requests it sent in *sent). Fails the test if the child fails. */
+static uint64_t run_flood(uid_t uid, uint64_t ms, uint32_t requests_max, uint64_t *sent)
 {
-	(void)state;
-	if (geteuid() != 0) {
-		fprintf(stderr, "SKIPPED: acting as uid %d needs root; the flood is NOT tested\n",
-		        NOBODY);
-		g_skipped = true;
-		skip();
-	}
-	/* A second ipc listener in a directory nobody may search, since the
-	 * test's own directory sits in a root-only one. */
-	snprintf(g_sock_dir, sizeof g_sock_dir, "/tmp/kms-flood-XXXXXX");
-	assert_non_null(mkdtemp(g_sock_dir));
-	assert_int_equal(chmod(g_sock_dir, 0711), 0);
-	snprintf(g_sock, sizeof g_sock, "%s/kms.sock", g_sock_dir);
-	char extra[256];
-	snprintf(extra, sizeof extra, "[listen]\nurl = ipc://%s\n", g_sock);
-	harness_options o = { .extra_config = extra };
-	if (!harness_start(&H, &o))
-		fail_msg("kmsd did not start; see %s", H.log);
-	char log_bin[700];
-	audit_dir(&H, NULL, log_bin, sizeof log_bin - 16);
-	strcat(log_bin, "/log.bin");
-	struct stat before, after;
-	assert_int_equal(stat(log_bin, &before), 0);
-
 	int pipefd[2];
 	assert_int_equal(pipe(pipefd), 0);
 	uint64_t started = e2e_now_ms();
@@ -199,7 +184,7 @@ static void unmapped_uid_cannot_fill_the_disk(void **state)
 	assert_true(child >= 0);
 	if (child == 0) {
 		close(pipefd[0]);
-		flood(g_sock, pipefd[1]);
+		flood(g_sock, uid, ms, requests_max, pipefd[1]);
 	}
 	close(pipefd[1]);
 	uint64_t counts[2] = { 0, 0 };
@@ -213,22 +198,69 @@ static void unmapped_uid_cannot_fill_the_disk(void **state)
 	close(pipefd[0]);
 	int wstatus = 0;
 	assert_int_equal(waitpid(child, &wstatus, 0), child);
-	uint64_t flood_ms = e2e_now_ms() - started;
 	if (!got || !WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0)
-		fail_msg("the flooding child failed (exit %d): see %s", WEXITSTATUS(wstatus), H.log);
-	assert_int_equal(stat(log_bin, &after), 0);
-	uint64_t grown = (uint64_t)(after.st_size - before.st_size);
-	assert_true(counts[1] > 100); /* it did flood */
+		fail_msg("the flooding child (uid %u) failed (exit %d): see %s", (unsigned)uid,
+		         WEXITSTATUS(wstatus), H.log);
+	*sent = counts[0];
+	return counts[1];
+}
 
+/* kmsd with a second ipc listener in a directory any uid may search (the
+ * test's own directory sits in a root-only one). */
+static void start_kmsd(void)
+{
+	if (geteuid() != 0) {
+		fprintf(stderr, "SKIPPED: acting as other uids needs root; the flood is NOT "
+		        "tested\n");
+		g_skipped = true;
+		skip();
+	}
+	snprintf(g_sock_dir, sizeof g_sock_dir, "/tmp/kms-flood-XXXXXX");
+	assert_non_null(mkdtemp(g_sock_dir));
+	assert_int_equal(chmod(g_sock_dir, 0711), 0);
+	snprintf(g_sock, sizeof g_sock, "%s/kms.sock", g_sock_dir);
+	char extra[256];
+	snprintf(extra, sizeof extra, "[listen]\nurl = ipc://%s\n", g_sock);
+	harness_options o = { .extra_config = extra };
+	if (!harness_start(&H, &o))
+		fail_msg("kmsd did not start; see %s", H.log);
+}
+
+/* Stops kmsd cleanly (the counts pending are written then) and loads its
+ * verified log. */
+static void stop_and_load(audit_entries *e)
+{
 	audit_cp cp;
 	audit_get_checkpoint(&H, &cp);
-	int code = harness_stop(&H); /* the last burst's count is written at close */
+	int code = harness_stop(&H);
 	if (code != 0)
 		fail_msg("kmsd exit code %d after SIGTERM; see %s", code, H.log);
 	char pub[700];
 	audit_public_dir(&H, NULL, pub, sizeof pub);
+	audit_load(pub, cp.vkey, NULL, e);
+	audit_cp_free(&cp);
+}
+
+static void unmapped_uid_cannot_fill_the_disk(void **state)
+{
+	(void)state;
+	start_kmsd();
+	char log_bin[700];
+	audit_dir(&H, NULL, log_bin, sizeof log_bin - 16);
+	strcat(log_bin, "/log.bin");
+	struct stat before, after;
+	assert_int_equal(stat(log_bin, &before), 0);
+
+	uint64_t counts[2];
+	uint64_t started = e2e_now_ms();
+	counts[1] = run_flood(NOBODY, FLOOD_MS, REQUESTS_MAX, &counts[0]);
+	uint64_t flood_ms = e2e_now_ms() - started;
+	assert_int_equal(stat(log_bin, &after), 0);
+	uint64_t grown = (uint64_t)(after.st_size - before.st_size);
+	assert_true(counts[1] > 100); /* it did flood */
+
 	audit_entries e;
-	audit_load(pub, cp.vkey, NULL, &e);
+	stop_and_load(&e); /* the last burst's count is written at close */
 	uint64_t entries = 0, refused = 0;
 	for (uint64_t i = 0; i < e.n; i++) {
 		json_t *entry = e.items[i];
@@ -259,13 +291,63 @@ static void unmapped_uid_cannot_fill_the_disk(void **state)
 		         (unsigned long long)flood_ms, ENTRIES_MAX);
 	assert_int_equal(refused, counts[1]);
 	audit_entries_free(&e);
-	audit_cp_free(&cp);
+}
+
+#define MANY_UIDS 70        /* more than the 64 groups kmsd tracks */
+#define MANY_UID_BASE 70000 /* unmapped, and no one's */
+#define MANY_EACH 20
+#define GROUPS_MAX 64
+
+static void many_uids_past_the_groups(void **state)
+{
+	(void)state;
+	start_kmsd();
+	uint64_t denials = 0, sent;
+	for (uid_t i = 0; i < MANY_UIDS; i++) {
+		uint64_t got = run_flood(MANY_UID_BASE + i, CHILD_WAIT_MS, MANY_EACH, &sent);
+		assert_int_equal(got, MANY_EACH);
+		denials += got;
+	}
+	audit_entries e;
+	stop_and_load(&e);
+	uint64_t refused = 0, entries = 0, other = 0;
+	bool seen[MANY_UIDS] = { false };
+	for (uint64_t i = 0; i < e.n; i++) {
+		json_t *entry = e.items[i];
+		const char *principal = audit_str(entry, "principal");
+		unsigned uid = 0;
+		bool ours = sscanf(principal, "uid:%u", &uid) == 1 && uid >= MANY_UID_BASE &&
+		            uid < MANY_UID_BASE + MANY_UIDS;
+		bool others = !strcmp(principal, "(other peers)");
+		if (!ours && !others)
+			continue;
+		audit_check_common(entry);
+		entries++;
+		refused += (uint64_t)json_integer_value(json_object_get(entry, "refused"));
+		if (ours)
+			seen[uid - MANY_UID_BASE] = true;
+		else
+			other += (uint64_t)json_integer_value(json_object_get(entry, "refused"));
+	}
+	size_t groups = 0;
+	for (size_t i = 0; i < MANY_UIDS; i++)
+		groups += seen[i];
+	fprintf(stderr, "many uids: %llu denials from %d uids: %llu entries, %zu uids with "
+	        "their own, %llu refusals under (other peers)\n", (unsigned long long)denials,
+	        MANY_UIDS, (unsigned long long)entries, groups, (unsigned long long)other);
+	assert_true(groups <= GROUPS_MAX);
+	assert_int_equal(other, (uint64_t)(MANY_UIDS - groups) * MANY_EACH);
+	/* Each group: its first refusal at once, the rest at close. */
+	assert_true(entries <= 2 * (GROUPS_MAX + 1));
+	assert_int_equal(refused, denials);
+	audit_entries_free(&e);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(unmapped_uid_cannot_fill_the_disk, teardown),
+		cmocka_unit_test_teardown(many_uids_past_the_groups, teardown),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 	return failed == 0 && g_skipped ? SKIPPED_EXIT_CODE : failed;
