@@ -3,12 +3,15 @@
  *
  *   1. caller    who is asking, from the transport (caller.h); a peer the
  *                transport does not admit (unmapped uid, no client
- *                certificate) is refused before anything is unpacked
+ *                certificate) is refused before anything is unpacked, and
+ *                recorded with its burst (pipeline_refuse_peer, refusals.h)
  *   2. decode    size-checked protobuf unpack into the worker's arena, then
  *                the envelope and the operation's own fields validated
  *   3. authorize roles and key policies (docs/security.md, "Who may call"): the place they
  *                land; not enforced yet (docs/security.md)
- *   4. handle    the operation's handler (op_*.c)
+ *   4. handle    the operation's handler (op_*.c); a control-plane change
+ *                (ops.h, changes_state) first makes its intent entry
+ *                durable, and is refused, unapplied, if it cannot
  *   5. audit     the request's entry made durable (audit log); if that
  *                fails, the reply becomes UNAVAILABLE and carries no result
  *                (and while the log cannot be written, step 4 is skipped:
