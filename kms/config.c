@@ -12,6 +12,7 @@
 #include <kms/limits.h>
 
 #include "common/error.h"
+#include "kms/transport/http_parse.h"
 
 #define DEFAULT_GCM_MAX_ENCRYPTIONS ((1ull << 32) - (1ull << 24))
 #define DEFAULT_GCM_RESERVE_BLOCK 65536u
@@ -223,6 +224,21 @@ static int on_audit(struct config_parse *p, const char *key, const char *value)
 	} else if (!strcmp(key, "http")) {
 		if (strncmp(value, "http://", 7) || !copy_str(cfg->http_url, sizeof cfg->http_url, value))
 			return parse_fail(p, "audit", key, "an http:// URL, e.g. http://127.0.0.1:7480");
+	} else if (!strcmp(key, "http_public")) {
+		if (!parse_bool(value, &cfg->http_public))
+			return parse_fail(p, "audit", key, "true or false");
+	} else if (!strcmp(key, "http_max_connections")) {
+		if (!parse_u64(value, 1, KMSD_HTTP_CONNECTIONS_MAX, &n))
+			return parse_fail(p, "audit", key, "1 to 1024");
+		cfg->http_max_connections = (unsigned)n;
+	} else if (!strcmp(key, "http_timeout_ms")) {
+		if (!parse_u64(value, 100, 60000, &n))
+			return parse_fail(p, "audit", key, "100 to 60000");
+		cfg->http_timeout_ms = (unsigned)n;
+	} else if (!strcmp(key, "http_write_timeout_ms")) {
+		if (!parse_u64(value, 100, 600000, &n))
+			return parse_fail(p, "audit", key, "100 to 600000");
+		cfg->http_write_timeout_ms = (unsigned)n;
 	} else {
 		return parse_fail(p, "audit", key, "unknown key");
 	}
@@ -275,6 +291,26 @@ static kms_status check_readable(const char *path, const char *what)
 	return KMS_OK;
 }
 
+/* The HTTP endpoint answers anyone who can reach it: loopback unless the
+ * operator says otherwise in so many words. */
+static kms_status check_http(const char *path, const kmsd_config *cfg)
+{
+	if (!cfg->http_url[0])
+		return KMS_OK;
+	struct sockaddr_storage addr;
+	socklen_t addr_len;
+	bool loopback = false;
+	if (http_listen_parse(cfg->http_url, &addr, &addr_len, &loopback) != KMS_OK)
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "config %s: [audit] %s", path,
+		                kms_error_message());
+	if (!loopback && !cfg->http_public)
+		return KMS_FAIL(KMS_INVALID_ARGUMENT,
+		                "config %s: [audit] http = %s is not a loopback address: publish the "
+		                "tiles through a web server (docs/audit-log.md), or set [audit] "
+		                "http_public = true", path, cfg->http_url);
+	return KMS_OK;
+}
+
 static kms_status check_whole(const char *path, kmsd_config *cfg)
 {
 	if (cfg->data_dir[0] == '\0')
@@ -321,6 +357,7 @@ static kms_status check_whole(const char *path, kmsd_config *cfg)
 			                "present certificates", path);
 		KMS_GUARD(check_readable(cfg->tls_client_ca_file, "TLS client CA"));
 	}
+	KMS_GUARD(check_http(path, cfg));
 	if (!cfg->audit_origin[0])
 		snprintf(cfg->audit_origin, sizeof cfg->audit_origin, "kms.local/audit/%s", cfg->region);
 	if (cfg->gcm_reserve_block > cfg->gcm_max_encryptions)
@@ -340,6 +377,9 @@ kms_status kmsd_config_load(const char *path, kmsd_config *cfg)
 	cfg->seconds_per_day = 86400;
 	cfg->audit_checkpoint_ms = 1000;
 	cfg->audit_sync = true;
+	cfg->http_max_connections = 64;
+	cfg->http_timeout_ms = 5000;
+	cfg->http_write_timeout_ms = 30000;
 
 	FILE *f = fopen(path, "r");
 	if (!f)

@@ -19,6 +19,7 @@
 #define KMSD_MAX_IPC_PRINCIPALS 64
 #define KMSD_NAME_MAX 64
 #define KMSD_PATH_MAX 1024
+#define KMSD_HTTP_CONNECTIONS_MAX 1024
 
 typedef struct kmsd_ipc_principal {
 	uid_t uid;
@@ -54,6 +55,10 @@ typedef struct kmsd_config {
 	unsigned audit_checkpoint_ms;
 	bool audit_sync;           /* false only for benchmarks */
 	char http_url[KMSD_PATH_MAX]; /* serves the tiles, /healthz, /metrics; "" = off */
+	bool http_public;             /* allows a non-loopback http address */
+	unsigned http_max_connections; /* more are answered 503 and closed */
+	unsigned http_timeout_ms;      /* accept to the end of the request head */
+	unsigned http_write_timeout_ms; /* the whole response */
 	/* [ipc_principals] uid = name */
 	kmsd_ipc_principal ipc_principals[KMSD_MAX_IPC_PRINCIPALS];
 	size_t n_ipc_principals;

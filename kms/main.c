@@ -186,7 +186,17 @@ int main(int argc, char **argv)
 	if (d.cfg.http_url[0]) {
 		char public_dir[KMSD_PATH_MAX + 32];
 		snprintf(public_dir, sizeof public_dir, "%s/public", audit_dir);
-		if (http_start(&d, d.cfg.http_url, public_dir, &web) != KMS_OK) {
+		http_config web_cfg = {
+			.url = d.cfg.http_url,
+			.public_dir = public_dir,
+			.max_connections = d.cfg.http_max_connections,
+			.read_timeout_ms = d.cfg.http_timeout_ms,
+			.write_timeout_ms = d.cfg.http_write_timeout_ms,
+		};
+		if (d.cfg.http_public)
+			kms_log("warn", "http on %s ([audit] http_public = true): /healthz, /metrics and "
+			         "the tiles answer anyone who can reach it", d.cfg.http_url);
+		if (http_start(&d, &web_cfg, &web) != KMS_OK) {
 			kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
 			goto out;
 		}

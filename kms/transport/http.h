@@ -1,11 +1,22 @@
 /*
- * http.h: kmsd's HTTP side, on NNG's HTTP server (loopback by default):
- *   /healthz       200 "ok" when the HSM answers and the audit log is
- *                  writable, else 503 with the reason
- *   /metrics       Prometheus text: requests by operation and status,
- *                  requests in flight, audit entries, uptime
- *   /audit/...     the published tlog-tiles directory (checkpoint, tile/...),
- *                  read-only static files any mirror can copy
+ * http.h: kmsd's HTTP endpoint, a small HTTP/1.1 server of its own on one
+ * thread (epoll, non-blocking sockets), loopback by default:
+ *   /healthz       200 "ok" when the HSM answers (probed at most once a
+ *                  second), the audit log is writable and kmsd is not
+ *                  draining; else 503 with the reason
+ *   /metrics       Prometheus text (transport/metrics.c)
+ *   /audit/...     the published tlog-tiles files (checkpoint, tile/...),
+ *                  and no other file
+ *
+ * Bounds (docs/security.md, "HTTP"): at most max_connections open, a
+ * connection past that is answered 503 and closed at once; the request
+ * line and headers at most HTTP_HEAD_MAX bytes (431 past it, checked as
+ * bytes arrive, before any parsing); the request must arrive within
+ * read_timeout_ms of the accept and the response be written within
+ * write_timeout_ms, or the connection is closed; GET and HEAD only; one
+ * request per connection (Connection: close). At most
+ * 2 * max_connections + 3 file descriptors: each connection's socket and
+ * the file it is sending, the listener, the epoll and the wake-up fds.
  */
 #ifndef KMS_HTTP_H
 #define KMS_HTTP_H
@@ -16,10 +27,23 @@
 
 typedef struct http_server http_server;
 
-kms_status http_start(kmsd *d, const char *url, const char *audit_public_dir,
-                      http_server **out) KMS_MUST_USE;
+typedef struct http_config {
+	const char *url;             /* "http://127.0.0.1:7480" (http_listen_parse) */
+	const char *public_dir;      /* the audit log's published directory, or NULL */
+	unsigned max_connections;    /* 1.. */
+	unsigned read_timeout_ms;    /* accept to the end of the request head */
+	unsigned write_timeout_ms;   /* the whole response */
+} http_config;
 
-/* Stops serving and frees it. NULL is ignored. */
+/* Binds the listener and starts the HTTP thread. Fails (one line) when the
+ * URL does not parse, the address cannot be bound or the directory cannot
+ * be opened. Does not check that the address is loopback: the config does
+ * (docs/config.md, http_public). */
+kms_status http_start(kmsd *d, const http_config *cfg, http_server **out) KMS_MUST_USE;
+
+/* Stops the thread, closes every connection and the listener, frees s.
+ * Returns once the thread has exited (it never blocks on a peer). NULL is
+ * ignored. */
 void http_stop(http_server *s);
 
 #endif
