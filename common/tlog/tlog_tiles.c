@@ -228,7 +228,10 @@ static kms_status make_parents(char *full, size_t dir_len, const char *name)
 	for (char *slash = strchr(full + dir_len + 1, '/'); slash != NULL;
 	     slash = strchr(slash + 1, '/')) {
 		*slash = '\0';
+		/* chmod: the mode is the log's, not what the umask leaves. */
 		int rc = mkdir(full, TILE_DIR_MODE);
+		if (rc == 0)
+			rc = chmod(full, TILE_DIR_MODE);
 		int err = errno;
 		kms_status st = rc == 0 ? sync_parent(full, name) : KMS_OK;
 		*slash = '/';

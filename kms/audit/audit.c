@@ -457,8 +457,13 @@ kms_status audit_open(const audit_config *cfg, audit_log **out)
 	snprintf(log->public_dir, sizeof log->public_dir, "%s/%s", cfg->dir, AUDIT_PUBLIC_DIR);
 	snprintf(log->origin, sizeof log->origin, "%s", cfg->origin);
 
+	/* audit/ is private (log.bin); public/ and below are world-readable
+	 * (AUDIT_PUBLIC_DIR_MODE, whatever the umask) so that a copy or a
+	 * read-only bind mount of it can be served as is, while the data dir
+	 * above keeps everyone else out (docs/audit-log.md, "Files"). */
 	if ((mkdir(log->dir, 0700) != 0 && errno != EEXIST) ||
-	    (mkdir(log->public_dir, 0755) != 0 && errno != EEXIST)) {
+	    (mkdir(log->public_dir, AUDIT_PUBLIC_DIR_MODE) != 0 && errno != EEXIST) ||
+	    chmod(log->public_dir, AUDIT_PUBLIC_DIR_MODE) != 0) {
 		st = KMS_FAIL(KMS_INVALID_ARGUMENT, "audit: cannot create %s: %s", log->public_dir,
 		              strerror(errno));
 		goto out;

@@ -13,6 +13,7 @@
 #define AUDIT_RECORD_LEN_BYTES 2
 #define AUDIT_LOG_FILE "log.bin"
 #define AUDIT_PUBLIC_DIR "public"
+#define AUDIT_PUBLIC_DIR_MODE 0755 /* and tlog_tiles.c: directories 0755, files 0644 */
 #define AUDIT_QUEUE_MAX 4096 /* entries waiting for one batch */
 /* Bytes of log.bin allocated past every batch but an outcomes-only one, so
  * that the outcome of a change whose intent is durable always has room: 32
