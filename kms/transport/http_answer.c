@@ -122,6 +122,8 @@ static void set_text(http_response *out, int status, const char *type, const cha
 	set_head(out, status, type, len, CACHE_NONE, extra);
 }
 
+_Static_assert(HTTP_HEAD_MAX == 8192, "the 431 answer below says 8192 bytes");
+
 void http_answer_error(int status, http_response *out)
 {
 	const char *what;
