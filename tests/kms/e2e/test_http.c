@@ -11,9 +11,10 @@
  * (2) repeated_headers: six requests with 234 KB of repeated header lines
  *     are each refused (431, or closed) for a bounded amount of kmsd's CPU
  *     time, and ipc latency stays low.
- * (3) healthz_cache: /healthz is 200 "ok", and a burst of 1,000 /healthz
- *     requests makes at most one HSM probe per second (counted from the
- *     X-Kms-Health-Probe header).
+ * (3) healthz_cache: /healthz is 200 "ok", and a burst of /healthz requests
+ *     (at least 1,000, over at least 3 s) makes at most one HSM probe per
+ *     second (counted from the X-Kms-Health-Probe header), and the cached
+ *     result expires.
  * (4) only_published_paths: temporary files, other files under public/, a
  *     symbolic link, non-canonical tile paths, ".." and %-escapes are never
  *     served; methods other than GET/HEAD are 405; HEAD has no body.
@@ -56,6 +57,7 @@
 #define FLOOD_CONNECTIONS 1000
 #define FLOOD_FD_RESERVE 64        /* fds this test keeps for itself */
 #define FLOOD_CONNECT_MS 10000
+#define FDS_SLACK 16
 #define CLOSE_SLACK_MS 2000        /* past the deadline: the epoll wake-up, scheduling */
 #define ANSWER_MS 1000             /* a refused or cached answer comes at once */
 #define IPC_LATENCY_MAX_MS 1000
@@ -64,7 +66,9 @@
 #define HEADER_CPU_MAX_TICKS 50    /* 0.5 s of kmsd's CPU for all six (NNG: ~3 s each) */
 #define HEADER_SEND_MS 10000
 #define BURST 1000
-#define BURST_MAX_MS 60000
+#define BURST_SPAN_MS 3000
+#define BURST_LIMIT 100000
+#define BURST_MAX_MS 30000
 #define REPLY_MAX (20u << 20)
 #define ENTRIES_FOR_FULL_TILE 300
 #define CHECKPOINT_WAIT_MS 15000
@@ -367,7 +371,9 @@ static void half_sent_flood(void **state)
 	              "%llu ms; a new /healthz answered %d in %llu ms\n",
 	              fds_before, fds_during, opened, (unsigned long long)ipc_ms, health,
 	              (unsigned long long)health_ms);
-	assert_true(fds_during <= fds_before + HTTP_CAP + 2);
+	/* The cap, plus a few kmsd opens on its own meanwhile (the publisher's
+	 * tile files, an accept being refused); NNG's server held 979. */
+	assert_true(fds_during <= fds_before + HTTP_CAP + FDS_SLACK);
 	assert_true(ipc_ms < IPC_LATENCY_MAX_MS);
 	assert_true(health == 503 || health == 200);
 	assert_true(health_ms < ANSWER_MS);
@@ -484,7 +490,12 @@ static void healthz_cache(void **state)
 	uint64_t t0 = e2e_now_ms();
 	unsigned long long last_probe = first_probe;
 	int answered = 0;
-	for (int i = 0; i < BURST && e2e_now_ms() - t0 < BURST_MAX_MS; i++) {
+	/* At least BURST requests and at least BURST_SPAN_MS, so that the
+	 * bound is seen across several seconds; never more than BURST_LIMIT. */
+	int sent = 0;
+	for (; sent < BURST_LIMIT && e2e_now_ms() - t0 < BURST_MAX_MS &&
+	       (sent < BURST || e2e_now_ms() - t0 < BURST_SPAN_MS);
+	     sent++) {
 		int status = get("GET", "/healthz", &r);
 		if (status == 200 && header(&r, "X-Kms-Health-Probe", value, sizeof value)) {
 			answered++;
@@ -498,8 +509,9 @@ static void healthz_cache(void **state)
 	unsigned long long allowed = elapsed / 1000 + 2;
 	print_message("measured: %d of %d /healthz answered 200 in %llu ms; %llu HSM probes "
 	              "(allowed %llu)\n",
-	              answered, BURST, (unsigned long long)elapsed, probes, allowed);
-	assert_int_equal(answered, BURST);
+	              answered, sent, (unsigned long long)elapsed, probes, allowed);
+	assert_true(sent >= BURST);
+	assert_int_equal(answered, sent);
 	assert_true(probes <= allowed);
 
 	/* The cache expires: a later /healthz probes again. */
