@@ -59,8 +59,8 @@
 #define FLOOD_CONNECT_MS 10000
 #define FDS_SLACK 16
 #define CLOSE_SLACK_MS 2000        /* past the deadline: the epoll wake-up, scheduling */
-#define ANSWER_MS 1000             /* a refused or cached answer comes at once */
-#define IPC_LATENCY_MAX_MS 1000
+#define ANSWER_MS 2000             /* a refused or cached answer comes at once (NNG: 5 s) */
+#define IPC_LATENCY_MAX_MS 2000
 #define HEADER_REQUESTS 6
 #define HEADER_BYTES (234u * 1000u)
 #define HEADER_CPU_MAX_TICKS 50    /* 0.5 s of kmsd's CPU for all six (NNG: ~3 s each) */
