@@ -339,7 +339,10 @@ int admin_audit_check_not_rewound(struct cli *cli, const char *what, const tlog_
 	"                        last week): check the log only grew since\n"  \
 	"\n"                                                                   \
 	"Checks the checkpoint's signature, every entry bundle and hash tile, the\n" \
-	"root, and that each entry is a JSON object. Needs no kmsd and no HSM.\n" \
+	"root, and that each entry is a JSON object; then every other partial\n" \
+	"tile and bundle in DIR (older ones, or newer ones a copy caught): what\n" \
+	"the checkpoint covers of them must agree. Temporary files are skipped.\n" \
+	"Needs no kmsd and no HSM.\n" \
 	"Exit 1 when the log does not verify (one line says what), 2 when DIR or\n" \
 	"the key cannot be used.\n"
 
