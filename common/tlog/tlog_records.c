@@ -1,5 +1,6 @@
 #include "common/tlog/tlog_records.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/cursor.h"
@@ -39,14 +40,57 @@ static tlog_record_fault record_next(kms_cursor *c, const uint8_t **entry, uint1
 	return TLOG_RECORD_WHOLE;
 }
 
-/* After a record whose hash is wrong: the whole records that follow. */
-static void count_after(kms_cursor c, tlog_records_scan *out)
+/* Offsets in bytes[from..len] from which lengths chain exactly to len:
+ * one pass from the end, a bit per offset (bit i is offset from + i). */
+static uint8_t *chains_to_end(const uint8_t *bytes, size_t len, size_t from)
 {
-	const uint8_t *entry, *hash;
-	uint16_t len;
-	while (c.left > 0 && record_next(&c, &entry, &len, &hash) == TLOG_RECORD_WHOLE)
-		out->whole_after++;
-	out->after_reach_end = out->whole_after > 0 && c.left == 0;
+	size_t n = len - from;
+	uint8_t *lands = calloc(n / 8 + 1, 1);
+	if (lands == NULL)
+		return NULL;
+	lands[n / 8] |= (uint8_t)(1u << (n % 8));
+	for (size_t i = n; i-- > 0;) {
+		size_t at = from + i;
+		if (len - at < TLOG_RECORD_OVERHEAD + TLOG_ENTRY_MIN)
+			continue;
+		size_t entry_len = (size_t)bytes[at] << 8 | bytes[at + 1];
+		if (entry_len == 0 || len - at - TLOG_RECORD_OVERHEAD < entry_len)
+			continue;
+		size_t next = i + TLOG_RECORD_OVERHEAD + entry_len;
+		if (lands[next / 8] & (1u << (next % 8)))
+			lands[i / 8] |= (uint8_t)(1u << (i % 8));
+	}
+	return lands;
+}
+
+/* After a bad record at `from`: whether, from some later offset, whole
+ * records run exactly to the end of the file. Lengths are chained first,
+ * so only chains that land on the end are hashed. A torn write leaves no
+ * such run; damage in place (a flipped byte in an entry, a hash or a
+ * length field) does. */
+static kms_status find_whole_after(const uint8_t *bytes, size_t len, size_t from,
+                                   tlog_records_scan *out)
+{
+	uint8_t *lands = chains_to_end(bytes, len, from);
+	KMS_ENSURE(lands != NULL, KMS_INTERNAL, "tlog: out of memory reading %zu bytes of records",
+	           len - from);
+	for (size_t i = 1; from + i < len && !out->after_reach_end; i++) {
+		if (!(lands[i / 8] & (1u << (i % 8))))
+			continue;
+		kms_cursor c = kms_cursor_init(bytes + from + i, len - from - i);
+		const uint8_t *entry, *hash;
+		uint16_t entry_len;
+		uint64_t whole = 0;
+		while (c.left > 0 && record_next(&c, &entry, &entry_len, &hash) == TLOG_RECORD_WHOLE)
+			whole++;
+		if (c.left == 0 && whole > 0) {
+			out->whole_after = whole;
+			out->after_offset = from + i;
+			out->after_reach_end = true;
+		}
+	}
+	free(lands);
+	return KMS_OK;
 }
 
 kms_status tlog_records_scan_bytes(const uint8_t *bytes, size_t len, tlog_record_visitor visit,
@@ -60,9 +104,7 @@ kms_status tlog_records_scan_bytes(const uint8_t *bytes, size_t len, tlog_record
 		tlog_record_fault fault = record_next(&c, &entry, &entry_len, &hash);
 		if (fault != TLOG_RECORD_WHOLE) {
 			out->fault = fault;
-			if (fault == TLOG_RECORD_HASH)
-				count_after(c, out);
-			return KMS_OK;
+			return find_whole_after(bytes, len, (size_t)out->whole_bytes, out);
 		}
 		if (visit != NULL)
 			KMS_GUARD(visit(ctx, out->whole, out->whole_bytes, entry, entry_len, hash));

@@ -10,7 +10,8 @@
  * repair` both read the file through tlog_records_scan and write records
  * with tlog_record_put, so there is one copy of the format.
  *
- * Pure: no I/O, no allocation.
+ * Pure: no I/O. A scan that meets a bad record allocates a bit per byte
+ * after it, and frees it before it returns.
  */
 #ifndef KMS_TLOG_RECORDS_H
 #define KMS_TLOG_RECORDS_H
@@ -48,18 +49,21 @@ typedef struct tlog_records_scan {
 	uint64_t whole;          /* records that verify, from the start */
 	uint64_t whole_bytes;    /* their length: the offset of the first bad record */
 	tlog_record_fault fault; /* of record `whole`; TLOG_RECORD_WHOLE: the file ended */
-	/* Only when fault is TLOG_RECORD_HASH: read on at the bad record's own
-	 * length, how many whole records follow it, and whether they run
-	 * exactly to the end of the file. A torn write leaves nothing whole
-	 * after the tear; whole records after a bad one mean it was damaged
-	 * in place. */
-	uint64_t whole_after;
+	/* After a bad record: whether, from some later offset, whole records
+	 * run exactly to the end of the file (after_offset), and how many. A
+	 * torn write leaves nothing whole after the tear; whole records after
+	 * a bad one mean it was damaged in place (an entry, a hash or a length
+	 * field). */
 	bool after_reach_end;
+	uint64_t whole_after;   /* 0 unless after_reach_end */
+	uint64_t after_offset;
 } tlog_records_scan;
 
 /* Reads bytes[0..len) from offset 0 and stops at the first record that
- * does not verify. visit may be NULL; a failure from it stops the scan and
- * is returned. Otherwise KMS_OK, whatever the file holds: *out says. */
+ * does not verify, then looks past it for whole records (above). visit
+ * may be NULL; a failure from it stops the scan and is returned, as does
+ * KMS_INTERNAL when memory runs out. Otherwise KMS_OK, whatever the file
+ * holds: *out says. */
 kms_status tlog_records_scan_bytes(const uint8_t *bytes, size_t len, tlog_record_visitor visit,
                                    void *ctx, tlog_records_scan *out) KMS_MUST_USE;
 

@@ -98,7 +98,7 @@ static kms_status judge_tail(const audit_log *log, const tlog_records_scan *scan
 		         (unsigned long long)log->signed_size);
 		return refuse_damage(scan, why);
 	}
-	if (scan->fault == TLOG_RECORD_HASH && scan->after_reach_end) {
+	if (scan->after_reach_end) {
 		snprintf(why, sizeof why, "with %llu whole records after it",
 		         (unsigned long long)scan->whole_after);
 		return refuse_damage(scan, why);

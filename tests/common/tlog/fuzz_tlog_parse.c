@@ -145,8 +145,16 @@ static void fuzz_records(const uint8_t *data, size_t size)
 	FUZZ_CHECK(scan.whole == c.next && scan.whole_bytes == c.offset);
 	FUZZ_CHECK(scan.whole_bytes <= size);
 	FUZZ_CHECK((scan.fault == TLOG_RECORD_WHOLE) == (scan.whole_bytes == size));
-	FUZZ_CHECK(scan.fault == TLOG_RECORD_HASH || scan.whole_after == 0);
-	FUZZ_CHECK(!scan.after_reach_end || scan.whole_after > 0);
+	FUZZ_CHECK(scan.after_reach_end == (scan.whole_after > 0));
+	FUZZ_CHECK(scan.fault != TLOG_RECORD_WHOLE || !scan.after_reach_end);
+	if (scan.after_reach_end) {
+		/* From there on, every record is whole, to the very end. */
+		tlog_records_scan rest;
+		FUZZ_CHECK(scan.after_offset > scan.whole_bytes && scan.after_offset < size);
+		FUZZ_CHECK(tlog_records_scan_bytes(data + scan.after_offset, size - scan.after_offset,
+		                                   NULL, NULL, &rest) == KMS_OK);
+		FUZZ_CHECK(rest.fault == TLOG_RECORD_WHOLE && rest.whole == scan.whole_after);
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

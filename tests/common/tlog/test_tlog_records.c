@@ -117,12 +117,41 @@ static void damage_in_place(void **state)
 	assert_int_equal(s.whole_after, 0);
 	assert_false(s.after_reach_end);
 	f.bytes[f.len - 1] ^= 1;
-	/* The middle record's length: what follows it no longer lines up. */
+	/* The middle record's length: what follows no longer lines up at its
+	 * length, but the last record is still found, whole, to the end. */
 	f.bytes[f.offsets[1] + 1] ^= 1;
 	s = scan_of(&f, f.len);
 	assert_int_equal(s.whole, 1);
 	assert_int_equal(s.whole_bytes, f.offsets[1]);
 	assert_int_not_equal(s.fault, TLOG_RECORD_WHOLE);
+	assert_true(s.after_reach_end);
+	assert_int_equal(s.whole_after, 1);
+	assert_int_equal(s.after_offset, f.offsets[2]);
+	f.bytes[f.offsets[1] + 1] ^= 1;
+	/* A length field grown past the end of the file: cut short, yet the
+	 * records after it are whole. */
+	f.bytes[f.offsets[0]] = 0x7f;
+	s = scan_of(&f, f.len);
+	assert_int_equal(s.fault, TLOG_RECORD_SHORT);
+	assert_true(s.after_reach_end);
+	assert_int_equal(s.whole_after, 2);
+}
+
+/* What a crash leaves: the last batch's records cut anywhere, then
+ * nothing, or zeros. Never "whole records after it". */
+static void torn_batches_have_nothing_after(void **state)
+{
+	(void)state;
+	file f;
+	three(&f);
+	for (size_t len = f.offsets[1] + 1; len < f.len; len++) {
+		if (len == f.offsets[2])
+			continue;
+		tlog_records_scan s = scan_of(&f, len);
+		assert_int_not_equal(s.fault, TLOG_RECORD_WHOLE);
+		assert_false(s.after_reach_end);
+		assert_int_equal(s.whole_after, 0);
+	}
 }
 
 static void record_put_bounds(void **state)
@@ -147,6 +176,7 @@ int main(void)
 		cmocka_unit_test(whole_file),
 		cmocka_unit_test(torn_tails),
 		cmocka_unit_test(damage_in_place),
+		cmocka_unit_test(torn_batches_have_nothing_after),
 		cmocka_unit_test(record_put_bounds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,9 +16,9 @@
  *     stale partial bundle: `audit verify` fails naming the file, with and
  *     without --since.
  * (c) unpublished_damage_and_torn_tail: past the published checkpoint, a
- *     damaged record with a whole one after it stops kmsd and repair says
- *     where to truncate; a half record appended (a torn write) is cut and
- *     kmsd starts.
+ *     damaged record (a flipped hash, then a flipped length field) with a
+ *     whole one after it stops kmsd and repair says where to truncate; a
+ *     half record appended (a torn write) is cut and kmsd starts.
  * (d) export_under_load: `kms-admin audit export` of the live directory
  *     while three clients write (bounded in count and time), and a copy
  *     taken checkpoint first with cp -r: both verify.
@@ -470,6 +470,18 @@ static void unpublished_damage_and_torn_tail(void **state)
 	expect_admin(1, truncate_to, (const char *const[]){ "audit", "repair", audit, "--key",
 	                                                    g_vkey, NULL });
 	/* The documented way to drop them, knowingly. */
+	assert_int_equal(truncate(logbin, (off_t)end), 0);
+
+	/* The same two records, whole, then the first one's length field
+	 * flipped: nothing lines up after it at its length, yet the second
+	 * record is still whole to the end of the file. */
+	two[a - 1] ^= 0x80;
+	two[1] ^= 0x01;
+	append_file(logbin, two, a + b);
+	expect_refusal(said);
+	expect_refusal("with 1 whole records after it");
+	expect_admin(1, truncate_to, (const char *const[]){ "audit", "repair", audit, "--key",
+	                                                    g_vkey, NULL });
 	assert_int_equal(truncate(logbin, (off_t)end), 0);
 
 	/* A torn write: half a record. It is cut, and kmsd starts. */
