@@ -81,9 +81,12 @@ static kms_status find_whole_after(const uint8_t *bytes, size_t len, size_t from
 		const uint8_t *entry, *hash;
 		uint16_t entry_len;
 		uint64_t whole = 0;
-		while (c.left > 0 && record_next(&c, &entry, &entry_len, &hash) == TLOG_RECORD_WHOLE)
-			whole++;
-		if (c.left == 0 && whole > 0) {
+		bool all_whole = true;
+		while (all_whole && c.left > 0) {
+			all_whole = record_next(&c, &entry, &entry_len, &hash) == TLOG_RECORD_WHOLE;
+			whole += all_whole;
+		}
+		if (all_whole && whole > 0) {
 			out->whole_after = whole;
 			out->after_offset = from + i;
 			out->after_reach_end = true;

@@ -127,6 +127,13 @@ static void damage_in_place(void **state)
 	assert_true(s.after_reach_end);
 	assert_int_equal(s.whole_after, 1);
 	assert_int_equal(s.after_offset, f.offsets[2]);
+	/* ... but not when that last record's hash is wrong too (found by
+	 * the fuzzer: a chain that ends on a bad record is not whole). */
+	f.bytes[f.len - 1] ^= 1;
+	s = scan_of(&f, f.len);
+	assert_false(s.after_reach_end);
+	assert_int_equal(s.whole_after, 0);
+	f.bytes[f.len - 1] ^= 1;
 	f.bytes[f.offsets[1] + 1] ^= 1;
 	/* A length field grown past the end of the file: cut short, yet the
 	 * records after it are whole. */
