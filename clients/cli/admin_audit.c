@@ -339,7 +339,10 @@ int admin_audit_check_not_rewound(struct cli *cli, const char *what, const tlog_
 	"                        last week): check the log only grew since\n"  \
 	"\n"                                                                   \
 	"Checks the checkpoint's signature, every entry bundle and hash tile, the\n" \
-	"root, and that each entry is a JSON object. Needs no kmsd and no HSM.\n" \
+	"root, and that each entry is a JSON object; then every other partial\n" \
+	"tile and bundle in DIR (older ones, or newer ones a copy caught): what\n" \
+	"the checkpoint covers of them must agree. Temporary files are skipped.\n" \
+	"Needs no kmsd and no HSM.\n" \
 	"Exit 1 when the log does not verify (one line says what), 2 when DIR or\n" \
 	"the key cannot be used.\n"
 
@@ -350,6 +353,36 @@ const struct cli_command admin_audit_commands[] = {
 	  .args = "DIR [--key KEY | --key-file FILE] [--since OLD_CHECKPOINT]",
 	  .help = "Verify a copy of the audit log end to end, offline",
 	  .details = VERIFY_DETAILS },
+	{ .name = "export", .run = admin_audit_export, .local = true,
+	  .args = "SRC DST [--key KEY | --key-file FILE]",
+	  .help = "Copy a live audit log consistently up to its checkpoint, and verify the copy",
+	  .details =
+		"  SRC                   the log directory, e.g. <data_dir>/audit/public,\n"
+		"                        even while kmsd writes to it\n"
+		"  DST                   a new directory, or an older export to bring up\n"
+		"                        to date (never to a smaller checkpoint)\n"
+		KEY_HELP
+		"\n"
+		"Reads and verifies SRC's checkpoint first, copies exactly the tiles and\n"
+		"bundles of its size, writes the checkpoint last, then verifies DST.\n"
+		"Exit 1 when SRC or the copy does not verify, 2 for a bad DIR or key.\n" },
+	{ .name = "repair", .run = admin_audit_repair, .local = true,
+	  .args = "DIR [--key KEY | --key-file FILE]",
+	  .help = "Rebuild kmsd's log.bin from the verified entry bundles (kmsd stopped)",
+	  .details =
+		"  DIR                   kmsd's audit directory, <data_dir>/audit, which\n"
+		"                        holds log.bin and public/\n"
+		KEY_HELP
+		"                        Give the key you pinned: public/ is verified\n"
+		"                        with it before anything is written.\n"
+		"\n"
+		"For kmsd refusing to start because a record of log.bin is damaged.\n"
+		"Every record the signed checkpoint covers is rewritten from the entry\n"
+		"bundles; records past it are kept. The old file stays beside it as\n"
+		"log.bin.damaged-<time>. kmsd must be stopped (the same lock).\n"
+		"Exit 1 when public/ does not verify or a record past the checkpoint is\n"
+		"damaged (it says how to drop it), 2 when DIR, the lock or the key\n"
+		"cannot be used.\n" },
 	{ .name = "tail", .run = admin_audit_tail,
 	  .args = "[-n N] [-f] [--key KEY | --key-file FILE] DIR | --daemon",
 	  .help = "Print the last entries of the audit log as JSON lines",

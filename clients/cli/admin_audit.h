@@ -7,6 +7,9 @@
  *   admin_audit_read.c     audit tail DIR, audit show: entries from a copy
  *   admin_audit_prove.c    audit key, audit prove, audit tail --daemon:
  *                          against kmsd
+ *   admin_audit_repair.c   audit repair: kmsd's log.bin rebuilt from the
+ *                          verified entry bundles, kmsd stopped
+ *   admin_audit_export.c   audit export: a consistent copy of a live log
  *
  * The log's formats, proofs and the directory reader are common/tlog/'s;
  * these files only choose what to check and say what they found.
@@ -139,6 +142,8 @@ int admin_audit_tail(struct cli *cli, int argc, char **argv);        /* admin_au
 int admin_audit_show(struct cli *cli, int argc, char **argv);        /* admin_audit_read.c */
 int admin_audit_key_cmd(struct cli *cli, int argc, char **argv);     /* admin_audit_prove.c */
 int admin_audit_prove(struct cli *cli, int argc, char **argv);       /* admin_audit_prove.c */
+int admin_audit_repair(struct cli *cli, int argc, char **argv);      /* admin_audit_repair.c */
+int admin_audit_export(struct cli *cli, int argc, char **argv);      /* admin_audit_export.c */
 
 /* tail --daemon: the last lines entries of kmsd's signed log, each
  * checked with an inclusion proof; then, with follow, new ones as they

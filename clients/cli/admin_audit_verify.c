@@ -38,7 +38,7 @@ static int print_report(struct cli *cli, const char *dir, const char *vkey,
 		json_t *since_size = report->since_checked
 		                             ? json_integer((json_int_t)report->since_size)
 		                             : json_null();
-		json_t *doc = json_pack("{s:b, s:o, s:o, s:I, s:s, s:s, s:I, s:I, s:I, s:o}",
+		json_t *doc = json_pack("{s:b, s:o, s:o, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:o}",
 		                        "verified", 1, "dir", cli_json_str(dir),
 		                        "origin", cli_json_str(report->origin),
 		                        "tree_size", (json_int_t)report->tree_size,
@@ -46,6 +46,8 @@ static int print_report(struct cli *cli, const char *dir, const char *vkey,
 		                        "entries_checked", (json_int_t)report->entries_checked,
 		                        "bundles_checked", (json_int_t)report->bundles_checked,
 		                        "tiles_checked", (json_int_t)report->tiles_checked,
+		                        "other_files_checked", (json_int_t)report->extra_checked,
+		                        "past_checkpoint", (json_int_t)report->past_checkpoint,
 		                        "since_size", since_size);
 		return cli_json_print(cli, doc);
 	}
@@ -57,6 +59,11 @@ static int print_report(struct cli *cli, const char *dir, const char *vkey,
 	cli_field_fmt(cli->out, "entries checked", "%" PRIu64 " in %" PRIu64 " bundles, "
 	              "each a JSON object", report->entries_checked, report->bundles_checked);
 	cli_field_fmt(cli->out, "tiles checked", "%" PRIu64, report->tiles_checked);
+	if (report->extra_checked)
+		cli_field_fmt(cli->out, "other files", "%" PRIu64 " older or newer partial tiles and "
+		              "bundles agree with the signed tree; %" PRIu64 " of them hold more, past "
+		              "the checkpoint (not verified)", report->extra_checked,
+		              report->past_checkpoint);
 	if (report->since_checked)
 		cli_field_fmt(cli->out, "since", "the checkpoint of size %" PRIu64
 		              " is a prefix of this log", report->since_size);

@@ -595,3 +595,38 @@ kms_status tlog_dir_tiles_reader(void *ctx, unsigned level, uint64_t index,
 	           tile->path, offset, offset + count - 1);
 	return tlog_root((const uint8_t (*)[TLOG_HASH_SIZE])tile->hashes + offset, count, out);
 }
+
+/* ---- copying a log directory ---- */
+
+static kms_status copy_file(const char *src, const char *dst, const char *path, size_t max)
+{
+	uint8_t *bytes = NULL;
+	size_t len = 0;
+	KMS_GUARD(tlog_file_read(src, path, max, &bytes, &len));
+	kms_status st = tlog_file_write(dst, path, bytes, len, true);
+	free(bytes);
+	return st;
+}
+
+kms_status tlog_dir_copy(const char *src, const char *dst, uint64_t tree_size, uint64_t *files)
+{
+	char path[TLOG_TILE_PATH_MAX];
+	*files = 0;
+	KMS_ENSURE(tree_size <= TLOG_TREE_SIZE_MAX, KMS_INVALID_ARGUMENT,
+	           WHERE ": no tree of size %llu", (unsigned long long)tree_size);
+	for (uint64_t k = 0; k < tlog_bundle_count(tree_size); k++) {
+		KMS_GUARD(tlog_bundle_path(k, tlog_bundle_width(tree_size, k), path));
+		KMS_GUARD(copy_file(src, dst, path, TLOG_BUNDLE_BYTES_MAX));
+		(*files)++;
+	}
+	for (unsigned level = 0; level < tlog_tile_levels(tree_size); level++) {
+		uint64_t full = tlog_tile_full_count(tree_size, level);
+		unsigned partial = tlog_tile_partial_width(tree_size, level);
+		for (uint64_t k = 0; k < full + (partial > 0); k++) {
+			KMS_GUARD(tlog_tile_path(level, k, k < full ? TLOG_TILE_WIDTH : partial, path));
+			KMS_GUARD(copy_file(src, dst, path, TLOG_TILE_BYTES));
+			(*files)++;
+		}
+	}
+	return KMS_OK;
+}

@@ -205,6 +205,16 @@ kms_status tlog_dir_tile_get(tlog_dir_tiles *t, unsigned level, uint64_t index,
 kms_status tlog_dir_tiles_reader(void *ctx, unsigned level, uint64_t index,
                                  uint8_t out[static TLOG_HASH_SIZE]) KMS_MUST_USE;
 
+/* Copies from src to dst every file a tree of tree_size leaves needs, as
+ * tlog_verify_dir reads them: the entry bundles and the hash tiles, full
+ * and partial, at every level. Not the checkpoint: the caller writes it
+ * last (tlog_checkpoint_publish). Each file is written as tlog_file_write
+ * writes an immutable one, so a copy can be brought up to date in place.
+ * *files gets how many files were copied or found identical. Statuses as
+ * tlog_file_read and tlog_file_write. */
+kms_status tlog_dir_copy(const char *src, const char *dst, uint64_t tree_size,
+                         uint64_t *files) KMS_MUST_USE;
+
 /* Writes dir/path atomically and durably, creating its directories. An
  * immutable file that exists already must hold the same bytes: then
  * nothing is written; otherwise KMS_FAILED_PRECONDITION. A mutable file is

@@ -1,9 +1,12 @@
 #include "common/tlog/tlog_verify.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/tlog/tlog_tiles.h"
 
@@ -150,6 +153,192 @@ out:
 	return st;
 }
 
+/* ---- Step 6: the other tiles and bundles in the directory ---- */
+
+/* One tile or bundle file beside those the tree needs: an older partial a
+ * log kept after the full one appeared, or a newer file a copy caught
+ * before its checkpoint. */
+typedef struct extra_file {
+	bool bundle;           /* an entry bundle, else a hash tile */
+	unsigned level;        /* tile level (0 for bundles) */
+	uint64_t index;        /* <N> */
+	unsigned width;        /* hashes or entries it holds */
+	uint64_t covered;      /* of them, how many the checkpoint covers */
+	char path[TLOG_TILE_PATH_MAX];
+} extra_file;
+
+/* Hashes (or entries) at position index * 256 onward that the tree has. */
+static uint64_t covered_at(uint64_t tree_size, unsigned level, uint64_t index, unsigned width)
+{
+	uint64_t have = tlog_tile_level_hashes(tree_size, level);
+	uint64_t first = index * TLOG_TILE_WIDTH;
+	uint64_t left = have > first ? have - first : 0;
+	return left < width ? left : width;
+}
+
+static kms_status check_extra_tile(const char *dir, const tlog_tree *tree, const extra_file *f,
+                                   tlog_verify_report *report)
+{
+	uint8_t *bytes = NULL;
+	size_t len = 0;
+	kms_status st = KMS_OK;
+	GUARD_REPORT(st, report, "", tlog_file_read(dir, f->path, TLOG_TILE_BYTES, &bytes, &len));
+	if (len != (size_t)f->width * TLOG_HASH_SIZE) {
+		st = REPORT_FAIL(report, KMS_INVALID_CIPHERTEXT, "%s: %zu bytes, expected %u (%u hashes)",
+		                 f->path, len, f->width * TLOG_HASH_SIZE, f->width);
+		goto out;
+	}
+	for (unsigned i = 0; i < f->covered; i++) {
+		uint8_t expected[TLOG_HASH_SIZE];
+		GUARD_REPORT(st, report, "",
+		             tlog_tree_reader((void *)tree, TLOG_TILE_HEIGHT * f->level,
+		                              f->index * TLOG_TILE_WIDTH + i, expected));
+		if (!tlog_hash_equal(expected, bytes + (size_t)i * TLOG_HASH_SIZE)) {
+			st = REPORT_FAIL(report, KMS_INVALID_CIPHERTEXT,
+			                 "%s: hash %u differs from the signed tree", f->path, i);
+			goto out;
+		}
+	}
+out:
+	free(bytes);
+	return st;
+}
+
+static kms_status check_extra_bundle(const char *dir, const tlog_tree *tree, const extra_file *f,
+                                     tlog_verify_report *report)
+{
+	tlog_entry_span spans[TLOG_TILE_WIDTH];
+	uint8_t *bytes = NULL;
+	size_t len = 0;
+	kms_status st = KMS_OK;
+	uint64_t first = f->index * TLOG_TILE_WIDTH;
+	GUARD_REPORT(st, report, "",
+	             tlog_file_read(dir, f->path, TLOG_BUNDLE_BYTES_MAX, &bytes, &len));
+	GUARD_REPORT(st, report, "",
+	             tlog_bundle_parse(bytes, len, f->width, first, f->path, spans));
+	for (unsigned i = 0; i < f->covered; i++) {
+		uint8_t leaf[TLOG_HASH_SIZE], expected[TLOG_HASH_SIZE];
+		GUARD_REPORT(st, report, "", tlog_leaf_hash(spans[i].bytes, spans[i].len, leaf));
+		GUARD_REPORT(st, report, "", tlog_tree_reader((void *)tree, 0, first + i, expected));
+		if (!tlog_hash_equal(leaf, expected)) {
+			st = REPORT_FAIL(report, KMS_INVALID_CIPHERTEXT,
+			                 "entry %llu in %s differs from the signed tree",
+			                 (unsigned long long)(first + i), f->path);
+			goto out;
+		}
+	}
+out:
+	free(bytes);
+	return st;
+}
+
+/* Checks one extra file: what the checkpoint covers of it must be the
+ * signed tree's; the rest is counted as past the checkpoint. */
+static kms_status check_extra(const char *dir, const tlog_tree *tree, extra_file *f,
+                              tlog_verify_report *report)
+{
+	f->covered = covered_at(tlog_tree_size(tree), f->level, f->index, f->width);
+	KMS_GUARD(f->bundle ? check_extra_bundle(dir, tree, f, report)
+	                    : check_extra_tile(dir, tree, f, report));
+	report->extra_checked++;
+	if (f->covered < f->width)
+		report->past_checkpoint++;
+	return KMS_OK;
+}
+
+/* A partial width as its file is named: 1..255, decimal, no leading
+ * zero. Anything else in a .p directory (a writer's temporary file) is
+ * not a tile and is skipped. */
+static bool parse_width(const char *name, unsigned *width)
+{
+	unsigned value = 0;
+	if (name[0] < '1' || name[0] > '9' || strlen(name) > 3)
+		return false;
+	for (const char *p = name; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return false;
+		value = value * 10 + (unsigned)(*p - '0');
+	}
+	*width = value;
+	return value < TLOG_TILE_WIDTH;
+}
+
+/* Every partial file in <path of tile or bundle f>.p/, but the one the
+ * tree itself needs (skip_width, 0: none). */
+static kms_status check_partials_of(const char *dir, const tlog_tree *tree, extra_file f,
+                                    unsigned skip_width, tlog_verify_report *report)
+{
+	char full_path[TLOG_TILE_PATH_MAX], listing[4096];
+	snprintf(full_path, sizeof full_path, "%s", f.path);
+	int n = snprintf(listing, sizeof listing, "%s/%s.p", dir, full_path);
+	if (n < 0 || (size_t)n >= sizeof listing)
+		return REPORT_FAIL(report, KMS_INTERNAL, "%s.p: path too long", full_path);
+	DIR *d = opendir(listing);
+	if (d == NULL)
+		return errno == ENOENT || errno == ENOTDIR
+		               ? KMS_OK
+		               : REPORT_FAIL(report, KMS_INTERNAL, "%s.p: cannot list: %s", full_path,
+		                             strerror(errno));
+	kms_status st = KMS_OK;
+	struct dirent *e;
+	while (st == KMS_OK && (e = readdir(d)) != NULL) {
+		unsigned width;
+		if (!parse_width(e->d_name, &width) || width == skip_width)
+			continue;
+		f.width = width;
+		if (snprintf(f.path, sizeof f.path, "%s.p/%u", full_path, width) >= (int)sizeof f.path)
+			continue;
+		st = check_extra(dir, tree, &f, report);
+	}
+	closedir(d);
+	return st;
+}
+
+/* A full file at the index where the tree has only a partial one: a copy
+ * caught it before the checkpoint that covers it. */
+static kms_status check_full_past(const char *dir, const tlog_tree *tree, extra_file f,
+                                  tlog_verify_report *report)
+{
+	char full[4096];
+	struct stat sb;
+	f.width = TLOG_TILE_WIDTH;
+	int n = snprintf(full, sizeof full, "%s/%s", dir, f.path);
+	if (n < 0 || (size_t)n >= sizeof full || stat(full, &sb) != 0)
+		return KMS_OK;
+	return check_extra(dir, tree, &f, report);
+}
+
+/* Step 6, one level of tiles (or the bundles, level 0). */
+static kms_status check_extra_level(const char *dir, const tlog_tree *tree, bool bundle,
+                                    unsigned level, tlog_verify_report *report)
+{
+	kms_status st = KMS_OK;
+	uint64_t full = tlog_tile_full_count(tlog_tree_size(tree), level);
+	unsigned partial = tlog_tile_partial_width(tlog_tree_size(tree), level);
+	for (uint64_t k = 0; k <= full; k++) {
+		extra_file f = { .bundle = bundle, .level = level, .index = k };
+		GUARD_REPORT(st, report, "",
+		             bundle ? tlog_bundle_path(k, TLOG_TILE_WIDTH, f.path)
+		                    : tlog_tile_path(level, k, TLOG_TILE_WIDTH, f.path));
+		KMS_GUARD(check_partials_of(dir, tree, f, k == full ? partial : 0, report));
+		if (k == full && partial > 0)
+			KMS_GUARD(check_full_past(dir, tree, f, report));
+	}
+out:
+	return st;
+}
+
+static kms_status check_extra_files(const char *dir, const tlog_tree *tree,
+                                    tlog_verify_report *report)
+{
+	if (tlog_tree_size(tree) == 0)
+		return KMS_OK;
+	KMS_GUARD(check_extra_level(dir, tree, true, 0, report));
+	for (unsigned level = 0; level < tlog_tile_levels(tlog_tree_size(tree)); level++)
+		KMS_GUARD(check_extra_level(dir, tree, false, level, report));
+	return KMS_OK;
+}
+
 /* Step 1 for either checkpoint: the note verifies, the body parses. */
 static kms_status open_checkpoint(const char *text, size_t len, const tlog_verifier *key,
                                   const char *what, tlog_checkpoint *cp,
@@ -260,6 +449,7 @@ kms_status tlog_verify_dir(const char *dir, const char *verifier_key,
 
 	KMS_GUARD_OUT(st, read_entries(dir, cp.tree_size, &tree, report));
 	KMS_GUARD_OUT(st, check_tiles_and_root(dir, &cp, &tree, report));
+	KMS_GUARD_OUT(st, check_extra_files(dir, &tree, report));
 	if (since_checkpoint != NULL)
 		KMS_GUARD_OUT(st, check_since(since_checkpoint, &key, &cp, &tree, report));
 	if (visit != NULL)

@@ -13,7 +13,15 @@
  *   3. every hash tile of a tree of size N (full tiles and the partial tile
  *      at every level) is there and matches the rebuilt tree byte for byte;
  *   4. the rebuilt root is the checkpoint's root;
- *   5. with an older checkpoint: it verifies with the same key, names the
+ *   5. every other tile and bundle file in the directory at an index the
+ *      tree reaches: older partial tiles and bundles (tile/0/000.p/205
+ *      beside tile/0/000; kmsd keeps them), and files a copy caught before
+ *      its checkpoint (tile/0/001 where the tree has tile/0/001.p/44). The
+ *      part the checkpoint covers must match the signed tree (a partial is
+ *      a prefix of the full data); the part past it is counted, not
+ *      verified. Files past the tree's last index and temporary files
+ *      (".<name>.tmp-XXXXXX") are not read;
+ *   6. with an older checkpoint: it verifies with the same key, names the
  *      same origin, is no larger, and its root is the rebuilt tree's root at
  *      its size (this log only appended to what it had signed).
  *
@@ -52,6 +60,8 @@ typedef struct tlog_verify_report {
 	uint64_t entries_checked;
 	uint64_t bundles_checked;          /* entry bundle files read */
 	uint64_t tiles_checked;            /* hash tile files compared */
+	uint64_t extra_checked;            /* other tile and bundle files (step 6) */
+	uint64_t past_checkpoint;          /* of those, holding more than it covers */
 	bool since_checked;                /* the older checkpoint is a prefix */
 	uint64_t since_size;
 	char failure[KMS_ERROR_MAX];       /* "" when everything verified */

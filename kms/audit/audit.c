@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -64,52 +65,106 @@ kms_status audit_read_entry(audit_log *log, uint64_t i, char **entry, size_t *le
 	return KMS_OK;
 }
 
-/* Reads log.bin, keeps every record whose hash matches, cuts the rest. A
- * record can only be bad at the end (a write torn by a crash): everything
- * before it was fdatasync'ed before it was acknowledged. */
-static kms_status recover(audit_log *log)
+static kms_status index_visit(void *ctx, uint64_t index, uint64_t offset, const uint8_t *entry,
+                              size_t len, const uint8_t hash[static TLOG_HASH_SIZE])
+{
+	(void)index;
+	(void)entry;
+	(void)len;
+	return index_record(ctx, offset, hash);
+}
+
+/* Damage that recovery must not cut: kmsd stops, with the record and
+ * where it is, and what to do. (One line, under KMS_ERROR_MAX.) */
+#define REPAIR_HINT "stop kmsd and run 'kms-admin audit repair DATA_DIR/audit' (docs/audit-log.md)"
+
+static kms_status refuse_damage(const tlog_records_scan *scan, const char *why)
+{
+	return KMS_FAIL(KMS_FAILED_PRECONDITION,
+	                "audit: log.bin record %llu at offset %llu is damaged (%s), %s: " REPAIR_HINT,
+	                (unsigned long long)scan->whole, (unsigned long long)scan->whole_bytes,
+	                tlog_record_fault_text(scan->fault), why);
+}
+
+/* Which bad record is a torn tail (cut it) and which is damage (stop).
+ * Every batch was fdatasync'ed before it was acknowledged, and the
+ * checkpoint of signed_size was published after its entries were durable:
+ * a tear can only be past both, and leaves nothing whole after it. */
+static kms_status judge_tail(const audit_log *log, const tlog_records_scan *scan)
+{
+	char why[80];
+	if (scan->whole < log->signed_size) {
+		snprintf(why, sizeof why, "below the %llu signed entries",
+		         (unsigned long long)log->signed_size);
+		return refuse_damage(scan, why);
+	}
+	if (scan->after_reach_end) {
+		snprintf(why, sizeof why, "with %llu whole records after it",
+		         (unsigned long long)scan->whole_after);
+		return refuse_damage(scan, why);
+	}
+	return KMS_OK;
+}
+
+/* The first signed_size entries must be what was signed. */
+static kms_status check_signed_prefix(audit_log *log)
+{
+	uint8_t root[AUDIT_HASH_LEN];
+	uint64_t have = tlog_tree_size(&log->tree);
+	KMS_ENSURE(have >= log->signed_size, KMS_FAILED_PRECONDITION,
+	           "audit: log.bin holds %llu entries, fewer than the %llu signed: " REPAIR_HINT,
+	           (unsigned long long)have, (unsigned long long)log->signed_size);
+	KMS_GUARD(tlog_tree_root(&log->tree, log->signed_size, root));
+	KMS_ENSURE(tlog_hash_equal(root, log->signed_root), KMS_FAILED_PRECONDITION,
+	           "audit: the first %llu entries of log.bin differ from the signed checkpoint: "
+	           REPAIR_HINT, (unsigned long long)log->signed_size);
+	return KMS_OK;
+}
+
+static kms_status read_log_file(audit_log *log, uint8_t **all, size_t *size)
 {
 	struct stat st;
+	*all = NULL;
 	KMS_ENSURE(fstat(log->fd, &st) == 0, KMS_INTERNAL, "audit: stat %s/%s: %s", log->dir,
 	           AUDIT_LOG_FILE, strerror(errno));
-	size_t size = (size_t)st.st_size;
+	*size = (size_t)st.st_size;
+	if (*size == 0)
+		return KMS_OK;
+	*all = malloc(*size);
+	KMS_ENSURE(*all, KMS_INTERNAL, "audit: out of memory reading %zu bytes", *size);
+	if (pread(log->fd, *all, *size, 0) != (ssize_t)*size) {
+		free(*all);
+		*all = NULL;
+		return KMS_FAIL(KMS_INTERNAL, "audit: read %s/%s: %s", log->dir, AUDIT_LOG_FILE,
+		                strerror(errno));
+	}
+	return KMS_OK;
+}
+
+/* Reads log.bin and indexes its whole records. A bad record is cut only
+ * when it is a torn tail (judge_tail); anything else stops kmsd. */
+static kms_status recover(audit_log *log)
+{
 	uint8_t *all = NULL;
-	if (size) {
-		all = malloc(size);
-		KMS_ENSURE(all, KMS_INTERNAL, "audit: out of memory reading %zu bytes", size);
-		if (pread(log->fd, all, size, 0) != (ssize_t)size) {
-			free(all);
-			return KMS_FAIL(KMS_INTERNAL, "audit: read %s/%s: %s", log->dir, AUDIT_LOG_FILE,
-			                strerror(errno));
-		}
-	}
-	kms_cursor c = kms_cursor_init(all, size);
-	uint64_t good = 0;
-	kms_status status = KMS_OK;
-	while (c.left > 0) {
-		uint16_t len;
-		const uint8_t *entry, *hash;
-		uint8_t want[AUDIT_HASH_LEN];
-		if (!kms_cursor_u16be(&c, &len) || len == 0 || !kms_cursor_take(&c, len, &entry) ||
-		    !kms_cursor_take(&c, AUDIT_HASH_LEN, &hash))
-			break;
-		if (tlog_leaf_hash(entry, len, want) != KMS_OK || memcmp(want, hash, sizeof want) != 0)
-			break;
-		if ((status = index_record(log, good, hash)) != KMS_OK)
-			break;
-		good = (uint64_t)(c.next - all);
-	}
+	size_t size = 0;
+	tlog_records_scan scan;
+	KMS_GUARD(read_log_file(log, &all, &size));
+	kms_status status = tlog_records_scan_bytes(all, size, index_visit, log, &scan);
 	free(all);
 	KMS_GUARD(status);
-	if (good < size) {
-		kms_log("warn", "audit: cut a torn record at the end of %s/%s: %zu bytes after "
-		         "entry %llu were never acknowledged", log->dir, AUDIT_LOG_FILE,
-		         size - (size_t)good, (unsigned long long)tlog_tree_size(&log->tree));
-		KMS_ENSURE(ftruncate(log->fd, (off_t)good) == 0 && fdatasync(log->fd) == 0, KMS_INTERNAL,
-		           "audit: cannot cut the torn tail of %s/%s: %s", log->dir, AUDIT_LOG_FILE,
-		           strerror(errno));
+	if (scan.fault != TLOG_RECORD_WHOLE) {
+		KMS_GUARD(judge_tail(log, &scan));
+		kms_log("warn", "audit: cut a torn record at the end of %s/%s: record %llu at byte "
+		         "offset %llu (%s); %zu bytes after entry %llu were never acknowledged",
+		         log->dir, AUDIT_LOG_FILE, (unsigned long long)scan.whole,
+		         (unsigned long long)scan.whole_bytes, tlog_record_fault_text(scan.fault),
+		         size - (size_t)scan.whole_bytes, (unsigned long long)scan.whole);
+		KMS_ENSURE(ftruncate(log->fd, (off_t)scan.whole_bytes) == 0 && fdatasync(log->fd) == 0,
+		           KMS_INTERNAL, "audit: cannot cut the torn tail of %s/%s: %s", log->dir,
+		           AUDIT_LOG_FILE, strerror(errno));
 	}
-	log->durable_bytes = good;
+	KMS_GUARD(check_signed_prefix(log));
+	log->durable_bytes = scan.whole_bytes;
 	return KMS_OK;
 }
 
@@ -149,15 +204,17 @@ static kms_status write_batch(audit_log *log, audit_waiter *const *batch, size_t
 		st = KMS_FAIL(KMS_UNAVAILABLE, "out of memory for a batch of %zu entries", n);
 		goto out;
 	}
-	kms_writer w = kms_writer_init(buf, total);
-	for (size_t i = 0; i < n && st == KMS_OK; i++) {
-		st = tlog_leaf_hash((const uint8_t *)batch[i]->entry, batch[i]->len, hashes[i]);
-		kms_writer_u16be(&w, (uint16_t)batch[i]->len);
-		kms_writer_put(&w, batch[i]->entry, batch[i]->len);
-		kms_writer_put(&w, hashes[i], AUDIT_HASH_LEN);
+	for (size_t i = 0, at = 0; i < n; i++) {
+		size_t put = tlog_record_put(buf + at, total - at, (const uint8_t *)batch[i]->entry,
+		                             batch[i]->len);
+		if (put == 0) {
+			st = KMS_FAIL(KMS_UNAVAILABLE, "an entry of %zu bytes cannot be recorded",
+			              batch[i]->len);
+			goto out;
+		}
+		memcpy(hashes[i], buf + at + put - AUDIT_HASH_LEN, AUDIT_HASH_LEN);
+		at += put;
 	}
-	if (st != KMS_OK)
-		goto out;
 	st = room_for_batch(log, total, outcomes_only);
 	if (st != KMS_OK)
 		goto out; /* nothing written: the room kept so far stays */
@@ -475,8 +532,14 @@ kms_status audit_open(const audit_config *cfg, audit_log **out)
 		st = KMS_FAIL(KMS_INVALID_ARGUMENT, "audit: open %s: %s", path, strerror(errno));
 		goto out;
 	}
-	KMS_GUARD_OUT(st, recover(log));
+	if (flock(log->fd, LOCK_EX | LOCK_NB) != 0) {
+		st = KMS_FAIL(KMS_FAILED_PRECONDITION, "audit: %s is in use by another process "
+		              "(another kmsd, or kms-admin audit repair): %s", path, strerror(errno));
+		goto out;
+	}
 	KMS_GUARD_OUT(st, audit_signing_key(log));
+	KMS_GUARD_OUT(st, audit_load_signed(log));
+	KMS_GUARD_OUT(st, recover(log));
 	KMS_GUARD_OUT(st, audit_publish(log));
 	if (pthread_create(&log->writer, NULL, writer_main, log) != 0) {
 		st = KMS_FAIL(KMS_INTERNAL, "audit: cannot start the writer thread");

@@ -6,9 +6,15 @@
  *     u16 BE length | entry (1..65535 bytes) | 32-byte RFC 6962 leaf hash
  * appended by one writer thread in batches (group commit): a caller of
  * audit_append waits until the batch holding its entry is written and
- * fdatasync'ed, so no reply leaves before its entry is durable. A record
- * whose hash does not match, or that is cut short, can only be a torn write
- * at the end: audit_open cuts it (and says so); history is never rewritten.
+ * fdatasync'ed, so no reply leaves before its entry is durable (the
+ * format is common/tlog/tlog_records.h). audit_open cuts a bad record only
+ * when it is a torn write: past the largest checkpoint ever signed (read
+ * back from public/checkpoint) and with nothing whole after it. Any other
+ * bad record, or a log.bin shorter than or different from what was signed,
+ * stops audit_open (KMS_FAILED_PRECONDITION, naming the record and its
+ * offset); `kms-admin audit repair` rebuilds it from the entry bundles.
+ * History is never cut below what was signed, and no checkpoint smaller
+ * than one already signed is ever signed (docs/audit-log.md).
  *
  * Published: <dir>/public/ holds C2SP tlog-tiles (tile/..., tile/entries/...)
  * and a C2SP tlog-checkpoint `checkpoint`, signed as a C2SP signed-note with
@@ -47,8 +53,11 @@ typedef struct audit_config {
 	bool sync;                 /* fdatasync each batch; false only for benchmarks */
 } audit_config;
 
-/* Opens (or creates) the log, cuts a torn tail, rebuilds the tree, finds or
- * creates the signing key, publishes a checkpoint and starts the writer. */
+/* Opens (or creates) the log and locks log.bin (flock, exclusive: a second
+ * kmsd or a running repair fails here), finds or creates the signing key,
+ * reads the signed checkpoint, recovers log.bin (cuts a torn tail, refuses
+ * damage), rebuilds the tree, publishes a checkpoint and starts the
+ * writer. KMS_FAILED_PRECONDITION with one line when the log is damaged. */
 kms_status audit_open(const audit_config *cfg, audit_log **out) KMS_MUST_USE;
 
 /* Stops the writer after the entries already queued, publishes a final

@@ -9,9 +9,10 @@
 #include "kms/audit/audit.h"
 #include "hsm/hsm.h"
 #include "common/tlog/tlog_merkle.h"
+#include "common/tlog/tlog_records.h"
 
 #define AUDIT_RECORD_LEN_BYTES 2
-#define AUDIT_LOG_FILE "log.bin"
+#define AUDIT_LOG_FILE TLOG_RECORDS_FILE
 #define AUDIT_PUBLIC_DIR "public"
 #define AUDIT_PUBLIC_DIR_MODE 0755 /* and tlog_tiles.c: directories 0755, files 0644 */
 #define AUDIT_QUEUE_MAX 4096 /* entries waiting for one batch */
@@ -78,6 +79,13 @@ struct audit_log {
 	char *checkpoint;          /* the latest signed note (under lock) */
 	uint64_t checkpoint_size;
 	uint8_t checkpoint_root[AUDIT_HASH_LEN];
+
+	/* The largest checkpoint ever signed: read back from public/checkpoint
+	 * at open (it survives restarts there), raised by each publication.
+	 * Recovery never cuts below it and the publisher never signs below it
+	 * (publisher thread, or open/close when it is not running). */
+	uint64_t signed_size;
+	uint8_t signed_root[AUDIT_HASH_LEN];
 };
 
 /* Reads entry i (i < tree size) into a malloc'ed buffer. Takes no lock: the
@@ -90,6 +98,12 @@ kms_status audit_publish(audit_log *log) KMS_MUST_USE;
 
 /* Finds or creates the HSM signing key and the verifier key string. */
 kms_status audit_signing_key(audit_log *log) KMS_MUST_USE;
+
+/* Reads public/checkpoint, if there is one, into signed_size, signed_root
+ * and checkpoint: it must verify with this HSM's key (under the origin it
+ * names, which may be an older [audit] origin). KMS_FAILED_PRECONDITION
+ * when it does not. Called at open, after audit_signing_key. */
+kms_status audit_load_signed(audit_log *log) KMS_MUST_USE;
 
 
 #endif

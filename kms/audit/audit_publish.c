@@ -79,6 +79,86 @@ static kms_status read_hash_locked(void *ctx, unsigned level, uint64_t index,
 	return st;
 }
 
+/* The checkpoint in public/, verified with our own public key under the
+ * origin it names (an older [audit] origin signed with the same key still
+ * counts: the history it signed must not shrink). */
+static kms_status verify_own_checkpoint(audit_log *log, const char *note, size_t len,
+                                        tlog_checkpoint *cp)
+{
+	tlog_note_view view;
+	tlog_verifier key;
+	char origin[TLOG_KEY_NAME_MAX + 1];
+	char vkey[TLOG_VERIFIER_KEY_MAX];
+	KMS_GUARD(tlog_note_body(note, len, "public/checkpoint", &view));
+	KMS_GUARD(tlog_checkpoint_parse(view.body, view.body_len, "public/checkpoint", cp));
+	KMS_ENSURE(cp->origin_len <= TLOG_KEY_NAME_MAX, KMS_FAILED_PRECONDITION,
+	           "audit: public/checkpoint names an origin of %zu bytes", cp->origin_len);
+	memcpy(origin, cp->origin, cp->origin_len);
+	origin[cp->origin_len] = '\0';
+	KMS_GUARD(tlog_verifier_key_format(origin, log->public_key, vkey));
+	KMS_GUARD(tlog_verifier_key_parse(vkey, &key));
+	KMS_GUARD(tlog_note_verify(note, len, &key, "public/checkpoint", &view));
+	KMS_GUARD(tlog_checkpoint_parse(view.body, view.body_len, "public/checkpoint", cp));
+	if (cp->origin_len != strlen(log->origin) || memcmp(cp->origin, log->origin, cp->origin_len))
+		kms_log("warn", "audit: public/checkpoint was signed for origin %s; this kmsd signs "
+		         "for %s from now on (verifiers need the new verifier key)", origin,
+		         log->origin);
+	return KMS_OK;
+}
+
+kms_status audit_load_signed(audit_log *log)
+{
+	uint8_t *note = NULL;
+	size_t len = 0;
+	tlog_checkpoint cp;
+	log->signed_size = 0;
+	tlog_empty_root(log->signed_root);
+	kms_status st = tlog_file_read(log->public_dir, TLOG_CHECKPOINT_PATH, CHECKPOINT_NOTE_MAX,
+	                               &note, &len);
+	if (st == KMS_NOT_FOUND)
+		return KMS_OK; /* a new log: nothing signed yet */
+	KMS_GUARD(st);
+	char *text = malloc(len + 1);
+	if (text == NULL) {
+		free(note);
+		return KMS_FAIL(KMS_INTERNAL, "audit: out of memory");
+	}
+	memcpy(text, note, len);
+	text[len] = '\0';
+	free(note);
+	st = verify_own_checkpoint(log, text, len, &cp);
+	if (st != KMS_OK) {
+		char why[KMS_ERROR_MAX];
+		snprintf(why, sizeof why, "%s", kms_error_message());
+		free(text);
+		return KMS_FAIL(KMS_FAILED_PRECONDITION, "audit: %s: restore public/ from a mirror "
+		                "(docs/audit-log.md)", why);
+	}
+	log->signed_size = cp.tree_size;
+	memcpy(log->signed_root, cp.root, AUDIT_HASH_LEN);
+	free(log->checkpoint);
+	log->checkpoint = text;
+	log->checkpoint_size = cp.tree_size;
+	memcpy(log->checkpoint_root, cp.root, AUDIT_HASH_LEN);
+	return KMS_OK;
+}
+
+/* Never a checkpoint smaller than one already signed, nor another root at
+ * the same size: that would be a rollback signed with the log's own key. */
+static kms_status check_not_rollback(const audit_log *log, uint64_t size,
+                                     const uint8_t root[static TLOG_HASH_SIZE])
+{
+	if (size > log->signed_size || (size == log->signed_size &&
+	                                 tlog_hash_equal(root, log->signed_root)))
+		return KMS_OK;
+	kms_log("error", "audit: refused to sign a checkpoint of size %llu: one of size %llu "
+	         "was signed already", (unsigned long long)size,
+	         (unsigned long long)log->signed_size);
+	return KMS_FAIL(KMS_FAILED_PRECONDITION, "audit: refused to sign a checkpoint of size %llu "
+	                "below the signed size %llu", (unsigned long long)size,
+	                (unsigned long long)log->signed_size);
+}
+
 kms_status audit_publish(audit_log *log)
 {
 	char body[CHECKPOINT_BODY_MAX];
@@ -95,6 +175,7 @@ kms_status audit_publish(audit_log *log)
 	st = tlog_tree_root(&log->tree, size, root);
 	pthread_rwlock_unlock(&log->tree_lock);
 	KMS_GUARD(st);
+	KMS_GUARD(check_not_rollback(log, size, root));
 	KMS_GUARD(tlog_bundles_write(log->public_dir, read_entry_into, log, log->published_size,
 	                             size));
 	KMS_GUARD(tlog_tiles_write(log->public_dir, read_hash_locked, log, log->published_size,
@@ -112,6 +193,8 @@ kms_status audit_publish(audit_log *log)
 	log->checkpoint_size = size;
 	memcpy(log->checkpoint_root, root, sizeof root);
 	log->published_size = size;
+	log->signed_size = size;
+	memcpy(log->signed_root, root, sizeof root);
 	log->last_publish_ms = kms_monotonic_us() / 1000;
 	pthread_mutex_unlock(&log->lock);
 	return KMS_OK;

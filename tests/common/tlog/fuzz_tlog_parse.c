@@ -5,13 +5,15 @@
  *   0: a signed note, verified with Go's PeterNeumann test key;
  *   1: a checkpoint body;
  *   2: a width byte (0 means 256), then an entry bundle of that width;
- *   3: a verifier key string.
+ *   3: a verifier key string;
+ *   4: a durable record file (log.bin, tlog_records.h).
  *
  * Invariants: nothing read outside the input (ASan); a failure leaves its
  * output zeroed; what parses is canonical, i.e. formatting the parsed
  * value gives back the exact input bytes (checkpoint, bundle, verifier key
  * with a lowercase key id), and a verified note's body is a prefix of it
- * ending in a newline.
+ * ending in a newline; the whole records of a record file, written again,
+ * are its first bytes, and a bad one is inside the input.
  */
 #include <stdbool.h>
 #include <string.h>
@@ -20,10 +22,11 @@
 #include "common/error.h"
 #include "tests/support/fuzz.h"
 #include "common/tlog/tlog_note.h"
+#include "common/tlog/tlog_records.h"
 #include "common/tlog/tlog_tiles.h"
 
 #define PETER_VKEY "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
-#define MODES 4
+#define MODES 5
 
 static uint8_t scratch[TLOG_BUNDLE_BYTES_MAX];
 static char text[TLOG_NOTE_MAX + 1];
@@ -112,6 +115,48 @@ static void fuzz_vkey(const uint8_t *data, size_t size)
 	                  text + name_len + 1 + TLOG_KEY_ID_HEX_LEN) == 0);
 }
 
+typedef struct records_ctx {
+	const uint8_t *data;
+	size_t size;
+	uint64_t next;
+	uint64_t offset;
+} records_ctx;
+
+static kms_status records_visit(void *ctx, uint64_t index, uint64_t offset, const uint8_t *entry,
+                                size_t len, const uint8_t hash[static TLOG_HASH_SIZE])
+{
+	records_ctx *c = ctx;
+	FUZZ_CHECK(index == c->next && offset == c->offset);
+	FUZZ_CHECK(entry == c->data + offset + TLOG_ENTRY_LENGTH_SIZE &&
+	           hash == entry + len);
+	size_t put = tlog_record_put(scratch, sizeof scratch, entry, len);
+	FUZZ_CHECK(put == TLOG_RECORD_OVERHEAD + len && offset + put <= c->size);
+	FUZZ_CHECK(memcmp(scratch, c->data + offset, put) == 0);
+	c->next++;
+	c->offset += put;
+	return KMS_OK;
+}
+
+static void fuzz_records(const uint8_t *data, size_t size)
+{
+	records_ctx c = { .data = data, .size = size };
+	tlog_records_scan scan;
+	FUZZ_CHECK(tlog_records_scan_bytes(data, size, records_visit, &c, &scan) == KMS_OK);
+	FUZZ_CHECK(scan.whole == c.next && scan.whole_bytes == c.offset);
+	FUZZ_CHECK(scan.whole_bytes <= size);
+	FUZZ_CHECK((scan.fault == TLOG_RECORD_WHOLE) == (scan.whole_bytes == size));
+	FUZZ_CHECK(scan.after_reach_end == (scan.whole_after > 0));
+	FUZZ_CHECK(scan.fault != TLOG_RECORD_WHOLE || !scan.after_reach_end);
+	if (scan.after_reach_end) {
+		/* From there on, every record is whole, to the very end. */
+		tlog_records_scan rest;
+		FUZZ_CHECK(scan.after_offset > scan.whole_bytes && scan.after_offset < size);
+		FUZZ_CHECK(tlog_records_scan_bytes(data + scan.after_offset, size - scan.after_offset,
+		                                   NULL, NULL, &rest) == KMS_OK);
+		FUZZ_CHECK(rest.fault == TLOG_RECORD_WHOLE && rest.whole == scan.whole_after);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
@@ -129,8 +174,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 2:
 		fuzz_bundle(data, size);
 		break;
-	default:
+	case 3:
 		fuzz_vkey(data, size);
+		break;
+	default:
+		fuzz_records(data, size);
 		break;
 	}
 	kms_error_clear();

@@ -498,6 +498,84 @@ static void incremental_publishing(void **state)
 	test_rmdir(dir);
 }
 
+/* Partial files beside the ones the tree needs: kmsd keeps the old ones
+ * (tile/0/000.p/100 after tile/0/000.p/... of 300), and each is checked as
+ * a prefix of the signed tree, naming the file when it is not. */
+static void stale_partials(void **state)
+{
+	fixture *f = *state;
+	char dir[4096], note[TEST_NOTE_CAP];
+	uint8_t root[TLOG_HASH_SIZE];
+	unsigned seed = 0;
+	tlog_verify_report r;
+	test_mkdtemp(dir, "stale");
+	test_make_log(dir, 100, seed, ORIGIN, &f->key, root, NULL);
+	test_make_log(dir, LOG_SIZE, seed, ORIGIN, &f->key, root, note);
+	assert_true(test_file_exists(dir, "tile/0/000.p/100"));
+	assert_true(test_file_exists(dir, "tile/entries/000.p/100"));
+	assert_int_equal(tlog_verify_dir(dir, f->key.vkey, NULL, NULL, NULL, &r), KMS_OK);
+	assert_int_equal(r.extra_checked, 2);
+	assert_int_equal(r.past_checkpoint, 0);
+
+	char fixture_dir[4096];
+	snprintf(fixture_dir, sizeof fixture_dir, "%s", f->dir);
+	snprintf(f->dir, sizeof f->dir, "%s", dir);
+	flip_byte(f, "tile/0/000.p/100", 99 * TLOG_HASH_SIZE + 3);
+	expect_fail(f, NULL, KMS_INVALID_CIPHERTEXT, "tile/0/000.p/100: hash 99 differs");
+	expect_fail(f, note, KMS_INVALID_CIPHERTEXT, "tile/0/000.p/100: hash 99 differs");
+	flip_byte(f, "tile/0/000.p/100", 99 * TLOG_HASH_SIZE + 3);
+	flip_byte(f, "tile/entries/000.p/100", 2 + 7);
+	expect_fail(f, NULL, KMS_INVALID_CIPHERTEXT, "entry 0 in tile/entries/000.p/100 differs");
+	flip_byte(f, "tile/entries/000.p/100", 2 + 7);
+	test_write_file(dir, "tile/0/000.p/100", "short", 5);
+	expect_fail(f, NULL, KMS_INVALID_CIPHERTEXT, "tile/0/000.p/100: 5 bytes");
+	snprintf(f->dir, sizeof f->dir, "%s", fixture_dir);
+	test_rmdir(dir);
+}
+
+/* A copy that caught files written for a larger tree than its checkpoint,
+ * and a writer's temporary files: what the checkpoint covers is verified,
+ * the rest counted; temporary files are skipped. */
+static void files_past_the_checkpoint(void **state)
+{
+	fixture *f = *state;
+	char dir[4096], note200[TEST_NOTE_CAP];
+	uint8_t root[TLOG_HASH_SIZE];
+	tlog_tree tree;
+	unsigned seed = 0;
+	char entry[ENTRY_CAP];
+	tlog_verify_report r;
+	test_mkdtemp(dir, "past");
+	test_make_log(dir, LOG_SIZE, seed, ORIGIN, &f->key, root, NULL);
+	tlog_tree_init(&tree);
+	for (uint64_t i = 0; i < 200; i++) {
+		size_t len = test_entry(i, seed, entry, sizeof entry);
+		assert_int_equal(tlog_tree_append_entry(&tree, (const uint8_t *)entry, len), KMS_OK);
+	}
+	assert_int_equal(tlog_bundles_write(dir, test_entry_reader, &seed, 0, 200), KMS_OK);
+	assert_int_equal(tlog_tiles_write(dir, tlog_tree_reader, &tree, 0, 200), KMS_OK);
+	assert_int_equal(tlog_tree_root(&tree, 200, root), KMS_OK);
+	test_sign_checkpoint(&f->key, ORIGIN, 200, root, note200);
+	assert_int_equal(tlog_checkpoint_publish(dir, note200, strlen(note200)), KMS_OK);
+	test_write_file(dir, "tile/0/.000.tmp-AbCdEf", "half", 4);
+	test_write_file(dir, "tile/0/000.p/.200.tmp-AbCdEf", "half", 4);
+
+	assert_int_equal(tlog_verify_dir(dir, f->key.vkey, NULL, NULL, NULL, &r), KMS_OK);
+	assert_int_equal(r.tree_size, 200);
+	assert_int_equal(r.past_checkpoint, 2); /* tile/0/000 and tile/entries/000 */
+
+	char fixture_dir[4096];
+	snprintf(fixture_dir, sizeof fixture_dir, "%s", f->dir);
+	snprintf(f->dir, sizeof f->dir, "%s", dir);
+	flip_byte(f, "tile/0/000", 250 * TLOG_HASH_SIZE); /* past 200: not covered */
+	expect_ok(f, NULL, &r);
+	flip_byte(f, "tile/0/000", 199 * TLOG_HASH_SIZE);
+	expect_fail(f, NULL, KMS_INVALID_CIPHERTEXT, "tile/0/000: hash 199 differs");
+	snprintf(f->dir, sizeof f->dir, "%s", fixture_dir);
+	tlog_tree_free(&tree);
+	test_rmdir(dir);
+}
+
 static void small_logs(void **state)
 {
 	fixture *f = *state;
@@ -536,6 +614,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(since_older_checkpoint, setup, teardown),
 		cmocka_unit_test_setup_teardown(incremental_publishing, setup, teardown),
 		cmocka_unit_test_setup_teardown(small_logs, setup, teardown),
+		cmocka_unit_test_setup_teardown(stale_partials, setup, teardown),
+		cmocka_unit_test_setup_teardown(files_past_the_checkpoint, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
