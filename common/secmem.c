@@ -1,7 +1,10 @@
 #include <kms/secmem.h>
 
+#include "common/secmem_cap.h"
+
 #include <openssl/crypto.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -22,6 +25,35 @@ struct secmem_header {
 #define SECMEM_MAGIC 0x6b6d732d73656372ULL /* "kms-secr" */
 
 static atomic_size_t lock_failures;
+static atomic_size_t mapped_bytes;
+static atomic_size_t cap_bytes; /* 0: none */
+
+void kms_secure_set_cap(size_t cap)
+{
+	atomic_store(&cap_bytes, cap);
+}
+
+size_t kms_secure_cap(void)
+{
+	return atomic_load(&cap_bytes);
+}
+
+size_t kms_secure_mapped_bytes(void)
+{
+	return atomic_load(&mapped_bytes);
+}
+
+/* Takes map_len from the budget, or refuses when that would pass the cap. */
+static bool reserve(size_t map_len)
+{
+	size_t cap = atomic_load(&cap_bytes);
+	size_t now = atomic_load(&mapped_bytes);
+	do {
+		if (cap && (map_len > cap || now > cap - map_len))
+			return false;
+	} while (!atomic_compare_exchange_weak(&mapped_bytes, &now, now + map_len));
+	return true;
+}
 
 size_t kms_secure_lock_failures(void)
 {
@@ -40,10 +72,14 @@ void *kms_secure_alloc(size_t len)
 	if (len > SIZE_MAX - sizeof(struct secmem_header) - page)
 		return NULL;
 	size_t map_len = (sizeof(struct secmem_header) + len + page - 1) / page * page;
+	if (!reserve(map_len))
+		return NULL;
 	void *map = mmap(NULL, map_len, PROT_READ | PROT_WRITE,
 	                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (map == MAP_FAILED)
+	if (map == MAP_FAILED) {
+		atomic_fetch_sub(&mapped_bytes, map_len);
 		return NULL;
+	}
 	(void)madvise(map, map_len, MADV_DONTDUMP);
 	if (mlock(map, map_len) != 0)
 		atomic_fetch_add_explicit(&lock_failures, 1, memory_order_relaxed);
@@ -65,4 +101,5 @@ void kms_secure_free(void *block)
 	OPENSSL_cleanse(h, map_len);
 	(void)munlock(h, map_len);
 	munmap(h, map_len);
+	atomic_fetch_sub(&mapped_bytes, map_len);
 }

@@ -170,6 +170,10 @@ static int on_limits(struct config_parse *p, const char *key, const char *value)
 		if (!parse_u64(value, 1024, 64u << 20, &n))
 			return parse_fail(p, "limits", key, "1024 to 67108864");
 		cfg->max_request_bytes = (size_t)n;
+	} else if (!strcmp(key, "max_locked_bytes")) {
+		if (!parse_u64(value, 1u << 20, 64ull << 30, &n))
+			return parse_fail(p, "limits", key, "1048576 to 68719476736");
+		cfg->max_locked_bytes = (size_t)n;
 	} else if (!strcmp(key, "gcm_max_encryptions")) {
 		if (!parse_u64(value, 1, 1ull << 32, &n))
 			return parse_fail(p, "limits", key, "1 to 4294967296 (NIST SP 800-38D)");
@@ -358,6 +362,8 @@ static kms_status check_whole(const char *path, kmsd_config *cfg)
 		KMS_GUARD(check_readable(cfg->tls_client_ca_file, "TLS client CA"));
 	}
 	KMS_GUARD(check_http(path, cfg));
+	if (!cfg->max_locked_bytes)
+		cfg->max_locked_bytes = KMSD_LOCKED_DEFAULT(cfg->workers, cfg->max_request_bytes);
 	if (!cfg->audit_origin[0])
 		snprintf(cfg->audit_origin, sizeof cfg->audit_origin, "kms.local/audit/%s", cfg->region);
 	if (cfg->gcm_reserve_block > cfg->gcm_max_encryptions)

@@ -21,6 +21,15 @@
 #define KMSD_PATH_MAX 1024
 #define KMSD_HTTP_CONNECTIONS_MAX 1024
 
+/* Locked memory one worker may need for one request: the unpacked request
+ * (its bytes and the structures around them) and the reply it builds, each
+ * at most about max_request_bytes, and its arena's first chunk. */
+#define KMSD_LOCKED_PER_WORKER(max_request) (2 * (size_t)(max_request) + ((size_t)1 << 20))
+/* The default [limits] max_locked_bytes: every worker's need at once, and
+ * room for the HSM PIN, the TLS key and the HSM layer's scratch blocks. */
+#define KMSD_LOCKED_DEFAULT(workers, max_request) \
+	((size_t)(workers) * KMSD_LOCKED_PER_WORKER(max_request) + ((size_t)4 << 20))
+
 typedef struct kmsd_ipc_principal {
 	uid_t uid;
 	char name[KMSD_NAME_MAX];
@@ -46,6 +55,7 @@ typedef struct kmsd_config {
 	char hsm_pin_env[KMSD_NAME_MAX];
 	/* [limits] */
 	size_t max_request_bytes;
+	size_t max_locked_bytes; /* secret memory kmsd may map; default: KMSD_LOCKED_DEFAULT */
 	uint64_t gcm_max_encryptions;
 	uint32_t gcm_reserve_block;
 	unsigned tick_seconds; /* how often deletion and rotation are checked */

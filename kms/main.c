@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "kms/config.h"
 #include "common/error.h"
+#include "common/secmem_cap.h"
 #include "hsm/hsm.h"
 #include "kms/keys/keyring.h"
 #include "kms/kmsd.h"
@@ -125,6 +126,8 @@ int main(int argc, char **argv)
 		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
 		return 1;
 	}
+	/* Whatever CAP_IPC_LOCK lets root lock: secret memory stops here. */
+	kms_secure_set_cap(d.cfg.max_locked_bytes);
 	if (mkdir(d.cfg.data_dir, 0700) != 0 && errno != EEXIST) {
 		kms_log("fatal", "data_dir %s: %s", d.cfg.data_dir, strerror(errno));
 		return 1;
@@ -210,8 +213,9 @@ int main(int argc, char **argv)
 		kms_log("warn", "%zu blocks of secret memory could not be locked in RAM "
 		         "(RLIMIT_MEMLOCK): secrets may reach swap; raise the limit "
 		         "(systemd: LimitMEMLOCK=)", kms_secure_lock_failures());
-	kms_log("info", "ready: region %s, %u workers, token \"%s\"", d.cfg.region,
-	         d.cfg.workers, d.cfg.hsm_token_label);
+	kms_log("info", "ready: region %s, %u workers, token \"%s\", at most %zu bytes of "
+	         "locked memory", d.cfg.region, d.cfg.workers, d.cfg.hsm_token_label,
+	         d.cfg.max_locked_bytes);
 
 	int sig = 0;
 	sigwait(&sigs, &sig);

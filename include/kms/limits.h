@@ -56,6 +56,13 @@
  * full batch) and room for the envelope and per-item messages. */
 #define KMS_RESPONSE_MAX_DEFAULT (KMS_REQUEST_MAX_DEFAULT + ((size_t)64 << 10))
 
+/* Protobuf fields in one packed request, counting every element of every
+ * repeated field in every nested message: a full batch whose items each
+ * carry a key, a payload and a full encryption context (3 fields a pair)
+ * fits, with room for the envelope. kmsd counts them on the wire before
+ * unpacking, because unpacking allocates for each. */
+#define KMS_REQUEST_FIELDS_MAX (KMS_BATCH_MAX * (4 + 3 * KMS_CONTEXT_MAX_PAIRS) + 256)
+
 /* ---- the control plane ---- */
 
 /* A key's description, in bytes of UTF-8: a label for humans, stored with

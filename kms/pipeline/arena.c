@@ -6,6 +6,8 @@
 
 #include <kms/secmem.h>
 
+#include "common/secmem_cap.h"
+
 #define ARENA_ALIGN 16
 
 struct arena_chunk {
@@ -20,6 +22,7 @@ struct arena {
 	struct arena_chunk *first; /* kept across resets */
 	struct arena_chunk *extra; /* larger or later chunks, freed on reset */
 	size_t chunk_size;
+	bool exhausted; /* a chunk was refused since the last reset */
 };
 
 static struct arena_chunk *chunk_new(size_t cap)
@@ -49,6 +52,7 @@ arena *arena_new(size_t chunk_size)
 
 void arena_reset(arena *a)
 {
+	a->exhausted = false;
 	kms_wipe(a->first->data, a->first->used);
 	a->first->used = 0;
 	while (a->extra) {
@@ -87,8 +91,10 @@ void *arena_alloc(arena *a, size_t size)
 		return p;
 	size_t cap = size > a->chunk_size ? size : a->chunk_size;
 	struct arena_chunk *c = chunk_new(cap);
-	if (!c)
+	if (!c) {
+		a->exhausted = true;
 		return NULL;
+	}
 	c->next = a->extra;
 	a->extra = c;
 	return chunk_take(c, size);
@@ -139,4 +145,17 @@ ProtobufCAllocator arena_protobuf_allocator(arena *a)
 {
 	ProtobufCAllocator al = { .alloc = pb_alloc, .free = pb_free, .allocator_data = a };
 	return al;
+}
+
+bool arena_exhausted(const arena *a)
+{
+	return a->exhausted;
+}
+
+kms_status arena_refuse(const arena *a, const char *doing)
+{
+	(void)a;
+	return KMS_FAIL(KMS_UNAVAILABLE, "kmsd's locked memory is used up ([limits] "
+	                "max_locked_bytes = %zu) while %s: retry later, or raise the cap",
+	                kms_secure_cap(), doing);
 }

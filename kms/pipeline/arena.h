@@ -9,10 +9,13 @@
 #ifndef KMS_ARENA_H
 #define KMS_ARENA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <protobuf-c/protobuf-c.h>
+
+#include "common/error.h"
 
 typedef struct arena arena;
 
@@ -36,6 +39,13 @@ char *arena_printf(arena *a, const char *fmt, ...) __attribute__((format(printf,
 
 /* Wipes what was used and forgets it; extra chunks are released. */
 void arena_reset(arena *a);
+
+/* Whether an allocation failed since the last reset because secret memory
+ * is used up (common/secmem_cap.h): the request is then refused whole. */
+bool arena_exhausted(const arena *a);
+
+/* KMS_UNAVAILABLE with one line naming the cap and what was being done. */
+kms_status arena_refuse(const arena *a, const char *doing) KMS_MUST_USE;
 
 /* A protobuf-c allocator drawing from a (its free does nothing). */
 ProtobufCAllocator arena_protobuf_allocator(arena *a);

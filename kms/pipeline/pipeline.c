@@ -16,6 +16,7 @@
 #include "kms/transport/metrics.h"
 #include "kms/pipeline/ops.h"
 #include "kms/pipeline/refusals.h"
+#include "kms/pipeline/wire_scan.h"
 #include "proto/status_wire.h"
 
 static bool request_id_ok(const char *id)
@@ -33,76 +34,6 @@ static bool request_id_ok(const char *id)
 	return true;
 }
 
-/*
- * protobuf-c hands strings over NUL-terminated and drops their length, so a
- * string holding U+0000 would reach the validators cut at the NUL: an
- * encryption context {"k": "a\0b"} would be checked, bound and audited as
- * {"k": "a"}, and a Decrypt presenting {"k": "a\0anything"} would pass
- * (context.h forbids U+0000 for exactly this reason). So the wire bytes are
- * walked once more, by the descriptors, and a string field with a NUL byte
- * is refused. protobuf-c has accepted the bytes, so they are well-formed;
- * the walk still checks every length against what is left.
- */
-#define WIRE_DEPTH_MAX 8 /* Request > Batch > item > StringPair is 4 */
-
-static bool wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-	uint64_t x = 0;
-	for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
-		uint8_t b = *(*p)++;
-		x |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80)) {
-			*v = x;
-			return true;
-		}
-	}
-	return false;
-}
-
-static bool wire_strings_nul_free(const ProtobufCMessageDescriptor *desc, const uint8_t *p,
-                                  size_t len, unsigned depth)
-{
-	const uint8_t *end = p + len;
-	if (depth > WIRE_DEPTH_MAX)
-		return false;
-	while (p < end) {
-		uint64_t tag, n;
-		if (!wire_varint(&p, end, &tag) || (tag >> 3) > UINT32_MAX)
-			return false;
-		const ProtobufCFieldDescriptor *f =
-		        protobuf_c_message_descriptor_get_field(desc, (unsigned)(tag >> 3));
-		switch (tag & 7) {
-		case 0: /* varint */
-			if (!wire_varint(&p, end, &n))
-				return false;
-			break;
-		case 1: /* 64-bit */
-			if (end - p < 8)
-				return false;
-			p += 8;
-			break;
-		case 5: /* 32-bit */
-			if (end - p < 4)
-				return false;
-			p += 4;
-			break;
-		case 2: /* length-delimited */
-			if (!wire_varint(&p, end, &n) || n > (uint64_t)(end - p))
-				return false;
-			if (f && f->type == PROTOBUF_C_TYPE_STRING && memchr(p, 0, (size_t)n))
-				return false;
-			if (f && f->type == PROTOBUF_C_TYPE_MESSAGE &&
-			    !wire_strings_nul_free(f->descriptor, p, (size_t)n, depth + 1))
-				return false;
-			p += n;
-			break;
-		default: /* groups: kms.proto has none */
-			return false;
-		}
-	}
-	return true;
-}
-
 /* Step 2: unpack into the arena and check the envelope and the operation. */
 static kms_status decode(op_ctx *ctx, const uint8_t *bytes, size_t len,
                          Kms__Request **out)
@@ -111,8 +42,13 @@ static kms_status decode(op_ctx *ctx, const uint8_t *bytes, size_t len,
 	if (len > ctx->d->cfg.max_request_bytes)
 		return KMS_FAIL(KMS_INVALID_ARGUMENT, "request of %zu bytes exceeds the limit of %zu",
 		                len, ctx->d->cfg.max_request_bytes);
+	/* Counts first: unpacking allocates for every element (wire_scan.h). */
+	wire_scan_result scanned;
+	KMS_GUARD(wire_scan(&kms__request__descriptor, bytes, len, &scanned));
 	ProtobufCAllocator al = arena_protobuf_allocator(ctx->arena);
 	Kms__Request *req = kms__request__unpack(&al, len, bytes);
+	if (!req && arena_exhausted(ctx->arena))
+		return arena_refuse(ctx->arena, "unpacking the request");
 	if (!req)
 		return KMS_FAIL(KMS_INVALID_ARGUMENT, "request is not a valid kms.Request protobuf");
 	if (!request_id_ok(req->request_id))
@@ -129,7 +65,13 @@ static kms_status decode(op_ctx *ctx, const uint8_t *bytes, size_t len,
 		return KMS_FAIL(KMS_INVALID_ARGUMENT, "request %s: no operation, or one this daemon "
 		                "does not serve (field %d)", req->request_id, (int)req->op_case);
 	*out = req;
-	if (!wire_strings_nul_free(&kms__request__descriptor, bytes, len, 0))
+	/* protobuf-c hands strings over NUL-terminated and drops their length,
+	 * so a string holding U+0000 would reach the validators cut at the NUL:
+	 * a context {"k": "a\0b"} would be checked, bound and audited as
+	 * {"k": "a"} (context.h forbids U+0000 for this reason), and the audit
+	 * entry must not record such a string as if it were the value sent. */
+	ctx->audit.string_nul = scanned.nul_in_string;
+	if (scanned.nul_in_string)
 		return KMS_FAIL(KMS_INVALID_ARGUMENT, "request %s: a string field contains U+0000",
 		                req->request_id);
 	if (ctx->op->validate)
@@ -320,10 +262,6 @@ kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
 		st = admit(&ctx, &refused);
 	if (st == KMS_OK)
 		st = decode(&ctx, request, len, &req);
-	/* A string cut at U+0000 by protobuf-c must not be recorded as if it
-	 * were the value sent. */
-	if (st != KMS_OK && req && !wire_strings_nul_free(&kms__request__descriptor, request, len, 0))
-		ctx.audit.string_nul = true;
 	kms_wipe(request, len); /* the request may hold plaintext */
 	ctx.audit.request = req;
 	if (st == KMS_OK)
@@ -341,6 +279,10 @@ kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
 		st = audit_intent(&ctx, started);
 	if (st == KMS_OK)
 		st = ctx.op->handle(&ctx, req, &resp);
+	/* An allocation the cap refused may have become one batch item's
+	 * error or none at all: the whole request is refused, without a result. */
+	if (in_flight && arena_exhausted(a))
+		st = arena_refuse(a, "handling the request");
 
 	char message[KMS_ERROR_MAX] = "";
 	if (st != KMS_OK)

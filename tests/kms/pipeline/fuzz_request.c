@@ -2,8 +2,9 @@
  * fuzz_request: kmsd's request path up to the handler, without an HSM.
  *
  * Input: the bytes of a packed kms.Request, as a peer sends them. They go
- * through pipeline.c's own decode (size limit, kms__request__unpack into a
- * worker arena, the envelope, ops_find, the wire-string check, the
+ * through pipeline.c's own decode (size limit, the wire scan of counts
+ * before unpacking, kms__request__unpack into a
+ * worker arena, the envelope, ops_find, the NUL-in-string check, the
  * operation's validator),
  * then the audit entry is built exactly as pipeline.c's audit step builds
  * it, for every request that decoded (a refused request is audited too).
