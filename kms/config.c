@@ -170,6 +170,14 @@ static int on_limits(struct config_parse *p, const char *key, const char *value)
 		if (!parse_u64(value, 1024, 64u << 20, &n))
 			return parse_fail(p, "limits", key, "1024 to 67108864");
 		cfg->max_request_bytes = (size_t)n;
+	} else if (!strcmp(key, "reply_send_timeout_ms")) {
+		if (!parse_u64(value, 100, 60000, &n))
+			return parse_fail(p, "limits", key, "100 to 60000");
+		cfg->reply_send_timeout_ms = (unsigned)n;
+	} else if (!strcmp(key, "max_tls_connections")) {
+		if (!parse_u64(value, 1, 65536, &n))
+			return parse_fail(p, "limits", key, "1 to 65536");
+		cfg->max_tls_connections = (unsigned)n;
 	} else if (!strcmp(key, "max_locked_bytes")) {
 		if (!parse_u64(value, 1u << 20, 64ull << 30, &n))
 			return parse_fail(p, "limits", key, "1048576 to 68719476736");
@@ -377,6 +385,8 @@ kms_status kmsd_config_load(const char *path, kmsd_config *cfg)
 	strcpy(cfg->region, "in-mum");
 	cfg->workers = 8;
 	cfg->max_request_bytes = KMS_REQUEST_MAX_DEFAULT;
+	cfg->reply_send_timeout_ms = 5000;
+	cfg->max_tls_connections = 256;
 	cfg->gcm_max_encryptions = DEFAULT_GCM_MAX_ENCRYPTIONS;
 	cfg->gcm_reserve_block = DEFAULT_GCM_RESERVE_BLOCK;
 	cfg->tick_seconds = 10;

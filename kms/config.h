@@ -55,6 +55,8 @@ typedef struct kmsd_config {
 	char hsm_pin_env[KMSD_NAME_MAX];
 	/* [limits] */
 	size_t max_request_bytes;
+	unsigned reply_send_timeout_ms; /* a peer that does not take its reply is dropped */
+	unsigned max_tls_connections;   /* tls+tcp:// and tcp:// pipes at once */
 	size_t max_locked_bytes; /* secret memory kmsd may map; default: KMSD_LOCKED_DEFAULT */
 	uint64_t gcm_max_encryptions;
 	uint32_t gcm_reserve_block;

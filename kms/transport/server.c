@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,8 @@ struct server {
 	nng_tls_config *tls;
 	worker *workers;
 	unsigned n_workers;
+	atomic_uint network_pipes; /* tls+tcp:// and tcp:// connections now */
+	atomic_uint refused_pipes; /* closed past max_tls_connections, ever */
 };
 
 static caller_transport transport_of(const server *s, nng_pipe p)
@@ -107,10 +110,41 @@ static bool receive(worker *w)
 	return true;
 }
 
+/* A peer that does not take its reply within reply_send_timeout_ms would
+ * hold this worker (and, pipelining, every worker): it is dropped, and
+ * every reply still queued for it fails at once. */
+static void drop_slow_peer(worker *w, nng_pipe pipe, const pipeline_peer *peer)
+{
+	kms_log("warn", "a reply to %s%s was not taken within %u ms: connection closed",
+	        peer->transport == CALLER_IPC ? "an ipc peer" : "peer ", peer->remote,
+	        w->srv->d->cfg.reply_send_timeout_ms);
+	(void)nng_pipe_close(pipe);
+}
+
+static void send_reply(worker *w, nng_msg *out, nng_pipe pipe, const pipeline_peer *peer)
+{
+	/* NNG frees `out` once sent without wiping it: a plaintext in a reply
+	 * stays in freed heap memory until reused (documented in docs/security.md). */
+	nng_aio_set_msg(w->aio, out);
+	nng_aio_set_timeout(w->aio, (nng_duration)w->srv->d->cfg.reply_send_timeout_ms);
+	nng_ctx_send(w->ctx, w->aio);
+	nng_aio_wait(w->aio);
+	nng_aio_set_timeout(w->aio, NNG_DURATION_DEFAULT); /* receives wait for a request */
+	int rv = nng_aio_result(w->aio);
+	if (rv == 0)
+		return;
+	nng_msg_free(nng_aio_get_msg(w->aio));
+	if (rv == NNG_ETIMEDOUT)
+		drop_slow_peer(w, pipe, peer);
+	else if (rv != NNG_ECLOSED)
+		kms_log("warn", "reply not sent: %s", nng_strerror(rv));
+}
+
 static void serve_one(worker *w, nng_msg *msg)
 {
 	pipeline_peer peer;
-	describe_peer(w->srv, nng_msg_get_pipe(msg), &peer);
+	nng_pipe pipe = nng_msg_get_pipe(msg); /* kept: msg is freed before the reply */
+	describe_peer(w->srv, pipe, &peer);
 
 	uint8_t *reply = NULL;
 	size_t reply_len = 0;
@@ -133,16 +167,7 @@ static void serve_one(worker *w, nng_msg *msg)
 		kms_log("error", "dropped a reply: %s", nng_strerror(rv));
 		return;
 	}
-	/* NNG frees `out` once sent without wiping it: a plaintext in a reply
-	 * stays in freed heap memory until reused (documented in docs/security.md). */
-	nng_aio_set_msg(w->aio, out);
-	nng_ctx_send(w->ctx, w->aio);
-	nng_aio_wait(w->aio);
-	if ((rv = nng_aio_result(w->aio)) != 0) {
-		nng_msg_free(nng_aio_get_msg(w->aio));
-		if (rv != NNG_ECLOSED)
-			kms_log("warn", "reply not sent: %s", nng_strerror(rv));
-	}
+	send_reply(w, out, pipe, &peer);
 }
 
 static void *worker_main(void *arg)
@@ -157,6 +182,30 @@ static void *worker_main(void *arg)
 		serve_one(w, nng_aio_get_msg(w->aio));
 	}
 	return NULL;
+}
+
+/* NNG's pipe events (its own threads): network connections past
+ * max_tls_connections are closed before they are added, so no worker ever
+ * sees them. ipc peers are not counted here. */
+static void on_pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	server *s = arg;
+	if (transport_of(s, p) == CALLER_IPC)
+		return;
+	if (ev == NNG_PIPE_EV_REM_POST) {
+		atomic_fetch_sub(&s->network_pipes, 1);
+		return;
+	}
+	if (ev != NNG_PIPE_EV_ADD_PRE)
+		return;
+	unsigned now = atomic_fetch_add(&s->network_pipes, 1) + 1;
+	if (now <= s->d->cfg.max_tls_connections)
+		return;
+	unsigned refused = atomic_fetch_add(&s->refused_pipes, 1) + 1;
+	if (refused == 1 || refused % 1000 == 0) /* a flood logs a line per 1000 */
+		kms_log("warn", "closed a network connection past [limits] max_tls_connections "
+		        "= %u (%u closed so far)", s->d->cfg.max_tls_connections, refused);
+	(void)nng_pipe_close(p);
 }
 
 static kms_status read_file(const char *path, char **out, bool secret)
@@ -292,6 +341,11 @@ kms_status server_start(kmsd *d, server **out)
 	/* The size limit comes before any listener exists. */
 	if ((rv = nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, d->cfg.max_request_bytes)) != 0) {
 		st = KMS_FAIL(KMS_INTERNAL, "nng recv-size-max: %s", nng_strerror(rv));
+		goto out;
+	}
+	if ((rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_PRE, on_pipe_event, s)) != 0 ||
+	    (rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, on_pipe_event, s)) != 0) {
+		st = KMS_FAIL(KMS_INTERNAL, "nng pipe notify: %s", nng_strerror(rv));
 		goto out;
 	}
 	KMS_GUARD_OUT(st, start_workers(s));
