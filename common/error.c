@@ -56,6 +56,39 @@ const char *kms_error_where(void)
 	return last_where;
 }
 
+/* A path starts at a '/' that begins a word, and ends where a word does. */
+static bool starts_path(const char *msg, size_t i)
+{
+	return msg[i] == '/' && (i == 0 || strchr(" (\"'=[,", msg[i - 1]));
+}
+
+static size_t path_end(const char *msg, size_t i)
+{
+	while (msg[i] && !strchr(" :)\"',]", msg[i]))
+		i++;
+	return i;
+}
+
+bool kms_error_strip_paths(char *msg)
+{
+	bool cut = false;
+	for (size_t i = 0; msg[i]; i++) {
+		if (!starts_path(msg, i))
+			continue;
+		size_t end = path_end(msg, i);
+		while (end > i + 1 && msg[end - 1] == '/')
+			end--; /* a directory: keep its own name */
+		size_t last = i;
+		for (size_t j = i; j < end; j++)
+			if (msg[j] == '/')
+				last = j;
+		/* Drop msg[i..last]: the directories, and the slash before the name. */
+		memmove(msg + i, msg + last + 1, strlen(msg + last + 1) + 1);
+		cut = true;
+	}
+	return cut;
+}
+
 void kms_error_clear(void)
 {
 	last_error[0] = '\0';

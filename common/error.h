@@ -14,6 +14,8 @@
 #ifndef KMS_COMMON_ERROR_H
 #define KMS_COMMON_ERROR_H
 
+#include <stdbool.h>
+
 #include <kms/status.h>
 
 #define KMS_ERROR_MAX 256
@@ -33,6 +35,13 @@ const char *kms_error_message(void);
 /* Where the last message was recorded, "file.c:123" ("" when none). For
  * kmsd's own log only: never in a response, an audit entry or CLI output. */
 const char *kms_error_where(void);
+
+/* Cuts every absolute filesystem path in msg (a '/' that starts a word)
+ * to its last component, in place: "store: open /var/lib/kms/kms.db: ..."
+ * becomes "store: open kms.db: ...". A reply or an audit entry names the
+ * file, never where the operator keeps it; kmsd's log has the whole line.
+ * Returns whether anything was cut. */
+bool kms_error_strip_paths(char *msg);
 
 /* Forgets the last message on this thread. */
 void kms_error_clear(void);

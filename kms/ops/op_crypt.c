@@ -348,6 +348,7 @@ static kms_status batch_run(op_ctx *ctx, const Kms__Request *req, Kms__Response 
 			char *message = arena_printf(ctx->arena, "item %zu: %s", i,
 			                             kms_error_message());
 			KMS_ENSURE(message, KMS_INTERNAL, "out of request memory");
+			(void)kms_error_strip_paths(message); /* as the reply's own message */
 			ops_field_set(r, shape.message, message);
 		}
 		results[i] = r;

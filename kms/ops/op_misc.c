@@ -20,6 +20,8 @@ kms_status op_health(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
 	kms_status st = hsm_random(ctx->d->hsm, probe, sizeof probe);
 	h->hsm_ok = st == KMS_OK;
 	h->hsm_message = arena_strdup(ctx->arena, st == KMS_OK ? "" : kms_error_message());
+	if (h->hsm_message)
+		(void)kms_error_strip_paths(h->hsm_message); /* the module's name, not its path */
 	h->region = ctx->d->cfg.region;
 	h->version = KMSD_VERSION;
 	h->token_label = ctx->d->cfg.hsm_token_label;

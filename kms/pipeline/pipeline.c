@@ -242,6 +242,20 @@ static kms_status encode(const Kms__Response *resp, uint8_t **reply, size_t *rep
 	return KMS_OK;
 }
 
+/* The failure's line as the client and the audit entry get it: the message
+ * alone (ids, never secret bytes), with every filesystem path cut to its
+ * last component. kmsd's own log keeps the whole line and its source
+ * position, for a failure of kmsd itself and for a line that named a path. */
+static void public_message(const op_ctx *ctx, kms_status st, char *message, size_t cap)
+{
+	snprintf(message, cap, "%s", kms_error_message());
+	bool cut = kms_error_strip_paths(message);
+	if (st == KMS_INTERNAL || cut)
+		kms_log(st == KMS_INTERNAL ? "error" : "warn", "request %s (%s): %s (%s)",
+		        ctx->request_id, ctx->op ? ctx->op->name : "undecoded",
+		        kms_error_message(), kms_error_where());
+}
+
 kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
                            uint8_t *request, size_t len,
                            uint8_t **reply, size_t *reply_len)
@@ -286,12 +300,7 @@ kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
 
 	char message[KMS_ERROR_MAX] = "";
 	if (st != KMS_OK)
-		snprintf(message, sizeof message, "%s", kms_error_message());
-	/* The client sees the message alone; a bug's source position is for
-	 * the operator (messages name ids, never secret bytes). */
-	if (st == KMS_INTERNAL)
-		kms_log("error", "request %s (%s): %s (%s)", ctx.request_id,
-		        ctx.op ? ctx.op->name : "undecoded", message, kms_error_where());
+		public_message(&ctx, st, message, sizeof message);
 	/* A peer refused at admit is recorded with the other refusals of its
 	 * burst (refusals.h): a flood of them must not fill the disk. */
 	kms_status audited = refused ? pipeline_refuse_peer(d, peer, refused)
@@ -300,7 +309,7 @@ kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
 		/* Fail closed: no result leaves without its audit entry. (A request
 		 * already refused as UNAVAILABLE keeps the message saying why.) */
 		st = audited;
-		snprintf(message, sizeof message, "%s", kms_error_message());
+		public_message(&ctx, st, message, sizeof message);
 	}
 	if (st != KMS_OK)
 		resp.result_case = KMS__RESPONSE__RESULT__NOT_SET;

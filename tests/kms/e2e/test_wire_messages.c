@@ -1,0 +1,132 @@
+/*
+ * test_wire_messages: what a reply's message may say, against a real kmsd
+ * on a real SoftHSM token over its real ipc socket.
+ *
+ * Error replies carried absolute paths (the store's "store: open
+ * /.../data/kms.db: ...", the audit log's and the HSM module's paths) to
+ * any caller, unadmitted peers included. Each failure below is caused for
+ * real, and every reply's message must hold neither the test's data
+ * directory, nor any '/'-rooted path, nor a source position ("file.c:12"),
+ * while kmsd's own log keeps the whole line.
+ *
+ * (1) refusals: bytes that are not a request, a request that repeats a
+ *     field, a ciphertext that does not parse. (An unmapped uid's refusal
+ *     names the uid only: test_e2e's unmapped_ipc_uid_is_denied.)
+ * (2) store_failure: the database file is moved away before a worker first
+ *     opens it: the reply is INTERNAL, naming "kms.db" only.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/support/harness.h"
+
+#define RAW_TIMEOUT_MS 10000
+#define STORE_TRIES 8 /* more than the workers: one lands on a fresh one */
+
+static harness H;
+
+static void check_message(const char *what, const char *msg)
+{
+	printf("# %s: \"%s\"\n", what, msg);
+	if (strstr(msg, H.dir) || strstr(msg, ".c:") || strstr(msg, " /") || strstr(msg, "(/"))
+		fail_msg("%s: the reply names a path or a source position: %s", what, msg);
+	assert_null(strchr(msg, '\n'));
+}
+
+static Kms__Response *raw_call(const uint8_t *bytes, size_t n)
+{
+	size_t len = 0;
+	uint8_t *reply = harness_raw(H.ipc_url, bytes, n, RAW_TIMEOUT_MS, &len);
+	assert_non_null(reply);
+	Kms__Response *r = kms__response__unpack(NULL, len, reply);
+	free(reply);
+	assert_non_null(r);
+	return r;
+}
+
+static void setup_kmsd(void)
+{
+	harness_options o = { .workers = 2 };
+	assert_true(harness_start(&H, &o));
+}
+
+static void refusals(void **state)
+{
+	(void)state;
+	setup_kmsd();
+	const uint8_t garbage[] = { 0xff, 0xff, 0xff, 0xff, 0x0f };
+	Kms__Response *r = raw_call(garbage, sizeof garbage);
+	assert_int_equal(r->status, KMS__STATUS__INVALID_ARGUMENT);
+	check_message("not a request", r->message);
+	kms__response__free_unpacked(r, NULL);
+
+	const uint8_t twice[] = { 0x12, 0x01, 'a', 0x12, 0x01, 'b' }; /* request_id twice */
+	r = raw_call(twice, sizeof twice);
+	assert_int_equal(r->status, KMS__STATUS__INVALID_ARGUMENT);
+	check_message("a field twice", r->message);
+	kms__response__free_unpacked(r, NULL);
+
+	uint8_t blob[64];
+	memset(blob, 0x41, sizeof blob);
+	Kms__DecryptRequest d = KMS__DECRYPT_REQUEST__INIT;
+	d.ciphertext_blob.data = blob;
+	d.ciphertext_blob.len = sizeof blob;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_DECRYPT;
+	req.decrypt = &d;
+	r = harness_call(&H, &req);
+	assert_non_null(r);
+	assert_int_not_equal(r->status, KMS__STATUS__OK);
+	check_message("a blob that does not parse", r->message);
+	kms__response__free_unpacked(r, NULL);
+
+	assert_int_equal(harness_stop(&H), 0);
+}
+
+static void store_failure(void **state)
+{
+	(void)state;
+	setup_kmsd();
+	char db[700], away[720];
+	snprintf(db, sizeof db, "%s/data/kms.db", H.dir);
+	snprintf(away, sizeof away, "%s.away", db);
+	assert_int_equal(rename(db, away), 0);
+	unsigned internal = 0;
+	for (int i = 0; i < STORE_TRIES; i++) {
+		Kms__DescribeKeyRequest dk = KMS__DESCRIBE_KEY_REQUEST__INIT;
+		dk.key_id = "alias/nothing-here";
+		Kms__Request req = KMS__REQUEST__INIT;
+		req.op_case = KMS__REQUEST__OP_DESCRIBE_KEY;
+		req.describe_key = &dk;
+		Kms__Response *r = harness_call(&H, &req);
+		assert_non_null(r);
+		if (r->status == KMS__STATUS__INTERNAL) {
+			internal++;
+			assert_non_null(strstr(r->message, "kms.db"));
+		}
+		check_message("the store cannot be opened", r->message);
+		kms__response__free_unpacked(r, NULL);
+	}
+	assert_int_equal(rename(away, db), 0);
+	assert_true(internal > 0);
+	/* The operator's log has the whole line, path and position. */
+	assert_true(harness_log_contains(&H, db));
+	assert_int_equal(harness_stop(&H), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(refusals),
+		cmocka_unit_test(store_failure),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
