@@ -20,6 +20,7 @@
 #include "kms/format/blob.h"
 #include "kms/format/context.h"
 #include "common/error.h"
+#include "common/log.h"
 #include "hsm/hsm.h"
 #include "kms/keys/keyring.h"
 #include "kms/pipeline/ops.h"
@@ -101,6 +102,21 @@ static kms_status seal(op_ctx *ctx, const char *key_ref, const uint8_t *plaintex
 	return KMS_OK;
 }
 
+/*
+ * A blob that names a key or version this service does not have (or no
+ * longer has) and a blob that does not authenticate get one answer, so
+ * that Decrypt and ReEncrypt say nothing about which keys and versions
+ * exist. The real reason goes to the audit entry and kmsd's log only.
+ */
+static kms_status cannot_open(op_ctx *ctx)
+{
+	ctx->audit.error = arena_strdup(ctx->arena, kms_error_message());
+	kms_log("info", "request %s: ciphertext refused: %s", ctx->request_id,
+	        kms_error_message());
+	return KMS_FAIL(KMS_INVALID_CIPHERTEXT, "ciphertext cannot be decrypted with the key it "
+	                "names (request %s)", ctx->request_id);
+}
+
 /* expected_key_ref: when not empty, the blob must be under that key. */
 static kms_status open_blob(op_ctx *ctx, ProtobufCBinaryData blob_bytes,
                             const char *expected_key_ref, Kms__StringPair *const *pairs,
@@ -125,8 +141,7 @@ static kms_status open_blob(op_ctx *ctx, ProtobufCBinaryData blob_bytes,
 	}
 	kms_status st = keyring_decrypt_key(ctx->d->keyring, blob.key_id, blob.key_version, &use);
 	if (st == KMS_NOT_FOUND)
-		return KMS_FAIL(KMS_INVALID_CIPHERTEXT, "no key %s version %u here: the blob was "
-		                "not made by this service, or was altered", blob_key, blob.key_version);
+		return cannot_open(ctx);
 	KMS_GUARD(st);
 	KMS_GUARD(encode_context(ctx, pairs, n_pairs, &context, &context_len));
 	aad = arena_alloc(ctx->arena, blob_aad_len(blob.header_len, context_len));
@@ -137,10 +152,12 @@ static kms_status open_blob(op_ctx *ctx, ProtobufCBinaryData blob_bytes,
 	st = hsm_aes_gcm_decrypt(ctx->d->hsm, &use.object, blob.iv, aad, aad_len, blob.sealed,
 	                         blob.sealed_len, plaintext, blob.ciphertext_len);
 	st = hsm_missing_is_fault(st, &use);
-	if (st == KMS_INVALID_CIPHERTEXT)
-		return KMS_FAIL(KMS_INVALID_CIPHERTEXT, "blob under key %s version %u does not "
-		                "authenticate: wrong encryption context, or altered", blob_key,
-		                blob.key_version);
+	if (st == KMS_INVALID_CIPHERTEXT) {
+		(void)KMS_FAIL(KMS_INVALID_CIPHERTEXT, "blob under key %s version %u does not "
+		               "authenticate: wrong encryption context, or altered", blob_key,
+		               blob.key_version);
+		return cannot_open(ctx);
+	}
 	KMS_GUARD(st);
 	out->plaintext.data = plaintext;
 	out->plaintext.len = blob.ciphertext_len;
@@ -336,6 +353,7 @@ static kms_status batch_run(op_ctx *ctx, const Kms__Request *req, Kms__Response 
 		kms_error_clear();
 		ctx->audit.key_id[0] = '\0'; /* this item's key only */
 		ctx->audit.key_version = 0;
+		ctx->audit.error = NULL;
 		const ProtobufCMessage *item = ops_field_item(batch, shape.items, i);
 		ProtobufCMessage *done = NULL;
 		kms_status st = ctx->op->validate_item(item);

@@ -77,6 +77,10 @@ typedef struct op_audit_info {
 	/* The intent entry of a control-plane change is durable: the outcome
 	 * may use the room kept for it (audit_append_outcome). */
 	bool intent_written;
+	/* The real reason for a failure whose reply is deliberately vaguer
+	 * (Decrypt's one answer for every blob that does not open), for the
+	 * entry only; NULL: the reply's own message. Arena memory. */
+	const char *error;
 } op_audit_info;
 
 /* One request in flight on one worker. */

@@ -185,7 +185,7 @@ static kms_status audit_write(op_ctx *ctx, audit_phase phase, kms_status status,
 		.ctx = ctx,
 		.phase = phase,
 		.status = status,
-		.error = message,
+		.error = status != KMS_OK && ctx->audit.error ? ctx->audit.error : message,
 		.latency_us = latency_us,
 		.time_us = kms_now_us(),
 	};

@@ -14,6 +14,12 @@
  *     names the uid only: test_e2e's unmapped_ipc_uid_is_denied.)
  * (2) store_failure: the database file is moved away before a worker first
  *     opens it: the reply is INTERNAL, naming "kms.db" only.
+ * (3) decrypt_answers_alike: Decrypt and ReEncrypt told a caller whether a
+ *     key and a version exist ("no key k-... version 9 here" against "does
+ *     not authenticate"). A blob naming a random key id, one naming an
+ *     existing key's version 9, and a tampered blob now get the same status
+ *     and message but for the request id; the audit log and kmsd's log keep
+ *     the real reasons.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -122,11 +128,101 @@ static void store_failure(void **state)
 	assert_int_equal(harness_stop(&H), 0);
 }
 
+#define BLOB_KEY_ID 4 /* docs/ciphertext-format.md: the header's offsets */
+#define BLOB_KEY_VERSION 20
+
+static uint8_t *encrypt_blob(const char *key, size_t *len)
+{
+	Kms__EncryptRequest e = KMS__ENCRYPT_REQUEST__INIT;
+	e.key_id = (char *)key;
+	e.plaintext.data = (uint8_t *)"alike";
+	e.plaintext.len = 5;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_ENCRYPT;
+	req.encrypt = &e;
+	Kms__Response *r = harness_call(&H, &req);
+	assert_non_null(r);
+	assert_int_equal(r->status, KMS__STATUS__OK);
+	*len = r->encrypt->ciphertext_blob.len;
+	uint8_t *blob = malloc(*len);
+	assert_non_null(blob);
+	memcpy(blob, r->encrypt->ciphertext_blob.data, *len);
+	kms__response__free_unpacked(r, NULL);
+	return blob;
+}
+
+/* The reply's message with its request id cut out, for comparing. */
+static void refusal(bool re_encrypt, const char *id, const uint8_t *blob, size_t len,
+                    char *out, size_t cap)
+{
+	Kms__DecryptRequest d = KMS__DECRYPT_REQUEST__INIT;
+	Kms__ReEncryptRequest re = KMS__RE_ENCRYPT_REQUEST__INIT;
+	Kms__Request req = KMS__REQUEST__INIT;
+	if (re_encrypt) {
+		re.ciphertext_blob.data = (uint8_t *)blob;
+		re.ciphertext_blob.len = len;
+		req.op_case = KMS__REQUEST__OP_RE_ENCRYPT;
+		req.re_encrypt = &re;
+	} else {
+		d.ciphertext_blob.data = (uint8_t *)blob;
+		d.ciphertext_blob.len = len;
+		req.op_case = KMS__REQUEST__OP_DECRYPT;
+		req.decrypt = &d;
+	}
+	req.request_id = (char *)id;
+	Kms__Response *r = harness_call(&H, &req);
+	assert_non_null(r);
+	printf("# %s: %d \"%s\"\n", id, r->status, r->message);
+	assert_int_equal(r->status, KMS__STATUS__INVALID_CIPHERTEXT);
+	check_message(id, r->message);
+	char *at = strstr(r->message, id);
+	assert_non_null(at);
+	snprintf(out, cap, "%.*s%s", (int)(at - r->message), r->message, at + strlen(id));
+	kms__response__free_unpacked(r, NULL);
+}
+
+static void decrypt_answers_alike(void **state)
+{
+	(void)state;
+	setup_kmsd();
+	char key[35];
+	assert_true(harness_create_key(&H, NULL, key));
+	size_t len = 0;
+	uint8_t *blob = encrypt_blob(key, &len);
+	uint8_t *no_key = malloc(len), *no_version = malloc(len), *tampered = malloc(len);
+	assert_true(no_key && no_version && tampered);
+	memcpy(no_key, blob, len);
+	for (int i = 0; i < 16; i++)
+		no_key[BLOB_KEY_ID + i] ^= (uint8_t)(0x5a + i);
+	memcpy(no_version, blob, len);
+	no_version[BLOB_KEY_VERSION + 3] = 9;
+	memcpy(tampered, blob, len);
+	tampered[len - 1] ^= 0x01;
+
+	for (int re = 0; re < 2; re++) {
+		char a[256], b[256], c[256];
+		refusal(re, re ? "re-no-key" : "dec-no-key", no_key, len, a, sizeof a);
+		refusal(re, re ? "re-no-version" : "dec-no-version", no_version, len, b, sizeof b);
+		refusal(re, re ? "re-tampered" : "dec-tampered", tampered, len, c, sizeof c);
+		assert_string_equal(a, b);
+		assert_string_equal(b, c);
+	}
+	/* The real reasons are kmsd's to keep. */
+	assert_true(harness_log_contains(&H, "has no active version 9"));
+	assert_true(harness_log_contains(&H, "does not authenticate"));
+	free(blob);
+	free(no_key);
+	free(no_version);
+	free(tampered);
+	assert_int_equal(harness_stop(&H), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(refusals),
 		cmocka_unit_test(store_failure),
+		cmocka_unit_test(decrypt_answers_alike),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
