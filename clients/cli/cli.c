@@ -469,8 +469,9 @@ int cli_report(struct cli *cli, const kms_error *err)
 {
 	switch (err->origin) {
 	case KMS_ERROR_SERVER:
-		fprintf(cli->err, "%s: %s: %s\n", cli->prog, kms_status_name(err->status),
-		        err->message);
+		fprintf(cli->err, "%s: %s: ", cli->prog, kms_status_name(err->status));
+		cli_put_clean(cli->err, err->message); /* kmsd's words: untrusted */
+		fputc('\n', cli->err);
 		return CLI_EXIT_REFUSED;
 	case KMS_ERROR_LOCAL:
 		fprintf(cli->err, "%s: %s\n", cli->prog, err->message);
@@ -480,8 +481,10 @@ int cli_report(struct cli *cli, const kms_error *err)
 	case KMS_ERROR_PROTOCOL:
 	case KMS_ERROR_NONE:
 	default:
-		fprintf(cli->err, "%s: %s\n", cli->prog,
-		        err->message[0] ? err->message : kms_status_name(err->status));
+		fprintf(cli->err, "%s: ", cli->prog);
+		cli_put_clean(cli->err, err->message[0] ? err->message
+		                                        : kms_status_name(err->status));
+		fputc('\n', cli->err);
 		return CLI_EXIT_UNREACHABLE;
 	}
 }

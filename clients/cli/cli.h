@@ -236,7 +236,14 @@ int cli_write_output(struct cli *cli, const char *path, const void *bytes, size_
 
 /* ---- presenting ---- */
 
-/* Writes s with control characters as '?': server strings are untrusted. */
+/* The visible form of an untrusted string (malloc'ed; NULL when out of
+ * memory): C0 and C1 controls, DEL and the Unicode bidi controls (U+061C,
+ * U+200E, U+200F, U+202A..U+202E, U+2066..U+2069) become "\u202e"-style
+ * escapes, a byte that is not UTF-8 "\xff"; with keep_lines, newlines and
+ * tabs pass. Every server string a CLI prints goes through it. */
+char *cli_escape(const char *s, bool keep_lines);
+
+/* Writes s through cli_escape: server strings are untrusted. */
 void cli_put_clean(FILE *to, const char *s);
 
 /* The same, but newlines and tabs pass: multi-line text such as a policy. */

@@ -1,6 +1,9 @@
 /*
  * cli_out.c: aligned text and JSON output. Every string that came from the
- * server is cleaned of control characters before it reaches a terminal.
+ * server reaches a terminal through cli_escape: control and bidi characters
+ * as visible escapes. JSON output escapes all that is not ASCII (jansson's
+ * JSON_ENSURE_ASCII), so it stays valid JSON with the same characters
+ * escaped.
  */
 #include "clients/cli/cli.h"
 
@@ -13,24 +16,69 @@
 
 #include <kms/secmem.h>
 
+#include "common/utf8.h"
+
 #define CLI_FIELD_WIDTH 22
 
-static char clean_char(char ch)
+/* C0 and C1 controls and DEL move the cursor, clear the screen or set the
+ * title; the Unicode bidi controls reorder what follows them, so that a
+ * description can make "k-1..." read as another key id, or hide text. */
+static bool must_escape(uint32_t cp, bool keep_lines)
 {
-	unsigned char u = (unsigned char)ch;
-	return (u < 0x20 || u == 0x7f) ? '?' : ch;
+	if (keep_lines && (cp == '\n' || cp == '\t'))
+		return false;
+	return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x061c || cp == 0x200e ||
+	       cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+char *cli_escape(const char *s, bool keep_lines)
+{
+	const uint8_t *in = (const uint8_t *)(s ? s : "");
+	size_t len = strlen((const char *)in);
+	/* At most 6 bytes ("\u202e") for each input byte, and the NUL. */
+	if (len > (SIZE_MAX - 1) / 6)
+		return NULL;
+	char *out = malloc(6 * len + 1);
+	if (!out)
+		return NULL;
+	size_t n = 0;
+	for (size_t i = 0; i < len;) {
+		size_t at = i;
+		uint32_t cp;
+		if (!kms_utf8_next(in, len, &i, &cp)) {
+			n += (size_t)sprintf(out + n, "\\x%02x", in[i]); /* not UTF-8 */
+			i++;
+		} else if (must_escape(cp, keep_lines)) {
+			n += (size_t)sprintf(out + n, "\\u%04x", (unsigned)cp);
+		} else {
+			memcpy(out + n, in + at, i - at);
+			n += i - at;
+		}
+	}
+	out[n] = '\0';
+	return out;
+}
+
+static void put_escaped(FILE *to, const char *s, bool keep_lines)
+{
+	char *shown = cli_escape(s, keep_lines);
+	if (shown) {
+		fputs(shown, to);
+		free(shown);
+		return;
+	}
+	for (; s && *s; s++) /* out of memory: ASCII only, the rest as '?' */
+		fputc((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f ? '?' : *s, to);
 }
 
 void cli_put_clean(FILE *to, const char *s)
 {
-	for (; s && *s; s++)
-		fputc(clean_char(*s), to);
+	put_escaped(to, s, false);
 }
 
 void cli_put_lines(FILE *to, const char *s)
 {
-	for (; s && *s; s++)
-		fputc(*s == '\n' || *s == '\t' ? *s : clean_char(*s), to);
+	put_escaped(to, s, true);
 }
 
 const char *cli_time(int64_t unix_seconds, char buf[CLI_TIME_MAX])
@@ -77,10 +125,7 @@ static size_t display_width(const char *s)
 
 static char *clean_copy(const char *s)
 {
-	char *copy = strdup(s ? s : "");
-	for (char *p = copy; p && *p; p++)
-		*p = clean_char(*p);
-	return copy;
+	return cli_escape(s, false);
 }
 
 bool cli_table_init(struct cli_table *t, size_t n_cols, const char *const *headers)
