@@ -197,6 +197,11 @@ static int on_limits(struct config_parse *p, const char *key, const char *value)
 	} else if (!strcmp(key, "seconds_per_day")) {
 		if (!parse_u64(value, 1, 86400, &n))
 			return parse_fail(p, "limits", key, "1 to 86400 (shorter only for tests)");
+#ifndef KMS_TEST_SETTINGS
+		if (n != 86400)
+			return parse_fail(p, "limits", key, "a setting for tests only: this kmsd was "
+			                  "built without KMS_TEST_SETTINGS; remove the line");
+#endif
 		cfg->seconds_per_day = (uint32_t)n;
 	} else {
 		return parse_fail(p, "limits", key, "unknown key");
@@ -323,6 +328,20 @@ static kms_status check_http(const char *path, const kmsd_config *cfg)
 	return KMS_OK;
 }
 
+/* A secret's file (the HSM PIN, the TLS private key): no access for group
+ * or others, so that no other local user can read it. */
+static kms_status check_private(const char *path, const char *what)
+{
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "config: %s %s: %s", what, path,
+		                strerror(errno));
+	if (st.st_mode & (S_IRWXG | S_IRWXO))
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "config: %s %s has permissions %03o: chmod "
+		                "600 it", what, path, (unsigned)(st.st_mode & 0777));
+	return KMS_OK;
+}
+
 static kms_status check_whole(const char *path, kmsd_config *cfg)
 {
 	if (cfg->data_dir[0] == '\0')
@@ -335,14 +354,7 @@ static kms_status check_whole(const char *path, kmsd_config *cfg)
 		return KMS_FAIL(KMS_INVALID_ARGUMENT,
 		                "config %s: [hsm] needs pin_file or pin_env (never the PIN itself)", path);
 	if (cfg->hsm_pin_file[0]) {
-		struct stat st;
-		if (stat(cfg->hsm_pin_file, &st) != 0)
-			return KMS_FAIL(KMS_INVALID_ARGUMENT, "config: PIN file %s: %s",
-			                cfg->hsm_pin_file, strerror(errno));
-		if (st.st_mode & (S_IRWXG | S_IRWXO))
-			return KMS_FAIL(KMS_INVALID_ARGUMENT,
-			                "config: PIN file %s has permissions %03o: chmod 600 it",
-			                cfg->hsm_pin_file, (unsigned)(st.st_mode & 0777));
+		KMS_GUARD(check_private(cfg->hsm_pin_file, "PIN file"));
 		KMS_GUARD(check_readable(cfg->hsm_pin_file, "PIN file"));
 	}
 	bool want_tls = false;
@@ -361,6 +373,7 @@ static kms_status check_whole(const char *path, kmsd_config *cfg)
 			                "config %s: tls+tcp:// needs [tls] cert_file and key_file", path);
 		KMS_GUARD(check_readable(cfg->tls_cert_file, "TLS certificate"));
 		KMS_GUARD(check_readable(cfg->tls_key_file, "TLS key"));
+		KMS_GUARD(check_private(cfg->tls_key_file, "TLS key file"));
 		/* Until signed requests land, the client certificate is the only
 		 * gate on a network listener: it is required. */
 		if (!cfg->tls_client_ca_file[0])

@@ -126,6 +126,11 @@ int main(int argc, char **argv)
 		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
 		return 1;
 	}
+	if (d.cfg.seconds_per_day != 86400)
+		kms_log("warn", "TEST SETTING: [limits] seconds_per_day = %u: a day lasts %u s, so "
+		        "deletion windows and rotation periods pass %u times too fast; never run "
+		        "this outside tests", d.cfg.seconds_per_day, d.cfg.seconds_per_day,
+		        86400u / d.cfg.seconds_per_day);
 	/* Whatever CAP_IPC_LOCK lets root lock: secret memory stops here. */
 	kms_secure_set_cap(d.cfg.max_locked_bytes);
 	if (mkdir(d.cfg.data_dir, 0700) != 0 && errno != EEXIST) {

@@ -52,6 +52,13 @@ struct server {
 	unsigned n_workers;
 	atomic_uint network_pipes; /* tls+tcp:// and tcp:// connections now */
 	atomic_uint refused_pipes; /* closed past max_tls_connections, ever */
+	/* Failed TLS connections, from NNG's listener statistics. */
+	pthread_t reporter;
+	bool reporting;
+	bool reporter_stop;
+	pthread_mutex_t reporter_lock;
+	pthread_cond_t reporter_wake;
+	uint64_t failed_reported[KMSD_MAX_LISTEN];
 };
 
 static caller_transport transport_of(const server *s, nng_pipe p)
@@ -208,6 +215,88 @@ static void on_pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 	(void)nng_pipe_close(p);
 }
 
+/* Connections a listener lost before they became pipes (NNG 1.5.2 makes a
+ * pipe only after the TLS handshake and the SP header; no callback sees a
+ * failure): its statistics count them by cause. */
+static uint64_t listener_failures(nng_stat *all, nng_listener l)
+{
+	static const char *const causes[] = { "auth", "proto", "other", "timeout",
+	                                      "disconnect" };
+	nng_stat *mine = nng_stat_find_listener(all, l);
+	uint64_t n = 0;
+	for (size_t i = 0; mine && i < sizeof causes / sizeof causes[0]; i++) {
+		nng_stat *c = nng_stat_find(mine, causes[i]);
+		if (c)
+			n += nng_stat_value(c);
+	}
+	return n;
+}
+
+/* Logs, per TLS listener, how many connections failed (handshake refused:
+ * a protocol version or cipher suite the server does not take, no or a bad
+ * client certificate) since the last report. */
+static void report_tls_failures(server *s)
+{
+	nng_stat *all = NULL;
+	if (nng_stats_get(&all) != 0)
+		return;
+	for (size_t i = 0; i < s->n_listeners; i++) {
+		if (s->listeners[i].transport != CALLER_TLS)
+			continue;
+		uint64_t n = listener_failures(all, s->listeners[i].l);
+		if (n > s->failed_reported[i])
+			kms_log("warn", "%s: %llu TLS connections failed before a request "
+			        "(handshake, client certificate or protocol) since the last report",
+			        s->d->cfg.listen[i],
+			        (unsigned long long)(n - s->failed_reported[i]));
+		s->failed_reported[i] = n;
+	}
+	nng_stats_free(all);
+}
+
+static void *reporter_main(void *arg)
+{
+	server *s = arg;
+	pthread_mutex_lock(&s->reporter_lock);
+	while (!s->reporter_stop) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += s->d->cfg.tick_seconds;
+		while (!s->reporter_stop &&
+		       pthread_cond_timedwait(&s->reporter_wake, &s->reporter_lock, &until) == 0)
+			;
+		if (s->reporter_stop)
+			break;
+		pthread_mutex_unlock(&s->reporter_lock);
+		report_tls_failures(s);
+		pthread_mutex_lock(&s->reporter_lock);
+	}
+	pthread_mutex_unlock(&s->reporter_lock);
+	return NULL;
+}
+
+static void reporter_start(server *s)
+{
+	pthread_mutex_init(&s->reporter_lock, NULL);
+	pthread_cond_init(&s->reporter_wake, NULL);
+	s->reporting = pthread_create(&s->reporter, NULL, reporter_main, s) == 0;
+	if (!s->reporting)
+		kms_log("warn", "cannot start the TLS failure reporter: failed handshakes go "
+		        "unlogged");
+}
+
+static void reporter_stop(server *s)
+{
+	if (!s->reporting)
+		return;
+	pthread_mutex_lock(&s->reporter_lock);
+	s->reporter_stop = true;
+	pthread_cond_signal(&s->reporter_wake);
+	pthread_mutex_unlock(&s->reporter_lock);
+	pthread_join(s->reporter, NULL);
+	s->reporting = false;
+}
+
 static kms_status read_file(const char *path, char **out, bool secret)
 {
 	*out = NULL;
@@ -239,6 +328,12 @@ static kms_status tls_setup(server *s)
 
 	if ((rv = nng_tls_config_alloc(&s->tls, NNG_TLS_MODE_SERVER)) != 0)
 		return KMS_FAIL(KMS_INTERNAL, "tls: %s", nng_strerror(rv));
+	/* TLS 1.2 at least; 1.3 where the engine has it (Debian 12's NNG 1.5.2
+	 * with mbedTLS 2.28 does not, and treats the upper bound as 1.2).
+	 * NNG cannot restrict the cipher suites: docs/security.md. */
+	if ((rv = nng_tls_config_version(s->tls, NNG_TLS_1_2, NNG_TLS_1_3)) != 0)
+		return KMS_FAIL(KMS_INTERNAL, "tls: cannot require TLS 1.2 or newer: %s",
+		                nng_strerror(rv));
 	KMS_GUARD_OUT(st, read_file(cfg->tls_cert_file, &cert, false));
 	KMS_GUARD_OUT(st, read_file(cfg->tls_key_file, &key, true));
 	if ((rv = nng_tls_config_own_cert(s->tls, cert, key, NULL)) != 0) {
@@ -351,6 +446,8 @@ kms_status server_start(kmsd *d, server **out)
 	KMS_GUARD_OUT(st, start_workers(s));
 	for (size_t i = 0; i < d->cfg.n_listen; i++)
 		KMS_GUARD_OUT(st, listen_on(s, d->cfg.listen[i]));
+	if (s->tls)
+		reporter_start(s);
 out:
 	if (st != KMS_OK) {
 		kms_error_saved why;
@@ -376,6 +473,7 @@ void server_drain_and_close(server *s)
 	if (!s)
 		return;
 	atomic_store(&s->d->draining, true);
+	reporter_stop(s);
 	/* Cancel only receives: a worker that holds a request finishes it and
 	 * sends its reply, then sees `draining` and stops. */
 	for (unsigned i = 0; i < s->n_workers; i++) {
