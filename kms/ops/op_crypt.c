@@ -12,7 +12,6 @@
  */
 #include <string.h>
 
-#include <openssl/rand.h>
 
 #include <kms/limits.h>
 #include <kms/secmem.h>
@@ -78,8 +77,11 @@ static kms_status seal(op_ctx *ctx, const char *key_ref, const uint8_t *plaintex
 	op_note_key(ctx, key_ref, 0); /* what was asked for, until it resolves */
 	KMS_GUARD(keyring_encrypt_key(ctx->d->keyring, key_ref, ctx->now, &use));
 	op_note_key(ctx, use.key_id_text, use.version);
-	/* IVs must be unique, not secret: OpenSSL's DRBG saves an HSM round trip. */
-	KMS_ENSURE(RAND_bytes(iv, sizeof iv) == 1, KMS_INTERNAL, "no random bytes for an IV");
+	/* The IV from the HSM's generator, not this process's DRBG: a reused
+	 * IV under one key breaks GCM, and a kmsd restored from a VM snapshot
+	 * or cloned would replay its DRBG's output; the HSM's state is not
+	 * copied with the host's (docs/ciphertext-format.md, "Making a blob"). */
+	KMS_GUARD(hsm_random(ctx->d->hsm, iv, sizeof iv));
 	KMS_GUARD(blob_header_build(use.key_id, use.version, ctx->d->cfg.region,
 	                            strlen(ctx->d->cfg.region), iv, plaintext_len, &header));
 	aad = arena_alloc(ctx->arena, blob_aad_len(header.len, context_len));
