@@ -139,7 +139,7 @@ static void nodes_and_unknowns(void **state)
 	       CLI_EXIT_USAGE, NULL, "usage: kms-admin");
 	expect(ADMIN("--bogus"), CLI_EXIT_USAGE, NULL, "unknown option --bogus");
 	/* Control characters in an unknown name are not echoed raw. */
-	expect(ADMIN("\x1b[2J"), CLI_EXIT_USAGE, NULL, "\"?[2J\"");
+	expect(ADMIN("\x1b[2J"), CLI_EXIT_USAGE, NULL, "\"\\u001b[2J\"");
 	expect(TOOL("decrypt-all"), CLI_EXIT_USAGE, NULL, "unknown command");
 }
 
@@ -311,7 +311,7 @@ static void key_text_is_aligned_and_clean(void **state)
 	assert_non_null(strstr(text, "tags:                  team=payments\n"));
 	assert_non_null(strstr(text, "                       env=prod\n"));
 	/* The server's text reaches the terminal without its escapes. */
-	assert_non_null(strstr(text, "description:           evil?[31mred?\n"));
+	assert_non_null(strstr(text, "description:           evil\\u001b[31mred\\u0007\n"));
 	assert_null(strchr(text, '\x1b'));
 	assert_null(strchr(text, '\x07'));
 	free(text);
