@@ -197,10 +197,10 @@ static void make_fat_key(void)
 	Kms__StringPair pairs[KMS_TAGS_MAX], *tags[KMS_TAGS_MAX];
 	memset(tag_value, 'v', KMS_TAG_VALUE_MAX);
 	memset(description, 'd', KMS_DESCRIPTION_MAX);
-	for (int i = 0; i < KMS_TAGS_MAX; i++) {
+	for (unsigned i = 0; i < KMS_TAGS_MAX; i++) {
 		memset(tag_keys[i], 'k', KMS_TAG_KEY_MAX);
-		snprintf(tag_keys[i], 8, "t%02d", i);
-		tag_keys[i][3] = 'k';
+		tag_keys[i][0] = (char)('0' + i / 10); /* distinct: "00kkk...", "01kkk..." */
+		tag_keys[i][1] = (char)('0' + i % 10);
 		kms__string_pair__init(&pairs[i]);
 		pairs[i].key = tag_keys[i];
 		pairs[i].value = tag_value;
