@@ -9,7 +9,10 @@
  *     wire first: each is refused with INVALID_ARGUMENT naming the field and
  *     its limit, and kmsd's peak RSS (VmHWM) and locked memory (VmLck,
  *     sampled) stay under the bounds below.
- * (2) locked_memory_capped: a legitimate full batch needs more locked
+ * (2) each_limit_named: one request past each kind of wire limit (51 tags,
+ *     65 context pairs, two operations in one request, 17 unknown fields)
+ *     is refused with INVALID_ARGUMENT naming the field and the limit.
+ * (3) locked_memory_capped: a legitimate full batch needs more locked
  *     memory than [limits] max_locked_bytes allows: it is refused with
  *     UNAVAILABLE, VmLck never passes the cap, and a small request after it
  *     is served.
@@ -209,6 +212,89 @@ static void amplification_refused_before_unpack(void **state)
 	assert_int_equal(harness_stop(&H), 0);
 }
 
+static Kms__Response *packed_plus(Kms__Request *req, const uint8_t *extra, size_t extra_len)
+{
+	req->schema_version = KMS__SCHEMA_VERSION__SCHEMA_VERSION;
+	size_t n = kms__request__get_packed_size(req);
+	uint8_t *b = malloc(n + extra_len);
+	assert_non_null(b);
+	kms__request__pack(req, b);
+	memcpy(b + n, extra, extra_len);
+	Kms__Response *r = send_raw(b, n + extra_len);
+	free(b);
+	return r;
+}
+
+static void expect_named(Kms__Response *r, const char *what, const char *field,
+                         const char *limit)
+{
+	if (!r)
+		fail_msg("%s: no reply", what);
+	printf("# %s: \"%s\"\n", what, r->message);
+	if (r->status != KMS__STATUS__INVALID_ARGUMENT || !strstr(r->message, field) ||
+	    (limit && !strstr(r->message, limit)))
+		fail_msg("%s: status %d: %s", what, r->status, r->message);
+	kms__response__free_unpacked(r, NULL);
+}
+
+static void each_limit_named(void **state)
+{
+	(void)state;
+	assert_true(harness_start(&H, NULL));
+	enum { N = KMS_CONTEXT_MAX_PAIRS + 1 };
+	Kms__StringPair pairs[N], *list[N];
+	char keys[N][8];
+	for (int i = 0; i < N; i++) {
+		kms__string_pair__init(&pairs[i]);
+		snprintf(keys[i], sizeof keys[i], "k%d", i);
+		pairs[i].key = keys[i];
+		pairs[i].value = "v";
+		list[i] = &pairs[i];
+	}
+	Kms__CreateKeyRequest ck = KMS__CREATE_KEY_REQUEST__INIT;
+	ck.n_tags = KMS_TAGS_MAX + 1;
+	ck.tags = list;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.request_id = "bounds-tags";
+	req.op_case = KMS__REQUEST__OP_CREATE_KEY;
+	req.create_key = &ck;
+	expect_named(packed_plus(&req, NULL, 0), "51 tags", "kms.CreateKeyRequest.tags", "50");
+
+	uint8_t one = 'x';
+	Kms__EncryptRequest e = KMS__ENCRYPT_REQUEST__INIT;
+	e.key_id = "alias/any";
+	e.plaintext.data = &one;
+	e.plaintext.len = 1;
+	e.n_encryption_context = N;
+	e.encryption_context = list;
+	req = (Kms__Request)KMS__REQUEST__INIT;
+	req.request_id = "bounds-context";
+	req.op_case = KMS__REQUEST__OP_ENCRYPT;
+	req.encrypt = &e;
+	expect_named(packed_plus(&req, NULL, 0), "65 context pairs",
+	             "kms.EncryptRequest.encryption_context", "64");
+
+	Kms__HealthRequest h = KMS__HEALTH_REQUEST__INIT;
+	req = (Kms__Request)KMS__REQUEST__INIT;
+	req.request_id = "bounds-two-ops";
+	req.op_case = KMS__REQUEST__OP_HEALTH;
+	req.health = &h;
+	const uint8_t describe_too[] = { 0xfa, 0x01, 0x00 }; /* describe_key = 31, empty */
+	expect_named(packed_plus(&req, describe_too, sizeof describe_too), "two operations",
+	             "sets both", NULL);
+
+	uint8_t unknown[17 * 3];
+	for (int i = 0; i < 17; i++) { /* field 99, a varint 0 */
+		unknown[3 * i] = 0x98;
+		unknown[3 * i + 1] = 0x06;
+		unknown[3 * i + 2] = 0x00;
+	}
+	req.request_id = "bounds-unknown";
+	expect_named(packed_plus(&req, unknown, sizeof unknown), "17 unknown fields",
+	             "more than 16 unknown fields", NULL);
+	assert_int_equal(harness_stop(&H), 0);
+}
+
 /* A full batch of maximal plaintexts: its unpacked request and its reply
  * need about 9 MB of arena, more than CAP_BYTES. */
 static void locked_memory_capped(void **state)
@@ -268,6 +354,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(amplification_refused_before_unpack),
+		cmocka_unit_test(each_limit_named),
 		cmocka_unit_test(locked_memory_capped),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -32,6 +32,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tests/support/audit_check.h"
 #include "tests/support/harness.h"
 
 #define RAW_TIMEOUT_MS 10000
@@ -207,14 +208,35 @@ static void decrypt_answers_alike(void **state)
 		assert_string_equal(a, b);
 		assert_string_equal(b, c);
 	}
-	/* The real reasons are kmsd's to keep. */
+	/* The real reasons are kmsd's to keep: its log and the audit entries. */
 	assert_true(harness_log_contains(&H, "has no active version 9"));
 	assert_true(harness_log_contains(&H, "does not authenticate"));
 	free(blob);
 	free(no_key);
 	free(no_version);
 	free(tampered);
+	char vkey[AUDIT_VKEY_MAX], pub[700];
+	assert_true(audit_vkey_from_log(&H, vkey));
 	assert_int_equal(harness_stop(&H), 0);
+	audit_public_dir(&H, NULL, pub, sizeof pub);
+	audit_entries e;
+	audit_load(pub, vkey, NULL, &e);
+	const struct { const char *id, *reason; } audited[] = {
+		{ "dec-no-key", "not found" },
+		{ "dec-no-version", "has no active version 9" },
+		{ "dec-tampered", "does not authenticate" },
+		{ "re-tampered", "does not authenticate" },
+	};
+	for (size_t i = 0; i < sizeof audited / sizeof audited[0]; i++) {
+		json_t *entry = NULL;
+		assert_int_equal(audit_count_id(&e, audited[i].id, &entry), 1);
+		const char *error = audit_str(entry, "error");
+		printf("# audit entry of %s: \"%s\"\n", audited[i].id, error);
+		if (!strstr(error, audited[i].reason))
+			fail_msg("%s: the entry says \"%s\", not the real reason", audited[i].id, error);
+		assert_null(strstr(error, "cannot be decrypted with the key it names"));
+	}
+	audit_entries_free(&e);
 }
 
 int main(void)
