@@ -16,6 +16,8 @@
  *     memory than [limits] max_locked_bytes allows: it is refused with
  *     UNAVAILABLE, VmLck never passes the cap, and a small request after it
  *     is served.
+ * Under AddressSanitizer mlock is a no-op, so VmLck reads 0 there: the
+ * statuses are what that lane checks; the plain lane checks the figures.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -219,7 +221,8 @@ static Kms__Response *packed_plus(Kms__Request *req, const uint8_t *extra, size_
 	uint8_t *b = malloc(n + extra_len);
 	assert_non_null(b);
 	kms__request__pack(req, b);
-	memcpy(b + n, extra, extra_len);
+	if (extra_len)
+		memcpy(b + n, extra, extra_len);
 	Kms__Response *r = send_raw(b, n + extra_len);
 	free(b);
 	return r;
@@ -243,7 +246,7 @@ static void each_limit_named(void **state)
 	assert_true(harness_start(&H, NULL));
 	enum { N = KMS_CONTEXT_MAX_PAIRS + 1 };
 	Kms__StringPair pairs[N], *list[N];
-	char keys[N][8];
+	char keys[N][16];
 	for (int i = 0; i < N; i++) {
 		kms__string_pair__init(&pairs[i]);
 		snprintf(keys[i], sizeof keys[i], "k%d", i);
