@@ -155,8 +155,10 @@ static void probe_hsm(http_answers *a)
 		return;
 	uint8_t byte[1];
 	a->probe_ok = hsm_random(a->d->hsm, byte, sizeof byte) == KMS_OK;
-	if (!a->probe_ok)
+	if (!a->probe_ok) {
 		snprintf(a->probe_why, sizeof a->probe_why, "%s", kms_error_message());
+		(void)kms_error_strip_paths(a->probe_why); /* anyone may ask: no paths */
+	}
 	a->probe_at_us = kms_monotonic_us();
 	a->probed = true;
 	a->probes++;
