@@ -1,6 +1,8 @@
 #include "kms/config.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <unistd.h>
 #include <ini.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -101,9 +103,23 @@ static int on_kmsd(struct config_parse *p, const char *key, const char *value)
 	return 1;
 }
 
+/* A group by name, or by number if no group has that name. */
+static bool parse_group(const char *value, gid_t *out)
+{
+	struct group *g = getgrnam(value);
+	uint64_t n;
+	if (!g && parse_u64(value, 0, UINT32_MAX - 1, &n))
+		g = getgrgid((gid_t)n);
+	if (!g)
+		return false;
+	*out = g->gr_gid;
+	return true;
+}
+
 static int on_listen(struct config_parse *p, const char *key, const char *value)
 {
 	kmsd_config *cfg = p->cfg;
+	uint64_t n;
 	if (!strcmp(key, "url")) {
 		if (cfg->n_listen == KMSD_MAX_LISTEN)
 			return parse_fail(p, "listen", key, "too many listen URLs (at most 8)");
@@ -117,6 +133,21 @@ static int on_listen(struct config_parse *p, const char *key, const char *value)
 	} else if (!strcmp(key, "insecure_dev")) {
 		if (!parse_bool(value, &cfg->insecure_dev))
 			return parse_fail(p, "listen", key, "true or false");
+	} else if (!strcmp(key, "ipc_group")) {
+		if (!parse_group(value, &cfg->ipc_gid))
+			return parse_fail(p, "listen", key, "a group name or number that exists");
+	} else if (!strcmp(key, "ipc_max_connections")) {
+		if (!parse_u64(value, 1, 65536, &n))
+			return parse_fail(p, "listen", key, "1 to 65536");
+		cfg->ipc_max_connections = (unsigned)n;
+	} else if (!strcmp(key, "ipc_max_connections_per_uid")) {
+		if (!parse_u64(value, 1, 65536, &n))
+			return parse_fail(p, "listen", key, "1 to 65536");
+		cfg->ipc_max_connections_per_uid = (unsigned)n;
+	} else if (!strcmp(key, "ipc_read_timeout_ms")) {
+		if (!parse_u64(value, 100, 60000, &n))
+			return parse_fail(p, "listen", key, "100 to 60000");
+		cfg->ipc_read_timeout_ms = (unsigned)n;
 	} else {
 		return parse_fail(p, "listen", key, "unknown key");
 	}
@@ -400,6 +431,10 @@ kms_status kmsd_config_load(const char *path, kmsd_config *cfg)
 	cfg->max_request_bytes = KMS_REQUEST_MAX_DEFAULT;
 	cfg->reply_send_timeout_ms = 5000;
 	cfg->max_tls_connections = 256;
+	cfg->ipc_gid = getegid();
+	cfg->ipc_max_connections = 256;
+	cfg->ipc_max_connections_per_uid = 32;
+	cfg->ipc_read_timeout_ms = 5000;
 	cfg->gcm_max_encryptions = DEFAULT_GCM_MAX_ENCRYPTIONS;
 	cfg->gcm_reserve_block = DEFAULT_GCM_RESERVE_BLOCK;
 	cfg->tick_seconds = 10;

@@ -30,6 +30,15 @@
 #define KMSD_LOCKED_DEFAULT(workers, max_request) \
 	((size_t)(workers) * KMSD_LOCKED_PER_WORKER(max_request) + ((size_t)4 << 20))
 
+/* Request and reply bytes kmsd's ipc server holds for all peers at once:
+ * a request in every worker, and two more being read or answered. */
+#define KMSD_IPC_BUFFERED_MAX(workers, max_request) \
+	((size_t)((workers) + 2) * (size_t)(max_request))
+
+/* Descriptors kmsd keeps for itself whatever its peers hold: the store,
+ * the audit log and its tiles, the HSM module's files, the config, logs. */
+#define KMSD_FD_RESERVE(workers) (64u + 2u * (unsigned)(workers))
+
 typedef struct kmsd_ipc_principal {
 	uid_t uid;
 	char name[KMSD_NAME_MAX];
@@ -44,6 +53,10 @@ typedef struct kmsd_config {
 	char listen[KMSD_MAX_LISTEN][KMSD_PATH_MAX];
 	size_t n_listen;
 	bool insecure_dev; /* allows plain tcp:// */
+	gid_t ipc_gid;     /* the ipc sockets' group (default: kmsd's own) */
+	unsigned ipc_max_connections;         /* ipc:// connections at once, all uids */
+	unsigned ipc_max_connections_per_uid; /* and from one uid */
+	unsigned ipc_read_timeout_ms; /* a message begun must arrive whole within */
 	/* [tls] */
 	char tls_cert_file[KMSD_PATH_MAX];
 	char tls_key_file[KMSD_PATH_MAX];

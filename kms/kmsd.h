@@ -15,6 +15,7 @@ typedef struct hsm hsm;
 typedef struct keyring keyring;
 typedef struct audit_log audit_log;
 typedef struct refusals refusals;
+typedef struct server server;
 
 #define KMSD_VERSION "0.1.0"
 
@@ -24,6 +25,7 @@ typedef struct kmsd {
 	keyring *keyring;
 	audit_log *audit; /* NULL until the audit log is configured */
 	refusals *refusals; /* pre-authentication refusals (pipeline/refusals.h); may be NULL */
+	server *transport;  /* the listeners (transport/server.h), for /healthz; may be NULL */
 	int64_t started_at; /* unix seconds */
 	atomic_bool draining;
 } kmsd;

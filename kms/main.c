@@ -41,6 +41,38 @@ static void harden_process(void)
 	umask(077);
 }
 
+/* Raises the open-file limit to what the config needs: every connection
+ * each listener may hold, and a reserve that no peer can take (the store,
+ * the audit log, the HSM). Fails when the hard limit is lower. */
+static kms_status raise_open_files(const kmsd_config *cfg)
+{
+	rlim_t need = KMSD_FD_RESERVE(cfg->workers) + cfg->http_max_connections;
+	bool nng = false;
+	for (size_t i = 0; i < cfg->n_listen; i++)
+		nng |= strncmp(cfg->listen[i], "ipc://", 6) != 0;
+	need += cfg->ipc_max_connections + cfg->n_listen;
+	if (nng) /* NNG: its pipes, and its own few descriptors per listener */
+		need += cfg->max_tls_connections + 16u * cfg->n_listen;
+	struct rlimit now;
+	if (getrlimit(RLIMIT_NOFILE, &now) != 0)
+		return KMS_FAIL(KMS_INTERNAL, "getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+	if (now.rlim_cur != RLIM_INFINITY && now.rlim_cur >= need)
+		return KMS_OK;
+	if (now.rlim_max != RLIM_INFINITY && now.rlim_max < need)
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "the config needs %llu open files and the hard "
+		                "limit is %llu: raise it (systemd: LimitNOFILE=) or lower [listen] "
+		                "ipc_max_connections, [limits] max_tls_connections or [audit] "
+		                "http_max_connections", (unsigned long long)need,
+		                (unsigned long long)now.rlim_max);
+	struct rlimit want = { need, now.rlim_max };
+	if (setrlimit(RLIMIT_NOFILE, &want) != 0)
+		return KMS_FAIL(KMS_INTERNAL, "cannot raise the open-file limit to %llu: %s",
+		                (unsigned long long)need, strerror(errno));
+	kms_log("info", "open-file limit raised to %llu (the config's connections and a "
+	        "reserve of %u)", (unsigned long long)need, KMSD_FD_RESERVE(cfg->workers));
+	return KMS_OK;
+}
+
 static int usage(FILE *to)
 {
 	fprintf(to, "usage: kmsd -c CONFIG [--check]\n"
@@ -131,6 +163,10 @@ int main(int argc, char **argv)
 		        "deletion windows and rotation periods pass %u times too fast; never run "
 		        "this outside tests", d.cfg.seconds_per_day, d.cfg.seconds_per_day,
 		        86400u / d.cfg.seconds_per_day);
+	if (raise_open_files(&d.cfg) != KMS_OK) {
+		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
+		return 1;
+	}
 	/* Whatever CAP_IPC_LOCK lets root lock: secret memory stops here. */
 	kms_secure_set_cap(d.cfg.max_locked_bytes);
 	if (mkdir(d.cfg.data_dir, 0700) != 0 && errno != EEXIST) {
@@ -191,6 +227,7 @@ int main(int argc, char **argv)
 		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
 		goto out;
 	}
+	d.transport = srv;
 	if (d.cfg.http_url[0]) {
 		char public_dir[KMSD_PATH_MAX + 32];
 		snprintf(public_dir, sizeof public_dir, "%s/public", audit_dir);
@@ -227,8 +264,9 @@ int main(int argc, char **argv)
 	kms_log("info", "%s: draining requests in flight", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	exit_code = 0;
 out:
+	http_stop(web); /* first: /healthz probes the listeners */
+	d.transport = NULL;
 	server_drain_and_close(srv);
-	http_stop(web);
 	if (ticking) {
 		pthread_mutex_lock(&t.lock);
 		t.stop = true;

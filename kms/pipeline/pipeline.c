@@ -126,8 +126,7 @@ static kms_status admit(op_ctx *ctx, const char **reason)
 	*reason = NULL;
 	if (who->transport == CALLER_IPC &&
 	    (!who->has_uid || !kmsd_config_ipc_principal(&ctx->d->cfg, (uid_t)who->uid))) {
-		*reason = "ipc peer uid is not in [ipc_principals]: map its uid to a principal "
-		          "in the config";
+		*reason = PIPELINE_REASON_IPC_UNMAPPED;
 		return KMS_FAIL(KMS_ACCESS_DENIED, "ipc peer %s is not in [ipc_principals]: map "
 		                "its uid to a principal in the config", who->source);
 	}
@@ -152,6 +151,14 @@ kms_status pipeline_refuse_peer(kmsd *d, const pipeline_peer *peer, const char *
 	caller who;
 	KMS_GUARD(resolve_caller(&ctx, peer, &who));
 	return refusals_note(d, &who, reason);
+}
+
+void pipeline_refuse_peer_later(kmsd *d, const pipeline_peer *peer, const char *reason)
+{
+	op_ctx ctx = { .d = d };
+	caller who;
+	if (resolve_caller(&ctx, peer, &who) == KMS_OK)
+		refusals_count(d, &who, reason);
 }
 
 /* Step 3: may this caller run this operation on this key? Roles, key

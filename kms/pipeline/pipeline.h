@@ -61,4 +61,14 @@ kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
 kms_status pipeline_refuse_peer(kmsd *d, const pipeline_peer *peer,
                                 const char *reason) KMS_MUST_USE;
 
+/* The same for a listener's I/O thread, which must not wait on the audit
+ * log: the refusal is counted now and its burst's entry written by the
+ * refusals flusher (refusals_count). */
+void pipeline_refuse_peer_later(kmsd *d, const pipeline_peer *peer, const char *reason);
+
+/* Why an ipc peer whose uid [ipc_principals] does not name is refused: at
+ * admit, or already at connect by kmsd's ipc listener. */
+#define PIPELINE_REASON_IPC_UNMAPPED \
+	"ipc peer uid is not in [ipc_principals]: map its uid to a principal in the config"
+
 #endif

@@ -32,6 +32,7 @@ typedef struct refusal_group {
 	uint64_t burst_mono_ms; /* monotonic: when the pending count began */
 	uint64_t last_mono_ms;  /* monotonic: the last refusal */
 	uint64_t written_mono_ms; /* monotonic: the group's last entry (0: none) */
+	bool flush_now;     /* a burst began that no caller waited to write */
 } refusal_group;
 
 struct refusals {
@@ -125,6 +126,7 @@ static void take_pending(refusal_group *g, uint64_t now, pending_copy *out)
 		.last_us = g->last_us,
 	};
 	g->pending = 0;
+	g->flush_now = false;
 	g->written_mono_ms = now;
 }
 
@@ -145,12 +147,14 @@ static void put_back(refusals *r, refusal_group *g, const audit_refusal *what)
 	r->failing = true;
 }
 
-kms_status refusals_note(kmsd *d, const caller *who, const char *reason)
+static kms_status note(kmsd *d, const caller *who, const char *reason, bool write_now)
 {
 	int64_t now_us = kms_now_us();
 	if (!d->audit)
 		return KMS_OK;
 	if (!d->refusals) {
+		if (!write_now)
+			return KMS_OK; /* tests without a flusher: nothing would write it */
 		audit_refusal one = { who->principal, who->source, reason, 1, now_us, now_us };
 		return write_entry(d, &one);
 	}
@@ -174,7 +178,11 @@ kms_status refusals_note(kmsd *d, const caller *who, const char *reason)
 	/* The first refusal of a burst is written now, by its worker. */
 	bool starts_burst = g->pending == 1 &&
 	                    (!g->written_mono_ms || now - g->written_mono_ms >= REFUSALS_FLUSH_MS);
-	if (!starts_burst) {
+	if (starts_burst && !write_now) {
+		g->flush_now = true; /* the flusher writes it on its next tick */
+		pthread_cond_signal(&r->wake);
+	}
+	if (!starts_burst || !write_now) {
 		pthread_mutex_unlock(&r->lock);
 		return KMS_OK;
 	}
@@ -190,6 +198,16 @@ kms_status refusals_note(kmsd *d, const caller *who, const char *reason)
 	return st;
 }
 
+kms_status refusals_note(kmsd *d, const caller *who, const char *reason)
+{
+	return note(d, who, reason, true);
+}
+
+void refusals_count(kmsd *d, const caller *who, const char *reason)
+{
+	(void)note(d, who, reason, false);
+}
+
 /* A group's count is due when its burst is REFUSALS_FLUSH_MS old, or has
  * ended (REFUSALS_QUIET_MS without a refusal) at least REFUSALS_FLUSH_MS
  * after the group's last entry: so no group writes more than one entry per
@@ -200,7 +218,7 @@ static bool due(const refusal_group *g, uint64_t now, bool all)
 		return false;
 	bool ended = now - g->last_mono_ms >= REFUSALS_QUIET_MS &&
 	             now - g->written_mono_ms >= REFUSALS_FLUSH_MS;
-	return all || ended || now - g->burst_mono_ms >= REFUSALS_FLUSH_MS;
+	return all || g->flush_now || ended || now - g->burst_mono_ms >= REFUSALS_FLUSH_MS;
 }
 
 /* Writes each group's pending count that is due (every one with `all`),

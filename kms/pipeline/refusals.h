@@ -50,4 +50,10 @@ void refusals_close(refusals *r);
  * refusal is written alone. Thread-safe. */
 kms_status refusals_note(kmsd *d, const caller *who, const char *reason) KMS_MUST_USE;
 
+/* The same for a caller that must not block (a listener's I/O thread):
+ * counts the refusal, and a burst's first entry is written by the flusher
+ * within REFUSALS_TICK_MS instead of now. Without d->refusals it records
+ * nothing. Thread-safe; never waits on the audit log. */
+void refusals_count(kmsd *d, const caller *who, const char *reason);
+
 #endif

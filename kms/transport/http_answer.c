@@ -16,6 +16,7 @@
 #include "hsm/hsm.h"
 #include "kms/audit/audit.h"
 #include "kms/transport/metrics.h"
+#include "kms/transport/server.h"
 
 #define WHY_MAX 256
 /* Full tiles and bundles never change (docs/audit-log.md, "Files"). */
@@ -31,6 +32,11 @@ struct http_answers {
 	bool probe_ok;
 	char probe_why[WHY_MAX];
 	uint64_t probes; /* HSM probes made: the X-Kms-Health-Probe header */
+	/* The last ipc self-probe, cached the same way. */
+	bool ipc_probed;
+	uint64_t ipc_probe_at_us;
+	bool ipc_ok;
+	char ipc_why[WHY_MAX];
 };
 
 kms_status http_answers_open(kmsd *d, const char *public_dir, http_answers **out)
@@ -164,6 +170,21 @@ static void probe_hsm(http_answers *a)
 	a->probes++;
 }
 
+/* kmsd's own connection to each ipc:// socket gets the server's half of
+ * the handshake (server_ipc_answers), at most once a second: a listener
+ * that stopped accepting makes /healthz fail. */
+static void probe_ipc(http_answers *a)
+{
+	uint64_t now = kms_monotonic_us();
+	if (a->ipc_probed && now - a->ipc_probe_at_us < HTTP_HEALTH_CACHE_US)
+		return;
+	a->ipc_ok = server_ipc_answers(a->d->transport, a->ipc_why, sizeof a->ipc_why);
+	if (!a->ipc_ok)
+		(void)kms_error_strip_paths(a->ipc_why);
+	a->ipc_probe_at_us = kms_monotonic_us();
+	a->ipc_probed = true;
+}
+
 static void answer_healthz(http_answers *a, http_response *out)
 {
 	char body[WHY_MAX + 64], why[WHY_MAX], extra[64];
@@ -171,10 +192,12 @@ static void answer_healthz(http_answers *a, http_response *out)
 	probe_hsm(a);
 	snprintf(extra, sizeof extra, "X-Kms-Health-Probe: %llu\r\n",
 	         (unsigned long long)a->probes);
-	/* The ipc self-probe (server_ipc_answers, transport/server.h) belongs
-	 * here, after the HSM and before the audit log, once it exists. */
+	if (a->probe_ok)
+		probe_ipc(a);
 	if (!a->probe_ok)
 		n = snprintf(body, sizeof body, "hsm unavailable: %s\n", a->probe_why);
+	else if (!a->ipc_ok)
+		n = snprintf(body, sizeof body, "ipc endpoint unavailable: %s\n", a->ipc_why);
 	else if (a->d->audit && !audit_healthy(a->d->audit, why, sizeof why))
 		n = snprintf(body, sizeof body, "audit log cannot be written: %s\n", why);
 	else if (atomic_load(&a->d->draining))

@@ -20,6 +20,7 @@
 #include "common/error.h"
 #include "common/nng_close.h"
 #include "kms/pipeline/pipeline.h"
+#include "kms/transport/ipc_server.h"
 
 #define ARENA_CHUNK (256u << 10)
 #define PEM_MAX (256u << 10)
@@ -43,6 +44,7 @@ typedef struct listener {
 
 struct server {
 	kmsd *d;
+	ipc_server *ipc;  /* every ipc:// URL: kmsd's own (ipc_server.h) */
 	nng_socket sock;
 	bool sock_open;
 	listener listeners[KMSD_MAX_LISTEN];
@@ -363,9 +365,7 @@ static kms_status listen_on(server *s, const char *url)
 {
 	listener *ln = &s->listeners[s->n_listeners];
 	int rv;
-	if (!strncmp(url, "ipc://", 6))
-		ln->transport = CALLER_IPC;
-	else if (!strncmp(url, "tls+tcp://", 10))
+	if (!strncmp(url, "tls+tcp://", 10))
 		ln->transport = CALLER_TLS;
 	else
 		ln->transport = CALLER_TCP;
@@ -379,9 +379,6 @@ static kms_status listen_on(server *s, const char *url)
 		if ((rv = nng_listener_set_ptr(ln->l, NNG_OPT_TLS_CONFIG, s->tls)) != 0)
 			return KMS_FAIL(KMS_INTERNAL, "listen %s: tls config: %s", url, nng_strerror(rv));
 	}
-	if (ln->transport == CALLER_IPC &&
-	    (rv = nng_listener_set_int(ln->l, NNG_OPT_IPC_PERMISSIONS, 0666)) != 0)
-		return KMS_FAIL(KMS_INTERNAL, "listen %s: permissions: %s", url, nng_strerror(rv));
 	if ((rv = nng_listener_start(ln->l, 0)) != 0)
 		return KMS_FAIL(KMS_INVALID_ARGUMENT, "listen %s: %s", url, nng_strerror(rv));
 	if (ln->transport == CALLER_TCP)
@@ -419,6 +416,56 @@ static kms_status start_workers(server *s)
 	return KMS_OK;
 }
 
+/* The ipc:// URLs, served by kmsd's own ipc server. */
+static kms_status start_ipc(server *s)
+{
+	const kmsd_config *cfg = &s->d->cfg;
+	ipc_server_config ic = {
+		.group = cfg->ipc_gid,
+		.workers = cfg->workers,
+		.max_connections = cfg->ipc_max_connections,
+		.max_per_uid = cfg->ipc_max_connections_per_uid,
+		.read_timeout_ms = cfg->ipc_read_timeout_ms,
+		.send_timeout_ms = cfg->reply_send_timeout_ms,
+		.max_request_bytes = cfg->max_request_bytes,
+		.max_buffered_bytes = KMSD_IPC_BUFFERED_MAX(cfg->workers, cfg->max_request_bytes),
+	};
+	for (size_t i = 0; i < cfg->n_listen; i++)
+		if (!strncmp(cfg->listen[i], "ipc://", 6))
+			ic.urls[ic.n_urls++] = cfg->listen[i];
+	if (!ic.n_urls)
+		return KMS_OK;
+	return ipc_server_start(s->d, &ic, &s->ipc);
+}
+
+/* The tls+tcp:// and tcp:// URLs, served by NNG. */
+static kms_status start_nng(server *s)
+{
+	kmsd *d = s->d;
+	size_t n = 0;
+	for (size_t i = 0; i < d->cfg.n_listen; i++)
+		n += strncmp(d->cfg.listen[i], "ipc://", 6) != 0;
+	if (!n)
+		return KMS_OK;
+	int rv = nng_rep0_open(&s->sock);
+	if (rv != 0)
+		return KMS_FAIL(KMS_INTERNAL, "nng rep socket: %s", nng_strerror(rv));
+	s->sock_open = true;
+	/* The size limit comes before any listener exists. */
+	if ((rv = nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, d->cfg.max_request_bytes)) != 0)
+		return KMS_FAIL(KMS_INTERNAL, "nng recv-size-max: %s", nng_strerror(rv));
+	if ((rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_PRE, on_pipe_event, s)) != 0 ||
+	    (rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, on_pipe_event, s)) != 0)
+		return KMS_FAIL(KMS_INTERNAL, "nng pipe notify: %s", nng_strerror(rv));
+	KMS_GUARD(start_workers(s));
+	for (size_t i = 0; i < d->cfg.n_listen; i++)
+		if (strncmp(d->cfg.listen[i], "ipc://", 6))
+			KMS_GUARD(listen_on(s, d->cfg.listen[i]));
+	if (s->tls)
+		reporter_start(s);
+	return KMS_OK;
+}
+
 kms_status server_start(kmsd *d, server **out)
 {
 	*out = NULL;
@@ -427,27 +474,8 @@ kms_status server_start(kmsd *d, server **out)
 		return KMS_FAIL(KMS_INTERNAL, "out of memory");
 	s->d = d;
 	kms_status st = KMS_OK;
-	int rv = nng_rep0_open(&s->sock);
-	if (rv != 0) {
-		st = KMS_FAIL(KMS_INTERNAL, "nng rep socket: %s", nng_strerror(rv));
-		goto out;
-	}
-	s->sock_open = true;
-	/* The size limit comes before any listener exists. */
-	if ((rv = nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, d->cfg.max_request_bytes)) != 0) {
-		st = KMS_FAIL(KMS_INTERNAL, "nng recv-size-max: %s", nng_strerror(rv));
-		goto out;
-	}
-	if ((rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_PRE, on_pipe_event, s)) != 0 ||
-	    (rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, on_pipe_event, s)) != 0) {
-		st = KMS_FAIL(KMS_INTERNAL, "nng pipe notify: %s", nng_strerror(rv));
-		goto out;
-	}
-	KMS_GUARD_OUT(st, start_workers(s));
-	for (size_t i = 0; i < d->cfg.n_listen; i++)
-		KMS_GUARD_OUT(st, listen_on(s, d->cfg.listen[i]));
-	if (s->tls)
-		reporter_start(s);
+	KMS_GUARD_OUT(st, start_ipc(s));
+	KMS_GUARD_OUT(st, start_nng(s));
 out:
 	if (st != KMS_OK) {
 		kms_error_saved why;
@@ -458,6 +486,11 @@ out:
 	}
 	*out = s;
 	return KMS_OK;
+}
+
+bool server_ipc_answers(server *s, char *why, size_t why_len)
+{
+	return !s || !s->ipc || ipc_server_answers(s->ipc, why, why_len);
 }
 
 /* nng_close can hang in NNG 1.5.2 (common/nng_close.h): kmsd waits this
@@ -473,6 +506,8 @@ void server_drain_and_close(server *s)
 	if (!s)
 		return;
 	atomic_store(&s->d->draining, true);
+	ipc_server_drain_and_close(s->ipc);
+	s->ipc = NULL;
 	reporter_stop(s);
 	/* Cancel only receives: a worker that holds a request finishes it and
 	 * sends its reply, then sees `draining` and stops. */

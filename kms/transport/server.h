@@ -1,6 +1,7 @@
 /*
- * server.h: kmsd's transport. One NNG REP socket, listening on every
- * configured URL (ipc://, tls+tcp://, and tcp:// only with insecure_dev),
+ * server.h: kmsd's transport. ipc:// URLs are served by kmsd's own ipc
+ * server (ipc_server.h); the others by one NNG REP socket, listening on
+ * every tls+tcp:// (and tcp://, only with insecure_dev) URL,
  * with NNG_OPT_RECVMAXSZ set before any listen, and N worker threads, each
  * owning one REP context, one arena and (through the HSM layer) one HSM
  * session. A worker takes a request, runs it through the pipeline and sends
@@ -18,6 +19,11 @@ typedef struct server server;
 /* Opens the socket and listeners and starts the workers. Fails with a
  * one-line message naming the URL or file at fault. */
 kms_status server_start(kmsd *d, server **out) KMS_MUST_USE;
+
+/* Whether every ipc:// socket answers kmsd's own connection with the
+ * server's handshake within a second (ipc_server_answers): /healthz asks.
+ * True when there is no ipc:// URL. Blocks up to 1 s per URL. */
+bool server_ipc_answers(server *s, char *why, size_t why_len);
 
 /* Stops taking requests, waits for the workers to send the replies of those
  * in flight, then closes everything. Blocks. NULL is ignored. */
