@@ -40,6 +40,7 @@ typedef struct worker {
 typedef struct listener {
 	nng_listener l;
 	caller_transport transport;
+	const char *url;
 } listener;
 
 struct server {
@@ -249,7 +250,7 @@ static void report_tls_failures(server *s)
 		if (n > s->failed_reported[i])
 			kms_log("warn", "%s: %llu TLS connections failed before a request "
 			        "(handshake, client certificate or protocol) since the last report",
-			        s->d->cfg.listen[i],
+			        s->listeners[i].url,
 			        (unsigned long long)(n - s->failed_reported[i]));
 		s->failed_reported[i] = n;
 	}
@@ -365,6 +366,7 @@ static kms_status listen_on(server *s, const char *url)
 {
 	listener *ln = &s->listeners[s->n_listeners];
 	int rv;
+	ln->url = url;
 	if (!strncmp(url, "tls+tcp://", 10))
 		ln->transport = CALLER_TLS;
 	else
