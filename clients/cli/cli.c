@@ -30,7 +30,10 @@ static const char conn_help[] =
 	"  --secret-file FILE    its secret: 64 hex digits, mode 0600 ($" CLI_ENV_SECRET_FILE ")\n"
 	"  --timeout MS          give up after MS milliseconds (default 5000;\n"
 	"                        $" CLI_ENV_TIMEOUT ")\n"
-	"  --insecure-plain-tcp  allow tcp:// (development only)\n";
+	"  --insecure-plain-tcp  allow tcp:// (development only)\n"
+	"  --server-uid UID      the uid kmsd runs as: an ipc:// socket owned by, or\n"
+	"                        served by, a uid other than root, this user or UID\n"
+	"                        is refused before anything is sent ($" CLI_ENV_SERVER_UID ")\n";
 
 static const char exit_help[] =
 	"Exit status: 0 done, 1 kmsd said no, 2 usage error, 3 cannot reach kmsd.\n";
@@ -111,6 +114,9 @@ int cli_usage_error(struct cli *cli, const char *fmt, ...)
 
 /* ---- options ---- */
 
+/* (uid_t)-1 means "no change" to the kernel: never a process's uid. */
+#define CLI_UID_MAX 4294967294u
+
 static int common_option(struct cli *cli, int opt, const char *arg)
 {
 	struct cli_conn *conn = &cli->conn;
@@ -154,6 +160,13 @@ static int common_option(struct cli *cli, int opt, const char *arg)
 		return 0;
 	case CLI_OPT_SECRET_FILE:
 		conn->secret_file = arg;
+		return 0;
+	case CLI_OPT_SERVER_UID:
+		if (!cli_parse_u32(arg, 0, CLI_UID_MAX, &conn->server_uid)) {
+			cli_usage_error(cli, "--server-uid takes a uid, 0..%u", CLI_UID_MAX);
+			return -1;
+		}
+		conn->has_server_uid = true;
 		return 0;
 	default:
 		cli_usage_error(cli, "option not handled");
@@ -431,6 +444,12 @@ int cli_connect(struct cli *cli, kms_client **out)
 	opts.tls_key_file = env_or(conn->tls_key, CLI_ENV_TLS_KEY);
 	opts.tls_server_name = env_or(conn->tls_server_name, CLI_ENV_TLS_SERVER_NAME);
 	opts.insecure_plain_tcp = conn->insecure_plain_tcp;
+	opts.server_uid = conn->server_uid;
+	const char *env_uid = getenv(CLI_ENV_SERVER_UID);
+	if (!conn->has_server_uid && env_uid && env_uid[0] &&
+	    !cli_parse_u32(env_uid, 0, CLI_UID_MAX, &opts.server_uid))
+		return cli_usage_error(cli, "$%s takes a uid, 0..%u", CLI_ENV_SERVER_UID,
+		                       CLI_UID_MAX);
 	opts.access_key_id = env_or(conn->access_key_id, CLI_ENV_ACCESS_KEY_ID);
 	const char *secret_file = env_or(conn->secret_file, CLI_ENV_SECRET_FILE);
 	if (!opts.access_key_id != !secret_file)

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/tls/tls.h>
@@ -378,6 +379,7 @@ static kms_status dial(kms_client *c, const kms_client_options *opts,
 	nng_url *url = NULL;
 	nng_dialer dialer;
 	nng_tls_config *tls = NULL;
+	const char *ipc_path = NULL; /* in url */
 	kms_status st = KMS_OK;
 	int rv;
 
@@ -394,7 +396,17 @@ static kms_status dial(kms_client *c, const kms_client_options *opts,
 			                 endpoint);
 			goto out;
 		}
-	} else if (!scheme_is(url->u_scheme, ipc_schemes)) {
+	} else if (scheme_is(url->u_scheme, ipc_schemes)) {
+		ipc_path = url->u_path;
+		if (!ipc_path[0] || strlen(ipc_path) >= CLIENT_IPC_PATH_MAX) {
+			st = client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
+			                 "%s: an ipc:// path is 1..%d bytes",
+			                 endpoint, CLIENT_IPC_PATH_MAX - 1);
+			goto out;
+		}
+		/* Who owns the socket file, before a byte goes to it. */
+		KMS_GUARD_OUT(st, client_ipc_check_path(c, ipc_path, err));
+	} else {
 		st = client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
 		                 "%s: kms speaks ipc:// and tls+tcp://, not %s://",
 		                 endpoint, url->u_scheme);
@@ -403,6 +415,11 @@ static kms_status dial(kms_client *c, const kms_client_options *opts,
 	if ((rv = nng_dialer_create(&dialer, c->socket, endpoint)) != 0) {
 		st = client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
 		                 "%s: %s", endpoint, nng_strerror(rv));
+		goto out;
+	}
+	/* And who listens, on every connection (client_ipc.c). */
+	if (ipc_path && (st = client_ipc_add(c, dialer, ipc_path, err)) != KMS_OK) {
+		nng_dialer_close(dialer);
 		goto out;
 	}
 	if ((rv = nng_dialer_set_size(dialer, NNG_OPT_RECVMAXSZ, max_response)) != 0 ||
@@ -473,6 +490,8 @@ kms_status kms_client_open(const kms_client_options *opts, kms_client **out,
 		return client_fail(err, KMS_INTERNAL, KMS_ERROR_LOCAL, "out of memory");
 	c->timeout_ms = opts->timeout_ms ? opts->timeout_ms : KMS_CLIENT_DEFAULT_TIMEOUT_MS;
 	c->resend_ms = opts->resend_ms;
+	c->own_uid = (uint64_t)getuid();
+	c->server_uid = opts->server_uid;
 	describe_endpoints(c, endpoints, n_endpoints);
 	if (opts->access_key_id) {
 		c->access_key_id = strdup(opts->access_key_id);
@@ -501,6 +520,7 @@ kms_status kms_client_open(const kms_client_options *opts, kms_client **out,
 		                 nng_strerror(rv));
 		goto out;
 	}
+	KMS_GUARD_OUT(st, client_ipc_watch(c, err));
 	for (size_t i = 0; i < n_endpoints; i++)
 		KMS_GUARD_OUT(st, dial(c, opts, endpoints[i], max_response, err));
 	*out = c;
@@ -581,7 +601,10 @@ static kms_status exchange(kms_client *c, nng_msg *request, nng_msg **answer,
 	nng_aio_wait(aio);
 	if ((rv = nng_aio_result(aio)) != 0) {
 		msg_wipe_free(nng_aio_get_msg(aio)); /* still ours on failure */
-		st = transport_error(c, rv, err);
+		/* Not sent because the only peers were refused for their uid
+		 * (client_ipc.c): say that rather than "is kmsd running?". */
+		st = client_ipc_refusal(c, err) ? KMS_UNAVAILABLE
+		                                : transport_error(c, rv, err);
 		goto out;
 	}
 	nng_time now = nng_clock();

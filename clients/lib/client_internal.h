@@ -5,6 +5,8 @@
 #define KMS_CLIENT_INTERNAL_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,14 +17,62 @@
 
 #include "proto/status_wire.h"
 
+/* No refusal recorded on an ipc dialer (client_ipc_dialer.refused_uid). */
+#define CLIENT_IPC_NONE UINT64_MAX
+/* A pipe whose peer uid the kernel did not give: closed too. */
+#define CLIENT_IPC_UID_UNKNOWN (UINT64_MAX - 1)
+/* sun_path's size on Linux, with the NUL. */
+#define CLIENT_IPC_PATH_MAX 108
+
+/* An ipc:// endpoint's dialer, whose every pipe must come from an accepted
+ * uid (client_ipc.c). */
+typedef struct client_ipc_dialer {
+	int dialer_id;
+	char path[CLIENT_IPC_PATH_MAX];
+	/* The uid of the last pipe closed for its uid; CLIENT_IPC_NONE when the
+	 * last pipe was accepted, or none came yet. */
+	_Atomic uint64_t refused_uid;
+} client_ipc_dialer;
+
 struct kms_client {
 	nng_socket socket;
+	uint64_t own_uid;     /* getuid() at open */
+	uint32_t server_uid;  /* KMS_CLIENT_SERVER_UID_UNSET: none */
+	client_ipc_dialer ipc[KMS_CLIENT_MAX_ENDPOINTS];
+	_Atomic size_t n_ipc; /* filled before each dialer starts */
 	int timeout_ms;
 	int resend_ms;
 	char *access_key_id;  /* NULL: requests go unsigned */
 	uint8_t *secret;      /* KMS_SIGN_SECRET_LEN bytes, kms_secure_alloc */
 	char endpoints_text[160]; /* "ipc:///x, tls+tcp://h:1", for messages */
 };
+
+/* ---- who serves an ipc:// endpoint (client_ipc.c) ---- */
+
+/* Whether uid may serve an ipc:// endpoint: root, own (this process's uid)
+ * or server_uid (KMS_CLIENT_SERVER_UID_UNSET: none). CLIENT_IPC_UID_UNKNOWN
+ * never is. */
+bool client_ipc_uid_accepted(uint64_t uid, uint64_t own, uint32_t server_uid);
+
+/* Registers the pipe check on c's socket: every pipe of a dialer added with
+ * client_ipc_add is closed before it is used unless the kernel's peer uid
+ * is accepted. Call before any dialer starts. */
+kms_status client_ipc_watch(kms_client *c, kms_error *err) KMS_MUST_USE;
+
+/* Before dialing path: a path that does not exist passes (the dialer keeps
+ * trying); one that is not a socket, or whose owner is not accepted, is
+ * refused with KMS_UNAVAILABLE naming the path and the owner. */
+kms_status client_ipc_check_path(const kms_client *c, const char *path,
+                                 kms_error *err) KMS_MUST_USE;
+
+/* Puts dialer (not started yet) under the pipe check, for path. */
+kms_status client_ipc_add(kms_client *c, nng_dialer dialer, const char *path,
+                          kms_error *err) KMS_MUST_USE;
+
+/* After a call failed in the transport: when an ipc pipe was closed for its
+ * uid (and none of that dialer came since), replaces *err with that refusal
+ * and returns true. */
+bool client_ipc_refusal(kms_client *c, kms_error *err);
 
 /* Resets *err (NULL is fine). */
 void client_error_clear(kms_error *err);

@@ -103,14 +103,29 @@ typedef struct kms_client_options {
 	 * The secret is copied into secure memory; the caller may wipe its own. */
 	const char *access_key_id;
 	const uint8_t *access_key_secret; /* KMS_SIGN_SECRET_LEN bytes */
+	/* Who may serve an ipc:// endpoint. The socket file's owner (checked
+	 * before dialing) and the uid of the process listening on it (the
+	 * kernel's answer, checked on every connection before anything is
+	 * sent) must be root, this process's own uid (getuid()), or this
+	 * server_uid. KMS_CLIENT_SERVER_UID_UNSET (0, what a zeroed struct
+	 * holds): root and the own uid only. */
+	uint32_t server_uid;
 } kms_client_options;
+
+/* server_uid's "not set": root is accepted anyway, so 0 adds nothing. */
+#define KMS_CLIENT_SERVER_UID_UNSET 0u
 
 /*
  * Opens a client: creates the socket and starts a non-blocking dial to every
  * endpoint, so a down endpoint neither blocks nor fails the open (calls wait
  * for a connection within their timeout). Does not block on the network.
  * KMS_INVALID_ARGUMENT for a bad or refused URL, a missing CA for TLS, an
- * unreadable TLS file or a bad access key; *out is then NULL.
+ * unreadable TLS file or a bad access key; KMS_UNAVAILABLE (origin
+ * KMS_ERROR_TRANSPORT) for an ipc:// path that exists but is not a socket
+ * or is owned by a uid not accepted (see server_uid); *out is then NULL.
+ * A connection to an ipc:// peer whose uid is not accepted is closed before
+ * anything is sent on it, and a call that found no other way to kmsd fails
+ * with KMS_UNAVAILABLE naming the path and that uid.
  */
 KMS_EXPORT kms_status kms_client_open(const kms_client_options *opts,
                                       kms_client **out, kms_error *err) KMS_MUST_USE;

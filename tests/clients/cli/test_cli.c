@@ -166,6 +166,13 @@ static void usage_errors_exit_2_before_connecting(void **state)
 	expect(ADMIN("alias", "create", "alias/x"), CLI_EXIT_USAGE, NULL, "missing argument");
 	expect(ADMIN("hsm", "status"), CLI_EXIT_USAGE, NULL, "which token?");
 	expect(ADMIN("health", "--timeout", "0"), CLI_EXIT_USAGE, NULL, "--timeout");
+	expect(ADMIN("health", "--server-uid", "-1"), CLI_EXIT_USAGE, NULL,
+	       "--server-uid takes a uid, 0..4294967294");
+	expect(TOOL("random", "4", "--server-uid", "4294967295"), CLI_EXIT_USAGE, NULL,
+	       "--server-uid takes a uid");
+	setenv(CLI_ENV_SERVER_UID, "nobody", 1);
+	expect(TOOL("random", "4"), CLI_EXIT_USAGE, NULL, "$KMS_SERVER_UID takes a uid");
+	unsetenv(CLI_ENV_SERVER_UID);
 	expect(TOOL("encrypt"), CLI_EXIT_USAGE, NULL, "--key KEY is required");
 	expect(TOOL("encrypt", "--key", "k", "--context", "a=1", "--context", "a=1"),
 	       CLI_EXIT_USAGE, NULL, "given twice");
@@ -227,6 +234,14 @@ static void connection_failures(void **state)
 	expect(ADMIN("health", "--endpoint", "http://x"), CLI_EXIT_USAGE, NULL, "not http://");
 	expect(ADMIN("health", "--endpoint", "tls+tcp://127.0.0.1:9"), CLI_EXIT_USAGE, NULL,
 	       "needs a CA file");
+	/* What is at an ipc:// path must be a socket (owners: test_cli_ipc_owner). */
+	char not_sock[128];
+	write_file(not_sock, sizeof not_sock, "not.sock", "x", 1);
+	char not_sock_url[160];
+	snprintf(not_sock_url, sizeof not_sock_url, "ipc://%s", not_sock);
+	expect(TOOL("random", "4", "--endpoint", not_sock_url), CLI_EXIT_UNREACHABLE, NULL,
+	       "is a regular file, not a socket: refusing to send to it");
+	unlink(not_sock);
 
 	/* $KMS_ENDPOINT: comma-separated, spaces ignored. */
 	setenv(CLI_ENV_ENDPOINT, " ipc:///tmp/kms-test-a.sock , ipc:///tmp/kms-test-b.sock,", 1);

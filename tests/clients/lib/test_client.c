@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,6 +31,7 @@
 
 #include <kms/client.h>
 #include <kms/client_raw.h>
+#include "clients/lib/client_internal.h"
 #include "common/nng_close.h"
 
 /* ---- the fake server ---- */
@@ -878,6 +880,113 @@ static void open_refuses_bad_options(void **state)
 	kms_client_close(NULL);
 }
 
+/* Who may serve an ipc:// endpoint: root, the own uid, the configured
+ * server uid; never a uid the kernel did not give. */
+static void ipc_uid_decision(void **state)
+{
+	(void)state;
+	const uint64_t own = 1000;
+	assert_true(client_ipc_uid_accepted(0, own, KMS_CLIENT_SERVER_UID_UNSET));
+	assert_true(client_ipc_uid_accepted(own, own, KMS_CLIENT_SERVER_UID_UNSET));
+	assert_false(client_ipc_uid_accepted(65534, own, KMS_CLIENT_SERVER_UID_UNSET));
+	assert_true(client_ipc_uid_accepted(65534, own, 65534));
+	assert_false(client_ipc_uid_accepted(65533, own, 65534));
+	assert_true(client_ipc_uid_accepted(0, own, 65534));
+	assert_true(client_ipc_uid_accepted(own, own, 65534));
+	/* Root running the client: only root and the server uid. */
+	assert_false(client_ipc_uid_accepted(1000, 0, KMS_CLIENT_SERVER_UID_UNSET));
+	assert_false(client_ipc_uid_accepted(CLIENT_IPC_UID_UNKNOWN, own, 65534));
+	assert_false(client_ipc_uid_accepted(CLIENT_IPC_NONE, own, 65534));
+	/* A 64-bit uid that only matches in its low 32 bits is not the uid. */
+	assert_false(client_ipc_uid_accepted((1ull << 32) | 65534, own, 65534));
+	assert_false(client_ipc_uid_accepted((1ull << 32), own, 65534));
+}
+
+/* kms_client_open on an ipc:// path; returns its status, err filled. */
+static kms_status open_ipc(const char *path, uint32_t server_uid, kms_error *err)
+{
+	char url[200];
+	const char *endpoints[] = { url };
+	snprintf(url, sizeof url, "ipc://%s", path);
+	kms_client_options opts = { .endpoints = endpoints, .n_endpoints = 1,
+		                    .server_uid = server_uid };
+	kms_client *c = NULL;
+	kms_status st = kms_client_open(&opts, &c, err);
+	kms_client_close(c);
+	return st;
+}
+
+static void expect_refused(kms_status st, const kms_error *err, const char *path,
+                           const char *why)
+{
+	if (st != KMS_UNAVAILABLE || err->origin != KMS_ERROR_TRANSPORT ||
+	    !strstr(err->message, path) || !strstr(err->message, why) ||
+	    strchr(err->message, '\n'))
+		fail_msg("%s: status %s, message \"%s\" (wanted it to say \"%s\")", path,
+		         kms_status_name(st), err->message, why);
+}
+
+/* Before dialing: what is at the path must be a socket whose owner is
+ * accepted; a missing path is left to the dialer. */
+static void open_checks_the_ipc_path(void **state)
+{
+	(void)state;
+	char dir[64], path[128];
+	kms_error err;
+	snprintf(dir, sizeof dir, "/tmp/kms-test-ipc-path-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+
+	snprintf(path, sizeof path, "%s/missing.sock", dir);
+	assert_int_equal(open_ipc(path, 0, &err), KMS_OK);
+
+	snprintf(path, sizeof path, "%s/file", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fclose(f);
+	expect_refused(open_ipc(path, 0, &err), &err, path, "is a regular file, not a socket");
+	unlink(path);
+	expect_refused(open_ipc(dir, 0, &err), &err, dir, "is a directory, not a socket");
+
+	/* A link to a good socket is still not a socket: lstat. */
+	char sock[128];
+	snprintf(sock, sizeof sock, "%s/real.sock", dir);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	memcpy(sa.sun_path, sock, strlen(sock) + 1);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	assert_int_equal(open_ipc(sock, 0, &err), KMS_OK); /* our own uid's */
+	snprintf(path, sizeof path, "%s/link.sock", dir);
+	assert_int_equal(symlink(sock, path), 0);
+	expect_refused(open_ipc(path, 0, &err), &err, path, "is a symbolic link, not a socket");
+	unlink(path);
+
+	/* Someone else's socket (root can make one by chown): refused, naming
+	 * the uid, unless it is the configured server uid. */
+	if (geteuid() == 0) {
+		assert_int_equal(lchown(sock, 65534, 65534), 0);
+		expect_refused(open_ipc(sock, 0, &err), &err, sock,
+		               "is owned by uid 65534, not root or the expected server uid");
+		assert_non_null(strstr(err.message, "--server-uid or KMS_SERVER_UID"));
+		expect_refused(open_ipc(sock, 4242, &err), &err, sock, "uid 65534");
+		assert_int_equal(open_ipc(sock, 65534, &err), KMS_OK);
+	} else {
+		fprintf(stderr, "not root: the socket of another uid is tested by "
+		        "test_cli_ipc_owner (as root) only\n");
+	}
+	close(fd);
+	unlink(sock);
+
+	/* Longer than a unix socket path can be. */
+	char long_path[200];
+	memset(long_path, 'a', sizeof long_path - 1);
+	long_path[0] = '/';
+	long_path[sizeof long_path - 1] = '\0';
+	assert_int_equal(open_ipc(long_path, 0, &err), KMS_INVALID_ARGUMENT);
+	assert_non_null(strstr(err.message, "an ipc:// path is 1..107 bytes"));
+	assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -890,6 +999,8 @@ int main(void)
 		cmocka_unit_test(signed_requests_verify),
 		cmocka_unit_test(threads_share_one_client),
 		cmocka_unit_test(open_refuses_bad_options),
+		cmocka_unit_test(ipc_uid_decision),
+		cmocka_unit_test(open_checks_the_ipc_path),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
