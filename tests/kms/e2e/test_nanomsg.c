@@ -1,7 +1,9 @@
 /*
  * test_nanomsg: a libnanomsg client, and the nanocat CLI, talk to a real
  * kmsd over ipc:// (any nanomsg client can). Raw packed protobuf
- * requests, replies unpacked and checked.
+ * requests, replies unpacked and checked. And a nanomsg client whose
+ * reply is past its receive limit, dropping and reconnecting, does not
+ * stop kmsd serving anyone else (it used to wedge NNG's ipc listener).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,8 +11,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,12 +22,17 @@
 #include <nanomsg/nn.h>
 #include <nanomsg/reqrep.h>
 
+#include "tests/support/audit_check.h"
 #include "tests/support/harness.h"
 
 #define REGION "in-bom-nn"
 #define NN_TIMEOUT_MS 10000
 #define NANOCAT_TIMEOUT_S 10
 #define REPLY_FILE_MAX (64u << 10)
+#define CHURN_ITEMS 300          /* x 4 KiB: a reply past nanomsg's 1 MiB default */
+#define CHURN_PLAINTEXT 4096
+#define CHURN_MS 3000            /* how long the nanomsg client keeps trying */
+#define CHURN_CALLS_MAX 100000   /* bound on the other client's loop */
 
 #define CHECK(cond, ...)                                                                   \
 	do {                                                                               \
@@ -173,11 +182,148 @@ static void test_nanocat_health(void **state)
 	free(reply);
 }
 
+/* ---- a nanomsg client whose reply is past its receive limit ---- */
+
+typedef struct churn {
+	int socket;
+	int got;          /* nn_recv's result: -1, the reply never fits */
+	volatile int done;
+} churn;
+
+static void *churn_main(void *arg)
+{
+	churn *c = arg;
+	void *reply = NULL;
+	c->got = nn_recv(c->socket, &reply, NN_MSG, 0);
+	if (c->got >= 0)
+		nn_freemsg(reply);
+	__atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Found: an ordinary nanomsg client whose batch reply is larger than
+ * nanomsg's default 1 MiB receive limit drops the connection and
+ * reconnects every ~100 ms, resending; with NNG serving ipc:// that wedged
+ * the endpoint for every client until restart. Now: while it churns for
+ * CHURN_MS, another client is answered every time, and after it. */
+static void test_libnanomsg_oversized_reply_churn(void **state)
+{
+	(void)state;
+	char key[35];
+	assert_true(harness_create_key(&g_h, NULL, key));
+	static uint8_t plaintext[CHURN_PLAINTEXT];
+	memset(plaintext, 'p', sizeof plaintext);
+	Kms__EncryptRequest items[CHURN_ITEMS], *item_ptrs[CHURN_ITEMS];
+	for (size_t i = 0; i < CHURN_ITEMS; i++) {
+		kms__encrypt_request__init(&items[i]);
+		items[i].key_id = key;
+		items[i].plaintext.data = plaintext;
+		items[i].plaintext.len = sizeof plaintext;
+		item_ptrs[i] = &items[i];
+	}
+	Kms__BatchEncryptRequest batch = KMS__BATCH_ENCRYPT_REQUEST__INIT;
+	batch.n_items = CHURN_ITEMS;
+	batch.items = item_ptrs;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.schema_version = KMS__SCHEMA_VERSION__SCHEMA_VERSION;
+	req.request_id = "nanomsg-churn";
+	req.op_case = KMS__REQUEST__OP_BATCH_ENCRYPT;
+	req.batch_encrypt = &batch;
+	size_t len = kms__request__get_packed_size(&req);
+	uint8_t *packed = malloc(len);
+	assert_non_null(packed);
+	kms__request__pack(&req, packed);
+
+	churn c = { .socket = nn_socket(AF_SP, NN_REQ) };
+	CHECK(c.socket >= 0, "nn_socket: %s", nn_strerror(nn_errno()));
+	/* nanomsg documents a 1 MiB receive limit by default; Debian's 1.1.5
+	 * does not apply it on ipc://, so it is set as documented. */
+	/* And it retries every 100 ms (NN_REQ_RESEND_IVL), as a client with a
+	 * short retry would: every retry's reply is dropped with its
+	 * connection, and nanomsg reconnects after its 100 ms default. */
+	int timeout = CHURN_MS, rcvmax = 1 << 20, resend = 100;
+	assert_int_equal(nn_setsockopt(c.socket, NN_REQ, NN_REQ_RESEND_IVL, &resend,
+	                               sizeof resend), 0);
+	assert_int_equal(nn_setsockopt(c.socket, NN_SOL_SOCKET, NN_RCVTIMEO, &timeout,
+	                               sizeof timeout), 0);
+	assert_int_equal(nn_setsockopt(c.socket, NN_SOL_SOCKET, NN_RCVMAXSIZE, &rcvmax,
+	                               sizeof rcvmax), 0);
+	CHECK(nn_connect(c.socket, g_h.ipc_url) >= 0, "nn_connect: %s", nn_strerror(nn_errno()));
+	CHECK(nn_send(c.socket, packed, len, 0) == (int)len, "nn_send: %s",
+	      nn_strerror(nn_errno()));
+	free(packed);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, churn_main, &c), 0);
+
+	Kms__HealthRequest health = KMS__HEALTH_REQUEST__INIT;
+	Kms__Request hreq = KMS__REQUEST__INIT;
+	hreq.op_case = KMS__REQUEST__OP_HEALTH;
+	hreq.health = &health;
+	unsigned served = 0;
+	int64_t worst = 0;
+	for (unsigned i = 0; i < CHURN_CALLS_MAX && !__atomic_load_n(&c.done, __ATOMIC_ACQUIRE);
+	     i++) {
+		int64_t t0 = mono_ms();
+		hreq.request_id = NULL;
+		Kms__Response *r = harness_call(&g_h, &hreq);
+		int64_t took = mono_ms() - t0;
+		CHECK(r && r->status == KMS__STATUS__OK,
+		      "Health %u not answered while the nanomsg client churns (after %lld ms)",
+		      served, (long long)took);
+		kms__response__free_unpacked(r, NULL);
+		served++;
+		if (took > worst)
+			worst = took;
+	}
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(nn_close(c.socket), 0);
+	CHECK(c.got < 0, "the oversized reply was received (%d bytes): no churn", c.got);
+	assert_true(served > 0);
+	/* And after it. */
+	hreq.request_id = NULL;
+	Kms__Response *r = harness_call(&g_h, &hreq);
+	CHECK(r && r->status == KMS__STATUS__OK, "Health not answered after the churn");
+	kms__response__free_unpacked(r, NULL);
+
+	/* How often nanomsg resent the batch (after each drop, on a new
+	 * connection): its
+	 * entries in the audit log, read after a clean stop. */
+	audit_cp cp;
+	audit_get_checkpoint(&g_h, &cp);
+	assert_int_equal(harness_stop(&g_h), 0);
+	char pub[700];
+	audit_public_dir(&g_h, NULL, pub, sizeof pub);
+	audit_entries e;
+	audit_load(pub, cp.vkey, NULL, &e);
+	size_t resent = audit_count_id(&e, "nanomsg-churn", NULL);
+	audit_entries_free(&e);
+	audit_cp_free(&cp);
+	print_message("# nanomsg client with a %u-item batch (reply > 1 MiB, its limit 1 MiB): "
+	              "the batch was served %zu times in %d ms; meanwhile "
+	              "%u other requests were served, the slowest in %lld ms\n", CHURN_ITEMS,
+	              resent, CHURN_MS, served, (long long)worst);
+	/* How often depends on nanomsg's timing: traced, its first reconnect
+	 * often closes before kmsd's hello is sent (the very pattern that
+	 * wedged NNG's listener) and it does not try again; slowed down (under
+	 * strace) it resent 7 times in 3 s. The point is the other client. */
+	CHECK(resent >= 1, "the batch was never served");
+	harness_options o = { .region = REGION };
+	assert_true(harness_start(&g_h, &o)); /* for the group's teardown */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_libnanomsg_health),
 		cmocka_unit_test(test_nanocat_health),
+		cmocka_unit_test(test_libnanomsg_oversized_reply_churn),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
