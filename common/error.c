@@ -56,10 +56,16 @@ const char *kms_error_where(void)
 	return last_where;
 }
 
-/* A path starts at a '/' that begins a word, and ends where a word does. */
+/* A path starts at a '/' that begins a word, or the absolute path of a URL
+ * such as ipc:///run/kms/kms.sock (the '/' after "://"), and ends where a
+ * word does. */
 static bool starts_path(const char *msg, size_t i)
 {
-	return msg[i] == '/' && (i == 0 || strchr(" (\"'=[,", msg[i - 1]));
+	if (msg[i] != '/')
+		return false;
+	if (i >= 3 && !strncmp(msg + i - 3, "://", 3))
+		return true;
+	return i == 0 || strchr(" (\"'=[,", msg[i - 1]);
 }
 
 static size_t path_end(const char *msg, size_t i)

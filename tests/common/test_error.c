@@ -1,7 +1,8 @@
 /*
  * test_error: kms_error_strip_paths, which cuts filesystem paths out of the
  * lines a client or the audit log gets, in the shapes kmsd's failures take
- * (the store, the audit log, the HSM module), and leaves ids alone.
+ * (the store, the audit log, the HSM module, an ipc:// URL), and leaves ids
+ * and network addresses alone.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -35,6 +36,9 @@ static void paths_become_file_names(void **state)
 	expect_cut("audit: cannot create /srv/kms/audit/public/: EROFS",
 	           "audit: cannot create public/: EROFS", true);
 	expect_cut("file=/etc/kms/server.key,", "file=server.key,", true);
+	/* An ipc:// URL's path, as /healthz's ipc probe names the socket. */
+	expect_cut("ipc:///run/kms/kms.sock does not answer: connect: No such file or directory",
+	           "ipc://kms.sock does not answer: connect: No such file or directory", true);
 }
 
 static void ids_and_aliases_stay(void **state)
@@ -44,6 +48,8 @@ static void ids_and_aliases_stay(void **state)
 		"key alias/payments/eu not found",
 		"key k-0123456789abcdef0123456789abcdef version 3 is disabled",
 		"origin kms.example.in/audit/in-mum",
+		"tls+tcp://127.0.0.1:7443 does not answer",
+		"http://127.0.0.1:7480/healthz",
 		"",
 	};
 	for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++)
