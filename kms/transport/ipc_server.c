@@ -38,6 +38,11 @@
 #define OUT_PAUSE (1u << 20)       /* replies queued for a peer before reading stops */
 #define TICK_MS 100                /* deadline checks while something is pending */
 #define EMFILE_PAUSE_MS 100
+/* Requests up to SMALL_MAX bytes (nearly all: Encrypt, Decrypt, Health)
+ * come from a pool of their own, so that large messages announced and
+ * left half-sent cannot hold up small ones from anyone. */
+#define SMALL_MAX (64u << 10)
+#define SMALL_POOL (8u << 20)
 
 enum item_kind { ITEM_LISTENER, ITEM_CONN, ITEM_WAKE };
 
@@ -62,6 +67,7 @@ typedef struct conn {
 	bool body_wait;          /* a frame header read, its buffer not yet granted */
 	uint64_t read_since_us;  /* a message (or the hello) started: 0 = none */
 	/* Under s->lock. */
+	size_t held;             /* large request bytes granted and not yet released */
 	bool closed, broken;
 	unsigned inflight;       /* requests in the job queue or a worker */
 	unsigned refs;           /* the I/O thread's (while open) + inflight */
@@ -77,6 +83,11 @@ typedef struct job {
 	uint8_t *msg; /* backtrace, then the request */
 	size_t len, backtrace;
 } job;
+
+static bool is_small(size_t len)
+{
+	return len <= SMALL_MAX;
+}
 
 typedef struct listener {
 	enum item_kind kind;
@@ -111,7 +122,8 @@ struct ipc_server {
 	conn *conns;
 	conn *dead;              /* closed this round: let go after the batch */
 	unsigned n_conns;
-	size_t buffered;         /* request bodies and queued replies, all peers */
+	size_t buffered;         /* large request bodies and queued replies, all peers */
+	size_t small;            /* small request bodies, all peers (SMALL_POOL) */
 	bool budget_waiters;     /* a peer waits for buffer room */
 	bool draining, workers_done;
 	uint64_t refused_full;   /* closed at the total cap, ever (for the log) */
@@ -160,7 +172,22 @@ static void conn_arm(ipc_server *s, conn *c)
 static void budget_release(ipc_server *s, size_t n)
 {
 	s->buffered -= n;
-	if (s->budget_waiters && s->buffered < s->cfg.max_buffered_bytes) {
+	if (s->budget_waiters && n) {
+		s->budget_waiters = false;
+		wake_io(s);
+	}
+}
+
+/* Gives back a request body's bytes to its pool. Lock held. */
+static void request_release(ipc_server *s, conn *c, size_t len)
+{
+	if (!is_small(len)) {
+		c->held -= len;
+		budget_release(s, len);
+		return;
+	}
+	s->small -= len;
+	if (s->budget_waiters) {
 		s->budget_waiters = false;
 		wake_io(s);
 	}
@@ -246,7 +273,7 @@ static void conn_close(ipc_server *s, conn *c)
 		kms_wipe(c->body, c->body_got);
 		free(c->body);
 		c->body = NULL;
-		budget_release(s, c->body_len);
+		request_release(s, c, c->body_len);
 	}
 	if (c->prev)
 		c->prev->next = c->next;
@@ -406,32 +433,54 @@ static ssize_t read_some(int fd, uint8_t *p, size_t want)
 	}
 }
 
-/* A frame header is in: grant its buffer if the budget allows. Returns
- * false when the frame is refused (the connection is closed). I/O thread,
- * lock held. */
-static bool grant_body(ipc_server *s, conn *c)
+/* Large request bytes held by uid's connections. Lock held. */
+static size_t held_by(const ipc_server *s, uid_t uid)
 {
-	if (s->buffered + c->body_len > s->cfg.max_buffered_bytes && s->buffered > 0) {
-		c->body_wait = true;
-		s->budget_waiters = true;
-		conn_arm(s, c);
-		return true;
-	}
-	c->body = malloc(c->body_len);
+	size_t n = 0;
+	for (const conn *c = s->conns; c; c = c->next)
+		if (c->uid == uid)
+			n += c->held;
+	return n;
+}
+
+/* Whether c's next message may have its buffer now. A small one comes
+ * from the small pool; a large one from the large pool, of which one uid
+ * may hold at most half. Each pool always lets one message through when
+ * it is empty, whatever its size. Lock held. */
+static bool room_for(const ipc_server *s, const conn *c)
+{
+	size_t len = c->body_len;
+	if (is_small(len))
+		return s->small == 0 || s->small + len <= SMALL_POOL;
+	size_t max = s->cfg.max_buffered_bytes, mine = held_by(s, c->uid);
+	return (s->buffered == 0 || s->buffered + len <= max) &&
+	       (mine == 0 || mine + len <= max / 2);
+}
+
+/* A frame header is in: grant its buffer if its pool has room, or wait
+ * (reading from c stops) until a release wakes the I/O thread. I/O
+ * thread, lock held. */
+static void grant_body(ipc_server *s, conn *c)
+{
+	c->body = room_for(s, c) ? malloc(c->body_len) : NULL;
 	if (!c->body) {
 		c->body_wait = true;
 		s->budget_waiters = true;
 		conn_arm(s, c);
-		return true;
+		return;
 	}
-	s->buffered += c->body_len;
+	if (is_small(c->body_len)) {
+		s->small += c->body_len;
+	} else {
+		s->buffered += c->body_len;
+		c->held += c->body_len;
+	}
 	c->body_got = 0;
 	if (c->body_wait) {
 		c->body_wait = false;
 		c->read_since_us = kms_monotonic_us();
 		conn_arm(s, c);
 	}
-	return true;
 }
 
 /* A whole message is in: hand it to the workers. Lock held. */
@@ -492,8 +541,7 @@ static bool on_readable(ipc_server *s, conn *c)
 			    len > s->cfg.max_request_bytes + IPC_WIRE_BACKTRACE_MAX)
 				return false; /* as NNG: a message past the limit closes the pipe */
 			c->body_len = (size_t)len;
-			if (!grant_body(s, c))
-				return false;
+			grant_body(s, c);
 			continue;
 		}
 		n = read_some(c->fd, c->body + c->body_got, c->body_len - c->body_got);
@@ -551,7 +599,7 @@ static void on_wake(ipc_server *s)
 			continue;
 		}
 		if (c->body_wait && !s->draining)
-			(void)grant_body(s, c);
+			grant_body(s, c);
 		conn_arm(s, c);
 	}
 }
@@ -665,7 +713,7 @@ static void serve(ipc_server *s, arena *a, job *j)
 	free(j->msg);
 
 	pthread_mutex_lock(&s->lock);
-	budget_release(s, j->len);
+	request_release(s, c, j->len);
 	if (b)
 		conn_send(s, c, b);
 	c->inflight--;

@@ -17,9 +17,10 @@
  *   - connections are capped in all (max_connections) and per uid
  *     (max_per_uid); past either, they are closed at accept;
  *   - a message's buffer is allocated only when its frame header has
- *     arrived, is at most max_request_bytes, and fits in the bytes all
- *     peers may have buffered at once (requests and replies together);
- *     past that, reading waits;
+ *     arrived, is at most max_request_bytes, and fits in its pool: small
+ *     requests (up to 64 KiB) share an 8 MiB pool of their own; larger
+ *     ones and the replies share max_buffered_bytes, of which one uid may
+ *     hold at most half; past that, reading from that peer waits;
  *   - a peer has at most IPC_SERVER_INFLIGHT requests in the workers;
  *   - a peer that starts a message and stalls for read_timeout_ms, or
  *     does not take a reply for send_timeout_ms, is closed; the I/O thread
