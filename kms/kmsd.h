@@ -17,7 +17,9 @@ typedef struct audit_log audit_log;
 typedef struct refusals refusals;
 typedef struct server server;
 
-#define KMSD_VERSION "0.1.0"
+/* The one version of the tree: project(VERSION) in CMakeLists.txt, given to
+ * every target as KMS_VERSION (kmsd, libkmsclient, the CLIs). */
+#define KMSD_VERSION KMS_VERSION
 
 typedef struct kmsd {
 	kmsd_config cfg;

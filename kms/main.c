@@ -77,7 +77,8 @@ static int usage(FILE *to)
 {
 	fprintf(to, "usage: kmsd -c CONFIG [--check]\n"
 	            "  -c CONFIG  the INI config file (see docs/config.md)\n"
-	            "  --check    validate the config, open the HSM and exit\n");
+	            "  --check    validate the config, open the HSM and exit\n"
+	            "  --version  print kmsd's version and exit\n");
 	return to == stderr ? 2 : 0;
 }
 
@@ -132,6 +133,8 @@ int main(int argc, char **argv)
 			check_only = true;
 		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
 			return usage(stdout);
+		else if (!strcmp(argv[i], "--version"))
+			return printf("kmsd %s\n", KMSD_VERSION) < 0 || fflush(stdout) != 0;
 		else
 			return usage(stderr);
 	}

@@ -3,9 +3,12 @@
  * copy of the log (the entry bundles), and tail's options (tail --daemon
  * itself asks kmsd: admin_audit_prove.c).
  *
- * Without a key these only read. With one, the checkpoint is verified and
- * each entry printed is checked against its signed root by an inclusion
- * proof made from the directory's hash tiles (common/tlog/tlog_tiles.h).
+ * Without a key these only read, and say on stderr that what they print is
+ * not verified (a changed entry would print like any other). With one, the
+ * checkpoint is verified and each entry printed is checked against its
+ * signed root by an inclusion proof made from the directory's hash tiles
+ * (common/tlog/tlog_tiles.h); the first that does not verify ends the
+ * command with exit 1 and a line naming it.
  */
 #include "clients/cli/admin_audit.h"
 
@@ -128,6 +131,14 @@ static int check_entry_in_tree(struct cli *cli, tlog_dir_tiles *tiles, const tlo
 	return CLI_EXIT_OK;
 }
 
+/* Said once, before any entry, when no verifier key was given. */
+static void warn_unverified(struct cli *cli, const char *dir)
+{
+	fprintf(cli->err, "%s: warning: entries from %s are NOT verified (anyone who can "
+	        "write there can change them): give --key, --key-file or $%s to check "
+	        "them against the signed checkpoint\n", cli->path, dir, ADMIN_AUDIT_ENV_KEY);
+}
+
 /* ---- audit tail DIR ---- */
 
 struct tail_dir {
@@ -176,6 +187,8 @@ static int tail_dir(struct cli *cli, const char *dir, const tlog_verifier *key, 
 
 	if ((code = admin_audit_check_dir(cli, dir)) != CLI_EXIT_OK)
 		return code;
+	if (!key)
+		warn_unverified(cli, dir);
 	if (key && !(td.tiles = malloc(sizeof *td.tiles)))
 		return cli_out_of_memory(cli);
 	if ((code = read_dir_checkpoint(cli, dir, key, &head)) != CLI_EXIT_OK) {
@@ -382,6 +395,8 @@ int admin_audit_show(struct cli *cli, int argc, char **argv)
 		return code;
 	if ((code = admin_audit_check_dir(cli, dir)) != CLI_EXIT_OK)
 		return code;
+	if (!vk.given)
+		warn_unverified(cli, dir);
 	if ((code = read_dir_checkpoint(cli, dir, admin_audit_given_key(&vk), &head)) !=
 	    CLI_EXIT_OK)
 		return code;

@@ -30,7 +30,8 @@ json_t *admin_json_key(const kms_key_metadata *md)
 		       json_pack("{s:I, s:I, s:I}",
 		                 "version", (json_int_t)md->versions[i].version,
 		                 "created_at", (json_int_t)md->versions[i].created_at,
-		                 "encryptions", (json_int_t)md->versions[i].encryptions),
+		                 /* Reservations (docs/gcm-limits.md), not uses. */
+		                 "gcm_reserved", (json_int_t)md->versions[i].encryptions),
 		       &ok);
 	for (size_t i = 0; aliases && i < md->n_aliases; i++)
 		append(aliases, cli_json_str(md->aliases[i]), &ok);

@@ -36,7 +36,10 @@ static const char conn_help[] =
 	"                        is refused before anything is sent ($" CLI_ENV_SERVER_UID ")\n";
 
 static const char exit_help[] =
-	"Exit status: 0 done, 1 kmsd said no, 2 usage error, 3 cannot reach kmsd.\n";
+	"Exit status: 0 done, 1 kmsd said no, 2 usage error, 3 cannot reach kmsd.\n"
+	"With --json, an error is one JSON object on stderr: {\"error\": {\"status\":\n"
+	"\"NOT_FOUND\", \"message\": \"...\", \"exit_code\": 1}} (status: kmsd's, or\n"
+	"REFUSED, USAGE, UNREACHABLE by exit status).\n";
 
 /* Width of the widest command path under table, prefix included. */
 static size_t widest(const struct cli_command *table, size_t prefix)
@@ -84,7 +87,10 @@ void cli_usage(struct cli *cli, FILE *to)
 			fprintf(to, "%s\n", cmd->help);
 		fprintf(to, "\nCommands:\n");
 		list_commands(to, table, "", widest(table, 0));
-		fprintf(to, "\n  --json                JSON output (every command)\n\n");
+		fprintf(to, "\n  --json                JSON output (every command)\n");
+		if (!cmd)
+			fprintf(to, "  --version             print %s's version and exit\n", cli->prog);
+		fputc('\n', to);
 		if (any_remote(table))
 			fprintf(to, "%s\n", conn_help);
 		fprintf(to, "%sRun '%s COMMAND --help' for a command's options.\n",
@@ -185,6 +191,9 @@ static int getopt_with(struct cli *cli, int argc, char **argv, const struct opti
 		case 'h':
 			cli_usage(cli, cli->out);
 			return CLI_GETOPT_HELP;
+		case CLI_OPT_VERSION:
+			fprintf(cli->out, "%s %s\n", cli->prog, KMS_VERSION);
+			return CLI_GETOPT_HELP;
 		case '?':
 			cli_usage_error(cli, "unknown option %s", argv[optind - 1]);
 			return CLI_GETOPT_BAD;
@@ -259,13 +268,17 @@ static void path_append(struct cli *cli, const char *name)
 static int run_node(struct cli *cli, const struct cli_command *node, int argc, char **argv)
 {
 	static const struct option opts[] = { CLI_BASE_OPTIONS, CLI_CONN_OPTIONS, { 0 } };
+	static const struct option top[] = {
+		{ "version", no_argument, NULL, CLI_OPT_VERSION },
+		CLI_BASE_OPTIONS, CLI_CONN_OPTIONS, { 0 },
+	};
 	const struct cli_command *table = node ? node->sub : cli->root;
 	int r;
 
 	cli->cmd = node;
 	optind = 0; /* glibc: start over */
 	/* "+": stop at the command name; the rest is the command's. */
-	r = getopt_with(cli, argc, argv, opts, "+:h");
+	r = getopt_with(cli, argc, argv, node ? opts : top, "+:h");
 	if (r != CLI_GETOPT_DONE)
 		return cli_getopt_exit(r);
 	if (optind >= argc) {
@@ -298,17 +311,72 @@ static int run_node(struct cli *cli, const struct cli_command *node, int argc, c
 	return code;
 }
 
+/* --json anywhere among the options (before "--"): errors become JSON. */
+static bool wants_json(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--json") == 0)
+			return true;
+	return false;
+}
+
+static const char *status_by_exit(int code)
+{
+	switch (code) {
+	case CLI_EXIT_REFUSED:
+		return "REFUSED";
+	case CLI_EXIT_USAGE:
+		return "USAGE";
+	default:
+		return "UNREACHABLE";
+	}
+}
+
+/* Writes what a --json run said on stderr as one JSON object on one line
+ * (cli_main's comment in cli.h has the shape). */
+static void json_stderr(const struct cli *cli, FILE *to, int code, char *text, size_t len)
+{
+	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+		text[--len] = '\0';
+	if (code == CLI_EXIT_OK && len == 0)
+		return;
+	json_t *message = cli_json_str(text);
+	json_t *j = NULL;
+	if (code != CLI_EXIT_OK)
+		j = json_pack("{s:{s:s, s:o, s:i}}", "error", "status",
+		              cli->err_status ? cli->err_status : status_by_exit(code),
+		              "message", message, "exit_code", code);
+	else
+		j = json_pack("{s:{s:o}}", "warning", "message", message);
+	/* json_dumpf: jansson's own allocator may be the wiping one
+	 * (cli_json_wipe_on_free), so nothing it returns is freed here. */
+	if (j && json_dumpf(j, to, JSON_COMPACT | JSON_ENSURE_ASCII) == 0)
+		fputc('\n', to);
+	else /* out of memory: still one JSON object */
+		fprintf(to, "{\"error\":{\"status\":\"UNREACHABLE\",\"message\":\"out of "
+		        "memory\",\"exit_code\":%d}}\n", code ? code : CLI_EXIT_UNREACHABLE);
+	json_decref(j);
+}
+
 int cli_main(const char *prog, const char *about, const struct cli_command *root,
              int argc, char **argv, FILE *out, FILE *err)
 {
 	struct cli cli;
+	char *err_text = NULL;
+	size_t err_len = 0;
+	FILE *err_to = err ? err : stderr;
 
 	memset(&cli, 0, sizeof cli);
 	cli.prog = prog;
 	cli.about = about;
 	cli.root = root;
 	cli.out = out ? out : stdout;
-	cli.err = err ? err : stderr;
+	cli.err = err_to;
+	if (wants_json(argc, argv)) {
+		FILE *buffer = open_memstream(&err_text, &err_len);
+		if (buffer)
+			cli.err = buffer; /* else: plain text, as without --json */
+	}
 	snprintf(cli.path, sizeof cli.path, "%s", prog);
 	opterr = 0; /* cli_getopt says what went wrong, naming the command */
 	int code = run_node(&cli, NULL, argc, argv);
@@ -316,6 +384,15 @@ int cli_main(const char *prog, const char *about, const struct cli_command *root
 	if (fflush(cli.out) != 0 && code == CLI_EXIT_OK) {
 		fprintf(cli.err, "%s: cannot write the output: %s\n", prog, strerror(errno));
 		code = CLI_EXIT_UNREACHABLE;
+	}
+	if (cli.err != err_to) {
+		bool ok = fclose(cli.err) == 0;
+		if (ok && err_text)
+			json_stderr(&cli, err_to, code, err_text, err_len);
+		else if (code != CLI_EXIT_OK)
+			json_stderr(&cli, err_to, code, (char[]){ "" }, 0);
+		free(err_text);
+		fflush(err_to);
 	}
 	return code;
 }
@@ -486,6 +563,7 @@ int cli_parse_and_connect(struct cli *cli, int argc, char **argv, int min, int m
 
 int cli_report(struct cli *cli, const kms_error *err)
 {
+	cli->err_status = kms_status_name(err->status);
 	switch (err->origin) {
 	case KMS_ERROR_SERVER:
 		fprintf(cli->err, "%s: %s: ", cli->prog, kms_status_name(err->status));

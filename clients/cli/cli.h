@@ -93,11 +93,21 @@ struct cli {
 	struct cli_conn conn;
 	bool json;
 	FILE *out; /* stdout; tests swap in memory streams */
-	FILE *err; /* stderr */
+	FILE *err; /* stderr; under --json, a buffer that becomes one JSON object */
+	const char *err_status; /* the status name of the failure cli_report saw */
 };
 
 /* Runs the tool: parses global flags, walks the table, runs the command.
- * out/err NULL mean stdout/stderr. Returns the exit code. */
+ * out/err NULL mean stdout/stderr. Returns the exit code.
+ *
+ * With --json anywhere before "--", what the command says on stderr is
+ * gathered and written when it ends as one JSON object on one line:
+ *   {"error": {"status": S, "message": M, "exit_code": N}}   exit N > 0
+ *   {"warning": {"message": M}}                             exit 0
+ * S is kmsd's status name when kmsd (or the library) said why
+ * ("NOT_FOUND"), else "REFUSED" (1), "USAGE" (2) or "UNREACHABLE" (3);
+ * M is the text the command would have printed, without its last newline.
+ * --version prints "PROG VERSION" and exits 0. */
 int cli_main(const char *prog, const char *about, const struct cli_command *root,
              int argc, char **argv, FILE *out, FILE *err);
 
@@ -115,6 +125,7 @@ enum {
 	CLI_OPT_SECRET_FILE,
 	CLI_OPT_SERVER_UID,
 	CLI_OPT_JSON,
+	CLI_OPT_VERSION,         /* the top level only */
 	CLI_OPT_COMMAND = 0x200, /* commands number their own options from here */
 };
 
@@ -218,9 +229,10 @@ bool cli_parse_u32(const char *text, uint32_t min, uint32_t max, uint32_t *out);
 
 /*
  * Base64 input (common/base64.h encodes, and decodes strictly): whitespace
- * (space, tab, CR, LF) is trimmed at the end only; what is left must be
- * strict base64 of at most out_cap bytes. False, with *out_len 0, for
- * anything else.
+ * (space, tab, CR, LF) is dropped wherever it is, so text wrapped at 76
+ * columns (base64(1)) or 64 (PEM) is read; what is left must be strict
+ * base64 of at most out_cap bytes. False, with *out_len 0, for anything
+ * else (or out of memory).
  */
 bool cli_b64_decode(const char *in, size_t len, uint8_t *out, size_t out_cap,
                     size_t *out_len);
@@ -235,8 +247,13 @@ bool cli_b64_decode(const char *in, size_t len, uint8_t *out, size_t out_cap,
 int cli_read_input(struct cli *cli, const char *path, uint8_t *buf, size_t cap,
                    size_t *len, size_t *total);
 
-/* Writes bytes to path ("-" or NULL: the command's output stream); a file is
- * created with mode 0600 (it may hold a plaintext). Returns an exit code. */
+/* Writes bytes to path ("-" or NULL: the command's output stream). Every
+ * file a CLI writes goes through here: it may hold a plaintext, so it is
+ * made as a new file of mode 0600 (O_EXCL) in the target's directory,
+ * fsync'ed and renamed over the target, which ends with mode 0600 whatever
+ * it had; on failure the target is untouched and nothing is left behind.
+ * An existing target that is not a regular file (/dev/null, a pipe) is
+ * written in place. Returns an exit code. */
 int cli_write_output(struct cli *cli, const char *path, const void *bytes, size_t len);
 
 /* ---- presenting ---- */

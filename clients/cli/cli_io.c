@@ -76,10 +76,21 @@ static bool is_space(char ch)
 bool cli_b64_decode(const char *in, size_t len, uint8_t *out, size_t out_cap,
                     size_t *out_len)
 {
-	/* A file's last line ends with a newline, an editor's maybe with more. */
-	while (len > 0 && is_space(in[len - 1]))
-		len--;
-	return kms_base64_decode(in, len, out, out_cap, out_len);
+	/* base64(1) wraps at 76 columns, PEM at 64, a mail at CRLF; a file's
+	 * last line ends with a newline. Whitespace is dropped wherever it is;
+	 * what is left is decoded strictly, so each blob still has one text. */
+	*out_len = 0;
+	char *packed = malloc(len ? len : 1);
+	if (!packed)
+		return false;
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++)
+		if (!is_space(in[i]))
+			packed[n++] = in[i];
+	bool ok = kms_base64_decode(packed, n, out, out_cap, out_len);
+	kms_wipe(packed, n);
+	free(packed);
+	return ok;
 }
 
 /* ---- input and output ---- */
@@ -146,6 +157,59 @@ int cli_read_input(struct cli *cli, const char *path, uint8_t *buf, size_t cap,
 	return code;
 }
 
+static int write_all(int fd, const void *bytes, size_t len)
+{
+	const uint8_t *next = bytes;
+	while (len > 0) {
+		ssize_t n = write(fd, next, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? errno : EIO;
+		next += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* An existing target that is not a regular file (/dev/null, a pipe, a
+ * terminal) is written in place: rename(2) cannot replace it, and it keeps
+ * no bytes at rest. */
+static bool is_special(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && !S_ISREG(st.st_mode);
+}
+
+/* The temporary file's name: ".NAME.XXXXXX" in the target's directory, so
+ * that rename(2) stays within one file system. */
+static char *temp_name(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	size_t dir_len = slash ? (size_t)(slash - path) + 1 : 0;
+	char *name = NULL;
+	if (asprintf(&name, "%.*s.%s.XXXXXX", (int)dir_len, path, path + dir_len) < 0)
+		return NULL;
+	return name;
+}
+
+/* fsyncs the directory that holds path, so the rename survives a crash. */
+static int sync_dir(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path))
+	                  : strdup(".");
+	if (!dir)
+		return ENOMEM;
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(dir);
+	if (fd < 0)
+		return errno;
+	int r = fsync(fd) == 0 ? 0 : errno;
+	close(fd);
+	return r;
+}
+
 int cli_write_output(struct cli *cli, const char *path, const void *bytes, size_t len)
 {
 	if (is_stdio(path)) {
@@ -156,29 +220,52 @@ int cli_write_output(struct cli *cli, const char *path, const void *bytes, size_
 		}
 		return CLI_EXIT_OK;
 	}
-	/* 0600: the output may be a plaintext or a data key. */
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0600);
-	if (fd < 0) {
-		fprintf(cli->err, "%s: cannot write %s: %s\n", cli->prog, path, strerror(errno));
-		return CLI_EXIT_USAGE;
-	}
-	const uint8_t *next = bytes;
-	size_t left = len;
-	while (left > 0) {
-		ssize_t n = write(fd, next, left);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
+	if (is_special(path)) {
+		int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+		int r = fd < 0 ? errno : write_all(fd, bytes, len);
+		if (fd >= 0 && close(fd) != 0 && r == 0)
+			r = errno;
+		if (r != 0) {
 			fprintf(cli->err, "%s: cannot write %s: %s\n", cli->prog, path,
-			        strerror(errno));
-			close(fd);
+			        strerror(r));
 			return CLI_EXIT_USAGE;
 		}
-		next += n;
-		left -= (size_t)n;
+		return CLI_EXIT_OK;
 	}
-	if (close(fd) != 0) {
-		fprintf(cli->err, "%s: cannot write %s: %s\n", cli->prog, path, strerror(errno));
+	/*
+	 * The output may be a plaintext or a data key: it is never readable by
+	 * anyone else, not even for a moment, and never half written. A new file
+	 * (O_EXCL, mode 0600) in the same directory is written, fsync'ed and
+	 * renamed over the target, which thereby gets mode 0600 whatever its
+	 * mode was; on any failure the target is untouched and the temporary
+	 * file removed.
+	 */
+	char *temp = temp_name(path);
+	if (!temp)
+		return cli_out_of_memory(cli);
+	int fd = mkostemp(temp, O_CLOEXEC); /* O_CREAT | O_EXCL, mode 0600 */
+	int r = fd < 0 ? errno : 0;
+	if (r == 0 && fchmod(fd, 0600) != 0) /* whatever the umask left */
+		r = errno;
+	if (r == 0)
+		r = write_all(fd, bytes, len);
+	if (r == 0 && fsync(fd) != 0)
+		r = errno;
+	if (fd >= 0 && close(fd) != 0 && r == 0)
+		r = errno;
+	if (r == 0 && rename(temp, path) != 0)
+		r = errno;
+	if (r != 0) {
+		if (fd >= 0)
+			unlink(temp);
+		fprintf(cli->err, "%s: cannot write %s: %s\n", cli->prog, path, strerror(r));
+		free(temp);
+		return CLI_EXIT_USAGE;
+	}
+	free(temp);
+	if ((r = sync_dir(path)) != 0) {
+		fprintf(cli->err, "%s: %s is written but its directory could not be synced: %s\n",
+		        cli->prog, path, strerror(r));
 		return CLI_EXIT_USAGE;
 	}
 	return CLI_EXIT_OK;

@@ -82,7 +82,10 @@ static void args_free(struct crypt_args *a)
 static int read_blob(struct cli *cli, const char *path, bool raw_in, uint8_t **blob,
                      size_t *blob_len)
 {
-	size_t cap = raw_in ? TOOL_BLOB_MAX : kms_base64_encoded_len(TOOL_BLOB_MAX) + 2;
+	/* Base64 may be wrapped (CRLF every 64 columns or more) and end with a
+	 * line end or two. */
+	size_t b64 = kms_base64_encoded_len(TOOL_BLOB_MAX);
+	size_t cap = raw_in ? TOOL_BLOB_MAX : b64 + b64 / 64 * 2 + 4;
 	size_t len, total;
 	uint8_t *input = malloc(cap);
 	int code;

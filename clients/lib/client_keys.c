@@ -640,7 +640,7 @@ out:
 }
 
 kms_status kms_untag_key(kms_client *client, const char *key_id, const char *const *tag_keys,
-                         size_t n_tag_keys, kms_error *err)
+                         size_t n_tag_keys, size_t *removed, kms_error *err)
 {
 	client_arena arena = { 0 };
 	Kms__Request req;
@@ -649,6 +649,8 @@ kms_status kms_untag_key(kms_client *client, const char *key_id, const char *con
 	kms_status st;
 
 	client_error_clear(err);
+	if (removed)
+		*removed = KMS_UNTAG_UNKNOWN;
 	KMS_GUARD(client_need(key_id, "untag_key", "a key id", err));
 	if (n_tag_keys == 0 || !tag_keys || n_tag_keys > SIZE_MAX / sizeof(char *))
 		return client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
@@ -674,6 +676,9 @@ kms_status kms_untag_key(kms_client *client, const char *key_id, const char *con
 	req.op_case = KMS__REQUEST__OP_UNTAG_KEY;
 	req.untag_key = &op;
 	st = client_roundtrip(client, &req, KMS__RESPONSE__RESULT_UNTAG_KEY, &resp, err);
+	if (st == KMS_OK && removed && 
+	    resp->untag_key->removed_count_case == KMS__UNTAG_KEY_RESPONSE__REMOVED_COUNT_REMOVED)
+		*removed = resp->untag_key->removed;
 out:
 	kms_response_free(resp);
 	client_arena_free(&arena);

@@ -328,7 +328,8 @@ KMS_EXPORT void kms_data_key_results_free(kms_data_key_result *results, size_t n
 typedef struct kms_key_version {
 	uint32_t version;
 	int64_t created_at;     /* unix seconds */
-	uint64_t encryptions;   /* random-IV encryptions so far (GCM bound) */
+	uint64_t encryptions;   /* random-IV encryptions reserved so far, in
+	                         * blocks (docs/gcm-limits.md): not uses */
 } kms_key_version;
 
 typedef struct kms_tag {
@@ -454,9 +455,13 @@ KMS_EXPORT kms_status kms_put_key_policy(kms_client *client, const char *key_id,
 KMS_EXPORT kms_status kms_tag_key(kms_client *client, const char *key_id,
                                   const kms_context_pair *tags, size_t n_tags,
                                   kms_error *err) KMS_MUST_USE;
+/* Removes tags by key; keys the key does not have are ignored. *removed
+ * (may be NULL) is how many tags kmsd removed, or KMS_UNTAG_UNKNOWN when its
+ * reply does not say (a kmsd older than the count). */
+#define KMS_UNTAG_UNKNOWN SIZE_MAX
 KMS_EXPORT kms_status kms_untag_key(kms_client *client, const char *key_id,
                                     const char *const *tag_keys, size_t n_tag_keys,
-                                    kms_error *err) KMS_MUST_USE;
+                                    size_t *removed, kms_error *err) KMS_MUST_USE;
 
 typedef struct kms_health {
 	bool hsm_ok;

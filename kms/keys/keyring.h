@@ -252,9 +252,10 @@ kms_status keyring_alias_list(keyring *kr, const char *key_ref, uint32_t limit,
 /* Adds or replaces tags, all or nothing; the key ends with at most 50. */
 kms_status keyring_tag(keyring *kr, const char *key_ref, const keyring_tag_arg *tags,
                        size_t n) KMS_MUST_USE;
-/* Removes tags by key; absent ones are ignored. */
+/* Removes tags by key; absent ones are ignored. *removed (may be NULL) is
+ * how many the key had and no longer has. */
 kms_status keyring_untag(keyring *kr, const char *key_ref, const char *const *tag_keys,
-                         size_t n) KMS_MUST_USE;
+                         size_t n, size_t *removed) KMS_MUST_USE;
 
 /* Checks a policy document: at most 32 KiB of JSON, no duplicate member
  * names, an object with a "Version" string and a "Statement" array.

@@ -478,6 +478,7 @@ typedef struct tag_change {
 	const keyring_tag_arg *tags;
 	const char *const *tag_keys;
 	size_t n;
+	size_t *removed; /* untag: what the key had and no longer has */
 } tag_change;
 
 static kms_status put_tags(keyring *kr, store_key *key, const void *arg)
@@ -496,8 +497,12 @@ static kms_status put_tags(keyring *kr, store_key *key, const void *arg)
 static kms_status delete_tags(keyring *kr, store_key *key, const void *arg)
 {
 	const tag_change *c = arg;
+	size_t before, after;
+	KMS_GUARD(store_tag_count(kr->store, key->id, &before));
 	for (size_t i = 0; i < c->n; i++)
 		KMS_GUARD(store_tag_delete(kr->store, key->id, c->tag_keys[i]));
+	KMS_GUARD(store_tag_count(kr->store, key->id, &after));
+	*c->removed = before >= after ? before - after : 0;
 	return KMS_OK;
 }
 
@@ -508,9 +513,13 @@ kms_status keyring_tag(keyring *kr, const char *key_ref, const keyring_tag_arg *
 	return key_mutate(kr, key_ref, put_tags, &c, NULL);
 }
 
-kms_status keyring_untag(keyring *kr, const char *key_ref, const char *const *tag_keys, size_t n)
+kms_status keyring_untag(keyring *kr, const char *key_ref, const char *const *tag_keys, size_t n,
+                         size_t *removed)
 {
-	tag_change c = { .tag_keys = tag_keys, .n = n };
+	size_t count = 0;
+	tag_change c = { .tag_keys = tag_keys, .n = n, .removed = &count };
+	if (removed)
+		*removed = 0;
 	KMS_ENSURE(tag_keys || n == 0, KMS_INVALID_ARGUMENT, "tag keys: missing");
 	KMS_ENSURE(n <= KMS_TAGS_MAX, KMS_INVALID_ARGUMENT, "tag keys: %zu, at most %d", n,
 	           KMS_TAGS_MAX);
@@ -518,7 +527,10 @@ kms_status keyring_untag(keyring *kr, const char *key_ref, const char *const *ta
 		KMS_ENSURE(kr_text_ok(tag_keys[i], KMS_TAG_KEY_MIN, KMS_TAG_KEY_MAX),
 		           KMS_INVALID_ARGUMENT, "tag key %zu: must be %d..%d bytes of UTF-8", i,
 		           KMS_TAG_KEY_MIN, KMS_TAG_KEY_MAX);
-	return key_mutate(kr, key_ref, delete_tags, &c, NULL);
+	KMS_GUARD(key_mutate(kr, key_ref, delete_tags, &c, NULL));
+	if (removed)
+		*removed = count;
+	return KMS_OK;
 }
 
 /* ---- policy ---- */

@@ -307,8 +307,11 @@ kms_status op_untag_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *res
 	OP_ALLOC(ctx, u);
 	kms__untag_key_response__init(u);
 	note_ref(ctx, r->key_id);
+	size_t removed;
 	KMS_GUARD(keyring_untag(ctx->d->keyring, r->key_id, (const char *const *)r->tag_keys,
-	                        r->n_tag_keys));
+	                        r->n_tag_keys, &removed));
+	u->removed_count_case = KMS__UNTAG_KEY_RESPONSE__REMOVED_COUNT_REMOVED;
+	u->removed = (uint32_t)removed; /* at most KMS_TAGS_MAX */
 	resp->untag_key = u;
 	resp->result_case = KMS__RESPONSE__RESULT_UNTAG_KEY;
 	return KMS_OK;

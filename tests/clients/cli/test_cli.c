@@ -371,7 +371,7 @@ static void key_json_has_every_field(void **state)
 	assert_int_equal(json_array_size(json_object_get(back, "versions")), 2);
 	assert_int_equal(json_integer_value(json_object_get(
 				 json_array_get(json_object_get(back, "versions"), 0),
-				 "encryptions")),
+				 "gcm_reserved")),
 	                 12);
 	assert_int_equal(json_integer_value(json_object_get(back, "rotation_period_days")), 90);
 	assert_int_equal(json_integer_value(json_object_get(back, "deletion_date")), 0);

@@ -24,8 +24,11 @@ static void b64_decodes_rfc4648_vectors(void **state)
 	} vectors[] = {
 		{ "Zg==", "f" }, { "Zm8=", "fo" }, { "Zm9v", "foo" }, { "Zm9vYg==", "foob" },
 		{ "Zm9vYmE=", "fooba" }, { "Zm9vYmFy", "foobar" },
-		/* Whitespace at the end only is trimmed: files end with newlines. */
+		/* Whitespace anywhere is dropped: files end with newlines, and
+		 * base64(1) wraps at 76 columns. */
 		{ "Zm9v\n", "foo" }, { "Zm9v\r\n", "foo" }, { "Zm8= \t\n\n", "fo" },
+		{ " Zm9v", "foo" }, { "Zm9v\nYmFy\n", "foobar" }, { "Zm 9v", "foo" },
+		{ "Zm9vYmE\r\n=", "fooba" },
 	};
 	uint8_t out[16];
 	size_t len;
@@ -43,9 +46,9 @@ static void b64_rejects_everything_else(void **state)
 		"\n",           /* nothing but whitespace */
 		"Zm9",          /* not a multiple of 4 */
 		"Zm9vY",
-		" Zm9v",        /* leading whitespace */
-		"Zm9v\nYmFy",   /* a newline inside (wrapped lines) */
-		"Zm 9v",        /* a space inside */
+		" \t\r\n",      /* nothing but whitespace */
+		"Zm9\vv",       /* whitespace is space, tab, CR and LF only */
+		"Zg==\nZm9v",   /* padding inside, across a line break */
 		"Zm9*",         /* outside the alphabet */
 		"Zm9-",         /* base64url is not base64 */
 		"Zm9_",

@@ -526,7 +526,9 @@ static void test_tags(void **state)
 	value257[256] = '\0';
 	keyring_tag_arg longest[] = { { key129, value257 } };
 	const char *drop[] = { "t00", "t02", "absent" };
-	assert_ok(keyring_untag(kr, id, drop, 3));
+	size_t removed = 99;
+	assert_ok(keyring_untag(kr, id, drop, 3, &removed));
+	assert_int_equal(removed, 2); /* "absent" was not there */
 	assert_ok(keyring_tag(kr, id, longest, 1));
 	assert_ok(keyring_describe(kr, id, &m));
 	assert_int_equal(m.n_tags, KMS_TAGS_MAX - 1);
