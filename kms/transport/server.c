@@ -19,10 +19,13 @@
 #include "common/log.h"
 #include "common/error.h"
 #include "common/nng_close.h"
+#include "common/nng_stats.h"
 #include "kms/pipeline/pipeline.h"
 #include "kms/transport/ipc_server.h"
 
 #define ARENA_CHUNK (256u << 10)
+/* The causes of failed TLS connections in NNG's listener statistics. */
+#define TLS_CAUSES 5
 #define PEM_MAX (256u << 10)
 
 typedef struct worker {
@@ -61,7 +64,7 @@ struct server {
 	bool reporter_stop;
 	pthread_mutex_t reporter_lock;
 	pthread_cond_t reporter_wake;
-	uint64_t failed_reported[KMSD_MAX_LISTEN];
+	uint64_t failed_reported[KMSD_MAX_LISTEN][TLS_CAUSES]; /* NNG's counts, by cause */
 };
 
 static caller_transport transport_of(const server *s, nng_pipe p)
@@ -220,24 +223,21 @@ static void on_pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 
 /* Connections a listener lost before they became pipes (NNG 1.5.2 makes a
  * pipe only after the TLS handshake and the SP header; no callback sees a
- * failure): its statistics count them by cause. */
-static uint64_t listener_failures(nng_stat *all, nng_listener l)
-{
-	static const char *const causes[] = { "auth", "proto", "other", "timeout",
-	                                      "disconnect" };
-	nng_stat *mine = nng_stat_find_listener(all, l);
-	uint64_t n = 0;
-	for (size_t i = 0; mine && i < sizeof causes / sizeof causes[0]; i++) {
-		nng_stat *c = nng_stat_find(mine, causes[i]);
-		if (c)
-			n += nng_stat_value(c);
-	}
-	return n;
-}
+ * failure): its statistics count them by cause, named here for the log. */
+static const struct {
+	const char *stat; /* NNG's counter */
+	const char *what; /* in kmsd's log */
+} tls_causes[TLS_CAUSES] = {
+	{ "auth", "certificate refused in the handshake (the client sent none, or "
+	          "one not signed by [tls] client_ca_file, or it refused kmsd's)" },
+	{ "disconnect", "closed by the client during the handshake" },
+	{ "proto", "not TLS or not the SP protocol" },
+	{ "timeout", "handshake timed out" },
+	{ "other", "other errors" },
+};
 
-/* Logs, per TLS listener, how many connections failed (handshake refused:
- * a protocol version or cipher suite the server does not take, no or a bad
- * client certificate) since the last report. */
+/* Logs, per TLS listener, how many connections failed since the last
+ * report, by cause. */
 static void report_tls_failures(server *s)
 {
 	nng_stat *all = NULL;
@@ -246,13 +246,30 @@ static void report_tls_failures(server *s)
 	for (size_t i = 0; i < s->n_listeners; i++) {
 		if (s->listeners[i].transport != CALLER_TLS)
 			continue;
-		uint64_t n = listener_failures(all, s->listeners[i].l);
-		if (n > s->failed_reported[i])
+		/* By URL: NNG 1.5.2's nng_stat_find_listener finds the first
+		 * listener whatever its id (common/nng_stats.h). */
+		nng_stat *mine = kms_nng_stat_scope(all, "listener", s->listeners[i].url);
+		char causes[600];
+		size_t used = 0;
+		uint64_t grew = 0;
+		causes[0] = '\0';
+		for (size_t k = 0; mine && k < TLS_CAUSES; k++) {
+			uint64_t n = kms_nng_stat_value(mine, tls_causes[k].stat);
+			uint64_t was = s->failed_reported[i][k];
+			s->failed_reported[i][k] = n;
+			if (n <= was)
+				continue;
+			grew += n - was;
+			int w = snprintf(causes + used, sizeof causes - used, "%s%llu %s",
+			                 used ? "; " : "", (unsigned long long)(n - was),
+			                 tls_causes[k].what);
+			if (w > 0 && (size_t)w < sizeof causes - used)
+				used += (size_t)w;
+		}
+		if (grew)
 			kms_log("warn", "%s: %llu TLS connections failed before a request "
-			        "(handshake, client certificate or protocol) since the last report",
-			        s->listeners[i].url,
-			        (unsigned long long)(n - s->failed_reported[i]));
-		s->failed_reported[i] = n;
+			        "since the last report: %s", s->listeners[i].url,
+			        (unsigned long long)grew, causes);
 	}
 	nng_stats_free(all);
 }
