@@ -314,6 +314,12 @@ static kms_status read_pem(const char *path, char **out, kms_error *err)
 	return KMS_OK;
 }
 
+/* The name kmsd's certificate must carry: --server-name, or the URL's host. */
+static const char *tls_server_name(const kms_client_options *opts, const nng_url *url)
+{
+	return opts->tls_server_name ? opts->tls_server_name : url->u_hostname;
+}
+
 static kms_status tls_config_for(const kms_client_options *opts, const nng_url *url,
                                  nng_tls_config **out, kms_error *err)
 {
@@ -330,8 +336,7 @@ static kms_status tls_config_for(const kms_client_options *opts, const nng_url *
 	if ((rv = nng_tls_config_alloc(&cfg, NNG_TLS_MODE_CLIENT)) != 0)
 		return client_fail(err, KMS_INTERNAL, KMS_ERROR_LOCAL,
 		                   "TLS: %s", nng_strerror(rv));
-	const char *server_name = opts->tls_server_name ? opts->tls_server_name
-	                                                : url->u_hostname;
+	const char *server_name = tls_server_name(opts, url);
 	if ((rv = nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_REQUIRED)) != 0 ||
 	    (rv = nng_tls_config_server_name(cfg, server_name)) != 0) {
 		st = client_fail(err, KMS_INTERNAL, KMS_ERROR_LOCAL, "TLS: %s",
@@ -422,6 +427,13 @@ static kms_status dial(kms_client *c, const kms_client_options *opts,
 		nng_dialer_close(dialer);
 		goto out;
 	}
+	/* What its handshake uses, to say why it fails (client_tls.c). */
+	if (tls && (st = client_tls_add(c, url, opts, tls_server_name(opts, url),
+	                                err)) != KMS_OK) {
+		nng_dialer_close(dialer);
+		goto out;
+	}
+	c->n_endpoints++;
 	if ((rv = nng_dialer_set_size(dialer, NNG_OPT_RECVMAXSZ, max_response)) != 0 ||
 	    (tls && (rv = nng_dialer_set_ptr(dialer, NNG_OPT_TLS_CONFIG, tls)) != 0) ||
 	    /* Non-blocking: a down endpoint is retried in the background and
@@ -538,6 +550,7 @@ void kms_client_close(kms_client *client)
 	if (!client)
 		return;
 	bool closed = kms_nng_close_bounded(client->socket, CLIENT_CLOSE_WAIT_MS);
+	client_tls_free(client);
 	free(client->access_key_id);
 	kms_secure_free(client->secret); /* wiped either way */
 	client->access_key_id = NULL;
@@ -569,6 +582,23 @@ static kms_status transport_error(kms_client *c, int rv, kms_error *err)
 	}
 }
 
+/* The bound on each step (connect, each read and write) of the diagnostic
+ * handshake after a failed call. */
+#define CLIENT_TLS_DIAGNOSE_MS 2000
+
+/* transport_error, unless a tls+tcp:// endpoint's statistics say better
+ * why nothing came: a handshake that failed, a connection refused. */
+static kms_status transport_failure(kms_client *c, int rv, kms_error *err)
+{
+	if (rv != NNG_ETIMEDOUT)
+		return transport_error(c, rv, err);
+	int budget = c->timeout_ms < CLIENT_TLS_DIAGNOSE_MS ? c->timeout_ms
+	                                                    : CLIENT_TLS_DIAGNOSE_MS;
+	if (client_tls_failure(c, budget, err))
+		return KMS_UNAVAILABLE;
+	return transport_error(c, rv, err);
+}
+
 /* Sends request (always consumed) and waits for the answer, all within the
  * client's timeout, on a context of its own so threads do not mix answers. */
 static kms_status exchange(kms_client *c, nng_msg *request, nng_msg **answer,
@@ -592,6 +622,13 @@ static kms_status exchange(kms_client *c, nng_msg *request, nng_msg **answer,
 	nng_duration resend = c->resend_ms > 0 ? c->resend_ms : NNG_DURATION_INFINITE;
 	(void)nng_ctx_set_ms(ctx, NNG_OPT_REQ_RESENDTIME, resend);
 
+	/* No connection yet and only ipc:// endpoints: a missing socket or one
+	 * nobody listens on fails now, not after the timeout (client_ipc.c). */
+	if (client_ipc_all_down(c, err)) {
+		msg_wipe_free(request);
+		st = KMS_UNAVAILABLE;
+		goto out;
+	}
 	nng_time deadline = nng_clock() + (nng_time)c->timeout_ms;
 	/* REQ finishes a send once a connected pipe takes the request: with no
 	 * daemon up, it is the send that times out. */
@@ -604,7 +641,7 @@ static kms_status exchange(kms_client *c, nng_msg *request, nng_msg **answer,
 		/* Not sent because the only peers were refused for their uid
 		 * (client_ipc.c): say that rather than "is kmsd running?". */
 		st = client_ipc_refusal(c, err) ? KMS_UNAVAILABLE
-		                                : transport_error(c, rv, err);
+		                                : transport_failure(c, rv, err);
 		goto out;
 	}
 	nng_time now = nng_clock();

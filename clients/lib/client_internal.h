@@ -34,12 +34,21 @@ typedef struct client_ipc_dialer {
 	_Atomic uint64_t refused_uid;
 } client_ipc_dialer;
 
+/* A tls+tcp:// endpoint's dialer and what its handshake used (client_tls.c). */
+typedef struct client_tls_dialer client_tls_dialer;
+
 struct kms_client {
 	nng_socket socket;
 	uint64_t own_uid;     /* getuid() at open */
 	uint32_t server_uid;  /* KMS_CLIENT_SERVER_UID_UNSET: none */
 	client_ipc_dialer ipc[KMS_CLIENT_MAX_ENDPOINTS];
 	_Atomic size_t n_ipc; /* filled before each dialer starts */
+	size_t n_endpoints;   /* all dialers, of every scheme */
+	/* Pipes NNG has offered (ADD_PRE) and not yet removed (REM_POST):
+	 * zero means no connection to any endpoint. */
+	_Atomic long pipes;
+	client_tls_dialer *tls[KMS_CLIENT_MAX_ENDPOINTS]; /* client_tls.c */
+	size_t n_tls;
 	int timeout_ms;
 	int resend_ms;
 	char *access_key_id;  /* NULL: requests go unsigned */
@@ -73,6 +82,30 @@ kms_status client_ipc_add(kms_client *c, nng_dialer dialer, const char *path,
  * uid (and none of that dialer came since), replaces *err with that refusal
  * and returns true. */
 bool client_ipc_refusal(kms_client *c, kms_error *err);
+
+/* Before waiting on a call when c has no connection at all: when every
+ * endpoint is an ipc:// path and none has a listener (no socket file,
+ * connection refused, not allowed to connect), puts the first one's cause
+ * in *err and returns true: the call fails at once. */
+bool client_ipc_all_down(kms_client *c, kms_error *err);
+
+/* ---- why a tls+tcp:// endpoint does not answer (client_tls.c) ---- */
+
+/* Records the dialer for url (its statistics are found by it) and the TLS
+ * settings in opts, to explain a failed call later. */
+kms_status client_tls_add(kms_client *c, const nng_url *url,
+                          const kms_client_options *opts, const char *server_name,
+                          kms_error *err) KMS_MUST_USE;
+
+/* After a call failed in the transport: when a tls+tcp:// dialer has no
+ * connection and NNG's statistics show its handshakes failed (or its
+ * connections refused), replaces *err with one line naming the endpoint
+ * and the cause (found with one diagnostic handshake, each step bounded by
+ * budget_ms) and returns true. */
+bool client_tls_failure(kms_client *c, int budget_ms, kms_error *err);
+
+/* Frees what client_tls_add recorded. */
+void client_tls_free(kms_client *c);
 
 /* Resets *err (NULL is fine). */
 void client_error_clear(kms_error *err);

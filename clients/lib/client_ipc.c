@@ -11,6 +11,12 @@
  *     a socket swapped after the first check is caught too.
  *
  * Accepted: root, this process's own uid, and the configured server uid.
+ *
+ * And whether anything listens there at all: when the client has no
+ * connection and every endpoint is an ipc:// path, a call first asks each
+ * path with connect(2) (closed at once, nothing sent). No socket file, or a
+ * file nobody listens on (kmsd stopped), fails the call at once instead of
+ * after the whole timeout; one endpoint that takes the connection is enough.
  */
 #include "clients/lib/client_internal.h"
 
@@ -18,7 +24,9 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 bool client_ipc_uid_accepted(uint64_t uid, uint64_t own, uint32_t server_uid)
@@ -66,12 +74,14 @@ kms_status client_ipc_check_path(const kms_client *c, const char *path, kms_erro
 }
 
 /* NNG_PIPE_EV_ADD_PRE, on an NNG thread: a pipe closed here is never added
- * to the socket, so no request is ever sent on it. */
+ * to the socket, so no request is ever sent on it. Every pipe that comes
+ * here gets NNG_PIPE_EV_REM_POST once (on_pipe_gone), closed here or not. */
 static void on_pipe_add(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
 	kms_client *c = arg;
 	if (ev != NNG_PIPE_EV_ADD_PRE)
 		return;
+	atomic_fetch_add(&c->pipes, 1);
 	int id = nng_dialer_id(nng_pipe_dialer(p));
 	size_t n = atomic_load(&c->n_ipc);
 	for (size_t i = 0; i < n && i < KMS_CLIENT_MAX_ENDPOINTS; i++) {
@@ -91,10 +101,21 @@ static void on_pipe_add(nng_pipe p, nng_pipe_ev ev, void *arg)
 	/* Not an ipc dialer's pipe (tls+tcp:// is checked by its certificate). */
 }
 
+static void on_pipe_gone(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	(void)p;
+	kms_client *c = arg;
+	if (ev == NNG_PIPE_EV_REM_POST)
+		atomic_fetch_sub(&c->pipes, 1);
+}
+
 kms_status client_ipc_watch(kms_client *c, kms_error *err)
 {
 	atomic_store(&c->n_ipc, 0);
+	atomic_store(&c->pipes, 0);
 	int rv = nng_pipe_notify(c->socket, NNG_PIPE_EV_ADD_PRE, on_pipe_add, c);
+	if (rv == 0)
+		rv = nng_pipe_notify(c->socket, NNG_PIPE_EV_REM_POST, on_pipe_gone, c);
 	if (rv != 0)
 		return client_fail(err, KMS_INTERNAL, KMS_ERROR_LOCAL,
 		                   "cannot watch connections: %s", nng_strerror(rv));
@@ -127,4 +148,67 @@ bool client_ipc_refusal(kms_client *c, kms_error *err)
 		}
 	}
 	return false;
+}
+
+/* Asks path with connect(2) whether anything listens; the socket is closed
+ * at once and nothing is sent. KMS_OK when something took the connection
+ * or the answer says nothing either way (NNG's dialer then keeps trying). */
+static kms_status probe(const char *path, kms_error *err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t len = strlen(path);
+	if (len >= sizeof sa.sun_path)
+		return KMS_OK; /* dial() refused it already */
+	memcpy(sa.sun_path, path, len + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return KMS_OK;
+	int rv = connect(fd, (const struct sockaddr *)&sa, sizeof sa);
+	int e = errno;
+	close(fd);
+	if (rv == 0)
+		return KMS_OK;
+	switch (e) {
+	case ENOENT:
+	case ENOTDIR:
+		return client_fail(err, KMS_UNAVAILABLE, KMS_ERROR_TRANSPORT,
+		                   "no socket at %s: is kmsd running? (start it, or point "
+		                   "the endpoint at its [listen] ipc:// path)", path);
+	case ECONNREFUSED:
+		return client_fail(err, KMS_UNAVAILABLE, KMS_ERROR_TRANSPORT,
+		                   "kmsd is not running at %s (connection refused: the "
+		                   "socket file is left from a stopped kmsd): start it",
+		                   path);
+	case EACCES:
+	case EPERM:
+		return client_fail(err, KMS_UNAVAILABLE, KMS_ERROR_TRANSPORT,
+		                   "may not connect to %s (permission denied): run as a "
+		                   "user in kmsd's [listen] ipc_group", path);
+	default:
+		return KMS_OK; /* EAGAIN (backlog full) and the like: it is there */
+	}
+}
+
+bool client_ipc_all_down(kms_client *c, kms_error *err)
+{
+	size_t n = atomic_load(&c->n_ipc);
+	if (n == 0 || n != c->n_endpoints || atomic_load(&c->pipes) > 0)
+		return false;
+	kms_error first;
+	client_error_clear(&first);
+	for (size_t i = 0; i < n && i < KMS_CLIENT_MAX_ENDPOINTS; i++) {
+		kms_error e;
+		client_error_clear(&e);
+		if (probe(c->ipc[i].path, &e) == KMS_OK)
+			return false;
+		if (i == 0)
+			first = e;
+	}
+	if (n == 1)
+		(void)client_fail(err, first.status, first.origin, "%s", first.message);
+	else
+		(void)client_fail(err, first.status, first.origin,
+		                  "%s (and none of the other %zu ipc endpoints is up)",
+		                  first.message, n - 1);
+	return true;
 }

@@ -126,6 +126,11 @@ typedef struct kms_client_options {
  * A connection to an ipc:// peer whose uid is not accepted is closed before
  * anything is sent on it, and a call that found no other way to kmsd fails
  * with KMS_UNAVAILABLE naming the path and that uid.
+ * A call made with no connection when every endpoint is an ipc:// path
+ * with nothing listening (no socket file, connection refused) fails at
+ * once with KMS_UNAVAILABLE naming the first path. A call that times out
+ * while a tls+tcp:// endpoint's handshakes fail says why in err (one
+ * diagnostic handshake, each step bounded by 2 s, after the timeout).
  */
 KMS_EXPORT kms_status kms_client_open(const kms_client_options *opts,
                                       kms_client **out, kms_error *err) KMS_MUST_USE;

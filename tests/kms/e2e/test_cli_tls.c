@@ -1,0 +1,294 @@
+/*
+ * The real kms-admin over TLS against a real kmsd, the way a new user meets
+ * it: certificates from scripts/make-certs (what scripts/dev-up runs), the
+ * address as dev-up prints it (tls+tcp://127.0.0.1:PORT) and no
+ * --server-name.
+ *
+ *   - `health` answers: the server certificate carries 127.0.0.1 as a DNS
+ *     name too, which is all NNG's TLS (mbedTLS 2.28) matches; it used to
+ *     end in "no answer ... within 5000 ms";
+ *   - each TLS failure used to look like that same timeout and, when the
+ *     user gave up before kmsd's next report, left kmsd's log empty. Now
+ *     each exits 3 with one line naming the endpoint and the cause, and
+ *     kmsd's log gains a line naming the cause category: no client
+ *     certificate, a server name the certificate lacks, a CA that did not
+ *     sign kmsd's certificate, a client certificate from a CA kmsd does not
+ *     trust; and nothing listening is "connection refused", not a timeout.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/support/e2e_ops.h"
+#include "tests/support/harness.h"
+
+extern char **environ;
+
+#define CLI_WAIT_MS 20000     /* our bound on one kms-admin run */
+#define LOG_WAIT_MS 15000     /* kmsd reports failures every tick (1 s here) */
+#define CALL_TIMEOUT "3000"   /* kms-admin's own bound on the call */
+#define FAILED_LINE "TLS connections failed before a request"
+
+static harness H;
+static char ca[700], cert[700], key[700];
+static char other_ca[700], other_cert[700], other_key[700]; /* another CA's */
+static char port_text[16];
+
+static int start(void **state)
+{
+	(void)state;
+	harness_options o = { .with_tls = true,
+	                      .extra_config = "[limits]\ntick_seconds = 1\n" };
+	if (!harness_start(&H, &o))
+		return -1;
+	snprintf(ca, sizeof ca, "%s/tls/ca.crt", H.dir);
+	snprintf(cert, sizeof cert, "%s/tls/client.crt", H.dir);
+	snprintf(key, sizeof key, "%s/tls/client.key", H.dir);
+	/* A second, unrelated development CA and its client certificate. */
+	char cmd[1600];
+	snprintf(cmd, sizeof cmd, "%s/make-certs %s/other-tls", getenv("KMS_TEST_SCRIPTS"), H.dir);
+	if (system(cmd) != 0)
+		return -1;
+	snprintf(other_ca, sizeof other_ca, "%s/other-tls/ca.crt", H.dir);
+	snprintf(other_cert, sizeof other_cert, "%s/other-tls/client.crt", H.dir);
+	snprintf(other_key, sizeof other_key, "%s/other-tls/client.key", H.dir);
+	snprintf(port_text, sizeof port_text, "%d", H.tls_port);
+	return 0;
+}
+
+static int stop(void **state)
+{
+	(void)state;
+	return harness_stop(&H) == 0 ? 0 : -1;
+}
+
+/* Runs kms-admin ARGS (NULL-terminated) with stdout and stderr to files;
+ * its exit code; *out and *err are the outputs (free them). */
+static int admin(const char *const *args, char **out, char **err)
+{
+	const char *bin = getenv("KMS_TEST_KMS_ADMIN");
+	assert_non_null(bin);
+	char out_path[700], err_path[700];
+	snprintf(out_path, sizeof out_path, "%s/admin.out", H.dir);
+	snprintf(err_path, sizeof err_path, "%s/admin.err", H.dir);
+	const char *argv[24] = { bin };
+	size_t n = 1;
+	for (; args[n - 1] && n < 23; n++)
+		argv[n] = args[n - 1];
+	argv[n] = NULL;
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	pid_t pid;
+	assert_int_equal(posix_spawn(&pid, bin, &fa, NULL, (char *const *)argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	int status = -1;
+	uint64_t deadline = e2e_now_ms() + CLI_WAIT_MS;
+	while (waitpid(pid, &status, WNOHANG) == 0) {
+		if (e2e_now_ms() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			fail_msg("kms-admin did not finish within %d ms", CLI_WAIT_MS);
+		}
+		e2e_sleep_ms(10);
+	}
+	*out = harness_read_file(out_path, NULL);
+	*err = harness_read_file(err_path, NULL);
+	assert_non_null(*out);
+	assert_non_null(*err);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* How many report lines kmsd's log holds. */
+static unsigned failed_lines(void)
+{
+	char *log = harness_read_file(H.log, NULL);
+	unsigned n = 0;
+	for (const char *p = log; p && (p = strstr(p, FAILED_LINE)); p++)
+		n++;
+	free(log);
+	return n;
+}
+
+/* Waits (bounded) for kmsd's log to hold more report lines than before,
+ * the newest of them naming cause. */
+static void expect_kmsd_logged(unsigned before, const char *cause)
+{
+	uint64_t deadline = e2e_now_ms() + LOG_WAIT_MS;
+	while (failed_lines() <= before && e2e_now_ms() < deadline)
+		e2e_sleep_ms(50); /* polling the log file for the line, bounded */
+	if (failed_lines() <= before)
+		fail_msg("kmsd logged no failed TLS connection within %d ms (%s)",
+		         LOG_WAIT_MS, H.log);
+	char *log = harness_read_file(H.log, NULL);
+	assert_non_null(log);
+	const char *last = log, *p = log;
+	while ((p = strstr(p, FAILED_LINE)))
+		last = p++;
+	const char *eol = strchr(last, '\n');
+	size_t len = eol ? (size_t)(eol - last) : strlen(last);
+	printf("# kmsd: %.*s\n", (int)len, last);
+	char *found = strstr(last, cause);
+	if (!found || (eol && found > eol))
+		fail_msg("kmsd's report does not name \"%s\": %.*s", cause, (int)len, last);
+	free(log);
+}
+
+/* kms-admin health over TLS with args after the endpoint: exit 3, one line
+ * on stderr holding want, and kmsd logs the failure naming cause. */
+static void expect_tls_failure(const char *const *args, const char *want, const char *cause)
+{
+	unsigned before = failed_lines();
+	char *out, *err;
+	int code = admin(args, &out, &err);
+	printf("# kms-admin: exit %d: %s", code, err);
+	if (code != 3)
+		fail_msg("exit %d, not 3\nstdout: %s\nstderr: %s", code, out, err);
+	if (!strstr(err, want))
+		fail_msg("stderr does not say \"%s\": %s", want, err);
+	char where[64];
+	snprintf(where, sizeof where, "TLS handshake with 127.0.0.1:%d failed: ", H.tls_port);
+	if (!strstr(err, where))
+		fail_msg("stderr does not name the endpoint (\"%s\"): %s", where, err);
+	const char *nl = strchr(err, '\n');
+	if (!nl || nl[1] != '\0')
+		fail_msg("not one line: %s", err);
+	if (strstr(err, "no answer"))
+		fail_msg("still reads as a timeout: %s", err);
+	free(out);
+	free(err);
+	if (cause)
+		expect_kmsd_logged(before, cause);
+}
+
+#define ENDPOINT "--endpoint", H.tls_url
+#define CALL "health", "--timeout", CALL_TIMEOUT
+
+static void printed_address_works(void **state)
+{
+	(void)state;
+	/* Exactly dev-up's address form: no --server-name. */
+	assert_non_null(strstr(H.tls_url, "tls+tcp://127.0.0.1:"));
+	const char *args[] = { ENDPOINT, "--ca", ca, "--cert", cert, "--cert-key", key,
+	                       "health", NULL };
+	char *out, *err;
+	int code = admin(args, &out, &err);
+	if (code != 0 || !strstr(out, "hsm:") || !strstr(out, "ok"))
+		fail_msg("kms-admin health over %s: exit %d\nstdout: %s\nstderr: %s",
+		         H.tls_url, code, out, err);
+	free(out);
+	free(err);
+}
+
+static void no_client_certificate(void **state)
+{
+	(void)state;
+	const char *args[] = { ENDPOINT, "--ca", ca, CALL, NULL };
+	expect_tls_failure(args, "kmsd requires a client certificate: give --cert and --cert-key",
+	                   "certificate refused in the handshake");
+}
+
+static void server_name_not_in_certificate(void **state)
+{
+	(void)state;
+	const char *args[] = { ENDPOINT, "--ca", ca, "--cert", cert, "--cert-key", key,
+	                       "--server-name", "kms.example", CALL, NULL };
+	expect_tls_failure(args, "kmsd's certificate does not name \"kms.example\"",
+	                   "TLS connections failed"); /* NNG gives no category for it */
+}
+
+static void wrong_ca(void **state)
+{
+	(void)state;
+	const char *args[] = { ENDPOINT, "--ca", other_ca, "--cert", cert, "--cert-key", key,
+	                       CALL, NULL };
+	char want[800];
+	snprintf(want, sizeof want, "kmsd's certificate is not signed by the CA in %s", other_ca);
+	expect_tls_failure(args, want, "TLS connections failed");
+}
+
+static void client_certificate_from_another_ca(void **state)
+{
+	(void)state;
+	const char *args[] = { ENDPOINT, "--ca", ca, "--cert", other_cert, "--cert-key",
+	                       other_key, CALL, NULL };
+	char want[800];
+	snprintf(want, sizeof want, "kmsd refused the client certificate %s", other_cert);
+	expect_tls_failure(args, want, "certificate refused in the handshake");
+}
+
+static void nothing_listening(void **state)
+{
+	(void)state;
+	int port = harness_free_port();
+	assert_true(port > 0);
+	char url[64];
+	snprintf(url, sizeof url, "tls+tcp://127.0.0.1:%d", port);
+	const char *args[] = { "--endpoint", url, "--ca", ca, "--cert", cert, "--cert-key", key,
+	                       CALL, NULL };
+	char *out, *err;
+	int code = admin(args, &out, &err);
+	printf("# kms-admin: exit %d: %s", code, err);
+	assert_int_equal(code, 3);
+	char want[128];
+	snprintf(want, sizeof want, "nothing listens at 127.0.0.1:%d (connection refused)", port);
+	if (!strstr(err, want))
+		fail_msg("stderr does not say \"%s\": %s", want, err);
+	free(out);
+	free(err);
+}
+
+/* An ipc endpoint whose socket file is left from a stopped kmsd, listed
+ * before kmsd's own: the next one is tried, and health answers. */
+static void next_endpoint_after_a_stale_socket(void **state)
+{
+	(void)state;
+	char stale[700], url[720];
+	snprintf(stale, sizeof stale, "%s/stale.sock", H.dir);
+	snprintf(url, sizeof url, "ipc://%s", stale);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	assert_true(strlen(stale) < sizeof sa.sun_path);
+	memcpy(sa.sun_path, stale, strlen(stale) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	close(fd); /* bound, never listened on: connect(2) is refused */
+	const char *args[] = { "--endpoint", url, "--endpoint", H.ipc_url, "health", NULL };
+	char *out, *err;
+	int code = admin(args, &out, &err);
+	if (code != 0 || !strstr(out, "hsm:"))
+		fail_msg("health over %s then %s: exit %d\nstdout: %s\nstderr: %s", url,
+		         H.ipc_url, code, out, err);
+	free(out);
+	free(err);
+	unlink(stale);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(printed_address_works),
+		cmocka_unit_test(no_client_certificate),
+		cmocka_unit_test(server_name_not_in_certificate),
+		cmocka_unit_test(wrong_ca),
+		cmocka_unit_test(client_certificate_from_another_ca),
+		cmocka_unit_test(nothing_listening),
+		cmocka_unit_test(next_endpoint_after_a_stale_socket),
+	};
+	return cmocka_run_group_tests(tests, start, stop);
+}
