@@ -403,7 +403,8 @@ static kms_status dial(kms_client *c, const kms_client_options *opts,
 		}
 	} else if (scheme_is(url->u_scheme, ipc_schemes)) {
 		ipc_path = url->u_path;
-		if (!ipc_path[0] || strlen(ipc_path) >= CLIENT_IPC_PATH_MAX) {
+		if (!ipc_path[0] || strlen(ipc_path) >= CLIENT_IPC_PATH_MAX ||
+		    strlen(endpoint) >= CLIENT_IPC_URL_MAX) {
 			st = client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
 			                 "%s: an ipc:// path is 1..%d bytes",
 			                 endpoint, CLIENT_IPC_PATH_MAX - 1);
@@ -423,7 +424,7 @@ static kms_status dial(kms_client *c, const kms_client_options *opts,
 		goto out;
 	}
 	/* And who listens, on every connection (client_ipc.c). */
-	if (ipc_path && (st = client_ipc_add(c, dialer, ipc_path, err)) != KMS_OK) {
+	if (ipc_path && (st = client_ipc_add(c, dialer, endpoint, ipc_path, err)) != KMS_OK) {
 		nng_dialer_close(dialer);
 		goto out;
 	}
@@ -622,18 +623,19 @@ static kms_status exchange(kms_client *c, nng_msg *request, nng_msg **answer,
 	nng_duration resend = c->resend_ms > 0 ? c->resend_ms : NNG_DURATION_INFINITE;
 	(void)nng_ctx_set_ms(ctx, NNG_OPT_REQ_RESENDTIME, resend);
 
+	nng_time deadline = nng_clock() + (nng_time)c->timeout_ms;
 	/* No connection yet and only ipc:// endpoints: a missing socket or one
 	 * nobody listens on fails now, not after the timeout (client_ipc.c). */
-	if (client_ipc_all_down(c, err)) {
+	if (client_ipc_all_down(c, c->timeout_ms, err)) {
 		msg_wipe_free(request);
 		st = KMS_UNAVAILABLE;
 		goto out;
 	}
-	nng_time deadline = nng_clock() + (nng_time)c->timeout_ms;
+	nng_time now = nng_clock();
 	/* REQ finishes a send once a connected pipe takes the request: with no
 	 * daemon up, it is the send that times out. */
 	nng_aio_set_msg(aio, request);
-	nng_aio_set_timeout(aio, c->timeout_ms);
+	nng_aio_set_timeout(aio, now < deadline ? (nng_duration)(deadline - now) : 1);
 	nng_ctx_send(ctx, aio);
 	nng_aio_wait(aio);
 	if ((rv = nng_aio_result(aio)) != 0) {
@@ -644,7 +646,7 @@ static kms_status exchange(kms_client *c, nng_msg *request, nng_msg **answer,
 		                                : transport_failure(c, rv, err);
 		goto out;
 	}
-	nng_time now = nng_clock();
+	now = nng_clock();
 	if (now >= deadline) {
 		st = transport_error(c, NNG_ETIMEDOUT, err);
 		goto out;

@@ -23,12 +23,15 @@
 #define CLIENT_IPC_UID_UNKNOWN (UINT64_MAX - 1)
 /* sun_path's size on Linux, with the NUL. */
 #define CLIENT_IPC_PATH_MAX 108
+/* An ipc:// endpoint as given: the path, the scheme and a little slack. */
+#define CLIENT_IPC_URL_MAX (CLIENT_IPC_PATH_MAX + 16)
 
 /* An ipc:// endpoint's dialer, whose every pipe must come from an accepted
  * uid (client_ipc.c). */
 typedef struct client_ipc_dialer {
 	int dialer_id;
 	char path[CLIENT_IPC_PATH_MAX];
+	char url[CLIENT_IPC_URL_MAX]; /* as dialled: its statistics' "url" */
 	/* The uid of the last pipe closed for its uid; CLIENT_IPC_NONE when the
 	 * last pipe was accepted, or none came yet. */
 	_Atomic uint64_t refused_uid;
@@ -74,20 +77,22 @@ kms_status client_ipc_watch(kms_client *c, kms_error *err) KMS_MUST_USE;
 kms_status client_ipc_check_path(const kms_client *c, const char *path,
                                  kms_error *err) KMS_MUST_USE;
 
-/* Puts dialer (not started yet) under the pipe check, for path. */
-kms_status client_ipc_add(kms_client *c, nng_dialer dialer, const char *path,
-                          kms_error *err) KMS_MUST_USE;
+/* Puts dialer (not started yet, made for url) under the pipe check, for
+ * path. */
+kms_status client_ipc_add(kms_client *c, nng_dialer dialer, const char *url,
+                          const char *path, kms_error *err) KMS_MUST_USE;
 
 /* After a call failed in the transport: when an ipc pipe was closed for its
  * uid (and none of that dialer came since), replaces *err with that refusal
  * and returns true. */
 bool client_ipc_refusal(kms_client *c, kms_error *err);
 
-/* Before waiting on a call when c has no connection at all: when every
- * endpoint is an ipc:// path and none has a listener (no socket file,
- * connection refused, not allowed to connect), puts the first one's cause
- * in *err and returns true: the call fails at once. */
-bool client_ipc_all_down(kms_client *c, kms_error *err);
+/* Before a call, when c has no connection and every endpoint is an ipc://
+ * path: waits (at most a second, and at most timeout_ms) until NNG's first
+ * dial of each has come back; when none has a listener (no socket file, or
+ * the dial was refused), puts the first one's cause in *err and returns
+ * true: the call fails at once. Makes no connection of its own. */
+bool client_ipc_all_down(kms_client *c, int timeout_ms, kms_error *err);
 
 /* ---- why a tls+tcp:// endpoint does not answer (client_tls.c) ---- */
 

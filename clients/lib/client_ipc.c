@@ -13,21 +13,26 @@
  * Accepted: root, this process's own uid, and the configured server uid.
  *
  * And whether anything listens there at all: when the client has no
- * connection and every endpoint is an ipc:// path, a call first asks each
- * path with connect(2) (closed at once, nothing sent). No socket file, or a
- * file nobody listens on (kmsd stopped), fails the call at once instead of
- * after the whole timeout; one endpoint that takes the connection is enough.
+ * connection and every endpoint is an ipc:// path, a call first looks at
+ * each path (lstat) and at the result of NNG's own dial to it (its
+ * statistics), waiting at most a second for the first dial to come back.
+ * No socket file, or a file nobody listens on (kmsd stopped: connection
+ * refused), fails the call at once instead of after the whole timeout; one
+ * endpoint that may be up is enough to wait as before. No connection of
+ * its own is made: a connection closed without a byte can wedge an ipc
+ * listener served by NNG 1.5.2 (docs/transport.md).
  */
 #include "clients/lib/client_internal.h"
+#include "common/nng_stats.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
+
+#include <nng/supplemental/util/platform.h>
 
 bool client_ipc_uid_accepted(uint64_t uid, uint64_t own, uint32_t server_uid)
 {
@@ -122,8 +127,8 @@ kms_status client_ipc_watch(kms_client *c, kms_error *err)
 	return KMS_OK;
 }
 
-kms_status client_ipc_add(kms_client *c, nng_dialer dialer, const char *path,
-                          kms_error *err)
+kms_status client_ipc_add(kms_client *c, nng_dialer dialer, const char *url,
+                          const char *path, kms_error *err)
 {
 	size_t n = atomic_load(&c->n_ipc);
 	if (n >= KMS_CLIENT_MAX_ENDPOINTS)
@@ -132,6 +137,7 @@ kms_status client_ipc_add(kms_client *c, nng_dialer dialer, const char *path,
 	client_ipc_dialer *d = &c->ipc[n];
 	d->dialer_id = nng_dialer_id(dialer);
 	snprintf(d->path, sizeof d->path, "%s", path); /* checked to fit by dial() */
+	snprintf(d->url, sizeof d->url, "%s", url);   /* checked to fit by dial() */
 	atomic_store(&d->refused_uid, CLIENT_IPC_NONE);
 	atomic_store(&c->n_ipc, n + 1); /* the entry is whole before it is seen */
 	return KMS_OK;
@@ -150,65 +156,72 @@ bool client_ipc_refusal(kms_client *c, kms_error *err)
 	return false;
 }
 
-/* Asks path with connect(2) whether anything listens; the socket is closed
- * at once and nothing is sent. KMS_OK when something took the connection
- * or the answer says nothing either way (NNG's dialer then keeps trying). */
-static kms_status probe(const char *path, kms_error *err)
+/* How long a call with no connection waits for NNG's first dial of each
+ * ipc endpoint to come back, at most (it is one connect(2): immediate). */
+#define CLIENT_IPC_FIRST_DIAL_MS 1000
+#define CLIENT_IPC_POLL_MS 5
+
+/* Whether endpoint i is down for sure: no socket file, or NNG's dialer was
+ * refused (a stale file from a stopped kmsd). The cause goes in *err. */
+static bool endpoint_down(const client_ipc_dialer *d, nng_stat *all, kms_error *err)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	size_t len = strlen(path);
-	if (len >= sizeof sa.sun_path)
-		return KMS_OK; /* dial() refused it already */
-	memcpy(sa.sun_path, path, len + 1);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return KMS_OK;
-	int rv = connect(fd, (const struct sockaddr *)&sa, sizeof sa);
-	int e = errno;
-	close(fd);
-	if (rv == 0)
-		return KMS_OK;
-	switch (e) {
-	case ENOENT:
-	case ENOTDIR:
-		return client_fail(err, KMS_UNAVAILABLE, KMS_ERROR_TRANSPORT,
-		                   "no socket at %s: is kmsd running? (start it, or point "
-		                   "the endpoint at its [listen] ipc:// path)", path);
-	case ECONNREFUSED:
-		return client_fail(err, KMS_UNAVAILABLE, KMS_ERROR_TRANSPORT,
-		                   "kmsd is not running at %s (connection refused: the "
-		                   "socket file is left from a stopped kmsd): start it",
-		                   path);
-	case EACCES:
-	case EPERM:
-		return client_fail(err, KMS_UNAVAILABLE, KMS_ERROR_TRANSPORT,
-		                   "may not connect to %s (permission denied): run as a "
-		                   "user in kmsd's [listen] ipc_group", path);
-	default:
-		return KMS_OK; /* EAGAIN (backlog full) and the like: it is there */
+	struct stat st;
+	if (lstat(d->path, &st) != 0 && (errno == ENOENT || errno == ENOTDIR)) {
+		(void)client_fail(err, KMS_UNAVAILABLE, KMS_ERROR_TRANSPORT,
+		                  "no socket at %s: is kmsd running? (start it, or point "
+		                  "the endpoint at its [listen] ipc:// path)", d->path);
+		return true;
 	}
+	/* By URL: NNG 1.5.2's nng_stat_find_dialer finds the first dialer
+	 * whatever its id (common/nng_stats.h). */
+	nng_stat *mine = kms_nng_stat_scope(all, "dialer", d->url);
+	if (mine && kms_nng_stat_value(mine, "pipes") == 0 &&
+	    kms_nng_stat_value(mine, "refused") > 0) {
+		(void)client_fail(err, KMS_UNAVAILABLE, KMS_ERROR_TRANSPORT,
+		                  "kmsd is not running at %s (connection refused: the "
+		                  "socket file is left from a stopped kmsd): start it",
+		                  d->path);
+		return true;
+	}
+	return false;
 }
 
-bool client_ipc_all_down(kms_client *c, kms_error *err)
+bool client_ipc_all_down(kms_client *c, int timeout_ms, kms_error *err)
 {
 	size_t n = atomic_load(&c->n_ipc);
-	if (n == 0 || n != c->n_endpoints || atomic_load(&c->pipes) > 0)
+	if (n == 0 || n != c->n_endpoints)
 		return false;
-	kms_error first;
-	client_error_clear(&first);
-	for (size_t i = 0; i < n && i < KMS_CLIENT_MAX_ENDPOINTS; i++) {
-		kms_error e;
-		client_error_clear(&e);
-		if (probe(c->ipc[i].path, &e) == KMS_OK)
+	int wait_ms = timeout_ms < CLIENT_IPC_FIRST_DIAL_MS ? timeout_ms
+	                                                   : CLIENT_IPC_FIRST_DIAL_MS;
+	nng_time deadline = nng_clock() + (nng_time)wait_ms;
+	for (;;) { /* bounded by deadline */
+		if (atomic_load(&c->pipes) > 0)
 			return false;
-		if (i == 0)
-			first = e;
+		nng_stat *all = NULL;
+		if (nng_stats_get(&all) != 0)
+			return false;
+		kms_error first;
+		client_error_clear(&first);
+		size_t down = 0;
+		for (size_t i = 0; i < n && i < KMS_CLIENT_MAX_ENDPOINTS; i++) {
+			kms_error e;
+			client_error_clear(&e);
+			if (endpoint_down(&c->ipc[i], all, &e) && down++ == 0)
+				first = e;
+		}
+		nng_stats_free(all);
+		if (down == n) {
+			if (n == 1)
+				(void)client_fail(err, first.status, first.origin, "%s",
+				                  first.message);
+			else
+				(void)client_fail(err, first.status, first.origin,
+				                  "%s (and none of the other %zu ipc endpoints "
+				                  "is up)", first.message, n - 1);
+			return true;
+		}
+		if (nng_clock() >= deadline)
+			return false;
+		nng_msleep(CLIENT_IPC_POLL_MS);
 	}
-	if (n == 1)
-		(void)client_fail(err, first.status, first.origin, "%s", first.message);
-	else
-		(void)client_fail(err, first.status, first.origin,
-		                  "%s (and none of the other %zu ipc endpoints is up)",
-		                  first.message, n - 1);
-	return true;
 }

@@ -716,9 +716,9 @@ static void no_server_is_unavailable_within_the_timeout(void **state)
 	assert_int_equal(kms_health_check(c, &h, &err), KMS_UNAVAILABLE);
 	int64_t took = elapsed_ms(&start);
 	assert_int_equal(err.origin, KMS_ERROR_TRANSPORT);
-	assert_non_null(strstr(err.message, "no answer from"));
-	assert_non_null(strstr(err.message, "within 300 ms: is kmsd running?"));
-	assert_true(took >= 250);
+	/* No socket file: said at once, not after the 300 ms. */
+	assert_non_null(strstr(err.message, "no socket at /tmp/kms-test-client-"));
+	assert_non_null(strstr(err.message, "is kmsd running?"));
 	assert_true(took < 1500);
 	kms_client_close(c);
 }
