@@ -11,9 +11,10 @@
  *     user gave up before kmsd's next report, left kmsd's log empty. Now
  *     each exits 3 with one line naming the endpoint and the cause, and
  *     kmsd's log gains a line naming the cause category: no client
- *     certificate, a server name the certificate lacks, a CA that did not
- *     sign kmsd's certificate, a client certificate from a CA kmsd does not
- *     trust; and nothing listening is "connection refused", not a timeout.
+ *     certificate, a server name the certificate lacks (an IP address it
+ *     lacks as a DNS name), a CA that did not sign kmsd's certificate, a
+ *     client certificate from a CA kmsd does not trust; and nothing
+ *     listening is "connection refused", not a timeout.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -212,6 +213,18 @@ static void server_name_not_in_certificate(void **state)
 	                   "TLS connections failed"); /* NNG gives no category for it */
 }
 
+/* An IP address the certificate does not carry as a DNS name (what a
+ * certificate with only IP:127.0.0.1 did to the printed address): the line
+ * says what NNG's TLS matches and what to add. */
+static void ip_address_not_a_dns_name(void **state)
+{
+	(void)state;
+	const char *args[] = { ENDPOINT, "--ca", ca, "--cert", cert, "--cert-key", key,
+	                       "--server-name", "10.0.0.1", CALL, NULL };
+	expect_tls_failure(args, "kmsd's certificate lacks DNS:10.0.0.1 (NNG's TLS matches DNS "
+	                   "names, not IP entries)", "TLS connections failed");
+}
+
 static void wrong_ca(void **state)
 {
 	(void)state;
@@ -285,6 +298,7 @@ int main(void)
 		cmocka_unit_test(printed_address_works),
 		cmocka_unit_test(no_client_certificate),
 		cmocka_unit_test(server_name_not_in_certificate),
+		cmocka_unit_test(ip_address_not_a_dns_name),
 		cmocka_unit_test(wrong_ca),
 		cmocka_unit_test(client_certificate_from_another_ca),
 		cmocka_unit_test(nothing_listening),
