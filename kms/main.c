@@ -23,6 +23,7 @@
 #include "hsm/hsm.h"
 #include "kms/keys/keyring.h"
 #include "kms/kmsd.h"
+#include "kms/kmsd_check.h"
 #include <kms/secmem.h>
 
 #include "kms/audit/audit.h"
@@ -77,7 +78,8 @@ static int usage(FILE *to)
 {
 	fprintf(to, "usage: kmsd -c CONFIG [--check]\n"
 	            "  -c CONFIG  the INI config file (see docs/config.md)\n"
-	            "  --check    validate the config, open the HSM and exit\n"
+	            "  --check    validate the config, log in to the HSM, look at the data dir\n"
+	            "             and exit; changes nothing, so it may run beside a live kmsd\n"
 	            "  --version  print kmsd's version and exit\n");
 	return to == stderr ? 2 : 0;
 }
@@ -172,7 +174,7 @@ int main(int argc, char **argv)
 	}
 	/* Whatever CAP_IPC_LOCK lets root lock: secret memory stops here. */
 	kms_secure_set_cap(d.cfg.max_locked_bytes);
-	if (mkdir(d.cfg.data_dir, 0700) != 0 && errno != EEXIST) {
+	if (!check_only && mkdir(d.cfg.data_dir, 0700) != 0 && errno != EEXIST) {
 		kms_log("fatal", "data_dir %s: %s", d.cfg.data_dir, strerror(errno));
 		return 1;
 	}
@@ -195,6 +197,19 @@ int main(int argc, char **argv)
 		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
 		goto out;
 	}
+	if (check_only) {
+		/* Read-only (kmsd_check.h): no keyring (its store open creates and
+		 * migrates), no audit log (its open takes the lock and may create
+		 * the signing key). */
+		if (kmsd_check(&d.cfg, d.hsm) != KMS_OK) {
+			kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
+			goto out;
+		}
+		kms_log("info", "config %s is valid; HSM token \"%s\" opened", config_path,
+		         d.cfg.hsm_token_label);
+		exit_code = 0;
+		goto out;
+	}
 	if (open_keyring(&d) != KMS_OK) {
 		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
 		goto out;
@@ -213,12 +228,6 @@ int main(int argc, char **argv)
 		         "lost in a crash; for benchmarks only");
 	if (audit_open(&ac, &d.audit) != KMS_OK) {
 		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
-		goto out;
-	}
-	if (check_only) {
-		kms_log("info", "config %s is valid; HSM token \"%s\" opened", config_path,
-		         d.cfg.hsm_token_label);
-		exit_code = 0;
 		goto out;
 	}
 	d.started_at = kms_now();
