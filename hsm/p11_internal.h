@@ -202,4 +202,10 @@ CK_RV hsm_id_taken(hsm *h, CK_SESSION_HANDLE s, const hsm_object_id *id, bool *t
  * everything unknown: KMS_HSM_UNAVAILABLE). */
 kms_status hsm_status_of(CK_RV rv);
 
+/* The failure for "no token has this label" (hsm_open, hsm_token_status).
+ * For SoftHSM, which finds its tokens through the SOFTHSM2_CONF
+ * environment variable, it says which config was read (or that none was
+ * set), since a missing SOFTHSM2_CONF is the usual cause. */
+kms_status hsm_no_token(const char *label, const char *module_path) KMS_MUST_USE;
+
 #endif

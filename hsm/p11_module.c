@@ -242,6 +242,23 @@ static void pad_label(const char *label, CK_UTF8CHAR padded[TOKEN_LABEL_LEN])
 	memcpy(padded, label, len);
 }
 
+kms_status hsm_no_token(const char *label, const char *module_path)
+{
+	const char *base = strrchr(module_path, '/');
+	base = base ? base + 1 : module_path;
+	if (strstr(base, "softhsm") == NULL)
+		return KMS_FAIL(KMS_HSM_UNAVAILABLE, "hsm: no token labelled \"%s\" in module %s: "
+		                "create it or fix token_label", label, module_path);
+	const char *conf = getenv("SOFTHSM2_CONF");
+	if (!conf || !conf[0])
+		return KMS_FAIL(KMS_HSM_UNAVAILABLE, "hsm: no token labelled \"%s\" in module %s, "
+		                "and SOFTHSM2_CONF is not set (SoftHSM read its system config): set it to the token's softhsm2.conf "
+		                "(the dev token's: var/hsm/softhsm2.conf)", label, module_path);
+	return KMS_FAIL(KMS_HSM_UNAVAILABLE, "hsm: no token labelled \"%s\" in module %s with "
+	                "SOFTHSM2_CONF=%.256s: point SOFTHSM2_CONF at the token's softhsm2.conf, "
+	                "or create the token or fix the label", label, module_path, conf);
+}
+
 static kms_status token_find(hsm *h)
 {
 	kms_status st = KMS_OK;
@@ -287,9 +304,7 @@ static kms_status token_find(hsm *h)
 		}
 	}
 	if (matches == 0) {
-		st = KMS_FAIL(KMS_HSM_UNAVAILABLE,
-		              "hsm: no token labelled \"%s\" in module %s: create it or fix token_label",
-		              h->token_label, h->module_path);
+		st = hsm_no_token(h->token_label, h->module_path);
 		goto out;
 	}
 	/* Logging in to the wrong one of two tokens would be worse than failing. */

@@ -135,9 +135,7 @@ kms_status hsm_token_status(const hsm_config *config, hsm_token_info *info)
 		}
 	}
 	if (!slot) {
-		st = KMS_FAIL(KMS_HSM_UNAVAILABLE,
-		              "hsm: no token labelled \"%s\" in module %s: create it or fix token_label",
-		              config->token_label, path);
+		st = hsm_no_token(config->token_label, path);
 		goto out;
 	}
 	if (matches > 1) {
