@@ -52,9 +52,15 @@
  * messages are dropped unread by the transport. */
 #define KMS_REQUEST_MAX_DEFAULT ((size_t)8 << 20)
 
-/* Bytes of one packed reply a client takes by default: the largest reply (a
- * full batch) and room for the envelope and per-item messages. */
+/* Bytes of one packed reply a client takes by default, and the most kmsd
+ * sends: every reply fits (docs/protocol.md, "The largest reply"). The
+ * largest is a full batch of maximal items, about 4.3 MiB (KMS_BATCH_MAX
+ * results of a 4185-byte blob, a key id, a version and an item message of
+ * up to 255 bytes); a ListKeys page is cut at KMS_LIST_REPLY_BUDGET.
+ * test_reply_max packs the worst cases and checks them against this. A
+ * nanomsg client must raise its 1 MiB NN_RCVMAXSIZE to this. */
 #define KMS_RESPONSE_MAX_DEFAULT (KMS_REQUEST_MAX_DEFAULT + ((size_t)64 << 10))
+#define KMS_REPLY_MAX KMS_RESPONSE_MAX_DEFAULT
 
 /* Protobuf fields in one packed request, counting every element of every
  * repeated field in every nested message: a full batch whose items each
@@ -82,6 +88,11 @@
 /* Items per list page (ListKeys, ListAliases); 0 asks for kmsd's default.
  * Bounds the work and the reply of one call. */
 #define KMS_LIST_LIMIT_MAX 1000
+
+/* Bytes of keys' metadata in one ListKeys page: past it the page ends early,
+ * with a next_page_token, so that a page of keys with many tags stays well
+ * inside KMS_REPLY_MAX (a key's metadata can be ~20 KB with 50 full tags). */
+#define KMS_LIST_REPLY_BUDGET ((size_t)4 << 20)
 
 /* A page token, in bytes: kmsd issues them, so a longer one is not kmsd's. */
 #define KMS_PAGE_TOKEN_MAX 128

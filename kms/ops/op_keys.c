@@ -129,10 +129,21 @@ kms_status op_list_keys(op_ctx *ctx, const Kms__Request *req, Kms__Response *res
 	l->next_page_token = arena_strdup(ctx->arena, next);
 	if (!l->keys || !l->next_page_token)
 		st = KMS_FAIL(KMS_INTERNAL, "out of request memory");
+	/* A page ends early when its bytes pass KMS_LIST_REPLY_BUDGET (always
+	 * at least one key): the next page starts after its last key. */
+	size_t bytes = 0;
 	for (size_t i = 0; st == KMS_OK && i < n; i++) {
 		st = to_wire(ctx, &keys[i], &l->keys[i]);
-		if (st == KMS_OK)
-			l->n_keys++;
+		if (st != KMS_OK)
+			break;
+		bytes += kms__key_metadata__get_packed_size(l->keys[i]) + 6; /* tag, length */
+		if (i > 0 && bytes > KMS_LIST_REPLY_BUDGET) {
+			l->next_page_token = arena_strdup(ctx->arena, keys[i - 1].key.id);
+			if (!l->next_page_token)
+				st = KMS_FAIL(KMS_INTERNAL, "out of request memory");
+			break;
+		}
+		l->n_keys++;
 	}
 	key_metadata_array_free(keys, n);
 	KMS_GUARD(st);
