@@ -34,19 +34,39 @@ static bool request_id_ok(const char *id)
 	return true;
 }
 
+/* A request refused before it could be unpacked still gets its id echoed
+ * when one can be read from the bytes and is valid (docs/protocol.md);
+ * otherwise the reply's request_id stays "". */
+static void echo_raw_id(op_ctx *ctx, const uint8_t *bytes, size_t len,
+                        char id[static KMS_REQUEST_ID_MAX + 1])
+{
+	if (wire_scan_request_id(bytes, len, id, KMS_REQUEST_ID_MAX + 1) && request_id_ok(id))
+		ctx->request_id = id;
+	else
+		id[0] = '\0';
+}
+
 /* Step 2: unpack into the arena and check the envelope and the operation. */
 static kms_status decode(op_ctx *ctx, const uint8_t *bytes, size_t len,
-                         Kms__Request **out)
+                         char raw_id[static KMS_REQUEST_ID_MAX + 1], Kms__Request **out)
 {
+	kms_status st;
 	*out = NULL;
-	if (len > ctx->d->cfg.max_request_bytes)
+	if (len > ctx->d->cfg.max_request_bytes) {
+		echo_raw_id(ctx, bytes, len, raw_id);
 		return KMS_FAIL(KMS_INVALID_ARGUMENT, "request of %zu bytes exceeds the limit of %zu",
 		                len, ctx->d->cfg.max_request_bytes);
+	}
 	/* Counts first: unpacking allocates for every element (wire_scan.h). */
 	wire_scan_result scanned;
-	KMS_GUARD(wire_scan(&kms__request__descriptor, bytes, len, &scanned));
+	if ((st = wire_scan(&kms__request__descriptor, bytes, len, &scanned)) != KMS_OK) {
+		echo_raw_id(ctx, bytes, len, raw_id);
+		return st;
+	}
 	ProtobufCAllocator al = arena_protobuf_allocator(ctx->arena);
 	Kms__Request *req = kms__request__unpack(&al, len, bytes);
+	if (!req)
+		echo_raw_id(ctx, bytes, len, raw_id);
 	if (!req && arena_exhausted(ctx->arena))
 		return arena_refuse(ctx->arena, "unpacking the request");
 	if (!req)
@@ -269,6 +289,7 @@ kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
 {
 	uint64_t started = kms_monotonic_us();
 	char no_id[] = "";
+	char raw_id[KMS_REQUEST_ID_MAX + 1] = "";
 	op_ctx ctx = { .d = d, .arena = a, .request_id = no_id, .now = kms_now() };
 	caller who;
 	Kms__Request *req = NULL;
@@ -282,7 +303,7 @@ kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
 	if (st == KMS_OK)
 		st = admit(&ctx, &refused);
 	if (st == KMS_OK)
-		st = decode(&ctx, request, len, &req);
+		st = decode(&ctx, request, len, raw_id, &req);
 	kms_wipe(request, len); /* the request may hold plaintext */
 	ctx.audit.request = req;
 	if (st == KMS_OK)

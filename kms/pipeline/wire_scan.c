@@ -260,3 +260,48 @@ kms_status wire_scan(const ProtobufCMessageDescriptor *desc, const uint8_t *byte
 	scan s = { .out = out };
 	return scan_message(&s, desc, bytes, len, 0);
 }
+
+bool wire_scan_request_id(const uint8_t *bytes, size_t len, char *out, size_t cap)
+{
+	const uint8_t *p = bytes, *end = bytes + len;
+	const uint8_t *id = NULL;
+	uint64_t id_len = 0;
+	out[0] = '\0';
+	while (p < end) { /* every turn consumes at least one byte */
+		uint64_t tag, n;
+		if (!read_varint(&p, end, &tag))
+			return false;
+		switch ((unsigned)(tag & 7)) {
+		case WIRE_VARINT:
+			if (!read_varint(&p, end, &n))
+				return false;
+			break;
+		case WIRE_FIXED64:
+			if (end - p < 8)
+				return false;
+			p += 8;
+			break;
+		case WIRE_FIXED32:
+			if (end - p < 4)
+				return false;
+			p += 4;
+			break;
+		case WIRE_LEN:
+			if (!read_varint(&p, end, &n) || n > (uint64_t)(end - p))
+				return false;
+			if (tag >> 3 == 2) {
+				id = p;
+				id_len = n;
+			}
+			p += n;
+			break;
+		default:
+			return false;
+		}
+	}
+	if (!id || id_len == 0 || id_len >= cap)
+		return false;
+	memcpy(out, id, (size_t)id_len);
+	out[id_len] = '\0';
+	return true;
+}

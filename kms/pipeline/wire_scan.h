@@ -50,4 +50,11 @@ typedef struct wire_scan_result {
 kms_status wire_scan(const ProtobufCMessageDescriptor *desc, const uint8_t *bytes, size_t len,
                      wire_scan_result *out) KMS_MUST_USE;
 
+/* The request id of bytes that wire_scan or unpacking refused, so that the
+ * refusal can still echo it (docs/protocol.md, "The envelope"): the last
+ * top-level field 2 of a kms.Request, length-delimited, copied to out only
+ * if the walk up to the end of the bytes is well formed and the id is
+ * 1..cap-1 bytes. The caller checks its characters. Sets no error. */
+bool wire_scan_request_id(const uint8_t *bytes, size_t len, char *out, size_t cap);
+
 #endif
