@@ -203,6 +203,40 @@ try:
     r = c.send(req)
     check("a credential is not verified yet (docs/protocol.md): Health still OK",
           r.status == kms_pb2.OK, status_name(r))
+    # ---- a ListKeys page is cut by bytes, not only by count ----
+    # 230 keys of 50 full tags each (~20 KB of metadata a key) are more than
+    # KMS_LIST_REPLY_BUDGET (4 MiB): limit 1000 must come back in pages.
+    for k in range(230):
+        ck = kms_pb2.CreateKeyRequest(description="tagged %d" % k)
+        for t in range(50):
+            ck.tags.add(key="%03d-%s" % (t, "k" * 124), value="v" * 256)
+        r = c.call("create_key", ck)
+        if r.status != kms_pb2.OK:
+            check("CreateKey with 50 full tags", False, "%s %s" % (status_name(r), r.message))
+            break
+    seen, pages, token, biggest = [], 0, "", 0
+    while pages < 20:  # bounded: 231 keys fit in far fewer pages
+        req = c.request("list_keys", kms_pb2.ListKeysRequest(limit=1000, page_token=token))
+        raw = c.send_raw(req.SerializeToString())
+        r = kms_pb2.Response()
+        r.ParseFromString(raw)
+        if r.status != kms_pb2.OK:
+            check("ListKeys OK", False, "%s %s" % (status_name(r), r.message))
+            break
+        pages += 1
+        biggest = max(biggest, len(raw))
+        seen += [k.key_id for k in r.list_keys.keys]
+        token = r.list_keys.next_page_token
+        if not token:
+            break
+    print("figure: ListKeys limit 1000 over 231 keys: %d pages, the largest reply %d bytes"
+          % (pages, biggest))
+    check("ListKeys limit 1000 over 231 keys comes in more than one page", pages > 1, str(pages))
+    check("each page within 4 MiB of metadata and KMS_REPLY_MAX",
+          biggest <= (4 << 20) + (64 << 10), str(biggest))
+    check("the pages hold every key once", len(seen) == 231 and len(set(seen)) == 231,
+          "%d keys, %d distinct" % (len(seen), len(set(seen))))
+
     r = c.call("health", health, "py.after-errors")
     check("the connection still serves after the refusals", r.status == kms_pb2.OK)
     c.close()
