@@ -111,14 +111,16 @@ kms_status kmsd_check(const kmsd_config *cfg, hsm *h)
 		snprintf(path, sizeof path, "%s/%s", cfg->data_dir, STORE_DB_FILE);
 		KMS_GUARD(file_check(path, "the key store", SQLITE_MAGIC, sizeof SQLITE_MAGIC,
 		                     &exists, &size));
-		kms_log("info", exists ? "check: key store %s: %lld bytes"
-		                       : "check: no key store %s yet: kmsd creates it",
-		        path, (long long)size);
+		if (exists)
+			kms_log("info", "check: key store %s: %lld bytes", path, (long long)size);
+		else
+			kms_log("info", "check: no key store %s yet: kmsd creates it", path);
 		snprintf(path, sizeof path, "%s/audit/%s", cfg->data_dir, TLOG_RECORDS_FILE);
 		KMS_GUARD(file_check(path, "the audit log", NULL, 0, &exists, &log_size));
-		kms_log("info", exists ? "check: audit log %s: %lld bytes"
-		                       : "check: no audit log %s yet: kmsd creates it",
-		        path, (long long)log_size);
+		if (exists)
+			kms_log("info", "check: audit log %s: %lld bytes", path, (long long)log_size);
+		else
+			kms_log("info", "check: no audit log %s yet: kmsd creates it", path);
 	}
 	return signing_key_check(cfg, h, log_size);
 }

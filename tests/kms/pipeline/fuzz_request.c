@@ -113,12 +113,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	snprintf(who.source, sizeof who.source, "ipc uid=1000");
 	snprintf(who.principal, sizeof who.principal, "fuzz-app");
 	char no_id[] = "";
+	char raw_id[KMS_REQUEST_ID_MAX + 1] = "";
 	op_ctx ctx = { .d = &daemon, .arena = worker_arena, .caller = &who,
 		       .request_id = no_id, .now = FUZZ_TIME_US / 1000000 };
 	Kms__Request *req = NULL;
 
 	kms_error_clear();
-	kms_status st = decode(&ctx, data, size, &req);
+	kms_status st = decode(&ctx, data, size, raw_id, &req);
+	/* A request id echoed from a refused request is always a valid one. */
+	FUZZ_CHECK(ctx.request_id == no_id || request_id_ok(ctx.request_id));
 	ctx.audit.request = req;
 	char message[KMS_ERROR_MAX] = "";
 	if (st != KMS_OK)
