@@ -252,11 +252,12 @@ kms_status hsm_no_token(const char *label, const char *module_path)
 	const char *conf = getenv("SOFTHSM2_CONF");
 	if (!conf || !conf[0])
 		return KMS_FAIL(KMS_HSM_UNAVAILABLE, "hsm: no token labelled \"%s\" in module %s, "
-		                "and SOFTHSM2_CONF is not set (SoftHSM read its system config): set it to the token's softhsm2.conf "
-		                "(the dev token's: var/hsm/softhsm2.conf)", label, module_path);
-	return KMS_FAIL(KMS_HSM_UNAVAILABLE, "hsm: no token labelled \"%s\" in module %s with "
-	                "SOFTHSM2_CONF=%.256s: point SOFTHSM2_CONF at the token's softhsm2.conf, "
-	                "or create the token or fix the label", label, module_path, conf);
+		                "and SOFTHSM2_CONF is not set: set it to the token's softhsm2.conf "
+		                "(dev: var/hsm/softhsm2.conf), or fix token_label", label, module_path);
+	/* The path last: a message cut at KMS_ERROR_MAX loses only its end. */
+	return KMS_FAIL(KMS_HSM_UNAVAILABLE, "hsm: no token labelled \"%s\" in module %s: create "
+	                "it, fix token_label, or point SOFTHSM2_CONF at the token's softhsm2.conf "
+	                "(now %s)", label, module_path, conf);
 }
 
 static kms_status token_find(hsm *h)
