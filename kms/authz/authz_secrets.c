@@ -122,7 +122,11 @@ kms_status authz_secrets_new(hsm *h, const char *principal, char id[static AUTHZ
                              uint8_t **secret, uint8_t wrapped[static AUTHZ_WRAPPED_LEN])
 {
 	*secret = NULL;
+	id[0] = '\0';
 	memset(wrapped, 0, AUTHZ_WRAPPED_LEN);
+	KMS_ENSURE(principal, KMS_INVALID_ARGUMENT, "authz: no principal");
+	KMS_GUARD(authz_names_principal_check(principal,
+	                                      strnlen(principal, AUTHZ_PRINCIPAL_NAME_SIZE)));
 	KMS_GUARD(id_new(h, AUTHZ_ACCESS_KEY_PREFIX, id));
 	uint8_t *made = kms_secure_alloc(AUTHZ_SECRET_LEN);
 	KMS_ENSURE(made, KMS_INTERNAL, "authz: out of locked memory for a new access key");
