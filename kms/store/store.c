@@ -1,7 +1,7 @@
 /*
  * store.c: the database file, per-thread connections with their statement
  * caches, transactions and schema migrations. The statements themselves are
- * in store_keys.c and store_aliases.c.
+ * in store_keys.c, store_aliases.c, store_principals.c and store_grants.c.
  */
 #include "kms/store/store.h"
 
@@ -100,6 +100,69 @@ static const char *const migrations[] = {
 	"  BEFORE UPDATE ON keys"
 	"  WHEN OLD.lifecycle = 'destroyed' AND (NEW.lifecycle <> 'destroyed' OR NEW.state <> 4)"
 	"  BEGIN SELECT RAISE(ABORT, 'a destroyed key stays destroyed'); END;",
+	/* 1 -> 2: principals, access keys, grants (docs/authorization.md). A
+	 * deleted principal stays as a tombstone so its name is never reused;
+	 * a revoked key and an ended grant stay ended; an access key's secret
+	 * (wrapped) and owner never change; at most two active keys per
+	 * principal. */
+	"CREATE TABLE principals ("
+	"  name TEXT PRIMARY KEY NOT NULL CHECK (length(name) BETWEEN 1 AND 63"
+	"    AND name NOT GLOB '*[^A-Za-z0-9._-]*'),"
+	"  roles INTEGER NOT NULL CHECK (roles BETWEEN 1 AND 7),"
+	"  cert_name TEXT NOT NULL DEFAULT '' CHECK (length(CAST(cert_name AS BLOB)) <= 64),"
+	"  state TEXT NOT NULL CHECK (state IN ('enabled', 'disabled', 'deleted')),"
+	"  created_at INTEGER NOT NULL,"
+	"  updated_at INTEGER NOT NULL"
+	") STRICT;"
+	"CREATE TABLE access_keys ("
+	"  id TEXT PRIMARY KEY NOT NULL CHECK (length(id) = 22 AND substr(id, 1, 2) = 'AK'"
+	"    AND substr(id, 3) NOT GLOB '*[^A-Z2-7]*'),"
+	"  principal TEXT NOT NULL REFERENCES principals(name),"
+	"  wrapped BLOB NOT NULL CHECK (length(wrapped) BETWEEN 1 AND 128),"
+	"  state TEXT NOT NULL CHECK (state IN ('active', 'revoked')),"
+	"  created_at INTEGER NOT NULL,"
+	"  revoked_at INTEGER NOT NULL DEFAULT 0"
+	") STRICT;"
+	"CREATE INDEX access_keys_by_principal ON access_keys(principal, state);"
+	"CREATE TABLE grants ("
+	"  id TEXT PRIMARY KEY NOT NULL CHECK (length(id) = 22 AND substr(id, 1, 2) = 'GR'"
+	"    AND substr(id, 3) NOT GLOB '*[^A-Z2-7]*'),"
+	"  key_id TEXT NOT NULL REFERENCES keys(id) ON DELETE CASCADE,"
+	"  grantee TEXT NOT NULL REFERENCES principals(name),"
+	"  operations TEXT NOT NULL CHECK (length(operations) BETWEEN 1 AND 784"
+	"    AND operations NOT GLOB '*[^a-z0-9_,]*'),"
+	"  context BLOB NOT NULL CHECK (length(context) BETWEEN 2 AND 4096),"
+	"  creator TEXT NOT NULL CHECK (length(creator) BETWEEN 1 AND 63),"
+	"  state TEXT NOT NULL CHECK (state IN ('live', 'retired', 'revoked')),"
+	"  created_at INTEGER NOT NULL,"
+	"  ended_at INTEGER NOT NULL DEFAULT 0"
+	") STRICT;"
+	"CREATE INDEX grants_by_key ON grants(key_id, id);"
+	"CREATE INDEX grants_by_grantee ON grants(grantee, id);"
+	"CREATE INDEX grants_live ON grants(grantee, key_id) WHERE state = 'live';"
+	"CREATE TRIGGER principals_deleted_final"
+	"  BEFORE UPDATE ON principals"
+	"  WHEN OLD.state = 'deleted'"
+	"  BEGIN SELECT RAISE(ABORT, 'a deleted principal stays deleted'); END;"
+	"CREATE TRIGGER principals_kept"
+	"  BEFORE DELETE ON principals"
+	"  BEGIN SELECT RAISE(ABORT, 'a principal is deleted by its state, never its row'); END;"
+	"CREATE TRIGGER access_keys_fixed"
+	"  BEFORE UPDATE OF id, principal, wrapped, created_at ON access_keys"
+	"  BEGIN SELECT RAISE(ABORT, 'an access key''s id, owner and secret never change'); END;"
+	"CREATE TRIGGER access_keys_revoked_final"
+	"  BEFORE UPDATE OF state ON access_keys"
+	"  WHEN OLD.state = 'revoked'"
+	"  BEGIN SELECT RAISE(ABORT, 'a revoked access key stays revoked'); END;"
+	"CREATE TRIGGER access_keys_two_active"
+	"  BEFORE INSERT ON access_keys"
+	"  WHEN NEW.state = 'active' AND (SELECT count(*) FROM access_keys"
+	"    WHERE principal = NEW.principal AND state = 'active') >= 2"
+	"  BEGIN SELECT RAISE(ABORT, 'at most two active access keys per principal'); END;"
+	"CREATE TRIGGER grants_ended_final"
+	"  BEFORE UPDATE ON grants"
+	"  WHEN OLD.state <> 'live'"
+	"  BEGIN SELECT RAISE(ABORT, 'an ended grant stays ended'); END;",
 };
 #define MIGRATIONS_COUNT (sizeof migrations / sizeof migrations[0])
 _Static_assert(MIGRATIONS_COUNT == STORE_SCHEMA_VERSION,

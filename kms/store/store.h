@@ -25,6 +25,12 @@
  *
  * The store checks shapes (a text fits its column) and relations (a
  * version's key exists); the keyring checks the rules (limits, states).
+ *
+ * Principals, access keys and grants (docs/authorization.md) are kept here
+ * too (store_principals.c, store_grants.c). Their few rules that need one
+ * transaction to hold (names never reused, at most two active access keys
+ * per principal, a bounded number of live grants) are the store's; the
+ * schema restates them with triggers.
  */
 #ifndef KMS_STORE_H
 #define KMS_STORE_H
@@ -36,11 +42,12 @@
 #include <kms/limits.h>
 #include <kms/status.h>
 
+#include "kms/format/authz_names.h"
 #include "kms/format/keyid.h"
 
 #define STORE_DB_FILE "kms.db"
 #define STORE_LOCK_FILE "kms.lock"
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 #define STORE_BUSY_TIMEOUT_MS 5000
 
 /* Descriptions, tags and policies are bounded by <kms/limits.h>. */
@@ -254,5 +261,166 @@ kms_status store_tag_count(store *st, const char *key_id, size_t *n) KMS_MUST_US
 /* Every tag of a key, ascending by tag key, malloc'ed (free()). */
 kms_status store_tags_list(store *st, const char *key_id, store_tag **out,
                            size_t *n) KMS_MUST_USE;
+
+/* ---- principals, access keys, grants (docs/authorization.md) ---- */
+
+/* Roles, a bit set; a principal holds at least one. */
+#define PRINCIPAL_ROLE_ADMIN 1u
+#define PRINCIPAL_ROLE_APP 2u
+#define PRINCIPAL_ROLE_AUDITOR 4u
+#define PRINCIPAL_ROLES_ALL 7u
+
+#define STORE_ACCESS_KEYS_ACTIVE_MAX 2  /* per principal: rotation without downtime */
+#define STORE_WRAPPED_SECRET_MAX 128    /* bytes of a wrapped secret (authz_secrets.h) */
+#define STORE_GRANTS_LIVE_MAX 50        /* live grants per (grantee, key) */
+#define STORE_GRANT_OPS_MAX 16          /* operations in one grant */
+#define STORE_GRANT_OP_NAME_MAX 48      /* bytes of [a-z0-9_] per operation name */
+#define STORE_GRANT_OPS_TEXT_MAX (STORE_GRANT_OPS_MAX * (STORE_GRANT_OP_NAME_MAX + 1))
+#define STORE_GRANT_CONTEXT_MAX 4096    /* bytes of a grant's canonical context */
+
+typedef enum principal_state {
+	PRINCIPAL_STATE_ENABLED = 1,
+	PRINCIPAL_STATE_DISABLED = 2,
+	PRINCIPAL_STATE_DELETED = 3,  /* tombstone: the name is never reused */
+} principal_state;
+
+typedef enum access_key_state {
+	ACCESS_KEY_STATE_ACTIVE = 1,
+	ACCESS_KEY_STATE_REVOKED = 2, /* final; kept for the audit trail */
+} access_key_state;
+
+typedef enum grant_state {
+	GRANT_STATE_LIVE = 1,
+	GRANT_STATE_RETIRED = 2,      /* by its grantee; final */
+	GRANT_STATE_REVOKED = 3,      /* by an admin; final */
+} grant_state;
+
+/* "ENABLED", "ACTIVE", "LIVE", ... ; never NULL. */
+const char *principal_state_name(principal_state state);
+const char *access_key_state_name(access_key_state state);
+const char *grant_state_name(grant_state state);
+
+typedef struct store_principal {
+	char name[AUTHZ_PRINCIPAL_NAME_SIZE];
+	uint32_t roles;                          /* PRINCIPAL_ROLE_* bits */
+	char cert_name[AUTHZ_CERT_NAME_SIZE];    /* "" when none */
+	principal_state state;
+	int64_t created_at;                      /* unix seconds */
+	int64_t updated_at;                      /* last change; the deletion for a tombstone */
+} store_principal;
+
+/* An access key's row. The secret is only ever here wrapped
+ * (kms/authz/authz_secrets.h); the store never sees it in the clear. */
+typedef struct store_access_key {
+	char id[AUTHZ_ID_SIZE];
+	char principal[AUTHZ_PRINCIPAL_NAME_SIZE];
+	uint8_t wrapped[STORE_WRAPPED_SECRET_MAX];
+	size_t wrapped_len;
+	access_key_state state;
+	int64_t created_at;
+	int64_t revoked_at;                      /* 0 while active */
+} store_access_key;
+
+typedef struct store_grant {
+	char id[AUTHZ_ID_SIZE];
+	char key_id[KMS_KEYID_TEXT_SIZE];
+	char grantee[AUTHZ_PRINCIPAL_NAME_SIZE];
+	/* Canonical: operation names ascending, unique, joined by ','. */
+	char operations[STORE_GRANT_OPS_TEXT_MAX + 1];
+	/* The required context pairs, canonically encoded (kms/format/context.h);
+	 * the empty context (00 00) requires nothing. */
+	uint8_t context[STORE_GRANT_CONTEXT_MAX];
+	size_t context_len;
+	char creator[AUTHZ_PRINCIPAL_NAME_SIZE];
+	grant_state state;
+	int64_t created_at;
+	int64_t ended_at;                        /* when retired or revoked; 0 while live */
+} store_grant;
+
+/* Inserts an ENABLED or DISABLED principal (roles within PRINCIPAL_ROLES_ALL
+ * and not empty). KMS_ALREADY_EXISTS if the name is in use or was ever
+ * used (names of deleted principals are never reused). */
+kms_status store_principal_create(store *st, const store_principal *p) KMS_MUST_USE;
+
+/* The principal with that name; KMS_NOT_FOUND if there is none or it was
+ * deleted (the tombstone is not returned). */
+kms_status store_principal_get(store *st, const char *name, store_principal *out) KMS_MUST_USE;
+
+/* Up to cap principals (deleted ones not included) with name > after
+ * ("" or NULL: from the start), ascending by name, malloc'ed (free()). */
+kms_status store_principal_list(store *st, const char *after, size_t cap,
+                                store_principal **out, size_t *n) KMS_MUST_USE;
+
+/* Sets an existing principal ENABLED or DISABLED and its updated_at.
+ * KMS_NOT_FOUND if there is none or it was deleted. */
+kms_status store_principal_set_state(store *st, const char *name, principal_state state,
+                                     int64_t now) KMS_MUST_USE;
+
+/* Deletes a principal in one transaction: the row stays as a tombstone
+ * (DELETED) so its name is never reused, its active access keys are revoked
+ * and its live grants revoked, all at now. KMS_NOT_FOUND if there is none or
+ * it was already deleted. Not inside a caller's transaction. */
+kms_status store_principal_delete(store *st, const char *name, int64_t now) KMS_MUST_USE;
+
+/* Inserts an ACTIVE access key for an existing, not deleted principal, in
+ * one transaction that also counts the principal's active keys: a third is
+ * KMS_FAILED_PRECONDITION. KMS_NOT_FOUND for an unknown or deleted principal;
+ * KMS_ALREADY_EXISTS if the id is taken. Not inside a caller's transaction. */
+kms_status store_access_key_create(store *st, const store_access_key *key) KMS_MUST_USE;
+
+/* The access key with that id in any state; KMS_NOT_FOUND if none. */
+kms_status store_access_key_get(store *st, const char *id, store_access_key *out) KMS_MUST_USE;
+
+/* Every access key of a principal (active and revoked), ascending by
+ * creation then id, malloc'ed (free()); at most cap. */
+kms_status store_access_key_list(store *st, const char *principal, size_t cap,
+                                 store_access_key **out, size_t *n) KMS_MUST_USE;
+
+/* Revokes an ACTIVE access key at now. KMS_NOT_FOUND if there is no such
+ * key; KMS_FAILED_PRECONDITION if it is already revoked. */
+kms_status store_access_key_revoke(store *st, const char *id, int64_t now) KMS_MUST_USE;
+
+/* Joins operation names into the canonical form of store_grant.operations
+ * (sorted, ','-separated). KMS_INVALID_ARGUMENT for none, more than
+ * STORE_GRANT_OPS_MAX, a duplicate, or a name that is not 1..48 bytes of
+ * [a-z0-9_]. Which operations may be granted is the caller's rule. */
+kms_status store_grant_ops_join(const char *const *ops, size_t n,
+                                char out[static STORE_GRANT_OPS_TEXT_MAX + 1]) KMS_MUST_USE;
+
+/* Whether a grant's canonical operation list names op. */
+bool store_grant_has_op(const store_grant *grant, const char *op);
+
+/* Inserts a LIVE grant for an existing visible key and an existing, not
+ * deleted grantee, in one transaction that counts the live grants of the
+ * same (grantee, key): past STORE_GRANTS_LIVE_MAX is KMS_FAILED_PRECONDITION.
+ * operations must be canonical (store_grant_ops_join) and context a
+ * canonical encoding of at most STORE_GRANT_CONTEXT_MAX bytes:
+ * KMS_INVALID_ARGUMENT otherwise. KMS_ALREADY_EXISTS if the id is taken. Not
+ * inside a caller's transaction. */
+kms_status store_grant_create(store *st, const store_grant *grant) KMS_MUST_USE;
+
+/* The grant with that id in any state; KMS_NOT_FOUND if none. */
+kms_status store_grant_get(store *st, const char *id, store_grant *out) KMS_MUST_USE;
+
+typedef enum store_grant_by {
+	STORE_GRANTS_BY_KEY,      /* every grant on a key id */
+	STORE_GRANTS_BY_GRANTEE,  /* every grant to a principal */
+} store_grant_by;
+
+/* Up to cap grants (every state) on a key or to a grantee, with id > after
+ * ("" or NULL: from the start), ascending by id, malloc'ed (free()). */
+kms_status store_grant_list(store *st, store_grant_by by, const char *name, const char *after,
+                            size_t cap, store_grant **out, size_t *n) KMS_MUST_USE;
+
+/* Ends a LIVE grant: RETIRED or REVOKED, at now. KMS_NOT_FOUND if there is
+ * no such grant; KMS_FAILED_PRECONDITION if it already ended. */
+kms_status store_grant_end(store *st, const char *id, grant_state how,
+                           int64_t now) KMS_MUST_USE;
+
+/* For the decision: every LIVE grant to principal on key_id (at most
+ * STORE_GRANTS_LIVE_MAX), ascending by id, malloc'ed (free()); *out is NULL
+ * when there are none. Retired and revoked grants are never returned. */
+kms_status store_grants_live(store *st, const char *principal, const char *key_id,
+                             store_grant **out, size_t *n) KMS_MUST_USE;
 
 #endif

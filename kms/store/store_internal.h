@@ -1,7 +1,7 @@
 /*
  * store_internal.h: what store.c (connections, schema, transactions,
- * statement helpers) shares with store_keys.c and store_aliases.c (the
- * statements). Not for use outside the store.
+ * statement helpers) shares with store_keys.c, store_aliases.c,
+ * store_principals.c and store_grants.c (the statements). Not for use outside the store.
  */
 #ifndef KMS_STORE_INTERNAL_H
 #define KMS_STORE_INTERNAL_H
@@ -47,6 +47,26 @@ typedef enum store_stmt_id {
 	S_TAG_DELETE,
 	S_TAG_COUNT,
 	S_TAGS_LIST,
+	S_PRINCIPAL_INSERT,
+	S_PRINCIPAL_GET,
+	S_PRINCIPAL_LIST,
+	S_PRINCIPAL_SET_STATE,
+	S_PRINCIPAL_TOMBSTONE,
+	S_PRINCIPAL_KEYS_REVOKE,
+	S_PRINCIPAL_GRANTS_REVOKE,
+	S_ACCESS_KEY_COUNT_ACTIVE,
+	S_ACCESS_KEY_INSERT,
+	S_ACCESS_KEY_GET,
+	S_ACCESS_KEY_LIST,
+	S_ACCESS_KEY_REVOKE,
+	S_GRANT_KEY_VISIBLE,
+	S_GRANT_COUNT_LIVE,
+	S_GRANT_INSERT,
+	S_GRANT_GET,
+	S_GRANT_LIST_KEY,
+	S_GRANT_LIST_GRANTEE,
+	S_GRANT_END,
+	S_GRANTS_LIVE,
 	S_COUNT
 } store_stmt_id;
 
