@@ -17,6 +17,7 @@
  * same code, so the two cannot drift apart.
  * The serialized operation is the op submessage packed on its own, which is
  * byte-for-byte what sits inside the packed Request when protobuf-c packed it.
+ * docs/request-signing.md gives every field's encoding and a test vector.
  *
  * Nothing here blocks, allocates or keeps state; every function is
  * thread-safe. No function writes the secret or the MAC anywhere but out.
