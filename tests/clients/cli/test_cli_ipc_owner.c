@@ -27,7 +27,6 @@
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
-extern char **environ;
+#include "tests/support/run_bin.h"
 
 #define NOBODY 65534
 #define SKIPPED_EXIT_CODE 77
@@ -247,56 +246,28 @@ struct run {
 };
 
 /* kms encrypt of PLAINTEXT to g_sock, with extra args (NULL-terminated)
- * and, when env_uid is not NULL, KMS_SERVER_UID=env_uid. Bounded. */
+ * and, when env_uid is not NULL, KMS_SERVER_UID=env_uid; none of the
+ * caller's KMS_* variables (its endpoint or uid). Bounded. */
 static struct run kms_encrypt(const char *const *extra, const char *env_uid)
 {
 	const char *bin = getenv("KMS_TEST_KMS");
 	assert_non_null(bin);
-	char endpoint[160], out_path[128];
+	char endpoint[160];
 	snprintf(endpoint, sizeof endpoint, "ipc://%s", g_sock);
-	snprintf(out_path, sizeof out_path, "%s/kms.out", g_dir);
-	const char *argv[16] = { bin, "encrypt", "--key", "alias/cards", "--in", g_plain,
+	const char *argv[16] = { "encrypt", "--key", "alias/cards", "--in", g_plain,
 		                 "--endpoint", endpoint, "--timeout", CALL_TIMEOUT_MS };
-	size_t n = 10;
+	size_t n = 9;
 	for (size_t i = 0; extra && extra[i] && n < 15; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;
-
-	/* The environment without KMS_* (the caller's endpoint or uid). */
-	char *env[256];
-	size_t ne = 0;
-	for (char **e = environ; *e && ne < 250; e++)
-		if (strncmp(*e, "KMS_", 4) != 0)
-			env[ne++] = *e;
 	char uid_var[64];
-	if (env_uid) {
-		snprintf(uid_var, sizeof uid_var, "KMS_SERVER_UID=%s", env_uid);
-		env[ne++] = uid_var;
-	}
-	env[ne] = NULL;
-
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	posix_spawn_file_actions_adddup2(&fa, 1, 2);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	pid_t pid;
-	assert_int_equal(posix_spawn(&pid, bin, &fa, NULL, (char *const *)argv, env), 0);
-	posix_spawn_file_actions_destroy(&fa);
-	int status = -1;
-	uint64_t until = now_ms() + CLI_WAIT_MS;
-	while (waitpid(pid, &status, WNOHANG) == 0) {
-		if (now_ms() > until) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			fail_msg("kms encrypt did not finish within %d ms", CLI_WAIT_MS);
-		}
-		sleep_ms(10);
-	}
-	struct run r = { WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-		         slurp(out_path, NULL) };
-	assert_non_null(r.err);
-	return r;
+	snprintf(uid_var, sizeof uid_var, "KMS_SERVER_UID=%s", env_uid ? env_uid : "");
+	const char *env[] = { env_uid ? uid_var : NULL, NULL };
+	run_bin_options o = { .env = env, .drop_env_prefix = "KMS_", .merge_stderr = true,
+		              .wait_ms = CLI_WAIT_MS };
+	run_bin_result r = run_bin(bin, argv, &o);
+	free(r.err);
+	return (struct run){ .code = r.code, .err = r.out };
 }
 
 /* ---- fixtures ---- */
@@ -337,9 +308,6 @@ static int teardown(void **state)
 {
 	(void)state;
 	if (g_dir[0]) {
-		char out_path[128];
-		snprintf(out_path, sizeof out_path, "%s/kms.out", g_dir);
-		unlink(out_path);
 		unlink(g_plain);
 		rmdir(g_dir);
 	}
