@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "tests/support/run_bin.h"
+#include "tests/support/sp_raw.h"
 
 #define NOBODY 65534
 #define SKIPPED_EXIT_CODE 77
@@ -48,9 +49,6 @@
 #define LISTENER_LIFE_MS 30000   /* the planted listener exits by then anyway */
 #define LISTENER_CONNS_MAX 200   /* connections it takes, at most */
 #define RECEIVED_MAX (64 * 1024) /* bytes the test reads back, at most */
-/* What NNG's REP and REQ send first on an ipc connection (SP header). */
-static const uint8_t sp_rep_header[8] = { 0, 'S', 'P', 0, 0, 0x31, 0, 0 };
-static const uint8_t sp_req_header[8] = { 0, 'S', 'P', 0, 0, 0x30, 0, 0 };
 
 static bool g_skipped;
 static char g_dir[64];       /* owned by nobody, so nobody may bind in it */
@@ -146,8 +144,8 @@ static void listener(enum plant_mode mode, int ready_fd, int stop_fd)
 			if (c < 0)
 				break;
 			if (mode == PLANT_ROOT_FILE && !stopping &&
-			    write(c, sp_rep_header, sizeof sp_rep_header) !=
-			    (ssize_t)sizeof sp_rep_header)
+			    write(c, sp_raw_rep_hello, sizeof sp_raw_rep_hello) !=
+			    (ssize_t)sizeof sp_raw_rep_hello)
 				_exit(250);
 			p[2 + n_conns] = (struct pollfd){ .fd = c, .events = POLLIN,
 			                                  .revents = stopping ? POLLIN : 0 };
@@ -426,11 +424,11 @@ static void kernel_peer_uid_closes_the_pipe(void **state)
 	 * nothing but SP headers: at most one per connection (a reconnect cut
 	 * short by kms exiting may send none). */
 	assert_true(conns >= 1);
-	assert_true(got >= sizeof sp_req_header);
-	assert_true(got <= (size_t)conns * sizeof sp_req_header);
-	assert_int_equal(got % sizeof sp_req_header, 0);
-	for (size_t off = 0; off < got; off += sizeof sp_req_header)
-		assert_memory_equal(received + off, sp_req_header, sizeof sp_req_header);
+	assert_true(got >= sizeof sp_raw_req_hello);
+	assert_true(got <= (size_t)conns * sizeof sp_raw_req_hello);
+	assert_int_equal(got % sizeof sp_raw_req_hello, 0);
+	for (size_t off = 0; off < got; off += sizeof sp_raw_req_hello)
+		assert_memory_equal(received + off, sp_raw_req_hello, sizeof sp_raw_req_hello);
 	assert_null(memmem(received, got, "4111", 4));
 	free(received);
 	free(r.err);

@@ -67,6 +67,7 @@
 #include "tests/support/audit_check.h"
 #include "tests/support/e2e_ops.h"
 #include "tests/support/harness.h"
+#include "tests/support/sp_raw.h"
 
 #define NOBODY 65534          /* unmapped; also the socket's group */
 #define MAPPED_UID 1000       /* mapped by the cases that need a second uid */
@@ -116,82 +117,7 @@ static pid_t g_children[CHILDREN_MAX];
 static struct rlimit g_nofile_before;
 static bool g_nofile_changed;
 
-static const uint8_t sp_hello[8] = { 0, 'S', 'P', 0, 0, 0x30, 0, 0 }; /* REQ */
-
 /* ---- small helpers ---- */
-
-static bool put_all(int fd, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	while (n) {
-		ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return false;
-		b += w;
-		n -= (size_t)w;
-	}
-	return true;
-}
-
-/* Reads exactly n bytes from fd before deadline (ms, monotonic). */
-static bool get_all(int fd, void *p, size_t n, uint64_t deadline)
-{
-	uint8_t *b = p;
-	while (n) {
-		uint64_t now = e2e_now_ms();
-		if (now >= deadline)
-			return false;
-		struct pollfd pf = { .fd = fd, .events = POLLIN };
-		int r = poll(&pf, 1, (int)(deadline - now));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return false;
-		ssize_t got = read(fd, b, n);
-		if (got < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (got <= 0)
-			return false;
-		b += got;
-		n -= (size_t)got;
-	}
-	return true;
-}
-
-/* A blocking unix stream connection to path, every call bounded. */
-static int unix_connect(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = IO_TIMEOUT_S };
-	if (strlen(path) >= sizeof sa.sun_path)
-		return -1;
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0 ||
-	    connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-/* The frame header of a request whose body is n bytes: 01, the length
- * (request id and body), the request id with its top bit set. */
-static void frame_head(uint8_t out[13], uint32_t id, uint64_t n)
-{
-	uint64_t len = 4 + n;
-	out[0] = 1;
-	for (int i = 0; i < 8; i++)
-		out[1 + i] = (uint8_t)(len >> (56 - 8 * i));
-	id |= 0x80000000u;
-	for (int i = 0; i < 4; i++)
-		out[9 + i] = (uint8_t)(id >> (24 - 8 * i));
-}
 
 static size_t health_request(uint8_t *out, size_t cap)
 {
@@ -299,7 +225,7 @@ static void attacker_order(attacker *a, char order)
 
 static void attacker_report(attacker *a, void *out, size_t n, const char *what)
 {
-	if (get_all(a->res, out, n, e2e_now_ms() + CHILD_REPORT_MS))
+	if (sp_raw_get_all(a->res, out, n, e2e_now_ms() + CHILD_REPORT_MS))
 		return;
 	int status = 0;
 	pid_t gone = waitpid(a->pid, &status, WNOHANG);
@@ -338,7 +264,7 @@ static int attacker_finish(attacker *a)
 static char next_order(int cmd)
 {
 	char c = 0;
-	return get_all(cmd, &c, 1, e2e_now_ms() + CHILD_REPORT_MS) ? c : 0;
+	return sp_raw_get_all(cmd, &c, 1, e2e_now_ms() + CHILD_REPORT_MS) ? c : 0;
 }
 
 /* ---- kmsd with a socket the attackers can reach ---- */
@@ -400,13 +326,13 @@ static void churn_child(int cmd, int res, const void *arg)
 	for (int round = 0; round <= CHURN_ROUNDS && next_order(cmd) == 'r'; round++) {
 		uint8_t failed = 0;
 		for (int i = 0; i < 2 * CHURN_EACH; i++) {
-			int fd = unix_connect(path);
+			int fd = sp_raw_unix_connect(path, IO_TIMEOUT_S);
 			if (fd < 0) {
 				failed++;
 				continue;
 			}
-			if (i >= CHURN_EACH)
-				(void)put_all(fd, sp_hello, sizeof sp_hello); /* kmsd may have closed */
+			if (i >= CHURN_EACH) /* kmsd may have closed */
+				(void)sp_raw_put_all(fd, sp_raw_req_hello, sizeof sp_raw_req_hello);
 			close(fd);
 		}
 		if (write(res, &failed, 1) != 1)
@@ -430,7 +356,7 @@ static void churn_then_a_mapped_client_is_served(void **state)
 		/* Meanwhile the same pattern from a mapped uid: admitted, hello
 		 * sent, the peer gone before reading it. */
 		for (int i = 0; i < CHURN_EACH; i++) {
-			int fd = unix_connect(g_sock);
+			int fd = sp_raw_unix_connect(g_sock, IO_TIMEOUT_S);
 			assert_true(fd >= 0);
 			close(fd);
 		}
@@ -485,7 +411,7 @@ static void hold_child(int cmd, int res, const void *arg)
 		_exit(5);
 	uint64_t deadline = e2e_now_ms() + CLASSIFY_MS;
 	for (int i = 0; i < HELD && e2e_now_ms() < deadline; i++) {
-		int fd = unix_connect(path);
+		int fd = sp_raw_unix_connect(path, IO_TIMEOUT_S);
 		if (fd < 0)
 			c.connect_failed++;
 		else
@@ -634,16 +560,16 @@ static void big_child(int cmd, int res, const void *argp)
 	static int fds[UNMAPPED_BIG];
 	static uint8_t body[SENT_BODY];
 	memset(body, 0xa5, sizeof body);
-	uint8_t head[13];
-	frame_head(head, 1, ANNOUNCED - 4);
+	uint8_t head[SP_RAW_IPC_HEAD];
+	sp_raw_ipc_head(head, 1, ANNOUNCED - 4);
 	big_counts c = { 0 };
 	for (uint32_t i = 0; i < arg->n && i < UNMAPPED_BIG; i++) {
-		int fd = unix_connect(arg->path);
+		int fd = sp_raw_unix_connect(arg->path, IO_TIMEOUT_S);
 		if (fd < 0)
 			continue;
 		fds[c.opened++] = fd;
-		if (put_all(fd, sp_hello, sizeof sp_hello) && put_all(fd, head, sizeof head) &&
-		    put_all(fd, body, sizeof body))
+		if (sp_raw_put_all(fd, sp_raw_req_hello, sizeof sp_raw_req_hello) &&
+		    sp_raw_put_all(fd, head, sizeof head) && sp_raw_put_all(fd, body, sizeof body))
 			c.written++;
 		else
 			c.write_failed++;
@@ -724,7 +650,7 @@ static void unadmitted_and_stalled_peers_cost_little_memory(void **state)
 		peak = now > peak ? now : peak;
 		struct pollfd pf = { .fd = mapped.res, .events = POLLIN };
 		if (poll(&pf, 1, RSS_SAMPLE_MS) == 1)
-			reported = get_all(mapped.res, &e, sizeof e, e2e_now_ms() + CHILD_REPORT_MS);
+			reported = sp_raw_get_all(mapped.res, &e, sizeof e, e2e_now_ms() + CHILD_REPORT_MS);
 	}
 	attacker_order(&unmapped, 'x');
 	attacker_order(&mapped, 'x');
@@ -758,15 +684,15 @@ static void unadmitted_and_stalled_peers_cost_little_memory(void **state)
 static int flood_peer(void)
 {
 	const char *path = H.ipc_url + strlen("ipc://");
-	int fd = unix_connect(path);
+	int fd = sp_raw_unix_connect(path, IO_TIMEOUT_S);
 	assert_true(fd >= 0);
 	int small = 4096, big = 4 << 20;
 	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
 	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big) != 0)
 		assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big), 0);
 	uint8_t theirs[8];
-	assert_true(put_all(fd, sp_hello, sizeof sp_hello));
-	assert_true(get_all(fd, theirs, sizeof theirs, e2e_now_ms() + IO_TIMEOUT_S * 1000));
+	assert_true(sp_raw_put_all(fd, sp_raw_req_hello, sizeof sp_raw_req_hello));
+	assert_true(sp_raw_get_all(fd, theirs, sizeof theirs, e2e_now_ms() + IO_TIMEOUT_S * 1000));
 	assert_true(theirs[1] == 'S' && theirs[2] == 'P' && theirs[5] == 0x31);
 	return fd;
 }
@@ -790,9 +716,9 @@ static void flood(int fd, const char *key)
 	assert_non_null(body);
 	kms__request__pack(&req, body);
 	for (uint32_t i = 0; i < FLOOD; i++) {
-		uint8_t head[13];
-		frame_head(head, i + 1, n);
-		if (!put_all(fd, head, sizeof head) || !put_all(fd, body, n))
+		uint8_t head[SP_RAW_IPC_HEAD];
+		sp_raw_ipc_head(head, i + 1, n);
+		if (!sp_raw_put_all(fd, head, sizeof head) || !sp_raw_put_all(fd, body, n))
 			fail_msg("flood: request %u not sent: %s", i, strerror(errno));
 	}
 	free(body);

@@ -45,6 +45,7 @@
 #include <kms/limits.h>
 
 #include "tests/support/harness.h"
+#include "tests/support/sp_raw.h"
 
 #define FLOOD 300
 #define FAT_REPLY_MIN 19000 /* bytes of one DescribeKey answer, at least */
@@ -55,7 +56,6 @@
 #define DROP_LINE "was not taken within 250 ms: connection closed"
 #define DRAIN_BOUND_MS (5000 + 3000 + 2000)
 #define IO_TIMEOUT_S 3
-#define SP_PROTO_REQ 0x30
 
 static harness H;
 
@@ -139,9 +139,8 @@ static bool raw_open(raw_peer *p)
 	p->ssl = SSL_new(p->ctx);
 	if (!p->ssl || SSL_set_fd(p->ssl, p->fd) != 1 || SSL_connect(p->ssl) != 1)
 		return false;
-	const uint8_t hello[8] = { 0, 'S', 'P', 0, 0, SP_PROTO_REQ, 0, 0 };
 	uint8_t theirs[8];
-	if (!write_all(p, hello, sizeof hello))
+	if (!write_all(p, sp_raw_req_hello, sizeof sp_raw_req_hello))
 		return false;
 	return read_exact(p, theirs, sizeof theirs) && theirs[1] == 'S' && theirs[2] == 'P';
 }
@@ -149,13 +148,8 @@ static bool raw_open(raw_peer *p)
 /* One REQ message: 8-byte length, 4-byte request id (high bit set), body. */
 static bool raw_send(raw_peer *p, uint32_t id, const uint8_t *body, size_t n)
 {
-	uint8_t head[12];
-	uint64_t len = 4 + n;
-	for (int i = 0; i < 8; i++)
-		head[i] = (uint8_t)(len >> (56 - 8 * i));
-	id |= 0x80000000u;
-	for (int i = 0; i < 4; i++)
-		head[8 + i] = (uint8_t)(id >> (24 - 8 * i));
+	uint8_t head[SP_RAW_REQ_HEAD];
+	sp_raw_req_head(head, id, n);
 	return write_all(p, head, sizeof head) && write_all(p, body, n);
 }
 
