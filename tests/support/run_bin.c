@@ -100,11 +100,11 @@ static char *run_bin_slurp(int fd)
 	return text;
 }
 
-/* Waits for pid with a bound: true and *status once it exits; false (it is
- * still running) past deadline. Woken by its pidfd where the kernel has
- * one, else looking every RUN_BIN_STEP_MS. */
-static bool run_bin_wait(pid_t pid, uint64_t deadline, int *status)
+/* Woken by the child's pidfd where the kernel has one, else looking every
+ * RUN_BIN_STEP_MS. */
+bool run_bin_wait(pid_t pid, unsigned wait_ms, int *status)
 {
+	uint64_t deadline = run_bin_now_ms() + wait_ms;
 	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	bool done = false;
 	for (;;) {
@@ -175,7 +175,7 @@ run_bin_result run_bin(const char *bin, const char *const *args, const run_bin_o
 
 	unsigned wait_ms = o->wait_ms ? o->wait_ms : RUN_BIN_WAIT_MS;
 	int status = -1;
-	if (!run_bin_wait(pid, t0 + wait_ms, &status)) {
+	if (!run_bin_wait(pid, wait_ms, &status)) {
 		kill(pid, SIGKILL);
 		waitpid(pid, &status, 0);
 		close(out_fd);

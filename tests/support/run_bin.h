@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define RUN_BIN_WAIT_MS 30000          /* the bound when none is given */
 #define RUN_BIN_OUTPUT_MAX (4u << 20)  /* bytes kept from stdout, and from stderr */
@@ -37,6 +38,11 @@ typedef struct run_bin_result {
  * NULL: none) and o (NULL: the defaults). Fails the test if it cannot be
  * started, does not exit within the bound, or prints too much. */
 run_bin_result run_bin(const char *bin, const char *const *args, const run_bin_options *o);
+
+/* Waits at most wait_ms for pid (a child of this process) to exit: true
+ * with its wait status in *status, false while it still runs (the caller
+ * kills it). For children that are not a program run_bin started. */
+bool run_bin_wait(pid_t pid, unsigned wait_ms, int *status);
 
 /* Frees out and err. */
 void run_bin_free(run_bin_result *r);

@@ -1,10 +1,10 @@
 /*
  * test_run_bin: run_bin (run_bin.h) on real processes: the exit code,
  * stdout and stderr apart or merged, stdin from a file or /dev/null, the
- * environment less a prefix plus variables, a signal's end, and the bound:
- * a program that outlives it is killed and the test fails naming it (seen
- * from outside, by running this binary again as a child whose one test
- * runs `sleep 30` with a 300 ms bound).
+ * environment less a prefix plus variables, a signal's end, run_bin_wait on
+ * forked children, and the bound: a program that outlives it is killed and
+ * the test fails naming it (seen from outside, by running this binary again
+ * as a child whose one test runs `sleep 30` with a 300 ms bound).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,9 +12,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tests/support/run_bin.h"
@@ -94,6 +96,32 @@ static void a_signal_is_not_an_exit_code(void **state)
 	run_bin_free(&r);
 }
 
+/* run_bin_wait on forked children: one that exits, one that never does. */
+static void waits_for_a_child_with_a_bound(void **state)
+{
+	(void)state;
+	int status = 0;
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(3);
+	assert_true(run_bin_wait(pid, OUTER_WAIT_MS, &status));
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 3);
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		for (;;)
+			pause(); /* until killed */
+	}
+	bool exited = run_bin_wait(pid, CHILD_WAIT_MS, &status);
+	kill(pid, SIGKILL);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_false(exited);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+
 /* In the child: the one test, which must fail. */
 static void child_sleeps_past_the_bound(void **state)
 {
@@ -132,6 +160,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(stdin_from_a_file_or_dev_null),
 		cmocka_unit_test(environment_less_a_prefix_plus_variables),
 		cmocka_unit_test(a_signal_is_not_an_exit_code),
+		cmocka_unit_test(waits_for_a_child_with_a_bound),
 		cmocka_unit_test(past_the_bound_it_is_killed_and_named),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

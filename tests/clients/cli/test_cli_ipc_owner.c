@@ -65,12 +65,6 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
 /* The whole of a small file (NUL-terminated, *len without it). */
 static char *slurp(const char *path, size_t *len)
 {
@@ -220,14 +214,10 @@ static int unplant(struct planted *pl)
 {
 	close(pl->stop_fd);
 	int status = 0;
-	uint64_t until = now_ms() + CLI_WAIT_MS;
-	while (waitpid(pl->pid, &status, WNOHANG) == 0) {
-		if (now_ms() > until) {
-			kill(pl->pid, SIGKILL);
-			waitpid(pl->pid, &status, 0);
-			fail_msg("the planted listener did not stop");
-		}
-		sleep_ms(10);
+	if (!run_bin_wait(pl->pid, CLI_WAIT_MS, &status)) {
+		kill(pl->pid, SIGKILL);
+		waitpid(pl->pid, &status, 0);
+		fail_msg("the planted listener did not stop within %d ms", CLI_WAIT_MS);
 	}
 	pl->pid = 0;
 	if (!WIFEXITED(status) || WEXITSTATUS(status) >= 250)
@@ -331,6 +321,29 @@ static void expect_uid_refusal(const struct run *r)
 		fail_msg("kms encrypt: not one line:\n%s", r->err);
 }
 
+/* Plants a listener (mode; the socket file must be file_uid's), runs kms
+ * encrypt with no server uid and expects the uid refusal. Returns what the
+ * listener received (*got bytes; free it) over *conns connections, and
+ * prints both under what. */
+static char *refused_encrypt(enum plant_mode mode, uid_t file_uid, const char *what,
+                             int *conns, size_t *got)
+{
+	struct planted pl = plant(mode);
+	struct stat st;
+	assert_int_equal(lstat(g_sock, &st), 0);
+	assert_int_equal(st.st_uid, file_uid);
+
+	struct run r = kms_encrypt(NULL, NULL);
+	*conns = unplant(&pl);
+	expect_uid_refusal(&r);
+	free(r.err);
+	*got = 0;
+	char *received = slurp(g_received, got);
+	assert_non_null(received);
+	fprintf(stderr, "%s: %d connections, %zu bytes received\n", what, *conns, *got);
+	return received;
+}
+
 /* ---- the tests ---- */
 
 /* The file is nobody's: refused before dialing, nothing reaches it. */
@@ -338,23 +351,13 @@ static void nobodys_socket_is_refused_before_dialing(void **state)
 {
 	(void)state;
 	SKIP_UNLESS_ROOT();
-	struct planted pl = plant(PLANT_AS_NOBODY);
-	struct stat st;
-	assert_int_equal(lstat(g_sock, &st), 0);
-	assert_int_equal(st.st_uid, NOBODY);
-
-	struct run r = kms_encrypt(NULL, NULL);
-	int conns = unplant(&pl);
-	expect_uid_refusal(&r);
-	size_t got = 0;
-	char *received = slurp(g_received, &got);
-	assert_non_null(received);
-	fprintf(stderr, "refused before dialing: %d connections, %zu bytes received\n",
-	        conns, got);
+	int conns;
+	size_t got;
+	char *received = refused_encrypt(PLANT_AS_NOBODY, NOBODY, "refused before dialing",
+	                                 &conns, &got);
 	assert_int_equal(conns, 0);
 	assert_int_equal(got, 0);
 	free(received);
-	free(r.err);
 }
 
 /* --server-uid 65534 and KMS_SERVER_UID=65534 accept nobody as the server:
@@ -407,19 +410,10 @@ static void kernel_peer_uid_closes_the_pipe(void **state)
 {
 	(void)state;
 	SKIP_UNLESS_ROOT();
-	struct planted pl = plant(PLANT_ROOT_FILE);
-	struct stat st;
-	assert_int_equal(lstat(g_sock, &st), 0);
-	assert_int_equal(st.st_uid, 0);
-
-	struct run r = kms_encrypt(NULL, NULL);
-	int conns = unplant(&pl);
-	expect_uid_refusal(&r);
-	size_t got = 0;
-	char *received = slurp(g_received, &got);
-	assert_non_null(received);
-	fprintf(stderr, "closed by the pipe check: %d connections, %zu bytes received\n",
-	        conns, got);
+	int conns;
+	size_t got;
+	char *received = refused_encrypt(PLANT_ROOT_FILE, 0, "closed by the pipe check", &conns,
+	                                 &got);
 	/* It did connect and hear from NNG (else this tested nothing), and got
 	 * nothing but SP headers: at most one per connection (a reconnect cut
 	 * short by kms exiting may send none). */
@@ -431,7 +425,6 @@ static void kernel_peer_uid_closes_the_pipe(void **state)
 		assert_memory_equal(received + off, sp_raw_req_hello, sizeof sp_raw_req_hello);
 	assert_null(memmem(received, got, "4111", 4));
 	free(received);
-	free(r.err);
 }
 
 int main(void)
