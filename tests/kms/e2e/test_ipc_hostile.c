@@ -54,7 +54,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
@@ -131,22 +130,6 @@ static size_t health_request(uint8_t *out, size_t cap)
 	return kms__request__pack(&req, out);
 }
 
-/* A Health over harness H's own connection: its latency in ms. */
-static uint64_t health_ms(void)
-{
-	Kms__HealthRequest hr = KMS__HEALTH_REQUEST__INIT;
-	Kms__Request req = KMS__REQUEST__INIT;
-	req.op_case = KMS__REQUEST__OP_HEALTH;
-	req.health = &hr;
-	uint64_t t0 = e2e_now_ms();
-	Kms__Response *r = harness_call(&H, &req);
-	uint64_t took = e2e_now_ms() - t0;
-	assert_non_null(r);
-	assert_int_equal(r->status, KMS__STATUS__OK);
-	kms__response__free_unpacked(r, NULL);
-	return took;
-}
-
 /* kmsd's resident set, in KiB, from /proc/<pid>/status. */
 static unsigned long rss_kib(pid_t pid)
 {
@@ -161,20 +144,6 @@ static unsigned long rss_kib(pid_t pid)
 	fclose(f);
 	assert_true(found);
 	return kib;
-}
-
-/* Descriptors kmsd holds now (bounded by the count a directory can list). */
-static unsigned kmsd_fds(void)
-{
-	char path[64];
-	snprintf(path, sizeof path, "/proc/%d/fd", (int)H.pid);
-	DIR *d = opendir(path);
-	assert_non_null(d);
-	unsigned n = 0;
-	for (struct dirent *e; (e = readdir(d)) != NULL;)
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
 }
 
 /* ---- the attackers: forked children as other uids ---- */
@@ -387,7 +356,7 @@ static void churn_then_a_mapped_client_is_served(void **state)
 	       (unsigned long long)worst, (unsigned long long)total);
 	assert_int_equal(served, CHURN_ROUNDS);
 	assert_true(worst < CHURN_SERVED_MS);
-	assert_true(health_ms() < CHURN_SERVED_MS); /* the harness's own socket too */
+	assert_true(e2e_health_ms(&H) < CHURN_SERVED_MS); /* the harness's own socket too */
 	assert_int_equal(harness_stop(&H), 0);
 }
 
@@ -495,7 +464,7 @@ static void held_connections_at_the_file_limit(void **state)
 	attacker_report(&mapped, &m, sizeof m, "holding (mapped)");
 	attacker_report(&unmapped, &u, sizeof u, "holding (unmapped)");
 	/* Both hold everything now: the parent's requests meanwhile. */
-	unsigned fds_held = kmsd_fds();
+	unsigned fds_held = e2e_kmsd_fds(&H);
 	uint64_t t0 = e2e_now_ms();
 	Kms__Response *ck = e2e_create_key(&H);
 	if (!ck || ck->status != KMS__STATUS__OK)
@@ -615,7 +584,7 @@ static void unadmitted_and_stalled_peers_cost_little_memory(void **state)
 {
 	(void)state;
 	start_kmsd("ipc_read_timeout_ms = 1000\n", MAPPED_LINE);
-	(void)health_ms();
+	(void)e2e_health_ms(&H);
 	unsigned long before = rss_kib(H.pid);
 	big_arg ua = { .path = g_sock, .n = UNMAPPED_BIG };
 	big_arg ma = { .path = g_sock, .n = MAPPED_BIG, .wait_eof = true };
@@ -643,7 +612,7 @@ static void unadmitted_and_stalled_peers_cost_little_memory(void **state)
 	uint64_t deadline = e2e_now_ms() + STALL_EOF_MS + CHILD_REPORT_MS;
 	for (unsigned i = 0; !reported && e2e_now_ms() < deadline &&
 	                     i < (STALL_EOF_MS + CHILD_REPORT_MS) / RSS_SAMPLE_MS; i++) {
-		uint64_t took = health_ms();
+		uint64_t took = e2e_health_ms(&H);
 		worst = took > worst ? took : worst;
 		calls++;
 		unsigned long now = rss_kib(H.pid);
@@ -656,7 +625,7 @@ static void unadmitted_and_stalled_peers_cost_little_memory(void **state)
 	attacker_order(&mapped, 'x');
 	assert_int_equal(attacker_finish(&unmapped), 0);
 	assert_int_equal(attacker_finish(&mapped), 0);
-	(void)health_ms();
+	(void)e2e_health_ms(&H);
 	printf("# memory: kmsd VmRSS %lu KiB before, %lu KiB after the writes, peak %lu KiB "
 	       "(growth %lu KiB; NNG reached 1.65 GB); %u unmapped connections announced %u MiB "
 	       "each (%u written whole, %u cut off by kmsd's close); %u mapped ones stalled "
@@ -759,7 +728,7 @@ static void a_peer_that_reads_nothing_is_dropped(void **state)
 	unsigned calls = 0;
 	bool dropped = false;
 	while (!dropped && e2e_now_ms() < deadline) {
-		uint64_t took = health_ms();
+		uint64_t took = e2e_health_ms(&H);
 		if (took > worst)
 			worst = took;
 		calls++;
@@ -795,7 +764,7 @@ static void a_peer_that_reads_nothing_is_dropped(void **state)
 	for (unsigned i = 0; inq < stalled && e2e_now_ms() < deadline && i < 100000; i++) {
 		assert_int_equal(ioctl(fd, FIONREAD, &inq), 0);
 		if (inq < stalled)
-			(void)health_ms(); /* a round trip: kmsd moves on */
+			(void)e2e_health_ms(&H); /* a round trip: kmsd moves on */
 	}
 	assert_true(inq >= stalled);
 	uint64_t t0 = e2e_now_ms();
@@ -855,7 +824,7 @@ static void healthz_fails_when_ipc_does_not_answer(void **state)
 	assert_null(strstr(body, H.dir));
 	assert_false(names_a_path(body));
 	free(body);
-	(void)health_ms(); /* the harness's own socket still answers */
+	(void)e2e_health_ms(&H); /* the harness's own socket still answers */
 	assert_int_equal(harness_stop(&H), 0);
 }
 

@@ -44,6 +44,7 @@
 
 #include <kms/limits.h>
 
+#include "tests/support/e2e_ops.h"
 #include "tests/support/harness.h"
 #include "tests/support/sp_raw.h"
 
@@ -246,21 +247,6 @@ static void flood(raw_peer *p)
 	}
 }
 
-static int64_t health_ms(void)
-{
-	Kms__HealthRequest hr = KMS__HEALTH_REQUEST__INIT;
-	Kms__Request req = KMS__REQUEST__INIT;
-	req.op_case = KMS__REQUEST__OP_HEALTH;
-	req.health = &hr;
-	int64_t t0 = now_ms();
-	Kms__Response *r = harness_call(&H, &req);
-	int64_t took = now_ms() - t0;
-	assert_non_null(r);
-	assert_int_equal(r->status, KMS__STATUS__OK);
-	kms__response__free_unpacked(r, NULL);
-	return took;
-}
-
 /* Whether a Health request on a fresh TLS connection is answered in time
  * (TLS requests share the stuck workers; ipc has workers of its own). */
 static bool health_answers_within(int ms)
@@ -299,7 +285,7 @@ static void others_served_and_peer_dropped(void **state)
 	unsigned calls = 0;
 	bool dropped = false;
 	while (!dropped && now_ms() < deadline) {
-		int64_t took = health_ms();
+		int64_t took = (int64_t)e2e_health_ms(&H);
 		if (took > worst)
 			worst = took;
 		calls++;
@@ -335,7 +321,7 @@ static void sigterm_with_slow_peer(void **state)
 	while (!stalled && now_ms() < deadline)
 		stalled = !health_answers_within(STALL_PROBE_MS);
 	assert_true(stalled);
-	assert_true(health_ms() < SERVED_WITHIN_MS); /* ipc is not held by the TLS peer */
+	assert_true(e2e_health_ms(&H) < SERVED_WITHIN_MS); /* ipc is not held by the TLS peer */
 	int64_t t0 = now_ms();
 	int rc = harness_stop(&H);
 	int64_t took = now_ms() - t0;
