@@ -1,5 +1,12 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
 #include "tests/support/e2e_ops.h"
 
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -453,4 +460,32 @@ out:
 	free(found.ids);
 	hsm_close(token);
 	return ok;
+}
+
+uint64_t e2e_health_ms(harness *h)
+{
+	Kms__HealthRequest hr = KMS__HEALTH_REQUEST__INIT;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_HEALTH;
+	req.health = &hr;
+	uint64_t t0 = e2e_now_ms();
+	Kms__Response *r = harness_call(h, &req);
+	uint64_t took = e2e_now_ms() - t0;
+	assert_non_null(r);
+	assert_int_equal(r->status, KMS__STATUS__OK);
+	kms__response__free_unpacked(r, NULL);
+	return took;
+}
+
+unsigned e2e_kmsd_fds(const harness *h)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/fd", (int)h->pid);
+	DIR *d = opendir(path);
+	assert_non_null(d);
+	unsigned n = 0;
+	for (struct dirent *e; (e = readdir(d)) != NULL;) /* bounded by the directory */
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
 }

@@ -89,6 +89,14 @@ bool e2e_log_contains_since(const harness *h, size_t offset, const char *needle)
 bool e2e_token_matches(const e2e_key *keys, size_t n, size_t *n_objects, char *why,
                        size_t why_len);
 
+/* A Health over h's own connection, which must be answered OK (the test
+ * fails otherwise): how long it took, in ms. */
+uint64_t e2e_health_ms(harness *h);
+
+/* How many descriptors kmsd (h->pid) holds now, from /proc (the test fails
+ * when they cannot be listed). */
+unsigned e2e_kmsd_fds(const harness *h);
+
 /* Milliseconds on the monotonic clock. */
 uint64_t e2e_now_ms(void);
 void e2e_sleep_ms(int ms);

@@ -13,36 +13,22 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-extern char **environ;
+#include "tests/support/run_bin.h"
 
 #define CALL_TIMEOUT "10000" /* what kms-admin is told to wait, at most */
 #define FAST_MS 2000         /* it must be done well before that */
 #define CLI_WAIT_MS 20000    /* our own bound on the process */
-#define OUTPUT_MAX 4096
 
 static char g_dir[64];
 static char g_stale[128];   /* a socket file nobody listens on */
 static char g_missing[128]; /* a path with nothing at it */
-static char g_out[128];
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static int setup(void **state)
 {
@@ -52,7 +38,6 @@ static int setup(void **state)
 		return -1;
 	snprintf(g_stale, sizeof g_stale, "%s/kms.sock", g_dir);
 	snprintf(g_missing, sizeof g_missing, "%s/none/kms.sock", g_dir);
-	snprintf(g_out, sizeof g_out, "%s/out", g_dir);
 	/* What a kmsd killed with SIGKILL leaves: the socket file, no listener. */
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	if (strlen(g_stale) >= sizeof sa.sun_path)
@@ -69,56 +54,27 @@ static int teardown(void **state)
 {
 	(void)state;
 	unlink(g_stale);
-	unlink(g_out);
 	rmdir(g_dir);
 	return 0;
 }
 
-/* Runs BIN ARGS (env KMS_TEST_<WHICH>) with stdout and stderr into out;
- * the exit code, the output and how long it took. */
-static int run(const char *which, const char *const *args, char *out, uint64_t *took_ms)
+/* Runs BIN ARGS (env KMS_TEST_<WHICH>), stdout and stderr together in out,
+ * bounded by CLI_WAIT_MS: the exit code, the output and how long it took. */
+static run_bin_result run(const char *which, const char *const *args)
 {
 	const char *bin = getenv(which);
 	assert_non_null(bin);
-	const char *argv[16] = { bin };
-	size_t n = 1;
-	for (; args[n - 1] && n < 15; n++)
-		argv[n] = args[n - 1];
-	argv[n] = NULL;
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 1, g_out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	posix_spawn_file_actions_adddup2(&fa, 1, 2);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	uint64_t t0 = now_ms();
-	pid_t pid;
-	assert_int_equal(posix_spawn(&pid, bin, &fa, NULL, (char *const *)argv, environ), 0);
-	posix_spawn_file_actions_destroy(&fa);
-	int status = -1;
-	while (waitpid(pid, &status, WNOHANG) == 0) {
-		if (now_ms() - t0 > CLI_WAIT_MS) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			fail_msg("%s did not finish within %d ms", bin, CLI_WAIT_MS);
-		}
-		struct timespec ts = { 0, 5000000L };
-		nanosleep(&ts, NULL); /* polling the child's exit, bounded above */
-	}
-	*took_ms = now_ms() - t0;
-	FILE *f = fopen(g_out, "r");
-	assert_non_null(f);
-	size_t len = fread(out, 1, OUTPUT_MAX - 1, f);
-	fclose(f);
-	out[len] = '\0';
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	run_bin_options o = { .merge_stderr = true, .wait_ms = CLI_WAIT_MS };
+	return run_bin(bin, args, &o);
 }
 
 /* Exit 3, one line holding want, well before the timeout. */
 static void expect_down(const char *which, const char *const *args, const char *want)
 {
-	char out[OUTPUT_MAX];
-	uint64_t took;
-	int code = run(which, args, out, &took);
+	run_bin_result r = run(which, args);
+	const char *out = r.out;
+	uint64_t took = r.ms;
+	int code = r.code;
 	printf("# %s: exit %d after %llu ms: %s", which, code, (unsigned long long)took, out);
 	assert_int_equal(code, 3);
 	if (!strstr(out, want))
@@ -129,6 +85,7 @@ static void expect_down(const char *which, const char *const *args, const char *
 	if (took >= FAST_MS)
 		fail_msg("took %llu ms with --timeout %s: it waited for a kmsd that is not there",
 		         (unsigned long long)took, CALL_TIMEOUT);
+	run_bin_free(&r);
 }
 
 static void no_socket_file(void **state)
@@ -166,10 +123,9 @@ static void every_endpoint_down(void **state)
 	const char *args[] = { "health", "--endpoint", stale, "--endpoint", missing,
 	                       "--timeout", CALL_TIMEOUT, NULL };
 	expect_down("KMS_TEST_KMS_ADMIN", args, want);
-	char out[OUTPUT_MAX];
-	uint64_t took;
-	(void)run("KMS_TEST_KMS_ADMIN", args, out, &took);
-	assert_non_null(strstr(out, "none of the other 1 ipc endpoints is up"));
+	run_bin_result r = run("KMS_TEST_KMS_ADMIN", args);
+	assert_non_null(strstr(r.out, "none of the other 1 ipc endpoints is up"));
+	run_bin_free(&r);
 }
 
 int main(void)

@@ -27,7 +27,6 @@
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
-extern char **environ;
+#include "tests/support/run_bin.h"
+#include "tests/support/sp_raw.h"
 
 #define NOBODY 65534
 #define SKIPPED_EXIT_CODE 77
@@ -49,9 +49,6 @@ extern char **environ;
 #define LISTENER_LIFE_MS 30000   /* the planted listener exits by then anyway */
 #define LISTENER_CONNS_MAX 200   /* connections it takes, at most */
 #define RECEIVED_MAX (64 * 1024) /* bytes the test reads back, at most */
-/* What NNG's REP and REQ send first on an ipc connection (SP header). */
-static const uint8_t sp_rep_header[8] = { 0, 'S', 'P', 0, 0, 0x31, 0, 0 };
-static const uint8_t sp_req_header[8] = { 0, 'S', 'P', 0, 0, 0x30, 0, 0 };
 
 static bool g_skipped;
 static char g_dir[64];       /* owned by nobody, so nobody may bind in it */
@@ -66,12 +63,6 @@ static uint64_t now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
 }
 
 /* The whole of a small file (NUL-terminated, *len without it). */
@@ -147,8 +138,8 @@ static void listener(enum plant_mode mode, int ready_fd, int stop_fd)
 			if (c < 0)
 				break;
 			if (mode == PLANT_ROOT_FILE && !stopping &&
-			    write(c, sp_rep_header, sizeof sp_rep_header) !=
-			    (ssize_t)sizeof sp_rep_header)
+			    write(c, sp_raw_rep_hello, sizeof sp_raw_rep_hello) !=
+			    (ssize_t)sizeof sp_raw_rep_hello)
 				_exit(250);
 			p[2 + n_conns] = (struct pollfd){ .fd = c, .events = POLLIN,
 			                                  .revents = stopping ? POLLIN : 0 };
@@ -223,14 +214,10 @@ static int unplant(struct planted *pl)
 {
 	close(pl->stop_fd);
 	int status = 0;
-	uint64_t until = now_ms() + CLI_WAIT_MS;
-	while (waitpid(pl->pid, &status, WNOHANG) == 0) {
-		if (now_ms() > until) {
-			kill(pl->pid, SIGKILL);
-			waitpid(pl->pid, &status, 0);
-			fail_msg("the planted listener did not stop");
-		}
-		sleep_ms(10);
+	if (!run_bin_wait(pl->pid, CLI_WAIT_MS, &status)) {
+		kill(pl->pid, SIGKILL);
+		waitpid(pl->pid, &status, 0);
+		fail_msg("the planted listener did not stop within %d ms", CLI_WAIT_MS);
 	}
 	pl->pid = 0;
 	if (!WIFEXITED(status) || WEXITSTATUS(status) >= 250)
@@ -247,56 +234,28 @@ struct run {
 };
 
 /* kms encrypt of PLAINTEXT to g_sock, with extra args (NULL-terminated)
- * and, when env_uid is not NULL, KMS_SERVER_UID=env_uid. Bounded. */
+ * and, when env_uid is not NULL, KMS_SERVER_UID=env_uid; none of the
+ * caller's KMS_* variables (its endpoint or uid). Bounded. */
 static struct run kms_encrypt(const char *const *extra, const char *env_uid)
 {
 	const char *bin = getenv("KMS_TEST_KMS");
 	assert_non_null(bin);
-	char endpoint[160], out_path[128];
+	char endpoint[160];
 	snprintf(endpoint, sizeof endpoint, "ipc://%s", g_sock);
-	snprintf(out_path, sizeof out_path, "%s/kms.out", g_dir);
-	const char *argv[16] = { bin, "encrypt", "--key", "alias/cards", "--in", g_plain,
+	const char *argv[16] = { "encrypt", "--key", "alias/cards", "--in", g_plain,
 		                 "--endpoint", endpoint, "--timeout", CALL_TIMEOUT_MS };
-	size_t n = 10;
+	size_t n = 9;
 	for (size_t i = 0; extra && extra[i] && n < 15; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;
-
-	/* The environment without KMS_* (the caller's endpoint or uid). */
-	char *env[256];
-	size_t ne = 0;
-	for (char **e = environ; *e && ne < 250; e++)
-		if (strncmp(*e, "KMS_", 4) != 0)
-			env[ne++] = *e;
 	char uid_var[64];
-	if (env_uid) {
-		snprintf(uid_var, sizeof uid_var, "KMS_SERVER_UID=%s", env_uid);
-		env[ne++] = uid_var;
-	}
-	env[ne] = NULL;
-
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	posix_spawn_file_actions_adddup2(&fa, 1, 2);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	pid_t pid;
-	assert_int_equal(posix_spawn(&pid, bin, &fa, NULL, (char *const *)argv, env), 0);
-	posix_spawn_file_actions_destroy(&fa);
-	int status = -1;
-	uint64_t until = now_ms() + CLI_WAIT_MS;
-	while (waitpid(pid, &status, WNOHANG) == 0) {
-		if (now_ms() > until) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			fail_msg("kms encrypt did not finish within %d ms", CLI_WAIT_MS);
-		}
-		sleep_ms(10);
-	}
-	struct run r = { WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-		         slurp(out_path, NULL) };
-	assert_non_null(r.err);
-	return r;
+	snprintf(uid_var, sizeof uid_var, "KMS_SERVER_UID=%s", env_uid ? env_uid : "");
+	const char *env[] = { env_uid ? uid_var : NULL, NULL };
+	run_bin_options o = { .env = env, .drop_env_prefix = "KMS_", .merge_stderr = true,
+		              .wait_ms = CLI_WAIT_MS };
+	run_bin_result r = run_bin(bin, argv, &o);
+	free(r.err);
+	return (struct run){ .code = r.code, .err = r.out };
 }
 
 /* ---- fixtures ---- */
@@ -337,9 +296,6 @@ static int teardown(void **state)
 {
 	(void)state;
 	if (g_dir[0]) {
-		char out_path[128];
-		snprintf(out_path, sizeof out_path, "%s/kms.out", g_dir);
-		unlink(out_path);
 		unlink(g_plain);
 		rmdir(g_dir);
 	}
@@ -365,6 +321,29 @@ static void expect_uid_refusal(const struct run *r)
 		fail_msg("kms encrypt: not one line:\n%s", r->err);
 }
 
+/* Plants a listener (mode; the socket file must be file_uid's), runs kms
+ * encrypt with no server uid and expects the uid refusal. Returns what the
+ * listener received (*got bytes; free it) over *conns connections, and
+ * prints both under what. */
+static char *refused_encrypt(enum plant_mode mode, uid_t file_uid, const char *what,
+                             int *conns, size_t *got)
+{
+	struct planted pl = plant(mode);
+	struct stat st;
+	assert_int_equal(lstat(g_sock, &st), 0);
+	assert_int_equal(st.st_uid, file_uid);
+
+	struct run r = kms_encrypt(NULL, NULL);
+	*conns = unplant(&pl);
+	expect_uid_refusal(&r);
+	free(r.err);
+	*got = 0;
+	char *received = slurp(g_received, got);
+	assert_non_null(received);
+	fprintf(stderr, "%s: %d connections, %zu bytes received\n", what, *conns, *got);
+	return received;
+}
+
 /* ---- the tests ---- */
 
 /* The file is nobody's: refused before dialing, nothing reaches it. */
@@ -372,23 +351,13 @@ static void nobodys_socket_is_refused_before_dialing(void **state)
 {
 	(void)state;
 	SKIP_UNLESS_ROOT();
-	struct planted pl = plant(PLANT_AS_NOBODY);
-	struct stat st;
-	assert_int_equal(lstat(g_sock, &st), 0);
-	assert_int_equal(st.st_uid, NOBODY);
-
-	struct run r = kms_encrypt(NULL, NULL);
-	int conns = unplant(&pl);
-	expect_uid_refusal(&r);
-	size_t got = 0;
-	char *received = slurp(g_received, &got);
-	assert_non_null(received);
-	fprintf(stderr, "refused before dialing: %d connections, %zu bytes received\n",
-	        conns, got);
+	int conns;
+	size_t got;
+	char *received = refused_encrypt(PLANT_AS_NOBODY, NOBODY, "refused before dialing",
+	                                 &conns, &got);
 	assert_int_equal(conns, 0);
 	assert_int_equal(got, 0);
 	free(received);
-	free(r.err);
 }
 
 /* --server-uid 65534 and KMS_SERVER_UID=65534 accept nobody as the server:
@@ -441,31 +410,21 @@ static void kernel_peer_uid_closes_the_pipe(void **state)
 {
 	(void)state;
 	SKIP_UNLESS_ROOT();
-	struct planted pl = plant(PLANT_ROOT_FILE);
-	struct stat st;
-	assert_int_equal(lstat(g_sock, &st), 0);
-	assert_int_equal(st.st_uid, 0);
-
-	struct run r = kms_encrypt(NULL, NULL);
-	int conns = unplant(&pl);
-	expect_uid_refusal(&r);
-	size_t got = 0;
-	char *received = slurp(g_received, &got);
-	assert_non_null(received);
-	fprintf(stderr, "closed by the pipe check: %d connections, %zu bytes received\n",
-	        conns, got);
+	int conns;
+	size_t got;
+	char *received = refused_encrypt(PLANT_ROOT_FILE, 0, "closed by the pipe check", &conns,
+	                                 &got);
 	/* It did connect and hear from NNG (else this tested nothing), and got
 	 * nothing but SP headers: at most one per connection (a reconnect cut
 	 * short by kms exiting may send none). */
 	assert_true(conns >= 1);
-	assert_true(got >= sizeof sp_req_header);
-	assert_true(got <= (size_t)conns * sizeof sp_req_header);
-	assert_int_equal(got % sizeof sp_req_header, 0);
-	for (size_t off = 0; off < got; off += sizeof sp_req_header)
-		assert_memory_equal(received + off, sp_req_header, sizeof sp_req_header);
+	assert_true(got >= sizeof sp_raw_req_hello);
+	assert_true(got <= (size_t)conns * sizeof sp_raw_req_hello);
+	assert_int_equal(got % sizeof sp_raw_req_hello, 0);
+	for (size_t off = 0; off < got; off += sizeof sp_raw_req_hello)
+		assert_memory_equal(received + off, sp_raw_req_hello, sizeof sp_raw_req_hello);
 	assert_null(memmem(received, got, "4111", 4));
 	free(received);
-	free(r.err);
 }
 
 int main(void)

@@ -42,6 +42,7 @@
 #include "tests/support/audit_check.h"
 #include "tests/support/e2e_ops.h"
 #include "tests/support/harness.h"
+#include "tests/support/sp_raw.h"
 
 #define NOBODY 65534
 #define FLOOD_MS 2000
@@ -73,42 +74,18 @@ static int teardown(void **state)
 	return 0;
 }
 
-static bool put_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return false;
-		p += w;
-		n -= (size_t)w;
-	}
-	return true;
-}
-
 /* One refused connection: connect, say hello and send a Health request
  * (either may fail: kmsd may have closed already), then read. True when
  * kmsd closed it without sending a byte, as it does to an unmapped uid. */
-static bool refused_connection(const struct sockaddr_un *sa, const uint8_t *req, size_t n)
+static bool refused_connection(const char *path, const uint8_t *req, size_t n)
 {
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct timeval tv = { .tv_sec = IO_TIMEOUT_S };
-	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0 ||
-	    connect(fd, (const struct sockaddr *)sa, sizeof *sa) != 0) {
-		if (fd >= 0)
-			close(fd);
+	int fd = sp_raw_unix_connect(path, IO_TIMEOUT_S);
+	if (fd < 0)
 		return false;
-	}
-	static const uint8_t hello[8] = { 0, 'S', 'P', 0, 0, 0x30, 0, 0 }; /* REQ v0 */
-	uint8_t head[13] = { 1 }, got[16];
-	uint64_t len = 4 + n;
-	for (int i = 0; i < 8; i++)
-		head[1 + i] = (uint8_t)(len >> (56 - 8 * i));
-	head[9] = 0x80;
-	(void)(put_all(fd, hello, sizeof hello) && put_all(fd, head, sizeof head) &&
-	       put_all(fd, req, n));
+	uint8_t head[SP_RAW_IPC_HEAD], got[16];
+	sp_raw_ipc_head(head, 0, n);
+	(void)(sp_raw_put_all(fd, sp_raw_req_hello, sizeof sp_raw_req_hello) &&
+	       sp_raw_put_all(fd, head, sizeof head) && sp_raw_put_all(fd, req, n));
 	ssize_t r;
 	do
 		r = read(fd, got, sizeof got);
@@ -129,10 +106,8 @@ static void flood(const char *path, uid_t uid, uint64_t ms, uint32_t requests_ma
 	signal(SIGPIPE, SIG_IGN); /* kmsd closes before the request is written */
 	if (setgroups(1, &socket_group) != 0 || setgid(uid) != 0 || setuid(uid) != 0)
 		_exit(2);
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	if (strlen(path) >= sizeof sa.sun_path)
+	if (strlen(path) >= sizeof((struct sockaddr_un){ 0 }).sun_path)
 		_exit(7);
-	memcpy(sa.sun_path, path, strlen(path) + 1);
 	Kms__HealthRequest health = KMS__HEALTH_REQUEST__INIT;
 	Kms__Request req = KMS__REQUEST__INIT;
 	req.schema_version = KMS__SCHEMA_VERSION__SCHEMA_VERSION;
@@ -144,11 +119,11 @@ static void flood(const char *path, uid_t uid, uint64_t ms, uint32_t requests_ma
 	uint64_t deadline = e2e_now_ms() + ms;
 	for (uint32_t i = 0; i < requests_max && e2e_now_ms() < deadline; i++) {
 		counts[0]++;
-		if (!refused_connection(&sa, body, n))
+		if (!refused_connection(path, body, n))
 			_exit(5);
 		counts[1]++;
 	}
-	_exit(put_all(out, (const uint8_t *)counts, sizeof counts) ? 0 : 6);
+	_exit(sp_raw_put_all(out, counts, sizeof counts) ? 0 : 6);
 }
 
 /* Runs flood() in a child as uid; returns the ACCESS_DENIED replies it got

@@ -32,20 +32,18 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/tlog/tlog_records.h"
 #include "tests/support/audit_check.h"
 #include "tests/support/e2e_ops.h"
 #include "tests/support/harness.h"
+#include "tests/support/run_bin.h"
 
 #define FILL_ENTRIES 2000
 #define FILL_THREADS 4
@@ -56,8 +54,6 @@
 #define EXPORTS 5
 
 static const char *const CONFIG = "[audit]\ncheckpoint_ms = 50\n";
-
-extern char **environ;
 
 static harness H;
 
@@ -159,40 +155,17 @@ static void fill(unsigned n)
 
 /* ---- kms-admin ---- */
 
-/* Runs kms-admin with args (NULL-terminated), output in *out (malloc'ed);
- * returns its exit code. Bounded: killed after CLI_WAIT_MS. */
+/* Runs kms-admin with args (NULL-terminated), stdout and stderr together in
+ * *out (malloc'ed); returns its exit code. Bounded: killed after CLI_WAIT_MS. */
 static int admin(char **out, const char *const *args)
 {
 	const char *bin = getenv("KMS_TEST_KMS_ADMIN");
 	assert_non_null(bin);
-	char out_path[700];
-	snprintf(out_path, sizeof out_path, "%s/admin.out", H.dir);
-	const char *argv[16] = { bin };
-	size_t n = 1;
-	for (; args[n - 1] && n < 15; n++)
-		argv[n] = args[n - 1];
-	argv[n] = NULL;
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	posix_spawn_file_actions_adddup2(&fa, 1, 2);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	pid_t pid;
-	assert_int_equal(posix_spawn(&pid, bin, &fa, NULL, (char *const *)argv, environ), 0);
-	posix_spawn_file_actions_destroy(&fa);
-	int status = -1;
-	uint64_t deadline = e2e_now_ms() + CLI_WAIT_MS;
-	while (waitpid(pid, &status, WNOHANG) == 0) {
-		if (e2e_now_ms() > deadline) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			fail_msg("kms-admin %s did not finish within %d ms", args[0], CLI_WAIT_MS);
-		}
-		e2e_sleep_ms(10);
-	}
-	*out = harness_read_file(out_path, NULL);
-	assert_non_null(*out);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	run_bin_options o = { .merge_stderr = true, .wait_ms = CLI_WAIT_MS };
+	run_bin_result r = run_bin(bin, args, &o);
+	*out = r.out;
+	free(r.err);
+	return r.code;
 }
 
 static void expect_admin(int code, const char *needle, const char *const *args)

@@ -24,21 +24,17 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
 #include "tests/support/e2e_ops.h"
 #include "tests/support/harness.h"
-
-extern char **environ;
+#include "tests/support/run_bin.h"
 
 #define CLI_WAIT_MS 30000
 #define PLAINTEXT "4111 1111 1111 1111"
@@ -54,18 +50,13 @@ struct run {
 /* Runs bin with args (NULL-terminated) and, when it talks to kmsd, the
  * endpoint; stdin from in_path (or /dev/null). Bounded: killed after
  * CLI_WAIT_MS. */
-static struct run run_bin(const char *bin, const char *in_path, bool connect,
+static struct run cli_run(const char *bin, const char *in_path, bool connect,
                           const char *const *args)
 {
-	char out_path[700], err_path[700];
-	const char *argv[32] = { bin };
-	size_t n = 1;
-	struct run r;
-
-	snprintf(out_path, sizeof out_path, "%s/cli.out", H.dir);
-	snprintf(err_path, sizeof err_path, "%s/cli.err", H.dir);
+	const char *argv[32];
+	size_t n = 0;
 	for (size_t i = 0; args[i]; i++) {
-		assert_true(n < 28);
+		assert_true(n < 27);
 		argv[n++] = args[i];
 	}
 	if (connect) {
@@ -75,30 +66,9 @@ static struct run run_bin(const char *bin, const char *in_path, bool connect,
 		argv[n++] = "10000";
 	}
 	argv[n] = NULL;
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, in_path ? in_path : "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	pid_t pid;
-	assert_int_equal(posix_spawn(&pid, bin, &fa, NULL, (char *const *)argv, environ), 0);
-	posix_spawn_file_actions_destroy(&fa);
-	int status = -1;
-	uint64_t deadline = e2e_now_ms() + CLI_WAIT_MS;
-	while (waitpid(pid, &status, WNOHANG) == 0) {
-		if (e2e_now_ms() > deadline) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			fail_msg("%s %s did not finish within %d ms", bin, args[0], CLI_WAIT_MS);
-		}
-		e2e_sleep_ms(5);
-	}
-	r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-	r.out = harness_read_file(out_path, NULL);
-	r.err = harness_read_file(err_path, NULL);
-	assert_non_null(r.out);
-	assert_non_null(r.err);
-	return r;
+	run_bin_options o = { .in_path = in_path, .wait_ms = CLI_WAIT_MS };
+	run_bin_result r = run_bin(bin, argv, &o);
+	return (struct run){ .code = r.code, .out = r.out, .err = r.err };
 }
 
 static const char *bin_env(const char *name)
@@ -108,10 +78,10 @@ static const char *bin_env(const char *name)
 	return bin;
 }
 
-#define KMS(...) run_bin(bin_env("KMS_TEST_KMS"), NULL, true, (const char *const[]){ __VA_ARGS__, NULL })
-#define KMS_IN(in, ...) run_bin(bin_env("KMS_TEST_KMS"), in, true, (const char *const[]){ __VA_ARGS__, NULL })
-#define ADMIN(...) run_bin(bin_env("KMS_TEST_KMS_ADMIN"), NULL, true, (const char *const[]){ __VA_ARGS__, NULL })
-#define ADMIN_LOCAL(...) run_bin(bin_env("KMS_TEST_KMS_ADMIN"), NULL, false, (const char *const[]){ __VA_ARGS__, NULL })
+#define KMS(...) cli_run(bin_env("KMS_TEST_KMS"), NULL, true, (const char *const[]){ __VA_ARGS__, NULL })
+#define KMS_IN(in, ...) cli_run(bin_env("KMS_TEST_KMS"), in, true, (const char *const[]){ __VA_ARGS__, NULL })
+#define ADMIN(...) cli_run(bin_env("KMS_TEST_KMS_ADMIN"), NULL, true, (const char *const[]){ __VA_ARGS__, NULL })
+#define ADMIN_LOCAL(...) cli_run(bin_env("KMS_TEST_KMS_ADMIN"), NULL, false, (const char *const[]){ __VA_ARGS__, NULL })
 
 static void run_free(struct run *r)
 {
@@ -392,7 +362,7 @@ static void decrypt_takes_base64_wrapped_by_base64(void **state)
 	run_free(&r);
 
 	/* As met: base64(1), which wraps at 76 columns. */
-	r = run_bin("/usr/bin/base64", NULL, false, (const char *const[]){ raw, NULL });
+	r = cli_run("/usr/bin/base64", NULL, false, (const char *const[]){ raw, NULL });
 	expect(&r, 0, NULL, "base64");
 	assert_non_null(strchr(r.out, '\n'));
 	assert_true(strchr(r.out, '\n') - r.out == 76); /* it was wrapped */

@@ -22,21 +22,16 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tests/support/e2e_ops.h"
 #include "tests/support/harness.h"
-
-extern char **environ;
+#include "tests/support/run_bin.h"
 
 #define CLI_WAIT_MS 20000     /* our bound on one kms-admin run */
 #define LOG_WAIT_MS 15000     /* kmsd reports failures every tick (1 s here) */
@@ -76,43 +71,17 @@ static int stop(void **state)
 	return harness_stop(&H) == 0 ? 0 : -1;
 }
 
-/* Runs kms-admin ARGS (NULL-terminated) with stdout and stderr to files;
- * its exit code; *out and *err are the outputs (free them). */
+/* Runs kms-admin ARGS (NULL-terminated), bounded by CLI_WAIT_MS; its exit
+ * code; *out and *err are the outputs (free them). */
 static int admin(const char *const *args, char **out, char **err)
 {
 	const char *bin = getenv("KMS_TEST_KMS_ADMIN");
 	assert_non_null(bin);
-	char out_path[700], err_path[700];
-	snprintf(out_path, sizeof out_path, "%s/admin.out", H.dir);
-	snprintf(err_path, sizeof err_path, "%s/admin.err", H.dir);
-	const char *argv[24] = { bin };
-	size_t n = 1;
-	for (; args[n - 1] && n < 23; n++)
-		argv[n] = args[n - 1];
-	argv[n] = NULL;
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	pid_t pid;
-	assert_int_equal(posix_spawn(&pid, bin, &fa, NULL, (char *const *)argv, environ), 0);
-	posix_spawn_file_actions_destroy(&fa);
-	int status = -1;
-	uint64_t deadline = e2e_now_ms() + CLI_WAIT_MS;
-	while (waitpid(pid, &status, WNOHANG) == 0) {
-		if (e2e_now_ms() > deadline) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			fail_msg("kms-admin did not finish within %d ms", CLI_WAIT_MS);
-		}
-		e2e_sleep_ms(10);
-	}
-	*out = harness_read_file(out_path, NULL);
-	*err = harness_read_file(err_path, NULL);
-	assert_non_null(*out);
-	assert_non_null(*err);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	run_bin_options o = { .wait_ms = CLI_WAIT_MS };
+	run_bin_result r = run_bin(bin, args, &o);
+	*out = r.out;
+	*err = r.err;
+	return r.code;
 }
 
 /* How many report lines kmsd's log holds. */

@@ -7,9 +7,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <grp.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <sys/time.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,6 +19,7 @@
 #include <cmocka.h>
 
 #include "tests/support/harness.h"
+#include "tests/support/sp_raw.h"
 #include "hsm/hsm.h"
 #include "kms/format/keyid.h"
 
@@ -932,15 +930,11 @@ static int nobody_client(const char *url)
 	if (setgroups(0, NULL) != 0 || setgid(65534) != 0 || setuid(65534) != 0)
 		return 2;
 	signal(SIGPIPE, SIG_IGN); /* kmsd closes before the hello is written */
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", url + strlen("ipc://"));
-	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	struct timeval tv = { 5, 0 };
-	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
-	    connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+	int fd = sp_raw_unix_connect(url + strlen("ipc://"), 5);
+	if (fd < 0)
 		return 3;
-	const uint8_t hello[8] = { 0, 'S', 'P', 0, 0, 0x30, 0, 0 };
-	(void)!write(fd, hello, sizeof hello); /* may fail: kmsd may have closed already */
+	/* May fail: kmsd may have closed already. */
+	(void)sp_raw_put_all(fd, sp_raw_req_hello, sizeof sp_raw_req_hello);
 	uint8_t buf[64];
 	ssize_t n = read(fd, buf, sizeof buf);
 	close(fd);

@@ -33,7 +33,6 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -201,20 +200,6 @@ static const char *header(const reply *r, const char *name, char *out, size_t ca
 
 /* ---- kmsd seen from /proc ---- */
 
-static long kmsd_fds(void)
-{
-	char path[64];
-	snprintf(path, sizeof path, "/proc/%d/fd", (int)H.pid);
-	DIR *d = opendir(path);
-	assert_non_null(d);
-	long n = 0;
-	for (struct dirent *e; (e = readdir(d)) != NULL;)
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
-}
-
 /* utime + stime of the whole process, in clock ticks. */
 static unsigned long long kmsd_cpu_ticks(void)
 {
@@ -340,7 +325,7 @@ static void half_sent_flood(void **state)
 {
 	(void)state;
 	start(NULL);
-	long fds_before = kmsd_fds();
+	long fds_before = e2e_kmsd_fds(&H);
 	size_t n = flood_size();
 	assert_true(n > HTTP_CAP);
 	int *fds = calloc(n, sizeof *fds);
@@ -361,7 +346,7 @@ static void half_sent_flood(void **state)
 	assert_true(opened > HTTP_CAP);
 
 	/* While they are held: bounded fds, ipc served, /healthz answered. */
-	long fds_during = kmsd_fds();
+	long fds_during = e2e_kmsd_fds(&H);
 	uint64_t ipc_ms = ipc_latency_ms();
 	uint64_t t_health = e2e_now_ms();
 	reply r;
@@ -395,7 +380,7 @@ static void half_sent_flood(void **state)
 	assert_int_equal(closed, opened);
 	assert_true(refused >= opened - HTTP_CAP - 1);
 	assert_int_equal(audit_wait_healthz(port, 200, 5000), 200);
-	assert_true(kmsd_fds() <= fds_before + 1);
+	assert_true(e2e_kmsd_fds(&H) <= fds_before + 1);
 	stop_clean();
 }
 

@@ -54,7 +54,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
@@ -67,6 +66,7 @@
 #include "tests/support/audit_check.h"
 #include "tests/support/e2e_ops.h"
 #include "tests/support/harness.h"
+#include "tests/support/sp_raw.h"
 
 #define NOBODY 65534          /* unmapped; also the socket's group */
 #define MAPPED_UID 1000       /* mapped by the cases that need a second uid */
@@ -116,82 +116,7 @@ static pid_t g_children[CHILDREN_MAX];
 static struct rlimit g_nofile_before;
 static bool g_nofile_changed;
 
-static const uint8_t sp_hello[8] = { 0, 'S', 'P', 0, 0, 0x30, 0, 0 }; /* REQ */
-
 /* ---- small helpers ---- */
-
-static bool put_all(int fd, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	while (n) {
-		ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return false;
-		b += w;
-		n -= (size_t)w;
-	}
-	return true;
-}
-
-/* Reads exactly n bytes from fd before deadline (ms, monotonic). */
-static bool get_all(int fd, void *p, size_t n, uint64_t deadline)
-{
-	uint8_t *b = p;
-	while (n) {
-		uint64_t now = e2e_now_ms();
-		if (now >= deadline)
-			return false;
-		struct pollfd pf = { .fd = fd, .events = POLLIN };
-		int r = poll(&pf, 1, (int)(deadline - now));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return false;
-		ssize_t got = read(fd, b, n);
-		if (got < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (got <= 0)
-			return false;
-		b += got;
-		n -= (size_t)got;
-	}
-	return true;
-}
-
-/* A blocking unix stream connection to path, every call bounded. */
-static int unix_connect(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = IO_TIMEOUT_S };
-	if (strlen(path) >= sizeof sa.sun_path)
-		return -1;
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0 ||
-	    connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-/* The frame header of a request whose body is n bytes: 01, the length
- * (request id and body), the request id with its top bit set. */
-static void frame_head(uint8_t out[13], uint32_t id, uint64_t n)
-{
-	uint64_t len = 4 + n;
-	out[0] = 1;
-	for (int i = 0; i < 8; i++)
-		out[1 + i] = (uint8_t)(len >> (56 - 8 * i));
-	id |= 0x80000000u;
-	for (int i = 0; i < 4; i++)
-		out[9 + i] = (uint8_t)(id >> (24 - 8 * i));
-}
 
 static size_t health_request(uint8_t *out, size_t cap)
 {
@@ -203,22 +128,6 @@ static size_t health_request(uint8_t *out, size_t cap)
 	req.health = &health;
 	assert_true(kms__request__get_packed_size(&req) <= cap);
 	return kms__request__pack(&req, out);
-}
-
-/* A Health over harness H's own connection: its latency in ms. */
-static uint64_t health_ms(void)
-{
-	Kms__HealthRequest hr = KMS__HEALTH_REQUEST__INIT;
-	Kms__Request req = KMS__REQUEST__INIT;
-	req.op_case = KMS__REQUEST__OP_HEALTH;
-	req.health = &hr;
-	uint64_t t0 = e2e_now_ms();
-	Kms__Response *r = harness_call(&H, &req);
-	uint64_t took = e2e_now_ms() - t0;
-	assert_non_null(r);
-	assert_int_equal(r->status, KMS__STATUS__OK);
-	kms__response__free_unpacked(r, NULL);
-	return took;
 }
 
 /* kmsd's resident set, in KiB, from /proc/<pid>/status. */
@@ -235,20 +144,6 @@ static unsigned long rss_kib(pid_t pid)
 	fclose(f);
 	assert_true(found);
 	return kib;
-}
-
-/* Descriptors kmsd holds now (bounded by the count a directory can list). */
-static unsigned kmsd_fds(void)
-{
-	char path[64];
-	snprintf(path, sizeof path, "/proc/%d/fd", (int)H.pid);
-	DIR *d = opendir(path);
-	assert_non_null(d);
-	unsigned n = 0;
-	for (struct dirent *e; (e = readdir(d)) != NULL;)
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
 }
 
 /* ---- the attackers: forked children as other uids ---- */
@@ -299,7 +194,7 @@ static void attacker_order(attacker *a, char order)
 
 static void attacker_report(attacker *a, void *out, size_t n, const char *what)
 {
-	if (get_all(a->res, out, n, e2e_now_ms() + CHILD_REPORT_MS))
+	if (sp_raw_get_all(a->res, out, n, e2e_now_ms() + CHILD_REPORT_MS))
 		return;
 	int status = 0;
 	pid_t gone = waitpid(a->pid, &status, WNOHANG);
@@ -338,7 +233,7 @@ static int attacker_finish(attacker *a)
 static char next_order(int cmd)
 {
 	char c = 0;
-	return get_all(cmd, &c, 1, e2e_now_ms() + CHILD_REPORT_MS) ? c : 0;
+	return sp_raw_get_all(cmd, &c, 1, e2e_now_ms() + CHILD_REPORT_MS) ? c : 0;
 }
 
 /* ---- kmsd with a socket the attackers can reach ---- */
@@ -400,13 +295,13 @@ static void churn_child(int cmd, int res, const void *arg)
 	for (int round = 0; round <= CHURN_ROUNDS && next_order(cmd) == 'r'; round++) {
 		uint8_t failed = 0;
 		for (int i = 0; i < 2 * CHURN_EACH; i++) {
-			int fd = unix_connect(path);
+			int fd = sp_raw_unix_connect(path, IO_TIMEOUT_S);
 			if (fd < 0) {
 				failed++;
 				continue;
 			}
-			if (i >= CHURN_EACH)
-				(void)put_all(fd, sp_hello, sizeof sp_hello); /* kmsd may have closed */
+			if (i >= CHURN_EACH) /* kmsd may have closed */
+				(void)sp_raw_put_all(fd, sp_raw_req_hello, sizeof sp_raw_req_hello);
 			close(fd);
 		}
 		if (write(res, &failed, 1) != 1)
@@ -430,7 +325,7 @@ static void churn_then_a_mapped_client_is_served(void **state)
 		/* Meanwhile the same pattern from a mapped uid: admitted, hello
 		 * sent, the peer gone before reading it. */
 		for (int i = 0; i < CHURN_EACH; i++) {
-			int fd = unix_connect(g_sock);
+			int fd = sp_raw_unix_connect(g_sock, IO_TIMEOUT_S);
 			assert_true(fd >= 0);
 			close(fd);
 		}
@@ -461,7 +356,7 @@ static void churn_then_a_mapped_client_is_served(void **state)
 	       (unsigned long long)worst, (unsigned long long)total);
 	assert_int_equal(served, CHURN_ROUNDS);
 	assert_true(worst < CHURN_SERVED_MS);
-	assert_true(health_ms() < CHURN_SERVED_MS); /* the harness's own socket too */
+	assert_true(e2e_health_ms(&H) < CHURN_SERVED_MS); /* the harness's own socket too */
 	assert_int_equal(harness_stop(&H), 0);
 }
 
@@ -485,7 +380,7 @@ static void hold_child(int cmd, int res, const void *arg)
 		_exit(5);
 	uint64_t deadline = e2e_now_ms() + CLASSIFY_MS;
 	for (int i = 0; i < HELD && e2e_now_ms() < deadline; i++) {
-		int fd = unix_connect(path);
+		int fd = sp_raw_unix_connect(path, IO_TIMEOUT_S);
 		if (fd < 0)
 			c.connect_failed++;
 		else
@@ -569,7 +464,7 @@ static void held_connections_at_the_file_limit(void **state)
 	attacker_report(&mapped, &m, sizeof m, "holding (mapped)");
 	attacker_report(&unmapped, &u, sizeof u, "holding (unmapped)");
 	/* Both hold everything now: the parent's requests meanwhile. */
-	unsigned fds_held = kmsd_fds();
+	unsigned fds_held = e2e_kmsd_fds(&H);
 	uint64_t t0 = e2e_now_ms();
 	Kms__Response *ck = e2e_create_key(&H);
 	if (!ck || ck->status != KMS__STATUS__OK)
@@ -634,16 +529,16 @@ static void big_child(int cmd, int res, const void *argp)
 	static int fds[UNMAPPED_BIG];
 	static uint8_t body[SENT_BODY];
 	memset(body, 0xa5, sizeof body);
-	uint8_t head[13];
-	frame_head(head, 1, ANNOUNCED - 4);
+	uint8_t head[SP_RAW_IPC_HEAD];
+	sp_raw_ipc_head(head, 1, ANNOUNCED - 4);
 	big_counts c = { 0 };
 	for (uint32_t i = 0; i < arg->n && i < UNMAPPED_BIG; i++) {
-		int fd = unix_connect(arg->path);
+		int fd = sp_raw_unix_connect(arg->path, IO_TIMEOUT_S);
 		if (fd < 0)
 			continue;
 		fds[c.opened++] = fd;
-		if (put_all(fd, sp_hello, sizeof sp_hello) && put_all(fd, head, sizeof head) &&
-		    put_all(fd, body, sizeof body))
+		if (sp_raw_put_all(fd, sp_raw_req_hello, sizeof sp_raw_req_hello) &&
+		    sp_raw_put_all(fd, head, sizeof head) && sp_raw_put_all(fd, body, sizeof body))
 			c.written++;
 		else
 			c.write_failed++;
@@ -689,7 +584,7 @@ static void unadmitted_and_stalled_peers_cost_little_memory(void **state)
 {
 	(void)state;
 	start_kmsd("ipc_read_timeout_ms = 1000\n", MAPPED_LINE);
-	(void)health_ms();
+	(void)e2e_health_ms(&H);
 	unsigned long before = rss_kib(H.pid);
 	big_arg ua = { .path = g_sock, .n = UNMAPPED_BIG };
 	big_arg ma = { .path = g_sock, .n = MAPPED_BIG, .wait_eof = true };
@@ -717,20 +612,20 @@ static void unadmitted_and_stalled_peers_cost_little_memory(void **state)
 	uint64_t deadline = e2e_now_ms() + STALL_EOF_MS + CHILD_REPORT_MS;
 	for (unsigned i = 0; !reported && e2e_now_ms() < deadline &&
 	                     i < (STALL_EOF_MS + CHILD_REPORT_MS) / RSS_SAMPLE_MS; i++) {
-		uint64_t took = health_ms();
+		uint64_t took = e2e_health_ms(&H);
 		worst = took > worst ? took : worst;
 		calls++;
 		unsigned long now = rss_kib(H.pid);
 		peak = now > peak ? now : peak;
 		struct pollfd pf = { .fd = mapped.res, .events = POLLIN };
 		if (poll(&pf, 1, RSS_SAMPLE_MS) == 1)
-			reported = get_all(mapped.res, &e, sizeof e, e2e_now_ms() + CHILD_REPORT_MS);
+			reported = sp_raw_get_all(mapped.res, &e, sizeof e, e2e_now_ms() + CHILD_REPORT_MS);
 	}
 	attacker_order(&unmapped, 'x');
 	attacker_order(&mapped, 'x');
 	assert_int_equal(attacker_finish(&unmapped), 0);
 	assert_int_equal(attacker_finish(&mapped), 0);
-	(void)health_ms();
+	(void)e2e_health_ms(&H);
 	printf("# memory: kmsd VmRSS %lu KiB before, %lu KiB after the writes, peak %lu KiB "
 	       "(growth %lu KiB; NNG reached 1.65 GB); %u unmapped connections announced %u MiB "
 	       "each (%u written whole, %u cut off by kmsd's close); %u mapped ones stalled "
@@ -758,15 +653,15 @@ static void unadmitted_and_stalled_peers_cost_little_memory(void **state)
 static int flood_peer(void)
 {
 	const char *path = H.ipc_url + strlen("ipc://");
-	int fd = unix_connect(path);
+	int fd = sp_raw_unix_connect(path, IO_TIMEOUT_S);
 	assert_true(fd >= 0);
 	int small = 4096, big = 4 << 20;
 	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
 	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big) != 0)
 		assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big), 0);
 	uint8_t theirs[8];
-	assert_true(put_all(fd, sp_hello, sizeof sp_hello));
-	assert_true(get_all(fd, theirs, sizeof theirs, e2e_now_ms() + IO_TIMEOUT_S * 1000));
+	assert_true(sp_raw_put_all(fd, sp_raw_req_hello, sizeof sp_raw_req_hello));
+	assert_true(sp_raw_get_all(fd, theirs, sizeof theirs, e2e_now_ms() + IO_TIMEOUT_S * 1000));
 	assert_true(theirs[1] == 'S' && theirs[2] == 'P' && theirs[5] == 0x31);
 	return fd;
 }
@@ -790,9 +685,9 @@ static void flood(int fd, const char *key)
 	assert_non_null(body);
 	kms__request__pack(&req, body);
 	for (uint32_t i = 0; i < FLOOD; i++) {
-		uint8_t head[13];
-		frame_head(head, i + 1, n);
-		if (!put_all(fd, head, sizeof head) || !put_all(fd, body, n))
+		uint8_t head[SP_RAW_IPC_HEAD];
+		sp_raw_ipc_head(head, i + 1, n);
+		if (!sp_raw_put_all(fd, head, sizeof head) || !sp_raw_put_all(fd, body, n))
 			fail_msg("flood: request %u not sent: %s", i, strerror(errno));
 	}
 	free(body);
@@ -833,7 +728,7 @@ static void a_peer_that_reads_nothing_is_dropped(void **state)
 	unsigned calls = 0;
 	bool dropped = false;
 	while (!dropped && e2e_now_ms() < deadline) {
-		uint64_t took = health_ms();
+		uint64_t took = e2e_health_ms(&H);
 		if (took > worst)
 			worst = took;
 		calls++;
@@ -869,7 +764,7 @@ static void a_peer_that_reads_nothing_is_dropped(void **state)
 	for (unsigned i = 0; inq < stalled && e2e_now_ms() < deadline && i < 100000; i++) {
 		assert_int_equal(ioctl(fd, FIONREAD, &inq), 0);
 		if (inq < stalled)
-			(void)health_ms(); /* a round trip: kmsd moves on */
+			(void)e2e_health_ms(&H); /* a round trip: kmsd moves on */
 	}
 	assert_true(inq >= stalled);
 	uint64_t t0 = e2e_now_ms();
@@ -929,7 +824,7 @@ static void healthz_fails_when_ipc_does_not_answer(void **state)
 	assert_null(strstr(body, H.dir));
 	assert_false(names_a_path(body));
 	free(body);
-	(void)health_ms(); /* the harness's own socket still answers */
+	(void)e2e_health_ms(&H); /* the harness's own socket still answers */
 	assert_int_equal(harness_stop(&H), 0);
 }
 

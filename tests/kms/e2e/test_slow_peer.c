@@ -44,7 +44,9 @@
 
 #include <kms/limits.h>
 
+#include "tests/support/e2e_ops.h"
 #include "tests/support/harness.h"
+#include "tests/support/sp_raw.h"
 
 #define FLOOD 300
 #define FAT_REPLY_MIN 19000 /* bytes of one DescribeKey answer, at least */
@@ -55,7 +57,6 @@
 #define DROP_LINE "was not taken within 250 ms: connection closed"
 #define DRAIN_BOUND_MS (5000 + 3000 + 2000)
 #define IO_TIMEOUT_S 3
-#define SP_PROTO_REQ 0x30
 
 static harness H;
 
@@ -139,9 +140,8 @@ static bool raw_open(raw_peer *p)
 	p->ssl = SSL_new(p->ctx);
 	if (!p->ssl || SSL_set_fd(p->ssl, p->fd) != 1 || SSL_connect(p->ssl) != 1)
 		return false;
-	const uint8_t hello[8] = { 0, 'S', 'P', 0, 0, SP_PROTO_REQ, 0, 0 };
 	uint8_t theirs[8];
-	if (!write_all(p, hello, sizeof hello))
+	if (!write_all(p, sp_raw_req_hello, sizeof sp_raw_req_hello))
 		return false;
 	return read_exact(p, theirs, sizeof theirs) && theirs[1] == 'S' && theirs[2] == 'P';
 }
@@ -149,13 +149,8 @@ static bool raw_open(raw_peer *p)
 /* One REQ message: 8-byte length, 4-byte request id (high bit set), body. */
 static bool raw_send(raw_peer *p, uint32_t id, const uint8_t *body, size_t n)
 {
-	uint8_t head[12];
-	uint64_t len = 4 + n;
-	for (int i = 0; i < 8; i++)
-		head[i] = (uint8_t)(len >> (56 - 8 * i));
-	id |= 0x80000000u;
-	for (int i = 0; i < 4; i++)
-		head[8 + i] = (uint8_t)(id >> (24 - 8 * i));
+	uint8_t head[SP_RAW_REQ_HEAD];
+	sp_raw_req_head(head, id, n);
 	return write_all(p, head, sizeof head) && write_all(p, body, n);
 }
 
@@ -252,21 +247,6 @@ static void flood(raw_peer *p)
 	}
 }
 
-static int64_t health_ms(void)
-{
-	Kms__HealthRequest hr = KMS__HEALTH_REQUEST__INIT;
-	Kms__Request req = KMS__REQUEST__INIT;
-	req.op_case = KMS__REQUEST__OP_HEALTH;
-	req.health = &hr;
-	int64_t t0 = now_ms();
-	Kms__Response *r = harness_call(&H, &req);
-	int64_t took = now_ms() - t0;
-	assert_non_null(r);
-	assert_int_equal(r->status, KMS__STATUS__OK);
-	kms__response__free_unpacked(r, NULL);
-	return took;
-}
-
 /* Whether a Health request on a fresh TLS connection is answered in time
  * (TLS requests share the stuck workers; ipc has workers of its own). */
 static bool health_answers_within(int ms)
@@ -305,7 +285,7 @@ static void others_served_and_peer_dropped(void **state)
 	unsigned calls = 0;
 	bool dropped = false;
 	while (!dropped && now_ms() < deadline) {
-		int64_t took = health_ms();
+		int64_t took = (int64_t)e2e_health_ms(&H);
 		if (took > worst)
 			worst = took;
 		calls++;
@@ -341,7 +321,7 @@ static void sigterm_with_slow_peer(void **state)
 	while (!stalled && now_ms() < deadline)
 		stalled = !health_answers_within(STALL_PROBE_MS);
 	assert_true(stalled);
-	assert_true(health_ms() < SERVED_WITHIN_MS); /* ipc is not held by the TLS peer */
+	assert_true(e2e_health_ms(&H) < SERVED_WITHIN_MS); /* ipc is not held by the TLS peer */
 	int64_t t0 = now_ms();
 	int rc = harness_stop(&H);
 	int64_t took = now_ms() - t0;

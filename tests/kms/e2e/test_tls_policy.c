@@ -25,30 +25,51 @@
 #include <time.h>
 
 #include "tests/support/harness.h"
+#include "tests/support/run_bin.h"
 
 #define LOG_DEADLINE_S 15
+#define S_CLIENT_WAIT_MS 20000 /* our bound on one openssl s_client */
 #define FAILED_LINE "TLS connections failed before a request"
 
 static harness H;
 
-/* Runs s_client with extra options; true when the handshake completed
+/* Runs s_client with extra options (space-separated), stdin from /dev/null
+ * and bounded by S_CLIENT_WAIT_MS; true when the handshake completed
  * (s_client names the negotiated cipher). */
 static bool handshake(const char *options, const char *want_cipher)
 {
-	char cmd[2048], line[512];
-	snprintf(cmd, sizeof cmd,
-	         "openssl s_client -connect 127.0.0.1:%d -servername localhost "
-	         "-cert %s/tls/client.crt -key %s/tls/client.key -CAfile %s/tls/ca.crt "
-	         "%s </dev/null 2>&1", H.tls_port, H.dir, H.dir, H.dir, options);
-	FILE *p = popen(cmd, "r");
-	assert_non_null(p);
-	bool done = false;
-	while (fgets(line, sizeof line, p)) {
-		const char *c = strstr(line, "Cipher is ");
-		if (c && !strstr(c, "(NONE)") && (!want_cipher || strstr(c, want_cipher)))
-			done = true;
+	char port[48], cert[600], key[600], ca[600], opts[256];
+	snprintf(port, sizeof port, "127.0.0.1:%d", H.tls_port);
+	snprintf(cert, sizeof cert, "%s/tls/client.crt", H.dir);
+	snprintf(key, sizeof key, "%s/tls/client.key", H.dir);
+	snprintf(ca, sizeof ca, "%s/tls/ca.crt", H.dir);
+	const char *args[24] = { "s_client", "-connect", port, "-servername", "localhost",
+		                 "-cert", cert, "-key", key, "-CAfile", ca };
+	size_t n = 11;
+	assert_true(strlen(options) < sizeof opts);
+	snprintf(opts, sizeof opts, "%s", options);
+	char *save = NULL;
+	for (char *w = strtok_r(opts, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+		assert_true(n < 23);
+		args[n++] = w;
 	}
-	pclose(p);
+	args[n] = NULL;
+	run_bin_options o = { .merge_stderr = true, .wait_ms = S_CLIENT_WAIT_MS };
+	run_bin_result r = run_bin("openssl", args, &o);
+	bool done = false;
+	for (const char *line = r.out; line && *line;) {
+		const char *eol = strchr(line, '\n');
+		size_t len = eol ? (size_t)(eol - line) : strlen(line);
+		const char *c = memmem(line, len, "Cipher is ", 10);
+		if (c) {
+			size_t rest = len - (size_t)(c - line);
+			if (!memmem(c, rest, "(NONE)", 6) &&
+			    (!want_cipher || memmem(c, rest, want_cipher, strlen(want_cipher))))
+				done = true;
+		}
+		line = eol ? eol + 1 : NULL;
+	}
+	run_bin_free(&r);
 	printf("# s_client %s: %s\n", options, done ? "handshake completed" : "refused");
 	return done;
 }
