@@ -14,6 +14,7 @@
 #include <kms/limits.h>
 
 #include "common/error.h"
+#include "kms/authz/authz_rate.h"
 #include "kms/transport/http_parse.h"
 
 #define DEFAULT_GCM_MAX_ENCRYPTIONS ((1ull << 32) - (1ull << 24))
@@ -225,6 +226,15 @@ static int on_limits(struct config_parse *p, const char *key, const char *value)
 		if (!parse_u64(value, 1, 3600, &n))
 			return parse_fail(p, "limits", key, "1 to 3600");
 		cfg->tick_seconds = (unsigned)n;
+	} else if (!strcmp(key, "principal_rate") || !strcmp(key, "principal_burst") ||
+	           !strcmp(key, "key_rate") || !strcmp(key, "key_burst")) {
+		if (!parse_u64(value, 0, AUTHZ_RATE_MAX, &n))
+			return parse_fail(p, "limits", key, "0 (off) to 1000000");
+		uint32_t *slot = !strcmp(key, "principal_rate")    ? &cfg->principal_rate
+		                 : !strcmp(key, "principal_burst") ? &cfg->principal_burst
+		                 : !strcmp(key, "key_rate")        ? &cfg->key_rate
+		                                                   : &cfg->key_burst;
+		*slot = (uint32_t)n;
 	} else if (!strcmp(key, "seconds_per_day")) {
 		if (!parse_u64(value, 1, 86400, &n))
 			return parse_fail(p, "limits", key, "1 to 86400 (shorter only for tests)");

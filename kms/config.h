@@ -75,6 +75,11 @@ typedef struct kmsd_config {
 	uint32_t gcm_reserve_block;
 	unsigned tick_seconds; /* how often deletion and rotation are checked */
 	uint32_t seconds_per_day; /* 86400; tests shorten "days" to see windows pass */
+	/* Token buckets (docs/authorization.md, "Rate limits"): requests per
+	 * second and bucket size, per principal and per key; rate 0 = off,
+	 * burst 0 = the rate. Read by kms/authz/authz_rate.c once wired. */
+	uint32_t principal_rate, principal_burst;
+	uint32_t key_rate, key_burst;
 	/* [audit] */
 	char audit_origin[129];    /* checkpoint origin and signer name */
 	unsigned audit_checkpoint_ms;
