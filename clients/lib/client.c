@@ -498,25 +498,33 @@ kms_status kms_client_open(const kms_client_options *opts, kms_client **out,
 		return client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
 		                   "an access key needs both an id and a secret");
 
+	kms_credentials creds;
+	const char *access_key_id;
+	const uint8_t *secret;
+	KMS_GUARD(client_credentials_pick(opts, &creds, &access_key_id, &secret, err));
 	c = calloc(1, sizeof *c);
-	if (!c)
+	if (!c) {
+		kms_credentials_free(&creds);
 		return client_fail(err, KMS_INTERNAL, KMS_ERROR_LOCAL, "out of memory");
+	}
 	c->timeout_ms = opts->timeout_ms ? opts->timeout_ms : KMS_CLIENT_DEFAULT_TIMEOUT_MS;
 	c->resend_ms = opts->resend_ms;
 	c->own_uid = (uint64_t)getuid();
 	c->server_uid = opts->server_uid;
 	describe_endpoints(c, endpoints, n_endpoints);
-	if (opts->access_key_id) {
-		c->access_key_id = strdup(opts->access_key_id);
+	if (access_key_id) {
+		c->access_key_id = strdup(access_key_id);
 		c->secret = kms_secure_alloc(KMS_SIGN_SECRET_LEN);
 		if (!c->access_key_id || !c->secret) {
 			free(c->access_key_id);
 			kms_secure_free(c->secret);
 			free(c);
+			kms_credentials_free(&creds);
 			return client_fail(err, KMS_INTERNAL, KMS_ERROR_LOCAL, "out of memory");
 		}
-		memcpy(c->secret, opts->access_key_secret, KMS_SIGN_SECRET_LEN);
+		memcpy(c->secret, secret, KMS_SIGN_SECRET_LEN);
 	}
+	kms_credentials_free(&creds); /* the client holds its own copy */
 	if ((rv = nng_req0_open(&c->socket)) != 0) {
 		free(c->access_key_id);
 		kms_secure_free(c->secret);

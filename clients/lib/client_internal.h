@@ -112,6 +112,17 @@ bool client_tls_failure(kms_client *c, int budget_ms, kms_error *err);
 /* Frees what client_tls_add recorded. */
 void client_tls_free(kms_client *c);
 
+/* ---- which access key signs (client_credentials.c) ---- */
+
+/* The access key opts choose (kms/client.h, kms_client_options): sets
+ * *access_key_id and *secret (both NULL: unsigned), loading a credentials
+ * file into *creds when that is the choice (release it with
+ * kms_credentials_free once the key is copied). A file that cannot be used
+ * is KMS_INVALID_ARGUMENT with err naming it. */
+kms_status client_credentials_pick(const kms_client_options *opts, kms_credentials *creds,
+                                   const char **access_key_id,
+                                   const uint8_t **secret, kms_error *err) KMS_MUST_USE;
+
 /* Resets *err (NULL is fine). */
 void client_error_clear(kms_error *err);
 

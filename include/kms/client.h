@@ -103,6 +103,17 @@ typedef struct kms_client_options {
 	 * The secret is copied into secure memory; the caller may wipe its own. */
 	const char *access_key_id;
 	const uint8_t *access_key_secret; /* KMS_SIGN_SECRET_LEN bytes */
+	/* A credentials file to sign with (kms_credentials_load), read at
+	 * open. Which access key signs, the first that is set:
+	 *   1. access_key_id (with access_key_secret);
+	 *   2. credentials_file;
+	 *   3. $KMS_CREDENTIALS (a path; read with secure_getenv), unless
+	 *      no_env_credentials;
+	 *   4. none: requests go unsigned.
+	 * A file that cannot be used fails the open (KMS_INVALID_ARGUMENT,
+	 * origin KMS_ERROR_LOCAL, naming the file and what to fix). */
+	const char *credentials_file;
+	bool no_env_credentials;
 	/* Who may serve an ipc:// endpoint. The socket file's owner (checked
 	 * before dialing) and the uid of the process listening on it (the
 	 * kernel's answer, checked on every connection before anything is
@@ -114,6 +125,51 @@ typedef struct kms_client_options {
 
 /* server_uid's "not set": root is accepted anyway, so 0 adds nothing. */
 #define KMS_CLIENT_SERVER_UID_UNSET 0u
+
+/* ---- credentials files (docs/request-signing.md, "Credentials file") ---- */
+
+/* The environment variable naming a credentials file. */
+#define KMS_CREDENTIALS_ENV "KMS_CREDENTIALS"
+/* The largest credentials file read, in bytes. */
+#define KMS_CREDENTIALS_FILE_MAX 4096
+#define KMS_ACCESS_KEY_ID_LEN 22      /* "AK" and 20 of [A-Z2-7] */
+#define KMS_PRINCIPAL_NAME_MAX 63     /* 1..63 of [A-Za-z0-9._-] */
+
+/* An access key read from a credentials file. */
+typedef struct kms_credentials {
+	char principal[KMS_PRINCIPAL_NAME_MAX + 1]; /* "" when the file names none */
+	char access_key_id[KMS_ACCESS_KEY_ID_LEN + 1];
+	uint8_t *secret; /* KMS_SIGN_SECRET_LEN bytes, kms_secure_alloc */
+} kms_credentials;
+
+/*
+ * Parses the text of a credentials file: lines "key = value" (spaces or
+ * tabs around '=' and at either end), blank lines and '#' comments; the
+ * keys access_key_id and secret (required) and principal (optional), each
+ * at most once, nothing else. Lines end with LF (a CR anywhere is refused),
+ * the last one may lack it; a NUL byte and more than
+ * KMS_CREDENTIALS_FILE_MAX bytes are refused. name (a path, for messages)
+ * may be NULL. KMS_OK with *out filled (release with kms_credentials_free),
+ * else KMS_INVALID_ARGUMENT (or KMS_INTERNAL out of secure memory) with *out
+ * zeroed and err saying which line and what is wrong, never its bytes.
+ */
+KMS_EXPORT kms_status kms_credentials_parse(const char *text, size_t len, const char *name,
+                                            kms_credentials *out, kms_error *err) KMS_MUST_USE;
+
+/*
+ * Reads and parses the credentials file at path. Refused, with one line
+ * naming path and what to do: a symbolic link (opened with O_NOFOLLOW),
+ * anything but a regular file, a file owned by another uid than the
+ * effective one or root, a mode with any group or other bit ("chmod 600
+ * PATH"), a file over KMS_CREDENTIALS_FILE_MAX bytes, and whatever
+ * kms_credentials_parse refuses. The text is read into secure memory and
+ * wiped.
+ */
+KMS_EXPORT kms_status kms_credentials_load(const char *path, kms_credentials *out,
+                                           kms_error *err) KMS_MUST_USE;
+
+/* Wipes and frees the secret and zeroes *creds; a zeroed struct is fine. */
+KMS_EXPORT void kms_credentials_free(kms_credentials *creds);
 
 /*
  * Opens a client: creates the socket and starts a non-blocking dial to every
