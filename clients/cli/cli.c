@@ -26,8 +26,13 @@ static const char conn_help[] =
 	"  --cert-key FILE       its private key, PEM ($" CLI_ENV_TLS_KEY ")\n"
 	"  --server-name NAME    name to expect in kmsd's certificate (default: the\n"
 	"                        URL's host; $" CLI_ENV_TLS_SERVER_NAME ")\n"
-	"  --access-key-id ID    sign requests with this access key ($" CLI_ENV_ACCESS_KEY_ID ")\n"
-	"  --secret-file FILE    its secret: 64 hex digits, mode 0600 ($" CLI_ENV_SECRET_FILE ")\n"
+	"  --credentials FILE    sign requests with the access key in FILE, a\n"
+	"                        credentials file of mode 0600 ($" CLI_ENV_CREDENTIALS ")\n"
+	"  --access-key-id ID    or sign with this access key ($" CLI_ENV_ACCESS_KEY_ID ")\n"
+	"  --secret-file FILE    and its secret: 64 hex digits, mode 0600\n"
+	"                        ($" CLI_ENV_SECRET_FILE "). Give one form, not both; a flag\n"
+	"                        wins over the environment, and without either\n"
+	"                        requests go unsigned\n"
 	"  --timeout MS          give up after MS milliseconds (default 5000;\n"
 	"                        $" CLI_ENV_TIMEOUT ")\n"
 	"  --insecure-plain-tcp  allow tcp:// (development only)\n"
@@ -166,6 +171,9 @@ static int common_option(struct cli *cli, int opt, const char *arg)
 		return 0;
 	case CLI_OPT_SECRET_FILE:
 		conn->secret_file = arg;
+		return 0;
+	case CLI_OPT_CREDENTIALS:
+		conn->credentials = arg;
 		return 0;
 	case CLI_OPT_SERVER_UID:
 		if (!cli_parse_u32(arg, 0, CLI_UID_MAX, &conn->server_uid)) {
@@ -527,8 +535,26 @@ int cli_connect(struct cli *cli, kms_client **out)
 	    !cli_parse_u32(env_uid, 0, CLI_UID_MAX, &opts.server_uid))
 		return cli_usage_error(cli, "$%s takes a uid, 0..%u", CLI_ENV_SERVER_UID,
 		                       CLI_UID_MAX);
-	opts.access_key_id = env_or(conn->access_key_id, CLI_ENV_ACCESS_KEY_ID);
-	const char *secret_file = env_or(conn->secret_file, CLI_ENV_SECRET_FILE);
+	/* Two forms: --credentials, or --access-key-id with --secret-file.
+	 * Flags first; the environment only when no flag of either form. */
+	bool key_flags = conn->access_key_id || conn->secret_file;
+	if (key_flags && conn->credentials)
+		return cli_usage_error(cli, "give --credentials or --access-key-id with "
+		                       "--secret-file, not both");
+	const char *credentials = conn->credentials;
+	if (!key_flags && !credentials) {
+		const char *env_creds = env_or(NULL, CLI_ENV_CREDENTIALS);
+		bool env_key = env_or(NULL, CLI_ENV_ACCESS_KEY_ID) || env_or(NULL, CLI_ENV_SECRET_FILE);
+		if (env_creds && env_key)
+			return cli_usage_error(cli, "$%s and $%s/$%s are both set; unset one "
+			                       "form or give a flag", CLI_ENV_CREDENTIALS,
+			                       CLI_ENV_ACCESS_KEY_ID, CLI_ENV_SECRET_FILE);
+		credentials = env_creds;
+	}
+	opts.credentials_file = credentials;
+	opts.no_env_credentials = true; /* decided here */
+	opts.access_key_id = credentials ? NULL : env_or(conn->access_key_id, CLI_ENV_ACCESS_KEY_ID);
+	const char *secret_file = credentials ? NULL : env_or(conn->secret_file, CLI_ENV_SECRET_FILE);
 	if (!opts.access_key_id != !secret_file)
 		return cli_usage_error(cli, "an access key needs both --access-key-id "
 		                       "and --secret-file");

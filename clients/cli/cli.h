@@ -50,6 +50,7 @@ _Static_assert(CLI_MAX_PAIRS > KMS_CONTEXT_MAX_PAIRS && CLI_MAX_PAIRS > KMS_TAGS
 #define CLI_ENV_TLS_SERVER_NAME "KMS_TLS_SERVER_NAME"
 #define CLI_ENV_ACCESS_KEY_ID "KMS_ACCESS_KEY_ID"
 #define CLI_ENV_SECRET_FILE "KMS_SECRET_FILE"
+#define CLI_ENV_CREDENTIALS KMS_CREDENTIALS_ENV /* "KMS_CREDENTIALS" */
 #define CLI_ENV_SERVER_UID "KMS_SERVER_UID"
 
 struct cli;
@@ -80,6 +81,7 @@ struct cli_conn {
 	bool insecure_plain_tcp;
 	const char *access_key_id;
 	const char *secret_file;
+	const char *credentials; /* --credentials FILE */
 	uint32_t server_uid;   /* --server-uid, when has_server_uid */
 	bool has_server_uid;
 };
@@ -123,6 +125,7 @@ enum {
 	CLI_OPT_INSECURE_TCP,
 	CLI_OPT_ACCESS_KEY_ID,
 	CLI_OPT_SECRET_FILE,
+	CLI_OPT_CREDENTIALS,
 	CLI_OPT_SERVER_UID,
 	CLI_OPT_JSON,
 	CLI_OPT_VERSION,         /* the top level only */
@@ -148,6 +151,7 @@ enum {
 	{ "insecure-plain-tcp", no_argument, NULL, CLI_OPT_INSECURE_TCP },     \
 	{ "access-key-id", required_argument, NULL, CLI_OPT_ACCESS_KEY_ID },   \
 	{ "secret-file", required_argument, NULL, CLI_OPT_SECRET_FILE },       \
+	{ "credentials", required_argument, NULL, CLI_OPT_CREDENTIALS },       \
 	{ "server-uid", required_argument, NULL, CLI_OPT_SERVER_UID }
 
 #define CLI_GETOPT_DONE (-1) /* no more options: positionals from optind */

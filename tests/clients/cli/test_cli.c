@@ -69,7 +69,7 @@ static int setup(void **state)
 	static const char *const vars[] = {
 		CLI_ENV_ENDPOINT, CLI_ENV_TIMEOUT, CLI_ENV_TLS_CA, CLI_ENV_TLS_CERT,
 		CLI_ENV_TLS_KEY, CLI_ENV_TLS_SERVER_NAME, CLI_ENV_ACCESS_KEY_ID,
-		CLI_ENV_SECRET_FILE, "KMS_HSM_MODULE", "KMS_HSM_TOKEN", "KMS_HSM_PIN_FILE",
+		CLI_ENV_SECRET_FILE, CLI_ENV_CREDENTIALS, "KMS_HSM_MODULE", "KMS_HSM_TOKEN", "KMS_HSM_PIN_FILE",
 	};
 	for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
 		unsetenv(vars[i]);
@@ -279,6 +279,79 @@ static void connection_failures(void **state)
 	unlink(secret);
 }
 
+/* --credentials and $KMS_CREDENTIALS beside --access-key-id/--secret-file:
+ * one form at a time, a flag before the environment, the file's checks
+ * (docs/request-signing.md, "Credentials file"). A key that was taken gets
+ * as far as connecting, to an endpoint with nothing there. */
+static void credentials_flags(void **state)
+{
+	static const char creds_text[] =
+		"# kms credentials: principal test-app (keep this file secret)\n"
+		"principal = test-app\n"
+		"access_key_id = AKAAAAAAAAAAAAAAAAAAAA\n"
+		"secret = 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
+	char sock[128], want[160], creds[128], secret[128];
+	snprintf(sock, sizeof sock, "ipc:///tmp/kms-test-cli-%d-nobody.sock", (int)getpid());
+	snprintf(want, sizeof want, "no socket at %s: is kmsd running?", sock + strlen("ipc://"));
+	write_file(creds, sizeof creds, "creds", creds_text, sizeof creds_text - 1);
+	write_file(secret, sizeof secret, "secret2",
+	           "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", 65);
+	chmod(secret, 0600);
+
+	expect(ADMIN("--help"), CLI_EXIT_OK, "--credentials FILE", NULL);
+	chmod(creds, 0644);
+	char chmod_hint[160];
+	snprintf(chmod_hint, sizeof chmod_hint, "chmod 600 %s", creds);
+	expect(ADMIN("health", "--endpoint", sock, "--credentials", creds), CLI_EXIT_USAGE, NULL,
+	       chmod_hint);
+	chmod(creds, 0600);
+	expect(ADMIN("health", "--endpoint", sock, "--timeout", "100", "--credentials", creds),
+	       CLI_EXIT_UNREACHABLE, NULL, want);
+	expect(TOOL("random", "4", "--endpoint", sock, "--timeout", "100", "--credentials", creds),
+	       CLI_EXIT_UNREACHABLE, NULL, want);
+	expect(ADMIN("health", "--endpoint", sock, "--credentials", creds, "--access-key-id",
+	             "AKAAAAAAAAAAAAAAAAAAAA", "--secret-file", secret),
+	       CLI_EXIT_USAGE, NULL, "not both");
+	expect(ADMIN("health", "--endpoint", sock, "--credentials", creds, "--secret-file", secret),
+	       CLI_EXIT_USAGE, NULL, "not both");
+	expect(ADMIN("health", "--endpoint", sock, "--credentials", "/nonexistent/creds"),
+	       CLI_EXIT_USAGE, NULL, "credentials file /nonexistent/creds: No such file");
+
+	/* The environment: used when no flag; both forms there is an error; a
+	 * flag of either form wins over it. */
+	setenv(CLI_ENV_CREDENTIALS, creds, 1);
+	expect(ADMIN("health", "--endpoint", sock, "--timeout", "100"), CLI_EXIT_UNREACHABLE,
+	       NULL, want);
+	chmod(creds, 0640);
+	expect(ADMIN("health", "--endpoint", sock, "--timeout", "100"), CLI_EXIT_USAGE, NULL,
+	       chmod_hint);
+	expect(ADMIN("health", "--endpoint", sock, "--timeout", "100", "--access-key-id",
+	             "AKAAAAAAAAAAAAAAAAAAAA", "--secret-file", secret),
+	       CLI_EXIT_UNREACHABLE, NULL, want); /* the flags win: the env file unread */
+	chmod(creds, 0600);
+	setenv(CLI_ENV_ACCESS_KEY_ID, "AKAAAAAAAAAAAAAAAAAAAA", 1);
+	expect(ADMIN("health", "--endpoint", sock, "--timeout", "100"), CLI_EXIT_USAGE, NULL,
+	       "are both set");
+	expect(ADMIN("health", "--endpoint", sock, "--timeout", "100", "--credentials", creds),
+	       CLI_EXIT_UNREACHABLE, NULL, want); /* the flag wins */
+	unsetenv(CLI_ENV_ACCESS_KEY_ID);
+	unsetenv(CLI_ENV_CREDENTIALS);
+
+	/* A malformed file: the line and what is wrong, never its bytes. */
+	static const char bad_text[] = "access_key_id = AKAAAAAAAAAAAAAAAAAAAA\n"
+	                               "secret = 00112233445566778899AABBCCDDEEFF\n";
+	unlink(creds);
+	write_file(creds, sizeof creds, "creds", bad_text, sizeof bad_text - 1);
+	chmod(creds, 0600);
+	struct run r = ADMIN("health", "--endpoint", sock, "--credentials", creds);
+	assert_int_equal(r.code, CLI_EXIT_USAGE);
+	assert_non_null(strstr(r.err, "line 2: secret must be 64 lowercase hex digits"));
+	assert_null(strstr(r.err, "00112233"));
+	run_free(&r);
+	unlink(creds);
+	unlink(secret);
+}
+
 /* ---- formatting ---- */
 
 static kms_key_version versions[] = {
@@ -416,6 +489,7 @@ int main(void)
 		cmocka_unit_test_setup(usage_errors_exit_2_before_connecting, setup),
 		cmocka_unit_test_setup(encrypt_input_limits, setup),
 		cmocka_unit_test_setup(connection_failures, setup),
+		cmocka_unit_test_setup(credentials_flags, setup),
 		cmocka_unit_test(key_text_is_aligned_and_clean),
 		cmocka_unit_test(key_json_has_every_field),
 		cmocka_unit_test(times_and_names),
