@@ -6,12 +6,20 @@ the REQ socket over ipc://.
     c = KmsClient("ipc:///run/kms/kms.sock", server_uid=kms_uid)
     resp = c.call("health", kms_pb2.HealthRequest())
     c.close()
+
+With credentials=PATH (a credentials file, docs/request-signing.md) every
+request is signed as that page says; load_credentials and sign_request are
+usable on their own.
 """
 import ctypes
 import ctypes.util
+import hashlib
+import hmac
 import itertools
 import os
+import re
 import stat
+import time
 
 import kms_pb2
 
@@ -76,8 +84,104 @@ def check_socket_owner(path, server_uid=None):
                        "to it" % (path, st.st_uid))
 
 
+# docs/request-signing.md, "Credentials file".
+CREDENTIALS_FILE_MAX = 4096
+_ACCESS_KEY_ID = re.compile(r"AK[A-Z2-7]{20}")
+_PRINCIPAL = re.compile(r"[A-Za-z0-9._-]{1,63}")
+_SECRET = re.compile(r"[0-9a-f]{64}")
+
+
+class CredentialsError(KmsError):
+    """A credentials file that cannot be used; the message never holds its bytes."""
+
+
+def parse_credentials(text, name="(text)"):
+    """The bytes of a credentials file -> (access_key_id, secret, principal)."""
+    def bad(what):
+        return CredentialsError("credentials file %s%s" % (name, what))
+    if len(text) > CREDENTIALS_FILE_MAX:
+        raise bad(" is larger than %d bytes" % CREDENTIALS_FILE_MAX)
+    if b"\0" in text:
+        raise bad(" holds a NUL byte")
+    values = {}
+    for number, line in enumerate(text.split(b"\n"), 1):
+        if b"\r" in line:
+            raise bad(": line %d ends with CR (DOS line ends)" % number)
+        line = line.strip(b" \t")
+        if not line or line.startswith(b"#"):
+            continue
+        if any(c < 0x20 and c != 0x09 or c >= 0x7f for c in line):
+            raise bad(": line %d holds a control or non-ASCII byte" % number)
+        if b"=" not in line:
+            raise bad(": line %d is not \"key = value\"" % number)
+        key, value = (part.strip(b" \t").decode() for part in line.split(b"=", 1))
+        if key not in ("principal", "access_key_id", "secret"):
+            raise bad(": line %d has an unknown key" % number)
+        if key in values:
+            raise bad(": line %d gives %s again" % (number, key))
+        pattern = {"principal": _PRINCIPAL, "access_key_id": _ACCESS_KEY_ID,
+                   "secret": _SECRET}[key]
+        if not pattern.fullmatch(value):
+            raise bad(": line %d: %s is malformed" % (number, key))
+        values[key] = value
+    for key in ("access_key_id", "secret"):
+        if key not in values:
+            raise bad(" has no %s line" % key)
+    return values["access_key_id"], bytes.fromhex(values["secret"]), values.get("principal", "")
+
+
+def load_credentials(path):
+    """Reads a credentials file as libkmsclient does: no symbolic link, a
+    regular file owned by this uid or root, no group or other bits."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == 40:  # ELOOP
+            raise CredentialsError("credentials file %s is a symbolic link; name the file "
+                                   "itself" % path) from None
+        raise CredentialsError("credentials file %s: %s" % (path, e.strerror)) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise CredentialsError("credentials file %s is not a regular file" % path)
+        if st.st_uid not in (0, os.geteuid()):
+            raise CredentialsError("credentials file %s belongs to uid %d; chown it" %
+                                   (path, st.st_uid))
+        if st.st_mode & 0o077:
+            raise CredentialsError("credentials file %s is open to group or others (mode "
+                                   "%04o); chmod 600 %s" % (path, st.st_mode & 0o7777, path))
+        text = os.read(fd, CREDENTIALS_FILE_MAX + 1)
+    finally:
+        os.close(fd)
+    return parse_credentials(text, path)
+
+
+def canonical_string(request_id, timestamp_unix, operation, op_bytes):
+    """docs/request-signing.md, "The canonical string"."""
+    return "\n".join(["KMS-HMAC-SHA256", request_id, str(timestamp_unix), operation,
+                      hashlib.sha256(op_bytes).hexdigest()]).encode()
+
+
+def sign_request(req, access_key_id, secret, timestamp_unix=None):
+    """Sets req.credential: the MAC over the operation's bytes as they will
+    sit in the packed request (the op message serialized on its own)."""
+    op = req.WhichOneof("op")
+    if op is None:
+        raise KmsError("a request without an operation cannot be signed")
+    ts = int(time.time()) if timestamp_unix is None else timestamp_unix
+    mac = hmac.new(secret, canonical_string(req.request_id, ts, op,
+                                            getattr(req, op).SerializeToString()),
+                   hashlib.sha256).digest()
+    req.credential.access_key_id = access_key_id
+    req.credential.timestamp_unix = ts
+    req.credential.mac = mac
+    return req
+
+
 class KmsClient:
-    def __init__(self, endpoint, server_uid=None, timeout_ms=5000, recv_max=KMS_REPLY_MAX):
+    def __init__(self, endpoint, server_uid=None, timeout_ms=5000, recv_max=KMS_REPLY_MAX,
+                 credentials=None):
+        self._key = load_credentials(credentials) if credentials else None
         if not endpoint.startswith("ipc://"):
             raise KmsError("%s: this client speaks ipc:// only (nanomsg has no TLS)" % endpoint)
         check_socket_owner(endpoint[len("ipc://"):], server_uid)
@@ -126,6 +230,8 @@ class KmsClient:
         return req
 
     def send(self, req):
+        if self._key and not req.HasField("credential"):
+            sign_request(req, self._key[0], self._key[1])
         resp = kms_pb2.Response()
         resp.ParseFromString(self.send_raw(req.SerializeToString()))
         return resp
