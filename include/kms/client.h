@@ -176,7 +176,8 @@ KMS_EXPORT void kms_credentials_free(kms_credentials *creds);
  * endpoint, so a down endpoint neither blocks nor fails the open (calls wait
  * for a connection within their timeout). Does not block on the network.
  * KMS_INVALID_ARGUMENT for a bad or refused URL, a missing CA for TLS, an
- * unreadable TLS file or a bad access key; KMS_UNAVAILABLE (origin
+ * unreadable TLS file, a bad access key or a credentials file that cannot
+ * be used (never then an unsigned client); KMS_UNAVAILABLE (origin
  * KMS_ERROR_TRANSPORT) for an ipc:// path that exists but is not a socket
  * or is owned by a uid not accepted (see server_uid); *out is then NULL.
  * A connection to an ipc:// peer whose uid is not accepted is closed before
