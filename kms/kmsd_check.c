@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "kms/authz/authz_secrets.h"
 #include "common/log.h"
 #include "common/tlog/tlog_records.h"
 #include "kms/audit/audit.h"
@@ -122,5 +123,14 @@ kms_status kmsd_check(const kmsd_config *cfg, hsm *h)
 		else
 			kms_log("info", "check: no audit log %s yet: kmsd creates it", path);
 	}
-	return signing_key_check(cfg, h, log_size);
+	KMS_GUARD(signing_key_check(cfg, h, log_size));
+	bool wrap = false;
+	KMS_GUARD(authz_secrets_key_exists(h, &wrap));
+	if (wrap)
+		kms_log("info", "check: the access key secret wrapping key is on token \"%s\"",
+		        cfg->hsm_token_label);
+	else
+		kms_log("info", "check: no access key secret wrapping key on token \"%s\" yet: "
+		        "kmsd creates it at its first start", cfg->hsm_token_label);
+	return KMS_OK;
 }

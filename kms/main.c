@@ -22,6 +22,7 @@
 #include "common/secmem_cap.h"
 #include "hsm/hsm.h"
 #include "kms/keys/keyring.h"
+#include "kms/authz/authz_secrets.h"
 #include "kms/kmsd.h"
 #include "kms/kmsd_check.h"
 #include <kms/secmem.h>
@@ -214,6 +215,15 @@ int main(int argc, char **argv)
 		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
 		goto out;
 	}
+	/* The HSM key that wraps access key secrets (docs/authorization.md). */
+	bool wrap_created = false;
+	if (authz_secrets_key_ensure(d.hsm, &wrap_created) != KMS_OK) {
+		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
+		goto out;
+	}
+	if (wrap_created)
+		kms_log("info", "created the access key secret wrapping key on token \"%s\"",
+		        d.cfg.hsm_token_label);
 	char audit_dir[KMSD_PATH_MAX + 16];
 	snprintf(audit_dir, sizeof audit_dir, "%s/audit", d.cfg.data_dir);
 	audit_config ac = {

@@ -53,10 +53,21 @@ static const struct {
 	{ "get_inclusion_proof", { AUTHZ_FAMILY_AUDIT_READ, false } },
 	{ "get_consistency_proof", { AUTHZ_FAMILY_AUDIT_READ, false } },
 	{ "health", { AUTHZ_FAMILY_HEALTH, false } },
+	{ "create_principal", { AUTHZ_FAMILY_PRINCIPALS, false } },
+	{ "list_principals", { AUTHZ_FAMILY_PRINCIPALS, false } },
+	{ "describe_principal", { AUTHZ_FAMILY_PRINCIPALS, false } },
+	{ "enable_principal", { AUTHZ_FAMILY_PRINCIPALS, false } },
+	{ "disable_principal", { AUTHZ_FAMILY_PRINCIPALS, false } },
+	{ "delete_principal", { AUTHZ_FAMILY_PRINCIPALS, false } },
+	{ "create_access_key", { AUTHZ_FAMILY_PRINCIPALS, false } },
+	{ "list_access_keys", { AUTHZ_FAMILY_PRINCIPALS, false } },
+	{ "revoke_access_key", { AUTHZ_FAMILY_PRINCIPALS, false } },
+	{ "create_grant", { AUTHZ_FAMILY_PRINCIPALS, false } },
+	{ "list_grants", { AUTHZ_FAMILY_PRINCIPALS, false } },
+	{ "revoke_grant", { AUTHZ_FAMILY_PRINCIPALS, false } },
+	/* Any principal: the handler lets only the grantee or an admin retire. */
+	{ "retire_grant", { AUTHZ_FAMILY_GRANT_RETIRE, false } },
 };
-
-/* Operations on principals, access keys and grants, by name prefix. */
-static const char *const principal_prefixes[] = { "principal_", "access_key_", "grant_" };
 
 authz_op_class authz_op_classify(const op_entry *op)
 {
@@ -66,9 +77,6 @@ authz_op_class authz_op_classify(const op_entry *op)
 	for (size_t i = 0; i < sizeof op_classes / sizeof op_classes[0]; i++)
 		if (!strcmp(op_classes[i].name, op->name))
 			return op_classes[i].cls;
-	for (size_t i = 0; i < sizeof principal_prefixes / sizeof principal_prefixes[0]; i++)
-		if (!strncmp(op->name, principal_prefixes[i], strlen(principal_prefixes[i])))
-			return (authz_op_class){ AUTHZ_FAMILY_PRINCIPALS, false };
 	return none;
 }
 
@@ -81,6 +89,7 @@ const char *authz_family_name(authz_family f)
 	case AUTHZ_FAMILY_KEY_READ: return "key reads";
 	case AUTHZ_FAMILY_AUDIT_READ: return "audit reads";
 	case AUTHZ_FAMILY_PRINCIPALS: return "principals and grants";
+	case AUTHZ_FAMILY_GRANT_RETIRE: return "grant retirement";
 	case AUTHZ_FAMILY_HEALTH: return "health";
 	case AUTHZ_FAMILY_UNKNOWN: break;
 	}
@@ -103,6 +112,7 @@ static bool family_admits(authz_family f, unsigned roles)
 	case AUTHZ_FAMILY_AUDIT_READ:
 		return roles & (AUTHZ_ROLE_AUDITOR | AUTHZ_ROLE_ADMIN);
 	case AUTHZ_FAMILY_HEALTH:
+	case AUTHZ_FAMILY_GRANT_RETIRE:
 		return true;
 	case AUTHZ_FAMILY_UNKNOWN:
 		break;

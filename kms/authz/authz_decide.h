@@ -29,8 +29,10 @@ typedef enum authz_family {
 	AUTHZ_FAMILY_KEY_CONTROL, /* create_key and the key and alias changes */
 	AUTHZ_FAMILY_KEY_READ,    /* describe_key, list_keys, list_aliases, get_key_policy */
 	AUTHZ_FAMILY_AUDIT_READ,  /* get_checkpoint, get_inclusion_proof, get_consistency_proof */
-	AUTHZ_FAMILY_PRINCIPALS,  /* principal_*, access_key_*, grant_* */
+	AUTHZ_FAMILY_PRINCIPALS,  /* the principal, access key and grant operations */
 	AUTHZ_FAMILY_HEALTH,      /* health */
+	AUTHZ_FAMILY_GRANT_RETIRE, /* retire_grant: any principal; its handler admits
+	                            * only the grantee or an admin */
 } authz_family;
 
 typedef struct authz_op_class {

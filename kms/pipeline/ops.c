@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "kms/format/authz_names.h"
 #include "kms/pipeline/validate.h"
 
 /* Item validators take the generic message so that a batch row can name
@@ -303,6 +304,144 @@ static kms_status v_consistency(const Kms__Request *req)
 	return KMS_OK;
 }
 
+/* ---- principals, access keys, grants (docs/authorization.md) ---- */
+
+static kms_status v_principal_name(const char *field, const char *name)
+{
+	if (authz_names_principal_check(name, strlen(name)) != KMS_OK)
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "%s: %s", field, kms_error_message());
+	return KMS_OK;
+}
+
+static kms_status v_id(const char *field, const char *prefix, const char *id)
+{
+	if (authz_names_id_check(prefix, id, strlen(id)) != KMS_OK)
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "%s: %s", field, kms_error_message());
+	return KMS_OK;
+}
+
+static kms_status v_create_principal(const Kms__Request *req)
+{
+	const Kms__CreatePrincipalRequest *r = req->create_principal;
+	KMS_ENSURE(r, KMS_INVALID_ARGUMENT, "create_principal: the operation message is missing");
+	KMS_GUARD(v_principal_name("name", r->name));
+	KMS_ENSURE(r->n_roles >= 1 && r->n_roles <= 3, KMS_INVALID_ARGUMENT,
+	           "roles: give 1 to 3 of ADMIN, APP, AUDITOR");
+	unsigned seen = 0;
+	for (size_t i = 0; i < r->n_roles; i++) {
+		int role = (int)r->roles[i];
+		KMS_ENSURE(role >= KMS__ROLE__ADMIN && role <= KMS__ROLE__AUDITOR,
+		           KMS_INVALID_ARGUMENT, "roles[%zu] is %d: use ADMIN, APP or AUDITOR", i, role);
+		KMS_ENSURE(!(seen & (1u << role)), KMS_INVALID_ARGUMENT,
+		           "roles[%zu] repeats a role: give each role once", i);
+		seen |= 1u << role;
+	}
+	if (r->cert_name[0] &&
+	    authz_names_cert_check(r->cert_name, strlen(r->cert_name)) != KMS_OK)
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "cert_name: %s", kms_error_message());
+	return KMS_OK;
+}
+
+static kms_status v_list_principals(const Kms__Request *req)
+{
+	const Kms__ListPrincipalsRequest *r = req->list_principals;
+	KMS_ENSURE(r, KMS_INVALID_ARGUMENT, "list_principals: the operation message is missing");
+	KMS_GUARD(validate_list(r->limit, r->page_token));
+	if (r->page_token[0])
+		KMS_GUARD(v_principal_name("page_token", r->page_token));
+	return KMS_OK;
+}
+
+/* Operations whose message is just { string name = 1; }. */
+#define V_NAMED(fn, field)                                                               \
+	static kms_status fn(const Kms__Request *req)                                    \
+	{                                                                                \
+		KMS_ENSURE(req->field, KMS_INVALID_ARGUMENT,                             \
+		           #field ": the operation message is missing");                 \
+		return v_principal_name("name", req->field->name);                       \
+	}
+V_NAMED(v_describe_principal, describe_principal)
+V_NAMED(v_enable_principal, enable_principal)
+V_NAMED(v_disable_principal, disable_principal)
+V_NAMED(v_delete_principal, delete_principal)
+
+static kms_status v_create_access_key(const Kms__Request *req)
+{
+	KMS_ENSURE(req->create_access_key, KMS_INVALID_ARGUMENT,
+	           "create_access_key: the operation message is missing");
+	return v_principal_name("principal", req->create_access_key->principal);
+}
+
+static kms_status v_list_access_keys(const Kms__Request *req)
+{
+	const Kms__ListAccessKeysRequest *r = req->list_access_keys;
+	KMS_ENSURE(r, KMS_INVALID_ARGUMENT, "list_access_keys: the operation message is missing");
+	KMS_GUARD(v_principal_name("principal", r->principal));
+	KMS_GUARD(validate_list(r->limit, r->page_token));
+	if (r->page_token[0])
+		KMS_GUARD(v_id("page_token", AUTHZ_ACCESS_KEY_PREFIX, r->page_token));
+	return KMS_OK;
+}
+
+static kms_status v_revoke_access_key(const Kms__Request *req)
+{
+	KMS_ENSURE(req->revoke_access_key, KMS_INVALID_ARGUMENT,
+	           "revoke_access_key: the operation message is missing");
+	return v_id("access_key_id", AUTHZ_ACCESS_KEY_PREFIX, req->revoke_access_key->access_key_id);
+}
+
+static bool ops_grantable(const char *name);
+
+static kms_status v_create_grant(const Kms__Request *req)
+{
+	const Kms__CreateGrantRequest *r = req->create_grant;
+	KMS_ENSURE(r, KMS_INVALID_ARGUMENT, "create_grant: the operation message is missing");
+	KMS_GUARD(validate_key_ref("key_id", r->key_id));
+	KMS_GUARD(v_principal_name("grantee", r->grantee));
+	KMS_ENSURE(r->n_operations >= 1 && r->n_operations <= 16, KMS_INVALID_ARGUMENT,
+	           "operations: give 1 to 16 data-plane operation names");
+	for (size_t i = 0; i < r->n_operations; i++) {
+		KMS_ENSURE(ops_grantable(r->operations[i]), KMS_INVALID_ARGUMENT,
+		           "operations[%zu] is not a data-plane operation: a grant allows only "
+		           "encrypt, decrypt, re_encrypt, generate_data_key, "
+		           "generate_data_key_without_plaintext and the batch_ ones", i);
+		for (size_t j = 0; j < i; j++)
+			KMS_ENSURE(strcmp(r->operations[i], r->operations[j]), KMS_INVALID_ARGUMENT,
+			           "operations[%zu] repeats operations[%zu]: name each once", i, j);
+	}
+	return validate_context("context", r->n_context, r->context);
+}
+
+static kms_status v_list_grants(const Kms__Request *req)
+{
+	const Kms__ListGrantsRequest *r = req->list_grants;
+	KMS_ENSURE(r, KMS_INVALID_ARGUMENT, "list_grants: the operation message is missing");
+	KMS_ENSURE(r->key_id[0] || r->grantee[0], KMS_INVALID_ARGUMENT,
+	           "list_grants: give key_id, grantee or both");
+	if (r->key_id[0])
+		KMS_GUARD(validate_key_ref("key_id", r->key_id));
+	if (r->grantee[0])
+		KMS_GUARD(v_principal_name("grantee", r->grantee));
+	KMS_GUARD(validate_list(r->limit, r->page_token));
+	if (r->page_token[0])
+		KMS_GUARD(v_id("page_token", AUTHZ_GRANT_PREFIX, r->page_token));
+	return KMS_OK;
+}
+
+static kms_status v_retire_grant(const Kms__Request *req)
+{
+	KMS_ENSURE(req->retire_grant, KMS_INVALID_ARGUMENT,
+	           "retire_grant: the operation message is missing");
+	return v_id("grant_id", AUTHZ_GRANT_PREFIX, req->retire_grant->grant_id);
+}
+
+static kms_status v_revoke_grant(const Kms__Request *req)
+{
+	KMS_ENSURE(req->revoke_grant, KMS_INVALID_ARGUMENT,
+	           "revoke_grant: the operation message is missing");
+	return v_id("grant_id", AUTHZ_GRANT_PREFIX, req->revoke_grant->grant_id);
+}
+
 /*
  * The audit columns (ops.h, op_audit_fields). Shared by the rows whose
  * messages look alike; the names are kms.proto's, and ops_check_row()
@@ -408,7 +547,47 @@ static const op_entry op_table[] = {
 	  .validate = v_inclusion, .handle = op_get_inclusion_proof, .audit = &audit_none },
 	{ OP(get_consistency_proof, GET_CONSISTENCY_PROOF), .role = ROLE_AUDITOR,
 	  .validate = v_consistency, .handle = op_get_consistency_proof, .audit = &audit_none },
+
+	/* Principals, access keys, grants (op_principals.c, op_grants.c). */
+	{ OP(create_principal, CREATE_PRINCIPAL), .role = ROLE_ADMIN, .changes_state = true,
+	  .validate = v_create_principal, .handle = op_create_principal, .audit = &audit_none },
+	{ OP(list_principals, LIST_PRINCIPALS), .role = ROLE_ADMIN,
+	  .validate = v_list_principals, .handle = op_list_principals, .audit = &audit_none },
+	{ OP(describe_principal, DESCRIBE_PRINCIPAL), .role = ROLE_ADMIN,
+	  .validate = v_describe_principal, .handle = op_describe_principal, .audit = &audit_none },
+	{ OP(enable_principal, ENABLE_PRINCIPAL), .role = ROLE_ADMIN, .changes_state = true,
+	  .validate = v_enable_principal, .handle = op_enable_principal, .audit = &audit_none },
+	{ OP(disable_principal, DISABLE_PRINCIPAL), .role = ROLE_ADMIN, .changes_state = true,
+	  .validate = v_disable_principal, .handle = op_disable_principal, .audit = &audit_none },
+	{ OP(delete_principal, DELETE_PRINCIPAL), .role = ROLE_ADMIN, .changes_state = true,
+	  .validate = v_delete_principal, .handle = op_delete_principal, .audit = &audit_none },
+	{ OP(create_access_key, CREATE_ACCESS_KEY), .role = ROLE_ADMIN, .changes_state = true,
+	  .validate = v_create_access_key, .handle = op_create_access_key, .audit = &audit_none },
+	{ OP(list_access_keys, LIST_ACCESS_KEYS), .role = ROLE_ADMIN,
+	  .validate = v_list_access_keys, .handle = op_list_access_keys, .audit = &audit_none },
+	{ OP(revoke_access_key, REVOKE_ACCESS_KEY), .role = ROLE_ADMIN, .changes_state = true,
+	  .validate = v_revoke_access_key, .handle = op_revoke_access_key, .audit = &audit_none },
+	{ OP(create_grant, CREATE_GRANT), .role = ROLE_ADMIN, .changes_state = true,
+	  .validate = v_create_grant, .handle = op_create_grant, .audit = &audit_key },
+	{ OP(list_grants, LIST_GRANTS), .role = ROLE_ADMIN,
+	  .validate = v_list_grants, .handle = op_list_grants, .audit = &audit_key_filter },
+	/* Any principal: its handler lets only the grantee or an admin retire. */
+	{ OP(retire_grant, RETIRE_GRANT), .role = ROLE_ANY, .changes_state = true,
+	  .validate = v_retire_grant, .handle = op_retire_grant, .audit = &audit_none },
+	{ OP(revoke_grant, REVOKE_GRANT), .role = ROLE_ADMIN, .changes_state = true,
+	  .validate = v_revoke_grant, .handle = op_revoke_grant, .audit = &audit_none },
 };
+
+/* Whether a grant may name the operation: the data plane, that is the rows
+ * that use a key under an encryption context (role APP with a context
+ * column: not generate_random). */
+static bool ops_grantable(const char *name)
+{
+	for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
+		if (!strcmp(op_table[i].name, name))
+			return op_table[i].role == ROLE_APP && op_table[i].audit->context;
+	return false;
+}
 
 const op_entry *ops_find(Kms__Request__OpCase op)
 {

@@ -6,7 +6,8 @@
  * through the table, the audit entry and the metrics read it, and the
  * request fuzz target builds its seeds and checks from it; none of them
  * names an operation. Handlers live in kms/ops/, one file per family
- * (op_crypt.c, op_keys.c, op_aliases.c, op_misc.c, op_audit.c).
+ * (op_crypt.c, op_keys.c, op_aliases.c, op_misc.c, op_audit.c,
+ * op_principals.c, op_grants.c).
  *
  * How to add an operation (the same list as docs/architecture.md):
  *   1. proto/kms.proto: the request and result messages and the oneof arms
@@ -245,5 +246,20 @@ kms_status op_health(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_U
 kms_status op_get_checkpoint(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
 kms_status op_get_inclusion_proof(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
 kms_status op_get_consistency_proof(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+
+kms_status op_create_principal(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_list_principals(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_describe_principal(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_enable_principal(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_disable_principal(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_delete_principal(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_create_access_key(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_list_access_keys(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_revoke_access_key(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+
+kms_status op_create_grant(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_list_grants(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_retire_grant(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_revoke_grant(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
 
 #endif

@@ -106,6 +106,21 @@ static const expectation table[] = {
 	READ("get_consistency_proof"),
 	/* Anyone admitted. */
 	{ "health", { "AAAAA", "AAAAA", "AAAAA" } },
+	/* Principals, access keys, grants: admin. */
+	CONTROL("create_principal"),
+	CONTROL("list_principals"),
+	CONTROL("describe_principal"),
+	CONTROL("enable_principal"),
+	CONTROL("disable_principal"),
+	CONTROL("delete_principal"),
+	CONTROL("create_access_key"),
+	CONTROL("list_access_keys"),
+	CONTROL("revoke_access_key"),
+	CONTROL("create_grant"),
+	CONTROL("list_grants"),
+	CONTROL("revoke_grant"),
+	/* Any principal; the handler admits only the grantee or an admin. */
+	{ "retire_grant", { "AAAAA", "AAAAA", "AAAAA" } },
 };
 
 static const expectation *expected_for(const char *op)
