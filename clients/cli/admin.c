@@ -7,6 +7,12 @@
 const struct cli_command admin_commands[] = {
 	{ .name = "key", .sub = admin_key_commands, .help = "Manage keys" },
 	{ .name = "alias", .sub = admin_alias_commands, .help = "Manage aliases" },
+	{ .name = "principal", .sub = admin_principal_commands,
+	  .help = "Manage principals: who may call kmsd, with which roles" },
+	{ .name = "access-key", .sub = admin_access_key_commands,
+	  .help = "Manage a principal's access keys (for signed requests)" },
+	{ .name = "grant", .sub = admin_grant_commands,
+	  .help = "Manage grants: one principal may use one key" },
 	{ .name = "health", .run = admin_health,
 	  .help = "Ask kmsd whether it and its HSM are well (exit 1 if the HSM is not)" },
 	{ .name = "hsm", .sub = admin_hsm_commands, .help = "Look at the HSM directly" },

@@ -9,13 +9,20 @@
 
 #define ADMIN_PROG "kms-admin"
 #define ADMIN_ABOUT \
-	"Manage kms keys, aliases and policies; check kmsd and the HSM; verify the audit log."
+	"Manage kms keys, aliases, policies, principals and grants; check kmsd and the HSM; "\
+	"verify the audit log."
 
 extern const struct cli_command admin_commands[];       /* admin.c */
 extern const struct cli_command admin_key_commands[];   /* admin_key.c */
 extern const struct cli_command admin_alias_commands[];  /* admin_alias.c */
 extern const struct cli_command admin_hsm_commands[];   /* admin_hsm.c */
 extern const struct cli_command admin_audit_commands[]; /* admin_audit.c */
+extern const struct cli_command admin_principal_commands[];  /* admin_principal.c */
+extern const struct cli_command admin_access_key_commands[]; /* admin_principal.c */
+extern const struct cli_command admin_grant_commands[];      /* admin_grant.c */
+/* admin_policy.c: key policy grant|revoke. */
+int admin_policy_grant(struct cli *cli, int argc, char **argv);
+int admin_policy_revoke(struct cli *cli, int argc, char **argv);
 int admin_health(struct cli *cli, int argc, char **argv); /* admin_health.c */
 
 /* admin_format.c: one key, a list of keys, aliases, as text or JSON. NULL

@@ -528,6 +528,17 @@ static const struct cli_command policy_commands[] = {
 	  .help = "Print a key's policy document" },
 	{ .name = "put", .run = policy_put, .args = "KEY FILE",
 	  .help = "Replace a key's policy with the JSON in FILE ('-': stdin)" },
+	{ .name = "grant", .run = admin_policy_grant,
+	  .args = "KEY --principal P --op OP... [--context-equals k=v]... [--sid SID]",
+	  .help = "Add an Allow statement to a key's policy",
+	  .details = "  --principal P         a principal name, role:admin|app|auditor, or *\n"
+	             "  --op OP               an operation name (encrypt, decrypt, ...) or *;\n"
+	             "                        repeat for more\n"
+	             "  --context-equals k=v  only when the encryption context holds this pair;\n"
+	             "                        repeat for more\n"
+	             "  --sid SID             the statement's id (default: the principal)\n" },
+	{ .name = "revoke", .run = admin_policy_revoke, .args = "KEY --sid SID",
+	  .help = "Remove the statement with that Sid from a key's policy" },
 	{ 0 },
 };
 
@@ -573,6 +584,7 @@ const struct cli_command admin_key_commands[] = {
 	  .help = "Cancel a scheduled deletion (the key stays disabled)" },
 	{ .name = "tag", .run = key_tag, .args = "KEY k=v...", .help = "Add or replace tags" },
 	{ .name = "untag", .run = key_untag, .args = "KEY k...", .help = "Remove tags" },
-	{ .name = "policy", .sub = policy_commands, .help = "Read or replace a key's policy" },
+	{ .name = "policy", .sub = policy_commands,
+	  .help = "Read, replace or edit a key's policy" },
 	{ 0 },
 };
