@@ -73,12 +73,17 @@ static int policy_read(struct cli *cli, kms_client *client, const char *key, jso
 
 static int policy_write(struct cli *cli, kms_client *client, const char *key, json_t *doc)
 {
+	/* json_dumps's buffer comes from the allocator main() gave jansson:
+	 * released with jansson's own free function, not free(). */
 	char *text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	if (!text)
 		return cli_out_of_memory(cli);
+	json_malloc_t alloc_fn;
+	json_free_t free_fn;
+	json_get_alloc_funcs(&alloc_fn, &free_fn);
 	kms_error err;
 	kms_status st = kms_put_key_policy(client, key, text, &err);
-	free(text);
+	free_fn(text);
 	return st == KMS_OK ? CLI_EXIT_OK : cli_report(cli, &err);
 }
 
