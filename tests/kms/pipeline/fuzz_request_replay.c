@@ -58,6 +58,10 @@ static const char *seed_string(const char *field)
 		return "{\"Version\":\"2012-10-17\",\"Statement\":[]}";
 	if (!strcmp(field, "page_token"))
 		return "";
+	if (!strcmp(field, "access_key_id"))
+		return "AKAAAAAAAAAAAAAAAAAAAA";
+	if (!strcmp(field, "grant_id"))
+		return "GRAAAAAAAAAAAAAAAAAAAA";
 	if (!strcmp(field, "key"))
 		return "tenant";
 	if (!strcmp(field, "value"))
@@ -92,12 +96,22 @@ static void seed_field(arena *a, ProtobufCMessage *m, const ProtobufCFieldDescri
 	if (f->label == PROTOBUF_C_LABEL_REPEATED) {
 		size_t n = f->type == PROTOBUF_C_TYPE_STRING ? 1 :
 		           !strcmp(f->name, "items") ? SEED_ITEMS : SEED_PAIRS;
+		if (f->type == PROTOBUF_C_TYPE_ENUM) {
+			/* One value, the first after UNSPECIFIED (roles: ADMIN). */
+			int *values = seed_alloc(a, sizeof *values);
+			values[0] = 1;
+			*(size_t *)((char *)m + f->quantifier_offset) = 1;
+			*(int **)member = values;
+			return;
+		}
 		if (f->type != PROTOBUF_C_TYPE_MESSAGE && f->type != PROTOBUF_C_TYPE_STRING)
 			return;
 		void **items = seed_alloc(a, n * sizeof *items);
 		for (size_t i = 0; i < n; i++) {
 			if (f->type == PROTOBUF_C_TYPE_STRING) {
-				items[i] = (void *)"environment";
+				/* A grant's operations are operation names. */
+				items[i] = (void *)(!strcmp(f->name, "operations") ? "encrypt"
+				                                                    : "environment");
 			} else {
 				ProtobufCMessage *item = seed_message(a, f->descriptor, depth + 1);
 				/* Context keys must differ. */
