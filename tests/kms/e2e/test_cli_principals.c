@@ -216,6 +216,11 @@ static void access_key_commands(void **state)
 	assert_int_equal(strlen(secret), 64);
 	assert_int_equal(strspn(secret, "0123456789abcdef"), 64);
 	free(text);
+	/* The clients load it as it is (docs/request-signing.md, "Credentials
+	 * file"): a file they could not use fails before any request. */
+	r = ADMIN("--credentials", path, "health");
+	expect(&r, 0, NULL, NULL, "kms-admin --credentials with the written file");
+	run_bin_free(&r);
 
 	/* Without --output: stdout once, the warning on stderr, no secret there. */
 	r = ADMIN("access-key", "create", "batch-job");
