@@ -53,6 +53,8 @@ static char port_text[16];
 /* The right CA's client certificates outside their validity period. */
 static char expired_cert[700], expired_key[700];
 static char future_cert[700], future_key[700];
+/* Issued the same way, valid 2020 to 2090: only the dates differ. */
+static char dated_cert[700], dated_key[700];
 
 /* Writes x (and k, mode 0600) as PEM to crt_path and key_path. */
 static bool write_pem(const char *crt_path, const char *key_path, X509 *x, EVP_PKEY *k)
@@ -148,10 +150,14 @@ static int start(void **state)
 	snprintf(expired_key, sizeof expired_key, "%s/tls/expired.key", H.dir);
 	snprintf(future_cert, sizeof future_cert, "%s/tls/future.crt", H.dir);
 	snprintf(future_key, sizeof future_key, "%s/tls/future.key", H.dir);
+	snprintf(dated_cert, sizeof dated_cert, "%s/tls/dated.crt", H.dir);
+	snprintf(dated_key, sizeof dated_key, "%s/tls/dated.key", H.dir);
 	if (!issue_dated(tls_dir, 9001, "20200101000000Z", "20200201000000Z", expired_cert,
 	                 expired_key) ||
 	    !issue_dated(tls_dir, 9002, "20900101000000Z", "20910101000000Z", future_cert,
-	                 future_key))
+	                 future_key) ||
+	    !issue_dated(tls_dir, 9003, "20200101000000Z", "20900101000000Z", dated_cert,
+	                 dated_key))
 		return -1;
 	snprintf(port_text, sizeof port_text, "%d", H.tls_port);
 	return 0;
@@ -306,6 +312,22 @@ static void client_certificate_from_another_ca(void **state)
 	expect_tls_failure(args, want, "certificate refused in the handshake");
 }
 
+/* The control for the two below: a certificate issued as they are, within
+ * its period, is taken, so what kmsd refuses in them is the dates. */
+static void dated_certificate_in_its_period_works(void **state)
+{
+	(void)state;
+	const char *args[] = { ENDPOINT, "--ca", ca, "--cert", dated_cert, "--cert-key",
+	                       dated_key, CALL, NULL };
+	char *out, *err;
+	int code = admin(args, &out, &err);
+	if (code != 0 || !strstr(out, "hsm:"))
+		fail_msg("health with %s: exit %d\nstdout: %s\nstderr: %s", dated_cert, code,
+		         out, err);
+	free(out);
+	free(err);
+}
+
 /* Signed by the right CA but past its notAfter: kmsd refuses it in the
  * handshake, and the line says it expired, not that the CA is wrong. */
 static void expired_client_certificate(void **state)
@@ -387,6 +409,7 @@ int main(void)
 		cmocka_unit_test(ip_address_not_a_dns_name),
 		cmocka_unit_test(wrong_ca),
 		cmocka_unit_test(client_certificate_from_another_ca),
+		cmocka_unit_test(dated_certificate_in_its_period_works),
 		cmocka_unit_test(expired_client_certificate),
 		cmocka_unit_test(client_certificate_not_yet_valid),
 		cmocka_unit_test(nothing_listening),
