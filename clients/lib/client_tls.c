@@ -13,7 +13,8 @@
  *     names the cause: kmsd's certificate does not carry the server name
  *     (as a DNS name: mbedTLS matches no IP entries), is not signed by the
  *     CA given, or kmsd did not take the client certificate (none given,
- *     or not signed by a CA kmsd trusts).
+ *     expired or not yet valid by its own notAfter / notBefore, or not
+ *     signed by a CA kmsd trusts).
  *
  * Nothing is sent in the diagnostic handshake but the handshake itself.
  */
@@ -31,6 +32,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -184,6 +186,40 @@ static void describe_verify(const client_tls_dialer *t, long v, char *why, size_
 	}
 }
 
+/* when as "YYYY-MM-DD HH:MM:SS UTC" in out; false when it is not a time. */
+static bool format_time(const ASN1_TIME *when, char *out, size_t cap)
+{
+	struct tm tm;
+	return when && ASN1_TIME_to_tm(when, &tm) == 1 &&
+	       strftime(out, cap, "%Y-%m-%d %H:%M:%S UTC", &tm) > 0;
+}
+
+/* kmsd ended the handshake after seeing our certificate (mine: as loaded
+ * from t->cert_file): the cause in why. kmsd refuses a certificate outside
+ * its validity period whoever signed it, and that much the client can
+ * tell from its own copy; which CA kmsd trusts it cannot. */
+static void describe_refused(const client_tls_dialer *t, X509 *mine, char *why, size_t cap)
+{
+	char when[64];
+	const ASN1_TIME *not_after = mine ? X509_get0_notAfter(mine) : NULL;
+	const ASN1_TIME *not_before = mine ? X509_get0_notBefore(mine) : NULL;
+	if (not_after && X509_cmp_current_time(not_after) < 0 &&
+	    format_time(not_after, when, sizeof when)) {
+		snprintf(why, cap, "kmsd refused the client certificate %s: it expired "
+		         "on %s: issue a new one", t->cert_file, when);
+		return;
+	}
+	if (not_before && X509_cmp_current_time(not_before) > 0 &&
+	    format_time(not_before, when, sizeof when)) {
+		snprintf(why, cap, "kmsd refused the client certificate %s: it is not "
+		         "valid until %s: check this machine's clock, or issue one valid "
+		         "now", t->cert_file, when);
+		return;
+	}
+	snprintf(why, cap, "kmsd refused the client certificate %s: is it "
+	         "signed by kmsd's [tls] client_ca_file?", t->cert_file);
+}
+
 /* One handshake like NNG's, with OpenSSL; the cause in why, or false when
  * it could not tell (no connection, or the handshake went through). */
 static bool diagnose(const client_tls_dialer *t, int budget_ms, char *why, size_t cap)
@@ -233,8 +269,7 @@ static bool diagnose(const client_tls_dialer *t, int budget_ms, char *why, size_
 			snprintf(why, cap, "kmsd requires a client certificate: give "
 			         "--cert and --cert-key");
 		else
-			snprintf(why, cap, "kmsd refused the client certificate %s: is it "
-			         "signed by kmsd's [tls] client_ca_file?", t->cert_file);
+			describe_refused(t, SSL_CTX_get0_certificate(ctx), why, cap);
 		told = true;
 	}
 out:

@@ -229,7 +229,8 @@ static const struct {
 	const char *what; /* in kmsd's log */
 } tls_causes[TLS_CAUSES] = {
 	{ "auth", "certificate refused in the handshake (the client sent none, or "
-	          "one not signed by [tls] client_ca_file, or it refused kmsd's)" },
+	          "one expired, not yet valid or not signed by [tls] client_ca_file, "
+	          "or it refused kmsd's)" },
 	{ "disconnect", "closed by the client during the handshake" },
 	{ "proto", "not TLS or not the SP protocol" },
 	{ "timeout", "handshake timed out" },

@@ -13,7 +13,9 @@
  *     kmsd's log gains a line naming the cause category: no client
  *     certificate, a server name the certificate lacks (an IP address it
  *     lacks as a DNS name), a CA that did not sign kmsd's certificate, a
- *     client certificate from a CA kmsd does not trust; and nothing
+ *     client certificate from a CA kmsd does not trust, or one from the
+ *     right CA that has expired or is not valid yet (made here with
+ *     OpenSSL: notAfter in 2020, notBefore in 2090); and nothing
  *     listening is "connection refused", not a timeout.
  */
 #include <setjmp.h>
@@ -22,12 +24,18 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "tests/support/e2e_ops.h"
 #include "tests/support/harness.h"
@@ -42,6 +50,80 @@ static harness H;
 static char ca[700], cert[700], key[700];
 static char other_ca[700], other_cert[700], other_key[700]; /* another CA's */
 static char port_text[16];
+/* The right CA's client certificates outside their validity period. */
+static char expired_cert[700], expired_key[700];
+static char future_cert[700], future_key[700];
+/* Issued the same way, valid 2020 to 2090: only the dates differ. */
+static char dated_cert[700], dated_key[700];
+
+/* Writes x (and k, mode 0600) as PEM to crt_path and key_path. */
+static bool write_pem(const char *crt_path, const char *key_path, X509 *x, EVP_PKEY *k)
+{
+	FILE *f = fopen(crt_path, "w");
+	bool ok = f && PEM_write_X509(f, x) == 1;
+	if (f && fclose(f) != 0)
+		ok = false;
+	if (!ok)
+		return false;
+	int fd = open(key_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (!f && fd >= 0)
+		close(fd);
+	ok = f && PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL) == 1;
+	if (f && fclose(f) != 0)
+		ok = false;
+	return ok;
+}
+
+/* A client certificate (new P-256 key) signed by the harness's CA
+ * (dir/ca.crt, dir/ca.key) valid from not_before to not_after
+ * ("YYYYMMDDHHMMSSZ"), as scripts/make-certs issues one but for the dates;
+ * written to crt_path and key_path. */
+static bool issue_dated(const char *dir, long serial, const char *not_before,
+                        const char *not_after, const char *crt_path, const char *key_path)
+{
+	char path[800];
+	X509 *ca_crt = NULL, *x = NULL;
+	EVP_PKEY *ca_key = NULL, *k = NULL;
+	X509_EXTENSION *eku = NULL;
+	bool ok = false;
+	snprintf(path, sizeof path, "%s/ca.crt", dir);
+	FILE *f = fopen(path, "r");
+	if (f) {
+		ca_crt = PEM_read_X509(f, NULL, NULL, NULL);
+		fclose(f);
+	}
+	snprintf(path, sizeof path, "%s/ca.key", dir);
+	if ((f = fopen(path, "r"))) {
+		ca_key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+		fclose(f);
+	}
+	if (!ca_crt || !ca_key || !(k = EVP_EC_gen("P-256")) || !(x = X509_new()))
+		goto out;
+	X509V3_CTX v3;
+	X509V3_set_ctx(&v3, ca_crt, x, NULL, NULL, 0);
+	X509_NAME *name = X509_get_subject_name(x);
+	if (X509_set_version(x, 2) != 1 ||
+	    ASN1_INTEGER_set(X509_get_serialNumber(x), serial) != 1 ||
+	    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+	                               (const unsigned char *)"kms-dated-client", -1, -1,
+	                               0) != 1 ||
+	    X509_set_issuer_name(x, X509_get_subject_name(ca_crt)) != 1 ||
+	    ASN1_TIME_set_string_X509(X509_getm_notBefore(x), not_before) != 1 ||
+	    ASN1_TIME_set_string_X509(X509_getm_notAfter(x), not_after) != 1 ||
+	    X509_set_pubkey(x, k) != 1 ||
+	    !(eku = X509V3_EXT_conf_nid(NULL, &v3, NID_ext_key_usage, "clientAuth")) ||
+	    X509_add_ext(x, eku, -1) != 1 || X509_sign(x, ca_key, EVP_sha256()) <= 0)
+		goto out;
+	ok = write_pem(crt_path, key_path, x, k);
+out:
+	X509_EXTENSION_free(eku);
+	X509_free(x);
+	EVP_PKEY_free(k);
+	X509_free(ca_crt);
+	EVP_PKEY_free(ca_key);
+	return ok;
+}
 
 static int start(void **state)
 {
@@ -61,6 +143,22 @@ static int start(void **state)
 	snprintf(other_ca, sizeof other_ca, "%s/other-tls/ca.crt", H.dir);
 	snprintf(other_cert, sizeof other_cert, "%s/other-tls/client.crt", H.dir);
 	snprintf(other_key, sizeof other_key, "%s/other-tls/client.key", H.dir);
+	/* The right CA's, expired in 2020 and valid only from 2090. */
+	char tls_dir[700];
+	snprintf(tls_dir, sizeof tls_dir, "%s/tls", H.dir);
+	snprintf(expired_cert, sizeof expired_cert, "%s/tls/expired.crt", H.dir);
+	snprintf(expired_key, sizeof expired_key, "%s/tls/expired.key", H.dir);
+	snprintf(future_cert, sizeof future_cert, "%s/tls/future.crt", H.dir);
+	snprintf(future_key, sizeof future_key, "%s/tls/future.key", H.dir);
+	snprintf(dated_cert, sizeof dated_cert, "%s/tls/dated.crt", H.dir);
+	snprintf(dated_key, sizeof dated_key, "%s/tls/dated.key", H.dir);
+	if (!issue_dated(tls_dir, 9001, "20200101000000Z", "20200201000000Z", expired_cert,
+	                 expired_key) ||
+	    !issue_dated(tls_dir, 9002, "20900101000000Z", "20910101000000Z", future_cert,
+	                 future_key) ||
+	    !issue_dated(tls_dir, 9003, "20200101000000Z", "20900101000000Z", dated_cert,
+	                 dated_key))
+		return -1;
 	snprintf(port_text, sizeof port_text, "%d", H.tls_port);
 	return 0;
 }
@@ -214,6 +312,47 @@ static void client_certificate_from_another_ca(void **state)
 	expect_tls_failure(args, want, "certificate refused in the handshake");
 }
 
+/* The control for the two below: a certificate issued as they are, within
+ * its period, is taken, so what kmsd refuses in them is the dates. */
+static void dated_certificate_in_its_period_works(void **state)
+{
+	(void)state;
+	const char *args[] = { ENDPOINT, "--ca", ca, "--cert", dated_cert, "--cert-key",
+	                       dated_key, CALL, NULL };
+	char *out, *err;
+	int code = admin(args, &out, &err);
+	if (code != 0 || !strstr(out, "hsm:"))
+		fail_msg("health with %s: exit %d\nstdout: %s\nstderr: %s", dated_cert, code,
+		         out, err);
+	free(out);
+	free(err);
+}
+
+/* Signed by the right CA but past its notAfter: kmsd refuses it in the
+ * handshake, and the line says it expired, not that the CA is wrong. */
+static void expired_client_certificate(void **state)
+{
+	(void)state;
+	const char *args[] = { ENDPOINT, "--ca", ca, "--cert", expired_cert, "--cert-key",
+	                       expired_key, CALL, NULL };
+	char want[800];
+	snprintf(want, sizeof want, "kmsd refused the client certificate %s: it expired on "
+	         "2020-02-01 00:00:00 UTC", expired_cert);
+	expect_tls_failure(args, want, "certificate refused in the handshake");
+}
+
+/* Signed by the right CA, notBefore in the future: refused the same way. */
+static void client_certificate_not_yet_valid(void **state)
+{
+	(void)state;
+	const char *args[] = { ENDPOINT, "--ca", ca, "--cert", future_cert, "--cert-key",
+	                       future_key, CALL, NULL };
+	char want[800];
+	snprintf(want, sizeof want, "kmsd refused the client certificate %s: it is not valid "
+	         "until 2090-01-01 00:00:00 UTC", future_cert);
+	expect_tls_failure(args, want, "certificate refused in the handshake");
+}
+
 static void nothing_listening(void **state)
 {
 	(void)state;
@@ -270,6 +409,9 @@ int main(void)
 		cmocka_unit_test(ip_address_not_a_dns_name),
 		cmocka_unit_test(wrong_ca),
 		cmocka_unit_test(client_certificate_from_another_ca),
+		cmocka_unit_test(dated_certificate_in_its_period_works),
+		cmocka_unit_test(expired_client_certificate),
+		cmocka_unit_test(client_certificate_not_yet_valid),
 		cmocka_unit_test(nothing_listening),
 		cmocka_unit_test(next_endpoint_after_a_stale_socket),
 	};
