@@ -159,6 +159,11 @@ kms_status keyring_open(hsm *h, const char *data_dir, const keyring_config *cfg,
  * on every thread. Unused reserved GCM uses are simply lost. NULL is ok. */
 void keyring_close(keyring *kr);
 
+/* The keyring's store, for the parts of kmsd that read principals and
+ * access keys (kms/authz/authz_keys.h, the pipeline's caller step). Valid
+ * until keyring_close. */
+store *keyring_store(keyring *kr);
+
 /* Destroys keys whose deletion date is <= now, finishes destructions that
  * failed earlier, and rotates ENABLED keys whose next rotation is <= now; at
  * most KEYRING_TICK_BATCH of each per call. Logs each action to stderr.
