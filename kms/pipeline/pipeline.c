@@ -253,12 +253,8 @@ static kms_status load_principal(op_ctx *ctx, caller *who)
 		kms_error_clear();
 		return KMS_OK;
 	}
-	if (st != KMS_OK) {
-		kms_log("error", "request %s: principal %s: %s", ctx->request_id, who->principal,
-		        kms_error_message());
-		return KMS_FAIL(KMS_UNAVAILABLE, "request %s: the caller's principal could not be "
-		                "read now: retry", ctx->request_id);
-	}
+	if (st != KMS_OK)
+		return st; /* the store's own line (fail closed) */
 	who->principal_found = true;
 	who->roles = p.roles;
 	who->principal_disabled = p.state == PRINCIPAL_STATE_DISABLED;
