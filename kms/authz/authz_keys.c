@@ -1,7 +1,7 @@
 /*
  * authz_keys.c: the store-backed access key source (authz_keys.h).
  *
- * The cache is a fixed array of AUTHZ_KEYS_CACHE_MAX slots, searched
+ * The cache is a fixed array of slots (AUTHZ_KEYS_CACHE_MAX in kmsd), searched
  * linearly under one mutex (a bounded scan of ids; the HSM unwrap and the
  * store reads happen outside the lock). Each slot's secret lives in one
  * locked block at slot * AUTHZ_SECRET_LEN. A slot handed out is pinned
@@ -33,8 +33,9 @@ struct authz_keys {
 	store *st;
 	hsm *h;
 	pthread_mutex_t lock;
-	keys_slot slots[AUTHZ_KEYS_CACHE_MAX];
-	uint8_t *secrets; /* AUTHZ_KEYS_CACHE_MAX * AUTHZ_SECRET_LEN, locked */
+	size_t cap;       /* slots */
+	keys_slot *slots;
+	uint8_t *secrets; /* cap * AUTHZ_SECRET_LEN, locked */
 	uint64_t tick;
 	size_t cached, unwraps;
 };
@@ -43,15 +44,25 @@ _Static_assert(AUTHZ_SECRET_LEN == KMS_SIGN_SECRET_LEN, "one secret length");
 
 kms_status authz_keys_open(store *st, hsm *h, authz_keys **out)
 {
+	return authz_keys_open_capped(st, h, AUTHZ_KEYS_CACHE_MAX, out);
+}
+
+kms_status authz_keys_open_capped(store *st, hsm *h, size_t cap, authz_keys **out)
+{
 	*out = NULL;
 	KMS_ENSURE(st && h, KMS_INVALID_ARGUMENT, "authz keys: a store and an HSM are required");
+	KMS_ENSURE(cap >= 1 && cap <= AUTHZ_KEYS_CACHE_MAX, KMS_INVALID_ARGUMENT,
+	           "authz keys: the cache holds 1 to %d secrets", AUTHZ_KEYS_CACHE_MAX);
 	authz_keys *k = calloc(1, sizeof *k);
 	KMS_ENSURE(k, KMS_INTERNAL, "authz keys: out of memory");
-	k->secrets = kms_secure_alloc((size_t)AUTHZ_KEYS_CACHE_MAX * AUTHZ_SECRET_LEN);
+	k->cap = cap;
+	k->slots = calloc(cap, sizeof *k->slots);
+	k->secrets = k->slots ? kms_secure_alloc(cap * AUTHZ_SECRET_LEN) : NULL;
 	if (!k->secrets) {
+		free(k->slots);
 		free(k);
-		return KMS_FAIL(KMS_INTERNAL, "authz keys: no locked memory for %d access key "
-		                "secrets: raise [limits] max_locked_bytes", AUTHZ_KEYS_CACHE_MAX);
+		return KMS_FAIL(KMS_INTERNAL, "authz keys: no locked memory for %zu access key "
+		                "secrets: raise [limits] max_locked_bytes", cap);
 	}
 	pthread_mutex_init(&k->lock, NULL);
 	k->st = st;
@@ -66,6 +77,7 @@ void authz_keys_close(authz_keys *k)
 		return;
 	kms_secure_free(k->secrets); /* wipes */
 	pthread_mutex_destroy(&k->lock);
+	free(k->slots);
 	free(k);
 }
 
@@ -77,7 +89,7 @@ static uint8_t *slot_secret(authz_keys *k, size_t i)
 /* Under the lock: the slot caching id, pinned, or SIZE_MAX. */
 static size_t slot_take(authz_keys *k, const char *id)
 {
-	for (size_t i = 0; i < AUTHZ_KEYS_CACHE_MAX; i++)
+	for (size_t i = 0; i < k->cap; i++)
 		if (k->slots[i].id[0] && !strcmp(k->slots[i].id, id)) {
 			k->slots[i].refs++;
 			k->slots[i].used = ++k->tick;
@@ -91,7 +103,7 @@ static size_t slot_take(authz_keys *k, const char *id)
 static size_t slot_free(authz_keys *k)
 {
 	size_t best = SIZE_MAX;
-	for (size_t i = 0; i < AUTHZ_KEYS_CACHE_MAX; i++) {
+	for (size_t i = 0; i < k->cap; i++) {
 		if (!k->slots[i].id[0])
 			return i;
 		if (!k->slots[i].refs && (best == SIZE_MAX || k->slots[i].used < k->slots[best].used))
@@ -175,7 +187,7 @@ static void keys_release(void *ctx, authz_key *key)
 	if (!s)
 		return;
 	uintptr_t at = (uintptr_t)s, base = (uintptr_t)k->secrets;
-	if (at >= base && at < base + (uintptr_t)AUTHZ_KEYS_CACHE_MAX * AUTHZ_SECRET_LEN) {
+	if (at >= base && at < base + (uintptr_t)k->cap * AUTHZ_SECRET_LEN) {
 		pthread_mutex_lock(&k->lock);
 		k->slots[(at - base) / AUTHZ_SECRET_LEN].refs--;
 		pthread_mutex_unlock(&k->lock);

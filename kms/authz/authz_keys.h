@@ -37,6 +37,10 @@ typedef struct authz_keys authz_keys;
  * Neither st nor h is owned: close this before them. */
 kms_status authz_keys_open(store *st, hsm *h, authz_keys **out) KMS_MUST_USE;
 
+/* The same with room for cap secrets (1..AUTHZ_KEYS_CACHE_MAX), for tests
+ * of eviction. */
+kms_status authz_keys_open_capped(store *st, hsm *h, size_t cap, authz_keys **out) KMS_MUST_USE;
+
 /* Wipes every cached secret. No lookup may be in flight. NULL is ignored. */
 void authz_keys_close(authz_keys *k);
 
