@@ -350,6 +350,7 @@ kms_status audit_entry_build_refusal(const audit_refusal *r, char **out, size_t 
 	bad |= json_object_set_new(e, "time", json_string(last));
 	bad |= json_object_set_new(e, "request_id", json_string(""));
 	bad |= json_object_set_new(e, "principal", json_string(r->principal));
+	bad |= json_object_set_new(e, "access_key_id", json_string(""));
 	bad |= json_object_set_new(e, "source", json_string(r->source));
 	bad |= json_object_set_new(e, "operation", json_string(""));
 	bad |= json_object_set_new(e, "key_id", json_string(""));
