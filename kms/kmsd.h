@@ -16,6 +16,8 @@ typedef struct keyring keyring;
 typedef struct audit_log audit_log;
 typedef struct refusals refusals;
 typedef struct server server;
+typedef struct authz_keys authz_keys;
+typedef struct authz_verifier authz_verifier;
 
 /* The one version of the tree: project(VERSION) in CMakeLists.txt, given to
  * every target as KMS_VERSION (kmsd, libkmsclient, the CLIs). */
@@ -28,6 +30,8 @@ typedef struct kmsd {
 	audit_log *audit; /* NULL until the audit log is configured */
 	refusals *refusals; /* pre-authentication refusals (pipeline/refusals.h); may be NULL */
 	server *transport;  /* the listeners (transport/server.h), for /healthz; may be NULL */
+	authz_keys *authz_keys;         /* access keys from the store (authz/authz_keys.h) */
+	authz_verifier *authz_verifier; /* signed requests' checks (authz/authz_verify.h) */
 	int64_t started_at; /* unix seconds */
 	atomic_bool draining;
 } kmsd;

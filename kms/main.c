@@ -22,9 +22,12 @@
 #include "common/secmem_cap.h"
 #include "hsm/hsm.h"
 #include "kms/keys/keyring.h"
-#include "kms/authz/authz_secrets.h"
 #include "kms/kmsd.h"
+#include "kms/kmsd_bootstrap.h"
 #include "kms/kmsd_check.h"
+#include "kms/authz/authz_keys.h"
+#include "kms/authz/authz_secrets.h"
+#include "kms/authz/authz_verify.h"
 #include <kms/secmem.h>
 
 #include "kms/audit/audit.h"
@@ -75,12 +78,46 @@ static kms_status raise_open_files(const kmsd_config *cfg)
 	return KMS_OK;
 }
 
+/* The signed-request checks: access keys from the store, the verifier. */
+static kms_status open_authz(kmsd *d)
+{
+	bool created = false;
+	KMS_GUARD(authz_secrets_key_ensure(d->hsm, &created));
+	if (created)
+		kms_log("info", "created the access key secret wrapping key on token \"%s\"",
+		        d->cfg.hsm_token_label);
+	KMS_GUARD(authz_keys_open(keyring_store(d->keyring), d->hsm, &d->authz_keys));
+	authz_verify_config vc = { .keys = authz_keys_source(d->authz_keys) };
+	return authz_verifier_open(&vc, &d->authz_verifier);
+}
+
+/* Debian 12's NNG 1.5.2 cannot say which certificate a TLS pipe presented,
+ * so a principal's cert_name cannot be checked: said once, at start. */
+static void log_cn_binding(const kmsd_config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_listen; i++)
+		if (!strncmp(cfg->listen[i], "tls+tcp://", 10)) {
+			kms_log("warn", "tls+tcp:// listener: the client certificate's CN is not bound "
+			        "to the principal (a principal's cert_name is not enforced): this "
+			        "NNG cannot report which certificate a connection presented, so the "
+			        "certificate only admits the peer and each request's signature names "
+			        "the principal");
+			return;
+		}
+}
+
 static int usage(FILE *to)
 {
 	fprintf(to, "usage: kmsd -c CONFIG [--check]\n"
+	            "       kmsd -c CONFIG --bootstrap-admin NAME --credentials-out FILE "
+	            "[--roles admin,app,auditor]\n"
 	            "  -c CONFIG  the INI config file (see docs/config.md)\n"
 	            "  --check    validate the config, log in to the HSM, look at the data dir\n"
 	            "             and exit; changes nothing, so it may run beside a live kmsd\n"
+	            "  --bootstrap-admin NAME  on a fresh data dir (no principal yet, kmsd not\n"
+	            "             running): create principal NAME (roles: --roles, default admin)\n"
+	            "             and one access key, write its credentials to FILE (mode 0600)\n"
+	            "             and exit\n"
 	            "  --version  print kmsd's version and exit\n");
 	return to == stderr ? 2 : 0;
 }
@@ -129,11 +166,18 @@ int main(int argc, char **argv)
 {
 	const char *config_path = NULL;
 	bool check_only = false;
+	const char *bootstrap_name = NULL, *credentials_out = NULL, *roles_text = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "-c") && i + 1 < argc)
 			config_path = argv[++i];
 		else if (!strcmp(argv[i], "--check"))
 			check_only = true;
+		else if (!strcmp(argv[i], "--bootstrap-admin") && i + 1 < argc)
+			bootstrap_name = argv[++i];
+		else if (!strcmp(argv[i], "--credentials-out") && i + 1 < argc)
+			credentials_out = argv[++i];
+		else if (!strcmp(argv[i], "--roles") && i + 1 < argc)
+			roles_text = argv[++i];
 		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
 			return usage(stdout);
 		else if (!strcmp(argv[i], "--version"))
@@ -143,6 +187,18 @@ int main(int argc, char **argv)
 	}
 	if (!config_path)
 		return usage(stderr);
+	if ((credentials_out || roles_text) && !bootstrap_name)
+		return usage(stderr);
+	if (bootstrap_name && (!credentials_out || check_only)) {
+		fprintf(stderr, "kmsd: --bootstrap-admin needs --credentials-out FILE (and not "
+		        "--check)\n");
+		return 2;
+	}
+	uint32_t bootstrap_roles = PRINCIPAL_ROLE_ADMIN;
+	if (roles_text && kmsd_bootstrap_roles(roles_text, &bootstrap_roles) != KMS_OK) {
+		fprintf(stderr, "kmsd: %s\n", kms_error_message());
+		return 2;
+	}
 
 	harden_process();
 	/* Signals are taken by sigwait in this thread only. */
@@ -211,19 +267,25 @@ int main(int argc, char **argv)
 		exit_code = 0;
 		goto out;
 	}
+	if (bootstrap_name) {
+		char id[AUTHZ_ID_SIZE];
+		if (kmsd_bootstrap(&d.cfg, d.hsm, bootstrap_name, bootstrap_roles, credentials_out,
+		                   id) != KMS_OK) {
+			kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
+			goto out;
+		}
+		printf("principal %s\naccess_key_id %s\n", bootstrap_name, id);
+		exit_code = fflush(stdout) != 0;
+		goto out;
+	}
 	if (open_keyring(&d) != KMS_OK) {
 		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
 		goto out;
 	}
-	/* The HSM key that wraps access key secrets (docs/authorization.md). */
-	bool wrap_created = false;
-	if (authz_secrets_key_ensure(d.hsm, &wrap_created) != KMS_OK) {
+	if (open_authz(&d) != KMS_OK) {
 		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
 		goto out;
 	}
-	if (wrap_created)
-		kms_log("info", "created the access key secret wrapping key on token \"%s\"",
-		        d.cfg.hsm_token_label);
 	char audit_dir[KMSD_PATH_MAX + 16];
 	snprintf(audit_dir, sizeof audit_dir, "%s/audit", d.cfg.data_dir);
 	audit_config ac = {
@@ -250,6 +312,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	d.transport = srv;
+	log_cn_binding(&d.cfg);
 	if (d.cfg.http_url[0]) {
 		char public_dir[KMSD_PATH_MAX + 32];
 		snprintf(public_dir, sizeof public_dir, "%s/public", audit_dir);
@@ -298,9 +361,11 @@ out:
 	}
 	refusals_close(d.refusals); /* its counts are entries too */
 	audit_close(d.audit); /* after the workers: their entries are written first */
+	authz_verifier_close(d.authz_verifier); /* after the workers */
+	authz_keys_close(d.authz_keys);
 	keyring_close(d.keyring);
 	hsm_close(d.hsm);
-	if (exit_code == 0 && !check_only)
+	if (exit_code == 0 && !check_only && !bootstrap_name)
 		kms_log("info", "stopped");
 	return exit_code;
 }

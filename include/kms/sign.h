@@ -11,10 +11,9 @@
  *                                              e.g. "encrypt", "create_key")
  *                      lowercase hex SHA-256 of the serialized operation message
  *
- * There is no trailing newline. The client computes the MAC with this code.
- * kmsd does not read or verify credentials yet, on any transport
- * (docs/protocol.md, "The envelope"); when it does, it will verify with this
- * same code, so the two cannot drift apart.
+ * There is no trailing newline. The client computes the MAC with this code,
+ * and kmsd verifies every credential with this same code (on every
+ * transport; docs/request-signing.md), so the two cannot drift apart.
  * The serialized operation is the op submessage packed on its own, which is
  * byte-for-byte what sits inside the packed Request when protobuf-c packed it.
  * docs/request-signing.md gives every field's encoding and a test vector.

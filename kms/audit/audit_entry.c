@@ -212,6 +212,23 @@ static int batch_members(const op_ctx *ctx, json_t *e, size_t batch_items,
 	return bad;
 }
 
+/* The decision: {"decision", "reason", "detail"}. */
+static json_t *authz_json(const op_audit_info *a)
+{
+	json_t *o = json_object();
+	if (!o)
+		return NULL;
+	int bad = 0;
+	bad |= json_object_set_new(o, "decision", json_string(a->authz_decision));
+	bad |= json_object_set_new(o, "reason", json_string(a->authz_reason ? a->authz_reason : ""));
+	bad |= json_object_set_new(o, "detail", json_string(a->authz_detail));
+	if (bad) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
 static const char *phase_name(audit_phase phase)
 {
 	switch (phase) {
@@ -253,8 +270,12 @@ static kms_status build(const audit_facts *f, const entry_shape *shape, char **o
 	bad |= json_object_set_new(e, "request_id", json_string(ctx->request_id));
 	bad |= json_object_set_new(e, "principal",
 	                           json_string(ctx->caller ? ctx->caller->principal : ""));
+	bad |= json_object_set_new(e, "access_key_id",
+	                           json_string(ctx->caller ? ctx->caller->access_key_id : ""));
 	bad |= json_object_set_new(e, "source", json_string(ctx->caller ? ctx->caller->source : ""));
 	bad |= json_object_set_new(e, "operation", json_string(ctx->op ? ctx->op->name : ""));
+	if (ctx->audit.authz_decision)
+		bad |= json_object_set_new(e, "authz", authz_json(&ctx->audit));
 	if (phase_name(f->phase))
 		bad |= json_object_set_new(e, "phase", json_string(phase_name(f->phase)));
 	bad |= json_object_set_new(e, "key_id",
@@ -329,6 +350,7 @@ kms_status audit_entry_build_refusal(const audit_refusal *r, char **out, size_t 
 	bad |= json_object_set_new(e, "time", json_string(last));
 	bad |= json_object_set_new(e, "request_id", json_string(""));
 	bad |= json_object_set_new(e, "principal", json_string(r->principal));
+	bad |= json_object_set_new(e, "access_key_id", json_string(""));
 	bad |= json_object_set_new(e, "source", json_string(r->source));
 	bad |= json_object_set_new(e, "operation", json_string(""));
 	bad |= json_object_set_new(e, "key_id", json_string(""));

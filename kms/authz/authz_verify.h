@@ -24,7 +24,8 @@
  * (KMS_THROTTLED, retry after AUTHZ_REPLAY_SWEEP_SECONDS) and a key source
  * that failed (KMS_UNAVAILABLE); both fail closed.
  *
- * Not wired into the pipeline yet.
+ * kmsd's pipeline calls it for every request that carries a credential,
+ * with the access keys of kms/authz/authz_keys.h.
  */
 #ifndef KMS_AUTHZ_VERIFY_H
 #define KMS_AUTHZ_VERIFY_H

@@ -159,9 +159,10 @@ kms_status keyring_open(hsm *h, const char *data_dir, const keyring_config *cfg,
  * on every thread. Unused reserved GCM uses are simply lost. NULL is ok. */
 void keyring_close(keyring *kr);
 
-/* The store the keyring opened, for the handlers of principals, access keys
- * and grants (kms/ops/op_principals.c, op_grants.c), which keep no key
- * material of their own. Valid until keyring_close. */
+/* The keyring's store, for the parts of kmsd that keep no key material of
+ * their own: principals, access keys and grants (kms/ops/op_principals.c,
+ * op_grants.c, kms/authz/authz_keys.h, the pipeline's caller step). Valid
+ * until keyring_close. */
 store *keyring_store(keyring *kr);
 
 /* Destroys keys whose deletion date is <= now, finishes destructions that

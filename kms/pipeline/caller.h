@@ -4,8 +4,10 @@
  * On ipc:// the kernel reports the peer's uid, mapped to a principal by the
  * config's [ipc_principals]. On tls+tcp:// the client certificate is only a
  * gate (Debian's NNG cannot say which certificate a pipe presented), so the
- * principal is proven inside each request (docs/security.md, "Who may call"); until request
- * signing lands a TLS caller is "anonymous".
+ * principal is proven inside each request by its signature (docs/request-signing.md):
+ * an unsigned TLS request has no principal ("") and is refused. A signed
+ * request on any transport acts as its signer. The principal's roles and
+ * state are read from the store for every request (no cache).
  */
 #ifndef KMS_CALLER_H
 #define KMS_CALLER_H
@@ -25,7 +27,7 @@ typedef struct caller {
 	uint64_t uid;
 	bool tls_verified;  /* the peer presented a certificate our CA signed */
 	char source[96];    /* "ipc uid=1000", "tls 127.0.0.1:41234" */
-	char principal[64]; /* resolved name, "anonymous" when none */
+	char principal[64]; /* resolved name, "" when none (TLS unsigned) */
 	bool principal_found;     /* principal names a store principal that is not DELETED */
 	uint32_t roles;           /* its PRINCIPAL_ROLE_* bits (0 when not found) */
 	bool principal_disabled;  /* its state is DISABLED */

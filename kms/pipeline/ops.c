@@ -607,6 +607,14 @@ size_t ops_index(const op_entry *op)
 	return (size_t)(op - op_table);
 }
 
+void op_note_authz(op_ctx *ctx, const char *decision, const char *reason, const char *detail)
+{
+	ctx->audit.authz_decision = decision;
+	ctx->audit.authz_reason = reason;
+	snprintf(ctx->audit.authz_detail, sizeof ctx->audit.authz_detail, "%s",
+	         detail ? detail : "");
+}
+
 void op_note_key(op_ctx *ctx, const char *key_id, uint32_t key_version)
 {
 	/* The slot holds any valid reference whole; a cut one could name

@@ -82,6 +82,14 @@ typedef struct op_audit_info {
 	 * (Decrypt's one answer for every blob that does not open), for the
 	 * entry only; NULL: the reply's own message. Arena memory. */
 	const char *error;
+	/* The authorization decision, for the entry's `authz` object: NULL
+	 * decision: no object (nothing was decided). decision is "allow" or
+	 * "deny", reason a stable token ("bad_mac", "unsigned_tls", ...),
+	 * detail one line with ids and figures, never a secret or a MAC.
+	 * Set through op_note_authz. */
+	const char *authz_decision;
+	const char *authz_reason;
+	char authz_detail[192];
 } op_audit_info;
 
 /* One request in flight on one worker. */
@@ -148,6 +156,10 @@ const op_entry *ops_find(Kms__Request__OpCase op);
 /* Rows by position (NULL past the end), and a row's position. */
 const op_entry *ops_at(size_t i);
 size_t ops_index(const op_entry *op);
+
+/* Records the authorization decision for the audit entry's `authz` object
+ * (op_audit_info above); decision and reason must be static strings. */
+void op_note_authz(op_ctx *ctx, const char *decision, const char *reason, const char *detail);
 
 /* Records the key a request used (or named) for its audit entry. */
 void op_note_key(op_ctx *ctx, const char *key_id, uint32_t key_version);

@@ -10,6 +10,9 @@
 #include <kms/secmem.h>
 
 #include "kms/audit/audit.h"
+#include "kms/authz/authz_verify.h"
+#include "kms/keys/keyring.h"
+#include "kms/store/store.h"
 #include "kms/audit/audit_entry.h"
 #include "common/log.h"
 #include "common/error.h"
@@ -121,15 +124,14 @@ static kms_status resolve_caller(op_ctx *ctx, const pipeline_peer *peer, caller 
 			         (unsigned long long)peer->uid);
 		break;
 	}
-	case CALLER_TLS:
+	case CALLER_TLS: /* no principal until a signature names one */
 		snprintf(who->source, sizeof who->source, "tls %s", peer->remote);
-		snprintf(who->principal, sizeof who->principal, "anonymous");
 		break;
 	case CALLER_TCP:
 		snprintf(who->source, sizeof who->source, "tcp %s (insecure)", peer->remote);
-		snprintf(who->principal, sizeof who->principal, "anonymous");
 		break;
 	}
+	who->ipc_root = peer->transport == CALLER_IPC && peer->has_uid && peer->uid == 0;
 	ctx->caller = who;
 	return KMS_OK;
 }
@@ -179,6 +181,84 @@ void pipeline_refuse_peer_later(kmsd *d, const pipeline_peer *peer, const char *
 	caller who;
 	if (resolve_caller(&ctx, peer, &who) == KMS_OK)
 		refusals_count(d, &who, reason);
+}
+
+/* Step 2b, on the bytes as received (before they are wiped): who signed
+ * the request. A signed request acts as its signer on every transport; an
+ * unsigned one keeps the ipc mapping, and is refused on tls+tcp:// and
+ * plain tcp://. The client learns only that the signature was not
+ * accepted; the audit entry and the log get the precise reason. */
+static kms_status verify_credential(op_ctx *ctx, const uint8_t *bytes, size_t len,
+                                    const Kms__Request *req, caller *who)
+{
+	const char *op = ctx->op->name;
+	if (!req->credential) {
+		if (who->transport == CALLER_IPC)
+			return KMS_OK;
+		const char *reason = who->transport == CALLER_TLS ? "unsigned_tls" : "unsigned_tcp";
+		char detail[128];
+		snprintf(detail, sizeof detail, "unsigned request over %s",
+		         who->transport == CALLER_TLS ? "tls+tcp://" : "tcp://");
+		op_note_authz(ctx, "deny", reason, detail);
+		kms_log("warn", "request %s (%s) from %s refused: %s (%s)", req->request_id, op,
+		        who->source, reason, detail);
+		return KMS_FAIL(KMS_ACCESS_DENIED, "request %s: access denied for %s: requests over "
+		                "%s must be signed: give the client an access key (credentials file)",
+		                req->request_id, op,
+		                who->transport == CALLER_TLS ? "tls+tcp://" : "tcp://");
+	}
+	authz_verdict v;
+	memset(&v, 0, sizeof v);
+	kms_status st;
+	if (ctx->d->authz_verifier) {
+		st = authz_verify(ctx->d->authz_verifier, bytes, len, req, &v);
+	} else { /* fail closed */
+		st = v.status = KMS_UNAVAILABLE;
+		v.reason = AUTHZ_KEY_LOOKUP_FAILED;
+		snprintf(v.detail, sizeof v.detail, "kmsd has no request verifier");
+	}
+	kms_error_clear();
+	if (st == KMS_OK) {
+		snprintf(who->principal, sizeof who->principal, "%s", v.principal);
+		snprintf(who->access_key_id, sizeof who->access_key_id, "%s", v.access_key_id);
+		return KMS_OK;
+	}
+	const char *reason = authz_reason_name(v.reason);
+	op_note_authz(ctx, "deny", reason, v.detail);
+	kms_log("warn", "request %s (%s) from %s: signed request refused: %s (%s)",
+	        req->request_id, op, who->source, reason, v.detail);
+	if (st == KMS_THROTTLED) /* merge: P3 puts v.retry_after_ms in the Response */
+		return KMS_FAIL(KMS_THROTTLED, "request %s: too many signed requests to check "
+		                "for replay: retry after %u ms", req->request_id, v.retry_after_ms);
+	if (st == KMS_UNAVAILABLE)
+		return KMS_FAIL(KMS_UNAVAILABLE, "request %s: the request's access key could not "
+		                "be checked now: retry", req->request_id);
+	return KMS_FAIL(KMS_ACCESS_DENIED, "request %s: access denied for %s: the request's "
+	                "signature was not accepted", req->request_id, op);
+}
+
+/* Step 2c, for every request: the principal's roles and state, fresh from
+ * the store (no cache: a change is seen by the next request). An unknown
+ * or deleted principal is not found; the decision denies it. */
+static kms_status load_principal(op_ctx *ctx, caller *who)
+{
+	who->principal_found = false;
+	who->roles = 0;
+	who->principal_disabled = false;
+	if (!who->principal[0] || !ctx->d->keyring)
+		return KMS_OK;
+	store_principal p;
+	kms_status st = store_principal_get(keyring_store(ctx->d->keyring), who->principal, &p);
+	if (st == KMS_NOT_FOUND) {
+		kms_error_clear();
+		return KMS_OK;
+	}
+	if (st != KMS_OK)
+		return st; /* the store's own line (fail closed) */
+	who->principal_found = true;
+	who->roles = p.roles;
+	who->principal_disabled = p.state == PRINCIPAL_STATE_DISABLED;
+	return KMS_OK;
 }
 
 /* Step 3: may this caller run this operation on this key? Roles, key
@@ -304,7 +384,11 @@ kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
 		st = admit(&ctx, &refused);
 	if (st == KMS_OK)
 		st = decode(&ctx, request, len, raw_id, &req);
+	if (st == KMS_OK) /* on the bytes as received, so before the wipe */
+		st = verify_credential(&ctx, request, len, req, &who);
 	kms_wipe(request, len); /* the request may hold plaintext */
+	if (st == KMS_OK)
+		st = load_principal(&ctx, &who);
 	ctx.audit.request = req;
 	if (st == KMS_OK)
 		st = authorize(&ctx, req);

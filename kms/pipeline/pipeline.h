@@ -6,7 +6,11 @@
  *                certificate) is refused before anything is unpacked, and
  *                recorded with its burst (pipeline_refuse_peer, refusals.h)
  *   2. decode    size-checked protobuf unpack into the worker's arena, then
- *                the envelope and the operation's own fields validated
+ *                the envelope and the operation's own fields validated;
+ *                a credential is verified on the bytes as received (before
+ *                they are wiped) and names the principal (an unsigned
+ *                tls+tcp:// request is refused), whose roles and state are
+ *                then read from the store
  *   3. authorize roles and key policies (docs/security.md, "Who may call"): the place they
  *                land; not enforced yet (docs/security.md)
  *   4. handle    the operation's handler (op_*.c); a control-plane change

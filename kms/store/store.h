@@ -346,6 +346,10 @@ kms_status store_principal_create(store *st, const store_principal *p) KMS_MUST_
  * deleted (the tombstone is not returned). */
 kms_status store_principal_get(store *st, const char *name, store_principal *out) KMS_MUST_USE;
 
+/* Whether the store holds any principal at all, deleted ones included
+ * (kmsd --bootstrap-admin works only on a store with none). */
+kms_status store_principals_any(store *st, bool *any) KMS_MUST_USE;
+
 /* Up to cap principals (deleted ones not included) with name > after
  * ("" or NULL: from the start), ascending by name, malloc'ed (free()). */
 kms_status store_principal_list(store *st, const char *after, size_t cap,

@@ -139,6 +139,23 @@ kms_status store_principal_get(store *st, const char *name, store_principal *out
 	return status;
 }
 
+kms_status store_principals_any(store *st, bool *any)
+{
+	sqlite3_stmt *s;
+	*any = true; /* fail closed */
+	KMS_GUARD(store_stmt(st, S_PRINCIPAL_ANY, "SELECT EXISTS (SELECT 1 FROM principals)", &s));
+	int rc = sqlite3_step(s);
+	kms_status status;
+	if (rc == SQLITE_ROW) {
+		*any = sqlite3_column_int(s, 0) != 0;
+		status = KMS_OK;
+	} else {
+		status = store_fail(s, rc, "count principals", NULL);
+	}
+	store_stmt_done(s);
+	return status;
+}
+
 kms_status store_principal_list(store *st, const char *after, size_t cap,
                                 store_principal **out, size_t *n)
 {

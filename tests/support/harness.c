@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <kms/sign.h>
+
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/tls/tls.h>
 
@@ -65,6 +67,93 @@ static bool write_config(harness *h, const harness_options *o)
 	return fclose(f) == 0;
 }
 
+/* The credentials file's value of key, into out (cap bytes); false if none. */
+static bool credentials_value(const char *text, const char *key, char *out, size_t cap)
+{
+	size_t klen = strlen(key);
+	for (const char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		if (strncmp(line, key, klen) || strncmp(line + klen, " = ", 3))
+			continue;
+		const char *v = line + klen + 3;
+		size_t n = strcspn(v, "\n");
+		if (n >= cap)
+			return false;
+		memcpy(out, v, n);
+		out[n] = '\0';
+		return true;
+	}
+	return false;
+}
+
+/* `kmsd --bootstrap-admin`, bounded (60 s), then its credentials read back. */
+static bool bootstrap(harness *h, const char *kmsd)
+{
+	snprintf(h->credentials, sizeof h->credentials, "%s/credentials", h->dir);
+	snprintf(h->secret_file, sizeof h->secret_file, "%s/secret.hex", h->dir);
+	char out[700];
+	snprintf(out, sizeof out, "%s/bootstrap.out", h->dir);
+	unlink(h->credentials);
+	pid_t pid = fork();
+	if (pid < 0)
+		return false;
+	if (pid == 0) {
+		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (fd >= 0) {
+			dup2(fd, STDERR_FILENO);
+			dup2(fd, STDOUT_FILENO);
+		}
+		execl(kmsd, kmsd, "-c", h->config, "--bootstrap-admin", HARNESS_ADMIN,
+		      "--credentials-out", h->credentials, "--roles", "admin,app,auditor",
+		      (char *)NULL);
+		_exit(127);
+	}
+	int status = -1;
+	for (int i = 0; i < 6000 && waitpid(pid, &status, WNOHANG) != pid; i++)
+		sleep_ms(10);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, WNOHANG);
+		fprintf(stderr, "harness: kmsd --bootstrap-admin failed; see %s\n", out);
+		return false;
+	}
+	char *text = harness_read_file(h->credentials, NULL);
+	char hex[80];
+	bool ok = text && credentials_value(text, "access_key_id", h->access_key_id,
+	                                    sizeof h->access_key_id) &&
+	          credentials_value(text, "secret", hex, sizeof hex) && strlen(hex) == 64;
+	for (size_t i = 0; ok && i < 32; i++) {
+		unsigned b;
+		ok = sscanf(hex + 2 * i, "%2x", &b) == 1;
+		h->secret[i] = (uint8_t)b;
+	}
+	free(text);
+	FILE *f = ok ? fopen(h->secret_file, "w") : NULL;
+	ok = f && fprintf(f, "%s\n", hex) > 0;
+	if (f)
+		ok = fclose(f) == 0 && ok;
+	chmod(h->secret_file, 0600);
+	if (!ok) {
+		fprintf(stderr, "harness: cannot read the credentials in %s\n", h->credentials);
+		h->access_key_id[0] = '\0';
+	}
+	return ok;
+}
+
+bool harness_sign(harness *h, Kms__Request *req, int64_t timestamp, Kms__Credential *cred,
+                  uint8_t mac[32])
+{
+	kms__credential__init(cred);
+	if (!h->access_key_id[0] ||
+	    kms_sign_request_mac(req, h->secret, timestamp, mac) != KMS_OK)
+		return false;
+	cred->access_key_id = h->access_key_id;
+	cred->timestamp_unix = timestamp;
+	cred->mac.data = mac;
+	cred->mac.len = KMS_SIGN_MAC_LEN;
+	req->credential = cred;
+	return true;
+}
+
 bool harness_spawn(harness *h, const harness_options *opts)
 {
 	harness_options none = { 0 };
@@ -96,6 +185,8 @@ bool harness_spawn(harness *h, const harness_options *opts)
 		fprintf(stderr, "harness: cannot write %s\n", h->config);
 		return false;
 	}
+	if ((o->bootstrap || o->with_tls) && !h->access_key_id[0] && !bootstrap(h, kmsd))
+		return false;
 	pid_t pid = fork();
 	if (pid < 0)
 		return false;
@@ -226,6 +317,10 @@ Kms__Response *harness_call_on(harness *h, nng_socket s, Kms__Request *req)
 	}
 	if (req->schema_version == 0)
 		req->schema_version = KMS__SCHEMA_VERSION__SCHEMA_VERSION;
+	Kms__Credential cred;
+	uint8_t mac[KMS_SIGN_MAC_LEN];
+	bool signed_here = h->access_key_id[0] && !req->credential && req->op_case &&
+	                   harness_sign(h, req, (int64_t)time(NULL), &cred, mac);
 	size_t n = kms__request__get_packed_size(req);
 	uint8_t *buf = malloc(n ? n : 1);
 	kms__request__pack(req, buf);
@@ -240,6 +335,8 @@ Kms__Response *harness_call_on(harness *h, nng_socket s, Kms__Request *req)
 			nng_free(reply, len);
 		}
 	}
+	if (signed_here)
+		req->credential = NULL;
 	if (req->request_id == id)
 		req->request_id = NULL;
 	return resp;

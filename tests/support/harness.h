@@ -37,6 +37,14 @@ typedef struct harness {
 	nng_socket ipc;      /* REQ, dialled to ipc_url */
 	bool ipc_open;
 	unsigned request_seq;
+	/* With bootstrap (below): the first principal's credentials, as
+	 * `kmsd --bootstrap-admin` wrote them. While access_key_id is set,
+	 * harness_call and harness_call_on sign every request that carries no
+	 * credential yet. */
+	char credentials[600];    /* the credentials file */
+	char secret_file[600];    /* the secret alone, 64 hex digits (kms-admin --secret-file) */
+	char access_key_id[24];
+	uint8_t secret[32];
 } harness;
 
 typedef struct harness_options {
@@ -46,7 +54,15 @@ typedef struct harness_options {
 	unsigned workers;          /* default 4 */
 	const char *crash_at;      /* sets KMS_TEST_CRASH_AT for the daemon */
 	const char *data_subdir;   /* default "data" */
+	/* Runs `kmsd --bootstrap-admin test-admin --roles admin,app,auditor`
+	 * before the first start (a fresh data dir) and keeps its credentials
+	 * in the harness. with_tls implies it: requests over tls+tcp:// must be
+	 * signed. Later starts of the same harness reuse the credentials. */
+	bool bootstrap;
 } harness_options;
+
+/* The principal bootstrap creates. */
+#define HARNESS_ADMIN "test-admin"
 
 /* Writes the config and starts kmsd; returns once Health answers over ipc
  * (at most 15 s) or false with a reason on stderr. */
@@ -80,6 +96,11 @@ bool harness_tls_dial(harness *h, const char *url, bool with_client_cert, nng_so
 
 /* harness_call over any REQ socket. */
 Kms__Response *harness_call_on(harness *h, nng_socket s, Kms__Request *req);
+
+/* Signs req as h's bootstrap credentials at timestamp (unix seconds):
+ * sets req->credential to cred, whose mac points into mac. */
+bool harness_sign(harness *h, Kms__Request *req, int64_t timestamp, Kms__Credential *cred,
+                  uint8_t mac[32]);
 
 /* Convenience: create an AES key, return its id (static buffer per call site
  * is the caller's: out must hold 35 bytes). */

@@ -202,13 +202,17 @@ try:
     for i in range(1001):
         over.items.add(key_id=key_id, plaintext=b"x")
     invalid("a batch of 1001 items", c.request("batch_encrypt", over, "py-1001"), "py-1001")
-    # The credential is reserved and not verified: set or not, it changes nothing.
+    # A credential is verified on every transport: a malformed one is
+    # refused, and the reply does not say which check failed.
     req = c.request("health", health, "py-cred")
-    req.credential.access_key_id = "not-checked"
+    req.credential.access_key_id = "not-an-access-key"
     req.credential.mac = b"\x00" * 32
     r = c.send(req)
-    check("a credential is not verified yet (docs/protocol.md): Health still OK",
-          r.status == kms_pb2.OK, status_name(r))
+    check("a malformed credential: ACCESS_DENIED", r.status == kms_pb2.ACCESS_DENIED,
+          status_name(r))
+    check("a malformed credential: the reply does not say which check failed",
+          "signature was not accepted" in r.message and "malformed" not in r.message,
+          r.message)
     # ---- a ListKeys page is cut by bytes, not only by count ----
     # 230 keys of 50 full tags each (~20 KB of metadata a key) are more than
     # KMS_LIST_REPLY_BUDGET (4 MiB): limit 1000 must come back in pages.

@@ -228,6 +228,9 @@ static uint8_t *describe_request(uint32_t n, size_t *len)
 	req.request_id = id;
 	req.op_case = KMS__REQUEST__OP_DESCRIBE_KEY;
 	req.describe_key = &d;
+	Kms__Credential cred; /* over tls+tcp:// every request is signed */
+	uint8_t mac[32];
+	assert_true(harness_sign(&H, &req, (int64_t)time(NULL), &cred, mac));
 	*len = kms__request__get_packed_size(&req);
 	uint8_t *b = malloc(*len);
 	assert_non_null(b);

@@ -1,0 +1,35 @@
+/*
+ * kmsd_bootstrap.h: `kmsd --bootstrap-admin NAME --credentials-out FILE`,
+ * the first principal of a fresh data directory (docs/authorization.md,
+ * "Principals").
+ *
+ * It works only when the store holds no principal at all, deleted ones
+ * included; otherwise it refuses and changes nothing. It takes the data
+ * dir's lock (store.h), so kmsd must not be running. It makes sure the
+ * access key secret wrapping key is on the token, creates principal NAME
+ * (ENABLED, with roles) and one access key, and writes the credentials file
+ * (docs/request-signing.md, "Credentials file") mode 0600 through a temp
+ * file and a rename, refusing to replace an existing file. The secret goes
+ * only there: never to a log or stdout.
+ */
+#ifndef KMS_KMSD_BOOTSTRAP_H
+#define KMS_KMSD_BOOTSTRAP_H
+
+#include <stdint.h>
+
+#include <kms/status.h>
+
+#include "hsm/hsm.h"
+#include "kms/config.h"
+#include "kms/format/authz_names.h"
+
+/* Parses "admin,app,auditor" (any non-empty subset, each at most once) into
+ * PRINCIPAL_ROLE_* bits. KMS_INVALID_ARGUMENT naming the bad role. */
+kms_status kmsd_bootstrap_roles(const char *text, uint32_t *roles) KMS_MUST_USE;
+
+/* Creates the first principal and its access key and writes the
+ * credentials file out_path; its access key id into id. */
+kms_status kmsd_bootstrap(const kmsd_config *cfg, hsm *h, const char *name, uint32_t roles,
+                          const char *out_path, char id[static AUTHZ_ID_SIZE]) KMS_MUST_USE;
+
+#endif
