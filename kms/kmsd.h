@@ -16,6 +16,7 @@ typedef struct keyring keyring;
 typedef struct audit_log audit_log;
 typedef struct refusals refusals;
 typedef struct server server;
+typedef struct authz_enforce authz_enforce;
 
 /* The one version of the tree: project(VERSION) in CMakeLists.txt, given to
  * every target as KMS_VERSION (kmsd, libkmsclient, the CLIs). */
@@ -27,6 +28,7 @@ typedef struct kmsd {
 	keyring *keyring;
 	audit_log *audit; /* NULL until the audit log is configured */
 	refusals *refusals; /* pre-authentication refusals (pipeline/refusals.h); may be NULL */
+	authz_enforce *authz; /* the decision and rate limits (authz/authz_enforce.h) */
 	server *transport;  /* the listeners (transport/server.h), for /healthz; may be NULL */
 	int64_t started_at; /* unix seconds */
 	atomic_bool draining;

@@ -255,6 +255,18 @@ static kms_status build(const audit_facts *f, const entry_shape *shape, char **o
 	                           json_string(ctx->caller ? ctx->caller->principal : ""));
 	bad |= json_object_set_new(e, "source", json_string(ctx->caller ? ctx->caller->source : ""));
 	bad |= json_object_set_new(e, "operation", json_string(ctx->op ? ctx->op->name : ""));
+	/* The authorization decision (docs/authorization.md): never a policy's
+	 * contents, only which step, statement, grant or role decided. */
+	if (ctx->audit.authz_decision) {
+		bad |= json_object_set_new(e, "authz_decision",
+		                           json_string(ctx->audit.authz_decision));
+		bad |= json_object_set_new(e, "authz_reason",
+		                           json_string(ctx->audit.authz_reason
+		                                               ? ctx->audit.authz_reason : ""));
+		if (ctx->audit.authz_detail)
+			bad |= json_object_set_new(e, "authz_detail",
+			                           json_string(ctx->audit.authz_detail));
+	}
 	if (phase_name(f->phase))
 		bad |= json_object_set_new(e, "phase", json_string(phase_name(f->phase)));
 	bad |= json_object_set_new(e, "key_id",

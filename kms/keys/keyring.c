@@ -156,6 +156,11 @@ out:
 	return status;
 }
 
+store *keyring_store(keyring *kr)
+{
+	return kr->store;
+}
+
 void keyring_close(keyring *kr)
 {
 	if (!kr)

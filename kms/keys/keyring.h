@@ -159,6 +159,10 @@ kms_status keyring_open(hsm *h, const char *data_dir, const keyring_config *cfg,
  * on every thread. Unused reserved GCM uses are simply lost. NULL is ok. */
 void keyring_close(keyring *kr);
 
+/* The keyring's store, for authorization's reads (principals, policies,
+ * grants); it lives as long as the keyring. */
+store *keyring_store(keyring *kr);
+
 /* Destroys keys whose deletion date is <= now, finishes destructions that
  * failed earlier, and rotates ENABLED keys whose next rotation is <= now; at
  * most KEYRING_TICK_BATCH of each per call. Logs each action to stderr.

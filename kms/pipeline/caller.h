@@ -25,7 +25,12 @@ typedef struct caller {
 	uint64_t uid;
 	bool tls_verified;  /* the peer presented a certificate our CA signed */
 	char source[96];    /* "ipc uid=1000", "tls 127.0.0.1:41234" */
-	char principal[64]; /* resolved name, "anonymous" when none */
+	char principal[64]; /* resolved name, "" when none (TLS unsigned) */
+	bool principal_found;     /* principal names a store principal that is not DELETED */
+	uint32_t roles;           /* its PRINCIPAL_ROLE_* bits (0 when not found) */
+	bool principal_disabled;  /* its state is DISABLED */
+	char access_key_id[24];   /* the verified credential's access key id; "" when unsigned */
+	bool ipc_root;            /* came over ipc from uid 0 */
 } caller;
 
 #endif

@@ -81,6 +81,13 @@ typedef struct op_audit_info {
 	 * (Decrypt's one answer for every blob that does not open), for the
 	 * entry only; NULL: the reply's own message. Arena memory. */
 	const char *error;
+	/* The authorization decision (docs/authorization.md): "allow" or
+	 * "deny"; which step, statement, grant or role decided; and for a
+	 * denial or a throttle, what the client was told. NULL: not decided
+	 * (a request refused before authorization). Static or arena memory. */
+	const char *authz_decision;
+	const char *authz_reason;
+	const char *authz_detail;
 } op_audit_info;
 
 /* One request in flight on one worker. */
@@ -92,6 +99,7 @@ typedef struct op_ctx {
 	const struct op_entry *op;
 	op_audit_info audit;
 	int64_t now;       /* unix seconds at decode */
+	uint32_t retry_after_ms; /* a THROTTLED reply's hint (authz_enforce.h) */
 } op_ctx;
 
 /* Checks a request's fields (sizes, formats, enums) before any handler runs.
@@ -150,6 +158,15 @@ size_t ops_index(const op_entry *op);
 
 /* Records the key a request used (or named) for its audit entry. */
 void op_note_key(op_ctx *ctx, const char *key_id, uint32_t key_version);
+
+/* The key check (kms/ops/op_authorize.c): resolves key_ref (an id or an
+ * alias) into key_id, notes it for the audit entry, and decides whether the
+ * caller may run this operation on it with this encryption context
+ * (authz_enforce_key). Every handler calls it, or authz_enforce_key for a
+ * key id it already has (a blob's), before the keyring uses the key. The
+ * resolution's own failure (KMS_NOT_FOUND) is returned as is. */
+kms_status op_authorize_ref(op_ctx *ctx, const char *key_ref, Kms__StringPair *const *pairs,
+                            size_t n_pairs, char key_id[static KMS_KEYID_TEXT_SIZE]) KMS_MUST_USE;
 
 /* A request's fields named by its row's audit column; NULL and 0 where the
  * operation has none, or the request lacks them. */

@@ -11,6 +11,8 @@
 
 #include "kms/audit/audit.h"
 #include "kms/audit/audit_entry.h"
+#include "kms/authz/authz_enforce.h"
+#include "kms/keys/keyring.h"
 #include "common/log.h"
 #include "common/error.h"
 #include "kms/transport/metrics.h"
@@ -181,14 +183,33 @@ void pipeline_refuse_peer_later(kmsd *d, const pipeline_peer *peer, const char *
 		refusals_count(d, &who, reason);
 }
 
-/* Step 3: may this caller run this operation on this key? Roles, key
- * policies and signed requests (docs/security.md, "Who may call") land here; until then an
- * admitted caller may call every operation. */
+/* merge: replaced by P2 */
+/* The caller's principal as the store has it now: the ipc uid's mapped
+ * name looked up fresh on every request (no cache of its state). */
+static void caller_fill_from_store(op_ctx *ctx, caller *who)
+{
+	who->ipc_root = who->transport == CALLER_IPC && who->has_uid && who->uid == 0;
+	if (who->transport != CALLER_IPC || !who->principal[0] || !ctx->d->keyring)
+		return;
+	store_principal p;
+	if (store_principal_get(keyring_store(ctx->d->keyring), who->principal, &p) != KMS_OK) {
+		kms_error_clear();
+		return;
+	}
+	who->principal_found = true;
+	who->roles = p.roles;
+	who->principal_disabled = p.state == PRINCIPAL_STATE_DISABLED;
+}
+
+/* Step 3: may this caller run this operation? Steps 1 and 2 of the
+ * decision and the principal's rate limit here; a keyed operation is
+ * decided again for each key it touches, by its handler
+ * (authz_enforce_key), once the key is resolved (docs/authorization.md). */
 static kms_status authorize(op_ctx *ctx, const Kms__Request *req)
 {
-	(void)ctx;
 	(void)req;
-	return KMS_OK;
+	caller_fill_from_store(ctx, (caller *)ctx->caller); /* merge: replaced by P2 */
+	return authz_enforce_request(ctx);
 }
 
 /* Before step 4: a log that cannot be written refuses requests before they
@@ -346,6 +367,8 @@ kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
 	resp.request_id = ctx.request_id;
 	resp.status = kms_status_to_wire(st);
 	resp.message = message;
+	if (st == KMS_THROTTLED)
+		resp.retry_after_ms = ctx.retry_after_ms;
 	kms_status packed = encode(&resp, reply, reply_len);
 	arena_reset(a);
 	if (in_flight)
