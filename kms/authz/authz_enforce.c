@@ -170,6 +170,10 @@ kms_status authz_enforce_request(op_ctx *ctx)
 		};
 		authz_decide(&r, &dec);
 		if (!dec.allow && dec.step <= AUTHZ_STEP_ROLE) {
+			if (cls.keyed && who->principal_found)
+				/* Which key does not matter: no key is looked at. */
+				snprintf(dec.message, sizeof dec.message, "principal %.63s may not %s",
+				         who->principal, ctx->op->name);
 			if (!who->principal_found)
 				snprintf(dec.message, sizeof dec.message,
 				         "principal %.63s is not known to kmsd (or deleted): create it "

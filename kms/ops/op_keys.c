@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "kms/authz/authz_policy.h"
 #include "kms/keys/keyring.h"
 #include "kms/pipeline/ops.h"
 #include "kms/pipeline/validate.h"
@@ -73,6 +74,18 @@ static kms_status metadata_out(op_ctx *ctx, key_metadata *m, Kms__KeyMetadata **
 	return st;
 }
 
+/* A policy is refused when written if the decision could not read it
+ * (docs/authorization.md, "Key policies"): the keyring's checks first,
+ * then the grammar the decision compiles. */
+static kms_status policy_check(const char *policy)
+{
+	KMS_GUARD(keyring_policy_validate(policy));
+	authz_policy *p = NULL;
+	KMS_GUARD(authz_policy_parse(policy, strlen(policy), &p));
+	authz_policy_free(p);
+	return KMS_OK;
+}
+
 /* The key check (op_authorize_ref): the key key_ref resolves to is noted
  * for the audit entry (key_ref itself when it does not resolve, and the
  * request fails with that) and decided for this caller and operation. */
@@ -102,6 +115,8 @@ kms_status op_create_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *re
 	Kms__CreateKeyResponse *c;
 	OP_ALLOC(ctx, c);
 	kms__create_key_response__init(c);
+	if (r->policy[0])
+		KMS_GUARD(policy_check(r->policy));
 	KMS_GUARD(keyring_create_key(ctx->d->keyring, &args, ctx->now, &m));
 	KMS_GUARD(metadata_out(ctx, &m, &c->key_metadata));
 	resp->create_key = c;
@@ -285,6 +300,7 @@ kms_status op_put_key_policy(op_ctx *ctx, const Kms__Request *req, Kms__Response
 	Kms__PutKeyPolicyResponse *p;
 	OP_ALLOC(ctx, p);
 	kms__put_key_policy_response__init(p);
+	KMS_GUARD(policy_check(r->policy));
 	KMS_GUARD(authorize_ref(ctx, r->key_id));
 	KMS_GUARD(keyring_policy_put(ctx->d->keyring, r->key_id, r->policy));
 	resp->put_key_policy = p;

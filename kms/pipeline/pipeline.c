@@ -186,19 +186,22 @@ void pipeline_refuse_peer_later(kmsd *d, const pipeline_peer *peer, const char *
 /* merge: replaced by P2 */
 /* The caller's principal as the store has it now: the ipc uid's mapped
  * name looked up fresh on every request (no cache of its state). */
-static void caller_fill_from_store(op_ctx *ctx, caller *who)
+static kms_status caller_fill_from_store(op_ctx *ctx, caller *who)
 {
 	who->ipc_root = who->transport == CALLER_IPC && who->has_uid && who->uid == 0;
 	if (who->transport != CALLER_IPC || !who->principal[0] || !ctx->d->keyring)
-		return;
+		return KMS_OK;
 	store_principal p;
-	if (store_principal_get(keyring_store(ctx->d->keyring), who->principal, &p) != KMS_OK) {
+	kms_status st = store_principal_get(keyring_store(ctx->d->keyring), who->principal, &p);
+	if (st == KMS_NOT_FOUND) {
 		kms_error_clear();
-		return;
+		return KMS_OK;
 	}
+	KMS_GUARD(st); /* the store cannot answer: refused, with why */
 	who->principal_found = true;
 	who->roles = p.roles;
 	who->principal_disabled = p.state == PRINCIPAL_STATE_DISABLED;
+	return KMS_OK;
 }
 
 /* Step 3: may this caller run this operation? Steps 1 and 2 of the
@@ -208,7 +211,7 @@ static void caller_fill_from_store(op_ctx *ctx, caller *who)
 static kms_status authorize(op_ctx *ctx, const Kms__Request *req)
 {
 	(void)req;
-	caller_fill_from_store(ctx, (caller *)ctx->caller); /* merge: replaced by P2 */
+	KMS_GUARD(caller_fill_from_store(ctx, (caller *)ctx->caller)); /* merge: replaced by P2 */
 	return authz_enforce_request(ctx);
 }
 
