@@ -390,6 +390,237 @@ static void principal_rate_limit(void **state)
 	assert_true(harness_stop(&H) == 0);
 }
 
+
+/* ---- every operation passes the key check ---- */
+
+/* A policy that lets test-admin do nothing on the key: every keyed
+ * operation but the key reads (which an admin has by role) must be denied
+ * by the handler's key check, having passed step 2 (test-admin holds every
+ * role). An operation of the proto this test has no request for fails it. */
+static const char nothing_policy[] =
+        "{\"Version\":\"2024-01-01\",\"Statement\":[{\"Effect\":\"Allow\","
+        "\"Principal\":\"someone-else\",\"Action\":\"encrypt\"}]}";
+static const char all_policy[] =
+        "{\"Version\":\"2024-01-01\",\"Statement\":[{\"Effect\":\"Allow\","
+        "\"Principal\":\"test-admin\",\"Action\":\"*\"}]}";
+
+typedef struct table_keys {
+	char k[35], k3[35];
+	ProtobufCBinaryData blob_k, blob_k3;
+} table_keys;
+
+/* The reply to op (by its field name) on the keys; the expected verdict in
+ * *keyed: 1 denied by the key check, 0 not denied; -1 unknown operation. */
+static Kms__Response *run_op(const char *op, table_keys *t, int *expect_denied)
+{
+	Kms__Request req = KMS__REQUEST__INIT;
+	Kms__EncryptRequest enc = KMS__ENCRYPT_REQUEST__INIT, *enc_items[] = { &enc };
+	Kms__DecryptRequest dec = KMS__DECRYPT_REQUEST__INIT, *dec_items[] = { &dec };
+	Kms__GenerateDataKeyRequest gdk = KMS__GENERATE_DATA_KEY_REQUEST__INIT,
+	                           *gdk_items[] = { &gdk };
+	Kms__GenerateDataKeyWithoutPlaintextRequest gdkw =
+	        KMS__GENERATE_DATA_KEY_WITHOUT_PLAINTEXT_REQUEST__INIT;
+	Kms__ReEncryptRequest re = KMS__RE_ENCRYPT_REQUEST__INIT;
+	Kms__BatchEncryptRequest be = KMS__BATCH_ENCRYPT_REQUEST__INIT;
+	Kms__BatchDecryptRequest bd = KMS__BATCH_DECRYPT_REQUEST__INIT;
+	Kms__BatchGenerateDataKeyRequest bg = KMS__BATCH_GENERATE_DATA_KEY_REQUEST__INIT;
+	Kms__GenerateRandomRequest gr = KMS__GENERATE_RANDOM_REQUEST__INIT;
+	Kms__CreateKeyRequest ck = KMS__CREATE_KEY_REQUEST__INIT;
+	Kms__DescribeKeyRequest dk = KMS__DESCRIBE_KEY_REQUEST__INIT;
+	Kms__ListKeysRequest lk = KMS__LIST_KEYS_REQUEST__INIT;
+	Kms__UpdateKeyDescriptionRequest ud = KMS__UPDATE_KEY_DESCRIPTION_REQUEST__INIT;
+	Kms__EnableKeyRequest ek = KMS__ENABLE_KEY_REQUEST__INIT;
+	Kms__DisableKeyRequest xk = KMS__DISABLE_KEY_REQUEST__INIT;
+	Kms__RotateKeyRequest rk = KMS__ROTATE_KEY_REQUEST__INIT;
+	Kms__SetRotationPeriodRequest sr = KMS__SET_ROTATION_PERIOD_REQUEST__INIT;
+	Kms__ScheduleKeyDeletionRequest sd = KMS__SCHEDULE_KEY_DELETION_REQUEST__INIT;
+	Kms__CancelKeyDeletionRequest cd = KMS__CANCEL_KEY_DELETION_REQUEST__INIT;
+	Kms__CreateAliasRequest ca = KMS__CREATE_ALIAS_REQUEST__INIT;
+	Kms__UpdateAliasRequest ua = KMS__UPDATE_ALIAS_REQUEST__INIT;
+	Kms__DeleteAliasRequest da = KMS__DELETE_ALIAS_REQUEST__INIT;
+	Kms__ListAliasesRequest la = KMS__LIST_ALIASES_REQUEST__INIT;
+	Kms__GetKeyPolicyRequest gp = KMS__GET_KEY_POLICY_REQUEST__INIT;
+	Kms__PutKeyPolicyRequest pp = KMS__PUT_KEY_POLICY_REQUEST__INIT;
+	Kms__StringPair tag = KMS__STRING_PAIR__INIT, *tags[] = { &tag };
+	Kms__TagKeyRequest tk = KMS__TAG_KEY_REQUEST__INIT;
+	Kms__UntagKeyRequest uk = KMS__UNTAG_KEY_REQUEST__INIT;
+	char *untag[] = { "team" };
+	Kms__HealthRequest hr = KMS__HEALTH_REQUEST__INIT;
+	Kms__GetCheckpointRequest gc = KMS__GET_CHECKPOINT_REQUEST__INIT;
+	Kms__GetInclusionProofRequest gi = KMS__GET_INCLUSION_PROOF_REQUEST__INIT;
+	Kms__GetConsistencyProofRequest gcp = KMS__GET_CONSISTENCY_PROOF_REQUEST__INIT;
+
+	enc.key_id = t->k;
+	enc.plaintext.data = (uint8_t *)"x";
+	enc.plaintext.len = 1;
+	dec.ciphertext_blob = t->blob_k;
+	gdk.key_id = t->k;
+	gdkw.key_id = t->k;
+	tag.key = "team";
+	tag.value = "a";
+	*expect_denied = 1;
+#define OP(name, field, CASE, msg) \
+	else if (!strcmp(op, name)) { req.op_case = KMS__REQUEST__OP_##CASE; req.field = msg; }
+	if (0) {
+	}
+	OP("encrypt", encrypt, ENCRYPT, &enc)
+	OP("decrypt", decrypt, DECRYPT, &dec)
+	OP("generate_data_key", generate_data_key, GENERATE_DATA_KEY, &gdk)
+	OP("generate_data_key_without_plaintext", generate_data_key_without_plaintext,
+	   GENERATE_DATA_KEY_WITHOUT_PLAINTEXT, &gdkw)
+	OP("re_encrypt", re_encrypt, RE_ENCRYPT, &re)
+	OP("batch_encrypt", batch_encrypt, BATCH_ENCRYPT, &be)
+	OP("batch_decrypt", batch_decrypt, BATCH_DECRYPT, &bd)
+	OP("batch_generate_data_key", batch_generate_data_key, BATCH_GENERATE_DATA_KEY, &bg)
+	OP("update_key_description", update_key_description, UPDATE_KEY_DESCRIPTION, &ud)
+	OP("enable_key", enable_key, ENABLE_KEY, &ek)
+	OP("disable_key", disable_key, DISABLE_KEY, &xk)
+	OP("rotate_key", rotate_key, ROTATE_KEY, &rk)
+	OP("set_rotation_period", set_rotation_period, SET_ROTATION_PERIOD, &sr)
+	OP("schedule_key_deletion", schedule_key_deletion, SCHEDULE_KEY_DELETION, &sd)
+	OP("cancel_key_deletion", cancel_key_deletion, CANCEL_KEY_DELETION, &cd)
+	OP("create_alias", create_alias, CREATE_ALIAS, &ca)
+	OP("update_alias", update_alias, UPDATE_ALIAS, &ua)
+	OP("delete_alias", delete_alias, DELETE_ALIAS, &da)
+	OP("put_key_policy", put_key_policy, PUT_KEY_POLICY, &pp)
+	OP("tag_key", tag_key, TAG_KEY, &tk)
+	OP("untag_key", untag_key, UNTAG_KEY, &uk)
+	else {
+		*expect_denied = 0;
+		if (0) {
+		}
+		OP("describe_key", describe_key, DESCRIBE_KEY, &dk)
+		OP("get_key_policy", get_key_policy, GET_KEY_POLICY, &gp)
+		OP("generate_random", generate_random, GENERATE_RANDOM, &gr)
+		OP("create_key", create_key, CREATE_KEY, &ck)
+		OP("list_keys", list_keys, LIST_KEYS, &lk)
+		OP("list_aliases", list_aliases, LIST_ALIASES, &la)
+		OP("health", health, HEALTH, &hr)
+		OP("get_checkpoint", get_checkpoint, GET_CHECKPOINT, &gc)
+		OP("get_inclusion_proof", get_inclusion_proof, GET_INCLUSION_PROOF, &gi)
+		OP("get_consistency_proof", get_consistency_proof, GET_CONSISTENCY_PROOF, &gcp)
+		else {
+			*expect_denied = -1;
+			return NULL;
+		}
+	}
+#undef OP
+	/* re_encrypt from a key test-admin may use into K: the destination's
+	 * check denies it (the source's is covered by decrypt). */
+	Kms__StringPair purpose = KMS__STRING_PAIR__INIT, *source[] = { &purpose };
+	purpose.key = "purpose";
+	purpose.value = "x"; /* as the blob was sealed */
+	re.ciphertext_blob = t->blob_k3;
+	re.source_encryption_context = source;
+	re.n_source_encryption_context = 1;
+	re.destination_key_id = t->k;
+	be.items = enc_items;
+	be.n_items = 1;
+	bd.items = dec_items;
+	bd.n_items = 1;
+	bg.items = gdk_items;
+	bg.n_items = 1;
+	gr.number_of_bytes = 8;
+	ck.description = "table";
+	dk.key_id = gp.key_id = ud.key_id = ek.key_id = xk.key_id = rk.key_id = t->k;
+	sr.key_id = sd.key_id = cd.key_id = pp.key_id = tk.key_id = uk.key_id = t->k;
+	ud.description = "changed";
+	sr.rotation_period_days = 90;
+	sd.pending_window_days = 7;
+	ca.alias_name = "alias/authz-new";
+	ca.target_key_id = t->k;
+	ua.alias_name = "alias/authz-k3"; /* on k3, moved onto k */
+	ua.target_key_id = t->k;
+	da.alias_name = "alias/authz-k";
+	pp.policy = (char *)(uintptr_t)all_policy;
+	tk.tags = tags;
+	tk.n_tags = 1;
+	uk.tag_keys = untag;
+	uk.n_tag_keys = 1;
+	gi.index = 0;
+	gcp.old_size = 1;
+	return call(&req);
+}
+
+/* A batch's one item status, through its results (all three share a shape). */
+static int batch_item_status(const Kms__Response *r)
+{
+	switch (r->result_case) {
+	case KMS__RESPONSE__RESULT_BATCH_ENCRYPT:
+		return r->batch_encrypt->n_results == 1 ? (int)r->batch_encrypt->results[0]->status : -1;
+	case KMS__RESPONSE__RESULT_BATCH_DECRYPT:
+		return r->batch_decrypt->n_results == 1 ? (int)r->batch_decrypt->results[0]->status : -1;
+	case KMS__RESPONSE__RESULT_BATCH_GENERATE_DATA_KEY:
+		return r->batch_generate_data_key->n_results == 1
+		               ? (int)r->batch_generate_data_key->results[0]->status : -1;
+	default:
+		return -1;
+	}
+}
+
+static void alias(const char *name, const char *key)
+{
+	Kms__CreateAliasRequest ca = KMS__CREATE_ALIAS_REQUEST__INIT;
+	ca.alias_name = (char *)(uintptr_t)name;
+	ca.target_key_id = (char *)(uintptr_t)key;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_CREATE_ALIAS;
+	req.create_alias = &ca;
+	Kms__Response *r = call(&req);
+	if (r->status != KMS__STATUS__OK)
+		fail_msg("create_alias %s: %s", name, r->message);
+	kms__response__free_unpacked(r, NULL);
+}
+
+static void every_operation_passes_the_key_check(void **state)
+{
+	(void)state;
+	assert_int_equal(start(false), 0);
+	table_keys t;
+	create_key(all_policy, t.k);
+	create_key(all_policy, t.k3);
+	Kms__Response *ek = encrypt(t.k, "x");
+	Kms__Response *ek3 = encrypt(t.k3, "x");
+	assert_int_equal(ek->status, KMS__STATUS__OK);
+	assert_int_equal(ek3->status, KMS__STATUS__OK);
+	t.blob_k = ek->encrypt->ciphertext_blob;
+	t.blob_k3 = ek3->encrypt->ciphertext_blob;
+	alias("alias/authz-k", t.k);
+	alias("alias/authz-k3", t.k3);
+	put_policy(t.k, nothing_policy);
+
+	/* Every operation of the proto's Request.op. */
+	const ProtobufCMessageDescriptor *d = &kms__request__descriptor;
+	unsigned walked = 0;
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		if (f->label != PROTOBUF_C_LABEL_NONE || f->type != PROTOBUF_C_TYPE_MESSAGE ||
+		    !(f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF))
+			continue;
+		int expect = 0;
+		Kms__Response *r = run_op(f->name, &t, &expect);
+		if (expect < 0)
+			fail_msg("operation %s has no row in this test: add one", f->name);
+		int st = r->status;
+		if (st == KMS__STATUS__OK && batch_item_status(r) >= 0)
+			st = batch_item_status(r); /* an item denied fails alone */
+		printf("# %-36s %s (%s)\n", f->name, st == KMS__STATUS__ACCESS_DENIED ? "denied" :
+		       "not denied", r->message);
+		if (expect)
+			assert_int_equal(st, KMS__STATUS__ACCESS_DENIED);
+		else
+			assert_int_not_equal(st, KMS__STATUS__ACCESS_DENIED);
+		if (st == KMS__STATUS__ACCESS_DENIED && r->status == KMS__STATUS__ACCESS_DENIED)
+			assert_non_null(strstr(r->message, "principal test-admin may not"));
+		kms__response__free_unpacked(r, NULL);
+		walked++;
+	}
+	assert_true(walked >= 31);
+	kms__response__free_unpacked(ek, NULL);
+	kms__response__free_unpacked(ek3, NULL);
+	assert_true(harness_stop(&H) == 0);
+}
+
 /* A failed test leaves no kmsd holding the store for the next. */
 static int teardown(void **state)
 {
@@ -408,6 +639,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(roles_and_default_policy, teardown),
 		cmocka_unit_test_teardown(condition_and_policy_change, teardown),
 		cmocka_unit_test_teardown(principal_rate_limit, teardown),
+		cmocka_unit_test_teardown(every_operation_passes_the_key_check, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
