@@ -18,6 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -30,6 +34,7 @@ static const char *self_path;
 static char public_ipc_url[64];
 static char default_policy_path[700];
 static char extra[1024];
+static int http_port;
 
 #define UID_ADMIN 60001
 #define UID_APP 60002
@@ -265,9 +270,11 @@ static int start(bool rate_limited)
 	         (int)getpid());
 	snprintf(extra, sizeof extra,
 	         "[listen]\nurl = %s\nipc_group = %d\n"
-	         "[ipc_principals]\n%d = e2e-admin\n%d = e2e-app\n%d = e2e-auditor\n%s",
+	         "[ipc_principals]\n%d = e2e-admin\n%d = e2e-app\n%d = e2e-auditor\n%s"
+	         "[audit]\nhttp = http://127.0.0.1:%d\n",
 	         public_ipc_url, SOCKET_GID, UID_ADMIN, UID_APP, UID_AUDITOR,
-	         rate_limited ? "[limits]\nprincipal_rate = 1\nprincipal_burst = 3\n" : "");
+	         rate_limited ? "[limits]\nprincipal_rate = 1\nprincipal_burst = 3\n" : "",
+	         http_port = harness_free_port());
 	harness_options o = { .extra_config = extra, .default_key_policy = default_policy_path };
 	memset(&H, 0, sizeof H);
 	if (!harness_add_principal(&H, &o, "e2e-admin", PRINCIPAL_ROLE_ADMIN) ||
@@ -354,6 +361,33 @@ static Kms__Response *health(void)
 	return call(&req);
 }
 
+/* GET /metrics (bounded: 5 s); the body, malloc'ed, or NULL. */
+static char *metrics(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0)
+		return NULL;
+	struct timeval tv = { 5, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)http_port),
+	                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	static const char get[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+	                          "Connection: close\r\n\r\n";
+	char *buf = calloc(1, 1 << 16);
+	size_t got = 0;
+	if (buf && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+	    write(fd, get, sizeof get - 1) == (ssize_t)(sizeof get - 1)) {
+		for (int i = 0; i < 1000 && got < (1 << 16) - 1; i++) {
+			ssize_t n = read(fd, buf + got, (1 << 16) - 1 - got);
+			if (n <= 0)
+				break;
+			got += (size_t)n;
+		}
+	}
+	close(fd);
+	return buf;
+}
+
 static void principal_rate_limit(void **state)
 {
 	(void)state;
@@ -387,6 +421,15 @@ static void principal_rate_limit(void **state)
 		kms__response__free_unpacked(r, NULL);
 	}
 	assert_true(served);
+	/* Counted, by limit; and the denials of the other tests are not here
+	 * (a fresh kmsd), so step counts are 0. */
+	char *m = metrics();
+	assert_non_null(m);
+	assert_null(strstr(m, "kms_throttled_total{limit=\"principal\"} 0\n"));
+	assert_non_null(strstr(m, "kms_throttled_total{limit=\"principal\"} "));
+	assert_non_null(strstr(m, "kms_throttled_total{limit=\"key\"} 0\n"));
+	assert_non_null(strstr(m, "kms_authz_denied_total{step=\"2\"} 0\n"));
+	free(m);
 	assert_true(harness_stop(&H) == 0);
 }
 
