@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "kms/store/store.h"
+#include "tests/support/audit_check.h"
 #include "tests/support/harness.h"
 
 static harness H;
@@ -205,7 +206,7 @@ static Kms__Response *encrypt(const char *key, const char *purpose)
 	return call(&req);
 }
 
-static int decrypt_status(const ProtobufCBinaryData *blob, const char *purpose)
+static int decrypt_status(const ProtobufCBinaryData *blob, const char *purpose, char *id)
 {
 	Kms__StringPair pair = KMS__STRING_PAIR__INIT;
 	pair.key = "purpose";
@@ -219,6 +220,12 @@ static int decrypt_status(const ProtobufCBinaryData *blob, const char *purpose)
 	req.op_case = KMS__REQUEST__OP_DECRYPT;
 	req.decrypt = &d;
 	Kms__Response *r = call(&req);
+	if (id) { /* the entry is looked up by it */
+		req.request_id = id;
+		kms__response__free_unpacked(r, NULL);
+		r = harness_call(&H, &req);
+		assert_non_null(r);
+	}
 	int st = (int)r->status;
 	if (st == KMS__STATUS__ACCESS_DENIED)
 		assert_non_null(strstr(r->message, "principal test-admin may not decrypt key"));
@@ -335,21 +342,40 @@ static void condition_and_policy_change(void **state)
 	assert_int_equal(billing->status, KMS__STATUS__OK);
 	assert_int_equal(other->status, KMS__STATUS__OK);
 	/* ContextEquals purpose=billing. */
-	assert_int_equal(decrypt_status(&billing->encrypt->ciphertext_blob, "billing"),
-	                 KMS__STATUS__OK);
-	assert_int_equal(decrypt_status(&other->encrypt->ciphertext_blob, "marketing"),
-	                 KMS__STATUS__ACCESS_DENIED);
+	assert_int_equal(decrypt_status(&billing->encrypt->ciphertext_blob, "billing",
+	                                "authz-allowed"), KMS__STATUS__OK);
+	assert_int_equal(decrypt_status(&other->encrypt->ciphertext_blob, "marketing",
+	                                "authz-denied"), KMS__STATUS__ACCESS_DENIED);
 	/* A policy change is seen by the next request, without a restart. */
 	put_policy(k, no_decrypt_policy);
-	assert_int_equal(decrypt_status(&billing->encrypt->ciphertext_blob, "billing"),
+	assert_int_equal(decrypt_status(&billing->encrypt->ciphertext_blob, "billing", NULL),
 	                 KMS__STATUS__ACCESS_DENIED);
 	put_policy(k, billing_policy);
-	assert_int_equal(decrypt_status(&billing->encrypt->ciphertext_blob, "billing"),
+	assert_int_equal(decrypt_status(&billing->encrypt->ciphertext_blob, "billing", NULL),
 	                 KMS__STATUS__OK);
 	kms__response__free_unpacked(billing, NULL);
 	kms__response__free_unpacked(other, NULL);
 	assert_true(harness_log_contains(&H, "decrypt denied (step 5"));
+	/* The audit entries carry the decision, never the policy. */
+	char vkey[AUDIT_VKEY_MAX];
+	assert_true(audit_vkey_from_log(&H, vkey));
 	assert_true(harness_stop(&H) == 0);
+	char pub[700];
+	audit_public_dir(&H, NULL, pub, sizeof pub);
+	audit_entries e;
+	audit_load(pub, vkey, NULL, &e);
+	json_t *allowed = NULL, *refused = NULL;
+	assert_int_equal(audit_count_id(&e, "authz-allowed", &allowed), 1);
+	assert_int_equal(audit_count_id(&e, "authz-denied", &refused), 1);
+	assert_string_equal(audit_str(allowed, "authz_decision"), "allow");
+	assert_string_equal(audit_str(allowed, "authz_reason"), "step 4: Allow statement 2 Sid billing");
+	assert_string_equal(audit_str(refused, "authz_decision"), "deny");
+	assert_non_null(strstr(audit_str(refused, "authz_reason"), "step 5: "));
+	assert_non_null(strstr(audit_str(refused, "authz_detail"), "principal test-admin may not "
+	                                                           "decrypt key k-"));
+	assert_string_equal(audit_str(refused, "status"), "ACCESS_DENIED");
+	assert_string_equal(audit_str(refused, "principal"), "test-admin");
+	audit_entries_free(&e);
 }
 
 static Kms__Response *health(void)
