@@ -149,8 +149,11 @@ kms_status authz_enforce_request(op_ctx *ctx)
 	authz_op_class cls = authz_op_classify(ctx->op);
 	authz_decision dec;
 	if (cls.family == AUTHZ_FAMILY_HEALTH) {
-		/* Anyone the transport admitted, known to the store or not. */
+		/* Anyone the transport admitted, known to the store or not, and
+		 * never throttled: it is the liveness probe (kmsd's own /healthz
+		 * sends one), and it touches no key and no store. */
 		note_decision(ctx, "allow", "step 2: health admits anyone admitted", NULL);
+		return KMS_OK;
 	} else if (cls.family == AUTHZ_FAMILY_PRINCIPALS && who->ipc_root) {
 		/* uid 0 on this machine may always manage principals (the way out
 		 * of a lost admin), never over the network. */

@@ -11,6 +11,7 @@
 
 #include "kms/audit/audit.h"
 #include "kms/audit/audit_entry.h"
+#include "kms/authz/authz_decide.h"
 #include "kms/authz/authz_enforce.h"
 #include "kms/keys/keyring.h"
 #include "common/log.h"
@@ -189,7 +190,10 @@ void pipeline_refuse_peer_later(kmsd *d, const pipeline_peer *peer, const char *
 static kms_status caller_fill_from_store(op_ctx *ctx, caller *who)
 {
 	who->ipc_root = who->transport == CALLER_IPC && who->has_uid && who->uid == 0;
-	if (who->transport != CALLER_IPC || !who->principal[0] || !ctx->d->keyring)
+	/* Health needs no principal (authz_enforce_request): its probes open
+	 * no store connection on a worker that has none. */
+	if (who->transport != CALLER_IPC || !who->principal[0] || !ctx->d->keyring ||
+	    authz_op_classify(ctx->op).family == AUTHZ_FAMILY_HEALTH)
 		return KMS_OK;
 	store_principal p;
 	kms_status st = store_principal_get(keyring_store(ctx->d->keyring), who->principal, &p);
