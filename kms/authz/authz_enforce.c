@@ -57,6 +57,31 @@ static kms_status read_policy_file(const char *path, char **out, size_t *len)
 	return KMS_OK;
 }
 
+/* [authz] default_key_policy compiled; *out NULL when the config has none. */
+static kms_status load_default_policy(const kmsd_config *cfg, authz_policy **out)
+{
+	*out = NULL;
+	if (!cfg->authz_default_key_policy[0])
+		return KMS_OK;
+	char *text = NULL;
+	size_t len = 0;
+	KMS_GUARD(read_policy_file(cfg->authz_default_key_policy, &text, &len));
+	kms_status status = authz_policy_parse(text, len, out);
+	free(text);
+	if (status != KMS_OK)
+		return KMS_FAIL(status, "config: [authz] default_key_policy %s: %s",
+		                cfg->authz_default_key_policy, kms_error_message());
+	return KMS_OK;
+}
+
+kms_status authz_enforce_check(const kmsd_config *cfg)
+{
+	authz_policy *p = NULL;
+	KMS_GUARD(load_default_policy(cfg, &p));
+	authz_policy_free(p);
+	return KMS_OK;
+}
+
 kms_status authz_enforce_open(const kmsd_config *cfg, store *st, authz_enforce **out)
 {
 	*out = NULL;
@@ -64,18 +89,7 @@ kms_status authz_enforce_open(const kmsd_config *cfg, store *st, authz_enforce *
 	KMS_ENSURE(e, KMS_INTERNAL, "authz: out of memory");
 	e->store = st;
 	kms_status status;
-	if (cfg->authz_default_key_policy[0]) {
-		char *text = NULL;
-		size_t len = 0;
-		KMS_GUARD_OUT(status, read_policy_file(cfg->authz_default_key_policy, &text, &len));
-		status = authz_policy_parse(text, len, &e->default_policy);
-		free(text);
-		if (status != KMS_OK) {
-			status = KMS_FAIL(status, "config: [authz] default_key_policy %s: %s",
-			                  cfg->authz_default_key_policy, kms_error_message());
-			goto out;
-		}
-	}
+	KMS_GUARD_OUT(status, load_default_policy(cfg, &e->default_policy));
 	authz_rate_config rc = {
 		.principal_rate = cfg->principal_rate,
 		.principal_burst = cfg->principal_burst,
@@ -248,15 +262,10 @@ static kms_status decide_key(op_ctx *ctx, const char *key_id, Kms__StringPair *c
 		        "an admin puts a valid one", key_id, kms_error_message());
 		kms_error_clear();
 		free(text);
-		authz_request r = { .principal = &p, .op = ctx->op, .key_id = key_id };
-		authz_decide(&r, dec);
-		if (dec->allow || dec->step > AUTHZ_STEP_ROLE) {
-			dec->allow = false;
-			dec->step = AUTHZ_STEP_DEFAULT;
-			snprintf(dec->reason, sizeof dec->reason, "step 5: the key's policy does not parse");
-			snprintf(dec->message, sizeof dec->message, "principal %.63s may not %s key %s",
-			         who->principal, ctx->op->name, key_id);
-		}
+		*dec = (authz_decision){ .allow = false, .step = AUTHZ_STEP_DEFAULT, .statement = -1 };
+		snprintf(dec->reason, sizeof dec->reason, "step 5: the key's policy does not parse");
+		snprintf(dec->message, sizeof dec->message, "principal %.63s may not %s key %s",
+		         who->principal, ctx->op->name, key_id);
 		return KMS_OK;
 	}
 	bool has_stored = text && text[0];

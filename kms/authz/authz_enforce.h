@@ -30,6 +30,10 @@ typedef struct authz_enforce authz_enforce;
 kms_status authz_enforce_open(const kmsd_config *cfg, store *st, authz_enforce **out) KMS_MUST_USE;
 void authz_enforce_close(authz_enforce *e);
 
+/* For kmsd --check: the same refusals authz_enforce_open makes, changing
+ * nothing. */
+kms_status authz_enforce_check(const kmsd_config *cfg) KMS_MUST_USE;
+
 /* Steps 1 and 2 for ctx->op and ctx->caller, and the principal's token:
  * KMS_ACCESS_DENIED ("principal P may not OPERATION"), KMS_THROTTLED with
  * ctx->retry_after_ms set, or KMS_OK. */
