@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "kms/format/context.h"
 #include "kms/store/store.h"
 #include "tests/support/audit_check.h"
 #include "tests/support/harness.h"
@@ -703,6 +704,76 @@ static void every_operation_passes_the_key_check(void **state)
 	assert_true(harness_stop(&H) == 0);
 }
 
+
+/* ---- grants ---- */
+
+#define GRANT_ID "GRABCDEFGHIJKLMNOPQRST"
+
+/* Writes a live grant (or ends it) in the store while kmsd is stopped: no
+ * operation manages grants yet, and the store is locked while kmsd runs. */
+static void grant_in_store(const char *key, bool revoke)
+{
+	char data[700];
+	snprintf(data, sizeof data, "%s/data", getenv("KMS_TEST_TOKEN_DIR"));
+	store *st = NULL;
+	bool created = false;
+	assert_int_equal(store_open(data, &st, &created), KMS_OK);
+	if (revoke) {
+		assert_int_equal(store_grant_end(st, GRANT_ID, GRANT_STATE_REVOKED, time(NULL)),
+		                 KMS_OK);
+	} else {
+		store_grant g = { .state = GRANT_STATE_LIVE, .created_at = time(NULL) };
+		snprintf(g.id, sizeof g.id, "%s", GRANT_ID);
+		snprintf(g.key_id, sizeof g.key_id, "%s", key);
+		snprintf(g.grantee, sizeof g.grantee, "e2e-app");
+		snprintf(g.creator, sizeof g.creator, "test-admin");
+		snprintf(g.operations, sizeof g.operations, "encrypt");
+		context_pair pair = context_pair_from_cstr("purpose", "billing");
+		uint8_t *enc = NULL;
+		size_t len = 0;
+		assert_int_equal(context_encode_alloc(&pair, 1, &enc, &len), KMS_OK);
+		assert_true(len <= sizeof g.context);
+		memcpy(g.context, enc, len);
+		g.context_len = len;
+		free(enc);
+		assert_int_equal(store_grant_create(st, &g), KMS_OK);
+	}
+	store_close(st);
+}
+
+/* A grant lets its grantee use the key for its operations, only with its
+ * context pairs; revoked, it no longer does. */
+static void grant_allows_until_revoked(void **state)
+{
+	(void)state;
+	if (getuid() != 0)
+		skip();
+	assert_int_equal(start(false), 0);
+	char k[35];
+	create_key(NULL, k); /* the default policy: no one uses it */
+	assert_int_equal(as_uid(UID_APP, "encrypt", k, NULL, "billing"),
+	                 KMS__STATUS__ACCESS_DENIED);
+	assert_true(harness_stop(&H) == 0);
+
+	grant_in_store(k, false);
+	assert_int_equal(start(false), 0);
+	assert_int_equal(as_uid(UID_APP, "encrypt", k, NULL, "billing"), KMS__STATUS__OK);
+	assert_int_equal(as_uid(UID_APP, "encrypt", k, NULL, "marketing"),
+	                 KMS__STATUS__ACCESS_DENIED); /* the grant's pair is missing */
+	assert_int_equal(as_uid(UID_APP, "encrypt", k, NULL, ""), KMS__STATUS__ACCESS_DENIED);
+	assert_int_equal(as_uid(UID_APP, "describe_key", k, NULL, NULL),
+	                 KMS__STATUS__ACCESS_DENIED); /* data-plane operations only */
+	assert_int_equal(as_uid(UID_AUDITOR, "encrypt", k, NULL, "billing"),
+	                 KMS__STATUS__ACCESS_DENIED); /* another principal */
+	assert_true(harness_stop(&H) == 0);
+
+	grant_in_store(k, true);
+	assert_int_equal(start(false), 0);
+	assert_int_equal(as_uid(UID_APP, "encrypt", k, NULL, "billing"),
+	                 KMS__STATUS__ACCESS_DENIED);
+	assert_true(harness_stop(&H) == 0);
+}
+
 /* A failed test leaves no kmsd holding the store for the next. */
 static int teardown(void **state)
 {
@@ -722,6 +793,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(condition_and_policy_change, teardown),
 		cmocka_unit_test_teardown(principal_rate_limit, teardown),
 		cmocka_unit_test_teardown(every_operation_passes_the_key_check, teardown),
+		cmocka_unit_test_teardown(grant_allows_until_revoked, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
