@@ -303,6 +303,19 @@ static int on_audit(struct config_parse *p, const char *key, const char *value)
 	return 1;
 }
 
+static int on_authz(struct config_parse *p, const char *key, const char *value)
+{
+	kmsd_config *cfg = p->cfg;
+	if (!strcmp(key, "default_key_policy")) {
+		if (!copy_str(cfg->authz_default_key_policy, sizeof cfg->authz_default_key_policy,
+		              value))
+			return parse_fail(p, "authz", key, "a path of 1 to 1023 characters");
+	} else {
+		return parse_fail(p, "authz", key, "unknown key");
+	}
+	return 1;
+}
+
 static int on_ipc_principal(struct config_parse *p, const char *key, const char *value)
 {
 	kmsd_config *cfg = p->cfg;
@@ -336,6 +349,8 @@ static int on_entry(void *user, const char *section, const char *key, const char
 		return on_audit(p, key, value);
 	if (!strcmp(section, "ipc_principals"))
 		return on_ipc_principal(p, key, value);
+	if (!strcmp(section, "authz"))
+		return on_authz(p, key, value);
 	return parse_fail(p, section, key, "unknown section");
 }
 
@@ -394,6 +409,17 @@ static kms_status check_whole(const char *path, kmsd_config *cfg)
 	if (cfg->hsm_pin_file[0] == '\0' && cfg->hsm_pin_env[0] == '\0')
 		return KMS_FAIL(KMS_INVALID_ARGUMENT,
 		                "config %s: [hsm] needs pin_file or pin_env (never the PIN itself)", path);
+	if (cfg->authz_default_key_policy[0]) {
+		/* Read and compiled at start (authz_enforce_open); here only that
+		 * it is there and not larger than a policy may be. */
+		struct stat ps;
+		KMS_GUARD(check_readable(cfg->authz_default_key_policy, "[authz] default_key_policy"));
+		if (stat(cfg->authz_default_key_policy, &ps) != 0 || !S_ISREG(ps.st_mode) ||
+		    ps.st_size < 1 || ps.st_size > (off_t)KMS_POLICY_MAX)
+			return KMS_FAIL(KMS_INVALID_ARGUMENT, "config %s: [authz] default_key_policy "
+			                "%s is not a file of 1 to %u bytes", path,
+			                cfg->authz_default_key_policy, KMS_POLICY_MAX);
+	}
 	if (cfg->hsm_pin_file[0]) {
 		KMS_GUARD(check_private(cfg->hsm_pin_file, "PIN file"));
 		KMS_GUARD(check_readable(cfg->hsm_pin_file, "PIN file"));

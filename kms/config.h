@@ -77,9 +77,13 @@ typedef struct kmsd_config {
 	uint32_t seconds_per_day; /* 86400; tests shorten "days" to see windows pass */
 	/* Token buckets (docs/authorization.md, "Rate limits"): requests per
 	 * second and bucket size, per principal and per key; rate 0 = off,
-	 * burst 0 = the rate. Read by kms/authz/authz_rate.c once wired. */
+	 * burst 0 = the rate. Enforced by kms/authz/authz_enforce.c. */
 	uint32_t principal_rate, principal_burst;
 	uint32_t key_rate, key_burst;
+	/* [authz] default_key_policy: the policy of a key created without one
+	 * (docs/authorization.md); "" = the built-in default. Compiled at
+	 * start (kms/authz/authz_enforce.c). */
+	char authz_default_key_policy[KMSD_PATH_MAX];
 	/* [audit] */
 	char audit_origin[129];    /* checkpoint origin and signer name */
 	unsigned audit_checkpoint_ms;

@@ -18,6 +18,7 @@ typedef struct refusals refusals;
 typedef struct server server;
 typedef struct authz_keys authz_keys;
 typedef struct authz_verifier authz_verifier;
+typedef struct authz_enforce authz_enforce;
 
 /* The one version of the tree: project(VERSION) in CMakeLists.txt, given to
  * every target as KMS_VERSION (kmsd, libkmsclient, the CLIs). */
@@ -29,6 +30,7 @@ typedef struct kmsd {
 	keyring *keyring;
 	audit_log *audit; /* NULL until the audit log is configured */
 	refusals *refusals; /* pre-authentication refusals (pipeline/refusals.h); may be NULL */
+	authz_enforce *authz; /* the decision and rate limits (authz/authz_enforce.h) */
 	server *transport;  /* the listeners (transport/server.h), for /healthz; may be NULL */
 	authz_keys *authz_keys;         /* access keys from the store (authz/authz_keys.h) */
 	authz_verifier *authz_verifier; /* signed requests' checks (authz/authz_verify.h) */

@@ -15,6 +15,7 @@
 #include "kms/authz/authz_secrets.h"
 #include "common/log.h"
 #include "common/tlog/tlog_records.h"
+#include "kms/authz/authz_enforce.h"
 #include "kms/audit/audit.h"
 #include "kms/kmsd_check.h"
 #include "kms/store/store.h"
@@ -89,6 +90,7 @@ static kms_status signing_key_check(const kmsd_config *cfg, hsm *h, off_t log_si
 kms_status kmsd_check(const kmsd_config *cfg, hsm *h)
 {
 	size_t objects = 0;
+	KMS_GUARD(authz_enforce_check(cfg));
 	KMS_GUARD(hsm_objects_list(h, count_object, &objects));
 	kms_log("info", "check: token \"%s\" opened and logged in, %zu objects on it",
 	        cfg->hsm_token_label, objects);

@@ -31,6 +31,7 @@
 #include <kms/secmem.h>
 
 #include "kms/audit/audit.h"
+#include "kms/authz/authz_enforce.h"
 #include "kms/pipeline/refusals.h"
 #include "kms/transport/http.h"
 #include "kms/transport/server.h"
@@ -286,6 +287,10 @@ int main(int argc, char **argv)
 		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
 		goto out;
 	}
+	if (authz_enforce_open(&d.cfg, keyring_store(d.keyring), &d.authz) != KMS_OK) {
+		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
+		goto out;
+	}
 	char audit_dir[KMSD_PATH_MAX + 16];
 	snprintf(audit_dir, sizeof audit_dir, "%s/audit", d.cfg.data_dir);
 	audit_config ac = {
@@ -363,6 +368,7 @@ out:
 	audit_close(d.audit); /* after the workers: their entries are written first */
 	authz_verifier_close(d.authz_verifier); /* after the workers */
 	authz_keys_close(d.authz_keys);
+	authz_enforce_close(d.authz);
 	keyring_close(d.keyring);
 	hsm_close(d.hsm);
 	if (exit_code == 0 && !check_only && !bootstrap_name)

@@ -36,6 +36,7 @@ void client_error_clear(kms_error *err)
 	err->status = KMS_OK;
 	err->origin = KMS_ERROR_NONE;
 	err->message[0] = '\0';
+	err->retry_after_ms = 0;
 }
 
 kms_status client_fail(kms_error *err, kms_status status, kms_error_origin origin,
@@ -811,6 +812,11 @@ static kms_status server_status(const Kms__Response *r, kms_error *err)
 		return client_fail(err, st, KMS_ERROR_SERVER,
 		                   "kmsd answered with unknown status %d: %s",
 		                   (int)r->status, message);
+	if (st == KMS_THROTTLED && err)
+		err->retry_after_ms = r->retry_after_ms;
+	if (!message[0] && st == KMS_THROTTLED)
+		return client_fail(err, st, KMS_ERROR_SERVER, "kmsd said THROTTLED: retry after "
+		                   "%" PRIu32 " ms", r->retry_after_ms);
 	if (!message[0])
 		return client_fail(err, st, KMS_ERROR_SERVER, "kmsd said %s",
 		                   kms_status_name(st));

@@ -73,6 +73,9 @@ typedef struct kms_error {
 	kms_status status;
 	kms_error_origin origin;
 	char message[KMS_ERROR_MESSAGE_MAX]; /* one line, "" when none */
+	/* KMS_THROTTLED only: kmsd's hint, in milliseconds, of when a retry
+	 * can pass its rate limits (docs/authorization.md); 0 otherwise. */
+	uint32_t retry_after_ms;
 } kms_error;
 
 /* ---- the client ---- */

@@ -160,9 +160,10 @@ kms_status keyring_open(hsm *h, const char *data_dir, const keyring_config *cfg,
 void keyring_close(keyring *kr);
 
 /* The keyring's store, for the parts of kmsd that keep no key material of
- * their own: principals, access keys and grants (kms/ops/op_principals.c,
- * op_grants.c, kms/authz/authz_keys.h, the pipeline's caller step). Valid
- * until keyring_close. */
+ * their own: principals, access keys, grants and policies' reads
+ * (kms/ops/op_principals.c, op_grants.c, kms/authz/authz_keys.h,
+ * kms/authz/authz_enforce.h, the pipeline's caller step). Valid until
+ * keyring_close. */
 store *keyring_store(keyring *kr);
 
 /* Destroys keys whose deletion date is <= now, finishes destructions that

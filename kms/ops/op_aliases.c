@@ -13,7 +13,8 @@ kms_status op_create_alias(op_ctx *ctx, const Kms__Request *req, Kms__Response *
 	Kms__CreateAliasResponse *c;
 	OP_ALLOC(ctx, c);
 	kms__create_alias_response__init(c);
-	op_note_key(ctx, r->target_key_id, 0);
+	char key_id[KMS_KEYID_TEXT_SIZE];
+	KMS_GUARD(op_authorize_ref(ctx, r->target_key_id, NULL, 0, key_id));
 	KMS_GUARD(keyring_alias_create(ctx->d->keyring, r->alias_name, r->target_key_id, ctx->now));
 	resp->create_alias = c;
 	resp->result_case = KMS__RESPONSE__RESULT_CREATE_ALIAS;
@@ -26,7 +27,8 @@ kms_status op_update_alias(op_ctx *ctx, const Kms__Request *req, Kms__Response *
 	Kms__UpdateAliasResponse *u;
 	OP_ALLOC(ctx, u);
 	kms__update_alias_response__init(u);
-	op_note_key(ctx, r->target_key_id, 0);
+	char key_id[KMS_KEYID_TEXT_SIZE];
+	KMS_GUARD(op_authorize_ref(ctx, r->target_key_id, NULL, 0, key_id));
 	KMS_GUARD(keyring_alias_update(ctx->d->keyring, r->alias_name, r->target_key_id));
 	resp->update_alias = u;
 	resp->result_case = KMS__RESPONSE__RESULT_UPDATE_ALIAS;
@@ -38,9 +40,10 @@ kms_status op_delete_alias(op_ctx *ctx, const Kms__Request *req, Kms__Response *
 	Kms__DeleteAliasResponse *d;
 	OP_ALLOC(ctx, d);
 	kms__delete_alias_response__init(d);
-	store_key k;
-	if (keyring_resolve(ctx->d->keyring, req->delete_alias->alias_name, &k) == KMS_OK)
-		op_note_key(ctx, k.id, 0);
+	/* Decided on the key the alias names: deleting it takes a name away
+	 * from that key. */
+	char key_id[KMS_KEYID_TEXT_SIZE];
+	KMS_GUARD(op_authorize_ref(ctx, req->delete_alias->alias_name, NULL, 0, key_id));
 	KMS_GUARD(keyring_alias_delete(ctx->d->keyring, req->delete_alias->alias_name));
 	resp->delete_alias = d;
 	resp->result_case = KMS__RESPONSE__RESULT_DELETE_ALIAS;

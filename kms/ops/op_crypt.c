@@ -21,6 +21,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "hsm/hsm.h"
+#include "kms/authz/authz_enforce.h"
 #include "kms/keys/keyring.h"
 #include "kms/pipeline/ops.h"
 #include "proto/status_wire.h"
@@ -73,10 +74,17 @@ static kms_status seal(op_ctx *ctx, const char *key_ref, const uint8_t *plaintex
 	uint8_t *context, *aad, *sealed_bytes, *blob;
 	size_t context_len, aad_len, blob_len;
 
+	char allowed[KMS_KEYID_TEXT_SIZE];
 	KMS_GUARD(encode_context(ctx, pairs, n_pairs, &context, &context_len));
-	op_note_key(ctx, key_ref, 0); /* what was asked for, until it resolves */
+	/* Decided on the key the reference names now (authz_enforce.h)... */
+	KMS_GUARD(op_authorize_ref(ctx, key_ref, pairs, n_pairs, allowed));
 	KMS_GUARD(keyring_encrypt_key(ctx->d->keyring, key_ref, ctx->now, &use));
 	op_note_key(ctx, use.key_id_text, use.version);
+	/* ...which must be the key sealed under: an alias moved in between
+	 * is refused, never used on a decision made for another key. */
+	KMS_ENSURE(strcmp(use.key_id_text, allowed) == 0, KMS_UNAVAILABLE,
+	           "%s now names another key than the one authorized (it was moved during "
+	           "the request): retry", key_ref);
 	/* The IV from the HSM's generator, not this process's DRBG: a reused
 	 * IV under one key breaks GCM, and a kmsd restored from a VM snapshot
 	 * or cloned would replay its DRBG's output; the HSM's state is not
@@ -141,7 +149,11 @@ static kms_status open_blob(op_ctx *ctx, ProtobufCBinaryData blob_bytes,
 		KMS_ENSURE(strcmp(expected.id, blob_key) == 0, KMS_INVALID_CIPHERTEXT,
 		           "the blob is under key %s, not %s", blob_key, expected.id);
 	}
-	kms_status st = keyring_decrypt_key(ctx->d->keyring, blob.key_id, blob.key_version, &use);
+	/* The key the blob names, decided with this context before it is used;
+	 * a key this service does not have gets the one answer below. */
+	kms_status st = authz_enforce_key(ctx, blob_key, pairs, n_pairs);
+	if (st == KMS_OK)
+		st = keyring_decrypt_key(ctx->d->keyring, blob.key_id, blob.key_version, &use);
 	if (st == KMS_NOT_FOUND)
 		return cannot_open(ctx);
 	KMS_GUARD(st);

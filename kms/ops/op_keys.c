@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "kms/authz/authz_policy.h"
 #include "kms/keys/keyring.h"
 #include "kms/pipeline/ops.h"
 #include "kms/pipeline/validate.h"
@@ -73,6 +74,27 @@ static kms_status metadata_out(op_ctx *ctx, key_metadata *m, Kms__KeyMetadata **
 	return st;
 }
 
+/* A policy is refused when written if the decision could not read it
+ * (docs/authorization.md, "Key policies"): the keyring's checks first,
+ * then the grammar the decision compiles. */
+static kms_status policy_check(const char *policy)
+{
+	KMS_GUARD(keyring_policy_validate(policy));
+	authz_policy *p = NULL;
+	KMS_GUARD(authz_policy_parse(policy, strlen(policy), &p));
+	authz_policy_free(p);
+	return KMS_OK;
+}
+
+/* The key check (op_authorize_ref): the key key_ref resolves to is noted
+ * for the audit entry (key_ref itself when it does not resolve, and the
+ * request fails with that) and decided for this caller and operation. */
+static kms_status authorize_ref(op_ctx *ctx, const char *key_ref)
+{
+	char key_id[KMS_KEYID_TEXT_SIZE];
+	return op_authorize_ref(ctx, key_ref, NULL, 0, key_id);
+}
+
 kms_status op_create_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
 {
 	const Kms__CreateKeyRequest *r = req->create_key;
@@ -93,6 +115,8 @@ kms_status op_create_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *re
 	Kms__CreateKeyResponse *c;
 	OP_ALLOC(ctx, c);
 	kms__create_key_response__init(c);
+	if (r->policy[0])
+		KMS_GUARD(policy_check(r->policy));
 	KMS_GUARD(keyring_create_key(ctx->d->keyring, &args, ctx->now, &m));
 	KMS_GUARD(metadata_out(ctx, &m, &c->key_metadata));
 	resp->create_key = c;
@@ -106,7 +130,7 @@ kms_status op_describe_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *
 	Kms__DescribeKeyResponse *d;
 	OP_ALLOC(ctx, d);
 	kms__describe_key_response__init(d);
-	op_note_key(ctx, req->describe_key->key_id, 0);
+	KMS_GUARD(authorize_ref(ctx, req->describe_key->key_id));
 	KMS_GUARD(keyring_describe(ctx->d->keyring, req->describe_key->key_id, &m));
 	KMS_GUARD(metadata_out(ctx, &m, &d->key_metadata));
 	resp->describe_key = d;
@@ -152,25 +176,13 @@ kms_status op_list_keys(op_ctx *ctx, const Kms__Request *req, Kms__Response *res
 	return KMS_OK;
 }
 
-/* The audit entry's key id: the key key_ref resolves to, or key_ref itself
- * when it does not resolve (the request then fails on its own). */
-static void note_ref(op_ctx *ctx, const char *key_ref)
-{
-	store_key k;
-	if (keyring_resolve(ctx->d->keyring, key_ref, &k) == KMS_OK)
-		op_note_key(ctx, k.id, 0);
-	else
-		op_note_key(ctx, key_ref, 0);
-	kms_error_clear();
-}
-
 kms_status op_update_key_description(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
 {
 	const Kms__UpdateKeyDescriptionRequest *r = req->update_key_description;
 	Kms__UpdateKeyDescriptionResponse *u;
 	OP_ALLOC(ctx, u);
 	kms__update_key_description_response__init(u);
-	note_ref(ctx, r->key_id);
+	KMS_GUARD(authorize_ref(ctx, r->key_id));
 	KMS_GUARD(keyring_update_description(ctx->d->keyring, r->key_id, r->description));
 	resp->update_key_description = u;
 	resp->result_case = KMS__RESPONSE__RESULT_UPDATE_KEY_DESCRIPTION;
@@ -182,7 +194,7 @@ kms_status op_enable_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *re
 	Kms__EnableKeyResponse *e;
 	OP_ALLOC(ctx, e);
 	kms__enable_key_response__init(e);
-	note_ref(ctx, req->enable_key->key_id);
+	KMS_GUARD(authorize_ref(ctx, req->enable_key->key_id));
 	KMS_GUARD(keyring_enable(ctx->d->keyring, req->enable_key->key_id));
 	resp->enable_key = e;
 	resp->result_case = KMS__RESPONSE__RESULT_ENABLE_KEY;
@@ -194,7 +206,7 @@ kms_status op_disable_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *r
 	Kms__DisableKeyResponse *d;
 	OP_ALLOC(ctx, d);
 	kms__disable_key_response__init(d);
-	note_ref(ctx, req->disable_key->key_id);
+	KMS_GUARD(authorize_ref(ctx, req->disable_key->key_id));
 	KMS_GUARD(keyring_disable(ctx->d->keyring, req->disable_key->key_id));
 	resp->disable_key = d;
 	resp->result_case = KMS__RESPONSE__RESULT_DISABLE_KEY;
@@ -207,7 +219,7 @@ kms_status op_rotate_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *re
 	Kms__RotateKeyResponse *r;
 	OP_ALLOC(ctx, r);
 	kms__rotate_key_response__init(r);
-	note_ref(ctx, req->rotate_key->key_id);
+	KMS_GUARD(authorize_ref(ctx, req->rotate_key->key_id));
 	KMS_GUARD(keyring_rotate(ctx->d->keyring, req->rotate_key->key_id, ctx->now, &m));
 	KMS_GUARD(metadata_out(ctx, &m, &r->key_metadata));
 	resp->rotate_key = r;
@@ -222,7 +234,7 @@ kms_status op_set_rotation_period(op_ctx *ctx, const Kms__Request *req, Kms__Res
 	Kms__SetRotationPeriodResponse *s;
 	OP_ALLOC(ctx, s);
 	kms__set_rotation_period_response__init(s);
-	note_ref(ctx, r->key_id);
+	KMS_GUARD(authorize_ref(ctx, r->key_id));
 	KMS_GUARD(keyring_set_rotation_period(ctx->d->keyring, r->key_id, r->rotation_period_days,
 	                                      ctx->now, &m));
 	KMS_GUARD(metadata_out(ctx, &m, &s->key_metadata));
@@ -238,7 +250,7 @@ kms_status op_schedule_key_deletion(op_ctx *ctx, const Kms__Request *req, Kms__R
 	Kms__ScheduleKeyDeletionResponse *s;
 	OP_ALLOC(ctx, s);
 	kms__schedule_key_deletion_response__init(s);
-	note_ref(ctx, r->key_id);
+	KMS_GUARD(authorize_ref(ctx, r->key_id));
 	KMS_GUARD(keyring_schedule_deletion(ctx->d->keyring, r->key_id, r->pending_window_days,
 	                                    ctx->now, &k));
 	s->key_id = arena_strdup(ctx->arena, k.id);
@@ -256,7 +268,7 @@ kms_status op_cancel_key_deletion(op_ctx *ctx, const Kms__Request *req, Kms__Res
 	Kms__CancelKeyDeletionResponse *c;
 	OP_ALLOC(ctx, c);
 	kms__cancel_key_deletion_response__init(c);
-	note_ref(ctx, req->cancel_key_deletion->key_id);
+	KMS_GUARD(authorize_ref(ctx, req->cancel_key_deletion->key_id));
 	KMS_GUARD(keyring_cancel_deletion(ctx->d->keyring, req->cancel_key_deletion->key_id, &k));
 	c->key_id = arena_strdup(ctx->arena, k.id);
 	KMS_ENSURE(c->key_id, KMS_INTERNAL, "out of request memory");
@@ -272,7 +284,7 @@ kms_status op_get_key_policy(op_ctx *ctx, const Kms__Request *req, Kms__Response
 	Kms__GetKeyPolicyResponse *g;
 	OP_ALLOC(ctx, g);
 	kms__get_key_policy_response__init(g);
-	note_ref(ctx, req->get_key_policy->key_id);
+	KMS_GUARD(authorize_ref(ctx, req->get_key_policy->key_id));
 	KMS_GUARD(keyring_policy_get(ctx->d->keyring, req->get_key_policy->key_id, &policy));
 	g->policy = arena_strdup(ctx->arena, policy);
 	free(policy);
@@ -288,7 +300,8 @@ kms_status op_put_key_policy(op_ctx *ctx, const Kms__Request *req, Kms__Response
 	Kms__PutKeyPolicyResponse *p;
 	OP_ALLOC(ctx, p);
 	kms__put_key_policy_response__init(p);
-	note_ref(ctx, r->key_id);
+	KMS_GUARD(policy_check(r->policy));
+	KMS_GUARD(authorize_ref(ctx, r->key_id));
 	KMS_GUARD(keyring_policy_put(ctx->d->keyring, r->key_id, r->policy));
 	resp->put_key_policy = p;
 	resp->result_case = KMS__RESPONSE__RESULT_PUT_KEY_POLICY;
@@ -304,7 +317,7 @@ kms_status op_tag_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
 	Kms__TagKeyResponse *t;
 	OP_ALLOC(ctx, t);
 	kms__tag_key_response__init(t);
-	note_ref(ctx, r->key_id);
+	KMS_GUARD(authorize_ref(ctx, r->key_id));
 	KMS_GUARD(keyring_tag(ctx->d->keyring, r->key_id, tags, r->n_tags));
 	resp->tag_key = t;
 	resp->result_case = KMS__RESPONSE__RESULT_TAG_KEY;
@@ -317,7 +330,7 @@ kms_status op_untag_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *res
 	Kms__UntagKeyResponse *u;
 	OP_ALLOC(ctx, u);
 	kms__untag_key_response__init(u);
-	note_ref(ctx, r->key_id);
+	KMS_GUARD(authorize_ref(ctx, r->key_id));
 	size_t removed;
 	KMS_GUARD(keyring_untag(ctx->d->keyring, r->key_id, (const char *const *)r->tag_keys,
 	                        r->n_tag_keys, &removed));

@@ -83,8 +83,8 @@ typedef struct op_audit_info {
 	 * entry only; NULL: the reply's own message. Arena memory. */
 	const char *error;
 	/* The authorization decision, for the entry's `authz` object: NULL
-	 * decision: no object (nothing was decided). decision is "allow" or
-	 * "deny", reason a stable token ("bad_mac", "unsigned_tls", ...),
+	 * decision: no object (nothing was decided). decision is "allow",
+	 * "deny" or "throttled", reason a stable token ("bad_mac", "unsigned_tls", ...) or the decision's step and statement, grant or role (static or arena memory),
 	 * detail one line with ids and figures, never a secret or a MAC.
 	 * Set through op_note_authz. */
 	const char *authz_decision;
@@ -101,6 +101,7 @@ typedef struct op_ctx {
 	const struct op_entry *op;
 	op_audit_info audit;
 	int64_t now;       /* unix seconds at decode */
+	uint32_t retry_after_ms; /* a THROTTLED reply's hint (authz_enforce.h) */
 } op_ctx;
 
 /* Checks a request's fields (sizes, formats, enums) before any handler runs.
@@ -163,6 +164,15 @@ void op_note_authz(op_ctx *ctx, const char *decision, const char *reason, const 
 
 /* Records the key a request used (or named) for its audit entry. */
 void op_note_key(op_ctx *ctx, const char *key_id, uint32_t key_version);
+
+/* The key check (kms/ops/op_authorize.c): resolves key_ref (an id or an
+ * alias) into key_id, notes it for the audit entry, and decides whether the
+ * caller may run this operation on it with this encryption context
+ * (authz_enforce_key). Every handler calls it, or authz_enforce_key for a
+ * key id it already has (a blob's), before the keyring uses the key. The
+ * resolution's own failure (KMS_NOT_FOUND) is returned as is. */
+kms_status op_authorize_ref(op_ctx *ctx, const char *key_ref, Kms__StringPair *const *pairs,
+                            size_t n_pairs, char key_id[static KMS_KEYID_TEXT_SIZE]) KMS_MUST_USE;
 
 /* A request's fields named by its row's audit column; NULL and 0 where the
  * operation has none, or the request lacks them. */

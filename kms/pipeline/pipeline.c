@@ -14,6 +14,8 @@
 #include "kms/keys/keyring.h"
 #include "kms/store/store.h"
 #include "kms/audit/audit_entry.h"
+#include "kms/authz/authz_decide.h"
+#include "kms/authz/authz_enforce.h"
 #include "common/log.h"
 #include "common/error.h"
 #include "kms/transport/metrics.h"
@@ -227,9 +229,11 @@ static kms_status verify_credential(op_ctx *ctx, const uint8_t *bytes, size_t le
 	op_note_authz(ctx, "deny", reason, v.detail);
 	kms_log("warn", "request %s (%s) from %s: signed request refused: %s (%s)",
 	        req->request_id, op, who->source, reason, v.detail);
-	if (st == KMS_THROTTLED) /* merge: P3 puts v.retry_after_ms in the Response */
+	if (st == KMS_THROTTLED) {
+		ctx->retry_after_ms = v.retry_after_ms ? v.retry_after_ms : 1;
 		return KMS_FAIL(KMS_THROTTLED, "request %s: too many signed requests to check "
 		                "for replay: retry after %u ms", req->request_id, v.retry_after_ms);
+	}
 	if (st == KMS_UNAVAILABLE)
 		return KMS_FAIL(KMS_UNAVAILABLE, "request %s: the request's access key could not "
 		                "be checked now: retry", req->request_id);
@@ -245,7 +249,11 @@ static kms_status load_principal(op_ctx *ctx, caller *who)
 	who->principal_found = false;
 	who->roles = 0;
 	who->principal_disabled = false;
-	if (!who->principal[0] || !ctx->d->keyring)
+	/* Health needs no principal (authz_enforce_request): kmsd's own
+	 * /healthz probe must not open a store connection on a worker that has
+	 * none. */
+	if (!who->principal[0] || !ctx->d->keyring ||
+	    authz_op_classify(ctx->op).family == AUTHZ_FAMILY_HEALTH)
 		return KMS_OK;
 	store_principal p;
 	kms_status st = store_principal_get(keyring_store(ctx->d->keyring), who->principal, &p);
@@ -261,14 +269,14 @@ static kms_status load_principal(op_ctx *ctx, caller *who)
 	return KMS_OK;
 }
 
-/* Step 3: may this caller run this operation on this key? Roles, key
- * policies and signed requests (docs/security.md, "Who may call") land here; until then an
- * admitted caller may call every operation. */
+/* Step 3: may this caller run this operation? Steps 1 and 2 of the
+ * decision and the principal's rate limit here; a keyed operation is
+ * decided again for each key it touches, by its handler
+ * (authz_enforce_key), once the key is resolved (docs/authorization.md). */
 static kms_status authorize(op_ctx *ctx, const Kms__Request *req)
 {
-	(void)ctx;
 	(void)req;
-	return KMS_OK;
+	return authz_enforce_request(ctx);
 }
 
 /* Before step 4: a log that cannot be written refuses requests before they
@@ -430,6 +438,8 @@ kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
 	resp.request_id = ctx.request_id;
 	resp.status = kms_status_to_wire(st);
 	resp.message = message;
+	if (st == KMS_THROTTLED)
+		resp.retry_after_ms = ctx.retry_after_ms;
 	kms_status packed = encode(&resp, reply, reply_len);
 	arena_reset(a);
 	if (in_flight)

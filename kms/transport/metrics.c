@@ -17,6 +17,22 @@
 static atomic_uint_fast64_t requests[METRICS_OPS_MAX][KMS_STATUS_MAX + 1];
 static atomic_uint_fast64_t latency_sum_us[METRICS_OPS_MAX];
 static atomic_int_fast64_t in_flight;
+#define METRICS_AUTHZ_STEPS 5
+static atomic_uint_fast64_t authz_denied[METRICS_AUTHZ_STEPS + 1];
+static atomic_uint_fast64_t throttled_principal, throttled_key;
+
+void metrics_authz_denied(int step)
+{
+	if (step < 1 || step > METRICS_AUTHZ_STEPS)
+		step = 0;
+	atomic_fetch_add_explicit(&authz_denied[step], 1, memory_order_relaxed);
+}
+
+void metrics_throttled(const char *limit)
+{
+	atomic_fetch_add_explicit(strcmp(limit, "key") ? &throttled_principal : &throttled_key, 1,
+	                          memory_order_relaxed);
+}
 
 void metrics_record(const struct op_entry *op, kms_status status, uint64_t latency_us)
 {
@@ -103,6 +119,18 @@ kms_status metrics_render(kmsd *d, char **out, size_t *len)
 	put(&t, "# HELP kms_requests_in_flight Requests being executed, which a drain still answers.\n"
 	        "# TYPE kms_requests_in_flight gauge\nkms_requests_in_flight %lld\n",
 	    (long long)atomic_load(&in_flight));
+	put(&t, "# HELP kms_authz_denied_total Requests denied, by the step of the decision "
+	        "that denied them.\n# TYPE kms_authz_denied_total counter\n");
+	for (int step = 1; step <= METRICS_AUTHZ_STEPS; step++)
+		put(&t, "kms_authz_denied_total{step=\"%d\"} %llu\n", step,
+		    (unsigned long long)atomic_load_explicit(&authz_denied[step],
+		                                             memory_order_relaxed));
+	put(&t, "# HELP kms_throttled_total Requests answered THROTTLED, by the limit they "
+	        "passed.\n# TYPE kms_throttled_total counter\n"
+	        "kms_throttled_total{limit=\"principal\"} %llu\n"
+	        "kms_throttled_total{limit=\"key\"} %llu\n",
+	    (unsigned long long)atomic_load(&throttled_principal),
+	    (unsigned long long)atomic_load(&throttled_key));
 	put(&t, "# HELP kms_audit_entries Entries in the audit log.\n# TYPE kms_audit_entries gauge\n"
 	        "kms_audit_entries %llu\n",
 	    (unsigned long long)(d->audit ? audit_size(d->audit) : 0));

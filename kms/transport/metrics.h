@@ -22,6 +22,11 @@ void metrics_record(const struct op_entry *op, kms_status status, uint64_t laten
  * operators and the drain test need to see (kms_requests_in_flight). */
 void metrics_in_flight(int delta);
 
+/* Authorization (docs/authorization.md): a request denied at a step of the
+ * decision (1 to 5), or throttled by limit ("principal" or "key"). */
+void metrics_authz_denied(int step);
+void metrics_throttled(const char *limit);
+
 /* The whole exposition (malloc'ed, *len bytes). */
 kms_status metrics_render(kmsd *d, char **text, size_t *len) KMS_MUST_USE;
 

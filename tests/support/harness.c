@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <kms/sign.h>
+#include "kms/store/store.h"
 
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/tls/tls.h>
@@ -62,6 +63,10 @@ static bool write_config(harness *h, const harness_options *o)
 		fprintf(f, "[tls]\ncert_file = %s/tls/server.crt\nkey_file = %s/tls/server.key\n"
 		           "client_ca_file = %s/tls/ca.crt\n\n", h->dir, h->dir, h->dir);
 	fprintf(f, "[ipc_principals]\n%u = test-admin\n\n", (unsigned)getuid());
+	if (o->default_key_policy)
+		fprintf(f, "[authz]\ndefault_key_policy = %s\n\n", o->default_key_policy);
+	else
+		fprintf(f, "[authz]\ndefault_key_policy = %s/test-admin-policy.json\n\n", h->dir);
 	if (o->extra_config)
 		fprintf(f, "%s\n", o->extra_config);
 	return fclose(f) == 0;
@@ -154,6 +159,64 @@ bool harness_sign(harness *h, Kms__Request *req, int64_t timestamp, Kms__Credent
 	return true;
 }
 
+static void data_dir_of(const harness *h, const harness_options *o, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s/%s", h->dir, o && o->data_subdir ? o->data_subdir : "data");
+}
+
+bool harness_add_principal(harness *h, const harness_options *opts, const char *name,
+                           unsigned roles)
+{
+	const char *dir = getenv("KMS_TEST_TOKEN_DIR");
+	if (!h->dir[0] && !dir)
+		return false;
+	char data[700];
+	if (!h->dir[0])
+		snprintf(data, sizeof data, "%s/%s", dir,
+		         opts && opts->data_subdir ? opts->data_subdir : "data");
+	else
+		data_dir_of(h, opts, data, sizeof data);
+	if (mkdir(data, 0700) != 0 && errno != EEXIST)
+		return false;
+	store *st = NULL;
+	bool created = false;
+	kms_status opened = KMS_FAILED_PRECONDITION;
+	/* A kmsd just stopped may still hold the lock for a moment: bounded. */
+	for (int i = 0; i < 100 && opened == KMS_FAILED_PRECONDITION; i++) {
+		opened = store_open(data, &st, &created);
+		if (opened == KMS_FAILED_PRECONDITION)
+			sleep_ms(100);
+	}
+	if (opened != KMS_OK) {
+		fprintf(stderr, "harness: cannot open the store in %s (is kmsd running?)\n", data);
+		return false;
+	}
+	store_principal p = { .roles = roles, .state = PRINCIPAL_STATE_ENABLED,
+	                      .created_at = time(NULL), .updated_at = time(NULL) };
+	snprintf(p.name, sizeof p.name, "%s", name);
+	kms_status s = store_principal_create(st, &p);
+	store_close(st);
+	if (s != KMS_OK && s != KMS_ALREADY_EXISTS) {
+		fprintf(stderr, "harness: cannot create principal %s\n", name);
+		return false;
+	}
+	return true;
+}
+
+/* The default key policy of every harness kmsd: test-admin may do
+ * everything. */
+static bool write_test_admin_policy(harness *h)
+{
+	char path[700];
+	snprintf(path, sizeof path, "%s/test-admin-policy.json", h->dir);
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return false;
+	fprintf(f, "{\"Version\": \"2024-01-01\", \"Statement\": [{\"Sid\": \"test-admin-all\", "
+	           "\"Effect\": \"Allow\", \"Principal\": \"" HARNESS_ADMIN "\", \"Action\": \"*\"}]}\n");
+	return fclose(f) == 0;
+}
+
 bool harness_spawn(harness *h, const harness_options *opts)
 {
 	harness_options none = { 0 };
@@ -181,12 +244,21 @@ bool harness_spawn(harness *h, const harness_options *opts)
 			return false;
 		}
 	}
-	if (!write_config(h, o)) {
-		fprintf(stderr, "harness: cannot write %s\n", h->config);
+	if (!write_test_admin_policy(h) || !write_config(h, o)) {
+		fprintf(stderr, "harness: cannot write %s or the default key policy\n", h->config);
 		return false;
 	}
-	if ((o->bootstrap || o->with_tls) && !h->access_key_id[0] && !bootstrap(h, kmsd))
+	/* The default authorization of every harness kmsd: principal
+	 * test-admin with every role, mapped to the test's uid. With an access
+	 * key (for signed requests) it comes from `kmsd --bootstrap-admin` on
+	 * the fresh data dir; otherwise straight into the store. */
+	if ((o->bootstrap || o->with_tls) && !h->access_key_id[0]) {
+		if (!bootstrap(h, kmsd))
+			return false;
+	} else if (!harness_add_principal(h, o, HARNESS_ADMIN, PRINCIPAL_ROLES_ALL)) {
+		fprintf(stderr, "harness: cannot create principal " HARNESS_ADMIN " in the store\n");
 		return false;
+	}
 	pid_t pid = fork();
 	if (pid < 0)
 		return false;

@@ -59,6 +59,12 @@ typedef struct harness_options {
 	 * in the harness. with_tls implies it: requests over tls+tcp:// must be
 	 * signed. Later starts of the same harness reuse the credentials. */
 	bool bootstrap;
+	/* Authorization (docs/authorization.md): by default the data dir's
+	 * store holds principal test-admin (roles admin, app, auditor), the ipc
+	 * uid of the test, and [authz] default_key_policy allows test-admin
+	 * every action; this replaces that policy file's path (NULL: the
+	 * harness's own). */
+	const char *default_key_policy;
 } harness_options;
 
 /* The principal bootstrap creates. */
@@ -70,6 +76,12 @@ bool harness_start(harness *h, const harness_options *opts);
 
 /* Starts kmsd without waiting for it to be ready (for crash tests). */
 bool harness_spawn(harness *h, const harness_options *opts);
+
+/* Creates principal name with roles (PRINCIPAL_ROLE_* bits) in the store
+ * of the data dir opts names (kmsd must not be running: the store is
+ * locked while it is); an existing one is left as it is. */
+bool harness_add_principal(harness *h, const harness_options *opts, const char *name,
+                           unsigned roles);
 
 /* SIGTERM, then waits (at most 15 s); returns kmsd's exit status or -1. */
 int harness_stop(harness *h);

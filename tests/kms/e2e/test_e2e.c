@@ -641,9 +641,11 @@ static void aliases_tags_and_policy(void **state)
 	assert_string_equal(r->describe_key->key_metadata->tags[0]->value, "payments");
 	kms__response__free_unpacked(r, NULL);
 
-	/* Policy: stored and validated (enforcement comes with authorization). */
-	const char *policy = "{\"Version\":\"2026-11-01\",\"Statement\":[{\"Effect\":\"Allow\","
-	                     "\"Principal\":\"payments-svc\",\"Action\":[\"encrypt\"]}]}";
+	/* Policy: stored and validated (test_authz_e2e covers its enforcement);
+	 * the admins keep managing the key. */
+	const char *policy = "{\"Version\":\"2024-01-01\",\"Statement\":[{\"Effect\":\"Allow\","
+	                     "\"Principal\":\"payments-svc\",\"Action\":[\"encrypt\"]},"
+	                     "{\"Effect\":\"Allow\",\"Principal\":\"role:admin\",\"Action\":\"*\"}]}";
 	Kms__PutKeyPolicyRequest pp = KMS__PUT_KEY_POLICY_REQUEST__INIT;
 	pp.key_id = a;
 	pp.policy = (char *)(uintptr_t)policy;

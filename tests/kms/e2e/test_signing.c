@@ -306,7 +306,10 @@ static void audit_names_signer_and_reasons(void **state)
 		assert_string_equal(audit_str(entry, "principal"), HARNESS_ADMIN);
 		assert_string_equal(audit_str(entry, "access_key_id"), H.access_key_id);
 		assert_string_equal(audit_str(entry, "status"), "OK");
-		assert_null(json_object_get(entry, "authz"));
+		/* GenerateRandom: allowed by the principal's role (step 2). */
+		json_t *authz = json_object_get(entry, "authz");
+		assert_non_null(authz);
+		assert_string_equal(audit_str(authz, "decision"), "allow");
 	}
 	json_t *tls = entry_of(&e, "sig-tls");
 	assert_non_null(strstr(audit_str(tls, "source"), "tls 127.0.0.1:"));

@@ -1,0 +1,803 @@
+/*
+ * test_authz_e2e: authorization enforced by a real kmsd
+ * (docs/authorization.md). Principals e2e-admin, e2e-app and e2e-auditor
+ * are created in the store before kmsd starts, each mapped to its own uid
+ * in [ipc_principals]; a request as one of them runs in a child that
+ * becomes that uid (root only: skipped otherwise) and exits with the reply's
+ * status. Keys without a policy get the built-in default (admins manage,
+ * no one uses). Then: a ContextEquals condition, a policy change seen by
+ * the next request, and the principal rate limit (THROTTLED, retry-after,
+ * another principal unaffected).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "kms/format/context.h"
+#include "kms/store/store.h"
+#include "tests/support/audit_check.h"
+#include "tests/support/harness.h"
+
+static harness H;
+static const char *self_path;
+static char public_ipc_url[64];
+static char default_policy_path[700];
+static char extra[1024];
+static int http_port;
+
+#define UID_ADMIN 60001
+#define UID_APP 60002
+#define UID_AUDITOR 60003
+#define SOCKET_GID 65534
+#define CHILD_NO_REPLY 200
+
+/* The built-in default policy (authz_default_policy_json), as a file. */
+static const char default_policy[] =
+        "{\"Version\":\"2024-01-01\",\"Statement\":["
+        "{\"Sid\":\"admins-manage\",\"Effect\":\"Allow\",\"Principal\":\"role:admin\","
+        "\"Action\":[\"describe_key\",\"update_key_description\",\"enable_key\","
+        "\"disable_key\",\"rotate_key\",\"set_rotation_period\",\"schedule_key_deletion\","
+        "\"cancel_key_deletion\",\"tag_key\",\"untag_key\",\"put_key_policy\","
+        "\"get_key_policy\",\"create_alias\",\"update_alias\",\"delete_alias\"]}]}";
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+/* ---- the child: one request as another uid ---- */
+
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static int as_client(const char *uid_text, const char *url, const char *op, const char *key,
+                     const char *hex, const char *purpose)
+{
+	uid_t uid = (uid_t)strtoul(uid_text, NULL, 10);
+	if (setgroups(0, NULL) != 0 || setgid(SOCKET_GID) != 0 || setuid(uid) != 0)
+		return CHILD_NO_REPLY + 1;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.request_id = "authz-child";
+	req.schema_version = 1;
+	Kms__StringPair pair = KMS__STRING_PAIR__INIT;
+	pair.key = "purpose";
+	pair.value = (char *)(uintptr_t)purpose;
+	Kms__StringPair *pairs[] = { &pair };
+	size_t n_pairs = purpose[0] ? 1 : 0;
+	uint8_t blob[4096];
+	size_t blob_len = 0;
+	for (size_t i = 0; hex[i] && hex[i + 1] && blob_len < sizeof blob; i += 2)
+		blob[blob_len++] = (uint8_t)(hexval(hex[i]) * 16 + hexval(hex[i + 1]));
+	Kms__EncryptRequest enc = KMS__ENCRYPT_REQUEST__INIT;
+	Kms__DecryptRequest dec = KMS__DECRYPT_REQUEST__INIT;
+	Kms__DescribeKeyRequest desc = KMS__DESCRIBE_KEY_REQUEST__INIT;
+	Kms__GetCheckpointRequest cp = KMS__GET_CHECKPOINT_REQUEST__INIT;
+	Kms__CreateKeyRequest ck = KMS__CREATE_KEY_REQUEST__INIT;
+	Kms__GenerateRandomRequest gr = KMS__GENERATE_RANDOM_REQUEST__INIT;
+	Kms__HealthRequest hr = KMS__HEALTH_REQUEST__INIT;
+	if (!strcmp(op, "encrypt")) {
+		enc.key_id = (char *)(uintptr_t)key;
+		enc.plaintext.data = (uint8_t *)"hello";
+		enc.plaintext.len = 5;
+		enc.encryption_context = pairs;
+		enc.n_encryption_context = n_pairs;
+		req.op_case = KMS__REQUEST__OP_ENCRYPT;
+		req.encrypt = &enc;
+	} else if (!strcmp(op, "decrypt")) {
+		dec.ciphertext_blob.data = blob;
+		dec.ciphertext_blob.len = blob_len;
+		dec.encryption_context = pairs;
+		dec.n_encryption_context = n_pairs;
+		req.op_case = KMS__REQUEST__OP_DECRYPT;
+		req.decrypt = &dec;
+	} else if (!strcmp(op, "describe_key")) {
+		desc.key_id = (char *)(uintptr_t)key;
+		req.op_case = KMS__REQUEST__OP_DESCRIBE_KEY;
+		req.describe_key = &desc;
+	} else if (!strcmp(op, "get_checkpoint")) {
+		req.op_case = KMS__REQUEST__OP_GET_CHECKPOINT;
+		req.get_checkpoint = &cp;
+	} else if (!strcmp(op, "create_key")) {
+		ck.description = "by a child";
+		req.op_case = KMS__REQUEST__OP_CREATE_KEY;
+		req.create_key = &ck;
+	} else if (!strcmp(op, "generate_random")) {
+		gr.number_of_bytes = 16;
+		req.op_case = KMS__REQUEST__OP_GENERATE_RANDOM;
+		req.generate_random = &gr;
+	} else {
+		req.op_case = KMS__REQUEST__OP_HEALTH;
+		req.health = &hr;
+	}
+	size_t n = kms__request__get_packed_size(&req);
+	uint8_t *bytes = malloc(n);
+	if (!bytes)
+		return CHILD_NO_REPLY;
+	kms__request__pack(&req, bytes);
+	size_t len = 0;
+	uint8_t *reply = harness_raw(url, bytes, n, 15000, &len);
+	free(bytes);
+	Kms__Response *resp = reply ? kms__response__unpack(NULL, len, reply) : NULL;
+	free(reply);
+	if (!resp)
+		return CHILD_NO_REPLY;
+	int status = (int)resp->status;
+	if (status)
+		fprintf(stderr, "child uid %s %s: status %d: %s\n", uid_text, op, status,
+		        resp->message);
+	kms__response__free_unpacked(resp, NULL);
+	return status;
+}
+
+/* Runs op as uid in a fresh process; the reply's status. */
+static int as_uid(unsigned uid, const char *op, const char *key, const char *blob_hex,
+                  const char *purpose)
+{
+	char uid_text[16];
+	snprintf(uid_text, sizeof uid_text, "%u", uid);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		execl(self_path, self_path, "--as", uid_text, public_ipc_url, op, key ? key : "",
+		      blob_hex ? blob_hex : "", purpose ? purpose : "", (char *)NULL);
+		_exit(127);
+	}
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_true(WEXITSTATUS(status) < CHILD_NO_REPLY);
+	return WEXITSTATUS(status);
+}
+
+/* ---- as test-admin, over the harness's own socket ---- */
+
+static Kms__Response *call(Kms__Request *req)
+{
+	req->request_id = NULL;
+	Kms__Response *r = harness_call(&H, req);
+	assert_non_null(r);
+	return r;
+}
+
+static void create_key(const char *policy, char out[35])
+{
+	Kms__CreateKeyRequest ck = KMS__CREATE_KEY_REQUEST__INIT;
+	ck.policy = (char *)(uintptr_t)(policy ? policy : "");
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_CREATE_KEY;
+	req.create_key = &ck;
+	Kms__Response *r = call(&req);
+	if (r->status != KMS__STATUS__OK)
+		fail_msg("create_key: %s", r->message);
+	snprintf(out, 35, "%s", r->create_key->key_metadata->key_id);
+	kms__response__free_unpacked(r, NULL);
+}
+
+static Kms__Response *encrypt(const char *key, const char *purpose)
+{
+	Kms__StringPair pair = KMS__STRING_PAIR__INIT;
+	pair.key = "purpose";
+	pair.value = (char *)(uintptr_t)purpose;
+	Kms__StringPair *pairs[] = { &pair };
+	Kms__EncryptRequest e = KMS__ENCRYPT_REQUEST__INIT;
+	e.key_id = (char *)(uintptr_t)key;
+	e.plaintext.data = (uint8_t *)"card";
+	e.plaintext.len = 4;
+	e.encryption_context = pairs;
+	e.n_encryption_context = 1;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_ENCRYPT;
+	req.encrypt = &e;
+	return call(&req);
+}
+
+static int decrypt_status(const ProtobufCBinaryData *blob, const char *purpose, char *id)
+{
+	Kms__StringPair pair = KMS__STRING_PAIR__INIT;
+	pair.key = "purpose";
+	pair.value = (char *)(uintptr_t)purpose;
+	Kms__StringPair *pairs[] = { &pair };
+	Kms__DecryptRequest d = KMS__DECRYPT_REQUEST__INIT;
+	d.ciphertext_blob = *blob;
+	d.encryption_context = pairs;
+	d.n_encryption_context = 1;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_DECRYPT;
+	req.decrypt = &d;
+	Kms__Response *r = call(&req);
+	if (id) { /* the entry is looked up by it */
+		req.request_id = id;
+		kms__response__free_unpacked(r, NULL);
+		r = harness_call(&H, &req);
+		assert_non_null(r);
+	}
+	int st = (int)r->status;
+	if (st == KMS__STATUS__ACCESS_DENIED)
+		assert_non_null(strstr(r->message, "principal test-admin may not decrypt key"));
+	kms__response__free_unpacked(r, NULL);
+	return st;
+}
+
+static void put_policy(const char *key, const char *policy)
+{
+	Kms__PutKeyPolicyRequest p = KMS__PUT_KEY_POLICY_REQUEST__INIT;
+	p.key_id = (char *)(uintptr_t)key;
+	p.policy = (char *)(uintptr_t)policy;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_PUT_KEY_POLICY;
+	req.put_key_policy = &p;
+	Kms__Response *r = call(&req);
+	if (r->status != KMS__STATUS__OK)
+		fail_msg("put_key_policy: %s", r->message);
+	kms__response__free_unpacked(r, NULL);
+}
+
+static void to_hex(const ProtobufCBinaryData *b, char *out, size_t cap)
+{
+	out[0] = '\0';
+	for (size_t i = 0; i < b->len && 2 * i + 3 <= cap; i++)
+		snprintf(out + 2 * i, 3, "%02x", b->data[i]);
+}
+
+/* test-admin may encrypt, and decrypt only for purpose=billing. */
+#define BILLING_POLICY(decrypt_statement)                                                    \
+	"{\"Version\":\"2024-01-01\",\"Statement\":["                                         \
+	"{\"Sid\":\"admins\",\"Effect\":\"Allow\",\"Principal\":\"role:admin\","             \
+	"\"Action\":[\"put_key_policy\",\"describe_key\"]},"                                  \
+	"{\"Sid\":\"enc\",\"Effect\":\"Allow\",\"Principal\":\"test-admin\","                 \
+	"\"Action\":\"encrypt\"}" decrypt_statement "]}"
+static const char billing_policy[] = BILLING_POLICY(
+        ",{\"Sid\":\"billing\",\"Effect\":\"Allow\",\"Principal\":\"test-admin\","
+        "\"Action\":\"decrypt\",\"Condition\":{\"ContextEquals\":{\"purpose\":\"billing\"}}}");
+static const char no_decrypt_policy[] = BILLING_POLICY("");
+
+static int start(bool rate_limited)
+{
+	snprintf(default_policy_path, sizeof default_policy_path, "%s/default-policy.json",
+	         getenv("KMS_TEST_TOKEN_DIR"));
+	FILE *f = fopen(default_policy_path, "w");
+	if (!f || fputs(default_policy, f) < 0 || fclose(f) != 0)
+		return -1;
+	snprintf(public_ipc_url, sizeof public_ipc_url, "ipc:///tmp/kms-authz-%d.sock",
+	         (int)getpid());
+	snprintf(extra, sizeof extra,
+	         "[listen]\nurl = %s\nipc_group = %d\n"
+	         "[ipc_principals]\n%d = e2e-admin\n%d = e2e-app\n%d = e2e-auditor\n%s"
+	         "[audit]\nhttp = http://127.0.0.1:%d\n",
+	         public_ipc_url, SOCKET_GID, UID_ADMIN, UID_APP, UID_AUDITOR,
+	         rate_limited ? "[limits]\nprincipal_rate = 1\nprincipal_burst = 3\n" : "",
+	         http_port = harness_free_port());
+	harness_options o = { .extra_config = extra, .default_key_policy = default_policy_path };
+	memset(&H, 0, sizeof H);
+	if (!harness_add_principal(&H, &o, "e2e-admin", PRINCIPAL_ROLE_ADMIN) ||
+	    !harness_add_principal(&H, &o, "e2e-app", PRINCIPAL_ROLE_APP) ||
+	    !harness_add_principal(&H, &o, "e2e-auditor", PRINCIPAL_ROLE_AUDITOR))
+		return -1;
+	return harness_start(&H, &o) ? 0 : -1;
+}
+
+static void roles_and_default_policy(void **state)
+{
+	(void)state;
+	if (getuid() != 0)
+		skip(); /* becomes other users */
+	assert_int_equal(start(false), 0);
+	char k[35], k2[35];
+	create_key(NULL, k); /* the default policy: admins manage, no one uses */
+	create_key(billing_policy, k2);
+	Kms__Response *r = encrypt(k2, "billing");
+	assert_int_equal(r->status, KMS__STATUS__OK);
+	char hex[2048];
+	to_hex(&r->encrypt->ciphertext_blob, hex, sizeof hex);
+	kms__response__free_unpacked(r, NULL);
+
+	const int denied = KMS__STATUS__ACCESS_DENIED, ok = KMS__STATUS__OK;
+	/* app: no key use without a statement, no key control, random yes. */
+	assert_int_equal(as_uid(UID_APP, "encrypt", k, NULL, NULL), denied);
+	assert_int_equal(as_uid(UID_APP, "create_key", NULL, NULL, NULL), denied);
+	assert_int_equal(as_uid(UID_APP, "describe_key", k, NULL, NULL), denied);
+	assert_int_equal(as_uid(UID_APP, "get_checkpoint", NULL, NULL, NULL), denied);
+	assert_int_equal(as_uid(UID_APP, "generate_random", NULL, NULL, NULL), ok);
+	assert_int_equal(as_uid(UID_APP, "health", NULL, NULL, NULL), ok);
+	/* admin: manages, but no role allows using a key. */
+	assert_int_equal(as_uid(UID_ADMIN, "decrypt", NULL, hex, "billing"), denied);
+	assert_int_equal(as_uid(UID_ADMIN, "encrypt", k, NULL, NULL), denied);
+	assert_int_equal(as_uid(UID_ADMIN, "describe_key", k, NULL, NULL), ok);
+	assert_int_equal(as_uid(UID_ADMIN, "create_key", NULL, NULL, NULL), ok);
+	/* auditor: reads keys and the audit log, nothing else. */
+	assert_int_equal(as_uid(UID_AUDITOR, "describe_key", k, NULL, NULL), ok);
+	assert_int_equal(as_uid(UID_AUDITOR, "get_checkpoint", NULL, NULL, NULL), ok);
+	assert_int_equal(as_uid(UID_AUDITOR, "encrypt", k, NULL, NULL), denied);
+	assert_int_equal(as_uid(UID_AUDITOR, "create_key", NULL, NULL, NULL), denied);
+	assert_int_equal(as_uid(UID_AUDITOR, "generate_random", NULL, NULL, NULL), denied);
+	/* The denial is audited with its reason. */
+	assert_true(harness_stop(&H) == 0);
+}
+
+static void condition_and_policy_change(void **state)
+{
+	(void)state;
+	if (getuid() != 0)
+		skip();
+	assert_int_equal(start(false), 0);
+	char k[35];
+	create_key(billing_policy, k);
+	Kms__Response *billing = encrypt(k, "billing");
+	Kms__Response *other = encrypt(k, "marketing");
+	assert_int_equal(billing->status, KMS__STATUS__OK);
+	assert_int_equal(other->status, KMS__STATUS__OK);
+	/* ContextEquals purpose=billing. */
+	assert_int_equal(decrypt_status(&billing->encrypt->ciphertext_blob, "billing",
+	                                "authz-allowed"), KMS__STATUS__OK);
+	assert_int_equal(decrypt_status(&other->encrypt->ciphertext_blob, "marketing",
+	                                "authz-denied"), KMS__STATUS__ACCESS_DENIED);
+	/* A policy change is seen by the next request, without a restart. */
+	put_policy(k, no_decrypt_policy);
+	assert_int_equal(decrypt_status(&billing->encrypt->ciphertext_blob, "billing", NULL),
+	                 KMS__STATUS__ACCESS_DENIED);
+	put_policy(k, billing_policy);
+	assert_int_equal(decrypt_status(&billing->encrypt->ciphertext_blob, "billing", NULL),
+	                 KMS__STATUS__OK);
+	kms__response__free_unpacked(billing, NULL);
+	kms__response__free_unpacked(other, NULL);
+	assert_true(harness_log_contains(&H, "decrypt denied (step 5"));
+	/* The audit entries carry the decision, never the policy. */
+	char vkey[AUDIT_VKEY_MAX];
+	assert_true(audit_vkey_from_log(&H, vkey));
+	assert_true(harness_stop(&H) == 0);
+	char pub[700];
+	audit_public_dir(&H, NULL, pub, sizeof pub);
+	audit_entries e;
+	audit_load(pub, vkey, NULL, &e);
+	json_t *allowed = NULL, *refused = NULL;
+	assert_int_equal(audit_count_id(&e, "authz-allowed", &allowed), 1);
+	assert_int_equal(audit_count_id(&e, "authz-denied", &refused), 1);
+	json_t *allowed_authz = json_object_get(allowed, "authz");
+	json_t *refused_authz = json_object_get(refused, "authz");
+	assert_non_null(allowed_authz);
+	assert_non_null(refused_authz);
+	assert_string_equal(audit_str(allowed_authz, "decision"), "allow");
+	assert_string_equal(audit_str(allowed_authz, "reason"), "step 4: Allow statement 2 Sid billing");
+	assert_string_equal(audit_str(refused_authz, "decision"), "deny");
+	assert_non_null(strstr(audit_str(refused_authz, "reason"), "step 5: "));
+	assert_non_null(strstr(audit_str(refused_authz, "detail"), "principal test-admin may not "
+	                                                           "decrypt key k-"));
+	assert_string_equal(audit_str(refused, "status"), "ACCESS_DENIED");
+	assert_string_equal(audit_str(refused, "principal"), "test-admin");
+	audit_entries_free(&e);
+}
+
+/* A key-less request that takes a principal token (Health takes none). */
+static Kms__Response *random_bytes(void)
+{
+	Kms__GenerateRandomRequest gr = KMS__GENERATE_RANDOM_REQUEST__INIT;
+	gr.number_of_bytes = 8;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_GENERATE_RANDOM;
+	req.generate_random = &gr;
+	return call(&req);
+}
+
+/* GET /metrics (bounded: 5 s); the body, malloc'ed, or NULL. */
+static char *metrics(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0)
+		return NULL;
+	struct timeval tv = { 5, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)http_port),
+	                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	static const char get[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+	                          "Connection: close\r\n\r\n";
+	char *buf = calloc(1, 1 << 16);
+	size_t got = 0;
+	if (buf && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+	    write(fd, get, sizeof get - 1) == (ssize_t)(sizeof get - 1)) {
+		for (int i = 0; i < 1000 && got < (1 << 16) - 1; i++) {
+			ssize_t n = read(fd, buf + got, (1 << 16) - 1 - got);
+			if (n <= 0)
+				break;
+			got += (size_t)n;
+		}
+	}
+	close(fd);
+	return buf;
+}
+
+static void principal_rate_limit(void **state)
+{
+	(void)state;
+	if (getuid() != 0)
+		skip();
+	assert_int_equal(start(true), 0); /* 1 request/s, a burst of 3 */
+	uint32_t retry = 0;
+	/* The bucket holds 3. */
+	unsigned served_first = 0;
+	for (int i = 0; i < 20 && !retry; i++) {
+		Kms__Response *r = random_bytes();
+		if (r->status == KMS__STATUS__THROTTLED) {
+			retry = r->retry_after_ms;
+			assert_true(retry > 0 && retry <= 1000);
+			assert_non_null(strstr(r->message, "retry after"));
+		} else {
+			assert_int_equal(r->status, KMS__STATUS__OK);
+			served_first++;
+		}
+		kms__response__free_unpacked(r, NULL);
+	}
+	assert_true(retry > 0);
+	assert_true(served_first >= 3); /* the burst (plus any refill meanwhile) */
+	/* Health is never throttled (the liveness probe). */
+	Kms__HealthRequest hr = KMS__HEALTH_REQUEST__INIT;
+	Kms__Request hreq = KMS__REQUEST__INIT;
+	hreq.op_case = KMS__REQUEST__OP_HEALTH;
+	hreq.health = &hr;
+	Kms__Response *h = call(&hreq);
+	assert_int_equal(h->status, KMS__STATUS__OK);
+	kms__response__free_unpacked(h, NULL);
+	/* Another principal has its own bucket. */
+	assert_int_equal(as_uid(UID_APP, "generate_random", NULL, NULL, NULL), KMS__STATUS__OK);
+	/* After the retry-after, test-admin is served again (bounded wait). */
+	bool served = false;
+	for (int i = 0; i < 10 && !served; i++) {
+		sleep_ms(retry);
+		Kms__Response *r = random_bytes();
+		served = r->status == KMS__STATUS__OK;
+		if (!served)
+			retry = r->retry_after_ms ? r->retry_after_ms : 100;
+		kms__response__free_unpacked(r, NULL);
+	}
+	assert_true(served);
+	/* Counted, by limit; and the denials of the other tests are not here
+	 * (a fresh kmsd), so step counts are 0. */
+	char *m = metrics();
+	assert_non_null(m);
+	assert_null(strstr(m, "kms_throttled_total{limit=\"principal\"} 0\n"));
+	assert_non_null(strstr(m, "kms_throttled_total{limit=\"principal\"} "));
+	assert_non_null(strstr(m, "kms_throttled_total{limit=\"key\"} 0\n"));
+	assert_non_null(strstr(m, "kms_authz_denied_total{step=\"2\"} 0\n"));
+	free(m);
+	assert_true(harness_stop(&H) == 0);
+}
+
+
+/* ---- every operation passes the key check ---- */
+
+/* A policy that lets test-admin do nothing on the key: every keyed
+ * operation but the key reads (which an admin has by role) must be denied
+ * by the handler's key check, having passed step 2 (test-admin holds every
+ * role). An operation of the proto this test has no request for fails it. */
+static const char nothing_policy[] =
+        "{\"Version\":\"2024-01-01\",\"Statement\":[{\"Effect\":\"Allow\","
+        "\"Principal\":\"someone-else\",\"Action\":\"encrypt\"}]}";
+static const char all_policy[] =
+        "{\"Version\":\"2024-01-01\",\"Statement\":[{\"Effect\":\"Allow\","
+        "\"Principal\":\"test-admin\",\"Action\":\"*\"}]}";
+
+typedef struct table_keys {
+	char k[35], k3[35];
+	ProtobufCBinaryData blob_k, blob_k3;
+} table_keys;
+
+/* The reply to op (by its field name) on the keys; the expected verdict in
+ * *keyed: 1 denied by the key check, 0 not denied; -1 unknown operation. */
+static Kms__Response *run_op(const char *op, table_keys *t, int *expect_denied)
+{
+	Kms__Request req = KMS__REQUEST__INIT;
+	Kms__EncryptRequest enc = KMS__ENCRYPT_REQUEST__INIT, *enc_items[] = { &enc };
+	Kms__DecryptRequest dec = KMS__DECRYPT_REQUEST__INIT, *dec_items[] = { &dec };
+	Kms__GenerateDataKeyRequest gdk = KMS__GENERATE_DATA_KEY_REQUEST__INIT,
+	                           *gdk_items[] = { &gdk };
+	Kms__GenerateDataKeyWithoutPlaintextRequest gdkw =
+	        KMS__GENERATE_DATA_KEY_WITHOUT_PLAINTEXT_REQUEST__INIT;
+	Kms__ReEncryptRequest re = KMS__RE_ENCRYPT_REQUEST__INIT;
+	Kms__BatchEncryptRequest be = KMS__BATCH_ENCRYPT_REQUEST__INIT;
+	Kms__BatchDecryptRequest bd = KMS__BATCH_DECRYPT_REQUEST__INIT;
+	Kms__BatchGenerateDataKeyRequest bg = KMS__BATCH_GENERATE_DATA_KEY_REQUEST__INIT;
+	Kms__GenerateRandomRequest gr = KMS__GENERATE_RANDOM_REQUEST__INIT;
+	Kms__CreateKeyRequest ck = KMS__CREATE_KEY_REQUEST__INIT;
+	Kms__DescribeKeyRequest dk = KMS__DESCRIBE_KEY_REQUEST__INIT;
+	Kms__ListKeysRequest lk = KMS__LIST_KEYS_REQUEST__INIT;
+	Kms__UpdateKeyDescriptionRequest ud = KMS__UPDATE_KEY_DESCRIPTION_REQUEST__INIT;
+	Kms__EnableKeyRequest ek = KMS__ENABLE_KEY_REQUEST__INIT;
+	Kms__DisableKeyRequest xk = KMS__DISABLE_KEY_REQUEST__INIT;
+	Kms__RotateKeyRequest rk = KMS__ROTATE_KEY_REQUEST__INIT;
+	Kms__SetRotationPeriodRequest sr = KMS__SET_ROTATION_PERIOD_REQUEST__INIT;
+	Kms__ScheduleKeyDeletionRequest sd = KMS__SCHEDULE_KEY_DELETION_REQUEST__INIT;
+	Kms__CancelKeyDeletionRequest cd = KMS__CANCEL_KEY_DELETION_REQUEST__INIT;
+	Kms__CreateAliasRequest ca = KMS__CREATE_ALIAS_REQUEST__INIT;
+	Kms__UpdateAliasRequest ua = KMS__UPDATE_ALIAS_REQUEST__INIT;
+	Kms__DeleteAliasRequest da = KMS__DELETE_ALIAS_REQUEST__INIT;
+	Kms__ListAliasesRequest la = KMS__LIST_ALIASES_REQUEST__INIT;
+	Kms__GetKeyPolicyRequest gp = KMS__GET_KEY_POLICY_REQUEST__INIT;
+	Kms__PutKeyPolicyRequest pp = KMS__PUT_KEY_POLICY_REQUEST__INIT;
+	Kms__StringPair tag = KMS__STRING_PAIR__INIT, *tags[] = { &tag };
+	Kms__TagKeyRequest tk = KMS__TAG_KEY_REQUEST__INIT;
+	Kms__UntagKeyRequest uk = KMS__UNTAG_KEY_REQUEST__INIT;
+	char *untag[] = { "team" };
+	Kms__HealthRequest hr = KMS__HEALTH_REQUEST__INIT;
+	Kms__GetCheckpointRequest gc = KMS__GET_CHECKPOINT_REQUEST__INIT;
+	Kms__GetInclusionProofRequest gi = KMS__GET_INCLUSION_PROOF_REQUEST__INIT;
+	Kms__GetConsistencyProofRequest gcp = KMS__GET_CONSISTENCY_PROOF_REQUEST__INIT;
+
+	enc.key_id = t->k;
+	enc.plaintext.data = (uint8_t *)"x";
+	enc.plaintext.len = 1;
+	dec.ciphertext_blob = t->blob_k;
+	gdk.key_id = t->k;
+	gdkw.key_id = t->k;
+	tag.key = "team";
+	tag.value = "a";
+	*expect_denied = 1;
+#define OP(name, field, CASE, msg) \
+	else if (!strcmp(op, name)) { req.op_case = KMS__REQUEST__OP_##CASE; req.field = msg; }
+	if (0) {
+	}
+	OP("encrypt", encrypt, ENCRYPT, &enc)
+	OP("decrypt", decrypt, DECRYPT, &dec)
+	OP("generate_data_key", generate_data_key, GENERATE_DATA_KEY, &gdk)
+	OP("generate_data_key_without_plaintext", generate_data_key_without_plaintext,
+	   GENERATE_DATA_KEY_WITHOUT_PLAINTEXT, &gdkw)
+	OP("re_encrypt", re_encrypt, RE_ENCRYPT, &re)
+	OP("batch_encrypt", batch_encrypt, BATCH_ENCRYPT, &be)
+	OP("batch_decrypt", batch_decrypt, BATCH_DECRYPT, &bd)
+	OP("batch_generate_data_key", batch_generate_data_key, BATCH_GENERATE_DATA_KEY, &bg)
+	OP("update_key_description", update_key_description, UPDATE_KEY_DESCRIPTION, &ud)
+	OP("enable_key", enable_key, ENABLE_KEY, &ek)
+	OP("disable_key", disable_key, DISABLE_KEY, &xk)
+	OP("rotate_key", rotate_key, ROTATE_KEY, &rk)
+	OP("set_rotation_period", set_rotation_period, SET_ROTATION_PERIOD, &sr)
+	OP("schedule_key_deletion", schedule_key_deletion, SCHEDULE_KEY_DELETION, &sd)
+	OP("cancel_key_deletion", cancel_key_deletion, CANCEL_KEY_DELETION, &cd)
+	OP("create_alias", create_alias, CREATE_ALIAS, &ca)
+	OP("update_alias", update_alias, UPDATE_ALIAS, &ua)
+	OP("delete_alias", delete_alias, DELETE_ALIAS, &da)
+	OP("put_key_policy", put_key_policy, PUT_KEY_POLICY, &pp)
+	OP("tag_key", tag_key, TAG_KEY, &tk)
+	OP("untag_key", untag_key, UNTAG_KEY, &uk)
+	else {
+		*expect_denied = 0;
+		if (0) {
+		}
+		OP("describe_key", describe_key, DESCRIBE_KEY, &dk)
+		OP("get_key_policy", get_key_policy, GET_KEY_POLICY, &gp)
+		OP("generate_random", generate_random, GENERATE_RANDOM, &gr)
+		OP("create_key", create_key, CREATE_KEY, &ck)
+		OP("list_keys", list_keys, LIST_KEYS, &lk)
+		OP("list_aliases", list_aliases, LIST_ALIASES, &la)
+		OP("health", health, HEALTH, &hr)
+		OP("get_checkpoint", get_checkpoint, GET_CHECKPOINT, &gc)
+		OP("get_inclusion_proof", get_inclusion_proof, GET_INCLUSION_PROOF, &gi)
+		OP("get_consistency_proof", get_consistency_proof, GET_CONSISTENCY_PROOF, &gcp)
+		else {
+			*expect_denied = -1;
+			return NULL;
+		}
+	}
+#undef OP
+	/* re_encrypt from a key test-admin may use into K: the destination's
+	 * check denies it (the source's is covered by decrypt). */
+	Kms__StringPair purpose = KMS__STRING_PAIR__INIT, *source[] = { &purpose };
+	purpose.key = "purpose";
+	purpose.value = "x"; /* as the blob was sealed */
+	re.ciphertext_blob = t->blob_k3;
+	re.source_encryption_context = source;
+	re.n_source_encryption_context = 1;
+	re.destination_key_id = t->k;
+	be.items = enc_items;
+	be.n_items = 1;
+	bd.items = dec_items;
+	bd.n_items = 1;
+	bg.items = gdk_items;
+	bg.n_items = 1;
+	gr.number_of_bytes = 8;
+	ck.description = "table";
+	dk.key_id = gp.key_id = ud.key_id = ek.key_id = xk.key_id = rk.key_id = t->k;
+	sr.key_id = sd.key_id = cd.key_id = pp.key_id = tk.key_id = uk.key_id = t->k;
+	ud.description = "changed";
+	sr.rotation_period_days = 90;
+	sd.pending_window_days = 7;
+	ca.alias_name = "alias/authz-new";
+	ca.target_key_id = t->k;
+	ua.alias_name = "alias/authz-k3"; /* on k3, moved onto k */
+	ua.target_key_id = t->k;
+	da.alias_name = "alias/authz-k";
+	pp.policy = (char *)(uintptr_t)all_policy;
+	tk.tags = tags;
+	tk.n_tags = 1;
+	uk.tag_keys = untag;
+	uk.n_tag_keys = 1;
+	gi.index = 0;
+	gcp.old_size = 1;
+	return call(&req);
+}
+
+/* A batch's one item status, through its results (all three share a shape). */
+static int batch_item_status(const Kms__Response *r)
+{
+	switch (r->result_case) {
+	case KMS__RESPONSE__RESULT_BATCH_ENCRYPT:
+		return r->batch_encrypt->n_results == 1 ? (int)r->batch_encrypt->results[0]->status : -1;
+	case KMS__RESPONSE__RESULT_BATCH_DECRYPT:
+		return r->batch_decrypt->n_results == 1 ? (int)r->batch_decrypt->results[0]->status : -1;
+	case KMS__RESPONSE__RESULT_BATCH_GENERATE_DATA_KEY:
+		return r->batch_generate_data_key->n_results == 1
+		               ? (int)r->batch_generate_data_key->results[0]->status : -1;
+	default:
+		return -1;
+	}
+}
+
+static void alias(const char *name, const char *key)
+{
+	Kms__CreateAliasRequest ca = KMS__CREATE_ALIAS_REQUEST__INIT;
+	ca.alias_name = (char *)(uintptr_t)name;
+	ca.target_key_id = (char *)(uintptr_t)key;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_CREATE_ALIAS;
+	req.create_alias = &ca;
+	Kms__Response *r = call(&req);
+	if (r->status != KMS__STATUS__OK)
+		fail_msg("create_alias %s: %s", name, r->message);
+	kms__response__free_unpacked(r, NULL);
+}
+
+static void every_operation_passes_the_key_check(void **state)
+{
+	(void)state;
+	assert_int_equal(start(false), 0);
+	table_keys t;
+	create_key(all_policy, t.k);
+	create_key(all_policy, t.k3);
+	Kms__Response *ek = encrypt(t.k, "x");
+	Kms__Response *ek3 = encrypt(t.k3, "x");
+	assert_int_equal(ek->status, KMS__STATUS__OK);
+	assert_int_equal(ek3->status, KMS__STATUS__OK);
+	t.blob_k = ek->encrypt->ciphertext_blob;
+	t.blob_k3 = ek3->encrypt->ciphertext_blob;
+	alias("alias/authz-k", t.k);
+	alias("alias/authz-k3", t.k3);
+	put_policy(t.k, nothing_policy);
+
+	/* Every operation of the proto's Request.op. */
+	const ProtobufCMessageDescriptor *d = &kms__request__descriptor;
+	unsigned walked = 0;
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		if (f->label != PROTOBUF_C_LABEL_NONE || f->type != PROTOBUF_C_TYPE_MESSAGE ||
+		    !(f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF))
+			continue;
+		int expect = 0;
+		Kms__Response *r = run_op(f->name, &t, &expect);
+		if (expect < 0)
+			fail_msg("operation %s has no row in this test: add one", f->name);
+		int st = r->status;
+		if (st == KMS__STATUS__OK && batch_item_status(r) >= 0)
+			st = batch_item_status(r); /* an item denied fails alone */
+		printf("# %-36s %s (%s)\n", f->name, st == KMS__STATUS__ACCESS_DENIED ? "denied" :
+		       "not denied", r->message);
+		if (expect)
+			assert_int_equal(st, KMS__STATUS__ACCESS_DENIED);
+		else
+			assert_int_not_equal(st, KMS__STATUS__ACCESS_DENIED);
+		if (st == KMS__STATUS__ACCESS_DENIED && r->status == KMS__STATUS__ACCESS_DENIED)
+			assert_non_null(strstr(r->message, "principal test-admin may not"));
+		kms__response__free_unpacked(r, NULL);
+		walked++;
+	}
+	assert_true(walked >= 31);
+	kms__response__free_unpacked(ek, NULL);
+	kms__response__free_unpacked(ek3, NULL);
+	assert_true(harness_stop(&H) == 0);
+}
+
+
+/* ---- grants ---- */
+
+#define GRANT_ID "GRABCDEFGHIJKLMNOPQRST"
+
+/* Writes a live grant (or ends it) in the store while kmsd is stopped: no
+ * operation manages grants yet, and the store is locked while kmsd runs. */
+static void grant_in_store(const char *key, bool revoke)
+{
+	char data[700];
+	snprintf(data, sizeof data, "%s/data", getenv("KMS_TEST_TOKEN_DIR"));
+	store *st = NULL;
+	bool created = false;
+	assert_int_equal(store_open(data, &st, &created), KMS_OK);
+	if (revoke) {
+		assert_int_equal(store_grant_end(st, GRANT_ID, GRANT_STATE_REVOKED, time(NULL)),
+		                 KMS_OK);
+	} else {
+		store_grant g = { .state = GRANT_STATE_LIVE, .created_at = time(NULL) };
+		snprintf(g.id, sizeof g.id, "%s", GRANT_ID);
+		snprintf(g.key_id, sizeof g.key_id, "%s", key);
+		snprintf(g.grantee, sizeof g.grantee, "e2e-app");
+		snprintf(g.creator, sizeof g.creator, "test-admin");
+		snprintf(g.operations, sizeof g.operations, "encrypt");
+		context_pair pair = context_pair_from_cstr("purpose", "billing");
+		uint8_t *enc = NULL;
+		size_t len = 0;
+		assert_int_equal(context_encode_alloc(&pair, 1, &enc, &len), KMS_OK);
+		assert_true(len <= sizeof g.context);
+		memcpy(g.context, enc, len);
+		g.context_len = len;
+		free(enc);
+		assert_int_equal(store_grant_create(st, &g), KMS_OK);
+	}
+	store_close(st);
+}
+
+/* A grant lets its grantee use the key for its operations, only with its
+ * context pairs; revoked, it no longer does. */
+static void grant_allows_until_revoked(void **state)
+{
+	(void)state;
+	if (getuid() != 0)
+		skip();
+	assert_int_equal(start(false), 0);
+	char k[35];
+	create_key(NULL, k); /* the default policy: no one uses it */
+	assert_int_equal(as_uid(UID_APP, "encrypt", k, NULL, "billing"),
+	                 KMS__STATUS__ACCESS_DENIED);
+	assert_true(harness_stop(&H) == 0);
+
+	grant_in_store(k, false);
+	assert_int_equal(start(false), 0);
+	assert_int_equal(as_uid(UID_APP, "encrypt", k, NULL, "billing"), KMS__STATUS__OK);
+	assert_int_equal(as_uid(UID_APP, "encrypt", k, NULL, "marketing"),
+	                 KMS__STATUS__ACCESS_DENIED); /* the grant's pair is missing */
+	assert_int_equal(as_uid(UID_APP, "encrypt", k, NULL, ""), KMS__STATUS__ACCESS_DENIED);
+	assert_int_equal(as_uid(UID_APP, "describe_key", k, NULL, NULL),
+	                 KMS__STATUS__ACCESS_DENIED); /* data-plane operations only */
+	assert_int_equal(as_uid(UID_AUDITOR, "encrypt", k, NULL, "billing"),
+	                 KMS__STATUS__ACCESS_DENIED); /* another principal */
+	assert_true(harness_stop(&H) == 0);
+
+	grant_in_store(k, true);
+	assert_int_equal(start(false), 0);
+	assert_int_equal(as_uid(UID_APP, "encrypt", k, NULL, "billing"),
+	                 KMS__STATUS__ACCESS_DENIED);
+	assert_true(harness_stop(&H) == 0);
+}
+
+/* A failed test leaves no kmsd holding the store for the next. */
+static int teardown(void **state)
+{
+	(void)state;
+	if (H.pid > 0)
+		harness_kill9(&H);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 8 && !strcmp(argv[1], "--as"))
+		return as_client(argv[2], argv[3], argv[4], argv[5], argv[6], argv[7]);
+	self_path = argv[0];
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(roles_and_default_policy, teardown),
+		cmocka_unit_test_teardown(condition_and_policy_change, teardown),
+		cmocka_unit_test_teardown(principal_rate_limit, teardown),
+		cmocka_unit_test_teardown(every_operation_passes_the_key_check, teardown),
+		cmocka_unit_test_teardown(grant_allows_until_revoked, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
