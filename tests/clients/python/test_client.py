@@ -9,6 +9,7 @@ a full batch of 1000 x 4096 bytes whose reply is over nanomsg's default
 1 MiB receive limit, and a batch with a failing item; NOT_FOUND; invalid
 requests (request_id, U+0000, schema_version, no operation, limits); and
 the socket owner check."""
+import json
 import os
 import re
 import signal
@@ -63,6 +64,20 @@ with open(config, "w") as f:
                os.environ["KMS_TEST_TOKEN_LABEL"], os.environ["KMS_TEST_PIN_FILE"], os.getuid()))
 log_path = os.path.join(token_dir, "py-kmsd.log")
 log = open(log_path, "w")
+# The first principal, as an operator makes it (docs/authorization.md): on
+# the fresh data dir, before kmsd starts; every request below is signed
+# with its access key (kms_client.py's signing, checked by kmsd).
+credentials = os.path.join(token_dir, "py-client.credentials")
+if os.path.exists(credentials):
+    os.unlink(credentials)
+boot = subprocess.run([kmsd_path, "-c", config, "--bootstrap-admin", "py-client",
+                       "--roles", "admin,app,auditor", "--credentials-out", credentials],
+                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                      timeout=60)
+if boot.returncode != 0:
+    print("python_client: kmsd --bootstrap-admin failed:\n" + boot.stdout.decode(errors="replace"),
+          file=sys.stderr)
+    sys.exit(1)
 kmsd = subprocess.Popen([kmsd_path, "-c", config], stdin=subprocess.DEVNULL, stdout=log,
                         stderr=subprocess.STDOUT)
 
@@ -81,7 +96,7 @@ try:
         print("python_client: kmsd did not start:\n" + kmsd_log(), file=sys.stderr)
         sys.exit(1)
 
-    c = KmsClient(endpoint, timeout_ms=10000)
+    c = KmsClient(endpoint, timeout_ms=10000, credentials=credentials)
 
     # ---- Health ----
     r = c.call("health", kms_pb2.HealthRequest(), request_id="py.health-1")
@@ -92,8 +107,11 @@ try:
     check("Health: HSM ok", r.health.hsm_ok, r.health.hsm_message)
 
     # ---- CreateKey ----
+    # A policy letting py-client use the key (the default lets no one).
+    policy = json.dumps({"Version": "2024-01-01", "Statement": [
+        {"Sid": "py-client-all", "Effect": "Allow", "Principal": "py-client", "Action": "*"}]})
     r = c.call("create_key", kms_pb2.CreateKeyRequest(description="python client",
-                                                      alias="alias/py-client"))
+                                                      alias="alias/py-client", policy=policy))
     check("CreateKey OK", r.status == kms_pb2.OK, "%s %s" % (status_name(r), r.message))
     key_id = r.create_key.key_metadata.key_id
     check("CreateKey: a key id k- + 32 lowercase hex", re.fullmatch(r"k-[0-9a-f]{32}", key_id),
@@ -168,8 +186,12 @@ try:
           status_name(r))
 
     # ---- invalid requests ----
+    # Sent unsigned (the ipc uid's mapped principal): a malformed request is
+    # refused before a signature could be checked.
+    u = KmsClient(endpoint, timeout_ms=10000)
+
     def invalid(name, req, echoed):
-        r = c.send(req)
+        r = u.send(req)
         check(name + ": INVALID_ARGUMENT, no result",
               r.status == kms_pb2.INVALID_ARGUMENT and r.WhichOneof("result") is None,
               "%s %s" % (status_name(r), r.message))
@@ -207,7 +229,7 @@ try:
     req = c.request("health", health, "py-cred")
     req.credential.access_key_id = "not-an-access-key"
     req.credential.mac = b"\x00" * 32
-    r = c.send(req)
+    r = u.send(req)
     check("a malformed credential: ACCESS_DENIED", r.status == kms_pb2.ACCESS_DENIED,
           status_name(r))
     check("a malformed credential: the reply does not say which check failed",

@@ -536,6 +536,34 @@ static Kms__Response *run_op(const char *op, table_keys *t, int *expect_denied)
 	Kms__GetCheckpointRequest gc = KMS__GET_CHECKPOINT_REQUEST__INIT;
 	Kms__GetInclusionProofRequest gi = KMS__GET_INCLUSION_PROOF_REQUEST__INIT;
 	Kms__GetConsistencyProofRequest gcp = KMS__GET_CONSISTENCY_PROOF_REQUEST__INIT;
+	/* The principals family: key-less, an admin's; on a name that is not
+	 * test-admin's, so the walk never disables or deletes its caller. */
+	Kms__Role app_role[] = { KMS__ROLE__APP };
+	Kms__CreatePrincipalRequest cp = KMS__CREATE_PRINCIPAL_REQUEST__INIT;
+	Kms__ListPrincipalsRequest lp = KMS__LIST_PRINCIPALS_REQUEST__INIT;
+	Kms__DescribePrincipalRequest dp = KMS__DESCRIBE_PRINCIPAL_REQUEST__INIT;
+	Kms__EnablePrincipalRequest ep = KMS__ENABLE_PRINCIPAL_REQUEST__INIT;
+	Kms__DisablePrincipalRequest xp = KMS__DISABLE_PRINCIPAL_REQUEST__INIT;
+	Kms__DeletePrincipalRequest rp = KMS__DELETE_PRINCIPAL_REQUEST__INIT;
+	Kms__CreateAccessKeyRequest cak = KMS__CREATE_ACCESS_KEY_REQUEST__INIT;
+	Kms__ListAccessKeysRequest lak = KMS__LIST_ACCESS_KEYS_REQUEST__INIT;
+	Kms__RevokeAccessKeyRequest rak = KMS__REVOKE_ACCESS_KEY_REQUEST__INIT;
+	Kms__CreateGrantRequest cg = KMS__CREATE_GRANT_REQUEST__INIT;
+	Kms__ListGrantsRequest lg = KMS__LIST_GRANTS_REQUEST__INIT;
+	Kms__RetireGrantRequest rtg = KMS__RETIRE_GRANT_REQUEST__INIT;
+	Kms__RevokeGrantRequest rvg = KMS__REVOKE_GRANT_REQUEST__INIT;
+	char *grant_ops[] = { "encrypt" };
+	cp.name = "walk-principal";
+	cp.roles = app_role;
+	cp.n_roles = 1;
+	dp.name = ep.name = xp.name = rp.name = "walk-principal";
+	cak.principal = lak.principal = "walk-principal";
+	rak.access_key_id = "AKAAAAAAAAAAAAAAAAAAAA";
+	cg.key_id = lg.key_id = t->k;
+	cg.grantee = "walk-principal";
+	cg.operations = grant_ops;
+	cg.n_operations = 1;
+	rtg.grant_id = rvg.grant_id = "GRAAAAAAAAAAAAAAAAAAAA";
 
 	enc.key_id = t->k;
 	enc.plaintext.data = (uint8_t *)"x";
@@ -586,6 +614,19 @@ static Kms__Response *run_op(const char *op, table_keys *t, int *expect_denied)
 		OP("get_checkpoint", get_checkpoint, GET_CHECKPOINT, &gc)
 		OP("get_inclusion_proof", get_inclusion_proof, GET_INCLUSION_PROOF, &gi)
 		OP("get_consistency_proof", get_consistency_proof, GET_CONSISTENCY_PROOF, &gcp)
+		OP("create_principal", create_principal, CREATE_PRINCIPAL, &cp)
+		OP("list_principals", list_principals, LIST_PRINCIPALS, &lp)
+		OP("describe_principal", describe_principal, DESCRIBE_PRINCIPAL, &dp)
+		OP("enable_principal", enable_principal, ENABLE_PRINCIPAL, &ep)
+		OP("disable_principal", disable_principal, DISABLE_PRINCIPAL, &xp)
+		OP("delete_principal", delete_principal, DELETE_PRINCIPAL, &rp)
+		OP("create_access_key", create_access_key, CREATE_ACCESS_KEY, &cak)
+		OP("list_access_keys", list_access_keys, LIST_ACCESS_KEYS, &lak)
+		OP("revoke_access_key", revoke_access_key, REVOKE_ACCESS_KEY, &rak)
+		OP("create_grant", create_grant, CREATE_GRANT, &cg)
+		OP("list_grants", list_grants, LIST_GRANTS, &lg)
+		OP("retire_grant", retire_grant, RETIRE_GRANT, &rtg)
+		OP("revoke_grant", revoke_grant, REVOKE_GRANT, &rvg)
 		else {
 			*expect_denied = -1;
 			return NULL;
@@ -702,7 +743,7 @@ static void every_operation_passes_the_key_check(void **state)
 		kms__response__free_unpacked(r, NULL);
 		walked++;
 	}
-	assert_true(walked >= 31);
+	assert_true(walked >= 44);
 	kms__response__free_unpacked(ek, NULL);
 	kms__response__free_unpacked(ek3, NULL);
 	assert_true(harness_stop(&H) == 0);

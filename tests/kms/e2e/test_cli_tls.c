@@ -320,7 +320,7 @@ static void dated_certificate_in_its_period_works(void **state)
 {
 	(void)state;
 	const char *args[] = { ENDPOINT, "--ca", ca, "--cert", dated_cert, "--cert-key",
-	                       dated_key, CALL, NULL };
+	                       dated_key, "--credentials", H.credentials, CALL, NULL };
 	char *out, *err;
 	int code = admin(args, &out, &err);
 	if (code != 0 || !strstr(out, "hsm:"))

@@ -278,11 +278,14 @@ static void expect_reason(const audit_entries *e, const char *id, const char *re
 	json_t *entry = NULL, *authz = NULL;
 	for (uint64_t i = 0; !authz && i < e->n; i++)
 		if (!strcmp(audit_str(e->items[i], "request_id"), id)) {
-			entry = e->items[i];
-			authz = json_object_get(entry, "authz");
+			json_t *a = json_object_get(e->items[i], "authz");
+			if (a && !strcmp(audit_str(a, "decision"), "deny")) {
+				entry = e->items[i];
+				authz = a;
+			}
 		}
 	if (!authz)
-		fail_msg("%s: no entry with an authz object", id);
+		fail_msg("%s: no entry with a denying authz object", id);
 	printf("# %s: authz %s %s: %s\n", id, audit_str(authz, "decision"),
 	       audit_str(authz, "reason"), audit_str(authz, "detail"));
 	assert_string_equal(audit_str(authz, "decision"), "deny");
