@@ -57,8 +57,9 @@
 #define DROP_LINE "was not taken within 250 ms: connection closed"
 #define DRAIN_BOUND_MS (5000 + 3000 + 2000)
 /* The raw peer's socket timeouts: a bound, never an expectation (no check
- * here waits for one to pass), so generous: a TLS handshake on a loaded
- * 2-core machine under the sanitizers once took longer than 3 s. */
+ * here waits for one to pass), so generous: connections_capped's first
+ * raw_open once failed in a loaded full run with 3 s, a handshake slower
+ * than that on a busy 2-core machine being the likely cause. */
 #define IO_TIMEOUT_S 15
 
 static harness H;
