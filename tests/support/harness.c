@@ -312,12 +312,36 @@ static bool open_ipc(harness *h, bool blocking)
 	return true;
 }
 
+/* How many times kmsd's log says it is ready (the log is appended to
+ * across restarts of one harness). */
+static unsigned ready_lines(const harness *h)
+{
+	char path[sizeof h->log];
+	const char *dir = getenv("KMS_TEST_TOKEN_DIR");
+	if (h->log[0])
+		snprintf(path, sizeof path, "%s", h->log);
+	else if (dir) /* where harness_spawn will put it */
+		snprintf(path, sizeof path, "%s/kmsd.log", dir);
+	else
+		return 0;
+	char *log = harness_read_file(path, NULL);
+	unsigned n = 0;
+	for (const char *p = log; p && (p = strstr(p, "kmsd: info: ready: ")); p++)
+		n++;
+	free(log);
+	return n;
+}
+
 bool harness_start(harness *h, const harness_options *opts)
 {
+	unsigned ready_before = ready_lines(h);
 	if (!harness_spawn(h, opts))
 		return false;
-	/* Wait for kmsd to answer on a throw-away socket, then dial the
-	 * harness's own socket once, to a listener known to be there. */
+	/* Wait for kmsd to answer on a throw-away socket and to log that it is
+	 * ready (every listener up: ipc answers before tls+tcp:// and http
+	 * listen), then dial the harness's own socket once, to a listener known
+	 * to be there. */
+	bool answered = false;
 	for (int i = 0; i < 300; i++) { /* 15 s */
 		int status;
 		if (waitpid(h->pid, &status, WNOHANG) == h->pid) {
@@ -335,14 +359,17 @@ bool harness_start(harness *h, const harness_options *opts)
 		req.health = &health;
 		uint8_t buf[256];
 		size_t n = kms__request__pack(&req, buf);
-		reply = harness_raw(h->ipc_url, buf, n, 200, &len);
-		if (reply) {
+		if (!answered) {
+			reply = harness_raw(h->ipc_url, buf, n, 200, &len);
+			answered = reply != NULL;
 			free(reply);
-			return open_ipc(h, true);
 		}
+		if (answered && ready_lines(h) > ready_before)
+			return open_ipc(h, true);
 		sleep_ms(50);
 	}
-	fprintf(stderr, "harness: kmsd did not answer Health within 15 s; see %s\n", h->log);
+	fprintf(stderr, "harness: kmsd did not answer Health and log \"ready:\" within 15 s; "
+	        "see %s\n", h->log);
 	return false;
 }
 
