@@ -354,6 +354,9 @@ static int access_key_create(struct cli *cli, int argc, char **argv)
 	}
 	if ((code = cli_getopt_end(cli, opt, argc, argv, 1, 1)) != CLI_PROCEED)
 		return code;
+	/* Refused before the key exists: no secret made that cannot be kept. */
+	if (output && (code = cli_check_private_target(cli, output)) != CLI_EXIT_OK)
+		return code;
 	kms_client *client;
 	if ((code = cli_connect(cli, &client)) != CLI_EXIT_OK)
 		return code;
@@ -370,7 +373,7 @@ static int access_key_create(struct cli *cli, int argc, char **argv)
 	if (!text)
 		return cli_out_of_secure_memory(cli);
 	if (output) {
-		code = cli_write_output(cli, output, text, len);
+		code = cli_write_private_file(cli, output, text, len);
 		kms_secure_free(text);
 		if (code != CLI_EXIT_OK) {
 			fprintf(cli->err, "%s: access key %s was created but its secret could not be "

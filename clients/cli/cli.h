@@ -260,6 +260,15 @@ int cli_read_input(struct cli *cli, const char *path, uint8_t *buf, size_t cap,
  * written in place. Returns an exit code. */
 int cli_write_output(struct cli *cli, const char *path, const void *bytes, size_t len);
 
+/* The same for a secret kept at rest (a credentials file): an existing
+ * target that is not a regular file or a symbolic link (a pipe, a device,
+ * a directory) is refused, never written into; a symbolic link is
+ * replaced, not followed. */
+int cli_write_private_file(struct cli *cli, const char *path, const void *bytes, size_t len);
+/* cli_write_private_file's refusal alone, before the secret exists: an
+ * exit code, with the line on the error stream. */
+int cli_check_private_target(struct cli *cli, const char *path);
+
 /* ---- presenting ---- */
 
 /* The visible form of an untrusted string (malloc'ed; NULL when out of

@@ -210,6 +210,8 @@ static int sync_dir(const char *path)
 	return r;
 }
 
+static int write_replacing(struct cli *cli, const char *path, const void *bytes, size_t len);
+
 int cli_write_output(struct cli *cli, const char *path, const void *bytes, size_t len)
 {
 	if (is_stdio(path)) {
@@ -232,14 +234,19 @@ int cli_write_output(struct cli *cli, const char *path, const void *bytes, size_
 		}
 		return CLI_EXIT_OK;
 	}
-	/*
-	 * The output may be a plaintext or a data key: it is never readable by
-	 * anyone else, not even for a moment, and never half written. A new file
-	 * (O_EXCL, mode 0600) in the same directory is written, fsync'ed and
-	 * renamed over the target, which thereby gets mode 0600 whatever its
-	 * mode was; on any failure the target is untouched and the temporary
-	 * file removed.
-	 */
+	return write_replacing(cli, path, bytes, len);
+}
+
+/*
+ * The output may be a plaintext or a data key: it is never readable by
+ * anyone else, not even for a moment, and never half written. A new file
+ * (O_EXCL, mode 0600) in the same directory is written, fsync'ed and
+ * renamed over the target, which thereby gets mode 0600 whatever its mode
+ * was (a symbolic link is replaced, never followed); on any failure the
+ * target is untouched and the temporary file removed.
+ */
+static int write_replacing(struct cli *cli, const char *path, const void *bytes, size_t len)
+{
 	char *temp = temp_name(path);
 	if (!temp)
 		return cli_out_of_memory(cli);
@@ -269,4 +276,29 @@ int cli_write_output(struct cli *cli, const char *path, const void *bytes, size_
 		return CLI_EXIT_USAGE;
 	}
 	return CLI_EXIT_OK;
+}
+
+int cli_check_private_target(struct cli *cli, const char *path)
+{
+	/* A pipe, a device or a directory already at the path is refused: a
+	 * secret written into one would reach whoever reads it, and rename(2)
+	 * cannot replace it. lstat: a symbolic link is replaced itself. */
+	struct stat st;
+	if (!is_stdio(path) && lstat(path, &st) == 0 && !S_ISREG(st.st_mode) &&
+	    !S_ISLNK(st.st_mode)) {
+		fprintf(cli->err, "%s: %s exists and is not a regular file: give the path of a "
+		        "new file\n", cli->prog, path);
+		return CLI_EXIT_USAGE;
+	}
+	return CLI_EXIT_OK;
+}
+
+int cli_write_private_file(struct cli *cli, const char *path, const void *bytes, size_t len)
+{
+	int code = cli_check_private_target(cli, path);
+	if (code != CLI_EXIT_OK)
+		return code;
+	if (is_stdio(path))
+		return cli_write_output(cli, path, bytes, len);
+	return write_replacing(cli, path, bytes, len);
 }

@@ -242,9 +242,11 @@ kms_status keyring_cancel_deletion(keyring *kr, const char *key_ref,
 /* KMS_ALREADY_EXISTS if the alias exists; at most KEY_ALIASES_MAX per key. */
 kms_status keyring_alias_create(keyring *kr, const char *alias, const char *target_key_id,
                                 int64_t now) KMS_MUST_USE;
-/* Points an existing alias at another key. */
-kms_status keyring_alias_update(keyring *kr, const char *alias,
-                                const char *target_key_id) KMS_MUST_USE;
+/* Points an existing alias at another key. With expect_from (a key id, or
+ * NULL for any), only while the alias still names that key: KMS_UNAVAILABLE
+ * (retry) when it was moved after the caller decided on it. */
+kms_status keyring_alias_update(keyring *kr, const char *alias, const char *target_key_id,
+                                const char *expect_from) KMS_MUST_USE;
 kms_status keyring_alias_delete(keyring *kr, const char *alias) KMS_MUST_USE;
 
 /* Aliases by name, of key_ref's key only unless it is NULL or "". limit and

@@ -63,7 +63,8 @@ out:
 	return status;
 }
 
-kms_status keyring_alias_update(keyring *kr, const char *alias, const char *target_key_id)
+kms_status keyring_alias_update(keyring *kr, const char *alias, const char *target_key_id,
+                                const char *expect_from)
 {
 	kms_status status;
 	char id_text[KMS_KEYID_TEXT_SIZE];
@@ -73,6 +74,11 @@ kms_status keyring_alias_update(keyring *kr, const char *alias, const char *targ
 	KMS_GUARD(target_parse(target_key_id, id_text));
 	KMS_GUARD(store_begin(kr->store));
 	KMS_GUARD_OUT(status, store_alias_get(kr->store, alias, &row));
+	if (expect_from && strcmp(row.key_id, expect_from) != 0) {
+		status = KMS_FAIL(KMS_UNAVAILABLE, "alias %s was moved to another key while this "
+		                  "request was checked: retry", alias);
+		goto out;
+	}
 	if (strcmp(row.key_id, id_text) == 0) {
 		/* Already there: nothing to change, but the target must still
 		 * be one an alias may point at. */

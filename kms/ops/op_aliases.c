@@ -15,7 +15,9 @@ kms_status op_create_alias(op_ctx *ctx, const Kms__Request *req, Kms__Response *
 	kms__create_alias_response__init(c);
 	char key_id[KMS_KEYID_TEXT_SIZE];
 	KMS_GUARD(op_authorize_ref(ctx, r->target_key_id, NULL, 0, key_id));
-	KMS_GUARD(keyring_alias_create(ctx->d->keyring, r->alias_name, r->target_key_id, ctx->now));
+	/* The key decided on, not the reference again: an alias given as the
+	 * target could move in between. */
+	KMS_GUARD(keyring_alias_create(ctx->d->keyring, r->alias_name, key_id, ctx->now));
 	resp->create_alias = c;
 	resp->result_case = KMS__RESPONSE__RESULT_CREATE_ALIAS;
 	return KMS_OK;
@@ -27,9 +29,12 @@ kms_status op_update_alias(op_ctx *ctx, const Kms__Request *req, Kms__Response *
 	Kms__UpdateAliasResponse *u;
 	OP_ALLOC(ctx, u);
 	kms__update_alias_response__init(u);
-	char key_id[KMS_KEYID_TEXT_SIZE];
+	/* Decided on both keys: moving the alias takes its name from the key
+	 * it names now and gives it to the target. */
+	char from_id[KMS_KEYID_TEXT_SIZE], key_id[KMS_KEYID_TEXT_SIZE];
+	KMS_GUARD(op_authorize_ref(ctx, r->alias_name, NULL, 0, from_id));
 	KMS_GUARD(op_authorize_ref(ctx, r->target_key_id, NULL, 0, key_id));
-	KMS_GUARD(keyring_alias_update(ctx->d->keyring, r->alias_name, r->target_key_id));
+	KMS_GUARD(keyring_alias_update(ctx->d->keyring, r->alias_name, key_id, from_id));
 	resp->update_alias = u;
 	resp->result_case = KMS__RESPONSE__RESULT_UPDATE_ALIAS;
 	return KMS_OK;

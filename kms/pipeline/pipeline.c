@@ -221,6 +221,9 @@ static kms_status verify_credential(op_ctx *ctx, const uint8_t *bytes, size_t le
 	}
 	kms_error_clear();
 	if (st == KMS_OK) {
+		/* The signer, not the uid it came from: uid 0's way in to the
+		 * principals family is for unsigned requests only. */
+		who->ipc_root = false;
 		snprintf(who->principal, sizeof who->principal, "%s", v.principal);
 		snprintf(who->access_key_id, sizeof who->access_key_id, "%s", v.access_key_id);
 		return KMS_OK;

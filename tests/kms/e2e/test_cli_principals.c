@@ -222,6 +222,20 @@ static void access_key_commands(void **state)
 	expect(&r, 0, NULL, NULL, "kms-admin --credentials with the written file");
 	run_bin_free(&r);
 
+	/* A pipe at the path is refused before a key is made (a reader at its
+	 * other end would get the secret), and so is a directory. */
+	char fifo[700];
+	snprintf(fifo, sizeof fifo, "%s/cred.fifo", H.dir);
+	unlink(fifo);
+	assert_int_equal(mkfifo(fifo, 0666), 0);
+	r = ADMIN("access-key", "create", "batch-job", "--output", fifo);
+	expect(&r, 2, NULL, "is not a regular file", "access-key create --output FIFO");
+	run_bin_free(&r);
+	unlink(fifo);
+	r = ADMIN("access-key", "create", "batch-job", "--output", H.dir);
+	expect(&r, 2, NULL, "is not a regular file", "access-key create --output DIR");
+	run_bin_free(&r);
+
 	/* Without --output: stdout once, the warning on stderr, no secret there. */
 	r = ADMIN("access-key", "create", "batch-job");
 	expect(&r, 0, "secret = ", "only time", "access-key create to stdout");

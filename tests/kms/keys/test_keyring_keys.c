@@ -425,14 +425,17 @@ static void test_aliases(void **state)
 	assert_string_equal(k.id, a);
 	assert_ok(keyring_encrypt_key(kr, "alias/app/one", T_NOW, &use));
 	assert_string_equal(use.key_id_text, a);
-	assert_ok(keyring_alias_update(kr, "alias/app/one", b));
+	assert_ok(keyring_alias_update(kr, "alias/app/one", b, NULL));
 	assert_ok(keyring_resolve(kr, "alias/app/one", &k));
 	assert_string_equal(k.id, b);
 	assert_ok(keyring_encrypt_key(kr, "alias/app/one", T_NOW, &use));
 	assert_string_equal(use.key_id_text, b);
-	assert_ok(keyring_alias_update(kr, "alias/app/one", b)); /* no change */
-	assert_status(keyring_alias_update(kr, "alias/app/none", b), KMS_NOT_FOUND);
-	assert_status(keyring_alias_update(kr, "alias/app/one", "alias/app/two"),
+	assert_ok(keyring_alias_update(kr, "alias/app/one", b, NULL)); /* no change */
+	/* Decided while it named a, moved to b since: not moved again. */
+	assert_status(keyring_alias_update(kr, "alias/app/one", a, a), KMS_UNAVAILABLE);
+	assert_ok(keyring_alias_update(kr, "alias/app/one", b, b));
+	assert_status(keyring_alias_update(kr, "alias/app/none", b, NULL), KMS_NOT_FOUND);
+	assert_status(keyring_alias_update(kr, "alias/app/one", "alias/app/two", NULL),
 	              KMS_INVALID_ARGUMENT);
 
 	/* Listing by key, in pages of two. */
@@ -476,9 +479,9 @@ static void test_aliases(void **state)
 	/* Not onto a key pending deletion. */
 	assert_ok(keyring_schedule_deletion(kr, b, 7, T_NOW, NULL));
 	assert_status(keyring_alias_create(kr, "alias/app/late", b, T_NOW), KMS_FAILED_PRECONDITION);
-	assert_status(keyring_alias_update(kr, "alias/app/two", b), KMS_FAILED_PRECONDITION);
+	assert_status(keyring_alias_update(kr, "alias/app/two", b, NULL), KMS_FAILED_PRECONDITION);
 	assert_ok(keyring_cancel_deletion(kr, b, NULL));
-	assert_ok(keyring_alias_update(kr, "alias/app/two", b));
+	assert_ok(keyring_alias_update(kr, "alias/app/two", b, NULL));
 }
 
 static void test_tags(void **state)
