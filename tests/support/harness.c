@@ -63,7 +63,9 @@ static bool write_config(harness *h, const harness_options *o)
 		fprintf(f, "[tls]\ncert_file = %s/tls/server.crt\nkey_file = %s/tls/server.key\n"
 		           "client_ca_file = %s/tls/ca.crt\n\n", h->dir, h->dir, h->dir);
 	fprintf(f, "[ipc_principals]\n%u = test-admin\n\n", (unsigned)getuid());
-	if (o->default_key_policy)
+	if (o->default_key_policy && !o->default_key_policy[0])
+		; /* kmsd's built-in default */
+	else if (o->default_key_policy)
 		fprintf(f, "[authz]\ndefault_key_policy = %s\n\n", o->default_key_policy);
 	else
 		fprintf(f, "[authz]\ndefault_key_policy = %s/test-admin-policy.json\n\n", h->dir);

@@ -63,7 +63,7 @@ typedef struct harness_options {
 	 * store holds principal test-admin (roles admin, app, auditor), the ipc
 	 * uid of the test, and [authz] default_key_policy allows test-admin
 	 * every action; this replaces that policy file's path (NULL: the
-	 * harness's own). */
+	 * harness's own; "": none, kmsd's built-in default). */
 	const char *default_key_policy;
 } harness_options;
 

@@ -29,6 +29,7 @@
 #include "kms/format/context.h"
 #include "kms/store/store.h"
 #include "tests/support/audit_check.h"
+#include "tests/support/e2e_request.h"
 #include "tests/support/harness.h"
 
 static harness H;
@@ -496,194 +497,47 @@ typedef struct table_keys {
 	ProtobufCBinaryData blob_k, blob_k3;
 } table_keys;
 
+/* The operations test-admin's roles decide without the key's policy (or
+ * that name no key): not denied with nothing_policy on the key. */
+static const char *const not_keyed[] = {
+	"describe_key", "get_key_policy", "generate_random", "create_key", "list_keys",
+	"list_aliases", "health", "get_checkpoint", "get_inclusion_proof",
+	"get_consistency_proof", "create_principal", "list_principals", "describe_principal",
+	"enable_principal", "disable_principal", "delete_principal", "create_access_key",
+	"list_access_keys", "revoke_access_key", "create_grant", "list_grants", "retire_grant",
+	"revoke_grant",
+};
+
 /* The reply to op (by its field name) on the keys; the expected verdict in
- * *keyed: 1 denied by the key check, 0 not denied; -1 unknown operation. */
+ * *expect_denied: 1 denied by the key check, 0 not denied; -1 unknown
+ * operation (NULL returned). */
 static Kms__Response *run_op(const char *op, table_keys *t, int *expect_denied)
 {
-	Kms__Request req = KMS__REQUEST__INIT;
-	Kms__EncryptRequest enc = KMS__ENCRYPT_REQUEST__INIT, *enc_items[] = { &enc };
-	Kms__DecryptRequest dec = KMS__DECRYPT_REQUEST__INIT, *dec_items[] = { &dec };
-	Kms__GenerateDataKeyRequest gdk = KMS__GENERATE_DATA_KEY_REQUEST__INIT,
-	                           *gdk_items[] = { &gdk };
-	Kms__GenerateDataKeyWithoutPlaintextRequest gdkw =
-	        KMS__GENERATE_DATA_KEY_WITHOUT_PLAINTEXT_REQUEST__INIT;
-	Kms__ReEncryptRequest re = KMS__RE_ENCRYPT_REQUEST__INIT;
-	Kms__BatchEncryptRequest be = KMS__BATCH_ENCRYPT_REQUEST__INIT;
-	Kms__BatchDecryptRequest bd = KMS__BATCH_DECRYPT_REQUEST__INIT;
-	Kms__BatchGenerateDataKeyRequest bg = KMS__BATCH_GENERATE_DATA_KEY_REQUEST__INIT;
-	Kms__GenerateRandomRequest gr = KMS__GENERATE_RANDOM_REQUEST__INIT;
-	Kms__CreateKeyRequest ck = KMS__CREATE_KEY_REQUEST__INIT;
-	Kms__DescribeKeyRequest dk = KMS__DESCRIBE_KEY_REQUEST__INIT;
-	Kms__ListKeysRequest lk = KMS__LIST_KEYS_REQUEST__INIT;
-	Kms__UpdateKeyDescriptionRequest ud = KMS__UPDATE_KEY_DESCRIPTION_REQUEST__INIT;
-	Kms__EnableKeyRequest ek = KMS__ENABLE_KEY_REQUEST__INIT;
-	Kms__DisableKeyRequest xk = KMS__DISABLE_KEY_REQUEST__INIT;
-	Kms__RotateKeyRequest rk = KMS__ROTATE_KEY_REQUEST__INIT;
-	Kms__SetRotationPeriodRequest sr = KMS__SET_ROTATION_PERIOD_REQUEST__INIT;
-	Kms__ScheduleKeyDeletionRequest sd = KMS__SCHEDULE_KEY_DELETION_REQUEST__INIT;
-	Kms__CancelKeyDeletionRequest cd = KMS__CANCEL_KEY_DELETION_REQUEST__INIT;
-	Kms__CreateAliasRequest ca = KMS__CREATE_ALIAS_REQUEST__INIT;
-	Kms__UpdateAliasRequest ua = KMS__UPDATE_ALIAS_REQUEST__INIT;
-	Kms__DeleteAliasRequest da = KMS__DELETE_ALIAS_REQUEST__INIT;
-	Kms__ListAliasesRequest la = KMS__LIST_ALIASES_REQUEST__INIT;
-	Kms__GetKeyPolicyRequest gp = KMS__GET_KEY_POLICY_REQUEST__INIT;
-	Kms__PutKeyPolicyRequest pp = KMS__PUT_KEY_POLICY_REQUEST__INIT;
-	Kms__StringPair tag = KMS__STRING_PAIR__INIT, *tags[] = { &tag };
-	Kms__TagKeyRequest tk = KMS__TAG_KEY_REQUEST__INIT;
-	Kms__UntagKeyRequest uk = KMS__UNTAG_KEY_REQUEST__INIT;
-	char *untag[] = { "team" };
-	Kms__HealthRequest hr = KMS__HEALTH_REQUEST__INIT;
-	Kms__GetCheckpointRequest gc = KMS__GET_CHECKPOINT_REQUEST__INIT;
-	Kms__GetInclusionProofRequest gi = KMS__GET_INCLUSION_PROOF_REQUEST__INIT;
-	Kms__GetConsistencyProofRequest gcp = KMS__GET_CONSISTENCY_PROOF_REQUEST__INIT;
-	/* The principals family: key-less, an admin's; on a name that is not
-	 * test-admin's, so the walk never disables or deletes its caller. */
-	Kms__Role app_role[] = { KMS__ROLE__APP };
-	Kms__CreatePrincipalRequest cp = KMS__CREATE_PRINCIPAL_REQUEST__INIT;
-	Kms__ListPrincipalsRequest lp = KMS__LIST_PRINCIPALS_REQUEST__INIT;
-	Kms__DescribePrincipalRequest dp = KMS__DESCRIBE_PRINCIPAL_REQUEST__INIT;
-	Kms__EnablePrincipalRequest ep = KMS__ENABLE_PRINCIPAL_REQUEST__INIT;
-	Kms__DisablePrincipalRequest xp = KMS__DISABLE_PRINCIPAL_REQUEST__INIT;
-	Kms__DeletePrincipalRequest rp = KMS__DELETE_PRINCIPAL_REQUEST__INIT;
-	Kms__CreateAccessKeyRequest cak = KMS__CREATE_ACCESS_KEY_REQUEST__INIT;
-	Kms__ListAccessKeysRequest lak = KMS__LIST_ACCESS_KEYS_REQUEST__INIT;
-	Kms__RevokeAccessKeyRequest rak = KMS__REVOKE_ACCESS_KEY_REQUEST__INIT;
-	Kms__CreateGrantRequest cg = KMS__CREATE_GRANT_REQUEST__INIT;
-	Kms__ListGrantsRequest lg = KMS__LIST_GRANTS_REQUEST__INIT;
-	Kms__RetireGrantRequest rtg = KMS__RETIRE_GRANT_REQUEST__INIT;
-	Kms__RevokeGrantRequest rvg = KMS__REVOKE_GRANT_REQUEST__INIT;
-	char *grant_ops[] = { "encrypt" };
-	cp.name = "walk-principal";
-	cp.roles = app_role;
-	cp.n_roles = 1;
-	dp.name = ep.name = xp.name = rp.name = "walk-principal";
-	cak.principal = lak.principal = "walk-principal";
-	rak.access_key_id = "AKAAAAAAAAAAAAAAAAAAAA";
-	cg.key_id = lg.key_id = t->k;
-	cg.grantee = "walk-principal";
-	cg.operations = grant_ops;
-	cg.n_operations = 1;
-	rtg.grant_id = rvg.grant_id = "GRAAAAAAAAAAAAAAAAAAAA";
-
-	enc.key_id = t->k;
-	enc.plaintext.data = (uint8_t *)"x";
-	enc.plaintext.len = 1;
-	dec.ciphertext_blob = t->blob_k;
-	gdk.key_id = t->k;
-	gdkw.key_id = t->k;
-	tag.key = "team";
-	tag.value = "a";
-	*expect_denied = 1;
-#define OP(name, field, CASE, msg) \
-	else if (!strcmp(op, name)) { req.op_case = KMS__REQUEST__OP_##CASE; req.field = msg; }
-	if (0) {
-	}
-	OP("encrypt", encrypt, ENCRYPT, &enc)
-	OP("decrypt", decrypt, DECRYPT, &dec)
-	OP("generate_data_key", generate_data_key, GENERATE_DATA_KEY, &gdk)
-	OP("generate_data_key_without_plaintext", generate_data_key_without_plaintext,
-	   GENERATE_DATA_KEY_WITHOUT_PLAINTEXT, &gdkw)
-	OP("re_encrypt", re_encrypt, RE_ENCRYPT, &re)
-	OP("batch_encrypt", batch_encrypt, BATCH_ENCRYPT, &be)
-	OP("batch_decrypt", batch_decrypt, BATCH_DECRYPT, &bd)
-	OP("batch_generate_data_key", batch_generate_data_key, BATCH_GENERATE_DATA_KEY, &bg)
-	OP("update_key_description", update_key_description, UPDATE_KEY_DESCRIPTION, &ud)
-	OP("enable_key", enable_key, ENABLE_KEY, &ek)
-	OP("disable_key", disable_key, DISABLE_KEY, &xk)
-	OP("rotate_key", rotate_key, ROTATE_KEY, &rk)
-	OP("set_rotation_period", set_rotation_period, SET_ROTATION_PERIOD, &sr)
-	OP("schedule_key_deletion", schedule_key_deletion, SCHEDULE_KEY_DELETION, &sd)
-	OP("cancel_key_deletion", cancel_key_deletion, CANCEL_KEY_DELETION, &cd)
-	OP("create_alias", create_alias, CREATE_ALIAS, &ca)
-	OP("update_alias", update_alias, UPDATE_ALIAS, &ua)
-	OP("delete_alias", delete_alias, DELETE_ALIAS, &da)
-	OP("put_key_policy", put_key_policy, PUT_KEY_POLICY, &pp)
-	OP("tag_key", tag_key, TAG_KEY, &tk)
-	OP("untag_key", untag_key, UNTAG_KEY, &uk)
-	else {
-		*expect_denied = 0;
-		if (0) {
-		}
-		OP("describe_key", describe_key, DESCRIBE_KEY, &dk)
-		OP("get_key_policy", get_key_policy, GET_KEY_POLICY, &gp)
-		OP("generate_random", generate_random, GENERATE_RANDOM, &gr)
-		OP("create_key", create_key, CREATE_KEY, &ck)
-		OP("list_keys", list_keys, LIST_KEYS, &lk)
-		OP("list_aliases", list_aliases, LIST_ALIASES, &la)
-		OP("health", health, HEALTH, &hr)
-		OP("get_checkpoint", get_checkpoint, GET_CHECKPOINT, &gc)
-		OP("get_inclusion_proof", get_inclusion_proof, GET_INCLUSION_PROOF, &gi)
-		OP("get_consistency_proof", get_consistency_proof, GET_CONSISTENCY_PROOF, &gcp)
-		OP("create_principal", create_principal, CREATE_PRINCIPAL, &cp)
-		OP("list_principals", list_principals, LIST_PRINCIPALS, &lp)
-		OP("describe_principal", describe_principal, DESCRIBE_PRINCIPAL, &dp)
-		OP("enable_principal", enable_principal, ENABLE_PRINCIPAL, &ep)
-		OP("disable_principal", disable_principal, DISABLE_PRINCIPAL, &xp)
-		OP("delete_principal", delete_principal, DELETE_PRINCIPAL, &rp)
-		OP("create_access_key", create_access_key, CREATE_ACCESS_KEY, &cak)
-		OP("list_access_keys", list_access_keys, LIST_ACCESS_KEYS, &lak)
-		OP("revoke_access_key", revoke_access_key, REVOKE_ACCESS_KEY, &rak)
-		OP("create_grant", create_grant, CREATE_GRANT, &cg)
-		OP("list_grants", list_grants, LIST_GRANTS, &lg)
-		OP("retire_grant", retire_grant, RETIRE_GRANT, &rtg)
-		OP("revoke_grant", revoke_grant, REVOKE_GRANT, &rvg)
-		else {
-			*expect_denied = -1;
-			return NULL;
-		}
-	}
-#undef OP
 	/* re_encrypt from a key test-admin may use into K: the destination's
-	 * check denies it (the source's is covered by decrypt). */
-	Kms__StringPair purpose = KMS__STRING_PAIR__INIT, *source[] = { &purpose };
-	purpose.key = "purpose";
-	purpose.value = "x"; /* as the blob was sealed */
-	re.ciphertext_blob = t->blob_k3;
-	re.source_encryption_context = source;
-	re.n_source_encryption_context = 1;
-	re.destination_key_id = t->k;
-	be.items = enc_items;
-	be.n_items = 1;
-	bd.items = dec_items;
-	bd.n_items = 1;
-	bg.items = gdk_items;
-	bg.n_items = 1;
-	gr.number_of_bytes = 8;
-	ck.description = "table";
-	dk.key_id = gp.key_id = ud.key_id = ek.key_id = xk.key_id = rk.key_id = t->k;
-	sr.key_id = sd.key_id = cd.key_id = pp.key_id = tk.key_id = uk.key_id = t->k;
-	ud.description = "changed";
-	sr.rotation_period_days = 90;
-	sd.pending_window_days = 7;
-	ca.alias_name = "alias/authz-new";
-	ca.target_key_id = t->k;
-	ua.alias_name = "alias/authz-k3"; /* on k3, moved onto k */
-	ua.target_key_id = t->k;
-	da.alias_name = "alias/authz-k";
-	pp.policy = (char *)(uintptr_t)all_policy;
-	tk.tags = tags;
-	tk.n_tags = 1;
-	uk.tag_keys = untag;
-	uk.n_tag_keys = 1;
-	gi.index = 0;
-	gcp.old_size = 1;
-	return call(&req);
-}
-
-/* A batch's one item status, through its results (all three share a shape). */
-static int batch_item_status(const Kms__Response *r)
-{
-	switch (r->result_case) {
-	case KMS__RESPONSE__RESULT_BATCH_ENCRYPT:
-		return r->batch_encrypt->n_results == 1 ? (int)r->batch_encrypt->results[0]->status : -1;
-	case KMS__RESPONSE__RESULT_BATCH_DECRYPT:
-		return r->batch_decrypt->n_results == 1 ? (int)r->batch_decrypt->results[0]->status : -1;
-	case KMS__RESPONSE__RESULT_BATCH_GENERATE_DATA_KEY:
-		return r->batch_generate_data_key->n_results == 1
-		               ? (int)r->batch_generate_data_key->results[0]->status : -1;
-	default:
-		return -1;
+	 * check denies it (the source's is covered by decrypt). update_alias
+	 * moves an alias of k3 onto k. The principals family acts on a name
+	 * that is not test-admin's, so the walk never disables or deletes its
+	 * caller. */
+	e2e_op_args a = {
+		.key = t->k,
+		.blob = t->blob_k,
+		.re_blob = t->blob_k3,
+		.re_purpose = "x", /* as the blob was sealed */
+		.create_alias = "alias/authz-new",
+		.update_alias = "alias/authz-k3",
+		.delete_alias = "alias/authz-k",
+		.policy = all_policy,
+	};
+	static e2e_op_request o;
+	if (!e2e_op_request_build(&o, op, &a)) {
+		*expect_denied = -1;
+		return NULL;
 	}
+	*expect_denied = 1;
+	for (size_t i = 0; i < sizeof not_keyed / sizeof not_keyed[0]; i++)
+		if (!strcmp(op, not_keyed[i]))
+			*expect_denied = 0;
+	return call(&o.req);
 }
 
 static void alias(const char *name, const char *key)
@@ -730,8 +584,8 @@ static void every_operation_passes_the_key_check(void **state)
 		if (expect < 0)
 			fail_msg("operation %s has no row in this test: add one", f->name);
 		int st = r->status;
-		if (st == KMS__STATUS__OK && batch_item_status(r) >= 0)
-			st = batch_item_status(r); /* an item denied fails alone */
+		if (st == KMS__STATUS__OK && e2e_batch_item_status(r) >= 0)
+			st = e2e_batch_item_status(r); /* an item denied fails alone */
 		printf("# %-36s %s (%s)\n", f->name, st == KMS__STATUS__ACCESS_DENIED ? "denied" :
 		       "not denied", r->message);
 		if (expect)
