@@ -165,8 +165,11 @@ static kms_status keys_lookup(void *ctx, const char *access_key_id, authz_key *o
 	out->revoked = row.state != ACCESS_KEY_STATE_ACTIVE;
 	st = store_principal_get(k->st, row.principal, &p);
 	if (st == KMS_NOT_FOUND) {
+		/* Deleted (its keys were revoked with it): the key is known, and
+		 * refused as revoked, never as unknown. */
 		kms_error_clear();
-		out->principal_disabled = true; /* deleted: fail closed */
+		st = KMS_OK;
+		out->principal_disabled = true; /* fail closed */
 	} else if (st != KMS_OK) {
 		kms_wipe(&row, sizeof row);
 		return st;

@@ -245,9 +245,14 @@ kms_status op_retire_grant(op_ctx *ctx, const Kms__Request *req, Kms__Response *
 		               !strcmp(ctx->caller->principal, g->grantee);
 		bool admin = ctx->caller->principal_found &&
 		             (ctx->caller->roles & PRINCIPAL_ROLE_ADMIN);
-		if (!grantee && !admin)
+		if (!grantee && !admin) {
 			st = KMS_FAIL(KMS_ACCESS_DENIED, "principal %s may not retire grant %s: only "
 			              "its grantee or an admin may", ctx->caller->principal, id);
+			/* The audit entry's decision is this check's, not step 2's
+			 * (which admits any principal to grant retirement). */
+			op_note_authz(ctx, "deny", "grant retirement: neither the grantee nor an admin",
+			              kms_error_message());
+		}
 	}
 	free(g);
 	if (st == KMS_NOT_FOUND)

@@ -2,7 +2,8 @@
  * The store-backed access key source (kms/authz/authz_keys.h) on a real
  * SoftHSM token and a real store: secrets unwrapped once and cached,
  * state read on every lookup (a revocation or a disabled principal is
- * seen by the next one), the cache bounded with the least recently used
+ * seen by the next one; a deleted principal's key refused as revoked,
+ * not unknown), the cache bounded with the least recently used
  * dropped, a secret held by a verifier never dropped under it, and
  * workers looking up concurrently.
  */
@@ -126,6 +127,26 @@ static void test_state_read_every_time(void **state)
 	authz_keys_close(k);
 }
 
+/* A deleted principal's key is known (revoked with it), not unknown: the
+ * verifier's audit reason is revoked_key. Last: it deletes svc-c. */
+static void test_deleted_principal(void **state)
+{
+	(void)state;
+	authz_keys *k;
+	assert_ok(authz_keys_open(st, h, &k));
+	authz_key_source src = authz_keys_source(k);
+	lookup_ok(src, 4); /* cached now */
+	assert_ok(store_principal_delete(st, "svc-c", (int64_t)time(NULL)));
+	authz_key key;
+	assert_ok(src.lookup(src.ctx, ids[4], &key));
+	assert_string_equal(key.principal, "svc-c");
+	assert_true(key.revoked);
+	assert_true(key.principal_disabled);
+	assert_null(key.secret);
+	src.release(src.ctx, &key);
+	authz_keys_close(k);
+}
+
 static void test_bounded_lru(void **state)
 {
 	(void)state;
@@ -216,6 +237,7 @@ int main(void)
 		cmocka_unit_test(test_state_read_every_time),
 		cmocka_unit_test(test_bounded_lru),
 		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_deleted_principal),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
