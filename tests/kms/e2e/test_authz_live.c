@@ -286,7 +286,7 @@ static void create_access_key(const char *principal, cred *out)
 	kms__response__free_unpacked(r, NULL);
 }
 
-/* A key with policy (NULL: none, so the default applies); out holds 35. */
+/* CreateKey with policy (NULL: none, so the default applies) as c. */
 static Kms__Response *create_key_as(const cred *c, const char *id, const char *policy)
 {
 	Kms__CreateKeyRequest ck = KMS__CREATE_KEY_REQUEST__INIT;
@@ -297,6 +297,7 @@ static Kms__Response *create_key_as(const cred *c, const char *id, const char *p
 	return call_as(c, id, &req);
 }
 
+/* The same as the harness's identity; the new key's id into out. */
 static void create_key(const char *policy, char out[35])
 {
 	Kms__Response *r = create_key_as(NULL, NULL, policy);
