@@ -608,8 +608,9 @@ static void every_operation_passes_the_key_check(void **state)
 
 #define GRANT_ID "GRABCDEFGHIJKLMNOPQRST"
 
-/* Writes a live grant (or ends it) in the store while kmsd is stopped: no
- * operation manages grants yet, and the store is locked while kmsd runs. */
+/* Writes a live grant (or ends it) straight into the store while kmsd is
+ * stopped (the store is locked while it runs): the rows as kmsd reads them.
+ * test_authz_live makes and ends grants through the operations. */
 static void grant_in_store(const char *key, bool revoke)
 {
 	char data[700];
