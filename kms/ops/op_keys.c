@@ -300,8 +300,10 @@ kms_status op_put_key_policy(op_ctx *ctx, const Kms__Request *req, Kms__Response
 	Kms__PutKeyPolicyResponse *p;
 	OP_ALLOC(ctx, p);
 	kms__put_key_policy_response__init(p);
-	KMS_GUARD(policy_check(r->policy));
+	/* Who may, before the document is read: a caller the key's policy
+	 * refuses learns nothing from the parser. */
 	KMS_GUARD(authorize_ref(ctx, r->key_id));
+	KMS_GUARD(policy_check(r->policy));
 	KMS_GUARD(keyring_policy_put(ctx->d->keyring, r->key_id, r->policy));
 	resp->put_key_policy = p;
 	resp->result_case = KMS__RESPONSE__RESULT_PUT_KEY_POLICY;
