@@ -11,7 +11,11 @@
  *    stderr that it is the default (--json: "is_default");
  *  - `kms-admin key policy grant|revoke` start from the policy kmsd
  *    returns, so a key under a configured default keeps what that default
- *    allowed (not a copy of the built-in one).
+ *    allowed (not a copy of the built-in one);
+ *  - CreateGrant is decided on the key's policy like the other key
+ *    control-plane operations: the built-in default lets admins create
+ *    grants, a policy that does not list create_grant for the admin denies
+ *    it (ACCESS_DENIED, nothing stored), one that lists it allows it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,6 +34,8 @@
 #include "tests/support/run_bin.h"
 
 static harness H;
+/* No [authz] default_key_policy: kmsd's built-in default. */
+static const harness_options builtin = { .default_key_policy = "" };
 
 static Kms__Response *get_policy(const char *key)
 {
@@ -185,7 +191,7 @@ static void configured_default(void **state)
 static void builtin_default(void **state)
 {
 	(void)state;
-	assert_true(harness_start(&H, &(harness_options){ .default_key_policy = "" /* the built-in one */ }));
+	assert_true(harness_start(&H, &builtin));
 	char k3[35];
 	assert_true(harness_create_key(&H, "alias/pd-builtin", k3));
 	expect_policy(k3, authz_default_policy_json, true);
@@ -216,11 +222,99 @@ static void builtin_default(void **state)
 	assert_int_equal(harness_stop(&H), 0);
 }
 
+static kms_status create_grant(const char *key, const char *grantee, char *message,
+                               size_t cap)
+{
+	char *ops[] = { "encrypt" };
+	Kms__CreateGrantRequest cg = KMS__CREATE_GRANT_REQUEST__INIT;
+	cg.key_id = (char *)(uintptr_t)key;
+	cg.grantee = (char *)(uintptr_t)grantee;
+	cg.operations = ops;
+	cg.n_operations = 1;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_CREATE_GRANT;
+	req.create_grant = &cg;
+	Kms__Response *r = harness_call(&H, &req);
+	assert_non_null(r);
+	snprintf(message, cap, "%s", r->message ? r->message : "");
+	kms_status st = r->status == KMS__STATUS__OK ? KMS_OK
+	                : r->status == KMS__STATUS__ACCESS_DENIED ? KMS_ACCESS_DENIED
+	                                                           : KMS_INTERNAL;
+	if (st == KMS_INTERNAL)
+		fail_msg("create_grant on %s: status %d: %s", key, r->status, r->message);
+	kms__response__free_unpacked(r, NULL);
+	return st;
+}
+
+/* The number of grants on key, in every state. */
+static size_t grants_on(const char *key)
+{
+	Kms__ListGrantsRequest lg = KMS__LIST_GRANTS_REQUEST__INIT;
+	lg.key_id = (char *)(uintptr_t)key;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_LIST_GRANTS;
+	req.list_grants = &lg;
+	Kms__Response *r = harness_call(&H, &req);
+	assert_non_null(r);
+	if (r->status != KMS__STATUS__OK)
+		fail_msg("list_grants %s: %s", key, r->message);
+	size_t n = r->list_grants->n_grants;
+	kms__response__free_unpacked(r, NULL);
+	return n;
+}
+
+static void create_grant_needs_the_key_policy(void **state)
+{
+	(void)state;
+	assert_true(harness_start(&H, &builtin));
+	run_bin_result out = ADMIN("principal", "create", "grantee-app", "--role", "app");
+	expect(&out, 0, NULL, NULL, "principal create grantee-app");
+	run_bin_free(&out);
+
+	/* The built-in default: admins may create grants. */
+	char k[35], message[512];
+	assert_true(harness_create_key(&H, "alias/pd-grant", k));
+	assert_int_equal(create_grant(k, "grantee-app", message, sizeof message), KMS_OK);
+	assert_int_equal(grants_on(k), 1);
+
+	/* A policy letting admins manage the key but not grant on it. */
+	const char *no_grants =
+	        "{\"Version\":\"2024-01-01\",\"Statement\":[{\"Sid\":\"manage\","
+	        "\"Effect\":\"Allow\",\"Principal\":\"role:admin\",\"Action\":["
+	        "\"describe_key\",\"get_key_policy\",\"put_key_policy\"]}]}";
+	put_policy(k, no_grants);
+	assert_int_equal(create_grant(k, "grantee-app", message, sizeof message),
+	                 KMS_ACCESS_DENIED);
+	char want[200];
+	snprintf(want, sizeof want, "principal test-admin may not create_grant key %s", k);
+	assert_string_equal(message, want);
+	assert_int_equal(grants_on(k), 1); /* nothing stored */
+	out = ADMIN("grant", "create", "--key", "alias/pd-grant", "--grantee", "grantee-app",
+	            "--op", "decrypt");
+	expect(&out, 1, NULL, "ACCESS_DENIED", "kms-admin grant create, denied by the policy");
+	assert_non_null(strstr(out.err, "may not create_grant"));
+	run_bin_free(&out);
+
+	/* The same statement with create_grant: allowed again. */
+	const char *grants =
+	        "{\"Version\":\"2024-01-01\",\"Statement\":[{\"Sid\":\"manage\","
+	        "\"Effect\":\"Allow\",\"Principal\":\"role:admin\",\"Action\":["
+	        "\"describe_key\",\"get_key_policy\",\"put_key_policy\",\"create_grant\"]}]}";
+	put_policy(k, grants);
+	out = ADMIN("grant", "create", "--key", "alias/pd-grant", "--grantee", "grantee-app",
+	            "--op", "decrypt");
+	expect(&out, 0, NULL, NULL, "kms-admin grant create, allowed by the policy");
+	run_bin_free(&out);
+	assert_int_equal(grants_on(k), 2);
+	assert_int_equal(harness_stop(&H), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(configured_default),
 		cmocka_unit_test(builtin_default),
+		cmocka_unit_test(create_grant_needs_the_key_policy),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
