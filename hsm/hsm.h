@@ -72,6 +72,9 @@ kms_status hsm_open(const hsm_config *config, hsm **out) KMS_MUST_USE;
  * must have stopped using h on every thread. NULL is ignored. */
 void hsm_close(hsm *h);
 
+/* The label of the token h is logged in to (for log lines). */
+const char *hsm_token_label(const hsm *h);
+
 /* Creates a token AES-256 key: CKA_SENSITIVE, !CKA_EXTRACTABLE, CKA_TOKEN,
  * CKA_ENCRYPT, CKA_DECRYPT, with the given CKA_ID and CKA_LABEL.
  * KMS_ALREADY_EXISTS if an object with that id exists. */

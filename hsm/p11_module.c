@@ -397,3 +397,8 @@ void hsm_close(hsm *h)
 	if (h)
 		hsm_teardown(h);
 }
+
+const char *hsm_token_label(const hsm *h)
+{
+	return h->token_label;
+}

@@ -15,9 +15,12 @@
 #include <kms/secmem.h>
 
 #include "common/error.h"
-#include "common/log.h"
+#include "common/log.h" /* kms_now */
 #include "kms/authz/authz_secrets.h"
 #include "kms/store/store.h"
+
+/* The longest --credentials-out path, its ".tmp" and the NUL included. */
+#define CREDENTIALS_PATH_MAX 4096
 
 kms_status kmsd_bootstrap_roles(const char *text, uint32_t *roles)
 {
@@ -55,16 +58,48 @@ static void hex(const uint8_t *b, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
+/* The temp file the credentials file is written through: path.tmp. */
+static kms_status temp_path(const char *path, char tmp[static CREDENTIALS_PATH_MAX])
+{
+	KMS_ENSURE(strlen(path) + sizeof ".tmp" <= CREDENTIALS_PATH_MAX, KMS_INVALID_ARGUMENT,
+	           "--credentials-out: the path is longer than %d bytes: give a shorter one",
+	           CREDENTIALS_PATH_MAX - (int)sizeof ".tmp");
+	snprintf(tmp, CREDENTIALS_PATH_MAX, "%s.tmp", path);
+	return KMS_OK;
+}
+
+/* The one line for a temp file that is already there: only an earlier run
+ * stopped between creating and removing it leaves one (the data dir's lock
+ * keeps two runs on one store apart). */
+static kms_status temp_left(const char *tmp)
+{
+	return KMS_FAIL(KMS_FAILED_PRECONDITION, "--credentials-out: the temp file %s exists, left "
+	                "by an interrupted earlier --bootstrap-admin: remove it and run again",
+	                tmp);
+}
+
+/* Refuses, before anything is made, a credentials path or its temp file
+ * that exists. */
+static kms_status check_out_path(const char *path)
+{
+	char tmp[CREDENTIALS_PATH_MAX];
+	KMS_GUARD(temp_path(path, tmp));
+	struct stat sb;
+	KMS_ENSURE(lstat(path, &sb) != 0 && errno == ENOENT, KMS_INVALID_ARGUMENT,
+	           "--credentials-out %s exists: give a new path (it is never replaced)", path);
+	if (lstat(tmp, &sb) == 0)
+		return temp_left(tmp);
+	return KMS_OK;
+}
+
 /* Writes the credentials file through path.tmp (O_EXCL, 0600, fsync) and a
  * link to path that fails if path exists. The text holding the secret is
  * in locked memory and wiped. */
 static kms_status write_credentials(const char *path, const char *name, const char *id,
                                     const uint8_t *secret)
 {
-	char tmp[4096];
-	KMS_ENSURE(strlen(path) + 5 < sizeof tmp, KMS_INVALID_ARGUMENT,
-	           "--credentials-out: the path is too long");
-	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	char tmp[CREDENTIALS_PATH_MAX];
+	KMS_GUARD(temp_path(path, tmp));
 	size_t cap = 512;
 	char *text = kms_secure_alloc(cap);
 	KMS_ENSURE(text, KMS_INTERNAL, "out of locked memory writing the credentials file");
@@ -76,7 +111,9 @@ static kms_status write_credentials(const char *path, const char *name, const ch
 	kms_wipe(secret_hex, sizeof secret_hex);
 	kms_status st = KMS_OK;
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0) {
+	if (fd < 0 && errno == EEXIST) {
+		st = temp_left(tmp);
+	} else if (fd < 0) {
 		st = KMS_FAIL(KMS_INVALID_ARGUMENT, "--credentials-out %s: cannot create %s: %s",
 		              path, tmp, strerror(errno));
 	} else {
@@ -105,10 +142,7 @@ kms_status kmsd_bootstrap(const kmsd_config *cfg, hsm *h, const char *name, uint
 	KMS_GUARD(authz_names_principal_check(name, strlen(name)));
 	KMS_ENSURE(roles && !(roles & ~PRINCIPAL_ROLES_ALL), KMS_INVALID_ARGUMENT,
 	           "--roles: give at least one of admin, app, auditor");
-	struct stat sb;
-	KMS_ENSURE(lstat(out_path, &sb) != 0 && errno == ENOENT, KMS_INVALID_ARGUMENT,
-	           "--credentials-out %s exists: give a new path (it is never replaced)",
-	           out_path);
+	KMS_GUARD(check_out_path(out_path));
 	store *st = NULL;
 	bool created = false;
 	kms_status status = store_open(cfg->data_dir, &st, &created);
@@ -119,7 +153,7 @@ kms_status kmsd_bootstrap(const kmsd_config *cfg, hsm *h, const char *name, uint
 	bool any = true;
 	uint8_t *secret = NULL;
 	uint8_t wrapped[AUTHZ_WRAPPED_LEN];
-	bool wrap_created = false;
+	bool wrap_created = false; /* authz_secrets_key_ensure logs it */
 	if ((status = store_principals_any(st, &any)) != KMS_OK)
 		goto out;
 	if (any) {
@@ -130,8 +164,6 @@ kms_status kmsd_bootstrap(const kmsd_config *cfg, hsm *h, const char *name, uint
 	}
 	if ((status = authz_secrets_key_ensure(h, &wrap_created)) != KMS_OK)
 		goto out;
-	if (wrap_created)
-		kms_log("info", "created the access key secret wrapping key on the token");
 	if ((status = authz_secrets_new(h, name, id, &secret, wrapped)) != KMS_OK)
 		goto out;
 	/* The file first: a principal whose secret was never written down
@@ -147,9 +179,8 @@ kms_status kmsd_bootstrap(const kmsd_config *cfg, hsm *h, const char *name, uint
 	snprintf(k.id, sizeof k.id, "%s", id);
 	snprintf(k.principal, sizeof k.principal, "%s", name);
 	memcpy(k.wrapped, wrapped, sizeof wrapped);
-	if ((status = store_principal_create(st, &p)) == KMS_OK)
-		status = store_access_key_create(st, &k);
-	if (status != KMS_OK)
+	/* Principal and access key in one transaction: both or neither. */
+	if ((status = store_principal_create_with_key(st, &p, &k)) != KMS_OK)
 		(void)unlink(out_path); /* its key is not in the store */
 out:
 	kms_secure_free(secret);

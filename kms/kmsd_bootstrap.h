@@ -6,11 +6,14 @@
  * It works only when the store holds no principal at all, deleted ones
  * included; otherwise it refuses and changes nothing. It takes the data
  * dir's lock (store.h), so kmsd must not be running. It makes sure the
- * access key secret wrapping key is on the token, creates principal NAME
- * (ENABLED, with roles) and one access key, and writes the credentials file
- * (docs/request-signing.md, "Credentials file") mode 0600 through a temp
- * file and a rename, refusing to replace an existing file. The secret goes
- * only there: never to a log or stdout.
+ * access key secret wrapping key is on the token, writes the credentials
+ * file (docs/request-signing.md, "Credentials file") mode 0600 through the
+ * temp file FILE.tmp and a link, refusing to replace an existing file, then
+ * creates principal NAME (ENABLED, with roles) and its access key in one
+ * transaction (both or neither; on failure the file is removed again). A
+ * FILE.tmp already there (left by an interrupted earlier run) is refused
+ * with a line saying to remove it. The secret goes only to the file: never
+ * to a log or stdout.
  */
 #ifndef KMS_KMSD_BOOTSTRAP_H
 #define KMS_KMSD_BOOTSTRAP_H

@@ -82,11 +82,8 @@ static kms_status raise_open_files(const kmsd_config *cfg)
 /* The signed-request checks: access keys from the store, the verifier. */
 static kms_status open_authz(kmsd *d)
 {
-	bool created = false;
+	bool created = false; /* authz_secrets_key_ensure logs it */
 	KMS_GUARD(authz_secrets_key_ensure(d->hsm, &created));
-	if (created)
-		kms_log("info", "created the access key secret wrapping key on token \"%s\"",
-		        d->cfg.hsm_token_label);
 	KMS_GUARD(authz_keys_open(keyring_store(d->keyring), d->hsm, &d->authz_keys));
 	authz_verify_config vc = { .keys = authz_keys_source(d->authz_keys) };
 	return authz_verifier_open(&vc, &d->authz_verifier);

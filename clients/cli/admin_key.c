@@ -473,25 +473,31 @@ static int policy_get(struct cli *cli, int argc, char **argv)
 	kms_client *client;
 	kms_error err;
 	char *policy;
+	bool is_default = false;
 	int code = cli_parse_and_connect(cli, argc, argv, 1, 1, &client);
 	if (code != CLI_PROCEED)
 		return code;
 	code = CLI_EXIT_OK;
-	kms_status st = kms_get_key_policy(client, argv[optind], &policy, &err);
+	kms_status st = kms_get_key_policy_info(client, argv[optind], &policy, &is_default, &err);
 	kms_client_close(client);
 	if (st != KMS_OK)
 		return cli_report(cli, &err);
 	if (cli->json) {
 		/* The document itself when it parses, else as a string. */
 		json_t *doc = json_loads(policy, JSON_REJECT_DUPLICATES, NULL);
-		code = cli_json_print(cli, json_pack("{s:o, s:o}", "key_id",
+		code = cli_json_print(cli, json_pack("{s:o, s:o, s:b}", "key_id",
 		                                     cli_json_str(argv[optind]), "policy",
-		                                     doc ? doc : cli_json_str(policy)));
+		                                     doc ? doc : cli_json_str(policy), "is_default",
+		                                     is_default));
 	} else if (policy[0]) {
+		/* The document alone on stdout, so `policy get > file` stays one. */
 		cli_put_lines(cli->out, policy);
 		fputc('\n', cli->out);
+		if (is_default)
+			fprintf(cli->err, "(the key has no policy of its own: this is kmsd's default "
+			        "policy, which applies to it)\n");
 	} else {
-		/* Nothing on stdout, so `policy get > file` stays a document. */
+		/* A kmsd that does not send the default it applies. */
 		fprintf(cli->err, "(no policy document: kmsd's default policy applies)\n");
 	}
 	kms_free(policy);
@@ -525,7 +531,7 @@ static int policy_put(struct cli *cli, int argc, char **argv)
 
 static const struct cli_command policy_commands[] = {
 	{ .name = "get", .run = policy_get, .args = "KEY",
-	  .help = "Print a key's policy document" },
+	  .help = "Print the policy that applies to a key (its own, or kmsd's default)" },
 	{ .name = "put", .run = policy_put, .args = "KEY FILE",
 	  .help = "Replace a key's policy with the JSON in FILE ('-': stdin)" },
 	{ .name = "grant", .run = admin_policy_grant,

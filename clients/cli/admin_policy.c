@@ -4,9 +4,10 @@
  * policies"). kmsd checks the document it is given; here only what this
  * command adds.
  *
- * A key with no policy document of its own runs under the default policy;
- * the first statement added to it starts from that policy's one statement
- * (admins-manage), so admins keep managing the key.
+ * A key with no policy document of its own runs under kmsd's default policy
+ * ([authz] default_key_policy, or the built-in one), which GetKeyPolicy
+ * returns for it: the first statement added starts from that document, so
+ * what the key allowed it still allows.
  */
 #include "clients/cli/admin.h"
 
@@ -23,15 +24,6 @@ enum {
 #define POLICY_OPS_MAX 64
 #define POLICY_SID_MAX 64
 
-/* The default policy of docs/authorization.md ("Key policies"). */
-static const char default_policy[] =
-        "{\"Version\":\"2024-01-01\",\"Statement\":["
-        "{\"Sid\":\"admins-manage\",\"Effect\":\"Allow\",\"Principal\":\"role:admin\","
-        "\"Action\":[\"describe_key\",\"update_key_description\",\"enable_key\","
-        "\"disable_key\",\"rotate_key\",\"set_rotation_period\",\"schedule_key_deletion\","
-        "\"cancel_key_deletion\",\"tag_key\",\"untag_key\",\"put_key_policy\","
-        "\"get_key_policy\",\"create_alias\",\"update_alias\",\"delete_alias\"]}]}";
-
 static bool sid_ok(const char *sid)
 {
 	size_t len = strlen(sid);
@@ -46,19 +38,30 @@ static bool sid_ok(const char *sid)
 	return true;
 }
 
-/* The key's policy, parsed, and its Statement array (borrowed). */
+/* The policy that applies to the key (its own, or kmsd's default), parsed,
+ * and its Statement array (borrowed). */
 static int policy_read(struct cli *cli, kms_client *client, const char *key, json_t **doc,
                        json_t **statements)
 {
 	char *text = NULL;
+	bool is_default = false;
 	kms_error err;
-	if (kms_get_key_policy(client, key, &text, &err) != KMS_OK)
+	*doc = NULL;
+	if (kms_get_key_policy_info(client, key, &text, &is_default, &err) != KMS_OK)
 		return cli_report(cli, &err);
+	if (!text[0]) {
+		/* Only a kmsd that does not send the default it applies. */
+		kms_free(text);
+		fprintf(cli->err, "%s: kmsd sent no policy for key %s (it has none of its own and "
+		        "this kmsd does not send its default): write the whole policy and use "
+		        "kms-admin key policy put\n", cli->prog, key);
+		return CLI_EXIT_REFUSED;
+	}
+	if (is_default)
+		fprintf(cli->err, "%s: key %s has no policy document of its own: starting from "
+		        "kmsd's default policy\n", cli->prog, key);
 	json_error_t jerr;
-	if (!text[0])
-		fprintf(cli->err, "%s: key %s has no policy document of its own: starting from the "
-		        "default policy\n", cli->prog, key);
-	*doc = json_loads(text[0] ? text : default_policy, JSON_REJECT_DUPLICATES, &jerr);
+	*doc = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
 	kms_free(text);
 	*statements = *doc ? json_object_get(*doc, "Statement") : NULL;
 	if (!json_is_array(*statements)) {

@@ -568,11 +568,19 @@ out:
 kms_status kms_get_key_policy(kms_client *client, const char *key_id, char **policy,
                               kms_error *err)
 {
+	return kms_get_key_policy_info(client, key_id, policy, NULL, err);
+}
+
+kms_status kms_get_key_policy_info(kms_client *client, const char *key_id, char **policy,
+                                   bool *is_default, kms_error *err)
+{
 	Kms__Request req;
 	Kms__GetKeyPolicyRequest op;
 	Kms__Response *resp = NULL;
 
 	client_error_clear(err);
+	if (is_default)
+		*is_default = false;
 	if (!policy)
 		return client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
 		                   "get_key_policy: policy is required");
@@ -586,6 +594,8 @@ kms_status kms_get_key_policy(kms_client *client, const char *key_id, char **pol
 	KMS_GUARD(client_roundtrip(client, &req, KMS__RESPONSE__RESULT_GET_KEY_POLICY,
 	                           &resp, err));
 	kms_status st = client_dup_str(resp->get_key_policy->policy, policy, err);
+	if (st == KMS_OK && is_default)
+		*is_default = resp->get_key_policy->is_default;
 	kms_response_free(resp);
 	return st;
 }

@@ -510,9 +510,17 @@ KMS_EXPORT kms_status kms_list_aliases(kms_client *client, const char *key_id, u
                                        const char *page_token, kms_alias_list *out,
                                        kms_error *err) KMS_MUST_USE;
 
-/* *policy: the key's JSON policy document (release with kms_free). */
+/* *policy: the JSON policy document that applies to the key (release with
+ * kms_free): its own, or the default kmsd applies to a key with none (a
+ * kmsd older than that answers "" for such a key). */
 KMS_EXPORT kms_status kms_get_key_policy(kms_client *client, const char *key_id,
                                          char **policy, kms_error *err) KMS_MUST_USE;
+/* The same, and *is_default (may be NULL): true when the key has no policy
+ * of its own and *policy is kmsd's default ([authz] default_key_policy, or
+ * the built-in one). */
+KMS_EXPORT kms_status kms_get_key_policy_info(kms_client *client, const char *key_id,
+                                              char **policy, bool *is_default,
+                                              kms_error *err) KMS_MUST_USE;
 KMS_EXPORT kms_status kms_put_key_policy(kms_client *client, const char *key_id,
                                          const char *policy, kms_error *err) KMS_MUST_USE;
 

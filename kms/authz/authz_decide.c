@@ -45,6 +45,9 @@ static const struct {
 	{ "create_alias", { AUTHZ_FAMILY_KEY_CONTROL, true } },
 	{ "update_alias", { AUTHZ_FAMILY_KEY_CONTROL, true } },
 	{ "delete_alias", { AUTHZ_FAMILY_KEY_CONTROL, true } },
+	/* A grant gives use of its key: decided on that key's policy like the
+	 * other changes to who may use a key (put_key_policy). */
+	{ "create_grant", { AUTHZ_FAMILY_KEY_CONTROL, true } },
 	{ "describe_key", { AUTHZ_FAMILY_KEY_READ, true } },
 	{ "get_key_policy", { AUTHZ_FAMILY_KEY_READ, true } },
 	{ "list_keys", { AUTHZ_FAMILY_KEY_READ, false } },
@@ -62,7 +65,6 @@ static const struct {
 	{ "create_access_key", { AUTHZ_FAMILY_PRINCIPALS, false } },
 	{ "list_access_keys", { AUTHZ_FAMILY_PRINCIPALS, false } },
 	{ "revoke_access_key", { AUTHZ_FAMILY_PRINCIPALS, false } },
-	{ "create_grant", { AUTHZ_FAMILY_PRINCIPALS, false } },
 	{ "list_grants", { AUTHZ_FAMILY_PRINCIPALS, false } },
 	{ "revoke_grant", { AUTHZ_FAMILY_PRINCIPALS, false } },
 	/* Any principal: the handler lets only the grantee or an admin retire. */

@@ -28,6 +28,7 @@ struct authz_enforce {
 	store *store;
 	authz_rate *rate;
 	authz_policy *default_policy; /* [authz] default_key_policy; NULL: built in */
+	char *default_text;           /* its text as read; NULL: built in */
 };
 
 static kms_status read_policy_file(const char *path, char **out, size_t *len)
@@ -57,29 +58,42 @@ static kms_status read_policy_file(const char *path, char **out, size_t *len)
 	return KMS_OK;
 }
 
-/* [authz] default_key_policy compiled; *out NULL when the config has none. */
-static kms_status load_default_policy(const kmsd_config *cfg, authz_policy **out)
+/* [authz] default_key_policy compiled, and its text (malloc'ed) into *text
+ * when text is not NULL; both NULL when the config has none. */
+static kms_status load_default_policy(const kmsd_config *cfg, authz_policy **out, char **text)
 {
 	*out = NULL;
+	if (text)
+		*text = NULL;
 	if (!cfg->authz_default_key_policy[0])
 		return KMS_OK;
-	char *text = NULL;
+	char *doc = NULL;
 	size_t len = 0;
-	KMS_GUARD(read_policy_file(cfg->authz_default_key_policy, &text, &len));
-	kms_status status = authz_policy_parse(text, len, out);
-	free(text);
-	if (status != KMS_OK)
+	KMS_GUARD(read_policy_file(cfg->authz_default_key_policy, &doc, &len));
+	kms_status status = authz_policy_parse(doc, len, out);
+	if (status != KMS_OK) {
+		free(doc);
 		return KMS_FAIL(status, "config: [authz] default_key_policy %s: %s",
 		                cfg->authz_default_key_policy, kms_error_message());
+	}
+	if (text)
+		*text = doc;
+	else
+		free(doc);
 	return KMS_OK;
 }
 
 kms_status authz_enforce_check(const kmsd_config *cfg)
 {
 	authz_policy *p = NULL;
-	KMS_GUARD(load_default_policy(cfg, &p));
+	KMS_GUARD(load_default_policy(cfg, &p, NULL));
 	authz_policy_free(p);
 	return KMS_OK;
+}
+
+const char *authz_enforce_default_policy_text(const authz_enforce *e)
+{
+	return e->default_text ? e->default_text : authz_default_policy_json;
 }
 
 kms_status authz_enforce_open(const kmsd_config *cfg, store *st, authz_enforce **out)
@@ -89,7 +103,7 @@ kms_status authz_enforce_open(const kmsd_config *cfg, store *st, authz_enforce *
 	KMS_ENSURE(e, KMS_INTERNAL, "authz: out of memory");
 	e->store = st;
 	kms_status status;
-	KMS_GUARD_OUT(status, load_default_policy(cfg, &e->default_policy));
+	KMS_GUARD_OUT(status, load_default_policy(cfg, &e->default_policy, &e->default_text));
 	authz_rate_config rc = {
 		.principal_rate = cfg->principal_rate,
 		.principal_burst = cfg->principal_burst,
@@ -109,6 +123,7 @@ void authz_enforce_close(authz_enforce *e)
 	if (!e)
 		return;
 	authz_policy_free(e->default_policy);
+	free(e->default_text);
 	authz_rate_free(e->rate);
 	free(e);
 }

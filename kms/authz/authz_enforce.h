@@ -34,6 +34,11 @@ void authz_enforce_close(authz_enforce *e);
  * nothing. */
 kms_status authz_enforce_check(const kmsd_config *cfg) KMS_MUST_USE;
 
+/* The text of the policy that applies to a key with none of its own, as
+ * GetKeyPolicy returns it: [authz] default_key_policy's file as read at
+ * start, or the built-in authz_default_policy_json. Lives as long as e. */
+const char *authz_enforce_default_policy_text(const authz_enforce *e);
+
 /* Steps 1 and 2 for ctx->op and ctx->caller, and the principal's token:
  * KMS_ACCESS_DENIED ("principal P may not OPERATION"), KMS_THROTTLED with
  * ctx->retry_after_ms set, or KMS_OK. */

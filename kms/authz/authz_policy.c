@@ -33,7 +33,8 @@ const char authz_default_policy_json[] =
         "                 \"disable_key\", \"rotate_key\", \"set_rotation_period\",\n"
         "                 \"schedule_key_deletion\", \"cancel_key_deletion\", \"tag_key\",\n"
         "                 \"untag_key\", \"put_key_policy\", \"get_key_policy\",\n"
-        "                 \"create_alias\", \"update_alias\", \"delete_alias\"] }\n"
+        "                 \"create_alias\", \"update_alias\", \"delete_alias\",\n"
+        "                 \"create_grant\"] }\n"
         "  ]\n"
         "}\n";
 

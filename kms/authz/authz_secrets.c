@@ -43,7 +43,8 @@ kms_status authz_secrets_key_ensure(hsm *h, bool *created)
 		return KMS_OK; /* another thread made it first */
 	KMS_GUARD(status);
 	*created = true;
-	kms_log("info", "authz: created the access key secret wrapping key in the HSM");
+	kms_log("info", "created the access key secret wrapping key on token \"%s\"",
+	        hsm_token_label(h));
 	return KMS_OK;
 }
 

@@ -45,7 +45,10 @@
 /* Sets *exists to whether the wrapping key is on the token. Changes nothing. */
 kms_status authz_secrets_key_exists(hsm *h, bool *exists) KMS_MUST_USE;
 
-/* Creates the wrapping key unless it is there; *created says which. */
+/* Creates the wrapping key unless it is there; *created says which. When it
+ * creates it, it says so once in kmsd's log ("created the access key secret
+ * wrapping key on token \"LABEL\""), for kmsd's start and --bootstrap-admin
+ * alike. */
 kms_status authz_secrets_key_ensure(hsm *h, bool *created) KMS_MUST_USE;
 
 /* A new access key for principal: its id into id, its secret (AUTHZ_SECRET_LEN

@@ -4,9 +4,12 @@
  *
  * A grant names a key by its id (an alias given at creation is resolved
  * once), a grantee, data-plane operations (the validator checked them) and
- * required context pairs (stored canonically encoded). Who may create, list
- * and revoke is the decision's (admins); who may retire is checked here:
- * the grantee itself or a principal holding the admin role.
+ * required context pairs (stored canonically encoded). Who may create a
+ * grant is decided like the key control plane: the admin role, and the
+ * key's policy allowing create_grant (op_authorize_ref on the key). Who may
+ * list and revoke is the decision's (admins, by role: revoking only takes
+ * use away); who may retire is checked here: the grantee itself or a
+ * principal holding the admin role.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +92,12 @@ static kms_status grant_out(op_ctx *ctx, const store_grant *g, Kms__Grant **out)
 	return KMS_OK;
 }
 
+static kms_status key_missing(const char *key_ref)
+{
+	return KMS_FAIL(KMS_NOT_FOUND, "key %s does not exist: kms-admin key list shows the keys",
+	                key_ref);
+}
+
 /* The key a grant request names, resolved (aliases followed); NOT_FOUND for
  * an unknown or destroyed key. */
 static kms_status grant_key(op_ctx *ctx, const char *key_ref, store_key *k)
@@ -97,10 +106,7 @@ static kms_status grant_key(op_ctx *ctx, const char *key_ref, store_key *k)
 	if (st == KMS_OK && (k->state == KEY_STATE_DESTROYED ||
 	                     k->lifecycle != KEY_LIFECYCLE_READY))
 		st = KMS_NOT_FOUND;
-	if (st == KMS_NOT_FOUND)
-		return KMS_FAIL(KMS_NOT_FOUND, "key %s does not exist: kms-admin key list shows "
-		                "the keys", key_ref);
-	return st;
+	return st == KMS_NOT_FOUND ? key_missing(key_ref) : st;
 }
 
 kms_status op_create_grant(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
@@ -109,10 +115,15 @@ kms_status op_create_grant(op_ctx *ctx, const Kms__Request *req, Kms__Response *
 	Kms__CreateGrantResponse *c;
 	OP_ALLOC(ctx, c);
 	kms__create_grant_response__init(c);
-	op_note_key(ctx, r->key_id, 0);
+	/* The key check first, as for every key control-plane change: the
+	 * admin role and the key's policy allowing create_grant. */
+	char key_id[KMS_KEYID_TEXT_SIZE];
+	kms_status decided = op_authorize_ref(ctx, r->key_id, NULL, 0, key_id);
+	if (decided == KMS_NOT_FOUND)
+		return key_missing(r->key_id);
+	KMS_GUARD(decided);
 	store_key k;
-	KMS_GUARD(grant_key(ctx, r->key_id, &k));
-	op_note_key(ctx, k.id, 0);
+	KMS_GUARD(grant_key(ctx, key_id, &k));
 	KMS_ENSURE(k.state != KEY_STATE_PENDING_DELETION, KMS_FAILED_PRECONDITION,
 	           "key %s is pending deletion: cancel the deletion before granting on it", k.id);
 	store_principal grantee;

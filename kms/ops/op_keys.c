@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "kms/authz/authz_enforce.h"
 #include "kms/authz/authz_policy.h"
 #include "kms/keys/keyring.h"
 #include "kms/pipeline/ops.h"
@@ -278,15 +279,21 @@ kms_status op_cancel_key_deletion(op_ctx *ctx, const Kms__Request *req, Kms__Res
 	return KMS_OK;
 }
 
+/* The key's own policy, or, when it has none, the default that applies to
+ * it (is_default set): never "", so a caller sees what is enforced. */
 kms_status op_get_key_policy(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
 {
 	char *policy = NULL;
+	char key_id[KMS_KEYID_TEXT_SIZE];
 	Kms__GetKeyPolicyResponse *g;
 	OP_ALLOC(ctx, g);
 	kms__get_key_policy_response__init(g);
-	KMS_GUARD(authorize_ref(ctx, req->get_key_policy->key_id));
-	KMS_GUARD(keyring_policy_get(ctx->d->keyring, req->get_key_policy->key_id, &policy));
-	g->policy = arena_strdup(ctx->arena, policy);
+	KMS_GUARD(op_authorize_ref(ctx, req->get_key_policy->key_id, NULL, 0, key_id));
+	KMS_GUARD(keyring_policy_get(ctx->d->keyring, key_id, &policy));
+	g->is_default = !policy || !policy[0];
+	g->policy = arena_strdup(ctx->arena, g->is_default
+	                                             ? authz_enforce_default_policy_text(ctx->d->authz)
+	                                             : policy);
 	free(policy);
 	KMS_ENSURE(g->policy, KMS_INTERNAL, "out of request memory");
 	resp->get_key_policy = g;

@@ -372,6 +372,12 @@ kms_status store_principal_delete(store *st, const char *name, int64_t now) KMS_
  * KMS_ALREADY_EXISTS if the id is taken. Not inside a caller's transaction. */
 kms_status store_access_key_create(store *st, const store_access_key *key) KMS_MUST_USE;
 
+/* Inserts principal p (as store_principal_create) and its first access key
+ * (as store_access_key_create; key->principal is p->name) in one
+ * transaction: both or neither. Not inside a caller's transaction. */
+kms_status store_principal_create_with_key(store *st, const store_principal *p,
+                                           const store_access_key *key) KMS_MUST_USE;
+
 /* The access key with that id in any state; KMS_NOT_FOUND if none. */
 kms_status store_access_key_get(store *st, const char *id, store_access_key *out) KMS_MUST_USE;
 

@@ -87,7 +87,8 @@ static kms_status principal_read(sqlite3_stmt *s, store_principal *out)
 	return KMS_OK;
 }
 
-kms_status store_principal_create(store *st, const store_principal *p)
+/* Inside the caller's transaction, or alone. */
+static kms_status principal_insert_in(store *st, const store_principal *p)
 {
 	sqlite3_stmt *s;
 	KMS_GUARD(name_check(p->name));
@@ -115,6 +116,11 @@ kms_status store_principal_create(store *st, const store_principal *p)
 		status = store_fail(s, rc, "insert principal", p->name);
 	store_stmt_done(s);
 	return status;
+}
+
+kms_status store_principal_create(store *st, const store_principal *p)
+{
+	return principal_insert_in(st, p);
 }
 
 kms_status store_principal_get(store *st, const char *name, store_principal *out)
@@ -333,15 +339,37 @@ static kms_status access_key_insert_in(store *st, const store_access_key *key)
 	return status;
 }
 
-kms_status store_access_key_create(store *st, const store_access_key *key)
+static kms_status access_key_check(const store_access_key *key)
 {
 	KMS_GUARD(access_key_id_check(key->id));
 	KMS_GUARD(name_check(key->principal));
 	KMS_ENSURE(key->wrapped_len > 0 && key->wrapped_len <= sizeof key->wrapped,
 	           KMS_INVALID_ARGUMENT, "store: access key %s: a wrapped secret is 1..%d bytes",
 	           key->id, STORE_WRAPPED_SECRET_MAX);
+	return KMS_OK;
+}
+
+kms_status store_access_key_create(store *st, const store_access_key *key)
+{
+	KMS_GUARD(access_key_check(key));
 	KMS_GUARD(store_begin(st));
 	kms_status status = access_key_insert_in(st, key);
+	if (status == KMS_OK)
+		return store_commit(st);
+	store_rollback(st);
+	return status;
+}
+
+kms_status store_principal_create_with_key(store *st, const store_principal *p,
+                                           const store_access_key *key)
+{
+	KMS_GUARD(access_key_check(key));
+	KMS_ENSURE(!strcmp(key->principal, p->name), KMS_INVALID_ARGUMENT,
+	           "store: access key %s is not principal %s's", key->id, p->name);
+	KMS_GUARD(store_begin(st));
+	kms_status status = principal_insert_in(st, p);
+	if (status == KMS_OK)
+		status = access_key_insert_in(st, key);
 	if (status == KMS_OK)
 		return store_commit(st);
 	store_rollback(st);

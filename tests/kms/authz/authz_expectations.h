@@ -38,7 +38,8 @@ static const char allow_app_policy[] =
         "\"Action\":[\"describe_key\",\"update_key_description\",\"enable_key\","
         "\"disable_key\",\"rotate_key\",\"set_rotation_period\",\"schedule_key_deletion\","
         "\"cancel_key_deletion\",\"tag_key\",\"untag_key\",\"put_key_policy\","
-        "\"get_key_policy\",\"create_alias\",\"update_alias\",\"delete_alias\"]},"
+        "\"get_key_policy\",\"create_alias\",\"update_alias\",\"delete_alias\","
+        "\"create_grant\"]},"
         "{\"Sid\":\"app-uses\",\"Effect\":\"Allow\",\"Principal\":\"app\","
         "\"Action\":[\"encrypt\",\"decrypt\"]}]}";
 
@@ -48,7 +49,8 @@ static const char deny_policy[] =
         "\"Action\":[\"describe_key\",\"update_key_description\",\"enable_key\","
         "\"disable_key\",\"rotate_key\",\"set_rotation_period\",\"schedule_key_deletion\","
         "\"cancel_key_deletion\",\"tag_key\",\"untag_key\",\"put_key_policy\","
-        "\"get_key_policy\",\"create_alias\",\"update_alias\",\"delete_alias\"]},"
+        "\"get_key_policy\",\"create_alias\",\"update_alias\",\"delete_alias\","
+        "\"create_grant\"]},"
         "{\"Sid\":\"app-uses\",\"Effect\":\"Allow\",\"Principal\":\"app\","
         "\"Action\":[\"encrypt\",\"decrypt\"]},"
         "{\"Sid\":\"frozen\",\"Effect\":\"Deny\",\"Principal\":\"*\","
@@ -95,6 +97,10 @@ static const expectation table[] = {
 	CONTROL("create_alias"),
 	CONTROL("update_alias"),
 	CONTROL("delete_alias"),
+	/* A grant on a key: a key control-plane change, decided on its policy
+	 * (the policies here list it for admins; test_policy_default shows a
+	 * policy that does not). */
+	CONTROL("create_grant"),
 	/* Key reads: admin or auditor. */
 	READ("describe_key"),
 	READ("get_key_policy"),
@@ -106,7 +112,7 @@ static const expectation table[] = {
 	READ("get_consistency_proof"),
 	/* Anyone admitted. */
 	{ "health", { "AAAAA", "AAAAA", "AAAAA" } },
-	/* Principals, access keys, grants: admin. */
+	/* Principals, access keys, listing and revoking grants: admin. */
 	CONTROL("create_principal"),
 	CONTROL("list_principals"),
 	CONTROL("describe_principal"),
@@ -116,7 +122,6 @@ static const expectation table[] = {
 	CONTROL("create_access_key"),
 	CONTROL("list_access_keys"),
 	CONTROL("revoke_access_key"),
-	CONTROL("create_grant"),
 	CONTROL("list_grants"),
 	CONTROL("revoke_grant"),
 	/* Any principal; the handler admits only the grantee or an admin. */

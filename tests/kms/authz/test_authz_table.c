@@ -116,11 +116,59 @@ static void disabled_or_revoked_denies_everything(void **state)
 	}
 }
 
+/* create_grant is a key control-plane operation: the admin role, then the
+ * key's policy. A policy whose admins' statement leaves it out denies it
+ * (step 5), a Deny of it denies it (step 3), the table's policies list it. */
+static void create_grant_needs_the_key_policy(void **state)
+{
+	(void)state;
+	static const char without[] =
+	        "{\"Version\":\"2024-01-01\",\"Statement\":[{\"Sid\":\"manage\","
+	        "\"Effect\":\"Allow\",\"Principal\":\"role:admin\","
+	        "\"Action\":[\"describe_key\",\"put_key_policy\"]}]}";
+	static const char denied[] =
+	        "{\"Version\":\"2024-01-01\",\"Statement\":[{\"Sid\":\"all\","
+	        "\"Effect\":\"Allow\",\"Principal\":\"role:admin\",\"Action\":\"*\"},"
+	        "{\"Sid\":\"no-grants\",\"Effect\":\"Deny\",\"Principal\":\"*\","
+	        "\"Action\":\"create_grant\"}]}";
+	const op_entry *op = NULL;
+	for (size_t i = 0; ops_at(i) && !op; i++)
+		if (!strcmp(ops_at(i)->name, "create_grant"))
+			op = ops_at(i);
+	assert_non_null(op);
+	authz_op_class cls = authz_op_classify(op);
+	assert_int_equal(cls.family, AUTHZ_FAMILY_KEY_CONTROL);
+	assert_true(cls.keyed);
+
+	authz_principal admin = { .name = "admin", .roles = AUTHZ_ROLE_ADMIN };
+	authz_policy *p_without = NULL, *p_denied = NULL;
+	assert_int_equal(authz_policy_parse(without, strlen(without), &p_without), KMS_OK);
+	assert_int_equal(authz_policy_parse(denied, strlen(denied), &p_denied), KMS_OK);
+	authz_request req = { .principal = &admin, .op = op, .key_id = "k-1" };
+	authz_decision d;
+	authz_decide(&req, &d); /* the built-in default lists it */
+	assert_true(d.allow);
+	assert_string_equal(d.reason, "step 4: Allow statement 0 Sid admins-manage");
+	req.policy = p_without;
+	authz_decide(&req, &d);
+	assert_false(d.allow);
+	assert_int_equal(d.step, AUTHZ_STEP_DEFAULT);
+	assert_string_equal(d.message, "principal admin may not create_grant key k-1");
+	req.policy = p_denied;
+	authz_decide(&req, &d);
+	assert_false(d.allow);
+	assert_int_equal(d.step, AUTHZ_STEP_DENY);
+	assert_string_equal(d.reason, "step 3: Deny statement 1 Sid no-grants");
+	authz_policy_free(p_without);
+	authz_policy_free(p_denied);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(every_operation_role_and_policy),
 		cmocka_unit_test(disabled_or_revoked_denies_everything),
+		cmocka_unit_test(create_grant_needs_the_key_policy),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

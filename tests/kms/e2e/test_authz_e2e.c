@@ -504,7 +504,7 @@ static const char *const not_keyed[] = {
 	"list_aliases", "health", "get_checkpoint", "get_inclusion_proof",
 	"get_consistency_proof", "create_principal", "list_principals", "describe_principal",
 	"enable_principal", "disable_principal", "delete_principal", "create_access_key",
-	"list_access_keys", "revoke_access_key", "create_grant", "list_grants", "retire_grant",
+	"list_access_keys", "revoke_access_key", "list_grants", "retire_grant",
 	"revoke_grant",
 };
 

@@ -10,8 +10,10 @@
  *    and prints no secret; without --output the secret is on stdout once,
  *    with a warning on stderr, and never on stderr;
  *  - key policy grant appends an Allow statement that get shows, starting
- *    from the default policy; revoke removes it by Sid; a Sid in use and an
- *    unknown Sid are refused.
+ *    from the default policy kmsd applies (here the harness's configured
+ *    one, Sid test-admin-all); revoke removes it by Sid; a Sid in use and
+ *    an unknown Sid are refused (test_policy_default: the built-in
+ *    default, and get's is_default).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -377,7 +379,7 @@ static void policy_commands(void **state)
 	json_t *statements = json_object_get(json_object_get(j, "policy"), "Statement");
 	assert_int_equal(json_array_size(statements), 2);
 	json_t *s0 = json_array_get(statements, 0), *s1 = json_array_get(statements, 1);
-	assert_string_equal(json_string_value(json_object_get(s0, "Sid")), "admins-manage");
+	assert_string_equal(json_string_value(json_object_get(s0, "Sid")), "test-admin-all");
 	assert_string_equal(json_string_value(json_object_get(s1, "Sid")), "billing");
 	assert_string_equal(json_string_value(json_object_get(s1, "Principal")), "payments-svc");
 	assert_string_equal(json_string_value(json_object_get(json_object_get(
@@ -397,11 +399,11 @@ static void policy_commands(void **state)
 	r = ADMIN("key", "policy", "revoke", key, "--sid", "billing");
 	expect(&r, 1, NULL, "no statement with Sid billing", "revoke an unknown Sid");
 	run_bin_free(&r);
-	r = ADMIN("key", "policy", "revoke", key, "--sid", "admins-manage");
+	r = ADMIN("key", "policy", "revoke", key, "--sid", "test-admin-all");
 	expect(&r, 1, NULL, "only one", "revoke the last statement");
 	run_bin_free(&r);
 	r = ADMIN("key", "policy", "get", key);
-	expect(&r, 0, "admins-manage", NULL, "policy get after revoke");
+	expect(&r, 0, "test-admin-all", NULL, "policy get after revoke");
 	assert_null(strstr(r.out, "billing"));
 	run_bin_free(&r);
 }

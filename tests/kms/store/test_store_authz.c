@@ -3,7 +3,8 @@
  * real SQLite file (no HSM: the wrapped secrets here are stand-in bytes;
  * tests/kms/authz/test_authz_secrets wraps real ones). Names are never
  * reused, at most two active access keys per principal (also under racing
- * writers), the live-grants lookup leaves ended grants out, and a schema 1
+ * writers), a principal made with its first access key is made whole or not
+ * at all, the live-grants lookup leaves ended grants out, and a schema 1
  * database gains the new tables on open.
  */
 #include <setjmp.h>
@@ -329,6 +330,51 @@ typedef struct race_arg {
 	kms_status result;
 } race_arg;
 
+/* store_principal_create_with_key (kmsd --bootstrap-admin's write): the
+ * principal and its access key together, or neither. */
+static void test_principal_with_key(void **state)
+{
+	(void)state;
+	store *st = open_store();
+	char ak1[AUTHZ_ID_SIZE];
+	snprintf(ak1, sizeof ak1, "%s", id_n("AK", 1));
+	store_principal p = principal("first", PRINCIPAL_ROLE_ADMIN);
+	store_access_key k = access_key(ak1, "first", 10);
+	assert_ok(store_principal_create_with_key(st, &p, &k));
+	store_principal got;
+	store_access_key got_key;
+	assert_ok(store_principal_get(st, "first", &got));
+	assert_int_equal(got.roles, PRINCIPAL_ROLE_ADMIN);
+	assert_ok(store_access_key_get(st, ak1, &got_key));
+	assert_string_equal(got_key.principal, "first");
+	assert_int_equal(got_key.state, ACCESS_KEY_STATE_ACTIVE);
+
+	/* The access key's insert fails (its id is taken) after the
+	 * principal's succeeded: the principal is not kept either, so its name
+	 * is still free. */
+	p = principal("second", PRINCIPAL_ROLE_ADMIN);
+	k = access_key(ak1, "second", 11);
+	assert_status(store_principal_create_with_key(st, &p, &k), KMS_ALREADY_EXISTS);
+	assert_status(store_principal_get(st, "second", &got), KMS_NOT_FOUND);
+	assert_ok(store_principal_create(st, &p));
+
+	/* The principal's insert fails (the name was used): no access key. */
+	char ak2[AUTHZ_ID_SIZE];
+	snprintf(ak2, sizeof ak2, "%s", id_n("AK", 2));
+	p = principal("first", PRINCIPAL_ROLE_APP);
+	k = access_key(ak2, "first", 12);
+	assert_status(store_principal_create_with_key(st, &p, &k), KMS_ALREADY_EXISTS);
+	assert_status(store_access_key_get(st, ak2, &got_key), KMS_NOT_FOUND);
+
+	/* A key that is not the principal's is refused before anything. */
+	p = principal("third", PRINCIPAL_ROLE_APP);
+	k = access_key(ak2, "first", 13);
+	assert_status(store_principal_create_with_key(st, &p, &k), KMS_INVALID_ARGUMENT);
+	assert_status(store_principal_get(st, "third", &got), KMS_NOT_FOUND);
+	assert_status(store_access_key_get(st, ak2, &got_key), KMS_NOT_FOUND);
+	store_close(st);
+}
+
 static void *race_create(void *p)
 {
 	race_arg *a = p;
@@ -605,6 +651,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_principals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_access_keys, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_principal_with_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_access_key_race, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_grants, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migration_from_1, setup, teardown),
