@@ -35,7 +35,6 @@
 static harness H;
 static const char *self_path;
 static char public_ipc_url[64];
-static char default_policy_path[700];
 static char extra[1024];
 static int http_port;
 
@@ -44,15 +43,6 @@ static int http_port;
 #define UID_AUDITOR 60003
 #define SOCKET_GID 65534
 #define CHILD_NO_REPLY 200
-
-/* The built-in default policy (authz_default_policy_json), as a file. */
-static const char default_policy[] =
-        "{\"Version\":\"2024-01-01\",\"Statement\":["
-        "{\"Sid\":\"admins-manage\",\"Effect\":\"Allow\",\"Principal\":\"role:admin\","
-        "\"Action\":[\"describe_key\",\"update_key_description\",\"enable_key\","
-        "\"disable_key\",\"rotate_key\",\"set_rotation_period\",\"schedule_key_deletion\","
-        "\"cancel_key_deletion\",\"tag_key\",\"untag_key\",\"put_key_policy\","
-        "\"get_key_policy\",\"create_alias\",\"update_alias\",\"delete_alias\"]}]}";
 
 static void sleep_ms(unsigned ms)
 {
@@ -270,11 +260,6 @@ static const char no_decrypt_policy[] = BILLING_POLICY("");
 
 static int start(bool rate_limited)
 {
-	snprintf(default_policy_path, sizeof default_policy_path, "%s/default-policy.json",
-	         getenv("KMS_TEST_TOKEN_DIR"));
-	FILE *f = fopen(default_policy_path, "w");
-	if (!f || fputs(default_policy, f) < 0 || fclose(f) != 0)
-		return -1;
 	snprintf(public_ipc_url, sizeof public_ipc_url, "ipc:///tmp/kms-authz-%d.sock",
 	         (int)getpid());
 	snprintf(extra, sizeof extra,
@@ -284,7 +269,7 @@ static int start(bool rate_limited)
 	         public_ipc_url, SOCKET_GID, UID_ADMIN, UID_APP, UID_AUDITOR,
 	         rate_limited ? "[limits]\nprincipal_rate = 1\nprincipal_burst = 3\n" : "",
 	         http_port = harness_free_port());
-	harness_options o = { .extra_config = extra, .default_key_policy = default_policy_path };
+	harness_options o = { .extra_config = extra, .default_key_policy = "" /* the built-in default */ };
 	memset(&H, 0, sizeof H);
 	if (!harness_add_principal(&H, &o, "e2e-admin", PRINCIPAL_ROLE_ADMIN) ||
 	    !harness_add_principal(&H, &o, "e2e-app", PRINCIPAL_ROLE_APP) ||

@@ -183,6 +183,13 @@ static void prepare(cell *c, const char *op, size_t op_i, size_t pi, size_t role
 		e2e_op_args ca = { .key = c->key, .create_alias = c->alias };
 		admin_op_ok("create_alias", &ca);
 	}
+	if (AMONG(op, "get_inclusion_proof", "get_consistency_proof")) {
+		/* Proofs of entry 0 and from size 1 need a published checkpoint
+		 * of at least 2 entries: kmsd publishes on its own clock. */
+		audit_cp cp;
+		audit_wait_checkpoint(&H, 2, 15000, &cp);
+		audit_cp_free(&cp);
+	}
 	if (!strcmp(op, "cancel_key_deletion")) {
 		e2e_op_args sd = { .key = c->key };
 		admin_op_ok("schedule_key_deletion", &sd);
