@@ -64,6 +64,7 @@ typedef struct bench_cred {
 /* What one cell measured. */
 typedef struct cell_result {
 	double ops_s, p50_us, p99_us, p999_us;
+	double kmsd_cpu_us, bench_cpu_us; /* CPU time per op; < 0: not known */
 	size_t ops;
 	unsigned errors;
 } cell_result;
@@ -366,6 +367,33 @@ static cell_result cell_close(worker *ws, unsigned conc, double elapsed, const c
 
 static unsigned total_errors;
 
+/* CPU seconds used so far by every thread of process pid (0: this one), or
+ * -1 when it cannot be read. Less disturbed by other load on the machine
+ * than wall-clock throughput. */
+static double cpu_s(pid_t pid)
+{
+	clockid_t clk = CLOCK_PROCESS_CPUTIME_ID;
+	struct timespec ts;
+	if ((pid > 0 && clock_getcpuclockid(pid, &clk) != 0) || clock_gettime(clk, &ts) != 0)
+		return -1;
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double per_op_us(double before, double after, size_t ops)
+{
+	return before < 0 || after < 0 || ops == 0 ? -1 : (after - before) * 1e6 / (double)ops;
+}
+
+/* A CPU figure for a table cell: "-" when not known. */
+static const char *cpu_cell(double us, char *buf, size_t cap)
+{
+	if (us < 0)
+		snprintf(buf, cap, "-");
+	else
+		snprintf(buf, cap, "%.1f", us);
+	return buf;
+}
+
 /* One cell: conc workers, each its own connection, until max_ops in all
  * or max_seconds. Prints its row; label names it in the table. */
 static cell_result run_cell(bench_op op, unsigned conc, const char *to, const bench_cred *cred,
@@ -377,25 +405,35 @@ static cell_result run_cell(bench_op op, unsigned conc, const char *to, const be
 		bench_fail();
 	}
 	atomic_store(&ops_left, max_ops);
+	pid_t kmsd = op == OP_ECHO ? -1 : H.pid; /* the echo runs no kmsd code */
+	double k0 = kmsd > 0 ? cpu_s(kmsd) : -1, b0 = cpu_s(0);
 	double t0 = now_s();
 	deadline = t0 + max_seconds;
 	for (unsigned i = 0; i < conc; i++)
 		pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]);
 	for (unsigned i = 0; i < conc; i++)
 		pthread_join(ws[i].thread, NULL);
-	cell_result r = cell_close(ws, conc, now_s() - t0, label);
+	double elapsed = now_s() - t0;
+	double k1 = kmsd > 0 ? cpu_s(kmsd) : -1, b1 = cpu_s(0);
+	cell_result r = cell_close(ws, conc, elapsed, label);
+	r.kmsd_cpu_us = per_op_us(k0, k1, r.ops);
+	r.bench_cpu_us = per_op_us(b0, b1, r.ops);
 	total_errors += r.errors;
-	printf("| %-15s | %-4s | %3u | %8.0f | %8.1f | %8.1f | %8.1f | %6zu | %u |\n", label,
-	       use_tls ? "tls" : "ipc", conc, r.ops_s, r.p50_us, r.p99_us, r.p999_us, r.ops,
-	       r.errors);
+	char kc[32], bc[32];
+	printf("| %-15s | %-4s | %3u | %8.0f | %8.1f | %8.1f | %8.1f | %8s | %8s | %6zu | %u |\n",
+	       label, use_tls ? "tls" : "ipc", conc, r.ops_s, r.p50_us, r.p99_us, r.p999_us,
+	       cpu_cell(r.kmsd_cpu_us, kc, sizeof kc), cpu_cell(r.bench_cpu_us, bc, sizeof bc),
+	       r.ops, r.errors);
 	fflush(stdout);
 	return r;
 }
 
 static void print_header(void)
 {
-	printf("| operation       | via  | conc | ops/s    | p50 us   | p99 us   | p99.9 us | ops    | errors |\n");
-	printf("|-----------------|------|-----:|---------:|---------:|---------:|---------:|-------:|-------:|\n");
+	printf("| operation       | via  | conc | ops/s    | p50 us   | p99 us   | p99.9 us "
+	       "| kmsd CPU us/op | bench CPU us/op | ops    | errors |\n");
+	printf("|-----------------|------|-----:|---------:|---------:|---------:|---------:"
+	       "|---------:|---------:|-------:|-------:|\n");
 }
 
 /* A fresh access key of HARNESS_ADMIN for one signed cell (at most two
@@ -472,19 +510,23 @@ static double median(double *v, unsigned n)
 
 /* The medians (and the ops/s spread) of one side's rounds. */
 typedef struct side_summary {
-	double ops_s, p50_us, p99_us, lo, hi;
+	double ops_s, p50_us, p99_us, kmsd_cpu_us, bench_cpu_us, lo, hi;
 } side_summary;
 
 static side_summary summarize(const cell_result *r, unsigned n)
 {
 	double ops[BENCH_MAX_ROUNDS], p50[BENCH_MAX_ROUNDS], p99[BENCH_MAX_ROUNDS];
+	double kcpu[BENCH_MAX_ROUNDS], bcpu[BENCH_MAX_ROUNDS];
 	for (unsigned i = 0; i < n; i++) {
 		ops[i] = r[i].ops_s;
 		p50[i] = r[i].p50_us;
 		p99[i] = r[i].p99_us;
+		kcpu[i] = r[i].kmsd_cpu_us;
+		bcpu[i] = r[i].bench_cpu_us;
 	}
 	side_summary s = { .ops_s = median(ops, n), .p50_us = median(p50, n),
-	                   .p99_us = median(p99, n) };
+	                   .p99_us = median(p99, n), .kmsd_cpu_us = median(kcpu, n),
+	                   .bench_cpu_us = median(bcpu, n) };
 	s.lo = ops[0]; /* sorted by median() */
 	s.hi = ops[n - 1];
 	return s;
@@ -516,21 +558,27 @@ static void authz_summary(const unsigned *concs, int nconc, const side_summary *
 	printf("\nEncrypt 32 B over ipc://, principal " HARNESS_ADMIN
 	       " both ways; median of %u rounds (ops/s: lowest-highest round)\n\n", rounds);
 	printf("| in flight | unsigned ops/s | signed ops/s | signed / unsigned | "
-	       "p50 us unsigned / signed | p99 us unsigned / signed |\n");
-	printf("|---:|---:|---:|---:|---:|---:|\n");
+	       "p50 us unsigned / signed | p99 us unsigned / signed | "
+	       "kmsd CPU us/op unsigned / signed | bench CPU us/op unsigned / signed |\n");
+	printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
 	for (int c = 0; c < nconc; c++) {
 		const side_summary *u = &plain[c], *s = &sig[c];
+		char ku[32], ks[32], bu[32], bs[32];
 		printf("| %u | %.0f (%.0f-%.0f) | %.0f (%.0f-%.0f) | %.2f | %.0f / %.0f | "
-		       "%.0f / %.0f |\n", concs[c], u->ops_s, u->lo, u->hi, s->ops_s, s->lo, s->hi,
-		       u->ops_s > 0 ? s->ops_s / u->ops_s : 0.0, u->p50_us, s->p50_us, u->p99_us,
-		       s->p99_us);
+		       "%.0f / %.0f | %s / %s | %s / %s |\n", concs[c], u->ops_s, u->lo, u->hi,
+		       s->ops_s, s->lo, s->hi, u->ops_s > 0 ? s->ops_s / u->ops_s : 0.0, u->p50_us,
+		       s->p50_us, u->p99_us, s->p99_us, cpu_cell(u->kmsd_cpu_us, ku, sizeof ku),
+		       cpu_cell(s->kmsd_cpu_us, ks, sizeof ks),
+		       cpu_cell(u->bench_cpu_us, bu, sizeof bu),
+		       cpu_cell(s->bench_cpu_us, bs, sizeof bs));
 	}
 	fflush(stdout);
 }
 
 /* One bounded round of kms_sign_request_mac on the Encrypt request alone
- * (no packing of the whole request, no socket): microseconds per sign. */
-static double sign_round(const bench_cred *cred, size_t *signs)
+ * (no packing of the whole request, no socket): this thread's CPU
+ * microseconds per sign, and the wall-clock ones in *wall_us. */
+static double sign_round(const bench_cred *cred, size_t *signs, double *wall_us)
 {
 	static const uint8_t plaintext[BENCH_PLAINTEXT] = "benchmark plaintext, 32 bytes!!";
 	Kms__Request req = KMS__REQUEST__INIT;
@@ -545,6 +593,8 @@ static double sign_round(const bench_cred *cred, size_t *signs)
 	req.op_case = KMS__REQUEST__OP_ENCRYPT;
 	req.encrypt = &e;
 	size_t n = 0;
+	struct timespec c0, c1;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
 	double t0 = now_s(), end = t0 + SIGN_MAX_SECONDS;
 	for (; n < SIGN_MAX_OPS && (n % 256 != 0 || now_s() < end); n++) {
 		snprintf(id, sizeof id, "b-%zu", n);
@@ -553,8 +603,11 @@ static double sign_round(const bench_cred *cred, size_t *signs)
 			bench_fail();
 		}
 	}
+	*wall_us = (now_s() - t0) * 1e6 / (double)(n ? n : 1);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
 	*signs = n;
-	return (now_s() - t0) * 1e6 / (double)(n ? n : 1);
+	double cpu = (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) / 1e9;
+	return cpu * 1e6 / (double)(n ? n : 1);
 }
 
 /* The client's signing cost alone, 1 thread, median of the rounds. */
@@ -562,15 +615,15 @@ static void sign_baseline(void)
 {
 	bench_cred cred = { .id = "" };
 	memset(cred.secret, 0x5a, sizeof cred.secret);
-	double us[BENCH_MAX_ROUNDS];
+	double cpu[BENCH_MAX_ROUNDS], wall[BENCH_MAX_ROUNDS];
 	size_t signs = 0, n;
 	for (unsigned i = 0; i < rounds; i++) {
-		us[i] = sign_round(&cred, &n);
+		cpu[i] = sign_round(&cred, &n, &wall[i]);
 		signs += n;
 	}
 	printf("\nclient signing alone (kms_sign_request_mac on the Encrypt 32 B request, "
-	       "1 thread): %.2f us per sign, median of %u rounds (%zu signs)\n",
-	       median(us, rounds), rounds, signs);
+	       "1 thread): %.2f us CPU per sign (%.2f us wall), median of %u rounds "
+	       "(%zu signs)\n", median(cpu, rounds), median(wall, rounds), rounds, signs);
 	fflush(stdout);
 }
 
