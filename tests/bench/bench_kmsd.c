@@ -297,13 +297,15 @@ static bool listen_echo(nng_socket rep, const char *to)
 	snprintf(key, sizeof key, "%s/tls/server.key", H.dir);
 	char *cert_pem = harness_read_file(path, NULL);
 	char *key_pem = harness_read_file(key, NULL);
-	nng_tls_config *cfg;
+	nng_tls_config *cfg = NULL;
 	nng_listener l;
 	bool ok = cert_pem && key_pem && nng_tls_config_alloc(&cfg, NNG_TLS_MODE_SERVER) == 0 &&
 	          nng_tls_config_own_cert(cfg, cert_pem, key_pem, NULL) == 0 &&
 	          nng_listener_create(&l, rep, to) == 0 &&
 	          nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, cfg) == 0 &&
 	          nng_listener_start(l, 0) == 0;
+	if (cfg) /* the listener holds its own reference */
+		nng_tls_config_free(cfg);
 	free(cert_pem);
 	free(key_pem);
 	return ok;
