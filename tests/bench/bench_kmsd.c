@@ -1,13 +1,27 @@
 /*
  * bench_kmsd: Encrypt, Decrypt and GenerateDataKey through a real kmsd, at
- * several concurrencies, beside a raw NNG REQ/REP echo of the same size on
- * the same transport in the same run (the transport's own limit).
+ * several numbers of requests in flight, beside a raw NNG REQ/REP echo of
+ * the same bytes on the same transport in the same run (the transport's own
+ * limit).
+ *
+ *   bench_kmsd [ipc|tls] [in-flight...]      (default: 1 16; each 1..256)
  *
  * Run through scripts/bench (it makes the token and points KMS_TEST_* at
- * it). Every run is bounded: at most BENCH_MAX_OPS operations or
- * BENCH_MAX_SECONDS seconds per cell, whichever comes first.
+ * it). Every cell is bounded: at most BENCH_MAX_OPS operations or
+ * BENCH_MAX_SECONDS seconds, whichever comes first (defaults 100000 and 4;
+ * the ctest smoke sets them small). A benchmark, not a test: it exits
+ * non-zero only when a request fails.
  *
- *   bench_kmsd [ipc|tls] [concurrency...]
+ * Requests over tls+tcp:// must be signed (docs/request-signing.md): every
+ * tls cell signs every request, and the echo baseline sends the same signed
+ * bytes. The ipc run adds "the authorization step's cost": Encrypt unsigned
+ * (the uid mapped in [ipc_principals]) against Encrypt signed with an
+ * access key, by the same principal, alternated for BENCH_ROUNDS rounds
+ * (default 3) at each level, then the client's signing alone.
+ *
+ * Each signed cell signs with an access key of its own, made before the
+ * cell and revoked after it, so that no cell meets kmsd's per-access-key
+ * replay share (262,144 remembered requests in 300 s).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -21,34 +35,72 @@
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/tls/tls.h>
 
+#include <kms/secmem.h>
+#include <kms/sign.h>
+
 #include "tests/support/harness.h"
 
-#define BENCH_MAX_OPS 100000
-#define BENCH_MAX_SECONDS 4.0
 #define BENCH_PLAINTEXT 32
+#define BENCH_MAX_INFLIGHT 256
+#define BENCH_MAX_LEVELS 8
+#define BENCH_MAX_ROUNDS 9
+#define SIGN_MAX_OPS 200000
+#define SIGN_MAX_SECONDS 1.0
+/* The bench's own kmsd config: room for BENCH_MAX_INFLIGHT connections from
+ * one uid (the default per-uid ipc cap is 32) and over TLS. */
+#define BENCH_CONFIG                                                           \
+	"[listen]\nipc_max_connections = 512\nipc_max_connections_per_uid = 512\n" \
+	"[limits]\nmax_tls_connections = 512\n"
 
 typedef enum bench_op { OP_ECHO, OP_ENCRYPT, OP_DECRYPT, OP_GDK } bench_op;
 static const char *op_names[] = { "nng-echo", "Encrypt", "Decrypt", "GenerateDataKey" };
+
+/* An access key to sign with; id[0] == '\0': requests go unsigned. */
+typedef struct bench_cred {
+	char id[24];
+	uint8_t secret[KMS_SIGN_SECRET_LEN];
+} bench_cred;
+
+/* What one cell measured. */
+typedef struct cell_result {
+	double ops_s, p50_us, p99_us, p999_us;
+	double kmsd_cpu_us, bench_cpu_us; /* CPU time per op; < 0: not known */
+	size_t ops;
+	unsigned errors;
+} cell_result;
 
 static harness H;
 static char key_id[35];
 static uint8_t *sample_blob;
 static size_t sample_blob_len;
-static const char *url;
 static bool use_tls;
+static size_t max_ops = 100000;
+static double max_seconds = 4.0;
+static unsigned rounds = 3;
 
 typedef struct worker {
 	pthread_t thread;
 	bench_op op;
+	const bench_cred *cred;
 	nng_socket sock;
 	uint64_t *lat_ns;
 	size_t n;
 	size_t cap;
 	unsigned errors;
+	char first_error[200];
 } worker;
 
 static atomic_size_t ops_left;
+static atomic_uint next_request;
 static double deadline;
+
+/* Stops kmsd (it must not outlive the bench) and exits 1. */
+static _Noreturn void bench_fail(void)
+{
+	if (H.pid > 0)
+		(void)harness_stop(&H);
+	exit(1);
+}
 
 static double now_s(void)
 {
@@ -64,15 +116,36 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static size_t pack_request(bench_op op, uint8_t *buf, size_t cap, unsigned seq)
+/* Signs req with cred, as harness_sign does: req->credential points into
+ * *c and mac. */
+static bool sign_request(Kms__Request *req, const bench_cred *cred, Kms__Credential *c,
+                         uint8_t mac[KMS_SIGN_MAC_LEN])
+{
+	kms__credential__init(c);
+	int64_t ts = (int64_t)time(NULL);
+	if (kms_sign_request_mac(req, cred->secret, ts, mac) != KMS_OK)
+		return false;
+	c->access_key_id = (char *)(uintptr_t)cred->id;
+	c->timestamp_unix = ts;
+	c->mac.data = mac;
+	c->mac.len = KMS_SIGN_MAC_LEN;
+	req->credential = c;
+	return true;
+}
+
+/* Packs one request of op into buf, signed when cred has an id; every
+ * request id of the run is new (a signed one must be, for replay). */
+static size_t pack_request(bench_op op, const bench_cred *cred, uint8_t *buf, size_t cap)
 {
 	static const uint8_t plaintext[BENCH_PLAINTEXT] = "benchmark plaintext, 32 bytes!!";
 	char id[32];
-	snprintf(id, sizeof id, "b-%u", seq);
+	snprintf(id, sizeof id, "b-%u", atomic_fetch_add(&next_request, 1));
 	Kms__Request req = KMS__REQUEST__INIT;
 	Kms__EncryptRequest e = KMS__ENCRYPT_REQUEST__INIT;
 	Kms__DecryptRequest d = KMS__DECRYPT_REQUEST__INIT;
 	Kms__GenerateDataKeyRequest g = KMS__GENERATE_DATA_KEY_REQUEST__INIT;
+	Kms__Credential c;
+	uint8_t mac[KMS_SIGN_MAC_LEN];
 	req.schema_version = 1;
 	req.request_id = id;
 	switch (op) {
@@ -96,43 +169,76 @@ static size_t pack_request(bench_op op, uint8_t *buf, size_t cap, unsigned seq)
 		req.generate_data_key = &g;
 		break;
 	}
+	if (cred && cred->id[0] && !sign_request(&req, cred, &c, mac))
+		return 0;
 	size_t n = kms__request__get_packed_size(&req);
 	if (n > cap)
 		return 0;
 	return kms__request__pack(&req, buf);
 }
 
+static void note_error(worker *w, const char *what)
+{
+	if (w->errors++ == 0)
+		snprintf(w->first_error, sizeof w->first_error, "%s", what);
+}
+
+/* Whether reply is kmsd's OK (or, for the echo, anything). */
+static void check_reply(worker *w, const void *reply, size_t len)
+{
+	if (w->op == OP_ECHO)
+		return;
+	Kms__Response *r = kms__response__unpack(NULL, len, reply);
+	if (!r) {
+		note_error(w, "a reply that does not unpack");
+		return;
+	}
+	if (r->status != KMS__STATUS__OK) {
+		const ProtobufCEnumValue *v =
+		        protobuf_c_enum_descriptor_get_value(&kms__status__descriptor, (int)r->status);
+		char what[200];
+		snprintf(what, sizeof what, "%s: %s", v ? v->name : "status ?", r->message);
+		note_error(w, what);
+	}
+	kms__response__free_unpacked(r, NULL);
+}
+
+/* One round trip: packed (and signed) inside the timed span. */
+static bool round_trip(worker *w, uint64_t *ns)
+{
+	uint8_t buf[512];
+	uint64_t t0 = now_ns();
+	size_t n = pack_request(w->op, w->cred, buf, sizeof buf);
+	if (n == 0) {
+		note_error(w, "cannot pack or sign the request");
+		return false;
+	}
+	void *reply = NULL;
+	size_t len = 0;
+	if (nng_send(w->sock, buf, n, 0) != 0 ||
+	    nng_recv(w->sock, &reply, &len, NNG_FLAG_ALLOC) != 0) {
+		note_error(w, "no reply (send or receive failed or timed out)");
+		return false;
+	}
+	*ns = now_ns() - t0;
+	unsigned before = w->errors;
+	check_reply(w, reply, len);
+	nng_free(reply, len);
+	return w->errors == before;
+}
+
 static void *worker_main(void *arg)
 {
 	worker *w = arg;
-	uint8_t buf[512];
-	unsigned seq = 0;
 	while (now_s() < deadline) {
 		size_t left = atomic_load(&ops_left);
 		if (left == 0)
 			break;
 		if (!atomic_compare_exchange_weak(&ops_left, &left, left - 1))
 			continue;
-		size_t n = pack_request(w->op, buf, sizeof buf, seq++);
-		uint64_t t0 = now_ns();
-		void *reply = NULL;
-		size_t len = 0;
-		if (nng_send(w->sock, buf, n, 0) != 0 ||
-		    nng_recv(w->sock, &reply, &len, NNG_FLAG_ALLOC) != 0) {
-			w->errors++;
-			continue;
-		}
-		uint64_t t1 = now_ns();
-		if (w->op != OP_ECHO) {
-			Kms__Response *r = kms__response__unpack(NULL, len, reply);
-			if (!r || r->status != KMS__STATUS__OK)
-				w->errors++;
-			if (r)
-				kms__response__free_unpacked(r, NULL);
-		}
-		nng_free(reply, len);
-		if (w->n < w->cap)
-			w->lat_ns[w->n++] = t1 - t0;
+		uint64_t ns;
+		if (round_trip(w, &ns) && w->n < w->cap)
+			w->lat_ns[w->n++] = ns;
 	}
 	return NULL;
 }
@@ -176,6 +282,7 @@ static bool open_client(nng_socket *s, const char *to)
 	if (nng_req0_open(s) != 0)
 		return false;
 	nng_socket_set_ms(*s, NNG_OPT_RECVTIMEO, 10000);
+	nng_socket_set_ms(*s, NNG_OPT_SENDTIMEO, 10000);
 	nng_socket_set_ms(*s, NNG_OPT_REQ_RESENDTIME, 0);
 	return nng_dial(*s, to, NULL, 0) == 0;
 }
@@ -190,91 +297,341 @@ static bool listen_echo(nng_socket rep, const char *to)
 	snprintf(key, sizeof key, "%s/tls/server.key", H.dir);
 	char *cert_pem = harness_read_file(path, NULL);
 	char *key_pem = harness_read_file(key, NULL);
-	nng_tls_config *cfg;
+	nng_tls_config *cfg = NULL;
 	nng_listener l;
 	bool ok = cert_pem && key_pem && nng_tls_config_alloc(&cfg, NNG_TLS_MODE_SERVER) == 0 &&
 	          nng_tls_config_own_cert(cfg, cert_pem, key_pem, NULL) == 0 &&
 	          nng_listener_create(&l, rep, to) == 0 &&
 	          nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, cfg) == 0 &&
 	          nng_listener_start(l, 0) == 0;
+	if (cfg) /* the listener holds its own reference */
+		nng_tls_config_free(cfg);
 	free(cert_pem);
 	free(key_pem);
 	return ok;
 }
 
-static void run_cell(bench_op op, unsigned conc, const char *to)
+/* Connects conc workers and warms each connection up with one request of
+ * the cell's own kind (TLS handshakes and the access key's first lookup
+ * are not what is measured); a failed warm-up counts as an error. */
+static worker *cell_open(bench_op op, unsigned conc, const char *to, const bench_cred *cred)
 {
 	worker *ws = calloc(conc, sizeof *ws);
+	if (!ws)
+		return NULL;
 	for (unsigned i = 0; i < conc; i++) {
 		ws[i].op = op;
-		ws[i].cap = BENCH_MAX_OPS;
+		ws[i].cred = cred;
+		ws[i].cap = max_ops;
 		ws[i].lat_ns = malloc(ws[i].cap * sizeof(uint64_t));
-		if (!open_client(&ws[i].sock, to)) {
+		if (!ws[i].lat_ns || !open_client(&ws[i].sock, to)) {
 			fprintf(stderr, "bench: cannot connect to %s\n", to);
-			exit(1);
+			bench_fail();
 		}
 	}
-	/* Warm up each connection (TLS handshakes are not what we measure). */
 	for (unsigned i = 0; i < conc; i++) {
-		uint8_t buf[512];
-		size_t n = pack_request(OP_ENCRYPT, buf, sizeof buf, 0);
-		void *reply;
-		size_t len;
-		if (nng_send(ws[i].sock, buf, n, 0) == 0 &&
-		    nng_recv(ws[i].sock, &reply, &len, NNG_FLAG_ALLOC) == 0)
-			nng_free(reply, len);
+		uint64_t ns;
+		(void)round_trip(&ws[i], &ns);
 	}
-	atomic_store(&ops_left, BENCH_MAX_OPS);
-	double t0 = now_s();
-	deadline = t0 + BENCH_MAX_SECONDS;
-	for (unsigned i = 0; i < conc; i++)
-		pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]);
-	size_t total = 0;
-	unsigned errors = 0;
-	for (unsigned i = 0; i < conc; i++) {
-		pthread_join(ws[i].thread, NULL);
-		total += ws[i].n;
-		errors += ws[i].errors;
-	}
-	double elapsed = now_s() - t0;
-	uint64_t *all = malloc((total ? total : 1) * sizeof *all);
-	size_t k = 0;
-	for (unsigned i = 0; i < conc; i++) {
-		memcpy(all + k, ws[i].lat_ns, ws[i].n * sizeof *all);
-		k += ws[i].n;
-		nng_close(ws[i].sock);
-		free(ws[i].lat_ns);
-	}
-	qsort(all, total, sizeof *all, cmp_u64);
-#define PCT(p) (total ? (double)all[(size_t)((double)(total - 1) * (p))] / 1000.0 : 0.0)
-	printf("| %-15s | %-4s | %3u | %8.0f | %8.1f | %8.1f | %8.1f | %6zu | %u |\n",
-	       op_names[op], use_tls ? "tls" : "ipc", conc, (double)total / elapsed, PCT(0.50),
-	       PCT(0.99), PCT(0.999), total, errors);
-	fflush(stdout);
-	free(all);
-	free(ws);
+	return ws;
 }
 
-int main(int argc, char **argv)
+/* Latency percentiles and totals of a finished cell; closes its sockets. */
+static cell_result cell_close(worker *ws, unsigned conc, double elapsed, const char *label)
 {
-	use_tls = argc > 1 && !strcmp(argv[1], "tls");
-	unsigned concs[8] = { 1, 16 };
-	int nconc = 2;
-	if (argc > 2) {
-		nconc = 0;
-		for (int i = 2; i < argc && nconc < 8; i++)
-			concs[nconc++] = (unsigned)atoi(argv[i]);
+	cell_result res = { 0 };
+	for (unsigned i = 0; i < conc; i++) {
+		res.ops += ws[i].n;
+		res.errors += ws[i].errors;
 	}
-	harness_options o = { .with_tls = use_tls, .workers = 16 };
-	if (getenv("BENCH_EXTRA_CONFIG"))
-		o.extra_config = getenv("BENCH_EXTRA_CONFIG");
-	if (!harness_start(&H, &o))
-		return 1;
-	if (!harness_create_key(&H, NULL, key_id))
-		return 1;
-	url = use_tls ? H.tls_url : H.ipc_url;
+	uint64_t *all = malloc((res.ops ? res.ops : 1) * sizeof *all);
+	size_t k = 0;
+	for (unsigned i = 0; i < conc; i++) {
+		if (ws[i].errors)
+			fprintf(stderr, "bench: %s, %u in flight: %u errors; the first: %s\n", label,
+			        conc, ws[i].errors, ws[i].first_error);
+		memcpy(all + k, ws[i].lat_ns, ws[i].n * sizeof *all);
+		k += ws[i].n;
+		(void)kms_nng_close_bounded(ws[i].sock, TEST_CLOSE_WAIT_MS);
+		free(ws[i].lat_ns);
+	}
+	qsort(all, res.ops, sizeof *all, cmp_u64);
+#define PCT(p) (res.ops ? (double)all[(size_t)((double)(res.ops - 1) * (p))] / 1000.0 : 0.0)
+	res.ops_s = (double)res.ops / elapsed;
+	res.p50_us = PCT(0.50);
+	res.p99_us = PCT(0.99);
+	res.p999_us = PCT(0.999);
+#undef PCT
+	free(all);
+	free(ws);
+	return res;
+}
 
-	/* One blob to decrypt over and over. */
+static unsigned total_errors;
+
+/* CPU seconds used so far by every thread of process pid (0: this one), or
+ * -1 when it cannot be read. Less disturbed by other load on the machine
+ * than wall-clock throughput. */
+static double cpu_s(pid_t pid)
+{
+	clockid_t clk = CLOCK_PROCESS_CPUTIME_ID;
+	struct timespec ts;
+	if ((pid > 0 && clock_getcpuclockid(pid, &clk) != 0) || clock_gettime(clk, &ts) != 0)
+		return -1;
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double per_op_us(double before, double after, size_t ops)
+{
+	return before < 0 || after < 0 || ops == 0 ? -1 : (after - before) * 1e6 / (double)ops;
+}
+
+/* A CPU figure for a table cell: "-" when not known. */
+static const char *cpu_cell(double us, char *buf, size_t cap)
+{
+	if (us < 0)
+		snprintf(buf, cap, "-");
+	else
+		snprintf(buf, cap, "%.1f", us);
+	return buf;
+}
+
+/* One cell: conc workers, each its own connection, until max_ops in all
+ * or max_seconds. Prints its row; label names it in the table. */
+static cell_result run_cell(bench_op op, unsigned conc, const char *to, const bench_cred *cred,
+                            const char *label)
+{
+	worker *ws = cell_open(op, conc, to, cred);
+	if (!ws) {
+		fprintf(stderr, "bench: out of memory\n");
+		bench_fail();
+	}
+	atomic_store(&ops_left, max_ops);
+	pid_t kmsd = op == OP_ECHO ? -1 : H.pid; /* the echo runs no kmsd code */
+	double k0 = kmsd > 0 ? cpu_s(kmsd) : -1, b0 = cpu_s(0);
+	double t0 = now_s();
+	deadline = t0 + max_seconds;
+	for (unsigned i = 0; i < conc; i++)
+		pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]);
+	for (unsigned i = 0; i < conc; i++)
+		pthread_join(ws[i].thread, NULL);
+	double elapsed = now_s() - t0;
+	double k1 = kmsd > 0 ? cpu_s(kmsd) : -1, b1 = cpu_s(0);
+	cell_result r = cell_close(ws, conc, elapsed, label);
+	r.kmsd_cpu_us = per_op_us(k0, k1, r.ops);
+	r.bench_cpu_us = per_op_us(b0, b1, r.ops);
+	total_errors += r.errors;
+	char kc[32], bc[32];
+	printf("| %-15s | %-4s | %3u | %8.0f | %8.1f | %8.1f | %8.1f | %8s | %8s | %6zu | %u |\n",
+	       label, use_tls ? "tls" : "ipc", conc, r.ops_s, r.p50_us, r.p99_us, r.p999_us,
+	       cpu_cell(r.kmsd_cpu_us, kc, sizeof kc), cpu_cell(r.bench_cpu_us, bc, sizeof bc),
+	       r.ops, r.errors);
+	fflush(stdout);
+	return r;
+}
+
+static void print_header(void)
+{
+	printf("| operation       | via  | conc | ops/s    | p50 us   | p99 us   | p99.9 us "
+	       "| kmsd CPU us/op | bench CPU us/op | ops    | errors |\n");
+	printf("|-----------------|------|-----:|---------:|---------:|---------:|---------:"
+	       "|---------:|---------:|-------:|-------:|\n");
+}
+
+/* A fresh access key of HARNESS_ADMIN for one signed cell (at most two
+ * are active: the bootstrap's and this one). */
+static bool cell_key_create(bench_cred *cred)
+{
+	Kms__CreateAccessKeyRequest ca = KMS__CREATE_ACCESS_KEY_REQUEST__INIT;
+	Kms__Request req = KMS__REQUEST__INIT;
+	ca.principal = HARNESS_ADMIN;
+	req.op_case = KMS__REQUEST__OP_CREATE_ACCESS_KEY;
+	req.create_access_key = &ca;
+	Kms__Response *r = harness_call(&H, &req);
+	bool ok = r && r->status == KMS__STATUS__OK &&
+	          r->result_case == KMS__RESPONSE__RESULT_CREATE_ACCESS_KEY &&
+	          r->create_access_key->access_key &&
+	          r->create_access_key->secret.len == KMS_SIGN_SECRET_LEN;
+	if (ok) {
+		snprintf(cred->id, sizeof cred->id, "%s",
+		         r->create_access_key->access_key->access_key_id);
+		memcpy(cred->secret, r->create_access_key->secret.data, KMS_SIGN_SECRET_LEN);
+		kms_wipe(r->create_access_key->secret.data, KMS_SIGN_SECRET_LEN);
+	} else {
+		fprintf(stderr, "bench: cannot create an access key for " HARNESS_ADMIN ": %s\n",
+		        r ? r->message : "no answer");
+	}
+	if (r)
+		kms__response__free_unpacked(r, NULL);
+	return ok;
+}
+
+static bool cell_key_revoke(bench_cred *cred)
+{
+	Kms__RevokeAccessKeyRequest rk = KMS__REVOKE_ACCESS_KEY_REQUEST__INIT;
+	Kms__Request req = KMS__REQUEST__INIT;
+	rk.access_key_id = cred->id;
+	req.op_case = KMS__REQUEST__OP_REVOKE_ACCESS_KEY;
+	req.revoke_access_key = &rk;
+	Kms__Response *r = harness_call(&H, &req);
+	bool ok = r && r->status == KMS__STATUS__OK;
+	if (!ok)
+		fprintf(stderr, "bench: cannot revoke access key %s: %s\n", cred->id,
+		        r ? r->message : "no answer");
+	if (r)
+		kms__response__free_unpacked(r, NULL);
+	kms_wipe(cred->secret, sizeof cred->secret);
+	cred->id[0] = '\0';
+	return ok;
+}
+
+/* run_cell with a fresh access key when signed (exits if none can be made). */
+static cell_result run_kmsd_cell(bench_op op, unsigned conc, const char *to, bool signed_,
+                                 const char *label)
+{
+	bench_cred cred = { .id = "" };
+	if (signed_ && !cell_key_create(&cred))
+		bench_fail();
+	cell_result r = run_cell(op, conc, to, &cred, label);
+	if (signed_ && !cell_key_revoke(&cred))
+		bench_fail();
+	return r;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, unsigned n)
+{
+	qsort(v, n, sizeof *v, cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
+}
+
+/* The medians (and the ops/s spread) of one side's rounds. */
+typedef struct side_summary {
+	double ops_s, p50_us, p99_us, kmsd_cpu_us, bench_cpu_us, lo, hi;
+} side_summary;
+
+static side_summary summarize(const cell_result *r, unsigned n)
+{
+	double ops[BENCH_MAX_ROUNDS], p50[BENCH_MAX_ROUNDS], p99[BENCH_MAX_ROUNDS];
+	double kcpu[BENCH_MAX_ROUNDS], bcpu[BENCH_MAX_ROUNDS];
+	for (unsigned i = 0; i < n; i++) {
+		ops[i] = r[i].ops_s;
+		p50[i] = r[i].p50_us;
+		p99[i] = r[i].p99_us;
+		kcpu[i] = r[i].kmsd_cpu_us;
+		bcpu[i] = r[i].bench_cpu_us;
+	}
+	side_summary s = { .ops_s = median(ops, n), .p50_us = median(p50, n),
+	                   .p99_us = median(p99, n), .kmsd_cpu_us = median(kcpu, n),
+	                   .bench_cpu_us = median(bcpu, n) };
+	s.lo = ops[0]; /* sorted by median() */
+	s.hi = ops[n - 1];
+	return s;
+}
+
+/* Encrypt unsigned (the uid mapped) and signed (an access key) by the same
+ * principal at conc in flight, alternated: round i runs unsigned first when
+ * i is even. */
+static void authz_level(unsigned conc, const char *to, side_summary *plain,
+                        side_summary *sig)
+{
+	cell_result u[BENCH_MAX_ROUNDS], s[BENCH_MAX_ROUNDS];
+	for (unsigned i = 0; i < rounds; i++) {
+		if (i % 2 == 0) {
+			u[i] = run_kmsd_cell(OP_ENCRYPT, conc, to, false, "Encrypt");
+			s[i] = run_kmsd_cell(OP_ENCRYPT, conc, to, true, "Encrypt signed");
+		} else {
+			s[i] = run_kmsd_cell(OP_ENCRYPT, conc, to, true, "Encrypt signed");
+			u[i] = run_kmsd_cell(OP_ENCRYPT, conc, to, false, "Encrypt");
+		}
+	}
+	*plain = summarize(u, rounds);
+	*sig = summarize(s, rounds);
+}
+
+static void authz_summary(const unsigned *concs, int nconc, const side_summary *plain,
+                          const side_summary *sig)
+{
+	printf("\nEncrypt 32 B over ipc://, principal " HARNESS_ADMIN
+	       " both ways; median of %u rounds (ops/s: lowest-highest round)\n\n", rounds);
+	printf("| in flight | unsigned ops/s | signed ops/s | signed / unsigned | "
+	       "p50 us unsigned / signed | p99 us unsigned / signed | "
+	       "kmsd CPU us/op unsigned / signed | bench CPU us/op unsigned / signed |\n");
+	printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+	for (int c = 0; c < nconc; c++) {
+		const side_summary *u = &plain[c], *s = &sig[c];
+		char ku[32], ks[32], bu[32], bs[32];
+		printf("| %u | %.0f (%.0f-%.0f) | %.0f (%.0f-%.0f) | %.2f | %.0f / %.0f | "
+		       "%.0f / %.0f | %s / %s | %s / %s |\n", concs[c], u->ops_s, u->lo, u->hi,
+		       s->ops_s, s->lo, s->hi, u->ops_s > 0 ? s->ops_s / u->ops_s : 0.0, u->p50_us,
+		       s->p50_us, u->p99_us, s->p99_us, cpu_cell(u->kmsd_cpu_us, ku, sizeof ku),
+		       cpu_cell(s->kmsd_cpu_us, ks, sizeof ks),
+		       cpu_cell(u->bench_cpu_us, bu, sizeof bu),
+		       cpu_cell(s->bench_cpu_us, bs, sizeof bs));
+	}
+	fflush(stdout);
+}
+
+/* One bounded round of kms_sign_request_mac on the Encrypt request alone
+ * (no packing of the whole request, no socket): this thread's CPU
+ * microseconds per sign, and the wall-clock ones in *wall_us. */
+static double sign_round(const bench_cred *cred, size_t *signs, double *wall_us)
+{
+	static const uint8_t plaintext[BENCH_PLAINTEXT] = "benchmark plaintext, 32 bytes!!";
+	Kms__Request req = KMS__REQUEST__INIT;
+	Kms__EncryptRequest e = KMS__ENCRYPT_REQUEST__INIT;
+	char id[32];
+	uint8_t mac[KMS_SIGN_MAC_LEN];
+	e.key_id = key_id;
+	e.plaintext.data = (uint8_t *)(uintptr_t)plaintext;
+	e.plaintext.len = sizeof plaintext;
+	req.schema_version = 1;
+	req.request_id = id;
+	req.op_case = KMS__REQUEST__OP_ENCRYPT;
+	req.encrypt = &e;
+	size_t n = 0;
+	struct timespec c0, c1;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+	double t0 = now_s(), end = t0 + SIGN_MAX_SECONDS;
+	for (; n < SIGN_MAX_OPS && (n % 256 != 0 || now_s() < end); n++) {
+		snprintf(id, sizeof id, "b-%zu", n);
+		if (kms_sign_request_mac(&req, cred->secret, (int64_t)time(NULL), mac) != KMS_OK) {
+			fprintf(stderr, "bench: kms_sign_request_mac failed\n");
+			bench_fail();
+		}
+	}
+	*wall_us = (now_s() - t0) * 1e6 / (double)(n ? n : 1);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+	*signs = n;
+	double cpu = (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) / 1e9;
+	return cpu * 1e6 / (double)(n ? n : 1);
+}
+
+/* The client's signing cost alone, 1 thread, median of the rounds. */
+static void sign_baseline(void)
+{
+	bench_cred cred = { .id = "" };
+	memset(cred.secret, 0x5a, sizeof cred.secret);
+	double cpu[BENCH_MAX_ROUNDS], wall[BENCH_MAX_ROUNDS];
+	size_t signs = 0, n;
+	for (unsigned i = 0; i < rounds; i++) {
+		cpu[i] = sign_round(&cred, &n, &wall[i]);
+		signs += n;
+	}
+	printf("\nclient signing alone (kms_sign_request_mac on the Encrypt 32 B request, "
+	       "1 thread): %.2f us CPU per sign (%.2f us wall), median of %u rounds "
+	       "(%zu signs)\n", median(cpu, rounds), median(wall, rounds), rounds, signs);
+	fflush(stdout);
+}
+
+/* One blob to decrypt over and over. */
+static bool make_sample_blob(void)
+{
 	Kms__EncryptRequest e = KMS__ENCRYPT_REQUEST__INIT;
 	Kms__Request req = KMS__REQUEST__INIT;
 	e.key_id = key_id;
@@ -283,41 +640,149 @@ int main(int argc, char **argv)
 	req.op_case = KMS__REQUEST__OP_ENCRYPT;
 	req.encrypt = &e;
 	Kms__Response *r = harness_call(&H, &req);
-	if (!r || r->status != KMS__STATUS__OK)
-		return 1;
-	sample_blob_len = r->encrypt->ciphertext_blob.len;
-	sample_blob = malloc(sample_blob_len);
-	memcpy(sample_blob, r->encrypt->ciphertext_blob.data, sample_blob_len);
-	kms__response__free_unpacked(r, NULL);
-
-	/* The baseline: an echo server on the same transport, same certificates. */
-	char echo_url[700];
-	nng_socket rep;
-	nng_rep0_open(&rep);
-	if (use_tls)
-		snprintf(echo_url, sizeof echo_url, "tls+tcp://127.0.0.1:%d", harness_free_port());
-	else
-		snprintf(echo_url, sizeof echo_url, "ipc://%s/echo.sock", H.dir);
-	if (!listen_echo(rep, echo_url)) {
-		fprintf(stderr, "bench: cannot listen on %s\n", echo_url);
-		return 1;
+	bool ok = r && r->status == KMS__STATUS__OK;
+	if (ok) {
+		sample_blob_len = r->encrypt->ciphertext_blob.len;
+		sample_blob = malloc(sample_blob_len);
+		ok = sample_blob != NULL;
+		if (ok)
+			memcpy(sample_blob, r->encrypt->ciphertext_blob.data, sample_blob_len);
 	}
-	echo_ctx echoes[64];
-	for (int i = 0; i < 64; i++) {
+	if (r)
+		kms__response__free_unpacked(r, NULL);
+	return ok;
+}
+
+/* The baseline: an echo server on the same transport, same certificates. */
+static echo_ctx echoes[BENCH_MAX_INFLIGHT];
+
+static bool start_echo(nng_socket *rep, char *echo_url, size_t cap)
+{
+	if (use_tls)
+		snprintf(echo_url, cap, "tls+tcp://127.0.0.1:%d", harness_free_port());
+	else
+		snprintf(echo_url, cap, "ipc://%s/echo.sock", H.dir);
+	if (nng_rep0_open(rep) != 0 || !listen_echo(*rep, echo_url)) {
+		fprintf(stderr, "bench: cannot listen on %s\n", echo_url);
+		return false;
+	}
+	for (int i = 0; i < BENCH_MAX_INFLIGHT; i++) {
 		echoes[i].state = 0;
 		nng_aio_alloc(&echoes[i].aio, echo_cb, &echoes[i]);
-		nng_ctx_open(&echoes[i].ctx, rep);
+		nng_ctx_open(&echoes[i].ctx, *rep);
 		nng_ctx_recv(echoes[i].ctx, echoes[i].aio);
 	}
+	return true;
+}
 
-	printf("| operation       | via  | conc | ops/s    | p50 us   | p99 us   | p99.9 us | ops    | errors |\n");
-	printf("|-----------------|------|-----:|---------:|---------:|---------:|---------:|-------:|-------:|\n");
-	for (int c = 0; c < nconc; c++) {
-		run_cell(OP_ECHO, concs[c], echo_url);
-		run_cell(OP_ENCRYPT, concs[c], url);
-		run_cell(OP_DECRYPT, concs[c], url);
-		run_cell(OP_GDK, concs[c], url);
+/* An environment bound within [lo, hi], or its default; false if malformed. */
+static bool env_bound(const char *name, double lo, double hi, double *out)
+{
+	const char *v = getenv(name);
+	if (!v || !*v)
+		return true;
+	char *end;
+	double x = strtod(v, &end);
+	if (*end || x < lo || x > hi) {
+		fprintf(stderr, "bench: %s=%s: give a number from %g to %g\n", name, v, lo, hi);
+		return false;
 	}
-	nng_close(rep);
-	return harness_stop(&H) == 0 ? 0 : 1;
+	*out = x;
+	return true;
+}
+
+static bool read_bounds(void)
+{
+	double ops = (double)max_ops, r = rounds;
+	if (!env_bound("BENCH_MAX_OPS", 1, 1000000, &ops) ||
+	    !env_bound("BENCH_MAX_SECONDS", 0.1, 60, &max_seconds) ||
+	    !env_bound("BENCH_ROUNDS", 1, BENCH_MAX_ROUNDS, &r))
+		return false;
+	max_ops = (size_t)ops;
+	rounds = (unsigned)r;
+	return true;
+}
+
+/* The in-flight levels from argv[2..]; false (with a reason) if one is not
+ * 1..BENCH_MAX_INFLIGHT. */
+static bool read_levels(int argc, char **argv, unsigned *concs, int *nconc)
+{
+	if (argc <= 2)
+		return true;
+	*nconc = 0;
+	for (int i = 2; i < argc && *nconc < BENCH_MAX_LEVELS; i++) {
+		char *end;
+		unsigned long c = strtoul(argv[i], &end, 10);
+		if (*end || c < 1 || c > BENCH_MAX_INFLIGHT) {
+			fprintf(stderr, "bench: in flight %s: give 1 to %d\n", argv[i],
+			        BENCH_MAX_INFLIGHT);
+			return false;
+		}
+		concs[(*nconc)++] = (unsigned)c;
+	}
+	return true;
+}
+
+/* kmsd with the bench's config (and BENCH_EXTRA_CONFIG after it), one key. */
+static bool start_kmsd(void)
+{
+	static char config[2048];
+	const char *extra = getenv("BENCH_EXTRA_CONFIG");
+	snprintf(config, sizeof config, "%s%s", BENCH_CONFIG, extra ? extra : "");
+	/* bootstrap: HARNESS_ADMIN gets an access key, so the harness signs
+	 * its own calls and may make the cells' keys. */
+	harness_options o = { .with_tls = use_tls, .workers = 16, .bootstrap = true,
+	                      .extra_config = config };
+	return harness_start(&H, &o) && harness_create_key(&H, NULL, key_id) &&
+	       make_sample_blob();
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "ipc") && strcmp(argv[1], "tls")) {
+		fprintf(stderr, "usage: bench_kmsd [ipc|tls] [in-flight 1..%d ...]\n",
+		        BENCH_MAX_INFLIGHT);
+		return 2;
+	}
+	use_tls = argc > 1 && !strcmp(argv[1], "tls");
+	unsigned concs[BENCH_MAX_LEVELS] = { 1, 16 };
+	int nconc = 2;
+	if (!read_bounds() || !read_levels(argc, argv, concs, &nconc))
+		return 2;
+	if (!start_kmsd())
+		bench_fail();
+	const char *url = use_tls ? H.tls_url : H.ipc_url;
+	char echo_url[700];
+	nng_socket rep;
+	if (!start_echo(&rep, echo_url, sizeof echo_url))
+		bench_fail();
+	/* Over TLS the echo carries the same signed bytes as kmsd's cells. */
+	bench_cred echo_cred = { .id = "" };
+	if (use_tls) {
+		snprintf(echo_cred.id, sizeof echo_cred.id, "%s", H.access_key_id);
+		memcpy(echo_cred.secret, H.secret, sizeof echo_cred.secret);
+	}
+
+	print_header();
+	for (int c = 0; c < nconc; c++) {
+		run_cell(OP_ECHO, concs[c], echo_url, &echo_cred, op_names[OP_ECHO]);
+		for (bench_op op = OP_ENCRYPT; op <= OP_GDK; op++)
+			run_kmsd_cell(op, concs[c], url, use_tls, op_names[op]);
+	}
+	if (!use_tls) {
+		side_summary plain[BENCH_MAX_LEVELS], sig[BENCH_MAX_LEVELS];
+		printf("\nThe authorization step's cost: Encrypt unsigned (uid mapped) and signed "
+		       "(access key), alternated\n\n");
+		print_header();
+		for (int c = 0; c < nconc; c++)
+			authz_level(concs[c], url, &plain[c], &sig[c]);
+		authz_summary(concs, nconc, plain, sig);
+		sign_baseline();
+	}
+	kms_wipe(echo_cred.secret, sizeof echo_cred.secret);
+	(void)kms_nng_close_bounded(rep, TEST_CLOSE_WAIT_MS);
+	int stopped = harness_stop(&H);
+	if (total_errors)
+		fprintf(stderr, "bench: %u requests failed (see above)\n", total_errors);
+	return stopped == 0 && total_errors == 0 ? 0 : 1;
 }
