@@ -15,6 +15,7 @@
 
 #include "common/error.h"
 #include "kms/authz/authz_rate.h"
+#include "kms/keys/keyring.h"
 #include "kms/transport/http_parse.h"
 
 #define DEFAULT_GCM_MAX_ENCRYPTIONS ((1ull << 32) - (1ull << 24))
@@ -316,6 +317,20 @@ static int on_authz(struct config_parse *p, const char *key, const char *value)
 	return 1;
 }
 
+static int on_keys(struct config_parse *p, const char *key, const char *value)
+{
+	kmsd_config *cfg = p->cfg;
+	uint64_t n;
+	if (!strcmp(key, "metadata_cache_entries")) {
+		if (!parse_u64(value, 1, KEYRING_METADATA_CACHE_MAX, &n))
+			return parse_fail(p, "keys", key, "1 to 10000000");
+		cfg->metadata_cache_entries = (uint32_t)n;
+	} else {
+		return parse_fail(p, "keys", key, "unknown key");
+	}
+	return 1;
+}
+
 static int on_ipc_principal(struct config_parse *p, const char *key, const char *value)
 {
 	kmsd_config *cfg = p->cfg;
@@ -351,6 +366,8 @@ static int on_entry(void *user, const char *section, const char *key, const char
 		return on_ipc_principal(p, key, value);
 	if (!strcmp(section, "authz"))
 		return on_authz(p, key, value);
+	if (!strcmp(section, "keys"))
+		return on_keys(p, key, value);
 	return parse_fail(p, section, key, "unknown section");
 }
 
@@ -474,6 +491,7 @@ kms_status kmsd_config_load(const char *path, kmsd_config *cfg)
 	cfg->gcm_max_encryptions = DEFAULT_GCM_MAX_ENCRYPTIONS;
 	cfg->gcm_reserve_block = DEFAULT_GCM_RESERVE_BLOCK;
 	cfg->tick_seconds = 10;
+	cfg->metadata_cache_entries = KEYRING_METADATA_CACHE_DEFAULT;
 	cfg->seconds_per_day = 86400;
 	cfg->audit_checkpoint_ms = 1000;
 	cfg->audit_sync = true;

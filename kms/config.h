@@ -74,6 +74,8 @@ typedef struct kmsd_config {
 	uint64_t gcm_max_encryptions;
 	uint32_t gcm_reserve_block;
 	unsigned tick_seconds; /* how often deletion and rotation are checked */
+	/* [keys] */
+	uint32_t metadata_cache_entries; /* keys whose metadata is cached (LRU) */
 	uint32_t seconds_per_day; /* 86400; tests shorten "days" to see windows pass */
 	/* Token buckets (docs/authorization.md, "Rate limits"): requests per
 	 * second and bucket size, per principal and per key; rate 0 = off,

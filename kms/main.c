@@ -156,6 +156,7 @@ static kms_status open_keyring(kmsd *d)
 		.gcm_max_encryptions = cfg->gcm_max_encryptions,
 		.reserve_block = cfg->gcm_reserve_block,
 		.seconds_per_day = cfg->seconds_per_day,
+		.metadata_cache_entries = cfg->metadata_cache_entries,
 	};
 	return keyring_open(d->hsm, cfg->data_dir, &kc, &d->keyring);
 }

@@ -124,6 +124,10 @@ static kms_status config_apply(keyring *kr, const keyring_config *cfg)
 	           KMS_INVALID_ARGUMENT, "keyring: default deletion window must be %d..%d days",
 	           KMS_DELETION_DAYS_MIN, KMS_DELETION_DAYS_MAX);
 	kr->seconds_per_day = cfg->seconds_per_day ? cfg->seconds_per_day : KEYRING_SECONDS_PER_DAY;
+	kr->entry_cap = cfg->metadata_cache_entries ? cfg->metadata_cache_entries
+	                                            : KEYRING_METADATA_CACHE_DEFAULT;
+	KMS_ENSURE(kr->entry_cap <= KEYRING_METADATA_CACHE_MAX, KMS_INVALID_ARGUMENT,
+	           "keyring: metadata_cache_entries above %u", KEYRING_METADATA_CACHE_MAX);
 	return KMS_OK;
 }
 

@@ -86,6 +86,11 @@
 #define KEYRING_DELETION_WINDOW_DEFAULT 30
 #define KEYRING_LIST_LIMIT_DEFAULT 100
 #define KEYRING_SECONDS_PER_DAY 86400
+/* Keys whose metadata (state, versions, reserved GCM uses) is cached: about
+ * 200 bytes each, so the default holds ~20 MB at most. A key evicted loses
+ * the rest of its reserved block of GCM uses (like a restart does). */
+#define KEYRING_METADATA_CACHE_DEFAULT 100000u
+#define KEYRING_METADATA_CACHE_MAX 10000000u
 #define KEYRING_TICK_BATCH 64              /* keys handled per kind per tick */
 #define KEYRING_CRASH_EXIT_CODE 99
 
@@ -97,6 +102,7 @@ typedef struct keyring_config {
 	uint32_t reserve_block;        /* uses reserved per commit; 0: the default */
 	uint32_t deletion_window_days; /* default window, 7..30; 0: 30 */
 	uint32_t seconds_per_day;      /* 0: 86400; tests shorten days */
+	uint32_t metadata_cache_entries; /* keys whose metadata is cached; 0: the default */
 } keyring_config;
 
 /* One tag as a caller gives it: key 1..128 bytes, value 0..256 bytes, both
@@ -165,6 +171,15 @@ void keyring_close(keyring *kr);
  * kms/authz/authz_enforce.h, the pipeline's caller step). Valid until
  * keyring_close. */
 store *keyring_store(keyring *kr);
+
+/* The metadata cache's figures, for /metrics and tests. */
+typedef struct keyring_cache_stats {
+	uint64_t entries;
+	uint64_t capacity;
+	uint64_t loads;     /* entries read from the store (misses and reloads) */
+	uint64_t evictions; /* entries dropped to stay within capacity */
+} keyring_cache_stats;
+void keyring_cache_stats_get(keyring *kr, keyring_cache_stats *out);
 
 /* Destroys keys whose deletion date is <= now, finishes destructions that
  * failed earlier, and rotates ENABLED keys whose next rotation is <= now; at

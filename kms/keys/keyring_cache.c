@@ -2,8 +2,10 @@
  * keyring_cache.c: the key and alias caches, key references, and the data
  * plane (keyring_encrypt_key, keyring_decrypt_key).
  *
- * The hot path takes one mutex (cache_lock), finds the key's entry, checks
- * its state and takes one GCM use from the entry's reserved block. Anything
+ * The hot path takes one mutex (cache_lock), finds the key's entry, marks it
+ * the most recently used, checks its state and takes one GCM use from the
+ * entry's reserved block. The key cache is an LRU bounded by
+ * metadata_cache_entries (evict_over_cap). Anything
  * else (a missing or invalidated entry, an empty block) goes to a slow path
  * under the key's stripe, which may read the database, reserve the next
  * block, or rotate.
@@ -33,6 +35,98 @@ static kr_entry *entry_find(keyring *kr, const uint8_t id[KMS_KEYID_BYTES])
 		if (memcmp(e->id, id, KMS_KEYID_BYTES) == 0)
 			return e;
 	return NULL;
+}
+
+/* ---- the LRU (cache_lock held) ---- */
+
+static void lru_unlink(keyring *kr, kr_entry *e)
+{
+	if (e->lru_newer)
+		e->lru_newer->lru_older = e->lru_older;
+	else
+		kr->lru_newest = e->lru_older;
+	if (e->lru_older)
+		e->lru_older->lru_newer = e->lru_newer;
+	else
+		kr->lru_oldest = e->lru_newer;
+	e->lru_newer = e->lru_older = NULL;
+}
+
+static void lru_push_newest(keyring *kr, kr_entry *e)
+{
+	e->lru_newer = NULL;
+	e->lru_older = kr->lru_newest;
+	if (kr->lru_newest)
+		kr->lru_newest->lru_newer = e;
+	kr->lru_newest = e;
+	if (!kr->lru_oldest)
+		kr->lru_oldest = e;
+}
+
+/* A use: the entry becomes the newest. */
+static void lru_touch(keyring *kr, kr_entry *e)
+{
+	if (kr->lru_newest == e)
+		return;
+	lru_unlink(kr, e);
+	lru_push_newest(kr, e);
+}
+
+static void entry_free(kr_entry *e)
+{
+	free(e->version_flags);
+	free(e);
+}
+
+/* Takes e out of the hash table and the LRU and frees it. cache_lock and
+ * e's stripe held. */
+static void entry_evict(keyring *kr, kr_entry *e)
+{
+	kr_entry **link = &kr->entries[entry_bucket(kr->n_entry_buckets, e->id)];
+	while (*link && *link != e)
+		link = &(*link)->next;
+	if (*link)
+		*link = e->next;
+	lru_unlink(kr, e);
+	kr->n_entries--;
+	kr->entry_evictions++;
+	entry_free(e);
+}
+
+/* How many of the oldest entries one insert looks at for a victim whose
+ * stripe is free: bounded work, and a busy stripe is simply passed over. */
+#define KR_EVICT_CANDIDATES 8
+
+/*
+ * Evicts the oldest entries until the cache is within its capacity. Called
+ * with cache_lock and the stripe `held` locked, after inserting `keep`
+ * (never evicted: its caller is about to use it). A victim's own stripe is
+ * needed too (slow paths use an entry under its stripe alone): it is taken
+ * with trylock, never waited for (the lock order is stripe, then
+ * cache_lock), and a victim whose stripe is busy is skipped this time. So
+ * the cache may exceed its capacity by the few entries whose keys are busy
+ * at that moment, until the next insert, which looks at that many more.
+ */
+static void evict_over_cap(keyring *kr, pthread_mutex_t *held, const kr_entry *keep)
+{
+	kr_entry *c = kr->lru_oldest;
+	if (kr->n_entries <= kr->entry_cap)
+		return;
+	/* Enough candidates to drain an excess left by busy stripes earlier. */
+	size_t budget = KR_EVICT_CANDIDATES + (kr->n_entries - kr->entry_cap);
+	for (size_t looked = 0; c && kr->n_entries > kr->entry_cap && looked < budget; looked++) {
+		kr_entry *newer = c->lru_newer;
+		pthread_mutex_t *stripe = kr_stripe(kr, c->id);
+		if (c != keep) {
+			if (stripe == held) {
+				entry_evict(kr, c);
+			} else if (pthread_mutex_trylock(stripe) == 0) {
+				entry_evict(kr, c);
+				pthread_mutex_unlock(stripe);
+			}
+		}
+		c = newer;
+	}
 }
 
 static void entry_table_grow(keyring *kr)
@@ -133,7 +227,12 @@ static kms_status entry_load_locked(keyring *kr, const uint8_t id[KMS_KEYID_BYTE
 		e->next = kr->entries[b];
 		kr->entries[b] = e;
 		kr->n_entries++;
+		lru_push_newest(kr, e);
+		evict_over_cap(kr, kr_stripe(kr, id), e);
+	} else {
+		lru_touch(kr, e);
 	}
+	kr->entry_loads++;
 	free(e->version_flags);
 	e->version_flags = flags;
 	flags = NULL;
@@ -167,6 +266,8 @@ static kms_status entry_ensure_locked(keyring *kr, const uint8_t id[KMS_KEYID_BY
 	pthread_mutex_lock(&kr->cache_lock);
 	kr_entry *e = entry_find(kr, id);
 	bool valid = e && e->valid;
+	if (valid)
+		lru_touch(kr, e);
 	pthread_mutex_unlock(&kr->cache_lock);
 	if (valid) {
 		*out = e;
@@ -428,8 +529,10 @@ kms_status keyring_encrypt_key(keyring *kr, const char *key_ref, int64_t now,
 
 	pthread_mutex_lock(&kr->cache_lock);
 	kr_entry *e = entry_find(kr, id);
-	if (e && e->valid)
+	if (e && e->valid) {
+		lru_touch(kr, e);
 		status = try_take_use(e, out, &taken);
+	}
 	pthread_mutex_unlock(&kr->cache_lock);
 	if (status != KMS_OK) {
 		memset(out, 0, sizeof *out);
@@ -462,8 +565,10 @@ kms_status keyring_decrypt_key(keyring *kr, const uint8_t key_id[KMS_KEYID_BYTES
 	pthread_mutex_lock(&kr->cache_lock);
 	kr_entry *e = entry_find(kr, id);
 	bool cached = e && e->valid;
-	if (cached)
+	if (cached) {
+		lru_touch(kr, e);
 		status = decrypt_check(e, version, out);
+	}
 	pthread_mutex_unlock(&kr->cache_lock);
 
 	if (!cached) {
@@ -501,16 +606,27 @@ void kr_cache_free(keyring *kr)
 			kr_entry *e = kr->entries[i];
 			while (e) {
 				kr_entry *next = e->next;
-				free(e->version_flags);
-				free(e);
+				entry_free(e);
 				e = next;
 			}
 		}
 	}
 	free(kr->entries);
 	kr->entries = NULL;
+	kr->n_entries = 0;
+	kr->lru_newest = kr->lru_oldest = NULL;
 	if (kr->aliases)
 		alias_cache_clear_locked(kr);
 	free(kr->aliases);
 	kr->aliases = NULL;
+}
+
+void keyring_cache_stats_get(keyring *kr, keyring_cache_stats *out)
+{
+	pthread_mutex_lock(&kr->cache_lock);
+	out->entries = kr->n_entries;
+	out->capacity = kr->entry_cap;
+	out->loads = kr->entry_loads;
+	out->evictions = kr->entry_evictions;
+	pthread_mutex_unlock(&kr->cache_lock);
 }

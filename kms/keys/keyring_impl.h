@@ -43,9 +43,13 @@ typedef enum kr_crash_point {
 #define KR_VERSION_MISSING 0x2u  /* active, but its HSM object was not on the token */
 
 /* What the data plane needs of one key, cached. Entries are created on first
- * use and freed only by keyring_close, so a pointer to one stays valid. */
+ * use and kept in an LRU of at most metadata_cache_entries. An entry is freed
+ * (evicted, or by keyring_close) only with both cache_lock and its key's
+ * stripe held, so a pointer to one stays valid while either is held: under
+ * cache_lock for the hot path, under the stripe for the slow paths. */
 typedef struct kr_entry {
 	struct kr_entry *next;        /* hash chain */
+	struct kr_entry *lru_newer, *lru_older; /* the LRU list, newest at lru_newest */
 	uint8_t id[KMS_KEYID_BYTES];
 	char id_text[KMS_KEYID_TEXT_SIZE];
 	bool valid;                   /* false: reload (under the stripe) before use */
@@ -83,6 +87,10 @@ struct keyring {
 	kr_entry **entries;            /* hash table by key id */
 	size_t n_entry_buckets;
 	size_t n_entries;
+	size_t entry_cap;              /* metadata_cache_entries */
+	kr_entry *lru_newest, *lru_oldest;
+	uint64_t entry_evictions;
+	uint64_t entry_loads;
 	kr_alias **aliases;            /* hash table by alias name */
 	size_t n_alias_buckets;
 	size_t n_aliases;

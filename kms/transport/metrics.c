@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "kms/audit/audit.h"
+#include "kms/keys/keyring.h"
 #include "common/log.h"
 #include "common/error.h"
 #include "kms/pipeline/ops.h"
@@ -137,6 +138,24 @@ kms_status metrics_render(kmsd *d, char **out, size_t *len)
 	put(&t, "# HELP kms_audit_writable Whether the audit log can be written.\n"
 	        "# TYPE kms_audit_writable gauge\nkms_audit_writable %d\n",
 	    d->audit ? audit_healthy(d->audit, NULL, 0) : 0);
+	if (d->keyring) {
+		keyring_cache_stats ks;
+		keyring_cache_stats_get(d->keyring, &ks);
+		put(&t, "# HELP kms_key_metadata_cache_entries Keys whose metadata is cached.\n"
+		        "# TYPE kms_key_metadata_cache_entries gauge\n"
+		        "kms_key_metadata_cache_entries %llu\n"
+		        "# HELP kms_key_metadata_cache_capacity [keys] metadata_cache_entries.\n"
+		        "# TYPE kms_key_metadata_cache_capacity gauge\n"
+		        "kms_key_metadata_cache_capacity %llu\n"
+		        "# HELP kms_key_metadata_cache_loads_total Key metadata read from the store.\n"
+		        "# TYPE kms_key_metadata_cache_loads_total counter\n"
+		        "kms_key_metadata_cache_loads_total %llu\n"
+		        "# HELP kms_key_metadata_cache_evictions_total Keys evicted to stay within "
+		        "capacity.\n# TYPE kms_key_metadata_cache_evictions_total counter\n"
+		        "kms_key_metadata_cache_evictions_total %llu\n",
+		    (unsigned long long)ks.entries, (unsigned long long)ks.capacity,
+		    (unsigned long long)ks.loads, (unsigned long long)ks.evictions);
+	}
 	put(&t, "# HELP kms_uptime_seconds Seconds since kmsd started.\n"
 	        "# TYPE kms_uptime_seconds gauge\nkms_uptime_seconds %lld\n",
 	    (long long)(kms_now() - d->started_at));
