@@ -27,11 +27,12 @@ json_t *admin_json_key(const kms_key_metadata *md)
 
 	for (size_t i = 0; versions && i < md->n_versions; i++)
 		append(versions,
-		       json_pack("{s:I, s:I, s:I}",
+		       json_pack("{s:I, s:I, s:I, s:s}",
 		                 "version", (json_int_t)md->versions[i].version,
 		                 "created_at", (json_int_t)md->versions[i].created_at,
 		                 /* Reservations (docs/gcm-limits.md), not uses. */
-		                 "gcm_reserved", (json_int_t)md->versions[i].encryptions),
+		                 "gcm_reserved", (json_int_t)md->versions[i].encryptions,
+		                 "kek", md->versions[i].kek),
 		       &ok);
 	for (size_t i = 0; aliases && i < md->n_aliases; i++)
 		append(aliases, cli_json_str(md->aliases[i]), &ok);
@@ -49,12 +50,14 @@ json_t *admin_json_key(const kms_key_metadata *md)
 		return NULL;
 	}
 	/* json_pack releases every "o" value itself if it fails. */
-	return json_pack("{s:o, s:o, s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:I, s:I, s:o, s:o, s:o}",
+	return json_pack("{s:o, s:o, s:s, s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:I, s:I, s:o, s:o, "
+	                 "s:o}",
 	                 "key_id", cli_json_str(md->key_id),
 	                 "description", cli_json_str(md->description),
 	                 "key_spec", kms_key_spec_name(md->key_spec),
 	                 "key_usage", kms_key_usage_name(md->key_usage),
 	                 "key_state", kms_key_state_name(md->key_state),
+	                 "protection", kms_key_protection_name(md->protection),
 	                 "primary_version", (json_int_t)md->primary_version,
 	                 "versions", versions,
 	                 "rotation_period_days", (json_int_t)md->rotation_period_days,
@@ -140,13 +143,15 @@ void admin_print_key(FILE *to, const kms_key_metadata *md)
 	cli_field(to, "state", kms_key_state_name(md->key_state));
 	cli_field(to, "spec", kms_key_spec_name(md->key_spec));
 	cli_field(to, "usage", kms_key_usage_name(md->key_usage));
+	cli_field(to, "protection", kms_key_protection_name(md->protection));
 	cli_field(to, "region", md->region);
 	cli_field_fmt(to, "primary version", "%" PRIu32, md->primary_version);
 	for (size_t i = 0; i < md->n_versions; i++)
 		cli_field_fmt(to, i == 0 ? "versions" : "", "v%" PRIu32 "  created %s  %" PRIu64
-		              " GCM uses reserved%s", md->versions[i].version,
+		              " GCM uses reserved%s%s%s", md->versions[i].version,
 		              cli_time(md->versions[i].created_at, when),
 		              md->versions[i].encryptions,
+		              md->versions[i].kek[0] ? "  wrapped under " : "", md->versions[i].kek,
 		              md->versions[i].version == md->primary_version ? "  (primary)" : "");
 	cli_field(to, "rotation", rotation_text(md, text, sizeof text));
 	cli_field(to, "created", cli_time(md->created_at, when));

@@ -51,6 +51,7 @@ enum {
 	OPT_ROTATION_DAYS,
 	OPT_POLICY,
 	OPT_DAYS,
+	OPT_PROTECTION,
 };
 
 static int key_create(struct cli *cli, int argc, char **argv)
@@ -63,6 +64,7 @@ static int key_create(struct cli *cli, int argc, char **argv)
 		{ "tag", required_argument, NULL, OPT_TAG },
 		{ "rotation-days", required_argument, NULL, OPT_ROTATION_DAYS },
 		{ "policy", required_argument, NULL, OPT_POLICY },
+		{ "protection", required_argument, NULL, OPT_PROTECTION },
 		CLI_BASE_OPTIONS, CLI_CONN_OPTIONS, { 0 },
 	};
 	kms_create_key_params params;
@@ -112,6 +114,11 @@ static int key_create(struct cli *cli, int argc, char **argv)
 			break;
 		case OPT_POLICY:
 			policy_file = optarg;
+			break;
+		case OPT_PROTECTION:
+			if (kms_key_protection_parse(optarg, &params.protection) != KMS_OK)
+				code = cli_usage_error(cli, "--protection takes wrapped or "
+				                       "hsm-resident, not \"%s\"", optarg);
 			break;
 		default:
 			code = cli_usage_error(cli, "option not handled");
@@ -551,8 +558,9 @@ static const struct cli_command policy_commands[] = {
 const struct cli_command admin_key_commands[] = {
 	{ .name = "create", .run = key_create,
 	  .args = "[--description D] [--spec AES_256] [--usage ENCRYPT_DECRYPT] [--alias alias/NAME] "
-	          "[--tag k=v]... [--rotation-days N] [--policy FILE]",
-	  .help = "Create a key in the HSM",
+	          "[--tag k=v]... [--rotation-days N] [--policy FILE] "
+	          "[--protection wrapped|hsm-resident]",
+	  .help = "Create a key (its material made in the HSM)",
 	  .details = "  --description D       free text, at most " CLI_STR(KMS_DESCRIPTION_MAX)
 	             " bytes\n"
 	             "  --spec SPEC           AES_256 (the default and, so far, the only one)\n"
@@ -562,7 +570,12 @@ const struct cli_command admin_key_commands[] = {
 	             "  --tag k=v             a tag; repeat for more\n"
 	             "  --rotation-days N     rotate automatically every N days (1.."
 	             CLI_STR(KMS_ROTATION_DAYS_MAX) ")\n"
-	             "  --policy FILE         JSON policy document (default: kmsd's default)\n" },
+	             "  --policy FILE         JSON policy document (default: kmsd's default)\n"
+	             "  --protection P        wrapped (the default): each version stored\n"
+	             "                        wrapped under an HSM key-encryption key, any\n"
+	             "                        number of keys; hsm-resident: each version a\n"
+	             "                        token object in the HSM, at most [keys]\n"
+	             "                        max_hsm_resident keys (docs/key-hierarchy.md)\n" },
 	{ .name = "list", .run = key_list, .args = "[--limit N] [--all] [--page-token T]",
 	  .help = "List keys, a page at a time",
 	  .details = "  --limit N             keys per page, 1.." CLI_STR(KMS_LIST_LIMIT_MAX)

@@ -35,6 +35,12 @@ static const char *const state_names[] = {
 	[KMS_KEY_STATE_DESTROYED] = "DESTROYED",
 };
 
+static const char *const protection_names[] = {
+	[KMS_KEY_PROTECTION_UNSPECIFIED] = "KEY_PROTECTION_UNSPECIFIED",
+	[KMS_KEY_PROTECTION_WRAPPED] = "WRAPPED",
+	[KMS_KEY_PROTECTION_HSM_RESIDENT] = "HSM_RESIDENT",
+};
+
 #define NAME_OF(table, value)                                                  \
 	((unsigned)(value) < sizeof(table) / sizeof((table)[0]) ? (table)[value] : "UNKNOWN")
 
@@ -51,6 +57,11 @@ const char *kms_key_usage_name(kms_key_usage usage)
 const char *kms_key_state_name(kms_key_state state)
 {
 	return NAME_OF(state_names, state);
+}
+
+const char *kms_key_protection_name(kms_key_protection protection)
+{
+	return NAME_OF(protection_names, protection);
 }
 
 /* Index of name in table (from 1: the UNSPECIFIED names are not for input). */
@@ -77,6 +88,20 @@ kms_status kms_key_usage_parse(const char *name, kms_key_usage *out)
 	if (i < 0)
 		return KMS_INVALID_ARGUMENT;
 	*out = (kms_key_usage)i;
+	return KMS_OK;
+}
+
+kms_status kms_key_protection_parse(const char *name, kms_key_protection *out)
+{
+	if (name && strcasecmp(name, "hsm-resident") == 0) {
+		*out = KMS_KEY_PROTECTION_HSM_RESIDENT;
+		return KMS_OK;
+	}
+	int i = parse_name(protection_names, sizeof protection_names / sizeof protection_names[0],
+	                   name);
+	if (i < 0)
+		return KMS_INVALID_ARGUMENT;
+	*out = (kms_key_protection)i;
 	return KMS_OK;
 }
 
@@ -120,6 +145,7 @@ static kms_status metadata_from(const Kms__KeyMetadata *src, const char *op,
 	out->created_at = src->created_at;
 	out->next_rotation_at = src->next_rotation_at;
 	out->deletion_date = src->deletion_date;
+	out->protection = (kms_key_protection)src->protection;
 	if (src->n_versions) {
 		out->versions = calloc(src->n_versions, sizeof *out->versions);
 		if (!out->versions)
@@ -133,6 +159,12 @@ static kms_status metadata_from(const Kms__KeyMetadata *src, const char *op,
 			out->versions[i].version = src->versions[i]->version;
 			out->versions[i].created_at = src->versions[i]->created_at;
 			out->versions[i].encryptions = src->versions[i]->encryptions;
+			const char *kek = src->versions[i]->kek ? src->versions[i]->kek : "";
+			if (strlen(kek) >= sizeof out->versions[i].kek) {
+				st = client_protocol_error(err, op, "key version's KEK name too long");
+				goto out;
+			}
+			strcpy(out->versions[i].kek, kek);
 		}
 	}
 	if (src->n_aliases) {
@@ -191,6 +223,7 @@ kms_status kms_create_key(kms_client *client, const kms_create_key_params *param
 	if (params->policy)
 		op.policy = client_lend(params->policy);
 	op.rotation_period_days = params->rotation_period_days;
+	op.protection = (Kms__KeyProtection)params->protection;
 	if (params->alias)
 		op.alias = client_lend(params->alias);
 	KMS_GUARD_OUT(st, client_pairs(params->tags, params->n_tags, "tags", &arena,

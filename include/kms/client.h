@@ -227,6 +227,13 @@ typedef enum kms_key_usage {
 	KMS_KEY_USAGE_SIGN_VERIFY = 3,
 } kms_key_usage;
 
+/* Mirrors proto KeyProtection (docs/key-hierarchy.md). */
+typedef enum kms_key_protection {
+	KMS_KEY_PROTECTION_UNSPECIFIED = 0, /* in create: WRAPPED */
+	KMS_KEY_PROTECTION_WRAPPED = 1,
+	KMS_KEY_PROTECTION_HSM_RESIDENT = 2,
+} kms_key_protection;
+
 /* Mirrors proto KeyState. */
 typedef enum kms_key_state {
 	KMS_KEY_STATE_UNSPECIFIED = 0,
@@ -241,10 +248,14 @@ typedef enum kms_key_state {
 KMS_EXPORT const char *kms_key_spec_name(kms_key_spec spec);
 KMS_EXPORT const char *kms_key_usage_name(kms_key_usage usage);
 KMS_EXPORT const char *kms_key_state_name(kms_key_state state);
+KMS_EXPORT const char *kms_key_protection_name(kms_key_protection protection);
 
 /* Parses a wire name (case-insensitive); KMS_INVALID_ARGUMENT if unknown. */
 KMS_EXPORT kms_status kms_key_spec_parse(const char *name, kms_key_spec *out) KMS_MUST_USE;
 KMS_EXPORT kms_status kms_key_usage_parse(const char *name, kms_key_usage *out) KMS_MUST_USE;
+/* Also takes the CLI's spellings "wrapped" and "hsm-resident". */
+KMS_EXPORT kms_status kms_key_protection_parse(const char *name,
+                                               kms_key_protection *out) KMS_MUST_USE;
 
 /* ---- data plane ---- */
 
@@ -395,6 +406,8 @@ typedef struct kms_key_version {
 	int64_t created_at;     /* unix seconds */
 	uint64_t encryptions;   /* random-IV encryptions reserved so far, in
 	                         * blocks (docs/gcm-limits.md): not uses */
+	char kek[65];           /* the KEK it is wrapped under; "": hsm-resident
+	                         * or destroyed */
 } kms_key_version;
 
 typedef struct kms_tag {
@@ -422,6 +435,7 @@ typedef struct kms_key_metadata {
 	size_t n_aliases;
 	kms_tag *tags;
 	size_t n_tags;
+	kms_key_protection protection;
 } kms_key_metadata;
 KMS_EXPORT void kms_key_metadata_free(kms_key_metadata *md);
 
@@ -434,6 +448,7 @@ typedef struct kms_create_key_params {
 	const char *policy;            /* JSON; NULL: the default policy */
 	uint32_t rotation_period_days; /* 0: no automatic rotation */
 	const char *alias;             /* NULL: none; else "alias/..." */
+	kms_key_protection protection; /* 0: WRAPPED */
 } kms_create_key_params;
 
 /* Creates a key in the HSM; out gets its metadata. */
