@@ -260,6 +260,9 @@ kms_status keyring_create_key(keyring *kr, const keyring_create_args *args, int6
 	                               ? now + (int64_t)args->rotation_period_days * kr->seconds_per_day
 	                               : 0;
 	memcpy(key.region, kr->region, sizeof key.region);
+	/* Every version a token object, until the keyring wraps them
+	 * (docs/key-hierarchy.md, "Status"). */
+	key.protection = KEY_PROTECTION_HSM_RESIDENT;
 
 	/* 1. The intent: every row, 'creating'; the alias is taken now, so a
 	 * clash fails before the HSM is touched. */

@@ -163,10 +163,125 @@ static const char *const migrations[] = {
 	"  BEFORE UPDATE ON grants"
 	"  WHEN OLD.state <> 'live'"
 	"  BEGIN SELECT RAISE(ABORT, 'an ended grant stays ended'); END;",
+	/* 2 -> 3: the key hierarchy (docs/key-hierarchy.md). KEKs are rows
+	 * here and token objects in the HSM; a wrapped key's versions keep
+	 * their material here, wrapped under one KEK. Keys made before this
+	 * migration are token objects: 'hsm-resident'. The triggers restate
+	 * what a bug above must not break quietly: at most one current KEK, a
+	 * retired KEK stays retired and wraps nothing, KEK rows are never
+	 * deleted; a version's material and its KEK are set together, only
+	 * while the version is being created, change only by a re-wrap (to
+	 * another KEK) or to nothing when it is destroyed; a destroyed
+	 * version has none; material only for wrapped keys, never under a
+	 * retired KEK. The indexes serve the background ticks, start-up
+	 * reconciliation and the re-wrap job (docs/store.md). */
+	"CREATE TABLE keks ("
+	"  id INTEGER PRIMARY KEY CHECK (id >= 1),"
+	"  hsm_id TEXT NOT NULL UNIQUE CHECK (length(hsm_id) BETWEEN 1 AND 64"
+	"    AND hsm_id NOT GLOB '*[^!-~]*'),"
+	"  state TEXT NOT NULL CHECK (state IN ('creating', 'current', 'draining', 'retired')),"
+	"  created_at INTEGER NOT NULL,"
+	"  retired_at INTEGER NOT NULL DEFAULT 0"
+	") STRICT;"
+	"CREATE UNIQUE INDEX keks_one_current ON keks(state) WHERE state = 'current';"
+	"CREATE TRIGGER keks_fixed"
+	"  BEFORE UPDATE OF id, hsm_id, created_at ON keks"
+	"  BEGIN SELECT RAISE(ABORT, 'a KEK''s id, HSM id and creation time never change'); END;"
+	"CREATE TRIGGER keks_retired_final"
+	"  BEFORE UPDATE ON keks"
+	"  WHEN OLD.state = 'retired'"
+	"  BEGIN SELECT RAISE(ABORT, 'a retired KEK stays retired'); END;"
+	"CREATE TRIGGER keks_no_return"
+	"  BEFORE UPDATE OF state ON keks"
+	"  WHEN NEW.state = 'creating' AND OLD.state <> 'creating'"
+	"    OR NEW.state = 'current' AND OLD.state NOT IN ('creating', 'current')"
+	"  BEGIN SELECT RAISE(ABORT, 'a KEK goes creating -> current -> draining -> retired'); END;"
+	"CREATE TRIGGER keks_retire_empty"
+	"  BEFORE UPDATE OF state ON keks"
+	"  WHEN NEW.state = 'retired' AND EXISTS (SELECT 1 FROM key_versions"
+	"    WHERE kek_id = NEW.id AND wrapped IS NOT NULL)"
+	"  BEGIN SELECT RAISE(ABORT, 'a KEK that still wraps versions cannot retire'); END;"
+	"CREATE TRIGGER keks_kept"
+	"  BEFORE DELETE ON keks"
+	"  BEGIN SELECT RAISE(ABORT, 'a KEK is retired by its state, never deleted'); END;"
+	"ALTER TABLE keys ADD COLUMN protection TEXT NOT NULL DEFAULT 'hsm-resident'"
+	"  CHECK (protection IN ('wrapped', 'hsm-resident'));"
+	"CREATE TRIGGER keys_protection_fixed"
+	"  BEFORE UPDATE OF protection ON keys"
+	"  WHEN NEW.protection IS NOT OLD.protection"
+	"  BEGIN SELECT RAISE(ABORT, 'a key''s protection is fixed at creation'); END;"
+	"CREATE INDEX keys_hsm_resident ON keys(id)"
+	"  WHERE protection = 'hsm-resident' AND lifecycle <> 'destroyed';"
+	"DROP INDEX keys_in_flight;"
+	"CREATE INDEX keys_creating ON keys(id) WHERE lifecycle = 'creating';"
+	"CREATE INDEX keys_destroying ON keys(id) WHERE lifecycle = 'destroying';"
+	"ALTER TABLE key_versions ADD COLUMN kek_id INTEGER REFERENCES keks(id);"
+	"ALTER TABLE key_versions ADD COLUMN wrapped BLOB"
+	"  CHECK (wrapped IS NULL OR length(wrapped) BETWEEN 16 AND 2048);"
+	"CREATE INDEX key_versions_by_kek ON key_versions(kek_id, key_id, version)"
+	"  WHERE wrapped IS NOT NULL;"
+	"CREATE INDEX key_versions_creating ON key_versions(key_id, version)"
+	"  WHERE state = 'creating';"
+	"CREATE TRIGGER key_versions_material_insert"
+	"  BEFORE INSERT ON key_versions"
+	"  WHEN (NEW.wrapped IS NULL) <> (NEW.kek_id IS NULL)"
+	"    OR NEW.wrapped IS NOT NULL AND NEW.state = 'destroyed'"
+	"  BEGIN SELECT RAISE(ABORT, 'a version''s material and KEK are set together,"
+	" and a destroyed version has none'); END;"
+	"CREATE TRIGGER key_versions_material_pair"
+	"  BEFORE UPDATE OF wrapped, kek_id ON key_versions"
+	"  WHEN (NEW.wrapped IS NULL) <> (NEW.kek_id IS NULL)"
+	"  BEGIN SELECT RAISE(ABORT, 'a version''s material and KEK are set together'); END;"
+	"CREATE TRIGGER key_versions_material_change"
+	"  BEFORE UPDATE OF wrapped, kek_id ON key_versions"
+	"  WHEN NEW.wrapped IS NOT NULL AND ("
+	"    OLD.wrapped IS NULL AND OLD.state <> 'creating'"
+	"    OR OLD.wrapped IS NOT NULL AND (NEW.kek_id IS OLD.kek_id) <> (NEW.wrapped IS OLD.wrapped))"
+	"  BEGIN SELECT RAISE(ABORT, 'a version''s material changes only by a re-wrap to another KEK,"
+	" or to nothing'); END;"
+	"CREATE TRIGGER key_versions_destroyed_bare"
+	"  BEFORE UPDATE OF state, wrapped ON key_versions"
+	"  WHEN NEW.state = 'destroyed' AND NEW.wrapped IS NOT NULL"
+	"  BEGIN SELECT RAISE(ABORT, 'a destroyed version keeps no material'); END;"
+	"CREATE TRIGGER key_versions_material_wrapped_only"
+	"  BEFORE INSERT ON key_versions"
+	"  WHEN NEW.wrapped IS NOT NULL"
+	"    AND (SELECT protection FROM keys WHERE id = NEW.key_id) IS NOT 'wrapped'"
+	"  BEGIN SELECT RAISE(ABORT, 'only a wrapped key''s versions keep material'); END;"
+	"CREATE TRIGGER key_versions_material_set_wrapped_only"
+	"  BEFORE UPDATE OF wrapped ON key_versions"
+	"  WHEN NEW.wrapped IS NOT NULL AND OLD.wrapped IS NULL"
+	"    AND (SELECT protection FROM keys WHERE id = NEW.key_id) IS NOT 'wrapped'"
+	"  BEGIN SELECT RAISE(ABORT, 'only a wrapped key''s versions keep material'); END;"
+	"CREATE TRIGGER key_versions_wrapped_active_insert"
+	"  BEFORE INSERT ON key_versions"
+	"  WHEN NEW.state = 'active' AND NEW.wrapped IS NULL"
+	"    AND (SELECT protection FROM keys WHERE id = NEW.key_id) = 'wrapped'"
+	"  BEGIN SELECT RAISE(ABORT, 'an active version of a wrapped key has material'); END;"
+	"CREATE TRIGGER key_versions_wrapped_active"
+	"  BEFORE UPDATE OF state ON key_versions"
+	"  WHEN NEW.state = 'active' AND NEW.wrapped IS NULL"
+	"    AND (SELECT protection FROM keys WHERE id = NEW.key_id) = 'wrapped'"
+	"  BEGIN SELECT RAISE(ABORT, 'an active version of a wrapped key has material'); END;"
+	"CREATE TRIGGER key_versions_kek_live_insert"
+	"  BEFORE INSERT ON key_versions"
+	"  WHEN NEW.kek_id IS NOT NULL"
+	"    AND (SELECT state FROM keks WHERE id = NEW.kek_id) NOT IN ('current', 'draining')"
+	"  BEGIN SELECT RAISE(ABORT, 'material is wrapped only under a current or draining KEK'); END;"
+	"CREATE TRIGGER key_versions_kek_live_update"
+	"  BEFORE UPDATE OF kek_id ON key_versions"
+	"  WHEN NEW.kek_id IS NOT NULL AND NEW.kek_id IS NOT OLD.kek_id"
+	"    AND (SELECT state FROM keks WHERE id = NEW.kek_id) NOT IN ('current', 'draining')"
+	"  BEGIN SELECT RAISE(ABORT, 'material is wrapped only under a current or draining KEK'); END;",
 };
 #define MIGRATIONS_COUNT (sizeof migrations / sizeof migrations[0])
 _Static_assert(MIGRATIONS_COUNT == STORE_SCHEMA_VERSION,
                "one migration per schema version");
+
+const char *store_migration_sql(int from)
+{
+	return from >= 0 && from < STORE_SCHEMA_VERSION ? migrations[from] : NULL;
+}
 
 const char *key_state_name(key_state state)
 {
@@ -186,6 +301,26 @@ const char *key_lifecycle_name(key_lifecycle lifecycle)
 	case KEY_LIFECYCLE_READY: return "ready";
 	case KEY_LIFECYCLE_DESTROYING: return "destroying";
 	case KEY_LIFECYCLE_DESTROYED: return "destroyed";
+	}
+	return "unknown";
+}
+
+const char *key_protection_name(key_protection protection)
+{
+	switch (protection) {
+	case KEY_PROTECTION_HSM_RESIDENT: return "hsm-resident";
+	case KEY_PROTECTION_WRAPPED: return "wrapped";
+	}
+	return "unknown";
+}
+
+const char *kek_state_name(kek_state state)
+{
+	switch (state) {
+	case KEK_STATE_CREATING: return "creating";
+	case KEK_STATE_CURRENT: return "current";
+	case KEK_STATE_DRAINING: return "draining";
+	case KEK_STATE_RETIRED: return "retired";
 	}
 	return "unknown";
 }
@@ -267,7 +402,8 @@ static kms_status conn_open(store *st, store_conn **out)
 	sqlite3_db_config(c->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
 	KMS_GUARD_OUT(status, conn_exec(c->db,
 	                                "PRAGMA foreign_keys = ON;"
-	                                "PRAGMA synchronous = FULL;",
+	                                "PRAGMA synchronous = FULL;"
+	                                "PRAGMA secure_delete = ON;",
 	                                "connection pragmas"));
 
 	pthread_mutex_lock(&st->lock);
@@ -300,12 +436,34 @@ static kms_status conn_get(store *st, store_conn **out)
 	return KMS_OK;
 }
 
+/* The text each statement id was first prepared with, process-wide: every
+ * connection prepares the same text for an id (store_stmt_sql). */
+static const char *stmt_sql[S_COUNT];
+
+const char *store_stmt_sql(store_stmt_id id)
+{
+	return (unsigned)id < S_COUNT ? __atomic_load_n(&stmt_sql[id], __ATOMIC_ACQUIRE) : NULL;
+}
+
+static kms_status stmt_sql_record(store_stmt_id id, const char *sql)
+{
+	const char *expected = NULL;
+	if (__atomic_compare_exchange_n(&stmt_sql[id], &expected, sql, false, __ATOMIC_ACQ_REL,
+	                                __ATOMIC_ACQUIRE))
+		return KMS_OK;
+	KMS_ENSURE(expected == sql || strcmp(expected, sql) == 0, KMS_INTERNAL,
+	           "store: statement %d is used with two different SQL texts", (int)id);
+	return KMS_OK;
+}
+
 kms_status store_stmt(store *st, store_stmt_id id, const char *sql, sqlite3_stmt **out)
 {
 	store_conn *c;
 	*out = NULL;
+	KMS_ENSURE((unsigned)id < S_COUNT, KMS_INTERNAL, "store: no statement %d", (int)id);
 	KMS_GUARD(conn_get(st, &c));
 	if (!c->stmts[id]) {
+		KMS_GUARD(stmt_sql_record(id, sql));
 		int rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
 		                            &c->stmts[id], NULL);
 		if (rc != SQLITE_OK)
@@ -335,6 +493,14 @@ int store_bind(sqlite3_stmt *s, const char *types, ...)
 			rc = sqlite3_bind_text(s, i + 1, va_arg(ap, const char *), -1, SQLITE_STATIC);
 		else if (types[i] == 'i')
 			rc = sqlite3_bind_int64(s, i + 1, va_arg(ap, int64_t));
+		else if (types[i] == 'n')
+			rc = sqlite3_bind_null(s, i + 1);
+		else if (types[i] == 'b') {
+			const void *bytes = va_arg(ap, const void *);
+			size_t len = va_arg(ap, size_t);
+			rc = len <= INT_MAX ? sqlite3_bind_blob(s, i + 1, bytes, (int)len, SQLITE_STATIC)
+			                    : SQLITE_TOOBIG;
+		}
 		else
 			rc = SQLITE_MISUSE;
 	}

@@ -3,11 +3,16 @@
  * directory.
  *
  * What it keeps: keys, their versions (with the count of GCM encryptions
- * reserved per version), aliases and tags. What it never keeps: key
- * material; that is in the HSM, named by key id and version.
+ * reserved per version), aliases and tags; the KEKs' rows (their objects are
+ * in the HSM) and, for a key whose protection is 'wrapped', each version's
+ * material wrapped under one KEK (docs/key-hierarchy.md). What it never
+ * keeps: key material in the clear. An hsm-resident key's versions are
+ * token objects in the HSM, named by key id and version.
  *
  * Durability: WAL, synchronous=FULL (metadata is low volume, and a lost
  * reservation of GCM uses would let a version be used past its bound),
+ * secure_delete (a destroyed version's wrapped bytes are overwritten in the
+ * file, not left in a free page),
  * foreign keys on, a busy timeout so concurrent writers wait instead of
  * failing. The schema is versioned with PRAGMA user_version and migrated in
  * code at store_open.
@@ -47,7 +52,7 @@
 
 #define STORE_DB_FILE "kms.db"
 #define STORE_LOCK_FILE "kms.lock"
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 #define STORE_BUSY_TIMEOUT_MS 5000
 
 /* Descriptions, tags and policies are bounded by <kms/limits.h>. */
@@ -93,10 +98,18 @@ typedef enum version_state {
 	VERSION_STATE_DESTROYED = 3,
 } version_state;
 
+/* Where a key's versions live, fixed at creation (docs/key-hierarchy.md). */
+typedef enum key_protection {
+	KEY_PROTECTION_HSM_RESIDENT = 1, /* each version a token object */
+	KEY_PROTECTION_WRAPPED = 2,      /* each version wrapped under a KEK, here */
+} key_protection;
+
 /* Names for messages: "ENABLED", "creating", ... ; never NULL. */
 const char *key_state_name(key_state state);
 const char *key_lifecycle_name(key_lifecycle lifecycle);
 const char *version_state_name(version_state state);
+/* "hsm-resident", "wrapped": also the text stored in keys.protection. */
+const char *key_protection_name(key_protection protection);
 
 /* A row of keys (without its policy, which can be 32 KiB). */
 typedef struct store_key {
@@ -112,6 +125,7 @@ typedef struct store_key {
 	int64_t next_rotation_at;       /* 0: none */
 	int64_t deletion_date;          /* 0: none */
 	char region[KEY_REGION_MAX + 1];
+	key_protection protection;      /* set by store_key_insert only */
 } store_key;
 
 typedef struct store_version {
@@ -185,7 +199,8 @@ kms_status store_key_update(store *st, const store_key *key) KMS_MUST_USE;
 kms_status store_key_delete(store *st, const char *key_id) KMS_MUST_USE;
 
 /* Up to cap visible keys (not CREATING) with id > after_id ("" or NULL: from
- * the start), ascending by id, into out[0..*n). */
+ * the start), ascending by id, into out[0..*n). Keyset paging on the primary
+ * key: a page costs the same however deep into the keys it starts. */
 kms_status store_key_list(store *st, const char *after_id, size_t cap,
                           store_key *out, size_t *n) KMS_MUST_USE;
 
@@ -199,6 +214,20 @@ typedef enum store_key_query {
 /* Up to cap ids of keys matching q, ascending, into ids[0..*n). */
 kms_status store_key_ids(store *st, store_key_query q, int64_t now, size_t cap,
                          char (*ids)[KMS_KEYID_TEXT_SIZE], size_t *n) KMS_MUST_USE;
+
+/* How many keys are hsm-resident and not destroyed (for
+ * [keys] max_hsm_resident); counts a partial index, not the keys table. */
+kms_status store_keys_resident_count(store *st, uint64_t *n) KMS_MUST_USE;
+
+/* Inserts n keys, each with its version 1 and policy ("" = default;
+ * policies NULL: all default), in one transaction of the caller's (between
+ * store_begin and store_commit): what makes creating many keys cost one
+ * fsync instead of one per key. On a failure, *failed is the index of the
+ * key that failed and the caller rolls back; no key is half-inserted.
+ * Codes as store_key_insert and store_version_insert. */
+kms_status store_keys_insert_batch(store *st, const store_key *keys, const char *const *policies,
+                                   const store_version *v1, size_t n,
+                                   size_t *failed) KMS_MUST_USE;
 
 /* The key's policy text ("" = the default policy), malloc'ed; free() it. */
 kms_status store_policy_get(store *st, const char *key_id, char **out) KMS_MUST_USE;
@@ -230,8 +259,137 @@ kms_status store_version_max(store *st, const char *key_id, uint32_t *out) KMS_M
 kms_status store_versions_list(store *st, const char *key_id, store_version **out,
                                size_t *n) KMS_MUST_USE;
 
-/* Every version of every key, malloc'ed (free()), for reconciliation. */
+/* Every version of every key, malloc'ed (free()), for reconciliation. Reads
+ * the whole table: start-up only, and only while every key is
+ * hsm-resident; store_versions_creating and store_versions_resident read
+ * what reconciliation needs through indexes. */
 kms_status store_versions_all(store *st, store_version_row **out, size_t *n) KMS_MUST_USE;
+
+/* Up to cap versions in state CREATING (intents to roll back), ascending by
+ * (key_id, version), into out[0..*n). An index holds only those rows. */
+kms_status store_versions_creating(store *st, size_t cap, store_version_row *out,
+                                   size_t *n) KMS_MUST_USE;
+
+/* Up to cap versions of hsm-resident keys that are not destroyed, with
+ * (key_id, version) > (after_key_id, after_version) ("" and 0: from the
+ * start), ascending, into out[0..*n): what the token should hold. Keyset
+ * paging through the keys_hsm_resident index. */
+kms_status store_versions_resident(store *st, const char *after_key_id, uint32_t after_version,
+                                   size_t cap, store_version_row *out, size_t *n) KMS_MUST_USE;
+
+/* ---- wrapped material (docs/key-hierarchy.md) ---- */
+
+#define STORE_WRAPPED_MIN 16       /* bytes: RFC 5649 of the shortest secret */
+#define STORE_WRAPPED_MAX 2048     /* bytes: a wrapped PKCS#8 private key fits */
+#define STORE_KEK_HSM_ID_MAX 64    /* bytes of printable ASCII, no space */
+#define STORE_PAGE_MAX 1000        /* rows per page of the re-wrap job */
+
+typedef enum kek_state {
+	KEK_STATE_CREATING = 1,  /* row written, HSM object maybe not */
+	KEK_STATE_CURRENT = 2,   /* new versions are wrapped under it; at most one */
+	KEK_STATE_DRAINING = 3,  /* unwraps only, while the re-wrap job moves its versions */
+	KEK_STATE_RETIRED = 4,   /* wraps nothing; final; the row stays */
+} kek_state;
+
+/* "creating", "current", "draining", "retired"; never NULL. */
+const char *kek_state_name(kek_state state);
+
+typedef struct store_kek {
+	uint32_t id;                               /* 1, 2, ... */
+	char hsm_id[STORE_KEK_HSM_ID_MAX + 1];     /* its CKA_ID, "kms-kek-00000001" */
+	kek_state state;
+	int64_t created_at;
+	int64_t retired_at;                        /* 0 unless retired */
+} store_kek;
+
+/* A version's wrapped material and the KEK it is wrapped under. */
+typedef struct store_material {
+	uint32_t kek_id;
+	char kek_hsm_id[STORE_KEK_HSM_ID_MAX + 1];
+	kek_state kek_state;
+	uint8_t wrapped[STORE_WRAPPED_MAX];
+	size_t wrapped_len;
+} store_material;
+
+/* A version by name, for pages of the re-wrap job. */
+typedef struct store_version_ref {
+	char key_id[KMS_KEYID_TEXT_SIZE];
+	uint32_t version;
+} store_version_ref;
+
+/* Inserts a version of a wrapped key with its material (kek_id, wrapped)
+ * in the same row: the intent row of docs/key-hierarchy.md ("Generating a
+ * version"), written once the HSM has wrapped the new secret, in state
+ * CREATING (or ACTIVE: nothing of a wrapped version is left in the HSM by a
+ * crash, so no intent is needed). KMS_FAILED_PRECONDITION if the key is not
+ * wrapped or the KEK is not current or draining; otherwise as
+ * store_version_insert. */
+kms_status store_version_insert_wrapped(store *st, const char *key_id, const store_version *v,
+                                        uint32_t kek_id, const uint8_t *wrapped,
+                                        size_t wrapped_len) KMS_MUST_USE;
+
+/* The cache-miss read: one version's material and its KEK, one lookup by
+ * primary key. KMS_NOT_FOUND if there is no such version;
+ * KMS_FAILED_PRECONDITION if it has no material (hsm-resident, or
+ * destroyed). */
+kms_status store_version_material_get(store *st, const char *key_id, uint32_t version,
+                                      store_material *out) KMS_MUST_USE;
+
+/* Re-wrap: replaces the version's material with wrapped under new_kek_id,
+ * if and only if it is still wrapped under old_kek_id and new_kek_id is the
+ * current KEK (a compare-and-set). KMS_FAILED_PRECONDITION, nothing
+ * changed, when that no longer holds: a concurrent destroy or a second
+ * re-wrap got there first, or the KEKs changed; the caller moves on. */
+kms_status store_version_rewrap(store *st, const char *key_id, uint32_t version,
+                                uint32_t old_kek_id, uint32_t new_kek_id, const uint8_t *wrapped,
+                                size_t wrapped_len) KMS_MUST_USE;
+
+/* Up to cap (at most STORE_PAGE_MAX) versions still wrapped under kek_id
+ * with (key_id, version) > (after_key_id, after_version) ("" and 0: from the
+ * start), ascending, into out[0..*n). Keyset paging on key_versions_by_kek:
+ * each page costs the same. */
+kms_status store_versions_under_kek(store *st, uint32_t kek_id, const char *after_key_id,
+                                    uint32_t after_version, size_t cap, store_version_ref *out,
+                                    size_t *n) KMS_MUST_USE;
+
+/* How many versions are wrapped under kek_id (a covering-index count). */
+kms_status store_versions_under_kek_count(store *st, uint32_t kek_id,
+                                          uint64_t *n) KMS_MUST_USE;
+
+/* Destroying a version (store_version_set_state to DESTROYED) sets its
+ * material to NULL in the same statement, so the existing destroy
+ * transaction deletes the wrapped bytes (docs/key-hierarchy.md,
+ * "Destruction and crypto-shredding"). */
+
+/* ---- KEKs ---- */
+
+/* Inserts the next KEK row, CREATING, with id one more than the highest
+ * ever (1 for the first) and hsm_id "kms-kek-" and the id in 8 decimal
+ * digits, created at now; the row into *out. The HSM object comes next,
+ * then store_kek_make_current. */
+kms_status store_kek_create(store *st, int64_t now, store_kek *out) KMS_MUST_USE;
+
+/* The KEK with that id; KMS_NOT_FOUND if none. */
+kms_status store_kek_get(store *st, uint32_t id, store_kek *out) KMS_MUST_USE;
+
+/* The current KEK; KMS_NOT_FOUND if there is none yet. */
+kms_status store_kek_get_current(store *st, store_kek *out) KMS_MUST_USE;
+
+/* Up to cap KEKs with id > after_id, ascending by id, into out[0..*n). */
+kms_status store_kek_list(store *st, uint32_t after_id, size_t cap, store_kek *out,
+                          size_t *n) KMS_MUST_USE;
+
+/* Makes the CREATING KEK id current, and the previous current one (if any)
+ * draining, in one transaction (not inside a caller's). KMS_NOT_FOUND if
+ * there is no such KEK; KMS_FAILED_PRECONDITION if it is not CREATING. */
+kms_status store_kek_make_current(store *st, uint32_t id) KMS_MUST_USE;
+
+/* Sets a KEK DRAINING or RETIRED (retired_at = now), or RETIRED a CREATING
+ * one that was abandoned. KMS_FAILED_PRECONDITION for a move the schema
+ * refuses (a retired KEK stays retired; a KEK that still wraps versions
+ * cannot retire); KMS_NOT_FOUND if there is no such KEK. */
+kms_status store_kek_set_state(store *st, uint32_t id, kek_state state,
+                               int64_t now) KMS_MUST_USE;
 
 /* ---- aliases ---- */
 

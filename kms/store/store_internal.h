@@ -1,7 +1,8 @@
 /*
  * store_internal.h: what store.c (connections, schema, transactions,
- * statement helpers) shares with store_keys.c, store_aliases.c,
- * store_principals.c and store_grants.c (the statements). Not for use outside the store.
+ * statement helpers) shares with store_keys.c, store_material.c,
+ * store_keks.c, store_aliases.c, store_principals.c and store_grants.c (the
+ * statements). Not for use outside the store.
  */
 #ifndef KMS_STORE_INTERNAL_H
 #define KMS_STORE_INTERNAL_H
@@ -68,6 +69,18 @@ typedef enum store_stmt_id {
 	S_GRANT_LIST_GRANTEE,
 	S_GRANT_END,
 	S_GRANTS_LIVE,
+	S_KEYS_RESIDENT_COUNT,
+	S_VERSIONS_CREATING,
+	S_VERSIONS_RESIDENT,
+	S_VERSION_MATERIAL_GET,
+	S_VERSION_REWRAP,
+	S_VERSIONS_UNDER_KEK,
+	S_VERSIONS_UNDER_KEK_COUNT,
+	S_KEK_INSERT,
+	S_KEK_GET,
+	S_KEK_GET_CURRENT,
+	S_KEK_LIST,
+	S_KEK_SET_STATE,
 	S_COUNT
 } store_stmt_id;
 
@@ -76,11 +89,20 @@ typedef enum store_stmt_id {
 kms_status store_stmt(store *st, store_stmt_id id, const char *sql,
                       sqlite3_stmt **out) KMS_MUST_USE;
 
+/* The SQL text statement id was prepared with in this process, or NULL if
+ * it has not been prepared yet (for the query-plan test). */
+const char *store_stmt_sql(store_stmt_id id);
+
+/* The SQL that takes the schema from version from to from + 1, or NULL
+ * (for tests that make a database of an older version, as it was). */
+const char *store_migration_sql(int from);
+
 /* Resets s so it holds no read snapshot. NULL is ignored. */
 void store_stmt_done(sqlite3_stmt *s);
 
 /* Binds parameters 1.. from a type string: 't' a const char * (text),
- * 'i' an int64_t. Returns an SQLite result code. */
+ * 'i' an int64_t, 'b' a const void * and a size_t (a blob), 'n' NULL (no
+ * argument). Returns an SQLite result code. */
 int store_bind(sqlite3_stmt *s, const char *types, ...);
 
 /* Records a failure of what (a statement name) on the row named by id
@@ -112,5 +134,16 @@ kms_status store_bind_check(sqlite3_stmt *s, int rc, const char *what,
 /* Steps a query of one integer column and one row, then resets it. */
 kms_status store_step_count(sqlite3_stmt *s, const char *what, const char *id,
                             int64_t *out) KMS_MUST_USE;
+
+/* store_version_insert with material: wrapped NULL for none (kek_id is
+ * then ignored). In store_keys.c, for store_material.c. */
+kms_status store_version_insert_material(store *st, const char *key_id, const store_version *v,
+                                         uint32_t kek_id, const uint8_t *wrapped,
+                                         size_t wrapped_len) KMS_MUST_USE;
+
+/* Reads columns first_col.. (key_id, version, created_at, state,
+ * encryptions_reserved) into out. In store_keys.c. */
+kms_status store_version_row_read(sqlite3_stmt *s, int first_col, store_version_row *out)
+        KMS_MUST_USE;
 
 #endif

@@ -13,7 +13,7 @@
 
 #define KEY_COLUMNS                                                            \
 	"id, description, spec, usage, state, lifecycle, primary_version, "    \
-	"rotation_period_days, created_at, next_rotation_at, deletion_date, region"
+	"rotation_period_days, created_at, next_rotation_at, deletion_date, region, protection"
 
 /* ---- rows <-> types ---- */
 
@@ -28,6 +28,16 @@ static bool lifecycle_parse(const char *text, key_lifecycle *out)
 	for (key_lifecycle l = KEY_LIFECYCLE_CREATING; l <= KEY_LIFECYCLE_DESTROYED; l++)
 		if (strcmp(text, key_lifecycle_name(l)) == 0) {
 			*out = l;
+			return true;
+		}
+	return false;
+}
+
+static bool protection_parse(const char *text, key_protection *out)
+{
+	for (key_protection p = KEY_PROTECTION_HSM_RESIDENT; p <= KEY_PROTECTION_WRAPPED; p++)
+		if (strcmp(text, key_protection_name(p)) == 0) {
+			*out = p;
 			return true;
 		}
 	return false;
@@ -52,9 +62,11 @@ static bool in_range(int64_t v, int64_t lo, int64_t hi)
 
 static kms_status key_read(sqlite3_stmt *s, store_key *out)
 {
-	char lifecycle[16];
+	char lifecycle[16], protection[16];
 	memset(out, 0, sizeof *out);
 	bool ok = store_column_text(s, 0, out->id, sizeof out->id);
+	ok = store_column_text(s, 12, protection, sizeof protection) && ok;
+	ok = ok && protection_parse(protection, &out->protection);
 	ok = store_column_text(s, 1, out->description, sizeof out->description) && ok;
 	ok = store_column_text(s, 11, out->region, sizeof out->region) && ok;
 	ok = store_column_text(s, 5, lifecycle, sizeof lifecycle) && ok;
@@ -86,16 +98,20 @@ static kms_status key_read(sqlite3_stmt *s, store_key *out)
 kms_status store_key_insert(store *st, const store_key *key, const char *policy)
 {
 	sqlite3_stmt *s;
+	KMS_ENSURE(key->protection == KEY_PROTECTION_HSM_RESIDENT ||
+	                   key->protection == KEY_PROTECTION_WRAPPED,
+	           KMS_INVALID_ARGUMENT, "store: key %s: protection %d is neither hsm-resident "
+	           "nor wrapped", key->id, (int)key->protection);
 	KMS_GUARD(store_stmt(st, S_KEY_INSERT,
 	                     "INSERT INTO keys (" KEY_COLUMNS ", policy) "
-	                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+	                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
 	                     &s));
-	int rc = store_bind(s, "ttiiitiiiiitt", key->id, key->description, (int64_t)key->spec,
+	int rc = store_bind(s, "ttiiitiiiiittt", key->id, key->description, (int64_t)key->spec,
 	                    (int64_t)key->usage, (int64_t)key->state,
 	                    lifecycle_text(key->lifecycle), (int64_t)key->primary_version,
 	                    (int64_t)key->rotation_period_days, key->created_at,
 	                    key->next_rotation_at, key->deletion_date, key->region,
-	                    policy ? policy : "");
+	                    key_protection_name(key->protection), policy ? policy : "");
 	KMS_GUARD(store_bind_check(s, rc, "insert key", key->id));
 	rc = sqlite3_step(s);
 	kms_status status = KMS_OK;
@@ -288,30 +304,48 @@ static kms_status version_read(sqlite3_stmt *s, int first_col, const char *key_i
 	return KMS_OK;
 }
 
-kms_status store_version_insert(store *st, const char *key_id, const store_version *v)
+kms_status store_version_insert_material(store *st, const char *key_id, const store_version *v,
+                                         uint32_t kek_id, const uint8_t *wrapped,
+                                         size_t wrapped_len)
 {
 	sqlite3_stmt *s;
 	KMS_ENSURE(v->encryptions_reserved <= INT64_MAX, KMS_INTERNAL,
 	           "store: reservation count of %s out of range", key_id);
 	KMS_GUARD(store_stmt(st, S_VERSION_INSERT,
-	                     "INSERT INTO key_versions "
-	                     "(key_id, version, created_at, state, encryptions_reserved) "
-	                     "VALUES (?1, ?2, ?3, ?4, ?5)",
+	                     "INSERT INTO key_versions (key_id, version, created_at, state, "
+	                     "encryptions_reserved, kek_id, wrapped) "
+	                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
 	                     &s));
-	int rc = store_bind(s, "tiiti", key_id, (int64_t)v->version, v->created_at,
-	                    version_state_name(v->state), (int64_t)v->encryptions_reserved);
+	int rc = wrapped ? store_bind(s, "tiitiib", key_id, (int64_t)v->version, v->created_at,
+	                              version_state_name(v->state),
+	                              (int64_t)v->encryptions_reserved, (int64_t)kek_id, wrapped,
+	                              wrapped_len)
+	                 : store_bind(s, "tiitinn", key_id, (int64_t)v->version, v->created_at,
+	                              version_state_name(v->state),
+	                              (int64_t)v->encryptions_reserved);
 	KMS_GUARD(store_bind_check(s, rc, "insert version", key_id));
 	rc = sqlite3_step(s);
 	kms_status status = KMS_OK;
 	if (store_is_duplicate(rc))
 		status = KMS_FAIL(KMS_ALREADY_EXISTS, "store: %s:v%u already exists", key_id,
 		                  (unsigned)v->version);
+	else if (rc == SQLITE_CONSTRAINT_FOREIGNKEY && wrapped)
+		status = KMS_FAIL(KMS_NOT_FOUND, "key %s or KEK %u not found", key_id,
+		                  (unsigned)kek_id);
 	else if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
 		status = KMS_FAIL(KMS_NOT_FOUND, "key %s not found", key_id);
+	else if (rc == SQLITE_CONSTRAINT_TRIGGER)
+		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "store: %s:v%u: %s", key_id,
+		                  (unsigned)v->version, sqlite3_errmsg(sqlite3_db_handle(s)));
 	else if (rc != SQLITE_DONE)
 		status = store_fail(s, rc, "insert version", key_id);
 	store_stmt_done(s);
 	return status;
+}
+
+kms_status store_version_insert(store *st, const char *key_id, const store_version *v)
+{
+	return store_version_insert_material(st, key_id, v, 0, NULL, 0);
 }
 
 kms_status store_version_get(store *st, const char *key_id, uint32_t version,
@@ -341,8 +375,12 @@ kms_status store_version_set_state(store *st, const char *key_id, uint32_t versi
                                    version_state state)
 {
 	sqlite3_stmt *s;
+	/* Destroyed: the wrapped material goes in the same statement. */
 	KMS_GUARD(store_stmt(st, S_VERSION_SET_STATE,
-	                     "UPDATE key_versions SET state = ?3 WHERE key_id = ?1 AND version = ?2",
+	                     "UPDATE key_versions SET state = ?3, "
+	                     "kek_id = CASE WHEN ?3 = 'destroyed' THEN NULL ELSE kek_id END, "
+	                     "wrapped = CASE WHEN ?3 = 'destroyed' THEN NULL ELSE wrapped END "
+	                     "WHERE key_id = ?1 AND version = ?2",
 	                     &s));
 	int rc = store_bind(s, "tit", key_id, (int64_t)version, version_state_name(state));
 	KMS_GUARD(store_bind_check(s, rc, "set version state", key_id));
@@ -441,12 +479,7 @@ kms_status store_versions_all(store *st, store_version_row **out, size_t *n)
 			status = KMS_FAIL(KMS_INTERNAL, "store: out of memory listing versions");
 			goto out;
 		}
-		store_version_row *row = &(*out)[*n];
-		if (!store_column_text(s, 0, row->key_id, sizeof row->key_id)) {
-			status = KMS_FAIL(KMS_INTERNAL, "store: a version's key id does not fit its type");
-			goto out;
-		}
-		KMS_GUARD_OUT(status, version_read(s, 1, row->key_id, &row->v));
+		KMS_GUARD_OUT(status, store_version_row_read(s, 0, &(*out)[*n]));
 		(*n)++;
 	}
 	if (rc != SQLITE_DONE)
@@ -459,4 +492,96 @@ out:
 		*n = 0;
 	}
 	return status;
+}
+
+kms_status store_version_row_read(sqlite3_stmt *s, int first_col, store_version_row *out)
+{
+	memset(out, 0, sizeof *out);
+	if (!store_column_text(s, first_col, out->key_id, sizeof out->key_id))
+		return KMS_FAIL(KMS_INTERNAL, "store: a version's key id does not fit its type");
+	return version_read(s, first_col + 1, out->key_id, &out->v);
+}
+
+/* Steps s, reading each row's version columns from first_col into
+ * out[0..cap); resets s. */
+static kms_status version_rows_page(sqlite3_stmt *s, const char *what, size_t cap,
+                                    store_version_row *out, size_t *n)
+{
+	kms_status status = KMS_OK;
+	int rc = SQLITE_DONE;
+	while (*n < cap && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		KMS_GUARD_OUT(status, store_version_row_read(s, 0, &out[*n]));
+		(*n)++;
+	}
+	if (*n < cap && rc != SQLITE_DONE)
+		status = store_fail(s, rc, what, NULL);
+out:
+	store_stmt_done(s);
+	if (status != KMS_OK)
+		*n = 0;
+	return status;
+}
+
+kms_status store_versions_creating(store *st, size_t cap, store_version_row *out, size_t *n)
+{
+	sqlite3_stmt *s;
+	*n = 0;
+	KMS_ENSURE(cap <= INT64_MAX, KMS_INVALID_ARGUMENT, "store: list limit out of range");
+	/* The WHERE is key_versions_creating's condition, word for word: SQLite
+	 * uses a partial index only for a query whose WHERE implies it. */
+	KMS_GUARD(store_stmt(st, S_VERSIONS_CREATING,
+	                     "SELECT key_id, version, created_at, state, encryptions_reserved "
+	                     "FROM key_versions WHERE state = 'creating' "
+	                     "ORDER BY key_id, version LIMIT ?1",
+	                     &s));
+	KMS_GUARD(store_bind_check(s, store_bind(s, "i", (int64_t)cap), "versions creating", NULL));
+	return version_rows_page(s, "versions creating", cap, out, n);
+}
+
+kms_status store_versions_resident(store *st, const char *after_key_id, uint32_t after_version,
+                                   size_t cap, store_version_row *out, size_t *n)
+{
+	sqlite3_stmt *s;
+	*n = 0;
+	KMS_ENSURE(cap <= INT64_MAX, KMS_INVALID_ARGUMENT, "store: list limit out of range");
+	KMS_GUARD(store_stmt(st, S_VERSIONS_RESIDENT,
+	                     "SELECT v.key_id, v.version, v.created_at, v.state, "
+	                     "v.encryptions_reserved "
+	                     "FROM keys AS k JOIN key_versions AS v ON v.key_id = k.id "
+	                     "WHERE k.protection = 'hsm-resident' AND k.lifecycle <> 'destroyed' "
+	                     "AND (v.key_id, v.version) > (?1, ?2) AND k.id >= ?1 "
+	                     "ORDER BY v.key_id, v.version LIMIT ?3",
+	                     &s));
+	int rc = store_bind(s, "tii", after_key_id ? after_key_id : "", (int64_t)after_version,
+	                    (int64_t)cap);
+	KMS_GUARD(store_bind_check(s, rc, "resident versions", NULL));
+	return version_rows_page(s, "resident versions", cap, out, n);
+}
+
+kms_status store_keys_resident_count(store *st, uint64_t *n)
+{
+	sqlite3_stmt *s;
+	int64_t count;
+	*n = 0;
+	KMS_GUARD(store_stmt(st, S_KEYS_RESIDENT_COUNT,
+	                     "SELECT count(*) FROM keys "
+	                     "WHERE protection = 'hsm-resident' AND lifecycle <> 'destroyed'",
+	                     &s));
+	KMS_GUARD(store_step_count(s, "count hsm-resident keys", NULL, &count));
+	*n = count > 0 ? (uint64_t)count : 0;
+	return KMS_OK;
+}
+
+kms_status store_keys_insert_batch(store *st, const store_key *keys, const char *const *policies,
+                                   const store_version *v1, size_t n, size_t *failed)
+{
+	*failed = 0;
+	KMS_ENSURE(keys || n == 0, KMS_INVALID_ARGUMENT, "store: batch insert: no keys");
+	for (size_t i = 0; i < n; i++) {
+		*failed = i;
+		KMS_GUARD(store_key_insert(st, &keys[i], policies ? policies[i] : ""));
+		KMS_GUARD(store_version_insert(st, keys[i].id, &v1[i]));
+	}
+	*failed = n;
+	return KMS_OK;
 }

@@ -58,6 +58,7 @@ static store_key sample_key(const char *id)
 	k.primary_version = 1;
 	k.created_at = 1;
 	snprintf(k.region, sizeof k.region, "in-test-1");
+	k.protection = KEY_PROTECTION_HSM_RESIDENT;
 	return k;
 }
 

@@ -1,0 +1,206 @@
+/*
+ * store_keks.c: the KEKs' rows (docs/key-hierarchy.md, "KEKs: creation and
+ * rotation"). The objects are in the HSM, named by hsm_id; here are their
+ * numbers and states. Rows are never deleted (a trigger refuses it), so a
+ * KEK's number and HSM id are never reused.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "kms/store/store.h"
+#include "kms/store/store_internal.h"
+
+#define KEK_COLUMNS "id, hsm_id, state, created_at, retired_at"
+
+static bool kek_state_parse(const char *text, kek_state *out)
+{
+	for (kek_state k = KEK_STATE_CREATING; k <= KEK_STATE_RETIRED; k++)
+		if (strcmp(text, kek_state_name(k)) == 0) {
+			*out = k;
+			return true;
+		}
+	return false;
+}
+
+static kms_status kek_read(sqlite3_stmt *s, store_kek *out)
+{
+	char state[16];
+	memset(out, 0, sizeof *out);
+	int64_t id = sqlite3_column_int64(s, 0);
+	bool ok = id >= 1 && id <= UINT32_MAX &&
+	          store_column_text(s, 1, out->hsm_id, sizeof out->hsm_id) &&
+	          store_column_text(s, 2, state, sizeof state) && kek_state_parse(state, &out->state);
+	if (!ok)
+		return KMS_FAIL(KMS_INTERNAL, "store: KEK row %lld does not fit its type",
+		                (long long)id);
+	out->id = (uint32_t)id;
+	out->created_at = sqlite3_column_int64(s, 3);
+	out->retired_at = sqlite3_column_int64(s, 4);
+	return KMS_OK;
+}
+
+/* Steps s for at most one row into out; KMS_NOT_FOUND (saying what) if none. */
+static kms_status kek_one(sqlite3_stmt *s, const char *what, store_kek *out)
+{
+	int rc = sqlite3_step(s);
+	kms_status status;
+	if (rc == SQLITE_ROW)
+		status = kek_read(s, out);
+	else if (rc == SQLITE_DONE)
+		status = KMS_FAIL(KMS_NOT_FOUND, "%s", what);
+	else
+		status = store_fail(s, rc, "get KEK", NULL);
+	store_stmt_done(s);
+	return status;
+}
+
+kms_status store_kek_create(store *st, int64_t now, store_kek *out)
+{
+	sqlite3_stmt *s;
+	memset(out, 0, sizeof *out);
+	/* The next number and its name in one statement, so two creators
+	 * cannot pick the same one (max(id) of a rowid table is one seek). */
+	KMS_GUARD(store_stmt(st, S_KEK_INSERT,
+	                     "INSERT INTO keks (id, hsm_id, state, created_at) "
+	                     "SELECT n, printf('kms-kek-%08d', n), 'creating', ?1 "
+	                     "FROM (SELECT coalesce(max(id), 0) + 1 AS n FROM keks) "
+	                     "WHERE n <= 99999999 "
+	                     "RETURNING " KEK_COLUMNS,
+	                     &s));
+	KMS_GUARD(store_bind_check(s, store_bind(s, "i", now), "create KEK", NULL));
+	int rc = sqlite3_step(s);
+	kms_status status;
+	if (rc == SQLITE_ROW)
+		status = kek_read(s, out);
+	else if (rc == SQLITE_DONE)
+		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "store: no KEK numbers left");
+	else
+		status = store_fail(s, rc, "create KEK", NULL);
+	/* RETURNING: the insert is complete only once the statement is done. */
+	if (status == KMS_OK && (rc = sqlite3_step(s)) != SQLITE_DONE)
+		status = store_fail(s, rc, "create KEK", NULL);
+	store_stmt_done(s);
+	if (status != KMS_OK)
+		memset(out, 0, sizeof *out);
+	return status;
+}
+
+kms_status store_kek_get(store *st, uint32_t id, store_kek *out)
+{
+	sqlite3_stmt *s;
+	memset(out, 0, sizeof *out);
+	KMS_GUARD(store_stmt(st, S_KEK_GET, "SELECT " KEK_COLUMNS " FROM keks WHERE id = ?1", &s));
+	KMS_GUARD(store_bind_check(s, store_bind(s, "i", (int64_t)id), "get KEK", NULL));
+	char what[48];
+	snprintf(what, sizeof what, "KEK %u not found", (unsigned)id);
+	return kek_one(s, what, out);
+}
+
+kms_status store_kek_get_current(store *st, store_kek *out)
+{
+	sqlite3_stmt *s;
+	memset(out, 0, sizeof *out);
+	/* The WHERE is keks_one_current's condition. */
+	KMS_GUARD(store_stmt(st, S_KEK_GET_CURRENT,
+	                     "SELECT " KEK_COLUMNS " FROM keks WHERE state = 'current'", &s));
+	return kek_one(s, "no current KEK", out);
+}
+
+kms_status store_kek_list(store *st, uint32_t after_id, size_t cap, store_kek *out, size_t *n)
+{
+	sqlite3_stmt *s;
+	*n = 0;
+	KMS_ENSURE(cap <= INT64_MAX, KMS_INVALID_ARGUMENT, "store: list limit out of range");
+	KMS_GUARD(store_stmt(st, S_KEK_LIST,
+	                     "SELECT " KEK_COLUMNS " FROM keks WHERE id > ?1 ORDER BY id LIMIT ?2",
+	                     &s));
+	KMS_GUARD(store_bind_check(s, store_bind(s, "ii", (int64_t)after_id, (int64_t)cap),
+	                           "list KEKs", NULL));
+	kms_status status = KMS_OK;
+	int rc = SQLITE_DONE;
+	while (*n < cap && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		status = kek_read(s, &out[*n]);
+		if (status != KMS_OK)
+			break;
+		(*n)++;
+	}
+	if (status == KMS_OK && *n < cap && rc != SQLITE_DONE)
+		status = store_fail(s, rc, "list KEKs", NULL);
+	store_stmt_done(s);
+	if (status != KMS_OK)
+		*n = 0;
+	return status;
+}
+
+/* Moves KEK id from state from (any but retired when from is 0) to to. */
+static kms_status kek_move(store *st, uint32_t id, int from, kek_state to, int64_t retired_at)
+{
+	sqlite3_stmt *s;
+	KMS_GUARD(store_stmt(st, S_KEK_SET_STATE,
+	                     "UPDATE keks SET state = ?2, retired_at = ?3 "
+	                     "WHERE id = ?1 AND (?4 = '' OR state = ?4)",
+	                     &s));
+	int rc = store_bind(s, "itit", (int64_t)id, kek_state_name(to), retired_at,
+	                    from ? kek_state_name((kek_state)from) : "");
+	KMS_GUARD(store_bind_check(s, rc, "set KEK state", NULL));
+	rc = sqlite3_step(s);
+	kms_status status = KMS_OK;
+	if (rc == SQLITE_CONSTRAINT_TRIGGER || rc == SQLITE_CONSTRAINT_UNIQUE)
+		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "KEK %u cannot become %s: %s",
+		                  (unsigned)id, kek_state_name(to),
+		                  rc == SQLITE_CONSTRAINT_UNIQUE ? "another KEK is current"
+		                                                 : sqlite3_errmsg(sqlite3_db_handle(s)));
+	else if (rc != SQLITE_DONE)
+		status = store_fail(s, rc, "set KEK state", NULL);
+	else if (sqlite3_changes(sqlite3_db_handle(s)) == 0 && from)
+		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "KEK %u is not %s", (unsigned)id,
+		                  kek_state_name((kek_state)from));
+	else if (sqlite3_changes(sqlite3_db_handle(s)) == 0)
+		status = KMS_FAIL(KMS_NOT_FOUND, "KEK %u not found", (unsigned)id);
+	store_stmt_done(s);
+	return status;
+}
+
+kms_status store_kek_set_state(store *st, uint32_t id, kek_state state, int64_t now)
+{
+	KMS_ENSURE(state == KEK_STATE_DRAINING || state == KEK_STATE_RETIRED, KMS_INVALID_ARGUMENT,
+	           "store: KEK %u: only draining or retired can be set directly (current: "
+	           "store_kek_make_current)", (unsigned)id);
+	store_kek kek;
+	KMS_GUARD(store_kek_get(st, id, &kek));
+	KMS_ENSURE(state != KEK_STATE_DRAINING || kek.state == KEK_STATE_CURRENT ||
+	                   kek.state == KEK_STATE_DRAINING,
+	           KMS_FAILED_PRECONDITION, "KEK %u is %s: only the current KEK starts draining",
+	           (unsigned)id, kek_state_name(kek.state));
+	return kek_move(st, id, 0, state, state == KEK_STATE_RETIRED ? now : 0);
+}
+
+kms_status store_kek_make_current(store *st, uint32_t id)
+{
+	kms_status status;
+	store_kek current, target;
+	KMS_GUARD(store_begin(st));
+	KMS_GUARD_OUT(status, store_kek_get(st, id, &target));
+	if (target.state != KEK_STATE_CREATING) {
+		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "KEK %u is %s: only a KEK being created "
+		                  "becomes current", (unsigned)id, kek_state_name(target.state));
+		goto out;
+	}
+	status = store_kek_get_current(st, &current);
+	if (status == KMS_NOT_FOUND) {
+		kms_error_clear();
+		current.id = 0;
+		status = KMS_OK;
+	}
+	KMS_GUARD_OUT(status, status);
+	if (current.id)
+		KMS_GUARD_OUT(status, kek_move(st, current.id, KEK_STATE_CURRENT, KEK_STATE_DRAINING, 0));
+	KMS_GUARD_OUT(status, kek_move(st, id, KEK_STATE_CREATING, KEK_STATE_CURRENT, 0));
+	KMS_GUARD_OUT(status, store_commit(st));
+	return KMS_OK;
+out:
+	store_rollback(st);
+	return status;
+}
