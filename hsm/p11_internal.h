@@ -224,11 +224,11 @@ kms_status hsm_label_check(const char *label) KMS_MUST_USE;
 /* --- p11_wrap.c --- */
 
 /* The unwrap template of a key type (CKA_CLASS, CKA_KEY_TYPE, CKA_TOKEN
- * false, CKA_SENSITIVE true, CKA_EXTRACTABLE as given, and the type's
- * operations when `use`, none otherwise); tmpl needs HSM_UNWRAP_ATTRS
- * slots, whose values live in *vals. KMS_INVALID_ARGUMENT for an unknown
- * type. */
-#define HSM_UNWRAP_ATTRS 10
+ * false, CKA_PRIVATE and CKA_SENSITIVE true, CKA_EXTRACTABLE as given, and
+ * every usage attribute set: true for the type's operations when `use`,
+ * false otherwise); tmpl needs HSM_UNWRAP_ATTRS slots, whose values live in
+ * *vals. KMS_INVALID_ARGUMENT for an unknown type. */
+#define HSM_UNWRAP_ATTRS 16
 typedef struct hsm_unwrap_values {
 	CK_OBJECT_CLASS object_class;
 	CK_KEY_TYPE key_type;

@@ -63,10 +63,32 @@ kms_status hsm_unwrap_failure(hsm *h, const char *what, const hsm_object_id *kek
 	                what, hsm_id_to_text(kek).s, h->token_label, hsm_rv_name(rv));
 }
 
+/* The usage attributes of each object class: every one is set, true only
+ * for the type's operations (a module's defaults may be true: SoftHSMv2
+ * gives an unwrapped secret key CKA_WRAP unless told otherwise). */
+static const CK_ATTRIBUTE_TYPE secret_usage[] = { CKA_ENCRYPT, CKA_DECRYPT, CKA_SIGN, CKA_VERIFY,
+	                                          CKA_WRAP,    CKA_UNWRAP,  CKA_DERIVE };
+static const CK_ATTRIBUTE_TYPE private_usage[] = { CKA_SIGN, CKA_DECRYPT, CKA_SIGN_RECOVER,
+	                                           CKA_UNWRAP, CKA_DERIVE };
+
+static bool usage_wanted(hsm_key_type type, CK_ATTRIBUTE_TYPE a)
+{
+	switch (type) {
+	case HSM_KEY_TYPE_AES256:
+		return a == CKA_ENCRYPT || a == CKA_DECRYPT;
+	case HSM_KEY_TYPE_HMAC_SHA256:
+		return a == CKA_SIGN || a == CKA_VERIFY;
+	case HSM_KEY_TYPE_EC_P256:
+		return a == CKA_SIGN;
+	}
+	return false;
+}
+
 kms_status hsm_unwrap_template(hsm_key_type type, bool extractable, bool use,
                                hsm_unwrap_values *v, CK_ATTRIBUTE *t, CK_ULONG *len)
 {
-	CK_ATTRIBUTE_TYPE use_a = CKA_ENCRYPT, use_b = CKA_DECRYPT;
+	const CK_ATTRIBUTE_TYPE *usage = secret_usage;
+	size_t usage_count = sizeof secret_usage / sizeof secret_usage[0];
 	v->yes = CK_TRUE;
 	v->no = CK_FALSE;
 	switch (type) {
@@ -77,14 +99,12 @@ kms_status hsm_unwrap_template(hsm_key_type type, bool extractable, bool use,
 	case HSM_KEY_TYPE_HMAC_SHA256:
 		v->object_class = CKO_SECRET_KEY;
 		v->key_type = CKK_GENERIC_SECRET;
-		use_a = CKA_SIGN;
-		use_b = CKA_VERIFY;
 		break;
 	case HSM_KEY_TYPE_EC_P256:
 		v->object_class = CKO_PRIVATE_KEY;
 		v->key_type = CKK_EC;
-		use_a = CKA_SIGN;
-		use_b = CKA_SIGN; /* a private key only signs */
+		usage = private_usage;
+		usage_count = sizeof private_usage / sizeof private_usage[0];
 		break;
 	default:
 		return KMS_FAIL(KMS_INVALID_ARGUMENT, "hsm: unknown key type %d", (int)type);
@@ -96,10 +116,9 @@ kms_status hsm_unwrap_template(hsm_key_type type, bool extractable, bool use,
 	t[n++] = (CK_ATTRIBUTE){ CKA_PRIVATE, &v->yes, sizeof v->yes };
 	t[n++] = (CK_ATTRIBUTE){ CKA_SENSITIVE, &v->yes, sizeof v->yes };
 	t[n++] = (CK_ATTRIBUTE){ CKA_EXTRACTABLE, extractable ? &v->yes : &v->no, sizeof v->no };
-	if (use) {
-		t[n++] = (CK_ATTRIBUTE){ use_a, &v->yes, sizeof v->yes };
-		if (use_b != use_a)
-			t[n++] = (CK_ATTRIBUTE){ use_b, &v->yes, sizeof v->yes };
+	for (size_t i = 0; i < usage_count; i++) {
+		bool on = use && usage_wanted(type, usage[i]);
+		t[n++] = (CK_ATTRIBUTE){ usage[i], on ? &v->yes : &v->no, sizeof v->no };
 	}
 	*len = n;
 	return KMS_OK;
@@ -231,6 +250,13 @@ static CK_RV generate_secret(hsm *h, CK_SESSION_HANDLE s, hsm_key_type type,
 		{ CKA_PRIVATE, &yes, sizeof yes },
 		{ CKA_SENSITIVE, &yes, sizeof yes },
 		{ CKA_EXTRACTABLE, &yes, sizeof yes },
+		{ CKA_ENCRYPT, &no, sizeof no },
+		{ CKA_DECRYPT, &no, sizeof no },
+		{ CKA_SIGN, &no, sizeof no },
+		{ CKA_VERIFY, &no, sizeof no },
+		{ CKA_WRAP, &no, sizeof no },
+		{ CKA_UNWRAP, &no, sizeof no },
+		{ CKA_DERIVE, &no, sizeof no },
 	};
 	CK_MECHANISM mech = { type == HSM_KEY_TYPE_AES256 ? CKM_AES_KEY_GEN
 	                                                  : CKM_GENERIC_SECRET_KEY_GEN,
@@ -251,9 +277,11 @@ static CK_RV generate_p256(hsm *h, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE *pub,
 		{ CKA_PRIVATE, &yes, sizeof yes },
 		{ CKA_SENSITIVE, &yes, sizeof yes },
 		{ CKA_EXTRACTABLE, &yes, sizeof yes },
+		{ CKA_SIGN, &no, sizeof no },
+		{ CKA_DERIVE, &no, sizeof no },
 	};
 	CK_MECHANISM mech = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
-	return h->p11->C_GenerateKeyPair(s, &mech, pub_tmpl, 2, priv_tmpl, 4, pub, priv);
+	return h->p11->C_GenerateKeyPair(s, &mech, pub_tmpl, 2, priv_tmpl, 6, pub, priv);
 }
 
 /* The public point of pub, without its DER OCTET STRING header. */

@@ -251,6 +251,9 @@ static void p256_pairs(void **state)
 	assert_false(test_raw_bool(&raw, obj, CKA_EXTRACTABLE));
 	assert_true(test_raw_bool(&raw, obj, CKA_SENSITIVE));
 	assert_true(test_raw_bool(&raw, obj, CKA_SIGN));
+	assert_false(test_raw_bool(&raw, obj, CKA_DECRYPT));
+	assert_false(test_raw_bool(&raw, obj, CKA_UNWRAP));
+	assert_false(test_raw_bool(&raw, obj, CKA_DERIVE));
 	uint8_t value[64];
 	assert_int_equal(raw_read(&raw, obj, CKA_VALUE, value, sizeof value),
 	                 CKR_ATTRIBUTE_SENSITIVE);
