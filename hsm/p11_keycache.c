@@ -48,6 +48,9 @@ struct hsm_keycache_entry {
 	char *failure_msg;  /* FAILED: its message (malloc'ed; NULL if out of memory) */
 };
 
+/* hsm.h promises about 160 bytes of our memory per entry. */
+_Static_assert(sizeof(struct hsm_keycache_entry) <= 176, "a key cache entry grew: update hsm.h");
+
 typedef struct hsm_keycache {
 	pthread_mutex_t lock;
 	pthread_cond_t loaded;
