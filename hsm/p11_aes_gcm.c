@@ -33,7 +33,7 @@ static const uint8_t empty_input[1];
 
 typedef struct gcm_call {
 	bool decrypt;
-	const hsm_object_id *key;
+	const hsm_object_id *key; /* its id, or a cached key version's name */
 	const uint8_t *iv;
 	const uint8_t *aad;
 	size_t aad_len;
@@ -41,6 +41,7 @@ typedef struct gcm_call {
 	size_t in_len;
 	uint8_t *out;
 	size_t out_len;
+	CK_OBJECT_HANDLE handle; /* a cached key version's object; else looked up by id */
 } gcm_call;
 
 static kms_status gcm_check(hsm *h, const gcm_call *c)
@@ -120,7 +121,10 @@ static kms_status gcm_step(hsm *h, CK_SESSION_HANDLE s, void *ctx, CK_RV *rv_out
 	CK_OBJECT_HANDLE key;
 
 	a->call = "C_FindObjects";
-	CK_RV rv = hsm_key_handle(h, s, c->key, HSM_KEY_AES, &key);
+	CK_RV rv = CKR_OK;
+	key = c->handle;
+	if (key == CK_INVALID_HANDLE)
+		rv = hsm_key_handle(h, s, c->key, HSM_KEY_AES, &key);
 	if (rv == CKR_OK && key == CK_INVALID_HANDLE)
 		return KMS_FAIL(KMS_NOT_FOUND, "hsm: no AES key with id %s on token \"%s\"",
 		                hsm_id_to_text(c->key).s, h->token_label);
@@ -146,7 +150,8 @@ static kms_status gcm_step(hsm *h, CK_SESSION_HANDLE s, void *ctx, CK_RV *rv_out
 	return KMS_OK;
 }
 
-static kms_status gcm_run(hsm *h, const gcm_call *c, uint8_t *out_buf, size_t out_cap)
+static kms_status gcm_run(hsm *h, const gcm_call *c, uint8_t *out_buf, size_t out_cap,
+                          CK_RV *rv_out)
 {
 	uint8_t iv[HSM_GCM_IV_LEN];
 	memcpy(iv, c->iv, sizeof iv);
@@ -169,9 +174,12 @@ static kms_status gcm_run(hsm *h, const gcm_call *c, uint8_t *out_buf, size_t ou
 	CK_RV rv;
 
 	/* The key's id goes along so a stale cached handle for it is dropped and
-	 * looked up again. Only session, login and handle trouble is retried
-	 * (hsm_recover's list), never a bad tag. */
-	KMS_GUARD(hsm_run(h, c->key, gcm_step, &a, &rv));
+	 * looked up again (a key cache handle is the key cache's to renew: no
+	 * id). Only session, login and handle trouble is retried (hsm_recover's
+	 * list), never a bad tag. */
+	*rv_out = CKR_GENERAL_ERROR;
+	KMS_GUARD(hsm_run(h, c->handle == CK_INVALID_HANDLE ? c->key : NULL, gcm_step, &a, &rv));
+	*rv_out = rv;
 	if (rv == CKR_OK)
 		return KMS_OK;
 	if (c->decrypt)
@@ -186,13 +194,9 @@ kms_status hsm_aes_gcm_encrypt(hsm *h, const hsm_object_id *key,
                                const uint8_t *plaintext, size_t plaintext_len,
                                uint8_t *out, size_t out_cap)
 {
-	gcm_call c = { false, key, iv, aad, aad_len, plaintext, plaintext_len, out, out_cap };
-	kms_status st = gcm_check(h, &c);
-	if (st == KMS_OK)
-		st = gcm_run(h, &c, out, out_cap);
-	if (st != KMS_OK && out)
-		kms_wipe(out, out_cap);
-	return st;
+	CK_RV rv;
+	return hsm_gcm_with_handle(h, false, key, CK_INVALID_HANDLE, iv, aad, aad_len, plaintext,
+	                           plaintext_len, out, out_cap, &rv);
 }
 
 kms_status hsm_aes_gcm_decrypt(hsm *h, const hsm_object_id *key,
@@ -201,10 +205,28 @@ kms_status hsm_aes_gcm_decrypt(hsm *h, const hsm_object_id *key,
                                const uint8_t *sealed, size_t sealed_len,
                                uint8_t *out, size_t out_cap)
 {
-	gcm_call c = { true, key, iv, aad, aad_len, sealed, sealed_len, out, out_cap };
+	CK_RV rv;
+	return hsm_gcm_with_handle(h, true, key, CK_INVALID_HANDLE, iv, aad, aad_len, sealed,
+	                           sealed_len, out, out_cap, &rv);
+}
+
+static kms_status gcm_encrypt(hsm *h, const gcm_call *c, CK_RV *rv)
+{
+	kms_status st = gcm_check(h, c);
+	if (st == KMS_OK)
+		st = gcm_run(h, c, c->out, c->out_len, rv);
+	if (st != KMS_OK && c->out)
+		kms_wipe(c->out, c->out_len);
+	return st;
+}
+
+static kms_status gcm_decrypt(hsm *h, const gcm_call *c, CK_RV *rv)
+{
+	size_t sealed_len = c->in_len, out_cap = c->out_len;
+	uint8_t *out = c->out;
 	uint8_t stack_scratch[GCM_STACK_SCRATCH];
 	uint8_t *scratch = stack_scratch;
-	kms_status st = gcm_check(h, &c);
+	kms_status st = gcm_check(h, c);
 	if (st != KMS_OK)
 		goto out;
 	if (sealed_len > sizeof stack_scratch) {
@@ -214,7 +236,7 @@ kms_status hsm_aes_gcm_decrypt(hsm *h, const hsm_object_id *key,
 			goto out;
 		}
 	}
-	st = gcm_run(h, &c, scratch, sealed_len);
+	st = gcm_run(h, c, scratch, sealed_len, rv);
 	if (st == KMS_OK && out_cap)
 		memcpy(out, scratch, out_cap);
 	if (scratch != stack_scratch)
@@ -226,4 +248,14 @@ out:
 	if (st != KMS_OK && out)
 		kms_wipe(out, out_cap);
 	return st;
+}
+
+kms_status hsm_gcm_with_handle(hsm *h, bool decrypt, const hsm_object_id *name,
+                               CK_OBJECT_HANDLE key, const uint8_t iv[HSM_GCM_IV_LEN],
+                               const uint8_t *aad, size_t aad_len, const uint8_t *in,
+                               size_t in_len, uint8_t *out, size_t out_cap, CK_RV *rv)
+{
+	gcm_call c = { decrypt, name, iv, aad, aad_len, in, in_len, out, out_cap, key };
+	*rv = CKR_GENERAL_ERROR;
+	return decrypt ? gcm_decrypt(h, &c, rv) : gcm_encrypt(h, &c, rv);
 }

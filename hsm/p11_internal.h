@@ -8,6 +8,12 @@
  *   p11_cache.c    CKA_ID -> object handle, read-mostly
  *   p11_objects.c  finding, creating, destroying and listing objects
  *   p11_aes_gcm.c, p11_random.c, p11_ed25519.c: the operations
+ *   p11_wrap.c     the key hierarchy: KEKs, generating wrapped key versions,
+ *                  re-wrapping, the unwrap template of each key type
+ *   p11_keycache.c the unwrapped-key cache: a bounded LRU of session objects
+ *                  in a session of its own, pinned while used, loads
+ *                  coalesced, dropped and reloaded after a lost session;
+ *                  hsm_wrapped_gcm_*, hsm_wrapped_hmac_sha256
  *   p11_rv.c       CK_RV names and their kms_status
  *   p11_info.c     hsm_info: token status through an open hsm
  *   token_status.c hsm_token_status, through libp11
@@ -39,6 +45,7 @@ typedef enum hsm_key_class {
 	HSM_KEY_AES,
 	HSM_KEY_ED25519_PRIVATE,
 	HSM_KEY_ED25519_PUBLIC,
+	HSM_KEY_KEK, /* an AES key with CKA_UNWRAP */
 	HSM_KEY_CLASS_COUNT,
 } hsm_key_class;
 
@@ -90,6 +97,8 @@ struct hsm {
 	hsm_thread_session *sessions;
 
 	hsm_handle_cache cache;
+
+	struct hsm_keycache *keycache; /* p11_keycache.c */
 };
 
 /* --- p11_module.c --- */
@@ -127,6 +136,12 @@ void hsm_sessions_logout(hsm *h);
 /* Closes every session the layer opened and forgets them. Only when no
  * other thread uses h any more. */
 void hsm_sessions_close(hsm *h);
+
+/* A new session, logged in (for the key cache's own session). */
+kms_status hsm_session_open(hsm *h, CK_SESSION_HANDLE *out) KMS_MUST_USE;
+
+/* Whether rv says the session is gone (closed, device removed). */
+bool hsm_rv_session_lost(CK_RV rv);
 
 /* The calling thread's session, opened (and logged in) on first use. */
 kms_status hsm_session_get(hsm *h, CK_SESSION_HANDLE *out) KMS_MUST_USE;
@@ -195,6 +210,74 @@ CK_RV hsm_key_handle(hsm *h, CK_SESSION_HANDLE s, const hsm_object_id *id,
 
 /* Whether any object has CKA_ID id; same CKR_USER_NOT_LOGGED_IN rule. */
 CK_RV hsm_id_taken(hsm *h, CK_SESSION_HANDLE s, const hsm_object_id *id, bool *taken);
+
+/* Creates a token secret key with CKM_AES_KEY_GEN under create_lock after
+ * checking the id is free; what names the kind for messages ("AES key",
+ * "KEK"); the new handle is cached under cls. */
+kms_status hsm_secret_create(hsm *h, const hsm_object_id *id, const char *label,
+                             hsm_key_class cls, CK_ATTRIBUTE *tmpl, CK_ULONG tmpl_len,
+                             const char *what) KMS_MUST_USE;
+
+/* KMS_INVALID_ARGUMENT unless label is non-NULL and at most HSM_LABEL_MAX bytes. */
+kms_status hsm_label_check(const char *label) KMS_MUST_USE;
+
+/* --- p11_wrap.c --- */
+
+/* The unwrap template of a key type (CKA_CLASS, CKA_KEY_TYPE, CKA_TOKEN
+ * false, CKA_PRIVATE and CKA_SENSITIVE true, CKA_EXTRACTABLE as given, and
+ * every usage attribute set: true for the type's operations when `use`,
+ * false otherwise); tmpl needs HSM_UNWRAP_ATTRS slots, whose values live in
+ * *vals. KMS_INVALID_ARGUMENT for an unknown type. */
+#define HSM_UNWRAP_ATTRS 16
+typedef struct hsm_unwrap_values {
+	CK_OBJECT_CLASS object_class;
+	CK_KEY_TYPE key_type;
+	CK_BBOOL yes, no;
+} hsm_unwrap_values;
+kms_status hsm_unwrap_template(hsm_key_type type, bool extractable, bool use,
+                               hsm_unwrap_values *vals, CK_ATTRIBUTE *tmpl,
+                               CK_ULONG *tmpl_len) KMS_MUST_USE;
+
+/* The status and message for a failed C_UnwrapKey of `what` under kek
+ * (tells damaged bytes from a device fault, see hsm.h). */
+kms_status hsm_unwrap_failure(hsm *h, const char *what, const hsm_object_id *kek,
+                              CK_RV rv) KMS_MUST_USE;
+
+/* The failure for "no KEK with this id". */
+kms_status hsm_no_kek(hsm *h, const hsm_object_id *kek) KMS_MUST_USE;
+
+/* --- p11_keycache.c --- */
+
+kms_status hsm_keycache_init(hsm *h) KMS_MUST_USE;
+/* Destroys every cached object and closes the cache's session. */
+void hsm_keycache_free(hsm *h);
+
+/* An entry of the cache, pinned (for the operations, and for tests). */
+typedef struct hsm_keycache_entry hsm_keycache_entry;
+
+/* Pins the entry of name, loading it through loader on a miss. */
+kms_status hsm_keycache_acquire(hsm *h, const hsm_object_id *name,
+                                hsm_wrapped_loader loader, void *loader_ctx,
+                                hsm_keycache_entry **out) KMS_MUST_USE;
+/* Unpins it; destroys its object when it was evicted and this was the last pin. */
+void hsm_keycache_release(hsm *h, hsm_keycache_entry *e);
+/* The pinned entry's object handle and type (valid until released). */
+CK_OBJECT_HANDLE hsm_keycache_entry_handle(const hsm_keycache_entry *e);
+hsm_key_type hsm_keycache_entry_type(const hsm_keycache_entry *e);
+/* The cache session's handle (CK_INVALID_HANDLE when none is open); tests. */
+CK_SESSION_HANDLE hsm_keycache_session(hsm *h);
+
+/* --- p11_aes_gcm.c --- */
+
+/* AES-GCM with an object handle at hand (a cached key version): what
+ * hsm_aes_gcm_* do after the lookup. name is for messages. *rv: the last
+ * call's rv (CKR_OK on success), so the key cache can tell a stale
+ * handle. */
+kms_status hsm_gcm_with_handle(hsm *h, bool decrypt, const hsm_object_id *name,
+                               CK_OBJECT_HANDLE key, const uint8_t iv[HSM_GCM_IV_LEN],
+                               const uint8_t *aad, size_t aad_len, const uint8_t *in,
+                               size_t in_len, uint8_t *out, size_t out_cap,
+                               CK_RV *rv) KMS_MUST_USE;
 
 /* --- p11_rv.c --- */
 

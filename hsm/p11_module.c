@@ -335,6 +335,9 @@ out:
 /* Undoes whatever part of hsm_open got done. */
 static void hsm_teardown(hsm *h)
 {
+	/* The cache's objects and session first: they need the module. */
+	if (h->p11)
+		hsm_keycache_free(h);
 	if (h->p11 && h->finalize_on_close) {
 		/* C_Finalize closes every session and logs out; log out explicitly first. */
 		hsm_sessions_logout(h);
@@ -347,6 +350,7 @@ static void hsm_teardown(hsm *h)
 	if (h->module)
 		dlclose(h->module);
 	hsm_pin_free(&h->pin);
+	hsm_keycache_free(h); /* (only memory left, when the module never loaded) */
 	hsm_cache_free(&h->cache);
 	pthread_mutex_destroy(&h->login_lock);
 	pthread_mutex_destroy(&h->create_lock);
@@ -375,6 +379,7 @@ kms_status hsm_open(const hsm_config *config, hsm **out)
 	pthread_mutex_init(&h->sessions_lock, NULL);
 	snprintf(h->token_label, sizeof h->token_label, "%s", config->token_label);
 	KMS_GUARD_OUT(st, hsm_cache_init(&h->cache));
+	KMS_GUARD_OUT(st, hsm_keycache_init(h));
 	KMS_GUARD_OUT(st, hsm_sessions_init(h));
 
 	const char *path = config->module_path && config->module_path[0] ? config->module_path

@@ -1,6 +1,7 @@
 /*
  * p11_objects.c: finding objects by CKA_ID (through the handle cache),
- * creating AES keys, destroying, testing and listing objects.
+ * creating secret keys (AES keys, KEKs), destroying, testing and listing
+ * objects.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -50,8 +51,12 @@ CK_RV hsm_key_handle(hsm *h, CK_SESSION_HANDLE s, const hsm_object_id *id, hsm_k
 
 	CK_OBJECT_CLASS object_class = CKO_SECRET_KEY;
 	CK_KEY_TYPE key_type = CKK_AES;
+	CK_ULONG tmpl_len = 4;
 	switch (cls) {
 	case HSM_KEY_AES:
+	case HSM_KEY_KEK:
+		/* A KEK is the AES key that can unwrap (the fifth attribute). */
+		tmpl_len = cls == HSM_KEY_KEK ? 5 : 4;
 		break;
 	case HSM_KEY_ED25519_PRIVATE:
 		object_class = CKO_PRIVATE_KEY;
@@ -69,10 +74,11 @@ CK_RV hsm_key_handle(hsm *h, CK_SESSION_HANDLE s, const hsm_object_id *id, hsm_k
 		{ CKA_CLASS, &object_class, sizeof object_class },
 		{ CKA_KEY_TYPE, &key_type, sizeof key_type },
 		{ CKA_TOKEN, &yes, sizeof yes },
+		{ CKA_UNWRAP, &yes, sizeof yes },
 	};
 	CK_OBJECT_HANDLE found[2];
 	CK_ULONG count = 0;
-	CK_RV rv = find_objects(h, s, tmpl, sizeof tmpl / sizeof tmpl[0], found, 2, &count);
+	CK_RV rv = find_objects(h, s, tmpl, tmpl_len, found, 2, &count);
 	if (rv != CKR_OK)
 		return rv;
 	if (count == 0)
@@ -99,7 +105,7 @@ CK_RV hsm_id_taken(hsm *h, CK_SESSION_HANDLE s, const hsm_object_id *id, bool *t
 	return CKR_OK;
 }
 
-static kms_status label_check(const char *label)
+kms_status hsm_label_check(const char *label)
 {
 	KMS_ENSURE(label != NULL, KMS_INVALID_ARGUMENT, "hsm: object label is NULL");
 	KMS_ENSURE(strlen(label) <= HSM_LABEL_MAX, KMS_INVALID_ARGUMENT,
@@ -109,6 +115,7 @@ static kms_status label_check(const char *label)
 
 typedef struct aes_create_attempt {
 	const hsm_object_id *id;
+	hsm_key_class cls;
 	CK_MECHANISM *mech;
 	CK_ATTRIBUTE *tmpl;
 	CK_ULONG tmpl_len;
@@ -132,16 +139,41 @@ static kms_status aes_create_step(hsm *h, CK_SESSION_HANDLE s, void *ctx, CK_RV 
 	}
 	/* The new handle is at hand: caching it spares the key's first use a search. */
 	if (rv == CKR_OK)
-		hsm_cache_put(&h->cache, a->id, HSM_KEY_AES, key);
+		hsm_cache_put(&h->cache, a->id, a->cls, key);
 	*rv_out = rv;
 	return KMS_OK;
+}
+
+kms_status hsm_secret_create(hsm *h, const hsm_object_id *id, const char *label,
+                             hsm_key_class cls, CK_ATTRIBUTE *tmpl, CK_ULONG tmpl_len,
+                             const char *what)
+{
+	CK_MECHANISM mech = { CKM_AES_KEY_GEN, NULL, 0 };
+	aes_create_attempt a = {
+		.id = id,
+		.cls = cls,
+		.mech = &mech,
+		.tmpl = tmpl,
+		.tmpl_len = tmpl_len,
+	};
+	CK_RV rv;
+
+	/* Held across the retry too: "id is free, then create" stays one step
+	 * for this process even when the session had to be repaired between. */
+	pthread_mutex_lock(&h->create_lock);
+	kms_status st = hsm_run(h, id, aes_create_step, &a, &rv);
+	if (st == KMS_OK && rv != CKR_OK)
+		st = KMS_FAIL(hsm_status_of(rv), "hsm: %s %s id %s label \"%s\" -> %s", a.call, what,
+		              hsm_id_to_text(id).s, label, hsm_rv_name(rv));
+	pthread_mutex_unlock(&h->create_lock);
+	return st;
 }
 
 kms_status hsm_aes_create(hsm *h, const hsm_object_id *id, const char *label)
 {
 	KMS_ENSURE(h != NULL, KMS_INVALID_ARGUMENT, "hsm: no hsm");
 	KMS_GUARD(hsm_id_check(id));
-	KMS_GUARD(label_check(label));
+	KMS_GUARD(hsm_label_check(label));
 
 	CK_OBJECT_CLASS object_class = CKO_SECRET_KEY;
 	CK_KEY_TYPE key_type = CKK_AES;
@@ -166,24 +198,8 @@ kms_status hsm_aes_create(hsm *h, const hsm_object_id *id, const char *label)
 		{ CKA_ID, hsm_unconst(id->bytes), id->len },
 		{ CKA_LABEL, hsm_unconst(label), strlen(label) },
 	};
-	CK_MECHANISM mech = { CKM_AES_KEY_GEN, NULL, 0 };
-	aes_create_attempt a = {
-		.id = id,
-		.mech = &mech,
-		.tmpl = tmpl,
-		.tmpl_len = sizeof tmpl / sizeof tmpl[0],
-	};
-	CK_RV rv;
-
-	/* Held across the retry too: "id is free, then create" stays one step
-	 * for this process even when the session had to be repaired between. */
-	pthread_mutex_lock(&h->create_lock);
-	kms_status st = hsm_run(h, id, aes_create_step, &a, &rv);
-	if (st == KMS_OK && rv != CKR_OK)
-		st = KMS_FAIL(hsm_status_of(rv), "hsm: %s AES key id %s label \"%s\" -> %s", a.call,
-		              hsm_id_to_text(id).s, label, hsm_rv_name(rv));
-	pthread_mutex_unlock(&h->create_lock);
-	return st;
+	return hsm_secret_create(h, id, label, HSM_KEY_AES, tmpl, sizeof tmpl / sizeof tmpl[0],
+	                         "AES key");
 }
 
 typedef struct destroy_attempt {
@@ -311,10 +327,11 @@ static CK_RV collect_token_objects(hsm *h, CK_SESSION_HANDLE s, handle_list *lis
 	return rv != CKR_OK ? rv : final_rv;
 }
 
-static hsm_object_kind kind_of(CK_OBJECT_CLASS object_class, CK_KEY_TYPE key_type)
+static hsm_object_kind kind_of(CK_OBJECT_CLASS object_class, CK_KEY_TYPE key_type,
+                               bool unwrap)
 {
 	if (object_class == CKO_SECRET_KEY && key_type == CKK_AES)
-		return HSM_OBJECT_AES_KEY;
+		return unwrap ? HSM_OBJECT_KEK : HSM_OBJECT_AES_KEY;
 	if (object_class == CKO_PRIVATE_KEY && key_type == CKK_EC_EDWARDS)
 		return HSM_OBJECT_ED25519_PRIVATE;
 	if (object_class == CKO_PUBLIC_KEY && key_type == CKK_EC_EDWARDS)
@@ -354,13 +371,15 @@ kms_status hsm_objects_list(hsm *h, hsm_visit_fn visit, void *ctx)
 		hsm_object_id id = { .len = 0 };
 		CK_OBJECT_CLASS object_class = (CK_OBJECT_CLASS)-1;
 		CK_KEY_TYPE key_type = (CK_KEY_TYPE)-1;
+		CK_BBOOL unwrap = CK_FALSE;
 		CK_ATTRIBUTE attrs[] = {
 			{ CKA_ID, id.bytes, sizeof id.bytes },
 			{ CKA_CLASS, &object_class, sizeof object_class },
 			{ CKA_KEY_TYPE, &key_type, sizeof key_type },
+			{ CKA_UNWRAP, &unwrap, sizeof unwrap },
 		};
 		KMS_GUARD_OUT(st, hsm_session_get(h, &s));
-		CK_RV rv = h->p11->C_GetAttributeValue(s, list.handles[i], attrs, 3);
+		CK_RV rv = h->p11->C_GetAttributeValue(s, list.handles[i], attrs, 4);
 		/*
 		 * Certificates and data objects have no CKA_KEY_TYPE
 		 * (CKR_ATTRIBUTE_TYPE_INVALID); an id longer than HSM_ID_MAX does
@@ -384,7 +403,8 @@ kms_status hsm_objects_list(hsm *h, hsm_visit_fn visit, void *ctx)
 			object_class = (CK_OBJECT_CLASS)-1;
 		if (attrs[2].ulValueLen != sizeof key_type)
 			key_type = (CK_KEY_TYPE)-1;
-		KMS_GUARD_OUT(st, visit(ctx, &id, kind_of(object_class, key_type)));
+		bool can_unwrap = attrs[3].ulValueLen == sizeof unwrap && unwrap == CK_TRUE;
+		KMS_GUARD_OUT(st, visit(ctx, &id, kind_of(object_class, key_type, can_unwrap)));
 	}
 out:
 	free(list.handles);

@@ -102,6 +102,27 @@ static kms_status ensure_login(hsm *h, CK_SESSION_HANDLE s, CK_RV *rv_out)
 	return hsm_login(h, s);
 }
 
+kms_status hsm_session_open(hsm *h, CK_SESSION_HANDLE *out)
+{
+	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+	CK_RV rv = h->p11->C_OpenSession(h->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
+	KMS_ENSURE(rv == CKR_OK, KMS_HSM_UNAVAILABLE, "hsm: C_OpenSession on token \"%s\" -> %s",
+	           h->token_label, hsm_rv_name(rv));
+	kms_status st = ensure_login(h, s, &rv);
+	if (st != KMS_OK) {
+		(void)h->p11->C_CloseSession(s);
+		return st;
+	}
+	*out = s;
+	return KMS_OK;
+}
+
+bool hsm_rv_session_lost(CK_RV rv)
+{
+	return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
+	       rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT;
+}
+
 kms_status hsm_session_get(hsm *h, CK_SESSION_HANDLE *out)
 {
 	hsm_thread_session *ts = pthread_getspecific(h->session_key);
@@ -126,14 +147,7 @@ kms_status hsm_session_get(hsm *h, CK_SESSION_HANDLE *out)
 	}
 
 	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
-	CK_RV rv = h->p11->C_OpenSession(h->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
-	KMS_ENSURE(rv == CKR_OK, KMS_HSM_UNAVAILABLE, "hsm: C_OpenSession on token \"%s\" -> %s",
-	           h->token_label, hsm_rv_name(rv));
-	kms_status st = ensure_login(h, s, &rv);
-	if (st != KMS_OK) {
-		(void)h->p11->C_CloseSession(s);
-		return st;
-	}
+	KMS_GUARD(hsm_session_open(h, &s));
 	/* Published under the lock so hsm_close and thread exit see a consistent pair. */
 	pthread_mutex_lock(&h->sessions_lock);
 	ts->handle = s;

@@ -1,15 +1,18 @@
 /*
  * bench_hsm: AES-256-GCM encrypt of 32 bytes through the layer, beside the
  * same done with raw PKCS#11 calls (own session per thread, handle found
- * once) as the baseline, in the same run, on the same token and key.
+ * once) as the baseline, in the same run, on the same token and key; and
+ * the same through the unwrapped-key cache (a wrapped key version under a
+ * KEK, unwrapped once into a session object, every call a cache hit), the
+ * path of docs/key-hierarchy.md, beside today's token-object key.
  *
  *   tests/support/with-token /tmp/benchtok bench build-hsm/tests/hsm/bench_hsm [ops] [seconds]
  *
  * Each configuration runs until ops operations in total (default 20000)
  * or seconds (default 5) have passed, whichever comes first, after a
- * warm-up; three rounds each, alternating which path goes first. Reports
+ * warm-up; three rounds each, rotating which path goes first. Reports
  * ops/s over the wall time, p50/p99 per-call latency, and the median
- * layer/raw ratio.
+ * layer/raw and cached/layer ratios.
  * A benchmark, not a test: it fails only when an operation fails.
  */
 #include <dlfcn.h>
@@ -30,10 +33,14 @@
 #define PLAINTEXT_LEN 32
 #define ROUNDS 3
 
-typedef enum bench_path { PATH_RAW, PATH_LAYER } bench_path;
+typedef enum bench_path { PATH_RAW, PATH_LAYER, PATH_CACHED, PATH_COUNT } bench_path;
 
 static hsm *layer;
 static hsm_object_id key_id;
+/* The wrapped key version the cached path uses: its row, as a store holds it. */
+static hsm_object_id kek_id, version_id;
+static uint8_t version_wrapped[HSM_WRAPPED_MAX];
+static size_t version_len;
 static CK_FUNCTION_LIST_PTR raw_p11;
 static CK_SLOT_ID raw_slot;
 
@@ -156,14 +163,38 @@ static void *raw_run(bench_thread *t)
 	return NULL;
 }
 
+static kms_status version_loader(void *ctx, const hsm_object_id *name, hsm_object_id *kek,
+                                 hsm_key_type *type, uint8_t *wrapped, size_t cap, size_t *len)
+{
+	(void)ctx;
+	(void)name;
+	if (version_len > cap)
+		return KMS_FAIL(KMS_INTERNAL, "bench: wrapped row too long");
+	*kek = kek_id;
+	*type = HSM_KEY_TYPE_AES256;
+	memcpy(wrapped, version_wrapped, version_len);
+	*len = version_len;
+	return KMS_OK;
+}
+
+static kms_status layer_encrypt(bench_path path, const uint8_t *iv, const uint8_t *plaintext,
+                                uint8_t *sealed)
+{
+	if (path == PATH_CACHED)
+		return hsm_wrapped_gcm_encrypt(layer, &version_id, version_loader, NULL, iv, NULL, 0,
+		                               plaintext, PLAINTEXT_LEN, sealed,
+		                               PLAINTEXT_LEN + HSM_GCM_TAG_LEN);
+	return hsm_aes_gcm_encrypt(layer, &key_id, iv, NULL, 0, plaintext, PLAINTEXT_LEN, sealed,
+	                           PLAINTEXT_LEN + HSM_GCM_TAG_LEN);
+}
+
 static void *layer_run(bench_thread *t)
 {
 	uint8_t iv[HSM_GCM_IV_LEN] = { (uint8_t)(t->index + 1) }, plaintext[PLAINTEXT_LEN] = { 0 };
 	uint8_t sealed[PLAINTEXT_LEN + HSM_GCM_TAG_LEN];
 
 	for (unsigned i = 0; i < WARMUP_OPS; i++) {
-		if (hsm_aes_gcm_encrypt(layer, &key_id, iv, NULL, 0, plaintext, PLAINTEXT_LEN, sealed,
-		                        sizeof sealed) != KMS_OK) {
+		if (layer_encrypt(t->path, iv, plaintext, sealed) != KMS_OK) {
 			snprintf(t->error, sizeof t->error, "layer warm-up: %s", kms_error_message());
 			break;
 		}
@@ -174,8 +205,7 @@ static void *layer_run(bench_thread *t)
 	double last = t->began;
 	for (size_t i = 0; i < t->max_ops && !t->error[0]; i++) {
 		memcpy(iv + 4, &i, sizeof(uint32_t));
-		kms_status st = hsm_aes_gcm_encrypt(layer, &key_id, iv, NULL, 0, plaintext,
-		                                    PLAINTEXT_LEN, sealed, sizeof sealed);
+		kms_status st = layer_encrypt(t->path, iv, plaintext, sealed);
 		double t_now = now_seconds();
 		if (st != KMS_OK) {
 			snprintf(t->error, sizeof t->error, "layer: %s", kms_error_message());
@@ -251,8 +281,9 @@ static double run(bench_path path, unsigned threads, size_t total_ops, double se
 	qsort(all, n, sizeof(double), cmp_double);
 	double ops_per_s = done / (ended - began);
 	double p50 = n ? all[n / 2] : 0, p99 = n ? all[(size_t)((double)n * 0.99)] : 0;
-	printf("%-12s %7u %8zu %10.0f %9.1f %9.1f\n", path == PATH_RAW ? "raw pkcs11" : "hsm layer",
-	       threads, done, ops_per_s, p50, p99);
+	static const char *const names[PATH_COUNT] = { "raw pkcs11", "hsm layer", "key cache" };
+	printf("%-12s %7u %8zu %10.0f %9.1f %9.1f\n", names[path], threads, done, ops_per_s, p50,
+	       p99);
 	free(all);
 	return failed ? -1 : ops_per_s;
 }
@@ -284,12 +315,24 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_hsm: %s\n", kms_error_message());
 		return 1;
 	}
+	kek_id.len = strlen("kms-kek-00000001");
+	memcpy(kek_id.bytes, "kms-kek-00000001", kek_id.len);
+	version_id.len = strlen("bench-version");
+	memcpy(version_id.bytes, "bench-version", version_id.len);
+	if (hsm_kek_exists(layer, &kek_id, &exists) != KMS_OK ||
+	    (!exists && hsm_kek_create(layer, &kek_id, "bench kek") != KMS_OK) ||
+	    hsm_generate_wrapped(layer, &kek_id, HSM_KEY_TYPE_AES256, version_wrapped,
+	                         sizeof version_wrapped, &version_len) != KMS_OK) {
+		fprintf(stderr, "bench_hsm: %s\n", kms_error_message());
+		return 1;
+	}
 	if (raw_setup(module, label) != 0) {
 		fprintf(stderr, "bench_hsm: raw PKCS#11 setup failed\n");
 		return 1;
 	}
 
-	printf("AES-256-GCM encrypt, %d-byte plaintext, token key; up to %zu ops or %.0f s each\n",
+	printf("AES-256-GCM encrypt, %d-byte plaintext: token key (raw, layer), wrapped key version "
+	       "(key cache); up to %zu ops or %.0f s each\n",
 	       PLAINTEXT_LEN, total_ops, seconds);
 	printf("%-12s %7s %8s %10s %9s %9s\n", "path", "threads", "ops", "ops/s", "p50 us",
 	       "p99 us");
@@ -299,24 +342,29 @@ int main(int argc, char **argv)
 	 */
 	int failed = 0;
 	for (unsigned threads = 1; threads <= MAX_THREADS; threads++) {
-		double ratios[ROUNDS];
+		double layer_raw[ROUNDS], cached_layer[ROUNDS];
 		for (unsigned round = 0; round < ROUNDS; round++) {
-			bool layer_first = round % 2 == 1;
-			double lay = layer_first ? run(PATH_LAYER, threads, total_ops, seconds) : 0;
-			double raw = run(PATH_RAW, threads, total_ops, seconds);
-			if (!layer_first)
-				lay = run(PATH_LAYER, threads, total_ops, seconds);
-			if (raw <= 0 || lay <= 0) {
-				failed = 1;
-				ratios[round] = 0;
-			} else {
-				ratios[round] = lay / raw;
+			double ops[PATH_COUNT];
+			for (unsigned k = 0; k < PATH_COUNT; k++) {
+				bench_path path = (bench_path)((round + k) % PATH_COUNT);
+				ops[path] = run(path, threads, total_ops, seconds);
 			}
+			bool ok = ops[PATH_RAW] > 0 && ops[PATH_LAYER] > 0 && ops[PATH_CACHED] > 0;
+			failed |= !ok;
+			layer_raw[round] = ok ? ops[PATH_LAYER] / ops[PATH_RAW] : 0;
+			cached_layer[round] = ok ? ops[PATH_CACHED] / ops[PATH_LAYER] : 0;
 		}
-		qsort(ratios, ROUNDS, sizeof ratios[0], cmp_double);
-		printf("  layer / raw ops/s at %u thread%s, median of %d rounds: %.2f\n", threads,
-		       threads > 1 ? "s" : "", ROUNDS, ratios[ROUNDS / 2]);
+		qsort(layer_raw, ROUNDS, sizeof layer_raw[0], cmp_double);
+		qsort(cached_layer, ROUNDS, sizeof cached_layer[0], cmp_double);
+		printf("  at %u thread%s, median of %d rounds: layer / raw ops/s %.2f, "
+		       "key cache / layer ops/s %.2f\n",
+		       threads, threads > 1 ? "s" : "", ROUNDS, layer_raw[ROUNDS / 2],
+		       cached_layer[ROUNDS / 2]);
 	}
+	hsm_keycache_stats stats;
+	hsm_keycache_stats_get(layer, &stats);
+	printf("key cache: %llu hits, %llu misses, %llu unwraps\n", (unsigned long long)stats.hits,
+	       (unsigned long long)stats.misses, (unsigned long long)stats.unwraps);
 	hsm_close(layer);
 	return failed;
 }
