@@ -28,7 +28,7 @@ kms_status audit_tree_init(audit_tree *t, const char *public_dir)
 	for (unsigned level = 0; level < TLOG_TILE_LEVELS; level++) {
 		unsigned shift = TLOG_TILE_HEIGHT * level;
 		t->hot_cap[level] = level == 0 ? AUDIT_HOT_MAX
-		                               : (AUDIT_HOT_MAX >> shift) + TLOG_TILE_WIDTH;
+		                               : ((uint64_t)AUDIT_HOT_MAX >> shift) + TLOG_TILE_WIDTH;
 		t->hot[level] = malloc(t->hot_cap[level] * TLOG_HASH_SIZE);
 		KMS_ENSURE(t->hot[level], KMS_INTERNAL, "audit: out of memory for the tree");
 	}

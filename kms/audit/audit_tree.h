@@ -38,6 +38,10 @@
 #define AUDIT_HOT_MAX (128u * TLOG_TILE_WIDTH)
 /* Full tiles read back from disk and kept: 64 of 8 KiB, 512 KiB. */
 #define AUDIT_TILE_CACHE_TILES 64u
+/* What the tree holds at most, whatever the log's length: the hot tiles
+ * and offsets (1,372,160 bytes, allocated at open) and the cache
+ * (524,288): under 2 MiB. audit_get_stats reports both. */
+#define AUDIT_MEMORY_MAX (2u << 20)
 
 typedef struct audit_tile_slot {
 	bool used;
