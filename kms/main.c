@@ -104,6 +104,14 @@ static void log_cn_binding(const kmsd_config *cfg)
 		}
 }
 
+/* The background check of log.bin found damage (the audit module logged
+ * it): stop as a SIGTERM would, and exit non-zero (main checks). */
+static void stop_on_audit_damage(void *ctx)
+{
+	(void)ctx;
+	kill(getpid(), SIGTERM);
+}
+
 static int usage(FILE *to)
 {
 	fprintf(to, "usage: kmsd -c CONFIG [--check]\n"
@@ -297,6 +305,7 @@ int main(int argc, char **argv)
 		.hsm = d.hsm,
 		.checkpoint_ms = d.cfg.audit_checkpoint_ms,
 		.sync = d.cfg.audit_sync,
+		.on_damage = stop_on_audit_damage,
 	};
 	if (!d.cfg.audit_sync)
 		kms_log("warn", "audit log without fdatasync ([audit] sync = false): entries can be "
@@ -349,8 +358,15 @@ int main(int argc, char **argv)
 
 	int sig = 0;
 	sigwait(&sigs, &sig);
-	kms_log("info", "%s: draining requests in flight", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-	exit_code = 0;
+	audit_stats as;
+	audit_get_stats(d.audit, &as);
+	if (as.damaged) {
+		kms_log("fatal", "audit: log.bin is damaged (above): stopping");
+	} else {
+		kms_log("info", "%s: draining requests in flight",
+		         sig == SIGTERM ? "SIGTERM" : "SIGINT");
+		exit_code = 0;
+	}
 out:
 	http_stop(web); /* first: /healthz probes the listeners */
 	d.transport = NULL;

@@ -1,6 +1,8 @@
 /*
  * audit.c: the audit log's durable record and its writer thread (group
- * commit). Publishing tiles and checkpoints is audit_publish.c.
+ * commit). Publishing tiles and checkpoints is audit_publish.c; the tree in
+ * bounded memory is audit_tree.c; the background check of the records
+ * below the point start-up resumed from is audit_scrub.c.
  */
 #include "common/log.h"
 #include "kms/audit/audit.h"
@@ -19,37 +21,12 @@
 #include "common/cursor.h"
 #include "common/error.h"
 
-static kms_status offsets_push(audit_log *log, uint64_t offset)
+/* Entry i from log.bin at its offset. */
+static kms_status read_record_entry(audit_log *log, uint64_t i, char **entry, size_t *len)
 {
-	uint64_t n = tlog_tree_size(&log->tree);
-	if (n == log->n_offsets_cap) {
-		uint64_t cap = log->n_offsets_cap ? log->n_offsets_cap * 2 : 4096;
-		uint64_t *grown = realloc(log->offsets, cap * sizeof *grown);
-		KMS_ENSURE(grown, KMS_INTERNAL, "audit: out of memory for %llu entries",
-		           (unsigned long long)cap);
-		log->offsets = grown;
-		log->n_offsets_cap = cap;
-	}
-	log->offsets[n] = offset;
-	return KMS_OK;
-}
-
-/* Adds one verified record to the in-memory tree. */
-static kms_status index_record(audit_log *log, uint64_t offset, const uint8_t hash[AUDIT_HASH_LEN])
-{
-	KMS_GUARD(offsets_push(log, offset));
-	return tlog_tree_append(&log->tree, hash);
-}
-
-kms_status audit_read_entry(audit_log *log, uint64_t i, char **entry, size_t *len)
-{
-	*entry = NULL;
-	*len = 0;
-	KMS_ENSURE(i < tlog_tree_size(&log->tree), KMS_NOT_FOUND,
-	           "audit: no entry %llu (the log has %llu)", (unsigned long long)i,
-	           (unsigned long long)tlog_tree_size(&log->tree));
 	uint8_t prefix[AUDIT_RECORD_LEN_BYTES];
-	uint64_t off = log->offsets[i];
+	uint64_t off = 0;
+	KMS_GUARD(audit_tree_offset(&log->tree, i, &off));
 	KMS_ENSURE(pread(log->fd, prefix, sizeof prefix, (off_t)off) == sizeof prefix, KMS_INTERNAL,
 	           "audit: cannot read entry %llu: %s", (unsigned long long)i, strerror(errno));
 	size_t n = ((size_t)prefix[0] << 8) | prefix[1];
@@ -65,13 +42,87 @@ kms_status audit_read_entry(audit_log *log, uint64_t i, char **entry, size_t *le
 	return KMS_OK;
 }
 
+/* Entry i from its full bundle in public/ (immutable once written). */
+static kms_status read_bundle_entry(audit_log *log, uint64_t i, char **entry, size_t *len)
+{
+	char path[TLOG_TILE_PATH_MAX];
+	uint8_t *bytes = NULL;
+	unsigned width = 0;
+	tlog_entry_span *spans = malloc(TLOG_TILE_WIDTH * sizeof *spans);
+	KMS_ENSURE(spans, KMS_INTERNAL, "audit: out of memory");
+	uint64_t k = i / TLOG_TILE_WIDTH;
+	kms_status st = tlog_bundle_read(log->public_dir, (k + 1) * TLOG_TILE_WIDTH, k, path, &bytes,
+	                                 spans, &width);
+	if (st == KMS_OK) {
+		const tlog_entry_span *s = &spans[i % TLOG_TILE_WIDTH];
+		char *buf = malloc(s->len ? s->len : 1);
+		if (buf) {
+			memcpy(buf, s->bytes, s->len);
+			*entry = buf;
+			*len = s->len;
+		} else {
+			st = KMS_FAIL(KMS_INTERNAL, "audit: out of memory");
+		}
+	}
+	free(bytes);
+	free(spans);
+	return st;
+}
+
+kms_status audit_read_entry(audit_log *log, uint64_t i, char **entry, size_t *len)
+{
+	*entry = NULL;
+	*len = 0;
+	KMS_ENSURE(i < log->tree.size, KMS_NOT_FOUND, "audit: no entry %llu (the log has %llu)",
+	           (unsigned long long)i, (unsigned long long)log->tree.size);
+	if (i >= log->tree.flushed)
+		return read_record_entry(log, i, entry, len);
+	return read_bundle_entry(log, i, entry, len);
+}
+
+/* An entry reader for the tile writers (tlog_entry_reader). */
+static kms_status entry_into(void *ctx, uint64_t index, uint8_t *buf, size_t cap, size_t *len)
+{
+	char *entry = NULL;
+	size_t n = 0;
+	KMS_GUARD(audit_read_entry(ctx, index, &entry, &n));
+	kms_status st = KMS_OK;
+	if (n > cap)
+		st = KMS_FAIL(KMS_INTERNAL, "audit: entry %llu is %zu bytes", (unsigned long long)index, n);
+	else
+		memcpy(buf, entry, n);
+	free(entry);
+	*len = st == KMS_OK ? n : 0;
+	return st;
+}
+
+/* At open, when the hot tiles are full: writes (or checks against the
+ * files there) the full tiles and bundles, then forgets them. */
+static kms_status recover_flush(audit_log *log)
+{
+	uint64_t upto = audit_floor_tile(log->tree.size);
+	KMS_GUARD(audit_tree_write_full(&log->tree, upto, entry_into, log));
+	audit_tree_drop(&log->tree, upto);
+	return KMS_OK;
+}
+
+/* Scanning log.bin from some record on: its offset in the file. */
+typedef struct scan_ctx {
+	audit_log *log;
+	uint64_t base_offset;
+} scan_ctx;
+
 static kms_status index_visit(void *ctx, uint64_t index, uint64_t offset, const uint8_t *entry,
                               size_t len, const uint8_t hash[static TLOG_HASH_SIZE])
 {
+	scan_ctx *sc = ctx;
 	(void)index;
 	(void)entry;
-	(void)len;
-	return index_record(ctx, offset, hash);
+	if (!audit_tree_has_room(&sc->log->tree, 1))
+		KMS_GUARD(recover_flush(sc->log));
+	sc->log->open_scanned++;
+	return audit_tree_append(&sc->log->tree, hash, sc->base_offset + offset,
+	                         TLOG_RECORD_OVERHEAD + len);
 }
 
 /* Damage that recovery must not cut: kmsd stops, with the record and
@@ -110,60 +161,166 @@ static kms_status judge_tail(const audit_log *log, const tlog_records_scan *scan
 static kms_status check_signed_prefix(audit_log *log)
 {
 	uint8_t root[AUDIT_HASH_LEN];
-	uint64_t have = tlog_tree_size(&log->tree);
+	uint64_t have = log->tree.size;
 	KMS_ENSURE(have >= log->signed_size, KMS_FAILED_PRECONDITION,
 	           "audit: log.bin holds %llu entries, fewer than the %llu signed: " REPAIR_HINT,
 	           (unsigned long long)have, (unsigned long long)log->signed_size);
-	KMS_GUARD(tlog_tree_root(&log->tree, log->signed_size, root));
+	KMS_GUARD(tlog_root_at(audit_tree_reader, &log->tree, log->signed_size, root));
 	KMS_ENSURE(tlog_hash_equal(root, log->signed_root), KMS_FAILED_PRECONDITION,
 	           "audit: the first %llu entries of log.bin differ from the signed checkpoint: "
 	           REPAIR_HINT, (unsigned long long)log->signed_size);
 	return KMS_OK;
 }
 
-static kms_status read_log_file(audit_log *log, uint8_t **all, size_t *size)
+/* log.bin from byte `from` to its end, into memory. */
+static kms_status read_log_tail(audit_log *log, uint64_t from, uint8_t **all, size_t *size)
 {
 	struct stat st;
 	*all = NULL;
+	*size = 0;
 	KMS_ENSURE(fstat(log->fd, &st) == 0, KMS_INTERNAL, "audit: stat %s/%s: %s", log->dir,
 	           AUDIT_LOG_FILE, strerror(errno));
-	*size = (size_t)st.st_size;
+	KMS_ENSURE((uint64_t)st.st_size >= from, KMS_FAILED_PRECONDITION,
+	           "audit: %s/%s is %lld bytes, shorter than the %llu that %s names", log->dir,
+	           AUDIT_LOG_FILE, (long long)st.st_size, (unsigned long long)from,
+	           AUDIT_POSITION_FILE);
+	*size = (size_t)((uint64_t)st.st_size - from);
 	if (*size == 0)
 		return KMS_OK;
 	*all = malloc(*size);
 	KMS_ENSURE(*all, KMS_INTERNAL, "audit: out of memory reading %zu bytes", *size);
-	if (pread(log->fd, *all, *size, 0) != (ssize_t)*size) {
-		free(*all);
-		*all = NULL;
-		return KMS_FAIL(KMS_INTERNAL, "audit: read %s/%s: %s", log->dir, AUDIT_LOG_FILE,
-		                strerror(errno));
+	size_t got = 0;
+	while (got < *size) {
+		ssize_t r = pread(log->fd, *all + got, *size - got, (off_t)(from + got));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			free(*all);
+			*all = NULL;
+			return KMS_FAIL(KMS_INTERNAL, "audit: read %s/%s: %s", log->dir, AUDIT_LOG_FILE,
+			                r < 0 ? strerror(errno) : "file shrank");
+		}
+		got += (size_t)r;
 	}
 	return KMS_OK;
 }
 
-/* Reads log.bin and indexes its whole records. A bad record is cut only
- * when it is a torn tail (judge_tail); anything else stops kmsd. */
+/* Reads log.bin from record `from` (at byte from_offset) and indexes its
+ * whole records; *scan is in the file's terms (indices and offsets from
+ * the start). */
+static kms_status scan_tail(audit_log *log, uint64_t from_offset, tlog_records_scan *scan)
+{
+	uint8_t *tail = NULL;
+	size_t size = 0;
+	scan_ctx sc = { .log = log, .base_offset = from_offset };
+	KMS_GUARD(read_log_tail(log, from_offset, &tail, &size));
+	uint64_t first = log->tree.size;
+	kms_status status = tlog_records_scan_bytes(tail, size, index_visit, &sc, scan);
+	free(tail);
+	KMS_GUARD(status);
+	scan->whole += first;
+	scan->whole_bytes += from_offset;
+	scan->after_offset += from_offset;
+	return KMS_OK;
+}
+
+/* Cuts a torn tail (judge_tail said it is one). */
+static kms_status cut_torn(audit_log *log, const tlog_records_scan *scan)
+{
+	struct stat st;
+	KMS_ENSURE(fstat(log->fd, &st) == 0, KMS_INTERNAL, "audit: stat %s/%s: %s", log->dir,
+	           AUDIT_LOG_FILE, strerror(errno));
+	kms_log("warn", "audit: cut a torn record at the end of %s/%s: record %llu at byte "
+	         "offset %llu (%s); %llu bytes after entry %llu were never acknowledged",
+	         log->dir, AUDIT_LOG_FILE, (unsigned long long)scan->whole,
+	         (unsigned long long)scan->whole_bytes, tlog_record_fault_text(scan->fault),
+	         (unsigned long long)((uint64_t)st.st_size - scan->whole_bytes),
+	         (unsigned long long)scan->whole);
+	KMS_ENSURE(ftruncate(log->fd, (off_t)scan->whole_bytes) == 0 && fdatasync(log->fd) == 0,
+	           KMS_INTERNAL, "audit: cannot cut the torn tail of %s/%s: %s", log->dir,
+	           AUDIT_LOG_FILE, strerror(errno));
+	return KMS_OK;
+}
+
+/* The record that ends at `offset` must be entry p - 1: its leaf hash (the
+ * record's last 32 bytes) equals hash 255 of the full tile tile/0/<p/256-1>. */
+static kms_status check_position(audit_log *log, uint64_t p, uint64_t offset)
+{
+	uint8_t tail[AUDIT_HASH_LEN], want[AUDIT_HASH_LEN];
+	KMS_ENSURE(p % TLOG_TILE_WIDTH == 0 && p <= log->signed_size && offset >= p *
+	                   (TLOG_RECORD_OVERHEAD + 1), KMS_FAILED_PRECONDITION,
+	           "%s names size %llu at offset %llu, which the signed size %llu does not allow",
+	           AUDIT_POSITION_FILE, (unsigned long long)p, (unsigned long long)offset,
+	           (unsigned long long)log->signed_size);
+	if (p == 0)
+		return KMS_OK;
+	KMS_ENSURE(pread(log->fd, tail, sizeof tail, (off_t)(offset - sizeof tail)) ==
+	                   (ssize_t)sizeof tail, KMS_FAILED_PRECONDITION,
+	           "%s names offset %llu, past the end of log.bin", AUDIT_POSITION_FILE,
+	           (unsigned long long)offset);
+	audit_tree probe;
+	KMS_GUARD(audit_tree_init(&probe, log->public_dir));
+	probe.size = probe.flushed = p; /* everything below p is on disk */
+	kms_status st = audit_tree_reader(&probe, 0, p - 1, want);
+	audit_tree_free(&probe);
+	KMS_GUARD(st);
+	KMS_ENSURE(tlog_hash_equal(tail, want), KMS_FAILED_PRECONDITION,
+	           "the record before offset %llu of log.bin is not entry %llu of the tiles",
+	           (unsigned long long)offset, (unsigned long long)(p - 1));
+	return KMS_OK;
+}
+
+/* Resumes the tree at the point log.pos names, and reads only the records
+ * after it. Nothing is cut here: a tail that does not check out makes the
+ * caller read the whole file instead. */
+static kms_status recover_from_position(audit_log *log, tlog_records_scan *scan)
+{
+	uint64_t p = 0, offset = 0;
+	KMS_GUARD(audit_position_read(log, &p, &offset));
+	KMS_GUARD(check_position(log, p, offset));
+	KMS_GUARD(audit_tree_resume(&log->tree, p, offset));
+	KMS_GUARD(scan_tail(log, offset, scan));
+	KMS_ENSURE(scan->whole >= log->signed_size, KMS_FAILED_PRECONDITION,
+	           "record %llu past %s is damaged", (unsigned long long)scan->whole,
+	           AUDIT_POSITION_FILE);
+	KMS_GUARD(check_signed_prefix(log));
+	log->resumed_at = p;
+	log->resumed_offset = offset;
+	return KMS_OK;
+}
+
+/* Starts the tree again from nothing. */
+static kms_status reset_tree(audit_log *log)
+{
+	audit_tree_free(&log->tree);
+	log->open_scanned = 0;
+	return audit_tree_init(&log->tree, log->public_dir);
+}
+
+/* Recovers log.bin: from log.pos when it checks out (the records before it
+ * are then checked in the background), else from the start, as a log
+ * written before log.pos existed. A bad record is cut only when it is a
+ * torn tail (judge_tail); anything else stops kmsd. */
 static kms_status recover(audit_log *log)
 {
-	uint8_t *all = NULL;
-	size_t size = 0;
 	tlog_records_scan scan;
-	KMS_GUARD(read_log_file(log, &all, &size));
-	kms_status status = tlog_records_scan_bytes(all, size, index_visit, log, &scan);
-	free(all);
-	KMS_GUARD(status);
-	if (scan.fault != TLOG_RECORD_WHOLE) {
+	kms_status st = recover_from_position(log, &scan);
+	if (st != KMS_OK) {
+		if (st != KMS_NOT_FOUND)
+			kms_log("warn", "audit: reading all of %s/%s: %s", log->dir, AUDIT_LOG_FILE,
+			         kms_error_message());
+		KMS_GUARD(reset_tree(log));
+		log->resumed_at = 0;
+		log->resumed_offset = 0;
+		KMS_GUARD(scan_tail(log, 0, &scan));
+		if (scan.fault != TLOG_RECORD_WHOLE)
+			KMS_GUARD(judge_tail(log, &scan));
+		KMS_GUARD(check_signed_prefix(log));
+	} else if (scan.fault != TLOG_RECORD_WHOLE) {
 		KMS_GUARD(judge_tail(log, &scan));
-		kms_log("warn", "audit: cut a torn record at the end of %s/%s: record %llu at byte "
-		         "offset %llu (%s); %zu bytes after entry %llu were never acknowledged",
-		         log->dir, AUDIT_LOG_FILE, (unsigned long long)scan.whole,
-		         (unsigned long long)scan.whole_bytes, tlog_record_fault_text(scan.fault),
-		         size - (size_t)scan.whole_bytes, (unsigned long long)scan.whole);
-		KMS_ENSURE(ftruncate(log->fd, (off_t)scan.whole_bytes) == 0 && fdatasync(log->fd) == 0,
-		           KMS_INTERNAL, "audit: cannot cut the torn tail of %s/%s: %s", log->dir,
-		           AUDIT_LOG_FILE, strerror(errno));
 	}
-	KMS_GUARD(check_signed_prefix(log));
+	if (scan.fault != TLOG_RECORD_WHOLE)
+		KMS_GUARD(cut_torn(log, &scan));
 	log->durable_bytes = scan.whole_bytes;
 	return KMS_OK;
 }
@@ -189,11 +346,34 @@ static kms_status room_for_batch(audit_log *log, size_t total, bool outcomes_onl
 	                outcomes_only ? 0u : AUDIT_OUTCOME_RESERVE, strerror(errno));
 }
 
+/* The hot tiles hold at most AUDIT_HOT_MAX leaf hashes: when a batch would
+ * pass that, the writer publishes first (which writes the full tiles and
+ * lets them go), so memory stays bounded whatever the publisher's clock.
+ * A publication that fails fails the batch: nothing is written. */
+static kms_status make_room(audit_log *log, size_t n)
+{
+	pthread_rwlock_rdlock(&log->tree_lock);
+	bool room = audit_tree_has_room(&log->tree, n);
+	pthread_rwlock_unlock(&log->tree_lock);
+	if (room)
+		return KMS_OK;
+	kms_status st = audit_publish(log);
+	if (st != KMS_OK)
+		return KMS_FAIL(KMS_UNAVAILABLE, "the log's tiles cannot be published: %s",
+		                kms_error_message());
+	pthread_rwlock_rdlock(&log->tree_lock);
+	room = audit_tree_has_room(&log->tree, n);
+	pthread_rwlock_unlock(&log->tree_lock);
+	KMS_ENSURE(room, KMS_UNAVAILABLE, "no room for %zu entries in memory", n);
+	return KMS_OK;
+}
+
 /* Writes one batch and makes it durable. On failure the file is cut back to
  * what was durable before, so a later batch starts clean. */
 static kms_status write_batch(audit_log *log, audit_waiter *const *batch, size_t n,
                               bool outcomes_only)
 {
+	KMS_GUARD(make_room(log, n));
 	size_t total = 0;
 	for (size_t i = 0; i < n; i++)
 		total += AUDIT_RECORD_LEN_BYTES + batch[i]->len + AUDIT_HASH_LEN;
@@ -244,8 +424,9 @@ static kms_status write_batch(audit_log *log, audit_waiter *const *batch, size_t
 	pthread_rwlock_wrlock(&log->tree_lock);
 	uint64_t offset = log->durable_bytes;
 	for (size_t i = 0; i < n && st == KMS_OK; i++) {
-		st = index_record(log, offset, hashes[i]);
-		offset += AUDIT_RECORD_LEN_BYTES + batch[i]->len + AUDIT_HASH_LEN;
+		uint64_t len = AUDIT_RECORD_LEN_BYTES + batch[i]->len + AUDIT_HASH_LEN;
+		st = audit_tree_append(&log->tree, hashes[i], offset, len);
+		offset += len;
 	}
 	log->durable_bytes = offset;
 	pthread_rwlock_unlock(&log->tree_lock);
@@ -373,6 +554,12 @@ static kms_status append(audit_log *log, const char *entry, size_t len, bool out
 	pthread_mutex_lock(&log->lock);
 	while (log->n_queued == AUDIT_QUEUE_MAX && !log->stop)
 		pthread_cond_wait(&log->room, &log->lock);
+	if (log->damaged) {
+		pthread_mutex_unlock(&log->lock);
+		pthread_cond_destroy(&me.settled);
+		return KMS_FAIL(KMS_UNAVAILABLE, "audit log.bin is damaged: the request was not "
+		                "answered; see kmsd's log");
+	}
 	if (log->stop) {
 		pthread_mutex_unlock(&log->lock);
 		pthread_cond_destroy(&me.settled);
@@ -404,17 +591,58 @@ kms_status audit_append_outcome(audit_log *log, const char *entry, size_t len)
 bool audit_healthy(audit_log *log, char *why, size_t why_cap)
 {
 	pthread_mutex_lock(&log->lock);
-	bool ok = log->healthy;
+	bool ok = log->healthy && !log->damaged;
 	if (!ok && why)
-		snprintf(why, why_cap, "%s", log->why);
+		snprintf(why, why_cap, "%s", log->damaged ? log->damage : log->why);
 	pthread_mutex_unlock(&log->lock);
 	return ok;
+}
+
+void audit_get_stats(audit_log *log, audit_stats *out)
+{
+	audit_memory m;
+	pthread_rwlock_rdlock(&log->tree_lock);
+	audit_tree_memory(&log->tree, &m);
+	pthread_rwlock_unlock(&log->tree_lock);
+	memset(out, 0, sizeof *out);
+	out->tree_bytes = m.tree_bytes;
+	out->cache_bytes = m.cache_bytes;
+	out->cache_tiles = m.cache_tiles;
+	out->hot_entries = m.hot_entries;
+	out->tiles_read = m.tiles_read;
+	out->open_scanned = log->open_scanned;
+	out->resumed_at = log->resumed_at;
+	pthread_mutex_lock(&log->lock);
+	out->scrubbed = log->scrubbed;
+	out->scrub_done = log->scrub_done;
+	out->damaged = log->damaged;
+	pthread_mutex_unlock(&log->lock);
+}
+
+bool audit_scrub_wait(audit_log *log, unsigned timeout_ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += (time_t)(timeout_ms / 1000);
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&log->lock);
+	while (!log->scrub_done) {
+		if (pthread_cond_timedwait(&log->scrub_settled, &log->lock, &until) != 0)
+			break;
+	}
+	bool done = log->scrub_done;
+	pthread_mutex_unlock(&log->lock);
+	return done;
 }
 
 uint64_t audit_size(audit_log *log)
 {
 	pthread_rwlock_rdlock(&log->tree_lock);
-	uint64_t n = tlog_tree_size(&log->tree);
+	uint64_t n = log->tree.size;
 	pthread_rwlock_unlock(&log->tree_lock);
 	return n;
 }
@@ -455,11 +683,11 @@ kms_status audit_inclusion_proof(audit_log *log, uint64_t index, uint64_t *tree_
 		*tree_size = published_size(log);
 	pthread_rwlock_rdlock(&log->tree_lock);
 	kms_status st = KMS_OK;
-	if (*tree_size > tlog_tree_size(&log->tree) || index >= *tree_size)
+	if (*tree_size > log->tree.size || index >= *tree_size)
 		st = KMS_FAIL(KMS_INVALID_ARGUMENT, "audit: no entry %llu in a tree of %llu",
 		              (unsigned long long)index, (unsigned long long)*tree_size);
 	if (st == KMS_OK)
-		st = tlog_inclusion_proof(tlog_tree_reader, &log->tree, *tree_size, index, proof, n);
+		st = tlog_inclusion_proof(audit_tree_reader, &log->tree, *tree_size, index, proof, n);
 	if (st == KMS_OK)
 		st = audit_read_entry(log, index, entry, entry_len);
 	pthread_rwlock_unlock(&log->tree_lock);
@@ -480,11 +708,11 @@ kms_status audit_consistency_proof(audit_log *log, uint64_t old_size, uint64_t *
 		*new_size = published_size(log);
 	pthread_rwlock_rdlock(&log->tree_lock);
 	kms_status st = KMS_OK;
-	if (*new_size > tlog_tree_size(&log->tree) || old_size > *new_size)
+	if (*new_size > log->tree.size || old_size > *new_size)
 		st = KMS_FAIL(KMS_INVALID_ARGUMENT, "audit: no consistency proof from %llu to %llu",
 		              (unsigned long long)old_size, (unsigned long long)*new_size);
 	if (st == KMS_OK)
-		st = tlog_consistency_proof(tlog_tree_reader, &log->tree, old_size, *new_size, proof, n);
+		st = tlog_consistency_proof(audit_tree_reader, &log->tree, old_size, *new_size, proof, n);
 	pthread_rwlock_unlock(&log->tree_lock);
 	KMS_GUARD(st);
 	*hashes = malloc((*n ? *n : 1) * AUDIT_HASH_LEN);
@@ -505,14 +733,21 @@ kms_status audit_open(const audit_config *cfg, audit_log **out)
 	pthread_cond_init(&log->room, NULL);
 	pthread_cond_init(&log->publish_wake, NULL);
 	pthread_rwlock_init(&log->tree_lock, NULL);
-	tlog_tree_init(&log->tree);
+	pthread_mutex_init(&log->publish_lock, NULL);
+	pthread_cond_init(&log->scrub_settled, NULL);
 	log->hsm = cfg->hsm;
+	log->on_damage = cfg->on_damage;
+	log->damage_ctx = cfg->damage_ctx;
 	log->sync = cfg->sync;
 	log->healthy = true;
 	log->checkpoint_ms = cfg->checkpoint_ms ? cfg->checkpoint_ms : 1000;
 	snprintf(log->dir, sizeof log->dir, "%s", cfg->dir);
 	snprintf(log->public_dir, sizeof log->public_dir, "%s/%s", cfg->dir, AUDIT_PUBLIC_DIR);
 	snprintf(log->origin, sizeof log->origin, "%s", cfg->origin);
+	if (audit_tree_init(&log->tree, log->public_dir) != KMS_OK) {
+		st = KMS_FAIL(KMS_INTERNAL, "audit: out of memory for the tree");
+		goto out;
+	}
 
 	/* audit/ is private (log.bin); public/ and below are world-readable
 	 * (AUDIT_PUBLIC_DIR_MODE, whatever the umask) so that a copy or a
@@ -540,7 +775,13 @@ kms_status audit_open(const audit_config *cfg, audit_log **out)
 	KMS_GUARD_OUT(st, audit_signing_key(log));
 	KMS_GUARD_OUT(st, audit_load_signed(log));
 	KMS_GUARD_OUT(st, recover(log));
+	log->published_size = log->tree.flushed; /* the files below are on disk */
 	KMS_GUARD_OUT(st, audit_publish(log));
+	if (pthread_create(&log->scrubber, NULL, audit_scrub_main, log) != 0) {
+		st = KMS_FAIL(KMS_INTERNAL, "audit: cannot start the log.bin check");
+		goto out;
+	}
+	log->scrubber_started = true;
 	if (pthread_create(&log->writer, NULL, writer_main, log) != 0) {
 		st = KMS_FAIL(KMS_INTERNAL, "audit: cannot start the writer thread");
 		goto out;
@@ -551,8 +792,10 @@ kms_status audit_open(const audit_config *cfg, audit_log **out)
 		goto out;
 	}
 	log->publisher_started = true;
-	kms_log("info", "audit: %llu entries in %s, origin %s, verifier key %s",
-	         (unsigned long long)tlog_tree_size(&log->tree), path, log->origin, log->verifier_key);
+	kms_log("info", "audit: %llu entries in %s (resumed at %llu, %llu records read), origin "
+	         "%s, verifier key %s", (unsigned long long)log->tree.size, path,
+	         (unsigned long long)log->resumed_at, (unsigned long long)log->open_scanned,
+	         log->origin, log->verifier_key);
 out:
 	if (st != KMS_OK) {
 		kms_error_saved why;
@@ -568,27 +811,30 @@ void audit_close(audit_log *log)
 {
 	if (!log)
 		return;
-	if (log->writer_started || log->publisher_started) {
+	if (log->writer_started || log->publisher_started || log->scrubber_started) {
 		pthread_mutex_lock(&log->lock);
 		log->stop = true;
 		pthread_cond_broadcast(&log->queued);
 		pthread_cond_broadcast(&log->room);
 		pthread_cond_broadcast(&log->publish_wake);
 		pthread_mutex_unlock(&log->lock);
+		if (log->scrubber_started)
+			pthread_join(log->scrubber, NULL);
 		if (log->publisher_started)
 			pthread_join(log->publisher, NULL);
 		if (log->writer_started)
 			pthread_join(log->writer, NULL);
-		if (tlog_tree_size(&log->tree) != log->published_size &&
+		if (log->writer_started && log->tree.size != log->published_size &&
 		    audit_publish(log) != KMS_OK)
 			kms_log("error", "audit: final checkpoint: %s (%s)", kms_error_message(),
 			        kms_error_where());
 	}
 	if (log->fd >= 0)
 		close(log->fd);
-	tlog_tree_free(&log->tree);
-	free(log->offsets);
+	audit_tree_free(&log->tree);
 	free(log->checkpoint);
+	pthread_mutex_destroy(&log->publish_lock);
+	pthread_cond_destroy(&log->scrub_settled);
 	pthread_rwlock_destroy(&log->tree_lock);
 	pthread_cond_destroy(&log->queued);
 	pthread_cond_destroy(&log->room);

@@ -51,13 +51,22 @@ typedef struct audit_config {
 	hsm *hsm;                  /* holds the signing key */
 	unsigned checkpoint_ms;    /* publish at least this often while entries arrive */
 	bool sync;                 /* fdatasync each batch; false only for benchmarks */
+	/* Called once (from the background check's thread) when the records
+	 * below the point audit_open resumed from turn out damaged; the log
+	 * refuses every entry from then on. kmsd stops. May be NULL. */
+	void (*on_damage)(void *ctx);
+	void *damage_ctx;
 } audit_config;
 
 /* Opens (or creates) the log and locks log.bin (flock, exclusive: a second
  * kmsd or a running repair fails here), finds or creates the signing key,
- * reads the signed checkpoint, recovers log.bin (cuts a torn tail, refuses
- * damage), rebuilds the tree, publishes a checkpoint and starts the
- * writer. KMS_FAILED_PRECONDITION with one line when the log is damaged. */
+ * reads the signed checkpoint, resumes the tree from the tiles on disk at
+ * the point log.pos names (or reads all of log.bin when it cannot),
+ * recovers the records past it (cuts a torn tail, refuses damage),
+ * publishes a checkpoint and starts the writer, and a background check of
+ * the records below that point against the tiles (on_damage).
+ * KMS_FAILED_PRECONDITION with one line when the log is damaged. Its time
+ * and memory do not grow with the log's length (docs/audit-log.md). */
 kms_status audit_open(const audit_config *cfg, audit_log **out) KMS_MUST_USE;
 
 /* Stops the writer after the entries already queued, publishes a final
@@ -99,5 +108,25 @@ kms_status audit_inclusion_proof(audit_log *log, uint64_t index, uint64_t *tree_
 /* RFC 6962 consistency proof between old_size and new_size (0: latest). */
 kms_status audit_consistency_proof(audit_log *log, uint64_t old_size, uint64_t *new_size,
                                    uint8_t (**hashes)[AUDIT_HASH_LEN], size_t *n) KMS_MUST_USE;
+
+/* What the log holds in memory and what it read, for tests and /metrics. */
+typedef struct audit_stats {
+	uint64_t tree_bytes;       /* hot tiles and offsets: fixed at open */
+	uint64_t cache_bytes;      /* full tiles held by the tile cache */
+	uint64_t cache_tiles;
+	uint64_t hot_entries;      /* leaf hashes in memory (at most AUDIT_HOT_MAX) */
+	uint64_t tiles_read;       /* full tiles read back from disk */
+	uint64_t open_scanned;     /* log.bin records audit_open read */
+	uint64_t resumed_at;       /* the tree size audit_open resumed from (0: the start) */
+	uint64_t scrubbed;         /* records below it checked in the background so far */
+	bool scrub_done;
+	bool damaged;
+} audit_stats;
+
+void audit_get_stats(audit_log *log, audit_stats *out);
+
+/* Waits at most timeout_ms for the background check to finish; true when
+ * it has (damaged or not: see audit_get_stats). */
+bool audit_scrub_wait(audit_log *log, unsigned timeout_ms);
 
 #endif

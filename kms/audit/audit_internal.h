@@ -10,6 +10,7 @@
 #include "hsm/hsm.h"
 #include "common/tlog/tlog_merkle.h"
 #include "common/tlog/tlog_records.h"
+#include "kms/audit/audit_tree.h"
 
 #define AUDIT_RECORD_LEN_BYTES 2
 #define AUDIT_LOG_FILE TLOG_RECORDS_FILE
@@ -68,10 +69,28 @@ struct audit_log {
 
 	/* Guarded by tree_lock: readers (proofs, publish) share it. */
 	pthread_rwlock_t tree_lock;
-	tlog_tree tree;
-	uint64_t *offsets;         /* offset in log.bin of each entry's record */
-	uint64_t n_offsets_cap;
+	audit_tree tree;           /* hot tiles in memory, full tiles on disk */
 	uint64_t durable_bytes;    /* length of log.bin that is durable */
+
+	/* One publication at a time: the publisher thread, or the writer when
+	 * the hot tiles are full (AUDIT_HOT_MAX). */
+	pthread_mutex_t publish_lock;
+
+	/* Start-up: where audit_open resumed (log.pos) and what it read. */
+	uint64_t resumed_at;       /* entries not read at open: 0 when it read all of log.bin */
+	uint64_t resumed_offset;   /* their length in log.bin */
+	uint64_t open_scanned;     /* records audit_open read */
+
+	/* The background check of the records below resumed_at (under lock). */
+	void (*on_damage)(void *ctx);
+	void *damage_ctx;
+	pthread_t scrubber;
+	bool scrubber_started;
+	bool scrub_done;
+	bool damaged;              /* the check found damage: refuse everything */
+	char damage[400];          /* what it found, one line */
+	uint64_t scrubbed;
+	pthread_cond_t scrub_settled;
 
 	/* Publishing (publisher thread only; `checkpoint` and the times under lock). */
 	uint64_t published_size;
@@ -88,7 +107,8 @@ struct audit_log {
 	uint8_t signed_root[AUDIT_HASH_LEN];
 };
 
-/* Reads entry i (i < tree size) into a malloc'ed buffer. Takes no lock: the
+/* Reads entry i (i < tree size) into a malloc'ed buffer: from log.bin, or
+ * from its full entry bundle below the hot tiles. Takes no lock: the
  * caller holds tree_lock (read) or is the writer. */
 kms_status audit_read_entry(audit_log *log, uint64_t i, char **entry, size_t *len) KMS_MUST_USE;
 
@@ -104,6 +124,16 @@ kms_status audit_signing_key(audit_log *log) KMS_MUST_USE;
  * names, which may be an older [audit] origin). KMS_FAILED_PRECONDITION
  * when it does not. Called at open, after audit_signing_key. */
 kms_status audit_load_signed(audit_log *log) KMS_MUST_USE;
+
+/* log.pos: where the records of a tree size start in log.bin (a multiple
+ * of 256 at or below the signed checkpoint), written after each
+ * checkpoint. KMS_NOT_FOUND when there is none. */
+#define AUDIT_POSITION_FILE "log.pos"
+kms_status audit_position_read(audit_log *log, uint64_t *size, uint64_t *offset) KMS_MUST_USE;
+
+/* Checks the records below resumed_at against the level-0 tiles on disk,
+ * in the background (scrubber thread). */
+void *audit_scrub_main(void *arg);
 
 
 #endif

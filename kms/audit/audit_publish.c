@@ -68,15 +68,68 @@ static kms_status read_entry_into(void *ctx, uint64_t index, uint8_t *buf, size_
 }
 
 /* Hashes of the tree, each under a short read lock: the tree only grows, so
- * a complete subtree's hash never changes once it exists. */
+ * a complete subtree's hash never changes once it exists (in memory, or in
+ * a full tile on disk once it has been let go). */
 static kms_status read_hash_locked(void *ctx, unsigned level, uint64_t index,
                                    uint8_t out[static TLOG_HASH_SIZE])
 {
 	audit_log *log = ctx;
 	pthread_rwlock_rdlock(&log->tree_lock);
-	kms_status st = tlog_tree_reader(&log->tree, level, index, out);
+	kms_status st = audit_tree_reader(&log->tree, level, index, out);
 	pthread_rwlock_unlock(&log->tree_lock);
 	return st;
+}
+
+/* log.pos: magic, then the tree size and the byte offset of its first
+ * record, big-endian. */
+#define POSITION_MAGIC "KMSAPOS1"
+#define POSITION_LEN (sizeof POSITION_MAGIC - 1 + 16)
+
+static void put_u64be(uint8_t *out, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		out[i] = (uint8_t)v;
+}
+
+static uint64_t get_u64be(const uint8_t *in)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | in[i];
+	return v;
+}
+
+kms_status audit_position_read(audit_log *log, uint64_t *size, uint64_t *offset)
+{
+	uint8_t *bytes = NULL;
+	size_t len = 0;
+	KMS_GUARD(tlog_file_read(log->dir, AUDIT_POSITION_FILE, POSITION_LEN, &bytes, &len));
+	bool ok = len == POSITION_LEN && memcmp(bytes, POSITION_MAGIC, 8) == 0;
+	if (ok) {
+		*size = get_u64be(bytes + 8);
+		*offset = get_u64be(bytes + 16);
+	}
+	free(bytes);
+	KMS_ENSURE(ok, KMS_FAILED_PRECONDITION, "%s is not %zu bytes starting %s",
+	           AUDIT_POSITION_FILE, (size_t)POSITION_LEN, POSITION_MAGIC);
+	return KMS_OK;
+}
+
+/* After a checkpoint of `size`: where the records of the last whole tile
+ * below it start, for the next start-up (docs/audit-log.md, "Memory and
+ * start-up"). */
+static kms_status write_position(audit_log *log, uint64_t p)
+{
+	uint8_t bytes[POSITION_LEN];
+	uint64_t offset = 0;
+	pthread_rwlock_rdlock(&log->tree_lock);
+	kms_status st = audit_tree_offset(&log->tree, p, &offset);
+	pthread_rwlock_unlock(&log->tree_lock);
+	KMS_GUARD(st);
+	memcpy(bytes, POSITION_MAGIC, 8);
+	put_u64be(bytes + 8, p);
+	put_u64be(bytes + 16, offset);
+	return tlog_file_write(log->dir, AUDIT_POSITION_FILE, bytes, sizeof bytes, false);
 }
 
 /* The checkpoint in public/, verified with our own public key under the
@@ -159,7 +212,20 @@ static kms_status check_not_rollback(const audit_log *log, uint64_t size,
 	                (unsigned long long)log->signed_size);
 }
 
+static kms_status publish(audit_log *log);
+
 kms_status audit_publish(audit_log *log)
+{
+	pthread_mutex_lock(&log->publish_lock);
+	kms_status st = publish(log);
+	pthread_mutex_unlock(&log->publish_lock);
+	return st;
+}
+
+/* Writes the tiles and bundles of the current size, signs its checkpoint,
+ * records where its last whole tile's records start, and lets the hashes
+ * now in full tiles on disk go. */
+static kms_status publish(audit_log *log)
 {
 	char body[CHECKPOINT_BODY_MAX];
 	char note[CHECKPOINT_NOTE_MAX];
@@ -171,8 +237,8 @@ kms_status audit_publish(audit_log *log)
 	 * without holding the lock through their fsyncs, so the writer keeps
 	 * committing batches meanwhile. */
 	pthread_rwlock_rdlock(&log->tree_lock);
-	uint64_t size = tlog_tree_size(&log->tree);
-	st = tlog_tree_root(&log->tree, size, root);
+	uint64_t size = log->tree.size;
+	st = tlog_root_at(audit_tree_reader, &log->tree, size, root);
 	pthread_rwlock_unlock(&log->tree_lock);
 	KMS_GUARD(st);
 	KMS_GUARD(check_not_rollback(log, size, root));
@@ -197,5 +263,11 @@ kms_status audit_publish(audit_log *log)
 	memcpy(log->signed_root, root, sizeof root);
 	log->last_publish_ms = kms_monotonic_us() / 1000;
 	pthread_mutex_unlock(&log->lock);
+
+	uint64_t p = audit_floor_tile(size);
+	KMS_GUARD(write_position(log, p));
+	pthread_rwlock_wrlock(&log->tree_lock);
+	audit_tree_drop(&log->tree, p);
+	pthread_rwlock_unlock(&log->tree_lock);
 	return KMS_OK;
 }
