@@ -325,6 +325,14 @@ static int on_keys(struct config_parse *p, const char *key, const char *value)
 		if (!parse_u64(value, 1, KEYRING_METADATA_CACHE_MAX, &n))
 			return parse_fail(p, "keys", key, "1 to 10000000");
 		cfg->metadata_cache_entries = (uint32_t)n;
+	} else if (!strcmp(key, "cache_entries")) {
+		if (!parse_u64(value, 1, KEYRING_UNWRAPPED_CACHE_MAX, &n))
+			return parse_fail(p, "keys", key, "1 to 1000000");
+		cfg->unwrapped_cache_entries = (uint32_t)n;
+	} else if (!strcmp(key, "max_hsm_resident")) {
+		if (!parse_u64(value, 1, KEYRING_MAX_HSM_RESIDENT_MAX, &n))
+			return parse_fail(p, "keys", key, "1 to 100000");
+		cfg->max_hsm_resident = (uint32_t)n;
 	} else {
 		return parse_fail(p, "keys", key, "unknown key");
 	}
@@ -492,6 +500,8 @@ kms_status kmsd_config_load(const char *path, kmsd_config *cfg)
 	cfg->gcm_reserve_block = DEFAULT_GCM_RESERVE_BLOCK;
 	cfg->tick_seconds = 10;
 	cfg->metadata_cache_entries = KEYRING_METADATA_CACHE_DEFAULT;
+	cfg->unwrapped_cache_entries = KEYRING_UNWRAPPED_CACHE_DEFAULT;
+	cfg->max_hsm_resident = KEYRING_MAX_HSM_RESIDENT_DEFAULT;
 	cfg->seconds_per_day = 86400;
 	cfg->audit_checkpoint_ms = 1000;
 	cfg->audit_sync = true;

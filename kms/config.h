@@ -76,6 +76,8 @@ typedef struct kmsd_config {
 	unsigned tick_seconds; /* how often deletion and rotation are checked */
 	/* [keys] */
 	uint32_t metadata_cache_entries; /* keys whose metadata is cached (LRU) */
+	uint32_t unwrapped_cache_entries; /* unwrapped key versions held in the HSM (LRU) */
+	uint32_t max_hsm_resident;      /* keys kept as token objects, at most */
 	uint32_t seconds_per_day; /* 86400; tests shorten "days" to see windows pass */
 	/* Token buckets (docs/authorization.md, "Rate limits"): requests per
 	 * second and bucket size, per principal and per key; rate 0 = off,

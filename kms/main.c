@@ -165,6 +165,8 @@ static kms_status open_keyring(kmsd *d)
 		.reserve_block = cfg->gcm_reserve_block,
 		.seconds_per_day = cfg->seconds_per_day,
 		.metadata_cache_entries = cfg->metadata_cache_entries,
+		.unwrapped_cache_entries = cfg->unwrapped_cache_entries,
+		.max_hsm_resident = cfg->max_hsm_resident,
 	};
 	return keyring_open(d->hsm, cfg->data_dir, &kc, &d->keyring);
 }

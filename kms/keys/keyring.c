@@ -128,7 +128,15 @@ static kms_status config_apply(keyring *kr, const keyring_config *cfg)
 	                                            : KEYRING_METADATA_CACHE_DEFAULT;
 	KMS_ENSURE(kr->entry_cap <= KEYRING_METADATA_CACHE_MAX, KMS_INVALID_ARGUMENT,
 	           "keyring: metadata_cache_entries above %u", KEYRING_METADATA_CACHE_MAX);
-	return KMS_OK;
+	kr->max_hsm_resident = cfg->max_hsm_resident ? cfg->max_hsm_resident
+	                                             : KEYRING_MAX_HSM_RESIDENT_DEFAULT;
+	KMS_ENSURE(kr->max_hsm_resident <= KEYRING_MAX_HSM_RESIDENT_MAX, KMS_INVALID_ARGUMENT,
+	           "keyring: max_hsm_resident above %u", KEYRING_MAX_HSM_RESIDENT_MAX);
+	uint32_t unwrapped = cfg->unwrapped_cache_entries ? cfg->unwrapped_cache_entries
+	                                                  : KEYRING_UNWRAPPED_CACHE_DEFAULT;
+	KMS_ENSURE(unwrapped <= KEYRING_UNWRAPPED_CACHE_MAX, KMS_INVALID_ARGUMENT,
+	           "keyring: cache_entries above %u", KEYRING_UNWRAPPED_CACHE_MAX);
+	return hsm_keycache_configure(kr->hsm, unwrapped);
 }
 
 kms_status keyring_open(hsm *h, const char *data_dir, const keyring_config *cfg, keyring **out)
@@ -144,6 +152,7 @@ kms_status keyring_open(hsm *h, const char *data_dir, const keyring_config *cfg,
 	for (size_t i = 0; i < KR_STRIPES; i++)
 		pthread_mutex_init(&kr->stripes[i], NULL);
 	pthread_mutex_init(&kr->cache_lock, NULL);
+	pthread_rwlock_init(&kr->kek_rwlock, NULL);
 	kr->hsm = h;
 	KMS_GUARD_OUT(status, kr_cache_init(kr));
 	KMS_GUARD_OUT(status, config_apply(kr, cfg));
@@ -153,6 +162,7 @@ kms_status keyring_open(hsm *h, const char *data_dir, const keyring_config *cfg,
 	memcpy(&kr->alias_seed, seed, sizeof seed);
 	KMS_GUARD_OUT(status, store_open(data_dir, &kr->store, &created));
 	KMS_GUARD_OUT(status, kr_reconcile(kr, created));
+	KMS_GUARD_OUT(status, kr_kek_open(kr, created));
 	*out = kr;
 	return KMS_OK;
 out:
@@ -175,5 +185,6 @@ void keyring_close(keyring *kr)
 	for (size_t i = 0; i < KR_STRIPES; i++)
 		pthread_mutex_destroy(&kr->stripes[i]);
 	pthread_mutex_destroy(&kr->cache_lock);
+	pthread_rwlock_destroy(&kr->kek_rwlock);
 	free(kr);
 }

@@ -8,6 +8,13 @@
  * or key byte. Times are unix seconds passed in by the caller (`now`), so
  * tests can move the clock instead of sleeping.
  *
+ * Protection (docs/key-hierarchy.md): a key is 'wrapped' (the default:
+ * each version generated in the HSM, wrapped there under the current KEK
+ * with CKM_AES_KEY_WRAP_PAD, and kept here wrapped; used through the HSM
+ * layer's unwrapped-key cache) or 'hsm-resident' (each version a token
+ * object, at most max_hsm_resident such keys). keyring_open makes sure a
+ * current KEK exists (creating kms-kek-00000001 on first start).
+ *
  * Key references: a key id ("k-" + 32 lowercase hex) or an alias
  * ("alias/..."), see keyid.h. Unknown: KMS_NOT_FOUND. Keys being created are
  * invisible until their HSM object exists.
@@ -29,7 +36,10 @@
  *
  * Crash safety (a crash between the HSM and the database must never
  * leave a key id that answers but cannot decrypt, nor a usable HSM object
- * with no record). Intent first:
+ * with no record). A wrapped version leaves nothing in the HSM (its
+ * generation's session object is destroyed before the call returns), so
+ * its key and version rows are written once, in one transaction, after the
+ * HSM has wrapped it. An hsm-resident version is written intent first:
  *   create/rotate: commit the rows as 'creating' -> create the HSM object ->
  *                  commit 'ready'/'active' (and, for rotate, the new primary).
  *   destroy:       commit lifecycle 'destroying' -> destroy every version's
@@ -92,6 +102,18 @@
 #define KEYRING_METADATA_CACHE_DEFAULT 100000u
 #define KEYRING_METADATA_CACHE_MAX 10000000u
 #define KEYRING_TICK_BATCH 64              /* keys handled per kind per tick */
+/* Unwrapped key versions held as HSM session objects ([keys] cache_entries). */
+#define KEYRING_UNWRAPPED_CACHE_DEFAULT 10000u
+#define KEYRING_UNWRAPPED_CACHE_MAX 1000000u
+/* Keys whose versions are token objects ([keys] max_hsm_resident). */
+#define KEYRING_MAX_HSM_RESIDENT_DEFAULT 100u
+#define KEYRING_MAX_HSM_RESIDENT_MAX 100000u
+/* The re-wrap job: versions re-wrapped and committed (one transaction) per
+ * page, and pages per keyring_tick. */
+#define KEYRING_REWRAP_BATCH 256
+#define KEYRING_REWRAP_PAGES 16
+/* KEKs keyring_kek_list returns at most. */
+#define KEYRING_KEKS_MAX 64
 #define KEYRING_CRASH_EXIT_CODE 99
 
 typedef struct keyring keyring;
@@ -103,6 +125,8 @@ typedef struct keyring_config {
 	uint32_t deletion_window_days; /* default window, 7..30; 0: 30 */
 	uint32_t seconds_per_day;      /* 0: 86400; tests shorten days */
 	uint32_t metadata_cache_entries; /* keys whose metadata is cached; 0: the default */
+	uint32_t unwrapped_cache_entries; /* unwrapped versions in the HSM; 0: the default */
+	uint32_t max_hsm_resident;     /* hsm-resident keys at most; 0: the default */
 } keyring_config;
 
 /* One tag as a caller gives it: key 1..128 bytes, value 0..256 bytes, both
@@ -121,6 +145,7 @@ typedef struct keyring_create_args {
 	const char *policy;            /* NULL or "": the default policy */
 	uint32_t rotation_period_days; /* 0: off; 1..3650 */
 	const char *alias;             /* NULL: none */
+	key_protection protection;     /* 0: KEY_PROTECTION_WRAPPED */
 } keyring_create_args;
 
 /* What DescribeKey shows. The arrays are malloc'ed; key_metadata_free. */
@@ -144,13 +169,17 @@ typedef struct keyring_key_use {
 	uint8_t key_id[KMS_KEYID_BYTES];
 	char key_id_text[KMS_KEYID_TEXT_SIZE];
 	uint32_t version;
-	hsm_object_id object;          /* CKA_ID of that version */
+	hsm_object_id object;          /* CKA_ID of that version (hsm-resident), or its
+	                                * name in the unwrapped-key cache (wrapped) */
+	bool wrapped;                  /* use keyring_gcm_*, never the token path */
 } keyring_key_use;
 
 typedef struct keyring_tick_report {
 	size_t destroyed;              /* keys whose deletion date passed */
 	size_t rotated;                /* keys whose rotation time passed */
 	size_t failed;                 /* keys that failed (logged) */
+	size_t rewrapped;              /* versions moved to the current KEK */
+	size_t keks_retired;           /* draining KEKs that wrap nothing any more */
 } keyring_tick_report;
 
 /* ---- open, close, background work ---- */
@@ -183,7 +212,10 @@ void keyring_cache_stats_get(keyring *kr, keyring_cache_stats *out);
 
 /* Destroys keys whose deletion date is <= now, finishes destructions that
  * failed earlier, and rotates ENABLED keys whose next rotation is <= now; at
- * most KEYRING_TICK_BATCH of each per call. Logs each action to stderr.
+ * most KEYRING_TICK_BATCH of each per call. Then re-wraps up to
+ * KEYRING_REWRAP_PAGES pages of KEYRING_REWRAP_BATCH versions still under a
+ * draining KEK, and retires a
+ * draining KEK that wraps nothing any more. Logs each action to stderr.
  * Returns the first failure after trying the others. report may be NULL. */
 kms_status keyring_tick(keyring *kr, int64_t now, keyring_tick_report *report) KMS_MUST_USE;
 
@@ -203,6 +235,44 @@ kms_status keyring_encrypt_key(keyring *kr, const char *key_ref, int64_t now,
  * INVALID_CIPHERTEXT). key_id may point into *out. */
 kms_status keyring_decrypt_key(keyring *kr, const uint8_t key_id[KMS_KEYID_BYTES],
                                uint32_t version, keyring_key_use *out) KMS_MUST_USE;
+
+/* AES-256-GCM with the version in use (sizes and failures as
+ * hsm_aes_gcm_encrypt / hsm_aes_gcm_decrypt): a wrapped version through the
+ * unwrapped-key cache (its material read from the store on a miss), an
+ * hsm-resident one with its token object. */
+kms_status keyring_gcm_encrypt(keyring *kr, const keyring_key_use *use,
+                               const uint8_t iv[HSM_GCM_IV_LEN], const uint8_t *aad,
+                               size_t aad_len, const uint8_t *plaintext, size_t plaintext_len,
+                               uint8_t *out, size_t out_cap) KMS_MUST_USE;
+kms_status keyring_gcm_decrypt(keyring *kr, const keyring_key_use *use,
+                               const uint8_t iv[HSM_GCM_IV_LEN], const uint8_t *aad,
+                               size_t aad_len, const uint8_t *sealed, size_t sealed_len,
+                               uint8_t *out, size_t out_cap) KMS_MUST_USE;
+
+/* ---- KEKs (docs/key-hierarchy.md) ---- */
+
+typedef struct keyring_kek {
+	store_kek kek;
+	uint64_t versions;             /* key versions wrapped under it now */
+} keyring_kek;
+
+/* Every KEK, ascending by id (at most cap, KEYRING_KEKS_MAX is enough),
+ * with the number of versions each wraps. */
+kms_status keyring_kek_list(keyring *kr, keyring_kek *out, size_t cap, size_t *n) KMS_MUST_USE;
+
+/* Creates a new KEK in the HSM and makes it current; the previous one
+ * becomes draining, and keyring_tick re-wraps its versions under the new
+ * one, then retires it (destroying its token object). One rotation at a
+ * time: KMS_FAILED_PRECONDITION while a KEK is still draining. Blocks on
+ * the HSM. out may be NULL. */
+kms_status keyring_kek_rotate(keyring *kr, int64_t now, store_kek *out) KMS_MUST_USE;
+
+/* The HSM id ("kms-kek-00000001") of the KEK with that id, into out. */
+kms_status keyring_kek_name(keyring *kr, uint32_t kek_id,
+                            char out[static STORE_KEK_HSM_ID_MAX + 1]) KMS_MUST_USE;
+
+/* The unwrapped-key cache's figures (for /metrics). */
+void keyring_key_cache_stats_get(keyring *kr, hsm_keycache_stats *out);
 
 /* ---- control plane ---- */
 

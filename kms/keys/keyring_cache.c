@@ -204,8 +204,10 @@ static kms_status entry_load_locked(keyring *kr, const uint8_t id[KMS_KEYID_BYTE
 			continue;
 		hsm_object_id object;
 		KMS_GUARD_OUT(status, kr_object_id(id, versions[i].version, &object));
-		flags[versions[i].version - 1] = (uint8_t)(KR_VERSION_ACTIVE |
-		        (missing_contains(kr, object.bytes) ? KR_VERSION_MISSING : 0));
+		bool missing = key.protection == KEY_PROTECTION_HSM_RESIDENT &&
+		               missing_contains(kr, object.bytes);
+		flags[versions[i].version - 1] =
+		        (uint8_t)(KR_VERSION_ACTIVE | (missing ? KR_VERSION_MISSING : 0));
 	}
 
 	fresh = calloc(1, sizeof *fresh);
@@ -240,6 +242,7 @@ static kms_status entry_load_locked(keyring *kr, const uint8_t id[KMS_KEYID_BYTE
 	e->state = key.state;
 	e->spec = key.spec;
 	e->usage = key.usage;
+	e->wrapped = key.protection == KEY_PROTECTION_WRAPPED;
 	e->primary = key.primary_version;
 	if (e->block_version != e->primary) {
 		/* Uses of another version are not ours to hand out any more. */
@@ -415,6 +418,7 @@ static kms_status use_fill(const kr_entry *e, uint32_t version, keyring_key_use 
 	memcpy(out->key_id, e->id, KMS_KEYID_BYTES);
 	memcpy(out->key_id_text, e->id_text, KMS_KEYID_TEXT_SIZE);
 	out->version = version;
+	out->wrapped = e->wrapped;
 	return kr_object_id(e->id, version, &out->object);
 }
 

@@ -56,6 +56,7 @@ typedef struct kr_entry {
 	key_state state;
 	key_spec spec;
 	key_usage usage;
+	bool wrapped;                 /* protection 'wrapped': versions via the key cache */
 	uint32_t primary;
 	uint32_t n_versions;          /* entries in version_flags */
 	uint8_t *version_flags;       /* [v - 1]: KR_VERSION_* */
@@ -80,7 +81,9 @@ struct keyring {
 	uint32_t reserve_block;
 	uint32_t deletion_window_days;
 	uint32_t seconds_per_day;
+	uint32_t max_hsm_resident;
 	kr_crash_point crash_at;
+	pthread_rwlock_t kek_rwlock;   /* keyring_wrapped.c */
 
 	pthread_mutex_t stripes[KR_STRIPES];
 	pthread_mutex_t cache_lock;
@@ -159,6 +162,28 @@ kms_status kr_key_rollback(keyring *kr, const uint8_t id[KMS_KEYID_BYTES]);
 /* Rolls back one CREATING version the same way. */
 kms_status kr_version_rollback(keyring *kr, const uint8_t id[KMS_KEYID_BYTES],
                                uint32_t version);
+
+/* ---- the key hierarchy (keyring_wrapped.c) ---- */
+
+/* Makes sure a current KEK exists: finishes a KEK creation a crash
+ * interrupted, or creates the first KEK. At keyring_open, after
+ * reconciliation. store_created as kr_reconcile. */
+kms_status kr_kek_open(keyring *kr, bool store_created) KMS_MUST_USE;
+
+/* Generates a version of spec in the HSM wrapped under the current KEK:
+ * the KEK's id and the wrapped bytes (at most cap) into *kek_id, out, *len. */
+kms_status kr_generate_wrapped(keyring *kr, key_spec spec, uint32_t *kek_id, uint8_t *out,
+                               size_t cap, size_t *len) KMS_MUST_USE;
+
+/* Drops versions 1..max_version of the key from the unwrapped-key cache
+ * (disable, scheduled deletion, destruction). */
+void kr_evict_versions(keyring *kr, const uint8_t id[KMS_KEYID_BYTES], uint32_t max_version);
+
+/* One step of the re-wrap job (keyring_tick): re-wraps up to
+ * KEYRING_REWRAP_PAGES pages of versions under the draining KEK, retires the KEKs that
+ * wrap nothing any more; counts into report (rewrapped, keks_retired,
+ * failed). Logs each failure; returns the first, or KMS_OK. */
+kms_status kr_rewrap_tick(keyring *kr, int64_t now, keyring_tick_report *report) KMS_MUST_USE;
 
 /* Start-up reconciliation of the store with the token (keyring.h).
  * store_created: kms.db had no schema before this open. */

@@ -219,6 +219,75 @@ kms_status keyring_policy_validate(const char *policy)
 
 /* ---- create ---- */
 
+/* Inside the creating transaction: refuses a new hsm-resident key once
+ * max_hsm_resident of them exist (the token holds a bounded number of
+ * objects). The count is an index, and BEGIN IMMEDIATE orders creators. */
+static kms_status resident_room(keyring *kr)
+{
+	uint64_t n = 0;
+	KMS_GUARD(store_keys_resident_count(kr->store, &n));
+	KMS_ENSURE(n < kr->max_hsm_resident, KMS_FAILED_PRECONDITION,
+	           "%llu hsm-resident keys exist, the most [keys] max_hsm_resident allows: create "
+	           "the key wrapped, or destroy one, or raise the limit", (unsigned long long)n);
+	return KMS_OK;
+}
+
+/* The tags and the alias of a new key, inside its creating transaction
+ * (the alias is taken now, so a clash fails the whole creation). */
+static kms_status create_extras(keyring *kr, const keyring_create_args *args,
+                                const store_key *key, int64_t now)
+{
+	for (size_t i = 0; i < args->n_tags; i++)
+		KMS_GUARD(store_tag_put(kr->store, key->id, args->tags[i].key,
+		                        args->tags[i].value ? args->tags[i].value : ""));
+	if (args->alias) {
+		store_alias alias = { .created_at = now };
+		snprintf(alias.name, sizeof alias.name, "%s", args->alias);
+		memcpy(alias.key_id, key->id, sizeof alias.key_id);
+		KMS_GUARD(store_alias_insert(kr->store, &alias));
+	}
+	return KMS_OK;
+}
+
+/* A wrapped key: version 1 is generated and wrapped in the HSM first
+ * (nothing of it stays there), then every row is written in one
+ * transaction, ready. No intent: a crash before the commit leaves nothing. */
+static kms_status create_wrapped(keyring *kr, const keyring_create_args *args, store_key *key,
+                                 const char *policy, key_metadata *out)
+{
+	uint8_t wrapped[HSM_WRAPPED_MAX];
+	size_t wrapped_len = 0;
+	uint32_t kek_id = 0;
+	kms_status status;
+
+	key->lifecycle = KEY_LIFECYCLE_READY;
+	store_version v1 = { .version = 1, .created_at = key->created_at,
+	                     .state = VERSION_STATE_ACTIVE };
+	pthread_rwlock_rdlock(&kr->kek_rwlock);
+	KMS_GUARD_OUT(status, kr_generate_wrapped(kr, key->spec, &kek_id, wrapped, sizeof wrapped,
+	                                          &wrapped_len));
+	KMS_GUARD_OUT(status, store_begin(kr->store));
+	KMS_GUARD_OUT(status, store_key_insert(kr->store, key, policy));
+	KMS_GUARD_OUT(status, store_version_insert_wrapped(kr->store, key->id, &v1, kek_id, wrapped,
+	                                                   wrapped_len));
+	KMS_GUARD_OUT(status, create_extras(kr, args, key, key->created_at));
+	KMS_GUARD_OUT(status, store_commit(kr->store));
+	pthread_rwlock_unlock(&kr->kek_rwlock);
+	memset(wrapped, 0, sizeof wrapped);
+	if (out && describe_id(kr, key->id, out) != KMS_OK) {
+		kr_log("error", "key %s created, but describing it failed: %s (%s)", key->id,
+		       kms_error_message(), kms_error_where());
+		kms_error_clear();
+		out->key = *key;
+	}
+	return KMS_OK;
+out:
+	store_rollback(kr->store);
+	pthread_rwlock_unlock(&kr->kek_rwlock);
+	memset(wrapped, 0, sizeof wrapped);
+	return status;
+}
+
 kms_status keyring_create_key(keyring *kr, const keyring_create_args *args, int64_t now,
                               key_metadata *out)
 {
@@ -260,25 +329,20 @@ kms_status keyring_create_key(keyring *kr, const keyring_create_args *args, int6
 	                               ? now + (int64_t)args->rotation_period_days * kr->seconds_per_day
 	                               : 0;
 	memcpy(key.region, kr->region, sizeof key.region);
-	/* Every version a token object, until the keyring wraps them
-	 * (docs/key-hierarchy.md, "Status"). */
-	key.protection = KEY_PROTECTION_HSM_RESIDENT;
+	key.protection = args->protection ? args->protection : KEY_PROTECTION_WRAPPED;
+	if (key.protection == KEY_PROTECTION_WRAPPED)
+		return create_wrapped(kr, args, &key, policy, out);
+	KMS_ENSURE(key.protection == KEY_PROTECTION_HSM_RESIDENT, KMS_INVALID_ARGUMENT,
+	           "protection %d: must be wrapped or hsm-resident", (int)key.protection);
 
 	/* 1. The intent: every row, 'creating'; the alias is taken now, so a
 	 * clash fails before the HSM is touched. */
 	store_version v1 = { .version = 1, .created_at = now, .state = VERSION_STATE_CREATING };
 	KMS_GUARD(store_begin(kr->store));
+	KMS_GUARD_OUT(status, resident_room(kr));
 	KMS_GUARD_OUT(status, store_key_insert(kr->store, &key, policy));
 	KMS_GUARD_OUT(status, store_version_insert(kr->store, key.id, &v1));
-	for (size_t i = 0; i < args->n_tags; i++)
-		KMS_GUARD_OUT(status, store_tag_put(kr->store, key.id, args->tags[i].key,
-		                                    args->tags[i].value ? args->tags[i].value : ""));
-	if (args->alias) {
-		store_alias alias = { .created_at = now };
-		snprintf(alias.name, sizeof alias.name, "%s", args->alias);
-		memcpy(alias.key_id, key.id, sizeof alias.key_id);
-		KMS_GUARD_OUT(status, store_alias_insert(kr->store, &alias));
-	}
+	KMS_GUARD_OUT(status, create_extras(kr, args, &key, now));
 	KMS_GUARD_OUT(status, store_commit(kr->store));
 	kr_crash_point_reached(kr, KR_CRASH_CREATE_AFTER_INTENT);
 
@@ -349,6 +413,10 @@ static kms_status key_mutate(keyring *kr, const char *key_ref, mutate_fn fn, con
 	KMS_GUARD_OUT(status, store_key_update(kr->store, &key));
 	KMS_GUARD_OUT(status, store_commit(kr->store));
 	kr_cache_invalidate(kr, id);
+	/* A key that may not be used any more leaves the unwrapped-key cache
+	 * at once (disable, scheduled deletion). */
+	if (key.state != KEY_STATE_ENABLED && key.protection == KEY_PROTECTION_WRAPPED)
+		kr_evict_versions(kr, id, key.primary_version);
 	if (out)
 		*out = key;
 out:

@@ -97,30 +97,59 @@ static kms_status roll_back_created_keys(keyring *kr)
 	return KMS_OK;
 }
 
-/* 2. Versions that never got past their intent (a rotation). */
+/* 2. Versions that never got past their intent (a rotation). Rolled-back
+ * rows leave the index the query reads, so each batch starts afresh. */
 static kms_status roll_back_created_versions(keyring *kr)
 {
-	store_version_row *rows;
+	store_version_row rows[RECONCILE_BATCH];
 	size_t n;
-	kms_status status = KMS_OK;
-
-	KMS_GUARD(store_versions_all(kr->store, &rows, &n));
-	for (size_t i = 0; i < n && status == KMS_OK; i++) {
-		uint8_t id[KMS_KEYID_BYTES];
-		if (rows[i].v.state != VERSION_STATE_CREATING)
-			continue;
-		status = keyid_parse(rows[i].key_id, KMS_KEYID_TEXT_LEN, id);
-		if (status == KMS_OK && kr_version_rollback(kr, id, rows[i].v.version) != KMS_OK)
-			status = KMS_FAIL(KMS_HSM_UNAVAILABLE,
-			                  "keyring: reconcile: could not roll back half-created "
-			                  "version %s:v%u (the line above says why)", rows[i].key_id,
-			                  (unsigned)rows[i].v.version);
-		if (status == KMS_OK)
+	do {
+		KMS_GUARD(store_versions_creating(kr->store, RECONCILE_BATCH, rows, &n));
+		for (size_t i = 0; i < n; i++) {
+			uint8_t id[KMS_KEYID_BYTES];
+			KMS_GUARD(keyid_parse(rows[i].key_id, KMS_KEYID_TEXT_LEN, id));
+			if (kr_version_rollback(kr, id, rows[i].v.version) != KMS_OK)
+				return KMS_FAIL(KMS_HSM_UNAVAILABLE,
+				                "keyring: reconcile: could not roll back half-created "
+				                "version %s:v%u (the line above says why)", rows[i].key_id,
+				                (unsigned)rows[i].v.version);
 			kr_log("info", "reconcile: removed half-created version %s:v%u", rows[i].key_id,
 			       (unsigned)rows[i].v.version);
-	}
-	free(rows);
-	return status;
+		}
+	} while (n == RECONCILE_BATCH);
+	return KMS_OK;
+}
+
+/* Every version of the hsm-resident keys that are not destroyed (what the
+ * token should hold), in pages through an index: wrapped keys, however
+ * many, cost nothing here. */
+static kms_status resident_versions(keyring *kr, store_version_row **out, size_t *n_out)
+{
+	store_version_row *rows = NULL;
+	size_t n = 0, got = 0;
+	kms_status status = KMS_OK;
+	*out = NULL;
+	*n_out = 0;
+	do {
+		store_version_row *bigger = realloc(rows, (n + RECONCILE_BATCH) * sizeof *rows);
+		if (!bigger) {
+			free(rows);
+			return KMS_FAIL(KMS_INTERNAL, "keyring: reconcile: out of memory");
+		}
+		rows = bigger;
+		const char *after_key = n ? rows[n - 1].key_id : "";
+		uint32_t after_version = n ? rows[n - 1].v.version : 0;
+		status = store_versions_resident(kr->store, after_key, after_version, RECONCILE_BATCH,
+		                                 rows + n, &got);
+		if (status != KMS_OK) {
+			free(rows);
+			return status;
+		}
+		n += got;
+	} while (got == RECONCILE_BATCH);
+	*out = rows;
+	*n_out = n;
+	return KMS_OK;
 }
 
 /* 3. Destructions that had begun: finish them. */
@@ -156,7 +185,8 @@ static kms_status match_token(keyring *kr, bool store_created)
 	size_t n_missing = 0;
 
 	KMS_GUARD_OUT(status, hsm_objects_list(kr->hsm, collect, &token));
-	KMS_GUARD_OUT(status, store_versions_all(kr->store, &rows, &n_rows));
+	KMS_GUARD_OUT(status, resident_versions(kr, &rows, &n_rows));
+	sort(rows, n_rows, sizeof *rows, row_cmp);
 	sort(token.ids, token.n, sizeof *token.ids, object_cmp);
 
 	/* A new kms.db beside a token full of key versions is a wrong or lost

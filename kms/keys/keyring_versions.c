@@ -80,6 +80,61 @@ out:
 	return status;
 }
 
+/* The primary and the next rotation after a new version, in key. */
+static void key_new_primary(keyring *kr, store_key *key, uint32_t version, int64_t now)
+{
+	key->primary_version = version;
+	key->next_rotation_at = key->rotation_period_days
+	                                ? now + (int64_t)key->rotation_period_days * kr->seconds_per_day
+	                                : 0;
+}
+
+static kms_status rotatable(const store_key *key, const char *id_text)
+{
+	KMS_ENSURE(key->lifecycle == KEY_LIFECYCLE_READY && key->state == KEY_STATE_ENABLED,
+	           KMS_FAILED_PRECONDITION, "key %s is %s: only ENABLED keys rotate", id_text,
+	           key_state_name(key->state));
+	return KMS_OK;
+}
+
+/* A wrapped key's next version: wrapped in the HSM first (nothing of it
+ * stays there), then the version row and the new primary in one commit.
+ * The stripe keeps other writers of the key out meanwhile. */
+static kms_status version_create_wrapped(keyring *kr, const char *id_text, store_key *key,
+                                         int64_t now, uint32_t *new_version)
+{
+	uint8_t wrapped[HSM_WRAPPED_MAX];
+	size_t wrapped_len = 0;
+	uint32_t kek_id = 0, max_version = 0;
+	kms_status status;
+
+	pthread_rwlock_rdlock(&kr->kek_rwlock);
+	KMS_GUARD_OUT(status, kr_generate_wrapped(kr, key->spec, &kek_id, wrapped, sizeof wrapped,
+	                                          &wrapped_len));
+	KMS_GUARD_OUT(status, store_begin(kr->store));
+	KMS_GUARD_OUT(status, kr_key_get_visible(kr, id_text, key));
+	KMS_GUARD_OUT(status, rotatable(key, id_text));
+	KMS_GUARD_OUT(status, store_version_max(kr->store, id_text, &max_version));
+	if (max_version == UINT32_MAX) {
+		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "key %s has no version numbers left",
+		                  id_text);
+		goto out;
+	}
+	store_version v = { .version = max_version + 1, .created_at = now,
+	                    .state = VERSION_STATE_ACTIVE };
+	KMS_GUARD_OUT(status, store_version_insert_wrapped(kr->store, id_text, &v, kek_id, wrapped,
+	                                                   wrapped_len));
+	key_new_primary(kr, key, v.version, now);
+	KMS_GUARD_OUT(status, store_key_update(kr->store, key));
+	KMS_GUARD_OUT(status, store_commit(kr->store));
+	*new_version = v.version;
+out:
+	store_rollback(kr->store);
+	pthread_rwlock_unlock(&kr->kek_rwlock);
+	memset(wrapped, 0, sizeof wrapped);
+	return status;
+}
+
 kms_status kr_version_create_locked(keyring *kr, const uint8_t id[KMS_KEYID_BYTES], int64_t now,
                                     uint32_t *new_version)
 {
@@ -92,14 +147,23 @@ kms_status kr_version_create_locked(keyring *kr, const uint8_t id[KMS_KEYID_BYTE
 	if (new_version)
 		*new_version = 0;
 
+	/* A cheap look first: a wrapped key takes the other path, and a key
+	 * that cannot rotate costs no HSM call. */
+	KMS_GUARD(kr_key_get_visible(kr, id_text, &key));
+	KMS_GUARD(rotatable(&key, id_text));
+	if (key.protection == KEY_PROTECTION_WRAPPED) {
+		uint32_t version = 0;
+		KMS_GUARD(version_create_wrapped(kr, id_text, &key, now, &version));
+		kr_cache_invalidate(kr, id);
+		if (new_version)
+			*new_version = version;
+		return KMS_OK;
+	}
+
 	/* 1. The intent: a 'creating' row under the next number. */
 	KMS_GUARD(store_begin(kr->store));
 	KMS_GUARD_OUT(status, kr_key_get_visible(kr, id_text, &key));
-	if (key.lifecycle != KEY_LIFECYCLE_READY || key.state != KEY_STATE_ENABLED) {
-		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "key %s is %s: only ENABLED keys rotate",
-		                  id_text, key_state_name(key.state));
-		goto out;
-	}
+	KMS_GUARD_OUT(status, rotatable(&key, id_text));
 	KMS_GUARD_OUT(status, store_version_max(kr->store, id_text, &max_version));
 	if (max_version == UINT32_MAX) {
 		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "key %s has no version numbers left", id_text);
@@ -124,10 +188,7 @@ kms_status kr_version_create_locked(keyring *kr, const uint8_t id[KMS_KEYID_BYTE
 
 	/* 3. Active and primary, in one commit. The stripe kept other writers
 	 * of this key row out since step 1, so key is current. */
-	key.primary_version = version;
-	key.next_rotation_at = key.rotation_period_days
-	                               ? now + (int64_t)key.rotation_period_days * kr->seconds_per_day
-	                               : 0;
+	key_new_primary(kr, &key, version, now);
 	status = store_begin(kr->store);
 	if (status == KMS_OK)
 		status = store_version_set_state(kr->store, id_text, version, VERSION_STATE_ACTIVE);
@@ -181,10 +242,15 @@ kms_status kr_key_destroy_locked(keyring *kr, const uint8_t id[KMS_KEYID_BYTES],
 	KMS_GUARD_OUT(status, store_commit(kr->store));
 	kr_cache_invalidate(kr, id);
 
-	/* 2. Every version's HSM object (destroy is idempotent). */
+	/* 2. Every version's HSM object (destroy is idempotent), or, for a
+	 * wrapped key, every unwrapped copy in the cache; its wrapped bytes go
+	 * with the tombstone's commit. */
 	KMS_GUARD_OUT(status, store_versions_list(kr->store, id_text, &versions, &n_versions));
-	for (size_t i = 0; i < n_versions; i++)
-		KMS_GUARD_OUT(status, kr_object_destroy(kr, id, versions[i].version));
+	if (key.protection == KEY_PROTECTION_WRAPPED)
+		kr_evict_versions(kr, id, n_versions ? versions[n_versions - 1].version : 0);
+	else
+		for (size_t i = 0; i < n_versions; i++)
+			KMS_GUARD_OUT(status, kr_object_destroy(kr, id, versions[i].version));
 	kr_crash_point_reached(kr, KR_CRASH_DESTROY_AFTER_HSM);
 
 	/* 3. The tombstone: metadata kept, versions destroyed, aliases gone. */
@@ -307,6 +373,15 @@ kms_status keyring_tick(keyring *kr, int64_t now, keyring_tick_report *report)
 	tick_destroy(kr, now, STORE_KEYS_DESTROYING, &t);
 	tick_destroy(kr, now, STORE_KEYS_DELETION_DUE, &t);
 	tick_rotate(kr, now, &t);
+	kms_status status = kr_rewrap_tick(kr, now, &t.report);
+	if (status != KMS_OK) {
+		kr_log("error", "the re-wrap job failed: %s (%s)", kms_error_message(),
+		       kms_error_where());
+		if (t.first_failure == KMS_OK) {
+			t.first_failure = status;
+			kms_error_save(&t.first_error);
+		}
+	}
 	if (report)
 		*report = t.report;
 	if (t.first_failure != KMS_OK)

@@ -38,17 +38,6 @@ typedef struct opened {
 	uint32_t key_version;
 } opened;
 
-/* The keyring said this version is active, so its HSM object missing is an
- * HSM fault, not a request for an unknown key. */
-static kms_status hsm_missing_is_fault(kms_status st, const keyring_key_use *use)
-{
-	if (st != KMS_NOT_FOUND)
-		return st;
-	return KMS_FAIL(KMS_HSM_UNAVAILABLE, "hsm: the object of key %s version %u is missing "
-	                "from the token: restore the token or destroy the version",
-	                use->key_id_text, use->version);
-}
-
 /* The canonical context encoding, in the arena. */
 static kms_status encode_context(op_ctx *ctx, Kms__StringPair *const *pairs, size_t n,
                                  uint8_t **out, size_t *out_len)
@@ -98,10 +87,8 @@ static kms_status seal(op_ctx *ctx, const char *key_ref, const uint8_t *plaintex
 	KMS_ENSURE(aad && sealed_bytes && blob, KMS_INTERNAL, "out of request memory");
 	KMS_GUARD(blob_aad_build(header.bytes, header.len, context, context_len, aad,
 	                         blob_aad_len(header.len, context_len), &aad_len));
-	KMS_GUARD(hsm_missing_is_fault(hsm_aes_gcm_encrypt(ctx->d->hsm, &use.object, iv, aad,
-	                                                   aad_len, plaintext, plaintext_len,
-	                                                   sealed_bytes, blob_sealed_len(&header)),
-	                               &use));
+	KMS_GUARD(keyring_gcm_encrypt(ctx->d->keyring, &use, iv, aad, aad_len, plaintext,
+	                              plaintext_len, sealed_bytes, blob_sealed_len(&header)));
 	KMS_GUARD(blob_assemble(&header, sealed_bytes, blob_sealed_len(&header), blob,
 	                        blob_total_len(&header), &blob_len));
 	out->blob.data = blob;
@@ -163,9 +150,8 @@ static kms_status open_blob(op_ctx *ctx, ProtobufCBinaryData blob_bytes,
 	KMS_ENSURE(aad && plaintext, KMS_INTERNAL, "out of request memory");
 	KMS_GUARD(blob_aad_build(blob.header, blob.header_len, context, context_len, aad,
 	                         blob_aad_len(blob.header_len, context_len), &aad_len));
-	st = hsm_aes_gcm_decrypt(ctx->d->hsm, &use.object, blob.iv, aad, aad_len, blob.sealed,
+	st = keyring_gcm_decrypt(ctx->d->keyring, &use, blob.iv, aad, aad_len, blob.sealed,
 	                         blob.sealed_len, plaintext, blob.ciphertext_len);
-	st = hsm_missing_is_fault(st, &use);
 	if (st == KMS_INVALID_CIPHERTEXT) {
 		(void)KMS_FAIL(KMS_INVALID_CIPHERTEXT, "blob under key %s version %u does not "
 		               "authenticate: wrong encryption context, or altered", blob_key,

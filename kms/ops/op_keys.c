@@ -34,6 +34,9 @@ static kms_status to_wire(op_ctx *ctx, const key_metadata *m, Kms__KeyMetadata *
 	w->created_at = k->created_at;
 	w->next_rotation_at = k->next_rotation_at;
 	w->deletion_date = k->deletion_date;
+	w->protection = k->protection == KEY_PROTECTION_HSM_RESIDENT
+	                        ? KMS__KEY_PROTECTION__HSM_RESIDENT
+	                        : KMS__KEY_PROTECTION__WRAPPED;
 
 	w->versions = arena_alloc(ctx->arena, (m->n_versions + 1) * sizeof *w->versions);
 	w->aliases = arena_alloc(ctx->arena, (m->n_aliases + 1) * sizeof *w->aliases);
@@ -46,6 +49,12 @@ static kms_status to_wire(op_ctx *ctx, const key_metadata *m, Kms__KeyMetadata *
 		v->version = m->versions[i].version;
 		v->created_at = m->versions[i].created_at;
 		v->encryptions = m->versions[i].encryptions_reserved;
+		if (m->versions[i].kek_id) {
+			char kek[STORE_KEK_HSM_ID_MAX + 1];
+			KMS_GUARD(keyring_kek_name(ctx->d->keyring, m->versions[i].kek_id, kek));
+			v->kek = arena_strdup(ctx->arena, kek);
+			KMS_ENSURE(v->kek, KMS_INTERNAL, "out of request memory");
+		}
 		w->versions[w->n_versions++] = v;
 	}
 	for (size_t i = 0; i < m->n_aliases; i++) {
@@ -96,9 +105,27 @@ static kms_status authorize_ref(op_ctx *ctx, const char *key_ref)
 	return op_authorize_ref(ctx, key_ref, NULL, 0, key_id);
 }
 
+static kms_status protection_from_wire(Kms__KeyProtection p, key_protection *out)
+{
+	switch (p) {
+	case KMS__KEY_PROTECTION__KEY_PROTECTION_UNSPECIFIED:
+	case KMS__KEY_PROTECTION__WRAPPED:
+		*out = KEY_PROTECTION_WRAPPED;
+		return KMS_OK;
+	case KMS__KEY_PROTECTION__HSM_RESIDENT:
+		*out = KEY_PROTECTION_HSM_RESIDENT;
+		return KMS_OK;
+	default:
+		return KMS_FAIL(KMS_INVALID_ARGUMENT,
+		                "protection: %d, must be WRAPPED or HSM_RESIDENT", (int)p);
+	}
+}
+
 kms_status op_create_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
 {
 	const Kms__CreateKeyRequest *r = req->create_key;
+	key_protection protection = KEY_PROTECTION_WRAPPED;
+	KMS_GUARD(protection_from_wire(r->protection, &protection));
 	keyring_tag_arg tags[KMS_TAGS_MAX];
 	for (size_t i = 0; i < r->n_tags; i++) /* <= 50: validated */
 		tags[i] = (keyring_tag_arg){ r->tags[i]->key, r->tags[i]->value };
@@ -111,6 +138,7 @@ kms_status op_create_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *re
 		.policy = r->policy,
 		.rotation_period_days = r->rotation_period_days,
 		.alias = r->alias[0] ? r->alias : NULL,
+		.protection = protection,
 	};
 	key_metadata m = { 0 };
 	Kms__CreateKeyResponse *c;

@@ -133,6 +133,7 @@ typedef struct store_version {
 	int64_t created_at;
 	version_state state;
 	uint64_t encryptions_reserved;  /* only ever grows */
+	uint32_t kek_id;                /* wrapped versions: the KEK; 0 otherwise (read only) */
 } store_version;
 
 /* A version with its key, for start-up reconciliation. */

@@ -301,6 +301,12 @@ static kms_status version_read(sqlite3_stmt *s, int first_col, const char *key_i
 	out->version = (uint32_t)version;
 	out->created_at = sqlite3_column_int64(s, first_col + 1);
 	out->encryptions_reserved = (uint64_t)reserved;
+	int64_t kek = sqlite3_column_type(s, first_col + 4) == SQLITE_NULL
+	                      ? 0
+	                      : sqlite3_column_int64(s, first_col + 4);
+	if (!in_range(kek, 0, UINT32_MAX))
+		return KMS_FAIL(KMS_INTERNAL, "store: a version row of %s names no valid KEK", key_id);
+	out->kek_id = (uint32_t)kek;
 	return KMS_OK;
 }
 
@@ -354,7 +360,7 @@ kms_status store_version_get(store *st, const char *key_id, uint32_t version,
 	sqlite3_stmt *s;
 	memset(out, 0, sizeof *out);
 	KMS_GUARD(store_stmt(st, S_VERSION_GET,
-	                     "SELECT version, created_at, state, encryptions_reserved "
+	                     "SELECT version, created_at, state, encryptions_reserved, kek_id "
 	                     "FROM key_versions WHERE key_id = ?1 AND version = ?2",
 	                     &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "ti", key_id, (int64_t)version), "get version",
@@ -435,7 +441,7 @@ kms_status store_versions_list(store *st, const char *key_id, store_version **ou
 	*out = NULL;
 	*n = 0;
 	KMS_GUARD(store_stmt(st, S_VERSIONS_LIST,
-	                     "SELECT version, created_at, state, encryptions_reserved "
+	                     "SELECT version, created_at, state, encryptions_reserved, kek_id "
 	                     "FROM key_versions WHERE key_id = ?1 ORDER BY version",
 	                     &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "t", key_id), "list versions", key_id));
@@ -469,7 +475,7 @@ kms_status store_versions_all(store *st, store_version_row **out, size_t *n)
 	*out = NULL;
 	*n = 0;
 	KMS_GUARD(store_stmt(st, S_VERSIONS_ALL,
-	                     "SELECT key_id, version, created_at, state, encryptions_reserved "
+	                     "SELECT key_id, version, created_at, state, encryptions_reserved, kek_id "
 	                     "FROM key_versions ORDER BY key_id, version",
 	                     &s));
 	kms_status status = KMS_OK;
@@ -530,7 +536,7 @@ kms_status store_versions_creating(store *st, size_t cap, store_version_row *out
 	/* The WHERE is key_versions_creating's condition, word for word: SQLite
 	 * uses a partial index only for a query whose WHERE implies it. */
 	KMS_GUARD(store_stmt(st, S_VERSIONS_CREATING,
-	                     "SELECT key_id, version, created_at, state, encryptions_reserved "
+	                     "SELECT key_id, version, created_at, state, encryptions_reserved, kek_id "
 	                     "FROM key_versions WHERE state = 'creating' "
 	                     "ORDER BY key_id, version LIMIT ?1",
 	                     &s));
@@ -546,7 +552,7 @@ kms_status store_versions_resident(store *st, const char *after_key_id, uint32_t
 	KMS_ENSURE(cap <= INT64_MAX, KMS_INVALID_ARGUMENT, "store: list limit out of range");
 	KMS_GUARD(store_stmt(st, S_VERSIONS_RESIDENT,
 	                     "SELECT v.key_id, v.version, v.created_at, v.state, "
-	                     "v.encryptions_reserved "
+	                     "v.encryptions_reserved, v.kek_id "
 	                     "FROM keys AS k JOIN key_versions AS v ON v.key_id = k.id "
 	                     "WHERE k.protection = 'hsm-resident' AND k.lifecycle <> 'destroyed' "
 	                     "AND (v.key_id, v.version) > (?1, ?2) AND k.id >= ?1 "

@@ -87,6 +87,36 @@ static void put(text *t, const char *fmt, ...)
 	}
 }
 
+/* The unwrapped-key cache (docs/key-hierarchy.md). */
+static void key_cache_put(text *t, keyring *kr)
+{
+	hsm_keycache_stats c;
+	keyring_key_cache_stats_get(kr, &c);
+	put(t, "# HELP kms_key_cache_entries Unwrapped key versions held in the HSM.\n"
+	       "# TYPE kms_key_cache_entries gauge\nkms_key_cache_entries %llu\n"
+	       "# HELP kms_key_cache_capacity [keys] cache_entries.\n"
+	       "# TYPE kms_key_cache_capacity gauge\nkms_key_cache_capacity %llu\n",
+	    (unsigned long long)c.entries, (unsigned long long)c.capacity);
+	put(t, "# HELP kms_key_cache_hits_total Uses of an already unwrapped version.\n"
+	       "# TYPE kms_key_cache_hits_total counter\nkms_key_cache_hits_total %llu\n"
+	       "# HELP kms_key_cache_misses_total Uses that read the wrapped version from the "
+	       "store.\n# TYPE kms_key_cache_misses_total counter\nkms_key_cache_misses_total %llu\n"
+	       "# HELP kms_key_cache_unwraps_total C_UnwrapKey calls that succeeded.\n"
+	       "# TYPE kms_key_cache_unwraps_total counter\nkms_key_cache_unwraps_total %llu\n",
+	    (unsigned long long)c.hits, (unsigned long long)c.misses,
+	    (unsigned long long)c.unwraps);
+	put(t, "# HELP kms_key_cache_coalesced_total Uses that waited for another use's unwrap.\n"
+	       "# TYPE kms_key_cache_coalesced_total counter\nkms_key_cache_coalesced_total %llu\n"
+	       "# HELP kms_key_cache_evictions_total Versions dropped: capacity, disable, "
+	       "deletion.\n# TYPE kms_key_cache_evictions_total counter\n"
+	       "kms_key_cache_evictions_total %llu\n"
+	       "# HELP kms_key_cache_reloads_after_loss_total Times the cache was dropped after "
+	       "its HSM session was lost.\n# TYPE kms_key_cache_reloads_after_loss_total counter\n"
+	       "kms_key_cache_reloads_after_loss_total %llu\n",
+	    (unsigned long long)c.coalesced, (unsigned long long)c.evictions,
+	    (unsigned long long)c.reloads_after_loss);
+}
+
 kms_status metrics_render(kmsd *d, char **out, size_t *len)
 {
 	text t = { .buf = malloc(4096), .cap = 4096 };
@@ -155,6 +185,7 @@ kms_status metrics_render(kmsd *d, char **out, size_t *len)
 		        "kms_key_metadata_cache_evictions_total %llu\n",
 		    (unsigned long long)ks.entries, (unsigned long long)ks.capacity,
 		    (unsigned long long)ks.loads, (unsigned long long)ks.evictions);
+		key_cache_put(&t, d->keyring);
 	}
 	put(&t, "# HELP kms_uptime_seconds Seconds since kmsd started.\n"
 	        "# TYPE kms_uptime_seconds gauge\nkms_uptime_seconds %lld\n",

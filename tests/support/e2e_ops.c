@@ -38,9 +38,15 @@ void e2e_sleep_ms(int ms)
 
 Kms__Response *e2e_create_key(harness *h)
 {
+	return e2e_create_key_as(h, KMS__KEY_PROTECTION__KEY_PROTECTION_UNSPECIFIED);
+}
+
+Kms__Response *e2e_create_key_as(harness *h, Kms__KeyProtection protection)
+{
 	Kms__CreateKeyRequest ck = KMS__CREATE_KEY_REQUEST__INIT;
 	Kms__Request req = KMS__REQUEST__INIT;
 	ck.description = "e2e key";
+	ck.protection = protection;
 	req.op_case = KMS__REQUEST__OP_CREATE_KEY;
 	req.create_key = &ck;
 	return harness_call(h, &req);
@@ -210,6 +216,7 @@ static bool key_from_wire(const Kms__KeyMetadata *m, e2e_key *out)
 		return false;
 	snprintf(out->id, sizeof out->id, "%s", m->key_id);
 	out->state = m->key_state;
+	out->protection = m->protection;
 	out->primary = m->primary_version;
 	out->n_versions = m->n_versions;
 	for (size_t i = 0; i < m->n_versions; i++) {
@@ -435,18 +442,22 @@ bool e2e_token_matches(const e2e_key *keys, size_t n, size_t *n_objects, char *w
 		                   (uint32_t)found.ids[i][17] << 16 |
 		                   (uint32_t)found.ids[i][18] << 8 | found.ids[i][19];
 		const e2e_key *k = e2e_find_key(keys, n, text);
-		if (!k || k->state == KMS__KEY_STATE__DESTROYED || !key_has_version(k, version)) {
+		if (!k || k->state == KMS__KEY_STATE__DESTROYED || !key_has_version(k, version) ||
+		    k->protection != KMS__KEY_PROTECTION__HSM_RESIDENT) {
 			snprintf(why, why_len, "orphan HSM object %s:v%u (key %s)", text,
 			         (unsigned)version,
-			         !k ? "not listed" : k->state == KMS__KEY_STATE__DESTROYED
-			                                     ? "DESTROYED"
-			                                     : "listed without that version");
+			         !k ? "not listed"
+			         : k->state == KMS__KEY_STATE__DESTROYED ? "DESTROYED"
+			         : k->protection != KMS__KEY_PROTECTION__HSM_RESIDENT
+			                 ? "wrapped: its versions are no token objects"
+			                 : "listed without that version");
 			goto out;
 		}
 	}
 	/* ... and every live version of a listed key has its object. */
 	for (size_t i = 0; i < n; i++) {
-		if (keys[i].state == KMS__KEY_STATE__DESTROYED)
+		if (keys[i].state == KMS__KEY_STATE__DESTROYED ||
+		    keys[i].protection != KMS__KEY_PROTECTION__HSM_RESIDENT)
 			continue;
 		for (size_t j = 0; j < keys[i].n_versions; j++)
 			if (!ids_contain(&found, keys[i].id, keys[i].versions[j])) {

@@ -25,6 +25,7 @@
 typedef struct e2e_key {
 	char id[E2E_KEY_ID_SIZE];
 	int state;                  /* Kms__KeyState */
+	int protection;             /* Kms__KeyProtection */
 	uint32_t primary;
 	size_t n_versions;
 	uint32_t versions[E2E_VERSIONS_MAX];
@@ -39,6 +40,8 @@ typedef struct e2e_blob_header {
 } e2e_blob_header;
 
 Kms__Response *e2e_create_key(harness *h);
+/* The same with a protection (wrapped, hsm-resident). */
+Kms__Response *e2e_create_key_as(harness *h, Kms__KeyProtection protection);
 Kms__Response *e2e_encrypt(harness *h, const char *key_ref, const uint8_t *plaintext,
                            size_t len);
 Kms__Response *e2e_decrypt(harness *h, const uint8_t *blob, size_t len);

@@ -74,7 +74,14 @@ keyring *t_keyring_open(hsm *h, uint64_t gcm_max, uint32_t block)
 
 void t_create(keyring *kr, const char *alias, char id_text[KMS_KEYID_TEXT_SIZE])
 {
-	keyring_create_args args = { .description = "test key", .alias = alias };
+	t_create_as(kr, alias, KEY_PROTECTION_WRAPPED, id_text);
+}
+
+void t_create_as(keyring *kr, const char *alias, key_protection protection,
+                 char id_text[KMS_KEYID_TEXT_SIZE])
+{
+	keyring_create_args args = { .description = "test key", .alias = alias,
+	                             .protection = protection };
 	key_metadata m;
 	assert_ok(keyring_create_key(kr, &args, T_NOW, &m));
 	memcpy(id_text, m.key.id, KMS_KEYID_TEXT_SIZE);
@@ -97,6 +104,25 @@ void t_objects_list(hsm *h, t_objects *out)
 	assert_ok(hsm_objects_list(h, collect, out));
 }
 
+/* A wrapped version: never a token object; material while active, none
+ * once destroyed. */
+static void assert_wrapped_version(keyring *kr, const key_metadata *k, const store_version *v,
+                                   bool object_exists)
+{
+	if (object_exists)
+		fail_msg("%s:v%u is wrapped but a token object has its id", k->key.id, v->version);
+	store_material m;
+	kms_status st = store_version_material_get(keyring_store(kr), k->key.id, v->version, &m);
+	if (v->state == VERSION_STATE_ACTIVE && st != KMS_OK)
+		fail_msg("%s:v%u is active but its wrapped material cannot be read: %s", k->key.id,
+		         v->version, kms_error_message());
+	if (v->state == VERSION_STATE_ACTIVE && (m.wrapped_len < STORE_WRAPPED_MIN || !m.kek_id))
+		fail_msg("%s:v%u is active but has no wrapped material", k->key.id, v->version);
+	if (v->state == VERSION_STATE_DESTROYED && st != KMS_FAILED_PRECONDITION)
+		fail_msg("%s:v%u is destroyed but its wrapped material is still stored", k->key.id,
+		         v->version);
+}
+
 size_t t_assert_token_matches(hsm *h, keyring *kr)
 {
 	static t_objects token;
@@ -117,6 +143,11 @@ size_t t_assert_token_matches(hsm *h, keyring *kr)
 				                              object.bytes));
 				bool exists = false;
 				assert_ok(hsm_object_exists(h, &object, &exists));
+				if (keys[i].key.protection == KEY_PROTECTION_WRAPPED) {
+					assert_wrapped_version(kr, &keys[i], &keys[i].versions[v],
+					                       exists);
+					continue;
+				}
 				if (keys[i].versions[v].state == VERSION_STATE_ACTIVE) {
 					if (!exists)
 						fail_msg("%s:v%u is active but has no HSM object",
@@ -148,12 +179,13 @@ void t_assert_key_works(hsm *h, keyring *kr, const char *key_ref)
 
 	assert_ok(keyring_encrypt_key(kr, key_ref, T_NOW, &use));
 	assert_ok(hsm_random(h, iv, sizeof iv));
-	assert_ok(hsm_aes_gcm_encrypt(h, &use.object, iv, NULL, 0, plaintext, sizeof plaintext,
-	                              sealed, sizeof sealed));
+	assert_ok(keyring_gcm_encrypt(kr, &use, iv, NULL, 0, plaintext, sizeof plaintext, sealed,
+	                              sizeof sealed));
 	assert_ok(keyring_decrypt_key(kr, use.key_id, use.version, &back));
 	assert_int_equal(back.object.len, use.object.len);
 	assert_memory_equal(back.object.bytes, use.object.bytes, use.object.len);
-	assert_ok(hsm_aes_gcm_decrypt(h, &back.object, iv, NULL, 0, sealed, sizeof sealed, opened,
+	assert_int_equal(back.wrapped, use.wrapped);
+	assert_ok(keyring_gcm_decrypt(kr, &back, iv, NULL, 0, sealed, sizeof sealed, opened,
 	                              sizeof opened));
 	assert_memory_equal(opened, plaintext, sizeof plaintext);
 }

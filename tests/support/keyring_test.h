@@ -48,8 +48,12 @@ const char *t_dir(const char *name);
  * given GCM bound and block (0: defaults); asserts success. */
 keyring *t_keyring_open(hsm *h, uint64_t gcm_max, uint32_t block);
 
-/* Creates an AES key with an optional alias; returns its id in id_text. */
+/* Creates an AES key (wrapped, the default) with an optional alias;
+ * returns its id in id_text. */
 void t_create(keyring *kr, const char *alias, char id_text[KMS_KEYID_TEXT_SIZE]);
+/* The same with the given protection. */
+void t_create_as(keyring *kr, const char *alias, key_protection protection,
+                 char id_text[KMS_KEYID_TEXT_SIZE]);
 
 /* The key-version objects (20-byte CKA_ID, AES) on the token. */
 typedef struct t_objects {
@@ -59,12 +63,15 @@ typedef struct t_objects {
 void t_objects_list(hsm *h, t_objects *out);
 
 /* Asserts every key-version object on the token is an active version of a
- * visible key and every active version has its object: no orphans, nothing
- * missing. Returns the number of objects. */
+ * visible hsm-resident key and every such active version has its object
+ * (no orphans, nothing missing), and that every active version of a
+ * wrapped key has wrapped material in the store and no token object, and
+ * no destroyed version has either. Returns the number of objects. */
 size_t t_assert_token_matches(hsm *h, keyring *kr);
 
-/* An AES-GCM round trip through the HSM with the object encrypt_key hands
- * out, and back through decrypt_key: the key really works. */
+/* An AES-GCM round trip through keyring_gcm_* with the version
+ * encrypt_key hands out, and back through decrypt_key: the key really
+ * works. */
 void t_assert_key_works(hsm *h, keyring *kr, const char *key_ref);
 
 /* Runs fn with stderr sent to a file; returns what was written (static). */

@@ -2,7 +2,9 @@
  * test_crash: crash safety of key creation, rotation and destruction
  * (kms/keys/keyring.h), against a real kmsd on a real SoftHSM token.
  *
- * (a) crash_points: for each KMS_TEST_CRASH_AT point the daemon dies with
+ * (a) crash_points: for each KMS_TEST_CRASH_AT point (they are points of an
+ *     hsm-resident key's intent protocol; a wrapped key's rows are written
+ *     in one commit after the HSM has wrapped it) the daemon dies with
  *     exit code 99 in the middle of the operation without answering; after
  *     a restart nothing half-made is visible, every acknowledged key still
  *     encrypts and decrypts (old blobs too), and with the daemon stopped the
@@ -205,9 +207,9 @@ static void stop(void)
 	CHECK(code == 0, "kmsd exited with %d on SIGTERM; see %s", code, g_h.log);
 }
 
-static void create_acked_key(char id[E2E_KEY_ID_SIZE])
+static void create_acked_key(char id[E2E_KEY_ID_SIZE], Kms__KeyProtection protection)
 {
-	Kms__Response *r = e2e_create_key(&g_h);
+	Kms__Response *r = e2e_create_key_as(&g_h, protection);
 	CHECK(r && r->status == KMS__STATUS__OK && r->result_case == KMS__RESPONSE__RESULT_CREATE_KEY,
 	      "CreateKey: %s", r ? r->message : "no reply");
 	snprintf(id, E2E_KEY_ID_SIZE, "%s", r->create_key->key_metadata->key_id);
@@ -449,7 +451,7 @@ static void crash_in_create(const char *point, bool hsm_object_made)
 
 	size_t log_from = e2e_log_size(&g_h);
 	start(point);
-	expect_crash(e2e_create_key(&g_h), point, log_from);
+	expect_crash(e2e_create_key_as(&g_h, KMS__KEY_PROTECTION__HSM_RESIDENT), point, log_from);
 
 	/* Before any reconciliation: the HSM object exists only after-hsm. */
 	size_t objects_after = count_token_versions();
@@ -511,8 +513,8 @@ static void test_crash_points(void **state)
 
 	/* Two acknowledged keys with blobs, one rotated once. */
 	start(NULL);
-	create_acked_key(key_a);
-	create_acked_key(key_b);
+	create_acked_key(key_a, KMS__KEY_PROTECTION__WRAPPED);
+	create_acked_key(key_b, KMS__KEY_PROTECTION__HSM_RESIDENT);
 	encrypt_and_record(key_a, 1);
 	encrypt_and_record(key_b, 1);
 	rotate_ok(key_b, 2);
@@ -528,7 +530,7 @@ static void test_crash_points(void **state)
 	 * passes, and dies between the HSM and the tombstone. */
 	size_t log_from = e2e_log_size(&g_h);
 	start("destroy:after-hsm");
-	create_acked_key(key_c);
+	create_acked_key(key_c, KMS__KEY_PROTECTION__HSM_RESIDENT);
 	encrypt_and_record(key_c, 1);
 	Kms__Response *r = e2e_schedule_deletion(&g_h, key_c, DELETION_WINDOW_DAYS);
 	CHECK(r && r->status == KMS__STATUS__OK, "ScheduleKeyDeletion %s: %s", key_c,
@@ -694,7 +696,7 @@ static void test_kill9_loop(void **state)
 	g_bounded_keys_from = g_ledger.n_keys;
 	g_bounded_blobs_from = g_ledger.n_blobs;
 	char hot_key[E2E_KEY_ID_SIZE];
-	create_acked_key(hot_key);
+	create_acked_key(hot_key, KMS__KEY_PROTECTION__WRAPPED);
 	unsigned total_sealed = 0;
 	for (unsigned it = 0; it < KILL9_ITERATIONS; it++) {
 		/* The budget only cuts the iterations past the minimum: a

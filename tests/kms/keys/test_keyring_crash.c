@@ -74,7 +74,7 @@ static void assert_acked_works(void)
 	uint8_t opened[sizeof acked_plaintext];
 	t_assert_key_works(h, kr, acked);
 	assert_ok(keyring_decrypt_key(kr, acked_use.key_id, acked_use.version, &back));
-	assert_ok(hsm_aes_gcm_decrypt(h, &back.object, acked_iv, NULL, 0, acked_sealed,
+	assert_ok(keyring_gcm_decrypt(kr, &back, acked_iv, NULL, 0, acked_sealed,
 	                              sizeof acked_sealed, opened, sizeof opened));
 	assert_memory_equal(opened, acked_plaintext, sizeof acked_plaintext);
 }
@@ -131,8 +131,12 @@ static int child_main(const char *action, const char *arg)
 		st = keyring_open(ch, dir, &cfg, &ckr);
 	if (st == KMS_OK) {
 		if (strcmp(action, "create") == 0) {
+			/* The crash points are those of hsm-resident keys: a
+			 * wrapped key has no step between the HSM and its one
+			 * commit. */
 			keyring_create_args args = { .description = "never acknowledged",
-			                             .alias = "alias/crash" };
+			                             .alias = "alias/crash",
+			                             .protection = KEY_PROTECTION_HSM_RESIDENT };
 			st = keyring_create_key(ckr, &args, T_NOW, NULL);
 		} else if (strcmp(action, "rotate") == 0) {
 			st = keyring_rotate(ckr, arg, T_NOW, NULL);
@@ -152,7 +156,7 @@ static int group_setup(void **state)
 	open_all(NULL);
 	t_create(kr, "alias/acked", acked);
 	assert_ok(keyring_encrypt_key(kr, acked, T_NOW, &acked_use));
-	assert_ok(hsm_aes_gcm_encrypt(h, &acked_use.object, acked_iv, NULL, 0, acked_plaintext,
+	assert_ok(keyring_gcm_encrypt(kr, &acked_use, acked_iv, NULL, 0, acked_plaintext,
 	                              sizeof acked_plaintext, acked_sealed, sizeof acked_sealed));
 	return 0;
 }
@@ -196,7 +200,7 @@ static void crash_create(const char *point, void (*peek)(void))
 
 	/* The alias the intent had taken is free again. */
 	char id[KMS_KEYID_TEXT_SIZE];
-	t_create(kr, "alias/crash", id);
+	t_create_as(kr, "alias/crash", KEY_PROTECTION_HSM_RESIDENT, id);
 	t_assert_key_works(h, kr, "alias/crash");
 	assert_ok(keyring_alias_delete(kr, "alias/crash"));
 }
@@ -225,7 +229,7 @@ static void peek_v2_absent(void)
 
 static void crash_rotate(const char *point, void (*peek)(void))
 {
-	t_create(kr, NULL, rotated);
+	t_create_as(kr, NULL, KEY_PROTECTION_HSM_RESIDENT, rotated);
 	const char *log = crash_and_reopen(point, "rotate", rotated, peek);
 	char expect[128];
 	snprintf(expect, sizeof expect, "keyring: reconcile: removed half-created version %s:v2",
@@ -269,7 +273,7 @@ static void peek_doomed_gone(void)
 
 static void test_destroy_after_hsm(void **state)
 {
-	t_create(kr, "alias/doomed", doomed);
+	t_create_as(kr, "alias/doomed", KEY_PROTECTION_HSM_RESIDENT, doomed);
 	assert_ok(keyring_rotate(kr, doomed, T_NOW, NULL));
 	assert_ok(keyring_schedule_deletion(kr, doomed, 7, T_NOW, NULL));
 	const char *log = crash_and_reopen("destroy:after-hsm", "destroy", NULL, peek_doomed_gone);
@@ -330,7 +334,7 @@ static void test_missing_object(void **state)
 	char id[KMS_KEYID_TEXT_SIZE];
 	uint8_t raw[KMS_KEYID_BYTES];
 	keyring_key_use use;
-	t_create(kr, NULL, id);
+	t_create_as(kr, NULL, KEY_PROTECTION_HSM_RESIDENT, id);
 	assert_ok(keyid_parse(id, strlen(id), raw));
 
 	hsm_object_id object = { .len = KMS_KEYID_HSM_ID_LEN };

@@ -46,6 +46,28 @@ static bool object_exists(const char *key_id, uint32_t version)
 	return exists;
 }
 
+/* Whether the version's stored wrapped material can be read. */
+static bool material_exists(const char *key_id, uint32_t version)
+{
+	store_material m;
+	kms_status st = store_version_material_get(keyring_store(kr), key_id, version, &m);
+	if (st != KMS_OK)
+		kms_error_clear();
+	return st == KMS_OK && m.wrapped_len >= STORE_WRAPPED_MIN;
+}
+
+/* Whether the version exists in the HSM's terms: its token object
+ * (hsm-resident) or its wrapped material, never both. */
+static bool version_material_exists(const char *key_id, uint32_t version, key_protection p)
+{
+	if (p == KEY_PROTECTION_HSM_RESIDENT) {
+		assert_false(material_exists(key_id, version));
+		return object_exists(key_id, version);
+	}
+	assert_false(object_exists(key_id, version));
+	return material_exists(key_id, version);
+}
+
 static void test_create_describe(void **state)
 {
 	keyring_tag_arg tags[] = { { "team", "payments" }, { "env", "" } };
@@ -80,7 +102,10 @@ static void test_create_describe(void **state)
 	assert_string_equal(m.tags[0].key, "env"); /* sorted by tag key */
 	assert_string_equal(m.tags[0].value, "");
 	assert_string_equal(m.tags[1].key, "team");
-	assert_true(object_exists(m.key.id, 1));
+	/* Wrapped by default, under the first KEK, no token object. */
+	assert_int_equal(m.key.protection, KEY_PROTECTION_WRAPPED);
+	assert_int_equal(m.versions[0].kek_id, 1);
+	assert_true(version_material_exists(m.key.id, 1, KEY_PROTECTION_WRAPPED));
 
 	/* By id and by alias: the same key. */
 	assert_ok(keyring_describe(kr, m.key.id, &d));
@@ -225,12 +250,12 @@ static void test_list_pages(void **state)
 	assert_string_equal(next, "");
 }
 
-static void test_states(void **state)
+static void states_for(key_protection protection)
 {
 	char id[KMS_KEYID_TEXT_SIZE];
 	keyring_key_use use;
 	store_key k;
-	t_create(kr, "alias/states", id);
+	t_create_as(kr, "alias/states", protection, id);
 	uint8_t raw_id[KMS_KEYID_BYTES];
 	assert_ok(keyid_parse(id, strlen(id), raw_id));
 
@@ -269,13 +294,13 @@ static void test_states(void **state)
 	assert_ok(keyring_tick(kr, T_NOW + 30 * T_DAY - 1, &report));
 	assert_ok(keyring_resolve(kr, id, &k));
 	assert_int_equal(k.state, KEY_STATE_PENDING_DELETION);
-	assert_true(object_exists(id, 1));
+	assert_true(version_material_exists(id, 1, protection));
 
 	/* Past the date: destroyed, objects gone, a tombstone left. */
 	assert_ok(keyring_tick(kr, T_NOW + 30 * T_DAY, &report));
 	assert_true(report.destroyed >= 1);
 	assert_int_equal(report.failed, 0);
-	assert_false(object_exists(id, 1));
+	assert_false(version_material_exists(id, 1, protection));
 	key_metadata m;
 	assert_ok(keyring_describe(kr, id, &m));
 	assert_int_equal(m.key.state, KEY_STATE_DESTROYED);
@@ -296,6 +321,16 @@ static void test_states(void **state)
 	t_assert_token_matches(h, kr);
 }
 
+static void test_states(void **state)
+{
+	states_for(KEY_PROTECTION_WRAPPED);
+}
+
+static void test_states_resident(void **state)
+{
+	states_for(KEY_PROTECTION_HSM_RESIDENT);
+}
+
 static void test_rotate(void **state)
 {
 	static const uint8_t plaintext[] = "rotate me";
@@ -308,8 +343,8 @@ static void test_rotate(void **state)
 	t_create(kr, NULL, id);
 	assert_ok(keyring_encrypt_key(kr, id, T_NOW, &use));
 	assert_int_equal(use.version, 1);
-	assert_ok(hsm_aes_gcm_encrypt(h, &use.object, iv, NULL, 0, plaintext, sizeof plaintext,
-	                              sealed, sizeof sealed));
+	assert_ok(keyring_gcm_encrypt(kr, &use, iv, NULL, 0, plaintext, sizeof plaintext, sealed,
+	                              sizeof sealed));
 
 	assert_ok(keyring_rotate(kr, id, T_NOW + 10, &m));
 	assert_int_equal(m.key.primary_version, 2);
@@ -324,7 +359,7 @@ static void test_rotate(void **state)
 	assert_ok(keyring_encrypt_key(kr, id, T_NOW, &now_use));
 	assert_int_equal(now_use.version, 2);
 	assert_ok(keyring_decrypt_key(kr, use.key_id, 1, &back));
-	assert_ok(hsm_aes_gcm_decrypt(h, &back.object, iv, NULL, 0, sealed, sizeof sealed, opened,
+	assert_ok(keyring_gcm_decrypt(kr, &back, iv, NULL, 0, sealed, sizeof sealed, opened,
 	                              sizeof opened));
 	assert_memory_equal(opened, plaintext, sizeof plaintext);
 	assert_ok(keyring_decrypt_key(kr, use.key_id, 2, &back));
@@ -613,6 +648,7 @@ int main(void)
 		cmocka_unit_test(test_create_refused),
 		cmocka_unit_test(test_list_pages),
 		cmocka_unit_test(test_states),
+		cmocka_unit_test(test_states_resident),
 		cmocka_unit_test(test_rotate),
 		cmocka_unit_test(test_rotation_period),
 		cmocka_unit_test(test_aliases),

@@ -1,0 +1,428 @@
+/*
+ * keyring_wrapped.c: the keyring's side of the key hierarchy
+ * (docs/key-hierarchy.md): the KEKs (first start, rotation, listing), new
+ * wrapped versions, using a version through the HSM layer's unwrapped-key
+ * cache (the loader reads its wrapped material from the store), eviction,
+ * and the re-wrap job that moves versions off a draining KEK and retires it.
+ *
+ * kek_rwlock: creating a wrapped version (read the current KEK, wrap under
+ * it, commit the row) holds it shared; rotating and retiring a KEK hold it
+ * exclusively, so a KEK is never destroyed between a wrap under it and the
+ * commit of that wrap's row.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "kms/keys/keyring.h"
+#include "kms/keys/keyring_impl.h"
+
+/* ---- KEKs ---- */
+
+static kms_status kek_object_id(const store_kek *kek, hsm_object_id *out)
+{
+	size_t len = strnlen(kek->hsm_id, sizeof kek->hsm_id);
+	memset(out, 0, sizeof *out);
+	KMS_ENSURE(len > 0 && len <= sizeof out->bytes, KMS_INTERNAL,
+	           "keyring: KEK %u has an HSM id that does not fit", (unsigned)kek->id);
+	memcpy(out->bytes, kek->hsm_id, len);
+	out->len = len;
+	return KMS_OK;
+}
+
+/* Makes the CREATING KEK current, creating its token object unless a crash
+ * left it there already. */
+static kms_status kek_finish(keyring *kr, const store_kek *kek, bool store_created)
+{
+	hsm_object_id object;
+	bool exists = false;
+	KMS_GUARD(kek_object_id(kek, &object));
+	KMS_GUARD(hsm_kek_exists(kr->hsm, &object, &exists));
+	if (exists && store_created)
+		return KMS_FAIL(KMS_FAILED_PRECONDITION,
+		                "keyring: kms.db is new but the token already holds KEK %s; refusing "
+		                "to adopt it (wrong data_dir or token?)", kek->hsm_id);
+	if (!exists)
+		KMS_GUARD(hsm_kek_create(kr->hsm, &object, kek->hsm_id));
+	KMS_GUARD(store_kek_make_current(kr->store, kek->id));
+	kr_log("info", "KEK %s (id %u) is now current", kek->hsm_id, (unsigned)kek->id);
+	return KMS_OK;
+}
+
+kms_status kr_kek_open(keyring *kr, bool store_created)
+{
+	store_kek keks[KEYRING_KEKS_MAX];
+	size_t n = 0;
+	store_kek current;
+
+	KMS_GUARD(store_kek_list(kr->store, 0, KEYRING_KEKS_MAX, keks, &n));
+	/* A rotation (or the first start) a crash cut short: roll it forward. */
+	for (size_t i = 0; i < n; i++)
+		if (keks[i].state == KEK_STATE_CREATING)
+			KMS_GUARD(kek_finish(kr, &keks[i], store_created));
+	kms_status status = store_kek_get_current(kr->store, &current);
+	if (status == KMS_OK)
+		return KMS_OK;
+	if (status != KMS_NOT_FOUND)
+		return status;
+	kms_error_clear();
+	KMS_GUARD(store_kek_create(kr->store, kms_now(), &current));
+	return kek_finish(kr, &current, store_created);
+}
+
+kms_status keyring_kek_list(keyring *kr, keyring_kek *out, size_t cap, size_t *n)
+{
+	store_kek keks[KEYRING_KEKS_MAX];
+	size_t got = 0;
+	*n = 0;
+	KMS_GUARD(store_kek_list(kr->store, 0, cap < KEYRING_KEKS_MAX ? cap : KEYRING_KEKS_MAX, keks,
+	                         &got));
+	for (size_t i = 0; i < got; i++) {
+		memset(&out[i], 0, sizeof out[i]);
+		out[i].kek = keks[i];
+		KMS_GUARD(store_versions_under_kek_count(kr->store, keks[i].id, &out[i].versions));
+	}
+	*n = got;
+	return KMS_OK;
+}
+
+kms_status keyring_kek_name(keyring *kr, uint32_t kek_id, char out[static STORE_KEK_HSM_ID_MAX + 1])
+{
+	store_kek kek;
+	out[0] = '\0';
+	KMS_GUARD(store_kek_get(kr->store, kek_id, &kek));
+	memcpy(out, kek.hsm_id, STORE_KEK_HSM_ID_MAX + 1);
+	return KMS_OK;
+}
+
+kms_status keyring_kek_rotate(keyring *kr, int64_t now, store_kek *out)
+{
+	store_kek keks[KEYRING_KEKS_MAX];
+	size_t n = 0;
+	store_kek fresh;
+	kms_status status;
+
+	if (out)
+		memset(out, 0, sizeof *out);
+	pthread_rwlock_wrlock(&kr->kek_rwlock);
+	KMS_GUARD_OUT(status, store_kek_list(kr->store, 0, KEYRING_KEKS_MAX, keks, &n));
+	for (size_t i = 0; i < n; i++)
+		if (keks[i].state == KEK_STATE_DRAINING) {
+			status = KMS_FAIL(KMS_FAILED_PRECONDITION,
+			                  "KEK %s is still being drained by the previous rotation; "
+			                  "rotate again once kms-admin hsm status shows it retired",
+			                  keks[i].hsm_id);
+			goto out;
+		}
+	if (n >= KEYRING_KEKS_MAX) {
+		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "keyring: %d KEKs exist, the most kmsd "
+		                  "keeps track of", KEYRING_KEKS_MAX);
+		goto out;
+	}
+	KMS_GUARD_OUT(status, store_kek_create(kr->store, now, &fresh));
+	KMS_GUARD_OUT(status, kek_finish(kr, &fresh, false));
+	KMS_GUARD_OUT(status, store_kek_get(kr->store, fresh.id, &fresh));
+	if (out)
+		*out = fresh;
+out:
+	pthread_rwlock_unlock(&kr->kek_rwlock);
+	return status;
+}
+
+/* ---- new versions ---- */
+
+static kms_status spec_type(key_spec spec, hsm_key_type *out)
+{
+	KMS_ENSURE(spec == KEY_SPEC_AES_256, KMS_INVALID_ARGUMENT,
+	           "key spec %d cannot be wrapped yet", (int)spec);
+	*out = HSM_KEY_TYPE_AES256;
+	return KMS_OK;
+}
+
+kms_status kr_generate_wrapped(keyring *kr, key_spec spec, uint32_t *kek_id, uint8_t *out,
+                               size_t cap, size_t *len)
+{
+	store_kek kek;
+	hsm_object_id object;
+	hsm_key_type type;
+	*kek_id = 0;
+	*len = 0;
+	KMS_GUARD(spec_type(spec, &type));
+	KMS_GUARD(store_kek_get_current(kr->store, &kek));
+	KMS_GUARD(kek_object_id(&kek, &object));
+	KMS_GUARD(hsm_generate_wrapped(kr->hsm, &object, type, out, cap, len));
+	*kek_id = kek.id;
+	return KMS_OK;
+}
+
+/* ---- use ---- */
+
+/* The cache-miss read: the version's KEK and wrapped bytes from the store. */
+static kms_status material_load(void *ctx, const hsm_object_id *name, hsm_object_id *kek,
+                                hsm_key_type *type, uint8_t *wrapped, size_t cap, size_t *len)
+{
+	keyring *kr = ctx;
+	uint8_t id[KMS_KEYID_BYTES];
+	char id_text[KMS_KEYID_TEXT_SIZE];
+	uint32_t version;
+	store_material m;
+	kms_status status;
+
+	*len = 0;
+	KMS_GUARD(keyid_hsm_object_id_parse(name->bytes, name->len, id, &version));
+	keyid_format(id, id_text);
+	KMS_GUARD_OUT(status, store_version_material_get(kr->store, id_text, version, &m));
+	if (m.wrapped_len > cap) {
+		status = KMS_FAIL(KMS_INTERNAL, "keyring: wrapped material of %s:v%u is larger than "
+		                  "the HSM layer takes", id_text, (unsigned)version);
+		goto out;
+	}
+	store_kek k = { .id = m.kek_id };
+	memcpy(k.hsm_id, m.kek_hsm_id, sizeof k.hsm_id);
+	KMS_GUARD_OUT(status, kek_object_id(&k, kek));
+	*type = HSM_KEY_TYPE_AES256; /* the only wrapped spec so far (spec_type) */
+	memcpy(wrapped, m.wrapped, m.wrapped_len);
+	*len = m.wrapped_len;
+out:
+	memset(&m, 0, sizeof m);
+	return status;
+}
+
+/* The keyring said the version is active, so an object not found is an HSM
+ * fault (a token object, or the KEK, missing), not an unknown key. */
+static kms_status not_found_is_fault(kms_status st, const keyring_key_use *use)
+{
+	if (st != KMS_NOT_FOUND)
+		return st;
+	if (!use->wrapped)
+		return KMS_FAIL(KMS_HSM_UNAVAILABLE, "hsm: the object of key %s version %u is "
+		                "missing from the token: restore the token or destroy the version",
+		                use->key_id_text, use->version);
+	char why[256];
+	snprintf(why, sizeof why, "%s", kms_error_message());
+	return KMS_FAIL(KMS_HSM_UNAVAILABLE, "key %s version %u cannot be unwrapped: %s",
+	                use->key_id_text, use->version, why);
+}
+
+kms_status keyring_gcm_encrypt(keyring *kr, const keyring_key_use *use,
+                               const uint8_t iv[HSM_GCM_IV_LEN], const uint8_t *aad,
+                               size_t aad_len, const uint8_t *plaintext, size_t plaintext_len,
+                               uint8_t *out, size_t out_cap)
+{
+	kms_status st;
+	if (use->wrapped)
+		st = hsm_wrapped_gcm_encrypt(kr->hsm, &use->object, material_load, kr, iv, aad,
+		                             aad_len, plaintext, plaintext_len, out, out_cap);
+	else
+		st = hsm_aes_gcm_encrypt(kr->hsm, &use->object, iv, aad, aad_len, plaintext,
+		                         plaintext_len, out, out_cap);
+	return not_found_is_fault(st, use);
+}
+
+kms_status keyring_gcm_decrypt(keyring *kr, const keyring_key_use *use,
+                               const uint8_t iv[HSM_GCM_IV_LEN], const uint8_t *aad,
+                               size_t aad_len, const uint8_t *sealed, size_t sealed_len,
+                               uint8_t *out, size_t out_cap)
+{
+	kms_status st;
+	if (use->wrapped)
+		st = hsm_wrapped_gcm_decrypt(kr->hsm, &use->object, material_load, kr, iv, aad,
+		                             aad_len, sealed, sealed_len, out, out_cap);
+	else
+		st = hsm_aes_gcm_decrypt(kr->hsm, &use->object, iv, aad, aad_len, sealed,
+		                         sealed_len, out, out_cap);
+	return not_found_is_fault(st, use);
+}
+
+void kr_evict_versions(keyring *kr, const uint8_t id[KMS_KEYID_BYTES], uint32_t max_version)
+{
+	for (uint32_t v = 1; v <= max_version && v != 0; v++) {
+		hsm_object_id name;
+		if (kr_object_id(id, v, &name) == KMS_OK)
+			hsm_keycache_evict(kr->hsm, &name);
+	}
+}
+
+void keyring_key_cache_stats_get(keyring *kr, hsm_keycache_stats *out)
+{
+	hsm_keycache_stats_get(kr->hsm, out);
+}
+
+/* ---- the re-wrap job ---- */
+
+typedef struct rewrapped {
+	store_version_ref ref;
+	uint8_t wrapped[HSM_WRAPPED_MAX];
+	size_t len;
+} rewrapped;
+
+/* Wraps one version, still under KEK from, anew under KEK to, in the HSM.
+ * A row that changed meanwhile (destroyed, already moved) is skipped:
+ * out->len stays 0. */
+static kms_status rewrap_one(keyring *kr, const store_version_ref *ref, const store_kek *from,
+                             const store_kek *to, rewrapped *out)
+{
+	store_material m;
+	hsm_object_id from_object, to_object;
+	kms_status status;
+
+	out->ref = *ref;
+	out->len = 0;
+	status = store_version_material_get(kr->store, ref->key_id, ref->version, &m);
+	if (status == KMS_NOT_FOUND || status == KMS_FAILED_PRECONDITION) {
+		kms_error_clear();
+		return KMS_OK; /* gone or destroyed since the page was read */
+	}
+	KMS_GUARD(status);
+	if (m.kek_id != from->id)
+		goto out;
+	KMS_GUARD_OUT(status, kek_object_id(from, &from_object));
+	KMS_GUARD_OUT(status, kek_object_id(to, &to_object));
+	KMS_GUARD_OUT(status, hsm_rewrap(kr->hsm, &from_object, m.wrapped, m.wrapped_len, &to_object,
+	                                 HSM_KEY_TYPE_AES256, out->wrapped, sizeof out->wrapped,
+	                                 &out->len));
+out:
+	memset(&m, 0, sizeof m);
+	return status;
+}
+
+/* Commits a page of re-wrapped rows in one transaction (one fsync), each a
+ * compare-and-set: a row a destroy or another job changed first is left
+ * as it is. *moved counts the rows that moved. */
+static kms_status rewrap_commit(keyring *kr, const rewrapped *rows, size_t n,
+                                const store_kek *from, const store_kek *to, size_t *moved)
+{
+	kms_status status;
+	size_t count = 0;
+	*moved = 0;
+	KMS_GUARD(store_begin(kr->store));
+	for (size_t i = 0; i < n; i++) {
+		if (!rows[i].len)
+			continue;
+		status = store_version_rewrap(kr->store, rows[i].ref.key_id, rows[i].ref.version,
+		                              from->id, to->id, rows[i].wrapped, rows[i].len);
+		if (status == KMS_FAILED_PRECONDITION) {
+			kms_error_clear(); /* lost the compare-and-set: fine */
+			continue;
+		}
+		KMS_GUARD_OUT(status, status);
+		count++;
+	}
+	KMS_GUARD_OUT(status, store_commit(kr->store));
+	*moved = count;
+	return KMS_OK;
+out:
+	store_rollback(kr->store);
+	return status;
+}
+
+/* Destroys a draining KEK that wraps nothing any more, then records it
+ * retired: the object first, so a crash between leaves a row that the next
+ * tick retires, never a forgotten object. kek_rwlock held exclusively. */
+static kms_status kek_retire(keyring *kr, const store_kek *kek, int64_t now, bool *retired)
+{
+	hsm_object_id object;
+	uint64_t left = 0;
+	*retired = false;
+	KMS_GUARD(store_versions_under_kek_count(kr->store, kek->id, &left));
+	if (left)
+		return KMS_OK; /* rows the pages passed over (failures): next tick */
+	KMS_GUARD(kek_object_id(kek, &object));
+	KMS_GUARD(hsm_object_destroy(kr->hsm, &object));
+	KMS_GUARD(store_kek_set_state(kr->store, kek->id, KEK_STATE_RETIRED, now));
+	kr_log("info", "KEK %s retired: no key version is wrapped under it; its HSM object is "
+	       "destroyed", kek->hsm_id);
+	*retired = true;
+	return KMS_OK;
+}
+
+/* One page: read, re-wrap in the HSM, commit. Failed rows are logged and
+ * counted; last_key and last_version advance past the page. */
+static kms_status rewrap_page(keyring *kr, const store_kek *from, const store_kek *to,
+                              rewrapped *work, char last_key[KMS_KEYID_TEXT_SIZE],
+                              uint32_t *last_version, size_t *n_read,
+                              keyring_tick_report *report)
+{
+	store_version_ref page[KEYRING_REWRAP_BATCH];
+	kms_status first = KMS_OK;
+	kms_error_saved first_error;
+	size_t moved = 0;
+
+	KMS_GUARD(store_versions_under_kek(kr->store, from->id, last_key, *last_version,
+	                                   KEYRING_REWRAP_BATCH, page, n_read));
+	for (size_t i = 0; i < *n_read; i++) {
+		kms_status st = rewrap_one(kr, &page[i], from, to, &work[i]);
+		if (st == KMS_OK)
+			continue;
+		kr_log("error", "re-wrapping %s:v%u from KEK %s to %s failed: %s", page[i].key_id,
+		       (unsigned)page[i].version, from->hsm_id, to->hsm_id, kms_error_message());
+		work[i].len = 0;
+		report->failed++;
+		if (first == KMS_OK) {
+			first = st;
+			kms_error_save(&first_error);
+		}
+	}
+	if (*n_read) {
+		memcpy(last_key, page[*n_read - 1].key_id, KMS_KEYID_TEXT_SIZE);
+		*last_version = page[*n_read - 1].version;
+	}
+	kms_status st = rewrap_commit(kr, work, *n_read, from, to, &moved);
+	for (size_t i = 0; i < *n_read; i++)
+		memset(work[i].wrapped, 0, sizeof work[i].wrapped);
+	KMS_GUARD(st);
+	report->rewrapped += moved;
+	if (first != KMS_OK)
+		return kms_error_restore(first, &first_error);
+	return KMS_OK;
+}
+
+kms_status kr_rewrap_tick(keyring *kr, int64_t now, keyring_tick_report *report)
+{
+	store_kek keks[KEYRING_KEKS_MAX], current;
+	size_t n_keks = 0;
+	kms_status first = KMS_OK;
+	kms_error_saved first_error;
+
+	KMS_GUARD(store_kek_list(kr->store, 0, KEYRING_KEKS_MAX, keks, &n_keks));
+	const store_kek *draining = NULL;
+	for (size_t i = 0; i < n_keks && !draining; i++)
+		if (keks[i].state == KEK_STATE_DRAINING)
+			draining = &keks[i];
+	if (!draining)
+		return KMS_OK;
+	KMS_GUARD(store_kek_get_current(kr->store, &current));
+
+	rewrapped *work = calloc(KEYRING_REWRAP_BATCH, sizeof *work);
+	KMS_ENSURE(work, KMS_INTERNAL, "keyring: out of memory for the re-wrap job");
+	/* Keyset pages from the start: rows moved leave the draining KEK's
+	 * index, rows that failed are passed over until the next tick. */
+	char last_key[KMS_KEYID_TEXT_SIZE] = "";
+	uint32_t last_version = 0;
+	size_t n_read = KEYRING_REWRAP_BATCH;
+	for (size_t p = 0; p < KEYRING_REWRAP_PAGES && n_read == KEYRING_REWRAP_BATCH; p++) {
+		kms_status st = rewrap_page(kr, draining, &current, work, last_key, &last_version,
+		                            &n_read, report);
+		if (st != KMS_OK && first == KMS_OK) {
+			first = st;
+			kms_error_save(&first_error);
+		}
+		if (st != KMS_OK && n_read == 0)
+			break; /* the page itself could not be read */
+	}
+	free(work);
+	if (n_read < KEYRING_REWRAP_BATCH && first == KMS_OK) {
+		bool retired = false;
+		pthread_rwlock_wrlock(&kr->kek_rwlock);
+		kms_status st = kek_retire(kr, draining, now, &retired);
+		pthread_rwlock_unlock(&kr->kek_rwlock);
+		KMS_GUARD(st);
+		if (retired)
+			report->keks_retired++;
+	}
+	if (first != KMS_OK)
+		return kms_error_restore(first, &first_error);
+	return KMS_OK;
+}
