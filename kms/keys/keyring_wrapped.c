@@ -34,20 +34,32 @@ static kms_status kek_object_id(const store_kek *kek, hsm_object_id *out)
 
 /* Makes the CREATING KEK current, creating its token object unless a crash
  * left it there already. */
-static kms_status kek_finish(keyring *kr, const store_kek *kek, bool store_created)
+static kms_status kek_finish(keyring *kr, const store_kek *kek)
 {
 	hsm_object_id object;
 	bool exists = false;
 	KMS_GUARD(kek_object_id(kek, &object));
 	KMS_GUARD(hsm_kek_exists(kr->hsm, &object, &exists));
-	if (exists && store_created)
-		return KMS_FAIL(KMS_FAILED_PRECONDITION,
-		                "keyring: kms.db is new but the token already holds KEK %s; refusing "
-		                "to adopt it (wrong data_dir or token?)", kek->hsm_id);
 	if (!exists)
 		KMS_GUARD(hsm_kek_create(kr->hsm, &object, kek->hsm_id));
 	KMS_GUARD(store_kek_make_current(kr->store, kek->id));
 	kr_log("info", "KEK %s (id %u) is now current", kek->hsm_id, (unsigned)kek->id);
+	return KMS_OK;
+}
+
+typedef struct token_kek {
+	bool found;
+	char name[HSM_ID_MAX + 1];
+} token_kek;
+
+static kms_status find_kek(void *ctx, const hsm_object_id *id, hsm_object_kind kind)
+{
+	token_kek *t = ctx;
+	if (kind != HSM_OBJECT_KEK || t->found)
+		return KMS_OK;
+	t->found = true;
+	for (size_t i = 0; i < id->len && i < HSM_ID_MAX; i++)
+		t->name[i] = id->bytes[i] >= 0x21 && id->bytes[i] <= 0x7e ? (char)id->bytes[i] : '?';
 	return KMS_OK;
 }
 
@@ -57,11 +69,22 @@ kms_status kr_kek_open(keyring *kr, bool store_created)
 	size_t n = 0;
 	store_kek current;
 
+	/* A new kms.db beside a token that holds a KEK is a wrong or lost data
+	 * directory: the versions wrapped under it are in another kms.db (or a
+	 * backup), and a later KEK rotation here would destroy it. */
+	if (store_created) {
+		token_kek t = { 0 };
+		KMS_GUARD(hsm_objects_list(kr->hsm, find_kek, &t));
+		KMS_ENSURE(!t.found, KMS_FAILED_PRECONDITION,
+		           "keyring: kms.db is new but the token already holds KEK %s; refusing to "
+		           "start beside it (wrong data_dir or token?)", t.name);
+	}
+
 	KMS_GUARD(store_kek_list(kr->store, 0, KEYRING_KEKS_MAX, keks, &n));
 	/* A rotation (or the first start) a crash cut short: roll it forward. */
 	for (size_t i = 0; i < n; i++)
 		if (keks[i].state == KEK_STATE_CREATING)
-			KMS_GUARD(kek_finish(kr, &keks[i], store_created));
+			KMS_GUARD(kek_finish(kr, &keks[i]));
 	kms_status status = store_kek_get_current(kr->store, &current);
 	if (status == KMS_OK)
 		return KMS_OK;
@@ -69,7 +92,7 @@ kms_status kr_kek_open(keyring *kr, bool store_created)
 		return status;
 	kms_error_clear();
 	KMS_GUARD(store_kek_create(kr->store, kms_now(), &current));
-	return kek_finish(kr, &current, store_created);
+	return kek_finish(kr, &current);
 }
 
 kms_status keyring_kek_list(keyring *kr, keyring_kek *out, size_t cap, size_t *n)
@@ -122,7 +145,7 @@ kms_status keyring_kek_rotate(keyring *kr, int64_t now, store_kek *out)
 		goto out;
 	}
 	KMS_GUARD_OUT(status, store_kek_create(kr->store, now, &fresh));
-	KMS_GUARD_OUT(status, kek_finish(kr, &fresh, false));
+	KMS_GUARD_OUT(status, kek_finish(kr, &fresh));
 	KMS_GUARD_OUT(status, store_kek_get(kr->store, fresh.id, &fresh));
 	if (out)
 		*out = fresh;
