@@ -282,6 +282,16 @@ void keyring_key_cache_stats_get(keyring *kr, hsm_keycache_stats *out);
 kms_status keyring_create_key(keyring *kr, const keyring_create_args *args, int64_t now,
                               key_metadata *out) KMS_MUST_USE;
 
+/* Creates n wrapped keys alike (args: no alias; protection wrapped) in one
+ * transaction: every version generated and wrapped in the HSM first, then
+ * one commit (one fsync) for all. Their ids go to ids[0..n). At most
+ * KEYRING_CREATE_BATCH_MAX. For bulk provisioning and benchmarks; all or
+ * nothing. */
+#define KEYRING_CREATE_BATCH_MAX 10000
+kms_status keyring_create_keys_batch(keyring *kr, const keyring_create_args *args, size_t n,
+                                     int64_t now,
+                                     char (*ids)[KMS_KEYID_TEXT_SIZE]) KMS_MUST_USE;
+
 /* The key row key_ref names (an alias is followed to its key). */
 kms_status keyring_resolve(keyring *kr, const char *key_ref, store_key *out) KMS_MUST_USE;
 
