@@ -157,12 +157,19 @@ static const char *authz_id_n(const char *prefix, unsigned n)
 	return p;
 }
 
-/* Key n's id. The wrapped keys' (n % 10 == 5) sort after every other
- * key's: a block of keys a walk over all keys would step through on its way
- * to the end of the hsm-resident ones. */
+/* Key n's id, in three blocks of the id order: the due keys (n % 10 is 0,
+ * due for deletion, or 2, due for rotation) sort after the rest, and the
+ * wrapped keys (5) after them. A query that walked the keys in id order to
+ * find the due ones would step through every other key first; a page of
+ * resident versions that walked all versions would step through the
+ * wrapped block at the end. */
 static const char *id_of(unsigned n)
 {
-	return key_id_n(n % 10 == 5 ? 0x40000000u + n : n);
+	if (n % 10 == 5)
+		return key_id_n(0x40000000u + n);
+	if (n % 10 == 0 || n % 10 == 2)
+		return key_id_n(0x20000000u + n);
+	return key_id_n(n);
 }
 
 static const uint8_t *blob(uint8_t tag)
@@ -625,9 +632,9 @@ static const store_stmt_id measure_stmts[M_COUNT] = {
 };
 
 #define PAGE 100
-/* The rows each returns: a page, one row, the last resident keys (the 45
- * of n_keys - 49 .. n_keys that are not wrapped), the last 50 wrapped. */
-static const size_t measure_rows[M_COUNT] = { PAGE, PAGE, PAGE, 1, 1, PAGE, 45, 50 };
+/* The rows each returns: a page, one row, the last resident keys (n_keys -
+ * 8 and n_keys, the last of the due block), the last 50 wrapped. */
+static const size_t measure_rows[M_COUNT] = { PAGE, PAGE, PAGE, 1, 1, PAGE, 2, 50 };
 
 /* Runs measure m on a store of n_keys keys and returns its VM steps; fails
  * if it stepped through a full scan or returned less than a page. */
@@ -640,9 +647,10 @@ static int measure(store *st, int m, unsigned n_keys)
 	static store_version_row vrows[PAGE];
 	static store_version_ref refs[PAGE];
 	store_material mat;
-	/* Deep: the page starts 150 keys before the end (n_keys - 150 is a
-	 * multiple of 10, so the page holds the same kinds of key). */
-	const char *deep = id_of(n_keys - 150);
+	/* Deep: the page starts 294 keys before the end of the first block
+	 * (n_keys - 294 is 6 modulo 10, so the page holds the same kinds of
+	 * key at every size, and 200 of them follow in the block). */
+	const char *deep = id_of(n_keys - 294);
 	store_grant *grants = NULL;
 
 	stmt_counts(st, measure_stmts[m], &vm, &full);
@@ -668,8 +676,8 @@ static int measure(store *st, int m, unsigned n_keys)
 		assert_ok(store_versions_resident(st, deep, 1, PAGE, vrows, &n));
 		break;
 	case M_RESIDENT_LAST:
-		/* Past the last resident key lies the block of wrapped ones. */
-		assert_ok(store_versions_resident(st, id_of(n_keys - 50), 1, PAGE, vrows, &n));
+		/* Near the end of the due block; past it lie the wrapped keys. */
+		assert_ok(store_versions_resident(st, id_of(n_keys - 10), 1, PAGE, vrows, &n));
 		break;
 	case M_UNDER_KEK:
 		/* The last 50 wrapped keys: after key n_keys - 505 (wrapped). */
