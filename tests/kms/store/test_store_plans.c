@@ -19,10 +19,14 @@
  *
  * test_scale: timing-free. The SQLite VM steps (sqlite3_stmt_status) of a
  * ListKeys page deep in the keyspace, a page of keys due for deletion and
- * of keys due for rotation, a wrapped version's material lookup and the
- * reconciliation and re-wrap pages are the same with 50,000 keys as with
- * 1,000 (where 10% of the keys are due for each): each costs O(page), not
- * O(keys); and none of them steps through a full scan.
+ * of keys due for rotation, a wrapped version's material lookup, a
+ * grantee's live grants on one key, and the reconciliation and re-wrap
+ * pages are the same with 50,000 keys as with 1,000 (10% of the keys due
+ * for each tick, their ids after the others': see id_of): each costs
+ * O(page), not O(keys); and none of them steps through a full scan.
+ *
+ * test_migration_from_3: a schema 3 file migrates and its rebuilt indexes
+ * serve the due queries and the grant lookup.
  */
 #include <setjmp.h>
 #include <stdarg.h>
