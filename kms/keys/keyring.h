@@ -256,8 +256,8 @@ typedef struct keyring_kek {
 	uint64_t versions;             /* key versions wrapped under it now */
 } keyring_kek;
 
-/* Every KEK, ascending by id (at most cap, KEYRING_KEKS_MAX is enough),
- * with the number of versions each wraps. */
+/* The newest KEKs, ascending by id (at most cap, at most KEYRING_KEKS_MAX;
+ * older ones are retired), with the number of versions each wraps. */
 kms_status keyring_kek_list(keyring *kr, keyring_kek *out, size_t cap, size_t *n) KMS_MUST_USE;
 
 /* Creates a new KEK in the HSM and makes it current; the previous one

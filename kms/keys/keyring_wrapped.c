@@ -47,6 +47,28 @@ static kms_status kek_finish(keyring *kr, const store_kek *kek)
 	return KMS_OK;
 }
 
+/* The first KEK in state (lowest id), through every page of the KEK table
+ * (retired KEKs stay as rows, so it only grows). *found false: none. */
+static kms_status kek_find(keyring *kr, kek_state state, store_kek *out, bool *found)
+{
+	store_kek page[KEYRING_KEKS_MAX];
+	uint32_t after = 0;
+	size_t n;
+	*found = false;
+	do {
+		KMS_GUARD(store_kek_list(kr->store, after, KEYRING_KEKS_MAX, page, &n));
+		for (size_t i = 0; i < n; i++)
+			if (page[i].state == state) {
+				*out = page[i];
+				*found = true;
+				return KMS_OK;
+			}
+		if (n)
+			after = page[n - 1].id;
+	} while (n == KEYRING_KEKS_MAX);
+	return KMS_OK;
+}
+
 typedef struct token_kek {
 	bool found;
 	char name[HSM_ID_MAX + 1];
@@ -65,8 +87,6 @@ static kms_status find_kek(void *ctx, const hsm_object_id *id, hsm_object_kind k
 
 kms_status kr_kek_open(keyring *kr, bool store_created)
 {
-	store_kek keks[KEYRING_KEKS_MAX];
-	size_t n = 0;
 	store_kek current;
 
 	/* A new kms.db beside a token that holds a KEK is a wrong or lost data
@@ -80,11 +100,13 @@ kms_status kr_kek_open(keyring *kr, bool store_created)
 		           "start beside it (wrong data_dir or token?)", t.name);
 	}
 
-	KMS_GUARD(store_kek_list(kr->store, 0, KEYRING_KEKS_MAX, keks, &n));
-	/* A rotation (or the first start) a crash cut short: roll it forward. */
-	for (size_t i = 0; i < n; i++)
-		if (keks[i].state == KEK_STATE_CREATING)
-			KMS_GUARD(kek_finish(kr, &keks[i]));
+	/* A rotation (or the first start) a crash cut short: roll it forward.
+	 * There is at most one: a rotation runs alone under kek_rwlock. */
+	store_kek creating;
+	bool found = false;
+	KMS_GUARD(kek_find(kr, KEK_STATE_CREATING, &creating, &found));
+	if (found)
+		KMS_GUARD(kek_finish(kr, &creating));
 	kms_status status = store_kek_get_current(kr->store, &current);
 	if (status == KMS_OK)
 		return KMS_OK;
@@ -97,17 +119,31 @@ kms_status kr_kek_open(keyring *kr, bool store_created)
 
 kms_status keyring_kek_list(keyring *kr, keyring_kek *out, size_t cap, size_t *n)
 {
-	store_kek keks[KEYRING_KEKS_MAX];
-	size_t got = 0;
+	store_kek page[KEYRING_KEKS_MAX];
+	uint32_t after = 0;
+	size_t got, kept = 0;
 	*n = 0;
-	KMS_GUARD(store_kek_list(kr->store, 0, cap < KEYRING_KEKS_MAX ? cap : KEYRING_KEKS_MAX, keks,
-	                         &got));
-	for (size_t i = 0; i < got; i++) {
-		memset(&out[i], 0, sizeof out[i]);
-		out[i].kek = keks[i];
-		KMS_GUARD(store_versions_under_kek_count(kr->store, keks[i].id, &out[i].versions));
-	}
-	*n = got;
+	if (cap > KEYRING_KEKS_MAX)
+		cap = KEYRING_KEKS_MAX;
+	if (!cap)
+		return KMS_OK;
+	/* The newest cap KEKs: every page read, the oldest shifted out. */
+	do {
+		KMS_GUARD(store_kek_list(kr->store, after, KEYRING_KEKS_MAX, page, &got));
+		for (size_t i = 0; i < got; i++) {
+			if (kept == cap) {
+				memmove(out, out + 1, (cap - 1) * sizeof *out);
+				kept--;
+			}
+			memset(&out[kept], 0, sizeof out[kept]);
+			out[kept++].kek = page[i];
+		}
+		if (got)
+			after = page[got - 1].id;
+	} while (got == KEYRING_KEKS_MAX);
+	for (size_t i = 0; i < kept; i++)
+		KMS_GUARD(store_versions_under_kek_count(kr->store, out[i].kek.id, &out[i].versions));
+	*n = kept;
 	return KMS_OK;
 }
 
@@ -122,26 +158,18 @@ kms_status keyring_kek_name(keyring *kr, uint32_t kek_id, char out[static STORE_
 
 kms_status keyring_kek_rotate(keyring *kr, int64_t now, store_kek *out)
 {
-	store_kek keks[KEYRING_KEKS_MAX];
-	size_t n = 0;
-	store_kek fresh;
+	store_kek draining, fresh;
+	bool found = false;
 	kms_status status;
 
 	if (out)
 		memset(out, 0, sizeof *out);
 	pthread_rwlock_wrlock(&kr->kek_rwlock);
-	KMS_GUARD_OUT(status, store_kek_list(kr->store, 0, KEYRING_KEKS_MAX, keks, &n));
-	for (size_t i = 0; i < n; i++)
-		if (keks[i].state == KEK_STATE_DRAINING) {
-			status = KMS_FAIL(KMS_FAILED_PRECONDITION,
-			                  "KEK %s is still being drained by the previous rotation; "
-			                  "rotate again once kms-admin hsm status shows it retired",
-			                  keks[i].hsm_id);
-			goto out;
-		}
-	if (n >= KEYRING_KEKS_MAX) {
-		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "keyring: %d KEKs exist, the most kmsd "
-		                  "keeps track of", KEYRING_KEKS_MAX);
+	KMS_GUARD_OUT(status, kek_find(kr, KEK_STATE_DRAINING, &draining, &found));
+	if (found) {
+		status = KMS_FAIL(KMS_FAILED_PRECONDITION,
+		                  "KEK %s is still being drained by the previous rotation; rotate "
+		                  "again once kms-admin hsm status shows it retired", draining.hsm_id);
 		goto out;
 	}
 	KMS_GUARD_OUT(status, store_kek_create(kr->store, now, &fresh));
@@ -404,18 +432,15 @@ static kms_status rewrap_page(keyring *kr, const store_kek *from, const store_ke
 
 kms_status kr_rewrap_tick(keyring *kr, int64_t now, keyring_tick_report *report)
 {
-	store_kek keks[KEYRING_KEKS_MAX], current;
-	size_t n_keks = 0;
+	store_kek drained, current;
+	bool found = false;
 	kms_status first = KMS_OK;
 	kms_error_saved first_error;
 
-	KMS_GUARD(store_kek_list(kr->store, 0, KEYRING_KEKS_MAX, keks, &n_keks));
-	const store_kek *draining = NULL;
-	for (size_t i = 0; i < n_keks && !draining; i++)
-		if (keks[i].state == KEK_STATE_DRAINING)
-			draining = &keks[i];
-	if (!draining)
+	KMS_GUARD(kek_find(kr, KEK_STATE_DRAINING, &drained, &found));
+	if (!found)
 		return KMS_OK;
+	const store_kek *draining = &drained;
 	KMS_GUARD(store_kek_get_current(kr->store, &current));
 
 	rewrapped *work = calloc(KEYRING_REWRAP_BATCH, sizeof *work);
