@@ -373,6 +373,12 @@ kms_status keyring_tick(keyring *kr, int64_t now, keyring_tick_report *report)
 	tick_destroy(kr, now, STORE_KEYS_DESTROYING, &t);
 	tick_destroy(kr, now, STORE_KEYS_DELETION_DUE, &t);
 	tick_rotate(kr, now, &t);
+	/* Destroyed versions' wrapped bytes are overwritten in kms.db
+	 * (secure_delete); take them out of kms.db-wal as well. */
+	if (t.report.destroyed && store_wal_checkpoint(kr->store) != KMS_OK) {
+		kr_log("warn", "after destroying keys: %s", kms_error_message());
+		kms_error_clear();
+	}
 	kms_status status = kr_rewrap_tick(kr, now, &t.report);
 	if (status != KMS_OK) {
 		kr_log("error", "the re-wrap job failed: %s (%s)", kms_error_message(),

@@ -648,6 +648,23 @@ kms_status store_commit(store *st)
 	return status;
 }
 
+kms_status store_wal_checkpoint(store *st)
+{
+	store_conn *c;
+	int log_frames = 0, done = 0;
+	KMS_GUARD(conn_get(st, &c));
+	KMS_ENSURE(sqlite3_get_autocommit(c->db), KMS_INTERNAL,
+	           "store: checkpoint inside a transaction");
+	int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log_frames,
+	                                   &done);
+	if (rc == SQLITE_BUSY)
+		return KMS_FAIL(KMS_UNAVAILABLE, "store: WAL checkpoint: a reader held it; the next "
+		                "one will");
+	KMS_ENSURE(rc == SQLITE_OK, KMS_INTERNAL, "store: WAL checkpoint: %s",
+	           sqlite3_errmsg(c->db));
+	return KMS_OK;
+}
+
 void store_rollback(store *st)
 {
 	store_conn *c = pthread_getspecific(st->tls);

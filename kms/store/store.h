@@ -180,6 +180,12 @@ kms_status store_commit(store *st) KMS_MUST_USE;
 /* ROLLBACK if this thread has a transaction open; otherwise nothing. */
 void store_rollback(store *st);
 
+/* Copies the WAL into kms.db and truncates it (SQLITE_CHECKPOINT_TRUNCATE),
+ * so that bytes secure_delete overwrote leave kms.db-wal too; after a key
+ * is destroyed. Outside a transaction. KMS_UNAVAILABLE when a reader kept
+ * part of the WAL in use (the next checkpoint takes it). */
+kms_status store_wal_checkpoint(store *st) KMS_MUST_USE;
+
 /* ---- keys ---- */
 
 /* Inserts a key row (any lifecycle) with its policy text ("" = default).

@@ -5,7 +5,8 @@
  * - The unwrapped-key cache as the keyring drives it ([keys] cache_entries =
  *   4 here): bounded with evictions counted; disabling a key, scheduling its
  *   deletion and destroying it evict its versions at once (the counters and
- *   the entry count say so), and an enabled-again key unwraps anew.
+ *   the entry count say so), and an enabled-again key unwraps anew; a
+ *   destroyed key's wrapped bytes are in neither kms.db nor kms.db-wal.
  * - [keys] max_hsm_resident = 2: a third hsm-resident key is refused with a
  *   line naming the limit; wrapped keys are not counted.
  * - KEK rotation: a new KEK is current, the old one draining; a second
@@ -17,6 +18,7 @@
  */
 #include "tests/support/keyring_test.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,6 +90,25 @@ static void assert_opens(const sealed *s)
 	assert_memory_equal(opened, PLAINTEXT, sizeof PLAINTEXT);
 }
 
+/* Whether data/<name> holds the wrapped bytes of m (a missing file holds
+ * nothing). */
+static bool file_holds(const char *name, const store_material *m)
+{
+	char path[1200];
+	snprintf(path, sizeof path, "%s/%s", t_dir("data"), name);
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return false;
+	size_t cap = 64u << 20, len = 0;
+	uint8_t *buf = malloc(cap);
+	assert_non_null(buf);
+	len = fread(buf, 1, cap, f);
+	fclose(f);
+	bool found = len >= m->wrapped_len && memmem(buf, len, m->wrapped, m->wrapped_len);
+	free(buf);
+	return found;
+}
+
 static void test_cache_bounded_and_evicted(void **state)
 {
 	(void)state;
@@ -139,11 +160,20 @@ static void test_cache_bounded_and_evicted(void **state)
 	assert_ok(keyring_rotate(kr, ids[KEYS - 2], T_NOW, NULL));
 	seal(ids[KEYS - 2], &v2);
 	assert_int_equal(v2.use.version, 2);
+	store_material m, stored[2];
+	assert_ok(store_version_material_get(keyring_store(kr), ids[KEYS - 2], 1, &stored[0]));
+	assert_ok(store_version_material_get(keyring_store(kr), ids[KEYS - 2], 2, &stored[1]));
+	assert_true(file_holds("kms.db", &stored[0]) || file_holds("kms.db-wal", &stored[0]));
 	assert_ok(keyring_schedule_deletion(kr, ids[KEYS - 2], 7, T_NOW, &k));
 	keyring_tick_report report;
 	assert_ok(keyring_tick(kr, T_NOW + 7 * T_DAY, &report));
 	assert_int_equal(report.destroyed, 2);
-	store_material m;
+	/* Crypto-shredding: the wrapped bytes are gone from kms.db and its WAL
+	 * (secure_delete, then the checkpoint after a destroying tick). */
+	for (int v = 0; v < 2; v++) {
+		assert_false(file_holds("kms.db", &stored[v]));
+		assert_false(file_holds("kms.db-wal", &stored[v]));
+	}
 	assert_status(store_version_material_get(keyring_store(kr), ids[KEYS - 2], 1, &m),
 	              KMS_FAILED_PRECONDITION);
 	assert_status(store_version_material_get(keyring_store(kr), ids[KEYS - 2], 2, &m),
