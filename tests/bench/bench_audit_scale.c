@@ -642,6 +642,12 @@ static bool check_rows(const row *rows, size_t n)
 			            field(g, "hot"), AUDIT_HOT_MAX);
 		}
 	}
+#if defined(__SANITIZE_ADDRESS__)
+	/* Freed memory waits in AddressSanitizer's quarantine and counts as
+	 * resident: the module's accounting above is the bound there. */
+	fprintf(stderr, "bench_audit_scale: resident memory not checked under AddressSanitizer\n");
+	return ok;
+#endif
 	double open_growth = field(rows[n - 1].open, "rss_checked") - field(rows[0].open, "rss_checked");
 	ok &= bound(open_growth < CHECK_RSS_GROWTH, "audit_open's process RSS growth", open_growth,
 	            CHECK_RSS_GROWTH);

@@ -44,6 +44,11 @@
 #define FLAT_WARM 50000u
 #define FLAT_SAMPLE 10000u
 #define RSS_GROWTH_MAX (8u << 20)
+#if defined(__SANITIZE_ADDRESS__)
+#define RSS_MEANINGFUL false
+#else
+#define RSS_MEANINGFUL true
+#endif
 #define TAIL_RECORDS 1000u
 #define CLI_WAIT_MS 60000
 
@@ -277,7 +282,12 @@ static void memory_is_flat(void **state)
 	uint64_t rss_end = rss_bytes();
 	fprintf(stderr, "resident: %llu bytes at %u entries, %llu at %u\n",
 	        (unsigned long long)rss_warm, FLAT_WARM, (unsigned long long)rss_end, FLAT_ENTRIES);
-	if (rss_end > rss_warm + RSS_GROWTH_MAX)
+	/* Under AddressSanitizer freed memory waits in its quarantine (256 MB)
+	 * and counts as resident: the module's own accounting above is the
+	 * bound there. */
+	if (!RSS_MEANINGFUL)
+		fprintf(stderr, "resident memory not checked: AddressSanitizer's quarantine\n");
+	else if (rss_end > rss_warm + RSS_GROWTH_MAX)
 		fail_msg("resident memory grew %llu bytes from %u to %u entries",
 		         (unsigned long long)(rss_end - rss_warm), FLAT_WARM, FLAT_ENTRIES);
 	/* Old entries come back from the tiles and bundles on disk. */
