@@ -16,7 +16,8 @@
  *   AUDIT_MEMORY_MAX and the hot entries under AUDIT_HOT_MAX at every
  *   sample, and the process's resident memory (/proc/self/statm) grows
  *   less than 8 MiB from 50,000 entries to 300,000 (the whole tree in
- *   memory would be 18 MB more).
+ *   memory would be 18 MB more; not under AddressSanitizer, whose
+ *   quarantine keeps freed memory resident).
  * - start_up_reads_the_tail: the same log, closed, with 1,000 records
  *   appended to log.bin behind its back (acknowledged, never published):
  *   audit_open reads at most those and the part of a tile before them,
