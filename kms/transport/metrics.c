@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "kms/audit/audit.h"
+#include "kms/audit/audit_tree.h"
 #include "kms/keys/keyring.h"
 #include "common/log.h"
 #include "common/error.h"
@@ -117,6 +118,46 @@ static void key_cache_put(text *t, keyring *kr)
 	    (unsigned long long)c.reloads_after_loss);
 }
 
+/* The audit log's memory, tile cache, start-up and background check
+ * (docs/audit-log.md, "Memory and start-up"). */
+static void put_audit_memory(text *t, audit_log *log)
+{
+	audit_stats s;
+	audit_get_stats(log, &s);
+	put(t, "# HELP kms_audit_memory_bytes Memory the audit log's tree holds: hot tiles and "
+	       "offsets (fixed at start-up), full tiles in the tile cache.\n"
+	       "# TYPE kms_audit_memory_bytes gauge\n"
+	       "kms_audit_memory_bytes{part=\"tree\"} %llu\n"
+	       "kms_audit_memory_bytes{part=\"tile_cache\"} %llu\n"
+	       "# HELP kms_audit_memory_limit_bytes The bound on kms_audit_memory_bytes, whatever "
+	       "the log's length.\n# TYPE kms_audit_memory_limit_bytes gauge\n"
+	       "kms_audit_memory_limit_bytes %llu\n",
+	    (unsigned long long)s.tree_bytes, (unsigned long long)s.cache_bytes,
+	    (unsigned long long)AUDIT_MEMORY_MAX);
+	put(t, "# HELP kms_audit_hot_entries Leaf hashes in memory, not yet in full tiles on disk.\n"
+	       "# TYPE kms_audit_hot_entries gauge\nkms_audit_hot_entries %llu\n"
+	       "# HELP kms_audit_tile_cache_tiles Full tiles held by the tile cache.\n"
+	       "# TYPE kms_audit_tile_cache_tiles gauge\nkms_audit_tile_cache_tiles %llu\n"
+	       "# HELP kms_audit_tile_cache_capacity Full tiles the tile cache holds at most.\n"
+	       "# TYPE kms_audit_tile_cache_capacity gauge\nkms_audit_tile_cache_capacity %u\n"
+	       "# HELP kms_audit_tiles_read_total Full tiles read back from disk (tile cache misses).\n"
+	       "# TYPE kms_audit_tiles_read_total counter\nkms_audit_tiles_read_total %llu\n",
+	    (unsigned long long)s.hot_entries, (unsigned long long)s.cache_tiles,
+	    AUDIT_TILE_CACHE_TILES, (unsigned long long)s.tiles_read);
+	put(t, "# HELP kms_audit_startup_records_read Records of log.bin read at start-up.\n"
+	       "# TYPE kms_audit_startup_records_read gauge\nkms_audit_startup_records_read %llu\n"
+	       "# HELP kms_audit_check_records Records below the start-up resume point, checked "
+	       "in the background.\n# TYPE kms_audit_check_records gauge\n"
+	       "kms_audit_check_records %llu\n"
+	       "# HELP kms_audit_check_records_done Of those, records checked so far.\n"
+	       "# TYPE kms_audit_check_records_done gauge\nkms_audit_check_records_done %llu\n"
+	       "# HELP kms_audit_check_finished Whether the background check has finished "
+	       "(kms_audit_writable 0 if it found damage).\n"
+	       "# TYPE kms_audit_check_finished gauge\nkms_audit_check_finished %d\n",
+	    (unsigned long long)s.open_scanned, (unsigned long long)s.resumed_at,
+	    (unsigned long long)s.scrubbed, s.scrub_done ? 1 : 0);
+}
+
 kms_status metrics_render(kmsd *d, char **out, size_t *len)
 {
 	text t = { .buf = malloc(4096), .cap = 4096 };
@@ -168,6 +209,8 @@ kms_status metrics_render(kmsd *d, char **out, size_t *len)
 	put(&t, "# HELP kms_audit_writable Whether the audit log can be written.\n"
 	        "# TYPE kms_audit_writable gauge\nkms_audit_writable %d\n",
 	    d->audit ? audit_healthy(d->audit, NULL, 0) : 0);
+	if (d->audit)
+		put_audit_memory(&t, d->audit);
 	if (d->keyring) {
 		keyring_cache_stats ks;
 		keyring_cache_stats_get(d->keyring, &ks);

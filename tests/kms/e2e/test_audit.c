@@ -38,6 +38,7 @@
 #include <openssl/evp.h>
 
 #include "tests/support/audit_check.h"
+#include "kms/audit/audit_tree.h"
 #include "tests/support/e2e_ops.h"
 #include "tests/support/harness.h"
 #include "common/tlog/tlog_tiles.h"
@@ -680,6 +681,37 @@ static void http_matches_file(int port, const char *pub, const char *path, const
 	free(expected);
 }
 
+/* The value of the metric line that starts with name (labels included), or -1. */
+static long long metric_value(const char *body, const char *name)
+{
+	char prefix[160];
+	snprintf(prefix, sizeof prefix, "\n%s ", name);
+	const char *line = strstr(body, prefix);
+	return line ? strtoll(line + strlen(prefix), NULL, 10) : -1;
+}
+
+/* The audit log's memory on /metrics: within its bound, the tile cache
+ * within its capacity, the background check finished (docs/audit-log.md,
+ * "Memory and start-up"). */
+static void expect_audit_memory_metrics(const char *body)
+{
+	long long tree = metric_value(body, "kms_audit_memory_bytes{part=\"tree\"}");
+	long long cache = metric_value(body, "kms_audit_memory_bytes{part=\"tile_cache\"}");
+	long long limit = metric_value(body, "kms_audit_memory_limit_bytes");
+	long long tiles = metric_value(body, "kms_audit_tile_cache_tiles");
+	long long capacity = metric_value(body, "kms_audit_tile_cache_capacity");
+	if (tree <= 0 || cache < 0 || limit != AUDIT_MEMORY_MAX || tree + cache > limit ||
+	    tiles < 0 || capacity != AUDIT_TILE_CACHE_TILES || tiles > capacity ||
+	    metric_value(body, "kms_audit_hot_entries") < 0 ||
+	    metric_value(body, "kms_audit_tiles_read_total") < 0 ||
+	    metric_value(body, "kms_audit_startup_records_read") < 0 ||
+	    metric_value(body, "kms_audit_check_records") < 0 ||
+	    metric_value(body, "kms_audit_check_records_done") < 0 ||
+	    metric_value(body, "kms_audit_check_finished") < 0)
+		fail_msg("/metrics: the audit log's memory figures are missing or out of bounds:\n%s",
+		         body);
+}
+
 static void proofs_and_http(void **state)
 {
 	(void)state;
@@ -766,6 +798,7 @@ static void proofs_and_http(void **state)
 	assert_int_equal(audit_http_get(port, "/metrics", 5000, &body, &len), 200);
 	if (!strstr(body, "kms_requests_total{operation=\"encrypt\",status=\"OK\"} "))
 		fail_msg("/metrics lacks the encrypt OK counter:\n%s", body);
+	expect_audit_memory_metrics(body);
 	free(body);
 
 

@@ -38,6 +38,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -57,6 +58,8 @@
 #define FLOOD_FD_RESERVE 64        /* fds this test keeps for itself */
 #define FLOOD_CONNECT_MS 10000
 #define FDS_SLACK 16
+#define FDS_SETTLE_MS 5000          /* a lingering connection lasts 1 s */
+#define FDS_POLL_MS 20
 #define CLOSE_SLACK_MS 2000        /* past the deadline: the epoll wake-up, scheduling */
 #define ANSWER_MS 2000             /* a refused or cached answer comes at once (NNG: 5 s) */
 #define IPC_LATENCY_MAX_MS 2000
@@ -329,6 +332,28 @@ static size_t wait_all_closed(int *fds, size_t n, uint64_t deadline, uint64_t *l
 	return closed;
 }
 
+/* Waits (bounded: FDS_SETTLE_MS) until kmsd holds at most max fds, and
+ * fails if it still holds more then. What the count races with is kmsd
+ * closing its side after the client has closed its own: the last /healthz
+ * lingers until kmsd reads the client's FIN (http.c, conn_linger), and its
+ * self-probe of the ipc socket leaves an accepted connection that the ipc
+ * thread closes when it reads the probe's EOF. A leak stays. */
+static void expect_fds_settle(long max)
+{
+	uint64_t t0 = e2e_now_ms();
+	long first = e2e_kmsd_fds(&H), now = first;
+	while (now > max && e2e_now_ms() - t0 < FDS_SETTLE_MS) {
+		struct timespec ts = { .tv_nsec = FDS_POLL_MS * 1000000L };
+		nanosleep(&ts, NULL);
+		now = e2e_kmsd_fds(&H);
+	}
+	print_message("measured: kmsd fds %ld right after the last /healthz, %ld after %llu ms "
+	              "(at most %ld)\n", first, now, (unsigned long long)(e2e_now_ms() - t0), max);
+	if (now > max)
+		fail_msg("kmsd holds %ld fds %d ms after every connection closed, more than %ld",
+		         now, FDS_SETTLE_MS, max);
+}
+
 static void half_sent_flood(void **state)
 {
 	(void)state;
@@ -392,7 +417,7 @@ static void half_sent_flood(void **state)
 	assert_int_equal(closed, opened);
 	assert_true(refused >= opened - HTTP_CAP - 1);
 	assert_int_equal(audit_wait_healthz(port, 200, 5000), 200);
-	assert_true(e2e_kmsd_fds(&H) <= fds_before + 1);
+	expect_fds_settle(fds_before + 1);
 	stop_clean();
 }
 
