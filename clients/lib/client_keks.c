@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/error.h"
+
 static const char *const kek_states[] = { "KEK_STATE_UNSPECIFIED", "CREATING", "CURRENT",
 	                                  "DRAINING", "RETIRED" };
 
