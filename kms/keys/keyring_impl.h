@@ -36,6 +36,9 @@ typedef enum kr_crash_point {
 	KR_CRASH_ROTATE_AFTER_INTENT,
 	KR_CRASH_ROTATE_AFTER_HSM,
 	KR_CRASH_DESTROY_AFTER_HSM,
+	KR_CRASH_REWRAP_AFTER_HSM,
+	KR_CRASH_REWRAP_AFTER_COMMIT,
+	KR_CRASH_RETIRE_AFTER_HSM,
 } kr_crash_point;
 
 /* Per-version flags in a cache entry. */
@@ -82,6 +85,7 @@ struct keyring {
 	uint32_t deletion_window_days;
 	uint32_t seconds_per_day;
 	uint32_t max_hsm_resident;
+	uint32_t rewrap_pages;         /* re-wrap pages per tick */
 	kr_crash_point crash_at;
 	pthread_rwlock_t kek_rwlock;   /* keyring_wrapped.c */
 
