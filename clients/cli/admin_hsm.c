@@ -119,30 +119,28 @@ static void print_token(struct cli *cli, const hsm_config *config, const hsm_tok
 		cli_field(cli->out, "objects", "- (log in to count them)");
 }
 
-/* kmsd's KEKs, if kmsd can be reached and lets the caller list them; a
- * warning on stderr otherwise (the token report stands alone). */
-static bool status_keks(struct cli *cli, kms_kek_list *keks)
+/* kmsd's KEKs, if kmsd can be reached (client: NULL when it could not be
+ * opened, said already) and lets the caller list them; a warning on stderr
+ * otherwise (the token report stands alone). */
+static bool status_keks(struct cli *cli, kms_client *client, kms_kek_list *keks)
 {
-	kms_client *client = NULL;
 	kms_error err;
-	/* cli_connect reports its own failures: they are warnings here. */
-	if (cli_connect(cli, &client) != CLI_EXIT_OK) {
-		fprintf(cli->err, "%s: warning: KEKs not shown: fix the connection flags above "
-		        "to reach kmsd\n", cli->prog);
+	if (!client) {
+		fprintf(cli->err, "%s: warning: KEKs not shown: kmsd cannot be reached with the "
+		        "connection flags (see above)\n", cli->prog);
 		return false;
 	}
 	kms_status st = kms_list_keks(client, keks, &err);
-	kms_client_close(client);
 	if (st == KMS_OK)
 		return true;
 	fprintf(cli->err, "%s: warning: KEKs not shown: ", cli->prog);
-	cli_put_clean(cli->err, err.message[0] ? err.message : kms_status_name(st));
 	if (err.origin == KMS_ERROR_SERVER)
-		fprintf(cli->err, " (%s: listing KEKs needs an admin or auditor principal)\n",
-		        kms_status_name(st));
-	else
-		fprintf(cli->err, " (kmsd not reached: start it, or give --endpoint and "
-		        "--credentials)\n");
+		fprintf(cli->err, "%s: ", kms_status_name(st));
+	cli_put_clean(cli->err, err.message[0] ? err.message : kms_status_name(st));
+	if (st == KMS_ACCESS_DENIED)
+		fprintf(cli->err, " (listing KEKs needs an admin or auditor principal: give its "
+		        "--credentials)");
+	fputc('\n', cli->err);
 	return false;
 }
 
@@ -180,15 +178,22 @@ static int hsm_status(struct cli *cli, int argc, char **argv)
 	config.pin_file = env_default(config.pin_file, ENV_PIN_FILE);
 	if (!config.token_label)
 		return cli_usage_error(cli, "which token? --token LABEL or $%s", ENV_TOKEN);
+	/* Bad connection flags are a usage error; kmsd not reached is not. */
+	kms_client *client = NULL;
+	code = cli_connect(cli, &client);
+	if (code == CLI_EXIT_USAGE)
+		return code;
 	kms_error_clear();
 	kms_status st = hsm_token_status(&config, &info);
 	if (st != KMS_OK) {
 		fprintf(cli->err, "%s: %s: %s\n", cli->prog, kms_status_name(st),
 		        kms_error_message()[0] ? kms_error_message() : "the HSM said no");
+		kms_client_close(client);
 		return st == KMS_INVALID_ARGUMENT ? CLI_EXIT_USAGE : CLI_EXIT_REFUSED;
 	}
 	kms_kek_list keks = { 0 };
-	bool reached = status_keks(cli, &keks);
+	bool reached = status_keks(cli, client, &keks);
+	kms_client_close(client);
 	if (cli->json) {
 		json_t *j = json_pack(
 			"{s:o, s:o, s:o, s:o, s:I, s:b, s:b, s:b, s:I, s:b}",
