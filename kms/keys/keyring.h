@@ -266,7 +266,8 @@ typedef struct keyring_kek {
 } keyring_kek;
 
 /* Every KEK, ascending by id (at most cap, KEYRING_KEKS_MAX is enough),
- * with the number of versions each wraps. */
+ * with the number of versions each wraps, all read in one snapshot (a
+ * re-wrap page committing meanwhile is seen whole or not at all). */
 kms_status keyring_kek_list(keyring *kr, keyring_kek *out, size_t cap, size_t *n) KMS_MUST_USE;
 
 /* Creates a new KEK in the HSM and makes it current; the previous one

@@ -76,16 +76,25 @@ kms_status keyring_kek_list(keyring *kr, keyring_kek *out, size_t cap, size_t *n
 {
 	store_kek keks[KEYRING_KEKS_MAX];
 	size_t got = 0;
+	kms_status status;
 	*n = 0;
-	KMS_GUARD(store_kek_list(kr->store, 0, cap < KEYRING_KEKS_MAX ? cap : KEYRING_KEKS_MAX, keks,
-	                         &got));
+	/* One read snapshot: the states and the counts agree with each other
+	 * even while a re-wrap page commits (a version is counted once). */
+	KMS_GUARD(store_begin_read(kr->store));
+	KMS_GUARD_OUT(status, store_kek_list(kr->store, 0, cap < KEYRING_KEKS_MAX ? cap
+	                                                   : KEYRING_KEKS_MAX, keks, &got));
 	for (size_t i = 0; i < got; i++) {
 		memset(&out[i], 0, sizeof out[i]);
 		out[i].kek = keks[i];
-		KMS_GUARD(store_versions_under_kek_count(kr->store, keks[i].id, &out[i].versions));
+		KMS_GUARD_OUT(status, store_versions_under_kek_count(kr->store, keks[i].id,
+		                                                     &out[i].versions));
 	}
+	KMS_GUARD_OUT(status, store_commit(kr->store));
 	*n = got;
 	return KMS_OK;
+out:
+	store_rollback(kr->store);
+	return status;
 }
 
 kms_status keyring_kek_name(keyring *kr, uint32_t kek_id, char out[static STORE_KEK_HSM_ID_MAX + 1])
