@@ -19,7 +19,7 @@ extern "C" {
 #endif
 
 #define KMS_KEK_HSM_ID_MAX 32 /* "kms-kek-00000001" */
-#define KMS_KEKS_MAX 64       /* kmsd keeps track of at most this many */
+#define KMS_KEKS_MAX 64       /* kmsd lists at most this many: the newest */
 
 typedef enum kms_kek_state {
 	KMS_KEK_STATE_UNSPECIFIED = 0,
@@ -47,8 +47,9 @@ typedef struct kms_kek_list {
 } kms_kek_list;
 KMS_EXPORT void kms_kek_list_free(kms_kek_list *list);
 
-/* Every KEK kmsd knows, with the versions each wraps: a draining KEK's
- * count falling to 0 is the re-wrap job's progress. */
+/* kmsd's KEKs (the newest KMS_KEKS_MAX; older ones are retired), with the
+ * versions each wraps: a draining KEK's count falling to 0 is the re-wrap
+ * job's progress. */
 KMS_EXPORT kms_status kms_list_keks(kms_client *client, kms_kek_list *out,
                                     kms_error *err) KMS_MUST_USE;
 

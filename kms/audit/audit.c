@@ -517,6 +517,10 @@ static void *publisher_main(void *arg)
 		pthread_mutex_unlock(&log->lock);
 		bool behind = audit_size(log) != log->published_size;
 		pthread_mutex_lock(&log->lock);
+		/* audit_close may have set stop and broadcast while the lock
+		 * was free: waiting now would miss it for a whole interval. */
+		if (log->stop)
+			break;
 		if (!behind || since < log->checkpoint_ms) {
 			uint64_t wait_ms = behind ? log->checkpoint_ms - since : log->checkpoint_ms;
 			struct timespec until;

@@ -265,9 +265,10 @@ typedef struct keyring_kek {
 	uint64_t versions;             /* key versions wrapped under it now */
 } keyring_kek;
 
-/* Every KEK, ascending by id (at most cap, KEYRING_KEKS_MAX is enough),
- * with the number of versions each wraps, all read in one snapshot (a
- * re-wrap page committing meanwhile is seen whole or not at all). */
+/* The newest KEKs, ascending by id (at most cap, at most KEYRING_KEKS_MAX;
+ * older ones are retired), with the number of versions each wraps, all
+ * read in one snapshot (a re-wrap page committing meanwhile is seen whole
+ * or not at all). */
 kms_status keyring_kek_list(keyring *kr, keyring_kek *out, size_t cap, size_t *n) KMS_MUST_USE;
 
 /* Creates a new KEK in the HSM and makes it current; the previous one
@@ -291,6 +292,16 @@ void keyring_key_cache_stats_get(keyring *kr, hsm_keycache_stats *out);
  * NULL. Blocks on the HSM. */
 kms_status keyring_create_key(keyring *kr, const keyring_create_args *args, int64_t now,
                               key_metadata *out) KMS_MUST_USE;
+
+/* Creates n wrapped keys alike (args: no alias; protection wrapped) in one
+ * transaction: every version generated and wrapped in the HSM first, then
+ * one commit (one fsync) for all. Their ids go to ids[0..n). At most
+ * KEYRING_CREATE_BATCH_MAX. For bulk provisioning and benchmarks; all or
+ * nothing. */
+#define KEYRING_CREATE_BATCH_MAX 10000
+kms_status keyring_create_keys_batch(keyring *kr, const keyring_create_args *args, size_t n,
+                                     int64_t now,
+                                     char (*ids)[KMS_KEYID_TEXT_SIZE]) KMS_MUST_USE;
 
 /* The key row key_ref names (an alias is followed to its key). */
 kms_status keyring_resolve(keyring *kr, const char *key_ref, store_key *out) KMS_MUST_USE;

@@ -184,7 +184,7 @@ kms_status kr_generate_wrapped(keyring *kr, key_spec spec, uint32_t *kek_id, uin
 void kr_evict_versions(keyring *kr, const uint8_t id[KMS_KEYID_BYTES], uint32_t max_version);
 
 /* One step of the re-wrap job (keyring_tick): re-wraps up to
- * KEYRING_REWRAP_PAGES pages of versions under the draining KEK, retires the KEKs that
+ * kr->rewrap_pages pages of versions under the draining KEK, retires the KEKs that
  * wrap nothing any more; counts into report (rewrapped, keks_retired,
  * failed). Logs each failure; returns the first, or KMS_OK. */
 kms_status kr_rewrap_tick(keyring *kr, int64_t now, keyring_tick_report *report) KMS_MUST_USE;

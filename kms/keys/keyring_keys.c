@@ -381,6 +381,87 @@ out:
 	return status;
 }
 
+/* One key of a batch: its row and its wrapped version 1. */
+typedef struct batch_item {
+	store_key key;
+	uint32_t kek_id;
+	uint8_t wrapped[HSM_WRAPPED_MAX];
+	size_t wrapped_len;
+} batch_item;
+
+static kms_status batch_prepare(keyring *kr, const keyring_create_args *args, int64_t now,
+                                batch_item *item)
+{
+	uint8_t id[KMS_KEYID_BYTES];
+	store_key *key = &item->key;
+	memset(key, 0, sizeof *key);
+	KMS_GUARD(hsm_random(kr->hsm, id, sizeof id));
+	keyid_format(id, key->id);
+	snprintf(key->description, sizeof key->description, "%s",
+	         args->description ? args->description : "");
+	key->spec = KEY_SPEC_AES_256;
+	key->usage = KEY_USAGE_ENCRYPT_DECRYPT;
+	key->state = KEY_STATE_ENABLED;
+	key->lifecycle = KEY_LIFECYCLE_READY;
+	key->primary_version = 1;
+	key->rotation_period_days = args->rotation_period_days;
+	key->created_at = now;
+	key->next_rotation_at = args->rotation_period_days
+	                                ? now + (int64_t)args->rotation_period_days * kr->seconds_per_day
+	                                : 0;
+	memcpy(key->region, kr->region, sizeof key->region);
+	key->protection = KEY_PROTECTION_WRAPPED;
+	return kr_generate_wrapped(kr, key->spec, &item->kek_id, item->wrapped,
+	                           sizeof item->wrapped, &item->wrapped_len);
+}
+
+kms_status keyring_create_keys_batch(keyring *kr, const keyring_create_args *args, size_t n,
+                                     int64_t now, char (*ids)[KMS_KEYID_TEXT_SIZE])
+{
+	kms_status status = KMS_OK;
+	KMS_ENSURE(args && ids, KMS_INVALID_ARGUMENT, "create keys: missing arguments");
+	KMS_ENSURE(n >= 1 && n <= KEYRING_CREATE_BATCH_MAX, KMS_INVALID_ARGUMENT,
+	           "create keys: %zu keys, must be 1..%d", n, KEYRING_CREATE_BATCH_MAX);
+	KMS_ENSURE(!args->alias, KMS_INVALID_ARGUMENT, "create keys: a batch takes no alias");
+	KMS_ENSURE(!args->protection || args->protection == KEY_PROTECTION_WRAPPED,
+	           KMS_INVALID_ARGUMENT, "create keys: a batch makes wrapped keys only");
+	KMS_ENSURE((!args->spec || args->spec == KEY_SPEC_AES_256) &&
+	                   (!args->usage || args->usage == KEY_USAGE_ENCRYPT_DECRYPT),
+	           KMS_INVALID_ARGUMENT, "create keys: only AES_256 for ENCRYPT_DECRYPT");
+	KMS_GUARD(description_validate(args->description));
+	KMS_GUARD(tags_validate(args->tags, args->n_tags));
+	KMS_GUARD(rotation_validate(args->rotation_period_days));
+	const char *policy = args->policy && args->policy[0] ? args->policy : "";
+	if (policy[0])
+		KMS_GUARD(keyring_policy_validate(policy));
+	batch_item *items = calloc(n, sizeof *items);
+	KMS_ENSURE(items, KMS_INTERNAL, "create keys: out of memory for %zu keys", n);
+
+	pthread_rwlock_rdlock(&kr->kek_rwlock);
+	for (size_t i = 0; i < n; i++)
+		KMS_GUARD_OUT(status, batch_prepare(kr, args, now, &items[i]));
+	KMS_GUARD_OUT(status, store_begin(kr->store));
+	for (size_t i = 0; i < n; i++) {
+		store_version v1 = { .version = 1, .created_at = now, .state = VERSION_STATE_ACTIVE };
+		KMS_GUARD_OUT(status, store_key_insert(kr->store, &items[i].key, policy));
+		KMS_GUARD_OUT(status, store_version_insert_wrapped(kr->store, items[i].key.id, &v1,
+		                                                   items[i].kek_id, items[i].wrapped,
+		                                                   items[i].wrapped_len));
+		KMS_GUARD_OUT(status, create_extras(kr, args, &items[i].key, now));
+	}
+	KMS_GUARD_OUT(status, store_commit(kr->store));
+	for (size_t i = 0; i < n; i++)
+		memcpy(ids[i], items[i].key.id, KMS_KEYID_TEXT_SIZE);
+out:
+	if (status != KMS_OK)
+		store_rollback(kr->store);
+	pthread_rwlock_unlock(&kr->kek_rwlock);
+	for (size_t i = 0; i < n; i++)
+		memset(items[i].wrapped, 0, sizeof items[i].wrapped);
+	free(items);
+	return status;
+}
+
 /* ---- changes to one key ---- */
 
 /* Checks and changes *key (and may write more rows) inside the transaction. */

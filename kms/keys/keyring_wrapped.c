@@ -34,16 +34,12 @@ static kms_status kek_object_id(const store_kek *kek, hsm_object_id *out)
 
 /* Makes the CREATING KEK current, creating its token object unless a crash
  * left it there already. */
-static kms_status kek_finish(keyring *kr, const store_kek *kek, bool store_created)
+static kms_status kek_finish(keyring *kr, const store_kek *kek)
 {
 	hsm_object_id object;
 	bool exists = false;
 	KMS_GUARD(kek_object_id(kek, &object));
 	KMS_GUARD(hsm_kek_exists(kr->hsm, &object, &exists));
-	if (exists && store_created)
-		return KMS_FAIL(KMS_FAILED_PRECONDITION,
-		                "keyring: kms.db is new but the token already holds KEK %s; refusing "
-		                "to adopt it (wrong data_dir or token?)", kek->hsm_id);
 	if (!exists)
 		KMS_GUARD(hsm_kek_create(kr->hsm, &object, kek->hsm_id));
 	KMS_GUARD(store_kek_make_current(kr->store, kek->id));
@@ -51,17 +47,66 @@ static kms_status kek_finish(keyring *kr, const store_kek *kek, bool store_creat
 	return KMS_OK;
 }
 
+/* The first KEK in state (lowest id), through every page of the KEK table
+ * (retired KEKs stay as rows, so it only grows). *found false: none. */
+static kms_status kek_find(keyring *kr, kek_state state, store_kek *out, bool *found)
+{
+	store_kek page[KEYRING_KEKS_MAX];
+	uint32_t after = 0;
+	size_t n;
+	*found = false;
+	do {
+		KMS_GUARD(store_kek_list(kr->store, after, KEYRING_KEKS_MAX, page, &n));
+		for (size_t i = 0; i < n; i++)
+			if (page[i].state == state) {
+				*out = page[i];
+				*found = true;
+				return KMS_OK;
+			}
+		if (n)
+			after = page[n - 1].id;
+	} while (n == KEYRING_KEKS_MAX);
+	return KMS_OK;
+}
+
+typedef struct token_kek {
+	bool found;
+	char name[HSM_ID_MAX + 1];
+} token_kek;
+
+static kms_status find_kek(void *ctx, const hsm_object_id *id, hsm_object_kind kind)
+{
+	token_kek *t = ctx;
+	if (kind != HSM_OBJECT_KEK || t->found)
+		return KMS_OK;
+	t->found = true;
+	for (size_t i = 0; i < id->len && i < HSM_ID_MAX; i++)
+		t->name[i] = id->bytes[i] >= 0x21 && id->bytes[i] <= 0x7e ? (char)id->bytes[i] : '?';
+	return KMS_OK;
+}
+
 kms_status kr_kek_open(keyring *kr, bool store_created)
 {
-	store_kek keks[KEYRING_KEKS_MAX];
-	size_t n = 0;
 	store_kek current;
 
-	KMS_GUARD(store_kek_list(kr->store, 0, KEYRING_KEKS_MAX, keks, &n));
-	/* A rotation (or the first start) a crash cut short: roll it forward. */
-	for (size_t i = 0; i < n; i++)
-		if (keks[i].state == KEK_STATE_CREATING)
-			KMS_GUARD(kek_finish(kr, &keks[i], store_created));
+	/* A new kms.db beside a token that holds a KEK is a wrong or lost data
+	 * directory: the versions wrapped under it are in another kms.db (or a
+	 * backup), and a later KEK rotation here would destroy it. */
+	if (store_created) {
+		token_kek t = { 0 };
+		KMS_GUARD(hsm_objects_list(kr->hsm, find_kek, &t));
+		KMS_ENSURE(!t.found, KMS_FAILED_PRECONDITION,
+		           "keyring: kms.db is new but the token already holds KEK %s; refusing to "
+		           "start beside it (wrong data_dir or token?)", t.name);
+	}
+
+	/* A rotation (or the first start) a crash cut short: roll it forward.
+	 * There is at most one: a rotation runs alone under kek_rwlock. */
+	store_kek creating;
+	bool found = false;
+	KMS_GUARD(kek_find(kr, KEK_STATE_CREATING, &creating, &found));
+	if (found)
+		KMS_GUARD(kek_finish(kr, &creating));
 	kms_status status = store_kek_get_current(kr->store, &current);
 	if (status == KMS_OK)
 		return KMS_OK;
@@ -69,28 +114,42 @@ kms_status kr_kek_open(keyring *kr, bool store_created)
 		return status;
 	kms_error_clear();
 	KMS_GUARD(store_kek_create(kr->store, kms_now(), &current));
-	return kek_finish(kr, &current, store_created);
+	return kek_finish(kr, &current);
 }
 
 kms_status keyring_kek_list(keyring *kr, keyring_kek *out, size_t cap, size_t *n)
 {
-	store_kek keks[KEYRING_KEKS_MAX];
-	size_t got = 0;
+	store_kek page[KEYRING_KEKS_MAX];
+	uint32_t after = 0;
+	size_t got, kept = 0;
 	kms_status status;
 	*n = 0;
+	if (cap > KEYRING_KEKS_MAX)
+		cap = KEYRING_KEKS_MAX;
+	if (!cap)
+		return KMS_OK;
 	/* One read snapshot: the states and the counts agree with each other
 	 * even while a re-wrap page commits (a version is counted once). */
 	KMS_GUARD(store_begin_read(kr->store));
-	KMS_GUARD_OUT(status, store_kek_list(kr->store, 0, cap < KEYRING_KEKS_MAX ? cap
-	                                                   : KEYRING_KEKS_MAX, keks, &got));
-	for (size_t i = 0; i < got; i++) {
-		memset(&out[i], 0, sizeof out[i]);
-		out[i].kek = keks[i];
-		KMS_GUARD_OUT(status, store_versions_under_kek_count(kr->store, keks[i].id,
+	/* The newest cap KEKs: every page read, the oldest shifted out. */
+	do {
+		KMS_GUARD_OUT(status, store_kek_list(kr->store, after, KEYRING_KEKS_MAX, page, &got));
+		for (size_t i = 0; i < got; i++) {
+			if (kept == cap) {
+				memmove(out, out + 1, (cap - 1) * sizeof *out);
+				kept--;
+			}
+			memset(&out[kept], 0, sizeof out[kept]);
+			out[kept++].kek = page[i];
+		}
+		if (got)
+			after = page[got - 1].id;
+	} while (got == KEYRING_KEKS_MAX);
+	for (size_t i = 0; i < kept; i++)
+		KMS_GUARD_OUT(status, store_versions_under_kek_count(kr->store, out[i].kek.id,
 		                                                     &out[i].versions));
-	}
 	KMS_GUARD_OUT(status, store_commit(kr->store));
-	*n = got;
+	*n = kept;
 	return KMS_OK;
 out:
 	store_rollback(kr->store);
@@ -108,30 +167,22 @@ kms_status keyring_kek_name(keyring *kr, uint32_t kek_id, char out[static STORE_
 
 kms_status keyring_kek_rotate(keyring *kr, int64_t now, store_kek *out)
 {
-	store_kek keks[KEYRING_KEKS_MAX];
-	size_t n = 0;
-	store_kek fresh;
+	store_kek draining, fresh;
+	bool found = false;
 	kms_status status;
 
 	if (out)
 		memset(out, 0, sizeof *out);
 	pthread_rwlock_wrlock(&kr->kek_rwlock);
-	KMS_GUARD_OUT(status, store_kek_list(kr->store, 0, KEYRING_KEKS_MAX, keks, &n));
-	for (size_t i = 0; i < n; i++)
-		if (keks[i].state == KEK_STATE_DRAINING) {
-			status = KMS_FAIL(KMS_FAILED_PRECONDITION,
-			                  "KEK %s is still being drained by the previous rotation; "
-			                  "rotate again once kms-admin hsm status shows it retired",
-			                  keks[i].hsm_id);
-			goto out;
-		}
-	if (n >= KEYRING_KEKS_MAX) {
-		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "keyring: %d KEKs exist, the most kmsd "
-		                  "keeps track of", KEYRING_KEKS_MAX);
+	KMS_GUARD_OUT(status, kek_find(kr, KEK_STATE_DRAINING, &draining, &found));
+	if (found) {
+		status = KMS_FAIL(KMS_FAILED_PRECONDITION,
+		                  "KEK %s is still being drained by the previous rotation; rotate "
+		                  "again once kms-admin hsm status shows it retired", draining.hsm_id);
 		goto out;
 	}
 	KMS_GUARD_OUT(status, store_kek_create(kr->store, now, &fresh));
-	KMS_GUARD_OUT(status, kek_finish(kr, &fresh, false));
+	KMS_GUARD_OUT(status, kek_finish(kr, &fresh));
 	KMS_GUARD_OUT(status, store_kek_get(kr->store, fresh.id, &fresh));
 	if (out)
 		*out = fresh;
@@ -397,18 +448,15 @@ static kms_status rewrap_page(keyring *kr, const store_kek *from, const store_ke
 
 kms_status kr_rewrap_tick(keyring *kr, int64_t now, keyring_tick_report *report)
 {
-	store_kek keks[KEYRING_KEKS_MAX], current;
-	size_t n_keks = 0;
+	store_kek drained, current;
+	bool found = false;
 	kms_status first = KMS_OK;
 	kms_error_saved first_error;
 
-	KMS_GUARD(store_kek_list(kr->store, 0, KEYRING_KEKS_MAX, keks, &n_keks));
-	const store_kek *draining = NULL;
-	for (size_t i = 0; i < n_keks && !draining; i++)
-		if (keks[i].state == KEK_STATE_DRAINING)
-			draining = &keks[i];
-	if (!draining)
+	KMS_GUARD(kek_find(kr, KEK_STATE_DRAINING, &drained, &found));
+	if (!found)
 		return KMS_OK;
+	const store_kek *draining = &drained;
 	KMS_GUARD(store_kek_get_current(kr->store, &current));
 
 	rewrapped *work = calloc(KEYRING_REWRAP_BATCH, sizeof *work);

@@ -174,7 +174,7 @@ static const char *const migrations[] = {
 	 * another KEK) or to nothing when it is destroyed; a destroyed
 	 * version has none; material only for wrapped keys, never under a
 	 * retired KEK. The indexes serve the background ticks, start-up
-	 * reconciliation and the re-wrap job (docs/store.md). */
+	 * reconciliation and the re-wrap job (docs/store-schema.md). */
 	"CREATE TABLE keks ("
 	"  id INTEGER PRIMARY KEY CHECK (id >= 1),"
 	"  hsm_id TEXT NOT NULL UNIQUE CHECK (length(hsm_id) BETWEEN 1 AND 64"
@@ -273,6 +273,29 @@ static const char *const migrations[] = {
 	"  WHEN NEW.kek_id IS NOT NULL AND NEW.kek_id IS NOT OLD.kek_id"
 	"    AND (SELECT state FROM keks WHERE id = NEW.kek_id) NOT IN ('current', 'draining')"
 	"  BEGIN SELECT RAISE(ABORT, 'material is wrapped only under a current or draining KEK'); END;",
+	/* 3 -> 4: every query on the request path and in the background ticks
+	 * seeks an index that holds its rows in the order it returns them
+	 * (docs/store-schema.md). The due indexes hold exactly the due
+	 * candidates, ordered by due date then id, so a tick's page reads its
+	 * rows and stops (the old ones were ordered by date only, so the
+	 * queries' ORDER BY id walked every key); the live grants of a
+	 * (grantee, key) come in id order without a sort or a walk over the
+	 * grantee's other grants; a principal's access keys in creation order;
+	 * resident versions paged from the resident keys. */
+	"DROP INDEX keys_deletion_due;"
+	"CREATE INDEX keys_deletion_due ON keys(deletion_date, id)"
+	"  WHERE state = 3 AND lifecycle = 'ready';"
+	"DROP INDEX keys_rotation_due;"
+	"CREATE INDEX keys_rotation_due ON keys(next_rotation_at, id)"
+	"  WHERE rotation_period_days > 0 AND state = 1 AND lifecycle = 'ready';"
+	"DROP INDEX grants_live;"
+	"CREATE INDEX grants_live ON grants(grantee, key_id, id) WHERE state = 'live';"
+	"CREATE INDEX access_keys_by_creation ON access_keys(principal, created_at, id);"
+	/* UNIQUE (ids are): then the planner knows each key comes once, and a
+	 * page of resident versions needs no sort of each key's versions. */
+	"DROP INDEX keys_hsm_resident;"
+	"CREATE UNIQUE INDEX keys_hsm_resident ON keys(id)"
+	"  WHERE protection = 'hsm-resident' AND lifecycle <> 'destroyed';",
 };
 #define MIGRATIONS_COUNT (sizeof migrations / sizeof migrations[0])
 _Static_assert(MIGRATIONS_COUNT == STORE_SCHEMA_VERSION,

@@ -52,7 +52,7 @@
 
 #define STORE_DB_FILE "kms.db"
 #define STORE_LOCK_FILE "kms.lock"
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 #define STORE_BUSY_TIMEOUT_MS 5000
 
 /* Descriptions, tags and policies are bounded by <kms/limits.h>. */
@@ -212,7 +212,11 @@ typedef enum store_key_query {
 	STORE_KEYS_ROTATION_DUE,  /* ready, enabled, period set, next_rotation_at <= now */
 } store_key_query;
 
-/* Up to cap ids of keys matching q, ascending, into ids[0..*n). */
+/* Up to cap ids of keys matching q into ids[0..*n): creating and
+ * destroying ascending by id, deletion due by deletion date then id,
+ * rotation due by next rotation date then id (the longest overdue first).
+ * Each reads a partial index that holds exactly its candidates, in that
+ * order: a page costs the same however many keys there are. */
 kms_status store_key_ids(store *st, store_key_query q, int64_t now, size_t cap,
                          char (*ids)[KMS_KEYID_TEXT_SIZE], size_t *n) KMS_MUST_USE;
 

@@ -61,11 +61,12 @@ kms_status store_kek_create(store *st, int64_t now, store_kek *out)
 	sqlite3_stmt *s;
 	memset(out, 0, sizeof *out);
 	/* The next number and its name in one statement, so two creators
-	 * cannot pick the same one (max(id) of a rowid table is one seek). */
+	 * cannot pick the same one (max(id) alone in a subquery is one seek;
+	 * wrapped in coalesce() it would read the whole table). */
 	KMS_GUARD(store_stmt(st, S_KEK_INSERT,
 	                     "INSERT INTO keks (id, hsm_id, state, created_at) "
 	                     "SELECT n, printf('kms-kek-%08d', n), 'creating', ?1 "
-	                     "FROM (SELECT coalesce(max(id), 0) + 1 AS n FROM keks) "
+	                     "FROM (SELECT coalesce((SELECT max(id) FROM keks), 0) + 1 AS n) "
 	                     "WHERE n <= 99999999 "
 	                     "RETURNING " KEK_COLUMNS,
 	                     &s));

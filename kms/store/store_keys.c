@@ -211,17 +211,21 @@ kms_status store_key_ids(store *st, store_key_query q, int64_t now, size_t cap,
 		                     "ORDER BY id LIMIT ?2",
 		                     &s));
 		break;
+	/* The due queries' WHERE is their partial index's condition (SQLite
+	 * uses a partial index only for a query whose WHERE implies it) and
+	 * their ORDER BY the index's columns: a page reads its rows and stops. */
 	case STORE_KEYS_DELETION_DUE:
 		KMS_GUARD(store_stmt(st, S_KEY_IDS_DELETION_DUE,
 		                     "SELECT id FROM keys WHERE state = 3 AND lifecycle = 'ready' "
-		                     "AND deletion_date <= ?1 ORDER BY id LIMIT ?2",
+		                     "AND deletion_date <= ?1 ORDER BY deletion_date, id LIMIT ?2",
 		                     &s));
 		break;
 	case STORE_KEYS_ROTATION_DUE:
 		KMS_GUARD(store_stmt(st, S_KEY_IDS_ROTATION_DUE,
 		                     "SELECT id FROM keys WHERE rotation_period_days > 0 "
 		                     "AND state = 1 AND lifecycle = 'ready' "
-		                     "AND next_rotation_at <= ?1 ORDER BY id LIMIT ?2",
+		                     "AND next_rotation_at <= ?1 ORDER BY next_rotation_at, id "
+		                     "LIMIT ?2",
 		                     &s));
 		break;
 	default:
@@ -550,13 +554,17 @@ kms_status store_versions_resident(store *st, const char *after_key_id, uint32_t
 	sqlite3_stmt *s;
 	*n = 0;
 	KMS_ENSURE(cap <= INT64_MAX, KMS_INVALID_ARGUMENT, "store: list limit out of range");
+	/* keys_hsm_resident is the outer loop (INDEXED BY, and CROSS JOIN
+	 * keeps the order): a page walks resident keys only, never the
+	 * wrapped or destroyed keys in between, nor their versions. */
 	KMS_GUARD(store_stmt(st, S_VERSIONS_RESIDENT,
 	                     "SELECT v.key_id, v.version, v.created_at, v.state, "
 	                     "v.encryptions_reserved, v.kek_id "
-	                     "FROM keys AS k JOIN key_versions AS v ON v.key_id = k.id "
+	                     "FROM keys AS k INDEXED BY keys_hsm_resident "
+	                     "CROSS JOIN key_versions AS v ON v.key_id = k.id "
 	                     "WHERE k.protection = 'hsm-resident' AND k.lifecycle <> 'destroyed' "
 	                     "AND (v.key_id, v.version) > (?1, ?2) AND k.id >= ?1 "
-	                     "ORDER BY v.key_id, v.version LIMIT ?3",
+	                     "ORDER BY k.id, v.version LIMIT ?3",
 	                     &s));
 	int rc = store_bind(s, "tii", after_key_id ? after_key_id : "", (int64_t)after_version,
 	                    (int64_t)cap);

@@ -240,6 +240,16 @@ static void restarts_keep_proofs(void **state)
 	tlog_tree_free(&ref);
 }
 
+/* AddressSanitizer keeps freed memory in quarantine (256 MB by default), so
+ * under it the process's RSS grows with every free and says nothing about
+ * the log; the module's own accounting (expect_bounded) is checked in every
+ * build, RSS only in builds without it. */
+#if defined(__SANITIZE_ADDRESS__)
+#define RSS_MEANINGFUL false
+#else
+#define RSS_MEANINGFUL true
+#endif
+
 static uint64_t rss_bytes(void)
 {
 	FILE *f = fopen("/proc/self/statm", "r");
@@ -277,7 +287,7 @@ static void memory_is_flat(void **state)
 	uint64_t rss_end = rss_bytes();
 	fprintf(stderr, "resident: %llu bytes at %u entries, %llu at %u\n",
 	        (unsigned long long)rss_warm, FLAT_WARM, (unsigned long long)rss_end, FLAT_ENTRIES);
-	if (rss_end > rss_warm + RSS_GROWTH_MAX)
+	if (RSS_MEANINGFUL && rss_end > rss_warm + RSS_GROWTH_MAX)
 		fail_msg("resident memory grew %llu bytes from %u to %u entries",
 		         (unsigned long long)(rss_end - rss_warm), FLAT_WARM, FLAT_ENTRIES);
 	/* Old entries come back from the tiles and bundles on disk. */
