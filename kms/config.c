@@ -333,6 +333,10 @@ static int on_keys(struct config_parse *p, const char *key, const char *value)
 		if (!parse_u64(value, 1, KEYRING_MAX_HSM_RESIDENT_MAX, &n))
 			return parse_fail(p, "keys", key, "1 to 100000");
 		cfg->max_hsm_resident = (uint32_t)n;
+	} else if (!strcmp(key, "rewrap_pages_per_tick")) {
+		if (!parse_u64(value, 1, KEYRING_REWRAP_PAGES_MAX, &n))
+			return parse_fail(p, "keys", key, "1 to 1024");
+		cfg->rewrap_pages_per_tick = (uint32_t)n;
 	} else {
 		return parse_fail(p, "keys", key, "unknown key");
 	}
@@ -502,6 +506,7 @@ kms_status kmsd_config_load(const char *path, kmsd_config *cfg)
 	cfg->metadata_cache_entries = KEYRING_METADATA_CACHE_DEFAULT;
 	cfg->unwrapped_cache_entries = KEYRING_UNWRAPPED_CACHE_DEFAULT;
 	cfg->max_hsm_resident = KEYRING_MAX_HSM_RESIDENT_DEFAULT;
+	cfg->rewrap_pages_per_tick = KEYRING_REWRAP_PAGES;
 	cfg->seconds_per_day = 86400;
 	cfg->audit_checkpoint_ms = 1000;
 	cfg->audit_sync = true;

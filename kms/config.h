@@ -78,6 +78,7 @@ typedef struct kmsd_config {
 	uint32_t metadata_cache_entries; /* keys whose metadata is cached (LRU) */
 	uint32_t unwrapped_cache_entries; /* unwrapped key versions held in the HSM (LRU) */
 	uint32_t max_hsm_resident;      /* keys kept as token objects, at most */
+	uint32_t rewrap_pages_per_tick; /* KEK re-wrap: pages of 256 versions per tick */
 	uint32_t seconds_per_day; /* 86400; tests shorten "days" to see windows pass */
 	/* Token buckets (docs/authorization.md, "Rate limits"): requests per
 	 * second and bucket size, per principal and per key; rate 0 = off,

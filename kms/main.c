@@ -167,6 +167,7 @@ static kms_status open_keyring(kmsd *d)
 		.metadata_cache_entries = cfg->metadata_cache_entries,
 		.unwrapped_cache_entries = cfg->unwrapped_cache_entries,
 		.max_hsm_resident = cfg->max_hsm_resident,
+		.rewrap_pages_per_tick = cfg->rewrap_pages_per_tick,
 	};
 	return keyring_open(d->hsm, cfg->data_dir, &kc, &d->keyring);
 }

@@ -15,7 +15,7 @@ const struct cli_command admin_commands[] = {
 	  .help = "Manage grants: one principal may use one key" },
 	{ .name = "health", .run = admin_health,
 	  .help = "Ask kmsd whether it and its HSM are well (exit 1 if the HSM is not)" },
-	{ .name = "hsm", .sub = admin_hsm_commands, .help = "Look at the HSM directly" },
+	{ .name = "hsm", .sub = admin_hsm_commands, .help = "The HSM: its token (directly) and kmsd's key-encryption keys" },
 	{ .name = "audit", .sub = admin_audit_commands,
 	  .help = "Check the audit log: verify a copy, read entries, prove them" },
 	{ 0 },

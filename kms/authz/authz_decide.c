@@ -69,6 +69,12 @@ static const struct {
 	{ "revoke_grant", { AUTHZ_FAMILY_PRINCIPALS, false } },
 	/* Any principal: the handler lets only the grantee or an admin retire. */
 	{ "retire_grant", { AUTHZ_FAMILY_GRANT_RETIRE, false } },
+	/* HSM administration: only an admin changes the KEKs; an auditor may
+	 * read them (ids, states, counts: no key material), to check that a
+	 * KEK rotation completed after a destruction (docs/key-hierarchy.md,
+	 * "Destruction and crypto-shredding"). */
+	{ "rotate_kek", { AUTHZ_FAMILY_HSM_ADMIN, false } },
+	{ "list_keks", { AUTHZ_FAMILY_HSM_READ, false } },
 };
 
 authz_op_class authz_op_classify(const op_entry *op)
@@ -93,6 +99,8 @@ const char *authz_family_name(authz_family f)
 	case AUTHZ_FAMILY_PRINCIPALS: return "principals and grants";
 	case AUTHZ_FAMILY_GRANT_RETIRE: return "grant retirement";
 	case AUTHZ_FAMILY_HEALTH: return "health";
+	case AUTHZ_FAMILY_HSM_ADMIN: return "HSM administration";
+	case AUTHZ_FAMILY_HSM_READ: return "HSM reads";
 	case AUTHZ_FAMILY_UNKNOWN: break;
 	}
 	return "unknown";
@@ -107,11 +115,13 @@ static bool family_admits(authz_family f, unsigned roles)
 		return roles & (AUTHZ_ROLE_APP | AUTHZ_ROLE_ADMIN);
 	case AUTHZ_FAMILY_KEY_CONTROL:
 	case AUTHZ_FAMILY_PRINCIPALS:
+	case AUTHZ_FAMILY_HSM_ADMIN:
 		return roles & AUTHZ_ROLE_ADMIN;
 	case AUTHZ_FAMILY_KEY_READ:
 		/* An app only where the key's policy allows it (step 4). */
 		return roles & (AUTHZ_ROLE_ADMIN | AUTHZ_ROLE_AUDITOR | AUTHZ_ROLE_APP);
 	case AUTHZ_FAMILY_AUDIT_READ:
+	case AUTHZ_FAMILY_HSM_READ:
 		return roles & (AUTHZ_ROLE_AUDITOR | AUTHZ_ROLE_ADMIN);
 	case AUTHZ_FAMILY_HEALTH:
 	case AUTHZ_FAMILY_GRANT_RETIRE:

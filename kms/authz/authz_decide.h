@@ -33,6 +33,8 @@ typedef enum authz_family {
 	AUTHZ_FAMILY_HEALTH,      /* health */
 	AUTHZ_FAMILY_GRANT_RETIRE, /* retire_grant: any principal; its handler admits
 	                            * only the grantee or an admin */
+	AUTHZ_FAMILY_HSM_ADMIN,   /* rotate_kek: HSM administration, admin only */
+	AUTHZ_FAMILY_HSM_READ,    /* list_keks: admin or auditor */
 } authz_family;
 
 typedef struct authz_op_class {

@@ -27,6 +27,9 @@ static const struct {
 	{ "rotate:after-intent", KR_CRASH_ROTATE_AFTER_INTENT },
 	{ "rotate:after-hsm", KR_CRASH_ROTATE_AFTER_HSM },
 	{ "destroy:after-hsm", KR_CRASH_DESTROY_AFTER_HSM },
+	{ "rewrap:after-hsm", KR_CRASH_REWRAP_AFTER_HSM },
+	{ "rewrap:after-commit", KR_CRASH_REWRAP_AFTER_COMMIT },
+	{ "retire:after-hsm", KR_CRASH_RETIRE_AFTER_HSM },
 };
 
 void kr_log(const char *level, const char *fmt, ...)
@@ -132,6 +135,10 @@ static kms_status config_apply(keyring *kr, const keyring_config *cfg)
 	                                             : KEYRING_MAX_HSM_RESIDENT_DEFAULT;
 	KMS_ENSURE(kr->max_hsm_resident <= KEYRING_MAX_HSM_RESIDENT_MAX, KMS_INVALID_ARGUMENT,
 	           "keyring: max_hsm_resident above %u", KEYRING_MAX_HSM_RESIDENT_MAX);
+	kr->rewrap_pages = cfg->rewrap_pages_per_tick ? cfg->rewrap_pages_per_tick
+	                                              : KEYRING_REWRAP_PAGES;
+	KMS_ENSURE(kr->rewrap_pages <= KEYRING_REWRAP_PAGES_MAX, KMS_INVALID_ARGUMENT,
+	           "keyring: rewrap_pages_per_tick above %u", KEYRING_REWRAP_PAGES_MAX);
 	uint32_t unwrapped = cfg->unwrapped_cache_entries ? cfg->unwrapped_cache_entries
 	                                                  : KEYRING_UNWRAPPED_CACHE_DEFAULT;
 	KMS_ENSURE(unwrapped <= KEYRING_UNWRAPPED_CACHE_MAX, KMS_INVALID_ARGUMENT,

@@ -71,6 +71,12 @@
  *   "rotate:after-intent"  version row 'creating', no HSM object yet
  *   "rotate:after-hsm"     HSM object made, version row still 'creating'
  *   "destroy:after-hsm"    HSM objects destroyed, key still 'destroying'
+ * and of the re-wrap job of keyring_tick (docs/key-hierarchy.md):
+ *   "rewrap:after-hsm"     a page re-wrapped in the HSM, not committed
+ *   "rewrap:after-commit"  the first page committed, more versions left
+ *   "retire:after-hsm"     the drained KEK's token object destroyed, its row
+ *                          still 'draining' (the next tick retires it: the
+ *                          destroy is idempotent)
  * Any other non-empty value makes keyring_open fail. The variable is read
  * once, at keyring_open.
  */
@@ -109,9 +115,11 @@
 #define KEYRING_MAX_HSM_RESIDENT_DEFAULT 100u
 #define KEYRING_MAX_HSM_RESIDENT_MAX 100000u
 /* The re-wrap job: versions re-wrapped and committed (one transaction) per
- * page, and pages per keyring_tick. */
+ * page, and pages per keyring_tick by default ([keys] rewrap_pages_per_tick,
+ * at most KEYRING_REWRAP_PAGES_MAX). */
 #define KEYRING_REWRAP_BATCH 256
 #define KEYRING_REWRAP_PAGES 16
+#define KEYRING_REWRAP_PAGES_MAX 1024
 /* KEKs keyring_kek_list returns at most. */
 #define KEYRING_KEKS_MAX 64
 #define KEYRING_CRASH_EXIT_CODE 99
@@ -127,6 +135,7 @@ typedef struct keyring_config {
 	uint32_t metadata_cache_entries; /* keys whose metadata is cached; 0: the default */
 	uint32_t unwrapped_cache_entries; /* unwrapped versions in the HSM; 0: the default */
 	uint32_t max_hsm_resident;     /* hsm-resident keys at most; 0: the default */
+	uint32_t rewrap_pages_per_tick; /* re-wrap pages per keyring_tick; 0: the default */
 } keyring_config;
 
 /* One tag as a caller gives it: key 1..128 bytes, value 0..256 bytes, both
@@ -213,7 +222,7 @@ void keyring_cache_stats_get(keyring *kr, keyring_cache_stats *out);
 /* Destroys keys whose deletion date is <= now, finishes destructions that
  * failed earlier, and rotates ENABLED keys whose next rotation is <= now; at
  * most KEYRING_TICK_BATCH of each per call. Then re-wraps up to
- * KEYRING_REWRAP_PAGES pages of KEYRING_REWRAP_BATCH versions still under a
+ * rewrap_pages_per_tick pages of KEYRING_REWRAP_BATCH versions still under a
  * draining KEK, and retires a
  * draining KEK that wraps nothing any more. Logs each action to stderr.
  * Returns the first failure after trying the others. report may be NULL. */
@@ -257,7 +266,9 @@ typedef struct keyring_kek {
 } keyring_kek;
 
 /* The newest KEKs, ascending by id (at most cap, at most KEYRING_KEKS_MAX;
- * older ones are retired), with the number of versions each wraps. */
+ * older ones are retired), with the number of versions each wraps, all
+ * read in one snapshot (a re-wrap page committing meanwhile is seen whole
+ * or not at all). */
 kms_status keyring_kek_list(keyring *kr, keyring_kek *out, size_t cap, size_t *n) KMS_MUST_USE;
 
 /* Creates a new KEK in the HSM and makes it current; the previous one

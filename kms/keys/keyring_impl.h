@@ -36,6 +36,9 @@ typedef enum kr_crash_point {
 	KR_CRASH_ROTATE_AFTER_INTENT,
 	KR_CRASH_ROTATE_AFTER_HSM,
 	KR_CRASH_DESTROY_AFTER_HSM,
+	KR_CRASH_REWRAP_AFTER_HSM,
+	KR_CRASH_REWRAP_AFTER_COMMIT,
+	KR_CRASH_RETIRE_AFTER_HSM,
 } kr_crash_point;
 
 /* Per-version flags in a cache entry. */
@@ -82,6 +85,7 @@ struct keyring {
 	uint32_t deletion_window_days;
 	uint32_t seconds_per_day;
 	uint32_t max_hsm_resident;
+	uint32_t rewrap_pages;         /* re-wrap pages per tick */
 	kr_crash_point crash_at;
 	pthread_rwlock_t kek_rwlock;   /* keyring_wrapped.c */
 
@@ -180,7 +184,7 @@ kms_status kr_generate_wrapped(keyring *kr, key_spec spec, uint32_t *kek_id, uin
 void kr_evict_versions(keyring *kr, const uint8_t id[KMS_KEYID_BYTES], uint32_t max_version);
 
 /* One step of the re-wrap job (keyring_tick): re-wraps up to
- * KEYRING_REWRAP_PAGES pages of versions under the draining KEK, retires the KEKs that
+ * kr->rewrap_pages pages of versions under the draining KEK, retires the KEKs that
  * wrap nothing any more; counts into report (rewrapped, keks_retired,
  * failed). Logs each failure; returns the first, or KMS_OK. */
 kms_status kr_rewrap_tick(keyring *kr, int64_t now, keyring_tick_report *report) KMS_MUST_USE;

@@ -122,14 +122,18 @@ kms_status keyring_kek_list(keyring *kr, keyring_kek *out, size_t cap, size_t *n
 	store_kek page[KEYRING_KEKS_MAX];
 	uint32_t after = 0;
 	size_t got, kept = 0;
+	kms_status status;
 	*n = 0;
 	if (cap > KEYRING_KEKS_MAX)
 		cap = KEYRING_KEKS_MAX;
 	if (!cap)
 		return KMS_OK;
+	/* One read snapshot: the states and the counts agree with each other
+	 * even while a re-wrap page commits (a version is counted once). */
+	KMS_GUARD(store_begin_read(kr->store));
 	/* The newest cap KEKs: every page read, the oldest shifted out. */
 	do {
-		KMS_GUARD(store_kek_list(kr->store, after, KEYRING_KEKS_MAX, page, &got));
+		KMS_GUARD_OUT(status, store_kek_list(kr->store, after, KEYRING_KEKS_MAX, page, &got));
 		for (size_t i = 0; i < got; i++) {
 			if (kept == cap) {
 				memmove(out, out + 1, (cap - 1) * sizeof *out);
@@ -142,9 +146,14 @@ kms_status keyring_kek_list(keyring *kr, keyring_kek *out, size_t cap, size_t *n
 			after = page[got - 1].id;
 	} while (got == KEYRING_KEKS_MAX);
 	for (size_t i = 0; i < kept; i++)
-		KMS_GUARD(store_versions_under_kek_count(kr->store, out[i].kek.id, &out[i].versions));
+		KMS_GUARD_OUT(status, store_versions_under_kek_count(kr->store, out[i].kek.id,
+		                                                     &out[i].versions));
+	KMS_GUARD_OUT(status, store_commit(kr->store));
 	*n = kept;
 	return KMS_OK;
+out:
+	store_rollback(kr->store);
+	return status;
 }
 
 kms_status keyring_kek_name(keyring *kr, uint32_t kek_id, char out[static STORE_KEK_HSM_ID_MAX + 1])
@@ -381,7 +390,10 @@ static kms_status kek_retire(keyring *kr, const store_kek *kek, int64_t now, boo
 	if (left)
 		return KMS_OK; /* rows the pages passed over (failures): next tick */
 	KMS_GUARD(kek_object_id(kek, &object));
+	/* Idempotent: a crash after it (retire:after-hsm) left the row
+	 * draining with the object already gone; this tick finishes it. */
 	KMS_GUARD(hsm_object_destroy(kr->hsm, &object));
+	kr_crash_point_reached(kr, KR_CRASH_RETIRE_AFTER_HSM);
 	KMS_GUARD(store_kek_set_state(kr->store, kek->id, KEK_STATE_RETIRED, now));
 	kr_log("info", "KEK %s retired: no key version is wrapped under it; its HSM object is "
 	       "destroyed", kek->hsm_id);
@@ -419,12 +431,16 @@ static kms_status rewrap_page(keyring *kr, const store_kek *from, const store_ke
 	if (*n_read) {
 		memcpy(last_key, page[*n_read - 1].key_id, KMS_KEYID_TEXT_SIZE);
 		*last_version = page[*n_read - 1].version;
+		kr_crash_point_reached(kr, KR_CRASH_REWRAP_AFTER_HSM);
 	}
 	kms_status st = rewrap_commit(kr, work, *n_read, from, to, &moved);
 	for (size_t i = 0; i < *n_read; i++)
 		memset(work[i].wrapped, 0, sizeof work[i].wrapped);
 	KMS_GUARD(st);
 	report->rewrapped += moved;
+	/* A full page: more versions may be left under the draining KEK. */
+	if (moved && *n_read == KEYRING_REWRAP_BATCH)
+		kr_crash_point_reached(kr, KR_CRASH_REWRAP_AFTER_COMMIT);
 	if (first != KMS_OK)
 		return kms_error_restore(first, &first_error);
 	return KMS_OK;
@@ -450,7 +466,7 @@ kms_status kr_rewrap_tick(keyring *kr, int64_t now, keyring_tick_report *report)
 	char last_key[KMS_KEYID_TEXT_SIZE] = "";
 	uint32_t last_version = 0;
 	size_t n_read = KEYRING_REWRAP_BATCH;
-	for (size_t p = 0; p < KEYRING_REWRAP_PAGES && n_read == KEYRING_REWRAP_BATCH; p++) {
+	for (size_t p = 0; p < kr->rewrap_pages && n_read == KEYRING_REWRAP_BATCH; p++) {
 		kms_status st = rewrap_page(kr, draining, &current, work, last_key, &last_version,
 		                            &n_read, report);
 		if (st != KMS_OK && first == KMS_OK) {
@@ -462,6 +478,7 @@ kms_status kr_rewrap_tick(keyring *kr, int64_t now, keyring_tick_report *report)
 	}
 	free(work);
 	if (n_read < KEYRING_REWRAP_BATCH && first == KMS_OK) {
+		/* The last page was short: nothing left (failures aside). */
 		bool retired = false;
 		pthread_rwlock_wrlock(&kr->kek_rwlock);
 		kms_status st = kek_retire(kr, draining, now, &retired);

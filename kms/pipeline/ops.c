@@ -576,6 +576,13 @@ static const op_entry op_table[] = {
 	  .validate = v_retire_grant, .handle = op_retire_grant, .audit = &audit_none },
 	{ OP(revoke_grant, REVOKE_GRANT), .role = ROLE_ADMIN, .changes_state = true,
 	  .validate = v_revoke_grant, .handle = op_revoke_grant, .audit = &audit_none },
+
+	/* HSM administration: the KEKs (op_hsm.c). Their messages have no
+	 * fields, so nothing to validate. */
+	{ OP(list_keks, LIST_KEKS), .role = ROLE_ADMIN, .handle = op_list_keks,
+	  .audit = &audit_none },
+	{ OP(rotate_kek, ROTATE_KEK), .role = ROLE_ADMIN, .changes_state = true,
+	  .handle = op_rotate_kek, .audit = &audit_none },
 };
 
 /* Whether a grant may name the operation: the data plane, that is the rows

@@ -7,7 +7,7 @@
  * request fuzz target builds its seeds and checks from it; none of them
  * names an operation. Handlers live in kms/ops/, one file per family
  * (op_crypt.c, op_keys.c, op_aliases.c, op_misc.c, op_audit.c,
- * op_principals.c, op_grants.c).
+ * op_principals.c, op_grants.c, op_hsm.c).
  *
  * How to add an operation (the same list as docs/architecture.md):
  *   1. proto/kms.proto: the request and result messages and the oneof arms
@@ -283,5 +283,8 @@ kms_status op_create_grant(op_ctx *, const Kms__Request *, Kms__Response *) KMS_
 kms_status op_list_grants(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
 kms_status op_retire_grant(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
 kms_status op_revoke_grant(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+
+kms_status op_list_keks(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_rotate_kek(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
 
 #endif

@@ -172,6 +172,19 @@ Kms__Response *e2e_encrypt_on(nng_socket s, const char *request_id, const char *
 	return call_on(s, &req);
 }
 
+Kms__Response *e2e_decrypt_on(nng_socket s, const char *request_id, const uint8_t *blob,
+                              size_t len)
+{
+	Kms__DecryptRequest d = KMS__DECRYPT_REQUEST__INIT;
+	Kms__Request req = KMS__REQUEST__INIT;
+	d.ciphertext_blob.data = (uint8_t *)(uintptr_t)blob;
+	d.ciphertext_blob.len = len;
+	req.request_id = (char *)(uintptr_t)request_id;
+	req.op_case = KMS__REQUEST__OP_DECRYPT;
+	req.decrypt = &d;
+	return call_on(s, &req);
+}
+
 bool e2e_roundtrip(harness *h, const char *key_ref, char *why, size_t why_len)
 {
 	uint8_t plaintext[48];

@@ -56,6 +56,9 @@ bool e2e_socket(const harness *h, int send_ms, int recv_ms, nng_socket *out);
 Kms__Response *e2e_create_key_on(nng_socket s, const char *request_id);
 Kms__Response *e2e_encrypt_on(nng_socket s, const char *request_id, const char *key_ref,
                               const uint8_t *plaintext, size_t len);
+/* Decrypt over s with the given request id. */
+Kms__Response *e2e_decrypt_on(nng_socket s, const char *request_id, const uint8_t *blob,
+                              size_t len);
 
 /* Encrypts len random bytes under key_ref and decrypts the blob; true when
  * both are OK and the plaintext comes back. why gets the reason otherwise. */

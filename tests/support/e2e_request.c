@@ -56,6 +56,8 @@ static void init_all(e2e_op_request *o)
 	kms__list_grants_request__init(&o->lg);
 	kms__retire_grant_request__init(&o->rtg);
 	kms__revoke_grant_request__init(&o->rvg);
+	kms__list_keks_request__init(&o->lkek);
+	kms__rotate_kek_request__init(&o->rkek);
 }
 
 /* Every message's arguments, whichever operation is asked for. */
@@ -184,6 +186,8 @@ bool e2e_op_request_build(e2e_op_request *o, const char *op, const e2e_op_args *
 	OP("list_grants", list_grants, LIST_GRANTS, &o->lg)
 	OP("retire_grant", retire_grant, RETIRE_GRANT, &o->rtg)
 	OP("revoke_grant", revoke_grant, REVOKE_GRANT, &o->rvg)
+	OP("list_keks", list_keks, LIST_KEKS, &o->lkek)
+	OP("rotate_kek", rotate_kek, ROTATE_KEK, &o->rkek)
 	else return false;
 #undef OP
 	return true;

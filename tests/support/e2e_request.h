@@ -80,6 +80,8 @@ typedef struct e2e_op_request {
 	Kms__ListGrantsRequest lg;
 	Kms__RetireGrantRequest rtg;
 	Kms__RevokeGrantRequest rvg;
+	Kms__ListKeksRequest lkek;
+	Kms__RotateKekRequest rkek;
 } e2e_op_request;
 
 /* Fills o->req for operation op with a's arguments (o must stay where it

@@ -126,6 +126,11 @@ static const expectation table[] = {
 	CONTROL("revoke_grant"),
 	/* Any principal; the handler admits only the grantee or an admin. */
 	{ "retire_grant", { "AAAAA", "AAAAA", "AAAAA" } },
+	/* HSM administration: only an admin rotates the KEK; an auditor may
+	 * list the KEKs (no key material: ids, states, counts), to check that
+	 * a rotation completed. */
+	CONTROL("rotate_kek"),
+	READ("list_keks"),
 };
 
 static inline const expectation *expected_for(const char *op)

@@ -11,7 +11,8 @@
  * table's three policies (none: kmsd's built-in default; allow-app; deny).
  * Each cell gets what it needs first, made by test-admin (a fresh key for
  * the operations that change a key's state or policy, a principal, an
- * alias, an access key or a grant to act on), so an allowed cell must come
+ * alias, an access key or a grant to act on; a rotate_kek cell waits until
+ * the previous rotation's KEK is retired), so an allowed cell must come
  * back OK, not merely "not denied". A denied cell must come back
  * ACCESS_DENIED naming its principal and operation. Then every cell's audit
  * entry must carry its principal and the same decision.
@@ -26,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "kms/store/store.h"
@@ -125,6 +127,33 @@ static void make_principal(const char *name, char key_id[24])
 	}
 }
 
+/* Waits (at most KEK_DRAIN_WAIT_MS, polling ListKeks as test-admin) until
+ * no KEK is draining, so that a rotate_kek cell's rotation is not refused
+ * for the previous cell's (kmsd re-wraps and retires on its tick). */
+#define KEK_DRAIN_WAIT_MS 60000
+static void wait_no_kek_draining(void)
+{
+	struct timespec start, now;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (unsigned polls = 0; polls < 100000; polls++) {
+		e2e_op_args a = { 0 };
+		Kms__Response *r = admin_op("list_keks", &a);
+		bool draining = false;
+		for (size_t i = 0; i < r->list_keks->n_keks; i++)
+			draining |= r->list_keks->keks[i]->state == KMS__KEK_STATE__KEK_DRAINING;
+		kms__response__free_unpacked(r, NULL);
+		if (!draining)
+			return;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+		if (ms > KEK_DRAIN_WAIT_MS)
+			break;
+		nanosleep(&(struct timespec){ 0, 50000000L }, NULL);
+	}
+	fail_msg("a KEK is still draining after %d ms: the re-wrap job did not finish",
+	         KEK_DRAIN_WAIT_MS);
+}
+
 static void make_signer(size_t role)
 {
 	e2e_op_args a = { .principal = expect_principals[role].name };
@@ -190,6 +219,9 @@ static void prepare(cell *c, const char *op, size_t op_i, size_t pi, size_t role
 		audit_wait_checkpoint(&H, 2, 15000, &cp);
 		audit_cp_free(&cp);
 	}
+	/* One rotation at a time: the previous cell's KEK must be retired. */
+	if (!strcmp(op, "rotate_kek"))
+		wait_no_kek_draining();
 	if (!strcmp(op, "cancel_key_deletion")) {
 		e2e_op_args sd = { .key = c->key };
 		admin_op_ok("schedule_key_deletion", &sd);
@@ -344,7 +376,9 @@ static void every_cell_audited(void **state)
 static int setup(void **state)
 {
 	(void)state;
-	harness_options o = { .default_key_policy = "" }; /* kmsd's built-in default */
+	/* kmsd's built-in default policy; a tick a second, so that the KEK a
+	 * rotate_kek cell replaced is re-wrapped and retired before the next. */
+	harness_options o = { .default_key_policy = "", .extra_config = "[limits]\ntick_seconds = 1\n" };
 	memset(&H, 0, sizeof H);
 	for (size_t r = 0; r < N_ROLES; r++)
 		if (!harness_add_principal(&H, &o, expect_principals[r].name,
