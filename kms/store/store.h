@@ -270,11 +270,6 @@ kms_status store_version_max(store *st, const char *key_id, uint32_t *out) KMS_M
 kms_status store_versions_list(store *st, const char *key_id, store_version **out,
                                size_t *n) KMS_MUST_USE;
 
-/* Every version of every key, malloc'ed (free()), for reconciliation. Reads
- * the whole table: start-up only, and only while every key is
- * hsm-resident; store_versions_creating and store_versions_resident read
- * what reconciliation needs through indexes. */
-kms_status store_versions_all(store *st, store_version_row **out, size_t *n) KMS_MUST_USE;
 
 /* Up to cap versions in state CREATING (intents to roll back), ascending by
  * (key_id, version), into out[0..*n). An index holds only those rows. */

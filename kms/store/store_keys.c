@@ -472,38 +472,6 @@ out:
 	return status;
 }
 
-kms_status store_versions_all(store *st, store_version_row **out, size_t *n)
-{
-	sqlite3_stmt *s;
-	size_t cap = 0;
-	*out = NULL;
-	*n = 0;
-	KMS_GUARD(store_stmt(st, S_VERSIONS_ALL,
-	                     "SELECT key_id, version, created_at, state, encryptions_reserved, kek_id "
-	                     "FROM key_versions ORDER BY key_id, version",
-	                     &s));
-	kms_status status = KMS_OK;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (!store_grow((void **)out, &cap, *n, sizeof **out)) {
-			status = KMS_FAIL(KMS_INTERNAL, "store: out of memory listing versions");
-			goto out;
-		}
-		KMS_GUARD_OUT(status, store_version_row_read(s, 0, &(*out)[*n]));
-		(*n)++;
-	}
-	if (rc != SQLITE_DONE)
-		status = store_fail(s, rc, "list all versions", NULL);
-out:
-	store_stmt_done(s);
-	if (status != KMS_OK) {
-		free(*out);
-		*out = NULL;
-		*n = 0;
-	}
-	return status;
-}
-
 kms_status store_version_row_read(sqlite3_stmt *s, int first_col, store_version_row *out)
 {
 	memset(out, 0, sizeof *out);

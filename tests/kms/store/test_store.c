@@ -256,12 +256,14 @@ static void test_threads(void **state)
 	assert_int_equal(n, WRITERS * PER_WRITER);
 	for (size_t i = 1; i < n; i++)
 		assert_true(strcmp(keys[i - 1].id, keys[i].id) < 0);
-	store_version_row *rows;
-	assert_ok(store_versions_all(shared, &rows, &n));
-	assert_int_equal(n, WRITERS * PER_WRITER);
-	for (size_t i = 0; i < n; i++)
-		assert_int_equal(rows[i].v.encryptions_reserved, 7);
-	free(rows);
+	for (size_t i = 0; i < n; i++) {
+		store_version *versions;
+		size_t n_versions;
+		assert_ok(store_versions_list(shared, keys[i].id, &versions, &n_versions));
+		assert_int_equal(n_versions, 1);
+		assert_int_equal(versions[0].encryptions_reserved, 7);
+		free(versions);
+	}
 	store_close(shared);
 }
 

@@ -92,7 +92,7 @@ static const char *const stmt_names[S_COUNT] = {
 	NAME(S_KEY_IDS_DESTROYING), NAME(S_KEY_IDS_DELETION_DUE), NAME(S_KEY_IDS_ROTATION_DUE),
 	NAME(S_POLICY_GET), NAME(S_POLICY_SET), NAME(S_VERSION_INSERT), NAME(S_VERSION_GET),
 	NAME(S_VERSION_SET_STATE), NAME(S_VERSION_DELETE), NAME(S_VERSION_RESERVE),
-	NAME(S_VERSION_MAX), NAME(S_VERSIONS_LIST), NAME(S_VERSIONS_ALL), NAME(S_ALIAS_INSERT),
+	NAME(S_VERSION_MAX), NAME(S_VERSIONS_LIST), NAME(S_ALIAS_INSERT),
 	NAME(S_ALIAS_GET), NAME(S_ALIAS_RETARGET), NAME(S_ALIAS_DELETE),
 	NAME(S_ALIASES_DELETE_FOR_KEY), NAME(S_ALIAS_COUNT), NAME(S_ALIAS_LIST_ALL),
 	NAME(S_ALIAS_LIST_KEY), NAME(S_TAG_PUT), NAME(S_TAG_DELETE), NAME(S_TAG_COUNT),
@@ -123,12 +123,6 @@ static const char *stmt_name(store_stmt_id id)
 static const char *plan_allowed(store_stmt_id id)
 {
 	switch (id) {
-	case S_VERSIONS_ALL:
-		/* store_versions_all reads every version once, at start-up
-		 * reconciliation only; keyring_reconcile.c is moving to
-		 * store_versions_creating and store_versions_resident (both
-		 * paged through indexes), after which it has no caller. */
-		return "start-up only, being retired";
 	case S_PRINCIPAL_ANY:
 		/* EXISTS stops at the first row: one step whatever the table
 		 * holds. Only kmsd --bootstrap-admin asks. */
@@ -390,9 +384,6 @@ static void exercise_versions(store *st)
 	size_t n;
 	assert_ok(store_versions_list(st, id, &list, &n));
 	free(list);
-	store_version_row *all;
-	assert_ok(store_versions_all(st, &all, &n));
-	free(all);
 	store_version_row rows[4];
 	assert_ok(store_versions_creating(st, 4, rows, &n));
 	assert_ok(store_versions_resident(st, id, 1, 4, rows, &n));
