@@ -17,7 +17,9 @@
  *    then shows the re-wrap's progress line;
  *  - as a principal with the app role only: hsm kek list is refused
  *    ACCESS_DENIED (exit 1), and hsm status still prints the token with a
- *    warning naming the roles that may list KEKs.
+ *    warning naming the roles that may list KEKs;
+ *  - key create --protection wrapped|hsm-resident and key describe: the
+ *    protection shown, and the KEK of a wrapped version only.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -147,6 +149,42 @@ static void kek_list(void **state)
 	run_bin_free(&r);
 }
 
+/* kms-admin key create --protection and key describe: a wrapped key names
+ * the KEK of its version, an hsm-resident one names none; a protection
+ * kms-admin does not know is a usage error (exit 2). */
+static void key_protection(void **state)
+{
+	(void)state;
+	const char *ids[2];
+	const char *kinds[] = { "wrapped", "hsm-resident" };
+	json_t *made[2];
+	for (int i = 0; i < 2; i++) {
+		run_bin_result r = ADMIN("key", "create", "--protection", kinds[i], "--json");
+		expect(&r, 0, NULL, NULL, kinds[i]);
+		made[i] = parse_json(r.out, "key create --json");
+		run_bin_free(&r);
+		json_t *md = json_object_get(made[i], "key_metadata");
+		if (!md)
+			md = made[i];
+		ids[i] = jstr(md, "key_id");
+		assert_true(strncmp(ids[i], "k-", 2) == 0);
+		assert_string_equal(jstr(md, "protection"), kinds[i]);
+	}
+	run_bin_result r = ADMIN("key", "describe", ids[0]);
+	expect(&r, 0, "wrapped", NULL, "key describe (wrapped)");
+	assert_non_null(strstr(r.out, "kms-kek-00000001"));
+	run_bin_free(&r);
+	r = ADMIN("key", "describe", ids[1]);
+	expect(&r, 0, "hsm-resident", NULL, "key describe (hsm-resident)");
+	assert_null(strstr(r.out, "kms-kek-"));
+	run_bin_free(&r);
+	r = ADMIN("key", "create", "--protection", "software");
+	expect(&r, 2, NULL, "--protection takes wrapped or", "key create --protection software");
+	run_bin_free(&r);
+	json_decref(made[0]);
+	json_decref(made[1]);
+}
+
 static void status_with_kmsd(void **state)
 {
 	(void)state;
@@ -259,6 +297,8 @@ int main(void)
 		cmocka_unit_test(status_without_kmsd),
 		cmocka_unit_test(kek_rotate),
 		cmocka_unit_test(app_refused),
+		/* Last: it adds versions the KEK tests above count. */
+		cmocka_unit_test(key_protection),
 	};
 	return cmocka_run_group_tests(tests, start, stop);
 }
