@@ -19,30 +19,22 @@
 
 #include "common/error.h"
 #include "kms/store/store.h"
+#include "tests/support/store_test.h"
 
-#define assert_status(st, want)                                                \
-	do {                                                                   \
-		kms_status st_ = (st);                                         \
-		if (st_ != (want))                                             \
-			fail_msg("%s: got %s, want %s: %s", #st, kms_status_name(st_), \
-			         kms_status_name(want), kms_error_message());  \
-	} while (0)
-#define assert_ok(st) assert_status((st), KMS_OK)
 
-static char dir[256];
+static char dir[STORE_TEST_DIR_SIZE];
 
 static int setup(void **state)
 {
-	snprintf(dir, sizeof dir, "/tmp/kms-test-store-XXXXXX");
-	assert_non_null(mkdtemp(dir));
+	(void)state;
+	store_test_dir_make("store", dir, NULL);
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	char cmd[300];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	assert_int_equal(system(cmd), 0);
+	(void)state;
+	store_test_dir_remove(dir);
 	return 0;
 }
 

@@ -23,46 +23,32 @@
 #include "common/error.h"
 #include "kms/format/context.h"
 #include "kms/store/store.h"
+#include "tests/support/store_test.h"
 #include "kms/store/store_internal.h"
 
-#define assert_status(st, want)                                                \
-	do {                                                                   \
-		kms_status st_ = (st);                                         \
-		if (st_ != (want))                                             \
-			fail_msg("%s: got %s, want %s: %s", #st, kms_status_name(st_), \
-			         kms_status_name(want), kms_error_message());  \
-	} while (0)
-#define assert_ok(st) assert_status((st), KMS_OK)
-#define assert_message_has(needle) assert_non_null(strstr(kms_error_message(), (needle)))
 
 #define KEY1 "k-00000000000000000000000000000001"
 #define KEY2 "k-00000000000000000000000000000002"
 
-static char dir[256];
+static char dir[STORE_TEST_DIR_SIZE];
 
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof dir, "/tmp/kms-test-store-authz-XXXXXX");
-	assert_non_null(mkdtemp(dir));
+	store_test_dir_make("store-authz", dir, NULL);
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	char cmd[300];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	assert_int_equal(system(cmd), 0);
+	store_test_dir_remove(dir);
 	return 0;
 }
 
 static store *open_store(void)
 {
-	store *st;
-	bool created;
-	assert_ok(store_open(dir, &st, &created));
-	return st;
+	return store_test_open(dir);
 }
 
 /* A distinct id with that prefix for each n, in one of 8 rotating

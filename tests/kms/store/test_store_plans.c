@@ -43,44 +43,30 @@
 #include "common/error.h"
 #include "kms/format/context.h"
 #include "kms/store/store.h"
+#include "tests/support/store_test.h"
 #include "kms/store/store_internal.h"
 
-#define assert_status(st, want)                                                \
-	do {                                                                   \
-		kms_status st_ = (st);                                         \
-		if (st_ != (want))                                             \
-			fail_msg("%s: got %s, want %s: %s", #st, kms_status_name(st_), \
-			         kms_status_name(want), kms_error_message());  \
-	} while (0)
-#define assert_ok(st) assert_status((st), KMS_OK)
 
-static char dir[256];
-static char db_path[300];
+static char dir[STORE_TEST_DIR_SIZE];
+static char db_path[STORE_TEST_DB_SIZE];
 
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof dir, "/tmp/kms-test-plans-XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	snprintf(db_path, sizeof db_path, "%s/kms.db", dir);
+	store_test_dir_make("plans", dir, db_path);
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	char cmd[300];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	assert_int_equal(system(cmd), 0);
+	store_test_dir_remove(dir);
 	return 0;
 }
 
 static store *open_store(void)
 {
-	store *st;
-	bool created;
-	assert_ok(store_open(dir, &st, &created));
-	return st;
+	return store_test_open(dir);
 }
 
 /* ---- the statements, by name ---- */
