@@ -227,7 +227,7 @@ int main(int argc, char **argv)
 	bool ticking = false;
 
 	if (kmsd_config_load(config_path, &d.cfg) != KMS_OK) {
-		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
+		kms_log("fatal", "%s", kms_error_message());
 		return 1;
 	}
 	if (d.cfg.seconds_per_day != 86400)
@@ -236,7 +236,7 @@ int main(int argc, char **argv)
 		        "this outside tests", d.cfg.seconds_per_day, d.cfg.seconds_per_day,
 		        86400u / d.cfg.seconds_per_day);
 	if (raise_open_files(&d.cfg) != KMS_OK) {
-		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
+		kms_log("fatal", "%s", kms_error_message());
 		return 1;
 	}
 	/* Whatever CAP_IPC_LOCK lets root lock: secret memory stops here. */
@@ -261,7 +261,7 @@ int main(int argc, char **argv)
 		unsetenv(hc.pin_env);
 	}
 	if (opened != KMS_OK) {
-		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
+		kms_log("fatal", "%s", kms_error_message());
 		goto out;
 	}
 	if (check_only) {
@@ -269,7 +269,7 @@ int main(int argc, char **argv)
 		 * migrates), no audit log (its open takes the lock and may create
 		 * the signing key). */
 		if (kmsd_check(&d.cfg, d.hsm) != KMS_OK) {
-			kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
+			kms_log("fatal", "%s", kms_error_message());
 			goto out;
 		}
 		kms_log("info", "config %s is valid; HSM token \"%s\" opened", config_path,
@@ -281,7 +281,7 @@ int main(int argc, char **argv)
 		char id[AUTHZ_ID_SIZE];
 		if (kmsd_bootstrap(&d.cfg, d.hsm, bootstrap_name, bootstrap_roles, credentials_out,
 		                   id) != KMS_OK) {
-			kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
+			kms_log("fatal", "%s", kms_error_message());
 			goto out;
 		}
 		printf("principal %s\naccess_key_id %s\n", bootstrap_name, id);
@@ -289,15 +289,15 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (open_keyring(&d) != KMS_OK) {
-		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
+		kms_log("fatal", "%s", kms_error_message());
 		goto out;
 	}
 	if (open_authz(&d) != KMS_OK) {
-		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
+		kms_log("fatal", "%s", kms_error_message());
 		goto out;
 	}
 	if (authz_enforce_open(&d.cfg, keyring_store(d.keyring), &d.authz) != KMS_OK) {
-		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
+		kms_log("fatal", "%s", kms_error_message());
 		goto out;
 	}
 	char audit_dir[KMSD_PATH_MAX + 16];
@@ -314,16 +314,16 @@ int main(int argc, char **argv)
 		kms_log("warn", "audit log without fdatasync ([audit] sync = false): entries can be "
 		         "lost in a crash; for benchmarks only");
 	if (audit_open(&ac, &d.audit) != KMS_OK) {
-		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
+		kms_log("fatal", "%s", kms_error_message());
 		goto out;
 	}
 	d.started_at = kms_now();
 	if (refusals_open(&d, &d.refusals) != KMS_OK) {
-		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
+		kms_log("fatal", "%s", kms_error_message());
 		goto out;
 	}
 	if (server_start(&d, &srv) != KMS_OK) {
-		kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
+		kms_log("fatal", "%s", kms_error_message());
 		goto out;
 	}
 	d.transport = srv;
@@ -342,7 +342,7 @@ int main(int argc, char **argv)
 			kms_log("warn", "http on %s ([audit] http_public = true): /healthz, /metrics and "
 			         "the tiles answer anyone who can reach it", d.cfg.http_url);
 		if (http_start(&d, &web_cfg, &web) != KMS_OK) {
-			kms_log("fatal", "%s (%s)", kms_error_message(), kms_error_where());
+			kms_log("fatal", "%s", kms_error_message());
 			goto out;
 		}
 	}

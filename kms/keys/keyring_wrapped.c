@@ -178,7 +178,7 @@ kms_status keyring_kek_rotate(keyring *kr, int64_t now, store_kek *out)
 	if (found) {
 		status = KMS_FAIL(KMS_FAILED_PRECONDITION,
 		                  "KEK %s is still being drained by the previous rotation; rotate "
-		                  "again once kms-admin hsm status shows it retired", draining.hsm_id);
+		                  "again once kms-admin hsm kek list shows it retired", draining.hsm_id);
 		goto out;
 	}
 	KMS_GUARD_OUT(status, store_kek_create(kr->store, now, &fresh));
