@@ -207,3 +207,22 @@ void run_bin_free(run_bin_result *r)
 	free(r->err);
 	r->out = r->err = NULL;
 }
+
+run_bin_result run_kms_admin(const char *endpoint, const char *const *args)
+{
+	const char *argv[40];
+	size_t n = 0;
+	for (size_t i = 0; args[i]; i++) {
+		assert_true(n < 32);
+		argv[n++] = args[i];
+	}
+	argv[n++] = "--endpoint";
+	argv[n++] = endpoint;
+	argv[n++] = "--timeout";
+	argv[n++] = "10000";
+	argv[n] = NULL;
+	const char *bin = getenv("KMS_TEST_KMS_ADMIN");
+	assert_non_null(bin);
+	run_bin_options o = { .wait_ms = RUN_BIN_WAIT_MS };
+	return run_bin(bin, argv, &o);
+}

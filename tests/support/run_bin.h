@@ -39,6 +39,11 @@ typedef struct run_bin_result {
  * started, does not exit within the bound, or prints too much. */
 run_bin_result run_bin(const char *bin, const char *const *args, const run_bin_options *o);
 
+/* Runs kms-admin ($KMS_TEST_KMS_ADMIN) with args (NULL-terminated, at most
+ * 32) and then --endpoint endpoint --timeout 10000, within RUN_BIN_WAIT_MS:
+ * what the CLI tests against a harness kmsd share. */
+run_bin_result run_kms_admin(const char *endpoint, const char *const *args);
+
 /* Waits at most wait_ms for pid (a child of this process) to exit: true
  * with its wait status in *status, false while it still runs (the caller
  * kills it). For children that are not a program run_bin started. */

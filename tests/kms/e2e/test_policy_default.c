@@ -77,21 +77,7 @@ static void put_policy(const char *key, const char *text)
 
 static run_bin_result admin_run(const char *const *args)
 {
-	const char *argv[40];
-	size_t n = 0;
-	for (size_t i = 0; args[i]; i++) {
-		assert_true(n < 34);
-		argv[n++] = args[i];
-	}
-	argv[n++] = "--endpoint";
-	argv[n++] = H.ipc_url;
-	argv[n++] = "--timeout";
-	argv[n++] = "10000";
-	argv[n] = NULL;
-	const char *bin = getenv("KMS_TEST_KMS_ADMIN");
-	assert_non_null(bin);
-	run_bin_options o = { .wait_ms = 30000 };
-	return run_bin(bin, argv, &o);
+	return run_kms_admin(H.ipc_url, args);
 }
 
 #define ADMIN(...) admin_run((const char *const[]){ __VA_ARGS__, NULL })
