@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <kms/secmem.h>
+
 #include "kms/audit/audit_internal.h"
 #include "common/cursor.h"
 #include "common/error.h"
@@ -484,9 +486,24 @@ static void *writer_main(void *arg)
 			        n, why, kms_error_where());
 		}
 
-		pthread_mutex_lock(&log->lock);
-		/* Wake exactly the appenders of this batch, not every waiter. */
+		/* The asynchronous appenders first, without the lock: each
+		 * completes its request (a reply on its way) as soon as its
+		 * entry is durable. A waiter is freed by the callback's return. */
 		for (size_t i = 0; i < n; i++) {
+			audit_waiter *w = batch[i];
+			if (!w->done)
+				continue;
+			w->done(w->done_arg, w->written ? KMS_OK : KMS_UNAVAILABLE, why);
+			kms_wipe(w, sizeof *w + w->len);
+			free(w);
+			batch[i] = NULL;
+		}
+
+		pthread_mutex_lock(&log->lock);
+		/* Wake exactly the blocking appenders of this batch, not every waiter. */
+		for (size_t i = 0; i < n; i++) {
+			if (!batch[i])
+				continue;
 			batch[i]->state = batch[i]->written ? AUDIT_DURABLE : AUDIT_FAILED;
 			pthread_cond_signal(&batch[i]->settled);
 		}
@@ -579,6 +596,37 @@ static kms_status append(audit_log *log, const char *entry, size_t len, bool out
 		              "not answered; free the disk and retry", log->why);
 	pthread_mutex_unlock(&log->lock);
 	pthread_cond_destroy(&me.settled);
+	return st;
+}
+
+kms_status audit_append_async(audit_log *log, const char *entry, size_t len, bool outcome,
+                              audit_done_fn done, void *arg)
+{
+	KMS_ENSURE(len >= 1 && len <= UINT16_MAX && done, KMS_INTERNAL,
+	           "audit: entry of %zu bytes", len);
+	audit_waiter *w = malloc(sizeof *w + len);
+	KMS_ENSURE(w, KMS_UNAVAILABLE, "audit: out of memory queueing an entry of %zu bytes", len);
+	memcpy(w + 1, entry, len);
+	*w = (audit_waiter){ .entry = (const char *)(w + 1), .len = len, .outcome = outcome,
+	                     .state = AUDIT_PENDING, .done = done, .done_arg = arg };
+	pthread_mutex_lock(&log->lock);
+	while (log->n_queued == AUDIT_QUEUE_MAX && !log->stop)
+		pthread_cond_wait(&log->room, &log->lock);
+	kms_status st = KMS_OK;
+	if (log->damaged)
+		st = KMS_FAIL(KMS_UNAVAILABLE, "audit log.bin is damaged: the request was not "
+		              "answered; see kmsd's log");
+	else if (log->stop)
+		st = KMS_FAIL(KMS_UNAVAILABLE, "audit log is closing");
+	else {
+		log->queue[log->n_queued++] = w;
+		pthread_cond_signal(&log->queued);
+	}
+	pthread_mutex_unlock(&log->lock);
+	if (st != KMS_OK) {
+		kms_wipe(w, sizeof *w + len);
+		free(w);
+	}
 	return st;
 }
 

@@ -84,6 +84,21 @@ kms_status audit_append(audit_log *log, const char *entry, size_t len) KMS_MUST_
  * between. Every other entry is refused unless that room is still free. */
 kms_status audit_append_outcome(audit_log *log, const char *entry, size_t len) KMS_MUST_USE;
 
+/* Called once per audit_append_async entry, on the audit writer thread,
+ * when its batch settled: st is KMS_OK once the entry is durable, else
+ * KMS_UNAVAILABLE with why (one line, no secrets). It must not block on
+ * anything but short locks: every entry of the next batch waits for it. */
+typedef void (*audit_done_fn)(void *arg, kms_status st, const char *why);
+
+/* As audit_append (or audit_append_outcome when outcome is true), without
+ * waiting: the entry is copied and queued, and done(arg, ...) is called
+ * later from the writer thread. Returns KMS_OK when queued (then done is
+ * called exactly once, also while the log closes); any other status means
+ * nothing was queued and done will not be called. Waits only while the
+ * queue is full (AUDIT_QUEUE_MAX entries), for the batch being written. */
+kms_status audit_append_async(audit_log *log, const char *entry, size_t len, bool outcome,
+                              audit_done_fn done, void *arg) KMS_MUST_USE;
+
 /* False (with the reason in why) while the last batch failed. */
 bool audit_healthy(audit_log *log, char *why, size_t why_cap);
 

@@ -36,7 +36,13 @@ typedef struct audit_waiter {
 	bool outcome;           /* may use the room kept for outcomes (audit_append_outcome) */
 	bool written;           /* set by the writer alone, outside the lock */
 	audit_waiter_state state;
-	pthread_cond_t settled; /* signalled once, when state leaves PENDING */
+	/* A blocking appender waits on settled (signalled once, when state
+	 * leaves PENDING); an asynchronous one (done != NULL) is not waited
+	 * for: the writer calls done once, outside the lock, then frees the
+	 * waiter and its entry (allocated with it). */
+	pthread_cond_t settled;
+	audit_done_fn done;
+	void *done_arg;
 } audit_waiter;
 
 struct audit_log {

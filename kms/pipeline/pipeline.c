@@ -1,5 +1,6 @@
 #include "kms/pipeline/pipeline.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -336,18 +337,6 @@ static kms_status audit_intent(op_ctx *ctx, uint64_t started)
 	return KMS_OK;
 }
 
-/* Step 5: the audit entry (a change's outcome), durable before the reply
- * leaves. */
-static kms_status audit(op_ctx *ctx, kms_status status, const char *message,
-                        uint64_t latency_us)
-{
-	if (!ctx->d->audit)
-		return KMS_OK;
-	audit_phase phase = ctx->op && ctx->op->changes_state ? AUDIT_PHASE_OUTCOME
-	                                                      : AUDIT_PHASE_NONE;
-	return audit_write(ctx, phase, status, message, latency_us);
-}
-
 /* Step 6. */
 static kms_status encode(const Kms__Response *resp, uint8_t **reply, size_t *reply_len)
 {
@@ -374,9 +363,86 @@ static void public_message(const op_ctx *ctx, kms_status st, char *message, size
 		        kms_error_message(), kms_error_where());
 }
 
-kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
-                           uint8_t *request, size_t len,
-                           uint8_t **reply, size_t *reply_len)
+/* The reply to a request whose result may not leave (its audit entry
+ * failed, or the packing of its result did): status and message, no
+ * result. */
+static kms_status encode_failure(const pipeline_pending *p, kms_status st, const char *message,
+                                 uint8_t **reply, size_t *reply_len)
+{
+	Kms__Response resp = KMS__RESPONSE__INIT;
+	resp.schema_version = KMS__SCHEMA_VERSION__SCHEMA_VERSION;
+	resp.request_id = (char *)p->request_id;
+	resp.status = kms_status_to_wire(st);
+	resp.message = (char *)message;
+	return encode(&resp, reply, reply_len);
+}
+
+/* Step 6, once the entry settled (audited: KMS_OK, or why it failed). Fail
+ * closed: no result leaves without its audit entry. A request already
+ * refused as UNAVAILABLE keeps the message saying why. */
+static void finish(pipeline_pending *p, kms_status audited, const char *why)
+{
+	kms_status st = p->st;
+	uint8_t *reply = p->reply;
+	size_t reply_len = p->reply_len;
+	kms_status packed = reply ? KMS_OK : KMS_INTERNAL;
+	if (audited != KMS_OK && st != KMS_UNAVAILABLE) {
+		if (reply) {
+			kms_wipe(reply, reply_len);
+			free(reply);
+		}
+		char message[KMS_ERROR_MAX];
+		snprintf(message, sizeof message, "audit log cannot be written (%s): request %s was "
+		         "not answered; free the disk and retry", why, p->request_id);
+		kms_error_strip_paths(message);
+		st = KMS_UNAVAILABLE;
+		packed = encode_failure(p, st, message, &reply, &reply_len);
+		if (packed != KMS_OK)
+			reply = NULL;
+	}
+	metrics_record(p->op, st, kms_monotonic_us() - p->started);
+	if (p->in_flight)
+		metrics_in_flight(-1);
+	p->done(p->done_arg, packed == KMS_OK ? reply : NULL, packed == KMS_OK ? reply_len : 0,
+	        packed);
+}
+
+static void on_audited(void *arg, kms_status st, const char *why)
+{
+	finish(arg, st, why);
+}
+
+/* Step 5: the request's entry (a change's outcome) queued for the writer,
+ * whose thread finishes the request once it is durable. */
+static void audit_then_finish(op_ctx *ctx, pipeline_pending *p, const char *message)
+{
+	audit_facts facts = {
+		.ctx = ctx,
+		.phase = ctx->op && ctx->op->changes_state ? AUDIT_PHASE_OUTCOME : AUDIT_PHASE_NONE,
+		.status = p->st,
+		.error = p->st != KMS_OK && ctx->audit.error ? ctx->audit.error : message,
+		.latency_us = kms_monotonic_us() - p->started,
+		.time_us = kms_now_us(),
+	};
+	char *entry = NULL;
+	size_t len = 0;
+	kms_status st = audit_entry_build(&facts, &entry, &len);
+	arena_reset(ctx->arena); /* the entry and the reply are out of it */
+	if (st == KMS_OK)
+		st = audit_append_async(ctx->d->audit, entry, len, ctx->audit.intent_written,
+		                        on_audited, p);
+	free(entry);
+	if (st == KMS_OK)
+		return; /* the writer finishes it */
+	char why[KMS_ERROR_MAX / 2];
+	snprintf(why, sizeof why, "%s", kms_error_message());
+	kms_log("error", "request %s (%s): its audit entry was not queued: %s", p->request_id,
+	        ctx->op ? ctx->op->name : "undecoded", why);
+	finish(p, KMS_UNAVAILABLE, why);
+}
+
+void pipeline_submit(kmsd *d, arena *a, const pipeline_peer *peer, uint8_t *request,
+                     size_t len, pipeline_pending *p, pipeline_reply_fn done, void *arg)
 {
 	uint64_t started = kms_monotonic_us();
 	char no_id[] = "";
@@ -426,26 +492,73 @@ kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
 		public_message(&ctx, st, message, sizeof message);
 	/* A peer refused at admit is recorded with the other refusals of its
 	 * burst (refusals.h): a flood of them must not fill the disk. */
-	kms_status audited = refused ? pipeline_refuse_peer(d, peer, refused)
-	                             : audit(&ctx, st, message, kms_monotonic_us() - started);
+	kms_status audited = KMS_OK;
+	if (refused)
+		audited = pipeline_refuse_peer(d, peer, refused);
 	if (audited != KMS_OK && st != KMS_UNAVAILABLE) {
-		/* Fail closed: no result leaves without its audit entry. (A request
-		 * already refused as UNAVAILABLE keeps the message saying why.) */
 		st = audited;
 		public_message(&ctx, st, message, sizeof message);
 	}
 	if (st != KMS_OK)
 		resp.result_case = KMS__RESPONSE__RESULT__NOT_SET;
-	metrics_record(ctx.op, st, kms_monotonic_us() - started);
+
+	*p = (pipeline_pending){ .d = d, .op = ctx.op, .started = started,
+	                         .in_flight = in_flight, .st = st,
+	                         .retry_after_ms = ctx.retry_after_ms,
+	                         .done = done, .done_arg = arg };
+	snprintf(p->request_id, sizeof p->request_id, "%s", ctx.request_id);
 	resp.schema_version = KMS__SCHEMA_VERSION__SCHEMA_VERSION;
 	resp.request_id = ctx.request_id;
 	resp.status = kms_status_to_wire(st);
 	resp.message = message;
 	if (st == KMS_THROTTLED)
 		resp.retry_after_ms = ctx.retry_after_ms;
-	kms_status packed = encode(&resp, reply, reply_len);
+	if (encode(&resp, &p->reply, &p->reply_len) != KMS_OK)
+		p->reply = NULL;
+	if (!refused && d->audit) {
+		audit_then_finish(&ctx, p, message);
+		return;
+	}
 	arena_reset(a);
-	if (in_flight)
-		metrics_in_flight(-1);
-	return packed;
+	finish(p, KMS_OK, "");
+}
+
+/* pipeline_handle's wait for its reply, which may come from the writer. */
+typedef struct sync_reply {
+	pthread_mutex_t lock;
+	pthread_cond_t ready;
+	bool done;
+	uint8_t *reply;
+	size_t reply_len;
+	kms_status st;
+} sync_reply;
+
+static void sync_done(void *arg, uint8_t *reply, size_t reply_len, kms_status st)
+{
+	sync_reply *r = arg;
+	pthread_mutex_lock(&r->lock);
+	r->reply = reply;
+	r->reply_len = reply_len;
+	r->st = st;
+	r->done = true;
+	pthread_cond_signal(&r->ready);
+	pthread_mutex_unlock(&r->lock);
+}
+
+kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
+                           uint8_t *request, size_t len,
+                           uint8_t **reply, size_t *reply_len)
+{
+	sync_reply r = { .lock = PTHREAD_MUTEX_INITIALIZER, .ready = PTHREAD_COND_INITIALIZER };
+	pipeline_pending p;
+	pipeline_submit(d, a, peer, request, len, &p, sync_done, &r);
+	pthread_mutex_lock(&r.lock);
+	while (!r.done)
+		pthread_cond_wait(&r.ready, &r.lock);
+	pthread_mutex_unlock(&r.lock);
+	pthread_mutex_destroy(&r.lock);
+	pthread_cond_destroy(&r.ready);
+	*reply = r.reply;
+	*reply_len = r.reply_len;
+	return r.st;
 }

@@ -29,8 +29,11 @@
 #ifndef KMS_PIPELINE_H
 #define KMS_PIPELINE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <kms/limits.h>
 
 #include "kms/pipeline/arena.h"
 #include "kms/pipeline/caller.h"
@@ -45,9 +48,44 @@ typedef struct pipeline_peer {
 	char remote[64]; /* "127.0.0.1:41234", or "" */
 } pipeline_peer;
 
-/* Handles the request in request[0..len) and returns the packed reply in
- * *reply (malloc'ed, *reply_len bytes; caller frees). The request bytes are
- * wiped once decoded. The arena is reset (wiped) before return.
+/* Called once per pipeline_submit with the packed reply (malloc'ed,
+ * reply_len bytes; the callee owns it, and wipes it before freeing: it may
+ * hold plaintext), and KMS_OK; or with reply NULL and KMS_INTERNAL when
+ * even an error reply could not be built (out of memory): then drop the
+ * request. It runs on the thread that called pipeline_submit, before that
+ * returns, or on the audit writer's thread once the request's entry is
+ * durable (or failed): it must not block on anything but short locks. */
+typedef void (*pipeline_reply_fn)(void *arg, uint8_t *reply, size_t reply_len, kms_status st);
+
+/* A request between its handler and its reply: what the reply needs once
+ * its audit entry settles. The transport owns the memory (beside its own
+ * record of the request), untouched until the reply function is called. */
+typedef struct pipeline_pending {
+	kmsd *d;
+	const struct op_entry *op;
+	uint64_t started;
+	bool in_flight;
+	kms_status st;
+	uint32_t retry_after_ms;
+	char request_id[KMS_REQUEST_ID_MAX + 1];
+	uint8_t *reply; /* packed for st; NULL if that failed */
+	size_t reply_len;
+	pipeline_reply_fn done;
+	void *done_arg;
+} pipeline_pending;
+
+/* Handles the request in request[0..len) and calls done(arg, ...) exactly
+ * once with its packed reply. The request bytes are wiped once decoded; the
+ * arena is reset (wiped) before return. The calling thread never waits for
+ * the audit log's write of a data-plane request: the reply is sent by done
+ * when the entry is durable. A control-plane change still waits here for
+ * its intent entry before it is applied. p is the transport's storage for
+ * the request in flight. */
+void pipeline_submit(kmsd *d, arena *a, const pipeline_peer *peer, uint8_t *request,
+                     size_t len, pipeline_pending *p, pipeline_reply_fn done, void *arg);
+
+/* pipeline_submit for a caller that waits for its reply: the packed reply
+ * in *reply (malloc'ed, *reply_len bytes; caller wipes and frees).
  * Returns KMS_OK when a reply was produced, or KMS_INTERNAL when even an
  * error reply could not be built (out of memory): then drop the request. */
 kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,

@@ -79,9 +79,11 @@ typedef struct conn {
 
 typedef struct job {
 	struct job *next;
+	ipc_server *s;
 	conn *c;
 	uint8_t *msg; /* backtrace, then the request */
 	size_t len, backtrace;
+	pipeline_pending pending; /* between its handler and its reply */
 } job;
 
 static bool is_small(size_t len)
@@ -119,6 +121,8 @@ struct ipc_server {
 	pthread_mutex_t lock;
 	pthread_cond_t jobs_ready;
 	job *jobs_head, *jobs_tail;
+	unsigned answering;      /* requests taken by a worker and not yet answered */
+	pthread_cond_t answered; /* answering fell to 0 while draining */
 	conn *conns;
 	conn *dead;              /* closed this round: let go after the batch */
 	unsigned n_conns;
@@ -684,14 +688,14 @@ static void *io_main(void *arg)
 
 /* ---- the workers ---- */
 
-static void serve(ipc_server *s, arena *a, job *j)
+/* The reply to job j, from the pipeline: on the worker's thread, or on the
+ * audit writer's once the request's entry is durable. It only takes the
+ * lock and writes what the peer takes now, never waiting for it. */
+static void job_answered(void *arg, uint8_t *reply, size_t reply_len, kms_status st)
 {
+	job *j = arg;
+	ipc_server *s = j->s;
 	conn *c = j->c;
-	pipeline_peer peer = { .transport = CALLER_IPC, .has_uid = true, .uid = c->uid };
-	uint8_t *reply = NULL;
-	size_t reply_len = 0;
-	kms_status st = pipeline_handle(s->d, a, &peer, j->msg + j->backtrace,
-	                                j->len - j->backtrace, &reply, &reply_len);
 	out_buf *b = NULL;
 	if (st == KMS_OK) {
 		size_t msg_len = j->backtrace + reply_len;
@@ -708,7 +712,7 @@ static void serve(ipc_server *s, arena *a, job *j)
 	}
 	if (!b)
 		kms_log("error", "dropped an ipc request: %s",
-		        st == KMS_OK ? "out of memory for its reply" : kms_error_message());
+		        st == KMS_OK ? "out of memory for its reply" : "out of memory for any reply");
 	kms_wipe(j->msg, j->len); /* the pipeline wiped the request; the backtrace too */
 	free(j->msg);
 
@@ -719,8 +723,21 @@ static void serve(ipc_server *s, arena *a, job *j)
 	c->inflight--;
 	conn_arm(s, c);
 	conn_unref(s, c);
+	if (--s->answering == 0 && s->draining)
+		pthread_cond_broadcast(&s->answered);
 	pthread_mutex_unlock(&s->lock);
 	free(j);
+}
+
+/* Runs the request up to its audit entry; the reply follows from
+ * job_answered. The worker takes its next request at once. */
+static void serve(ipc_server *s, arena *a, job *j)
+{
+	conn *c = j->c;
+	pipeline_peer peer = { .transport = CALLER_IPC, .has_uid = true, .uid = c->uid };
+	j->s = s;
+	pipeline_submit(s->d, a, &peer, j->msg + j->backtrace, j->len - j->backtrace,
+	                &j->pending, job_answered, j);
 }
 
 typedef struct worker_arg {
@@ -743,6 +760,7 @@ static void *worker_main(void *arg)
 		s->jobs_head = j->next;
 		if (!s->jobs_head)
 			s->jobs_tail = NULL;
+		s->answering++;
 		pthread_mutex_unlock(&s->lock);
 		serve(s, a, j);
 		pthread_mutex_lock(&s->lock);
@@ -791,6 +809,7 @@ kms_status ipc_server_start(kmsd *d, const ipc_server_config *cfg, ipc_server **
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_init(&s->probe_lock, NULL);
 	pthread_cond_init(&s->jobs_ready, NULL);
+	pthread_cond_init(&s->answered, NULL);
 	for (size_t i = 0; i < KMSD_MAX_LISTEN; i++)
 		s->listeners[i].sock.fd = -1;
 	kms_status st = KMS_OK;
@@ -844,6 +863,10 @@ void ipc_server_drain_and_close(ipc_server *s)
 	for (unsigned i = 0; i < s->n_workers; i++)
 		pthread_join(s->workers[i], NULL);
 	pthread_mutex_lock(&s->lock);
+	/* The workers' last requests may wait for their audit entries: the
+	 * writer answers them (the log closes after the transports). */
+	while (s->answering)
+		pthread_cond_wait(&s->answered, &s->lock);
 	s->workers_done = true;
 	pthread_mutex_unlock(&s->lock);
 	if (s->io_started) {
@@ -868,6 +891,7 @@ void ipc_server_drain_and_close(ipc_server *s)
 	free(s->workers);
 	free(s->arenas);
 	pthread_cond_destroy(&s->jobs_ready);
+	pthread_cond_destroy(&s->answered);
 	pthread_mutex_destroy(&s->probe_lock);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
