@@ -246,7 +246,8 @@ static kms_status verify_credential(op_ctx *ctx, const uint8_t *bytes, size_t le
 }
 
 /* Step 2c, for every request: the principal's roles and state, fresh from
- * the store (no cache: a change is seen by the next request). An unknown
+ * the store (its read cache is dropped by every committed write, so a
+ * change is seen by the next request: kms/store/store_cache.h). An unknown
  * or deleted principal is not found; the decision denies it. */
 static kms_status load_principal(op_ctx *ctx, caller *who)
 {

@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,11 +20,13 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "kms/store/store_cache.h"
 #include "kms/store/store_internal.h"
 
 typedef struct store_conn {
 	store *owner;
 	sqlite3 *db;
+	store_read_cache *cache; /* store_cache.h; NULL: reads go to SQLite */
 	sqlite3_stmt *stmts[S_COUNT];
 	struct store_conn *prev;
 	struct store_conn *next;
@@ -35,6 +38,7 @@ struct store {
 	pthread_key_t tls;       /* this thread's store_conn */
 	pthread_mutex_t lock;    /* guards conns */
 	store_conn *conns;       /* every open connection, for store_close */
+	_Atomic uint64_t writes; /* commits made visible (the WAL hook): store_cache.h */
 };
 
 /*
@@ -365,6 +369,7 @@ static void conn_free(store_conn *c)
 	for (size_t i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(c->stmts[i]);
 	sqlite3_close_v2(c->db);
+	store_cache_free(c->cache);
 	free(c);
 }
 
@@ -399,6 +404,26 @@ static kms_status conn_exec(sqlite3 *db, const char *sql, const char *what)
 	return KMS_OK;
 }
 
+/* SQLite's WAL hook: called after a commit on this connection is visible
+ * to every other one and its write lock released. It counts the commit for
+ * the read caches (store_cache.h), then does what SQLite's own hook, which
+ * this one replaces, does: a passive checkpoint once the WAL holds
+ * STORE_WAL_AUTOCHECKPOINT pages. */
+#define STORE_WAL_AUTOCHECKPOINT 1000
+static int wal_committed(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	store *st = arg;
+	atomic_fetch_add_explicit(&st->writes, 1, memory_order_release);
+	if (frames >= STORE_WAL_AUTOCHECKPOINT)
+		(void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	return SQLITE_OK;
+}
+
+uint64_t store_write_count(store *st)
+{
+	return atomic_load_explicit(&st->writes, memory_order_acquire);
+}
+
 static kms_status conn_open(store *st, store_conn **out)
 {
 	kms_status status = KMS_OK;
@@ -419,6 +444,8 @@ static kms_status conn_open(store *st, store_conn **out)
 	}
 	sqlite3_extended_result_codes(c->db, 1);
 	sqlite3_busy_timeout(c->db, STORE_BUSY_TIMEOUT_MS);
+	sqlite3_wal_hook(c->db, wal_committed, st);
+	c->cache = store_cache_new(); /* NULL is allowed: no cache */
 	/* Defensive: no writes to the schema or shadow tables through SQL,
 	 * no functions with side effects from within the schema. */
 	sqlite3_db_config(c->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
@@ -457,6 +484,14 @@ static kms_status conn_get(store *st, store_conn **out)
 	}
 	*out = c;
 	return KMS_OK;
+}
+
+store_read_cache *store_cache_mine(store *st)
+{
+	store_conn *c = pthread_getspecific(st->tls);
+	if (!c || !sqlite3_get_autocommit(c->db))
+		return NULL;
+	return c->cache;
 }
 
 /* The text each statement id was first prepared with, process-wide: every

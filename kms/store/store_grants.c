@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "kms/format/context.h"
 #include "kms/store/store.h"
+#include "kms/store/store_cache.h"
 #include "kms/store/store_internal.h"
 
 const char *grant_state_name(grant_state state)
@@ -374,6 +375,10 @@ kms_status store_grants_live(store *st, const char *principal, const char *key_i
 	*n = 0;
 	KMS_GUARD(principal_name_check(principal));
 	KMS_GUARD(key_id_check(key_id));
+	uint64_t writes = store_write_count(st); /* before the read: store_cache.h */
+	store_read_cache *cache = store_cache_mine(st);
+	if (store_cache_no_grants(cache, writes, principal, key_id))
+		return KMS_OK;
 	KMS_GUARD(store_stmt(st, S_GRANTS_LIVE,
 	                     "SELECT " GRANT_COLUMNS " FROM grants "
 	                     "WHERE grantee = ?1 AND key_id = ?2 AND state = 'live' "
@@ -381,5 +386,8 @@ kms_status store_grants_live(store *st, const char *principal, const char *key_i
 	                     &s));
 	int rc = store_bind(s, "tti", principal, key_id, (int64_t)STORE_GRANTS_LIVE_MAX);
 	KMS_GUARD(store_bind_check(s, rc, "find live grants to", principal));
-	return grants_collect(s, "find live grants to", principal, out, n);
+	kms_status status = grants_collect(s, "find live grants to", principal, out, n);
+	if (status == KMS_OK && *n == 0)
+		store_cache_no_grants_put(cache, writes, principal, key_id);
+	return status;
 }

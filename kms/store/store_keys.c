@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "kms/store/store.h"
+#include "kms/store/store_cache.h"
 #include "kms/store/store_internal.h"
 
 #define KEY_COLUMNS                                                            \
@@ -255,6 +256,13 @@ kms_status store_policy_get(store *st, const char *key_id, char **out)
 {
 	sqlite3_stmt *s;
 	*out = NULL;
+	uint64_t writes = store_write_count(st); /* before the read: store_cache.h */
+	store_read_cache *cache = store_cache_mine(st);
+	if (store_cache_no_policy(cache, writes, key_id)) {
+		*out = calloc(1, 1);
+		return *out ? KMS_OK : KMS_FAIL(KMS_INTERNAL, "store: out of memory reading policy "
+		                                "of %s", key_id);
+	}
 	KMS_GUARD(store_stmt(st, S_POLICY_GET, "SELECT policy FROM keys WHERE id = ?1", &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "t", key_id), "get policy", key_id));
 	int rc = sqlite3_step(s);
@@ -269,6 +277,8 @@ kms_status store_policy_get(store *st, const char *key_id, char **out)
 		} else {
 			memcpy(*out, text, (size_t)len);
 			(*out)[len] = '\0';
+			if (len == 0)
+				store_cache_no_policy_put(cache, writes, key_id);
 		}
 	} else if (rc == SQLITE_DONE) {
 		status = KMS_FAIL(KMS_NOT_FOUND, "key %s not found", key_id);

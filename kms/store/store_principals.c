@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "kms/store/store.h"
+#include "kms/store/store_cache.h"
 #include "kms/store/store_internal.h"
 
 const char *principal_state_name(principal_state state)
@@ -128,6 +129,11 @@ kms_status store_principal_get(store *st, const char *name, store_principal *out
 	sqlite3_stmt *s;
 	memset(out, 0, sizeof *out);
 	KMS_GUARD(name_check(name));
+	uint64_t writes = store_write_count(st); /* before the read: store_cache.h */
+	store_read_cache *cache = store_cache_mine(st);
+	bool found;
+	if (store_cache_principal_get(cache, writes, name, out, &found))
+		return found ? KMS_OK : KMS_FAIL(KMS_NOT_FOUND, "principal %s not found", name);
 	KMS_GUARD(store_stmt(st, S_PRINCIPAL_GET,
 	                     "SELECT " PRINCIPAL_COLUMNS " FROM principals "
 	                     "WHERE name = ?1 AND state <> 'deleted'",
@@ -142,6 +148,8 @@ kms_status store_principal_get(store *st, const char *name, store_principal *out
 	else
 		status = store_fail(s, rc, "get principal", name);
 	store_stmt_done(s);
+	if (status == KMS_OK || status == KMS_NOT_FOUND)
+		store_cache_principal_put(cache, writes, name, status == KMS_OK ? out : NULL);
 	return status;
 }
 

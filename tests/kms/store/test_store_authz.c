@@ -632,6 +632,106 @@ static void test_migration_from_1(void **state)
 	sqlite3_close(db);
 }
 
+/* The read cache (kms/store/store_cache.h) never answers with what a
+ * committed write changed: the same thread reads again after its own
+ * write, another thread after a write, and a rolled-back transaction's
+ * reads are not kept. */
+typedef struct writer_arg {
+	store *st;
+	int what;
+	kms_status status;
+} writer_arg;
+
+static void *write_elsewhere(void *p)
+{
+	writer_arg *a = p;
+	a->status = a->what == 0
+	                    ? store_principal_set_state(a->st, "cached", PRINCIPAL_STATE_ENABLED, 300)
+	                    : store_policy_set(a->st, KEY1, "{\"x\":1}");
+	return NULL;
+}
+
+static void test_read_cache_fresh(void **state)
+{
+	(void)state;
+	store *st = open_store();
+	add_key(st, KEY1);
+	store_principal p = principal("cached", PRINCIPAL_ROLE_APP);
+	assert_ok(store_principal_create(st, &p));
+
+	/* Read twice (the second from the cache), change, read: the change. */
+	store_principal got;
+	for (int i = 0; i < 2; i++) {
+		assert_ok(store_principal_get(st, "cached", &got));
+		assert_int_equal(got.state, PRINCIPAL_STATE_ENABLED);
+	}
+	assert_ok(store_principal_set_state(st, "cached", PRINCIPAL_STATE_DISABLED, 200));
+	assert_ok(store_principal_get(st, "cached", &got));
+	assert_int_equal(got.state, PRINCIPAL_STATE_DISABLED);
+	assert_ok(store_principal_get(st, "cached", &got));
+	assert_int_equal(got.state, PRINCIPAL_STATE_DISABLED);
+	/* Another thread's write. */
+	pthread_t t;
+	writer_arg a = { st, 0, KMS_INTERNAL };
+	assert_int_equal(pthread_create(&t, NULL, write_elsewhere, &a), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_ok(a.status);
+	assert_ok(store_principal_get(st, "cached", &got));
+	assert_int_equal(got.state, PRINCIPAL_STATE_ENABLED);
+
+	/* Not found is cached too, and a create ends it. */
+	assert_status(store_principal_get(st, "later", &got), KMS_NOT_FOUND);
+	assert_status(store_principal_get(st, "later", &got), KMS_NOT_FOUND);
+	p = principal("later", PRINCIPAL_ROLE_APP);
+	assert_ok(store_principal_create(st, &p));
+	assert_ok(store_principal_get(st, "later", &got));
+
+	/* A read inside a transaction that rolls back is not kept. */
+	assert_ok(store_begin(st));
+	p = principal("rolled-back", PRINCIPAL_ROLE_APP);
+	assert_ok(store_principal_create(st, &p));
+	assert_ok(store_principal_get(st, "rolled-back", &got));
+	store_rollback(st);
+	assert_status(store_principal_get(st, "rolled-back", &got), KMS_NOT_FOUND);
+
+	/* A key without a policy, then with one put by another thread. */
+	char *text = NULL;
+	for (int i = 0; i < 2; i++) {
+		assert_ok(store_policy_get(st, KEY1, &text));
+		assert_string_equal(text, "");
+		free(text);
+	}
+	a.what = 1;
+	assert_int_equal(pthread_create(&t, NULL, write_elsewhere, &a), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_ok(a.status);
+	assert_ok(store_policy_get(st, KEY1, &text));
+	assert_string_equal(text, "{\"x\":1}");
+	free(text);
+
+	/* No live grant, twice; a grant; then it ends. */
+	store_grant *rows = NULL;
+	size_t n = 9;
+	for (int i = 0; i < 2; i++) {
+		assert_ok(store_grants_live(st, "cached", KEY1, &rows, &n));
+		assert_int_equal(n, 0);
+		free(rows);
+	}
+	const char *enc[] = { "encrypt" };
+	char gid[AUTHZ_ID_SIZE];
+	snprintf(gid, sizeof gid, "%s", id_n("GR", 77));
+	store_grant g = grant(gid, KEY1, "cached", enc, 1);
+	assert_ok(store_grant_create(st, &g));
+	assert_ok(store_grants_live(st, "cached", KEY1, &rows, &n));
+	assert_int_equal(n, 1);
+	free(rows);
+	assert_ok(store_grant_end(st, gid, GRANT_STATE_REVOKED, 900));
+	assert_ok(store_grants_live(st, "cached", KEY1, &rows, &n));
+	assert_int_equal(n, 0);
+	free(rows);
+	store_close(st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -640,6 +740,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_principal_with_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_access_key_race, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_grants, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_cache_fresh, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migration_from_1, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
