@@ -23,8 +23,10 @@
  *   6. reply     the response packed for the transport
  *
  * Every request gets a reply, malformed ones included (INVALID_ARGUMENT with
- * an empty request id). Blocks on the HSM and the audit log; called by one
- * worker thread per request.
+ * an empty request id). pipeline_submit blocks on the HSM and the store
+ * (and, for a control-plane change, on its intent entry), never on the
+ * data-plane audit write: step 6 runs on the audit writer's thread once
+ * the entry is durable, so a worker takes its next request at once.
  */
 #ifndef KMS_PIPELINE_H
 #define KMS_PIPELINE_H
