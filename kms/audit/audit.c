@@ -334,8 +334,23 @@ static kms_status recover(audit_log *log)
 static kms_status room_for_batch(audit_log *log, size_t total, bool outcomes_only)
 {
 	off_t want = (off_t)total + (outcomes_only ? 0 : (off_t)AUDIT_OUTCOME_RESERVE);
-	if (fallocate(log->fd, FALLOC_FL_KEEP_SIZE, (off_t)log->durable_bytes, want) == 0)
+	if (log->no_reserve)
+		return KMS_OK; /* the file system cannot: said once, below */
+	/* Blocks already allocated past the end (by an earlier batch's
+	 * allocation ahead) are room enough: no system call. */
+	if (log->allocated_to >= log->durable_bytes + (uint64_t)want)
 		return KMS_OK;
+	/* Ahead by AUDIT_ALLOCATE_AHEAD, so that most batches need no call;
+	 * if the disk has not that much, exactly what this batch needs. */
+	if (fallocate(log->fd, FALLOC_FL_KEEP_SIZE, (off_t)log->durable_bytes,
+	              want + (off_t)AUDIT_ALLOCATE_AHEAD) == 0) {
+		log->allocated_to = log->durable_bytes + (uint64_t)want + AUDIT_ALLOCATE_AHEAD;
+		return KMS_OK;
+	}
+	if (fallocate(log->fd, FALLOC_FL_KEEP_SIZE, (off_t)log->durable_bytes, want) == 0) {
+		log->allocated_to = log->durable_bytes + (uint64_t)want;
+		return KMS_OK;
+	}
 	if (errno == EOPNOTSUPP) {
 		if (!log->no_reserve)
 			kms_log("warn", "audit: %s cannot allocate ahead (fallocate): no room is kept "
@@ -418,6 +433,7 @@ static kms_status write_batch(audit_log *log, audit_waiter *const *batch, size_t
 		              strerror(errno));
 	if (st != KMS_OK) {
 		/* Nothing of this batch counts: cut it off again. */
+		log->allocated_to = 0; /* the cut freed the blocks allocated ahead */
 		if (ftruncate(log->fd, (off_t)log->durable_bytes) != 0)
 			kms_log("error", "audit: cannot cut a failed batch off %s/%s: %s", log->dir,
 			         AUDIT_LOG_FILE, strerror(errno));

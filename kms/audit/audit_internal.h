@@ -21,6 +21,9 @@
  * that the outcome of a change whose intent is durable always has room: 32
  * outcomes of the largest control-plane entry (well under 2 KiB). */
 #define AUDIT_OUTCOME_RESERVE (64u * 1024)
+/* How far past a batch log.bin's blocks are allocated at once
+ * (fallocate, KEEP_SIZE), so most batches make no allocation call. */
+#define AUDIT_ALLOCATE_AHEAD (1024u * 1024)
 
 /* One appender's entry, on its own stack while it waits; the writer sets
  * state (under lock) when the batch holding it is durable or has failed. */
@@ -77,6 +80,7 @@ struct audit_log {
 	pthread_rwlock_t tree_lock;
 	audit_tree tree;           /* hot tiles in memory, full tiles on disk */
 	uint64_t durable_bytes;    /* length of log.bin that is durable */
+	uint64_t allocated_to;     /* blocks allocated up to here (0: not known); the writer's */
 
 	/* One publication at a time: the publisher thread, or the writer when
 	 * the hot tiles are full (AUDIT_HOT_MAX). */
