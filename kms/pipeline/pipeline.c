@@ -339,13 +339,14 @@ static kms_status audit_intent(op_ctx *ctx, uint64_t started)
 }
 
 /* Step 6. */
-static kms_status encode(const Kms__Response *resp, uint8_t **reply, size_t *reply_len)
+static kms_status encode(const Kms__Response *resp, size_t headroom, uint8_t **reply,
+                         size_t *reply_len)
 {
 	size_t n = kms__response__get_packed_size(resp);
-	uint8_t *buf = malloc(n ? n : 1);
+	uint8_t *buf = malloc(headroom + (n ? n : 1));
 	if (!buf)
 		return KMS_FAIL(KMS_INTERNAL, "out of memory packing a %zu-byte reply", n);
-	*reply_len = kms__response__pack(resp, buf);
+	*reply_len = kms__response__pack(resp, buf + headroom);
 	*reply = buf;
 	return KMS_OK;
 }
@@ -375,7 +376,7 @@ static kms_status encode_failure(const pipeline_pending *p, kms_status st, const
 	resp.request_id = (char *)p->request_id;
 	resp.status = kms_status_to_wire(st);
 	resp.message = (char *)message;
-	return encode(&resp, reply, reply_len);
+	return encode(&resp, p->reply_headroom, reply, reply_len);
 }
 
 /* Step 6, once the entry settled (audited: KMS_OK, or why it failed). Fail
@@ -389,7 +390,7 @@ static void finish(pipeline_pending *p, kms_status audited, const char *why)
 	kms_status packed = reply ? KMS_OK : KMS_INTERNAL;
 	if (audited != KMS_OK && st != KMS_UNAVAILABLE) {
 		if (reply) {
-			kms_wipe(reply, reply_len);
+			kms_wipe(reply, p->reply_headroom + reply_len);
 			free(reply);
 		}
 		char message[KMS_ERROR_MAX];
@@ -506,7 +507,8 @@ void pipeline_submit(kmsd *d, arena *a, const pipeline_peer *peer, uint8_t *requ
 	*p = (pipeline_pending){ .d = d, .op = ctx.op, .started = started,
 	                         .in_flight = in_flight, .st = st,
 	                         .retry_after_ms = ctx.retry_after_ms,
-	                         .done = done, .done_arg = arg };
+	                         .done = done, .done_arg = arg,
+	                         .reply_headroom = p->reply_headroom };
 	snprintf(p->request_id, sizeof p->request_id, "%s", ctx.request_id);
 	resp.schema_version = KMS__SCHEMA_VERSION__SCHEMA_VERSION;
 	resp.request_id = ctx.request_id;
@@ -514,7 +516,7 @@ void pipeline_submit(kmsd *d, arena *a, const pipeline_peer *peer, uint8_t *requ
 	resp.message = message;
 	if (st == KMS_THROTTLED)
 		resp.retry_after_ms = ctx.retry_after_ms;
-	if (encode(&resp, &p->reply, &p->reply_len) != KMS_OK)
+	if (encode(&resp, p->reply_headroom, &p->reply, &p->reply_len) != KMS_OK)
 		p->reply = NULL;
 	if (!refused && d->audit) {
 		audit_then_finish(&ctx, p, message);
@@ -551,7 +553,7 @@ kms_status pipeline_handle(kmsd *d, arena *a, const pipeline_peer *peer,
                            uint8_t **reply, size_t *reply_len)
 {
 	sync_reply r = { .lock = PTHREAD_MUTEX_INITIALIZER, .ready = PTHREAD_COND_INITIALIZER };
-	pipeline_pending p;
+	pipeline_pending p = { .reply_headroom = 0 };
 	pipeline_submit(d, a, peer, request, len, &p, sync_done, &r);
 	pthread_mutex_lock(&r.lock);
 	while (!r.done)

@@ -50,14 +50,16 @@ typedef struct pipeline_peer {
 	char remote[64]; /* "127.0.0.1:41234", or "" */
 } pipeline_peer;
 
-/* Called once per pipeline_submit with the packed reply (malloc'ed,
- * reply_len bytes; the callee owns it, and wipes it before freeing: it may
- * hold plaintext), and KMS_OK; or with reply NULL and KMS_INTERNAL when
+/* Called once per pipeline_submit with the packed reply and KMS_OK: buf is
+ * malloc'ed, the callee owns it and wipes it before freeing (it may hold
+ * plaintext); the reply's reply_len bytes start at buf + reply_headroom
+ * (pipeline_pending), the bytes before them left for the transport's own
+ * header. Or with buf NULL and KMS_INTERNAL when
  * even an error reply could not be built (out of memory): then drop the
  * request. It runs on the thread that called pipeline_submit, before that
  * returns, or on the audit writer's thread once the request's entry is
  * durable (or failed): it must not block on anything but short locks. */
-typedef void (*pipeline_reply_fn)(void *arg, uint8_t *reply, size_t reply_len, kms_status st);
+typedef void (*pipeline_reply_fn)(void *arg, uint8_t *buf, size_t reply_len, kms_status st);
 
 /* A request between its handler and its reply: what the reply needs once
  * its audit entry settles. The transport owns the memory (beside its own
@@ -74,6 +76,10 @@ typedef struct pipeline_pending {
 	size_t reply_len;
 	pipeline_reply_fn done;
 	void *done_arg;
+	/* Set by the transport before pipeline_submit (0 if it needs none):
+	 * bytes left free in front of the reply, so that it can put its own
+	 * header there and send the buffer as it is. */
+	size_t reply_headroom;
 } pipeline_pending;
 
 /* Handles the request in request[0..len) and calls done(arg, ...) exactly

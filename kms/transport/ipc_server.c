@@ -691,28 +691,24 @@ static void *io_main(void *arg)
 /* The reply to job j, from the pipeline: on the worker's thread, or on the
  * audit writer's once the request's entry is durable. It only takes the
  * lock and writes what the peer takes now, never waiting for it. */
-static void job_answered(void *arg, uint8_t *reply, size_t reply_len, kms_status st)
+static void job_answered(void *arg, uint8_t *buf, size_t reply_len, kms_status st)
 {
 	job *j = arg;
 	ipc_server *s = j->s;
 	conn *c = j->c;
 	out_buf *b = NULL;
-	if (st == KMS_OK) {
+	if (st == KMS_OK && buf) {
+		/* The reply was packed behind room for the out_buf header, the
+		 * frame and the backtrace (serve): it goes out as it is. */
 		size_t msg_len = j->backtrace + reply_len;
-		b = malloc(sizeof *b + IPC_WIRE_FRAME_LEN + msg_len);
-		if (b) {
-			b->len = IPC_WIRE_FRAME_LEN + msg_len;
-			b->sent = 0;
-			ipc_wire_frame(b->data, msg_len);
-			memcpy(b->data + IPC_WIRE_FRAME_LEN, j->msg, j->backtrace);
-			memcpy(b->data + IPC_WIRE_FRAME_LEN + j->backtrace, reply, reply_len);
-		}
-		kms_wipe(reply, reply_len);
-		free(reply);
+		b = (out_buf *)buf;
+		b->len = IPC_WIRE_FRAME_LEN + msg_len;
+		b->sent = 0;
+		ipc_wire_frame(b->data, msg_len);
+		memcpy(b->data + IPC_WIRE_FRAME_LEN, j->msg, j->backtrace);
 	}
 	if (!b)
-		kms_log("error", "dropped an ipc request: %s",
-		        st == KMS_OK ? "out of memory for its reply" : "out of memory for any reply");
+		kms_log("error", "dropped an ipc request: out of memory for its reply");
 	kms_wipe(j->msg, j->len); /* the pipeline wiped the request; the backtrace too */
 	free(j->msg);
 
@@ -736,6 +732,7 @@ static void serve(ipc_server *s, arena *a, job *j)
 	conn *c = j->c;
 	pipeline_peer peer = { .transport = CALLER_IPC, .has_uid = true, .uid = c->uid };
 	j->s = s;
+	j->pending.reply_headroom = sizeof(out_buf) + IPC_WIRE_FRAME_LEN + j->backtrace;
 	pipeline_submit(s->d, a, &peer, j->msg + j->backtrace, j->len - j->backtrace,
 	                &j->pending, job_answered, j);
 }
