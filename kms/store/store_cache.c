@@ -1,17 +1,20 @@
 /*
  * store_cache.c: the per-connection read cache (store_cache.h). Direct
  * mapped by a hash of the name: a collision replaces the slot. Sizes are
- * fixed, so a thread's cache is about 40 KiB whatever the store holds.
+ * fixed, so a thread's cache is about 50 KiB whatever the store holds.
  */
 #include "kms/store/store_cache.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include <kms/secmem.h>
+
 #include "kms/format/keyid.h"
 
 #define CACHE_PRINCIPALS 64
 #define CACHE_KEYS 256
+#define CACHE_ACCESS_KEYS 32
 
 struct store_read_cache {
 	struct {
@@ -20,6 +23,10 @@ struct store_read_cache {
 		char name[AUTHZ_PRINCIPAL_NAME_SIZE];
 		store_principal row;
 	} principals[CACHE_PRINCIPALS];
+	struct {
+		uint64_t count;
+		store_access_key row;
+	} access_keys[CACHE_ACCESS_KEYS];
 	struct {
 		uint64_t count;
 		char key_id[KMS_KEYID_TEXT_SIZE];
@@ -55,6 +62,8 @@ static bool put_name(char *dst, size_t cap, const char *src)
 
 void store_cache_free(store_read_cache *c)
 {
+	if (c)
+		kms_wipe(c->access_keys, sizeof c->access_keys);
 	free(c);
 }
 
@@ -131,4 +140,26 @@ void store_cache_no_grants_put(store_read_cache *c, uint64_t count, const char *
 	if (put_name(c->no_grants[i].principal, sizeof c->no_grants[i].principal, principal) &&
 	    put_name(c->no_grants[i].key_id, sizeof c->no_grants[i].key_id, key_id))
 		c->no_grants[i].count = count + 1;
+}
+
+bool store_cache_access_key_get(store_read_cache *c, uint64_t count, const char *id,
+                                store_access_key *out)
+{
+	if (!c)
+		return false;
+	size_t i = hash2(id, NULL) % CACHE_ACCESS_KEYS;
+	if (c->access_keys[i].count != count + 1 || strcmp(c->access_keys[i].row.id, id) != 0)
+		return false;
+	*out = c->access_keys[i].row;
+	return true;
+}
+
+void store_cache_access_key_put(store_read_cache *c, uint64_t count,
+                                const store_access_key *row)
+{
+	if (!c)
+		return;
+	size_t i = hash2(row->id, NULL) % CACHE_ACCESS_KEYS;
+	c->access_keys[i].row = *row;
+	c->access_keys[i].count = count + 1;
 }

@@ -1,7 +1,8 @@
 /*
  * store_cache.h: a small read cache beside each thread's connection, for the
- * three reads every keyed request makes (its principal, its key's policy,
- * the principal's live grants on the key). Not for use outside the store.
+ * reads every keyed request makes (its principal, its key's policy, the
+ * principal's live grants on the key, and for a signed request its access
+ * key's row). Not for use outside the store.
  *
  * Freshness: the store counts committed writes (store.c, from SQLite's WAL
  * hook, which runs once a commit is visible to every connection). An entry
@@ -13,7 +14,8 @@
  * Inside an explicit transaction the cache is neither read nor filled: that
  * transaction may see its own uncommitted writes.
  *
- * Cached: a principal's row (or that there is none), that a key has no
+ * Cached: a principal's row (or that there is none), an access key's row
+ * (found; its secret is in it wrapped, as in the store), that a key has no
  * policy of its own, that a principal has no live grant on a key. A key's
  * own policy text and a non-empty grant list are read from the store every
  * time.
@@ -46,6 +48,12 @@ bool store_cache_principal_get(store_read_cache *c, uint64_t count, const char *
                                store_principal *out, bool *found);
 void store_cache_principal_put(store_read_cache *c, uint64_t count, const char *name,
                                const store_principal *p /* NULL: not found */);
+
+/* An access key's row (its secret only ever wrapped: store.h). */
+bool store_cache_access_key_get(store_read_cache *c, uint64_t count, const char *id,
+                                store_access_key *out);
+void store_cache_access_key_put(store_read_cache *c, uint64_t count,
+                                const store_access_key *row);
 
 /* That key_id exists and has no policy of its own. */
 bool store_cache_no_policy(store_read_cache *c, uint64_t count, const char *key_id);

@@ -389,6 +389,10 @@ kms_status store_access_key_get(store *st, const char *id, store_access_key *out
 	sqlite3_stmt *s;
 	memset(out, 0, sizeof *out);
 	KMS_GUARD(access_key_id_check(id));
+	uint64_t writes = store_write_count(st); /* before the read: store_cache.h */
+	store_read_cache *cache = store_cache_mine(st);
+	if (store_cache_access_key_get(cache, writes, id, out))
+		return KMS_OK;
 	KMS_GUARD(store_stmt(st, S_ACCESS_KEY_GET,
 	                     "SELECT " ACCESS_KEY_COLUMNS " FROM access_keys WHERE id = ?1", &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "t", id), "get access key", id));
@@ -401,6 +405,8 @@ kms_status store_access_key_get(store *st, const char *id, store_access_key *out
 	else
 		status = store_fail(s, rc, "get access key", id);
 	store_stmt_done(s);
+	if (status == KMS_OK)
+		store_cache_access_key_put(cache, writes, out);
 	return status;
 }
 

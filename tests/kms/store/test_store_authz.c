@@ -694,6 +694,20 @@ static void test_read_cache_fresh(void **state)
 	store_rollback(st);
 	assert_status(store_principal_get(st, "rolled-back", &got), KMS_NOT_FOUND);
 
+	/* An access key, then revoked. */
+	char akid[AUTHZ_ID_SIZE];
+	snprintf(akid, sizeof akid, "%s", id_n("AK", 77));
+	store_access_key ak = access_key(akid, "cached", 150);
+	assert_ok(store_access_key_create(st, &ak));
+	store_access_key ak_got;
+	for (int i = 0; i < 2; i++) {
+		assert_ok(store_access_key_get(st, akid, &ak_got));
+		assert_int_equal(ak_got.state, ACCESS_KEY_STATE_ACTIVE);
+	}
+	assert_ok(store_access_key_revoke(st, akid, 160));
+	assert_ok(store_access_key_get(st, akid, &ak_got));
+	assert_int_equal(ak_got.state, ACCESS_KEY_STATE_REVOKED);
+
 	/* A key without a policy, then with one put by another thread. */
 	char *text = NULL;
 	for (int i = 0; i < 2; i++) {
