@@ -498,6 +498,8 @@ void pipeline_submit(kmsd *d, arena *a, const pipeline_peer *peer, uint8_t *requ
 	if (refused)
 		audited = pipeline_refuse_peer(d, peer, refused);
 	if (audited != KMS_OK && st != KMS_UNAVAILABLE) {
+		/* Fail closed: no answer leaves without its audit entry. (A request
+		 * already refused as UNAVAILABLE keeps the message saying why.) */
 		st = audited;
 		public_message(&ctx, st, message, sizeof message);
 	}
