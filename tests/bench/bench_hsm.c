@@ -14,6 +14,12 @@
  * ops/s over the wall time, p50/p99 per-call latency, and the median
  * layer/raw and cached/layer ratios.
  * A benchmark, not a test: it fails only when an operation fails.
+ *
+ *   bench_hsm --ops [--threads 1,2,4] [--requests N] [--duration S] [--json FILE] [--label k=v]...
+ *
+ * is another mode: the PKCS#11 work of each kmsd operation (encrypt,
+ * decrypt, generate-data-key) on a cached wrapped key version, as the
+ * HSM's limit beside kmsd's throughput (bench_hsm_ops.c).
  */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -27,6 +33,7 @@
 
 #include "common/error.h"
 #include "hsm/hsm.h"
+#include "tests/bench/bench_hsm_ops.h"
 
 #define WARMUP_OPS 500
 #define MAX_THREADS 2
@@ -290,6 +297,14 @@ static double run(bench_path path, unsigned threads, size_t total_ops, double se
 
 int main(int argc, char **argv)
 {
+	if (argc > 1 && !strcmp(argv[1], "--ops")) {
+		hsm_config ops_config = {
+			.module_path = env_or_die("KMS_TEST_MODULE"),
+			.token_label = env_or_die("KMS_TEST_TOKEN_LABEL"),
+			.pin_file = env_or_die("KMS_TEST_PIN_FILE"),
+		};
+		return bench_hsm_ops_main(argc, argv, &ops_config);
+	}
 	size_t total_ops = argc > 1 ? strtoul(argv[1], NULL, 10) : 20000;
 	double seconds = argc > 2 ? strtod(argv[2], NULL) : 5.0;
 	if (total_ops < MAX_THREADS || seconds <= 0) {
