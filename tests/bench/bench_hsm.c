@@ -297,14 +297,8 @@ static double run(bench_path path, unsigned threads, size_t total_ops, double se
 
 int main(int argc, char **argv)
 {
-	if (argc > 1 && !strcmp(argv[1], "--ops")) {
-		hsm_config ops_config = {
-			.module_path = env_or_die("KMS_TEST_MODULE"),
-			.token_label = env_or_die("KMS_TEST_TOKEN_LABEL"),
-			.pin_file = env_or_die("KMS_TEST_PIN_FILE"),
-		};
-		return bench_hsm_ops_main(argc, argv, &ops_config);
-	}
+	if (argc > 1 && !strcmp(argv[1], "--ops"))
+		return bench_hsm_ops_main(argc, argv);
 	size_t total_ops = argc > 1 ? strtoul(argv[1], NULL, 10) : 20000;
 	double seconds = argc > 2 ? strtod(argv[2], NULL) : 5.0;
 	if (total_ops < MAX_THREADS || seconds <= 0) {

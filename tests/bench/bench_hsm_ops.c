@@ -193,12 +193,13 @@ static double quantile(const double *sorted, size_t n, double p)
 /* Merges the threads' latencies and times into cell; false if out of memory. */
 static bool cell_summarize(ops_thread *t, unsigned threads, ops_cell *cell)
 {
-	size_t n = 0;
+	size_t n = 0, failures = 0; /* a thread stops at its first failure */
 	double began = t[0].began, ended = t[0].ended;
 	for (unsigned i = 0; i < threads; i++) {
 		n += t[i].done;
 		began = t[i].began < began ? t[i].began : began;
 		ended = t[i].ended > ended ? t[i].ended : ended;
+		failures += t[i].failed != KMS_OK;
 		if (t[i].failed != KMS_OK && cell->failed == KMS_OK)
 			cell->failed = t[i].failed;
 	}
@@ -212,7 +213,7 @@ static bool cell_summarize(ops_thread *t, unsigned threads, ops_cell *cell)
 	}
 	qsort(all, n, sizeof *all, cmp_double);
 	cell->ok = n;
-	cell->requests = n + (cell->failed != KMS_OK);
+	cell->requests = n + failures;
 	cell->seconds = ended - began;
 	cell->p50 = quantile(all, n, 0.50);
 	cell->p99 = quantile(all, n, 0.99);
@@ -323,12 +324,12 @@ static void cell_print(const ops_cell *c)
 	       c->cpu_us_per_op);
 }
 
-static int usage(const char *why)
+static int usage(const char *option, const char *why)
 {
 	fprintf(stderr,
-	        "bench_hsm: %s\nusage: bench_hsm --ops [--threads 1,2,4] [--requests N] "
+	        "bench_hsm: %s: %s\nusage: bench_hsm --ops [--threads 1,2,4] [--requests N] "
 	        "[--duration S] [--json FILE] [--label key=value]...\n",
-	        why);
+	        option, why);
 	return 2;
 }
 
@@ -357,28 +358,28 @@ static int parse_options(int argc, char **argv, ops_options *opt)
 	for (int i = 2; i < argc; i++) {
 		const char *arg = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!value)
-			return usage("an option lacks its value");
+			return usage(arg, "no value follows it");
 		i++;
 		if (!strcmp(arg, "--threads")) {
 			if (!parse_threads(value, opt))
-				return usage("--threads: give a comma-separated list of 1 to 16");
+				return usage(arg, "give a comma-separated list of 1 to 16");
 		} else if (!strcmp(arg, "--requests")) {
 			errno = 0;
 			opt->requests = strtoul(value, &end, 10);
 			if (errno || *end || opt->requests < 1 || opt->requests > OPS_MAX_REQUESTS)
-				return usage("--requests: give 1 to 1000000");
+				return usage(arg, "give 1 to 1000000");
 		} else if (!strcmp(arg, "--duration")) {
 			opt->seconds = strtod(value, &end);
 			if (*end || !(opt->seconds > 0 && opt->seconds <= 3600))
-				return usage("--duration: give seconds, above 0 and at most 3600");
+				return usage(arg, "give seconds, above 0 and at most 3600");
 		} else if (!strcmp(arg, "--json")) {
 			opt->json_path = value;
 		} else if (!strcmp(arg, "--label")) {
 			if (opt->nlabels == OPS_MAX_LABELS || !strchr(value, '=') || value[0] == '=')
-				return usage("--label: give key=value, at most 16 of them");
+				return usage(arg, "give key=value, at most 16 of them");
 			opt->labels[opt->nlabels++] = value;
 		} else {
-			return usage("unknown option");
+			return usage(arg, "unknown option");
 		}
 	}
 	return 0;
@@ -410,19 +411,40 @@ failed:
 	return false;
 }
 
-int bench_hsm_ops_main(int argc, char **argv, const hsm_config *config)
+/* The token tests/support/with-token made, from its environment. */
+static bool token_config(hsm_config *config)
+{
+	const char *names[] = { "KMS_TEST_MODULE", "KMS_TEST_TOKEN_LABEL", "KMS_TEST_PIN_FILE" };
+	const char *values[3];
+	for (int i = 0; i < 3; i++) {
+		values[i] = getenv(names[i]);
+		if (!values[i] || !values[i][0]) {
+			fprintf(stderr, "bench_hsm: %s is not set: run it through "
+			                "tests/support/with-token\n", names[i]);
+			return false;
+		}
+	}
+	*config = (hsm_config){ .module_path = values[0], .token_label = values[1],
+		                .pin_file = values[2] };
+	return true;
+}
+
+int bench_hsm_ops_main(int argc, char **argv)
 {
 	ops_options opt;
+	hsm_config config;
 	int rc = parse_options(argc, argv, &opt);
 	if (rc)
 		return rc;
+	if (!token_config(&config))
+		return 2;
 	FILE *json = NULL;
 	if (opt.json_path && !(json = fopen(opt.json_path, "a"))) {
 		fprintf(stderr, "bench_hsm: cannot open %s for appending: %s\n", opt.json_path,
 		        strerror(errno));
 		return 1;
 	}
-	if (!ops_setup(config)) {
+	if (!ops_setup(&config)) {
 		if (json)
 			fclose(json);
 		hsm_close(layer);

@@ -5,11 +5,10 @@
 #ifndef KMS_BENCH_HSM_OPS_H
 #define KMS_BENCH_HSM_OPS_H
 
-#include "hsm/hsm.h"
-
-/* argv[1] is "--ops"; the options follow it. Opens the hsm with config
- * itself. Returns the process's exit status: 0, 1 when an operation or a
- * write failed, 2 for a usage error. */
-int bench_hsm_ops_main(int argc, char **argv, const hsm_config *config);
+/* argv[1] is "--ops"; the options follow it. Opens the hsm on the token
+ * tests/support/with-token names in the environment. Returns the process's
+ * exit status: 0, 1 when an operation or a write failed, 2 for a usage
+ * error or a missing environment. */
+int bench_hsm_ops_main(int argc, char **argv);
 
 #endif
