@@ -4,7 +4,8 @@
 
 table writes OUTDIR/matrix.md; plot writes the data files and the gnuplot
 script OUTDIR/bench.gp that draws OUTDIR/bench.png. The records are those
-of docs/benchmarks.md ("The record format").
+of docs/kms-bench.md ("The JSON line"), from kms-bench, bench_hsm --ops and
+bench_fsync.
 """
 import argparse
 import json
@@ -75,6 +76,7 @@ class Results:
         self.cells = [r for r in records if r["tool"] == "kms-bench" and r["op"] != "echo"]
         self.echo = {}  # (transport, concurrency) -> best record
         self.hsm = {}  # op -> [records]
+        self.disk = [r for r in records if r["tool"] == "bench_fsync"]
         for r in records:
             if r["tool"] == "kms-bench" and r["op"] == "echo":
                 key = (r["transport"], r["concurrency"])
@@ -187,6 +189,13 @@ def baselines_md(res):
                          figure(r.get("cpu_us_per_op"))])
     out.append(table(["op", "threads", "ops/s", "p50 us", "p99 us", "cpu us/op"], rows, 1)
                if rows else "(no bench_hsm records)\n")
+    out.append("\nThe disk (bench_fsync in kmsd's data dir: an audit entry's append and "
+               "fdatasync, one at a time; the floor of a request's latency with the audit "
+               "log on, at one in flight):\n\n")
+    rows = [[r["op"], figure(r["ops_per_s"]), figure(r["p50_us"]), figure(r["p99_us"]),
+             figure(r["p999_us"])] for r in res.disk]
+    out.append(table(["op", "per s", "p50 us", "p99 us", "p99.9 us"], rows, 1)
+               if rows else "(no bench_fsync records)\n")
     return "".join(out)
 
 

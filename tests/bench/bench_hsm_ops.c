@@ -21,8 +21,9 @@
  * per thread) every operation runs until N operations in total (default
  * 100000) or S seconds (default 4) have passed, after a warm-up. One row of
  * the human table and, with --json, one JSON line per cell (appended;
- * docs/benchmarks.md gives the record's fields). It fails only when an
- * operation fails.
+ * docs/kms-bench.md, "The JSON line", gives the fields; here tool
+ * "bench_hsm", transport "hsm", concurrency the threads). It fails only
+ * when an operation fails.
  */
 #include <errno.h>
 #include <pthread.h>
