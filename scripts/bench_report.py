@@ -297,7 +297,7 @@ def write_plot(records, outdir, op, audit):
         "set logscale x 2",
         "set logscale y",
         "set grid",
-        "set key top left font ',9'",
+        "set key top left opaque box font ',9'",
         "set xlabel 'requests in flight (HSM: threads)'",
         "set ylabel '%s'" % unit,
         "set title 'throughput'",
