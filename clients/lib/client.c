@@ -21,9 +21,6 @@
 
 #include "common/error.h"
 
-/* "r-" + 24 hex digits from 12 random bytes. */
-#define CLIENT_REQUEST_ID_RANDOM 12
-#define CLIENT_REQUEST_ID_LEN (2 + 2 * CLIENT_REQUEST_ID_RANDOM)
 /* A TLS client certificate or key file larger than this is not one. */
 #define CLIENT_PEM_MAX (256 * 1024)
 
@@ -265,7 +262,7 @@ void kms_response_free(Kms__Response *resp)
 		protobuf_c_message_free_unpacked(&resp->base, &wiping_allocator);
 }
 
-static void msg_wipe_free(nng_msg *msg)
+void client_msg_wipe_free(nng_msg *msg)
 {
 	if (!msg)
 		return;
@@ -542,6 +539,10 @@ kms_status kms_client_open(const kms_client_options *opts, kms_client **out,
 		                 nng_strerror(rv));
 		goto out;
 	}
+	if ((rv = nng_mtx_alloc(&c->async_once)) != 0) {
+		st = client_fail(err, KMS_INTERNAL, KMS_ERROR_LOCAL, "out of memory");
+		goto out;
+	}
 	KMS_GUARD_OUT(st, client_ipc_watch(c, err));
 	for (size_t i = 0; i < n_endpoints; i++)
 		KMS_GUARD_OUT(st, dial(c, opts, endpoints[i], max_response, err));
@@ -559,7 +560,12 @@ void kms_client_close(kms_client *client)
 {
 	if (!client)
 		return;
-	bool closed = kms_nng_close_bounded(client->socket, CLIENT_CLOSE_WAIT_MS);
+	/* Calls in flight first: their callbacks run (canceled) and return
+	 * before the socket goes. */
+	bool drained = client_async_close(client, CLIENT_CLOSE_WAIT_MS);
+	bool closed = kms_nng_close_bounded(client->socket, CLIENT_CLOSE_WAIT_MS) && drained;
+	if (client->async_once && drained)
+		nng_mtx_free(client->async_once);
 	client_tls_free(client);
 	free(client->access_key_id);
 	kms_secure_free(client->secret); /* wiped either way */
@@ -573,7 +579,12 @@ void kms_client_close(kms_client *client)
 
 /* ---- one exchange ---- */
 
-static kms_status transport_error(kms_client *c, int rv, kms_error *err)
+nng_duration client_resend_time(const kms_client *c)
+{
+	return c->resend_ms > 0 ? c->resend_ms : NNG_DURATION_INFINITE;
+}
+
+kms_status client_transport_error(kms_client *c, int rv, kms_error *err)
 {
 	switch (rv) {
 	case NNG_ETIMEDOUT:
@@ -596,17 +607,17 @@ static kms_status transport_error(kms_client *c, int rv, kms_error *err)
  * handshake after a failed call. */
 #define CLIENT_TLS_DIAGNOSE_MS 2000
 
-/* transport_error, unless a tls+tcp:// endpoint's statistics say better
+/* client_transport_error, unless a tls+tcp:// endpoint's statistics say better
  * why nothing came: a handshake that failed, a connection refused. */
 static kms_status transport_failure(kms_client *c, int rv, kms_error *err)
 {
 	if (rv != NNG_ETIMEDOUT)
-		return transport_error(c, rv, err);
+		return client_transport_error(c, rv, err);
 	int budget = c->timeout_ms < CLIENT_TLS_DIAGNOSE_MS ? c->timeout_ms
 	                                                    : CLIENT_TLS_DIAGNOSE_MS;
 	if (client_tls_failure(c, budget, err))
 		return KMS_UNAVAILABLE;
-	return transport_error(c, rv, err);
+	return client_transport_error(c, rv, err);
 }
 
 /* Sends request (always consumed) and waits for the answer, all within the
@@ -621,22 +632,21 @@ static kms_status exchange(kms_client *c, nng_msg *request, nng_msg **answer,
 
 	*answer = NULL;
 	if ((rv = nng_ctx_open(&ctx, c->socket)) != 0) {
-		msg_wipe_free(request);
-		return transport_error(c, rv, err);
+		client_msg_wipe_free(request);
+		return client_transport_error(c, rv, err);
 	}
 	if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) {
-		msg_wipe_free(request);
+		client_msg_wipe_free(request);
 		st = client_fail(err, KMS_INTERNAL, KMS_ERROR_LOCAL, "out of memory");
 		goto out;
 	}
-	nng_duration resend = c->resend_ms > 0 ? c->resend_ms : NNG_DURATION_INFINITE;
-	(void)nng_ctx_set_ms(ctx, NNG_OPT_REQ_RESENDTIME, resend);
+	(void)nng_ctx_set_ms(ctx, NNG_OPT_REQ_RESENDTIME, client_resend_time(c));
 
 	nng_time deadline = nng_clock() + (nng_time)c->timeout_ms;
 	/* No connection yet and only ipc:// endpoints: a missing socket or one
 	 * nobody listens on fails now, not after the timeout (client_ipc.c). */
 	if (client_ipc_all_down(c, c->timeout_ms, err)) {
-		msg_wipe_free(request);
+		client_msg_wipe_free(request);
 		st = KMS_UNAVAILABLE;
 		goto out;
 	}
@@ -648,7 +658,7 @@ static kms_status exchange(kms_client *c, nng_msg *request, nng_msg **answer,
 	nng_ctx_send(ctx, aio);
 	nng_aio_wait(aio);
 	if ((rv = nng_aio_result(aio)) != 0) {
-		msg_wipe_free(nng_aio_get_msg(aio)); /* still ours on failure */
+		client_msg_wipe_free(nng_aio_get_msg(aio)); /* still ours on failure */
 		/* Not sent because the only peers were refused for their uid
 		 * (client_ipc.c): say that rather than "is kmsd running?". */
 		st = client_ipc_refusal(c, err) ? KMS_UNAVAILABLE
@@ -657,14 +667,14 @@ static kms_status exchange(kms_client *c, nng_msg *request, nng_msg **answer,
 	}
 	now = nng_clock();
 	if (now >= deadline) {
-		st = transport_error(c, NNG_ETIMEDOUT, err);
+		st = client_transport_error(c, NNG_ETIMEDOUT, err);
 		goto out;
 	}
 	nng_aio_set_timeout(aio, (nng_duration)(deadline - now));
 	nng_ctx_recv(ctx, aio);
 	nng_aio_wait(aio);
 	if ((rv = nng_aio_result(aio)) != 0) {
-		st = transport_error(c, rv, err);
+		st = client_transport_error(c, rv, err);
 		goto out;
 	}
 	*answer = nng_aio_get_msg(aio);
@@ -683,7 +693,7 @@ static kms_status pack_request(const Kms__Request *req, nng_msg **out, kms_error
 	if (nng_msg_alloc(&msg, len) != 0)
 		return client_fail(err, KMS_INTERNAL, KMS_ERROR_LOCAL, "out of memory");
 	if (protobuf_c_message_pack(&req->base, nng_msg_body(msg)) != len) {
-		msg_wipe_free(msg);
+		client_msg_wipe_free(msg);
 		return client_fail(err, KMS_INTERNAL, KMS_ERROR_LOCAL,
 		                   "cannot pack the request");
 	}
@@ -744,34 +754,36 @@ static kms_status complete_request(kms_client *c, const Kms__Request *req,
 	return KMS_OK;
 }
 
-/* The whole round trip of kms_client_call, with the answer's status left to
- * the caller: KMS_OK means a valid answer to this request is in *resp. */
-static kms_status call(kms_client *c, const Kms__Request *req, Kms__Response **resp,
-                       kms_error *err)
+kms_status client_request_pack(kms_client *c, const Kms__Request *req, nng_msg **out,
+                               char id[CLIENT_REQUEST_ID_LEN + 1], const char **sent_id,
+                               kms_error *err)
 {
-	char id[CLIENT_REQUEST_ID_LEN + 1];
 	uint8_t mac[KMS_SIGN_MAC_LEN];
 	Kms__Credential cred;
 	Kms__Request send;
-	nng_msg *request = NULL, *answer = NULL;
-	kms_status st;
 
-	*resp = NULL;
+	*out = NULL;
+	*sent_id = NULL;
 	if (!c || !req)
 		return client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
 		                   "a client and a request are required");
 	KMS_GUARD(complete_request(c, req, &send, id, &cred, mac, err));
-	st = pack_request(&send, &request, err);
+	kms_status st = pack_request(&send, out, err);
 	kms_wipe(mac, sizeof mac);
-	if (st != KMS_OK)
-		return st;
-	KMS_GUARD(exchange(c, request, &answer, err));
+	if (st == KMS_OK)
+		*sent_id = send.request_id; /* req's own, or id */
+	return st;
+}
 
+kms_status client_answer_unpack(kms_client *c, nng_msg *answer, const char *request_id,
+                                Kms__Response **resp, kms_error *err)
+{
+	*resp = NULL;
 	Kms__Response *r = (Kms__Response *)protobuf_c_message_unpack(
 		&kms__response__descriptor, &wiping_allocator, nng_msg_len(answer),
 		nng_msg_body(answer));
 	size_t answer_len = nng_msg_len(answer);
-	msg_wipe_free(answer);
+	client_msg_wipe_free(answer);
 	if (!r)
 		return client_fail(err, KMS_INTERNAL, KMS_ERROR_PROTOCOL,
 		                   "the answer from %s is not a kms response (%zu bytes)",
@@ -779,13 +791,13 @@ static kms_status call(kms_client *c, const Kms__Request *req, Kms__Response **r
 	/* kmsd answers a request it could not read with an empty id and an
 	 * error: that answer is for us, and its message says what was wrong. */
 	bool unread = !r->request_id[0] && r->status != KMS__STATUS__OK;
-	if (!unread && strcmp(r->request_id, send.request_id) != 0) {
+	if (!unread && strcmp(r->request_id, request_id) != 0) {
 		char got[KMS_SIGN_REQUEST_ID_MAX + 1];
 		client_copy_clean(got, sizeof got, r->request_id);
 		kms_response_free(r);
 		return client_fail(err, KMS_INTERNAL, KMS_ERROR_PROTOCOL,
 		                   "the answer from %s is for request \"%s\", not %s",
-		                   c->endpoints_text, got, send.request_id);
+		                   c->endpoints_text, got, request_id);
 	}
 	if (r->schema_version != 0 &&
 	    r->schema_version != KMS__SCHEMA_VERSION__SCHEMA_VERSION) {
@@ -800,8 +812,23 @@ static kms_status call(kms_client *c, const Kms__Request *req, Kms__Response **r
 	return KMS_OK;
 }
 
+/* The whole round trip of kms_client_call, with the answer's status left to
+ * the caller: KMS_OK means a valid answer to this request is in *resp. */
+static kms_status call(kms_client *c, const Kms__Request *req, Kms__Response **resp,
+                       kms_error *err)
+{
+	char id[CLIENT_REQUEST_ID_LEN + 1];
+	const char *sent_id;
+	nng_msg *request = NULL, *answer = NULL;
+
+	*resp = NULL;
+	KMS_GUARD(client_request_pack(c, req, &request, id, &sent_id, err));
+	KMS_GUARD(exchange(c, request, &answer, err));
+	return client_answer_unpack(c, answer, sent_id, resp, err);
+}
+
 /* The server's verdict as a kms_status, with its message in err. */
-static kms_status server_status(const Kms__Response *r, kms_error *err)
+kms_status client_server_status(const Kms__Response *r, kms_error *err)
 {
 	if (r->status == KMS__STATUS__OK)
 		return KMS_OK;
@@ -831,7 +858,7 @@ kms_status kms_client_call(kms_client *client, const Kms__Request *req,
 		return client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
 		                   "kms_client_call: resp is required");
 	KMS_GUARD(call(client, req, resp, err));
-	return server_status(*resp, err);
+	return client_server_status(*resp, err);
 }
 
 kms_status client_roundtrip(kms_client *client, Kms__Request *req,
@@ -843,7 +870,7 @@ kms_status client_roundtrip(kms_client *client, Kms__Request *req,
 
 	*resp = NULL;
 	KMS_GUARD(call(client, req, &r, err));
-	kms_status st = server_status(r, err);
+	kms_status st = client_server_status(r, err);
 	if (st != KMS_OK) {
 		kms_response_free(r);
 		return st;
@@ -887,12 +914,12 @@ kms_status kms_client_call_bytes(kms_client *client, const uint8_t *req, size_t 
 	if (len) {
 		*resp = malloc(len);
 		if (!*resp) {
-			msg_wipe_free(answer);
+			client_msg_wipe_free(answer);
 			return client_fail(err, KMS_INTERNAL, KMS_ERROR_LOCAL, "out of memory");
 		}
 		memcpy(*resp, nng_msg_body(answer), len);
 	}
 	*resp_len = len;
-	msg_wipe_free(answer);
+	client_msg_wipe_free(answer);
 	return KMS_OK;
 }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include <nng/nng.h>
+#include <nng/supplemental/util/platform.h>
 
 #include <kms/client.h>
 #include <kms/client_raw.h>
@@ -40,6 +41,13 @@ typedef struct client_ipc_dialer {
 /* A tls+tcp:// endpoint's dialer and what its handshake used (client_tls.c). */
 typedef struct client_tls_dialer client_tls_dialer;
 
+/* The asynchronous calls' slot pool (client_async.c). */
+typedef struct client_async client_async;
+
+/* "r-" + 24 hex digits from 12 random bytes. */
+#define CLIENT_REQUEST_ID_RANDOM 12
+#define CLIENT_REQUEST_ID_LEN (2 + 2 * CLIENT_REQUEST_ID_RANDOM)
+
 struct kms_client {
 	nng_socket socket;
 	uint64_t own_uid;     /* getuid() at open */
@@ -57,6 +65,10 @@ struct kms_client {
 	char *access_key_id;  /* NULL: requests go unsigned */
 	uint8_t *secret;      /* KMS_SIGN_SECRET_LEN bytes, kms_secure_alloc */
 	char endpoints_text[160]; /* "ipc:///x, tls+tcp://h:1", for messages */
+	/* Made by the first asynchronous call (under async_once), NULL
+	 * before; freed by kms_client_close. */
+	_Atomic(client_async *) async;
+	nng_mtx *async_once;
 };
 
 /* ---- who serves an ipc:// endpoint (client_ipc.c) ---- */
@@ -199,6 +211,44 @@ kms_status client_dup_bytes(ProtobufCBinaryData src, uint8_t **out, size_t *out_
                             kms_error *err) KMS_MUST_USE;
 kms_status client_dup_secret(ProtobufCBinaryData src, uint8_t **out, size_t *out_len,
                              kms_error *err) KMS_MUST_USE;
+
+/* ---- one exchange's pieces, shared by the blocking calls (client.c) and
+ * the asynchronous ones (client_async.c) ---- */
+
+/* Wipes the message's body and frees it; NULL is ignored. */
+void client_msg_wipe_free(nng_msg *msg);
+
+/* req as sent, packed into *out: a fresh request id (into id) when req has
+ * none, the current schema version when it says 0, a credential when the
+ * client has an access key and req has none. *sent_id is the id sent:
+ * req's own (valid while req is) or id. */
+kms_status client_request_pack(kms_client *c, const Kms__Request *req, nng_msg **out,
+                               char id[CLIENT_REQUEST_ID_LEN + 1], const char **sent_id,
+                               kms_error *err) KMS_MUST_USE;
+
+/* Unpacks answer (always consumed: wiped and freed) with the wiping
+ * allocator and checks that it answers request_id and speaks this
+ * client's schema version. KMS_OK with *resp set, whatever its status. */
+kms_status client_answer_unpack(kms_client *c, nng_msg *answer, const char *request_id,
+                                Kms__Response **resp, kms_error *err) KMS_MUST_USE;
+
+/* The server's verdict in r as a kms_status, with its message in err. */
+kms_status client_server_status(const Kms__Response *r, kms_error *err);
+
+/* An NNG failure rv of a call as KMS_UNAVAILABLE, one line in err. */
+kms_status client_transport_error(kms_client *c, int rv, kms_error *err);
+
+/* The resend time a call's context gets (NNG_OPT_REQ_RESENDTIME). */
+nng_duration client_resend_time(const kms_client *c);
+
+/* ---- the asynchronous calls (client_async.c) ---- */
+
+/* Before the socket closes: refuses new calls, cancels those in flight
+ * (each callback is called once, canceled) and waits at most wait_ms for
+ * every callback to return, then frees the pool. False when a callback
+ * did not return in time: the pool is left allocated (NNG may still use
+ * it) and so must the client be. */
+bool client_async_close(kms_client *c, unsigned wait_ms);
 
 /* Protocol failure: "answer to OP ...". */
 kms_status client_protocol_error(kms_error *err, const char *op, const char *what);
