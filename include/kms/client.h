@@ -195,8 +195,12 @@ KMS_EXPORT void kms_credentials_free(kms_credentials *creds);
 KMS_EXPORT kms_status kms_client_open(const kms_client_options *opts,
                                       kms_client **out, kms_error *err) KMS_MUST_USE;
 
-/* Closes the socket (aborting nothing: callers must have returned) and wipes
- * the access key secret. NULL is ignored. */
+/* Closes the socket (aborting nothing: blocking callers must have returned)
+ * and wipes the access key secret. Asynchronous calls still in flight
+ * (kms/client_async.h) are canceled first: each callback is called once,
+ * with KMS_UNAVAILABLE, and has returned before this does (it waits at
+ * most 2 s for them; a callback must not call this on its own client).
+ * NULL is ignored. */
 KMS_EXPORT void kms_client_close(kms_client *client);
 
 /* Releases memory the library returned as plain memory (kms_key_policy's
