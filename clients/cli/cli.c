@@ -16,7 +16,7 @@
 
 /* ---- usage ---- */
 
-static const char conn_help[] =
+const char cli_conn_help[] =
 	"Connection (commands that talk to kmsd):\n"
 	"  --endpoint URL        kmsd's address, repeatable: ipc://PATH or\n"
 	"                        tls+tcp://HOST:PORT (default: $" CLI_ENV_ENDPOINT ",\n"
@@ -97,7 +97,7 @@ void cli_usage(struct cli *cli, FILE *to)
 			fprintf(to, "  --version             print %s's version and exit\n", cli->prog);
 		fputc('\n', to);
 		if (any_remote(table))
-			fprintf(to, "%s\n", conn_help);
+			fprintf(to, "%s\n", cli_conn_help);
 		fprintf(to, "%sRun '%s COMMAND --help' for a command's options.\n",
 		        exit_help, cli->path);
 		return;
@@ -108,7 +108,7 @@ void cli_usage(struct cli *cli, FILE *to)
 		fprintf(to, "\n%s", cmd->details);
 	fprintf(to, "\n  --json                JSON output\n");
 	if (!cmd->local)
-		fprintf(to, "\n%s", conn_help);
+		fprintf(to, "\n%s", cli_conn_help);
 	fprintf(to, "\n%s", exit_help);
 }
 
@@ -128,7 +128,7 @@ int cli_usage_error(struct cli *cli, const char *fmt, ...)
 /* (uid_t)-1 means "no change" to the kernel: never a process's uid. */
 #define CLI_UID_MAX 4294967294u
 
-static int common_option(struct cli *cli, int opt, const char *arg)
+int cli_common_option(struct cli *cli, int opt, const char *arg)
 {
 	struct cli_conn *conn = &cli->conn;
 	uint32_t ms;
@@ -210,7 +210,7 @@ static int getopt_with(struct cli *cli, int argc, char **argv, const struct opti
 			return CLI_GETOPT_BAD;
 		default:
 			if (opt >= CLI_OPT_ENDPOINT && opt < CLI_OPT_COMMAND) {
-				if (common_option(cli, opt, optarg) != 0)
+				if (cli_common_option(cli, opt, optarg) != 0)
 					return CLI_GETOPT_BAD;
 				continue;
 			}

@@ -154,6 +154,15 @@ enum {
 	{ "credentials", required_argument, NULL, CLI_OPT_CREDENTIALS },       \
 	{ "server-uid", required_argument, NULL, CLI_OPT_SERVER_UID }
 
+/* The connection flags' help text (what --help prints under
+ * "Connection"). */
+extern const char cli_conn_help[];
+
+/* Handles one shared option (opt in CLI_OPT_ENDPOINT..CLI_OPT_COMMAND - 1,
+ * arg its value): for a tool with a getopt loop of its own (kms-bench).
+ * 0, or -1 with a usage error printed. */
+int cli_common_option(struct cli *cli, int opt, const char *arg);
+
 #define CLI_GETOPT_DONE (-1) /* no more options: positionals from optind */
 #define CLI_GETOPT_HELP (-2) /* --help was printed: exit 0 */
 #define CLI_GETOPT_BAD (-3)  /* a usage error was printed: exit 2 */
