@@ -26,6 +26,7 @@
 #define BENCH_DURATION_MAX_S 86400
 #define BENCH_REQUESTS_MAX 1000000000u
 #define BENCH_LABELS_MAX 16
+#define BENCH_CONNECTIONS_MAX 64
 /* Error counts by status name: the kms_status names, and TIMEOUT. */
 #define BENCH_ERROR_KINDS (KMS_STATUS_MAX + 2)
 #define BENCH_ERROR_TIMEOUT (KMS_STATUS_MAX + 1)
@@ -44,6 +45,7 @@ typedef enum bench_op {
 typedef struct bench_config {
 	bench_op op;
 	uint32_t concurrency;
+	uint32_t connections;    /* clients (one connection each), 1..concurrency */
 	uint32_t duration_s;
 	uint32_t requests;       /* the hard cap */
 	uint32_t warmup;         /* requests run and not counted */
@@ -119,10 +121,12 @@ bool bench_plan_check(const bench_plan *plan, const kms_async_result *r, kms_sta
                       char *why, size_t why_cap);
 
 /* Runs requests (at most max, for at most duration_s; recording when
- * result is not NULL) with concurrency in flight. Returns false when it
- * could not wait for them all (they are then canceled by the close). */
-bool bench_load_run(const bench_config *cfg, const bench_plan *plan, kms_client *client,
-                    uint64_t max, uint32_t duration_s, bench_result *result);
+ * result is not NULL) with cfg->concurrency in flight, chain i on
+ * clients[i % n_clients]. Returns false when it could not wait for them
+ * all (they are then canceled by the clients' close). */
+bool bench_load_run(const bench_config *cfg, const bench_plan *plan,
+                    kms_client *const *clients, size_t n_clients, uint64_t max,
+                    uint32_t duration_s, bench_result *result);
 
 /* ---- output (bench_report.c) ---- */
 

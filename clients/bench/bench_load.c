@@ -1,6 +1,6 @@
 /*
  * bench_load.c: one run of kms-bench. The main thread starts --concurrency
- * chains; each chain has one request in flight at a time, and the
+ * chains (spread over --connections clients); each chain has one request in flight at a time, and the
  * callback that ends one (on an NNG thread) records it and starts the
  * chain's next, until --requests have been started or --duration has
  * passed. The main thread only waits, bounded, for the last answer.
@@ -23,12 +23,12 @@ typedef struct load load;
 
 typedef struct chain {
 	load *load;
+	kms_client *client;  /* of the run's connections, chain i % n */
 	uint64_t t0_ns; /* when its request in flight was started */
 } chain;
 
 struct load {
 	const bench_plan *plan;
-	kms_client *client;
 	bench_result *result; /* NULL: warm-up, nothing recorded */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;  /* in_flight reached 0 */
@@ -102,7 +102,7 @@ static void chain_start(chain *c, uint64_t seq)
 	load *l = c->load;
 	c->t0_ns = now_ns();
 	kms_error err;
-	kms_status st = bench_plan_start(l->plan, l->client, seq, on_answer, c, &err);
+	kms_status st = bench_plan_start(l->plan, c->client, seq, on_answer, c, &err);
 	if (st == KMS_OK)
 		return;
 	pthread_mutex_lock(&l->lock);
@@ -175,8 +175,9 @@ static void load_free(load *l, chain *chains)
 	free(l);
 }
 
-bool bench_load_run(const bench_config *cfg, const bench_plan *plan, kms_client *client,
-                    uint64_t max, uint32_t duration_s, bench_result *result)
+bool bench_load_run(const bench_config *cfg, const bench_plan *plan,
+                    kms_client *const *clients, size_t n_clients, uint64_t max,
+                    uint32_t duration_s, bench_result *result)
 {
 	if (max == 0)
 		return true;
@@ -189,7 +190,6 @@ bool bench_load_run(const bench_config *cfg, const bench_plan *plan, kms_client 
 		return false;
 	}
 	l->plan = plan;
-	l->client = client;
 	l->result = result;
 	l->max = max;
 	if (result) {
@@ -203,6 +203,7 @@ bool bench_load_run(const bench_config *cfg, const bench_plan *plan, kms_client 
 	for (uint32_t i = 0; i < cfg->concurrency; i++) {
 		uint64_t seq = 0;
 		chains[i].load = l;
+		chains[i].client = clients[i % n_clients];
 		pthread_mutex_lock(&l->lock);
 		bool go = next_seq(l, &seq);
 		if (go)

@@ -17,6 +17,7 @@ enum {
 	OPT_URL = CLI_OPT_COMMAND,
 	OPT_OP,
 	OPT_CONCURRENCY,
+	OPT_CONNECTIONS,
 	OPT_DURATION,
 	OPT_REQUESTS,
 	OPT_BATCH,
@@ -36,6 +37,7 @@ static const struct option options[] = {
 	{ "url", required_argument, NULL, CLI_OPT_ENDPOINT },
 	{ "op", required_argument, NULL, OPT_OP },
 	{ "concurrency", required_argument, NULL, OPT_CONCURRENCY },
+	{ "connections", required_argument, NULL, OPT_CONNECTIONS },
 	{ "duration", required_argument, NULL, OPT_DURATION },
 	{ "requests", required_argument, NULL, OPT_REQUESTS },
 	{ "batch", required_argument, NULL, OPT_BATCH },
@@ -50,8 +52,9 @@ static const struct option options[] = {
 };
 
 static const char usage_text[] =
-	"usage: kms-bench --url URL --op OP [--concurrency N] [--duration S]\n"
-	"                 [--requests MAX] [--warmup N] [--batch N] [--plaintext-bytes N]\n"
+	"usage: kms-bench --url URL --op OP [--concurrency N] [--connections N]\n"
+	"                 [--duration S] [--requests MAX] [--warmup N]\n"
+	"                 [--batch N] [--plaintext-bytes N]\n"
 	"                 [--key KEY] [--json FILE] [--label K=V]... [CONNECTION]\n"
 	"       kms-bench --serve-echo URL [--concurrency N] [--duration S]\n"
 	"                 [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]\n"
@@ -67,6 +70,8 @@ static const char usage_text[] =
 	"                        server, whose reply must be them)\n"
 	"  --concurrency N       requests in flight, 1..1024 (default 16); with\n"
 	"                        --serve-echo, the server's contexts (default 64)\n"
+	"  --connections N       spread them over N clients, one connection each,\n"
+	"                        1..64 and at most --concurrency (default 1)\n"
 	"  --duration S          stop starting requests after S seconds, 1..86400\n"
 	"                        (default 10); with --serve-echo, serve S seconds\n"
 	"                        (default: until SIGINT or SIGTERM)\n"
@@ -131,6 +136,8 @@ static int own_option(bench_config *cfg, given *g, int opt, const char *arg)
 	case OPT_CONCURRENCY:
 		g->concurrency = true;
 		return number(arg, "--concurrency", 1, BENCH_CONCURRENCY_MAX, &cfg->concurrency);
+	case OPT_CONNECTIONS:
+		return number(arg, "--connections", 1, BENCH_CONNECTIONS_MAX, &cfg->connections);
 	case OPT_DURATION:
 		g->duration = true;
 		return number(arg, "--duration", 1, BENCH_DURATION_MAX_S, &cfg->duration_s);
@@ -213,6 +220,9 @@ static int parse(struct cli *cli, bench_config *cfg, int argc, char **argv)
 		                   "batch-decrypt, mixed or echo)");
 	if (cli->conn.n_endpoints != 1)
 		return usage_error("give one --url");
+	if (cfg->connections > cfg->concurrency)
+		return usage_error("--connections %u is more than --concurrency %u",
+		                   cfg->connections, cfg->concurrency);
 	if (g.batch && cfg->op != BENCH_OP_BATCH_DECRYPT)
 		return usage_error("--batch is for --op batch-decrypt");
 	return CLI_PROCEED;
@@ -227,14 +237,23 @@ static const char *transport_of(const char *url)
 	return "tcp";
 }
 
+static void close_all(kms_client **clients, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		kms_client_close(clients[i]);
+}
+
 /* One measured run against kmsd or the echo server. */
 static int run(struct cli *cli, bench_config *cfg)
 {
-	kms_client *client = NULL;
+	kms_client *clients[BENCH_CONNECTIONS_MAX] = { NULL };
+	size_t n = 0;
 	bench_plan *plan = NULL;
-	int code = cli_connect(cli, &client);
-	if (code != CLI_EXIT_OK)
-		return code;
+	bench_result *result = NULL;
+	int code = CLI_EXIT_OK;
+	for (; n < cfg->connections; n++)
+		if ((code = cli_connect(cli, &clients[n])) != CLI_EXIT_OK)
+			goto out;
 	cfg->url = cli->conn.endpoints[0];
 	cfg->transport = transport_of(cfg->url);
 	cfg->timeout_ms = cli->conn.timeout_ms ? cli->conn.timeout_ms
@@ -243,29 +262,29 @@ static int run(struct cli *cli, bench_config *cfg)
 	                                                : getenv(KMS_CREDENTIALS_ENV);
 	if (credentials && !credentials[0])
 		credentials = NULL;
-	if ((code = bench_plan_make(cfg, client, credentials, &plan)) != CLI_EXIT_OK) {
-		kms_client_close(client);
-		return code;
-	}
-	bench_result *result = calloc(1, sizeof *result);
+	if ((code = bench_plan_make(cfg, clients[0], credentials, &plan)) != CLI_EXIT_OK)
+		goto out;
+	result = calloc(1, sizeof *result);
 	if (!result) {
 		fprintf(stderr, "%s: out of memory\n", BENCH_PROG);
 		code = CLI_EXIT_UNREACHABLE;
 		goto out;
 	}
-	if (cfg->warmup && !bench_load_run(cfg, plan, client, cfg->warmup, cfg->duration_s, NULL)) {
+	if (cfg->warmup &&
+	    !bench_load_run(cfg, plan, clients, n, cfg->warmup, cfg->duration_s, NULL)) {
 		code = CLI_EXIT_REFUSED;
 		goto out;
 	}
-	bool drained = bench_load_run(cfg, plan, client, cfg->requests, cfg->duration_s, result);
+	bool drained = bench_load_run(cfg, plan, clients, n, cfg->requests, cfg->duration_s,
+	                              result);
 	bench_report_table(cfg, result);
 	code = bench_report_json(cfg, result);
 	if (code == CLI_EXIT_OK && (!drained || result->ok != result->requests ||
 	                            result->requests == 0))
 		code = CLI_EXIT_REFUSED;
 out:
-	bench_plan_free(plan, client);
-	kms_client_close(client);
+	bench_plan_free(plan, clients[0]);
+	close_all(clients, n);
 	free(result);
 	return code;
 }
@@ -281,6 +300,7 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	bench_config cfg = {
 		.concurrency = BENCH_DEFAULT_CONCURRENCY,
+		.connections = 1,
 		.duration_s = BENCH_DEFAULT_DURATION_S,
 		.requests = BENCH_DEFAULT_REQUESTS,
 		.batch = BENCH_DEFAULT_BATCH,

@@ -46,6 +46,8 @@ void bench_report_table(const bench_config *cfg, const bench_result *r)
 	uint64_t failed = r->requests - r->ok;
 	printf("%s: %s over %s (%s), %u in flight", BENCH_PROG, bench_op_name(cfg->op),
 	       cfg->transport, cfg->url, cfg->concurrency);
+	if (cfg->connections > 1)
+		printf(" on %u connections", cfg->connections);
 	if (cfg->op == BENCH_OP_BATCH_DECRYPT)
 		printf(", %u items a request", cfg->batch);
 	printf(", %u-byte plaintexts\n", cfg->plaintext_bytes);

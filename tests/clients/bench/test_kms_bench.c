@@ -184,6 +184,8 @@ static void every_op_over_ipc(void **state)
 	}
 	bench_ok(H.ipc_url, "ipc", "batch-decrypt", "1", 100, with_key);
 	bench_ok(H.ipc_url, "ipc", "batch-decrypt", "64", 100, with_key);
+	const char *spread[] = { "--key", key_id, "--connections", "4", NULL };
+	bench_ok(H.ipc_url, "ipc", "mixed", "64", 0, spread);
 }
 
 /* Without --key: a key made for the run, used, then scheduled for
@@ -337,9 +339,12 @@ static void usage_errors(void **state)
 	                           "1025", NULL };
 	const char *batch_alone[] = { "--url", H.ipc_url, "--op", "encrypt", "--batch", "5",
 	                              NULL };
-	const char *const *cases[] = { no_op, bad_op, too_many, batch_alone };
+	const char *connections[] = { "--url", H.ipc_url, "--op", "encrypt", "--concurrency",
+	                              "2", "--connections", "3", NULL };
+	const char *const *cases[] = { no_op, bad_op, too_many, batch_alone, connections };
 	const char *says[] = { "give --op", "unknown --op", "--concurrency takes 1..1024",
-	                       "--batch is for --op batch-decrypt" };
+	                       "--batch is for --op batch-decrypt",
+	                       "--connections 3 is more than --concurrency 2" };
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		run_bin_result r = run_bin(bench_bin(), cases[i], NULL);
 		assert_int_equal(r.code, 2);
