@@ -103,6 +103,16 @@ KMS_EXPORT kms_status kms_client_call_bytes_async(kms_client *client, const uint
 
 /* Calls started and not yet finished (their callbacks not yet returned)
  * on client; 0 for NULL. */
+
+/*
+ * Closing: kms_client_close cancels the calls still in flight (each
+ * callback is called once, with KMS_UNAVAILABLE and canceled set) and
+ * returns once every callback has returned (waiting at most 2 s). Calls
+ * started meanwhile, from callbacks, are refused. As with the blocking
+ * calls, no other thread may be inside a call on the client (these
+ * included) when it is closed, and a callback must not close its own
+ * client.
+ */
 KMS_EXPORT size_t kms_client_async_in_flight(kms_client *client);
 
 #ifdef __cplusplus
