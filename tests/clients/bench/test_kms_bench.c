@@ -1,8 +1,8 @@
 /*
  * The smoke of kms-bench (clients/bench/): the real binary against a real
  * kmsd (tests/support/harness.h) over ipc, every operation a few hundred
- * requests long at 1 and 64 in flight (batch-decrypt with 100 items a
- * request), over tls+tcp:// signed, and --op echo against its own
+ * requests long at 1 and 64 in flight (batch-decrypt: 16 requests of 100
+ * items), over tls+tcp:// signed, and --op echo against its own
  * --serve-echo on both transports. Each run must exit 0 and append one
  * JSON line with the documented fields, every request OK; a run against
  * a key that does not exist exits 1 and counts NOT_FOUND. Speed is never
@@ -33,7 +33,9 @@
 
 extern char **environ;
 
-#define BENCH_WAIT_MS 120000
+/* Bounds, not expectations: a clean run takes seconds (the sanitizer
+ * build's kmsd, on a loaded machine, much longer). */
+#define BENCH_WAIT_MS 240000
 #define ECHO_READY_MS 10000
 #define ARGS_MAX 48
 
@@ -130,7 +132,7 @@ static run_bin_result bench(const char *url, const char *const *args)
 	const char *all[ARGS_MAX];
 	size_t n = 0;
 	const char *common[] = { "--url", url, "--json", json_path, "--label", "suite=smoke",
-	                         "--duration", "60", "--timeout", "20000", NULL };
+	                         "--duration", "60", "--timeout", "120000", NULL };
 	for (size_t i = 0; common[i]; i++)
 		all[n++] = common[i];
 	for (size_t i = 0; args[i] && n + 1 < ARGS_MAX; i++)
@@ -152,7 +154,7 @@ static void bench_ok(const char *url, const char *transport, const char *op,
 	args[n++] = "--concurrency";
 	args[n++] = concurrency;
 	args[n++] = "--requests";
-	args[n++] = batch ? "40" : "300";
+	args[n++] = batch ? "16" : "300";
 	if (batch) {
 		snprintf(batch_text, sizeof batch_text, "%lld", (long long)batch);
 		args[n++] = "--batch";
@@ -162,11 +164,17 @@ static void bench_ok(const char *url, const char *transport, const char *op,
 		args[n++] = extra[i];
 	args[n] = NULL;
 	run_bin_result r = bench(url, args);
-	if (r.code != 0)
-		fail_msg("kms-bench --op %s --concurrency %s exited %d:\n%s%s", op, concurrency,
-		         r.code, r.out, r.err);
-	assert_non_null(strstr(r.out, "requests"));
+	int code = r.code;
+	bool table = strstr(r.out, "requests") != NULL;
+	if (code != 0) {
+		char said[2048];
+		snprintf(said, sizeof said, "%s%s", r.out, r.err);
+		run_bin_free(&r);
+		fail_msg("kms-bench --op %s --concurrency %s exited %d:\n%s", op, concurrency,
+		         code, said);
+	}
 	run_bin_free(&r);
+	assert_true(table);
 	json_t *record = last_record();
 	check_record(record, op, transport, atoi(concurrency), batch);
 	json_decref(record);
