@@ -27,17 +27,43 @@
 /* The causes of failed TLS connections in NNG's listener statistics. */
 #define TLS_CAUSES 5
 #define PEM_MAX (256u << 10)
+/* REP contexts on the NNG socket: the requests over tls+tcp:// (and tcp://)
+ * kmsd holds at once, queued for a worker, waiting for their audit entry
+ * or being sent. Each holds at most one request (max_request_bytes) until
+ * a worker takes it, beside the one NNG reads ahead on each connection. */
+#define KMSD_NNG_CONTEXTS 256u
+
+/* One REP context and the request it holds: a state machine driven by its
+ * two aios' callbacks (NNG's threads), a worker and the pipeline's reply
+ * function (a worker's or the audit writer's thread).
+ *
+ *   RECEIVING  a receive is posted on the context
+ *   BUSY       it holds a request: queued for a worker, in the pipeline,
+ *              or its reply being sent; then it posts the next receive
+ *   IDLE       not started, or stopped by the drain
+ *
+ * The state changes under the server's lock. */
+typedef enum slot_state { SLOT_IDLE, SLOT_RECEIVING, SLOT_BUSY } slot_state;
+
+typedef struct slot {
+	server *srv;
+	struct slot *next; /* in the queue for the workers */
+	slot_state state;
+	nng_ctx ctx;
+	bool ctx_open;
+	nng_aio *recv_aio;
+	nng_aio *send_aio;
+	nng_msg *request;  /* received, until a worker takes it */
+	nng_pipe pipe;     /* the request's connection */
+	pipeline_peer peer;
+	pipeline_pending pending; /* between its handler and its reply */
+} slot;
 
 typedef struct worker {
 	server *srv;
 	pthread_t thread;
-	nng_ctx ctx;
-	nng_aio *aio;
 	arena *arena;
-	pthread_mutex_t lock; /* orders "start a receive" against drain's cancel */
-	bool receiving;
 	bool started;
-	bool ctx_open;
 } worker;
 
 typedef struct listener {
@@ -54,8 +80,17 @@ struct server {
 	listener listeners[KMSD_MAX_LISTEN];
 	size_t n_listeners;
 	nng_tls_config *tls;
+	slot *slots;
+	unsigned n_slots;
 	worker *workers;
 	unsigned n_workers;
+	pthread_mutex_t lock;   /* the slots' states, the queue, the counts below */
+	pthread_cond_t queued;  /* a slot joined the queue, or the workers stop */
+	pthread_cond_t settled; /* active fell to 0 while draining */
+	slot *queue_head, *queue_tail;
+	unsigned active;        /* slots not IDLE */
+	bool draining;          /* no receive is posted any more */
+	bool workers_stop;      /* the queue is empty and stays so */
 	atomic_uint network_pipes; /* tls+tcp:// and tcp:// connections now */
 	atomic_uint refused_pipes; /* closed past max_tls_connections, ever */
 	/* Failed TLS connections, from NNG's listener statistics. */
@@ -104,96 +139,161 @@ static void describe_peer(const server *s, nng_pipe p, pipeline_peer *peer)
 	}
 }
 
-/* Returns false when the worker should stop (draining). */
-static bool receive(worker *w)
+/* Posts slot's next receive, or stops it while draining. Called with the
+ * lock held: the drain cancels only the receives it sees posted. NNG 1.5.2
+ * completes a receive from its own threads, never inside nng_ctx_recv. */
+static void slot_receive_locked(slot *sl)
 {
-	pthread_mutex_lock(&w->lock);
-	if (atomic_load(&w->srv->d->draining)) {
-		pthread_mutex_unlock(&w->lock);
-		return false;
+	server *s = sl->srv;
+	if (s->draining) {
+		sl->state = SLOT_IDLE;
+		if (--s->active == 0)
+			pthread_cond_broadcast(&s->settled);
+		return;
 	}
-	w->receiving = true;
-	nng_ctx_recv(w->ctx, w->aio);
-	pthread_mutex_unlock(&w->lock);
+	sl->state = SLOT_RECEIVING;
+	nng_ctx_recv(sl->ctx, sl->recv_aio);
+}
 
-	nng_aio_wait(w->aio);
-	pthread_mutex_lock(&w->lock);
-	w->receiving = false;
-	pthread_mutex_unlock(&w->lock);
-	return true;
+/* The slot's request is answered (or dropped): on to the next one. */
+static void slot_next(slot *sl)
+{
+	pthread_mutex_lock(&sl->srv->lock);
+	slot_receive_locked(sl);
+	pthread_mutex_unlock(&sl->srv->lock);
+}
+
+/* The receive callback (NNG's thread): the request, with its peer
+ * described while the connection is surely open, goes to the workers'
+ * queue. */
+static void on_received(void *arg)
+{
+	slot *sl = arg;
+	server *s = sl->srv;
+	int rv = nng_aio_result(sl->recv_aio);
+	if (rv == 0) {
+		sl->request = nng_aio_get_msg(sl->recv_aio);
+		nng_aio_set_msg(sl->recv_aio, NULL);
+		sl->pipe = nng_msg_get_pipe(sl->request);
+		describe_peer(s, sl->pipe, &sl->peer);
+	}
+	pthread_mutex_lock(&s->lock);
+	if (rv == 0) {
+		sl->state = SLOT_BUSY;
+		sl->next = NULL;
+		if (s->queue_tail)
+			s->queue_tail->next = sl;
+		else
+			s->queue_head = sl;
+		s->queue_tail = sl;
+		pthread_cond_signal(&s->queued);
+	} else if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+		/* Cancelled by the drain, or the socket is closing. */
+		sl->state = SLOT_IDLE;
+		if (--s->active == 0 && s->draining)
+			pthread_cond_broadcast(&s->settled);
+	} else {
+		slot_receive_locked(sl); /* a transient receive error */
+	}
+	pthread_mutex_unlock(&s->lock);
 }
 
 /* A peer that does not take its reply within reply_send_timeout_ms would
- * hold this worker (and, pipelining, every worker): it is dropped, and
- * every reply still queued for it fails at once. */
-static void drop_slow_peer(worker *w, nng_pipe pipe, const pipeline_peer *peer)
+ * hold its slot (and, pipelining, every slot): it is dropped, and every
+ * reply still queued for it fails at once. */
+static void drop_slow_peer(server *s, nng_pipe pipe, const pipeline_peer *peer)
 {
 	kms_log("warn", "a reply to %s%s was not taken within %u ms: connection closed",
 	        peer->transport == CALLER_IPC ? "an ipc peer" : "peer ", peer->remote,
-	        w->srv->d->cfg.reply_send_timeout_ms);
+	        s->d->cfg.reply_send_timeout_ms);
 	(void)nng_pipe_close(pipe);
 }
 
-static void send_reply(worker *w, nng_msg *out, nng_pipe pipe, const pipeline_peer *peer)
+/* The send callback (NNG's thread, or the sender's): a reply that did not
+ * go is wiped and freed here; then the slot takes its next request. */
+static void on_sent(void *arg)
 {
-	/* NNG frees `out` once sent without wiping it: a plaintext in a reply
-	 * stays in freed heap memory until reused (documented in docs/security.md). */
-	nng_aio_set_msg(w->aio, out);
-	nng_aio_set_timeout(w->aio, (nng_duration)w->srv->d->cfg.reply_send_timeout_ms);
-	nng_ctx_send(w->ctx, w->aio);
-	nng_aio_wait(w->aio);
-	nng_aio_set_timeout(w->aio, NNG_DURATION_DEFAULT); /* receives wait for a request */
-	int rv = nng_aio_result(w->aio);
-	if (rv == 0)
-		return;
-	nng_msg_free(nng_aio_get_msg(w->aio));
-	if (rv == NNG_ETIMEDOUT)
-		drop_slow_peer(w, pipe, peer);
-	else if (rv != NNG_ECLOSED)
-		kms_log("warn", "reply not sent: %s", nng_strerror(rv));
+	slot *sl = arg;
+	int rv = nng_aio_result(sl->send_aio);
+	if (rv != 0) {
+		nng_msg *out = nng_aio_get_msg(sl->send_aio);
+		nng_aio_set_msg(sl->send_aio, NULL);
+		if (out) {
+			kms_wipe(nng_msg_body(out), nng_msg_len(out));
+			nng_msg_free(out);
+		}
+		if (rv == NNG_ETIMEDOUT)
+			drop_slow_peer(sl->srv, sl->pipe, &sl->peer);
+		else if (rv != NNG_ECLOSED)
+			kms_log("warn", "reply not sent: %s", nng_strerror(rv));
+	}
+	slot_next(sl);
 }
 
-static void serve_one(worker *w, nng_msg *msg)
+/* The pipeline's reply (pipeline_reply_fn): on the worker's thread, or on
+ * the audit writer's once the request's entry is durable. It copies the
+ * reply into a message and starts its send, bounded by
+ * reply_send_timeout_ms (the send aio's timeout); it never waits. */
+static void slot_answered(void *arg, uint8_t *reply, size_t reply_len, kms_status st)
 {
-	pipeline_peer peer;
-	nng_pipe pipe = nng_msg_get_pipe(msg); /* kept: msg is freed before the reply */
-	describe_peer(w->srv, pipe, &peer);
-
-	uint8_t *reply = NULL;
-	size_t reply_len = 0;
-	kms_status st = pipeline_handle(w->srv->d, w->arena, &peer, nng_msg_body(msg),
-	                                nng_msg_len(msg), &reply, &reply_len);
-	nng_msg_free(msg); /* its body was wiped by the pipeline */
-	if (st != KMS_OK) {
-		kms_log("error", "dropped a request: %s (%s)", kms_error_message(),
-		        kms_error_where());
-		return;
-	}
+	slot *sl = arg;
 	nng_msg *out = NULL;
-	int rv = nng_msg_alloc(&out, 0);
-	if (rv == 0)
-		rv = nng_msg_append(out, reply, reply_len);
-	kms_wipe(reply, reply_len);
-	free(reply);
+	int rv = NNG_ENOMEM;
+	if (st == KMS_OK && reply && (rv = nng_msg_alloc(&out, reply_len)) == 0)
+		memcpy(nng_msg_body(out), reply, reply_len);
+	if (reply) {
+		kms_wipe(reply, reply_len);
+		free(reply);
+	}
 	if (rv != 0) {
-		nng_msg_free(out);
-		kms_log("error", "dropped a reply: %s", nng_strerror(rv));
+		kms_log("error", "dropped a request: out of memory for %s",
+		        st == KMS_OK ? "its reply" : "any reply");
+		slot_next(sl);
 		return;
 	}
-	send_reply(w, out, pipe, &peer);
+	/* NNG frees `out` once sent without wiping it: a plaintext in a reply
+	 * stays in freed heap memory until reused (documented in docs/security.md). */
+	nng_aio_set_msg(sl->send_aio, out);
+	nng_ctx_send(sl->ctx, sl->send_aio);
+}
+
+/* Runs slot's request up to its audit entry; the reply follows from
+ * slot_answered, perhaps before this returns. The request's bytes are
+ * taken out of the slot first: once answered, the slot may receive the
+ * next one. */
+static void serve(worker *w, slot *sl)
+{
+	nng_msg *msg = sl->request;
+	pipeline_peer peer = sl->peer;
+	sl->request = NULL;
+	pipeline_submit(w->srv->d, w->arena, &peer, nng_msg_body(msg), nng_msg_len(msg),
+	                &sl->pending, slot_answered, sl);
+	nng_msg_free(msg); /* its body was wiped by the pipeline */
+}
+
+/* The next queued slot, or NULL once the workers stop. */
+static slot *next_slot(server *s)
+{
+	pthread_mutex_lock(&s->lock);
+	while (!s->queue_head && !s->workers_stop)
+		pthread_cond_wait(&s->queued, &s->lock);
+	slot *sl = s->queue_head;
+	if (sl) {
+		s->queue_head = sl->next;
+		if (!s->queue_head)
+			s->queue_tail = NULL;
+		sl->next = NULL;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return sl;
 }
 
 static void *worker_main(void *arg)
 {
 	worker *w = arg;
-	while (receive(w)) {
-		int rv = nng_aio_result(w->aio);
-		if (rv == NNG_ECLOSED)
-			break;
-		if (rv != 0)
-			continue; /* cancelled for drain, or a transient receive error */
-		serve_one(w, nng_aio_get_msg(w->aio));
-	}
+	slot *sl;
+	while ((sl = next_slot(w->srv)))
+		serve(w, sl);
 	return NULL;
 }
 
@@ -411,6 +511,28 @@ static kms_status listen_on(server *s, const char *url)
 	return KMS_OK;
 }
 
+static kms_status open_slots(server *s)
+{
+	s->n_slots = KMSD_NNG_CONTEXTS;
+	s->slots = calloc(s->n_slots, sizeof *s->slots);
+	if (!s->slots)
+		return KMS_FAIL(KMS_INTERNAL, "out of memory for %u NNG contexts", s->n_slots);
+	for (unsigned i = 0; i < s->n_slots; i++) {
+		slot *sl = &s->slots[i];
+		sl->srv = s;
+		int rv = nng_ctx_open(&sl->ctx, s->sock);
+		sl->ctx_open = rv == 0;
+		if (rv == 0)
+			rv = nng_aio_alloc(&sl->recv_aio, on_received, sl);
+		if (rv == 0)
+			rv = nng_aio_alloc(&sl->send_aio, on_sent, sl);
+		if (rv != 0)
+			return KMS_FAIL(KMS_INTERNAL, "NNG context %u: %s", i, nng_strerror(rv));
+		nng_aio_set_timeout(sl->send_aio, (nng_duration)s->d->cfg.reply_send_timeout_ms);
+	}
+	return KMS_OK;
+}
+
 static kms_status start_workers(server *s)
 {
 	s->n_workers = s->d->cfg.workers;
@@ -420,13 +542,6 @@ static kms_status start_workers(server *s)
 	for (unsigned i = 0; i < s->n_workers; i++) {
 		worker *w = &s->workers[i];
 		w->srv = s;
-		pthread_mutex_init(&w->lock, NULL);
-		int rv = nng_ctx_open(&w->ctx, s->sock);
-		w->ctx_open = rv == 0;
-		if (rv == 0)
-			rv = nng_aio_alloc(&w->aio, NULL, NULL);
-		if (rv != 0)
-			return KMS_FAIL(KMS_INTERNAL, "worker %u: %s", i, nng_strerror(rv));
 		if (!(w->arena = arena_new(ARENA_CHUNK)))
 			return KMS_FAIL(KMS_INTERNAL, "worker %u: out of locked memory", i);
 		if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
@@ -434,6 +549,17 @@ static kms_status start_workers(server *s)
 		w->started = true;
 	}
 	return KMS_OK;
+}
+
+/* Every slot's first receive. */
+static void arm_slots(server *s)
+{
+	pthread_mutex_lock(&s->lock);
+	for (unsigned i = 0; i < s->n_slots; i++) {
+		s->active++;
+		slot_receive_locked(&s->slots[i]);
+	}
+	pthread_mutex_unlock(&s->lock);
 }
 
 /* The ipc:// URLs, served by kmsd's own ipc server. */
@@ -477,7 +603,9 @@ static kms_status start_nng(server *s)
 	if ((rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_PRE, on_pipe_event, s)) != 0 ||
 	    (rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, on_pipe_event, s)) != 0)
 		return KMS_FAIL(KMS_INTERNAL, "nng pipe notify: %s", nng_strerror(rv));
+	KMS_GUARD(open_slots(s));
 	KMS_GUARD(start_workers(s));
+	arm_slots(s);
 	for (size_t i = 0; i < d->cfg.n_listen; i++)
 		if (strncmp(d->cfg.listen[i], "ipc://", 6))
 			KMS_GUARD(listen_on(s, d->cfg.listen[i]));
@@ -493,6 +621,9 @@ kms_status server_start(kmsd *d, server **out)
 	if (!s)
 		return KMS_FAIL(KMS_INTERNAL, "out of memory");
 	s->d = d;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->queued, NULL);
+	pthread_cond_init(&s->settled, NULL);
 	kms_status st = KMS_OK;
 	KMS_GUARD_OUT(st, start_ipc(s));
 	KMS_GUARD_OUT(st, start_nng(s));
@@ -518,6 +649,47 @@ bool server_ipc_answers(server *s, char *why, size_t why_len)
  * has stopped by then, and the OS releases the rest. */
 #define SOCKET_CLOSE_WAIT_MS 3000
 
+/* Cancels the receives that are posted and posts no more: a slot that
+ * holds a request keeps it until its reply is sent. */
+static void stop_receiving(server *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->draining = true;
+	for (unsigned i = 0; s->slots && i < s->n_slots; i++)
+		if (s->slots[i].state == SLOT_RECEIVING)
+			nng_aio_cancel(s->slots[i].recv_aio);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Waits until every slot is IDLE: each request already taken was run and
+ * its reply sent or given up (a send is bounded by reply_send_timeout_ms;
+ * a request whose audit entry is pending is answered by the writer, and
+ * the audit log closes after the transports). */
+static void wait_settled(server *s)
+{
+	pthread_mutex_lock(&s->lock);
+	while (s->active)
+		pthread_cond_wait(&s->settled, &s->lock);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* The queue is empty and no slot can join it: the workers stop, and their
+ * arenas are wiped whatever NNG does next. */
+static void stop_workers(server *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->workers_stop = true;
+	pthread_cond_broadcast(&s->queued);
+	pthread_mutex_unlock(&s->lock);
+	for (unsigned i = 0; s->workers && i < s->n_workers; i++)
+		if (s->workers[i].started)
+			pthread_join(s->workers[i].thread, NULL);
+	for (unsigned i = 0; s->workers && i < s->n_workers; i++) {
+		arena_free(s->workers[i].arena);
+		s->workers[i].arena = NULL;
+	}
+}
+
 /* A server whose socket never closed: kept reachable, not freed. */
 static server *volatile left_to_the_os;
 
@@ -529,31 +701,17 @@ void server_drain_and_close(server *s)
 	ipc_server_drain_and_close(s->ipc);
 	s->ipc = NULL;
 	reporter_stop(s);
-	/* Cancel only receives: a worker that holds a request finishes it and
-	 * sends its reply, then sees `draining` and stops. */
-	for (unsigned i = 0; i < s->n_workers; i++) {
-		worker *w = &s->workers[i];
-		if (!w->aio)
-			continue;
-		pthread_mutex_lock(&w->lock);
-		if (w->receiving)
-			nng_aio_cancel(w->aio);
-		pthread_mutex_unlock(&w->lock);
-	}
-	for (unsigned i = 0; i < s->n_workers; i++)
-		if (s->workers[i].started)
-			pthread_join(s->workers[i].thread, NULL);
-	/* The workers are gone: wipe their arenas whatever NNG does next. */
-	for (unsigned i = 0; i < s->n_workers; i++) {
-		arena_free(s->workers[i].arena);
-		s->workers[i].arena = NULL;
-	}
-	for (unsigned i = 0; i < s->n_workers; i++) {
-		worker *w = &s->workers[i];
-		if (w->aio)
-			nng_aio_stop(w->aio);
-		if (w->ctx_open)
-			nng_ctx_close(w->ctx);
+	stop_receiving(s);
+	wait_settled(s);
+	stop_workers(s);
+	for (unsigned i = 0; s->slots && i < s->n_slots; i++) {
+		slot *sl = &s->slots[i];
+		if (sl->recv_aio)
+			nng_aio_stop(sl->recv_aio);
+		if (sl->send_aio)
+			nng_aio_stop(sl->send_aio);
+		if (sl->ctx_open)
+			nng_ctx_close(sl->ctx);
 	}
 	if (s->sock_open && !kms_nng_close_bounded(s->sock, SOCKET_CLOSE_WAIT_MS)) {
 		kms_log("warn", "the NNG socket did not close within %d ms (NNG 1.5.2 close "
@@ -562,13 +720,17 @@ void server_drain_and_close(server *s)
 		left_to_the_os = s; /* NNG may still use its aios: keep them */
 		return;
 	}
-	for (unsigned i = 0; i < s->n_workers; i++) {
-		worker *w = &s->workers[i];
-		if (w->aio)
-			nng_aio_free(w->aio);
-		pthread_mutex_destroy(&w->lock);
+	for (unsigned i = 0; s->slots && i < s->n_slots; i++) {
+		if (s->slots[i].recv_aio)
+			nng_aio_free(s->slots[i].recv_aio);
+		if (s->slots[i].send_aio)
+			nng_aio_free(s->slots[i].send_aio);
 	}
+	free(s->slots);
 	free(s->workers);
+	pthread_cond_destroy(&s->settled);
+	pthread_cond_destroy(&s->queued);
+	pthread_mutex_destroy(&s->lock);
 	if (s->tls)
 		nng_tls_config_free(s->tls);
 	free(s);

@@ -2,10 +2,14 @@
  * server.h: kmsd's transport. ipc:// URLs are served by kmsd's own ipc
  * server (ipc_server.h); the others by one NNG REP socket, listening on
  * every tls+tcp:// (and tcp://, only with insecure_dev) URL,
- * with NNG_OPT_RECVMAXSZ set before any listen, and N worker threads, each
- * owning one REP context, one arena and (through the HSM layer) one HSM
- * session. A worker takes a request, runs it through the pipeline and sends
- * the reply before it takes the next.
+ * with NNG_OPT_RECVMAXSZ set before any listen. Its 256 REP contexts each
+ * hold one request at a time, driven by NNG's callbacks: a request received
+ * is queued for one of N worker threads (each owning one arena and, through
+ * the HSM layer, one HSM session), which runs it through the pipeline
+ * (pipeline_submit) and takes the next at once; the reply is sent, with a
+ * deadline, from the thread that packs it (the worker's, or the audit
+ * writer's once the request's entry is durable), and the context then posts
+ * its next receive. Nothing waits in an NNG callback.
  */
 #ifndef KMS_SERVER_H
 #define KMS_SERVER_H
