@@ -200,13 +200,15 @@ static void on_received(void *arg)
 
 /* A peer that does not take its reply within reply_send_timeout_ms would
  * hold its slot (and, pipelining, every slot): it is dropped, and every
- * reply still queued for it fails at once. */
+ * reply still queued for it goes nowhere at once. Its other replies time
+ * out together: only the one that closed the connection says so. */
 static void drop_slow_peer(server *s, nng_pipe pipe, const pipeline_peer *peer)
 {
+	if (nng_pipe_close(pipe) != 0)
+		return;
 	kms_log("warn", "a reply to %s%s was not taken within %u ms: connection closed",
 	        peer->transport == CALLER_IPC ? "an ipc peer" : "peer ", peer->remote,
 	        s->d->cfg.reply_send_timeout_ms);
-	(void)nng_pipe_close(pipe);
 }
 
 /* The send callback (NNG's thread, or the sender's): a reply that did not
