@@ -14,8 +14,8 @@
  *     logs that it dropped the peer, and the peer's connection ends (it
  *     reads EOF, not 300 replies).
  * (2) sigterm_with_slow_peer: with the default 5000 ms, once every TLS
- *     worker is stuck on such a peer (a TLS Health goes unanswered for
- *     500 ms; ipc has workers of its own and keeps answering),
+ *     REP context is stuck on such a peer (700 requests; a TLS Health goes
+ *     unanswered for 500 ms; ipc has workers of its own and keeps answering),
  *     SIGTERM exits 0 within 5 s + the socket close's 3 s + 2 s of margin.
  * (3) connections_capped: with max_tls_connections = 2, a third TLS
  *     connection is closed at once while the first two are served.
@@ -49,6 +49,11 @@
 #include "tests/support/sp_raw.h"
 
 #define FLOOD 300
+/* sigterm_with_slow_peer's flood: more requests than kmsd's 256 REP
+ * contexts plus the replies the kernel's socket buffers take (~200 of
+ * ~20 KB at the usual 4 MiB), so that every context holds a reply the
+ * peer does not take; still only ~80 KB of requests. */
+#define STALL_FLOOD 700
 #define FAT_REPLY_MIN 19000 /* bytes of one DescribeKey answer, at least */
 #define FAST_TIMEOUT_MS 250
 #define SERVED_WITHIN_MS 1000
@@ -242,9 +247,9 @@ static uint8_t *describe_request(uint32_t n, size_t *len)
 	return b;
 }
 
-static void flood(raw_peer *p)
+static void flood(raw_peer *p, uint32_t requests)
 {
-	for (uint32_t i = 0; i < FLOOD; i++) {
+	for (uint32_t i = 0; i < requests; i++) {
 		size_t n = 0;
 		uint8_t *b = describe_request(i, &n);
 		bool sent = raw_send(p, i + 1, b, n);
@@ -285,7 +290,7 @@ static void others_served_and_peer_dropped(void **state)
 	make_fat_key();
 	raw_peer p;
 	assert_true(raw_open(&p));
-	flood(&p);
+	flood(&p, FLOOD);
 	/* Other clients are served while kmsd stalls on the peer, until kmsd
 	 * says it dropped it (the event), within a bounded time. */
 	int64_t worst = 0, deadline = now_ms() + DROP_DEADLINE_MS;
@@ -320,9 +325,9 @@ static void sigterm_with_slow_peer(void **state)
 	make_fat_key();
 	raw_peer p;
 	assert_true(raw_open(&p));
-	flood(&p);
-	/* The event: kmsd no longer answers others, every worker being stuck
-	 * on the peer's replies. */
+	flood(&p, STALL_FLOOD);
+	/* The event: kmsd no longer answers others over TLS, every REP context
+	 * being stuck on the peer's replies. */
 	bool stalled = false;
 	int64_t deadline = now_ms() + DROP_DEADLINE_MS;
 	while (!stalled && now_ms() < deadline)
