@@ -492,7 +492,7 @@ kms_status kmsd_config_load(const char *path, kmsd_config *cfg)
 {
 	memset(cfg, 0, sizeof *cfg);
 	strcpy(cfg->region, "in-mum");
-	cfg->workers = 8;
+	cfg->workers = 4;
 	cfg->max_request_bytes = KMS_REQUEST_MAX_DEFAULT;
 	cfg->reply_send_timeout_ms = 5000;
 	cfg->max_tls_connections = 256;
