@@ -757,6 +757,21 @@ static void *worker_main(void *arg)
 		s->jobs_head = j->next;
 		if (!s->jobs_head)
 			s->jobs_tail = NULL;
+		if (j->c->closed || j->c->broken) {
+			/* Its peer is gone: nobody can take the reply, so the request
+			 * is not run (nothing applied, nothing audited). A client that
+			 * drops and resends cannot queue work that is done for no one. */
+			conn *c = j->c;
+			request_release(s, c, j->len);
+			c->inflight--;
+			conn_unref(s, c);
+			pthread_mutex_unlock(&s->lock);
+			kms_wipe(j->msg, j->len);
+			free(j->msg);
+			free(j);
+			pthread_mutex_lock(&s->lock);
+			continue;
+		}
 		s->answering++;
 		pthread_mutex_unlock(&s->lock);
 		serve(s, a, j);
