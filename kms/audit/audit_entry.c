@@ -9,7 +9,7 @@
 #include <jansson.h>
 #include <openssl/sha.h>
 
-#include "kms/format/context.h"
+#include "common/context.h"
 #include "common/base64.h"
 #include "common/error.h"
 #include "common/utf8.h"

@@ -21,7 +21,7 @@
 #include "kms/authz/authz_decide.h"
 #include "kms/authz/authz_policy.h"
 #include "kms/authz/authz_rate.h"
-#include "kms/format/context.h"
+#include "common/context.h"
 #include "kms/transport/metrics.h"
 
 struct authz_enforce {

@@ -37,7 +37,7 @@
 #include <kms/limits.h>
 #include <kms/status.h>
 
-#include "kms/format/context.h"
+#include "common/context.h"
 #include "kms/format/keyid.h"
 
 #define KMS_BLOB_MAGIC "KMS"

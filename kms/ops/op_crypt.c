@@ -17,7 +17,7 @@
 #include <kms/secmem.h>
 
 #include "kms/format/blob.h"
-#include "kms/format/context.h"
+#include "common/context.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "hsm/hsm.h"

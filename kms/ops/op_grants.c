@@ -17,7 +17,7 @@
 
 #include "common/error.h"
 #include "kms/authz/authz_secrets.h"
-#include "kms/format/context.h"
+#include "common/context.h"
 #include "kms/keys/keyring.h"
 #include "kms/pipeline/ops.h"
 #include "kms/store/store.h"

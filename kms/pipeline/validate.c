@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "kms/format/blob.h"
-#include "kms/format/context.h"
+#include "common/context.h"
 #include "common/error.h"
 #include "common/utf8.h"
 #include "kms/format/keyid.h"

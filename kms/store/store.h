@@ -491,7 +491,7 @@ typedef struct store_grant {
 	char grantee[AUTHZ_PRINCIPAL_NAME_SIZE];
 	/* Canonical: operation names ascending, unique, joined by ','. */
 	char operations[STORE_GRANT_OPS_TEXT_MAX + 1];
-	/* The required context pairs, canonically encoded (kms/format/context.h);
+	/* The required context pairs, canonically encoded (common/context.h);
 	 * the empty context (00 00) requires nothing. */
 	uint8_t context[STORE_GRANT_CONTEXT_MAX];
 	size_t context_len;

@@ -2,14 +2,14 @@
  * store_grants.c: the statements on grants, in the same manner as
  * store_keys.c, and the canonical form of a grant's operation list. A
  * grant's context pairs are kept in the canonical encoding of
- * kms/format/context.h, checked on the way in and on the way out.
+ * common/context.h, checked on the way in and on the way out.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
-#include "kms/format/context.h"
+#include "common/context.h"
 #include "kms/store/store.h"
 #include "kms/store/store_cache.h"
 #include "kms/store/store_internal.h"

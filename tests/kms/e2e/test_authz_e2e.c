@@ -26,7 +26,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "kms/format/context.h"
+#include "common/context.h"
 #include "kms/store/store.h"
 #include "tests/support/audit_check.h"
 #include "tests/support/e2e_request.h"

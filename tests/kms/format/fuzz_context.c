@@ -17,7 +17,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "kms/format/context.h"
+#include "common/context.h"
 #include "common/cursor.h"
 #include "common/error.h"
 #include "tests/support/fuzz.h"

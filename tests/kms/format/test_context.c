@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kms/format/context.h"
+#include "common/context.h"
 #include "common/error.h"
 
 #define PAIR(k, v) { (k), sizeof(k) - 1, (v), sizeof(v) - 1 }

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #include "kms/format/blob.h"
-#include "kms/format/context.h"
+#include "common/context.h"
 
 #define FMT_KEK_LEN 32 /* AES-256 */
 #define FMT_VECTOR_COUNT 3

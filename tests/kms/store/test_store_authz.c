@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
-#include "kms/format/context.h"
+#include "common/context.h"
 #include "kms/store/store.h"
 #include "tests/support/store_test.h"
 #include "kms/store/store_internal.h"

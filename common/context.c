@@ -1,4 +1,4 @@
-#include "kms/format/context.h"
+#include "common/context.h"
 
 #include <stdlib.h>
 
