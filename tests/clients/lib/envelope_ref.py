@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """envelope_ref.py: an independent implementation of the envelope format
 (docs/envelope-format.md), written from that page in Python with the
 `cryptography` package; it shares no code with libkmsclient.
