@@ -221,7 +221,25 @@ static int getopt_with(struct cli *cli, int argc, char **argv, const struct opti
 
 int cli_getopt(struct cli *cli, int argc, char **argv, const struct option *opts)
 {
-	return getopt_with(cli, argc, argv, opts, ":h");
+	/* A command's one-letter options (-i for --in) are the entries whose
+	 * value is an ASCII letter: the short option string is made from
+	 * them, so a table says each option once. */
+	char shorts[64] = ":h";
+	size_t n = 2;
+	for (const struct option *o = opts; o->name; o++) {
+		bool letter = (o->val >= 'a' && o->val <= 'z') || (o->val >= 'A' && o->val <= 'Z');
+		if (o->flag || !letter || o->val == 'h' || memchr(shorts, o->val, n))
+			continue;
+		if (n + 4 > sizeof shorts)
+			break; /* more letters than any command has: the rest are long only */
+		shorts[n++] = (char)o->val;
+		if (o->has_arg != no_argument)
+			shorts[n++] = ':';
+		if (o->has_arg == optional_argument)
+			shorts[n++] = ':';
+	}
+	shorts[n] = '\0';
+	return getopt_with(cli, argc, argv, opts, shorts);
 }
 
 int cli_getopt_exit(int result)
@@ -589,17 +607,30 @@ int cli_parse_and_connect(struct cli *cli, int argc, char **argv, int min, int m
 
 int cli_report(struct cli *cli, const kms_error *err)
 {
+	return cli_report_hint(cli, err, NULL);
+}
+
+int cli_report_hint(struct cli *cli, const kms_error *err, const char *hint)
+{
+	int code;
 	cli->err_status = kms_status_name(err->status);
 	switch (err->origin) {
 	case KMS_ERROR_SERVER:
 		fprintf(cli->err, "%s: %s: ", cli->prog, kms_status_name(err->status));
 		cli_put_clean(cli->err, err->message); /* kmsd's words: untrusted */
-		fputc('\n', cli->err);
-		return CLI_EXIT_REFUSED;
+		code = CLI_EXIT_REFUSED;
+		break;
 	case KMS_ERROR_LOCAL:
-		fprintf(cli->err, "%s: %s\n", cli->prog, err->message);
-		return err->status == KMS_INVALID_ARGUMENT ? CLI_EXIT_USAGE
-		                                           : CLI_EXIT_UNREACHABLE;
+		/* The library's words; an envelope message's context keys come
+		 * from the file, so they are cleaned too. */
+		fprintf(cli->err, "%s: ", cli->prog);
+		cli_put_clean(cli->err, err->message);
+		/* Refused here for what the caller gave: arguments, or input
+		 * that is not a valid message. */
+		code = err->status == KMS_INVALID_ARGUMENT || err->status == KMS_INVALID_CIPHERTEXT
+		               ? CLI_EXIT_USAGE
+		               : CLI_EXIT_UNREACHABLE;
+		break;
 	case KMS_ERROR_TRANSPORT:
 	case KMS_ERROR_PROTOCOL:
 	case KMS_ERROR_NONE:
@@ -607,9 +638,13 @@ int cli_report(struct cli *cli, const kms_error *err)
 		fprintf(cli->err, "%s: ", cli->prog);
 		cli_put_clean(cli->err, err->message[0] ? err->message
 		                                        : kms_status_name(err->status));
-		fputc('\n', cli->err);
-		return CLI_EXIT_UNREACHABLE;
+		code = CLI_EXIT_UNREACHABLE;
+		break;
 	}
+	if (hint)
+		fprintf(cli->err, "%s", hint);
+	fputc('\n', cli->err);
+	return code;
 }
 
 int cli_out_of_memory(struct cli *cli)

@@ -214,8 +214,14 @@ int cli_parse_and_connect(struct cli *cli, int argc, char **argv, int min, int m
 
 /* Reports a failed call and returns its exit code:
  * "PROG: STATUS: message" and 1 when kmsd said no, "PROG: message" and 3
- * for transport and protocol failures, 2 for arguments refused locally. */
+ * for transport and protocol failures, 2 for arguments or input refused
+ * locally (KMS_INVALID_ARGUMENT, KMS_INVALID_CIPHERTEXT: a message that
+ * does not authenticate). */
 int cli_report(struct cli *cli, const kms_error *err);
+
+/* The same, with hint (NULL: none) after the message on its line: what
+ * to do about it. */
+int cli_report_hint(struct cli *cli, const kms_error *err, const char *hint);
 
 /* "PROG: out of memory" (or "out of secure memory"); returns
  * CLI_EXIT_UNREACHABLE. */
@@ -259,6 +265,82 @@ bool cli_b64_decode(const char *in, size_t len, uint8_t *out, size_t out_cap,
  */
 int cli_read_input(struct cli *cli, const char *path, uint8_t *buf, size_t cap,
                    size_t *len, size_t *total);
+
+/* ---- streaming: inputs and outputs of any size ---- */
+
+/* Reads and writes go in runs of this size: a few system calls per
+ * megabyte, and memory that does not grow with the file. */
+#define CLI_IO_BUF ((size_t)1 << 20)
+
+/* An input read as a stream (a file of any size, or stdin). */
+struct cli_input {
+	const char *name; /* the path or "standard input", for messages */
+	int fd;
+	bool size_known;  /* a regular file: its size when opened */
+	uint64_t size;
+	bool eof;         /* a read has returned 0 */
+	uint64_t taken;   /* bytes read so far */
+};
+
+/* Opens path ("-" or NULL: stdin). Returns an exit code, having printed
+ * the reason on failure; in->fd is -1 unless CLI_EXIT_OK. */
+int cli_input_open(struct cli *cli, const char *path, struct cli_input *in);
+
+/* Reads until want bytes are in buf or the input ends (in->eof); *got says
+ * how many. Returns 0 or an errno value, printing nothing (a progress line
+ * may be up: the caller clears it, then cli_input_error). */
+int cli_input_read(struct cli_input *in, uint8_t *buf, size_t want, size_t *got);
+
+/* "PROG: cannot read NAME: why"; returns CLI_EXIT_USAGE. */
+int cli_input_error(struct cli *cli, const struct cli_input *in, int error);
+
+/* Closes what cli_input_open opened (not stdin); safe twice. */
+void cli_input_close(struct cli_input *in);
+
+/*
+ * An output written as it is made, in CLI_IO_BUF runs, with the same
+ * promises as cli_write_output: a file (new or not) is a new file of mode
+ * 0600 (O_EXCL, a random name beside the target) until cli_sink_commit
+ * fsyncs and renames it over the target, so a failed command leaves the
+ * target as it was and nothing beside it. Standard output and a special
+ * target (/dev/null, a pipe) are written in place, as the bytes come.
+ */
+struct cli_sink {
+	struct cli *cli;
+	const char *path;  /* the target; NULL for the output stream */
+	int fd;            /* -1: the output stream through stdio (tests) */
+	bool own_fd;       /* fd is ours to close */
+	bool in_place;     /* the output stream or a special target */
+	char *temp;        /* the temporary file until committed, else NULL */
+	uint8_t *buf;      /* CLI_IO_BUF bytes, secure memory when secret */
+	size_t fill;
+	bool secret;
+	uint64_t written;  /* bytes that reached fd or the output stream */
+	int error;         /* the first failed write's errno, else 0 */
+};
+
+/* Opens the output for path ("-" or NULL: the output stream); secret:
+ * it will hold a plaintext, so its buffer is secure memory. Returns an
+ * exit code, having printed the reason on failure. */
+int cli_sink_open(struct cli *cli, const char *path, bool secret, struct cli_sink *s);
+
+/* Takes the next bytes (a kms_envelope_write_fn: arg is the sink).
+ * Returns 0 or an errno value, kept in s->error. */
+int cli_sink_write(void *sink, const uint8_t *bytes, size_t len);
+
+/* The output is complete: writes what is buffered and puts the file in
+ * place (fsync, rename, directory fsync). Returns an exit code, having
+ * printed the reason on failure (then the sink is aborted). */
+int cli_sink_commit(struct cli_sink *s);
+
+/* The output is not to be used: wipes the buffer, removes the temporary
+ * file. Returns how many bytes had already gone where they cannot be
+ * taken back (the output stream or a special target); 0 for a file.
+ * Safe after commit and twice. */
+uint64_t cli_sink_abort(struct cli_sink *s);
+
+/* The sink's target for messages: its path, or "standard output". */
+const char *cli_sink_name(const struct cli_sink *s);
 
 /* Writes bytes to path ("-" or NULL: the command's output stream). Every
  * file a CLI writes goes through here: it may hold a plaintext, so it is
@@ -313,6 +395,25 @@ bool cli_table_init(struct cli_table *t, size_t n_cols, const char *const *heade
 bool cli_table_add(struct cli_table *t, const char *const *cells);
 void cli_table_print(const struct cli_table *t, FILE *to);
 void cli_table_free(struct cli_table *t);
+
+/* A progress line on the error stream for a long job of known size:
+ * only when that stream is a terminal; redrawn at most ten times a
+ * second; cleared at the end, so that nothing of it stays. */
+struct cli_progress {
+	FILE *to;          /* NULL: off */
+	uint64_t total;
+	uint64_t done;
+	uint64_t start_ns; /* CLOCK_MONOTONIC */
+	uint64_t drawn_ns; /* the last redraw */
+	bool shown;
+};
+
+/* Starts it for total bytes, on when enabled and the error stream is a
+ * terminal. */
+void cli_progress_start(struct cli *cli, struct cli_progress *p, bool enabled, uint64_t total);
+void cli_progress_add(struct cli_progress *p, uint64_t bytes);
+/* Clears the line (at the end, success or not). */
+void cli_progress_end(struct cli_progress *p);
 
 /* A JSON string of untrusted text (invalid UTF-8 bytes become '?'). */
 json_t *cli_json_str(const char *s);

@@ -278,6 +278,213 @@ static int write_replacing(struct cli *cli, const char *path, const void *bytes,
 	return CLI_EXIT_OK;
 }
 
+/* ---- streaming ---- */
+
+int cli_input_open(struct cli *cli, const char *path, struct cli_input *in)
+{
+	struct stat st;
+	memset(in, 0, sizeof *in);
+	in->name = is_stdio(path) ? "standard input" : path;
+	in->fd = STDIN_FILENO;
+	if (!is_stdio(path) && (in->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0) {
+		fprintf(cli->err, "%s: cannot read %s: %s\n", cli->prog, in->name, strerror(errno));
+		in->fd = -1;
+		return CLI_EXIT_USAGE;
+	}
+	if (fstat(in->fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 0) {
+		in->size_known = true;
+		in->size = (uint64_t)st.st_size;
+	}
+	return CLI_EXIT_OK;
+}
+
+int cli_input_read(struct cli_input *in, uint8_t *buf, size_t want, size_t *got)
+{
+	*got = 0;
+	while (*got < want && !in->eof) {
+		ssize_t n = read(in->fd, buf + *got, want - *got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno;
+		if (n == 0)
+			in->eof = true;
+		*got += (size_t)n;
+		in->taken += (uint64_t)n;
+	}
+	return 0;
+}
+
+int cli_input_error(struct cli *cli, const struct cli_input *in, int error)
+{
+	fprintf(cli->err, "%s: cannot read %s: %s\n", cli->prog, in->name, strerror(error));
+	return CLI_EXIT_USAGE;
+}
+
+void cli_input_close(struct cli_input *in)
+{
+	if (in->fd > STDIN_FILENO)
+		close(in->fd);
+	in->fd = -1;
+}
+
+const char *cli_sink_name(const struct cli_sink *s)
+{
+	return s->path ? s->path : "standard output";
+}
+
+int cli_sink_open(struct cli *cli, const char *path, bool secret, struct cli_sink *s)
+{
+	memset(s, 0, sizeof *s);
+	s->cli = cli;
+	s->fd = -1;
+	s->secret = secret;
+	s->buf = secret ? kms_secure_alloc(CLI_IO_BUF) : malloc(CLI_IO_BUF);
+	if (!s->buf)
+		return secret ? cli_out_of_secure_memory(cli) : cli_out_of_memory(cli);
+	if (is_stdio(path)) {
+		/* What stdio holds goes first; then the bytes go to the
+		 * descriptor straight from the buffer here, never through
+		 * stdio's own (which is not wiped). A memory stream (tests) has
+		 * no descriptor: stdio it is. */
+		if (fflush(cli->out) != 0) {
+			fprintf(cli->err, "%s: cannot write the output: %s\n", cli->prog,
+			        strerror(errno));
+			return CLI_EXIT_USAGE;
+		}
+		s->fd = fileno(cli->out);
+		s->in_place = true;
+		return CLI_EXIT_OK;
+	}
+	s->path = path;
+	if (is_special(path)) {
+		s->fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+		if (s->fd < 0) {
+			fprintf(cli->err, "%s: cannot write %s: %s\n", cli->prog, path,
+			        strerror(errno));
+			cli_sink_abort(s);
+			return CLI_EXIT_USAGE;
+		}
+		s->own_fd = true;
+		s->in_place = true;
+		return CLI_EXIT_OK;
+	}
+	/* As write_replacing: a new file of mode 0600 with a random name
+	 * beside the target, renamed over it only once whole. */
+	if (!(s->temp = temp_name(path))) {
+		cli_sink_abort(s);
+		return cli_out_of_memory(cli);
+	}
+	s->fd = mkostemp(s->temp, O_CLOEXEC); /* O_CREAT | O_EXCL, mode 0600 */
+	int r = s->fd < 0 ? errno : 0;
+	if (s->fd < 0) {
+		free(s->temp); /* nothing was made: nothing to remove */
+		s->temp = NULL;
+	} else {
+		s->own_fd = true;
+		if (fchmod(s->fd, 0600) != 0) /* whatever the umask left */
+			r = errno;
+	}
+	if (r != 0) {
+		fprintf(cli->err, "%s: cannot write %s: %s\n", cli->prog, path, strerror(r));
+		cli_sink_abort(s);
+		return CLI_EXIT_USAGE;
+	}
+	return CLI_EXIT_OK;
+}
+
+/* Writes the buffered bytes out. */
+static int sink_drain(struct cli_sink *s)
+{
+	if (s->fill == 0)
+		return 0;
+	int r = 0;
+	if (s->fd >= 0)
+		r = write_all(s->fd, s->buf, s->fill);
+	else if (fwrite(s->buf, 1, s->fill, s->cli->out) != s->fill || fflush(s->cli->out) != 0)
+		r = errno ? errno : EIO;
+	if (r == 0)
+		s->written += s->fill;
+	if (s->secret)
+		kms_wipe(s->buf, s->fill);
+	s->fill = 0;
+	return r;
+}
+
+int cli_sink_write(void *sink, const uint8_t *bytes, size_t len)
+{
+	struct cli_sink *s = sink;
+	if (s->error)
+		return s->error;
+	while (len > 0) {
+		size_t n = CLI_IO_BUF - s->fill < len ? CLI_IO_BUF - s->fill : len;
+		memcpy(s->buf + s->fill, bytes, n);
+		s->fill += n;
+		bytes += n;
+		len -= n;
+		if (s->fill == CLI_IO_BUF && (s->error = sink_drain(s)) != 0)
+			return s->error;
+	}
+	return 0;
+}
+
+int cli_sink_commit(struct cli_sink *s)
+{
+	struct cli *cli = s->cli;
+	int r = s->error ? s->error : sink_drain(s);
+	if (r == 0 && s->temp && fsync(s->fd) != 0)
+		r = errno;
+	if (r == 0 && s->own_fd) {
+		s->own_fd = false;
+		if (close(s->fd) != 0)
+			r = errno;
+		s->fd = -1;
+	}
+	if (r == 0 && s->temp && rename(s->temp, s->path) != 0)
+		r = errno;
+	if (r != 0) {
+		s->error = r;
+		fprintf(cli->err, "%s: cannot write %s: %s\n", cli->prog, cli_sink_name(s),
+		        strerror(r));
+		cli_sink_abort(s);
+		return CLI_EXIT_USAGE;
+	}
+	bool renamed = s->temp != NULL;
+	free(s->temp);
+	s->temp = NULL;
+	cli_sink_abort(s); /* frees the buffer; the file is in place */
+	if (renamed && (r = sync_dir(s->path)) != 0) {
+		fprintf(cli->err, "%s: %s is written but its directory could not be synced: %s\n",
+		        cli->prog, s->path, strerror(r));
+		return CLI_EXIT_USAGE;
+	}
+	return CLI_EXIT_OK;
+}
+
+uint64_t cli_sink_abort(struct cli_sink *s)
+{
+	if (s->buf) {
+		if (s->secret)
+			kms_secure_free(s->buf); /* wiped */
+		else
+			free(s->buf);
+		s->buf = NULL;
+	}
+	s->fill = 0;
+	if (s->own_fd)
+		close(s->fd);
+	s->own_fd = false;
+	s->fd = -1;
+	if (s->temp) {
+		unlink(s->temp); /* and what was written into it */
+		free(s->temp);
+		s->temp = NULL;
+	}
+	uint64_t gone = s->in_place ? s->written : 0;
+	s->in_place = false; /* said once */
+	return gone;
+}
+
 int cli_check_private_target(struct cli *cli, const char *path)
 {
 	/* A pipe, a device or a directory already at the path is refused: a

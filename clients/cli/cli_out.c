@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <kms/secmem.h>
 
@@ -185,6 +186,78 @@ void cli_table_free(struct cli_table *t)
 		free(t->cells[i]);
 	free(t->cells);
 	memset(t, 0, sizeof *t);
+}
+
+/* ---- progress ---- */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void cli_progress_start(struct cli *cli, struct cli_progress *p, bool enabled, uint64_t total)
+{
+	memset(p, 0, sizeof *p);
+	/* A memory stream (--json, tests) has no descriptor: never a terminal. */
+	int fd = fileno(cli->err);
+	if (!enabled || fd < 0 || !isatty(fd))
+		return;
+	p->to = cli->err;
+	p->total = total;
+	p->start_ns = p->drawn_ns = now_ns();
+}
+
+/* "12.3 MiB": the sizes the line shows. */
+static void size_text(uint64_t bytes, char *out, size_t cap)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double v = (double)bytes;
+	size_t u = 0;
+	while (v >= 1024 && u + 1 < sizeof units / sizeof units[0]) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(out, cap, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+}
+
+void cli_progress_add(struct cli_progress *p, uint64_t bytes)
+{
+	if (!p->to)
+		return;
+	p->done += bytes;
+	uint64_t now = now_ns();
+	if (now - p->drawn_ns < 100000000u) /* ten redraws a second at most */
+		return;
+	p->drawn_ns = now;
+	double secs = (double)(now - p->start_ns) / 1e9;
+	double rate = secs > 0 ? (double)p->done / secs : 0; /* bytes a second */
+	char done[32], total[32], eta[32] = "--:--";
+	size_text(p->done, done, sizeof done);
+	size_text(p->total, total, sizeof total);
+	if (rate > 0 && p->total >= p->done) {
+		uint64_t left = (uint64_t)((double)(p->total - p->done) / rate);
+		if (left < 100 * 3600)
+			snprintf(eta, sizeof eta, "%u:%02u:%02u", (unsigned)(left / 3600),
+			         (unsigned)(left / 60 % 60), (unsigned)(left % 60));
+	}
+	unsigned pct = p->total ? (unsigned)(p->done * 100 / p->total) : 100;
+	/* \r and erase-to-end: the line is redrawn in place. */
+	fprintf(p->to, "\r\033[K%s / %s  %3u%%  %.1f MB/s  ETA %s", done, total,
+	        pct > 100 ? 100 : pct, rate / 1e6, eta);
+	fflush(p->to);
+	p->shown = true;
+}
+
+void cli_progress_end(struct cli_progress *p)
+{
+	if (p->to && p->shown) {
+		fputs("\r\033[K", p->to);
+		fflush(p->to);
+	}
+	p->to = NULL;
+	p->shown = false;
 }
 
 /* ---- JSON ---- */

@@ -14,32 +14,63 @@
 
 const struct cli_command tool_commands[] = {
 	{ .name = "encrypt", .run = tool_encrypt,
-	  .args = "--key KEY [--context k=v]... [--in FILE|-] [--out FILE|-] [--raw]",
-	  .help = "Encrypt up to " CLI_STR(TOOL_ENCRYPT_MAX)
-	          " bytes under a key; print the blob in base64",
+	  .args = "--key KEY [--context k=v]... [-i|--in FILE|-] [-o|--out FILE|-] "
+	          "[--mode auto|direct|envelope] [--raw] [--quiet]",
+	  .help = "Encrypt a file or stdin of any size under a key",
 	  .details = "  --key KEY             key id or alias/NAME\n" CONTEXT_HELP
-	             "  --in FILE             plaintext to encrypt (default: stdin)\n"
-	             "  --out FILE            where the blob goes (default: stdout)\n" OUT_HELP
-	             "  --raw                 write the blob as raw bytes, not base64\n" },
-	{ .name = "decrypt", .run = tool_decrypt,
-	  .args = "[--context k=v]... [--in FILE|-] [--out FILE|-] [--raw-in] [--key KEY]",
-	  .help = "Decrypt a blob (base64, or raw with --raw-in); write the plaintext",
-	  .details = CONTEXT_HELP
-	             "  --in FILE             the blob (default: stdin)\n"
-	             "  --out FILE            where the plaintext goes (default: stdout)\n"
+	             "  -i, --in FILE         plaintext to encrypt (default: stdin)\n"
+	             "  -o, --out FILE        where the ciphertext goes (default: stdout)\n"
 	             OUT_HELP
+	             "  --mode MODE           how (default auto: direct for 1.." CLI_STR(TOOL_ENCRYPT_MAX) " bytes,\n"
+	             "                        envelope for more, or for none):\n"
+	             "                        direct: kmsd encrypts it (Encrypt), sealed inside\n"
+	             "                        the HSM; a compact blob, base64 (--raw: raw\n"
+	             "                        bytes) that kmsd can move to another key or\n"
+	             "                        context (kms re-encrypt); at most " CLI_STR(TOOL_ENCRYPT_MAX) " bytes\n"
+	             "                        envelope: any size; encrypted here at memory\n"
+	             "                        speed under a new data key from kmsd\n"
+	             "                        (GenerateDataKey, which the grant must allow);\n"
+	             "                        only that key, wrapped, ever goes back to kmsd.\n"
+	             "                        The output is a binary envelope message: never\n"
+	             "                        written to a terminal (give -o FILE)\n"
+	             "  --raw                 direct: write the blob as raw bytes, not base64\n"
+	             "  --quiet               no progress line (else one on a terminal's\n"
+	             "                        stderr while a file is encrypted)\n"
+	             "\n  With --json: direct, the blob as JSON; envelope, -o FILE is needed\n"
+	             "  and a summary (key, version, sizes) is printed.\n" },
+	{ .name = "decrypt", .run = tool_decrypt,
+	  .args = "[--context k=v]... [-i|--in FILE|-] [-o|--out FILE|-] [--raw-in] [--key KEY] "
+	          "[--quiet]",
+	  .help = "Decrypt a blob or an envelope message (told apart by its first bytes)",
+	  .details = CONTEXT_HELP
+	             "                        (for an envelope message: when given, exactly\n"
+	             "                        its context, checked before kmsd is asked)\n"
+	             "  -i, --in FILE         the blob or envelope message (default: stdin)\n"
+	             "  -o, --out FILE        where the plaintext goes (default: stdout)\n"
+	             OUT_HELP
+	             "                        A message that does not decrypt leaves no file\n"
+	             "                        and FILE as it was. To stdout, an envelope\n"
+	             "                        message's plaintext streams as each segment\n"
+	             "                        verifies: if a later one fails, stderr says how\n"
+	             "                        many bytes already written must be discarded\n"
 	             "  --raw-in              the blob is raw bytes, not base64 (base64 may\n"
 	             "                        be wrapped: spaces and line ends are ignored)\n"
-	             "  --key KEY             refuse a blob under any other key\n" },
+	             "  --key KEY             refuse a blob or message under any other key\n"
+	             "  --quiet               no progress line (else one on a terminal's\n"
+	             "                        stderr while a file is decrypted)\n"
+	             "\n  With --json: a blob's plaintext as JSON; an envelope message needs\n"
+	             "  -o FILE, and a summary (key, version, size) is printed.\n" },
 	{ .name = "re-encrypt", .run = tool_re_encrypt,
-	  .args = "[--key DEST] [--context k=v]... [--dest-context k=v]... [--in FILE] "
-	          "[--out FILE] [--raw-in] [--raw]",
+	  .args = "[--key DEST] [--context k=v]... [--dest-context k=v]... [-i|--in FILE] "
+	          "[-o|--out FILE] [--raw-in] [--raw]",
 	  .help = "Re-seal a blob under another key or context, inside kmsd",
 	  .details = "  --key DEST            destination key (default: the blob's key,\n"
 	             "                        its current primary version)\n"
 	             "  --context k=v         the blob's encryption context\n"
 	             "  --dest-context k=v    the new blob's encryption context\n"
-	             "  --in, --out, --raw-in, --raw   as for encrypt and decrypt\n" },
+	             "  -i, -o, --raw-in, --raw   as for encrypt and decrypt (a blob only:\n"
+	             "                        an envelope message is decrypted and\n"
+	             "                        encrypted again)\n" },
 	{ .name = "data-key", .run = tool_data_key,
 	  .args = "--key KEY [--context k=v]... [--no-plaintext] [--out FILE]",
 	  .help = "Make an AES-256 data key: print it and its blob, base64, one a line",

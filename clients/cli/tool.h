@@ -10,8 +10,8 @@
 #define TOOL_PROG "kms"
 #define TOOL_ABOUT "Encrypt and decrypt with kms keys; get data keys and random bytes."
 
-/* Encrypt takes this much, for now: envelope encryption of files comes later
- * under the same command names. */
+/* What Encrypt (kms encrypt --mode direct) takes; --mode auto uses it up
+ * to this size and envelope encryption past it. */
 #define TOOL_ENCRYPT_MAX KMS_ENCRYPT_MAX_PLAINTEXT
 /* A ciphertext blob is the plaintext plus a small header: this is ample. */
 #define TOOL_BLOB_MAX (64 * 1024)

@@ -201,17 +201,39 @@ static void encrypt_input_limits(void **state)
 	write_file(exact, sizeof exact, "exact", NULL, 4096);
 	write_file(notb64, sizeof notb64, "notb64", "not base64!\n", 12);
 
-	expect(TOOL("encrypt", "--key", "k-1", "--in", big), CLI_EXIT_USAGE, NULL,
-	       "kms: input is 5000 bytes; kms encrypt takes at most 4096 "
-	       "(envelope encryption of files comes later)");
-	expect(TOOL("encrypt", "--key", "k-1", "--in", empty), CLI_EXIT_USAGE, NULL,
-	       "input is empty");
-	/* 4096 bytes pass the limit and go on to connect (and find no kmsd). */
-	expect(TOOL("encrypt", "--key", "k-1", "--in", exact, "--endpoint",
-	            "ipc:///tmp/kms-test-cli-nobody.sock", "--timeout", "100"),
-	       CLI_EXIT_UNREACHABLE, NULL, "no socket at /tmp/kms-test-cli-nobody.sock");
-	expect(TOOL("decrypt", "--in", notb64), CLI_EXIT_USAGE, NULL, "not base64");
+	/* Encrypt takes 1..4096 bytes: --mode direct refuses the rest, saying
+	 * what does take them. */
+	expect(TOOL("encrypt", "--key", "k-1", "--in", big, "--mode", "direct"), CLI_EXIT_USAGE,
+	       NULL, "kms: input is 5000 bytes; --mode direct takes at most 4096: use --mode "
+	       "envelope (or leave --mode out)\n");
+	expect(TOOL("encrypt", "--key", "k-1", "-i", empty, "--mode", "direct"), CLI_EXIT_USAGE,
+	       NULL, "input is empty");
+	/* 4096 bytes pass the limit and go on to connect (and find no kmsd);
+	 * so do 5000 and 0 bytes, as envelope messages (--mode auto). */
+	char *const go_on[] = { exact, big, empty };
+	for (size_t i = 0; i < 3; i++)
+		expect(TOOL("encrypt", "--key", "k-1", "--in", go_on[i], "--endpoint",
+		            "ipc:///tmp/kms-test-cli-nobody.sock", "--timeout", "100"),
+		       CLI_EXIT_UNREACHABLE, NULL, "no socket at /tmp/kms-test-cli-nobody.sock");
+	expect(TOOL("decrypt", "--in", notb64), CLI_EXIT_USAGE, NULL,
+	       "input is not an envelope message and not base64");
 	expect(TOOL("decrypt", "--in", empty), CLI_EXIT_USAGE, NULL, "ciphertext blob");
+	/* An envelope message is binary: with --json it needs a file, and
+	 * --json says so before anything is read from kmsd. */
+	expect(TOOL("encrypt", "--key", "k-1", "--in", big, "--json"), CLI_EXIT_USAGE, NULL,
+	       "--json with an envelope message needs -o FILE");
+	expect(TOOL("encrypt", "--key", "k-1", "--in", big, "--mode", "fast"), CLI_EXIT_USAGE,
+	       NULL, "--mode takes auto, direct or envelope");
+	expect(TOOL("encrypt", "--key", "k-1", "-x"), CLI_EXIT_USAGE, NULL, "unknown option -x");
+	expect(TOOL("decrypt", "-i"), CLI_EXIT_USAGE, NULL, "option -i needs a value");
+	expect(TOOL("random", "4", "-i", big), CLI_EXIT_USAGE, NULL, "unknown option -i");
+
+	/* Only a blob can be re-encrypted (inside kmsd). */
+	char message[128];
+	write_file(message, sizeof message, "message", "\x89kmsenv\n and the rest", 22);
+	expect(TOOL("re-encrypt", "--in", message), CLI_EXIT_USAGE, NULL,
+	       "input is an envelope message, and only a ciphertext blob");
+	unlink(message);
 	expect(TOOL("encrypt", "--key", "k-1", "--in", "/nonexistent/x"), CLI_EXIT_USAGE, NULL,
 	       "cannot read /nonexistent/x");
 	unlink(big);
