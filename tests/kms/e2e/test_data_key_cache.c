@@ -656,20 +656,28 @@ static void gate_close(gate *g)
 }
 
 /* Waits (bounded) until 15 of the 16 are waiting for the one fetch, which
- * the gate has sent on to kmsd and holds. */
-static void wait_fifteen_waiting(kms_data_key_cache *c, gate *g)
+ * the gate has sent on to kmsd and holds; the counts are cumulative, so
+ * from what they were before the round (base, base_forwarded). */
+static void wait_fifteen_waiting(kms_data_key_cache *c, gate *g,
+                                 const kms_data_key_cache_stats *base, unsigned base_forwarded)
 {
 	uint64_t deadline = mono_ms() + WAIT_MS;
 	kms_data_key_cache_stats s = stats_of(c);
-	for (int i = 0; i < WAIT_MS && (s.coalesced < THREADS - 1 || gate_forwarded(g) < 1); i++) {
+	for (int i = 0; i < WAIT_MS; i++) {
+		if (s.coalesced - base->coalesced >= THREADS - 1 &&
+		    gate_forwarded(g) - base_forwarded >= 1)
+			break;
 		if (mono_ms() > deadline)
 			break;
 		sleep_ms(1);
 		s = stats_of(c);
 	}
-	CHECK(s.coalesced == THREADS - 1 && s.misses == 1 && gate_forwarded(g) == 1,
-	      "after %d ms: %llu waiting, %llu fetching, %u forwarded; want 15, 1, 1", WAIT_MS,
-	      (unsigned long long)s.coalesced, (unsigned long long)s.misses, gate_forwarded(g));
+	unsigned forwarded = gate_forwarded(g) - base_forwarded;
+	unsigned long long waiting = s.coalesced - base->coalesced,
+	                   fetching = s.misses - base->misses;
+	CHECK(waiting == THREADS - 1 && fetching == 1 && forwarded == 1,
+	      "%llu waiting, %llu fetching, %u forwarded; want 15, 1, 1", waiting, fetching,
+	      forwarded);
 }
 
 /*
@@ -692,8 +700,9 @@ static void sixteen_threads_behind_a_gate(void **state)
 	racer rs[THREADS];
 	pthread_barrier_t start;
 
+	kms_data_key_cache_stats base = stats_of(c);
 	race(rs, &start, c, key);
-	wait_fifteen_waiting(c, &g);
+	wait_fifteen_waiting(c, &g, &base, 0);
 	gate_release(&g, 1);
 	race_join(rs, &start);
 	for (int i = 0; i < THREADS; i++) {
@@ -711,8 +720,9 @@ static void sixteen_threads_behind_a_gate(void **state)
 	kms_error err;
 	kms_status st = kms_disable_key(C, off, &err);
 	CHECK(st == KMS_OK, "disable: %s", err.message);
+	base = stats_of(c);
 	race(rs, &start, c, off);
-	wait_fifteen_waiting(c, &g); /* stats count both rounds: 15 more */
+	wait_fifteen_waiting(c, &g, &base, 1);
 	gate_release(&g, 1);
 	race_join(rs, &start);
 	for (int i = 0; i < THREADS; i++) {
