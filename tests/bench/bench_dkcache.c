@@ -254,7 +254,7 @@ static void print_row(const pass *p, const pass *base)
 	else if (p->kind == PASS_UNCACHED)
 		snprintf(bound, sizeof bound, "= %zu (one per object)", p->done);
 	else
-		snprintf(bound, sizeof bound, "= 1 (before the clock starts)");
+		snprintf(bound, sizeof bound, "= 1 (fetched before timing)");
 	double ops = p->seconds > 0 ? (double)p->done / p->seconds : 0;
 	double base_ops = base->seconds > 0 ? (double)base->done / base->seconds : 0;
 	printf("| %-26s | %9zu | %8.2f | %10.0f | %6.1fx | %9zu | %-28s |%s\n", p->label, p->done,
