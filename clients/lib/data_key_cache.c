@@ -75,7 +75,8 @@ typedef struct table {
 	entry **buckets;
 	size_t mask;                       /* buckets - 1, a power of two */
 	size_t count;                      /* linked entries, any state */
-	entry lru;                         /* sentinel: lru.older the most recent */
+	entry lru;                         /* circular, through this sentinel: lru.newer
+	                                    * the least recent, lru.older the most */
 } table;
 
 struct kms_data_key_cache {
