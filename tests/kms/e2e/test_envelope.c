@@ -512,6 +512,53 @@ static void encryptor_contract(void **state)
 	sink_free(&out);
 }
 
+/* With a data-key cache on both sides: 20 messages at max_messages 5 make
+ * 4 GenerateDataKey and 4 Decrypt calls; every message still has its own
+ * salt and nonce prefix, so no two are alike. */
+static void with_cache(void **state)
+{
+	(void)state;
+	kms_error err;
+	kms_data_key_cache *enc_cache = NULL, *dec_cache = NULL;
+	kms_data_key_cache_limits lim = { .max_age_ms = 600000, .max_messages = 5,
+	                                  .max_bytes = 1u << 30 };
+	assert_int_equal(kms_data_key_cache_new(C, &lim, &enc_cache, &err), KMS_OK);
+	assert_int_equal(kms_data_key_cache_new(C, &lim, &dec_cache, &err), KMS_OK);
+	uint8_t *pt = pattern(1000, 7);
+	uint8_t *msgs[20];
+	size_t lens[20];
+	kms_envelope_encrypt_options eo = { .cache = enc_cache };
+	for (size_t i = 0; i < 20; i++)
+		assert_int_equal(kms_envelope_encrypt_buffer(C, key_id, ctx, 2, &eo, pt, 1000,
+		                                             &msgs[i], &lens[i], &err), KMS_OK);
+	kms_data_key_cache_stats st;
+	kms_data_key_cache_stats_get(enc_cache, &st);
+	assert_int_equal(st.generate_calls, 4);
+	assert_int_equal(st.hits, 16);
+	for (size_t i = 1; i < 20; i++) {
+		assert_int_equal(lens[i], lens[0]);
+		assert_memory_not_equal(msgs[i] + 14, msgs[i - 1] + 14, 32 + 7); /* salt, prefix */
+	}
+	/* Messages 0..4 share one wrapped key, 5..9 the next: opened with a
+	 * cache, each group costs one Decrypt. */
+	kms_envelope_decrypt_options dopt = { .cache = dec_cache };
+	for (size_t i = 0; i < 20; i++) {
+		uint8_t *back = NULL;
+		size_t back_len = 0;
+		assert_int_equal(kms_envelope_decrypt_buffer(C, &dopt, msgs[i], lens[i], &back,
+		                                             &back_len, &err), KMS_OK);
+		assert_int_equal(back_len, 1000);
+		assert_memory_equal(back, pt, 1000);
+		kms_secure_free(back);
+		kms_free(msgs[i]);
+	}
+	kms_data_key_cache_stats_get(dec_cache, &st);
+	assert_int_equal(st.decrypt_calls, 4);
+	kms_data_key_cache_free(enc_cache);
+	kms_data_key_cache_free(dec_cache);
+	free(pt);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -521,6 +568,7 @@ int main(void)
 		cmocka_unit_test(required_context_and_key),
 		cmocka_unit_test(disabled_key),
 		cmocka_unit_test(encryptor_contract),
+		cmocka_unit_test(with_cache),
 	};
 	return cmocka_run_group_tests(tests, start, stop);
 }
