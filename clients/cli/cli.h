@@ -311,6 +311,7 @@ struct cli_sink {
 	int fd;            /* -1: the output stream through stdio (tests) */
 	bool own_fd;       /* fd is ours to close */
 	bool in_place;     /* the output stream or a special target */
+	bool unnamed;      /* fd is an O_TMPFILE file, linked in at commit */
 	char *temp;        /* the temporary file until committed, else NULL */
 	uint8_t *buf;      /* CLI_IO_BUF bytes, secure memory when secret */
 	size_t fill;

@@ -8,6 +8,8 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -193,12 +195,17 @@ static char *temp_name(const char *path)
 	return name;
 }
 
+/* The directory that holds path, malloc'ed; NULL when out of memory. */
+static char *dir_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	return slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+}
+
 /* fsyncs the directory that holds path, so the rename survives a crash. */
 static int sync_dir(const char *path)
 {
-	const char *slash = strrchr(path, '/');
-	char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path))
-	                  : strdup(".");
+	char *dir = dir_of(path);
 	if (!dir)
 		return ENOMEM;
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -291,7 +298,9 @@ int cli_input_open(struct cli *cli, const char *path, struct cli_input *in)
 		in->fd = -1;
 		return CLI_EXIT_USAGE;
 	}
-	if (fstat(in->fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 0) {
+	/* A size of 0 is not trusted: files under /proc and /sys (and some
+	 * FUSE file systems) say 0 and still hold bytes. */
+	if (fstat(in->fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
 		in->size_known = true;
 		in->size = (uint64_t)st.st_size;
 	}
@@ -369,8 +378,36 @@ int cli_sink_open(struct cli *cli, const char *path, bool secret, struct cli_sin
 		s->in_place = true;
 		return CLI_EXIT_OK;
 	}
-	/* As write_replacing: a new file of mode 0600 with a random name
-	 * beside the target, renamed over it only once whole. */
+	/* An unnamed file (O_TMPFILE) in the target's directory, given a name
+	 * and renamed over the target only once whole: a run that is
+	 * interrupted or killed (Ctrl-C, SIGKILL, a crash) leaves nothing
+	 * behind. Where the file system has no unnamed files, as
+	 * write_replacing: a new file of mode 0600 with a random name beside
+	 * the target, which an orderly failure removes. */
+	char *dir = dir_of(path);
+	if (!dir) {
+		cli_sink_abort(s);
+		return cli_out_of_memory(cli);
+	}
+	s->fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+	int tmp_errno = errno;
+	free(dir);
+	if (s->fd >= 0) {
+		s->own_fd = true;
+		s->unnamed = true;
+		if (fchmod(s->fd, 0600) != 0) { /* whatever the umask left */
+			fprintf(cli->err, "%s: cannot write %s: %s\n", cli->prog, path,
+			        strerror(errno));
+			cli_sink_abort(s);
+			return CLI_EXIT_USAGE;
+		}
+		return CLI_EXIT_OK;
+	}
+	if (tmp_errno != EOPNOTSUPP && tmp_errno != EISDIR && tmp_errno != EINVAL) {
+		fprintf(cli->err, "%s: cannot write %s: %s\n", cli->prog, path, strerror(tmp_errno));
+		cli_sink_abort(s);
+		return CLI_EXIT_USAGE;
+	}
 	if (!(s->temp = temp_name(path))) {
 		cli_sink_abort(s);
 		return cli_out_of_memory(cli);
@@ -428,12 +465,50 @@ int cli_sink_write(void *sink, const uint8_t *bytes, size_t len)
 	return 0;
 }
 
+/* Gives the sink's unnamed file a random name beside the target (s->temp,
+ * which the rename then moves over it). */
+static int link_unnamed(struct cli_sink *s)
+{
+	char fd_path[64];
+	snprintf(fd_path, sizeof fd_path, "/proc/self/fd/%d", s->fd);
+	for (int tries = 0; tries < 16; tries++) {
+		char *name = temp_name(s->path); /* ends in XXXXXX */
+		if (!name)
+			return ENOMEM;
+		uint8_t rnd[6];
+		if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+			free(name);
+			return EIO;
+		}
+		static const char alphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+		char *x = name + strlen(name) - sizeof rnd;
+		for (size_t i = 0; i < sizeof rnd; i++)
+			x[i] = alphabet[rnd[i] % (sizeof alphabet - 1)];
+		/* Through /proc as anyone may; AT_EMPTY_PATH needs a privilege. */
+		int rc = linkat(AT_FDCWD, fd_path, AT_FDCWD, name, AT_SYMLINK_FOLLOW);
+		if (rc != 0 && errno == ENOENT)
+			rc = linkat(s->fd, "", AT_FDCWD, name, AT_EMPTY_PATH);
+		if (rc == 0) {
+			s->temp = name;
+			s->unnamed = false;
+			return 0;
+		}
+		int e = errno;
+		free(name);
+		if (e != EEXIST)
+			return e;
+	}
+	return EEXIST;
+}
+
 int cli_sink_commit(struct cli_sink *s)
 {
 	struct cli *cli = s->cli;
 	int r = s->error ? s->error : sink_drain(s);
-	if (r == 0 && s->temp && fsync(s->fd) != 0)
+	if (r == 0 && (s->temp || s->unnamed) && fsync(s->fd) != 0)
 		r = errno;
+	if (r == 0 && s->unnamed)
+		r = link_unnamed(s);
 	if (r == 0 && s->own_fd) {
 		s->own_fd = false;
 		if (close(s->fd) != 0)

@@ -40,11 +40,15 @@ const struct cli_command tool_commands[] = {
 	             "  and a summary (key, version, sizes) is printed.\n" },
 	{ .name = "decrypt", .run = tool_decrypt,
 	  .args = "[--context k=v]... [-i|--in FILE|-] [-o|--out FILE|-] [--raw-in] [--key KEY] "
-	          "[--quiet]",
+	          "[--any-context] [--quiet]",
 	  .help = "Decrypt a blob or an envelope message (told apart by its first bytes)",
 	  .details = CONTEXT_HELP
-	             "                        (for an envelope message: when given, exactly\n"
-	             "                        its context, checked before kmsd is asked)\n"
+	             "                        (for an envelope message too: exactly its\n"
+	             "                        context, none for none; checked before kmsd is\n"
+	             "                        asked, so a message moved from another tenant's\n"
+	             "                        or purpose's path is refused)\n"
+	             "  --any-context         an envelope message under whatever context its\n"
+	             "                        header holds (kmsd still authorizes it)\n"
 	             "  -i, --in FILE         the blob or envelope message (default: stdin)\n"
 	             "  -o, --out FILE        where the plaintext goes (default: stdout)\n"
 	             OUT_HELP

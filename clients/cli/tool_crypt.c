@@ -28,6 +28,7 @@ enum {
 	OPT_RAW_IN,
 	OPT_MODE,
 	OPT_QUIET,
+	OPT_ANY_CONTEXT,
 	/* A letter is also the option's short form (cli_getopt): -i, -o. */
 	OPT_IN = 'i',
 	OPT_OUT = 'o',
@@ -46,6 +47,7 @@ struct crypt_args {
 	bool raw_in;
 	enum crypt_mode mode;
 	bool quiet;
+	bool any_context;
 };
 
 /* The input a blob can take: raw, or base64, which may be wrapped (CRLF
@@ -97,6 +99,9 @@ static int parse(struct cli *cli, int argc, char **argv, const struct option *op
 				a->mode = MODE_ENVELOPE;
 			else
 				return cli_usage_error(cli, "--mode takes auto, direct or envelope");
+			break;
+		case OPT_ANY_CONTEXT:
+			a->any_context = true;
 			break;
 		case OPT_QUIET:
 			a->quiet = true;
@@ -196,7 +201,11 @@ static const char *hint_for(const kms_error *err, bool envelope_encrypt)
 		if (strstr(err->message, "PENDING_DELETION"))
 			return "; an admin can cancel its deletion (kms-admin key cancel-deletion KEY)";
 	}
-	if (err->origin == KMS_ERROR_LOCAL && err->status == KMS_INVALID_CIPHERTEXT)
+	if (err->origin == KMS_ERROR_LOCAL && err->status == KMS_INVALID_ARGUMENT &&
+	    strstr(err->message, "not the one required"))
+		return " with --context k=v (or --any-context to take whatever it holds)";
+	if (err->origin == KMS_ERROR_LOCAL && err->status == KMS_INVALID_CIPHERTEXT &&
+	    !strstr(err->message, "upgrade kms"))
 		return "; this copy cannot be decrypted: use an intact one";
 	return NULL;
 }
@@ -331,6 +340,7 @@ static int encrypt_envelope(struct cli *cli, const struct crypt_args *a, struct 
 	struct cli_progress progress = { 0 };
 	kms_error err;
 	uint64_t fed = 0;
+	bool grew = false;
 	int code, r;
 
 	if ((code = envelope_target_check(cli, a, true)) != CLI_EXIT_OK)
@@ -349,8 +359,10 @@ static int encrypt_envelope(struct cli *cli, const struct crypt_args *a, struct 
 	}
 	cli_progress_start(cli, &progress, !a->quiet && in->size_known, in->size);
 	for (;;) {
-		if (in->size_known && got > in->size - fed)
-			break; /* the file grew: said below */
+		if (in->size_known && got > in->size - fed) {
+			grew = true; /* said below */
+			break;
+		}
 		if (kms_envelope_encrypt_update(enc, buf, got, &err) != KMS_OK) {
 			code = envelope_fail(cli, &err, &progress, &sink, true);
 			goto out;
@@ -366,7 +378,7 @@ static int encrypt_envelope(struct cli *cli, const struct crypt_args *a, struct 
 		}
 	}
 	kms_wipe(buf, CLI_IO_BUF);
-	if (in->size_known && (fed != in->size || !in->eof)) {
+	if (in->size_known && (grew || fed != in->size || !in->eof)) {
 		/* The message would not be the file as it is now, or as it was. */
 		cli_progress_end(&progress);
 		fprintf(cli->err, "%s: %s changed size while it was read (it was %" PRIu64 " bytes):"
@@ -526,11 +538,13 @@ static int decrypt_envelope(struct cli *cli, const struct crypt_args *a, struct 
 		goto out;
 	if ((code = cli_sink_open(cli, a->out, true, &sink)) != CLI_EXIT_OK)
 		goto out;
-	/* --context, when given, must be the message's own, exactly: checked
-	 * before kmsd is asked for anything. */
+	/* The message's context must be exactly --context (none given: the
+	 * empty context), as for a blob: checked before kmsd is asked for
+	 * anything, so a message moved from another tenant's or purpose's
+	 * path is refused. --any-context takes whatever it holds. */
 	kms_envelope_decrypt_options opts = {
 		.key_id = a->key_id,
-		.require_context = a->context.n > 0,
+		.require_context = !a->any_context,
 		.context = a->context.pairs,
 		.n_context = a->context.n,
 		.size_known = in->size_known,
@@ -591,6 +605,7 @@ int tool_decrypt(struct cli *cli, int argc, char **argv)
 		{ "out", required_argument, NULL, OPT_OUT },
 		{ "raw-in", no_argument, NULL, OPT_RAW_IN },
 		{ "quiet", no_argument, NULL, OPT_QUIET },
+		{ "any-context", no_argument, NULL, OPT_ANY_CONTEXT },
 		CLI_BASE_OPTIONS, CLI_CONN_OPTIONS, { 0 },
 	};
 	struct crypt_args a;
@@ -601,6 +616,10 @@ int tool_decrypt(struct cli *cli, int argc, char **argv)
 
 	if (code != CLI_PROCEED)
 		goto out;
+	if (a.any_context && a.context.n > 0) {
+		code = cli_usage_error(cli, "--any-context and --context: give one or the other");
+		goto out;
+	}
 	if ((code = cli_input_open(cli, a.in, &in)) != CLI_EXIT_OK)
 		goto out;
 	/* Room for the largest blob and one byte more, to see that it is too

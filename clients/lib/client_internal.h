@@ -15,6 +15,7 @@
 
 #include <kms/client.h>
 #include <kms/client_raw.h>
+#include <kms/data_key_cache.h>
 
 #include "proto/status_wire.h"
 
@@ -134,6 +135,11 @@ void client_tls_free(kms_client *c);
 kms_status client_credentials_pick(const kms_client_options *opts, kms_credentials *creds,
                                    const char **access_key_id,
                                    const uint8_t **secret, kms_error *err) KMS_MUST_USE;
+
+/* ---- the data-key cache (data_key_cache.c) ---- */
+
+/* The client a cache was made on (the envelope calls check it is theirs). */
+kms_client *client_data_key_cache_client(const kms_data_key_cache *cache);
 
 /* Resets *err (NULL is fine). */
 void client_error_clear(kms_error *err);

@@ -594,6 +594,11 @@ static kms_status limits_check(const kms_data_key_cache_limits *l, kms_error *er
 	return KMS_OK;
 }
 
+kms_client *client_data_key_cache_client(const kms_data_key_cache *cache)
+{
+	return cache ? cache->client : NULL;
+}
+
 kms_status kms_data_key_cache_new(kms_client *client, const kms_data_key_cache_limits *limits,
                                   kms_data_key_cache **out, kms_error *err)
 {

@@ -40,8 +40,13 @@ bool kms_envelope_is_message(const uint8_t *bytes, size_t len)
 uint64_t kms_envelope_message_size(uint64_t len, uint32_t segment_size, size_t header_len)
 {
 	uint64_t p = segment_size ? segment_size : KMS_ENVELOPE_SEGMENT_DEFAULT;
-	uint64_t segments = len == 0 ? 1 : (len + p - 1) / p;
-	return header_len + len + segments * ENV_TAG_LEN;
+	uint64_t segments = len == 0 ? 1 : len / p + (len % p != 0);
+	if (segments > UINT64_MAX / ENV_TAG_LEN)
+		return UINT64_MAX;
+	uint64_t tags = segments * ENV_TAG_LEN;
+	if (len > UINT64_MAX - tags || header_len > UINT64_MAX - len - tags)
+		return UINT64_MAX;
+	return header_len + len + tags;
 }
 
 static kms_status write_out(kms_envelope_write_fn write, void *arg, const uint8_t *bytes,
@@ -206,6 +211,12 @@ kms_status kms_envelope_encrypt_init(kms_client *client, const char *key_id,
 		                 KMS_ENVELOPE_SEGMENT_MIN, KMS_ENVELOPE_SEGMENT_MAX);
 		goto out;
 	}
+	if (opts->cache && client_data_key_cache_client(opts->cache) != client) {
+		st = client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
+		                 "%s: the data-key cache was made on another client; make one "
+		                 "on this client", op);
+		goto out;
+	}
 	KMS_GUARD_OUT(st, encode_context(context, n_context, op, &ctx_bytes, &ctx_len, err));
 
 	enc = calloc(1, sizeof(*enc));
@@ -368,6 +379,10 @@ struct kms_envelope_decryptor {
 	size_t pending_len;
 	uint8_t *plain;           /* segment_size, secure */
 	uint64_t released;
+	/* The header's context, once read: pairs into ctx_strings. */
+	char *ctx_strings;
+	kms_context_pair ctx_pairs[KMS_CONTEXT_MAX_PAIRS];
+	size_t n_ctx;
 	char opened_key_id[KMS_KEY_ID_MAX + 1];
 	uint32_t opened_key_version;
 };
@@ -381,6 +396,7 @@ void kms_envelope_decryptor_free(kms_envelope_decryptor *dec)
 	free(dec->want_context);
 	free(dec->header);
 	free(dec->pending);
+	free(dec->ctx_strings);
 	kms_secure_free(dec->plain);
 	kms_wipe(dec, sizeof(*dec));
 	free(dec);
@@ -401,6 +417,18 @@ uint32_t kms_envelope_decryptor_key_version(const kms_envelope_decryptor *dec)
 	return dec ? dec->opened_key_version : 0;
 }
 
+size_t kms_envelope_decryptor_context(const kms_envelope_decryptor *dec,
+                                      const kms_context_pair **pairs)
+{
+	if (pairs)
+		*pairs = NULL;
+	if (!dec || dec->state == DEC_HEADER || !dec->opened_key_id[0])
+		return 0;
+	if (pairs)
+		*pairs = dec->ctx_pairs;
+	return dec->n_ctx;
+}
+
 kms_status kms_envelope_decrypt_init(kms_client *client, const kms_envelope_decrypt_options *opts,
                                      kms_envelope_write_fn write, void *write_arg,
                                      kms_envelope_decryptor **out, kms_error *err)
@@ -418,6 +446,10 @@ kms_status kms_envelope_decrypt_init(kms_client *client, const kms_envelope_decr
 		                   "%s: client and write are required", op);
 	if (!opts)
 		opts = &defaults;
+	if (opts->cache && client_data_key_cache_client(opts->cache) != client)
+		return client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
+		                   "%s: the data-key cache was made on another client; make one "
+		                   "on this client", op);
 	kms_envelope_decryptor *dec = calloc(1, sizeof(*dec));
 	if (!dec)
 		return client_fail(err, KMS_INTERNAL, KMS_ERROR_LOCAL, "%s: out of memory", op);
@@ -552,10 +584,16 @@ static kms_status open_header(kms_envelope_decryptor *dec, kms_error *err)
 	if (st == KMS_INVALID_CIPHERTEXT && err) {
 		char server[KMS_ERROR_MESSAGE_MAX];
 		memcpy(server, err->message, sizeof server);
-		client_fail(err, st, err->origin,
-		            "envelope decrypt: kmsd cannot open the header's data key (the header "
-		            "was altered, or the message is not from this service): %.160s",
-		            server);
+		if (dec->key_id)
+			client_fail(err, st, err->origin,
+			            "envelope decrypt: kmsd cannot open the header's data key (it is "
+			            "not under key %.80s, or the header was altered): %.140s",
+			            dec->key_id, server);
+		else
+			client_fail(err, st, err->origin,
+			            "envelope decrypt: kmsd cannot open the header's data key (the "
+			            "header was altered, or the message is not from this service): "
+			            "%.140s", server);
 	}
 	if (st != KMS_OK)
 		goto out;
@@ -581,7 +619,7 @@ static kms_status open_header(kms_envelope_decryptor *dec, kms_error *err)
 	if (CRYPTO_memcmp(mac, h.mac, ENV_MAC_LEN) != 0) {
 		st = client_fail(err, KMS_INVALID_CIPHERTEXT, KMS_ERROR_LOCAL,
 		                 "envelope decrypt: the header does not authenticate (tampered: its "
-		                 "segment size, salt or nonce prefix was changed)");
+		                 "segment size, salt, nonce prefix or MAC was changed)");
 		goto out;
 	}
 	if (!env_derive_payload_key(pt.bytes, h.salt, h.mac, keys->payload) ||
@@ -600,6 +638,10 @@ static kms_status open_header(kms_envelope_decryptor *dec, kms_error *err)
 	}
 	memcpy(dec->opened_key_id, pt.key_id, sizeof dec->opened_key_id);
 	dec->opened_key_version = pt.key_version;
+	memcpy(dec->ctx_pairs, pairs, n_pairs * sizeof pairs[0]);
+	dec->n_ctx = n_pairs;
+	dec->ctx_strings = strings;
+	strings = NULL;
 	dec->state = DEC_BODY;
 out:
 	kms_plaintext_free(&pt);
@@ -635,7 +677,7 @@ static kms_status open_one(kms_envelope_decryptor *dec, const uint8_t *in, size_
 			                   "(segment %llu is its last)", n);
 		return client_fail(err, KMS_INVALID_CIPHERTEXT, KMS_ERROR_LOCAL,
 		                   "envelope decrypt: segment %llu does not authenticate (tampered, "
-		                   "reordered, cut short, or from another message)", n);
+		                   "reordered, cut short, extended, or from another message)", n);
 	}
 	dec->counter++;
 	size_t pt_len = len - ENV_TAG_LEN;

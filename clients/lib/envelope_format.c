@@ -57,12 +57,17 @@ kms_status env_header_length(const uint8_t *bytes, size_t len, size_t *total,
 		return bad(why, "not a kms envelope message (its first bytes are not the envelope magic)");
 	if (len <= ENV_OFF_VERSION)
 		return KMS_OK;
+	/* A number above ours may be a newer writer's; below it, damage. */
+	if (bytes[ENV_OFF_VERSION] > ENV_VERSION)
+		return bad(why, "a newer envelope format version than this kms reads (upgrade kms)");
 	if (bytes[ENV_OFF_VERSION] != ENV_VERSION)
-		return bad(why, "an envelope format version this kms does not read (upgrade kms)");
+		return bad(why, "envelope format version 0, which no kms writes (header damaged)");
 	if (len <= ENV_OFF_SUITE)
 		return KMS_OK;
+	if (bytes[ENV_OFF_SUITE] > ENV_SUITE_AES256GCM_HKDF_SHA256)
+		return bad(why, "a newer envelope cipher suite than this kms reads (upgrade kms)");
 	if (bytes[ENV_OFF_SUITE] != ENV_SUITE_AES256GCM_HKDF_SHA256)
-		return bad(why, "an envelope cipher suite this kms does not read (upgrade kms)");
+		return bad(why, "envelope cipher suite 0, which no kms writes (header damaged)");
 	if (len < ENV_OFF_WRAPPED)
 		return KMS_OK;
 	uint32_t segment = get_u32be(bytes + ENV_OFF_SEGMENT);

@@ -78,8 +78,11 @@ typedef struct kms_envelope_decrypt_options {
 	 * an alias), as kmsd checks it. */
 	const char *key_id;
 	/* When require_context is true, the message's encryption context must
-	 * be exactly this map (order free), else KMS_INVALID_ARGUMENT before
-	 * anything is sent to kmsd. */
+	 * be exactly this map (order free; n_context 0: the empty context),
+	 * else KMS_INVALID_ARGUMENT before anything is sent to kmsd. Leave it
+	 * false only to accept whatever context the message holds (kmsd still
+	 * authorizes the Decrypt under it); then read it with
+	 * kms_envelope_decryptor_context. */
 	bool require_context;
 	const kms_context_pair *context;
 	size_t n_context;
@@ -149,6 +152,15 @@ KMS_EXPORT uint64_t kms_envelope_decryptor_released(const kms_envelope_decryptor
 KMS_EXPORT const char *kms_envelope_decryptor_key_id(const kms_envelope_decryptor *dec);
 KMS_EXPORT uint32_t kms_envelope_decryptor_key_version(const kms_envelope_decryptor *dec);
 
+/* Once the header has been read and its data key opened: the message's
+ * encryption context (*pairs, valid until the decryptor is freed; the
+ * count is returned; 0 and NULL before). A caller that did not set
+ * require_context must check it before trusting the plaintext: the context
+ * says whose data this is and for what, and a message moved from another
+ * tenant's path decrypts with its own. */
+KMS_EXPORT size_t kms_envelope_decryptor_context(const kms_envelope_decryptor *dec,
+                                                 const kms_context_pair **pairs);
+
 KMS_EXPORT void kms_envelope_decryptor_free(kms_envelope_decryptor *dec);
 
 /* ---- whole buffers ---- */
@@ -172,7 +184,8 @@ KMS_EXPORT kms_status kms_envelope_decrypt_buffer(kms_client *client,
                                                   kms_error *err) KMS_MUST_USE;
 
 /* The size of the message sealing len plaintext bytes in segments of
- * segment_size (0: default), beside a header of header_len bytes. */
+ * segment_size (0: default), beside a header of header_len bytes;
+ * UINT64_MAX when that does not fit in 64 bits. */
 KMS_EXPORT uint64_t kms_envelope_message_size(uint64_t len, uint32_t segment_size,
                                               size_t header_len);
 

@@ -254,7 +254,8 @@ static void test_header_refusals(void **state)
 	} cases[] = {
 		{ 0, 'K', "not a kms envelope" },
 		{ 7, '\r', "not a kms envelope" },
-		{ ENV_OFF_VERSION, 2, "version" },
+		{ ENV_OFF_VERSION, 2, "newer envelope format version" },
+		{ ENV_OFF_VERSION, 0, "header damaged" },
 		{ ENV_OFF_SUITE, 0, "suite" },
 		{ ENV_OFF_SEGMENT, 0x01, "segment size" },          /* 16 MiB + 4 KiB */
 		{ ENV_OFF_SEGMENT + 2, 0x0f, "segment size" },      /* 3,840 */

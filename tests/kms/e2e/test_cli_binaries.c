@@ -573,9 +573,20 @@ static void envelope_round_trips_files_of_any_size(void **state)
 	}
 	assert_int_equal(count_prefixed(H.dir, ".env-"), 0); /* no temporary file left */
 
-	/* Without --context: the message's own context is used. --json: a
+	/* Without --context, the message's context must be empty: refused
+	 * before kmsd is asked, with the message's keys and what to give. */
+	struct run r = KMS("decrypt", "-i", sealed, "-o", back);
+	expect(&r, 2, NULL, "decrypt without its context");
+	expect_one_line(r.err, "(the message's keys: purpose); give its exact context with "
+	                "--context k=v (or --any-context", "decrypt without its context");
+	run_free(&r);
+	r = KMS("decrypt", "--any-context", "--context", "purpose=scan", "-i", sealed, "-o", back);
+	expect(&r, 2, NULL, "--any-context with --context");
+	run_free(&r);
+
+	/* --any-context: the message's own context is used. --json: a
 	 * summary on stdout, the plaintext in the file. */
-	struct run r = KMS("decrypt", "-i", sealed, "-o", back, "--json");
+	r = KMS("decrypt", "--any-context", "-i", sealed, "-o", back, "--json");
 	expect(&r, 0, NULL, "decrypt --json");
 	json_t *j = parse_json(r.out, "decrypt --json");
 	assert_string_equal(json_string_value(json_object_get(j, "format")), "envelope");
@@ -735,6 +746,55 @@ static void expect_decrypt_fails(const char *in, const char *out, int code, cons
 	assert_int_equal(count_prefixed(H.dir, prefix), 0);
 }
 
+/* A decrypt killed half-way (SIGKILL: no handler can run) leaves nothing
+ * beside its target: the output is an unnamed file until it is whole. The
+ * message goes through a FIFO held open, so kms is inside the message
+ * (3 MiB read, the rest not sent) when it is killed; then a file from
+ * /proc, which says it is 0 bytes long and is not, is sealed whole. */
+static void envelope_interrupted_leaves_nothing(void **state)
+{
+	(void)state;
+	char key_id[35], plain[700], sealed[700], fifo[700], out[700], back[700];
+	assert_true(harness_create_key(&H, "alias/cli-kill", key_id));
+	path_in(plain, sizeof plain, "kill.bin");
+	path_in(sealed, sizeof sealed, "kill.kms");
+	path_in(fifo, sizeof fifo, "kill.fifo");
+	path_in(out, sizeof out, "kill.out");
+	write_pattern(plain, BIG, true, 77);
+	struct run r = KMS("encrypt", "--key", key_id, "-i", plain, "-o", sealed);
+	expect(&r, 0, NULL, "encrypt");
+	run_free(&r);
+
+	static const char script[] =
+		"set -e; mkfifo \"$3\"; "
+		"\"$1\" decrypt --quiet -i \"$3\" -o \"$4\" --endpoint \"$5\" & pid=$!; "
+		"exec 3>\"$3\"; head -c 3145728 \"$2\" >&3; "
+		"kill -KILL $pid; wait $pid || true; exec 3>&-; rm -f \"$3\"";
+	r = bash_run(script, (const char *const[]){ bin_env("KMS_TEST_KMS"), sealed, fifo, out,
+	                                           H.ipc_url, NULL });
+	expect(&r, 0, NULL, "decrypt killed half-way");
+	run_free(&r);
+	assert_false(exists(out));
+	assert_int_equal(count_prefixed(H.dir, ".kill.out."), 0);
+
+	/* /proc/version: 0 bytes by its size, some by its content. */
+	path_in(sealed, sizeof sealed, "proc.kms");
+	path_in(back, sizeof back, "proc.out");
+	r = KMS("encrypt", "--key", key_id, "--mode", "envelope", "-i", "/proc/version", "-o",
+	        sealed);
+	expect(&r, 0, NULL, "encrypt /proc/version");
+	run_free(&r);
+	r = KMS("decrypt", "-i", sealed, "-o", back);
+	expect(&r, 0, NULL, "decrypt /proc/version's message");
+	run_free(&r);
+	size_t len = 0;
+	char *text = harness_read_file(back, &len);
+	assert_non_null(text);
+	assert_true(len > 0);
+	assert_non_null(strstr(text, "Linux"));
+	free(text);
+}
+
 static void envelope_failures_leave_no_output(void **state)
 {
 	(void)state;
@@ -823,7 +883,8 @@ static void envelope_failures_leave_no_output(void **state)
 
 	/* No kmsd: exit 3, no file. */
 	r = cli_run(bin_env("KMS_TEST_KMS"), NULL, false,
-	            (const char *const[]){ "decrypt", "-i", sealed, "-o", out, "--endpoint",
+	            (const char *const[]){ "decrypt", "--context", "purpose=scan", "-i", sealed,
+	                                   "-o", out, "--endpoint",
 	                                   "ipc:///nonexistent/kms.sock", "--timeout", "500",
 	                                   NULL });
 	expect(&r, 3, NULL, "decrypt with no kmsd");
@@ -953,6 +1014,7 @@ int main(void)
 		cmocka_unit_test(envelope_streams_through_pipes),
 		cmocka_unit_test(auto_mode_picks_a_blob_or_an_envelope),
 		cmocka_unit_test(envelope_failures_leave_no_output),
+		cmocka_unit_test(envelope_interrupted_leaves_nothing),
 		cmocka_unit_test(envelope_refused_on_a_disabled_key),
 		cmocka_unit_test(envelope_never_written_to_a_terminal),
 	};

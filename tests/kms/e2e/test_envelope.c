@@ -232,6 +232,10 @@ static void buffers(void **state)
 	kms_free(msg);
 	kms_free(msg2);
 	free(pt);
+	/* Sizes that do not fit in 64 bits saturate. */
+	assert_int_equal(kms_envelope_message_size(UINT64_MAX - 10, 0, 100), UINT64_MAX);
+	assert_int_equal(kms_envelope_message_size(UINT64_MAX / 2, 1, 0), UINT64_MAX);
+	assert_int_equal(kms_envelope_message_size(0, 0, 200), 216);
 }
 
 /* A message of 4 segments (3 full and 7 bytes) at P = 4096. */
@@ -428,6 +432,23 @@ static void required_context_and_key(void **state)
 	assert_int_equal(open_msg(f.m.bytes, f.m.len, SIZE_MAX, &o, &out, &err, NULL),
 	                 KMS_INVALID_ARGUMENT);
 
+	/* Not required: the message's context is there to read once its
+	 * header is in (and not before). */
+	kms_envelope_decryptor *dec = NULL;
+	const kms_context_pair *got = (const kms_context_pair *)ctx;
+	assert_int_equal(kms_envelope_decrypt_init(C, NULL, sink_write, &out, &dec, &err), KMS_OK);
+	assert_int_equal(kms_envelope_decryptor_context(dec, &got), 0);
+	assert_null(got);
+	assert_int_equal(kms_envelope_decrypt_update(dec, f.m.bytes, f.m.len, &err), KMS_OK);
+	assert_int_equal(kms_envelope_decryptor_context(dec, &got), 2);
+	assert_string_equal(got[0].key, "purpose");
+	assert_string_equal(got[0].value, "backup");
+	assert_string_equal(got[1].key, "tenant");
+	assert_string_equal(got[1].value, "42");
+	assert_int_equal(kms_envelope_decrypt_final(dec, &err), KMS_OK);
+	kms_envelope_decryptor_free(dec);
+	sink_free(&out);
+
 	kms_envelope_decrypt_options k = { .key_id = other_key };
 	assert_int_not_equal(open_msg(f.m.bytes, f.m.len, SIZE_MAX, &k, &out, &err, NULL),
 	                     KMS_OK);
@@ -554,6 +575,20 @@ static void with_cache(void **state)
 	}
 	kms_data_key_cache_stats_get(dec_cache, &st);
 	assert_int_equal(st.decrypt_calls, 4);
+
+	/* A cache belongs to the client it was made on. */
+	kms_client *other = NULL;
+	const char *endpoints[] = { H.ipc_url };
+	kms_client_options copts = { .endpoints = endpoints, .n_endpoints = 1,
+	                             .timeout_ms = 10000 };
+	assert_int_equal(kms_client_open(&copts, &other, &err), KMS_OK);
+	uint8_t *m = NULL;
+	size_t m_len = 0;
+	assert_int_equal(kms_envelope_encrypt_buffer(other, key_id, ctx, 2, &eo, pt, 1000, &m,
+	                                             &m_len, &err), KMS_INVALID_ARGUMENT);
+	assert_non_null(strstr(err.message, "another client"));
+	kms_client_close(other);
+
 	kms_data_key_cache_free(enc_cache);
 	kms_data_key_cache_free(dec_cache);
 	free(pt);
