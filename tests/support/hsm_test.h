@@ -19,6 +19,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/support/group.h"
+
 #include <stdbool.h>
 #include <sys/types.h>
 

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/support/group.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>

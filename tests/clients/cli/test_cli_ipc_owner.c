@@ -22,6 +22,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/support/group.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>

@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/support/group.h"
+
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -30,6 +30,8 @@
 #include <time.h>
 #include <cmocka.h>
 
+#include "tests/support/group.h"
+
 #include "kms/store/store.h"
 #include "tests/kms/authz/authz_expectations.h"
 #include "tests/support/audit_check.h"

@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/support/group.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>

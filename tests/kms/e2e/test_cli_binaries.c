@@ -28,6 +28,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/support/group.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

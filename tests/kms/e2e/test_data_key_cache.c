@@ -21,6 +21,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/support/group.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

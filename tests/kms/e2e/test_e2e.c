@@ -18,6 +18,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "tests/support/group.h"
+
 #include "tests/support/harness.h"
 #include "tests/support/sp_raw.h"
 #include "hsm/hsm.h"

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/support/group.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -40,6 +40,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/support/group.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>

@@ -24,6 +24,8 @@
 
 #include <cmocka.h>
 
+#include "tests/support/group.h"
+
 #include <kms/sign.h>
 
 #include "kms/store/store.h"
