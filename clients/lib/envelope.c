@@ -93,6 +93,40 @@ static kms_status encode_context(const kms_context_pair *context, size_t n, cons
 	return KMS_OK;
 }
 
+/* Both directions hold one block back (a segment to seal, a sealed segment
+ * to open) until a byte after it arrives: only then is it known not to be
+ * the last. This feeds in[0..len) through that: every block known not to
+ * be the last goes to `take`, from the hold-back buffer or, when it is
+ * empty and more than a block is at hand, straight from the input; what is
+ * left stays in buf[0..*fill). */
+typedef kms_status (*block_fn)(void *self, const uint8_t *block, size_t len, kms_error *err);
+
+static kms_status hold_back(uint8_t *buf, size_t *fill, size_t block, const uint8_t *in,
+                            size_t len, block_fn take, void *self, kms_error *err)
+{
+	kms_status st;
+	while (len > 0) {
+		if (*fill == block) {
+			if ((st = take(self, buf, block, err)) != KMS_OK)
+				return st;
+			*fill = 0;
+		}
+		if (*fill == 0 && len > block) {
+			if ((st = take(self, in, block, err)) != KMS_OK)
+				return st;
+			in += block;
+			len -= block;
+			continue;
+		}
+		size_t n = block - *fill < len ? block - *fill : len;
+		memcpy(buf + *fill, in, n);
+		*fill += n;
+		in += n;
+		len -= n;
+	}
+	return KMS_OK;
+}
+
 /* ---- encryption ---- */
 
 struct kms_envelope_encryptor {
@@ -278,6 +312,11 @@ static kms_status seal_one(kms_envelope_encryptor *enc, const uint8_t *in, size_
 	return write_out(enc->write, enc->write_arg, enc->sealed, len + ENV_TAG_LEN, err);
 }
 
+static kms_status seal_not_last(void *self, const uint8_t *segment, size_t len, kms_error *err)
+{
+	return seal_one(self, segment, len, false, err);
+}
+
 static kms_status enc_fail(kms_envelope_encryptor *enc, kms_status st)
 {
 	enc->done = true;
@@ -303,31 +342,9 @@ kms_status kms_envelope_encrypt_update(kms_envelope_encryptor *enc, const uint8_
 		                                 "%llu bytes announced",
 		                                 (unsigned long long)enc->size));
 	enc->taken += len;
-	size_t p = enc->segment_size;
-	kms_status st;
-	while (len > 0) {
-		if (enc->fill == p) {
-			/* More bytes follow: the held-back segment is not the last. */
-			st = seal_one(enc, enc->plain, p, false, err);
-			if (st != KMS_OK)
-				return enc_fail(enc, st);
-			enc->fill = 0;
-		}
-		if (enc->fill == 0 && len > p) {
-			st = seal_one(enc, plaintext, p, false, err);
-			if (st != KMS_OK)
-				return enc_fail(enc, st);
-			plaintext += p;
-			len -= p;
-			continue;
-		}
-		size_t n = p - enc->fill < len ? p - enc->fill : len;
-		memcpy(enc->plain + enc->fill, plaintext, n);
-		enc->fill += n;
-		plaintext += n;
-		len -= n;
-	}
-	return KMS_OK;
+	kms_status st = hold_back(enc->plain, &enc->fill, enc->segment_size, plaintext, len,
+	                          seal_not_last, enc, err);
+	return st == KMS_OK ? KMS_OK : enc_fail(enc, st);
 }
 
 kms_status kms_envelope_encrypt_final(kms_envelope_encryptor *enc, kms_error *err)
@@ -688,6 +705,11 @@ static kms_status open_one(kms_envelope_decryptor *dec, const uint8_t *in, size_
 	return st;
 }
 
+static kms_status open_not_last(void *self, const uint8_t *sealed, size_t len, kms_error *err)
+{
+	return open_one(self, sealed, len, false, err);
+}
+
 kms_status kms_envelope_decrypt_update(kms_envelope_decryptor *dec, const uint8_t *message,
                                        size_t len, kms_error *err)
 {
@@ -743,30 +765,9 @@ kms_status kms_envelope_decrypt_update(kms_envelope_decryptor *dec, const uint8_
 	}
 	if (dec->state != DEC_BODY)
 		return KMS_OK;
-	size_t full = (size_t)dec->segment_size + ENV_TAG_LEN;
-	while (len > 0) {
-		if (dec->pending_len == full) {
-			/* A byte follows: the held-back segment is not the last. */
-			st = open_one(dec, dec->pending, full, false, err);
-			if (st != KMS_OK)
-				return dec_fail(dec, st);
-			dec->pending_len = 0;
-		}
-		if (dec->pending_len == 0 && len > full) {
-			st = open_one(dec, message, full, false, err);
-			if (st != KMS_OK)
-				return dec_fail(dec, st);
-			message += full;
-			len -= full;
-			continue;
-		}
-		size_t n = full - dec->pending_len < len ? full - dec->pending_len : len;
-		memcpy(dec->pending + dec->pending_len, message, n);
-		dec->pending_len += n;
-		message += n;
-		len -= n;
-	}
-	return KMS_OK;
+	st = hold_back(dec->pending, &dec->pending_len, (size_t)dec->segment_size + ENV_TAG_LEN,
+	               message, len, open_not_last, dec, err);
+	return st == KMS_OK ? KMS_OK : dec_fail(dec, st);
 }
 
 kms_status kms_envelope_decrypt_final(kms_envelope_decryptor *dec, kms_error *err)
