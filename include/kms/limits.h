@@ -29,6 +29,23 @@
  * stays well inside KMS_REQUEST_MAX_DEFAULT. */
 #define KMS_BATCH_MAX 1000
 
+/* Sign, Verify, GenerateMac, VerifyMac: a message is 1..4096 bytes (hash a
+ * larger one and sign its digest); a digest (MESSAGE_DIGEST) is a SHA-256,
+ * 32 bytes. A signature given to Verify is at most 256 bytes (a DER P-256
+ * signature is at most 72, Ed25519's 64). A MAC is HMAC-SHA256's 32. */
+#define KMS_SIGN_MESSAGE_MAX 4096
+#define KMS_SIGN_DIGEST_LEN 32
+#define KMS_SIGNATURE_MAX 256
+#define KMS_MAC_LEN 32
+
+/* Pseudonymize (docs/pseudonyms.md): 1..10,000 values of 1..1024 bytes in
+ * one request (bulk tokenisation; the request's size bound applies too),
+ * and the text form's length with its NUL: "kp_" + 8 hex + "_" + up to
+ * 10 digits of version + "_" + 32 base32 characters. */
+#define KMS_PSEUDONYM_VALUES_MAX 10000
+#define KMS_PSEUDONYM_VALUE_MAX 1024
+#define KMS_PSEUDONYM_TEXT_SIZE 56
+
 /* ---- the encryption context ----
  * Bound into every blob's authenticated data, so the largest encoding must
  * stay small: 2 + 64 * (2 + 256 + 2 + 1024) bytes. */
