@@ -54,6 +54,65 @@ enum {
 	OPT_PROTECTION,
 };
 
+/* The one usage kmsd gives each spec. */
+static kms_key_usage usage_of(kms_key_spec spec)
+{
+	switch (spec) {
+	case KMS_KEY_SPEC_HMAC_SHA256:
+		return KMS_KEY_USAGE_GENERATE_VERIFY_MAC;
+	case KMS_KEY_SPEC_ED25519:
+	case KMS_KEY_SPEC_ECC_P256:
+		return KMS_KEY_USAGE_SIGN_VERIFY;
+	default:
+		return KMS_KEY_USAGE_ENCRYPT_DECRYPT;
+	}
+}
+
+/* The specs whose usage is usage, for a message. */
+static const char *specs_for(kms_key_usage usage)
+{
+	switch (usage) {
+	case KMS_KEY_USAGE_GENERATE_VERIFY_MAC:
+		return "--spec HMAC_SHA256";
+	case KMS_KEY_USAGE_SIGN_VERIFY:
+		return "--spec ECC_P256 or --spec ED25519";
+	default:
+		return "--spec AES_256";
+	}
+}
+
+/*
+ * What kmsd makes, checked before a request, and the blanks filled in: the
+ * spec (AES_256 when none) gives the usage, which --usage may only repeat;
+ * an ED25519 key lives in the HSM (SoftHSM cannot wrap an Ed25519 private
+ * key), an HMAC_SHA256 or ECC_P256 key is wrapped, an AES_256 key either.
+ */
+static int spec_fit(struct cli *cli, kms_create_key_params *params)
+{
+	if (params->key_spec == KMS_KEY_SPEC_UNSPECIFIED)
+		params->key_spec = KMS_KEY_SPEC_AES_256;
+	const char *spec = kms_key_spec_name(params->key_spec);
+	kms_key_usage usage = usage_of(params->key_spec);
+	if (params->key_usage != KMS_KEY_USAGE_UNSPECIFIED && params->key_usage != usage)
+		return cli_usage_error(cli, "%s keys are %s, not %s: leave --usage out, "
+		                       "or give %s", spec, kms_key_usage_name(usage),
+		                       kms_key_usage_name(params->key_usage),
+		                       specs_for(params->key_usage));
+	params->key_usage = usage;
+	if (params->key_spec == KMS_KEY_SPEC_ED25519) {
+		if (params->protection == KMS_KEY_PROTECTION_WRAPPED)
+			return cli_usage_error(cli, "ED25519 keys are hsm-resident only (the HSM "
+			                       "cannot wrap their private keys): leave --protection "
+			                       "out");
+		params->protection = KMS_KEY_PROTECTION_HSM_RESIDENT;
+	} else if (params->key_spec != KMS_KEY_SPEC_AES_256 &&
+	           params->protection == KMS_KEY_PROTECTION_HSM_RESIDENT) {
+		return cli_usage_error(cli, "%s keys cannot be hsm-resident: leave --protection "
+		                       "out (wrapped)", spec);
+	}
+	return CLI_EXIT_OK;
+}
+
 static int key_create(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -83,21 +142,14 @@ static int key_create(struct cli *cli, int argc, char **argv)
 		case OPT_DESCRIPTION:
 			params.description = optarg;
 			break;
-		/* kmsd makes AES_256 ENCRYPT_DECRYPT keys only, so far: the
-		 * other names parse but are refused here, before a request. */
 		case OPT_SPEC:
 			if (kms_key_spec_parse(optarg, &params.key_spec) != KMS_OK)
-				code = cli_usage_error(cli, "unknown key spec \"%s\"", optarg);
-			else if (params.key_spec != KMS_KEY_SPEC_AES_256)
-				code = cli_usage_error(cli, "key spec %s is not supported yet: "
-				                       "use AES_256", optarg);
+				code = cli_usage_error(cli, "unknown key spec \"%s\": AES_256, "
+				                       "HMAC_SHA256, ECC_P256 or ED25519", optarg);
 			break;
 		case OPT_USAGE:
 			if (kms_key_usage_parse(optarg, &params.key_usage) != KMS_OK)
 				code = cli_usage_error(cli, "unknown key usage \"%s\"", optarg);
-			else if (params.key_usage != KMS_KEY_USAGE_ENCRYPT_DECRYPT)
-				code = cli_usage_error(cli, "key usage %s is not supported yet: "
-				                       "use ENCRYPT_DECRYPT", optarg);
 			break;
 		case OPT_ALIAS:
 			params.alias = optarg;
@@ -126,6 +178,8 @@ static int key_create(struct cli *cli, int argc, char **argv)
 	}
 	if (code != CLI_EXIT_OK ||
 	    (code = cli_getopt_end(cli, opt, argc, argv, 0, 0)) != CLI_PROCEED)
+		goto out;
+	if ((code = spec_fit(cli, &params)) != CLI_EXIT_OK)
 		goto out;
 	if (policy_file && (code = read_policy(cli, policy_file, &policy)) != CLI_EXIT_OK)
 		goto out;
@@ -557,15 +611,23 @@ static const struct cli_command policy_commands[] = {
 
 const struct cli_command admin_key_commands[] = {
 	{ .name = "create", .run = key_create,
-	  .args = "[--description D] [--spec AES_256] [--usage ENCRYPT_DECRYPT] [--alias alias/NAME] "
+	  .args = "[--description D] [--spec SPEC] [--usage USAGE] [--alias alias/NAME] "
 	          "[--tag k=v]... [--rotation-days N] [--policy FILE] "
 	          "[--protection wrapped|hsm-resident]",
 	  .help = "Create a key (its material made in the HSM)",
 	  .details = "  --description D       free text, at most " CLI_STR(KMS_DESCRIPTION_MAX)
 	             " bytes\n"
-	             "  --spec SPEC           AES_256 (the default and, so far, the only one)\n"
-	             "  --usage USAGE         ENCRYPT_DECRYPT (the default and, so far, the\n"
-	             "                        only one)\n"
+	             "  --spec SPEC           what the key is; each spec has one usage:\n"
+	             "                          AES_256      ENCRYPT_DECRYPT (the default):\n"
+	             "                                       kms encrypt, decrypt, data-key\n"
+	             "                          HMAC_SHA256  GENERATE_VERIFY_MAC: kms mac,\n"
+	             "                                       verify-mac, pseudonym\n"
+	             "                          ECC_P256     SIGN_VERIFY: kms sign, verify\n"
+	             "                                       (ECDSA P-256 with SHA-256)\n"
+	             "                          ED25519      SIGN_VERIFY: kms sign, verify\n"
+	             "                                       (Ed25519); always hsm-resident\n"
+	             "  --usage USAGE         the spec's own usage (above), which is the\n"
+	             "                        default; any other is refused\n"
 	             "  --alias alias/NAME    create this alias for the key too\n"
 	             "  --tag k=v             a tag; repeat for more\n"
 	             "  --rotation-days N     rotate automatically every N days (1.."
@@ -575,7 +637,10 @@ const struct cli_command admin_key_commands[] = {
 	             "                        wrapped under an HSM key-encryption key, any\n"
 	             "                        number of keys; hsm-resident: each version a\n"
 	             "                        token object in the HSM, at most [keys]\n"
-	             "                        max_hsm_resident keys (docs/key-hierarchy.md)\n" },
+	             "                        max_hsm_resident keys (docs/key-hierarchy.md).\n"
+	             "                        AES_256: either; HMAC_SHA256 and ECC_P256:\n"
+	             "                        wrapped only; ED25519: hsm-resident only (the\n"
+	             "                        default for it)\n" },
 	{ .name = "list", .run = key_list, .args = "[--limit N] [--all] [--page-token T]",
 	  .help = "List keys, a page at a time",
 	  .details = "  --limit N             keys per page, 1.." CLI_STR(KMS_LIST_LIMIT_MAX)

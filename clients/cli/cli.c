@@ -329,7 +329,7 @@ static int run_node(struct cli *cli, const struct cli_command *node, int argc, c
 	cli->cmd = c;
 	optind = 0;
 	int code = c->run(cli, argc, argv);
-	if (code < CLI_EXIT_OK || code > CLI_EXIT_UNREACHABLE) {
+	if (code < CLI_EXIT_OK || code > CLI_EXIT_INVALID) {
 		/* A command bug; say so rather than exit with a stray status. */
 		fprintf(cli->err, "%s: internal error: exit code %d\n", cli->path, code);
 		code = CLI_EXIT_UNREACHABLE;
@@ -353,6 +353,8 @@ static const char *status_by_exit(int code)
 		return "REFUSED";
 	case CLI_EXIT_USAGE:
 		return "USAGE";
+	case CLI_EXIT_INVALID:
+		return "INVALID";
 	default:
 		return "UNREACHABLE";
 	}

@@ -28,6 +28,9 @@ enum cli_exit {
 	CLI_EXIT_REFUSED = 1,     /* kmsd (or the HSM) said no */
 	CLI_EXIT_USAGE = 2,       /* bad command line or input */
 	CLI_EXIT_UNREACHABLE = 3, /* cannot reach kmsd, or no valid answer */
+	/* kms verify, kms verify-mac: kmsd answered, and the signature or MAC
+	 * does not verify. Not an error, but not a yes either. */
+	CLI_EXIT_INVALID = 4,
 };
 
 /* Pairs one command line may give (--context, --tag): more than kmsd takes,
@@ -107,7 +110,8 @@ struct cli {
  *   {"error": {"status": S, "message": M, "exit_code": N}}   exit N > 0
  *   {"warning": {"message": M}}                             exit 0
  * S is kmsd's status name when kmsd (or the library) said why
- * ("NOT_FOUND"), else "REFUSED" (1), "USAGE" (2) or "UNREACHABLE" (3);
+ * ("NOT_FOUND"), else "REFUSED" (1), "USAGE" (2), "UNREACHABLE" (3) or
+ * "INVALID" (4: a signature or MAC that does not verify);
  * M is the text the command would have printed, without its last newline.
  * --version prints "PROG VERSION" and exits 0. */
 int cli_main(const char *prog, const char *about, const struct cli_command *root,

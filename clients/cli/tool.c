@@ -81,6 +81,97 @@ const struct cli_command tool_commands[] = {
 	  .details = "  --key KEY             key to seal the data key under\n" CONTEXT_HELP
 	             "  --no-plaintext        print only the blob\n"
 	             "  --out FILE            write there instead of stdout\n" OUT_HELP },
+	{ .name = "sign", .run = tool_sign,
+	  .args = "--key KEY [--digest] [-i|--in FILE|-] [-o|--out FILE|-] [--base64]",
+	  .help = "Sign a message (1.." CLI_STR(KMS_SIGN_MESSAGE_MAX) " bytes) or its SHA-256 digest "
+	          "with a signing key",
+	  .details = "  --key KEY             an ED25519 or ECC_P256 key (id or alias/NAME);\n"
+	             "                        its primary version signs\n"
+	             "  -i, --in FILE         the message (default: stdin), 1.."
+	             CLI_STR(KMS_SIGN_MESSAGE_MAX) " bytes.\n"
+	             "                        A longer one: sign its digest (--digest)\n"
+	             "  --digest              the input is the message's SHA-256 digest, "
+	             CLI_STR(KMS_SIGN_DIGEST_LEN) "\n"
+	             "                        bytes (openssl dgst -sha256 -binary FILE):\n"
+	             "                        ECC_P256 keys only (Ed25519 signs messages)\n"
+	             "  -o, --out FILE        where the signature goes (default: stdout)\n"
+	             OUT_HELP
+	             "  --base64              write it as base64 and a line end, not raw\n"
+	             "                        bytes (raw bytes never go to a terminal)\n"
+	             "\n  The signature: ED25519, 64 bytes (R || S, RFC 8032), as openssl\n"
+	             "  pkeyutl -verify -rawin checks it; ECC_P256, ECDSA over SHA-256, DER, as\n"
+	             "  openssl dgst -sha256 -verify does. kms public-key gives the key.\n"
+	             "  With --json: the signature (base64), key, version and algorithm.\n" },
+	{ .name = "verify", .run = tool_verify,
+	  .args = "--key KEY (--signature FILE|--signature-base64 B64) [--digest] "
+	          "[-i|--in FILE|-] [--version N]",
+	  .help = "Check a signature over a message with kmsd (exit 0 valid, 4 not)",
+	  .details = "  --key KEY             the key that signed (id or alias/NAME)\n"
+	             "  --signature FILE      the signature, raw bytes as kms sign writes them\n"
+	             "  --signature-base64 B64\n"
+	             "                        or the signature in base64 (kms sign --base64)\n"
+	             "  -i, --in FILE         the message (default: stdin)\n"
+	             "  --digest              the input is its SHA-256 digest (as signed)\n"
+	             "  --version N           only version N of the key (default: each of\n"
+	             "                        its versions that can still verify)\n"
+	             "\n  Exit status 0: the signature verifies (\"signature valid: key K\n"
+	             "  version N\"); 4: kmsd checked it and it does not (one line on stderr;\n"
+	             "  with --json, status INVALID) - not an error; 1, 2, 3: an error, as\n"
+	             "  below, and nothing was decided.\n" },
+	{ .name = "public-key", .run = tool_public_key,
+	  .args = "--key KEY [--version N] [--der] [-o|--out FILE|-]",
+	  .help = "Print a signing key's public key, PEM (for openssl and others)",
+	  .details = "  --key KEY             an ED25519 or ECC_P256 key (id or alias/NAME)\n"
+	             "  --version N           that version's (default: the primary's)\n"
+	             "  --der                 DER (SubjectPublicKeyInfo), not PEM: binary,\n"
+	             "                        never written to a terminal\n"
+	             "  -o, --out FILE        write there instead of stdout\n" OUT_HELP },
+	{ .name = "mac", .run = tool_mac,
+	  .args = "--key KEY [--version N] [-i|--in FILE|-] [-o|--out FILE|-] [--base64]",
+	  .help = "Make an HMAC-SHA256 of a message (1.." CLI_STR(KMS_SIGN_MESSAGE_MAX)
+	          " bytes) with an HMAC_SHA256 key",
+	  .details = "  --key KEY             an HMAC_SHA256 key (id or alias/NAME)\n"
+	             "  --version N           with that version (default: the primary);\n"
+	             "                        keep the version to verify after a rotation\n"
+	             "  -i, --in FILE         the message (default: stdin), 1.."
+	             CLI_STR(KMS_SIGN_MESSAGE_MAX) " bytes\n"
+	             "  -o, --out FILE        where the MAC (" CLI_STR(KMS_MAC_LEN)
+	             " bytes) goes (default: stdout)\n" OUT_HELP
+	             "  --base64              write it as base64 and a line end, not raw\n"
+	             "                        bytes (raw bytes never go to a terminal)\n"
+	             "\n  With --json: the MAC (base64), key and version.\n" },
+	{ .name = "verify-mac", .run = tool_verify_mac,
+	  .args = "--key KEY (--mac FILE|--mac-base64 B64) [-i|--in FILE|-] [--version N]",
+	  .help = "Check an HMAC-SHA256 over a message with kmsd (exit 0 valid, 4 not)",
+	  .details = "  --key KEY             the HMAC_SHA256 key (id or alias/NAME)\n"
+	             "  --mac FILE            the MAC, " CLI_STR(KMS_MAC_LEN)
+	             " raw bytes as kms mac writes them\n"
+	             "  --mac-base64 B64      or in base64 (kms mac --base64)\n"
+	             "  -i, --in FILE         the message (default: stdin)\n"
+	             "  --version N           only version N (default: each of the key's\n"
+	             "                        versions that can still verify)\n"
+	             "\n  Exit status 0: the MAC verifies; 4: kmsd checked it and it does not\n"
+	             "  (one line on stderr; with --json, status INVALID) - not an error;\n"
+	             "  1, 2, 3: an error, as below, and nothing was decided.\n" },
+	{ .name = "pseudonym", .run = tool_pseudonym,
+	  .args = "--key KEY [--context k=v]... [--version N] (VALUE...|--file FILE) "
+	          "[-o|--out FILE|-]",
+	  .help = "Make stable pseudonyms (kp_...) of values with an HMAC_SHA256 key, one a line",
+	  .details = "  --key KEY             an HMAC_SHA256 key (id or alias/NAME)\n"
+	             "  --context k=v         a context pair, part of what is hashed: the\n"
+	             "                        same value under another context gets another\n"
+	             "                        pseudonym; repeat for more\n"
+	             "  --version N           with that version (default: the primary's, and\n"
+	             "                        one version for the whole run)\n"
+	             "  VALUE...              the values, 1.." CLI_STR(KMS_PSEUDONYM_VALUE_MAX)
+	             " bytes each\n"
+	             "  --file FILE           or one value a line (LF line ends; '-': stdin),\n"
+	             "                        any number of lines, sent in batches of at\n"
+	             "                        most " CLI_STR(KMS_PSEUDONYM_VALUES_MAX) " values, in order\n"
+	             "  -o, --out FILE        write there instead of stdout\n" OUT_HELP
+	             "\n  One pseudonym a line, in the values' order: the same key, version,\n"
+	             "  context and value always give the same pseudonym. With --json: one\n"
+	             "  object with the key, version and the list.\n" },
 	{ .name = "random", .run = tool_random, .args = "N [--raw] [--out FILE]",
 	  .help = "Print N (1.." CLI_STR(KMS_GENERATE_RANDOM_MAX) ") random bytes from the HSM, base64",
 	  .details = "  --raw                 raw bytes, not base64\n"

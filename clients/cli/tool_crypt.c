@@ -185,6 +185,17 @@ out:
 	return code;
 }
 
+const char *tool_key_state_hint(const kms_error *err)
+{
+	if (err->origin != KMS_ERROR_SERVER || err->status != KMS_FAILED_PRECONDITION)
+		return NULL;
+	if (strstr(err->message, "DISABLED"))
+		return "; an admin can enable it (kms-admin key enable KEY)";
+	if (strstr(err->message, "PENDING_DELETION"))
+		return "; an admin can cancel its deletion (kms-admin key cancel-deletion KEY)";
+	return NULL;
+}
+
 /* What to do about a failure, after its message on the same line. kmsd's
  * message already names the key and the reason. */
 static const char *hint_for(const kms_error *err, bool envelope_encrypt)
@@ -195,12 +206,9 @@ static const char *hint_for(const kms_error *err, bool envelope_encrypt)
 		                 "allow generate_data_key (or use --mode direct for at most "
 		                 CLI_STR(TOOL_ENCRYPT_MAX) " bytes)"
 		               : "; ask an admin for a grant on the key (kms-admin grant create)";
-	if (err->origin == KMS_ERROR_SERVER && err->status == KMS_FAILED_PRECONDITION) {
-		if (strstr(err->message, "DISABLED"))
-			return "; an admin can enable it (kms-admin key enable KEY)";
-		if (strstr(err->message, "PENDING_DELETION"))
-			return "; an admin can cancel its deletion (kms-admin key cancel-deletion KEY)";
-	}
+	const char *state = tool_key_state_hint(err);
+	if (state)
+		return state;
 	if (err->origin == KMS_ERROR_LOCAL && err->status == KMS_INVALID_ARGUMENT &&
 	    strstr(err->message, "not the one required"))
 		return " with --context k=v (or --any-context to take whatever it holds)";

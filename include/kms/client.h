@@ -403,6 +403,140 @@ KMS_EXPORT kms_status kms_batch_generate_data_key(kms_client *client,
                                                   kms_error *err) KMS_MUST_USE;
 KMS_EXPORT void kms_data_key_results_free(kms_data_key_result *results, size_t n);
 
+/* ---- signatures, MACs and pseudonyms ----
+ *
+ * A key's usage decides what it may do (kms_key_usage): SIGN_VERIFY keys
+ * (ED25519, ECC_P256) sign and verify; GENERATE_VERIFY_MAC keys
+ * (HMAC_SHA256) make and check MACs and pseudonyms. Any other use is
+ * refused by kmsd with KMS_INVALID_ARGUMENT naming the key's usage. A
+ * message is 1..KMS_SIGN_MESSAGE_MAX bytes; hash a larger one and sign its
+ * digest (KMS_MESSAGE_DIGEST). Signatures, MACs, public keys and pseudonyms
+ * are not secret: they come back in plain memory. */
+
+/* Mirrors proto MessageType: what a signed or verified message is. */
+typedef enum kms_message_type {
+	KMS_MESSAGE_RAW = 1,    /* the message itself, 1..KMS_SIGN_MESSAGE_MAX bytes */
+	KMS_MESSAGE_DIGEST = 2, /* its SHA-256, KMS_SIGN_DIGEST_LEN bytes (ECC_P256 keys) */
+} kms_message_type;
+
+/* Mirrors proto SigningAlgorithm: each signing key has one. */
+typedef enum kms_signing_algorithm {
+	KMS_SIGNING_ALGORITHM_UNSPECIFIED = 0,
+	KMS_SIGNING_ED25519 = 1,       /* ED25519 keys: pure Ed25519 (RFC 8032), 64 bytes */
+	KMS_SIGNING_ECDSA_SHA_256 = 2, /* ECC_P256 keys: ECDSA over SHA-256, DER */
+} kms_signing_algorithm;
+
+/* "ED25519", "ECDSA_SHA_256"; "UNSPECIFIED" for 0, "UNKNOWN" for a number
+ * the library does not know. Never NULL. */
+KMS_EXPORT const char *kms_signing_algorithm_name(kms_signing_algorithm algorithm);
+
+/* A signature and the key version that made it. */
+typedef struct kms_signature {
+	uint8_t signature[KMS_SIGNATURE_MAX]; /* Ed25519: R || S; ECDSA: DER */
+	size_t signature_len;
+	char key_id[KMS_KEY_ID_MAX + 1];
+	uint32_t key_version;
+	kms_signing_algorithm algorithm;
+} kms_signature;
+
+/* Signs message (type: what it is) with key_id's primary version. Nothing
+ * to free. */
+KMS_EXPORT kms_status kms_sign(kms_client *client, const char *key_id,
+                               const uint8_t *message, size_t message_len,
+                               kms_message_type type, kms_signature *out,
+                               kms_error *err) KMS_MUST_USE;
+
+/* What Verify and VerifyMac said. A signature or MAC that does not verify
+ * is not an error: the call is KMS_OK with valid false (and key_version
+ * 0). */
+typedef struct kms_verification {
+	bool valid;
+	char key_id[KMS_KEY_ID_MAX + 1];
+	uint32_t key_version;            /* the version that verified; 0 when none did */
+	kms_signing_algorithm algorithm; /* Verify only; UNSPECIFIED for a MAC */
+} kms_verification;
+
+/* Checks signature (1..KMS_SIGNATURE_MAX bytes) over message under key_id:
+ * version key_version, or each of its versions that can still verify when
+ * key_version is 0. Nothing to free. */
+KMS_EXPORT kms_status kms_verify(kms_client *client, const char *key_id,
+                                 const uint8_t *message, size_t message_len,
+                                 kms_message_type type, const uint8_t *signature,
+                                 size_t signature_len, uint32_t key_version,
+                                 kms_verification *out, kms_error *err) KMS_MUST_USE;
+
+/* A signing key's public half: DER SubjectPublicKeyInfo and the same as
+ * PEM ("-----BEGIN PUBLIC KEY-----"), both checked to be one key. */
+typedef struct kms_public_key {
+	uint8_t *der;             /* plain memory */
+	size_t der_len;
+	char *pem;                /* plain memory, NUL-terminated */
+	char key_id[KMS_KEY_ID_MAX + 1];
+	uint32_t key_version;
+	kms_key_spec key_spec;
+	kms_signing_algorithm algorithm;
+} kms_public_key;
+KMS_EXPORT void kms_public_key_free(kms_public_key *pk);
+
+/* The public key of key_id's version key_version (0: its primary). The
+ * largest DER the library takes, in bytes (a P-256 key is 91, Ed25519 44). */
+#define KMS_PUBLIC_KEY_DER_MAX 1024
+KMS_EXPORT kms_status kms_get_public_key(kms_client *client, const char *key_id,
+                                         uint32_t key_version, kms_public_key *out,
+                                         kms_error *err) KMS_MUST_USE;
+
+/* An HMAC-SHA256 and the key version that made it: keep the version to
+ * verify after a rotation. */
+typedef struct kms_mac {
+	uint8_t mac[KMS_MAC_LEN];
+	char key_id[KMS_KEY_ID_MAX + 1];
+	uint32_t key_version;
+} kms_mac;
+
+/* The MAC of message (1..KMS_SIGN_MESSAGE_MAX bytes) under key_id's version
+ * key_version (0: its primary). Nothing to free. */
+KMS_EXPORT kms_status kms_generate_mac(kms_client *client, const char *key_id,
+                                       const uint8_t *message, size_t message_len,
+                                       uint32_t key_version, kms_mac *out,
+                                       kms_error *err) KMS_MUST_USE;
+
+/* Checks mac (KMS_MAC_LEN bytes) over message, as kms_verify does. */
+KMS_EXPORT kms_status kms_verify_mac(kms_client *client, const char *key_id,
+                                     const uint8_t *message, size_t message_len,
+                                     const uint8_t *mac, size_t mac_len,
+                                     uint32_t key_version, kms_verification *out,
+                                     kms_error *err) KMS_MUST_USE;
+
+/* One value to pseudonymize: 1..KMS_PSEUDONYM_VALUE_MAX bytes. */
+typedef struct kms_pseudonym_value {
+	const uint8_t *bytes;
+	size_t len;
+} kms_pseudonym_value;
+
+/* Pseudonyms, one per value and in the values' order, each
+ * "kp_<8 hex>_<version>_<32 base32>" and NUL-terminated. */
+typedef struct kms_pseudonyms {
+	char (*pseudonyms)[KMS_PSEUDONYM_TEXT_SIZE]; /* n of them, plain memory */
+	size_t n;
+	char key_id[KMS_KEY_ID_MAX + 1];
+	uint32_t key_version;
+} kms_pseudonyms;
+KMS_EXPORT void kms_pseudonyms_free(kms_pseudonyms *ps);
+
+/*
+ * Stable pseudonyms for n_values (1..KMS_PSEUDONYM_VALUES_MAX) values under
+ * key_id's version key_version (0: its primary) and the context (may be
+ * NULL/0; the encryption context's rules): the same key, version, context
+ * and value give the same pseudonym, always. The request must also fit
+ * kmsd's size bound ([limits] max_request_bytes, 8 MiB by default): 10,000
+ * values of 1024 bytes do not, so send long lists in parts.
+ */
+KMS_EXPORT kms_status kms_pseudonymize(kms_client *client, const char *key_id,
+                                       const kms_context_pair *context, size_t n_context,
+                                       const kms_pseudonym_value *values, size_t n_values,
+                                       uint32_t key_version, kms_pseudonyms *out,
+                                       kms_error *err) KMS_MUST_USE;
+
 /* ---- control plane ---- */
 
 typedef struct kms_key_version {

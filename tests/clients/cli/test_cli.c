@@ -242,6 +242,193 @@ static void encrypt_input_limits(void **state)
 	unlink(notb64);
 }
 
+/* kms sign, verify, public-key, mac, verify-mac, pseudonym: what each
+ * refuses before kmsd is asked (exit 2, one line saying what to do), and
+ * what gets as far as connecting (to nothing: exit 3). kmsd's answers,
+ * exit 4 for "does not verify" among them, are tests/kms/e2e/test_cli_sign's. */
+static void sign_commands_refuse_before_connecting(void **state)
+{
+	char big[128], empty[128], exact[128], small[128], digest[128], tag33[128];
+	char sock[128];
+	snprintf(sock, sizeof sock, "ipc:///tmp/kms-test-cli-%d-nobody.sock", (int)getpid());
+	write_file(big, sizeof big, "sign-big", NULL, 5000);
+	write_file(empty, sizeof empty, "sign-empty", NULL, 0);
+	write_file(exact, sizeof exact, "sign-exact", NULL, 4096);
+	write_file(small, sizeof small, "sign-small", "hello", 5);
+	write_file(digest, sizeof digest, "sign-digest", NULL, 32);
+	write_file(tag33, sizeof tag33, "sign-tag33", NULL, 33);
+
+	expect(TOOL("sign"), CLI_EXIT_USAGE, NULL, "--key KEY is required");
+	expect(TOOL("sign", "--key", "k", "-i", big), CLI_EXIT_USAGE, NULL,
+	       "kms sign: input is 5000 bytes; a message is at most 4096: sign its SHA-256 with "
+	       "--digest (openssl dgst -sha256 -binary FILE | kms sign --key KEY --digest; "
+	       "ECC_P256 keys)\n");
+	expect(TOOL("sign", "--key", "k", "-i", empty), CLI_EXIT_USAGE, NULL,
+	       "input is empty; a message is 1..4096 bytes");
+	expect(TOOL("sign", "--key", "k", "--digest", "-i", exact), CLI_EXIT_USAGE, NULL,
+	       "with --digest the input is a SHA-256 digest, 32 bytes (openssl dgst -sha256 "
+	       "-binary FILE), not 4096");
+	expect(TOOL("sign", "--key", "k", "-i", "/nonexistent/m"), CLI_EXIT_USAGE, NULL,
+	       "cannot read /nonexistent/m");
+	/* 4096 bytes, and a digest, are taken: on to connect. */
+	expect(TOOL("sign", "--key", "k", "-i", exact, "--endpoint", sock, "--timeout", "100"),
+	       CLI_EXIT_UNREACHABLE, NULL, "no socket at");
+	expect(TOOL("sign", "--key", "k", "--digest", "-i", digest, "--endpoint", sock,
+	            "--timeout", "100"),
+	       CLI_EXIT_UNREACHABLE, NULL, "no socket at");
+
+	expect(TOOL("verify", "--key", "k", "-i", small), CLI_EXIT_USAGE, NULL,
+	       "give --signature FILE or --signature-base64 B64 (one of them)");
+	expect(TOOL("verify", "--key", "k", "-i", small, "--signature", tag33,
+	            "--signature-base64", "AAAA"),
+	       CLI_EXIT_USAGE, NULL, "(one of them)");
+	expect(TOOL("verify", "--key", "k", "-i", small, "--signature-base64", "not base64!"),
+	       CLI_EXIT_USAGE, NULL, "--signature-base64: not base64 of a signature (1..256 bytes)");
+	expect(TOOL("verify", "--key", "k", "-i", small, "--signature", big), CLI_EXIT_USAGE, NULL,
+	       "is 5000 bytes, not a signature (1..256 raw bytes, as kms sign writes them; "
+	       "base64: --signature-base64 B64)");
+	expect(TOOL("verify", "--key", "k", "-i", small, "--signature", empty), CLI_EXIT_USAGE,
+	       NULL, "is 0 bytes, not a signature");
+	expect(TOOL("verify", "--key", "k", "--signature", "-"), CLI_EXIT_USAGE, NULL,
+	       "the message and the signature cannot both come from standard input");
+	expect(TOOL("verify", "--key", "k", "-i", small, "--signature", tag33, "--version", "0"),
+	       CLI_EXIT_USAGE, NULL, "--version takes a key version, 1..4294967295");
+	expect(TOOL("verify", "--key", "k", "-i", big, "--signature", tag33), CLI_EXIT_USAGE, NULL,
+	       "sign its SHA-256 with --digest");
+	expect(TOOL("verify", "--key", "k", "-i", small, "--signature", tag33, "--version", "2",
+	            "--endpoint", sock, "--timeout", "100"),
+	       CLI_EXIT_UNREACHABLE, NULL, "no socket at");
+
+	expect(TOOL("public-key"), CLI_EXIT_USAGE, NULL, "--key KEY is required");
+	expect(TOOL("public-key", "--key", "k", "extra"), CLI_EXIT_USAGE, NULL,
+	       "unexpected argument \"extra\"");
+	expect(TOOL("public-key", "--key", "k", "--der", "--endpoint", sock, "--timeout", "100"),
+	       CLI_EXIT_UNREACHABLE, NULL, "no socket at");
+
+	/* A MAC is of a message: no digest form, no hint for one. */
+	struct run r = TOOL("mac", "--key", "k", "-i", big);
+	assert_int_equal(r.code, CLI_EXIT_USAGE);
+	assert_non_null(strstr(r.err, "kms mac: input is 5000 bytes; a message is at most 4096\n"));
+	run_free(&r);
+	expect(TOOL("mac", "--key", "k", "--digest"), CLI_EXIT_USAGE, NULL,
+	       "unknown option --digest");
+	expect(TOOL("verify-mac", "--key", "k", "-i", small, "--mac", tag33), CLI_EXIT_USAGE, NULL,
+	       "is 33 bytes, not a MAC (32 raw bytes, as kms mac writes them; base64: "
+	       "--mac-base64 B64)");
+	/* 31 bytes of base64: not a MAC. */
+	expect(TOOL("verify-mac", "--key", "k", "-i", small, "--mac-base64",
+	            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=="),
+	       CLI_EXIT_USAGE, NULL, "--mac-base64: not base64 of a MAC (32 bytes)");
+	expect(TOOL("verify-mac", "--key", "k", "-i", small, "--mac-base64",
+	            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "--endpoint", sock,
+	            "--timeout", "100"),
+	       CLI_EXIT_UNREACHABLE, NULL, "no socket at");
+
+	unlink(big);
+	unlink(empty);
+	unlink(exact);
+	unlink(small);
+	unlink(digest);
+	unlink(tag33);
+}
+
+/* kms pseudonym: values from the command line or a file, one a line; every
+ * line is checked as it is read, and a bad one stops the run before its
+ * batch is sent (here: before anything is). */
+static void pseudonym_values_and_lines(void **state)
+{
+	char sock[128], crlf[128], blank[128], longline[128], empty[128], ok[128];
+	snprintf(sock, sizeof sock, "ipc:///tmp/kms-test-cli-%d-nobody.sock", (int)getpid());
+	char *long_text = malloc(1500);
+	assert_non_null(long_text);
+	memset(long_text, 'v', 1499);
+	long_text[1499] = '\n';
+	write_file(crlf, sizeof crlf, "p-crlf", "alice\r\nbob\r\n", 12);
+	write_file(blank, sizeof blank, "p-blank", "alice\n\nbob\n", 11);
+	write_file(longline, sizeof longline, "p-long", long_text, 1500);
+	write_file(empty, sizeof empty, "p-empty", NULL, 0);
+	write_file(ok, sizeof ok, "p-ok", "alice\nbob", 9); /* no LF at the end: fine */
+	free(long_text);
+
+	expect(TOOL("pseudonym", "--key", "k"), CLI_EXIT_USAGE, NULL,
+	       "give the values (VALUE...) or --file FILE, one of them");
+	expect(TOOL("pseudonym", "--key", "k", "--file", ok, "carol"), CLI_EXIT_USAGE, NULL,
+	       "one of them");
+	expect(TOOL("pseudonym", "alice"), CLI_EXIT_USAGE, NULL, "--key KEY is required");
+	expect(TOOL("pseudonym", "--key", "k", "--context", "a=1", "--context", "a=2", "x"),
+	       CLI_EXIT_USAGE, NULL, "given twice");
+	char want[256];
+	snprintf(want, sizeof want, "kms pseudonym: line 1 of %s ends with CR: convert the file's "
+	         "CRLF line ends to LF", crlf);
+	expect(TOOL("pseudonym", "--key", "k", "--file", crlf, "--endpoint", sock, "--timeout",
+	            "100"),
+	       CLI_EXIT_USAGE, NULL, want);
+	snprintf(want, sizeof want, "line 2 of %s is 0 bytes; a value is 1..1024", blank);
+	expect(TOOL("pseudonym", "--key", "k", "--file", blank, "--endpoint", sock, "--timeout",
+	            "100"),
+	       CLI_EXIT_USAGE, NULL, want);
+	snprintf(want, sizeof want, "line 1 of %s is longer than 1024 bytes", longline);
+	expect(TOOL("pseudonym", "--key", "k", "--file", longline, "--endpoint", sock,
+	            "--timeout", "100"),
+	       CLI_EXIT_USAGE, NULL, want);
+	snprintf(want, sizeof want, "%s is empty: give one value a line", empty);
+	expect(TOOL("pseudonym", "--key", "k", "--file", empty, "--endpoint", sock, "--timeout",
+	            "100"),
+	       CLI_EXIT_USAGE, NULL, want);
+	expect(TOOL("pseudonym", "--key", "k", "--file", "/nonexistent/values", "--endpoint", sock,
+	            "--timeout", "100"),
+	       CLI_EXIT_USAGE, NULL, "cannot read /nonexistent/values");
+	expect(TOOL("pseudonym", "--key", "k", "alice", "", "--endpoint", sock, "--timeout", "100"),
+	       CLI_EXIT_USAGE, NULL, "value 2 is 0 bytes; a value is 1..1024");
+	/* Good values go to kmsd (here: nowhere). */
+	expect(TOOL("pseudonym", "--key", "k", "--file", ok, "--endpoint", sock, "--timeout",
+	            "100"),
+	       CLI_EXIT_UNREACHABLE, NULL, "no socket at");
+	expect(TOOL("pseudonym", "--key", "k", "alice", "bob", "--json", "--endpoint", sock,
+	            "--timeout", "100"),
+	       CLI_EXIT_UNREACHABLE, NULL, "\"status\":\"UNAVAILABLE\"");
+	unlink(crlf);
+	unlink(blank);
+	unlink(longline);
+	unlink(empty);
+	unlink(ok);
+}
+
+/* kms-admin key create: each spec has its usage, sent for it; ED25519 is
+ * hsm-resident, HMAC_SHA256 and ECC_P256 wrapped; the rest is refused
+ * before a request. */
+static void key_create_fits_usage_and_protection_to_the_spec(void **state)
+{
+	char sock[128];
+	snprintf(sock, sizeof sock, "ipc:///tmp/kms-test-cli-%d-nobody.sock", (int)getpid());
+	expect(ADMIN("key", "create", "--spec", "HMAC_SHA256", "--usage", "ENCRYPT_DECRYPT"),
+	       CLI_EXIT_USAGE, NULL, "HMAC_SHA256 keys are GENERATE_VERIFY_MAC, not "
+	       "ENCRYPT_DECRYPT: leave --usage out, or give --spec AES_256");
+	expect(ADMIN("key", "create", "--usage", "SIGN_VERIFY"), CLI_EXIT_USAGE, NULL,
+	       "AES_256 keys are ENCRYPT_DECRYPT, not SIGN_VERIFY: leave --usage out, or give "
+	       "--spec ECC_P256 or --spec ED25519");
+	expect(ADMIN("key", "create", "--spec", "ED25519", "--protection", "wrapped"),
+	       CLI_EXIT_USAGE, NULL, "ED25519 keys are hsm-resident only");
+	expect(ADMIN("key", "create", "--spec", "ECC_P256", "--protection", "hsm-resident"),
+	       CLI_EXIT_USAGE, NULL, "ECC_P256 keys cannot be hsm-resident");
+	expect(ADMIN("key", "create", "--spec", "HMAC_SHA256", "--protection", "hsm-resident"),
+	       CLI_EXIT_USAGE, NULL, "HMAC_SHA256 keys cannot be hsm-resident");
+	/* What fits goes on to kmsd. */
+	static char *const fits[][4] = {
+		{ "--spec", "ED25519", "--usage", "SIGN_VERIFY" },
+		{ "--spec", "ECC_P256", "--usage", "sign_verify" },
+		{ "--spec", "HMAC_SHA256", "--usage", "GENERATE_VERIFY_MAC" },
+		{ "--spec", "AES_256", "--protection", "hsm-resident" },
+	};
+	for (size_t i = 0; i < sizeof fits / sizeof fits[0]; i++)
+		expect(ADMIN("key", "create", fits[i][0], fits[i][1], fits[i][2], fits[i][3],
+		             "--endpoint", sock, "--timeout", "100"),
+		       CLI_EXIT_UNREACHABLE, NULL, "no socket at");
+	expect(ADMIN("key", "create", "--help"), CLI_EXIT_OK,
+	       "ED25519      SIGN_VERIFY: kms sign, verify\n"
+	       "                                       (Ed25519); always hsm-resident", NULL);
+}
+
 static void connection_failures(void **state)
 {
 	char sock[128];
@@ -510,6 +697,9 @@ int main(void)
 		cmocka_unit_test_setup(nodes_and_unknowns, setup),
 		cmocka_unit_test_setup(usage_errors_exit_2_before_connecting, setup),
 		cmocka_unit_test_setup(encrypt_input_limits, setup),
+		cmocka_unit_test_setup(sign_commands_refuse_before_connecting, setup),
+		cmocka_unit_test_setup(pseudonym_values_and_lines, setup),
+		cmocka_unit_test_setup(key_create_fits_usage_and_protection_to_the_spec, setup),
 		cmocka_unit_test_setup(connection_failures, setup),
 		cmocka_unit_test_setup(credentials_flags, setup),
 		cmocka_unit_test(key_text_is_aligned_and_clean),

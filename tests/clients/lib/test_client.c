@@ -1,7 +1,8 @@
 /*
  * libkmsclient's transport and envelope, against a tiny in-test NNG REP
  * server on a private ipc:// path: round trips, what the requests carry
- * (id, version, operation, context, signature), and every way an answer can
+ * (id, version, operation, context, signature), what the signing, MAC and
+ * pseudonym calls check in their answers, and every way an answer can
  * be wrong (another id, garbage, the wrong result, too large, too late, no
  * server at all). Answers too large come from a raw SP socket instead (see
  * raw_fake). The operations' meaning is kmsd's and is tested there.
@@ -299,6 +300,123 @@ static void answer_data(struct fake *f, const Kms__Request *req, Kms__Response *
 		inclusion.hashes = path;
 		resp->result_case = KMS__RESPONSE__RESULT_GET_INCLUSION_PROOF;
 		resp->get_inclusion_proof = &inclusion;
+		break;
+	default:
+		resp->status = KMS__STATUS__INVALID_ARGUMENT;
+	}
+}
+
+/* Signing, MACs and pseudonyms. What the answer is wrong in, if anything,
+ * is chosen by the request's key id: "k-long" (a signature too long),
+ * "k-liar" (valid but no version), "k-mismatch" (a PEM of another key),
+ * "k-short" (a 31-byte MAC), "k-fewer" (one pseudonym missing), "k-evil"
+ * (a pseudonym with an escape). A signature or MAC whose first byte is 1
+ * verifies. */
+static const uint8_t ed_der[] = {
+	0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+	0xef, 0xab, 0x9c, 0x36, 0x52, 0x4d, 0x89, 0xa2, 0x1b, 0xd4, 0xb7, 0xf5,
+	0xe2, 0xfb, 0x33, 0x0f, 0x0a, 0x26, 0x57, 0x81, 0x6c, 0xf1, 0x84, 0x87,
+	0x95, 0xdc, 0x3a, 0x61, 0x38, 0x4c, 0x50, 0x72,
+};
+#define ED_PEM "-----BEGIN PUBLIC KEY-----\n" \
+	"MCowBQYDK2VwAyEA76ucNlJNiaIb1Lf14vszDwomV4Fs8YSHldw6YThMUHI=\n" \
+	"-----END PUBLIC KEY-----\n"
+#define FAKE_PSEUDONYMS 10000
+
+static void answer_signing(struct fake *f, const Kms__Request *req, Kms__Response *resp)
+{
+	static Kms__SignResponse sign;
+	static Kms__VerifyResponse verify;
+	static Kms__GetPublicKeyResponse pub;
+	static Kms__GenerateMacResponse mac;
+	static Kms__VerifyMacResponse verify_mac;
+	static Kms__PseudonymizeResponse pseudo;
+	static uint8_t sig[KMS_SIGNATURE_MAX + 1], mac_bytes[KMS_MAC_LEN], der[sizeof ed_der];
+	static char key_id[] = "k-0123456789abcdef0123456789abcdef";
+	static char pem[] = ED_PEM;
+	static char texts[FAKE_PSEUDONYMS][KMS_PSEUDONYM_TEXT_SIZE], *text_ptrs[FAKE_PSEUDONYMS];
+	static char evil[] = "kp_0123abcd_1_\x1b[2J";
+	const char *asked = "";
+
+	switch (req->op_case) {
+	case KMS__REQUEST__OP_SIGN:
+		asked = req->sign->key_id;
+		kms__sign_response__init(&sign);
+		memset(sig, 0x5e, sizeof sig);
+		sign.signature.data = sig;
+		sign.signature.len = strcmp(asked, "k-long") == 0 ? KMS_SIGNATURE_MAX + 1 : 64;
+		sign.key_id = key_id;
+		sign.key_version = 2;
+		sign.signing_algorithm = KMS__SIGNING_ALGORITHM__SIGNING_ED25519;
+		resp->result_case = KMS__RESPONSE__RESULT_SIGN;
+		resp->sign = &sign;
+		break;
+	case KMS__REQUEST__OP_VERIFY:
+		asked = req->verify->key_id;
+		kms__verify_response__init(&verify);
+		verify.signature_valid = req->verify->signature.data[0] == 1 ||
+		                         strcmp(asked, "k-liar") == 0;
+		verify.key_version = req->verify->signature.data[0] == 1 ? 2 : 0;
+		verify.key_id = key_id;
+		verify.signing_algorithm = KMS__SIGNING_ALGORITHM__SIGNING_ECDSA_SHA_256;
+		resp->result_case = KMS__RESPONSE__RESULT_VERIFY;
+		resp->verify = &verify;
+		break;
+	case KMS__REQUEST__OP_GET_PUBLIC_KEY:
+		asked = req->get_public_key->key_id;
+		kms__get_public_key_response__init(&pub);
+		memcpy(der, ed_der, sizeof der);
+		if (strcmp(asked, "k-mismatch") == 0)
+			der[sizeof der - 1] ^= 1;
+		pub.public_key.data = der;
+		pub.public_key.len = sizeof der;
+		pub.public_key_pem = pem;
+		pub.key_id = key_id;
+		pub.key_version = req->get_public_key->key_version ? req->get_public_key->key_version : 1;
+		pub.key_spec = KMS__KEY_SPEC__ED25519;
+		pub.signing_algorithm = KMS__SIGNING_ALGORITHM__SIGNING_ED25519;
+		resp->result_case = KMS__RESPONSE__RESULT_GET_PUBLIC_KEY;
+		resp->get_public_key = &pub;
+		break;
+	case KMS__REQUEST__OP_GENERATE_MAC:
+		asked = req->generate_mac->key_id;
+		kms__generate_mac_response__init(&mac);
+		memset(mac_bytes, 0x3c, sizeof mac_bytes);
+		mac.mac.data = mac_bytes;
+		mac.mac.len = strcmp(asked, "k-short") == 0 ? KMS_MAC_LEN - 1 : KMS_MAC_LEN;
+		mac.key_id = key_id;
+		mac.key_version = req->generate_mac->key_version ? req->generate_mac->key_version : 1;
+		resp->result_case = KMS__RESPONSE__RESULT_GENERATE_MAC;
+		resp->generate_mac = &mac;
+		break;
+	case KMS__REQUEST__OP_VERIFY_MAC:
+		kms__verify_mac_response__init(&verify_mac);
+		verify_mac.mac_valid = req->verify_mac->mac.data[0] == 1;
+		verify_mac.key_version = verify_mac.mac_valid ? 3 : 0;
+		verify_mac.key_id = key_id;
+		resp->result_case = KMS__RESPONSE__RESULT_VERIFY_MAC;
+		resp->verify_mac = &verify_mac;
+		break;
+	case KMS__REQUEST__OP_PSEUDONYMIZE:
+		asked = req->pseudonymize->key_id;
+		kms__pseudonymize_response__init(&pseudo);
+		FAKE_CHECK(req->pseudonymize->n_values <= FAKE_PSEUDONYMS);
+		for (size_t i = 0; i < req->pseudonymize->n_values; i++) {
+			/* The value's first byte and its place: order shows. */
+			snprintf(texts[i], sizeof texts[i], "kp_0123abcd_1_%02x%030zu",
+			         req->pseudonymize->values[i].data[0], i);
+			text_ptrs[i] = texts[i];
+		}
+		pseudo.n_pseudonyms = req->pseudonymize->n_values;
+		if (strcmp(asked, "k-fewer") == 0)
+			pseudo.n_pseudonyms--;
+		if (strcmp(asked, "k-evil") == 0)
+			text_ptrs[0] = evil;
+		pseudo.pseudonyms = text_ptrs;
+		pseudo.key_id = key_id;
+		pseudo.key_version = 1;
+		resp->result_case = KMS__RESPONSE__RESULT_PSEUDONYMIZE;
+		resp->pseudonymize = &pseudo;
 		break;
 	default:
 		resp->status = KMS__STATUS__INVALID_ARGUMENT;
@@ -618,6 +736,177 @@ static void requests_carry_their_arguments(void **state)
 	pthread_mutex_lock(&last_lock);
 	assert_int_equal(f->last->get_inclusion_proof->index, 3);
 	pthread_mutex_unlock(&last_lock);
+
+	kms_client_close(c);
+	fake_stop(f);
+}
+
+/* The signing calls: what each request carries, what each answer gives,
+ * what is refused before sending, and answers that break the calls'
+ * promises (too long, inconsistent, another key's PEM, a pseudonym
+ * missing or with an escape) as protocol errors with nothing to free. */
+static void signing_calls_carry_their_arguments(void **state)
+{
+	struct fake *f = fake_start(FAKE_ANSWER, answer_signing);
+	kms_client *c = client_for(f->url, 2000, 0);
+	const uint8_t message[] = "pay 100 to alice";
+	uint8_t digest[KMS_SIGN_DIGEST_LEN] = { 0 }, good[64] = { 1 }, bad[64] = { 2 };
+	kms_signature sig;
+	kms_verification v;
+	kms_error err;
+
+	assert_int_equal(kms_sign(c, "alias/signer", message, sizeof message - 1, KMS_MESSAGE_RAW,
+	                          &sig, &err), KMS_OK);
+	assert_int_equal(sig.signature_len, 64);
+	assert_int_equal(sig.signature[63], 0x5e);
+	assert_int_equal(sig.key_version, 2);
+	assert_int_equal(sig.algorithm, KMS_SIGNING_ED25519);
+	assert_string_equal(kms_signing_algorithm_name(sig.algorithm), "ED25519");
+	pthread_mutex_lock(&last_lock);
+	assert_int_equal(f->last->op_case, KMS__REQUEST__OP_SIGN);
+	assert_string_equal(f->last->sign->key_id, "alias/signer");
+	assert_int_equal(f->last->sign->message.len, sizeof message - 1);
+	assert_int_equal(f->last->sign->message_type, KMS__MESSAGE_TYPE__MESSAGE_RAW);
+	pthread_mutex_unlock(&last_lock);
+	assert_int_equal(kms_sign(c, "k", digest, sizeof digest, KMS_MESSAGE_DIGEST, &sig, &err),
+	                 KMS_OK);
+	pthread_mutex_lock(&last_lock);
+	assert_int_equal(f->last->sign->message_type, KMS__MESSAGE_TYPE__MESSAGE_DIGEST);
+	pthread_mutex_unlock(&last_lock);
+	assert_int_equal(kms_sign(c, "k-long", message, 3, KMS_MESSAGE_RAW, &sig, &err),
+	                 KMS_INTERNAL);
+	assert_int_equal(err.origin, KMS_ERROR_PROTOCOL);
+	assert_int_equal(sig.signature_len, 0);
+
+	/* Invalid is an answer, not an error; the version that verified. */
+	assert_int_equal(kms_verify(c, "k", message, 3, KMS_MESSAGE_RAW, good, sizeof good, 0, &v,
+	                            &err), KMS_OK);
+	assert_true(v.valid);
+	assert_int_equal(v.key_version, 2);
+	assert_int_equal(v.algorithm, KMS_SIGNING_ECDSA_SHA_256);
+	assert_int_equal(kms_verify(c, "k", message, 3, KMS_MESSAGE_RAW, bad, sizeof bad, 7, &v,
+	                            &err), KMS_OK);
+	assert_false(v.valid);
+	assert_int_equal(v.key_version, 0);
+	assert_int_equal(err.status, KMS_OK);
+	pthread_mutex_lock(&last_lock);
+	assert_int_equal(f->last->verify->key_version, 7);
+	assert_int_equal(f->last->verify->signature.len, sizeof bad);
+	pthread_mutex_unlock(&last_lock);
+	assert_int_equal(kms_verify(c, "k-liar", message, 3, KMS_MESSAGE_RAW, bad, sizeof bad, 0,
+	                            &v, &err), KMS_INTERNAL);
+	assert_int_equal(err.origin, KMS_ERROR_PROTOCOL);
+	assert_false(v.valid);
+
+	/* The public key: DER and PEM, one key. */
+	kms_public_key pk;
+	assert_int_equal(kms_get_public_key(c, "k", 0, &pk, &err), KMS_OK);
+	assert_int_equal(pk.der_len, sizeof ed_der);
+	assert_memory_equal(pk.der, ed_der, sizeof ed_der);
+	assert_string_equal(pk.pem, ED_PEM);
+	assert_int_equal(pk.key_version, 1);
+	assert_int_equal(pk.key_spec, KMS_KEY_SPEC_ED25519);
+	kms_public_key_free(&pk);
+	assert_null(pk.der);
+	assert_int_equal(kms_get_public_key(c, "k-mismatch", 4, &pk, &err), KMS_INTERNAL);
+	assert_non_null(strstr(err.message, "the PEM is not the DER public key"));
+	assert_null(pk.der);
+	assert_null(pk.pem);
+
+	/* MACs: 32 bytes, the version used. */
+	kms_mac mac;
+	assert_int_equal(kms_generate_mac(c, "k", message, 3, 5, &mac, &err), KMS_OK);
+	assert_int_equal(mac.mac[31], 0x3c);
+	assert_int_equal(mac.key_version, 5);
+	assert_int_equal(kms_generate_mac(c, "k-short", message, 3, 0, &mac, &err), KMS_INTERNAL);
+	assert_int_equal(mac.key_version, 0);
+	uint8_t mac_good[KMS_MAC_LEN] = { 1 }, mac_bad[KMS_MAC_LEN] = { 0 };
+	assert_int_equal(kms_verify_mac(c, "k", message, 3, mac_good, sizeof mac_good, 0, &v, &err),
+	                 KMS_OK);
+	assert_true(v.valid);
+	assert_int_equal(v.key_version, 3);
+	assert_int_equal(kms_verify_mac(c, "k", message, 3, mac_bad, sizeof mac_bad, 0, &v, &err),
+	                 KMS_OK);
+	assert_false(v.valid);
+
+	/* Pseudonyms: one per value, in order, the context along. */
+	const kms_context_pair context[] = { { "tenant", "t1" } };
+	kms_pseudonym_value values[3] = {
+		{ (const uint8_t *)"a", 1 }, { (const uint8_t *)"bob", 3 }, { (const uint8_t *)"c", 1 },
+	};
+	kms_pseudonyms ps;
+	assert_int_equal(kms_pseudonymize(c, "k", context, 1, values, 3, 0, &ps, &err), KMS_OK);
+	assert_int_equal(ps.n, 3);
+	assert_string_equal(ps.pseudonyms[0], "kp_0123abcd_1_61000000000000000000000000000000");
+	assert_string_equal(ps.pseudonyms[1], "kp_0123abcd_1_62000000000000000000000000000001");
+	assert_string_equal(ps.pseudonyms[2], "kp_0123abcd_1_63000000000000000000000000000002");
+	kms_pseudonyms_free(&ps);
+	assert_null(ps.pseudonyms);
+	pthread_mutex_lock(&last_lock);
+	assert_int_equal(f->last->pseudonymize->n_values, 3);
+	assert_int_equal(f->last->pseudonymize->values[1].len, 3);
+	assert_int_equal(f->last->pseudonymize->n_context, 1);
+	assert_string_equal(f->last->pseudonymize->context[0]->key, "tenant");
+	pthread_mutex_unlock(&last_lock);
+	assert_int_equal(kms_pseudonymize(c, "k-fewer", NULL, 0, values, 3, 0, &ps, &err),
+	                 KMS_INTERNAL);
+	assert_non_null(strstr(err.message, "not one pseudonym per value"));
+	assert_null(ps.pseudonyms);
+	assert_int_equal(kms_pseudonymize(c, "k-evil", NULL, 0, values, 3, 0, &ps, &err),
+	                 KMS_INTERNAL);
+	assert_null(ps.pseudonyms);
+	/* The most values one request takes. */
+	kms_pseudonym_value *many = calloc(KMS_PSEUDONYM_VALUES_MAX + 1, sizeof *many);
+	assert_non_null(many);
+	for (size_t i = 0; i <= KMS_PSEUDONYM_VALUES_MAX; i++)
+		many[i] = values[i % 3];
+	assert_int_equal(kms_pseudonymize(c, "k", NULL, 0, many, KMS_PSEUDONYM_VALUES_MAX, 0, &ps,
+	                                  &err), KMS_OK);
+	assert_int_equal(ps.n, KMS_PSEUDONYM_VALUES_MAX);
+	assert_string_equal(ps.pseudonyms[KMS_PSEUDONYM_VALUES_MAX - 1],
+	                    "kp_0123abcd_1_61000000000000000000000000009999");
+	kms_pseudonyms_free(&ps);
+
+	/* Refused before sending: nothing reaches the server. */
+	int before = atomic_load(&f->requests);
+	uint8_t big[KMS_SIGN_MESSAGE_MAX + 1] = { 0 };
+	assert_int_equal(kms_sign(c, "k", big, sizeof big, KMS_MESSAGE_RAW, &sig, &err),
+	                 KMS_INVALID_ARGUMENT);
+	assert_int_equal(err.origin, KMS_ERROR_LOCAL);
+	assert_non_null(strstr(err.message, "digest"));
+	assert_int_equal(kms_sign(c, "k", message, 0, KMS_MESSAGE_RAW, &sig, &err),
+	                 KMS_INVALID_ARGUMENT);
+	assert_int_equal(kms_sign(c, "k", digest, 31, KMS_MESSAGE_DIGEST, &sig, &err),
+	                 KMS_INVALID_ARGUMENT);
+	assert_int_equal(kms_sign(c, "k", message, 3, (kms_message_type)0, &sig, &err),
+	                 KMS_INVALID_ARGUMENT);
+	assert_int_equal(kms_sign(c, NULL, message, 3, KMS_MESSAGE_RAW, &sig, &err),
+	                 KMS_INVALID_ARGUMENT);
+	assert_int_equal(kms_verify(c, "k", message, 3, KMS_MESSAGE_RAW, big, KMS_SIGNATURE_MAX + 1,
+	                            0, &v, &err), KMS_INVALID_ARGUMENT);
+	assert_int_equal(kms_verify(c, "k", message, 3, KMS_MESSAGE_RAW, NULL, 0, 0, &v, &err),
+	                 KMS_INVALID_ARGUMENT);
+	assert_int_equal(kms_verify_mac(c, "k", message, 3, mac_good, KMS_MAC_LEN - 1, 0, &v, &err),
+	                 KMS_INVALID_ARGUMENT);
+	assert_int_equal(kms_generate_mac(c, "k", big, sizeof big, 0, &mac, &err),
+	                 KMS_INVALID_ARGUMENT);
+	assert_int_equal(kms_get_public_key(c, "", 0, &pk, &err), KMS_INVALID_ARGUMENT);
+	assert_int_equal(kms_pseudonymize(c, "k", NULL, 0, many, KMS_PSEUDONYM_VALUES_MAX + 1, 0,
+	                                  &ps, &err), KMS_INVALID_ARGUMENT);
+	assert_int_equal(kms_pseudonymize(c, "k", NULL, 0, values, 0, 0, &ps, &err),
+	                 KMS_INVALID_ARGUMENT);
+	kms_pseudonym_value empty[2] = { values[0], { (const uint8_t *)"", 0 } };
+	assert_int_equal(kms_pseudonymize(c, "k", NULL, 0, empty, 2, 0, &ps, &err),
+	                 KMS_INVALID_ARGUMENT);
+	assert_non_null(strstr(err.message, "value 2 is 0 bytes"));
+	kms_pseudonym_value long_value = { big, KMS_PSEUDONYM_VALUE_MAX + 1 };
+	assert_int_equal(kms_pseudonymize(c, "k", NULL, 0, &long_value, 1, 0, &ps, &err),
+	                 KMS_INVALID_ARGUMENT);
+	const kms_context_pair dup[] = { { "a", "1" }, { "a", "2" } };
+	assert_int_equal(kms_pseudonymize(c, "k", dup, 2, values, 1, 0, &ps, &err),
+	                 KMS_INVALID_ARGUMENT);
+	assert_int_equal(atomic_load(&f->requests), before);
+	free(many);
 
 	kms_client_close(c);
 	fake_stop(f);
@@ -992,6 +1281,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(health_round_trip),
 		cmocka_unit_test(requests_carry_their_arguments),
+		cmocka_unit_test(signing_calls_carry_their_arguments),
 		cmocka_unit_test(server_errors_pass_through_cleaned),
 		cmocka_unit_test(wrong_answers_are_errors_not_crashes),
 		cmocka_unit_test(no_server_is_unavailable_within_the_timeout),
