@@ -6,16 +6,25 @@
 
 typedef struct closer {
 	nng_socket sock;
+	bool fini; /* nng_fini() rather than nng_close(sock) */
 	pthread_mutex_t lock;
 	pthread_cond_t done_cv;
 	bool done;
 	bool abandoned; /* the waiter gave up: the closer frees this */
 } closer;
 
+static void run(nng_socket sock, bool fini)
+{
+	if (fini)
+		nng_fini();
+	else
+		nng_close(sock);
+}
+
 static void *close_socket(void *arg)
 {
 	closer *c = arg;
-	nng_close(c->sock);
+	run(c->sock, c->fini);
 	pthread_mutex_lock(&c->lock);
 	c->done = true;
 	bool abandoned = c->abandoned;
@@ -29,22 +38,24 @@ static void *close_socket(void *arg)
 	return NULL;
 }
 
-bool kms_nng_close_bounded(nng_socket sock, unsigned wait_ms)
+static bool run_bounded(nng_socket sock, bool fini, unsigned wait_ms)
 {
 	closer *c = calloc(1, sizeof *c);
 	pthread_t thread;
 	if (!c) {
-		nng_close(sock);
+		/* No thread to wait on: do it here, unbounded. */
+		run(sock, fini);
 		return true;
 	}
 	c->sock = sock;
+	c->fini = fini;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->done_cv, NULL);
 	if (pthread_create(&thread, NULL, close_socket, c) != 0) {
 		pthread_mutex_destroy(&c->lock);
 		pthread_cond_destroy(&c->done_cv);
 		free(c);
-		nng_close(sock);
+		run(sock, fini);
 		return true;
 	}
 	struct timespec until;
@@ -71,4 +82,15 @@ bool kms_nng_close_bounded(nng_socket sock, unsigned wait_ms)
 	}
 	pthread_detach(thread);
 	return false;
+}
+
+bool kms_nng_close_bounded(nng_socket sock, unsigned wait_ms)
+{
+	return run_bounded(sock, false, wait_ms);
+}
+
+bool kms_nng_fini_bounded(unsigned wait_ms)
+{
+	nng_socket none = NNG_SOCKET_INITIALIZER;
+	return run_bounded(none, true, wait_ms);
 }

@@ -27,4 +27,12 @@
  * wait_ms. */
 bool kms_nng_close_bounded(nng_socket sock, unsigned wait_ms);
 
+/* nng_fini(), bounded the same way: closes every socket still open and
+ * waits for NNG's reaper to free what closed sockets left to it. A process
+ * calls it once, last, after it is done with NNG: sockets close
+ * synchronously but their dialers and pipes are freed later on the reaper
+ * thread, and a process that exits while that is under way looks to
+ * LeakSanitizer as if it leaked them. */
+bool kms_nng_fini_bounded(unsigned wait_ms);
+
 #endif

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/nng_close.h"
 #include "kms/config.h"
 #include "common/error.h"
 #include "common/secmem_cap.h"
@@ -35,6 +36,9 @@
 #include "kms/pipeline/refusals.h"
 #include "kms/transport/http.h"
 #include "kms/transport/server.h"
+
+/* How long the last step of a shutdown may wait for NNG to let go. */
+#define NNG_FINI_WAIT_MS 5000u
 
 /* No core dumps (they would hold keys and plaintexts), no ptrace by others. */
 static void harden_process(void)
@@ -388,6 +392,11 @@ out:
 	authz_enforce_close(d.authz);
 	keyring_close(d.keyring);
 	hsm_close(d.hsm);
+	/* Last: lets NNG's reaper free what the closed sockets left it, so an
+	 * exit does not race it (LeakSanitizer would call that a leak). */
+	if (!kms_nng_fini_bounded(NNG_FINI_WAIT_MS))
+		kms_log("warn", "NNG did not finish shutting down within %u ms; exiting anyway",
+		         NNG_FINI_WAIT_MS);
 	if (exit_code == 0 && !check_only && !bootstrap_name)
 		kms_log("info", "stopped");
 	return exit_code;
