@@ -167,7 +167,8 @@ const struct cli_command tool_commands[] = {
 	             " bytes each\n"
 	             "  --file FILE           or one value a line (LF line ends; '-': stdin),\n"
 	             "                        any number of lines, sent in batches of at\n"
-	             "                        most " CLI_STR(KMS_PSEUDONYM_VALUES_MAX) " values, in order\n"
+	             "                        most " CLI_STR(KMS_PSEUDONYM_VALUES_MAX)
+	             " values, in order\n"
 	             "  -o, --out FILE        write there instead of stdout\n" OUT_HELP
 	             "\n  One pseudonym a line, in the values' order: the same key, version,\n"
 	             "  context and value always give the same pseudonym. With --json: one\n"

@@ -318,9 +318,10 @@ static int verdict(struct cli *cli, const struct sign_args *a, const kms_verific
 
 /* ---- sign, verify ---- */
 
-#define DIGEST_HINT                                                             \
-	": sign its SHA-256 with --digest (openssl dgst -sha256 -binary FILE | "      \
-	"kms sign --key KEY --digest; ECC_P256 keys)"
+/* What to do with a message longer than a request takes. */
+#define DIGEST_HINT(verb)                                                       \
+	": " verb " its SHA-256 with --digest (openssl dgst -sha256 -binary FILE | "  \
+	"kms " verb " --key KEY --digest; ECC_P256 keys)"
 
 int tool_sign(struct cli *cli, int argc, char **argv)
 {
@@ -344,7 +345,7 @@ int tool_sign(struct cli *cli, int argc, char **argv)
 		goto out;
 	if ((code = binary_target_check(cli, a.out, a.base64, "signature", "--base64")) !=
 	        CLI_EXIT_OK ||
-	    (code = read_message(cli, &a, DIGEST_HINT, &msg, &len)) != CLI_EXIT_OK ||
+	    (code = read_message(cli, &a, DIGEST_HINT("sign"), &msg, &len)) != CLI_EXIT_OK ||
 	    (code = cli_connect(cli, &client)) != CLI_EXIT_OK)
 		goto out;
 	kms_status st = kms_sign(client, a.key_id, msg, len,
@@ -395,7 +396,7 @@ int tool_verify(struct cli *cli, int argc, char **argv)
 		goto out;
 	if ((code = read_tag(cli, &signature, &a, a.signature_file, a.signature_base64, sig,
 	                     &sig_len)) != CLI_EXIT_OK ||
-	    (code = read_message(cli, &a, DIGEST_HINT, &msg, &len)) != CLI_EXIT_OK ||
+	    (code = read_message(cli, &a, DIGEST_HINT("verify"), &msg, &len)) != CLI_EXIT_OK ||
 	    (code = cli_connect(cli, &client)) != CLI_EXIT_OK)
 		goto out;
 	kms_status st = kms_verify(client, a.key_id, msg, len,
@@ -605,13 +606,7 @@ static int pseudo_flush(struct pseudo_run *r)
 	r->n = 0;
 	if (st != KMS_OK)
 		return report(r->cli, &err);
-	if (r->version && ps.key_version != r->version) {
-		fprintf(r->cli->err, "%s: kmsd answered with version %" PRIu32 " pseudonyms, not "
-		        "version %" PRIu32 "\n", r->cli->path, ps.key_version, r->version);
-		kms_pseudonyms_free(&ps);
-		return CLI_EXIT_UNREACHABLE;
-	}
-	r->version = ps.key_version;
+	r->version = ps.key_version; /* the library checked: the one asked for, if any */
 	memcpy(r->key_id, ps.key_id, sizeof r->key_id);
 	for (size_t i = 0; i < ps.n && code == CLI_EXIT_OK; i++) {
 		/* The library checked each: [A-Za-z0-9_] only. */

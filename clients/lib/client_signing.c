@@ -4,8 +4,9 @@
  *
  * Nothing here is secret on the way back (a signature, a MAC, a public key,
  * a pseudonym), but every byte of it is checked before it reaches the
- * caller: lengths against <kms/limits.h>, texts for their form, the PEM
- * against the DER.
+ * caller: lengths against <kms/limits.h>, texts for their form (a
+ * pseudonym as common/pseudonym.h reads it, of the key and version the
+ * answer names), the PEM against the DER.
  */
 #include "clients/lib/client_internal.h"
 
@@ -14,6 +15,7 @@
 
 #include "common/base64.h"
 #include "common/error.h"
+#include "common/pseudonym.h"
 
 #define PEM_BEGIN "-----BEGIN PUBLIC KEY-----"
 #define PEM_END "-----END PUBLIC KEY-----"
@@ -168,31 +170,31 @@ out:
 	return st;
 }
 
-/* A pseudonym as kmsd writes it: "kp_", then letters, digits and '_' only,
- * short enough for KMS_PSEUDONYM_TEXT_SIZE. */
-static bool pseudonym_ok(const char *text)
+/* A pseudonym exactly in the text form (docs/pseudonyms.md, section 3),
+ * of the key (its short id: the 8 hex digits after "k-") and version the
+ * answer names. */
+static bool pseudonym_ok(const char *text, const char *key_id, uint32_t version)
 {
-	size_t len = text ? strlen(text) : 0;
-	if (len < 4 || len >= KMS_PSEUDONYM_TEXT_SIZE || memcmp(text, "kp_", 3) != 0)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		char ch = text[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || ch == '_'))
-			return false;
-	}
-	return true;
+	char key_short[KMS_PSEUDONYM_KEY_SHORT_SIZE];
+	uint32_t got;
+	return text && key_id && strlen(key_id) >= 2 + KMS_PSEUDONYM_KEY_SHORT_LEN &&
+	       memcmp(key_id, "k-", 2) == 0 &&
+	       pseudonym_parse(text, key_short, &got) == KMS_OK && got == version &&
+	       memcmp(key_short, key_id + 2, KMS_PSEUDONYM_KEY_SHORT_LEN) == 0;
 }
 
 static kms_status take_pseudonyms(const Kms__PseudonymizeResponse *r, size_t n_values,
-                                  kms_pseudonyms *out, kms_error *err)
+                                  uint32_t version, kms_pseudonyms *out, kms_error *err)
 {
 	if (r->n_pseudonyms != n_values)
 		return client_protocol_error(err, "pseudonymize", "not one pseudonym per value");
+	if (r->key_version == 0 || (version != 0 && r->key_version != version))
+		return client_protocol_error(err, "pseudonymize", "not the version asked for");
 	for (size_t i = 0; i < n_values; i++)
-		if (!pseudonym_ok(r->pseudonyms[i]))
+		if (!pseudonym_ok(r->pseudonyms[i], r->key_id, r->key_version))
 			return client_protocol_error(err, "pseudonymize",
-			                             "a pseudonym is not of the form kp_...");
+			                             "a pseudonym is not kp_<key>_<version>_<mac> "
+			                             "of the key and version answered");
 	KMS_GUARD(client_copy_key_id(out->key_id, r->key_id, err));
 	out->pseudonyms = calloc(n_values, sizeof *out->pseudonyms);
 	if (!out->pseudonyms)
@@ -313,6 +315,11 @@ kms_status kms_generate_mac(kms_client *client, const char *key_id, const uint8_
 	KMS_GUARD(client_begin(out, sizeof *out, "generate_mac", err));
 	KMS_GUARD(client_need(key_id, "generate_mac", "a key id", err));
 	KMS_GUARD(check_message(message, message_len, KMS_MESSAGE_RAW, "generate_mac", err));
+	if (pseudonym_domain_prefixed(message, message_len))
+		return client_fail(err, KMS_INVALID_ARGUMENT, KMS_ERROR_LOCAL,
+		                   "generate_mac: the message starts with the pseudonym domain "
+		                   "prefix (\"%s\" and a 0x00 byte), which kmsd refuses: use "
+		                   "pseudonymize (docs/pseudonyms.md)", KMS_PSEUDONYM_DOMAIN);
 	kms__request__init(&req);
 	kms__generate_mac_request__init(&op);
 	op.key_id = client_lend(key_id);
@@ -411,7 +418,7 @@ kms_status kms_pseudonymize(kms_client *client, const char *key_id,
 	req.pseudonymize = &op;
 	KMS_GUARD_OUT(st, client_roundtrip(client, &req, KMS__RESPONSE__RESULT_PSEUDONYMIZE,
 	                                   &resp, err));
-	st = take_pseudonyms(resp->pseudonymize, n_values, out, err);
+	st = take_pseudonyms(resp->pseudonymize, n_values, key_version, out, err);
 out:
 	if (st != KMS_OK)
 		kms_pseudonyms_free(out);

@@ -494,7 +494,9 @@ typedef struct kms_mac {
 } kms_mac;
 
 /* The MAC of message (1..KMS_SIGN_MESSAGE_MAX bytes) under key_id's version
- * key_version (0: its primary). Nothing to free. */
+ * key_version (0: its primary). A message that starts with the pseudonym
+ * domain prefix ("kms-pseudonym-v1" and a 0x00 byte, docs/pseudonyms.md)
+ * is refused: only kms_pseudonymize makes those MACs. Nothing to free. */
 KMS_EXPORT kms_status kms_generate_mac(kms_client *client, const char *key_id,
                                        const uint8_t *message, size_t message_len,
                                        uint32_t key_version, kms_mac *out,
@@ -513,8 +515,10 @@ typedef struct kms_pseudonym_value {
 	size_t len;
 } kms_pseudonym_value;
 
-/* Pseudonyms, one per value and in the values' order, each
- * "kp_<8 hex>_<version>_<32 base32>" and NUL-terminated. */
+/* Pseudonyms, one per value and in the values' order, each in the text
+ * form of docs/pseudonyms.md ("kp_<8 hex>_<version>_<32 base32>", 46..55
+ * characters of [a-z0-9_]), NUL-terminated; checked to name key_id and
+ * key_version. */
 typedef struct kms_pseudonyms {
 	char (*pseudonyms)[KMS_PSEUDONYM_TEXT_SIZE]; /* n of them, plain memory */
 	size_t n;

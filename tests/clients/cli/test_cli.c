@@ -294,7 +294,8 @@ static void sign_commands_refuse_before_connecting(void **state)
 	expect(TOOL("verify", "--key", "k", "-i", small, "--signature", tag33, "--version", "0"),
 	       CLI_EXIT_USAGE, NULL, "--version takes a key version, 1..4294967295");
 	expect(TOOL("verify", "--key", "k", "-i", big, "--signature", tag33), CLI_EXIT_USAGE, NULL,
-	       "sign its SHA-256 with --digest");
+	       "verify its SHA-256 with --digest (openssl dgst -sha256 -binary FILE | "
+	       "kms verify");
 	expect(TOOL("verify", "--key", "k", "-i", small, "--signature", tag33, "--version", "2",
 	            "--endpoint", sock, "--timeout", "100"),
 	       CLI_EXIT_UNREACHABLE, NULL, "no socket at");

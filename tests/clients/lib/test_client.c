@@ -310,8 +310,9 @@ static void answer_data(struct fake *f, const Kms__Request *req, Kms__Response *
  * is chosen by the request's key id: "k-long" (a signature too long),
  * "k-liar" (valid but no version), "k-mismatch" (a PEM of another key),
  * "k-short" (a 31-byte MAC), "k-fewer" (one pseudonym missing), "k-evil"
- * (a pseudonym with an escape). A signature or MAC whose first byte is 1
- * verifies. */
+ * (a pseudonym with an escape), "k-other" and "k-version" (pseudonyms of
+ * another key or version than the answer names). A signature or MAC whose
+ * first byte is 1 verifies. */
 static const uint8_t ed_der[] = {
 	0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
 	0xef, 0xab, 0x9c, 0x36, 0x52, 0x4d, 0x89, 0xa2, 0x1b, 0xd4, 0xb7, 0xf5,
@@ -322,6 +323,20 @@ static const uint8_t ed_der[] = {
 	"MCowBQYDK2VwAyEA76ucNlJNiaIb1Lf14vszDwomV4Fs8YSHldw6YThMUHI=\n" \
 	"-----END PUBLIC KEY-----\n"
 #define FAKE_PSEUDONYMS 10000
+
+/* The fake's pseudonym of the i-th value, whose first byte is first: the
+ * text form of docs/pseudonyms.md for key k-01234567... version 1, with
+ * both in its base32 part, so order shows. */
+static void fake_pseudonym(char out[KMS_PSEUDONYM_TEXT_SIZE], uint8_t first, size_t i)
+{
+	static const char b32[] = "abcdefghijklmnopqrstuvwxyz234567";
+	char mac[33];
+	mac[0] = b32[first % 32];
+	for (int d = 31; d >= 1; d--, i /= 32)
+		mac[d] = b32[i % 32];
+	mac[32] = '\0';
+	snprintf(out, KMS_PSEUDONYM_TEXT_SIZE, "kp_01234567_1_%s", mac);
+}
 
 static void answer_signing(struct fake *f, const Kms__Request *req, Kms__Response *resp)
 {
@@ -335,7 +350,8 @@ static void answer_signing(struct fake *f, const Kms__Request *req, Kms__Respons
 	static char key_id[] = "k-0123456789abcdef0123456789abcdef";
 	static char pem[] = ED_PEM;
 	static char texts[FAKE_PSEUDONYMS][KMS_PSEUDONYM_TEXT_SIZE], *text_ptrs[FAKE_PSEUDONYMS];
-	static char evil[] = "kp_0123abcd_1_\x1b[2J";
+	static char evil[] = "kp_01234567_1_\x1b[2Jaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+	static char other_key[] = "k-7654321089abcdef0123456789abcdef";
 	const char *asked = "";
 
 	switch (req->op_case) {
@@ -402,9 +418,7 @@ static void answer_signing(struct fake *f, const Kms__Request *req, Kms__Respons
 		kms__pseudonymize_response__init(&pseudo);
 		FAKE_CHECK(req->pseudonymize->n_values <= FAKE_PSEUDONYMS);
 		for (size_t i = 0; i < req->pseudonymize->n_values; i++) {
-			/* The value's first byte and its place: order shows. */
-			snprintf(texts[i], sizeof texts[i], "kp_0123abcd_1_%02x%030zu",
-			         req->pseudonymize->values[i].data[0], i);
+			fake_pseudonym(texts[i], req->pseudonymize->values[i].data[0], i);
 			text_ptrs[i] = texts[i];
 		}
 		pseudo.n_pseudonyms = req->pseudonymize->n_values;
@@ -413,8 +427,8 @@ static void answer_signing(struct fake *f, const Kms__Request *req, Kms__Respons
 		if (strcmp(asked, "k-evil") == 0)
 			text_ptrs[0] = evil;
 		pseudo.pseudonyms = text_ptrs;
-		pseudo.key_id = key_id;
-		pseudo.key_version = 1;
+		pseudo.key_id = strcmp(asked, "k-other") == 0 ? other_key : key_id;
+		pseudo.key_version = strcmp(asked, "k-version") == 0 ? 2 : 1;
 		resp->result_case = KMS__RESPONSE__RESULT_PSEUDONYMIZE;
 		resp->pseudonymize = &pseudo;
 		break;
@@ -837,9 +851,15 @@ static void signing_calls_carry_their_arguments(void **state)
 	kms_pseudonyms ps;
 	assert_int_equal(kms_pseudonymize(c, "k", context, 1, values, 3, 0, &ps, &err), KMS_OK);
 	assert_int_equal(ps.n, 3);
-	assert_string_equal(ps.pseudonyms[0], "kp_0123abcd_1_61000000000000000000000000000000");
-	assert_string_equal(ps.pseudonyms[1], "kp_0123abcd_1_62000000000000000000000000000001");
-	assert_string_equal(ps.pseudonyms[2], "kp_0123abcd_1_63000000000000000000000000000002");
+	char want[KMS_PSEUDONYM_TEXT_SIZE];
+	fake_pseudonym(want, 'a', 0);
+	assert_string_equal(ps.pseudonyms[0], want);
+	fake_pseudonym(want, 'b', 1);
+	assert_string_equal(ps.pseudonyms[1], want);
+	fake_pseudonym(want, 'c', 2);
+	assert_string_equal(ps.pseudonyms[2], want);
+	assert_string_equal(ps.key_id, "k-0123456789abcdef0123456789abcdef");
+	assert_int_equal(ps.key_version, 1);
 	kms_pseudonyms_free(&ps);
 	assert_null(ps.pseudonyms);
 	pthread_mutex_lock(&last_lock);
@@ -855,6 +875,17 @@ static void signing_calls_carry_their_arguments(void **state)
 	assert_int_equal(kms_pseudonymize(c, "k-evil", NULL, 0, values, 3, 0, &ps, &err),
 	                 KMS_INTERNAL);
 	assert_null(ps.pseudonyms);
+	assert_int_equal(kms_pseudonymize(c, "k-other", NULL, 0, values, 3, 0, &ps, &err),
+	                 KMS_INTERNAL);
+	assert_non_null(strstr(err.message, "of the key and version answered"));
+	assert_int_equal(kms_pseudonymize(c, "k-version", NULL, 0, values, 3, 0, &ps, &err),
+	                 KMS_INTERNAL);
+	assert_null(ps.pseudonyms);
+	/* A pinned version is the one answered. */
+	assert_int_equal(kms_pseudonymize(c, "k", NULL, 0, values, 3, 1, &ps, &err), KMS_OK);
+	kms_pseudonyms_free(&ps);
+	assert_int_equal(kms_pseudonymize(c, "k", NULL, 0, values, 3, 4, &ps, &err), KMS_INTERNAL);
+	assert_non_null(strstr(err.message, "not the version asked for"));
 	/* The most values one request takes. */
 	kms_pseudonym_value *many = calloc(KMS_PSEUDONYM_VALUES_MAX + 1, sizeof *many);
 	assert_non_null(many);
@@ -863,8 +894,9 @@ static void signing_calls_carry_their_arguments(void **state)
 	assert_int_equal(kms_pseudonymize(c, "k", NULL, 0, many, KMS_PSEUDONYM_VALUES_MAX, 0, &ps,
 	                                  &err), KMS_OK);
 	assert_int_equal(ps.n, KMS_PSEUDONYM_VALUES_MAX);
-	assert_string_equal(ps.pseudonyms[KMS_PSEUDONYM_VALUES_MAX - 1],
-	                    "kp_0123abcd_1_61000000000000000000000000009999");
+	fake_pseudonym(want, values[(KMS_PSEUDONYM_VALUES_MAX - 1) % 3].bytes[0],
+	               KMS_PSEUDONYM_VALUES_MAX - 1);
+	assert_string_equal(ps.pseudonyms[KMS_PSEUDONYM_VALUES_MAX - 1], want);
 	kms_pseudonyms_free(&ps);
 
 	/* Refused before sending: nothing reaches the server. */
@@ -890,6 +922,11 @@ static void signing_calls_carry_their_arguments(void **state)
 	                 KMS_INVALID_ARGUMENT);
 	assert_int_equal(kms_generate_mac(c, "k", big, sizeof big, 0, &mac, &err),
 	                 KMS_INVALID_ARGUMENT);
+	/* GenerateMac of a pseudonym message: refused (docs/pseudonyms.md, 4). */
+	static const uint8_t prefixed[] = "kms-pseudonym-v1\0\0\0\0\2\0\0\0\0\1x";
+	assert_int_equal(kms_generate_mac(c, "k", prefixed, sizeof prefixed - 1, 0, &mac, &err),
+	                 KMS_INVALID_ARGUMENT);
+	assert_non_null(strstr(err.message, "pseudonym domain prefix"));
 	assert_int_equal(kms_get_public_key(c, "", 0, &pk, &err), KMS_INVALID_ARGUMENT);
 	assert_int_equal(kms_pseudonymize(c, "k", NULL, 0, many, KMS_PSEUDONYM_VALUES_MAX + 1, 0,
 	                                  &ps, &err), KMS_INVALID_ARGUMENT);
