@@ -43,6 +43,9 @@
 #define HSM_HMAC_SHA256_LEN 32
 /* An uncompressed P-256 point: 0x04 || X || Y. */
 #define HSM_EC_P256_PUBLIC_LEN 65
+/* A P-256 ECDSA signature as PKCS#11 gives it: r || s, 32 bytes each. */
+#define HSM_ECDSA_P256_SIG_LEN 64
+#define HSM_SHA256_DIGEST_LEN 32
 /* Room for any wrapped key version: RFC 5649 output of an AES-256 or
  * HMAC-SHA256 key is 40 bytes, of a P-256 private key (SoftHSM's PKCS#8)
  * 80 bytes. */
@@ -126,7 +129,11 @@ kms_status hsm_aes_gcm_decrypt(hsm *h, const hsm_object_id *key,
 kms_status hsm_random(hsm *h, uint8_t *out, size_t len) KMS_MUST_USE;
 
 /* Creates a token Ed25519 pair (CKM_EC_EDWARDS_KEY_PAIR_GEN); the private
- * half is sensitive and not extractable. Both halves share the CKA_ID. */
+ * half is sensitive and not extractable. Both halves share the CKA_ID (any
+ * bytes: the audit key's name, or a key version's 20-byte id), so
+ * hsm_object_destroy removes both and hsm_objects_list reports both
+ * (HSM_OBJECT_ED25519_PRIVATE and _PUBLIC). KMS_ALREADY_EXISTS if an
+ * object with that id exists. */
 kms_status hsm_ed25519_create(hsm *h, const hsm_object_id *id, const char *label) KMS_MUST_USE;
 
 /* The raw 32-byte public key of the pair with that id. */
@@ -176,6 +183,14 @@ kms_status hsm_info(hsm *h, hsm_token_info *info) KMS_MUST_USE;
  * To be used it is unwrapped into a sensitive, non-extractable session
  * object held in a bounded process-wide cache (below). Its clear value
  * never leaves the HSM.
+ *
+ * SoftHSMv2 2.6's C_WrapKey zero-pads a key to a multiple of 8 bytes before
+ * RFC 5649, so the length the wrapped bytes carry is the padded one (its
+ * C_UnwrapKey follows the RFC). Every secret kms generates is 32 bytes and
+ * unaffected; a P-256 version's PKCS#8 (67 bytes of DER) comes back from
+ * any RFC 5649 unwrap with 5 zero bytes after it, which SoftHSMv2 reads
+ * (another module's unwrap may not). The RFC 4231 cases of
+ * tests/hsm/test_hsm_sign_mac.c show the padding.
  */
 
 /* What a wrapped key version is. */
@@ -246,7 +261,8 @@ kms_status hsm_rewrap(hsm *h, const hsm_object_id *old_kek, const uint8_t *wrapp
  * bytes, and those are unwrapped (C_UnwrapKey, CKM_AES_KEY_WRAP_PAD) into
  * a session object with CKA_TOKEN false, CKA_SENSITIVE true,
  * CKA_EXTRACTABLE false and only its type's operations (CKA_ENCRYPT and
- * CKA_DECRYPT, or CKA_SIGN and CKA_VERIFY). A hit makes no HSM call but
+ * CKA_DECRYPT for AES-256, CKA_SIGN and CKA_VERIFY for HMAC-SHA256,
+ * CKA_SIGN for an EC private key). A hit makes no HSM call but
  * the operation itself (one mutex and a pin count, no C_FindObjects).
  *
  * - An entry is pinned while an operation uses it; an eviction destroys a
@@ -318,11 +334,25 @@ kms_status hsm_wrapped_gcm_decrypt(hsm *h, const hsm_object_id *name,
                                    uint8_t *out, size_t out_cap) KMS_MUST_USE;
 
 /* HMAC-SHA256 (CKM_SHA256_HMAC) of msg with the cached HMAC key version
- * `name`. To verify a MAC, compute it and compare in constant time. */
+ * `name`. To verify a MAC, compute it and compare in constant time. mac is
+ * zeroed on failure. The cache unwraps a generic secret of any length
+ * (kms generates 32 bytes); the module decides which lengths the
+ * mechanism takes (SoftHSMv2: 32 to 512 bytes), and a key outside them is
+ * KMS_FAILED_PRECONDITION (CKR_KEY_SIZE_RANGE). */
 kms_status hsm_wrapped_hmac_sha256(hsm *h, const hsm_object_id *name,
                                    hsm_wrapped_loader loader, void *loader_ctx,
                                    const uint8_t *msg, size_t msg_len,
                                    uint8_t mac[HSM_HMAC_SHA256_LEN]) KMS_MUST_USE;
+
+/* ECDSA (CKM_ECDSA) with the cached P-256 private key version `name` over
+ * a SHA-256 digest the caller computed: the signature as PKCS#11 gives it,
+ * r || s, 32 bytes each, big-endian (DER is the caller's business). ECDSA
+ * is randomized: two signatures of one digest differ, both valid. sig is
+ * zeroed on failure. */
+kms_status hsm_wrapped_ecdsa_p256_sign(hsm *h, const hsm_object_id *name,
+                                       hsm_wrapped_loader loader, void *loader_ctx,
+                                       const uint8_t digest[HSM_SHA256_DIGEST_LEN],
+                                       uint8_t sig[HSM_ECDSA_P256_SIG_LEN]) KMS_MUST_USE;
 
 /* Drops `name` from the cache (on disable, scheduled deletion, destroy):
  * its object is destroyed now, or when its last user unpins it. A name not

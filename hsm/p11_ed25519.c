@@ -1,6 +1,8 @@
 /*
- * p11_ed25519.c: Ed25519 key pairs in the HSM (for signing audit
- * checkpoints): create, export the public key, sign (pure EdDSA).
+ * p11_ed25519.c: Ed25519 key pairs in the HSM as token objects (the audit
+ * checkpoint key, and Ed25519 key versions, which SoftHSMv2 cannot wrap):
+ * create, export the public key, sign (pure EdDSA). hsm_object_destroy and
+ * hsm_objects_list (p11_objects.c) take both halves by their shared CKA_ID.
  */
 #include <string.h>
 

@@ -13,7 +13,8 @@
  *   p11_keycache.c the unwrapped-key cache: a bounded LRU of session objects
  *                  in a session of its own, pinned while used, loads
  *                  coalesced, dropped and reloaded after a lost session;
- *                  hsm_wrapped_gcm_*, hsm_wrapped_hmac_sha256
+ *                  hsm_wrapped_gcm_*, hsm_wrapped_hmac_sha256,
+ *                  hsm_wrapped_ecdsa_p256_sign
  *   p11_rv.c       CK_RV names and their kms_status
  *   p11_info.c     hsm_info: token status through an open hsm
  *   token_status.c hsm_token_status, through libp11

@@ -631,44 +631,49 @@ kms_status hsm_wrapped_gcm_decrypt(hsm *h, const hsm_object_id *name, hsm_wrappe
 	return st;
 }
 
-typedef struct hmac_use {
+/* One single-part C_Sign with a cached key: HMAC-SHA256 of a message or
+ * ECDSA of a digest. */
+typedef struct sign_use {
+	CK_MECHANISM_TYPE mechanism;
+	const char *what; /* the operation, for messages */
 	const hsm_keycache_entry *e;
-	const uint8_t *msg;
-	size_t msg_len;
-	uint8_t *mac;
+	const uint8_t *in;
+	size_t in_len;
+	uint8_t *out;
+	size_t out_len; /* exactly what C_Sign must write */
 	const char *call;
-} hmac_use;
+} sign_use;
 
-static kms_status hmac_step(hsm *h, CK_SESSION_HANDLE s, void *ctx, CK_RV *rv)
+static kms_status sign_step(hsm *h, CK_SESSION_HANDLE s, void *ctx, CK_RV *rv)
 {
-	hmac_use *u = ctx;
+	sign_use *u = ctx;
 	static const uint8_t empty[1];
-	CK_MECHANISM mech = { CKM_SHA256_HMAC, NULL, 0 };
-	CK_ULONG len = HSM_HMAC_SHA256_LEN;
+	CK_MECHANISM mech = { u->mechanism, NULL, 0 };
+	CK_ULONG len = u->out_len;
 	u->call = "C_SignInit";
 	*rv = h->p11->C_SignInit(s, &mech, u->e->handle);
 	if (*rv != CKR_OK)
 		return KMS_OK;
 	u->call = "C_Sign";
-	*rv = h->p11->C_Sign(s, hsm_unconst(u->msg_len ? u->msg : empty), u->msg_len, u->mac, &len);
+	*rv = h->p11->C_Sign(s, hsm_unconst(u->in_len ? u->in : empty), u->in_len, u->out, &len);
 	/* Left active, the operation would fail every later call on the session. */
 	if (*rv == CKR_BUFFER_TOO_SMALL)
 		hsm_session_drop(h, true);
-	else if (*rv == CKR_OK && len != HSM_HMAC_SHA256_LEN)
-		return KMS_FAIL(KMS_INTERNAL, "hsm: C_Sign (HMAC-SHA256) wrote %lu bytes, not %d",
-		                (unsigned long)len, HSM_HMAC_SHA256_LEN);
+	else if (*rv == CKR_OK && len != u->out_len)
+		return KMS_FAIL(KMS_INTERNAL, "hsm: C_Sign (%s) wrote %lu bytes, not %zu", u->what,
+		                (unsigned long)len, u->out_len);
 	return KMS_OK;
 }
 
-static kms_status hmac_op(hsm *h, const hsm_keycache_entry *e, void *ctx, CK_RV *rv)
+static kms_status sign_op(hsm *h, const hsm_keycache_entry *e, void *ctx, CK_RV *rv)
 {
-	hmac_use *u = ctx;
+	sign_use *u = ctx;
 	u->e = e;
-	KMS_GUARD(hsm_run(h, NULL, hmac_step, u, rv));
+	KMS_GUARD(hsm_run(h, NULL, sign_step, u, rv));
 	if (*rv == CKR_OK)
 		return KMS_OK;
-	return KMS_FAIL(hsm_status_of(*rv), "hsm: %s (HMAC-SHA256) key version %s on token \"%s\" "
-	                "-> %s", u->call, hsm_id_to_text(&e->name).s, h->token_label,
+	return KMS_FAIL(hsm_status_of(*rv), "hsm: %s (%s) key version %s on token \"%s\" -> %s",
+	                u->call, u->what, hsm_id_to_text(&e->name).s, h->token_label,
 	                hsm_rv_name(*rv));
 }
 
@@ -679,10 +684,27 @@ kms_status hsm_wrapped_hmac_sha256(hsm *h, const hsm_object_id *name, hsm_wrappe
 	KMS_ENSURE(mac != NULL, KMS_INVALID_ARGUMENT, "hsm: HMAC without an output buffer");
 	KMS_ENSURE(msg != NULL || msg_len == 0, KMS_INVALID_ARGUMENT,
 	           "hsm: HMAC input is NULL but %zu bytes long", msg_len);
-	hmac_use u = { NULL, msg, msg_len, mac, "" };
-	kms_status st = run_cached(h, name, loader, loader_ctx, HSM_KEY_TYPE_HMAC_SHA256, hmac_op, &u);
+	sign_use u = { CKM_SHA256_HMAC, "HMAC-SHA256", NULL, msg, msg_len, mac,
+		       HSM_HMAC_SHA256_LEN, "" };
+	kms_status st = run_cached(h, name, loader, loader_ctx, HSM_KEY_TYPE_HMAC_SHA256, sign_op,
+	                           &u);
 	if (st != KMS_OK)
 		kms_wipe(mac, HSM_HMAC_SHA256_LEN);
+	return st;
+}
+
+kms_status hsm_wrapped_ecdsa_p256_sign(hsm *h, const hsm_object_id *name,
+                                       hsm_wrapped_loader loader, void *loader_ctx,
+                                       const uint8_t digest[HSM_SHA256_DIGEST_LEN],
+                                       uint8_t sig[HSM_ECDSA_P256_SIG_LEN])
+{
+	KMS_ENSURE(sig != NULL, KMS_INVALID_ARGUMENT, "hsm: ECDSA without an output buffer");
+	KMS_ENSURE(digest != NULL, KMS_INVALID_ARGUMENT, "hsm: ECDSA without a digest");
+	sign_use u = { CKM_ECDSA, "ECDSA P-256", NULL, digest, HSM_SHA256_DIGEST_LEN, sig,
+		       HSM_ECDSA_P256_SIG_LEN, "" };
+	kms_status st = run_cached(h, name, loader, loader_ctx, HSM_KEY_TYPE_EC_P256, sign_op, &u);
+	if (st != KMS_OK)
+		memset(sig, 0, HSM_ECDSA_P256_SIG_LEN);
 	return st;
 }
 

@@ -156,6 +156,7 @@ kms_status hsm_status_of(CK_RV rv)
 		return KMS_NOT_FOUND;
 	case CKR_KEY_FUNCTION_NOT_PERMITTED:
 	case CKR_KEY_TYPE_INCONSISTENT:
+	case CKR_KEY_SIZE_RANGE: /* the key's length is outside the mechanism's range */
 		return KMS_FAILED_PRECONDITION;
 	case CKR_HOST_MEMORY:
 	case HSM_CKR_DUPLICATE_ID:

@@ -242,6 +242,24 @@ static const char *phase_name(audit_phase phase)
 	return NULL;
 }
 
+/* What a Sign, Verify, GenerateMac, VerifyMac or Pseudonymize entry records
+ * of its input instead of it: the length (and for Pseudonymize the number
+ * of values), whether it was a digest, and a verification's outcome. */
+static int message_members(const op_ctx *ctx, const op_audit_view *fields, json_t *e)
+{
+	int bad = 0;
+	if (fields->has_message)
+		bad |= json_object_set_new(e, "message_bytes",
+		                           json_integer((json_int_t)fields->message_bytes));
+	if (fields->message_values)
+		bad |= json_object_set_new(e, "values", json_integer((json_int_t)fields->message_values));
+	if (fields->message_type)
+		bad |= json_object_set_new(e, "message_type", json_string(fields->message_type));
+	if (ctx->audit.verdict)
+		bad |= json_object_set_new(e, "verdict", json_string(ctx->audit.verdict));
+	return bad;
+}
+
 /* KMS_OK with the entry; *too_large (and KMS_INVALID_ARGUMENT) when it
  * would pass AUDIT_ENTRY_MAX: then try a smaller shape. */
 static kms_status build(const audit_facts *f, const entry_shape *shape, char **out, size_t *len,
@@ -283,6 +301,7 @@ static kms_status build(const audit_facts *f, const entry_shape *shape, char **o
 	                                                            : requested_key(&fields)));
 	bad |= json_object_set_new(e, "key_version", json_integer(ctx->audit.key_version));
 	bad |= json_object_set_new(e, "encryption_context", context);
+	bad |= message_members(ctx, &fields, e);
 	if (fields.batch_items)
 		bad |= batch_members(ctx, e, fields.batch_items, shape);
 	bad |= json_object_set_new(e, "status", json_string(f->phase == AUDIT_PHASE_INTENT

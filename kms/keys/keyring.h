@@ -147,15 +147,27 @@ typedef struct keyring_tag_arg {
 
 typedef struct keyring_create_args {
 	const char *description;       /* NULL: "" ; 0..256 bytes of UTF-8 */
-	key_spec spec;                 /* 0: AES_256 (the only one so far) */
-	key_usage usage;               /* 0: ENCRYPT_DECRYPT */
+	key_spec spec;                 /* 0: AES_256 */
+	key_usage usage;               /* 0: the spec's (keyring_spec_check) */
 	const keyring_tag_arg *tags;
 	size_t n_tags;                 /* 0..50, no key twice */
 	const char *policy;            /* NULL or "": the default policy */
 	uint32_t rotation_period_days; /* 0: off; 1..3650 */
 	const char *alias;             /* NULL: none */
-	key_protection protection;     /* 0: KEY_PROTECTION_WRAPPED */
+	key_protection protection;     /* 0: the spec's default (keyring_spec_check) */
 } keyring_create_args;
+
+/*
+ * What a spec is for and where it may live. Each spec has one usage:
+ * AES_256 ENCRYPT_DECRYPT, HMAC_SHA256 GENERATE_VERIFY_MAC, ECC_P256 and
+ * ED25519 SIGN_VERIFY (usage 0: that one). AES_256, HMAC_SHA256 and
+ * ECC_P256 are wrapped by default; ED25519 only hsm-resident (the HSM
+ * cannot wrap an Ed25519 private key); AES_256 may be either (protection
+ * 0: the default). Anything else is KMS_INVALID_ARGUMENT saying what fits.
+ * Pure.
+ */
+kms_status keyring_spec_check(key_spec spec, key_usage usage, key_protection protection,
+                              key_usage *usage_out, key_protection *protection_out) KMS_MUST_USE;
 
 /* What DescribeKey shows. The arrays are malloc'ed; key_metadata_free. */
 typedef struct key_metadata {
@@ -181,6 +193,7 @@ typedef struct keyring_key_use {
 	hsm_object_id object;          /* CKA_ID of that version (hsm-resident), or its
 	                                * name in the unwrapped-key cache (wrapped) */
 	bool wrapped;                  /* use keyring_gcm_*, never the token path */
+	key_spec spec;
 } keyring_key_use;
 
 typedef struct keyring_tick_report {
@@ -257,6 +270,36 @@ kms_status keyring_gcm_decrypt(keyring *kr, const keyring_key_use *use,
                                const uint8_t iv[HSM_GCM_IV_LEN], const uint8_t *aad,
                                size_t aad_len, const uint8_t *sealed, size_t sealed_len,
                                uint8_t *out, size_t out_cap) KMS_MUST_USE;
+
+/* ---- signing and MAC keys (docs/signing.md, docs/pseudonyms.md) ---- */
+
+/* For Sign, Verify, GetPublicKey (usage SIGN_VERIFY), GenerateMac,
+ * VerifyMac, Pseudonymize (GENERATE_VERIFY_MAC): key_ref's key is ENABLED
+ * (else KMS_FAILED_PRECONDITION), its usage is `usage` (else
+ * KMS_INVALID_ARGUMENT naming the key's usage and the one `op` needs), and
+ * version (0: the primary) is active (else KMS_NOT_FOUND); fills out. */
+kms_status keyring_use_key(keyring *kr, const char *key_ref, key_usage usage, const char *op,
+                           uint32_t version, keyring_key_use *out) KMS_MUST_USE;
+/* The key's active versions, the primary first, then newest first; at
+ * most cap (Verify and VerifyMac with no version try each). */
+kms_status keyring_active_versions(keyring *kr, const uint8_t key_id[KMS_KEYID_BYTES],
+                                   uint32_t *out, size_t cap, size_t *n) KMS_MUST_USE;
+/* A signature with a SIGN_VERIFY version, raw: ECC_P256 signs input as a
+ * SHA-256 digest (input_len 32) with ECDSA, giving r || s; ED25519 signs
+ * input as the message (pure Ed25519), giving R || S. 64 bytes either way. */
+#define KEYRING_RAW_SIGNATURE_LEN 64
+kms_status keyring_sign(keyring *kr, const keyring_key_use *use, const uint8_t *input,
+                        size_t input_len,
+                        uint8_t sig[static KEYRING_RAW_SIGNATURE_LEN]) KMS_MUST_USE;
+/* The version's public key, raw: ECC_P256 the uncompressed point (65
+ * bytes, from the store), ED25519 the 32-byte key (from its token pair). */
+#define KEYRING_PUBLIC_KEY_MAX 65
+kms_status keyring_public_key(keyring *kr, const keyring_key_use *use,
+                              uint8_t out[static KEYRING_PUBLIC_KEY_MAX],
+                              size_t *len) KMS_MUST_USE;
+/* HMAC-SHA256 of msg with a GENERATE_VERIFY_MAC version (in the HSM). */
+kms_status keyring_hmac(keyring *kr, const keyring_key_use *use, const uint8_t *msg,
+                        size_t msg_len, uint8_t mac[static HSM_HMAC_SHA256_LEN]) KMS_MUST_USE;
 
 /* ---- KEKs (docs/key-hierarchy.md) ---- */
 

@@ -388,11 +388,18 @@ kms_status kr_resolve_ref(keyring *kr, const char *key_ref, uint8_t id[KMS_KEYID
 
 /* ---- the data plane ---- */
 
+/* The one line every use of a key of the wrong usage gets. */
+static kms_status check_usage(const kr_entry *e, key_usage usage, const char *op)
+{
+	KMS_ENSURE(e->usage == usage, KMS_INVALID_ARGUMENT,
+	           "key %s is a %s key (%s): %s needs a %s key", e->id_text,
+	           key_usage_name(e->usage), key_spec_name(e->spec), op, key_usage_name(usage));
+	return KMS_OK;
+}
+
 static kms_status check_key_kind(const kr_entry *e)
 {
-	KMS_ENSURE(e->spec == KEY_SPEC_AES_256 && e->usage == KEY_USAGE_ENCRYPT_DECRYPT,
-	           KMS_INVALID_ARGUMENT, "key %s is not an AES-256 ENCRYPT_DECRYPT key", e->id_text);
-	return KMS_OK;
+	return check_usage(e, KEY_USAGE_ENCRYPT_DECRYPT, "encryption and decryption");
 }
 
 static kms_status check_usable(const kr_entry *e)
@@ -419,6 +426,7 @@ static kms_status use_fill(const kr_entry *e, uint32_t version, keyring_key_use 
 	memcpy(out->key_id_text, e->id_text, KMS_KEYID_TEXT_SIZE);
 	out->version = version;
 	out->wrapped = e->wrapped;
+	out->spec = e->spec;
 	return kr_object_id(e->id, version, &out->object);
 }
 
@@ -545,6 +553,98 @@ kms_status keyring_encrypt_key(keyring *kr, const char *key_ref, int64_t now,
 	if (taken)
 		return KMS_OK;
 	return encrypt_slow(kr, id, id_text, now, out);
+}
+
+/* The entry of key id, loaded under its stripe on a miss; runs fn on it
+ * with cache_lock held. */
+typedef kms_status (*entry_fn)(kr_entry *e, void *arg);
+
+static kms_status with_entry(keyring *kr, const uint8_t id[KMS_KEYID_BYTES],
+                             const char *id_text, entry_fn fn, void *arg)
+{
+	kms_status status = KMS_OK;
+	pthread_mutex_lock(&kr->cache_lock);
+	kr_entry *e = entry_find(kr, id);
+	bool cached = e && e->valid;
+	if (cached) {
+		lru_touch(kr, e);
+		status = fn(e, arg);
+	}
+	pthread_mutex_unlock(&kr->cache_lock);
+	if (cached)
+		return status;
+	pthread_mutex_t *stripe = kr_stripe(kr, id);
+	pthread_mutex_lock(stripe);
+	status = entry_ensure_locked(kr, id, id_text, &e);
+	if (status == KMS_OK) {
+		pthread_mutex_lock(&kr->cache_lock);
+		status = fn(e, arg);
+		pthread_mutex_unlock(&kr->cache_lock);
+	}
+	pthread_mutex_unlock(stripe);
+	return status;
+}
+
+typedef struct use_args {
+	key_usage usage;
+	const char *op;
+	uint32_t version;
+	keyring_key_use *out;
+} use_args;
+
+static kms_status use_check(kr_entry *e, void *arg)
+{
+	use_args *a = arg;
+	KMS_ENSURE(e->state == KEY_STATE_ENABLED, KMS_FAILED_PRECONDITION, "key %s is %s",
+	           e->id_text, key_state_name(e->state));
+	KMS_GUARD(check_usage(e, a->usage, a->op));
+	uint32_t version = a->version ? a->version : e->primary;
+	KMS_GUARD(check_version(e, version));
+	return use_fill(e, version, a->out);
+}
+
+kms_status keyring_use_key(keyring *kr, const char *key_ref, key_usage usage, const char *op,
+                           uint32_t version, keyring_key_use *out)
+{
+	uint8_t id[KMS_KEYID_BYTES];
+	char id_text[KMS_KEYID_TEXT_SIZE];
+	memset(out, 0, sizeof *out);
+	KMS_GUARD(kr_resolve_ref(kr, key_ref, id, id_text));
+	use_args a = { .usage = usage, .op = op, .version = version, .out = out };
+	kms_status status = with_entry(kr, id, id_text, use_check, &a);
+	if (status != KMS_OK)
+		memset(out, 0, sizeof *out);
+	return status;
+}
+
+typedef struct versions_args {
+	uint32_t *out;
+	size_t cap, n;
+} versions_args;
+
+static kms_status versions_collect(kr_entry *e, void *arg)
+{
+	versions_args *a = arg;
+	if (e->primary >= 1 && e->primary <= e->n_versions &&
+	    (e->version_flags[e->primary - 1] & KR_VERSION_ACTIVE))
+		a->out[a->n++] = e->primary;
+	for (uint32_t v = e->n_versions; v >= 1 && a->n < a->cap; v--)
+		if (v != e->primary && (e->version_flags[v - 1] & KR_VERSION_ACTIVE))
+			a->out[a->n++] = v;
+	return KMS_OK;
+}
+
+kms_status keyring_active_versions(keyring *kr, const uint8_t key_id[KMS_KEYID_BYTES],
+                                   uint32_t *out, size_t cap, size_t *n)
+{
+	char id_text[KMS_KEYID_TEXT_SIZE];
+	*n = 0;
+	KMS_ENSURE(cap >= 1, KMS_INVALID_ARGUMENT, "keyring: no room for a version");
+	keyid_format(key_id, id_text);
+	versions_args a = { .out = out, .cap = cap };
+	KMS_GUARD(with_entry(kr, key_id, id_text, versions_collect, &a));
+	*n = a.n;
+	return KMS_OK;
 }
 
 static kms_status decrypt_check(kr_entry *e, uint32_t version, keyring_key_use *out)

@@ -139,9 +139,10 @@ void kr_alias_cache_clear(keyring *kr);
 kms_status kr_object_id(const uint8_t id[KMS_KEYID_BYTES], uint32_t version,
                         hsm_object_id *out) KMS_MUST_USE;
 
-/* Creates / destroys the HSM object of a key version (idempotent destroy). */
+/* Creates / destroys the HSM object of a key version (idempotent destroy):
+ * an AES-256 key or an Ed25519 pair (both halves under the version's id). */
 kms_status kr_object_create(keyring *kr, const uint8_t id[KMS_KEYID_BYTES],
-                            uint32_t version) KMS_MUST_USE;
+                            uint32_t version, key_spec spec) KMS_MUST_USE;
 kms_status kr_object_destroy(keyring *kr, const uint8_t id[KMS_KEYID_BYTES],
                              uint32_t version) KMS_MUST_USE;
 
@@ -175,9 +176,21 @@ kms_status kr_version_rollback(keyring *kr, const uint8_t id[KMS_KEYID_BYTES],
 kms_status kr_kek_open(keyring *kr, bool store_created) KMS_MUST_USE;
 
 /* Generates a version of spec in the HSM wrapped under the current KEK:
- * the KEK's id and the wrapped bytes (at most cap) into *kek_id, out, *len. */
+ * the KEK's id and the wrapped bytes (at most cap) into *kek_id, out, *len;
+ * for a key pair (ECC_P256) its public point into public_key (room for
+ * HSM_EC_P256_PUBLIC_LEN) and *public_len, which is 0 for a secret key
+ * (both may then be NULL). */
 kms_status kr_generate_wrapped(keyring *kr, key_spec spec, uint32_t *kek_id, uint8_t *out,
-                               size_t cap, size_t *len) KMS_MUST_USE;
+                               size_t cap, size_t *len, uint8_t *public_key,
+                               size_t *public_len) KMS_MUST_USE;
+/* The HSM layer's type of a wrapped key spec; KMS_INVALID_ARGUMENT for
+ * ED25519 (its versions are token objects). */
+kms_status kr_spec_type(key_spec spec, hsm_key_type *out) KMS_MUST_USE;
+/* Inserts a wrapped version's row with its material and, for a key pair,
+ * its public key (public_len 0: none), inside the caller's transaction. */
+kms_status kr_version_insert_wrapped(keyring *kr, const char *id_text, const store_version *v,
+                                     uint32_t kek_id, const uint8_t *wrapped, size_t wrapped_len,
+                                     const uint8_t *public_key, size_t public_len) KMS_MUST_USE;
 
 /* Drops versions 1..max_version of the key from the unwrapped-key cache
  * (disable, scheduled deletion, destruction). */

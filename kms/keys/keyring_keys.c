@@ -219,6 +219,43 @@ kms_status keyring_policy_validate(const char *policy)
 
 /* ---- create ---- */
 
+/* What each spec is for and where its versions may live. */
+static const struct spec_rule {
+	key_spec spec;
+	key_usage usage;
+	key_protection default_protection;
+	bool resident_ok, wrapped_ok;
+	const char *why; /* when one protection is refused */
+} spec_rules[] = {
+	{ KEY_SPEC_AES_256, KEY_USAGE_ENCRYPT_DECRYPT, KEY_PROTECTION_WRAPPED, true, true, "" },
+	{ KEY_SPEC_HMAC_SHA256, KEY_USAGE_GENERATE_VERIFY_MAC, KEY_PROTECTION_WRAPPED, false, true,
+	  "HMAC_SHA256 keys are wrapped (hsm-resident is offered for AES_256 and ED25519)" },
+	{ KEY_SPEC_ECC_P256, KEY_USAGE_SIGN_VERIFY, KEY_PROTECTION_WRAPPED, false, true,
+	  "ECC_P256 keys are wrapped (hsm-resident is offered for AES_256 and ED25519)" },
+	{ KEY_SPEC_ED25519, KEY_USAGE_SIGN_VERIFY, KEY_PROTECTION_HSM_RESIDENT, true, false,
+	  "ED25519 keys are hsm-resident: the HSM cannot wrap an Ed25519 private key" },
+};
+
+kms_status keyring_spec_check(key_spec spec, key_usage usage, key_protection protection,
+                              key_usage *usage_out, key_protection *protection_out)
+{
+	const struct spec_rule *r = NULL;
+	for (size_t i = 0; i < sizeof spec_rules / sizeof spec_rules[0]; i++)
+		if (spec_rules[i].spec == spec)
+			r = &spec_rules[i];
+	KMS_ENSURE(r, KMS_INVALID_ARGUMENT,
+	           "key spec %d is not one of AES_256, HMAC_SHA256, ECC_P256, ED25519", (int)spec);
+	KMS_ENSURE(!usage || usage == r->usage, KMS_INVALID_ARGUMENT,
+	           "key usage %s does not fit a %s key: use %s (or leave the usage out)",
+	           key_usage_name(usage), key_spec_name(spec), key_usage_name(r->usage));
+	key_protection p = protection ? protection : r->default_protection;
+	KMS_ENSURE(p == KEY_PROTECTION_WRAPPED ? r->wrapped_ok : r->resident_ok,
+	           KMS_INVALID_ARGUMENT, "%s", r->why);
+	*usage_out = r->usage;
+	*protection_out = p;
+	return KMS_OK;
+}
+
 /* Inside the creating transaction: refuses a new hsm-resident key once
  * max_hsm_resident of them exist (the token holds a bounded number of
  * objects). The count is an index, and BEGIN IMMEDIATE orders creators. */
@@ -256,7 +293,8 @@ static kms_status create_wrapped(keyring *kr, const keyring_create_args *args, s
                                  const char *policy, key_metadata *out)
 {
 	uint8_t wrapped[HSM_WRAPPED_MAX];
-	size_t wrapped_len = 0;
+	size_t wrapped_len = 0, public_len = 0;
+	uint8_t public_key[HSM_EC_P256_PUBLIC_LEN];
 	uint32_t kek_id = 0;
 	kms_status status;
 
@@ -265,11 +303,11 @@ static kms_status create_wrapped(keyring *kr, const keyring_create_args *args, s
 	                     .state = VERSION_STATE_ACTIVE };
 	pthread_rwlock_rdlock(&kr->kek_rwlock);
 	KMS_GUARD_OUT(status, kr_generate_wrapped(kr, key->spec, &kek_id, wrapped, sizeof wrapped,
-	                                          &wrapped_len));
+	                                          &wrapped_len, public_key, &public_len));
 	KMS_GUARD_OUT(status, store_begin(kr->store));
 	KMS_GUARD_OUT(status, store_key_insert(kr->store, key, policy));
-	KMS_GUARD_OUT(status, store_version_insert_wrapped(kr->store, key->id, &v1, kek_id, wrapped,
-	                                                   wrapped_len));
+	KMS_GUARD_OUT(status, kr_version_insert_wrapped(kr, key->id, &v1, kek_id, wrapped,
+	                                                wrapped_len, public_key, public_len));
 	KMS_GUARD_OUT(status, create_extras(kr, args, key, key->created_at));
 	KMS_GUARD_OUT(status, store_commit(kr->store));
 	pthread_rwlock_unlock(&kr->kek_rwlock);
@@ -299,11 +337,9 @@ kms_status keyring_create_key(keyring *kr, const keyring_create_args *args, int6
 		memset(out, 0, sizeof *out);
 	KMS_ENSURE(args, KMS_INVALID_ARGUMENT, "create key: missing arguments");
 	key_spec spec = args->spec ? args->spec : KEY_SPEC_AES_256;
-	key_usage usage = args->usage ? args->usage : KEY_USAGE_ENCRYPT_DECRYPT;
-	KMS_ENSURE(spec == KEY_SPEC_AES_256, KMS_INVALID_ARGUMENT,
-	           "key spec %d: only AES_256 is supported so far", (int)spec);
-	KMS_ENSURE(usage == KEY_USAGE_ENCRYPT_DECRYPT, KMS_INVALID_ARGUMENT,
-	           "key usage %d: an AES_256 key is for ENCRYPT_DECRYPT", (int)usage);
+	key_usage usage;
+	key_protection protection;
+	KMS_GUARD(keyring_spec_check(spec, args->usage, args->protection, &usage, &protection));
 	KMS_GUARD(description_validate(args->description));
 	KMS_GUARD(tags_validate(args->tags, args->n_tags));
 	KMS_GUARD(rotation_validate(args->rotation_period_days));
@@ -329,7 +365,7 @@ kms_status keyring_create_key(keyring *kr, const keyring_create_args *args, int6
 	                               ? now + (int64_t)args->rotation_period_days * kr->seconds_per_day
 	                               : 0;
 	memcpy(key.region, kr->region, sizeof key.region);
-	key.protection = args->protection ? args->protection : KEY_PROTECTION_WRAPPED;
+	key.protection = protection;
 	if (key.protection == KEY_PROTECTION_WRAPPED)
 		return create_wrapped(kr, args, &key, policy, out);
 	KMS_ENSURE(key.protection == KEY_PROTECTION_HSM_RESIDENT, KMS_INVALID_ARGUMENT,
@@ -347,7 +383,7 @@ kms_status keyring_create_key(keyring *kr, const keyring_create_args *args, int6
 	kr_crash_point_reached(kr, KR_CRASH_CREATE_AFTER_INTENT);
 
 	/* 2. The HSM object of version 1. */
-	status = kr_object_create(kr, id, 1);
+	status = kr_object_create(kr, id, 1, key.spec);
 	if (status != KMS_OK)
 		goto undo;
 	kr_crash_point_reached(kr, KR_CRASH_CREATE_AFTER_HSM);
@@ -412,7 +448,7 @@ static kms_status batch_prepare(keyring *kr, const keyring_create_args *args, in
 	memcpy(key->region, kr->region, sizeof key->region);
 	key->protection = KEY_PROTECTION_WRAPPED;
 	return kr_generate_wrapped(kr, key->spec, &item->kek_id, item->wrapped,
-	                           sizeof item->wrapped, &item->wrapped_len);
+	                           sizeof item->wrapped, &item->wrapped_len, NULL, NULL);
 }
 
 kms_status keyring_create_keys_batch(keyring *kr, const keyring_create_args *args, size_t n,

@@ -18,7 +18,7 @@
 typedef uint8_t object_name[KMS_KEYID_HSM_ID_LEN];
 
 typedef struct token_objects {
-	object_name *ids;  /* AES objects with a key-version CKA_ID */
+	object_name *ids;  /* AES keys and Ed25519 private keys with a key-version CKA_ID */
 	size_t n;
 	size_t cap;
 } token_objects;
@@ -29,7 +29,10 @@ static kms_status collect(void *ctx, const hsm_object_id *id, hsm_object_kind ki
 	uint8_t key_id[KMS_KEYID_BYTES];
 	uint32_t version;
 
-	if (kind != HSM_OBJECT_AES_KEY || id->len != KMS_KEYID_HSM_ID_LEN)
+	/* An Ed25519 version is a pair under one id: its private half stands
+	 * for it (destroying by id removes both halves). */
+	if ((kind != HSM_OBJECT_AES_KEY && kind != HSM_OBJECT_ED25519_PRIVATE) ||
+	    id->len != KMS_KEYID_HSM_ID_LEN)
 		return KMS_OK;
 	if (keyid_hsm_object_id_parse(id->bytes, id->len, key_id, &version) != KMS_OK) {
 		kms_error_clear();

@@ -12,13 +12,21 @@
 #include "kms/keys/keyring.h"
 #include "kms/keys/keyring_impl.h"
 
-kms_status kr_object_create(keyring *kr, const uint8_t id[KMS_KEYID_BYTES], uint32_t version)
+kms_status kr_object_create(keyring *kr, const uint8_t id[KMS_KEYID_BYTES], uint32_t version,
+                            key_spec spec)
 {
 	hsm_object_id object;
 	char label[KMS_KEYID_VERSION_LABEL_SIZE];
 	KMS_GUARD(kr_object_id(id, version, &object));
 	KMS_GUARD(keyid_version_label(id, version, label));
-	return hsm_aes_create(kr->hsm, &object, label);
+	switch (spec) {
+	case KEY_SPEC_AES_256: return hsm_aes_create(kr->hsm, &object, label);
+	case KEY_SPEC_ED25519: return hsm_ed25519_create(kr->hsm, &object, label);
+	case KEY_SPEC_HMAC_SHA256:
+	case KEY_SPEC_ECC_P256: break;
+	}
+	return KMS_FAIL(KMS_INVALID_ARGUMENT, "key spec %s is not offered hsm-resident",
+	                key_spec_name(spec));
 }
 
 kms_status kr_object_destroy(keyring *kr, const uint8_t id[KMS_KEYID_BYTES], uint32_t version)
@@ -104,13 +112,14 @@ static kms_status version_create_wrapped(keyring *kr, const char *id_text, store
                                          int64_t now, uint32_t *new_version)
 {
 	uint8_t wrapped[HSM_WRAPPED_MAX];
-	size_t wrapped_len = 0;
+	uint8_t public_key[HSM_EC_P256_PUBLIC_LEN];
+	size_t wrapped_len = 0, public_len = 0;
 	uint32_t kek_id = 0, max_version = 0;
 	kms_status status;
 
 	pthread_rwlock_rdlock(&kr->kek_rwlock);
 	KMS_GUARD_OUT(status, kr_generate_wrapped(kr, key->spec, &kek_id, wrapped, sizeof wrapped,
-	                                          &wrapped_len));
+	                                          &wrapped_len, public_key, &public_len));
 	KMS_GUARD_OUT(status, store_begin(kr->store));
 	KMS_GUARD_OUT(status, kr_key_get_visible(kr, id_text, key));
 	KMS_GUARD_OUT(status, rotatable(key, id_text));
@@ -122,8 +131,8 @@ static kms_status version_create_wrapped(keyring *kr, const char *id_text, store
 	}
 	store_version v = { .version = max_version + 1, .created_at = now,
 	                    .state = VERSION_STATE_ACTIVE };
-	KMS_GUARD_OUT(status, store_version_insert_wrapped(kr->store, id_text, &v, kek_id, wrapped,
-	                                                   wrapped_len));
+	KMS_GUARD_OUT(status, kr_version_insert_wrapped(kr, id_text, &v, kek_id, wrapped,
+	                                                wrapped_len, public_key, public_len));
 	key_new_primary(kr, key, v.version, now);
 	KMS_GUARD_OUT(status, store_key_update(kr->store, key));
 	KMS_GUARD_OUT(status, store_commit(kr->store));
@@ -181,7 +190,7 @@ kms_status kr_version_create_locked(keyring *kr, const uint8_t id[KMS_KEYID_BYTE
 	kr_crash_point_reached(kr, KR_CRASH_ROTATE_AFTER_INTENT);
 
 	/* 2. The HSM object. */
-	status = kr_object_create(kr, id, version);
+	status = kr_object_create(kr, id, version, key.spec);
 	if (status != KMS_OK)
 		goto undo;
 	kr_crash_point_reached(kr, KR_CRASH_ROTATE_AFTER_HSM);

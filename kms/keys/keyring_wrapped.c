@@ -193,27 +193,51 @@ out:
 
 /* ---- new versions ---- */
 
-static kms_status spec_type(key_spec spec, hsm_key_type *out)
+kms_status kr_spec_type(key_spec spec, hsm_key_type *out)
 {
-	KMS_ENSURE(spec == KEY_SPEC_AES_256, KMS_INVALID_ARGUMENT,
-	           "key spec %d cannot be wrapped yet", (int)spec);
-	*out = HSM_KEY_TYPE_AES256;
-	return KMS_OK;
+	switch (spec) {
+	case KEY_SPEC_AES_256: *out = HSM_KEY_TYPE_AES256; return KMS_OK;
+	case KEY_SPEC_HMAC_SHA256: *out = HSM_KEY_TYPE_HMAC_SHA256; return KMS_OK;
+	case KEY_SPEC_ECC_P256: *out = HSM_KEY_TYPE_EC_P256; return KMS_OK;
+	case KEY_SPEC_ED25519: break;
+	}
+	return KMS_FAIL(KMS_INVALID_ARGUMENT, "key spec %s cannot be wrapped (its versions are "
+	                "hsm-resident)", key_spec_name(spec));
 }
 
 kms_status kr_generate_wrapped(keyring *kr, key_spec spec, uint32_t *kek_id, uint8_t *out,
-                               size_t cap, size_t *len)
+                               size_t cap, size_t *len, uint8_t *public_key, size_t *public_len)
 {
 	store_kek kek;
 	hsm_object_id object;
-	hsm_key_type type;
+	hsm_key_type type = HSM_KEY_TYPE_AES256;
 	*kek_id = 0;
 	*len = 0;
-	KMS_GUARD(spec_type(spec, &type));
+	if (public_len)
+		*public_len = 0;
+	KMS_GUARD(kr_spec_type(spec, &type));
 	KMS_GUARD(store_kek_get_current(kr->store, &kek));
 	KMS_GUARD(kek_object_id(&kek, &object));
-	KMS_GUARD(hsm_generate_wrapped(kr->hsm, &object, type, out, cap, len));
+	if (type == HSM_KEY_TYPE_EC_P256) {
+		KMS_ENSURE(public_key && public_len, KMS_INTERNAL,
+		           "keyring: a key pair is generated without room for its public key");
+		KMS_GUARD(hsm_generate_wrapped_pair(kr->hsm, &object, type, out, cap, len, public_key));
+		*public_len = HSM_EC_P256_PUBLIC_LEN;
+	} else {
+		KMS_GUARD(hsm_generate_wrapped(kr->hsm, &object, type, out, cap, len));
+	}
 	*kek_id = kek.id;
+	return KMS_OK;
+}
+
+kms_status kr_version_insert_wrapped(keyring *kr, const char *id_text, const store_version *v,
+                                     uint32_t kek_id, const uint8_t *wrapped, size_t wrapped_len,
+                                     const uint8_t *public_key, size_t public_len)
+{
+	KMS_GUARD(store_version_insert_wrapped(kr->store, id_text, v, kek_id, wrapped, wrapped_len));
+	if (public_len)
+		KMS_GUARD(store_version_public_key_set(kr->store, id_text, v->version, public_key,
+		                                       public_len));
 	return KMS_OK;
 }
 
@@ -242,7 +266,7 @@ static kms_status material_load(void *ctx, const hsm_object_id *name, hsm_object
 	store_kek k = { .id = m.kek_id };
 	memcpy(k.hsm_id, m.kek_hsm_id, sizeof k.hsm_id);
 	KMS_GUARD_OUT(status, kek_object_id(&k, kek));
-	*type = HSM_KEY_TYPE_AES256; /* the only wrapped spec so far (spec_type) */
+	KMS_GUARD_OUT(status, kr_spec_type(m.spec, type));
 	memcpy(wrapped, m.wrapped, m.wrapped_len);
 	*len = m.wrapped_len;
 out:
@@ -296,6 +320,64 @@ kms_status keyring_gcm_decrypt(keyring *kr, const keyring_key_use *use,
 	return not_found_is_fault(st, use);
 }
 
+kms_status keyring_sign(keyring *kr, const keyring_key_use *use, const uint8_t *input,
+                        size_t input_len, uint8_t sig[static KEYRING_RAW_SIGNATURE_LEN])
+{
+	kms_status st;
+	switch (use->spec) {
+	case KEY_SPEC_ECC_P256:
+		KMS_ENSURE(input_len == KMS_SIGN_DIGEST_LEN && use->wrapped, KMS_INTERNAL,
+		           "keyring: ECDSA signs a 32-byte digest with a wrapped version");
+		st = hsm_wrapped_ecdsa_p256_sign(kr->hsm, &use->object, material_load, kr, input,
+		                                 sig);
+		break;
+	case KEY_SPEC_ED25519:
+		KMS_ENSURE(!use->wrapped, KMS_INTERNAL,
+		           "keyring: an Ed25519 version is a token pair");
+		st = hsm_ed25519_sign(kr->hsm, &use->object, input, input_len, sig);
+		break;
+	default:
+		return KMS_FAIL(KMS_INTERNAL, "keyring: key %s (%s) does not sign", use->key_id_text,
+		                key_spec_name(use->spec));
+	}
+	return not_found_is_fault(st, use);
+}
+
+kms_status keyring_public_key(keyring *kr, const keyring_key_use *use,
+                              uint8_t out[static KEYRING_PUBLIC_KEY_MAX], size_t *len)
+{
+	*len = 0;
+	if (use->spec == KEY_SPEC_ECC_P256) {
+		kms_status st = store_version_public_key_get(kr->store, use->key_id_text,
+		                                             use->version, out, len);
+		KMS_ENSURE(st != KMS_NOT_FOUND, KMS_INTERNAL,
+		           "key %s version %u has lost its public key (kms.db)", use->key_id_text,
+		           use->version);
+		KMS_GUARD(st);
+		KMS_ENSURE(*len == HSM_EC_P256_PUBLIC_LEN && out[0] == 0x04, KMS_INTERNAL,
+		           "key %s version %u: its stored public key is not a P-256 point",
+		           use->key_id_text, use->version);
+		return KMS_OK;
+	}
+	KMS_ENSURE(use->spec == KEY_SPEC_ED25519, KMS_INTERNAL,
+	           "keyring: key %s (%s) has no public key", use->key_id_text,
+	           key_spec_name(use->spec));
+	kms_status st = hsm_ed25519_public(kr->hsm, &use->object, out);
+	KMS_GUARD(not_found_is_fault(st, use));
+	*len = HSM_ED25519_PUBLIC_LEN;
+	return KMS_OK;
+}
+
+kms_status keyring_hmac(keyring *kr, const keyring_key_use *use, const uint8_t *msg,
+                        size_t msg_len, uint8_t mac[static HSM_HMAC_SHA256_LEN])
+{
+	KMS_ENSURE(use->spec == KEY_SPEC_HMAC_SHA256 && use->wrapped, KMS_INTERNAL,
+	           "keyring: key %s (%s) does not MAC", use->key_id_text, key_spec_name(use->spec));
+	kms_status st = hsm_wrapped_hmac_sha256(kr->hsm, &use->object, material_load, kr, msg,
+	                                        msg_len, mac);
+	return not_found_is_fault(st, use);
+}
+
 void kr_evict_versions(keyring *kr, const uint8_t id[KMS_KEYID_BYTES], uint32_t max_version)
 {
 	for (uint32_t v = 1; v <= max_version && v != 0; v++) {
@@ -340,9 +422,10 @@ static kms_status rewrap_one(keyring *kr, const store_version_ref *ref, const st
 		goto out;
 	KMS_GUARD_OUT(status, kek_object_id(from, &from_object));
 	KMS_GUARD_OUT(status, kek_object_id(to, &to_object));
+	hsm_key_type type = HSM_KEY_TYPE_AES256;
+	KMS_GUARD_OUT(status, kr_spec_type(m.spec, &type));
 	KMS_GUARD_OUT(status, hsm_rewrap(kr->hsm, &from_object, m.wrapped, m.wrapped_len, &to_object,
-	                                 HSM_KEY_TYPE_AES256, out->wrapped, sizeof out->wrapped,
-	                                 &out->len));
+	                                 type, out->wrapped, sizeof out->wrapped, &out->len));
 out:
 	memset(&m, 0, sizeof m);
 	return status;

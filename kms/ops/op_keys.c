@@ -105,34 +105,43 @@ static kms_status authorize_ref(op_ctx *ctx, const char *key_ref)
 	return op_authorize_ref(ctx, key_ref, NULL, 0, key_id);
 }
 
-static kms_status protection_from_wire(Kms__KeyProtection p, key_protection *out)
+kms_status op_create_key_kind(const Kms__CreateKeyRequest *r, key_spec *spec, key_usage *usage,
+                              key_protection *protection)
 {
-	switch (p) {
-	case KMS__KEY_PROTECTION__KEY_PROTECTION_UNSPECIFIED:
-	case KMS__KEY_PROTECTION__WRAPPED:
-		*out = KEY_PROTECTION_WRAPPED;
-		return KMS_OK;
-	case KMS__KEY_PROTECTION__HSM_RESIDENT:
-		*out = KEY_PROTECTION_HSM_RESIDENT;
-		return KMS_OK;
+	key_protection asked = 0; /* UNSPECIFIED: the spec's default */
+	switch (r->protection) {
+	case KMS__KEY_PROTECTION__KEY_PROTECTION_UNSPECIFIED: break;
+	case KMS__KEY_PROTECTION__WRAPPED: asked = KEY_PROTECTION_WRAPPED; break;
+	case KMS__KEY_PROTECTION__HSM_RESIDENT: asked = KEY_PROTECTION_HSM_RESIDENT; break;
 	default:
 		return KMS_FAIL(KMS_INVALID_ARGUMENT,
-		                "protection: %d, must be WRAPPED or HSM_RESIDENT", (int)p);
+		                "protection: %d, must be WRAPPED or HSM_RESIDENT", (int)r->protection);
 	}
+	/* The wire's KeySpec and KeyUsage numbers are the store's (1..4, 1..3). */
+	KMS_ENSURE((int)r->key_spec >= 0 && (int)r->key_spec <= (int)KEY_SPEC_ECC_P256, KMS_INVALID_ARGUMENT,
+	           "key_spec: %d, must be AES_256, HMAC_SHA256, ED25519 or ECC_P256",
+	           (int)r->key_spec);
+	KMS_ENSURE((int)r->key_usage >= 0 && (int)r->key_usage <= (int)KEY_USAGE_SIGN_VERIFY, KMS_INVALID_ARGUMENT,
+	           "key_usage: %d, must be ENCRYPT_DECRYPT, GENERATE_VERIFY_MAC or SIGN_VERIFY",
+	           (int)r->key_usage);
+	*spec = r->key_spec ? (key_spec)r->key_spec : KEY_SPEC_AES_256;
+	return keyring_spec_check(*spec, (key_usage)r->key_usage, asked, usage, protection);
 }
 
 kms_status op_create_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
 {
 	const Kms__CreateKeyRequest *r = req->create_key;
-	key_protection protection = KEY_PROTECTION_WRAPPED;
-	KMS_GUARD(protection_from_wire(r->protection, &protection));
+	key_spec spec;
+	key_usage usage;
+	key_protection protection;
+	KMS_GUARD(op_create_key_kind(r, &spec, &usage, &protection));
 	keyring_tag_arg tags[KMS_TAGS_MAX];
 	for (size_t i = 0; i < r->n_tags; i++) /* <= 50: validated */
 		tags[i] = (keyring_tag_arg){ r->tags[i]->key, r->tags[i]->value };
 	keyring_create_args args = {
 		.description = r->description,
-		.spec = KEY_SPEC_AES_256,
-		.usage = KEY_USAGE_ENCRYPT_DECRYPT,
+		.spec = spec,
+		.usage = usage,
 		.tags = tags,
 		.n_tags = r->n_tags,
 		.policy = r->policy,

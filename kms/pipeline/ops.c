@@ -94,6 +94,109 @@ static kms_status v_random(const Kms__Request *req)
 	return KMS_OK;
 }
 
+/* ---- signing, MACs, pseudonyms ---- */
+
+/* A message to sign or verify: MESSAGE_RAW 1..4096 bytes, MESSAGE_DIGEST a
+ * 32-byte SHA-256; the enums known. */
+static kms_status v_sign_input(const char *op, const char *key_id, ProtobufCBinaryData message,
+                               Kms__MessageType type, Kms__SigningAlgorithm alg)
+{
+	KMS_GUARD(validate_key_ref("key_id", key_id));
+	KMS_ENSURE(type >= KMS__MESSAGE_TYPE__MESSAGE_TYPE_UNSPECIFIED &&
+	                   type <= KMS__MESSAGE_TYPE__MESSAGE_DIGEST,
+	           KMS_INVALID_ARGUMENT, "%s: message_type %d is not MESSAGE_RAW or MESSAGE_DIGEST",
+	           op, (int)type);
+	KMS_ENSURE(alg >= KMS__SIGNING_ALGORITHM__SIGNING_ALGORITHM_UNSPECIFIED &&
+	                   alg <= KMS__SIGNING_ALGORITHM__SIGNING_ECDSA_SHA_256,
+	           KMS_INVALID_ARGUMENT,
+	           "%s: signing_algorithm %d is not SIGNING_ED25519 or SIGNING_ECDSA_SHA_256", op,
+	           (int)alg);
+	if (type == KMS__MESSAGE_TYPE__MESSAGE_DIGEST)
+		KMS_ENSURE(message.len == KMS_SIGN_DIGEST_LEN, KMS_INVALID_ARGUMENT,
+		           "%s: a MESSAGE_DIGEST is a SHA-256 digest of %d bytes, not %zu", op,
+		           KMS_SIGN_DIGEST_LEN, message.len);
+	else
+		KMS_ENSURE(message.len >= 1 && message.len <= KMS_SIGN_MESSAGE_MAX,
+		           KMS_INVALID_ARGUMENT,
+		           "%s: message is %zu bytes: it must be 1 to %d (sign a larger one's SHA-256 "
+		           "digest with MESSAGE_DIGEST)", op, message.len, KMS_SIGN_MESSAGE_MAX);
+	return KMS_OK;
+}
+
+static kms_status v_sign(const Kms__Request *req)
+{
+	const Kms__SignRequest *r = req->sign;
+	KMS_ENSURE(r, KMS_INVALID_ARGUMENT, "sign: the operation message is missing");
+	return v_sign_input("sign", r->key_id, r->message, r->message_type, r->signing_algorithm);
+}
+
+static kms_status v_verify(const Kms__Request *req)
+{
+	const Kms__VerifyRequest *r = req->verify;
+	KMS_ENSURE(r, KMS_INVALID_ARGUMENT, "verify: the operation message is missing");
+	KMS_GUARD(v_sign_input("verify", r->key_id, r->message, r->message_type,
+	                       r->signing_algorithm));
+	KMS_ENSURE(r->signature.len >= 1 && r->signature.len <= KMS_SIGNATURE_MAX,
+	           KMS_INVALID_ARGUMENT, "verify: signature is %zu bytes: it must be 1 to %d",
+	           r->signature.len, KMS_SIGNATURE_MAX);
+	return KMS_OK;
+}
+
+static kms_status v_get_public_key(const Kms__Request *req)
+{
+	KMS_ENSURE(req->get_public_key, KMS_INVALID_ARGUMENT,
+	           "get_public_key: the operation message is missing");
+	return validate_key_ref("key_id", req->get_public_key->key_id);
+}
+
+static kms_status v_mac_input(const char *op, const char *key_id, ProtobufCBinaryData message,
+                              Kms__MacAlgorithm alg)
+{
+	KMS_GUARD(validate_key_ref("key_id", key_id));
+	KMS_ENSURE(message.len >= 1 && message.len <= KMS_SIGN_MESSAGE_MAX, KMS_INVALID_ARGUMENT,
+	           "%s: message is %zu bytes: it must be 1 to %d", op, message.len,
+	           KMS_SIGN_MESSAGE_MAX);
+	KMS_ENSURE(alg == KMS__MAC_ALGORITHM__MAC_ALGORITHM_UNSPECIFIED ||
+	                   alg == KMS__MAC_ALGORITHM__MAC_HMAC_SHA_256,
+	           KMS_INVALID_ARGUMENT, "%s: mac_algorithm %d is not MAC_HMAC_SHA_256", op,
+	           (int)alg);
+	return KMS_OK;
+}
+
+static kms_status v_generate_mac(const Kms__Request *req)
+{
+	const Kms__GenerateMacRequest *r = req->generate_mac;
+	KMS_ENSURE(r, KMS_INVALID_ARGUMENT, "generate_mac: the operation message is missing");
+	return v_mac_input("generate_mac", r->key_id, r->message, r->mac_algorithm);
+}
+
+static kms_status v_verify_mac(const Kms__Request *req)
+{
+	const Kms__VerifyMacRequest *r = req->verify_mac;
+	KMS_ENSURE(r, KMS_INVALID_ARGUMENT, "verify_mac: the operation message is missing");
+	KMS_GUARD(v_mac_input("verify_mac", r->key_id, r->message, r->mac_algorithm));
+	KMS_ENSURE(r->mac.len == KMS_MAC_LEN, KMS_INVALID_ARGUMENT,
+	           "verify_mac: mac is %zu bytes: an HMAC-SHA256 is %d", r->mac.len, KMS_MAC_LEN);
+	return KMS_OK;
+}
+
+static kms_status v_pseudonymize(const Kms__Request *req)
+{
+	const Kms__PseudonymizeRequest *r = req->pseudonymize;
+	KMS_ENSURE(r, KMS_INVALID_ARGUMENT, "pseudonymize: the operation message is missing");
+	KMS_GUARD(validate_key_ref("key_id", r->key_id));
+	KMS_GUARD(validate_context("context", r->n_context, r->context));
+	KMS_ENSURE(r->n_values >= 1 && r->n_values <= KMS_PSEUDONYM_VALUES_MAX,
+	           KMS_INVALID_ARGUMENT, "pseudonymize: %zu values: a request holds 1 to %d",
+	           r->n_values, KMS_PSEUDONYM_VALUES_MAX);
+	for (size_t i = 0; i < r->n_values; i++)
+		KMS_ENSURE(r->values[i].len >= 1 && r->values[i].len <= KMS_PSEUDONYM_VALUE_MAX,
+		           KMS_INVALID_ARGUMENT,
+		           "pseudonymize: value %zu is %zu bytes: each is 1 to %d", i + 1,
+		           r->values[i].len, KMS_PSEUDONYM_VALUE_MAX);
+	return KMS_OK;
+}
+
 #define BATCH_COUNT_OK(r, field)                                                       \
 	KMS_ENSURE((r) && (r)->n_items >= 1 && (r)->n_items <= KMS_BATCH_MAX,          \
 	           KMS_INVALID_ARGUMENT, "%s: a batch holds 1 to %d items", field,     \
@@ -168,12 +271,10 @@ static kms_status v_create_key(const Kms__Request *req)
 	const Kms__CreateKeyRequest *r = req->create_key;
 	KMS_ENSURE(r, KMS_INVALID_ARGUMENT, "create_key: the operation message is missing");
 	KMS_GUARD(validate_utf8("description", r->description, KMS_DESCRIPTION_MAX));
-	KMS_ENSURE(r->key_spec == KMS__KEY_SPEC__KEY_SPEC_UNSPECIFIED ||
-	           r->key_spec == KMS__KEY_SPEC__AES_256, KMS_INVALID_ARGUMENT,
-	           "key_spec %d is not supported yet: use AES_256", (int)r->key_spec);
-	KMS_ENSURE(r->key_usage == KMS__KEY_USAGE__KEY_USAGE_UNSPECIFIED ||
-	           r->key_usage == KMS__KEY_USAGE__ENCRYPT_DECRYPT, KMS_INVALID_ARGUMENT,
-	           "key_usage %d does not fit AES_256: use ENCRYPT_DECRYPT", (int)r->key_usage);
+	key_spec spec;
+	key_usage usage;
+	key_protection protection;
+	KMS_GUARD(op_create_key_kind(r, &spec, &usage, &protection));
 	KMS_GUARD(validate_tags(r->n_tags, r->tags));
 	KMS_ENSURE(strlen(r->policy) <= KMS_POLICY_MAX, KMS_INVALID_ARGUMENT,
 	           "policy is larger than %u bytes", KMS_POLICY_MAX);
@@ -472,6 +573,19 @@ static const op_audit_fields audit_batch_open = {
 	.items = "items", .key = "key_id", .context = "encryption_context",
 };
 
+/* Sign, Verify: the message's length and type, never the message. */
+static const op_audit_fields audit_sign = {
+	.key = "key_id", .noted = "key_id", .message = "message", .message_type = "message_type",
+};
+/* GenerateMac, VerifyMac: the message's length. */
+static const op_audit_fields audit_mac = {
+	.key = "key_id", .noted = "key_id", .message = "message",
+};
+/* Pseudonymize: the context in full, the values' count and total length. */
+static const op_audit_fields audit_pseudonymize = {
+	.key = "key_id", .noted = "key_id", .context = "context", .message = "values",
+};
+
 /* The wire enum and the name from one proto field name, so they agree. */
 #define OP(field, upper) .op = KMS__REQUEST__OP_##upper, .name = #field
 
@@ -498,6 +612,18 @@ static const op_entry op_table[] = {
 	{ OP(batch_generate_data_key, BATCH_GENERATE_DATA_KEY), .role = ROLE_APP,
 	  .validate = v_batch_gdk, .validate_item = v_gdk_item,
 	  .handle = op_batch_generate_data_key, .audit = &audit_batch_seal },
+	{ OP(sign, SIGN), .role = ROLE_APP, .validate = v_sign, .handle = op_sign,
+	  .audit = &audit_sign },
+	{ OP(verify, VERIFY), .role = ROLE_APP, .validate = v_verify, .handle = op_verify,
+	  .audit = &audit_sign },
+	{ OP(get_public_key, GET_PUBLIC_KEY), .role = ROLE_APP, .validate = v_get_public_key,
+	  .handle = op_get_public_key, .audit = &audit_key },
+	{ OP(generate_mac, GENERATE_MAC), .role = ROLE_APP, .validate = v_generate_mac,
+	  .handle = op_generate_mac, .audit = &audit_mac },
+	{ OP(verify_mac, VERIFY_MAC), .role = ROLE_APP, .validate = v_verify_mac,
+	  .handle = op_verify_mac, .audit = &audit_mac },
+	{ OP(pseudonymize, PSEUDONYMIZE), .role = ROLE_APP, .validate = v_pseudonymize,
+	  .handle = op_pseudonymize, .audit = &audit_pseudonymize },
 
 	{ OP(create_key, CREATE_KEY), .role = ROLE_ADMIN, .changes_state = true, .validate = v_create_key,
 	  .handle = op_create_key, .audit = &audit_none },
@@ -586,13 +712,12 @@ static const op_entry op_table[] = {
 };
 
 /* Whether a grant may name the operation: the data plane, that is the rows
- * that use a key under an encryption context (role APP with a context
- * column: not generate_random). */
+ * that use a key (role APP with a key column: not generate_random). */
 static bool ops_grantable(const char *name)
 {
 	for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
 		if (!strcmp(op_table[i].name, name))
-			return op_table[i].role == ROLE_APP && op_table[i].audit->context;
+			return op_table[i].role == ROLE_APP && op_table[i].audit->key;
 	return false;
 }
 
@@ -706,6 +831,38 @@ static const char *string_named(const ProtobufCMessage *m, const char *name)
 	return f ? ops_field_get(m, f) : NULL;
 }
 
+/* The message column: a bytes field's length, or a repeated one's count
+ * and total length; the enum column by its value's name. */
+static void audit_view_message(const ProtobufCMessage *msg, const op_audit_fields *a,
+                               op_audit_view *v)
+{
+	const ProtobufCFieldDescriptor *one =
+	        field_named(msg->descriptor, a->message, PROTOBUF_C_TYPE_BYTES, false);
+	const ProtobufCFieldDescriptor *many =
+	        field_named(msg->descriptor, a->message, PROTOBUF_C_TYPE_BYTES, true);
+	if (one) {
+		ProtobufCBinaryData b;
+		memcpy(&b, (const char *)msg + one->offset, sizeof b);
+		v->has_message = true;
+		v->message_bytes = b.len;
+	} else if (many) {
+		const ProtobufCBinaryData *items = ops_field_get(msg, many);
+		v->has_message = true;
+		v->message_values = ops_field_count(msg, many);
+		for (size_t i = 0; items && i < v->message_values; i++)
+			v->message_bytes += items[i].len;
+	}
+	const ProtobufCFieldDescriptor *t =
+	        field_named(msg->descriptor, a->message_type, PROTOBUF_C_TYPE_ENUM, false);
+	if (t) {
+		int value;
+		memcpy(&value, (const char *)msg + t->offset, sizeof value);
+		const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(t->descriptor,
+		                                                                   value);
+		v->message_type = ev ? ev->name : "unknown";
+	}
+}
+
 void ops_audit_view(const Kms__Request *req, op_audit_view *v)
 {
 	ops_audit_view_item(req, 0, v);
@@ -739,6 +896,7 @@ void ops_audit_view_item(const Kms__Request *req, size_t i, op_audit_view *v)
 		v->context = ops_field_get(msg, c);
 		v->n_context = ops_field_count(msg, c);
 	}
+	audit_view_message(msg, a, v);
 }
 
 kms_status ops_batch_shape(const op_entry *op, op_batch_shape *s)
@@ -793,6 +951,15 @@ kms_status ops_check_row(const op_entry *op)
 	KMS_GUARD(check_named(op, subject, a->key, PROTOBUF_C_TYPE_STRING, false));
 	KMS_GUARD(check_named(op, subject, a->noted, PROTOBUF_C_TYPE_STRING, false));
 	KMS_GUARD(check_named(op, subject, a->context, PROTOBUF_C_TYPE_MESSAGE, true));
+	KMS_ENSURE(!a->message ||
+	                   field_named(subject, a->message, PROTOBUF_C_TYPE_BYTES, false) ||
+	                   field_named(subject, a->message, PROTOBUF_C_TYPE_BYTES, true),
+	           KMS_INTERNAL, "%s: %s has no bytes field \"%s\"", op->name, subject->name,
+	           a->message);
+	KMS_ENSURE(!a->message_type ||
+	                   field_named(subject, a->message_type, PROTOBUF_C_TYPE_ENUM, false),
+	           KMS_INTERNAL, "%s: %s has no enum field \"%s\"", op->name, subject->name,
+	           a->message_type);
 	KMS_ENSURE(!a->context || message_type(field_named(subject, a->context,
 	                                                   PROTOBUF_C_TYPE_MESSAGE, true)) ==
 	                                  &kms__string_pair__descriptor,

@@ -6,7 +6,7 @@
  * through the table, the audit entry and the metrics read it, and the
  * request fuzz target builds its seeds and checks from it; none of them
  * names an operation. Handlers live in kms/ops/, one file per family
- * (op_crypt.c, op_keys.c, op_aliases.c, op_misc.c, op_audit.c,
+ * (op_crypt.c, op_sign.c, op_mac.c, op_keys.c, op_aliases.c, op_misc.c, op_audit.c,
  * op_principals.c, op_grants.c, op_hsm.c).
  *
  * How to add an operation (the same list as docs/architecture.md):
@@ -44,6 +44,7 @@
 #include "kms/format/keyid.h"
 #include "kms/pipeline/caller.h"
 #include "kms/kmsd.h"
+#include "kms/store/store.h"
 
 typedef enum op_role {
 	ROLE_APP,     /* data plane */
@@ -78,6 +79,8 @@ typedef struct op_audit_info {
 	/* The intent entry of a control-plane change is durable: the outcome
 	 * may use the room kept for it (audit_append_outcome). */
 	bool intent_written;
+	/* Verify, VerifyMac: "valid" or "invalid" once decided; NULL before. */
+	const char *verdict;
 	/* The real reason for a failure whose reply is deliberately vaguer
 	 * (Decrypt's one answer for every blob that does not open), for the
 	 * entry only; NULL: the reply's own message. Arena memory. */
@@ -135,6 +138,13 @@ typedef struct op_audit_fields {
 	const char *noted;
 	/* The repeated StringPair field holding the encryption context. */
 	const char *context;
+	/* A bytes field the operation reads but the log must not hold (a
+	 * message to sign or MAC): the entry records its length only. A
+	 * repeated bytes field (Pseudonymize's values): their count and total
+	 * length. */
+	const char *message;
+	/* An enum field recorded by its value's name (MessageType). */
+	const char *message_type;
 } op_audit_fields;
 
 typedef struct op_entry {
@@ -183,6 +193,10 @@ typedef struct op_audit_view {
 	const char *noted;
 	Kms__StringPair *const *context;
 	size_t n_context;
+	bool has_message;                /* the row names a message column */
+	size_t message_bytes;            /* its length; repeated: the total */
+	size_t message_values;           /* repeated: how many; else 0 */
+	const char *message_type;        /* the enum value's name; NULL: none */
 } op_audit_view;
 
 void ops_audit_view(const Kms__Request *req, op_audit_view *out);
@@ -242,8 +256,18 @@ kms_status op_generate_random(op_ctx *, const Kms__Request *, Kms__Response *) K
 kms_status op_batch_encrypt(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
 kms_status op_batch_decrypt(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
 kms_status op_batch_generate_data_key(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_sign(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_verify(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_get_public_key(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_generate_mac(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_verify_mac(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_pseudonymize(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
 
 kms_status op_create_key(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+/* CreateKey's spec, usage and protection from the wire, checked together
+ * (keyring_spec_check): for the validator and the handler alike. */
+kms_status op_create_key_kind(const Kms__CreateKeyRequest *r, key_spec *spec, key_usage *usage,
+                              key_protection *protection) KMS_MUST_USE;
 kms_status op_describe_key(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
 kms_status op_list_keys(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
 kms_status op_update_key_description(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;

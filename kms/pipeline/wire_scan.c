@@ -4,7 +4,7 @@
 
 #include <kms/limits.h>
 
-/* Fields one message type may declare; kms.Request has 33. A type with
+/* Fields one message type may declare; kms.Request has 55. A type with
  * more fails the scan (closed) until this grows. */
 #define WIRE_FIELDS_PER_MESSAGE_MAX 64
 
@@ -26,6 +26,8 @@ static const struct repeated_limit {
 	{ "kms.GenerateDataKeyRequest", "encryption_context", KMS_CONTEXT_MAX_PAIRS },
 	{ "kms.GenerateDataKeyWithoutPlaintextRequest", "encryption_context",
 	  KMS_CONTEXT_MAX_PAIRS },
+	{ "kms.PseudonymizeRequest", "values", KMS_PSEUDONYM_VALUES_MAX },
+	{ "kms.PseudonymizeRequest", "context", KMS_CONTEXT_MAX_PAIRS },
 	{ "kms.CreateKeyRequest", "tags", KMS_TAGS_MAX },
 	{ "kms.TagKeyRequest", "tags", KMS_TAGS_MAX },
 	{ "kms.UntagKeyRequest", "tag_keys", KMS_TAGS_MAX },

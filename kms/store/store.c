@@ -300,6 +300,17 @@ static const char *const migrations[] = {
 	"DROP INDEX keys_hsm_resident;"
 	"CREATE UNIQUE INDEX keys_hsm_resident ON keys(id)"
 	"  WHERE protection = 'hsm-resident' AND lifecycle <> 'destroyed';",
+	/* 4 -> 5: signing keys. A P-256 version's public key is kept beside
+	 * its wrapped private key (the HSM's PKCS#8 does not carry it, so this
+	 * is the only copy); an Ed25519 version's is read from its token pair.
+	 * Written once, in the version's creating transaction; never changed
+	 * (a verifier must never see a key's public half move). */
+	"ALTER TABLE key_versions ADD COLUMN public_key BLOB"
+	"  CHECK (public_key IS NULL OR length(public_key) BETWEEN 32 AND 65);"
+	"CREATE TRIGGER key_versions_public_key_fixed"
+	"  BEFORE UPDATE OF public_key ON key_versions"
+	"  WHEN OLD.public_key IS NOT NULL AND NEW.public_key IS NOT OLD.public_key"
+	"  BEGIN SELECT RAISE(ABORT, 'a version''s public key is fixed once set'); END;",
 };
 #define MIGRATIONS_COUNT (sizeof migrations / sizeof migrations[0])
 _Static_assert(MIGRATIONS_COUNT == STORE_SCHEMA_VERSION,
@@ -308,6 +319,27 @@ _Static_assert(MIGRATIONS_COUNT == STORE_SCHEMA_VERSION,
 const char *store_migration_sql(int from)
 {
 	return from >= 0 && from < STORE_SCHEMA_VERSION ? migrations[from] : NULL;
+}
+
+const char *key_spec_name(key_spec spec)
+{
+	switch (spec) {
+	case KEY_SPEC_AES_256: return "AES_256";
+	case KEY_SPEC_HMAC_SHA256: return "HMAC_SHA256";
+	case KEY_SPEC_ED25519: return "ED25519";
+	case KEY_SPEC_ECC_P256: return "ECC_P256";
+	}
+	return "unknown";
+}
+
+const char *key_usage_name(key_usage usage)
+{
+	switch (usage) {
+	case KEY_USAGE_ENCRYPT_DECRYPT: return "ENCRYPT_DECRYPT";
+	case KEY_USAGE_GENERATE_VERIFY_MAC: return "GENERATE_VERIFY_MAC";
+	case KEY_USAGE_SIGN_VERIFY: return "SIGN_VERIFY";
+	}
+	return "unknown";
 }
 
 const char *key_state_name(key_state state)

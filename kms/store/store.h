@@ -52,7 +52,7 @@
 
 #define STORE_DB_FILE "kms.db"
 #define STORE_LOCK_FILE "kms.lock"
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 #define STORE_BUSY_TIMEOUT_MS 5000
 
 /* Descriptions, tags and policies are bounded by <kms/limits.h>. */
@@ -108,6 +108,10 @@ typedef enum key_protection {
 const char *key_state_name(key_state state);
 const char *key_lifecycle_name(key_lifecycle lifecycle);
 const char *version_state_name(version_state state);
+/* The wire names: "AES_256", "ECC_P256", "ENCRYPT_DECRYPT", ... ; never
+ * NULL ("unknown" for a value outside the enum). */
+const char *key_spec_name(key_spec spec);
+const char *key_usage_name(key_usage usage);
 /* "hsm-resident", "wrapped": also the text stored in keys.protection. */
 const char *key_protection_name(key_protection protection);
 
@@ -310,6 +314,7 @@ typedef struct store_kek {
 
 /* A version's wrapped material and the KEK it is wrapped under. */
 typedef struct store_material {
+	key_spec spec;                             /* its key's */
 	uint32_t kek_id;
 	char kek_hsm_id[STORE_KEK_HSM_ID_MAX + 1];
 	kek_state kek_state;
@@ -340,6 +345,18 @@ kms_status store_version_insert_wrapped(store *st, const char *key_id, const sto
  * destroyed). */
 kms_status store_version_material_get(store *st, const char *key_id, uint32_t version,
                                       store_material *out) KMS_MUST_USE;
+
+/* A signing key version's public key: an uncompressed P-256 point (65
+ * bytes), written once in the version's creating transaction (the row must
+ * exist and have none: KMS_FAILED_PRECONDITION otherwise), and read back
+ * (KMS_NOT_FOUND when the version has none). */
+#define STORE_PUBLIC_KEY_MIN 32
+#define STORE_PUBLIC_KEY_MAX 65
+kms_status store_version_public_key_set(store *st, const char *key_id, uint32_t version,
+                                        const uint8_t *public_key, size_t len) KMS_MUST_USE;
+kms_status store_version_public_key_get(store *st, const char *key_id, uint32_t version,
+                                        uint8_t out[static STORE_PUBLIC_KEY_MAX],
+                                        size_t *len) KMS_MUST_USE;
 
 /* Re-wrap: replaces the version's material with wrapped under new_kek_id,
  * if and only if it is still wrapped under old_kek_id and new_kek_id is the

@@ -35,12 +35,14 @@ static kms_status material_read(sqlite3_stmt *s, const char *key_id, uint32_t ve
 {
 	char state[16];
 	int64_t kek_id = sqlite3_column_int64(s, 0);
+	int64_t spec = sqlite3_column_int64(s, 4);
 	const void *blob = sqlite3_column_blob(s, 2);
 	int len = sqlite3_column_bytes(s, 2);
 	bool ok = kek_id >= 1 && kek_id <= UINT32_MAX &&
 	          store_column_text(s, 1, out->kek_hsm_id, sizeof out->kek_hsm_id) &&
 	          store_column_text(s, 3, state, sizeof state) && blob &&
-	          len >= STORE_WRAPPED_MIN && len <= STORE_WRAPPED_MAX;
+	          len >= STORE_WRAPPED_MIN && len <= STORE_WRAPPED_MAX &&
+	          spec >= KEY_SPEC_AES_256 && spec <= KEY_SPEC_ECC_P256;
 	for (kek_state k = KEK_STATE_CREATING; ok && k <= KEK_STATE_RETIRED; k++)
 		if (strcmp(state, kek_state_name(k)) == 0)
 			out->kek_state = k;
@@ -48,6 +50,7 @@ static kms_status material_read(sqlite3_stmt *s, const char *key_id, uint32_t ve
 		return KMS_FAIL(KMS_INTERNAL, "store: material of %s:v%u does not fit its type",
 		                key_id, (unsigned)version);
 	out->kek_id = (uint32_t)kek_id;
+	out->spec = (key_spec)spec;
 	memcpy(out->wrapped, blob, (size_t)len);
 	out->wrapped_len = (size_t)len;
 	return KMS_OK;
@@ -58,11 +61,13 @@ kms_status store_version_material_get(store *st, const char *key_id, uint32_t ve
 {
 	sqlite3_stmt *s;
 	memset(out, 0, sizeof *out);
-	/* One lookup by key_versions' primary key, one by keks' rowid. The
-	 * LEFT JOIN tells "no such version" from "no material". */
+	/* One lookup by key_versions' primary key, one by keys' and one by
+	 * keks' rowid. The LEFT JOIN tells "no such version" from "no
+	 * material". */
 	KMS_GUARD(store_stmt(st, S_VERSION_MATERIAL_GET,
-	                     "SELECT v.kek_id, k.hsm_id, v.wrapped, k.state "
-	                     "FROM key_versions AS v LEFT JOIN keks AS k ON k.id = v.kek_id "
+	                     "SELECT v.kek_id, k.hsm_id, v.wrapped, k.state, keys.spec "
+	                     "FROM key_versions AS v JOIN keys ON keys.id = v.key_id "
+	                     "LEFT JOIN keks AS k ON k.id = v.kek_id "
 	                     "WHERE v.key_id = ?1 AND v.version = ?2",
 	                     &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "ti", key_id, (int64_t)version),
@@ -82,6 +87,60 @@ kms_status store_version_material_get(store *st, const char *key_id, uint32_t ve
 	store_stmt_done(s);
 	if (status != KMS_OK)
 		memset(out, 0, sizeof *out);
+	return status;
+}
+
+kms_status store_version_public_key_set(store *st, const char *key_id, uint32_t version,
+                                        const uint8_t *public_key, size_t len)
+{
+	sqlite3_stmt *s;
+	KMS_ENSURE(public_key && len >= STORE_PUBLIC_KEY_MIN && len <= STORE_PUBLIC_KEY_MAX,
+	           KMS_INVALID_ARGUMENT, "store: public key of %s:v%u: %zu bytes, must be %d..%d",
+	           key_id, (unsigned)version, public_key ? len : 0, STORE_PUBLIC_KEY_MIN,
+	           STORE_PUBLIC_KEY_MAX);
+	KMS_GUARD(store_stmt(st, S_VERSION_PUBLIC_KEY_SET,
+	                     "UPDATE key_versions SET public_key = ?3 "
+	                     "WHERE key_id = ?1 AND version = ?2 AND public_key IS NULL",
+	                     &s));
+	int rc = store_bind(s, "tib", key_id, (int64_t)version, public_key, len);
+	KMS_GUARD(store_bind_check(s, rc, "set public key", key_id));
+	kms_status status = store_step_change(s, "set public key", key_id, false);
+	if (status == KMS_NOT_FOUND)
+		status = KMS_FAIL(KMS_FAILED_PRECONDITION,
+		                  "store: %s:v%u does not exist or already has a public key", key_id,
+		                  (unsigned)version);
+	return status;
+}
+
+kms_status store_version_public_key_get(store *st, const char *key_id, uint32_t version,
+                                        uint8_t out[static STORE_PUBLIC_KEY_MAX], size_t *len)
+{
+	sqlite3_stmt *s;
+	*len = 0;
+	KMS_GUARD(store_stmt(st, S_VERSION_PUBLIC_KEY_GET,
+	                     "SELECT public_key FROM key_versions WHERE key_id = ?1 AND version = ?2",
+	                     &s));
+	KMS_GUARD(store_bind_check(s, store_bind(s, "ti", key_id, (int64_t)version),
+	                           "get public key", key_id));
+	int rc = sqlite3_step(s);
+	kms_status status = KMS_OK;
+	if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) == SQLITE_BLOB) {
+		const void *blob = sqlite3_column_blob(s, 0);
+		int n = sqlite3_column_bytes(s, 0);
+		if (blob && n >= STORE_PUBLIC_KEY_MIN && n <= STORE_PUBLIC_KEY_MAX) {
+			memcpy(out, blob, (size_t)n);
+			*len = (size_t)n;
+		} else {
+			status = KMS_FAIL(KMS_INTERNAL, "store: public key of %s:v%u does not fit its "
+			                  "type", key_id, (unsigned)version);
+		}
+	} else if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+		status = KMS_FAIL(KMS_NOT_FOUND, "key %s version %u has no public key here", key_id,
+		                  (unsigned)version);
+	} else {
+		status = store_fail(s, rc, "get public key", key_id);
+	}
+	store_stmt_done(s);
 	return status;
 }
 

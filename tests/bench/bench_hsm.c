@@ -15,11 +15,13 @@
  * layer/raw and cached/layer ratios.
  * A benchmark, not a test: it fails only when an operation fails.
  *
- *   bench_hsm --ops [--threads 1,2,4] [--requests N] [--duration S] [--json FILE] [--label k=v]...
+ *   bench_hsm --ops [--threads 1,2,4] [--requests N] [--duration S] [--op OP,...]
+ *                   [--json FILE] [--label k=v]...
  *
  * is another mode: the PKCS#11 work of each kmsd operation (encrypt,
- * decrypt, generate-data-key) on a cached wrapped key version, as the
- * HSM's limit beside kmsd's throughput (bench_hsm_ops.c).
+ * decrypt, generate-data-key, sign-ecdsa-p256, generate-mac on cached
+ * wrapped key versions; sign-ed25519 on a token pair), as the HSM's limit
+ * beside kmsd's throughput (bench_hsm_ops.c).
  */
 #include <dlfcn.h>
 #include <pthread.h>

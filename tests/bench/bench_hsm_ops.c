@@ -1,21 +1,27 @@
 /*
  * bench_hsm_ops.c: bench_hsm --ops, the HSM's own limit for each kmsd
- * operation: the PKCS#11 work one Encrypt, Decrypt or GenerateDataKey
- * request makes, through the hsm/ layer, on a wrapped key version in the
- * unwrapped-key cache (the path kmsd takes for a wrapped key: every call a
- * cache hit), with no transport, store, authorization or audit around it.
+ * operation: the PKCS#11 work one Encrypt, Decrypt, GenerateDataKey, Sign
+ * or GenerateMac request makes, through the hsm/ layer, on a wrapped key
+ * version in the unwrapped-key cache (the path kmsd takes for a wrapped
+ * key: every call a cache hit) or, for Ed25519, a token pair, with no
+ * transport, store, authorization or audit around it.
  *
  *   bench_hsm --ops [--threads 1,2,4] [--requests N] [--duration S]
- *                   [--json FILE] [--label key=value]...
+ *                   [--op OP,...] [--json FILE] [--label key=value]...
  *
  * What each operation calls, as kms/ops/op_crypt.c does (seal, open_blob,
- * data_key):
+ * data_key) and kmsd's Sign and GenerateMac do:
  *   encrypt            hsm_random (12-byte IV), hsm_wrapped_gcm_encrypt of 32 bytes
  *   decrypt            hsm_wrapped_gcm_decrypt of those 32 bytes + tag
  *   generate-data-key  hsm_random (32-byte data key), hsm_random (12-byte IV),
  *                      hsm_wrapped_gcm_encrypt of the 32 bytes
+ *   sign-ecdsa-p256    hsm_wrapped_ecdsa_p256_sign of a 32-byte SHA-256 digest
+ *   generate-mac       hsm_wrapped_hmac_sha256 of a 32-byte message
+ *   sign-ed25519       hsm_ed25519_sign of a 32-byte message (a token pair
+ *                      with a 20-byte id, as an Ed25519 key version)
  * The AAD is a blob header's length for region "in-mum" with no
- * encryption context (41 + 6 bytes; docs/ciphertext-format.md).
+ * encryption context (41 + 6 bytes; docs/ciphertext-format.md). --op
+ * picks operations (default: all, in this order).
  *
  * At each thread count (each thread its own session: the layer opens one
  * per thread) every operation runs until N operations in total (default
@@ -47,13 +53,23 @@
 #define OPS_MAX_LABELS 16
 #define OPS_MAX_REQUESTS 1000000ul
 
-typedef enum ops_kind { OPS_ENCRYPT, OPS_DECRYPT, OPS_GDK, OPS_KIND_COUNT } ops_kind;
-static const char *const ops_names[OPS_KIND_COUNT] = { "encrypt", "decrypt",
-	                                                "generate-data-key" };
+typedef enum ops_kind {
+	OPS_ENCRYPT,
+	OPS_DECRYPT,
+	OPS_GDK,
+	OPS_SIGN_P256,
+	OPS_MAC,
+	OPS_SIGN_ED25519,
+	OPS_KIND_COUNT
+} ops_kind;
+static const char *const ops_names[OPS_KIND_COUNT] = {
+	"encrypt", "decrypt", "generate-data-key", "sign-ecdsa-p256", "generate-mac", "sign-ed25519",
+};
 
 typedef struct ops_options {
 	unsigned threads[OPS_MAX_LEVELS];
 	int nthreads;
+	bool run[OPS_KIND_COUNT]; /* the operations picked */
 	size_t requests;
 	double seconds;
 	const char *json_path;
@@ -61,11 +77,20 @@ typedef struct ops_options {
 	int nlabels;
 } ops_options;
 
-/* The wrapped key version every operation uses, and one sealed sample. */
+/* A wrapped key version, as the store would hold it. */
+typedef struct ops_version {
+	hsm_object_id id;
+	hsm_key_type type;
+	uint8_t wrapped[HSM_WRAPPED_MAX];
+	size_t len;
+} ops_version;
+
+enum { VERSION_AES, VERSION_HMAC, VERSION_P256, VERSION_COUNT };
+
+/* The key versions the operations use, and one sealed sample. */
 static hsm *layer;
-static hsm_object_id kek_id, version_id;
-static uint8_t version_wrapped[HSM_WRAPPED_MAX];
-static size_t version_len;
+static hsm_object_id kek_id, ed25519_id;
+static ops_version versions[VERSION_COUNT];
 static uint8_t sample_aad[OPS_AAD_LEN];
 static uint8_t sample_iv[HSM_GCM_IV_LEN];
 static uint8_t sample_sealed[OPS_PLAINTEXT_LEN + HSM_GCM_TAG_LEN];
@@ -110,21 +135,26 @@ static kms_status version_loader(void *ctx, const hsm_object_id *name, hsm_objec
                                  hsm_key_type *type, uint8_t *wrapped, size_t cap, size_t *len)
 {
 	(void)ctx;
-	(void)name;
-	if (version_len > cap)
-		return KMS_FAIL(KMS_INTERNAL, "bench: wrapped row too long");
-	*kek = kek_id;
-	*type = HSM_KEY_TYPE_AES256;
-	memcpy(wrapped, version_wrapped, version_len);
-	*len = version_len;
-	return KMS_OK;
+	for (int v = 0; v < VERSION_COUNT; v++) {
+		const ops_version *row = &versions[v];
+		if (row->id.len != name->len || memcmp(row->id.bytes, name->bytes, name->len) != 0)
+			continue;
+		if (row->len > cap)
+			return KMS_FAIL(KMS_INTERNAL, "bench: wrapped row too long");
+		*kek = kek_id;
+		*type = row->type;
+		memcpy(wrapped, row->wrapped, row->len);
+		*len = row->len;
+		return KMS_OK;
+	}
+	return KMS_FAIL(KMS_NOT_FOUND, "bench: no such key version");
 }
 
 static kms_status seal(const uint8_t iv[HSM_GCM_IV_LEN], const uint8_t *plaintext, uint8_t *out)
 {
-	return hsm_wrapped_gcm_encrypt(layer, &version_id, version_loader, NULL, iv, sample_aad,
-	                               sizeof sample_aad, plaintext, OPS_PLAINTEXT_LEN, out,
-	                               OPS_PLAINTEXT_LEN + HSM_GCM_TAG_LEN);
+	return hsm_wrapped_gcm_encrypt(layer, &versions[VERSION_AES].id, version_loader, NULL, iv,
+	                               sample_aad, sizeof sample_aad, plaintext, OPS_PLAINTEXT_LEN,
+	                               out, OPS_PLAINTEXT_LEN + HSM_GCM_TAG_LEN);
 }
 
 /* One operation's PKCS#11 work, as kmsd does it (see the header). */
@@ -133,18 +163,29 @@ static kms_status ops_one(ops_kind kind)
 	static const uint8_t plaintext[OPS_PLAINTEXT_LEN] = "benchmark plaintext, 32 bytes!!";
 	uint8_t iv[HSM_GCM_IV_LEN], data_key[OPS_PLAINTEXT_LEN];
 	uint8_t sealed[OPS_PLAINTEXT_LEN + HSM_GCM_TAG_LEN], opened[OPS_PLAINTEXT_LEN];
+	uint8_t sig[HSM_ECDSA_P256_SIG_LEN], mac[HSM_HMAC_SHA256_LEN];
+	_Static_assert(HSM_ECDSA_P256_SIG_LEN == HSM_ED25519_SIG_LEN, "one buffer for both");
+	_Static_assert(OPS_PLAINTEXT_LEN == HSM_SHA256_DIGEST_LEN, "the digest is the plaintext");
 	switch (kind) {
 	case OPS_ENCRYPT:
 		KMS_GUARD(hsm_random(layer, iv, sizeof iv));
 		return seal(iv, plaintext, sealed);
 	case OPS_DECRYPT:
-		return hsm_wrapped_gcm_decrypt(layer, &version_id, version_loader, NULL, sample_iv,
-		                               sample_aad, sizeof sample_aad, sample_sealed,
+		return hsm_wrapped_gcm_decrypt(layer, &versions[VERSION_AES].id, version_loader, NULL,
+		                               sample_iv, sample_aad, sizeof sample_aad, sample_sealed,
 		                               sizeof sample_sealed, opened, sizeof opened);
 	case OPS_GDK:
 		KMS_GUARD(hsm_random(layer, data_key, sizeof data_key));
 		KMS_GUARD(hsm_random(layer, iv, sizeof iv));
 		return seal(iv, data_key, sealed);
+	case OPS_SIGN_P256:
+		return hsm_wrapped_ecdsa_p256_sign(layer, &versions[VERSION_P256].id, version_loader,
+		                                   NULL, plaintext, sig);
+	case OPS_MAC:
+		return hsm_wrapped_hmac_sha256(layer, &versions[VERSION_HMAC].id, version_loader, NULL,
+		                               plaintext, sizeof plaintext, mac);
+	case OPS_SIGN_ED25519:
+		return hsm_ed25519_sign(layer, &ed25519_id, plaintext, sizeof plaintext, sig);
 	default:
 		return KMS_FAIL(KMS_INTERNAL, "bench: unknown operation %d", (int)kind);
 	}
@@ -329,7 +370,7 @@ static int usage(const char *option, const char *why)
 {
 	fprintf(stderr,
 	        "bench_hsm: %s: %s\nusage: bench_hsm --ops [--threads 1,2,4] [--requests N] "
-	        "[--duration S] [--json FILE] [--label key=value]...\n",
+	        "[--duration S] [--op OP,...] [--json FILE] [--label key=value]...\n",
 	        option, why);
 	return 2;
 }
@@ -351,11 +392,33 @@ static bool parse_threads(const char *list, ops_options *opt)
 	return opt->nthreads > 0;
 }
 
+/* "encrypt,generate-mac" into opt->run; false for an unknown name. */
+static bool parse_ops(const char *list, ops_options *opt)
+{
+	memset(opt->run, 0, sizeof opt->run);
+	bool any = false;
+	for (const char *p = list; *p;) {
+		size_t len = strcspn(p, ",");
+		ops_kind k = 0;
+		while (k < OPS_KIND_COUNT &&
+		       (strlen(ops_names[k]) != len || strncmp(ops_names[k], p, len) != 0))
+			k++;
+		if (k == OPS_KIND_COUNT)
+			return false;
+		opt->run[k] = any = true;
+		p += len;
+		p += *p == ',';
+	}
+	return any;
+}
+
 static int parse_options(int argc, char **argv, ops_options *opt)
 {
 	char *end;
 	*opt = (ops_options){ .threads = { 1, 2, 4 }, .nthreads = 3, .requests = 100000,
 		              .seconds = 4.0 };
+	for (ops_kind k = 0; k < OPS_KIND_COUNT; k++)
+		opt->run[k] = true;
 	for (int i = 2; i < argc; i++) {
 		const char *arg = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!value)
@@ -373,6 +436,11 @@ static int parse_options(int argc, char **argv, ops_options *opt)
 			opt->seconds = strtod(value, &end);
 			if (*end || !(opt->seconds > 0 && opt->seconds <= 3600))
 				return usage(arg, "give seconds, above 0 and at most 3600");
+		} else if (!strcmp(arg, "--op")) {
+			if (!parse_ops(value, opt))
+				return usage(arg, "give a comma-separated list of encrypt, decrypt, "
+				                  "generate-data-key, sign-ecdsa-p256, generate-mac, "
+				                  "sign-ed25519");
 		} else if (!strcmp(arg, "--json")) {
 			opt->json_path = value;
 		} else if (!strcmp(arg, "--label")) {
@@ -386,22 +454,50 @@ static int parse_options(int argc, char **argv, ops_options *opt)
 	return 0;
 }
 
-/* A KEK, a wrapped AES-256 version under it, and one sealed sample for
- * decrypt; false (message printed) on failure. */
+static void id_set(hsm_object_id *id, const char *text)
+{
+	id->len = strlen(text);
+	memcpy(id->bytes, text, id->len);
+}
+
+/* A new wrapped version of type `type` under the KEK, named `name`. */
+static kms_status version_make(int v, const char *name, hsm_key_type type)
+{
+	ops_version *row = &versions[v];
+	uint8_t public_key[HSM_EC_P256_PUBLIC_LEN];
+	id_set(&row->id, name);
+	row->type = type;
+	if (type == HSM_KEY_TYPE_EC_P256)
+		return hsm_generate_wrapped_pair(layer, &kek_id, type, row->wrapped,
+		                                 sizeof row->wrapped, &row->len, public_key);
+	return hsm_generate_wrapped(layer, &kek_id, type, row->wrapped, sizeof row->wrapped,
+	                            &row->len);
+}
+
+/* The Ed25519 pair, made unless an earlier run on the token left it. */
+static kms_status ed25519_make(void)
+{
+	bool exists = false;
+	id_set(&ed25519_id, "bench-ops-ed25519-v1"); /* 20 bytes, as a key version's id */
+	KMS_GUARD(hsm_object_exists(layer, &ed25519_id, &exists));
+	return exists ? KMS_OK : hsm_ed25519_create(layer, &ed25519_id, "bench ops ed25519");
+}
+
+/* A KEK, a wrapped version of each type under it, an Ed25519 pair, and one
+ * sealed sample for decrypt; false (message printed) on failure. */
 static bool ops_setup(const hsm_config *config)
 {
 	bool exists = false;
 	if (hsm_open(config, &layer) != KMS_OK)
 		goto failed;
-	kek_id.len = strlen("kms-kek-00000001");
-	memcpy(kek_id.bytes, "kms-kek-00000001", kek_id.len);
-	version_id.len = strlen("bench-ops-version");
-	memcpy(version_id.bytes, "bench-ops-version", version_id.len);
+	id_set(&kek_id, "kms-kek-00000001");
 	memset(sample_aad, 'h', sizeof sample_aad);
 	if (hsm_kek_exists(layer, &kek_id, &exists) != KMS_OK ||
 	    (!exists && hsm_kek_create(layer, &kek_id, "bench kek") != KMS_OK) ||
-	    hsm_generate_wrapped(layer, &kek_id, HSM_KEY_TYPE_AES256, version_wrapped,
-	                         sizeof version_wrapped, &version_len) != KMS_OK ||
+	    version_make(VERSION_AES, "bench-ops-version", HSM_KEY_TYPE_AES256) != KMS_OK ||
+	    version_make(VERSION_HMAC, "bench-ops-mac", HSM_KEY_TYPE_HMAC_SHA256) != KMS_OK ||
+	    version_make(VERSION_P256, "bench-ops-p256", HSM_KEY_TYPE_EC_P256) != KMS_OK ||
+	    ed25519_make() != KMS_OK ||
 	    hsm_random(layer, sample_iv, sizeof sample_iv) != KMS_OK ||
 	    seal(sample_iv, (const uint8_t *)"benchmark plaintext, 32 bytes!!", sample_sealed) !=
 	            KMS_OK)
@@ -451,8 +547,8 @@ int bench_hsm_ops_main(int argc, char **argv)
 		hsm_close(layer);
 		return 1;
 	}
-	printf("The PKCS#11 work of each kmsd operation through hsm/, wrapped key version in the "
-	       "key cache; up to %zu ops or %.1f s a cell\n\n",
+	printf("The PKCS#11 work of each kmsd operation through hsm/, wrapped key versions in the "
+	       "key cache (Ed25519: a token pair); up to %zu ops or %.1f s a cell\n\n",
 	       opt.requests, opt.seconds);
 	printf("| %-17s | %7s | %8s | %9s | %8s | %8s | %8s | %8s |\n", "operation", "threads",
 	       "ops", "ops/s", "p50 us", "p99 us", "p99.9 us", "cpu us");
@@ -460,6 +556,8 @@ int bench_hsm_ops_main(int argc, char **argv)
 	int failed = 0;
 	for (int l = 0; l < opt.nthreads; l++) {
 		for (ops_kind k = 0; k < OPS_KIND_COUNT; k++) {
+			if (!opt.run[k])
+				continue;
 			ops_cell cell;
 			if (!cell_run(k, opt.threads[l], &opt, &cell)) {
 				fprintf(stderr, "bench_hsm: out of memory for %u threads' latencies\n",

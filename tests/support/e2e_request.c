@@ -58,6 +58,12 @@ static void init_all(e2e_op_request *o)
 	kms__revoke_grant_request__init(&o->rvg);
 	kms__list_keks_request__init(&o->lkek);
 	kms__rotate_kek_request__init(&o->rkek);
+	kms__sign_request__init(&o->sign);
+	kms__verify_request__init(&o->verify);
+	kms__get_public_key_request__init(&o->gpk);
+	kms__generate_mac_request__init(&o->gmac);
+	kms__verify_mac_request__init(&o->vmac);
+	kms__pseudonymize_request__init(&o->pseudo);
 }
 
 /* Every message's arguments, whichever operation is asked for. */
@@ -126,6 +132,18 @@ static void fill(e2e_op_request *o, const e2e_op_args *a)
 	o->cg.operations = o->grant_ops;
 	o->cg.n_operations = 1;
 	o->rtg.grant_id = o->rvg.grant_id = NAME_OR(a->grant_id, "GRAAAAAAAAAAAAAAAAAAAA");
+	/* Signing, MACs, pseudonyms: valid requests on key (whatever its usage:
+	 * the policy decides before the usage is checked). */
+	ProtobufCBinaryData m = { 1, (uint8_t *)"m" };
+	o->sign.key_id = o->verify.key_id = o->gpk.key_id = key;
+	o->gmac.key_id = o->vmac.key_id = o->pseudo.key_id = key;
+	o->sign.message = o->verify.message = o->gmac.message = o->vmac.message = m;
+	o->verify.signature = m;
+	o->vmac.mac.data = o->mac;
+	o->vmac.mac.len = sizeof o->mac;
+	o->pseudo_values[0] = m;
+	o->pseudo.values = o->pseudo_values;
+	o->pseudo.n_values = 1;
 }
 
 bool e2e_op_request_build(e2e_op_request *o, const char *op, const e2e_op_args *a)
@@ -151,6 +169,12 @@ bool e2e_op_request_build(e2e_op_request *o, const char *op, const e2e_op_args *
 	OP("batch_decrypt", batch_decrypt, BATCH_DECRYPT, &o->bd)
 	OP("batch_generate_data_key", batch_generate_data_key, BATCH_GENERATE_DATA_KEY, &o->bg)
 	OP("generate_random", generate_random, GENERATE_RANDOM, &o->gr)
+	OP("sign", sign, SIGN, &o->sign)
+	OP("verify", verify, VERIFY, &o->verify)
+	OP("get_public_key", get_public_key, GET_PUBLIC_KEY, &o->gpk)
+	OP("generate_mac", generate_mac, GENERATE_MAC, &o->gmac)
+	OP("verify_mac", verify_mac, VERIFY_MAC, &o->vmac)
+	OP("pseudonymize", pseudonymize, PSEUDONYMIZE, &o->pseudo)
 	OP("create_key", create_key, CREATE_KEY, &o->ck)
 	OP("describe_key", describe_key, DESCRIBE_KEY, &o->dk)
 	OP("list_keys", list_keys, LIST_KEYS, &o->lk)

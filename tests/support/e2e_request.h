@@ -82,6 +82,14 @@ typedef struct e2e_op_request {
 	Kms__RevokeGrantRequest rvg;
 	Kms__ListKeksRequest lkek;
 	Kms__RotateKekRequest rkek;
+	Kms__SignRequest sign;
+	Kms__VerifyRequest verify;
+	Kms__GetPublicKeyRequest gpk;
+	Kms__GenerateMacRequest gmac;
+	Kms__VerifyMacRequest vmac;
+	Kms__PseudonymizeRequest pseudo;
+	ProtobufCBinaryData pseudo_values[1];
+	uint8_t mac[32];
 } e2e_op_request;
 
 /* Fills o->req for operation op with a's arguments (o must stay where it

@@ -91,7 +91,9 @@ void t_create_as(keyring *kr, const char *alias, key_protection protection,
 static kms_status collect(void *ctx, const hsm_object_id *id, hsm_object_kind kind)
 {
 	t_objects *t = ctx;
-	if (kind != HSM_OBJECT_AES_KEY || id->len != KMS_KEYID_HSM_ID_LEN)
+	/* An Ed25519 version is a pair: its private half stands for it. */
+	if ((kind != HSM_OBJECT_AES_KEY && kind != HSM_OBJECT_ED25519_PRIVATE) ||
+	    id->len != KMS_KEYID_HSM_ID_LEN)
 		return KMS_OK;
 	assert_true(t->n < sizeof t->ids / sizeof t->ids[0]);
 	t->ids[t->n++] = *id;

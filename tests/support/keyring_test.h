@@ -57,7 +57,8 @@ void t_create(keyring *kr, const char *alias, char id_text[KMS_KEYID_TEXT_SIZE])
 void t_create_as(keyring *kr, const char *alias, key_protection protection,
                  char id_text[KMS_KEYID_TEXT_SIZE]);
 
-/* The key-version objects (20-byte CKA_ID, AES) on the token. */
+/* The key-version objects (20-byte CKA_ID: AES keys, Ed25519 private
+ * halves) on the token. */
 typedef struct t_objects {
 	hsm_object_id ids[512];
 	size_t n;

@@ -80,6 +80,12 @@ static const expectation table[] = {
 	DENIED("batch_encrypt"),
 	DENIED("batch_decrypt"),
 	DENIED("batch_generate_data_key"),
+	DENIED("sign"),
+	DENIED("verify"),
+	DENIED("get_public_key"),
+	DENIED("generate_mac"),
+	DENIED("verify_mac"),
+	DENIED("pseudonymize"),
 	/* No key: the role decides. */
 	{ "generate_random", { "AA-A-", "AA-A-", "AA-A-" } },
 	{ "create_key", { "A----", "A----", "A----" } },

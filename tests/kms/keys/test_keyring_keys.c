@@ -145,8 +145,18 @@ static void test_create_refused(void **state)
 	keyring_create_args b = { .description = "\xc3\x28" }; /* bad UTF-8 */
 	assert_status(keyring_create_key(kr, &b, T_NOW, NULL), KMS_INVALID_ARGUMENT);
 
-	keyring_create_args c = { .spec = KEY_SPEC_ED25519 };
+	/* Each spec has one usage and the protections it can have. */
+	keyring_create_args c = { .spec = KEY_SPEC_ED25519, .protection = KEY_PROTECTION_WRAPPED };
 	assert_status(keyring_create_key(kr, &c, T_NOW, NULL), KMS_INVALID_ARGUMENT);
+	t_assert_message("hsm-resident", NULL);
+	keyring_create_args c2 = { .spec = KEY_SPEC_HMAC_SHA256,
+		                   .protection = KEY_PROTECTION_HSM_RESIDENT };
+	assert_status(keyring_create_key(kr, &c2, T_NOW, NULL), KMS_INVALID_ARGUMENT);
+	keyring_create_args c3 = { .spec = KEY_SPEC_ECC_P256, .usage = KEY_USAGE_ENCRYPT_DECRYPT };
+	assert_status(keyring_create_key(kr, &c3, T_NOW, NULL), KMS_INVALID_ARGUMENT);
+	t_assert_message("SIGN_VERIFY", NULL);
+	keyring_create_args c4 = { .spec = (key_spec)5 };
+	assert_status(keyring_create_key(kr, &c4, T_NOW, NULL), KMS_INVALID_ARGUMENT);
 
 	keyring_create_args d = { .rotation_period_days = 3651 };
 	assert_status(keyring_create_key(kr, &d, T_NOW, NULL), KMS_INVALID_ARGUMENT);

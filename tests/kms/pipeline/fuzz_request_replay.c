@@ -104,6 +104,16 @@ static void seed_field(arena *a, ProtobufCMessage *m, const ProtobufCFieldDescri
 			*(int **)member = values;
 			return;
 		}
+		if (f->type == PROTOBUF_C_TYPE_BYTES) {
+			/* Pseudonymize's values: identifiers. */
+			static uint8_t value[] = "+919876543210";
+			ProtobufCBinaryData *values = seed_alloc(a, n * sizeof *values);
+			for (size_t i = 0; i < n; i++)
+				values[i] = (ProtobufCBinaryData){ sizeof value - 1, value };
+			*(size_t *)((char *)m + f->quantifier_offset) = n;
+			*(ProtobufCBinaryData **)member = values;
+			return;
+		}
 		if (f->type != PROTOBUF_C_TYPE_MESSAGE && f->type != PROTOBUF_C_TYPE_STRING)
 			return;
 		void **items = seed_alloc(a, n * sizeof *items);
@@ -130,9 +140,10 @@ static void seed_field(arena *a, ProtobufCMessage *m, const ProtobufCFieldDescri
 		break;
 	case PROTOBUF_C_TYPE_BYTES: {
 		static uint8_t bytes[] = "attack at dawn";
+		static uint8_t mac[32] = "an HMAC-SHA256 is 32 bytes long";
 		ProtobufCBinaryData *b = (ProtobufCBinaryData *)member;
-		b->data = bytes;
-		b->len = sizeof bytes - 1;
+		b->data = !strcmp(f->name, "mac") ? mac : bytes;
+		b->len = !strcmp(f->name, "mac") ? sizeof mac : sizeof bytes - 1;
 		break;
 	}
 	case PROTOBUF_C_TYPE_UINT32:

@@ -90,7 +90,8 @@ static const char *const stmt_names[S_COUNT] = {
 	NAME(S_GRANT_COUNT_LIVE), NAME(S_GRANT_INSERT), NAME(S_GRANT_GET), NAME(S_GRANT_LIST_KEY),
 	NAME(S_GRANT_LIST_GRANTEE), NAME(S_GRANT_END), NAME(S_GRANTS_LIVE),
 	NAME(S_KEYS_RESIDENT_COUNT), NAME(S_VERSIONS_CREATING), NAME(S_VERSIONS_RESIDENT),
-	NAME(S_VERSION_MATERIAL_GET), NAME(S_VERSION_REWRAP), NAME(S_VERSIONS_UNDER_KEK),
+	NAME(S_VERSION_MATERIAL_GET), NAME(S_VERSION_PUBLIC_KEY_SET),
+	NAME(S_VERSION_PUBLIC_KEY_GET), NAME(S_VERSION_REWRAP), NAME(S_VERSIONS_UNDER_KEK),
 	NAME(S_VERSIONS_UNDER_KEK_COUNT), NAME(S_KEK_INSERT), NAME(S_KEK_GET),
 	NAME(S_KEK_GET_CURRENT), NAME(S_KEK_LIST), NAME(S_KEK_SET_STATE),
 };
@@ -381,6 +382,11 @@ static void exercise_material(store *st)
 {
 	store_material m;
 	assert_ok(store_version_material_get(st, id_of(5), 1, &m));
+	uint8_t point[STORE_PUBLIC_KEY_MAX];
+	size_t point_len;
+	memset(point, 4, sizeof point);
+	assert_ok(store_version_public_key_set(st, id_of(5), 1, point, sizeof point));
+	assert_ok(store_version_public_key_get(st, id_of(5), 1, point, &point_len));
 	store_kek kek;
 	assert_ok(store_kek_create(st, 2, &kek));
 	assert_ok(store_kek_make_current(st, kek.id));
