@@ -146,13 +146,20 @@ void admin_print_key(FILE *to, const kms_key_metadata *md)
 	cli_field(to, "protection", kms_key_protection_name(md->protection));
 	cli_field(to, "region", md->region);
 	cli_field_fmt(to, "primary version", "%" PRIu32, md->primary_version);
-	for (size_t i = 0; i < md->n_versions; i++)
-		cli_field_fmt(to, i == 0 ? "versions" : "", "v%" PRIu32 "  created %s  %" PRIu64
-		              " GCM uses reserved%s%s%s", md->versions[i].version,
-		              cli_time(md->versions[i].created_at, when),
-		              md->versions[i].encryptions,
-		              md->versions[i].kek[0] ? "  wrapped under " : "", md->versions[i].kek,
+	/* GCM reservations are an AES key's alone (docs/gcm-limits.md). */
+	bool aes = md->key_spec == KMS_KEY_SPEC_AES_256 ||
+	           md->key_spec == KMS_KEY_SPEC_UNSPECIFIED;
+	for (size_t i = 0; i < md->n_versions; i++) {
+		char gcm[48] = "";
+		if (aes)
+			snprintf(gcm, sizeof gcm, "  %" PRIu64 " GCM uses reserved",
+			         md->versions[i].encryptions);
+		cli_field_fmt(to, i == 0 ? "versions" : "", "v%" PRIu32 "  created %s%s%s%s%s",
+		              md->versions[i].version, cli_time(md->versions[i].created_at, when),
+		              gcm, md->versions[i].kek[0] ? "  wrapped under " : "",
+		              md->versions[i].kek,
 		              md->versions[i].version == md->primary_version ? "  (primary)" : "");
+	}
 	cli_field(to, "rotation", rotation_text(md, text, sizeof text));
 	cli_field(to, "created", cli_time(md->created_at, when));
 	if (md->deletion_date)

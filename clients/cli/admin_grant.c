@@ -285,7 +285,10 @@ const struct cli_command admin_grant_commands[] = {
 	             "  --grantee PRINCIPAL   who may use it\n"
 	             "  --op OP               encrypt, decrypt, re_encrypt, generate_data_key,\n"
 	             "                        generate_data_key_without_plaintext, batch_encrypt,\n"
-	             "                        batch_decrypt, batch_generate_data_key; repeat\n"
+	             "                        batch_decrypt, batch_generate_data_key (AES_256\n"
+	             "                        keys); sign, verify, get_public_key (ED25519,\n"
+	             "                        ECC_P256); generate_mac, verify_mac, pseudonymize\n"
+	             "                        (HMAC_SHA256); repeat\n"
 	             "  --context k=v         only when the encryption context holds this pair;\n"
 	             "                        repeat for more\n" },
 	{ .name = "list", .run = grant_list,

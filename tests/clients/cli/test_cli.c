@@ -618,6 +618,13 @@ static void key_text_is_aligned_and_clean(void **state)
 	assert_null(strchr(text, '\x07'));
 	free(text);
 
+	/* A signing or MAC key reserves no GCM uses: none are shown. */
+	md.key_spec = KMS_KEY_SPEC_ED25519;
+	capture_key(&md, false, 1, &text);
+	assert_non_null(strstr(text, "v2  created 2023-11-15T22:13:20Z  (primary)\n"));
+	assert_null(strstr(text, "GCM"));
+	free(text);
+
 	kms_key_metadata keys[2] = {
 		sample_key("k-0123456789abcdef0123456789abcdef", "first"),
 		sample_key("k-1", "second"),
