@@ -923,7 +923,7 @@ static void signing_calls_carry_their_arguments(void **state)
 	assert_int_equal(kms_generate_mac(c, "k", big, sizeof big, 0, &mac, &err),
 	                 KMS_INVALID_ARGUMENT);
 	/* GenerateMac of a pseudonym message: refused (docs/pseudonyms.md, 4). */
-	static const uint8_t prefixed[] = "kms-pseudonym-v1\0\0\0\0\2\0\0\0\0\1x";
+	static const uint8_t prefixed[] = "kms-pseudonym-v1\0" "\0\0\0\2" "\0\0" "\0\0\0\1" "x";
 	assert_int_equal(kms_generate_mac(c, "k", prefixed, sizeof prefixed - 1, 0, &mac, &err),
 	                 KMS_INVALID_ARGUMENT);
 	assert_non_null(strstr(err.message, "pseudonym domain prefix"));

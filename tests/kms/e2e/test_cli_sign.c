@@ -416,7 +416,9 @@ static void macs_verify_and_changed_messages_do_not(void **state)
 	run_free(&r);
 
 	/* A pseudonym message is Pseudonymize's alone (docs/pseudonyms.md, 4). */
-	write_bytes(prefixed, "kms-pseudonym-v1\0\0\0\0\2\0\0\0\0\1x", 31);
+	/* The prefix, the empty context's encoding and the value "x". */
+	static const char message[] = "kms-pseudonym-v1\0" "\0\0\0\2" "\0\0" "\0\0\0\1" "x";
+	write_bytes(prefixed, message, sizeof message - 1);
 	expect(KMS("mac", "--key", key_id, "-i", prefixed, "-o", mac), 2, NULL,
 	       "pseudonym domain prefix", "mac of a pseudonym message");
 }
