@@ -609,7 +609,7 @@ static int pseudo_flush(struct pseudo_run *r)
 	r->version = ps.key_version; /* the library checked: the one asked for, if any */
 	memcpy(r->key_id, ps.key_id, sizeof r->key_id);
 	for (size_t i = 0; i < ps.n && code == CLI_EXIT_OK; i++) {
-		/* The library checked each: [A-Za-z0-9_] only. */
+		/* The library read each back: [a-z0-9_] only. */
 		if (r->list) {
 			if (json_array_append_new(r->list, json_string(ps.pseudonyms[i])) != 0)
 				code = cli_out_of_memory(r->cli);
