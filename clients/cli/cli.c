@@ -41,7 +41,8 @@ const char cli_conn_help[] =
 	"                        is refused before anything is sent ($" CLI_ENV_SERVER_UID ")\n";
 
 static const char exit_help[] =
-	"Exit status: 0 done, 1 kmsd said no, 2 usage error, 3 cannot reach kmsd.\n"
+	"Exit status: 0 done, 1 kmsd said no, 2 usage error, 3 cannot reach kmsd,\n"
+	"4 (kms verify, verify-mac) it does not verify.\n"
 	"With --json, an error is one JSON object on stderr: {\"error\": {\"status\":\n"
 	"\"NOT_FOUND\", \"message\": \"...\", \"exit_code\": 1}} (status: kmsd's, or\n"
 	"REFUSED, USAGE, UNREACHABLE by exit status).\n";
