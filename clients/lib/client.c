@@ -17,7 +17,7 @@
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/tls/tls.h>
 #include <nng/supplemental/util/platform.h>
-#include <openssl/rand.h>
+#include <sys/random.h>
 
 #include "common/error.h"
 
@@ -701,11 +701,29 @@ static kms_status pack_request(const Kms__Request *req, nng_msg **out, kms_error
 	return KMS_OK;
 }
 
+/* The kernel's generator, not OpenSSL's: asynchronous calls made from a
+ * completion run on NNG's threads, and OpenSSL would give each of those a
+ * generator of its own that outlives the thread (NNG's threads end in
+ * nng_fini). A request id needs uniqueness, not secrecy. */
+static bool random_bytes(uint8_t *out, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = getrandom(out, len, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		out += n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
 static kms_status new_request_id(char id[CLIENT_REQUEST_ID_LEN + 1], kms_error *err)
 {
 	static const char hex[] = "0123456789abcdef";
 	uint8_t random[CLIENT_REQUEST_ID_RANDOM];
-	if (RAND_bytes(random, sizeof random) != 1)
+	if (!random_bytes(random, sizeof random))
 		return client_fail(err, KMS_INTERNAL, KMS_ERROR_LOCAL,
 		                   "no randomness for a request id");
 	id[0] = 'r';
