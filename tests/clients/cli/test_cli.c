@@ -381,6 +381,23 @@ static void pseudonym_values_and_lines(void **state)
 	       CLI_EXIT_USAGE, NULL, "cannot read /nonexistent/values");
 	expect(TOOL("pseudonym", "--key", "k", "alice", "", "--endpoint", sock, "--timeout", "100"),
 	       CLI_EXIT_USAGE, NULL, "value 2 is 0 bytes; a value is 1..1024");
+	/* An unknown letter inside a cluster is named itself, not the argument
+	 * before the cluster: that may be a value, a person's identifier. */
+	struct run r = TOOL("pseudonym", "--key", "k", "+919876543210", "-xyz");
+	assert_int_equal(r.code, CLI_EXIT_USAGE);
+	if (!strstr(r.err, "unknown option -x") || strstr(r.err, "919876543210"))
+		fail_msg("an unknown option in -xyz: %s", r.err);
+	run_free(&r);
+	expect(TOOL("sign", "--key", "k", "--digest", "-qi", "m"), CLI_EXIT_USAGE, NULL,
+	       "unknown option -q");
+	expect(TOOL("sign", "--key", "k", "--digest", "-:q"), CLI_EXIT_USAGE, NULL,
+	       "unknown option -:");
+	expect(TOOL("sign", "--key", "k", "--bogus"), CLI_EXIT_USAGE, NULL,
+	       "unknown option --bogus");
+	expect(TOOL("sign", "--key", "k", "--digest=yes"), CLI_EXIT_USAGE, NULL,
+	       "unknown option --digest=yes");
+	expect(TOOL("sign", "--key", "k", "--help=yes"), CLI_EXIT_USAGE, NULL,
+	       "unknown option --help=yes");
 	/* Good values go to kmsd (here: nowhere). */
 	expect(TOOL("pseudonym", "--key", "k", "--file", ok, "--endpoint", sock, "--timeout",
 	            "100"),
