@@ -289,6 +289,16 @@ static void sign_commands_refuse_before_connecting(void **state)
 	       "base64: --signature-base64 B64)");
 	expect(TOOL("verify", "--key", "k", "-i", small, "--signature", empty), CLI_EXIT_USAGE,
 	       NULL, "is 0 bytes, not a signature");
+	/* What kms sign --base64 -o FILE wrote: base64 text, which kmsd would
+	 * call a signature that does not verify (exit 4). */
+	char sig_b64[128];
+	static const char b64_text[] = "tF8cGMD21r8Bf4CgmpiG3y//3athJCgonX8mMwk8ZumE/9JT+xJw0ZLQTi8d"
+	                               "KfZKCP7f15vTCTbJlUR+dL9QDg==\n";
+	write_file(sig_b64, sizeof sig_b64, "sign-sig-b64", b64_text, sizeof b64_text - 1);
+	expect(TOOL("verify", "--key", "k", "-i", small, "--signature", sig_b64, "--endpoint",
+	            sock, "--timeout", "100"),
+	       CLI_EXIT_USAGE, NULL, "is base64 text, not raw bytes: give --signature-base64");
+	unlink(sig_b64);
 	expect(TOOL("verify", "--key", "k", "--signature", "-"), CLI_EXIT_USAGE, NULL,
 	       "the message and the signature cannot both come from standard input");
 	expect(TOOL("verify", "--key", "k", "-i", small, "--signature", tag33, "--version", "0"),
