@@ -651,9 +651,9 @@ const struct cli_command admin_key_commands[] = {
 	  .help = "Show a key (KEY is a key id or alias/NAME)" },
 	{ .name = "enable", .run = key_enable, .args = "KEY", .help = "Enable a disabled key" },
 	{ .name = "disable", .run = key_disable, .args = "KEY",
-	  .help = "Disable a key: it stops encrypting and decrypting" },
+	  .help = "Disable a key: no operation may use it until it is enabled" },
 	{ .name = "rotate", .run = key_rotate, .args = "KEY",
-	  .help = "Make a new primary version now (old versions still decrypt)" },
+	  .help = "Make a new primary version now (old versions still decrypt and verify)" },
 	{ .name = "set-rotation", .run = key_set_rotation, .args = "KEY DAYS",
 	  .help = "Rotate automatically every DAYS days (1.." CLI_STR(KMS_ROTATION_DAYS_MAX)
 	          "; 0 turns it off)" },

@@ -204,7 +204,15 @@ static int getopt_with(struct cli *cli, int argc, char **argv, const struct opti
 			fprintf(cli->out, "%s %s\n", cli->prog, KMS_VERSION);
 			return CLI_GETOPT_HELP;
 		case '?':
-			cli_usage_error(cli, "unknown option %s", argv[optind - 1]);
+			/* A letter not offered: inside a cluster (-xyz) optind stays
+			 * on the cluster, so argv[optind - 1] is the argument before
+			 * it (perhaps a value): name the letter. A letter offered
+			 * comes back only from its long form given a value. */
+			if (optopt > ' ' && optopt < 0x7f &&
+			    (optopt == ':' || !strchr(optstring, optopt)))
+				cli_usage_error(cli, "unknown option -%c", optopt);
+			else
+				cli_usage_error(cli, "unknown option %s", argv[optind - 1]);
 			return CLI_GETOPT_BAD;
 		case ':':
 			cli_usage_error(cli, "option %s needs a value", argv[optind - 1]);

@@ -164,7 +164,9 @@ const struct cli_command tool_commands[] = {
 	             "  --version N           with that version (default: the primary's, and\n"
 	             "                        one version for the whole run)\n"
 	             "  VALUE...              the values, 1.." CLI_STR(KMS_PSEUDONYM_VALUE_MAX)
-	             " bytes each\n"
+	             " bytes each. Other local users\n"
+	             "                        can read a command line (ps) and the shell\n"
+	             "                        keeps it: give real identifiers with --file\n"
 	             "  --file FILE           or one value a line (LF line ends; '-': stdin),\n"
 	             "                        any number of lines, sent in batches of at\n"
 	             "                        most " CLI_STR(KMS_PSEUDONYM_VALUES_MAX)

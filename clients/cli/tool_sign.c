@@ -182,6 +182,16 @@ struct tag_spec {
 	bool exact;
 };
 
+/* Whether a tag file holds base64 text (what --base64 writes), not raw
+ * bytes: a raw DER signature holds 0x02 bytes, and a raw Ed25519 one is
+ * all base64 characters with a chance of 2^-128. */
+static bool is_base64_text(const uint8_t *bytes, size_t len)
+{
+	uint8_t decoded[KMS_SIGNATURE_MAX];
+	size_t n = 0;
+	return cli_b64_decode((const char *)bytes, len, decoded, sizeof decoded, &n) && n > 0;
+}
+
 static int read_tag(struct cli *cli, const struct tag_spec *t, const struct sign_args *a,
                     const char *file, const char *b64, uint8_t *buf, size_t *len)
 {
@@ -208,6 +218,15 @@ static int read_tag(struct cli *cli, const struct tag_spec *t, const struct sign
 		fprintf(cli->err, "%s: %s is %zu bytes, not a %s (%s%zu raw bytes, as %s writes "
 		        "them; base64: %s B64)\n", cli->path, is_stdio(file) ? "standard input" : file,
 		        total, t->what, t->exact ? "" : "1..", t->max, t->made_by, t->b64_flag);
+		return CLI_EXIT_USAGE;
+	}
+	/* Sent as it is, kmsd would answer that it does not verify (exit 4). */
+	if (is_base64_text(buf, *len)) {
+		*len = 0;
+		fprintf(cli->err, "%s: %s is base64 text, not raw bytes: give %s \"$(cat %s)\" "
+		        "(%s --base64 writes base64; without it, raw bytes)\n", cli->path,
+		        is_stdio(file) ? "standard input" : file, t->b64_flag,
+		        is_stdio(file) ? "FILE" : file, t->made_by);
 		return CLI_EXIT_USAGE;
 	}
 	return CLI_EXIT_OK;

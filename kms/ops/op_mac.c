@@ -39,11 +39,14 @@ kms_status op_generate_mac(op_ctx *ctx, const Kms__Request *req, Kms__Response *
 	op_note_key(ctx, use.key_id_text, use.version);
 	KMS_GUARD(mac_message_allowed(&use, r->message));
 	KMS_GUARD(keyring_hmac(ctx->d->keyring, &use, r->message.data, r->message.len, mac));
+	uint8_t *reply_mac = arena_memdup(ctx->arena, mac, sizeof mac); /* wiped with the arena */
+	kms_wipe(mac, sizeof mac);
+	KMS_ENSURE(reply_mac, KMS_INTERNAL, "out of request memory");
 
 	Kms__GenerateMacResponse *g;
 	OP_ALLOC(ctx, g);
 	kms__generate_mac_response__init(g);
-	g->mac.data = arena_memdup(ctx->arena, mac, sizeof mac);
+	g->mac.data = reply_mac;
 	g->mac.len = sizeof mac;
 	g->key_id = arena_strdup(ctx->arena, use.key_id_text);
 	KMS_ENSURE(g->mac.data && g->key_id, KMS_INTERNAL, "out of request memory");

@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 
 #include "common/error.h"
+#include <kms/secmem.h>
 #include "kms/format/public_key.h"
 #include "kms/keys/keyring.h"
 #include "kms/pipeline/ops.h"
@@ -85,7 +86,9 @@ kms_status op_sign(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
 	KMS_GUARD(keyring_use_key(ctx->d->keyring, key_id, KEY_USAGE_SIGN_VERIFY, "Sign", 0, &use));
 	op_note_key(ctx, use.key_id_text, use.version);
 	KMS_GUARD(input_for(&use, r->signing_algorithm, r->message_type, r->message, &in));
-	KMS_GUARD(keyring_sign(ctx->d->keyring, &use, in.bytes, in.len, raw));
+	kms_status st = keyring_sign(ctx->d->keyring, &use, in.bytes, in.len, raw);
+	kms_wipe(&in, sizeof in); /* the message's digest stands for the message */
+	KMS_GUARD(st);
 
 	Kms__SignResponse *s;
 	OP_ALLOC(ctx, s);
@@ -121,33 +124,46 @@ static kms_status verify_with(op_ctx *ctx, const keyring_key_use *use, const sig
 	                        sig.len, valid);
 }
 
+/* Tries the version asked for, or every active one (the primary first),
+ * until one verifies: *verified is that version, 0 when none did. */
+static kms_status verify_versions(op_ctx *ctx, const char *key_id, const Kms__VerifyRequest *r,
+                                  const sign_input *in, keyring_key_use *use, uint32_t *verified)
+{
+	uint32_t versions[VERIFY_VERSIONS_MAX];
+	size_t n = 0;
+	bool valid = false;
+	*verified = 0;
+	if (r->key_version) {
+		versions[n++] = r->key_version;
+	} else {
+		KMS_GUARD(keyring_active_versions(ctx->d->keyring, use->key_id, versions,
+		                                  VERIFY_VERSIONS_MAX, &n));
+	}
+	for (size_t i = 0; i < n && !valid; i++) {
+		KMS_GUARD(keyring_use_key(ctx->d->keyring, key_id, KEY_USAGE_SIGN_VERIFY, "Verify",
+		                          versions[i], use));
+		KMS_GUARD(verify_with(ctx, use, in, r->signature, &valid));
+		if (valid)
+			*verified = use->version;
+	}
+	return KMS_OK;
+}
+
 kms_status op_verify(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
 {
 	const Kms__VerifyRequest *r = req->verify;
 	char key_id[KMS_KEYID_TEXT_SIZE];
 	keyring_key_use use;
 	sign_input in;
-	uint32_t versions[VERIFY_VERSIONS_MAX];
-	size_t n = 0;
-	bool valid = false;
+	uint32_t verified = 0;
 	KMS_GUARD(op_authorize_ref(ctx, r->key_id, NULL, 0, key_id));
 	KMS_GUARD(keyring_use_key(ctx->d->keyring, key_id, KEY_USAGE_SIGN_VERIFY, "Verify",
 	                          r->key_version, &use));
 	KMS_GUARD(input_for(&use, r->signing_algorithm, r->message_type, r->message, &in));
-	if (r->key_version) {
-		versions[n++] = r->key_version;
-	} else {
-		KMS_GUARD(keyring_active_versions(ctx->d->keyring, use.key_id, versions,
-		                                  VERIFY_VERSIONS_MAX, &n));
-	}
-	uint32_t verified = 0;
-	for (size_t i = 0; i < n && !valid; i++) {
-		KMS_GUARD(keyring_use_key(ctx->d->keyring, key_id, KEY_USAGE_SIGN_VERIFY, "Verify",
-		                          versions[i], &use));
-		KMS_GUARD(verify_with(ctx, &use, &in, r->signature, &valid));
-		if (valid)
-			verified = use.version;
-	}
+	kms_status st = verify_versions(ctx, key_id, r, &in, &use, &verified);
+	kms_wipe(&in, sizeof in); /* the message's digest stands for the message */
+	KMS_GUARD(st);
+	bool valid = verified != 0;
 	op_note_key(ctx, use.key_id_text, verified);
 	ctx->audit.verdict = valid ? "valid" : "invalid";
 

@@ -289,6 +289,16 @@ static void sign_commands_refuse_before_connecting(void **state)
 	       "base64: --signature-base64 B64)");
 	expect(TOOL("verify", "--key", "k", "-i", small, "--signature", empty), CLI_EXIT_USAGE,
 	       NULL, "is 0 bytes, not a signature");
+	/* What kms sign --base64 -o FILE wrote: base64 text, which kmsd would
+	 * call a signature that does not verify (exit 4). */
+	char sig_b64[128];
+	static const char b64_text[] = "tF8cGMD21r8Bf4CgmpiG3y//3athJCgonX8mMwk8ZumE/9JT+xJw0ZLQTi8d"
+	                               "KfZKCP7f15vTCTbJlUR+dL9QDg==\n";
+	write_file(sig_b64, sizeof sig_b64, "sign-sig-b64", b64_text, sizeof b64_text - 1);
+	expect(TOOL("verify", "--key", "k", "-i", small, "--signature", sig_b64, "--endpoint",
+	            sock, "--timeout", "100"),
+	       CLI_EXIT_USAGE, NULL, "is base64 text, not raw bytes: give --signature-base64");
+	unlink(sig_b64);
 	expect(TOOL("verify", "--key", "k", "--signature", "-"), CLI_EXIT_USAGE, NULL,
 	       "the message and the signature cannot both come from standard input");
 	expect(TOOL("verify", "--key", "k", "-i", small, "--signature", tag33, "--version", "0"),
@@ -381,6 +391,23 @@ static void pseudonym_values_and_lines(void **state)
 	       CLI_EXIT_USAGE, NULL, "cannot read /nonexistent/values");
 	expect(TOOL("pseudonym", "--key", "k", "alice", "", "--endpoint", sock, "--timeout", "100"),
 	       CLI_EXIT_USAGE, NULL, "value 2 is 0 bytes; a value is 1..1024");
+	/* An unknown letter inside a cluster is named itself, not the argument
+	 * before the cluster: that may be a value, a person's identifier. */
+	struct run r = TOOL("pseudonym", "--key", "k", "+919876543210", "-xyz");
+	assert_int_equal(r.code, CLI_EXIT_USAGE);
+	if (!strstr(r.err, "unknown option -x") || strstr(r.err, "919876543210"))
+		fail_msg("an unknown option in -xyz: %s", r.err);
+	run_free(&r);
+	expect(TOOL("sign", "--key", "k", "--digest", "-qi", "m"), CLI_EXIT_USAGE, NULL,
+	       "unknown option -q");
+	expect(TOOL("sign", "--key", "k", "--digest", "-:q"), CLI_EXIT_USAGE, NULL,
+	       "unknown option -:");
+	expect(TOOL("sign", "--key", "k", "--bogus"), CLI_EXIT_USAGE, NULL,
+	       "unknown option --bogus");
+	expect(TOOL("sign", "--key", "k", "--digest=yes"), CLI_EXIT_USAGE, NULL,
+	       "unknown option --digest=yes");
+	expect(TOOL("sign", "--key", "k", "--help=yes"), CLI_EXIT_USAGE, NULL,
+	       "unknown option --help=yes");
 	/* Good values go to kmsd (here: nowhere). */
 	expect(TOOL("pseudonym", "--key", "k", "--file", ok, "--endpoint", sock, "--timeout",
 	            "100"),
