@@ -145,22 +145,27 @@ kms_status signature_verify(public_key_type type, const uint8_t *raw, size_t len
 		                 memcmp(again, sig, sig_len) == 0;
 		ECDSA_SIG_free(parsed);
 		EVP_PKEY_CTX *ctx = canonical ? EVP_PKEY_CTX_new(key, NULL) : NULL;
-		if (ctx && EVP_PKEY_verify_init(ctx) == 1 &&
-		    EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) == 1)
-			rc = EVP_PKEY_verify(ctx, sig, sig_len, input, input_len);
-		else if (!canonical)
+		if (!canonical)
 			rc = 0;
+		else if (ctx && EVP_PKEY_verify_init(ctx) == 1 &&
+		         EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) == 1)
+			/* 0 for a signature that does not verify (r or s out of
+			 * range included); below 0 only for a fault. */
+			rc = EVP_PKEY_verify(ctx, sig, sig_len, input, input_len) == 1 ? 1 : 0;
 		EVP_PKEY_CTX_free(ctx);
 	} else {
 		EVP_MD_CTX *md = EVP_MD_CTX_new();
 		if (md && EVP_DigestVerifyInit(md, NULL, NULL, NULL, key) == 1)
-			rc = sig_len == 64 ? EVP_DigestVerify(md, sig, sig_len, input, input_len) : 0;
+			rc = sig_len == 64 &&
+			     EVP_DigestVerify(md, sig, sig_len, input, input_len) == 1;
 		EVP_MD_CTX_free(md);
 	}
 	EVP_PKEY_free(key);
 	ERR_clear_error();
-	/* Anything but a clear yes is a no: a malformed signature, and a
-	 * library fault too (failing closed). */
+	/* A well-formed signature that does not verify is a no; the library
+	 * failing on one is an error, not an answer (and never a yes). */
 	*valid = rc == 1;
+	KMS_ENSURE(rc >= 0, KMS_INTERNAL, "the %s verification failed in the library",
+	           type_name(type));
 	return KMS_OK;
 }

@@ -52,7 +52,8 @@ kms_status ecdsa_p256_raw_to_der(const uint8_t raw[static 64], uint8_t *out, siz
  * the 32-byte SHA-256 digest and sig as DER; ED25519 takes input as the
  * message and sig as its 64 bytes. *valid is false for a signature that
  * does not verify or is malformed (that is an answer, not an error);
- * failure only for a public key that does not parse. */
+ * KMS_INTERNAL, *valid false, for a public key that does not parse or the
+ * library failing to set up a verification. */
 kms_status signature_verify(public_key_type type, const uint8_t *raw, size_t len, const uint8_t *input,
                             size_t input_len, const uint8_t *sig, size_t sig_len,
                             bool *valid) KMS_MUST_USE;

@@ -291,8 +291,9 @@ kms_status keyring_active_versions(keyring *kr, const uint8_t key_id[KMS_KEYID_B
 kms_status keyring_sign(keyring *kr, const keyring_key_use *use, const uint8_t *input,
                         size_t input_len,
                         uint8_t sig[static KEYRING_RAW_SIGNATURE_LEN]) KMS_MUST_USE;
-/* The version's public key, raw: ECC_P256 the uncompressed point (65
- * bytes, from the store), ED25519 the 32-byte key (from its token pair). */
+/* The version's public key, raw, from the store: ECC_P256 the
+ * uncompressed point (65 bytes), ED25519 the 32-byte key (from its token
+ * pair when the store has none). */
 #define KEYRING_PUBLIC_KEY_MAX 65
 kms_status keyring_public_key(keyring *kr, const keyring_key_use *use,
                               uint8_t out[static KEYRING_PUBLIC_KEY_MAX],

@@ -140,9 +140,12 @@ kms_status kr_object_id(const uint8_t id[KMS_KEYID_BYTES], uint32_t version,
                         hsm_object_id *out) KMS_MUST_USE;
 
 /* Creates / destroys the HSM object of a key version (idempotent destroy):
- * an AES-256 key or an Ed25519 pair (both halves under the version's id). */
-kms_status kr_object_create(keyring *kr, const uint8_t id[KMS_KEYID_BYTES],
-                            uint32_t version, key_spec spec) KMS_MUST_USE;
+ * an AES-256 key or an Ed25519 pair (both halves under the version's id),
+ * whose public key goes to public_key and *public_len (0 for AES), for the
+ * store. */
+kms_status kr_object_create(keyring *kr, const uint8_t id[KMS_KEYID_BYTES], uint32_t version,
+                            key_spec spec, uint8_t public_key[static HSM_EC_P256_PUBLIC_LEN],
+                            size_t *public_len) KMS_MUST_USE;
 kms_status kr_object_destroy(keyring *kr, const uint8_t id[KMS_KEYID_BYTES],
                              uint32_t version) KMS_MUST_USE;
 

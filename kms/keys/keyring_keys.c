@@ -383,16 +383,21 @@ kms_status keyring_create_key(keyring *kr, const keyring_create_args *args, int6
 	kr_crash_point_reached(kr, KR_CRASH_CREATE_AFTER_INTENT);
 
 	/* 2. The HSM object of version 1. */
-	status = kr_object_create(kr, id, 1, key.spec);
+	uint8_t public_key[HSM_EC_P256_PUBLIC_LEN];
+	size_t public_len = 0;
+	status = kr_object_create(kr, id, 1, key.spec, public_key, &public_len);
 	if (status != KMS_OK)
 		goto undo;
 	kr_crash_point_reached(kr, KR_CRASH_CREATE_AFTER_HSM);
 
-	/* 3. Acknowledged: the key exists from this commit on. */
+	/* 3. Acknowledged: the key exists from this commit on (with an Ed25519
+	 * version's public key). */
 	key.lifecycle = KEY_LIFECYCLE_READY;
 	status = store_begin(kr->store);
 	if (status == KMS_OK)
 		status = store_version_set_state(kr->store, key.id, 1, VERSION_STATE_ACTIVE);
+	if (status == KMS_OK && public_len)
+		status = store_version_public_key_set(kr->store, key.id, 1, public_key, public_len);
 	if (status == KMS_OK)
 		status = store_key_update(kr->store, &key);
 	if (status == KMS_OK)

@@ -13,15 +13,21 @@
 #include "kms/keys/keyring_impl.h"
 
 kms_status kr_object_create(keyring *kr, const uint8_t id[KMS_KEYID_BYTES], uint32_t version,
-                            key_spec spec)
+                            key_spec spec, uint8_t public_key[static HSM_EC_P256_PUBLIC_LEN],
+                            size_t *public_len)
 {
 	hsm_object_id object;
 	char label[KMS_KEYID_VERSION_LABEL_SIZE];
+	*public_len = 0;
 	KMS_GUARD(kr_object_id(id, version, &object));
 	KMS_GUARD(keyid_version_label(id, version, label));
 	switch (spec) {
 	case KEY_SPEC_AES_256: return hsm_aes_create(kr->hsm, &object, label);
-	case KEY_SPEC_ED25519: return hsm_ed25519_create(kr->hsm, &object, label);
+	case KEY_SPEC_ED25519:
+		KMS_GUARD(hsm_ed25519_create(kr->hsm, &object, label));
+		KMS_GUARD(hsm_ed25519_public(kr->hsm, &object, public_key));
+		*public_len = HSM_ED25519_PUBLIC_LEN;
+		return KMS_OK;
 	case KEY_SPEC_HMAC_SHA256:
 	case KEY_SPEC_ECC_P256: break;
 	}
@@ -190,17 +196,23 @@ kms_status kr_version_create_locked(keyring *kr, const uint8_t id[KMS_KEYID_BYTE
 	kr_crash_point_reached(kr, KR_CRASH_ROTATE_AFTER_INTENT);
 
 	/* 2. The HSM object. */
-	status = kr_object_create(kr, id, version, key.spec);
+	uint8_t public_key[HSM_EC_P256_PUBLIC_LEN];
+	size_t public_len = 0;
+	status = kr_object_create(kr, id, version, key.spec, public_key, &public_len);
 	if (status != KMS_OK)
 		goto undo;
 	kr_crash_point_reached(kr, KR_CRASH_ROTATE_AFTER_HSM);
 
-	/* 3. Active and primary, in one commit. The stripe kept other writers
-	 * of this key row out since step 1, so key is current. */
+	/* 3. Active and primary, in one commit (with an Ed25519 version's
+	 * public key). The stripe kept other writers of this key row out since
+	 * step 1, so key is current. */
 	key_new_primary(kr, &key, version, now);
 	status = store_begin(kr->store);
 	if (status == KMS_OK)
 		status = store_version_set_state(kr->store, id_text, version, VERSION_STATE_ACTIVE);
+	if (status == KMS_OK && public_len)
+		status = store_version_public_key_set(kr->store, id_text, version, public_key,
+		                                      public_len);
 	if (status == KMS_OK)
 		status = store_key_update(kr->store, &key);
 	if (status == KMS_OK)

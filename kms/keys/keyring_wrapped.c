@@ -347,24 +347,28 @@ kms_status keyring_public_key(keyring *kr, const keyring_key_use *use,
                               uint8_t out[static KEYRING_PUBLIC_KEY_MAX], size_t *len)
 {
 	*len = 0;
-	if (use->spec == KEY_SPEC_ECC_P256) {
-		kms_status st = store_version_public_key_get(kr->store, use->key_id_text,
-		                                             use->version, out, len);
-		KMS_ENSURE(st != KMS_NOT_FOUND, KMS_INTERNAL,
-		           "key %s version %u has lost its public key (kms.db)", use->key_id_text,
-		           use->version);
-		KMS_GUARD(st);
-		KMS_ENSURE(*len == HSM_EC_P256_PUBLIC_LEN && out[0] == 0x04, KMS_INTERNAL,
-		           "key %s version %u: its stored public key is not a P-256 point",
-		           use->key_id_text, use->version);
-		return KMS_OK;
-	}
-	KMS_ENSURE(use->spec == KEY_SPEC_ED25519, KMS_INTERNAL,
+	KMS_ENSURE(use->spec == KEY_SPEC_ECC_P256 || use->spec == KEY_SPEC_ED25519, KMS_INTERNAL,
 	           "keyring: key %s (%s) has no public key", use->key_id_text,
 	           key_spec_name(use->spec));
-	kms_status st = hsm_ed25519_public(kr->hsm, &use->object, out);
-	KMS_GUARD(not_found_is_fault(st, use));
-	*len = HSM_ED25519_PUBLIC_LEN;
+	/* Kept in the store, written with the version: no HSM call. */
+	kms_status st = store_version_public_key_get(kr->store, use->key_id_text, use->version, out,
+	                                             len);
+	if (st == KMS_NOT_FOUND && use->spec == KEY_SPEC_ED25519) {
+		/* Not kept (it should be): the token pair has it. */
+		kms_error_clear();
+		st = not_found_is_fault(hsm_ed25519_public(kr->hsm, &use->object, out), use);
+		*len = st == KMS_OK ? HSM_ED25519_PUBLIC_LEN : 0;
+		return st;
+	}
+	KMS_ENSURE(st != KMS_NOT_FOUND, KMS_INTERNAL,
+	           "key %s version %u has lost its public key (kms.db)", use->key_id_text,
+	           use->version);
+	KMS_GUARD(st);
+	bool fits = use->spec == KEY_SPEC_ECC_P256
+	                    ? *len == HSM_EC_P256_PUBLIC_LEN && out[0] == 0x04
+	                    : *len == HSM_ED25519_PUBLIC_LEN;
+	KMS_ENSURE(fits, KMS_INTERNAL, "key %s version %u: its stored public key does not fit %s",
+	           use->key_id_text, use->version, key_spec_name(use->spec));
 	return KMS_OK;
 }
 

@@ -15,8 +15,9 @@
 #include "kms/keys/keyring.h"
 #include "kms/pipeline/ops.h"
 
-/* VerifyMac with no version tries at most this many active versions. */
-#define VERIFY_MAC_VERSIONS_MAX 100
+/* VerifyMac with no version tries at most this many active versions, the
+ * primary first, then the newest: each is an HMAC in the HSM. */
+#define VERIFY_MAC_VERSIONS_MAX 16
 
 static kms_status mac_message_allowed(const keyring_key_use *use, ProtobufCBinaryData message)
 {

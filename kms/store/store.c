@@ -300,9 +300,10 @@ static const char *const migrations[] = {
 	"DROP INDEX keys_hsm_resident;"
 	"CREATE UNIQUE INDEX keys_hsm_resident ON keys(id)"
 	"  WHERE protection = 'hsm-resident' AND lifecycle <> 'destroyed';",
-	/* 4 -> 5: signing keys. A P-256 version's public key is kept beside
-	 * its wrapped private key (the HSM's PKCS#8 does not carry it, so this
-	 * is the only copy); an Ed25519 version's is read from its token pair.
+	/* 4 -> 5: signing keys. A version's public key is kept here: a P-256
+	 * one beside its wrapped private key (the HSM's PKCS#8 does not carry
+	 * it, so this is the only copy), an Ed25519 one as its token pair gave
+	 * it, so verifying needs no HSM call.
 	 * Written once, in the version's creating transaction; never changed
 	 * (a verifier must never see a key's public half move). */
 	"ALTER TABLE key_versions ADD COLUMN public_key BLOB"

@@ -347,7 +347,7 @@ kms_status store_version_material_get(store *st, const char *key_id, uint32_t ve
                                       store_material *out) KMS_MUST_USE;
 
 /* A signing key version's public key: an uncompressed P-256 point (65
- * bytes), written once in the version's creating transaction (the row must
+ * bytes) or an Ed25519 key (32), written once in the version's creating transaction (the row must
  * exist and have none: KMS_FAILED_PRECONDITION otherwise), and read back
  * (KMS_NOT_FOUND when the version has none). */
 #define STORE_PUBLIC_KEY_MIN 32

@@ -112,6 +112,16 @@ static void specs_and_usages(void **state)
 	key_metadata_free(&m);
 	sign_verifies(p256, KEY_SPEC_ECC_P256);
 	sign_verifies(ed, KEY_SPEC_ED25519);
+	/* An Ed25519 version's public key is kept in the store at creation:
+	 * the token pair's own. */
+	uint8_t kept[65], token[HSM_ED25519_PUBLIC_LEN];
+	size_t kept_len = 0;
+	assert_ok(store_version_public_key_get(keyring_store(kr), ed, 1, kept, &kept_len));
+	assert_int_equal(kept_len, HSM_ED25519_PUBLIC_LEN);
+	keyring_key_use ed_use;
+	assert_ok(keyring_use_key(kr, ed, KEY_USAGE_SIGN_VERIFY, "GetPublicKey", 1, &ed_use));
+	assert_ok(hsm_ed25519_public(h, &ed_use.object, token));
+	assert_memory_equal(kept, token, sizeof token);
 
 	keyring_key_use use;
 	assert_status(keyring_use_key(kr, mac, KEY_USAGE_SIGN_VERIFY, "Sign", 0, &use),
