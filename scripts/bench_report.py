@@ -1,21 +1,35 @@
-"""bench_report.py: the work of scripts/bench-report (run that, not this).
+"""bench_report.py: the work of scripts/bench-report and of scripts/bench-sign's
+table (run those, not this).
 
-  python3 bench_report.py table|plot [--op OP] [--audit on|off] RESULTS.jsonl OUTDIR
+  python3 bench_report.py table|plot|versus [--op OP] [--audit on|off] RESULTS.jsonl OUTDIR
 
 table writes OUTDIR/matrix.md; plot writes the data files and the gnuplot
-script OUTDIR/bench.gp that draws OUTDIR/bench.png. The records are those
-of docs/kms-bench.md ("The JSON line"), from kms-bench, bench_hsm --ops and
-bench_fsync.
+script OUTDIR/bench.gp that draws OUTDIR/bench.png; versus writes
+OUTDIR/versus.md, each kmsd cell beside the raw HSM's cell of the same
+operation at as many threads as it had requests in flight. The records are
+those of docs/kms-bench.md ("The JSON line"), from kms-bench, bench_hsm
+--ops and bench_fsync.
 """
 import argparse
 import json
 import os
 import sys
 
-OP_ORDER = ["encrypt", "decrypt", "generate-data-key", "batch-decrypt", "mixed"]
+OP_ORDER = ["encrypt", "decrypt", "generate-data-key", "batch-decrypt", "sign-p256",
+            "sign-ed25519", "generate-mac", "mixed"]
 TRANSPORT_ORDER = ["ipc", "tls", "tcp"]
-HSM_OPS = {"encrypt", "decrypt", "generate-data-key"}
+HSM_OPS = {"encrypt", "decrypt", "generate-data-key", "sign-ecdsa-p256", "generate-mac",
+           "sign-ed25519"}
+# bench_hsm --ops's name of a kms-bench operation's PKCS#11 work, where it
+# differs (batch-decrypt's is decrypt's, item by item).
+HSM_OP_OF = {"batch-decrypt": "decrypt", "sign-p256": "sign-ecdsa-p256"}
+HSM_OP_ORDER = ["encrypt", "decrypt", "generate-data-key", "sign-ecdsa-p256", "sign-ed25519",
+                "generate-mac"]
 NUMBER_FIELDS = ["concurrency", "ops_per_s", "items_per_s", "p50_us", "p99_us", "p999_us"]
+
+
+def hsm_op_of(op):
+    return HSM_OP_OF.get(op, op)
 
 
 class BadRecord(Exception):
@@ -141,7 +155,7 @@ def matrix_row(res, r):
     rate = r["items_per_s"] if batch else r["ops_per_s"]
     echo = res.echo_at(r["transport"], r["concurrency"])
     echo_rate = echo["ops_per_s"] if echo else None
-    hsm = res.hsm_at("decrypt" if batch else r["op"], r["concurrency"])
+    hsm = res.hsm_at(hsm_op_of(r["op"]), r["concurrency"])
     hsm_rate = hsm["ops_per_s"] if hsm else None
     if batch:
         # A batch request carries many items: the echo of one small request
@@ -180,9 +194,10 @@ def baselines_md(res):
     out.append(table(["transport", "in flight", "ops/s", "p50 us", "p99 us"], rows, 1)
                if rows else "(no echo records)\n")
     out.append("\nThe HSM (bench_hsm --ops: the PKCS#11 calls of the operation on a cached "
-               "wrapped key version, each thread its own session):\n\n")
+               "wrapped key version, Ed25519 on a token pair, each thread its own "
+               "session):\n\n")
     rows = []
-    for op in OP_ORDER:
+    for op in HSM_OP_ORDER:
         for r in sorted(res.hsm.get(op, []), key=lambda r: r["concurrency"]):
             rows.append([op, str(r["concurrency"]), figure(r["ops_per_s"]),
                          figure(r["p50_us"]), figure(r["p99_us"]),
@@ -225,6 +240,57 @@ def write_matrix(records, path_in, outdir):
         f.write("".join(text))
 
 
+# ---- kmsd beside the raw HSM, cell by cell (scripts/bench-sign) ----
+
+def hsm_same(res, op, cell):
+    """The bench_hsm record of op at exactly as many threads as cell had in
+    flight, of the same run (label run; the best if several), else None."""
+    same = [r for r in res.hsm.get(op, []) if r["concurrency"] == cell["concurrency"]
+            and label(r, "run") == label(cell, "run")]
+    return max(same, key=lambda r: r["ops_per_s"]) if same else None
+
+
+VERSUS_HEAD = ["op", "transport", "in flight", "kmsd ops/s", "p50 us", "p99 us", "errors",
+               "HSM op", "threads", "HSM ops/s", "HSM p50 us", "HSM p99 us", "kmsd / HSM"]
+
+
+def versus_row(res, r):
+    hsm_op = hsm_op_of(r["op"])
+    hsm = hsm_same(res, hsm_op, r)
+    hsm_rate = hsm["ops_per_s"] if hsm else None
+    rate = rate_of(r)
+    return [r["op"], r["transport"], str(r["concurrency"]), figure(rate),
+            figure(r["p50_us"]), figure(r["p99_us"]), errors_text(r), hsm_op,
+            str(hsm["concurrency"]) if hsm else "-", figure(hsm_rate),
+            figure(hsm["p50_us"] if hsm else None), figure(hsm["p99_us"] if hsm else None),
+            ratio(rate, hsm_rate)]
+
+
+def write_versus(records, path_in, outdir):
+    res = Results(records)
+    cells = sorted(res.cells, key=lambda r: (label(r, "run"), cell_order(r)))
+    runs = sorted({label(r, "run") for r in cells})
+    text = ["# kmsd beside the raw HSM\n\n",
+            "From `%s` (run %s).\n" % (os.path.basename(path_in), run_labels(records))]
+    if any(r["labels"].get("fixture") == "yes" for r in records):
+        text.append("\n**These records are a test fixture (made-up figures), not a measurement.**\n")
+    text.append(
+        "\nEach kms-bench cell against kmsd beside the bench_hsm --ops cell of the same "
+        "PKCS#11 work at as many threads as the cell had requests in flight, in the same "
+        "run (label run); kmsd / HSM is the ratio of their ops/s (batch-decrypt: items/s "
+        "against decrypt). Latencies: kmsd's per request, from packing to the reply; the "
+        "HSM's per operation. `-`: no such record.\n\n")
+    head, rows = VERSUS_HEAD, [versus_row(res, r) for r in cells]
+    if len(runs) > 1:
+        head = ["run"] + head
+        rows = [[label(r, "run")] + row for r, row in zip(cells, rows)]
+    text.append(table(head, rows, len(head) - 11) if rows
+                else "(no kms-bench records against kmsd)\n")
+    path = os.path.join(outdir, "versus.md")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("".join(text))
+
+
 # ---- the picture ----
 
 def write_dat(path, points):
@@ -259,7 +325,7 @@ def plot_series(res, op, audit):
                if tt == t]
         if pts:
             series.append(("echo, %s" % t, "echo-" + t, "lw 1.5 dt 2 lc %d" % (i + 1), pts))
-    hsm_op = "decrypt" if op == "batch-decrypt" else op
+    hsm_op = hsm_op_of(op)
     pts = []
     for c in levels or sorted({r["concurrency"] for r in res.hsm.get(hsm_op, [])}):
         r = res.hsm_at(hsm_op, c)
@@ -313,7 +379,7 @@ def write_plot(records, outdir, op, audit):
 
 def main():
     p = argparse.ArgumentParser(prog="bench-report")
-    p.add_argument("mode", choices=["table", "plot"])
+    p.add_argument("mode", choices=["table", "plot", "versus"])
     p.add_argument("--op", default="encrypt", choices=OP_ORDER)
     p.add_argument("--audit", default="on", choices=["on", "off"])
     p.add_argument("results")
@@ -323,6 +389,8 @@ def main():
     try:
         if a.mode == "table":
             write_matrix(records, a.results, a.outdir)
+        elif a.mode == "versus":
+            write_versus(records, a.results, a.outdir)
         else:
             write_plot(records, a.outdir, a.op, a.audit)
     except OSError as e:

@@ -23,6 +23,7 @@
 #define BENCH_DEFAULT_REQUESTS 100000
 #define BENCH_DEFAULT_BATCH 100
 #define BENCH_DEFAULT_PLAINTEXT 32
+#define BENCH_DEFAULT_MESSAGE 64   /* sign-p256, sign-ed25519, generate-mac */
 #define BENCH_DURATION_MAX_S 86400
 #define BENCH_REQUESTS_MAX 1000000000u
 #define BENCH_LABELS_MAX 16
@@ -36,6 +37,9 @@ typedef enum bench_op {
 	BENCH_OP_DECRYPT,
 	BENCH_OP_GENERATE_DATA_KEY,
 	BENCH_OP_BATCH_DECRYPT,
+	BENCH_OP_SIGN_P256,
+	BENCH_OP_SIGN_ED25519,
+	BENCH_OP_GENERATE_MAC,
 	BENCH_OP_MIXED,
 	BENCH_OP_ECHO,
 } bench_op;
@@ -50,7 +54,7 @@ typedef struct bench_config {
 	uint32_t requests;       /* the hard cap */
 	uint32_t warmup;         /* requests run and not counted */
 	uint32_t batch;          /* items per batch-decrypt request */
-	uint32_t plaintext_bytes;
+	uint32_t plaintext_bytes; /* the plaintext, or the message signed or MACed */
 	const char *key;         /* NULL: make one for the run */
 	const char *json_path;   /* NULL: no JSON line */
 	const char *serve_echo;  /* the echo server's URL: that mode */
@@ -63,6 +67,8 @@ typedef struct bench_config {
 /* "encrypt", "batch-decrypt" ...; bench_op_parse is its inverse. */
 const char *bench_op_name(bench_op op);
 bool bench_op_parse(const char *name, bench_op *out);
+/* Whether op sends a message to sign or MAC (its size is plaintext_bytes). */
+bool bench_op_has_message(bench_op op);
 
 /* ---- the latency histogram (bench_hist.c) ---- */
 
@@ -102,10 +108,10 @@ typedef struct bench_result {
 typedef struct bench_plan bench_plan;
 
 /* Sets the run up through the blocking calls: the key (made when cfg has
- * none, with a grant to whoever kms-bench acts as), the ciphertext decrypt
- * needs, the requests. echo: the request packed once, signed with the
- * credentials file when one is given. Returns an exit code (the reason
- * printed). */
+ * none, of the spec the operation needs, with a grant of it to whoever
+ * kms-bench acts as), the ciphertext decrypt needs, the requests. echo:
+ * the request packed once, signed with the credentials file when one is
+ * given. Returns an exit code (the reason printed). */
 int bench_plan_make(const bench_config *cfg, kms_client *client, const char *credentials,
                     bench_plan **out);
 /* Schedules the deletion of a key the plan made; frees it. */

@@ -65,9 +65,12 @@ static const char usage_text[] =
 	"  --url URL             kmsd (or the echo server): ipc://PATH, tls+tcp://HOST:PORT\n"
 	"                        (the same as --endpoint)\n"
 	"  --op OP               encrypt, decrypt, generate-data-key, batch-decrypt,\n"
-	"                        mixed (2 encrypt : 2 decrypt : 1 generate-data-key,\n"
-	"                        in turn) or echo (the same request bytes to an echo\n"
-	"                        server, whose reply must be them)\n"
+	"                        sign-p256 (Sign with an ECC_P256 key), sign-ed25519\n"
+	"                        (Sign with an ED25519 key), generate-mac (with an\n"
+	"                        HMAC_SHA256 key), mixed (2 encrypt : 2 decrypt :\n"
+	"                        1 generate-data-key, in turn) or echo (the same\n"
+	"                        request bytes to an echo server, whose reply must\n"
+	"                        be them)\n"
 	"  --concurrency N       requests in flight, 1..1024 (default 16); with\n"
 	"                        --serve-echo, the server's contexts (default 64)\n"
 	"  --connections N       spread them over N clients, one connection each,\n"
@@ -79,8 +82,11 @@ static const char usage_text[] =
 	"                        whichever comes first\n"
 	"  --warmup N            run N requests first, not counted (default 0)\n"
 	"  --batch N             batch-decrypt's items a request, 1..1000 (default 100)\n"
-	"  --plaintext-bytes N   the plaintext encrypted, 1..4096 (default 32)\n"
-	"  --key KEY             the key (id or alias); without it a key is made for\n"
+	"  --plaintext-bytes N   the plaintext encrypted, or the message signed or\n"
+	"                        MACed (raw), 1..4096 (default 32; 64 for sign-p256,\n"
+	"                        sign-ed25519 and generate-mac)\n"
+	"  --key KEY             the key (id or alias; of the spec the operation\n"
+	"                        needs); without it a key of that spec is made for\n"
 	"                        the run, granted to whoever this acts as, and\n"
 	"                        scheduled for deletion when the run ends\n"
 	"  --json FILE           append the run's JSON line to FILE\n"
@@ -121,8 +127,11 @@ static int number(const char *arg, const char *flag, uint32_t min, uint32_t max,
 	return CLI_EXIT_USAGE;
 }
 
+/* One --plaintext-bytes bound serves both the plaintext and the message. */
+_Static_assert(KMS_SIGN_MESSAGE_MAX == KMS_ENCRYPT_MAX_PLAINTEXT, "one bound for both");
+
 typedef struct given {
-	bool concurrency, duration, batch;
+	bool concurrency, duration, batch, plaintext;
 } given;
 
 /* One option of kms-bench's own. */
@@ -149,6 +158,7 @@ static int own_option(bench_config *cfg, given *g, int opt, const char *arg)
 		g->batch = true;
 		return number(arg, "--batch", 1, KMS_BATCH_MAX, &cfg->batch);
 	case OPT_PLAINTEXT_BYTES:
+		g->plaintext = true;
 		return number(arg, "--plaintext-bytes", KMS_ENCRYPT_MIN_PLAINTEXT,
 		              KMS_ENCRYPT_MAX_PLAINTEXT, &cfg->plaintext_bytes);
 	case OPT_KEY:
@@ -217,7 +227,8 @@ static int parse(struct cli *cli, bench_config *cfg, int argc, char **argv)
 	}
 	if (!has_op)
 		return usage_error("give --op (encrypt, decrypt, generate-data-key, "
-		                   "batch-decrypt, mixed or echo)");
+		                   "batch-decrypt, sign-p256, sign-ed25519, generate-mac, "
+		                   "mixed or echo)");
 	if (cli->conn.n_endpoints != 1)
 		return usage_error("give one --url");
 	if (cfg->connections > cfg->concurrency)
@@ -225,6 +236,8 @@ static int parse(struct cli *cli, bench_config *cfg, int argc, char **argv)
 		                   cfg->connections, cfg->concurrency);
 	if (g.batch && cfg->op != BENCH_OP_BATCH_DECRYPT)
 		return usage_error("--batch is for --op batch-decrypt");
+	if (!g.plaintext && bench_op_has_message(cfg->op))
+		cfg->plaintext_bytes = BENCH_DEFAULT_MESSAGE;
 	return CLI_PROCEED;
 }
 

@@ -1,8 +1,9 @@
 /*
  * bench_ops.c: what kms-bench sends. The requests are built once, before
- * the run (the key, a ciphertext to decrypt, the batch), and started
- * through libkmsclient's asynchronous calls, which give each one a fresh
- * request id and, with an access key, its signature.
+ * the run (the key, a ciphertext to decrypt, the batch, the message to
+ * sign or MAC), and started through libkmsclient's asynchronous calls,
+ * which give each one a fresh request id and, with an access key, its
+ * signature.
  */
 #include "clients/bench/bench.h"
 
@@ -43,6 +44,10 @@ struct bench_plan {
 	Kms__Request batch_decrypt;
 	Kms__BatchDecryptRequest batch_op;
 	Kms__DecryptRequest **batch_items; /* batch pointers to decrypt_op */
+	Kms__Request sign;        /* sign-p256, sign-ed25519: the plaintext as message */
+	Kms__SignRequest sign_op;
+	Kms__Request mac;
+	Kms__GenerateMacRequest mac_op;
 	uint8_t *echo;            /* echo: the packed encrypt request */
 	size_t echo_len;
 };
@@ -54,6 +59,9 @@ const char *bench_op_name(bench_op op)
 	case BENCH_OP_DECRYPT: return "decrypt";
 	case BENCH_OP_GENERATE_DATA_KEY: return "generate-data-key";
 	case BENCH_OP_BATCH_DECRYPT: return "batch-decrypt";
+	case BENCH_OP_SIGN_P256: return "sign-p256";
+	case BENCH_OP_SIGN_ED25519: return "sign-ed25519";
+	case BENCH_OP_GENERATE_MAC: return "generate-mac";
 	case BENCH_OP_MIXED: return "mixed";
 	case BENCH_OP_ECHO: return "echo";
 	}
@@ -71,9 +79,26 @@ bool bench_op_parse(const char *name, bench_op *out)
 	return false;
 }
 
+bool bench_op_has_message(bench_op op)
+{
+	return op == BENCH_OP_SIGN_P256 || op == BENCH_OP_SIGN_ED25519 ||
+	       op == BENCH_OP_GENERATE_MAC;
+}
+
 static bool needs_key(bench_op op)
 {
 	return op != BENCH_OP_ECHO;
+}
+
+/* The spec of the key a run makes for op (0: AES_256). */
+static kms_key_spec key_spec_of(bench_op op)
+{
+	switch (op) {
+	case BENCH_OP_SIGN_P256: return KMS_KEY_SPEC_ECC_P256;
+	case BENCH_OP_SIGN_ED25519: return KMS_KEY_SPEC_ED25519;
+	case BENCH_OP_GENERATE_MAC: return KMS_KEY_SPEC_HMAC_SHA256;
+	default: return KMS_KEY_SPEC_UNSPECIFIED;
+	}
 }
 
 static bool needs_blob(bench_op op)
@@ -94,9 +119,20 @@ static int report(const char *what, const kms_error *err)
  * policy lets admins manage it and no one use it. A failure is only a
  * warning (a policy may allow it already; if not, the run's requests say
  * ACCESS_DENIED). */
-static void grant_self(kms_client *client, const char *key)
+static void grant_self(kms_client *client, const char *key, bench_op op)
 {
-	static const char *const ops[] = { "encrypt", "decrypt", "generate_data_key" };
+	static const char *const crypt_ops[] = { "encrypt", "decrypt", "generate_data_key" };
+	static const char *const sign_ops[] = { "sign" };
+	static const char *const mac_ops[] = { "generate_mac" };
+	const char *const *ops = crypt_ops;
+	size_t n_ops = sizeof crypt_ops / sizeof crypt_ops[0];
+	if (op == BENCH_OP_SIGN_P256 || op == BENCH_OP_SIGN_ED25519) {
+		ops = sign_ops;
+		n_ops = 1;
+	} else if (op == BENCH_OP_GENERATE_MAC) {
+		ops = mac_ops;
+		n_ops = 1;
+	}
 	kms_health health;
 	kms_error err;
 	if (kms_health_check(client, &health, &err) != KMS_OK) {
@@ -106,7 +142,7 @@ static void grant_self(kms_client *client, const char *key)
 	}
 	kms_create_grant_params params = {
 		.key_id = key, .grantee = health.principal,
-		.operations = ops, .n_operations = sizeof ops / sizeof ops[0],
+		.operations = ops, .n_operations = n_ops,
 	};
 	if (health.principal && health.principal[0] &&
 	    kms_create_grant(client, &params, NULL, &err) != KMS_OK)
@@ -115,10 +151,14 @@ static void grant_self(kms_client *client, const char *key)
 	kms_health_free(&health);
 }
 
+/* The usage and protection are left to kmsd: the spec's own (an Ed25519
+ * key is hsm-resident, the others wrapped). */
 static int make_key(bench_plan *p, kms_client *client)
 {
-	kms_create_key_params params = { .description = "kms-bench run (deletion scheduled "
-	                                                 "when the run ends)" };
+	kms_create_key_params params = {
+		.description = "kms-bench run (deletion scheduled when the run ends)",
+		.key_spec = key_spec_of(p->op),
+	};
 	kms_key_metadata md;
 	kms_error err;
 	if (kms_create_key(client, &params, &md, &err) != KMS_OK)
@@ -127,7 +167,7 @@ static int make_key(bench_plan *p, kms_client *client)
 	snprintf(p->key, sizeof p->key, "%s", md.key_id);
 	kms_key_metadata_free(&md);
 	p->key_made = true;
-	grant_self(client, p->key);
+	grant_self(client, p->key, p->op);
 	return CLI_EXIT_OK;
 }
 
@@ -174,6 +214,27 @@ static void build_requests(bench_plan *p)
 	p->batch_op.n_items = p->batch_items ? p->batch : 0;
 	p->batch_decrypt.op_case = KMS__REQUEST__OP_BATCH_DECRYPT;
 	p->batch_decrypt.batch_decrypt = &p->batch_op;
+
+	kms__request__init(&p->sign);
+	kms__sign_request__init(&p->sign_op);
+	p->sign_op.key_id = p->key;
+	p->sign_op.message.data = p->plaintext;
+	p->sign_op.message.len = p->plaintext_len;
+	p->sign_op.message_type = KMS__MESSAGE_TYPE__MESSAGE_RAW;
+	/* Named, so a key of the other signing spec is refused, not used. */
+	p->sign_op.signing_algorithm = p->op == BENCH_OP_SIGN_ED25519
+	                                       ? KMS__SIGNING_ALGORITHM__SIGNING_ED25519
+	                                       : KMS__SIGNING_ALGORITHM__SIGNING_ECDSA_SHA_256;
+	p->sign.op_case = KMS__REQUEST__OP_SIGN;
+	p->sign.sign = &p->sign_op;
+
+	kms__request__init(&p->mac);
+	kms__generate_mac_request__init(&p->mac_op);
+	p->mac_op.key_id = p->key;
+	p->mac_op.message.data = p->plaintext;
+	p->mac_op.message.len = p->plaintext_len;
+	p->mac.op_case = KMS__REQUEST__OP_GENERATE_MAC;
+	p->mac.generate_mac = &p->mac_op;
 }
 
 /* echo: an Encrypt request packed once, with a fixed id (and signed once
@@ -313,6 +374,11 @@ kms_status bench_plan_start(const bench_plan *p, kms_client *client, uint64_t se
 		return kms_client_call_async(client, &p->data_key, done, arg, err);
 	case BENCH_OP_BATCH_DECRYPT:
 		return kms_client_call_async(client, &p->batch_decrypt, done, arg, err);
+	case BENCH_OP_SIGN_P256:
+	case BENCH_OP_SIGN_ED25519:
+		return kms_client_call_async(client, &p->sign, done, arg, err);
+	case BENCH_OP_GENERATE_MAC:
+		return kms_client_call_async(client, &p->mac, done, arg, err);
 	case BENCH_OP_ECHO:
 		return kms_client_call_bytes_async(client, p->echo, p->echo_len, done, arg, err);
 	case BENCH_OP_MIXED:
@@ -325,7 +391,8 @@ kms_status bench_plan_start(const bench_plan *p, kms_client *client, uint64_t se
 static bool batch_ok(const bench_plan *p, const Kms__Response *resp, kms_status *status,
                      char *why, size_t why_cap)
 {
-	const Kms__BatchDecryptResponse *b = resp->batch_decrypt;
+	const Kms__BatchDecryptResponse *b =
+		resp->result_case == KMS__RESPONSE__RESULT_BATCH_DECRYPT ? resp->batch_decrypt : NULL;
 	if (!b || b->n_results != p->batch) {
 		*status = KMS_INTERNAL;
 		snprintf(why, why_cap, "batch-decrypt answered %zu results for %u items",
@@ -342,6 +409,54 @@ static bool batch_ok(const bench_plan *p, const Kms__Response *resp, kms_status 
 		}
 	}
 	return true;
+}
+
+/* The length a sign or MAC answer's result must have: Ed25519 64 bytes
+ * (R || S), HMAC-SHA256 32, an ECDSA DER signature 8..72. */
+static void result_bounds(bench_op op, size_t *min, size_t *max)
+{
+	*min = *max = op == BENCH_OP_SIGN_ED25519 ? 64 : 32;
+	if (op == BENCH_OP_SIGN_P256) {
+		*min = 8;
+		*max = 72;
+	}
+}
+
+/* The signature or MAC in a Sign or GenerateMac answer; NULL when it has
+ * none. */
+static const ProtobufCBinaryData *result_of(bench_op op, const Kms__Response *resp)
+{
+	if (!resp)
+		return NULL;
+	if (op == BENCH_OP_GENERATE_MAC)
+		return resp->result_case == KMS__RESPONSE__RESULT_GENERATE_MAC && resp->generate_mac
+		               ? &resp->generate_mac->mac
+		               : NULL;
+	return resp->result_case == KMS__RESPONSE__RESULT_SIGN && resp->sign
+	               ? &resp->sign->signature
+	               : NULL;
+}
+
+/* A Sign or GenerateMac answer is a success when its result is there, of
+ * the length the operation gives. */
+static bool signed_ok(const bench_plan *p, const Kms__Response *resp, kms_status *status,
+                      char *why, size_t why_cap)
+{
+	const ProtobufCBinaryData *result = result_of(p->op, resp);
+	size_t min, max;
+	result_bounds(p->op, &min, &max);
+	if (result && result->len >= min && result->len <= max)
+		return true;
+	*status = KMS_INTERNAL;
+	if (result && min == max)
+		snprintf(why, why_cap, "%s answered OK with a %zu-byte result, not %zu",
+		         bench_op_name(p->op), result->len, min);
+	else if (result)
+		snprintf(why, why_cap, "%s answered OK with a %zu-byte result, not %zu..%zu",
+		         bench_op_name(p->op), result->len, min, max);
+	else
+		snprintf(why, why_cap, "%s answered OK without its result", bench_op_name(p->op));
+	return false;
 }
 
 bool bench_plan_check(const bench_plan *p, const kms_async_result *r, kms_status *status,
@@ -362,5 +477,7 @@ bool bench_plan_check(const bench_plan *p, const kms_async_result *r, kms_status
 	}
 	if (p->op == BENCH_OP_BATCH_DECRYPT)
 		return batch_ok(p, r->resp, status, why, why_cap);
+	if (bench_op_has_message(p->op))
+		return signed_ok(p, r->resp, status, why, why_cap);
 	return true;
 }

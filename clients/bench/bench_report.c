@@ -50,7 +50,8 @@ void bench_report_table(const bench_config *cfg, const bench_result *r)
 		printf(" on %u connections", cfg->connections);
 	if (cfg->op == BENCH_OP_BATCH_DECRYPT)
 		printf(", %u items a request", cfg->batch);
-	printf(", %u-byte plaintexts\n", cfg->plaintext_bytes);
+	printf(", %u-byte %s\n", cfg->plaintext_bytes,
+	       bench_op_has_message(cfg->op) ? "messages" : "plaintexts");
 	printf("  %-10s %-10s %-8s %-9s %-10s %-10s %-10s %-10s %-10s %-10s\n",
 	       "requests", "ok", "failed", "seconds", "ops/s", "items/s", "p50 us", "p99 us",
 	       "p99.9 us", "max us");

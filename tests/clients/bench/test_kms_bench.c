@@ -30,6 +30,7 @@
 
 #include <jansson.h>
 
+#include "tests/clients/bench/bench_record.h"
 #include "tests/support/harness.h"
 #include "tests/support/run_bin.h"
 
@@ -53,72 +54,33 @@ static const char *bench_bin(void)
 	return bin;
 }
 
-/* The last line of the JSON file, parsed; the file is then emptied. */
+/* The run's JSON line, parsed; the file is then emptied. */
 static json_t *last_record(void)
 {
-	size_t len = 0;
-	char *text = harness_read_file(json_path, &len);
-	assert_non_null(text);
-	assert_true(len > 1 && text[len - 1] == '\n');
-	text[len - 1] = '\0';
-	char *line = strrchr(text, '\n');
-	line = line ? line + 1 : text;
-	json_error_t jerr;
-	json_t *record = json_loads(line, 0, &jerr);
-	if (!record)
-		fail_msg("not JSON (%s): %s", jerr.text, line);
-	/* One line per run: nothing but the record on it. */
-	assert_null(strchr(line, '\n'));
-	free(text);
-	assert_int_equal(truncate(json_path, 0), 0);
-	return record;
-}
-
-static json_int_t int_field(json_t *record, const char *name)
-{
-	json_t *v = json_object_get(record, name);
-	if (!json_is_integer(v))
-		fail_msg("field %s is not an integer", name);
-	return json_integer_value(v);
-}
-
-static double real_field(json_t *record, const char *name)
-{
-	json_t *v = json_object_get(record, name);
-	if (!json_is_number(v))
-		fail_msg("field %s is not a number", name);
-	return json_number_value(v);
-}
-
-static const char *str_field(json_t *record, const char *name)
-{
-	json_t *v = json_object_get(record, name);
-	if (!json_is_string(v))
-		fail_msg("field %s is not a string", name);
-	return json_string_value(v);
+	return bench_record_take(json_path);
 }
 
 /* Every documented field, of its type, and what a clean run says. */
 static void check_record(json_t *r, const char *op, const char *transport,
                          json_int_t concurrency, json_int_t batch)
 {
-	assert_string_equal(str_field(r, "tool"), "kms-bench");
-	assert_string_equal(str_field(r, "op"), op);
-	assert_string_equal(str_field(r, "transport"), transport);
-	assert_int_equal(int_field(r, "concurrency"), concurrency);
-	assert_int_equal(int_field(r, "batch_items"), batch);
-	assert_int_equal(int_field(r, "plaintext_bytes"), 32);
-	json_int_t requests = int_field(r, "requests");
+	assert_string_equal(bench_record_str(r, "tool"), "kms-bench");
+	assert_string_equal(bench_record_str(r, "op"), op);
+	assert_string_equal(bench_record_str(r, "transport"), transport);
+	assert_int_equal(bench_record_int(r, "concurrency"), concurrency);
+	assert_int_equal(bench_record_int(r, "batch_items"), batch);
+	assert_int_equal(bench_record_int(r, "plaintext_bytes"), 32);
+	json_int_t requests = bench_record_int(r, "requests");
 	assert_true(requests > 0);
-	assert_int_equal(int_field(r, "ok"), requests);
-	assert_int_equal(int_field(r, "items"), requests * (batch ? batch : 1));
+	assert_int_equal(bench_record_int(r, "ok"), requests);
+	assert_int_equal(bench_record_int(r, "items"), requests * (batch ? batch : 1));
 	const char *reals[] = { "seconds", "ops_per_s", "items_per_s", "p50_us", "p99_us",
 	                        "p999_us", "max_us", "cpu_us_per_op" };
 	for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++)
-		assert_true(real_field(r, reals[i]) >= 0.0);
-	assert_true(real_field(r, "p50_us") <= real_field(r, "p99_us"));
-	assert_true(real_field(r, "p99_us") <= real_field(r, "p999_us"));
-	assert_true(real_field(r, "p999_us") <= real_field(r, "max_us"));
+		assert_true(bench_record_real(r, reals[i]) >= 0.0);
+	assert_true(bench_record_real(r, "p50_us") <= bench_record_real(r, "p99_us"));
+	assert_true(bench_record_real(r, "p99_us") <= bench_record_real(r, "p999_us"));
+	assert_true(bench_record_real(r, "p999_us") <= bench_record_real(r, "max_us"));
 	json_t *errors = json_object_get(r, "errors");
 	assert_true(json_is_object(errors));
 	assert_int_equal(json_object_size(errors), 0);
@@ -230,9 +192,9 @@ static void failures_counted_and_exit_1(void **state)
 	assert_non_null(strstr(r.out, "errors NOT_FOUND: 50"));
 	run_bin_free(&r);
 	json_t *record = last_record();
-	assert_int_equal(int_field(record, "requests"), 50);
-	assert_int_equal(int_field(record, "ok"), 0);
-	assert_int_equal(int_field(record, "items"), 0);
+	assert_int_equal(bench_record_int(record, "requests"), 50);
+	assert_int_equal(bench_record_int(record, "ok"), 0);
+	assert_int_equal(bench_record_int(record, "items"), 0);
 	json_t *errors = json_object_get(record, "errors");
 	assert_int_equal(json_integer_value(json_object_get(errors, "NOT_FOUND")), 50);
 	json_decref(record);
