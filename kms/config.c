@@ -174,6 +174,33 @@ static int on_tls(struct config_parse *p, const char *key, const char *value)
 	return 1;
 }
 
+/* One part of a pin, blanks around it trimmed, into out (1..cap-1 chars). */
+static bool pin_part(const char *from, const char *to, char *out, size_t cap)
+{
+	while (from < to && *from == ' ')
+		from++;
+	while (to > from && to[-1] == ' ')
+		to--;
+	size_t n = (size_t)(to - from);
+	if (n == 0 || n >= cap)
+		return false;
+	memcpy(out, from, n);
+	out[n] = '\0';
+	return true;
+}
+
+/* "MANUFACTURER|MODEL|SERIAL". */
+static bool parse_pin(const char *value, kmsd_hsm_pin *out)
+{
+	const char *a = strchr(value, '|');
+	const char *b = a ? strchr(a + 1, '|') : NULL;
+	if (!a || !b || strchr(b + 1, '|'))
+		return false;
+	return pin_part(value, a, out->manufacturer, sizeof out->manufacturer) &&
+	       pin_part(a + 1, b, out->model, sizeof out->model) &&
+	       pin_part(b + 1, b + strlen(b), out->serial, sizeof out->serial);
+}
+
 static int on_hsm(struct config_parse *p, const char *key, const char *value)
 {
 	kmsd_config *cfg = p->cfg;
@@ -189,6 +216,14 @@ static int on_hsm(struct config_parse *p, const char *key, const char *value)
 	} else if (!strcmp(key, "pin_env")) {
 		if (!copy_str(cfg->hsm_pin_env, sizeof cfg->hsm_pin_env, value))
 			return parse_fail(p, "hsm", key, "an environment variable name");
+	} else if (!strcmp(key, "pinned")) {
+		if (cfg->n_hsm_pins == KMSD_HSM_PINS_MAX)
+			return parse_fail(p, "hsm", key, "at most 8 pinned tokens");
+		if (!parse_pin(value, &cfg->hsm_pins[cfg->n_hsm_pins]))
+			return parse_fail(p, "hsm", key,
+			                  "MANUFACTURER|MODEL|SERIAL as the token reports them "
+			                  "(kms-admin hsm status): 1..32, 1..16 and 1..16 characters");
+		cfg->n_hsm_pins++;
 	} else {
 		return parse_fail(p, "hsm", key, "unknown key (the PIN never goes in this file)");
 	}

@@ -44,6 +44,15 @@ typedef struct kmsd_ipc_principal {
 	char name[KMSD_NAME_MAX];
 } kmsd_ipc_principal;
 
+/* A token kmsd may use: CK_TOKEN_INFO's manufacturerID, model and
+ * serialNumber, blanks at the end trimmed (docs/config.md, [hsm] pinned). */
+#define KMSD_HSM_PINS_MAX 8
+typedef struct kmsd_hsm_pin {
+	char manufacturer[33];
+	char model[17];
+	char serial[17];
+} kmsd_hsm_pin;
+
 typedef struct kmsd_config {
 	/* [kmsd] */
 	char region[33];
@@ -66,6 +75,10 @@ typedef struct kmsd_config {
 	char hsm_token_label[33];
 	char hsm_pin_file[KMSD_PATH_MAX];
 	char hsm_pin_env[KMSD_NAME_MAX];
+	/* [hsm] pinned = MANUFACTURER|MODEL|SERIAL, repeatable: the tokens kmsd
+	 * may run on (kms/kmsd_residency.h); none: any token with the label. */
+	kmsd_hsm_pin hsm_pins[KMSD_HSM_PINS_MAX];
+	size_t n_hsm_pins;
 	/* [limits] */
 	size_t max_request_bytes;
 	unsigned reply_send_timeout_ms; /* a peer that does not take its reply is dropped */

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "kms/config.h"
+#include "kms/kmsd_residency.h"
 
 typedef struct hsm hsm;
 typedef struct keyring keyring;
@@ -34,6 +35,7 @@ typedef struct kmsd {
 	server *transport;  /* the listeners (transport/server.h), for /healthz; may be NULL */
 	authz_keys *authz_keys;         /* access keys from the store (authz/authz_keys.h) */
 	authz_verifier *authz_verifier; /* signed requests' checks (authz/authz_verify.h) */
+	kmsd_residency residency; /* the token checked against [hsm] pinned at start */
 	int64_t started_at; /* unix seconds */
 	atomic_bool draining;
 } kmsd;

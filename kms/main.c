@@ -26,6 +26,7 @@
 #include "kms/kmsd.h"
 #include "kms/kmsd_bootstrap.h"
 #include "kms/kmsd_check.h"
+#include "kms/kmsd_residency.h"
 #include "kms/authz/authz_keys.h"
 #include "kms/authz/authz_secrets.h"
 #include "kms/authz/authz_verify.h"
@@ -268,6 +269,10 @@ int main(int argc, char **argv)
 		kms_log("fatal", "%s", kms_error_message());
 		goto out;
 	}
+	if (kmsd_residency_check(&d.cfg, d.hsm, &d.residency) != KMS_OK) {
+		kms_log("fatal", "%s", kms_error_message());
+		goto out;
+	}
 	if (check_only) {
 		/* Read-only (kmsd_check.h): no keyring (its store open creates and
 		 * migrates), no audit log (its open takes the lock and may create
@@ -359,6 +364,15 @@ int main(int argc, char **argv)
 		kms_log("warn", "%zu blocks of secret memory could not be locked in RAM "
 		         "(RLIMIT_MEMLOCK): secrets may reach swap; raise the limit "
 		         "(systemd: LimitMEMLOCK=)", kms_secure_lock_failures());
+	if (d.residency.pinned)
+		kms_log("info", "residency: HSM token \"%s\" is pinned (%s|%s|%s)",
+		         d.residency.token.label, d.residency.token.manufacturer,
+		         d.residency.token.model, d.residency.token.serial);
+	else
+		kms_log("warn", "residency: no [hsm] pinned token: kmsd runs on any token "
+		         "labelled \"%s\"; this one is %s|%s|%s (pin it: docs/config.md)",
+		         d.residency.token.label, d.residency.token.manufacturer,
+		         d.residency.token.model, d.residency.token.serial);
 	kms_log("info", "ready: region %s, %u workers, token \"%s\", at most %zu bytes of "
 	         "locked memory", d.cfg.region, d.cfg.workers, d.cfg.hsm_token_label,
 	         d.cfg.max_locked_bytes);

@@ -20,19 +20,26 @@ int admin_health(struct cli *cli, int argc, char **argv)
 		return cli_report(cli, &err);
 	if (cli->json) {
 		code = cli_json_print(cli, json_pack(
-			"{s:b, s:o, s:o, s:I, s:o, s:o, s:I, s:o}",
+			"{s:b, s:o, s:o, s:I, s:o, s:o, s:I, s:o, s:{s:o, s:o, s:o, s:b}}",
 			"hsm_ok", h.hsm_ok, "region", cli_json_str(h.region),
 			"version", cli_json_str(h.version),
 			"uptime_seconds", (json_int_t)h.uptime_seconds,
 			"token_label", cli_json_str(h.token_label),
 			"hsm_message", cli_json_str(h.hsm_message),
 			"audit_size", (json_int_t)h.audit_size,
-			"principal", cli_json_str(h.principal)));
+			"principal", cli_json_str(h.principal),
+			"hsm_token", "manufacturer", cli_json_str(h.hsm_manufacturer),
+			"model", cli_json_str(h.hsm_model), "serial", cli_json_str(h.hsm_serial),
+			"pinned", h.hsm_pinned));
 	} else {
 		cli_field(cli->out, "hsm", h.hsm_ok ? "ok" : "NOT OK");
 		if (!h.hsm_ok)
 			cli_field(cli->out, "hsm message", h.hsm_message);
 		cli_field(cli->out, "token", h.token_label);
+		if (h.hsm_serial && h.hsm_serial[0])
+			cli_field_fmt(cli->out, "hsm token", "%s|%s|%s (%s)", h.hsm_manufacturer,
+			              h.hsm_model, h.hsm_serial,
+			              h.hsm_pinned ? "pinned" : "not pinned: see [hsm] pinned");
 		cli_field(cli->out, "region", h.region);
 		cli_field(cli->out, "version", h.version);
 		cli_field_fmt(cli->out, "uptime", "%" PRIu64 " s", h.uptime_seconds);

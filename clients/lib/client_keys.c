@@ -739,6 +739,9 @@ void kms_health_free(kms_health *h)
 	free(h->token_label);
 	free(h->hsm_message);
 	free(h->principal);
+	free(h->hsm_manufacturer);
+	free(h->hsm_model);
+	free(h->hsm_serial);
 	memset(h, 0, sizeof *h);
 }
 
@@ -764,6 +767,10 @@ kms_status kms_health_check(kms_client *client, kms_health *out, kms_error *err)
 	KMS_GUARD_OUT(st, client_dup_str(r->token_label, &out->token_label, err));
 	KMS_GUARD_OUT(st, client_dup_str(r->hsm_message, &out->hsm_message, err));
 	KMS_GUARD_OUT(st, client_dup_str(r->principal, &out->principal, err));
+	KMS_GUARD_OUT(st, client_dup_str(r->hsm_manufacturer, &out->hsm_manufacturer, err));
+	KMS_GUARD_OUT(st, client_dup_str(r->hsm_model, &out->hsm_model, err));
+	KMS_GUARD_OUT(st, client_dup_str(r->hsm_serial, &out->hsm_serial, err));
+	out->hsm_pinned = r->hsm_pinned;
 out:
 	if (st != KMS_OK)
 		kms_health_free(out);

@@ -702,6 +702,13 @@ typedef struct kms_health {
 	char *hsm_message;  /* why the HSM is not ok; "" when it is */
 	uint64_t audit_size;
 	char *principal;    /* who kmsd thinks is asking */
+	/* The HSM token kmsd runs on, and whether its config pins it ([hsm]
+	 * pinned: with pins, kmsd runs on no other token). "" from a kmsd
+	 * older than these fields. */
+	char *hsm_manufacturer;
+	char *hsm_model;
+	char *hsm_serial;
+	bool hsm_pinned;
 } kms_health;
 KMS_EXPORT void kms_health_free(kms_health *h);
 

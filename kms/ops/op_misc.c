@@ -25,6 +25,12 @@ kms_status op_health(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
 	h->region = ctx->d->cfg.region;
 	h->version = KMSD_VERSION;
 	h->token_label = ctx->d->cfg.hsm_token_label;
+	/* The token as checked at start against [hsm] pinned. */
+	const kmsd_residency *res = &ctx->d->residency;
+	h->hsm_manufacturer = (char *)res->token.manufacturer;
+	h->hsm_model = (char *)res->token.model;
+	h->hsm_serial = (char *)res->token.serial;
+	h->hsm_pinned = res->pinned;
 	int64_t up = ctx->now - ctx->d->started_at;
 	h->uptime_seconds = up > 0 ? (uint64_t)up : 0;
 	h->principal = arena_strdup(ctx->arena, ctx->caller->principal);
