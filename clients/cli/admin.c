@@ -16,6 +16,8 @@ const struct cli_command admin_commands[] = {
 	{ .name = "health", .run = admin_health,
 	  .help = "Ask kmsd whether it and its HSM are well (exit 1 if the HSM is not)" },
 	{ .name = "hsm", .sub = admin_hsm_commands, .help = "The HSM: its token (directly) and kmsd's key-encryption keys" },
+	{ .name = "report", .sub = admin_report_commands,
+	  .help = "Reports for regulators and auditors: residency" },
 	{ .name = "audit", .sub = admin_audit_commands,
 	  .help = "Check the audit log: verify a copy, read entries, prove them" },
 	{ 0 },

@@ -20,6 +20,7 @@ extern const struct cli_command admin_audit_commands[]; /* admin_audit.c */
 extern const struct cli_command admin_principal_commands[];  /* admin_principal.c */
 extern const struct cli_command admin_access_key_commands[]; /* admin_principal.c */
 extern const struct cli_command admin_grant_commands[];      /* admin_grant.c */
+extern const struct cli_command admin_report_commands[];     /* admin_report.c */
 /* admin_policy.c: key policy grant|revoke. */
 int admin_policy_grant(struct cli *cli, int argc, char **argv);
 int admin_policy_revoke(struct cli *cli, int argc, char **argv);
@@ -89,6 +90,9 @@ struct admin_pages {
 	char *token;            /* the last page's next_page_token, owned; free() it */
 	size_t page;
 };
+
+/* The key list's kind (admin_key.c), for the commands that read every key. */
+extern const struct admin_list_kind admin_key_list_kind;
 
 /* Takes one of ADMIN_LIST_OPTIONS: CLI_PROCEED, or a usage error (said)
  * for a bad value or any other option. */

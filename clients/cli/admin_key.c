@@ -218,7 +218,7 @@ static void key_free(void *item)
 	kms_key_metadata_free(item);
 }
 
-static const struct admin_list_kind key_list_kind = {
+const struct admin_list_kind admin_key_list_kind = {
 	.what = "keys",
 	.item_size = sizeof(kms_key_metadata),
 	.read_page = read_key_page,
@@ -243,17 +243,17 @@ static int key_list(struct cli *cli, int argc, char **argv)
 		return code;
 	if ((code = cli_connect(cli, &client)) != CLI_EXIT_OK)
 		return code;
-	if ((code = admin_list_read(cli, client, &key_list_kind, NULL, &pages, &gathered)) !=
+	if ((code = admin_list_read(cli, client, &admin_key_list_kind, NULL, &pages, &gathered)) !=
 	    CLI_EXIT_OK)
 		goto out;
 	if (cli->json) {
 		code = cli_json_print(cli, admin_json_keys(gathered.items, gathered.n, pages.token));
 	} else {
 		admin_print_keys(cli->out, gathered.items, gathered.n);
-		admin_pages_hint(cli, &pages, &key_list_kind);
+		admin_pages_hint(cli, &pages, &admin_key_list_kind);
 	}
 out:
-	admin_gathered_free(&gathered, &key_list_kind);
+	admin_gathered_free(&gathered, &admin_key_list_kind);
 	free(pages.token);
 	kms_client_close(client);
 	return code;

@@ -5,7 +5,9 @@
  * - No pin: kmsd starts, warns that it is not pinned, and Health reports
  *   the token (manufacturer, model, serial) with hsm_pinned false.
  * - Pinned to that token (among others): it starts, says so, and Health
- *   (and kms-admin health) says hsm_pinned.
+ *   (and kms-admin health) says hsm_pinned; kms-admin report residency
+ *   names the token, the KEK, the audit log and where each key's versions
+ *   live (wrapped under the KEK, or token objects).
  * - Pinned only to other tokens (another serial, another model): it does
  *   not start; its last line names the token it found and the pins.
  */
@@ -24,6 +26,8 @@
 #include "tests/support/e2e_ops.h"
 #include "tests/support/harness.h"
 #include "tests/support/run_bin.h"
+
+#include <jansson.h>
 
 static harness H;
 static char manufacturer[33], model[17], serial[17];
@@ -71,6 +75,61 @@ static void unpinned_reports_the_token(void **state)
 	stop();
 }
 
+/* kms-admin report residency --json: the token, the KEK, the audit log and
+ * every key with where its versions live. */
+static void report_names_every_key(void)
+{
+	char wrapped[E2E_KEY_ID_SIZE], resident[E2E_KEY_ID_SIZE];
+	Kms__Response *r = e2e_create_key(&H);
+	assert_true(r && r->status == KMS__STATUS__OK);
+	snprintf(wrapped, sizeof wrapped, "%s", r->create_key->key_metadata->key_id);
+	kms__response__free_unpacked(r, NULL);
+	r = e2e_create_key_as(&H, KMS__KEY_PROTECTION__HSM_RESIDENT);
+	assert_true(r && r->status == KMS__STATUS__OK);
+	snprintf(resident, sizeof resident, "%s", r->create_key->key_metadata->key_id);
+	kms__response__free_unpacked(r, NULL);
+
+	const char *args[] = { "report", "residency", "--json", NULL };
+	run_bin_result out = run_kms_admin(H.ipc_url, args);
+	if (out.code != 0)
+		fail_msg("kms-admin report residency: exit %d: %s", out.code, out.err);
+	json_error_t jerr;
+	json_t *j = json_loads(out.out, 0, &jerr);
+	if (!j)
+		fail_msg("report residency --json is not JSON: %s", jerr.text);
+	json_t *hsm = json_object_get(j, "hsm");
+	assert_string_equal(json_string_value(json_object_get(hsm, "serial")), serial);
+	assert_true(json_is_true(json_object_get(hsm, "pinned")));
+	assert_string_equal(json_string_value(json_object_get(j, "region")), "in-mum");
+	json_t *audit = json_object_get(j, "audit");
+	assert_true(json_integer_value(json_object_get(audit, "entries")) > 0);
+	assert_non_null(strstr(json_string_value(json_object_get(audit, "origin")), "kms"));
+	const char *kek = json_string_value(
+	        json_object_get(json_array_get(json_object_get(j, "keks"), 0), "hsm_id"));
+	assert_non_null(kek);
+	size_t found = 0, i;
+	json_t *k;
+	json_array_foreach(json_object_get(j, "keys"), i, k) {
+		const char *id = json_string_value(json_object_get(k, "key_id"));
+		const char *v1_kek = json_string_value(
+		        json_object_get(json_array_get(json_object_get(k, "versions"), 0), "kek"));
+		if (!strcmp(id, wrapped)) {
+			found++;
+			assert_string_equal(json_string_value(json_object_get(k, "protection")),
+			                    "WRAPPED");
+			assert_string_equal(v1_kek, kek);
+		} else if (!strcmp(id, resident)) {
+			found++;
+			assert_string_equal(json_string_value(json_object_get(k, "protection")),
+			                    "HSM_RESIDENT");
+			assert_string_equal(v1_kek, "");
+		}
+	}
+	assert_int_equal(found, 2);
+	json_decref(j);
+	run_bin_free(&out);
+}
+
 static void pinned_token_starts(void **state)
 {
 	(void)state;
@@ -96,6 +155,7 @@ static void pinned_token_starts(void **state)
 		fail_msg("kms-admin health (exit %d) does not show \"%s\": %s%s", out.code, shown,
 		         out.out, out.err);
 	run_bin_free(&out);
+	report_names_every_key();
 	stop();
 }
 
