@@ -1,8 +1,8 @@
 /*
  * store_internal.h: what store.c (connections, schema, transactions,
  * statement helpers) shares with store_keys.c, store_material.c,
- * store_keks.c, store_aliases.c, store_principals.c and store_grants.c (the
- * statements). Not for use outside the store.
+ * store_keks.c, store_aliases.c, store_principals.c, store_grants.c and
+ * store_consents.c (the statements). Not for use outside the store.
  */
 #ifndef KMS_STORE_INTERNAL_H
 #define KMS_STORE_INTERNAL_H
@@ -82,6 +82,17 @@ typedef enum store_stmt_id {
 	S_KEK_GET_CURRENT,
 	S_KEK_LIST,
 	S_KEK_SET_STATE,
+	S_CM_INSERT,
+	S_CM_GET,
+	S_CM_BY_KID,
+	S_CM_LIST,
+	S_CM_REMOVE,
+	S_CONSENT_INSERT,
+	S_CONSENT_GET,
+	S_CONSENT_ARTEFACT,
+	S_CONSENT_SET_STATUS,
+	S_CONSENT_TAKE_USE,
+	S_CONSENT_LIST,
 	S_COUNT
 } store_stmt_id;
 

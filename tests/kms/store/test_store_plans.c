@@ -43,6 +43,7 @@
 #include "common/error.h"
 #include "common/context.h"
 #include "kms/store/store.h"
+#include "kms/store/store_consents.h"
 #include "tests/support/store_test.h"
 #include "kms/store/store_internal.h"
 
@@ -93,9 +94,12 @@ static const char *const stmt_names[S_COUNT] = {
 	NAME(S_VERSION_MATERIAL_GET), NAME(S_VERSION_PUBLIC_KEY_SET),
 	NAME(S_VERSION_PUBLIC_KEY_GET), NAME(S_VERSION_REWRAP), NAME(S_VERSIONS_UNDER_KEK),
 	NAME(S_VERSIONS_UNDER_KEK_COUNT), NAME(S_KEK_INSERT), NAME(S_KEK_GET),
-	NAME(S_KEK_GET_CURRENT), NAME(S_KEK_LIST), NAME(S_KEK_SET_STATE),
+	NAME(S_KEK_GET_CURRENT), NAME(S_KEK_LIST), NAME(S_KEK_SET_STATE), NAME(S_CM_INSERT),
+	NAME(S_CM_GET), NAME(S_CM_BY_KID), NAME(S_CM_LIST), NAME(S_CM_REMOVE),
+	NAME(S_CONSENT_INSERT), NAME(S_CONSENT_GET), NAME(S_CONSENT_ARTEFACT),
+	NAME(S_CONSENT_SET_STATUS), NAME(S_CONSENT_TAKE_USE), NAME(S_CONSENT_LIST),
 };
-_Static_assert(S_KEK_SET_STATE + 1 == S_COUNT, "name every statement in stmt_names");
+_Static_assert(S_CONSENT_LIST + 1 == S_COUNT, "name every statement in stmt_names");
 
 static const char *stmt_name(store_stmt_id id)
 {
@@ -467,6 +471,42 @@ static void exercise_authz(store *st)
 	assert_ok(store_principal_delete(st, "billing-svc", 500));
 }
 
+static void exercise_consents(store *st)
+{
+	store_consent_manager cm = { .id = "finvu", .kid = "finvu-1", .jwk = "{}",
+		                     .created_at = 100, .created_by = "alice" };
+	snprintf(cm.dp_key, sizeof cm.dp_key, "%s", id_of(3));
+	assert_ok(store_cm_add(st, &cm));
+	store_consent_manager got;
+	assert_ok(store_cm_get(st, "finvu", &got));
+	assert_ok(store_cm_by_kid(st, "finvu-1", &got));
+	store_consent_manager *cms;
+	size_t n;
+	assert_ok(store_cm_list(st, &cms, &n));
+	free(cms);
+	store_consent c = { .id = "c-1", .manager = "finvu", .purpose = "101", .start = 100,
+		            .expiry = 200, .data_life_end = 300, .frequency_unit = "DAY",
+		            .frequency_value = 1, .imported_at = 100, .imported_by = "alice" };
+	snprintf(c.dp, sizeof c.dp, "kp_0123abcd_1_abcdefghijklmnopqrstuvwxyz234567");
+	static const uint8_t artefact[] = "{}";
+	assert_ok(store_consent_insert(st, &c, artefact, 2));
+	store_consent got_c;
+	assert_ok(store_consent_get(st, "c-1", &got_c));
+	uint8_t *bytes;
+	size_t len;
+	assert_ok(store_consent_artefact(st, "c-1", &bytes, &len));
+	free(bytes);
+	bool taken;
+	assert_ok(store_consent_take_use(st, "c-1", 0, 1, &taken));
+	assert_ok(store_consent_set_status(st, "c-1", "ACTIVE", "PAUSED", "alice", 150));
+	store_consent *list;
+	bool more;
+	store_consent_filter f = { .purpose = "101" };
+	assert_ok(store_consent_list(st, &f, "", 10, &list, &n, &more));
+	free(list);
+	assert_ok(store_cm_remove(st, "finvu", 160));
+}
+
 /* Calls every store function, so every statement is prepared; fails naming
  * any statement still unprepared (a new one this test does not reach). */
 static void exercise_all(store *st)
@@ -478,6 +518,7 @@ static void exercise_all(store *st)
 	exercise_material(st);
 	exercise_aliases_tags(st);
 	exercise_authz(st);
+	exercise_consents(st);
 	for (int id = 0; id < S_COUNT; id++)
 		if (!store_stmt_sql((store_stmt_id)id))
 			fail_msg("%s was never prepared: call the store function that uses it in "
