@@ -229,6 +229,33 @@ static json_t *authz_json(const op_audit_info *a)
 	return o;
 }
 
+/* The consent object (docs/consent.md): only its set members. */
+static json_t *consent_json(const op_audit_consent *c)
+{
+	json_t *o = json_object();
+	if (!o)
+		return NULL;
+	int bad = 0;
+	const struct {
+		const char *name, *value;
+	} members[] = { { "id", c->id }, { "purpose", c->purpose }, { "dp", c->dp },
+		        { "decision", c->decision }, { "reason", c->reason },
+		        { "manager", c->manager }, { "action", c->action } };
+	for (size_t i = 0; i < sizeof members / sizeof members[0]; i++)
+		if (members[i].value)
+			bad |= json_object_set_new(o, members[i].name, json_string(members[i].value));
+	if (bad) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+static bool consent_noted(const op_audit_consent *c)
+{
+	return c->id || c->purpose || c->dp || c->decision || c->reason || c->manager || c->action;
+}
+
 static const char *phase_name(audit_phase phase)
 {
 	switch (phase) {
@@ -294,6 +321,8 @@ static kms_status build(const audit_facts *f, const entry_shape *shape, char **o
 	bad |= json_object_set_new(e, "operation", json_string(ctx->op ? ctx->op->name : ""));
 	if (ctx->audit.authz_decision)
 		bad |= json_object_set_new(e, "authz", authz_json(&ctx->audit));
+	if (consent_noted(&ctx->audit.consent))
+		bad |= json_object_set_new(e, "consent", consent_json(&ctx->audit.consent));
 	if (phase_name(f->phase))
 		bad |= json_object_set_new(e, "phase", json_string(phase_name(f->phase)));
 	bad |= json_object_set_new(e, "key_id",

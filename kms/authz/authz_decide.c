@@ -81,6 +81,14 @@ static const struct {
 	 * "Destruction and crypto-shredding"). */
 	{ "rotate_kek", { AUTHZ_FAMILY_HSM_ADMIN, false } },
 	{ "list_keks", { AUTHZ_FAMILY_HSM_READ, false } },
+	/* Consent (docs/consent.md). */
+	{ "add_consent_manager", { AUTHZ_FAMILY_CONSENT_ADMIN, false } },
+	{ "remove_consent_manager", { AUTHZ_FAMILY_CONSENT_ADMIN, false } },
+	{ "import_consent", { AUTHZ_FAMILY_CONSENT_WRITE, false } },
+	{ "set_consent_status", { AUTHZ_FAMILY_CONSENT_WRITE, false } },
+	{ "list_consent_managers", { AUTHZ_FAMILY_CONSENT_READ, false } },
+	{ "list_consents", { AUTHZ_FAMILY_CONSENT_READ, false } },
+	{ "describe_consent", { AUTHZ_FAMILY_CONSENT_READ, false } },
 };
 
 authz_op_class authz_op_classify(const op_entry *op)
@@ -107,6 +115,9 @@ const char *authz_family_name(authz_family f)
 	case AUTHZ_FAMILY_HEALTH: return "health";
 	case AUTHZ_FAMILY_HSM_ADMIN: return "HSM administration";
 	case AUTHZ_FAMILY_HSM_READ: return "HSM reads";
+	case AUTHZ_FAMILY_CONSENT_ADMIN: return "Consent Manager administration";
+	case AUTHZ_FAMILY_CONSENT_WRITE: return "consent artefacts";
+	case AUTHZ_FAMILY_CONSENT_READ: return "consent reads";
 	case AUTHZ_FAMILY_UNKNOWN: break;
 	}
 	return "unknown";
@@ -122,13 +133,17 @@ static bool family_admits(authz_family f, unsigned roles)
 	case AUTHZ_FAMILY_KEY_CONTROL:
 	case AUTHZ_FAMILY_PRINCIPALS:
 	case AUTHZ_FAMILY_HSM_ADMIN:
+	case AUTHZ_FAMILY_CONSENT_ADMIN:
 		return roles & AUTHZ_ROLE_ADMIN;
 	case AUTHZ_FAMILY_KEY_READ:
 		/* An app only where the key's policy allows it (step 4). */
 		return roles & (AUTHZ_ROLE_ADMIN | AUTHZ_ROLE_AUDITOR | AUTHZ_ROLE_APP);
 	case AUTHZ_FAMILY_AUDIT_READ:
 	case AUTHZ_FAMILY_HSM_READ:
+	case AUTHZ_FAMILY_CONSENT_READ:
 		return roles & (AUTHZ_ROLE_AUDITOR | AUTHZ_ROLE_ADMIN);
+	case AUTHZ_FAMILY_CONSENT_WRITE:
+		return roles != 0;
 	case AUTHZ_FAMILY_HEALTH:
 	case AUTHZ_FAMILY_GRANT_RETIRE:
 		return true;

@@ -35,6 +35,12 @@ typedef enum authz_family {
 	                            * only the grantee or an admin */
 	AUTHZ_FAMILY_HSM_ADMIN,   /* rotate_kek: HSM administration, admin only */
 	AUTHZ_FAMILY_HSM_READ,    /* list_keks: admin or auditor */
+	AUTHZ_FAMILY_CONSENT_ADMIN, /* add/remove_consent_manager: admin only */
+	AUTHZ_FAMILY_CONSENT_WRITE, /* import_consent, set_consent_status: any known
+	                             * principal; the handler admits an admin or the
+	                             * Consent Manager's bound principal */
+	AUTHZ_FAMILY_CONSENT_READ,  /* list_consent_managers, list_consents,
+	                             * describe_consent: admin or auditor */
 } authz_family;
 
 typedef struct authz_op_class {

@@ -258,8 +258,9 @@ static kms_status grant_view(op_ctx *ctx, const store_grant *g, authz_grant *out
 
 /* The decision on one key, its inputs read from the store now. */
 static kms_status decide_key(op_ctx *ctx, const char *key_id, Kms__StringPair *const *pairs,
-                             size_t n_pairs, authz_decision *dec)
+                             size_t n_pairs, authz_decision *dec, bool *require_consent)
 {
+	*require_consent = false;
 	authz_enforce *e = ctx->d->authz;
 	const caller *who = ctx->caller;
 	authz_principal p;
@@ -310,18 +311,46 @@ static kms_status decide_key(op_ctx *ctx, const char *key_id, Kms__StringPair *c
 			.n_contexts = 1,
 		};
 		authz_decide(&r, dec);
+		*require_consent = r.policy && r.policy->require_consent;
 	}
 	authz_policy_free(stored);
 	return st;
+}
+
+/* The operations a key's RequireConsent gates (authz_consent.h); any other
+ * data-plane use of such a key is refused. */
+static bool consent_gated(const char *op)
+{
+	static const char *const gated[] = { "encrypt", "decrypt", "re_encrypt",
+		                             "generate_data_key",
+		                             "generate_data_key_without_plaintext",
+		                             "batch_encrypt", "batch_decrypt",
+		                             "batch_generate_data_key" };
+	for (size_t i = 0; i < sizeof gated / sizeof gated[0]; i++)
+		if (!strcmp(op, gated[i]))
+			return true;
+	return false;
 }
 
 kms_status authz_enforce_key(op_ctx *ctx, const char *key_id, Kms__StringPair *const *pairs,
                              size_t n_pairs)
 {
 	authz_decision dec;
-	KMS_GUARD(decide_key(ctx, key_id, pairs, n_pairs, &dec));
+	bool require_consent;
+	KMS_GUARD(decide_key(ctx, key_id, pairs, n_pairs, &dec, &require_consent));
 	if (!dec.allow)
 		return denied(ctx, &dec);
+	if (require_consent && authz_op_classify(ctx->op).family == AUTHZ_FAMILY_DATA &&
+	    !consent_gated(ctx->op->name)) {
+		/* Only the encrypting and decrypting operations carry a consent. */
+		snprintf(dec.reason, sizeof dec.reason, "consent: %s cannot carry a consent",
+		         ctx->op->name);
+		snprintf(dec.message, sizeof dec.message, "key %s requires consent: only Encrypt, "
+		         "Decrypt, ReEncrypt and GenerateDataKey may use it", key_id);
+		return denied(ctx, &dec);
+	}
+	snprintf(ctx->consent_gate.key_id, sizeof ctx->consent_gate.key_id, "%s", key_id);
+	ctx->consent_gate.required = require_consent;
 	note_decision(ctx, "allow", dec.reason, NULL);
 	return take_token(ctx, NULL, key_id);
 }

@@ -360,10 +360,15 @@ static kms_status parse_document(authz_policy *p, json_t *root)
 	const char *k;
 	json_t *val;
 	json_object_foreach(root, k, val) {
-		if (strcmp(k, "Version") && strcmp(k, "Statement"))
+		if (strcmp(k, "Version") && strcmp(k, "Statement") && strcmp(k, "RequireConsent"))
 			return KMS_FAIL(KMS_INVALID_ARGUMENT,
-			                "policy has an unknown member: use only Version and Statement");
+			                "policy has an unknown member: use only Version, Statement and "
+			                "RequireConsent");
 	}
+	json_t *consent = json_object_get(root, "RequireConsent");
+	KMS_ENSURE(!consent || json_is_boolean(consent), KMS_INVALID_ARGUMENT,
+	           "policy RequireConsent must be true or false (docs/consent.md)");
+	p->require_consent = json_is_true(consent);
 	const char *version = json_string_value(json_object_get(root, "Version"));
 	KMS_ENSURE(version && !strcmp(version, AUTHZ_POLICY_VERSION), KMS_INVALID_ARGUMENT,
 	           "policy Version must be \"%s\"", AUTHZ_POLICY_VERSION);

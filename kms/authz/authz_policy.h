@@ -73,6 +73,9 @@ typedef struct authz_statement {
 typedef struct authz_policy {
 	authz_statement *statements;
 	size_t n_statements;
+	/* "RequireConsent": true: every encrypting or decrypting use of the
+	 * key is a consented use (docs/consent.md), whoever is allowed it. */
+	bool require_consent;
 	void *doc;    /* the jansson document the strings point into */
 	void *blocks; /* the arrays above, freed together */
 } authz_policy;

@@ -21,6 +21,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "hsm/hsm.h"
+#include "kms/authz/authz_consent.h"
 #include "kms/authz/authz_enforce.h"
 #include "kms/keys/keyring.h"
 #include "kms/pipeline/ops.h"
@@ -67,6 +68,7 @@ static kms_status seal(op_ctx *ctx, const char *key_ref, const uint8_t *plaintex
 	KMS_GUARD(encode_context(ctx, pairs, n_pairs, &context, &context_len));
 	/* Decided on the key the reference names now (authz_enforce.h)... */
 	KMS_GUARD(op_authorize_ref(ctx, key_ref, pairs, n_pairs, allowed));
+	KMS_GUARD(authz_consent_check(ctx, allowed, pairs, n_pairs, CONSENT_USE_SEAL));
 	KMS_GUARD(keyring_encrypt_key(ctx->d->keyring, key_ref, ctx->now, &use));
 	op_note_key(ctx, use.key_id_text, use.version);
 	/* ...which must be the key sealed under: an alias moved in between
@@ -139,6 +141,8 @@ static kms_status open_blob(op_ctx *ctx, ProtobufCBinaryData blob_bytes,
 	/* The key the blob names, decided with this context before it is used;
 	 * a key this service does not have gets the one answer below. */
 	kms_status st = authz_enforce_key(ctx, blob_key, pairs, n_pairs);
+	if (st == KMS_OK)
+		st = authz_consent_check(ctx, blob_key, pairs, n_pairs, CONSENT_USE_OPEN);
 	if (st == KMS_OK)
 		st = keyring_decrypt_key(ctx->d->keyring, blob.key_id, blob.key_version, &use);
 	if (st == KMS_NOT_FOUND)

@@ -14,6 +14,8 @@
 #include "common/error.h"
 #include "kms/format/authz_names.h"
 #include "kms/pipeline/validate.h"
+#include "kms/consent/consent_artefact.h"
+#include "kms/store/store_consents.h"
 
 /* Item validators take the generic message so that a batch row can name
  * one (op_validate_item_fn); the single operations pass their own. */
@@ -405,6 +407,104 @@ static kms_status v_consistency(const Kms__Request *req)
 	return KMS_OK;
 }
 
+/* ---- consent (docs/consent.md) ---- */
+
+static kms_status v_principal_name(const char *field, const char *name);
+
+static bool cm_id_ok(const char *id)
+{
+	size_t n = strlen(id);
+	if (n < 1 || n > STORE_CM_ID_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((id[i] >= 'A' && id[i] <= 'Z') || (id[i] >= 'a' && id[i] <= 'z') ||
+		      (id[i] >= '0' && id[i] <= '9') || id[i] == '.' || id[i] == '_' || id[i] == '-'))
+			return false;
+	return true;
+}
+
+static kms_status v_cm_id(const char *field, const char *id)
+{
+	KMS_ENSURE(cm_id_ok(id), KMS_INVALID_ARGUMENT,
+	           "%s: a Consent Manager id is 1 to %d of [A-Za-z0-9._-]", field, STORE_CM_ID_MAX);
+	return KMS_OK;
+}
+
+static kms_status v_consent_id(const char *field, const char *id)
+{
+	KMS_ENSURE(consent_id_valid(id, strlen(id)), KMS_INVALID_ARGUMENT,
+	           "%s: a consent id is 1 to %d of [A-Za-z0-9._:-]", field, CONSENT_ID_MAX);
+	return KMS_OK;
+}
+
+static kms_status v_add_consent_manager(const Kms__Request *req)
+{
+	const Kms__AddConsentManagerRequest *r = req->add_consent_manager;
+	KMS_ENSURE(r, KMS_INVALID_ARGUMENT, "add_consent_manager: the operation message is missing");
+	KMS_GUARD(v_cm_id("id", r->id));
+	KMS_ENSURE(strlen(r->jwk) >= 2 && strlen(r->jwk) <= CONSENT_JWK_MAX, KMS_INVALID_ARGUMENT,
+	           "jwk: a JWK of 2 to %d bytes of JSON", CONSENT_JWK_MAX);
+	KMS_GUARD(validate_key_ref("dp_key_id", r->dp_key_id));
+	if (r->principal[0])
+		KMS_GUARD(v_principal_name("principal", r->principal));
+	return KMS_OK;
+}
+
+static kms_status v_remove_consent_manager(const Kms__Request *req)
+{
+	KMS_ENSURE(req->remove_consent_manager, KMS_INVALID_ARGUMENT,
+	           "remove_consent_manager: the operation message is missing");
+	return v_cm_id("id", req->remove_consent_manager->id);
+}
+
+static kms_status v_import_consent(const Kms__Request *req)
+{
+	const Kms__ImportConsentRequest *r = req->import_consent;
+	KMS_ENSURE(r, KMS_INVALID_ARGUMENT, "import_consent: the operation message is missing");
+	KMS_ENSURE(r->artefact.len >= 2 && r->artefact.len <= CONSENT_ARTEFACT_MAX,
+	           KMS_INVALID_ARGUMENT, "artefact: 2 to %d bytes of JSON", CONSENT_ARTEFACT_MAX);
+	return KMS_OK;
+}
+
+static kms_status v_set_consent_status(const Kms__Request *req)
+{
+	const Kms__SetConsentStatusRequest *r = req->set_consent_status;
+	KMS_ENSURE(r, KMS_INVALID_ARGUMENT, "set_consent_status: the operation message is missing");
+	KMS_GUARD(v_consent_id("consent_id", r->consent_id));
+	KMS_ENSURE(r->action >= KMS__CONSENT_ACTION__CONSENT_PAUSE &&
+	           r->action <= KMS__CONSENT_ACTION__CONSENT_REVOKE, KMS_INVALID_ARGUMENT,
+	           "action: use CONSENT_PAUSE, CONSENT_RESUME or CONSENT_REVOKE");
+	return KMS_OK;
+}
+
+static kms_status v_list_consents(const Kms__Request *req)
+{
+	const Kms__ListConsentsRequest *r = req->list_consents;
+	KMS_ENSURE(r, KMS_INVALID_ARGUMENT, "list_consents: the operation message is missing");
+	KMS_ENSURE(r->limit <= STORE_CONSENTS_PAGE_MAX, KMS_INVALID_ARGUMENT,
+	           "limit: 1 to %d (0: 100)", STORE_CONSENTS_PAGE_MAX);
+	if (r->page_token[0])
+		KMS_GUARD(v_consent_id("page_token", r->page_token));
+	if (r->manager[0])
+		KMS_GUARD(v_cm_id("manager", r->manager));
+	KMS_ENSURE(strlen(r->data_principal) < KMS_PSEUDONYM_TEXT_SIZE, KMS_INVALID_ARGUMENT,
+	           "data_principal: a pseudonym of at most %d characters",
+	           KMS_PSEUDONYM_TEXT_SIZE - 1);
+	KMS_ENSURE(strlen(r->purpose) <= CONSENT_PURPOSE_MAX, KMS_INVALID_ARGUMENT,
+	           "purpose: at most %d characters", CONSENT_PURPOSE_MAX);
+	KMS_ENSURE(!r->status[0] || !strcmp(r->status, "ACTIVE") || !strcmp(r->status, "PAUSED") ||
+	           !strcmp(r->status, "REVOKED"), KMS_INVALID_ARGUMENT,
+	           "status: ACTIVE, PAUSED or REVOKED (\"\" for any)");
+	return KMS_OK;
+}
+
+static kms_status v_describe_consent(const Kms__Request *req)
+{
+	KMS_ENSURE(req->describe_consent, KMS_INVALID_ARGUMENT,
+	           "describe_consent: the operation message is missing");
+	return v_consent_id("consent_id", req->describe_consent->consent_id);
+}
+
 /* ---- principals, access keys, grants (docs/authorization.md) ---- */
 
 static kms_status v_principal_name(const char *field, const char *name)
@@ -709,6 +809,27 @@ static const op_entry op_table[] = {
 	  .audit = &audit_none },
 	{ OP(rotate_kek, ROTATE_KEK), .role = ROLE_ADMIN, .changes_state = true,
 	  .handle = op_rotate_kek, .audit = &audit_none },
+
+	/* Consent (op_consent.c, docs/consent.md). Import and status changes
+	 * are for an admin or the Consent Manager's bound principal: the
+	 * decision admits any known principal and the handler checks. */
+	{ OP(add_consent_manager, ADD_CONSENT_MANAGER), .role = ROLE_ADMIN, .changes_state = true,
+	  .validate = v_add_consent_manager, .handle = op_add_consent_manager,
+	  .audit = &audit_none },
+	{ OP(list_consent_managers, LIST_CONSENT_MANAGERS), .role = ROLE_AUDITOR,
+	  .handle = op_list_consent_managers, .audit = &audit_none },
+	{ OP(remove_consent_manager, REMOVE_CONSENT_MANAGER), .role = ROLE_ADMIN,
+	  .changes_state = true, .validate = v_remove_consent_manager,
+	  .handle = op_remove_consent_manager, .audit = &audit_none },
+	{ OP(import_consent, IMPORT_CONSENT), .role = ROLE_ANY, .changes_state = true,
+	  .validate = v_import_consent, .handle = op_import_consent, .audit = &audit_none },
+	{ OP(set_consent_status, SET_CONSENT_STATUS), .role = ROLE_ANY, .changes_state = true,
+	  .validate = v_set_consent_status, .handle = op_set_consent_status,
+	  .audit = &audit_none },
+	{ OP(list_consents, LIST_CONSENTS), .role = ROLE_AUDITOR, .validate = v_list_consents,
+	  .handle = op_list_consents, .audit = &audit_none },
+	{ OP(describe_consent, DESCRIBE_CONSENT), .role = ROLE_AUDITOR,
+	  .validate = v_describe_consent, .handle = op_describe_consent, .audit = &audit_none },
 };
 
 /* Whether a grant may name the operation: the data plane, that is the rows

@@ -7,7 +7,7 @@
  * request fuzz target builds its seeds and checks from it; none of them
  * names an operation. Handlers live in kms/ops/, one file per family
  * (op_crypt.c, op_sign.c, op_mac.c, op_keys.c, op_aliases.c, op_misc.c, op_audit.c,
- * op_principals.c, op_grants.c, op_hsm.c).
+ * op_principals.c, op_grants.c, op_hsm.c, op_consent.c).
  *
  * How to add an operation (the same list as docs/architecture.md):
  *   1. proto/kms.proto: the request and result messages and the oneof arms
@@ -64,6 +64,14 @@ typedef struct op_audit_item {
 	kms_status status;
 } op_audit_item;
 
+/* The audit entry's `consent` object (docs/consent.md): a consented use's
+ * artefact, purpose, data principal, decision and reason token; a registry
+ * operation's artefact or Consent Manager and action. Static or arena
+ * strings; NULL members are left out, and no object when all are NULL. */
+typedef struct op_audit_consent {
+	const char *id, *purpose, *dp, *decision, *reason, *manager, *action;
+} op_audit_consent;
+
 typedef struct op_audit_info {
 	char key_id[KMS_ALIAS_TEXT_MAX + 1]; /* a key id, or the alias it was asked by */
 	uint32_t key_version;
@@ -90,6 +98,7 @@ typedef struct op_audit_info {
 	 * "deny" or "throttled", reason a stable token ("bad_mac", "unsigned_tls", ...) or the decision's step and statement, grant or role (static or arena memory),
 	 * detail one line with ids and figures, never a secret or a MAC.
 	 * Set through op_note_authz. */
+	op_audit_consent consent;
 	const char *authz_decision;
 	const char *authz_reason;
 	char authz_detail[192];
@@ -105,6 +114,12 @@ typedef struct op_ctx {
 	op_audit_info audit;
 	int64_t now;       /* unix seconds at decode */
 	uint32_t retry_after_ms; /* a THROTTLED reply's hint (authz_enforce.h) */
+	/* Set by the key check (authz_enforce_key) for the key it allowed: its
+	 * policy's RequireConsent; authz_consent_check reads it. */
+	struct {
+		char key_id[KMS_KEYID_TEXT_SIZE];
+		bool required;
+	} consent_gate;
 } op_ctx;
 
 /* Checks a request's fields (sizes, formats, enums) before any handler runs.
@@ -256,6 +271,13 @@ kms_status op_generate_random(op_ctx *, const Kms__Request *, Kms__Response *) K
 kms_status op_batch_encrypt(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
 kms_status op_batch_decrypt(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
 kms_status op_batch_generate_data_key(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_add_consent_manager(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_list_consent_managers(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_remove_consent_manager(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_import_consent(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_set_consent_status(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_list_consents(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_describe_consent(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
 kms_status op_sign(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
 kms_status op_verify(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
 kms_status op_get_public_key(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;

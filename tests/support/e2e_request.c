@@ -64,6 +64,13 @@ static void init_all(e2e_op_request *o)
 	kms__generate_mac_request__init(&o->gmac);
 	kms__verify_mac_request__init(&o->vmac);
 	kms__pseudonymize_request__init(&o->pseudo);
+	kms__add_consent_manager_request__init(&o->acm);
+	kms__list_consent_managers_request__init(&o->lcm);
+	kms__remove_consent_manager_request__init(&o->rcm);
+	kms__import_consent_request__init(&o->ic);
+	kms__set_consent_status_request__init(&o->scs);
+	kms__list_consents_request__init(&o->lc);
+	kms__describe_consent_request__init(&o->dc);
 }
 
 /* Every message's arguments, whichever operation is asked for. */
@@ -144,6 +151,15 @@ static void fill(e2e_op_request *o, const e2e_op_args *a)
 	o->pseudo_values[0] = m;
 	o->pseudo.values = o->pseudo_values;
 	o->pseudo.n_values = 1;
+	/* Consent: well-formed requests naming nothing that exists, so an
+	 * allowed one fails after the decision (NOT_FOUND, INVALID_ARGUMENT). */
+	o->acm.id = o->rcm.id = NAME_OR(a->cm_id, "walk-cm");
+	o->acm.jwk = NAME_OR(a->jwk, "{}");
+	o->acm.dp_key_id = NAME_OR(a->dp_key, key);
+	o->acm.principal = NAME_OR(a->cm_principal, "");
+	o->ic.artefact = a->artefact.len ? a->artefact : (ProtobufCBinaryData){ 2, (uint8_t *)"{}" };
+	o->scs.consent_id = o->dc.consent_id = NAME_OR(a->consent_id, "walk-consent");
+	o->scs.action = KMS__CONSENT_ACTION__CONSENT_PAUSE;
 }
 
 bool e2e_op_request_build(e2e_op_request *o, const char *op, const e2e_op_args *a)
@@ -212,6 +228,13 @@ bool e2e_op_request_build(e2e_op_request *o, const char *op, const e2e_op_args *
 	OP("revoke_grant", revoke_grant, REVOKE_GRANT, &o->rvg)
 	OP("list_keks", list_keks, LIST_KEKS, &o->lkek)
 	OP("rotate_kek", rotate_kek, ROTATE_KEK, &o->rkek)
+	OP("add_consent_manager", add_consent_manager, ADD_CONSENT_MANAGER, &o->acm)
+	OP("list_consent_managers", list_consent_managers, LIST_CONSENT_MANAGERS, &o->lcm)
+	OP("remove_consent_manager", remove_consent_manager, REMOVE_CONSENT_MANAGER, &o->rcm)
+	OP("import_consent", import_consent, IMPORT_CONSENT, &o->ic)
+	OP("set_consent_status", set_consent_status, SET_CONSENT_STATUS, &o->scs)
+	OP("list_consents", list_consents, LIST_CONSENTS, &o->lc)
+	OP("describe_consent", describe_consent, DESCRIBE_CONSENT, &o->dc)
 	else return false;
 #undef OP
 	return true;

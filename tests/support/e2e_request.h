@@ -26,6 +26,12 @@ typedef struct e2e_op_args {
 	const char *access_key_id;      /* revoke_access_key */
 	const char *grantee;            /* create_grant, on key, for encrypt */
 	const char *grant_id;           /* retire_grant, revoke_grant */
+	const char *cm_id;              /* add/remove_consent_manager */
+	const char *jwk;                /* add_consent_manager */
+	const char *dp_key;             /* add_consent_manager's dp key */
+	const char *cm_principal;       /* add_consent_manager's bound principal */
+	ProtobufCBinaryData artefact;   /* import_consent */
+	const char *consent_id;         /* set_consent_status, describe_consent */
 } e2e_op_args;
 
 /* Every message a request may point at, so that one struct holds it all. */
@@ -88,6 +94,13 @@ typedef struct e2e_op_request {
 	Kms__GenerateMacRequest gmac;
 	Kms__VerifyMacRequest vmac;
 	Kms__PseudonymizeRequest pseudo;
+	Kms__AddConsentManagerRequest acm;
+	Kms__ListConsentManagersRequest lcm;
+	Kms__RemoveConsentManagerRequest rcm;
+	Kms__ImportConsentRequest ic;
+	Kms__SetConsentStatusRequest scs;
+	Kms__ListConsentsRequest lc;
+	Kms__DescribeConsentRequest dc;
 	ProtobufCBinaryData pseudo_values[1];
 	uint8_t mac[32];
 } e2e_op_request;

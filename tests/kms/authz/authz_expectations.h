@@ -137,6 +137,17 @@ static const expectation table[] = {
 	 * a rotation completed. */
 	CONTROL("rotate_kek"),
 	READ("list_keks"),
+	/* Consent (docs/consent.md): admins register Consent Managers;
+	 * importing and changing an artefact's status admit any principal with
+	 * a role, and the handler then admits an admin or the Consent
+	 * Manager's bound principal; reading is for admins and auditors. */
+	CONTROL("add_consent_manager"),
+	CONTROL("remove_consent_manager"),
+	{ "import_consent", { "AAAA-", "AAAA-", "AAAA-" } },
+	{ "set_consent_status", { "AAAA-", "AAAA-", "AAAA-" } },
+	READ("list_consent_managers"),
+	READ("list_consents"),
+	READ("describe_consent"),
 };
 
 static inline const expectation *expected_for(const char *op)

@@ -35,6 +35,7 @@
 #include "kms/store/store.h"
 #include "tests/kms/authz/authz_expectations.h"
 #include "tests/support/audit_check.h"
+#include "tests/support/consent_test.h"
 #include "tests/support/e2e_request.h"
 #include "tests/support/harness.h"
 
@@ -167,6 +168,28 @@ static void make_signer(size_t role)
 	kms__response__free_unpacked(r, NULL);
 }
 
+/* ---- consent cells: a Consent Manager and artefacts of their own ---- */
+
+static char dp_key[35];            /* an HMAC key, the Consent Managers' dp key */
+
+/* Registers Consent Manager cm_id, its key kid cm_id, bound to principal
+ * (NULL: none); the signer into s. */
+static void make_cm(const char *cm_id, const char *principal, consent_signer *s)
+{
+	consent_signer_make(s, cm_id);
+	e2e_op_args a = { .cm_id = cm_id, .jwk = s->public_jwk, .dp_key = dp_key,
+		          .cm_principal = principal };
+	admin_op_ok("add_consent_manager", &a);
+}
+
+static char *make_artefact(const consent_signer *s, const char *id, size_t *len)
+{
+	int64_t now = (int64_t)time(NULL);
+	consent_spec spec = { .id = id, .customer = "9999999999@matrix", .purpose = "101",
+		              .start = now - 3600, .expiry = now + 86400 };
+	return consent_artefact_make(s, &spec, len);
+}
+
 /* ---- one cell ---- */
 
 /* What a cell acts on, made fresh for it where acting changes it. */
@@ -177,6 +200,9 @@ typedef struct cell {
 	char alias[48];
 	char access_key_id[24];
 	char grant_id[23];
+	char cm_id[48];
+	consent_signer cm;
+	char *artefact;
 	e2e_op_args args;
 } cell;
 
@@ -243,6 +269,34 @@ static void prepare(cell *c, const char *op, size_t op_i, size_t pi, size_t role
 	if (!strcmp(op, "revoke_grant"))
 		grant(c->key, c->principal, c->grant_id);
 	a->grant_id = c->grant_id;
+	/* Consent: a Consent Manager of the cell's own, bound to the cell's
+	 * principal for import and status changes (the handler admits an
+	 * admin or that principal), and an artefact of its own. */
+	snprintf(c->cm_id, sizeof c->cm_id, "cm-%zu-%zu-%zu", op_i, pi, role);
+	a->cm_id = c->cm_id;
+	a->dp_key = dp_key;
+	a->consent_id = c->cm_id;
+	if (!strcmp(op, "add_consent_manager")) {
+		consent_signer_make(&c->cm, c->cm_id);
+		a->jwk = c->cm.public_jwk;
+	}
+	if (AMONG(op, "remove_consent_manager", "import_consent", "set_consent_status",
+	          "describe_consent"))
+		make_cm(c->cm_id, role < N_ROLES ? expect_principals[role].name : NULL, &c->cm);
+	if (AMONG(op, "import_consent", "set_consent_status", "describe_consent")) {
+		size_t len;
+		c->artefact = make_artefact(&c->cm, c->cm_id, &len);
+		a->artefact = (ProtobufCBinaryData){ len, (uint8_t *)c->artefact };
+	}
+	if (AMONG(op, "set_consent_status", "describe_consent"))
+		admin_op_ok("import_consent", a);
+}
+
+static void release(cell *c)
+{
+	if (c->cm.jwk)
+		consent_signer_free(&c->cm);
+	free(c->artefact);
 }
 
 /* The cell's request, signed as role's principal. */
@@ -295,6 +349,7 @@ static void check_cell(const char *op, size_t op_i, size_t pi, size_t role, bool
 	n_denied += !want_allow;
 	n_checked++;
 	kms__response__free_unpacked(r, NULL);
+	release(&c);
 }
 
 static void every_operation_role_and_policy(void **state)
@@ -396,6 +451,18 @@ static void make_keys_and_signers(void **state)
 	(void)state;
 	for (size_t r = 0; r < N_ROLES; r++)
 		make_signer(r);
+	Kms__CreateKeyRequest ck = KMS__CREATE_KEY_REQUEST__INIT;
+	ck.description = "matrix dp key";
+	ck.key_spec = KMS__KEY_SPEC__HMAC_SHA256;
+	ck.key_usage = KMS__KEY_USAGE__GENERATE_VERIFY_MAC;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_CREATE_KEY;
+	req.create_key = &ck;
+	Kms__Response *r = admin_call(&req);
+	if (r->status != KMS__STATUS__OK)
+		fail_msg("create_key (HMAC): %s", r->message);
+	snprintf(dp_key, sizeof dp_key, "%s", r->create_key->key_metadata->key_id);
+	kms__response__free_unpacked(r, NULL);
 	for (size_t pi = 0; pi < N_POLICIES; pi++) {
 		create_key(policy_text(pi), keys[pi]);
 		/* test-admin seals a blob through a grant (no policy lets it). */

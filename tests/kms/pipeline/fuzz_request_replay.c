@@ -50,7 +50,7 @@ static void *seed_alloc(arena *a, size_t n)
 static const char *seed_string(const char *field)
 {
 	if (!strcmp(field, "key_id") || !strcmp(field, "target_key_id") ||
-	    !strcmp(field, "destination_key_id"))
+	    !strcmp(field, "destination_key_id") || !strcmp(field, "dp_key_id"))
 		return "k-00112233445566778899aabbccddeeff";
 	if (!strcmp(field, "alias_name") || !strcmp(field, "alias"))
 		return "alias/fuzz-seed";
@@ -64,6 +64,8 @@ static const char *seed_string(const char *field)
 		return "GRAAAAAAAAAAAAAAAAAAAA";
 	if (!strcmp(field, "key"))
 		return "tenant";
+	if (!strcmp(field, "status"))
+		return "ACTIVE";
 	if (!strcmp(field, "value"))
 		return "acme \xc3\xa9t\xc3\xa9";
 	return "seed";
