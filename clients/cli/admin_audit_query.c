@@ -241,6 +241,7 @@ struct query {
 	struct admin_audit_window window;
 	uint64_t entries, allowed, denied;
 	json_t *keys, *dps, *purposes, *operations;
+	char last_time[ADMIN_AUDIT_TIME_SIZE]; /* the last entry's, signed */
 };
 
 /* The names one entry touched, each once: a set per kind. */
@@ -297,6 +298,9 @@ static kms_status query_visit(void *ctx, uint64_t index, json_t *entry)
 {
 	(void)index;
 	struct query *q = ctx;
+	const char *time = admin_audit_member(entry, "time");
+	if (strlen(time) == ADMIN_AUDIT_TIME_SIZE - 1)
+		memcpy(q->last_time, time, ADMIN_AUDIT_TIME_SIZE);
 	if (strcmp(admin_audit_member(entry, "principal"), q->principal) != 0 ||
 	    (q->access_key && strcmp(admin_audit_member(entry, "access_key_id"), q->access_key)) ||
 	    !admin_audit_in_window(&q->window, entry))
@@ -439,6 +443,11 @@ static int run_query(struct cli *cli, struct query *q, const char *log_dir,
 		code = cli_out_of_memory(cli);
 	if (code == CLI_EXIT_OK)
 		code = admin_audit_scan(cli, src.dir, src.vkey, query_visit, q, report);
+	if (code == CLI_EXIT_OK && strcmp(q->last_time, q->window.until) < 0)
+		fprintf(cli->err, "%s: note: the signed checkpoint (size %" PRIu64 ") ends with an "
+		        "entry of %s, before --until: entries after it are not counted until a "
+		        "later checkpoint covers them\n", cli->path, report->tree_size,
+		        q->last_time[0] ? q->last_time : "(none)");
 	if (code == CLI_EXIT_OK)
 		code = cli->json ? print_query_json(cli, q, &src, report)
 		                 : print_query_text(cli, q, &src, report);

@@ -353,6 +353,7 @@ static void breach_query(void)
 	run_bin_result out = run_kms_admin(H.ipc_url, args);
 	assert_int_equal(out.code, 0);
 	assert_non_null(strstr(out.out, "against the signed checkpoint of size"));
+	printf("%s", out.out);
 	run_bin_free(&out);
 }
 
