@@ -3,10 +3,14 @@
  */
 #include "kms/kmsd_residency.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
+#include "kms/store/store.h"
 
 static bool pin_matches(const kmsd_hsm_pin *p, const hsm_token_info *t)
 {
@@ -38,4 +42,17 @@ kms_status kmsd_residency_check(const kmsd_config *cfg, hsm *h, kmsd_residency *
 	                "tokens (%s): refusing it; pin it only if the keys belong there",
 	                out->token.label, out->token.manufacturer, out->token.model,
 	                out->token.serial, pins);
+}
+
+kms_status kmsd_residency_locate(const kmsd_config *cfg, kmsd_residency *out)
+{
+	char resolved[PATH_MAX];
+	KMS_ENSURE(realpath(cfg->data_dir, resolved), KMS_INVALID_ARGUMENT,
+	           "data_dir %s: %s", cfg->data_dir, strerror(errno));
+	KMS_ENSURE(strlen(resolved) < sizeof out->data_dir, KMS_INVALID_ARGUMENT,
+	           "data_dir %s: longer than %zu bytes once resolved", cfg->data_dir,
+	           sizeof out->data_dir - 1);
+	memcpy(out->data_dir, resolved, strlen(resolved) + 1);
+	snprintf(out->store_path, sizeof out->store_path, "%s/%s", out->data_dir, STORE_DB_FILE);
+	return KMS_OK;
 }

@@ -24,6 +24,10 @@
 typedef struct kmsd_residency {
 	hsm_token_info token; /* as read at start */
 	bool pinned;          /* it matched a configured pin */
+	/* Where the state lives on this host, for Health (admins and auditors
+	 * only): the data directory, absolute, and the store's file in it. */
+	char data_dir[KMSD_PATH_MAX];
+	char store_path[KMSD_PATH_MAX + 16];
 } kmsd_residency;
 
 /* Reads h's token and checks it against cfg's pins into *out.
@@ -32,5 +36,10 @@ typedef struct kmsd_residency {
  * layer's failure when the token cannot be read. */
 kms_status kmsd_residency_check(const kmsd_config *cfg, hsm *h,
                                 kmsd_residency *out) KMS_MUST_USE;
+
+/* Resolves cfg's data directory (which must exist) to an absolute path
+ * into out->data_dir and names the store's file in it. KMS_INVALID_ARGUMENT
+ * when it cannot be resolved or is too long. */
+kms_status kmsd_residency_locate(const kmsd_config *cfg, kmsd_residency *out) KMS_MUST_USE;
 
 #endif

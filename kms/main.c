@@ -297,7 +297,8 @@ int main(int argc, char **argv)
 		exit_code = fflush(stdout) != 0;
 		goto out;
 	}
-	if (open_keyring(&d) != KMS_OK) {
+	if (kmsd_residency_locate(&d.cfg, &d.residency) != KMS_OK ||
+	    open_keyring(&d) != KMS_OK) {
 		kms_log("fatal", "%s", kms_error_message());
 		goto out;
 	}

@@ -5,6 +5,8 @@
 #ifndef KMS_ADMIN_H
 #define KMS_ADMIN_H
 
+#include <kms/keks.h>
+
 #include "clients/cli/cli.h"
 
 #define ADMIN_PROG "kms-admin"
@@ -111,5 +113,26 @@ void admin_gathered_free(struct admin_gathered *g, const struct admin_list_kind 
 /* After a list printed as text: on stderr, how to see the rest of it. */
 void admin_pages_hint(struct cli *cli, const struct admin_pages *pages,
                       const struct admin_list_kind *kind);
+
+/* admin_report.c: the residency report, also written into the evidence
+ * pack (admin_report_evidence.c). */
+struct admin_residency {
+	kms_health health;
+	kms_kek_list keks;
+	kms_checkpoint checkpoint;
+	struct admin_gathered keys; /* kms_key_metadata */
+	char origin[256];           /* the log's origin: the note's first line */
+};
+
+/* Reads it from kmsd (Health, ListKeks, GetCheckpoint, every key); an exit
+ * code, having said why on failure. Free r with admin_residency_free
+ * either way (zero it first). */
+int admin_residency_fetch(struct cli *cli, kms_client *client, struct admin_residency *r);
+void admin_residency_free(struct admin_residency *r);
+/* The report as JSON; NULL when out of memory. */
+json_t *admin_residency_json(const struct admin_residency *r);
+
+/* admin_report_evidence.c: report evidence. */
+int admin_report_evidence(struct cli *cli, int argc, char **argv);
 
 #endif

@@ -366,6 +366,30 @@ const struct cli_command admin_audit_commands[] = {
 		"Reads and verifies SRC's checkpoint first, copies exactly the tiles and\n"
 		"bundles of its size, writes the checkpoint last, then verifies DST.\n"
 		"Exit 1 when SRC or the copy does not verify, 2 for a bad DIR or key.\n" },
+	{ .name = "query", .run = admin_audit_query,
+	  .args = "--principal P [--access-key K] --since T1 --until T2 [--log DIR] "
+	          "[--key KEY | --key-file FILE]",
+	  .help = "Which keys, data principals and purposes a credential touched in a window "
+	          "(the breach query), from the verified log",
+	  .details =
+		"  --principal P         the principal whose use to find\n"
+		"  --access-key K        only what its access key K signed\n"
+		"  --since T1, --until T2\n"
+		"                        the window, RFC 3339 UTC (2026-11-28T00:00:00Z):\n"
+		"                        entries whose time is T1 or later and before T2\n"
+		"  --log DIR             a copy of the log (see 'audit export'); default:\n"
+		"                        kmsd's own <data_dir>/audit/public on this host\n"
+		"                        (kmsd names it to an admin or an auditor)\n"
+		KEY_HELP
+		"                        Without one, the key kmsd sends (said on stderr).\n"
+		"\n"
+		"The whole log is verified against its signed checkpoint (every bundle,\n"
+		"tile and the root) before any entry is counted; the output names the\n"
+		"checkpoint's size. Keys are the entries' key_id and batch_keys; data\n"
+		"principals the context's and batch items' 'dp', 'data_principal' and\n"
+		"consent 'dp'; purposes the contexts' and consent 'purpose'. Each with\n"
+		"its entries, allowed and denied (authz or consent not 'allow').\n"
+		"Exit 1 when the log does not verify.\n" },
 	{ .name = "repair", .run = admin_audit_repair, .local = true,
 	  .args = "DIR [--key KEY | --key-file FILE]",
 	  .help = "Rebuild kmsd's log.bin from the verified entry bundles (kmsd stopped)",

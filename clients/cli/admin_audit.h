@@ -10,6 +10,8 @@
  *   admin_audit_repair.c   audit repair: kmsd's log.bin rebuilt from the
  *                          verified entry bundles, kmsd stopped
  *   admin_audit_export.c   audit export: a consistent copy of a live log
+ *   admin_audit_query.c    audit query (the breach query), and the verified
+ *                          walk over entries that report evidence shares
  *
  * The log's formats, proofs and the directory reader are common/tlog/'s;
  * these files only choose what to check and say what they found.
@@ -26,6 +28,7 @@
 #include "clients/cli/admin.h"
 #include "common/tlog/tlog_merkle.h"
 #include "common/tlog/tlog_note.h"
+#include "common/tlog/tlog_verify.h"
 
 #define ADMIN_AUDIT_ENV_KEY "KMS_AUDIT_KEY"
 #define ADMIN_AUDIT_HEX_SIZE (2 * TLOG_HASH_SIZE + 1)
@@ -46,6 +49,10 @@ enum {
 	AUDIT_OPT_CONSISTENCY,
 	AUDIT_OPT_NEW_SIZE,
 	AUDIT_OPT_OLD_CHECKPOINT,
+	AUDIT_OPT_PRINCIPAL,
+	AUDIT_OPT_ACCESS_KEY,
+	AUDIT_OPT_UNTIL,
+	AUDIT_OPT_LOG,
 };
 
 #define AUDIT_KEY_OPTIONS                                                      \
@@ -135,6 +142,75 @@ bool admin_audit_follow_wait(void);
 int admin_audit_check_not_rewound(struct cli *cli, const char *what, const tlog_checkpoint *then,
                                   const tlog_checkpoint *now, bool compare_roots);
 
+/* ---- reading entries for reports: audit query, report evidence ---- */
+
+/* "2026-11-28T00:13:45.123456Z" and its NUL: the form every entry's time
+ * has (docs/audit-log.md). */
+#define ADMIN_AUDIT_TIME_SIZE 28
+
+/* An RFC 3339 UTC time ("Z" or "+00:00", up to 6 fraction digits) in the
+ * entries' form; false when it is not one. */
+bool admin_audit_time_parse(const char *text, char out[static ADMIN_AUDIT_TIME_SIZE]);
+
+/* Entries whose time is since <= time < until. */
+struct admin_audit_window {
+	char since[ADMIN_AUDIT_TIME_SIZE];
+	char until[ADMIN_AUDIT_TIME_SIZE];
+};
+
+/* --since and --until, both required, since before until; a usage error
+ * (said) otherwise. */
+int admin_audit_window_parse(struct cli *cli, const char *since, const char *until,
+                             struct admin_audit_window *w);
+bool admin_audit_in_window(const struct admin_audit_window *w, json_t *entry);
+
+/* A string member of object, "" when it is missing or not a string. */
+const char *admin_audit_member(json_t *object, const char *name);
+
+/* A refusal: the authz decision is not "allow", the consent decision is
+ * not "allow", or the status is ACCESS_DENIED. */
+bool admin_audit_entry_denied(json_t *entry);
+
+/* The log a report reads and the key it verifies with. */
+struct admin_audit_source {
+	char dir[4096];
+	char vkey[TLOG_VERIFIER_KEY_MAX];
+	bool key_from_kmsd; /* none was given: kmsd's own, said on stderr */
+};
+
+/* dir: log_dir, else health's <data_dir>/audit/public (kmsd names its data
+ * directory to admins and auditors only). The key: vk's, else cp's
+ * verifier key (said). health and cp may be NULL when not needed. Checks
+ * the directory holds a checkpoint. An exit code, said. */
+int admin_audit_source_resolve(struct cli *cli, const char *log_dir,
+                               const struct admin_audit_key *vk, const kms_health *health,
+                               const kms_checkpoint *cp, struct admin_audit_source *out);
+
+/* Called for each entry of a log that verified, in order, parsed. */
+typedef kms_status (*admin_audit_json_fn)(void *ctx, uint64_t index, json_t *entry);
+
+/* Verifies dir end to end with vkey (tlog_verify_dir: the checkpoint's
+ * signature, every bundle and tile, the root), then calls fn for every
+ * entry. report gets what verified. An exit code, said: 1 when the log
+ * does not verify. */
+int admin_audit_scan(struct cli *cli, const char *dir, const char *vkey, admin_audit_json_fn fn,
+                     void *ctx, tlog_verify_report *report);
+
+/* A tally is a JSON object name -> {"entries", "allowed", "denied"}:
+ * counts one entry for name. */
+kms_status admin_audit_tally(json_t *tally, const char *name, bool denied);
+
+/* The tally as an array sorted by name, each row with its name as
+ * name_member; NULL when out of memory. */
+json_t *admin_audit_tally_list(json_t *tally, const char *name_member);
+
+/* audit export's copy (admin_audit_export.c): src's checkpoint verified
+ * with key, exactly the tiles and bundles of its size copied to dst (which
+ * must exist), the checkpoint written last, then dst verified into
+ * report. *files counts the files copied. An exit code, said. */
+int admin_audit_copy_verified(struct cli *cli, const char *src, const char *dst,
+                              const char *vkey, uint64_t *files, tlog_verify_report *report);
+
 /* ---- the commands ---- */
 
 int admin_audit_verify(struct cli *cli, int argc, char **argv);      /* admin_audit_verify.c */
@@ -144,6 +220,7 @@ int admin_audit_key_cmd(struct cli *cli, int argc, char **argv);     /* admin_au
 int admin_audit_prove(struct cli *cli, int argc, char **argv);       /* admin_audit_prove.c */
 int admin_audit_repair(struct cli *cli, int argc, char **argv);      /* admin_audit_repair.c */
 int admin_audit_export(struct cli *cli, int argc, char **argv);      /* admin_audit_export.c */
+int admin_audit_query(struct cli *cli, int argc, char **argv);       /* admin_audit_query.c */
 
 /* tail --daemon: the last lines entries of kmsd's signed log, each
  * checked with an inclusion proof; then, with follow, new ones as they

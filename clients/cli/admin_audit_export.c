@@ -78,14 +78,38 @@ static int print_export(struct cli *cli, const char *dst, uint64_t files,
 	return CLI_EXIT_OK;
 }
 
+int admin_audit_copy_verified(struct cli *cli, const char *src, const char *dst,
+                              const char *vkey, uint64_t *files, tlog_verify_report *report)
+{
+	tlog_verifier key;
+	tlog_checkpoint cp;
+	uint8_t *note = NULL;
+	size_t note_len = 0;
+	int code;
+	if (tlog_verifier_key_parse(vkey, &key) != KMS_OK)
+		return cli_usage_error(cli, "not a verifier key (NAME+ID+KEY): %s",
+		                       kms_error_message());
+	if ((code = read_source_checkpoint(cli, src, &key, &note, &note_len, &cp)) != CLI_EXIT_OK)
+		goto out;
+	if ((code = check_not_older(cli, dst, &key, &cp)) != CLI_EXIT_OK)
+		goto out;
+	if (tlog_dir_copy(src, dst, cp.tree_size, files) != KMS_OK ||
+	    tlog_checkpoint_publish(dst, (const char *)note, note_len) != KMS_OK) {
+		code = admin_audit_failed(cli, "copying %s: %s", src, kms_error_message());
+		goto out;
+	}
+	if (tlog_verify_dir(dst, vkey, NULL, NULL, NULL, report) != KMS_OK)
+		code = admin_audit_failed(cli, "the copy in %s: %s", dst, report->failure);
+out:
+	free(note);
+	return code;
+}
+
 int admin_audit_export(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = { AUDIT_KEY_OPTIONS, CLI_BASE_OPTIONS, { 0 } };
 	struct admin_audit_key vk = { 0 };
 	tlog_verify_report *report = NULL;
-	tlog_checkpoint cp;
-	uint8_t *note = NULL;
-	size_t note_len = 0;
 	uint64_t files = 0;
 	int opt, code;
 
@@ -104,27 +128,11 @@ int admin_audit_export(struct cli *cli, int argc, char **argv)
 		return code;
 	if (mkdir(dst, 0755) != 0 && errno != EEXIST)
 		return cli_usage_error(cli, "cannot create %s: %s", dst, strerror(errno));
-	if ((code = read_source_checkpoint(cli, src, &vk.parsed, &note, &note_len, &cp)) !=
-	    CLI_EXIT_OK)
-		goto out;
-	if ((code = check_not_older(cli, dst, &vk.parsed, &cp)) != CLI_EXIT_OK)
-		goto out;
-	if (tlog_dir_copy(src, dst, cp.tree_size, &files) != KMS_OK ||
-	    tlog_checkpoint_publish(dst, (const char *)note, note_len) != KMS_OK) {
-		code = admin_audit_failed(cli, "copying %s: %s", src, kms_error_message());
-		goto out;
-	}
-	if (!(report = calloc(1, sizeof *report))) {
-		code = cli_out_of_memory(cli);
-		goto out;
-	}
-	if (tlog_verify_dir(dst, vk.text, NULL, NULL, NULL, report) != KMS_OK) {
-		code = admin_audit_failed(cli, "the copy in %s: %s", dst, report->failure);
-		goto out;
-	}
-	code = print_export(cli, dst, files, report);
-out:
+	if (!(report = calloc(1, sizeof *report)))
+		return cli_out_of_memory(cli);
+	code = admin_audit_copy_verified(cli, src, dst, vk.text, &files, report);
+	if (code == CLI_EXIT_OK)
+		code = print_export(cli, dst, files, report);
 	free(report);
-	free(note);
 	return code;
 }

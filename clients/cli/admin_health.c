@@ -20,7 +20,7 @@ int admin_health(struct cli *cli, int argc, char **argv)
 		return cli_report(cli, &err);
 	if (cli->json) {
 		code = cli_json_print(cli, json_pack(
-			"{s:b, s:o, s:o, s:I, s:o, s:o, s:I, s:o, s:{s:o, s:o, s:o, s:b}}",
+			"{s:b, s:o, s:o, s:I, s:o, s:o, s:I, s:o, s:{s:o, s:o, s:o, s:b}, s:o, s:o}",
 			"hsm_ok", h.hsm_ok, "region", cli_json_str(h.region),
 			"version", cli_json_str(h.version),
 			"uptime_seconds", (json_int_t)h.uptime_seconds,
@@ -30,7 +30,8 @@ int admin_health(struct cli *cli, int argc, char **argv)
 			"principal", cli_json_str(h.principal),
 			"hsm_token", "manufacturer", cli_json_str(h.hsm_manufacturer),
 			"model", cli_json_str(h.hsm_model), "serial", cli_json_str(h.hsm_serial),
-			"pinned", h.hsm_pinned));
+			"pinned", h.hsm_pinned, "data_dir", cli_json_str(h.data_dir),
+			"store_path", cli_json_str(h.store_path)));
 	} else {
 		cli_field(cli->out, "hsm", h.hsm_ok ? "ok" : "NOT OK");
 		if (!h.hsm_ok)
@@ -45,6 +46,11 @@ int admin_health(struct cli *cli, int argc, char **argv)
 		cli_field_fmt(cli->out, "uptime", "%" PRIu64 " s", h.uptime_seconds);
 		cli_field_fmt(cli->out, "audit entries", "%" PRIu64, h.audit_size);
 		cli_field(cli->out, "principal", h.principal);
+		/* kmsd tells only admins and auditors where its state is. */
+		if (h.data_dir[0])
+			cli_field(cli->out, "data dir", h.data_dir);
+		if (h.store_path[0])
+			cli_field(cli->out, "store", h.store_path);
 	}
 	/* kmsd answered, but an HSM it cannot use is a failed health check. */
 	if (code == CLI_EXIT_OK && !h.hsm_ok) {

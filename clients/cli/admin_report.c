@@ -13,16 +13,7 @@
 
 #include <kms/keks.h>
 
-/* What the report is made of, read from kmsd. */
-struct residency {
-	kms_health health;
-	kms_kek_list keks;
-	kms_checkpoint checkpoint;
-	struct admin_gathered keys; /* kms_key_metadata */
-	char origin[256];           /* the log's origin: the note's first line */
-};
-
-static void residency_free(struct residency *r)
+void admin_residency_free(struct admin_residency *r)
 {
 	kms_health_free(&r->health);
 	kms_kek_list_free(&r->keks);
@@ -30,7 +21,7 @@ static void residency_free(struct residency *r)
 	admin_gathered_free(&r->keys, &admin_key_list_kind);
 }
 
-static int fetch(struct cli *cli, kms_client *client, struct residency *r)
+int admin_residency_fetch(struct cli *cli, kms_client *client, struct admin_residency *r)
 {
 	kms_error err;
 	if (kms_health_check(client, &r->health, &err) != KMS_OK ||
@@ -55,7 +46,15 @@ static json_t *versions_json(const kms_key_metadata *k)
 	return a;
 }
 
-static int print_json(struct cli *cli, const struct residency *r)
+/* Where kmsd keeps its state: "" when kmsd did not say (an older kmsd, or
+ * a principal that is neither admin nor auditor). */
+static json_t *store_json(const kms_health *h)
+{
+	return json_pack("{s:o, s:o}", "data_dir", cli_json_str(h->data_dir), "path",
+	                 cli_json_str(h->store_path));
+}
+
+json_t *admin_residency_json(const struct admin_residency *r)
 {
 	const kms_key_metadata *keys = r->keys.items;
 	json_t *keks = json_array(), *list = json_array();
@@ -72,20 +71,20 @@ static int print_json(struct cli *cli, const struct residency *r)
 			kms_key_state_name(keys[i].key_state), "protection",
 			kms_key_protection_name(keys[i].protection), "region",
 			cli_json_str(keys[i].region), "versions", versions_json(&keys[i])));
-	return cli_json_print(cli, json_pack(
-		"{s:o, s:{s:o, s:o, s:o, s:o, s:b}, s:o, s:{s:o, s:I}, s:o}",
+	return json_pack(
+		"{s:o, s:{s:o, s:o, s:o, s:o, s:b}, s:o, s:o, s:{s:o, s:I}, s:o}",
 		"region", cli_json_str(r->health.region),
 		"hsm", "token_label", cli_json_str(r->health.token_label),
 		"manufacturer", cli_json_str(r->health.hsm_manufacturer),
 		"model", cli_json_str(r->health.hsm_model),
 		"serial", cli_json_str(r->health.hsm_serial), "pinned", r->health.hsm_pinned,
-		"keks", keks,
+		"keks", keks, "store", store_json(&r->health),
 		"audit", "origin", cli_json_str(r->origin), "entries",
 		(json_int_t)r->checkpoint.tree_size,
-		"keys", list));
+		"keys", list);
 }
 
-static void print_text(struct cli *cli, const struct residency *r)
+static void print_text(struct cli *cli, const struct admin_residency *r)
 {
 	const kms_key_metadata *keys = r->keys.items;
 	size_t wrapped = 0, resident = 0, versions = 0;
@@ -96,6 +95,11 @@ static void print_text(struct cli *cli, const struct residency *r)
 	for (size_t i = 0; i < r->keks.n_keks; i++)
 		cli_field_fmt(cli->out, "kek", "%s %s, %" PRIu64 " versions", r->keks.keks[i].hsm_id,
 		              kms_kek_state_name(r->keks.keks[i].state), r->keks.keks[i].versions);
+	cli_field(cli->out, "store", r->health.store_path[0]
+	                                      ? r->health.store_path
+	                                      : "(kmsd tells only an admin or an auditor)");
+	if (r->health.data_dir[0])
+		cli_field(cli->out, "data dir", r->health.data_dir);
 	cli_field_fmt(cli->out, "audit log", "%s, %" PRIu64 " entries (signed checkpoint)",
 	              r->origin, r->checkpoint.tree_size);
 	for (size_t i = 0; i < r->keys.n; i++) {
@@ -122,23 +126,42 @@ static int report_residency(struct cli *cli, int argc, char **argv)
 	int code = cli_parse_and_connect(cli, argc, argv, 0, 0, &client);
 	if (code != CLI_PROCEED)
 		return code;
-	struct residency r;
+	struct admin_residency r;
 	memset(&r, 0, sizeof r);
-	code = fetch(cli, client, &r);
+	code = admin_residency_fetch(cli, client, &r);
 	kms_client_close(client);
 	if (code == CLI_EXIT_OK) {
 		if (cli->json)
-			code = print_json(cli, &r);
+			code = cli_json_print(cli, admin_residency_json(&r));
 		else
 			print_text(cli, &r);
 	}
-	residency_free(&r);
+	admin_residency_free(&r);
 	return code;
 }
 
 const struct cli_command admin_report_commands[] = {
 	{ .name = "residency", .run = report_residency,
 	  .help = "Where every key lives: region, HSM token (pinned or not), KEKs, each "
-	          "key's versions, the audit log" },
+	          "key's versions, the store's location, the audit log" },
+	{ .name = "evidence", .run = admin_report_evidence,
+	  .args = "--since T1 --until T2 -o DIR [--log LOGDIR] [--key KEY | --key-file FILE]",
+	  .help = "Write an evidence pack an auditor verifies offline: the residency report, "
+	          "keys, consent uses, erasures, denials, the log and its verifier key",
+	  .details =
+		"  --since T1, --until T2\n"
+		"                        the window, RFC 3339 UTC (2026-11-28T00:00:00Z)\n"
+		"  -o, --out DIR         a new directory for the pack\n"
+		"  --log LOGDIR          the log to copy (see 'audit export'); default:\n"
+		"                        kmsd's own <data_dir>/audit/public on this host\n"
+		"  --key KEY             the log's verifier key (default: $KMS_AUDIT_KEY,\n"
+		"                        else the one kmsd sends, said on stderr)\n"
+		"  --key-file FILE       read the verifier key from FILE\n"
+		"\n"
+		"DIR is a verified copy of the whole audit log (checkpoint, tile/) with\n"
+		"its verifier key, residency.json, keys.json, consent-uses.json,\n"
+		"erasures.json, denials.json and a README.md saying how to verify it:\n"
+		"'kms-admin audit verify DIR --key-file DIR/verifier-key'. Needs an\n"
+		"admin or an auditor. Exit 1 when the log does not verify.\n" },
 	{ 0 },
 };

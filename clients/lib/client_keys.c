@@ -742,6 +742,8 @@ void kms_health_free(kms_health *h)
 	free(h->hsm_manufacturer);
 	free(h->hsm_model);
 	free(h->hsm_serial);
+	free(h->data_dir);
+	free(h->store_path);
 	memset(h, 0, sizeof *h);
 }
 
@@ -771,6 +773,8 @@ kms_status kms_health_check(kms_client *client, kms_health *out, kms_error *err)
 	KMS_GUARD_OUT(st, client_dup_str(r->hsm_model, &out->hsm_model, err));
 	KMS_GUARD_OUT(st, client_dup_str(r->hsm_serial, &out->hsm_serial, err));
 	out->hsm_pinned = r->hsm_pinned;
+	KMS_GUARD_OUT(st, client_dup_str(r->data_dir, &out->data_dir, err));
+	KMS_GUARD_OUT(st, client_dup_str(r->store_path, &out->store_path, err));
 out:
 	if (st != KMS_OK)
 		kms_health_free(out);

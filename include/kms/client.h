@@ -709,6 +709,11 @@ typedef struct kms_health {
 	char *hsm_model;
 	char *hsm_serial;
 	bool hsm_pinned;
+	/* Where kmsd keeps its state: its data directory (absolute) and the
+	 * store's file. kmsd tells only an admin or an auditor: "" for any
+	 * other principal, and from a kmsd older than these fields. */
+	char *data_dir;
+	char *store_path;
 } kms_health;
 KMS_EXPORT void kms_health_free(kms_health *h);
 

@@ -6,7 +6,26 @@
 #include "kms/audit/audit.h"
 #include "common/error.h"
 #include "hsm/hsm.h"
+#include "kms/keys/keyring.h"
 #include "kms/pipeline/ops.h"
+#include "kms/store/store.h"
+
+/* Whether the caller is an admin or an auditor. The pipeline loads no
+ * principal for Health (it is open to all), so its roles are read here,
+ * from the store; a principal that cannot be read is neither. */
+static bool may_locate(op_ctx *ctx)
+{
+	store_principal p;
+	if (!ctx->caller->principal[0] || !ctx->d->keyring)
+		return false;
+	if (store_principal_get(keyring_store(ctx->d->keyring), ctx->caller->principal, &p) !=
+	    KMS_OK) {
+		kms_error_clear();
+		return false;
+	}
+	return p.state != PRINCIPAL_STATE_DISABLED &&
+	       (p.roles & (PRINCIPAL_ROLE_ADMIN | PRINCIPAL_ROLE_AUDITOR)) != 0;
+}
 
 kms_status op_health(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
 {
@@ -31,6 +50,11 @@ kms_status op_health(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
 	h->hsm_model = (char *)res->token.model;
 	h->hsm_serial = (char *)res->token.serial;
 	h->hsm_pinned = res->pinned;
+	/* Where the state lives: the operator's and the auditor's business,
+	 * not an app's (Health is open to every principal). */
+	bool located = may_locate(ctx);
+	h->data_dir = located ? (char *)res->data_dir : "";
+	h->store_path = located ? (char *)res->store_path : "";
 	int64_t up = ctx->now - ctx->d->started_at;
 	h->uptime_seconds = up > 0 ? (uint64_t)up : 0;
 	h->principal = arena_strdup(ctx->arena, ctx->caller->principal);
