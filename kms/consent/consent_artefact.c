@@ -254,6 +254,23 @@ static kms_status read_detail(json_t *detail, consent_artefact *a)
 
 /* ---- the signature ---- */
 
+/* base64url without padding, of a length that decodes (libcjose's decoder
+ * asserts, ending the process, on a length of 1 modulo 4 and on some
+ * characters outside the alphabet: everything handed to it is checked here
+ * first). */
+static bool b64url_ok(const char *s, size_t len)
+{
+	if (len % 4 == 1)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_'))
+			return false;
+	}
+	return true;
+}
+
 /* "HEADER..SIGNATURE" with ConsentDetail's bytes put back as the payload:
  * the compact JWS libcjose reads (malloc'd). */
 static kms_status attached_jws(const uint8_t *doc, const consent_artefact *a, const char *sig,
@@ -265,6 +282,11 @@ static kms_status attached_jws(const uint8_t *doc, const consent_artefact *a, co
 	           !memchr(dots + 2, '.', (size_t)(sig + sig_len - dots - 2)) && dots > sig,
 	           KMS_INVALID_ARGUMENT, "consent artefact: consentDetailDigitalSignature must be "
 	           "a detached JWS, HEADER..SIGNATURE");
+	KMS_ENSURE(b64url_ok(sig, (size_t)(dots - sig)) &&
+	           b64url_ok(dots + 2, (size_t)(sig + sig_len - dots - 2)) &&
+	           sig + sig_len > dots + 2,
+	           KMS_INVALID_ARGUMENT, "consent artefact: consentDetailDigitalSignature's header "
+	           "and signature must be unpadded base64url");
 	char *payload = NULL;
 	size_t payload_len = 0;
 	cjose_err err;
@@ -425,6 +447,20 @@ void consent_artefact_clear(consent_artefact *a)
 
 /* ---- a Consent Manager's key ---- */
 
+/* Every member libcjose decodes as base64url: checked before it sees them
+ * (b64url_ok). */
+static kms_status jwk_members_decodable(json_t *o)
+{
+	static const char *const members[] = { "n", "e", "x", "y", NULL };
+	for (const char *const *m = members; *m; m++) {
+		json_t *v = json_object_get(o, *m);
+		KMS_ENSURE(!v || (json_is_string(v) && json_string_length(v) > 0 &&
+		                  b64url_ok(json_string_value(v), json_string_length(v))),
+		           KMS_INVALID_ARGUMENT, "JWK: member \"%s\" must be unpadded base64url", *m);
+	}
+	return KMS_OK;
+}
+
 static kms_status jwk_has_no_private(json_t *o)
 {
 	static const char *const private_members[] = { "d", "p", "q", "dp", "dq", "qi", "oth",
@@ -448,6 +484,8 @@ kms_status consent_jwk_check(const char *jwk, size_t len, char **public_json,
 	KMS_ENSURE(json_is_object(o), KMS_INVALID_ARGUMENT,
 	           "JWK: not a JSON object (line %d column %d)", jerr.line, jerr.column);
 	kms_status st = jwk_has_no_private(o);
+	if (st == KMS_OK)
+		st = jwk_members_decodable(o);
 	json_t *k = json_object_get(o, "kid");
 	size_t kid_len = json_is_string(k) ? json_string_length(k) : 0;
 	bool printable = kid_len >= 1 && kid_len <= CONSENT_KID_MAX;
