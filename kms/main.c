@@ -27,6 +27,7 @@
 #include "kms/kmsd_bootstrap.h"
 #include "kms/kmsd_check.h"
 #include "kms/kmsd_residency.h"
+#include "kms/ops/op_dp.h"
 #include "kms/authz/authz_keys.h"
 #include "kms/authz/authz_secrets.h"
 #include "kms/authz/authz_verify.h"
@@ -133,7 +134,8 @@ static int usage(FILE *to)
 	return to == stderr ? 2 : 0;
 }
 
-/* The background task: deletion windows and automatic rotation. */
+/* The background task: deletion windows, automatic rotation, the KEK
+ * re-wrap job and data principals' retention. */
 typedef struct ticker {
 	kmsd *d;
 	pthread_t thread;
@@ -150,6 +152,8 @@ static void *ticker_main(void *arg)
 		pthread_mutex_unlock(&t->lock);
 		if (keyring_tick(t->d->keyring, kms_now(), NULL) != KMS_OK)
 			kms_log("error", "background task: %s (%s)", kms_error_message(), kms_error_where());
+		if (kmsd_retention_tick(t->d, kms_now()) != KMS_OK)
+			kms_log("error", "retention: %s (%s)", kms_error_message(), kms_error_where());
 		pthread_mutex_lock(&t->lock);
 		struct timespec until;
 		clock_gettime(CLOCK_REALTIME, &until);

@@ -64,6 +64,10 @@ static void init_all(e2e_op_request *o)
 	kms__generate_mac_request__init(&o->gmac);
 	kms__verify_mac_request__init(&o->vmac);
 	kms__pseudonymize_request__init(&o->pseudo);
+	kms__erase_data_principal_request__init(&o->erase_dp);
+	kms__set_data_principal_hold_request__init(&o->hold_dp);
+	kms__list_due_erasures_request__init(&o->due);
+	kms__set_retention_request__init(&o->retention);
 }
 
 /* Every message's arguments, whichever operation is asked for. */
@@ -144,6 +148,14 @@ static void fill(e2e_op_request *o, const e2e_op_args *a)
 	o->pseudo_values[0] = m;
 	o->pseudo.values = o->pseudo_values;
 	o->pseudo.n_values = 1;
+	/* Data principals: a well-formed pseudonym on key. */
+	char *dp = "kp_0000abcd_1_abcdefghijklmnopqrstuvwxyz234567";
+	o->erase_dp.key_id = o->hold_dp.key_id = o->retention.key_id = key;
+	o->erase_dp.data_principal = o->hold_dp.data_principal = dp;
+	o->erase_dp.basis = "walk";
+	o->hold_dp.hold = "";
+	o->retention.purpose = "101";
+	o->retention.days = 30;
 }
 
 bool e2e_op_request_build(e2e_op_request *o, const char *op, const e2e_op_args *a)
@@ -212,6 +224,11 @@ bool e2e_op_request_build(e2e_op_request *o, const char *op, const e2e_op_args *
 	OP("revoke_grant", revoke_grant, REVOKE_GRANT, &o->rvg)
 	OP("list_keks", list_keks, LIST_KEKS, &o->lkek)
 	OP("rotate_kek", rotate_kek, ROTATE_KEK, &o->rkek)
+	OP("erase_data_principal", erase_data_principal, ERASE_DATA_PRINCIPAL, &o->erase_dp)
+	OP("set_data_principal_hold", set_data_principal_hold, SET_DATA_PRINCIPAL_HOLD,
+	   &o->hold_dp)
+	OP("list_due_erasures", list_due_erasures, LIST_DUE_ERASURES, &o->due)
+	OP("set_retention", set_retention, SET_RETENTION, &o->retention)
 	else return false;
 #undef OP
 	return true;

@@ -89,6 +89,10 @@ typedef struct e2e_op_request {
 	Kms__VerifyMacRequest vmac;
 	Kms__PseudonymizeRequest pseudo;
 	ProtobufCBinaryData pseudo_values[1];
+	Kms__EraseDataPrincipalRequest erase_dp;
+	Kms__SetDataPrincipalHoldRequest hold_dp;
+	Kms__ListDueErasuresRequest due;
+	Kms__SetRetentionRequest retention;
 	uint8_t mac[32];
 } e2e_op_request;
 
