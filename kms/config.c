@@ -280,6 +280,14 @@ static int on_limits(struct config_parse *p, const char *key, const char *value)
 			                  "built without KMS_TEST_SETTINGS; remove the line");
 #endif
 		cfg->seconds_per_day = (uint32_t)n;
+	} else if (!strcmp(key, "retention_clock_file")) {
+#ifndef KMS_TEST_SETTINGS
+		return parse_fail(p, "limits", key, "a setting for tests only: this kmsd was "
+		                  "built without KMS_TEST_SETTINGS; remove the line");
+#endif
+		if (!value[0] || strlen(value) >= sizeof cfg->retention_clock_file)
+			return parse_fail(p, "limits", key, "a file path of 1 to 511 bytes");
+		snprintf(cfg->retention_clock_file, sizeof cfg->retention_clock_file, "%s", value);
 	} else {
 		return parse_fail(p, "limits", key, "unknown key");
 	}

@@ -93,6 +93,10 @@ typedef struct kmsd_config {
 	uint32_t max_hsm_resident;      /* keys kept as token objects, at most */
 	uint32_t rewrap_pages_per_tick; /* KEK re-wrap: pages of 256 versions per tick */
 	uint32_t seconds_per_day; /* 86400; tests shorten "days" to see windows pass */
+	/* Tests only (KMS_TEST_SETTINGS): the retention tick reads "now" (unix
+	 * seconds, decimal) from this file when it holds one, so a test moves
+	 * the retention clock by writing it; "" for the real clock. */
+	char retention_clock_file[512];
 	/* Token buckets (docs/authorization.md, "Rate limits"): requests per
 	 * second and bucket size, per principal and per key; rate 0 = off,
 	 * burst 0 = the rate. Enforced by kms/authz/authz_enforce.c. */

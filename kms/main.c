@@ -27,6 +27,7 @@
 #include "kms/kmsd_bootstrap.h"
 #include "kms/kmsd_check.h"
 #include "kms/kmsd_residency.h"
+#include "kms/ops/op_dp.h"
 #include "kms/authz/authz_keys.h"
 #include "kms/authz/authz_secrets.h"
 #include "kms/authz/authz_verify.h"
@@ -133,7 +134,8 @@ static int usage(FILE *to)
 	return to == stderr ? 2 : 0;
 }
 
-/* The background task: deletion windows and automatic rotation. */
+/* The background task: deletion windows, automatic rotation, the KEK
+ * re-wrap job and data principals' retention. */
 typedef struct ticker {
 	kmsd *d;
 	pthread_t thread;
@@ -141,6 +143,26 @@ typedef struct ticker {
 	pthread_cond_t wake;
 	bool stop;
 } ticker;
+
+/* The retention tick's clock: the real one, or (tests only) the time a
+ * test wrote to [limits] retention_clock_file. */
+static int64_t retention_now(const kmsd *d)
+{
+#ifdef KMS_TEST_SETTINGS
+	if (d->cfg.retention_clock_file[0]) {
+		FILE *f = fopen(d->cfg.retention_clock_file, "r");
+		long long t = 0;
+		bool ok = f && fscanf(f, "%lld", &t) == 1 && t > 0;
+		if (f)
+			fclose(f);
+		if (ok)
+			return (int64_t)t;
+	}
+#else
+	(void)d;
+#endif
+	return kms_now();
+}
 
 static void *ticker_main(void *arg)
 {
@@ -150,6 +172,8 @@ static void *ticker_main(void *arg)
 		pthread_mutex_unlock(&t->lock);
 		if (keyring_tick(t->d->keyring, kms_now(), NULL) != KMS_OK)
 			kms_log("error", "background task: %s (%s)", kms_error_message(), kms_error_where());
+		if (kmsd_retention_tick(t->d, retention_now(t->d)) != KMS_OK)
+			kms_log("error", "retention: %s (%s)", kms_error_message(), kms_error_where());
 		pthread_mutex_lock(&t->lock);
 		struct timespec until;
 		clock_gettime(CLOCK_REALTIME, &until);
@@ -240,6 +264,9 @@ int main(int argc, char **argv)
 		        "deletion windows and rotation periods pass %u times too fast; never run "
 		        "this outside tests", d.cfg.seconds_per_day, d.cfg.seconds_per_day,
 		        86400u / d.cfg.seconds_per_day);
+	if (d.cfg.retention_clock_file[0])
+		kms_log("warn", "TEST SETTING: [limits] retention_clock_file: retention's clock is "
+		        "whatever that file says; never run this outside tests");
 	if (raise_open_files(&d.cfg) != KMS_OK) {
 		kms_log("fatal", "%s", kms_error_message());
 		return 1;

@@ -19,6 +19,8 @@ const struct cli_command admin_commands[] = {
 	  .help = "Consent artefacts: import, list, show, pause, resume, revoke" },
 	{ .name = "health", .run = admin_health,
 	  .help = "Ask kmsd whether it and its HSM are well (exit 1 if the HSM is not)" },
+	{ .name = "data-principal", .sub = admin_dp_commands,
+	  .help = "Data principals' sub-keys: erase, legal holds, due erasures" },
 	{ .name = "hsm", .sub = admin_hsm_commands, .help = "The HSM: its token (directly) and kmsd's key-encryption keys" },
 	{ .name = "report", .sub = admin_report_commands,
 	  .help = "Reports for regulators and auditors: residency" },

@@ -25,6 +25,8 @@ extern const struct cli_command admin_grant_commands[];      /* admin_grant.c */
 extern const struct cli_command admin_report_commands[];     /* admin_report.c */
 extern const struct cli_command admin_consent_manager_commands[]; /* admin_consent.c */
 extern const struct cli_command admin_consent_commands[];         /* admin_consent.c */
+extern const struct cli_command admin_dp_commands[];         /* admin_dp.c */
+extern const struct cli_command admin_retention_commands[];  /* admin_dp.c */
 /* admin_policy.c: key policy grant|revoke. */
 int admin_policy_grant(struct cli *cli, int argc, char **argv);
 int admin_policy_revoke(struct cli *cli, int argc, char **argv);

@@ -50,14 +50,15 @@ json_t *admin_json_key(const kms_key_metadata *md)
 		return NULL;
 	}
 	/* json_pack releases every "o" value itself if it fails. */
-	return json_pack("{s:o, s:o, s:s, s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:I, s:I, s:o, s:o, "
-	                 "s:o}",
+	return json_pack("{s:o, s:o, s:s, s:s, s:s, s:s, s:b, s:I, s:o, s:I, s:I, s:I, s:I, s:o, "
+	                 "s:o, s:o}",
 	                 "key_id", cli_json_str(md->key_id),
 	                 "description", cli_json_str(md->description),
 	                 "key_spec", kms_key_spec_name(md->key_spec),
 	                 "key_usage", kms_key_usage_name(md->key_usage),
 	                 "key_state", kms_key_state_name(md->key_state),
 	                 "protection", kms_key_protection_name(md->protection),
+	                 "per_data_principal", (int)md->per_data_principal,
 	                 "primary_version", (json_int_t)md->primary_version,
 	                 "versions", versions,
 	                 "rotation_period_days", (json_int_t)md->rotation_period_days,
@@ -144,6 +145,8 @@ void admin_print_key(FILE *to, const kms_key_metadata *md)
 	cli_field(to, "spec", kms_key_spec_name(md->key_spec));
 	cli_field(to, "usage", kms_key_usage_name(md->key_usage));
 	cli_field(to, "protection", kms_key_protection_name(md->protection));
+	if (md->per_data_principal)
+		cli_field(to, "per data principal", "yes: a sub-key per dp, erasable alone");
 	cli_field(to, "region", md->region);
 	cli_field_fmt(to, "primary version", "%" PRIu32, md->primary_version);
 	/* GCM reservations are an AES key's alone (docs/gcm-limits.md). */

@@ -52,6 +52,7 @@ enum {
 	OPT_POLICY,
 	OPT_DAYS,
 	OPT_PROTECTION,
+	OPT_PER_DATA_PRINCIPAL,
 };
 
 /* The one usage kmsd gives each spec. */
@@ -124,6 +125,7 @@ static int key_create(struct cli *cli, int argc, char **argv)
 		{ "rotation-days", required_argument, NULL, OPT_ROTATION_DAYS },
 		{ "policy", required_argument, NULL, OPT_POLICY },
 		{ "protection", required_argument, NULL, OPT_PROTECTION },
+		{ "per-data-principal", no_argument, NULL, OPT_PER_DATA_PRINCIPAL },
 		CLI_BASE_OPTIONS, CLI_CONN_OPTIONS, { 0 },
 	};
 	kms_create_key_params params;
@@ -171,6 +173,9 @@ static int key_create(struct cli *cli, int argc, char **argv)
 			if (kms_key_protection_parse(optarg, &params.protection) != KMS_OK)
 				code = cli_usage_error(cli, "--protection takes wrapped or "
 				                       "hsm-resident, not \"%s\"", optarg);
+			break;
+		case OPT_PER_DATA_PRINCIPAL:
+			params.per_data_principal = true;
 			break;
 		default:
 			code = cli_usage_error(cli, "option not handled");
@@ -613,7 +618,7 @@ const struct cli_command admin_key_commands[] = {
 	{ .name = "create", .run = key_create,
 	  .args = "[--description D] [--spec SPEC] [--usage USAGE] [--alias alias/NAME] "
 	          "[--tag k=v]... [--rotation-days N] [--policy FILE] "
-	          "[--protection wrapped|hsm-resident]",
+	          "[--protection wrapped|hsm-resident] [--per-data-principal]",
 	  .help = "Create a key (its material made in the HSM)",
 	  .details = "  --description D       free text, at most " CLI_STR(KMS_DESCRIPTION_MAX)
 	             " bytes\n"
@@ -640,7 +645,11 @@ const struct cli_command admin_key_commands[] = {
 	             "                        max_hsm_resident keys (docs/key-hierarchy.md).\n"
 	             "                        AES_256: either; HMAC_SHA256 and ECC_P256:\n"
 	             "                        wrapped only; ED25519: hsm-resident only (the\n"
-	             "                        default for it)\n" },
+	             "                        default for it)\n"
+	             "  --per-data-principal  a sub-key per data principal (the pseudonym in\n"
+	             "                        the encryption context's dp), each erasable\n"
+	             "                        alone (docs/data-principals.md); AES_256\n"
+	             "                        wrapped keys only\n" },
 	{ .name = "list", .run = key_list, .args = "[--limit N] [--all] [--page-token T]",
 	  .help = "List keys, a page at a time",
 	  .details = "  --limit N             keys per page, 1.." CLI_STR(KMS_LIST_LIMIT_MAX)
@@ -668,6 +677,8 @@ const struct cli_command admin_key_commands[] = {
 	  .help = "Cancel a scheduled deletion (the key stays disabled)" },
 	{ .name = "tag", .run = key_tag, .args = "KEY k=v...", .help = "Add or replace tags" },
 	{ .name = "untag", .run = key_untag, .args = "KEY k...", .help = "Remove tags" },
+	{ .name = "retention", .sub = admin_retention_commands,
+	  .help = "A per-data-principal key's retention per purpose" },
 	{ .name = "policy", .sub = policy_commands,
 	  .help = "Read, replace or edit a key's policy" },
 	{ 0 },

@@ -146,6 +146,7 @@ static kms_status metadata_from(const Kms__KeyMetadata *src, const char *op,
 	out->next_rotation_at = src->next_rotation_at;
 	out->deletion_date = src->deletion_date;
 	out->protection = (kms_key_protection)src->protection;
+	out->per_data_principal = src->per_data_principal;
 	if (src->n_versions) {
 		out->versions = calloc(src->n_versions, sizeof *out->versions);
 		if (!out->versions)
@@ -224,6 +225,7 @@ kms_status kms_create_key(kms_client *client, const kms_create_key_params *param
 		op.policy = client_lend(params->policy);
 	op.rotation_period_days = params->rotation_period_days;
 	op.protection = (Kms__KeyProtection)params->protection;
+	op.per_data_principal = params->per_data_principal;
 	if (params->alias)
 		op.alias = client_lend(params->alias);
 	KMS_GUARD_OUT(st, client_pairs(params->tags, params->n_tags, "tags", &arena,

@@ -578,6 +578,7 @@ typedef struct kms_key_metadata {
 	kms_tag *tags;
 	size_t n_tags;
 	kms_key_protection protection;
+	bool per_data_principal;       /* a sub-key per data principal */
 } kms_key_metadata;
 KMS_EXPORT void kms_key_metadata_free(kms_key_metadata *md);
 
@@ -591,6 +592,8 @@ typedef struct kms_create_key_params {
 	uint32_t rotation_period_days; /* 0: no automatic rotation */
 	const char *alias;             /* NULL: none; else "alias/..." */
 	kms_key_protection protection; /* 0: WRAPPED */
+	bool per_data_principal;       /* a sub-key per data principal (`dp` in the
+	                                * context; docs/data-principals.md) */
 } kms_create_key_params;
 
 /* Creates a key in the HSM; out gets its metadata. */

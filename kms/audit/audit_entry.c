@@ -287,6 +287,29 @@ static int message_members(const op_ctx *ctx, const op_audit_view *fields, json_
 	return bad;
 }
 
+/* A text the request carried, as a member: itself when it is UTF-8 (a
+ * validator may not have run: a refused request is logged too), else a
+ * mark. */
+static int text_member(json_t *e, const char *name, const char *text)
+{
+	if (!text)
+		return 0;
+	size_t n = strnlen(text, 1024);
+	if (n < 1024 && kms_utf8_valid((const uint8_t *)text, n, NULL))
+		return json_object_set_new(e, name, json_stringn(text, n));
+	return json_object_set_new(e, name, json_string("(invalid: not UTF-8 or too long)"));
+}
+
+/* The data-principal operations' members (docs/data-principals.md). */
+static int data_principal_members(const op_audit_view *fields, json_t *e)
+{
+	int bad = 0;
+	bad |= text_member(e, "data_principal", fields->data_principal);
+	bad |= text_member(e, "basis", fields->basis);
+	bad |= text_member(e, "hold", fields->hold);
+	return bad;
+}
+
 /* KMS_OK with the entry; *too_large (and KMS_INVALID_ARGUMENT) when it
  * would pass AUDIT_ENTRY_MAX: then try a smaller shape. */
 static kms_status build(const audit_facts *f, const entry_shape *shape, char **out, size_t *len,
@@ -331,6 +354,7 @@ static kms_status build(const audit_facts *f, const entry_shape *shape, char **o
 	bad |= json_object_set_new(e, "key_version", json_integer(ctx->audit.key_version));
 	bad |= json_object_set_new(e, "encryption_context", context);
 	bad |= message_members(ctx, &fields, e);
+	bad |= data_principal_members(&fields, e);
 	if (fields.batch_items)
 		bad |= batch_members(ctx, e, fields.batch_items, shape);
 	bad |= json_object_set_new(e, "status", json_string(f->phase == AUDIT_PHASE_INTENT
@@ -413,6 +437,45 @@ kms_status audit_entry_build_refusal(const audit_refusal *r, char **out, size_t 
 	char *text = bad ? NULL : json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(e);
 	KMS_ENSURE(text, KMS_INTERNAL, "audit: cannot encode the refusals of %s", r->source);
+	*out = text;
+	*len = strlen(text);
+	return KMS_OK;
+}
+
+kms_status audit_entry_build_system(const audit_system_entry *s, char **out, size_t *len)
+{
+	char when[AUDIT_TIME_MAX];
+	*out = NULL;
+	*len = 0;
+	audit_format_time(s->time_us, when);
+	json_t *e = json_object();
+	json_t *context = json_object();
+	if (!e || !context) {
+		json_decref(e);
+		json_decref(context);
+		return KMS_FAIL(KMS_INTERNAL, "audit: out of memory building an entry");
+	}
+	int bad = 0;
+	if (s->purpose && s->purpose[0])
+		bad |= json_object_set_new(context, "purpose", json_string(s->purpose));
+	bad |= json_object_set_new(e, "time", json_string(when));
+	bad |= json_object_set_new(e, "request_id", json_string(""));
+	bad |= json_object_set_new(e, "principal", json_string("kmsd"));
+	bad |= json_object_set_new(e, "access_key_id", json_string(""));
+	bad |= json_object_set_new(e, "source", json_string(""));
+	bad |= json_object_set_new(e, "operation", json_string(s->operation));
+	bad |= json_object_set_new(e, "key_id", json_string(s->key_id));
+	bad |= json_object_set_new(e, "key_version", json_integer(0));
+	bad |= json_object_set_new(e, "encryption_context", context);
+	bad |= json_object_set_new(e, "data_principal", json_string(s->data_principal));
+	bad |= json_object_set_new(e, "basis", json_string(s->basis));
+	bad |= json_object_set_new(e, "status", json_string(kms_status_name(KMS_OK)));
+	bad |= json_object_set_new(e, "error", json_string(""));
+	bad |= json_object_set_new(e, "latency_us", json_integer(0));
+	char *text = bad ? NULL : json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(e);
+	KMS_ENSURE(text, KMS_INTERNAL, "audit: cannot encode the %s entry of key %s", s->operation,
+	           s->key_id);
 	*out = text;
 	*len = strlen(text);
 	return KMS_OK;

@@ -67,4 +67,20 @@ typedef struct audit_refusal {
 kms_status audit_entry_build_refusal(const audit_refusal *r, char **out,
                                      size_t *len) KMS_MUST_USE;
 
+/* An entry kmsd writes on its own (principal "kmsd", no request): the
+ * retention tick's "pre_erasure" and "retention_erasure"
+ * (docs/data-principals.md). */
+typedef struct audit_system_entry {
+	const char *operation;
+	const char *key_id;
+	const char *data_principal;
+	const char *purpose;        /* recorded as encryption_context {"purpose": ...}; "" none */
+	const char *basis;
+	int64_t time_us;
+} audit_system_entry;
+
+/* Its entry as compact JSON, as audit_entry_build, status OK. */
+kms_status audit_entry_build_system(const audit_system_entry *e, char **out,
+                                    size_t *len) KMS_MUST_USE;
+
 #endif

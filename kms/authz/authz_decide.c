@@ -89,6 +89,13 @@ static const struct {
 	{ "list_consent_managers", { AUTHZ_FAMILY_CONSENT_READ, false } },
 	{ "list_consents", { AUTHZ_FAMILY_CONSENT_READ, false } },
 	{ "describe_consent", { AUTHZ_FAMILY_CONSENT_READ, false } },
+	/* Data principals' sub-keys (docs/data-principals.md): changes to a
+	 * key's sub-keys, decided on that key's policy like the other key
+	 * changes; the due list is a read across keys. */
+	{ "erase_data_principal", { AUTHZ_FAMILY_KEY_CONTROL, true } },
+	{ "set_data_principal_hold", { AUTHZ_FAMILY_KEY_CONTROL, true } },
+	{ "set_retention", { AUTHZ_FAMILY_KEY_CONTROL, true } },
+	{ "list_due_erasures", { AUTHZ_FAMILY_KEY_READ, false } },
 };
 
 authz_op_class authz_op_classify(const op_entry *op)

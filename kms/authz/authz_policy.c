@@ -34,7 +34,8 @@ const char authz_default_policy_json[] =
         "                 \"schedule_key_deletion\", \"cancel_key_deletion\", \"tag_key\",\n"
         "                 \"untag_key\", \"put_key_policy\", \"get_key_policy\",\n"
         "                 \"create_alias\", \"update_alias\", \"delete_alias\",\n"
-        "                 \"create_grant\"] }\n"
+        "                 \"create_grant\", \"erase_data_principal\",\n"
+        "                 \"set_data_principal_hold\", \"set_retention\"] }\n"
         "  ]\n"
         "}\n";
 

@@ -155,6 +155,7 @@ typedef struct keyring_create_args {
 	uint32_t rotation_period_days; /* 0: off; 1..3650 */
 	const char *alias;             /* NULL: none */
 	key_protection protection;     /* 0: the spec's default (keyring_spec_check) */
+	bool per_data_principal;       /* a sub-key per data principal (docs/data-principals.md) */
 } keyring_create_args;
 
 /*
@@ -168,6 +169,11 @@ typedef struct keyring_create_args {
  */
 kms_status keyring_spec_check(key_spec spec, key_usage usage, key_protection protection,
                               key_usage *usage_out, key_protection *protection_out) KMS_MUST_USE;
+
+/* A per-data-principal key must be AES_256 (ENCRYPT_DECRYPT) and wrapped:
+ * else KMS_INVALID_ARGUMENT saying what fits. Pure. */
+kms_status keyring_per_data_principal_check(bool per_data_principal, key_spec spec,
+                                            key_protection protection) KMS_MUST_USE;
 
 /* What DescribeKey shows. The arrays are malloc'ed; key_metadata_free. */
 typedef struct key_metadata {
@@ -194,6 +200,8 @@ typedef struct keyring_key_use {
 	                                * name in the unwrapped-key cache (wrapped) */
 	bool wrapped;                  /* use keyring_gcm_*, never the token path */
 	key_spec spec;
+	bool per_data_principal;       /* object names a version until keyring_dp_bind */
+	int64_t dp_key;                /* bound: the sub-key's id; 0 otherwise */
 } keyring_key_use;
 
 typedef struct keyring_tick_report {
@@ -301,6 +309,71 @@ kms_status keyring_public_key(keyring *kr, const keyring_key_use *use,
 /* HMAC-SHA256 of msg with a GENERATE_VERIFY_MAC version (in the HSM). */
 kms_status keyring_hmac(keyring *kr, const keyring_key_use *use, const uint8_t *msg,
                         size_t msg_len, uint8_t mac[static HSM_HMAC_SHA256_LEN]) KMS_MUST_USE;
+
+/* ---- per-data-principal sub-keys (docs/data-principals.md) ---- */
+
+/* 48 hours, in the keyring's days: the pre-erasure notice comes this long
+ * before a sub-key's retention ends (DPDP Rules r.8). */
+#define KEYRING_DP_NOTICE_DAYS 2
+
+/* For a use of a per-data-principal key (use->per_data_principal, from
+ * keyring_encrypt_key or keyring_decrypt_key; for any other key it does
+ * nothing): binds use to the sub-key of data principal dp (a pseudonym's
+ * text), so keyring_gcm_* use that sub-key. Not yet made: with create
+ * (sealing) it is generated in the HSM, wrapped under the current KEK and
+ * stored, its purpose (the context's, "" or NULL for none; 1..32 of
+ * [A-Za-z0-9._-]) fixing its retention; without (opening) KMS_NOT_FOUND.
+ * dp that is not a pseudonym: KMS_INVALID_ARGUMENT. Erased:
+ * KMS_FAILED_PRECONDITION naming when and on which basis. Reads the store
+ * on every call (an erasure is seen by the next request). */
+kms_status keyring_dp_bind(keyring *kr, keyring_key_use *use, const char *dp, const char *purpose,
+                           bool create, int64_t now) KMS_MUST_USE;
+
+/* Erases data principal dp's sub-key under key_ref's key at once: its
+ * wrapped bytes deleted from the store (the row stays, ERASED, with now
+ * and basis: the tombstone that keeps it from being made again), its
+ * unwrapped copy evicted from the HSM cache. dp with no sub-key yet gets
+ * the tombstone alone. Held: KMS_FAILED_PRECONDITION naming the hold;
+ * already erased: KMS_FAILED_PRECONDITION. The row as it ends into *out
+ * (may be NULL). */
+kms_status keyring_dp_erase(keyring *kr, const char *key_ref, const char *dp, const char *basis,
+                            int64_t now, store_dp_key *out) KMS_MUST_USE;
+
+/* Places (hold: a statute, 1..256 bytes) or lifts (hold "") the legal hold
+ * on dp's sub-key under key_ref's key, which must exist and be active
+ * (KMS_NOT_FOUND, KMS_FAILED_PRECONDITION). *out as keyring_dp_erase. */
+kms_status keyring_dp_hold(keyring *kr, const char *key_ref, const char *dp, const char *hold,
+                           store_dp_key *out) KMS_MUST_USE;
+
+/* The key's retention for sub-keys first used for purpose: days
+ * 1..STORE_RETENTION_DAYS_MAX, 0 to remove it. Existing sub-keys of that
+ * purpose get the new end (from their creation). Only per-data-principal
+ * keys. The key id into key_id. */
+kms_status keyring_retention_set(keyring *kr, const char *key_ref, const char *purpose,
+                                 uint32_t days,
+                                 char key_id[static KMS_KEYID_TEXT_SIZE]) KMS_MUST_USE;
+
+/* Sub-keys whose pre-erasure notice was given and that are not erased nor
+ * held, by end then id, after (after_end, after_id); at most cap. */
+kms_status keyring_dp_due(keyring *kr, int64_t after_end, int64_t after_id, size_t cap,
+                          store_dp_key *out, size_t *n) KMS_MUST_USE;
+
+/* When a noticed sub-key is erased: its retention's end, or
+ * KEYRING_DP_NOTICE_DAYS after its notice if that is later. */
+int64_t keyring_dp_erase_at(const keyring *kr, const store_dp_key *row);
+
+/* What the retention tick reports before it acts: operation
+ * "pre_erasure" or "retention_erasure". A failure stops that action (it
+ * is retried on the next tick): nothing is erased or noticed unheard. */
+typedef kms_status (*keyring_dp_event_fn)(void *ctx, const char *operation,
+                                          const store_dp_key *row);
+
+/* The retention tick: notices (event, then noted) sub-keys whose retention
+ * ends within KEYRING_DP_NOTICE_DAYS, and erases (event, then erased) those
+ * whose end and notice period have passed; at most KEYRING_TICK_BATCH of
+ * each. Held sub-keys wait. *noticed and *erased count them. */
+kms_status keyring_dp_tick(keyring *kr, int64_t now, keyring_dp_event_fn event, void *ctx,
+                           size_t *noticed, size_t *erased) KMS_MUST_USE;
 
 /* ---- KEKs (docs/key-hierarchy.md) ---- */
 

@@ -243,6 +243,7 @@ static kms_status entry_load_locked(keyring *kr, const uint8_t id[KMS_KEYID_BYTE
 	e->spec = key.spec;
 	e->usage = key.usage;
 	e->wrapped = key.protection == KEY_PROTECTION_WRAPPED;
+	e->per_data_principal = key.per_data_principal;
 	e->primary = key.primary_version;
 	if (e->block_version != e->primary) {
 		/* Uses of another version are not ours to hand out any more. */
@@ -427,6 +428,8 @@ static kms_status use_fill(const kr_entry *e, uint32_t version, keyring_key_use 
 	out->version = version;
 	out->wrapped = e->wrapped;
 	out->spec = e->spec;
+	out->per_data_principal = e->per_data_principal;
+	out->dp_key = 0;
 	return kr_object_id(e->id, version, &out->object);
 }
 

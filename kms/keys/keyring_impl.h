@@ -60,6 +60,7 @@ typedef struct kr_entry {
 	key_spec spec;
 	key_usage usage;
 	bool wrapped;                 /* protection 'wrapped': versions via the key cache */
+	bool per_data_principal;      /* uses go through a data principal's sub-key */
 	uint32_t primary;
 	uint32_t n_versions;          /* entries in version_flags */
 	uint8_t *version_flags;       /* [v - 1]: KR_VERSION_* */
@@ -204,6 +205,24 @@ void kr_evict_versions(keyring *kr, const uint8_t id[KMS_KEYID_BYTES], uint32_t 
  * wrap nothing any more; counts into report (rewrapped, keks_retired,
  * failed). Logs each failure; returns the first, or KMS_OK. */
 kms_status kr_rewrap_tick(keyring *kr, int64_t now, keyring_tick_report *report) KMS_MUST_USE;
+
+/* The HSM name (CKA_ID) of a KEK's token object. */
+kms_status kr_kek_object_id(const store_kek *kek, hsm_object_id *out) KMS_MUST_USE;
+
+/* ---- per-data-principal sub-keys (keyring_dp.c) ---- */
+
+/* A sub-key's name in the unwrapped-key cache: "dp" and its row id, u64
+ * big-endian (10 bytes: never a version's 20). */
+#define KR_DP_NAME_PREFIX "dp"
+#define KR_DP_NAME_LEN 10
+void kr_dp_name(int64_t id, hsm_object_id *out);
+/* true and the id when name is a sub-key's. */
+bool kr_dp_name_parse(const hsm_object_id *name, int64_t *id);
+/* Re-wraps up to kr->rewrap_pages pages of sub-keys under the draining
+ * KEK from, to the current one; counts into report. *done: none is
+ * left (but those that failed). */
+kms_status kr_dp_rewrap_tick(keyring *kr, const store_kek *from, const store_kek *to,
+                             keyring_tick_report *report, bool *done) KMS_MUST_USE;
 
 /* Start-up reconciliation of the store with the token (keyring.h).
  * store_created: kms.db had no schema before this open. */

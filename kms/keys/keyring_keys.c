@@ -256,6 +256,17 @@ kms_status keyring_spec_check(key_spec spec, key_usage usage, key_protection pro
 	return KMS_OK;
 }
 
+kms_status keyring_per_data_principal_check(bool per_data_principal, key_spec spec,
+                                           key_protection protection)
+{
+	KMS_ENSURE(!per_data_principal ||
+	                   (spec == KEY_SPEC_AES_256 && protection == KEY_PROTECTION_WRAPPED),
+	           KMS_INVALID_ARGUMENT, "per-data-principal keys are AES_256 ENCRYPT_DECRYPT keys "
+	           "with protection wrapped only: not %s %s", key_spec_name(spec),
+	           key_protection_name(protection));
+	return KMS_OK;
+}
+
 /* Inside the creating transaction: refuses a new hsm-resident key once
  * max_hsm_resident of them exist (the token holds a bounded number of
  * objects). The count is an index, and BEGIN IMMEDIATE orders creators. */
@@ -340,6 +351,7 @@ kms_status keyring_create_key(keyring *kr, const keyring_create_args *args, int6
 	key_usage usage;
 	key_protection protection;
 	KMS_GUARD(keyring_spec_check(spec, args->usage, args->protection, &usage, &protection));
+	KMS_GUARD(keyring_per_data_principal_check(args->per_data_principal, spec, protection));
 	KMS_GUARD(description_validate(args->description));
 	KMS_GUARD(tags_validate(args->tags, args->n_tags));
 	KMS_GUARD(rotation_validate(args->rotation_period_days));
@@ -366,6 +378,7 @@ kms_status keyring_create_key(keyring *kr, const keyring_create_args *args, int6
 	                               : 0;
 	memcpy(key.region, kr->region, sizeof key.region);
 	key.protection = protection;
+	key.per_data_principal = args->per_data_principal;
 	if (key.protection == KEY_PROTECTION_WRAPPED)
 		return create_wrapped(kr, args, &key, policy, out);
 	KMS_ENSURE(key.protection == KEY_PROTECTION_HSM_RESIDENT, KMS_INVALID_ARGUMENT,
@@ -452,6 +465,7 @@ static kms_status batch_prepare(keyring *kr, const keyring_create_args *args, in
 	                                : 0;
 	memcpy(key->region, kr->region, sizeof key->region);
 	key->protection = KEY_PROTECTION_WRAPPED;
+	key->per_data_principal = args->per_data_principal;
 	return kr_generate_wrapped(kr, key->spec, &item->kek_id, item->wrapped,
 	                           sizeof item->wrapped, &item->wrapped_len, NULL, NULL);
 }

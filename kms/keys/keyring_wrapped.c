@@ -32,6 +32,11 @@ static kms_status kek_object_id(const store_kek *kek, hsm_object_id *out)
 	return KMS_OK;
 }
 
+kms_status kr_kek_object_id(const store_kek *kek, hsm_object_id *out)
+{
+	return kek_object_id(kek, out);
+}
+
 /* Makes the CREATING KEK current, creating its token object unless a crash
  * left it there already. */
 static kms_status kek_finish(keyring *kr, const store_kek *kek)
@@ -250,14 +255,21 @@ static kms_status material_load(void *ctx, const hsm_object_id *name, hsm_object
 	keyring *kr = ctx;
 	uint8_t id[KMS_KEYID_BYTES];
 	char id_text[KMS_KEYID_TEXT_SIZE];
-	uint32_t version;
+	uint32_t version = 0;
+	int64_t dp_key = 0;
 	store_material m;
 	kms_status status;
 
 	*len = 0;
-	KMS_GUARD(keyid_hsm_object_id_parse(name->bytes, name->len, id, &version));
-	keyid_format(id, id_text);
-	KMS_GUARD_OUT(status, store_version_material_get(kr->store, id_text, version, &m));
+	if (kr_dp_name_parse(name, &dp_key)) {
+		/* A data principal's sub-key (keyring_dp.c). */
+		snprintf(id_text, sizeof id_text, "sub-key %lld", (long long)dp_key);
+		KMS_GUARD_OUT(status, store_dp_key_material_get(kr->store, dp_key, &m));
+	} else {
+		KMS_GUARD(keyid_hsm_object_id_parse(name->bytes, name->len, id, &version));
+		keyid_format(id, id_text);
+		KMS_GUARD_OUT(status, store_version_material_get(kr->store, id_text, version, &m));
+	}
 	if (m.wrapped_len > cap) {
 		status = KMS_FAIL(KMS_INTERNAL, "keyring: wrapped material of %s:v%u is larger than "
 		                  "the HSM layer takes", id_text, (unsigned)version);
@@ -473,8 +485,10 @@ static kms_status kek_retire(keyring *kr, const store_kek *kek, int64_t now, boo
 	hsm_object_id object;
 	uint64_t left = 0;
 	*retired = false;
+	uint64_t sub_keys = 0;
 	KMS_GUARD(store_versions_under_kek_count(kr->store, kek->id, &left));
-	if (left)
+	KMS_GUARD(store_dp_keys_under_kek_count(kr->store, kek->id, &sub_keys));
+	if (left || sub_keys)
 		return KMS_OK; /* rows the pages passed over (failures): next tick */
 	KMS_GUARD(kek_object_id(kek, &object));
 	/* Idempotent: a crash after it (retire:after-hsm) left the row
@@ -482,7 +496,7 @@ static kms_status kek_retire(keyring *kr, const store_kek *kek, int64_t now, boo
 	KMS_GUARD(hsm_object_destroy(kr->hsm, &object));
 	kr_crash_point_reached(kr, KR_CRASH_RETIRE_AFTER_HSM);
 	KMS_GUARD(store_kek_set_state(kr->store, kek->id, KEK_STATE_RETIRED, now));
-	kr_log("info", "KEK %s retired: no key version is wrapped under it; its HSM object is "
+	kr_log("info", "KEK %s retired: no key version or sub-key is wrapped under it; its HSM object is "
 	       "destroyed", kek->hsm_id);
 	*retired = true;
 	return KMS_OK;
@@ -564,7 +578,14 @@ kms_status kr_rewrap_tick(keyring *kr, int64_t now, keyring_tick_report *report)
 			break; /* the page itself could not be read */
 	}
 	free(work);
-	if (n_read < KEYRING_REWRAP_BATCH && first == KMS_OK) {
+	/* Then the data principals' sub-keys, the same way. */
+	bool dp_done = false;
+	kms_status dst = kr_dp_rewrap_tick(kr, draining, &current, report, &dp_done);
+	if (dst != KMS_OK && first == KMS_OK) {
+		first = dst;
+		kms_error_save(&first_error);
+	}
+	if (n_read < KEYRING_REWRAP_BATCH && dp_done && first == KMS_OK) {
 		/* The last page was short: nothing left (failures aside). */
 		bool retired = false;
 		pthread_rwlock_wrlock(&kr->kek_rwlock);

@@ -39,6 +39,31 @@ typedef struct opened {
 	uint32_t key_version;
 } opened;
 
+/* A context value by key, or NULL. */
+static const char *context_get(Kms__StringPair *const *pairs, size_t n, const char *key)
+{
+	for (size_t i = 0; i < n; i++)
+		if (pairs[i]->key && strcmp(pairs[i]->key, key) == 0)
+			return pairs[i]->value;
+	return NULL;
+}
+
+/* A per-data-principal key (docs/data-principals.md): the use goes to the
+ * sub-key of the context's `dp`, made on a seal's first use; nothing for
+ * any other key. */
+static kms_status bind_data_principal(op_ctx *ctx, keyring_key_use *use,
+                                      Kms__StringPair *const *pairs, size_t n, bool seal)
+{
+	if (!use->per_data_principal)
+		return KMS_OK;
+	const char *dp = context_get(pairs, n, "dp");
+	KMS_ENSURE(dp, KMS_INVALID_ARGUMENT, "key %s keeps a key per data principal: put the "
+	           "principal's pseudonym in the encryption context as \"dp\" (pseudonymize the "
+	           "identifier first)", use->key_id_text);
+	return keyring_dp_bind(ctx->d->keyring, use, dp, context_get(pairs, n, "purpose"), seal,
+	                       ctx->now);
+}
+
 /* The canonical context encoding, in the arena. */
 static kms_status encode_context(op_ctx *ctx, Kms__StringPair *const *pairs, size_t n,
                                  uint8_t **out, size_t *out_len)
@@ -76,6 +101,7 @@ static kms_status seal(op_ctx *ctx, const char *key_ref, const uint8_t *plaintex
 	KMS_ENSURE(strcmp(use.key_id_text, allowed) == 0, KMS_UNAVAILABLE,
 	           "%s now names another key than the one authorized (it was moved during "
 	           "the request): retry", key_ref);
+	KMS_GUARD(bind_data_principal(ctx, &use, pairs, n_pairs, true));
 	/* The IV from the HSM's generator, not this process's DRBG: a reused
 	 * IV under one key breaks GCM, and a kmsd restored from a VM snapshot
 	 * or cloned would replay its DRBG's output; the HSM's state is not
@@ -145,6 +171,8 @@ static kms_status open_blob(op_ctx *ctx, ProtobufCBinaryData blob_bytes,
 		st = authz_consent_check(ctx, blob_key, pairs, n_pairs, CONSENT_USE_OPEN);
 	if (st == KMS_OK)
 		st = keyring_decrypt_key(ctx->d->keyring, blob.key_id, blob.key_version, &use);
+	if (st == KMS_OK)
+		st = bind_data_principal(ctx, &use, pairs, n_pairs, false);
 	if (st == KMS_NOT_FOUND)
 		return cannot_open(ctx);
 	KMS_GUARD(st);

@@ -37,6 +37,7 @@ static kms_status to_wire(op_ctx *ctx, const key_metadata *m, Kms__KeyMetadata *
 	w->protection = k->protection == KEY_PROTECTION_HSM_RESIDENT
 	                        ? KMS__KEY_PROTECTION__HSM_RESIDENT
 	                        : KMS__KEY_PROTECTION__WRAPPED;
+	w->per_data_principal = k->per_data_principal;
 
 	w->versions = arena_alloc(ctx->arena, (m->n_versions + 1) * sizeof *w->versions);
 	w->aliases = arena_alloc(ctx->arena, (m->n_aliases + 1) * sizeof *w->aliases);
@@ -125,7 +126,8 @@ kms_status op_create_key_kind(const Kms__CreateKeyRequest *r, key_spec *spec, ke
 	           "key_usage: %d, must be ENCRYPT_DECRYPT, GENERATE_VERIFY_MAC or SIGN_VERIFY",
 	           (int)r->key_usage);
 	*spec = r->key_spec ? (key_spec)r->key_spec : KEY_SPEC_AES_256;
-	return keyring_spec_check(*spec, (key_usage)r->key_usage, asked, usage, protection);
+	KMS_GUARD(keyring_spec_check(*spec, (key_usage)r->key_usage, asked, usage, protection));
+	return keyring_per_data_principal_check(r->per_data_principal, *spec, *protection);
 }
 
 kms_status op_create_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
@@ -148,6 +150,7 @@ kms_status op_create_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *re
 		.rotation_period_days = r->rotation_period_days,
 		.alias = r->alias[0] ? r->alias : NULL,
 		.protection = protection,
+		.per_data_principal = r->per_data_principal,
 	};
 	key_metadata m = { 0 };
 	Kms__CreateKeyResponse *c;

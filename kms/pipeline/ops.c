@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "common/pseudonym.h"
 #include "kms/format/authz_names.h"
 #include "kms/pipeline/validate.h"
 #include "kms/consent/consent_artefact.h"
@@ -613,6 +614,76 @@ static kms_status v_create_grant(const Kms__Request *req)
 	return validate_context("context", r->n_context, r->context);
 }
 
+/* ---- data principals ---- */
+
+static kms_status v_data_principal(const char *dp)
+{
+	char key_short[KMS_PSEUDONYM_KEY_SHORT_SIZE];
+	uint32_t version;
+	KMS_ENSURE(strlen(dp) <= KMS_PSEUDONYM_TEXT_MAX &&
+	                   pseudonym_parse(dp, key_short, &version) == KMS_OK,
+	           KMS_INVALID_ARGUMENT, "data_principal: must be a pseudonym (kp_...): "
+	           "pseudonymize the identifier first");
+	return KMS_OK;
+}
+
+/* A basis or statute: 1..256 bytes of UTF-8, no control character. */
+static kms_status v_legal_text(const char *field, const char *s, bool required)
+{
+	size_t n = strlen(s);
+	KMS_ENSURE(n || !required, KMS_INVALID_ARGUMENT, "%s is required", field);
+	KMS_GUARD(validate_utf8(field, s, 256));
+	for (size_t i = 0; i < n; i++)
+		KMS_ENSURE((unsigned char)s[i] >= 0x20 && s[i] != 0x7f, KMS_INVALID_ARGUMENT,
+		           "%s: one line, no control characters", field);
+	return KMS_OK;
+}
+
+static kms_status v_erase_data_principal(const Kms__Request *req)
+{
+	const Kms__EraseDataPrincipalRequest *r = req->erase_data_principal;
+	KMS_ENSURE(r, KMS_INVALID_ARGUMENT, "the operation message is missing");
+	KMS_GUARD(validate_key_ref("key_id", r->key_id));
+	KMS_GUARD(v_data_principal(r->data_principal));
+	return v_legal_text("basis", r->basis, true);
+}
+
+static kms_status v_set_data_principal_hold(const Kms__Request *req)
+{
+	const Kms__SetDataPrincipalHoldRequest *r = req->set_data_principal_hold;
+	KMS_ENSURE(r, KMS_INVALID_ARGUMENT, "the operation message is missing");
+	KMS_GUARD(validate_key_ref("key_id", r->key_id));
+	KMS_GUARD(v_data_principal(r->data_principal));
+	return v_legal_text("hold", r->hold, false);
+}
+
+static kms_status v_list_due_erasures(const Kms__Request *req)
+{
+	const Kms__ListDueErasuresRequest *r = req->list_due_erasures;
+	KMS_ENSURE(r, KMS_INVALID_ARGUMENT, "the operation message is missing");
+	return validate_list(r->limit, r->page_token);
+}
+
+static kms_status v_set_retention(const Kms__Request *req)
+{
+	const Kms__SetRetentionRequest *r = req->set_retention;
+	KMS_ENSURE(r, KMS_INVALID_ARGUMENT, "the operation message is missing");
+	KMS_GUARD(validate_key_ref("key_id", r->key_id));
+	size_t n = strlen(r->purpose);
+	bool ok = n >= 1 && n <= STORE_PURPOSE_MAX;
+	for (size_t i = 0; ok && i < n; i++) {
+		char c = r->purpose[i];
+		ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		     c == '.' || c == '_' || c == '-';
+	}
+	KMS_ENSURE(ok, KMS_INVALID_ARGUMENT, "purpose: must be 1..%d of [A-Za-z0-9._-], e.g. 101",
+	           STORE_PURPOSE_MAX);
+	KMS_ENSURE(r->days <= STORE_RETENTION_DAYS_MAX, KMS_INVALID_ARGUMENT,
+	           "days is %u: use 1 to %d, or 0 to remove the retention", r->days,
+	           STORE_RETENTION_DAYS_MAX);
+	return KMS_OK;
+}
+
 static kms_status v_list_grants(const Kms__Request *req)
 {
 	const Kms__ListGrantsRequest *r = req->list_grants;
@@ -655,6 +726,11 @@ static const op_audit_fields audit_key = { .key = "key_id", .noted = "key_id" };
 /* ListAliases: key_id is a filter; no key is used. */
 static const op_audit_fields audit_key_filter = { .key = "key_id" };
 /* Create/UpdateAlias name the key only as the alias's target. */
+static const op_audit_fields audit_erase = { .key = "key_id", .noted = "key_id",
+	                                      .data_principal = "data_principal",
+	                                      .basis = "basis" };
+static const op_audit_fields audit_hold = { .key = "key_id", .noted = "key_id",
+	                                     .data_principal = "data_principal", .hold = "hold" };
 static const op_audit_fields audit_alias_target = { .noted = "target_key_id" };
 /* Sealing under key_id: Encrypt, GenerateDataKey[WithoutPlaintext]. */
 static const op_audit_fields audit_seal = {
@@ -830,6 +906,17 @@ static const op_entry op_table[] = {
 	  .handle = op_list_consents, .audit = &audit_none },
 	{ OP(describe_consent, DESCRIBE_CONSENT), .role = ROLE_AUDITOR,
 	  .validate = v_describe_consent, .handle = op_describe_consent, .audit = &audit_none },
+	/* Data principals' sub-keys (op_dp.c, docs/data-principals.md). */
+	{ OP(erase_data_principal, ERASE_DATA_PRINCIPAL), .role = ROLE_ADMIN, .changes_state = true,
+	  .validate = v_erase_data_principal, .handle = op_erase_data_principal,
+	  .audit = &audit_erase },
+	{ OP(set_data_principal_hold, SET_DATA_PRINCIPAL_HOLD), .role = ROLE_ADMIN,
+	  .changes_state = true, .validate = v_set_data_principal_hold,
+	  .handle = op_set_data_principal_hold, .audit = &audit_hold },
+	{ OP(list_due_erasures, LIST_DUE_ERASURES), .role = ROLE_ADMIN,
+	  .validate = v_list_due_erasures, .handle = op_list_due_erasures, .audit = &audit_none },
+	{ OP(set_retention, SET_RETENTION), .role = ROLE_ADMIN, .changes_state = true,
+	  .validate = v_set_retention, .handle = op_set_retention, .audit = &audit_key },
 };
 
 /* Whether a grant may name the operation: the data plane, that is the rows
@@ -1018,6 +1105,9 @@ void ops_audit_view_item(const Kms__Request *req, size_t i, op_audit_view *v)
 		v->n_context = ops_field_count(msg, c);
 	}
 	audit_view_message(msg, a, v);
+	v->data_principal = string_named(msg, a->data_principal);
+	v->basis = string_named(msg, a->basis);
+	v->hold = string_named(msg, a->hold);
 }
 
 kms_status ops_batch_shape(const op_entry *op, op_batch_shape *s)
@@ -1071,6 +1161,9 @@ kms_status ops_check_row(const op_entry *op)
 	}
 	KMS_GUARD(check_named(op, subject, a->key, PROTOBUF_C_TYPE_STRING, false));
 	KMS_GUARD(check_named(op, subject, a->noted, PROTOBUF_C_TYPE_STRING, false));
+	KMS_GUARD(check_named(op, subject, a->data_principal, PROTOBUF_C_TYPE_STRING, false));
+	KMS_GUARD(check_named(op, subject, a->basis, PROTOBUF_C_TYPE_STRING, false));
+	KMS_GUARD(check_named(op, subject, a->hold, PROTOBUF_C_TYPE_STRING, false));
 	KMS_GUARD(check_named(op, subject, a->context, PROTOBUF_C_TYPE_MESSAGE, true));
 	KMS_ENSURE(!a->message ||
 	                   field_named(subject, a->message, PROTOBUF_C_TYPE_BYTES, false) ||

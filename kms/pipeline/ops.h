@@ -160,6 +160,11 @@ typedef struct op_audit_fields {
 	const char *message;
 	/* An enum field recorded by its value's name (MessageType). */
 	const char *message_type;
+	/* String fields recorded as the entry's `data_principal`, `basis` and
+	 * `hold` members (docs/data-principals.md). */
+	const char *data_principal;
+	const char *basis;
+	const char *hold;
 } op_audit_fields;
 
 typedef struct op_entry {
@@ -212,6 +217,9 @@ typedef struct op_audit_view {
 	size_t message_bytes;            /* its length; repeated: the total */
 	size_t message_values;           /* repeated: how many; else 0 */
 	const char *message_type;        /* the enum value's name; NULL: none */
+	const char *data_principal;      /* the data-principal columns; NULL: none */
+	const char *basis;
+	const char *hold;
 } op_audit_view;
 
 void ops_audit_view(const Kms__Request *req, op_audit_view *out);
@@ -331,6 +339,11 @@ kms_status op_retire_grant(op_ctx *, const Kms__Request *, Kms__Response *) KMS_
 kms_status op_revoke_grant(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
 
 kms_status op_list_keks(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+
+kms_status op_erase_data_principal(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_set_data_principal_hold(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_list_due_erasures(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
+kms_status op_set_retention(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
 kms_status op_rotate_kek(op_ctx *, const Kms__Request *, Kms__Response *) KMS_MUST_USE;
 
 #endif

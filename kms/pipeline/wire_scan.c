@@ -6,7 +6,7 @@
 
 /* Fields one message type may declare; kms.Request has 55. A type with
  * more fails the scan (closed) until this grows. */
-#define WIRE_FIELDS_PER_MESSAGE_MAX 64
+#define WIRE_FIELDS_PER_MESSAGE_MAX 96
 
 enum { WIRE_VARINT = 0, WIRE_FIXED64 = 1, WIRE_LEN = 2, WIRE_FIXED32 = 5 };
 

@@ -52,7 +52,7 @@
 
 #define STORE_DB_FILE "kms.db"
 #define STORE_LOCK_FILE "kms.lock"
-#define STORE_SCHEMA_VERSION 6
+#define STORE_SCHEMA_VERSION 7
 #define STORE_BUSY_TIMEOUT_MS 5000
 
 /* Descriptions, tags and policies are bounded by <kms/limits.h>. */
@@ -130,6 +130,7 @@ typedef struct store_key {
 	int64_t deletion_date;          /* 0: none */
 	char region[KEY_REGION_MAX + 1];
 	key_protection protection;      /* set by store_key_insert only */
+	bool per_data_principal;        /* a sub-key per data principal; set by store_key_insert only */
 } store_key;
 
 typedef struct store_version {
@@ -383,6 +384,89 @@ kms_status store_versions_under_kek_count(store *st, uint32_t kek_id,
  * material to NULL in the same statement, so the existing destroy
  * transaction deletes the wrapped bytes (docs/key-hierarchy.md,
  * "Destruction and crypto-shredding"). */
+
+/* ---- per-data-principal sub-keys (docs/data-principals.md) ---- */
+
+#define STORE_DP_MAX 55            /* a pseudonym's text, KMS_PSEUDONYM_TEXT_MAX */
+#define STORE_PURPOSE_MAX 32       /* a purpose code: [A-Za-z0-9._-] */
+#define STORE_LEGAL_TEXT_MAX 256   /* bytes of a basis or a hold's statute (UTF-8) */
+#define STORE_RETENTION_DAYS_MAX 36500
+
+typedef enum dp_key_state {
+	DP_KEY_ACTIVE = 1,   /* has material */
+	DP_KEY_ERASED = 2,   /* the tombstone: no material, never made again */
+} dp_key_state;
+
+/* A row of dp_keys: one data principal's sub-key under one key. */
+typedef struct store_dp_key {
+	int64_t id;                                /* its name in the unwrapped-key cache */
+	char key_id[KMS_KEYID_TEXT_SIZE];
+	char dp[STORE_DP_MAX + 1];
+	dp_key_state state;
+	char purpose[STORE_PURPOSE_MAX + 1];       /* of its first use; "" none */
+	int64_t created_at;
+	int64_t retention_ends_at;                 /* 0: no retention */
+	int64_t notice_at;                         /* when pre_erasure was audited; 0 not yet */
+	char hold[STORE_LEGAL_TEXT_MAX + 1];       /* "" no legal hold */
+	int64_t erased_at;
+	char basis[STORE_LEGAL_TEXT_MAX + 1];      /* the erasure's legal basis */
+	uint32_t kek_id;                           /* active: its KEK */
+} store_dp_key;
+
+/* The sub-key of (key_id, dp), in any state; KMS_NOT_FOUND if none. */
+kms_status store_dp_key_get(store *st, const char *key_id, const char *dp,
+                            store_dp_key *out) KMS_MUST_USE;
+/* Inserts row (key_id, dp, purpose, created_at, retention_ends_at; state
+ * ACTIVE with wrapped under kek_id, or ERASED with wrapped NULL, erased_at
+ * and basis: a tombstone for a principal erased before first use). Its id
+ * into *id. KMS_ALREADY_EXISTS if (key_id, dp) has a row. */
+kms_status store_dp_key_insert(store *st, const store_dp_key *row, uint32_t kek_id,
+                               const uint8_t *wrapped, size_t wrapped_len,
+                               int64_t *id) KMS_MUST_USE;
+/* The cache-miss read by id; KMS_NOT_FOUND if no row, KMS_FAILED_PRECONDITION
+ * if erased. spec is AES_256. */
+kms_status store_dp_key_material_get(store *st, int64_t id, store_material *out) KMS_MUST_USE;
+/* ACTIVE and not held -> ERASED: material deleted, erased_at and basis
+ * set. KMS_NOT_FOUND if it was not active and free of holds. */
+kms_status store_dp_key_erase(store *st, int64_t id, int64_t now, const char *basis) KMS_MUST_USE;
+/* Places (hold non-empty) or lifts ("") the legal hold of an ACTIVE
+ * sub-key; KMS_NOT_FOUND if it is not active. */
+kms_status store_dp_key_set_hold(store *st, int64_t id, const char *hold) KMS_MUST_USE;
+/* Records that the pre-erasure notice was audited at now. */
+kms_status store_dp_key_notice_set(store *st, int64_t id, int64_t now) KMS_MUST_USE;
+/* Erases every active sub-key of a key being destroyed (holds end with
+ * the key), in the caller's transaction. */
+kms_status store_dp_keys_destroy_for_key(store *st, const char *key_id,
+                                         int64_t now) KMS_MUST_USE;
+
+typedef enum store_dp_due {
+	STORE_DP_NOTICE_DUE,   /* retention ends by `before`, no notice yet, not held */
+	STORE_DP_ERASURE_DUE,  /* notice given, retention ends by `before`, not held */
+} store_dp_due;
+/* Up to cap rows matching q with (retention_ends_at, id) > (after_end,
+ * after_id), ascending, into out[0..*n); a partial index holds exactly
+ * the candidates of each. */
+kms_status store_dp_keys_due(store *st, store_dp_due q, int64_t before, int64_t after_end,
+                             int64_t after_id, size_t cap, store_dp_key *out,
+                             size_t *n) KMS_MUST_USE;
+
+/* Re-wrap of a sub-key, a compare-and-set as store_version_rewrap. */
+kms_status store_dp_key_rewrap(store *st, int64_t id, uint32_t old_kek_id, uint32_t new_kek_id,
+                               const uint8_t *wrapped, size_t wrapped_len) KMS_MUST_USE;
+/* Up to cap ids of sub-keys wrapped under kek_id with id > after_id. */
+kms_status store_dp_keys_under_kek(store *st, uint32_t kek_id, int64_t after_id, size_t cap,
+                                   int64_t *ids, size_t *n) KMS_MUST_USE;
+kms_status store_dp_keys_under_kek_count(store *st, uint32_t kek_id, uint64_t *n) KMS_MUST_USE;
+
+/* A key's retention for a purpose: days 1..STORE_RETENTION_DAYS_MAX, or 0
+ * to remove it. Also moves the end of that key's active sub-keys of that
+ * purpose to created_at + days * seconds_per_day (0: none) and clears
+ * their notice (a new one is due 48 h before the new end). */
+kms_status store_retention_set(store *st, const char *key_id, const char *purpose, uint32_t days,
+                               uint32_t seconds_per_day) KMS_MUST_USE;
+/* *days 0 when the key has none for the purpose. */
+kms_status store_retention_get(store *st, const char *key_id, const char *purpose,
+                               uint32_t *days) KMS_MUST_USE;
 
 /* ---- KEKs ---- */
 

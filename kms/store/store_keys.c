@@ -14,7 +14,8 @@
 
 #define KEY_COLUMNS                                                            \
 	"id, description, spec, usage, state, lifecycle, primary_version, "    \
-	"rotation_period_days, created_at, next_rotation_at, deletion_date, region, protection"
+	"rotation_period_days, created_at, next_rotation_at, deletion_date, region, protection, " \
+	"per_data_principal"
 
 /* ---- rows <-> types ---- */
 
@@ -93,6 +94,7 @@ static kms_status key_read(sqlite3_stmt *s, store_key *out)
 	out->created_at = sqlite3_column_int64(s, 8);
 	out->next_rotation_at = sqlite3_column_int64(s, 9);
 	out->deletion_date = sqlite3_column_int64(s, 10);
+	out->per_data_principal = sqlite3_column_int64(s, 13) != 0;
 	return KMS_OK;
 }
 
@@ -105,14 +107,15 @@ kms_status store_key_insert(store *st, const store_key *key, const char *policy)
 	           "nor wrapped", key->id, (int)key->protection);
 	KMS_GUARD(store_stmt(st, S_KEY_INSERT,
 	                     "INSERT INTO keys (" KEY_COLUMNS ", policy) "
-	                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+	                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
 	                     &s));
-	int rc = store_bind(s, "ttiiitiiiiittt", key->id, key->description, (int64_t)key->spec,
+	int rc = store_bind(s, "ttiiitiiiiittit", key->id, key->description, (int64_t)key->spec,
 	                    (int64_t)key->usage, (int64_t)key->state,
 	                    lifecycle_text(key->lifecycle), (int64_t)key->primary_version,
 	                    (int64_t)key->rotation_period_days, key->created_at,
 	                    key->next_rotation_at, key->deletion_date, key->region,
-	                    key_protection_name(key->protection), policy ? policy : "");
+	                    key_protection_name(key->protection),
+	                    (int64_t)(key->per_data_principal ? 1 : 0), policy ? policy : "");
 	KMS_GUARD(store_bind_check(s, rc, "insert key", key->id));
 	rc = sqlite3_step(s);
 	kms_status status = KMS_OK;

@@ -71,6 +71,10 @@ static void init_all(e2e_op_request *o)
 	kms__set_consent_status_request__init(&o->scs);
 	kms__list_consents_request__init(&o->lc);
 	kms__describe_consent_request__init(&o->dc);
+	kms__erase_data_principal_request__init(&o->erase_dp);
+	kms__set_data_principal_hold_request__init(&o->hold_dp);
+	kms__list_due_erasures_request__init(&o->due);
+	kms__set_retention_request__init(&o->retention);
 }
 
 /* Every message's arguments, whichever operation is asked for. */
@@ -160,6 +164,14 @@ static void fill(e2e_op_request *o, const e2e_op_args *a)
 	o->ic.artefact = a->artefact.len ? a->artefact : (ProtobufCBinaryData){ 2, (uint8_t *)"{}" };
 	o->scs.consent_id = o->dc.consent_id = NAME_OR(a->consent_id, "walk-consent");
 	o->scs.action = KMS__CONSENT_ACTION__CONSENT_PAUSE;
+	/* Data principals: a well-formed pseudonym on key. */
+	char *dp = "kp_0000abcd_1_abcdefghijklmnopqrstuvwxyz234567";
+	o->erase_dp.key_id = o->hold_dp.key_id = o->retention.key_id = key;
+	o->erase_dp.data_principal = o->hold_dp.data_principal = dp;
+	o->erase_dp.basis = "walk";
+	o->hold_dp.hold = "";
+	o->retention.purpose = "101";
+	o->retention.days = 30;
 }
 
 bool e2e_op_request_build(e2e_op_request *o, const char *op, const e2e_op_args *a)
@@ -235,6 +247,11 @@ bool e2e_op_request_build(e2e_op_request *o, const char *op, const e2e_op_args *
 	OP("set_consent_status", set_consent_status, SET_CONSENT_STATUS, &o->scs)
 	OP("list_consents", list_consents, LIST_CONSENTS, &o->lc)
 	OP("describe_consent", describe_consent, DESCRIBE_CONSENT, &o->dc)
+	OP("erase_data_principal", erase_data_principal, ERASE_DATA_PRINCIPAL, &o->erase_dp)
+	OP("set_data_principal_hold", set_data_principal_hold, SET_DATA_PRINCIPAL_HOLD,
+	   &o->hold_dp)
+	OP("list_due_erasures", list_due_erasures, LIST_DUE_ERASURES, &o->due)
+	OP("set_retention", set_retention, SET_RETENTION, &o->retention)
 	else return false;
 #undef OP
 	return true;

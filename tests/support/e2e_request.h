@@ -102,6 +102,10 @@ typedef struct e2e_op_request {
 	Kms__ListConsentsRequest lc;
 	Kms__DescribeConsentRequest dc;
 	ProtobufCBinaryData pseudo_values[1];
+	Kms__EraseDataPrincipalRequest erase_dp;
+	Kms__SetDataPrincipalHoldRequest hold_dp;
+	Kms__ListDueErasuresRequest due;
+	Kms__SetRetentionRequest retention;
 	uint8_t mac[32];
 } e2e_op_request;
 

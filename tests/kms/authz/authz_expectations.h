@@ -39,7 +39,8 @@ static const char allow_app_policy[] =
         "\"disable_key\",\"rotate_key\",\"set_rotation_period\",\"schedule_key_deletion\","
         "\"cancel_key_deletion\",\"tag_key\",\"untag_key\",\"put_key_policy\","
         "\"get_key_policy\",\"create_alias\",\"update_alias\",\"delete_alias\","
-        "\"create_grant\"]},"
+        "\"create_grant\",\"erase_data_principal\",\"set_data_principal_hold\","
+        "\"set_retention\"]},"
         "{\"Sid\":\"app-uses\",\"Effect\":\"Allow\",\"Principal\":\"app\","
         "\"Action\":[\"encrypt\",\"decrypt\"]}]}";
 
@@ -50,7 +51,8 @@ static const char deny_policy[] =
         "\"disable_key\",\"rotate_key\",\"set_rotation_period\",\"schedule_key_deletion\","
         "\"cancel_key_deletion\",\"tag_key\",\"untag_key\",\"put_key_policy\","
         "\"get_key_policy\",\"create_alias\",\"update_alias\",\"delete_alias\","
-        "\"create_grant\"]},"
+        "\"create_grant\",\"erase_data_principal\",\"set_data_principal_hold\","
+        "\"set_retention\"]},"
         "{\"Sid\":\"app-uses\",\"Effect\":\"Allow\",\"Principal\":\"app\","
         "\"Action\":[\"encrypt\",\"decrypt\"]},"
         "{\"Sid\":\"frozen\",\"Effect\":\"Deny\",\"Principal\":\"*\","
@@ -148,6 +150,12 @@ static const expectation table[] = {
 	READ("list_consent_managers"),
 	READ("list_consents"),
 	READ("describe_consent"),
+	/* Data principals' sub-keys: changes on the key's policy (admin);
+	 * the due list: admin or auditor. */
+	CONTROL("erase_data_principal"),
+	CONTROL("set_data_principal_hold"),
+	CONTROL("set_retention"),
+	READ("list_due_erasures"),
 };
 
 static inline const expectation *expected_for(const char *op)

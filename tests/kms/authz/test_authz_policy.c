@@ -48,7 +48,8 @@ static void default_policy(void **state)
 		"describe_key", "update_key_description", "enable_key", "disable_key", "rotate_key",
 		"set_rotation_period", "schedule_key_deletion", "cancel_key_deletion", "tag_key",
 		"untag_key", "put_key_policy", "get_key_policy", "create_alias", "update_alias",
-		"delete_alias", "create_grant",
+		"delete_alias", "create_grant", "erase_data_principal", "set_data_principal_hold",
+		"set_retention",
 	};
 	size_t n = 0;
 	for (size_t i = 0; ops_at(i); i++) {

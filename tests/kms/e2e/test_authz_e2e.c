@@ -490,7 +490,9 @@ static const char *const not_keyed[] = {
 	"get_consistency_proof", "create_principal", "list_principals", "describe_principal",
 	"enable_principal", "disable_principal", "delete_principal", "create_access_key",
 	"list_access_keys", "revoke_access_key", "list_grants", "retire_grant",
-	"revoke_grant", "list_keks", "rotate_kek",
+	"revoke_grant", "list_keks", "rotate_kek", "list_due_erasures",
+	"add_consent_manager", "list_consent_managers", "remove_consent_manager",
+	"import_consent", "set_consent_status", "list_consents", "describe_consent",
 };
 
 /* The reply to op (by its field name) on the keys; the expected verdict in

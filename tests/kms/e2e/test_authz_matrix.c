@@ -168,6 +168,49 @@ static void make_signer(size_t role)
 	kms__response__free_unpacked(r, NULL);
 }
 
+/* ---- data-principal cells: a per-data-principal key of their own ---- */
+
+#define WALK_DP "kp_0000abcd_1_abcdefghijklmnopqrstuvwxyz234567" /* e2e_request.c's */
+
+static void create_dp_key(const char *policy, char out[35])
+{
+	Kms__CreateKeyRequest ck = KMS__CREATE_KEY_REQUEST__INIT;
+	ck.description = "matrix dp";
+	ck.policy = (char *)(uintptr_t)(policy ? policy : "");
+	ck.per_data_principal = true;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_CREATE_KEY;
+	req.create_key = &ck;
+	Kms__Response *r = admin_call(&req);
+	if (r->status != KMS__STATUS__OK)
+		fail_msg("create_key (per data principal): %s", r->message);
+	snprintf(out, 35, "%s", r->create_key->key_metadata->key_id);
+	kms__response__free_unpacked(r, NULL);
+}
+
+/* WALK_DP's sub-key under key made (a hold needs one): test-admin seals
+ * for it through a grant. */
+static void use_dp(const char *key)
+{
+	char id[23];
+	grant(key, HARNESS_ADMIN, id);
+	Kms__StringPair pair = KMS__STRING_PAIR__INIT, *pairs[1] = { &pair };
+	pair.key = "dp";
+	pair.value = WALK_DP;
+	Kms__EncryptRequest e = KMS__ENCRYPT_REQUEST__INIT;
+	e.key_id = (char *)(uintptr_t)key;
+	e.plaintext = (ProtobufCBinaryData){ 1, (uint8_t *)"x" };
+	e.encryption_context = pairs;
+	e.n_encryption_context = 1;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_ENCRYPT;
+	req.encrypt = &e;
+	Kms__Response *r = admin_call(&req);
+	if (r->status != KMS__STATUS__OK)
+		fail_msg("encrypt for %s: %s", WALK_DP, r->message);
+	kms__response__free_unpacked(r, NULL);
+}
+
 /* ---- consent cells: a Consent Manager and artefacts of their own ---- */
 
 static char dp_key[35];            /* an HMAC key, the Consent Managers' dp key */
@@ -229,6 +272,10 @@ static void prepare(cell *c, const char *op, size_t op_i, size_t pi, size_t role
 	if (AMONG(op, "enable_key", "disable_key", "schedule_key_deletion",
 	          "cancel_key_deletion", "put_key_policy"))
 		create_key(policy_text(pi), c->key);
+	if (AMONG(op, "erase_data_principal", "set_data_principal_hold", "set_retention"))
+		create_dp_key(policy_text(pi), c->key);
+	if (!strcmp(op, "set_data_principal_hold"))
+		use_dp(c->key);
 	a->key = c->key;
 	a->blob = sealed[pi]->encrypt->ciphertext_blob;
 	a->re_blob = a->blob;

@@ -62,6 +62,10 @@ static const char *seed_string(const char *field)
 		return "AKAAAAAAAAAAAAAAAAAAAA";
 	if (!strcmp(field, "grant_id"))
 		return "GRAAAAAAAAAAAAAAAAAAAA";
+	if (!strcmp(field, "data_principal"))
+		return "kp_0000abcd_1_abcdefghijklmnopqrstuvwxyz234567";
+	if (!strcmp(field, "purpose"))
+		return "101";
 	if (!strcmp(field, "key"))
 		return "tenant";
 	if (!strcmp(field, "status"))

@@ -1,0 +1,347 @@
+/*
+ * store_dp.c: per-data-principal sub-keys and key retention
+ * (docs/data-principals.md): a sub-key's row made on first use, read on a
+ * cache miss, erased (material deleted, the row kept as a tombstone), held,
+ * noticed and paged for the retention tick, and re-wrapped like a version.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "kms/store/store.h"
+#include "kms/store/store_internal.h"
+
+#define DP_COLUMNS                                                             \
+	"id, key_id, dp, state, purpose, created_at, retention_ends_at, notice_at, hold, " \
+	"erased_at, basis, coalesce(kek_id, 0)"
+
+static kms_status dp_read(sqlite3_stmt *s, store_dp_key *out)
+{
+	char state[16];
+	memset(out, 0, sizeof *out);
+	out->id = sqlite3_column_int64(s, 0);
+	int64_t kek = sqlite3_column_int64(s, 11);
+	bool ok = store_column_text(s, 1, out->key_id, sizeof out->key_id) &&
+	          store_column_text(s, 2, out->dp, sizeof out->dp) &&
+	          store_column_text(s, 3, state, sizeof state) &&
+	          store_column_text(s, 4, out->purpose, sizeof out->purpose) &&
+	          store_column_text(s, 8, out->hold, sizeof out->hold) &&
+	          store_column_text(s, 10, out->basis, sizeof out->basis) && out->id >= 1 &&
+	          kek >= 0 && kek <= UINT32_MAX;
+	if (ok && strcmp(state, "active") == 0)
+		out->state = DP_KEY_ACTIVE;
+	else if (ok && strcmp(state, "erased") == 0)
+		out->state = DP_KEY_ERASED;
+	else
+		return KMS_FAIL(KMS_INTERNAL, "store: a sub-key row of %s does not fit its type",
+		                out->key_id[0] ? out->key_id : "(unreadable key id)");
+	out->created_at = sqlite3_column_int64(s, 5);
+	out->retention_ends_at = sqlite3_column_int64(s, 6);
+	out->notice_at = sqlite3_column_int64(s, 7);
+	out->erased_at = sqlite3_column_int64(s, 9);
+	out->kek_id = (uint32_t)kek;
+	return KMS_OK;
+}
+
+kms_status store_dp_key_get(store *st, const char *key_id, const char *dp, store_dp_key *out)
+{
+	sqlite3_stmt *s;
+	memset(out, 0, sizeof *out);
+	KMS_GUARD(store_stmt(st, S_DP_KEY_GET,
+	                     "SELECT " DP_COLUMNS " FROM dp_keys WHERE key_id = ?1 AND dp = ?2", &s));
+	KMS_GUARD(store_bind_check(s, store_bind(s, "tt", key_id, dp), "get sub-key", key_id));
+	int rc = sqlite3_step(s);
+	kms_status status;
+	if (rc == SQLITE_ROW)
+		status = dp_read(s, out);
+	else if (rc == SQLITE_DONE)
+		status = KMS_FAIL(KMS_NOT_FOUND, "key %s has no sub-key for that data principal",
+		                  key_id);
+	else
+		status = store_fail(s, rc, "get sub-key", key_id);
+	store_stmt_done(s);
+	return status;
+}
+
+kms_status store_dp_key_insert(store *st, const store_dp_key *row, uint32_t kek_id,
+                               const uint8_t *wrapped, size_t wrapped_len, int64_t *id)
+{
+	sqlite3_stmt *s;
+	bool active = row->state == DP_KEY_ACTIVE;
+	*id = 0;
+	KMS_ENSURE(!active || (wrapped && wrapped_len >= STORE_WRAPPED_MIN &&
+	                       wrapped_len <= STORE_WRAPPED_MAX && kek_id >= 1),
+	           KMS_INVALID_ARGUMENT, "store: a sub-key of %s without material", row->key_id);
+	KMS_GUARD(store_stmt(st, S_DP_KEY_INSERT,
+	                     "INSERT INTO dp_keys (key_id, dp, state, kek_id, wrapped, purpose, "
+	                     "created_at, retention_ends_at, erased_at, basis) "
+	                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+	                     &s));
+	int rc = active ? store_bind(s, "tttibtiiit", row->key_id, row->dp, "active",
+	                             (int64_t)kek_id, wrapped, wrapped_len, row->purpose,
+	                             row->created_at, row->retention_ends_at, (int64_t)0, "")
+	                : store_bind(s, "tttnntiiit", row->key_id, row->dp, "erased", row->purpose,
+	                             row->created_at, (int64_t)0, row->erased_at, row->basis);
+	KMS_GUARD(store_bind_check(s, rc, "insert sub-key", row->key_id));
+	rc = sqlite3_step(s);
+	kms_status status = KMS_OK;
+	if (store_is_duplicate(rc))
+		status = KMS_FAIL(KMS_ALREADY_EXISTS, "store: key %s already has a sub-key for that "
+		                  "data principal", row->key_id);
+	else if (rc != SQLITE_DONE)
+		status = store_fail(s, rc, "insert sub-key", row->key_id);
+	else
+		*id = sqlite3_last_insert_rowid(sqlite3_db_handle(s));
+	store_stmt_done(s);
+	return status;
+}
+
+kms_status store_dp_key_material_get(store *st, int64_t id, store_material *out)
+{
+	sqlite3_stmt *s;
+	char state[16];
+	memset(out, 0, sizeof *out);
+	KMS_GUARD(store_stmt(st, S_DP_KEY_MATERIAL_GET,
+	                     "SELECT d.kek_id, k.hsm_id, d.wrapped, k.state, d.key_id "
+	                     "FROM dp_keys AS d LEFT JOIN keks AS k ON k.id = d.kek_id "
+	                     "WHERE d.id = ?1",
+	                     &s));
+	KMS_GUARD(store_bind_check(s, store_bind(s, "i", id), "get sub-key material", NULL));
+	int rc = sqlite3_step(s);
+	kms_status status = KMS_OK;
+	if (rc == SQLITE_DONE) {
+		status = KMS_FAIL(KMS_NOT_FOUND, "no sub-key %lld", (long long)id);
+	} else if (rc != SQLITE_ROW) {
+		status = store_fail(s, rc, "get sub-key material", NULL);
+	} else if (sqlite3_column_type(s, 2) == SQLITE_NULL) {
+		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "sub-key %lld was erased", (long long)id);
+	} else {
+		int64_t kek_id = sqlite3_column_int64(s, 0);
+		const void *blob = sqlite3_column_blob(s, 2);
+		int len = sqlite3_column_bytes(s, 2);
+		bool ok = kek_id >= 1 && kek_id <= UINT32_MAX && blob &&
+		          store_column_text(s, 1, out->kek_hsm_id, sizeof out->kek_hsm_id) &&
+		          store_column_text(s, 3, state, sizeof state) && len >= STORE_WRAPPED_MIN &&
+		          len <= STORE_WRAPPED_MAX;
+		for (kek_state k = KEK_STATE_CREATING; ok && k <= KEK_STATE_RETIRED; k++)
+			if (strcmp(state, kek_state_name(k)) == 0)
+				out->kek_state = k;
+		if (!ok || out->kek_state == 0) {
+			status = KMS_FAIL(KMS_INTERNAL, "store: material of sub-key %lld does not fit "
+			                  "its type", (long long)id);
+		} else {
+			out->kek_id = (uint32_t)kek_id;
+			out->spec = KEY_SPEC_AES_256;
+			memcpy(out->wrapped, blob, (size_t)len);
+			out->wrapped_len = (size_t)len;
+		}
+	}
+	store_stmt_done(s);
+	if (status != KMS_OK)
+		memset(out, 0, sizeof *out);
+	return status;
+}
+
+kms_status store_dp_key_erase(store *st, int64_t id, int64_t now, const char *basis)
+{
+	sqlite3_stmt *s;
+	KMS_GUARD(store_stmt(st, S_DP_KEY_ERASE,
+	                     "UPDATE dp_keys SET state = 'erased', wrapped = NULL, kek_id = NULL, "
+	                     "erased_at = ?2, basis = ?3 "
+	                     "WHERE id = ?1 AND state = 'active' AND hold = ''",
+	                     &s));
+	KMS_GUARD(store_bind_check(s, store_bind(s, "iit", id, now, basis), "erase sub-key", NULL));
+	return store_step_change(s, "erase sub-key", NULL, false);
+}
+
+kms_status store_dp_key_set_hold(store *st, int64_t id, const char *hold)
+{
+	sqlite3_stmt *s;
+	KMS_GUARD(store_stmt(st, S_DP_KEY_SET_HOLD,
+	                     "UPDATE dp_keys SET hold = ?2 WHERE id = ?1 AND state = 'active'", &s));
+	KMS_GUARD(store_bind_check(s, store_bind(s, "it", id, hold), "hold sub-key", NULL));
+	return store_step_change(s, "hold sub-key", NULL, false);
+}
+
+kms_status store_dp_key_notice_set(store *st, int64_t id, int64_t now)
+{
+	sqlite3_stmt *s;
+	KMS_GUARD(store_stmt(st, S_DP_KEY_NOTICE_SET,
+	                     "UPDATE dp_keys SET notice_at = ?2 WHERE id = ?1 AND state = 'active'",
+	                     &s));
+	KMS_GUARD(store_bind_check(s, store_bind(s, "ii", id, now), "notice sub-key", NULL));
+	return store_step_change(s, "notice sub-key", NULL, false);
+}
+
+kms_status store_dp_keys_destroy_for_key(store *st, const char *key_id, int64_t now)
+{
+	sqlite3_stmt *s;
+	KMS_GUARD(store_stmt(st, S_DP_KEYS_DESTROY_FOR_KEY,
+	                     "UPDATE dp_keys SET state = 'erased', wrapped = NULL, kek_id = NULL, "
+	                     "hold = '', erased_at = ?2, basis = 'key destroyed' "
+	                     "WHERE key_id = ?1 AND state = 'active'",
+	                     &s));
+	KMS_GUARD(store_bind_check(s, store_bind(s, "ti", key_id, now), "erase sub-keys", key_id));
+	return store_step_change(s, "erase sub-keys", key_id, true);
+}
+
+kms_status store_dp_keys_due(store *st, store_dp_due q, int64_t before, int64_t after_end,
+                             int64_t after_id, size_t cap, store_dp_key *out, size_t *n)
+{
+	sqlite3_stmt *s;
+	*n = 0;
+	KMS_ENSURE(cap >= 1 && cap <= STORE_PAGE_MAX, KMS_INVALID_ARGUMENT,
+	           "store: page of %zu sub-keys, must be 1..%d", cap, STORE_PAGE_MAX);
+	/* Each WHERE repeats its partial index's condition word for word. */
+	if (q == STORE_DP_NOTICE_DUE)
+		KMS_GUARD(store_stmt(st, S_DP_KEYS_NOTICE_DUE,
+		                     "SELECT " DP_COLUMNS " FROM dp_keys INDEXED BY dp_keys_notice_due "
+		                     "WHERE state = 'active' AND retention_ends_at > 0 AND hold = '' "
+		                     "AND notice_at = 0 AND retention_ends_at <= ?1 "
+		                     "AND (retention_ends_at, id) > (?2, ?3) "
+		                     "ORDER BY retention_ends_at, id LIMIT ?4",
+		                     &s));
+	else
+		KMS_GUARD(store_stmt(st, S_DP_KEYS_ERASURE_DUE,
+		                     "SELECT " DP_COLUMNS " FROM dp_keys INDEXED BY dp_keys_erasure_due "
+		                     "WHERE state = 'active' AND retention_ends_at > 0 AND hold = '' "
+		                     "AND notice_at > 0 AND retention_ends_at <= ?1 "
+		                     "AND (retention_ends_at, id) > (?2, ?3) "
+		                     "ORDER BY retention_ends_at, id LIMIT ?4",
+		                     &s));
+	int rc = store_bind(s, "iiii", before, after_end, after_id, (int64_t)cap);
+	KMS_GUARD(store_bind_check(s, rc, "sub-keys due", NULL));
+	kms_status status = KMS_OK;
+	rc = SQLITE_DONE;
+	while (*n < cap && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		status = dp_read(s, &out[*n]);
+		if (status != KMS_OK)
+			break;
+		(*n)++;
+	}
+	if (status == KMS_OK && *n < cap && rc != SQLITE_DONE)
+		status = store_fail(s, rc, "sub-keys due", NULL);
+	store_stmt_done(s);
+	if (status != KMS_OK)
+		*n = 0;
+	return status;
+}
+
+kms_status store_dp_key_rewrap(store *st, int64_t id, uint32_t old_kek_id, uint32_t new_kek_id,
+                               const uint8_t *wrapped, size_t wrapped_len)
+{
+	sqlite3_stmt *s;
+	KMS_ENSURE(wrapped && wrapped_len >= STORE_WRAPPED_MIN && wrapped_len <= STORE_WRAPPED_MAX &&
+	                   old_kek_id != new_kek_id,
+	           KMS_INVALID_ARGUMENT, "store: re-wrap of sub-key %lld: bad material or KEK",
+	           (long long)id);
+	KMS_GUARD(store_stmt(st, S_DP_KEY_REWRAP,
+	                     "UPDATE dp_keys SET kek_id = ?3, wrapped = ?4 "
+	                     "WHERE id = ?1 AND kek_id = ?2 AND wrapped IS NOT NULL "
+	                     "AND ?3 = (SELECT id FROM keks WHERE state = 'current')",
+	                     &s));
+	int rc = store_bind(s, "iiib", id, (int64_t)old_kek_id, (int64_t)new_kek_id, wrapped,
+	                    wrapped_len);
+	KMS_GUARD(store_bind_check(s, rc, "re-wrap sub-key", NULL));
+	kms_status status = store_step_change(s, "re-wrap sub-key", NULL, false);
+	if (status == KMS_NOT_FOUND)
+		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "store: re-wrap of sub-key %lld lost",
+		                  (long long)id);
+	return status;
+}
+
+kms_status store_dp_keys_under_kek(store *st, uint32_t kek_id, int64_t after_id, size_t cap,
+                                   int64_t *ids, size_t *n)
+{
+	sqlite3_stmt *s;
+	*n = 0;
+	KMS_ENSURE(cap >= 1 && cap <= STORE_PAGE_MAX, KMS_INVALID_ARGUMENT,
+	           "store: page of %zu sub-keys, must be 1..%d", cap, STORE_PAGE_MAX);
+	KMS_GUARD(store_stmt(st, S_DP_KEYS_UNDER_KEK,
+	                     "SELECT id FROM dp_keys WHERE kek_id = ?1 AND wrapped IS NOT NULL "
+	                     "AND id > ?2 ORDER BY id LIMIT ?3",
+	                     &s));
+	int rc = store_bind(s, "iii", (int64_t)kek_id, after_id, (int64_t)cap);
+	KMS_GUARD(store_bind_check(s, rc, "sub-keys under KEK", NULL));
+	rc = SQLITE_DONE;
+	while (*n < cap && (rc = sqlite3_step(s)) == SQLITE_ROW)
+		ids[(*n)++] = sqlite3_column_int64(s, 0);
+	kms_status status = KMS_OK;
+	if (*n < cap && rc != SQLITE_DONE) {
+		status = store_fail(s, rc, "sub-keys under KEK", NULL);
+		*n = 0;
+	}
+	store_stmt_done(s);
+	return status;
+}
+
+kms_status store_dp_keys_under_kek_count(store *st, uint32_t kek_id, uint64_t *n)
+{
+	sqlite3_stmt *s;
+	int64_t count = 0;
+	*n = 0;
+	KMS_GUARD(store_stmt(st, S_DP_KEYS_UNDER_KEK_COUNT,
+	                     "SELECT count(*) FROM dp_keys WHERE kek_id = ?1 AND wrapped IS NOT NULL",
+	                     &s));
+	KMS_GUARD(store_bind_check(s, store_bind(s, "i", (int64_t)kek_id), "count sub-keys", NULL));
+	KMS_GUARD(store_step_count(s, "count sub-keys", NULL, &count));
+	*n = (uint64_t)count;
+	return KMS_OK;
+}
+
+kms_status store_retention_set(store *st, const char *key_id, const char *purpose, uint32_t days,
+                               uint32_t seconds_per_day)
+{
+	sqlite3_stmt *s;
+	KMS_ENSURE(days <= STORE_RETENTION_DAYS_MAX && seconds_per_day >= 1, KMS_INVALID_ARGUMENT,
+	           "store: retention of %u days", (unsigned)days);
+	if (days) {
+		KMS_GUARD(store_stmt(st, S_RETENTION_PUT,
+		                     "INSERT INTO key_retention (key_id, purpose, days) "
+		                     "VALUES (?1, ?2, ?3) "
+		                     "ON CONFLICT (key_id, purpose) DO UPDATE SET days = excluded.days",
+		                     &s));
+		int rc = store_bind(s, "tti", key_id, purpose, (int64_t)days);
+		KMS_GUARD(store_bind_check(s, rc, "set retention", key_id));
+		KMS_GUARD(store_step_change(s, "set retention", key_id, false));
+	} else {
+		KMS_GUARD(store_stmt(st, S_RETENTION_DELETE,
+		                     "DELETE FROM key_retention WHERE key_id = ?1 AND purpose = ?2",
+		                     &s));
+		KMS_GUARD(store_bind_check(s, store_bind(s, "tt", key_id, purpose),
+		                           "remove retention", key_id));
+		KMS_GUARD(store_step_change(s, "remove retention", key_id, true));
+	}
+	/* The key's sub-keys, through the (key_id, dp) index's prefix. */
+	KMS_GUARD(store_stmt(st, S_RETENTION_APPLY,
+	                     "UPDATE dp_keys SET notice_at = 0, retention_ends_at = "
+	                     "CASE WHEN ?3 = 0 THEN 0 ELSE created_at + ?3 END "
+	                     "WHERE key_id = ?1 AND purpose = ?2 AND state = 'active'",
+	                     &s));
+	int rc = store_bind(s, "tti", key_id, purpose, (int64_t)days * (int64_t)seconds_per_day);
+	KMS_GUARD(store_bind_check(s, rc, "apply retention", key_id));
+	return store_step_change(s, "apply retention", key_id, true);
+}
+
+kms_status store_retention_get(store *st, const char *key_id, const char *purpose, uint32_t *days)
+{
+	sqlite3_stmt *s;
+	*days = 0;
+	KMS_GUARD(store_stmt(st, S_RETENTION_GET,
+	                     "SELECT days FROM key_retention WHERE key_id = ?1 AND purpose = ?2", &s));
+	KMS_GUARD(store_bind_check(s, store_bind(s, "tt", key_id, purpose), "get retention",
+	                           key_id));
+	int rc = sqlite3_step(s);
+	kms_status status = KMS_OK;
+	if (rc == SQLITE_ROW) {
+		int64_t d = sqlite3_column_int64(s, 0);
+		if (d >= 1 && d <= STORE_RETENTION_DAYS_MAX)
+			*days = (uint32_t)d;
+		else
+			status = KMS_FAIL(KMS_INTERNAL, "store: retention row of %s does not fit", key_id);
+	} else if (rc != SQLITE_DONE) {
+		status = store_fail(s, rc, "get retention", key_id);
+	}
+	store_stmt_done(s);
+	return status;
+}
