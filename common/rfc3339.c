@@ -91,6 +91,7 @@ kms_status rfc3339_parse(const char *s, size_t len, int64_t *out)
 	           "not an RFC 3339 time (write it as 2026-12-01T10:00:00Z)");
 	int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
 	t -= sign * (int64_t)(oh * 3600 + om * 60);
+	KMS_ENSURE(t >= 0, KMS_INVALID_ARGUMENT, "not an RFC 3339 time from 1970 on");
 	*out = t;
 	return KMS_OK;
 }

@@ -3,8 +3,9 @@
  *
  * Accepted: YYYY-MM-DDTHH:MM:SS, optional fractional seconds (1 to 9
  * digits, dropped), then "Z" or "+HH:MM"/"-HH:MM"; "T" and "Z" may be
- * lowercase (RFC 3339 section 5.6 allows it). Years 1970 to 9999; a leap
- * second (:60) is refused. Pure: no locale, no time zone, no allocation.
+ * lowercase (RFC 3339 section 5.6 allows it). Years 1970 to 9999, and
+ * the instant no earlier than 1970-01-01T00:00:00Z; a leap second (:60) is
+ * refused. Pure: no locale, no time zone, no allocation.
  */
 #ifndef KMS_COMMON_RFC3339_H
 #define KMS_COMMON_RFC3339_H

@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/pseudonym.h"
 #include "kms/keys/keyring.h"
 #include "kms/store/store_consents.h"
 
@@ -68,6 +69,13 @@ kms_status authz_consent_check(op_ctx *ctx, const char *key_id, Kms__StringPair 
 	const char *id = pair_value(pairs, n_pairs, "consent");
 	if (!dp || !purpose || !id)
 		return deny(ctx, id, purpose, dp, "missing_context", key_id);
+	char key_short[KMS_PSEUDONYM_KEY_SHORT_SIZE];
+	uint32_t version;
+	if (pseudonym_parse(dp, key_short, &version) != KMS_OK) {
+		/* Not recorded: it may be the person's identifier itself. */
+		kms_error_clear();
+		return deny(ctx, id, purpose, "(not a pseudonym)", "dp_not_pseudonym", key_id);
+	}
 	store *st = keyring_store(ctx->d->keyring);
 	store_consent c;
 	kms_status s = store_consent_get(st, id, &c);

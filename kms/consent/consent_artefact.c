@@ -249,6 +249,9 @@ static kms_status read_detail(json_t *detail, consent_artefact *a)
 	                           ? INT64_MAX
 	                           : rfc3339_add_calendar(a->start, a->data_life_unit,
 	                                                  a->data_life_value);
+	KMS_ENSURE(a->data_life_end != INT64_MAX || !strcmp(a->data_life_unit, "INF"),
+	           KMS_INVALID_ARGUMENT, "consent artefact: ConsentDetail.DataLife ends past the "
+	           "year 9999: use unit INF for no end");
 	return KMS_OK;
 }
 
@@ -335,6 +338,26 @@ static kms_status read_header(cjose_jws_t *jws, consent_artefact *a)
 }
 
 /* The signature member, its header read through libcjose. */
+/* The protected header as JSON with no member named twice (libcjose keeps
+ * the last of two "alg"s; another verifier may keep the first). sig is
+ * checked to be HEADER..SIGNATURE of base64url already. */
+static kms_status header_unique(const char *sig, size_t head_len)
+{
+	uint8_t *json = NULL;
+	size_t n = 0;
+	cjose_err err;
+	KMS_ENSURE(cjose_base64url_decode(sig, head_len, &json, &n, &err), KMS_INVALID_ARGUMENT,
+	           "consent artefact: the signature's header is not base64url");
+	json_error_t jerr;
+	json_t *h = json_loadb((const char *)json, n, JSON_REJECT_DUPLICATES, &jerr);
+	cjose_get_dealloc()(json);
+	bool object = json_is_object(h);
+	json_decref(h);
+	KMS_ENSURE(object, KMS_INVALID_ARGUMENT, "consent artefact: the signature's header must "
+	           "be a JSON object with no member named twice");
+	return KMS_OK;
+}
+
 static kms_status read_signature(const uint8_t *doc, json_t *root, consent_artefact *a)
 {
 	const char *sig;
@@ -343,6 +366,11 @@ static kms_status read_signature(const uint8_t *doc, json_t *root, consent_artef
 	char *compact;
 	size_t compact_len;
 	KMS_GUARD(attached_jws(doc, a, sig, sig_len, &compact, &compact_len));
+	kms_status hst = header_unique(sig, (size_t)((const char *)memchr(sig, '.', sig_len) - sig));
+	if (hst != KMS_OK) {
+		free(compact);
+		return hst;
+	}
 	cjose_err err;
 	cjose_jws_t *jws = cjose_jws_import(compact, compact_len, &err);
 	free(compact);
@@ -461,6 +489,31 @@ static kms_status jwk_members_decodable(json_t *o)
 	return KMS_OK;
 }
 
+/* An RSA key's public exponent, when the JWK has one: odd, 3 to 2^32 - 1
+ * (e = 1 would let anyone forge a signature for the modulus). */
+static kms_status jwk_exponent_sound(json_t *o)
+{
+	json_t *e = json_object_get(o, "e");
+	if (!e)
+		return KMS_OK;
+	uint8_t *bytes = NULL;
+	size_t n = 0;
+	cjose_err err;
+	bool ok = cjose_base64url_decode(json_string_value(e), json_string_length(e), &bytes, &n,
+	                                 &err);
+	uint64_t v = 0;
+	size_t first = 0;
+	while (ok && first < n && bytes[first] == 0)
+		first++;
+	ok = ok && n - first >= 1 && n - first <= 4;
+	for (size_t i = first; ok && i < n; i++)
+		v = v << 8 | bytes[i];
+	cjose_get_dealloc()(bytes);
+	KMS_ENSURE(ok && v >= 3 && (v & 1), KMS_INVALID_ARGUMENT,
+	           "JWK: an RSA public exponent must be odd and at least 3 (65537 is usual)");
+	return KMS_OK;
+}
+
 static kms_status jwk_has_no_private(json_t *o)
 {
 	static const char *const private_members[] = { "d", "p", "q", "dp", "dq", "qi", "oth",
@@ -481,11 +534,17 @@ kms_status consent_jwk_check(const char *jwk, size_t len, char **public_json,
 	           "JWK: must be 2 to %d bytes of JSON", CONSENT_JWK_MAX);
 	json_error_t jerr;
 	json_t *o = json_loadb(jwk, len, JSON_REJECT_DUPLICATES, &jerr);
-	KMS_ENSURE(json_is_object(o), KMS_INVALID_ARGUMENT,
-	           "JWK: not a JSON object (line %d column %d)", jerr.line, jerr.column);
+	KMS_ENSURE(o, KMS_INVALID_ARGUMENT, "JWK: not valid JSON (line %d column %d), or a "
+	           "member named twice", jerr.line, jerr.column);
+	if (!json_is_object(o)) {
+		json_decref(o);
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "JWK: not a JSON object");
+	}
 	kms_status st = jwk_has_no_private(o);
 	if (st == KMS_OK)
 		st = jwk_members_decodable(o);
+	if (st == KMS_OK)
+		st = jwk_exponent_sound(o);
 	json_t *k = json_object_get(o, "kid");
 	size_t kid_len = json_is_string(k) ? json_string_length(k) : 0;
 	bool printable = kid_len >= 1 && kid_len <= CONSENT_KID_MAX;

@@ -55,6 +55,8 @@ const char *consent_rules_explain(const char *reason)
 		const char *token, *text;
 	} texts[] = {
 		{ "missing_context", "the encryption context needs dp, purpose and consent" },
+		{ "dp_not_pseudonym", "dp must be the data principal's pseudonym (kp_...): "
+		                      "pseudonymize the identifier first" },
 		{ "unknown_consent", "no such consent artefact was imported" },
 		{ "consent_manager_removed", "its Consent Manager was removed" },
 		{ "revoked", "it was revoked" },

@@ -250,6 +250,16 @@ static kms_status verify_artefact(op_ctx *ctx, const ProtobufCBinaryData *doc,
 	note_consent(ctx, a->id, NULL, "import_consent");
 	KMS_GUARD(st);
 	st = store_cm_by_kid(op_store(ctx), a->kid, m);
+	if (st == KMS_NOT_FOUND && !caller_admin(ctx)) {
+		/* Only admins learn which kids are registered. */
+		kms_error_clear();
+		st = KMS_FAIL(KMS_ACCESS_DENIED, "principal %s may not import artefacts signed with "
+		              "kid %s: only an admin or its Consent Manager's bound principal may",
+		              ctx->caller->principal, a->kid);
+		op_note_authz(ctx, "deny", "consent: neither an admin nor the Consent Manager's "
+		              "principal", kms_error_message());
+		return st;
+	}
 	if (st == KMS_NOT_FOUND)
 		return KMS_FAIL(KMS_NOT_FOUND, "consent artefact %s: no registered Consent Manager "
 		                "signs with kid %s: register it first (kms-admin consent-manager add)",
@@ -274,6 +284,7 @@ static kms_status verify_artefact(op_ctx *ctx, const ProtobufCBinaryData *doc,
 	row->frequency_value = a->frequency_value;
 	row->imported_at = ctx->now;
 	SHA256(doc->data, doc->len, row->digest);
+	SHA256(doc->data + a->detail_off, a->detail_len, row->detail_digest);
 	return KMS_OK;
 }
 
@@ -290,17 +301,29 @@ kms_status op_import_consent(op_ctx *ctx, const Kms__Request *req, Kms__Response
 		consent_artefact_clear(a);
 	bool again = false;
 	if (st == KMS_OK) {
-		st = store_consent_insert(op_store(ctx), row, doc->data, doc->len);
-		if (st == KMS_ALREADY_EXISTS) {
-			kms_error_clear();
-			st = store_consent_get(op_store(ctx), row->id, stored);
-			if (st == KMS_OK && CRYPTO_memcmp(stored->digest, row->digest,
-			                                  sizeof row->digest) != 0)
+		/* The same id again: the same bytes change nothing, other bytes are
+		 * refused. */
+		st = store_consent_get(op_store(ctx), row->id, stored);
+		if (st == KMS_OK) {
+			again = true;
+			if (CRYPTO_memcmp(stored->digest, row->digest, sizeof row->digest) != 0)
 				st = KMS_FAIL(KMS_FAILED_PRECONDITION, "consent %s was imported before "
 				              "with other bytes: an artefact never changes (change its "
 				              "status with kms-admin consent pause|resume|revoke)", row->id);
-			again = true;
+		} else if (st == KMS_NOT_FOUND) {
+			kms_error_clear();
+			st = KMS_OK;
 		}
+	}
+	if (st == KMS_OK && !again) {
+		/* A new id: its signed ConsentDetail must be new too (consentId is
+		 * not signed: an old, revoked or used consent under a new id
+		 * would otherwise start afresh). */
+		st = store_consent_insert(op_store(ctx), row, doc->data, doc->len);
+		if (st == KMS_ALREADY_EXISTS)
+			st = KMS_FAIL(KMS_FAILED_PRECONDITION, "consent artefact %s: its signed "
+			              "ConsentDetail was imported before under another consentId: a "
+			              "consent is imported once", row->id);
 	}
 	if (st == KMS_OK && !again)
 		st = store_consent_get(op_store(ctx), row->id, stored);
@@ -357,6 +380,15 @@ kms_status op_set_consent_status(op_ctx *ctx, const Kms__Request *req, Kms__Resp
 	store_consent_manager *m = calloc(1, sizeof *m);
 	KMS_ENSURE(m, KMS_INTERNAL, "out of memory");
 	kms_status st = store_consent_get(op_store(ctx), r->consent_id, &c);
+	if (st == KMS_NOT_FOUND && !caller_admin(ctx)) {
+		/* Only admins learn which consent ids exist. */
+		kms_error_clear();
+		st = KMS_FAIL(KMS_ACCESS_DENIED, "principal %s may not change the status of consent "
+		              "%s: only an admin or its Consent Manager's bound principal may",
+		              ctx->caller->principal, r->consent_id);
+		op_note_authz(ctx, "deny", "consent: neither an admin nor the Consent Manager's "
+		              "principal", kms_error_message());
+	}
 	if (st == KMS_OK) {
 		note_consent(ctx, NULL, c.manager, action);
 		st = store_cm_get(op_store(ctx), c.manager, m);

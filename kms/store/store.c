@@ -315,7 +315,9 @@ static const char *const migrations[] = {
 	/* 5 -> 6: consent (docs/consent.md). Consent Managers, never deleted
 	 * (a removed one keeps its artefacts as evidence, and its id and kid
 	 * are never reused); artefacts stored byte for byte, with what kmsd
-	 * read from them; only the status and the use counters ever change,
+	 * read from them, and the SHA-256 of their signed ConsentDetail, unique:
+	 * a signed consent is imported once, under one id (its consentId is not
+	 * signed); only the status and the use counters ever change,
 	 * the status only along PAUSE/RESUME/REVOKE, and REVOKED never. */
 	"CREATE TABLE consent_managers ("
 	"  id TEXT PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 63),"
@@ -342,6 +344,7 @@ static const char *const migrations[] = {
 	"  manager TEXT NOT NULL REFERENCES consent_managers(id),"
 	"  artefact BLOB NOT NULL CHECK (length(artefact) BETWEEN 2 AND 65536),"
 	"  digest BLOB NOT NULL CHECK (length(digest) = 32),"
+	"  detail_digest BLOB NOT NULL UNIQUE CHECK (length(detail_digest) = 32),"
 	"  dp TEXT NOT NULL,"
 	"  purpose TEXT NOT NULL CHECK (length(purpose) BETWEEN 1 AND 16),"
 	"  onetime INTEGER NOT NULL CHECK (onetime IN (0, 1)),"
@@ -362,7 +365,8 @@ static const char *const migrations[] = {
 	"CREATE INDEX consents_by_dp ON consents(dp, id);"
 	"CREATE INDEX consents_by_manager ON consents(manager, id);"
 	"CREATE TRIGGER consents_fixed"
-	"  BEFORE UPDATE OF id, manager, artefact, digest, dp, purpose, onetime, consent_start,"
+	"  BEFORE UPDATE OF id, manager, artefact, digest, detail_digest, dp, purpose, onetime,"
+	"    consent_start,"
 	"    consent_expiry, data_life_end, frequency_unit, frequency_value, imported_at,"
 	"    imported_by ON consents"
 	"  BEGIN SELECT RAISE(ABORT, 'a consent artefact never changes, only its status'); END;"

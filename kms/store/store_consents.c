@@ -196,18 +196,20 @@ kms_status store_consent_insert(store *st, const store_consent *c, const uint8_t
 	                     "INSERT INTO consents (id, manager, artefact, digest, dp, purpose, "
 	                     "onetime, consent_start, consent_expiry, data_life_end, "
 	                     "frequency_unit, frequency_value, status, status_at, status_by, "
-	                     "imported_at, imported_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-	                     "?9, ?10, ?11, ?12, 'ACTIVE', ?13, ?14, ?13, ?14)",
+	                     "imported_at, imported_by, detail_digest) VALUES (?1, ?2, ?3, ?4, ?5, "
+	                     "?6, ?7, ?8, ?9, ?10, ?11, ?12, 'ACTIVE', ?13, ?14, ?13, ?14, ?15)",
 	                     &s));
-	int rc = store_bind(s, "ttbbttiiiitiit", c->id, c->manager, artefact, artefact_len,
+	int rc = store_bind(s, "ttbbttiiiitiitb", c->id, c->manager, artefact, artefact_len,
 	                    c->digest, sizeof c->digest, c->dp, c->purpose, (int64_t)c->onetime,
 	                    c->start, c->expiry, c->data_life_end, c->frequency_unit,
-	                    c->frequency_value, c->imported_at, c->imported_by);
+	                    c->frequency_value, c->imported_at, c->imported_by, c->detail_digest,
+	                    sizeof c->detail_digest);
 	KMS_GUARD(store_bind_check(s, rc, "import consent", c->id));
 	rc = sqlite3_step(s);
 	kms_status status = KMS_OK;
 	if (store_is_duplicate(rc))
-		status = KMS_FAIL(KMS_ALREADY_EXISTS, "consent %s already exists", c->id);
+		status = KMS_FAIL(KMS_ALREADY_EXISTS, "consent %s, or its signed ConsentDetail, is "
+		                  "stored already", c->id);
 	else if (rc != SQLITE_DONE)
 		status = store_fail(s, rc, "import consent", c->id);
 	store_stmt_done(s);
@@ -295,6 +297,7 @@ kms_status store_consent_take_use(store *st, const char *id, int64_t window_star
 	                     "window_uses = CASE WHEN window_start = ?2 THEN window_uses + 1 "
 	                     "ELSE 1 END, window_start = ?2 "
 	                     "WHERE id = ?1 AND status = 'ACTIVE' AND (onetime = 0 OR uses = 0) "
+	                     "AND ?2 >= window_start "
 	                     "AND (?3 < 0 OR (CASE WHEN window_start = ?2 THEN window_uses "
 	                     "ELSE 0 END) < ?3)",
 	                     &s));

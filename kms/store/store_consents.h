@@ -51,6 +51,7 @@ typedef struct store_consent {
 	char status_by[AUTHZ_PRINCIPAL_NAME_SIZE];
 	int64_t uses, window_start, window_uses;
 	uint8_t digest[32];                         /* SHA-256 of the artefact */
+	uint8_t detail_digest[32];                  /* ... of its signed ConsentDetail */
 	int64_t imported_at;
 	char imported_by[AUTHZ_PRINCIPAL_NAME_SIZE];
 } store_consent;
@@ -66,7 +67,8 @@ kms_status store_cm_list(store *st, store_consent_manager **out, size_t *n) KMS_
 /* KMS_NOT_FOUND; KMS_FAILED_PRECONDITION when already removed. */
 kms_status store_cm_remove(store *st, const char *id, int64_t now) KMS_MUST_USE;
 
-/* KMS_ALREADY_EXISTS when the id is taken (the caller compares digests). */
+/* KMS_ALREADY_EXISTS when the id, or the signed ConsentDetail (its
+ * detail_digest), is stored already. */
 kms_status store_consent_insert(store *st, const store_consent *c, const uint8_t *artefact,
                                 size_t artefact_len) KMS_MUST_USE;
 kms_status store_consent_get(store *st, const char *id, store_consent *out) KMS_MUST_USE;
@@ -79,7 +81,9 @@ kms_status store_consent_set_status(store *st, const char *id, const char *from,
                                     const char *by, int64_t now) KMS_MUST_USE;
 /* One use, counted only if the artefact is still ACTIVE, a ONETIME one
  * unused, and (window_max >= 0) fewer than window_max uses counted in the
- * period starting at window_start: one statement, so concurrent uses
+ * period starting at window_start (and that period not before the one
+ * counted last: a clock that stepped back takes nothing): one statement,
+ * so concurrent uses
  * cannot both take the last one. *taken says whether it was counted. */
 kms_status store_consent_take_use(store *st, const char *id, int64_t window_start,
                                   int64_t window_max, bool *taken) KMS_MUST_USE;

@@ -58,11 +58,11 @@ char *consent_artefact_make(const consent_signer *s, const consent_spec *spec, s
 	                 "\"consentTypes\": [\"TRANSACTIONS\"], \"fiTypes\": [\"DEPOSIT\"], "
 	                 "\"DataConsumer\": {\"id\": \"fiu-test\", \"type\": \"FIU\"}, "
 	                 "\"Customer\": {\"id\": \"%s\"}, "
-	                 "\"Purpose\": {\"code\": \"%s\", \"text\": \"test\"}, "
+	                 "\"Purpose\": {\"code\": \"%s\", \"text\": \"test %s\"}, "
 	                 "\"DataLife\": {\"unit\": \"%s\", \"value\": %d}, "
 	                 "\"Frequency\": {\"unit\": \"%s\", \"value\": %d}}",
 	                 start, expiry, spec->onetime ? "ONETIME" : "PERIODIC", spec->customer,
-	                 spec->purpose, spec->life_unit ? spec->life_unit : "YEAR",
+	                 spec->purpose, spec->id, spec->life_unit ? spec->life_unit : "YEAR",
 	                 spec->life_unit ? spec->life_value : 1,
 	                 spec->freq_unit ? spec->freq_unit : "INF",
 	                 spec->freq_unit ? spec->freq_value : 1);

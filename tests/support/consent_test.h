@@ -4,6 +4,9 @@
  * docs/consent.md describes (a detached ES256 JWS over ConsentDetail's
  * bytes), with whatever window, purpose and limits a test needs. (The
  * checked-in RS256 vectors, signed by PyJWT, are the independent check.)
+ * Each artefact's ConsentDetail names its id (in Purpose.text), so two
+ * artefacts are never the same signed consent (kmsd imports a signed
+ * ConsentDetail once).
  */
 #ifndef KMS_TEST_CONSENT_H
 #define KMS_TEST_CONSENT_H

@@ -150,6 +150,31 @@ static void test_signature_altered(void **state)
 	free(jwk);
 }
 
+/* The signature with padding added, or a character outside base64url: one
+ * consent must have one form (and libcjose's decoder must never see them). */
+static void test_signature_forms(void **state)
+{
+	(void)state;
+	size_t len;
+	char *doc = slurp("artefact-101.json", &len);
+	char *jwk = jwk_text();
+	char *q = strrchr(doc, '"');
+	static const char *const tails[] = { "==", "=", "A", "!", "." };
+	for (size_t i = 0; i < sizeof tails / sizeof tails[0]; i++) {
+		size_t n = (size_t)(q - doc);
+		char *bad = malloc(len + 8);
+		memcpy(bad, doc, n);
+		strcpy(bad + n, tails[i]);
+		strcat(bad, q);
+		consent_artefact a;
+		assert_int_not_equal(import(bad, strlen(bad), jwk, &a), KMS_OK);
+		kms_error_clear();
+		free(bad);
+	}
+	free(jwk);
+	free(doc);
+}
+
 static void test_other_signer(void **state)
 {
 	(void)state;
@@ -198,6 +223,9 @@ static void test_header_refusals(void **state)
 		"{\"alg\":\"RS256\",\"kid\":\"finvu-1\",\"crit\":[\"exp\"]}",
 		"{\"alg\":\"RS256\",\"kid\":\"finvu-1\",\"b64\":false}",
 		"{\"alg\":\"ES256\",\"kid\":\"finvu-1\"}",
+		/* Named twice: libcjose would keep the last alg, others the first. */
+		"{\"alg\":\"none\",\"alg\":\"RS256\",\"kid\":\"finvu-1\"}",
+		"{\"alg\":\"RS256\",\"kid\":\"other\",\"kid\":\"finvu-1\"}",
 	};
 	char *jwk = jwk_text();
 	for (size_t i = 0; i < sizeof heads / sizeof heads[0]; i++) {
@@ -222,6 +250,15 @@ static void test_member_refusals(void **state)
 		"{\"consentId\":\"x\",\"ConsentDetail\":{\"consentStart\":\"2026-13-01T00:00:00Z\"}}",
 		"{\"consentId\":\"x\",\"ConsentDetail\":{\"consentStart\":\"2026-12-01T00:00:00Z\","
 		"\"consentExpiry\":\"2026-11-01T00:00:00Z\"}}",
+		/* Before 1970 through its offset. */
+		"{\"consentId\":\"x\",\"ConsentDetail\":{\"consentStart\":\"1970-01-01T00:00:00+01:00\","
+		"\"consentExpiry\":\"2026-11-01T00:00:00Z\"}}",
+		/* A DataLife past the year 9999 that is not INF. */
+		"{\"consentId\":\"x\",\"ConsentDetail\":{\"consentStart\":\"2026-01-01T00:00:00Z\","
+		"\"consentExpiry\":\"2027-01-01T00:00:00Z\",\"fetchType\":\"ONETIME\","
+		"\"Purpose\":{\"code\":\"101\"},\"Customer\":{\"id\":\"c\"},"
+		"\"DataLife\":{\"unit\":\"YEAR\",\"value\":99999},"
+		"\"Frequency\":{\"unit\":\"INF\",\"value\":1}}}",
 	};
 	for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
 		consent_artefact a;
@@ -252,6 +289,22 @@ static void test_jwk_refusals(void **state)
 	cjose_get_dealloc()(priv);
 	cjose_get_dealloc()(public);
 	cjose_jwk_release(k);
+	/* An RSA exponent of 1 (anyone could forge), and even. */
+	size_t rlen;
+	char *rsa = slurp("cm-rsa.jwk", &rlen);
+	char *e = strstr(rsa, "\"e\": \"AQAB\"");
+	assert_non_null(e);
+	memcpy(e, "\"e\": \"AQ\"  ", 11);
+	assert_int_equal(consent_jwk_check(rsa, rlen, &pub, kid), KMS_INVALID_ARGUMENT);
+	assert_non_null(strstr(kms_error_message(), "exponent"));
+	kms_error_clear();
+	memcpy(e, "\"e\": \"AAI\" ", 11);
+	assert_int_equal(consent_jwk_check(rsa, rlen, &pub, kid), KMS_INVALID_ARGUMENT);
+	kms_error_clear();
+	free(rsa);
+	/* JSON that is not an object. */
+	assert_int_equal(consent_jwk_check("[1]", 3, &pub, kid), KMS_INVALID_ARGUMENT);
+	kms_error_clear();
 	/* A symmetric key; no kid. */
 	static const char oct[] = "{\"kty\":\"oct\",\"kid\":\"x\",\"k\":\"AAAA\"}";
 	assert_int_equal(consent_jwk_check(oct, strlen(oct), &pub, kid), KMS_INVALID_ARGUMENT);
@@ -358,6 +411,7 @@ int main(void)
 		cmocka_unit_test(test_vector_verifies),
 		cmocka_unit_test(test_one_byte_changed),
 		cmocka_unit_test(test_signature_altered),
+		cmocka_unit_test(test_signature_forms),
 		cmocka_unit_test(test_other_signer),
 		cmocka_unit_test(test_header_refusals),
 		cmocka_unit_test(test_member_refusals),

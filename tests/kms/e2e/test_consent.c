@@ -276,6 +276,17 @@ static void import_refuses_forgeries(void **state)
 	              "imported before with other bytes");
 	free(changed);
 	free(doc);
+	/* The same signed ConsentDetail under another consentId (which the
+	 * signature does not cover): refused, so a used or revoked consent
+	 * cannot start afresh. */
+	spec.purpose = "101";
+	doc = consent_artefact_make(&cm, &spec, &len);
+	char *id = strstr(doc, "\"consentId\": \"c-forged\"");
+	assert_non_null(id);
+	memcpy(id + strlen("\"consentId\": \"c-"), "FORGED", 6);
+	expect_status(import(doc, len, "import-replayed"), KMS__STATUS__FAILED_PRECONDITION,
+	              "imported before under another consentId");
+	free(doc);
 	assert_false(harness_log_contains(&H, CUSTOMER));
 }
 
@@ -361,6 +372,11 @@ static void limits_and_window(void **state)
 	              KMS__STATUS__ACCESS_DENIED, "Frequency");
 	kms__response__free_unpacked(sealed, NULL);
 
+	/* A dp that is not a pseudonym (a person's id itself; the context is
+	 * logged as given, so not CUSTOMER's, which no entry may hold). */
+	ctx_make(&c, "7777777777@finvu", "101", "c-freq");
+	expect_status(encrypt(&c, "encrypt-raw-dp"), KMS__STATUS__ACCESS_DENIED,
+	              "pseudonymize the identifier first");
 	/* No consent in the context. */
 	ctx_make(&c, dp, "101", NULL);
 	expect_status(encrypt(&c, "encrypt-no-consent"), KMS__STATUS__ACCESS_DENIED,
@@ -395,6 +411,7 @@ static void audited(void **state)
 		{ "encrypt-gone", "c-gone", "deny", "expired" },
 		{ "freq-2", "c-freq", "allow", "active" },
 		{ "freq-3", "c-freq", "deny", "frequency_exceeded" },
+		{ "encrypt-raw-dp", "c-freq", "deny", "dp_not_pseudonym" },
 		{ "encrypt-no-consent", "", "deny", "missing_context" },
 		{ "encrypt-paused", "c-pause", "deny", "paused" },
 		{ "encrypt-resumed", "c-pause", "allow", "active" },
