@@ -106,7 +106,8 @@ bool admin_audit_entry_denied(json_t *entry)
 	json_t *consent = json_object_get(entry, "consent");
 	if (authz && strcmp(admin_audit_member(authz, "decision"), "allow") != 0)
 		return true;
-	if (consent && strcmp(admin_audit_member(consent, "decision"), "allow") != 0)
+	/* A consent operation's member (import, status) has no decision. */
+	if (consent && !strcmp(admin_audit_member(consent, "decision"), "deny"))
 		return true;
 	return !strcmp(admin_audit_member(entry, "status"), "ACCESS_DENIED");
 }

@@ -93,7 +93,8 @@ static kms_status add_denial(struct evidence *ev, json_t *entry)
 	json_t *consent = json_object_get(entry, "consent");
 	if (authz && strcmp(admin_audit_member(authz, "decision"), "allow") != 0)
 		KMS_GUARD(count(ev->authz_denials, admin_audit_member(authz, "reason")));
-	if (consent && strcmp(admin_audit_member(consent, "decision"), "allow") != 0)
+	/* A consent operation's member (import, status) has no decision. */
+	if (consent && !strcmp(admin_audit_member(consent, "decision"), "deny"))
 		KMS_GUARD(count(ev->consent_denials, admin_audit_member(consent, "reason")));
 	return KMS_OK;
 }

@@ -16,7 +16,8 @@
  *     artefact (and resumed), a data principal that is not the artefact's:
  *     each denied with its reason;
  *   - every one of these requests is audited with the consent's id,
- *     purpose, decision and reason.
+ *     purpose, decision and reason, and `kms-admin report evidence` counts
+ *     exactly these consent-gated uses and denials.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -34,6 +35,7 @@
 #include "tests/support/audit_check.h"
 #include "tests/support/consent_test.h"
 #include "tests/support/harness.h"
+#include "tests/support/run_bin.h"
 
 static harness H;
 static consent_signer cm, other;
@@ -392,6 +394,72 @@ static void limits_and_window(void **state)
 	expect_status(encrypt(&c, "encrypt-resumed"), KMS__STATUS__OK, NULL);
 }
 
+/* The evidence pack of the whole log: the consent-gated uses per purpose
+ * and the consent denials per reason are exactly the ones above. */
+static json_t *pack_json(const char *dir, const char *name)
+{
+	char path[800];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	json_error_t jerr;
+	json_t *j = json_load_file(path, 0, &jerr);
+	if (!j)
+		fail_msg("%s: %s", path, jerr.text);
+	return j;
+}
+
+static json_int_t count_in(json_t *list, const char *member, const char *name)
+{
+	size_t i;
+	json_t *row;
+	json_array_foreach(list, i, row)
+		if (!strcmp(json_string_value(json_object_get(row, member)), name))
+			return json_integer_value(json_object_get(row, "count"));
+	return 0;
+}
+
+static void evidence(void **state)
+{
+	(void)state;
+	/* Every request so far under a signed checkpoint. */
+	Kms__HealthRequest hr = KMS__HEALTH_REQUEST__INIT;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_HEALTH;
+	req.health = &hr;
+	Kms__Response *r = call(&req, "health-before-pack");
+	uint64_t size = r->health->audit_size;
+	kms__response__free_unpacked(r, NULL);
+	audit_cp cp;
+	audit_wait_checkpoint(&H, size, 20000, &cp);
+	audit_cp_free(&cp);
+	char dir[700];
+	snprintf(dir, sizeof dir, "%s/evidence", H.dir);
+	const char *args[] = { "report", "evidence", "--since", "2000-01-01T00:00:00Z",
+		               "--until", "9999-01-01T00:00:00Z", "-o", dir, NULL };
+	run_bin_result out = run_kms_admin(H.ipc_url, args);
+	if (out.code != 0)
+		fail_msg("kms-admin report evidence: exit %d: %s", out.code, out.err);
+	run_bin_free(&out);
+	json_t *uses = pack_json(dir, "consent-uses.json");
+	json_t *gated = json_object_get(uses, "consent_gated");
+	/* seal-101, decrypt-101, seal-once, once-1, seal-freq, freq-1, freq-2,
+	 * encrypt-resumed. */
+	assert_int_equal(count_in(gated, "purpose", "101"), 8);
+	assert_int_equal(json_array_size(gated), 1);
+	json_decref(uses);
+	json_t *denials = pack_json(dir, "denials.json");
+	json_t *consent = json_object_get(denials, "consent");
+	static const char *const reasons[] = { "purpose_mismatch", "dp_mismatch", "revoked",
+		                               "onetime_used", "not_yet_valid", "expired",
+		                               "frequency_exceeded", "dp_not_pseudonym",
+		                               "missing_context", "paused" };
+	for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
+		if (count_in(consent, "reason", reasons[i]) != 1)
+			fail_msg("evidence: consent denials for %s: %lld, want 1", reasons[i],
+			         (long long)count_in(consent, "reason", reasons[i]));
+	assert_int_equal(json_array_size(consent), sizeof reasons / sizeof reasons[0]);
+	json_decref(denials);
+}
+
 /* Each request above is audited with its consent's decision and reason;
  * the log verifies, so the entries before the revocation are unchanged. */
 static void audited(void **state)
@@ -493,6 +561,7 @@ int main(void)
 		cmocka_unit_test(import_refuses_forgeries),
 		cmocka_unit_test(purpose_and_revocation),
 		cmocka_unit_test(limits_and_window),
+		cmocka_unit_test(evidence),
 		cmocka_unit_test(audited),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
