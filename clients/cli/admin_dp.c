@@ -87,9 +87,10 @@ static int dp_erase(struct cli *cli, int argc, char **argv)
 		return cli_json_print(cli, json_pack("{s:o, s:o, s:I}", "key_id", cli_json_str(a.key),
 		                                     "data_principal", cli_json_str(a.dp),
 		                                     "erased_at", (json_int_t)erased_at));
+	char when[CLI_TIME_MAX];
 	cli_field(cli->out, "key", a.key);
 	cli_field(cli->out, "data principal", a.dp);
-	cli_field_fmt(cli->out, "erased at", "%" PRId64, erased_at);
+	cli_field(cli->out, "erased at", cli_time(erased_at, when));
 	fprintf(cli->out, "its sub-key is destroyed: every blob for it under this key is "
 	        "unreadable from now on\n");
 	return CLI_EXIT_OK;
@@ -152,6 +153,27 @@ static json_t *due_json(const kms_due_erasure_list *l)
 	                 cli_json_str(l->next_page_token));
 }
 
+static void print_due(FILE *to, const kms_due_erasure_list *l)
+{
+	static const char *const headers[] = { "KEY", "DATA PRINCIPAL", "PURPOSE",
+		                               "RETENTION ENDS", "NOTICED", "ERASE AT" };
+	struct cli_table t;
+	bool ok = cli_table_init(&t, 6, headers);
+	for (size_t i = 0; ok && i < l->n_erasures; i++) {
+		const kms_due_erasure *d = &l->erasures[i];
+		char ends[CLI_TIME_MAX], noticed[CLI_TIME_MAX], erase[CLI_TIME_MAX];
+		const char *cells[] = { d->key_id, d->data_principal, d->purpose[0] ? d->purpose : "-",
+			                cli_time(d->retention_ends_at, ends),
+			                cli_time(d->notice_at, noticed), cli_time(d->erase_at, erase) };
+		ok = cli_table_add(&t, cells);
+	}
+	if (ok)
+		cli_table_print(&t, to);
+	else
+		fprintf(to, "(out of memory)\n");
+	cli_table_free(&t);
+}
+
 static int dp_due(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -175,14 +197,7 @@ static int dp_due(struct cli *cli, int argc, char **argv)
 	if (cli->json) {
 		code = cli_json_print(cli, due_json(&l));
 	} else {
-		fprintf(cli->out, "%-34s  %-55s  %-8s  %-20s  %s\n", "KEY", "DATA PRINCIPAL",
-		        "PURPOSE", "NOTICED", "ERASED AT");
-		for (size_t i = 0; i < l.n_erasures; i++) {
-			const kms_due_erasure *d = &l.erasures[i];
-			fprintf(cli->out, "%-34s  %-55s  %-8s  %-20" PRId64 "  %" PRId64 "\n",
-			        d->key_id, d->data_principal, d->purpose[0] ? d->purpose : "-",
-			        d->notice_at, d->erase_at);
-		}
+		print_due(cli->out, &l);
 		if (l.next_page_token[0])
 			fprintf(cli->out, "more: --page-token %s\n", l.next_page_token);
 		code = CLI_EXIT_OK;

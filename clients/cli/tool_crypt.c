@@ -196,10 +196,27 @@ const char *tool_key_state_hint(const kms_error *err)
 	return NULL;
 }
 
+/* kmsd's denials on a key that requires consent (docs/consent.md): no
+ * grant changes them, so the grant hint would mislead. */
+static const char *consent_hint(const kms_error *err)
+{
+	if (!strncmp(err->message, "consent ", 8))
+		return "; a grant does not change this: only an active consent of this person for "
+		       "this purpose does (kms-admin consent list --dp PSEUDONYM)";
+	if (strstr(err->message, "requires consent"))
+		return "; give each with --context k=v";
+	return NULL;
+}
+
 /* What to do about a failure, after its message on the same line. kmsd's
  * message already names the key and the reason. */
 static const char *hint_for(const kms_error *err, bool envelope_encrypt)
 {
+	const char *consent = err->origin == KMS_ERROR_SERVER && err->status == KMS_ACCESS_DENIED
+	                              ? consent_hint(err)
+	                              : NULL;
+	if (consent)
+		return consent;
 	if (err->origin == KMS_ERROR_SERVER && err->status == KMS_ACCESS_DENIED)
 		return envelope_encrypt
 		               ? "; envelope encryption asks kmsd for a data key, so the grant must "
