@@ -625,7 +625,7 @@ static void consent_refusals(void)
 	artefact_path(bad, sizeof bad, "cli-c3-tampered");
 	size_t len;
 	char *doc = read_text(c3, &len);
-	char *text = strstr(doc, "\"demonstration\"");
+	char *text = strstr(doc, "\"demonstration ");
 	assert_non_null(text);
 	text[1] = 'D';
 	write_text(bad, doc);
