@@ -43,6 +43,7 @@
 
 #include <jansson.h>
 
+#include "tests/support/audit_check.h"
 #include "tests/support/e2e_ops.h"
 #include "tests/support/harness.h"
 #include "tests/support/run_bin.h"
@@ -305,6 +306,53 @@ static void dp_key_create_and_retention(char key[E2E_KEY_ID_SIZE])
 	        1, "data-principal erase on a key not per data principal", "FAILED_PRECONDITION");
 }
 
+/* `kms-admin report evidence` over the whole log: its erasures.json lists
+ * the three erasures above, each with the key, the principal and its
+ * basis, and the refused one (held) with its status. */
+static void evidence_has_erasures(const char *key)
+{
+	Kms__HealthRequest hr = KMS__HEALTH_REQUEST__INIT;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_HEALTH;
+	req.health = &hr;
+	Kms__Response *r = harness_call(&H, &req);
+	assert_non_null(r);
+	uint64_t size = r->health->audit_size;
+	kms__response__free_unpacked(r, NULL);
+	audit_cp cp;
+	audit_wait_checkpoint(&H, size, 20000, &cp);
+	audit_cp_free(&cp);
+	char pack[700];
+	path_in(pack, sizeof pack, "evidence");
+	OK(ADMIN("report", "evidence", "--since", "2000-01-01T00:00:00Z", "--until",
+	         "9999-01-01T00:00:00Z", "-o", pack),
+	   "report evidence", "");
+	char path[800];
+	snprintf(path, sizeof path, "%s/erasures.json", pack);
+	json_error_t jerr;
+	json_t *doc = json_load_file(path, 0, &jerr);
+	if (!doc)
+		fail_msg("%s: %s", path, jerr.text);
+	const char *dps[] = { X_DP, Y_DP, W_DP };
+	size_t found[3] = { 0 }, i, refused = 0;
+	json_t *row;
+	json_array_foreach(json_object_get(doc, "erasures"), i, row) {
+		if (strcmp(jstr(row, "status"), "OK")) {
+			refused++;
+			continue;
+		}
+		assert_string_equal(jstr(row, "key_id"), key);
+		assert_string_equal(jstr(row, "basis"), BASIS);
+		for (size_t d = 0; d < 3; d++)
+			found[d] += !strcmp(jstr(row, "data_principal"), dps[d]);
+	}
+	for (size_t d = 0; d < 3; d++)
+		if (found[d] != 1)
+			fail_msg("evidence: %zu erasures of %s, want 1", found[d], dps[d]);
+	assert_true(refused >= 1); /* the held one, and the second erase of X */
+	json_decref(doc);
+}
+
 static void dp_commands(void **state)
 {
 	(void)state;
@@ -383,6 +431,7 @@ static void dp_commands(void **state)
 	REFUSED(KMS("encrypt", "--key", "alias/cli-dp", "--context", ctx_w, "--context",
 	            "purpose=102", "-i", plain, "-o", bw),
 	        1, "kms encrypt for an erased principal", "FAILED_PRECONDITION", "was erased on");
+	evidence_has_erasures(key);
 }
 
 /* ---- 2. retention: data-principal due ---- */
