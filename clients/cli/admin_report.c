@@ -145,9 +145,11 @@ const struct cli_command admin_report_commands[] = {
 	  .help = "Where every key lives: region, HSM token (pinned or not), KEKs, each "
 	          "key's versions, the store's location, the audit log" },
 	{ .name = "evidence", .run = admin_report_evidence,
-	  .args = "--since T1 --until T2 -o DIR [--log LOGDIR] [--key KEY | --key-file FILE]",
+	  .args = "(--since T1 --until T2 -o DIR [--log LOGDIR] | --check DIR) "
+	          "[--key KEY | --key-file FILE]",
 	  .help = "Write an evidence pack an auditor verifies offline: the residency report, "
-	          "keys, consent uses, erasures, denials, the log and its verifier key",
+	          "keys, consent uses, erasures, denials, the log and its verifier key; or "
+	          "check one",
 	  .details =
 		"  --since T1, --until T2\n"
 		"                        the window, RFC 3339 UTC (2026-11-28T00:00:00Z)\n"
@@ -162,6 +164,11 @@ const struct cli_command admin_report_commands[] = {
 		"its verifier key, residency.json, keys.json, consent-uses.json,\n"
 		"erasures.json, denials.json and a README.md saying how to verify it:\n"
 		"'kms-admin audit verify DIR --key-file DIR/verifier-key'. Needs an\n"
-		"admin or an auditor. Exit 1 when the log does not verify.\n" },
+		"admin or an auditor. Exit 1 when the log does not verify.\n"
+		"\n"
+		"  --check DIR           offline: verify DIR's log copy and recompute its\n"
+		"                        consent-uses.json, erasures.json and denials.json\n"
+		"                        for the window they name; exit 1, naming the file,\n"
+		"                        when one does not match the verified log\n" },
 	{ 0 },
 };

@@ -31,18 +31,24 @@ struct evidence {
 	json_t *erasures;      /* array */
 	json_t *authz_denials; /* authz.reason -> count */
 	json_t *consent_denials; /* consent.reason -> count */
+	json_t *refusals;        /* refusals before authentication: error -> count */
 };
 
-static kms_status count(json_t *counts, const char *name)
+static kms_status count_by(json_t *counts, const char *name, json_int_t by)
 {
 	json_t *n = json_object_get(counts, name);
 	if (n)
-		KMS_ENSURE(json_integer_set(n, json_integer_value(n) + 1) == 0, KMS_INTERNAL,
+		KMS_ENSURE(json_integer_set(n, json_integer_value(n) + by) == 0, KMS_INTERNAL,
 		           "out of memory");
 	else
-		KMS_ENSURE(json_object_set_new(counts, name, json_integer(1)) == 0, KMS_INTERNAL,
+		KMS_ENSURE(json_object_set_new(counts, name, json_integer(by)) == 0, KMS_INTERNAL,
 		           "out of memory");
 	return KMS_OK;
+}
+
+static kms_status count(json_t *counts, const char *name)
+{
+	return count_by(counts, name, 1);
 }
 
 static bool is_erasure(json_t *entry)
@@ -89,6 +95,12 @@ static kms_status add_use(struct evidence *ev, json_t *entry)
 
 static kms_status add_denial(struct evidence *ev, json_t *entry)
 {
+	/* Refusals before authentication come coalesced: one entry counts
+	 * `refused` of them (docs/audit-log.md), by the error they got. */
+	json_t *refused = json_object_get(entry, "refused");
+	if (json_is_integer(refused) && json_integer_value(refused) > 0)
+		return count_by(ev->refusals, admin_audit_member(entry, "error"),
+		                json_integer_value(refused));
 	json_t *authz = json_object_get(entry, "authz");
 	json_t *consent = json_object_get(entry, "consent");
 	if (authz && strcmp(admin_audit_member(authz, "decision"), "allow") != 0)
@@ -180,7 +192,7 @@ static const char readme_format[] =
 	"| `keys.json` | the key inventory: every key's metadata |\n"
 	"| `consent-uses.json` | allowed uses of keys in the window per purpose: consent-gated (the entry's `consent` member) and others (the context's `purpose`) |\n"
 	"| `erasures.json` | data-principal erasures in the window with their legal basis |\n"
-	"| `denials.json` | refusals in the window by reason: authorization and consent |\n"
+	"| `denials.json` | refusals in the window by reason: authorization, consent, and refusals before authentication (by error, each coalesced entry weighted by how many it counts) |\n"
 	"\n"
 	"## Verify it\n"
 	"\n"
@@ -195,7 +207,14 @@ static const char readme_format[] =
 	"   `checkpoint` or `tile/` makes it fail (exit 1, one line naming what).\n"
 	"   With a checkpoint of this log you kept from before, add\n"
 	"   `--since OLD_CHECKPOINT` to check that the log only grew.\n"
-	"3. Recompute what the JSON files say from the verified entries, e.g. what\n"
+	"3. Check that the three reports derived from the log (`consent-uses.json`,\n"
+	"   `erasures.json`, `denials.json`) are what the verified log says:\n"
+	"\n"
+	"       kms-admin report evidence --check . --key-file " VKEY_FILE "\n"
+	"\n"
+	"   It verifies the log again, recomputes them for the window they name and\n"
+	"   compares; a changed report fails it (exit 1, naming the file).\n"
+	"4. Recompute anything else from the verified entries, e.g. what\n"
 	"   one credential touched (the breach query):\n"
 	"\n"
 	"       kms-admin audit query --log . --key-file " VKEY_FILE " \\\n"
@@ -223,6 +242,28 @@ static int write_readme(struct cli *cli, const char *dir, const struct evidence 
 	return code;
 }
 
+/* The reports derived from the log: what `--check` recomputes. */
+static const char *const derived_names[] = { "consent-uses.json", "erasures.json",
+	                                     "denials.json" };
+#define N_DERIVED (sizeof derived_names / sizeof derived_names[0])
+
+static void derived_reports(const struct evidence *ev, const tlog_verify_report *report,
+                            json_t *out[N_DERIVED])
+{
+	out[0] = with_header(json_pack("{s:o, s:o}", "consent_gated",
+	                               count_list(ev->consent_uses, "purpose"),
+	                               "by_context_purpose",
+	                               count_list(ev->context_uses, "purpose")),
+	                     ev, report);
+	out[1] = with_header(json_pack("{s:O}", "erasures", ev->erasures), ev, report);
+	out[2] = with_header(json_pack("{s:o, s:o, s:o}", "authz",
+	                               count_list(ev->authz_denials, "reason"), "consent",
+	                               count_list(ev->consent_denials, "reason"),
+	                               "before_authentication",
+	                               count_list(ev->refusals, "error")),
+	                     ev, report);
+}
+
 static int write_pack(struct cli *cli, const char *dir, const struct admin_residency *r,
                       const struct evidence *ev, const struct admin_audit_source *src,
                       const tlog_verify_report *report)
@@ -239,17 +280,14 @@ static int write_pack(struct cli *cli, const char *dir, const struct admin_resid
 		code = write_json(cli, dir, "keys.json", keys);
 	else
 		json_decref(keys);
-	if (code == CLI_EXIT_OK)
-		code = write_json(cli, dir, "consent-uses.json", with_header(json_pack(
-			"{s:o, s:o}", "consent_gated", count_list(ev->consent_uses, "purpose"),
-			"by_context_purpose", count_list(ev->context_uses, "purpose")), ev, report));
-	if (code == CLI_EXIT_OK)
-		code = write_json(cli, dir, "erasures.json", with_header(json_pack(
-			"{s:O}", "erasures", ev->erasures), ev, report));
-	if (code == CLI_EXIT_OK)
-		code = write_json(cli, dir, "denials.json", with_header(json_pack(
-			"{s:o, s:o}", "authz", count_list(ev->authz_denials, "reason"),
-			"consent", count_list(ev->consent_denials, "reason")), ev, report));
+	json_t *derived[N_DERIVED];
+	derived_reports(ev, report, derived);
+	for (size_t i = 0; i < N_DERIVED; i++) {
+		if (code == CLI_EXIT_OK)
+			code = write_json(cli, dir, derived_names[i], derived[i]);
+		else
+			json_decref(derived[i]);
+	}
 	if (code == CLI_EXIT_OK)
 		code = write_readme(cli, dir, ev, report);
 	return code;
@@ -309,6 +347,70 @@ static void evidence_free(struct evidence *ev)
 	json_decref(ev->erasures);
 	json_decref(ev->authz_denials);
 	json_decref(ev->consent_denials);
+	json_decref(ev->refusals);
+}
+
+/* --check DIR: the derived reports of a pack recomputed from its verified
+ * log copy and compared with its files. */
+static int check_pack(struct cli *cli, const char *dir, struct admin_audit_key *vk,
+                      struct evidence *ev)
+{
+	char path[4200], vkey[TLOG_VERIFIER_KEY_MAX];
+	snprintf(path, sizeof path, "%s/consent-uses.json", dir);
+	json_error_t jerr;
+	json_t *uses = json_load_file(path, 0, &jerr);
+	const char *since = json_string_value(json_object_get(uses, "since"));
+	const char *until = json_string_value(json_object_get(uses, "until"));
+	int code = since && until ? admin_audit_window_parse(cli, since, until, &ev->window)
+	                          : cli_usage_error(cli, "%s: not an evidence pack's report "
+	                                            "(no since and until)", path);
+	json_decref(uses);
+	if (code != CLI_EXIT_OK)
+		return code;
+	if (vk->given) {
+		snprintf(vkey, sizeof vkey, "%s", vk->text);
+	} else {
+		/* The pack's own key checks only that the pack agrees with itself. */
+		snprintf(path, sizeof path, "%s/" VKEY_FILE, dir);
+		FILE *f = fopen(path, "r");
+		bool ok = f && fgets(vkey, sizeof vkey, f);
+		if (f)
+			fclose(f);
+		if (!ok)
+			return cli_usage_error(cli, "%s: cannot read it: give --key or --key-file", path);
+		vkey[strcspn(vkey, "\r\n")] = '\0';
+		fprintf(cli->err, "%s: checking with the pack's own %s; give --key-file with the "
+		        "key you hold to check it is the log you trust\n", cli->path, VKEY_FILE);
+	}
+	tlog_verify_report *report = calloc(1, sizeof *report);
+	if (!report)
+		return cli_out_of_memory(cli);
+	code = admin_audit_scan(cli, dir, vkey, evidence_visit, ev, report);
+	json_t *derived[N_DERIVED] = { 0 };
+	if (code == CLI_EXIT_OK)
+		derived_reports(ev, report, derived);
+	size_t differ = 0;
+	for (size_t i = 0; code == CLI_EXIT_OK && i < N_DERIVED; i++) {
+		snprintf(path, sizeof path, "%s/%s", dir, derived_names[i]);
+		json_t *file = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+		if (!derived[i]) {
+			code = cli_out_of_memory(cli);
+		} else if (!file || !json_equal(file, derived[i])) {
+			fprintf(cli->err, "%s: %s: does not match the verified log (changed, or from "
+			        "another log)\n", cli->path, derived_names[i]);
+			differ++;
+		}
+		json_decref(file);
+	}
+	for (size_t i = 0; i < N_DERIVED; i++)
+		json_decref(derived[i]);
+	if (code == CLI_EXIT_OK && differ)
+		code = CLI_EXIT_REFUSED;
+	if (code == CLI_EXIT_OK)
+		fprintf(cli->out, "%s: the log verified (tree size %" PRIu64 ") and its %zu derived "
+		        "reports match it\n", dir, report->tree_size, N_DERIVED);
+	free(report);
+	return code;
 }
 
 int admin_report_evidence(struct cli *cli, int argc, char **argv)
@@ -319,11 +421,12 @@ int admin_report_evidence(struct cli *cli, int argc, char **argv)
 		{ "until", required_argument, NULL, AUDIT_OPT_UNTIL },
 		{ "log", required_argument, NULL, AUDIT_OPT_LOG },
 		{ "out", required_argument, NULL, 'o' }, /* -o DIR */
+		{ "check", required_argument, NULL, 'c' }, /* --check DIR */
 		CLI_BASE_OPTIONS, CLI_CONN_OPTIONS, { 0 },
 	};
 	struct admin_audit_key vk = { 0 };
 	struct evidence ev = { 0 };
-	const char *since = NULL, *until = NULL, *log_dir = NULL, *dir = NULL;
+	const char *since = NULL, *until = NULL, *log_dir = NULL, *dir = NULL, *check = NULL;
 	int opt, code;
 	while ((opt = cli_getopt(cli, argc, argv, opts)) >= 0) {
 		if (admin_audit_key_option(opt, &vk))
@@ -333,14 +436,18 @@ int admin_report_evidence(struct cli *cli, int argc, char **argv)
 		case AUDIT_OPT_UNTIL: until = optarg; break;
 		case AUDIT_OPT_LOG: log_dir = optarg; break;
 		case 'o': dir = optarg; break;
+		case 'c': check = optarg; break;
 		default: return cli_usage_error(cli, "option not handled");
 		}
 	}
 	if ((code = cli_getopt_end(cli, opt, argc, argv, 0, 0)) != CLI_PROCEED)
 		return code;
-	if (!dir || !dir[0])
+	if (check && (dir || since || until || log_dir))
+		return cli_usage_error(cli, "--check DIR takes no -o, --since, --until or --log: "
+		                       "the window is the pack's");
+	if (!check && (!dir || !dir[0]))
 		return cli_usage_error(cli, "give -o DIR: a new directory for the pack");
-	if ((code = admin_audit_window_parse(cli, since, until, &ev.window)) != CLI_EXIT_OK)
+	if (!check && (code = admin_audit_window_parse(cli, since, until, &ev.window)) != CLI_EXIT_OK)
 		return code;
 	if ((code = admin_audit_resolve_key(cli, &vk)) != CLI_EXIT_OK)
 		return code;
@@ -349,10 +456,16 @@ int admin_report_evidence(struct cli *cli, int argc, char **argv)
 	ev.erasures = json_array();
 	ev.authz_denials = json_object();
 	ev.consent_denials = json_object();
+	ev.refusals = json_object();
 	if (!ev.consent_uses || !ev.context_uses || !ev.erasures || !ev.authz_denials ||
-	    !ev.consent_denials) {
+	    !ev.consent_denials || !ev.refusals) {
 		evidence_free(&ev);
 		return cli_out_of_memory(cli);
+	}
+	if (check) {
+		code = check_pack(cli, check, &vk, &ev);
+		evidence_free(&ev);
+		return code;
 	}
 	kms_client *client = NULL;
 	struct admin_residency r;

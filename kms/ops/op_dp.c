@@ -22,9 +22,12 @@
 
 #define DUE_LIST_DEFAULT 100
 
-static kms_status authorize_ref(op_ctx *ctx, const char *key_ref)
+/* The key check; key_id gets the id it decided on, which the operation then
+ * acts on (never the reference again: an alias moved in between would
+ * name a key whose policy was not checked). */
+static kms_status authorize_ref(op_ctx *ctx, const char *key_ref,
+                                char key_id[static KMS_KEYID_TEXT_SIZE])
 {
-	char key_id[KMS_KEYID_TEXT_SIZE];
 	return op_authorize_ref(ctx, key_ref, NULL, 0, key_id);
 }
 
@@ -35,8 +38,9 @@ kms_status op_erase_data_principal(op_ctx *ctx, const Kms__Request *req, Kms__Re
 	Kms__EraseDataPrincipalResponse *e;
 	OP_ALLOC(ctx, e);
 	kms__erase_data_principal_response__init(e);
-	KMS_GUARD(authorize_ref(ctx, r->key_id));
-	KMS_GUARD(keyring_dp_erase(ctx->d->keyring, r->key_id, r->data_principal, r->basis,
+	char key_id[KMS_KEYID_TEXT_SIZE];
+	KMS_GUARD(authorize_ref(ctx, r->key_id, key_id));
+	KMS_GUARD(keyring_dp_erase(ctx->d->keyring, key_id, r->data_principal, r->basis,
 	                           ctx->now, &row));
 	e->key_id = arena_strdup(ctx->arena, row.key_id);
 	e->data_principal = arena_strdup(ctx->arena, row.dp);
@@ -54,8 +58,9 @@ kms_status op_set_data_principal_hold(op_ctx *ctx, const Kms__Request *req, Kms_
 	Kms__SetDataPrincipalHoldResponse *h;
 	OP_ALLOC(ctx, h);
 	kms__set_data_principal_hold_response__init(h);
-	KMS_GUARD(authorize_ref(ctx, r->key_id));
-	KMS_GUARD(keyring_dp_hold(ctx->d->keyring, r->key_id, r->data_principal, r->hold, &row));
+	char key_id[KMS_KEYID_TEXT_SIZE];
+	KMS_GUARD(authorize_ref(ctx, r->key_id, key_id));
+	KMS_GUARD(keyring_dp_hold(ctx->d->keyring, key_id, r->data_principal, r->hold, &row));
 	h->key_id = arena_strdup(ctx->arena, row.key_id);
 	h->data_principal = arena_strdup(ctx->arena, row.dp);
 	h->hold = arena_strdup(ctx->arena, row.hold);
@@ -69,12 +74,12 @@ kms_status op_set_data_principal_hold(op_ctx *ctx, const Kms__Request *req, Kms_
 kms_status op_set_retention(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
 {
 	const Kms__SetRetentionRequest *r = req->set_retention;
-	char key_id[KMS_KEYID_TEXT_SIZE];
+	char key_id[KMS_KEYID_TEXT_SIZE], allowed[KMS_KEYID_TEXT_SIZE];
 	Kms__SetRetentionResponse *s;
 	OP_ALLOC(ctx, s);
 	kms__set_retention_response__init(s);
-	KMS_GUARD(authorize_ref(ctx, r->key_id));
-	KMS_GUARD(keyring_retention_set(ctx->d->keyring, r->key_id, r->purpose, r->days, key_id));
+	KMS_GUARD(authorize_ref(ctx, r->key_id, allowed));
+	KMS_GUARD(keyring_retention_set(ctx->d->keyring, allowed, r->purpose, r->days, key_id));
 	s->key_id = arena_strdup(ctx->arena, key_id);
 	s->purpose = arena_strdup(ctx->arena, r->purpose);
 	KMS_ENSURE(s->key_id && s->purpose, KMS_INTERNAL, "out of request memory");

@@ -510,6 +510,33 @@ static void pack_verifies_offline(const char *pack, json_int_t size)
 	json_decref(j);
 	run_bin_free(&out);
 
+	/* The derived reports match the verified log; an edited one does not. */
+	char key_file[800];
+	snprintf(key_file, sizeof key_file, "%s/verifier-key", copy);
+	const char *check[] = { "report", "evidence", "--check", copy, "--key-file", key_file,
+		                NULL };
+	out = run_bin(getenv("KMS_TEST_KMS_ADMIN"), check, NULL);
+	if (out.code != 0)
+		fail_msg("report evidence --check: exit %d: %s", out.code, out.err);
+	assert_non_null(strstr(out.out, "derived reports match it"));
+	run_bin_free(&out);
+	char denials[800];
+	snprintf(denials, sizeof denials, "%s/denials.json", copy);
+	char *text = harness_read_file(denials, NULL);
+	assert_non_null(text);
+	char *one = strstr(text, "\"count\": 1");
+	assert_non_null(one);
+	one[strlen("\"count\": ")] = '0'; /* a denial erased from the report */
+	FILE *f = fopen(denials, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	free(text);
+	out = run_bin(getenv("KMS_TEST_KMS_ADMIN"), check, NULL);
+	assert_int_equal(out.code, 1);
+	assert_non_null(strstr(out.err, "denials.json: does not match the verified log"));
+	run_bin_free(&out);
+
 	/* One byte of the first entry, inside its JSON (past the 2-byte
 	 * length and the opening '{"time":"'). */
 	char bundle[1200], entries[800];
