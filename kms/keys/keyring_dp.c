@@ -478,13 +478,7 @@ int64_t keyring_dp_erase_at(const keyring *kr, const store_dp_key *row)
 static kms_status tick_renotice(keyring *kr, int64_t now)
 {
 	size_t n = 0;
-	KMS_GUARD(store_begin(kr->store));
-	kms_status st = store_dp_keys_notice_future(kr->store, now + DP_NOTICE_SLACK_SECONDS, &n);
-	if (st == KMS_OK)
-		st = store_commit(kr->store);
-	else
-		store_rollback(kr->store);
-	KMS_GUARD(st);
+	KMS_GUARD(store_dp_keys_notice_future(kr->store, now + DP_NOTICE_SLACK_SECONDS, &n));
 	if (n)
 		kr_log("warn", "retention: %zu sub-keys had a pre-erasure notice dated after now "
 		       "(the clock went back): they are noticed again", n);

@@ -21,7 +21,8 @@
  *     nothing is due before; a day later (2 days before the end) the
  *     sub-key is noticed (pre_erasure) and listed by ListDueErasures, and
  *     stays listed while the clock stands still; held, then lifted past
- *     its end, it is noticed again rather than erased at once; 48 h after
+ *     its end, it is noticed again rather than erased at once; the clock
+ *     stepped back ten minutes, noticed again at the new time; 48 h after
  *     that notice it is erased (retention_erasure) and its blobs fail. Both entries are in the verified audit log, principal kmsd,
  *     with key_id, data_principal, purpose and basis "retention".
  *  3. per_version: gcm_max_encryptions = 5; 15 seals for X rotate the key
@@ -547,6 +548,14 @@ static void retention(void **state)
 		e2e_sleep_ms(POLL_MS);
 	}
 	opens(&bz, Z_DP, "101", "noticed again after the hold, its 48 h not over");
+	/* The clock stepped back ten minutes: the notice, now dated in the
+	 * future, is given again at the new now. */
+	set_clock(made + 5 * 86400 - 600);
+	while (due_notice(k, Z_DP) != made + 5 * 86400 - 600) {
+		CHECK(e2e_now_ms() < until, "Z not noticed again after the clock went back");
+		e2e_sleep_ms(POLL_MS);
+	}
+	opens(&bz, Z_DP, "101", "noticed again after the clock went back");
 	/* Seven days on: 48 h after the new notice: erased by kmsd, gone from
 	 * the due list. */
 	set_clock(made + 7 * 86400 + 60);
