@@ -319,29 +319,36 @@ kms_status keyring_hmac(keyring *kr, const keyring_key_use *use, const uint8_t *
 /* For a use of a per-data-principal key (use->per_data_principal, from
  * keyring_encrypt_key or keyring_decrypt_key; for any other key it does
  * nothing): binds use to the sub-key of data principal dp (a pseudonym's
- * text), so keyring_gcm_* use that sub-key. Not yet made: with create
+ * text) under use->version (one per key, version and dp, so the version's
+ * GCM budget bounds it), so keyring_gcm_* use that sub-key. Not yet
+ * made: with create
  * (sealing) it is generated in the HSM, wrapped under the current KEK and
  * stored, its purpose (the context's, "" or NULL for none; 1..32 of
- * [A-Za-z0-9._-]) fixing its retention; without (opening) KMS_NOT_FOUND.
+ * [A-Za-z0-9._-]) fixing its retention on the principal's first use (a
+ * later version's sub-key copies the first one's purpose, retention,
+ * notice and hold); without (opening) KMS_NOT_FOUND.
  * dp that is not a pseudonym: KMS_INVALID_ARGUMENT. Erased:
  * KMS_FAILED_PRECONDITION naming when and on which basis. Reads the store
  * on every call (an erasure is seen by the next request). */
 kms_status keyring_dp_bind(keyring *kr, keyring_key_use *use, const char *dp, const char *purpose,
                            bool create, int64_t now) KMS_MUST_USE;
 
-/* Erases data principal dp's sub-key under key_ref's key at once: its
- * wrapped bytes deleted from the store (the row stays, ERASED, with now
- * and basis: the tombstone that keeps it from being made again), its
- * unwrapped copy evicted from the HSM cache. dp with no sub-key yet gets
- * the tombstone alone. Held: KMS_FAILED_PRECONDITION naming the hold;
- * already erased: KMS_FAILED_PRECONDITION. The row as it ends into *out
- * (may be NULL). */
+/* Erases data principal dp's sub-keys (every version's) under key_ref's
+ * key at once: their wrapped bytes deleted from the store (the rows stay,
+ * ERASED, with now and basis: the tombstones that keep any version's from
+ * being made again), their unwrapped copies evicted from the HSM cache,
+ * the WAL scrubbed (kr_dp_scrub). dp with no sub-key yet gets a tombstone
+ * alone. Held: KMS_FAILED_PRECONDITION naming the hold;
+ * already erased: KMS_FAILED_PRECONDITION. The principal's first row as
+ * it ends into *out (may be NULL). */
 kms_status keyring_dp_erase(keyring *kr, const char *key_ref, const char *dp, const char *basis,
                             int64_t now, store_dp_key *out) KMS_MUST_USE;
 
 /* Places (hold: a statute, 1..256 bytes) or lifts (hold "") the legal hold
- * on dp's sub-key under key_ref's key, which must exist and be active
- * (KMS_NOT_FOUND, KMS_FAILED_PRECONDITION). *out as keyring_dp_erase. */
+ * on dp's sub-keys under key_ref's key, which must exist and be active
+ * (KMS_NOT_FOUND, KMS_FAILED_PRECONDITION). A change of hold clears the
+ * pre-erasure notice (a new one is given before any erasure). *out as
+ * keyring_dp_erase. */
 kms_status keyring_dp_hold(keyring *kr, const char *key_ref, const char *dp, const char *hold,
                            store_dp_key *out) KMS_MUST_USE;
 
@@ -353,8 +360,9 @@ kms_status keyring_retention_set(keyring *kr, const char *key_ref, const char *p
                                  uint32_t days,
                                  char key_id[static KMS_KEYID_TEXT_SIZE]) KMS_MUST_USE;
 
-/* Sub-keys whose pre-erasure notice was given and that are not erased nor
- * held, by end then id, after (after_end, after_id); at most cap. */
+/* Principals (their first sub-key rows) whose pre-erasure notice was
+ * given and that are not erased nor held, by end then id, after
+ * (after_end, after_id); at most cap. */
 kms_status keyring_dp_due(keyring *kr, int64_t after_end, int64_t after_id, size_t cap,
                           store_dp_key *out, size_t *n) KMS_MUST_USE;
 
@@ -362,16 +370,20 @@ kms_status keyring_dp_due(keyring *kr, int64_t after_end, int64_t after_id, size
  * KEYRING_DP_NOTICE_DAYS after its notice if that is later. */
 int64_t keyring_dp_erase_at(const keyring *kr, const store_dp_key *row);
 
-/* What the retention tick reports before it acts: operation
- * "pre_erasure" or "retention_erasure". A failure stops that action (it
- * is retried on the next tick): nothing is erased or noticed unheard. */
+/* What the retention tick reports as it acts: operation "pre_erasure" or
+ * "retention_erasure", called inside the write transaction, after the
+ * change was made and only if it was, before the commit. A failure rolls
+ * the change back (it is retried on the next tick): nothing is erased or
+ * noticed unheard, and nothing is reported that did not change. */
 typedef kms_status (*keyring_dp_event_fn)(void *ctx, const char *operation,
                                           const store_dp_key *row);
 
-/* The retention tick: notices (event, then noted) sub-keys whose retention
- * ends within KEYRING_DP_NOTICE_DAYS, and erases (event, then erased) those
- * whose end and notice period have passed; at most KEYRING_TICK_BATCH of
- * each. Held sub-keys wait. *noticed and *erased count them. */
+/* The retention tick: retries a pending WAL scrub; gives again notices
+ * dated in the future (the clock went back); notices principals whose
+ * retention ends within KEYRING_DP_NOTICE_DAYS, and erases those whose end
+ * and notice period have passed, each re-checked as read; at most
+ * KEYRING_TICK_BATCH of each. Held sub-keys wait. *noticed and *erased
+ * count them. */
 kms_status keyring_dp_tick(keyring *kr, int64_t now, keyring_dp_event_fn event, void *ctx,
                            size_t *noticed, size_t *erased) KMS_MUST_USE;
 

@@ -6,12 +6,15 @@
  * the HSM on the first seal for that principal, wrapped under the current
  * KEK exactly like a key version, kept in the store's dp_keys table, and
  * used through the HSM layer's unwrapped-key cache under the name "dp" ||
- * row id. One sub-key per (key, dp), for every version of the key: the
- * blob still names the key's version (its GCM budget counts every
- * encryption under every sub-key, so each sub-key stays within the bound).
+ * row id. One sub-key per (key, version, dp): a seal under version v uses
+ * (or makes, on first use) the principal's sub-key of v, and an open uses
+ * the blob's version's, so the version's GCM budget (docs/gcm-limits.md)
+ * bounds every sub-key as it bounds the version. A principal's rows under
+ * one key share purpose, first use, retention, notice and hold.
  *
- * Erasure deletes the wrapped bytes and keeps the row as a tombstone, so a
- * later seal for that principal fails instead of making a new sub-key.
+ * Erasure deletes the wrapped bytes of all the principal's rows and keeps
+ * them as tombstones, so a later seal for that principal under any
+ * version fails instead of making a new sub-key.
  * kek_rwlock is taken shared around generate-wrap-commit, as for versions,
  * so the KEK a new sub-key is wrapped under is not retired meanwhile.
  */
@@ -133,32 +136,60 @@ static void bind_row(keyring_key_use *use, const store_dp_key *row)
 	kr_dp_name(row->id, &use->object);
 }
 
-/* Generates a sub-key wrapped under the current KEK and inserts its row.
- * KMS_ALREADY_EXISTS when another request (or an erasure) made the row
- * first. */
+/* A new row of (use's key, use's version, dp): a principal's first row
+ * fixes purpose and retention from now; a later version's copies what its
+ * first row holds (purpose, first use, retention, notice, hold). */
+static kms_status dp_row_new(keyring *kr, const keyring_key_use *use, const char *dp,
+                             const char *purpose, int64_t now, store_dp_key *row)
+{
+	store_dp_key first;
+	uint32_t days = 0;
+	kms_status st = store_dp_key_first(kr->store, use->key_id_text, dp, &first);
+	if (st == KMS_OK && first.state == DP_KEY_ERASED)
+		return erased_error(&first);
+	if (st != KMS_OK && st != KMS_NOT_FOUND)
+		return st;
+	memset(row, 0, sizeof *row);
+	if (st == KMS_OK) {
+		*row = first;
+		row->id = 0;
+		row->kek_id = 0;
+	} else {
+		kms_error_clear();
+		memcpy(row->key_id, use->key_id_text, sizeof row->key_id);
+		snprintf(row->dp, sizeof row->dp, "%s", dp);
+		snprintf(row->purpose, sizeof row->purpose, "%s", purpose);
+		row->state = DP_KEY_ACTIVE;
+		row->created_at = now;
+		if (purpose[0])
+			KMS_GUARD(store_retention_get(kr->store, row->key_id, purpose, &days));
+		row->retention_ends_at = days ? now + (int64_t)days * kr->seconds_per_day : 0;
+	}
+	row->version = use->version;
+	return KMS_OK;
+}
+
+/* Generates a sub-key wrapped under the current KEK and inserts its row,
+ * in one write transaction with the read of the principal's first row (a
+ * concurrent erasure or hold is seen). KMS_ALREADY_EXISTS when another
+ * request made the row first; KMS_FAILED_PRECONDITION when the principal
+ * was erased. */
 static kms_status dp_create(keyring *kr, const keyring_key_use *use, const char *dp,
                             const char *purpose, int64_t now, store_dp_key *row)
 {
 	uint8_t wrapped[HSM_WRAPPED_MAX];
 	size_t wrapped_len = 0;
-	uint32_t kek_id = 0, days = 0;
+	uint32_t kek_id = 0;
 	kms_status status;
 
 	memset(row, 0, sizeof *row);
-	memcpy(row->key_id, use->key_id_text, sizeof row->key_id);
-	snprintf(row->dp, sizeof row->dp, "%s", dp);
-	snprintf(row->purpose, sizeof row->purpose, "%s", purpose);
-	row->state = DP_KEY_ACTIVE;
-	row->created_at = now;
-	if (purpose[0])
-		KMS_GUARD(store_retention_get(kr->store, row->key_id, purpose, &days));
-	row->retention_ends_at = days ? now + (int64_t)days * kr->seconds_per_day : 0;
-
 	pthread_rwlock_rdlock(&kr->kek_rwlock);
 	KMS_GUARD_OUT(status, kr_generate_wrapped(kr, KEY_SPEC_AES_256, &kek_id, wrapped,
 	                                          sizeof wrapped, &wrapped_len, NULL, NULL));
 	KMS_GUARD_OUT(status, store_begin(kr->store));
-	status = store_dp_key_insert(kr->store, row, kek_id, wrapped, wrapped_len, &row->id);
+	status = dp_row_new(kr, use, dp, purpose, now, row);
+	if (status == KMS_OK)
+		status = store_dp_key_insert(kr->store, row, kek_id, wrapped, wrapped_len, &row->id);
 	if (status == KMS_OK)
 		status = store_commit(kr->store);
 	else
@@ -170,6 +201,21 @@ out:
 	return status;
 }
 
+/* No row for (key, version, dp): the principal's erasure if it was
+ * erased, else KMS_NOT_FOUND. */
+static kms_status dp_missing(keyring *kr, const keyring_key_use *use, const char *dp)
+{
+	store_dp_key first;
+	kms_status st = store_dp_key_first(kr->store, use->key_id_text, dp, &first);
+	if (st == KMS_OK && first.state == DP_KEY_ERASED)
+		return erased_error(&first);
+	if (st != KMS_OK && st != KMS_NOT_FOUND)
+		return st;
+	kms_error_clear();
+	return KMS_FAIL(KMS_NOT_FOUND, "key %s has no sub-key for that data principal under "
+	                "version %u", use->key_id_text, (unsigned)use->version);
+}
+
 kms_status keyring_dp_bind(keyring *kr, keyring_key_use *use, const char *dp, const char *purpose,
                            bool create, int64_t now)
 {
@@ -177,6 +223,8 @@ kms_status keyring_dp_bind(keyring *kr, keyring_key_use *use, const char *dp, co
 	if (!use->per_data_principal)
 		return KMS_OK;
 	KMS_GUARD(dp_check(use->key_id_text, dp));
+	KMS_ENSURE(use->version >= 1, KMS_INTERNAL, "key %s: a use without a version",
+	           use->key_id_text);
 	if (!purpose)
 		purpose = "";
 	if (purpose[0] && create)
@@ -184,7 +232,7 @@ kms_status keyring_dp_bind(keyring *kr, keyring_key_use *use, const char *dp, co
 	/* Twice at most: a concurrent first use may insert between our read
 	 * and our insert; then its row is the one. */
 	for (int round = 0; round < 2; round++) {
-		kms_status st = store_dp_key_get(kr->store, use->key_id_text, dp, &row);
+		kms_status st = store_dp_key_get(kr->store, use->key_id_text, dp, use->version, &row);
 		if (st == KMS_OK) {
 			if (row.state == DP_KEY_ERASED)
 				return erased_error(&row);
@@ -193,13 +241,14 @@ kms_status keyring_dp_bind(keyring *kr, keyring_key_use *use, const char *dp, co
 		}
 		if (st != KMS_NOT_FOUND)
 			return st;
-		if (!create)
-			return st; /* "no sub-key": the blob cannot have been made */
 		kms_error_clear();
+		if (!create)
+			return dp_missing(kr, use, dp); /* the blob cannot have been made */
 		st = dp_create(kr, use, dp, purpose, now, &row);
 		if (st == KMS_OK) {
-			kr_log("info", "key %s: made the sub-key of a data principal (sub-key %lld)",
-			       use->key_id_text, (long long)row.id);
+			kr_log("info", "key %s: made the sub-key of a data principal for version %u "
+			       "(sub-key %lld)", use->key_id_text, (unsigned)use->version,
+			       (long long)row.id);
 			bind_row(use, &row);
 			return KMS_OK;
 		}
@@ -220,22 +269,69 @@ static void dp_evict(keyring *kr, int64_t id)
 	hsm_keycache_evict(kr->hsm, &name);
 }
 
-/* After an erasure: the WAL's older frames may still hold the bytes. */
-static void dp_checkpoint(keyring *kr)
+/* Every row of (key_id, dp), each version's, out of the cache. A failed
+ * read is logged: every use re-reads the store, which has no material. */
+static void dp_evict_principal(keyring *kr, const char *key_id, const char *dp)
 {
-	if (store_wal_checkpoint(kr->store) != KMS_OK) {
-		kr_log("warn", "checkpoint after an erasure: %s (the next one takes it)",
-		       kms_error_message());
-		kms_error_clear();
+	int64_t ids[KEYRING_TICK_BATCH];
+	uint32_t versions[KEYRING_TICK_BATCH];
+	uint32_t after = 0;
+	size_t n = KEYRING_TICK_BATCH;
+	/* Bounded: each page starts past the last one's highest version. */
+	for (uint64_t page = 0; n == KEYRING_TICK_BATCH && page <= UINT32_MAX; page++) {
+		if (store_dp_keys_of_dp(kr->store, key_id, dp, after, KEYRING_TICK_BATCH, ids,
+		                        versions, &n) != KMS_OK) {
+			kr_log("warn", "key %s: evicting an erased principal's sub-keys: %s", key_id,
+			       kms_error_message());
+			kms_error_clear();
+			return;
+		}
+		for (size_t i = 0; i < n; i++)
+			dp_evict(kr, ids[i]);
+		if (n)
+			after = versions[n - 1];
 	}
+}
+
+void kr_dp_evict_key(keyring *kr, const char *key_id)
+{
+	int64_t ids[KEYRING_TICK_BATCH];
+	int64_t after = 0;
+	size_t n = KEYRING_TICK_BATCH;
+	/* Bounded: ids strictly increase from page to page. */
+	for (uint64_t page = 0; n == KEYRING_TICK_BATCH && page <= UINT32_MAX; page++) {
+		if (store_dp_keys_of_key(kr->store, key_id, after, KEYRING_TICK_BATCH, ids, &n) !=
+		    KMS_OK) {
+			kr_log("warn", "key %s: evicting its sub-keys: %s", key_id, kms_error_message());
+			kms_error_clear();
+			return;
+		}
+		for (size_t i = 0; i < n; i++)
+			dp_evict(kr, ids[i]);
+		if (n)
+			after = ids[n - 1];
+	}
+}
+
+void kr_dp_scrub(keyring *kr)
+{
+	if (store_wal_checkpoint(kr->store) == KMS_OK) {
+		if (atomic_exchange(&kr->dp_scrub_pending, false))
+			kr_log("info", "WAL scrub after an erasure done: kms.db-wal truncated");
+		return;
+	}
+	kr_log("warn", "WAL scrub after an erasure: %s (pending: every retention tick retries "
+	       "until kms.db-wal is truncated)", kms_error_message());
+	kms_error_clear();
+	atomic_store(&kr->dp_scrub_pending, true);
 }
 
 static kms_status erase_locked(keyring *kr, const store_key *key, const char *dp,
                                const char *basis, int64_t now, store_dp_key *row)
 {
-	kms_status st = store_dp_key_get(kr->store, key->id, dp, row);
+	kms_status st = store_dp_key_first(kr->store, key->id, dp, row);
 	if (st == KMS_NOT_FOUND) {
-		/* Not used yet: the tombstone alone, so it is never made. */
+		/* Not used yet: the tombstone alone, so none is ever made. */
 		kms_error_clear();
 		memset(row, 0, sizeof *row);
 		memcpy(row->key_id, key->id, sizeof row->key_id);
@@ -256,9 +352,10 @@ static kms_status erase_locked(keyring *kr, const store_key *key, const char *dp
 	KMS_ENSURE(!row->hold[0], KMS_FAILED_PRECONDITION,
 	           "data principal %s's key under %s is under a legal hold (%.60s): lift the "
 	           "hold before erasing", dp, key->id, row->hold);
-	KMS_GUARD(store_dp_key_erase(kr->store, row->id, now, basis));
+	KMS_GUARD(store_dp_key_erase(kr->store, key->id, dp, now, basis));
 	row->state = DP_KEY_ERASED;
 	row->erased_at = now;
+	row->kek_id = 0;
 	snprintf(row->basis, sizeof row->basis, "%s", basis);
 	return KMS_OK;
 }
@@ -277,9 +374,9 @@ kms_status keyring_dp_erase(keyring *kr, const char *key_ref, const char *dp, co
 	KMS_GUARD(store_begin(kr->store));
 	KMS_GUARD_OUT(status, erase_locked(kr, &key, dp, basis, now, &row));
 	KMS_GUARD_OUT(status, store_commit(kr->store));
-	dp_evict(kr, row.id);
-	dp_checkpoint(kr);
-	kr_log("info", "key %s: erased a data principal's sub-key (sub-key %lld)", key.id,
+	dp_evict_principal(kr, key.id, dp);
+	kr_dp_scrub(kr);
+	kr_log("info", "key %s: erased a data principal's sub-keys (first sub-key %lld)", key.id,
 	       (long long)row.id);
 	if (out)
 		*out = row;
@@ -303,8 +400,9 @@ kms_status keyring_dp_hold(keyring *kr, const char *key_ref, const char *dp, con
 	KMS_GUARD(dp_key_resolve(kr, key_ref, &key));
 	KMS_GUARD(dp_check(key.id, dp));
 	KMS_GUARD(store_begin(kr->store));
-	status = store_dp_key_get(kr->store, key.id, dp, &row);
+	status = store_dp_key_first(kr->store, key.id, dp, &row);
 	if (status == KMS_NOT_FOUND) {
+		kms_error_clear();
 		status = KMS_FAIL(KMS_NOT_FOUND, "data principal %s has no key under %s yet: nothing "
 		                  "to hold", dp, key.id);
 		goto out;
@@ -314,8 +412,10 @@ kms_status keyring_dp_hold(keyring *kr, const char *key_ref, const char *dp, con
 		status = erased_error(&row);
 		goto out;
 	}
-	KMS_GUARD_OUT(status, store_dp_key_set_hold(kr->store, row.id, hold));
+	KMS_GUARD_OUT(status, store_dp_key_set_hold(kr->store, key.id, dp, hold));
 	KMS_GUARD_OUT(status, store_commit(kr->store));
+	if (strcmp(row.hold, hold) != 0)
+		row.notice_at = 0;
 	snprintf(row.hold, sizeof row.hold, "%s", hold);
 	if (out)
 		*out = row;
@@ -352,8 +452,8 @@ out:
 kms_status keyring_dp_due(keyring *kr, int64_t after_end, int64_t after_id, size_t cap,
                           store_dp_key *out, size_t *n)
 {
-	return store_dp_keys_due(kr->store, STORE_DP_ERASURE_DUE, INT64_MAX, after_end, after_id,
-	                         cap, out, n);
+	return store_dp_keys_due(kr->store, STORE_DP_ERASURE_DUE, INT64_MAX, INT64_MAX, after_end,
+	                         after_id, cap, out, n);
 }
 
 static int64_t notice_seconds(const keyring *kr)
@@ -369,6 +469,43 @@ int64_t keyring_dp_erase_at(const keyring *kr, const store_dp_key *row)
 
 /* ---- the retention tick ---- */
 
+/* How far in the future a notice may be dated before the tick takes the
+ * clock to have been stepped back. */
+#define DP_NOTICE_SLACK_SECONDS 300
+
+/* A notice dated in the future (the clock was stepped back): cleared, so
+ * it is given again and its 48 h count from then. */
+static kms_status tick_renotice(keyring *kr, int64_t now)
+{
+	size_t n = 0;
+	KMS_GUARD(store_dp_keys_notice_future(kr->store, now + DP_NOTICE_SLACK_SECONDS, &n));
+	if (n)
+		kr_log("warn", "retention: %zu sub-keys had a pre-erasure notice dated after now "
+		       "(the clock went back): they are noticed again", n);
+	return KMS_OK;
+}
+
+/* Notes row's notice and audits it, in one write transaction: nothing is
+ * audited that was not noted (a hold placed since the page was read makes
+ * the note change nothing), nothing noted unaudited. *done false when the
+ * row no longer wanted one. */
+static kms_status notice_one(keyring *kr, const store_dp_key *row, int64_t now,
+                             keyring_dp_event_fn event, void *ctx, bool *done)
+{
+	*done = false;
+	KMS_GUARD(store_begin(kr->store));
+	kms_status st = store_dp_key_notice_set(kr->store, row->key_id, row->dp, now, done);
+	if (st == KMS_OK && *done)
+		st = event(ctx, "pre_erasure", row);
+	if (st == KMS_OK && *done)
+		st = store_commit(kr->store);
+	else
+		store_rollback(kr->store);
+	if (st != KMS_OK)
+		*done = false;
+	return st;
+}
+
 static kms_status tick_notices(keyring *kr, int64_t now, keyring_dp_event_fn event, void *ctx,
                                size_t *noticed)
 {
@@ -376,11 +513,10 @@ static kms_status tick_notices(keyring *kr, int64_t now, keyring_dp_event_fn eve
 	size_t n = 0;
 	kms_status first = KMS_OK;
 	KMS_GUARD(store_dp_keys_due(kr->store, STORE_DP_NOTICE_DUE, now + notice_seconds(kr), 0, 0,
-	                            KEYRING_TICK_BATCH, rows, &n));
+	                            0, KEYRING_TICK_BATCH, rows, &n));
 	for (size_t i = 0; i < n; i++) {
-		kms_status st = event(ctx, "pre_erasure", &rows[i]);
-		if (st == KMS_OK)
-			st = store_dp_key_notice_set(kr->store, rows[i].id, now);
+		bool done = false;
+		kms_status st = notice_one(kr, &rows[i], now, event, ctx, &done);
 		if (st != KMS_OK) {
 			kr_log("error", "retention notice of sub-key %lld of %s: %s",
 			       (long long)rows[i].id, rows[i].key_id, kms_error_message());
@@ -388,21 +524,33 @@ static kms_status tick_notices(keyring *kr, int64_t now, keyring_dp_event_fn eve
 				first = st;
 			continue;
 		}
-		(*noticed)++;
+		if (done)
+			(*noticed)++;
 	}
 	return first;
 }
 
-static kms_status erase_due(keyring *kr, const store_dp_key *row, int64_t now)
+/* Erases row's principal if it is still as read (active, unheld, the
+ * same notice and end) and audits it, in one write transaction: an
+ * erasure that did not happen is not audited, and none happens that the
+ * log does not show. *done false when the row changed since. */
+static kms_status erase_due(keyring *kr, const store_dp_key *row, int64_t now,
+                            keyring_dp_event_fn event, void *ctx, bool *done)
 {
+	*done = false;
 	KMS_GUARD(store_begin(kr->store));
-	kms_status st = store_dp_key_erase(kr->store, row->id, now, "retention");
-	if (st == KMS_OK)
+	kms_status st = store_dp_key_erase_due(kr->store, row, now, "retention", done);
+	if (st == KMS_OK && *done)
+		st = event(ctx, "retention_erasure", row);
+	if (st == KMS_OK && *done)
 		st = store_commit(kr->store);
 	else
 		store_rollback(kr->store);
+	if (st != KMS_OK)
+		*done = false;
 	KMS_GUARD(st);
-	dp_evict(kr, row->id);
+	if (*done)
+		dp_evict_principal(kr, row->key_id, row->dp);
 	return KMS_OK;
 }
 
@@ -412,15 +560,12 @@ static kms_status tick_erasures(keyring *kr, int64_t now, keyring_dp_event_fn ev
 	store_dp_key rows[KEYRING_TICK_BATCH];
 	size_t n = 0;
 	kms_status first = KMS_OK;
-	KMS_GUARD(store_dp_keys_due(kr->store, STORE_DP_ERASURE_DUE, now, 0, 0, KEYRING_TICK_BATCH,
-	                            rows, &n));
+	/* Only due rows: the end passed and the notice is 48 h old. */
+	KMS_GUARD(store_dp_keys_due(kr->store, STORE_DP_ERASURE_DUE, now, now - notice_seconds(kr),
+	                            0, 0, KEYRING_TICK_BATCH, rows, &n));
 	for (size_t i = 0; i < n; i++) {
-		if (keyring_dp_erase_at(kr, &rows[i]) > now)
-			continue; /* noticed late: its 48 h are not over */
-		/* Audited first: nothing is erased that the log does not show. */
-		kms_status st = event(ctx, "retention_erasure", &rows[i]);
-		if (st == KMS_OK)
-			st = erase_due(kr, &rows[i], now);
+		bool done = false;
+		kms_status st = erase_due(kr, &rows[i], now, event, ctx, &done);
 		if (st != KMS_OK) {
 			kr_log("error", "retention erasure of sub-key %lld of %s: %s",
 			       (long long)rows[i].id, rows[i].key_id, kms_error_message());
@@ -428,8 +573,10 @@ static kms_status tick_erasures(keyring *kr, int64_t now, keyring_dp_event_fn ev
 				first = st;
 			continue;
 		}
-		kr_log("info", "key %s: erased sub-key %lld: its retention ended", rows[i].key_id,
-		       (long long)rows[i].id);
+		if (!done)
+			continue; /* held, re-noticed or erased since the page was read */
+		kr_log("info", "key %s: erased a data principal's sub-keys (first sub-key %lld): "
+		       "its retention ended", rows[i].key_id, (long long)rows[i].id);
 		(*erased)++;
 	}
 	return first;
@@ -440,13 +587,17 @@ kms_status keyring_dp_tick(keyring *kr, int64_t now, keyring_dp_event_fn event, 
 {
 	*noticed = 0;
 	*erased = 0;
-	kms_status a = tick_notices(kr, now, event, ctx, noticed);
+	if (atomic_load(&kr->dp_scrub_pending))
+		kr_dp_scrub(kr);
+	kms_status a = tick_renotice(kr, now);
+	if (a == KMS_OK)
+		a = tick_notices(kr, now, event, ctx, noticed);
 	kms_error_saved saved;
 	if (a != KMS_OK)
 		kms_error_save(&saved);
 	kms_status b = tick_erasures(kr, now, event, ctx, erased);
 	if (*erased)
-		dp_checkpoint(kr);
+		kr_dp_scrub(kr);
 	if (a != KMS_OK)
 		return kms_error_restore(a, &saved);
 	return b;

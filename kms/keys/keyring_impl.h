@@ -19,6 +19,7 @@
 #define KMS_KEYRING_IMPL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -89,6 +90,7 @@ struct keyring {
 	uint32_t rewrap_pages;         /* re-wrap pages per tick */
 	kr_crash_point crash_at;
 	pthread_rwlock_t kek_rwlock;   /* keyring_wrapped.c */
+	atomic_bool dp_scrub_pending;  /* keyring_dp.c: an erasure's WAL is not truncated yet */
 
 	pthread_mutex_t stripes[KR_STRIPES];
 	pthread_mutex_t cache_lock;
@@ -218,6 +220,14 @@ kms_status kr_kek_object_id(const store_kek *kek, hsm_object_id *out) KMS_MUST_U
 void kr_dp_name(int64_t id, hsm_object_id *out);
 /* true and the id when name is a sub-key's. */
 bool kr_dp_name_parse(const hsm_object_id *name, int64_t *id);
+/* After sub-keys were erased: truncates the WAL (its older frames may
+ * still hold their wrapped bytes). Blocked by a reader: logged, and
+ * kr->dp_scrub_pending makes every retention tick retry until it is
+ * done. */
+void kr_dp_scrub(keyring *kr);
+/* Evicts every sub-key of key_id from the HSM's unwrapped-key cache
+ * (after they were erased with their key). */
+void kr_dp_evict_key(keyring *kr, const char *key_id);
 /* Re-wraps up to kr->rewrap_pages pages of sub-keys under the draining
  * KEK from, to the current one; counts into report. *done: none is
  * left (but those that failed). */

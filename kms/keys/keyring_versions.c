@@ -290,13 +290,18 @@ kms_status kr_key_destroy_locked(keyring *kr, const uint8_t id[KMS_KEYID_BYTES],
 	key.next_rotation_at = 0;
 	KMS_GUARD_OUT(status, store_key_update(kr->store, &key));
 	KMS_GUARD_OUT(status, store_aliases_delete_for_key(kr->store, id_text));
-	/* Its data principals' sub-keys go with it (their cached copies are
-	 * unreachable: every use checks the key's state first). */
+	/* Its data principals' sub-keys go with it: their material leaves
+	 * the store here, their unwrapped copies the HSM cache and their
+	 * wrapped bytes the WAL after the commit. */
 	if (key.per_data_principal)
 		KMS_GUARD_OUT(status, store_dp_keys_destroy_for_key(kr->store, id_text, now));
 	KMS_GUARD_OUT(status, store_commit(kr->store));
 	kr_cache_invalidate(kr, id);
 	kr_alias_cache_clear(kr);
+	if (key.per_data_principal) {
+		kr_dp_evict_key(kr, id_text);
+		kr_dp_scrub(kr);
+	}
 out:
 	store_rollback(kr->store);
 	free(versions);

@@ -381,15 +381,19 @@ static const char *const migrations[] = {
 	"  BEGIN SELECT RAISE(ABORT, 'consent artefacts are never deleted'); END;",
 	/* 6 -> 7: per-data-principal keys (docs/data-principals.md). A key
 	 * made --per-data-principal gives each data principal (`dp`, a
-	 * pseudonym) its own AES-256 sub-key, wrapped under a KEK like a
-	 * version; a row's id names it in the unwrapped-key cache. Rows are
-	 * never deleted: an erased sub-key keeps its row, without material, as
-	 * the tombstone that stops it from being made again. Retention per
-	 * purpose is a key's; a sub-key's end is fixed from it at creation.
-	 * The triggers restate: the flag is fixed, an erased sub-key stays
-	 * erased and has no material, material and KEK are set together and
-	 * change only by a re-wrap, a held sub-key is not erased, and a KEK
-	 * that still wraps a sub-key does not retire. */
+	 * pseudonym) its own AES-256 sub-key per key version (so the version's
+	 * GCM budget bounds each sub-key), wrapped under a KEK like a version;
+	 * a row's id names it in the unwrapped-key cache. A (key, dp)'s rows
+	 * share purpose, creation, retention, notice and hold, and are erased
+	 * together. Rows are never deleted: an erased sub-key keeps its row,
+	 * without material, as the tombstone that stops any version's sub-key
+	 * of that principal from being made again (version 0: a tombstone made
+	 * before first use). Retention per purpose is a key's; a sub-key's end
+	 * is fixed from it at the principal's first use. The triggers restate:
+	 * the flag is fixed, an erased sub-key stays erased and has no
+	 * material, an erased principal gets no new row, material and KEK are
+	 * set together and change only by a re-wrap, a held sub-key is not
+	 * erased, and a KEK that still wraps a sub-key does not retire. */
 	"ALTER TABLE keys ADD COLUMN per_data_principal INTEGER NOT NULL DEFAULT 0"
 	"  CHECK (per_data_principal IN (0, 1));"
 	"CREATE TRIGGER keys_per_data_principal_fixed"
@@ -401,6 +405,7 @@ static const char *const migrations[] = {
 	"  key_id TEXT NOT NULL REFERENCES keys(id) ON DELETE CASCADE,"
 	"  dp TEXT NOT NULL CHECK (length(dp) BETWEEN 46 AND 55 AND substr(dp, 1, 3) = 'kp_'"
 	"    AND dp NOT GLOB '*[^a-z0-9_]*'),"
+	"  version INTEGER NOT NULL CHECK (version BETWEEN 0 AND 4294967295),"
 	"  state TEXT NOT NULL CHECK (state IN ('active', 'erased')),"
 	"  kek_id INTEGER REFERENCES keks(id),"
 	"  wrapped BLOB CHECK (wrapped IS NULL OR length(wrapped) BETWEEN 16 AND 2048),"
@@ -412,9 +417,10 @@ static const char *const migrations[] = {
 	"  hold TEXT NOT NULL DEFAULT '' CHECK (length(CAST(hold AS BLOB)) <= 256),"
 	"  erased_at INTEGER NOT NULL DEFAULT 0,"
 	"  basis TEXT NOT NULL DEFAULT '' CHECK (length(CAST(basis AS BLOB)) <= 256),"
-	"  UNIQUE (key_id, dp)"
+	"  UNIQUE (key_id, dp, version)"
 	") STRICT;"
 	"CREATE INDEX dp_keys_by_kek ON dp_keys(kek_id, id) WHERE wrapped IS NOT NULL;"
+	"CREATE INDEX dp_keys_by_key ON dp_keys(key_id, id);"
 	"CREATE INDEX dp_keys_notice_due ON dp_keys(retention_ends_at, id)"
 	"  WHERE state = 'active' AND retention_ends_at > 0 AND hold = '' AND notice_at = 0;"
 	"CREATE INDEX dp_keys_erasure_due ON dp_keys(retention_ends_at, id)"
@@ -427,8 +433,14 @@ static const char *const migrations[] = {
 	"  PRIMARY KEY (key_id, purpose)"
 	") STRICT, WITHOUT ROWID;"
 	"CREATE TRIGGER dp_keys_fixed"
-	"  BEFORE UPDATE OF id, key_id, dp, created_at ON dp_keys"
-	"  BEGIN SELECT RAISE(ABORT, 'a sub-key''s id, key, principal and creation never change'); END;"
+	"  BEFORE UPDATE OF id, key_id, dp, version, created_at ON dp_keys"
+	"  BEGIN SELECT RAISE(ABORT, 'a sub-key''s id, key, principal, version and creation never"
+	" change'); END;"
+	"CREATE TRIGGER dp_keys_tombstone"
+	"  BEFORE INSERT ON dp_keys"
+	"  WHEN EXISTS (SELECT 1 FROM dp_keys WHERE key_id = NEW.key_id AND dp = NEW.dp"
+	"    AND state = 'erased')"
+	"  BEGIN SELECT RAISE(ABORT, 'an erased data principal gets no sub-key again'); END;"
 	"CREATE TRIGGER dp_keys_kept"
 	"  BEFORE DELETE ON dp_keys"
 	"  WHEN (SELECT lifecycle FROM keys WHERE id = OLD.key_id) <> 'creating'"

@@ -397,11 +397,15 @@ typedef enum dp_key_state {
 	DP_KEY_ERASED = 2,   /* the tombstone: no material, never made again */
 } dp_key_state;
 
-/* A row of dp_keys: one data principal's sub-key under one key. */
+/* A row of dp_keys: one data principal's sub-key under one version of one
+ * key. A (key_id, dp)'s rows share purpose, created_at (its first use),
+ * retention_ends_at, notice_at and hold, and are erased together. */
 typedef struct store_dp_key {
 	int64_t id;                                /* its name in the unwrapped-key cache */
 	char key_id[KMS_KEYID_TEXT_SIZE];
 	char dp[STORE_DP_MAX + 1];
+	uint32_t version;                          /* the key version it serves; 0: a
+	                                            * tombstone made before first use */
 	dp_key_state state;
 	char purpose[STORE_PURPOSE_MAX + 1];       /* of its first use; "" none */
 	int64_t created_at;
@@ -413,27 +417,58 @@ typedef struct store_dp_key {
 	uint32_t kek_id;                           /* active: its KEK */
 } store_dp_key;
 
-/* The sub-key of (key_id, dp), in any state; KMS_NOT_FOUND if none. */
-kms_status store_dp_key_get(store *st, const char *key_id, const char *dp,
+/* The sub-key of (key_id, dp, version), in any state; KMS_NOT_FOUND if
+ * none. */
+kms_status store_dp_key_get(store *st, const char *key_id, const char *dp, uint32_t version,
                             store_dp_key *out) KMS_MUST_USE;
-/* Inserts row (key_id, dp, purpose, created_at, retention_ends_at; state
- * ACTIVE with wrapped under kek_id, or ERASED with wrapped NULL, erased_at
- * and basis: a tombstone for a principal erased before first use). Its id
- * into *id. KMS_ALREADY_EXISTS if (key_id, dp) has a row. */
+/* The first row (lowest version) of (key_id, dp): its state, hold, purpose,
+ * retention and notice are the principal's under that key. KMS_NOT_FOUND
+ * if the principal has no row. */
+kms_status store_dp_key_first(store *st, const char *key_id, const char *dp,
+                              store_dp_key *out) KMS_MUST_USE;
+/* Inserts row (key_id, dp, version, purpose, created_at,
+ * retention_ends_at, notice_at, hold; state ACTIVE with wrapped under
+ * kek_id, or ERASED with wrapped NULL, erased_at and basis: a tombstone
+ * for a principal erased before first use). Its id into *id.
+ * KMS_ALREADY_EXISTS if (key_id, dp, version) has a row. A principal with
+ * an erased row gets no new one (a trigger refuses it). */
 kms_status store_dp_key_insert(store *st, const store_dp_key *row, uint32_t kek_id,
                                const uint8_t *wrapped, size_t wrapped_len,
                                int64_t *id) KMS_MUST_USE;
 /* The cache-miss read by id; KMS_NOT_FOUND if no row, KMS_FAILED_PRECONDITION
  * if erased. spec is AES_256. */
 kms_status store_dp_key_material_get(store *st, int64_t id, store_material *out) KMS_MUST_USE;
-/* ACTIVE and not held -> ERASED: material deleted, erased_at and basis
- * set. KMS_NOT_FOUND if it was not active and free of holds. */
-kms_status store_dp_key_erase(store *st, int64_t id, int64_t now, const char *basis) KMS_MUST_USE;
-/* Places (hold non-empty) or lifts ("") the legal hold of an ACTIVE
- * sub-key; KMS_NOT_FOUND if it is not active. */
-kms_status store_dp_key_set_hold(store *st, int64_t id, const char *hold) KMS_MUST_USE;
-/* Records that the pre-erasure notice was audited at now. */
-kms_status store_dp_key_notice_set(store *st, int64_t id, int64_t now) KMS_MUST_USE;
+/* Every ACTIVE, unheld row of (key_id, dp) -> ERASED: material deleted,
+ * erased_at and basis set. KMS_NOT_FOUND if none was. */
+kms_status store_dp_key_erase(store *st, const char *key_id, const char *dp, int64_t now,
+                              const char *basis) KMS_MUST_USE;
+/* The retention tick's erasure of seen's (key_id, dp): only while still
+ * active, unheld, and with the notice_at and retention_ends_at seen.
+ * *erased false when nothing changed. */
+kms_status store_dp_key_erase_due(store *st, const store_dp_key *seen, int64_t now,
+                                  const char *basis, bool *erased) KMS_MUST_USE;
+/* Places (hold non-empty) or lifts ("") the legal hold of (key_id, dp)'s
+ * ACTIVE rows; a change of hold also clears their notice (a new one is
+ * due before any erasure). KMS_NOT_FOUND if none is active. */
+kms_status store_dp_key_set_hold(store *st, const char *key_id, const char *dp,
+                                 const char *hold) KMS_MUST_USE;
+/* Records that the pre-erasure notice of (key_id, dp) was given at now:
+ * only on active, unheld rows not noticed yet. *set false when nothing
+ * changed. */
+kms_status store_dp_key_notice_set(store *st, const char *key_id, const char *dp, int64_t now,
+                                   bool *set) KMS_MUST_USE;
+/* Clears notices dated after `after` (the clock was stepped back), so
+ * they are given again; how many rows into *n. */
+kms_status store_dp_keys_notice_future(store *st, int64_t after, size_t *n) KMS_MUST_USE;
+/* Up to cap ids of key_id's sub-key rows (any state) with id > after_id,
+ * ascending. */
+kms_status store_dp_keys_of_key(store *st, const char *key_id, int64_t after_id, size_t cap,
+                                int64_t *ids, size_t *n) KMS_MUST_USE;
+/* Up to cap rows of (key_id, dp) with version > after_version, by
+ * version: their ids into ids, their versions into versions. */
+kms_status store_dp_keys_of_dp(store *st, const char *key_id, const char *dp,
+                               uint32_t after_version, size_t cap, int64_t *ids,
+                               uint32_t *versions, size_t *n) KMS_MUST_USE;
 /* Erases every active sub-key of a key being destroyed (holds end with
  * the key), in the caller's transaction. */
 kms_status store_dp_keys_destroy_for_key(store *st, const char *key_id,
@@ -441,13 +476,14 @@ kms_status store_dp_keys_destroy_for_key(store *st, const char *key_id,
 
 typedef enum store_dp_due {
 	STORE_DP_NOTICE_DUE,   /* retention ends by `before`, no notice yet, not held */
-	STORE_DP_ERASURE_DUE,  /* notice given, retention ends by `before`, not held */
+	STORE_DP_ERASURE_DUE,  /* noticed by `noticed_by`, retention ends by `before`, not held */
 } store_dp_due;
-/* Up to cap rows matching q with (retention_ends_at, id) > (after_end,
- * after_id), ascending, into out[0..*n); a partial index holds exactly
- * the candidates of each. */
-kms_status store_dp_keys_due(store *st, store_dp_due q, int64_t before, int64_t after_end,
-                             int64_t after_id, size_t cap, store_dp_key *out,
+/* Up to cap principals' first rows matching q with (retention_ends_at,
+ * id) > (after_end, after_id), ascending, into out[0..*n); a partial
+ * index holds exactly the candidates of each. noticed_by is used by
+ * STORE_DP_ERASURE_DUE only. */
+kms_status store_dp_keys_due(store *st, store_dp_due q, int64_t before, int64_t noticed_by,
+                             int64_t after_end, int64_t after_id, size_t cap, store_dp_key *out,
                              size_t *n) KMS_MUST_USE;
 
 /* Re-wrap of a sub-key, a compare-and-set as store_version_rewrap. */

@@ -13,7 +13,7 @@
 
 #define DP_COLUMNS                                                             \
 	"id, key_id, dp, state, purpose, created_at, retention_ends_at, notice_at, hold, " \
-	"erased_at, basis, coalesce(kek_id, 0)"
+	"erased_at, basis, coalesce(kek_id, 0), version"
 
 static kms_status dp_read(sqlite3_stmt *s, store_dp_key *out)
 {
@@ -21,13 +21,14 @@ static kms_status dp_read(sqlite3_stmt *s, store_dp_key *out)
 	memset(out, 0, sizeof *out);
 	out->id = sqlite3_column_int64(s, 0);
 	int64_t kek = sqlite3_column_int64(s, 11);
+	int64_t version = sqlite3_column_int64(s, 12);
 	bool ok = store_column_text(s, 1, out->key_id, sizeof out->key_id) &&
 	          store_column_text(s, 2, out->dp, sizeof out->dp) &&
 	          store_column_text(s, 3, state, sizeof state) &&
 	          store_column_text(s, 4, out->purpose, sizeof out->purpose) &&
 	          store_column_text(s, 8, out->hold, sizeof out->hold) &&
 	          store_column_text(s, 10, out->basis, sizeof out->basis) && out->id >= 1 &&
-	          kek >= 0 && kek <= UINT32_MAX;
+	          kek >= 0 && kek <= UINT32_MAX && version >= 0 && version <= UINT32_MAX;
 	if (ok && strcmp(state, "active") == 0)
 		out->state = DP_KEY_ACTIVE;
 	else if (ok && strcmp(state, "erased") == 0)
@@ -40,16 +41,12 @@ static kms_status dp_read(sqlite3_stmt *s, store_dp_key *out)
 	out->notice_at = sqlite3_column_int64(s, 7);
 	out->erased_at = sqlite3_column_int64(s, 9);
 	out->kek_id = (uint32_t)kek;
+	out->version = (uint32_t)version;
 	return KMS_OK;
 }
 
-kms_status store_dp_key_get(store *st, const char *key_id, const char *dp, store_dp_key *out)
+static kms_status dp_read_one(sqlite3_stmt *s, const char *key_id, store_dp_key *out)
 {
-	sqlite3_stmt *s;
-	memset(out, 0, sizeof *out);
-	KMS_GUARD(store_stmt(st, S_DP_KEY_GET,
-	                     "SELECT " DP_COLUMNS " FROM dp_keys WHERE key_id = ?1 AND dp = ?2", &s));
-	KMS_GUARD(store_bind_check(s, store_bind(s, "tt", key_id, dp), "get sub-key", key_id));
 	int rc = sqlite3_step(s);
 	kms_status status;
 	if (rc == SQLITE_ROW)
@@ -63,6 +60,32 @@ kms_status store_dp_key_get(store *st, const char *key_id, const char *dp, store
 	return status;
 }
 
+kms_status store_dp_key_get(store *st, const char *key_id, const char *dp, uint32_t version,
+                            store_dp_key *out)
+{
+	sqlite3_stmt *s;
+	memset(out, 0, sizeof *out);
+	KMS_GUARD(store_stmt(st, S_DP_KEY_GET,
+	                     "SELECT " DP_COLUMNS " FROM dp_keys "
+	                     "WHERE key_id = ?1 AND dp = ?2 AND version = ?3",
+	                     &s));
+	int rc = store_bind(s, "tti", key_id, dp, (int64_t)version);
+	KMS_GUARD(store_bind_check(s, rc, "get sub-key", key_id));
+	return dp_read_one(s, key_id, out);
+}
+
+kms_status store_dp_key_first(store *st, const char *key_id, const char *dp, store_dp_key *out)
+{
+	sqlite3_stmt *s;
+	memset(out, 0, sizeof *out);
+	KMS_GUARD(store_stmt(st, S_DP_KEY_FIRST,
+	                     "SELECT " DP_COLUMNS " FROM dp_keys WHERE key_id = ?1 AND dp = ?2 "
+	                     "ORDER BY version LIMIT 1",
+	                     &s));
+	KMS_GUARD(store_bind_check(s, store_bind(s, "tt", key_id, dp), "get sub-key", key_id));
+	return dp_read_one(s, key_id, out);
+}
+
 kms_status store_dp_key_insert(store *st, const store_dp_key *row, uint32_t kek_id,
                                const uint8_t *wrapped, size_t wrapped_len, int64_t *id)
 {
@@ -74,20 +97,22 @@ kms_status store_dp_key_insert(store *st, const store_dp_key *row, uint32_t kek_
 	           KMS_INVALID_ARGUMENT, "store: a sub-key of %s without material", row->key_id);
 	KMS_GUARD(store_stmt(st, S_DP_KEY_INSERT,
 	                     "INSERT INTO dp_keys (key_id, dp, state, kek_id, wrapped, purpose, "
-	                     "created_at, retention_ends_at, erased_at, basis) "
-	                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+	                     "created_at, retention_ends_at, erased_at, basis, version, notice_at, "
+	                     "hold) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
 	                     &s));
-	int rc = active ? store_bind(s, "tttibtiiit", row->key_id, row->dp, "active",
+	int rc = active ? store_bind(s, "tttibtiiitiit", row->key_id, row->dp, "active",
 	                             (int64_t)kek_id, wrapped, wrapped_len, row->purpose,
-	                             row->created_at, row->retention_ends_at, (int64_t)0, "")
-	                : store_bind(s, "tttnntiiit", row->key_id, row->dp, "erased", row->purpose,
-	                             row->created_at, (int64_t)0, row->erased_at, row->basis);
+	                             row->created_at, row->retention_ends_at, (int64_t)0, "",
+	                             (int64_t)row->version, row->notice_at, row->hold)
+	                : store_bind(s, "tttnntiiitiit", row->key_id, row->dp, "erased", row->purpose,
+	                             row->created_at, (int64_t)0, row->erased_at, row->basis,
+	                             (int64_t)row->version, (int64_t)0, "");
 	KMS_GUARD(store_bind_check(s, rc, "insert sub-key", row->key_id));
 	rc = sqlite3_step(s);
 	kms_status status = KMS_OK;
 	if (store_is_duplicate(rc))
 		status = KMS_FAIL(KMS_ALREADY_EXISTS, "store: key %s already has a sub-key for that "
-		                  "data principal", row->key_id);
+		                  "data principal and version", row->key_id);
 	else if (rc != SQLITE_DONE)
 		status = store_fail(s, rc, "insert sub-key", row->key_id);
 	else
@@ -142,35 +167,155 @@ kms_status store_dp_key_material_get(store *st, int64_t id, store_material *out)
 	return status;
 }
 
-kms_status store_dp_key_erase(store *st, int64_t id, int64_t now, const char *basis)
+kms_status store_dp_key_erase(store *st, const char *key_id, const char *dp, int64_t now,
+                              const char *basis)
 {
 	sqlite3_stmt *s;
 	KMS_GUARD(store_stmt(st, S_DP_KEY_ERASE,
 	                     "UPDATE dp_keys SET state = 'erased', wrapped = NULL, kek_id = NULL, "
-	                     "erased_at = ?2, basis = ?3 "
-	                     "WHERE id = ?1 AND state = 'active' AND hold = ''",
+	                     "erased_at = ?3, basis = ?4 "
+	                     "WHERE key_id = ?1 AND dp = ?2 AND state = 'active' AND hold = ''",
 	                     &s));
-	KMS_GUARD(store_bind_check(s, store_bind(s, "iit", id, now, basis), "erase sub-key", NULL));
-	return store_step_change(s, "erase sub-key", NULL, false);
+	int rc = store_bind(s, "ttit", key_id, dp, now, basis);
+	KMS_GUARD(store_bind_check(s, rc, "erase sub-key", key_id));
+	return store_step_change(s, "erase sub-key", key_id, false);
 }
 
-kms_status store_dp_key_set_hold(store *st, int64_t id, const char *hold)
+/* Runs s, a write; *changed when it changed a row. */
+static kms_status step_changed(sqlite3_stmt *s, const char *what, const char *id, bool *changed)
+{
+	int rc = sqlite3_step(s);
+	kms_status status = KMS_OK;
+	*changed = false;
+	if (rc != SQLITE_DONE)
+		status = store_fail(s, rc, what, id);
+	else
+		*changed = sqlite3_changes(sqlite3_db_handle(s)) > 0;
+	store_stmt_done(s);
+	return status;
+}
+
+kms_status store_dp_key_erase_due(store *st, const store_dp_key *seen, int64_t now,
+                                  const char *basis, bool *erased)
+{
+	sqlite3_stmt *s;
+	*erased = false;
+	KMS_GUARD(store_stmt(st, S_DP_KEY_ERASE_DUE,
+	                     "UPDATE dp_keys SET state = 'erased', wrapped = NULL, kek_id = NULL, "
+	                     "erased_at = ?3, basis = ?4 "
+	                     "WHERE key_id = ?1 AND dp = ?2 AND state = 'active' AND hold = '' "
+	                     "AND notice_at > 0 AND notice_at = ?5 AND retention_ends_at > 0 "
+	                     "AND retention_ends_at = ?6",
+	                     &s));
+	int rc = store_bind(s, "ttitii", seen->key_id, seen->dp, now, basis, seen->notice_at,
+	                    seen->retention_ends_at);
+	KMS_GUARD(store_bind_check(s, rc, "erase sub-key", seen->key_id));
+	return step_changed(s, "erase sub-key", seen->key_id, erased);
+}
+
+kms_status store_dp_key_set_hold(store *st, const char *key_id, const char *dp, const char *hold)
 {
 	sqlite3_stmt *s;
 	KMS_GUARD(store_stmt(st, S_DP_KEY_SET_HOLD,
-	                     "UPDATE dp_keys SET hold = ?2 WHERE id = ?1 AND state = 'active'", &s));
-	KMS_GUARD(store_bind_check(s, store_bind(s, "it", id, hold), "hold sub-key", NULL));
-	return store_step_change(s, "hold sub-key", NULL, false);
+	                     "UPDATE dp_keys SET hold = ?3, "
+	                     "notice_at = CASE WHEN hold = ?3 THEN notice_at ELSE 0 END "
+	                     "WHERE key_id = ?1 AND dp = ?2 AND state = 'active'",
+	                     &s));
+	int rc = store_bind(s, "ttt", key_id, dp, hold);
+	KMS_GUARD(store_bind_check(s, rc, "hold sub-key", key_id));
+	return store_step_change(s, "hold sub-key", key_id, false);
 }
 
-kms_status store_dp_key_notice_set(store *st, int64_t id, int64_t now)
+kms_status store_dp_key_notice_set(store *st, const char *key_id, const char *dp, int64_t now,
+                                   bool *set)
 {
 	sqlite3_stmt *s;
+	*set = false;
 	KMS_GUARD(store_stmt(st, S_DP_KEY_NOTICE_SET,
-	                     "UPDATE dp_keys SET notice_at = ?2 WHERE id = ?1 AND state = 'active'",
+	                     "UPDATE dp_keys SET notice_at = ?3 WHERE key_id = ?1 AND dp = ?2 "
+	                     "AND state = 'active' AND hold = '' AND notice_at = 0",
 	                     &s));
-	KMS_GUARD(store_bind_check(s, store_bind(s, "ii", id, now), "notice sub-key", NULL));
-	return store_step_change(s, "notice sub-key", NULL, false);
+	int rc = store_bind(s, "tti", key_id, dp, now);
+	KMS_GUARD(store_bind_check(s, rc, "notice sub-key", key_id));
+	return step_changed(s, "notice sub-key", key_id, set);
+}
+
+kms_status store_dp_keys_notice_future(store *st, int64_t after, size_t *n)
+{
+	sqlite3_stmt *s;
+	bool changed;
+	*n = 0;
+	/* Its WHERE repeats dp_keys_erasure_due's condition: only noticed rows. */
+	KMS_GUARD(store_stmt(st, S_DP_KEYS_NOTICE_FUTURE,
+	                     "UPDATE dp_keys INDEXED BY dp_keys_erasure_due SET notice_at = 0 "
+	                     "WHERE state = 'active' AND retention_ends_at > 0 AND hold = '' "
+	                     "AND notice_at > 0 AND notice_at > ?1",
+	                     &s));
+	KMS_GUARD(store_bind_check(s, store_bind(s, "i", after), "renotice sub-keys", NULL));
+	sqlite3 *db = sqlite3_db_handle(s);
+	KMS_GUARD(step_changed(s, "renotice sub-keys", NULL, &changed));
+	if (changed)
+		*n = (size_t)sqlite3_changes(db);
+	return KMS_OK;
+}
+
+kms_status store_dp_keys_of_key(store *st, const char *key_id, int64_t after_id, size_t cap,
+                                int64_t *ids, size_t *n)
+{
+	sqlite3_stmt *s;
+	*n = 0;
+	KMS_ENSURE(cap >= 1 && cap <= STORE_PAGE_MAX, KMS_INVALID_ARGUMENT,
+	           "store: page of %zu sub-keys, must be 1..%d", cap, STORE_PAGE_MAX);
+	KMS_GUARD(store_stmt(st, S_DP_KEYS_OF_KEY,
+	                     "SELECT id FROM dp_keys WHERE key_id = ?1 AND id > ?2 "
+	                     "ORDER BY id LIMIT ?3",
+	                     &s));
+	int rc = store_bind(s, "tii", key_id, after_id, (int64_t)cap);
+	KMS_GUARD(store_bind_check(s, rc, "sub-keys of key", key_id));
+	rc = SQLITE_DONE;
+	while (*n < cap && (rc = sqlite3_step(s)) == SQLITE_ROW)
+		ids[(*n)++] = sqlite3_column_int64(s, 0);
+	kms_status status = KMS_OK;
+	if (*n < cap && rc != SQLITE_DONE) {
+		status = store_fail(s, rc, "sub-keys of key", key_id);
+		*n = 0;
+	}
+	store_stmt_done(s);
+	return status;
+}
+
+kms_status store_dp_keys_of_dp(store *st, const char *key_id, const char *dp,
+                               uint32_t after_version, size_t cap, int64_t *ids,
+                               uint32_t *versions, size_t *n)
+{
+	sqlite3_stmt *s;
+	*n = 0;
+	KMS_ENSURE(cap >= 1 && cap <= STORE_PAGE_MAX, KMS_INVALID_ARGUMENT,
+	           "store: page of %zu sub-keys, must be 1..%d", cap, STORE_PAGE_MAX);
+	KMS_GUARD(store_stmt(st, S_DP_KEYS_OF_DP,
+	                     "SELECT id, version FROM dp_keys WHERE key_id = ?1 AND dp = ?2 "
+	                     "AND version > ?3 ORDER BY version LIMIT ?4",
+	                     &s));
+	int rc = store_bind(s, "ttii", key_id, dp, (int64_t)after_version, (int64_t)cap);
+	KMS_GUARD(store_bind_check(s, rc, "sub-keys of a principal", key_id));
+	kms_status status = KMS_OK;
+	rc = SQLITE_DONE;
+	while (status == KMS_OK && *n < cap && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int64_t v = sqlite3_column_int64(s, 1);
+		if (v < 0 || v > UINT32_MAX) {
+			status = KMS_FAIL(KMS_INTERNAL, "store: a sub-key row of %s does not fit its "
+			                  "type", key_id);
+			break;
+		}
+		ids[*n] = sqlite3_column_int64(s, 0);
+		versions[(*n)++] = (uint32_t)v;
+	}
+	if (status == KMS_OK && *n < cap && rc != SQLITE_DONE)
+		status = store_fail(s, rc, "sub-keys of a principal", key_id);
+	if (status != KMS_OK)
+		*n = 0;
+	store_stmt_done(s);
+	return status;
 }
 
 kms_status store_dp_keys_destroy_for_key(store *st, const char *key_id, int64_t now)
@@ -185,20 +330,26 @@ kms_status store_dp_keys_destroy_for_key(store *st, const char *key_id, int64_t 
 	return store_step_change(s, "erase sub-keys", key_id, true);
 }
 
-kms_status store_dp_keys_due(store *st, store_dp_due q, int64_t before, int64_t after_end,
-                             int64_t after_id, size_t cap, store_dp_key *out, size_t *n)
+kms_status store_dp_keys_due(store *st, store_dp_due q, int64_t before, int64_t noticed_by,
+                             int64_t after_end, int64_t after_id, size_t cap, store_dp_key *out,
+                             size_t *n)
 {
 	sqlite3_stmt *s;
 	*n = 0;
 	KMS_ENSURE(cap >= 1 && cap <= STORE_PAGE_MAX, KMS_INVALID_ARGUMENT,
 	           "store: page of %zu sub-keys, must be 1..%d", cap, STORE_PAGE_MAX);
-	/* Each WHERE repeats its partial index's condition word for word. */
+	/* Each WHERE repeats its partial index's condition word for word; a
+	 * principal's rows share what is asked, so its first row stands for
+	 * them (one entry per principal). */
 	if (q == STORE_DP_NOTICE_DUE)
 		KMS_GUARD(store_stmt(st, S_DP_KEYS_NOTICE_DUE,
 		                     "SELECT " DP_COLUMNS " FROM dp_keys INDEXED BY dp_keys_notice_due "
 		                     "WHERE state = 'active' AND retention_ends_at > 0 AND hold = '' "
 		                     "AND notice_at = 0 AND retention_ends_at <= ?1 "
 		                     "AND (retention_ends_at, id) > (?2, ?3) "
+		                     "AND id = (SELECT f.id FROM dp_keys AS f WHERE "
+		                     "f.key_id = dp_keys.key_id AND f.dp = dp_keys.dp "
+		                     "ORDER BY f.version LIMIT 1) "
 		                     "ORDER BY retention_ends_at, id LIMIT ?4",
 		                     &s));
 	else
@@ -206,10 +357,16 @@ kms_status store_dp_keys_due(store *st, store_dp_due q, int64_t before, int64_t 
 		                     "SELECT " DP_COLUMNS " FROM dp_keys INDEXED BY dp_keys_erasure_due "
 		                     "WHERE state = 'active' AND retention_ends_at > 0 AND hold = '' "
 		                     "AND notice_at > 0 AND retention_ends_at <= ?1 "
+		                     "AND notice_at <= ?5 "
 		                     "AND (retention_ends_at, id) > (?2, ?3) "
+		                     "AND id = (SELECT f.id FROM dp_keys AS f WHERE "
+		                     "f.key_id = dp_keys.key_id AND f.dp = dp_keys.dp "
+		                     "ORDER BY f.version LIMIT 1) "
 		                     "ORDER BY retention_ends_at, id LIMIT ?4",
 		                     &s));
 	int rc = store_bind(s, "iiii", before, after_end, after_id, (int64_t)cap);
+	if (rc == SQLITE_OK && q == STORE_DP_ERASURE_DUE)
+		rc = sqlite3_bind_int64(s, 5, noticed_by);
 	KMS_GUARD(store_bind_check(s, rc, "sub-keys due", NULL));
 	kms_status status = KMS_OK;
 	rc = SQLITE_DONE;
@@ -312,7 +469,7 @@ kms_status store_retention_set(store *st, const char *key_id, const char *purpos
 		                           "remove retention", key_id));
 		KMS_GUARD(store_step_change(s, "remove retention", key_id, true));
 	}
-	/* The key's sub-keys, through the (key_id, dp) index's prefix. */
+	/* The key's sub-keys, through the dp_keys_by_key index. */
 	KMS_GUARD(store_stmt(st, S_RETENTION_APPLY,
 	                     "UPDATE dp_keys SET notice_at = 0, retention_ends_at = "
 	                     "CASE WHEN ?3 = 0 THEN 0 ELSE created_at + ?3 END "

@@ -20,10 +20,17 @@
  *     moves the retention tick's clock (a test-only file kmsd reads):
  *     nothing is due before; a day later (2 days before the end) the
  *     sub-key is noticed (pre_erasure) and listed by ListDueErasures, and
- *     stays listed while the clock stands still; past its end (and 48 h
- *     after the notice) it is erased (retention_erasure) and its blobs
- *     fail. Both entries are in the verified audit log, principal kmsd,
+ *     stays listed while the clock stands still; held, then lifted past
+ *     its end, it is noticed again rather than erased at once; the clock
+ *     stepped back ten minutes, noticed again at the new time; 48 h after
+ *     that notice it is erased (retention_erasure) and its blobs fail. Both entries are in the verified audit log, principal kmsd,
  *     with key_id, data_principal, purpose and basis "retention".
+ *  3. per_version: gcm_max_encryptions = 5; 15 seals for X rotate the key
+ *     (no version seals more than 5); every blob opens; the store (kmsd
+ *     stopped) holds one sub-key of X per version used, each its own row,
+ *     so each AES sub-key seals at most 5 blobs. Erasing X kills every
+ *     version's blobs and any new seal, while Y's blob still opens; the
+ *     store shows every X row erased, without material.
  * Every wait polls for the event, bounded.
  */
 #include <setjmp.h>
@@ -42,6 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kms/store/store.h"
 #include "tests/support/audit_check.h"
 #include "tests/support/e2e_ops.h"
 #include "tests/support/harness.h"
@@ -267,8 +275,8 @@ static void set_retention(const char *key, const char *purpose, uint32_t days)
 	kms__response__free_unpacked(r, NULL);
 }
 
-/* Whether ListDueErasures lists dp under key. */
-static bool due_lists(const char *key, const char *dp)
+/* dp's notice_at as ListDueErasures lists it under key; 0: not listed. */
+static int64_t due_notice(const char *key, const char *dp)
 {
 	Kms__ListDueErasuresRequest l = KMS__LIST_DUE_ERASURES_REQUEST__INIT;
 	Kms__Request req = KMS__REQUEST__INIT;
@@ -276,7 +284,7 @@ static bool due_lists(const char *key, const char *dp)
 	req.list_due_erasures = &l;
 	Kms__Response *r = call(&req);
 	CHECK(r->status == KMS__STATUS__OK, "ListDueErasures: %s", r->message);
-	bool found = false;
+	int64_t found = 0;
 	for (size_t i = 0; i < r->list_due_erasures->n_erasures; i++) {
 		const Kms__DueErasure *d = r->list_due_erasures->erasures[i];
 		if (!strcmp(d->key_id, key) && !strcmp(d->data_principal, dp)) {
@@ -285,11 +293,17 @@ static bool due_lists(const char *key, const char *dp)
 			      "ListDueErasures: purpose %s, notice %lld, erase at %lld, ends %lld",
 			      d->purpose, (long long)d->notice_at, (long long)d->erase_at,
 			      (long long)d->retention_ends_at);
-			found = true;
+			CHECK(!found, "ListDueErasures lists %s twice under one key", dp);
+			found = d->notice_at;
 		}
 	}
 	kms__response__free_unpacked(r, NULL);
 	return found;
+}
+
+static bool due_lists(const char *key, const char *dp)
+{
+	return due_notice(key, dp) != 0;
 }
 
 static void rotate_kek_and_wait_retired(uint32_t old_id)
@@ -522,9 +536,29 @@ static void retention(void **state)
 	}
 	opens(&bz, Z_DP, "101", "once noticed, before its end");
 	CHECK(due_lists(k, Z_DP), "Z no longer listed as due while the clock stood still");
-	/* Five days on: past its end and 48 h after the notice: erased by
-	 * kmsd, gone from the due list. */
+	/* A hold placed, the clock moved five days on (past its end, 48 h
+	 * after the first notice), the hold lifted: not erased at once, but
+	 * noticed again, its 48 h counted from then. */
+	hold(k, Z_DP, STATUTE);
+	CHECK(!due_lists(k, Z_DP), "Z listed as due while held");
 	set_clock(made + 5 * 86400);
+	hold(k, Z_DP, "");
+	while (due_notice(k, Z_DP) < made + 5 * 86400) {
+		CHECK(e2e_now_ms() < until, "Z not noticed again within %d ms", WAIT_MS);
+		e2e_sleep_ms(POLL_MS);
+	}
+	opens(&bz, Z_DP, "101", "noticed again after the hold, its 48 h not over");
+	/* The clock stepped back ten minutes: the notice, now dated in the
+	 * future, is given again at the new now. */
+	set_clock(made + 5 * 86400 - 600);
+	while (due_notice(k, Z_DP) != made + 5 * 86400 - 600) {
+		CHECK(e2e_now_ms() < until, "Z not noticed again after the clock went back");
+		e2e_sleep_ms(POLL_MS);
+	}
+	opens(&bz, Z_DP, "101", "noticed again after the clock went back");
+	/* Seven days on: 48 h after the new notice: erased by kmsd, gone from
+	 * the due list. */
+	set_clock(made + 7 * 86400 + 60);
 	for (;;) {
 		Kms__Response *r = decrypt(&bz, Z_DP, "101");
 		bool erased = r->status == KMS__STATUS__FAILED_PRECONDITION &&
@@ -569,11 +603,122 @@ static void retention(void **state)
 	free(bz.data);
 }
 
+/* ---- per version ---- */
+
+#define PV_SEALS 15
+#define PV_BOUND 5
+
+static store *store_open_stopped(void)
+{
+	char data[700];
+	snprintf(data, sizeof data, "%s/data", H.dir);
+	store *st = NULL;
+	bool created = false;
+	kms_status opened = KMS_FAILED_PRECONDITION;
+	/* A kmsd that just stopped may hold the lock for a moment: bounded. */
+	for (int i = 0; i < 100 && opened == KMS_FAILED_PRECONDITION; i++) {
+		opened = store_open(data, &st, &created);
+		if (opened == KMS_FAILED_PRECONDITION)
+			e2e_sleep_ms(100);
+	}
+	CHECK(opened == KMS_OK, "cannot open the store in %s", data);
+	return st;
+}
+
+/* X's rows under key: how many, each version's state into states[v]. */
+static size_t dp_rows(const char *key, const char *dp, dp_key_state states[PV_SEALS + 2])
+{
+	store *st = store_open_stopped();
+	int64_t ids[32];
+	uint32_t versions[32];
+	size_t n = 0;
+	kms_status got = store_dp_keys_of_dp(st, key, dp, 0, 32, ids, versions, &n);
+	memset(states, 0, (PV_SEALS + 2) * sizeof *states);
+	for (size_t i = 0; got == KMS_OK && i < n; i++) {
+		store_dp_key row;
+		got = store_dp_key_get(st, key, dp, versions[i], &row);
+		CHECK(got != KMS_OK || row.id == ids[i], "row of v%u is not sub-key %lld",
+		      versions[i], (long long)ids[i]);
+		if (got == KMS_OK && versions[i] <= PV_SEALS + 1)
+			states[versions[i]] = row.state;
+	}
+	store_close(st);
+	CHECK(got == KMS_OK, "cannot read the sub-keys of %s", dp);
+	return n;
+}
+
+static void per_version(void **state)
+{
+	(void)state;
+	char k[E2E_KEY_ID_SIZE];
+	blob bx[PV_SEALS], by;
+	uint32_t version[PV_SEALS], uses[PV_SEALS + 2] = { 0 }, max_version = 0;
+
+	start_with(NULL, "[limits]\ngcm_max_encryptions = 5\ngcm_reserve_block = 2\n");
+	create_dp_key(k);
+	for (size_t i = 0; i < PV_SEALS; i++) {
+		Kms__Response *r = encrypt(k, X_DP, NULL);
+		CHECK(r->status == KMS__STATUS__OK, "Encrypt #%zu for X: %s", i + 1, r->message);
+		version[i] = r->encrypt->key_version;
+		CHECK(version[i] >= 1 && version[i] <= PV_SEALS + 1, "Encrypt #%zu: version %u",
+		      i + 1, version[i]);
+		bx[i].len = r->encrypt->ciphertext_blob.len;
+		bx[i].data = malloc(bx[i].len);
+		CHECK(bx[i].data, "out of memory");
+		memcpy(bx[i].data, r->encrypt->ciphertext_blob.data, bx[i].len);
+		kms__response__free_unpacked(r, NULL);
+		uses[version[i]]++;
+		if (version[i] > max_version)
+			max_version = version[i];
+	}
+	seal(k, Y_DP, NULL, &by);
+	size_t used = 0;
+	for (uint32_t v = 1; v <= max_version; v++) {
+		CHECK(uses[v] <= PV_BOUND, "version %u sealed %u blobs, bound %d", v, uses[v],
+		      PV_BOUND);
+		used += uses[v] > 0;
+	}
+	CHECK(used >= 3, "15 seals under a bound of 5 used %zu versions", used);
+	for (size_t i = 0; i < PV_SEALS; i++)
+		opens(&bx[i], X_DP, NULL, "each version's blob");
+	stop();
+
+	/* One sub-key per version used: each sealed at most the bound. */
+	dp_key_state states[PV_SEALS + 2];
+	size_t rows = dp_rows(k, X_DP, states);
+	CHECK(rows == used, "X has %zu sub-keys for %zu versions used", rows, used);
+	for (uint32_t v = 1; v <= max_version; v++)
+		CHECK(!uses[v] || states[v] == DP_KEY_ACTIVE, "no active sub-key of X for v%u", v);
+
+	/* Erasure kills every version's blobs and any new seal. */
+	start_with(NULL, "[limits]\ngcm_max_encryptions = 5\ngcm_reserve_block = 2\n");
+	Kms__Response *r = erase(k, X_DP, "DPDP s.12(3) request 43");
+	CHECK(r->status == KMS__STATUS__OK, "erase X: %s", r->message);
+	kms__response__free_unpacked(r, NULL);
+	for (size_t i = 0; i < PV_SEALS; i++)
+		refused(&bx[i], X_DP, NULL, KMS__STATUS__FAILED_PRECONDITION, "was erased on",
+		        "a version's blob after the erasure");
+	r = encrypt(k, X_DP, NULL);
+	CHECK(r->status == KMS__STATUS__FAILED_PRECONDITION && strstr(r->message, "was erased on"),
+	      "Encrypt for erased X: status %d: %s", r->status, r->message);
+	kms__response__free_unpacked(r, NULL);
+	opens(&by, Y_DP, NULL, "Y after X's erasure");
+	stop();
+	rows = dp_rows(k, X_DP, states);
+	CHECK(rows == used, "X has %zu rows after its erasure, want %zu", rows, used);
+	for (uint32_t v = 1; v <= max_version; v++)
+		CHECK(!uses[v] || states[v] == DP_KEY_ERASED, "X's sub-key of v%u is not erased", v);
+	for (size_t i = 0; i < PV_SEALS; i++)
+		free(bx[i].data);
+	free(by.data);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(erase_and_hold),
 		cmocka_unit_test(retention),
+		cmocka_unit_test(per_version),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

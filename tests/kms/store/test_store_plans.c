@@ -98,7 +98,9 @@ static const char *const stmt_names[S_COUNT] = {
 	NAME(S_CM_GET), NAME(S_CM_BY_KID), NAME(S_CM_LIST), NAME(S_CM_REMOVE),
 	NAME(S_CONSENT_INSERT), NAME(S_CONSENT_GET), NAME(S_CONSENT_ARTEFACT),
 	NAME(S_CONSENT_SET_STATUS), NAME(S_CONSENT_TAKE_USE), NAME(S_CONSENT_LIST),
-	NAME(S_DP_KEY_GET), NAME(S_DP_KEY_INSERT), NAME(S_DP_KEY_MATERIAL_GET),
+	NAME(S_DP_KEY_GET), NAME(S_DP_KEY_FIRST), NAME(S_DP_KEY_ERASE_DUE),
+	NAME(S_DP_KEYS_NOTICE_FUTURE), NAME(S_DP_KEYS_OF_KEY),
+	NAME(S_DP_KEYS_OF_DP), NAME(S_DP_KEY_INSERT), NAME(S_DP_KEY_MATERIAL_GET),
 	NAME(S_DP_KEY_ERASE), NAME(S_DP_KEY_SET_HOLD), NAME(S_DP_KEY_NOTICE_SET),
 	NAME(S_DP_KEYS_DESTROY_FOR_KEY), NAME(S_DP_KEYS_NOTICE_DUE), NAME(S_DP_KEYS_ERASURE_DUE),
 	NAME(S_DP_KEY_REWRAP), NAME(S_DP_KEYS_UNDER_KEK), NAME(S_DP_KEYS_UNDER_KEK_COUNT),
@@ -416,30 +418,38 @@ static void exercise_material(store *st)
  * 2 is current, KEK 1 draining). */
 static void exercise_dp(store *st)
 {
-	store_dp_key row = { .state = DP_KEY_ACTIVE, .created_at = 10, .retention_ends_at = 100 };
+	store_dp_key row = { .state = DP_KEY_ACTIVE, .version = 1, .created_at = 10,
+	                     .retention_ends_at = 100 };
 	snprintf(row.key_id, sizeof row.key_id, "%s", id_of(5));
 	snprintf(row.dp, sizeof row.dp, "kp_0000abcd_1_%s", "abcdefghijklmnopqrstuvwxyz234567");
 	snprintf(row.purpose, sizeof row.purpose, "101");
 	int64_t id, other;
 	assert_ok(store_dp_key_insert(st, &row, 2, blob(3), 40, &id));
 	store_dp_key got, due[4];
-	assert_ok(store_dp_key_get(st, row.key_id, row.dp, &got));
+	assert_ok(store_dp_key_get(st, row.key_id, row.dp, 1, &got));
+	assert_ok(store_dp_key_first(st, row.key_id, row.dp, &got));
 	store_material m;
 	assert_ok(store_dp_key_material_get(st, id, &m));
 	size_t n;
-	assert_ok(store_dp_keys_due(st, STORE_DP_NOTICE_DUE, 200, 0, 0, 4, due, &n));
-	assert_ok(store_dp_key_notice_set(st, id, 50));
-	assert_ok(store_dp_keys_due(st, STORE_DP_ERASURE_DUE, 200, 0, 0, 4, due, &n));
+	bool changed;
+	assert_ok(store_dp_keys_due(st, STORE_DP_NOTICE_DUE, 200, 0, 0, 0, 4, due, &n));
+	assert_ok(store_dp_key_notice_set(st, row.key_id, row.dp, 50, &changed));
+	assert_ok(store_dp_keys_due(st, STORE_DP_ERASURE_DUE, 200, 60, 0, 0, 4, due, &n));
+	assert_ok(store_dp_keys_notice_future(st, 60, &n));
 	int64_t ids[4];
+	uint32_t versions[4];
 	assert_ok(store_dp_keys_under_kek(st, 2, 0, 4, ids, &n));
+	assert_ok(store_dp_keys_of_key(st, row.key_id, 0, 4, ids, &n));
+	assert_ok(store_dp_keys_of_dp(st, row.key_id, row.dp, 0, 4, ids, versions, &n));
 	uint64_t count;
 	assert_ok(store_dp_keys_under_kek_count(st, 2, &count));
 	assert_ok(store_retention_set(st, row.key_id, "101", 30, 86400));
 	assert_ok(store_retention_set(st, row.key_id, "102", 0, 86400));
 	uint32_t days;
 	assert_ok(store_retention_get(st, row.key_id, "101", &days));
-	assert_ok(store_dp_key_set_hold(st, id, ""));
-	assert_ok(store_dp_key_erase(st, id, 60, "test"));
+	assert_ok(store_dp_key_set_hold(st, row.key_id, row.dp, ""));
+	assert_ok(store_dp_key_erase_due(st, &got, 55, "test", &changed));
+	assert_ok(store_dp_key_erase(st, row.key_id, row.dp, 60, "test"));
 	row.dp[3] = '1';
 	assert_ok(store_dp_key_insert(st, &row, 2, blob(4), 40, &other));
 	store_kek kek;
