@@ -1,0 +1,52 @@
+# What `cmake --install` puts where (docs/install.md), under the GNU
+# directories (GNUInstallDirs: bin, sbin, lib or lib/<multiarch>, include).
+#
+#   sbin/kmsd                            the daemon
+#   bin/kms, bin/kms-admin, bin/kms-bench the clients
+#   lib/libkmsclient.so.0.1.0 (+ .so.0, .so) and lib/libkmsclient.a
+#   include/kms/*.h                      the public headers, and kms.pb-c.h,
+#                                        protoc-c's header, which
+#                                        client_raw.h and client_async.h use
+#   lib/pkgconfig/kmsclient.pc           pkg-config --cflags --libs kmsclient
+#   lib/cmake/kms/                       find_package(kms): kms::kmsclient,
+#                                        kms::kmsclient_static
+include(GNUInstallDirs)
+include(CMakePackageConfigHelpers)
+
+install(TARGETS kmsd RUNTIME DESTINATION ${CMAKE_INSTALL_SBINDIR})
+install(TARGETS kms kms-admin kms-bench RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+
+# The static archive exports as kms::kmsclient_static, file libkmsclient.a.
+set_target_properties(kmsclient_archive PROPERTIES EXPORT_NAME kmsclient_static)
+install(TARGETS kmsclient kmsclient_archive EXPORT kmsTargets
+        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/kms
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
+        FILES_MATCHING PATTERN "*.h")
+install(FILES $<TARGET_PROPERTY:kms_proto,BINARY_DIR>/kms/kms.pb-c.h
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/kms)
+
+# kmsclient.pc finds its prefix from its own place (${pcfiledir}), so a tree
+# installed with `cmake --install --prefix DIR` works where it lands.
+set(KMS_PC_DIR ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+if(IS_ABSOLUTE "${CMAKE_INSTALL_LIBDIR}" OR IS_ABSOLUTE "${CMAKE_INSTALL_INCLUDEDIR}")
+  message(FATAL_ERROR "kmsclient.pc: CMAKE_INSTALL_LIBDIR and CMAKE_INSTALL_INCLUDEDIR must be relative")
+endif()
+file(RELATIVE_PATH KMS_PC_TO_PREFIX /prefix/${KMS_PC_DIR} /prefix)
+string(REGEX REPLACE "/$" "" KMS_PC_TO_PREFIX "${KMS_PC_TO_PREFIX}")
+configure_file(${PROJECT_SOURCE_DIR}/cmake/kmsclient.pc.in
+               ${PROJECT_BINARY_DIR}/kmsclient.pc @ONLY)
+install(FILES ${PROJECT_BINARY_DIR}/kmsclient.pc DESTINATION ${KMS_PC_DIR})
+
+set(KMS_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/kms)
+install(EXPORT kmsTargets NAMESPACE kms:: DESTINATION ${KMS_CMAKE_DIR})
+configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/kmsConfig.cmake.in
+                              ${PROJECT_BINARY_DIR}/kmsConfig.cmake
+                              INSTALL_DESTINATION ${KMS_CMAKE_DIR})
+write_basic_package_version_file(${PROJECT_BINARY_DIR}/kmsConfigVersion.cmake
+                                 COMPATIBILITY SameMajorVersion)
+install(FILES ${PROJECT_BINARY_DIR}/kmsConfig.cmake ${PROJECT_BINARY_DIR}/kmsConfigVersion.cmake
+        DESTINATION ${KMS_CMAKE_DIR})
