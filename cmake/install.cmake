@@ -10,6 +10,8 @@
 #   lib/pkgconfig/kmsclient.pc           pkg-config --cflags --libs kmsclient
 #   lib/cmake/kms/                       find_package(kms): kms::kmsclient,
 #                                        kms::kmsclient_static
+#   share/man/man{1,5,8}/                kms(1), kms-admin(1), kmsd.ini(5),
+#                                        kmsd(8), made by scripts/make-man
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
@@ -50,3 +52,24 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/kmsConfigVersion.cmake
                                  COMPATIBILITY SameMajorVersion)
 install(FILES ${PROJECT_BINARY_DIR}/kmsConfig.cmake ${PROJECT_BINARY_DIR}/kmsConfigVersion.cmake
         DESTINATION ${KMS_CMAKE_DIR})
+
+# The manual pages, made at build time from the programs' own --help text
+# and docs/config.md (scripts/make-man), so they cannot say other than the
+# programs. Leak checks off: a sanitizer build's --help is not under test.
+set(KMS_MAN_DIR ${PROJECT_BINARY_DIR}/man)
+set(KMS_MAN_PAGES ${KMS_MAN_DIR}/kms.1 ${KMS_MAN_DIR}/kms-admin.1 ${KMS_MAN_DIR}/kmsd.ini.5
+    ${KMS_MAN_DIR}/kmsd.8)
+add_custom_command(
+  OUTPUT ${KMS_MAN_PAGES}
+  COMMAND ${CMAKE_COMMAND} -E env ASAN_OPTIONS=detect_leaks=0
+          /usr/bin/python3 ${PROJECT_SOURCE_DIR}/scripts/make-man ${KMS_MAN_DIR}
+          ${PROJECT_VERSION} $<TARGET_FILE:kmsd> $<TARGET_FILE:kms> $<TARGET_FILE:kms-admin>
+          ${PROJECT_SOURCE_DIR}/docs/config.md
+  DEPENDS ${PROJECT_SOURCE_DIR}/scripts/make-man ${PROJECT_SOURCE_DIR}/docs/config.md
+          kmsd kms kms-admin
+  COMMENT "make-man: kms(1), kms-admin(1), kmsd.ini(5), kmsd(8)")
+add_custom_target(man ALL DEPENDS ${KMS_MAN_PAGES})
+install(FILES ${KMS_MAN_DIR}/kms.1 ${KMS_MAN_DIR}/kms-admin.1
+        DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+install(FILES ${KMS_MAN_DIR}/kmsd.ini.5 DESTINATION ${CMAKE_INSTALL_MANDIR}/man5)
+install(FILES ${KMS_MAN_DIR}/kmsd.8 DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
