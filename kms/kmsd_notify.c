@@ -112,17 +112,17 @@ kms_status kmsd_notify_ready(hsm *h, const char *status, kmsd_notify **out)
 		free(n);
 		return st;
 	}
+	send_state("READY=1", status);
 	if (n->period_us) {
+		kms_log("info", "watchdog: pinging systemd every %llu ms while the HSM answers",
+		        (unsigned long long)(n->period_us / 1000u));
 		if (pthread_create(&n->thread, NULL, watchdog_main, n) != 0) {
 			kmsd_notify_close(n);
 			return KMS_FAIL(KMS_INTERNAL, "cannot start the watchdog thread (WatchdogSec): "
 			                "lower [kmsd] workers or raise the thread limit");
 		}
 		n->running = true;
-		kms_log("info", "watchdog: pinging systemd every %llu ms while the HSM answers",
-		        (unsigned long long)(n->period_us / 1000u));
 	}
-	send_state("READY=1", status);
 	*out = n;
 	return KMS_OK;
 }
