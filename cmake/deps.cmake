@@ -12,6 +12,8 @@ pkg_check_modules(CJOSE REQUIRED IMPORTED_TARGET cjose)
 pkg_check_modules(INIH REQUIRED IMPORTED_TARGET inih)
 pkg_check_modules(CMOCKA REQUIRED IMPORTED_TARGET cmocka)
 pkg_check_modules(NANOMSG REQUIRED IMPORTED_TARGET nanomsg)
+# kmsd tells systemd its state (sd_notify: kms/kmsd_notify.c).
+pkg_check_modules(LIBSYSTEMD REQUIRED IMPORTED_TARGET libsystemd)
 find_program(PROTOC_C protoc-c REQUIRED)
 
 # The PKCS#11 header: p11-kit ships the OASIS v2.40 definitions.

@@ -26,6 +26,7 @@
 #include "kms/kmsd.h"
 #include "kms/kmsd_bootstrap.h"
 #include "kms/kmsd_check.h"
+#include "kms/kmsd_notify.h"
 #include "kms/kmsd_residency.h"
 #include "kms/ops/op_dp.h"
 #include "kms/authz/authz_keys.h"
@@ -254,6 +255,7 @@ int main(int argc, char **argv)
 	http_server *web = NULL;
 	ticker t = { .d = &d, .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER };
 	bool ticking = false;
+	kmsd_notify *notify = NULL;
 
 	if (kmsd_config_load(config_path, &d.cfg) != KMS_OK) {
 		kms_log("fatal", "%s", kms_error_message());
@@ -404,6 +406,13 @@ int main(int argc, char **argv)
 	kms_log("info", "ready: region %s, %u workers, token \"%s\", at most %zu bytes of "
 	         "locked memory", d.cfg.region, d.cfg.workers, d.cfg.hsm_token_label,
 	         d.cfg.max_locked_bytes);
+	char status[128];
+	snprintf(status, sizeof status, "ready: region %s, token \"%s\"", d.cfg.region,
+	         d.cfg.hsm_token_label);
+	if (kmsd_notify_ready(d.hsm, status, &notify) != KMS_OK) {
+		kms_log("fatal", "%s", kms_error_message());
+		goto out;
+	}
 
 	int sig = 0;
 	sigwait(&sigs, &sig);
@@ -411,9 +420,11 @@ int main(int argc, char **argv)
 	audit_get_stats(d.audit, &as);
 	if (as.damaged) {
 		kms_log("fatal", "audit: log.bin is damaged (above): stopping");
+		kmsd_notify_stopping(notify, "stopping: the audit log is damaged");
 	} else {
 		kms_log("info", "%s: draining requests in flight",
 		         sig == SIGTERM ? "SIGTERM" : "SIGINT");
+		kmsd_notify_stopping(notify, "draining requests in flight");
 		exit_code = 0;
 	}
 out:
@@ -433,6 +444,7 @@ out:
 	authz_keys_close(d.authz_keys);
 	authz_enforce_close(d.authz);
 	keyring_close(d.keyring);
+	kmsd_notify_close(notify); /* its watchdog probes the HSM: before hsm_close */
 	hsm_close(d.hsm);
 	/* Last: lets NNG's reaper free what the closed sockets left it, so an
 	 * exit does not race it (LeakSanitizer would call that a leak). */
