@@ -12,6 +12,7 @@
 #                                        kms::kmsclient_static
 #   share/man/man{1,5,8}/                kms(1), kms-admin(1), kmsd.ini(5),
 #                                        kmsd(8), made by scripts/make-man
+#   lib/python3/dist-packages/kms/       the Python package (KMS_INSTALL_PYTHONDIR)
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
@@ -73,3 +74,11 @@ install(FILES ${KMS_MAN_DIR}/kms.1 ${KMS_MAN_DIR}/kms-admin.1
         DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
 install(FILES ${KMS_MAN_DIR}/kmsd.ini.5 DESTINATION ${CMAKE_INSTALL_MANDIR}/man5)
 install(FILES ${KMS_MAN_DIR}/kmsd.8 DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
+
+# The Python package kms (docs/python.md): lib/python3/dist-packages, where
+# Debian's python3 looks under /usr (another prefix: PYTHONPATH).
+set(KMS_INSTALL_PYTHONDIR lib/python3/dist-packages CACHE STRING
+    "Where the Python package kms is installed, under the prefix")
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/clients/python/kms
+        DESTINATION ${KMS_INSTALL_PYTHONDIR}
+        FILES_MATCHING PATTERN "*.py" PATTERN "__pycache__" EXCLUDE)
