@@ -185,8 +185,9 @@ static kms_status http_read_all(const struct admin_audit_http *h, int fd, uint8_
 		KMS_ENSURE(poll(&p, 1, ms_left(deadline)) == 1, KMS_UNAVAILABLE,
 		           "%s: no complete answer within %d ms", h->shown, h->timeout_ms);
 		size_t room = cap - *len;
-		ssize_t r = recv(fd, buf + *len, room ? (room < HTTP_READ_CHUNK ? room : HTTP_READ_CHUNK)
-		                                      : 1, 0);
+		uint8_t probe; /* full: one byte more, read aside, says it is too large */
+		ssize_t r = room ? recv(fd, buf + *len, room < HTTP_READ_CHUNK ? room : HTTP_READ_CHUNK, 0)
+		                 : recv(fd, &probe, 1, 0);
 		if (r < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		KMS_ENSURE(r >= 0, KMS_UNAVAILABLE, "%s: reading the answer failed: %s", h->shown,
