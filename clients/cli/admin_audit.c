@@ -407,22 +407,32 @@ const struct cli_command admin_audit_commands[] = {
 		"Exit 1 when public/ does not verify or a record past the checkpoint is\n"
 		"damaged (it says how to drop it), 2 when DIR, the lock or the key\n"
 		"cannot be used.\n" },
-	{ .name = "tail", .run = admin_audit_tail,
-	  .args = "[-n N] [-f] [--key KEY | --key-file FILE] DIR | --daemon",
+	{ .name = "tail", .run = admin_audit_tail, .local = true,
+	  .args = "[-n N] [-f [--until-size S] [--polls P]] [--key KEY | --key-file FILE] "
+	          "(DIR | --log DIR | --http URL)",
 	  .help = "Print the last entries of the audit log as JSON lines",
 	  .details =
-		"  DIR                   read a copy of the log (see 'audit verify')\n"
-		"  --daemon              ask kmsd instead, checking each entry's\n"
-		"                        inclusion proof against its signed checkpoint\n"
+		"  DIR, --log DIR        read a copy of the log in DIR (kmsd's own is\n"
+		"                        <data_dir>/audit/public; see 'audit verify')\n"
+		"  --http URL            read the log kmsd publishes over HTTP: URL is\n"
+		"                        its [audit] http address, http://HOST:PORT (the\n"
+		"                        files under /audit/), or the URL of a copy of\n"
+		"                        the log; needs a key\n"
 		"  -n, --lines N         how many entries (default 10)\n"
-		"  -f, --follow          then look at the checkpoint every 500 ms and\n"
-		"                        print entries as they come, until SIGINT\n"
+		"  -f, --follow          then read the checkpoint every 500 ms and print\n"
+		"                        entries as they come, until SIGINT\n"
+		"  --until-size S        with -f: stop once the log has S entries\n"
+		"  --polls P             with -f: stop after reading the checkpoint P times\n"
 		KEY_HELP
-		"                        With a key (and always with --daemon) the\n"
-		"                        checkpoint and each entry printed are verified,\n"
-		"                        and with -f that the log only grew.\n"
+		"                        With a key the checkpoint and each entry printed\n"
+		"                        are verified (an inclusion proof from the hash\n"
+		"                        tiles), and with -f that each newer checkpoint\n"
+		"                        extends the one before (a consistency proof).\n"
 		"\n"
-		"Each line is {\"index\":N,\"entry\":{...}}.\n" },
+		"Only the published files are read (the checkpoint, entry bundles and\n"
+		"hash tiles): following writes no entry to the log.\n"
+		"Each line is {\"index\":N,\"entry\":{...}}. Exit 1 when something does\n"
+		"not verify, 3 when the server does not answer.\n" },
 	{ .name = "show", .run = admin_audit_show, .local = true,
 	  .args = "N DIR [--raw] [--key KEY | --key-file FILE]",
 	  .help = "Print entry N of a copy of the audit log",

@@ -4,9 +4,10 @@
  *   admin_audit.c          the command table, the verifier key, output and
  *                          following helpers
  *   admin_audit_verify.c   audit verify: a copied log directory, offline
- *   admin_audit_read.c     audit tail DIR, audit show: entries from a copy
- *   admin_audit_prove.c    audit key, audit prove, audit tail --daemon:
- *                          against kmsd
+ *   admin_audit_read.c     audit tail, audit show: entries from the published
+ *                          files (a copy, or kmsd's over HTTP)
+ *   admin_audit_http.c     the published files over HTTP (audit tail --http)
+ *   admin_audit_prove.c    audit key, audit prove: against kmsd
  *   admin_audit_repair.c   audit repair: kmsd's log.bin rebuilt from the
  *                          verified entry bundles, kmsd stopped
  *   admin_audit_export.c   audit export: a consistent copy of a live log
@@ -43,7 +44,6 @@ enum {
 	AUDIT_OPT_SINCE,
 	AUDIT_OPT_LINES,
 	AUDIT_OPT_FOLLOW,
-	AUDIT_OPT_DAEMON,
 	AUDIT_OPT_RAW,
 	AUDIT_OPT_TREE_SIZE,
 	AUDIT_OPT_CONSISTENCY,
@@ -53,6 +53,9 @@ enum {
 	AUDIT_OPT_ACCESS_KEY,
 	AUDIT_OPT_UNTIL,
 	AUDIT_OPT_LOG,
+	AUDIT_OPT_HTTP,
+	AUDIT_OPT_UNTIL_SIZE,
+	AUDIT_OPT_POLLS,
 };
 
 #define AUDIT_KEY_OPTIONS                                                      \
@@ -222,10 +225,26 @@ int admin_audit_repair(struct cli *cli, int argc, char **argv);      /* admin_au
 int admin_audit_export(struct cli *cli, int argc, char **argv);      /* admin_audit_export.c */
 int admin_audit_query(struct cli *cli, int argc, char **argv);       /* admin_audit_query.c */
 
-/* tail --daemon: the last lines entries of kmsd's signed log, each
- * checked with an inclusion proof; then, with follow, new ones as they
- * come (admin_audit_prove.c). */
-int admin_audit_tail_daemon(struct cli *cli, const char *pinned_vkey, const tlog_verifier *pinned,
-                            uint64_t lines, bool follow);
+/* ---- the published log over HTTP (admin_audit_http.c) ---- */
+
+#define ADMIN_AUDIT_HTTP_TIMEOUT_MS 10000 /* one file: connect to last byte */
+
+/* Where a log is served: http://HOST:PORT (kmsd's [audit] http: its
+ * /audit/) or http://HOST:PORT/PATH (the root of a copy of the log). */
+struct admin_audit_http {
+	char host[256];
+	char port[8];
+	char prefix[1024]; /* "/audit/": ends with '/' */
+	char shown[1400];  /* the whole base URL, for messages */
+	int timeout_ms;
+};
+
+/* false when url is not one of those (plain http only). */
+bool admin_audit_http_parse(const char *url, struct admin_audit_http *out);
+
+/* A tlog_file_source (ctx: a struct admin_audit_http): GET prefix + path.
+ * 404 is KMS_NOT_FOUND; no answer, or another status, KMS_UNAVAILABLE. */
+kms_status admin_audit_http_source(void *ctx, const char *path, size_t max, uint8_t **out,
+                                   size_t *len) KMS_MUST_USE;
 
 #endif

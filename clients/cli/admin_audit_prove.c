@@ -1,5 +1,5 @@
 /*
- * admin_audit_prove.c: kms-admin audit key, prove and tail --daemon: what
+ * admin_audit_prove.c: kms-admin audit key and prove: what
  * kmsd says about its log, checked here. kmsd's checkpoint must verify
  * (with the pinned key, or the one kmsd sends, said so), and every proof
  * it sends must lead to that signed root; an older tree's root is only
@@ -127,83 +127,6 @@ static int check_prefix_of_head(struct cli *cli, kms_client *client,
 		                          "proof does not verify", size, head->cp.tree_size);
 	if (!proof || code != CLI_EXIT_OK)
 		kms_consistency_proof_free(p);
-	return code;
-}
-
-/* Verifies entry index of kmsd's signed head with an inclusion proof, and
- * prints it as a JSON line. */
-static int tail_daemon_entry(struct cli *cli, kms_client *client, const struct signed_head *head,
-                             uint64_t index)
-{
-	kms_inclusion_proof p;
-	uint8_t leaf[TLOG_HASH_SIZE];
-	int code = fetch_inclusion(cli, client, index, head->cp.tree_size, &p);
-	if (code != CLI_EXIT_OK)
-		return code;
-	if (tlog_leaf_hash(p.entry, p.entry_len, leaf) != KMS_OK ||
-	    tlog_inclusion_verify(leaf, index, head->cp.tree_size, (admin_audit_hashes)p.hashes,
-	                          p.n_hashes, head->cp.root) != KMS_OK)
-		code = admin_audit_failed(cli, "entry %" PRIu64 ": kmsd's inclusion proof does not "
-		                          "verify against its checkpoint of size %" PRIu64,
-		                          index, head->cp.tree_size);
-	else
-		code = admin_audit_print_entry_line(cli, index, p.entry, p.entry_len);
-	kms_inclusion_proof_free(&p);
-	return code;
-}
-
-/* ---- audit tail --daemon ---- */
-
-int admin_audit_tail_daemon(struct cli *cli, const char *pinned_vkey, const tlog_verifier *pinned,
-                            uint64_t lines, bool follow)
-{
-	struct signed_head head, next;
-	struct admin_audit_stop_signals saved;
-	kms_client *client = NULL;
-	int code;
-
-	memset(&head, 0, sizeof head);
-	if ((code = cli_connect(cli, &client)) != CLI_EXIT_OK)
-		return code;
-	if ((code = fetch_head(cli, client, pinned_vkey, pinned, true, &head)) != CLI_EXIT_OK)
-		goto out;
-	uint64_t size = head.cp.tree_size;
-	for (uint64_t i = size > lines ? size - lines : 0; i < size && code == CLI_EXIT_OK; i++)
-		code = tail_daemon_entry(cli, client, &head, i);
-	if (code != CLI_EXIT_OK || !follow)
-		goto out;
-	if ((code = admin_audit_flush_lines(cli)) != CLI_EXIT_OK)
-		goto out;
-
-	admin_audit_stop_signals_catch(&saved);
-	while (admin_audit_follow_wait()) {
-		/* The key the first checkpoint verified with, from now on: a
-		 * kmsd that changes its key mid-way is not believed. */
-		code = fetch_head(cli, client, head.vkey, &head.key, false, &next);
-		if (code == CLI_EXIT_OK)
-			code = admin_audit_check_not_rewound(cli, "kmsd's checkpoint", &head.cp,
-			                                     &next.cp, true);
-		if (code == CLI_EXIT_OK && next.cp.tree_size > size) {
-			code = check_prefix_of_head(cli, client, &next, size, head.cp.root, NULL);
-			for (uint64_t i = size; i < next.cp.tree_size && code == CLI_EXIT_OK; i++)
-				code = tail_daemon_entry(cli, client, &next, i);
-			if (code == CLI_EXIT_OK)
-				code = admin_audit_flush_lines(cli);
-			if (code == CLI_EXIT_OK) {
-				size = next.cp.tree_size;
-				signed_head_free(&head);
-				head = next;
-				memset(&next, 0, sizeof next);
-			}
-		}
-		signed_head_free(&next);
-		if (code != CLI_EXIT_OK)
-			break;
-	}
-	admin_audit_stop_signals_restore(&saved);
-out:
-	signed_head_free(&head);
-	kms_client_close(client);
 	return code;
 }
 

@@ -1,14 +1,21 @@
 /*
- * admin_audit_read.c: kms-admin audit tail and show: entries read from a
- * copy of the log (the entry bundles), and tail's options (tail --daemon
- * itself asks kmsd: admin_audit_prove.c).
+ * admin_audit_read.c: kms-admin audit tail and show: entries read from the
+ * published files of the log (C2SP tlog-tiles: the checkpoint, the entry
+ * bundles and the hash tiles), from a copy in a directory or, for tail,
+ * over HTTP from kmsd's [audit] http listener (admin_audit_http.c).
  *
- * Without a key these only read, and say on stderr that what they print is
- * not verified (a changed entry would print like any other). With one, the
- * checkpoint is verified and each entry printed is checked against its
- * signed root by an inclusion proof made from the directory's hash tiles
- * (common/tlog/tlog_tiles.h); the first that does not verify ends the
- * command with exit 1 and a line naming it.
+ * Without a key these only read a directory, and say on stderr that what
+ * they print is not verified (a changed entry would print like any other);
+ * over HTTP a key is required. With one, the checkpoint is verified and
+ * each entry printed is checked against its signed root by an inclusion
+ * proof made from the hash tiles (common/tlog/tlog_tiles.h); following,
+ * each newer checkpoint is verified and shown to extend the one before by
+ * a consistency proof from the tiles. The first that does not verify ends
+ * the command with exit 1 and a line naming it.
+ *
+ * Nothing here asks kmsd over RPC: reading the published files writes no
+ * entry to the log (docs/audit-log.md, "Reading the log does not flood
+ * it").
  */
 #include "clients/cli/admin_audit.h"
 
@@ -20,6 +27,19 @@
 
 #define TAIL_DEFAULT 10
 #define TAIL_MAX 1000000
+#define POLLS_MAX 100000000
+
+/* Where the files come from: a directory, or kmsd over HTTP. */
+struct log_src {
+	tlog_file_source read;
+	void *ctx;
+	const char *name; /* for messages */
+};
+
+static struct log_src dir_src(const char *dir)
+{
+	return (struct log_src){ .read = tlog_dir_source, .ctx = (void *)dir, .name = dir };
+}
 
 /* A directory's checkpoint: the note (owned) and its parsed body. */
 struct dir_checkpoint {
@@ -39,6 +59,10 @@ static void dir_checkpoint_free(struct dir_checkpoint *dc)
  * changed). */
 static int dir_failure(struct cli *cli, kms_status st, const char *prefix)
 {
+	if (st == KMS_UNAVAILABLE) {
+		fprintf(cli->err, "%s: %s%s\n", cli->prog, prefix, kms_error_message());
+		return CLI_EXIT_UNREACHABLE;
+	}
 	if (st == KMS_INTERNAL) {
 		fprintf(cli->err, "%s: %s%s\n", cli->prog, prefix, kms_error_message());
 		return CLI_EXIT_USAGE;
@@ -46,16 +70,19 @@ static int dir_failure(struct cli *cli, kms_status st, const char *prefix)
 	return admin_audit_failed(cli, "%s%s", prefix, kms_error_message());
 }
 
-/* Reads dir's checkpoint, verifying it when key is not NULL. */
-static int read_dir_checkpoint(struct cli *cli, const char *dir, const tlog_verifier *key,
-                               struct dir_checkpoint *out)
+/* Reads src's checkpoint, verifying it when key is not NULL. */
+static int read_dir_checkpoint(struct cli *cli, const struct log_src *src,
+                               const tlog_verifier *key, struct dir_checkpoint *out)
 {
 	tlog_note_view view;
 	kms_status st;
 	memset(out, 0, sizeof *out);
-	st = tlog_file_read(dir, TLOG_CHECKPOINT_PATH, TLOG_NOTE_MAX, &out->note, &out->note_len);
-	if (st != KMS_OK)
-		return dir_failure(cli, st, "");
+	st = src->read(src->ctx, TLOG_CHECKPOINT_PATH, TLOG_NOTE_MAX, &out->note, &out->note_len);
+	if (st != KMS_OK) {
+		int code = dir_failure(cli, st, "");
+		dir_checkpoint_free(out);
+		return code;
+	}
 	const char *text = (const char *)out->note;
 	if (key)
 		st = tlog_note_verify(text, out->note_len, key, "checkpoint", &view);
@@ -76,8 +103,8 @@ typedef int (*entry_fn)(struct cli *cli, void *ctx, uint64_t index, const uint8_
 
 /* Calls fn for entries from..to-1 of the tree of tree_size, read from the
  * entry bundles (each parsed strictly). */
-static int read_entries(struct cli *cli, const char *dir, uint64_t tree_size, uint64_t from,
-                        uint64_t to, entry_fn fn, void *ctx)
+static int read_entries(struct cli *cli, const struct log_src *src, uint64_t tree_size,
+                        uint64_t from, uint64_t to, entry_fn fn, void *ctx)
 {
 	tlog_entry_span spans[TLOG_TILE_WIDTH];
 	char path[TLOG_TILE_PATH_MAX];
@@ -88,7 +115,8 @@ static int read_entries(struct cli *cli, const char *dir, uint64_t tree_size, ui
 		uint64_t first = k * TLOG_TILE_WIDTH;
 		uint8_t *bytes = NULL;
 		unsigned width;
-		kms_status st = tlog_bundle_read(dir, tree_size, k, path, &bytes, spans, &width);
+		kms_status st = tlog_bundle_read_from(src->read, src->ctx, tree_size, k, path,
+		                                      &bytes, spans, &width);
 		if (st != KMS_OK) {
 			free(bytes);
 			return dir_failure(cli, st, "");
@@ -177,68 +205,96 @@ static int check_dir_growth(struct cli *cli, tlog_dir_tiles *tiles, const tlog_c
 	return CLI_EXIT_OK;
 }
 
-static int tail_dir(struct cli *cli, const char *dir, const tlog_verifier *key, uint64_t lines,
-                    bool follow)
+/* What tail was asked for. */
+struct tail_opts {
+	uint64_t lines;
+	bool follow;
+	uint64_t until_size; /* 0: none; else stop once the log has this many */
+	uint64_t polls;      /* 0: no bound; else stop after this many polls */
+};
+
+/* The newer checkpoint (next) has grown past head: checks it extends head,
+ * prints the new entries, each verified. */
+static int tail_grown(struct cli *cli, const struct log_src *src, struct tail_dir *td,
+                      const tlog_checkpoint *head, const tlog_checkpoint *next)
 {
-	struct dir_checkpoint head, next;
-	struct tail_dir td = { 0 };
+	int code = CLI_EXIT_OK;
+	if (td->tiles)
+		code = check_dir_growth(cli, td->tiles, head, next);
+	td->cp = next;
+	if (code == CLI_EXIT_OK)
+		code = read_entries(cli, src, next->tree_size, head->tree_size, next->tree_size,
+		                    tail_dir_entry, td);
+	if (code == CLI_EXIT_OK)
+		code = admin_audit_flush_lines(cli);
+	return code;
+}
+
+/* True when following is over: the size asked for was reached, or the polls
+ * asked for were made. */
+static bool tail_done(const struct tail_opts *o, uint64_t size, uint64_t polls)
+{
+	return (o->until_size && size >= o->until_size) || (o->polls && polls >= o->polls);
+}
+
+/* -f: polls the checkpoint until a stop signal (or a bound of o), printing
+ * what each newer one adds. head is the checkpoint shown so far. */
+static int tail_follow(struct cli *cli, const struct log_src *src, const tlog_verifier *key,
+                       const struct tail_opts *o, struct tail_dir *td,
+                       struct dir_checkpoint *head)
+{
 	struct admin_audit_stop_signals saved;
+	struct dir_checkpoint next;
+	uint64_t polls = 0;
+	int code = CLI_EXIT_OK;
+
+	admin_audit_stop_signals_catch(&saved);
+	while (!tail_done(o, head->cp.tree_size, polls) && admin_audit_follow_wait()) {
+		polls++;
+		if ((code = read_dir_checkpoint(cli, src, key, &next)) != CLI_EXIT_OK)
+			break;
+		code = admin_audit_check_not_rewound(cli, "the checkpoint", &head->cp, &next.cp,
+		                                     key != NULL);
+		if (code == CLI_EXIT_OK && next.cp.tree_size > head->cp.tree_size)
+			code = tail_grown(cli, src, td, &head->cp, &next.cp);
+		if (code == CLI_EXIT_OK && next.cp.tree_size > head->cp.tree_size) {
+			/* The newer checkpoint is the one to compare with from now on. */
+			dir_checkpoint_free(head);
+			*head = next;
+		} else {
+			dir_checkpoint_free(&next);
+		}
+		td->cp = &head->cp;
+		if (code != CLI_EXIT_OK)
+			break;
+	}
+	admin_audit_stop_signals_restore(&saved);
+	return code;
+}
+
+static int tail_log(struct cli *cli, const struct log_src *src, const tlog_verifier *key,
+                    const struct tail_opts *o)
+{
+	struct dir_checkpoint head;
+	struct tail_dir td = { 0 };
 	int code;
 
-	if ((code = admin_audit_check_dir(cli, dir)) != CLI_EXIT_OK)
-		return code;
 	if (!key)
-		warn_unverified(cli, dir);
+		warn_unverified(cli, src->name);
 	if (key && !(td.tiles = malloc(sizeof *td.tiles)))
 		return cli_out_of_memory(cli);
-	if ((code = read_dir_checkpoint(cli, dir, key, &head)) != CLI_EXIT_OK) {
+	if ((code = read_dir_checkpoint(cli, src, key, &head)) != CLI_EXIT_OK) {
 		free(td.tiles);
 		return code;
 	}
 	uint64_t size = head.cp.tree_size;
 	if (td.tiles)
-		tlog_dir_tiles_init(td.tiles, dir, size);
+		tlog_dir_tiles_init_from(td.tiles, src->read, src->ctx, size);
 	td.cp = &head.cp;
-	code = read_entries(cli, dir, size, size > lines ? size - lines : 0, size,
+	code = read_entries(cli, src, size, size > o->lines ? size - o->lines : 0, size,
 	                    tail_dir_entry, &td);
-	if (code != CLI_EXIT_OK || !follow)
-		goto out;
-	if ((code = admin_audit_flush_lines(cli)) != CLI_EXIT_OK)
-		goto out;
-
-	admin_audit_stop_signals_catch(&saved);
-	while (admin_audit_follow_wait()) {
-		if ((code = read_dir_checkpoint(cli, dir, key, &next)) != CLI_EXIT_OK)
-			break;
-		const tlog_checkpoint *cp = &next.cp;
-		code = admin_audit_check_not_rewound(cli, "the checkpoint", &head.cp, cp,
-		                                     key != NULL);
-		if (code == CLI_EXIT_OK && cp->tree_size > size) {
-			if (key)
-				code = check_dir_growth(cli, td.tiles, &head.cp, cp);
-			td.cp = cp;
-			if (code == CLI_EXIT_OK)
-				code = read_entries(cli, dir, cp->tree_size, size, cp->tree_size,
-				                    tail_dir_entry, &td);
-			if (code == CLI_EXIT_OK)
-				code = admin_audit_flush_lines(cli);
-		}
-		if (code != CLI_EXIT_OK) {
-			dir_checkpoint_free(&next);
-			break;
-		}
-		/* The newer checkpoint is the one to compare with from now on. */
-		if (cp->tree_size > size) {
-			size = cp->tree_size;
-			dir_checkpoint_free(&head);
-			head = next;
-		} else {
-			dir_checkpoint_free(&next);
-		}
-		td.cp = &head.cp;
-	}
-	admin_audit_stop_signals_restore(&saved);
-out:
+	if (code == CLI_EXIT_OK && o->follow && (code = admin_audit_flush_lines(cli)) == CLI_EXIT_OK)
+		code = tail_follow(cli, src, key, o, &td, &head);
 	dir_checkpoint_free(&head);
 	free(td.tiles);
 	return code;
@@ -286,47 +342,104 @@ fail:
 	return NULL;
 }
 
+/* Where tail reads: exactly one of DIR, --log DIR and --http URL. */
+struct tail_where {
+	const char *dir;
+	const char *url;
+	struct admin_audit_http http;
+};
+
+static int tail_option(struct cli *cli, int opt, struct tail_opts *o, struct tail_where *w)
+{
+	switch (opt) {
+	case AUDIT_OPT_LINES:
+		if (!admin_audit_parse_u64(optarg, TAIL_MAX, &o->lines))
+			return cli_usage_error(cli, "-n takes 0..%d", TAIL_MAX);
+		return CLI_PROCEED;
+	case AUDIT_OPT_FOLLOW:
+		o->follow = true;
+		return CLI_PROCEED;
+	case AUDIT_OPT_UNTIL_SIZE:
+		if (!admin_audit_parse_u64(optarg, TLOG_TREE_SIZE_MAX, &o->until_size) ||
+		    o->until_size == 0)
+			return cli_usage_error(cli, "--until-size takes a number of entries, 1 or more");
+		return CLI_PROCEED;
+	case AUDIT_OPT_POLLS:
+		if (!admin_audit_parse_u64(optarg, POLLS_MAX, &o->polls) || o->polls == 0)
+			return cli_usage_error(cli, "--polls takes 1..%d", POLLS_MAX);
+		return CLI_PROCEED;
+	case AUDIT_OPT_LOG:
+		w->dir = optarg;
+		return CLI_PROCEED;
+	case AUDIT_OPT_HTTP:
+		w->url = optarg;
+		return CLI_PROCEED;
+	default:
+		return cli_usage_error(cli, "option not handled");
+	}
+}
+
+/* The source tail reads from, checked: a directory holding a checkpoint,
+ * or a URL that parses (and then a key, required). */
+static int tail_source(struct cli *cli, struct tail_where *w, bool keyed, struct log_src *out)
+{
+	if (!!w->dir + !!w->url != 1)
+		return cli_usage_error(cli, "give the log to read: DIR, --log DIR or --http URL "
+		                       "(one of them)");
+	if (w->dir) {
+		*out = dir_src(w->dir);
+		return admin_audit_check_dir(cli, w->dir);
+	}
+	if (!admin_audit_http_parse(w->url, &w->http))
+		return cli_usage_error(cli, "--http takes http://HOST:PORT, kmsd's [audit] http "
+		                       "address (or the URL of a copy of the log)");
+	if (!keyed)
+		return cli_usage_error(cli, "--http needs the log's verifier key: give --key, "
+		                       "--key-file or $%s ('kms-admin audit key' prints it)",
+		                       ADMIN_AUDIT_ENV_KEY);
+	*out = (struct log_src){ .read = admin_audit_http_source, .ctx = &w->http,
+		                 .name = w->http.shown };
+	return CLI_EXIT_OK;
+}
+
 static int tail_options(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		AUDIT_KEY_OPTIONS,
 		{ "lines", required_argument, NULL, AUDIT_OPT_LINES },
 		{ "follow", no_argument, NULL, AUDIT_OPT_FOLLOW },
-		{ "daemon", no_argument, NULL, AUDIT_OPT_DAEMON },
-		CLI_BASE_OPTIONS, CLI_CONN_OPTIONS, { 0 },
+		{ "log", required_argument, NULL, AUDIT_OPT_LOG },
+		{ "http", required_argument, NULL, AUDIT_OPT_HTTP },
+		{ "until-size", required_argument, NULL, AUDIT_OPT_UNTIL_SIZE },
+		{ "polls", required_argument, NULL, AUDIT_OPT_POLLS },
+		CLI_BASE_OPTIONS, { 0 },
 	};
 	struct admin_audit_key vk = { 0 };
-	uint64_t lines = TAIL_DEFAULT;
-	bool follow = false, daemon = false;
+	struct tail_opts o = { .lines = TAIL_DEFAULT };
+	struct tail_where w = { 0 };
+	struct log_src src;
 	int opt, code;
 
 	while ((opt = cli_getopt(cli, argc, argv, opts)) >= 0) {
 		if (admin_audit_key_option(opt, &vk))
 			continue;
-		switch (opt) {
-		case AUDIT_OPT_LINES:
-			if (!admin_audit_parse_u64(optarg, TAIL_MAX, &lines))
-				return cli_usage_error(cli, "-n takes 0..%d", TAIL_MAX);
-			break;
-		case AUDIT_OPT_FOLLOW:
-			follow = true;
-			break;
-		case AUDIT_OPT_DAEMON:
-			daemon = true;
-			break;
-		default:
-			return cli_usage_error(cli, "option not handled");
-		}
+		if ((code = tail_option(cli, opt, &o, &w)) != CLI_PROCEED)
+			return code;
 	}
-	int n_dirs = daemon ? 0 : 1;
-	if ((code = cli_getopt_end(cli, opt, argc, argv, n_dirs, n_dirs)) != CLI_PROCEED)
+	if ((code = cli_getopt_end(cli, opt, argc, argv, 0, 1)) != CLI_PROCEED)
 		return code;
+	if (optind < argc) {
+		if (w.dir || w.url)
+			return cli_usage_error(cli, "give the log once: DIR, --log DIR or --http URL");
+		w.dir = argv[optind];
+	}
+	if ((o.until_size || o.polls) && !o.follow)
+		return cli_usage_error(cli, "--until-size and --polls bound -f: give -f too");
 	if ((code = admin_audit_resolve_key(cli, &vk)) != CLI_EXIT_OK)
 		return code;
-	if (daemon)
-		return admin_audit_tail_daemon(cli, vk.text, admin_audit_given_key(&vk), lines,
-		                               follow);
-	return tail_dir(cli, argv[optind], admin_audit_given_key(&vk), lines, follow);
+	if ((code = tail_source(cli, &w, vk.given, &src)) != CLI_EXIT_OK)
+		return code;
+	return tail_log(cli, &src, admin_audit_given_key(&vk), &o);
 }
 
 int admin_audit_tail(struct cli *cli, int argc, char **argv)
@@ -397,7 +510,8 @@ int admin_audit_show(struct cli *cli, int argc, char **argv)
 		return code;
 	if (!vk.given)
 		warn_unverified(cli, dir);
-	if ((code = read_dir_checkpoint(cli, dir, admin_audit_given_key(&vk), &head)) !=
+	struct log_src src = dir_src(dir);
+	if ((code = read_dir_checkpoint(cli, &src, admin_audit_given_key(&vk), &head)) !=
 	    CLI_EXIT_OK)
 		return code;
 	if (index >= head.cp.tree_size) {
@@ -406,7 +520,7 @@ int admin_audit_show(struct cli *cli, int argc, char **argv)
 		code = CLI_EXIT_REFUSED;
 		goto out;
 	}
-	code = read_entries(cli, dir, head.cp.tree_size, index, index + 1, keep_entry, &shown);
+	code = read_entries(cli, &src, head.cp.tree_size, index, index + 1, keep_entry, &shown);
 	if (code != CLI_EXIT_OK)
 		goto out;
 	if (vk.given) {

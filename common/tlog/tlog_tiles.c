@@ -511,9 +511,23 @@ out:
 
 /* ---- reading a log directory ---- */
 
+kms_status tlog_dir_source(void *ctx, const char *path, size_t max, uint8_t **out, size_t *len)
+{
+	return tlog_file_read(ctx, path, max, out, len);
+}
+
 kms_status tlog_bundle_read(const char *dir, uint64_t tree_size, uint64_t k,
                             char path[static TLOG_TILE_PATH_MAX], uint8_t **bytes,
                             tlog_entry_span spans[static TLOG_TILE_WIDTH], unsigned *width)
+{
+	return tlog_bundle_read_from(tlog_dir_source, (void *)dir, tree_size, k, path, bytes, spans,
+	                             width);
+}
+
+kms_status tlog_bundle_read_from(tlog_file_source source, void *ctx, uint64_t tree_size,
+                                 uint64_t k, char path[static TLOG_TILE_PATH_MAX],
+                                 uint8_t **bytes, tlog_entry_span spans[static TLOG_TILE_WIDTH],
+                                 unsigned *width)
 {
 	size_t len = 0;
 	*bytes = NULL;
@@ -524,14 +538,21 @@ kms_status tlog_bundle_read(const char *dir, uint64_t tree_size, uint64_t k,
 	           (unsigned long long)tree_size, (unsigned long long)k);
 	*width = tlog_bundle_width(tree_size, k);
 	KMS_GUARD(tlog_bundle_path(k, *width, path));
-	KMS_GUARD(tlog_file_read(dir, path, TLOG_BUNDLE_BYTES_MAX, bytes, &len));
+	KMS_GUARD(source(ctx, path, TLOG_BUNDLE_BYTES_MAX, bytes, &len));
 	return tlog_bundle_parse(*bytes, len, *width, k * TLOG_TILE_WIDTH, path, spans);
 }
 
 void tlog_dir_tiles_init(tlog_dir_tiles *t, const char *dir, uint64_t tree_size)
 {
+	tlog_dir_tiles_init_from(t, tlog_dir_source, (void *)dir, tree_size);
+}
+
+void tlog_dir_tiles_init_from(tlog_dir_tiles *t, tlog_file_source source, void *ctx,
+                              uint64_t tree_size)
+{
 	memset(t, 0, sizeof *t);
-	t->dir = dir;
+	t->source = source;
+	t->source_ctx = ctx;
 	t->tree_size = tree_size;
 }
 
@@ -565,7 +586,7 @@ kms_status tlog_dir_tile_get(tlog_dir_tiles *t, unsigned level, uint64_t index,
 
 	uint8_t *bytes = NULL;
 	size_t len = 0;
-	KMS_GUARD(tlog_file_read(t->dir, tile->path, TLOG_TILE_BYTES, &bytes, &len));
+	KMS_GUARD(t->source(t->source_ctx, tile->path, TLOG_TILE_BYTES, &bytes, &len));
 	if (len != (size_t)width * TLOG_HASH_SIZE) {
 		free(bytes);
 		return KMS_FAIL(KMS_INVALID_CIPHERTEXT, "%s: %zu bytes, expected %u (%u hashes)",

@@ -138,6 +138,18 @@ kms_status tlog_file_read(const char *dir, const char *path, size_t max, uint8_t
 
 /* ---- reading a log directory ---- */
 
+/* Where a log's files come from: reads path (relative to the log's root,
+ * "checkpoint" or a tile or bundle path) into a malloc'ed buffer of at most
+ * max bytes for the caller to free (also on failure). Statuses as
+ * tlog_file_read; KMS_UNAVAILABLE when the source cannot be reached (a
+ * server that does not answer). */
+typedef kms_status (*tlog_file_source)(void *ctx, const char *path, size_t max, uint8_t **out,
+                                       size_t *len);
+
+/* A tlog_file_source over a directory: ctx is the directory's path. */
+kms_status tlog_dir_source(void *ctx, const char *path, size_t max, uint8_t **out,
+                           size_t *len) KMS_MUST_USE;
+
 /* Entry bundles a tree of tree_size leaves has (the last may be partial). */
 static inline uint64_t tlog_bundle_count(uint64_t tree_size)
 {
@@ -162,6 +174,12 @@ kms_status tlog_bundle_read(const char *dir, uint64_t tree_size, uint64_t k,
                             tlog_entry_span spans[static TLOG_TILE_WIDTH],
                             unsigned *width) KMS_MUST_USE;
 
+/* As tlog_bundle_read, from source. */
+kms_status tlog_bundle_read_from(tlog_file_source source, void *ctx, uint64_t tree_size,
+                                 uint64_t k, char path[static TLOG_TILE_PATH_MAX],
+                                 uint8_t **bytes, tlog_entry_span spans[static TLOG_TILE_WIDTH],
+                                 unsigned *width) KMS_MUST_USE;
+
 /* One hash tile as read from a directory. */
 typedef struct tlog_dir_tile {
 	bool loaded;
@@ -179,13 +197,18 @@ typedef struct tlog_dir_tile {
  * Treat the fields as private.
  */
 typedef struct tlog_dir_tiles {
-	const char *dir;
+	tlog_file_source source;
+	void *source_ctx;
 	uint64_t tree_size;
 	tlog_dir_tile level[TLOG_TILE_LEVELS];
 } tlog_dir_tiles;
 
 /* Reads dir's tiles as of tree_size; dir must outlive t. */
 void tlog_dir_tiles_init(tlog_dir_tiles *t, const char *dir, uint64_t tree_size);
+
+/* As tlog_dir_tiles_init, the tiles read from source (ctx must outlive t). */
+void tlog_dir_tiles_init_from(tlog_dir_tiles *t, tlog_file_source source, void *ctx,
+                              uint64_t tree_size);
 
 /* Reads the tiles as of tree_size from now on. The tiles kept for another
  * size are forgotten: a partial tile's name has its width. */

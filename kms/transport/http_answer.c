@@ -260,9 +260,12 @@ static void answer_file(http_answers *a, const http_request *req, http_response 
 	    (uint64_t)st.st_size > TLOG_BUNDLE_BYTES_MAX) {
 		if (fd >= 0)
 			close(fd);
+		metrics_audit_http_read(METRICS_AUDIT_MISSING);
 		http_answer_error(404, out);
 		return;
 	}
+	metrics_audit_http_read(req->route == HTTP_ROUTE_CHECKPOINT ? METRICS_AUDIT_CHECKPOINT
+	                                                            : METRICS_AUDIT_TILE);
 	http_response_clear(out);
 	out->file_fd = fd;
 	out->file_len = (size_t)st.st_size;

@@ -22,6 +22,17 @@ static atomic_int_fast64_t in_flight;
 #define METRICS_AUTHZ_STEPS 5
 static atomic_uint_fast64_t authz_denied[METRICS_AUTHZ_STEPS + 1];
 static atomic_uint_fast64_t throttled_principal, throttled_key;
+/* The published log's files served over HTTP: counted, not audited
+ * (docs/audit-log.md, "Reading the log does not flood it"). */
+static atomic_uint_fast64_t audit_http_checkpoints, audit_http_tiles, audit_http_missing;
+
+void metrics_audit_http_read(metrics_audit_file file)
+{
+	atomic_uint_fast64_t *c = file == METRICS_AUDIT_CHECKPOINT ? &audit_http_checkpoints
+	                          : file == METRICS_AUDIT_TILE     ? &audit_http_tiles
+	                                                           : &audit_http_missing;
+	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
 
 void metrics_authz_denied(int step)
 {
@@ -206,6 +217,15 @@ kms_status metrics_render(kmsd *d, char **out, size_t *len)
 	put(&t, "# HELP kms_audit_entries Entries in the audit log.\n# TYPE kms_audit_entries gauge\n"
 	        "kms_audit_entries %llu\n",
 	    (unsigned long long)(d->audit ? audit_size(d->audit) : 0));
+	put(&t, "# HELP kms_audit_http_reads_total The published log's files served over HTTP "
+	        "(/audit/), by what was asked for; not audited one by one.\n"
+	        "# TYPE kms_audit_http_reads_total counter\n"
+	        "kms_audit_http_reads_total{file=\"checkpoint\"} %llu\n"
+	        "kms_audit_http_reads_total{file=\"tile\"} %llu\n"
+	        "kms_audit_http_reads_total{file=\"missing\"} %llu\n",
+	    (unsigned long long)atomic_load(&audit_http_checkpoints),
+	    (unsigned long long)atomic_load(&audit_http_tiles),
+	    (unsigned long long)atomic_load(&audit_http_missing));
 	put(&t, "# HELP kms_audit_writable Whether the audit log can be written.\n"
 	        "# TYPE kms_audit_writable gauge\nkms_audit_writable %d\n",
 	    d->audit ? audit_healthy(d->audit, NULL, 0) : 0);

@@ -27,6 +27,16 @@ void metrics_in_flight(int delta);
 void metrics_authz_denied(int step);
 void metrics_throttled(const char *limit);
 
+/* A GET or HEAD of the published log's files (/audit/...): the checkpoint,
+ * a tile or entry bundle, or one that is not there (404). Counted, not
+ * audited: the files are public and the same bytes any mirror serves. */
+typedef enum metrics_audit_file {
+	METRICS_AUDIT_CHECKPOINT,
+	METRICS_AUDIT_TILE,
+	METRICS_AUDIT_MISSING,
+} metrics_audit_file;
+void metrics_audit_http_read(metrics_audit_file file);
+
 /* The whole exposition (malloc'ed, *len bytes). */
 kms_status metrics_render(kmsd *d, char **text, size_t *len) KMS_MUST_USE;
 
