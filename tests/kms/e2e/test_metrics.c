@@ -18,6 +18,9 @@
  *     an fsync; HSM attempts and key cache uses at least one per encrypt;
  *     nothing in flight once every reply is in.
  *
+ * (3) docs_and_dashboard_match: docs/metrics.md documents every family
+ *     /metrics has; it and docs/grafana-kms.json name no other.
+ *
  * No durations are asserted: only presence, format and counts.
  */
 #include <setjmp.h>
@@ -584,6 +587,8 @@ static void counts_follow_the_workload(void **state)
 	       d.encrypt_ok, d.encrypt_answered, d.encrypt_hist, d.denied, d.throttled,
 	       d.throttled_total, d.hsm_errors, d.hsm_attempts, d.key_uses, d.entries, d.batches,
 	       d.batch_sum, d.fsyncs);
+	for (const char *l = after; (l = strstr(l, "\nkms_hsm_errors_total{")) != NULL; l++)
+		printf("measured: %.*s\n", (int)strcspn(l + 1, "\n"), l + 1);
 	assert_true(d.encrypt_ok == ENCRYPTS);
 	assert_true(d.encrypt_answered == ENCRYPTS + 1); /* and the denied one */
 	assert_true(d.encrypt_hist == d.encrypt_answered);
@@ -609,6 +614,83 @@ static void counts_follow_the_workload(void **state)
 	free(after);
 }
 
+/* Whether the scrape has a family called name, or name is a histogram
+ * family's _bucket, _sum or _count. */
+static bool family_exists(const char *body, const char *name)
+{
+	char needle[160];
+	snprintf(needle, sizeof needle, "\n# TYPE %s ", name);
+	if (strstr(body, needle))
+		return true;
+	static const char *const suffixes[] = { "_bucket", "_sum", "_count" };
+	size_t n = strlen(name);
+	for (size_t i = 0; i < 3; i++) {
+		size_t k = strlen(suffixes[i]);
+		if (n > k && !strcmp(name + n - k, suffixes[i])) {
+			snprintf(needle, sizeof needle, "\n# TYPE %.*s histogram\n", (int)(n - k), name);
+			if (strstr(body, needle))
+				return true;
+		}
+	}
+	return false;
+}
+
+/* Every kms_... name the file mentions is a family of the scrape; returns
+ * how many names it checked. */
+static size_t names_exist(const char *file, const char *body)
+{
+	size_t len = 0, checked = 0;
+	char *text = harness_read_file(file, &len);
+	if (!text)
+		fail_msg("cannot read %s", file);
+	for (const char *p = text; (p = strstr(p, "kms_")) != NULL;) {
+		bool word_start = p == text || !(isalnum((unsigned char)p[-1]) || p[-1] == '_');
+		size_t n = 0;
+		while (isalnum((unsigned char)p[n]) || p[n] == '_')
+			n++;
+		char name[128];
+		snprintf(name, sizeof name, "%.*s", (int)n, p);
+		p += n;
+		if (!word_start || name[n - 1] == '_') /* kms_audit_* and the like */
+			continue;
+		if (!family_exists(body, name))
+			fail_msg("%s names %s, which /metrics does not have", file, name);
+		checked++;
+	}
+	free(text);
+	return checked;
+}
+
+/* docs/metrics.md documents every family /metrics has, and it and the
+ * Grafana dashboard name only families /metrics has. */
+static void docs_and_dashboard_match(void **state)
+{
+	(void)state;
+	start();
+	const char *docs = getenv("KMS_TEST_DOCS");
+	assert_non_null(docs);
+	char md[600], dash[600];
+	snprintf(md, sizeof md, "%s/metrics.md", docs);
+	snprintf(dash, sizeof dash, "%s/grafana-kms.json", docs);
+	char *body = scrape();
+	size_t in_md = names_exist(md, body), in_dash = names_exist(dash, body);
+	size_t len = 0;
+	char *text = harness_read_file(md, &len);
+	assert_non_null(text);
+	size_t families_seen = 0;
+	for (const char *p = body; (p = strstr(p, "# TYPE ")) != NULL; families_seen++) {
+		p += strlen("# TYPE ");
+		char needle[160];
+		snprintf(needle, sizeof needle, "`%.*s`", (int)strcspn(p, " "), p);
+		if (!strstr(text, needle))
+			fail_msg("docs/metrics.md does not document %s", needle);
+	}
+	printf("measured: %zu families all documented; names checked: %zu in metrics.md, %zu in "
+	       "the dashboard\n", families_seen, in_md, in_dash);
+	free(text);
+	free(body);
+}
+
 static int teardown(void **state)
 {
 	(void)state;
@@ -620,6 +702,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(well_formed),
 		cmocka_unit_test(counts_follow_the_workload),
+		cmocka_unit_test(docs_and_dashboard_match),
 	};
 	return cmocka_run_group_tests(tests, NULL, teardown);
 }
