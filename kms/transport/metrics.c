@@ -42,6 +42,7 @@ typedef struct principal_slot {
 	atomic_uint_fast64_t denied, throttled;
 } principal_slot;
 static principal_slot principals[METRICS_PRINCIPALS_MAX + 1]; /* last: "other" */
+_Static_assert(METRICS_PRINCIPALS_MAX == 32, "the HELP texts and docs/metrics.md say 32");
 
 static bool slot_is(principal_slot *s, const char *name)
 {
@@ -255,9 +256,8 @@ static bool principal_seen_before(size_t i)
 static void put_by_principal(text *t, const char *name, bool throttled)
 {
 	for (size_t i = 0; i < METRICS_PRINCIPALS_MAX; i++) {
-		if (atomic_load_explicit(&principals[i].state, memory_order_acquire) != SLOT_READY)
-			break;
-		if (principal_seen_before(i))
+		if (atomic_load_explicit(&principals[i].state, memory_order_acquire) != SLOT_READY ||
+		    principal_seen_before(i))
 			continue;
 		char label[2 * METRICS_PRINCIPAL_NAME + 1];
 		label_escape(principals[i].name, label, sizeof label);
