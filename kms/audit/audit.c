@@ -385,14 +385,15 @@ static kms_status make_room(audit_log *log, size_t n)
 	return KMS_OK;
 }
 
-/* fdatasync of log.bin, timed for /metrics (kms_audit_fsync_seconds). */
+/* fdatasync of log.bin, timed for /metrics (kms_audit_fsync_duration_seconds). */
 static kms_status sync_batch(audit_log *log)
 {
 	uint64_t started = kms_monotonic_us();
 	int rc = fdatasync(log->fd);
+	int err = errno;
 	kms_hist_observe(&log->fsync_us, KMS_HIST_MICROSECONDS, kms_monotonic_us() - started);
 	KMS_ENSURE(rc == 0, KMS_UNAVAILABLE, "fdatasync %s/%s: %s", log->dir, AUDIT_LOG_FILE,
-	           strerror(errno));
+	           strerror(err));
 	return KMS_OK;
 }
 

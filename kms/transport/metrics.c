@@ -289,7 +289,7 @@ static void put_audit_writer(text *t, const audit_stats *s, uint64_t entries)
 	           "Entries per batch the audit writer wrote (group commit).");
 	put_hist(t, "kms_audit_batch_entries", "", KMS_HIST_COUNT, &s->batch_entries);
 	put_family(t, "kms_audit_fsync_duration_seconds", "histogram",
-	           "Each batch's fdatasync of log.bin (none with [audit] sync = false).");
+	           "Each fdatasync of log.bin after a batch (none with [audit] sync = false).");
 	put_hist(t, "kms_audit_fsync_duration_seconds", "", KMS_HIST_MICROSECONDS, &s->fsync_us);
 	put_family(t, "kms_audit_queue_entries", "gauge",
 	           "Entries waiting for the audit writer (the backlog; at most 4096).");
