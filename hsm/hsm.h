@@ -32,6 +32,8 @@
 
 #include <kms/status.h>
 
+#include "common/histogram.h"
+
 #define HSM_ID_MAX 64
 #define HSM_LABEL_MAX 64
 #define HSM_AES256_KEY_LEN 32
@@ -362,5 +364,23 @@ void hsm_keycache_evict(hsm *h, const hsm_object_id *name);
 
 /* A snapshot of the cache's counters (for /metrics). */
 void hsm_keycache_stats_get(hsm *h, hsm_keycache_stats *out);
+
+/* The PKCS#11 calls' figures (for /metrics). An attempt is one run of an
+ * operation's calls on a session (one step of the bounded retry, or one
+ * C_UnwrapKey attempt of the key cache); a failed attempt is counted by
+ * its CK_RV, in one of HSM_RV_SLOTS slots named by hsm_rv_slot_name (the
+ * codes the layer knows by name, and "other"): the label set is bounded. */
+#define HSM_RV_SLOTS 112
+typedef struct hsm_call_stats {
+	kms_hist_snapshot attempt_us;  /* each attempt's duration */
+	uint64_t errors[HSM_RV_SLOTS]; /* failed attempts (and C_OpenSession) by rv slot */
+	uint64_t sessions_open;        /* sessions the layer holds now: threads' and the cache's */
+	uint64_t sessions_opened;      /* C_OpenSession calls that succeeded since hsm_open */
+	uint64_t sessions_lost;        /* sessions dropped because the module lost them */
+} hsm_call_stats;
+void hsm_call_stats_get(hsm *h, hsm_call_stats *out);
+
+/* The CK_RV name of slot (CKR_...), "other" for the last, NULL past it. */
+const char *hsm_rv_slot_name(size_t slot);
 
 #endif

@@ -29,6 +29,7 @@
 #define KMS_HSM_P11_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -100,6 +101,11 @@ struct hsm {
 	hsm_handle_cache cache;
 
 	struct hsm_keycache *keycache; /* p11_keycache.c */
+
+	/* For /metrics (hsm_call_stats_get): relaxed atomics, no lock. */
+	kms_hist attempt_us;
+	atomic_uint_fast64_t rv_errors[HSM_RV_SLOTS];
+	atomic_uint_fast64_t sessions_opened, sessions_lost;
 };
 
 /* --- p11_module.c --- */
@@ -281,6 +287,13 @@ kms_status hsm_gcm_with_handle(hsm *h, bool decrypt, const hsm_object_id *name,
                                CK_RV *rv) KMS_MUST_USE;
 
 /* --- p11_rv.c --- */
+
+/* The slot of hsm_call_stats.errors that counts rv (the last: other). */
+size_t hsm_rv_slot(CK_RV rv);
+
+/* Counts one attempt that began at started_us (kms_monotonic_us) and
+ * ended with rv, for hsm_call_stats_get. */
+void hsm_note_attempt(hsm *h, uint64_t started_us, CK_RV rv);
 
 /* The kms_status a failed call's rv stands for (session/login trouble and
  * everything unknown: KMS_HSM_UNAVAILABLE). */

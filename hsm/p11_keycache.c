@@ -24,6 +24,7 @@
 
 #include <kms/secmem.h>
 
+#include "common/log.h"
 #include "hsm/p11_internal.h"
 
 /* How long a use waits for another's load before giving up. The loader
@@ -333,7 +334,9 @@ static kms_status unwrap_into(hsm *h, hsm_keycache_entry *e, unwrap_job *j)
 
 	pthread_mutex_lock(&c->session_lock);
 	for (int attempt = 0; attempt < 2; attempt++) {
+		uint64_t started = kms_monotonic_us();
 		st = unwrap_try(h, e, j, &rv);
+		hsm_note_attempt(h, started, st == KMS_OK ? rv : CKR_OK);
 		if (st != KMS_OK || rv == CKR_OK || attempt == 1 || !unwrap_repair(h, e, j, rv))
 			break;
 	}

@@ -4,6 +4,8 @@
  */
 #include <stdio.h>
 
+#include "common/log.h"
+
 #include "hsm/p11_internal.h"
 
 /* PKCS#11 3.0/3.1 codes the v2.40 header lacks: modules may still return them. */
@@ -121,6 +123,32 @@ static const struct {
 	RV(CKR_KEY_EXHAUSTED),
 	{ HSM_CKR_DUPLICATE_ID, "KMS_DUPLICATE_CKA_ID" },
 };
+
+#define RV_NAMED (sizeof rv_names / sizeof rv_names[0])
+_Static_assert(RV_NAMED < HSM_RV_SLOTS, "HSM_RV_SLOTS holds every named CK_RV and other");
+
+size_t hsm_rv_slot(CK_RV rv)
+{
+	for (size_t i = 0; i < RV_NAMED; i++) {
+		if (rv_names[i].rv == rv)
+			return i;
+	}
+	return HSM_RV_SLOTS - 1;
+}
+
+const char *hsm_rv_slot_name(size_t slot)
+{
+	if (slot < RV_NAMED)
+		return rv_names[slot].name;
+	return slot == HSM_RV_SLOTS - 1 ? "other" : NULL;
+}
+
+void hsm_note_attempt(hsm *h, uint64_t started_us, CK_RV rv)
+{
+	kms_hist_observe(&h->attempt_us, KMS_HIST_MICROSECONDS, kms_monotonic_us() - started_us);
+	if (rv != CKR_OK)
+		atomic_fetch_add_explicit(&h->rv_errors[hsm_rv_slot(rv)], 1, memory_order_relaxed);
+}
 
 const char *hsm_rv_name(unsigned long rv)
 {

@@ -16,6 +16,9 @@
  * cache (a module may renumber private objects across a logout).
  */
 #include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
 
 #include "hsm/p11_internal.h"
 
@@ -106,6 +109,10 @@ kms_status hsm_session_open(hsm *h, CK_SESSION_HANDLE *out)
 {
 	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
 	CK_RV rv = h->p11->C_OpenSession(h->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
+	if (rv != CKR_OK)
+		atomic_fetch_add_explicit(&h->rv_errors[hsm_rv_slot(rv)], 1, memory_order_relaxed);
+	else
+		atomic_fetch_add_explicit(&h->sessions_opened, 1, memory_order_relaxed);
 	KMS_ENSURE(rv == CKR_OK, KMS_HSM_UNAVAILABLE, "hsm: C_OpenSession on token \"%s\" -> %s",
 	           h->token_label, hsm_rv_name(rv));
 	kms_status st = ensure_login(h, s, &rv);
@@ -184,6 +191,7 @@ kms_status hsm_recover(hsm *h, CK_SESSION_HANDLE s, CK_RV rv, const hsm_object_i
 	case CKR_DEVICE_REMOVED:
 	case CKR_TOKEN_NOT_PRESENT:
 		/* The next hsm_session_get opens a new session and logs in as needed. */
+		atomic_fetch_add_explicit(&h->sessions_lost, 1, memory_order_relaxed);
 		hsm_session_drop(h, false);
 		hsm_cache_clear(&h->cache);
 		*retry = true;
@@ -233,7 +241,10 @@ kms_status hsm_run(hsm *h, const hsm_object_id *id, hsm_step_fn step, void *ctx,
 		bool retry = false;
 
 		KMS_GUARD(hsm_session_get(h, &s));
-		KMS_GUARD(step(h, s, ctx, rv));
+		uint64_t started = kms_monotonic_us();
+		kms_status st = step(h, s, ctx, rv);
+		hsm_note_attempt(h, started, st == KMS_OK ? *rv : CKR_OK);
+		KMS_GUARD(st);
 		/* Bounded: after one repair, whatever broke again is the caller's to report. */
 		if (*rv == CKR_OK || retried)
 			return KMS_OK;
@@ -241,4 +252,20 @@ kms_status hsm_run(hsm *h, const hsm_object_id *id, hsm_step_fn step, void *ctx,
 		if (!retry)
 			return KMS_OK;
 	}
+}
+
+void hsm_call_stats_get(hsm *h, hsm_call_stats *out)
+{
+	memset(out, 0, sizeof *out);
+	kms_hist_read(&h->attempt_us, &out->attempt_us);
+	for (size_t i = 0; i < HSM_RV_SLOTS; i++)
+		out->errors[i] = atomic_load_explicit(&h->rv_errors[i], memory_order_relaxed);
+	out->sessions_opened = atomic_load_explicit(&h->sessions_opened, memory_order_relaxed);
+	out->sessions_lost = atomic_load_explicit(&h->sessions_lost, memory_order_relaxed);
+	pthread_mutex_lock(&h->sessions_lock);
+	for (const hsm_thread_session *ts = h->sessions; ts; ts = ts->next)
+		out->sessions_open += ts->open;
+	pthread_mutex_unlock(&h->sessions_lock);
+	if (h->keycache && hsm_keycache_session(h) != CK_INVALID_HANDLE)
+		out->sessions_open++;
 }

@@ -385,6 +385,18 @@ static kms_status make_room(audit_log *log, size_t n)
 	return KMS_OK;
 }
 
+/* fdatasync of log.bin, timed for /metrics (kms_audit_fsync_duration_seconds). */
+static kms_status sync_batch(audit_log *log)
+{
+	uint64_t started = kms_monotonic_us();
+	int rc = fdatasync(log->fd);
+	int err = errno;
+	kms_hist_observe(&log->fsync_us, KMS_HIST_MICROSECONDS, kms_monotonic_us() - started);
+	KMS_ENSURE(rc == 0, KMS_UNAVAILABLE, "fdatasync %s/%s: %s", log->dir, AUDIT_LOG_FILE,
+	           strerror(err));
+	return KMS_OK;
+}
+
 /* Writes one batch and makes it durable. On failure the file is cut back to
  * what was durable before, so a later batch starts clean. */
 static kms_status write_batch(audit_log *log, audit_waiter *const *batch, size_t n,
@@ -428,9 +440,8 @@ static kms_status write_batch(audit_log *log, audit_waiter *const *batch, size_t
 		}
 		done += (size_t)put;
 	}
-	if (st == KMS_OK && log->sync && fdatasync(log->fd) != 0)
-		st = KMS_FAIL(KMS_UNAVAILABLE, "fdatasync %s/%s: %s", log->dir, AUDIT_LOG_FILE,
-		              strerror(errno));
+	if (st == KMS_OK && log->sync)
+		st = sync_batch(log);
 	if (st != KMS_OK) {
 		/* Nothing of this batch counts: cut it off again. */
 		log->allocated_to = 0; /* the cut freed the blocks allocated ahead */
@@ -494,6 +505,7 @@ static void *writer_main(void *arg)
 		log->n_queued = 0;
 		pthread_mutex_unlock(&log->lock);
 
+		kms_hist_observe(&log->batch_entries, KMS_HIST_COUNT, n);
 		kms_status st = write_split(log, batch, n);
 		char why[200] = "";
 		if (st != KMS_OK) {
@@ -684,7 +696,16 @@ void audit_get_stats(audit_log *log, audit_stats *out)
 	out->scrubbed = log->scrubbed;
 	out->scrub_done = log->scrub_done;
 	out->damaged = log->damaged;
+	out->queued = log->n_queued;
+	out->checkpoint_size = log->checkpoint_size;
+	uint64_t now_ms = kms_monotonic_us() / 1000;
+	out->checkpoint_age_ms = log->signed_at_ms && now_ms > log->signed_at_ms
+	                                 ? now_ms - log->signed_at_ms
+	                                 : 0;
+	out->checkpoint_signed = log->signed_at_ms != 0;
 	pthread_mutex_unlock(&log->lock);
+	kms_hist_read(&log->batch_entries, &out->batch_entries);
+	kms_hist_read(&log->fsync_us, &out->fsync_us);
 }
 
 bool audit_scrub_wait(audit_log *log, unsigned timeout_ms)

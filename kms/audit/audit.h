@@ -37,6 +37,7 @@
 #include <kms/status.h>
 
 #include "hsm/hsm.h"
+#include "common/histogram.h"
 
 #define AUDIT_HASH_LEN 32
 #define AUDIT_ORIGIN_MAX 128
@@ -136,6 +137,12 @@ typedef struct audit_stats {
 	uint64_t scrubbed;         /* records below it checked in the background so far */
 	bool scrub_done;
 	bool damaged;
+	uint64_t queued;           /* entries waiting for the writer (the backlog) */
+	uint64_t checkpoint_size;  /* the latest signed checkpoint's tree size */
+	uint64_t checkpoint_age_ms; /* since this kmsd last signed one */
+	bool checkpoint_signed;    /* whether it has signed one since it started */
+	kms_hist_snapshot batch_entries; /* entries per batch the writer took */
+	kms_hist_snapshot fsync_us;      /* each batch's fdatasync (none with sync = false) */
 } audit_stats;
 
 void audit_get_stats(audit_log *log, audit_stats *out);

@@ -8,6 +8,7 @@
 
 #include "kms/audit/audit.h"
 #include "hsm/hsm.h"
+#include "common/histogram.h"
 #include "common/tlog/tlog_merkle.h"
 #include "common/tlog/tlog_records.h"
 #include "kms/audit/audit_tree.h"
@@ -115,6 +116,13 @@ struct audit_log {
 	 * (publisher thread, or open/close when it is not running). */
 	uint64_t signed_size;
 	uint8_t signed_root[AUDIT_HASH_LEN];
+
+	/* For /metrics (audit_get_stats): entries per batch the writer took,
+	 * each batch's fdatasync, and when a checkpoint was last signed
+	 * (monotonic ms, under lock; 0: not since open). */
+	kms_hist batch_entries;
+	kms_hist fsync_us;
+	uint64_t signed_at_ms;
 };
 
 /* Reads entry i (i < tree size) into a malloc'ed buffer: from log.bin, or

@@ -262,6 +262,7 @@ static kms_status publish(audit_log *log)
 	log->signed_size = size;
 	memcpy(log->signed_root, root, sizeof root);
 	log->last_publish_ms = kms_monotonic_us() / 1000;
+	log->signed_at_ms = log->last_publish_ms;
 	pthread_mutex_unlock(&log->lock);
 
 	uint64_t p = audit_floor_tile(size);

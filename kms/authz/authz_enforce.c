@@ -148,9 +148,15 @@ static void note_decision(op_ctx *ctx, const char *decision, const char *reason,
 	op_note_authz(ctx, decision, reason ? arena_strdup(ctx->arena, reason) : NULL, detail);
 }
 
+/* The caller's principal for /metrics ("" when none). */
+static const char *caller_name(const op_ctx *ctx)
+{
+	return ctx->caller ? ctx->caller->principal : "";
+}
+
 static kms_status denied(op_ctx *ctx, const authz_decision *dec)
 {
-	metrics_authz_denied((int)dec->step);
+	metrics_authz_denied((int)dec->step, caller_name(ctx));
 	note_decision(ctx, "deny", dec->reason, dec->message);
 	kms_log("info", "request %s: %s denied (%s)", ctx->request_id,
 	        ctx->op ? ctx->op->name : "?", dec->reason);
@@ -163,7 +169,7 @@ static kms_status take_token(op_ctx *ctx, const char *principal, const char *key
 	kms_status st = authz_rate_take(ctx->d->authz->rate, principal, key_id, &v);
 	if (st == KMS_THROTTLED) {
 		ctx->retry_after_ms = v.retry_after_ms ? v.retry_after_ms : 1;
-		metrics_throttled(v.limited & AUTHZ_RATE_KEY ? "key" : "principal");
+		metrics_throttled(v.limited & AUTHZ_RATE_KEY ? "key" : "principal", caller_name(ctx));
 		note_decision(ctx, "throttled", v.limited & AUTHZ_RATE_KEY ? "key rate limit"
 		              : "principal rate limit", kms_error_message());
 	}

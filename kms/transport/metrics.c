@@ -10,6 +10,8 @@
 #include "kms/audit/audit.h"
 #include "kms/audit/audit_tree.h"
 #include "kms/keys/keyring.h"
+#include "hsm/hsm.h"
+#include "common/histogram.h"
 #include "common/log.h"
 #include "common/error.h"
 #include "kms/pipeline/ops.h"
@@ -18,6 +20,7 @@
 
 static atomic_uint_fast64_t requests[METRICS_OPS_MAX][KMS_STATUS_MAX + 1];
 static atomic_uint_fast64_t latency_sum_us[METRICS_OPS_MAX];
+static kms_hist latency[METRICS_OPS_MAX];
 static atomic_int_fast64_t in_flight;
 #define METRICS_AUTHZ_STEPS 5
 static atomic_uint_fast64_t authz_denied[METRICS_AUTHZ_STEPS + 1];
@@ -34,16 +37,72 @@ void metrics_audit_http_read(metrics_audit_file file)
 	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
 
-void metrics_authz_denied(int step)
+/*
+ * Denials and throttles by principal. A slot is claimed once (EMPTY ->
+ * CLAIMED by compare-and-swap, the name written, then READY with release
+ * order) and never freed, so readers need no lock; the last row is
+ * "other", for every principal past the first METRICS_PRINCIPALS_MAX. Two
+ * threads that claim slots for one new name at the same moment may both
+ * get one: the exposition adds such duplicates up under one label.
+ */
+#define METRICS_PRINCIPAL_NAME 64 /* caller.principal's size */
+enum { SLOT_EMPTY, SLOT_CLAIMED, SLOT_READY };
+typedef struct principal_slot {
+	atomic_int state;
+	char name[METRICS_PRINCIPAL_NAME];
+	atomic_uint_fast64_t denied, throttled;
+} principal_slot;
+static principal_slot principals[METRICS_PRINCIPALS_MAX + 1]; /* last: "other" */
+_Static_assert(METRICS_PRINCIPALS_MAX == 32, "the HELP texts and docs/metrics.md say 32");
+
+static bool slot_is(principal_slot *s, const char *name)
+{
+	return atomic_load_explicit(&s->state, memory_order_acquire) == SLOT_READY &&
+	       !strcmp(s->name, name);
+}
+
+static principal_slot *slot_claim(principal_slot *s, const char *name)
+{
+	int expected = SLOT_EMPTY;
+	if (!atomic_compare_exchange_strong(&s->state, &expected, SLOT_CLAIMED))
+		return NULL;
+	snprintf(s->name, sizeof s->name, "%s", name);
+	atomic_store_explicit(&s->state, SLOT_READY, memory_order_release);
+	return s;
+}
+
+static principal_slot *principal_slot_of(const char *name)
+{
+	if (!name)
+		name = "";
+	for (size_t i = 0; i < METRICS_PRINCIPALS_MAX; i++) {
+		principal_slot *s = &principals[i];
+		if (slot_is(s, name))
+			return s;
+		if (atomic_load_explicit(&s->state, memory_order_acquire) == SLOT_EMPTY) {
+			principal_slot *mine = slot_claim(s, name);
+			if (mine)
+				return mine;
+			if (slot_is(s, name)) /* another thread claimed it, for this name */
+				return s;
+		}
+	}
+	return &principals[METRICS_PRINCIPALS_MAX];
+}
+
+void metrics_authz_denied(int step, const char *principal)
 {
 	if (step < 1 || step > METRICS_AUTHZ_STEPS)
 		step = 0;
 	atomic_fetch_add_explicit(&authz_denied[step], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&principal_slot_of(principal)->denied, 1, memory_order_relaxed);
 }
 
-void metrics_throttled(const char *limit)
+void metrics_throttled(const char *limit, const char *principal)
 {
 	atomic_fetch_add_explicit(strcmp(limit, "key") ? &throttled_principal : &throttled_key, 1,
+	                          memory_order_relaxed);
+	atomic_fetch_add_explicit(&principal_slot_of(principal)->throttled, 1,
 	                          memory_order_relaxed);
 }
 
@@ -54,6 +113,7 @@ void metrics_record(const struct op_entry *op, kms_status status, uint64_t laten
 		return;
 	atomic_fetch_add_explicit(&requests[row][status], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&latency_sum_us[row], latency_us, memory_order_relaxed);
+	kms_hist_observe(&latency[row], KMS_HIST_MICROSECONDS, latency_us);
 }
 
 /* Sequentially consistent, unlike the counters: a reader that sees a request
@@ -99,6 +159,199 @@ static void put(text *t, const char *fmt, ...)
 	}
 }
 
+/* A label value with \\, \" and newlines escaped (the text format's rule). */
+static void label_escape(const char *in, char *out, size_t cap)
+{
+	size_t o = 0;
+	for (; *in && o + 3 < cap; in++) {
+		if (*in == '\\' || *in == '"') {
+			out[o++] = '\\';
+			out[o++] = *in;
+		} else if (*in == '\n') {
+			out[o++] = '\\';
+			out[o++] = 'n';
+		} else {
+			out[o++] = *in;
+		}
+	}
+	out[o] = '\0';
+}
+
+/* us as decimal seconds without trailing zeros: 50 -> "0.00005". */
+static void seconds_text(uint64_t us, char out[32])
+{
+	int n = snprintf(out, 32, "%llu.%06llu", (unsigned long long)(us / 1000000),
+	                 (unsigned long long)(us % 1000000));
+	while (n > 0 && out[n - 1] == '0')
+		out[--n] = '\0';
+	if (n > 0 && out[n - 1] == '.')
+		out[--n] = '\0';
+}
+
+static void hist_value(kms_hist_kind kind, uint64_t v, char out[32])
+{
+	if (kind == KMS_HIST_MICROSECONDS)
+		seconds_text(v, out);
+	else
+		snprintf(out, 32, "%llu", (unsigned long long)v);
+}
+
+/* The HELP and TYPE lines of a family. */
+static void put_family(text *t, const char *name, const char *type, const char *help)
+{
+	put(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* One histogram's samples: cumulative buckets, +Inf equal to _count, and
+ * _sum; labels ("" or `name="value"`) go before le. */
+static void put_hist(text *t, const char *name, const char *labels, kms_hist_kind kind,
+                     const kms_hist_snapshot *h)
+{
+	const char *comma = labels[0] ? "," : "";
+	char v[32];
+	for (size_t i = 0; i < KMS_HIST_BOUNDS; i++) {
+		hist_value(kind, kms_hist_bounds[kind][i], v);
+		put(t, "%s_bucket{%s%sle=\"%s\"} %llu\n", name, labels, comma, v,
+		    (unsigned long long)h->cumulative[i]);
+	}
+	put(t, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, comma,
+	    (unsigned long long)h->count);
+	hist_value(kind, h->sum, v);
+	const char *open = labels[0] ? "{" : "", *close = labels[0] ? "}" : "";
+	put(t, "%s_sum%s%s%s %s\n%s_count%s%s%s %llu\n", name, open, labels, close, v, name, open,
+	    labels, close, (unsigned long long)h->count);
+}
+
+/* Per operation (and "undecoded"), the operations that ran since start-up. */
+static void put_request_latency(text *t)
+{
+	put_family(t, "kms_request_duration_seconds", "histogram",
+	           "Time from receipt to reply (the audit entry durable), by operation.");
+	for (size_t row = 0; row < METRICS_OPS_MAX; row++) {
+		const op_entry *op = row ? ops_at(row - 1) : NULL;
+		if (row && !op)
+			break;
+		kms_hist_snapshot h;
+		kms_hist_read(&latency[row], &h);
+		if (!h.count)
+			continue;
+		char labels[96];
+		snprintf(labels, sizeof labels, "operation=\"%s\"", op ? op->name : "undecoded");
+		put_hist(t, "kms_request_duration_seconds", labels, KMS_HIST_MICROSECONDS, &h);
+	}
+}
+
+/* One principal row's count of which (denied or throttled), with the
+ * counts of later slots that hold the same name (a claim race) added. */
+static uint64_t principal_count(size_t i, bool throttled)
+{
+	uint64_t n = 0;
+	for (size_t j = i; j < METRICS_PRINCIPALS_MAX; j++) {
+		if (j != i && !slot_is(&principals[j], principals[i].name))
+			continue;
+		n += atomic_load_explicit(throttled ? &principals[j].throttled : &principals[j].denied,
+		                          memory_order_relaxed);
+	}
+	return n;
+}
+
+static bool principal_seen_before(size_t i)
+{
+	for (size_t j = 0; j < i; j++) {
+		if (slot_is(&principals[j], principals[i].name))
+			return true;
+	}
+	return false;
+}
+
+static void put_by_principal(text *t, const char *name, bool throttled)
+{
+	for (size_t i = 0; i < METRICS_PRINCIPALS_MAX; i++) {
+		if (atomic_load_explicit(&principals[i].state, memory_order_acquire) != SLOT_READY ||
+		    principal_seen_before(i))
+			continue;
+		char label[2 * METRICS_PRINCIPAL_NAME + 1];
+		label_escape(principals[i].name, label, sizeof label);
+		put(t, "%s{principal=\"%s\"} %llu\n", name, label,
+		    (unsigned long long)principal_count(i, throttled));
+	}
+	principal_slot *other = &principals[METRICS_PRINCIPALS_MAX];
+	put(t, "%s{principal=\"other\"} %llu\n", name,
+	    (unsigned long long)atomic_load_explicit(throttled ? &other->throttled : &other->denied,
+	                                             memory_order_relaxed));
+}
+
+static void put_principals(text *t)
+{
+	put_family(t, "kms_authz_denied_by_principal_total", "counter",
+	           "Requests denied by authorization, by principal (\"\": none; the first 32 "
+	           "principals since start-up, later ones as \"other\").");
+	put_by_principal(t, "kms_authz_denied_by_principal_total", false);
+	put_family(t, "kms_throttled_by_principal_total", "counter",
+	           "Requests answered THROTTLED, by principal (\"\": none; the first 32 "
+	           "principals since start-up, later ones as \"other\").");
+	put_by_principal(t, "kms_throttled_by_principal_total", true);
+}
+
+/* The audit writer: batches, fsync, backlog; the checkpoint's age. */
+static void put_audit_writer(text *t, const audit_stats *s, uint64_t entries)
+{
+	put_family(t, "kms_audit_batch_entries", "histogram",
+	           "Entries per batch the audit writer wrote (group commit).");
+	put_hist(t, "kms_audit_batch_entries", "", KMS_HIST_COUNT, &s->batch_entries);
+	put_family(t, "kms_audit_fsync_duration_seconds", "histogram",
+	           "Each fdatasync of log.bin after a batch (none with [audit] sync = false).");
+	put_hist(t, "kms_audit_fsync_duration_seconds", "", KMS_HIST_MICROSECONDS, &s->fsync_us);
+	put_family(t, "kms_audit_queue_entries", "gauge",
+	           "Entries waiting for the audit writer (the backlog; at most 4096).");
+	put(t, "kms_audit_queue_entries %llu\n", (unsigned long long)s->queued);
+	put_family(t, "kms_audit_checkpoint_size", "gauge",
+	           "Tree size of the latest signed checkpoint.");
+	put(t, "kms_audit_checkpoint_size %llu\n", (unsigned long long)s->checkpoint_size);
+	put_family(t, "kms_audit_unpublished_entries", "gauge",
+	           "Durable entries not yet covered by a signed checkpoint.");
+	put(t, "kms_audit_unpublished_entries %llu\n",
+	    (unsigned long long)(entries > s->checkpoint_size ? entries - s->checkpoint_size : 0));
+	char age[32];
+	seconds_text(s->checkpoint_age_ms * 1000, age);
+	put_family(t, "kms_audit_checkpoint_age_seconds", "gauge",
+	           "Seconds since kmsd last signed a checkpoint (kmsd signs one at start-up).");
+	put(t, "kms_audit_checkpoint_age_seconds %s\n", age);
+}
+
+/* The PKCS#11 layer: attempts, failures by CK_RV, sessions. */
+static void put_hsm(text *t, hsm *h)
+{
+	hsm_call_stats *c = malloc(sizeof *c);
+	if (!c) {
+		t->failed = true;
+		return;
+	}
+	hsm_call_stats_get(h, c);
+	put_family(t, "kms_hsm_call_duration_seconds", "histogram",
+	           "Each attempt of an HSM operation (its PKCS#11 calls on one session).");
+	put_hist(t, "kms_hsm_call_duration_seconds", "", KMS_HIST_MICROSECONDS, &c->attempt_us);
+	put_family(t, "kms_hsm_errors_total", "counter",
+	           "HSM attempts (and C_OpenSession calls) that failed, by CK_RV.");
+	for (size_t i = 0; i < HSM_RV_SLOTS; i++) {
+		const char *rv = hsm_rv_slot_name(i);
+		if (rv && c->errors[i])
+			put(t, "kms_hsm_errors_total{rv=\"%s\"} %llu\n", rv,
+			    (unsigned long long)c->errors[i]);
+	}
+	put_family(t, "kms_hsm_sessions_open", "gauge",
+	           "PKCS#11 sessions kmsd holds: one per thread that used the HSM, and the "
+	           "key cache's.");
+	put(t, "kms_hsm_sessions_open %llu\n", (unsigned long long)c->sessions_open);
+	put_family(t, "kms_hsm_sessions_opened_total", "counter",
+	           "PKCS#11 sessions opened since start-up.");
+	put(t, "kms_hsm_sessions_opened_total %llu\n", (unsigned long long)c->sessions_opened);
+	put_family(t, "kms_hsm_sessions_lost_total", "counter",
+	           "Sessions dropped because the module lost them (then reopened).");
+	put(t, "kms_hsm_sessions_lost_total %llu\n", (unsigned long long)c->sessions_lost);
+	free(c);
+}
+
 /* The unwrapped-key cache (docs/key-hierarchy.md). */
 static void key_cache_put(text *t, keyring *kr)
 {
@@ -129,12 +382,14 @@ static void key_cache_put(text *t, keyring *kr)
 	    (unsigned long long)c.reloads_after_loss);
 }
 
-/* The audit log's memory, tile cache, start-up and background check
- * (docs/audit-log.md, "Memory and start-up"). */
+/* The audit writer (put_audit_writer), and the audit log's memory, tile
+ * cache, start-up and background check (docs/audit-log.md, "Memory and
+ * start-up"). */
 static void put_audit_memory(text *t, audit_log *log)
 {
 	audit_stats s;
 	audit_get_stats(log, &s);
+	put_audit_writer(t, &s, audit_size(log));
 	put(t, "# HELP kms_audit_memory_bytes Memory the audit log's tree holds: hot tiles and "
 	       "offsets (fixed at start-up), full tiles in the tile cache.\n"
 	       "# TYPE kms_audit_memory_bytes gauge\n"
@@ -199,6 +454,7 @@ kms_status metrics_render(kmsd *d, char **out, size_t *len)
 			put(&t, "kms_request_latency_microseconds_sum{operation=\"%s\"} %llu\n", op->name,
 			    (unsigned long long)us);
 	}
+	put_request_latency(&t);
 	put(&t, "# HELP kms_requests_in_flight Requests being executed, which a drain still answers.\n"
 	        "# TYPE kms_requests_in_flight gauge\nkms_requests_in_flight %lld\n",
 	    (long long)atomic_load(&in_flight));
@@ -214,6 +470,7 @@ kms_status metrics_render(kmsd *d, char **out, size_t *len)
 	        "kms_throttled_total{limit=\"key\"} %llu\n",
 	    (unsigned long long)atomic_load(&throttled_principal),
 	    (unsigned long long)atomic_load(&throttled_key));
+	put_principals(&t);
 	put(&t, "# HELP kms_audit_entries Entries in the audit log.\n# TYPE kms_audit_entries gauge\n"
 	        "kms_audit_entries %llu\n",
 	    (unsigned long long)(d->audit ? audit_size(d->audit) : 0));
@@ -250,6 +507,8 @@ kms_status metrics_render(kmsd *d, char **out, size_t *len)
 		    (unsigned long long)ks.loads, (unsigned long long)ks.evictions);
 		key_cache_put(&t, d->keyring);
 	}
+	if (d->hsm)
+		put_hsm(&t, d->hsm);
 	put(&t, "# HELP kms_uptime_seconds Seconds since kmsd started.\n"
 	        "# TYPE kms_uptime_seconds gauge\nkms_uptime_seconds %lld\n",
 	    (long long)(kms_now() - d->started_at));

@@ -1,6 +1,8 @@
 /*
- * metrics.h: request counters for /metrics (Prometheus text format).
- * Lock-free: relaxed atomic counters indexed by operation and status.
+ * metrics.h: kmsd's counters for /metrics (Prometheus text format, every
+ * family in docs/metrics.md). Lock-free on the request path: relaxed
+ * atomic counters and histograms indexed by operation and status, and a
+ * bounded table of principals for denials and throttles.
  */
 #ifndef KMS_METRICS_H
 #define KMS_METRICS_H
@@ -23,9 +25,14 @@ void metrics_record(const struct op_entry *op, kms_status status, uint64_t laten
 void metrics_in_flight(int delta);
 
 /* Authorization (docs/authorization.md): a request denied at a step of the
- * decision (1 to 5), or throttled by limit ("principal" or "key"). */
-void metrics_authz_denied(int step);
-void metrics_throttled(const char *limit);
+ * decision (1 to 5), or throttled by limit ("principal" or "key"); each
+ * also counted by principal ("" for none). Principal labels are bounded:
+ * the first METRICS_PRINCIPALS_MAX distinct principals denied or throttled
+ * since start-up get their own, every later one counts as "other"
+ * (docs/metrics.md). */
+#define METRICS_PRINCIPALS_MAX 32
+void metrics_authz_denied(int step, const char *principal);
+void metrics_throttled(const char *limit, const char *principal);
 
 /* A GET or HEAD of the published log's files (/audit/...): the checkpoint,
  * a tile or entry bundle, or one that is not there (404). Counted, not
