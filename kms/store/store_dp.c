@@ -139,7 +139,9 @@ kms_status store_dp_key_material_get(store *st, int64_t id, store_material *out)
 	} else if (rc != SQLITE_ROW) {
 		status = store_fail(s, rc, "get sub-key material", NULL);
 	} else if (sqlite3_column_type(s, 2) == SQLITE_NULL) {
-		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "sub-key %lld was erased", (long long)id);
+		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "the data principal's key was erased "
+		                  "while this request used it (sub-key %lld): retry to see when and why",
+		                  (long long)id);
 	} else {
 		int64_t kek_id = sqlite3_column_int64(s, 0);
 		const void *blob = sqlite3_column_blob(s, 2);

@@ -178,7 +178,9 @@ class Envelope(WithClient):
                 self.assertEqual(f.read(), data)
             with open(sealed, "r+b") as f:
                 f.seek(-1, os.SEEK_END)
-                f.write(b"\0" if data[-1:] != b"\0" else b"\1")
+                last = f.read(1)[0]
+                f.seek(-1, os.SEEK_END)
+                f.write(bytes([last ^ 0x01]))  # the sealed file's own last byte, changed
             os.unlink(back)
             with self.assertRaises(kms.InvalidCiphertext):
                 self.c.envelope_decrypt_file(sealed, back, context=CTX)
