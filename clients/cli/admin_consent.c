@@ -304,9 +304,11 @@ static int consent_import(struct cli *cli, int argc, char **argv)
 	kms_client_close(client);
 	if (code != CLI_EXIT_OK)
 		return code;
-	if (resp->import_consent->already_imported && !cli->json)
-		fprintf(cli->err, "%s: consent %s was already imported with these bytes: nothing "
-		        "changed\n", cli->path, resp->import_consent->consent->id);
+	if (resp->import_consent->already_imported && !cli->json) {
+		fprintf(cli->err, "%s: consent ", cli->path);
+		cli_put_clean(cli->err, resp->import_consent->consent->id);
+		fputs(" was already imported with these bytes: nothing changed\n", cli->err);
+	}
 	code = show_consent(cli, resp->import_consent->consent);
 	kms_response_free(resp);
 	return code;

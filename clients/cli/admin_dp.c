@@ -198,8 +198,12 @@ static int dp_due(struct cli *cli, int argc, char **argv)
 		code = cli_json_print(cli, due_json(&l));
 	} else {
 		print_due(cli->out, &l);
-		if (l.next_page_token[0])
-			fprintf(cli->out, "more: --page-token %s\n", l.next_page_token);
+		if (l.next_page_token[0]) {
+			/* kmsd's text: cleaned before a terminal sees it. */
+			fputs("more: --page-token ", cli->out);
+			cli_put_clean(cli->out, l.next_page_token);
+			fputc('\n', cli->out);
+		}
 		code = CLI_EXIT_OK;
 	}
 	kms_due_erasure_list_free(&l);
