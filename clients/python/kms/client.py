@@ -1,5 +1,6 @@
 """kms.client: kms.Client, one libkmsclient client (kms_client_open)."""
 import ctypes
+import operator
 import os
 
 from . import _envelope
@@ -7,6 +8,8 @@ from ._buffers import CBuffer, CContext, c_text, copy_out, wipe
 from ._lib import (SIGN_SECRET_LEN, Ciphertext, ClientOptions, DataKey as _CDataKey, Error,
                    Health as _CHealth, Plaintext, Reencrypted, lib)
 from .errors import INVALID_ARGUMENT, ORIGIN_NAMES, InvalidArgument, error_for
+
+_SIZE_MAX = ctypes.c_size_t(-1).value
 
 
 def raise_for(status, err):
@@ -261,6 +264,11 @@ class Client:
 
     def generate_random(self, n, mutable=False):
         """n (1..1024) random bytes from kmsd's HSM."""
+        n = operator.index(n)
+        # ctypes would wrap a negative n, or one past size_t, into range.
+        if n < 0 or n > _SIZE_MAX:
+            raise InvalidArgument(INVALID_ARGUMENT, "generate_random: %d bytes; it gives 1..1024"
+                                  % n)
         out, err = ctypes.c_void_p(), Error()
         rc = lib.kms_generate_random(self._h(), n, ctypes.byref(out), ctypes.byref(err))
         if rc != 0:

@@ -97,6 +97,12 @@ class DataPlane(WithClient):
             self.c.encrypt(KEY, "a str")
         with self.assertRaises(TypeError):
             self.c.encrypt(KEY, b"x", context={"a": 1})
+        # Not wrapped into range by ctypes: 2**64 + 5 is not 5.
+        for n in (-1, 2**64 + 5):
+            with self.assertRaises(kms.InvalidArgument) as cm:
+                self.c.generate_random(n)
+            self.assertEqual(cm.exception.origin, "local")
+            self.assertIn(str(n), cm.exception.message)
 
     def test_generate_data_key(self):
         with self.c.generate_data_key(KEY, context=CTX) as dk:
