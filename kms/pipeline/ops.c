@@ -920,12 +920,15 @@ static const op_entry op_table[] = {
 };
 
 /* Whether a grant may name the operation: the data plane, that is the rows
- * that use a key (role APP with a key column: not generate_random). */
+ * that use a key (role APP with a key column: not generate_random), and
+ * re_encrypt, whose two keys come from the blob and destination_key_id and
+ * are each decided on their own (so it has no one key column). */
 static bool ops_grantable(const char *name)
 {
 	for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
 		if (!strcmp(op_table[i].name, name))
-			return op_table[i].role == ROLE_APP && op_table[i].audit->key;
+			return op_table[i].role == ROLE_APP &&
+			       (op_table[i].audit->key || op_table[i].op == KMS__REQUEST__OP_RE_ENCRYPT);
 	return false;
 }
 

@@ -315,11 +315,11 @@ static Kms__Response *random_as(const cred *c, const char *id)
 	return call_as(c, id, &req);
 }
 
-/* CreateGrant by the harness's identity; the grant id into out (23). */
-static void create_grant(const char *id, const char *key, const char *grantee,
-                         const char *purpose, char out[32])
+/* CreateGrant of operations ops[0, n_ops) by the harness's identity; the
+ * grant id into out (23). */
+static void create_grant_ops(const char *id, const char *key, const char *grantee,
+                             const char *purpose, char **ops, size_t n_ops, char out[32])
 {
-	char *ops[] = { "encrypt" };
 	Kms__StringPair pair = KMS__STRING_PAIR__INIT, *pairs[] = { &pair };
 	pair.key = "purpose";
 	pair.value = (char *)(uintptr_t)purpose;
@@ -327,7 +327,7 @@ static void create_grant(const char *id, const char *key, const char *grantee,
 	g.key_id = (char *)(uintptr_t)key;
 	g.grantee = (char *)(uintptr_t)grantee;
 	g.operations = ops;
-	g.n_operations = 1;
+	g.n_operations = n_ops;
 	g.context = pairs;
 	g.n_context = purpose[0] ? 1 : 0;
 	Kms__Request req = KMS__REQUEST__INIT;
@@ -338,6 +338,34 @@ static void create_grant(const char *id, const char *key, const char *grantee,
 		fail_msg("create_grant: %s", r->message);
 	snprintf(out, 32, "%s", r->create_grant->grant->grant_id);
 	kms__response__free_unpacked(r, NULL);
+}
+
+/* CreateGrant of encrypt alone. */
+static void create_grant(const char *id, const char *key, const char *grantee,
+                         const char *purpose, char out[32])
+{
+	char *ops[] = { "encrypt" };
+	create_grant_ops(id, key, grantee, purpose, ops, 1, out);
+}
+
+/* ReEncrypt blob (made with purpose=<purpose>) under dest, same context. */
+static Kms__Response *re_encrypt_as(const cred *c, const char *id, ProtobufCBinaryData blob,
+                                    const char *dest, const char *purpose)
+{
+	Kms__StringPair pair = KMS__STRING_PAIR__INIT, *pairs[] = { &pair };
+	pair.key = "purpose";
+	pair.value = (char *)(uintptr_t)purpose;
+	Kms__ReEncryptRequest e = KMS__RE_ENCRYPT_REQUEST__INIT;
+	e.ciphertext_blob = blob;
+	e.source_encryption_context = pairs;
+	e.n_source_encryption_context = 1;
+	e.destination_key_id = (char *)(uintptr_t)dest;
+	e.destination_encryption_context = pairs;
+	e.n_destination_encryption_context = 1;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_RE_ENCRYPT;
+	req.re_encrypt = &e;
+	return call_as(c, id, &req);
 }
 
 static Kms__Response *retire_grant_as(const cred *c, const char *id, const char *grant)
@@ -495,6 +523,45 @@ static void grants_live(void **state)
 	/* Only its grantee. */
 	expect_status(encrypt_as(&other, "g-enc-ctx-notee", k, "billing"), DENIED);
 	expect_audit("g-enc-ctx-notee", "ACCESS_DENIED", "deny", STEP5, NULL, "g-other");
+	stop_and_check_audit();
+}
+
+/* A grant may name re_encrypt: it is decided on the blob's key and on the
+ * destination, each needing its own grant (or policy). */
+static void re_encrypt_granted(void **state)
+{
+	(void)state;
+	start("data-reenc", true, true, NULL, 0);
+	create_principal("re-app", KMS__ROLE__APP);
+	cred app;
+	create_access_key("re-app", &app);
+	char k1[35], k2[35], k3[35], g1[32], g2[32];
+	create_key(NULL, k1);
+	create_key(NULL, k2);
+	create_key(NULL, k3);
+	char *source_ops[] = { "encrypt", "re_encrypt" }, *dest_ops[] = { "re_encrypt" };
+	create_grant_ops("re-grant-1", k1, "re-app", "card", source_ops, 2, g1);
+	create_grant_ops("re-grant-2", k2, "re-app", "card", dest_ops, 1, g2);
+
+	Kms__Response *enc = encrypt_as(&app, "re-enc", k1, "card");
+	assert_int_equal(enc->status, KMS__STATUS__OK);
+	ProtobufCBinaryData blob = enc->encrypt->ciphertext_blob;
+
+	Kms__Response *r = re_encrypt_as(&app, "re-to-k2", blob, k2, "card");
+	assert_int_equal(r->status, KMS__STATUS__OK);
+	assert_string_equal(r->re_encrypt->source_key_id, k1);
+	assert_string_equal(r->re_encrypt->key_id, k2);
+	kms__response__free_unpacked(r, NULL);
+	char reason[64];
+	snprintf(reason, sizeof reason, "step 4: grant %s", g2);
+	expect_audit("re-to-k2", "OK", "allow", reason, NULL, "re-app");
+
+	/* No grant on the destination: denied on it. */
+	expect_status(re_encrypt_as(&app, "re-to-k3", blob, k3, "card"), DENIED);
+	expect_audit("re-to-k3", "ACCESS_DENIED", "deny", STEP5, NULL, "re-app");
+	/* A grant with context pairs: another context is not allowed. */
+	expect_status(re_encrypt_as(&app, "re-other-ctx", blob, k2, "marketing"), DENIED);
+	kms__response__free_unpacked(enc, NULL);
 	stop_and_check_audit();
 }
 
@@ -842,6 +909,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(grants_live, teardown),
+		cmocka_unit_test_teardown(re_encrypt_granted, teardown),
 		cmocka_unit_test_teardown(principal_state_live, teardown),
 		cmocka_unit_test_teardown(one_of_two_keys_revoked, teardown),
 		cmocka_unit_test_teardown(ipc_root_recovery, teardown),
