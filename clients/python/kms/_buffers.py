@@ -68,6 +68,21 @@ def copy_out(ptr, length, mutable=False):
     return out
 
 
+def c_int_in(value, lo, hi, what):
+    """value as an int in [lo, hi], else InvalidArgument: ctypes would
+    silently wrap it into the C field's range (2**32 + 100 ms became 100)."""
+    import operator
+    n = operator.index(value)
+    if n < lo or n > hi:
+        raise InvalidArgument(INVALID_ARGUMENT, "%s: %d is out of range (%d..%d)"
+                              % (what, n, lo, hi))
+    return n
+
+
+INT_MAX = 2**31 - 1
+UINT32_MAX = 2**32 - 1
+
+
 def c_text(value, what):
     """A str (or None) as NUL-terminated UTF-8 for C; an embedded NUL is
     refused (C would cut the string there)."""

@@ -5,7 +5,7 @@ import errno
 import os
 import tempfile
 
-from ._buffers import CBuffer, CContext, c_text, copy_out, wipe
+from ._buffers import UINT32_MAX, CBuffer, CContext, c_int_in, c_text, copy_out, wipe
 from ._lib import EnvelopeDecryptOptions, EnvelopeEncryptOptions, Error, WriteFn, lib
 
 CHUNK = 65536
@@ -41,7 +41,8 @@ def _raise(status, err, failed_write=None, released=None):
 def encrypt_buffer(handle, key_id, plaintext, context, segment_size):
     pt = CBuffer(plaintext, "plaintext")
     ctx = CContext(context)
-    opts = EnvelopeEncryptOptions(segment_size=segment_size)
+    opts = EnvelopeEncryptOptions(segment_size=c_int_in(segment_size, 0, UINT32_MAX,
+                                                           "segment_size"))
     out, n, err = ctypes.c_void_p(), ctypes.c_size_t(), Error()
     rc = lib.kms_envelope_encrypt_buffer(handle, c_text(key_id, "key_id"), ctx.ptr, ctx.n,
                                          ctypes.byref(opts), pt.ptr, pt.length,
@@ -151,7 +152,8 @@ def _feed(update, obj, src, chunk_size, secret):
 
 def encrypt_stream(handle, key_id, src, dst, context, segment_size, chunk_size):
     ctx = CContext(context)
-    opts = EnvelopeEncryptOptions(segment_size=segment_size)
+    opts = EnvelopeEncryptOptions(segment_size=c_int_in(segment_size, 0, UINT32_MAX,
+                                                           "segment_size"))
     w = _Writer(dst)
     enc, err = ctypes.c_void_p(), Error()
     rc = lib.kms_envelope_encrypt_init(handle, c_text(key_id, "key_id"), ctx.ptr, ctx.n,

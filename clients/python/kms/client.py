@@ -4,7 +4,7 @@ import operator
 import os
 
 from . import _envelope
-from ._buffers import CBuffer, CContext, c_text, copy_out, wipe
+from ._buffers import INT_MAX, UINT32_MAX, CBuffer, CContext, c_int_in, c_text, copy_out, wipe
 from ._lib import (SIGN_SECRET_LEN, Ciphertext, ClientOptions, DataKey as _CDataKey, Error,
                    Health as _CHealth, Plaintext, Reencrypted, lib)
 from .errors import INVALID_ARGUMENT, ORIGIN_NAMES, InvalidArgument, error_for
@@ -119,8 +119,8 @@ class Client:
         opts = ClientOptions()
         opts.endpoints = arr
         opts.n_endpoints = len(urls)
-        opts.timeout_ms = timeout_ms
-        opts.resend_ms = resend_ms
+        opts.timeout_ms = c_int_in(timeout_ms, 0, INT_MAX, "timeout_ms")
+        opts.resend_ms = c_int_in(resend_ms, 0, INT_MAX, "resend_ms")
         opts.tls_ca_file = c_text(tls_ca_file, "tls_ca_file")
         opts.tls_cert_file = c_text(tls_cert_file, "tls_cert_file")
         opts.tls_key_file = c_text(tls_key_file, "tls_key_file")
@@ -128,7 +128,7 @@ class Client:
         opts.insecure_plain_tcp = insecure_plain_tcp
         opts.credentials_file = c_text(credentials, "credentials")
         opts.no_env_credentials = no_env_credentials
-        opts.server_uid = server_uid
+        opts.server_uid = c_int_in(server_uid, 0, UINT32_MAX, "server_uid")
         secret = None
         try:
             if access_key is not None:

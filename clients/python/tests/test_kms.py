@@ -103,6 +103,14 @@ class DataPlane(WithClient):
                 self.c.generate_random(n)
             self.assertEqual(cm.exception.origin, "local")
             self.assertIn(str(n), cm.exception.message)
+        # Nor the options: a timeout of 2**32 + 100 ms is not 100 ms.
+        for kw in ({"timeout_ms": 2**32 + 100}, {"timeout_ms": -1}, {"resend_ms": 2**31},
+                   {"server_uid": 2**32}):
+            with self.assertRaises(kms.InvalidArgument) as cm:
+                kms.Client(**kw)
+            self.assertIn(next(iter(kw)), cm.exception.message)
+        with self.assertRaises(kms.InvalidArgument):
+            self.c.envelope_encrypt(KEY, b"x", segment_size=2**32 + 4096)
 
     def test_generate_data_key(self):
         with self.c.generate_data_key(KEY, context=CTX) as dk:
