@@ -15,11 +15,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KMS_HIST_BOUNDS 16 /* finite buckets; one more for +Inf */
+#define KMS_HIST_BOUNDS 18 /* finite buckets; one more for +Inf */
 
 typedef enum kms_hist_kind {
-	KMS_HIST_MICROSECONDS, /* 50 us .. 10 s; rendered in seconds */
-	KMS_HIST_COUNT,        /* 1 .. 4096 */
+	KMS_HIST_MICROSECONDS, /* 10 us .. 10 s; rendered in seconds */
+	KMS_HIST_COUNT,        /* 1 .. 65536 */
 } kms_hist_kind;
 
 typedef struct kms_hist {
@@ -34,9 +34,10 @@ typedef struct kms_hist_snapshot {
 } kms_hist_snapshot;
 
 static const uint64_t kms_hist_bounds[2][KMS_HIST_BOUNDS] = {
-	{ 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
-	  1000000, 2500000, 10000000 },
-	{ 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 3072, 4096, 8192, 16384 },
+	{ 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000,
+	  500000, 1000000, 2500000, 10000000 },
+	{ 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 3072, 4096, 8192, 16384, 32768,
+	  65536 },
 };
 
 static inline void kms_hist_observe(kms_hist *h, kms_hist_kind kind, uint64_t value)

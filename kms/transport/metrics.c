@@ -19,7 +19,6 @@
 #define METRICS_OPS_MAX 64 /* rows in the operation table, plus "undecoded" */
 
 static atomic_uint_fast64_t requests[METRICS_OPS_MAX][KMS_STATUS_MAX + 1];
-static atomic_uint_fast64_t latency_sum_us[METRICS_OPS_MAX];
 static kms_hist latency[METRICS_OPS_MAX];
 static atomic_int_fast64_t in_flight;
 #define METRICS_AUTHZ_STEPS 5
@@ -112,7 +111,6 @@ void metrics_record(const struct op_entry *op, kms_status status, uint64_t laten
 	if (row >= METRICS_OPS_MAX || (unsigned)status > KMS_STATUS_MAX)
 		return;
 	atomic_fetch_add_explicit(&requests[row][status], 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&latency_sum_us[row], latency_us, memory_order_relaxed);
 	kms_hist_observe(&latency[row], KMS_HIST_MICROSECONDS, latency_us);
 }
 
@@ -442,17 +440,6 @@ kms_status metrics_render(kmsd *d, char **out, size_t *len)
 				    op ? op->name : "undecoded", kms_status_name((kms_status)s),
 				    (unsigned long long)n);
 		}
-	}
-	put(&t, "# HELP kms_request_latency_microseconds_sum Time spent answering, by operation.\n"
-	        "# TYPE kms_request_latency_microseconds_sum counter\n");
-	for (size_t row = 1; row < METRICS_OPS_MAX; row++) {
-		const op_entry *op = ops_at(row - 1);
-		if (!op)
-			break;
-		uint64_t us = atomic_load_explicit(&latency_sum_us[row], memory_order_relaxed);
-		if (us)
-			put(&t, "kms_request_latency_microseconds_sum{operation=\"%s\"} %llu\n", op->name,
-			    (unsigned long long)us);
 	}
 	put_request_latency(&t);
 	put(&t, "# HELP kms_requests_in_flight Requests being executed, which a drain still answers.\n"

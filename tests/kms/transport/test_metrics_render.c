@@ -93,6 +93,8 @@ static void histogram_of_one(void **state)
 	metrics_record(NULL, KMS_OK, 70); /* 70 us, an undecoded request */
 	char *text = render();
 	static const char *const lines[] = {
+		"kms_request_duration_seconds_bucket{operation=\"undecoded\",le=\"0.00001\"} 0\n",
+		"kms_request_duration_seconds_bucket{operation=\"undecoded\",le=\"0.000025\"} 0\n",
 		"kms_request_duration_seconds_bucket{operation=\"undecoded\",le=\"0.00005\"} 0\n",
 		"kms_request_duration_seconds_bucket{operation=\"undecoded\",le=\"0.0001\"} 1\n",
 		"kms_request_duration_seconds_bucket{operation=\"undecoded\",le=\"10\"} 1\n",
