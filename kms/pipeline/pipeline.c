@@ -52,7 +52,8 @@ static void echo_raw_id(op_ctx *ctx, const uint8_t *bytes, size_t len,
 		id[0] = '\0';
 }
 
-/* Step 2: unpack into the arena and check the envelope and the operation. */
+/* Step 2: unpack into the arena and check the envelope and the operation
+ * (its fields: validate, step 2d). */
 static kms_status decode(op_ctx *ctx, const uint8_t *bytes, size_t len,
                          char raw_id[static KMS_REQUEST_ID_MAX + 1], Kms__Request **out)
 {
@@ -91,13 +92,21 @@ static kms_status decode(op_ctx *ctx, const uint8_t *bytes, size_t len,
 		return KMS_FAIL(KMS_INVALID_ARGUMENT, "request %s: no operation, or one this daemon "
 		                "does not serve (field %d)", req->request_id, (int)req->op_case);
 	*out = req;
+	ctx->audit.string_nul = scanned.nul_in_string;
+	return KMS_OK;
+}
+
+/* Step 2d, after the signature (so that a signed request refused here is
+ * recorded under its signer, not under the ipc uid it came from): the
+ * operation's own fields. */
+static kms_status validate(op_ctx *ctx, const Kms__Request *req)
+{
 	/* protobuf-c hands strings over NUL-terminated and drops their length,
 	 * so a string holding U+0000 would reach the validators cut at the NUL:
 	 * a context {"k": "a\0b"} would be checked, bound and audited as
 	 * {"k": "a"} (context.h forbids U+0000 for this reason), and the audit
 	 * entry must not record such a string as if it were the value sent. */
-	ctx->audit.string_nul = scanned.nul_in_string;
-	if (scanned.nul_in_string)
+	if (ctx->audit.string_nul)
 		return KMS_FAIL(KMS_INVALID_ARGUMENT, "request %s: a string field contains U+0000",
 		                req->request_id);
 	if (ctx->op->validate)
@@ -466,6 +475,8 @@ void pipeline_submit(kmsd *d, arena *a, const pipeline_peer *peer, uint8_t *requ
 	if (st == KMS_OK) /* on the bytes as received, so before the wipe */
 		st = verify_credential(&ctx, request, len, req, &who);
 	kms_wipe(request, len); /* the request may hold plaintext */
+	if (st == KMS_OK)
+		st = validate(&ctx, req);
 	if (st == KMS_OK)
 		st = load_principal(&ctx, &who);
 	ctx.audit.request = req;

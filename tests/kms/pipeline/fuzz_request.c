@@ -36,8 +36,8 @@
 #include "kms/kmsd.h"
 #include "kms/pipeline/ops.h"
 
-/* pipeline.c itself, for its static decode() (and request_id_ok): the
- * fuzzer runs the daemon's own step 2, not a copy of it. This defines
+/* pipeline.c itself, for its static decode() and validate() (and
+ * request_id_ok): the fuzzer runs the daemon's own step 2, not a copy of it. This defines
  * pipeline_handle too, so kmsd_core's pipeline.o is not linked. */
 #include "kms/pipeline/pipeline.c"
 
@@ -120,6 +120,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	kms_error_clear();
 	kms_status st = decode(&ctx, data, size, raw_id, &req);
+	if (st == KMS_OK) /* the signature step (2b) between them needs a kmsd */
+		st = validate(&ctx, req);
 	/* A request id echoed from a refused request is always a valid one. */
 	FUZZ_CHECK(ctx.request_id == no_id || request_id_ok(ctx.request_id));
 	ctx.audit.request = req;
