@@ -422,8 +422,8 @@ kms_status http_start(kmsd *d, const http_config *cfg, http_server **out)
 		goto out;
 	}
 	s->thread_started = true;
-	kms_log("info", "http on %s: /healthz, /metrics, /audit/ (the audit log's tiles); at most "
-	        "%u connections", cfg->url, s->max_conns);
+	kms_log("info", "http on %s: /healthz, /metrics, /audit/ (the audit log's tiles and the "
+	        "auditor's page); at most %u connections", cfg->url, s->max_conns);
 out:
 	if (st != KMS_OK) {
 		http_stop(s);

@@ -7,6 +7,9 @@
  *   /metrics       Prometheus text (transport/metrics.c)
  *   /audit/...     the published tlog-tiles files (checkpoint, tile/...),
  *                  and no other file
+ *   /audit/        the auditor's page (index.html, auditor.js,
+ *                  auditor.css; docs/auditor-page.md), built into kmsd,
+ *                  served with the audit files and only with them
  *
  * Bounds (docs/security.md, "HTTP"): at most max_connections open, a
  * connection past that is answered 503 and closed at once; the request

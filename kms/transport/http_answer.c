@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "hsm/hsm.h"
 #include "kms/audit/audit.h"
+#include "kms/transport/auditor_page.h"
 #include "kms/transport/metrics.h"
 #include "kms/transport/server.h"
 
@@ -22,6 +23,13 @@
 /* Full tiles and bundles never change (docs/audit-log.md, "Files"). */
 #define CACHE_IMMUTABLE "public, max-age=31536000, immutable"
 #define CACHE_NONE "no-store"
+/* The auditor page: its own files and same-origin fetches only, no inline
+ * script or style, never framed (docs/auditor-page.md). */
+#define PAGE_HEADERS                                                                   \
+	"Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; " \
+	"connect-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'; "     \
+	"form-action 'none'\r\n"                                                            \
+	"Referrer-Policy: no-referrer\r\n"
 
 struct http_answers {
 	kmsd *d;
@@ -275,6 +283,31 @@ static void answer_file(http_answers *a, const http_request *req, http_response 
 	         "");
 }
 
+/* ---- the auditor page ---- */
+
+_Static_assert(HTTP_PAGE_COUNT == sizeof auditor_page_files / sizeof auditor_page_files[0],
+               "one built-in file per page route");
+
+/* One of the page's built-in files, served only where the published
+ * directory is: the page reads nothing else. */
+static void answer_page(http_answers *a, const http_request *req, http_response *out)
+{
+	static const char *const types[HTTP_PAGE_COUNT] = {
+		[HTTP_PAGE_INDEX] = "text/html; charset=utf-8",
+		[HTTP_PAGE_JS] = "text/javascript; charset=utf-8",
+		[HTTP_PAGE_CSS] = "text/css; charset=utf-8",
+	};
+	if (a->public_fd < 0 || req->page >= HTTP_PAGE_COUNT) {
+		http_answer_error(404, out);
+		return;
+	}
+	const auditor_file *f = &auditor_page_files[req->page];
+	http_response_clear(out);
+	out->body = (const char *)f->bytes;
+	out->body_len = f->len;
+	set_head(out, 200, types[req->page], f->len, CACHE_NONE, PAGE_HEADERS);
+}
+
 void http_answer(http_answers *a, const http_request *req, http_response *out)
 {
 	switch (req->route) {
@@ -288,6 +321,9 @@ void http_answer(http_answers *a, const http_request *req, http_response *out)
 	case HTTP_ROUTE_TILE_FULL:
 	case HTTP_ROUTE_TILE_PARTIAL:
 		answer_file(a, req, out);
+		break;
+	case HTTP_ROUTE_PAGE:
+		answer_page(a, req, out);
 		break;
 	case HTTP_ROUTE_NONE:
 		http_answer_error(404, out);

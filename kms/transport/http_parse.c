@@ -123,7 +123,18 @@ static http_route tile_route(const char *path)
 	return width == TLOG_TILE_WIDTH ? HTTP_ROUTE_TILE_FULL : HTTP_ROUTE_TILE_PARTIAL;
 }
 
-http_route http_route_of(const char *target, char file[static TLOG_TILE_PATH_MAX])
+/* The auditor page's targets: these exact strings, nothing else. */
+static const struct {
+	const char *target;
+	http_page page;
+} page_routes[] = {
+	{ "/audit/", HTTP_PAGE_INDEX },
+	{ "/audit/auditor.js", HTTP_PAGE_JS },
+	{ "/audit/auditor.css", HTTP_PAGE_CSS },
+};
+
+http_route http_route_of(const char *target, char file[static TLOG_TILE_PATH_MAX],
+                         http_page *page)
 {
 	static const char audit[] = "/audit/";
 	file[0] = '\0';
@@ -131,6 +142,12 @@ http_route http_route_of(const char *target, char file[static TLOG_TILE_PATH_MAX
 		return HTTP_ROUTE_HEALTHZ;
 	if (!strcmp(target, "/metrics"))
 		return HTTP_ROUTE_METRICS;
+	for (size_t i = 0; i < sizeof page_routes / sizeof page_routes[0]; i++) {
+		if (!strcmp(target, page_routes[i].target)) {
+			*page = page_routes[i].page;
+			return HTTP_ROUTE_PAGE;
+		}
+	}
 	if (strncmp(target, audit, sizeof audit - 1) != 0)
 		return HTTP_ROUTE_NONE;
 	const char *path = target + sizeof audit - 1;
@@ -248,7 +265,7 @@ int http_parse_head(const char *head, size_t len, http_request *out)
 	}
 	if (first)
 		return 400;
-	out->route = http_route_of(target, out->file);
+	out->route = http_route_of(target, out->file, &out->page);
 	return 200;
 }
 

@@ -14,7 +14,9 @@
  *                  in the canonical tlog-tiles form (common/tlog/tlog_tiles.h):
  *                  a path is accepted only if tlog_tile_path or
  *                  tlog_bundle_path writes it back byte for byte, so "..",
- *                  hidden files and temporary names never match
+ *                  hidden files and temporary names never match; and the
+ *                  auditor's page (docs/auditor-page.md), exactly
+ *                  /audit/, /audit/auditor.js and /audit/auditor.css
  */
 #ifndef KMS_HTTP_PARSE_H
 #define KMS_HTTP_PARSE_H
@@ -44,7 +46,16 @@ typedef enum http_route {
 	HTTP_ROUTE_CHECKPOINT,   /* mutable: never cached */
 	HTTP_ROUTE_TILE_FULL,    /* a full hash tile or entry bundle: immutable */
 	HTTP_ROUTE_TILE_PARTIAL, /* tile/.../<N>.p/<W> */
+	HTTP_ROUTE_PAGE,         /* one of the auditor page's files: http_page */
 } http_route;
+
+/* The auditor page's files, built into kmsd (kms/transport/auditor/). */
+typedef enum http_page {
+	HTTP_PAGE_INDEX, /* /audit/ */
+	HTTP_PAGE_JS,    /* /audit/auditor.js */
+	HTTP_PAGE_CSS,   /* /audit/auditor.css */
+	HTTP_PAGE_COUNT,
+} http_page;
 
 typedef struct http_request {
 	http_method method;
@@ -52,6 +63,8 @@ typedef struct http_request {
 	/* For the checkpoint and tile routes: the file's path under the
 	 * public directory ("checkpoint", "tile/0/000"), else "". */
 	char file[TLOG_TILE_PATH_MAX];
+	/* For HTTP_ROUTE_PAGE: which file. */
+	http_page page;
 } http_request;
 
 /* The length of the head in buf[0, len), through its blank line
@@ -67,8 +80,10 @@ int http_parse_head(const char *head, size_t len, http_request *out);
 
 /* Which route an origin-form target names (already checked to be made of
  * the allowed bytes), and the file under the public directory for the
- * audit routes. */
-http_route http_route_of(const char *target, char file[static TLOG_TILE_PATH_MAX]);
+ * checkpoint and tile routes, or the page's file for HTTP_ROUTE_PAGE
+ * (*page is left alone for the other routes). */
+http_route http_route_of(const char *target, char file[static TLOG_TILE_PATH_MAX],
+                         http_page *page);
 
 /* "http://HOST:PORT" with an optional final "/": HOST an IPv4 address,
  * "[IPv6]", "localhost" (127.0.0.1) or empty (127.0.0.1); PORT 1..65535.

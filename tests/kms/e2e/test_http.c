@@ -20,9 +20,11 @@
  *     served; methods other than GET/HEAD are 405; HEAD has no body.
  * (5) tiles_headers_and_modes: full tiles and bundles are cacheable
  *     forever, partial ones, the checkpoint and the rest are no-store; the
- *     served bytes are the files' (what a C2SP client fetches); the data
- *     dir and audit/ are 0700, public/ and its directories 0755, its files
- *     0644, whatever kmsd's umask.
+ *     served bytes are the files' (what a C2SP client fetches); the auditor
+ *     page's three files have their types, nosniff and the strict
+ *     Content-Security-Policy (docs/auditor-page.md); the data dir and
+ *     audit/ are 0700, public/ and its directories 0755, its files 0644,
+ *     whatever kmsd's umask.
  *
  * Numbers measured are printed ("measured: ...") for the record.
  */
@@ -597,7 +599,17 @@ static void only_published_paths(void **state)
 		{ "GET /audit/notes.txt HTTP/1.1", 404 },
 		{ "GET /audit/tile/0/777 HTTP/1.1", 404 },          /* a link to log.bin */
 		{ "GET /audit/log.bin HTTP/1.1", 404 },
-		{ "GET /audit/ HTTP/1.1", 404 },
+		{ "GET /audit/ HTTP/1.1", 200 },                     /* the auditor page */
+		{ "GET /audit HTTP/1.1", 404 },
+		{ "GET /audit/index.html HTTP/1.1", 404 },
+		{ "GET /audit/auditor.js/ HTTP/1.1", 404 },
+		{ "GET /audit/Auditor.js HTTP/1.1", 404 },
+		{ "GET /audit/auditor.js.map HTTP/1.1", 404 },
+		{ "GET /audit/auditor.cs HTTP/1.1", 404 },
+		{ "GET /audit/favicon.ico HTTP/1.1", 404 },
+		{ "GET /auditor.js HTTP/1.1", 404 },
+		{ "GET /audit//auditor.js HTTP/1.1", 404 },
+		{ "GET /audit/./auditor.css HTTP/1.1", 404 },
 		{ "GET /audit/tile/0 HTTP/1.1", 404 },
 		{ "GET /audit/tile/0/0 HTTP/1.1", 404 },             /* not 3 digits */
 		{ "GET /audit/tile/0/x000/001 HTTP/1.1", 404 },      /* not canonical */
@@ -701,6 +713,48 @@ static void expect_served(const char *pub, const char *file, const char *cache,
 	free(bytes);
 }
 
+/* The auditor page's files: built into kmsd, served beside the tiles with
+ * their type, no-store, nosniff and the page's Content-Security-Policy;
+ * HEAD the same head without the body. */
+static void expect_page(void)
+{
+	static const struct {
+		const char *target, *type, *marker;
+	} files[] = {
+		{ "/audit/", "text/html; charset=utf-8", "<script src=\"auditor.js\" defer></script>" },
+		{ "/audit/auditor.js", "text/javascript; charset=utf-8", "'use strict';" },
+		{ "/audit/auditor.css", "text/css; charset=utf-8", ".status[data-state=\"failed\"]" },
+	};
+	static const char csp[] = "default-src 'none'; script-src 'self'; style-src 'self'; "
+	                          "connect-src 'self'; img-src 'self'; frame-ancestors 'none'; "
+	                          "base-uri 'none'; form-action 'none'";
+	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+		reply r;
+		char value[256];
+		assert_int_equal(get("GET", files[i].target, &r), 200);
+		assert_non_null(r.body);
+		if (!memmem(r.body, r.body_len, files[i].marker, strlen(files[i].marker)))
+			fail_msg("%s: not the page's file", files[i].target);
+		assert_non_null(header(&r, "Content-Type", value, sizeof value));
+		assert_string_equal(value, files[i].type);
+		assert_non_null(header(&r, "Content-Security-Policy", value, sizeof value));
+		assert_string_equal(value, csp);
+		assert_non_null(header(&r, "X-Content-Type-Options", value, sizeof value));
+		assert_string_equal(value, "nosniff");
+		assert_non_null(header(&r, "Cache-Control", value, sizeof value));
+		assert_string_equal(value, "no-store");
+		assert_non_null(header(&r, "Content-Length", value, sizeof value));
+		assert_int_equal(strtoul(value, NULL, 10), r.body_len);
+		size_t len = r.body_len;
+		reply_free(&r);
+		assert_int_equal(get("HEAD", files[i].target, &r), 200);
+		assert_int_equal(r.body_len, 0);
+		assert_non_null(header(&r, "Content-Length", value, sizeof value));
+		assert_int_equal(strtoul(value, NULL, 10), len);
+		reply_free(&r);
+	}
+}
+
 static void expect_mode(const char *path, mode_t want)
 {
 	struct stat st;
@@ -764,6 +818,8 @@ static void tiles_headers_and_modes(void **state)
 		assert_string_equal(value, "no-store");
 		reply_free(&r);
 	}
+
+	expect_page();
 
 	/* Modes: the data dir and audit/ private; public/ and below public. */
 	char path[900];

@@ -12,7 +12,8 @@
  * not depend on how the bytes were split; a parsed request is GET or HEAD,
  * and a file it names is a canonical published path: asking for
  * "/audit/<file>" names the same route and file again, and no component
- * of it is empty or starts with '.'.
+ * of it is empty or starts with '.'; the auditor page's route names one
+ * of its files and no published file.
  */
 #include <stdbool.h>
 #include <string.h>
@@ -26,16 +27,20 @@ static char head[HTTP_HEAD_MAX];
 
 static void check_file(const http_request *req)
 {
+	if (req->route == HTTP_ROUTE_PAGE)
+		FUZZ_CHECK(req->page < HTTP_PAGE_COUNT);
 	if (req->route != HTTP_ROUTE_CHECKPOINT && req->route != HTTP_ROUTE_TILE_FULL &&
 	    req->route != HTTP_ROUTE_TILE_PARTIAL) {
 		FUZZ_CHECK(req->file[0] == '\0');
 		return;
 	}
 	char target[HTTP_TARGET_MAX + 1], again[TLOG_TILE_PATH_MAX];
+	http_page page = HTTP_PAGE_COUNT;
 	FUZZ_CHECK(strlen(req->file) + 7 <= HTTP_TARGET_MAX);
 	strcpy(target, "/audit/");
 	strcat(target, req->file);
-	FUZZ_CHECK(http_route_of(target, again) == req->route);
+	FUZZ_CHECK(http_route_of(target, again, &page) == req->route);
+	FUZZ_CHECK(page == HTTP_PAGE_COUNT);
 	FUZZ_CHECK(strcmp(again, req->file) == 0);
 	for (const char *c = req->file; c; c = strchr(c, '/')) {
 		if (*c == '/')
