@@ -23,6 +23,9 @@
  *       fail the same way every run; "seed S" changes it). times K: at most
  *       K faults from this rule.
  *   delay FUNC MS      each matching call sleeps MS milliseconds first
+ *   hold FUNC PATH     each matching call logs "FUNC held" and waits until
+ *                      PATH exists (at most 60 s), then goes on: a test
+ *                      holds the HSM busy for exactly as long as it needs
  *   unplug             the token is gone: every call fails
  *                      CKR_DEVICE_REMOVED, C_GetSlotList lists no token.
  *                      When the line goes away the token comes back as a
@@ -54,7 +57,7 @@
 /* A re-plugged slot's id: the real one XOR this times the plug count. */
 #define SLOT_GENERATION_MASK 0x5a5a0000ul
 
-typedef enum rule_kind { RULE_FAIL, RULE_DELAY } rule_kind;
+typedef enum rule_kind { RULE_FAIL, RULE_DELAY, RULE_HOLD } rule_kind;
 
 typedef struct rule {
 	rule_kind kind;
@@ -62,6 +65,7 @@ typedef struct rule {
 	CK_RV rv;
 	unsigned long nth, every, rate_percent, times, delay_ms;
 	unsigned long calls, faults;
+	char hold_path[200];
 } rule;
 
 static struct {
@@ -209,12 +213,17 @@ static void load_rules(const char *path)
 				if (!parse_rv(arg, &r->rv))
 					bad_line(path, lineno, "unknown CKR_ value");
 				parse_fail_options(r, &save, path, lineno);
+			} else if (!strcmp(word, "hold")) {
+				r->kind = RULE_HOLD;
+				if (strlen(arg) >= sizeof r->hold_path)
+					bad_line(path, lineno, "hold: the path is too long");
+				snprintf(r->hold_path, sizeof r->hold_path, "%s", arg);
 			} else if (!strcmp(word, "delay")) {
 				r->kind = RULE_DELAY;
 				if (!parse_ulong(arg, &r->delay_ms))
 					bad_line(path, lineno, "delay needs milliseconds");
 			} else {
-				bad_line(path, lineno, "unknown rule (fail, delay, unplug, seed)");
+				bad_line(path, lineno, "unknown rule (fail, delay, hold, unplug, seed)");
 			}
 			g.n_rules++;
 		}
@@ -263,7 +272,7 @@ static uint64_t next_random(void)
 	return g.rng * 0x2545f4914f6cdd1dull;
 }
 
-static void note_fault(const char *func, CK_RV rv)
+static void note(const char *func, const char *what)
 {
 	const char *path = getenv("P11FAULT_LOG");
 	if (!path)
@@ -272,7 +281,7 @@ static void note_fault(const char *func, CK_RV rv)
 	if (fd < 0)
 		return;
 	char line[96];
-	int n = snprintf(line, sizeof line, "%s %s\n", func, rv_name(rv));
+	int n = snprintf(line, sizeof line, "%s %s\n", func, what);
 	if (n > 0)
 		(void)!write(fd, line, (size_t)n);
 	close(fd);
@@ -282,11 +291,12 @@ static void note_fault(const char *func, CK_RV rv)
  * device: whether the call reaches the token (unplugging fails it); the
  * library's own calls (C_Initialize, C_GetInfo, C_GetSlotList) do not. */
 static bool decide(const char *func, bool device, CK_RV *rv, unsigned long *delay_ms,
-                   bool *unplugged)
+                   bool *unplugged, char hold[200])
 {
 	pthread_mutex_lock(&g.lock);
 	refresh();
 	*delay_ms = 0;
+	hold[0] = '\0';
 	*unplugged = g.unplugged;
 	bool fail = false;
 	if (g.unplugged && device) {
@@ -299,6 +309,11 @@ static bool decide(const char *func, bool device, CK_RV *rv, unsigned long *dela
 			continue;
 		if (r->kind == RULE_DELAY) {
 			*delay_ms += r->delay_ms;
+			continue;
+		}
+		if (r->kind == RULE_HOLD) {
+			if (!hold[0])
+				memcpy(hold, r->hold_path, sizeof r->hold_path);
 			continue;
 		}
 		if (fail)
@@ -323,7 +338,7 @@ static bool decide(const char *func, bool device, CK_RV *rv, unsigned long *dela
 	}
 	pthread_mutex_unlock(&g.lock);
 	if (fail)
-		note_fault(func, *rv);
+		note(func, rv_name(*rv));
 	return fail;
 }
 
@@ -334,12 +349,23 @@ static void pause_ms(unsigned long ms)
 		;
 }
 
-/* The fault (if any) for this call, after its delay. */
+/* Waits (at most 60 s) until path exists. */
+static void hold_until(const char *func, const char *path)
+{
+	note(func, "held");
+	for (int i = 0; i < 12000 && access(path, F_OK) != 0; i++)
+		pause_ms(5);
+}
+
+/* The fault (if any) for this call, after its hold and delay. */
 static bool faulted(const char *func, bool device, CK_RV *rv)
 {
 	unsigned long delay = 0;
 	bool unplugged;
-	bool fail = decide(func, device, rv, &delay, &unplugged);
+	char hold[200];
+	bool fail = decide(func, device, rv, &delay, &unplugged, hold);
+	if (hold[0])
+		hold_until(func, hold);
 	if (delay)
 		pause_ms(delay);
 	return fail;
@@ -407,7 +433,10 @@ static CK_RV w_GetSlotList(CK_BBOOL present, CK_SLOT_ID *list, CK_ULONG *count)
 	unsigned long delay = 0;
 	CK_RV rv = CKR_OK;
 	bool unplugged;
-	bool fail = decide("C_GetSlotList", false, &rv, &delay, &unplugged);
+	char hold[200];
+	bool fail = decide("C_GetSlotList", false, &rv, &delay, &unplugged, hold);
+	if (hold[0])
+		hold_until("C_GetSlotList", hold);
 	if (delay)
 		pause_ms(delay);
 	if (fail)
