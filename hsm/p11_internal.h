@@ -86,8 +86,13 @@ struct hsm {
 	char *module_path;       /* for messages */
 	CK_FUNCTION_LIST_PTR p11;
 	bool finalize_on_close;  /* this hsm's C_Initialize was the one that counted */
-	CK_SLOT_ID slot;
+	_Atomic CK_SLOT_ID slot;  /* found again after a re-plug: hsm_slot_refind */
 	char token_label[33];
+	/* The token kmsd opened (manufacturer, model, serial as it reported
+	 * them): a token found again under the label must be this one. */
+	CK_UTF8CHAR token_manufacturer[32], token_model[16];
+	CK_CHAR token_serial[16];
+	pthread_mutex_t refind_lock; /* one re-find at a time */
 	hsm_pin pin;
 
 	pthread_mutex_t login_lock;  /* serializes C_Login */
@@ -115,6 +120,13 @@ struct hsm {
  * message naming the file or variable when it cannot. */
 kms_status hsm_pin_load(const hsm_config *config, hsm_pin *pin) KMS_MUST_USE;
 void hsm_pin_free(hsm_pin *pin);
+
+/* The slot went away under session opening (the token was pulled out and
+ * put back, an HSM restarted): finds the token by its label again, checks
+ * it is the same token (manufacturer, model, serial), and points the hsm at
+ * its new slot. A no-op when another thread already did (h->slot is no
+ * longer stale). KMS_HSM_UNAVAILABLE when it is not back, or is another. */
+kms_status hsm_slot_refind(hsm *h, CK_SLOT_ID stale) KMS_MUST_USE;
 
 /* C_Login as the user on session s (already logged in is fine). */
 kms_status hsm_login(hsm *h, CK_SESSION_HANDLE s) KMS_MUST_USE;

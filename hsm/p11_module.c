@@ -13,6 +13,7 @@
 
 #include <kms/secmem.h>
 
+#include "common/log.h"
 #include "hsm/p11_internal.h"
 
 #ifndef KMS_SOFTHSM_MODULE
@@ -260,14 +261,15 @@ kms_status hsm_no_token(const char *label, const char *module_path)
 	                "(now %s)", label, module_path, conf);
 }
 
-static kms_status token_find(hsm *h)
+/* Finds the one initialized, usable token labelled h->token_label: its
+ * slot and info into *slot and *found. Changes nothing in h. */
+static kms_status token_locate(hsm *h, CK_SLOT_ID *slot, CK_TOKEN_INFO *found)
 {
 	kms_status st = KMS_OK;
 	CK_SLOT_ID *slots = NULL;
 	CK_ULONG count = 0;
 	CK_UTF8CHAR wanted[TOKEN_LABEL_LEN];
 	unsigned matches = 0;
-	CK_FLAGS flags = 0;
 
 	pad_label(h->token_label, wanted);
 	CK_RV rv = h->p11->C_GetSlotList(CK_TRUE, NULL, &count);
@@ -300,8 +302,8 @@ static kms_status token_find(hsm *h)
 		if (memcmp(info.label, wanted, TOKEN_LABEL_LEN) != 0)
 			continue;
 		if (matches++ == 0) {
-			h->slot = slots[i];
-			flags = info.flags;
+			*slot = slots[i];
+			*found = info;
 		}
 	}
 	if (matches == 0) {
@@ -315,13 +317,13 @@ static kms_status token_find(hsm *h)
 		              matches, h->token_label, h->module_path);
 		goto out;
 	}
-	if (!(flags & CKF_TOKEN_INITIALIZED) || !(flags & CKF_USER_PIN_INITIALIZED)) {
+	if (!(found->flags & CKF_TOKEN_INITIALIZED) || !(found->flags & CKF_USER_PIN_INITIALIZED)) {
 		st = KMS_FAIL(KMS_HSM_UNAVAILABLE,
 		              "hsm: token \"%s\" has no user PIN set: initialize it first",
 		              h->token_label);
 		goto out;
 	}
-	if (flags & CKF_USER_PIN_LOCKED) {
+	if (found->flags & CKF_USER_PIN_LOCKED) {
 		st = KMS_FAIL(KMS_HSM_UNAVAILABLE,
 		              "hsm: token \"%s\": the user PIN is locked (reset it with the SO PIN)",
 		              h->token_label);
@@ -329,6 +331,50 @@ static kms_status token_find(hsm *h)
 	}
 out:
 	free(slots);
+	return st;
+}
+
+static kms_status token_find(hsm *h)
+{
+	CK_SLOT_ID slot = 0;
+	CK_TOKEN_INFO info;
+	KMS_GUARD(token_locate(h, &slot, &info));
+	atomic_store(&h->slot, slot);
+	memcpy(h->token_manufacturer, info.manufacturerID, sizeof h->token_manufacturer);
+	memcpy(h->token_model, info.model, sizeof h->token_model);
+	memcpy(h->token_serial, info.serialNumber, sizeof h->token_serial);
+	return KMS_OK;
+}
+
+kms_status hsm_slot_refind(hsm *h, CK_SLOT_ID stale)
+{
+	pthread_mutex_lock(&h->refind_lock);
+	kms_status st = KMS_OK;
+	if (atomic_load(&h->slot) != stale)
+		goto out; /* another thread found it meanwhile */
+	CK_SLOT_ID slot = 0;
+	CK_TOKEN_INFO info;
+	st = token_locate(h, &slot, &info);
+	if (st != KMS_OK)
+		goto out;
+	/* The same label on another token (a stand-in, a restored copy) is not
+	 * the token kmsd's keys were made in and checked against at start. */
+	if (memcmp(info.manufacturerID, h->token_manufacturer, sizeof h->token_manufacturer) ||
+	    memcmp(info.model, h->token_model, sizeof h->token_model) ||
+	    memcmp(info.serialNumber, h->token_serial, sizeof h->token_serial)) {
+		st = KMS_FAIL(KMS_HSM_UNAVAILABLE, "hsm: the token labelled \"%s\" now in slot %lu "
+		              "is serial %.16s, not the token kmsd started on (serial %.16s): "
+		              "refusing it; restart kmsd to accept another token", h->token_label,
+		              (unsigned long)slot, (const char *)info.serialNumber,
+		              (const char *)h->token_serial);
+		goto out;
+	}
+	atomic_store(&h->slot, slot);
+	hsm_cache_clear(&h->cache);
+	kms_log("warn", "hsm: token \"%s\" is back, in slot %lu (was %lu): opening sessions "
+	        "there", h->token_label, (unsigned long)slot, (unsigned long)stale);
+out:
+	pthread_mutex_unlock(&h->refind_lock);
 	return st;
 }
 
@@ -355,6 +401,7 @@ static void hsm_teardown(hsm *h)
 	pthread_mutex_destroy(&h->login_lock);
 	pthread_mutex_destroy(&h->create_lock);
 	pthread_mutex_destroy(&h->sessions_lock);
+	pthread_mutex_destroy(&h->refind_lock);
 	free(h->module_path);
 	free(h);
 }
@@ -377,6 +424,7 @@ kms_status hsm_open(const hsm_config *config, hsm **out)
 	pthread_mutex_init(&h->login_lock, NULL);
 	pthread_mutex_init(&h->create_lock, NULL);
 	pthread_mutex_init(&h->sessions_lock, NULL);
+	pthread_mutex_init(&h->refind_lock, NULL);
 	snprintf(h->token_label, sizeof h->token_label, "%s", config->token_label);
 	KMS_GUARD_OUT(st, hsm_cache_init(&h->cache));
 	KMS_GUARD_OUT(st, hsm_keycache_init(h));

@@ -105,10 +105,26 @@ static kms_status ensure_login(hsm *h, CK_SESSION_HANDLE s, CK_RV *rv_out)
 	return hsm_login(h, s);
 }
 
+/* The slot is gone (a re-plugged token, a restarted HSM has new slot ids). */
+static bool rv_slot_gone(CK_RV rv)
+{
+	return rv == CKR_SLOT_ID_INVALID || rv == CKR_DEVICE_REMOVED ||
+	       rv == CKR_TOKEN_NOT_PRESENT;
+}
+
 kms_status hsm_session_open(hsm *h, CK_SESSION_HANDLE *out)
 {
 	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
-	CK_RV rv = h->p11->C_OpenSession(h->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
+	CK_SLOT_ID slot = atomic_load(&h->slot);
+	CK_RV rv = h->p11->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
+	if (rv_slot_gone(rv)) {
+		/* Once: find the token again by its label; if it is back (the same
+		 * token), open the session in its new slot. */
+		atomic_fetch_add_explicit(&h->rv_errors[hsm_rv_slot(rv)], 1, memory_order_relaxed);
+		KMS_GUARD(hsm_slot_refind(h, slot));
+		rv = h->p11->C_OpenSession(atomic_load(&h->slot), CKF_SERIAL_SESSION | CKF_RW_SESSION,
+		                           NULL, NULL, &s);
+	}
 	if (rv != CKR_OK)
 		atomic_fetch_add_explicit(&h->rv_errors[hsm_rv_slot(rv)], 1, memory_order_relaxed);
 	else
@@ -198,6 +214,14 @@ kms_status hsm_recover(hsm *h, CK_SESSION_HANDLE s, CK_RV rv, const hsm_object_i
 		return KMS_OK;
 	case CKR_OPERATION_ACTIVE:
 		/* Something left an operation open: a fresh session is the only clean undo. */
+		hsm_session_drop(h, true);
+		*retry = true;
+		return KMS_OK;
+	case CKR_DEVICE_ERROR:
+	case CKR_DEVICE_MEMORY:
+		/* A transient fault of the device or of the path to it (a network
+		 * HSM's hiccup): once more, on a fresh session. A persistent one
+		 * fails the retry too and is the caller's to report. */
 		hsm_session_drop(h, true);
 		*retry = true;
 		return KMS_OK;

@@ -242,6 +242,10 @@ static int on_limits(struct config_parse *p, const char *key, const char *value)
 		if (!parse_u64(value, 100, 60000, &n))
 			return parse_fail(p, "limits", key, "100 to 60000");
 		cfg->reply_send_timeout_ms = (unsigned)n;
+	} else if (!strcmp(key, "queue_deadline_ms")) {
+		if (!parse_u64(value, 10, 600000, &n))
+			return parse_fail(p, "limits", key, "10 to 600000");
+		cfg->queue_deadline_ms = (unsigned)n;
 	} else if (!strcmp(key, "max_tls_connections")) {
 		if (!parse_u64(value, 1, 65536, &n))
 			return parse_fail(p, "limits", key, "1 to 65536");
@@ -538,6 +542,7 @@ kms_status kmsd_config_load(const char *path, kmsd_config *cfg)
 	cfg->workers = 4;
 	cfg->max_request_bytes = KMS_REQUEST_MAX_DEFAULT;
 	cfg->reply_send_timeout_ms = 5000;
+	cfg->queue_deadline_ms = 5000;
 	cfg->max_tls_connections = 256;
 	cfg->ipc_gid = getegid();
 	cfg->ipc_max_connections = 256;

@@ -82,6 +82,7 @@ typedef struct kmsd_config {
 	/* [limits] */
 	size_t max_request_bytes;
 	unsigned reply_send_timeout_ms; /* a peer that does not take its reply is dropped */
+	unsigned queue_deadline_ms;     /* a request that waited longer for a worker: UNAVAILABLE */
 	unsigned max_tls_connections;   /* tls+tcp:// and tcp:// pipes at once */
 	size_t max_locked_bytes; /* secret memory kmsd may map; default: KMSD_LOCKED_DEFAULT */
 	uint64_t gcm_max_encryptions;

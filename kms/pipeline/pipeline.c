@@ -96,7 +96,7 @@ static kms_status decode(op_ctx *ctx, const uint8_t *bytes, size_t len,
 	return KMS_OK;
 }
 
-/* Step 2d, after the signature (so that a signed request refused here is
+/* Step 2d, after the signature and the deadline (so that a signed request refused here is
  * recorded under its signer, not under the ipc uid it came from): the
  * operation's own fields. */
 static kms_status validate(op_ctx *ctx, const Kms__Request *req)
@@ -254,7 +254,25 @@ static kms_status verify_credential(op_ctx *ctx, const uint8_t *bytes, size_t le
 	                "signature was not accepted", req->request_id, op);
 }
 
-/* Step 2c, for every request: the principal's roles and state, fresh from
+/* Step 2c: a request that waited in the queue past [limits]
+ * queue_deadline_ms is not run (its client has given up; running it would
+ * only lengthen the queue behind it): a slow HSM or an overload is
+ * answered UNAVAILABLE, fast, instead of piling up. */
+static kms_status check_deadline(op_ctx *ctx, const pipeline_peer *peer, uint64_t now_us)
+{
+	if (!peer->queued_us || now_us <= peer->queued_us)
+		return KMS_OK;
+	uint64_t waited_ms = (now_us - peer->queued_us) / 1000u;
+	if (waited_ms <= ctx->d->cfg.queue_deadline_ms)
+		return KMS_OK;
+	metrics_deadline_expired();
+	return KMS_FAIL(KMS_UNAVAILABLE, "request %s waited %llu ms for a worker, past the "
+	                "%u ms deadline: kmsd is overloaded or its HSM is slow; retry later",
+	                ctx->request_id, (unsigned long long)waited_ms,
+	                ctx->d->cfg.queue_deadline_ms);
+}
+
+/* Step 2e, for every request: the principal's roles and state, fresh from
  * the store (its read cache is dropped by every committed write, so a
  * change is seen by the next request: kms/store/store_cache.h). An unknown
  * or deleted principal is not found; the decision denies it. */
@@ -475,6 +493,8 @@ void pipeline_submit(kmsd *d, arena *a, const pipeline_peer *peer, uint8_t *requ
 	if (st == KMS_OK) /* on the bytes as received, so before the wipe */
 		st = verify_credential(&ctx, request, len, req, &who);
 	kms_wipe(request, len); /* the request may hold plaintext */
+	if (st == KMS_OK)
+		st = check_deadline(&ctx, peer, started);
 	if (st == KMS_OK)
 		st = validate(&ctx, req);
 	if (st == KMS_OK)

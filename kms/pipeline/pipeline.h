@@ -48,6 +48,7 @@ typedef struct pipeline_peer {
 	uint64_t uid;
 	bool tls_verified;
 	char remote[64]; /* "127.0.0.1:41234", or "" */
+	uint64_t queued_us; /* kms_monotonic_us() when it joined the workers' queue; 0: now */
 } pipeline_peer;
 
 /* Called once per pipeline_submit with the packed reply and KMS_OK: buf is

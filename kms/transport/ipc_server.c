@@ -10,6 +10,7 @@
  * does not take waits for the I/O thread's EPOLLOUT).
  */
 #include "kms/transport/ipc_server.h"
+#include "kms/transport/metrics.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -83,6 +84,7 @@ typedef struct job {
 	conn *c;
 	uint8_t *msg; /* backtrace, then the request */
 	size_t len, backtrace;
+	uint64_t queued_us; /* when it joined the queue (the deadline counts from it) */
 	pipeline_pending pending; /* between its handler and its reply */
 } job;
 
@@ -494,7 +496,8 @@ static bool queue_request(ipc_server *s, conn *c)
 	job *j = backtrace ? malloc(sizeof *j) : NULL;
 	if (!j)
 		return false; /* not a REQ message (or no memory): the peer is closed */
-	*j = (job){ .c = c, .msg = c->body, .len = c->body_len, .backtrace = backtrace };
+	*j = (job){ .c = c, .msg = c->body, .len = c->body_len, .backtrace = backtrace,
+	            .queued_us = kms_monotonic_us() };
 	c->body = NULL;
 	c->head_got = 0;
 	c->read_since_us = 0;
@@ -505,6 +508,7 @@ static bool queue_request(ipc_server *s, conn *c)
 	else
 		s->jobs_head = j;
 	s->jobs_tail = j;
+	metrics_queued(1);
 	pthread_cond_signal(&s->jobs_ready);
 	conn_arm(s, c);
 	return true;
@@ -730,7 +734,8 @@ static void job_answered(void *arg, uint8_t *buf, size_t reply_len, kms_status s
 static void serve(ipc_server *s, arena *a, job *j)
 {
 	conn *c = j->c;
-	pipeline_peer peer = { .transport = CALLER_IPC, .has_uid = true, .uid = c->uid };
+	pipeline_peer peer = { .transport = CALLER_IPC, .has_uid = true, .uid = c->uid,
+	                       .queued_us = j->queued_us };
 	j->s = s;
 	j->pending.reply_headroom = sizeof(out_buf) + IPC_WIRE_FRAME_LEN + j->backtrace;
 	pipeline_submit(s->d, a, &peer, j->msg + j->backtrace, j->len - j->backtrace,
@@ -757,6 +762,7 @@ static void *worker_main(void *arg)
 		s->jobs_head = j->next;
 		if (!s->jobs_head)
 			s->jobs_tail = NULL;
+		metrics_queued(-1);
 		if (j->c->closed || j->c->broken) {
 			/* Its peer is gone: nobody can take the reply, so the request
 			 * is not run (nothing applied, nothing audited). A client that
@@ -892,6 +898,7 @@ void ipc_server_drain_and_close(ipc_server *s)
 	while (s->jobs_head) { /* only when the threads never started */
 		job *j = s->jobs_head;
 		s->jobs_head = j->next;
+		metrics_queued(-1);
 		kms_wipe(j->msg, j->len);
 		free(j->msg);
 		free(j);

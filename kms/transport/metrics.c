@@ -21,6 +21,8 @@
 static atomic_uint_fast64_t requests[METRICS_OPS_MAX][KMS_STATUS_MAX + 1];
 static kms_hist latency[METRICS_OPS_MAX];
 static atomic_int_fast64_t in_flight;
+static atomic_int_fast64_t queued;
+static atomic_uint_fast64_t deadline_expired;
 #define METRICS_AUTHZ_STEPS 5
 static atomic_uint_fast64_t authz_denied[METRICS_AUTHZ_STEPS + 1];
 static atomic_uint_fast64_t throttled_principal, throttled_key;
@@ -119,6 +121,16 @@ void metrics_record(const struct op_entry *op, kms_status status, uint64_t laten
 void metrics_in_flight(int delta)
 {
 	atomic_fetch_add(&in_flight, delta);
+}
+
+void metrics_queued(int delta)
+{
+	atomic_fetch_add(&queued, delta);
+}
+
+void metrics_deadline_expired(void)
+{
+	atomic_fetch_add_explicit(&deadline_expired, 1, memory_order_relaxed);
 }
 
 /* A growing text buffer; on overflow of memory it stops and reports. */
@@ -445,6 +457,14 @@ kms_status metrics_render(kmsd *d, char **out, size_t *len)
 	put(&t, "# HELP kms_requests_in_flight Requests being executed, which a drain still answers.\n"
 	        "# TYPE kms_requests_in_flight gauge\nkms_requests_in_flight %lld\n",
 	    (long long)atomic_load(&in_flight));
+	put(&t, "# HELP kms_requests_queued Requests received and waiting for a worker.\n"
+	        "# TYPE kms_requests_queued gauge\nkms_requests_queued %lld\n",
+	    (long long)atomic_load(&queued));
+	put(&t, "# HELP kms_requests_deadline_expired_total Requests answered UNAVAILABLE unrun: "
+	        "they waited for a worker past [limits] queue_deadline_ms.\n"
+	        "# TYPE kms_requests_deadline_expired_total counter\n"
+	        "kms_requests_deadline_expired_total %llu\n",
+	    (unsigned long long)atomic_load(&deadline_expired));
 	put(&t, "# HELP kms_authz_denied_total Requests denied, by the step of the decision "
 	        "that denied them.\n# TYPE kms_authz_denied_total counter\n");
 	for (int step = 1; step <= METRICS_AUTHZ_STEPS; step++)

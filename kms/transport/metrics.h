@@ -24,6 +24,12 @@ void metrics_record(const struct op_entry *op, kms_status status, uint64_t laten
  * operators and the drain test need to see (kms_requests_in_flight). */
 void metrics_in_flight(int delta);
 
+/* A request joined a workers' queue (+1) or a worker took it (-1)
+ * (kms_requests_queued); one answered UNAVAILABLE because it waited past
+ * [limits] queue_deadline_ms (kms_requests_deadline_expired_total). */
+void metrics_queued(int delta);
+void metrics_deadline_expired(void);
+
 /* Authorization (docs/authorization.md): a request denied at a step of the
  * decision (1 to 5), or throttled by limit ("principal" or "key"); each
  * also counted by principal ("" for none). Principal labels are bounded:

@@ -22,6 +22,7 @@
 #include "common/nng_stats.h"
 #include "kms/pipeline/pipeline.h"
 #include "kms/transport/ipc_server.h"
+#include "kms/transport/metrics.h"
 
 #define ARENA_CHUNK (256u << 10)
 /* The causes of failed TLS connections in NNG's listener statistics. */
@@ -176,6 +177,7 @@ static void on_received(void *arg)
 		nng_aio_set_msg(sl->recv_aio, NULL);
 		sl->pipe = nng_msg_get_pipe(sl->request);
 		describe_peer(s, sl->pipe, &sl->peer);
+		sl->peer.queued_us = kms_monotonic_us();
 	}
 	pthread_mutex_lock(&s->lock);
 	if (rv == 0) {
@@ -186,6 +188,7 @@ static void on_received(void *arg)
 		else
 			s->queue_head = sl;
 		s->queue_tail = sl;
+		metrics_queued(1);
 		pthread_cond_signal(&s->queued);
 	} else if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
 		/* Cancelled by the drain, or the socket is closing. */
@@ -285,6 +288,7 @@ static slot *next_slot(server *s)
 		if (!s->queue_head)
 			s->queue_tail = NULL;
 		sl->next = NULL;
+		metrics_queued(-1);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return sl;
