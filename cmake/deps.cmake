@@ -10,8 +10,11 @@ pkg_check_modules(SQLITE REQUIRED IMPORTED_TARGET sqlite3)
 pkg_check_modules(JANSSON REQUIRED IMPORTED_TARGET jansson)
 pkg_check_modules(CJOSE REQUIRED IMPORTED_TARGET cjose)
 pkg_check_modules(INIH REQUIRED IMPORTED_TARGET inih)
-pkg_check_modules(CMOCKA REQUIRED IMPORTED_TARGET cmocka)
-pkg_check_modules(NANOMSG REQUIRED IMPORTED_TARGET nanomsg)
+# The test suite's own: cmocka, and nanomsg (a foreign NNG-compatible peer).
+if(KMS_BUILD_TESTS)
+  pkg_check_modules(CMOCKA REQUIRED IMPORTED_TARGET cmocka)
+  pkg_check_modules(NANOMSG REQUIRED IMPORTED_TARGET nanomsg)
+endif()
 # kmsd tells systemd its state (sd_notify: kms/kmsd_notify.c).
 pkg_check_modules(LIBSYSTEMD REQUIRED IMPORTED_TARGET libsystemd)
 find_program(PROTOC_C protoc-c REQUIRED)

@@ -12,6 +12,8 @@
 #                                        kms::kmsclient_static
 #   share/man/man{1,5,8}/                kms(1), kms-admin(1), kmsd.ini(5),
 #                                        kmsd(8), made by scripts/make-man
+#   share/bash-completion/completions/   kms, kms-admin, kmsd: bash
+#                                        completion, by scripts/make-completion
 #   lib/python3/dist-packages/kms/       the Python package (KMS_INSTALL_PYTHONDIR)
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
@@ -66,7 +68,8 @@ add_custom_command(
           /usr/bin/python3 ${PROJECT_SOURCE_DIR}/scripts/make-man ${KMS_MAN_DIR}
           ${PROJECT_VERSION} $<TARGET_FILE:kmsd> $<TARGET_FILE:kms> $<TARGET_FILE:kms-admin>
           ${PROJECT_SOURCE_DIR}/docs/config.md
-  DEPENDS ${PROJECT_SOURCE_DIR}/scripts/make-man ${PROJECT_SOURCE_DIR}/docs/config.md
+  DEPENDS ${PROJECT_SOURCE_DIR}/scripts/make-man ${PROJECT_SOURCE_DIR}/scripts/kms_help.py
+          ${PROJECT_SOURCE_DIR}/docs/config.md
           kmsd kms kms-admin
   COMMENT "make-man: kms(1), kms-admin(1), kmsd.ini(5), kmsd(8)")
 add_custom_target(man ALL DEPENDS ${KMS_MAN_PAGES})
@@ -74,6 +77,23 @@ install(FILES ${KMS_MAN_DIR}/kms.1 ${KMS_MAN_DIR}/kms-admin.1
         DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
 install(FILES ${KMS_MAN_DIR}/kmsd.ini.5 DESTINATION ${CMAKE_INSTALL_MANDIR}/man5)
 install(FILES ${KMS_MAN_DIR}/kmsd.8 DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
+
+# Bash completion, made at build time from the same --help walk
+# (scripts/make-completion, scripts/kms_help.py): every command and flag the
+# programs have, nothing else (test: bash_completion).
+set(KMS_COMPLETION_DIR ${PROJECT_BINARY_DIR}/bash-completion)
+set(KMS_COMPLETIONS ${KMS_COMPLETION_DIR}/kms ${KMS_COMPLETION_DIR}/kms-admin
+    ${KMS_COMPLETION_DIR}/kmsd)
+add_custom_command(
+  OUTPUT ${KMS_COMPLETIONS}
+  COMMAND ${CMAKE_COMMAND} -E env ASAN_OPTIONS=detect_leaks=0
+          /usr/bin/python3 ${PROJECT_SOURCE_DIR}/scripts/make-completion ${KMS_COMPLETION_DIR}
+          $<TARGET_FILE:kmsd> $<TARGET_FILE:kms> $<TARGET_FILE:kms-admin>
+  DEPENDS ${PROJECT_SOURCE_DIR}/scripts/make-completion ${PROJECT_SOURCE_DIR}/scripts/kms_help.py
+          kmsd kms kms-admin
+  COMMENT "make-completion: bash completion of kms, kms-admin, kmsd")
+add_custom_target(completion ALL DEPENDS ${KMS_COMPLETIONS})
+install(FILES ${KMS_COMPLETIONS} DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions)
 
 # The Python package kms (docs/python.md): lib/python3/dist-packages, where
 # Debian's python3 looks under /usr (another prefix: PYTHONPATH).
