@@ -508,6 +508,7 @@ kms_status kms_client_open(const kms_client_options *opts, kms_client **out,
 	c->timeout_ms = opts->timeout_ms ? opts->timeout_ms : KMS_CLIENT_DEFAULT_TIMEOUT_MS;
 	c->resend_ms = opts->resend_ms;
 	c->own_uid = (uint64_t)getuid();
+	c->service_uid = client_ipc_service_uid();
 	c->server_uid = opts->server_uid;
 	describe_endpoints(c, endpoints, n_endpoints);
 	if (access_key_id) {

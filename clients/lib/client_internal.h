@@ -52,6 +52,7 @@ typedef struct client_async client_async;
 struct kms_client {
 	nng_socket socket;
 	uint64_t own_uid;     /* getuid() at open */
+	uint64_t service_uid; /* the kms account's uid at open, or CLIENT_IPC_NONE */
 	uint32_t server_uid;  /* KMS_CLIENT_SERVER_UID_UNSET: none */
 	client_ipc_dialer ipc[KMS_CLIENT_MAX_ENDPOINTS];
 	_Atomic size_t n_ipc; /* filled before each dialer starts */
@@ -77,7 +78,12 @@ struct kms_client {
 /* Whether uid may serve an ipc:// endpoint: root, own (this process's uid)
  * or server_uid (KMS_CLIENT_SERVER_UID_UNSET: none). CLIENT_IPC_UID_UNKNOWN
  * never is. */
-bool client_ipc_uid_accepted(uint64_t uid, uint64_t own, uint32_t server_uid);
+/* The system account kmsd runs as when installed (the Debian package's). */
+#define KMS_CLIENT_SERVICE_USER "kms"
+bool client_ipc_uid_accepted(uint64_t uid, uint64_t own, uint32_t server_uid,
+                             uint64_t service_uid);
+/* The uid of the account KMS_CLIENT_SERVICE_USER, or CLIENT_IPC_NONE. */
+uint64_t client_ipc_service_uid(void);
 
 /* Registers the pipe check on c's socket: every pipe of a dialer added with
  * client_ipc_add is closed before it is used unless the kernel's peer uid

@@ -27,6 +27,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -34,12 +35,23 @@
 
 #include <nng/supplemental/util/platform.h>
 
-bool client_ipc_uid_accepted(uint64_t uid, uint64_t own, uint32_t server_uid)
+bool client_ipc_uid_accepted(uint64_t uid, uint64_t own, uint32_t server_uid,
+                             uint64_t service_uid)
 {
 	if (uid == CLIENT_IPC_UID_UNKNOWN || uid == CLIENT_IPC_NONE)
 		return false;
 	return uid == 0 || uid == own ||
+	       (service_uid != CLIENT_IPC_NONE && uid == service_uid) ||
 	       (server_uid != KMS_CLIENT_SERVER_UID_UNSET && uid == server_uid);
+}
+
+uint64_t client_ipc_service_uid(void)
+{
+	struct passwd pw, *found = NULL;
+	char buf[1024];
+	if (getpwnam_r(KMS_CLIENT_SERVICE_USER, &pw, buf, sizeof buf, &found) != 0 || !found)
+		return CLIENT_IPC_NONE;
+	return (uint64_t)found->pw_uid;
 }
 
 /* The one line for a refused owner: the path, the uid found, what to do. */
@@ -50,9 +62,10 @@ static kms_status refuse_uid(const char *path, uint64_t uid, kms_error *err)
 		                   "ipc socket %s: the kernel did not say which uid "
 		                   "serves it: refusing to send to it", path);
 	return client_fail(err, KMS_UNAVAILABLE, KMS_ERROR_TRANSPORT,
-	                   "ipc socket %s is owned by uid %" PRIu64 ", not root or "
-	                   "the expected server uid: refusing to send to it (set the "
-	                   "server's uid with --server-uid or KMS_SERVER_UID)",
+	                   "ipc socket %s is owned by uid %" PRIu64 ", not root, "
+	                   "this user, the kms account or the expected server uid: "
+	                   "refusing to send to it (set the server's uid with "
+	                   "--server-uid or KMS_SERVER_UID)",
 	                   path, uid);
 }
 
@@ -73,7 +86,7 @@ kms_status client_ipc_check_path(const kms_client *c, const char *path, kms_erro
 		                   S_ISLNK(st.st_mode) ? "a symbolic link" :
 		                   S_ISDIR(st.st_mode) ? "a directory" :
 		                   S_ISREG(st.st_mode) ? "a regular file" : "a special file");
-	if (!client_ipc_uid_accepted((uint64_t)st.st_uid, c->own_uid, c->server_uid))
+	if (!client_ipc_uid_accepted((uint64_t)st.st_uid, c->own_uid, c->server_uid, c->service_uid))
 		return refuse_uid(path, (uint64_t)st.st_uid, err);
 	return KMS_OK;
 }
@@ -95,7 +108,7 @@ static void on_pipe_add(nng_pipe p, nng_pipe_ev ev, void *arg)
 		uint64_t uid;
 		if (nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_UID, &uid) != 0)
 			uid = CLIENT_IPC_UID_UNKNOWN;
-		if (client_ipc_uid_accepted(uid, c->own_uid, c->server_uid)) {
+		if (client_ipc_uid_accepted(uid, c->own_uid, c->server_uid, c->service_uid)) {
 			atomic_store(&c->ipc[i].refused_uid, CLIENT_IPC_NONE);
 			return;
 		}

@@ -120,9 +120,11 @@ typedef struct kms_client_options {
 	/* Who may serve an ipc:// endpoint. The socket file's owner (checked
 	 * before dialing) and the uid of the process listening on it (the
 	 * kernel's answer, checked on every connection before anything is
-	 * sent) must be root, this process's own uid (getuid()), or this
-	 * server_uid. KMS_CLIENT_SERVER_UID_UNSET (0, what a zeroed struct
-	 * holds): root and the own uid only. */
+	 * sent) must be root, this process's own uid (getuid()), the system
+	 * account "kms" (the one the Debian package runs kmsd as; only root
+	 * makes such an account), or this server_uid.
+	 * KMS_CLIENT_SERVER_UID_UNSET (0, what a zeroed struct holds): no
+	 * other. */
 	uint32_t server_uid;
 } kms_client_options;
 

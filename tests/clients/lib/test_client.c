@@ -1212,20 +1212,25 @@ static void ipc_uid_decision(void **state)
 {
 	(void)state;
 	const uint64_t own = 1000;
-	assert_true(client_ipc_uid_accepted(0, own, KMS_CLIENT_SERVER_UID_UNSET));
-	assert_true(client_ipc_uid_accepted(own, own, KMS_CLIENT_SERVER_UID_UNSET));
-	assert_false(client_ipc_uid_accepted(65534, own, KMS_CLIENT_SERVER_UID_UNSET));
-	assert_true(client_ipc_uid_accepted(65534, own, 65534));
-	assert_false(client_ipc_uid_accepted(65533, own, 65534));
-	assert_true(client_ipc_uid_accepted(0, own, 65534));
-	assert_true(client_ipc_uid_accepted(own, own, 65534));
+	const uint64_t none = CLIENT_IPC_NONE;
+	assert_true(client_ipc_uid_accepted(0, own, KMS_CLIENT_SERVER_UID_UNSET, none));
+	assert_true(client_ipc_uid_accepted(own, own, KMS_CLIENT_SERVER_UID_UNSET, none));
+	assert_false(client_ipc_uid_accepted(65534, own, KMS_CLIENT_SERVER_UID_UNSET, none));
+	assert_true(client_ipc_uid_accepted(65534, own, 65534, none));
+	assert_false(client_ipc_uid_accepted(65533, own, 65534, none));
+	/* The kms account, when there is one. */
+	assert_true(client_ipc_uid_accepted(997, own, KMS_CLIENT_SERVER_UID_UNSET, 997));
+	assert_false(client_ipc_uid_accepted(996, own, KMS_CLIENT_SERVER_UID_UNSET, 997));
+	assert_false(client_ipc_uid_accepted(CLIENT_IPC_UID_UNKNOWN, own, 65534, CLIENT_IPC_UID_UNKNOWN));
+	assert_true(client_ipc_uid_accepted(0, own, 65534, none));
+	assert_true(client_ipc_uid_accepted(own, own, 65534, none));
 	/* Root running the client: only root and the server uid. */
-	assert_false(client_ipc_uid_accepted(1000, 0, KMS_CLIENT_SERVER_UID_UNSET));
-	assert_false(client_ipc_uid_accepted(CLIENT_IPC_UID_UNKNOWN, own, 65534));
-	assert_false(client_ipc_uid_accepted(CLIENT_IPC_NONE, own, 65534));
+	assert_false(client_ipc_uid_accepted(1000, 0, KMS_CLIENT_SERVER_UID_UNSET, none));
+	assert_false(client_ipc_uid_accepted(CLIENT_IPC_UID_UNKNOWN, own, 65534, none));
+	assert_false(client_ipc_uid_accepted(CLIENT_IPC_NONE, own, 65534, none));
 	/* A 64-bit uid that only matches in its low 32 bits is not the uid. */
-	assert_false(client_ipc_uid_accepted((1ull << 32) | 65534, own, 65534));
-	assert_false(client_ipc_uid_accepted((1ull << 32), own, 65534));
+	assert_false(client_ipc_uid_accepted((1ull << 32) | 65534, own, 65534, none));
+	assert_false(client_ipc_uid_accepted((1ull << 32), own, 65534, none));
 }
 
 /* kms_client_open on an ipc:// path; returns its status, err filled. */
@@ -1292,7 +1297,7 @@ static void open_checks_the_ipc_path(void **state)
 	if (geteuid() == 0) {
 		assert_int_equal(lchown(sock, 65534, 65534), 0);
 		expect_refused(open_ipc(sock, 0, &err), &err, sock,
-		               "is owned by uid 65534, not root or the expected server uid");
+		               "is owned by uid 65534, not root, this user, the kms account or the expected server uid");
 		assert_non_null(strstr(err.message, "--server-uid or KMS_SERVER_UID"));
 		expect_refused(open_ipc(sock, 4242, &err), &err, sock, "uid 65534");
 		assert_int_equal(open_ipc(sock, 65534, &err), KMS_OK);
