@@ -34,7 +34,7 @@
 KMS_INTERPOSE const char *__asan_default_options(void);
 KMS_INTERPOSE const char *__asan_default_options(void)
 {
-	return "max_free_fill_size=4294967295:free_fill_byte=0";
+	return "max_free_fill_size=2147483647:free_fill_byte=0";
 }
 
 #else
