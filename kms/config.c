@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <pwd.h>
 #include <unistd.h>
 #include <ini.h>
 #include <inttypes.h>
@@ -138,6 +139,7 @@ static int on_listen(struct config_parse *p, const char *key, const char *value)
 	} else if (!strcmp(key, "ipc_group")) {
 		if (!parse_group(value, &cfg->ipc_gid))
 			return parse_fail(p, "listen", key, "a group name or number that exists");
+		cfg->ipc_gid_set = true;
 	} else if (!strcmp(key, "ipc_max_connections")) {
 		if (!parse_u64(value, 1, 65536, &n))
 			return parse_fail(p, "listen", key, "1 to 65536");
@@ -406,6 +408,24 @@ static int on_ipc_principal(struct config_parse *p, const char *key, const char 
 	return 1;
 }
 
+/* [process] user: a user by name (it must exist now). */
+static int on_process(struct config_parse *p, const char *key, const char *value)
+{
+	kmsd_config *cfg = p->cfg;
+	if (strcmp(key, "user"))
+		return parse_fail(p, "process", key, "unknown key");
+	struct passwd *pw = getpwnam(value);
+	if (!pw)
+		return parse_fail(p, "process", key, "a user name that exists");
+	if (pw->pw_uid == 0)
+		return parse_fail(p, "process", key, "a user other than root");
+	if (!copy_str(cfg->run_user, sizeof cfg->run_user, value))
+		return parse_fail(p, "process", key, "a user name of 1 to 63 characters");
+	cfg->run_uid = pw->pw_uid;
+	cfg->run_gid = pw->pw_gid;
+	return 1;
+}
+
 static int on_entry(void *user, const char *section, const char *key, const char *value)
 {
 	struct config_parse *p = user;
@@ -427,6 +447,8 @@ static int on_entry(void *user, const char *section, const char *key, const char
 		return on_authz(p, key, value);
 	if (!strcmp(section, "keys"))
 		return on_keys(p, key, value);
+	if (!strcmp(section, "process"))
+		return on_process(p, key, value);
 	return parse_fail(p, section, key, "unknown section");
 }
 
@@ -526,6 +548,9 @@ static kms_status check_whole(const char *path, kmsd_config *cfg)
 		KMS_GUARD(check_readable(cfg->tls_client_ca_file, "TLS client CA"));
 	}
 	KMS_GUARD(check_http(path, cfg));
+	/* kmsd creates its ipc sockets as that user: by default in its group. */
+	if (cfg->run_user[0] && !cfg->ipc_gid_set)
+		cfg->ipc_gid = cfg->run_gid;
 	if (!cfg->max_locked_bytes)
 		cfg->max_locked_bytes = KMSD_LOCKED_DEFAULT(cfg->workers, cfg->max_request_bytes);
 	if (!cfg->audit_origin[0])

@@ -116,6 +116,13 @@ typedef struct kmsd_config {
 	unsigned http_max_connections; /* more are answered 503 and closed */
 	unsigned http_timeout_ms;      /* accept to the end of the request head */
 	unsigned http_write_timeout_ms; /* the whole response */
+	/* [process] user = NAME: when kmsd starts as root, the user (and its
+	 * primary group) it runs as once everything is open (kms/kmsd_privs.h).
+	 * "" = none: kmsd keeps whatever it was started as. */
+	char run_user[KMSD_NAME_MAX];
+	uid_t run_uid;
+	gid_t run_gid;
+	bool ipc_gid_set; /* [listen] ipc_group was given */
 	/* [ipc_principals] uid = name */
 	kmsd_ipc_principal ipc_principals[KMSD_MAX_IPC_PRINCIPALS];
 	size_t n_ipc_principals;

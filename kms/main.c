@@ -27,6 +27,7 @@
 #include "kms/kmsd_bootstrap.h"
 #include "kms/kmsd_check.h"
 #include "kms/kmsd_notify.h"
+#include "kms/kmsd_privs.h"
 #include "kms/kmsd_residency.h"
 #include "kms/ops/op_dp.h"
 #include "kms/authz/authz_keys.h"
@@ -43,7 +44,9 @@
 /* How long the last step of a shutdown may wait for NNG to let go. */
 #define NNG_FINI_WAIT_MS 5000u
 
-/* No core dumps (they would hold keys and plaintexts), no ptrace by others. */
+/* No core dumps (they would hold keys and plaintexts), no ptrace by others,
+ * and nothing kmsd could execute gains privileges (set before any thread,
+ * so every thread has it). */
 static void harden_process(void)
 {
 	struct rlimit none = { 0, 0 };
@@ -51,7 +54,18 @@ static void harden_process(void)
 		kms_log("warn", "cannot disable core dumps: %s", strerror(errno));
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
 		kms_log("warn", "cannot mark the process undumpable: %s", strerror(errno));
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+		kms_log("warn", "cannot set no_new_privs: %s", strerror(errno));
 	umask(077);
+}
+
+/* The data dir, made if missing (as [process] user once kmsd acts as it). */
+static kms_status make_data_dir(const kmsd_config *cfg)
+{
+	if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST)
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "data_dir %s: %s", cfg->data_dir,
+		                strerror(errno));
+	return KMS_OK;
 }
 
 /* Raises the open-file limit to what the config needs: every connection
@@ -269,14 +283,18 @@ int main(int argc, char **argv)
 	if (d.cfg.retention_clock_file[0])
 		kms_log("warn", "TEST SETTING: [limits] retention_clock_file: retention's clock is "
 		        "whatever that file says; never run this outside tests");
-	if (raise_open_files(&d.cfg) != KMS_OK) {
+	/* Root with [process] user: kmsd_privs.h's steps, in this order. */
+	bool dropping = kmsd_privs_dropping(&d.cfg);
+	if (kmsd_privs_check(&d.cfg) != KMS_OK || raise_open_files(&d.cfg) != KMS_OK) {
 		kms_log("fatal", "%s", kms_error_message());
 		return 1;
 	}
+	if (dropping)
+		kmsd_privs_raise_memlock(&d.cfg);
 	/* Whatever CAP_IPC_LOCK lets root lock: secret memory stops here. */
 	kms_secure_set_cap(d.cfg.max_locked_bytes);
-	if (!check_only && mkdir(d.cfg.data_dir, 0700) != 0 && errno != EEXIST) {
-		kms_log("fatal", "data_dir %s: %s", d.cfg.data_dir, strerror(errno));
+	if (!check_only && !dropping && make_data_dir(&d.cfg) != KMS_OK) {
+		kms_log("fatal", "%s", kms_error_message());
 		return 1;
 	}
 	hsm_config hc = {
@@ -295,6 +313,11 @@ int main(int argc, char **argv)
 		unsetenv(hc.pin_env);
 	}
 	if (opened != KMS_OK) {
+		kms_log("fatal", "%s", kms_error_message());
+		goto out;
+	}
+	if (dropping && !check_only &&
+	    (kmsd_privs_act_as(&d.cfg) != KMS_OK || make_data_dir(&d.cfg) != KMS_OK)) {
 		kms_log("fatal", "%s", kms_error_message());
 		goto out;
 	}
@@ -385,6 +408,10 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
+	if (dropping && kmsd_privs_drop(&d.cfg) != KMS_OK) {
+		kms_log("fatal", "%s", kms_error_message());
+		goto out;
+	}
 	if (pthread_create(&t.thread, NULL, ticker_main, &t) != 0) {
 		kms_log("fatal", "cannot start the background task thread");
 		goto out;
@@ -394,6 +421,7 @@ int main(int argc, char **argv)
 		kms_log("warn", "%zu blocks of secret memory could not be locked in RAM "
 		         "(RLIMIT_MEMLOCK): secrets may reach swap; raise the limit "
 		         "(systemd: LimitMEMLOCK=)", kms_secure_lock_failures());
+	kmsd_privs_warn_root(&d.cfg);
 	if (d.residency.pinned)
 		kms_log("info", "residency: HSM token \"%s\" is pinned (%s|%s|%s)",
 		         d.residency.token.label, d.residency.token.manufacturer,

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/fsuid.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -917,6 +918,16 @@ void store_rollback(store *st)
 
 /* ---- open, migrate, close ---- */
 
+/* The uid files are made and checked as: the effective one, or the
+ * filesystem one while kmsd, started as root, acts as [process] user
+ * (kms/kmsd_privs.h). setfsuid(-1) changes nothing and returns it; where a
+ * seccomp filter refuses it (systemd's ~@privileged), it was never changed. */
+static uid_t file_uid(void)
+{
+	int fs = setfsuid((uid_t)-1);
+	return fs < 0 ? geteuid() : (uid_t)fs;
+}
+
 /* Creates the file 0600 if missing; refuses a file that is not ours or that
  * others can write (they could lower a reservation count, or revive a key). */
 static kms_status db_file_check(const char *path)
@@ -931,9 +942,9 @@ static kms_status db_file_check(const char *path)
 	if (rc != 0)
 		return KMS_FAIL(KMS_INTERNAL, "store: stat %s: %s", path, strerror(saved));
 	KMS_ENSURE(S_ISREG(sb.st_mode), KMS_INTERNAL, "store: %s is not a regular file", path);
-	KMS_ENSURE(sb.st_uid == geteuid(), KMS_INTERNAL,
+	KMS_ENSURE(sb.st_uid == file_uid(), KMS_INTERNAL,
 	           "store: %s belongs to uid %u, not to this process (uid %u)", path,
-	           (unsigned)sb.st_uid, (unsigned)geteuid());
+	           (unsigned)sb.st_uid, (unsigned)file_uid());
 	KMS_ENSURE((sb.st_mode & (S_IWGRP | S_IWOTH)) == 0, KMS_INTERNAL,
 	           "store: %s is writable by group or others (mode %04o); chmod 600 it", path,
 	           (unsigned)(sb.st_mode & 07777));

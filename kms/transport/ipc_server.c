@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/fsuid.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -822,7 +823,11 @@ kms_status ipc_server_start(kmsd *d, const ipc_server_config *cfg, ipc_server **
 	KMS_ENSURE(s, KMS_INTERNAL, "ipc: out of memory");
 	s->d = d;
 	s->cfg = *cfg;
-	s->self = geteuid();
+	/* kmsd's own uid: the one it runs as once started (the filesystem
+	 * uid: while kmsd, started as root, acts as [process] user, that user;
+	 * where a seccomp filter refuses setfsuid, it was never changed). */
+	int fs = setfsuid((uid_t)-1);
+	s->self = fs < 0 ? geteuid() : (uid_t)fs;
 	s->wake = (wake_item){ ITEM_WAKE, -1 };
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_init(&s->probe_lock, NULL);

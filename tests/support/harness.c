@@ -3,12 +3,15 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -85,6 +88,8 @@ static bool write_config(harness *h, const harness_options *o)
 		fprintf(f, "[authz]\ndefault_key_policy = %s/test-admin-policy.json\n\n", h->dir);
 	if (o->extra_config)
 		fprintf(f, "%s\n", o->extra_config);
+	if (o->run_as)
+		fprintf(f, "[process]\nuser = %s\n\n", o->run_as);
 	return fclose(f) == 0;
 }
 
@@ -221,6 +226,56 @@ bool harness_add_principal(harness *h, const harness_options *opts, const char *
 
 /* The default key policy of every harness kmsd: test-admin may do
  * everything. */
+/* nftw has no argument for its callback: the owner run_as names. */
+static uid_t chown_uid;
+static gid_t chown_gid;
+
+static int chown_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)type;
+	(void)ftw;
+	return lchown(path, chown_uid, chown_gid) == 0 ? 0 : -1;
+}
+
+/* The whole test folder to user run_as and its group. */
+static bool give_to(const harness *h, const char *run_as)
+{
+	struct passwd *pw = getpwnam(run_as);
+	if (!pw) {
+		fprintf(stderr, "harness: no user %s\n", run_as);
+		return false;
+	}
+	chown_uid = pw->pw_uid;
+	chown_gid = pw->pw_gid;
+	if (nftw(h->dir, chown_one, 16, FTW_PHYS) != 0) {
+		fprintf(stderr, "harness: cannot give %s to %s: %s\n", h->dir, run_as,
+		        strerror(errno));
+		return false;
+	}
+	return true;
+}
+
+/* Principal test-admin in the store; with run_as, as that user (the
+ * store refuses a file that is not its process's: this thread takes the
+ * user's filesystem ids for the while). */
+static bool add_admin(harness *h, const harness_options *o)
+{
+	struct passwd *pw = o->run_as ? getpwnam(o->run_as) : NULL;
+	if (o->run_as && !pw)
+		return false;
+	if (pw && !give_to(h, o->run_as))
+		return false;
+	uid_t was_uid = pw ? (uid_t)setfsuid(pw->pw_uid) : 0;
+	gid_t was_gid = pw ? (gid_t)setfsgid(pw->pw_gid) : 0;
+	bool ok = harness_add_principal(h, o, HARNESS_ADMIN, PRINCIPAL_ROLES_ALL);
+	if (pw) {
+		setfsgid(was_gid);
+		setfsuid(was_uid);
+	}
+	return ok;
+}
+
 static bool write_test_admin_policy(harness *h)
 {
 	char path[700];
@@ -273,10 +328,12 @@ bool harness_spawn(harness *h, const harness_options *opts)
 	if ((o->bootstrap || o->with_tls) && !h->access_key_id[0]) {
 		if (!bootstrap(h, kmsd))
 			return false;
-	} else if (!harness_add_principal(h, o, HARNESS_ADMIN, PRINCIPAL_ROLES_ALL)) {
+	} else if (!add_admin(h, o)) {
 		fprintf(stderr, "harness: cannot create principal " HARNESS_ADMIN " in the store\n");
 		return false;
 	}
+	if (o->run_as && !give_to(h, o->run_as))
+		return false;
 	pid_t pid = fork();
 	if (pid < 0)
 		return false;

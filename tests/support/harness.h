@@ -65,6 +65,11 @@ typedef struct harness_options {
 	 * every action; this replaces that policy file's path (NULL: the
 	 * harness's own; "": none, kmsd's built-in default). */
 	const char *default_key_policy;
+	/* Sets [process] user = run_as (kmsd started as root runs as that
+	 * user) and, just before kmsd starts, gives the whole test folder (the
+	 * token, the data dir, the socket's directory) to that user and its
+	 * group, as an operator would. */
+	const char *run_as;
 } harness_options;
 
 /* The principal bootstrap creates. */
