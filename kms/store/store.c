@@ -40,6 +40,11 @@ struct store {
 	pthread_mutex_t lock;    /* guards conns */
 	store_conn *conns;       /* every open connection, for store_close */
 	_Atomic uint64_t writes; /* commits made visible (the WAL hook): store_cache.h */
+	/* The file opened (after store_open): a path that names another file,
+	 * or none, fails every use (conn_get). */
+	bool identity_known;
+	dev_t dev;
+	ino_t ino;
 };
 
 /*
@@ -673,9 +678,27 @@ out:
 	return status;
 }
 
+/* Whether st->path still names the file kmsd opened. A store file moved,
+ * deleted or copied over while kmsd runs would otherwise be served by the
+ * connections already open (they hold the old file) and refused by new
+ * ones, and writes to a deleted file are lost at the next start: every use
+ * is refused instead, until the file is put back or kmsd restarts. */
+static kms_status identity_check(const store *st)
+{
+	if (!st->identity_known)
+		return KMS_OK;
+	struct stat now;
+	if (lstat(st->path, &now) == 0 && now.st_dev == st->dev && now.st_ino == st->ino)
+		return KMS_OK;
+	return KMS_FAIL(KMS_UNAVAILABLE, "store: %s was moved, replaced or deleted while kmsd "
+	                "ran: nothing was read or changed; put it back or restart kmsd",
+	                st->path);
+}
+
 /* This thread's connection, opened on first use. */
 static kms_status conn_get(store *st, store_conn **out)
 {
+	KMS_GUARD(identity_check(st));
 	store_conn *c = pthread_getspecific(st->tls);
 	if (!c) {
 		KMS_GUARD(conn_open(st, &c));
@@ -1075,6 +1098,14 @@ kms_status store_open(const char *data_dir, store **out, bool *created)
 
 	store_conn *c;
 	KMS_GUARD_OUT(status, conn_get(st, &c));
+	struct stat opened;
+	if (lstat(st->path, &opened) != 0) {
+		status = KMS_FAIL(KMS_INTERNAL, "store: stat %s: %s", st->path, strerror(errno));
+		goto out;
+	}
+	st->dev = opened.st_dev;
+	st->ino = opened.st_ino;
+	st->identity_known = true;
 	KMS_GUARD_OUT(status, set_wal(c));
 	KMS_GUARD_OUT(status, migrate(st, created));
 	*out = st;
