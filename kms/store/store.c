@@ -796,9 +796,17 @@ kms_status store_fail_at(sqlite3_stmt *s, int rc, const char *what, const char *
                          const char *file, int line)
 {
 	int primary = rc & 0xff;
+	sqlite3 *db = s ? sqlite3_db_handle(s) : NULL;
+	/* The disk under the data dir failed (EIO, ENOSPC): SQLite rolled the
+	 * statement or transaction back, so nothing was changed; the request
+	 * may be retried once the disk is fixed (docs/robustness.md). */
+	if (primary == SQLITE_IOERR || primary == SQLITE_FULL)
+		return kms_error_set_at(KMS_UNAVAILABLE, file, line,
+		                        "store: %s%s%s: %s (%s): nothing was changed; check the disk "
+		                        "of the data dir and retry", what, id ? " " : "",
+		                        id ? id : "", sqlite3_errstr(rc), db ? sqlite3_errmsg(db) : "");
 	kms_status status =
 	        (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) ? KMS_UNAVAILABLE : KMS_INTERNAL;
-	sqlite3 *db = s ? sqlite3_db_handle(s) : NULL;
 	return kms_error_set_at(status, file, line, "store: %s%s%s: %s (%s)", what,
 	                        id ? " " : "", id ? id : "", sqlite3_errstr(rc),
 	                        db ? sqlite3_errmsg(db) : "");

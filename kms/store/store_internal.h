@@ -139,7 +139,8 @@ void store_stmt_done(sqlite3_stmt *s);
 int store_bind(sqlite3_stmt *s, const char *types, ...);
 
 /* Records a failure of what (a statement name) on the row named by id
- * (NULL if none): SQLITE_BUSY/LOCKED are KMS_UNAVAILABLE, the rest
+ * (NULL if none): SQLITE_BUSY/LOCKED, and SQLITE_IOERR/FULL (the disk
+ * failed; nothing was changed), are KMS_UNAVAILABLE, the rest
  * KMS_INTERNAL. Returns the status. */
 kms_status store_fail_at(sqlite3_stmt *s, int rc, const char *what, const char *id,
                          const char *file, int line);

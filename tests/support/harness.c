@@ -347,6 +347,8 @@ bool harness_spawn(harness *h, const harness_options *opts)
 			setenv("KMS_TEST_CRASH_AT", o->crash_at, 1);
 		else
 			unsetenv("KMS_TEST_CRASH_AT");
+		for (const char *const *e = o->env; e && *e; e++)
+			putenv((char *)(uintptr_t)*e);
 		/* Under ASan: LeakSanitizer matches tests/support/lsan.supp's library
 		 * frames (libsofthsm2.so) only if malloc stacks are unwound
 		 * through OpenSSL, which the fast unwinder cannot do. */

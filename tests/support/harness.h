@@ -70,6 +70,9 @@ typedef struct harness_options {
 	 * token, the data dir, the socket's directory) to that user and its
 	 * group, as an operator would. */
 	const char *run_as;
+	/* More environment for kmsd: "NAME=VALUE" strings, NULL-terminated
+	 * (LD_PRELOAD of a fault library, its control file). */
+	const char *const *env;
 } harness_options;
 
 /* The principal bootstrap creates. */
