@@ -30,11 +30,37 @@ struct config_parse {
 	char why[KMS_ERROR_MAX]; /* the first error: "[section] key: reason" */
 };
 
+static bool is_control(unsigned char c)
+{
+	return c < 0x20 || c == 0x7f;
+}
+
+static bool has_control(const char *s)
+{
+	for (; *s; s++)
+		if (is_control((unsigned char)*s))
+			return true;
+	return false;
+}
+
+/* A section or key name for the error line: a control character, which
+ * would break the line or reach a terminal, shown as '?'. */
+static void clean_name(char *out, size_t cap, const char *name)
+{
+	size_t n = 0;
+	for (; name[n] && n + 1 < cap; n++)
+		out[n] = is_control((unsigned char)name[n]) ? '?' : name[n];
+	out[n] = '\0';
+}
+
 static int parse_fail(struct config_parse *p, const char *section, const char *key,
                       const char *why)
 {
+	char s[41], k[61];
+	clean_name(s, sizeof s, section);
+	clean_name(k, sizeof k, key);
 	p->status = KMS_INVALID_ARGUMENT;
-	snprintf(p->why, sizeof p->why, "[%.40s] %.60s: %s", section, key, why);
+	snprintf(p->why, sizeof p->why, "[%s] %s: %s", s, k, why);
 	return 0;
 }
 
@@ -429,6 +455,10 @@ static int on_process(struct config_parse *p, const char *key, const char *value
 static int on_entry(void *user, const char *section, const char *key, const char *value)
 {
 	struct config_parse *p = user;
+	/* Values reach error lines and logs (paths, URLs): none may hold a
+	 * control character. */
+	if (has_control(value))
+		return parse_fail(p, section, key, "a control character in the value: remove it");
 	if (!strcmp(section, "kmsd"))
 		return on_kmsd(p, key, value);
 	if (!strcmp(section, "listen"))

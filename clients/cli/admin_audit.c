@@ -141,8 +141,9 @@ int admin_audit_print_entry_line(struct cli *cli, uint64_t index, const uint8_t 
 	                     : NULL;
 	if (!line)
 		return cli_out_of_memory(cli);
-	/* json_dumpf, not json_dumps: main() gives jansson its own allocator. */
-	int rc = json_dumpf(line, cli->out, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER);
+	/* Dumped to the stream, not json_dumps: main() gives jansson its own
+	 * allocator. An entry's DEL bytes are escaped too (cli_json_dump). */
+	int rc = cli_json_dump(line, cli->out, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(line);
 	if (rc != 0 || fputc('\n', cli->out) == EOF) {
 		fprintf(cli->err, "%s: cannot write the output\n", cli->prog);

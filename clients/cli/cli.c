@@ -387,7 +387,7 @@ static void json_stderr(const struct cli *cli, FILE *to, int code, char *text, s
 		j = json_pack("{s:{s:o}}", "warning", "message", message);
 	/* json_dumpf: jansson's own allocator may be the wiping one
 	 * (cli_json_wipe_on_free), so nothing it returns is freed here. */
-	if (j && json_dumpf(j, to, JSON_COMPACT | JSON_ENSURE_ASCII) == 0)
+	if (j && cli_json_dump(j, to, JSON_COMPACT) == 0)
 		fputc('\n', to);
 	else /* out of memory: still one JSON object */
 		fprintf(to, "{\"error\":{\"status\":\"UNREACHABLE\",\"message\":\"out of "

@@ -427,6 +427,11 @@ json_t *cli_json_str(const char *s);
  * NULL (out of memory while building) is reported. Returns an exit code. */
 int cli_json_print(struct cli *cli, json_t *json);
 
+/* json_dumpf with JSON_ENSURE_ASCII, and DEL (0x7f), which jansson leaves
+ * raw, written "\u007f": no control character reaches the output raw.
+ * Returns 0, or -1 when writing failed. */
+int cli_json_dump(json_t *json, FILE *to, size_t flags);
+
 /* The same to path ("-" or NULL: the output stream), through a wiped
  * buffer: for JSON that holds a plaintext. */
 int cli_json_write(struct cli *cli, const char *path, json_t *json);

@@ -284,6 +284,49 @@ int cli_json_print(struct cli *cli, json_t *json)
 	return cli_json_write(cli, NULL, json);
 }
 
+/* JSON_ENSURE_ASCII escapes every control character but DEL (0x7f), which
+ * JSON allows raw; the CLIs show no control character raw (cli_escape).
+ * DEL can only stand inside a string, where "\u007f" is the same text.
+ * Writes in[0..len) so escaped into out (NULL: only counts); returns the
+ * length. */
+static size_t json_escape_del(const char *in, size_t len, char *out)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (in[i] == 0x7f) {
+			if (out)
+				memcpy(out + n, "\\u007f", 6);
+			n += 6;
+		} else {
+			if (out)
+				out[n] = in[i];
+			n++;
+		}
+	}
+	return n;
+}
+
+static int json_dump_del_escaped(const char *buffer, size_t size, void *data)
+{
+	FILE *to = data;
+	size_t start = 0;
+	for (size_t i = 0; i <= size; i++) {
+		if (i < size && buffer[i] != 0x7f)
+			continue;
+		if (i > start && fwrite(buffer + start, 1, i - start, to) != i - start)
+			return -1;
+		if (i < size && fputs("\\u007f", to) == EOF)
+			return -1;
+		start = i + 1;
+	}
+	return 0;
+}
+
+int cli_json_dump(json_t *json, FILE *to, size_t flags)
+{
+	return json_dump_callback(json, json_dump_del_escaped, to, flags | JSON_ENSURE_ASCII);
+}
+
 int cli_json_write(struct cli *cli, const char *path, json_t *json)
 {
 	enum { FLAGS = JSON_INDENT(2) | JSON_ENSURE_ASCII };
@@ -295,6 +338,18 @@ int cli_json_write(struct cli *cli, const char *path, json_t *json)
 		return cli_out_of_memory(cli);
 	}
 	json_decref(json);
+	size_t shown_len = json_escape_del(text, len, NULL);
+	if (shown_len != len) {
+		char *shown = kms_secure_alloc(shown_len + 1);
+		if (!shown) {
+			kms_secure_free(text);
+			return cli_out_of_memory(cli);
+		}
+		json_escape_del(text, len, shown);
+		kms_secure_free(text);
+		text = shown;
+		len = shown_len;
+	}
 	text[len] = '\n';
 	int code = cli_write_output(cli, path, text, len + 1);
 	kms_secure_free(text);

@@ -554,8 +554,11 @@ kms_status consent_jwk_check(const char *jwk, size_t len, char **public_json,
 		st = KMS_FAIL(KMS_INVALID_ARGUMENT, "JWK: needs a kid of 1 to %d printable ASCII "
 		              "characters (the one the Consent Manager's JWS headers name)",
 		              CONSENT_KID_MAX);
+	/* The kid is written out only with the public JWK: a refused key leaves
+	 * both empty, whichever check refused it. */
+	char kid_found[CONSENT_KID_MAX + 1];
 	if (st == KMS_OK)
-		memcpy(kid, json_string_value(k), kid_len + 1);
+		memcpy(kid_found, json_string_value(k), kid_len + 1);
 	json_decref(o);
 	KMS_GUARD(st);
 	cjose_err err;
@@ -577,6 +580,7 @@ kms_status consent_jwk_check(const char *jwk, size_t len, char **public_json,
 		*public_json = strdup(pub);
 		cjose_get_dealloc()(pub);
 		KMS_ENSURE(*public_json, KMS_INTERNAL, "out of memory");
+		memcpy(kid, kid_found, strlen(kid_found) + 1);
 	}
 	return st;
 }

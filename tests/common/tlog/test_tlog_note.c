@@ -325,7 +325,8 @@ static void body_without_a_key(void **state)
 	                 KMS_OK);
 	assert_ptr_equal(unverified.body, DOC_NOTE);
 	assert_int_equal(unverified.body_len, verified.body_len);
-	assert_string_equal(DOC_NOTE + unverified.body_len, DOC_NOTE + verified.body_len);
+	const char *doc_note = DOC_NOTE;
+	assert_string_equal(doc_note + unverified.body_len, doc_note + verified.body_len);
 
 	static const char no_blank[] = "origin\n8\nroot\n\xe2\x80\x94 key sig\n";
 	assert_int_equal(tlog_note_body(no_blank, strlen(no_blank), "checkpoint", &unverified),
