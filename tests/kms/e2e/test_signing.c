@@ -156,8 +156,10 @@ static void signed_requests_act_as_signer(void **state)
 	uint8_t *b = random_request("sig-tls", H.access_key_id, H.secret, now, &n);
 	expect_ok(tls_bytes(b, n));
 	free(b);
-	/* Exactly 300 s off still passes. */
-	b = random_request("sig-tls-300", H.access_key_id, H.secret, now - 300 + 2, &n);
+	/* Minutes off, inside the 300 s window, still passes. (The exact bound
+	 * is test_authz_verify's, on a fixed clock: here, with kmsd's real one,
+	 * a request 298 s old could arrive past 300 s on a loaded machine.) */
+	b = random_request("sig-tls-240", H.access_key_id, H.secret, now - 240, &n);
 	expect_ok(tls_bytes(b, n));
 	free(b);
 	/* Over ipc, signed: acts as the signer; unsigned: the [ipc_principals] name. */
@@ -305,7 +307,7 @@ static void audit_names_signer_and_reasons(void **state)
 	audit_public_dir(&H, NULL, pub, sizeof pub);
 	audit_entries e;
 	audit_load(pub, vkey, NULL, &e);
-	static const char *const signed_ok[] = { "sig-tls", "sig-tls-300", "sig-ipc" };
+	static const char *const signed_ok[] = { "sig-tls", "sig-tls-240", "sig-ipc" };
 	for (size_t i = 0; i < sizeof signed_ok / sizeof signed_ok[0]; i++) {
 		json_t *entry = entry_of(&e, signed_ok[i]);
 		assert_string_equal(audit_str(entry, "principal"), HARNESS_ADMIN);
