@@ -29,12 +29,15 @@
 
 #ifdef __SANITIZE_ADDRESS__
 
-/* ASan fills every freed block (it keeps freed blocks in quarantine, so
- * unfilled they would stay readable the longest). */
+/* ASan fills every freed block up to 64 KiB (it keeps freed blocks in
+ * quarantine, so unfilled they would stay readable the longest). Replies
+ * and TLS records are far smaller; filling larger blocks too would touch
+ * every page of big buffers only partly used (a peer announcing 8 MiB)
+ * and hold them resident in the quarantine. */
 KMS_INTERPOSE const char *__asan_default_options(void);
 KMS_INTERPOSE const char *__asan_default_options(void)
 {
-	return "max_free_fill_size=2147483647:free_fill_byte=0";
+	return "max_free_fill_size=65536:free_fill_byte=0";
 }
 
 #else
