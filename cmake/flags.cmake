@@ -11,6 +11,9 @@ if(KMS_SANITIZE)
   add_compile_options(-fsanitize=address,undefined -fno-sanitize-recover=all
                       -fno-omit-frame-pointer -O1)
   add_link_options(-fsanitize=address,undefined)
+elseif(KMS_TSAN)
+  add_compile_options(-fsanitize=thread -fno-omit-frame-pointer -O1)
+  add_link_options(-fsanitize=thread)
 else()
   # _FORTIFY_SOURCE needs optimisation, and conflicts with ASan.
   add_compile_options($<$<NOT:$<CONFIG:Debug>>:-D_FORTIFY_SOURCE=2>)

@@ -18,7 +18,16 @@
  * freed unwiped: it allocates, copies and frees (wiped) itself.
  *
  * Under AddressSanitizer, which has its own allocator, its own fill does
- * the same (__asan_default_options below).
+ * the same (__asan_default_options below). Under ThreadSanitizer (a build
+ * for finding races only, docs/sanitizers.md) kmsd keeps the runtime's own
+ * allocator and does not wipe: its free() would hand the runtime's blocks
+ * to glibc.
+ *
+ * Under valgrind, whose memcheck replaces malloc and free in libc.so only,
+ * these still run: libraries bind to kmsd's free(), which wipes the block
+ * (malloc_usable_size is valgrind's) and calls __libc_free, an alias of
+ * libc's free at the same address, which valgrind has redirected to its
+ * own. So every block still goes back to valgrind's allocator, checked.
  */
 #include <malloc.h>
 #include <stdlib.h>
@@ -39,6 +48,10 @@ KMS_INTERPOSE const char *__asan_default_options(void)
 {
 	return "max_free_fill_size=65536:free_fill_byte=0";
 }
+
+#elif defined(__SANITIZE_THREAD__)
+
+/* ThreadSanitizer's allocator: nothing replaced (above). */
 
 #else
 

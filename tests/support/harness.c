@@ -42,6 +42,43 @@ static void register_nng_fini(void)
 	atexit(nng_fini_at_exit);
 }
 
+/* Every bounded wait on kmsd is this many times longer when kmsd runs
+ * under a wrapper (KMS_TEST_KMSD_WRAPPER, e.g. valgrind, 20 to 50 times
+ * slower): KMS_TEST_TIME_SCALE (1..100), by default 10 with a wrapper and
+ * 1 without. */
+int harness_time_scale(void)
+{
+	const char *v = getenv("KMS_TEST_TIME_SCALE");
+	const char *w = getenv("KMS_TEST_KMSD_WRAPPER");
+	int n = v && *v ? atoi(v) : (w && *w ? 10 : 1);
+	return n < 1 ? 1 : n > 100 ? 100 : n;
+}
+
+/* execv of kmsd with args (args[0] is kmsd), behind the words of
+ * KMS_TEST_KMSD_WRAPPER when set ("valgrind --leak-check=full ..."; split
+ * at spaces, at most WRAPPER_WORDS words, no quoting). Returns only on
+ * failure, in the child. */
+#define WRAPPER_WORDS 32
+#define KMSD_ARGS 16
+static void exec_kmsd(char *const *args)
+{
+	static char words[4096];
+	char *argv[WRAPPER_WORDS + KMSD_ARGS + 1];
+	size_t n = 0;
+	const char *w = getenv("KMS_TEST_KMSD_WRAPPER");
+	if (w && *w && strlen(w) < sizeof words) {
+		snprintf(words, sizeof words, "%s", w);
+		char *save = NULL;
+		for (char *t = strtok_r(words, " ", &save); t && n < WRAPPER_WORDS;
+		     t = strtok_r(NULL, " ", &save))
+			argv[n++] = t;
+	}
+	for (size_t i = 0; args[i] && i < KMSD_ARGS; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	execvp(argv[0], argv);
+}
+
 static void sleep_ms(int ms)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
@@ -131,13 +168,15 @@ static bool bootstrap(harness *h, const char *kmsd)
 			dup2(fd, STDERR_FILENO);
 			dup2(fd, STDOUT_FILENO);
 		}
-		execl(kmsd, kmsd, "-c", h->config, "--bootstrap-admin", HARNESS_ADMIN,
-		      "--credentials-out", h->credentials, "--roles", "admin,app,auditor",
-		      (char *)NULL);
+		char *args[] = { (char *)(uintptr_t)kmsd, "-c", h->config, "--bootstrap-admin",
+			         HARNESS_ADMIN, "--credentials-out", h->credentials, "--roles",
+			         "admin,app,auditor", NULL };
+		exec_kmsd(args);
 		_exit(127);
 	}
 	int status = -1;
-	for (int i = 0; i < 6000 && waitpid(pid, &status, WNOHANG) != pid; i++)
+	for (int i = 0; i < 6000 * harness_time_scale() && waitpid(pid, &status, WNOHANG) != pid;
+	     i++)
 		sleep_ms(10);
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		kill(pid, SIGKILL);
@@ -363,7 +402,8 @@ bool harness_spawn(harness *h, const harness_options *opts)
 			if (n > 0 && (size_t)n < sizeof options)
 				setenv("ASAN_OPTIONS", options, 1);
 		}
-		execl(kmsd, kmsd, "-c", h->config, (char *)NULL);
+		char *args[] = { (char *)(uintptr_t)kmsd, "-c", h->config, NULL };
+		exec_kmsd(args);
 		_exit(127);
 	}
 	h->pid = pid;
@@ -380,8 +420,8 @@ static bool open_ipc(harness *h, bool blocking)
 		return true;
 	if (nng_req0_open(&h->ipc) != 0)
 		return false;
-	nng_socket_set_ms(h->ipc, NNG_OPT_RECVTIMEO, CALL_TIMEOUT_MS);
-	nng_socket_set_ms(h->ipc, NNG_OPT_SENDTIMEO, CALL_TIMEOUT_MS);
+	nng_socket_set_ms(h->ipc, NNG_OPT_RECVTIMEO, CALL_TIMEOUT_MS * harness_time_scale());
+	nng_socket_set_ms(h->ipc, NNG_OPT_SENDTIMEO, CALL_TIMEOUT_MS * harness_time_scale());
 	nng_socket_set_ms(h->ipc, NNG_OPT_REQ_RESENDTIME, 0);
 	nng_socket_set_size(h->ipc, NNG_OPT_RECVMAXSZ, 64u << 20);
 	if (nng_dial(h->ipc, h->ipc_url, NULL, blocking ? 0 : NNG_FLAG_NONBLOCK) != 0) {
@@ -422,7 +462,7 @@ bool harness_start(harness *h, const harness_options *opts)
 	 * listen), then dial the harness's own socket once, to a listener known
 	 * to be there. */
 	bool answered = false;
-	for (int i = 0; i < 300; i++) { /* 15 s */
+	for (int i = 0; i < 300 * harness_time_scale(); i++) { /* 15 s, scaled */
 		int status;
 		if (waitpid(h->pid, &status, WNOHANG) == h->pid) {
 			fprintf(stderr, "harness: kmsd exited during start-up; see %s\n", h->log);
@@ -448,8 +488,8 @@ bool harness_start(harness *h, const harness_options *opts)
 			return open_ipc(h, true);
 		sleep_ms(50);
 	}
-	fprintf(stderr, "harness: kmsd did not answer Health and log \"ready:\" within 15 s; "
-	        "see %s\n", h->log);
+	fprintf(stderr, "harness: kmsd did not answer Health and log \"ready:\" within %d s; "
+	        "see %s\n", 15 * harness_time_scale(), h->log);
 	return false;
 }
 
@@ -462,7 +502,7 @@ int harness_stop(harness *h)
 	if (h->pid <= 0)
 		return -1;
 	kill(h->pid, SIGTERM);
-	for (int i = 0; i < 1500; i++) {
+	for (int i = 0; i < 1500 * harness_time_scale(); i++) {
 		int status;
 		if (waitpid(h->pid, &status, WNOHANG) == h->pid) {
 			h->pid = 0;
@@ -563,8 +603,8 @@ bool harness_tls_dial(harness *h, const char *url, bool with_client_cert, nng_so
 	char path[700], key[700];
 	if (nng_req0_open(out) != 0)
 		return false;
-	nng_socket_set_ms(*out, NNG_OPT_RECVTIMEO, CALL_TIMEOUT_MS);
-	nng_socket_set_ms(*out, NNG_OPT_SENDTIMEO, CALL_TIMEOUT_MS);
+	nng_socket_set_ms(*out, NNG_OPT_RECVTIMEO, CALL_TIMEOUT_MS * harness_time_scale());
+	nng_socket_set_ms(*out, NNG_OPT_SENDTIMEO, CALL_TIMEOUT_MS * harness_time_scale());
 	nng_socket_set_size(*out, NNG_OPT_RECVMAXSZ, 64u << 20);
 	if (nng_tls_config_alloc(&cfg, NNG_TLS_MODE_CLIENT) != 0)
 		return false;

@@ -6,6 +6,10 @@
  * certificates and a free loopback port, and talks to it over real NNG
  * sockets with raw protobuf messages. Everything lives under
  * $KMS_TEST_TOKEN_DIR. Every wait is bounded.
+ *
+ * KMS_TEST_KMSD_WRAPPER ("valgrind --leak-check=full ...", words split at
+ * spaces) starts kmsd behind a command, for scripts/valgrind; the harness's
+ * waits on kmsd are then harness_time_scale() times longer.
  */
 #ifndef KMS_TEST_HARNESS_H
 #define KMS_TEST_HARNESS_H
@@ -77,6 +81,10 @@ typedef struct harness_options {
 
 /* The principal bootstrap creates. */
 #define HARNESS_ADMIN "test-admin"
+
+/* How many times longer the harness waits on kmsd: KMS_TEST_TIME_SCALE
+ * (1..100), or 10 when KMS_TEST_KMSD_WRAPPER is set, else 1. */
+int harness_time_scale(void);
 
 /* Writes the config and starts kmsd; returns once Health answers over ipc
  * (at most 15 s) or false with a reason on stderr. */
