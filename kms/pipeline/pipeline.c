@@ -96,9 +96,9 @@ static kms_status decode(op_ctx *ctx, const uint8_t *bytes, size_t len,
 	return KMS_OK;
 }
 
-/* Step 2d, after the signature and the deadline (so that a signed request refused here is
- * recorded under its signer, not under the ipc uid it came from): the
- * operation's own fields. */
+/* Step 2d, after the deadline and the signature (so that a signed request
+ * refused here is recorded under its signer, not under the ipc uid it came
+ * from): the operation's own fields. */
 static kms_status validate(op_ctx *ctx, const Kms__Request *req)
 {
 	/* protobuf-c hands strings over NUL-terminated and drops their length,
@@ -254,7 +254,7 @@ static kms_status verify_credential(op_ctx *ctx, const uint8_t *bytes, size_t le
 	                "signature was not accepted", req->request_id, op);
 }
 
-/* Step 2c: a request that waited in the queue past [limits]
+/* Step 2a: a request that waited in the queue past [limits]
  * queue_deadline_ms is not run (its client has given up; running it would
  * only lengthen the queue behind it): a slow HSM or an overload is
  * answered UNAVAILABLE, fast, instead of piling up. */
@@ -490,11 +490,13 @@ void pipeline_submit(kmsd *d, arena *a, const pipeline_peer *peer, uint8_t *requ
 		st = admit(&ctx, &refused);
 	if (st == KMS_OK)
 		st = decode(&ctx, request, len, raw_id, &req);
+	/* Before the signature: a request refused for its wait is not recorded
+	 * as seen, so its client may send it again as it is. */
+	if (st == KMS_OK)
+		st = check_deadline(&ctx, peer, started);
 	if (st == KMS_OK) /* on the bytes as received, so before the wipe */
 		st = verify_credential(&ctx, request, len, req, &who);
 	kms_wipe(request, len); /* the request may hold plaintext */
-	if (st == KMS_OK)
-		st = check_deadline(&ctx, peer, started);
 	if (st == KMS_OK)
 		st = validate(&ctx, req);
 	if (st == KMS_OK)
