@@ -165,8 +165,34 @@ kms_status hsm_pin_load(const hsm_config *config, hsm_pin *pin)
 	return has_file ? pin_from_file(config->pin_file, pin) : pin_from_env(config->pin_env, pin);
 }
 
+/* The PIN goes only to the token kmsd opened: another one with the same
+ * label behind s's slot (a swapped device under the same slot id) is
+ * refused before C_Login. Before the first find, there is nothing to
+ * compare with (hsm_open logs in only after token_find). */
+static kms_status token_is_ours(hsm *h, CK_SESSION_HANDLE s)
+{
+	CK_SESSION_INFO session;
+	CK_TOKEN_INFO token;
+	CK_RV rv = h->p11->C_GetSessionInfo(s, &session);
+	if (rv == CKR_OK)
+		rv = h->p11->C_GetTokenInfo(session.slotID, &token);
+	if (rv != CKR_OK)
+		return KMS_FAIL(KMS_HSM_UNAVAILABLE, "hsm: reading token \"%s\" before login -> %s",
+		                h->token_label, hsm_rv_name(rv));
+	if (memcmp(token.manufacturerID, h->token_manufacturer, sizeof h->token_manufacturer) ||
+	    memcmp(token.model, h->token_model, sizeof h->token_model) ||
+	    memcmp(token.serialNumber, h->token_serial, sizeof h->token_serial))
+		return KMS_FAIL(KMS_HSM_UNAVAILABLE, "hsm: the token in slot %lu is serial %.16s, not "
+		                "the token \"%s\" kmsd started on (serial %.16s): not logging in to "
+		                "it; restart kmsd to accept another token",
+		                (unsigned long)session.slotID, (const char *)token.serialNumber,
+		                h->token_label, (const char *)h->token_serial);
+	return KMS_OK;
+}
+
 kms_status hsm_login(hsm *h, CK_SESSION_HANDLE s)
 {
+	KMS_GUARD(token_is_ours(h, s));
 	pthread_mutex_lock(&h->login_lock);
 	CK_RV rv = h->p11->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)h->pin.bytes, h->pin.len);
 	pthread_mutex_unlock(&h->login_lock);

@@ -17,6 +17,9 @@
  *     list): HSM_UNAVAILABLE and /healthz 503; plugged back (its sessions
  *     gone, its login gone, its slot under a new id), kmsd finds it again by
  *     its label and serves, old ciphertexts included.
+ * (5) a stand-in: another device under the same label (its serial
+ *     differs) is neither logged in to under the old slot id nor taken
+ *     under a new one; the real token back, kmsd serves again.
  * (4) slow: the HSM held busy on one request while four more queue behind
  *     it (one worker): once they have waited past [limits]
  *     queue_deadline_ms they are answered UNAVAILABLE without running; the
@@ -325,6 +328,45 @@ static void unplugged_token_is_found_again(void **state)
 	assert_int_equal(harness_stop(&H), 0);
 }
 
+/* ---- (5) another token under the same label ---- */
+
+/* Encrypt refused HSM_UNAVAILABLE with a reply that says says. */
+static void encrypt_refused_saying(const char *key, const char *says)
+{
+	Kms__Response *r = e2e_encrypt(&H, key, plaintext, sizeof plaintext);
+	assert_non_null(r);
+	printf("# %s\n", r->message);
+	assert_int_equal(r->status, KMS__STATUS__HSM_UNAVAILABLE);
+	if (!strstr(r->message, says))
+		fail_msg("the reply does not say \"%s\": %s", says, r->message);
+	kms__response__free_unpacked(r, NULL);
+}
+
+static void stand_in_token_is_refused(void **state)
+{
+	(void)state;
+	start(NULL);
+	char key[35];
+	create_key(key);
+	assert_int_equal(encrypt(key, NULL, NULL), KMS__STATUS__OK);
+
+	/* Logged out under the same slot id, the token now another device:
+	 * kmsd does not send it the PIN. */
+	set_faults("serial 0000000000000bad\nfail C_Encrypt CKR_USER_NOT_LOGGED_IN nth 1\n");
+	encrypt_refused_saying(key, "not logging in to it");
+
+	/* Unplugged, and back under a new slot id as another device: refused. */
+	set_faults("serial 0000000000000bad\nunplug\n");
+	assert_int_equal(encrypt(key, NULL, NULL), KMS__STATUS__HSM_UNAVAILABLE);
+	set_faults("serial 0000000000000bad\n");
+	encrypt_refused_saying(key, "refusing it");
+
+	/* The real one back: served again. */
+	set_faults("");
+	assert_int_equal(encrypt(key, NULL, NULL), KMS__STATUS__OK);
+	assert_int_equal(harness_stop(&H), 0);
+}
+
 /* ---- (4) a slow HSM and the queue deadline ---- */
 
 typedef struct pending_call {
@@ -421,6 +463,7 @@ int main(void)
 		cmocka_unit_test_teardown(transient_faults_are_invisible, teardown),
 		cmocka_unit_test_teardown(persistent_fault_fails_fast_and_recovers, teardown),
 		cmocka_unit_test_teardown(unplugged_token_is_found_again, teardown),
+		cmocka_unit_test_teardown(stand_in_token_is_refused, teardown),
 		cmocka_unit_test_teardown(slow_hsm_requests_past_the_deadline_are_refused, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -32,6 +32,8 @@
  *                      re-plugged device would: its sessions are closed
  *                      (so the login is gone) and its slot has a new id.
  *   seed S
+ *   serial TEXT        C_GetTokenInfo reports this serial number (up to
+ *                      16 characters): another device under the same label
  *
  * The first "fail" rule that matches a call decides it; delays add up;
  * "unplug" comes before both.
@@ -77,6 +79,7 @@ static struct {
 	bool unplugged;
 	unsigned long generation; /* re-plugs so far */
 	uint64_t rng;
+	char serial[17]; /* "serial" rule: reported instead of the token's, or "" */
 	struct stat seen; /* the control file as last read */
 	bool seen_valid;
 } g = { .lock = PTHREAD_MUTEX_INITIALIZER, .rng = 0x9e3779b97f4a7c15ull };
@@ -173,6 +176,7 @@ static void parse_fail_options(rule *r, char **save, const char *path, unsigned 
 static void load_rules(const char *path)
 {
 	g.n_rules = 0;
+	g.serial[0] = '\0';
 	bool unplugged = false;
 	FILE *f = fopen(path, "r");
 	if (f) {
@@ -189,6 +193,13 @@ static void load_rules(const char *path)
 				continue;
 			if (!strcmp(word, "unplug")) {
 				unplugged = true;
+				continue;
+			}
+			if (!strcmp(word, "serial")) {
+				char *v = strtok_r(NULL, " \t\r\n", &save);
+				if (!v || strlen(v) > 16)
+					bad_line(path, lineno, "serial needs 1 to 16 characters");
+				snprintf(g.serial, sizeof g.serial, "%s", v);
 				continue;
 			}
 			if (!strcmp(word, "seed")) {
@@ -458,7 +469,14 @@ static CK_RV w_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO *info)
 	CK_SLOT_ID real;
 	if (!slot_in(slot, &real))
 		return CKR_SLOT_ID_INVALID;
-	return g.real->C_GetTokenInfo(real, info);
+	CK_RV rv = g.real->C_GetTokenInfo(real, info);
+	pthread_mutex_lock(&g.lock);
+	if (rv == CKR_OK && g.serial[0]) {
+		memset(info->serialNumber, ' ', sizeof info->serialNumber);
+		memcpy(info->serialNumber, g.serial, strlen(g.serial));
+	}
+	pthread_mutex_unlock(&g.lock);
+	return rv;
 }
 
 static CK_RV w_GetSlotInfo(CK_SLOT_ID slot, CK_SLOT_INFO *info)
