@@ -294,6 +294,11 @@ static int setup(void **state)
 
 int main(void)
 {
+	if (geteuid() != 0 || !getpwnam(USER)) { /* ctest reports 77 as skipped, not passed */
+		printf("SKIPPED: starting kmsd as root and checking that it becomes user " USER
+		       " needs root and that user\n");
+		return 77;
+	}
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(runs_as_the_user),
 		cmocka_unit_test(refuses_a_data_dir_of_another),
