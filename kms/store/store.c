@@ -797,9 +797,20 @@ kms_status store_fail_at(sqlite3_stmt *s, int rc, const char *what, const char *
 {
 	int primary = rc & 0xff;
 	sqlite3 *db = s ? sqlite3_db_handle(s) : NULL;
-	/* The disk under the data dir failed (EIO, ENOSPC): SQLite rolled the
-	 * statement or transaction back, so nothing was changed; the request
-	 * may be retried once the disk is fixed (docs/robustness.md). */
+	/* A failed sync at COMMIT: SQLite rolled the transaction back, but its
+	 * frames may be whole in the WAL and applied at the next start
+	 * (docs/robustness.md, "Known limits"): the change is in doubt. */
+	if (rc == SQLITE_IOERR_FSYNC || rc == SQLITE_IOERR_DIR_FSYNC)
+		return kms_error_set_at(KMS_UNAVAILABLE, file, line,
+		                        "store: %s%s%s: %s (%s): the disk of the data dir failed to "
+		                        "sync; the change may or may not be applied after a restart: "
+		                        "fix the disk, restart kmsd and check before retrying", what,
+		                        id ? " " : "", id ? id : "", sqlite3_errstr(rc),
+		                        db ? sqlite3_errmsg(db) : "");
+	/* The disk under the data dir failed otherwise (EIO, ENOSPC): SQLite
+	 * rolled the statement or transaction back, so nothing was changed;
+	 * the request may be retried once the disk is fixed
+	 * (docs/robustness.md). */
 	if (primary == SQLITE_IOERR || primary == SQLITE_FULL)
 		return kms_error_set_at(KMS_UNAVAILABLE, file, line,
 		                        "store: %s%s%s: %s (%s): nothing was changed; check the disk "
