@@ -156,8 +156,10 @@ kms_status kmsd_privs_act_as(const kmsd_config *cfg)
 	unsigned threads = threads_now();
 	if (threads != 1)
 		return KMS_FAIL(KMS_INTERNAL, "cannot switch to user %s: kmsd already has %u "
-		                "threads (the filesystem ids are each thread's own)", cfg->run_user,
-		                threads);
+		                "threads (the filesystem ids are each thread's own; a PKCS#11 module "
+		                "that starts threads when opened does this): start kmsd as %s instead "
+		                "(systemd: User=) and leave [process] user unset", cfg->run_user,
+		                threads, cfg->run_user);
 	/* The user's own groups while the files are made (the ipc sockets
 	 * take [listen] ipc_group, which must be one of them); none after the
 	 * drop. */
@@ -185,6 +187,21 @@ static bool ids_are(const char *status, const char *field, unsigned want)
 	unsigned id[4];
 	return at && sscanf(at + strlen(field), " %u %u %u %u", &id[0], &id[1], &id[2], &id[3]) ==
 	                     4 && id[0] == want && id[1] == want && id[2] == want && id[3] == want;
+}
+
+/* "Field:\tVALUE" with exactly that value ("Groups:" with none: ""). */
+static bool field_is(const char *status, const char *field, const char *want)
+{
+	const char *at = strstr(status, field);
+	if (!at)
+		return false;
+	at += strlen(field);
+	while (*at == '\t' || *at == ' ')
+		at++;
+	size_t n = strcspn(at, "\n");
+	while (n && (at[n - 1] == ' ' || at[n - 1] == '\t'))
+		n--;
+	return n == strlen(want) && !strncmp(at, want, n);
 }
 
 /* "CapEff:" and the others: 0. */
@@ -215,6 +232,11 @@ static kms_status check_task(const kmsd_config *cfg, const char *tid)
 		if (!caps_zero(status, caps[i]))
 			return KMS_FAIL(KMS_INTERNAL, "thread %s still has capabilities (%s)", tid,
 			                caps[i]);
+	if (!field_is(status, "Groups:", ""))
+		return KMS_FAIL(KMS_INTERNAL, "thread %s still has supplementary groups", tid);
+	if (!field_is(status, "NoNewPrivs:", "1"))
+		return KMS_FAIL(KMS_INTERNAL, "thread %s may still gain privileges (no_new_privs "
+		                "unset)", tid);
 	return KMS_OK;
 }
 
