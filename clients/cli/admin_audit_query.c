@@ -83,11 +83,20 @@ int admin_audit_window_parse(struct cli *cli, const char *since, const char *unt
 	return CLI_EXIT_OK;
 }
 
-bool admin_audit_in_window(const struct admin_audit_window *w, json_t *entry)
+/* The entry's time, when it is a time in the one form entries write
+ * (docs/audit-log.md), so that it compares as text and prints as it is;
+ * false for anything else (its bytes are never shown). */
+static bool entry_time(json_t *entry, char out[static ADMIN_AUDIT_TIME_SIZE])
 {
 	const char *t = json_string_value(json_object_get(entry, "time"));
-	/* Entries write one fixed form (docs/audit-log.md): compared as text. */
-	if (!t || strlen(t) != ADMIN_AUDIT_TIME_SIZE - 1)
+	return t && strlen(t) == ADMIN_AUDIT_TIME_SIZE - 1 && admin_audit_time_parse(t, out) &&
+	       strcmp(out, t) == 0;
+}
+
+bool admin_audit_in_window(const struct admin_audit_window *w, json_t *entry)
+{
+	char t[ADMIN_AUDIT_TIME_SIZE];
+	if (!entry_time(entry, t))
 		return false;
 	return strcmp(t, w->since) >= 0 && strcmp(t, w->until) < 0;
 }
@@ -299,8 +308,8 @@ static kms_status query_visit(void *ctx, uint64_t index, json_t *entry)
 {
 	(void)index;
 	struct query *q = ctx;
-	const char *time = admin_audit_member(entry, "time");
-	if (strlen(time) == ADMIN_AUDIT_TIME_SIZE - 1)
+	char time[ADMIN_AUDIT_TIME_SIZE];
+	if (entry_time(entry, time))
 		memcpy(q->last_time, time, ADMIN_AUDIT_TIME_SIZE);
 	if (strcmp(admin_audit_member(entry, "principal"), q->principal) != 0 ||
 	    (q->access_key && strcmp(admin_audit_member(entry, "access_key_id"), q->access_key)) ||
