@@ -15,12 +15,17 @@
  *      audit signing key, ...) is created as the user, and every file
  *      access is checked as the user (the filesystem uid and gid, which
  *      every thread created later inherits). kmsd is still root otherwise:
- *      the listeners may bind privileged ports.
- *   4. The store, the audit log, the listeners and the HTTP server open.
+ *      the HTTP listener may bind a privileged port.
+ *   4. The store and the audit log open; the ipc sockets and the HTTP
+ *      listener are bound (server_open, http_open), nothing accepted.
  *   5. kmsd_privs_drop: setgroups(0), setgid, setuid (glibc applies them to
  *      every thread), then checked: every id of every thread is the user's,
  *      setuid(0) fails, no thread has a capability left. Anything else and
  *      kmsd stops (fail closed).
+ *   6. Only now does kmsd serve (server_serve, http_serve): the threads
+ *      that accept and read start, and the tls+tcp:// listeners are bound
+ *      (NNG binds and accepts in one step, so their ports are 1024 or
+ *      more). No peer's byte is read while kmsd is root.
  *
  * Started as a user (systemd's User=), none of this happens: [process] user
  * unset, or naming that same user, changes nothing.

@@ -4,6 +4,7 @@
  * in flight and exits 0.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -200,6 +201,28 @@ static void *ticker_main(void *arg)
 	return NULL;
 }
 
+/* Tests only: KMS_TEST_HOLD_BEFORE_SERVING names a FIFO; with the
+ * listeners bound and before the drop to [process] user, kmsd waits until
+ * a writer opens it and closes it (test_privilege_drop looks at the
+ * process in between). */
+static void test_hold_before_serving(void)
+{
+#ifdef KMS_TEST_SETTINGS
+	const char *fifo = getenv("KMS_TEST_HOLD_BEFORE_SERVING");
+	if (!fifo || !fifo[0])
+		return;
+	kms_log("warn", "test hook: KMS_TEST_HOLD_BEFORE_SERVING: holding before serving until "
+	        "%s is written and closed", fifo);
+	int fd = open(fifo, O_RDONLY | O_CLOEXEC);
+	char buf[64];
+	if (fd >= 0) {
+		while (read(fd, buf, sizeof buf) > 0)
+			;
+		close(fd);
+	}
+#endif
+}
+
 static kms_status open_keyring(kmsd *d)
 {
 	const kmsd_config *cfg = &d->cfg;
@@ -384,7 +407,8 @@ int main(int argc, char **argv)
 		kms_log("fatal", "%s", kms_error_message());
 		goto out;
 	}
-	if (server_start(&d, &srv) != KMS_OK) {
+	/* Bound, not served: nothing reads a peer's bytes before the drop. */
+	if (server_open(&d, &srv) != KMS_OK) {
 		kms_log("fatal", "%s", kms_error_message());
 		goto out;
 	}
@@ -403,12 +427,17 @@ int main(int argc, char **argv)
 		if (d.cfg.http_public)
 			kms_log("warn", "http on %s ([audit] http_public = true): /healthz, /metrics and "
 			         "the tiles answer anyone who can reach it", d.cfg.http_url);
-		if (http_start(&d, &web_cfg, &web) != KMS_OK) {
+		if (http_open(&d, &web_cfg, &web) != KMS_OK) {
 			kms_log("fatal", "%s", kms_error_message());
 			goto out;
 		}
 	}
+	test_hold_before_serving();
 	if (dropping && kmsd_privs_drop(&d.cfg) != KMS_OK) {
+		kms_log("fatal", "%s", kms_error_message());
+		goto out;
+	}
+	if (server_serve(srv) != KMS_OK || (web && http_serve(web) != KMS_OK)) {
 		kms_log("fatal", "%s", kms_error_message());
 		goto out;
 	}

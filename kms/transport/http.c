@@ -60,6 +60,7 @@ struct http_server {
 	uint64_t accept_paused_until_us;
 	uint64_t last_cap_warning_us, last_accept_warning_us;
 	http_conn *conns;
+	char url[KMSD_PATH_MAX];
 };
 
 /* ---- connections ---- */
@@ -394,7 +395,7 @@ static kms_status open_loop(http_server *s)
 	return KMS_OK;
 }
 
-kms_status http_start(kmsd *d, const http_config *cfg, http_server **out)
+kms_status http_open(kmsd *d, const http_config *cfg, http_server **out)
 {
 	*out = NULL;
 	KMS_ENSURE(cfg->max_connections > 0 && cfg->max_connections < TAG_LISTEN, KMS_INVALID_ARGUMENT,
@@ -417,19 +418,23 @@ kms_status http_start(kmsd *d, const http_config *cfg, http_server **out)
 	KMS_GUARD_OUT(st, http_answers_open(d, cfg->public_dir, &s->answers));
 	KMS_GUARD_OUT(st, open_listener(s, cfg->url));
 	KMS_GUARD_OUT(st, open_loop(s));
-	if (pthread_create(&s->thread, NULL, http_main, s) != 0) {
-		st = KMS_FAIL(KMS_INTERNAL, "http: cannot start its thread");
-		goto out;
-	}
-	s->thread_started = true;
-	kms_log("info", "http on %s: /healthz, /metrics, /audit/ (the audit log's tiles and the "
-	        "auditor's page); at most %u connections", cfg->url, s->max_conns);
+	snprintf(s->url, sizeof s->url, "%s", cfg->url);
 out:
 	if (st != KMS_OK) {
 		http_stop(s);
 		return st;
 	}
 	*out = s;
+	return KMS_OK;
+}
+
+kms_status http_serve(http_server *s)
+{
+	KMS_ENSURE(pthread_create(&s->thread, NULL, http_main, s) == 0, KMS_INTERNAL,
+	           "http: cannot start its thread");
+	s->thread_started = true;
+	kms_log("info", "http on %s: /healthz, /metrics, /audit/ (the audit log's tiles and the "
+	        "auditor's page); at most %u connections", s->url, s->max_conns);
 	return KMS_OK;
 }
 

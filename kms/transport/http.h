@@ -38,11 +38,15 @@ typedef struct http_config {
 	unsigned write_timeout_ms;   /* the whole response */
 } http_config;
 
-/* Binds the listener and starts the HTTP thread. Fails (one line) when the
- * URL does not parse, the address cannot be bound or the directory cannot
- * be opened. Does not check that the address is loopback: the config does
- * (docs/config.md, http_public). */
-kms_status http_start(kmsd *d, const http_config *cfg, http_server **out) KMS_MUST_USE;
+/* Binds the listener; accepts nothing yet (a peer that connects waits in
+ * the backlog). Fails (one line) when the URL does not parse, the address
+ * cannot be bound or the directory cannot be opened. Does not check that
+ * the address is loopback: the config does (docs/config.md, http_public). */
+kms_status http_open(kmsd *d, const http_config *cfg, http_server **out) KMS_MUST_USE;
+
+/* Starts the HTTP thread, which accepts and answers. On failure the caller
+ * stops s (http_stop). */
+kms_status http_serve(http_server *s) KMS_MUST_USE;
 
 /* Stops the thread, closes every connection and the listener, frees s.
  * Returns once the thread has exited (it never blocks on a peer). NULL is

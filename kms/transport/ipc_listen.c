@@ -92,7 +92,7 @@ kms_status ipc_listen_open(const char *url, gid_t group, ipc_socket *out)
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	KMS_ENSURE(fd >= 0, KMS_INTERNAL, "socket: %s", strerror(errno));
 	/* umask is per process: kmsd binds its sockets before any other thread
-	 * creates files (server_start runs before the HTTP server and ticker). */
+	 * creates files (server_open runs before the HTTP server and ticker). */
 	mode_t old = umask(0177);
 	int rc = bind(fd, (const struct sockaddr *)&sa, sizeof sa);
 	int err = errno;

@@ -816,7 +816,7 @@ static kms_status start_threads(ipc_server *s)
 	return KMS_OK;
 }
 
-kms_status ipc_server_start(kmsd *d, const ipc_server_config *cfg, ipc_server **out)
+kms_status ipc_server_open(kmsd *d, const ipc_server_config *cfg, ipc_server **out)
 {
 	*out = NULL;
 	ipc_server *s = calloc(1, sizeof *s);
@@ -858,10 +858,7 @@ kms_status ipc_server_start(kmsd *d, const ipc_server_config *cfg, ipc_server **
 			st = KMS_FAIL(KMS_INTERNAL, "ipc: epoll: %s", strerror(errno));
 			goto out;
 		}
-		kms_log("info", "listening on %s (mode 0660, group %u; kmsd accepts ipc itself)",
-		        cfg->urls[i], (unsigned)cfg->group);
 	}
-	KMS_GUARD_OUT(st, start_threads(s));
 out:
 	if (st != KMS_OK) {
 		kms_error_saved why;
@@ -870,6 +867,15 @@ out:
 		return kms_error_restore(st, &why);
 	}
 	*out = s;
+	return KMS_OK;
+}
+
+kms_status ipc_server_serve(ipc_server *s)
+{
+	KMS_GUARD(start_threads(s));
+	for (size_t i = 0; i < s->n_listeners; i++)
+		kms_log("info", "listening on %s (mode 0660, group %u; kmsd accepts ipc itself)",
+		        s->listeners[i].url, (unsigned)s->cfg.group);
 	return KMS_OK;
 }
 

@@ -56,9 +56,14 @@ typedef struct ipc_server_config {
 	size_t max_buffered_bytes; /* requests and replies held for all peers */
 } ipc_server_config;
 
-/* Opens every socket and starts the threads. */
-kms_status ipc_server_start(kmsd *d, const ipc_server_config *cfg,
-                            ipc_server **out) KMS_MUST_USE;
+/* Opens every socket, bound and listening; accepts nothing yet (a peer
+ * that connects waits in the backlog). */
+kms_status ipc_server_open(kmsd *d, const ipc_server_config *cfg,
+                           ipc_server **out) KMS_MUST_USE;
+
+/* Starts the threads that accept, read and answer. On failure the caller
+ * closes s (ipc_server_drain_and_close). */
+kms_status ipc_server_serve(ipc_server *s) KMS_MUST_USE;
 
 /* Stops accepting and reading, lets the workers finish and answer what
  * they hold, gives peers up to send_timeout_ms to take the replies, then

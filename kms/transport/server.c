@@ -486,7 +486,8 @@ out:
 	return st;
 }
 
-static kms_status listen_on(server *s, const char *url)
+/* Made, not started: nothing is bound until start_listener. */
+static kms_status make_listener(server *s, const char *url)
 {
 	listener *ln = &s->listeners[s->n_listeners];
 	int rv;
@@ -505,15 +506,28 @@ static kms_status listen_on(server *s, const char *url)
 		if ((rv = nng_listener_set_ptr(ln->l, NNG_OPT_TLS_CONFIG, s->tls)) != 0)
 			return KMS_FAIL(KMS_INTERNAL, "listen %s: tls config: %s", url, nng_strerror(rv));
 	}
-	if ((rv = nng_listener_start(ln->l, 0)) != 0)
-		return KMS_FAIL(KMS_INVALID_ARGUMENT, "listen %s: %s", url, nng_strerror(rv));
+	return KMS_OK;
+}
+
+/* Binds and accepts: NNG's own threads take connections (and do the TLS
+ * handshakes) from here on, so this runs only once kmsd serves, after it
+ * became [process] user (kmsd_privs.h). */
+static kms_status start_listener(server *s, listener *ln)
+{
+	int rv = nng_listener_start(ln->l, 0);
+	if (rv == NNG_EPERM && s->d->cfg.run_user[0])
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "listen %s: %s: kmsd binds tls+tcp:// "
+		                "listeners after it becomes [process] user %s, and a port below 1024 "
+		                "needs root: use a port of 1024 or more", ln->url, nng_strerror(rv),
+		                s->d->cfg.run_user);
+	if (rv != 0)
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "listen %s: %s", ln->url, nng_strerror(rv));
 	if (ln->transport == CALLER_TCP)
 		kms_log("warn", "INSECURE: plain tcp listener %s: traffic and keys in the clear "
-		         "(insecure_dev = true); never use this outside development", url);
+		         "(insecure_dev = true); never use this outside development", ln->url);
 	else
-		kms_log("info", "listening on %s%s", url,
-		         ln->transport == CALLER_TLS && s->d->cfg.tls_client_ca_file[0]
-		                 ? " (client certificates required)" : "");
+		kms_log("info", "listening on %s%s", ln->url,
+		         s->d->cfg.tls_client_ca_file[0] ? " (client certificates required)" : "");
 	return KMS_OK;
 }
 
@@ -568,8 +582,9 @@ static void arm_slots(server *s)
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* The ipc:// URLs, served by kmsd's own ipc server. */
-static kms_status start_ipc(server *s)
+/* The ipc:// URLs, served by kmsd's own ipc server: bound here, served
+ * from server_serve. */
+static kms_status open_ipc(server *s)
 {
 	const kmsd_config *cfg = &s->d->cfg;
 	ipc_server_config ic = {
@@ -587,11 +602,12 @@ static kms_status start_ipc(server *s)
 			ic.urls[ic.n_urls++] = cfg->listen[i];
 	if (!ic.n_urls)
 		return KMS_OK;
-	return ipc_server_start(s->d, &ic, &s->ipc);
+	return ipc_server_open(s->d, &ic, &s->ipc);
 }
 
-/* The tls+tcp:// and tcp:// URLs, served by NNG. */
-static kms_status start_nng(server *s)
+/* The tls+tcp:// and tcp:// URLs, served by NNG: the socket, its
+ * contexts and TLS config, and its listeners made but not started. */
+static kms_status open_nng(server *s)
 {
 	kmsd *d = s->d;
 	size_t n = 0;
@@ -610,17 +626,26 @@ static kms_status start_nng(server *s)
 	    (rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, on_pipe_event, s)) != 0)
 		return KMS_FAIL(KMS_INTERNAL, "nng pipe notify: %s", nng_strerror(rv));
 	KMS_GUARD(open_slots(s));
-	KMS_GUARD(start_workers(s));
-	arm_slots(s);
 	for (size_t i = 0; i < d->cfg.n_listen; i++)
 		if (strncmp(d->cfg.listen[i], "ipc://", 6))
-			KMS_GUARD(listen_on(s, d->cfg.listen[i]));
+			KMS_GUARD(make_listener(s, d->cfg.listen[i]));
+	return KMS_OK;
+}
+
+static kms_status serve_nng(server *s)
+{
+	if (!s->sock_open)
+		return KMS_OK;
+	KMS_GUARD(start_workers(s));
+	arm_slots(s);
+	for (size_t i = 0; i < s->n_listeners; i++)
+		KMS_GUARD(start_listener(s, &s->listeners[i]));
 	if (s->tls)
 		reporter_start(s);
 	return KMS_OK;
 }
 
-kms_status server_start(kmsd *d, server **out)
+kms_status server_open(kmsd *d, server **out)
 {
 	*out = NULL;
 	server *s = calloc(1, sizeof *s);
@@ -631,8 +656,8 @@ kms_status server_start(kmsd *d, server **out)
 	pthread_cond_init(&s->queued, NULL);
 	pthread_cond_init(&s->settled, NULL);
 	kms_status st = KMS_OK;
-	KMS_GUARD_OUT(st, start_ipc(s));
-	KMS_GUARD_OUT(st, start_nng(s));
+	KMS_GUARD_OUT(st, open_ipc(s));
+	KMS_GUARD_OUT(st, open_nng(s));
 out:
 	if (st != KMS_OK) {
 		kms_error_saved why;
@@ -643,6 +668,13 @@ out:
 	}
 	*out = s;
 	return KMS_OK;
+}
+
+kms_status server_serve(server *s)
+{
+	if (s->ipc)
+		KMS_GUARD(ipc_server_serve(s->ipc));
+	return serve_nng(s);
 }
 
 bool server_ipc_answers(server *s, char *why, size_t why_len)

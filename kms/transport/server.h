@@ -20,9 +20,17 @@
 
 typedef struct server server;
 
-/* Opens the socket and listeners and starts the workers. Fails with a
- * one-line message naming the URL or file at fault. */
-kms_status server_start(kmsd *d, server **out) KMS_MUST_USE;
+/* Binds the ipc:// sockets and makes the NNG socket, its TLS config and
+ * its listeners, but serves nothing: no thread that reads a peer's bytes
+ * runs yet (an ipc peer that connects waits in the socket's backlog; a
+ * tls+tcp:// port is not bound). Fails with a one-line message naming the
+ * URL or file at fault. */
+kms_status server_open(kmsd *d, server **out) KMS_MUST_USE;
+
+/* Serves: starts the workers and the ipc server's threads, and binds and
+ * starts the NNG listeners. kmsd calls it once it runs as [process] user
+ * (kmsd_privs.h). On failure the caller closes s. */
+kms_status server_serve(server *s) KMS_MUST_USE;
 
 /* Whether every ipc:// socket answers kmsd's own connection with the
  * server's handshake within a second (ipc_server_answers): /healthz asks.

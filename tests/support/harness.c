@@ -368,7 +368,8 @@ bool harness_spawn(harness *h, const harness_options *opts)
 	 * key (for signed requests) it comes from `kmsd --bootstrap-admin` on
 	 * the fresh data dir; otherwise straight into the store. */
 	if ((o->bootstrap || o->with_tls) && !h->access_key_id[0]) {
-		if (!bootstrap(h, kmsd))
+		/* kmsd --bootstrap-admin, as root, also makes its files as run_as. */
+		if ((o->run_as && !give_to(h, o->run_as)) || !bootstrap(h, kmsd))
 			return false;
 	} else if (!add_admin(h, o)) {
 		fprintf(stderr, "harness: cannot create principal " HARNESS_ADMIN " in the store\n");
@@ -457,6 +458,16 @@ bool harness_start(harness *h, const harness_options *opts)
 	unsigned ready_before = ready_lines(h);
 	if (!harness_spawn(h, opts))
 		return false;
+	return harness_wait_ready(h, ready_before);
+}
+
+unsigned harness_ready_lines(const harness *h)
+{
+	return ready_lines(h);
+}
+
+bool harness_wait_ready(harness *h, unsigned ready_before)
+{
 	/* Wait for kmsd to answer on a throw-away socket and to log that it is
 	 * ready (every listener up: ipc answers before tls+tcp:// and http
 	 * listen), then dial the harness's own socket once, to a listener known

@@ -93,6 +93,13 @@ bool harness_start(harness *h, const harness_options *opts);
 /* Starts kmsd without waiting for it to be ready (for crash tests). */
 bool harness_spawn(harness *h, const harness_options *opts);
 
+/* After harness_spawn: waits (15 s, scaled) until kmsd answers Health over
+ * ipc and its log says "ready:" more than ready_before times
+ * (harness_ready_lines, taken before the spawn), then dials the harness's
+ * socket. False, with a reason on stderr, otherwise. */
+bool harness_wait_ready(harness *h, unsigned ready_before);
+unsigned harness_ready_lines(const harness *h);
+
 /* Creates principal name with roles (PRINCIPAL_ROLE_* bits) in the store
  * of the data dir opts names (kmsd must not be running: the store is
  * locked while it is); an existing one is left as it is. */

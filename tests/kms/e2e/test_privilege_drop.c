@@ -17,6 +17,14 @@
  *     new key, and nothing in the folder belongs to root afterwards.
  * (2) refuses_a_data_dir_of_another: a data dir with a file of root's:
  *     kmsd exits 1 saying which and the chown that fixes it.
+ * (3) serves_only_after_the_drop: kmsd held (KMS_TEST_HOLD_BEFORE_SERVING,
+ *     a FIFO) with its listeners bound but before the drop, while still
+ *     root: an ipc connection made then waits in the socket's backlog (no
+ *     thread accepted it: sock_diag says so), so does an HTTP one
+ *     (/proc/net/tcp's accept queue), and the tls+tcp:// port is not bound
+ *     (connect is refused). Released, kmsd becomes nobody, and only then
+ *     answers the Health request written on that ipc connection, and every
+ *     thread is nobody's.
  *
  * Needs root; skips, saying so, otherwise.
  */
@@ -36,10 +44,21 @@
 #include <string.h>
 #include <dirent.h>
 #include <grp.h>
+#include <fcntl.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kms/transport/ipc_wire.h"
 #include "tests/support/e2e_ops.h"
 #include "tests/support/harness.h"
 
@@ -281,6 +300,243 @@ static void refuses_a_data_dir_of_another(void **state)
 	free(log);
 }
 
+/* ---- (3): nothing served before the drop ---- */
+
+#define TCP_LISTEN_STATE 10 /* TCP_LISTEN, as sock_diag and /proc/net/tcp number it */
+
+/* Connections waiting, not accepted, on the listening unix socket bound
+ * at path (sock_diag's UNIX_DIAG_RQLEN), or -1 when none is found. */
+static int unix_backlog(const char *path)
+{
+	int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (fd < 0)
+		return -1;
+	struct {
+		struct nlmsghdr nlh;
+		struct unix_diag_req r;
+	} req = {
+		.nlh = { .nlmsg_len = sizeof req, .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+		         .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP },
+		.r = { .sdiag_family = AF_UNIX, .udiag_states = 1u << TCP_LISTEN_STATE,
+		       .udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_RQLEN },
+	};
+	int found = -1;
+	bool done = send(fd, &req, sizeof req, 0) != (ssize_t)sizeof req;
+	static char buf[65536];
+	while (!done) {
+		ssize_t n = recv(fd, buf, sizeof buf, 0);
+		if (n <= 0)
+			break;
+		int left = (int)n;
+		for (struct nlmsghdr *h = (struct nlmsghdr *)(void *)buf; NLMSG_OK(h, left);
+		     h = NLMSG_NEXT(h, left)) {
+			if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) {
+				done = true;
+				break;
+			}
+			struct unix_diag_msg *m = NLMSG_DATA(h);
+			int alen = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof *m));
+			const char *name = NULL;
+			size_t name_len = 0;
+			int queued = -1;
+			for (struct rtattr *a = (struct rtattr *)(void *)(m + 1); RTA_OK(a, alen);
+			     a = RTA_NEXT(a, alen)) {
+				if (a->rta_type == UNIX_DIAG_NAME) {
+					name = RTA_DATA(a);
+					name_len = strnlen(name, RTA_PAYLOAD(a));
+				} else if (a->rta_type == UNIX_DIAG_RQLEN) {
+					struct unix_diag_rqlen q;
+					memcpy(&q, RTA_DATA(a), sizeof q);
+					queued = (int)q.udiag_rqueue;
+				}
+			}
+			if (name && name_len == strlen(path) && !memcmp(name, path, name_len))
+				found = queued;
+		}
+	}
+	close(fd);
+	return found;
+}
+
+/* Connections waiting, not accepted, on the listening TCP socket at
+ * 127.0.0.1:port (/proc/net/tcp's rx_queue of a LISTEN line), or -1. */
+static int tcp_backlog(int port)
+{
+	FILE *f = fopen("/proc/net/tcp", "r");
+	char line[512];
+	int found = -1;
+	while (f && fgets(line, sizeof line, f)) {
+		unsigned addr, lport, st, tx, rx;
+		if (sscanf(line, " %*u: %8X:%4X %*8X:%*4X %2X %8X:%8X", &addr, &lport, &st, &tx,
+		           &rx) == 5 && lport == (unsigned)port && st == TCP_LISTEN_STATE)
+			found = (int)rx;
+	}
+	if (f)
+		fclose(f);
+	return found;
+}
+
+/* Whether a TCP connect to 127.0.0.1:port is refused (nothing bound). */
+static bool tcp_refused(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+	                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	bool refused = connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno == ECONNREFUSED;
+	close(fd);
+	return refused;
+}
+
+static int connect_stream(int family, const void *sa, socklen_t len)
+{
+	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	if (connect(fd, sa, len) != 0)
+		fail_msg("connect: %s", strerror(errno));
+	return fd;
+}
+
+static void write_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+		assert_true(w > 0);
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+static void read_all(int fd, uint8_t *p, size_t n)
+{
+	while (n) {
+		ssize_t r = read(fd, p, n);
+		if (r <= 0)
+			fail_msg("the ipc connection made before the drop got no answer: %s",
+			         r == 0 ? "closed" : strerror(errno));
+		p += r;
+		n -= (size_t)r;
+	}
+}
+
+/* kmsd's log says it holds (bounded wait for that line). */
+static void wait_log(const char *needle)
+{
+	for (int i = 0; i < 1500 * harness_time_scale(); i++) { /* 30 s, scaled */
+		if (harness_log_contains(&H, needle))
+			return;
+		int status;
+		if (waitpid(H.pid, &status, WNOHANG) == H.pid)
+			fail_msg("kmsd exited before logging \"%s\"; see %s", needle, H.log);
+		e2e_sleep_ms(20);
+	}
+	fail_msg("kmsd never logged \"%s\"; see %s", needle, H.log);
+}
+
+static void serves_only_after_the_drop(void **state)
+{
+	(void)state;
+	if (skipping())
+		skip();
+	harness_stop(&H); /* a fresh harness: this case's own options */
+	H = (harness){ 0 };
+	const char *dir = getenv("KMS_TEST_TOKEN_DIR");
+	char fifo[700], fifo_env[760], extra[200];
+	snprintf(fifo, sizeof fifo, "%s/hold-before-serving", dir);
+	(void)unlink(fifo);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	snprintf(fifo_env, sizeof fifo_env, "KMS_TEST_HOLD_BEFORE_SERVING=%s", fifo);
+	int http_port = harness_free_port();
+	snprintf(extra, sizeof extra, "[audit]\nhttp = http://127.0.0.1:%d\n", http_port);
+	const char *env[] = { fifo_env, NULL };
+	harness_options o = { .run_as = USER, .with_tls = true, .extra_config = extra,
+	                      .data_subdir = "data-held", .env = env };
+	unsigned ready_before = harness_ready_lines(&H);
+	assert_true(harness_spawn(&H, &o));
+	wait_log("holding before serving");
+
+	/* Held: still root (real and effective uid 0; files as nobody). */
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/status", (int)H.pid);
+	char *status = read_small(path);
+	assert_non_null(status);
+	unsigned ru, eu, su, fu;
+	const char *uid_line = strstr(status, "Uid:");
+	assert_non_null(uid_line);
+	assert_int_equal(sscanf(uid_line, "Uid: %u %u %u %u", &ru, &eu, &su, &fu), 4);
+	free(status);
+	assert_int_equal(ru, 0);
+	assert_int_equal(eu, 0);
+	assert_int_equal(fu, user_uid);
+
+	/* An ipc peer connects and writes a Health request: nobody accepts. */
+	struct sockaddr_un un = { .sun_family = AF_UNIX };
+	const char *sock_path = H.ipc_url + strlen("ipc://");
+	assert_true(strlen(sock_path) < sizeof un.sun_path);
+	memcpy(un.sun_path, sock_path, strlen(sock_path) + 1);
+	int ipc = connect_stream(AF_UNIX, &un, sizeof un);
+	Kms__HealthRequest health = KMS__HEALTH_REQUEST__INIT;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.schema_version = 1;
+	req.request_id = "before-the-drop";
+	req.op_case = KMS__REQUEST__OP_HEALTH;
+	req.health = &health;
+	uint8_t msg[256];
+	const uint8_t backtrace[4] = { 0x80, 0, 0, 1 };
+	memcpy(msg, backtrace, sizeof backtrace);
+	size_t body = kms__request__pack(&req, msg + sizeof backtrace);
+	uint8_t head[IPC_WIRE_HELLO_LEN + IPC_WIRE_FRAME_LEN];
+	ipc_wire_hello(head, IPC_WIRE_PROTO_REQ);
+	ipc_wire_frame(head + IPC_WIRE_HELLO_LEN, sizeof backtrace + body);
+	write_all(ipc, head, sizeof head);
+	write_all(ipc, msg, sizeof backtrace + body);
+	assert_int_equal(unix_backlog(sock_path), 1);
+
+	/* An HTTP peer waits in its backlog too; the TLS port is not bound. */
+	struct sockaddr_in in = { .sin_family = AF_INET, .sin_port = htons((uint16_t)http_port),
+	                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int web = connect_stream(AF_INET, &in, sizeof in);
+	assert_int_equal(tcp_backlog(http_port), 1);
+	assert_true(tcp_refused(H.tls_port));
+
+	/* Released: the drop, then serving. */
+	int w = open(fifo, O_WRONLY | O_CLOEXEC);
+	assert_true(w >= 0);
+	close(w);
+	struct timeval tv = { .tv_sec = 60 * harness_time_scale() };
+	setsockopt(ipc, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	uint8_t hello[IPC_WIRE_HELLO_LEN], frame[IPC_WIRE_FRAME_LEN];
+	read_all(ipc, hello, sizeof hello);
+	assert_true(ipc_wire_hello_is(hello, IPC_WIRE_PROTO_REP));
+	read_all(ipc, frame, sizeof frame);
+	uint64_t len = 0;
+	assert_true(ipc_wire_frame_len(frame, &len));
+	assert_true(len > sizeof backtrace && len < 4096);
+	uint8_t *reply = malloc(len);
+	assert_non_null(reply);
+	read_all(ipc, reply, len);
+	assert_memory_equal(reply, backtrace, sizeof backtrace);
+	Kms__Response *r = kms__response__unpack(NULL, len - sizeof backtrace,
+	                                         reply + sizeof backtrace);
+	free(reply);
+	ok(r);
+	kms__response__free_unpacked(r, NULL);
+	close(ipc);
+	close(web);
+	/* "running as user" is logged before any "listening on" line. */
+	char *log = harness_read_file(H.log, NULL);
+	assert_non_null(log);
+	const char *dropped = strstr(log, "running as user " USER);
+	const char *listening = strstr(log, "listening on");
+	assert_non_null(dropped);
+	assert_non_null(listening);
+	assert_true(dropped < listening);
+	free(log);
+	assert_true(harness_wait_ready(&H, ready_before));
+	check_every_task(H.pid);
+	assert_int_equal(harness_stop(&H), 0);
+	(void)unlink(fifo);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -302,6 +558,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(runs_as_the_user),
 		cmocka_unit_test(refuses_a_data_dir_of_another),
+		cmocka_unit_test(serves_only_after_the_drop),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -324,6 +324,8 @@ static enum kind kind_of(unsigned client_index, size_t seq)
 }
 
 static void client_error(client *c, const char *id, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void client_error(client *c, const char *id, const char *fmt, ...)
 {
 	c->errors++;
 	if (c->first_error[0])
@@ -674,6 +676,8 @@ typedef struct audit_match {
 	char first_problem[300];
 } audit_match;
 
+static void audit_problem(audit_match *m, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 static void audit_problem(audit_match *m, const char *fmt, ...)
 {
 	m->problems++;
