@@ -16,6 +16,7 @@
 
 #include "common/error.h"
 #include "kms/authz/authz_rate.h"
+#include "kms/authz/authz_replay.h"
 #include "kms/keys/keyring.h"
 #include "kms/transport/http_parse.h"
 
@@ -274,6 +275,18 @@ static int on_limits(struct config_parse *p, const char *key, const char *value)
 		if (!parse_u64(value, 10, 600000, &n))
 			return parse_fail(p, "limits", key, "10 to 600000");
 		cfg->queue_deadline_ms = (unsigned)n;
+	} else if (!strcmp(key, "replay_entries")) {
+		if (!parse_u64(value, 1024, AUTHZ_REPLAY_ENTRIES_MAX, &n))
+			return parse_fail(p, "limits", key, "1024 to 16777216");
+		cfg->replay_entries = (uint32_t)n;
+	} else if (!strcmp(key, "replay_per_key")) {
+		if (!parse_u64(value, 1, AUTHZ_REPLAY_ENTRIES_MAX, &n))
+			return parse_fail(p, "limits", key, "1 to 16777216, at most replay_entries");
+		cfg->replay_per_key = (uint32_t)n;
+	} else if (!strcmp(key, "replay_access_keys")) {
+		if (!parse_u64(value, 1, AUTHZ_REPLAY_ENTRIES_MAX, &n))
+			return parse_fail(p, "limits", key, "1 to 16777216, at most replay_entries");
+		cfg->replay_access_keys = (uint32_t)n;
 	} else if (!strcmp(key, "max_tls_connections")) {
 		if (!parse_u64(value, 1, 65536, &n))
 			return parse_fail(p, "limits", key, "1 to 65536");
@@ -585,6 +598,18 @@ static kms_status check_whole(const char *path, kmsd_config *cfg)
 		cfg->max_locked_bytes = KMSD_LOCKED_DEFAULT(cfg->workers, cfg->max_request_bytes);
 	if (!cfg->audit_origin[0])
 		snprintf(cfg->audit_origin, sizeof cfg->audit_origin, "kms.local/audit/%s", cfg->region);
+	/* Unset: a quarter of the entries per key, and up to 4096 keys. */
+	if (!cfg->replay_per_key)
+		cfg->replay_per_key = cfg->replay_entries / 4;
+	if (!cfg->replay_access_keys)
+		cfg->replay_access_keys = cfg->replay_entries < AUTHZ_REPLAY_KEYS_DEFAULT
+		                                  ? cfg->replay_entries : AUTHZ_REPLAY_KEYS_DEFAULT;
+	if (cfg->replay_per_key > cfg->replay_entries ||
+	    cfg->replay_access_keys > cfg->replay_entries)
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "config %s: [limits] replay_per_key (%u) and "
+		                "replay_access_keys (%u) must each be at most replay_entries (%u)",
+		                path, cfg->replay_per_key, cfg->replay_access_keys,
+		                cfg->replay_entries);
 	if (cfg->gcm_reserve_block > cfg->gcm_max_encryptions)
 		cfg->gcm_reserve_block = (uint32_t)cfg->gcm_max_encryptions;
 	return KMS_OK;
@@ -599,6 +624,7 @@ kms_status kmsd_config_load(const char *path, kmsd_config *cfg)
 	cfg->reply_send_timeout_ms = 5000;
 	cfg->queue_deadline_ms = 5000;
 	cfg->max_tls_connections = 256;
+	cfg->replay_entries = AUTHZ_REPLAY_ENTRIES_DEFAULT;
 	cfg->ipc_gid = getegid();
 	cfg->ipc_max_connections = 256;
 	cfg->ipc_max_connections_per_uid = 32;

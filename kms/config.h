@@ -88,6 +88,9 @@ typedef struct kmsd_config {
 	uint64_t gcm_max_encryptions;
 	uint32_t gcm_reserve_block;
 	unsigned tick_seconds; /* how often deletion and rotation are checked */
+	/* The signed requests' replay table (authz_replay.h): entries, of them
+	 * per access key, access keys at once. */
+	uint32_t replay_entries, replay_per_key, replay_access_keys;
 	/* [keys] */
 	uint32_t metadata_cache_entries; /* keys whose metadata is cached (LRU) */
 	uint32_t unwrapped_cache_entries; /* unwrapped key versions held in the HSM (LRU) */

@@ -107,7 +107,12 @@ static kms_status open_authz(kmsd *d)
 	bool created = false; /* authz_secrets_key_ensure logs it */
 	KMS_GUARD(authz_secrets_key_ensure(d->hsm, &created));
 	KMS_GUARD(authz_keys_open(keyring_store(d->keyring), d->hsm, &d->authz_keys));
-	authz_verify_config vc = { .keys = authz_keys_source(d->authz_keys) };
+	authz_verify_config vc = {
+		.keys = authz_keys_source(d->authz_keys),
+		.replay_entries = d->cfg.replay_entries,
+		.replay_per_key = d->cfg.replay_per_key,
+		.replay_keys = d->cfg.replay_access_keys,
+	};
 	return authz_verifier_open(&vc, &d->authz_verifier);
 }
 

@@ -40,7 +40,7 @@
 
 #include "kms/format/authz_names.h"
 
-/* Defaults (kmsd's, until a config key sets them): at most 36 MiB of
+/* Defaults (kmsd's; [limits] replay_* set others): at most 36 MiB of
  * entries and buckets; one access key may hold a quarter of them, which at a steady
  * rate is 262,144 / 300 s = 873 signed requests/s for one key. */
 #define AUTHZ_REPLAY_ENTRIES_DEFAULT (1u << 20)

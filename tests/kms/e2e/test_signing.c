@@ -7,7 +7,9 @@
  * a replayed request id, an unsigned TLS request, a revoked key, a disabled
  * principal) is ACCESS_DENIED with a reply that does not say which, and the
  * audit entry names the precise reason. The secret is nowhere in the data
- * dir, the audit log or kmsd's output.
+ * dir, the audit log or kmsd's output. With [limits] replay_per_key = 2, a
+ * third fresh request id of one access key within the window finds no room
+ * and is THROTTLED (not accepted unremembered).
  */
 #include <errno.h>
 #include <ftw.h>
@@ -407,6 +409,33 @@ static void bootstrap_refuses(void **state)
 	assert_int_equal(harness_stop(&H), 0);
 }
 
+static void replay_table_bounds_configurable(void **state)
+{
+	(void)state;
+	/* A fresh data dir and access key: the one above was revoked. */
+	H = (harness){ 0 };
+	harness_options o = { .with_tls = true, .bootstrap = true, .data_subdir = "data-replay",
+	                      .extra_config = "[limits]\nreplay_entries = 1024\n"
+	                                      "replay_per_key = 2\n" };
+	assert_true(harness_start(&H, &o));
+	int64_t now = (int64_t)time(NULL);
+	static const char *const ids[] = { "rt-1", "rt-2", "rt-3" };
+	for (size_t i = 0; i < 3; i++) {
+		size_t n;
+		uint8_t *b = random_request(ids[i], H.access_key_id, H.secret, now, &n);
+		Kms__Response *r = tls_bytes(b, n);
+		free(b);
+		if (i < 2) {
+			expect_ok(r);
+			continue;
+		}
+		assert_int_equal(r->status, KMS__STATUS__THROTTLED);
+		assert_string_equal(r->request_id, "rt-3");
+		kms__response__free_unpacked(r, NULL);
+	}
+	assert_int_equal(harness_stop(&H), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -417,6 +446,7 @@ int main(void)
 		cmocka_unit_test(audit_names_signer_and_reasons),
 		cmocka_unit_test(secret_nowhere),
 		cmocka_unit_test(bootstrap_refuses),
+		cmocka_unit_test(replay_table_bounds_configurable),
 	};
 	return cmocka_run_group_tests(tests, start, stop);
 }
