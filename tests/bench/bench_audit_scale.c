@@ -330,9 +330,14 @@ static int child_open(const char *dir)
 /* Runs this binary with args; its RESULT line into out. */
 static bool run_child(const char *const *args, char out[static RESULT_MAX])
 {
+	/* This binary by its path, not "/proc/self/exe": under valgrind (scripts/
+	 * valgrind) that is valgrind's launcher, while readlink gives ours. */
+	char self[4096];
+	ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
 	int fds[2];
-	if (pipe(fds) != 0)
+	if (len <= 0 || pipe(fds) != 0)
 		return false;
+	self[len] = '\0';
 	pid_t pid = fork();
 	if (pid < 0)
 		return false;
@@ -340,7 +345,7 @@ static bool run_child(const char *const *args, char out[static RESULT_MAX])
 		dup2(fds[1], STDOUT_FILENO);
 		close(fds[0]);
 		close(fds[1]);
-		execv("/proc/self/exe", (char *const *)args);
+		execv(self, (char *const *)args);
 		_exit(127);
 	}
 	close(fds[1]);
