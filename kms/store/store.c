@@ -1,7 +1,11 @@
 /*
  * store.c: the database file, per-thread connections with their statement
  * caches, transactions and schema migrations. The statements themselves are
- * in store_keys.c, store_aliases.c, store_principals.c and store_grants.c.
+ * in store_keys.c, store_aliases.c, store_principals.c, store_grants.c and
+ * the other store_*.c; they run through the driver interface db.h. What
+ * only SQLite has (opening the file, its settings, the WAL hook and
+ * checkpoints, migrations by PRAGMA user_version) is here, through
+ * db_sqlite.h.
  */
 #include "kms/store/store.h"
 
@@ -21,14 +25,15 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "kms/store/db_sqlite.h"
 #include "kms/store/store_cache.h"
 #include "kms/store/store_internal.h"
 
 typedef struct store_conn {
 	store *owner;
-	sqlite3 *db;
+	db_conn *db;
 	store_read_cache *cache; /* store_cache.h; NULL: reads go to SQLite */
-	sqlite3_stmt *stmts[S_COUNT];
+	db_stmt *stmts[S_COUNT];
 	struct store_conn *prev;
 	struct store_conn *next;
 } store_conn;
@@ -575,8 +580,8 @@ const char *version_state_name(version_state state)
 static void conn_free(store_conn *c)
 {
 	for (size_t i = 0; i < S_COUNT; i++)
-		sqlite3_finalize(c->stmts[i]);
-	sqlite3_close_v2(c->db);
+		db_finalize(c->stmts[i]);
+	db_sqlite_close(c->db);
 	store_cache_free(c->cache);
 	free(c);
 }
@@ -642,23 +647,20 @@ static kms_status conn_open(store *st, store_conn **out)
 	c->owner = st;
 
 	/* The file exists (store_open made it); never follow a symlink to it. */
-	int rc = sqlite3_open_v2(st->path, &c->db,
-	                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
-	                                 SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_EXRESCODE,
-	                         NULL);
+	int rc = db_sqlite_open(st->path, &c->db);
 	if (rc != SQLITE_OK) {
 		status = KMS_FAIL(KMS_INTERNAL, "store: open %s: %s", st->path, sqlite3_errstr(rc));
 		goto out;
 	}
-	sqlite3_extended_result_codes(c->db, 1);
-	sqlite3_busy_timeout(c->db, STORE_BUSY_TIMEOUT_MS);
-	sqlite3_wal_hook(c->db, wal_committed, st);
+	sqlite3 *db = db_sqlite_handle(c->db);
+	sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
+	sqlite3_wal_hook(db, wal_committed, st);
 	c->cache = store_cache_new(); /* NULL is allowed: no cache */
 	/* Defensive: no writes to the schema or shadow tables through SQL,
 	 * no functions with side effects from within the schema. */
-	sqlite3_db_config(c->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
-	sqlite3_db_config(c->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
-	KMS_GUARD_OUT(status, conn_exec(c->db,
+	sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+	sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+	KMS_GUARD_OUT(status, conn_exec(db,
 	                                "PRAGMA foreign_keys = ON;"
 	                                "PRAGMA synchronous = FULL;"
 	                                "PRAGMA secure_delete = ON;",
@@ -715,7 +717,7 @@ static kms_status conn_get(store *st, store_conn **out)
 store_read_cache *store_cache_mine(store *st)
 {
 	store_conn *c = pthread_getspecific(st->tls);
-	if (!c || !sqlite3_get_autocommit(c->db))
+	if (!c || db_in_transaction(c->db))
 		return NULL;
 	return c->cache;
 }
@@ -740,7 +742,7 @@ static kms_status stmt_sql_record(store_stmt_id id, const char *sql)
 	return KMS_OK;
 }
 
-kms_status store_stmt(store *st, store_stmt_id id, const char *sql, sqlite3_stmt **out)
+kms_status store_stmt(store *st, store_stmt_id id, const char *sql, db_stmt **out)
 {
 	store_conn *c;
 	*out = NULL;
@@ -748,101 +750,86 @@ kms_status store_stmt(store *st, store_stmt_id id, const char *sql, sqlite3_stmt
 	KMS_GUARD(conn_get(st, &c));
 	if (!c->stmts[id]) {
 		KMS_GUARD(stmt_sql_record(id, sql));
-		int rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
-		                            &c->stmts[id], NULL);
-		if (rc != SQLITE_OK)
+		if (db_prepare(c->db, sql, &c->stmts[id]) != DB_OK)
 			return KMS_FAIL(KMS_INTERNAL, "store: prepare statement %d: %s (%s)", (int)id,
-			                sqlite3_errstr(rc), sqlite3_errmsg(c->db));
+			                db_conn_errstr(c->db), db_conn_errmsg(c->db));
 	}
-	sqlite3_reset(c->stmts[id]);
-	sqlite3_clear_bindings(c->stmts[id]);
+	db_reset(c->stmts[id]);
 	*out = c->stmts[id];
 	return KMS_OK;
 }
 
-void store_stmt_done(sqlite3_stmt *s)
+void store_stmt_done(db_stmt *s)
 {
-	if (s)
-		sqlite3_reset(s);
+	db_reset(s);
 }
 
-int store_bind(sqlite3_stmt *s, const char *types, ...)
+db_rc store_bind(db_stmt *s, const char *types, ...)
 {
 	va_list ap;
-	int rc = SQLITE_OK;
+	db_rc rc = DB_OK;
 
 	va_start(ap, types);
-	for (int i = 0; types[i] != '\0' && rc == SQLITE_OK; i++) {
+	for (int i = 0; types[i] != '\0' && rc == DB_OK; i++) {
 		if (types[i] == 't')
-			rc = sqlite3_bind_text(s, i + 1, va_arg(ap, const char *), -1, SQLITE_STATIC);
+			rc = db_bind_text(s, i + 1, va_arg(ap, const char *));
 		else if (types[i] == 'i')
-			rc = sqlite3_bind_int64(s, i + 1, va_arg(ap, int64_t));
+			rc = db_bind_int64(s, i + 1, va_arg(ap, int64_t));
 		else if (types[i] == 'n')
-			rc = sqlite3_bind_null(s, i + 1);
+			rc = db_bind_null(s, i + 1);
 		else if (types[i] == 'b') {
 			const void *bytes = va_arg(ap, const void *);
 			size_t len = va_arg(ap, size_t);
-			rc = len <= INT_MAX ? sqlite3_bind_blob(s, i + 1, bytes, (int)len, SQLITE_STATIC)
-			                    : SQLITE_TOOBIG;
+			rc = db_bind_blob(s, i + 1, bytes, len);
 		}
 		else
-			rc = SQLITE_MISUSE;
+			rc = DB_ERROR;
 	}
 	va_end(ap);
 	return rc;
 }
 
-kms_status store_fail_at(sqlite3_stmt *s, int rc, const char *what, const char *id,
+kms_status store_fail_at(db_stmt *s, db_rc rc, const char *what, const char *id,
                          const char *file, int line)
 {
-	int primary = rc & 0xff;
-	sqlite3 *db = s ? sqlite3_db_handle(s) : NULL;
 	/* A failed sync at COMMIT: SQLite rolled the transaction back, but its
 	 * frames may be whole in the WAL and applied at the next start
 	 * (docs/robustness.md, "Known limits"): the change is in doubt. */
-	if (rc == SQLITE_IOERR_FSYNC || rc == SQLITE_IOERR_DIR_FSYNC)
+	if (rc == DB_IN_DOUBT)
 		return kms_error_set_at(KMS_UNAVAILABLE, file, line,
 		                        "store: %s%s%s: %s (%s): the disk of the data dir failed to "
 		                        "sync; the change may or may not be applied after a restart: "
 		                        "fix the disk, restart kmsd and check before retrying", what,
-		                        id ? " " : "", id ? id : "", sqlite3_errstr(rc),
-		                        db ? sqlite3_errmsg(db) : "");
+		                        id ? " " : "", id ? id : "", db_errstr(s), db_errmsg(s));
 	/* The disk under the data dir failed otherwise (EIO, ENOSPC): SQLite
 	 * rolled the statement or transaction back, so nothing was changed;
 	 * the request may be retried once the disk is fixed
 	 * (docs/robustness.md). */
-	if (primary == SQLITE_IOERR || primary == SQLITE_FULL)
+	if (rc == DB_IOERR)
 		return kms_error_set_at(KMS_UNAVAILABLE, file, line,
 		                        "store: %s%s%s: %s (%s): nothing was changed; check the disk "
 		                        "of the data dir and retry", what, id ? " " : "",
-		                        id ? id : "", sqlite3_errstr(rc), db ? sqlite3_errmsg(db) : "");
-	kms_status status =
-	        (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) ? KMS_UNAVAILABLE : KMS_INTERNAL;
+		                        id ? id : "", db_errstr(s), db_errmsg(s));
+	kms_status status = rc == DB_CONFLICT ? KMS_UNAVAILABLE : KMS_INTERNAL;
 	return kms_error_set_at(status, file, line, "store: %s%s%s: %s (%s)", what,
-	                        id ? " " : "", id ? id : "", sqlite3_errstr(rc),
-	                        db ? sqlite3_errmsg(db) : "");
+	                        id ? " " : "", id ? id : "", db_errstr(s), db_errmsg(s));
 }
 
-bool store_column_text(sqlite3_stmt *s, int col, char *out, size_t cap)
+bool store_column_text(db_stmt *s, int col, char *out, size_t cap)
 {
-	const unsigned char *text = sqlite3_column_text(s, col);
-	int len = sqlite3_column_bytes(s, col);
+	const char *text = db_column_text(s, col);
+	size_t len = db_column_bytes(s, col);
 	if (cap == 0)
 		return false;
 	out[0] = '\0';
-	if (!text || len < 0 || (size_t)len >= cap || memchr(text, '\0', (size_t)len))
+	if (!text || len >= cap || memchr(text, '\0', len))
 		return false;
-	memcpy(out, text, (size_t)len);
+	memcpy(out, text, len);
 	out[len] = '\0';
 	return true;
 }
 
 /* ---- statement helpers ---- */
-
-bool store_is_duplicate(int rc)
-{
-	return rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE;
-}
 
 /* Makes room for one more element in a malloc'ed array. */
 bool store_grow(void **array, size_t *cap, size_t used, size_t elem_size)
@@ -862,22 +849,22 @@ bool store_grow(void **array, size_t *cap, size_t used, size_t elem_size)
 
 /* Steps a statement that changes rows; KMS_NOT_FOUND if it changed none
  * and not_found_ok is false. */
-kms_status store_step_change(sqlite3_stmt *s, const char *what, const char *id,
+kms_status store_step_change(db_stmt *s, const char *what, const char *id,
                              bool not_found_ok)
 {
-	int rc = sqlite3_step(s);
+	db_rc rc = db_step(s);
 	kms_status status = KMS_OK;
-	if (rc != SQLITE_DONE)
+	if (rc != DB_DONE)
 		status = store_fail(s, rc, what, id);
-	else if (!not_found_ok && sqlite3_changes(sqlite3_db_handle(s)) == 0)
+	else if (!not_found_ok && db_changes(s) == 0)
 		status = KMS_FAIL(KMS_NOT_FOUND, "store: %s %s: no such row", what, id ? id : "");
 	store_stmt_done(s);
 	return status;
 }
 
-kms_status store_bind_check(sqlite3_stmt *s, int rc, const char *what, const char *id)
+kms_status store_bind_check(db_stmt *s, db_rc rc, const char *what, const char *id)
 {
-	if (rc == SQLITE_OK)
+	if (rc == DB_OK)
 		return KMS_OK;
 	kms_status status = store_fail(s, rc, what, id);
 	store_stmt_done(s);
@@ -885,13 +872,13 @@ kms_status store_bind_check(sqlite3_stmt *s, int rc, const char *what, const cha
 }
 
 /* Runs a query of one integer column and one row. */
-kms_status store_step_count(sqlite3_stmt *s, const char *what, const char *id, int64_t *out)
+kms_status store_step_count(db_stmt *s, const char *what, const char *id, int64_t *out)
 {
-	int rc = sqlite3_step(s);
+	db_rc rc = db_step(s);
 	kms_status status = KMS_OK;
 	*out = 0;
-	if (rc == SQLITE_ROW)
-		*out = sqlite3_column_int64(s, 0);
+	if (rc == DB_ROW)
+		*out = db_column_int64(s, 0);
 	else
 		status = store_fail(s, rc, what, id);
 	store_stmt_done(s);
@@ -902,10 +889,10 @@ kms_status store_step_count(sqlite3_stmt *s, const char *what, const char *id, i
 
 static kms_status run_simple(store *st, store_stmt_id id, const char *sql, const char *what)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	KMS_GUARD(store_stmt(st, id, sql, &s));
-	int rc = sqlite3_step(s);
-	kms_status status = rc == SQLITE_DONE ? KMS_OK : store_fail(s, rc, what, NULL);
+	db_rc rc = db_step(s);
+	kms_status status = rc == DB_DONE ? KMS_OK : store_fail(s, rc, what, NULL);
 	store_stmt_done(s);
 	return status;
 }
@@ -933,29 +920,27 @@ kms_status store_wal_checkpoint(store *st)
 	store_conn *c;
 	int log_frames = 0, done = 0;
 	KMS_GUARD(conn_get(st, &c));
-	KMS_ENSURE(sqlite3_get_autocommit(c->db), KMS_INTERNAL,
+	KMS_ENSURE(!db_in_transaction(c->db), KMS_INTERNAL,
 	           "store: checkpoint inside a transaction");
-	int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log_frames,
-	                                   &done);
+	sqlite3 *db = db_sqlite_handle(c->db);
+	int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log_frames, &done);
 	if (rc == SQLITE_BUSY)
 		return KMS_FAIL(KMS_UNAVAILABLE, "store: WAL checkpoint: a reader held it; the next "
 		                "one will");
-	KMS_ENSURE(rc == SQLITE_OK, KMS_INTERNAL, "store: WAL checkpoint: %s",
-	           sqlite3_errmsg(c->db));
+	KMS_ENSURE(rc == SQLITE_OK, KMS_INTERNAL, "store: WAL checkpoint: %s", sqlite3_errmsg(db));
 	return KMS_OK;
 }
 
 void store_rollback(store *st)
 {
 	store_conn *c = pthread_getspecific(st->tls);
-	if (!c || sqlite3_get_autocommit(c->db))
+	if (!c || !db_in_transaction(c->db))
 		return;
 	/* Not through KMS_FAIL: the thread's message must stay the failure
 	 * that made us roll back. */
-	int rc = sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
-	if (rc != SQLITE_OK)
-		fprintf(stderr, "store: ROLLBACK failed: %s (%s)\n", sqlite3_errstr(rc),
-		        sqlite3_errmsg(c->db));
+	if (db_exec(c->db, "ROLLBACK") != DB_OK)
+		fprintf(stderr, "store: ROLLBACK failed: %s (%s)\n", db_conn_errstr(c->db),
+		        db_conn_errmsg(c->db));
 }
 
 /* ---- open, migrate, close ---- */
@@ -995,14 +980,15 @@ static kms_status db_file_check(const char *path)
 
 static kms_status set_wal(store_conn *c)
 {
+	sqlite3 *db = db_sqlite_handle(c->db);
 	sqlite3_stmt *s = NULL;
 	kms_status status = KMS_OK;
-	int rc = sqlite3_prepare_v2(c->db, "PRAGMA journal_mode = WAL", -1, &s, NULL);
+	int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode = WAL", -1, &s, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(s);
 	if (rc != SQLITE_ROW) {
 		status = KMS_FAIL(KMS_INTERNAL, "store: journal_mode=WAL: %s (%s)", sqlite3_errstr(rc),
-		                  sqlite3_errmsg(c->db));
+		                  sqlite3_errmsg(db));
 	} else {
 		const unsigned char *mode = sqlite3_column_text(s, 0);
 		if (!mode || strcmp((const char *)mode, "wal") != 0)
@@ -1016,7 +1002,7 @@ static kms_status set_wal(store_conn *c)
 static kms_status user_version_get(store_conn *c, int *out)
 {
 	sqlite3_stmt *s = NULL;
-	int rc = sqlite3_prepare_v2(c->db, "PRAGMA user_version", -1, &s, NULL);
+	int rc = sqlite3_prepare_v2(db_sqlite_handle(c->db), "PRAGMA user_version", -1, &s, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(s);
 	*out = rc == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
@@ -1045,13 +1031,13 @@ static kms_status migrate(store *st, bool *created)
 	for (int v = from; v < STORE_SCHEMA_VERSION; v++) {
 		char what[64];
 		snprintf(what, sizeof what, "schema migration %d -> %d", v, v + 1);
-		KMS_GUARD_OUT(status, conn_exec(c->db, migrations[v], what));
+		KMS_GUARD_OUT(status, conn_exec(db_sqlite_handle(c->db), migrations[v], what));
 	}
 	if (from != STORE_SCHEMA_VERSION) {
 		/* A pragma takes no bound parameter; the number is ours. */
 		char sql[64];
 		snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
-		KMS_GUARD_OUT(status, conn_exec(c->db, sql, "set user_version"));
+		KMS_GUARD_OUT(status, conn_exec(db_sqlite_handle(c->db), sql, "set user_version"));
 	}
 	KMS_GUARD_OUT(status, store_commit(st));
 out:

@@ -12,32 +12,32 @@
 
 /* ---- aliases ---- */
 
-static kms_status alias_read(sqlite3_stmt *s, store_alias *out)
+static kms_status alias_read(db_stmt *s, store_alias *out)
 {
 	memset(out, 0, sizeof *out);
 	bool ok = store_column_text(s, 0, out->name, sizeof out->name);
 	ok = store_column_text(s, 1, out->key_id, sizeof out->key_id) && ok;
 	if (!ok)
 		return KMS_FAIL(KMS_INTERNAL, "store: an alias row does not fit its type");
-	out->created_at = sqlite3_column_int64(s, 2);
+	out->created_at = db_column_int64(s, 2);
 	return KMS_OK;
 }
 
 kms_status store_alias_insert(store *st, const store_alias *alias)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	KMS_GUARD(store_stmt(st, S_ALIAS_INSERT,
 	                     "INSERT INTO aliases (name, key_id, created_at) VALUES (?1, ?2, ?3)",
 	                     &s));
-	int rc = store_bind(s, "tti", alias->name, alias->key_id, alias->created_at);
+	db_rc rc = store_bind(s, "tti", alias->name, alias->key_id, alias->created_at);
 	KMS_GUARD(store_bind_check(s, rc, "insert alias", alias->name));
-	rc = sqlite3_step(s);
+	rc = db_step(s);
 	kms_status status = KMS_OK;
-	if (store_is_duplicate(rc))
+	if (rc == DB_DUPLICATE)
 		status = KMS_FAIL(KMS_ALREADY_EXISTS, "alias %s already exists", alias->name);
-	else if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+	else if (rc == DB_FOREIGN_KEY)
 		status = KMS_FAIL(KMS_NOT_FOUND, "key %s not found", alias->key_id);
-	else if (rc != SQLITE_DONE)
+	else if (rc != DB_DONE)
 		status = store_fail(s, rc, "insert alias", alias->name);
 	store_stmt_done(s);
 	return status;
@@ -45,16 +45,16 @@ kms_status store_alias_insert(store *st, const store_alias *alias)
 
 kms_status store_alias_get(store *st, const char *name, store_alias *out)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	memset(out, 0, sizeof *out);
 	KMS_GUARD(store_stmt(st, S_ALIAS_GET,
 	                     "SELECT name, key_id, created_at FROM aliases WHERE name = ?1", &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "t", name), "get alias", name));
-	int rc = sqlite3_step(s);
+	db_rc rc = db_step(s);
 	kms_status status;
-	if (rc == SQLITE_ROW)
+	if (rc == DB_ROW)
 		status = alias_read(s, out);
-	else if (rc == SQLITE_DONE)
+	else if (rc == DB_DONE)
 		status = KMS_FAIL(KMS_NOT_FOUND, "alias %s not found", name);
 	else
 		status = store_fail(s, rc, "get alias", name);
@@ -64,17 +64,17 @@ kms_status store_alias_get(store *st, const char *name, store_alias *out)
 
 kms_status store_alias_retarget(store *st, const char *name, const char *key_id)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	KMS_GUARD(store_stmt(st, S_ALIAS_RETARGET, "UPDATE aliases SET key_id = ?2 WHERE name = ?1",
 	                     &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "tt", name, key_id), "update alias", name));
-	int rc = sqlite3_step(s);
+	db_rc rc = db_step(s);
 	kms_status status = KMS_OK;
-	if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+	if (rc == DB_FOREIGN_KEY)
 		status = KMS_FAIL(KMS_NOT_FOUND, "key %s not found", key_id);
-	else if (rc != SQLITE_DONE)
+	else if (rc != DB_DONE)
 		status = store_fail(s, rc, "update alias", name);
-	else if (sqlite3_changes(sqlite3_db_handle(s)) == 0)
+	else if (db_changes(s) == 0)
 		status = KMS_FAIL(KMS_NOT_FOUND, "alias %s not found", name);
 	store_stmt_done(s);
 	return status;
@@ -82,14 +82,14 @@ kms_status store_alias_retarget(store *st, const char *name, const char *key_id)
 
 kms_status store_alias_delete(store *st, const char *name)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	KMS_GUARD(store_stmt(st, S_ALIAS_DELETE, "DELETE FROM aliases WHERE name = ?1", &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "t", name), "delete alias", name));
-	int rc = sqlite3_step(s);
+	db_rc rc = db_step(s);
 	kms_status status = KMS_OK;
-	if (rc != SQLITE_DONE)
+	if (rc != DB_DONE)
 		status = store_fail(s, rc, "delete alias", name);
-	else if (sqlite3_changes(sqlite3_db_handle(s)) == 0)
+	else if (db_changes(s) == 0)
 		status = KMS_FAIL(KMS_NOT_FOUND, "alias %s not found", name);
 	store_stmt_done(s);
 	return status;
@@ -97,7 +97,7 @@ kms_status store_alias_delete(store *st, const char *name)
 
 kms_status store_aliases_delete_for_key(store *st, const char *key_id)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	KMS_GUARD(store_stmt(st, S_ALIASES_DELETE_FOR_KEY, "DELETE FROM aliases WHERE key_id = ?1",
 	                     &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "t", key_id), "delete aliases of", key_id));
@@ -106,7 +106,7 @@ kms_status store_aliases_delete_for_key(store *st, const char *key_id)
 
 kms_status store_alias_count(store *st, const char *key_id, size_t *n)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	int64_t count;
 	*n = 0;
 	KMS_GUARD(store_stmt(st, S_ALIAS_COUNT, "SELECT count(*) FROM aliases WHERE key_id = ?1",
@@ -120,9 +120,9 @@ kms_status store_alias_count(store *st, const char *key_id, size_t *n)
 kms_status store_alias_list(store *st, const char *key_id, const char *after, size_t cap,
                             store_alias **out, size_t *n)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	size_t allocated = 0;
-	int rc;
+	db_rc rc;
 	*out = NULL;
 	*n = 0;
 	KMS_ENSURE(cap <= INT64_MAX, KMS_INVALID_ARGUMENT, "store: list limit out of range");
@@ -141,7 +141,7 @@ kms_status store_alias_list(store *st, const char *key_id, const char *after, si
 	}
 	KMS_GUARD(store_bind_check(s, rc, "list aliases", key_id));
 	kms_status status = KMS_OK;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < cap) {
+	while ((rc = db_step(s)) == DB_ROW && *n < cap) {
 		if (!store_grow((void **)out, &allocated, *n, sizeof **out)) {
 			status = KMS_FAIL(KMS_INTERNAL, "store: out of memory listing aliases");
 			goto out;
@@ -149,7 +149,7 @@ kms_status store_alias_list(store *st, const char *key_id, const char *after, si
 		KMS_GUARD_OUT(status, alias_read(s, &(*out)[*n]));
 		(*n)++;
 	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+	if (rc != DB_ROW && rc != DB_DONE)
 		status = store_fail(s, rc, "list aliases", key_id);
 out:
 	store_stmt_done(s);
@@ -166,18 +166,18 @@ out:
 kms_status store_tag_put(store *st, const char *key_id, const char *tag_key,
                          const char *tag_value)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	KMS_GUARD(store_stmt(st, S_TAG_PUT,
 	                     "INSERT INTO tags (key_id, k, v) VALUES (?1, ?2, ?3) "
 	                     "ON CONFLICT (key_id, k) DO UPDATE SET v = excluded.v",
 	                     &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "ttt", key_id, tag_key, tag_value), "put tag",
 	                     key_id));
-	int rc = sqlite3_step(s);
+	db_rc rc = db_step(s);
 	kms_status status = KMS_OK;
-	if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+	if (rc == DB_FOREIGN_KEY)
 		status = KMS_FAIL(KMS_NOT_FOUND, "key %s not found", key_id);
-	else if (rc != SQLITE_DONE)
+	else if (rc != DB_DONE)
 		status = store_fail(s, rc, "put tag", key_id);
 	store_stmt_done(s);
 	return status;
@@ -185,7 +185,7 @@ kms_status store_tag_put(store *st, const char *key_id, const char *tag_key,
 
 kms_status store_tag_delete(store *st, const char *key_id, const char *tag_key)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	KMS_GUARD(store_stmt(st, S_TAG_DELETE, "DELETE FROM tags WHERE key_id = ?1 AND k = ?2", &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "tt", key_id, tag_key), "delete tag", key_id));
 	return store_step_change(s, "delete tag", key_id, true);
@@ -193,7 +193,7 @@ kms_status store_tag_delete(store *st, const char *key_id, const char *tag_key)
 
 kms_status store_tag_count(store *st, const char *key_id, size_t *n)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	int64_t count;
 	*n = 0;
 	KMS_GUARD(store_stmt(st, S_TAG_COUNT, "SELECT count(*) FROM tags WHERE key_id = ?1", &s));
@@ -205,7 +205,7 @@ kms_status store_tag_count(store *st, const char *key_id, size_t *n)
 
 kms_status store_tags_list(store *st, const char *key_id, store_tag **out, size_t *n)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	size_t cap = 0;
 	*out = NULL;
 	*n = 0;
@@ -213,8 +213,8 @@ kms_status store_tags_list(store *st, const char *key_id, store_tag **out, size_
 	                     &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "t", key_id), "list tags of", key_id));
 	kms_status status = KMS_OK;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	db_rc rc;
+	while ((rc = db_step(s)) == DB_ROW) {
 		if (!store_grow((void **)out, &cap, *n, sizeof **out)) {
 			status = KMS_FAIL(KMS_INTERNAL, "store: out of memory listing tags of %s", key_id);
 			goto out;
@@ -228,7 +228,7 @@ kms_status store_tags_list(store *st, const char *key_id, store_tag **out, size_
 		}
 		(*n)++;
 	}
-	if (rc != SQLITE_DONE)
+	if (rc != DB_DONE)
 		status = store_fail(s, rc, "list tags of", key_id);
 out:
 	store_stmt_done(s);

@@ -14,7 +14,7 @@
 
 #define CM_COLUMNS "id, kid, jwk, dp_key, principal, state, created_at, created_by, removed_at"
 
-static kms_status cm_read(sqlite3_stmt *s, store_consent_manager *out)
+static kms_status cm_read(db_stmt *s, store_consent_manager *out)
 {
 	char state[16];
 	memset(out, 0, sizeof *out);
@@ -31,14 +31,14 @@ static kms_status cm_read(sqlite3_stmt *s, store_consent_manager *out)
 		return KMS_FAIL(KMS_INTERNAL, "store: a Consent Manager row does not fit its type");
 	}
 	out->removed = !strcmp(state, "removed");
-	out->created_at = sqlite3_column_int64(s, 6);
-	out->removed_at = sqlite3_column_int64(s, 8);
+	out->created_at = db_column_int64(s, 6);
+	out->removed_at = db_column_int64(s, 8);
 	return KMS_OK;
 }
 
 kms_status store_cm_add(store *st, const store_consent_manager *cm)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	KMS_GUARD(store_stmt(st, S_CM_INSERT,
 	                     "INSERT INTO consent_managers (" CM_COLUMNS ") "
 	                     "VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6, ?7, 0)",
@@ -47,26 +47,26 @@ kms_status store_cm_add(store *st, const store_consent_manager *cm)
 	                                         cm->dp_key, cm->principal, cm->created_at,
 	                                         cm->created_by),
 	                           "add Consent Manager", cm->id));
-	int rc = sqlite3_step(s);
+	db_rc rc = db_step(s);
 	kms_status status = KMS_OK;
-	if (store_is_duplicate(rc))
+	if (rc == DB_DUPLICATE)
 		status = KMS_FAIL(KMS_ALREADY_EXISTS, "a Consent Manager with id %s or kid %s is "
 		                  "already registered (ids and kids are never reused)", cm->id,
 		                  cm->kid);
-	else if (rc != SQLITE_DONE)
+	else if (rc != DB_DONE)
 		status = store_fail(s, rc, "add Consent Manager", cm->id);
 	store_stmt_done(s);
 	return status;
 }
 
-static kms_status cm_get_one(sqlite3_stmt *s, const char *what, const char *name,
+static kms_status cm_get_one(db_stmt *s, const char *what, const char *name,
                              store_consent_manager *out)
 {
-	int rc = sqlite3_step(s);
+	db_rc rc = db_step(s);
 	kms_status status;
-	if (rc == SQLITE_ROW)
+	if (rc == DB_ROW)
 		status = cm_read(s, out);
-	else if (rc == SQLITE_DONE)
+	else if (rc == DB_DONE)
 		status = KMS_FAIL(KMS_NOT_FOUND, "%s %s not found", what, name);
 	else
 		status = store_fail(s, rc, what, name);
@@ -76,7 +76,7 @@ static kms_status cm_get_one(sqlite3_stmt *s, const char *what, const char *name
 
 kms_status store_cm_get(store *st, const char *id, store_consent_manager *out)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	memset(out, 0, sizeof *out);
 	KMS_GUARD(store_stmt(st, S_CM_GET,
 	                     "SELECT " CM_COLUMNS " FROM consent_managers WHERE id = ?1", &s));
@@ -86,7 +86,7 @@ kms_status store_cm_get(store *st, const char *id, store_consent_manager *out)
 
 kms_status store_cm_by_kid(store *st, const char *kid, store_consent_manager *out)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	memset(out, 0, sizeof *out);
 	KMS_GUARD(store_stmt(st, S_CM_BY_KID,
 	                     "SELECT " CM_COLUMNS " FROM consent_managers WHERE kid = ?1", &s));
@@ -96,7 +96,7 @@ kms_status store_cm_by_kid(store *st, const char *kid, store_consent_manager *ou
 
 kms_status store_cm_list(store *st, store_consent_manager **out, size_t *n)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	*out = NULL;
 	*n = 0;
 	KMS_GUARD(store_stmt(st, S_CM_LIST,
@@ -107,8 +107,8 @@ kms_status store_cm_list(store *st, store_consent_manager **out, size_t *n)
 	                           "list Consent Managers", NULL));
 	size_t cap = 0;
 	kms_status status = KMS_OK;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	db_rc rc;
+	while ((rc = db_step(s)) == DB_ROW) {
 		if (!store_grow((void **)out, &cap, *n, sizeof **out)) {
 			status = KMS_FAIL(KMS_INTERNAL, "store: out of memory listing Consent Managers");
 			break;
@@ -118,7 +118,7 @@ kms_status store_cm_list(store *st, store_consent_manager **out, size_t *n)
 			break;
 		(*n)++;
 	}
-	if (status == KMS_OK && rc != SQLITE_DONE)
+	if (status == KMS_OK && rc != DB_DONE)
 		status = store_fail(s, rc, "list Consent Managers", NULL);
 	store_stmt_done(s);
 	if (status != KMS_OK) {
@@ -131,7 +131,7 @@ kms_status store_cm_list(store *st, store_consent_manager **out, size_t *n)
 
 kms_status store_cm_remove(store *st, const char *id, int64_t now)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	store_consent_manager cm;
 	KMS_GUARD(store_cm_get(st, id, &cm));
 	KMS_ENSURE(!cm.removed, KMS_FAILED_PRECONDITION, "Consent Manager %s was already removed",
@@ -152,7 +152,7 @@ kms_status store_cm_remove(store *st, const char *id, int64_t now)
 	"c.status_by, c.uses, c.window_start, c.window_uses, c.digest, c.imported_at, "       \
 	"c.imported_by, m.state"
 
-static kms_status consent_read(sqlite3_stmt *s, store_consent *out)
+static kms_status consent_read(db_stmt *s, store_consent *out)
 {
 	char state[16];
 	memset(out, 0, sizeof *out);
@@ -165,30 +165,30 @@ static kms_status consent_read(sqlite3_stmt *s, store_consent *out)
 	ok = store_column_text(s, 12, out->status_by, sizeof out->status_by) && ok;
 	ok = store_column_text(s, 18, out->imported_by, sizeof out->imported_by) && ok;
 	ok = store_column_text(s, 19, state, sizeof state) && ok;
-	ok = ok && sqlite3_column_bytes(s, 16) == (int)sizeof out->digest;
+	ok = ok && db_column_bytes(s, 16) == sizeof out->digest;
 	if (!ok) {
 		memset(out, 0, sizeof *out);
 		return KMS_FAIL(KMS_INTERNAL, "store: a consent row does not fit its type");
 	}
-	memcpy(out->digest, sqlite3_column_blob(s, 16), sizeof out->digest);
+	memcpy(out->digest, db_column_blob(s, 16), sizeof out->digest);
 	out->manager_removed = strcmp(state, "active") != 0;
-	out->onetime = sqlite3_column_int64(s, 4) != 0;
-	out->start = sqlite3_column_int64(s, 5);
-	out->expiry = sqlite3_column_int64(s, 6);
-	out->data_life_end = sqlite3_column_int64(s, 7);
-	out->frequency_value = sqlite3_column_int64(s, 9);
-	out->status_at = sqlite3_column_int64(s, 11);
-	out->uses = sqlite3_column_int64(s, 13);
-	out->window_start = sqlite3_column_int64(s, 14);
-	out->window_uses = sqlite3_column_int64(s, 15);
-	out->imported_at = sqlite3_column_int64(s, 17);
+	out->onetime = db_column_int64(s, 4) != 0;
+	out->start = db_column_int64(s, 5);
+	out->expiry = db_column_int64(s, 6);
+	out->data_life_end = db_column_int64(s, 7);
+	out->frequency_value = db_column_int64(s, 9);
+	out->status_at = db_column_int64(s, 11);
+	out->uses = db_column_int64(s, 13);
+	out->window_start = db_column_int64(s, 14);
+	out->window_uses = db_column_int64(s, 15);
+	out->imported_at = db_column_int64(s, 17);
 	return KMS_OK;
 }
 
 kms_status store_consent_insert(store *st, const store_consent *c, const uint8_t *artefact,
                                 size_t artefact_len)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	KMS_ENSURE(artefact_len >= 2 && artefact_len <= STORE_CONSENT_ARTEFACT_MAX,
 	           KMS_INVALID_ARGUMENT, "store: consent %s: artefact of %zu bytes", c->id,
 	           artefact_len);
@@ -199,18 +199,18 @@ kms_status store_consent_insert(store *st, const store_consent *c, const uint8_t
 	                     "imported_at, imported_by, detail_digest) VALUES (?1, ?2, ?3, ?4, ?5, "
 	                     "?6, ?7, ?8, ?9, ?10, ?11, ?12, 'ACTIVE', ?13, ?14, ?13, ?14, ?15)",
 	                     &s));
-	int rc = store_bind(s, "ttbbttiiiitiitb", c->id, c->manager, artefact, artefact_len,
-	                    c->digest, sizeof c->digest, c->dp, c->purpose, (int64_t)c->onetime,
-	                    c->start, c->expiry, c->data_life_end, c->frequency_unit,
-	                    c->frequency_value, c->imported_at, c->imported_by, c->detail_digest,
-	                    sizeof c->detail_digest);
+	db_rc rc = store_bind(s, "ttbbttiiiitiitb", c->id, c->manager, artefact, artefact_len,
+	                      c->digest, sizeof c->digest, c->dp, c->purpose, (int64_t)c->onetime,
+	                      c->start, c->expiry, c->data_life_end, c->frequency_unit,
+	                      c->frequency_value, c->imported_at, c->imported_by, c->detail_digest,
+	                      sizeof c->detail_digest);
 	KMS_GUARD(store_bind_check(s, rc, "import consent", c->id));
-	rc = sqlite3_step(s);
+	rc = db_step(s);
 	kms_status status = KMS_OK;
-	if (store_is_duplicate(rc))
+	if (rc == DB_DUPLICATE)
 		status = KMS_FAIL(KMS_ALREADY_EXISTS, "consent %s, or its signed ConsentDetail, is "
 		                  "stored already", c->id);
-	else if (rc != SQLITE_DONE)
+	else if (rc != DB_DONE)
 		status = store_fail(s, rc, "import consent", c->id);
 	store_stmt_done(s);
 	return status;
@@ -218,18 +218,18 @@ kms_status store_consent_insert(store *st, const store_consent *c, const uint8_t
 
 kms_status store_consent_get(store *st, const char *id, store_consent *out)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	memset(out, 0, sizeof *out);
 	KMS_GUARD(store_stmt(st, S_CONSENT_GET,
 	                     "SELECT " CONSENT_COLUMNS " FROM consents c "
 	                     "JOIN consent_managers m ON m.id = c.manager WHERE c.id = ?1",
 	                     &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "t", id), "get consent", id));
-	int rc = sqlite3_step(s);
+	db_rc rc = db_step(s);
 	kms_status status;
-	if (rc == SQLITE_ROW)
+	if (rc == DB_ROW)
 		status = consent_read(s, out);
-	else if (rc == SQLITE_DONE)
+	else if (rc == DB_DONE)
 		status = KMS_FAIL(KMS_NOT_FOUND, "consent %s not found", id);
 	else
 		status = store_fail(s, rc, "get consent", id);
@@ -239,17 +239,17 @@ kms_status store_consent_get(store *st, const char *id, store_consent *out)
 
 kms_status store_consent_artefact(store *st, const char *id, uint8_t **out, size_t *len)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	*out = NULL;
 	*len = 0;
 	KMS_GUARD(store_stmt(st, S_CONSENT_ARTEFACT, "SELECT artefact FROM consents WHERE id = ?1",
 	                     &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "t", id), "read consent", id));
-	int rc = sqlite3_step(s);
+	db_rc rc = db_step(s);
 	kms_status status = KMS_OK;
-	if (rc == SQLITE_ROW) {
-		int n = sqlite3_column_bytes(s, 0);
-		const void *b = sqlite3_column_blob(s, 0);
+	if (rc == DB_ROW) {
+		size_t n = db_column_bytes(s, 0);
+		const void *b = db_column_blob(s, 0);
 		*out = n > 0 && b ? malloc((size_t)n) : NULL;
 		if (!*out)
 			status = KMS_FAIL(KMS_INTERNAL, "store: consent %s: out of memory", id);
@@ -257,7 +257,7 @@ kms_status store_consent_artefact(store *st, const char *id, uint8_t **out, size
 			memcpy(*out, b, (size_t)n);
 			*len = (size_t)n;
 		}
-	} else if (rc == SQLITE_DONE) {
+	} else if (rc == DB_DONE) {
 		status = KMS_FAIL(KMS_NOT_FOUND, "consent %s not found", id);
 	} else {
 		status = store_fail(s, rc, "read consent", id);
@@ -269,18 +269,18 @@ kms_status store_consent_artefact(store *st, const char *id, uint8_t **out, size
 kms_status store_consent_set_status(store *st, const char *id, const char *from, const char *to,
                                     const char *by, int64_t now)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	KMS_GUARD(store_stmt(st, S_CONSENT_SET_STATUS,
 	                     "UPDATE consents SET status = ?3, status_at = ?4, status_by = ?5 "
 	                     "WHERE id = ?1 AND status = ?2",
 	                     &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "tttit", id, from, to, now, by),
 	                           "set consent status", id));
-	int rc = sqlite3_step(s);
+	db_rc rc = db_step(s);
 	kms_status status = KMS_OK;
-	if (rc != SQLITE_DONE)
+	if (rc != DB_DONE)
 		status = store_fail(s, rc, "set consent status", id);
-	else if (sqlite3_changes(sqlite3_db_handle(s)) != 1)
+	else if (db_changes(s) != 1)
 		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "consent %s is no longer %s (changed "
 		                  "meanwhile): read it again", id, from);
 	store_stmt_done(s);
@@ -290,7 +290,7 @@ kms_status store_consent_set_status(store *st, const char *id, const char *from,
 kms_status store_consent_take_use(store *st, const char *id, int64_t window_start,
                                   int64_t window_max, bool *taken)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	*taken = false;
 	KMS_GUARD(store_stmt(st, S_CONSENT_TAKE_USE,
 	                     "UPDATE consents SET uses = uses + 1, "
@@ -303,12 +303,12 @@ kms_status store_consent_take_use(store *st, const char *id, int64_t window_star
 	                     &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "tii", id, window_start, window_max),
 	                           "count consent use", id));
-	int rc = sqlite3_step(s);
+	db_rc rc = db_step(s);
 	kms_status status = KMS_OK;
-	if (rc != SQLITE_DONE)
+	if (rc != DB_DONE)
 		status = store_fail(s, rc, "count consent use", id);
 	else
-		*taken = sqlite3_changes(sqlite3_db_handle(s)) == 1;
+		*taken = db_changes(s) == 1;
 	store_stmt_done(s);
 	return status;
 }
@@ -316,7 +316,7 @@ kms_status store_consent_take_use(store *st, const char *id, int64_t window_star
 kms_status store_consent_list(store *st, const store_consent_filter *f, const char *after,
                               uint32_t limit, store_consent **out, size_t *n, bool *more)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	*out = NULL;
 	*n = 0;
 	*more = false;
@@ -337,8 +337,8 @@ kms_status store_consent_list(store *st, const store_consent_filter *f, const ch
 #undef OR_EMPTY
 	size_t cap = 0;
 	kms_status status = KMS_OK;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	db_rc rc;
+	while ((rc = db_step(s)) == DB_ROW) {
 		if (*n == limit) {
 			*more = true;
 			continue;
@@ -352,7 +352,7 @@ kms_status store_consent_list(store *st, const store_consent_filter *f, const ch
 			break;
 		(*n)++;
 	}
-	if (status == KMS_OK && rc != SQLITE_DONE)
+	if (status == KMS_OK && rc != DB_DONE)
 		status = store_fail(s, rc, "list consents", NULL);
 	store_stmt_done(s);
 	if (status != KMS_OK) {

@@ -143,7 +143,7 @@ static kms_status context_check(const uint8_t *bytes, size_t len)
 #define GRANT_COLUMNS                                                          \
 	"id, key_id, grantee, operations, context, creator, state, created_at, ended_at"
 
-static kms_status grant_read(sqlite3_stmt *s, store_grant *out)
+static kms_status grant_read(db_stmt *s, store_grant *out)
 {
 	char state[16];
 	memset(out, 0, sizeof *out);
@@ -162,20 +162,20 @@ static kms_status grant_read(sqlite3_stmt *s, store_grant *out)
 		out->state = GRANT_STATE_REVOKED;
 	else
 		ok = false;
-	const void *context = sqlite3_column_blob(s, 4);
-	int len = sqlite3_column_bytes(s, 4);
-	ok = ok && context && len > 0 && (size_t)len <= sizeof out->context;
+	const void *context = db_column_blob(s, 4);
+	size_t len = db_column_bytes(s, 4);
+	ok = ok && context && len > 0 && len <= sizeof out->context;
 	if (ok) {
-		memcpy(out->context, context, (size_t)len);
-		out->context_len = (size_t)len;
+		memcpy(out->context, context, len);
+		out->context_len = len;
 		ok = context_check(out->context, out->context_len) == KMS_OK;
 	}
 	if (!ok) {
 		memset(out, 0, sizeof *out);
 		return KMS_FAIL(KMS_INTERNAL, "store: a grant row does not fit its type");
 	}
-	out->created_at = sqlite3_column_int64(s, 7);
-	out->ended_at = sqlite3_column_int64(s, 8);
+	out->created_at = db_column_int64(s, 7);
+	out->ended_at = db_column_int64(s, 8);
 	return KMS_OK;
 }
 
@@ -201,7 +201,7 @@ static kms_status principal_name_check(const char *name)
 /* Inside the caller's transaction. */
 static kms_status grant_insert_in(store *st, const store_grant *g)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	int64_t count;
 
 	store_principal grantee;
@@ -228,19 +228,19 @@ static kms_status grant_insert_in(store *st, const store_grant *g)
 	                     "INSERT INTO grants (" GRANT_COLUMNS ") "
 	                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'live', ?7, 0)",
 	                     &s));
-	int rc = store_bind(s, "tttt", g->id, g->key_id, g->grantee, g->operations);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_blob(s, 5, g->context, (int)g->context_len, SQLITE_STATIC);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_text(s, 6, g->creator, -1, SQLITE_STATIC);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(s, 7, g->created_at);
+	db_rc rc = store_bind(s, "tttt", g->id, g->key_id, g->grantee, g->operations);
+	if (rc == DB_OK)
+		rc = db_bind_blob(s, 5, g->context, g->context_len);
+	if (rc == DB_OK)
+		rc = db_bind_text(s, 6, g->creator);
+	if (rc == DB_OK)
+		rc = db_bind_int64(s, 7, g->created_at);
 	KMS_GUARD(store_bind_check(s, rc, "insert grant", g->id));
-	rc = sqlite3_step(s);
+	rc = db_step(s);
 	kms_status status = KMS_OK;
-	if (store_is_duplicate(rc))
+	if (rc == DB_DUPLICATE)
 		status = KMS_FAIL(KMS_ALREADY_EXISTS, "grant %s already exists", g->id);
-	else if (rc != SQLITE_DONE)
+	else if (rc != DB_DONE)
 		status = store_fail(s, rc, "insert grant", g->id);
 	store_stmt_done(s);
 	return status;
@@ -266,17 +266,17 @@ kms_status store_grant_create(store *st, const store_grant *g)
 
 kms_status store_grant_get(store *st, const char *id, store_grant *out)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	memset(out, 0, sizeof *out);
 	KMS_GUARD(grant_id_check(id));
 	KMS_GUARD(store_stmt(st, S_GRANT_GET, "SELECT " GRANT_COLUMNS " FROM grants WHERE id = ?1",
 	                     &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "t", id), "get grant", id));
-	int rc = sqlite3_step(s);
+	db_rc rc = db_step(s);
 	kms_status status;
-	if (rc == SQLITE_ROW)
+	if (rc == DB_ROW)
 		status = grant_read(s, out);
-	else if (rc == SQLITE_DONE)
+	else if (rc == DB_DONE)
 		status = KMS_FAIL(KMS_NOT_FOUND, "grant %s not found", id);
 	else
 		status = store_fail(s, rc, "get grant", id);
@@ -285,15 +285,15 @@ kms_status store_grant_get(store *st, const char *id, store_grant *out)
 }
 
 /* Steps a query of grant rows into a malloc'ed array. */
-static kms_status grants_collect(sqlite3_stmt *s, const char *what, const char *name,
+static kms_status grants_collect(db_stmt *s, const char *what, const char *name,
                                  store_grant **out, size_t *n)
 {
 	size_t allocated = 0;
 	kms_status status = KMS_OK;
-	int rc;
+	db_rc rc;
 	*out = NULL;
 	*n = 0;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while ((rc = db_step(s)) == DB_ROW) {
 		if (!store_grow((void **)out, &allocated, *n, sizeof **out)) {
 			status = KMS_FAIL(KMS_INTERNAL, "store: out of memory listing grants");
 			break;
@@ -303,7 +303,7 @@ static kms_status grants_collect(sqlite3_stmt *s, const char *what, const char *
 			break;
 		(*n)++;
 	}
-	if (status == KMS_OK && rc != SQLITE_DONE)
+	if (status == KMS_OK && rc != DB_DONE)
 		status = store_fail(s, rc, what, name);
 	store_stmt_done(s);
 	if (status != KMS_OK) {
@@ -317,7 +317,7 @@ static kms_status grants_collect(sqlite3_stmt *s, const char *what, const char *
 kms_status store_grant_list(store *st, store_grant_by by, const char *name, const char *after,
                             size_t cap, store_grant **out, size_t *n)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	*out = NULL;
 	*n = 0;
 	KMS_ENSURE(cap <= INT64_MAX, KMS_INVALID_ARGUMENT, "store: list limit out of range");
@@ -334,14 +334,14 @@ kms_status store_grant_list(store *st, store_grant_by by, const char *name, cons
 		                     "WHERE grantee = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
 		                     &s));
 	}
-	int rc = store_bind(s, "tti", name, after ? after : "", (int64_t)cap);
+	db_rc rc = store_bind(s, "tti", name, after ? after : "", (int64_t)cap);
 	KMS_GUARD(store_bind_check(s, rc, "list grants of", name));
 	return grants_collect(s, "list grants of", name, out, n);
 }
 
 kms_status store_grant_end(store *st, const char *id, grant_state how, int64_t now)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	KMS_GUARD(grant_id_check(id));
 	KMS_ENSURE(how == GRANT_STATE_RETIRED || how == GRANT_STATE_REVOKED, KMS_INVALID_ARGUMENT,
 	           "store: a grant ends RETIRED or REVOKED");
@@ -349,12 +349,12 @@ kms_status store_grant_end(store *st, const char *id, grant_state how, int64_t n
 	                     "UPDATE grants SET state = ?2, ended_at = ?3 "
 	                     "WHERE id = ?1 AND state = 'live'",
 	                     &s));
-	int rc = store_bind(s, "tti", id, grant_state_text(how), now);
+	db_rc rc = store_bind(s, "tti", id, grant_state_text(how), now);
 	KMS_GUARD(store_bind_check(s, rc, "end grant", id));
-	rc = sqlite3_step(s);
-	int changes = sqlite3_changes(sqlite3_db_handle(s));
+	rc = db_step(s);
+	int64_t changes = db_changes(s);
 	kms_status status = KMS_OK;
-	if (rc != SQLITE_DONE)
+	if (rc != DB_DONE)
 		status = store_fail(s, rc, "end grant", id);
 	store_stmt_done(s);
 	KMS_GUARD(status);
@@ -370,7 +370,7 @@ kms_status store_grant_end(store *st, const char *id, grant_state how, int64_t n
 kms_status store_grants_live(store *st, const char *principal, const char *key_id,
                              store_grant **out, size_t *n)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	*out = NULL;
 	*n = 0;
 	KMS_GUARD(principal_name_check(principal));
@@ -384,7 +384,7 @@ kms_status store_grants_live(store *st, const char *principal, const char *key_i
 	                     "WHERE grantee = ?1 AND key_id = ?2 AND state = 'live' "
 	                     "ORDER BY id LIMIT ?3",
 	                     &s));
-	int rc = store_bind(s, "tti", principal, key_id, (int64_t)STORE_GRANTS_LIVE_MAX);
+	db_rc rc = store_bind(s, "tti", principal, key_id, (int64_t)STORE_GRANTS_LIVE_MAX);
 	KMS_GUARD(store_bind_check(s, rc, "find live grants to", principal));
 	kms_status status = grants_collect(s, "find live grants to", principal, out, n);
 	if (status == KMS_OK && *n == 0)

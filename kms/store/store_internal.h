@@ -1,14 +1,14 @@
 /*
  * store_internal.h: what store.c (connections, schema, transactions,
  * statement helpers) shares with store_keys.c, store_material.c,
- * store_keks.c, store_aliases.c, store_principals.c, store_grants.c and
- * store_consents.c (the statements). Not for use outside the store.
+ * store_keks.c, store_aliases.c, store_principals.c, store_grants.c,
+ * store_consents.c and store_dp.c (the statements, which run through the
+ * driver interface db.h only). Not for use outside the store.
  */
 #ifndef KMS_STORE_INTERNAL_H
 #define KMS_STORE_INTERNAL_H
 
-#include <sqlite3.h>
-
+#include "kms/store/db.h"
 #include "kms/store/store.h"
 
 /* One slot per statement in each connection's cache. Each id is used with
@@ -120,7 +120,7 @@ typedef enum store_stmt_id {
 /* This thread's statement for id (prepared from sql on first use), reset
  * and with its bindings cleared. Finish with store_stmt_done. */
 kms_status store_stmt(store *st, store_stmt_id id, const char *sql,
-                      sqlite3_stmt **out) KMS_MUST_USE;
+                      db_stmt **out) KMS_MUST_USE;
 
 /* The SQL text statement id was prepared with in this process, or NULL if
  * it has not been prepared yet (for the query-plan test). */
@@ -130,43 +130,42 @@ const char *store_stmt_sql(store_stmt_id id);
  * (for tests that make a database of an older version, as it was). */
 const char *store_migration_sql(int from);
 
-/* Resets s so it holds no read snapshot. NULL is ignored. */
-void store_stmt_done(sqlite3_stmt *s);
+/* Resets s and clears its bindings, so it holds no read snapshot. NULL is
+ * ignored. */
+void store_stmt_done(db_stmt *s);
 
 /* Binds parameters 1.. from a type string: 't' a const char * (text),
  * 'i' an int64_t, 'b' a const void * and a size_t (a blob), 'n' NULL (no
- * argument). Returns an SQLite result code. */
-int store_bind(sqlite3_stmt *s, const char *types, ...);
+ * argument). Returns DB_OK or the first failure. */
+db_rc store_bind(db_stmt *s, const char *types, ...);
 
-/* Records a failure of what (a statement name) on the row named by id
- * (NULL if none): SQLITE_BUSY/LOCKED, and SQLITE_IOERR/FULL (the disk
- * failed; nothing was changed), are KMS_UNAVAILABLE, the rest
+/* Records a failure rc of what (a statement name) on the row named by id
+ * (NULL if none): DB_CONFLICT (busy, locked), DB_IOERR (the disk failed;
+ * nothing was changed) and DB_IN_DOUBT (the disk failed to sync; the
+ * change may be applied after a restart) are KMS_UNAVAILABLE, the rest
  * KMS_INTERNAL. Returns the status. */
-kms_status store_fail_at(sqlite3_stmt *s, int rc, const char *what, const char *id,
+kms_status store_fail_at(db_stmt *s, db_rc rc, const char *what, const char *id,
                          const char *file, int line);
 #define store_fail(s, rc, what, id) store_fail_at((s), (rc), (what), (id), __FILE__, __LINE__)
 
 /* Copies text column col of the current row into out[cap]; false when it is
  * NULL-free text that does not fit (a corrupt or foreign row). */
-bool store_column_text(sqlite3_stmt *s, int col, char *out, size_t cap);
-
-/* True for a uniqueness violation (extended result codes are on). */
-bool store_is_duplicate(int rc);
+bool store_column_text(db_stmt *s, int col, char *out, size_t cap);
 
 /* Makes room for one more element in a malloc'ed array. */
 bool store_grow(void **array, size_t *cap, size_t used, size_t elem_size);
 
 /* Steps a statement that changes rows, then resets it; KMS_NOT_FOUND if it
  * changed none and not_found_ok is false. */
-kms_status store_step_change(sqlite3_stmt *s, const char *what, const char *id,
+kms_status store_step_change(db_stmt *s, const char *what, const char *id,
                              bool not_found_ok) KMS_MUST_USE;
 
-/* KMS_OK for SQLITE_OK; else records the failure and resets s. */
-kms_status store_bind_check(sqlite3_stmt *s, int rc, const char *what,
+/* KMS_OK for DB_OK; else records the failure and resets s. */
+kms_status store_bind_check(db_stmt *s, db_rc rc, const char *what,
                             const char *id) KMS_MUST_USE;
 
 /* Steps a query of one integer column and one row, then resets it. */
-kms_status store_step_count(sqlite3_stmt *s, const char *what, const char *id,
+kms_status store_step_count(db_stmt *s, const char *what, const char *id,
                             int64_t *out) KMS_MUST_USE;
 
 /* store_version_insert with material: wrapped NULL for none (kek_id is
@@ -177,7 +176,7 @@ kms_status store_version_insert_material(store *st, const char *key_id, const st
 
 /* Reads columns first_col.. (key_id, version, created_at, state,
  * encryptions_reserved) into out. In store_keys.c. */
-kms_status store_version_row_read(sqlite3_stmt *s, int first_col, store_version_row *out)
+kms_status store_version_row_read(db_stmt *s, int first_col, store_version_row *out)
         KMS_MUST_USE;
 
 #endif

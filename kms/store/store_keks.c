@@ -24,11 +24,11 @@ static bool kek_state_parse(const char *text, kek_state *out)
 	return false;
 }
 
-static kms_status kek_read(sqlite3_stmt *s, store_kek *out)
+static kms_status kek_read(db_stmt *s, store_kek *out)
 {
 	char state[16];
 	memset(out, 0, sizeof *out);
-	int64_t id = sqlite3_column_int64(s, 0);
+	int64_t id = db_column_int64(s, 0);
 	bool ok = id >= 1 && id <= UINT32_MAX &&
 	          store_column_text(s, 1, out->hsm_id, sizeof out->hsm_id) &&
 	          store_column_text(s, 2, state, sizeof state) && kek_state_parse(state, &out->state);
@@ -36,19 +36,19 @@ static kms_status kek_read(sqlite3_stmt *s, store_kek *out)
 		return KMS_FAIL(KMS_INTERNAL, "store: KEK row %lld does not fit its type",
 		                (long long)id);
 	out->id = (uint32_t)id;
-	out->created_at = sqlite3_column_int64(s, 3);
-	out->retired_at = sqlite3_column_int64(s, 4);
+	out->created_at = db_column_int64(s, 3);
+	out->retired_at = db_column_int64(s, 4);
 	return KMS_OK;
 }
 
 /* Steps s for at most one row into out; KMS_NOT_FOUND (saying what) if none. */
-static kms_status kek_one(sqlite3_stmt *s, const char *what, store_kek *out)
+static kms_status kek_one(db_stmt *s, const char *what, store_kek *out)
 {
-	int rc = sqlite3_step(s);
+	db_rc rc = db_step(s);
 	kms_status status;
-	if (rc == SQLITE_ROW)
+	if (rc == DB_ROW)
 		status = kek_read(s, out);
-	else if (rc == SQLITE_DONE)
+	else if (rc == DB_DONE)
 		status = KMS_FAIL(KMS_NOT_FOUND, "%s", what);
 	else
 		status = store_fail(s, rc, "get KEK", NULL);
@@ -58,7 +58,7 @@ static kms_status kek_one(sqlite3_stmt *s, const char *what, store_kek *out)
 
 kms_status store_kek_create(store *st, int64_t now, store_kek *out)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	memset(out, 0, sizeof *out);
 	/* The next number and its name in one statement, so two creators
 	 * cannot pick the same one (max(id) alone in a subquery is one seek;
@@ -71,16 +71,16 @@ kms_status store_kek_create(store *st, int64_t now, store_kek *out)
 	                     "RETURNING " KEK_COLUMNS,
 	                     &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "i", now), "create KEK", NULL));
-	int rc = sqlite3_step(s);
+	db_rc rc = db_step(s);
 	kms_status status;
-	if (rc == SQLITE_ROW)
+	if (rc == DB_ROW)
 		status = kek_read(s, out);
-	else if (rc == SQLITE_DONE)
+	else if (rc == DB_DONE)
 		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "store: no KEK numbers left");
 	else
 		status = store_fail(s, rc, "create KEK", NULL);
 	/* RETURNING: the insert is complete only once the statement is done. */
-	if (status == KMS_OK && (rc = sqlite3_step(s)) != SQLITE_DONE)
+	if (status == KMS_OK && (rc = db_step(s)) != DB_DONE)
 		status = store_fail(s, rc, "create KEK", NULL);
 	store_stmt_done(s);
 	if (status != KMS_OK)
@@ -90,7 +90,7 @@ kms_status store_kek_create(store *st, int64_t now, store_kek *out)
 
 kms_status store_kek_get(store *st, uint32_t id, store_kek *out)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	memset(out, 0, sizeof *out);
 	KMS_GUARD(store_stmt(st, S_KEK_GET, "SELECT " KEK_COLUMNS " FROM keks WHERE id = ?1", &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "i", (int64_t)id), "get KEK", NULL));
@@ -101,7 +101,7 @@ kms_status store_kek_get(store *st, uint32_t id, store_kek *out)
 
 kms_status store_kek_get_current(store *st, store_kek *out)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	memset(out, 0, sizeof *out);
 	/* The WHERE is keks_one_current's condition. */
 	KMS_GUARD(store_stmt(st, S_KEK_GET_CURRENT,
@@ -111,7 +111,7 @@ kms_status store_kek_get_current(store *st, store_kek *out)
 
 kms_status store_kek_list(store *st, uint32_t after_id, size_t cap, store_kek *out, size_t *n)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	*n = 0;
 	KMS_ENSURE(cap <= INT64_MAX, KMS_INVALID_ARGUMENT, "store: list limit out of range");
 	KMS_GUARD(store_stmt(st, S_KEK_LIST,
@@ -120,14 +120,14 @@ kms_status store_kek_list(store *st, uint32_t after_id, size_t cap, store_kek *o
 	KMS_GUARD(store_bind_check(s, store_bind(s, "ii", (int64_t)after_id, (int64_t)cap),
 	                           "list KEKs", NULL));
 	kms_status status = KMS_OK;
-	int rc = SQLITE_DONE;
-	while (*n < cap && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+	db_rc rc = DB_DONE;
+	while (*n < cap && (rc = db_step(s)) == DB_ROW) {
 		status = kek_read(s, &out[*n]);
 		if (status != KMS_OK)
 			break;
 		(*n)++;
 	}
-	if (status == KMS_OK && *n < cap && rc != SQLITE_DONE)
+	if (status == KMS_OK && *n < cap && rc != DB_DONE)
 		status = store_fail(s, rc, "list KEKs", NULL);
 	store_stmt_done(s);
 	if (status != KMS_OK)
@@ -138,27 +138,26 @@ kms_status store_kek_list(store *st, uint32_t after_id, size_t cap, store_kek *o
 /* Moves KEK id from state from (any but retired when from is 0) to to. */
 static kms_status kek_move(store *st, uint32_t id, int from, kek_state to, int64_t retired_at)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	KMS_GUARD(store_stmt(st, S_KEK_SET_STATE,
 	                     "UPDATE keks SET state = ?2, retired_at = ?3 "
 	                     "WHERE id = ?1 AND (?4 = '' OR state = ?4)",
 	                     &s));
-	int rc = store_bind(s, "itit", (int64_t)id, kek_state_name(to), retired_at,
-	                    from ? kek_state_name((kek_state)from) : "");
+	db_rc rc = store_bind(s, "itit", (int64_t)id, kek_state_name(to), retired_at,
+	                      from ? kek_state_name((kek_state)from) : "");
 	KMS_GUARD(store_bind_check(s, rc, "set KEK state", NULL));
-	rc = sqlite3_step(s);
+	rc = db_step(s);
 	kms_status status = KMS_OK;
-	if (rc == SQLITE_CONSTRAINT_TRIGGER || rc == SQLITE_CONSTRAINT_UNIQUE)
+	if (rc == DB_TRIGGER || rc == DB_DUPLICATE)
 		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "KEK %u cannot become %s: %s",
 		                  (unsigned)id, kek_state_name(to),
-		                  rc == SQLITE_CONSTRAINT_UNIQUE ? "another KEK is current"
-		                                                 : sqlite3_errmsg(sqlite3_db_handle(s)));
-	else if (rc != SQLITE_DONE)
+		                  rc == DB_DUPLICATE ? "another KEK is current" : db_errmsg(s));
+	else if (rc != DB_DONE)
 		status = store_fail(s, rc, "set KEK state", NULL);
-	else if (sqlite3_changes(sqlite3_db_handle(s)) == 0 && from)
+	else if (db_changes(s) == 0 && from)
 		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "KEK %u is not %s", (unsigned)id,
 		                  kek_state_name((kek_state)from));
-	else if (sqlite3_changes(sqlite3_db_handle(s)) == 0)
+	else if (db_changes(s) == 0)
 		status = KMS_FAIL(KMS_NOT_FOUND, "KEK %u not found", (unsigned)id);
 	store_stmt_done(s);
 	return status;

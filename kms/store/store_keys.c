@@ -62,7 +62,7 @@ static bool in_range(int64_t v, int64_t lo, int64_t hi)
 
 /* ---- keys ---- */
 
-static kms_status key_read(sqlite3_stmt *s, store_key *out)
+static kms_status key_read(db_stmt *s, store_key *out)
 {
 	char lifecycle[16], protection[16];
 	memset(out, 0, sizeof *out);
@@ -74,11 +74,11 @@ static kms_status key_read(sqlite3_stmt *s, store_key *out)
 	ok = store_column_text(s, 5, lifecycle, sizeof lifecycle) && ok;
 	ok = ok && lifecycle_parse(lifecycle, &out->lifecycle);
 
-	int64_t spec = sqlite3_column_int64(s, 2);
-	int64_t usage = sqlite3_column_int64(s, 3);
-	int64_t state = sqlite3_column_int64(s, 4);
-	int64_t primary = sqlite3_column_int64(s, 6);
-	int64_t period = sqlite3_column_int64(s, 7);
+	int64_t spec = db_column_int64(s, 2);
+	int64_t usage = db_column_int64(s, 3);
+	int64_t state = db_column_int64(s, 4);
+	int64_t primary = db_column_int64(s, 6);
+	int64_t period = db_column_int64(s, 7);
 	ok = ok && in_range(spec, KEY_SPEC_AES_256, KEY_SPEC_ECC_P256) &&
 	     in_range(usage, KEY_USAGE_ENCRYPT_DECRYPT, KEY_USAGE_SIGN_VERIFY) &&
 	     in_range(state, KEY_STATE_ENABLED, KEY_STATE_DESTROYED) &&
@@ -91,16 +91,16 @@ static kms_status key_read(sqlite3_stmt *s, store_key *out)
 	out->state = (key_state)state;
 	out->primary_version = (uint32_t)primary;
 	out->rotation_period_days = (uint32_t)period;
-	out->created_at = sqlite3_column_int64(s, 8);
-	out->next_rotation_at = sqlite3_column_int64(s, 9);
-	out->deletion_date = sqlite3_column_int64(s, 10);
-	out->per_data_principal = sqlite3_column_int64(s, 13) != 0;
+	out->created_at = db_column_int64(s, 8);
+	out->next_rotation_at = db_column_int64(s, 9);
+	out->deletion_date = db_column_int64(s, 10);
+	out->per_data_principal = db_column_int64(s, 13) != 0;
 	return KMS_OK;
 }
 
 kms_status store_key_insert(store *st, const store_key *key, const char *policy)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	KMS_ENSURE(key->protection == KEY_PROTECTION_HSM_RESIDENT ||
 	                   key->protection == KEY_PROTECTION_WRAPPED,
 	           KMS_INVALID_ARGUMENT, "store: key %s: protection %d is neither hsm-resident "
@@ -109,19 +109,19 @@ kms_status store_key_insert(store *st, const store_key *key, const char *policy)
 	                     "INSERT INTO keys (" KEY_COLUMNS ", policy) "
 	                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
 	                     &s));
-	int rc = store_bind(s, "ttiiitiiiiittit", key->id, key->description, (int64_t)key->spec,
-	                    (int64_t)key->usage, (int64_t)key->state,
-	                    lifecycle_text(key->lifecycle), (int64_t)key->primary_version,
-	                    (int64_t)key->rotation_period_days, key->created_at,
-	                    key->next_rotation_at, key->deletion_date, key->region,
-	                    key_protection_name(key->protection),
-	                    (int64_t)(key->per_data_principal ? 1 : 0), policy ? policy : "");
+	db_rc rc = store_bind(s, "ttiiitiiiiittit", key->id, key->description, (int64_t)key->spec,
+	                      (int64_t)key->usage, (int64_t)key->state,
+	                      lifecycle_text(key->lifecycle), (int64_t)key->primary_version,
+	                      (int64_t)key->rotation_period_days, key->created_at,
+	                      key->next_rotation_at, key->deletion_date, key->region,
+	                      key_protection_name(key->protection),
+	                      (int64_t)(key->per_data_principal ? 1 : 0), policy ? policy : "");
 	KMS_GUARD(store_bind_check(s, rc, "insert key", key->id));
-	rc = sqlite3_step(s);
+	rc = db_step(s);
 	kms_status status = KMS_OK;
-	if (store_is_duplicate(rc))
+	if (rc == DB_DUPLICATE)
 		status = KMS_FAIL(KMS_ALREADY_EXISTS, "store: key %s already exists", key->id);
-	else if (rc != SQLITE_DONE)
+	else if (rc != DB_DONE)
 		status = store_fail(s, rc, "insert key", key->id);
 	store_stmt_done(s);
 	return status;
@@ -129,15 +129,15 @@ kms_status store_key_insert(store *st, const store_key *key, const char *policy)
 
 kms_status store_key_get(store *st, const char *key_id, store_key *out)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	memset(out, 0, sizeof *out);
 	KMS_GUARD(store_stmt(st, S_KEY_GET, "SELECT " KEY_COLUMNS " FROM keys WHERE id = ?1", &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "t", key_id), "get key", key_id));
-	int rc = sqlite3_step(s);
+	db_rc rc = db_step(s);
 	kms_status status;
-	if (rc == SQLITE_ROW)
+	if (rc == DB_ROW)
 		status = key_read(s, out);
-	else if (rc == SQLITE_DONE)
+	else if (rc == DB_DONE)
 		status = KMS_FAIL(KMS_NOT_FOUND, "key %s not found", key_id);
 	else
 		status = store_fail(s, rc, "get key", key_id);
@@ -147,23 +147,23 @@ kms_status store_key_get(store *st, const char *key_id, store_key *out)
 
 kms_status store_key_update(store *st, const store_key *key)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	KMS_GUARD(store_stmt(st, S_KEY_UPDATE,
 	                     "UPDATE keys SET description = ?2, state = ?3, lifecycle = ?4, "
 	                     "primary_version = ?5, rotation_period_days = ?6, "
 	                     "next_rotation_at = ?7, deletion_date = ?8 WHERE id = ?1",
 	                     &s));
-	int rc = store_bind(s, "ttitiiii", key->id, key->description, (int64_t)key->state,
-	                    lifecycle_text(key->lifecycle), (int64_t)key->primary_version,
-	                    (int64_t)key->rotation_period_days, key->next_rotation_at,
-	                    key->deletion_date);
+	db_rc rc = store_bind(s, "ttitiiii", key->id, key->description, (int64_t)key->state,
+	                      lifecycle_text(key->lifecycle), (int64_t)key->primary_version,
+	                      (int64_t)key->rotation_period_days, key->next_rotation_at,
+	                      key->deletion_date);
 	KMS_GUARD(store_bind_check(s, rc, "update key", key->id));
 	return store_step_change(s, "update key", key->id, false);
 }
 
 kms_status store_key_delete(store *st, const char *key_id)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	KMS_GUARD(store_stmt(st, S_KEY_DELETE, "DELETE FROM keys WHERE id = ?1", &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "t", key_id), "delete key", key_id));
 	return store_step_change(s, "delete key", key_id, true);
@@ -172,7 +172,7 @@ kms_status store_key_delete(store *st, const char *key_id)
 kms_status store_key_list(store *st, const char *after_id, size_t cap, store_key *out,
                           size_t *n)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	*n = 0;
 	KMS_ENSURE(cap <= INT64_MAX, KMS_INVALID_ARGUMENT, "store: list limit out of range");
 	KMS_GUARD(store_stmt(st, S_KEY_LIST,
@@ -182,12 +182,12 @@ kms_status store_key_list(store *st, const char *after_id, size_t cap, store_key
 	KMS_GUARD(store_bind_check(s, store_bind(s, "ti", after_id ? after_id : "", (int64_t)cap),
 	                     "list keys", NULL));
 	kms_status status = KMS_OK;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < cap) {
+	db_rc rc;
+	while ((rc = db_step(s)) == DB_ROW && *n < cap) {
 		KMS_GUARD_OUT(status, key_read(s, &out[*n]));
 		(*n)++;
 	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+	if (rc != DB_ROW && rc != DB_DONE)
 		status = store_fail(s, rc, "list keys", NULL);
 out:
 	store_stmt_done(s);
@@ -199,7 +199,7 @@ out:
 kms_status store_key_ids(store *st, store_key_query q, int64_t now, size_t cap,
                          char (*ids)[KMS_KEYID_TEXT_SIZE], size_t *n)
 {
-	sqlite3_stmt *s = NULL;
+	db_stmt *s = NULL;
 	*n = 0;
 	KMS_ENSURE(cap <= INT64_MAX, KMS_INVALID_ARGUMENT, "store: id list limit out of range");
 	switch (q) {
@@ -238,15 +238,15 @@ kms_status store_key_ids(store *st, store_key_query q, int64_t now, size_t cap,
 	/* ?1 (now) is unused by the first two; binding it anyway is allowed. */
 	KMS_GUARD(store_bind_check(s, store_bind(s, "ii", now, (int64_t)cap), "key ids", NULL));
 	kms_status status = KMS_OK;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < cap) {
+	db_rc rc;
+	while ((rc = db_step(s)) == DB_ROW && *n < cap) {
 		if (!store_column_text(s, 0, ids[*n], KMS_KEYID_TEXT_SIZE)) {
 			status = KMS_FAIL(KMS_INTERNAL, "store: a key id does not fit its type");
 			goto out;
 		}
 		(*n)++;
 	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+	if (rc != DB_ROW && rc != DB_DONE)
 		status = store_fail(s, rc, "key ids", NULL);
 out:
 	store_stmt_done(s);
@@ -257,7 +257,7 @@ out:
 
 kms_status store_policy_get(store *st, const char *key_id, char **out)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	*out = NULL;
 	uint64_t writes = store_write_count(st); /* before the read: store_cache.h */
 	store_read_cache *cache = store_cache_mine(st);
@@ -268,22 +268,22 @@ kms_status store_policy_get(store *st, const char *key_id, char **out)
 	}
 	KMS_GUARD(store_stmt(st, S_POLICY_GET, "SELECT policy FROM keys WHERE id = ?1", &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "t", key_id), "get policy", key_id));
-	int rc = sqlite3_step(s);
+	db_rc rc = db_step(s);
 	kms_status status = KMS_OK;
-	if (rc == SQLITE_ROW) {
-		const unsigned char *text = sqlite3_column_text(s, 0);
-		int len = sqlite3_column_bytes(s, 0);
-		if (!text || len < 0 || (size_t)len > KMS_POLICY_MAX) {
+	if (rc == DB_ROW) {
+		const char *text = db_column_text(s, 0);
+		size_t len = db_column_bytes(s, 0);
+		if (!text || len > KMS_POLICY_MAX) {
 			status = KMS_FAIL(KMS_INTERNAL, "store: policy of %s does not fit its type", key_id);
-		} else if (!(*out = malloc((size_t)len + 1))) {
+		} else if (!(*out = malloc(len + 1))) {
 			status = KMS_FAIL(KMS_INTERNAL, "store: out of memory reading policy of %s", key_id);
 		} else {
-			memcpy(*out, text, (size_t)len);
+			memcpy(*out, text, len);
 			(*out)[len] = '\0';
 			if (len == 0)
 				store_cache_no_policy_put(cache, writes, key_id);
 		}
-	} else if (rc == SQLITE_DONE) {
+	} else if (rc == DB_DONE) {
 		status = KMS_FAIL(KMS_NOT_FOUND, "key %s not found", key_id);
 	} else {
 		status = store_fail(s, rc, "get policy", key_id);
@@ -294,7 +294,7 @@ kms_status store_policy_get(store *st, const char *key_id, char **out)
 
 kms_status store_policy_set(store *st, const char *key_id, const char *policy)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	KMS_GUARD(store_stmt(st, S_POLICY_SET, "UPDATE keys SET policy = ?2 WHERE id = ?1", &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "tt", key_id, policy), "set policy", key_id));
 	return store_step_change(s, "set policy", key_id, false);
@@ -302,13 +302,13 @@ kms_status store_policy_set(store *st, const char *key_id, const char *policy)
 
 /* ---- versions ---- */
 
-static kms_status version_read(sqlite3_stmt *s, int first_col, const char *key_id,
+static kms_status version_read(db_stmt *s, int first_col, const char *key_id,
                                store_version *out)
 {
 	char state[16];
 	memset(out, 0, sizeof *out);
-	int64_t version = sqlite3_column_int64(s, first_col);
-	int64_t reserved = sqlite3_column_int64(s, first_col + 3);
+	int64_t version = db_column_int64(s, first_col);
+	int64_t reserved = db_column_int64(s, first_col + 3);
 	bool ok = store_column_text(s, first_col + 2, state, sizeof state) &&
 	          version_state_parse(state, &out->state) && in_range(version, 1, UINT32_MAX) &&
 	          reserved >= 0;
@@ -316,11 +316,11 @@ static kms_status version_read(sqlite3_stmt *s, int first_col, const char *key_i
 		return KMS_FAIL(KMS_INTERNAL, "store: a version row of %s does not fit its type",
 		                key_id);
 	out->version = (uint32_t)version;
-	out->created_at = sqlite3_column_int64(s, first_col + 1);
+	out->created_at = db_column_int64(s, first_col + 1);
 	out->encryptions_reserved = (uint64_t)reserved;
-	int64_t kek = sqlite3_column_type(s, first_col + 4) == SQLITE_NULL
+	int64_t kek = db_column_is_null(s, first_col + 4)
 	                      ? 0
-	                      : sqlite3_column_int64(s, first_col + 4);
+	                      : db_column_int64(s, first_col + 4);
 	if (!in_range(kek, 0, UINT32_MAX))
 		return KMS_FAIL(KMS_INTERNAL, "store: a version row of %s names no valid KEK", key_id);
 	out->kek_id = (uint32_t)kek;
@@ -331,7 +331,7 @@ kms_status store_version_insert_material(store *st, const char *key_id, const st
                                          uint32_t kek_id, const uint8_t *wrapped,
                                          size_t wrapped_len)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	KMS_ENSURE(v->encryptions_reserved <= INT64_MAX, KMS_INTERNAL,
 	           "store: reservation count of %s out of range", key_id);
 	KMS_GUARD(store_stmt(st, S_VERSION_INSERT,
@@ -347,20 +347,20 @@ kms_status store_version_insert_material(store *st, const char *key_id, const st
 	                              version_state_name(v->state),
 	                              (int64_t)v->encryptions_reserved);
 	KMS_GUARD(store_bind_check(s, rc, "insert version", key_id));
-	rc = sqlite3_step(s);
+	rc = db_step(s);
 	kms_status status = KMS_OK;
-	if (store_is_duplicate(rc))
+	if (rc == DB_DUPLICATE)
 		status = KMS_FAIL(KMS_ALREADY_EXISTS, "store: %s:v%u already exists", key_id,
 		                  (unsigned)v->version);
-	else if (rc == SQLITE_CONSTRAINT_FOREIGNKEY && wrapped)
+	else if (rc == DB_FOREIGN_KEY && wrapped)
 		status = KMS_FAIL(KMS_NOT_FOUND, "key %s or KEK %u not found", key_id,
 		                  (unsigned)kek_id);
-	else if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+	else if (rc == DB_FOREIGN_KEY)
 		status = KMS_FAIL(KMS_NOT_FOUND, "key %s not found", key_id);
-	else if (rc == SQLITE_CONSTRAINT_TRIGGER)
+	else if (rc == DB_TRIGGER)
 		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "store: %s:v%u: %s", key_id,
-		                  (unsigned)v->version, sqlite3_errmsg(sqlite3_db_handle(s)));
-	else if (rc != SQLITE_DONE)
+		                  (unsigned)v->version, db_errmsg(s));
+	else if (rc != DB_DONE)
 		status = store_fail(s, rc, "insert version", key_id);
 	store_stmt_done(s);
 	return status;
@@ -374,7 +374,7 @@ kms_status store_version_insert(store *st, const char *key_id, const store_versi
 kms_status store_version_get(store *st, const char *key_id, uint32_t version,
                              store_version *out)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	memset(out, 0, sizeof *out);
 	KMS_GUARD(store_stmt(st, S_VERSION_GET,
 	                     "SELECT version, created_at, state, encryptions_reserved, kek_id "
@@ -382,11 +382,11 @@ kms_status store_version_get(store *st, const char *key_id, uint32_t version,
 	                     &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "ti", key_id, (int64_t)version), "get version",
 	                     key_id));
-	int rc = sqlite3_step(s);
+	db_rc rc = db_step(s);
 	kms_status status;
-	if (rc == SQLITE_ROW)
+	if (rc == DB_ROW)
 		status = version_read(s, 0, key_id, out);
-	else if (rc == SQLITE_DONE)
+	else if (rc == DB_DONE)
 		status = KMS_FAIL(KMS_NOT_FOUND, "key %s has no version %u", key_id, (unsigned)version);
 	else
 		status = store_fail(s, rc, "get version", key_id);
@@ -397,7 +397,7 @@ kms_status store_version_get(store *st, const char *key_id, uint32_t version,
 kms_status store_version_set_state(store *st, const char *key_id, uint32_t version,
                                    version_state state)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	/* Destroyed: the wrapped material goes in the same statement. */
 	KMS_GUARD(store_stmt(st, S_VERSION_SET_STATE,
 	                     "UPDATE key_versions SET state = ?3, "
@@ -405,14 +405,14 @@ kms_status store_version_set_state(store *st, const char *key_id, uint32_t versi
 	                     "wrapped = CASE WHEN ?3 = 'destroyed' THEN NULL ELSE wrapped END "
 	                     "WHERE key_id = ?1 AND version = ?2",
 	                     &s));
-	int rc = store_bind(s, "tit", key_id, (int64_t)version, version_state_name(state));
+	db_rc rc = store_bind(s, "tit", key_id, (int64_t)version, version_state_name(state));
 	KMS_GUARD(store_bind_check(s, rc, "set version state", key_id));
 	return store_step_change(s, "set version state", key_id, false);
 }
 
 kms_status store_version_delete(store *st, const char *key_id, uint32_t version)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	KMS_GUARD(store_stmt(st, S_VERSION_DELETE,
 	                     "DELETE FROM key_versions WHERE key_id = ?1 AND version = ?2", &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "ti", key_id, (int64_t)version), "delete version",
@@ -423,21 +423,21 @@ kms_status store_version_delete(store *st, const char *key_id, uint32_t version)
 kms_status store_version_reserve(store *st, const char *key_id, uint32_t version,
                                  uint64_t reserved)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	KMS_ENSURE(reserved <= INT64_MAX, KMS_INTERNAL,
 	           "store: reservation count of %s:v%u out of range", key_id, (unsigned)version);
 	KMS_GUARD(store_stmt(st, S_VERSION_RESERVE,
 	                     "UPDATE key_versions SET encryptions_reserved = ?3 "
 	                     "WHERE key_id = ?1 AND version = ?2",
 	                     &s));
-	int rc = store_bind(s, "tii", key_id, (int64_t)version, (int64_t)reserved);
+	db_rc rc = store_bind(s, "tii", key_id, (int64_t)version, (int64_t)reserved);
 	KMS_GUARD(store_bind_check(s, rc, "reserve encryptions", key_id));
 	return store_step_change(s, "reserve encryptions", key_id, false);
 }
 
 kms_status store_version_max(store *st, const char *key_id, uint32_t *out)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	int64_t max;
 	*out = 0;
 	KMS_GUARD(store_stmt(st, S_VERSION_MAX,
@@ -453,7 +453,7 @@ kms_status store_version_max(store *st, const char *key_id, uint32_t *out)
 
 kms_status store_versions_list(store *st, const char *key_id, store_version **out, size_t *n)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	size_t cap = 0;
 	*out = NULL;
 	*n = 0;
@@ -463,8 +463,8 @@ kms_status store_versions_list(store *st, const char *key_id, store_version **ou
 	                     &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "t", key_id), "list versions", key_id));
 	kms_status status = KMS_OK;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	db_rc rc;
+	while ((rc = db_step(s)) == DB_ROW) {
 		if (!store_grow((void **)out, &cap, *n, sizeof **out)) {
 			status = KMS_FAIL(KMS_INTERNAL, "store: out of memory listing versions of %s",
 			                  key_id);
@@ -473,7 +473,7 @@ kms_status store_versions_list(store *st, const char *key_id, store_version **ou
 		KMS_GUARD_OUT(status, version_read(s, 0, key_id, &(*out)[*n]));
 		(*n)++;
 	}
-	if (rc != SQLITE_DONE)
+	if (rc != DB_DONE)
 		status = store_fail(s, rc, "list versions", key_id);
 out:
 	store_stmt_done(s);
@@ -485,7 +485,7 @@ out:
 	return status;
 }
 
-kms_status store_version_row_read(sqlite3_stmt *s, int first_col, store_version_row *out)
+kms_status store_version_row_read(db_stmt *s, int first_col, store_version_row *out)
 {
 	memset(out, 0, sizeof *out);
 	if (!store_column_text(s, first_col, out->key_id, sizeof out->key_id))
@@ -495,16 +495,16 @@ kms_status store_version_row_read(sqlite3_stmt *s, int first_col, store_version_
 
 /* Steps s, reading each row's version columns from first_col into
  * out[0..cap); resets s. */
-static kms_status version_rows_page(sqlite3_stmt *s, const char *what, size_t cap,
+static kms_status version_rows_page(db_stmt *s, const char *what, size_t cap,
                                     store_version_row *out, size_t *n)
 {
 	kms_status status = KMS_OK;
-	int rc = SQLITE_DONE;
-	while (*n < cap && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+	db_rc rc = DB_DONE;
+	while (*n < cap && (rc = db_step(s)) == DB_ROW) {
 		KMS_GUARD_OUT(status, store_version_row_read(s, 0, &out[*n]));
 		(*n)++;
 	}
-	if (*n < cap && rc != SQLITE_DONE)
+	if (*n < cap && rc != DB_DONE)
 		status = store_fail(s, rc, what, NULL);
 out:
 	store_stmt_done(s);
@@ -515,7 +515,7 @@ out:
 
 kms_status store_versions_creating(store *st, size_t cap, store_version_row *out, size_t *n)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	*n = 0;
 	KMS_ENSURE(cap <= INT64_MAX, KMS_INVALID_ARGUMENT, "store: list limit out of range");
 	/* The WHERE is key_versions_creating's condition, word for word: SQLite
@@ -532,7 +532,7 @@ kms_status store_versions_creating(store *st, size_t cap, store_version_row *out
 kms_status store_versions_resident(store *st, const char *after_key_id, uint32_t after_version,
                                    size_t cap, store_version_row *out, size_t *n)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	*n = 0;
 	KMS_ENSURE(cap <= INT64_MAX, KMS_INVALID_ARGUMENT, "store: list limit out of range");
 	/* keys_hsm_resident is the outer loop (INDEXED BY, and CROSS JOIN
@@ -547,15 +547,15 @@ kms_status store_versions_resident(store *st, const char *after_key_id, uint32_t
 	                     "AND (v.key_id, v.version) > (?1, ?2) AND k.id >= ?1 "
 	                     "ORDER BY k.id, v.version LIMIT ?3",
 	                     &s));
-	int rc = store_bind(s, "tii", after_key_id ? after_key_id : "", (int64_t)after_version,
-	                    (int64_t)cap);
+	db_rc rc = store_bind(s, "tii", after_key_id ? after_key_id : "", (int64_t)after_version,
+	                      (int64_t)cap);
 	KMS_GUARD(store_bind_check(s, rc, "resident versions", NULL));
 	return version_rows_page(s, "resident versions", cap, out, n);
 }
 
 kms_status store_keys_resident_count(store *st, uint64_t *n)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	int64_t count;
 	*n = 0;
 	KMS_GUARD(store_stmt(st, S_KEYS_RESIDENT_COUNT,

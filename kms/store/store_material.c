@@ -30,14 +30,14 @@ kms_status store_version_insert_wrapped(store *st, const char *key_id, const sto
 	return store_version_insert_material(st, key_id, v, kek_id, wrapped, wrapped_len);
 }
 
-static kms_status material_read(sqlite3_stmt *s, const char *key_id, uint32_t version,
+static kms_status material_read(db_stmt *s, const char *key_id, uint32_t version,
                                 store_material *out)
 {
 	char state[16];
-	int64_t kek_id = sqlite3_column_int64(s, 0);
-	int64_t spec = sqlite3_column_int64(s, 4);
-	const void *blob = sqlite3_column_blob(s, 2);
-	int len = sqlite3_column_bytes(s, 2);
+	int64_t kek_id = db_column_int64(s, 0);
+	int64_t spec = db_column_int64(s, 4);
+	const void *blob = db_column_blob(s, 2);
+	size_t len = db_column_bytes(s, 2);
 	bool ok = kek_id >= 1 && kek_id <= UINT32_MAX &&
 	          store_column_text(s, 1, out->kek_hsm_id, sizeof out->kek_hsm_id) &&
 	          store_column_text(s, 3, state, sizeof state) && blob &&
@@ -51,15 +51,15 @@ static kms_status material_read(sqlite3_stmt *s, const char *key_id, uint32_t ve
 		                key_id, (unsigned)version);
 	out->kek_id = (uint32_t)kek_id;
 	out->spec = (key_spec)spec;
-	memcpy(out->wrapped, blob, (size_t)len);
-	out->wrapped_len = (size_t)len;
+	memcpy(out->wrapped, blob, len);
+	out->wrapped_len = len;
 	return KMS_OK;
 }
 
 kms_status store_version_material_get(store *st, const char *key_id, uint32_t version,
                                       store_material *out)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	memset(out, 0, sizeof *out);
 	/* One lookup by key_versions' primary key, one by keys' and one by
 	 * keks' rowid. The LEFT JOIN tells "no such version" from "no
@@ -72,15 +72,15 @@ kms_status store_version_material_get(store *st, const char *key_id, uint32_t ve
 	                     &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "ti", key_id, (int64_t)version),
 	                           "get material", key_id));
-	int rc = sqlite3_step(s);
+	db_rc rc = db_step(s);
 	kms_status status;
-	if (rc == SQLITE_ROW && sqlite3_column_type(s, 2) == SQLITE_NULL)
+	if (rc == DB_ROW && db_column_is_null(s, 2))
 		status = KMS_FAIL(KMS_FAILED_PRECONDITION,
 		                  "key %s v%u has no wrapped material (hsm-resident or destroyed)",
 		                  key_id, (unsigned)version);
-	else if (rc == SQLITE_ROW)
+	else if (rc == DB_ROW)
 		status = material_read(s, key_id, version, out);
-	else if (rc == SQLITE_DONE)
+	else if (rc == DB_DONE)
 		status = KMS_FAIL(KMS_NOT_FOUND, "key %s has no version %u", key_id, (unsigned)version);
 	else
 		status = store_fail(s, rc, "get material", key_id);
@@ -93,7 +93,7 @@ kms_status store_version_material_get(store *st, const char *key_id, uint32_t ve
 kms_status store_version_public_key_set(store *st, const char *key_id, uint32_t version,
                                         const uint8_t *public_key, size_t len)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	KMS_ENSURE(public_key && len >= STORE_PUBLIC_KEY_MIN && len <= STORE_PUBLIC_KEY_MAX,
 	           KMS_INVALID_ARGUMENT, "store: public key of %s:v%u: %zu bytes, must be %d..%d",
 	           key_id, (unsigned)version, public_key ? len : 0, STORE_PUBLIC_KEY_MIN,
@@ -102,7 +102,7 @@ kms_status store_version_public_key_set(store *st, const char *key_id, uint32_t 
 	                     "UPDATE key_versions SET public_key = ?3 "
 	                     "WHERE key_id = ?1 AND version = ?2 AND public_key IS NULL",
 	                     &s));
-	int rc = store_bind(s, "tib", key_id, (int64_t)version, public_key, len);
+	db_rc rc = store_bind(s, "tib", key_id, (int64_t)version, public_key, len);
 	KMS_GUARD(store_bind_check(s, rc, "set public key", key_id));
 	kms_status status = store_step_change(s, "set public key", key_id, false);
 	if (status == KMS_NOT_FOUND)
@@ -115,26 +115,27 @@ kms_status store_version_public_key_set(store *st, const char *key_id, uint32_t 
 kms_status store_version_public_key_get(store *st, const char *key_id, uint32_t version,
                                         uint8_t out[static STORE_PUBLIC_KEY_MAX], size_t *len)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	*len = 0;
 	KMS_GUARD(store_stmt(st, S_VERSION_PUBLIC_KEY_GET,
 	                     "SELECT public_key FROM key_versions WHERE key_id = ?1 AND version = ?2",
 	                     &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "ti", key_id, (int64_t)version),
 	                           "get public key", key_id));
-	int rc = sqlite3_step(s);
+	db_rc rc = db_step(s);
 	kms_status status = KMS_OK;
-	if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) == SQLITE_BLOB) {
-		const void *blob = sqlite3_column_blob(s, 0);
-		int n = sqlite3_column_bytes(s, 0);
+	/* public_key is a BLOB column of a STRICT table: a blob or NULL. */
+	if (rc == DB_ROW && !db_column_is_null(s, 0)) {
+		const void *blob = db_column_blob(s, 0);
+		size_t n = db_column_bytes(s, 0);
 		if (blob && n >= STORE_PUBLIC_KEY_MIN && n <= STORE_PUBLIC_KEY_MAX) {
-			memcpy(out, blob, (size_t)n);
-			*len = (size_t)n;
+			memcpy(out, blob, n);
+			*len = n;
 		} else {
 			status = KMS_FAIL(KMS_INTERNAL, "store: public key of %s:v%u does not fit its "
 			                  "type", key_id, (unsigned)version);
 		}
-	} else if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+	} else if (rc == DB_ROW || rc == DB_DONE) {
 		status = KMS_FAIL(KMS_NOT_FOUND, "key %s version %u has no public key here", key_id,
 		                  (unsigned)version);
 	} else {
@@ -148,7 +149,7 @@ kms_status store_version_rewrap(store *st, const char *key_id, uint32_t version,
                                 uint32_t old_kek_id, uint32_t new_kek_id, const uint8_t *wrapped,
                                 size_t wrapped_len)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	KMS_GUARD(wrapped_check(key_id, wrapped, wrapped_len));
 	KMS_ENSURE(old_kek_id != new_kek_id, KMS_INVALID_ARGUMENT,
 	           "store: re-wrap of %s:v%u under the KEK it is already wrapped under", key_id,
@@ -161,8 +162,8 @@ kms_status store_version_rewrap(store *st, const char *key_id, uint32_t version,
 	                     "AND wrapped IS NOT NULL "
 	                     "AND ?4 = (SELECT id FROM keks WHERE state = 'current')",
 	                     &s));
-	int rc = store_bind(s, "tiiib", key_id, (int64_t)version, (int64_t)old_kek_id,
-	                    (int64_t)new_kek_id, wrapped, wrapped_len);
+	db_rc rc = store_bind(s, "tiiib", key_id, (int64_t)version, (int64_t)old_kek_id,
+	                      (int64_t)new_kek_id, wrapped, wrapped_len);
 	KMS_GUARD(store_bind_check(s, rc, "re-wrap", key_id));
 	kms_status status = store_step_change(s, "re-wrap", key_id, false);
 	if (status == KMS_NOT_FOUND)
@@ -177,7 +178,7 @@ kms_status store_versions_under_kek(store *st, uint32_t kek_id, const char *afte
                                     uint32_t after_version, size_t cap, store_version_ref *out,
                                     size_t *n)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	*n = 0;
 	KMS_ENSURE(cap >= 1 && cap <= STORE_PAGE_MAX, KMS_INVALID_ARGUMENT,
 	           "store: page of %zu versions, must be 1..%d", cap, STORE_PAGE_MAX);
@@ -188,13 +189,13 @@ kms_status store_versions_under_kek(store *st, uint32_t kek_id, const char *afte
 	                     "AND (key_id, version) > (?2, ?3) "
 	                     "ORDER BY key_id, version LIMIT ?4",
 	                     &s));
-	int rc = store_bind(s, "itii", (int64_t)kek_id, after_key_id ? after_key_id : "",
-	                    (int64_t)after_version, (int64_t)cap);
+	db_rc rc = store_bind(s, "itii", (int64_t)kek_id, after_key_id ? after_key_id : "",
+	                      (int64_t)after_version, (int64_t)cap);
 	KMS_GUARD(store_bind_check(s, rc, "versions under KEK", NULL));
 	kms_status status = KMS_OK;
-	rc = SQLITE_DONE;
-	while (*n < cap && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-		int64_t version = sqlite3_column_int64(s, 1);
+	rc = DB_DONE;
+	while (*n < cap && (rc = db_step(s)) == DB_ROW) {
+		int64_t version = db_column_int64(s, 1);
 		if (!store_column_text(s, 0, out[*n].key_id, sizeof out[*n].key_id) || version < 1 ||
 		    version > UINT32_MAX) {
 			status = KMS_FAIL(KMS_INTERNAL, "store: a version under KEK %u does not fit its "
@@ -204,7 +205,7 @@ kms_status store_versions_under_kek(store *st, uint32_t kek_id, const char *afte
 		out[*n].version = (uint32_t)version;
 		(*n)++;
 	}
-	if (status == KMS_OK && *n < cap && rc != SQLITE_DONE)
+	if (status == KMS_OK && *n < cap && rc != DB_DONE)
 		status = store_fail(s, rc, "versions under KEK", NULL);
 	store_stmt_done(s);
 	if (status != KMS_OK)
@@ -214,7 +215,7 @@ kms_status store_versions_under_kek(store *st, uint32_t kek_id, const char *afte
 
 kms_status store_versions_under_kek_count(store *st, uint32_t kek_id, uint64_t *n)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	int64_t count;
 	*n = 0;
 	KMS_GUARD(store_stmt(st, S_VERSIONS_UNDER_KEK_COUNT,

@@ -70,7 +70,7 @@ static kms_status access_key_id_check(const char *id)
 
 #define PRINCIPAL_COLUMNS "name, roles, cert_name, state, created_at, updated_at"
 
-static kms_status principal_read(sqlite3_stmt *s, store_principal *out)
+static kms_status principal_read(db_stmt *s, store_principal *out)
 {
 	char state[16];
 	memset(out, 0, sizeof *out);
@@ -78,20 +78,20 @@ static kms_status principal_read(sqlite3_stmt *s, store_principal *out)
 	ok = store_column_text(s, 2, out->cert_name, sizeof out->cert_name) && ok;
 	ok = store_column_text(s, 3, state, sizeof state) && ok;
 	ok = ok && principal_state_parse(state, &out->state);
-	int64_t roles = sqlite3_column_int64(s, 1);
+	int64_t roles = db_column_int64(s, 1);
 	ok = ok && roles >= 1 && roles <= PRINCIPAL_ROLES_ALL;
 	if (!ok)
 		return KMS_FAIL(KMS_INTERNAL, "store: a principal row does not fit its type");
 	out->roles = (uint32_t)roles;
-	out->created_at = sqlite3_column_int64(s, 4);
-	out->updated_at = sqlite3_column_int64(s, 5);
+	out->created_at = db_column_int64(s, 4);
+	out->updated_at = db_column_int64(s, 5);
 	return KMS_OK;
 }
 
 /* Inside the caller's transaction, or alone. */
 static kms_status principal_insert_in(store *st, const store_principal *p)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	KMS_GUARD(name_check(p->name));
 	KMS_ENSURE(p->roles != 0 && (p->roles & ~PRINCIPAL_ROLES_ALL) == 0, KMS_INVALID_ARGUMENT,
 	           "principal %s needs at least one role of admin, app, auditor", p->name);
@@ -104,16 +104,16 @@ static kms_status principal_insert_in(store *st, const store_principal *p)
 	                     "INSERT INTO principals (" PRINCIPAL_COLUMNS ") "
 	                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	                     &s));
-	int rc = store_bind(s, "tittii", p->name, (int64_t)p->roles, p->cert_name,
-	                    principal_state_text(p->state), p->created_at, p->updated_at);
+	db_rc rc = store_bind(s, "tittii", p->name, (int64_t)p->roles, p->cert_name,
+	                      principal_state_text(p->state), p->created_at, p->updated_at);
 	KMS_GUARD(store_bind_check(s, rc, "insert principal", p->name));
-	rc = sqlite3_step(s);
+	rc = db_step(s);
 	kms_status status = KMS_OK;
-	if (store_is_duplicate(rc))
+	if (rc == DB_DUPLICATE)
 		status = KMS_FAIL(KMS_ALREADY_EXISTS,
 		                  "principal %s exists or existed (names are never reused): "
 		                  "choose another name", p->name);
-	else if (rc != SQLITE_DONE)
+	else if (rc != DB_DONE)
 		status = store_fail(s, rc, "insert principal", p->name);
 	store_stmt_done(s);
 	return status;
@@ -126,7 +126,7 @@ kms_status store_principal_create(store *st, const store_principal *p)
 
 kms_status store_principal_get(store *st, const char *name, store_principal *out)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	memset(out, 0, sizeof *out);
 	KMS_GUARD(name_check(name));
 	uint64_t writes = store_write_count(st); /* before the read: store_cache.h */
@@ -139,11 +139,11 @@ kms_status store_principal_get(store *st, const char *name, store_principal *out
 	                     "WHERE name = ?1 AND state <> 'deleted'",
 	                     &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "t", name), "get principal", name));
-	int rc = sqlite3_step(s);
+	db_rc rc = db_step(s);
 	kms_status status;
-	if (rc == SQLITE_ROW)
+	if (rc == DB_ROW)
 		status = principal_read(s, out);
-	else if (rc == SQLITE_DONE)
+	else if (rc == DB_DONE)
 		status = KMS_FAIL(KMS_NOT_FOUND, "principal %s not found", name);
 	else
 		status = store_fail(s, rc, "get principal", name);
@@ -155,13 +155,13 @@ kms_status store_principal_get(store *st, const char *name, store_principal *out
 
 kms_status store_principals_any(store *st, bool *any)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	*any = true; /* fail closed */
 	KMS_GUARD(store_stmt(st, S_PRINCIPAL_ANY, "SELECT EXISTS (SELECT 1 FROM principals)", &s));
-	int rc = sqlite3_step(s);
+	db_rc rc = db_step(s);
 	kms_status status;
-	if (rc == SQLITE_ROW) {
-		*any = sqlite3_column_int(s, 0) != 0;
+	if (rc == DB_ROW) {
+		*any = db_column_int64(s, 0) != 0;
 		status = KMS_OK;
 	} else {
 		status = store_fail(s, rc, "count principals", NULL);
@@ -173,7 +173,7 @@ kms_status store_principals_any(store *st, bool *any)
 kms_status store_principal_list(store *st, const char *after, size_t cap,
                                 store_principal **out, size_t *n)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	size_t allocated = 0;
 	*out = NULL;
 	*n = 0;
@@ -185,8 +185,8 @@ kms_status store_principal_list(store *st, const char *after, size_t cap,
 	KMS_GUARD(store_bind_check(s, store_bind(s, "ti", after ? after : "", (int64_t)cap),
 	                           "list principals", NULL));
 	kms_status status = KMS_OK;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	db_rc rc;
+	while ((rc = db_step(s)) == DB_ROW) {
 		if (!store_grow((void **)out, &allocated, *n, sizeof **out)) {
 			status = KMS_FAIL(KMS_INTERNAL, "store: out of memory listing principals");
 			break;
@@ -196,7 +196,7 @@ kms_status store_principal_list(store *st, const char *after, size_t cap,
 			break;
 		(*n)++;
 	}
-	if (status == KMS_OK && rc != SQLITE_DONE)
+	if (status == KMS_OK && rc != DB_DONE)
 		status = store_fail(s, rc, "list principals", NULL);
 	store_stmt_done(s);
 	if (status != KMS_OK) {
@@ -210,7 +210,7 @@ kms_status store_principal_list(store *st, const char *after, size_t cap,
 kms_status store_principal_set_state(store *st, const char *name, principal_state state,
                                      int64_t now)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	KMS_GUARD(name_check(name));
 	KMS_ENSURE(state == PRINCIPAL_STATE_ENABLED || state == PRINCIPAL_STATE_DISABLED,
 	           KMS_INVALID_ARGUMENT,
@@ -219,13 +219,13 @@ kms_status store_principal_set_state(store *st, const char *name, principal_stat
 	                     "UPDATE principals SET state = ?2, updated_at = ?3 "
 	                     "WHERE name = ?1 AND state <> 'deleted'",
 	                     &s));
-	int rc = store_bind(s, "tti", name, principal_state_text(state), now);
+	db_rc rc = store_bind(s, "tti", name, principal_state_text(state), now);
 	KMS_GUARD(store_bind_check(s, rc, "set principal state", name));
-	rc = sqlite3_step(s);
+	rc = db_step(s);
 	kms_status status = KMS_OK;
-	if (rc != SQLITE_DONE)
+	if (rc != DB_DONE)
 		status = store_fail(s, rc, "set principal state", name);
-	else if (sqlite3_changes(sqlite3_db_handle(s)) == 0)
+	else if (db_changes(s) == 0)
 		status = KMS_FAIL(KMS_NOT_FOUND, "principal %s not found", name);
 	store_stmt_done(s);
 	return status;
@@ -233,17 +233,17 @@ kms_status store_principal_set_state(store *st, const char *name, principal_stat
 
 static kms_status principal_delete_in(store *st, const char *name, int64_t now)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	KMS_GUARD(store_stmt(st, S_PRINCIPAL_TOMBSTONE,
 	                     "UPDATE principals SET state = 'deleted', updated_at = ?2 "
 	                     "WHERE name = ?1 AND state <> 'deleted'",
 	                     &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "ti", name, now), "delete principal", name));
-	int rc = sqlite3_step(s);
+	db_rc rc = db_step(s);
 	kms_status status = KMS_OK;
-	if (rc != SQLITE_DONE)
+	if (rc != DB_DONE)
 		status = store_fail(s, rc, "delete principal", name);
-	else if (sqlite3_changes(sqlite3_db_handle(s)) == 0)
+	else if (db_changes(s) == 0)
 		status = KMS_FAIL(KMS_NOT_FOUND, "principal %s not found", name);
 	store_stmt_done(s);
 	KMS_GUARD(status);
@@ -279,7 +279,7 @@ kms_status store_principal_delete(store *st, const char *name, int64_t now)
 
 #define ACCESS_KEY_COLUMNS "id, principal, wrapped, state, created_at, revoked_at"
 
-static kms_status access_key_read(sqlite3_stmt *s, store_access_key *out)
+static kms_status access_key_read(db_stmt *s, store_access_key *out)
 {
 	char state[16];
 	memset(out, 0, sizeof *out);
@@ -292,24 +292,24 @@ static kms_status access_key_read(sqlite3_stmt *s, store_access_key *out)
 		out->state = ACCESS_KEY_STATE_REVOKED;
 	else
 		ok = false;
-	const void *wrapped = sqlite3_column_blob(s, 2);
-	int len = sqlite3_column_bytes(s, 2);
-	ok = ok && wrapped && len > 0 && (size_t)len <= sizeof out->wrapped;
+	const void *wrapped = db_column_blob(s, 2);
+	size_t len = db_column_bytes(s, 2);
+	ok = ok && wrapped && len > 0 && len <= sizeof out->wrapped;
 	if (!ok) {
 		memset(out, 0, sizeof *out);
 		return KMS_FAIL(KMS_INTERNAL, "store: an access key row does not fit its type");
 	}
-	memcpy(out->wrapped, wrapped, (size_t)len);
-	out->wrapped_len = (size_t)len;
-	out->created_at = sqlite3_column_int64(s, 4);
-	out->revoked_at = sqlite3_column_int64(s, 5);
+	memcpy(out->wrapped, wrapped, len);
+	out->wrapped_len = len;
+	out->created_at = db_column_int64(s, 4);
+	out->revoked_at = db_column_int64(s, 5);
 	return KMS_OK;
 }
 
 /* Inside the caller's transaction. */
 static kms_status access_key_insert_in(store *st, const store_access_key *key)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	int64_t active;
 
 	/* The principal is there and not deleted. */
@@ -331,17 +331,17 @@ static kms_status access_key_insert_in(store *st, const store_access_key *key)
 	                     "INSERT INTO access_keys (" ACCESS_KEY_COLUMNS ") "
 	                     "VALUES (?1, ?2, ?3, 'active', ?4, 0)",
 	                     &s));
-	int rc = store_bind(s, "tt", key->id, key->principal);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_blob(s, 3, key->wrapped, (int)key->wrapped_len, SQLITE_STATIC);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(s, 4, key->created_at);
+	db_rc rc = store_bind(s, "tt", key->id, key->principal);
+	if (rc == DB_OK)
+		rc = db_bind_blob(s, 3, key->wrapped, key->wrapped_len);
+	if (rc == DB_OK)
+		rc = db_bind_int64(s, 4, key->created_at);
 	KMS_GUARD(store_bind_check(s, rc, "insert access key", key->id));
-	rc = sqlite3_step(s);
+	rc = db_step(s);
 	kms_status status = KMS_OK;
-	if (store_is_duplicate(rc))
+	if (rc == DB_DUPLICATE)
 		status = KMS_FAIL(KMS_ALREADY_EXISTS, "access key %s already exists", key->id);
-	else if (rc != SQLITE_DONE)
+	else if (rc != DB_DONE)
 		status = store_fail(s, rc, "insert access key", key->id);
 	store_stmt_done(s);
 	return status;
@@ -386,7 +386,7 @@ kms_status store_principal_create_with_key(store *st, const store_principal *p,
 
 kms_status store_access_key_get(store *st, const char *id, store_access_key *out)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	memset(out, 0, sizeof *out);
 	KMS_GUARD(access_key_id_check(id));
 	uint64_t writes = store_write_count(st); /* before the read: store_cache.h */
@@ -396,11 +396,11 @@ kms_status store_access_key_get(store *st, const char *id, store_access_key *out
 	KMS_GUARD(store_stmt(st, S_ACCESS_KEY_GET,
 	                     "SELECT " ACCESS_KEY_COLUMNS " FROM access_keys WHERE id = ?1", &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "t", id), "get access key", id));
-	int rc = sqlite3_step(s);
+	db_rc rc = db_step(s);
 	kms_status status;
-	if (rc == SQLITE_ROW)
+	if (rc == DB_ROW)
 		status = access_key_read(s, out);
-	else if (rc == SQLITE_DONE)
+	else if (rc == DB_DONE)
 		status = KMS_FAIL(KMS_NOT_FOUND, "access key %s not found", id);
 	else
 		status = store_fail(s, rc, "get access key", id);
@@ -413,7 +413,7 @@ kms_status store_access_key_get(store *st, const char *id, store_access_key *out
 kms_status store_access_key_list(store *st, const char *principal, size_t cap,
                                  store_access_key **out, size_t *n)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	size_t allocated = 0;
 	*out = NULL;
 	*n = 0;
@@ -426,8 +426,8 @@ kms_status store_access_key_list(store *st, const char *principal, size_t cap,
 	KMS_GUARD(store_bind_check(s, store_bind(s, "ti", principal, (int64_t)cap),
 	                           "list access keys of", principal));
 	kms_status status = KMS_OK;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	db_rc rc;
+	while ((rc = db_step(s)) == DB_ROW) {
 		if (!store_grow((void **)out, &allocated, *n, sizeof **out)) {
 			status = KMS_FAIL(KMS_INTERNAL, "store: out of memory listing access keys");
 			break;
@@ -437,7 +437,7 @@ kms_status store_access_key_list(store *st, const char *principal, size_t cap,
 			break;
 		(*n)++;
 	}
-	if (status == KMS_OK && rc != SQLITE_DONE)
+	if (status == KMS_OK && rc != DB_DONE)
 		status = store_fail(s, rc, "list access keys of", principal);
 	store_stmt_done(s);
 	if (status != KMS_OK) {
@@ -450,17 +450,17 @@ kms_status store_access_key_list(store *st, const char *principal, size_t cap,
 
 kms_status store_access_key_revoke(store *st, const char *id, int64_t now)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	KMS_GUARD(access_key_id_check(id));
 	KMS_GUARD(store_stmt(st, S_ACCESS_KEY_REVOKE,
 	                     "UPDATE access_keys SET state = 'revoked', revoked_at = ?2 "
 	                     "WHERE id = ?1 AND state = 'active'",
 	                     &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "ti", id, now), "revoke access key", id));
-	int rc = sqlite3_step(s);
-	int changes = sqlite3_changes(sqlite3_db_handle(s));
+	db_rc rc = db_step(s);
+	int64_t changes = db_changes(s);
 	kms_status status = KMS_OK;
-	if (rc != SQLITE_DONE)
+	if (rc != DB_DONE)
 		status = store_fail(s, rc, "revoke access key", id);
 	store_stmt_done(s);
 	KMS_GUARD(status);

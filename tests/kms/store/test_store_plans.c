@@ -43,6 +43,7 @@
 #include "common/error.h"
 #include "common/context.h"
 #include "kms/store/store.h"
+#include "kms/store/db_sqlite.h"
 #include "kms/store/store_consents.h"
 #include "tests/support/store_test.h"
 #include "kms/store/store_internal.h"
@@ -680,10 +681,11 @@ static void test_plans(void **state)
  * (this thread's cached statement: the one the store function ran). */
 static void stmt_counts(store *st, store_stmt_id id, int *vm_steps, int *fullscan_steps)
 {
-	sqlite3_stmt *s;
+	db_stmt *s;
 	assert_ok(store_stmt(st, id, store_stmt_sql(id), &s));
-	*vm_steps = sqlite3_stmt_status(s, SQLITE_STMTSTATUS_VM_STEP, 1);
-	*fullscan_steps = sqlite3_stmt_status(s, SQLITE_STMTSTATUS_FULLSCAN_STEP, 1);
+	sqlite3_stmt *raw = db_sqlite_stmt(s);
+	*vm_steps = sqlite3_stmt_status(raw, SQLITE_STMTSTATUS_VM_STEP, 1);
+	*fullscan_steps = sqlite3_stmt_status(raw, SQLITE_STMTSTATUS_FULLSCAN_STEP, 1);
 	store_stmt_done(s);
 }
 
