@@ -45,6 +45,10 @@
 /* Locked memory: the workers' first arena chunks and the HSM's blocks; it
  * was 3.3 GB. */
 #define LOCKED_BOUND_KB (16u * 1024)
+/* Under valgrind (scripts/valgrind sets KMS_TEST_KMSD_WRAPPER) kmsd's RSS
+ * holds valgrind's own memory: the RSS bound is not checked there (memcheck
+ * checks kmsd's heap at exit instead); locked memory still is. */
+#define RSS_CHECKED (!getenv("KMS_TEST_KMSD_WRAPPER"))
 #define CAP_BYTES ((size_t)6 << 20)
 #define SAMPLE_NS 2000000L
 
@@ -207,11 +211,24 @@ static void amplification_refused_before_unpack(void **state)
 	printf("# %d x %zu-byte batch of %zu empty items: peak RSS %ld kB, "
 	       "peak locked %ld kB (%u samples)\n", 1 + PARALLEL, len, (len - 40) / 2, hwm,
 	       s.max_locked_kb, s.samples);
-	assert_true(hwm > 0 && s.samples > 0);
-	assert_true(hwm < (long)RSS_BOUND_KB);
-	assert_true(s.max_locked_kb < (long)LOCKED_BOUND_KB);
 	free(batch);
+	assert_true(hwm > 0 && s.samples > 0);
+	if (RSS_CHECKED)
+		assert_true(hwm < (long)RSS_BOUND_KB);
+	else
+		printf("# RSS not checked: kmsd runs under %s\n", getenv("KMS_TEST_KMSD_WRAPPER"));
+	assert_true(s.max_locked_kb < (long)LOCKED_BOUND_KB);
 	assert_int_equal(harness_stop(&H), 0);
+}
+
+/* A case that failed leaves its kmsd running: stop it, so the next case
+ * starts its own. */
+static int stop_kmsd(void **state)
+{
+	(void)state;
+	if (H.pid > 0)
+		(void)harness_stop(&H);
+	return 0;
 }
 
 static Kms__Response *packed_plus(Kms__Request *req, const uint8_t *extra, size_t extra_len)
@@ -356,9 +373,9 @@ static void locked_memory_capped(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(amplification_refused_before_unpack),
-		cmocka_unit_test(each_limit_named),
-		cmocka_unit_test(locked_memory_capped),
+		cmocka_unit_test_teardown(amplification_refused_before_unpack, stop_kmsd),
+		cmocka_unit_test_teardown(each_limit_named, stop_kmsd),
+		cmocka_unit_test_teardown(locked_memory_capped, stop_kmsd),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -446,6 +446,14 @@ static void crypt_roundtrip(const char *key, const char *when)
 static void held_connections_at_the_file_limit(void **state)
 {
 	(void)state;
+	/* Under valgrind (scripts/valgrind) the test's own RLIMIT_NOFILE is
+	 * valgrind's (it keeps descriptors of its own above the limit and
+	 * refuses the change): the limit's handling is checked without it. */
+	if (getenv("KMS_TEST_KMSD_WRAPPER")) {
+		print_message("# skipped under %s: setrlimit(RLIMIT_NOFILE) is valgrind's own\n",
+		              getenv("KMS_TEST_KMSD_WRAPPER"));
+		skip();
+	}
 	/* The holders are forked first: each needs more than 1,024 descriptors,
 	 * and raising a hard limit back takes CAP_SYS_RESOURCE, which a root
 	 * in a container may lack. Then kmsd gets soft = hard = 1024. */
