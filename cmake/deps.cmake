@@ -14,13 +14,12 @@ pkg_check_modules(INIH REQUIRED IMPORTED_TARGET inih)
 if(KMS_BUILD_TESTS)
   pkg_check_modules(CMOCKA REQUIRED IMPORTED_TARGET cmocka)
   pkg_check_modules(NANOMSG REQUIRED IMPORTED_TARGET nanomsg)
-  # libpq: for now only the test of the PostgreSQL schema links it
-  # (tests/kms/store, kms_pg_test; docs/scale-out.md).
-  pkg_check_modules(LIBPQ IMPORTED_TARGET libpq)
-  if(NOT LIBPQ_FOUND)
-    message(FATAL_ERROR "libpq (PostgreSQL's client library) was not found by pkg-config: "
-                        "install Debian's libpq-dev (scripts/deps installs it)")
-  endif()
+endif()
+# libpq: the store's PostgreSQL driver (kms/store/db_pg.c; docs/scale-out.md).
+pkg_check_modules(LIBPQ IMPORTED_TARGET libpq)
+if(NOT LIBPQ_FOUND)
+  message(FATAL_ERROR "libpq (PostgreSQL's client library) was not found by pkg-config: "
+                      "install Debian's libpq-dev (scripts/deps installs it)")
 endif()
 # kmsd tells systemd its state (sd_notify: kms/kmsd_notify.c).
 pkg_check_modules(LIBSYSTEMD REQUIRED IMPORTED_TARGET libsystemd)

@@ -1,8 +1,9 @@
 /*
  * db.h: the SQL driver interface the store's statements run on
- * (kms/store/store_*.c). A driver implements these functions for one
- * database; SQLite is the only one today (db_sqlite.c; opening a file and
- * what only SQLite has are in db_sqlite.h). docs/store-schema.md, "Drivers",
+ * (kms/store/store_*.c). A driver implements them for one database
+ * (db_driver.h; db.c calls through it): SQLite (db_sqlite.c; opening a file
+ * and what only SQLite has are in db_sqlite.h) and PostgreSQL (db_pg.c,
+ * over libpq; docs/scale-out.md). docs/store-schema.md, "Drivers",
  * has the rules the SQL follows so that another driver can run it:
  * parameters numbered ?1 ?2 ... only; values are 64-bit integers, text,
  * blobs and NULL; RETURNING instead of a last-insert id; no function only
@@ -114,5 +115,12 @@ const char *db_conn_errmsg(db_conn *c);
 /* Whether c is inside an explicit transaction (begun, not yet committed
  * or rolled back). */
 bool db_in_transaction(db_conn *c);
+
+/* Closes c, of any driver; its statements are to be finalized first. NULL
+ * is ignored. */
+void db_close(db_conn *c);
+
+/* The name of c's driver: "sqlite" or "postgresql". */
+const char *db_driver_name(const db_conn *c);
 
 #endif

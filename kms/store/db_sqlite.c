@@ -9,16 +9,32 @@
 #include <limits.h>
 #include <stdlib.h>
 
-struct db_conn {
+#include "kms/store/db_driver.h"
+
+typedef struct sq_conn {
+	db_conn base; /* first: db.c's view */
 	sqlite3 *db;
 	int last_rc; /* of the last db_prepare or db_exec */
-};
+} sq_conn;
 
-struct db_stmt {
+typedef struct sq_stmt {
+	db_stmt base; /* first */
 	sqlite3_stmt *stmt;
 	int last_rc;     /* of the last db_step or db_bind_* */
 	int64_t changes; /* db_changes */
-};
+} sq_stmt;
+
+static const db_driver sqlite_driver;
+
+static sq_conn *conn_of(db_conn *c)
+{
+	return (sq_conn *)(void *)c;
+}
+
+static sq_stmt *stmt_of(db_stmt *s)
+{
+	return (sq_stmt *)(void *)s;
+}
 
 /* The kind of an extended SQLite result code. */
 static db_rc rc_kind(int rc)
@@ -49,9 +65,10 @@ static db_rc rc_kind(int rc)
 int db_sqlite_open(const char *path, db_conn **out)
 {
 	*out = NULL;
-	db_conn *c = calloc(1, sizeof *c);
+	sq_conn *c = calloc(1, sizeof *c);
 	if (!c)
 		return SQLITE_NOMEM;
+	c->base.drv = &sqlite_driver;
 	int rc = sqlite3_open_v2(path, &c->db,
 	                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
 	                                 SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_EXRESCODE,
@@ -62,36 +79,42 @@ int db_sqlite_open(const char *path, db_conn **out)
 		return rc;
 	}
 	sqlite3_extended_result_codes(c->db, 1);
-	*out = c;
+	*out = &c->base;
 	return SQLITE_OK;
 }
 
-void db_sqlite_close(db_conn *c)
+static void sq_close(db_conn *dc)
 {
-	if (!c)
-		return;
+	sq_conn *c = conn_of(dc);
 	sqlite3_close_v2(c->db);
 	free(c);
 }
 
+void db_sqlite_close(db_conn *c)
+{
+	db_close(c);
+}
+
 sqlite3 *db_sqlite_handle(db_conn *c)
 {
-	return c->db;
+	return c->drv == &sqlite_driver ? conn_of(c)->db : NULL;
 }
 
 sqlite3_stmt *db_sqlite_stmt(db_stmt *s)
 {
-	return s->stmt;
+	return s->drv == &sqlite_driver ? stmt_of(s)->stmt : NULL;
 }
 
-db_rc db_prepare(db_conn *c, const char *sql, db_stmt **out)
+static db_rc sq_prepare(db_conn *dc, const char *sql, db_stmt **out)
 {
+	sq_conn *c = conn_of(dc);
 	*out = NULL;
-	db_stmt *s = calloc(1, sizeof *s);
+	sq_stmt *s = calloc(1, sizeof *s);
 	if (!s) {
 		c->last_rc = SQLITE_NOMEM;
 		return DB_ERROR;
 	}
+	s->base.drv = &sqlite_driver;
 	int rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->stmt, NULL);
 	if (rc == SQLITE_OK && !s->stmt)
 		rc = SQLITE_MISUSE; /* no statement in sql */
@@ -101,56 +124,59 @@ db_rc db_prepare(db_conn *c, const char *sql, db_stmt **out)
 		free(s);
 		return rc_kind(rc);
 	}
-	*out = s;
+	*out = &s->base;
 	return DB_OK;
 }
 
-void db_finalize(db_stmt *s)
+static void sq_finalize(db_stmt *ds)
 {
-	if (!s)
-		return;
+	sq_stmt *s = stmt_of(ds);
 	sqlite3_finalize(s->stmt);
 	free(s);
 }
 
-void db_reset(db_stmt *s)
+static void sq_reset(db_stmt *ds)
 {
-	if (!s)
-		return;
+	sq_stmt *s = stmt_of(ds);
 	sqlite3_reset(s->stmt);
 	sqlite3_clear_bindings(s->stmt);
 }
 
-static db_rc stmt_result(db_stmt *s, int rc)
+static db_rc stmt_result(sq_stmt *s, int rc)
 {
 	s->last_rc = rc;
 	return rc_kind(rc);
 }
 
-db_rc db_bind_int64(db_stmt *s, int idx, int64_t v)
+static db_rc sq_bind_int64(db_stmt *ds, int idx, int64_t v)
 {
+	sq_stmt *s = stmt_of(ds);
 	return stmt_result(s, sqlite3_bind_int64(s->stmt, idx, v));
 }
 
-db_rc db_bind_text(db_stmt *s, int idx, const char *text)
+static db_rc sq_bind_text(db_stmt *ds, int idx, const char *text)
 {
+	sq_stmt *s = stmt_of(ds);
 	return stmt_result(s, sqlite3_bind_text(s->stmt, idx, text, -1, SQLITE_TRANSIENT));
 }
 
-db_rc db_bind_blob(db_stmt *s, int idx, const void *bytes, size_t len)
+static db_rc sq_bind_blob(db_stmt *ds, int idx, const void *bytes, size_t len)
 {
+	sq_stmt *s = stmt_of(ds);
 	if (len > INT_MAX)
 		return stmt_result(s, SQLITE_TOOBIG);
 	return stmt_result(s, sqlite3_bind_blob(s->stmt, idx, bytes, (int)len, SQLITE_TRANSIENT));
 }
 
-db_rc db_bind_null(db_stmt *s, int idx)
+static db_rc sq_bind_null(db_stmt *ds, int idx)
 {
+	sq_stmt *s = stmt_of(ds);
 	return stmt_result(s, sqlite3_bind_null(s->stmt, idx));
 }
 
-db_rc db_step(db_stmt *s)
+static db_rc sq_step(db_stmt *ds)
 {
+	sq_stmt *s = stmt_of(ds);
 	int rc = sqlite3_step(s->stmt);
 	s->changes = rc == SQLITE_DONE && !sqlite3_stmt_readonly(s->stmt)
 	                     ? sqlite3_changes(sqlite3_db_handle(s->stmt))
@@ -158,64 +184,90 @@ db_rc db_step(db_stmt *s)
 	return stmt_result(s, rc);
 }
 
-int64_t db_column_int64(db_stmt *s, int col)
+static int64_t sq_column_int64(db_stmt *ds, int col)
 {
-	return sqlite3_column_int64(s->stmt, col);
+	return sqlite3_column_int64(stmt_of(ds)->stmt, col);
 }
 
-const char *db_column_text(db_stmt *s, int col)
+static const char *sq_column_text(db_stmt *ds, int col)
 {
-	return (const char *)sqlite3_column_text(s->stmt, col);
+	return (const char *)sqlite3_column_text(stmt_of(ds)->stmt, col);
 }
 
-const void *db_column_blob(db_stmt *s, int col)
+static const void *sq_column_blob(db_stmt *ds, int col)
 {
-	return sqlite3_column_blob(s->stmt, col);
+	return sqlite3_column_blob(stmt_of(ds)->stmt, col);
 }
 
-size_t db_column_bytes(db_stmt *s, int col)
+static size_t sq_column_bytes(db_stmt *ds, int col)
 {
-	int n = sqlite3_column_bytes(s->stmt, col);
+	int n = sqlite3_column_bytes(stmt_of(ds)->stmt, col);
 	return n > 0 ? (size_t)n : 0;
 }
 
-bool db_column_is_null(db_stmt *s, int col)
+static bool sq_column_is_null(db_stmt *ds, int col)
 {
-	return sqlite3_column_type(s->stmt, col) == SQLITE_NULL;
+	return sqlite3_column_type(stmt_of(ds)->stmt, col) == SQLITE_NULL;
 }
 
-int64_t db_changes(db_stmt *s)
+static int64_t sq_changes(db_stmt *ds)
 {
-	return s->changes;
+	return stmt_of(ds)->changes;
 }
 
-const char *db_errmsg(db_stmt *s)
+static const char *sq_errmsg(db_stmt *ds)
 {
-	return s ? sqlite3_errmsg(sqlite3_db_handle(s->stmt)) : "";
+	return sqlite3_errmsg(sqlite3_db_handle(stmt_of(ds)->stmt));
 }
 
-const char *db_errstr(db_stmt *s)
+static const char *sq_errstr(db_stmt *ds)
 {
-	return s ? sqlite3_errstr(s->last_rc) : "";
+	return sqlite3_errstr(stmt_of(ds)->last_rc);
 }
 
-db_rc db_exec(db_conn *c, const char *sql)
+static db_rc sq_exec(db_conn *dc, const char *sql)
 {
+	sq_conn *c = conn_of(dc);
 	c->last_rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
 	return rc_kind(c->last_rc);
 }
 
-const char *db_conn_errstr(db_conn *c)
+static const char *sq_conn_errstr(db_conn *dc)
 {
-	return sqlite3_errstr(c->last_rc);
+	return sqlite3_errstr(conn_of(dc)->last_rc);
 }
 
-const char *db_conn_errmsg(db_conn *c)
+static const char *sq_conn_errmsg(db_conn *dc)
 {
-	return sqlite3_errmsg(c->db);
+	return sqlite3_errmsg(conn_of(dc)->db);
 }
 
-bool db_in_transaction(db_conn *c)
+static bool sq_in_transaction(db_conn *dc)
 {
-	return !sqlite3_get_autocommit(c->db);
+	return !sqlite3_get_autocommit(conn_of(dc)->db);
 }
+
+static const db_driver sqlite_driver = {
+	.name = "sqlite",
+	.prepare = sq_prepare,
+	.finalize = sq_finalize,
+	.reset = sq_reset,
+	.bind_int64 = sq_bind_int64,
+	.bind_text = sq_bind_text,
+	.bind_blob = sq_bind_blob,
+	.bind_null = sq_bind_null,
+	.step = sq_step,
+	.column_int64 = sq_column_int64,
+	.column_text = sq_column_text,
+	.column_blob = sq_column_blob,
+	.column_bytes = sq_column_bytes,
+	.column_is_null = sq_column_is_null,
+	.changes = sq_changes,
+	.errmsg = sq_errmsg,
+	.errstr = sq_errstr,
+	.exec = sq_exec,
+	.conn_errstr = sq_conn_errstr,
+	.conn_errmsg = sq_conn_errmsg,
+	.in_transaction = sq_in_transaction,
+	.close = sq_close,
+};

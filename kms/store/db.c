@@ -1,0 +1,120 @@
+/*
+ * db.c: db.h's functions, each through the driver of its connection or
+ * statement (db_driver.h).
+ */
+#include "kms/store/db.h"
+
+#include "kms/store/db_driver.h"
+
+db_rc db_prepare(db_conn *c, const char *sql, db_stmt **out)
+{
+	return c->drv->prepare(c, sql, out);
+}
+
+void db_finalize(db_stmt *s)
+{
+	if (s)
+		s->drv->finalize(s);
+}
+
+void db_reset(db_stmt *s)
+{
+	if (s)
+		s->drv->reset(s);
+}
+
+db_rc db_bind_int64(db_stmt *s, int idx, int64_t v)
+{
+	return s->drv->bind_int64(s, idx, v);
+}
+
+db_rc db_bind_text(db_stmt *s, int idx, const char *text)
+{
+	return text ? s->drv->bind_text(s, idx, text) : s->drv->bind_null(s, idx);
+}
+
+db_rc db_bind_blob(db_stmt *s, int idx, const void *bytes, size_t len)
+{
+	return bytes ? s->drv->bind_blob(s, idx, bytes, len) : s->drv->bind_null(s, idx);
+}
+
+db_rc db_bind_null(db_stmt *s, int idx)
+{
+	return s->drv->bind_null(s, idx);
+}
+
+db_rc db_step(db_stmt *s)
+{
+	return s->drv->step(s);
+}
+
+int64_t db_column_int64(db_stmt *s, int col)
+{
+	return s->drv->column_int64(s, col);
+}
+
+const char *db_column_text(db_stmt *s, int col)
+{
+	return s->drv->column_text(s, col);
+}
+
+const void *db_column_blob(db_stmt *s, int col)
+{
+	return s->drv->column_blob(s, col);
+}
+
+size_t db_column_bytes(db_stmt *s, int col)
+{
+	return s->drv->column_bytes(s, col);
+}
+
+bool db_column_is_null(db_stmt *s, int col)
+{
+	return s->drv->column_is_null(s, col);
+}
+
+int64_t db_changes(db_stmt *s)
+{
+	return s->drv->changes(s);
+}
+
+const char *db_errmsg(db_stmt *s)
+{
+	return s ? s->drv->errmsg(s) : "";
+}
+
+const char *db_errstr(db_stmt *s)
+{
+	return s ? s->drv->errstr(s) : "";
+}
+
+db_rc db_exec(db_conn *c, const char *sql)
+{
+	return c->drv->exec(c, sql);
+}
+
+const char *db_conn_errstr(db_conn *c)
+{
+	return c->drv->conn_errstr(c);
+}
+
+const char *db_conn_errmsg(db_conn *c)
+{
+	return c->drv->conn_errmsg(c);
+}
+
+bool db_in_transaction(db_conn *c)
+{
+	return c->drv->in_transaction(c);
+}
+
+void db_close(db_conn *c)
+{
+	if (c)
+		c->drv->close(c);
+}
+
+const char *db_driver_name(const db_conn *c)
+{
+	return c->drv->name;
+}
