@@ -323,6 +323,15 @@ static void others_served_and_peer_dropped(void **state)
 static void sigterm_with_slow_peer(void **state)
 {
 	(void)state;
+	/* Its event, every REP context held by the peer's unread replies, needs
+	 * kmsd to fill all 256 faster than reply_send_timeout_ms frees them;
+	 * under valgrind (scripts/valgrind) it is 20 times slower and never does.
+	 * The drain itself is the same code as in others_served_and_peer_dropped. */
+	if (getenv("KMS_TEST_KMSD_WRAPPER")) {
+		print_message("# skipped under %s: kmsd is too slow there to hold every context\n",
+		              getenv("KMS_TEST_KMSD_WRAPPER"));
+		skip();
+	}
 	harness_options o = { .with_tls = true, .workers = 4 };
 	assert_true(harness_start(&H, &o));
 	make_fat_key();
