@@ -19,6 +19,7 @@
  */
 #include "kms/store/db_pg.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -64,6 +65,7 @@ typedef struct pg_stmt {
 	char name[16];
 	char *sql;            /* with $N */
 	int n_params;         /* the largest N */
+	bool used[PARAMS_MAX]; /* which N appear ($N the server types itself) */
 	unsigned prepared_at; /* the connection's epoch it was prepared in; 0: not yet */
 	char *values[PARAMS_MAX];
 	int lengths[PARAMS_MAX];
@@ -81,22 +83,53 @@ static const db_driver pg_driver;
 
 /* ---- SQL and errors ---- */
 
-/* sql with every ?N outside '...' and "..." written $N; *n: the largest N.
- * NULL when out of memory or a parameter is bare or past PARAMS_MAX. */
-static char *rewrite(const char *sql, int *n)
+/* Whether sql at i starts the keyword word (case-insensitive, whole word). */
+static bool keyword_at(const char *sql, size_t i, const char *word)
+{
+	size_t n = strlen(word);
+	if (i > 0 && (isalnum((unsigned char)sql[i - 1]) || sql[i - 1] == '_'))
+		return false;
+	return !strncasecmp(sql + i, word, n) &&
+	       !(isalnum((unsigned char)sql[i + n]) || sql[i + n] == '_');
+}
+
+/*
+ * The statement's SQL for PostgreSQL: every ?N outside '...' and "..."
+ * written $N (*n: the largest N; used[N - 1] set for each one that
+ * appears), SQLite's planner hints dropped ("INDEXED BY name": the store
+ * names the index SQLite must use; PostgreSQL's planner has its own) and
+ * "CROSS JOIN" (SQLite's fixed join order) written "JOIN". NULL when out
+ * of memory or a parameter is bare or past PARAMS_MAX.
+ */
+static char *rewrite(const char *sql, int *n, bool used[PARAMS_MAX])
 {
 	size_t len = strlen(sql);
 	char *out = malloc(len + 1);
 	if (!out)
 		return NULL;
 	char quote = 0;
+	size_t o = 0;
 	*n = 0;
-	for (size_t i = 0, o = 0; i <= len; i++) {
+	memset(used, 0, PARAMS_MAX * sizeof *used);
+	for (size_t i = 0; i < len; i++) {
 		char ch = sql[i];
 		if (quote) {
 			quote = ch == quote ? 0 : quote;
 		} else if (ch == '\'' || ch == '"') {
 			quote = ch;
+		} else if (keyword_at(sql, i, "INDEXED BY")) {
+			i += strlen("INDEXED BY");
+			while (sql[i] == ' ')
+				i++;
+			while (isalnum((unsigned char)sql[i]) || sql[i] == '_')
+				i++;
+			i--; /* the loop's i++ */
+			continue;
+		} else if (keyword_at(sql, i, "CROSS JOIN")) {
+			memcpy(out + o, "JOIN", 4);
+			o += 4;
+			i += strlen("CROSS JOIN") - 1;
+			continue;
 		} else if (ch == '?') {
 			long v = 0;
 			size_t j = i + 1;
@@ -108,10 +141,12 @@ static char *rewrite(const char *sql, int *n)
 			}
 			if (v > *n)
 				*n = (int)v;
+			used[v - 1] = true;
 			ch = '$';
 		}
 		out[o++] = ch;
 	}
+	out[o] = '\0';
 	return out;
 }
 
@@ -234,7 +269,7 @@ static db_rc pg_prepare(db_conn *dc, const char *sql, db_stmt **out)
 		return DB_ERROR;
 	s->base.drv = &pg_driver;
 	s->c = c;
-	s->sql = rewrite(sql, &s->n_params);
+	s->sql = rewrite(sql, &s->n_params, s->used);
 	if (!s->sql) {
 		snprintf(c->msg, sizeof c->msg, "a statement's parameters are not ?1..?%d",
 		         PARAMS_MAX);
@@ -364,7 +399,13 @@ static db_rc server_prepare(pg_stmt *s)
 	revive(c);
 	if (s->prepared_at == c->epoch + 1)
 		return DB_OK;
-	PGresult *res = PQprepare(c->pg, s->name, s->sql, s->n_params, NULL);
+	/* A parameter the SQL never uses (the store binds the same list to
+	 * sibling statements) gets a type, text, so the server accepts it;
+	 * the others the server infers from where they stand. */
+	Oid types[PARAMS_MAX] = { 0 };
+	for (int i = 0; i < s->n_params; i++)
+		types[i] = s->used[i] ? 0 : OID_TEXT;
+	PGresult *res = PQprepare(c->pg, s->name, s->sql, s->n_params, types);
 	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
 		return failed(s, res);
 	PQclear(res);

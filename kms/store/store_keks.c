@@ -62,11 +62,13 @@ kms_status store_kek_create(store *st, int64_t now, store_kek *out)
 	memset(out, 0, sizeof *out);
 	/* The next number and its name in one statement, so two creators
 	 * cannot pick the same one (max(id) alone in a subquery is one seek;
-	 * wrapped in coalesce() it would read the whole table). */
+	 * wrapped in coalesce() it would read the whole table). The name is
+	 * kms-kek- and n in 8 digits, made so in both SQLite and PostgreSQL. */
 	KMS_GUARD(store_stmt(st, S_KEK_INSERT,
 	                     "INSERT INTO keks (id, hsm_id, state, created_at) "
-	                     "SELECT n, printf('kms-kek-%08d', n), 'creating', ?1 "
-	                     "FROM (SELECT coalesce((SELECT max(id) FROM keks), 0) + 1 AS n) "
+	                     "SELECT n, 'kms-kek-' || substr(CAST(100000000 + n AS TEXT), 2), "
+	                     "'creating', ?1 "
+	                     "FROM (SELECT coalesce((SELECT max(id) FROM keks), 0) + 1 AS n) AS next "
 	                     "WHERE n <= 99999999 "
 	                     "RETURNING " KEK_COLUMNS,
 	                     &s));

@@ -7,7 +7,9 @@
  *     and count(*) columns read as integers; changes of INSERT, UPDATE and
  *     RETURNING.
  * (2) parameters: ?N outside quotes becomes $N, a '?1' inside a literal
- *     stays text, one ?N used twice, a bare ? refused at prepare.
+ *     stays text, one ?N used twice, one bound but unused, a bare ?
+ *     refused at prepare; SQLite's INDEXED BY hints dropped and CROSS JOIN
+ *     run as JOIN.
  * (3) errors by kind: unique -> DB_DUPLICATE (the message names the
  *     constraint, never the value), foreign key -> DB_FOREIGN_KEY, a rule of
  *     the schema (SQLSTATE KM001) -> DB_TRIGGER with its text, CHECK ->
@@ -193,6 +195,16 @@ static void parameters(void **state)
 		db_reset(again);
 	}
 	db_finalize(again);
+	/* SQLite's planner hints: INDEXED BY dropped, CROSS JOIN a JOIN; ?1
+	 * bound but unused (the store binds one list to sibling statements). */
+	db_stmt *hinted = prep(c, "SELECT count(*) FROM parent AS p "
+	                          "CROSS JOIN t INDEXED BY t_name_key ON t.parent = p.id "
+	                          "WHERE t.name > ?2");
+	assert_int_equal(db_bind_int64(hinted, 1, 99), DB_OK);
+	assert_int_equal(db_bind_text(hinted, 2, ""), DB_OK);
+	assert_int_equal(db_step(hinted), DB_ROW);
+	assert_true(db_column_int64(hinted, 0) >= 0);
+	db_finalize(hinted);
 	db_stmt *bad = NULL;
 	assert_int_not_equal(db_prepare(c, "SELECT ?", &bad), DB_OK);
 	assert_null(bad);

@@ -127,6 +127,11 @@ static const char *plan_allowed(store_stmt_id id)
 		/* EXISTS stops at the first row: one step whatever the table
 		 * holds. Only kmsd --bootstrap-admin asks. */
 		return "EXISTS: stops at the first row";
+	case S_KEK_INSERT:
+		/* "next" is the one-row derived table of the next KEK number (one
+		 * seek for max(id)); PostgreSQL wants it named, and SQLite then
+		 * runs it as a co-routine it scans: one row. */
+		return "the one row of the next KEK number";
 	default:
 		return NULL;
 	}
