@@ -24,8 +24,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <kms/secmem.h>
+
 #include "common/error.h"
+#include "kms/store/db_pg.h"
 #include "kms/store/db_sqlite.h"
+#include "kms/store/store_schema_pg.h"
 #include "kms/store/store_cache.h"
 #include "kms/store/store_internal.h"
 
@@ -40,6 +44,11 @@ typedef struct store_conn {
 
 struct store {
 	char path[PATH_MAX];
+	/* PostgreSQL instead of SQLite (store_open_with): its URL, and the
+	 * password in locked memory for each thread's connection. */
+	bool pg;
+	char pg_url[1024];
+	char *pg_password;
 	int lock_fd;             /* data_dir/kms.lock, flock'ed while open */
 	pthread_key_t tls;       /* this thread's store_conn */
 	pthread_mutex_t lock;    /* guards conns */
@@ -581,7 +590,7 @@ static void conn_free(store_conn *c)
 {
 	for (size_t i = 0; i < S_COUNT; i++)
 		db_finalize(c->stmts[i]);
-	db_sqlite_close(c->db);
+	db_close(c->db);
 	store_cache_free(c->cache);
 	free(c);
 }
@@ -646,6 +655,16 @@ static kms_status conn_open(store *st, store_conn **out)
 		return KMS_FAIL(KMS_INTERNAL, "store: out of memory opening a connection");
 	c->owner = st;
 
+	if (st->pg) {
+		db_pg_config pc = { .url = st->pg_url, .password = st->pg_password };
+		KMS_GUARD_OUT(status, db_pg_open(&pc, &c->db));
+		/* No read cache: its freshness rests on seeing every commit, and
+		 * other replicas commit on the same database unseen. Every read
+		 * goes to the server, so a change made through any replica is
+		 * enforced at the next request. */
+		c->cache = NULL;
+		goto linked;
+	}
 	/* The file exists (store_open made it); never follow a symlink to it. */
 	int rc = db_sqlite_open(st->path, &c->db);
 	if (rc != SQLITE_OK) {
@@ -666,6 +685,7 @@ static kms_status conn_open(store *st, store_conn **out)
 	                                "PRAGMA secure_delete = ON;",
 	                                "connection pragmas"));
 
+linked:
 	pthread_mutex_lock(&st->lock);
 	c->next = st->conns;
 	if (st->conns)
@@ -899,11 +919,18 @@ static kms_status run_simple(store *st, store_stmt_id id, const char *sql, const
 
 kms_status store_begin(store *st)
 {
+	/* SERIALIZABLE on PostgreSQL: what SQLite's one writer at a time gives,
+	 * with a conflict (DB_CONFLICT) where two transactions would interleave. */
+	if (st->pg)
+		return run_simple(st, S_BEGIN_PG, "BEGIN ISOLATION LEVEL SERIALIZABLE", "BEGIN");
 	return run_simple(st, S_BEGIN, "BEGIN IMMEDIATE", "BEGIN");
 }
 
 kms_status store_begin_read(store *st)
 {
+	if (st->pg)
+		return run_simple(st, S_BEGIN_READ_PG, "BEGIN ISOLATION LEVEL REPEATABLE READ",
+		                  "BEGIN");
 	return run_simple(st, S_BEGIN_READ, "BEGIN DEFERRED", "BEGIN");
 }
 
@@ -912,13 +939,22 @@ kms_status store_commit(store *st)
 	kms_status status = run_simple(st, S_COMMIT, "COMMIT", "COMMIT");
 	if (status != KMS_OK)
 		store_rollback(st);
+	else if (st->pg) /* SQLite's WAL hook counts commits; PostgreSQL has none */
+		atomic_fetch_add_explicit(&st->writes, 1, memory_order_release);
 	return status;
+}
+
+bool store_is_pg(const store *st)
+{
+	return st->pg;
 }
 
 kms_status store_wal_checkpoint(store *st)
 {
 	store_conn *c;
 	int log_frames = 0, done = 0;
+	if (st->pg)
+		return KMS_OK; /* no WAL file of ours: the server's own */
 	KMS_GUARD(conn_get(st, &c));
 	KMS_ENSURE(!db_in_transaction(c->db), KMS_INTERNAL,
 	           "store: checkpoint inside a transaction");
@@ -1046,6 +1082,89 @@ out:
 	return status;
 }
 
+/* The PostgreSQL database's schema version: schema_version's greatest,
+ * 0 when the table is not there (an empty database). Two statements: a
+ * statement naming a table that does not exist fails at prepare. */
+static kms_status pg_version_get(store *st, int *out)
+{
+	db_stmt *s;
+	*out = -1;
+	KMS_GUARD(store_stmt(st, S_PG_VERSION_TABLE,
+	                     "SELECT to_regclass('schema_version') IS NOT NULL", &s));
+	db_rc rc = db_step(s);
+	bool exists = rc == DB_ROW && db_column_int64(s, 0) != 0;
+	kms_status status = rc == DB_ROW ? KMS_OK
+	                                 : store_fail(s, rc, "look for schema_version", NULL);
+	store_stmt_done(s);
+	if (status != KMS_OK || !exists) {
+		*out = status == KMS_OK ? 0 : -1;
+		return status;
+	}
+	KMS_GUARD(store_stmt(st, S_PG_VERSION, "SELECT max(version) FROM schema_version", &s));
+	rc = db_step(s);
+	if (rc == DB_ROW)
+		*out = (int)db_column_int64(s, 0);
+	else
+		status = store_fail(s, rc, "read schema_version", NULL);
+	store_stmt_done(s);
+	return status;
+}
+
+/* One attempt: in one SERIALIZABLE transaction, read the version and run
+ * the steps up from it. */
+static kms_status migrate_pg_once(store *st, bool *created)
+{
+	store_conn *c;
+	kms_status status;
+	int from;
+	KMS_GUARD(conn_get(st, &c));
+	KMS_GUARD(store_begin(st));
+	KMS_GUARD_OUT(status, pg_version_get(st, &from));
+	*created = from == 0;
+	if (from < 0 || from > STORE_SCHEMA_VERSION) {
+		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "store: the PostgreSQL database has "
+		                  "schema version %d; this kmsd knows 0..%d", from,
+		                  STORE_SCHEMA_VERSION);
+		goto out;
+	}
+	while (from < STORE_SCHEMA_VERSION) {
+		const char *sql = store_pg_migration_sql(from);
+		if (!sql) {
+			status = KMS_FAIL(KMS_INTERNAL, "store: no PostgreSQL schema step from "
+			                  "version %d", from);
+			goto out;
+		}
+		db_rc rc = db_exec(c->db, sql);
+		if (rc != DB_OK) {
+			status = KMS_FAIL(rc == DB_IOERR ? KMS_UNAVAILABLE : KMS_INTERNAL,
+			                  "store: PostgreSQL schema step from version %d: %s (%s)", from,
+			                  db_conn_errstr(c->db), db_conn_errmsg(c->db));
+			goto out;
+		}
+		KMS_GUARD_OUT(status, pg_version_get(st, &from));
+	}
+	KMS_GUARD_OUT(status, store_commit(st));
+out:
+	if (status != KMS_OK)
+		store_rollback(st);
+	return status;
+}
+
+/* Several kmsd starting at once on an empty database: all but one fail
+ * their first attempt (the tables exist by then, or serialization) and
+ * find the schema made at the next. */
+#define PG_MIGRATE_ATTEMPTS 3
+static kms_status migrate_pg(store *st, bool *created)
+{
+	kms_status status = KMS_OK;
+	for (int i = 0; i < PG_MIGRATE_ATTEMPTS; i++) {
+		status = migrate_pg_once(st, created);
+		if (status == KMS_OK || status == KMS_FAILED_PRECONDITION)
+			break;
+	}
+	return status;
+}
+
 /* One process per data directory: a second kmsd would reconcile away the
  * first one's intents (destroying HSM objects it is about to acknowledge)
  * and would not see its state changes. */
@@ -1073,9 +1192,41 @@ static kms_status lock_data_dir(const char *data_dir, int *fd_out)
 
 kms_status store_open(const char *data_dir, store **out, bool *created)
 {
+	store_options o = { .data_dir = data_dir };
+	return store_open_with(&o, out, created);
+}
+
+static void store_free(store *st)
+{
+	if (st->pg_password) {
+		kms_wipe(st->pg_password, strlen(st->pg_password));
+		kms_secure_free(st->pg_password);
+	}
+	free(st);
+}
+
+/* PostgreSQL: the URL checked and kept, the password in locked memory. */
+static kms_status pg_setup(store *st, const store_options *o)
+{
+	KMS_GUARD(db_pg_url_check(o->pg_url));
+	KMS_ENSURE(strlen(o->pg_url) < sizeof st->pg_url, KMS_INVALID_ARGUMENT,
+	           "store: [store] url is longer than %zu bytes", sizeof st->pg_url - 1);
+	snprintf(st->pg_url, sizeof st->pg_url, "%s", o->pg_url);
+	const char *pw = o->pg_password ? o->pg_password : "";
+	st->pg_password = kms_secure_alloc(strlen(pw) + 1);
+	KMS_ENSURE(st->pg_password, KMS_INTERNAL, "store: out of locked memory for the "
+	           "PostgreSQL password");
+	memcpy(st->pg_password, pw, strlen(pw) + 1);
+	st->pg = true;
+	return KMS_OK;
+}
+
+kms_status store_open_with(const store_options *o, store **out, bool *created)
+{
 	kms_status status = KMS_OK;
 	store *st = NULL;
 	bool key_made = false, lock_made = false;
+	const char *data_dir = o->data_dir;
 
 	*out = NULL;
 	*created = false;
@@ -1088,8 +1239,11 @@ kms_status store_open(const char *data_dir, store **out, bool *created)
 		status = KMS_FAIL(KMS_INVALID_ARGUMENT, "store: data directory path too long");
 		goto out;
 	}
+	if (o->pg_url)
+		KMS_GUARD_OUT(status, pg_setup(st, o));
 	KMS_GUARD_OUT(status, lock_data_dir(data_dir, &st->lock_fd));
-	KMS_GUARD_OUT(status, db_file_check(st->path));
+	if (!st->pg)
+		KMS_GUARD_OUT(status, db_file_check(st->path));
 	if (pthread_key_create(&st->tls, conn_release) != 0) {
 		status = KMS_FAIL(KMS_INTERNAL, "store: pthread_key_create failed");
 		goto out;
@@ -1103,6 +1257,12 @@ kms_status store_open(const char *data_dir, store **out, bool *created)
 
 	store_conn *c;
 	KMS_GUARD_OUT(status, conn_get(st, &c));
+	if (st->pg) {
+		KMS_GUARD_OUT(status, migrate_pg(st, created));
+		*out = st;
+		st = NULL;
+		goto out;
+	}
 	struct stat opened;
 	if (lstat(st->path, &opened) != 0) {
 		status = KMS_FAIL(KMS_INTERNAL, "store: stat %s: %s", st->path, strerror(errno));
@@ -1128,7 +1288,7 @@ out:
 			pthread_mutex_destroy(&st->lock);
 		if (st->lock_fd >= 0)
 			close(st->lock_fd);
-		free(st);
+		store_free(st);
 	}
 	return status;
 }
@@ -1148,5 +1308,5 @@ void store_close(store *st)
 	pthread_mutex_unlock(&st->lock);
 	pthread_mutex_destroy(&st->lock);
 	close(st->lock_fd); /* releases the data directory */
-	free(st);
+	store_free(st);
 }

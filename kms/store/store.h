@@ -169,6 +169,26 @@ typedef struct store store;
  * schema before this call (a new or empty file). Blocks on disk. */
 kms_status store_open(const char *data_dir, store **out, bool *created) KMS_MUST_USE;
 
+/* Where the store is: SQLite in data_dir (pg_url NULL), or a PostgreSQL
+ * database (docs/scale-out.md). data_dir is used either way: its lock file
+ * keeps one kmsd per data directory. */
+typedef struct store_options {
+	const char *data_dir;
+	const char *pg_url;      /* postgresql://USER@HOST:PORT/DATABASE; no password */
+	const char *pg_password; /* [store] password_file's; copied into locked memory */
+} store_options;
+
+/* store_open on SQLite or PostgreSQL. On PostgreSQL the schema is
+ * migrated in one SERIALIZABLE transaction (several kmsd starting at once
+ * on an empty database: one makes it, the others find it), write
+ * transactions run SERIALIZABLE and read ones REPEATABLE READ, and every
+ * thread has its own connection; KMS_UNAVAILABLE when the server cannot be
+ * reached. */
+kms_status store_open_with(const store_options *o, store **out, bool *created) KMS_MUST_USE;
+
+/* Whether st is on PostgreSQL. */
+bool store_is_pg(const store *st);
+
 /* Closes every thread's connection. Callers must have stopped using st on
  * every thread. NULL is ignored. */
 void store_close(store *st);

@@ -12,7 +12,9 @@
  * process out) drops it. So a change (a principal disabled, a policy put, a
  * grant revoked) is seen by the next request exactly as without the cache.
  * Inside an explicit transaction the cache is neither read nor filled: that
- * transaction may see its own uncommitted writes.
+ * transaction may see its own uncommitted writes. On PostgreSQL there is no
+ * cache: other replicas commit to the same database, unseen by this count
+ * (docs/scale-out.md, "Cache coherence").
  *
  * Cached: a principal's row (or that there is none), an access key's row
  * (found; its secret is in it wrapped, as in the store), that a key has no

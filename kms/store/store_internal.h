@@ -16,6 +16,10 @@
 typedef enum store_stmt_id {
 	S_BEGIN,
 	S_BEGIN_READ,
+	S_BEGIN_PG,
+	S_BEGIN_READ_PG,
+	S_PG_VERSION_TABLE,
+	S_PG_VERSION,
 	S_COMMIT,
 	S_KEY_INSERT,
 	S_KEY_GET,
