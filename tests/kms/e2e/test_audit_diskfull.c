@@ -231,8 +231,10 @@ static void disk_full_fails_closed(void **state)
 		fail_msg("mkdir %s: %s", g_mount, strerror(errno));
 	/* In a mount namespace of our own (kmsd, forked later, shares it) the
 	 * tmpfs goes away with us even if this process dies; else a plain
-	 * mount, unmounted in the teardown. */
-	if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+	 * mount, unmounted in the teardown. The source and type of a
+	 * propagation change are ignored; "none" rather than NULL keeps
+	 * valgrind's check of the pointers quiet. */
+	if (unshare(CLONE_NEWNS) != 0 || mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0)
 		fprintf(stderr, "no private mount namespace (%s): mounting in the host's\n",
 		        strerror(errno));
 	if (mount("tmpfs", g_mount, "tmpfs", MS_NOSUID | MS_NODEV, TMPFS_OPTIONS) != 0) {
