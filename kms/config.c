@@ -447,6 +447,26 @@ static int on_ipc_principal(struct config_parse *p, const char *key, const char 
 	return 1;
 }
 
+/* [store]: where the key store is (docs/scale-out.md). The URL's form is
+ * checked when kmsd opens the store (kms/store/db_pg.c). */
+static int on_store(struct config_parse *p, const char *key, const char *value)
+{
+	kmsd_config *cfg = p->cfg;
+	if (!strcmp(key, "url")) {
+		if (strncmp(value, "postgresql://", 13) && strncmp(value, "postgres://", 11))
+			return parse_fail(p, "store", key, "a postgresql:// URL (without a password: "
+			                  "see password_file)");
+		if (!copy_str(cfg->store_url, sizeof cfg->store_url, value))
+			return parse_fail(p, "store", key, "a URL of at most 1023 characters");
+	} else if (!strcmp(key, "password_file")) {
+		if (!copy_str(cfg->store_password_file, sizeof cfg->store_password_file, value))
+			return parse_fail(p, "store", key, "a path of 1 to 1023 characters");
+	} else {
+		return parse_fail(p, "store", key, "unknown key");
+	}
+	return 1;
+}
+
 /* [process] user: a user by name (it must exist now). */
 static int on_process(struct config_parse *p, const char *key, const char *value)
 {
@@ -492,6 +512,8 @@ static int on_entry(void *user, const char *section, const char *key, const char
 		return on_keys(p, key, value);
 	if (!strcmp(section, "process"))
 		return on_process(p, key, value);
+	if (!strcmp(section, "store"))
+		return on_store(p, key, value);
 	return parse_fail(p, section, key, "unknown section");
 }
 
@@ -564,6 +586,13 @@ static kms_status check_whole(const char *path, kmsd_config *cfg)
 	if (cfg->hsm_pin_file[0]) {
 		KMS_GUARD(check_private(cfg->hsm_pin_file, "PIN file"));
 		KMS_GUARD(check_readable(cfg->hsm_pin_file, "PIN file"));
+	}
+	if (cfg->store_password_file[0] && !cfg->store_url[0])
+		return KMS_FAIL(KMS_INVALID_ARGUMENT, "config %s: [store] password_file without url: "
+		                "give the database's url too, or remove [store] for SQLite", path);
+	if (cfg->store_password_file[0]) {
+		KMS_GUARD(check_private(cfg->store_password_file, "[store] password_file"));
+		KMS_GUARD(check_readable(cfg->store_password_file, "[store] password_file"));
 	}
 	bool want_tls = false;
 	for (size_t i = 0; i < cfg->n_listen; i++) {

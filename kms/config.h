@@ -119,6 +119,11 @@ typedef struct kmsd_config {
 	unsigned http_max_connections; /* more are answered 503 and closed */
 	unsigned http_timeout_ms;      /* accept to the end of the request head */
 	unsigned http_write_timeout_ms; /* the whole response */
+	/* [store] url = postgresql://USER@HOST:PORT/DB (no password in it) and
+	 * password_file (mode 0600): the store on PostgreSQL instead of SQLite
+	 * in data_dir (docs/scale-out.md). "" = SQLite. */
+	char store_url[1024];
+	char store_password_file[KMSD_PATH_MAX];
 	/* [process] user = NAME: when kmsd starts as root, the user (and its
 	 * primary group) it runs as once everything is open (kms/kmsd_privs.h).
 	 * "" = none: kmsd keeps whatever it was started as. */

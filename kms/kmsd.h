@@ -36,6 +36,7 @@ typedef struct kmsd {
 	authz_keys *authz_keys;         /* access keys from the store (authz/authz_keys.h) */
 	authz_verifier *authz_verifier; /* signed requests' checks (authz/authz_verify.h) */
 	kmsd_residency residency; /* the token checked against [hsm] pinned at start */
+	char *store_password; /* [store] password_file's, locked (kmsd_store.h); NULL: none */
 	int64_t started_at; /* unix seconds */
 	atomic_bool draining;
 } kmsd;

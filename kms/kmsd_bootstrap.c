@@ -135,8 +135,9 @@ static kms_status write_credentials(const char *path, const char *name, const ch
 	return st;
 }
 
-kms_status kmsd_bootstrap(const kmsd_config *cfg, hsm *h, const char *name, uint32_t roles,
-                          const char *out_path, char id[static AUTHZ_ID_SIZE])
+kms_status kmsd_bootstrap(const kmsd_config *cfg, const store_options *so, hsm *h,
+                          const char *name, uint32_t roles, const char *out_path,
+                          char id[static AUTHZ_ID_SIZE])
 {
 	id[0] = '\0';
 	KMS_GUARD(authz_names_principal_check(name, strlen(name)));
@@ -145,8 +146,8 @@ kms_status kmsd_bootstrap(const kmsd_config *cfg, hsm *h, const char *name, uint
 	KMS_GUARD(check_out_path(out_path));
 	store *st = NULL;
 	bool created = false;
-	kms_status status = store_open(cfg->data_dir, &st, &created);
-	if (status == KMS_FAILED_PRECONDITION)
+	kms_status status = store_open_with(so, &st, &created);
+	if (status == KMS_FAILED_PRECONDITION && !so->pg_url) /* else the store's own words */
 		return KMS_FAIL(KMS_FAILED_PRECONDITION, "--bootstrap-admin: the data dir %s is in "
 		                "use (is kmsd running?): stop kmsd first", cfg->data_dir);
 	KMS_GUARD(status);
@@ -158,8 +159,9 @@ kms_status kmsd_bootstrap(const kmsd_config *cfg, hsm *h, const char *name, uint
 		goto out;
 	if (any) {
 		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "--bootstrap-admin: the store in %s "
-		                  "already holds principals: bootstrap works only on a fresh data "
-		                  "dir; create principals with kms-admin instead", cfg->data_dir);
+		                  "already holds principals: bootstrap works only on a fresh store; "
+		                  "create principals with kms-admin instead",
+		                  so->pg_url ? so->pg_url : cfg->data_dir);
 		goto out;
 	}
 	if ((status = authz_secrets_key_ensure(h, &wrap_created)) != KMS_OK)

@@ -25,14 +25,17 @@
 #include "hsm/hsm.h"
 #include "kms/config.h"
 #include "kms/format/authz_names.h"
+#include "kms/store/store.h"
 
 /* Parses "admin,app,auditor" (any non-empty subset, each at most once) into
  * PRINCIPAL_ROLE_* bits. KMS_INVALID_ARGUMENT naming the bad role. */
 kms_status kmsd_bootstrap_roles(const char *text, uint32_t *roles) KMS_MUST_USE;
 
-/* Creates the first principal and its access key and writes the
- * credentials file out_path; its access key id into id. */
-kms_status kmsd_bootstrap(const kmsd_config *cfg, hsm *h, const char *name, uint32_t roles,
-                          const char *out_path, char id[static AUTHZ_ID_SIZE]) KMS_MUST_USE;
+/* Creates the first principal and its access key in the store at so
+ * (kmsd_store.h) and writes the credentials file out_path; its access key
+ * id into id. */
+kms_status kmsd_bootstrap(const kmsd_config *cfg, const store_options *so, hsm *h,
+                          const char *name, uint32_t roles, const char *out_path,
+                          char id[static AUTHZ_ID_SIZE]) KMS_MUST_USE;
 
 #endif

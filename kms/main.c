@@ -26,6 +26,7 @@
 #include "kms/keys/keyring.h"
 #include "kms/kmsd.h"
 #include "kms/kmsd_bootstrap.h"
+#include "kms/kmsd_store.h"
 #include "kms/kmsd_check.h"
 #include "kms/kmsd_notify.h"
 #include "kms/kmsd_privs.h"
@@ -241,6 +242,11 @@ static kms_status open_keyring(kmsd *d)
 		.max_hsm_resident = cfg->max_hsm_resident,
 		.rewrap_pages_per_tick = cfg->rewrap_pages_per_tick,
 	};
+	if (cfg->store_url[0]) {
+		kc.store_pg_url = cfg->store_url;
+		kc.store_pg_password = d->store_password;
+		kms_log("info", "store: PostgreSQL at %s", cfg->store_url);
+	}
 	return keyring_open(d->hsm, cfg->data_dir, &kc, &d->keyring);
 }
 
@@ -344,6 +350,11 @@ int main(int argc, char **argv)
 		kms_log("fatal", "%s", kms_error_message());
 		goto out;
 	}
+	/* Before the drop to [process] user: the file may be root's alone. */
+	if (kmsd_store_password_load(&d.cfg, &d.store_password) != KMS_OK) {
+		kms_log("fatal", "%s", kms_error_message());
+		goto out;
+	}
 	if (dropping && !check_only &&
 	    (kmsd_privs_act_as(&d.cfg) != KMS_OK || make_data_dir(&d.cfg) != KMS_OK)) {
 		kms_log("fatal", "%s", kms_error_message());
@@ -368,8 +379,9 @@ int main(int argc, char **argv)
 	}
 	if (bootstrap_name) {
 		char id[AUTHZ_ID_SIZE];
-		if (kmsd_bootstrap(&d.cfg, d.hsm, bootstrap_name, bootstrap_roles, credentials_out,
-		                   id) != KMS_OK) {
+		store_options so = kmsd_store_options(&d.cfg, d.store_password);
+		if (kmsd_bootstrap(&d.cfg, &so, d.hsm, bootstrap_name, bootstrap_roles,
+		                   credentials_out, id) != KMS_OK) {
 			kms_log("fatal", "%s", kms_error_message());
 			goto out;
 		}
@@ -508,6 +520,7 @@ out:
 	keyring_close(d.keyring);
 	kmsd_notify_close(notify); /* its watchdog probes the HSM: before hsm_close */
 	hsm_close(d.hsm);
+	kmsd_store_password_free(d.store_password);
 	/* Last: lets NNG's reaper free what the closed sockets left it, so an
 	 * exit does not race it (LeakSanitizer would call that a leak). */
 	if (!kms_nng_fini_bounded(NNG_FINI_WAIT_MS))

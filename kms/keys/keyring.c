@@ -167,7 +167,10 @@ kms_status keyring_open(hsm *h, const char *data_dir, const keyring_config *cfg,
 	uint8_t seed[sizeof kr->alias_seed];
 	KMS_GUARD_OUT(status, hsm_random(h, seed, sizeof seed));
 	memcpy(&kr->alias_seed, seed, sizeof seed);
-	KMS_GUARD_OUT(status, store_open(data_dir, &kr->store, &created));
+	store_options so = { .data_dir = data_dir, .pg_url = cfg->store_pg_url,
+		             .pg_password = cfg->store_pg_password,
+		             .pg_exclusive = cfg->store_pg_url != NULL };
+	KMS_GUARD_OUT(status, store_open_with(&so, &kr->store, &created));
 	KMS_GUARD_OUT(status, kr_reconcile(kr, created));
 	KMS_GUARD_OUT(status, kr_kek_open(kr, created));
 	*out = kr;

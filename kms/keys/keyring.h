@@ -136,6 +136,10 @@ typedef struct keyring_config {
 	uint32_t unwrapped_cache_entries; /* unwrapped versions in the HSM; 0: the default */
 	uint32_t max_hsm_resident;     /* hsm-resident keys at most; 0: the default */
 	uint32_t rewrap_pages_per_tick; /* re-wrap pages per keyring_tick; 0: the default */
+	/* The store on PostgreSQL (store_options; docs/scale-out.md): its URL
+	 * and password; NULL url: SQLite in data_dir. One kmsd a database. */
+	const char *store_pg_url;
+	const char *store_pg_password;
 } keyring_config;
 
 /* One tag as a caller gives it: key 1..128 bytes, value 0..256 bytes, both

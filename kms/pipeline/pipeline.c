@@ -254,6 +254,42 @@ static kms_status verify_credential(op_ctx *ctx, const uint8_t *bytes, size_t le
 	                "signature was not accepted", req->request_id, op);
 }
 
+/* Step 4b: the handler, run again when it failed on a store conflict (a
+ * serialization failure or deadlock between concurrent transactions, on
+ * PostgreSQL; docs/scale-out.md, "Transactions"). A failed attempt has undone
+ * what it did, as any failure does, so the next starts clean. At most
+ * CONFLICT_ATTEMPTS attempts, a random wait of up to 1, 2, 4 ... 64 ms
+ * between them, never past [limits] queue_deadline_ms from the request's
+ * start. The audit entry is written once, for the last attempt. */
+#define CONFLICT_ATTEMPTS 8
+static kms_status handle_retrying(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp,
+                                  uint64_t started_us)
+{
+	static _Thread_local uint64_t jitter;
+	for (unsigned attempt = 1;; attempt++) {
+		uint64_t conflicts = store_thread_conflicts();
+		kms_status st = ctx->op->handle(ctx, req, resp);
+		if (st == KMS_OK || store_thread_conflicts() == conflicts ||
+		    attempt == CONFLICT_ATTEMPTS)
+			return st;
+		if (!jitter)
+			jitter = kms_monotonic_us() | 1;
+		jitter ^= jitter << 13; /* xorshift: spreads the waits, no secret */
+		jitter ^= jitter >> 7;
+		jitter ^= jitter << 17;
+		unsigned cap_ms = 1u << (attempt - 1 < 6 ? attempt - 1 : 6);
+		uint64_t wait_us = jitter % ((uint64_t)cap_ms * 1000u + 1);
+		uint64_t elapsed_ms = (kms_monotonic_us() - started_us + wait_us) / 1000u;
+		if (elapsed_ms >= ctx->d->cfg.queue_deadline_ms)
+			return st;
+		struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)(wait_us * 1000u) };
+		nanosleep(&ts, NULL);
+		*resp = (Kms__Response)KMS__RESPONSE__INIT;
+		kms_error_clear();
+		metrics_conflict_retry();
+	}
+}
+
 /* Step 2a: a request that waited in the queue past [limits]
  * queue_deadline_ms is not run (its client has given up; running it would
  * only lengthen the queue behind it): a slow HSM or an overload is
@@ -516,7 +552,7 @@ void pipeline_submit(kmsd *d, arena *a, const pipeline_peer *peer, uint8_t *requ
 	if (st == KMS_OK)
 		st = audit_intent(&ctx, started);
 	if (st == KMS_OK)
-		st = ctx.op->handle(&ctx, req, &resp);
+		st = handle_retrying(&ctx, req, &resp, started);
 	/* An allocation the cap refused may have become one batch item's
 	 * error or none at all: the whole request is refused, without a result. */
 	if (in_flight && arena_exhausted(a))

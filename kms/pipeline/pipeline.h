@@ -11,11 +11,13 @@
  *                they are wiped) and names the principal (an unsigned
  *                tls+tcp:// request is refused), whose roles and state are
  *                then read from the store
- *   3. authorize roles and key policies (docs/security.md, "Who may call"): the place they
- *                land; not enforced yet (docs/security.md)
+ *   3. authorize roles, key policies, grants, conditions and rate limits
+ *                (authz/authz_enforce.c; docs/authorization.md)
  *   4. handle    the operation's handler (op_*.c); a control-plane change
  *                (ops.h, changes_state) first makes its intent entry
- *                durable, and is refused, unapplied, if it cannot
+ *                durable, and is refused, unapplied, if it cannot; a
+ *                handler that failed on a store conflict (a serialization
+ *                failure on PostgreSQL) is run again, at most 8 times
  *   5. audit     the request's entry made durable (audit log); if that
  *                fails, the reply becomes UNAVAILABLE and carries no result
  *                (and while the log cannot be written, step 4 is skipped:

@@ -43,9 +43,20 @@ db_rc db_bind_null(db_stmt *s, int idx)
 	return s->drv->bind_null(s, idx);
 }
 
+/* This thread's count of DB_CONFLICT answers (db_thread_conflicts). */
+static _Thread_local uint64_t thread_conflicts;
+
+uint64_t db_thread_conflicts(void)
+{
+	return thread_conflicts;
+}
+
 db_rc db_step(db_stmt *s)
 {
-	return s->drv->step(s);
+	db_rc rc = s->drv->step(s);
+	if (rc == DB_CONFLICT)
+		thread_conflicts++;
+	return rc;
 }
 
 int64_t db_column_int64(db_stmt *s, int col)
@@ -90,7 +101,10 @@ const char *db_errstr(db_stmt *s)
 
 db_rc db_exec(db_conn *c, const char *sql)
 {
-	return c->drv->exec(c, sql);
+	db_rc rc = c->drv->exec(c, sql);
+	if (rc == DB_CONFLICT)
+		thread_conflicts++;
+	return rc;
 }
 
 const char *db_conn_errstr(db_conn *c)

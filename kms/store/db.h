@@ -29,8 +29,8 @@ typedef enum db_rc {
 	DB_FOREIGN_KEY, /* a REFERENCES violation: the row referred to is not there */
 	DB_TRIGGER,     /* a trigger of the schema refused the change (RAISE); db_errmsg
 	                 * is its text */
-	DB_CONFLICT,    /* busy, locked, (later: serialization failure, deadlock): retrying
-	                 * the whole transaction may succeed */
+	DB_CONFLICT,    /* busy, locked; PostgreSQL's serialization failure, deadlock or
+	                 * lock not available: retrying the whole transaction may succeed */
 	DB_IOERR,       /* the storage failed (SQLite IOERR, FULL; later: connection lost);
 	                 * nothing was changed */
 	DB_IN_DOUBT,    /* the storage failed so that the change may or may not be applied
@@ -107,6 +107,12 @@ const char *db_errstr(db_stmt *s);
  * ROLLBACK, PRAGMA, DDL), on c. On failure db_conn_errstr and
  * db_conn_errmsg say why. */
 db_rc db_exec(db_conn *c, const char *sql);
+
+/* How many db_step and db_exec calls of this thread have answered
+ * DB_CONFLICT (a serialization failure or deadlock) since it started. A
+ * caller compares it around a unit of work: when it moved, the work failed
+ * (or may have) on a conflict, and running it again whole may succeed. */
+uint64_t db_thread_conflicts(void);
 
 /* db_errstr and db_errmsg of c's last failed db_prepare or db_exec. */
 const char *db_conn_errstr(db_conn *c);

@@ -19,7 +19,9 @@
  */
 #include "kms/store/db_pg.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -617,6 +619,35 @@ static const db_driver pg_driver = {
 	.close = pg_close,
 };
 
+/* Whether every host of a libpq host list is this machine: a Unix socket
+ * directory, localhost, 127.0.0.0/8 or ::1. NULL or empty: libpq's default,
+ * the local socket. */
+static bool host_local(const char *hosts)
+{
+	if (!hosts || !hosts[0])
+		return true;
+	char one[256];
+	for (const char *p = hosts; *p;) {
+		size_t n = strcspn(p, ",");
+		if (n == 0 || n >= sizeof one)
+			return false;
+		memcpy(one, p, n);
+		one[n] = '\0';
+		struct in_addr v4;
+		struct in6_addr v6;
+		bool local = one[0] == '/' || !strcmp(one, "localhost") ||
+		             (inet_pton(AF_INET, one, &v4) == 1 &&
+		              (ntohl(v4.s_addr) >> 24) == 127) ||
+		             (inet_pton(AF_INET6, one, &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6));
+		if (!local)
+			return false;
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+	return true;
+}
+
 kms_status db_pg_url_check(const char *url)
 {
 	char *err = NULL;
@@ -627,12 +658,33 @@ kms_status db_pg_url_check(const char *url)
 		                "URL (postgresql://USER@HOST:PORT/DATABASE)");
 	}
 	kms_status st = KMS_OK;
-	for (PQconninfoOption *o = opts; o->keyword; o++)
+	const char *host = NULL, *hostaddr = NULL, *sslmode = NULL;
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
 		if (o->val && !strcmp(o->keyword, "password"))
 			st = KMS_FAIL(KMS_INVALID_ARGUMENT, "[store] url holds a password: remove it "
 			              "and put the password alone in [store] password_file");
+		else if (!strcmp(o->keyword, "host"))
+			host = o->val;
+		else if (!strcmp(o->keyword, "hostaddr"))
+			hostaddr = o->val;
+		else if (!strcmp(o->keyword, "sslmode"))
+			sslmode = o->val;
+	}
+	/* Off this machine the password and every wrapped key cross the
+	 * network: only with the server's certificate checked. */
+	if (st == KMS_OK && !(host_local(host) && (!hostaddr || host_local(hostaddr))) &&
+	    !(sslmode && !strcmp(sslmode, "verify-full")))
+		st = KMS_FAIL(KMS_INVALID_ARGUMENT, "[store] url names a server off this machine "
+		              "without sslmode=verify-full: add ?sslmode=verify-full (and "
+		              "sslrootcert=FILE of the server's CA)");
 	PQconninfoFree(opts);
 	return st;
+}
+
+static void notice_ignore(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
 }
 
 kms_status db_pg_open(const db_pg_config *cfg, db_conn **out)
@@ -657,6 +709,9 @@ kms_status db_pg_open(const db_pg_config *cfg, db_conn **out)
 		free(c);
 		return KMS_FAIL(KMS_UNAVAILABLE, "store: cannot connect to PostgreSQL: %s", why);
 	}
+	/* The server's notices ("does not exist, skipping") are not errors,
+	 * and libpq would print them raw on stderr, kmsd's log. */
+	PQsetNoticeProcessor(c->pg, notice_ignore, NULL);
 	*out = &c->base;
 	return KMS_OK;
 }

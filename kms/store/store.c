@@ -22,6 +22,7 @@
 #include <sys/file.h>
 #include <sys/fsuid.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <kms/secmem.h>
@@ -49,6 +50,7 @@ struct store {
 	bool pg;
 	char pg_url[1024];
 	char *pg_password;
+	db_conn *pg_lock; /* holds the advisory lock of pg_exclusive */
 	int lock_fd;             /* data_dir/kms.lock, flock'ed while open */
 	pthread_key_t tls;       /* this thread's store_conn */
 	pthread_mutex_t lock;    /* guards conns */
@@ -944,9 +946,19 @@ kms_status store_commit(store *st)
 	return status;
 }
 
+kms_status store_pg_url_check(const char *url)
+{
+	return db_pg_url_check(url);
+}
+
 bool store_is_pg(const store *st)
 {
 	return st->pg;
+}
+
+uint64_t store_thread_conflicts(void)
+{
+	return db_thread_conflicts();
 }
 
 kms_status store_wal_checkpoint(store *st)
@@ -1198,11 +1210,48 @@ kms_status store_open(const char *data_dir, store **out, bool *created)
 
 static void store_free(store *st)
 {
-	if (st->pg_password) {
-		kms_wipe(st->pg_password, strlen(st->pg_password));
-		kms_secure_free(st->pg_password);
-	}
+	db_close(st->pg_lock);
+	kms_secure_free(st->pg_password); /* wipes the whole block */
 	free(st);
+}
+
+/* The advisory lock of store_options.pg_exclusive, on a connection of its
+ * own (a session lock lasts as long as its session): kmsd's own number
+ * ("kms1" in ASCII) and the store's schema, so stores in two schemas of one
+ * database are two stores. */
+#define PG_EXCLUSIVE_LOCK "1802334001, hashtext(current_schema())"
+/* A kmsd killed a moment ago leaves its session, and so the lock, until
+ * the server notices the connection closed: asked again every 100 ms for
+ * this long before another kmsd is taken to be running. */
+#define PG_LOCK_WAIT_MS 10000
+static kms_status pg_lock_take(store *st)
+{
+	db_pg_config pc = { .url = st->pg_url, .password = st->pg_password };
+	KMS_GUARD(db_pg_open(&pc, &st->pg_lock));
+	db_stmt *s = NULL;
+	db_rc rc = db_prepare(st->pg_lock, "SELECT pg_try_advisory_lock(" PG_EXCLUSIVE_LOCK ")",
+	                      &s);
+	bool held = false;
+	for (int waited = 0; rc == DB_OK || rc == DB_ROW; waited += 100) {
+		rc = db_step(s);
+		held = rc == DB_ROW && db_column_int64(s, 0) != 0;
+		if (held || rc != DB_ROW || waited >= PG_LOCK_WAIT_MS)
+			break;
+		db_reset(s);
+		struct timespec ts = { .tv_sec = 0, .tv_nsec = 100 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	kms_status status = KMS_OK;
+	if (rc != DB_ROW)
+		status = KMS_FAIL(rc == DB_IOERR ? KMS_UNAVAILABLE : KMS_INTERNAL,
+		                  "store: the PostgreSQL lock of one kmsd: %s (%s)",
+		                  db_conn_errstr(st->pg_lock), db_conn_errmsg(st->pg_lock));
+	else if (!held)
+		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "store: another kmsd is running on the "
+		                  "PostgreSQL database %s: stop it first (one kmsd a database until "
+		                  "replicas are supported: docs/scale-out.md)", st->pg_url);
+	db_finalize(s);
+	return status;
 }
 
 /* PostgreSQL: the URL checked and kept, the password in locked memory. */
@@ -1258,6 +1307,8 @@ kms_status store_open_with(const store_options *o, store **out, bool *created)
 	store_conn *c;
 	KMS_GUARD_OUT(status, conn_get(st, &c));
 	if (st->pg) {
+		if (o->pg_exclusive)
+			KMS_GUARD_OUT(status, pg_lock_take(st));
 		KMS_GUARD_OUT(status, migrate_pg(st, created));
 		*out = st;
 		st = NULL;

@@ -176,6 +176,11 @@ typedef struct store_options {
 	const char *data_dir;
 	const char *pg_url;      /* postgresql://USER@HOST:PORT/DATABASE; no password */
 	const char *pg_password; /* [store] password_file's; copied into locked memory */
+	/* PostgreSQL: hold a session advisory lock for as long as the store is
+	 * open, so a second kmsd on the same database is refused (its start-up
+	 * reconciliation would roll back this one's work in progress) until
+	 * replicas are supported (docs/scale-out.md). */
+	bool pg_exclusive;
 } store_options;
 
 /* store_open on SQLite or PostgreSQL. On PostgreSQL the schema is
@@ -186,8 +191,20 @@ typedef struct store_options {
  * reached. */
 kms_status store_open_with(const store_options *o, store **out, bool *created) KMS_MUST_USE;
 
+/* Checks a [store] url before anything connects: it parses, holds no
+ * password, and names this machine or asks for sslmode=verify-full.
+ * KMS_INVALID_ARGUMENT saying which. */
+kms_status store_pg_url_check(const char *url) KMS_MUST_USE;
+
 /* Whether st is on PostgreSQL. */
 bool store_is_pg(const store *st);
+
+/* How many statements of this thread, in any store, met a serialization
+ * failure or deadlock (SQLSTATE 40001, 40P01 on PostgreSQL; SQLite's busy
+ * or locked) since it started. Compared around a request: when it moved,
+ * the request failed on a conflict and may be run again whole (its failed
+ * attempt undid what it had done, as any failure does). */
+uint64_t store_thread_conflicts(void);
 
 /* Closes every thread's connection. Callers must have stopped using st on
  * every thread. NULL is ignored. */

@@ -23,6 +23,7 @@ static kms_hist latency[METRICS_OPS_MAX];
 static atomic_int_fast64_t in_flight;
 static atomic_int_fast64_t queued;
 static atomic_uint_fast64_t deadline_expired;
+static atomic_uint_fast64_t conflict_retries;
 #define METRICS_AUTHZ_STEPS 5
 static atomic_uint_fast64_t authz_denied[METRICS_AUTHZ_STEPS + 1];
 static atomic_uint_fast64_t throttled_principal, throttled_key;
@@ -131,6 +132,11 @@ void metrics_queued(int delta)
 void metrics_deadline_expired(void)
 {
 	atomic_fetch_add_explicit(&deadline_expired, 1, memory_order_relaxed);
+}
+
+void metrics_conflict_retry(void)
+{
+	atomic_fetch_add_explicit(&conflict_retries, 1, memory_order_relaxed);
 }
 
 /* A growing text buffer; on overflow of memory it stops and reports. */
@@ -465,6 +471,11 @@ kms_status metrics_render(kmsd *d, char **out, size_t *len)
 	        "# TYPE kms_requests_deadline_expired_total counter\n"
 	        "kms_requests_deadline_expired_total %llu\n",
 	    (unsigned long long)atomic_load(&deadline_expired));
+	put(&t, "# HELP kms_store_conflict_retries_total Requests run again because their store "
+	        "transaction met a serialization failure or deadlock.\n"
+	        "# TYPE kms_store_conflict_retries_total counter\n"
+	        "kms_store_conflict_retries_total %llu\n",
+	    (unsigned long long)atomic_load(&conflict_retries));
 	put(&t, "# HELP kms_authz_denied_total Requests denied, by the step of the decision "
 	        "that denied them.\n# TYPE kms_authz_denied_total counter\n");
 	for (int step = 1; step <= METRICS_AUTHZ_STEPS; step++)

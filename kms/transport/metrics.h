@@ -30,6 +30,10 @@ void metrics_in_flight(int delta);
 void metrics_queued(int delta);
 void metrics_deadline_expired(void);
 
+/* A request run again because its store transaction met a serialization
+ * failure or deadlock (kms_store_conflict_retries_total). */
+void metrics_conflict_retry(void);
+
 /* Authorization (docs/authorization.md): a request denied at a step of the
  * decision (1 to 5), or throttled by limit ("principal" or "key"); each
  * also counted by principal ("" for none). Principal labels are bounded:

@@ -19,6 +19,9 @@
 #include <unistd.h>
 
 #include <kms/sign.h>
+#include "common/error.h"
+#include "kms/store/db.h"
+#include "kms/store/db_pg.h"
 #include "kms/store/store.h"
 
 #include <nng/protocol/reqrep0/req.h>
@@ -101,6 +104,75 @@ int harness_free_port(void)
 	return port;
 }
 
+static void data_dir_of(const harness *h, const harness_options *o, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s/%s", h->dir, o && o->data_subdir ? o->data_subdir : "data");
+}
+
+/* Under with-postgres: the password of KMS_TEST_PG_PASSWORD_FILE. */
+static bool read_pg_password(char *out, size_t cap)
+{
+	const char *path = getenv("KMS_TEST_PG_PASSWORD_FILE");
+	FILE *f = path ? fopen(path, "r") : NULL;
+	if (!f) {
+		fprintf(stderr, "harness: cannot read KMS_TEST_PG_PASSWORD_FILE\n");
+		return false;
+	}
+	size_t n = fread(out, 1, cap - 1, f);
+	fclose(f);
+	out[n] = '\0';
+	out[strcspn(out, "\n")] = '\0';
+	return true;
+}
+
+/* Under with-postgres every data dir has a store of its own, as with
+ * SQLite: a schema named after the data dir's path (kmsd's connections use
+ * it through the URL's search_path), emptied while the data dir does not
+ * exist yet, so a fresh data dir is a fresh store. The URL into out. */
+static bool pg_store_url(const char *data, char *out, size_t cap)
+{
+	const char *base = getenv("KMS_TEST_PG_URL");
+	uint64_t hash = 14695981039346656037ull; /* FNV-1a */
+	for (const char *c = data; *c; c++)
+		hash = (hash ^ (uint8_t)*c) * 1099511628211ull;
+	char schema[32];
+	snprintf(schema, sizeof schema, "kms_%016llx", (unsigned long long)hash);
+	int n = snprintf(out, cap, "%s%soptions=-csearch_path%%3D%s", base,
+	                 strchr(base, '?') ? "&" : "?", schema);
+	if (n < 0 || (size_t)n >= cap)
+		return false;
+	struct stat sb;
+	if (stat(data, &sb) == 0)
+		return true;
+	char password[256];
+	if (!read_pg_password(password, sizeof password))
+		return false;
+	db_pg_config cfg = { .url = base, .password = password };
+	db_conn *c = NULL;
+	if (db_pg_open(&cfg, &c) != KMS_OK) {
+		fprintf(stderr, "harness: %s\n", kms_error_message());
+		return false;
+	}
+	char sql[160];
+	snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE; CREATE SCHEMA %s", schema,
+	         schema);
+	bool ok = db_exec(c, sql) == DB_OK;
+	if (!ok)
+		fprintf(stderr, "harness: %s: %s\n", sql, db_conn_errmsg(c));
+	db_close(c);
+	return ok;
+}
+
+bool harness_store_url(const harness *h, const harness_options *opts, char *out, size_t cap)
+{
+	if (!getenv("KMS_TEST_PG_URL") || !h->dir[0])
+		return false;
+	char data[700];
+	data_dir_of(h, opts, data, sizeof data);
+	struct stat sb;
+	return stat(data, &sb) == 0 && pg_store_url(data, out, cap); /* never empties it */
+}
+
 static bool write_config(harness *h, const harness_options *o)
 {
 	const char *pin = getenv("KMS_TEST_PIN_FILE");
@@ -130,7 +202,16 @@ static bool write_config(harness *h, const harness_options *o)
 		fprintf(f, "%s\n", o->extra_config);
 	if (o->run_as)
 		fprintf(f, "[process]\nuser = %s\n\n", o->run_as);
-	return fclose(f) == 0;
+	/* Under tests/support/with-postgres: the store on its PostgreSQL. */
+	bool ok = true;
+	if (getenv("KMS_TEST_PG_URL")) {
+		char data[700], url[1024];
+		data_dir_of(h, o, data, sizeof data);
+		ok = pg_store_url(data, url, sizeof url);
+		fprintf(f, "[store]\nurl = %s\npassword_file = %s\n\n", url,
+		        getenv("KMS_TEST_PG_PASSWORD_FILE"));
+	}
+	return fclose(f) == 0 && ok;
 }
 
 /* The credentials file's value of key, into out (cap bytes); false if none. */
@@ -222,11 +303,6 @@ bool harness_sign(harness *h, Kms__Request *req, int64_t timestamp, Kms__Credent
 	return true;
 }
 
-static void data_dir_of(const harness *h, const harness_options *o, char *out, size_t cap)
-{
-	snprintf(out, cap, "%s/%s", h->dir, o && o->data_subdir ? o->data_subdir : "data");
-}
-
 bool harness_add_principal(harness *h, const harness_options *opts, const char *name,
                            unsigned roles)
 {
@@ -239,14 +315,24 @@ bool harness_add_principal(harness *h, const harness_options *opts, const char *
 		         opts && opts->data_subdir ? opts->data_subdir : "data");
 	else
 		data_dir_of(h, opts, data, sizeof data);
+	char pg_password[256] = "", pg_url[1024];
+	store_options so = { .data_dir = data, .pg_password = pg_password, .pg_exclusive = true };
+	if (getenv("KMS_TEST_PG_URL")) {
+		if (!pg_store_url(data, pg_url, sizeof pg_url) ||
+		    !read_pg_password(pg_password, sizeof pg_password))
+			return false;
+		so.pg_url = pg_url;
+	}
 	if (mkdir(data, 0700) != 0 && errno != EEXIST)
 		return false;
 	store *st = NULL;
 	bool created = false;
 	kms_status opened = KMS_FAILED_PRECONDITION;
-	/* A kmsd just stopped may still hold the lock for a moment: bounded. */
-	for (int i = 0; i < 100 && opened == KMS_FAILED_PRECONDITION; i++) {
-		opened = store_open(data, &st, &created);
+	/* A kmsd just stopped may still hold the lock for a moment: bounded
+	 * (on PostgreSQL the store itself asks again for 10 s). */
+	int tries = so.pg_url ? 1 : 100;
+	for (int i = 0; i < tries && opened == KMS_FAILED_PRECONDITION; i++) {
+		opened = store_open_with(&so, &st, &created);
 		if (opened == KMS_FAILED_PRECONDITION)
 			sleep_ms(100);
 	}
@@ -495,8 +581,17 @@ bool harness_wait_ready(harness *h, unsigned ready_before)
 			answered = reply != NULL;
 			free(reply);
 		}
-		if (answered && ready_lines(h) > ready_before)
+		if (answered && ready_lines(h) > ready_before) {
+			/* Under with-postgres a kmsd on SQLite would pass the test
+			 * while testing nothing of PostgreSQL. */
+			if (getenv("KMS_TEST_PG_URL") &&
+			    !harness_log_contains(h, "store: PostgreSQL at")) {
+				fprintf(stderr, "harness: KMS_TEST_PG_URL is set but kmsd did not log "
+				        "\"store: PostgreSQL at\"; see %s\n", h->log);
+				return false;
+			}
 			return open_ipc(h, true);
+		}
 		sleep_ms(50);
 	}
 	fprintf(stderr, "harness: kmsd did not answer Health and log \"ready:\" within %d s; "

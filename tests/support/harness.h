@@ -106,6 +106,12 @@ unsigned harness_ready_lines(const harness *h);
 bool harness_add_principal(harness *h, const harness_options *opts, const char *name,
                            unsigned roles);
 
+/* Under tests/support/with-postgres (KMS_TEST_PG_URL set): the [store] url
+ * the harness gives the kmsd of h's data dir (opts->data_subdir): the
+ * cluster's URL with a search_path of that data dir's own schema. False
+ * when not under with-postgres or h has not been started. */
+bool harness_store_url(const harness *h, const harness_options *opts, char *out, size_t cap);
+
 /* SIGTERM, then waits (at most 15 s); returns kmsd's exit status or -1. */
 int harness_stop(harness *h);
 

@@ -20,7 +20,8 @@
  *     after runs on a new connection (its statements prepared again); ended
  *     inside a transaction, COMMIT is DB_IN_DOUBT.
  * (6) opening: a URL with a password or one that does not parse is refused
- *     before connecting; a wrong password is KMS_UNAVAILABLE and the
+ *     before connecting, and so is a server off this machine without
+ *     sslmode=verify-full; a wrong password is KMS_UNAVAILABLE and the
  *     message holds no password.
  */
 #include <setjmp.h>
@@ -366,6 +367,32 @@ static void opening(void **state)
 	assert_null(strstr(kms_error_message(), "hunter2"));
 	db_pg_config garbage = { .url = "postgresql://[::1" };
 	assert_int_equal(db_pg_open(&garbage, &c), KMS_INVALID_ARGUMENT);
+	/* Off this machine only with the server's certificate checked; a host
+	 * name that merely starts like a loopback address is not one. */
+	static const char *const remote[] = {
+		"postgresql://kms@db.internal:5432/kms",
+		"postgresql://kms@db.internal:5432/kms?sslmode=require",
+		"postgresql://kms@127.example.com/kms",
+		"postgresql://kms@127.0.0.1,db.internal/kms",
+		"postgresql://kms@127.0.0.1/kms?hostaddr=10.0.0.7",
+	};
+	for (size_t i = 0; i < sizeof remote / sizeof remote[0]; i++) {
+		db_pg_config r = { .url = remote[i] };
+		if (db_pg_url_check(r.url) != KMS_INVALID_ARGUMENT)
+			fail_msg("%s: accepted without sslmode=verify-full", remote[i]);
+		assert_non_null(strstr(kms_error_message(), "sslmode=verify-full"));
+	}
+	static const char *const allowed[] = {
+		"postgresql://kms@db.internal:5432/kms?sslmode=verify-full",
+		"postgresql://kms@127.0.0.1:5432/kms",
+		"postgresql://kms@[::1]:5432/kms",
+		"postgresql://kms@localhost/kms",
+		"postgresql:///kms?host=/run/postgresql",
+		"postgresql:///kms",
+	};
+	for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++)
+		if (db_pg_url_check(allowed[i]) != KMS_OK)
+			fail_msg("%s: refused: %s", allowed[i], kms_error_message());
 	db_pg_config wrong = { .url = getenv("KMS_TEST_PG_URL"), .password = "not-the-password" };
 	assert_int_equal(db_pg_open(&wrong, &c), KMS_UNAVAILABLE);
 	printf("# wrong password: %s\n", kms_error_message());

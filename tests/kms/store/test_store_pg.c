@@ -15,7 +15,10 @@
  *     disabled and deleted, an access key revoked, a key and its policy.
  * (4) four stores opening at once on an empty database: every one opens,
  *     and exactly one made the schema.
- * (5) a wrong password: KMS_UNAVAILABLE, and the message holds no password.
+ * (5) one kmsd a database: a second exclusive open is refused while the
+ *     first stays open (after 10 s of asking), and opens once the first
+ *     closes while it asks (a kmsd killed a moment ago).
+ * (6) a wrong password: KMS_UNAVAILABLE, and the message holds no password.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -29,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/error.h"
 #include "kms/store/db.h"
@@ -254,6 +258,47 @@ static void replicas_start_at_once(void **state)
 	store_close(st);
 }
 
+/* One kmsd a database (store_options.pg_exclusive): a second exclusive
+ * open waits for the first to close (a kmsd killed a moment ago), and is
+ * refused when the first stays (10 s). A store in another schema of the
+ * same database is another store. */
+typedef struct exclusive_open {
+	int replica;
+	kms_status status;
+	store *st;
+} exclusive_open;
+
+static void *exclusive_main(void *arg)
+{
+	exclusive_open *e = arg;
+	store_options o = { .data_dir = dirs[e->replica], .pg_url = getenv("KMS_TEST_PG_URL"),
+		            .pg_password = password, .pg_exclusive = true };
+	bool created;
+	e->status = store_open_with(&o, &e->st, &created);
+	return NULL;
+}
+
+static void one_kmsd_a_database(void **state)
+{
+	(void)state;
+	exclusive_open first = { .replica = 0 }, second = { .replica = 1 };
+	exclusive_main(&first);
+	assert_ok(first.status);
+	/* Held for good: refused, saying so. */
+	exclusive_main(&second);
+	assert_status(second.status, KMS_FAILED_PRECONDITION);
+	assert_message_has("another kmsd is running");
+	/* Released while the second waits: it opens. */
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, exclusive_main, &second), 0);
+	struct timespec ts = { .tv_sec = 0, .tv_nsec = 300 * 1000 * 1000 };
+	nanosleep(&ts, NULL);
+	store_close(first.st);
+	pthread_join(t, NULL);
+	assert_ok(second.status);
+	store_close(second.st);
+}
+
 static void wrong_password_is_unavailable(void **state)
 {
 	(void)state;
@@ -275,6 +320,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(every_statement_runs, setup, teardown),
 		cmocka_unit_test_setup_teardown(replicas_see_each_others_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(replicas_start_at_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(one_kmsd_a_database, setup, teardown),
 		cmocka_unit_test_setup_teardown(wrong_password_is_unavailable, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,212 @@
+/*
+ * test_pg_retry: kmsd on PostgreSQL runs a request again when its store
+ * transaction meets a serialization failure (SQLSTATE 40001), answers it
+ * once, and audits it once (docs/scale-out.md, "Transactions").
+ *
+ * The failures are forced, not hoped for: the test adds to kmsd's schema a
+ * trigger that fails the next N inserts into keys with SQLSTATE 40001,
+ * counting them with a sequence (a rolled-back transaction does not undo
+ * nextval). So each case knows exactly how many attempts fail.
+ *
+ * (1) two forced failures: CreateKey answers OK at the third attempt;
+ *     kms_store_conflict_retries_total is 2; ListKeys holds that one key;
+ *     the audit log holds one outcome entry for the request, OK.
+ * (2) more failures than attempts: CreateKey answers UNAVAILABLE saying
+ *     why (a serialization failure) after 8 attempts (7 more retries); no
+ *     key was made; one outcome entry, UNAVAILABLE.
+ * (3) after both, with the trigger gone, kmsd serves as before.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "tests/support/group.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "kms/store/db.h"
+#include "kms/store/db_pg.h"
+#include "tests/support/audit_check.h"
+#include "tests/support/e2e_ops.h"
+#include "tests/support/harness.h"
+
+#define HTTP_WAIT_MS 5000
+#define ATTEMPTS 8 /* kms/pipeline/pipeline.c's CONFLICT_ATTEMPTS */
+
+static harness H;
+static int port;
+
+static int setup(void **state)
+{
+	(void)state;
+	if (!getenv("KMS_TEST_PG_URL")) {
+		fprintf(stderr, "test_pg_retry runs under tests/support/with-postgres\n");
+		return -1;
+	}
+	port = harness_free_port();
+	static char extra[200];
+	snprintf(extra, sizeof extra, "[audit]\ncheckpoint_ms = 50\nhttp = http://127.0.0.1:%d\n",
+	         port);
+	harness_options o = { .extra_config = extra };
+	return harness_start(&H, &o) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	if (H.pid > 0)
+		harness_kill9(&H);
+	return 0;
+}
+
+/* Runs sql on kmsd's own schema, as the database's owner. */
+static void pg_exec(const char *sql)
+{
+	char url[1024], password[256];
+	assert_true(harness_store_url(&H, NULL, url, sizeof url));
+	FILE *f = fopen(getenv("KMS_TEST_PG_PASSWORD_FILE"), "r");
+	assert_non_null(f);
+	size_t n = fread(password, 1, sizeof password - 1, f);
+	fclose(f);
+	password[n] = '\0';
+	password[strcspn(password, "\n")] = '\0';
+	db_pg_config cfg = { .url = url, .password = password };
+	db_conn *c = NULL;
+	if (db_pg_open(&cfg, &c) != KMS_OK)
+		fail_msg("db_pg_open: %s", kms_error_message());
+	if (db_exec(c, sql) != DB_OK)
+		fail_msg("%s: %s", sql, db_conn_errmsg(c));
+	db_close(c);
+}
+
+/* The next `failures` inserts into keys fail with SQLSTATE 40001. */
+static void force_conflicts(unsigned failures)
+{
+	char sql[1024];
+	snprintf(sql, sizeof sql,
+	         "DROP TRIGGER IF EXISTS test_forced_conflict ON keys;"
+	         "DROP SEQUENCE IF EXISTS test_forced_seq;"
+	         "CREATE SEQUENCE test_forced_seq;"
+	         "CREATE OR REPLACE FUNCTION test_forced_conflict() RETURNS trigger AS $$ BEGIN "
+	         "IF nextval('test_forced_seq') <= %u THEN RAISE EXCEPTION 'forced by "
+	         "test_pg_retry' USING ERRCODE = '40001'; END IF; RETURN NEW; END $$ "
+	         "LANGUAGE plpgsql;"
+	         "CREATE TRIGGER test_forced_conflict BEFORE INSERT ON keys FOR EACH ROW "
+	         "EXECUTE FUNCTION test_forced_conflict();",
+	         failures);
+	pg_exec(sql);
+}
+
+static void no_more_conflicts(void)
+{
+	pg_exec("DROP TRIGGER IF EXISTS test_forced_conflict ON keys;"
+	        "DROP FUNCTION IF EXISTS test_forced_conflict();"
+	        "DROP SEQUENCE IF EXISTS test_forced_seq;");
+}
+
+static double metric(const char *series)
+{
+	char *body = NULL;
+	size_t len = 0;
+	assert_int_equal(audit_http_get(port, "/metrics", HTTP_WAIT_MS, &body, &len), 200);
+	size_t n = strlen(series);
+	double v = -1;
+	for (const char *line = body; line && *line;) {
+		if (!strncmp(line, series, n) && line[n] == ' ') {
+			v = strtod(line + n + 1, NULL);
+			break;
+		}
+		line = strchr(line, '\n');
+		if (line)
+			line++;
+	}
+	free(body);
+	if (v < 0)
+		fail_msg("/metrics has no %s", series);
+	return v;
+}
+
+static Kms__Response *create_key(const char *request_id)
+{
+	nng_socket s;
+	assert_true(e2e_socket(&H, 10000, 30000, &s));
+	Kms__Response *r = e2e_create_key_on(s, request_id);
+	nng_close(s);
+	assert_non_null(r);
+	return r;
+}
+
+static size_t key_count(void)
+{
+	e2e_key *keys = NULL;
+	size_t n = 0;
+	assert_true(e2e_list_keys(&H, &keys, &n));
+	free(keys);
+	return n;
+}
+
+/* The one outcome entry of request_id, with this status. */
+static void audited_once(const char *request_id, const char *status)
+{
+	char vkey[AUDIT_VKEY_MAX], pub[1024];
+	assert_true(audit_vkey_from_log(&H, vkey));
+	audit_public_dir(&H, NULL, pub, sizeof pub);
+	audit_entries e;
+	audit_load(pub, vkey, NULL, &e);
+	json_t *entry = NULL;
+	size_t n = audit_count_phase(&e, request_id, "outcome", &entry);
+	if (n != 1)
+		fail_msg("%s: %zu outcome entries, want 1", request_id, n);
+	assert_string_equal(audit_str(entry, "status"), status);
+	audit_entries_free(&e);
+}
+
+static void retried_until_it_commits(void **state)
+{
+	(void)state;
+	size_t keys_before = key_count();
+	double before = metric("kms_store_conflict_retries_total");
+	force_conflicts(2);
+	Kms__Response *r = create_key("retry-two-conflicts");
+	if (r->status != KMS__STATUS__OK)
+		fail_msg("CreateKey after 2 forced conflicts: status %d: %s", r->status, r->message);
+	kms__response__free_unpacked(r, NULL);
+	no_more_conflicts();
+	assert_int_equal(metric("kms_store_conflict_retries_total") - before, 2);
+	assert_int_equal(key_count(), keys_before + 1);
+
+	/* More failures than attempts: answered UNAVAILABLE, nothing made. */
+	before = metric("kms_store_conflict_retries_total");
+	force_conflicts(1000);
+	r = create_key("retry-gives-up");
+	assert_int_equal(r->status, KMS__STATUS__UNAVAILABLE);
+	if (!strstr(r->message, "serialization failure"))
+		fail_msg("the message does not say why: %s", r->message);
+	kms__response__free_unpacked(r, NULL);
+	no_more_conflicts();
+	assert_int_equal(metric("kms_store_conflict_retries_total") - before, ATTEMPTS - 1);
+	assert_int_equal(key_count(), keys_before + 1);
+
+	/* And kmsd serves as before. */
+	char why[256];
+	char id[40];
+	assert_true(harness_create_key(&H, NULL, id));
+	assert_true(e2e_roundtrip(&H, id, why, sizeof why));
+
+	assert_int_equal(harness_stop(&H), 0);
+	audited_once("retry-two-conflicts", "OK");
+	audited_once("retry-gives-up", "UNAVAILABLE");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(retried_until_it_commits, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
