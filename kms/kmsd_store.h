@@ -28,7 +28,8 @@ kms_status kmsd_store_password_load(const kmsd_config *cfg, char **out) KMS_MUST
 void kmsd_store_password_free(char *password);
 
 /* The store's place for cfg: data_dir, and [store]'s URL and the password
- * (may be NULL) when there is a [store]; one kmsd a database. */
+ * (may be NULL) when there is a [store]. keyring_open holds the start-up
+ * lock of pg_exclusive through reconciliation only. */
 store_options kmsd_store_options(const kmsd_config *cfg, const char *password);
 
 #endif

@@ -242,11 +242,10 @@ static kms_status open_keyring(kmsd *d)
 		.max_hsm_resident = cfg->max_hsm_resident,
 		.rewrap_pages_per_tick = cfg->rewrap_pages_per_tick,
 	};
-	if (cfg->store_url[0]) {
-		kc.store_pg_url = cfg->store_url;
-		kc.store_pg_password = d->store_password;
+	store_options so = kmsd_store_options(cfg, d->store_password);
+	kc.store = &so;
+	if (cfg->store_url[0])
 		kms_log("info", "store: PostgreSQL at %s", cfg->store_url);
-	}
 	return keyring_open(d->hsm, cfg->data_dir, &kc, &d->keyring);
 }
 

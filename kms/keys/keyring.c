@@ -167,12 +167,28 @@ kms_status keyring_open(hsm *h, const char *data_dir, const keyring_config *cfg,
 	uint8_t seed[sizeof kr->alias_seed];
 	KMS_GUARD_OUT(status, hsm_random(h, seed, sizeof seed));
 	memcpy(&kr->alias_seed, seed, sizeof seed);
-	store_options so = { .data_dir = data_dir, .pg_url = cfg->store_pg_url,
-		             .pg_password = cfg->store_pg_password,
-		             .pg_exclusive = cfg->store_pg_url != NULL };
+	store_options so = { 0 };
+	if (cfg->store)
+		so = *cfg->store;
+	so.data_dir = data_dir;
+	/* On PostgreSQL, replicas start one at a time: the lock is held
+	 * through reconciliation and the KEK's start (two replicas making the
+	 * first KEK at once would make two), then let go. */
+	kr->shared = so.pg_url != NULL;
+	so.pg_exclusive = kr->shared;
 	KMS_GUARD_OUT(status, store_open_with(&so, &kr->store, &created));
+	if (kr->shared) {
+		uint64_t generation;
+		KMS_GUARD_OUT(status, store_generation_get(kr->store, &generation));
+		atomic_store(&kr->generation, generation);
+	}
 	KMS_GUARD_OUT(status, kr_reconcile(kr, created));
 	KMS_GUARD_OUT(status, kr_kek_open(kr, created));
+	if (kr->shared) {
+		store_exclusive_release(kr->store);
+		kr_log("info", "store shared with other replicas: this is replica %s "
+		       "(its data_dir's replica-id)", store_replica_id(kr->store));
+	}
 	*out = kr;
 	return KMS_OK;
 out:

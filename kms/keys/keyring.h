@@ -136,10 +136,13 @@ typedef struct keyring_config {
 	uint32_t unwrapped_cache_entries; /* unwrapped versions in the HSM; 0: the default */
 	uint32_t max_hsm_resident;     /* hsm-resident keys at most; 0: the default */
 	uint32_t rewrap_pages_per_tick; /* re-wrap pages per keyring_tick; 0: the default */
-	/* The store on PostgreSQL (store_options; docs/scale-out.md): its URL
-	 * and password; NULL url: SQLite in data_dir. One kmsd a database. */
-	const char *store_pg_url;
-	const char *store_pg_password;
+	/* Where the store is (NULL: SQLite in data_dir). Its data_dir is
+	 * keyring_open's. With a PostgreSQL URL the database may be shared by
+	 * several kmsd replicas (docs/scale-out.md): keyring_open holds the
+	 * store's start-up lock (pg_exclusive) through reconciliation only,
+	 * and the caches follow the store's cache generation
+	 * (keyring_sync). */
+	const store_options *store;
 } keyring_config;
 
 /* One tag as a caller gives it: key 1..128 bytes, value 0..256 bytes, both
@@ -241,6 +244,7 @@ typedef struct keyring_cache_stats {
 	uint64_t capacity;
 	uint64_t loads;     /* entries read from the store (misses and reloads) */
 	uint64_t evictions; /* entries dropped to stay within capacity */
+	uint64_t generation_drops; /* whole caches dropped for another replica's change */
 } keyring_cache_stats;
 void keyring_cache_stats_get(keyring *kr, keyring_cache_stats *out);
 
@@ -252,6 +256,16 @@ void keyring_cache_stats_get(keyring *kr, keyring_cache_stats *out);
  * draining KEK that wraps nothing any more. Logs each action to stderr.
  * Returns the first failure after trying the others. report may be NULL. */
 kms_status keyring_tick(keyring *kr, int64_t now, keyring_tick_report *report) KMS_MUST_USE;
+
+/* Replicas (docs/scale-out.md, "Cache coherence"): reads the store's cache
+ * generation and, when another replica's commit raised it since the
+ * caches were filled, drops every cached key entry and alias, so that
+ * what follows reads the store. Call before a request uses the keyring:
+ * a change committed before the call is then seen by everything after
+ * it. One indexed read; nothing at all when the store is not shared.
+ * KMS_UNAVAILABLE (store) when the generation cannot be read: fail the
+ * request rather than serve from caches that may be stale. */
+kms_status keyring_sync(keyring *kr) KMS_MUST_USE;
 
 /* ---- data plane (hot path: no disk or HSM access in the common case) ---- */
 

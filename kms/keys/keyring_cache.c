@@ -188,6 +188,10 @@ static kms_status entry_load_locked(keyring *kr, const uint8_t id[KMS_KEYID_BYTE
 	kr_entry *fresh = NULL;
 
 	*out = NULL;
+	/* The generation before the read: if keyring_sync moves it before
+	 * the install, what was read may predate another replica's change,
+	 * and the entry goes in marked for reload. */
+	uint64_t generation = atomic_load(&kr->generation);
 	KMS_GUARD(store_begin_read(kr->store));
 	KMS_GUARD_OUT(status, kr_key_get_visible(kr, id_text, &key));
 	KMS_GUARD_OUT(status, store_versions_list(kr->store, id_text, &versions, &n_versions));
@@ -250,7 +254,7 @@ static kms_status entry_load_locked(keyring *kr, const uint8_t id[KMS_KEYID_BYTE
 		e->block_version = e->primary;
 		e->block_left = 0;
 	}
-	e->valid = true;
+	e->valid = generation == atomic_load(&kr->generation);
 	pthread_mutex_unlock(&kr->cache_lock);
 	*out = e;
 	status = KMS_OK;
@@ -384,6 +388,29 @@ kms_status kr_resolve_ref(keyring *kr, const char *key_ref, uint8_t id[KMS_KEYID
 	if (keyid_parse(target, strnlen(target, sizeof target), id) != KMS_OK)
 		return KMS_FAIL(KMS_INTERNAL, "keyring: alias %s points at a malformed key id", key_ref);
 	memcpy(id_text, target, KMS_KEYID_TEXT_SIZE);
+	return KMS_OK;
+}
+
+/* ---- replicas: the cache generation ---- */
+
+kms_status keyring_sync(keyring *kr)
+{
+	if (!kr->shared)
+		return KMS_OK;
+	uint64_t now_at;
+	KMS_GUARD(store_generation_get(kr->store, &now_at));
+	if (now_at == atomic_load(&kr->generation))
+		return KMS_OK;
+	pthread_mutex_lock(&kr->cache_lock);
+	/* Two requests may read two values; the newer wins, never the older. */
+	if (now_at > atomic_load(&kr->generation)) {
+		for (kr_entry *e = kr->lru_newest; e; e = e->lru_older)
+			e->valid = false;
+		alias_cache_clear_locked(kr);
+		atomic_store(&kr->generation, now_at);
+		kr->generation_drops++;
+	}
+	pthread_mutex_unlock(&kr->cache_lock);
 	return KMS_OK;
 }
 
@@ -735,5 +762,6 @@ void keyring_cache_stats_get(keyring *kr, keyring_cache_stats *out)
 	out->capacity = kr->entry_cap;
 	out->loads = kr->entry_loads;
 	out->evictions = kr->entry_evictions;
+	out->generation_drops = kr->generation_drops;
 	pthread_mutex_unlock(&kr->cache_lock);
 }

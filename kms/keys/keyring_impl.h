@@ -89,6 +89,8 @@ struct keyring {
 	uint32_t max_hsm_resident;
 	uint32_t rewrap_pages;         /* re-wrap pages per tick */
 	kr_crash_point crash_at;
+	bool shared;                   /* other replicas use the store (PostgreSQL) */
+	atomic_uint_fast64_t generation; /* the store's cache generation the caches hold */
 	pthread_rwlock_t kek_rwlock;   /* keyring_wrapped.c */
 	atomic_bool dp_scrub_pending;  /* keyring_dp.c: an erasure's WAL is not truncated yet */
 
@@ -101,6 +103,7 @@ struct keyring {
 	kr_entry *lru_newest, *lru_oldest;
 	uint64_t entry_evictions;
 	uint64_t entry_loads;
+	uint64_t generation_drops;     /* keyring_sync dropped the caches */
 	kr_alias **aliases;            /* hash table by alias name */
 	size_t n_alias_buckets;
 	size_t n_aliases;
@@ -112,6 +115,14 @@ struct keyring {
 	uint8_t (*missing)[KMS_KEYID_HSM_ID_LEN];
 	size_t n_missing;
 };
+
+/* An intent (a CREATING key or version) older than this, in seconds, is
+ * taken to be a dead replica's when replicas share the store. */
+#define KR_INTENT_STALE_S 60
+
+/* Rolls back every intent made at or before `before` (keyring_reconcile.c):
+ * at start-up, and on each tick when replicas share the store. */
+kms_status kr_reconcile_intents(keyring *kr, int64_t before) KMS_MUST_USE;
 
 /* _exit(KEYRING_CRASH_EXIT_CODE) if the test hook names this point. */
 void kr_crash_point_reached(const keyring *kr, kr_crash_point point);

@@ -4,12 +4,22 @@
  * if it never started (keyring.h, "Crash safety"). Runs in keyring_open,
  * before any other thread can use the keyring; each action is one line on
  * stderr.
+ *
+ * With replicas sharing the store (docs/scale-out.md), other kmsd work on
+ * the same rows and token meanwhile: only intents older than
+ * KR_INTENT_STALE_S are rolled back (each by a delete that loses to the
+ * creator's completion if that commits first), an object whose version is
+ * still an intent is left alone, and an active version's object the token
+ * listing missed is asked for again before it is called missing. Replicas
+ * start one at a time (the store's start-up lock), so two reconciliations
+ * never run at once.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
+#include "common/log.h"
 #include "kms/keys/keyring.h"
 #include "kms/keys/keyring_impl.h"
 
@@ -76,20 +86,27 @@ static int row_cmp(const void *a, const void *b)
 	return x->v.version < y->v.version ? -1 : x->v.version > y->v.version;
 }
 
-/* 1. Keys that never got past their intent: never acknowledged, so they
- * go, HSM object first. */
-static kms_status roll_back_created_keys(keyring *kr)
+/* 1. Keys that never got past their intent (made at or before `before`):
+ * never acknowledged, so they go, row first (kr_key_rollback). */
+static kms_status roll_back_created_keys(keyring *kr, int64_t before)
 {
 	char ids[RECONCILE_BATCH][KMS_KEYID_TEXT_SIZE];
 	size_t n;
 	do {
-		KMS_GUARD(store_key_ids(kr->store, STORE_KEYS_CREATING, 0, RECONCILE_BATCH, ids, &n));
+		KMS_GUARD(store_key_ids(kr->store, STORE_KEYS_CREATING, before, RECONCILE_BATCH, ids,
+		                        &n));
 		for (size_t i = 0; i < n; i++) {
 			uint8_t id[KMS_KEYID_BYTES];
 			uint32_t max_version = 0;
 			KMS_GUARD(keyid_parse(ids[i], KMS_KEYID_TEXT_LEN, id));
 			KMS_GUARD(store_version_max(kr->store, ids[i], &max_version));
-			if (kr_key_rollback(kr, id) != KMS_OK)
+			kms_status status = kr_key_rollback(kr, id);
+			if (status == KMS_FAILED_PRECONDITION) {
+				/* Another replica finished or removed it first. */
+				kms_error_clear();
+				continue;
+			}
+			if (status != KMS_OK)
 				return KMS_FAIL(KMS_HSM_UNAVAILABLE,
 				                "keyring: reconcile: could not roll back half-created "
 				                "key %s (the line above says why)", ids[i]);
@@ -102,12 +119,12 @@ static kms_status roll_back_created_keys(keyring *kr)
 
 /* 2. Versions that never got past their intent (a rotation). Rolled-back
  * rows leave the index the query reads, so each batch starts afresh. */
-static kms_status roll_back_created_versions(keyring *kr)
+static kms_status roll_back_created_versions(keyring *kr, int64_t before)
 {
 	store_version_row rows[RECONCILE_BATCH];
 	size_t n;
 	do {
-		KMS_GUARD(store_versions_creating(kr->store, RECONCILE_BATCH, rows, &n));
+		KMS_GUARD(store_versions_creating(kr->store, before, RECONCILE_BATCH, rows, &n));
 		for (size_t i = 0; i < n; i++) {
 			uint8_t id[KMS_KEYID_BYTES];
 			KMS_GUARD(keyid_parse(rows[i].key_id, KMS_KEYID_TEXT_LEN, id));
@@ -210,6 +227,11 @@ static kms_status match_token(keyring *kr, bool store_created)
 		const store_version_row *row = find(&probe, rows, n_rows, sizeof *rows, row_cmp);
 		if (row && row->v.state == VERSION_STATE_ACTIVE)
 			continue;
+		/* An intent: the object of a version being made (by another
+		 * replica, or one whose intent is not stale yet). Its rollback or
+		 * completion decides. */
+		if (row && row->v.state == VERSION_STATE_CREATING)
+			continue;
 		KMS_GUARD_OUT(status, kr_object_destroy(kr, id, probe.v.version));
 		removed++;
 		kr_log("info", "reconcile: removed orphan HSM object %s:v%u (%s)", probe.key_id,
@@ -226,6 +248,13 @@ static kms_status match_token(keyring *kr, bool store_created)
 		KMS_GUARD_OUT(status, keyid_parse(rows[i].key_id, KMS_KEYID_TEXT_LEN, id));
 		KMS_GUARD_OUT(status, kr_object_id(id, rows[i].v.version, &object));
 		if (find(object.bytes, token.ids, token.n, sizeof *token.ids, object_cmp))
+			continue;
+		/* The token was listed before the rows were read: a version
+		 * another replica made in between is active with an object the
+		 * list did not see. Asked again, by its id. */
+		bool exists = false;
+		KMS_GUARD_OUT(status, hsm_object_exists(kr->hsm, &object, &exists));
+		if (exists)
 			continue;
 		object_name *bigger = realloc(missing, (n_missing + 1) * sizeof *missing);
 		if (!bigger) {
@@ -255,8 +284,17 @@ out:
 
 kms_status kr_reconcile(keyring *kr, bool store_created)
 {
-	KMS_GUARD(roll_back_created_keys(kr));
-	KMS_GUARD(roll_back_created_versions(kr));
+	/* Alone on the store, every intent is a crash's. Shared with other
+	 * replicas, only stale ones are: a live replica completes its own in
+	 * milliseconds. */
+	int64_t before = kr->shared ? kms_now() - KR_INTENT_STALE_S : INT64_MAX;
+	KMS_GUARD(kr_reconcile_intents(kr, before));
 	KMS_GUARD(finish_destructions(kr));
 	return match_token(kr, store_created);
+}
+
+kms_status kr_reconcile_intents(keyring *kr, int64_t before)
+{
+	KMS_GUARD(roll_back_created_keys(kr, before));
+	return roll_back_created_versions(kr, before);
 }

@@ -50,11 +50,15 @@ kms_status kr_version_rollback(keyring *kr, const uint8_t id[KMS_KEYID_BYTES], u
 
 	keyid_format(id, id_text);
 	kms_error_save(&saved);
-	/* The object first: a row without an object is harmless, an object
-	 * without a row is what we must never leave. */
-	status = kr_object_destroy(kr, id, version);
-	if (status == KMS_OK)
-		status = store_version_delete(kr->store, id_text, version);
+	/* The row first, by a delete of CREATING rows only: that one statement
+	 * decides between this rollback and a completion (by another replica
+	 * sharing the database), whichever commits first. Only the winner
+	 * touches the object. A crash between the two leaves an object
+	 * without a row, which start-up reconciliation removes (match_token). */
+	bool deleted = false;
+	status = store_version_delete(kr->store, id_text, version, &deleted);
+	if (status == KMS_OK && deleted)
+		status = kr_object_destroy(kr, id, version);
 	if (status != KMS_OK)
 		kr_log("error", "rolling back %s:v%u failed, start-up reconciliation will retry: %s (%s)",
 		       id_text, (unsigned)version, kms_error_message(), kms_error_where());
@@ -81,10 +85,19 @@ kms_status kr_key_rollback(keyring *kr, const uint8_t id[KMS_KEYID_BYTES])
 		goto out;
 	}
 	KMS_GUARD_OUT(status, store_versions_list(kr->store, id_text, &versions, &n_versions));
+	/* The row first, as kr_version_rollback: the delete of a CREATING row
+	 * decides, against a completion elsewhere; only then the objects (a
+	 * creating key gets no new version meanwhile). */
+	bool deleted = false;
+	KMS_GUARD_OUT(status, store_key_delete(kr->store, id_text, &deleted));
+	kr_alias_cache_clear(kr);
+	if (!deleted) {
+		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "keyring: key %s was completed or rolled "
+		                  "back meanwhile; its objects are left alone", id_text);
+		goto out;
+	}
 	for (size_t i = 0; i < n_versions; i++)
 		KMS_GUARD_OUT(status, kr_object_destroy(kr, id, versions[i].version));
-	KMS_GUARD_OUT(status, store_key_delete(kr->store, id_text));
-	kr_alias_cache_clear(kr);
 out:
 	if (status != KMS_OK)
 		kr_log("error", "rolling back key %s failed, start-up reconciliation will retry: %s (%s)",
@@ -279,7 +292,7 @@ kms_status kr_key_destroy_locked(keyring *kr, const uint8_t id[KMS_KEYID_BYTES],
 	for (size_t i = 0; i < n_versions; i++) {
 		if (versions[i].state == VERSION_STATE_CREATING)
 			KMS_GUARD_OUT(status,
-			              store_version_delete(kr->store, id_text, versions[i].version));
+			              store_version_delete(kr->store, id_text, versions[i].version, NULL));
 		else if (versions[i].state == VERSION_STATE_ACTIVE)
 			KMS_GUARD_OUT(status, store_version_set_state(kr->store, id_text,
 			                                              versions[i].version,
@@ -400,6 +413,13 @@ kms_status keyring_tick(keyring *kr, int64_t now, keyring_tick_report *report)
 	tick_state t;
 	memset(&t, 0, sizeof t);
 
+	/* Replicas: a dead one's intents, once stale, are rolled back by
+	 * whichever replica ticks first (kr_reconcile_intents). */
+	if (kr->shared) {
+		kms_status status = kr_reconcile_intents(kr, now - KR_INTENT_STALE_S);
+		if (status != KMS_OK)
+			tick_failed(&t, status, "rolling back stale intents", "");
+	}
 	tick_destroy(kr, now, STORE_KEYS_DESTROYING, &t);
 	tick_destroy(kr, now, STORE_KEYS_DELETION_DUE, &t);
 	tick_rotate(kr, now, &t);

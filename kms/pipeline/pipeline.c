@@ -308,6 +308,22 @@ static kms_status check_deadline(op_ctx *ctx, const pipeline_peer *peer, uint64_
 	                ctx->d->cfg.queue_deadline_ms);
 }
 
+/* Step 2d': replicas on one database (docs/scale-out.md, "Cache
+ * coherence"): a change another replica committed before this request
+ * began is enforced by it, because the keyring's caches are dropped when
+ * the store's cache generation moved. Nothing to do on SQLite. */
+static kms_status sync_caches(op_ctx *ctx)
+{
+	if (!ctx->d->keyring || authz_op_classify(ctx->op).family == AUTHZ_FAMILY_HEALTH)
+		return KMS_OK;
+	if (keyring_sync(ctx->d->keyring) == KMS_OK)
+		return KMS_OK;
+	kms_log("error", "request %s: reading the store's cache generation: %s", ctx->request_id,
+	        kms_error_message());
+	return KMS_FAIL(KMS_UNAVAILABLE, "request %s: the store could not be reached to check "
+	                "other replicas' changes: retry", ctx->request_id);
+}
+
 /* Step 2e, for every request: the principal's roles and state, fresh from
  * the store (its read cache is dropped by every committed write, so a
  * change is seen by the next request: kms/store/store_cache.h). An unknown
@@ -535,6 +551,8 @@ void pipeline_submit(kmsd *d, arena *a, const pipeline_peer *peer, uint8_t *requ
 	kms_wipe(request, len); /* the request may hold plaintext */
 	if (st == KMS_OK)
 		st = validate(&ctx, req);
+	if (st == KMS_OK)
+		st = sync_caches(&ctx);
 	if (st == KMS_OK)
 		st = load_principal(&ctx, &who);
 	ctx.audit.request = req;

@@ -49,6 +49,7 @@ struct store {
 	 * password in locked memory for each thread's connection. */
 	bool pg;
 	char pg_url[1024];
+	char owner[STORE_REPLICA_ID_SIZE]; /* intent_owner of this replica's intents */
 	char *pg_password;
 	db_conn *pg_lock; /* holds the advisory lock of pg_exclusive */
 	int lock_fd;             /* data_dir/kms.lock, flock'ed while open */
@@ -503,6 +504,38 @@ static const char *const migrations[] = {
 	"  WHEN NEW.state = 'retired' AND EXISTS (SELECT 1 FROM dp_keys"
 	"    WHERE kek_id = NEW.id AND wrapped IS NOT NULL)"
 	"  BEGIN SELECT RAISE(ABORT, 'a KEK that still wraps sub-keys cannot retire'); END;",
+	/* 7 -> 8: the cache generation (docs/scale-out.md, "Cache coherence").
+	 * One row, raised by every change a replica's keyring caches could
+	 * hold stale: a visible key's row, an active version's state, an
+	 * alias's target or its removal. Intents (lifecycle 'creating') and
+	 * reservations (encryptions_reserved) do not raise it: nobody has
+	 * cached them, and the data plane's reservations must not serialize
+	 * on one row. A new alias names no cached key either. */
+	"CREATE TABLE cache_generation ("
+	"  id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),"
+	"  value INTEGER NOT NULL CHECK (value >= 0)"
+	") STRICT;"
+	"INSERT INTO cache_generation (id, value) VALUES (1, 0);"
+	"CREATE TRIGGER keys_generation"
+	"  AFTER UPDATE ON keys"
+	"  WHEN OLD.lifecycle <> 'creating'"
+	"  BEGIN UPDATE cache_generation SET value = value + 1; END;"
+	"CREATE TRIGGER key_versions_generation"
+	"  AFTER UPDATE OF state ON key_versions"
+	"  WHEN OLD.state = 'active'"
+	"  BEGIN UPDATE cache_generation SET value = value + 1; END;"
+	"CREATE TRIGGER aliases_update_generation"
+	"  AFTER UPDATE ON aliases"
+	"  BEGIN UPDATE cache_generation SET value = value + 1; END;"
+	"CREATE TRIGGER aliases_delete_generation"
+	"  AFTER DELETE ON aliases"
+	"  BEGIN UPDATE cache_generation SET value = value + 1; END;"
+	/* Whose intent a CREATING row is (store_replica.c): '' for SQLite's
+	 * one kmsd, a replica's id on a shared PostgreSQL store. */
+	"ALTER TABLE keys ADD COLUMN intent_owner TEXT NOT NULL DEFAULT ''"
+	"  CHECK (length(CAST(intent_owner AS BLOB)) <= 32);"
+	"ALTER TABLE key_versions ADD COLUMN intent_owner TEXT NOT NULL DEFAULT ''"
+	"  CHECK (length(CAST(intent_owner AS BLOB)) <= 32);",
 };
 #define MIGRATIONS_COUNT (sizeof migrations / sizeof migrations[0])
 _Static_assert(MIGRATIONS_COUNT == STORE_SCHEMA_VERSION,
@@ -1208,6 +1241,19 @@ kms_status store_open(const char *data_dir, store **out, bool *created)
 	return store_open_with(&o, out, created);
 }
 
+const char *store_replica_id(const store *st)
+{
+	return st->owner;
+}
+
+void store_exclusive_release(store *st)
+{
+	if (!st)
+		return;
+	db_close(st->pg_lock);
+	st->pg_lock = NULL;
+}
+
 static void store_free(store *st)
 {
 	db_close(st->pg_lock);
@@ -1220,9 +1266,10 @@ static void store_free(store *st)
  * ("kms1" in ASCII) and the store's schema, so stores in two schemas of one
  * database are two stores. */
 #define PG_EXCLUSIVE_LOCK "1802334001, hashtext(current_schema())"
-/* A kmsd killed a moment ago leaves its session, and so the lock, until
- * the server notices the connection closed: asked again every 100 ms for
- * this long before another kmsd is taken to be running. */
+/* A replica's start-up (reconciliation, the KEK) takes well under a
+ * second; a kmsd killed a moment ago leaves its session, and so the lock,
+ * until the server notices the connection closed: asked again every 100 ms
+ * for this long before the holder is taken to be stuck. */
 #define PG_LOCK_WAIT_MS 10000
 static kms_status pg_lock_take(store *st)
 {
@@ -1247,9 +1294,9 @@ static kms_status pg_lock_take(store *st)
 		                  "store: the PostgreSQL lock of one kmsd: %s (%s)",
 		                  db_conn_errstr(st->pg_lock), db_conn_errmsg(st->pg_lock));
 	else if (!held)
-		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "store: another kmsd is running on the "
-		                  "PostgreSQL database %s: stop it first (one kmsd a database until "
-		                  "replicas are supported: docs/scale-out.md)", st->pg_url);
+		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "store: another kmsd has held the start-up "
+		                  "lock of the PostgreSQL database %s for %d s: find the replica stuck "
+		                  "starting and stop it", st->pg_url, PG_LOCK_WAIT_MS / 1000);
 	db_finalize(s);
 	return status;
 }
@@ -1304,6 +1351,8 @@ kms_status store_open_with(const store_options *o, store **out, bool *created)
 	}
 	lock_made = true;
 
+	if (st->pg)
+		KMS_GUARD_OUT(status, store_replica_id_load(data_dir, st->owner));
 	store_conn *c;
 	KMS_GUARD_OUT(status, conn_get(st, &c));
 	if (st->pg) {

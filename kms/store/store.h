@@ -52,7 +52,7 @@
 
 #define STORE_DB_FILE "kms.db"
 #define STORE_LOCK_FILE "kms.lock"
-#define STORE_SCHEMA_VERSION 7
+#define STORE_SCHEMA_VERSION 8
 #define STORE_BUSY_TIMEOUT_MS 5000
 
 /* Descriptions, tags and policies are bounded by <kms/limits.h>. */
@@ -176,10 +176,11 @@ typedef struct store_options {
 	const char *data_dir;
 	const char *pg_url;      /* postgresql://USER@HOST:PORT/DATABASE; no password */
 	const char *pg_password; /* [store] password_file's; copied into locked memory */
-	/* PostgreSQL: hold a session advisory lock for as long as the store is
-	 * open, so a second kmsd on the same database is refused (its start-up
-	 * reconciliation would roll back this one's work in progress) until
-	 * replicas are supported (docs/scale-out.md). */
+	/* PostgreSQL: hold a session advisory lock from open until
+	 * store_exclusive_release (or close), so that no other store opened
+	 * with it runs meanwhile: kmsd replicas hold it through their start-up
+	 * reconciliation, so they start one at a time (docs/scale-out.md).
+	 * A holder killed a moment ago is waited for (PG_LOCK_WAIT_MS). */
 	bool pg_exclusive;
 } store_options;
 
@@ -190,6 +191,15 @@ typedef struct store_options {
  * thread has its own connection; KMS_UNAVAILABLE when the server cannot be
  * reached. */
 kms_status store_open_with(const store_options *o, store **out, bool *created) KMS_MUST_USE;
+
+/* This replica's id (data_dir/replica-id) on PostgreSQL, "" on SQLite
+ * (one kmsd: every intent is its own): the intent_owner of the intents
+ * it writes, and its name in logs. */
+const char *store_replica_id(const store *st);
+
+/* Lets go of pg_exclusive's lock (its own connection closes). Nothing if
+ * it is not held. Call from one thread, while no other opens. */
+void store_exclusive_release(store *st);
 
 /* Checks a [store] url before anything connects: it parses, holds no
  * password, and names this machine or asks for sslmode=verify-full.
@@ -242,10 +252,14 @@ kms_status store_key_get(store *st, const char *key_id, store_key *out) KMS_MUST
  * to the row with key->id; KMS_NOT_FOUND if there is none. */
 kms_status store_key_update(store *st, const store_key *key) KMS_MUST_USE;
 
-/* Deletes a key row; its versions, aliases and tags go with it (cascade).
- * Only for rolling back CREATING intents: keys that existed for callers stay
- * as tombstones. KMS_OK if there was no such row. */
-kms_status store_key_delete(store *st, const char *key_id) KMS_MUST_USE;
+/* Deletes a CREATING key row (rolling back an intent); its versions,
+ * aliases and tags go with it (cascade). Keys that existed for callers
+ * stay as tombstones: a row in any other lifecycle is left alone. KMS_OK
+ * if there was no such row; *deleted (if not NULL) says whether one went.
+ * With several replicas, this one statement is what decides between a
+ * rollback and the creator's completion: whichever commits first wins,
+ * and the other finds no creating row. */
+kms_status store_key_delete(store *st, const char *key_id, bool *deleted) KMS_MUST_USE;
 
 /* Up to cap visible keys (not CREATING) with id > after_id ("" or NULL: from
  * the start), ascending by id, into out[0..*n). Keyset paging on the primary
@@ -254,13 +268,14 @@ kms_status store_key_list(store *st, const char *after_id, size_t cap,
                           store_key *out, size_t *n) KMS_MUST_USE;
 
 typedef enum store_key_query {
-	STORE_KEYS_CREATING,      /* lifecycle creating */
+	STORE_KEYS_CREATING,      /* lifecycle creating, created_at <= now */
 	STORE_KEYS_DESTROYING,    /* lifecycle destroying */
 	STORE_KEYS_DELETION_DUE,  /* ready, pending deletion, deletion_date <= now */
 	STORE_KEYS_ROTATION_DUE,  /* ready, enabled, period set, next_rotation_at <= now */
 } store_key_query;
 
-/* Up to cap ids of keys matching q into ids[0..*n): creating and
+/* Up to cap ids of keys matching q into ids[0..*n): creating (made at or
+ * before now, INT64_MAX for all, or by this replica) and
  * destroying ascending by id, deletion due by deletion date then id,
  * rotation due by next rotation date then id (the longest overdue first).
  * Each reads a partial index that holds exactly its candidates, in that
@@ -296,8 +311,11 @@ kms_status store_version_get(store *st, const char *key_id, uint32_t version,
                              store_version *out) KMS_MUST_USE;
 kms_status store_version_set_state(store *st, const char *key_id, uint32_t version,
                                    version_state state) KMS_MUST_USE;
-/* Deletes one version row (rolling back a CREATING intent). KMS_OK if none. */
-kms_status store_version_delete(store *st, const char *key_id, uint32_t version) KMS_MUST_USE;
+/* Deletes one CREATING version row (rolling back an intent); a version in
+ * any other state is left alone. KMS_OK if none; *deleted (if not NULL)
+ * says whether one went. */
+kms_status store_version_delete(store *st, const char *key_id, uint32_t version,
+                                bool *deleted) KMS_MUST_USE;
 
 /* Raises encryptions_reserved to reserved. A lower value than the stored one
  * is refused (a trigger enforces it too): KMS_INTERNAL. */
@@ -313,10 +331,12 @@ kms_status store_versions_list(store *st, const char *key_id, store_version **ou
                                size_t *n) KMS_MUST_USE;
 
 
-/* Up to cap versions in state CREATING (intents to roll back), ascending by
- * (key_id, version), into out[0..*n). An index holds only those rows. */
-kms_status store_versions_creating(store *st, size_t cap, store_version_row *out,
-                                   size_t *n) KMS_MUST_USE;
+/* Up to cap versions in state CREATING (intents to roll back) made at or
+ * before `before` (INT64_MAX: all) or by this replica (store_replica_id),
+ * ascending by (key_id, version), into out[0..*n). An index holds only
+ * those rows. */
+kms_status store_versions_creating(store *st, int64_t before, size_t cap,
+                                   store_version_row *out, size_t *n) KMS_MUST_USE;
 
 /* Up to cap versions of hsm-resident keys that are not destroyed, with
  * (key_id, version) > (after_key_id, after_version) ("" and 0: from the
@@ -540,6 +560,14 @@ kms_status store_retention_set(store *st, const char *key_id, const char *purpos
 /* *days 0 when the key has none for the purpose. */
 kms_status store_retention_get(store *st, const char *key_id, const char *purpose,
                                uint32_t *days) KMS_MUST_USE;
+
+/* ---- the cache generation (docs/scale-out.md, "Cache coherence") ---- */
+
+/* The one row of cache_generation: raised by triggers at every committed
+ * change that a keyring cache could hold (a visible key's row, an active
+ * version's state, an alias's target or removal). A replica whose caches
+ * were filled at another value drops them before it serves. */
+kms_status store_generation_get(store *st, uint64_t *out) KMS_MUST_USE;
 
 /* ---- KEKs ---- */
 

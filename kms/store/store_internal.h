@@ -118,6 +118,7 @@ typedef enum store_stmt_id {
 	S_RETENTION_DELETE,
 	S_RETENTION_APPLY,
 	S_RETENTION_GET,
+	S_GENERATION_GET,
 	S_COUNT
 } store_stmt_id;
 
@@ -158,6 +159,15 @@ bool store_column_text(db_stmt *s, int col, char *out, size_t cap);
 
 /* Makes room for one more element in a malloc'ed array. */
 bool store_grow(void **array, size_t *cap, size_t used, size_t elem_size);
+
+/* A replica's id (store_replica.c): 32 lowercase hex digits. */
+#define STORE_REPLICA_ID_LEN 32
+#define STORE_REPLICA_ID_SIZE (STORE_REPLICA_ID_LEN + 1)
+
+/* This replica's id from data_dir/replica-id, made (random, mode 0600)
+ * on first use. Call with the data directory locked. */
+kms_status store_replica_id_load(const char *data_dir,
+                                 char out[STORE_REPLICA_ID_SIZE]) KMS_MUST_USE;
 
 /* Steps a statement that changes rows, then resets it; KMS_NOT_FOUND if it
  * changed none and not_found_ok is false. */

@@ -106,16 +106,18 @@ kms_status store_key_insert(store *st, const store_key *key, const char *policy)
 	           KMS_INVALID_ARGUMENT, "store: key %s: protection %d is neither hsm-resident "
 	           "nor wrapped", key->id, (int)key->protection);
 	KMS_GUARD(store_stmt(st, S_KEY_INSERT,
-	                     "INSERT INTO keys (" KEY_COLUMNS ", policy) "
-	                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+	                     "INSERT INTO keys (" KEY_COLUMNS ", policy, intent_owner) "
+	                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
+	                     "?16)",
 	                     &s));
-	db_rc rc = store_bind(s, "ttiiitiiiiittit", key->id, key->description, (int64_t)key->spec,
+	db_rc rc = store_bind(s, "ttiiitiiiiittitt", key->id, key->description, (int64_t)key->spec,
 	                      (int64_t)key->usage, (int64_t)key->state,
 	                      lifecycle_text(key->lifecycle), (int64_t)key->primary_version,
 	                      (int64_t)key->rotation_period_days, key->created_at,
 	                      key->next_rotation_at, key->deletion_date, key->region,
 	                      key_protection_name(key->protection),
-	                      (int64_t)(key->per_data_principal ? 1 : 0), policy ? policy : "");
+	                      (int64_t)(key->per_data_principal ? 1 : 0), policy ? policy : "",
+	                      store_replica_id(st));
 	KMS_GUARD(store_bind_check(s, rc, "insert key", key->id));
 	rc = db_step(s);
 	kms_status status = KMS_OK;
@@ -161,12 +163,28 @@ kms_status store_key_update(store *st, const store_key *key)
 	return store_step_change(s, "update key", key->id, false);
 }
 
-kms_status store_key_delete(store *st, const char *key_id)
+/* Runs a DELETE; *deleted (if not NULL) says whether it removed a row. */
+static kms_status step_delete(db_stmt *s, const char *what, const char *id, bool *deleted)
+{
+	db_rc rc = db_step(s);
+	kms_status status = KMS_OK;
+	if (rc != DB_DONE)
+		status = store_fail(s, rc, what, id);
+	else if (deleted)
+		*deleted = db_changes(s) > 0;
+	store_stmt_done(s);
+	return status;
+}
+
+kms_status store_key_delete(store *st, const char *key_id, bool *deleted)
 {
 	db_stmt *s;
-	KMS_GUARD(store_stmt(st, S_KEY_DELETE, "DELETE FROM keys WHERE id = ?1", &s));
+	if (deleted)
+		*deleted = false;
+	KMS_GUARD(store_stmt(st, S_KEY_DELETE,
+	                     "DELETE FROM keys WHERE id = ?1 AND lifecycle = 'creating'", &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "t", key_id), "delete key", key_id));
-	return store_step_change(s, "delete key", key_id, true);
+	return step_delete(s, "delete key", key_id, deleted);
 }
 
 kms_status store_key_list(store *st, const char *after_id, size_t cap, store_key *out,
@@ -206,7 +224,7 @@ kms_status store_key_ids(store *st, store_key_query q, int64_t now, size_t cap,
 	case STORE_KEYS_CREATING:
 		KMS_GUARD(store_stmt(st, S_KEY_IDS_CREATING,
 		                     "SELECT id FROM keys WHERE lifecycle = 'creating' "
-		                     "ORDER BY id LIMIT ?2",
+		                     "AND (created_at <= ?1 OR intent_owner = ?3) ORDER BY id LIMIT ?2",
 		                     &s));
 		break;
 	case STORE_KEYS_DESTROYING:
@@ -235,8 +253,12 @@ kms_status store_key_ids(store *st, store_key_query q, int64_t now, size_t cap,
 	default:
 		return KMS_FAIL(KMS_INTERNAL, "store: unknown key query %d", (int)q);
 	}
-	/* ?1 (now) is unused by the first two; binding it anyway is allowed. */
-	KMS_GUARD(store_bind_check(s, store_bind(s, "ii", now, (int64_t)cap), "key ids", NULL));
+	/* ?1 (now) is unused by destroying; binding it anyway is allowed.
+	 * Creating has ?3, this replica's own intents, whatever their age. */
+	db_rc rc0 = q == STORE_KEYS_CREATING
+	                    ? store_bind(s, "iit", now, (int64_t)cap, store_replica_id(st))
+	                    : store_bind(s, "ii", now, (int64_t)cap);
+	KMS_GUARD(store_bind_check(s, rc0, "key ids", NULL));
 	kms_status status = KMS_OK;
 	db_rc rc;
 	while ((rc = db_step(s)) == DB_ROW && *n < cap) {
@@ -336,16 +358,16 @@ kms_status store_version_insert_material(store *st, const char *key_id, const st
 	           "store: reservation count of %s out of range", key_id);
 	KMS_GUARD(store_stmt(st, S_VERSION_INSERT,
 	                     "INSERT INTO key_versions (key_id, version, created_at, state, "
-	                     "encryptions_reserved, kek_id, wrapped) "
-	                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	                     "encryptions_reserved, kek_id, wrapped, intent_owner) "
+	                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	                     &s));
-	int rc = wrapped ? store_bind(s, "tiitiib", key_id, (int64_t)v->version, v->created_at,
+	int rc = wrapped ? store_bind(s, "tiitiibt", key_id, (int64_t)v->version, v->created_at,
 	                              version_state_name(v->state),
 	                              (int64_t)v->encryptions_reserved, (int64_t)kek_id, wrapped,
-	                              wrapped_len)
-	                 : store_bind(s, "tiitinn", key_id, (int64_t)v->version, v->created_at,
+	                              wrapped_len, store_replica_id(st))
+	                 : store_bind(s, "tiitinnt", key_id, (int64_t)v->version, v->created_at,
 	                              version_state_name(v->state),
-	                              (int64_t)v->encryptions_reserved);
+	                              (int64_t)v->encryptions_reserved, store_replica_id(st));
 	KMS_GUARD(store_bind_check(s, rc, "insert version", key_id));
 	rc = db_step(s);
 	kms_status status = KMS_OK;
@@ -410,14 +432,19 @@ kms_status store_version_set_state(store *st, const char *key_id, uint32_t versi
 	return store_step_change(s, "set version state", key_id, false);
 }
 
-kms_status store_version_delete(store *st, const char *key_id, uint32_t version)
+kms_status store_version_delete(store *st, const char *key_id, uint32_t version,
+                                bool *deleted)
 {
 	db_stmt *s;
+	if (deleted)
+		*deleted = false;
 	KMS_GUARD(store_stmt(st, S_VERSION_DELETE,
-	                     "DELETE FROM key_versions WHERE key_id = ?1 AND version = ?2", &s));
+	                     "DELETE FROM key_versions WHERE key_id = ?1 AND version = ?2 "
+	                     "AND state = 'creating'",
+	                     &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "ti", key_id, (int64_t)version), "delete version",
 	                     key_id));
-	return store_step_change(s, "delete version", key_id, true);
+	return step_delete(s, "delete version", key_id, deleted);
 }
 
 kms_status store_version_reserve(store *st, const char *key_id, uint32_t version,
@@ -513,19 +540,23 @@ out:
 	return status;
 }
 
-kms_status store_versions_creating(store *st, size_t cap, store_version_row *out, size_t *n)
+kms_status store_versions_creating(store *st, int64_t before, size_t cap,
+                                   store_version_row *out, size_t *n)
 {
 	db_stmt *s;
 	*n = 0;
 	KMS_ENSURE(cap <= INT64_MAX, KMS_INVALID_ARGUMENT, "store: list limit out of range");
-	/* The WHERE is key_versions_creating's condition, word for word: SQLite
-	 * uses a partial index only for a query whose WHERE implies it. */
+	/* The WHERE starts with key_versions_creating's condition, word for
+	 * word: SQLite uses a partial index only for a query whose WHERE
+	 * implies it. */
 	KMS_GUARD(store_stmt(st, S_VERSIONS_CREATING,
 	                     "SELECT key_id, version, created_at, state, encryptions_reserved, kek_id "
 	                     "FROM key_versions WHERE state = 'creating' "
+	                     "AND (created_at <= ?2 OR intent_owner = ?3) "
 	                     "ORDER BY key_id, version LIMIT ?1",
 	                     &s));
-	KMS_GUARD(store_bind_check(s, store_bind(s, "i", (int64_t)cap), "versions creating", NULL));
+	KMS_GUARD(store_bind_check(s, store_bind(s, "iit", (int64_t)cap, before, store_replica_id(st)),
+	                           "versions creating", NULL));
 	return version_rows_page(s, "versions creating", cap, out, n);
 }
 
@@ -579,4 +610,20 @@ kms_status store_keys_insert_batch(store *st, const store_key *keys, const char 
 	}
 	*failed = n;
 	return KMS_OK;
+}
+
+kms_status store_generation_get(store *st, uint64_t *out)
+{
+	db_stmt *s;
+	*out = 0;
+	KMS_GUARD(store_stmt(st, S_GENERATION_GET,
+	                     "SELECT value FROM cache_generation WHERE id = 1", &s));
+	db_rc rc = db_step(s);
+	kms_status status = KMS_OK;
+	if (rc == DB_ROW)
+		*out = (uint64_t)db_column_int64(s, 0);
+	else
+		status = store_fail(s, rc, "read the cache generation", NULL);
+	store_stmt_done(s);
+	return status;
 }

@@ -491,14 +491,47 @@ static const char schema_0_to_7[] =
 
 	"INSERT INTO schema_version (version) VALUES (7);";
 
+/* Step 7 -> 8: store.c's migration 7 -> 8, the cache generation and the
+ * intents' owners. The
+ * triggers are AFTER ... FOR EACH ROW, as SQLite's are; their function
+ * raises the one row's value. */
+static const char schema_7_to_8[] =
+	"CREATE TABLE cache_generation ("
+	"  id BIGINT PRIMARY KEY NOT NULL CHECK (id = 1),"
+	"  value BIGINT NOT NULL CHECK (value >= 0)"
+	");"
+	"INSERT INTO cache_generation (id, value) VALUES (1, 0);"
+	"CREATE FUNCTION cache_generation_raise() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+	"UPDATE cache_generation SET value = value + 1; RETURN NULL; END $$;"
+	"CREATE TRIGGER keys_generation"
+	"  AFTER UPDATE ON keys FOR EACH ROW"
+	"  WHEN (OLD.lifecycle <> 'creating')"
+	"  EXECUTE FUNCTION cache_generation_raise();"
+	"CREATE TRIGGER key_versions_generation"
+	"  AFTER UPDATE OF state ON key_versions FOR EACH ROW"
+	"  WHEN (OLD.state = 'active')"
+	"  EXECUTE FUNCTION cache_generation_raise();"
+	"CREATE TRIGGER aliases_update_generation"
+	"  AFTER UPDATE ON aliases FOR EACH ROW"
+	"  EXECUTE FUNCTION cache_generation_raise();"
+	"CREATE TRIGGER aliases_delete_generation"
+	"  AFTER DELETE ON aliases FOR EACH ROW"
+	"  EXECUTE FUNCTION cache_generation_raise();"
+	"ALTER TABLE keys ADD COLUMN intent_owner " TEXT_C " NOT NULL DEFAULT ''"
+	"  CHECK (octet_length(intent_owner) <= 32);"
+	"ALTER TABLE key_versions ADD COLUMN intent_owner " TEXT_C " NOT NULL DEFAULT ''"
+	"  CHECK (octet_length(intent_owner) <= 32);"
+	"UPDATE schema_version SET version = 8;";
+
 static const struct {
 	int from, to;
 	const char *sql;
 } steps[] = {
 	{ 0, 7, schema_0_to_7 },
+	{ 7, 8, schema_7_to_8 },
 };
 #define STEPS_COUNT (sizeof steps / sizeof steps[0])
-_Static_assert(STORE_SCHEMA_VERSION == 7,
+_Static_assert(STORE_SCHEMA_VERSION == 8,
                "a new SQLite migration (store.c) needs its PostgreSQL step here");
 
 const char *store_pg_migration_sql(int from)

@@ -18,8 +18,8 @@
 
 /* The SQL of the step that takes a PostgreSQL database from schema version
  * `from` (0: an empty database) to the next version there is a step to,
- * or NULL when there is none from `from`. There is one step today, 0 -> 7:
- * no PostgreSQL database was made at an earlier version. */
+ * or NULL when there is none from `from`. The steps: 0 -> 7 (no PostgreSQL
+ * database was made at an earlier version), then 7 -> 8. */
 const char *store_pg_migration_sql(int from);
 
 #endif

@@ -57,9 +57,9 @@ static const char *const stmt_names[S_COUNT] = {
 	NAME(S_DP_KEYS_DESTROY_FOR_KEY), NAME(S_DP_KEYS_NOTICE_DUE), NAME(S_DP_KEYS_ERASURE_DUE),
 	NAME(S_DP_KEY_REWRAP), NAME(S_DP_KEYS_UNDER_KEK), NAME(S_DP_KEYS_UNDER_KEK_COUNT),
 	NAME(S_RETENTION_PUT), NAME(S_RETENTION_DELETE), NAME(S_RETENTION_APPLY),
-	NAME(S_RETENTION_GET),
+	NAME(S_RETENTION_GET), NAME(S_GENERATION_GET),
 };
-_Static_assert(S_RETENTION_GET + 1 == S_COUNT, "name every statement in stmt_names");
+_Static_assert(S_GENERATION_GET + 1 == S_COUNT, "name every statement in stmt_names");
 
 const char *store_ex_stmt_name(store_stmt_id id)
 {
@@ -265,7 +265,7 @@ static void exercise_keys(store *st)
 	k = scale_key(900001);
 	k.lifecycle = KEY_LIFECYCLE_CREATING;
 	assert_ok(store_key_insert(st, &k, ""));
-	assert_ok(store_key_delete(st, k.id));
+	assert_ok(store_key_delete(st, k.id, NULL));
 }
 
 static void exercise_versions(store *st)
@@ -283,10 +283,13 @@ static void exercise_versions(store *st)
 	assert_ok(store_versions_list(st, id, &list, &n));
 	free(list);
 	store_version_row rows[4];
-	assert_ok(store_versions_creating(st, 4, rows, &n));
+	assert_ok(store_versions_creating(st, INT64_MAX, 4, rows, &n));
 	assert_ok(store_versions_resident(st, id, 1, 4, rows, &n));
-	assert_ok(store_version_delete(st, id, 2));
+	assert_ok(store_version_delete(st, id, 2, NULL));
 	assert_ok(store_version_set_state(st, store_ex_id_of(6), 1, VERSION_STATE_DESTROYED));
+	uint64_t generation;
+	assert_ok(store_generation_get(st, &generation));
+	assert_true(generation > 0); /* the destruction just above raised it */
 }
 
 static void exercise_material(store *st)

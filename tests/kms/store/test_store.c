@@ -181,7 +181,7 @@ static void test_invariants(void **state)
 	size_t n;
 	assert_ok(store_tag_count(st, k3.id, &n));
 	assert_int_equal(n, 1);
-	assert_ok(store_key_delete(st, k3.id));
+	assert_ok(store_key_delete(st, k3.id, NULL));
 	assert_status(store_alias_get(st, "alias/x", &a), KMS_NOT_FOUND);
 	assert_ok(store_tag_count(st, k3.id, &n));
 	assert_int_equal(n, 0);

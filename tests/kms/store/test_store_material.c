@@ -252,7 +252,7 @@ static void test_material(void **state)
 	/* A creating row may be written bare, but not made active so. */
 	assert_ok(store_version_insert(st, key, &v2));
 	assert_status(store_version_set_state(st, key, 2, VERSION_STATE_ACTIVE), KMS_INTERNAL);
-	assert_ok(store_version_delete(st, key, 2));
+	assert_ok(store_version_delete(st, key, 2, NULL));
 	assert_ok(store_version_insert_wrapped(st, key, &v2, 1, blob(2), 40));
 
 	/* An hsm-resident key's versions keep no material. */
@@ -446,7 +446,7 @@ static void test_reconcile_queries(void **state)
 
 	store_version_row rows[8];
 	size_t n;
-	assert_ok(store_versions_creating(st, 8, rows, &n));
+	assert_ok(store_versions_creating(st, INT64_MAX, 8, rows, &n));
 	assert_int_equal(n, 2);
 	assert_string_equal(rows[0].key_id, a.id);
 	assert_int_equal(rows[0].v.version, 2);

@@ -15,9 +15,11 @@
  *     disabled and deleted, an access key revoked, a key and its policy.
  * (4) four stores opening at once on an empty database: every one opens,
  *     and exactly one made the schema.
- * (5) one kmsd a database: a second exclusive open is refused while the
- *     first stays open (after 10 s of asking), and opens once the first
- *     closes while it asks (a kmsd killed a moment ago).
+ * (5) the start-up lock: a second exclusive open is refused while the
+ *     first holds it (after 10 s of asking), opens at once after the
+ *     first lets go (store_exclusive_release, as a started replica does)
+ *     and opens once the first closes while it asks (a kmsd killed a
+ *     moment ago).
  * (6) a wrong password: KMS_UNAVAILABLE, and the message holds no password.
  */
 #include <setjmp.h>
@@ -258,10 +260,11 @@ static void replicas_start_at_once(void **state)
 	store_close(st);
 }
 
-/* One kmsd a database (store_options.pg_exclusive): a second exclusive
- * open waits for the first to close (a kmsd killed a moment ago), and is
- * refused when the first stays (10 s). A store in another schema of the
- * same database is another store. */
+/* The start-up lock (store_options.pg_exclusive): a second exclusive
+ * open waits for the first to close or let go (a kmsd killed a moment
+ * ago, or one still starting), and is refused when the first holds on
+ * (10 s). A store in another schema of the same database is another
+ * store. */
 typedef struct exclusive_open {
 	int replica;
 	kms_status status;
@@ -278,7 +281,7 @@ static void *exclusive_main(void *arg)
 	return NULL;
 }
 
-static void one_kmsd_a_database(void **state)
+static void startup_lock(void **state)
 {
 	(void)state;
 	exclusive_open first = { .replica = 0 }, second = { .replica = 1 };
@@ -287,7 +290,17 @@ static void one_kmsd_a_database(void **state)
 	/* Held for good: refused, saying so. */
 	exclusive_main(&second);
 	assert_status(second.status, KMS_FAILED_PRECONDITION);
-	assert_message_has("another kmsd is running");
+	assert_message_has("start-up lock");
+	/* Let go while the store stays open (a replica that has started):
+	 * the next opens at once. */
+	store_exclusive_release(first.st);
+	store_exclusive_release(first.st); /* twice: nothing */
+	exclusive_main(&second);
+	assert_ok(second.status);
+	store_close(second.st);
+	store_close(first.st);
+	exclusive_main(&first);
+	assert_ok(first.status);
 	/* Released while the second waits: it opens. */
 	pthread_t t;
 	assert_int_equal(pthread_create(&t, NULL, exclusive_main, &second), 0);
@@ -320,7 +333,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(every_statement_runs, setup, teardown),
 		cmocka_unit_test_setup_teardown(replicas_see_each_others_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(replicas_start_at_once, setup, teardown),
-		cmocka_unit_test_setup_teardown(one_kmsd_a_database, setup, teardown),
+		cmocka_unit_test_setup_teardown(startup_lock, setup, teardown),
 		cmocka_unit_test_setup_teardown(wrong_password_is_unavailable, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
