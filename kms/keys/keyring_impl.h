@@ -120,9 +120,11 @@ struct keyring {
  * taken to be a dead replica's when replicas share the store. */
 #define KR_INTENT_STALE_S 60
 
-/* Rolls back every intent made at or before `before` (keyring_reconcile.c):
- * at start-up, and on each tick when replicas share the store. */
-kms_status kr_reconcile_intents(keyring *kr, int64_t before) KMS_MUST_USE;
+/* Rolls back every intent made at or before `before` and, when own, every
+ * one this replica wrote (keyring_reconcile.c): at start-up (own: they are
+ * a dead process's), and on each tick when replicas share the store (not
+ * own: this process is completing them). */
+kms_status kr_reconcile_intents(keyring *kr, int64_t before, bool own) KMS_MUST_USE;
 
 /* _exit(KEYRING_CRASH_EXIT_CODE) if the test hook names this point. */
 void kr_crash_point_reached(const keyring *kr, kr_crash_point point);

@@ -88,13 +88,13 @@ static int row_cmp(const void *a, const void *b)
 
 /* 1. Keys that never got past their intent (made at or before `before`):
  * never acknowledged, so they go, row first (kr_key_rollback). */
-static kms_status roll_back_created_keys(keyring *kr, int64_t before)
+static kms_status roll_back_created_keys(keyring *kr, int64_t before, bool own)
 {
 	char ids[RECONCILE_BATCH][KMS_KEYID_TEXT_SIZE];
 	size_t n;
 	do {
-		KMS_GUARD(store_key_ids(kr->store, STORE_KEYS_CREATING, before, RECONCILE_BATCH, ids,
-		                        &n));
+		KMS_GUARD(store_key_ids(kr->store, own ? STORE_KEYS_CREATING : STORE_KEYS_CREATING_STALE,
+		                        before, RECONCILE_BATCH, ids, &n));
 		for (size_t i = 0; i < n; i++) {
 			uint8_t id[KMS_KEYID_BYTES];
 			uint32_t max_version = 0;
@@ -119,12 +119,12 @@ static kms_status roll_back_created_keys(keyring *kr, int64_t before)
 
 /* 2. Versions that never got past their intent (a rotation). Rolled-back
  * rows leave the index the query reads, so each batch starts afresh. */
-static kms_status roll_back_created_versions(keyring *kr, int64_t before)
+static kms_status roll_back_created_versions(keyring *kr, int64_t before, bool own)
 {
 	store_version_row rows[RECONCILE_BATCH];
 	size_t n;
 	do {
-		KMS_GUARD(store_versions_creating(kr->store, before, RECONCILE_BATCH, rows, &n));
+		KMS_GUARD(store_versions_creating(kr->store, before, own, RECONCILE_BATCH, rows, &n));
 		for (size_t i = 0; i < n; i++) {
 			uint8_t id[KMS_KEYID_BYTES];
 			KMS_GUARD(keyid_parse(rows[i].key_id, KMS_KEYID_TEXT_LEN, id));
@@ -288,13 +288,13 @@ kms_status kr_reconcile(keyring *kr, bool store_created)
 	 * replicas, only stale ones are: a live replica completes its own in
 	 * milliseconds. */
 	int64_t before = kr->shared ? kms_now() - KR_INTENT_STALE_S : INT64_MAX;
-	KMS_GUARD(kr_reconcile_intents(kr, before));
+	KMS_GUARD(kr_reconcile_intents(kr, before, true));
 	KMS_GUARD(finish_destructions(kr));
 	return match_token(kr, store_created);
 }
 
-kms_status kr_reconcile_intents(keyring *kr, int64_t before)
+kms_status kr_reconcile_intents(keyring *kr, int64_t before, bool own)
 {
-	KMS_GUARD(roll_back_created_keys(kr, before));
-	return roll_back_created_versions(kr, before);
+	KMS_GUARD(roll_back_created_keys(kr, before, own));
+	return roll_back_created_versions(kr, before, own);
 }

@@ -77,11 +77,21 @@ kms_status kr_key_rollback(keyring *kr, const uint8_t id[KMS_KEYID_BYTES])
 
 	keyid_format(id, id_text);
 	kms_error_save(&saved);
-	KMS_GUARD_OUT(status, store_key_get(kr->store, id_text, &key));
-	/* Never a key callers have seen: only intents are rolled back. */
+	status = store_key_get(kr->store, id_text, &key);
+	if (status == KMS_NOT_FOUND) {
+		/* Another replica rolled it back first. */
+		kms_error_clear();
+		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "keyring: key %s was rolled back "
+		                  "meanwhile", id_text);
+		goto out;
+	}
+	if (status != KMS_OK)
+		goto out;
+	/* Never a key callers have seen: only intents are rolled back. (Its
+	 * creator, another replica, may have completed it meanwhile.) */
 	if (key.lifecycle != KEY_LIFECYCLE_CREATING) {
-		status = KMS_FAIL(KMS_INTERNAL, "keyring: refusing to roll back %s: it is %s", id_text,
-		                  key_lifecycle_name(key.lifecycle));
+		status = KMS_FAIL(KMS_FAILED_PRECONDITION, "keyring: refusing to roll back %s: it is %s",
+		                  id_text, key_lifecycle_name(key.lifecycle));
 		goto out;
 	}
 	KMS_GUARD_OUT(status, store_versions_list(kr->store, id_text, &versions, &n_versions));
@@ -99,7 +109,9 @@ kms_status kr_key_rollback(keyring *kr, const uint8_t id[KMS_KEYID_BYTES])
 	for (size_t i = 0; i < n_versions; i++)
 		KMS_GUARD_OUT(status, kr_object_destroy(kr, id, versions[i].version));
 out:
-	if (status != KMS_OK)
+	/* FAILED_PRECONDITION: not ours to roll back any more (the caller
+	 * decides whether that is news). */
+	if (status != KMS_OK && status != KMS_FAILED_PRECONDITION)
 		kr_log("error", "rolling back key %s failed, start-up reconciliation will retry: %s (%s)",
 		       id_text, kms_error_message(), kms_error_where());
 	free(versions);
@@ -416,7 +428,7 @@ kms_status keyring_tick(keyring *kr, int64_t now, keyring_tick_report *report)
 	/* Replicas: a dead one's intents, once stale, are rolled back by
 	 * whichever replica ticks first (kr_reconcile_intents). */
 	if (kr->shared) {
-		kms_status status = kr_reconcile_intents(kr, now - KR_INTENT_STALE_S);
+		kms_status status = kr_reconcile_intents(kr, now - KR_INTENT_STALE_S, false);
 		if (status != KMS_OK)
 			tick_failed(&t, status, "rolling back stale intents", "");
 	}

@@ -268,7 +268,8 @@ kms_status store_key_list(store *st, const char *after_id, size_t cap,
                           store_key *out, size_t *n) KMS_MUST_USE;
 
 typedef enum store_key_query {
-	STORE_KEYS_CREATING,      /* lifecycle creating, created_at <= now */
+	STORE_KEYS_CREATING,      /* lifecycle creating: created_at <= now, or this replica's */
+	STORE_KEYS_CREATING_STALE, /* lifecycle creating, created_at <= now */
 	STORE_KEYS_DESTROYING,    /* lifecycle destroying */
 	STORE_KEYS_DELETION_DUE,  /* ready, pending deletion, deletion_date <= now */
 	STORE_KEYS_ROTATION_DUE,  /* ready, enabled, period set, next_rotation_at <= now */
@@ -332,10 +333,11 @@ kms_status store_versions_list(store *st, const char *key_id, store_version **ou
 
 
 /* Up to cap versions in state CREATING (intents to roll back) made at or
- * before `before` (INT64_MAX: all) or by this replica (store_replica_id),
+ * before `before` (INT64_MAX: all) or, when own, by this replica
+ * (store_replica_id: at start-up, its intents are a dead process's),
  * ascending by (key_id, version), into out[0..*n). An index holds only
  * those rows. */
-kms_status store_versions_creating(store *st, int64_t before, size_t cap,
+kms_status store_versions_creating(store *st, int64_t before, bool own, size_t cap,
                                    store_version_row *out, size_t *n) KMS_MUST_USE;
 
 /* Up to cap versions of hsm-resident keys that are not destroyed, with

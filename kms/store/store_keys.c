@@ -222,9 +222,11 @@ kms_status store_key_ids(store *st, store_key_query q, int64_t now, size_t cap,
 	KMS_ENSURE(cap <= INT64_MAX, KMS_INVALID_ARGUMENT, "store: id list limit out of range");
 	switch (q) {
 	case STORE_KEYS_CREATING:
+	case STORE_KEYS_CREATING_STALE:
 		KMS_GUARD(store_stmt(st, S_KEY_IDS_CREATING,
 		                     "SELECT id FROM keys WHERE lifecycle = 'creating' "
-		                     "AND (created_at <= ?1 OR intent_owner = ?3) ORDER BY id LIMIT ?2",
+		                     "AND (created_at <= ?1 OR (?3 <> '' AND intent_owner = ?3)) "
+		                     "ORDER BY id LIMIT ?2",
 		                     &s));
 		break;
 	case STORE_KEYS_DESTROYING:
@@ -254,9 +256,11 @@ kms_status store_key_ids(store *st, store_key_query q, int64_t now, size_t cap,
 		return KMS_FAIL(KMS_INTERNAL, "store: unknown key query %d", (int)q);
 	}
 	/* ?1 (now) is unused by destroying; binding it anyway is allowed.
-	 * Creating has ?3, this replica's own intents, whatever their age. */
-	db_rc rc0 = q == STORE_KEYS_CREATING
-	                    ? store_bind(s, "iit", now, (int64_t)cap, store_replica_id(st))
+	 * Creating has ?3, this replica's own intents, whatever their age
+	 * ('': none). */
+	db_rc rc0 = q == STORE_KEYS_CREATING || q == STORE_KEYS_CREATING_STALE
+	                    ? store_bind(s, "iit", now, (int64_t)cap,
+	                                 q == STORE_KEYS_CREATING ? store_replica_id(st) : "")
 	                    : store_bind(s, "ii", now, (int64_t)cap);
 	KMS_GUARD(store_bind_check(s, rc0, "key ids", NULL));
 	kms_status status = KMS_OK;
@@ -540,7 +544,7 @@ out:
 	return status;
 }
 
-kms_status store_versions_creating(store *st, int64_t before, size_t cap,
+kms_status store_versions_creating(store *st, int64_t before, bool own, size_t cap,
                                    store_version_row *out, size_t *n)
 {
 	db_stmt *s;
@@ -552,10 +556,11 @@ kms_status store_versions_creating(store *st, int64_t before, size_t cap,
 	KMS_GUARD(store_stmt(st, S_VERSIONS_CREATING,
 	                     "SELECT key_id, version, created_at, state, encryptions_reserved, kek_id "
 	                     "FROM key_versions WHERE state = 'creating' "
-	                     "AND (created_at <= ?2 OR intent_owner = ?3) "
+	                     "AND (created_at <= ?2 OR (?3 <> '' AND intent_owner = ?3)) "
 	                     "ORDER BY key_id, version LIMIT ?1",
 	                     &s));
-	KMS_GUARD(store_bind_check(s, store_bind(s, "iit", (int64_t)cap, before, store_replica_id(st)),
+	KMS_GUARD(store_bind_check(s, store_bind(s, "iit", (int64_t)cap, before,
+	                                         own ? store_replica_id(st) : ""),
 	                           "versions creating", NULL));
 	return version_rows_page(s, "versions creating", cap, out, n);
 }

@@ -125,6 +125,15 @@ static bool read_pg_password(char *out, size_t cap)
 	return true;
 }
 
+/* The data dir whose store the kmsd of o uses: its own, or store_of's. */
+static void store_dir_of(const harness *h, const harness_options *o, char *out, size_t cap)
+{
+	if (o && o->store_of)
+		snprintf(out, cap, "%s", o->store_of);
+	else
+		data_dir_of(h, o, out, cap);
+}
+
 /* Under with-postgres every data dir has a store of its own, as with
  * SQLite: a schema named after the data dir's path (kmsd's connections use
  * it through the URL's search_path), emptied while the data dir does not
@@ -168,9 +177,56 @@ bool harness_store_url(const harness *h, const harness_options *opts, char *out,
 	if (!getenv("KMS_TEST_PG_URL") || !h->dir[0])
 		return false;
 	char data[700];
-	data_dir_of(h, opts, data, sizeof data);
+	store_dir_of(h, opts, data, sizeof data);
 	struct stat sb;
 	return stat(data, &sb) == 0 && pg_store_url(data, out, cap); /* never empties it */
+}
+
+bool harness_replica_init(harness *h, const char *name)
+{
+	const char *dir = getenv("KMS_TEST_TOKEN_DIR");
+	if (!dir || h->dir[0])
+		return false;
+	int n = snprintf(h->dir, sizeof h->dir, "%s/%s", dir, name);
+	if (n < 0 || (size_t)n >= sizeof h->dir || (mkdir(h->dir, 0700) != 0 && errno != EEXIST))
+		return false;
+	snprintf(h->config, sizeof h->config, "%s/kmsd.ini", h->dir);
+	snprintf(h->log, sizeof h->log, "%s/kmsd.log", h->dir);
+	snprintf(h->ipc_url, sizeof h->ipc_url, "ipc://%s/kms.sock", h->dir);
+	h->tls_port = harness_free_port();
+	snprintf(h->tls_url, sizeof h->tls_url, "tls+tcp://127.0.0.1:%d", h->tls_port);
+	return true;
+}
+
+bool harness_store_query(const harness *h, const harness_options *opts, const char *sql,
+                         char *out, size_t cap)
+{
+	char url[1024], password[256];
+	if (out && cap)
+		out[0] = '\0';
+	if (!harness_store_url(h, opts, url, sizeof url) ||
+	    !read_pg_password(password, sizeof password))
+		return false;
+	db_pg_config cfg = { .url = url, .password = password };
+	db_conn *c = NULL;
+	if (db_pg_open(&cfg, &c) != KMS_OK) {
+		fprintf(stderr, "harness: %s\n", kms_error_message());
+		return false;
+	}
+	db_stmt *s = NULL;
+	db_rc rc = db_prepare(c, sql, &s);
+	if (rc == DB_OK)
+		rc = db_step(s);
+	bool ok = rc == DB_ROW || rc == DB_DONE;
+	if (rc == DB_ROW && out && cap) {
+		const char *v = db_column_text(s, 0);
+		snprintf(out, cap, "%s", v ? v : "");
+	}
+	if (!ok)
+		fprintf(stderr, "harness: %s: %s\n", sql, db_conn_errmsg(c));
+	db_finalize(s);
+	db_close(c);
+	return ok;
 }
 
 static bool write_config(harness *h, const harness_options *o)
@@ -206,7 +262,7 @@ static bool write_config(harness *h, const harness_options *o)
 	bool ok = true;
 	if (getenv("KMS_TEST_PG_URL")) {
 		char data[700], url[1024];
-		data_dir_of(h, o, data, sizeof data);
+		store_dir_of(h, o, data, sizeof data);
 		ok = pg_store_url(data, url, sizeof url);
 		fprintf(f, "[store]\nurl = %s\npassword_file = %s\n\n", url,
 		        getenv("KMS_TEST_PG_PASSWORD_FILE"));
@@ -315,10 +371,14 @@ bool harness_add_principal(harness *h, const harness_options *opts, const char *
 		         opts && opts->data_subdir ? opts->data_subdir : "data");
 	else
 		data_dir_of(h, opts, data, sizeof data);
-	char pg_password[256] = "", pg_url[1024];
+	char pg_password[256] = "", pg_url[1024], store_dir[700];
 	store_options so = { .data_dir = data, .pg_password = pg_password, .pg_exclusive = true };
+	if (opts && opts->store_of)
+		snprintf(store_dir, sizeof store_dir, "%s", opts->store_of);
+	else
+		snprintf(store_dir, sizeof store_dir, "%s", data);
 	if (getenv("KMS_TEST_PG_URL")) {
-		if (!pg_store_url(data, pg_url, sizeof pg_url) ||
+		if (!pg_store_url(store_dir, pg_url, sizeof pg_url) ||
 		    !read_pg_password(pg_password, sizeof pg_password))
 			return false;
 		so.pg_url = pg_url;

@@ -77,6 +77,10 @@ typedef struct harness_options {
 	/* More environment for kmsd: "NAME=VALUE" strings, NULL-terminated
 	 * (LD_PRELOAD of a fault library, its control file). */
 	const char *const *env;
+	/* Under with-postgres: the store of the kmsd whose data dir this is
+	 * (a path), shared as replicas share one (docs/scale-out.md); NULL:
+	 * this data dir's own. */
+	const char *store_of;
 } harness_options;
 
 /* The principal bootstrap creates. */
@@ -85,6 +89,11 @@ typedef struct harness_options {
 /* How many times longer the harness waits on kmsd: KMS_TEST_TIME_SCALE
  * (1..100), or 10 when KMS_TEST_KMSD_WRAPPER is set, else 1. */
 int harness_time_scale(void);
+
+/* Makes h a harness of its own folder, $KMS_TEST_TOKEN_DIR/name (config,
+ * log, ipc socket, TLS port, data dir), on the same token: a second or
+ * third kmsd beside the first, as replicas are. Before the first start. */
+bool harness_replica_init(harness *h, const char *name);
 
 /* Writes the config and starts kmsd; returns once Health answers over ipc
  * (at most 15 s) or false with a reason on stderr. */
@@ -111,6 +120,13 @@ bool harness_add_principal(harness *h, const harness_options *opts, const char *
  * cluster's URL with a search_path of that data dir's own schema. False
  * when not under with-postgres or h has not been started. */
 bool harness_store_url(const harness *h, const harness_options *opts, char *out, size_t cap);
+
+/* Under with-postgres: runs one SQL statement on the store of h's kmsd
+ * (harness_store_url's) and, when it returns a row and out is not NULL,
+ * puts its first column's text in out ("" for none). False, with the
+ * reason on stderr, when it fails. */
+bool harness_store_query(const harness *h, const harness_options *opts, const char *sql,
+                         char *out, size_t cap);
 
 /* SIGTERM, then waits (at most 15 s); returns kmsd's exit status or -1. */
 int harness_stop(harness *h);

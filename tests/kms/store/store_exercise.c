@@ -283,7 +283,7 @@ static void exercise_versions(store *st)
 	assert_ok(store_versions_list(st, id, &list, &n));
 	free(list);
 	store_version_row rows[4];
-	assert_ok(store_versions_creating(st, INT64_MAX, 4, rows, &n));
+	assert_ok(store_versions_creating(st, INT64_MAX, true, 4, rows, &n));
 	assert_ok(store_versions_resident(st, id, 1, 4, rows, &n));
 	assert_ok(store_version_delete(st, id, 2, NULL));
 	assert_ok(store_version_set_state(st, store_ex_id_of(6), 1, VERSION_STATE_DESTROYED));

@@ -446,7 +446,7 @@ static void test_reconcile_queries(void **state)
 
 	store_version_row rows[8];
 	size_t n;
-	assert_ok(store_versions_creating(st, INT64_MAX, 8, rows, &n));
+	assert_ok(store_versions_creating(st, INT64_MAX, true, 8, rows, &n));
 	assert_int_equal(n, 2);
 	assert_string_equal(rows[0].key_id, a.id);
 	assert_int_equal(rows[0].v.version, 2);
