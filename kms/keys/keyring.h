@@ -163,6 +163,11 @@ typedef struct keyring_create_args {
 	const char *alias;             /* NULL: none */
 	key_protection protection;     /* 0: the spec's default (keyring_spec_check) */
 	bool per_data_principal;       /* a sub-key per data principal (docs/data-principals.md) */
+	/* The request making it (docs/scale-out.md, "A retried CreateKey"):
+	 * NULL, or 64 lowercase hex digits naming it. If a key was already
+	 * made under the same reference, it is described instead and nothing
+	 * is made (KMS_UNAVAILABLE while it is still being made). */
+	const char *request_ref;
 } keyring_create_args;
 
 /*

@@ -337,8 +337,35 @@ out:
 	return status;
 }
 
-kms_status keyring_create_key(keyring *kr, const keyring_create_args *args, int64_t now,
-                              key_metadata *out)
+/* A CreateKey sent again (its first answer lost with a replica): the key
+ * its first run made, if any. A unique index on the reference makes two
+ * runs of one request that meet in the database commit one key; the other
+ * fails there. */
+static kms_status made_by_request(keyring *kr, const char *ref, key_metadata *out, bool *made)
+{
+	*made = false;
+	size_t len = strnlen(ref, STORE_REQUEST_REF_SIZE);
+	KMS_ENSURE(len == STORE_REQUEST_REF_SIZE - 1, KMS_INTERNAL,
+	           "create key: request reference of %zu characters", len);
+	char id[KMS_KEYID_TEXT_SIZE];
+	key_lifecycle lifecycle;
+	kms_status status = store_key_by_request(kr->store, ref, id, &lifecycle);
+	if (status == KMS_NOT_FOUND) {
+		kms_error_clear();
+		return KMS_OK;
+	}
+	KMS_GUARD(status);
+	KMS_ENSURE(lifecycle != KEY_LIFECYCLE_CREATING, KMS_UNAVAILABLE,
+	           "key %s is still being made by the first run of this request (or its "
+	           "replica died and it will be rolled back): retry", id);
+	*made = true;
+	kr_log("info", "create key: request sent again; answered with key %s, which its first "
+	       "run made", id);
+	return out ? describe_id(kr, id, out) : KMS_OK;
+}
+
+static kms_status create_key_once(keyring *kr, const keyring_create_args *args, int64_t now,
+                                  key_metadata *out)
 {
 	kms_status status;
 	uint8_t id[KMS_KEYID_BYTES];
@@ -360,9 +387,17 @@ kms_status keyring_create_key(keyring *kr, const keyring_create_args *args, int6
 		KMS_GUARD(keyring_policy_validate(policy));
 	if (args->alias)
 		KMS_GUARD(keyid_alias_validate(args->alias, strnlen(args->alias, KMS_ALIAS_TEXT_MAX + 1)));
+	if (args->request_ref) {
+		bool made = false;
+		KMS_GUARD(made_by_request(kr, args->request_ref, out, &made));
+		if (made)
+			return KMS_OK;
+	}
 
 	KMS_GUARD(hsm_random(kr->hsm, id, sizeof id));
 	memset(&key, 0, sizeof key);
+	if (args->request_ref)
+		memcpy(key.request_ref, args->request_ref, sizeof key.request_ref);
 	keyid_format(id, key.id);
 	snprintf(key.description, sizeof key.description, "%s",
 	         args->description ? args->description : "");
@@ -433,6 +468,25 @@ undo:
 out:
 	store_rollback(kr->store);
 	return status;
+}
+
+kms_status keyring_create_key(keyring *kr, const keyring_create_args *args, int64_t now,
+                              key_metadata *out)
+{
+	kms_status status = create_key_once(kr, args, now, out);
+	if (status != KMS_ALREADY_EXISTS || !args || !args->request_ref)
+		return status;
+	/* Two runs of one request met in the database (the unique request
+	 * reference): answer with the key the other committed. Anything else
+	 * already existing (an alias) keeps its own message. */
+	kms_error_saved saved;
+	kms_error_save(&saved);
+	bool made = false;
+	kms_status again = made_by_request(kr, args->request_ref, out, &made);
+	if (again == KMS_OK && made)
+		return KMS_OK;
+	kms_error_clear();
+	return kms_error_restore(status, &saved);
 }
 
 /* One key of a batch: its row and its wrapped version 1. */

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/sha.h>
+
 #include "common/error.h"
 #include "kms/authz/authz_enforce.h"
 #include "kms/authz/authz_policy.h"
@@ -130,6 +132,31 @@ kms_status op_create_key_kind(const Kms__CreateKeyRequest *r, key_spec *spec, ke
 	return keyring_per_data_principal_check(r->per_data_principal, *spec, *protection);
 }
 
+/* The request's reference (docs/scale-out.md, "A retried CreateKey"):
+ * SHA-256 over the caller's principal, the request id and the
+ * CreateKeyRequest as packed, NUL between, in lowercase hex. The same
+ * request sent again, to any replica, has the same one; another request
+ * (another id, or other fields) has another. */
+static kms_status request_ref(const op_ctx *ctx, const Kms__CreateKeyRequest *r,
+                              char out[STORE_REQUEST_REF_SIZE])
+{
+	const char *principal = ctx->caller ? ctx->caller->principal : "";
+	size_t np = strlen(principal), ni = strlen(ctx->request_id);
+	size_t nr = kms__create_key_request__get_packed_size(r);
+	size_t n = np + 1 + ni + 1 + nr;
+	uint8_t *buf = malloc(n);
+	KMS_ENSURE(buf, KMS_INTERNAL, "create key: out of memory");
+	memcpy(buf, principal, np + 1);
+	memcpy(buf + np + 1, ctx->request_id, ni + 1);
+	kms__create_key_request__pack(r, buf + np + 1 + ni + 1);
+	uint8_t digest[SHA256_DIGEST_LENGTH];
+	SHA256(buf, n, digest);
+	free(buf);
+	for (size_t i = 0; i < sizeof digest; i++)
+		snprintf(out + 2 * i, 3, "%02x", digest[i]);
+	return KMS_OK;
+}
+
 kms_status op_create_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
 {
 	const Kms__CreateKeyRequest *r = req->create_key;
@@ -152,6 +179,9 @@ kms_status op_create_key(op_ctx *ctx, const Kms__Request *req, Kms__Response *re
 		.protection = protection,
 		.per_data_principal = r->per_data_principal,
 	};
+	char ref[STORE_REQUEST_REF_SIZE];
+	KMS_GUARD(request_ref(ctx, r, ref));
+	args.request_ref = ref;
 	key_metadata m = { 0 };
 	Kms__CreateKeyResponse *c;
 	OP_ALLOC(ctx, c);

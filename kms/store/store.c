@@ -535,7 +535,16 @@ static const char *const migrations[] = {
 	"ALTER TABLE keys ADD COLUMN intent_owner TEXT NOT NULL DEFAULT ''"
 	"  CHECK (length(CAST(intent_owner AS BLOB)) <= 32);"
 	"ALTER TABLE key_versions ADD COLUMN intent_owner TEXT NOT NULL DEFAULT ''"
-	"  CHECK (length(CAST(intent_owner AS BLOB)) <= 32);",
+	"  CHECK (length(CAST(intent_owner AS BLOB)) <= 32);"
+	/* The CreateKey request that made the key (docs/scale-out.md, "A
+	 * retried CreateKey"): SHA-256, in hex, of its principal, request id
+	 * and bytes; '' for keys made otherwise. Unique, so that the same
+	 * request sent again (to another replica) finds its key instead of
+	 * making a second. */
+	"ALTER TABLE keys ADD COLUMN request_ref TEXT NOT NULL DEFAULT ''"
+	"  CHECK (request_ref = '' OR (length(request_ref) = 64"
+	"    AND request_ref NOT GLOB '*[^0-9a-f]*'));"
+	"CREATE UNIQUE INDEX keys_by_request ON keys(request_ref) WHERE request_ref <> '';",
 };
 #define MIGRATIONS_COUNT (sizeof migrations / sizeof migrations[0])
 _Static_assert(MIGRATIONS_COUNT == STORE_SCHEMA_VERSION,

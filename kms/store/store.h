@@ -53,6 +53,7 @@
 #define STORE_DB_FILE "kms.db"
 #define STORE_LOCK_FILE "kms.lock"
 #define STORE_SCHEMA_VERSION 8
+#define STORE_REQUEST_REF_SIZE 65 /* 64 hex digits of SHA-256 and a NUL */
 #define STORE_BUSY_TIMEOUT_MS 5000
 
 /* Descriptions, tags and policies are bounded by <kms/limits.h>. */
@@ -131,6 +132,9 @@ typedef struct store_key {
 	char region[KEY_REGION_MAX + 1];
 	key_protection protection;      /* set by store_key_insert only */
 	bool per_data_principal;        /* a sub-key per data principal; set by store_key_insert only */
+	/* The CreateKey request that made it (keyring_create_args.request_ref):
+	 * 64 lowercase hex digits or ""; set by store_key_insert only. */
+	char request_ref[STORE_REQUEST_REF_SIZE];
 } store_key;
 
 typedef struct store_version {
@@ -297,6 +301,12 @@ kms_status store_keys_resident_count(store *st, uint64_t *n) KMS_MUST_USE;
 kms_status store_keys_insert_batch(store *st, const store_key *keys, const char *const *policies,
                                    const store_version *v1, size_t n,
                                    size_t *failed) KMS_MUST_USE;
+
+/* The key made by the CreateKey request whose reference is ref (64 hex
+ * digits): its id and lifecycle; KMS_NOT_FOUND if none. A unique index
+ * holds the references. */
+kms_status store_key_by_request(store *st, const char *ref, char id[KMS_KEYID_TEXT_SIZE],
+                                key_lifecycle *lifecycle) KMS_MUST_USE;
 
 /* The key's policy text ("" = the default policy), malloc'ed; free() it. */
 kms_status store_policy_get(store *st, const char *key_id, char **out) KMS_MUST_USE;

@@ -119,6 +119,7 @@ typedef enum store_stmt_id {
 	S_RETENTION_APPLY,
 	S_RETENTION_GET,
 	S_GENERATION_GET,
+	S_KEY_BY_REQUEST,
 	S_COUNT
 } store_stmt_id;
 

@@ -106,18 +106,18 @@ kms_status store_key_insert(store *st, const store_key *key, const char *policy)
 	           KMS_INVALID_ARGUMENT, "store: key %s: protection %d is neither hsm-resident "
 	           "nor wrapped", key->id, (int)key->protection);
 	KMS_GUARD(store_stmt(st, S_KEY_INSERT,
-	                     "INSERT INTO keys (" KEY_COLUMNS ", policy, intent_owner) "
+	                     "INSERT INTO keys (" KEY_COLUMNS ", policy, intent_owner, request_ref) "
 	                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
-	                     "?16)",
+	                     "?16, ?17)",
 	                     &s));
-	db_rc rc = store_bind(s, "ttiiitiiiiittitt", key->id, key->description, (int64_t)key->spec,
+	db_rc rc = store_bind(s, "ttiiitiiiiittittt", key->id, key->description, (int64_t)key->spec,
 	                      (int64_t)key->usage, (int64_t)key->state,
 	                      lifecycle_text(key->lifecycle), (int64_t)key->primary_version,
 	                      (int64_t)key->rotation_period_days, key->created_at,
 	                      key->next_rotation_at, key->deletion_date, key->region,
 	                      key_protection_name(key->protection),
 	                      (int64_t)(key->per_data_principal ? 1 : 0), policy ? policy : "",
-	                      store_replica_id(st));
+	                      store_replica_id(st), key->request_ref);
 	KMS_GUARD(store_bind_check(s, rc, "insert key", key->id));
 	rc = db_step(s);
 	kms_status status = KMS_OK;
@@ -629,6 +629,35 @@ kms_status store_generation_get(store *st, uint64_t *out)
 		*out = (uint64_t)db_column_int64(s, 0);
 	else
 		status = store_fail(s, rc, "read the cache generation", NULL);
+	store_stmt_done(s);
+	return status;
+}
+
+kms_status store_key_by_request(store *st, const char *ref, char id[KMS_KEYID_TEXT_SIZE],
+                                key_lifecycle *lifecycle)
+{
+	db_stmt *s;
+	id[0] = '\0';
+	/* The WHERE implies keys_by_request's condition, so SQLite uses it. */
+	KMS_GUARD(store_stmt(st, S_KEY_BY_REQUEST,
+	                     "SELECT id, lifecycle FROM keys WHERE request_ref = ?1 "
+	                     "AND request_ref <> ''",
+	                     &s));
+	KMS_GUARD(store_bind_check(s, store_bind(s, "t", ref), "key by request", NULL));
+	db_rc rc = db_step(s);
+	kms_status status = KMS_OK;
+	if (rc == DB_ROW) {
+		char text[16];
+		if (!store_column_text(s, 0, id, KMS_KEYID_TEXT_SIZE) ||
+		    !store_column_text(s, 1, text, sizeof text) ||
+		    !lifecycle_parse(text, lifecycle))
+			status = KMS_FAIL(KMS_INTERNAL, "store: the key of a request reference is "
+			                  "malformed");
+	} else if (rc == DB_DONE) {
+		status = KMS_FAIL(KMS_NOT_FOUND, "no key was made by that request");
+	} else {
+		status = store_fail(s, rc, "key by request", NULL);
+	}
 	store_stmt_done(s);
 	return status;
 }

@@ -491,8 +491,8 @@ static const char schema_0_to_7[] =
 
 	"INSERT INTO schema_version (version) VALUES (7);";
 
-/* Step 7 -> 8: store.c's migration 7 -> 8, the cache generation and the
- * intents' owners. The
+/* Step 7 -> 8: store.c's migration 7 -> 8, the cache generation, the
+ * intents' owners and CreateKey's request reference. The
  * triggers are AFTER ... FOR EACH ROW, as SQLite's are; their function
  * raises the one row's value. */
 static const char schema_7_to_8[] =
@@ -521,6 +521,10 @@ static const char schema_7_to_8[] =
 	"  CHECK (octet_length(intent_owner) <= 32);"
 	"ALTER TABLE key_versions ADD COLUMN intent_owner " TEXT_C " NOT NULL DEFAULT ''"
 	"  CHECK (octet_length(intent_owner) <= 32);"
+	"ALTER TABLE keys ADD COLUMN request_ref " TEXT_C " NOT NULL DEFAULT ''"
+	"  CHECK (request_ref = '' OR (length(request_ref) = 64"
+	"    AND request_ref !~ '[^0-9a-f]'));"
+	"CREATE UNIQUE INDEX keys_by_request ON keys(request_ref) WHERE request_ref <> '';"
 	"UPDATE schema_version SET version = 8;";
 
 static const struct {

@@ -9,7 +9,9 @@
  *     request, though they had the key (or alias) cached: a disable, an
  *     enable, an alias made, moved and deleted, a deletion scheduled, and
  *     the key's destruction (docs/scale-out.md, "Cache coherence"). An
- *     hsm-resident key made on A is used on B and C (one token).
+ *     hsm-resident key made on A is used on B and C (one token). A
+ *     CreateKey sent again with its request id, to B, answers with the key
+ *     A made; the same id with other fields makes another key.
  * (2) Intents: A's ticks (A alone running) roll back a stale intent of
  *     another replica and leave A's own fresh one (A is completing it);
  *     a fresh intent of another replica (a made-up live owner) survives
@@ -186,6 +188,25 @@ static int key_state_on(harness *h, const char *key_id)
 	return state;
 }
 
+/* CreateKey with this request id and description on h: the key id
+ * (static). */
+static const char *create_with_id(harness *h, const char *request_id, const char *description)
+{
+	static char id[E2E_KEY_ID_SIZE];
+	Kms__CreateKeyRequest ck = KMS__CREATE_KEY_REQUEST__INIT;
+	Kms__Request req = KMS__REQUEST__INIT;
+	ck.description = (char *)(uintptr_t)description;
+	req.op_case = KMS__REQUEST__OP_CREATE_KEY;
+	req.create_key = &ck;
+	req.request_id = (char *)(uintptr_t)request_id;
+	Kms__Response *r = harness_call(h, &req);
+	assert_true(r && r->status == KMS__STATUS__OK &&
+	            r->result_case == KMS__RESPONSE__RESULT_CREATE_KEY);
+	snprintf(id, sizeof id, "%s", r->create_key->key_metadata->key_id);
+	kms__response__free_unpacked(r, NULL);
+	return id;
+}
+
 /* ---- (1) a change through A, enforced on B and C at once ---- */
 
 static void change_on_a_enforced_everywhere(void **state)
@@ -247,6 +268,16 @@ static void change_on_a_enforced_everywhere(void **state)
 	assert_true(e2e_roundtrip(&A, resident, why, sizeof why));
 	assert_true(e2e_roundtrip(&B, resident, why, sizeof why));
 	assert_true(e2e_roundtrip(&C, resident, why, sizeof why));
+
+	/* A CreateKey sent again (its answer lost, say) to another replica:
+	 * the key the first run made; the same id with other fields is another
+	 * request. */
+	char first[E2E_KEY_ID_SIZE];
+	snprintf(first, sizeof first, "%s", create_with_id(&A, "replicas-once", "once"));
+	assert_string_equal(create_with_id(&B, "replicas-once", "once"), first);
+	assert_string_equal(create_with_id(&C, "replicas-once", "once"), first);
+	assert_string_not_equal(create_with_id(&B, "replicas-once", "other"), first);
+	assert_true(harness_log_contains(&B, "request sent again; answered with key"));
 
 	/* Deletion scheduled on A: B refuses at once; destroyed (a "day" is a
 	 * second: 7 s, then a tick), every replica refuses. */

@@ -57,9 +57,9 @@ static const char *const stmt_names[S_COUNT] = {
 	NAME(S_DP_KEYS_DESTROY_FOR_KEY), NAME(S_DP_KEYS_NOTICE_DUE), NAME(S_DP_KEYS_ERASURE_DUE),
 	NAME(S_DP_KEY_REWRAP), NAME(S_DP_KEYS_UNDER_KEK), NAME(S_DP_KEYS_UNDER_KEK_COUNT),
 	NAME(S_RETENTION_PUT), NAME(S_RETENTION_DELETE), NAME(S_RETENTION_APPLY),
-	NAME(S_RETENTION_GET), NAME(S_GENERATION_GET),
+	NAME(S_RETENTION_GET), NAME(S_GENERATION_GET), NAME(S_KEY_BY_REQUEST),
 };
-_Static_assert(S_GENERATION_GET + 1 == S_COUNT, "name every statement in stmt_names");
+_Static_assert(S_KEY_BY_REQUEST + 1 == S_COUNT, "name every statement in stmt_names");
 
 const char *store_ex_stmt_name(store_stmt_id id)
 {
@@ -287,6 +287,12 @@ static void exercise_versions(store *st)
 	assert_ok(store_versions_resident(st, id, 1, 4, rows, &n));
 	assert_ok(store_version_delete(st, id, 2, NULL));
 	assert_ok(store_version_set_state(st, store_ex_id_of(6), 1, VERSION_STATE_DESTROYED));
+	char made[KMS_KEYID_TEXT_SIZE];
+	key_lifecycle lifecycle;
+	char ref[STORE_REQUEST_REF_SIZE];
+	memset(ref, 'a', STORE_REQUEST_REF_SIZE - 1);
+	ref[STORE_REQUEST_REF_SIZE - 1] = '\0';
+	assert_status(store_key_by_request(st, ref, made, &lifecycle), KMS_NOT_FOUND);
 	uint64_t generation;
 	assert_ok(store_generation_get(st, &generation));
 	assert_true(generation > 0); /* the destruction just above raised it */

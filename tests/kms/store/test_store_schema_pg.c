@@ -1113,6 +1113,31 @@ static void test_cache_generation(void **state)
 	generation_is("4");
 }
 
+/* CreateKey's request reference (7 -> 8): 64 lowercase hex digits or '',
+ * unique when set. */
+static void test_request_ref(void **state)
+{
+	(void)state;
+	static const rule_case cases[] = {
+		ALLOW(KEY(K1, "1", "creating", "wrapped", "0")),
+		ALLOW(KEY(K2, "1", "creating", "wrapped", "0")),
+		BY_CHECK("keys_request_ref_check",
+		         "UPDATE keys SET request_ref = 'abc' WHERE id = '" K1 "'"),
+		BY_CHECK("keys_request_ref_check",
+		         "UPDATE keys SET request_ref = repeat('A', 64) WHERE id = '" K1 "'"),
+		BY_CHECK("keys_request_ref_check",
+		         "UPDATE keys SET request_ref = repeat('g', 64) WHERE id = '" K1 "'"),
+		ALLOW("UPDATE keys SET request_ref = repeat('a', 64) WHERE id = '" K1 "'"),
+		BY_UNIQUE("keys_by_request",
+		          "UPDATE keys SET request_ref = repeat('a', 64) WHERE id = '" K2 "'"),
+		ALLOW("UPDATE keys SET request_ref = repeat('b', 64) WHERE id = '" K2 "'"),
+	};
+	RUN(cases);
+	const char *const k1[] = { K1 };
+	same_rows("SELECT id FROM keys WHERE request_ref = repeat('a', 64) AND request_ref <> ''",
+	          k1, 1);
+}
+
 /* ---- the version row; one migration, once ---- */
 
 static void test_version_once(void **state)
@@ -1451,6 +1476,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dp_keys, world_setup, world_teardown),
 		cmocka_unit_test_setup_teardown(test_aliases_and_order, world_setup, world_teardown),
 		cmocka_unit_test_setup_teardown(test_cache_generation, world_setup, world_teardown),
+		cmocka_unit_test_setup_teardown(test_request_ref, world_setup, world_teardown),
 		cmocka_unit_test_setup_teardown(test_version_once, world_setup, world_teardown),
 		cmocka_unit_test_setup_teardown(test_same_schema, world_setup, world_teardown),
 		/* Last: it reads what the tests above saw. */
