@@ -22,6 +22,12 @@
  * Each signed cell signs with an access key of its own, made before the
  * cell and revoked after it, so that no cell meets kmsd's per-access-key
  * replay share (262,144 remembered requests in 300 s).
+ *
+ * BENCH_REPLICAS=N (1..3, ipc only; under tests/support/with-postgres):
+ * N kmsd replicas on one PostgreSQL store and one token
+ * (docs/scale-out.md), every client socket dialled to all of them (NNG's
+ * REQ spreads the requests over its connections). scripts/bench-replicas
+ * runs 1, 2 and 3 in one go.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -70,6 +76,9 @@ typedef struct cell_result {
 } cell_result;
 
 static harness H;
+#define BENCH_REPLICAS_MAX 3
+static harness replicas[BENCH_REPLICAS_MAX]; /* [0] unused: H is the first */
+static int n_replicas = 1;
 static char key_id[35];
 static uint8_t *sample_blob;
 static size_t sample_blob_len;
@@ -284,7 +293,13 @@ static bool open_client(nng_socket *s, const char *to)
 	nng_socket_set_ms(*s, NNG_OPT_RECVTIMEO, 10000);
 	nng_socket_set_ms(*s, NNG_OPT_SENDTIMEO, 10000);
 	nng_socket_set_ms(*s, NNG_OPT_REQ_RESENDTIME, 0);
-	return nng_dial(*s, to, NULL, 0) == 0;
+	if (nng_dial(*s, to, NULL, 0) != 0)
+		return false;
+	/* kmsd's socket: to every replica (blocking: each is listening). */
+	for (int i = 1; i < n_replicas && strcmp(to, H.ipc_url) == 0; i++)
+		if (nng_dial(*s, replicas[i].ipc_url, NULL, 0) != 0)
+			return false;
+	return true;
 }
 
 /* A REP echo listener at url; for tls, with the harness's server certificate. */
@@ -381,6 +396,18 @@ static double cpu_s(pid_t pid)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* The CPU seconds of every kmsd replica together (H alone without
+ * BENCH_REPLICAS), or -1 when one cannot be read. */
+static double replicas_cpu_s(void)
+{
+	double total = cpu_s(H.pid);
+	for (int i = 1; i < n_replicas && total >= 0; i++) {
+		double one = cpu_s(replicas[i].pid);
+		total = one < 0 ? -1 : total + one;
+	}
+	return total;
+}
+
 static double per_op_us(double before, double after, size_t ops)
 {
 	return before < 0 || after < 0 || ops == 0 ? -1 : (after - before) * 1e6 / (double)ops;
@@ -408,7 +435,7 @@ static cell_result run_cell(bench_op op, unsigned conc, const char *to, const be
 	}
 	atomic_store(&ops_left, max_ops);
 	pid_t kmsd = op == OP_ECHO ? -1 : H.pid; /* the echo runs no kmsd code */
-	double k0 = kmsd > 0 ? cpu_s(kmsd) : -1, b0 = cpu_s(0);
+	double k0 = kmsd > 0 ? replicas_cpu_s() : -1, b0 = cpu_s(0);
 	double t0 = now_s();
 	deadline = t0 + max_seconds;
 	for (unsigned i = 0; i < conc; i++)
@@ -416,7 +443,7 @@ static cell_result run_cell(bench_op op, unsigned conc, const char *to, const be
 	for (unsigned i = 0; i < conc; i++)
 		pthread_join(ws[i].thread, NULL);
 	double elapsed = now_s() - t0;
-	double k1 = kmsd > 0 ? cpu_s(kmsd) : -1, b1 = cpu_s(0);
+	double k1 = kmsd > 0 ? replicas_cpu_s() : -1, b1 = cpu_s(0);
 	cell_result r = cell_close(ws, conc, elapsed, label);
 	r.kmsd_cpu_us = per_op_us(k0, k1, r.ops);
 	r.bench_cpu_us = per_op_us(b0, b1, r.ops);
@@ -733,8 +760,40 @@ static bool start_kmsd(void)
 	 * its own calls and may make the cells' keys. */
 	harness_options o = { .with_tls = use_tls, .workers = 16, .bootstrap = true,
 	                      .extra_config = config };
-	return harness_start(&H, &o) && harness_create_key(&H, NULL, key_id) &&
-	       make_sample_blob();
+	if (!harness_start(&H, &o))
+		return false;
+	/* More replicas on H's store: they share its principal and access key. */
+	static char store_of[700];
+	snprintf(store_of, sizeof store_of, "%s/data", H.dir);
+	for (int i = 1; i < n_replicas; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "replica-%d", i + 1);
+		harness *r = &replicas[i];
+		if (!harness_replica_init(r, name))
+			return false;
+		memcpy(r->access_key_id, H.access_key_id, sizeof r->access_key_id);
+		memcpy(r->secret, H.secret, sizeof r->secret);
+		harness_options ro = { .workers = 16, .extra_config = config, .store_of = store_of };
+		if (!harness_start(r, &ro))
+			return false;
+	}
+	return harness_create_key(&H, NULL, key_id) && make_sample_blob();
+}
+
+/* BENCH_REPLICAS: 1..3, ipc only. */
+static bool read_replicas(void)
+{
+	const char *v = getenv("BENCH_REPLICAS");
+	if (!v)
+		return true;
+	n_replicas = atoi(v);
+	if (n_replicas < 1 || n_replicas > BENCH_REPLICAS_MAX || (use_tls && n_replicas > 1) ||
+	    (n_replicas > 1 && !getenv("KMS_TEST_PG_URL"))) {
+		fprintf(stderr, "bench: BENCH_REPLICAS=%s: give 1..%d, over ipc, under "
+		        "tests/support/with-postgres\n", v, BENCH_REPLICAS_MAX);
+		return false;
+	}
+	return true;
 }
 
 int main(int argc, char **argv)
@@ -747,7 +806,7 @@ int main(int argc, char **argv)
 	use_tls = argc > 1 && !strcmp(argv[1], "tls");
 	unsigned concs[BENCH_MAX_LEVELS] = { 1, 16 };
 	int nconc = 2;
-	if (!read_bounds() || !read_levels(argc, argv, concs, &nconc))
+	if (!read_bounds() || !read_levels(argc, argv, concs, &nconc) || !read_replicas())
 		return 2;
 	if (!start_kmsd())
 		bench_fail();
@@ -781,7 +840,10 @@ int main(int argc, char **argv)
 	}
 	kms_wipe(echo_cred.secret, sizeof echo_cred.secret);
 	(void)kms_nng_close_bounded(rep, TEST_CLOSE_WAIT_MS);
-	int stopped = harness_stop(&H);
+	int stopped = 0;
+	for (int i = 1; i < n_replicas; i++)
+		stopped |= harness_stop(&replicas[i]);
+	stopped |= harness_stop(&H);
 	if (total_errors)
 		fprintf(stderr, "bench: %u requests failed (see above)\n", total_errors);
 	return stopped == 0 && total_errors == 0 ? 0 : 1;
