@@ -1,4 +1,5 @@
 #include "tests/support/harness.h"
+#include "tests/support/pg_test.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -109,22 +110,6 @@ static void data_dir_of(const harness *h, const harness_options *o, char *out, s
 	snprintf(out, cap, "%s/%s", h->dir, o && o->data_subdir ? o->data_subdir : "data");
 }
 
-/* Under with-postgres: the password of KMS_TEST_PG_PASSWORD_FILE. */
-static bool read_pg_password(char *out, size_t cap)
-{
-	const char *path = getenv("KMS_TEST_PG_PASSWORD_FILE");
-	FILE *f = path ? fopen(path, "r") : NULL;
-	if (!f) {
-		fprintf(stderr, "harness: cannot read KMS_TEST_PG_PASSWORD_FILE\n");
-		return false;
-	}
-	size_t n = fread(out, 1, cap - 1, f);
-	fclose(f);
-	out[n] = '\0';
-	out[strcspn(out, "\n")] = '\0';
-	return true;
-}
-
 /* The data dir whose store the kmsd of o uses: its own, or store_of's. */
 static void store_dir_of(const harness *h, const harness_options *o, char *out, size_t cap)
 {
@@ -154,7 +139,7 @@ static bool pg_store_url(const char *data, char *out, size_t cap)
 	if (stat(data, &sb) == 0)
 		return true;
 	char password[256];
-	if (!read_pg_password(password, sizeof password))
+	if (!pg_test_password(password, sizeof password))
 		return false;
 	db_pg_config cfg = { .url = base, .password = password };
 	db_conn *c = NULL;
@@ -198,21 +183,42 @@ bool harness_replica_init(harness *h, const char *name)
 	return true;
 }
 
-bool harness_store_query(const harness *h, const harness_options *opts, const char *sql,
-                         char *out, size_t cap)
+/* A connection to the store of h's kmsd, or NULL saying why. */
+static db_conn *store_connect(const harness *h, const harness_options *opts)
 {
 	char url[1024], password[256];
-	if (out && cap)
-		out[0] = '\0';
 	if (!harness_store_url(h, opts, url, sizeof url) ||
-	    !read_pg_password(password, sizeof password))
-		return false;
+	    !pg_test_password(password, sizeof password))
+		return NULL;
 	db_pg_config cfg = { .url = url, .password = password };
 	db_conn *c = NULL;
 	if (db_pg_open(&cfg, &c) != KMS_OK) {
 		fprintf(stderr, "harness: %s\n", kms_error_message());
-		return false;
+		return NULL;
 	}
+	return c;
+}
+
+bool harness_store_exec(const harness *h, const harness_options *opts, const char *sql)
+{
+	db_conn *c = store_connect(h, opts);
+	if (!c)
+		return false;
+	bool ok = db_exec(c, sql) == DB_OK;
+	if (!ok)
+		fprintf(stderr, "harness: %s: %s\n", sql, db_conn_errmsg(c));
+	db_close(c);
+	return ok;
+}
+
+bool harness_store_query(const harness *h, const harness_options *opts, const char *sql,
+                         char *out, size_t cap)
+{
+	if (out && cap)
+		out[0] = '\0';
+	db_conn *c = store_connect(h, opts);
+	if (!c)
+		return false;
 	db_stmt *s = NULL;
 	db_rc rc = db_prepare(c, sql, &s);
 	if (rc == DB_OK)
@@ -379,7 +385,7 @@ bool harness_add_principal(harness *h, const harness_options *opts, const char *
 		snprintf(store_dir, sizeof store_dir, "%s", data);
 	if (getenv("KMS_TEST_PG_URL")) {
 		if (!pg_store_url(store_dir, pg_url, sizeof pg_url) ||
-		    !read_pg_password(pg_password, sizeof pg_password))
+		    !pg_test_password(pg_password, sizeof pg_password))
 			return false;
 		so.pg_url = pg_url;
 	}

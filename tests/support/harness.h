@@ -128,6 +128,9 @@ bool harness_store_url(const harness *h, const harness_options *opts, char *out,
 bool harness_store_query(const harness *h, const harness_options *opts, const char *sql,
                          char *out, size_t cap);
 
+/* The same for SQL of one or more statements that return no rows. */
+bool harness_store_exec(const harness *h, const harness_options *opts, const char *sql);
+
 /* SIGTERM, then waits (at most 15 s); returns kmsd's exit status or -1. */
 int harness_stop(harness *h);
 

@@ -67,21 +67,8 @@ static int teardown(void **state)
 /* Runs sql on kmsd's own schema, as the database's owner. */
 static void pg_exec(const char *sql)
 {
-	char url[1024], password[256];
-	assert_true(harness_store_url(&H, NULL, url, sizeof url));
-	FILE *f = fopen(getenv("KMS_TEST_PG_PASSWORD_FILE"), "r");
-	assert_non_null(f);
-	size_t n = fread(password, 1, sizeof password - 1, f);
-	fclose(f);
-	password[n] = '\0';
-	password[strcspn(password, "\n")] = '\0';
-	db_pg_config cfg = { .url = url, .password = password };
-	db_conn *c = NULL;
-	if (db_pg_open(&cfg, &c) != KMS_OK)
-		fail_msg("db_pg_open: %s", kms_error_message());
-	if (db_exec(c, sql) != DB_OK)
-		fail_msg("%s: %s", sql, db_conn_errmsg(c));
-	db_close(c);
+	if (!harness_store_exec(&H, NULL, sql))
+		fail_msg("%s failed (the line above says why)", sql);
 }
 
 /* The next `failures` inserts into keys fail with SQLSTATE 40001. */

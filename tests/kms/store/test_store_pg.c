@@ -37,6 +37,7 @@
 #include <time.h>
 
 #include "common/error.h"
+#include "tests/support/pg_test.h"
 #include "kms/store/db.h"
 #include "kms/store/db_pg.h"
 #include "kms/store/store.h"
@@ -51,14 +52,7 @@ static char dirs[REPLICAS][STORE_TEST_DIR_SIZE];
 
 static void read_password(void)
 {
-	const char *path = getenv("KMS_TEST_PG_PASSWORD_FILE");
-	assert_non_null(path);
-	FILE *f = fopen(path, "r");
-	assert_non_null(f);
-	size_t n = fread(password, 1, sizeof password - 1, f);
-	fclose(f);
-	password[n] = '\0';
-	password[strcspn(password, "\n")] = '\0';
+	assert_true(pg_test_password(password, sizeof password));
 }
 
 static db_conn *connect_db(void)
