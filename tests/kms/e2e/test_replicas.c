@@ -12,6 +12,11 @@
  *     hsm-resident key made on A is used on B and C (one token). A
  *     CreateKey sent again with its request id, to B, answers with the key
  *     A made; the same id with other fields makes another key.
+ * (1b) Authorization changed through A is enforced by B on the signer's
+ *     next request: a grant created, revoked and created again, the
+ *     grantee disabled and enabled, its access key revoked (B signed as
+ *     the grantee each time, so whatever B keeps of the principal, its
+ *     access key, the key's policy and grants was used just before).
  * (2) Intents: A's ticks (A alone running) roll back a stale intent of
  *     another replica and leave A's own fresh one (A is completing it);
  *     a fresh intent of another replica (a made-up live owner) survives
@@ -293,6 +298,121 @@ static void change_on_a_enforced_everywhere(void **state)
 	free(blob);
 }
 
+/* ---- (1b) authorization changed through A, enforced on B ---- */
+
+static Kms__Response *admin_call(harness *h, Kms__Request *req)
+{
+	Kms__Response *r = harness_call(h, req);
+	assert_non_null(r);
+	return r;
+}
+
+/* Encrypt under key on h, signed as access key id/secret. */
+static Kms__Status encrypt_signed(harness *h, const char *id, const uint8_t secret[32],
+                                  const char *key)
+{
+	char saved_id[sizeof h->access_key_id];
+	uint8_t saved_secret[32];
+	memcpy(saved_id, h->access_key_id, sizeof saved_id);
+	memcpy(saved_secret, h->secret, sizeof saved_secret);
+	snprintf(h->access_key_id, sizeof h->access_key_id, "%s", id);
+	memcpy(h->secret, secret, 32);
+	Kms__Response *r = e2e_encrypt(h, key, (const uint8_t *)"card", 4);
+	memcpy(h->access_key_id, saved_id, sizeof saved_id);
+	memcpy(h->secret, saved_secret, sizeof saved_secret);
+	return status_of(r, NULL, 0);
+}
+
+static void principal_op(Kms__Request__OpCase op, const char *name)
+{
+	Kms__EnablePrincipalRequest en = KMS__ENABLE_PRINCIPAL_REQUEST__INIT;
+	Kms__DisablePrincipalRequest dis = KMS__DISABLE_PRINCIPAL_REQUEST__INIT;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.op_case = op;
+	en.name = dis.name = (char *)(uintptr_t)name;
+	if (op == KMS__REQUEST__OP_ENABLE_PRINCIPAL)
+		req.enable_principal = &en;
+	else
+		req.disable_principal = &dis;
+	expect(admin_call(&A, &req), KMS__STATUS__OK, "principal change on A");
+}
+
+static void grant_encrypt(const char *key, const char *grantee, char out[32])
+{
+	char *ops[] = { "encrypt" };
+	Kms__CreateGrantRequest g = KMS__CREATE_GRANT_REQUEST__INIT;
+	g.key_id = (char *)(uintptr_t)key;
+	g.grantee = (char *)(uintptr_t)grantee;
+	g.operations = ops;
+	g.n_operations = 1;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_CREATE_GRANT;
+	req.create_grant = &g;
+	Kms__Response *r = admin_call(&A, &req);
+	if (r->status != KMS__STATUS__OK)
+		fail_msg("CreateGrant on A: %s", r->message);
+	snprintf(out, 32, "%s", r->create_grant->grant->grant_id);
+	kms__response__free_unpacked(r, NULL);
+}
+
+static void authorization_on_a_enforced_on_b(void **state)
+{
+	(void)state;
+	/* On A: principal app-b (role app), its access key, a key it may not
+	 * use yet (the harness's default policy names only test-admin). */
+	Kms__Role roles[] = { KMS__ROLE__APP };
+	Kms__CreatePrincipalRequest cp = KMS__CREATE_PRINCIPAL_REQUEST__INIT;
+	cp.name = "app-b";
+	cp.roles = roles;
+	cp.n_roles = 1;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_CREATE_PRINCIPAL;
+	req.create_principal = &cp;
+	expect(admin_call(&A, &req), KMS__STATUS__OK, "CreatePrincipal on A");
+	Kms__CreateAccessKeyRequest ck = KMS__CREATE_ACCESS_KEY_REQUEST__INIT;
+	ck.principal = "app-b";
+	req = (Kms__Request)KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_CREATE_ACCESS_KEY;
+	req.create_access_key = &ck;
+	Kms__Response *r = admin_call(&A, &req);
+	assert_int_equal(r->status, KMS__STATUS__OK);
+	char ak[32];
+	uint8_t secret[32];
+	snprintf(ak, sizeof ak, "%s", r->create_access_key->access_key->access_key_id);
+	assert_int_equal(r->create_access_key->secret.len, 32);
+	memcpy(secret, r->create_access_key->secret.data, 32);
+	kms__response__free_unpacked(r, NULL);
+	char key[E2E_KEY_ID_SIZE];
+	assert_true(harness_create_key(&A, NULL, key));
+
+	/* Each step: B has just served (or refused) app-b on this key. */
+	assert_int_equal(encrypt_signed(&B, ak, secret, key), KMS__STATUS__ACCESS_DENIED);
+	char grant[32];
+	grant_encrypt(key, "app-b", grant);
+	assert_int_equal(encrypt_signed(&B, ak, secret, key), KMS__STATUS__OK);
+	Kms__RevokeGrantRequest rg = KMS__REVOKE_GRANT_REQUEST__INIT;
+	rg.grant_id = grant;
+	req = (Kms__Request)KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_REVOKE_GRANT;
+	req.revoke_grant = &rg;
+	expect(admin_call(&A, &req), KMS__STATUS__OK, "RevokeGrant on A");
+	assert_int_equal(encrypt_signed(&B, ak, secret, key), KMS__STATUS__ACCESS_DENIED);
+	grant_encrypt(key, "app-b", grant);
+	assert_int_equal(encrypt_signed(&B, ak, secret, key), KMS__STATUS__OK);
+	principal_op(KMS__REQUEST__OP_DISABLE_PRINCIPAL, "app-b");
+	assert_int_equal(encrypt_signed(&B, ak, secret, key), KMS__STATUS__ACCESS_DENIED);
+	principal_op(KMS__REQUEST__OP_ENABLE_PRINCIPAL, "app-b");
+	assert_int_equal(encrypt_signed(&B, ak, secret, key), KMS__STATUS__OK);
+	Kms__RevokeAccessKeyRequest ra = KMS__REVOKE_ACCESS_KEY_REQUEST__INIT;
+	ra.access_key_id = ak;
+	req = (Kms__Request)KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_REVOKE_ACCESS_KEY;
+	req.revoke_access_key = &ra;
+	expect(admin_call(&A, &req), KMS__STATUS__OK, "RevokeAccessKey on A");
+	assert_int_equal(encrypt_signed(&B, ak, secret, key), KMS__STATUS__ACCESS_DENIED);
+	memset(secret, 0, sizeof secret);
+}
+
 /* ---- (2) whose intents are rolled back ---- */
 
 static bool store_sql(const char *sql, char *out, size_t cap)
@@ -536,6 +656,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(change_on_a_enforced_everywhere),
+		cmocka_unit_test(authorization_on_a_enforced_on_b),
 		cmocka_unit_test(intents_owned),
 		cmocka_unit_test(load_through_restarts),
 	};
