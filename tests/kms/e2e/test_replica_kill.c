@@ -59,6 +59,7 @@ typedef struct client_run {
 	int failed;
 	int created;
 	char first_failure[KMS_ERROR_MESSAGE_MAX + 32];
+	uint64_t first_failure_ms; /* when (e2e_now_ms), to place it against the kill */
 } client_run;
 
 static int setup(void **state)
@@ -100,8 +101,10 @@ static int teardown(void **state)
 
 static void failed(client_run *r, const char *what, const kms_error *err)
 {
-	if (!r->failed++)
+	if (!r->failed++) {
 		snprintf(r->first_failure, sizeof r->first_failure, "%s: %s", what, err->message);
+		r->first_failure_ms = e2e_now_ms();
+	}
 }
 
 static void *client_main(void *arg)
@@ -233,8 +236,10 @@ static void kill_under_load(bool tls)
 		failures += runs[i].failed;
 		created += runs[i].created;
 		if (runs[i].failed)
-			fprintf(stderr, "client %d: %d failed, the first: %s\n", i, runs[i].failed,
-			        runs[i].first_failure);
+			fprintf(stderr, "client %d: %d failed, the first %lld ms after the kill (B back "
+			        "after %llu ms): %s\n", i, runs[i].failed,
+			        (long long)runs[i].first_failure_ms - (long long)killed_at,
+			        (unsigned long long)(back_at - killed_at), runs[i].first_failure);
 	}
 	/* Keys made twice: a CreateKey B committed, sent again elsewhere. */
 	e2e_key *keys = NULL;
