@@ -45,6 +45,25 @@ static kms_status kek_finish(keyring *kr, const store_kek *kek)
 	bool exists = false;
 	KMS_GUARD(kek_object_id(kek, &object));
 	KMS_GUARD(hsm_kek_exists(kr->hsm, &object, &exists));
+	if (exists) {
+		/* A kill while the HSM was writing the object can leave one that
+		 * is found but does not wrap (SoftHSM writes a token object in
+		 * steps). A CREATING KEK has wrapped nothing yet, so such an
+		 * object is made again rather than made current. */
+		uint8_t probe[HSM_WRAPPED_MAX];
+		size_t len = 0;
+		kms_status st = hsm_generate_wrapped(kr->hsm, &object, HSM_KEY_TYPE_AES256, probe,
+		                                     sizeof probe, &len);
+		memset(probe, 0, sizeof probe);
+		if (st != KMS_OK) {
+			kr_log("warn", "KEK %s (id %u): its HSM object does not wrap (%s); it wraps "
+			       "nothing yet, so it is made again", kek->hsm_id, (unsigned)kek->id,
+			       kms_error_message());
+			kms_error_clear();
+			KMS_GUARD(hsm_object_destroy(kr->hsm, &object));
+			exists = false;
+		}
+	}
 	if (!exists)
 		KMS_GUARD(hsm_kek_create(kr->hsm, &object, kek->hsm_id));
 	KMS_GUARD(store_kek_make_current(kr->store, kek->id));

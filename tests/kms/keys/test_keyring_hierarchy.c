@@ -16,6 +16,7 @@
  *   a reopened keyring keeps it.
  * - A new kms.db beside a token that already holds a KEK: refused.
  */
+#include "tests/support/hsm_test.h"
 #include "tests/support/keyring_test.h"
 
 #include <stdio.h>
@@ -296,6 +297,63 @@ static void test_new_db_beside_a_kek(void **state)
 	t_assert_message("kms.db is new", "kms-kek-00000001", NULL);
 }
 
+/* A KEK rotation killed while the HSM wrote the new KEK's object can leave
+ * an object that is found (an AES key with CKA_UNWRAP) but does not wrap
+ * (SoftHSM writes token objects in steps; test_crash_mixed met one).
+ * Rolling the rotation forward makes the object again instead of making an
+ * unusable KEK current: it wraps nothing yet. */
+static void test_unusable_creating_kek_made_again(void **state)
+{
+	(void)state;
+	keyring_close(kr);
+	kr = NULL;
+	store *st = NULL;
+	bool created;
+	assert_ok(store_open(t_dir("data"), &st, &created));
+	store_kek k;
+	assert_ok(store_kek_create(st, T_NOW, &k));
+	store_close(st);
+
+	/* The half-made object: no CKA_WRAP. */
+	test_raw raw;
+	test_raw_open(&raw);
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_KEY_TYPE type = CKK_AES;
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	uint8_t value[32] = { 0 };
+	CK_ATTRIBUTE tmpl[] = {
+		{ CKA_CLASS, &cls, sizeof cls },
+		{ CKA_KEY_TYPE, &type, sizeof type },
+		{ CKA_TOKEN, &yes, sizeof yes },
+		{ CKA_PRIVATE, &yes, sizeof yes },
+		{ CKA_SENSITIVE, &yes, sizeof yes },
+		{ CKA_ID, k.hsm_id, strlen(k.hsm_id) },
+		{ CKA_UNWRAP, &yes, sizeof yes },
+		{ CKA_WRAP, &no, sizeof no },
+		{ CKA_VALUE, value, sizeof value },
+	};
+	CK_OBJECT_HANDLE object;
+	assert_int_equal(raw.p11->C_CreateObject(raw.session, tmpl, sizeof tmpl / sizeof tmpl[0],
+	                                         &object),
+	                 CKR_OK);
+	test_raw_close(&raw);
+
+	/* Start-up rolls the rotation forward: the object made again, the KEK
+	 * current, a new key wrapped under it and used. */
+	kr = t_keyring_open(h, 0, 0);
+	keyring_kek keks[KEYRING_KEKS_MAX];
+	size_t n = 0;
+	assert_ok(keyring_kek_list(kr, keks, KEYRING_KEKS_MAX, &n));
+	assert_true(n > 0);
+	assert_int_equal(keks[n - 1].kek.id, k.id);
+	assert_int_equal(keks[n - 1].kek.state, KEK_STATE_CURRENT);
+	char id[KMS_KEYID_TEXT_SIZE];
+	t_create(kr, NULL, id);
+	sealed s;
+	seal(id, &s);
+	assert_opens(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -304,6 +362,7 @@ int main(void)
 		cmocka_unit_test(test_new_db_beside_a_kek),
 		cmocka_unit_test(test_resident_limit),
 		cmocka_unit_test(test_kek_rotation),
+		cmocka_unit_test(test_unusable_creating_kek_made_again),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
