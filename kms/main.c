@@ -411,6 +411,9 @@ int main(int argc, char **argv)
 		.sync = d.cfg.audit_sync,
 		.on_damage = stop_on_audit_damage,
 	};
+	/* Replicas on one PostgreSQL store keep one log for the fleet. */
+	if (store_is_pg(keyring_store(d.keyring)))
+		ac.fleet = keyring_store(d.keyring);
 	if (!d.cfg.audit_sync)
 		kms_log("warn", "audit log without fdatasync ([audit] sync = false): entries can be "
 		         "lost in a crash; for benchmarks only");

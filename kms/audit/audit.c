@@ -374,7 +374,8 @@ static kms_status make_room(audit_log *log, size_t n)
 	pthread_rwlock_unlock(&log->tree_lock);
 	if (room)
 		return KMS_OK;
-	kms_status st = audit_publish(log);
+	/* A fleet's copy signs nothing here: the lease holder signs. */
+	kms_status st = log->fleet ? audit_publish_tiles(log) : audit_publish(log);
 	if (st != KMS_OK)
 		return KMS_FAIL(KMS_UNAVAILABLE, "the log's tiles cannot be published: %s",
 		                kms_error_message());
@@ -471,6 +472,19 @@ out:
  * under the lock). */
 static kms_status write_split(audit_log *log, audit_waiter **batch, size_t n)
 {
+	if (log->fleet) {
+		/* Durable in the fleet's database; log.bin gets them numbered,
+		 * from there (audit_append_numbered). */
+		kms_status st = audit_fleet_submit(log, batch, n);
+		for (size_t i = 0; i < n; i++)
+			batch[i]->written = st == KMS_OK;
+		if (st == KMS_OK) {
+			pthread_mutex_lock(&log->lock);
+			pthread_cond_signal(&log->fleet_wake);
+			pthread_mutex_unlock(&log->lock);
+		}
+		return st;
+	}
 	size_t outcomes = 0;
 	for (size_t i = 0; i < n; i++)
 		if (batch[i]->outcome) {
@@ -488,6 +502,31 @@ static kms_status write_split(audit_log *log, audit_waiter **batch, size_t n)
 	for (size_t i = outcomes; i < n; i++)
 		batch[i]->written = rest == KMS_OK;
 	return st != KMS_OK ? st : rest;
+}
+
+kms_status audit_append_numbered(audit_log *log, uint64_t first, const char *const *entries,
+                                 const size_t *lens, size_t n)
+{
+	KMS_ENSURE(first == audit_size(log), KMS_INTERNAL,
+	           "audit: fleet entry %llu follows entry %llu of this copy",
+	           (unsigned long long)first, (unsigned long long)audit_size(log));
+	audit_waiter *ws = calloc(n ? n : 1, sizeof *ws);
+	audit_waiter **batch = calloc(n ? n : 1, sizeof *batch);
+	kms_status st = KMS_OK;
+	if (!ws || !batch) {
+		st = KMS_FAIL(KMS_UNAVAILABLE, "audit: out of memory for %zu fleet entries", n);
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			ws[i] = (audit_waiter){ .entry = entries[i], .len = lens[i] };
+			batch[i] = &ws[i];
+		}
+		/* No room is kept for outcomes in a copy: the fleet's database
+		 * holds the entries already. */
+		st = write_batch(log, batch, n, true);
+	}
+	free(ws);
+	free(batch);
+	return st;
 }
 
 static void *writer_main(void *arg)
@@ -703,6 +742,10 @@ void audit_get_stats(audit_log *log, audit_stats *out)
 	                                 ? now_ms - log->signed_at_ms
 	                                 : 0;
 	out->checkpoint_signed = log->signed_at_ms != 0;
+	out->fleet = log->fleet != NULL;
+	out->sequencer = log->sequencer;
+	out->lease_epoch = log->lease_epoch;
+	out->fleet_sequenced = log->fleet_sequenced;
 	pthread_mutex_unlock(&log->lock);
 	kms_hist_read(&log->batch_entries, &out->batch_entries);
 	kms_hist_read(&log->fsync_us, &out->fsync_us);
@@ -824,6 +867,9 @@ kms_status audit_open(const audit_config *cfg, audit_log **out)
 	pthread_rwlock_init(&log->tree_lock, NULL);
 	pthread_mutex_init(&log->publish_lock, NULL);
 	pthread_cond_init(&log->scrub_settled, NULL);
+	pthread_cond_init(&log->fleet_wake, NULL);
+	log->fleet = cfg->fleet;
+	log->lease_ms = cfg->fleet_lease_ms ? cfg->fleet_lease_ms : AUDIT_FLEET_LEASE_MS;
 	log->hsm = cfg->hsm;
 	log->on_damage = cfg->on_damage;
 	log->damage_ctx = cfg->damage_ctx;
@@ -865,7 +911,10 @@ kms_status audit_open(const audit_config *cfg, audit_log **out)
 	KMS_GUARD_OUT(st, audit_load_signed(log));
 	KMS_GUARD_OUT(st, recover(log));
 	log->published_size = log->tree.flushed; /* the files below are on disk */
-	KMS_GUARD_OUT(st, audit_publish(log));
+	if (log->fleet)
+		KMS_GUARD_OUT(st, audit_fleet_check(log)); /* the lease holder signs */
+	else
+		KMS_GUARD_OUT(st, audit_publish(log));
 	if (pthread_create(&log->scrubber, NULL, audit_scrub_main, log) != 0) {
 		st = KMS_FAIL(KMS_INTERNAL, "audit: cannot start the log.bin check");
 		goto out;
@@ -876,11 +925,18 @@ kms_status audit_open(const audit_config *cfg, audit_log **out)
 		goto out;
 	}
 	log->writer_started = true;
-	if (pthread_create(&log->publisher, NULL, publisher_main, log) != 0) {
+	if (log->fleet) {
+		if (pthread_create(&log->fleet_thread, NULL, audit_fleet_main, log) != 0) {
+			st = KMS_FAIL(KMS_INTERNAL, "audit: cannot start the fleet log's thread");
+			goto out;
+		}
+		log->fleet_started = true;
+	} else if (pthread_create(&log->publisher, NULL, publisher_main, log) != 0) {
 		st = KMS_FAIL(KMS_INTERNAL, "audit: cannot start the publisher thread");
 		goto out;
+	} else {
+		log->publisher_started = true;
 	}
-	log->publisher_started = true;
 	kms_log("info", "audit: %llu entries in %s (resumed at %llu, %llu records read), origin "
 	         "%s, verifier key %s", (unsigned long long)log->tree.size, path,
 	         (unsigned long long)log->resumed_at, (unsigned long long)log->open_scanned,
@@ -900,12 +956,14 @@ void audit_close(audit_log *log)
 {
 	if (!log)
 		return;
-	if (log->writer_started || log->publisher_started || log->scrubber_started) {
+	if (log->writer_started || log->publisher_started || log->scrubber_started ||
+	    log->fleet_started) {
 		pthread_mutex_lock(&log->lock);
 		log->stop = true;
 		pthread_cond_broadcast(&log->queued);
 		pthread_cond_broadcast(&log->room);
 		pthread_cond_broadcast(&log->publish_wake);
+		pthread_cond_broadcast(&log->fleet_wake);
 		pthread_mutex_unlock(&log->lock);
 		if (log->scrubber_started)
 			pthread_join(log->scrubber, NULL);
@@ -913,7 +971,11 @@ void audit_close(audit_log *log)
 			pthread_join(log->publisher, NULL);
 		if (log->writer_started)
 			pthread_join(log->writer, NULL);
-		if (log->writer_started && log->tree.size != log->published_size &&
+		if (log->fleet_started) {
+			pthread_join(log->fleet_thread, NULL);
+			audit_fleet_release(log);
+		}
+		if (!log->fleet && log->writer_started && log->tree.size != log->published_size &&
 		    audit_publish(log) != KMS_OK)
 			kms_log("error", "audit: final checkpoint: %s (%s)", kms_error_message(),
 			        kms_error_where());
@@ -928,6 +990,7 @@ void audit_close(audit_log *log)
 	pthread_cond_destroy(&log->queued);
 	pthread_cond_destroy(&log->room);
 	pthread_cond_destroy(&log->publish_wake);
+	pthread_cond_destroy(&log->fleet_wake);
 	pthread_mutex_destroy(&log->lock);
 	free(log);
 }

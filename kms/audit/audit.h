@@ -57,7 +57,19 @@ typedef struct audit_config {
 	 * refuses every entry from then on. kmsd stops. May be NULL. */
 	void (*on_damage)(void *ctx);
 	void *damage_ctx;
+	/* A fleet's log (docs/scale-out.md, "One audit log for the fleet"):
+	 * NULL for a log of this kmsd's own. Given a shared store, an entry is
+	 * durable once it is in the store's audit_pending (a batch is one
+	 * transaction there, not an fdatasync of log.bin); the replica holding
+	 * the store's sequencer lease numbers the entries and signs the
+	 * checkpoints; every replica, this one too, copies the numbered
+	 * entries into dir (log.bin, public/ with the lease holder's
+	 * checkpoint) and serves them from there. */
+	struct store *fleet;
+	unsigned fleet_lease_ms;   /* the lease's term; 0: AUDIT_FLEET_LEASE_MS */
 } audit_config;
+
+#define AUDIT_FLEET_LEASE_MS 3000
 
 /* Opens (or creates) the log and locks log.bin (flock, exclusive: a second
  * kmsd or a running repair fails here), finds or creates the signing key,
@@ -141,6 +153,10 @@ typedef struct audit_stats {
 	uint64_t checkpoint_size;  /* the latest signed checkpoint's tree size */
 	uint64_t checkpoint_age_ms; /* since this kmsd last signed one */
 	bool checkpoint_signed;    /* whether it has signed one since it started */
+	bool fleet;                /* a fleet's log (audit_config.fleet) */
+	bool sequencer;            /* this replica holds the sequencer's lease */
+	uint64_t lease_epoch;      /* the lease's epoch when this replica last held it */
+	uint64_t fleet_sequenced;  /* entries this replica numbered */
 	kms_hist_snapshot batch_entries; /* entries per batch the writer took */
 	kms_hist_snapshot fsync_us;      /* each batch's fdatasync (none with sync = false) */
 } audit_stats;

@@ -123,6 +123,18 @@ struct audit_log {
 	kms_hist batch_entries;
 	kms_hist fsync_us;
 	uint64_t signed_at_ms;
+
+	/* A fleet's log (audit_fleet.c): the shared store, and the thread that
+	 * holds or waits for the sequencer's lease and copies the numbered
+	 * entries here. */
+	struct store *fleet;
+	unsigned lease_ms;
+	pthread_t fleet_thread;
+	bool fleet_started;
+	pthread_cond_t fleet_wake;  /* entries were submitted (under lock) */
+	bool sequencer;             /* under lock; the fleet thread writes it */
+	uint64_t lease_epoch;       /* under lock */
+	uint64_t fleet_sequenced;   /* under lock */
 };
 
 /* Reads entry i (i < tree size) into a malloc'ed buffer: from log.bin, or
@@ -148,6 +160,33 @@ kms_status audit_load_signed(audit_log *log) KMS_MUST_USE;
  * checkpoint. KMS_NOT_FOUND when there is none. */
 #define AUDIT_POSITION_FILE "log.pos"
 kms_status audit_position_read(audit_log *log, uint64_t *size, uint64_t *offset) KMS_MUST_USE;
+
+/* A fleet's log: the entries numbered first .. first + n - 1, in order,
+ * appended to log.bin and the tree (made durable), as the writer appends
+ * a batch of its own log. Fleet thread only. */
+kms_status audit_append_numbered(audit_log *log, uint64_t first, const char *const *entries,
+                                 const size_t *lens, size_t n) KMS_MUST_USE;
+
+/* A fleet's log: writes the tiles and bundles of the current size, signing
+ * nothing, and lets the full tiles' hashes go (when the hot tiles fill). */
+kms_status audit_publish_tiles(audit_log *log) KMS_MUST_USE;
+
+/* A fleet's log: takes the lease holder's checkpoint note of size
+ * entries (size <= the tree's size) as this copy's: it must verify with
+ * the log's key and name this copy's root at that size. Writes the tiles
+ * and bundles of that size, then the note. Nothing when it is not larger
+ * than the checkpoint already here. KMS_FAILED_PRECONDITION when it does
+ * not verify or names another root: this copy and the fleet's log differ. */
+kms_status audit_install(audit_log *log, const char *note, uint64_t size) KMS_MUST_USE;
+
+/* A fleet's log: the checks at open (this copy is a prefix of the fleet's
+ * log) and the fleet thread (audit_fleet.c). */
+kms_status audit_fleet_check(audit_log *log) KMS_MUST_USE;
+void *audit_fleet_main(void *arg);
+/* A batch of the writer, into the fleet's audit_pending. */
+kms_status audit_fleet_submit(audit_log *log, audit_waiter *const *batch, size_t n) KMS_MUST_USE;
+/* At close: gives the lease up if held. */
+void audit_fleet_release(audit_log *log);
 
 /* Checks the records below resumed_at against the level-0 tiles on disk,
  * in the background (scrubber thread). */

@@ -272,3 +272,85 @@ static kms_status publish(audit_log *log)
 	pthread_rwlock_unlock(&log->tree_lock);
 	return KMS_OK;
 }
+
+kms_status audit_publish_tiles(audit_log *log)
+{
+	pthread_mutex_lock(&log->publish_lock);
+	pthread_rwlock_rdlock(&log->tree_lock);
+	uint64_t size = log->tree.size;
+	pthread_rwlock_unlock(&log->tree_lock);
+	kms_status st = KMS_OK;
+	if (size > log->published_size) {
+		st = tlog_bundles_write(log->public_dir, read_entry_into, log, log->published_size,
+		                        size);
+		if (st == KMS_OK)
+			st = tlog_tiles_write(log->public_dir, read_hash_locked, log,
+			                      log->published_size, size);
+		if (st == KMS_OK) {
+			log->published_size = size;
+			pthread_rwlock_wrlock(&log->tree_lock);
+			audit_tree_drop(&log->tree, audit_floor_tile(size));
+			pthread_rwlock_unlock(&log->tree_lock);
+		}
+	}
+	pthread_mutex_unlock(&log->publish_lock);
+	return st;
+}
+
+/* audit_install under publish_lock. */
+static kms_status install(audit_log *log, const char *note, uint64_t size)
+{
+	tlog_checkpoint cp;
+	uint8_t root[TLOG_HASH_SIZE];
+	size_t len = strlen(note);
+	if (size <= log->checkpoint_size)
+		return KMS_OK;
+	KMS_GUARD(verify_own_checkpoint(log, note, len, &cp));
+	KMS_ENSURE(cp.tree_size == size, KMS_FAILED_PRECONDITION,
+	           "audit: the fleet's checkpoint names %llu entries, its row %llu",
+	           (unsigned long long)cp.tree_size, (unsigned long long)size);
+	pthread_rwlock_rdlock(&log->tree_lock);
+	uint64_t have = log->tree.size;
+	kms_status st = size <= have ? tlog_root_at(audit_tree_reader, &log->tree, size, root)
+	                             : KMS_OK;
+	pthread_rwlock_unlock(&log->tree_lock);
+	KMS_GUARD(st);
+	KMS_ENSURE(size <= have, KMS_INTERNAL, "audit: the fleet's checkpoint of %llu entries is "
+	           "past this copy's %llu", (unsigned long long)size, (unsigned long long)have);
+	KMS_ENSURE(tlog_hash_equal(root, cp.root), KMS_FAILED_PRECONDITION,
+	           "audit: the fleet's signed checkpoint of %llu entries names another root than "
+	           "this replica's copy of the same entries: the fleet's log or this copy was "
+	           "changed", (unsigned long long)size);
+	/* The tiles of exactly this size (its partial tiles), then the note. */
+	KMS_GUARD(tlog_bundles_write(log->public_dir, read_entry_into, log, log->checkpoint_size,
+	                             size));
+	KMS_GUARD(tlog_tiles_write(log->public_dir, read_hash_locked, log, log->checkpoint_size,
+	                           size));
+	KMS_GUARD(tlog_checkpoint_publish(log->public_dir, note, len));
+	char *copy = strdup(note);
+	KMS_ENSURE(copy, KMS_INTERNAL, "audit: out of memory");
+	pthread_mutex_lock(&log->lock);
+	free(log->checkpoint);
+	log->checkpoint = copy;
+	log->checkpoint_size = size;
+	memcpy(log->checkpoint_root, root, sizeof root);
+	if (log->published_size < size)
+		log->published_size = size;
+	log->signed_size = size;
+	memcpy(log->signed_root, root, sizeof root);
+	pthread_mutex_unlock(&log->lock);
+	uint64_t p = audit_floor_tile(size);
+	KMS_GUARD(write_position(log, p));
+	pthread_rwlock_wrlock(&log->tree_lock);
+	audit_tree_drop(&log->tree, p);
+	pthread_rwlock_unlock(&log->tree_lock);
+	return KMS_OK;
+}
+
+kms_status audit_install(audit_log *log, const char *note, uint64_t size)
+{
+	pthread_mutex_lock(&log->publish_lock);
+	kms_status st = install(log, note, size);
+	pthread_mutex_unlock(&log->publish_lock);
+	return st;
+}

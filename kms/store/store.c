@@ -545,6 +545,49 @@ static const char *const migrations[] = {
 	"  CHECK (request_ref = '' OR (length(request_ref) = 64"
 	"    AND request_ref NOT GLOB '*[^0-9a-f]*'));"
 	"CREATE UNIQUE INDEX keys_by_request ON keys(request_ref) WHERE request_ref <> '';",
+	/* 8 -> 9: the fleet's audit log (docs/scale-out.md, "One audit log for
+	 * the fleet"). Every replica adds its entries to audit_pending (in the
+	 * request's time, before its reply); the one replica holding
+	 * audit_lease moves them, in one transaction, to audit_entries, where
+	 * each gets the next sequence number: the log's order. audit_entries
+	 * only grows, without gaps; audit_checkpoint is the latest checkpoint
+	 * the lease holder signed, and never shrinks. */
+	"CREATE TABLE audit_pending ("
+	"  id INTEGER PRIMARY KEY CHECK (id >= 1),"
+	"  entry BLOB NOT NULL CHECK (length(entry) BETWEEN 1 AND 65535),"
+	"  replica TEXT NOT NULL CHECK (length(CAST(replica AS BLOB)) <= 32)"
+	") STRICT;"
+	"CREATE TABLE audit_entries ("
+	"  seq INTEGER PRIMARY KEY NOT NULL CHECK (seq >= 0),"
+	"  entry BLOB NOT NULL CHECK (length(entry) BETWEEN 1 AND 65535)"
+	") STRICT;"
+	"CREATE TRIGGER audit_entries_in_order"
+	"  BEFORE INSERT ON audit_entries"
+	"  WHEN NEW.seq > 0 AND NOT EXISTS (SELECT 1 FROM audit_entries WHERE seq = NEW.seq - 1)"
+	"  BEGIN SELECT RAISE(ABORT, 'an audit entry follows the one before it, without a gap');"
+	" END;"
+	"CREATE TRIGGER audit_entries_fixed"
+	"  BEFORE UPDATE ON audit_entries"
+	"  BEGIN SELECT RAISE(ABORT, 'an audit entry never changes'); END;"
+	"CREATE TRIGGER audit_entries_kept"
+	"  BEFORE DELETE ON audit_entries"
+	"  BEGIN SELECT RAISE(ABORT, 'an audit entry is never removed'); END;"
+	"CREATE TABLE audit_lease ("
+	"  id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),"
+	"  holder TEXT NOT NULL DEFAULT '' CHECK (length(CAST(holder AS BLOB)) <= 32),"
+	"  epoch INTEGER NOT NULL DEFAULT 0 CHECK (epoch >= 0),"
+	"  expires_ms INTEGER NOT NULL DEFAULT 0"
+	") STRICT;"
+	"INSERT INTO audit_lease (id) VALUES (1);"
+	"CREATE TABLE audit_checkpoint ("
+	"  id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),"
+	"  size INTEGER NOT NULL CHECK (size >= 0),"
+	"  note BLOB NOT NULL CHECK (length(note) BETWEEN 1 AND 4096)"
+	") STRICT;"
+	"CREATE TRIGGER audit_checkpoint_grows"
+	"  BEFORE UPDATE ON audit_checkpoint"
+	"  WHEN NEW.size < OLD.size"
+	"  BEGIN SELECT RAISE(ABORT, 'the fleet''s checkpoint never shrinks'); END;",
 };
 #define MIGRATIONS_COUNT (sizeof migrations / sizeof migrations[0])
 _Static_assert(MIGRATIONS_COUNT == STORE_SCHEMA_VERSION,

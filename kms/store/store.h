@@ -52,7 +52,7 @@
 
 #define STORE_DB_FILE "kms.db"
 #define STORE_LOCK_FILE "kms.lock"
-#define STORE_SCHEMA_VERSION 8
+#define STORE_SCHEMA_VERSION 9
 #define STORE_REQUEST_REF_SIZE 65 /* 64 hex digits of SHA-256 and a NUL */
 #define STORE_BUSY_TIMEOUT_MS 5000
 
@@ -580,6 +580,61 @@ kms_status store_retention_get(store *st, const char *key_id, const char *purpos
  * version's state, an alias's target or removal). A replica whose caches
  * were filled at another value drops them before it serves. */
 kms_status store_generation_get(store *st, uint64_t *out) KMS_MUST_USE;
+
+/* ---- the fleet's audit log (store_audit.c; docs/scale-out.md, "One audit
+ * log for the fleet") ---- */
+
+/* Adds n entries (each 1..65535 bytes) to audit_pending in one
+ * transaction: durable in the database once this returns KMS_OK. */
+kms_status store_audit_submit(store *st, const char *const *entries, const size_t *lens,
+                              size_t n) KMS_MUST_USE;
+
+/* Takes the sequencer's lease for this replica, or renews it, until
+ * now_ms + ttl_ms (this replica's clock): *held when it was free, expired
+ * (expires_ms < now_ms) or this replica's already. *epoch is raised each
+ * time the holder changes. */
+kms_status store_audit_lease(store *st, int64_t now_ms, int64_t ttl_ms, bool *held,
+                             uint64_t *epoch) KMS_MUST_USE;
+
+#define STORE_AUDIT_HOLDER_SIZE 33 /* a replica id and a NUL; "" when free */
+
+/* Who holds the lease ("" nobody), its epoch and expiry. */
+kms_status store_audit_lease_holder(store *st, char holder[STORE_AUDIT_HOLDER_SIZE],
+                                    uint64_t *epoch, int64_t *expires_ms) KMS_MUST_USE;
+
+/* Frees the lease if this replica holds it (a clean stop: another takes
+ * it at once instead of when it expires). */
+kms_status store_audit_lease_release(store *st) KMS_MUST_USE;
+
+/* The lease holder at epoch: moves at most cap pending entries, in id
+ * order, to audit_entries, numbered from the next sequence number on, in
+ * one transaction that first checks the lease is still this replica's at
+ * that epoch (KMS_FAILED_PRECONDITION when it was taken over). *moved is
+ * how many (0: none were pending). */
+kms_status store_audit_sequence(store *st, uint64_t epoch, size_t cap,
+                                size_t *moved) KMS_MUST_USE;
+
+/* Called for each entry store_audit_entries reads, in order. */
+typedef kms_status (*store_audit_visit)(void *ctx, uint64_t seq, const uint8_t *entry,
+                                        size_t len);
+
+/* The entries numbered from `from` on, at most cap, in order, each passed
+ * to visit; *n how many. KMS_INTERNAL if they are not consecutive. */
+kms_status store_audit_entries(store *st, uint64_t from, size_t cap, store_audit_visit visit,
+                               void *ctx, size_t *n) KMS_MUST_USE;
+
+/* The latest checkpoint the lease holder published (*note malloc'ed,
+ * NUL-terminated); KMS_NOT_FOUND before the first. */
+kms_status store_audit_checkpoint_get(store *st, uint64_t *size, char **note) KMS_MUST_USE;
+
+/* The lease holder at epoch publishes a checkpoint of size entries: it
+ * replaces the one there only when larger (KMS_OK either way);
+ * KMS_FAILED_PRECONDITION when the lease was taken over. */
+kms_status store_audit_checkpoint_put(store *st, uint64_t epoch, uint64_t size,
+                                      const char *note) KMS_MUST_USE;
+
+/* How many entries are numbered, and how many wait for the sequencer. */
+kms_status store_audit_counts(store *st, uint64_t *entries, uint64_t *pending) KMS_MUST_USE;
 
 /* ---- KEKs ---- */
 

@@ -930,24 +930,38 @@ static void check_keks(void)
 }
 
 /* Whole records in log.bin now (a batch being written is not counted). */
-static uint64_t log_bin_whole_records(void)
+/* The whole records of log.bin once one of them is request_id's entry:
+ * at once for kmsd's own log; on PostgreSQL, the fleet's log
+ * (docs/scale-out.md) numbers the entry and copies it into log.bin a
+ * moment after the reply, so this waits for it (at most SYNC_WAIT_MS). */
+static uint64_t log_bin_records_with(const char *request_id)
 {
-	char dir[700], path[800];
+	char dir[700], path[800], needle[ID_MAX + 32];
 	audit_dir(&H, NULL, dir, sizeof dir);
 	snprintf(path, sizeof path, "%s/log.bin", dir);
-	size_t len;
-	uint8_t *p = (uint8_t *)harness_read_file(path, &len);
-	CHECK(p, "cannot read %s", path);
-	uint64_t n = 0;
-	for (size_t off = 0; len - off >= 2;) {
-		size_t entry = ((size_t)p[off] << 8) | p[off + 1];
-		if (entry == 0 || len - off - 2 < entry + TLOG_HASH_SIZE)
-			break;
-		off += 2 + entry + TLOG_HASH_SIZE;
-		n++;
+	snprintf(needle, sizeof needle, "\"request_id\":\"%s\"", request_id);
+	uint64_t until = e2e_now_ms() + SYNC_WAIT_MS;
+	for (;;) {
+		size_t len;
+		uint8_t *p = (uint8_t *)harness_read_file(path, &len);
+		CHECK(p, "cannot read %s", path);
+		uint64_t n = 0;
+		bool found = false;
+		for (size_t off = 0; len - off >= 2;) {
+			size_t entry = ((size_t)p[off] << 8) | p[off + 1];
+			if (entry == 0 || len - off - 2 < entry + TLOG_HASH_SIZE)
+				break;
+			found = found || memmem(p + off + 2, entry, needle, strlen(needle)) != NULL;
+			off += 2 + entry + TLOG_HASH_SIZE;
+			n++;
+		}
+		free(p);
+		if (found)
+			return n;
+		CHECK(e2e_now_ms() < until, "%s is not in log.bin after %d ms", request_id,
+		      SYNC_WAIT_MS);
+		e2e_sleep_ms(10);
 	}
-	free(p);
-	return n;
 }
 
 typedef struct id_ref {
@@ -1003,7 +1017,7 @@ static void check_audit(unsigned it, const char *before_kill)
 	Kms__Response *r = call(&req);
 	CHECK(r->status == KMS__STATUS__OK, "Health: %s", r->message);
 	kms__response__free_unpacked(r, NULL);
-	uint64_t records = log_bin_whole_records();
+	uint64_t records = log_bin_records_with(sync_id);
 	audit_cp cp;
 	audit_wait_checkpoint(&H, records, SYNC_WAIT_MS, &cp);
 

@@ -58,8 +58,13 @@ static const char *const stmt_names[S_COUNT] = {
 	NAME(S_DP_KEY_REWRAP), NAME(S_DP_KEYS_UNDER_KEK), NAME(S_DP_KEYS_UNDER_KEK_COUNT),
 	NAME(S_RETENTION_PUT), NAME(S_RETENTION_DELETE), NAME(S_RETENTION_APPLY),
 	NAME(S_RETENTION_GET), NAME(S_GENERATION_GET), NAME(S_KEY_BY_REQUEST),
+	NAME(S_AUDIT_SUBMIT), NAME(S_AUDIT_LEASE), NAME(S_AUDIT_LEASE_GET),
+	NAME(S_AUDIT_LEASE_RELEASE), NAME(S_AUDIT_LEASE_CHECK), NAME(S_AUDIT_NEXT_SEQ),
+	NAME(S_AUDIT_PENDING_TAKE), NAME(S_AUDIT_SEQUENCE), NAME(S_AUDIT_PENDING_DROP),
+	NAME(S_AUDIT_ENTRIES), NAME(S_AUDIT_CHECKPOINT_GET), NAME(S_AUDIT_CHECKPOINT_PUT),
+	NAME(S_AUDIT_COUNT_ENTRIES), NAME(S_AUDIT_COUNT_PENDING),
 };
-_Static_assert(S_KEY_BY_REQUEST + 1 == S_COUNT, "name every statement in stmt_names");
+_Static_assert(S_AUDIT_COUNT_PENDING + 1 == S_COUNT, "name every statement in stmt_names");
 
 const char *store_ex_stmt_name(store_stmt_id id)
 {
@@ -471,6 +476,78 @@ static void exercise_consents(store *st)
 /* Calls every store function, so every statement is prepared; fails naming
  * any statement still unprepared for which unused(id) is false (a new one
  * this does not reach). */
+/* The fleet's audit log: entries in, numbered by the lease holder only,
+ * read back in order; the checkpoint only grows. */
+typedef struct audit_read {
+	char text[3][16];
+	uint64_t first;
+	size_t n;
+} audit_read;
+
+static kms_status audit_collect(void *ctx, uint64_t seq, const uint8_t *entry, size_t len)
+{
+	audit_read *r = ctx;
+	assert_true(r->n < 3 && len < sizeof r->text[0]);
+	if (r->n == 0)
+		r->first = seq;
+	memcpy(r->text[r->n], entry, len);
+	r->text[r->n++][len] = '\0';
+	return KMS_OK;
+}
+
+static void exercise_audit(store *st)
+{
+	const char *const entries[] = { "{\"a\":1}", "{\"b\":2}", "{\"c\":3}" };
+	const size_t lens[] = { 7, 7, 7 };
+	uint64_t numbered = 1, pending = 1, epoch = 0, seen_epoch = 0, size = 0;
+	bool held = false;
+	size_t moved = 1, n = 0;
+	int64_t expires = 0;
+	char holder[STORE_AUDIT_HOLDER_SIZE];
+	char *note = NULL;
+	assert_ok(store_audit_counts(st, &numbered, &pending));
+	assert_true(numbered == 0 && pending == 0);
+	assert_ok(store_audit_submit(st, entries, lens, 3));
+	/* Nobody numbers without the lease. */
+	assert_status(store_audit_sequence(st, 99, 10, &moved), KMS_FAILED_PRECONDITION);
+	assert_int_equal(moved, 0);
+	assert_ok(store_audit_lease(st, 1000, 3000, &held, &epoch));
+	assert_true(held);
+	/* The epoch rises when the holder changes (SQLite's one kmsd is ''). */
+	assert_int_equal(epoch, store_is_pg(st) ? 1 : 0);
+	assert_ok(store_audit_lease_holder(st, holder, &seen_epoch, &expires));
+	assert_string_equal(holder, store_replica_id(st));
+	assert_int_equal(seen_epoch, epoch);
+	assert_int_equal(expires, 4000);
+	assert_ok(store_audit_sequence(st, epoch, 2, &moved));
+	assert_int_equal(moved, 2);
+	assert_ok(store_audit_sequence(st, epoch, 10, &moved));
+	assert_int_equal(moved, 1);
+	assert_ok(store_audit_sequence(st, epoch, 10, &moved));
+	assert_int_equal(moved, 0);
+	assert_ok(store_audit_counts(st, &numbered, &pending));
+	assert_true(numbered == 3 && pending == 0);
+	audit_read r = { .n = 0 };
+	assert_ok(store_audit_entries(st, 1, 10, audit_collect, &r, &n));
+	assert_int_equal(n, 2);
+	assert_int_equal(r.first, 1);
+	assert_string_equal(r.text[0], entries[1]);
+	assert_string_equal(r.text[1], entries[2]);
+	assert_status(store_audit_checkpoint_get(st, &size, &note), KMS_NOT_FOUND);
+	assert_ok(store_audit_checkpoint_put(st, epoch, 2, "note of 2"));
+	assert_ok(store_audit_checkpoint_put(st, epoch, 1, "note of 1")); /* smaller: kept */
+	assert_ok(store_audit_checkpoint_get(st, &size, &note));
+	assert_int_equal(size, 2);
+	assert_string_equal(note, "note of 2");
+	free(note);
+	assert_status(store_audit_checkpoint_put(st, epoch + 1, 3, "note of 3"),
+	              KMS_FAILED_PRECONDITION);
+	assert_ok(store_audit_lease_release(st));
+	assert_ok(store_audit_lease_holder(st, holder, &seen_epoch, &expires));
+	assert_string_equal(holder, "");
+	assert_int_equal(expires, 0);
+}
+
 void store_ex_all(store *st, bool (*unused)(store_stmt_id id))
 {
 	assert_ok(store_begin_read(st));
@@ -482,6 +559,7 @@ void store_ex_all(store *st, bool (*unused)(store_stmt_id id))
 	exercise_aliases_tags(st);
 	exercise_authz(st);
 	exercise_consents(st);
+	exercise_audit(st);
 	for (int id = 0; id < S_COUNT; id++)
 		if (!unused((store_stmt_id)id) && !store_stmt_sql((store_stmt_id)id))
 			fail_msg("%s was never prepared: call the store function that uses it in "

@@ -88,6 +88,14 @@ static const char *plan_allowed(store_stmt_id id)
 		 * seek for max(id)); PostgreSQL wants it named, and SQLite then
 		 * runs it as a co-routine it scans: one row. */
 		return "the one row of the next KEK number";
+	case S_AUDIT_PENDING_TAKE:
+		/* The oldest pending entries in rowid order, LIMIT one batch:
+		 * the scan stops there; p is those rows. */
+		return "LIMIT: one batch of the oldest pending audit entries";
+	case S_AUDIT_COUNT_PENDING:
+		/* At kmsd's start only; the lease holder drains the table
+		 * every round, so it holds what arrived since. */
+		return "start-up only: the entries not yet numbered";
 	default:
 		return NULL;
 	}

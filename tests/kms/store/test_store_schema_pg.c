@@ -5,9 +5,9 @@
  * schema it restates.
  *
  * Each test makes a world: a fresh PostgreSQL schema (namespace) with
- * store_pg_migration_sql's steps (0 -> 7, 7 -> 8) applied, each in one
+ * store_pg_migration_sql's steps (0 -> 7, 7 -> 8, 8 -> 9) applied, each in one
  * transaction, and beside it an in-memory SQLite database with store.c's
- * migrations 0 -> 8. Every
+ * migrations 0 -> 9. Every
  * statement of a test runs on both, word for word, and must end the same
  * way: accepted on both (the same rows changed), or refused on both for
  * the same reason: a trigger's rule (SQLSTATE KM001 with the SQLite
@@ -17,7 +17,7 @@
  * each database name another: the case says which SQLite names). Then:
  * both schemas have the same tables, columns,
  * keys, indexes and triggers (on the same events); text orders by bytes;
- * schema_version is 8 and a second migration is refused; every trigger
+ * schema_version is 9 and a second migration is refused; every trigger
  * and constraint of the PostgreSQL schema refused at least one statement
  * (but the cache generation's, which refuse nothing), and those raise the
  * generation on both at the same changes.
@@ -1138,6 +1138,64 @@ static void test_request_ref(void **state)
 	          k1, 1);
 }
 
+/* ---- the fleet's audit log (8 -> 9) ---- */
+
+#define PENDING(id, entry, replica) \
+	"INSERT INTO audit_pending (id, entry, replica) VALUES (" id ", " entry ", " replica ")"
+#define NUMBERED(seq, entry) "INSERT INTO audit_entries (seq, entry) VALUES (" seq ", " entry ")"
+#define E1 "CAST('{}' AS BLOB)"
+
+static void test_audit_fleet(void **state)
+{
+	(void)state;
+	static const rule_case cases[] = {
+		/* Pending: any replica's, entries 1..65535 bytes. */
+		ALLOW(PENDING("1", E1, "repeat('a', 32)")),
+		BY_UNIQUE("audit_pending_pkey", PENDING("1", E1, "''")),
+		BY_CHECK("audit_pending_id_check", PENDING("0", E1, "''")),
+		BY_CHECK("audit_pending_entry_check", PENDING("2", "zeroblob(0)", "''")),
+		BY_CHECK("audit_pending_entry_check", PENDING("2", "zeroblob(65536)", "''")),
+		ALLOW(PENDING("2", "zeroblob(65535)", "''")),
+		BY_CHECK("audit_pending_replica_check", PENDING("3", E1, "repeat('a', 33)")),
+		ALLOW("DELETE FROM audit_pending WHERE id = 1"),
+		/* Numbered: from 0, each after the one before; never changed or
+		 * removed. */
+		BY_RULE("audit_entries_in_order", NUMBERED("1", E1)),
+		BY_CHECK("audit_entries_seq_check", NUMBERED("-1", E1)),
+		ALLOW(NUMBERED("0", E1)),
+		BY_UNIQUE("audit_entries_pkey", NUMBERED("0", E1)),
+		BY_RULE("audit_entries_in_order", NUMBERED("2", E1)),
+		BY_CHECK("audit_entries_entry_check", NUMBERED("1", "zeroblob(0)")),
+		ALLOW(NUMBERED("1", E1)),
+		ALLOW("INSERT INTO audit_entries (seq, entry) SELECT 2 + (row_number() OVER "
+		      "(ORDER BY id)) - 1, entry FROM audit_pending WHERE id <= 2 ORDER BY id"),
+		BY_RULE("audit_entries_fixed", "UPDATE audit_entries SET entry = " E1 " WHERE seq = 0"),
+		BY_RULE("audit_entries_kept", "DELETE FROM audit_entries WHERE seq = 2"),
+		/* The lease: one row. */
+		BY_UNIQUE("audit_lease_pkey", "INSERT INTO audit_lease (id) VALUES (1)"),
+		BY_CHECK("audit_lease_id_check", "INSERT INTO audit_lease (id) VALUES (2)"),
+		BY_CHECK("audit_lease_holder_check", "UPDATE audit_lease SET holder = repeat('a', 33)"),
+		BY_CHECK("audit_lease_epoch_check", "UPDATE audit_lease SET epoch = -1"),
+		ALLOW("UPDATE audit_lease SET holder = repeat('a', 32), epoch = 1, expires_ms = 5"),
+		/* The checkpoint: one row that only grows. */
+		BY_CHECK("audit_checkpoint_id_check",
+		         "INSERT INTO audit_checkpoint (id, size, note) VALUES (2, 1, " E1 ")"),
+		BY_CHECK("audit_checkpoint_size_check",
+		         "INSERT INTO audit_checkpoint (id, size, note) VALUES (1, -1, " E1 ")"),
+		BY_CHECK("audit_checkpoint_note_check",
+		         "INSERT INTO audit_checkpoint (id, size, note) VALUES (1, 1, zeroblob(4097))"),
+		ALLOW("INSERT INTO audit_checkpoint (id, size, note) VALUES (1, 3, " E1 ")"),
+		BY_UNIQUE("audit_checkpoint_pkey",
+		          "INSERT INTO audit_checkpoint (id, size, note) VALUES (1, 4, " E1 ")"),
+		BY_RULE("audit_checkpoint_grows", "UPDATE audit_checkpoint SET size = 2"),
+		ALLOW("UPDATE audit_checkpoint SET size = 3"),
+		ALLOW("UPDATE audit_checkpoint SET size = 4"),
+	};
+	RUN(cases);
+	const char *const seqs[] = { "0", "1", "2" };
+	same_rows("SELECT CAST(seq AS TEXT) FROM audit_entries ORDER BY seq", seqs, 3);
+}
+
 /* ---- the version row; one migration, once ---- */
 
 static void test_version_once(void **state)
@@ -1145,8 +1203,8 @@ static void test_version_once(void **state)
 	(void)state;
 	char v[32];
 	pg_value("SELECT version FROM schema_version", v, sizeof v);
-	assert_string_equal(v, "8");
-	PGresult *r = pg_refused("INSERT INTO schema_version (version) VALUES (9)", "23505");
+	assert_string_equal(v, "9");
+	PGresult *r = pg_refused("INSERT INTO schema_version (version) VALUES (10)", "23505");
 	assert_string_equal(field(r, PG_DIAG_CONSTRAINT_NAME), "schema_version_one_row");
 	PQclear(r);
 	hit("schema_version_one_row");
@@ -1162,12 +1220,17 @@ static void test_version_once(void **state)
 	assert_non_null(strstr(field(r, PG_DIAG_MESSAGE_PRIMARY), "cache_generation"));
 	PQclear(r);
 	pg_ok("ROLLBACK");
+	pg_ok("BEGIN");
+	r = pg_refused(store_pg_migration_sql(8), "42P07");
+	assert_non_null(strstr(field(r, PG_DIAG_MESSAGE_PRIMARY), "audit_pending"));
+	PQclear(r);
+	pg_ok("ROLLBACK");
 	pg_value("SELECT count(*) || ' ' || max(version) FROM schema_version", v, sizeof v);
-	assert_string_equal(v, "1 8");
+	assert_string_equal(v, "1 9");
 
 	/* No step from any other version. */
 	for (int from = -1; from <= STORE_SCHEMA_VERSION + 1; from++)
-		if (from != 0 && from != 7)
+		if (from != 0 && from != 7 && from != 8)
 			assert_null(store_pg_migration_sql(from));
 
 	/* One transaction: a migration that fails late leaves nothing. */
@@ -1400,7 +1463,7 @@ static void test_same_schema(void **state)
 		trigger_line(PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
 		             "EXECUTE FUNCTION ", &b);
 	PQclear(r);
-	assert_int_equal(a.n, 47);
+	assert_int_equal(a.n, 51);
 	lines_same(&a, &b, "triggers");
 
 	/* Every trigger function raises KM001; the text type is "C" everywhere. */
@@ -1408,11 +1471,11 @@ static void test_same_schema(void **state)
 	pg_value("SELECT count(*) FROM pg_proc WHERE pronamespace" IN_WORLD
 	         " AND prorettype = 'trigger'::regtype AND prosrc LIKE '%ERRCODE = ''KM001''%'",
 	         v, sizeof v);
-	assert_string_equal(v, "14");
+	assert_string_equal(v, "15");
 	pg_value("SELECT count(*) FROM pg_proc WHERE pronamespace" IN_WORLD
 	         " AND prorettype = 'trigger'::regtype",
 	         v, sizeof v);
-	assert_string_equal(v, "15"); /* and cache_generation_raise */
+	assert_string_equal(v, "16"); /* and cache_generation_raise */
 	pg_value("SELECT count(*) FROM information_schema.columns WHERE table_schema = "
 	         "current_schema() AND data_type = 'text' AND collation_name IS DISTINCT FROM 'C'",
 	         v, sizeof v);
@@ -1458,7 +1521,7 @@ static void test_every_rule_refused(void **state)
 	}
 	PQclear(r);
 	fprintf(stderr, "test_store_schema_pg: %zu statements refused and %zu accepted alike "
-	                "by both; %d rules (47 triggers, constraints, unique indexes), %zu seen "
+	                "by both; %d rules (51 triggers, constraints, unique indexes), %zu seen "
 	                "refusing, %d exempt\n",
 	        refused_n, accepted_n, rules, hits_n, exempt);
 	assert_int_equal(missed, 0);
@@ -1477,6 +1540,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_aliases_and_order, world_setup, world_teardown),
 		cmocka_unit_test_setup_teardown(test_cache_generation, world_setup, world_teardown),
 		cmocka_unit_test_setup_teardown(test_request_ref, world_setup, world_teardown),
+		cmocka_unit_test_setup_teardown(test_audit_fleet, world_setup, world_teardown),
 		cmocka_unit_test_setup_teardown(test_version_once, world_setup, world_teardown),
 		cmocka_unit_test_setup_teardown(test_same_schema, world_setup, world_teardown),
 		/* Last: it reads what the tests above saw. */

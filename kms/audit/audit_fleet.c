@@ -1,0 +1,418 @@
+/*
+ * audit_fleet.c: one audit log for a fleet of kmsd replicas on a shared
+ * store (docs/scale-out.md, "One audit log for the fleet").
+ *
+ * - Every replica's writer thread puts each batch of entries into the
+ *   store's audit_pending in one transaction; its requests are answered
+ *   once that commits (audit_fleet_submit).
+ * - One replica at a time holds the sequencer's lease (a row with a holder,
+ *   an epoch and an expiry; renewed every quarter of its term). The holder
+ *   moves pending entries to audit_entries, numbered, each move one
+ *   transaction that checks the lease is still its own at its epoch; and it
+ *   signs the checkpoints and publishes each in the store.
+ * - Every replica (the holder too) copies the numbered entries, in order,
+ *   into its own log.bin and tiles, takes the holder's checkpoint once its
+ *   copy reaches that size and names the same root there, and serves the
+ *   log from its copy.
+ *
+ * When the holder dies its lease expires; another replica takes it (a new
+ * epoch) and goes on numbering where the table ends. A holder that was
+ * only slow finds the epoch moved and stops. The log stays one sequence:
+ * numbers are given in the database, one transaction at a time.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "kms/audit/audit_internal.h"
+#include "kms/store/store.h"
+
+#define FLEET_BATCH 1024             /* entries numbered or copied at a time */
+#define FLEET_COPY_BYTES (1u << 20)  /* bytes copied into log.bin at a time */
+#define FLEET_POLL_MS 20             /* how often an idle replica looks */
+
+/* ---- submitting ---- */
+
+kms_status audit_fleet_submit(audit_log *log, audit_waiter *const *batch, size_t n)
+{
+	const char **entries = malloc(n * sizeof *entries);
+	size_t *lens = malloc(n * sizeof *lens);
+	kms_status st = KMS_OK;
+	if (!entries || !lens) {
+		st = KMS_FAIL(KMS_UNAVAILABLE, "out of memory for a batch of %zu entries", n);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		entries[i] = batch[i]->entry;
+		lens[i] = batch[i]->len;
+	}
+	/* A serialization failure is retried a few times: an insert alone
+	 * rarely meets one. */
+	for (int attempt = 0;; attempt++) {
+		uint64_t conflicts = store_thread_conflicts();
+		st = store_audit_submit(log->fleet, entries, lens, n);
+		if (st == KMS_OK || store_thread_conflicts() == conflicts || attempt == 4)
+			break;
+		kms_error_clear();
+	}
+	if (st != KMS_OK)
+		st = KMS_FAIL(KMS_UNAVAILABLE, "the fleet's audit table cannot be written: %s",
+		              kms_error_message());
+out:
+	free(entries);
+	free(lens);
+	return st;
+}
+
+/* ---- the checks at open ---- */
+
+typedef struct one_entry {
+	uint8_t hash[AUDIT_HASH_LEN];
+	bool seen;
+} one_entry;
+
+static kms_status hash_one(void *ctx, uint64_t seq, const uint8_t *entry, size_t len)
+{
+	one_entry *o = ctx;
+	(void)seq;
+	o->seen = true;
+	return tlog_leaf_hash(entry, len, o->hash);
+}
+
+kms_status audit_fleet_check(audit_log *log)
+{
+	uint64_t entries = 0, pending = 0;
+	uint64_t have = log->tree.size;
+	KMS_GUARD(store_audit_counts(log->fleet, &entries, &pending));
+	bool same = have <= entries;
+	if (same && have > 0) {
+		one_entry o = { .seen = false };
+		uint8_t mine[AUDIT_HASH_LEN];
+		size_t n = 0;
+		KMS_GUARD(store_audit_entries(log->fleet, have - 1, 1, hash_one, &o, &n));
+		KMS_GUARD(audit_tree_reader(&log->tree, 0, have - 1, mine));
+		same = o.seen && tlog_hash_equal(o.hash, mine);
+	}
+	KMS_ENSURE(same, KMS_FAILED_PRECONDITION,
+	           "audit: %s/log.bin (%llu entries) is not a copy of the fleet's audit log "
+	           "(%llu entries): move %s aside and start again (kmsd copies the fleet's log "
+	           "from the database)", log->dir, (unsigned long long)have,
+	           (unsigned long long)entries, log->dir);
+	kms_log("info", "audit: one log for the fleet: %llu entries numbered, %llu waiting, %llu "
+	         "in this replica's copy", (unsigned long long)entries,
+	         (unsigned long long)pending, (unsigned long long)have);
+	return KMS_OK;
+}
+
+/* ---- copying numbered entries ---- */
+
+typedef struct copy_batch {
+	audit_log *log;
+	uint64_t first;
+	char *entries[FLEET_BATCH];
+	size_t lens[FLEET_BATCH];
+	size_t n;
+	size_t bytes;
+} copy_batch;
+
+static void copy_clear(copy_batch *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		free(b->entries[i]);
+	b->first += b->n;
+	b->n = 0;
+	b->bytes = 0;
+}
+
+static kms_status copy_flush(copy_batch *b)
+{
+	if (b->n == 0)
+		return KMS_OK;
+	kms_status st = audit_append_numbered(b->log, b->first, (const char *const *)b->entries,
+	                                      b->lens, b->n);
+	copy_clear(b);
+	return st;
+}
+
+static kms_status copy_one(void *ctx, uint64_t seq, const uint8_t *entry, size_t len)
+{
+	copy_batch *b = ctx;
+	(void)seq;
+	char *e = malloc(len);
+	KMS_ENSURE(e, KMS_UNAVAILABLE, "audit: out of memory copying the fleet's log");
+	memcpy(e, entry, len);
+	b->entries[b->n] = e;
+	b->lens[b->n++] = len;
+	b->bytes += len;
+	if (b->n == FLEET_BATCH || b->bytes >= FLEET_COPY_BYTES)
+		return copy_flush(b);
+	return KMS_OK;
+}
+
+/* Copies what the fleet numbered past this copy's end; *n how many. */
+static kms_status follow(audit_log *log, copy_batch *b, size_t *n)
+{
+	b->log = log;
+	b->first = audit_size(log);
+	b->n = 0;
+	b->bytes = 0;
+	kms_status st = store_audit_entries(log->fleet, b->first, FLEET_BATCH, copy_one, b, n);
+	if (st == KMS_OK)
+		st = copy_flush(b);
+	copy_clear(b);
+	return st;
+}
+
+/* ---- the lease ---- */
+
+static void set_sequencer(audit_log *log, bool held, uint64_t epoch)
+{
+	pthread_mutex_lock(&log->lock);
+	bool was = log->sequencer;
+	log->sequencer = held;
+	if (held)
+		log->lease_epoch = epoch;
+	pthread_mutex_unlock(&log->lock);
+	if (held && !was)
+		kms_log("info", "audit: this replica holds the fleet log's sequencer lease (epoch "
+		         "%llu): it numbers the entries and signs the checkpoints",
+		         (unsigned long long)epoch);
+	else if (!held && was)
+		kms_log("warn", "audit: this replica no longer holds the sequencer lease; another "
+		         "replica numbers the entries");
+}
+
+
+/* ---- checkpoints ---- */
+
+typedef struct fleet_state {
+	bool held;
+	uint64_t epoch;
+	uint64_t lease_due_us;  /* next renewal or attempt */
+	uint64_t signed_us;     /* when this replica last signed */
+	uint64_t fleet_size;    /* the fleet's checkpoint size last seen (holder) */
+	bool fleet_size_known;
+	bool failing;           /* the last round failed: said once */
+} fleet_state;
+
+/* Takes the fleet's checkpoint when this copy has reached it. */
+static kms_status adopt(audit_log *log, fleet_state *fs)
+{
+	uint64_t size = 0;
+	char *note = NULL;
+	kms_status st = store_audit_checkpoint_get(log->fleet, &size, &note);
+	if (st == KMS_NOT_FOUND) {
+		kms_error_clear();
+		fs->fleet_size = 0;
+		fs->fleet_size_known = true;
+		return KMS_OK;
+	}
+	KMS_GUARD(st);
+	fs->fleet_size = size;
+	fs->fleet_size_known = true;
+	if (size <= audit_size(log))
+		st = audit_install(log, note, size);
+	free(note);
+	return st;
+}
+
+/* The holder: a checkpoint of its copy's size, signed and published in
+ * the store, at most every checkpoint_ms. */
+static kms_status sign(audit_log *log, fleet_state *fs)
+{
+	uint64_t size = audit_size(log);
+	uint64_t now = kms_monotonic_us();
+	pthread_mutex_lock(&log->lock);
+	uint64_t have = log->checkpoint_size;
+	pthread_mutex_unlock(&log->lock);
+	if (!fs->fleet_size_known || size < fs->fleet_size || size <= have ||
+	    now - fs->signed_us < (uint64_t)log->checkpoint_ms * 1000)
+		return KMS_OK;
+	if (audit_publish(log) != KMS_OK)
+		return KMS_FAIL(KMS_UNAVAILABLE, "audit: signing the fleet's checkpoint: %s",
+		                kms_error_message());
+	fs->signed_us = now;
+	char *note = NULL;
+	uint8_t root[AUDIT_HASH_LEN];
+	KMS_GUARD(audit_checkpoint(log, &note, &size, root));
+	kms_status st = store_audit_checkpoint_put(log->fleet, fs->epoch, size, note);
+	free(note);
+	if (st == KMS_OK)
+		fs->fleet_size = size;
+	return st;
+}
+
+/* ---- the thread ---- */
+
+/* One round: the lease, numbering (holder), copying, the checkpoint.
+ * *busy when there was more than one round's worth. */
+static kms_status round_once(audit_log *log, fleet_state *fs, copy_batch *b, bool *busy)
+{
+	uint64_t now = kms_monotonic_us();
+	*busy = false;
+	if (now >= fs->lease_due_us) {
+		bool held = false;
+		uint64_t epoch = 0;
+		fs->lease_due_us = now + (uint64_t)log->lease_ms * 1000 / 4;
+		kms_status st = store_audit_lease(log->fleet, kms_now_us() / 1000, log->lease_ms,
+		                                  &held, &epoch);
+		if (st != KMS_OK)
+			held = false;
+		if (held && (!fs->held || epoch != fs->epoch))
+			fs->fleet_size_known = false; /* taken (again): read the fleet's first */
+		fs->held = held;
+		fs->epoch = epoch;
+		set_sequencer(log, held, epoch);
+		KMS_GUARD(st);
+	}
+	if (fs->held) {
+		size_t moved = 0;
+		kms_status st = store_audit_sequence(log->fleet, fs->epoch, FLEET_BATCH, &moved);
+		if (st == KMS_FAILED_PRECONDITION) {
+			fs->held = false;
+			set_sequencer(log, false, 0);
+			kms_error_clear();
+		} else {
+			KMS_GUARD(st);
+		}
+		if (moved) {
+			pthread_mutex_lock(&log->lock);
+			log->fleet_sequenced += moved;
+			pthread_mutex_unlock(&log->lock);
+		}
+		*busy = moved == FLEET_BATCH;
+	}
+	size_t copied = 0;
+	KMS_GUARD(follow(log, b, &copied));
+	*busy = *busy || copied == FLEET_BATCH;
+	pthread_mutex_lock(&log->lock);
+	bool behind = audit_size(log) > log->checkpoint_size;
+	pthread_mutex_unlock(&log->lock);
+	if (!fs->fleet_size_known || (!fs->held && behind))
+		KMS_GUARD(adopt(log, fs));
+	if (fs->held) {
+		kms_status st = sign(log, fs);
+		if (st == KMS_FAILED_PRECONDITION) { /* the lease moved on meanwhile */
+			fs->held = false;
+			set_sequencer(log, false, 0);
+			kms_error_clear();
+		} else {
+			KMS_GUARD(st);
+		}
+	}
+	return KMS_OK;
+}
+
+/* At a clean stop, once this replica's last entries are submitted: the
+ * holder numbers everything pending, copies it, signs a final checkpoint
+ * and gives the lease up (another replica takes it at once); any other
+ * replica copies what is numbered and takes the fleet's checkpoint. So a
+ * stopped replica's copy holds every entry it answered for, when it held
+ * the lease (a one-replica fleet always does). Bounded: a few batches. */
+void audit_fleet_release(audit_log *log)
+{
+	pthread_mutex_lock(&log->lock);
+	bool held = log->sequencer;
+	uint64_t epoch = log->lease_epoch;
+	bool damaged = log->damaged;
+	pthread_mutex_unlock(&log->lock);
+	if (damaged)
+		return;
+	fleet_state fs = { .held = held, .epoch = epoch };
+	copy_batch *b = calloc(1, sizeof *b);
+	kms_status st = b ? KMS_OK : KMS_FAIL(KMS_INTERNAL, "audit: out of memory");
+	for (int i = 0; i < 64 && st == KMS_OK; i++) {
+		size_t moved = 0, copied = 0;
+		if (held)
+			st = store_audit_sequence(log->fleet, epoch, FLEET_BATCH, &moved);
+		if (st == KMS_OK)
+			st = follow(log, b, &copied);
+		if (moved < FLEET_BATCH && copied < FLEET_BATCH)
+			break;
+	}
+	if (st == KMS_OK)
+		st = adopt(log, &fs);
+	if (st == KMS_OK && held) {
+		fs.signed_us = 0;
+		st = sign(log, &fs);
+	}
+	if (st != KMS_OK)
+		kms_log("warn", "audit: the fleet's log at stop: %s; the next lease holder numbers "
+		         "what is left", kms_error_message());
+	free(b);
+	pthread_mutex_lock(&log->lock);
+	log->sequencer = false;
+	pthread_mutex_unlock(&log->lock);
+	if (held && store_audit_lease_release(log->fleet) != KMS_OK)
+		kms_log("warn", "audit: could not give the sequencer lease up (%s): another replica "
+		         "takes it when it expires", kms_error_message());
+}
+
+static void wait_ms(audit_log *log, unsigned ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += (long)ms * 1000000L;
+	while (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&log->lock);
+	if (!log->stop)
+		pthread_cond_timedwait(&log->fleet_wake, &log->lock, &until);
+	pthread_mutex_unlock(&log->lock);
+}
+
+static bool stopping(audit_log *log)
+{
+	pthread_mutex_lock(&log->lock);
+	bool stop = log->stop;
+	pthread_mutex_unlock(&log->lock);
+	return stop;
+}
+
+void *audit_fleet_main(void *arg)
+{
+	audit_log *log = arg;
+	fleet_state fs = { .held = false };
+	copy_batch *b = calloc(1, sizeof *b);
+	if (!b) {
+		kms_log("fatal", "audit: out of memory for the fleet log's thread");
+		return NULL;
+	}
+	while (!stopping(log)) {
+		bool busy = false;
+		kms_status st = round_once(log, &fs, b, &busy);
+		if (st == KMS_FAILED_PRECONDITION) {
+			/* This copy and the fleet's signed log differ: fail closed. */
+			char damage[sizeof log->damage];
+			snprintf(damage, sizeof damage, "%s", kms_error_message());
+			kms_log("fatal", "%s", damage);
+			pthread_mutex_lock(&log->lock);
+			log->damaged = true;
+			snprintf(log->damage, sizeof log->damage, "%s", damage);
+			pthread_mutex_unlock(&log->lock);
+			if (log->on_damage)
+				log->on_damage(log->damage_ctx);
+			break;
+		}
+		if (st != KMS_OK) {
+			if (!fs.failing)
+				kms_log("error", "audit: the fleet's log: %s (%s); trying again",
+				         kms_error_message(), kms_error_where());
+			fs.failing = true;
+			wait_ms(log, 200);
+			continue;
+		}
+		if (fs.failing)
+			kms_log("info", "audit: the fleet's log is reachable again");
+		fs.failing = false;
+		if (!busy)
+			wait_ms(log, FLEET_POLL_MS);
+	}
+	free(b);
+	return NULL;
+}
