@@ -773,6 +773,14 @@ static kms_status complete_request(kms_client *c, const Kms__Request *req,
 	return KMS_OK;
 }
 
+/* kms_last_request_id's: this thread's last request id. */
+static _Thread_local char last_request_id[KMS_SIGN_REQUEST_ID_MAX + 1];
+
+const char *kms_last_request_id(void)
+{
+	return last_request_id;
+}
+
 kms_status client_request_pack(kms_client *c, const Kms__Request *req, nng_msg **out,
                                char id[CLIENT_REQUEST_ID_LEN + 1], const char **sent_id,
                                kms_error *err)
@@ -789,8 +797,10 @@ kms_status client_request_pack(kms_client *c, const Kms__Request *req, nng_msg *
 	KMS_GUARD(complete_request(c, req, &send, id, &cred, mac, err));
 	kms_status st = pack_request(&send, out, err);
 	kms_wipe(mac, sizeof mac);
-	if (st == KMS_OK)
+	if (st == KMS_OK) {
 		*sent_id = send.request_id; /* req's own, or id */
+		snprintf(last_request_id, sizeof last_request_id, "%s", send.request_id);
+	}
 	return st;
 }
 

@@ -205,6 +205,14 @@ KMS_EXPORT kms_status kms_client_open(const kms_client_options *opts,
  * NULL is ignored. */
 KMS_EXPORT void kms_client_close(kms_client *client);
 
+/* The request id of the last request this thread sent, through any client
+ * (a call fills it once its request is made, answered or not; an id the
+ * caller gave is returned as given); "" before the first. It names the
+ * request in kmsd's audit log (docs/audit-log.md, request_id), so an
+ * application can log it beside its own record of the call. Valid until
+ * this thread's next call. */
+KMS_EXPORT const char *kms_last_request_id(void);
+
 /* Releases memory the library returned as plain memory (kms_key_policy's
  * policy, kms_client_call_bytes's answer). NULL is ignored. */
 KMS_EXPORT void kms_free(void *p);

@@ -549,7 +549,8 @@ static const char *const migrations[] = {
 	 * the fleet"). Every replica adds its entries to audit_pending (in the
 	 * request's time, before its reply); the one replica holding
 	 * audit_lease moves them, in one transaction, to audit_entries, where
-	 * each gets the next sequence number: the log's order. audit_entries
+	 * each gets the next sequence number: the log's order (replica: which
+	 * replica wrote it; not part of the entry). audit_entries
 	 * only grows, without gaps; audit_checkpoint is the latest checkpoint
 	 * the lease holder signed, and never shrinks. */
 	"CREATE TABLE audit_pending ("
@@ -559,7 +560,8 @@ static const char *const migrations[] = {
 	") STRICT;"
 	"CREATE TABLE audit_entries ("
 	"  seq INTEGER PRIMARY KEY NOT NULL CHECK (seq >= 0),"
-	"  entry BLOB NOT NULL CHECK (length(entry) BETWEEN 1 AND 65535)"
+	"  entry BLOB NOT NULL CHECK (length(entry) BETWEEN 1 AND 65535),"
+	"  replica TEXT NOT NULL DEFAULT '' CHECK (length(CAST(replica AS BLOB)) <= 32)"
 	") STRICT;"
 	"CREATE TRIGGER audit_entries_in_order"
 	"  BEFORE INSERT ON audit_entries"

@@ -146,8 +146,9 @@ static kms_status sequence(store *st, uint64_t epoch, size_t cap, size_t *moved)
 	/* In id order, each the next number: one statement, so the rows of
 	 * one batch are numbered as one. */
 	KMS_GUARD(store_stmt(st, S_AUDIT_SEQUENCE,
-	                     "INSERT INTO audit_entries (seq, entry) SELECT ?1 + (row_number() OVER "
-	                     "(ORDER BY id)) - 1, entry FROM audit_pending WHERE id <= ?2 ORDER BY id",
+	                     "INSERT INTO audit_entries (seq, entry, replica) SELECT ?1 + (row_number() "
+	                     "OVER (ORDER BY id)) - 1, entry, replica FROM audit_pending WHERE id <= ?2 "
+	                     "ORDER BY id",
 	                     &s));
 	KMS_GUARD(store_bind_check(s, store_bind(s, "ii", next, last_id), "sequence audit entries",
 	                           NULL));

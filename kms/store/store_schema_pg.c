@@ -536,7 +536,8 @@ static const char schema_8_to_9[] =
 	");"
 	"CREATE TABLE audit_entries ("
 	"  seq BIGINT PRIMARY KEY NOT NULL CHECK (seq >= 0),"
-	"  entry blob NOT NULL CHECK (length(entry) BETWEEN 1 AND 65535)"
+	"  entry blob NOT NULL CHECK (length(entry) BETWEEN 1 AND 65535),"
+	"  replica " TEXT_C " NOT NULL DEFAULT '' CHECK (octet_length(replica) <= 32)"
 	");"
 	RULE_FUNCTION("audit_entries_in_order",
 	              "NEW.seq > 0 AND NOT EXISTS (SELECT 1 FROM audit_entries"

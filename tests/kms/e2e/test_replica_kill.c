@@ -8,10 +8,19 @@
  * request that was in flight on a connection that closes again, at once,
  * on another connected replica. Each does a bounded mix: Encrypt under a
  * shared key, Decrypt of what it sealed, GenerateDataKey, and now and then
- * CreateKey. B is killed after a third of all requests were answered (its
- * audit log shows it was serving its share) and started again after two
- * thirds; every request must be answered OK. With resend_ms 0 the same
- * run fails: the requests in flight on B are lost.
+ * CreateKey. The replica holding the fleet audit log's sequencer lease is
+ * killed after a third of all requests were answered (the fleet's log shows
+ * it was serving its share), and started again after two thirds and once
+ * another replica has taken the lease over (the time is printed); every
+ * request must be answered OK. With resend_ms 0 the same run fails: the
+ * requests in flight on the killed replica are lost.
+ *
+ * Then the fleet's log (docs/scale-out.md, "One audit log for the fleet"),
+ * once nothing is pending: A's copy verifies and extends the checkpoint
+ * the killed sequencer signed before it died; every answered request's id
+ * (kms_last_request_id) is in it, once, or twice for a request the killed
+ * replica logged and ran before its answer was lost (at most one per
+ * client); B's and C's copies verify and extend A's checkpoint.
  *
  * The run is made twice: over ipc:// (unsigned, the uid mapped), and over
  * tls+tcp:// with client certificates and every request signed, as
@@ -40,6 +49,7 @@
 
 #include <kms/client.h>
 
+#include "tests/support/audit_check.h"
 #include "tests/support/e2e_ops.h"
 #include "tests/support/harness.h"
 
@@ -53,11 +63,17 @@ static char a_data[700];
 static char shared_key[KMS_KEY_ID_MAX + 1];
 static atomic_int answered;
 
+/* The request ids of a client's answered requests (kms_last_request_id):
+ * each must be in the fleet's audit log. */
+#define IDS_MAX (2 * OPS)
+
 typedef struct client_run {
 	bool tls;
 	int index;
 	int failed;
 	int created;
+	char ids[IDS_MAX][KMS_REQUEST_ID_MAX + 1];
+	int n_ids;
 	char first_failure[KMS_ERROR_MESSAGE_MAX + 32];
 	uint64_t first_failure_ms; /* when (e2e_now_ms), to place it against the kill */
 } client_run;
@@ -107,6 +123,12 @@ static void failed(client_run *r, const char *what, const kms_error *err)
 	}
 }
 
+static void answered_id(client_run *r)
+{
+	if (r->n_ids < IDS_MAX)
+		snprintf(r->ids[r->n_ids++], sizeof r->ids[0], "%s", kms_last_request_id());
+}
+
 static void *client_main(void *arg)
 {
 	client_run *r = arg;
@@ -141,6 +163,7 @@ static void *client_main(void *arg)
 			kms_create_key_params params = { .description = description };
 			kms_key_metadata md;
 			if (kms_create_key(client, &params, &md, &err) == KMS_OK) {
+				answered_id(r);
 				r->created++;
 				kms_key_metadata_free(&md);
 			} else {
@@ -148,9 +171,10 @@ static void *client_main(void *arg)
 			}
 		} else if (i % 8 == 7) {
 			kms_data_key dk;
-			if (kms_generate_data_key(client, shared_key, NULL, 0, &dk, &err) == KMS_OK)
+			if (kms_generate_data_key(client, shared_key, NULL, 0, &dk, &err) == KMS_OK) {
+				answered_id(r);
 				kms_data_key_free(&dk);
-			else
+			} else
 				failed(r, "GenerateDataKey", &err);
 		} else {
 			kms_ciphertext ct;
@@ -158,11 +182,12 @@ static void *client_main(void *arg)
 			                &err) != KMS_OK) {
 				failed(r, "Encrypt", &err);
 			} else {
+				answered_id(r);
 				kms_plaintext pt;
 				if (kms_decrypt(client, ct.blob, ct.blob_len, NULL, 0, NULL, &pt, &err) !=
 				    KMS_OK)
 					failed(r, "Decrypt", &err);
-				else if (pt.len != sizeof plaintext ||
+				else if (answered_id(r), pt.len != sizeof plaintext ||
 				         memcmp(pt.bytes, plaintext, pt.len) != 0)
 					r->failed++;
 				kms_plaintext_free(&pt);
@@ -203,6 +228,113 @@ static void count_made(const e2e_key *keys, size_t n, const char *via, int made[
 	}
 }
 
+static const char *name_of(const harness *h)
+{
+	return h == &A ? "A" : h == &B ? "B" : "C";
+}
+
+/* One SQL value from the shared store, as text. */
+static void query(const char *sql, char *out, size_t cap)
+{
+	assert_true(harness_store_query(&A, &oa, sql, out, cap));
+}
+
+/* One integer from the shared store (expr: an integer expression of the
+ * rest of the query, read as text). */
+static uint64_t query_u64(const char *expr, const char *rest)
+{
+	char sql[400], v[64];
+	snprintf(sql, sizeof sql, "SELECT CAST(%s AS TEXT) %s", expr, rest);
+	query(sql, v, sizeof v);
+	return strtoull(v, NULL, 10);
+}
+
+/* A replica's id (its data/replica-id). */
+static void replica_id(const harness *h, char out[40])
+{
+	char path[800];
+	snprintf(path, sizeof path, "%s/data/replica-id", h->dir);
+	size_t len = 0;
+	char *text = harness_read_file(path, &len);
+	assert_non_null(text);
+	assert_true(len >= 32);
+	memcpy(out, text, 32);
+	out[32] = '\0';
+	free(text);
+}
+
+/* The replica holding the fleet log's sequencer lease (waits for one). */
+static harness *sequencer(char id[40])
+{
+	harness *all[] = { &A, &B, &C };
+	char holder[64] = "";
+	uint64_t until = e2e_now_ms() + WAIT_MS;
+	while (e2e_now_ms() < until) {
+		query("SELECT holder FROM audit_lease WHERE id = 1", holder, sizeof holder);
+		for (size_t i = 0; i < 3; i++) {
+			replica_id(all[i], id);
+			if (strcmp(id, holder) == 0)
+				return all[i];
+		}
+		e2e_sleep_ms(10);
+	}
+	fail_msg("no replica holds the sequencer lease (holder '%s')", holder);
+	return NULL;
+}
+
+/* The fleet's log, once nothing is pending and A's copy has signed all
+ * of it: every answered request is in it; one the killed replica logged
+ * and whose answer it never sent is there twice (it ran again on
+ * another replica). Returns how many were there twice. */
+static int check_fleet_log(client_run *runs, const char *before_kill)
+{
+	uint64_t until = e2e_now_ms() + WAIT_MS;
+	while (query_u64("count(*)", "FROM audit_pending") != 0 && e2e_now_ms() < until)
+		e2e_sleep_ms(10);
+	assert_int_equal(query_u64("count(*)", "FROM audit_pending"), 0);
+	uint64_t numbered = query_u64("coalesce(max(seq) + 1, 0)", "FROM audit_entries");
+	audit_cp cp;
+	audit_wait_checkpoint(&A, numbered, WAIT_MS, &cp);
+	char vkey[AUDIT_VKEY_MAX], pub[800];
+	assert_true(audit_vkey_from_log(&A, vkey));
+	snprintf(pub, sizeof pub, "%s/data/audit/public", A.dir);
+	audit_entries e;
+	/* One sequence: the checkpoint the killed sequencer signed is a
+	 * prefix of the one its successor signed. */
+	audit_load(pub, vkey, before_kill, &e);
+	assert_true(e.report.since_checked);
+	assert_true(e.n >= numbered);
+	int answered_n = 0, twice = 0;
+	for (int c = 0; c < CLIENTS; c++)
+		for (int i = 0; i < runs[c].n_ids; i++) {
+			size_t n = audit_count_id(&e, runs[c].ids[i], NULL);
+			if (n == 0 || n > 2)
+				fail_msg("request %s: %zu entries in the fleet's log", runs[c].ids[i], n);
+			twice += n == 2;
+			answered_n++;
+		}
+	/* Every replica serves the same log: B's and C's copies reach A's
+	 * checkpoint and extend it. */
+	harness *others[] = { &B, &C };
+	for (size_t i = 0; i < 2; i++) {
+		audit_cp their;
+		audit_wait_checkpoint(others[i], cp.size, WAIT_MS, &their);
+		audit_cp_free(&their);
+		snprintf(pub, sizeof pub, "%s/data/audit/public", others[i]->dir);
+		audit_entries copy;
+		audit_load(pub, vkey, cp.note, &copy);
+		assert_true(copy.report.since_checked);
+		audit_entries_free(&copy);
+	}
+	fprintf(stderr, "test_replica_kill: the fleet's log verifies: %llu entries (checkpoint "
+	        "%llu, B's and C's copies extend it); all %d answered requests in it, %d of them "
+	        "twice\n",
+	        (unsigned long long)e.n, (unsigned long long)cp.size, answered_n, twice);
+	audit_cp_free(&cp);
+	audit_entries_free(&e);
+	return twice;
+}
+
 static void kill_under_load(bool tls)
 {
 	static client_run runs[CLIENTS];
@@ -213,20 +345,33 @@ static void kill_under_load(bool tls)
 		assert_int_equal(pthread_create(&threads[i], NULL, client_main, &runs[i]), 0);
 	}
 	const int total = CLIENTS * OPS;
-	char b_log[800];
-	snprintf(b_log, sizeof b_log, "%s/data/audit/log.bin", B.dir);
-	size_t b_before = 0, b_at_kill = 0;
-	free(harness_read_file(b_log, &b_before));
+	/* The victim: the replica holding the fleet log's sequencer lease. */
+	char victim_id[40], where[200];
+	harness *victim = sequencer(victim_id);
 	wait_answered(total / 3);
+	static char before_kill[4200];
+	query("SELECT convert_from(note, 'UTF8') FROM audit_checkpoint WHERE id = 1", before_kill,
+	      sizeof before_kill);
+	assert_true(before_kill[0] != '\0');
 	uint64_t killed_at = e2e_now_ms();
-	harness_kill9(&B);
-	/* B was serving its share when it died (its audit log grew). */
-	free(harness_read_file(b_log, &b_at_kill));
-	assert_true(b_at_kill > b_before);
+	harness_kill9(victim);
+	/* It was serving its share when it died: entries it wrote. */
+	snprintf(where, sizeof where, "FROM audit_entries WHERE replica = '%s'", victim_id);
+	uint64_t victim_entries = query_u64("count(*)", where);
+	assert_true(victim_entries > 0);
 	int at_kill = atomic_load(&answered);
+	/* Another replica takes the lease once it expires. */
+	char next_id[40];
+	harness *next = NULL;
+	uint64_t until = e2e_now_ms() + WAIT_MS;
+	while (e2e_now_ms() < until && (!(next = sequencer(next_id)) || next == victim))
+		e2e_sleep_ms(5);
+	assert_true(next && next != victim);
+	uint64_t takeover_ms = e2e_now_ms() - killed_at;
 	wait_answered(2 * total / 3);
-	unsigned ready = harness_ready_lines(&B);
-	assert_true(harness_spawn(&B, &ob) && harness_wait_ready(&B, ready));
+	unsigned ready = harness_ready_lines(victim);
+	assert_true(harness_spawn(victim, victim == &A ? &oa : &ob) &&
+	            harness_wait_ready(victim, ready));
 	uint64_t back_at = e2e_now_ms();
 	for (int i = 0; i < CLIENTS; i++)
 		pthread_join(threads[i], NULL);
@@ -255,13 +400,17 @@ static void kill_under_load(bool tls)
 			assert_true(made[c][i] >= 1); /* every answered CreateKey made its key */
 			twice += made[c][i] - 1;
 		}
-	fprintf(stderr, "test_replica_kill %s: %d clients, %d requests, %d failed; B killed after "
-	        "%d answered, down %llu ms; %d CreateKey answered, %d of them made two keys\n",
-	        tls ? "tls, signed" : "ipc", CLIENTS, total, failures, at_kill, (unsigned long long)(back_at - killed_at),
-	        created, twice);
+	fprintf(stderr, "test_replica_kill %s: %d clients, %d requests, %d failed; the sequencer "
+	        "%s killed after %d answered (%llu of its entries numbered), lease taken over by "
+	        "%s after %llu ms, down %llu ms; %d CreateKey answered, %d of them made two keys\n",
+	        tls ? "tls, signed" : "ipc", CLIENTS, total, failures, name_of(victim), at_kill,
+	        (unsigned long long)victim_entries, name_of(next), (unsigned long long)takeover_ms,
+	        (unsigned long long)(back_at - killed_at), created, twice);
 	assert_int_equal(failures, 0);
 	assert_int_equal(created, CLIENTS * (OPS / 16));
 	assert_int_equal(twice, 0);
+	/* At most the requests in flight on the victim ran twice. */
+	assert_true(check_fleet_log(runs, before_kill) <= CLIENTS);
 }
 
 static void over_ipc(void **state)

@@ -1166,9 +1166,13 @@ static void test_audit_fleet(void **state)
 		BY_UNIQUE("audit_entries_pkey", NUMBERED("0", E1)),
 		BY_RULE("audit_entries_in_order", NUMBERED("2", E1)),
 		BY_CHECK("audit_entries_entry_check", NUMBERED("1", "zeroblob(0)")),
+		BY_CHECK("audit_entries_replica_check",
+		         "INSERT INTO audit_entries (seq, entry, replica) VALUES (1, " E1
+		         ", repeat('a', 33))"),
 		ALLOW(NUMBERED("1", E1)),
-		ALLOW("INSERT INTO audit_entries (seq, entry) SELECT 2 + (row_number() OVER "
-		      "(ORDER BY id)) - 1, entry FROM audit_pending WHERE id <= 2 ORDER BY id"),
+		ALLOW("INSERT INTO audit_entries (seq, entry, replica) SELECT 2 + (row_number() "
+		      "OVER (ORDER BY id)) - 1, entry, replica FROM audit_pending WHERE id <= 2 "
+		      "ORDER BY id"),
 		BY_RULE("audit_entries_fixed", "UPDATE audit_entries SET entry = " E1 " WHERE seq = 0"),
 		BY_RULE("audit_entries_kept", "DELETE FROM audit_entries WHERE seq = 2"),
 		/* The lease: one row. */
