@@ -643,6 +643,8 @@ static void health_round_trip(void **state)
 	kms_health_free(&h);
 	pthread_mutex_lock(&last_lock);
 	assert_string_not_equal(f->last->request_id, first_id);
+	/* kms_last_request_id names the request this thread just sent. */
+	assert_string_equal(kms_last_request_id(), f->last->request_id);
 	pthread_mutex_unlock(&last_lock);
 
 	kms_client_close(c);
@@ -975,6 +977,7 @@ static void server_errors_pass_through_cleaned(void **state)
 	assert_int_equal(kms_client_call(c, &req, &resp, &err), KMS_NOT_FOUND);
 	assert_non_null(resp);
 	assert_string_equal(resp->request_id, "my-own-id.1");
+	assert_string_equal(kms_last_request_id(), "my-own-id.1"); /* a caller's id, as given */
 	assert_int_equal(resp->status, KMS__STATUS__NOT_FOUND);
 	kms_response_free(resp);
 	assert_int_equal(req.schema_version, 0); /* the caller's request is untouched */

@@ -185,6 +185,15 @@ static void retried_until_it_commits(void **state)
 	assert_true(harness_create_key(&H, NULL, id));
 	assert_true(e2e_roundtrip(&H, id, why, sizeof why));
 
+	/* A fleet of one: it holds the audit log's sequencer lease, at the
+	 * first epoch, and numbered every entry (each metrics read is one). */
+	uint64_t until = e2e_now_ms() + HTTP_WAIT_MS;
+	while (metric("kms_audit_fleet_sequencer") != 1 && e2e_now_ms() < until)
+		e2e_sleep_ms(10);
+	assert_true(metric("kms_audit_fleet_sequencer") == 1);
+	assert_true(metric("kms_audit_fleet_lease_epoch") == 1);
+	assert_true(metric("kms_audit_fleet_sequenced_total") > 0);
+
 	assert_int_equal(harness_stop(&H), 0);
 	audited_once("retry-two-conflicts", "OK");
 	audited_once("retry-gives-up", "UNAVAILABLE");
