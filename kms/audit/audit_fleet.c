@@ -97,10 +97,9 @@ kms_status audit_fleet_check(audit_log *log)
 		same = o.seen && tlog_hash_equal(o.hash, mine);
 	}
 	KMS_ENSURE(same, KMS_FAILED_PRECONDITION,
-	           "audit: %s/log.bin (%llu entries) is not a copy of the fleet's audit log "
-	           "(%llu entries): move %s aside and start again (kmsd copies the fleet's log "
-	           "from the database)", log->dir, (unsigned long long)have,
-	           (unsigned long long)entries, log->dir);
+	           "audit: log.bin (%llu entries) is not a copy of the fleet's audit log (%llu "
+	           "entries): move %s aside and start again; kmsd then copies the log from the "
+	           "database", (unsigned long long)have, (unsigned long long)entries, log->dir);
 	kms_log("info", "audit: one log for the fleet: %llu entries numbered, %llu waiting, %llu "
 	         "in this replica's copy", (unsigned long long)entries,
 	         (unsigned long long)pending, (unsigned long long)have);
@@ -286,10 +285,25 @@ static kms_status round_once(audit_log *log, fleet_state *fs, copy_batch *b, boo
 		*busy = moved == FLEET_BATCH;
 	}
 	size_t copied = 0;
-	KMS_GUARD(follow(log, b, &copied));
+	kms_status copy = follow(log, b, &copied);
+	if (copy != KMS_OK && fs->held) {
+		/* This copy cannot grow (its disk, say), so it cannot sign:
+		 * let a replica whose copy can take the lease, and stay out
+		 * of it for one term. */
+		kms_error_saved why;
+		kms_error_save(&why);
+		if (store_audit_lease_release(log->fleet) == KMS_OK) {
+			fs->held = false;
+			fs->lease_due_us = now + (uint64_t)log->lease_ms * 1000;
+			set_sequencer(log, false, 0);
+		}
+		copy = kms_error_restore(copy, &why);
+	}
+	KMS_GUARD(copy);
 	*busy = *busy || copied == FLEET_BATCH;
+	uint64_t size = audit_size(log);
 	pthread_mutex_lock(&log->lock);
-	bool behind = audit_size(log) > log->checkpoint_size;
+	bool behind = size > log->checkpoint_size;
 	pthread_mutex_unlock(&log->lock);
 	if (!fs->fleet_size_known || (!fs->held && behind))
 		KMS_GUARD(adopt(log, fs));

@@ -52,6 +52,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/sha.h>
+
+#include "tests/support/audit_check.h"
 #include "tests/support/e2e_ops.h"
 #include "tests/support/harness.h"
 
@@ -652,6 +655,84 @@ static void load_through_restarts(void **state)
 	            harness_wait_ready(&B, rb) && harness_wait_ready(&C, rc));
 }
 
+/* ---- a replica's copy of the fleet's audit log ---- */
+
+/* Rewrites the last record of log.bin (dir/log.bin) with one byte of its
+ * entry changed and its leaf hash made again: a copy whose history
+ * differs from the fleet's, but is whole in itself. */
+static void forge_last_record(const char *dir)
+{
+	char path[900];
+	snprintf(path, sizeof path, "%s/log.bin", dir);
+	size_t len = 0;
+	uint8_t *bin = (uint8_t *)harness_read_file(path, &len);
+	assert_non_null(bin);
+	size_t last = 0, off = 0;
+	while (len - off >= 2) {
+		size_t n = ((size_t)bin[off] << 8) | bin[off + 1];
+		if (n == 0 || len - off - 2 < n + 32)
+			break;
+		last = off;
+		off += 2 + n + 32;
+	}
+	assert_int_equal(off, len);
+	size_t n = ((size_t)bin[last] << 8) | bin[last + 1];
+	uint8_t *entry = bin + last + 2;
+	uint8_t *at = memchr(entry, '"', n); /* the first member name's quote */
+	assert_non_null(at);
+	at[1] ^= 0x20; /* "time" -> "Time" */
+	uint8_t *leaf = malloc(n + 1);
+	assert_non_null(leaf);
+	leaf[0] = 0x00;
+	memcpy(leaf + 1, entry, n);
+	SHA256(leaf, n + 1, entry + n);
+	free(leaf);
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(bin, 1, len, f), len);
+	assert_int_equal(fclose(f), 0);
+	free(bin);
+}
+
+/* A fourth replica, D, started on a copy of C's audit log: refused when
+ * the copy's last entry is not the fleet's (the copy is not a prefix of
+ * the fleet's log), and with the copy moved aside it copies the whole log
+ * from the database and reaches the fleet's checkpoint. */
+static void copy_not_the_fleets_refused(void **state)
+{
+	(void)state;
+	static harness D;
+	harness_options od = ob;
+	check(harness_replica_init(&D, "replica-d"), "make replica D");
+	assert_int_equal(harness_stop(&C), 0); /* a clean stop: its copy is whole and signed */
+	char cmd[4000], audit[800];
+	snprintf(audit, sizeof audit, "%s/data/audit", D.dir);
+	snprintf(cmd, sizeof cmd, "mkdir -p '%s/data' && cp -r '%s/data/audit' '%s' && "
+	         "rm -f '%s/public/checkpoint' '%s/log.pos'",
+	         D.dir, C.dir, audit, audit, audit);
+	check(system(cmd) == 0, "copy C's audit log for D");
+	forge_last_record(audit);
+	unsigned ready = harness_ready_lines(&D);
+	check(harness_spawn(&D, &od), "start D");
+	assert_false(harness_wait_ready(&D, ready));
+	assert_true(harness_log_contains(&D, "is not a copy of the fleet's audit log"));
+	harness_kill9(&D);
+
+	snprintf(cmd, sizeof cmd, "mv '%s' '%s.refused'", audit, audit);
+	check(system(cmd) == 0, "move D's copy aside");
+	ready = harness_ready_lines(&D);
+	check(harness_spawn(&D, &od) && harness_wait_ready(&D, ready), "start D on no copy");
+	char numbered[32];
+	check(store_sql("SELECT CAST(coalesce(max(seq) + 1, 0) AS TEXT) FROM audit_entries",
+	                numbered, sizeof numbered), "count the fleet's entries");
+	audit_cp cp;
+	audit_wait_checkpoint(&D, strtoull(numbered, NULL, 10), WAIT_MS, &cp);
+	audit_cp_free(&cp);
+	assert_int_equal(harness_stop(&D), 0);
+	ready = harness_ready_lines(&C);
+	check(harness_spawn(&C, &oc) && harness_wait_ready(&C, ready), "start C again");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -659,6 +740,7 @@ int main(void)
 		cmocka_unit_test(authorization_on_a_enforced_on_b),
 		cmocka_unit_test(intents_owned),
 		cmocka_unit_test(load_through_restarts),
+		cmocka_unit_test(copy_not_the_fleets_refused),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
