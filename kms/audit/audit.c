@@ -401,7 +401,7 @@ static kms_status sync_batch(audit_log *log)
 /* Writes one batch and makes it durable. On failure the file is cut back to
  * what was durable before, so a later batch starts clean. */
 static kms_status write_batch(audit_log *log, audit_waiter *const *batch, size_t n,
-                              bool outcomes_only)
+                              bool outcomes_only, bool sync)
 {
 	KMS_GUARD(make_room(log, n));
 	size_t total = 0;
@@ -441,7 +441,7 @@ static kms_status write_batch(audit_log *log, audit_waiter *const *batch, size_t
 		}
 		done += (size_t)put;
 	}
-	if (st == KMS_OK && log->sync)
+	if (st == KMS_OK && sync)
 		st = sync_batch(log);
 	if (st != KMS_OK) {
 		/* Nothing of this batch counts: cut it off again. */
@@ -494,11 +494,11 @@ static kms_status write_split(audit_log *log, audit_waiter **batch, size_t n)
 		}
 	kms_status st = KMS_OK, rest = KMS_OK;
 	if (outcomes)
-		st = write_batch(log, batch, outcomes, true);
+		st = write_batch(log, batch, outcomes, true, log->sync);
 	for (size_t i = 0; i < outcomes; i++)
 		batch[i]->written = st == KMS_OK;
 	if (n > outcomes)
-		rest = write_batch(log, batch + outcomes, n - outcomes, false);
+		rest = write_batch(log, batch + outcomes, n - outcomes, false, log->sync);
 	for (size_t i = outcomes; i < n; i++)
 		batch[i]->written = rest == KMS_OK;
 	return st != KMS_OK ? st : rest;
@@ -520,13 +520,26 @@ kms_status audit_append_numbered(audit_log *log, uint64_t first, const char *con
 			ws[i] = (audit_waiter){ .entry = entries[i], .len = lens[i] };
 			batch[i] = &ws[i];
 		}
-		/* No room is kept for outcomes in a copy: the fleet's database
-		 * holds the entries already. */
-		st = write_batch(log, batch, n, true);
+		/* No room is kept for outcomes in a copy, and no fdatasync per
+		 * batch: the fleet's database holds the entries already.
+		 * audit_copy_sync makes the copy durable before a checkpoint
+		 * covers it. */
+		st = write_batch(log, batch, n, true, false);
+		if (st == KMS_OK)
+			log->copy_unsynced = true;
 	}
 	free(ws);
 	free(batch);
 	return st;
+}
+
+kms_status audit_copy_sync(audit_log *log)
+{
+	if (!log->copy_unsynced || !log->sync)
+		return KMS_OK;
+	KMS_GUARD(sync_batch(log));
+	log->copy_unsynced = false;
+	return KMS_OK;
 }
 
 static void *writer_main(void *arg)

@@ -212,8 +212,14 @@ static kms_status adopt(audit_log *log, fleet_state *fs)
 	KMS_GUARD(st);
 	fs->fleet_size = size;
 	fs->fleet_size_known = true;
-	if (size <= audit_size(log))
-		st = audit_install(log, note, size);
+	pthread_mutex_lock(&log->lock);
+	bool newer = size > log->checkpoint_size;
+	pthread_mutex_unlock(&log->lock);
+	if (newer && size <= audit_size(log)) {
+		st = audit_copy_sync(log);
+		if (st == KMS_OK)
+			st = audit_install(log, note, size);
+	}
 	free(note);
 	return st;
 }
@@ -230,7 +236,7 @@ static kms_status sign(audit_log *log, fleet_state *fs)
 	if (!fs->fleet_size_known || size < fs->fleet_size || size <= have ||
 	    now - fs->signed_us < (uint64_t)log->checkpoint_ms * 1000)
 		return KMS_OK;
-	if (audit_publish(log) != KMS_OK)
+	if (audit_copy_sync(log) != KMS_OK || audit_publish(log) != KMS_OK)
 		return KMS_FAIL(KMS_UNAVAILABLE, "audit: signing the fleet's checkpoint: %s",
 		                kms_error_message());
 	fs->signed_us = now;

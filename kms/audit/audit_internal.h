@@ -135,6 +135,7 @@ struct audit_log {
 	bool sequencer;             /* under lock; the fleet thread writes it */
 	uint64_t lease_epoch;       /* under lock */
 	uint64_t fleet_sequenced;   /* under lock */
+	bool copy_unsynced;         /* entries copied since the last fdatasync (fleet thread) */
 };
 
 /* Reads entry i (i < tree size) into a malloc'ed buffer: from log.bin, or
@@ -162,10 +163,15 @@ kms_status audit_load_signed(audit_log *log) KMS_MUST_USE;
 kms_status audit_position_read(audit_log *log, uint64_t *size, uint64_t *offset) KMS_MUST_USE;
 
 /* A fleet's log: the entries numbered first .. first + n - 1, in order,
- * appended to log.bin and the tree (made durable), as the writer appends
- * a batch of its own log. Fleet thread only. */
+ * appended to log.bin and the tree, as the writer appends a batch of its
+ * own log, but not fdatasync'ed (audit_copy_sync). Fleet thread only. */
 kms_status audit_append_numbered(audit_log *log, uint64_t first, const char *const *entries,
                                  const size_t *lens, size_t n) KMS_MUST_USE;
+
+/* A fleet's log: fdatasync of log.bin when entries were copied since the
+ * last one (with [audit] sync). Before a checkpoint covering them is
+ * signed or taken. Fleet thread only. */
+kms_status audit_copy_sync(audit_log *log) KMS_MUST_USE;
 
 /* A fleet's log: writes the tiles and bundles of the current size, signing
  * nothing, and lets the full tiles' hashes go (when the hot tiles fill). */
