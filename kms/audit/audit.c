@@ -151,7 +151,10 @@ static kms_status judge_tail(const audit_log *log, const tlog_records_scan *scan
 		         (unsigned long long)log->signed_size);
 		return refuse_damage(scan, why);
 	}
-	if (scan->after_reach_end) {
+	/* A fleet's copy is not fdatasync'ed batch by batch (only before a
+	 * checkpoint covers it), so a crash may lose any of its pages past the
+	 * signed size: cut there, and copy again from the database. */
+	if (scan->after_reach_end && !log->fleet) {
 		snprintf(why, sizeof why, "with %llu whole records after it",
 		         (unsigned long long)scan->whole_after);
 		return refuse_damage(scan, why);

@@ -115,6 +115,14 @@ typedef struct copy_batch {
 	size_t lens[FLEET_BATCH];
 	size_t n;
 	size_t bytes;
+	/* The entry before `first` (this copy's last), read again from the
+	 * database and compared: the fleet's log must still hold this copy's
+	 * history (a database that lost entries, by a failover to a standby
+	 * that was behind or a restore, or whose entries changed, is found
+	 * here). */
+	bool check_pending;
+	uint8_t last_leaf[AUDIT_HASH_LEN];
+	bool local_failed;     /* the copy's own write failed (not the database) */
 } copy_batch;
 
 static void copy_clear(copy_batch *b)
@@ -132,6 +140,7 @@ static kms_status copy_flush(copy_batch *b)
 		return KMS_OK;
 	kms_status st = audit_append_numbered(b->log, b->first, (const char *const *)b->entries,
 	                                      b->lens, b->n);
+	b->local_failed = st != KMS_OK;
 	copy_clear(b);
 	return st;
 }
@@ -139,7 +148,15 @@ static kms_status copy_flush(copy_batch *b)
 static kms_status copy_one(void *ctx, uint64_t seq, const uint8_t *entry, size_t len)
 {
 	copy_batch *b = ctx;
-	(void)seq;
+	if (b->check_pending) {
+		uint8_t leaf[AUDIT_HASH_LEN];
+		b->check_pending = false;
+		KMS_GUARD(tlog_leaf_hash(entry, len, leaf));
+		KMS_ENSURE(tlog_hash_equal(leaf, b->last_leaf), KMS_FAILED_PRECONDITION,
+		           "audit: the fleet's entry %llu is not this replica's copy of it: the "
+		           "database's audit entries were changed", (unsigned long long)seq);
+		return KMS_OK;
+	}
 	char *e = malloc(len);
 	KMS_ENSURE(e, KMS_UNAVAILABLE, "audit: out of memory copying the fleet's log");
 	memcpy(e, entry, len);
@@ -151,17 +168,38 @@ static kms_status copy_one(void *ctx, uint64_t seq, const uint8_t *entry, size_t
 	return KMS_OK;
 }
 
-/* Copies what the fleet numbered past this copy's end; *n how many. */
+/* Copies what the fleet numbered past this copy's end; *n how many.
+ * KMS_FAILED_PRECONDITION when the fleet's log no longer holds this
+ * copy's history. */
 static kms_status follow(audit_log *log, copy_batch *b, size_t *n)
 {
 	b->log = log;
 	b->first = audit_size(log);
 	b->n = 0;
 	b->bytes = 0;
-	kms_status st = store_audit_entries(log->fleet, b->first, FLEET_BATCH, copy_one, b, n);
+	b->local_failed = false;
+	b->check_pending = b->first > 0;
+	*n = 0;
+	uint64_t from = b->first;
+	if (b->check_pending) {
+		pthread_rwlock_rdlock(&log->tree_lock);
+		kms_status st = audit_tree_reader(&log->tree, 0, b->first - 1, b->last_leaf);
+		pthread_rwlock_unlock(&log->tree_lock);
+		KMS_GUARD(st);
+		from = b->first - 1;
+	}
+	size_t rows = 0;
+	kms_status st = store_audit_entries(log->fleet, from, FLEET_BATCH, copy_one, b, &rows);
+	if (st == KMS_OK && b->check_pending)
+		st = KMS_FAIL(KMS_FAILED_PRECONDITION, "audit: the fleet's log holds fewer than the "
+		              "%llu entries this replica copied: the database lost entries (a "
+		              "failover to a standby that was behind, or a restore)",
+		              (unsigned long long)b->first);
 	if (st == KMS_OK)
 		st = copy_flush(b);
 	copy_clear(b);
+	if (st == KMS_OK)
+		*n = from < b->first ? rows - 1 : rows;
 	return st;
 }
 
@@ -195,6 +233,8 @@ typedef struct fleet_state {
 	uint64_t fleet_size;    /* the fleet's checkpoint size last seen (holder) */
 	bool fleet_size_known;
 	bool failing;           /* the last round failed: said once */
+	bool fatal;             /* this copy and the fleet's log differ, or the copy is not
+	                         * durable: kmsd stops (the status says why) */
 } fleet_state;
 
 /* Takes the fleet's checkpoint when this copy has reached it. */
@@ -217,8 +257,12 @@ static kms_status adopt(audit_log *log, fleet_state *fs)
 	pthread_mutex_unlock(&log->lock);
 	if (newer && size <= audit_size(log)) {
 		st = audit_copy_sync(log);
-		if (st == KMS_OK)
+		if (st == KMS_OK) {
 			st = audit_install(log, note, size);
+			fs->fatal = st == KMS_FAILED_PRECONDITION; /* another root */
+		} else {
+			fs->fatal = true; /* not durable: never sign or take over it */
+		}
 	}
 	free(note);
 	return st;
@@ -233,13 +277,23 @@ static kms_status sign(audit_log *log, fleet_state *fs)
 	pthread_mutex_lock(&log->lock);
 	uint64_t have = log->checkpoint_size;
 	pthread_mutex_unlock(&log->lock);
-	if (!fs->fleet_size_known || size < fs->fleet_size || size <= have ||
-	    now - fs->signed_us < (uint64_t)log->checkpoint_ms * 1000)
+	if (!fs->fleet_size_known || size < fs->fleet_size)
 		return KMS_OK;
-	if (audit_copy_sync(log) != KMS_OK || audit_publish(log) != KMS_OK)
-		return KMS_FAIL(KMS_UNAVAILABLE, "audit: signing the fleet's checkpoint: %s",
-		                kms_error_message());
-	fs->signed_us = now;
+	if (size <= have || now - fs->signed_us < (uint64_t)log->checkpoint_ms * 1000) {
+		if (fs->fleet_size >= have)
+			return KMS_OK;
+		size = have; /* signed, but its row was not written: again, the same note */
+	} else {
+		if (audit_copy_sync(log) != KMS_OK) {
+			fs->fatal = true;
+			return KMS_FAIL(KMS_FAILED_PRECONDITION, "audit: this replica's copy cannot be "
+			                "made durable (%s): restart kmsd", kms_error_message());
+		}
+		if (audit_publish(log) != KMS_OK)
+			return KMS_FAIL(KMS_UNAVAILABLE, "audit: signing the fleet's checkpoint: %s",
+			                kms_error_message());
+		fs->signed_us = now;
+	}
 	char *note = NULL;
 	uint8_t root[AUDIT_HASH_LEN];
 	KMS_GUARD(audit_checkpoint(log, &note, &size, root));
@@ -251,6 +305,24 @@ static kms_status sign(audit_log *log, fleet_state *fs)
 }
 
 /* ---- the thread ---- */
+
+/* After follow: a copy whose own write failed (its disk, say) cannot
+ * sign, so the holder lets a replica whose copy can take the lease, and
+ * stays out of it for one term. Returns st. */
+static kms_status copy_failed(audit_log *log, fleet_state *fs, const copy_batch *b,
+                              kms_status st, uint64_t now)
+{
+	if (st == KMS_OK || !b->local_failed || !fs->held)
+		return st;
+	kms_error_saved why;
+	kms_error_save(&why);
+	if (store_audit_lease_release(log->fleet) == KMS_OK) {
+		fs->held = false;
+		fs->lease_due_us = now + (uint64_t)log->lease_ms * 1000;
+		set_sequencer(log, false, 0);
+	}
+	return kms_error_restore(st, &why);
+}
 
 /* One round: the lease, numbering (holder), copying, the checkpoint.
  * *busy when there was more than one round's worth. */
@@ -273,6 +345,14 @@ static kms_status round_once(audit_log *log, fleet_state *fs, copy_batch *b, boo
 		set_sequencer(log, held, epoch);
 		KMS_GUARD(st);
 	}
+	/* This copy first: the fleet's log must still hold its history
+	 * before anything more is numbered after it. */
+	size_t copied = 0;
+	kms_status copy = follow(log, b, &copied);
+	if (copy == KMS_FAILED_PRECONDITION)
+		fs->fatal = true;
+	KMS_GUARD(copy_failed(log, fs, b, copy, now));
+	*busy = copied == FLEET_BATCH;
 	if (fs->held) {
 		size_t moved = 0;
 		kms_status st = store_audit_sequence(log->fleet, fs->epoch, FLEET_BATCH, &moved);
@@ -288,25 +368,14 @@ static kms_status round_once(audit_log *log, fleet_state *fs, copy_batch *b, boo
 			log->fleet_sequenced += moved;
 			pthread_mutex_unlock(&log->lock);
 		}
-		*busy = moved == FLEET_BATCH;
-	}
-	size_t copied = 0;
-	kms_status copy = follow(log, b, &copied);
-	if (copy != KMS_OK && fs->held) {
-		/* This copy cannot grow (its disk, say), so it cannot sign:
-		 * let a replica whose copy can take the lease, and stay out
-		 * of it for one term. */
-		kms_error_saved why;
-		kms_error_save(&why);
-		if (store_audit_lease_release(log->fleet) == KMS_OK) {
-			fs->held = false;
-			fs->lease_due_us = now + (uint64_t)log->lease_ms * 1000;
-			set_sequencer(log, false, 0);
+		*busy = *busy || moved == FLEET_BATCH;
+		if (moved) {
+			copy = follow(log, b, &copied);
+			if (copy == KMS_FAILED_PRECONDITION)
+				fs->fatal = true;
+			KMS_GUARD(copy_failed(log, fs, b, copy, now));
 		}
-		copy = kms_error_restore(copy, &why);
 	}
-	KMS_GUARD(copy);
-	*busy = *busy || copied == FLEET_BATCH;
 	uint64_t size = audit_size(log);
 	pthread_mutex_lock(&log->lock);
 	bool behind = size > log->checkpoint_size;
@@ -315,7 +384,7 @@ static kms_status round_once(audit_log *log, fleet_state *fs, copy_batch *b, boo
 		KMS_GUARD(adopt(log, fs));
 	if (fs->held) {
 		kms_status st = sign(log, fs);
-		if (st == KMS_FAILED_PRECONDITION) { /* the lease moved on meanwhile */
+		if (st == KMS_FAILED_PRECONDITION && !fs->fatal) { /* the lease moved on meanwhile */
 			fs->held = false;
 			set_sequencer(log, false, 0);
 			kms_error_clear();
@@ -346,8 +415,14 @@ void audit_fleet_release(audit_log *log)
 	kms_status st = b ? KMS_OK : KMS_FAIL(KMS_INTERNAL, "audit: out of memory");
 	for (int i = 0; i < 64 && st == KMS_OK; i++) {
 		size_t moved = 0, copied = 0;
-		if (held)
+		if (held) {
 			st = store_audit_sequence(log->fleet, epoch, FLEET_BATCH, &moved);
+			if (st == KMS_FAILED_PRECONDITION) { /* taken over: copy all the same */
+				kms_error_clear();
+				held = fs.held = false;
+				st = KMS_OK;
+			}
+		}
 		if (st == KMS_OK)
 			st = follow(log, b, &copied);
 		if (moved < FLEET_BATCH && copied < FLEET_BATCH)
@@ -406,7 +481,7 @@ void *audit_fleet_main(void *arg)
 	while (!stopping(log)) {
 		bool busy = false;
 		kms_status st = round_once(log, &fs, b, &busy);
-		if (st == KMS_FAILED_PRECONDITION) {
+		if (st != KMS_OK && fs.fatal) {
 			/* This copy and the fleet's signed log differ: fail closed. */
 			char damage[sizeof log->damage];
 			snprintf(damage, sizeof damage, "%s", kms_error_message());

@@ -338,6 +338,8 @@ static kms_status install(audit_log *log, const char *note, uint64_t size)
 		log->published_size = size;
 	log->signed_size = size;
 	memcpy(log->signed_root, root, sizeof root);
+	/* The checkpoint's age on /metrics: since this copy took it. */
+	log->signed_at_ms = kms_monotonic_us() / 1000;
 	pthread_mutex_unlock(&log->lock);
 	uint64_t p = audit_floor_tile(size);
 	KMS_GUARD(write_position(log, p));

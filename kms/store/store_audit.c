@@ -164,6 +164,14 @@ static kms_status sequence(store *st, uint64_t epoch, size_t cap, size_t *moved)
 kms_status store_audit_sequence(store *st, uint64_t epoch, size_t cap, size_t *moved)
 {
 	*moved = 0;
+	/* Nothing pending (an idle fleet): no transaction, no write. */
+	db_stmt *s;
+	int64_t any = 0;
+	KMS_GUARD(store_stmt(st, S_AUDIT_PENDING_ANY,
+	                     "SELECT count(*) FROM (SELECT id FROM audit_pending LIMIT 1) AS p", &s));
+	KMS_GUARD(store_step_count(s, "any pending audit entry", NULL, &any));
+	if (any == 0)
+		return KMS_OK;
 	KMS_GUARD(store_begin(st));
 	kms_status status = sequence(st, epoch, cap, moved);
 	if (status != KMS_OK) {

@@ -19,8 +19,8 @@
  * once nothing is pending: A's copy verifies and extends the checkpoint
  * the killed sequencer signed before it died; every answered request's id
  * (kms_last_request_id) is in it, once, or twice for a request the killed
- * replica logged and ran before its answer was lost (at most one per
- * client); B's and C's copies verify and extend A's checkpoint.
+ * replica logged and ran before its answer was lost (no more than one per
+ * client in all); B's and C's copies verify and extend A's checkpoint.
  *
  * The run is made twice: over ipc:// (unsigned, the uid mapped), and over
  * tls+tcp:// with client certificates and every request signed, as
@@ -358,10 +358,11 @@ static void kill_under_load(bool tls)
 		assert_int_equal(pthread_create(&threads[i], NULL, client_main, &runs[i]), 0);
 	}
 	const int total = CLIENTS * OPS;
-	/* The victim: the replica holding the fleet log's sequencer lease. */
+	/* The victim: the replica holding the fleet log's sequencer lease
+	 * just before the kill. */
 	char victim_id[40], where[200];
-	harness *victim = sequencer(victim_id);
 	wait_answered(total / 3);
+	harness *victim = sequencer(victim_id);
 	static char before_kill[4200];
 	query("SELECT convert_from(note, 'UTF8') FROM audit_checkpoint WHERE id = 1", before_kill,
 	      sizeof before_kill);
@@ -423,7 +424,8 @@ static void kill_under_load(bool tls)
 	assert_int_equal(failures, 0);
 	assert_int_equal(created, CLIENTS * (OPS / 16));
 	assert_int_equal(twice, 0);
-	/* At most the requests in flight on the victim ran twice. */
+	/* At most the requests in flight on the victim (one per client) ran
+	 * twice. */
 	assert_true(check_fleet_log(runs, before_kill) <= CLIENTS);
 }
 

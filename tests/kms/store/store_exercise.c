@@ -62,9 +62,9 @@ static const char *const stmt_names[S_COUNT] = {
 	NAME(S_AUDIT_LEASE_RELEASE), NAME(S_AUDIT_LEASE_CHECK), NAME(S_AUDIT_NEXT_SEQ),
 	NAME(S_AUDIT_PENDING_TAKE), NAME(S_AUDIT_SEQUENCE), NAME(S_AUDIT_PENDING_DROP),
 	NAME(S_AUDIT_ENTRIES), NAME(S_AUDIT_CHECKPOINT_GET), NAME(S_AUDIT_CHECKPOINT_PUT),
-	NAME(S_AUDIT_COUNT_ENTRIES), NAME(S_AUDIT_COUNT_PENDING),
+	NAME(S_AUDIT_COUNT_ENTRIES), NAME(S_AUDIT_COUNT_PENDING), NAME(S_AUDIT_PENDING_ANY),
 };
-_Static_assert(S_AUDIT_COUNT_PENDING + 1 == S_COUNT, "name every statement in stmt_names");
+_Static_assert(S_AUDIT_PENDING_ANY + 1 == S_COUNT, "name every statement in stmt_names");
 
 const char *store_ex_stmt_name(store_stmt_id id)
 {
@@ -476,8 +476,7 @@ static void exercise_consents(store *st)
 /* Calls every store function, so every statement is prepared; fails naming
  * any statement still unprepared for which unused(id) is false (a new one
  * this does not reach). */
-/* The fleet's audit log: entries in, numbered by the lease holder only,
- * read back in order; the checkpoint only grows. */
+/* The entries exercise_audit reads back. */
 typedef struct audit_read {
 	char text[3][16];
 	uint64_t first;
@@ -495,6 +494,8 @@ static kms_status audit_collect(void *ctx, uint64_t seq, const uint8_t *entry, s
 	return KMS_OK;
 }
 
+/* The fleet's audit log: entries in, numbered only at the lease's epoch,
+ * read back in order; the checkpoint only grows. */
 static void exercise_audit(store *st)
 {
 	const char *const entries[] = { "{\"a\":1}", "{\"b\":2}", "{\"c\":3}" };
@@ -508,7 +509,8 @@ static void exercise_audit(store *st)
 	assert_ok(store_audit_counts(st, &numbered, &pending));
 	assert_true(numbered == 0 && pending == 0);
 	assert_ok(store_audit_submit(st, entries, lens, 3));
-	/* Nobody numbers without the lease. */
+	/* Nobody numbers without the lease (with nothing pending, nothing is
+	 * checked: no transaction). */
 	assert_status(store_audit_sequence(st, 99, 10, &moved), KMS_FAILED_PRECONDITION);
 	assert_int_equal(moved, 0);
 	assert_ok(store_audit_lease(st, 1000, 3000, &held, &epoch));
@@ -524,6 +526,8 @@ static void exercise_audit(store *st)
 	assert_ok(store_audit_sequence(st, epoch, 10, &moved));
 	assert_int_equal(moved, 1);
 	assert_ok(store_audit_sequence(st, epoch, 10, &moved));
+	assert_int_equal(moved, 0);
+	assert_ok(store_audit_sequence(st, 99, 10, &moved)); /* nothing pending: nothing done */
 	assert_int_equal(moved, 0);
 	assert_ok(store_audit_counts(st, &numbered, &pending));
 	assert_true(numbered == 3 && pending == 0);

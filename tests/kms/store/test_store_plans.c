@@ -92,6 +92,9 @@ static const char *plan_allowed(store_stmt_id id)
 		/* The oldest pending entries in rowid order, LIMIT one batch:
 		 * the scan stops there; p is those rows. */
 		return "LIMIT: one batch of the oldest pending audit entries";
+	case S_AUDIT_PENDING_ANY:
+		/* LIMIT 1: the first row or none. */
+		return "LIMIT 1: whether any audit entry waits";
 	case S_AUDIT_COUNT_PENDING:
 		/* At kmsd's start only; the lease holder drains the table
 		 * every round, so it holds what arrived since. */
