@@ -82,19 +82,42 @@ static kms_status hash_one(void *ctx, uint64_t seq, const uint8_t *entry, size_t
 	return tlog_leaf_hash(entry, len, o->hash);
 }
 
+/* Whether the fleet's entry k - 1 is this copy's entry k - 1 (k <= the
+ * copy's size; true for k = 0). */
+static kms_status same_entry_before(audit_log *log, uint64_t k, bool *same)
+{
+	*same = true;
+	if (k == 0)
+		return KMS_OK;
+	one_entry o = { .seen = false };
+	uint8_t mine[AUDIT_HASH_LEN];
+	size_t n = 0;
+	KMS_GUARD(store_audit_entries(log->fleet, k - 1, 1, hash_one, &o, &n));
+	pthread_rwlock_rdlock(&log->tree_lock);
+	kms_status st = audit_tree_reader(&log->tree, 0, k - 1, mine);
+	pthread_rwlock_unlock(&log->tree_lock);
+	KMS_GUARD(st);
+	*same = o.seen && tlog_hash_equal(o.hash, mine);
+	return KMS_OK;
+}
+
 kms_status audit_fleet_check(audit_log *log)
 {
 	uint64_t entries = 0, pending = 0;
 	uint64_t have = log->tree.size;
 	KMS_GUARD(store_audit_counts(log->fleet, &entries, &pending));
-	bool same = have <= entries;
-	if (same && have > 0) {
-		one_entry o = { .seen = false };
-		uint8_t mine[AUDIT_HASH_LEN];
-		size_t n = 0;
-		KMS_GUARD(store_audit_entries(log->fleet, have - 1, 1, hash_one, &o, &n));
-		KMS_GUARD(audit_tree_reader(&log->tree, 0, have - 1, mine));
-		same = o.seen && tlog_hash_equal(o.hash, mine);
+	bool same = true;
+	KMS_GUARD(same_entry_before(log, have < entries ? have : entries, &same));
+	if (same && have > entries) {
+		/* A log of this kmsd's own, from before the fleet's (kmsd on
+		 * PostgreSQL kept one per replica): it becomes the fleet's first
+		 * entries when this replica holds the lease, if the fleet's log
+		 * is still a prefix of it then. */
+		log->fleet_seed = true;
+		kms_log("info", "audit: this replica's log (%llu entries) becomes the start of the "
+		         "fleet's log (%llu entries so far) once it holds the sequencer lease",
+		         (unsigned long long)have, (unsigned long long)entries);
+		return KMS_OK;
 	}
 	KMS_ENSURE(same, KMS_FAILED_PRECONDITION,
 	           "audit: log.bin (%llu entries) is not a copy of the fleet's audit log (%llu "
@@ -324,6 +347,56 @@ static kms_status copy_failed(audit_log *log, fleet_state *fs, const copy_batch 
 	return kms_error_restore(st, &why);
 }
 
+/* The fleet's log is a prefix of this replica's own (fleet_seed): as the
+ * lease holder, adds the rest of it, in batches. Until the fleet's log
+ * holds all of it, this replica copies and numbers nothing (its requests'
+ * entries wait in audit_pending). Any other replica that numbers entries
+ * first makes this one's log no prefix: the check in follow() then stops
+ * it (docs/scale-out.md, "Upgrading"). */
+static kms_status seed(audit_log *log, fleet_state *fs)
+{
+	uint64_t entries = 0, pending = 0, have = audit_size(log);
+	KMS_GUARD(store_audit_counts(log->fleet, &entries, &pending));
+	if (entries >= have) {
+		log->fleet_seed = false;
+		kms_log("info", "audit: the fleet's log starts with this replica's %llu entries",
+		         (unsigned long long)have);
+		return KMS_OK;
+	}
+	if (!fs->held)
+		return KMS_OK;
+	bool same = true;
+	KMS_GUARD(same_entry_before(log, entries, &same));
+	if (!same) {
+		fs->fatal = true;
+		return KMS_FAIL(KMS_FAILED_PRECONDITION, "audit: the fleet's log is no longer the "
+		                "start of this replica's own (another replica numbered entries "
+		                "first): move %s aside and start again (docs/scale-out.md, "
+		                "\"Upgrading\")", log->dir);
+	}
+	char *texts[FLEET_BATCH];
+	size_t lens[FLEET_BATCH], n = 0;
+	kms_status st = KMS_OK;
+	pthread_rwlock_rdlock(&log->tree_lock);
+	for (; n < FLEET_BATCH && entries + n < have && st == KMS_OK; n++)
+		st = audit_read_entry(log, entries + n, &texts[n], &lens[n]);
+	pthread_rwlock_unlock(&log->tree_lock);
+	if (st != KMS_OK)
+		n--; /* the failed read allocated nothing */
+	if (st == KMS_OK)
+		st = store_audit_seed(log->fleet, fs->epoch, entries, (const char *const *)texts, lens,
+		                      n);
+	for (size_t i = 0; i < n; i++)
+		free(texts[i]);
+	if (st == KMS_FAILED_PRECONDITION) { /* the lease moved on */
+		kms_error_clear();
+		fs->held = false;
+		set_sequencer(log, false, 0);
+		return KMS_OK;
+	}
+	return st;
+}
+
 /* One round: the lease, numbering (holder), copying, the checkpoint.
  * *busy when there was more than one round's worth. */
 static kms_status round_once(audit_log *log, fleet_state *fs, copy_batch *b, bool *busy)
@@ -344,6 +417,11 @@ static kms_status round_once(audit_log *log, fleet_state *fs, copy_batch *b, boo
 		fs->epoch = epoch;
 		set_sequencer(log, held, epoch);
 		KMS_GUARD(st);
+	}
+	if (log->fleet_seed) {
+		KMS_GUARD(seed(log, fs));
+		if (log->fleet_seed)
+			return KMS_OK;
 	}
 	/* This copy first: the fleet's log must still hold its history
 	 * before anything more is numbered after it. */
@@ -408,8 +486,14 @@ void audit_fleet_release(audit_log *log)
 	uint64_t epoch = log->lease_epoch;
 	bool damaged = log->damaged;
 	pthread_mutex_unlock(&log->lock);
-	if (damaged)
+	if (damaged || log->fleet_seed) {
+		pthread_mutex_lock(&log->lock);
+		log->sequencer = false;
+		pthread_mutex_unlock(&log->lock);
+		if (held && store_audit_lease_release(log->fleet) != KMS_OK)
+			kms_error_clear();
 		return;
+	}
 	fleet_state fs = { .held = held, .epoch = epoch };
 	copy_batch *b = calloc(1, sizeof *b);
 	kms_status st = b ? KMS_OK : KMS_FAIL(KMS_INTERNAL, "audit: out of memory");

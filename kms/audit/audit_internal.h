@@ -136,6 +136,10 @@ struct audit_log {
 	uint64_t lease_epoch;       /* under lock */
 	uint64_t fleet_sequenced;   /* under lock */
 	bool copy_unsynced;         /* entries copied since the last fdatasync (fleet thread) */
+	/* This replica's log predates the fleet's, which holds none or part of
+	 * it: the first lease holder adds it as the fleet's first entries
+	 * (an upgrade from one kmsd on PostgreSQL). Fleet thread. */
+	bool fleet_seed;
 };
 
 /* Reads entry i (i < tree size) into a malloc'ed buffer: from log.bin, or

@@ -614,6 +614,13 @@ kms_status store_audit_lease_release(store *st) KMS_MUST_USE;
 kms_status store_audit_sequence(store *st, uint64_t epoch, size_t cap,
                                 size_t *moved) KMS_MUST_USE;
 
+/* The lease holder at epoch, on a fleet whose log is empty or holds a
+ * prefix of this replica's own: adds its entries first .. first + n - 1
+ * to audit_entries as they are (an upgrade from one kmsd's log), in one
+ * transaction that checks the lease. */
+kms_status store_audit_seed(store *st, uint64_t epoch, uint64_t first, const char *const *entries,
+                            const size_t *lens, size_t n) KMS_MUST_USE;
+
 /* Called for each entry store_audit_entries reads, in order. */
 typedef kms_status (*store_audit_visit)(void *ctx, uint64_t seq, const uint8_t *entry,
                                         size_t len);

@@ -185,6 +185,31 @@ kms_status store_audit_sequence(store *st, uint64_t epoch, size_t cap, size_t *m
 	return status;
 }
 
+kms_status store_audit_seed(store *st, uint64_t epoch, uint64_t first, const char *const *entries,
+                            const size_t *lens, size_t n)
+{
+	KMS_GUARD(store_begin(st));
+	kms_status status = still_held(st, epoch);
+	for (size_t i = 0; i < n && status == KMS_OK; i++) {
+		db_stmt *s;
+		status = store_stmt(st, S_AUDIT_SEED,
+		                    "INSERT INTO audit_entries (seq, entry, replica) VALUES (?1, ?2, ?3)",
+		                    &s);
+		if (status == KMS_OK)
+			status = store_bind_check(s, store_bind(s, "ibt", (int64_t)(first + i),
+			                                        entries[i], lens[i],
+			                                        store_replica_id(st)),
+			                          "seed the fleet's audit log", NULL);
+		if (status == KMS_OK)
+			status = store_step_change(s, "seed the fleet's audit log", NULL, false);
+	}
+	if (status != KMS_OK) {
+		store_rollback(st);
+		return status;
+	}
+	return store_commit(st);
+}
+
 kms_status store_audit_entries(store *st, uint64_t from, size_t cap, store_audit_visit visit,
                                void *ctx, size_t *n)
 {

@@ -135,6 +135,7 @@ typedef enum store_stmt_id {
 	S_AUDIT_COUNT_ENTRIES,
 	S_AUDIT_COUNT_PENDING,
 	S_AUDIT_PENDING_ANY,
+	S_AUDIT_SEED,
 	S_COUNT
 } store_stmt_id;
 

@@ -15,6 +15,15 @@
  *     why (a serialization failure) after 8 attempts (7 more retries); no
  *     key was made; one outcome entry, UNAVAILABLE.
  * (3) after both, with the trigger gone, kmsd serves as before.
+ *
+ * Then the fleet's audit log (docs/scale-out.md, "One audit log for the
+ * fleet"), on this one replica: (4) an upgrade: the database's fleet log
+ * emptied while kmsd's own copy holds entries (as a kmsd on PostgreSQL
+ * kept its own log before); it becomes the start of the fleet's log, and
+ * the log after more requests verifies against the checkpoint signed
+ * before; (5) the database loses its last entries under a running kmsd
+ * (as a restore, or a failover to a standby that was behind, would): kmsd
+ * stops on it; started again, its copy puts the lost entries back.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "common/error.h"
 #include "kms/store/db.h"
@@ -199,10 +209,106 @@ static void retried_until_it_commits(void **state)
 	audited_once("retry-gives-up", "UNAVAILABLE");
 }
 
+/* The store's value of an integer expression, as text. */
+static uint64_t pg_u64(const char *expr)
+{
+	char sql[300], out[64];
+	snprintf(sql, sizeof sql, "SELECT CAST(%s AS TEXT)", expr);
+	if (!harness_store_query(&H, NULL, sql, out, sizeof out))
+		fail_msg("%s failed", sql);
+	return strtoull(out, NULL, 10);
+}
+
+static void restart(void)
+{
+	harness_options o = { .extra_config = NULL };
+	static char extra[200];
+	snprintf(extra, sizeof extra, "[audit]\ncheckpoint_ms = 50\nhttp = http://127.0.0.1:%d\n",
+	         port);
+	o.extra_config = extra;
+	unsigned ready = harness_ready_lines(&H);
+	assert_true(harness_spawn(&H, &o) && harness_wait_ready(&H, ready));
+}
+
+/* Removes fleet entries as only the database's owner can (the triggers
+ * refuse it otherwise): what a restore or a failover to a lagging
+ * standby does. */
+static void fleet_forget(const char *where)
+{
+	char sql[600];
+	snprintf(sql, sizeof sql,
+	         "ALTER TABLE audit_entries DISABLE TRIGGER USER;"
+	         "DELETE FROM audit_entries %s;"
+	         "ALTER TABLE audit_entries ENABLE TRIGGER USER;", where);
+	pg_exec(sql);
+}
+
+/* The fleet's audit log (docs/scale-out.md): (1) an upgrade, a kmsd whose
+ * own log the database's fleet log does not hold (kmsd on PostgreSQL kept
+ * one per replica before): its log becomes the start of the fleet's, and
+ * the history goes on, consistent with the checkpoint it had signed; (2)
+ * entries the database lost under a running kmsd: found, and kmsd stops;
+ * it then refuses to start on its copy. */
+static void fleet_log_upgraded_and_loss_found(void **state)
+{
+	(void)state;
+	char vkey[AUDIT_VKEY_MAX], pub[1024], cp_path[1100];
+	assert_true(audit_vkey_from_log(&H, vkey));
+	assert_true(H.pid == 0); /* the test before stopped it */
+	audit_public_dir(&H, NULL, pub, sizeof pub);
+	snprintf(cp_path, sizeof cp_path, "%s/checkpoint", pub);
+	char *before = harness_read_file(cp_path, NULL);
+	assert_non_null(before);
+	uint64_t had = pg_u64("(SELECT count(*) FROM audit_entries)");
+	assert_true(had > 0);
+
+	/* (1) The database forgets the fleet's log; the kmsd keeps its own. */
+	fleet_forget("");
+	pg_exec("DELETE FROM audit_checkpoint; UPDATE audit_lease SET holder = '', epoch = 0, "
+	        "expires_ms = 0;");
+	restart();
+	assert_true(harness_log_contains(&H, "becomes the start of the fleet's log"));
+	char why[256], id[40];
+	assert_true(harness_create_key(&H, NULL, id));
+	assert_true(e2e_roundtrip(&H, id, why, sizeof why));
+	assert_int_equal(harness_stop(&H), 0);
+	assert_true(harness_log_contains(&H, "the fleet's log starts with this replica's"));
+	audit_entries e;
+	audit_load(pub, vkey, before, &e);
+	assert_true(e.report.since_checked); /* the history it had signed goes on */
+	assert_int_equal(pg_u64("(SELECT count(*) FROM audit_entries)"), e.n);
+	assert_true(e.n > had);
+	audit_entries_free(&e);
+	free(before);
+
+	/* (2) Entries lost under a running kmsd. */
+	restart();
+	fleet_forget("WHERE seq >= (SELECT max(seq) - 2 FROM audit_entries)");
+	uint64_t until = e2e_now_ms() + 30000;
+	int status = 0;
+	while (waitpid(H.pid, &status, WNOHANG) != H.pid) {
+		if (e2e_now_ms() > until)
+			fail_msg("kmsd did not stop on a fleet log that lost entries; see %s", H.log);
+		e2e_sleep_ms(10);
+	}
+	H.pid = 0;
+	assert_true(harness_log_contains(&H, "the database lost entries"));
+	/* Restarted, its copy (which the fleet's log is a prefix of) puts
+	 * the lost entries back, and the log goes on. */
+	uint64_t copy = pg_u64("(SELECT count(*) FROM audit_entries)") + 3;
+	restart();
+	assert_int_equal(harness_stop(&H), 0);
+	assert_true(pg_u64("(SELECT count(*) FROM audit_entries)") > copy);
+	audit_load(pub, vkey, NULL, &e);
+	assert_int_equal(pg_u64("(SELECT count(*) FROM audit_entries)"), e.n);
+	audit_entries_free(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(retried_until_it_commits, setup, teardown),
+		cmocka_unit_test(retried_until_it_commits),
+		cmocka_unit_test(fleet_log_upgraded_and_loss_found),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, setup, teardown);
 }

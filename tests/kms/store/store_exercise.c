@@ -63,8 +63,9 @@ static const char *const stmt_names[S_COUNT] = {
 	NAME(S_AUDIT_PENDING_TAKE), NAME(S_AUDIT_SEQUENCE), NAME(S_AUDIT_PENDING_DROP),
 	NAME(S_AUDIT_ENTRIES), NAME(S_AUDIT_CHECKPOINT_GET), NAME(S_AUDIT_CHECKPOINT_PUT),
 	NAME(S_AUDIT_COUNT_ENTRIES), NAME(S_AUDIT_COUNT_PENDING), NAME(S_AUDIT_PENDING_ANY),
+	NAME(S_AUDIT_SEED),
 };
-_Static_assert(S_AUDIT_PENDING_ANY + 1 == S_COUNT, "name every statement in stmt_names");
+_Static_assert(S_AUDIT_SEED + 1 == S_COUNT, "name every statement in stmt_names");
 
 const char *store_ex_stmt_name(store_stmt_id id)
 {
@@ -537,6 +538,16 @@ static void exercise_audit(store *st)
 	assert_int_equal(r.first, 1);
 	assert_string_equal(r.text[0], entries[1]);
 	assert_string_equal(r.text[1], entries[2]);
+	/* Entries 3 and 4 as a replica's own log would seed them; a gap or a
+	 * wrong epoch is refused. */
+	const char *const seeds[] = { "{\"d\":4}", "{\"e\":5}" };
+	const size_t seed_lens[] = { 7, 7 };
+	assert_ok(store_audit_seed(st, epoch, 3, seeds, seed_lens, 2));
+	assert_status(store_audit_seed(st, epoch + 1, 5, seeds, seed_lens, 1),
+	              KMS_FAILED_PRECONDITION);
+	assert_status(store_audit_seed(st, epoch, 7, seeds, seed_lens, 1), KMS_INTERNAL);
+	assert_ok(store_audit_counts(st, &numbered, &pending));
+	assert_true(numbered == 5 && pending == 0);
 	assert_status(store_audit_checkpoint_get(st, &size, &note), KMS_NOT_FOUND);
 	assert_ok(store_audit_checkpoint_put(st, epoch, 2, "note of 2"));
 	assert_ok(store_audit_checkpoint_put(st, epoch, 1, "note of 1")); /* smaller: kept */
