@@ -481,11 +481,6 @@ static kms_status write_split(audit_log *log, audit_waiter **batch, size_t n)
 		kms_status st = audit_fleet_submit(log, batch, n);
 		for (size_t i = 0; i < n; i++)
 			batch[i]->written = st == KMS_OK;
-		if (st == KMS_OK) {
-			pthread_mutex_lock(&log->lock);
-			pthread_cond_signal(&log->fleet_wake);
-			pthread_mutex_unlock(&log->lock);
-		}
 		return st;
 	}
 	size_t outcomes = 0;

@@ -131,7 +131,7 @@ struct audit_log {
 	unsigned lease_ms;
 	pthread_t fleet_thread;
 	bool fleet_started;
-	pthread_cond_t fleet_wake;  /* entries were submitted (under lock) */
+	pthread_cond_t fleet_wake;  /* the log stops (under lock) */
 	bool sequencer;             /* under lock; the fleet thread writes it */
 	uint64_t lease_epoch;       /* under lock */
 	uint64_t fleet_sequenced;   /* under lock */
