@@ -176,8 +176,8 @@ static kms_status copy_one(void *ctx, uint64_t seq, const uint8_t *entry, size_t
 		b->check_pending = false;
 		KMS_GUARD(tlog_leaf_hash(entry, len, leaf));
 		KMS_ENSURE(tlog_hash_equal(leaf, b->last_leaf), KMS_FAILED_PRECONDITION,
-		           "audit: the fleet's entry %llu is not this replica's copy of it: the "
-		           "database's audit entries were changed", (unsigned long long)seq);
+		           "audit: the fleet's log has another entry %llu than this replica's copy: "
+		           "the database lost or changed entries", (unsigned long long)seq);
 		return KMS_OK;
 	}
 	char *e = malloc(len);
@@ -215,8 +215,8 @@ static kms_status follow(audit_log *log, copy_batch *b, size_t *n)
 	kms_status st = store_audit_entries(log->fleet, from, FLEET_BATCH, copy_one, b, &rows);
 	if (st == KMS_OK && b->check_pending)
 		st = KMS_FAIL(KMS_FAILED_PRECONDITION, "audit: the fleet's log holds fewer than the "
-		              "%llu entries this replica copied: the database lost entries (a "
-		              "failover to a standby that was behind, or a restore)",
+		              "%llu entries this replica copied: the database lost or changed "
+		              "entries (a failover to a standby that was behind, or a restore)",
 		              (unsigned long long)b->first);
 	if (st == KMS_OK)
 		st = copy_flush(b);
@@ -486,6 +486,12 @@ void audit_fleet_release(audit_log *log)
 	uint64_t epoch = log->lease_epoch;
 	bool damaged = log->damaged;
 	pthread_mutex_unlock(&log->lock);
+	fleet_state fs = { .held = held, .epoch = epoch };
+	/* A seed in progress is finished first (a few batches). */
+	for (int i = 0; i < 64 && !damaged && log->fleet_seed && fs.held; i++)
+		if (seed(log, &fs) != KMS_OK)
+			break;
+	held = fs.held;
 	if (damaged || log->fleet_seed) {
 		pthread_mutex_lock(&log->lock);
 		log->sequencer = false;
@@ -494,7 +500,6 @@ void audit_fleet_release(audit_log *log)
 			kms_error_clear();
 		return;
 	}
-	fleet_state fs = { .held = held, .epoch = epoch };
 	copy_batch *b = calloc(1, sizeof *b);
 	kms_status st = b ? KMS_OK : KMS_FAIL(KMS_INTERNAL, "audit: out of memory");
 	for (int i = 0; i < 64 && st == KMS_OK; i++) {

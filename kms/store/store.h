@@ -626,7 +626,9 @@ typedef kms_status (*store_audit_visit)(void *ctx, uint64_t seq, const uint8_t *
                                         size_t len);
 
 /* The entries numbered from `from` on, at most cap, in order, each passed
- * to visit; *n how many. KMS_INTERNAL if they are not consecutive. */
+ * to visit; *n how many. KMS_FAILED_PRECONDITION if they are not
+ * consecutive (the triggers forbid it: the database lost or changed
+ * entries). */
 kms_status store_audit_entries(store *st, uint64_t from, size_t cap, store_audit_visit visit,
                                void *ctx, size_t *n) KMS_MUST_USE;
 

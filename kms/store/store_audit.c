@@ -228,8 +228,9 @@ kms_status store_audit_entries(store *st, uint64_t from, size_t cap, store_audit
 		const void *entry = db_column_blob(s, 1);
 		size_t len = db_column_bytes(s, 1);
 		if (seq != from + *n || !entry || len == 0 || len > 65535)
-			status = KMS_FAIL(KMS_INTERNAL, "store: audit entry %llu is not the one after "
-			                  "%llu, or is empty", (unsigned long long)seq,
+			status = KMS_FAIL(KMS_FAILED_PRECONDITION, "store: the fleet's log has a gap or "
+			                  "an empty entry at audit entry %llu (entry %llu expected): the "
+			                  "database lost or changed entries", (unsigned long long)seq,
 			                  (unsigned long long)(from + *n));
 		else
 			status = visit(ctx, seq, entry, len);

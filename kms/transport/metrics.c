@@ -438,19 +438,19 @@ static void put_audit_memory(text *t, audit_log *log)
 	       "# TYPE kms_audit_check_finished gauge\nkms_audit_check_finished %d\n",
 	    (unsigned long long)s.open_scanned, (unsigned long long)s.resumed_at,
 	    (unsigned long long)s.scrubbed, s.scrub_done ? 1 : 0);
-	if (s.fleet)
-		put(t, "# HELP kms_audit_fleet_sequencer Whether this replica holds the fleet audit "
-		       "log's sequencer lease (docs/scale-out.md).\n"
-		       "# TYPE kms_audit_fleet_sequencer gauge\nkms_audit_fleet_sequencer %d\n"
-		       "# HELP kms_audit_fleet_lease_epoch The lease's epoch when this replica last "
-		       "held it (raised at each takeover).\n"
-		       "# TYPE kms_audit_fleet_lease_epoch gauge\nkms_audit_fleet_lease_epoch %llu\n"
-		       "# HELP kms_audit_fleet_sequenced_total Entries of the fleet this replica "
-		       "numbered while it held the lease.\n"
-		       "# TYPE kms_audit_fleet_sequenced_total counter\n"
-		       "kms_audit_fleet_sequenced_total %llu\n",
-		    s.sequencer ? 1 : 0, (unsigned long long)s.lease_epoch,
-		    (unsigned long long)s.fleet_sequenced);
+	/* 0 on a kmsd of its own (SQLite): no fleet, no lease. */
+	put(t, "# HELP kms_audit_fleet_sequencer Whether this replica holds the fleet audit "
+	       "log's sequencer lease (docs/scale-out.md); 0 without a fleet.\n"
+	       "# TYPE kms_audit_fleet_sequencer gauge\nkms_audit_fleet_sequencer %d\n"
+	       "# HELP kms_audit_fleet_lease_epoch The lease's epoch when this replica last "
+	       "held it (raised at each takeover).\n"
+	       "# TYPE kms_audit_fleet_lease_epoch gauge\nkms_audit_fleet_lease_epoch %llu\n"
+	       "# HELP kms_audit_fleet_sequenced_total Entries of the fleet this replica "
+	       "numbered while it held the lease.\n"
+	       "# TYPE kms_audit_fleet_sequenced_total counter\n"
+	       "kms_audit_fleet_sequenced_total %llu\n",
+	    s.sequencer ? 1 : 0, (unsigned long long)s.lease_epoch,
+	    (unsigned long long)s.fleet_sequenced);
 }
 
 kms_status metrics_render(kmsd *d, char **out, size_t *len)
