@@ -567,24 +567,18 @@ void *audit_fleet_main(void *arg)
 	audit_log *log = arg;
 	fleet_state fs = { .held = false };
 	copy_batch *b = calloc(1, sizeof *b);
-	if (!b) {
-		kms_log("fatal", "audit: out of memory for the fleet log's thread");
+	if (!b) { /* no copy, no lease: fail closed */
+		audit_report_damage(log, "audit: out of memory for the fleet log's thread");
 		return NULL;
 	}
 	while (!stopping(log)) {
 		bool busy = false;
 		kms_status st = round_once(log, &fs, b, &busy);
 		if (st != KMS_OK && fs.fatal) {
-			/* This copy and the fleet's signed log differ: fail closed. */
+			/* This copy and the fleet's log differ: fail closed. */
 			char damage[sizeof log->damage];
 			snprintf(damage, sizeof damage, "%s", kms_error_message());
-			kms_log("fatal", "%s", damage);
-			pthread_mutex_lock(&log->lock);
-			log->damaged = true;
-			snprintf(log->damage, sizeof log->damage, "%s", damage);
-			pthread_mutex_unlock(&log->lock);
-			if (log->on_damage)
-				log->on_damage(log->damage_ctx);
+			audit_report_damage(log, damage);
 			break;
 		}
 		if (st != KMS_OK) {

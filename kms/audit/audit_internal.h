@@ -198,6 +198,10 @@ kms_status audit_fleet_submit(audit_log *log, audit_waiter *const *batch, size_t
 /* At close: gives the lease up if held. */
 void audit_fleet_release(audit_log *log);
 
+/* Damage found after open: logged (fatal), the log refuses every entry
+ * from then on, and on_damage is called (kmsd stops). */
+void audit_report_damage(audit_log *log, const char *damage);
+
 /* Checks the records below resumed_at against the level-0 tiles on disk,
  * in the background (scrubber thread). */
 void *audit_scrub_main(void *arg);

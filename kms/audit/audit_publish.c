@@ -214,6 +214,27 @@ static kms_status check_not_rollback(const audit_log *log, uint64_t size,
 
 static kms_status publish(audit_log *log);
 
+/* A checkpoint note of size entries with this root is now public/'s:
+ * the log's latest and largest signed (published_size never goes down). */
+static kms_status take_note(audit_log *log, const char *note, uint64_t size,
+                            const uint8_t root[static AUDIT_HASH_LEN])
+{
+	char *copy = strdup(note);
+	KMS_ENSURE(copy, KMS_INTERNAL, "audit: out of memory");
+	pthread_mutex_lock(&log->lock);
+	free(log->checkpoint);
+	log->checkpoint = copy;
+	log->checkpoint_size = size;
+	memcpy(log->checkpoint_root, root, AUDIT_HASH_LEN);
+	if (log->published_size < size)
+		log->published_size = size;
+	log->signed_size = size;
+	memcpy(log->signed_root, root, AUDIT_HASH_LEN);
+	log->signed_at_ms = kms_monotonic_us() / 1000;
+	pthread_mutex_unlock(&log->lock);
+	return KMS_OK;
+}
+
 kms_status audit_publish(audit_log *log)
 {
 	pthread_mutex_lock(&log->publish_lock);
@@ -250,19 +271,9 @@ static kms_status publish(audit_log *log)
 	KMS_GUARD(tlog_note_sign(body, body_len, log->origin, log->public_key, sign_in_hsm, log, note,
 	                         sizeof note, &note_len));
 	KMS_GUARD(tlog_checkpoint_publish(log->public_dir, note, note_len));
-
-	char *copy = strdup(note);
-	KMS_ENSURE(copy, KMS_INTERNAL, "audit: out of memory");
+	KMS_GUARD(take_note(log, note, size, root));
 	pthread_mutex_lock(&log->lock);
-	free(log->checkpoint);
-	log->checkpoint = copy;
-	log->checkpoint_size = size;
-	memcpy(log->checkpoint_root, root, sizeof root);
-	log->published_size = size;
-	log->signed_size = size;
-	memcpy(log->signed_root, root, sizeof root);
-	log->last_publish_ms = kms_monotonic_us() / 1000;
-	log->signed_at_ms = log->last_publish_ms;
+	log->last_publish_ms = log->signed_at_ms;
 	pthread_mutex_unlock(&log->lock);
 
 	uint64_t p = audit_floor_tile(size);
@@ -327,20 +338,8 @@ static kms_status install(audit_log *log, const char *note, uint64_t size)
 	KMS_GUARD(tlog_tiles_write(log->public_dir, read_hash_locked, log, log->checkpoint_size,
 	                           size));
 	KMS_GUARD(tlog_checkpoint_publish(log->public_dir, note, len));
-	char *copy = strdup(note);
-	KMS_ENSURE(copy, KMS_INTERNAL, "audit: out of memory");
-	pthread_mutex_lock(&log->lock);
-	free(log->checkpoint);
-	log->checkpoint = copy;
-	log->checkpoint_size = size;
-	memcpy(log->checkpoint_root, root, sizeof root);
-	if (log->published_size < size)
-		log->published_size = size;
-	log->signed_size = size;
-	memcpy(log->signed_root, root, sizeof root);
-	/* The checkpoint's age on /metrics: since this copy took it. */
-	log->signed_at_ms = kms_monotonic_us() / 1000;
-	pthread_mutex_unlock(&log->lock);
+	/* The checkpoint's age on /metrics counts from here for this copy. */
+	KMS_GUARD(take_note(log, note, size, root));
 	uint64_t p = audit_floor_tile(size);
 	KMS_GUARD(write_position(log, p));
 	pthread_rwlock_wrlock(&log->tree_lock);

@@ -162,7 +162,7 @@ static kms_status scrub_all(scrub *s, char *damage, size_t cap)
 	return KMS_OK;
 }
 
-static void report_damage(audit_log *log, const char *damage)
+void audit_report_damage(audit_log *log, const char *damage)
 {
 	kms_log("fatal", "%s", damage);
 	pthread_mutex_lock(&log->lock);
@@ -194,7 +194,7 @@ void *audit_scrub_main(void *arg)
 	free(s.buf);
 	free(s.tile);
 	if (st != KMS_OK)
-		report_damage(log, damage);
+		audit_report_damage(log, damage);
 	pthread_mutex_lock(&log->lock);
 	log->scrub_done = true;
 	pthread_cond_broadcast(&log->scrub_settled);

@@ -584,6 +584,12 @@ static void with_cache(void **state)
 	kms_client_options copts = { .endpoints = endpoints, .n_endpoints = 1,
 	                             .timeout_ms = 10000 };
 	assert_int_equal(kms_client_open(&copts, &other, &err), KMS_OK);
+	/* One answered call first, so that the client is connected before it
+	 * closes: NNG 1.5.2 leaks a dialer closed while its first connection
+	 * is still being set up (the sanitizer lane caught it here). */
+	kms_health health;
+	assert_int_equal(kms_health_check(other, &health, &err), KMS_OK);
+	kms_health_free(&health);
 	uint8_t *m = NULL;
 	size_t m_len = 0;
 	assert_int_equal(kms_envelope_encrypt_buffer(other, key_id, ctx, 2, &eo, pt, 1000, &m,
