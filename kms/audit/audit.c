@@ -20,6 +20,7 @@
 #include <kms/secmem.h>
 
 #include "kms/audit/audit_internal.h"
+#include "kms/store/store.h"
 #include "common/cursor.h"
 #include "common/error.h"
 
@@ -571,7 +572,15 @@ static void *writer_main(void *arg)
 			audit_waiter *w = batch[i];
 			if (!w->done)
 				continue;
-			w->done(w->done_arg, w->written ? KMS_OK : KMS_UNAVAILABLE, why);
+			if (w->written && w->duplicate)
+				w->done(w->done_arg, KMS_ALREADY_EXISTS,
+				        "the same request was recorded by another run");
+			else
+				w->done(w->done_arg, w->written ? KMS_OK : KMS_UNAVAILABLE, why);
+			if (w->record) {
+				store_request_record_free(w->record);
+				free(w->record);
+			}
 			kms_wipe(w, sizeof *w + w->len);
 			free(w);
 			batch[i] = NULL;
@@ -677,16 +686,46 @@ static kms_status append(audit_log *log, const char *entry, size_t len, bool out
 	return st;
 }
 
+bool audit_is_fleet(const audit_log *log)
+{
+	return log && log->fleet;
+}
+
+static void record_drop(store_request_record *record)
+{
+	if (!record)
+		return;
+	store_request_record_free(record);
+	free(record);
+}
+
 kms_status audit_append_async(audit_log *log, const char *entry, size_t len, bool outcome,
                               audit_done_fn done, void *arg)
 {
-	KMS_ENSURE(len >= 1 && len <= UINT16_MAX && done, KMS_INTERNAL,
-	           "audit: entry of %zu bytes", len);
+	return audit_append_recorded(log, entry, len, outcome, NULL, done, arg);
+}
+
+kms_status audit_append_recorded(audit_log *log, const char *entry, size_t len, bool outcome,
+                                 store_request_record *record, audit_done_fn done, void *arg)
+{
+	if (record && !log->fleet) {
+		record_drop(record);
+		record = NULL;
+	}
+	if (len < 1 || len > UINT16_MAX || !done) {
+		record_drop(record);
+		return KMS_FAIL(KMS_INTERNAL, "audit: entry of %zu bytes", len);
+	}
 	audit_waiter *w = malloc(sizeof *w + len);
-	KMS_ENSURE(w, KMS_UNAVAILABLE, "audit: out of memory queueing an entry of %zu bytes", len);
+	if (!w) {
+		record_drop(record);
+		return KMS_FAIL(KMS_UNAVAILABLE, "audit: out of memory queueing an entry of %zu "
+		                "bytes", len);
+	}
 	memcpy(w + 1, entry, len);
 	*w = (audit_waiter){ .entry = (const char *)(w + 1), .len = len, .outcome = outcome,
-	                     .state = AUDIT_PENDING, .done = done, .done_arg = arg };
+	                     .state = AUDIT_PENDING, .done = done, .done_arg = arg,
+	                     .record = record };
 	pthread_mutex_lock(&log->lock);
 	while (log->n_queued == AUDIT_QUEUE_MAX && !log->stop)
 		pthread_cond_wait(&log->room, &log->lock);
@@ -702,6 +741,7 @@ kms_status audit_append_async(audit_log *log, const char *entry, size_t len, boo
 	}
 	pthread_mutex_unlock(&log->lock);
 	if (st != KMS_OK) {
+		record_drop(w->record);
 		kms_wipe(w, sizeof *w + len);
 		free(w);
 	}

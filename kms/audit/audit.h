@@ -112,6 +112,20 @@ typedef void (*audit_done_fn)(void *arg, kms_status st, const char *why);
 kms_status audit_append_async(audit_log *log, const char *entry, size_t len, bool outcome,
                               audit_done_fn done, void *arg) KMS_MUST_USE;
 
+/* As audit_append_async, with the request's record (store.h; malloc'ed,
+ * taken over whatever this returns: freed once written or not), added to
+ * the fleet's database in the entry's transaction. When the same request
+ * was recorded by another replica first, neither is added and done gets
+ * KMS_ALREADY_EXISTS: this run's answer must not leave. Only on a fleet
+ * log (audit_is_fleet); elsewhere the record is dropped. */
+struct store_request_record;
+kms_status audit_append_recorded(audit_log *log, const char *entry, size_t len, bool outcome,
+                                 struct store_request_record *record, audit_done_fn done,
+                                 void *arg) KMS_MUST_USE;
+
+/* True when the log is the fleet's (audit_config.fleet). */
+bool audit_is_fleet(const audit_log *log);
+
 /* False (with the reason in why) while the last batch failed. */
 bool audit_healthy(audit_log *log, char *why, size_t why_cap);
 

@@ -33,6 +33,7 @@
 #define FLEET_BATCH 1024             /* entries numbered or copied at a time */
 #define FLEET_COPY_BYTES (1u << 20)  /* bytes copied into log.bin at a time */
 #define FLEET_POLL_MS 20             /* how often an idle replica looks */
+#define FLEET_EXPIRE_MS 10000        /* how often the holder drops old request records */
 
 /* ---- submitting ---- */
 
@@ -40,20 +41,23 @@ kms_status audit_fleet_submit(audit_log *log, audit_waiter *const *batch, size_t
 {
 	const char **entries = malloc(n * sizeof *entries);
 	size_t *lens = malloc(n * sizeof *lens);
+	const store_request_record **records = calloc(n, sizeof *records);
+	bool *dup = calloc(n, sizeof *dup);
 	kms_status st = KMS_OK;
-	if (!entries || !lens) {
+	if (!entries || !lens || !records || !dup) {
 		st = KMS_FAIL(KMS_UNAVAILABLE, "out of memory for a batch of %zu entries", n);
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
 		entries[i] = batch[i]->entry;
 		lens[i] = batch[i]->len;
+		records[i] = batch[i]->record;
 	}
 	/* A serialization failure is retried a few times: an insert alone
 	 * rarely meets one. */
 	for (int attempt = 0;; attempt++) {
 		uint64_t conflicts = store_thread_conflicts();
-		st = store_audit_submit(log->fleet, entries, lens, n);
+		st = store_audit_submit(log->fleet, entries, lens, records, dup, n);
 		if (st == KMS_OK || store_thread_conflicts() == conflicts || attempt == 4)
 			break;
 		kms_error_clear();
@@ -61,9 +65,13 @@ kms_status audit_fleet_submit(audit_log *log, audit_waiter *const *batch, size_t
 	if (st != KMS_OK)
 		st = KMS_FAIL(KMS_UNAVAILABLE, "the fleet's audit table cannot be written: %s",
 		              kms_error_message());
+	for (size_t i = 0; i < n && st == KMS_OK; i++)
+		batch[i]->duplicate = dup[i];
 out:
 	free(entries);
 	free(lens);
+	free(records);
+	free(dup);
 	return st;
 }
 
@@ -253,6 +261,7 @@ typedef struct fleet_state {
 	uint64_t epoch;
 	uint64_t lease_due_us;  /* next renewal or attempt */
 	uint64_t signed_us;     /* when this replica last signed */
+	uint64_t expire_due_us; /* next removal of old request records (holder) */
 	uint64_t fleet_size;    /* the fleet's checkpoint size last seen (holder) */
 	bool fleet_size_known;
 	bool failing;           /* the last round failed: said once */
@@ -397,6 +406,21 @@ static kms_status seed(audit_log *log, fleet_state *fs)
 	return st;
 }
 
+/* The holder drops request records past their keep (store.h,
+ * STORE_REQUEST_KEEP_MS). A failure is said and tried again at the next
+ * turn: old records only take room. */
+static void expire_records(audit_log *log, fleet_state *fs, uint64_t now)
+{
+	uint64_t removed = 0;
+	fs->expire_due_us = now + (uint64_t)FLEET_EXPIRE_MS * 1000;
+	if (store_request_expire(log->fleet, (int64_t)(kms_now_us() / 1000) - STORE_REQUEST_KEEP_MS,
+	                         &removed) != KMS_OK) {
+		kms_log("warn", "audit: removing old request records: %s; tried again in %d s",
+		        kms_error_message(), FLEET_EXPIRE_MS / 1000);
+		kms_error_clear();
+	}
+}
+
 /* One round: the lease, numbering (holder), copying, the checkpoint.
  * *busy when there was more than one round's worth. */
 static kms_status round_once(audit_log *log, fleet_state *fs, copy_batch *b, bool *busy)
@@ -454,6 +478,8 @@ static kms_status round_once(audit_log *log, fleet_state *fs, copy_batch *b, boo
 			KMS_GUARD(copy_failed(log, fs, b, copy, now));
 		}
 	}
+	if (fs->held && now >= fs->expire_due_us)
+		expire_records(log, fs, now);
 	uint64_t size = audit_size(log);
 	pthread_mutex_lock(&log->lock);
 	bool behind = size > log->checkpoint_size;

@@ -590,6 +590,23 @@ static const char *const migrations[] = {
 	"  BEFORE UPDATE ON audit_checkpoint"
 	"  WHEN NEW.size < OLD.size"
 	"  BEGIN SELECT RAISE(ABORT, 'the fleet''s checkpoint never shrinks'); END;",
+	/* 9 -> 10: request records (docs/scale-out.md, "Request records"). A
+	 * data-plane request that a replica answered leaves its record here,
+	 * written in the same transaction as its audit entry: the operation,
+	 * the SHA-256 of its fields (Encrypt's plaintext left out) and the
+	 * ciphertext blob it made, if any. The same request sent again (a
+	 * resend to another replica) is answered from it instead of running
+	 * twice. Kept STORE_REQUEST_KEEP_MS, then removed by the lease holder. */
+	"CREATE TABLE request_records ("
+	"  principal TEXT NOT NULL CHECK (length(CAST(principal AS BLOB)) BETWEEN 1 AND 64),"
+	"  request_id TEXT NOT NULL CHECK (length(CAST(request_id AS BLOB)) BETWEEN 1 AND 64),"
+	"  op INTEGER NOT NULL CHECK (op >= 1),"
+	"  digest BLOB NOT NULL CHECK (length(digest) = 32),"
+	"  result BLOB CHECK (result IS NULL OR length(result) BETWEEN 1 AND 8192),"
+	"  created_ms INTEGER NOT NULL,"
+	"  PRIMARY KEY (principal, request_id)"
+	") STRICT;"
+	"CREATE INDEX request_records_by_age ON request_records(created_ms);",
 };
 #define MIGRATIONS_COUNT (sizeof migrations / sizeof migrations[0])
 _Static_assert(MIGRATIONS_COUNT == STORE_SCHEMA_VERSION,

@@ -52,7 +52,7 @@
 
 #define STORE_DB_FILE "kms.db"
 #define STORE_LOCK_FILE "kms.lock"
-#define STORE_SCHEMA_VERSION 9
+#define STORE_SCHEMA_VERSION 10
 #define STORE_REQUEST_REF_SIZE 65 /* 64 hex digits of SHA-256 and a NUL */
 #define STORE_BUSY_TIMEOUT_MS 5000
 
@@ -584,9 +584,47 @@ kms_status store_generation_get(store *st, uint64_t *out) KMS_MUST_USE;
 /* ---- the fleet's audit log (store_audit.c; docs/scale-out.md, "One audit
  * log for the fleet") ---- */
 
+/* ---- request records (store_requests.c) ---- */
+
+/* How long a record is kept: past any client's resend (a call's timeout)
+ * and past the 300 s a signed request's timestamp is accepted for. */
+#define STORE_REQUEST_KEEP_MS (15 * 60 * 1000)
+#define STORE_REQUEST_DIGEST_LEN 32
+#define STORE_REQUEST_RESULT_MAX 8192
+
+/* What one answered request leaves (docs/scale-out.md, "Request
+ * records"): who sent it under which id, the operation (its field number
+ * in kms.Request), the SHA-256 of its fields and the ciphertext blob it
+ * made (NULL for none). No secret: Encrypt's plaintext is not hashed. */
+typedef struct store_request_record {
+	char principal[64];
+	char request_id[KMS_REQUEST_ID_MAX + 1];
+	int op;
+	uint8_t digest[STORE_REQUEST_DIGEST_LEN];
+	uint8_t *result; /* malloc'ed; store_request_record_free */
+	size_t result_len;
+	int64_t created_ms;
+} store_request_record;
+
+/* The record of (principal, request_id); KMS_NOT_FOUND if none. */
+kms_status store_request_get(store *st, const char *principal, const char *request_id,
+                             store_request_record *out) KMS_MUST_USE;
+
+/* Frees r->result (r itself is the caller's). */
+void store_request_record_free(store_request_record *r);
+
+/* Removes the records made before before_ms; *removed how many. */
+kms_status store_request_expire(store *st, int64_t before_ms, uint64_t *removed) KMS_MUST_USE;
+
 /* Adds n entries (each 1..65535 bytes) to audit_pending in one
- * transaction: durable in the database once this returns KMS_OK. */
+ * transaction: durable in the database once this returns KMS_OK. With
+ * records (NULL: none), records[i] (NULL: none) is the request record of
+ * entry i, added in the same transaction; when a record of the same
+ * principal and request id is there already (the request was sent again
+ * and ran on two replicas at once), entry i is not added and dup[i] is
+ * set: that run's answer must not leave. */
 kms_status store_audit_submit(store *st, const char *const *entries, const size_t *lens,
+                              const store_request_record *const *records, bool *dup,
                               size_t n) KMS_MUST_USE;
 
 /* Takes the sequencer's lease for this replica, or renews it, until

@@ -12,11 +12,29 @@
 #include "common/error.h"
 #include "kms/store/store_internal.h"
 
-kms_status store_audit_submit(store *st, const char *const *entries, const size_t *lens, size_t n)
+kms_status store_audit_submit(store *st, const char *const *entries, const size_t *lens,
+                              const store_request_record *const *records, bool *dup,
+                              size_t n)
 {
+	KMS_ENSURE(!records || dup, KMS_INTERNAL, "store: request records without their flags");
 	KMS_GUARD(store_begin(st));
 	kms_status status = KMS_OK;
 	for (size_t i = 0; i < n && status == KMS_OK; i++) {
+		if (dup)
+			dup[i] = false;
+		/* The record first: an entry whose request was recorded by
+		 * another run is not added (its answer does not leave). */
+		if (records && records[i]) {
+			bool added = false;
+			status = store_request_put(st, records[i], &added);
+			if (status != KMS_OK)
+				break;
+			if (!added) {
+				if (dup)
+					dup[i] = true;
+				continue;
+			}
+		}
 		db_stmt *s;
 		status = store_stmt(st, S_AUDIT_SUBMIT,
 		                    "INSERT INTO audit_pending (entry, replica) VALUES (?1, ?2)", &s);

@@ -136,6 +136,9 @@ typedef enum store_stmt_id {
 	S_AUDIT_COUNT_PENDING,
 	S_AUDIT_PENDING_ANY,
 	S_AUDIT_SEED,
+	S_REQUEST_GET,
+	S_REQUEST_PUT,
+	S_REQUEST_EXPIRE,
 	S_COUNT
 } store_stmt_id;
 
@@ -173,6 +176,11 @@ kms_status store_fail_at(db_stmt *s, db_rc rc, const char *what, const char *id,
 /* Copies text column col of the current row into out[cap]; false when it is
  * NULL-free text that does not fit (a corrupt or foreign row). */
 bool store_column_text(db_stmt *s, int col, char *out, size_t cap);
+
+/* In an open transaction: adds r unless (principal, request_id) has a
+ * record already (*added false then). */
+kms_status store_request_put(store *st, const store_request_record *r,
+                             bool *added) KMS_MUST_USE;
 
 /* Makes room for one more element in a malloc'ed array. */
 bool store_grow(void **array, size_t *cap, size_t used, size_t elem_size);

@@ -571,6 +571,20 @@ static const char schema_8_to_9[] =
 	"  EXECUTE FUNCTION store_refuse('the fleet''s checkpoint never shrinks');"
 	"UPDATE schema_version SET version = 9;";
 
+/* Step 9 -> 10: store.c's migration 9 -> 10, request records. */
+static const char schema_9_to_10[] =
+	"CREATE TABLE request_records ("
+	"  principal " TEXT_C " NOT NULL CHECK (octet_length(principal) BETWEEN 1 AND 64),"
+	"  request_id " TEXT_C " NOT NULL CHECK (octet_length(request_id) BETWEEN 1 AND 64),"
+	"  op BIGINT NOT NULL CHECK (op >= 1),"
+	"  digest blob NOT NULL CHECK (length(digest) = 32),"
+	"  result blob CHECK (result IS NULL OR length(result) BETWEEN 1 AND 8192),"
+	"  created_ms BIGINT NOT NULL,"
+	"  PRIMARY KEY (principal, request_id)"
+	");"
+	"CREATE INDEX request_records_by_age ON request_records(created_ms);"
+	"UPDATE schema_version SET version = 10;";
+
 static const struct {
 	int from, to;
 	const char *sql;
@@ -578,9 +592,10 @@ static const struct {
 	{ 0, 7, schema_0_to_7 },
 	{ 7, 8, schema_7_to_8 },
 	{ 8, 9, schema_8_to_9 },
+	{ 9, 10, schema_9_to_10 },
 };
 #define STEPS_COUNT (sizeof steps / sizeof steps[0])
-_Static_assert(STORE_SCHEMA_VERSION == 9,
+_Static_assert(STORE_SCHEMA_VERSION == 10,
                "a new SQLite migration (store.c) needs its PostgreSQL step here");
 
 const char *store_pg_migration_sql(int from)

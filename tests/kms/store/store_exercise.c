@@ -63,9 +63,9 @@ static const char *const stmt_names[S_COUNT] = {
 	NAME(S_AUDIT_PENDING_TAKE), NAME(S_AUDIT_SEQUENCE), NAME(S_AUDIT_PENDING_DROP),
 	NAME(S_AUDIT_ENTRIES), NAME(S_AUDIT_CHECKPOINT_GET), NAME(S_AUDIT_CHECKPOINT_PUT),
 	NAME(S_AUDIT_COUNT_ENTRIES), NAME(S_AUDIT_COUNT_PENDING), NAME(S_AUDIT_PENDING_ANY),
-	NAME(S_AUDIT_SEED),
+	NAME(S_AUDIT_SEED), NAME(S_REQUEST_GET), NAME(S_REQUEST_PUT), NAME(S_REQUEST_EXPIRE),
 };
-_Static_assert(S_AUDIT_SEED + 1 == S_COUNT, "name every statement in stmt_names");
+_Static_assert(S_REQUEST_EXPIRE + 1 == S_COUNT, "name every statement in stmt_names");
 
 const char *store_ex_stmt_name(store_stmt_id id)
 {
@@ -509,7 +509,7 @@ static void exercise_audit(store *st)
 	char *note = NULL;
 	assert_ok(store_audit_counts(st, &numbered, &pending));
 	assert_true(numbered == 0 && pending == 0);
-	assert_ok(store_audit_submit(st, entries, lens, 3));
+	assert_ok(store_audit_submit(st, entries, lens, NULL, NULL, 3));
 	/* Nobody numbers without the lease (with nothing pending, nothing is
 	 * checked: no transaction). */
 	assert_status(store_audit_sequence(st, 99, 10, &moved), KMS_FAILED_PRECONDITION);
@@ -563,6 +563,55 @@ static void exercise_audit(store *st)
 	assert_int_equal(expires, 0);
 }
 
+/* Request records: added with their entries, one per (principal,
+ * request id); a second run's entry is not added; read back; expired. */
+static void exercise_requests(store *st)
+{
+	const char *const entries[] = { "{\"r\":1}", "{\"r\":2}", "{\"r\":3}" };
+	const size_t lens[] = { 7, 7, 7 };
+	uint8_t blob[40];
+	memset(blob, 0xb1, sizeof blob);
+	store_request_record a = { .principal = "app", .request_id = "req-1", .op = 10,
+	                           .result = blob, .result_len = sizeof blob, .created_ms = 1000 };
+	store_request_record b = { .principal = "app", .request_id = "req-2", .op = 11,
+	                           .created_ms = 5000 };
+	memset(a.digest, 0xa1, sizeof a.digest);
+	memset(b.digest, 0xa2, sizeof b.digest);
+	const store_request_record *records[] = { &a, NULL, &b };
+	bool dup[3] = { true, true, true };
+	uint64_t numbered = 0, pending = 0, removed = 9;
+	assert_ok(store_audit_counts(st, &numbered, &pending));
+	uint64_t before = pending;
+	assert_ok(store_audit_submit(st, entries, lens, records, dup, 3));
+	assert_true(!dup[0] && !dup[1] && !dup[2]);
+	assert_ok(store_audit_counts(st, &numbered, &pending));
+	assert_int_equal(pending, before + 3);
+	/* The same request again, in another batch: its entry is left out. */
+	const store_request_record *again[] = { NULL, &a };
+	assert_ok(store_audit_submit(st, entries, lens, again, dup, 2));
+	assert_true(!dup[0] && dup[1]);
+	assert_ok(store_audit_counts(st, &numbered, &pending));
+	assert_int_equal(pending, before + 4);
+	store_request_record got;
+	assert_ok(store_request_get(st, "app", "req-1", &got));
+	assert_int_equal(got.op, 10);
+	assert_memory_equal(got.digest, a.digest, sizeof got.digest);
+	assert_int_equal(got.result_len, sizeof blob);
+	assert_memory_equal(got.result, blob, sizeof blob);
+	assert_int_equal(got.created_ms, 1000);
+	store_request_record_free(&got);
+	assert_ok(store_request_get(st, "app", "req-2", &got));
+	assert_null(got.result);
+	assert_int_equal(got.result_len, 0);
+	store_request_record_free(&got);
+	assert_status(store_request_get(st, "other", "req-1", &got), KMS_NOT_FOUND);
+	assert_ok(store_request_expire(st, 2000, &removed));
+	assert_int_equal(removed, 1);
+	assert_status(store_request_get(st, "app", "req-1", &got), KMS_NOT_FOUND);
+	assert_ok(store_request_get(st, "app", "req-2", &got));
+	store_request_record_free(&got);
+}
+
 void store_ex_all(store *st, bool (*unused)(store_stmt_id id))
 {
 	assert_ok(store_begin_read(st));
@@ -575,6 +624,7 @@ void store_ex_all(store *st, bool (*unused)(store_stmt_id id))
 	exercise_authz(st);
 	exercise_consents(st);
 	exercise_audit(st);
+	exercise_requests(st);
 	for (int id = 0; id < S_COUNT; id++)
 		if (!unused((store_stmt_id)id) && !store_stmt_sql((store_stmt_id)id))
 			fail_msg("%s was never prepared: call the store function that uses it in "

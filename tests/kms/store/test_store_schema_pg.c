@@ -17,7 +17,7 @@
  * each database name another: the case says which SQLite names). Then:
  * both schemas have the same tables, columns,
  * keys, indexes and triggers (on the same events); text orders by bytes;
- * schema_version is 9 and a second migration is refused; every trigger
+ * schema_version is 10 and a second migration is refused; every trigger
  * and constraint of the PostgreSQL schema refused at least one statement
  * (but the cache generation's, which refuse nothing), and those raise the
  * generation on both at the same changes.
@@ -1200,6 +1200,39 @@ static void test_audit_fleet(void **state)
 	same_rows("SELECT CAST(seq AS TEXT) FROM audit_entries ORDER BY seq", seqs, 3);
 }
 
+#define RECORD(principal, id, op, digest, result) \
+	"INSERT INTO request_records (principal, request_id, op, digest, result, created_ms) " \
+	"VALUES (" principal ", " id ", " op ", " digest ", " result ", 1)"
+#define D32 "zeroblob(32)"
+
+static void test_request_records(void **state)
+{
+	(void)state;
+	static const rule_case cases[] = {
+		ALLOW(RECORD("'app'", "'r-1'", "10", D32, "NULL")),
+		ALLOW(RECORD("'app'", "'r-2'", "10", D32, "zeroblob(8192)")),
+		ALLOW(RECORD("'other'", "'r-1'", "11", D32, "zeroblob(1)")),
+		BY_UNIQUE("request_records_pkey", RECORD("'app'", "'r-1'", "11", D32, "NULL")),
+		BY_CHECK("request_records_principal_check", RECORD("''", "'r-3'", "10", D32, "NULL")),
+		BY_CHECK("request_records_principal_check",
+		         RECORD("repeat('a', 65)", "'r-3'", "10", D32, "NULL")),
+		BY_CHECK("request_records_request_id_check", RECORD("'app'", "''", "10", D32, "NULL")),
+		BY_CHECK("request_records_request_id_check",
+		         RECORD("'app'", "repeat('r', 65)", "10", D32, "NULL")),
+		BY_CHECK("request_records_op_check", RECORD("'app'", "'r-3'", "0", D32, "NULL")),
+		BY_CHECK("request_records_digest_check",
+		         RECORD("'app'", "'r-3'", "10", "zeroblob(31)", "NULL")),
+		BY_CHECK("request_records_result_check",
+		         RECORD("'app'", "'r-3'", "10", D32, "zeroblob(0)")),
+		BY_CHECK("request_records_result_check",
+		         RECORD("'app'", "'r-3'", "10", D32, "zeroblob(8193)")),
+		ALLOW("DELETE FROM request_records WHERE created_ms < 2"),
+	};
+	RUN(cases);
+	same_rows("SELECT CAST(count(*) AS TEXT) FROM request_records", (const char *const[]){ "0" },
+	          1);
+}
+
 /* ---- the version row; one migration, once ---- */
 
 static void test_version_once(void **state)
@@ -1207,8 +1240,8 @@ static void test_version_once(void **state)
 	(void)state;
 	char v[32];
 	pg_value("SELECT version FROM schema_version", v, sizeof v);
-	assert_string_equal(v, "9");
-	PGresult *r = pg_refused("INSERT INTO schema_version (version) VALUES (10)", "23505");
+	assert_string_equal(v, "10");
+	PGresult *r = pg_refused("INSERT INTO schema_version (version) VALUES (11)", "23505");
 	assert_string_equal(field(r, PG_DIAG_CONSTRAINT_NAME), "schema_version_one_row");
 	PQclear(r);
 	hit("schema_version_one_row");
@@ -1229,12 +1262,17 @@ static void test_version_once(void **state)
 	assert_non_null(strstr(field(r, PG_DIAG_MESSAGE_PRIMARY), "audit_pending"));
 	PQclear(r);
 	pg_ok("ROLLBACK");
+	pg_ok("BEGIN");
+	r = pg_refused(store_pg_migration_sql(9), "42P07");
+	assert_non_null(strstr(field(r, PG_DIAG_MESSAGE_PRIMARY), "request_records"));
+	PQclear(r);
+	pg_ok("ROLLBACK");
 	pg_value("SELECT count(*) || ' ' || max(version) FROM schema_version", v, sizeof v);
-	assert_string_equal(v, "1 9");
+	assert_string_equal(v, "1 10");
 
 	/* No step from any other version. */
 	for (int from = -1; from <= STORE_SCHEMA_VERSION + 1; from++)
-		if (from != 0 && from != 7 && from != 8)
+		if (from != 0 && from != 7 && from != 8 && from != 9)
 			assert_null(store_pg_migration_sql(from));
 
 	/* One transaction: a migration that fails late leaves nothing. */
@@ -1545,6 +1583,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cache_generation, world_setup, world_teardown),
 		cmocka_unit_test_setup_teardown(test_request_ref, world_setup, world_teardown),
 		cmocka_unit_test_setup_teardown(test_audit_fleet, world_setup, world_teardown),
+		cmocka_unit_test_setup_teardown(test_request_records, world_setup, world_teardown),
 		cmocka_unit_test_setup_teardown(test_version_once, world_setup, world_teardown),
 		cmocka_unit_test_setup_teardown(test_same_schema, world_setup, world_teardown),
 		/* Last: it reads what the tests above saw. */
