@@ -572,11 +572,12 @@ static void *writer_main(void *arg)
 			audit_waiter *w = batch[i];
 			if (!w->done)
 				continue;
-			if (w->written && w->duplicate)
-				w->done(w->done_arg, KMS_ALREADY_EXISTS,
-				        "the same request was recorded by another run");
-			else
-				w->done(w->done_arg, w->written ? KMS_OK : KMS_UNAVAILABLE, why);
+			if (w->written && w->duplicate && w->record)
+				kms_log("warn", "audit: request %s of %s ran on two replicas at once "
+				        "(sent again while its first run was being recorded): both "
+				        "runs are in the audit log", w->record->request_id,
+				        w->record->principal);
+			w->done(w->done_arg, w->written ? KMS_OK : KMS_UNAVAILABLE, why);
 			if (w->record) {
 				store_request_record_free(w->record);
 				free(w->record);

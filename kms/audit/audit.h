@@ -115,9 +115,9 @@ kms_status audit_append_async(audit_log *log, const char *entry, size_t len, boo
 /* As audit_append_async, with the request's record (store.h; malloc'ed,
  * taken over whatever this returns: freed once written or not), added to
  * the fleet's database in the entry's transaction. When the same request
- * was recorded by another replica first, neither is added and done gets
- * KMS_ALREADY_EXISTS: this run's answer must not leave. Only on a fleet
- * log (audit_is_fleet); elsewhere the record is dropped. */
+ * was recorded by another run first (it ran on two replicas at once), that
+ * record stays, this entry is added all the same, and kmsd's log says so.
+ * Only on a fleet log (audit_is_fleet); elsewhere the record is dropped. */
 struct store_request_record;
 kms_status audit_append_recorded(audit_log *log, const char *entry, size_t len, bool outcome,
                                  struct store_request_record *record, audit_done_fn done,

@@ -39,7 +39,7 @@ typedef struct audit_waiter {
 	size_t len;
 	bool outcome;           /* may use the room kept for outcomes (audit_append_outcome) */
 	bool written;           /* set by the writer alone, outside the lock */
-	bool duplicate;         /* its record was there already: not written */
+	bool duplicate;         /* its record was there already (kept); written all the same */
 	struct store_request_record *record; /* owned; NULL: none */
 	audit_waiter_state state;
 	/* A blocking appender waits on settled (signalled once, when state

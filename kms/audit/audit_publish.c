@@ -215,7 +215,9 @@ static kms_status check_not_rollback(const audit_log *log, uint64_t size,
 static kms_status publish(audit_log *log);
 
 /* A checkpoint note of size entries with this root is now public/'s:
- * the log's latest and largest signed (published_size never goes down). */
+ * the log's latest and largest signed (published_size never goes down).
+ * Then where its last whole tile's records start is recorded, and the
+ * hashes now in full tiles on disk go. */
 static kms_status take_note(audit_log *log, const char *note, uint64_t size,
                             const uint8_t root[static AUDIT_HASH_LEN])
 {
@@ -232,6 +234,11 @@ static kms_status take_note(audit_log *log, const char *note, uint64_t size,
 	memcpy(log->signed_root, root, AUDIT_HASH_LEN);
 	log->signed_at_ms = kms_monotonic_us() / 1000;
 	pthread_mutex_unlock(&log->lock);
+	uint64_t p = audit_floor_tile(size);
+	KMS_GUARD(write_position(log, p));
+	pthread_rwlock_wrlock(&log->tree_lock);
+	audit_tree_drop(&log->tree, p);
+	pthread_rwlock_unlock(&log->tree_lock);
 	return KMS_OK;
 }
 
@@ -243,9 +250,8 @@ kms_status audit_publish(audit_log *log)
 	return st;
 }
 
-/* Writes the tiles and bundles of the current size, signs its checkpoint,
- * records where its last whole tile's records start, and lets the hashes
- * now in full tiles on disk go. */
+/* Writes the tiles and bundles of the current size, signs its checkpoint
+ * and takes it (take_note). */
 static kms_status publish(audit_log *log)
 {
 	char body[CHECKPOINT_BODY_MAX];
@@ -275,12 +281,6 @@ static kms_status publish(audit_log *log)
 	pthread_mutex_lock(&log->lock);
 	log->last_publish_ms = log->signed_at_ms;
 	pthread_mutex_unlock(&log->lock);
-
-	uint64_t p = audit_floor_tile(size);
-	KMS_GUARD(write_position(log, p));
-	pthread_rwlock_wrlock(&log->tree_lock);
-	audit_tree_drop(&log->tree, p);
-	pthread_rwlock_unlock(&log->tree_lock);
 	return KMS_OK;
 }
 
@@ -339,13 +339,7 @@ static kms_status install(audit_log *log, const char *note, uint64_t size)
 	                           size));
 	KMS_GUARD(tlog_checkpoint_publish(log->public_dir, note, len));
 	/* The checkpoint's age on /metrics counts from here for this copy. */
-	KMS_GUARD(take_note(log, note, size, root));
-	uint64_t p = audit_floor_tile(size);
-	KMS_GUARD(write_position(log, p));
-	pthread_rwlock_wrlock(&log->tree_lock);
-	audit_tree_drop(&log->tree, p);
-	pthread_rwlock_unlock(&log->tree_lock);
-	return KMS_OK;
+	return take_note(log, note, size, root);
 }
 
 kms_status audit_install(audit_log *log, const char *note, uint64_t size)

@@ -84,10 +84,15 @@ kms_status authz_consent_check(op_ctx *ctx, const char *key_id, Kms__StringPair 
 		return deny(ctx, id, purpose, dp, "unknown_consent", key_id);
 	}
 	KMS_GUARD(s);
-	const char *reason = consent_rules_check(&c, dp, purpose, ctx->now, use);
+	/* A request answered again from its record (kms/pipeline/records.h)
+	 * took its use on its first run: checked as any use but for the
+	 * limits on uses (ONETIME, frequency), and no use taken. */
+	bool counted = use == CONSENT_USE_OPEN && !ctx->record.again;
+	const char *reason = consent_rules_check(&c, dp, purpose, ctx->now,
+	                                         counted ? use : CONSENT_USE_SEAL);
 	if (reason)
 		return deny(ctx, id, purpose, dp, reason, key_id);
-	if (use == CONSENT_USE_OPEN) {
+	if (counted) {
 		int64_t window_start, window_max;
 		bool taken;
 		consent_rules_window(&c, ctx->now, &window_start, &window_max);

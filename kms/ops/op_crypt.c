@@ -12,6 +12,7 @@
  */
 #include <string.h>
 
+#include <openssl/crypto.h>
 
 #include <kms/limits.h>
 #include <kms/secmem.h>
@@ -79,6 +80,15 @@ static kms_status encode_context(op_ctx *ctx, Kms__StringPair *const *pairs, siz
 	return context_encode(view, n, *out, size, out_len);
 }
 
+/* A seal under key_ref decided now: the key the reference names into
+ * allowed, its policy and its consent. */
+static kms_status seal_authorize(op_ctx *ctx, const char *key_ref, Kms__StringPair *const *pairs,
+                                 size_t n_pairs, char allowed[static KMS_KEYID_TEXT_SIZE])
+{
+	KMS_GUARD(op_authorize_ref(ctx, key_ref, pairs, n_pairs, allowed));
+	return authz_consent_check(ctx, allowed, pairs, n_pairs, CONSENT_USE_SEAL);
+}
+
 static kms_status seal(op_ctx *ctx, const char *key_ref, const uint8_t *plaintext,
                        size_t plaintext_len, Kms__StringPair *const *pairs, size_t n_pairs,
                        sealed *out)
@@ -92,8 +102,7 @@ static kms_status seal(op_ctx *ctx, const char *key_ref, const uint8_t *plaintex
 	char allowed[KMS_KEYID_TEXT_SIZE];
 	KMS_GUARD(encode_context(ctx, pairs, n_pairs, &context, &context_len));
 	/* Decided on the key the reference names now (authz_enforce.h)... */
-	KMS_GUARD(op_authorize_ref(ctx, key_ref, pairs, n_pairs, allowed));
-	KMS_GUARD(authz_consent_check(ctx, allowed, pairs, n_pairs, CONSENT_USE_SEAL));
+	KMS_GUARD(seal_authorize(ctx, key_ref, pairs, n_pairs, allowed));
 	KMS_GUARD(keyring_encrypt_key(ctx->d->keyring, key_ref, ctx->now, &use));
 	op_note_key(ctx, use.key_id_text, use.version);
 	/* ...which must be the key sealed under: an alias moved in between
@@ -199,12 +208,78 @@ static kms_status open_blob(op_ctx *ctx, ProtobufCBinaryData blob_bytes,
 	return KMS_OK;
 }
 
+/*
+ * A request sent again and answered from its record (kms/pipeline/
+ * records.h): authorized now as a seal under key_ref, which must still
+ * name the key of the blob its first run made; that blob is opened again
+ * (its plaintext into *plaintext, in the arena) without a second open
+ * decision: it is this request's own seal.
+ */
+static kms_status reseal_recorded(op_ctx *ctx, const char *key_ref,
+                                  Kms__StringPair *const *pairs, size_t n_pairs, sealed *s,
+                                  ProtobufCBinaryData *plaintext)
+{
+	char allowed[KMS_KEYID_TEXT_SIZE];
+	blob_view blob;
+	keyring_key_use use;
+	uint8_t *context, *aad, *clear;
+	size_t context_len, aad_len;
+	KMS_GUARD(seal_authorize(ctx, key_ref, pairs, n_pairs, allowed));
+	KMS_ENSURE(ctx->record.blob, KMS_INTERNAL, "request %s: its record holds no ciphertext",
+	           ctx->request_id);
+	KMS_GUARD(blob_parse(ctx->record.blob, ctx->record.blob_len, &blob));
+	char blob_key[KMS_KEYID_TEXT_SIZE];
+	keyid_format(blob.key_id, blob_key);
+	op_note_key(ctx, blob_key, blob.key_version);
+	KMS_ENSURE(strcmp(blob_key, allowed) == 0, KMS_FAILED_PRECONDITION,
+	           "request %s was answered before under key %s, and %s now names key %s: "
+	           "send it again with a new request id", ctx->request_id, blob_key, key_ref,
+	           allowed);
+	KMS_GUARD(keyring_decrypt_key(ctx->d->keyring, blob.key_id, blob.key_version, &use));
+	KMS_GUARD(bind_data_principal(ctx, &use, pairs, n_pairs, false));
+	KMS_GUARD(encode_context(ctx, pairs, n_pairs, &context, &context_len));
+	aad = arena_alloc(ctx->arena, blob_aad_len(blob.header_len, context_len));
+	clear = arena_alloc(ctx->arena, blob.ciphertext_len ? blob.ciphertext_len : 1);
+	KMS_ENSURE(aad && clear, KMS_INTERNAL, "out of request memory");
+	KMS_GUARD(blob_aad_build(blob.header, blob.header_len, context, context_len, aad,
+	                         blob_aad_len(blob.header_len, context_len), &aad_len));
+	KMS_GUARD(keyring_gcm_decrypt(ctx->d->keyring, &use, blob.iv, aad, aad_len, blob.sealed,
+	                              blob.sealed_len, clear, blob.ciphertext_len));
+	s->blob.data = ctx->record.blob;
+	s->blob.len = ctx->record.blob_len;
+	s->key_id = arena_strdup(ctx->arena, blob_key);
+	s->key_version = blob.key_version;
+	KMS_ENSURE(s->key_id, KMS_INTERNAL, "out of request memory");
+	plaintext->data = clear;
+	plaintext->len = blob.ciphertext_len;
+	return KMS_OK;
+}
+
+static kms_status sent_again_differs(op_ctx *ctx)
+{
+	return KMS_FAIL(KMS_INVALID_ARGUMENT, "request id %s was used before for another "
+	                "request: send each request with an id of its own", ctx->request_id);
+}
+
 static kms_status encrypt_one(op_ctx *ctx, const Kms__EncryptRequest *r,
                               Kms__EncryptResponse **out)
 {
 	sealed s;
-	KMS_GUARD(seal(ctx, r->key_id, r->plaintext.data, r->plaintext.len,
-	               r->encryption_context, r->n_encryption_context, &s));
+	if (ctx->record.again) {
+		/* The record's digest leaves the plaintext out: the blob must
+		 * hold the plaintext sent now. */
+		ProtobufCBinaryData was;
+		KMS_GUARD(reseal_recorded(ctx, r->key_id, r->encryption_context,
+		                          r->n_encryption_context, &s, &was));
+		bool same = was.len == r->plaintext.len &&
+		            CRYPTO_memcmp(was.data, r->plaintext.data, was.len) == 0;
+		kms_wipe(was.data, was.len);
+		if (!same)
+			return sent_again_differs(ctx);
+	} else {
+		KMS_GUARD(seal(ctx, r->key_id, r->plaintext.data, r->plaintext.len,
+		               r->encryption_context, r->n_encryption_context, &s));
+	}
 	Kms__EncryptResponse *e = arena_alloc(ctx->arena, sizeof *e);
 	KMS_ENSURE(e, KMS_INTERNAL, "out of request memory");
 	kms__encrypt_response__init(e);
@@ -244,13 +319,27 @@ static kms_status data_key(op_ctx *ctx, const char *key_ref, Kms__StringPair *co
 	return KMS_OK;
 }
 
+/* data_key, or for a request sent again the data key its first run made
+ * (kms/pipeline/records.h). */
+static kms_status data_key_once(op_ctx *ctx, const char *key_ref, Kms__StringPair *const *pairs,
+                                size_t n_pairs, ProtobufCBinaryData *plaintext, sealed *s)
+{
+	if (!ctx->record.again)
+		return data_key(ctx, key_ref, pairs, n_pairs, plaintext, s);
+	KMS_GUARD(reseal_recorded(ctx, key_ref, pairs, n_pairs, s, plaintext));
+	KMS_ENSURE(plaintext->len == KMS_DATA_KEY_LEN, KMS_INTERNAL,
+	           "request %s: its recorded blob holds %zu bytes, not a data key",
+	           ctx->request_id, plaintext->len);
+	return KMS_OK;
+}
+
 static kms_status gdk_one(op_ctx *ctx, const Kms__GenerateDataKeyRequest *r,
                           Kms__GenerateDataKeyResponse **out)
 {
 	sealed s;
 	ProtobufCBinaryData key;
-	KMS_GUARD(data_key(ctx, r->key_id, r->encryption_context, r->n_encryption_context,
-	                   &key, &s));
+	KMS_GUARD(data_key_once(ctx, r->key_id, r->encryption_context, r->n_encryption_context,
+	                        &key, &s));
 	Kms__GenerateDataKeyResponse *g = arena_alloc(ctx->arena, sizeof *g);
 	KMS_ENSURE(g, KMS_INTERNAL, "out of request memory");
 	kms__generate_data_key_response__init(g);
@@ -316,8 +405,8 @@ kms_status op_generate_data_key_without_plaintext(op_ctx *ctx, const Kms__Reques
 	        req->generate_data_key_without_plaintext;
 	sealed s;
 	ProtobufCBinaryData key;
-	KMS_GUARD(data_key(ctx, r->key_id, r->encryption_context, r->n_encryption_context,
-	                   &key, &s));
+	KMS_GUARD(data_key_once(ctx, r->key_id, r->encryption_context, r->n_encryption_context,
+	                        &key, &s));
 	kms_wipe(key.data, key.len); /* never leaves the daemon */
 	Kms__GenerateDataKeyWithoutPlaintextResponse *g = arena_alloc(ctx->arena, sizeof *g);
 	KMS_ENSURE(g, KMS_INTERNAL, "out of request memory");

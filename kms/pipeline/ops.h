@@ -120,6 +120,15 @@ typedef struct op_ctx {
 		char key_id[KMS_KEYID_TEXT_SIZE];
 		bool required;
 	} consent_gate;
+	/* Request records (kms/pipeline/records.h), set by records_lookup. */
+	struct {
+		bool on;          /* answered, this request leaves a record */
+		bool again;       /* it left one before: answered from it */
+		int op;           /* its operation's field number in kms.Request */
+		uint8_t digest[32];
+		uint8_t *blob;    /* the blob its first run made (arena); NULL: none */
+		size_t blob_len;
+	} record;
 } op_ctx;
 
 /* Checks a request's fields (sizes, formats, enums) before any handler runs.

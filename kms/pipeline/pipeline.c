@@ -21,6 +21,7 @@
 #include "common/error.h"
 #include "kms/transport/metrics.h"
 #include "kms/pipeline/ops.h"
+#include "kms/pipeline/records.h"
 #include "kms/pipeline/refusals.h"
 #include "kms/pipeline/wire_scan.h"
 #include "proto/status_wire.h"
@@ -495,7 +496,8 @@ static void on_audited(void *arg, kms_status st, const char *why)
 
 /* Step 5: the request's entry (a change's outcome) queued for the writer,
  * whose thread finishes the request once it is durable. */
-static void audit_then_finish(op_ctx *ctx, pipeline_pending *p, const char *message)
+static void audit_then_finish(op_ctx *ctx, pipeline_pending *p, const char *message,
+                              store_request_record *record)
 {
 	audit_facts facts = {
 		.ctx = ctx,
@@ -509,9 +511,13 @@ static void audit_then_finish(op_ctx *ctx, pipeline_pending *p, const char *mess
 	size_t len = 0;
 	kms_status st = audit_entry_build(&facts, &entry, &len);
 	arena_reset(ctx->arena); /* the entry and the reply are out of it */
-	if (st == KMS_OK)
-		st = audit_append_async(ctx->d->audit, entry, len, ctx->audit.intent_written,
-		                        on_audited, p);
+	if (st == KMS_OK) {
+		st = audit_append_recorded(ctx->d->audit, entry, len, ctx->audit.intent_written,
+		                           record, on_audited, p);
+	} else if (record) {
+		store_request_record_free(record);
+		free(record);
+	}
 	free(entry);
 	if (st == KMS_OK)
 		return; /* the writer finishes it */
@@ -570,7 +576,13 @@ void pipeline_submit(kmsd *d, arena *a, const pipeline_peer *peer, uint8_t *requ
 	if (st == KMS_OK)
 		st = audit_intent(&ctx, started);
 	if (st == KMS_OK)
+		st = records_lookup(&ctx, req);
+	if (st == KMS_OK)
 		st = handle_retrying(&ctx, req, &resp, started);
+	/* A first run's record goes with its entry (records.h). */
+	store_request_record *record = NULL;
+	if (st == KMS_OK && ctx.record.on && !ctx.record.again)
+		st = records_make(&ctx, &resp, &record);
 	/* An allocation the cap refused may have become one batch item's
 	 * error or none at all: the whole request is refused, without a result. */
 	if (in_flight && arena_exhausted(a))
@@ -607,9 +619,24 @@ void pipeline_submit(kmsd *d, arena *a, const pipeline_peer *peer, uint8_t *requ
 		resp.retry_after_ms = ctx.retry_after_ms;
 	if (encode(&resp, p->reply_headroom, &p->reply, &p->reply_len) != KMS_OK)
 		p->reply = NULL;
-	if (!refused && d->audit) {
-		audit_then_finish(&ctx, p, message);
+	/* A request answered from its record has its entry already (written
+	 * by its first run): the log holds one per request. */
+	bool answered_before = st == KMS_OK && ctx.record.again;
+	if (record && st != KMS_OK) { /* refused after all: no answer to record */
+		store_request_record_free(record);
+		free(record);
+		record = NULL;
+	}
+	if (answered_before)
+		kms_log("info", "request %s (%s) from %s was sent again: answered from its record",
+		        ctx.request_id, ctx.op->name, who.source);
+	if (!refused && d->audit && !answered_before) {
+		audit_then_finish(&ctx, p, message, record);
 		return;
+	}
+	if (record) {
+		store_request_record_free(record);
+		free(record);
 	}
 	arena_reset(a);
 	finish(p, KMS_OK, "");

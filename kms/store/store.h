@@ -606,9 +606,11 @@ typedef struct store_request_record {
 	int64_t created_ms;
 } store_request_record;
 
-/* The record of (principal, request_id); KMS_NOT_FOUND if none. */
+/* The record of (principal, request_id); KMS_NOT_FOUND if none, with
+ * *busy when another transaction is writing it now (PostgreSQL: it holds
+ * the record's advisory lock): look again once it ended. */
 kms_status store_request_get(store *st, const char *principal, const char *request_id,
-                             store_request_record *out) KMS_MUST_USE;
+                             store_request_record *out, bool *busy) KMS_MUST_USE;
 
 /* Frees r->result (r itself is the caller's). */
 void store_request_record_free(store_request_record *r);
@@ -619,10 +621,10 @@ kms_status store_request_expire(store *st, int64_t before_ms, uint64_t *removed)
 /* Adds n entries (each 1..65535 bytes) to audit_pending in one
  * transaction: durable in the database once this returns KMS_OK. With
  * records (NULL: none), records[i] (NULL: none) is the request record of
- * entry i, added in the same transaction; when a record of the same
- * principal and request id is there already (the request was sent again
- * and ran on two replicas at once), entry i is not added and dup[i] is
- * set: that run's answer must not leave. */
+ * entry i, added in the same transaction; dup[i] is set when a record of
+ * the same principal and request id was there already (the request was
+ * sent again and ran on two replicas at once): that record is kept, and
+ * entry i is added all the same. */
 kms_status store_audit_submit(store *st, const char *const *entries, const size_t *lens,
                               const store_request_record *const *records, bool *dup,
                               size_t n) KMS_MUST_USE;

@@ -22,18 +22,15 @@ kms_status store_audit_submit(store *st, const char *const *entries, const size_
 	for (size_t i = 0; i < n && status == KMS_OK; i++) {
 		if (dup)
 			dup[i] = false;
-		/* The record first: an entry whose request was recorded by
-		 * another run is not added (its answer does not leave). */
+		/* A record of the same request from another run (it ran on two
+		 * replicas at once) stays as it is; this run's entry is added all
+		 * the same: it ran, and its answer leaves. */
 		if (records && records[i]) {
 			bool added = false;
 			status = store_request_put(st, records[i], &added);
 			if (status != KMS_OK)
 				break;
-			if (!added) {
-				if (dup)
-					dup[i] = true;
-				continue;
-			}
+			dup[i] = !added;
 		}
 		db_stmt *s;
 		status = store_stmt(st, S_AUDIT_SUBMIT,

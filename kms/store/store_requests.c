@@ -9,14 +9,65 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/sha.h>
+
 #include "common/error.h"
 #include "kms/store/store_internal.h"
 
+/* The advisory lock key of a record (PostgreSQL): the first 8 bytes of a
+ * SHA-256 of its principal and request id. A writer holds it, exclusive,
+ * from the record's insert to its transaction's end; a reader that cannot
+ * take it shared knows the record is being written now. */
+static int64_t lock_key(const char *principal, const char *request_id)
+{
+	static const char label[] = "kms request record lock";
+	uint8_t buf[sizeof label + 64 + 1 + KMS_REQUEST_ID_MAX];
+	uint8_t md[SHA256_DIGEST_LENGTH];
+	size_t p = strnlen(principal, 64), r = strnlen(request_id, KMS_REQUEST_ID_MAX), n = 0;
+	memcpy(buf, label, sizeof label);
+	n += sizeof label;
+	memcpy(buf + n, principal, p);
+	n += p;
+	buf[n++] = 0;
+	memcpy(buf + n, request_id, r);
+	n += r;
+	SHA256(buf, n, md);
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | md[i];
+	return (int64_t)v;
+}
+
+/* Whether a transaction elsewhere is writing the record now (never on
+ * SQLite, whose one kmsd writes its records itself). */
+static kms_status being_written(store *st, int64_t key, const char *request_id, bool *busy)
+{
+	db_stmt *s;
+	int64_t free_now = 1;
+	*busy = false;
+	KMS_GUARD(store_stmt(st, S_REQUEST_LOCK_CHECK,
+	                     store_is_pg(st) ? "SELECT pg_try_advisory_xact_lock_shared(?1)"
+	                                     : "SELECT ?1 IS NOT NULL",
+	                     &s));
+	KMS_GUARD(store_bind_check(s, store_bind(s, "i", key), "check a request record's lock",
+	                           request_id));
+	KMS_GUARD(store_step_count(s, "check a request record's lock", request_id, &free_now));
+	*busy = free_now == 0;
+	return KMS_OK;
+}
+
 kms_status store_request_get(store *st, const char *principal, const char *request_id,
-                             store_request_record *out)
+                             store_request_record *out, bool *busy)
 {
 	db_stmt *s;
 	memset(out, 0, sizeof *out);
+	/* The lock first, then the row, in a statement of its own: its
+	 * snapshot is taken after the lock was found free, so it sees a
+	 * record whose transaction ended before. */
+	KMS_GUARD(being_written(st, lock_key(principal, request_id), request_id, busy));
+	if (*busy)
+		return KMS_FAIL(KMS_NOT_FOUND, "the record of request %s is being written",
+		                request_id);
 	KMS_GUARD(store_stmt(st, S_REQUEST_GET,
 	                     "SELECT op, digest, result, created_ms FROM request_records "
 	                     "WHERE principal = ?1 AND request_id = ?2",
@@ -78,17 +129,29 @@ kms_status store_request_put(store *st, const store_request_record *r, bool *add
 	/* RETURNING says whether the row went in; a record of the same
 	 * request committed (or being committed) by another replica makes
 	 * this one nothing (PostgreSQL waits for that transaction first). */
+	/* On PostgreSQL the record's lock is taken first, held to the end of
+	 * this transaction: a replica looking the request up meanwhile waits
+	 * for the outcome (store_request_get). */
 	KMS_GUARD(store_stmt(st, S_REQUEST_PUT,
-	                     "INSERT INTO request_records (principal, request_id, op, digest, "
-	                     "result, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
-	                     "ON CONFLICT (principal, request_id) DO NOTHING RETURNING op",
+	                     store_is_pg(st)
+	                             ? "INSERT INTO request_records (principal, request_id, op, "
+	                               "digest, result, created_ms) SELECT ?1, ?2, CAST(?3 AS "
+	                               "BIGINT), CAST(?4 AS BLOB), CAST(?5 AS BLOB), CAST(?6 AS "
+	                               "BIGINT) FROM (SELECT pg_advisory_xact_lock(?7)) AS held "
+	                               "WHERE true ON CONFLICT (principal, request_id) DO NOTHING "
+	                               "RETURNING op"
+	                             : "INSERT INTO request_records (principal, request_id, op, "
+	                               "digest, result, created_ms) SELECT ?1, ?2, ?3, ?4, ?5, ?6 "
+	                               "FROM (SELECT ?7) AS held WHERE true ON CONFLICT "
+	                               "(principal, request_id) DO NOTHING RETURNING op",
 	                     &s));
+	int64_t key = lock_key(r->principal, r->request_id);
 	db_rc rc = r->result && r->result_len
-	        ? store_bind(s, "ttibbi", r->principal, r->request_id, (int64_t)r->op,
+	        ? store_bind(s, "ttibbii", r->principal, r->request_id, (int64_t)r->op,
 	                     r->digest, (size_t)STORE_REQUEST_DIGEST_LEN, r->result,
-	                     r->result_len, r->created_ms)
-	        : store_bind(s, "ttibni", r->principal, r->request_id, (int64_t)r->op,
-	                     r->digest, (size_t)STORE_REQUEST_DIGEST_LEN, r->created_ms);
+	                     r->result_len, r->created_ms, key)
+	        : store_bind(s, "ttibnii", r->principal, r->request_id, (int64_t)r->op,
+	                     r->digest, (size_t)STORE_REQUEST_DIGEST_LEN, r->created_ms, key);
 	KMS_GUARD(store_bind_check(s, rc, "record a request", r->request_id));
 	while ((rc = db_step(s)) == DB_ROW)
 		*added = true;

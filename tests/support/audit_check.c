@@ -246,6 +246,21 @@ static bool wait_fd(int fd, short events, uint64_t deadline)
 	return rv == 1;
 }
 
+bool audit_metric_sample(const char *body, const char *series, double *out)
+{
+	size_t n = strlen(series);
+	for (const char *line = body; line && *line;) {
+		if (!strncmp(line, series, n) && line[n] == ' ') {
+			*out = strtod(line + n + 1, NULL);
+			return true;
+		}
+		line = strchr(line, '\n');
+		if (line)
+			line++;
+	}
+	return false;
+}
+
 int audit_http_get(int port, const char *path, int timeout_ms, char **body, size_t *len)
 {
 	*body = NULL;

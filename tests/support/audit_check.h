@@ -83,6 +83,10 @@ bool audit_vkey_from_log(const harness *h, char out[AUDIT_VKEY_MAX]);
  * *body (malloc'ed, NUL-terminated, may be NULL) and *len. */
 int audit_http_get(int port, const char *path, int timeout_ms, char **body, size_t *len);
 
+/* The value of the sample named exactly series (a name, or a name and its
+ * labels) in a /metrics body: true and *out, or false when absent. */
+bool audit_metric_sample(const char *body, const char *series, double *out);
+
 /* Waits (at most timeout_ms) until /healthz answers want_status. Returns
  * the last status seen. */
 int audit_wait_healthz(int port, int want_status, int timeout_ms);

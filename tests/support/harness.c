@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -703,7 +704,10 @@ Kms__Response *harness_call_on(harness *h, nng_socket s, Kms__Request *req)
 {
 	char id[32];
 	if (!req->request_id || !req->request_id[0]) {
-		snprintf(id, sizeof id, "t-%u", ++h->request_seq);
+		/* One count for every harness of the process: replicas share a
+		 * store, whose request records key on (principal, id). */
+		static atomic_uint seq;
+		snprintf(id, sizeof id, "t-%u", atomic_fetch_add(&seq, 1) + 1);
 		req->request_id = id;
 	}
 	if (req->schema_version == 0)

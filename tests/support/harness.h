@@ -40,7 +40,6 @@ typedef struct harness {
 	pid_t pid;
 	nng_socket ipc;      /* REQ, dialled to ipc_url */
 	bool ipc_open;
-	unsigned request_seq;
 	/* With bootstrap (below): the first principal's credentials, as
 	 * `kmsd --bootstrap-admin` wrote them. While access_key_id is set,
 	 * harness_call and harness_call_on sign every request that carries no

@@ -141,17 +141,9 @@ static char *scrape(void)
 static double metric(const char *series)
 {
 	char *body = scrape();
-	size_t n = strlen(series);
 	double v = 0;
-	for (const char *line = body; line && *line;) {
-		if (!strncmp(line, series, n) && line[n] == ' ') {
-			v = strtod(line + n + 1, NULL);
-			break;
-		}
-		line = strchr(line, '\n');
-		if (line)
-			line++;
-	}
+	if (!audit_metric_sample(body, series, &v))
+		v = 0;
 	free(body);
 	return v;
 }

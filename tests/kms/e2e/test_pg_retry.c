@@ -111,19 +111,10 @@ static double metric(const char *series)
 	char *body = NULL;
 	size_t len = 0;
 	assert_int_equal(audit_http_get(port, "/metrics", HTTP_WAIT_MS, &body, &len), 200);
-	size_t n = strlen(series);
-	double v = -1;
-	for (const char *line = body; line && *line;) {
-		if (!strncmp(line, series, n) && line[n] == ' ') {
-			v = strtod(line + n + 1, NULL);
-			break;
-		}
-		line = strchr(line, '\n');
-		if (line)
-			line++;
-	}
+	double v = 0;
+	bool found = audit_metric_sample(body, series, &v);
 	free(body);
-	if (v < 0)
+	if (!found)
 		fail_msg("/metrics has no %s", series);
 	return v;
 }

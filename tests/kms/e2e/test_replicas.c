@@ -51,10 +51,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/sha.h>
 
 #include "tests/support/audit_check.h"
+#include "tests/support/consent_test.h"
 #include "tests/support/e2e_ops.h"
 #include "tests/support/harness.h"
 
@@ -528,6 +530,281 @@ static void intents_owned(void **state)
 	assert_true(e2e_log_contains_since(&B, from, line));
 }
 
+/* ---- (1c) a request sent again: answered once ---- */
+
+/* req packed, signed as A's credentials when the harness has them (the
+ * same signer on every replica: one store), like a client's resend. */
+static uint8_t *pack_signed(Kms__Request *req, size_t *n)
+{
+	Kms__Credential cred;
+	uint8_t mac[32];
+	req->schema_version = KMS__SCHEMA_VERSION__SCHEMA_VERSION;
+	req->credential = NULL;
+	if (A.access_key_id[0])
+		check(harness_sign(&A, req, (int64_t)time(NULL), &cred, mac), "sign a request");
+	*n = kms__request__get_packed_size(req);
+	uint8_t *bytes = malloc(*n);
+	assert_non_null(bytes);
+	kms__request__pack(req, bytes);
+	req->credential = NULL;
+	return bytes;
+}
+
+/* The same bytes, sent to h. */
+static Kms__Response *raw_on(harness *h, const uint8_t *bytes, size_t n)
+{
+	size_t len = 0;
+	uint8_t *reply = harness_raw(h->ipc_url, bytes, n, WAIT_MS, &len);
+	if (!reply)
+		return NULL;
+	Kms__Response *r = kms__response__unpack(NULL, len, reply);
+	free(reply);
+	return r;
+}
+
+static Kms__Response *ok_of(Kms__Response *r, Kms__Response__ResultCase want, const char *what)
+{
+	if (!r || r->status != KMS__STATUS__OK || r->result_case != want)
+		fail_msg("%s: %s", what, r ? r->message : "no answer");
+	return r;
+}
+
+/* Entries with status OK for request_id in the fleet's log (numbered or
+ * still pending: one statement, one snapshot). */
+static int ok_entries(const char *request_id)
+{
+	char sql[600], out[32];
+	snprintf(sql, sizeof sql,
+	         "SELECT CAST(count(*) AS TEXT) FROM (SELECT entry FROM audit_entries UNION ALL "
+	         "SELECT entry FROM audit_pending) AS e WHERE position(convert_to("
+	         "'\"request_id\":\"%s\"', 'UTF8') IN e.entry) > 0 AND position(convert_to("
+	         "'\"status\":\"OK\"', 'UTF8') IN e.entry) > 0",
+	         request_id);
+	check(store_sql(sql, out, sizeof out), "count a request's entries");
+	return atoi(out);
+}
+
+static void sent_again_answered_once(void **state)
+{
+	(void)state;
+	char key[E2E_KEY_ID_SIZE];
+	snprintf(key, sizeof key, "%s", create_with_id(&A, "rec-key-1", "request records"));
+	static const uint8_t pt[] = "sent twice";
+	size_t n;
+
+	/* Encrypt on A, the same bytes again on B: the same blob, one entry. */
+	Kms__EncryptRequest er = KMS__ENCRYPT_REQUEST__INIT;
+	er.key_id = key;
+	er.plaintext.data = (uint8_t *)(uintptr_t)pt;
+	er.plaintext.len = sizeof pt;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.request_id = "rec-enc-1";
+	req.op_case = KMS__REQUEST__OP_ENCRYPT;
+	req.encrypt = &er;
+	uint8_t *bytes = pack_signed(&req, &n);
+	Kms__Response *r1 = ok_of(raw_on(&A, bytes, n), KMS__RESPONSE__RESULT_ENCRYPT, "encrypt");
+	Kms__Response *r2 = ok_of(raw_on(&B, bytes, n), KMS__RESPONSE__RESULT_ENCRYPT,
+	                          "encrypt sent again");
+	free(bytes);
+	ProtobufCBinaryData blob = r1->encrypt->ciphertext_blob;
+	assert_int_equal(r2->encrypt->ciphertext_blob.len, blob.len);
+	assert_memory_equal(r2->encrypt->ciphertext_blob.data, blob.data, blob.len);
+	assert_string_equal(r2->encrypt->key_id, r1->encrypt->key_id);
+	assert_int_equal(r2->encrypt->key_version, r1->encrypt->key_version);
+	kms__response__free_unpacked(r2, NULL);
+
+	/* The id again with another plaintext (signed anew), or for another
+	 * operation: refused, nothing done. */
+	er.plaintext.data = (uint8_t *)(uintptr_t)"other";
+	er.plaintext.len = 5;
+	bytes = pack_signed(&req, &n);
+	expect(raw_on(&C, bytes, n), KMS__STATUS__INVALID_ARGUMENT, "encrypt, other plaintext");
+	free(bytes);
+	Kms__DecryptRequest dr = KMS__DECRYPT_REQUEST__INIT;
+	dr.ciphertext_blob = blob;
+	req.op_case = KMS__REQUEST__OP_DECRYPT;
+	req.decrypt = &dr;
+	bytes = pack_signed(&req, &n);
+	expect(raw_on(&B, bytes, n), KMS__STATUS__INVALID_ARGUMENT, "decrypt under a used id");
+	free(bytes);
+
+	/* Decrypt on A, again on C (signed anew: the client's own retry). */
+	req.request_id = "rec-dec-1";
+	bytes = pack_signed(&req, &n);
+	r2 = ok_of(raw_on(&A, bytes, n), KMS__RESPONSE__RESULT_DECRYPT, "decrypt");
+	free(bytes);
+	bytes = pack_signed(&req, &n);
+	Kms__Response *r3 = ok_of(raw_on(&C, bytes, n), KMS__RESPONSE__RESULT_DECRYPT,
+	                          "decrypt sent again");
+	free(bytes);
+	assert_int_equal(r2->decrypt->plaintext.len, sizeof pt);
+	assert_memory_equal(r2->decrypt->plaintext.data, pt, sizeof pt);
+	assert_int_equal(r3->decrypt->plaintext.len, sizeof pt);
+	assert_memory_equal(r3->decrypt->plaintext.data, pt, sizeof pt);
+	kms__response__free_unpacked(r2, NULL);
+	kms__response__free_unpacked(r3, NULL);
+	kms__response__free_unpacked(r1, NULL);
+
+	/* GenerateDataKey on B, again on A: the same data key and blob. */
+	Kms__GenerateDataKeyRequest gr = KMS__GENERATE_DATA_KEY_REQUEST__INIT;
+	gr.key_id = key;
+	req.request_id = "rec-gdk-1";
+	req.op_case = KMS__REQUEST__OP_GENERATE_DATA_KEY;
+	req.generate_data_key = &gr;
+	bytes = pack_signed(&req, &n);
+	r1 = ok_of(raw_on(&B, bytes, n), KMS__RESPONSE__RESULT_GENERATE_DATA_KEY, "data key");
+	r2 = ok_of(raw_on(&A, bytes, n), KMS__RESPONSE__RESULT_GENERATE_DATA_KEY,
+	           "data key sent again");
+	free(bytes);
+	assert_int_equal(r1->generate_data_key->plaintext.len, 32);
+	assert_int_equal(r2->generate_data_key->plaintext.len, 32);
+	assert_memory_equal(r1->generate_data_key->plaintext.data,
+	                    r2->generate_data_key->plaintext.data, 32);
+	assert_int_equal(r1->generate_data_key->ciphertext_blob.len,
+	                 r2->generate_data_key->ciphertext_blob.len);
+	assert_memory_equal(r1->generate_data_key->ciphertext_blob.data,
+	                    r2->generate_data_key->ciphertext_blob.data,
+	                    r1->generate_data_key->ciphertext_blob.len);
+	kms__response__free_unpacked(r1, NULL);
+	kms__response__free_unpacked(r2, NULL);
+
+	/* One entry each in the fleet's log; the replicas that answered again
+	 * say so in their own logs. */
+	assert_int_equal(ok_entries("rec-enc-1"), 1);
+	assert_int_equal(ok_entries("rec-dec-1"), 1);
+	assert_int_equal(ok_entries("rec-gdk-1"), 1);
+	assert_true(harness_log_contains(&B, "request rec-enc-1 (encrypt) from"));
+	assert_true(harness_log_contains(&C, "answered from its record"));
+	assert_true(harness_log_contains(&A, "answered from its record"));
+}
+
+/* A ONETIME consent: a Decrypt sent again is answered from its record
+ * without taking a second use; a new Decrypt is refused (the one use was
+ * taken once). */
+static const char consent_policy[] =
+        "{\"Version\":\"2024-01-01\",\"RequireConsent\":true,\"Statement\":["
+        "{\"Sid\":\"admins\",\"Effect\":\"Allow\",\"Principal\":\"test-admin\","
+        "\"Action\":\"*\"}]}";
+
+static Kms__Response *call_ok_on(harness *h, Kms__Request *req, const char *what)
+{
+	Kms__Response *r = harness_call(h, req);
+	if (!r || r->status != KMS__STATUS__OK)
+		fail_msg("%s: %s", what, r ? r->message : "no answer");
+	return r;
+}
+
+static void create_key_with(const char *policy, Kms__KeySpec spec, Kms__KeyUsage usage,
+                            char out[E2E_KEY_ID_SIZE])
+{
+	Kms__CreateKeyRequest ck = KMS__CREATE_KEY_REQUEST__INIT;
+	ck.description = "records under consent";
+	ck.key_spec = spec;
+	ck.key_usage = usage;
+	ck.policy = (char *)(uintptr_t)(policy ? policy : "");
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_CREATE_KEY;
+	req.create_key = &ck;
+	Kms__Response *r = call_ok_on(&A, &req, "create a key");
+	snprintf(out, E2E_KEY_ID_SIZE, "%s", r->create_key->key_metadata->key_id);
+	kms__response__free_unpacked(r, NULL);
+}
+
+static void sent_again_one_consent_use(void **state)
+{
+	(void)state;
+	char dp_key[E2E_KEY_ID_SIZE], key[E2E_KEY_ID_SIZE], dp[64];
+	create_key_with(NULL, KMS__KEY_SPEC__HMAC_SHA256, KMS__KEY_USAGE__GENERATE_VERIFY_MAC,
+	                dp_key);
+	create_key_with(consent_policy, KMS__KEY_SPEC__AES_256, KMS__KEY_USAGE__ENCRYPT_DECRYPT,
+	                key);
+	/* The person's pseudonym. */
+	static const char customer[] = "9999999999@finvu";
+	Kms__PseudonymizeRequest ps = KMS__PSEUDONYMIZE_REQUEST__INIT;
+	ProtobufCBinaryData value = { strlen(customer), (uint8_t *)(uintptr_t)customer };
+	ps.key_id = dp_key;
+	ps.values = &value;
+	ps.n_values = 1;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_PSEUDONYMIZE;
+	req.pseudonymize = &ps;
+	Kms__Response *r = call_ok_on(&A, &req, "pseudonymize");
+	snprintf(dp, sizeof dp, "%s", r->pseudonymize->pseudonyms[0]);
+	kms__response__free_unpacked(r, NULL);
+	/* A Consent Manager and a ONETIME artefact it signed. */
+	consent_signer cm;
+	consent_signer_make(&cm, "finvu-rec");
+	Kms__AddConsentManagerRequest acm = KMS__ADD_CONSENT_MANAGER_REQUEST__INIT;
+	acm.id = "finvu-rec";
+	acm.jwk = cm.public_jwk;
+	acm.dp_key_id = dp_key;
+	req = (Kms__Request)KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_ADD_CONSENT_MANAGER;
+	req.add_consent_manager = &acm;
+	kms__response__free_unpacked(call_ok_on(&A, &req, "add a consent manager"), NULL);
+	int64_t now = (int64_t)time(NULL);
+	consent_spec once = { .id = "c-rec-once", .customer = customer, .purpose = "101",
+		              .start = now - 60, .expiry = now + 86400, .onetime = true };
+	size_t doc_len;
+	char *doc = consent_artefact_make(&cm, &once, &doc_len);
+	Kms__ImportConsentRequest ic = KMS__IMPORT_CONSENT_REQUEST__INIT;
+	ic.artefact = (ProtobufCBinaryData){ doc_len, (uint8_t *)doc };
+	req = (Kms__Request)KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_IMPORT_CONSENT;
+	req.import_consent = &ic;
+	kms__response__free_unpacked(call_ok_on(&A, &req, "import the consent"), NULL);
+	free(doc);
+	consent_signer_free(&cm);
+
+	/* Sealed under it, then one Decrypt sent to A and, again, to B. */
+	Kms__StringPair pairs[3] = { KMS__STRING_PAIR__INIT, KMS__STRING_PAIR__INIT,
+		                     KMS__STRING_PAIR__INIT };
+	Kms__StringPair *pp[3] = { &pairs[0], &pairs[1], &pairs[2] };
+	pairs[0].key = "dp";
+	pairs[0].value = dp;
+	pairs[1].key = "purpose";
+	pairs[1].value = "101";
+	pairs[2].key = "consent";
+	pairs[2].value = "c-rec-once";
+	Kms__EncryptRequest er = KMS__ENCRYPT_REQUEST__INIT;
+	er.key_id = key;
+	er.plaintext = (ProtobufCBinaryData){ 6, (uint8_t *)(uintptr_t)"salary" };
+	er.encryption_context = pp;
+	er.n_encryption_context = 3;
+	req = (Kms__Request)KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_ENCRYPT;
+	req.encrypt = &er;
+	Kms__Response *sealed = call_ok_on(&A, &req, "seal under the consent");
+	Kms__DecryptRequest dr = KMS__DECRYPT_REQUEST__INIT;
+	dr.ciphertext_blob = sealed->encrypt->ciphertext_blob;
+	dr.encryption_context = pp;
+	dr.n_encryption_context = 3;
+	req = (Kms__Request)KMS__REQUEST__INIT;
+	req.request_id = "rec-once-1";
+	req.op_case = KMS__REQUEST__OP_DECRYPT;
+	req.decrypt = &dr;
+	size_t n;
+	uint8_t *bytes = pack_signed(&req, &n);
+	kms__response__free_unpacked(ok_of(raw_on(&A, bytes, n), KMS__RESPONSE__RESULT_DECRYPT,
+	                                       "decrypt under a ONETIME consent"),
+	                             NULL);
+	r = ok_of(raw_on(&B, bytes, n), KMS__RESPONSE__RESULT_DECRYPT, "the same decrypt again");
+	assert_int_equal(r->decrypt->plaintext.len, 6);
+	assert_memory_equal(r->decrypt->plaintext.data, "salary", 6);
+	kms__response__free_unpacked(r, NULL);
+	free(bytes);
+	/* A new request: the one use is gone. */
+	req.request_id = "rec-once-2";
+	bytes = pack_signed(&req, &n);
+	char message[512];
+	assert_int_equal(status_of(raw_on(&C, bytes, n), message, sizeof message),
+	                 KMS__STATUS__ACCESS_DENIED);
+	assert_non_null(strstr(message, "ONETIME"));
+	free(bytes);
+	kms__response__free_unpacked(sealed, NULL);
+	assert_int_equal(ok_entries("rec-once-1"), 1);
+}
+
 /* ---- (3) keys made and used on A and B while B dies ---- */
 
 typedef struct loader {
@@ -738,6 +1015,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(change_on_a_enforced_everywhere),
 		cmocka_unit_test(authorization_on_a_enforced_on_b),
+		cmocka_unit_test(sent_again_answered_once),
+		cmocka_unit_test(sent_again_one_consent_use),
 		cmocka_unit_test(intents_owned),
 		cmocka_unit_test(load_through_restarts),
 		cmocka_unit_test(copy_not_the_fleets_refused),

@@ -63,7 +63,7 @@ static const char *const stmt_names[S_COUNT] = {
 	NAME(S_AUDIT_PENDING_TAKE), NAME(S_AUDIT_SEQUENCE), NAME(S_AUDIT_PENDING_DROP),
 	NAME(S_AUDIT_ENTRIES), NAME(S_AUDIT_CHECKPOINT_GET), NAME(S_AUDIT_CHECKPOINT_PUT),
 	NAME(S_AUDIT_COUNT_ENTRIES), NAME(S_AUDIT_COUNT_PENDING), NAME(S_AUDIT_PENDING_ANY),
-	NAME(S_AUDIT_SEED), NAME(S_REQUEST_GET), NAME(S_REQUEST_PUT), NAME(S_REQUEST_EXPIRE),
+	NAME(S_AUDIT_SEED), NAME(S_REQUEST_LOCK_CHECK), NAME(S_REQUEST_GET), NAME(S_REQUEST_PUT), NAME(S_REQUEST_EXPIRE),
 };
 _Static_assert(S_REQUEST_EXPIRE + 1 == S_COUNT, "name every statement in stmt_names");
 
@@ -564,7 +564,7 @@ static void exercise_audit(store *st)
 }
 
 /* Request records: added with their entries, one per (principal,
- * request id); a second run's entry is not added; read back; expired. */
+ * request id), the first kept; read back; expired. */
 static void exercise_requests(store *st)
 {
 	const char *const entries[] = { "{\"r\":1}", "{\"r\":2}", "{\"r\":3}" };
@@ -580,35 +580,42 @@ static void exercise_requests(store *st)
 	const store_request_record *records[] = { &a, NULL, &b };
 	bool dup[3] = { true, true, true };
 	uint64_t numbered = 0, pending = 0, removed = 9;
+	bool busy = true;
 	assert_ok(store_audit_counts(st, &numbered, &pending));
 	uint64_t before = pending;
 	assert_ok(store_audit_submit(st, entries, lens, records, dup, 3));
 	assert_true(!dup[0] && !dup[1] && !dup[2]);
 	assert_ok(store_audit_counts(st, &numbered, &pending));
 	assert_int_equal(pending, before + 3);
-	/* The same request again, in another batch: its entry is left out. */
-	const store_request_record *again[] = { NULL, &a };
+	/* The same request again, in another batch: flagged, the first record
+	 * kept, its entry added all the same. */
+	store_request_record a2 = a;
+	a2.op = 13;
+	a2.result = NULL;
+	a2.result_len = 0;
+	const store_request_record *again[] = { NULL, &a2 };
 	assert_ok(store_audit_submit(st, entries, lens, again, dup, 2));
 	assert_true(!dup[0] && dup[1]);
 	assert_ok(store_audit_counts(st, &numbered, &pending));
-	assert_int_equal(pending, before + 4);
+	assert_int_equal(pending, before + 5);
 	store_request_record got;
-	assert_ok(store_request_get(st, "app", "req-1", &got));
+	assert_ok(store_request_get(st, "app", "req-1", &got, &busy));
 	assert_int_equal(got.op, 10);
 	assert_memory_equal(got.digest, a.digest, sizeof got.digest);
 	assert_int_equal(got.result_len, sizeof blob);
 	assert_memory_equal(got.result, blob, sizeof blob);
 	assert_int_equal(got.created_ms, 1000);
 	store_request_record_free(&got);
-	assert_ok(store_request_get(st, "app", "req-2", &got));
+	assert_ok(store_request_get(st, "app", "req-2", &got, &busy));
 	assert_null(got.result);
 	assert_int_equal(got.result_len, 0);
 	store_request_record_free(&got);
-	assert_status(store_request_get(st, "other", "req-1", &got), KMS_NOT_FOUND);
+	assert_status(store_request_get(st, "other", "req-1", &got, &busy), KMS_NOT_FOUND);
+	assert_false(busy);
 	assert_ok(store_request_expire(st, 2000, &removed));
 	assert_int_equal(removed, 1);
-	assert_status(store_request_get(st, "app", "req-1", &got), KMS_NOT_FOUND);
-	assert_ok(store_request_get(st, "app", "req-2", &got));
+	assert_status(store_request_get(st, "app", "req-1", &got, &busy), KMS_NOT_FOUND);
+	assert_ok(store_request_get(st, "app", "req-2", &got, &busy));
 	store_request_record_free(&got);
 }
 

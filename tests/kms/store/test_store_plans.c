@@ -92,6 +92,10 @@ static const char *plan_allowed(store_stmt_id id)
 		/* The oldest pending entries in rowid order, LIMIT one batch:
 		 * the scan stops there; p is those rows. */
 		return "LIMIT: one batch of the oldest pending audit entries";
+	case S_REQUEST_PUT:
+		/* "held" is one row: on PostgreSQL the record's advisory lock,
+		 * taken before the insert (store_requests.c). */
+		return "the one row of the request record's lock";
 	case S_AUDIT_PENDING_ANY:
 		/* LIMIT 1: the first row or none. */
 		return "LIMIT 1: whether any audit entry waits";
