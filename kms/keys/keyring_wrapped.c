@@ -505,20 +505,39 @@ static kms_status kek_retire(keyring *kr, const store_kek *kek, int64_t now, boo
 	uint64_t left = 0;
 	*retired = false;
 	uint64_t sub_keys = 0;
-	KMS_GUARD(store_versions_under_kek_count(kr->store, kek->id, &left));
-	KMS_GUARD(store_dp_keys_under_kek_count(kr->store, kek->id, &sub_keys));
-	if (left || sub_keys)
-		return KMS_OK; /* rows the pages passed over (failures): next tick */
+	kms_status status;
 	KMS_GUARD(kek_object_id(kek, &object));
+	/* One transaction holding the KEK's row: another replica cannot wrap
+	 * material under it between the count and the retirement (its insert
+	 * waits for this transaction, then is refused: store_kek_lock). */
+	KMS_GUARD(store_begin(kr->store));
+	KMS_GUARD_OUT(status, store_kek_lock(kr->store, kek->id));
+	/* Another replica's tick may have retired it while this one waited. */
+	store_kek now_kek;
+	KMS_GUARD_OUT(status, store_kek_get(kr->store, kek->id, &now_kek));
+	if (now_kek.state != KEK_STATE_DRAINING) {
+		store_rollback(kr->store);
+		return KMS_OK;
+	}
+	KMS_GUARD_OUT(status, store_versions_under_kek_count(kr->store, kek->id, &left));
+	KMS_GUARD_OUT(status, store_dp_keys_under_kek_count(kr->store, kek->id, &sub_keys));
+	if (left || sub_keys) {
+		store_rollback(kr->store);
+		return KMS_OK; /* rows the pages passed over (failures): next tick */
+	}
 	/* Idempotent: a crash after it (retire:after-hsm) left the row
 	 * draining with the object already gone; this tick finishes it. */
-	KMS_GUARD(hsm_object_destroy(kr->hsm, &object));
+	KMS_GUARD_OUT(status, hsm_object_destroy(kr->hsm, &object));
 	kr_crash_point_reached(kr, KR_CRASH_RETIRE_AFTER_HSM);
-	KMS_GUARD(store_kek_set_state(kr->store, kek->id, KEK_STATE_RETIRED, now));
+	KMS_GUARD_OUT(status, store_kek_set_state(kr->store, kek->id, KEK_STATE_RETIRED, now));
+	KMS_GUARD_OUT(status, store_commit(kr->store));
 	kr_log("info", "KEK %s retired: no key version or sub-key is wrapped under it; its HSM object is "
 	       "destroyed", kek->hsm_id);
 	*retired = true;
 	return KMS_OK;
+out:
+	store_rollback(kr->store);
+	return status;
 }
 
 /* One page: read, re-wrap in the HSM, commit. Failed rows are logged and

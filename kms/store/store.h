@@ -696,6 +696,11 @@ kms_status store_kek_create(store *st, int64_t now, store_kek *out) KMS_MUST_USE
 /* The KEK with that id; KMS_NOT_FOUND if none. */
 kms_status store_kek_get(store *st, uint32_t id, store_kek *out) KMS_MUST_USE;
 
+/* In a transaction: holds KEK id's row until it ends, so that no material
+ * is wrapped under that KEK meanwhile (an insert waits, then sees the
+ * KEK's new state). KMS_NOT_FOUND if there is no such KEK. */
+kms_status store_kek_lock(store *st, uint32_t id) KMS_MUST_USE;
+
 /* The current KEK; KMS_NOT_FOUND if there is none yet. */
 kms_status store_kek_get_current(store *st, store_kek *out) KMS_MUST_USE;
 

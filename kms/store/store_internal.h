@@ -86,6 +86,7 @@ typedef enum store_stmt_id {
 	S_KEK_GET_CURRENT,
 	S_KEK_LIST,
 	S_KEK_SET_STATE,
+	S_KEK_LOCK,
 	S_CM_INSERT,
 	S_CM_GET,
 	S_CM_BY_KID,

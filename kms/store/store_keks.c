@@ -179,6 +179,24 @@ kms_status store_kek_set_state(store *st, uint32_t id, kek_state state, int64_t 
 	return kek_move(st, id, 0, state, state == KEK_STATE_RETIRED ? now : 0);
 }
 
+kms_status store_kek_lock(store *st, uint32_t id)
+{
+	db_stmt *s;
+	int64_t found = 0;
+	/* PostgreSQL: held to the transaction's end, against the FOR SHARE of
+	 * every insert of wrapped material (the kek_live_insert triggers).
+	 * SQLite: its transaction already excludes every other writer. */
+	KMS_GUARD(store_stmt(st, S_KEK_LOCK,
+	                     store_is_pg(st) ? "SELECT count(*) FROM (SELECT id FROM keks WHERE "
+	                                       "id = ?1 FOR UPDATE) AS held"
+	                                     : "SELECT count(*) FROM keks WHERE id = ?1",
+	                     &s));
+	KMS_GUARD(store_bind_check(s, store_bind(s, "i", (int64_t)id), "lock a KEK", NULL));
+	KMS_GUARD(store_step_count(s, "lock a KEK", NULL, &found));
+	KMS_ENSURE(found == 1, KMS_NOT_FOUND, "KEK %u not found", (unsigned)id);
+	return KMS_OK;
+}
+
 kms_status store_kek_make_current(store *st, uint32_t id)
 {
 	kms_status status;

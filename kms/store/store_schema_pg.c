@@ -583,6 +583,20 @@ static const char schema_9_to_10[] =
 	"  PRIMARY KEY (principal, request_id)"
 	");"
 	"CREATE INDEX request_records_by_age ON request_records(created_ms);"
+	/* Replicas: material is wrapped under a KEK only while holding its row
+	 * FOR SHARE to the transaction's end, and a KEK is retired holding it
+	 * FOR UPDATE (store_kek_lock): so a version or sub-key a replica wraps
+	 * under a draining KEK is either committed before the retirement's
+	 * count, and moved first, or refused after it. SQLite's one writer
+	 * needs none of this. */
+	"CREATE OR REPLACE FUNCTION key_versions_kek_live_insert() RETURNS trigger"
+	"  LANGUAGE plpgsql AS $$ BEGIN IF NEW.kek_id IS NOT NULL AND"
+	"  (SELECT state FROM keks WHERE id = NEW.kek_id FOR SHARE)"
+	"  NOT IN ('current', 'draining') THEN " REFUSE " END IF; RETURN NEW; END $$;"
+	"CREATE OR REPLACE FUNCTION dp_keys_kek_live_insert() RETURNS trigger"
+	"  LANGUAGE plpgsql AS $$ BEGIN IF NEW.kek_id IS NOT NULL AND"
+	"  (SELECT state FROM keks WHERE id = NEW.kek_id FOR SHARE)"
+	"  NOT IN ('current', 'draining') THEN " REFUSE " END IF; RETURN NEW; END $$;"
 	"UPDATE schema_version SET version = 10;";
 
 static const struct {

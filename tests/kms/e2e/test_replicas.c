@@ -932,6 +932,131 @@ static void load_through_restarts(void **state)
 	            harness_wait_ready(&B, rb) && harness_wait_ready(&C, rc));
 }
 
+/* ---- (4) the KEK rotated while replicas wrap under it ---- */
+
+/* Keys CreateKey made on C while the KEK was rotated through A, and a blob
+ * sealed under each. */
+#define KEK_LOAD 24
+typedef struct kek_loader {
+	char keys[KEK_LOAD][E2E_KEY_ID_SIZE];
+	uint8_t *blobs[KEK_LOAD];
+	size_t blob_lens[KEK_LOAD];
+	int made, failed;
+	atomic_bool stop;
+} kek_loader;
+
+static void *kek_load_main(void *arg)
+{
+	kek_loader *l = arg;
+	for (int i = 0; i < KEK_LOAD && !atomic_load(&l->stop); i++) {
+		Kms__Response *r = e2e_create_key(&C);
+		if (!r || r->status != KMS__STATUS__OK ||
+		    r->result_case != KMS__RESPONSE__RESULT_CREATE_KEY) {
+			l->failed++;
+			if (r)
+				kms__response__free_unpacked(r, NULL);
+			continue;
+		}
+		char *id = l->keys[l->made];
+		snprintf(id, E2E_KEY_ID_SIZE, "%s", r->create_key->key_metadata->key_id);
+		kms__response__free_unpacked(r, NULL);
+		Kms__Status st;
+		l->blobs[l->made] = encrypt_on(&C, id, &l->blob_lens[l->made], &st);
+		if (l->blobs[l->made])
+			l->made++;
+		else
+			l->failed++;
+	}
+	return NULL;
+}
+
+static Kms__ListKeksResponse *list_keks_on(harness *h)
+{
+	Kms__ListKeksRequest lk = KMS__LIST_KEKS_REQUEST__INIT;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_LIST_KEKS;
+	req.list_keks = &lk;
+	Kms__Response *r = harness_call(h, &req);
+	if (!r || r->status != KMS__STATUS__OK || r->result_case != KMS__RESPONSE__RESULT_LIST_KEKS)
+		fail_msg("ListKeks: %s", r ? r->message : "no answer");
+	Kms__ListKeksResponse *l = r->list_keks;
+	r->list_keks = NULL;
+	r->result_case = KMS__RESPONSE__RESULT__NOT_SET;
+	kms__response__free_unpacked(r, NULL);
+	return l;
+}
+
+/* The KEK with that id in ListKeks on h: its state, and the versions under
+ * it into *versions. */
+static Kms__KekState kek_state_on(harness *h, uint32_t id, uint64_t *versions)
+{
+	Kms__ListKeksResponse *l = list_keks_on(h);
+	Kms__KekState st = -1;
+	for (size_t i = 0; i < l->n_keks; i++)
+		if (l->keks[i]->id == id) {
+			st = l->keks[i]->state;
+			*versions = l->keks[i]->versions;
+		}
+	kms__list_keks_response__free_unpacked(l, NULL);
+	return st;
+}
+
+/* RotateKek through A while C makes keys and seals under them (wrapping
+ * under the KEK being drained, some of them): every replica's tick drains
+ * and retires the old KEK, once; every key C was answered for works on A,
+ * B and C, and every blob decrypts on each. */
+static void kek_rotated_under_replicas(void **state)
+{
+	(void)state;
+	Kms__ListKeksResponse *before = list_keks_on(&A);
+	uint32_t old_id = 0;
+	for (size_t i = 0; i < before->n_keks; i++)
+		if (before->keks[i]->state == KMS__KEK_STATE__KEK_CURRENT)
+			old_id = before->keks[i]->id;
+	kms__list_keks_response__free_unpacked(before, NULL);
+	assert_true(old_id > 0);
+
+	static kek_loader l;
+	memset(&l, 0, sizeof l);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, kek_load_main, &l), 0);
+	Kms__RotateKekRequest rk = KMS__ROTATE_KEK_REQUEST__INIT;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_ROTATE_KEK;
+	req.rotate_kek = &rk;
+	Kms__Response *r = call_ok_on(&A, &req, "RotateKek");
+	uint32_t new_id = r->rotate_kek->kek->id;
+	kms__response__free_unpacked(r, NULL);
+	assert_int_equal(pthread_join(t, NULL), 0);
+
+	/* The replicas' ticks (one a second) drain the old KEK and retire it. */
+	uint64_t left = 1, until = e2e_now_ms() + WAIT_MS;
+	while (kek_state_on(&B, old_id, &left) != KMS__KEK_STATE__KEK_RETIRED &&
+	       e2e_now_ms() < until)
+		e2e_sleep_ms(50);
+	assert_int_equal(kek_state_on(&B, old_id, &left), KMS__KEK_STATE__KEK_RETIRED);
+	assert_int_equal(left, 0);
+	assert_int_equal(kek_state_on(&C, new_id, &left), KMS__KEK_STATE__KEK_CURRENT);
+	fprintf(stderr, "test_replicas: KEK %u retired, %u current with %llu versions; C made %d "
+	        "keys during the rotation (%d requests failed)\n",
+	        (unsigned)old_id, (unsigned)new_id, (unsigned long long)left, l.made, l.failed);
+	assert_true(l.made > 0);
+	harness *all[] = { &A, &B, &C };
+	for (int i = 0; i < l.made; i++) {
+		for (size_t h = 0; h < 3; h++) {
+			char why[256];
+			if (!e2e_roundtrip(all[h], l.keys[i], why, sizeof why))
+				fail_msg("key %s on replica %zu after the rotation: %s", l.keys[i], h, why);
+			char message[256];
+			Kms__Status st = status_of(e2e_decrypt(all[h], l.blobs[i], l.blob_lens[i]),
+			                           message, sizeof message);
+			if (st != KMS__STATUS__OK)
+				fail_msg("blob %d on replica %zu after the rotation: %s", i, h, message);
+		}
+		free(l.blobs[i]);
+	}
+}
+
 /* ---- a replica's copy of the fleet's audit log ---- */
 
 /* Rewrites the last record of log.bin (dir/log.bin) with one byte of its
@@ -1019,6 +1144,7 @@ int main(void)
 		cmocka_unit_test(sent_again_one_consent_use),
 		cmocka_unit_test(intents_owned),
 		cmocka_unit_test(load_through_restarts),
+		cmocka_unit_test(kek_rotated_under_replicas),
 		cmocka_unit_test(copy_not_the_fleets_refused),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -46,7 +46,7 @@ static const char *const stmt_names[S_COUNT] = {
 	NAME(S_VERSION_MATERIAL_GET), NAME(S_VERSION_PUBLIC_KEY_SET),
 	NAME(S_VERSION_PUBLIC_KEY_GET), NAME(S_VERSION_REWRAP), NAME(S_VERSIONS_UNDER_KEK),
 	NAME(S_VERSIONS_UNDER_KEK_COUNT), NAME(S_KEK_INSERT), NAME(S_KEK_GET),
-	NAME(S_KEK_GET_CURRENT), NAME(S_KEK_LIST), NAME(S_KEK_SET_STATE), NAME(S_CM_INSERT),
+	NAME(S_KEK_GET_CURRENT), NAME(S_KEK_LIST), NAME(S_KEK_SET_STATE), NAME(S_KEK_LOCK), NAME(S_CM_INSERT),
 	NAME(S_CM_GET), NAME(S_CM_BY_KID), NAME(S_CM_LIST), NAME(S_CM_REMOVE),
 	NAME(S_CONSENT_INSERT), NAME(S_CONSENT_GET), NAME(S_CONSENT_ARTEFACT),
 	NAME(S_CONSENT_SET_STATUS), NAME(S_CONSENT_TAKE_USE), NAME(S_CONSENT_LIST),
@@ -371,6 +371,11 @@ static void exercise_dp(store *st)
 	assert_ok(store_kek_make_current(st, kek.id));
 	assert_ok(store_dp_key_rewrap(st, other, 2, kek.id, blob(5), 40));
 	assert_ok(store_dp_keys_destroy_for_key(st, row.key_id, 70));
+	/* A retirement's lock on a KEK's row (kek_retire). */
+	assert_ok(store_begin(st));
+	assert_ok(store_kek_lock(st, kek.id));
+	assert_status(store_kek_lock(st, 999), KMS_NOT_FOUND);
+	store_rollback(st);
 }
 
 static void exercise_aliases_tags(store *st)

@@ -1233,6 +1233,95 @@ static void test_request_records(void **state)
 	          1);
 }
 
+/* ---- a KEK retired while another replica wraps under it ---- */
+
+/* sql on c, which must succeed. */
+static void on_ok(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+	ExecStatusType st = PQresultStatus(r);
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+		char why[512];
+		snprintf(why, sizeof why, "%s", PQresultErrorMessage(r));
+		PQclear(r);
+		fail_msg("PostgreSQL (second connection) refused %s: %s", sql, why);
+	}
+	PQclear(r);
+}
+
+/* A second connection, in this test's schema: another replica. */
+static PGconn *second_connection(void)
+{
+	char password[256], sql[128];
+	read_password(getenv("KMS_TEST_PG_PASSWORD_FILE"), password, sizeof password);
+	const char *keys[] = { "dbname", "password", "connect_timeout", NULL };
+	const char *values[] = { getenv("KMS_TEST_PG_URL"), password, "30", NULL };
+	PGconn *c = PQconnectdbParams(keys, values, 1);
+	explicit_bzero(password, sizeof password);
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	snprintf(sql, sizeof sql, "SET search_path TO %s", world);
+	on_ok(c, sql);
+	on_ok(c, "SET statement_timeout = '60s'");
+	return c;
+}
+
+/* The retirement (kms/keys/keyring_wrapped.c, kek_retire) counts what a
+ * KEK wraps while it holds the KEK's row FOR UPDATE (store_kek_lock); an
+ * insert of material under a KEK holds its row FOR SHARE (the
+ * kek_live_insert triggers). So a version another replica is wrapping
+ * under a draining KEK keeps the retirement from starting until it
+ * commits (and is counted), and an insert during a retirement waits for
+ * it. The waits are shown with NOWAIT and lock_timeout: a lock that is
+ * not released meanwhile, not a race. */
+static void test_kek_retire_waits(void **state)
+{
+	(void)state;
+	static const char lock_kek[] = "SELECT id FROM keks WHERE id = 1 FOR UPDATE NOWAIT";
+	pg_ok(KEK("1"));
+	pg_ok("UPDATE keks SET state = 'current' WHERE id = 1");
+	pg_ok("UPDATE keks SET state = 'draining' WHERE id = 1");
+	pg_ok(KEY(K1, "1", "ready", "wrapped", "0"));
+	pg_ok(KEY(K2, "1", "ready", "wrapped", "1"));
+	PGconn *other = second_connection();
+	/* Another replica wraps a version under the draining KEK. */
+	on_ok(other, "BEGIN");
+	on_ok(other, VERSION(K1, "1", "creating", "1", W40A));
+	PGresult *r = pg_refused(lock_kek, "55P03");
+	PQclear(r);
+	on_ok(other, "COMMIT");
+	/* The retirement, now: it sees that version, and holds the row. */
+	pg_ok("BEGIN");
+	pg_ok(lock_kek);
+	char v[32];
+	pg_value("SELECT CAST(count(*) AS TEXT) FROM key_versions WHERE kek_id = 1", v, sizeof v);
+	assert_string_equal(v, "1");
+	/* Meanwhile an insert under it, a version or a sub-key, waits. */
+	on_ok(other, "SET lock_timeout = '100ms'");
+	static const char *const waits[] = {
+		VERSION(K1, "2", "creating", "1", W40A),
+		DP_ROW(K2, DP_A, "1", "active", "1", W40A),
+	};
+	for (size_t i = 0; i < 2; i++) {
+		r = PQexec(other, waits[i]);
+		const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+		if (!code || strcmp(code, "55P03") != 0)
+			fail_msg("%s: want SQLSTATE 55P03 (lock timeout), got %s: %s", waits[i],
+			         code ? code : "(accepted)", PQresultErrorMessage(r));
+		PQclear(r);
+	}
+	/* The version found is moved first; then the KEK retires, and a later
+	 * insert under it is refused. */
+	pg_ok("UPDATE key_versions SET kek_id = NULL, wrapped = NULL WHERE kek_id = 1");
+	pg_ok("UPDATE keks SET state = 'retired', retired_at = 9 WHERE id = 1");
+	pg_ok("COMMIT");
+	on_ok(other, "SET lock_timeout = 0");
+	r = PQexec(other, VERSION(K1, "3", "creating", "1", W40A));
+	assert_string_equal(PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME),
+	                    "key_versions_kek_live_insert");
+	PQclear(r);
+	PQfinish(other);
+}
+
 /* ---- the version row; one migration, once ---- */
 
 static void test_version_once(void **state)
@@ -1584,6 +1673,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_request_ref, world_setup, world_teardown),
 		cmocka_unit_test_setup_teardown(test_audit_fleet, world_setup, world_teardown),
 		cmocka_unit_test_setup_teardown(test_request_records, world_setup, world_teardown),
+		cmocka_unit_test_setup_teardown(test_kek_retire_waits, world_setup, world_teardown),
 		cmocka_unit_test_setup_teardown(test_version_once, world_setup, world_teardown),
 		cmocka_unit_test_setup_teardown(test_same_schema, world_setup, world_teardown),
 		/* Last: it reads what the tests above saw. */
