@@ -38,41 +38,25 @@ static int64_t lock_key(const char *principal, const char *request_id)
 	return (int64_t)v;
 }
 
-/* Whether a transaction elsewhere is writing the record now (never on
- * SQLite, whose one kmsd writes its records itself). */
-static kms_status being_written(store *st, int64_t key, const char *request_id, bool *busy)
-{
-	db_stmt *s;
-	int64_t free_now = 1;
-	*busy = false;
-	KMS_GUARD(store_stmt(st, S_REQUEST_LOCK_CHECK,
-	                     store_is_pg(st) ? "SELECT pg_try_advisory_xact_lock_shared(?1)"
-	                                     : "SELECT ?1 IS NOT NULL",
-	                     &s));
-	KMS_GUARD(store_bind_check(s, store_bind(s, "i", key), "check a request record's lock",
-	                           request_id));
-	KMS_GUARD(store_step_count(s, "check a request record's lock", request_id, &free_now));
-	*busy = free_now == 0;
-	return KMS_OK;
-}
-
 kms_status store_request_get(store *st, const char *principal, const char *request_id,
                              store_request_record *out, bool *busy)
 {
 	db_stmt *s;
 	memset(out, 0, sizeof *out);
-	/* The lock first, then the row, in a statement of its own: its
-	 * snapshot is taken after the lock was found free, so it sees a
-	 * record whose transaction ended before. */
-	KMS_GUARD(being_written(st, lock_key(principal, request_id), request_id, busy));
-	if (*busy)
-		return KMS_FAIL(KMS_NOT_FOUND, "the record of request %s is being written",
-		                request_id);
+	*busy = false;
+	/* PostgreSQL: the record's lock first, then the row, in one call
+	 * (request_record_find, schema 10): a record whose transaction is
+	 * committing now is waited for, not missed. SQLite: the row. */
 	KMS_GUARD(store_stmt(st, S_REQUEST_GET,
-	                     "SELECT op, digest, result, created_ms FROM request_records "
-	                     "WHERE principal = ?1 AND request_id = ?2",
+	                     store_is_pg(st)
+	                             ? "SELECT f_busy, f_op, f_digest, f_result, f_created_ms "
+	                               "FROM request_record_find(?1, ?2, ?3)"
+	                             : "SELECT 0, op, digest, result, created_ms FROM "
+	                               "request_records WHERE principal = ?1 AND request_id = ?2 "
+	                               "AND ?3 IS NOT NULL",
 	                     &s));
-	KMS_GUARD(store_bind_check(s, store_bind(s, "tt", principal, request_id),
+	KMS_GUARD(store_bind_check(s, store_bind(s, "tti", principal, request_id,
+	                                         lock_key(principal, request_id)),
 	                           "read a request record", request_id));
 	db_rc rc = db_step(s);
 	kms_status status = KMS_OK;
@@ -80,12 +64,16 @@ kms_status store_request_get(store *st, const char *principal, const char *reque
 		status = KMS_FAIL(KMS_NOT_FOUND, "no record of request %s", request_id);
 	} else if (rc != DB_ROW) {
 		status = store_fail(s, rc, "read a request record", request_id);
+	} else if (db_column_int64(s, 0) != 0) {
+		*busy = true;
+		status = KMS_FAIL(KMS_NOT_FOUND, "the record of request %s is being written",
+		                  request_id);
 	} else {
-		size_t digest_len = db_column_bytes(s, 1);
-		const void *digest = db_column_blob(s, 1);
-		size_t result_len = db_column_bytes(s, 2);
-		const void *result = db_column_blob(s, 2);
-		int64_t op = db_column_int64(s, 0);
+		size_t digest_len = db_column_bytes(s, 2);
+		const void *digest = db_column_blob(s, 2);
+		size_t result_len = db_column_bytes(s, 3);
+		const void *result = db_column_blob(s, 3);
+		int64_t op = db_column_int64(s, 1);
 		if (digest_len != STORE_REQUEST_DIGEST_LEN || !digest || op < 1 || op > INT32_MAX ||
 		    result_len > STORE_REQUEST_RESULT_MAX) {
 			status = KMS_FAIL(KMS_INTERNAL, "store: the record of request %s is "
@@ -93,7 +81,7 @@ kms_status store_request_get(store *st, const char *principal, const char *reque
 		} else {
 			out->op = (int)op;
 			memcpy(out->digest, digest, STORE_REQUEST_DIGEST_LEN);
-			out->created_ms = db_column_int64(s, 3);
+			out->created_ms = db_column_int64(s, 4);
 			if (result && result_len) {
 				out->result = malloc(result_len);
 				if (!out->result)

@@ -583,6 +583,22 @@ static const char schema_9_to_10[] =
 	"  PRIMARY KEY (principal, request_id)"
 	");"
 	"CREATE INDEX request_records_by_age ON request_records(created_ms);"
+	/* A request's record in one round trip (store_request_get): whether
+	 * its advisory lock is held by a transaction writing it now (f_busy
+	 * 1, no row data), else the row if any. A volatile PL/pgSQL function
+	 * takes a snapshot per statement, so the row is read with a snapshot
+	 * taken after the lock was found free. */
+	"CREATE FUNCTION request_record_find(p text, r text, k bigint)"
+	"  RETURNS TABLE (f_busy integer, f_op bigint, f_digest blob, f_result blob,"
+	"  f_created_ms bigint) LANGUAGE plpgsql VOLATILE AS $$ BEGIN"
+	"  IF NOT pg_try_advisory_xact_lock_shared(k) THEN"
+	"    RETURN QUERY SELECT 1, CAST(NULL AS bigint), CAST(NULL AS blob),"
+	"      CAST(NULL AS blob), CAST(NULL AS bigint);"
+	"    RETURN;"
+	"  END IF;"
+	"  RETURN QUERY SELECT 0, x.op, x.digest, x.result, x.created_ms"
+	"    FROM request_records AS x WHERE x.principal = p AND x.request_id = r;"
+	"  END $$;"
 	/* Replicas: material is wrapped under a KEK only while holding its row
 	 * FOR SHARE to the transaction's end, and a KEK is retired holding it
 	 * FOR UPDATE (store_kek_lock): so a version or sub-key a replica wraps

@@ -1322,6 +1322,31 @@ static void test_kek_retire_waits(void **state)
 	PQfinish(other);
 }
 
+/* request_record_find (PostgreSQL only: SQLite's one kmsd reads the row):
+ * a record whose writer holds its lock is "busy", whatever the table
+ * holds yet; once that transaction commits, the row. */
+static void test_request_record_busy(void **state)
+{
+	(void)state;
+	static const char find[] =
+	        "SELECT CAST(f_busy AS TEXT) || ' ' || coalesce(CAST(f_op AS TEXT), '-') FROM "
+	        "request_record_find('app', 'r-1', 77)";
+	char v[32];
+	pg_value("SELECT CAST(count(*) AS TEXT) FROM request_record_find('app', 'r-1', 77)", v,
+	         sizeof v);
+	assert_string_equal(v, "0"); /* none, nobody writing it */
+	PGconn *other = second_connection();
+	on_ok(other, "BEGIN");
+	on_ok(other, "SELECT pg_advisory_xact_lock(77)");
+	on_ok(other, RECORD("'app'", "'r-1'", "10", D32, "NULL"));
+	pg_value(find, v, sizeof v);
+	assert_string_equal(v, "1 -");
+	on_ok(other, "COMMIT");
+	pg_value(find, v, sizeof v);
+	assert_string_equal(v, "0 10");
+	PQfinish(other);
+}
+
 /* ---- the version row; one migration, once ---- */
 
 static void test_version_once(void **state)
@@ -1674,6 +1699,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_audit_fleet, world_setup, world_teardown),
 		cmocka_unit_test_setup_teardown(test_request_records, world_setup, world_teardown),
 		cmocka_unit_test_setup_teardown(test_kek_retire_waits, world_setup, world_teardown),
+		cmocka_unit_test_setup_teardown(test_request_record_busy, world_setup, world_teardown),
 		cmocka_unit_test_setup_teardown(test_version_once, world_setup, world_teardown),
 		cmocka_unit_test_setup_teardown(test_same_schema, world_setup, world_teardown),
 		/* Last: it reads what the tests above saw. */
