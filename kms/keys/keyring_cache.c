@@ -399,6 +399,8 @@ kms_status keyring_sync(keyring *kr)
 		return KMS_OK;
 	uint64_t now_at;
 	KMS_GUARD(store_generation_get(kr->store, &now_at));
+	/* The store's read cache on this thread follows the same value. */
+	store_cache_follow(kr->store, now_at);
 	if (now_at == atomic_load(&kr->generation))
 		return KMS_OK;
 	pthread_mutex_lock(&kr->cache_lock);

@@ -309,10 +309,13 @@ static kms_status check_deadline(op_ctx *ctx, const pipeline_peer *peer, uint64_
 	                ctx->d->cfg.queue_deadline_ms);
 }
 
-/* Step 2d': replicas on one database (docs/scale-out.md, "Cache
+/* Step 2a': replicas on one database (docs/scale-out.md, "Cache
  * coherence"): a change another replica committed before this request
  * began is enforced by it, because the keyring's caches are dropped when
- * the store's cache generation moved. Nothing to do on SQLite. */
+ * the store's cache generation moved, and the store's read cache on this
+ * thread follows the value read here. Before the credential is checked:
+ * that check reads the access key and its principal through that cache.
+ * Nothing to do on SQLite. */
 static kms_status sync_caches(op_ctx *ctx)
 {
 	if (!ctx->d->keyring || authz_op_classify(ctx->op).family == AUTHZ_FAMILY_HEALTH)
@@ -552,13 +555,15 @@ void pipeline_submit(kmsd *d, arena *a, const pipeline_peer *peer, uint8_t *requ
 	 * as seen, so its client may send it again as it is. */
 	if (st == KMS_OK)
 		st = check_deadline(&ctx, peer, started);
+	/* Before the credential: its check reads the access key and its
+	 * principal through the caches this brings up to date. */
+	if (st == KMS_OK)
+		st = sync_caches(&ctx);
 	if (st == KMS_OK) /* on the bytes as received, so before the wipe */
 		st = verify_credential(&ctx, request, len, req, &who);
 	kms_wipe(request, len); /* the request may hold plaintext */
 	if (st == KMS_OK)
 		st = validate(&ctx, req);
-	if (st == KMS_OK)
-		st = sync_caches(&ctx);
 	if (st == KMS_OK)
 		st = load_principal(&ctx, &who);
 	ctx.audit.request = req;

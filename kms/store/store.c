@@ -37,7 +37,12 @@
 typedef struct store_conn {
 	store *owner;
 	db_conn *db;
-	store_read_cache *cache; /* store_cache.h; NULL: reads go to SQLite */
+	store_read_cache *cache; /* store_cache.h; NULL: reads go to the database */
+	/* PostgreSQL: the cache generation this thread's request read
+	 * (store_cache_follow), which tags and checks its cache entries; none
+	 * known until then and after any write of its own. */
+	bool gen_known;
+	uint64_t gen;
 	db_stmt *stmts[S_COUNT];
 	struct store_conn *prev;
 	struct store_conn *next;
@@ -606,7 +611,27 @@ static const char *const migrations[] = {
 	"  created_ms INTEGER NOT NULL,"
 	"  PRIMARY KEY (principal, request_id)"
 	") STRICT;"
-	"CREATE INDEX request_records_by_age ON request_records(created_ms);",
+	"CREATE INDEX request_records_by_age ON request_records(created_ms);"
+	/* The cache generation also rises with every change the store's read
+	 * cache could hold stale (store_cache.h): a principal made or changed,
+	 * an access key changed (revoked), a grant made or changed. So on
+	 * PostgreSQL that cache is used while the generation read at the
+	 * request's start holds (docs/scale-out.md, "Cache coherence"). */
+	"CREATE TRIGGER principals_insert_generation"
+	"  AFTER INSERT ON principals"
+	"  BEGIN UPDATE cache_generation SET value = value + 1; END;"
+	"CREATE TRIGGER principals_update_generation"
+	"  AFTER UPDATE ON principals"
+	"  BEGIN UPDATE cache_generation SET value = value + 1; END;"
+	"CREATE TRIGGER access_keys_update_generation"
+	"  AFTER UPDATE ON access_keys"
+	"  BEGIN UPDATE cache_generation SET value = value + 1; END;"
+	"CREATE TRIGGER grants_insert_generation"
+	"  AFTER INSERT ON grants"
+	"  BEGIN UPDATE cache_generation SET value = value + 1; END;"
+	"CREATE TRIGGER grants_update_generation"
+	"  AFTER UPDATE ON grants"
+	"  BEGIN UPDATE cache_generation SET value = value + 1; END;",
 };
 #define MIGRATIONS_COUNT (sizeof migrations / sizeof migrations[0])
 _Static_assert(MIGRATIONS_COUNT == STORE_SCHEMA_VERSION,
@@ -749,7 +774,20 @@ static int wal_committed(void *arg, sqlite3 *db, const char *name, int frames)
 
 uint64_t store_write_count(store *st)
 {
+	if (st->pg) { /* store_cache_mine gives no cache while none is known */
+		store_conn *c = pthread_getspecific(st->tls);
+		return c && c->gen_known ? c->gen : 0;
+	}
 	return atomic_load_explicit(&st->writes, memory_order_acquire);
+}
+
+void store_cache_follow(store *st, uint64_t generation)
+{
+	store_conn *c = pthread_getspecific(st->tls);
+	if (!st->pg || !c)
+		return;
+	c->gen = generation;
+	c->gen_known = true;
 }
 
 static kms_status conn_open(store *st, store_conn **out)
@@ -764,11 +802,13 @@ static kms_status conn_open(store *st, store_conn **out)
 	if (st->pg) {
 		db_pg_config pc = { .url = st->pg_url, .password = st->pg_password };
 		KMS_GUARD_OUT(status, db_pg_open(&pc, &c->db));
-		/* No read cache: its freshness rests on seeing every commit, and
-		 * other replicas commit on the same database unseen. Every read
-		 * goes to the server, so a change made through any replica is
+		/* The read cache, tagged with the cache generation this
+		 * connection read last (store_cache.h): other replicas commit on
+		 * the same database unseen, but every change the cache could hold
+		 * raises the generation, and kmsd reads it at each request's
+		 * start (keyring_sync), so a change made through any replica is
 		 * enforced at the next request. */
-		c->cache = NULL;
+		c->cache = store_cache_new(); /* NULL is allowed: no cache */
 		goto linked;
 	}
 	/* The file exists (store_open made it); never follow a symlink to it. */
@@ -843,9 +883,17 @@ static kms_status conn_get(store *st, store_conn **out)
 store_read_cache *store_cache_mine(store *st)
 {
 	store_conn *c = pthread_getspecific(st->tls);
-	if (!c || db_in_transaction(c->db))
+	if (!c || db_in_transaction(c->db) || (st->pg && !c->gen_known))
 		return NULL;
 	return c->cache;
+}
+
+/* Whether sql changes rows (the store's statements are written in upper
+ * case). */
+static bool writes_rows(const char *sql)
+{
+	return !strncmp(sql, "INSERT", 6) || !strncmp(sql, "UPDATE", 6) ||
+	       !strncmp(sql, "DELETE", 6);
 }
 
 /* The text each statement id was first prepared with, process-wide: every
@@ -881,6 +929,10 @@ kms_status store_stmt(store *st, store_stmt_id id, const char *sql, db_stmt **ou
 			                db_conn_errstr(c->db), db_conn_errmsg(c->db));
 	}
 	db_reset(c->stmts[id]);
+	/* PostgreSQL: this connection's own change may be one its cache holds;
+	 * the next generation read tags the cache again. */
+	if (st->pg && writes_rows(sql))
+		c->gen_known = false;
 	*out = c->stmts[id];
 	return KMS_OK;
 }

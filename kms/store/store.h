@@ -581,6 +581,13 @@ kms_status store_retention_get(store *st, const char *key_id, const char *purpos
  * were filled at another value drops them before it serves. */
 kms_status store_generation_get(store *st, uint64_t *out) KMS_MUST_USE;
 
+/* PostgreSQL: generation is the value this thread just read at its
+ * request's start (store_generation_get): until this thread's connection
+ * writes, or follows another value, its read cache (store_cache.h) may
+ * answer, its entries tagged with it. A thread that never calls this has
+ * no read cache on PostgreSQL. Nothing on SQLite. */
+void store_cache_follow(store *st, uint64_t generation);
+
 /* ---- the fleet's audit log (store_audit.c; docs/scale-out.md, "One audit
  * log for the fleet") ---- */
 

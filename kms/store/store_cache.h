@@ -12,8 +12,14 @@
  * process out) drops it. So a change (a principal disabled, a policy put, a
  * grant revoked) is seen by the next request exactly as without the cache.
  * Inside an explicit transaction the cache is neither read nor filled: that
- * transaction may see its own uncommitted writes. On PostgreSQL there is no
- * cache: other replicas commit to the same database, unseen by this count
+ * transaction may see its own uncommitted writes. On PostgreSQL other
+ * replicas commit to the same database, unseen by that count; there the
+ * count is the cache generation (schema 10: raised in the transaction of
+ * every change to what is cached here) that this thread read at its
+ * request's start (keyring_sync, store_cache_follow). An entry filled after that
+ * read is tagged with it, so a change committed before a request began is
+ * never answered from an older entry; until the thread follows a
+ * generation, and after any write of its own, it has no cache
  * (docs/scale-out.md, "Cache coherence").
  *
  * Cached: a principal's row (or that there is none), an access key's row

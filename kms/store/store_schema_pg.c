@@ -599,6 +599,21 @@ static const char schema_9_to_10[] =
 	"  RETURN QUERY SELECT 0, x.op, x.digest, x.result, x.created_ms"
 	"    FROM request_records AS x WHERE x.principal = p AND x.request_id = r;"
 	"  END $$;"
+	"CREATE TRIGGER principals_insert_generation"
+	"  AFTER INSERT ON principals FOR EACH ROW"
+	"  EXECUTE FUNCTION cache_generation_raise();"
+	"CREATE TRIGGER principals_update_generation"
+	"  AFTER UPDATE ON principals FOR EACH ROW"
+	"  EXECUTE FUNCTION cache_generation_raise();"
+	"CREATE TRIGGER access_keys_update_generation"
+	"  AFTER UPDATE ON access_keys FOR EACH ROW"
+	"  EXECUTE FUNCTION cache_generation_raise();"
+	"CREATE TRIGGER grants_insert_generation"
+	"  AFTER INSERT ON grants FOR EACH ROW"
+	"  EXECUTE FUNCTION cache_generation_raise();"
+	"CREATE TRIGGER grants_update_generation"
+	"  AFTER UPDATE ON grants FOR EACH ROW"
+	"  EXECUTE FUNCTION cache_generation_raise();"
 	/* Replicas: material is wrapped under a KEK only while holding its row
 	 * FOR SHARE to the transaction's end, and a KEK is retired holding it
 	 * FOR UPDATE (store_kek_lock): so a version or sub-key a replica wraps

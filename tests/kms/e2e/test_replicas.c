@@ -85,7 +85,10 @@ static int setup(void **state)
 	if (!harness_start(&A, &oa))
 		return -1;
 	snprintf(a_data, sizeof a_data, "%s/data", A.dir);
-	ob = (harness_options){ .extra_config = EXTRA, .store_of = a_data };
+	/* B and C with one worker each: every request B serves meets the
+	 * store read cache the one before it filled, so a change through A
+	 * that the cache generation missed would be served stale (1b). */
+	ob = (harness_options){ .extra_config = EXTRA, .store_of = a_data, .workers = 1 };
 	oc = ob;
 	if (!harness_replica_init(&B, "replica-b") || !harness_replica_init(&C, "replica-c"))
 		return -1;
