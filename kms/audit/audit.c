@@ -918,6 +918,7 @@ kms_status audit_open(const audit_config *cfg, audit_log **out)
 	pthread_cond_init(&log->publish_wake, NULL);
 	pthread_rwlock_init(&log->tree_lock, NULL);
 	pthread_mutex_init(&log->publish_lock, NULL);
+	pthread_mutex_init(&log->watch_lock, NULL);
 	pthread_cond_init(&log->scrub_settled, NULL);
 	pthread_cond_init(&log->fleet_wake, NULL);
 	log->fleet = cfg->fleet;
@@ -1037,6 +1038,8 @@ void audit_close(audit_log *log)
 	audit_tree_free(&log->tree);
 	free(log->checkpoint);
 	pthread_mutex_destroy(&log->publish_lock);
+	pthread_mutex_destroy(&log->watch_lock);
+	free(log->watch);
 	pthread_cond_destroy(&log->scrub_settled);
 	pthread_rwlock_destroy(&log->tree_lock);
 	pthread_cond_destroy(&log->queued);

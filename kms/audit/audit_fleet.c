@@ -37,14 +37,130 @@
 
 /* ---- submitting ---- */
 
+/* ---- its own entries, watched until numbered ----
+ *
+ * The database's owner (or a restore) could remove an entry from
+ * audit_pending before the lease holder numbers it: no copy has read it,
+ * so the checks on the numbered log cannot see it. So each replica keeps
+ * the pending id and leaf hash of every entry it added, oldest first, and
+ * drops each when its copy takes the same entry from the numbered log
+ * (entries are numbered in pending-id order, so a replica's own come in
+ * the order it added them). When the oldest has left audit_pending (the
+ * lowest id waiting is above it, read in the same snapshot as the count of
+ * numbered entries) and the copy has reached that count without it, the
+ * entry was removed: kmsd stops. Entries added before kmsd started are
+ * not watched. */
+
+#define WATCH_MAX (1u << 18) /* entries watched at most (10 MiB) */
+#define WATCH_ID_UNKNOWN INT64_MAX /* added, its commit not yet returned */
+
+/* Adds one entry (its id not known yet: the writer adds its batch before
+ * the commit, so that the copy cannot take one of them before it is
+ * watched). False when the ring is full. watch_lock held. */
+static bool watch_push(audit_log *log, const uint8_t leaf[AUDIT_HASH_LEN])
+{
+	if (log->watch_n == log->watch_cap) {
+		size_t cap = log->watch_cap ? log->watch_cap * 2 : 1024;
+		audit_watched *w = cap <= WATCH_MAX ? malloc(cap * sizeof *w) : NULL;
+		if (!w) {
+			if (!log->watch_dropped)
+				kms_log("warn", "audit: %zu of this replica's entries wait to be "
+				        "numbered; later ones are not watched until they are",
+				        log->watch_n);
+			log->watch_dropped = true;
+			return false;
+		}
+		for (size_t i = 0; i < log->watch_n; i++)
+			w[i] = log->watch[(log->watch_head + i) % log->watch_cap];
+		free(log->watch);
+		log->watch = w;
+		log->watch_cap = cap;
+		log->watch_head = 0;
+	}
+	audit_watched *slot = &log->watch[(log->watch_head + log->watch_n) % log->watch_cap];
+	slot->id = WATCH_ID_UNKNOWN;
+	memcpy(slot->leaf, leaf, AUDIT_HASH_LEN);
+	log->watch_n++;
+	return true;
+}
+
+/* The copy took this entry from the numbered log: the oldest watched, if
+ * it is that one. */
+static void watch_seen(audit_log *log, const uint8_t *entry, size_t len)
+{
+	pthread_mutex_lock(&log->watch_lock);
+	bool any = log->watch_n > 0;
+	pthread_mutex_unlock(&log->watch_lock);
+	if (!any)
+		return;
+	uint8_t leaf[AUDIT_HASH_LEN];
+	if (tlog_leaf_hash(entry, len, leaf) != KMS_OK) {
+		kms_error_clear();
+		return;
+	}
+	pthread_mutex_lock(&log->watch_lock);
+	if (log->watch_n > 0 &&
+	    tlog_hash_equal(log->watch[log->watch_head].leaf, leaf)) {
+		log->watch_head = (log->watch_head + 1) % log->watch_cap;
+		log->watch_n--;
+		log->watch_taken++;
+		if (log->watch_n == 0)
+			log->watch_dropped = false;
+	}
+	pthread_mutex_unlock(&log->watch_lock);
+}
+
+/* A batch's entries into the ring before its commit: *first is the first
+ * one's number (counted over all entries ever watched), *added how many
+ * went in. */
+static void watch_batch_begin(audit_log *log, const char *const *entries, const size_t *lens,
+                              size_t n, uint64_t *first, size_t *added)
+{
+	*added = 0;
+	pthread_mutex_lock(&log->watch_lock);
+	*first = log->watch_taken + log->watch_n;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t leaf[AUDIT_HASH_LEN];
+		if (tlog_leaf_hash((const uint8_t *)entries[i], lens[i], leaf) != KMS_OK) {
+			kms_error_clear();
+			break;
+		}
+		if (!watch_push(log, leaf))
+			break;
+		(*added)++;
+	}
+	pthread_mutex_unlock(&log->watch_lock);
+}
+
+/* After the commit: their ids; or, when it failed, they leave the ring
+ * (nothing of theirs is in the database: none was taken). */
+static void watch_batch_end(audit_log *log, uint64_t first, size_t added, const int64_t *ids,
+                            bool committed)
+{
+	pthread_mutex_lock(&log->watch_lock);
+	if (committed) {
+		for (size_t i = 0; i < added; i++) {
+			uint64_t a = first + i;
+			if (a < log->watch_taken)
+				continue; /* already taken by the copy */
+			size_t at = (log->watch_head + (size_t)(a - log->watch_taken)) % log->watch_cap;
+			log->watch[at].id = ids[i];
+		}
+	} else {
+		log->watch_n = log->watch_n >= added ? log->watch_n - added : 0;
+	}
+	pthread_mutex_unlock(&log->watch_lock);
+}
+
 kms_status audit_fleet_submit(audit_log *log, audit_waiter *const *batch, size_t n)
 {
 	const char **entries = malloc(n * sizeof *entries);
 	size_t *lens = malloc(n * sizeof *lens);
 	const store_request_record **records = calloc(n, sizeof *records);
 	bool *dup = calloc(n, sizeof *dup);
+	int64_t *ids = calloc(n, sizeof *ids);
 	kms_status st = KMS_OK;
-	if (!entries || !lens || !records || !dup) {
+	if (!entries || !lens || !records || !dup || !ids) {
 		st = KMS_FAIL(KMS_UNAVAILABLE, "out of memory for a batch of %zu entries", n);
 		goto out;
 	}
@@ -53,15 +169,19 @@ kms_status audit_fleet_submit(audit_log *log, audit_waiter *const *batch, size_t
 		lens[i] = batch[i]->len;
 		records[i] = batch[i]->record;
 	}
+	uint64_t first = 0;
+	size_t watched = 0;
+	watch_batch_begin(log, entries, lens, n, &first, &watched);
 	/* A serialization failure is retried a few times: an insert alone
 	 * rarely meets one. */
 	for (int attempt = 0;; attempt++) {
 		uint64_t conflicts = store_thread_conflicts();
-		st = store_audit_submit(log->fleet, entries, lens, records, dup, n);
+		st = store_audit_submit(log->fleet, entries, lens, records, dup, ids, n);
 		if (st == KMS_OK || store_thread_conflicts() == conflicts || attempt == 4)
 			break;
 		kms_error_clear();
 	}
+	watch_batch_end(log, first, watched, ids, st == KMS_OK);
 	if (st != KMS_OK)
 		st = KMS_FAIL(KMS_UNAVAILABLE, "the fleet's audit table cannot be written: %s",
 		              kms_error_message());
@@ -72,6 +192,7 @@ out:
 	free(lens);
 	free(records);
 	free(dup);
+	free(ids);
 	return st;
 }
 
@@ -188,6 +309,7 @@ static kms_status copy_one(void *ctx, uint64_t seq, const uint8_t *entry, size_t
 		           "the database lost or changed entries", (unsigned long long)seq);
 		return KMS_OK;
 	}
+	watch_seen(b->log, entry, len);
 	char *e = malloc(len);
 	KMS_ENSURE(e, KMS_UNAVAILABLE, "audit: out of memory copying the fleet's log");
 	memcpy(e, entry, len);
@@ -265,6 +387,11 @@ typedef struct fleet_state {
 	uint64_t fleet_size;    /* the fleet's checkpoint size last seen (holder) */
 	bool fleet_size_known;
 	bool failing;           /* the last round failed: said once */
+	/* The oldest watched entry (its pending id) has left audit_pending;
+	 * the copy must have taken it once it holds watch_until entries. */
+	bool watch_armed;
+	int64_t watch_id;
+	uint64_t watch_until;
 	bool fatal;             /* this copy and the fleet's log differ, or the copy is not
 	                         * durable: kmsd stops (the status says why) */
 } fleet_state;
@@ -421,6 +548,44 @@ static void expire_records(audit_log *log, fleet_state *fs, uint64_t now)
 	}
 }
 
+/* Its own entries (above): KMS_FAILED_PRECONDITION, fatal, when one left
+ * audit_pending without being numbered. */
+static kms_status watch_check(audit_log *log, fleet_state *fs)
+{
+	pthread_mutex_lock(&log->watch_lock);
+	bool any = log->watch_n > 0;
+	int64_t oldest = any ? log->watch[log->watch_head].id : 0;
+	pthread_mutex_unlock(&log->watch_lock);
+	if (!any) {
+		fs->watch_armed = false;
+		return KMS_OK;
+	}
+	if (!fs->watch_armed) {
+		int64_t min_pending = 0;
+		uint64_t numbered = 0;
+		KMS_GUARD(store_audit_watch(log->fleet, &min_pending, &numbered));
+		if (oldest != WATCH_ID_UNKNOWN && (min_pending == 0 || min_pending > oldest)) {
+			fs->watch_armed = true;
+			fs->watch_id = oldest;
+			fs->watch_until = numbered;
+		}
+		return KMS_OK;
+	}
+	if (audit_size(log) < fs->watch_until)
+		return KMS_OK; /* the copy has not reached that point yet */
+	fs->watch_armed = false;
+	pthread_mutex_lock(&log->watch_lock);
+	bool missing = log->watch_n > 0 && log->watch[log->watch_head].id <= fs->watch_id;
+	pthread_mutex_unlock(&log->watch_lock);
+	if (!missing)
+		return KMS_OK;
+	fs->fatal = true;
+	return KMS_FAIL(KMS_FAILED_PRECONDITION, "audit: an entry this replica added to the "
+	                "fleet's database (audit_pending id %lld) left it without being "
+	                "numbered: it was removed from the database; kmsd stops (see "
+	                "docs/scale-out.md, \"Trusting the database\")", (long long)fs->watch_id);
+}
+
 /* One round: the lease, numbering (holder), copying, the checkpoint.
  * *busy when there was more than one round's worth. */
 static kms_status round_once(audit_log *log, fleet_state *fs, copy_batch *b, bool *busy)
@@ -478,6 +643,7 @@ static kms_status round_once(audit_log *log, fleet_state *fs, copy_batch *b, boo
 			KMS_GUARD(copy_failed(log, fs, b, copy, now));
 		}
 	}
+	KMS_GUARD(watch_check(log, fs));
 	if (fs->held && now >= fs->expire_due_us)
 		expire_records(log, fs, now);
 	uint64_t size = audit_size(log);

@@ -142,7 +142,23 @@ struct audit_log {
 	 * it: the first lease holder adds it as the fleet's first entries
 	 * (an upgrade from one kmsd on PostgreSQL). Fleet thread. */
 	bool fleet_seed;
+	/* The entries this replica added to audit_pending and has not yet
+	 * seen numbered in its copy, oldest first (a ring: their pending ids
+	 * and leaf hashes). The writer adds, the fleet thread removes, both
+	 * under watch_lock. An entry that left audit_pending without being
+	 * numbered was removed from the database: kmsd stops
+	 * (audit_fleet.c, "its own entries"). */
+	pthread_mutex_t watch_lock;
+	struct audit_watched *watch;
+	size_t watch_cap, watch_head, watch_n;
+	uint64_t watch_taken;       /* entries the copy took off the ring, ever */
+	bool watch_dropped;         /* the ring filled: entries not watched (said once) */
 };
+
+typedef struct audit_watched {
+	int64_t id;
+	uint8_t leaf[AUDIT_HASH_LEN];
+} audit_watched;
 
 /* Reads entry i (i < tree size) into a malloc'ed buffer: from log.bin, or
  * from its full entry bundle below the hot tiles. Takes no lock: the

@@ -631,10 +631,16 @@ kms_status store_request_expire(store *st, int64_t before_ms, uint64_t *removed)
  * entry i, added in the same transaction; dup[i] is set when a record of
  * the same principal and request id was there already (the request was
  * sent again and ran on two replicas at once): that record is kept, and
- * entry i is added all the same. */
+ * entry i is added all the same. ids (NULL: not wanted) gets each entry's
+ * id in audit_pending, which orders the numbering. */
 kms_status store_audit_submit(store *st, const char *const *entries, const size_t *lens,
                               const store_request_record *const *records, bool *dup,
-                              size_t n) KMS_MUST_USE;
+                              int64_t *ids, size_t n) KMS_MUST_USE;
+
+/* In one snapshot: the lowest id waiting in audit_pending (0: none) and how
+ * many entries are numbered. */
+kms_status store_audit_watch(store *st, int64_t *min_pending,
+                             uint64_t *numbered) KMS_MUST_USE;
 
 /* Takes the sequencer's lease for this replica, or renews it, until
  * now_ms + ttl_ms (this replica's clock): *held when it was free, expired

@@ -14,7 +14,7 @@
 
 kms_status store_audit_submit(store *st, const char *const *entries, const size_t *lens,
                               const store_request_record *const *records, bool *dup,
-                              size_t n)
+                              int64_t *ids, size_t n)
 {
 	KMS_ENSURE(!records || dup, KMS_INTERNAL, "store: request records without their flags");
 	KMS_GUARD(store_begin(st));
@@ -34,20 +34,54 @@ kms_status store_audit_submit(store *st, const char *const *entries, const size_
 		}
 		db_stmt *s;
 		status = store_stmt(st, S_AUDIT_SUBMIT,
-		                    "INSERT INTO audit_pending (entry, replica) VALUES (?1, ?2)", &s);
+		                    "INSERT INTO audit_pending (entry, replica) VALUES (?1, ?2) "
+		                    "RETURNING id",
+		                    &s);
 		if (status != KMS_OK)
 			break;
 		status = store_bind_check(s, store_bind(s, "bt", entries[i], lens[i],
 		                                        store_replica_id(st)),
 		                          "add an audit entry", NULL);
-		if (status == KMS_OK)
-			status = store_step_change(s, "add an audit entry", NULL, false);
+		if (status != KMS_OK)
+			break;
+		db_rc rc = db_step(s);
+		if (rc == DB_ROW) {
+			if (ids)
+				ids[i] = db_column_int64(s, 0);
+			rc = db_step(s);
+		}
+		if (rc != DB_DONE)
+			status = store_fail(s, rc, "add an audit entry", NULL);
+		store_stmt_done(s);
 	}
 	if (status != KMS_OK) {
 		store_rollback(st);
 		return status;
 	}
 	return store_commit(st);
+}
+
+kms_status store_audit_watch(store *st, int64_t *min_pending, uint64_t *numbered)
+{
+	db_stmt *s;
+	*min_pending = 0;
+	*numbered = 0;
+	/* One statement, one snapshot: what waits and what is numbered, at
+	 * the same moment. */
+	KMS_GUARD(store_stmt(st, S_AUDIT_WATCH,
+	                     "SELECT (SELECT coalesce(min(id), 0) FROM audit_pending), "
+	                     "(SELECT coalesce(max(seq) + 1, 0) FROM audit_entries)",
+	                     &s));
+	db_rc rc = db_step(s);
+	kms_status status = KMS_OK;
+	if (rc == DB_ROW) {
+		*min_pending = db_column_int64(s, 0);
+		*numbered = (uint64_t)db_column_int64(s, 1);
+	} else {
+		status = store_fail(s, rc, "read the fleet log's progress", NULL);
+	}
+	store_stmt_done(s);
+	return status;
 }
 
 kms_status store_audit_lease(store *st, int64_t now_ms, int64_t ttl_ms, bool *held,

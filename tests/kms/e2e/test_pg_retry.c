@@ -302,11 +302,47 @@ static void fleet_log_upgraded_and_loss_found(void **state)
 	audit_entries_free(&e);
 }
 
+/* (3) Entries removed from audit_pending before they were numbered: no
+ * copy has read them, but the replica that added them watches for each
+ * in the numbered log, and stops once one left audit_pending without
+ * coming (kms/audit/audit_fleet.c, "its own entries"). A lease held by a
+ * replica that does not exist keeps them from being numbered meanwhile:
+ * its UPDATE returns once kmsd's numbering transaction in flight, if any,
+ * committed, and after it kmsd numbers nothing. */
+static void pending_entries_removed_found(void **state)
+{
+	(void)state;
+	assert_true(H.pid == 0); /* the test before stopped it */
+	restart();
+	pg_exec("UPDATE audit_lease SET holder = 'ffffffffffffffffffffffffffffffff', "
+	        "epoch = epoch + 1, expires_ms = 9000000000000000000");
+	char id[40], why[256];
+	assert_true(harness_create_key(&H, NULL, id));
+	assert_true(e2e_roundtrip(&H, id, why, sizeof why));
+	assert_true(pg_u64("(SELECT count(*) FROM audit_pending)") >= 4);
+	pg_exec("DELETE FROM audit_pending");
+	pg_exec("UPDATE audit_lease SET holder = '', expires_ms = 0");
+	uint64_t until = e2e_now_ms() + 30000;
+	int status = 0;
+	while (waitpid(H.pid, &status, WNOHANG) != H.pid) {
+		if (e2e_now_ms() > until)
+			fail_msg("kmsd did not stop when entries it added were removed; see %s", H.log);
+		e2e_sleep_ms(10);
+	}
+	H.pid = 0;
+	assert_true(harness_log_contains(&H, "left it without being numbered"));
+	/* It starts again (what was removed stays removed: this finds it). */
+	restart();
+	assert_true(e2e_roundtrip(&H, id, why, sizeof why));
+	assert_int_equal(harness_stop(&H), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(retried_until_it_commits),
 		cmocka_unit_test(fleet_log_upgraded_and_loss_found),
+		cmocka_unit_test(pending_entries_removed_found),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

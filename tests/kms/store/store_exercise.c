@@ -63,7 +63,7 @@ static const char *const stmt_names[S_COUNT] = {
 	NAME(S_AUDIT_PENDING_TAKE), NAME(S_AUDIT_SEQUENCE), NAME(S_AUDIT_PENDING_DROP),
 	NAME(S_AUDIT_ENTRIES), NAME(S_AUDIT_CHECKPOINT_GET), NAME(S_AUDIT_CHECKPOINT_PUT),
 	NAME(S_AUDIT_COUNT_ENTRIES), NAME(S_AUDIT_COUNT_PENDING), NAME(S_AUDIT_PENDING_ANY),
-	NAME(S_AUDIT_SEED), NAME(S_REQUEST_GET), NAME(S_REQUEST_PUT), NAME(S_REQUEST_EXPIRE),
+	NAME(S_AUDIT_SEED), NAME(S_AUDIT_WATCH), NAME(S_REQUEST_GET), NAME(S_REQUEST_PUT), NAME(S_REQUEST_EXPIRE),
 };
 _Static_assert(S_REQUEST_EXPIRE + 1 == S_COUNT, "name every statement in stmt_names");
 
@@ -514,7 +514,14 @@ static void exercise_audit(store *st)
 	char *note = NULL;
 	assert_ok(store_audit_counts(st, &numbered, &pending));
 	assert_true(numbered == 0 && pending == 0);
-	assert_ok(store_audit_submit(st, entries, lens, NULL, NULL, 3));
+	int64_t ids[3] = { 0, 0, 0 }, min_pending = 0;
+	uint64_t watched_n = 9;
+	assert_ok(store_audit_watch(st, &min_pending, &watched_n));
+	assert_true(min_pending == 0 && watched_n == 0);
+	assert_ok(store_audit_submit(st, entries, lens, NULL, NULL, ids, 3));
+	assert_true(ids[0] >= 1 && ids[1] == ids[0] + 1 && ids[2] == ids[1] + 1);
+	assert_ok(store_audit_watch(st, &min_pending, &watched_n));
+	assert_true(min_pending == ids[0] && watched_n == 0);
 	/* Nobody numbers without the lease (with nothing pending, nothing is
 	 * checked: no transaction). */
 	assert_status(store_audit_sequence(st, 99, 10, &moved), KMS_FAILED_PRECONDITION);
@@ -588,7 +595,7 @@ static void exercise_requests(store *st)
 	bool busy = true;
 	assert_ok(store_audit_counts(st, &numbered, &pending));
 	uint64_t before = pending;
-	assert_ok(store_audit_submit(st, entries, lens, records, dup, 3));
+	assert_ok(store_audit_submit(st, entries, lens, records, dup, NULL, 3));
 	assert_true(!dup[0] && !dup[1] && !dup[2]);
 	assert_ok(store_audit_counts(st, &numbered, &pending));
 	assert_int_equal(pending, before + 3);
@@ -599,7 +606,7 @@ static void exercise_requests(store *st)
 	a2.result = NULL;
 	a2.result_len = 0;
 	const store_request_record *again[] = { NULL, &a2 };
-	assert_ok(store_audit_submit(st, entries, lens, again, dup, 2));
+	assert_ok(store_audit_submit(st, entries, lens, again, dup, NULL, 2));
 	assert_true(!dup[0] && dup[1]);
 	assert_ok(store_audit_counts(st, &numbered, &pending));
 	assert_int_equal(pending, before + 5);
