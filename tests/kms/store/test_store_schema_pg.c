@@ -77,17 +77,24 @@ static bool was_hit(const char *rule)
 
 /* ---- PostgreSQL ---- */
 
-static void pg_ok(const char *sql)
+/* sql on c (the test's connection, or a second one), which must succeed. */
+static void on_ok(PGconn *c, const char *sql)
 {
-	PGresult *r = PQexec(pg, sql);
+	PGresult *r = PQexec(c, sql);
 	ExecStatusType st = PQresultStatus(r);
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
 		char why[512];
 		snprintf(why, sizeof why, "%s", PQresultErrorMessage(r));
 		PQclear(r);
-		fail_msg("PostgreSQL refused %s: %s", sql, why);
+		fail_msg("PostgreSQL refused %s%s: %s", sql, c == pg ? "" : " (second connection)",
+		         why);
 	}
 	PQclear(r);
+}
+
+static void pg_ok(const char *sql)
+{
+	on_ok(pg, sql);
 }
 
 /* Runs sql, which must fail with SQLSTATE state; returns the result for
@@ -1259,20 +1266,6 @@ static void test_request_records(void **state)
 }
 
 /* ---- a KEK retired while another replica wraps under it ---- */
-
-/* sql on c, which must succeed. */
-static void on_ok(PGconn *c, const char *sql)
-{
-	PGresult *r = PQexec(c, sql);
-	ExecStatusType st = PQresultStatus(r);
-	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-		char why[512];
-		snprintf(why, sizeof why, "%s", PQresultErrorMessage(r));
-		PQclear(r);
-		fail_msg("PostgreSQL (second connection) refused %s: %s", sql, why);
-	}
-	PQclear(r);
-}
 
 /* A second connection, in this test's schema: another replica. */
 static PGconn *second_connection(void)
