@@ -632,9 +632,11 @@ void pipeline_submit(kmsd *d, arena *a, const pipeline_peer *peer, uint8_t *requ
 		free(record);
 		record = NULL;
 	}
-	if (answered_before)
+	if (answered_before) {
+		metrics_record_answered();
 		kms_log("info", "request %s (%s) from %s was sent again: answered from its record",
 		        ctx.request_id, ctx.op->name, who.source);
+	}
 	if (!refused && d->audit && !answered_before) {
 		audit_then_finish(&ctx, p, message, record);
 		return;

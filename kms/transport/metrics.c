@@ -24,6 +24,7 @@ static atomic_int_fast64_t in_flight;
 static atomic_int_fast64_t queued;
 static atomic_uint_fast64_t deadline_expired;
 static atomic_uint_fast64_t conflict_retries;
+static atomic_uint_fast64_t records_answered;
 #define METRICS_AUTHZ_STEPS 5
 static atomic_uint_fast64_t authz_denied[METRICS_AUTHZ_STEPS + 1];
 static atomic_uint_fast64_t throttled_principal, throttled_key;
@@ -137,6 +138,11 @@ void metrics_deadline_expired(void)
 void metrics_conflict_retry(void)
 {
 	atomic_fetch_add_explicit(&conflict_retries, 1, memory_order_relaxed);
+}
+
+void metrics_record_answered(void)
+{
+	atomic_fetch_add_explicit(&records_answered, 1, memory_order_relaxed);
 }
 
 /* A growing text buffer; on overflow of memory it stops and reports. */
@@ -489,6 +495,11 @@ kms_status metrics_render(kmsd *d, char **out, size_t *len)
 	        "# TYPE kms_store_conflict_retries_total counter\n"
 	        "kms_store_conflict_retries_total %llu\n",
 	    (unsigned long long)atomic_load(&conflict_retries));
+	put(&t, "# HELP kms_request_records_answered_total Requests sent again and answered "
+	        "from the record of their first run, not run twice.\n"
+	        "# TYPE kms_request_records_answered_total counter\n"
+	        "kms_request_records_answered_total %llu\n",
+	    (unsigned long long)atomic_load(&records_answered));
 	put(&t, "# HELP kms_authz_denied_total Requests denied, by the step of the decision "
 	        "that denied them.\n# TYPE kms_authz_denied_total counter\n");
 	for (int step = 1; step <= METRICS_AUTHZ_STEPS; step++)

@@ -34,6 +34,10 @@ void metrics_deadline_expired(void);
  * failure or deadlock (kms_store_conflict_retries_total). */
 void metrics_conflict_retry(void);
 
+/* A request sent again, answered from the record of its first run
+ * (kms/pipeline/records.h; kms_request_records_answered_total). */
+void metrics_record_answered(void);
+
 /* Authorization (docs/authorization.md): a request denied at a step of the
  * decision (1 to 5), or throttled by limit ("principal" or "key"); each
  * also counted by principal ("" for none). Principal labels are bounded:
