@@ -578,10 +578,7 @@ static void *writer_main(void *arg)
 				        "runs are in the audit log", w->record->request_id,
 				        w->record->principal);
 			w->done(w->done_arg, w->written ? KMS_OK : KMS_UNAVAILABLE, why);
-			if (w->record) {
-				store_request_record_free(w->record);
-				free(w->record);
-			}
+			store_request_record_drop(w->record);
 			kms_wipe(w, sizeof *w + w->len);
 			free(w);
 			batch[i] = NULL;
@@ -692,14 +689,6 @@ bool audit_is_fleet(const audit_log *log)
 	return log && log->fleet;
 }
 
-static void record_drop(store_request_record *record)
-{
-	if (!record)
-		return;
-	store_request_record_free(record);
-	free(record);
-}
-
 kms_status audit_append_async(audit_log *log, const char *entry, size_t len, bool outcome,
                               audit_done_fn done, void *arg)
 {
@@ -710,16 +699,16 @@ kms_status audit_append_recorded(audit_log *log, const char *entry, size_t len, 
                                  store_request_record *record, audit_done_fn done, void *arg)
 {
 	if (record && !log->fleet) {
-		record_drop(record);
+		store_request_record_drop(record);
 		record = NULL;
 	}
 	if (len < 1 || len > UINT16_MAX || !done) {
-		record_drop(record);
+		store_request_record_drop(record);
 		return KMS_FAIL(KMS_INTERNAL, "audit: entry of %zu bytes", len);
 	}
 	audit_waiter *w = malloc(sizeof *w + len);
 	if (!w) {
-		record_drop(record);
+		store_request_record_drop(record);
 		return KMS_FAIL(KMS_UNAVAILABLE, "audit: out of memory queueing an entry of %zu "
 		                "bytes", len);
 	}
@@ -742,7 +731,7 @@ kms_status audit_append_recorded(audit_log *log, const char *entry, size_t len, 
 	}
 	pthread_mutex_unlock(&log->lock);
 	if (st != KMS_OK) {
-		record_drop(w->record);
+		store_request_record_drop(w->record);
 		kms_wipe(w, sizeof *w + len);
 		free(w);
 	}

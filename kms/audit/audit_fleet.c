@@ -561,10 +561,12 @@ static kms_status watch_check(audit_log *log, fleet_state *fs)
 		return KMS_OK;
 	}
 	if (!fs->watch_armed) {
+		if (oldest == WATCH_ID_UNKNOWN)
+			return KMS_OK; /* its commit has not returned yet */
 		int64_t min_pending = 0;
 		uint64_t numbered = 0;
 		KMS_GUARD(store_audit_watch(log->fleet, &min_pending, &numbered));
-		if (oldest != WATCH_ID_UNKNOWN && (min_pending == 0 || min_pending > oldest)) {
+		if (min_pending == 0 || min_pending > oldest) {
 			fs->watch_armed = true;
 			fs->watch_id = oldest;
 			fs->watch_until = numbered;

@@ -517,9 +517,8 @@ static void audit_then_finish(op_ctx *ctx, pipeline_pending *p, const char *mess
 	if (st == KMS_OK) {
 		st = audit_append_recorded(ctx->d->audit, entry, len, ctx->audit.intent_written,
 		                           record, on_audited, p);
-	} else if (record) {
-		store_request_record_free(record);
-		free(record);
+	} else {
+		store_request_record_drop(record);
 	}
 	free(entry);
 	if (st == KMS_OK)
@@ -627,9 +626,8 @@ void pipeline_submit(kmsd *d, arena *a, const pipeline_peer *peer, uint8_t *requ
 	/* A request answered from its record has its entry already (written
 	 * by its first run): the log holds one per request. */
 	bool answered_before = st == KMS_OK && ctx.record.again;
-	if (record && st != KMS_OK) { /* refused after all: no answer to record */
-		store_request_record_free(record);
-		free(record);
+	if (st != KMS_OK) { /* refused after all: no answer to record */
+		store_request_record_drop(record);
 		record = NULL;
 	}
 	if (answered_before) {
@@ -641,10 +639,7 @@ void pipeline_submit(kmsd *d, arena *a, const pipeline_peer *peer, uint8_t *requ
 		audit_then_finish(&ctx, p, message, record);
 		return;
 	}
-	if (record) {
-		store_request_record_free(record);
-		free(record);
-	}
+	store_request_record_drop(record);
 	arena_reset(a);
 	finish(p, KMS_OK, "");
 }

@@ -72,8 +72,9 @@ static kms_status digest_of(op_ctx *ctx, const Kms__Request *req, const Protobuf
 
 /* The record, once no other run is writing it: a run on a replica that
  * died while its transaction was committing ends (committed or rolled
- * back) once the database sees the connection gone. Waits at most
- * [limits] queue_deadline_ms, then KMS_THROTTLED. */
+ * back) once the database sees the connection gone. KMS_NOT_FOUND if
+ * there is none; KMS_UNAVAILABLE when the store fails, or when the record
+ * is still being written after [limits] queue_deadline_ms. */
 static kms_status lookup(op_ctx *ctx, const char *request_id, store_request_record *r)
 {
 	uint64_t until = kms_monotonic_us() + (uint64_t)ctx->d->cfg.queue_deadline_ms * 1000u;
@@ -81,11 +82,17 @@ static kms_status lookup(op_ctx *ctx, const char *request_id, store_request_reco
 		bool busy = false;
 		kms_status st = store_request_get(keyring_store(ctx->d->keyring),
 		                                  ctx->caller->principal, request_id, r, &busy);
-		if (!busy)
+		if (st == KMS_OK || (st == KMS_NOT_FOUND && !busy))
 			return st;
+		if (!busy) {
+			kms_log("error", "request %s: reading its record: %s", request_id,
+			        kms_error_message());
+			return KMS_FAIL(KMS_UNAVAILABLE, "request %s: the store could not be reached "
+			                "to check whether it was answered before: retry", request_id);
+		}
 		kms_error_clear();
-		if (kms_monotonic_us() >= until) /* records_lookup makes it UNAVAILABLE */
-			return KMS_FAIL(KMS_THROTTLED, "request %s is being recorded by another "
+		if (kms_monotonic_us() >= until)
+			return KMS_FAIL(KMS_UNAVAILABLE, "request %s is being recorded by another "
 			                "replica's run of it: retry", request_id);
 		struct timespec ts = { .tv_sec = 0, .tv_nsec = RECORD_WAIT_STEP_NS };
 		nanosleep(&ts, NULL);
@@ -108,14 +115,8 @@ kms_status records_lookup(op_ctx *ctx, const Kms__Request *req)
 		kms_error_clear();
 		return KMS_OK;
 	}
-	if (st == KMS_THROTTLED) /* still being written: lookup said so */
-		return KMS_FAIL(KMS_UNAVAILABLE, "%s", kms_error_message());
-	if (st != KMS_OK) {
-		kms_log("error", "request %s: reading its record: %s", ctx->request_id,
-		        kms_error_message());
-		return KMS_FAIL(KMS_UNAVAILABLE, "request %s: the store could not be reached to "
-		                "check whether it was answered before: retry", ctx->request_id);
-	}
+	if (st != KMS_OK)
+		return st;
 	bool same = r.op == (int)req->op_case &&
 	            memcmp(r.digest, ctx->record.digest, sizeof r.digest) == 0;
 	bool blob_ok = req->op_case == KMS__REQUEST__OP_DECRYPT || r.result_len > 0;

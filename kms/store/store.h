@@ -622,6 +622,9 @@ kms_status store_request_get(store *st, const char *principal, const char *reque
 /* Frees r->result (r itself is the caller's). */
 void store_request_record_free(store_request_record *r);
 
+/* Frees a malloc'ed record and its result; NULL is ignored. */
+void store_request_record_drop(store_request_record *r);
+
 /* Removes the records made before before_ms; *removed how many. */
 kms_status store_request_expire(store *st, int64_t before_ms, uint64_t *removed) KMS_MUST_USE;
 

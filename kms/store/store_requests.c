@@ -108,6 +108,12 @@ void store_request_record_free(store_request_record *r)
 	r->result_len = 0;
 }
 
+void store_request_record_drop(store_request_record *r)
+{
+	store_request_record_free(r);
+	free(r);
+}
+
 kms_status store_request_put(store *st, const store_request_record *r, bool *added)
 {
 	db_stmt *s;
