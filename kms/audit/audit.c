@@ -828,7 +828,10 @@ kms_status audit_checkpoint(audit_log *log, char **note, uint64_t *size,
 	*size = log->checkpoint_size;
 	memcpy(root, log->checkpoint_root, AUDIT_HASH_LEN);
 	pthread_mutex_unlock(&log->lock);
-	KMS_ENSURE(*note, KMS_INTERNAL, "audit: no checkpoint yet");
+	/* A replica that started on no copy has none until its copy reaches
+	 * the fleet's signed size. */
+	KMS_ENSURE(*note, KMS_UNAVAILABLE, "audit: no checkpoint yet: this kmsd's copy of the log "
+	           "has not reached a signed size; retry shortly");
 	return KMS_OK;
 }
 
@@ -1029,6 +1032,7 @@ void audit_close(audit_log *log)
 	pthread_mutex_destroy(&log->publish_lock);
 	pthread_mutex_destroy(&log->watch_lock);
 	free(log->watch);
+	free(log->side);
 	pthread_cond_destroy(&log->scrub_settled);
 	pthread_rwlock_destroy(&log->tree_lock);
 	pthread_cond_destroy(&log->queued);

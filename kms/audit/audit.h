@@ -112,6 +112,13 @@ typedef void (*audit_done_fn)(void *arg, kms_status st, const char *why);
 kms_status audit_append_async(audit_log *log, const char *entry, size_t len, bool outcome,
                               audit_done_fn done, void *arg) KMS_MUST_USE;
 
+/* An entry a worker adds to the fleet's database in its change's own
+ * transaction (store.h, store_companion), watched until numbered like the
+ * writer's own: added before the commit (*slot: -1 when it is not
+ * watched), then settled once the commit returned. */
+void audit_watch_add(audit_log *log, const char *entry, size_t len, int *slot);
+void audit_watch_settled(audit_log *log, int slot, bool committed, int64_t id);
+
 /* As audit_append_async, with the request's record (store.h; malloc'ed,
  * taken over whatever this returns: freed once written or not), added to
  * the fleet's database in the entry's transaction. When the same request

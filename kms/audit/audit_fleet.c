@@ -89,7 +89,7 @@ static bool watch_push(audit_log *log, const uint8_t leaf[AUDIT_HASH_LEN])
 static void watch_seen(audit_log *log, const uint8_t *entry, size_t len)
 {
 	pthread_mutex_lock(&log->watch_lock);
-	bool any = log->watch_n > 0;
+	bool any = log->watch_n > 0 || log->side_n > 0;
 	pthread_mutex_unlock(&log->watch_lock);
 	if (!any)
 		return;
@@ -106,8 +106,80 @@ static void watch_seen(audit_log *log, const uint8_t *entry, size_t len)
 		log->watch_taken++;
 		if (log->watch_n == 0)
 			log->watch_dropped = false;
+	} else {
+		for (size_t i = 0; log->side_n > 0 && i < AUDIT_WATCH_SIDE; i++)
+			if (log->side[i].used && tlog_hash_equal(log->side[i].leaf, leaf)) {
+				log->side[i].used = false;
+				log->side_n--;
+				break;
+			}
 	}
 	pthread_mutex_unlock(&log->watch_lock);
+}
+
+void audit_watch_add(audit_log *log, const char *entry, size_t len, int *slot)
+{
+	*slot = -1;
+	uint8_t leaf[AUDIT_HASH_LEN];
+	if (!log || !log->fleet || tlog_leaf_hash((const uint8_t *)entry, len, leaf) != KMS_OK) {
+		kms_error_clear();
+		return;
+	}
+	pthread_mutex_lock(&log->watch_lock);
+	if (!log->side)
+		log->side = calloc(AUDIT_WATCH_SIDE, sizeof *log->side);
+	for (int i = 0; log->side && i < AUDIT_WATCH_SIDE; i++)
+		if (!log->side[i].used) {
+			log->side[i] = (audit_watched){ .id = WATCH_ID_UNKNOWN, .used = true };
+			memcpy(log->side[i].leaf, leaf, AUDIT_HASH_LEN);
+			log->side_n++;
+			*slot = i;
+			break;
+		}
+	pthread_mutex_unlock(&log->watch_lock);
+}
+
+void audit_watch_settled(audit_log *log, int slot, bool committed, int64_t id)
+{
+	if (!log || slot < 0 || slot >= AUDIT_WATCH_SIDE)
+		return;
+	pthread_mutex_lock(&log->watch_lock);
+	/* Not used any more: the copy took it already. */
+	if (log->side[slot].used) {
+		if (committed) {
+			log->side[slot].id = id;
+		} else {
+			log->side[slot].used = false;
+			log->side_n--;
+		}
+	}
+	pthread_mutex_unlock(&log->watch_lock);
+}
+
+/* The lowest pending id among the entries watched whose commit returned
+ * (0: none); *in_flight when one's commit has not returned yet: its id,
+ * taken from the sequence before the lowest was seen to leave
+ * audit_pending, may be lower. watch_lock held. */
+static int64_t watch_oldest(const audit_log *log, bool *in_flight)
+{
+	int64_t oldest = 0;
+	*in_flight = false;
+	if (log->watch_n > 0) { /* the ring's own are in id order */
+		int64_t id = log->watch[log->watch_head].id;
+		if (id == WATCH_ID_UNKNOWN)
+			*in_flight = true;
+		else
+			oldest = id;
+	}
+	for (size_t i = 0; log->side_n > 0 && i < AUDIT_WATCH_SIDE; i++) {
+		if (!log->side[i].used)
+			continue;
+		if (log->side[i].id == WATCH_ID_UNKNOWN)
+			*in_flight = true;
+		else if (oldest == 0 || log->side[i].id < oldest)
+			oldest = log->side[i].id;
+	}
+	return oldest;
 }
 
 /* A batch's entries into the ring before its commit: *first is the first
@@ -552,17 +624,17 @@ static void expire_records(audit_log *log, fleet_state *fs, uint64_t now)
  * audit_pending without being numbered. */
 static kms_status watch_check(audit_log *log, fleet_state *fs)
 {
+	bool in_flight;
 	pthread_mutex_lock(&log->watch_lock);
-	bool any = log->watch_n > 0;
-	int64_t oldest = any ? log->watch[log->watch_head].id : 0;
+	int64_t oldest = watch_oldest(log, &in_flight);
 	pthread_mutex_unlock(&log->watch_lock);
-	if (!any) {
+	if (oldest == 0 && !in_flight) {
 		fs->watch_armed = false;
 		return KMS_OK;
 	}
 	if (!fs->watch_armed) {
-		if (oldest == WATCH_ID_UNKNOWN)
-			return KMS_OK; /* its commit has not returned yet */
+		if (in_flight || oldest == 0)
+			return KMS_OK; /* a commit has not returned yet */
 		int64_t min_pending = 0;
 		uint64_t numbered = 0;
 		KMS_GUARD(store_audit_watch(log->fleet, &min_pending, &numbered));
@@ -577,7 +649,10 @@ static kms_status watch_check(audit_log *log, fleet_state *fs)
 		return KMS_OK; /* the copy has not reached that point yet */
 	fs->watch_armed = false;
 	pthread_mutex_lock(&log->watch_lock);
-	bool missing = log->watch_n > 0 && log->watch[log->watch_head].id <= fs->watch_id;
+	/* Entries whose commit had not returned when this was armed took
+	 * later ids: the lowest known is the one to look at. */
+	int64_t left = watch_oldest(log, &in_flight);
+	bool missing = left != 0 && left <= fs->watch_id;
 	pthread_mutex_unlock(&log->watch_lock);
 	if (!missing)
 		return KMS_OK;

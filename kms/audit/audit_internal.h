@@ -153,11 +153,19 @@ struct audit_log {
 	size_t watch_cap, watch_head, watch_n;
 	uint64_t watch_taken;       /* entries the copy took off the ring, ever */
 	bool watch_dropped;         /* the ring filled: entries not watched (said once) */
+	/* The entries workers added in their changes' own transactions
+	 * (audit_watch_add): they commit in any order with the writer's, so
+	 * they are watched beside the ring, each on its own. */
+	struct audit_watched *side; /* AUDIT_WATCH_SIDE slots, allocated on first use */
+	size_t side_n;              /* slots in use */
 };
+
+#define AUDIT_WATCH_SIDE 64
 
 typedef struct audit_watched {
 	int64_t id;
 	uint8_t leaf[AUDIT_HASH_LEN];
+	bool used; /* side slots only */
 } audit_watched;
 
 /* Reads entry i (i < tree size) into a malloc'ed buffer: from log.bin, or

@@ -320,6 +320,7 @@ static kms_status create_wrapped(keyring *kr, const keyring_create_args *args, s
 	KMS_GUARD_OUT(status, kr_version_insert_wrapped(kr, key->id, &v1, kek_id, wrapped,
 	                                                wrapped_len, public_key, public_len));
 	KMS_GUARD_OUT(status, create_extras(kr, args, key, key->created_at));
+	store_companion_key(kr->store, key->id, 1);
 	KMS_GUARD_OUT(status, store_commit(kr->store));
 	pthread_rwlock_unlock(&kr->kek_rwlock);
 	memset(wrapped, 0, sizeof wrapped);
@@ -427,6 +428,7 @@ static kms_status create_key_once(keyring *kr, const keyring_create_args *args, 
 	KMS_GUARD_OUT(status, store_key_insert(kr->store, &key, policy));
 	KMS_GUARD_OUT(status, store_version_insert(kr->store, key.id, &v1));
 	KMS_GUARD_OUT(status, create_extras(kr, args, &key, now));
+	store_tx_intent(kr->store);
 	KMS_GUARD_OUT(status, store_commit(kr->store));
 	kr_crash_point_reached(kr, KR_CRASH_CREATE_AFTER_INTENT);
 
@@ -448,6 +450,7 @@ static kms_status create_key_once(keyring *kr, const keyring_create_args *args, 
 		status = store_version_public_key_set(kr->store, key.id, 1, public_key, public_len);
 	if (status == KMS_OK)
 		status = store_key_update(kr->store, &key);
+	store_companion_key(kr->store, key.id, 1);
 	if (status == KMS_OK)
 		status = store_commit(kr->store);
 	if (status != KMS_OK)
@@ -663,6 +666,7 @@ typedef struct when_days {
 static kms_status set_rotation(keyring *kr, store_key *key, const void *arg)
 {
 	const when_days *w = arg;
+	store_companion_key(kr->store, key->id, key->primary_version); /* as its reply's */
 	key->rotation_period_days = w->days;
 	key->next_rotation_at = w->days ? w->now + (int64_t)w->days * kr->seconds_per_day : 0;
 	return KMS_OK;

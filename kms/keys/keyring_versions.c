@@ -50,6 +50,7 @@ kms_status kr_version_rollback(keyring *kr, const uint8_t id[KMS_KEYID_BYTES], u
 
 	keyid_format(id, id_text);
 	kms_error_save(&saved);
+	store_companion_arm(kr->store, NULL); /* the change failed: no entry rides its undo */
 	/* The row first, by a delete of CREATING rows only: that one statement
 	 * decides between this rollback and a completion (by another replica
 	 * sharing the database), whichever commits first. Only the winner
@@ -75,6 +76,7 @@ kms_status kr_key_rollback(keyring *kr, const uint8_t id[KMS_KEYID_BYTES])
 	store_version *versions = NULL;
 	size_t n_versions = 0;
 
+	store_companion_arm(kr->store, NULL); /* the change failed: no entry rides its undo */
 	keyid_format(id, id_text);
 	kms_error_save(&saved);
 	status = store_key_get(kr->store, id_text, &key);
@@ -166,6 +168,7 @@ static kms_status version_create_wrapped(keyring *kr, const char *id_text, store
 	                                                wrapped_len, public_key, public_len));
 	key_new_primary(kr, key, v.version, now);
 	KMS_GUARD_OUT(status, store_key_update(kr->store, key));
+	store_companion_key(kr->store, id_text, v.version);
 	KMS_GUARD_OUT(status, store_commit(kr->store));
 	*new_version = v.version;
 out:
@@ -217,6 +220,7 @@ kms_status kr_version_create_locked(keyring *kr, const uint8_t id[KMS_KEYID_BYTE
 		.encryptions_reserved = 0,
 	};
 	KMS_GUARD_OUT(status, store_version_insert(kr->store, id_text, &intent));
+	store_tx_intent(kr->store);
 	KMS_GUARD_OUT(status, store_commit(kr->store));
 	kr_crash_point_reached(kr, KR_CRASH_ROTATE_AFTER_INTENT);
 
@@ -240,6 +244,7 @@ kms_status kr_version_create_locked(keyring *kr, const uint8_t id[KMS_KEYID_BYTE
 		                                      public_len);
 	if (status == KMS_OK)
 		status = store_key_update(kr->store, &key);
+	store_companion_key(kr->store, id_text, version);
 	if (status == KMS_OK)
 		status = store_commit(kr->store);
 	if (status != KMS_OK)

@@ -205,7 +205,16 @@ kms_status keyring_kek_rotate(keyring *kr, int64_t now, store_kek *out)
 		                  "again once kms-admin hsm kek list shows it retired", draining.hsm_id);
 		goto out;
 	}
-	KMS_GUARD_OUT(status, store_kek_create(kr->store, now, &fresh));
+	/* The 'creating' row is an intent (kek_finish completes it). */
+	KMS_GUARD_OUT(status, store_begin(kr->store));
+	status = store_kek_create(kr->store, now, &fresh);
+	store_tx_intent(kr->store);
+	if (status == KMS_OK)
+		status = store_commit(kr->store);
+	if (status != KMS_OK) {
+		store_rollback(kr->store);
+		goto out;
+	}
 	KMS_GUARD_OUT(status, kek_finish(kr, &fresh));
 	KMS_GUARD_OUT(status, store_kek_get(kr->store, fresh.id, &fresh));
 	if (out)

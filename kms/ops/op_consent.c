@@ -318,7 +318,11 @@ kms_status op_import_consent(op_ctx *ctx, const Kms__Request *req, Kms__Response
 	if (st == KMS_OK && !again) {
 		/* A new id: its signed ConsentDetail must be new too (consentId is
 		 * not signed: an old, revoked or used consent under a new id
-		 * would otherwise start afresh). */
+		 * would otherwise start afresh). Its purpose and data principal
+		 * are noted first: on a fleet's database the entry is made inside
+		 * the insert's transaction (pipeline.c, "Step 4b"). */
+		ctx->audit.consent.purpose = arena_strdup(ctx->arena, row->purpose);
+		ctx->audit.consent.dp = arena_strdup(ctx->arena, row->dp);
 		st = store_consent_insert(op_store(ctx), row, doc->data, doc->len);
 		if (st == KMS_ALREADY_EXISTS)
 			st = KMS_FAIL(KMS_FAILED_PRECONDITION, "consent artefact %s: its signed "

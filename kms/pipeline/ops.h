@@ -129,6 +129,10 @@ typedef struct op_ctx {
 		uint8_t *blob;    /* the blob its first run made (arena); NULL: none */
 		size_t blob_len;
 	} record;
+	/* A control-plane change on the fleet's database: its outcome entry
+	 * commits with the change (store.h, store_companion; pipeline.c).
+	 * NULL: the entry is written after the handler. */
+	struct store_companion *companion;
 } op_ctx;
 
 /* Checks a request's fields (sizes, formats, enums) before any handler runs.

@@ -267,9 +267,15 @@ static kms_status handle_retrying(op_ctx *ctx, const Kms__Request *req, Kms__Res
                                   uint64_t started_us)
 {
 	static _Thread_local uint64_t jitter;
+	store *db = keyring_store(ctx->d->keyring);
 	for (unsigned attempt = 1;; attempt++) {
 		uint64_t conflicts = store_thread_conflicts();
+		/* Armed for each run: an undo disarms it (keyring_versions.c). */
+		if (ctx->companion)
+			store_companion_arm(db, ctx->companion->added ? NULL : ctx->companion);
 		kms_status st = ctx->op->handle(ctx, req, resp);
+		if (ctx->companion)
+			store_companion_arm(db, NULL);
 		if (st == KMS_OK || store_thread_conflicts() == conflicts ||
 		    attempt == CONFLICT_ATTEMPTS)
 			return st;
@@ -419,6 +425,60 @@ static kms_status audit_intent(op_ctx *ctx, uint64_t started)
 	}
 	ctx->audit.intent_written = true;
 	return KMS_OK;
+}
+
+/* Step 4b, on the fleet's database: a control-plane change's outcome
+ * entry is added to audit_pending in the transaction that makes the change
+ * (store.h, store_companion), so the change is there exactly when its
+ * entry is. It is made when that transaction is about to commit: the
+ * change succeeded, its status is OK. A change that fails before it
+ * commits has its outcome written after the handler, as any entry. */
+typedef struct outcome_companion {
+	store_companion c;
+	op_ctx *ctx;
+	uint64_t started;
+	int watch_slot;
+} outcome_companion;
+
+static kms_status companion_build(void *arg, const char *key_id, uint32_t key_version,
+                                  char **entry, size_t *len)
+{
+	outcome_companion *oc = arg;
+	op_ctx *ctx = oc->ctx;
+	if (key_id)
+		op_note_key(ctx, key_id, key_version);
+	audit_facts facts = {
+		.ctx = ctx,
+		.phase = AUDIT_PHASE_OUTCOME,
+		.status = KMS_OK,
+		.error = "",
+		.latency_us = kms_monotonic_us() - oc->started,
+		.time_us = kms_now_us(),
+	};
+	KMS_GUARD(audit_entry_build(&facts, entry, len));
+	audit_watch_add(ctx->d->audit, *entry, *len, &oc->watch_slot);
+	return KMS_OK;
+}
+
+static void companion_settled(void *arg, bool committed, int64_t id)
+{
+	outcome_companion *oc = arg;
+	audit_watch_settled(oc->ctx->d->audit, oc->watch_slot, committed, id);
+	oc->watch_slot = -1;
+}
+
+static void companion_setup(op_ctx *ctx, outcome_companion *oc, uint64_t started)
+{
+	if (!ctx->audit.intent_written || !audit_is_fleet(ctx->d->audit))
+		return;
+	*oc = (outcome_companion){
+		.c = { .build = companion_build, .settled = companion_settled, .arg = oc,
+		       .request_id = ctx->request_id },
+		.ctx = ctx,
+		.started = started,
+		.watch_slot = -1,
+	};
+	ctx->companion = &oc->c;
 }
 
 /* Step 6. */
@@ -581,8 +641,17 @@ void pipeline_submit(kmsd *d, arena *a, const pipeline_peer *peer, uint8_t *requ
 		st = audit_intent(&ctx, started);
 	if (st == KMS_OK)
 		st = records_lookup(&ctx, req);
+	outcome_companion companion;
+	if (st == KMS_OK)
+		companion_setup(&ctx, &companion, started);
 	if (st == KMS_OK)
 		st = handle_retrying(&ctx, req, &resp, started);
+	/* Its outcome committed with the change: the reply needs no other. */
+	bool outcome_added = ctx.companion && ctx.companion->added;
+	if (outcome_added && st != KMS_OK)
+		kms_log("warn", "request %s (%s): the change and its OK outcome entry committed, "
+		        "then the request failed: %s", ctx.request_id, ctx.op->name,
+		        kms_error_message());
 	/* A first run's record goes with its entry (records.h). */
 	store_request_record *record = NULL;
 	if (st == KMS_OK && ctx.record.on && !ctx.record.again)
@@ -635,7 +704,7 @@ void pipeline_submit(kmsd *d, arena *a, const pipeline_peer *peer, uint8_t *requ
 		kms_log("info", "request %s (%s) from %s was sent again: answered from its record",
 		        ctx.request_id, ctx.op->name, who.source);
 	}
-	if (!refused && d->audit && !answered_before) {
+	if (!refused && d->audit && !answered_before && !outcome_added) {
 		audit_then_finish(&ctx, p, message, record);
 		return;
 	}

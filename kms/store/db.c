@@ -2,6 +2,8 @@
  * db.c: db.h's functions, each through the driver of its connection or
  * statement (db_driver.h).
  */
+#include <stdio.h>
+
 #include "kms/store/db.h"
 
 #include "kms/store/db_driver.h"
@@ -19,8 +21,22 @@ void db_finalize(db_stmt *s)
 
 void db_reset(db_stmt *s)
 {
-	if (s)
-		s->drv->reset(s);
+	if (!s)
+		return;
+	s->around = NULL;
+	s->around_msg[0] = '\0';
+	s->drv->reset(s);
+}
+
+void db_stmt_around(db_stmt *s, db_around_fn fn, void *arg)
+{
+	s->around = fn;
+	s->around_arg = arg;
+}
+
+void db_stmt_fail_message(db_stmt *s, const char *message)
+{
+	snprintf(s->around_msg, sizeof s->around_msg, "%s", message);
 }
 
 db_rc db_bind_int64(db_stmt *s, int idx, int64_t v)
@@ -53,7 +69,17 @@ uint64_t db_thread_conflicts(void)
 
 db_rc db_step(db_stmt *s)
 {
-	db_rc rc = s->drv->step(s);
+	db_around_fn around = s->around;
+	db_rc rc;
+	if (around) {
+		s->around = NULL; /* once, and not for the steps inside it */
+		s->around_msg[0] = '\0';
+		rc = around(s->around_arg, true, DB_OK);
+		if (rc == DB_OK)
+			rc = around(s->around_arg, false, s->drv->step(s));
+	} else {
+		rc = s->drv->step(s);
+	}
 	if (rc == DB_CONFLICT)
 		thread_conflicts++;
 	return rc;
@@ -91,7 +117,9 @@ int64_t db_changes(db_stmt *s)
 
 const char *db_errmsg(db_stmt *s)
 {
-	return s ? s->drv->errmsg(s) : "";
+	if (!s)
+		return "";
+	return s->around_msg[0] ? s->around_msg : s->drv->errmsg(s);
 }
 
 const char *db_errstr(db_stmt *s)

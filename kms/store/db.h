@@ -65,6 +65,23 @@ db_rc db_bind_blob(db_stmt *s, int idx, const void *bytes, size_t len);
 /* Binds parameter idx of s to NULL. */
 db_rc db_bind_null(db_stmt *s, int idx);
 
+/* Runs s's next execution in a transaction of its own, opened and closed by
+ * `around`: called with before = true just before it runs (its result, if
+ * not DB_OK, is the step's, and s does not run), then with before = false
+ * and the step's rc (it commits, or rolls back when rc is neither DB_ROW
+ * nor DB_DONE; what it returns is the step's). Every row of the statement
+ * is read before that second call (both drivers' statements used with it
+ * read every row at their first step: PostgreSQL's). Once: db_reset and
+ * the step clear it. The store uses it to add an audit entry to a single
+ * write's commit (kms/store/store.c, "companion"). */
+typedef db_rc (*db_around_fn)(void *arg, bool before, db_rc rc);
+void db_stmt_around(db_stmt *s, db_around_fn fn, void *arg);
+
+/* Sets the message db_errmsg gives for s's last step: the around
+ * function's failure, which is not the statement's own. Cleared by
+ * db_reset. */
+void db_stmt_fail_message(db_stmt *s, const char *message);
+
 /* Runs s to its next row: DB_ROW (the columns are readable), DB_DONE (it
  * completed; a statement with RETURNING completes only at DB_DONE, after
  * its rows), or the kind of error. */

@@ -41,6 +41,10 @@ struct db_conn {
 
 struct db_stmt {
 	const db_driver *drv;
+	/* db_stmt_around, for the next step only. */
+	db_around_fn around;
+	void *around_arg;
+	char around_msg[256]; /* "": db_errmsg is the driver's */
 };
 
 #endif

@@ -28,6 +28,7 @@
 #include <kms/secmem.h>
 
 #include "common/error.h"
+#include "common/log.h"
 #include "kms/store/db_pg.h"
 #include "kms/store/db_sqlite.h"
 #include "kms/store/store_schema_pg.h"
@@ -43,6 +44,17 @@ typedef struct store_conn {
 	 * known until then and after any write of its own. */
 	bool gen_known;
 	uint64_t gen;
+	/* The companion armed on this thread (store_companion_arm) and what
+	 * the transaction under way is: whether it wrote rows, whether it is
+	 * an intent, the key the keyring noted for it. */
+	store_companion *companion;
+	db_stmt *single;      /* the write companion_around wraps */
+	const char *last_write; /* the SQL of the last write, for kmsd's log */
+	bool tx_wrote;
+	bool tx_intent;
+	bool noted;
+	char noted_key[KMS_KEYID_TEXT_SIZE];
+	uint32_t noted_version;
 	db_stmt *stmts[S_COUNT];
 	struct store_conn *prev;
 	struct store_conn *next;
@@ -888,6 +900,121 @@ store_read_cache *store_cache_mine(store *st)
 	return c->cache;
 }
 
+/* ---- the companion: an audit entry committed with its change ---- */
+
+static kms_status run_simple(store *st, store_stmt_id id, const char *sql, const char *what);
+
+void store_companion_arm(store *st, store_companion *c)
+{
+	if (!st->pg)
+		return;
+	/* Without a connection the entry goes the usual way (no write can
+	 * have been made either). */
+	store_conn *conn = pthread_getspecific(st->tls);
+	if (!conn && c && conn_get(st, &conn) != KMS_OK)
+		kms_error_clear();
+	if (!conn)
+		return;
+	conn->companion = c;
+	conn->noted = false;
+}
+
+void store_companion_key(store *st, const char *key_id, uint32_t key_version)
+{
+	store_conn *c = pthread_getspecific(st->tls);
+	if (!c || !c->companion)
+		return;
+	snprintf(c->noted_key, sizeof c->noted_key, "%s", key_id);
+	c->noted_version = key_version;
+	c->noted = true;
+}
+
+void store_tx_intent(store *st)
+{
+	store_conn *c = pthread_getspecific(st->tls);
+	if (c)
+		c->tx_intent = true;
+}
+
+/* The companion's entry into the transaction under way, just before its
+ * COMMIT, then the COMMIT itself; the companion hears how it ended. A
+ * write after the companion's own is said once in kmsd's log. */
+static kms_status companion_commit(store_conn *c)
+{
+	store *st = c->owner;
+	store_companion *comp = c->companion;
+	char *entry = NULL;
+	size_t len = 0;
+	int64_t id = 0;
+	kms_status status = comp->build(comp->arg, c->noted ? c->noted_key : NULL,
+	                                c->noted_version, &entry, &len);
+	bool built = status == KMS_OK;
+	if (status == KMS_OK)
+		status = store_audit_add(st, entry, len, &id);
+	free(entry);
+	if (status == KMS_OK)
+		status = run_simple(st, S_COMMIT, "COMMIT", "COMMIT");
+	if (status != KMS_OK)
+		store_rollback(st);
+	if (built)
+		comp->settled(comp->arg, status == KMS_OK, id);
+	if (status == KMS_OK) {
+		comp->added = true;
+		atomic_fetch_add_explicit(&st->writes, 1, memory_order_release);
+	}
+	return status;
+}
+
+/* Whether the transaction ending now carries the companion's entry. */
+static bool companion_due(store_conn *c)
+{
+	if (!c->companion || !c->tx_wrote || c->tx_intent)
+		return false;
+	if (!c->companion->added)
+		return true;
+	kms_log("warn", "request %s: a second transaction changed rows after the one its audit "
+	        "entry committed with (%.48s...)",
+	        c->companion->request_id ? c->companion->request_id : "",
+	        c->last_write ? c->last_write : "");
+	return false;
+}
+
+/* db_stmt_around for a single write outside a transaction: it begins one
+ * and commits it with the entry. A failure of either is the step's, with
+ * its message (a serialization failure stays DB_CONFLICT: retried whole). */
+static db_rc companion_around(void *arg, bool before, db_rc rc)
+{
+	store_conn *c = arg;
+	store *st = c->owner;
+	uint64_t conflicts = db_thread_conflicts();
+	kms_status status;
+	if (before) {
+		status = store_begin(st);
+		c->tx_wrote = true;
+	} else if (rc != DB_ROW && rc != DB_DONE) {
+		store_rollback(st);
+		return rc;
+	} else {
+		status = companion_commit(c);
+	}
+	if (status == KMS_OK)
+		return before ? DB_OK : rc;
+	db_stmt_fail_message(c->single, kms_error_message());
+	kms_error_clear();
+	return db_thread_conflicts() != conflicts ? DB_CONFLICT : DB_ERROR;
+}
+
+/* A single write outside a transaction, with a companion armed: it runs in
+ * a transaction of its own that carries the entry. */
+static void companion_single(store_conn *c, db_stmt *s)
+{
+	if (!c->companion->added) {
+		c->single = s;
+		db_stmt_around(s, companion_around, c);
+	} else
+		(void)companion_due(c); /* says so */
+}
+
 /* Whether sql changes rows (the store's statements are written in upper
  * case). */
 static bool writes_rows(const char *sql)
@@ -931,8 +1058,14 @@ kms_status store_stmt(store *st, store_stmt_id id, const char *sql, db_stmt **ou
 	db_reset(c->stmts[id]);
 	/* PostgreSQL: this connection's own change may be one its cache holds;
 	 * the next generation read tags the cache again. */
-	if (st->pg && writes_rows(sql))
+	if (st->pg && writes_rows(sql)) {
 		c->gen_known = false;
+		c->last_write = sql;
+		if (db_in_transaction(c->db))
+			c->tx_wrote = true;
+		else if (c->companion)
+			companion_single(c, c->stmts[id]);
+	}
 	*out = c->stmts[id];
 	return KMS_OK;
 }
@@ -1079,6 +1212,11 @@ kms_status store_begin(store *st)
 {
 	/* SERIALIZABLE on PostgreSQL: what SQLite's one writer at a time gives,
 	 * with a conflict (DB_CONFLICT) where two transactions would interleave. */
+	store_conn *c = pthread_getspecific(st->tls);
+	if (c) {
+		c->tx_wrote = false;
+		c->tx_intent = false;
+	}
 	if (st->pg)
 		return run_simple(st, S_BEGIN_PG, "BEGIN ISOLATION LEVEL SERIALIZABLE", "BEGIN");
 	return run_simple(st, S_BEGIN, "BEGIN IMMEDIATE", "BEGIN");
@@ -1086,6 +1224,11 @@ kms_status store_begin(store *st)
 
 kms_status store_begin_read(store *st)
 {
+	store_conn *c = pthread_getspecific(st->tls);
+	if (c) {
+		c->tx_wrote = false;
+		c->tx_intent = false;
+	}
 	if (st->pg)
 		return run_simple(st, S_BEGIN_READ_PG, "BEGIN ISOLATION LEVEL REPEATABLE READ",
 		                  "BEGIN");
@@ -1094,6 +1237,9 @@ kms_status store_begin_read(store *st)
 
 kms_status store_commit(store *st)
 {
+	store_conn *c = st->pg ? pthread_getspecific(st->tls) : NULL;
+	if (c && companion_due(c))
+		return companion_commit(c);
 	kms_status status = run_simple(st, S_COMMIT, "COMMIT", "COMMIT");
 	if (status != KMS_OK)
 		store_rollback(st);

@@ -640,6 +640,47 @@ kms_status store_audit_submit(store *st, const char *const *entries, const size_
                               const store_request_record *const *records, bool *dup,
                               int64_t *ids, size_t n) KMS_MUST_USE;
 
+/*
+ * An audit entry committed with the change it records (PostgreSQL;
+ * docs/scale-out.md, "A change and its entry commit together"). A worker
+ * making a control-plane change arms a companion on its thread; the first
+ * transaction of that thread that writes rows and is not an intent
+ * (store_tx_intent) then adds the entry `build` makes to audit_pending just
+ * before its COMMIT, and a single write statement outside a transaction
+ * runs in a transaction of its own for it. So the change is in the
+ * database exactly when its entry is. Writes after that one carry no entry
+ * (kmsd's log says so: a change is meant to commit once).
+ */
+typedef struct store_companion {
+	/* The entry, malloc'ed, made when its transaction is about to commit;
+	 * key_id (NULL: none noted) and key_version: what the keyring noted
+	 * for this transaction (store_companion_key). */
+	kms_status (*build)(void *arg, const char *key_id, uint32_t key_version, char **entry,
+	                    size_t *len);
+	/* Its transaction's COMMIT returned: committed (then id is its id in
+	 * audit_pending) or not (nothing of it is in the database). */
+	void (*settled)(void *arg, bool committed, int64_t id);
+	void *arg;
+	bool added; /* set by the store: the entry committed */
+	const char *request_id; /* for kmsd's log */
+} store_companion;
+
+/* Arms c on this thread (c NULL: disarms). Nothing on SQLite. */
+void store_companion_arm(store *st, store_companion *c);
+
+/* The key (and version) the transaction under way creates or changes, for
+ * the companion's entry: a key's id is made inside the keyring. */
+void store_companion_key(store *st, const char *key_id, uint32_t key_version);
+
+/* The transaction under way is an intent (a row an HSM step completes
+ * later): it carries no companion. */
+void store_tx_intent(store *st);
+
+/* Adds one entry to audit_pending inside the caller's transaction; *id its
+ * id. */
+kms_status store_audit_add(store *st, const char *entry, size_t len,
+                           int64_t *id) KMS_MUST_USE;
+
 /* In one snapshot: the lowest id waiting in audit_pending (0: none) and how
  * many entries are numbered. */
 kms_status store_audit_watch(store *st, int64_t *min_pending,

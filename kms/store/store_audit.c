@@ -12,6 +12,30 @@
 #include "common/error.h"
 #include "kms/store/store_internal.h"
 
+kms_status store_audit_add(store *st, const char *entry, size_t len, int64_t *id)
+{
+	db_stmt *s;
+	KMS_GUARD(store_stmt(st, S_AUDIT_SUBMIT,
+	                     "INSERT INTO audit_pending (entry, replica) VALUES (?1, ?2) "
+	                     "RETURNING id",
+	                     &s));
+	kms_status status = store_bind_check(s, store_bind(s, "bt", entry, len,
+	                                                   store_replica_id(st)),
+	                                     "add an audit entry", NULL);
+	if (status == KMS_OK) {
+		db_rc rc = db_step(s);
+		if (rc == DB_ROW) {
+			if (id)
+				*id = db_column_int64(s, 0);
+			rc = db_step(s);
+		}
+		if (rc != DB_DONE)
+			status = store_fail(s, rc, "add an audit entry", NULL);
+	}
+	store_stmt_done(s);
+	return status;
+}
+
 kms_status store_audit_submit(store *st, const char *const *entries, const size_t *lens,
                               const store_request_record *const *records, bool *dup,
                               int64_t *ids, size_t n)
@@ -32,27 +56,7 @@ kms_status store_audit_submit(store *st, const char *const *entries, const size_
 				break;
 			dup[i] = !added;
 		}
-		db_stmt *s;
-		status = store_stmt(st, S_AUDIT_SUBMIT,
-		                    "INSERT INTO audit_pending (entry, replica) VALUES (?1, ?2) "
-		                    "RETURNING id",
-		                    &s);
-		if (status != KMS_OK)
-			break;
-		status = store_bind_check(s, store_bind(s, "bt", entries[i], lens[i],
-		                                        store_replica_id(st)),
-		                          "add an audit entry", NULL);
-		if (status != KMS_OK)
-			break;
-		db_rc rc = db_step(s);
-		if (rc == DB_ROW) {
-			if (ids)
-				ids[i] = db_column_int64(s, 0);
-			rc = db_step(s);
-		}
-		if (rc != DB_DONE)
-			status = store_fail(s, rc, "add an audit entry", NULL);
-		store_stmt_done(s);
+		status = store_audit_add(st, entries[i], lens[i], ids ? &ids[i] : NULL);
 	}
 	if (status != KMS_OK) {
 		store_rollback(st);

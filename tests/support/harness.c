@@ -153,7 +153,7 @@ static bool pg_store_url(const char *data, char *out, size_t cap)
 	         schema);
 	bool ok = db_exec(c, sql) == DB_OK;
 	if (!ok)
-		fprintf(stderr, "harness: %s: %s\n", sql, db_conn_errmsg(c));
+		fprintf(stderr, "harness: %s: %s: %s\n", sql, db_conn_errstr(c), db_conn_errmsg(c));
 	db_close(c);
 	return ok;
 }
@@ -207,7 +207,7 @@ bool harness_store_exec(const harness *h, const harness_options *opts, const cha
 		return false;
 	bool ok = db_exec(c, sql) == DB_OK;
 	if (!ok)
-		fprintf(stderr, "harness: %s: %s\n", sql, db_conn_errmsg(c));
+		fprintf(stderr, "harness: %s: %s: %s\n", sql, db_conn_errstr(c), db_conn_errmsg(c));
 	db_close(c);
 	return ok;
 }
@@ -230,7 +230,8 @@ bool harness_store_query(const harness *h, const harness_options *opts, const ch
 		snprintf(out, cap, "%s", v ? v : "");
 	}
 	if (!ok)
-		fprintf(stderr, "harness: %s: %s\n", sql, db_conn_errmsg(c));
+		fprintf(stderr, "harness: %s: %s: %s\n", sql, s ? db_errstr(s) : db_conn_errstr(c),
+		        s ? db_errmsg(s) : db_conn_errmsg(c));
 	db_finalize(s);
 	db_close(c);
 	return ok;

@@ -1078,6 +1078,11 @@ static void check_all(unsigned it, const char *before_kill)
 	check_blobs();
 	check_keks();
 	check_audit(it, before_kill);
+	/* On PostgreSQL each change commits once besides its intent, so its
+	 * outcome entry rides that commit (docs/scale-out.md, "A change and its
+	 * entry commit together"); kmsd says when one did not. */
+	CHECK(!harness_log_contains(&H, "a second transaction changed rows"),
+	      "a change wrote rows after the transaction its outcome entry committed with");
 }
 
 /* ---- setup ---- */

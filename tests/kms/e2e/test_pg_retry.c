@@ -24,6 +24,13 @@
  * before; (5) the database loses its last entries under a running kmsd
  * (as a restore, or a failover to a standby that was behind, would): kmsd
  * stops on it; started again, its copy puts the lost entries back.
+ * (6) a control-plane change and its outcome entry commit in one
+ * transaction (docs/scale-out.md, "A change and its entry commit
+ * together"): with the database refusing the OK outcome of DisableKey (a
+ * transaction of several statements) and of DisablePrincipal (one
+ * statement), each request fails and its change is not there; allowed
+ * again, the outcome row in audit_pending has the same xmin (the
+ * transaction that wrote it) as the row the change wrote.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -337,12 +344,165 @@ static void pending_entries_removed_found(void **state)
 	assert_int_equal(harness_stop(&H), 0);
 }
 
+/* (6) */
+static Kms__Response *disable_key(const char *request_id, const char *key_id)
+{
+	Kms__DisableKeyRequest d = KMS__DISABLE_KEY_REQUEST__INIT;
+	Kms__Request req = KMS__REQUEST__INIT;
+	d.key_id = (char *)key_id;
+	req.request_id = (char *)request_id;
+	req.op_case = KMS__REQUEST__OP_DISABLE_KEY;
+	req.disable_key = &d;
+	Kms__Response *r = harness_call(&H, &req);
+	assert_non_null(r);
+	return r;
+}
+
+static Kms__Response *disable_principal(const char *request_id, const char *name)
+{
+	Kms__DisablePrincipalRequest d = KMS__DISABLE_PRINCIPAL_REQUEST__INIT;
+	Kms__Request req = KMS__REQUEST__INIT;
+	d.name = (char *)name;
+	req.request_id = (char *)request_id;
+	req.op_case = KMS__REQUEST__OP_DISABLE_PRINCIPAL;
+	req.disable_principal = &d;
+	Kms__Response *r = harness_call(&H, &req);
+	assert_non_null(r);
+	return r;
+}
+
+static void create_principal(const char *name)
+{
+	Kms__CreatePrincipalRequest c = KMS__CREATE_PRINCIPAL_REQUEST__INIT;
+	Kms__Request req = KMS__REQUEST__INIT;
+	Kms__Role roles[] = { KMS__ROLE__APP };
+	c.name = (char *)name;
+	c.roles = roles;
+	c.n_roles = 1;
+	req.op_case = KMS__REQUEST__OP_CREATE_PRINCIPAL;
+	req.create_principal = &c;
+	Kms__Response *r = harness_call(&H, &req);
+	assert_non_null(r);
+	if (r->status != KMS__STATUS__OK)
+		fail_msg("CreatePrincipal %s: status %d: %s", name, r->status, r->message);
+	kms__response__free_unpacked(r, NULL);
+}
+
+/* The database refuses the OK outcome entries of operation (NULL: none). */
+static void refuse_ok_outcomes(const char *operation)
+{
+	char sql[1024];
+	if (!operation) {
+		pg_exec("DROP TRIGGER IF EXISTS test_refuse_outcome ON audit_pending;"
+		        "DROP FUNCTION IF EXISTS test_refuse_outcome();");
+		return;
+	}
+	snprintf(sql, sizeof sql,
+	         "CREATE OR REPLACE FUNCTION test_refuse_outcome() RETURNS trigger AS $$ BEGIN "
+	         "IF position(convert_to('\"operation\":\"%s\"', 'UTF8') IN NEW.entry) > 0 AND "
+	         "position(convert_to('\"phase\":\"outcome\"', 'UTF8') IN NEW.entry) > 0 AND "
+	         "position(convert_to('\"status\":\"OK\"', 'UTF8') IN NEW.entry) > 0 THEN "
+	         "RAISE EXCEPTION 'outcome refused by test_pg_retry'; END IF; RETURN NEW; END $$ "
+	         "LANGUAGE plpgsql;"
+	         "DROP TRIGGER IF EXISTS test_refuse_outcome ON audit_pending;"
+	         "CREATE TRIGGER test_refuse_outcome BEFORE INSERT ON audit_pending FOR EACH ROW "
+	         "EXECUTE FUNCTION test_refuse_outcome();",
+	         operation);
+	pg_exec(sql);
+}
+
+/* The text of one value from the database. */
+static void pg_text(const char *expr, char *out, size_t cap)
+{
+	char sql[1024];
+	snprintf(sql, sizeof sql, "SELECT CAST((%s) AS TEXT)", expr);
+	if (!harness_store_query(&H, NULL, sql, out, cap))
+		fail_msg("%s failed", sql);
+}
+
+/* The xmin of request_id's outcome row in audit_pending. */
+static void outcome_xmin(const char *request_id, char *out, size_t cap)
+{
+	char expr[512];
+	snprintf(expr, sizeof expr,
+	         "SELECT xmin FROM audit_pending WHERE position(convert_to('\"request_id\":\"%s\"', "
+	         "'UTF8') IN entry) > 0 AND position(convert_to('\"phase\":\"outcome\"', 'UTF8') "
+	         "IN entry) > 0",
+	         request_id);
+	pg_text(expr, out, cap);
+}
+
+static void outcome_commits_with_change(void **state)
+{
+	(void)state;
+	assert_true(H.pid == 0); /* the test before stopped it */
+	restart();
+	char key[40], why[256];
+	assert_true(harness_create_key(&H, NULL, key));
+	create_principal("cwc-app");
+
+	/* Refused: nothing changes. */
+	refuse_ok_outcomes("disable_key");
+	Kms__Response *r = disable_key("cwc-key-refused", key);
+	if (r->status == KMS__STATUS__OK)
+		fail_msg("DisableKey answered OK with its outcome entry refused");
+	kms__response__free_unpacked(r, NULL);
+	assert_true(e2e_roundtrip(&H, key, why, sizeof why)); /* still enabled */
+	refuse_ok_outcomes("disable_principal");
+	r = disable_principal("cwc-app-refused", "cwc-app");
+	if (r->status == KMS__STATUS__OK)
+		fail_msg("DisablePrincipal answered OK with its outcome entry refused");
+	kms__response__free_unpacked(r, NULL);
+	char text[64];
+	pg_text("SELECT state FROM principals WHERE name = 'cwc-app'", text, sizeof text);
+	assert_string_equal(text, "enabled");
+	refuse_ok_outcomes(NULL);
+
+	/* Allowed, with the numbering held off so the rows stay in
+	 * audit_pending: one transaction wrote the change and its entry. */
+	pg_exec("UPDATE audit_lease SET holder = 'ffffffffffffffffffffffffffffffff', "
+	        "epoch = epoch + 1, expires_ms = 9000000000000000000");
+	r = disable_key("cwc-key", key);
+	assert_int_equal(r->status, KMS__STATUS__OK);
+	kms__response__free_unpacked(r, NULL);
+	r = disable_principal("cwc-app", "cwc-app");
+	assert_int_equal(r->status, KMS__STATUS__OK);
+	kms__response__free_unpacked(r, NULL);
+	char entry_x[64], row_x[64], sql[256];
+	outcome_xmin("cwc-key", entry_x, sizeof entry_x);
+	snprintf(sql, sizeof sql, "SELECT xmin FROM keys WHERE id = '%s'", key);
+	pg_text(sql, row_x, sizeof row_x);
+	if (!entry_x[0] || strcmp(entry_x, row_x) != 0)
+		fail_msg("DisableKey: outcome written by transaction %s, key row by %s", entry_x,
+		         row_x);
+	outcome_xmin("cwc-app", entry_x, sizeof entry_x);
+	pg_text("SELECT xmin FROM principals WHERE name = 'cwc-app'", row_x, sizeof row_x);
+	if (!entry_x[0] || strcmp(entry_x, row_x) != 0)
+		fail_msg("DisablePrincipal: outcome written by transaction %s, principal row by %s",
+		         entry_x, row_x);
+	pg_exec("UPDATE audit_lease SET holder = '', expires_ms = 0");
+	/* kmsd takes the lease again and numbers them before it stops. */
+	uint64_t until = e2e_now_ms() + 30000;
+	while (pg_u64("(SELECT count(*) FROM audit_pending)") != 0) {
+		if (e2e_now_ms() > until)
+			fail_msg("the entries were not numbered within 30 s; see %s", H.log);
+		e2e_sleep_ms(10);
+	}
+
+	assert_int_equal(harness_stop(&H), 0);
+	audited_once("cwc-key-refused", "INTERNAL");
+	audited_once("cwc-app-refused", "INTERNAL");
+	audited_once("cwc-key", "OK");
+	audited_once("cwc-app", "OK");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(retried_until_it_commits),
 		cmocka_unit_test(fleet_log_upgraded_and_loss_found),
 		cmocka_unit_test(pending_entries_removed_found),
+		cmocka_unit_test(outcome_commits_with_change),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
