@@ -276,7 +276,9 @@ static kms_status handle_retrying(op_ctx *ctx, const Kms__Request *req, Kms__Res
 		kms_status st = ctx->op->handle(ctx, req, resp);
 		if (ctx->companion)
 			store_companion_arm(db, NULL);
-		if (st == KMS_OK || store_thread_conflicts() == conflicts ||
+		/* A change committed with its entry is not run again. */
+		bool committed = ctx->companion && ctx->companion->added;
+		if (st == KMS_OK || committed || store_thread_conflicts() == conflicts ||
 		    attempt == CONFLICT_ATTEMPTS)
 			return st;
 		if (!jitter)
