@@ -374,10 +374,28 @@ kms_status op_re_encrypt(op_ctx *ctx, const Kms__Request *req, Kms__Response *re
 	                    r->n_source_encryption_context, &o));
 	/* No destination: the source key's primary version (after a rotation). */
 	const char *dest = r->destination_key_id[0] ? r->destination_key_id : o.key_id;
-	KMS_GUARD(seal(ctx, dest, o.plaintext.data, o.plaintext.len,
-	               r->destination_encryption_context, r->n_destination_encryption_context,
-	               &s));
-	kms_wipe(o.plaintext.data, o.plaintext.len);
+	if (ctx->record.again) {
+		/* Sent again (kms/pipeline/records.h): the source was opened with
+		 * every check above; the answer is the blob the first run made,
+		 * authorized now as a seal and checked to hold the same plaintext. */
+		ProtobufCBinaryData was;
+		kms_status st = reseal_recorded(ctx, dest, r->destination_encryption_context,
+		                                r->n_destination_encryption_context, &s, &was);
+		bool same = st == KMS_OK && was.len == o.plaintext.len &&
+		            CRYPTO_memcmp(was.data, o.plaintext.data, was.len) == 0;
+		if (st == KMS_OK)
+			kms_wipe(was.data, was.len);
+		kms_wipe(o.plaintext.data, o.plaintext.len);
+		KMS_GUARD(st);
+		if (!same)
+			return sent_again_differs(ctx);
+	} else {
+		kms_status st = seal(ctx, dest, o.plaintext.data, o.plaintext.len,
+		                     r->destination_encryption_context,
+		                     r->n_destination_encryption_context, &s);
+		kms_wipe(o.plaintext.data, o.plaintext.len);
+		KMS_GUARD(st);
+	}
 	Kms__ReEncryptResponse *re = arena_alloc(ctx->arena, sizeof *re);
 	KMS_ENSURE(re, KMS_INTERNAL, "out of request memory");
 	kms__re_encrypt_response__init(re);

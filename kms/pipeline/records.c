@@ -27,6 +27,8 @@ static const ProtobufCMessage *recorded_op(const Kms__Request *req)
 		return req->encrypt ? &req->encrypt->base : NULL;
 	case KMS__REQUEST__OP_DECRYPT:
 		return req->decrypt ? &req->decrypt->base : NULL;
+	case KMS__REQUEST__OP_RE_ENCRYPT:
+		return req->re_encrypt ? &req->re_encrypt->base : NULL;
 	case KMS__REQUEST__OP_GENERATE_DATA_KEY:
 		return req->generate_data_key ? &req->generate_data_key->base : NULL;
 	case KMS__REQUEST__OP_GENERATE_DATA_KEY_WITHOUT_PLAINTEXT:
@@ -148,6 +150,8 @@ static ProtobufCBinaryData answered_blob(const Kms__Response *resp)
 	switch (resp->result_case) {
 	case KMS__RESPONSE__RESULT_ENCRYPT:
 		return resp->encrypt ? resp->encrypt->ciphertext_blob : none;
+	case KMS__RESPONSE__RESULT_RE_ENCRYPT:
+		return resp->re_encrypt ? resp->re_encrypt->ciphertext_blob : none;
 	case KMS__RESPONSE__RESULT_GENERATE_DATA_KEY:
 		return resp->generate_data_key ? resp->generate_data_key->ciphertext_blob : none;
 	case KMS__RESPONSE__RESULT_GENERATE_DATA_KEY_WITHOUT_PLAINTEXT:

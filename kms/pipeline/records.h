@@ -2,7 +2,7 @@
  * records.h: request records (docs/scale-out.md, "Request records").
  *
  * On a fleet (kmsd replicas on one PostgreSQL store, whose audit log is
- * the fleet's), Encrypt, Decrypt, GenerateDataKey and
+ * the fleet's), Encrypt, Decrypt, ReEncrypt, GenerateDataKey and
  * GenerateDataKeyWithoutPlaintext leave a record when they succeed: who
  * sent the request under which id, the operation, the SHA-256 of its
  * fields (Encrypt's plaintext left out: a hash of a short plaintext can be
@@ -17,7 +17,10 @@
  *   Encrypt's plaintext must be the one sent), after the request is
  *   authorized again as a seal under the same key;
  * - Decrypt: decrypted again, authorized again, without taking a second
- *   use of its consent.
+ *   use of its consent;
+ * - ReEncrypt: its source opened again as a Decrypt sent again is, then
+ *   the blob the first run made, authorized again as a seal under the same
+ *   key and checked (in constant time) to hold the source's plaintext.
  *
  * No second audit entry is written for a request answered from its record:
  * the log holds one entry per request. The same (principal, request id)

@@ -27,7 +27,9 @@
  * N kmsd replicas on one PostgreSQL store and one token
  * (docs/scale-out.md), every client socket dialled to all of them (NNG's
  * REQ spreads the requests over its connections). scripts/bench-replicas
- * runs 1, 2 and 3 in one go.
+ * runs 1, 2 and 3 in one go. With 2 or 3, a new replica is then started
+ * on the fleet's log with no copy of its own, and the time its first copy
+ * takes is printed (docs/scale-out.md, "One audit log for the fleet").
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -780,6 +782,57 @@ static bool start_kmsd(void)
 	return harness_create_key(&H, NULL, key_id) && make_sample_blob();
 }
 
+/* The tree size of h's checkpoint; 0 when it has none yet (a replica
+ * whose copy has not reached the fleet's signed size). */
+static uint64_t checkpoint_size(harness *h)
+{
+	Kms__GetCheckpointRequest g = KMS__GET_CHECKPOINT_REQUEST__INIT;
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.op_case = KMS__REQUEST__OP_GET_CHECKPOINT;
+	req.get_checkpoint = &g;
+	Kms__Response *r = harness_call(h, &req);
+	uint64_t size = r && r->status == KMS__STATUS__OK && r->get_checkpoint
+	                        ? r->get_checkpoint->tree_size : 0;
+	if (r)
+		kms__response__free_unpacked(r, NULL);
+	return size;
+}
+
+/* A replica started with no copy of the fleet's log copies all of it from
+ * the database: how long its start and its copy take for this run's log
+ * (bounded: 600 s). */
+static bool new_replica_copy(void)
+{
+	static harness D;
+	char numbered[32];
+	if (!harness_store_query(&H, NULL, "SELECT CAST(count(*) AS TEXT) FROM audit_entries",
+	                         numbered, sizeof numbered))
+		return false;
+	uint64_t want = strtoull(numbered, NULL, 10);
+	static char store_of[700];
+	snprintf(store_of, sizeof store_of, "%s/data", H.dir);
+	if (!harness_replica_init(&D, "replica-new"))
+		return false;
+	memcpy(D.access_key_id, H.access_key_id, sizeof D.access_key_id);
+	memcpy(D.secret, H.secret, sizeof D.secret);
+	harness_options o = { .workers = 2, .store_of = store_of };
+	double t0 = now_s();
+	if (!harness_start(&D, &o))
+		return false;
+	double ready = now_s() - t0;
+	uint64_t size = 0;
+	while ((size = checkpoint_size(&D)) < want && now_s() - t0 < 600)
+		nanosleep(&(struct timespec){ .tv_nsec = 5000000 }, NULL);
+	double done = now_s() - t0;
+	bool ok = size >= want;
+	printf("\nA new replica with no copy of the fleet's log: ready after %.2f s; its copy "
+	       "reached the fleet's checkpoint (%llu of %llu entries numbered at its start) "
+	       "after %.2f s: %.0f entries/s%s\n",
+	       ready, (unsigned long long)size, (unsigned long long)want, done,
+	       done > 0 ? (double)want / done : 0.0, ok ? "" : " (NOT reached within 600 s)");
+	return harness_stop(&D) == 0 && ok;
+}
+
 /* BENCH_REPLICAS: 1..3, ipc only. */
 static bool read_replicas(void)
 {
@@ -841,6 +894,10 @@ int main(int argc, char **argv)
 	kms_wipe(echo_cred.secret, sizeof echo_cred.secret);
 	(void)kms_nng_close_bounded(rep, TEST_CLOSE_WAIT_MS);
 	int stopped = 0;
+	if (n_replicas > 1 && !new_replica_copy()) {
+		fprintf(stderr, "bench: the new replica's copy failed\n");
+		stopped = 1;
+	}
 	for (int i = 1; i < n_replicas; i++)
 		stopped |= harness_stop(&replicas[i]);
 	stopped |= harness_stop(&H);

@@ -17,6 +17,10 @@
  *     grantee disabled and enabled, its access key revoked (B signed as
  *     the grantee each time, so whatever B keeps of the principal, its
  *     access key, the key's policy and grants was used just before).
+ * (1c) An Encrypt, Decrypt, ReEncrypt or GenerateDataKey sent again to
+ *     another replica is answered from its first run's record: the same
+ *     blob (and data key), one entry in the fleet's log; the same id with
+ *     other fields is refused (docs/scale-out.md, "Request records").
  * (2) Intents: A's ticks (A alone running) roll back a stale intent of
  *     another replica and leave A's own fresh one (A is completing it);
  *     a fresh intent of another replica (a made-up live owner) survives
@@ -428,22 +432,24 @@ static bool store_sql(const char *sql, char *out, size_t cap)
 	return harness_store_query(&A, &oa, sql, out, cap);
 }
 
-/* An intent as CreateKey writes one: a creating key and its creating v1. */
+/* An intent as CreateKey writes one: a creating key and its creating v1,
+ * in one transaction (a replica's tick that saw a stale key row alone
+ * would roll it back before its version row came, and that insert would
+ * then fail). */
 static void insert_intent(const char *key_id, const char *owner, int age_s)
 {
-	char sql[1024];
+	char sql[2048];
 	snprintf(sql, sizeof sql,
+	         "BEGIN;"
 	         "INSERT INTO keys (id, spec, usage, state, primary_version, created_at, region, "
 	         "lifecycle, protection, intent_owner) VALUES ('%s', 1, 1, 1, 1, "
 	         "extract(epoch from now())::bigint - %d, 'in-mum', 'creating', 'hsm-resident', "
-	         "'%s')",
-	         key_id, age_s, owner);
-	check(store_sql(sql, NULL, 0), "insert the intent's key row");
-	snprintf(sql, sizeof sql,
+	         "'%s');"
 	         "INSERT INTO key_versions (key_id, version, created_at, state, intent_owner) "
-	         "VALUES ('%s', 1, extract(epoch from now())::bigint - %d, 'creating', '%s')",
-	         key_id, age_s, owner);
-	check(store_sql(sql, NULL, 0), "insert the intent's version row");
+	         "VALUES ('%s', 1, extract(epoch from now())::bigint - %d, 'creating', '%s');"
+	         "COMMIT",
+	         key_id, age_s, owner, key_id, age_s, owner);
+	check(harness_store_exec(&A, &oa, sql), "insert the intent's key and version rows");
 }
 
 static int rows_of(const char *key_id)
@@ -646,6 +652,25 @@ static void sent_again_answered_once(void **state)
 	assert_memory_equal(r3->decrypt->plaintext.data, pt, sizeof pt);
 	kms__response__free_unpacked(r2, NULL);
 	kms__response__free_unpacked(r3, NULL);
+
+	/* ReEncrypt on C, again on B: the same new blob (its source opened
+	 * again, with every check), one entry. */
+	Kms__ReEncryptRequest rr = KMS__RE_ENCRYPT_REQUEST__INIT;
+	rr.ciphertext_blob = blob;
+	rr.destination_key_id = key;
+	req.request_id = "rec-reenc-1";
+	req.op_case = KMS__REQUEST__OP_RE_ENCRYPT;
+	req.re_encrypt = &rr;
+	bytes = pack_signed(&req, &n);
+	r2 = ok_of(raw_on(&C, bytes, n), KMS__RESPONSE__RESULT_RE_ENCRYPT, "re-encrypt");
+	r3 = ok_of(raw_on(&B, bytes, n), KMS__RESPONSE__RESULT_RE_ENCRYPT, "re-encrypt sent again");
+	free(bytes);
+	ProtobufCBinaryData re = r2->re_encrypt->ciphertext_blob;
+	assert_int_equal(r3->re_encrypt->ciphertext_blob.len, re.len);
+	assert_memory_equal(r3->re_encrypt->ciphertext_blob.data, re.data, re.len);
+	assert_false(re.len == blob.len && memcmp(re.data, blob.data, re.len) == 0); /* a new IV */
+	kms__response__free_unpacked(r2, NULL);
+	kms__response__free_unpacked(r3, NULL);
 	kms__response__free_unpacked(r1, NULL);
 
 	/* GenerateDataKey on B, again on A: the same data key and blob. */
@@ -676,6 +701,8 @@ static void sent_again_answered_once(void **state)
 	assert_int_equal(ok_entries("rec-enc-1"), 1);
 	assert_int_equal(ok_entries("rec-dec-1"), 1);
 	assert_int_equal(ok_entries("rec-gdk-1"), 1);
+	assert_int_equal(ok_entries("rec-reenc-1"), 1);
+	assert_true(harness_log_contains(&B, "request rec-reenc-1 (re_encrypt) from"));
 	assert_true(harness_log_contains(&B, "request rec-enc-1 (encrypt) from"));
 	assert_true(harness_log_contains(&C, "answered from its record"));
 	assert_true(harness_log_contains(&A, "answered from its record"));
