@@ -114,10 +114,11 @@ kms_status audit_append_async(audit_log *log, const char *entry, size_t len, boo
 
 /* An entry a worker adds to the fleet's database in its change's own
  * transaction (store.h, store_companion), watched until numbered like the
- * writer's own: added before the commit (*slot: -1 when it is not
- * watched), then settled once the commit returned. */
-void audit_watch_add(audit_log *log, const char *entry, size_t len, int *slot);
-void audit_watch_settled(audit_log *log, int slot, bool committed, int64_t id);
+ * writer's own: added before the commit (*token: 0 when it is not
+ * watched), then settled once the commit returned (a slot the copy
+ * emptied meanwhile, and another entry took, is left alone). */
+void audit_watch_add(audit_log *log, const char *entry, size_t len, uint64_t *token);
+void audit_watch_settled(audit_log *log, uint64_t token, bool committed, int64_t id);
 
 /* As audit_append_async, with the request's record (store.h; malloc'ed,
  * taken over whatever this returns: freed once written or not), added to

@@ -117,9 +117,9 @@ static void watch_seen(audit_log *log, const uint8_t *entry, size_t len)
 	pthread_mutex_unlock(&log->watch_lock);
 }
 
-void audit_watch_add(audit_log *log, const char *entry, size_t len, int *slot)
+void audit_watch_add(audit_log *log, const char *entry, size_t len, uint64_t *token)
 {
-	*slot = -1;
+	*token = 0;
 	uint8_t leaf[AUDIT_HASH_LEN];
 	if (!log || !log->fleet || tlog_leaf_hash((const uint8_t *)entry, len, leaf) != KMS_OK) {
 		kms_error_clear();
@@ -128,24 +128,28 @@ void audit_watch_add(audit_log *log, const char *entry, size_t len, int *slot)
 	pthread_mutex_lock(&log->watch_lock);
 	if (!log->side)
 		log->side = calloc(AUDIT_WATCH_SIDE, sizeof *log->side);
-	for (int i = 0; log->side && i < AUDIT_WATCH_SIDE; i++)
+	for (size_t i = 0; log->side && i < AUDIT_WATCH_SIDE; i++)
 		if (!log->side[i].used) {
-			log->side[i] = (audit_watched){ .id = WATCH_ID_UNKNOWN, .used = true };
+			/* The token names the slot (low 8 bits) and this use of it. */
+			uint64_t t = (++log->side_added << 8) | i;
+			log->side[i] = (audit_watched){ .id = WATCH_ID_UNKNOWN, .used = true,
+			                                .token = t };
 			memcpy(log->side[i].leaf, leaf, AUDIT_HASH_LEN);
 			log->side_n++;
-			*slot = i;
+			*token = t;
 			break;
 		}
 	pthread_mutex_unlock(&log->watch_lock);
 }
 
-void audit_watch_settled(audit_log *log, int slot, bool committed, int64_t id)
+void audit_watch_settled(audit_log *log, uint64_t token, bool committed, int64_t id)
 {
-	if (!log || slot < 0 || slot >= AUDIT_WATCH_SIDE)
+	size_t slot = (size_t)(token & 0xff);
+	if (!log || !token || slot >= AUDIT_WATCH_SIDE)
 		return;
 	pthread_mutex_lock(&log->watch_lock);
-	/* Not used any more: the copy took it already. */
-	if (log->side[slot].used) {
+	/* Not this entry's any more: the copy took it already. */
+	if (log->side && log->side[slot].used && log->side[slot].token == token) {
 		if (committed) {
 			log->side[slot].id = id;
 		} else {

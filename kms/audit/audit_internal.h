@@ -158,6 +158,7 @@ struct audit_log {
 	 * they are watched beside the ring, each on its own. */
 	struct audit_watched *side; /* AUDIT_WATCH_SIDE slots, allocated on first use */
 	size_t side_n;              /* slots in use */
+	uint64_t side_added;        /* entries ever added there: each one's token */
 };
 
 #define AUDIT_WATCH_SIDE 64
@@ -165,7 +166,8 @@ struct audit_log {
 typedef struct audit_watched {
 	int64_t id;
 	uint8_t leaf[AUDIT_HASH_LEN];
-	bool used; /* side slots only */
+	bool used;      /* side slots only */
+	uint64_t token; /* side slots only: whose slot it is (audit_watch_add) */
 } audit_watched;
 
 /* Reads entry i (i < tree size) into a malloc'ed buffer: from log.bin, or

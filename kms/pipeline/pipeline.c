@@ -439,7 +439,7 @@ typedef struct outcome_companion {
 	store_companion c;
 	op_ctx *ctx;
 	uint64_t started;
-	int watch_slot;
+	uint64_t watch_token;
 } outcome_companion;
 
 static kms_status companion_build(void *arg, const char *key_id, uint32_t key_version,
@@ -458,15 +458,15 @@ static kms_status companion_build(void *arg, const char *key_id, uint32_t key_ve
 		.time_us = kms_now_us(),
 	};
 	KMS_GUARD(audit_entry_build(&facts, entry, len));
-	audit_watch_add(ctx->d->audit, *entry, *len, &oc->watch_slot);
+	audit_watch_add(ctx->d->audit, *entry, *len, &oc->watch_token);
 	return KMS_OK;
 }
 
 static void companion_settled(void *arg, bool committed, int64_t id)
 {
 	outcome_companion *oc = arg;
-	audit_watch_settled(oc->ctx->d->audit, oc->watch_slot, committed, id);
-	oc->watch_slot = -1;
+	audit_watch_settled(oc->ctx->d->audit, oc->watch_token, committed, id);
+	oc->watch_token = 0;
 }
 
 static void companion_setup(op_ctx *ctx, outcome_companion *oc, uint64_t started)
@@ -478,7 +478,6 @@ static void companion_setup(op_ctx *ctx, outcome_companion *oc, uint64_t started
 		       .request_id = ctx->request_id },
 		.ctx = ctx,
 		.started = started,
-		.watch_slot = -1,
 	};
 	ctx->companion = &oc->c;
 }
