@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -169,13 +170,26 @@ kms_status hsm_pin_load(const hsm_config *config, hsm_pin *pin)
  * label behind s's slot (a swapped device under the same slot id) is
  * refused before C_Login. Before the first find, there is nothing to
  * compare with (hsm_open logs in only after token_find). */
+#define TOKEN_READ_TRIES 10
+
 static kms_status token_is_ours(hsm *h, CK_SESSION_HANDLE s)
 {
 	CK_SESSION_INFO session;
 	CK_TOKEN_INFO token;
-	CK_RV rv = h->p11->C_GetSessionInfo(s, &session);
-	if (rv == CKR_OK)
-		rv = h->p11->C_GetTokenInfo(session.slotID, &token);
+	CK_RV rv;
+	/* SoftHSM's file store answers CKR_GENERAL_ERROR to a token read that
+	 * meets another process rewriting the token's file (replicas sharing
+	 * one token directory start at once, in the tests): a few tries
+	 * 50 ms apart ride it out. An error that lasts fails as before. */
+	for (int tries = 1;; tries++) {
+		rv = h->p11->C_GetSessionInfo(s, &session);
+		if (rv == CKR_OK)
+			rv = h->p11->C_GetTokenInfo(session.slotID, &token);
+		if (rv != CKR_GENERAL_ERROR || tries == TOKEN_READ_TRIES)
+			break;
+		struct timespec pause = { .tv_sec = 0, .tv_nsec = 50 * 1000 * 1000 };
+		nanosleep(&pause, NULL);
+	}
 	if (rv != CKR_OK)
 		return KMS_FAIL(KMS_HSM_UNAVAILABLE, "hsm: reading token \"%s\" before login -> %s",
 		                h->token_label, hsm_rv_name(rv));
