@@ -845,6 +845,20 @@ typedef struct loader {
 	int lost;
 } loader;
 
+/* A new socket to h in place of *s, once h listens again (a replica
+ * being restarted refuses the dial meanwhile): at most WAIT_MS. */
+static bool redial(harness *h, nng_socket *s)
+{
+	kms_nng_close_bounded(*s, TEST_CLOSE_WAIT_MS);
+	uint64_t until = e2e_now_ms() + WAIT_MS;
+	while (!e2e_socket(h, 2000, 5000, s)) {
+		if (e2e_now_ms() > until)
+			return false;
+		e2e_sleep_ms(50);
+	}
+	return true;
+}
+
 static void *load_main(void *arg)
 {
 	loader *l = arg;
@@ -861,6 +875,13 @@ static void *load_main(void *arg)
 		req.create_key = &ck;
 		req.request_id = request_id;
 		Kms__Response *r = harness_call_on(l->h, s, &req);
+		if (!r) {
+			/* No answer: the replica died under it. A client dials
+			 * again; NNG 1.5.2's REQ socket may not recover by itself
+			 * from a pipe that closed with a request in flight. */
+			if (!redial(l->h, &s))
+				return NULL;
+		}
 		if (r && r->status == KMS__STATUS__OK &&
 		    r->result_case == KMS__RESPONSE__RESULT_CREATE_KEY) {
 			int n = atomic_load(&l->n_acked);
@@ -879,6 +900,8 @@ static void *load_main(void *arg)
 			er.encrypt = &e;
 			er.request_id = eid;
 			Kms__Response *re = harness_call_on(l->h, s, &er);
+			if (!re && !redial(l->h, &s)) /* as above */
+				return NULL;
 			if (!re || re->status != KMS__STATUS__OK) {
 				l->lost++;
 				fprintf(stderr, "test_replicas: %s: Encrypt %d: %s\n", l->tag, i,
