@@ -14,6 +14,7 @@
 #include "common/pseudonym.h"
 #include "kms/keys/keyring.h"
 #include "kms/pipeline/ops.h"
+#include "kms/pipeline/records.h"
 
 /* VerifyMac with no version tries at most this many active versions, the
  * primary first, then the newest: each is an HMAC in the HSM. */
@@ -35,8 +36,10 @@ kms_status op_generate_mac(op_ctx *ctx, const Kms__Request *req, Kms__Response *
 	keyring_key_use use;
 	uint8_t mac[HSM_HMAC_SHA256_LEN];
 	KMS_GUARD(op_authorize_ref(ctx, r->key_id, NULL, 0, key_id));
+	/* Sent again: the version its first run used (records.h). */
+	uint32_t version = ctx->record.again ? ctx->record.version : r->key_version;
 	KMS_GUARD(keyring_use_key(ctx->d->keyring, key_id, KEY_USAGE_GENERATE_VERIFY_MAC,
-	                          "GenerateMac", r->key_version, &use));
+	                          "GenerateMac", version, &use));
 	op_note_key(ctx, use.key_id_text, use.version);
 	KMS_GUARD(mac_message_allowed(&use, r->message));
 	KMS_GUARD(keyring_hmac(ctx->d->keyring, &use, r->message.data, r->message.len, mac));
@@ -55,6 +58,8 @@ kms_status op_generate_mac(op_ctx *ctx, const Kms__Request *req, Kms__Response *
 	g->mac_algorithm = KMS__MAC_ALGORITHM__MAC_HMAC_SHA_256;
 	resp->generate_mac = g;
 	resp->result_case = KMS__RESPONSE__RESULT_GENERATE_MAC;
+	if (ctx->record.again)
+		return records_check_answer(ctx, resp);
 	return KMS_OK;
 }
 
@@ -127,8 +132,9 @@ kms_status op_pseudonymize(op_ctx *ctx, const Kms__Request *req, Kms__Response *
 	uint8_t *context = NULL;
 	size_t context_len = 0;
 	KMS_GUARD(op_authorize_ref(ctx, r->key_id, r->context, r->n_context, key_id));
+	uint32_t version = ctx->record.again ? ctx->record.version : r->key_version;
 	KMS_GUARD(keyring_use_key(ctx->d->keyring, key_id, KEY_USAGE_GENERATE_VERIFY_MAC,
-	                          "Pseudonymize", r->key_version, &use));
+	                          "Pseudonymize", version, &use));
 	op_note_key(ctx, use.key_id_text, use.version);
 	KMS_GUARD(encode_context(ctx, r->context, r->n_context, &context, &context_len));
 
@@ -163,5 +169,7 @@ kms_status op_pseudonymize(op_ctx *ctx, const Kms__Request *req, Kms__Response *
 	p->key_version = use.version;
 	resp->pseudonymize = p;
 	resp->result_case = KMS__RESPONSE__RESULT_PSEUDONYMIZE;
+	if (ctx->record.again)
+		return records_check_answer(ctx, resp);
 	return KMS_OK;
 }

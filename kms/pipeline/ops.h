@@ -126,8 +126,12 @@ typedef struct op_ctx {
 		bool again;       /* it left one before: answered from it */
 		int op;           /* its operation's field number in kms.Request */
 		uint8_t digest[32];
-		uint8_t *blob;    /* the blob its first run made (arena); NULL: none */
+		/* What its first run made (arena); NULL: nothing: the ciphertext
+		 * blob, Sign's signature, or the SHA-256 of GenerateMac's MAC or
+		 * of Pseudonymize's pseudonyms (records.h). */
+		uint8_t *blob;
 		size_t blob_len;
+		uint32_t version; /* Sign, GenerateMac, Pseudonymize: its key version */
 	} record;
 	/* A control-plane change on the fleet's database: its outcome entry
 	 * commits with the change (store.h, store_companion; pipeline.c).

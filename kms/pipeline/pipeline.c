@@ -267,7 +267,8 @@ static kms_status handle_retrying(op_ctx *ctx, const Kms__Request *req, Kms__Res
                                   uint64_t started_us)
 {
 	static _Thread_local uint64_t jitter;
-	store *db = keyring_store(ctx->d->keyring);
+	/* A companion is set up only on a fleet, whose keyring has a store. */
+	store *db = ctx->companion ? keyring_store(ctx->d->keyring) : NULL;
 	for (unsigned attempt = 1;; attempt++) {
 		uint64_t conflicts = store_thread_conflicts();
 		/* Armed for each run: an undo disarms it (keyring_versions.c). */

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "common/error.h"
@@ -17,6 +18,8 @@
 #include "kms/keys/keyring.h"
 
 #define RECORD_DIGEST_LABEL "kms request record v1"
+#define ANSWER_DIGEST_LABEL "kms request answer v1"
+#define RECORD_VERSION_LEN 4 /* a versioned result's key version, big-endian */
 #define RECORD_WAIT_STEP_NS 2000000L /* between looks at a record being written */
 
 /* The operation's message of a request that leaves a record, or NULL. */
@@ -34,23 +37,77 @@ static const ProtobufCMessage *recorded_op(const Kms__Request *req)
 	case KMS__REQUEST__OP_GENERATE_DATA_KEY_WITHOUT_PLAINTEXT:
 		return req->generate_data_key_without_plaintext
 		        ? &req->generate_data_key_without_plaintext->base : NULL;
+	case KMS__REQUEST__OP_SIGN:
+		return req->sign ? &req->sign->base : NULL;
+	case KMS__REQUEST__OP_GENERATE_MAC:
+		return req->generate_mac ? &req->generate_mac->base : NULL;
+	case KMS__REQUEST__OP_PSEUDONYMIZE:
+		return req->pseudonymize ? &req->pseudonymize->base : NULL;
 	default:
 		return NULL;
 	}
 }
 
+/* What a record's result holds. */
+typedef enum {
+	RESULT_NONE,      /* Decrypt: nothing (it is run again) */
+	RESULT_BLOB,      /* the ciphertext blob the first run made */
+	RESULT_VERSIONED, /* the key version, then Sign's signature or the
+	                   * SHA-256 of the answer (records_answer_digest) */
+} result_kind;
+
+static result_kind result_of(int op)
+{
+	switch (op) {
+	case KMS__REQUEST__OP_DECRYPT:
+		return RESULT_NONE;
+	case KMS__REQUEST__OP_SIGN:
+	case KMS__REQUEST__OP_GENERATE_MAC:
+	case KMS__REQUEST__OP_PSEUDONYMIZE:
+		return RESULT_VERSIONED;
+	default:
+		return RESULT_BLOB;
+	}
+}
+
 /* SHA-256 of the label, its NUL, the operation's field number (4 bytes,
  * big-endian) and the operation's message as protobuf-c packs it, with
- * Encrypt's plaintext left empty. */
+ * the data it works on left empty: Encrypt's plaintext, Sign's and
+ * GenerateMac's message, Pseudonymize's values (a hash of a short
+ * plaintext or of an identifier can be guessed). The handler run again
+ * checks those against what the first run made. */
 static kms_status digest_of(op_ctx *ctx, const Kms__Request *req, const ProtobufCMessage *op,
                             uint8_t out[static STORE_REQUEST_DIGEST_LEN])
 {
-	Kms__EncryptRequest no_plaintext;
-	if (req->op_case == KMS__REQUEST__OP_ENCRYPT) {
-		no_plaintext = *req->encrypt;
-		no_plaintext.plaintext.data = NULL;
-		no_plaintext.plaintext.len = 0;
-		op = &no_plaintext.base;
+	Kms__EncryptRequest enc;
+	Kms__SignRequest sign;
+	Kms__GenerateMacRequest mac;
+	Kms__PseudonymizeRequest pseudo;
+	const ProtobufCBinaryData none = { 0, NULL };
+	switch (req->op_case) {
+	case KMS__REQUEST__OP_ENCRYPT:
+		enc = *req->encrypt;
+		enc.plaintext = none;
+		op = &enc.base;
+		break;
+	case KMS__REQUEST__OP_SIGN:
+		sign = *req->sign;
+		sign.message = none;
+		op = &sign.base;
+		break;
+	case KMS__REQUEST__OP_GENERATE_MAC:
+		mac = *req->generate_mac;
+		mac.message = none;
+		op = &mac.base;
+		break;
+	case KMS__REQUEST__OP_PSEUDONYMIZE:
+		pseudo = *req->pseudonymize;
+		pseudo.n_values = 0;
+		pseudo.values = NULL;
+		op = &pseudo.base;
+		break;
+	default:
+		break;
 	}
 	size_t n = protobuf_c_message_get_packed_size(op);
 	uint8_t *packed = arena_alloc(ctx->arena, n ? n : 1);
@@ -121,12 +178,18 @@ kms_status records_lookup(op_ctx *ctx, const Kms__Request *req)
 		return st;
 	bool same = r.op == (int)req->op_case &&
 	            memcmp(r.digest, ctx->record.digest, sizeof r.digest) == 0;
-	bool blob_ok = req->op_case == KMS__REQUEST__OP_DECRYPT || r.result_len > 0;
-	if (same && blob_ok && r.result_len) {
-		ctx->record.blob = arena_alloc(ctx->arena, r.result_len);
+	result_kind kind = result_of(req->op_case);
+	size_t skip = kind == RESULT_VERSIONED ? RECORD_VERSION_LEN : 0;
+	bool result_ok = kind == RESULT_NONE || r.result_len > skip;
+	if (same && result_ok && r.result_len > skip) {
+		if (skip)
+			ctx->record.version = (uint32_t)r.result[0] << 24 |
+			                      (uint32_t)r.result[1] << 16 |
+			                      (uint32_t)r.result[2] << 8 | r.result[3];
+		ctx->record.blob = arena_alloc(ctx->arena, r.result_len - skip);
 		if (ctx->record.blob) {
-			memcpy(ctx->record.blob, r.result, r.result_len);
-			ctx->record.blob_len = r.result_len;
+			memcpy(ctx->record.blob, r.result + skip, r.result_len - skip);
+			ctx->record.blob_len = r.result_len - skip;
 		}
 	}
 	size_t result_len = r.result_len;
@@ -136,9 +199,10 @@ kms_status records_lookup(op_ctx *ctx, const Kms__Request *req)
 		return KMS_FAIL(KMS_INVALID_ARGUMENT, "request id %s was used before for another "
 		                "request: send each request with an id of its own", ctx->request_id);
 	}
-	KMS_ENSURE(blob_ok, KMS_INTERNAL, "request %s: its record holds no ciphertext",
+	KMS_ENSURE(result_ok, KMS_INTERNAL, "request %s: its record holds no result",
 	           ctx->request_id);
-	KMS_ENSURE(!result_len || ctx->record.blob, KMS_INTERNAL, "out of request memory");
+	KMS_ENSURE(result_len <= skip || ctx->record.blob, KMS_INTERNAL,
+	           "out of request memory");
 	ctx->record.again = true;
 	return KMS_OK;
 }
@@ -162,10 +226,86 @@ static ProtobufCBinaryData answered_blob(const Kms__Response *resp)
 	}
 }
 
+/* The SHA-256 of GenerateMac's MAC or of Pseudonymize's pseudonyms (each
+ * as its length, 4 bytes big-endian, then its text), after a label. */
+static kms_status answer_digest(const Kms__Response *resp, uint8_t out[static 32])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned len = 0;
+	bool ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+	          EVP_DigestUpdate(md, ANSWER_DIGEST_LABEL, sizeof ANSWER_DIGEST_LABEL) == 1;
+	if (resp->result_case == KMS__RESPONSE__RESULT_GENERATE_MAC && resp->generate_mac) {
+		ok = ok && EVP_DigestUpdate(md, resp->generate_mac->mac.data,
+		                            resp->generate_mac->mac.len) == 1;
+	} else if (resp->result_case == KMS__RESPONSE__RESULT_PSEUDONYMIZE && resp->pseudonymize) {
+		for (size_t i = 0; ok && i < resp->pseudonymize->n_pseudonyms; i++) {
+			const char *p = resp->pseudonymize->pseudonyms[i];
+			size_t n = strlen(p);
+			uint8_t be[4] = { (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8),
+				          (uint8_t)n };
+			ok = EVP_DigestUpdate(md, be, sizeof be) == 1 && EVP_DigestUpdate(md, p, n) == 1;
+		}
+	} else {
+		ok = false;
+	}
+	ok = ok && EVP_DigestFinal_ex(md, out, &len) == 1 && len == 32;
+	EVP_MD_CTX_free(md);
+	KMS_ENSURE(ok, KMS_INTERNAL, "hashing an answer for its record");
+	return KMS_OK;
+}
+
+kms_status records_check_answer(op_ctx *ctx, const Kms__Response *resp)
+{
+	uint8_t d[32];
+	KMS_GUARD(answer_digest(resp, d));
+	bool same = ctx->record.blob_len == sizeof d &&
+	            CRYPTO_memcmp(ctx->record.blob, d, sizeof d) == 0;
+	KMS_ENSURE(same, KMS_INVALID_ARGUMENT, "request id %s was used before for another "
+	           "request: send each request with an id of its own", ctx->request_id);
+	return KMS_OK;
+}
+
+/* A versioned result: the key version, then Sign's signature or the
+ * answer's digest. */
+static kms_status versioned_result(op_ctx *ctx, const Kms__Response *resp, uint8_t *out,
+                                   size_t cap, size_t *len)
+{
+	uint32_t version;
+	const uint8_t *tail;
+	size_t tail_len;
+	uint8_t d[32];
+	if (resp->result_case == KMS__RESPONSE__RESULT_SIGN && resp->sign) {
+		version = resp->sign->key_version;
+		tail = resp->sign->signature.data;
+		tail_len = resp->sign->signature.len;
+	} else {
+		KMS_GUARD(answer_digest(resp, d));
+		version = resp->result_case == KMS__RESPONSE__RESULT_GENERATE_MAC
+		                  ? resp->generate_mac->key_version
+		                  : resp->pseudonymize->key_version;
+		tail = d;
+		tail_len = sizeof d;
+	}
+	KMS_ENSURE(tail_len && RECORD_VERSION_LEN + tail_len <= cap, KMS_INTERNAL,
+	           "request %s: a result of %zu bytes to record", ctx->request_id, tail_len);
+	out[0] = (uint8_t)(version >> 24);
+	out[1] = (uint8_t)(version >> 16);
+	out[2] = (uint8_t)(version >> 8);
+	out[3] = (uint8_t)version;
+	memcpy(out + RECORD_VERSION_LEN, tail, tail_len);
+	*len = RECORD_VERSION_LEN + tail_len;
+	return KMS_OK;
+}
+
 kms_status records_make(op_ctx *ctx, const Kms__Response *resp, store_request_record **out)
 {
 	*out = NULL;
+	uint8_t versioned[RECORD_VERSION_LEN + 128];
 	ProtobufCBinaryData blob = answered_blob(resp);
+	if (result_of(ctx->record.op) == RESULT_VERSIONED) {
+		KMS_GUARD(versioned_result(ctx, resp, versioned, sizeof versioned, &blob.len));
+		blob.data = versioned;
+	}
 	KMS_ENSURE(blob.len <= STORE_REQUEST_RESULT_MAX, KMS_INTERNAL,
 	           "request %s: a blob of %zu bytes to record", ctx->request_id, blob.len);
 	store_request_record *r = calloc(1, sizeof *r);

@@ -2,11 +2,15 @@
  * records.h: request records (docs/scale-out.md, "Request records").
  *
  * On a fleet (kmsd replicas on one PostgreSQL store, whose audit log is
- * the fleet's), Encrypt, Decrypt, ReEncrypt, GenerateDataKey and
- * GenerateDataKeyWithoutPlaintext leave a record when they succeed: who
- * sent the request under which id, the operation, the SHA-256 of its
- * fields (Encrypt's plaintext left out: a hash of a short plaintext can be
- * guessed) and the ciphertext blob it made. The audit writer adds it in
+ * the fleet's), Encrypt, Decrypt, ReEncrypt, GenerateDataKey,
+ * GenerateDataKeyWithoutPlaintext, Sign, GenerateMac and Pseudonymize
+ * leave a record when they succeed: who sent the request under which id,
+ * the operation, the SHA-256 of its fields (the data it works on left out:
+ * Encrypt's plaintext, Sign's and GenerateMac's message, Pseudonymize's
+ * values; a hash of a short plaintext or an identifier can be guessed) and
+ * what it made: the ciphertext blob; Sign's key version and signature;
+ * GenerateMac's and Pseudonymize's key version and the SHA-256 of their
+ * answer (never the MAC itself). The audit writer adds it in
  * the transaction that makes the request's entry durable, before the
  * answer leaves. A client whose connection closed before the answer came
  * sends the same request again, to another replica (NNG's REQ resend);
@@ -20,7 +24,17 @@
  *   use of its consent;
  * - ReEncrypt: its source opened again as a Decrypt sent again is, then
  *   the blob the first run made, authorized again as a seal under the same
- *   key and checked (in constant time) to hold the source's plaintext.
+ *   key and checked (in constant time) to hold the source's plaintext;
+ * - Sign: authorized again, with the version the first run used (still
+ *   active), the first run's signature, which must verify over the message
+ *   sent now (ECDSA's signatures differ from run to run);
+ * - GenerateMac, Pseudonymize: authorized again and run again with the
+ *   first run's version; the answer's digest must be the recorded one
+ *   (compared in constant time), else nothing is answered.
+ *
+ * Verify, VerifyMac, GetPublicKey, GenerateRandom, the batch forms and the
+ * control plane (but CreateKey, whose key row keeps its request id) leave
+ * no record: a resend runs again and is logged again.
  *
  * No second audit entry is written for a request answered from its record:
  * the log holds one entry per request. The same (principal, request id)
@@ -45,5 +59,10 @@ kms_status records_lookup(op_ctx *ctx, const Kms__Request *req) KMS_MUST_USE;
  * to write with the request's entry, malloc'ed, into *out. */
 kms_status records_make(op_ctx *ctx, const Kms__Response *resp,
                         store_request_record **out) KMS_MUST_USE;
+
+/* GenerateMac, Pseudonymize sent again (ctx->record.again): the answer
+ * just made must be the one the first run made, else KMS_INVALID_ARGUMENT
+ * (the id was used for other data). */
+kms_status records_check_answer(op_ctx *ctx, const Kms__Response *resp) KMS_MUST_USE;
 
 #endif

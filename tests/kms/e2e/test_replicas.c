@@ -20,7 +20,9 @@
  * (1c) An Encrypt, Decrypt, ReEncrypt or GenerateDataKey sent again to
  *     another replica is answered from its first run's record: the same
  *     blob (and data key), one entry in the fleet's log; the same id with
- *     other fields is refused (docs/scale-out.md, "Request records").
+ *     other fields is refused (docs/scale-out.md, "Request records"); the
+ *     same for Sign (with the first run's key version after a rotation),
+ *     GenerateMac and Pseudonymize.
  * (2) Intents: A's ticks (A alone running) roll back a stale intent of
  *     another replica and leave A's own fresh one (A is completing it);
  *     a fresh intent of another replica (a made-up live owner) survives
@@ -835,6 +837,115 @@ static void sent_again_one_consent_use(void **state)
 	assert_int_equal(ok_entries("rec-once-1"), 1);
 }
 
+/* Sign, GenerateMac and Pseudonymize sent again: the first run's answer
+ * (ECDSA's signature differs from run to run, so the same bytes prove it
+ * came from the record), with the first run's key version after a
+ * rotation; the id with other data is refused; one entry each. */
+static void sent_again_sign_and_mac(void **state)
+{
+	(void)state;
+	char sk[E2E_KEY_ID_SIZE], mk[E2E_KEY_ID_SIZE];
+	create_key_with(NULL, KMS__KEY_SPEC__ECC_P256, KMS__KEY_USAGE__SIGN_VERIFY, sk);
+	create_key_with(NULL, KMS__KEY_SPEC__HMAC_SHA256, KMS__KEY_USAGE__GENERATE_VERIFY_MAC, mk);
+	size_t n;
+
+	Kms__SignRequest sr = KMS__SIGN_REQUEST__INIT;
+	sr.key_id = sk;
+	sr.message = (ProtobufCBinaryData){ 11, (uint8_t *)(uintptr_t)"contract v1" };
+	Kms__Request req = KMS__REQUEST__INIT;
+	req.request_id = "rec-sign-1";
+	req.op_case = KMS__REQUEST__OP_SIGN;
+	req.sign = &sr;
+	uint8_t *bytes = pack_signed(&req, &n);
+	Kms__Response *r1 = ok_of(raw_on(&A, bytes, n), KMS__RESPONSE__RESULT_SIGN, "sign");
+	Kms__Response *r2 = ok_of(raw_on(&B, bytes, n), KMS__RESPONSE__RESULT_SIGN,
+	                          "sign sent again");
+	ProtobufCBinaryData sig = r1->sign->signature;
+	assert_int_equal(r2->sign->signature.len, sig.len);
+	assert_memory_equal(r2->sign->signature.data, sig.data, sig.len);
+	assert_int_equal(r2->sign->key_version, 1);
+	kms__response__free_unpacked(r2, NULL);
+	/* Rotated: sent again, it still answers with version 1's signature. */
+	Kms__RotateKeyRequest rk = KMS__ROTATE_KEY_REQUEST__INIT;
+	rk.key_id = sk;
+	Kms__Request rot = KMS__REQUEST__INIT;
+	rot.op_case = KMS__REQUEST__OP_ROTATE_KEY;
+	rot.rotate_key = &rk;
+	kms__response__free_unpacked(call_ok_on(&A, &rot, "rotate the signing key"), NULL);
+	r2 = ok_of(raw_on(&C, bytes, n), KMS__RESPONSE__RESULT_SIGN, "sign sent again, rotated");
+	free(bytes);
+	assert_int_equal(r2->sign->key_version, 1);
+	assert_int_equal(r2->sign->signature.len, sig.len);
+	assert_memory_equal(r2->sign->signature.data, sig.data, sig.len);
+	kms__response__free_unpacked(r2, NULL);
+	kms__response__free_unpacked(r1, NULL);
+	/* The id with another message (signed anew): refused. */
+	sr.message = (ProtobufCBinaryData){ 11, (uint8_t *)(uintptr_t)"contract v2" };
+	bytes = pack_signed(&req, &n);
+	expect(raw_on(&B, bytes, n), KMS__STATUS__INVALID_ARGUMENT, "sign, other message");
+	free(bytes);
+
+	/* GenerateMac on B, again on C: the same MAC; another message refused. */
+	Kms__GenerateMacRequest gm = KMS__GENERATE_MAC_REQUEST__INIT;
+	gm.key_id = mk;
+	gm.message = (ProtobufCBinaryData){ 9, (uint8_t *)(uintptr_t)"account-7" };
+	req.request_id = "rec-mac-1";
+	req.op_case = KMS__REQUEST__OP_GENERATE_MAC;
+	req.generate_mac = &gm;
+	bytes = pack_signed(&req, &n);
+	r1 = ok_of(raw_on(&B, bytes, n), KMS__RESPONSE__RESULT_GENERATE_MAC, "mac");
+	r2 = ok_of(raw_on(&C, bytes, n), KMS__RESPONSE__RESULT_GENERATE_MAC, "mac sent again");
+	free(bytes);
+	assert_int_equal(r1->generate_mac->mac.len, 32);
+	assert_int_equal(r2->generate_mac->mac.len, 32);
+	assert_memory_equal(r1->generate_mac->mac.data, r2->generate_mac->mac.data, 32);
+	/* The record holds the MAC's digest, never the MAC. */
+	char sql[300], hex[200], mac_hex[65];
+	snprintf(sql, sizeof sql, "SELECT encode(result, 'hex') FROM request_records "
+	         "WHERE request_id = 'rec-mac-1'");
+	check(store_sql(sql, hex, sizeof hex), "read the MAC's record");
+	for (size_t i = 0; i < 32; i++)
+		snprintf(mac_hex + 2 * i, 3, "%02x", r1->generate_mac->mac.data[i]);
+	assert_int_equal(strlen(hex), 2 * (4 + 32));
+	assert_null(strstr(hex, mac_hex));
+	kms__response__free_unpacked(r1, NULL);
+	kms__response__free_unpacked(r2, NULL);
+	gm.message = (ProtobufCBinaryData){ 9, (uint8_t *)(uintptr_t)"account-8" };
+	bytes = pack_signed(&req, &n);
+	expect(raw_on(&A, bytes, n), KMS__STATUS__INVALID_ARGUMENT, "mac, other message");
+	free(bytes);
+
+	/* Pseudonymize on C, again on A: the same pseudonyms. */
+	ProtobufCBinaryData values[2] = { { 10, (uint8_t *)(uintptr_t)"9876543210" },
+		                          { 10, (uint8_t *)(uintptr_t)"9876543211" } };
+	Kms__PseudonymizeRequest ps = KMS__PSEUDONYMIZE_REQUEST__INIT;
+	ps.key_id = mk;
+	ps.values = values;
+	ps.n_values = 2;
+	req.request_id = "rec-ps-1";
+	req.op_case = KMS__REQUEST__OP_PSEUDONYMIZE;
+	req.pseudonymize = &ps;
+	bytes = pack_signed(&req, &n);
+	r1 = ok_of(raw_on(&C, bytes, n), KMS__RESPONSE__RESULT_PSEUDONYMIZE, "pseudonymize");
+	r2 = ok_of(raw_on(&A, bytes, n), KMS__RESPONSE__RESULT_PSEUDONYMIZE,
+	           "pseudonymize sent again");
+	free(bytes);
+	assert_int_equal(r1->pseudonymize->n_pseudonyms, 2);
+	assert_int_equal(r2->pseudonymize->n_pseudonyms, 2);
+	for (size_t i = 0; i < 2; i++)
+		assert_string_equal(r1->pseudonymize->pseudonyms[i], r2->pseudonymize->pseudonyms[i]);
+	kms__response__free_unpacked(r1, NULL);
+	kms__response__free_unpacked(r2, NULL);
+	ps.n_values = 1; /* one value fewer: other data */
+	bytes = pack_signed(&req, &n);
+	expect(raw_on(&B, bytes, n), KMS__STATUS__INVALID_ARGUMENT, "pseudonymize, other values");
+	free(bytes);
+
+	assert_int_equal(ok_entries("rec-sign-1"), 1);
+	assert_int_equal(ok_entries("rec-mac-1"), 1);
+	assert_int_equal(ok_entries("rec-ps-1"), 1);
+}
+
 /* ---- (3) keys made and used on A and B while B dies ---- */
 
 typedef struct loader {
@@ -1195,6 +1306,7 @@ int main(void)
 		cmocka_unit_test(authorization_on_a_enforced_on_b),
 		cmocka_unit_test(sent_again_answered_once),
 		cmocka_unit_test(sent_again_one_consent_use),
+		cmocka_unit_test(sent_again_sign_and_mac),
 		cmocka_unit_test(intents_owned),
 		cmocka_unit_test(load_through_restarts),
 		cmocka_unit_test(kek_rotated_under_replicas),
