@@ -53,7 +53,7 @@ typedef enum {
 	RESULT_NONE,      /* Decrypt: nothing (it is run again) */
 	RESULT_BLOB,      /* the ciphertext blob the first run made */
 	RESULT_VERSIONED, /* the key version, then Sign's signature or the
-	                   * SHA-256 of the answer (records_answer_digest) */
+	                   * SHA-256 of the answer (answer_digest) */
 } result_kind;
 
 static result_kind result_of(int op)
