@@ -7,8 +7,8 @@
  * endpoints and a resend time (resend_ms): NNG's REQ socket sends a
  * request that was in flight on a connection that closes again, at once,
  * on another connected replica. Each does a bounded mix: Encrypt under a
- * shared key, Decrypt of what it sealed, GenerateDataKey, Sign with a
- * shared ECDSA key, and now and then CreateKey. The replica holding the fleet audit log's sequencer lease is
+ * shared key, Decrypt of what it sealed, GenerateDataKey, and now and then
+ * CreateKey. The replica holding the fleet audit log's sequencer lease is
  * killed after a third of all requests were answered (the fleet's log shows
  * it was serving its share), and started again after two thirds and once
  * another replica has taken the lease over (the time is printed); every
@@ -19,7 +19,7 @@
  * once nothing is pending: A's copy verifies and extends the checkpoint
  * the killed sequencer signed before it died; every answered request's id
  * (kms_last_request_id) is in it; B's and C's copies verify and extend A's
- * checkpoint. An Encrypt, Decrypt, GenerateDataKey or Sign is in it exactly
+ * checkpoint. An Encrypt, Decrypt or GenerateDataKey is in it exactly
  * once: one the killed replica ran and recorded before its answer was
  * lost is answered from its record by the replica the client's resend
  * reached (docs/scale-out.md, "Request records"); one whose record was
@@ -65,7 +65,6 @@ static harness A, B, C;
 static harness_options oa, ob;
 static char a_data[700];
 static char shared_key[KMS_KEY_ID_MAX + 1];
-static char signing_key[KMS_KEY_ID_MAX + 1]; /* ECC_P256: each Sign differs */
 static atomic_int answered;
 /* Set once the killed replica is serving again. Each client sends its
  * last TAIL requests only then, so no client closes while one of its
@@ -118,24 +117,7 @@ static int setup(void **state)
 		if (!harness_start(others[i], &ob))
 			return -1;
 	}
-	if (!harness_create_key(&A, NULL, shared_key))
-		return -1;
-	Kms__CreateKeyRequest ck = KMS__CREATE_KEY_REQUEST__INIT;
-	ck.description = "signing under kill -9";
-	ck.key_spec = KMS__KEY_SPEC__ECC_P256;
-	ck.key_usage = KMS__KEY_USAGE__SIGN_VERIFY;
-	Kms__Request req = KMS__REQUEST__INIT;
-	req.op_case = KMS__REQUEST__OP_CREATE_KEY;
-	req.create_key = &ck;
-	Kms__Response *resp = harness_call(&A, &req);
-	bool ok = resp && resp->status == KMS__STATUS__OK &&
-	          resp->result_case == KMS__RESPONSE__RESULT_CREATE_KEY;
-	if (ok)
-		snprintf(signing_key, sizeof signing_key, "%s",
-		         resp->create_key->key_metadata->key_id);
-	if (resp)
-		kms__response__free_unpacked(resp, NULL);
-	return ok ? 0 : -1;
+	return harness_create_key(&A, NULL, shared_key) ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -206,13 +188,6 @@ static void *client_main(void *arg)
 			} else {
 				failed(r, "CreateKey", &err);
 			}
-		} else if (i % 8 == 3) {
-			kms_signature sig;
-			if (kms_sign(client, signing_key, plaintext, sizeof plaintext, KMS_MESSAGE_RAW,
-			             &sig, &err) == KMS_OK)
-				answered_id(r, true);
-			else
-				failed(r, "Sign", &err);
 		} else if (i % 8 == 7) {
 			kms_data_key dk;
 			if (kms_generate_data_key(client, shared_key, NULL, 0, &dk, &err) == KMS_OK) {
