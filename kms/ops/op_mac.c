@@ -58,9 +58,7 @@ kms_status op_generate_mac(op_ctx *ctx, const Kms__Request *req, Kms__Response *
 	g->mac_algorithm = KMS__MAC_ALGORITHM__MAC_HMAC_SHA_256;
 	resp->generate_mac = g;
 	resp->result_case = KMS__RESPONSE__RESULT_GENERATE_MAC;
-	if (ctx->record.again)
-		return records_check_answer(ctx, resp);
-	return KMS_OK;
+	return records_answer(ctx, &use, resp);
 }
 
 kms_status op_verify_mac(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
@@ -169,7 +167,5 @@ kms_status op_pseudonymize(op_ctx *ctx, const Kms__Request *req, Kms__Response *
 	p->key_version = use.version;
 	resp->pseudonymize = p;
 	resp->result_case = KMS__RESPONSE__RESULT_PSEUDONYMIZE;
-	if (ctx->record.again)
-		return records_check_answer(ctx, resp);
-	return KMS_OK;
+	return records_answer(ctx, &use, resp);
 }

@@ -75,6 +75,44 @@ static kms_status input_for(const keyring_key_use *use, Kms__SigningAlgorithm as
 	return KMS_OK;
 }
 
+kms_status op_sign(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
+{
+	const Kms__SignRequest *r = req->sign;
+	char key_id[KMS_KEYID_TEXT_SIZE];
+	keyring_key_use use;
+	sign_input in;
+	uint8_t raw[KEYRING_RAW_SIGNATURE_LEN];
+	KMS_GUARD(op_authorize_ref(ctx, r->key_id, NULL, 0, key_id));
+	KMS_GUARD(keyring_use_key(ctx->d->keyring, key_id, KEY_USAGE_SIGN_VERIFY, "Sign", 0, &use));
+	op_note_key(ctx, use.key_id_text, use.version);
+	KMS_GUARD(input_for(&use, r->signing_algorithm, r->message_type, r->message, &in));
+	kms_status st = keyring_sign(ctx->d->keyring, &use, in.bytes, in.len, raw);
+	kms_wipe(&in, sizeof in); /* the message's digest stands for the message */
+	KMS_GUARD(st);
+
+	Kms__SignResponse *s;
+	OP_ALLOC(ctx, s);
+	kms__sign_response__init(s);
+	if (use.spec == KEY_SPEC_ECC_P256) {
+		uint8_t der[ECDSA_P256_DER_MAX];
+		size_t der_len;
+		KMS_GUARD(ecdsa_p256_raw_to_der(raw, der, sizeof der, &der_len));
+		s->signature.data = arena_memdup(ctx->arena, der, der_len);
+		s->signature.len = der_len;
+	} else {
+		s->signature.data = arena_memdup(ctx->arena, raw, sizeof raw);
+		s->signature.len = sizeof raw;
+	}
+	KMS_ENSURE(s->signature.data, KMS_INTERNAL, "out of request memory");
+	s->key_id = arena_strdup(ctx->arena, use.key_id_text);
+	KMS_ENSURE(s->key_id, KMS_INTERNAL, "out of request memory");
+	s->key_version = use.version;
+	s->signing_algorithm = algorithm_of(use.spec);
+	resp->sign = s;
+	resp->result_case = KMS__RESPONSE__RESULT_SIGN;
+	return KMS_OK;
+}
+
 /* Whether version `use` verifies the signature. */
 static kms_status verify_with(op_ctx *ctx, const keyring_key_use *use, const sign_input *in,
                               ProtobufCBinaryData sig, bool *valid)
@@ -84,74 +122,6 @@ static kms_status verify_with(op_ctx *ctx, const keyring_key_use *use, const sig
 	KMS_GUARD(keyring_public_key(ctx->d->keyring, use, pub, &pub_len));
 	return signature_verify(type_of(use->spec), pub, pub_len, in->bytes, in->len, sig.data,
 	                        sig.len, valid);
-}
-
-/* Sent again (kms/pipeline/records.h): the signature its first run made,
- * which must verify over the message sent now, into *sig (arena). */
-static kms_status recorded_signature(op_ctx *ctx, const keyring_key_use *use,
-                                     const sign_input *in, ProtobufCBinaryData *sig)
-{
-	bool valid = false;
-	ProtobufCBinaryData was = { ctx->record.blob_len, ctx->record.blob };
-	KMS_ENSURE(was.data, KMS_INTERNAL, "request %s: its record holds no signature",
-	           ctx->request_id);
-	KMS_GUARD(verify_with(ctx, use, in, was, &valid));
-	KMS_ENSURE(valid, KMS_INVALID_ARGUMENT, "request id %s was used before for another "
-	           "request: send each request with an id of its own", ctx->request_id);
-	*sig = was;
-	return KMS_OK;
-}
-
-/* A raw signature as Sign answers it: ECDSA in DER, Ed25519 as it is. */
-static kms_status encoded_signature(op_ctx *ctx, key_spec spec,
-                                    const uint8_t raw[static KEYRING_RAW_SIGNATURE_LEN],
-                                    ProtobufCBinaryData *out)
-{
-	if (spec == KEY_SPEC_ECC_P256) {
-		uint8_t der[ECDSA_P256_DER_MAX];
-		size_t der_len;
-		KMS_GUARD(ecdsa_p256_raw_to_der(raw, der, sizeof der, &der_len));
-		out->data = arena_memdup(ctx->arena, der, der_len);
-		out->len = der_len;
-	} else {
-		out->data = arena_memdup(ctx->arena, raw, KEYRING_RAW_SIGNATURE_LEN);
-		out->len = KEYRING_RAW_SIGNATURE_LEN;
-	}
-	KMS_ENSURE(out->data, KMS_INTERNAL, "out of request memory");
-	return KMS_OK;
-}
-
-kms_status op_sign(op_ctx *ctx, const Kms__Request *req, Kms__Response *resp)
-{
-	const Kms__SignRequest *r = req->sign;
-	char key_id[KMS_KEYID_TEXT_SIZE];
-	keyring_key_use use;
-	sign_input in;
-	uint8_t raw[KEYRING_RAW_SIGNATURE_LEN];
-	KMS_GUARD(op_authorize_ref(ctx, r->key_id, NULL, 0, key_id));
-	/* Sent again: the version its first run signed with, still active. */
-	uint32_t version = ctx->record.again ? ctx->record.version : 0;
-	KMS_GUARD(keyring_use_key(ctx->d->keyring, key_id, KEY_USAGE_SIGN_VERIFY, "Sign", version,
-	                          &use));
-	op_note_key(ctx, use.key_id_text, use.version);
-	Kms__SignResponse *s;
-	OP_ALLOC(ctx, s);
-	kms__sign_response__init(s);
-	KMS_GUARD(input_for(&use, r->signing_algorithm, r->message_type, r->message, &in));
-	kms_status st = ctx->record.again
-	                        ? recorded_signature(ctx, &use, &in, &s->signature)
-	                        : keyring_sign(ctx->d->keyring, &use, in.bytes, in.len, raw);
-	kms_wipe(&in, sizeof in); /* the message's digest stands for the message */
-	KMS_GUARD(st);
-	if (!ctx->record.again)
-		KMS_GUARD(encoded_signature(ctx, use.spec, raw, &s->signature));
-	s->key_id = arena_strdup(ctx->arena, use.key_id_text);
-	KMS_ENSURE(s->key_id, KMS_INTERNAL, "out of request memory");
-	s->key_version = use.version;
-	s->signing_algorithm = algorithm_of(use.spec);
-	resp->sign = s;
-	resp->result_case = KMS__RESPONSE__RESULT_SIGN;
-	return KMS_OK;
 }
 
 /* Tries the version asked for, or every active one (the primary first),

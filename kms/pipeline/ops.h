@@ -127,11 +127,12 @@ typedef struct op_ctx {
 		int op;           /* its operation's field number in kms.Request */
 		uint8_t digest[32];
 		/* What its first run made (arena); NULL: nothing: the ciphertext
-		 * blob, Sign's signature, or the SHA-256 of GenerateMac's MAC or
-		 * of Pseudonymize's pseudonyms (records.h). */
+		 * blob, or GenerateMac's and Pseudonymize's answer tag (records.h). */
 		uint8_t *blob;
 		size_t blob_len;
-		uint32_t version; /* Sign, GenerateMac, Pseudonymize: its key version */
+		uint32_t version; /* GenerateMac, Pseudonymize: its first run's key version */
+		uint8_t tag[32];  /* this run's answer tag (records_answer) */
+		bool tagged;
 	} record;
 	/* A control-plane change on the fleet's database: its outcome entry
 	 * commits with the change (store.h, store_companion; pipeline.c).

@@ -37,8 +37,6 @@ static const ProtobufCMessage *recorded_op(const Kms__Request *req)
 	case KMS__REQUEST__OP_GENERATE_DATA_KEY_WITHOUT_PLAINTEXT:
 		return req->generate_data_key_without_plaintext
 		        ? &req->generate_data_key_without_plaintext->base : NULL;
-	case KMS__REQUEST__OP_SIGN:
-		return req->sign ? &req->sign->base : NULL;
 	case KMS__REQUEST__OP_GENERATE_MAC:
 		return req->generate_mac ? &req->generate_mac->base : NULL;
 	case KMS__REQUEST__OP_PSEUDONYMIZE:
@@ -52,8 +50,8 @@ static const ProtobufCMessage *recorded_op(const Kms__Request *req)
 typedef enum {
 	RESULT_NONE,      /* Decrypt: nothing (it is run again) */
 	RESULT_BLOB,      /* the ciphertext blob the first run made */
-	RESULT_VERSIONED, /* the key version, then Sign's signature or the
-	                   * SHA-256 of the answer (answer_digest) */
+	RESULT_VERSIONED, /* the key version, then the answer's tag
+	                   * (records_answer) */
 } result_kind;
 
 static result_kind result_of(int op)
@@ -61,7 +59,6 @@ static result_kind result_of(int op)
 	switch (op) {
 	case KMS__REQUEST__OP_DECRYPT:
 		return RESULT_NONE;
-	case KMS__REQUEST__OP_SIGN:
 	case KMS__REQUEST__OP_GENERATE_MAC:
 	case KMS__REQUEST__OP_PSEUDONYMIZE:
 		return RESULT_VERSIONED;
@@ -72,15 +69,14 @@ static result_kind result_of(int op)
 
 /* SHA-256 of the label, its NUL, the operation's field number (4 bytes,
  * big-endian) and the operation's message as protobuf-c packs it, with
- * the data it works on left empty: Encrypt's plaintext, Sign's and
- * GenerateMac's message, Pseudonymize's values (a hash of a short
- * plaintext or of an identifier can be guessed). The handler run again
- * checks those against what the first run made. */
+ * the data it works on left empty: Encrypt's plaintext, GenerateMac's
+ * message, Pseudonymize's values (a hash of a short plaintext or of an
+ * identifier can be guessed). The handler run again checks those against
+ * what the first run made. */
 static kms_status digest_of(op_ctx *ctx, const Kms__Request *req, const ProtobufCMessage *op,
                             uint8_t out[static STORE_REQUEST_DIGEST_LEN])
 {
 	Kms__EncryptRequest enc;
-	Kms__SignRequest sign;
 	Kms__GenerateMacRequest mac;
 	Kms__PseudonymizeRequest pseudo;
 	const ProtobufCBinaryData none = { 0, NULL };
@@ -89,11 +85,6 @@ static kms_status digest_of(op_ctx *ctx, const Kms__Request *req, const Protobuf
 		enc = *req->encrypt;
 		enc.plaintext = none;
 		op = &enc.base;
-		break;
-	case KMS__REQUEST__OP_SIGN:
-		sign = *req->sign;
-		sign.message = none;
-		op = &sign.base;
 		break;
 	case KMS__REQUEST__OP_GENERATE_MAC:
 		mac = *req->generate_mac;
@@ -254,53 +245,51 @@ static kms_status answer_digest(const Kms__Response *resp, uint8_t out[static 32
 	return KMS_OK;
 }
 
-kms_status records_check_answer(op_ctx *ctx, const Kms__Response *resp)
+kms_status records_answer(op_ctx *ctx, const keyring_key_use *use, const Kms__Response *resp)
 {
-	uint8_t d[32];
+	if (!ctx->record.on)
+		return KMS_OK;
+	uint8_t d[32], tag[HSM_HMAC_SHA256_LEN];
 	KMS_GUARD(answer_digest(resp, d));
-	bool same = ctx->record.blob_len == sizeof d &&
-	            CRYPTO_memcmp(ctx->record.blob, d, sizeof d) == 0;
+	/* Keyed, in the HSM: without the key no one who reads the table can
+	 * tell which MAC or pseudonyms a record is of. */
+	KMS_GUARD(keyring_hmac(ctx->d->keyring, use, d, sizeof d, tag));
+	bool same = !ctx->record.again ||
+	            (ctx->record.blob_len == sizeof tag &&
+	             CRYPTO_memcmp(ctx->record.blob, tag, sizeof tag) == 0);
+	memcpy(ctx->record.tag, tag, sizeof tag);
 	KMS_ENSURE(same, KMS_INVALID_ARGUMENT, "request id %s was used before for another "
 	           "request: send each request with an id of its own", ctx->request_id);
+	ctx->record.tagged = true;
 	return KMS_OK;
 }
 
-/* A versioned result: the key version, then Sign's signature or the
- * answer's digest. */
+/* A versioned result: the key version, then the answer's tag. */
 static kms_status versioned_result(op_ctx *ctx, const Kms__Response *resp, uint8_t *out,
                                    size_t cap, size_t *len)
 {
-	uint32_t version;
-	const uint8_t *tail;
-	size_t tail_len;
-	uint8_t d[32];
-	if (resp->result_case == KMS__RESPONSE__RESULT_SIGN && resp->sign) {
-		version = resp->sign->key_version;
-		tail = resp->sign->signature.data;
-		tail_len = resp->sign->signature.len;
-	} else {
-		KMS_GUARD(answer_digest(resp, d));
-		version = resp->result_case == KMS__RESPONSE__RESULT_GENERATE_MAC
-		                  ? resp->generate_mac->key_version
-		                  : resp->pseudonymize->key_version;
-		tail = d;
-		tail_len = sizeof d;
-	}
-	KMS_ENSURE(tail_len && RECORD_VERSION_LEN + tail_len <= cap, KMS_INTERNAL,
-	           "request %s: a result of %zu bytes to record", ctx->request_id, tail_len);
+	uint32_t version = 0;
+	if (resp->result_case == KMS__RESPONSE__RESULT_GENERATE_MAC && resp->generate_mac)
+		version = resp->generate_mac->key_version;
+	else if (resp->result_case == KMS__RESPONSE__RESULT_PSEUDONYMIZE && resp->pseudonymize)
+		version = resp->pseudonymize->key_version;
+	KMS_ENSURE(version && ctx->record.tagged &&
+	                   RECORD_VERSION_LEN + sizeof ctx->record.tag <= cap,
+	           KMS_INTERNAL, "request %s: its answer was not tagged for its record",
+	           ctx->request_id);
 	out[0] = (uint8_t)(version >> 24);
 	out[1] = (uint8_t)(version >> 16);
 	out[2] = (uint8_t)(version >> 8);
 	out[3] = (uint8_t)version;
-	memcpy(out + RECORD_VERSION_LEN, tail, tail_len);
-	*len = RECORD_VERSION_LEN + tail_len;
+	memcpy(out + RECORD_VERSION_LEN, ctx->record.tag, sizeof ctx->record.tag);
+	*len = RECORD_VERSION_LEN + sizeof ctx->record.tag;
 	return KMS_OK;
 }
 
 kms_status records_make(op_ctx *ctx, const Kms__Response *resp, store_request_record **out)
 {
 	*out = NULL;
-	uint8_t versioned[RECORD_VERSION_LEN + 128];
+	uint8_t versioned[RECORD_VERSION_LEN + HSM_HMAC_SHA256_LEN];
 	ProtobufCBinaryData blob = answered_blob(resp);
 	if (result_of(ctx->record.op) == RESULT_VERSIONED) {
 		KMS_GUARD(versioned_result(ctx, resp, versioned, sizeof versioned, &blob.len));
